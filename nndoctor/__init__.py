@@ -1,0 +1,1 @@
+"""nndoctor: a training doctor for PyTorch."""

@@ -1,0 +1,247 @@
+"""What nndoctor diagnoses: a Subject (model, batches, loss, optimizer, task).
+
+A subject is *declared* through the Python API, *captured* from an unmodified
+script, or *built* by the zoo. Every experiment works on copies made from it,
+so the user's objects are never trained or mutated.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+TaskKind = Literal[
+    "classification",  # single-label, C classes, integer targets (or probabilities)
+    "binary",  # one logit per sample
+    "multilabel",  # K independent binary outputs
+    "regression",
+    "reconstruction",  # output approximates (part of) the input
+    "detection",
+    "custom",  # anything else: a (model, batch) -> loss callable
+]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A hint of what the model learns; it decides the chance-level loss and metrics."""
+
+    kind: TaskKind = "custom"
+    num_classes: int | None = None
+
+    @classmethod
+    def classification(cls, num_classes: int) -> Task:
+        return cls("classification", num_classes)
+
+    @classmethod
+    def binary(cls) -> Task:
+        return cls("binary", 2)
+
+    @classmethod
+    def multilabel(cls, num_outputs: int) -> Task:
+        return cls("multilabel", num_outputs)
+
+    @classmethod
+    def regression(cls) -> Task:
+        return cls("regression")
+
+    @classmethod
+    def reconstruction(cls) -> Task:
+        return cls("reconstruction")
+
+    @classmethod
+    def detection(cls, num_classes: int | None = None) -> Task:
+        return cls("detection", num_classes)
+
+    def describe(self) -> str:
+        if self.num_classes is not None and self.kind in ("classification", "multilabel"):
+            return f"{self.kind} ({self.num_classes} {'classes' if self.kind == 'classification' else 'outputs'})"
+        return self.kind
+
+
+@dataclass
+class OptimizerSpec:
+    """How to build a fresh optimizer of the user's kind, so copies can be trained.
+
+    ``groups`` holds, per parameter group, the hyperparameters and the *names*
+    of its parameters (names relative to the model), so the spec can be
+    re-applied to a deep copy of the model.
+    """
+
+    cls: type[torch.optim.Optimizer]
+    defaults: dict[str, Any]
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_optimizer(cls, optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerSpec:
+        names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+        groups = []
+        for g in optimizer.param_groups:
+            hyper = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
+            hyper["param_names"] = [names[id(p)] for p in g["params"] if id(p) in names]
+            groups.append(hyper)
+        defaults = {k: copy.deepcopy(v) for k, v in optimizer.defaults.items()}
+        return cls(type(optimizer), defaults, groups)
+
+    @classmethod
+    def of(cls, optimizer_cls: type[torch.optim.Optimizer], **hyper: Any) -> OptimizerSpec:
+        return cls(optimizer_cls, dict(hyper), [])
+
+    def hyperparameters(self) -> list[dict[str, Any]]:
+        """One dict per group (the defaults when no groups were recorded)."""
+        if not self.groups:
+            return [dict(self.defaults)]
+        return [{k: v for k, v in g.items() if k != "param_names"} for g in self.groups]
+
+    def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
+        """A fresh optimizer over ``model``'s parameters, with ``overrides`` on every group."""
+        if not self.groups:
+            params = [p for p in model.parameters() if p.requires_grad]
+            return self.cls(params, **{**self.defaults, **overrides})
+        by_name = dict(model.named_parameters(remove_duplicate=False))
+        groups = []
+        for g in self.groups:
+            hyper = {k: v for k, v in g.items() if k != "param_names"}
+            hyper.update(overrides)
+            hyper.pop("initial_lr", None)
+            params = [by_name[n] for n in g["param_names"] if n in by_name]
+            if params:
+                groups.append({"params": params, **hyper})
+        return self.cls(groups)
+
+    def describe(self) -> str:
+        hp = self.hyperparameters()[0]
+        shown = {k: hp[k] for k in ("lr", "momentum", "betas", "weight_decay", "eps") if k in hp}
+        return f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+Criterion = Callable[[Any, Any], torch.Tensor]
+
+
+def default_inputs(batch: Any) -> Any:
+    """The model input of a batch: the first element of a tuple/list, or the batch itself."""
+    if isinstance(batch, (tuple, list)):
+        return batch[0]
+    if isinstance(batch, dict):
+        for key in ("input", "inputs", "x", "image", "images"):
+            if key in batch:
+                return batch[key]
+    return batch
+
+
+def default_targets(batch: Any) -> Any:
+    """The target of a batch: the second element of a tuple/list, or None."""
+    if isinstance(batch, (tuple, list)) and len(batch) > 1:
+        return batch[1]
+    if isinstance(batch, dict):
+        for key in ("target", "targets", "y", "label", "labels"):
+            if key in batch:
+                return batch[key]
+    return None
+
+
+def move_to(obj: Any, device: torch.device | str) -> Any:
+    """``obj`` with every tensor inside moved to ``device`` (tuples, lists, dicts)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(move_to(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [move_to(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: move_to(v, device) for k, v in obj.items()}
+    return obj
+
+
+@dataclass
+class Subject:
+    """A model with everything needed to train copies of it.
+
+    Give either ``criterion`` (applied as ``criterion(model(inputs(batch)), targets(batch))``)
+    or ``loss_fn`` (``loss_fn(model, batch) -> scalar loss``) for anything else.
+    ``batches`` is an iterable of batches (a DataLoader, a list) or a zero-argument
+    callable returning one; only a few batches are ever drawn from it.
+    """
+
+    model: nn.Module
+    batches: Iterable[Any] | Callable[[], Iterable[Any]]
+    criterion: Criterion | None = None
+    loss_fn: LossFn | None = None
+    optimizer: OptimizerSpec | None = None
+    task: Task = field(default_factory=Task)
+    inputs: Callable[[Any], Any] = default_inputs
+    targets: Callable[[Any], Any] = default_targets
+    name: str = "subject"
+    # Where batches come from, for the data checks: the DataLoader (if any).
+    loader: Any = None
+    # Regularisation the subject uses, so experiments can switch it off.
+    uses_augmentation: bool = False
+
+    def __post_init__(self) -> None:
+        if self.criterion is None and self.loss_fn is None:
+            raise ValueError("a Subject needs a criterion or a loss_fn")
+        if self.optimizer is None:
+            self.optimizer = OptimizerSpec.of(torch.optim.Adam, lr=1e-3)
+
+    # -- batches ---------------------------------------------------------
+    def iter_batches(self) -> Iterator[Any]:
+        source = self.batches() if callable(self.batches) else self.batches
+        return iter(source)
+
+    def take_batches(self, n: int) -> list[Any]:
+        """The first ``n`` batches (fewer if the source is shorter)."""
+        return list(itertools.islice(self.iter_batches(), n))
+
+    # -- loss ------------------------------------------------------------
+    def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The training loss of ``model`` on ``batch`` (the subject's own definition)."""
+        if self.loss_fn is not None:
+            return self.loss_fn(model, batch)
+        assert self.criterion is not None
+        return self.criterion(call_model(model, self.inputs(batch)), self.targets(batch))
+
+    def forward_output(self, model: nn.Module, batch: Any) -> Any:
+        return call_model(model, self.inputs(batch))
+
+    @property
+    def has_criterion(self) -> bool:
+        return self.criterion is not None
+
+    # -- copies ----------------------------------------------------------
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    def describe(self) -> dict[str, Any]:
+        n_params = sum(p.numel() for p in self.model.parameters())
+        return {
+            "name": self.name,
+            "model": type(self.model).__name__,
+            "parameters": n_params,
+            "device": str(self.device()),
+            "task": self.task.describe(),
+            "optimizer": self.optimizer.describe() if self.optimizer else None,
+            "loss": _describe_loss(self),
+        }
+
+
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """Call ``model`` on inputs given as a tensor, a tuple of positional args, or a dict of kwargs."""
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, tuple):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _describe_loss(subject: Subject) -> str:
+    fn = subject.criterion if subject.criterion is not None else subject.loss_fn
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return name if subject.criterion is not None else f"{name}(model, batch)"

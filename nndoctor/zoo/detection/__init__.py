@@ -1,0 +1,1 @@
+"""Detectors: YOLOv3-style and EfficientDet-style, with shared box utilities."""

@@ -1,0 +1,1 @@
+"""Self-supervised pretext tasks (one file per family)."""
