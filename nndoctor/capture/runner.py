@@ -1,0 +1,288 @@
+"""Zero-code capture: run an unmodified training script under observation.
+
+The script runs as ``__main__`` with its own argv, in this process, inside a
+context that installs global, removable instrumentation: a global forward
+pre-hook finds the model (the first module with parameters that is called),
+the training probe observes loss calls, backward passes and optimizer steps,
+DataLoader iteration is recorded, and ``torch.save`` is redirected to a scratch
+folder so a diagnosed script never overwrites the user's checkpoints.
+
+The script is stopped after the step budget, or the wall-clock timeout, with
+:class:`StopCapture`, a ``BaseException`` so the user's ``except Exception``
+cannot swallow it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import runpy
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.optim.optimizer as optim_mod
+from torch import nn
+from torch.nn.modules import module as module_mod
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.probes.training import TrainingProbe
+
+
+class StopCapture(BaseException):  # noqa: N818 - a control-flow signal
+    """Stops the observed script; derived from BaseException on purpose."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ScriptError(Exception):
+    """The script could not be run at all (missing, unreadable)."""
+
+
+@dataclass
+class Capture:
+    """What a script run left behind for the checks."""
+
+    script: str
+    argv: list[str]
+    recording: Recording
+    model: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    initial_state: dict[str, torch.Tensor] | None = None
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    stop_reason: str = ""
+    seconds: float = 0.0
+    exception: BaseException | None = None
+    traceback: str | None = None
+    scratch_dir: str | None = None
+    stdout_tail: str = ""
+
+    @property
+    def observed(self) -> bool:
+        return self.model is not None and self.steps > 0
+
+
+class _LoaderRecorder:
+    """Records every DataLoader the script iterates and which one fed the last batch."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self._by_loader: dict[int, LoaderInfo] = {}
+        self._by_iter: dict[int, LoaderInfo] = {}
+        self.last: LoaderInfo | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        original_iter = DataLoader.__iter__
+        original_next = _BaseDataLoaderIter.__next__
+        recorder = self
+
+        def __iter__(loader: DataLoader) -> Any:  # noqa: N807 - replaces a dunder
+            it = original_iter(loader)
+            try:
+                recorder._note_iter(loader, it)
+            except Exception:  # noqa: BLE001 - recording must never break iteration
+                pass
+            return it
+
+        def __next__(it: Any) -> Any:  # noqa: N807
+            batch = original_next(it)
+            info = recorder._by_iter.get(id(it))
+            if info is not None:
+                info.batches_yielded += 1
+                recorder.last = info
+            return batch
+
+        DataLoader.__iter__ = __iter__  # type: ignore[method-assign]
+        _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
+            _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
+
+    def _note_iter(self, loader: DataLoader, it: Any) -> None:
+        info = self._by_loader.get(id(loader))
+        if info is None:
+            try:
+                n = len(loader.dataset)  # type: ignore[arg-type]
+            except TypeError:
+                n = None
+            info = LoaderInfo(
+                index=len(self.recording.loaders),
+                sampler=type(loader.sampler).__name__,
+                shuffle=isinstance(loader.sampler, RandomSampler),
+                batch_size=loader.batch_size,
+                dataset_len=n,
+                dataset=type(loader.dataset).__name__,
+                drop_last=loader.drop_last,
+                num_workers=loader.num_workers,
+                under_no_grad=not torch.is_grad_enabled(),
+            )
+            self._by_loader[id(loader)] = info
+            self.recording.loaders.append(info)
+        self._by_iter[id(it)] = info
+
+
+def run_script(
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    steps: int = 20,
+    timeout: float = 60.0,
+) -> Capture:
+    """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds."""
+    path = os.path.abspath(script)
+    if not os.path.isfile(path):
+        raise ScriptError(f"no such script: {script}")
+    argv = list(argv or [])
+    recording = Recording()
+    capture = Capture(script=script, argv=argv, recording=recording)
+    scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
+    capture.scratch_dir = scratch
+
+    def on_step_end(done: int) -> None:
+        capture.steps = done
+        if done >= steps:
+            raise StopCapture("step budget")
+
+    probe = TrainingProbe(recording, on_step_end=on_step_end)
+    loaders = _LoaderRecorder(recording)
+    candidates: list[nn.Module] = []
+
+    def discover(module: nn.Module, args: tuple[Any, ...]) -> None:
+        try:
+            if probe.model is not None or any(module is c for c in candidates):
+                return
+            if next(module.parameters(), None) is None:
+                return
+            candidates.append(module)
+            capture.initial_state = _clone_state(module)
+            probe.attach_model(module)
+            capture.model = module
+            if torch.is_grad_enabled():
+                probe._guard("model", probe._root_pre)(module, args, {})
+        except Exception:  # noqa: BLE001 - discovery must never break the script
+            pass
+
+    def note_loader(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if loaders.last is not None:
+            probe._pending.record.loader = loaders.last.index
+        if capture.optimizer is None and probe.model is not None:
+            ids = {id(p) for p in probe.model.parameters()}
+            if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
+                capture.optimizer = optimizer
+
+    start = time.perf_counter()
+    old_argv, old_path = sys.argv[:], sys.path[:]
+    old_handler = signal.getsignal(signal.SIGALRM)
+    handles = []
+    try:
+        handles.append(module_mod.register_module_forward_pre_hook(discover))
+        handles.append(optim_mod.register_optimizer_step_pre_hook(note_loader))
+        sys.argv = [path, *argv]
+        sys.path.insert(0, os.path.dirname(path))
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            raise StopCapture("timeout")
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
+        with probe, loaders.installed(), _redirect_saves(scratch, recording), _scheduler_seen(recording):
+            try:
+                runpy.run_path(path, run_name="__main__")
+                capture.stop_reason = "script finished"
+            except StopCapture as stop:
+                capture.stop_reason = stop.reason
+            except SystemExit as exit_:
+                code = exit_.code
+                if code in (None, 0):
+                    capture.stop_reason = "script finished"
+                else:
+                    capture.stop_reason = f"script exited with status {code}"
+                    capture.exception = exit_
+            except BaseException as exc:  # noqa: BLE001 - report whatever the script raised
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                capture.stop_reason = "script raised"
+                capture.exception = exc
+                capture.traceback = _user_traceback(exc, path)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        signal.signal(signal.SIGALRM, old_handler)
+        for h in handles:
+            h.remove()
+        sys.argv, sys.path[:] = old_argv, old_path
+    capture.seconds = time.perf_counter() - start
+    capture.steps = probe.steps_done
+    capture.optimizer = capture.optimizer or probe.optimizer
+    capture.batches = probe.captured_batches
+    return capture
+
+
+def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    # A device-side clone: no host transfer, so no synchronisation inside the hook.
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@contextlib.contextmanager
+def _redirect_saves(scratch: str, recording: Recording) -> Iterator[None]:
+    """``torch.save`` to a path goes to ``scratch`` instead, and is noted."""
+    original = torch.save
+
+    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(f, (str, os.PathLike)):
+            target = os.path.join(scratch, os.path.basename(os.fspath(f)) or "checkpoint.pt")
+            recording.saves_redirected.append(os.fspath(f))
+            return original(obj, target, *args, **kwargs)
+        return original(obj, f, *args, **kwargs)
+
+    torch.save = save  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.save = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _scheduler_seen(recording: Recording) -> Iterator[None]:
+    """Notes whether the script steps a learning-rate scheduler."""
+    from torch.optim import lr_scheduler
+
+    original = lr_scheduler.LRScheduler.step
+
+    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        recording.scheduler_seen = True
+        return original(self, *args, **kwargs)
+
+    lr_scheduler.LRScheduler.step = step  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        lr_scheduler.LRScheduler.step = original  # type: ignore[method-assign]
+
+
+def _user_traceback(exc: BaseException, script: str) -> str:
+    """The traceback from the script's first frame on (nndoctor's own frames dropped)."""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb)
+    keep = 0
+    for i, fr in enumerate(frames):
+        if os.path.abspath(fr.filename) == script:
+            keep = i
+            break
+    lines = traceback.format_list(frames[keep:])
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "Traceback (most recent call last):\n" + "".join(lines)

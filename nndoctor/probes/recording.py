@@ -1,0 +1,280 @@
+"""The Recording: what probes observed, as plain Python numbers, one record per step.
+
+Probes write device tensors into a :class:`PendingStep`; at the end of a step the
+pending tensors are copied to the host in one non-blocking transfer and decoded
+later (a step later on a GPU, at once on the CPU) into a :class:`StepRecord`.
+Checks read only this module's types.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nndoctor.probes.stats import ACTIVATION_FIELDS, LOGIT_FIELDS, TENSOR_FIELDS
+
+
+@dataclass
+class TensorSummary:
+    """A batch tensor (model input or target) at one step."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    mean: float = math.nan
+    std: float = math.nan
+    min: float = math.nan
+    max: float = math.nan
+    zero_frac: float = math.nan
+    integral: bool = False
+    fingerprint: tuple[float, float] = (math.nan, math.nan)
+    channel_mean: list[float] | None = None
+    channel_std: list[float] | None = None
+
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.mean, self.std, self.min, self.max))
+
+    def same_as(self, other: TensorSummary | None) -> bool:
+        if other is None or other.shape != self.shape:
+            return False
+        return all(
+            math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+            for a, b in zip(self.fingerprint, other.fingerprint, strict=True)
+        )
+
+
+@dataclass
+class TargetSummary(TensorSummary):
+    """A target batch, with class counts and order when the targets are class indices."""
+
+    class_counts: list[float] | None = None
+    sortedness: float = math.nan  # share of non-decreasing adjacent pairs
+    first: float = math.nan
+
+
+@dataclass
+class LossCall:
+    """A recognised loss function called during a training step."""
+
+    fn: str  # e.g. "cross_entropy", "binary_cross_entropy_with_logits", "mse_loss"
+    input_shape: tuple[int, ...]
+    target_shape: tuple[int, ...] | None
+    input_dtype: str
+    target_dtype: str | None
+    kwargs: dict[str, Any]
+    input_stats: dict[str, float] = field(default_factory=dict)  # LOGIT_FIELDS
+    target: TargetSummary | None = None
+    linked_to_output: str | None = None  # how the input relates to the model output
+    file: str | None = None
+    line: int | None = None
+    value: float = math.nan
+
+
+@dataclass
+class ActivationSummary:
+    mean: float
+    std: float
+    zero_frac: float
+    sat_frac: float
+    min: float
+    max: float
+
+    @property
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in (self.mean, self.std, self.min, self.max))
+
+
+@dataclass
+class StepRecord:
+    """One optimizer step as observed."""
+
+    step: int
+    loss: float = math.nan
+    loss_seen: bool = False
+    inputs: TensorSummary | None = None
+    loss_calls: list[LossCall] = field(default_factory=list)
+    activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
+    output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order
+    grad_norms: dict[str, float] = field(default_factory=dict)  # param name -> norm
+    weight_norms: dict[str, float] = field(default_factory=dict)
+    update_norms: dict[str, float] = field(default_factory=dict)
+    zero_grad_called: bool = False
+    grads_present_at_forward: bool = False
+    model_training: bool = True
+    modules_in_eval: list[str] = field(default_factory=list)
+    hyperparameters: list[dict[str, Any]] = field(default_factory=list)
+    forwards: int = 0
+    backwards: int = 0
+    loader: int | None = None  # index into Recording.loaders of the loader that fed this step
+
+    @property
+    def target(self) -> TargetSummary | None:
+        return self.loss_calls[0].target if self.loss_calls else None
+
+
+@dataclass
+class LoaderInfo:
+    """A DataLoader the script iterated."""
+
+    index: int
+    sampler: str
+    shuffle: bool
+    batch_size: int | None
+    dataset_len: int | None
+    dataset: str
+    drop_last: bool
+    num_workers: int
+    under_no_grad: bool = False  # first iterated while gradients were disabled (evaluation)
+    batches_yielded: int = 0
+
+
+@dataclass
+class ProbeCrash:
+    probe: str
+    error: str
+    traceback: str
+
+
+@dataclass
+class NonFiniteEvent:
+    """The first place a non-finite value was seen."""
+
+    step: int
+    phase: str  # "input", "forward", "loss", "backward", "gradient", "weights"
+    module: str | None = None
+    param: str | None = None
+
+
+@dataclass
+class Recording:
+    """Everything the probes saw while real training steps ran."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    param_names: list[str] = field(default_factory=list)
+    param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    requires_grad: dict[str, bool] = field(default_factory=dict)
+    in_optimizer: set[str] = field(default_factory=set)
+    module_types: dict[str, str] = field(default_factory=dict)  # name -> class name
+    module_files: dict[str, str] = field(default_factory=dict)  # user-defined module -> file
+    loaders: list[LoaderInfo] = field(default_factory=list)
+    crashes: list[ProbeCrash] = field(default_factory=list)
+    eval_forwards: int = 0
+    optimizer_class: str | None = None
+    scheduler_seen: bool = False
+    device: str = "cpu"
+    saves_redirected: list[str] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        return [s.loss for s in self.steps if s.loss_seen]
+
+    def first_nonfinite(self) -> NonFiniteEvent | None:
+        """The earliest step and phase at which anything non-finite was recorded."""
+        for s in self.steps:
+            if s.inputs is not None and not s.inputs.finite:
+                return NonFiniteEvent(s.step, "input")
+            for name, a in s.activations.items():
+                if not a.finite:
+                    return NonFiniteEvent(s.step, "forward", module=name)
+            if s.loss_seen and not math.isfinite(s.loss):
+                return NonFiniteEvent(s.step, "loss")
+            for name, g in s.output_grad_norms.items():
+                if not math.isfinite(g):
+                    return NonFiniteEvent(s.step, "backward", module=name)
+            for name, g in s.grad_norms.items():
+                if not math.isfinite(g):
+                    return NonFiniteEvent(s.step, "gradient", param=name)
+            for name, w in s.weight_norms.items():
+                if not math.isfinite(w):
+                    return NonFiniteEvent(s.step, "weights", param=name)
+        return None
+
+
+# -- decoding ------------------------------------------------------------------
+
+
+def decode_vector(values: list[float], names: tuple[str, ...]) -> dict[str, float]:
+    return dict(zip(names, values, strict=True))
+
+
+def summary_from(values: list[float], shape: tuple[int, ...], dtype: str) -> dict[str, Any]:
+    d = decode_vector(values, TENSOR_FIELDS)
+    return {
+        "shape": shape,
+        "dtype": dtype,
+        "mean": d["mean"],
+        "std": d["std"],
+        "min": d["min"],
+        "max": d["max"],
+        "zero_frac": d["zero_frac"],
+        "integral": d["integral"] > 0.5,
+        "fingerprint": (d["fp_sum"], d["fp_weighted"]),
+    }
+
+
+def activation_from(values: list[float]) -> ActivationSummary:
+    return ActivationSummary(**decode_vector(values, ACTIVATION_FIELDS))
+
+
+def logits_from(values: list[float]) -> dict[str, float]:
+    return decode_vector(values, LOGIT_FIELDS)
+
+
+class HostTransfer:
+    """Collects a step's device tensors and brings them to the host in one copy.
+
+    ``add`` returns a slot; after ``ready()`` the slot's values are plain floats.
+    On CUDA the copy is non-blocking into pinned memory and completion is polled
+    with an event, so no hook ever waits for the GPU.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[torch.Tensor] = []
+        self._slots: list[tuple[int, int]] = []
+        self._offset = 0
+        self._host: torch.Tensor | None = None
+        self._event: Any = None
+
+    def add(self, t: torch.Tensor) -> int:
+        flat = t.detach().reshape(-1).float()
+        self._parts.append(flat)
+        self._slots.append((self._offset, flat.numel()))
+        self._offset += flat.numel()
+        return len(self._slots) - 1
+
+    def launch(self) -> None:
+        if not self._parts:
+            self._host = torch.zeros(0)
+            return
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for p in self._parts:
+            by_device.setdefault(p.device, []).append(p)
+        if len(by_device) == 1 and next(iter(by_device)).type == "cpu":
+            self._host = torch.cat(self._parts)
+        else:
+            parts = [p.to(self._parts[0].device, non_blocking=True) for p in self._parts]
+            dev = torch.cat(parts)
+            if dev.device.type == "cuda":
+                host = torch.empty(dev.shape, dtype=dev.dtype, pin_memory=True)
+                host.copy_(dev, non_blocking=True)
+                self._event = torch.cuda.Event()
+                self._event.record()
+                self._host = host
+            else:
+                self._host = dev.to("cpu")
+        self._parts = []
+
+    def ready(self) -> bool:
+        return self._event is None or self._event.query()
+
+    def wait(self) -> None:
+        if self._event is not None:
+            self._event.synchronize()
+
+    def get(self, slot: int) -> list[float]:
+        assert self._host is not None
+        start, n = self._slots[slot]
+        return self._host[start : start + n].tolist()

@@ -1,0 +1,119 @@
+"""Device-side statistics for probes.
+
+Every function here takes tensors on their own device and returns a small
+tensor on that device. Nothing here calls ``.item()``, ``.cpu()``, ``.tolist()``
+or branches on a tensor's value, so these are safe inside hooks of a CUDA model
+(no host synchronisation). Decoding into Python numbers happens once per step,
+in :mod:`nndoctor.probes.recording`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Layout of the vectors returned below; the recording decodes with these names.
+ACTIVATION_FIELDS = ("mean", "std", "zero_frac", "sat_frac", "min", "max")
+TENSOR_FIELDS = ("mean", "std", "min", "max", "zero_frac", "integral", "fp_sum", "fp_weighted")
+LOGIT_FIELDS = ("min", "max", "rowsum_dev", "logsumexp_dev")
+
+_FINGERPRINT_SAMPLES = 1 << 16
+
+# Sigmoid/tanh outputs within this distance of an asymptote count as saturated.
+SATURATION_MARGIN = 0.01
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach()
+    if x.dtype in (torch.float16, torch.bfloat16) or not x.is_floating_point():
+        return x.float()
+    return x
+
+
+def activation_stats(x: torch.Tensor, saturating: str | None = None) -> torch.Tensor:
+    """[mean, std, zero fraction, saturated fraction, min, max] of an activation.
+
+    A non-finite value anywhere makes mean/std non-finite, which is how module-level
+    NaN tracing sees it without a separate kernel.
+    """
+    xf = _as_float(x)
+    if xf.numel() == 0:
+        return torch.zeros(len(ACTIVATION_FIELDS), device=x.device)
+    var, mean = torch.var_mean(xf, correction=0)
+    lo, hi = torch.aminmax(xf)
+    zero_frac = 1.0 - torch.count_nonzero(xf) / xf.numel()
+    if saturating == "sigmoid":
+        sat = ((xf < SATURATION_MARGIN) | (xf > 1 - SATURATION_MARGIN)).float().mean()
+    elif saturating == "tanh":
+        sat = (xf.abs() > 1 - SATURATION_MARGIN).float().mean()
+    else:
+        sat = torch.zeros((), device=x.device)
+    return torch.stack([mean, var.sqrt(), zero_frac, sat, lo, hi]).float()
+
+
+def tensor_stats(x: torch.Tensor) -> torch.Tensor:
+    """Statistics of a batch tensor: moments, range, zero share, integrality, fingerprint."""
+    xf = _as_float(x)
+    if xf.numel() == 0:
+        return torch.zeros(len(TENSOR_FIELDS), device=x.device)
+    var, mean = torch.var_mean(xf, correction=0)
+    lo, hi = torch.aminmax(xf)
+    zero_frac = 1.0 - torch.count_nonzero(xf) / xf.numel()
+    integral = (xf == xf.round()).all().float()
+    flat = xf.reshape(-1)
+    stride = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
+    sample = flat[::stride]
+    # Position weights make the fingerprint order-sensitive (a permuted batch differs).
+    w = torch.linspace(0.5, 1.5, sample.numel(), device=sample.device)
+    fp = torch.stack([sample.sum(), (sample * w).sum()])
+    return torch.cat([torch.stack([mean, var.sqrt(), lo, hi, zero_frac, integral]), fp]).float()
+
+
+def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | None:
+    """Per-channel (axis 1) mean and std, shape [2, C]; None when it does not apply."""
+    if x.dim() < 2 or x.shape[1] > max_channels or x.numel() == 0:
+        return None
+    xf = _as_float(x)
+    dims = [0, *range(2, xf.dim())]
+    var, mean = torch.var_mean(xf, dim=dims, correction=0)
+    return torch.stack([mean, var.sqrt()]).float()
+
+
+def class_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of integer class targets, without a data-dependent output size (no sync)."""
+    t = target.detach().reshape(-1).long().clamp(0, num_classes - 1)
+    counts = torch.zeros(num_classes, device=target.device)
+    return counts.scatter_add_(0, t, torch.ones_like(t, dtype=counts.dtype))
+
+
+def sortedness(target: torch.Tensor) -> torch.Tensor:
+    """Share of adjacent pairs that are non-decreasing, for a 1-D target batch."""
+    t = target.detach().reshape(target.shape[0], -1)[:, 0].float()
+    if t.numel() < 2:
+        return torch.ones((), device=target.device)
+    return (t[1:] >= t[:-1]).float().mean()
+
+
+def logit_stats(x: torch.Tensor, class_dim: int = 1) -> torch.Tensor:
+    """[min, max, max |row sum - 1|, max |logsumexp|] of a loss input along its class axis.
+
+    Rows that sum to one look like probabilities; rows whose logsumexp is zero look
+    like log-probabilities.
+    """
+    xf = _as_float(x)
+    if xf.numel() == 0:
+        return torch.zeros(len(LOGIT_FIELDS), device=x.device)
+    lo, hi = torch.aminmax(xf)
+    if xf.dim() > class_dim:
+        rowsum = (xf.sum(class_dim) - 1).abs().amax()
+        lse = torch.logsumexp(xf, class_dim).abs().amax()
+    else:
+        rowsum = torch.full((), float("inf"), device=x.device)
+        lse = torch.full((), float("inf"), device=x.device)
+    return torch.stack([lo, hi, rowsum, lse]).float()
+
+
+def param_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """L2 norm of each tensor in one fused call, stacked into one vector."""
+    if not tensors:
+        return torch.zeros(0)
+    return torch.stack(torch._foreach_norm([t.detach() for t in tensors])).float()

@@ -1,0 +1,608 @@
+"""The training probe: hook sets on a model, its optimizer and the loss calls.
+
+It observes real training steps and writes numbers into a :class:`Recording`.
+It never judges. Every hook body runs under a guard: an exception inside a hook
+removes that hook set, is recorded as a probe crash, and never reaches the
+user's code. Device statistics are gathered per step and copied to the host
+once, non-blocking (see :class:`HostTransfer`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from nndoctor.probes import stats
+from nndoctor.probes.recording import (
+    HostTransfer,
+    LossCall,
+    ProbeCrash,
+    Recording,
+    StepRecord,
+    TargetSummary,
+    TensorSummary,
+    activation_from,
+    logits_from,
+    summary_from,
+)
+
+# Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
+RECOGNISED_LOSSES = (
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "kl_div",
+    "multilabel_soft_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+)
+CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss")
+_SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+
+
+def user_frame() -> tuple[str | None, int | None]:
+    """File and line of the innermost caller outside torch and nndoctor."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        fname = frame.f_code.co_filename
+        if not fname.startswith((_TORCH_DIR, _OWN_DIR)) and not fname.startswith("<"):
+            return fname, frame.f_lineno
+        frame = frame.f_back
+    return None, None
+
+
+@dataclass
+class _Pending:
+    """Device tensors and host facts of the step being observed."""
+
+    record: StepRecord
+    transfer: HostTransfer = field(default_factory=HostTransfer)
+    decoders: list[Callable[[], None]] = field(default_factory=list)
+    seen_modules: set[str] = field(default_factory=set)
+    snapshot: list[torch.Tensor] | None = None
+    snapshot_names: list[str] = field(default_factory=list)
+    started: bool = False
+
+
+class TrainingProbe:
+    """Observe training steps of ``model`` driven by ``optimizer`` (or by the first
+    optimizer that steps the model's parameters, when ``optimizer`` is None).
+
+    Use as a context manager; ``attach_model`` may also be called later (zero-code
+    capture discovers the model at its first forward).
+    """
+
+    def __init__(
+        self,
+        recording: Recording | None = None,
+        *,
+        keep_batches: int = 4,
+        on_step_end: Callable[[int], None] | None = None,
+    ) -> None:
+        self.recording = recording or Recording()
+        self.model: nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.keep_batches = keep_batches
+        self.on_step_end = on_step_end
+        self.captured_batches: list[dict[str, Any]] = []  # model args + loss targets, by step
+        self.steps_done = 0
+        self._names: dict[int, str] = {}
+        self._params: list[tuple[str, nn.Parameter]] = []
+        self._model_handles: list[RemovableHandle] = []
+        self._global_handles: list[RemovableHandle] = []
+        self._patches: list[tuple[Any, str, Any]] = []
+        self._disabled: set[str] = set()
+        self._pending = _Pending(StepRecord(step=0))
+        self._in_flight: list[_Pending] = []
+        self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
+        self._loss_depth = 0
+        self._root_depth = 0
+        self._closed = False
+
+    # -- life cycle --------------------------------------------------------------
+    def __enter__(self) -> TrainingProbe:
+        self.install_global()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def install_global(self) -> None:
+        """Install the instrumentation that needs no model: loss calls, backward,
+        zero_grad and optimizer steps."""
+        import torch.nn.functional as F
+        import torch.optim.optimizer as optim_mod
+
+        for name in RECOGNISED_LOSSES:
+            original = getattr(F, name, None)
+            if original is not None:
+                self._patch(F, name, self._wrap_loss(name, original))
+        self._patch(torch.Tensor, "backward", self._wrap_backward(torch.Tensor.backward))
+        self._patch(
+            torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad)
+        )
+        self._patch(nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad))
+        self._global_handles.append(
+            optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
+        )
+        self._global_handles.append(
+            optim_mod.register_optimizer_step_post_hook(self._post_step_outer)
+        )
+
+    def attach_model(self, model: nn.Module) -> None:
+        """Attach per-module hooks to ``model`` (detaching from a previous one)."""
+        self._remove(self._model_handles)
+        self.model = model
+        rec = self.recording
+        self._names = {id(m): n for n, m in model.named_modules()}
+        self._params = list(model.named_parameters())
+        rec.param_names = [n for n, _ in self._params]
+        rec.param_shapes = {n: tuple(p.shape) for n, p in self._params}
+        rec.requires_grad = {n: p.requires_grad for n, p in self._params}
+        rec.module_types = {n: type(m).__name__ for n, m in model.named_modules()}
+        rec.module_files = {
+            n: _module_file(m) for n, m in model.named_modules() if _is_user_module(m)
+        }
+        rec.device = str(next((p.device for _, p in self._params), torch.device("cpu")))
+        self._model_handles.append(
+            model.register_forward_pre_hook(self._guard("model", self._root_pre), with_kwargs=True)
+        )
+        self._model_handles.append(
+            model.register_forward_hook(self._guard("model", self._root_post))
+        )
+        for name, module in model.named_modules():
+            sat = next((v for k, v in _SATURATING.items() if isinstance(module, k)), None)
+            hook = self._make_activation_hook(name, sat)
+            self._model_handles.append(module.register_forward_hook(self._guard("activations", hook)))
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        names = {id(p): n for n, p in self._params}
+        self.recording.in_optimizer = {
+            names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
+        }
+        self.recording.optimizer_class = type(optimizer).__name__
+
+    def close(self) -> None:
+        """Remove every hook and patch, then decode what is still in flight."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._remove(self._model_handles)
+            self._remove(self._global_handles)
+        finally:
+            for owner, name, original in reversed(self._patches):
+                setattr(owner, name, original)
+            self._patches.clear()
+        # A step whose forward/backward ran but whose optimizer step never came
+        # (budget hit mid-step, or a crash) still carries useful numbers.
+        if self._pending.started and (self._pending.record.loss_seen or self._pending.record.forwards):
+            self._finish_step(stepped=False)
+        for p in self._in_flight:
+            p.transfer.wait()
+        self._drain()
+
+    # -- guards and patches --------------------------------------------------------
+    def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if part in self._disabled:
+                return None
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # a probe must never break the user's run
+                self._disabled.add(part)
+                self.recording.crashes.append(
+                    ProbeCrash(part, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                )
+                return None
+
+        return guarded
+
+    def _patch(self, owner: Any, name: str, replacement: Any) -> None:
+        self._patches.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+    @staticmethod
+    def _remove(handles: list[RemovableHandle]) -> None:
+        for h in handles:
+            h.remove()
+        handles.clear()
+
+    # -- model hooks ---------------------------------------------------------------
+    def _root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not torch.is_grad_enabled():
+            self.recording.eval_forwards += 1
+            return None
+        pending = self._pending
+        rec = pending.record
+        rec.forwards += 1
+        if rec.forwards > 1:
+            return None
+        pending.started = True
+        rec.model_training = module.training
+        rec.modules_in_eval = [
+            self._names.get(id(m), "?") for m in module.modules() if not m.training
+        ] if module.training else []
+        rec.grads_present_at_forward = any(p.grad is not None for _, p in self._params)
+        x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
+        if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
+            self._add_tensor_summary(pending, x, "inputs")
+        elif x is not None:
+            rec.inputs = TensorSummary(tuple(x.shape), str(x.dtype).replace("torch.", ""))
+        if len(self.captured_batches) < self.keep_batches:
+            self.captured_batches.append(
+                {"step": rec.step, "args": _detach(args), "kwargs": _detach(kwargs), "targets": None}
+            )
+        return None
+
+    def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
+        if not torch.is_grad_enabled():
+            return None
+        self._outputs = {path: weakref.ref(t) for path, t in _tensors_with_paths(output)}
+        return None
+
+    def _make_activation_hook(self, name: str, saturating: str | None) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not torch.is_grad_enabled():
+                return
+            pending = self._pending
+            if name in pending.seen_modules:
+                return
+            out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            if out is None or not out.is_floating_point():
+                return
+            pending.seen_modules.add(name)
+            slot = pending.transfer.add(stats.activation_stats(out, saturating))
+            rec = pending.record
+            pending.decoders.append(
+                lambda: rec.activations.__setitem__(name, activation_from(pending.transfer.get(slot)))
+            )
+            if out.requires_grad:
+                out.register_hook(self._guard("gradients", self._make_grad_hook(pending, name)))
+
+        return hook
+
+    def _make_grad_hook(self, pending: _Pending, name: str) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            if pending is not self._pending:
+                return
+            slot = pending.transfer.add(torch.linalg.vector_norm(grad.detach().float()).reshape(1))
+            rec = pending.record
+            pending.decoders.append(
+                lambda: rec.output_grad_norms.__setitem__(name, pending.transfer.get(slot)[0])
+            )
+
+        return hook
+
+    def _add_tensor_summary(self, pending: _Pending, x: torch.Tensor, kind: str) -> None:
+        slot = pending.transfer.add(stats.tensor_stats(x))
+        ch = stats.channel_stats(x) if x.dim() >= 2 else None
+        ch_slot = pending.transfer.add(ch) if ch is not None else None
+        shape, dtype = tuple(x.shape), str(x.dtype).replace("torch.", "")
+        rec = pending.record
+
+        def decode() -> None:
+            s = TensorSummary(**summary_from(pending.transfer.get(slot), shape, dtype))
+            if ch_slot is not None:
+                values = pending.transfer.get(ch_slot)
+                half = len(values) // 2
+                s.channel_mean, s.channel_std = values[:half], values[half:]
+            rec.inputs = s
+
+        pending.decoders.append(decode)
+
+    # -- loss, backward, zero_grad -------------------------------------------------
+    def _wrap_loss(self, fn_name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        record_call = self._guard("loss", self._record_loss_call)
+
+        def loss_wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._loss_depth += 1
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                self._loss_depth -= 1
+            if self._loss_depth == 0 and torch.is_grad_enabled():
+                record_call(fn_name, args, kwargs, out)
+            return out
+
+        loss_wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        loss_wrapper.__name__ = getattr(original, "__name__", fn_name)
+        loss_wrapper.__doc__ = original.__doc__
+        return loss_wrapper
+
+    def _record_loss_call(self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        if not isinstance(out, torch.Tensor) or out.dim() != 0 or not out.requires_grad:
+            return
+        pending = self._pending
+        rec = pending.record
+        if len(rec.loss_calls) >= 8:
+            return
+        inp = args[0] if args else kwargs.get("input")
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        if not isinstance(inp, torch.Tensor):
+            return
+        extra = {k: _describe_kwarg(v) for k, v in kwargs.items() if k not in ("input", "target")}
+        extra.update({f"arg{i}": _describe_kwarg(v) for i, v in enumerate(args[2:], start=2)})
+        file, line = user_frame()
+        call = LossCall(
+            fn=fn_name,
+            input_shape=tuple(inp.shape),
+            target_shape=tuple(target.shape) if isinstance(target, torch.Tensor) else None,
+            input_dtype=str(inp.dtype).replace("torch.", ""),
+            target_dtype=str(target.dtype).replace("torch.", "") if isinstance(target, torch.Tensor) else None,
+            kwargs=extra,
+            linked_to_output=self._link(inp),
+            file=file,
+            line=line,
+        )
+        rec.loss_calls.append(call)
+        if len(rec.loss_calls) == 1 and self.captured_batches and self.captured_batches[-1]["step"] == rec.step:
+            self.captured_batches[-1]["targets"] = target.detach() if isinstance(target, torch.Tensor) else None
+            self.captured_batches[-1]["loss_fn"] = fn_name
+            self.captured_batches[-1]["loss_kwargs"] = {
+                k: v for k, v in kwargs.items() if k not in ("input", "target")
+            }
+            self.captured_batches[-1]["loss_args"] = tuple(args[2:])
+            self.captured_batches[-1]["link"] = call.linked_to_output
+            self.captured_batches[-1]["loss_input_shape"] = tuple(inp.shape)
+        value_slot = pending.transfer.add(out.detach().reshape(1))
+        class_dim = 1 if inp.dim() > 1 else 0
+        in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
+        t_slots = self._target_slots(pending, fn_name, inp, target)
+
+        def decode() -> None:
+            call.value = pending.transfer.get(value_slot)[0]
+            call.input_stats = logits_from(pending.transfer.get(in_slot))
+            if t_slots is not None:
+                call.target = t_slots()
+
+        pending.decoders.append(decode)
+
+    def _target_slots(
+        self, pending: _Pending, fn_name: str, inp: torch.Tensor, target: Any
+    ) -> Callable[[], TargetSummary] | None:
+        if not isinstance(target, torch.Tensor) or target.numel() == 0:
+            return None
+        base = pending.transfer.add(stats.tensor_stats(target))
+        shape, dtype = tuple(target.shape), str(target.dtype).replace("torch.", "")
+        counts_slot = order_slot = None
+        if fn_name in CLASS_INDEX_LOSSES and not target.is_floating_point() and inp.dim() >= 2:
+            counts_slot = pending.transfer.add(stats.class_counts(target, int(inp.shape[1])))
+            order_slot = pending.transfer.add(
+                torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
+            )
+        elif target.dim() >= 1 and target.shape[0] > 1:
+            order_slot = pending.transfer.add(
+                torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
+            )
+
+        def decode() -> TargetSummary:
+            t = TargetSummary(**summary_from(pending.transfer.get(base), shape, dtype))
+            if counts_slot is not None:
+                t.class_counts = pending.transfer.get(counts_slot)
+            if order_slot is not None:
+                t.sortedness, t.first = pending.transfer.get(order_slot)
+            return t
+
+        return decode
+
+    def _link(self, inp: torch.Tensor) -> str | None:
+        """How a loss input relates to the model output: "output[...]" or "view of output[...]"."""
+        for path, ref in self._outputs.items():
+            t = ref()
+            if t is None:
+                continue
+            if t is inp:
+                return path
+            if (
+                t.numel() == inp.numel()
+                and t.data_ptr() == inp.data_ptr()
+                and t.dtype == inp.dtype
+            ):
+                return f"view:{path}"
+        return None
+
+    def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        note = self._guard("loss", self._note_backward)
+
+        def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            note(tensor)
+            return original(tensor, *args, **kwargs)
+
+        backward.__wrapped__ = original  # type: ignore[attr-defined]
+        backward.__doc__ = original.__doc__
+        return backward
+
+    def _note_backward(self, tensor: torch.Tensor) -> None:
+        pending = self._pending
+        rec = pending.record
+        rec.backwards += 1
+        if tensor.dim() != 0 or rec.loss_seen:
+            return
+        rec.loss_seen = True
+        pending.started = True
+        slot = pending.transfer.add(tensor.detach().reshape(1))
+        pending.decoders.append(lambda: setattr(rec, "loss", pending.transfer.get(slot)[0]))
+
+    def _wrap_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            self._pending.record.zero_grad_called = True
+            return original(obj, *args, **kwargs)
+
+        zero_grad.__wrapped__ = original  # type: ignore[attr-defined]
+        zero_grad.__doc__ = original.__doc__
+        return zero_grad
+
+    # -- optimizer steps ---------------------------------------------------------------
+    def _is_tracked(self, optimizer: torch.optim.Optimizer) -> bool:
+        if self.optimizer is not None:
+            return optimizer is self.optimizer
+        if self.model is None:
+            return False
+        ids = {id(p) for _, p in self._params}
+        if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
+            self.attach_optimizer(optimizer)
+            return True
+        return False
+
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if not self._is_tracked(optimizer):
+            return
+        pending = self._pending
+        rec = pending.record
+        rec.hyperparameters = [
+            {k: _describe_kwarg(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+        ]
+        with_grad = [(n, p) for n, p in self._params if p.grad is not None]
+        if with_grad:
+            g_slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
+            g_names = [n for n, _ in with_grad]
+            pending.decoders.append(
+                lambda: rec.grad_norms.update(zip(g_names, pending.transfer.get(g_slot), strict=True))
+            )
+        tracked = [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
+        if tracked:
+            w_slot = pending.transfer.add(stats.param_norms([p for _, p in tracked]))
+            w_names = [n for n, _ in tracked]
+            pending.decoders.append(
+                lambda: rec.weight_norms.update(zip(w_names, pending.transfer.get(w_slot), strict=True))
+            )
+            with torch.no_grad():
+                pending.snapshot = torch._foreach_mul([p.detach() for _, p in tracked], 1.0)
+            pending.snapshot_names = w_names
+
+    def _post_step_outer(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        tracked = self._guard("optimizer", self._is_tracked)(optimizer)
+        if not tracked:
+            return
+        self._guard("optimizer", self._post_step)()
+        self._guard("optimizer", self._finish_step)(stepped=True)
+        # Outside the guard: the capture's step budget stops the script from here.
+        if self.on_step_end is not None:
+            self.on_step_end(self.steps_done)
+
+    def _post_step(self) -> None:
+        pending = self._pending
+        if pending.snapshot is None:
+            return
+        by_name = dict(self._params)
+        with torch.no_grad():
+            now = [by_name[n].detach() for n in pending.snapshot_names]
+            delta = torch._foreach_sub(now, pending.snapshot)
+            u_slot = pending.transfer.add(torch.stack(torch._foreach_norm(delta)).float())
+        names = pending.snapshot_names
+        rec = pending.record
+        pending.decoders.append(
+            lambda: rec.update_norms.update(zip(names, pending.transfer.get(u_slot), strict=True))
+        )
+        pending.snapshot = None
+
+    def _finish_step(self, stepped: bool) -> None:
+        pending = self._pending
+        pending.transfer.launch()
+        self._in_flight.append(pending)
+        self.recording.steps.append(pending.record)
+        if stepped:
+            self.steps_done += 1
+        self._pending = _Pending(StepRecord(step=self.steps_done if stepped else self.steps_done + 1))
+        self._outputs = {}
+        self._drain()
+
+    def _drain(self) -> None:
+        """Decode every step whose host copy has arrived (never waits)."""
+        while self._in_flight and self._in_flight[0].transfer.ready():
+            done = self._in_flight.pop(0)
+            for decode in done.decoders:
+                decode()
+            done.decoders.clear()
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    if isinstance(obj, dict):
+        for o in obj.values():
+            t = _first_tensor(o)
+            if t is not None:
+                return t
+    return None
+
+
+def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:
+    if isinstance(obj, torch.Tensor):
+        return [(path, obj)]
+    out: list[tuple[str, torch.Tensor]] = []
+    if isinstance(obj, (tuple, list)):
+        for i, o in enumerate(obj):
+            out.extend(_tensors_with_paths(o, f"{path}[{i}]"))
+    elif isinstance(obj, dict):
+        for k, o in obj.items():
+            out.extend(_tensors_with_paths(o, f"{path}[{k!r}]"))
+    return out[:16]
+
+
+def _detach(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, tuple):
+        return tuple(_detach(o) for o in obj)
+    if isinstance(obj, list):
+        return [_detach(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    return obj
+
+
+def _describe_kwarg(v: Any) -> Any:
+    """Hyperparameters and loss kwargs as JSON-friendly values, without touching tensor data."""
+    if isinstance(v, torch.Tensor):
+        if v.dim() == 0 and v.device.type == "cpu":
+            return float(v)
+        return f"tensor{tuple(v.shape)}"
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, (tuple, list)):
+        return [_describe_kwarg(x) for x in v]
+    return type(v).__name__
+
+
+def _is_user_module(m: nn.Module) -> bool:
+    mod = type(m).__module__ or ""
+    return not mod.startswith("torch.")
+
+
+def _module_file(m: nn.Module) -> str:
+    try:
+        return sys.modules[type(m).__module__].__file__ or ""
+    except (KeyError, AttributeError):
+        return ""
+
+
+def finite(x: float) -> bool:
+    return math.isfinite(x)
