@@ -1,0 +1,268 @@
+"""Box utilities shared by the detectors: IoU, NMS, box coding, k-means anchors, AP.
+
+Boxes are ``(x1, y1, x2, y2)`` tensors in pixels (see ``shapes.py``). Average
+precision follows the COCO evaluation (Lin et al., "Microsoft COCO: Common Objects
+in Context", 2014; the ``pycocotools`` ``COCOeval``): detections are matched
+greedily in order of score to the unmatched ground truth of highest IoU, the
+precision envelope is sampled at 101 recall points, AP is averaged over the
+classes that have ground truth, and AP@[.5:.95] averages over IoU thresholds
+0.50, 0.55, ..., 0.95. There are no crowd regions or area ranges here, and at most
+:data:`MAX_DETECTIONS` detections per image count, as in COCO.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+# COCO: recall sampled at 0, 0.01, ..., 1 (101 points) and IoU thresholds .5:.05:.95.
+RECALL_POINTS = 101
+COCO_IOU_THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+MAX_DETECTIONS = 100
+# exp() of a predicted log-scale is clamped here so that an untrained network cannot
+# overflow it (the same bound as torchvision's BoxCoder: log(1000 / 16)).
+MAX_LOG_SCALE = math.log(1000.0 / 16)
+
+
+# -- geometry ------------------------------------------------------------------
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """Areas (...,) of boxes (..., 4)."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(
+        min=0
+    )
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pairwise IoU of boxes a (N, 4) and b (M, 4) -> (N, M); leading batch dims broadcast.
+
+    Works for ``a`` (..., N, 4) and ``b`` (..., M, 4) with matching leading dims.
+    Boxes of zero area have IoU 0 with everything.
+    """
+    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])  # (..., N, M, 2)
+    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)  # (..., N, M)
+    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
+    return inter / union.clamp(min=1e-9)
+
+
+def wh_iou(wh_a: torch.Tensor, wh_b: torch.Tensor) -> torch.Tensor:
+    """IoU of boxes given only by size, as if centred on the same point: (N, 2), (M, 2) -> (N, M).
+
+    The similarity YOLOv2/v3 use both to cluster anchors and to pick a ground
+    truth's prior.
+    """
+    inter = torch.minimum(wh_a[:, None, 0], wh_b[None, :, 0]) * torch.minimum(
+        wh_a[:, None, 1], wh_b[None, :, 1]
+    )  # (N, M)
+    area_a = wh_a[:, 0] * wh_a[:, 1]
+    area_b = wh_b[:, 0] * wh_b[:, 1]
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
+
+
+def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) corners -> (..., 4) centre x, centre y, width, height."""
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], dim=-1)
+
+
+def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) centre x, centre y, width, height -> (..., 4) corners."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+# -- box coding ----------------------------------------------------------------
+
+
+def encode_boxes(boxes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Regression targets of ``boxes`` relative to ``anchors`` (both (..., 4) xyxy) -> (..., 4).
+
+    The R-CNN parametrisation used by RetinaNet and EfficientDet:
+    ``t_x = (x - x_a) / w_a``, ``t_y = (y - y_a) / h_a``, ``t_w = log(w / w_a)``,
+    ``t_h = log(h / h_a)`` (Girshick et al. 2014, appendix C).
+    """
+    b, a = xyxy_to_cxcywh(boxes), xyxy_to_cxcywh(anchors)
+    txy = (b[..., :2] - a[..., :2]) / a[..., 2:]
+    twh = torch.log(b[..., 2:].clamp(min=1e-6) / a[..., 2:])
+    return torch.cat([txy, twh], dim=-1)
+
+
+def decode_boxes(deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`encode_boxes`: deltas (..., 4) and anchors (..., 4) xyxy -> boxes xyxy."""
+    a = xyxy_to_cxcywh(anchors)
+    cxy = a[..., :2] + deltas[..., :2] * a[..., 2:]
+    wh = a[..., 2:] * torch.exp(deltas[..., 2:].clamp(max=MAX_LOG_SCALE))
+    return cxcywh_to_xyxy(torch.cat([cxy, wh], dim=-1))
+
+
+# -- non-maximum suppression -------------------------------------------------------
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy NMS: indices (K,) of kept boxes, by decreasing score.
+
+    A box is dropped when its IoU with an already kept, higher-scoring box
+    exceeds ``iou_threshold``.
+    """
+    order = torch.argsort(scores, descending=True, stable=True)
+    iou = box_iou(boxes[order], boxes[order])  # (N, N), in score order
+    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    keep = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= iou[i] > iou_threshold
+    return order[torch.tensor(keep, dtype=torch.long)]
+
+
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS run separately per class: indices (K,) of kept boxes, by decreasing score.
+
+    Boxes of different classes never suppress each other: each class is shifted by
+    an offset larger than every coordinate, so one NMS pass does all classes.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    offset = labels.to(boxes) * (boxes.max() - boxes.min() + 1)
+    return nms(boxes + offset[:, None], scores, iou_threshold)
+
+
+# -- anchors ---------------------------------------------------------------------
+
+
+def kmeans_anchors(wh: torch.Tensor, k: int, iterations: int = 100, seed: int = 0) -> torch.Tensor:
+    """k cluster centres (k, 2) of box sizes ``wh`` (N, 2) with distance 1 - IoU, by area.
+
+    YOLOv2 (Redmon & Farhadi 2017, section "Dimension Clusters") clusters training
+    boxes with d(box, centroid) = 1 - IoU(box, centroid) rather than Euclidean
+    distance, so that large boxes do not dominate; YOLOv3 keeps the 9 clusters and
+    hands 3 to each scale. Centres start at k boxes drawn by k-means++ seeding with
+    a seeded generator, and a centre is the mean of its members.
+    """
+    wh = wh.float()
+    g = torch.Generator().manual_seed(seed)
+    centres = wh[torch.randint(len(wh), (1,), generator=g)]
+    while len(centres) < k:  # k-means++: next centre drawn with probability ~ d^2
+        d = (1 - wh_iou(wh, centres)).min(dim=1).values  # (N,)
+        centres = torch.cat([centres, wh[torch.multinomial(d**2 + 1e-12, 1, generator=g)]])
+    for _ in range(iterations):
+        assign = (1 - wh_iou(wh, centres)).argmin(dim=1)  # (N,)
+        new = centres.clone()
+        for j in range(k):
+            members = wh[assign == j]
+            if len(members):  # an empty cluster keeps its centre
+                new[j] = members.mean(dim=0)
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    return centres[torch.argsort(centres.prod(dim=1))]
+
+
+# -- average precision --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``labels`` (K,) long."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
+
+
+def interpolated_ap(recall: torch.Tensor, precision: torch.Tensor) -> float:
+    """Area under the precision envelope sampled at :data:`RECALL_POINTS` recall values.
+
+    ``recall`` and ``precision`` (D,) are cumulative over detections sorted by
+    decreasing score. The envelope at recall r is the best precision at any recall
+    >= r; recall points beyond the last reached recall count as precision 0.
+    """
+    if recall.numel() == 0:
+        return 0.0
+    envelope = torch.flip(torch.cummax(torch.flip(precision, [0]), dim=0).values, [0])  # (D,)
+    points = torch.linspace(0, 1, RECALL_POINTS, dtype=recall.dtype)
+    idx = torch.searchsorted(recall, points, side="left")  # first detection reaching r
+    reached = idx < len(recall)
+    sampled = torch.where(reached, envelope[idx.clamp(max=len(recall) - 1)], 0.0)
+    return float(sampled.mean())
+
+
+def match_detections(
+    det_boxes: torch.Tensor, gt_boxes: torch.Tensor, iou_thresholds: Sequence[float]
+) -> torch.Tensor:
+    """COCO greedy matching within one image and class: is-true-positive (T, D) per threshold.
+
+    ``det_boxes`` (D, 4) must be sorted by decreasing score. Each detection takes
+    the unmatched ground truth with the highest IoU that is at least the threshold.
+    """
+    tp = torch.zeros(len(iou_thresholds), len(det_boxes), dtype=torch.bool)
+    if len(det_boxes) == 0 or len(gt_boxes) == 0:
+        return tp
+    iou = box_iou(det_boxes, gt_boxes)  # (D, G)
+    for t, threshold in enumerate(iou_thresholds):
+        taken = torch.zeros(len(gt_boxes), dtype=torch.bool)
+        for d in range(len(det_boxes)):
+            candidates = torch.where(taken, -1.0, iou[d])
+            best = int(candidates.argmax())
+            if candidates[best] >= threshold:
+                taken[best] = True
+                tp[t, d] = True
+    return tp
+
+
+def evaluate_detections(
+    detections: Sequence[Detections],
+    ground_truth: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    iou_thresholds: Sequence[float] = COCO_IOU_THRESHOLDS,
+) -> dict[str, float | list[float]]:
+    """COCO-style AP of ``detections`` against ``ground_truth`` (per image ``(boxes, labels)``).
+
+    Returns ``ap50`` (AP at IoU 0.5, mean over classes), ``ap`` (mean over
+    classes and ``iou_thresholds``), ``ap75`` when 0.75 is among the thresholds,
+    and ``ap_per_class`` (mean over thresholds; NaN for a class without ground
+    truth). Classes without ground truth are left out of the means, as in COCO.
+    """
+    thresholds = list(iou_thresholds)
+    # (T,) AP per threshold, for each class with ground truth; NaN rows for the others.
+    table = torch.full((num_classes, len(thresholds)), math.nan, dtype=torch.float64)
+    for c in range(num_classes):
+        scores, tps, n_gt = [], [], 0
+        for det, (gt_boxes, gt_labels) in zip(detections, ground_truth, strict=True):
+            gt_c = gt_boxes[gt_labels == c]
+            n_gt += len(gt_c)
+            keep = det.labels == c
+            boxes_c, scores_c = det.boxes[keep], det.scores[keep]
+            order = torch.argsort(scores_c, descending=True, stable=True)[:MAX_DETECTIONS]
+            scores.append(scores_c[order])
+            tps.append(match_detections(boxes_c[order], gt_c, thresholds))
+        if n_gt == 0:
+            continue
+        all_scores = torch.cat(scores)  # (D,)
+        all_tp = torch.cat(tps, dim=1)  # (T, D)
+        order = torch.argsort(all_scores, descending=True, stable=True)
+        tp_cum = all_tp[:, order].double().cumsum(dim=1)  # (T, D)
+        ranks = torch.arange(1, len(order) + 1, dtype=torch.float64)
+        ap_t = [
+            interpolated_ap(tp_cum[t] / n_gt, tp_cum[t] / ranks) for t in range(len(thresholds))
+        ]
+        table[c] = torch.tensor(ap_t, dtype=torch.float64)
+    present = ~table[:, 0].isnan()  # (C,)
+    if not present.any():
+        raise ValueError("no ground-truth boxes: AP is undefined")
+    result: dict[str, float | list[float]] = {
+        "ap": float(table[present].mean()),
+        "ap_per_class": table.mean(dim=1).tolist(),
+    }
+    for name, threshold in (("ap50", 0.5), ("ap75", 0.75)):
+        if threshold in thresholds:
+            result[name] = float(table[present, thresholds.index(threshold)].mean())
+    return result
