@@ -1,0 +1,1 @@
+"""Zero-code capture: run scripts under observation."""

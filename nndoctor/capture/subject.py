@@ -1,0 +1,99 @@
+"""Turn what a script run left behind into a Subject for in-process experiments.
+
+This works when the loss is a recognised torch loss applied to the model output
+(or a view of it); then a copy of the model can be trained on the captured
+batches with exactly the user's loss call. Otherwise no Subject is built and
+the experiments say so instead of guessing.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nndoctor.capture.runner import Capture
+from nndoctor.probes.training import CLASS_INDEX_LOSSES
+from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
+
+
+def captured_task(capture: Capture) -> Task:
+    """The task, inferred from the first recognised loss call and its target."""
+    for step in capture.recording.steps:
+        for call in step.loss_calls:
+            return task_from_loss(call.fn, call.input_shape, call.target_shape, call.target_dtype)
+    return Task("custom")
+
+
+def task_from_loss(
+    fn: str, input_shape: tuple[int, ...], target_shape: tuple[int, ...] | None, target_dtype: str | None
+) -> Task:
+    if fn in CLASS_INDEX_LOSSES and len(input_shape) >= 2:
+        return Task.classification(int(input_shape[1]))
+    if fn in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "multilabel_soft_margin_loss"):
+        outputs = 1 if len(input_shape) < 2 else int(torch.Size(input_shape[1:]).numel())
+        return Task.binary() if outputs == 1 else Task.multilabel(outputs)
+    if fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"):
+        if len(input_shape) >= 3:
+            return Task.reconstruction()
+        return Task.regression()
+    return Task("custom")
+
+
+def _select(output: Any, path: str) -> torch.Tensor:
+    """Follow a path like ``output[0]['logits']`` recorded by the probe."""
+    expr = path.removeprefix("view:")
+    for key in re.findall(r"\[([^\]]+)\]", expr):
+        output = output[ast.literal_eval(key)]
+    return output
+
+
+def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
+    """A replayable Subject, or None and the reason it cannot be built."""
+    if capture.model is None:
+        return None, "no model was found"
+    batches = [b for b in capture.batches if b.get("loss_fn") and b.get("link")]
+    if not batches:
+        if any(b.get("loss_fn") for b in capture.batches):
+            return None, (
+                "the recognised loss is not applied to the model output directly "
+                "(it is computed from a transformed output)"
+            )
+        return None, "the loss is not a recognised torch loss (a custom loss)"
+    first = batches[0]
+    fn = getattr(F, first["loss_fn"])
+    fn = getattr(fn, "__wrapped__", fn)
+    kwargs = dict(first["loss_kwargs"])
+    extra_args = tuple(first.get("loss_args", ()))
+    link = first["link"]
+
+    def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        out = _select(call_model(model, tuple(batch["args"])), link)
+        if link.startswith("view:"):
+            out = out.reshape(batch["loss_input_shape"])
+        return fn(out, batch["targets"], *extra_args, **kwargs)
+
+    model = copy.deepcopy(capture.model)
+    if capture.initial_state is not None:
+        model.load_state_dict(capture.initial_state)
+    optimizer = (
+        OptimizerSpec.from_optimizer(capture.optimizer, capture.model)
+        if capture.optimizer is not None
+        else None
+    )
+    subject = Subject(
+        model=model,
+        batches=lambda: list(batches),
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        task=captured_task(capture),
+        inputs=lambda b: tuple(b["args"]),
+        targets=lambda b: b["targets"],
+        name=capture.script,
+    )
+    return subject, ""

@@ -1,0 +1,1 @@
+"""Checks: read a Subject and a Recording, yield Findings. Never install hooks."""

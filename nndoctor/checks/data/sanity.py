@@ -1,0 +1,4 @@
+"""Checks: sanity."""
+
+from __future__ import annotations
+

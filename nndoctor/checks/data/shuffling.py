@@ -1,0 +1,4 @@
+"""Checks: shuffling."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""Checks: implementation."""
+
+from __future__ import annotations
+

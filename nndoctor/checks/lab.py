@@ -1,0 +1,212 @@
+"""The lab: what experiments use to train and evaluate *copies* of the subject.
+
+Nothing here touches the user's model or optimizer: every model handed out is a
+deep copy restored to the initial state, and the random state is forked around
+each experiment by the engine.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndoctor.subject import OptimizerSpec, Subject
+
+REGULARISERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    diverged: bool = False
+    error: str | None = None
+
+    @property
+    def initial(self) -> float:
+        return self.losses[0] if self.losses else math.nan
+
+    @property
+    def final(self) -> float:
+        # The mean of the last few steps damps the noise of a single step.
+        tail = [x for x in self.losses[-5:] if math.isfinite(x)]
+        return sum(tail) / len(tail) if tail else math.nan
+
+    @property
+    def best(self) -> float:
+        finite = [x for x in self.losses if math.isfinite(x)]
+        return min(finite) if finite else math.nan
+
+
+class Lab:
+    """Copies, tiny batches and short training runs for experiments."""
+
+    def __init__(
+        self,
+        subject: Subject | None,
+        initial_state: dict[str, torch.Tensor] | None = None,
+        device: str | torch.device | None = None,
+        unavailable_reason: str = "",
+    ) -> None:
+        self.subject = subject
+        self._initial_state = initial_state
+        self.device = torch.device(device) if device is not None else (
+            subject.device() if subject is not None else torch.device("cpu")
+        )
+        self.unavailable_reason = unavailable_reason
+        self._batches: list[Any] | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.subject is not None
+
+    def initial_state(self) -> dict[str, torch.Tensor] | None:
+        if self._initial_state is not None:
+            return self._initial_state
+        if self.subject is not None:
+            return self.subject.model.state_dict()
+        return None
+
+    def fresh_model(self, dtype: torch.dtype | None = None) -> nn.Module:
+        """A deep copy of the subject's model at its initial state, on the lab's device."""
+        assert self.subject is not None
+        model = copy.deepcopy(self.subject.model)
+        state = self._initial_state
+        if state is not None:
+            model.load_state_dict(state)
+        model = model.to(self.device)
+        if dtype is not None:
+            model = model.to(dtype)
+        model.train()
+        return model
+
+    def batches(self, n: int = 4) -> list[Any]:
+        assert self.subject is not None
+        if self._batches is None or len(self._batches) < n:
+            self._batches = [move(b, self.device) for b in self.subject.take_batches(n)]
+        return self._batches[:n]
+
+    def tiny_batch(self, size: int) -> Any:
+        """The first ``size`` samples of the first batch."""
+        batch = self.batches(1)[0]
+        return slice_batch(batch, size, self.subject)  # type: ignore[arg-type]
+
+    def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        assert self.subject is not None
+        return self.subject.compute_loss(model, batch)
+
+    def optimizer_spec(self) -> OptimizerSpec:
+        assert self.subject is not None and self.subject.optimizer is not None
+        return self.subject.optimizer
+
+    def train(
+        self,
+        batches: list[Any],
+        steps: int,
+        *,
+        optimizer: OptimizerSpec | None = None,
+        overrides: dict[str, Any] | None = None,
+        regularisation: bool = True,
+        model: nn.Module | None = None,
+        loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+    ) -> TrainResult:
+        """Train a fresh copy for ``steps`` steps cycling over ``batches``; the loss per step.
+
+        ``regularisation=False`` switches dropout and weight decay off.
+        """
+        model = model if model is not None else self.fresh_model()
+        if not regularisation:
+            for m in model.modules():
+                if isinstance(m, REGULARISERS):
+                    m.p = 0.0
+        spec = optimizer or self.optimizer_spec()
+        over = dict(overrides or {})
+        if not regularisation and "weight_decay" in spec.hyperparameters()[0]:
+            over["weight_decay"] = 0.0
+        opt = spec.build(model, **over)
+        compute = loss_fn or self.loss
+        result = TrainResult()
+        try:
+            for i in range(steps):
+                opt.zero_grad(set_to_none=True)
+                loss = compute(model, batches[i % len(batches)])
+                value = float(loss.detach())
+                result.losses.append(value)
+                if not math.isfinite(value):
+                    result.diverged = True
+                    break
+                loss.backward()
+                opt.step()
+        except (RuntimeError, ValueError, IndexError) as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
+        return [float(self.loss(model, b)) for b in batches]
+
+
+def move(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(move(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [move(o, device) for o in obj]
+    if isinstance(obj, dict):
+        return {k: move(v, device) for k, v in obj.items()}
+    return obj
+
+
+def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
+    x = subject.inputs(batch) if subject is not None else batch
+    t = _first(x)
+    return int(t.shape[0]) if t is not None and t.dim() > 0 else None
+
+
+def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
+    """Every tensor whose first axis is the batch axis, cut to ``size`` samples."""
+    n = batch_size_of(batch, subject)
+    if n is None or n <= size:
+        return batch
+
+    def cut(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj[:size] if obj.dim() > 0 and obj.shape[0] == n else obj
+        if isinstance(obj, tuple):
+            return tuple(cut(o) for o in obj)
+        if isinstance(obj, list):
+            # A list as long as the batch (e.g. detection targets per image) is per-sample.
+            return obj[:size] if len(obj) == n else [cut(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: (v if k == "loss_input_shape" else cut(v)) for k, v in obj.items()}
+        return obj
+
+    out = cut(batch)
+    if isinstance(out, dict) and "loss_input_shape" in out:
+        shape = list(out["loss_input_shape"])
+        if shape and shape[0] % n == 0:
+            shape[0] = shape[0] // n * size
+        out["loss_input_shape"] = tuple(shape)
+    return out
+
+
+def _first(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            t = _first(o)
+            if t is not None:
+                return t
+    if isinstance(obj, dict):
+        for o in obj.values():
+            t = _first(o)
+            if t is not None:
+                return t
+    return None

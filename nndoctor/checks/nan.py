@@ -1,0 +1,4 @@
+"""Checks: nan."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""Checks: normalization."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""Checks: overfit."""
+
+from __future__ import annotations
+

@@ -1,0 +1,4 @@
+"""Checks: parameters."""
+
+from __future__ import annotations
+

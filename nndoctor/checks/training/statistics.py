@@ -1,0 +1,4 @@
+"""Checks: statistics."""
+
+from __future__ import annotations
+

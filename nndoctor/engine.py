@@ -1,0 +1,331 @@
+"""The engine: observe steps, run the registered checks, assemble the Report.
+
+Two entry points share everything after observation:
+- :func:`check` for a declared Subject (the Python API and the pytest plugin);
+- :func:`check_script` for an unmodified training script (``nndoctor check``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
+from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import TrainingProbe
+from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
+from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
+
+DEFAULT_STEPS = 20
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which checks run: ``select``/``ignore`` hold check ids or reason numbers."""
+
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    quick: bool = False
+
+    def why_not(self, spec: CheckSpec) -> str | None:
+        """None when ``spec`` runs, else why it is left out."""
+
+        def matches(keys: tuple[str, ...]) -> bool:
+            return any(k == spec.id or (k.isdigit() and int(k) in spec.reasons) for k in keys)
+
+        if self.select and not matches(self.select):
+            return "not selected (--select)"
+        if self.ignore and matches(self.ignore):
+            return "ignored (--ignore)"
+        if self.quick and not spec.quick:
+            return "an experiment left out by --quick"
+        return None
+
+
+def versions() -> dict[str, str]:
+    from nndoctor import __version__
+
+    return {"nndoctor": __version__, "torch": torch.__version__}
+
+
+# -- random state ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def preserved_rng(seed: int | None = 0) -> Iterator[None]:
+    """Save every RNG the user may rely on, optionally seed, and restore on exit."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    cpu_state = torch.get_rng_state()
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        if seed is not None:
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed)
+        yield
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+        torch.set_rng_state(cpu_state)
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# -- running checks --------------------------------------------------------------------
+
+
+def run_checks(
+    subject: Subject | None,
+    recording: Recording,
+    lab: Lab,
+    *,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    selection: Selection = Selection(),
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[CheckResult], list[Finding]]:
+    """Run every registered check; a check that raises is reported as crashed."""
+    results: list[CheckResult] = []
+    findings: list[Finding] = []
+    for spec in all_checks():
+        why = selection.why_not(spec)
+        if why is not None:
+            results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, Status.SKIPPED, why))
+            continue
+        if progress is not None:
+            progress(spec.id)
+        ctx = CheckContext(
+            spec=spec,
+            subject=subject,
+            recording=recording,
+            thresholds=thresholds,
+            budget="quick" if selection.quick else "default",
+            services=lab,
+        )
+        start = time.perf_counter()
+        try:
+            with preserved_rng(seed=0):
+                spec.func(ctx)
+        except SkipCheck as skip:
+            status, detail = Status.SKIPPED, str(skip)
+        except Exception as exc:  # noqa: BLE001 - a crashing check is reported, not raised
+            status = Status.CRASHED
+            detail = f"{type(exc).__name__}: {exc}"
+            ctx.detail = traceback.format_exc(limit=-3)
+        else:
+            serious = [f for f in ctx.findings if f.severity != Severity.INFO]
+            status = Status.FAILED if serious else Status.PASSED
+            detail = ctx.detail or (f"{len(ctx.findings)} finding(s)" if ctx.findings else "")
+        results.append(
+            CheckResult(
+                spec.id, list(spec.reasons), spec.kind, status, detail, time.perf_counter() - start
+            )
+        )
+        findings.extend(ctx.findings)
+    findings.sort(key=lambda f: (-f.severity.rank, f.check))
+    for crash in recording.crashes:
+        results.append(
+            CheckResult(
+                f"probe:{crash.probe}", [], "observation", Status.CRASHED,
+                f"a probe hook raised and was removed: {crash.error}",
+            )
+        )
+    return results, findings
+
+
+# -- the Python API -------------------------------------------------------------------
+
+
+def check(
+    model: nn.Module,
+    data: Iterable[Any] | Callable[[], Iterable[Any]],
+    loss_fn: Callable[..., torch.Tensor],
+    optimizer: torch.optim.Optimizer | OptimizerSpec | None = None,
+    *,
+    task: Task | None = None,
+    steps: int = DEFAULT_STEPS,
+    select: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    quick: bool = False,
+    thresholds: Thresholds | None = None,
+    inputs: Callable[[Any], Any] | None = None,
+    targets: Callable[[Any], Any] | None = None,
+    name: str | None = None,
+) -> Report:
+    """Diagnose ``model`` trained on ``data`` with ``loss_fn``; returns a :class:`Report`.
+
+    ``loss_fn`` is either a criterion applied as ``loss_fn(model(x), y)`` (any
+    ``nn.Module`` loss or a ``torch.nn.functional`` loss) or, for anything else,
+    a callable ``loss_fn(model, batch) -> loss``. Pass ``criterion=``/``loss_fn=``
+    explicitly through :class:`Subject` and :func:`check_subject` when in doubt.
+
+    The user's model, optimizer and random state are left exactly as they were:
+    observation and experiments run on copies.
+    """
+    criterion, step_loss = split_loss(loss_fn)
+    spec = _optimizer_spec(optimizer, model)
+    subject = Subject(
+        model=model,
+        batches=data,
+        criterion=criterion,
+        loss_fn=step_loss,
+        optimizer=spec,
+        task=task or Task(),
+        name=name or type(model).__name__,
+        **({"inputs": inputs} if inputs else {}),
+        **({"targets": targets} if targets else {}),
+    )
+    return check_subject(
+        subject, steps=steps, selection=Selection(tuple(select), tuple(ignore), quick),
+        thresholds=thresholds,
+    )
+
+
+def split_loss(loss_fn: Callable[..., Any]) -> tuple[Any, Any]:
+    """(criterion, None) for a recognised criterion, else (None, loss_fn)."""
+    from torch.nn.modules.loss import _Loss
+
+    fn = getattr(loss_fn, "__wrapped__", loss_fn)
+    if isinstance(loss_fn, _Loss) or getattr(fn, "__module__", "") == "torch.nn.functional":
+        return loss_fn, None
+    return None, loss_fn
+
+
+def _optimizer_spec(optimizer: Any, model: nn.Module) -> OptimizerSpec | None:
+    if optimizer is None or isinstance(optimizer, OptimizerSpec):
+        return optimizer
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return OptimizerSpec.from_optimizer(optimizer, model)
+    raise TypeError(f"optimizer must be a torch optimizer or an OptimizerSpec, got {type(optimizer)}")
+
+
+def check_subject(
+    subject: Subject,
+    *,
+    steps: int = DEFAULT_STEPS,
+    selection: Selection = Selection(),
+    thresholds: Thresholds | None = None,
+    seed: int = 0,
+) -> Report:
+    """Observe ``steps`` training steps of a copy of ``subject``, run the checks, report."""
+    start = time.perf_counter()
+    user_model = subject.model
+    initial = {k: v.detach().clone() for k, v in user_model.state_dict().items()}
+    run = RunInfo(target=subject.name, step_budget=steps)
+    with preserved_rng(seed):
+        recording, observe_error = _observe(subject, steps)
+    run.steps_observed = len([s for s in recording.steps if s.loss_seen])
+    run.stop_reason = "step budget" if observe_error is None else "training step raised"
+    if observe_error is not None:
+        run.error, run.traceback = observe_error
+        run.observed = run.steps_observed > 0
+    lab = Lab(subject, initial_state=initial)
+    t_checks = time.perf_counter()
+    _infer_task(subject, recording)
+    results, findings = run_checks(
+        subject, recording, lab, thresholds=thresholds or DEFAULT_THRESHOLDS, selection=selection
+    )
+    run.seconds = time.perf_counter() - start
+    return Report(
+        run=run,
+        subject=subject.describe(),
+        checks=results,
+        findings=findings,
+        timings={"observe": t_checks - start, "checks": time.perf_counter() - t_checks},
+        versions=versions(),
+    )
+
+
+def _infer_task(subject: Subject, recording: Recording) -> None:
+    """Fill in a missing task hint from the recorded loss calls."""
+    if subject.task.kind != "custom":
+        return
+    from nndoctor.capture.subject import task_from_loss
+
+    for step in recording.steps:
+        for call in step.loss_calls:
+            subject.task = task_from_loss(call.fn, call.input_shape, call.target_shape, call.target_dtype)
+            return
+
+
+def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] | None]:
+    """Train a copy for ``steps`` steps under the training probe."""
+    model = copy.deepcopy(subject.model)
+    model.train()
+    assert subject.optimizer is not None
+    optimizer = subject.optimizer.build(model)
+    recording = Recording()
+    probe = TrainingProbe(recording)
+    error = None
+    batches = subject.iter_batches()
+    first = None
+    loader_index = _note_loader(recording, subject.batches)
+    with probe:
+        probe.attach_model(model)
+        probe.attach_optimizer(optimizer)
+        try:
+            for _ in range(steps):
+                batch = next(batches, None)
+                if batch is None:
+                    batches = subject.iter_batches()
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                first = first if first is not None else batch
+                probe._pending.record.loader = loader_index
+                optimizer.zero_grad()
+                if subject.criterion is not None:
+                    out = call_model(model, subject.inputs(batch))
+                    loss = subject.criterion(out, subject.targets(batch))
+                else:
+                    loss = subject.compute_loss(model, batch)
+                loss.backward()
+                optimizer.step()
+        except Exception as exc:  # noqa: BLE001 - reported as the run's error
+            error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
+    del first
+    return recording, error
+
+
+def _note_loader(recording: Recording, source: Any) -> int | None:
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from nndoctor.probes.recording import LoaderInfo
+
+    if not isinstance(source, DataLoader):
+        return None
+    try:
+        n = len(source.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        n = None
+    recording.loaders.append(
+        LoaderInfo(
+            index=0,
+            sampler=type(source.sampler).__name__,
+            shuffle=isinstance(source.sampler, RandomSampler),
+            batch_size=source.batch_size,
+            dataset_len=n,
+            dataset=type(source.dataset).__name__,
+            drop_last=source.drop_last,
+            num_workers=source.num_workers,
+        )
+    )
+    return 0
+
+
+def take(iterable: Iterable[Any], n: int) -> list[Any]:
+    return list(itertools.islice(iterable, n))
