@@ -329,3 +329,117 @@ def _note_loader(recording: Recording, source: Any) -> int | None:
 
 def take(iterable: Iterable[Any], n: int) -> list[Any]:
     return list(itertools.islice(iterable, n))
+
+
+# -- unmodified scripts -------------------------------------------------------------
+
+
+def check_script(
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    steps: int = DEFAULT_STEPS,
+    timeout: float = DEFAULT_TIMEOUT,
+    device: str | None = None,
+    selection: Selection = Selection(),
+    thresholds: Thresholds | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Run ``script`` under observation for ``steps`` optimizer steps, then diagnose it.
+
+    Raises :class:`nndoctor.capture.runner.ScriptError` when the script cannot be run
+    at all (missing file). A script that crashes, never steps or times out gives a
+    Report with ``run.observed`` False and the reason.
+    """
+    from nndoctor.capture.runner import run_script
+    from nndoctor.capture.subject import captured_task, subject_from_capture
+    from nndoctor.checks.crash import diagnose_crash
+
+    start = time.perf_counter()
+    capture = run_script(script, argv, steps=steps, timeout=timeout)
+    run = RunInfo(
+        target=script,
+        argv=list(argv or []),
+        steps_observed=capture.steps,
+        step_budget=steps,
+        stop_reason=capture.stop_reason,
+    )
+    if capture.recording.saves_redirected:
+        run.notes.append(
+            f"the script saved {len(capture.recording.saves_redirected)} file(s) with torch.save; "
+            f"they were written to {capture.scratch_dir}, not to the user's files"
+        )
+    if capture.exception is not None:
+        exc = capture.exception
+        run.error = f"the script raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        run.traceback = capture.traceback
+        diagnosis = diagnose_crash(f"{type(exc).__name__}: {exc}", capture.traceback)
+        if diagnosis is not None:
+            run.likely_cause, run.likely_reasons = diagnosis.cause, list(diagnosis.reasons)
+    if not capture.observed:
+        run.observed = False
+        if run.error is None:
+            if capture.model is None:
+                run.error = f"no model was found: no module with parameters was called ({capture.stop_reason})"
+            else:
+                run.error = f"no optimizer step was reached ({capture.stop_reason})"
+    elif run.error is not None:
+        run.notes.append(f"the script raised after {capture.steps} step(s); the observed steps were diagnosed")
+
+    subject_desc: dict[str, Any] = {}
+    results: list[CheckResult] = []
+    findings: list[Finding] = []
+    t_checks = time.perf_counter()
+    if capture.observed or capture.recording.steps:
+        subject, why = subject_from_capture(capture)
+        if subject is None and why:
+            run.notes.append(f"experiments on copies are limited: {why}")
+        lab = Lab(subject, device=device, unavailable_reason=why)
+        subject_desc = _describe_capture(capture, subject)
+        results, findings = run_checks(
+            subject,
+            capture.recording,
+            lab,
+            thresholds=thresholds or DEFAULT_THRESHOLDS,
+            selection=selection,
+            progress=progress,
+        )
+    elif capture.model is not None:
+        subject_desc = {"model": type(capture.model).__name__, "task": captured_task(capture).describe()}
+    run.seconds = time.perf_counter() - start
+    return Report(
+        run=run,
+        subject=subject_desc,
+        checks=results,
+        findings=findings,
+        timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
+        versions=versions(),
+    )
+
+
+def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:
+    from nndoctor.capture.subject import captured_task
+
+    model = capture.model
+    loss = "not observed"
+    for step in capture.recording.steps:
+        if step.loss_calls:
+            loss = step.loss_calls[0].fn
+            break
+        if step.loss_seen:
+            loss = "custom (plain torch)"
+    desc: dict[str, Any] = {
+        "name": capture.script,
+        "model": type(model).__name__ if model is not None else None,
+        "parameters": sum(p.numel() for p in model.parameters()) if model is not None else 0,
+        "device": capture.recording.device,
+        "task": captured_task(capture).describe(),
+        "loss": loss,
+        "optimizer": (
+            OptimizerSpec.from_optimizer(capture.optimizer, model).describe()
+            if capture.optimizer is not None and model is not None
+            else None
+        ),
+        "replayable": subject is not None,
+    }
+    return desc

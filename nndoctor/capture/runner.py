@@ -15,6 +15,7 @@ cannot swallow it.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import runpy
 import signal
@@ -199,7 +200,15 @@ def run_script(
 
         signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
-        with probe, loaders.installed(), _redirect_saves(scratch, recording), _scheduler_seen(recording):
+        output = io.StringIO()
+        with (
+            probe,
+            loaders.installed(),
+            _redirect_saves(scratch, recording),
+            _scheduler_seen(recording),
+            contextlib.redirect_stdout(output),
+            contextlib.redirect_stderr(output),
+        ):
             try:
                 runpy.run_path(path, run_name="__main__")
                 capture.stop_reason = "script finished"
@@ -220,6 +229,7 @@ def run_script(
                 capture.traceback = _user_traceback(exc, path)
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+        capture.stdout_tail = output.getvalue()[-4000:]
     finally:
         signal.signal(signal.SIGALRM, old_handler)
         for h in handles:

@@ -83,13 +83,17 @@ DEFAULT_STEPS = 1200
 
 @dataclass(frozen=True)
 class YoloConfig:
-    """Widths and depths of a narrow Darknet; stage ``i`` has stride ``2 ** (i + 1)``."""
+    """Widths and depths of a narrow Darknet.
+
+    The stem has stride 2 (Darknet-53's full-resolution first layer costs more than
+    the rest of this small network); stage ``i`` then has stride ``2 ** (i + 2)``.
+    """
 
     num_classes: int = NUM_CLASSES
     image_size: int = 64
     stem_width: int = 16
-    stage_widths: tuple[int, ...] = (24, 32, 64, 96, 128)  # strides 2, 4, 8, 16, 32
-    stage_depths: tuple[int, ...] = (1, 1, 2, 2, 1)  # residual blocks per stage
+    stage_widths: tuple[int, ...] = (32, 64, 96, 128)  # strides 4, 8, 16, 32
+    stage_depths: tuple[int, ...] = (1, 2, 2, 1)  # residual blocks per stage
     neck_widths: tuple[int, ...] = (32, 48, 64)  # per output scale, strides 8, 16, 32
     anchors_per_scale: int = 3
 
@@ -97,7 +101,7 @@ class YoloConfig:
     def strides(self) -> tuple[int, ...]:
         """Strides of the three output scales: the last three backbone stages."""
         n = len(self.stage_widths)
-        return tuple(2 ** (i + 1) for i in range(n - 3, n))
+        return tuple(2 ** (i + 2) for i in range(n - 3, n))
 
 
 # -- blocks -------------------------------------------------------------------------
@@ -134,7 +138,7 @@ class Darknet(nn.Module):
 
     def __init__(self, cfg: YoloConfig) -> None:
         super().__init__()
-        self.stem = ConvBNLeaky(3, cfg.stem_width, 3)
+        self.stem = ConvBNLeaky(3, cfg.stem_width, 3, stride=2)
         stages = []
         c_in = cfg.stem_width
         for width, depth in zip(cfg.stage_widths, cfg.stage_depths, strict=True):
@@ -145,7 +149,7 @@ class Darknet(nn.Module):
         self.stages = nn.ModuleList(stages)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)  # (B, stem, H, W)
+        x = self.stem(x)  # (B, stem, H / 2, W / 2)
         features = []
         for stage in self.stages:
             x = stage(x)  # (B, width, H / stride, W / stride)
@@ -227,7 +231,9 @@ class YOLOv3(nn.Module):
         for head, p in zip(self.heads, (p8, p16, p32), strict=True):
             y = head(p)  # (B, A * (5 + C), H_s, W_s)
             b, _, h, w = y.shape
-            outputs.append(y.view(b, a, 5 + c, h, w).permute(0, 1, 3, 4, 2))  # (B, A, H_s, W_s, 5+C)
+            outputs.append(
+                y.view(b, a, 5 + c, h, w).permute(0, 1, 3, 4, 2)
+            )  # (B, A, H_s, W_s, 5+C)
         return outputs
 
 
@@ -256,7 +262,10 @@ def decode_scale(
 
 
 def yolo_loss(
-    outputs: list[torch.Tensor], targets: torch.Tensor, anchors: torch.Tensor, strides: tuple[int, ...]
+    outputs: list[torch.Tensor],
+    targets: torch.Tensor,
+    anchors: torch.Tensor,
+    strides: tuple[int, ...],
 ) -> torch.Tensor:
     """YOLOv3 loss summed over priors and averaged over images.
 
@@ -264,7 +273,7 @@ def yolo_loss(
     ``shapes.collate_detection``; ``anchors`` (S, A, 2) in pixels.
     """
     batch, m = targets.shape[:2]
-    n_scales, n_anchors = anchors.shape[:2]
+    n_anchors = anchors.shape[1]
     image_area = float(outputs[0].shape[2] * strides[0] * outputs[0].shape[3] * strides[0])
     valid = targets[..., 0] != PAD_CLASS  # (B, M)
     gt_cls = targets[..., 0].long().clamp(min=0)  # (B, M)
@@ -307,7 +316,6 @@ def yolo_loss(
         loss = loss + (box_weight * (xy_err + wh_err)).sum()
         cls_target = F.one_hot(gt_cls[b_idx, m_idx], pred.shape[1] - 5).to(pred.dtype)
         loss = loss + F.binary_cross_entropy_with_logits(pred[:, 5:], cls_target, reduction="sum")
-    del n_scales
     return loss / batch
 
 
@@ -335,8 +343,14 @@ def postprocess(
         b, obj, cls = decode_scale(out, anchors[s], stride)
         batch = out.shape[0]
         boxes.append(b.reshape(batch, -1, 4))  # (B, P_s, 4)
-        scores.append((torch.sigmoid(obj).unsqueeze(-1) * torch.sigmoid(cls)).reshape(batch, -1, cls.shape[-1]))
-    return select_detections(torch.cat(boxes, 1), torch.cat(scores, 1), score_threshold, iou_threshold, max_detections)
+        scores.append(
+            (torch.sigmoid(obj).unsqueeze(-1) * torch.sigmoid(cls)).reshape(
+                batch, -1, cls.shape[-1]
+            )
+        )
+    return select_detections(
+        torch.cat(boxes, 1), torch.cat(scores, 1), score_threshold, iou_threshold, max_detections
+    )
 
 
 def select_detections(
@@ -389,10 +403,14 @@ def make_anchors(dataset: ShapesDetection, cfg: YoloConfig, seed: int = 0) -> to
     """3 x A priors (3, A, 2) from k-means (1 - IoU) on the training boxes, small to large."""
     boxes = dataset.all_boxes()
     k = 3 * cfg.anchors_per_scale
-    return kmeans_anchors(boxes[:, 2:] - boxes[:, :2], k, seed=seed).view(3, cfg.anchors_per_scale, 2)
+    return kmeans_anchors(boxes[:, 2:] - boxes[:, :2], k, seed=seed).view(
+        3, cfg.anchors_per_scale, 2
+    )
 
 
-def make_loader(dataset: ShapesDetection, seed: int = 0, batch_size: int = BATCH_SIZE) -> DataLoader:
+def make_loader(
+    dataset: ShapesDetection, seed: int = 0, batch_size: int = BATCH_SIZE
+) -> DataLoader:
     """A shuffling DataLoader whose order depends only on ``seed``."""
     return DataLoader(
         dataset,
@@ -404,7 +422,9 @@ def make_loader(dataset: ShapesDetection, seed: int = 0, batch_size: int = BATCH
     )
 
 
-def build_model(seed: int = 0, cfg: YoloConfig | None = None, train_set: ShapesDetection | None = None) -> YOLOv3:
+def build_model(
+    seed: int = 0, cfg: YoloConfig | None = None, train_set: ShapesDetection | None = None
+) -> YOLOv3:
     """A freshly initialised YOLOv3 whose priors come from ``train_set`` (the seed's split)."""
     cfg = cfg or YoloConfig()
     train_set = train_set or ShapesDetection("train", seed=seed)

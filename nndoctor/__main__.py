@@ -1,0 +1,5 @@
+"""``python -m nndoctor``."""
+
+from nndoctor.cli import main
+
+main()

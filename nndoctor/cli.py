@@ -1,0 +1,285 @@
+"""The ``nndoctor`` command line: check, explain, reasons, zoo.
+
+Exit codes (a written contract, also in ``nndoctor check --help`` and the README):
+
+    0  no finding reached --fail-on
+    1  a finding reached --fail-on
+    2  usage error (bad option, missing script)
+    3  the script could not be observed (crashed before its first optimizer
+       step, never stepped, no model found, timed out before a step)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_NOT_OBSERVED = 3
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 no finding reached --fail-on; 1 a finding reached --fail-on; "
+    "2 usage error (bad option, missing script); 3 the script could not be observed "
+    "(crashed before its first optimizer step, never stepped, no model found, timed out)."
+)
+
+app = typer.Typer(
+    name="nndoctor",
+    help="A training doctor for PyTorch: finds out why a network does not train.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+zoo_app = typer.Typer(help="The reference zoo: self-supervised pretext models and two detectors.")
+app.add_typer(zoo_app, name="zoo")
+
+
+class UsageError(Exception):
+    """Bad input from the user; exit code 2."""
+
+
+def _console(stderr: bool = False) -> Console:
+    # Bound to the real streams now: the observed script's output is redirected later.
+    return Console(file=sys.stderr if stderr else sys.stdout, highlight=False, soft_wrap=False)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    _console(stderr=True).print(f"[bold red]nndoctor:[/] {message}")
+    return typer.Exit(code)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    script: Annotated[Path, typer.Argument(help="The training script to run, unmodified.")],
+    script_args: Annotated[
+        Optional[list[str]], typer.Argument(help="Arguments for the script, after `--`.")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps to observe.", min=1)] = 20,
+    timeout: Annotated[float, typer.Option(help="Wall-clock limit for the script, in seconds.")] = 120.0,
+    device: Annotated[
+        Optional[str], typer.Option(help="Device for experiments on copies (default: the model's).")
+    ] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    fail_on: Annotated[
+        str, typer.Option(help="Exit 1 when a finding reaches this severity: error, warning or never.")
+    ] = "error",
+    quick: Annotated[bool, typer.Option(help="Observations and the cheapest experiments only.")] = False,
+    select: Annotated[
+        Optional[list[str]], typer.Option(help="Run only these checks (id or reason number); repeatable.")
+    ] = None,
+    ignore: Annotated[
+        Optional[list[str]], typer.Option(help="Skip these checks (id or reason number); repeatable.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every check, selected or not.")] = False,
+) -> None:
+    """Run SCRIPT for a few optimizer steps under observation, run the diagnostics, report.
+
+    Example: nndoctor check train.py --steps 20 -- --lr 0.1
+    """
+    from nndoctor.capture.runner import ScriptError
+    from nndoctor.engine import Selection, check_script
+    from nndoctor.report import console as console_report
+    from nndoctor.report import json as json_report
+
+    if fail_on not in ("error", "warning", "never"):
+        raise _fail(f"--fail-on must be error, warning or never, not {fail_on!r}", EXIT_USAGE)
+    if not script.exists():
+        raise _fail(f"no such script: {script}", EXIT_USAGE)
+    if not script.is_file():
+        raise _fail(f"not a file: {script}", EXIT_USAGE)
+    selection = Selection(tuple(_split(select)), tuple(_split(ignore)), quick)
+    _validate_selection(selection)
+    out = _console()
+    try:
+        with out.status("running the script under observation…", spinner="dots") as status:
+            report = check_script(
+                str(script),
+                list(script_args or []),
+                steps=steps,
+                timeout=timeout,
+                device=device,
+                selection=selection,
+                progress=lambda cid: status.update(f"checking: {cid}"),
+            )
+    except ScriptError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    console_report.render(report, out, verbose=verbose)
+    if json_path is not None:
+        json_report.write(report, json_path)
+        out.print(f"[dim]JSON report written to {json_path}[/]")
+    if not report.run.observed:
+        raise _fail(report.run.error or "the script could not be observed", EXIT_NOT_OBSERVED)
+    raise typer.Exit(EXIT_FINDINGS if report.fails(fail_on) else EXIT_OK)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept both repeated options and comma-separated lists."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _validate_selection(selection: object) -> None:
+    from nndoctor.checks.registry import all_checks
+
+    known = {c.id for c in all_checks()}
+    for key in (*selection.select, *selection.ignore):  # type: ignore[attr-defined]
+        if key.isdigit():
+            if not 1 <= int(key) <= 37:
+                raise _fail(f"reason numbers run from 1 to 37, not {key}", EXIT_USAGE)
+        elif key not in known:
+            raise _fail(f"unknown check id {key!r} (see `nndoctor reasons`)", EXIT_USAGE)
+
+
+@app.command()
+def explain(
+    topic: Annotated[str, typer.Argument(help="A check id (e.g. loss-at-chance) or a reason number (1-37).")],
+) -> None:
+    """Print the manual of a check, or of every check covering a reason."""
+    from nndoctor.checks.registry import all_checks, checks_for_reason
+    from nndoctor.reasons import REASONS
+
+    out = _console()
+    if topic.isdigit():
+        number = int(topic)
+        if number not in REASONS:
+            raise _fail(f"reason numbers run from 1 to 37, not {number}", EXIT_USAGE)
+        out.print(f"[bold]Reason {number}: {REASONS[number].title}[/]  [dim]({REASONS[number].part})[/]")
+        out.print(REASONS[number].automatic + "\n")
+        specs = checks_for_reason(number)
+        if not specs:
+            out.print("[yellow]No check covers this reason yet.[/]")
+        for spec in specs:
+            _print_manual(out, spec)
+        return
+    match = next((c for c in all_checks() if c.id == topic), None)
+    if match is None:
+        close = [c.id for c in all_checks() if topic in c.id]
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see `nndoctor reasons`)"
+        raise _fail(f"unknown check id {topic!r}{hint}", EXIT_USAGE)
+    _print_manual(out, match)
+
+
+def _print_manual(out: Console, spec: object) -> None:
+    from rich.markup import escape
+
+    doc = spec.doc  # type: ignore[attr-defined]
+    reasons = ", ".join(str(r) for r in spec.reasons)  # type: ignore[attr-defined]
+    out.print(
+        f"[bold]{spec.id}[/]  [dim]{spec.kind} · {spec.severity.value} · reasons {reasons}[/]"  # type: ignore[attr-defined]
+    )
+    for line in doc.splitlines():
+        if re.match(r"^[A-Z][A-Za-z ]+:$", line):
+            out.print(f"[bold]{escape(line)}[/]")
+        else:
+            out.print(escape(line))
+    out.print()
+
+
+@app.command()
+def reasons(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """The 37 reasons and the checks that cover each (generated from the registry)."""
+    import json
+
+    from rich.table import Table
+
+    from nndoctor.reasons import coverage
+
+    rows = coverage()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    out = _console()
+    table = Table(title="The 37 reasons and the checks covering them", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("reason")
+    table.add_column("checks")
+    for row in rows:
+        checks = ", ".join(f"{c['check']} ({c['kind'][:3]}.)" for c in row["checks"])
+        table.add_row(str(row["reason"]), row["title"], checks or "[red]uncovered[/]")
+    out.print(table)
+    covered = sum(1 for r in rows if r["checks"])
+    out.print(f"{covered} of {len(rows)} reasons covered")
+
+
+@zoo_app.command("list")
+def zoo_list() -> None:
+    """The reference subjects: name, family, parameters, what each learns."""
+    from rich.table import Table
+
+    from nndoctor.zoo import zoo_entries
+
+    table = Table(title="the zoo", title_justify="left")
+    for col in ("name", "family", "parameters", "learns", "script"):
+        table.add_column(col)
+    for e in zoo_entries():
+        subject = e.build(seed=0, device="cpu")
+        n = sum(p.numel() for p in subject.model.parameters())
+        table.add_row(e.name, e.family, f"{n:,}", e.learns, e.script)
+    _console().print(table)
+
+
+@zoo_app.command("train")
+def zoo_train(
+    name: Annotated[str, typer.Argument(help="A zoo subject (see `nndoctor zoo list`).")],
+    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the subject's).")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a zoo subject with a progress bar and print its metric."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from nndoctor.zoo import get_zoo
+
+    try:
+        entry = get_zoo(name)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0]), EXIT_USAGE) from exc
+    total = steps or entry.default_steps
+    with Progress(
+        TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=_console(),
+    ) as bar:
+        task = bar.add_task(name, total=total, loss=float("nan"))
+
+        def progress(step: int, total_steps: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total_steps, loss=loss)
+
+        metrics = entry.train(steps=steps, device=device, seed=seed, progress=progress)
+    out = _console()
+    for key, value in metrics.items():
+        out.print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+
+
+@zoo_app.command("probe")
+def zoo_probe(
+    scale: Annotated[float, typer.Option(help="Scale every subject's training steps by this factor.")] = 1.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The linear-probe table: frozen trunks, a linear classifier at several depths."""
+    from nndoctor.zoo.ssl.probe import format_table, linear_probe_table
+
+    out = _console()
+    with out.status("training trunks and linear probes…") as status:
+        rows = linear_probe_table(
+            steps_scale=scale, seed=seed, device=device,
+            progress=lambda *a: status.update(f"probing: {' '.join(str(x) for x in a)}"),
+        )
+    out.print(format_table(rows))
+
+
+def main() -> None:
+    """Console-script entry point; maps usage errors to exit code 2."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        sys.exit(code if isinstance(code, int) else (0 if code is None else EXIT_USAGE))

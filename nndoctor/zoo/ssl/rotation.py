@@ -1,0 +1,116 @@
+"""Rotation prediction — Gidaris, Singh & Komodakis, "Unsupervised Representation
+Learning by Predicting Image Rotations", ICLR 2018.
+
+Every image is shown in all four rotations g(X, y) = rot(X, 90°·y), y ∈ {0, 1, 2, 3},
+and the network classifies which rotation was applied. To do so it must know
+what is "up" in a scene — sky above, objects resting on the ground — which
+needs the semantic layout, not low-level cues (the paper's argument for
+multiples of 90°: they leave no interpolation artefacts to exploit).
+
+As in the paper, the four rotated copies of each image go into the same batch
+(here shuffled within the batch so labels are mixed at every position).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.zoo.registry import ZooEntry, register_zoo
+from nndoctor.zoo.ssl._common import (
+    LEARNING_RATE,
+    ConvTrunk,
+    PretextBatches,
+    PretextModel,
+    ProgressFn,
+    accuracy,
+    scene_pool,
+    train_subject,
+)
+
+NUM_ROTATIONS = 4  # 0°, 90°, 180°, 270°
+IMAGES_PER_BATCH = 32  # × 4 rotations = 128 inputs per step
+DEFAULT_STEPS = 300
+CHANCE = math.log(NUM_ROTATIONS)
+
+
+# -- pretext transform -----------------------------------------------------------------
+
+
+def rotate(images: Tensor, quarter_turns: int) -> Tensor:
+    """Rotate [N, C, H, W] square images counter-clockwise by ``quarter_turns`` × 90°."""
+    return torch.rot90(images, quarter_turns, dims=(2, 3))
+
+
+def make_batch(images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """All four rotations of every image, shuffled: [B, 3, H, W] → ([4B, 3, H, W], labels [4B])."""
+    rotated = torch.cat([rotate(images, k) for k in range(NUM_ROTATIONS)])  # [4B, 3, H, W]
+    labels = torch.arange(NUM_ROTATIONS).repeat_interleave(len(images))  # [4B]
+    order = torch.randperm(len(labels), generator=generator)
+    return rotated[order], labels[order]
+
+
+# -- model -------------------------------------------------------------------------------
+
+
+class RotationNet(PretextModel):
+    """Trunk → global average pool → linear classifier over the 4 rotations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = ConvTrunk(in_channels=3)
+        self.classifier = nn.Linear(self.trunk.out_channels, NUM_ROTATIONS)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # [N, 3, H, W] → pooled [N, 128] → logits [N, 4]
+        return self.classifier(self.trunk.pooled(x))
+
+
+# -- subject -------------------------------------------------------------------------------
+
+
+def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
+    """A fresh rotation subject: model initialised from ``seed``, batches from the seeded pool."""
+    torch.manual_seed(seed)
+    model = RotationNet().to(device)
+    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    return Subject(
+        model=model,
+        batches=lambda: PretextBatches(pool, make_batch, IMAGES_PER_BATCH, seed, device),
+        criterion=nn.CrossEntropyLoss(),
+        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
+        task=Task.classification(NUM_ROTATIONS),
+        name="rotation",
+    )
+
+
+def _accuracy(model: nn.Module, batch: Any) -> float:
+    x, y = batch
+    return accuracy(model(x), y)
+
+
+def train(
+    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
+) -> dict[str, Any]:
+    """Train from scratch; returns loss_start, loss_end, chance, seconds and pretext accuracy."""
+    subject = build(seed, device)
+    return train_subject(
+        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
+    )
+
+
+ENTRY = register_zoo(
+    ZooEntry(
+        name="rotation",
+        family="ssl",
+        learns="which of 4 rotations (0/90/180/270°) was applied to a scene",
+        build=build,
+        train=train,
+        default_steps=DEFAULT_STEPS,
+        script="examples/zoo/rotation.py",
+    )
+)
