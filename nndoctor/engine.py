@@ -394,7 +394,7 @@ def check_script(
         subject, why = subject_from_capture(capture)
         if subject is None and why:
             run.notes.append(f"experiments on copies are limited: {why}")
-        lab = Lab(subject, device=device, unavailable_reason=why)
+        lab = _capture_lab(capture, subject, why, device)
         subject_desc = _describe_capture(capture, subject)
         results, findings = run_checks(
             subject,
@@ -415,6 +415,18 @@ def check_script(
         timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
         versions=versions(),
     )
+
+
+def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
+    if subject is not None:
+        return Lab(subject, device=device)
+    model = None
+    if capture.model is not None:
+        model = copy.deepcopy(capture.model)
+        if capture.initial_state is not None:
+            model.load_state_dict(capture.initial_state)
+    inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
+    return Lab(None, device=device, unavailable_reason=why, model=model, model_inputs=inputs or None)
 
 
 def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:

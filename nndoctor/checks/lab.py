@@ -52,12 +52,19 @@ class Lab:
         initial_state: dict[str, torch.Tensor] | None = None,
         device: str | torch.device | None = None,
         unavailable_reason: str = "",
+        *,
+        model: nn.Module | None = None,
+        model_inputs: list[Any] | None = None,
     ) -> None:
         self.subject = subject
+        # Without a replayable loss, a model and the inputs it was called with still
+        # allow experiments that need no loss (gradient check, batch independence).
+        self._model = model if model is not None else (subject.model if subject else None)
+        self._model_inputs = model_inputs
         self._initial_state = initial_state
-        self.device = torch.device(device) if device is not None else (
-            subject.device() if subject is not None else torch.device("cpu")
-        )
+        first = next(self._model.parameters(), None) if self._model is not None else None
+        default = first.device if first is not None else torch.device("cpu")
+        self.device = torch.device(device) if device is not None else default
         self.unavailable_reason = unavailable_reason
         self._batches: list[Any] | None = None
 
@@ -72,10 +79,25 @@ class Lab:
             return self.subject.model.state_dict()
         return None
 
+    @property
+    def has_model(self) -> bool:
+        return self._model is not None
+
+    def model_inputs(self, n: int = 1) -> list[Any]:
+        """Positional-argument tuples the model was called with (first ``n`` batches)."""
+        if self._model_inputs is not None:
+            return [move(a, self.device) for a in self._model_inputs[:n]]
+        assert self.subject is not None
+        out = []
+        for b in self.batches(n):
+            x = self.subject.inputs(b)
+            out.append(x if isinstance(x, tuple) else (x,))
+        return out
+
     def fresh_model(self, dtype: torch.dtype | None = None) -> nn.Module:
         """A deep copy of the subject's model at its initial state, on the lab's device."""
-        assert self.subject is not None
-        model = copy.deepcopy(self.subject.model)
+        assert self._model is not None
+        model = copy.deepcopy(self._model)
         state = self._initial_state
         if state is not None:
             model.load_state_dict(state)

@@ -1,4 +1,147 @@
-"""Checks: nan."""
+"""NaN tracing (reason 37): where a non-finite value first appears."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import NonFiniteEvent, Recording
+from nndoctor.probes.trace import OpEvent, trace_first_nonfinite
+from nndoctor.report.model import Where
+
+_CAUSES = {
+    "log": "log of zero or a negative number",
+    "log2": "log of zero or a negative number",
+    "log10": "log of zero or a negative number",
+    "log1p": "log1p of a value ≤ -1",
+    "div": "division by zero",
+    "reciprocal": "division by zero",
+    "rsqrt": "rsqrt of zero or a negative number",
+    "sqrt": "sqrt of a negative number (or its gradient at zero)",
+    "pow": "a power of zero or a negative base",
+    "exp": "exp overflow",
+    "acos": "acos outside [-1, 1]",
+    "asin": "asin outside [-1, 1]",
+}
+
+
+@register_check(id="non-finite-values", reasons=(37,), severity="error")
+def non_finite_values(ctx: CheckContext) -> None:
+    """A NaN or infinity appears in the forward pass, the loss, the gradients or the weights.
+
+    Why it matters:
+        One non-finite value spreads to every weight at the next update and the run is lost.
+        The symptom (loss = nan) appears far from the cause: a log of zero, a division by
+        zero, an overflow in float16, a learning rate that blew the weights up.
+
+    What is measured:
+        Per step, fused statistics of every module output, the loss, every output gradient,
+        every parameter gradient and every weight: the first step, phase and module where a
+        non-finite value appears. When the step can be replayed on a copy, the replay runs
+        under a dispatch mode that finds the first operation producing it, and its file:line.
+
+    How to fix:
+        Guard the operation: clamp before log (``x.clamp_min(1e-8).log()``), add an epsilon to
+        denominators, use the fused, stable forms (``log_softmax``, ``BCEWithLogitsLoss``,
+        ``logsumexp``), lower the learning rate or clip gradients when weights blow up.
+
+    Example:
+        Before::
+
+            loss = -(y * torch.log(p)).sum(1).mean()
+
+        After::
+
+            loss = -(y * torch.log(p.clamp_min(1e-8))).sum(1).mean()
+            # better: F.cross_entropy(logits, y)
+    """
+    rec: Recording = ctx.recording
+    if not rec.steps:
+        ctx.skip("no step was observed")
+    event = rec.first_nonfinite()
+    if event is None:
+        ctx.note(f"no non-finite value in {len(rec.steps)} observed step(s)")
+        return
+    op = _replay(ctx.services, event)
+    reasons = (1, 37) if event.phase == "input" else (37,)
+    what = _describe(event)
+    where = Where(module=event.module if event.module is not None else None, step=event.step)
+    evidence: dict[str, Any] = {"step": event.step, "phase": event.phase}
+    if event.module is not None:
+        evidence["module_type"] = rec.module_types.get(event.module, "")
+    if event.param is not None:
+        evidence["parameter"] = event.param
+    message = f"The first non-finite value appeared at step {event.step}: {what}."
+    if op is not None:
+        cause = _CAUSES.get(op.op.split(".")[0].rstrip("_"), "")
+        op_text = f"aten.{op.op}" + (f" ({op.autograd_node})" if op.autograd_node else "")
+        message += f" Replayed on a copy, the first operation producing it is {op_text} in the {op.phase} pass"
+        message += f" — likely {cause}." if cause else "."
+        where = Where(module=where.module, step=event.step, file=op.file, line=op.line, op=op.op)
+        evidence.update(op=op.op, op_phase=op.phase, inputs_finite=op.inputs_finite)
+        if op.code:
+            evidence["code"] = op.code
+    elif event.phase in ("gradient", "weights") and event.step > 0:
+        message += " Earlier steps were finite: the updates grew until they overflowed."
+    ctx.finding(
+        title="Non-finite values (NaN/inf) during training",
+        message=message,
+        fix=_fix_for(event, op),
+        reasons=reasons,
+        where=where,
+        evidence=evidence,
+    )
+
+
+def _describe(event: NonFiniteEvent) -> str:
+    if event.phase == "input":
+        return "in the model input (the data already holds NaN/inf)"
+    if event.phase == "forward":
+        return f"in the output of module {event.module or '<root>'} (forward)"
+    if event.phase == "loss":
+        return "in the loss, while every module output was finite (the loss computation produced it)"
+    if event.phase == "backward":
+        return f"in the gradient flowing into the output of module {event.module or '<root>'} (backward)"
+    if event.phase == "gradient":
+        return f"in the gradient of parameter {event.param}"
+    return f"in the weights of parameter {event.param} after an update"
+
+
+def _fix_for(event: NonFiniteEvent, op: OpEvent | None) -> str:
+    if event.phase == "input":
+        return "Clean the data: drop or impute NaN/inf before training (check the loader and preprocessing)."
+    name = op.op if op is not None else ""
+    if name.startswith("log"):
+        return "Clamp before the log (`x.clamp_min(1e-8).log()`) or use log_softmax / BCEWithLogitsLoss."
+    if name.startswith(("div", "reciprocal", "rsqrt")):
+        return "Add an epsilon to the denominator (`x / (d + 1e-8)`)."
+    if name.startswith("sqrt"):
+        return "Use `torch.sqrt(x + 1e-12)`: the gradient of sqrt at zero is infinite."
+    if event.phase in ("gradient", "weights"):
+        return "Lower the learning rate, clip gradients (clip_grad_norm_), or check for a loss scale that grows."
+    return "Guard the operation that produced it (clamp, epsilon, stable fused ops) or lower the learning rate."
+
+
+def _replay(lab: Lab | None, event: NonFiniteEvent) -> OpEvent | None:
+    """Replay the steps up to the bad one on a copy and trace the first bad op."""
+    if lab is None or not lab.available or event.phase == "input":
+        return None
+    batches = lab.batches(event.step + 1)
+    if len(batches) <= event.step:
+        return None
+    model = lab.fresh_model()
+    opt = lab.optimizer_spec().build(model)
+    try:
+        for b in batches[: event.step]:
+            opt.zero_grad()
+            lab.loss(model, b).backward()
+            opt.step()
+        opt.zero_grad()
+
+        def step() -> None:
+            lab.loss(model, batches[event.step]).backward()
+
+        return trace_first_nonfinite(step)
+    except (RuntimeError, ValueError):
+        return None

@@ -1,4 +1,124 @@
-"""Checks: overfit."""
+"""Overfit a tiny batch (reason 27): the first experiment of the recipe."""
 
 from __future__ import annotations
 
+import math
+
+from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.subject import OptimizerSpec
+
+# The known-good fallback: if the user's settings cannot fit a tiny batch but this can,
+# the problem is the optimiser settings, not the model or the data.
+FALLBACK_OPTIMIZER = "Adam"
+FALLBACK_LR = 1e-3
+
+
+def _fits(result: TrainResult, classification: bool, ctx: CheckContext) -> bool:
+    t = ctx.thresholds
+    if not result.losses or result.error or result.diverged or not math.isfinite(result.final):
+        return False
+    if classification and result.final <= t.overfit_ce_target:
+        return True
+    initial = result.initial
+    return initial > 0 and result.final <= t.overfit_target_fraction * initial
+
+
+@register_check(id="cannot-overfit-tiny-batch", reasons=(27,), severity="error", kind="experiment")
+def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
+    """The model cannot drive the loss near zero on one tiny batch.
+
+    Why it matters:
+        Any healthy model can memorise a handful of samples. If it cannot, no amount of
+        data or time will help: the bug is in the model, the loss, the optimiser settings
+        or the wiring between them. This is the single most informative experiment.
+
+    What is measured:
+        A copy of the model, from its initial weights, is trained on the first few samples
+        of the first batch with the user's optimiser settings and regularisation off
+        (dropout 0, weight decay 0) for a fixed number of steps. If that fails, the same
+        with Adam(lr=1e-3). The finding says how far each got.
+
+    How to fix:
+        If only the fallback fits: lower or raise the learning rate, or change optimiser.
+        If neither fits: look for a loss that cannot reach zero (wrong loss input, labels
+        not matching inputs), frozen or unused layers, a bottleneck too narrow (24), or
+        regularisation that is still on (30).
+
+    Example:
+        Before::
+
+            opt = torch.optim.SGD(model.parameters(), lr=10.0)
+
+        After::
+
+            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    """
+    lab: Lab = ctx.services
+    if lab is None or not lab.available:
+        why = lab.unavailable_reason if lab is not None else "no subject"
+        ctx.skip(f"{why}; declare a Subject (nndoctor.check) to run it")
+    t = ctx.thresholds
+    subject = lab.subject
+    assert subject is not None
+    tiny = lab.tiny_batch(t.overfit_batch_size)
+    classification = subject.task.kind in ("classification", "binary", "multilabel")
+    user = lab.train([tiny], t.overfit_steps, regularisation=False)
+    spec = lab.optimizer_spec()
+    evidence = {
+        "steps": t.overfit_steps,
+        "initial_loss": user.initial,
+        "final_loss": user.final,
+        "best_loss": user.best,
+        "optimizer": spec.describe(),
+    }
+    if _fits(user, classification, ctx):
+        ctx.note(
+            f"fit a tiny batch with {spec.describe()}: loss {user.initial:.4g} → {user.final:.4g} "
+            f"in {t.overfit_steps} steps"
+        )
+        return
+    fallback_spec = OptimizerSpec.of(__import__("torch").optim.Adam, lr=FALLBACK_LR)
+    fallback = lab.train([tiny], t.overfit_steps, optimizer=fallback_spec, regularisation=False)
+    evidence.update(
+        fallback_optimizer=fallback_spec.describe(),
+        fallback_final_loss=fallback.final,
+        fallback_best_loss=fallback.best,
+    )
+    how_far = _how_far(user)
+    if _fits(fallback, classification, ctx):
+        ctx.finding(
+            title="A tiny batch is fit only with a different optimiser setting",
+            message=(
+                f"With {spec.describe()} the loss on a batch of {t.overfit_batch_size} samples "
+                f"{how_far}; with {fallback_spec.describe()} it falls to {fallback.final:.4g}. "
+                "The model and data can fit: the optimiser settings cannot."
+            ),
+            fix="Adjust the learning rate (try a range test) or switch to Adam for a first working baseline.",
+            severity="warning",
+            reasons=(27, 34, 36),
+            evidence=evidence,
+        )
+        return
+    ctx.finding(
+        title="Cannot overfit a tiny batch",
+        message=(
+            f"Trained from the initial weights on {t.overfit_batch_size} samples for {t.overfit_steps} steps "
+            f"with regularisation off, the loss {how_far} with the user's optimiser and reached only "
+            f"{fallback.final:.4g} with {fallback_spec.describe()}. A healthy model memorises a tiny batch."
+        ),
+        fix=(
+            "Look for a loss that cannot reach zero (loss input, labels), frozen or unused layers, a "
+            "too-narrow bottleneck (reason 24), or regularisation still active (reason 30)."
+        ),
+        reasons=(27, 24, 30),
+        evidence=evidence,
+    )
+
+
+def _how_far(result: TrainResult) -> str:
+    if result.error:
+        return f"could not be trained ({result.error})"
+    if result.diverged:
+        return f"diverged to a non-finite value after {len(result.losses)} steps (from {result.initial:.4g})"
+    return f"went from {result.initial:.4g} to {result.final:.4g} (best {result.best:.4g})"

@@ -495,7 +495,7 @@ def run_training(
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 if progress is not None:
                     progress(len(losses), steps, losses[-1])
                 if len(losses) >= steps:

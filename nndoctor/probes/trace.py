@@ -1,0 +1,128 @@
+"""Offline probes for experiments: op-level NaN tracing and module-input recording.
+
+These are for *replays* on copies, never for the live run: the dispatch mode
+checks every op's output, which synchronises with the device per op and costs
+several times the step (see DESIGN.md's pitfalls).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+
+
+@dataclass
+class OpEvent:
+    """The first op whose output was non-finite although its inputs were finite."""
+
+    op: str
+    phase: str  # "forward" or "backward"
+    autograd_node: str | None
+    file: str | None
+    line: int | None
+    code: str | None
+    inputs_finite: bool
+
+
+def _user_location(stack: list[traceback.FrameSummary]) -> tuple[str | None, int | None, str | None]:
+    for fr in reversed(stack):
+        if not fr.filename.startswith((_TORCH_DIR, _OWN_DIR)) and not fr.filename.startswith("<"):
+            return fr.filename, fr.lineno, fr.line
+    return None, None, None
+
+
+def _location_from_anomaly(node: Any) -> tuple[str | None, int | None, str | None]:
+    """The forward-pass location anomaly mode stored on an autograd node."""
+    try:
+        text = node.metadata.get("traceback_")
+    except (AttributeError, RuntimeError):
+        return None, None, None
+    if not text:
+        return None, None, None
+    if isinstance(text, list):
+        text = "".join(text)
+    found = re.findall(r'File "([^"]+)", line (\d+)[^\n]*\n\s*(.*)', text)
+    for fname, line, code in reversed(found):
+        if not fname.startswith((_TORCH_DIR, _OWN_DIR)):
+            return fname, int(line), code.strip()
+    return None, None, None
+
+
+class _NonFiniteTracer(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.event: OpEvent | None = None
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.event is None and _has_nonfinite(out):
+            inputs_finite = not _has_nonfinite((args, kwargs))
+            node = torch._C._current_autograd_node()
+            if node is not None:
+                file, line, code = _location_from_anomaly(node)
+                phase, node_name = "backward", node.name()
+            else:
+                file, line, code = _user_location(traceback.extract_stack())
+                phase, node_name = "forward", None
+            if inputs_finite or self.event is None:
+                self.event = OpEvent(
+                    op=str(func.overloadpacket.__name__) if hasattr(func, "overloadpacket") else str(func),
+                    phase=phase,
+                    autograd_node=node_name,
+                    file=file,
+                    line=line,
+                    code=code,
+                    inputs_finite=inputs_finite,
+                )
+        return out
+
+
+def _has_nonfinite(obj: Any) -> bool:
+    leaves, _ = tree_flatten(obj)
+    for t in leaves:
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 0:
+            # Offline replay only: this synchronises, which is acceptable here.
+            if not bool(torch.isfinite(t).all()):
+                return True
+    return False
+
+
+def trace_first_nonfinite(fn: Callable[[], Any]) -> OpEvent | None:
+    """Run ``fn`` (a forward, loss and backward) and return the first op making a non-finite value."""
+    tracer = _NonFiniteTracer()
+    with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
+        fn()
+    return tracer.event
+
+
+@contextmanager
+def recorded_module_inputs(model: nn.Module, names: set[str]) -> Iterator[dict[str, tuple[Any, dict[str, Any]]]]:
+    """Record the (args, kwargs) of the first call of each named submodule; hooks removed on exit."""
+    seen: dict[str, tuple[Any, dict[str, Any]]] = {}
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            if name in names:
+
+                def hook(mod: nn.Module, args: Any, kwargs: Any, name: str = name) -> None:
+                    if name not in seen:
+                        seen[name] = (args, kwargs)
+
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
