@@ -290,7 +290,7 @@ def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] |
                 optimizer.zero_grad()
                 if subject.criterion is not None:
                     out = call_model(model, subject.inputs(batch))
-                    loss = subject.criterion(out, subject.targets(batch))
+                    loss = _live(subject.criterion)(out, subject.targets(batch))
                 else:
                     loss = subject.compute_loss(model, batch)
                 loss.backward()
@@ -299,6 +299,15 @@ def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] |
             error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
     del first
     return recording, error
+
+
+def _live(criterion: Callable[..., Any]) -> Callable[..., Any]:
+    """A torch.nn.functional loss looked up now, so the probe's wrapper sees the call."""
+    import torch.nn.functional as F
+
+    if getattr(criterion, "__module__", "") == "torch.nn.functional":
+        return getattr(F, criterion.__name__, criterion)
+    return criterion
 
 
 def _note_loader(recording: Recording, source: Any) -> int | None:

@@ -1,0 +1,59 @@
+"""NaN tracing: the first step, module and operation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from subjects import blobs, healthy_classifier, mlp, run
+from torch import nn
+
+
+@pytest.mark.silent("non-finite-values")
+def test_no_nan_in_a_healthy_run() -> None:
+    report = run(select=["non-finite-values"], **healthy_classifier())
+    assert report.by_check("non-finite-values") == []
+    assert "no non-finite value" in report.result("non-finite-values").detail
+
+
+class LogOfRelu(nn.Module):
+    """The bug: log of a ReLU output, which is exactly zero for half the units."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.relu(x))
+
+
+@pytest.mark.fires("non-finite-values")
+def test_log_of_zero_is_traced_to_its_module_op_and_line() -> None:
+    x, y = blobs()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), LogOfRelu(), nn.Linear(16, 3))
+    report = run(select=["non-finite-values"], model=model, data=[(x[:32], y[:32])],
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.reasons == [37]
+    assert finding.where.step == 0
+    assert finding.where.module == "1"
+    assert finding.where.op == "log"
+    assert finding.where.file.endswith("test_nan.py")
+    assert "log of zero" in finding.message
+
+
+def test_nan_in_the_data_names_reason_1() -> None:
+    x, y = blobs()
+    x[5, 3] = float("nan")
+    model = mlp()
+    report = run(select=["non-finite-values"], model=model, data=[(x[:32], y[:32])],
+                 loss_fn=F.cross_entropy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.reasons == [1, 37]
+    assert finding.evidence["phase"] == "input"
+
+
+def test_divergence_from_a_huge_learning_rate_is_seen_in_gradients_or_weights() -> None:
+    kwargs = healthy_classifier()
+    kwargs["optimizer"] = torch.optim.SGD(kwargs["model"].parameters(), lr=1e6)
+    report = run(select=["non-finite-values"], **kwargs)
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.where.step > 0
+    assert finding.evidence["phase"] in ("forward", "loss", "backward", "gradient", "weights")

@@ -1,0 +1,77 @@
+"""The registry's contract: manuals, reasons, tests per check, and no hooks in checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from nndoctor.checks.registry import DOC_HEADINGS, all_checks, register_check
+from nndoctor.reasons import REASONS, coverage
+
+TESTS = Path(__file__).resolve().parents[1]
+PACKAGE = TESTS.parent / "nndoctor"
+
+
+def _test_sources() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in TESTS.rglob("test_*.py"))
+
+
+@pytest.mark.parametrize("spec", all_checks(), ids=lambda s: s.id)
+def test_every_check_has_a_manual_with_every_heading(spec) -> None:
+    doc = spec.doc
+    assert doc.splitlines()[0].strip(), f"{spec.id}: the docstring needs a one-line title"
+    for heading in DOC_HEADINGS:
+        assert re.search(rf"^{heading}:\s*$", doc, flags=re.M), f"{spec.id}: missing '{heading}:'"
+
+
+@pytest.mark.parametrize("spec", all_checks(), ids=lambda s: s.id)
+def test_every_check_has_a_firing_and_a_silent_test(spec) -> None:
+    sources = _test_sources()
+    assert re.search(rf"fires\(\s*\"{re.escape(spec.id)}\"", sources), f"no @pytest.mark.fires({spec.id!r}) test"
+    assert re.search(rf"silent\(\s*\"{re.escape(spec.id)}\"", sources), f"no @pytest.mark.silent({spec.id!r}) test"
+
+
+def test_ids_are_symptom_slugs_and_reasons_in_range() -> None:
+    for spec in all_checks():
+        assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", spec.id), spec.id
+        assert spec.reasons and all(r in REASONS for r in spec.reasons)
+
+
+def test_duplicate_ids_are_rejected() -> None:
+    existing = all_checks()[0].id
+    with pytest.raises(ValueError, match="registered twice"):
+        register_check(id=existing, reasons=(1,))(lambda ctx: None)
+
+
+def test_reasons_out_of_range_are_rejected() -> None:
+    with pytest.raises(ValueError, match="1..37"):
+        register_check(id="never-registered", reasons=(38,))
+
+
+def test_coverage_table_comes_from_the_registry() -> None:
+    rows = coverage()
+    assert [r["reason"] for r in rows] == list(range(1, 38))
+    by_reason = {r["reason"]: {c["check"] for c in r["checks"]} for r in rows}
+    for spec in all_checks():
+        for reason in spec.reasons:
+            assert spec.id in by_reason[reason]
+
+
+@pytest.mark.parametrize("folder", ["checks", "report"])
+def test_checks_and_renderers_never_install_hooks(folder: str) -> None:
+    hook_calls = re.compile(
+        r"register_(module_)?(forward|backward|full_backward)\w*hook|register_hook\(|"
+        r"register_optimizer_step|register_step_(pre|post)_hook|register_post_accumulate_grad_hook"
+    )
+    for path in (PACKAGE / folder).rglob("*.py"):
+        assert not hook_calls.search(path.read_text(encoding="utf-8")), f"{path} installs a hook"
+
+
+def test_no_print_outside_report_and_cli() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("report/") or rel == "cli.py":
+            continue
+        assert not re.search(r"^\s*print\(", path.read_text(encoding="utf-8"), flags=re.M), rel
