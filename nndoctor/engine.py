@@ -427,15 +427,21 @@ def check_script(
 
 
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
+    from nndoctor.capture.subject import captured_task
+
+    script = (capture.script, list(capture.argv))
     if subject is not None:
-        return Lab(subject, device=device)
+        return Lab(subject, device=device, script=script)
     model = None
     if capture.model is not None:
         model = copy.deepcopy(capture.model)
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
-    return Lab(None, device=device, unavailable_reason=why, model=model, model_inputs=inputs or None)
+    return Lab(
+        None, device=device, unavailable_reason=why, model=model, model_inputs=inputs or None,
+        script=script, task=captured_task(capture),
+    )
 
 
 def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:

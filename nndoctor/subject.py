@@ -120,6 +120,9 @@ class OptimizerSpec:
         return f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
 
 
+# Regularising layers that experiments switch off.
+REGULARISERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 Criterion = Callable[[Any, Any], torch.Tensor]
 
@@ -245,3 +248,52 @@ def _describe_loss(subject: Subject) -> str:
     fn = subject.criterion if subject.criterion is not None else subject.loss_fn
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return name if subject.criterion is not None else f"{name}(model, batch)"
+
+
+def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
+    x = subject.inputs(batch) if subject is not None else batch
+    t = _first(x)
+    return int(t.shape[0]) if t is not None and t.dim() > 0 else None
+
+
+def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
+    """Every tensor whose first axis is the batch axis, cut to ``size`` samples."""
+    n = batch_size_of(batch, subject)
+    if n is None or n <= size:
+        return batch
+
+    def cut(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj[:size] if obj.dim() > 0 and obj.shape[0] == n else obj
+        if isinstance(obj, tuple):
+            return tuple(cut(o) for o in obj)
+        if isinstance(obj, list):
+            # A list as long as the batch (e.g. detection targets per image) is per-sample.
+            return obj[:size] if len(obj) == n else [cut(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: (v if k == "loss_input_shape" else cut(v)) for k, v in obj.items()}
+        return obj
+
+    out = cut(batch)
+    if isinstance(out, dict) and "loss_input_shape" in out:
+        shape = list(out["loss_input_shape"])
+        if shape and shape[0] % n == 0:
+            shape[0] = shape[0] // n * size
+        out["loss_input_shape"] = tuple(shape)
+    return out
+
+
+def _first(obj: Any) -> torch.Tensor | None:
+    if isinstance(obj, torch.Tensor):
+        return obj
+    if isinstance(obj, (tuple, list)):
+        for o in obj:
+            t = _first(o)
+            if t is not None:
+                return t
+    if isinstance(obj, dict):
+        for o in obj.values():
+            t = _first(o)
+            if t is not None:
+                return t
+    return None

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nndoctor.subject import OptimizerSpec, Subject
-
-REGULARISERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
+from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
 
 
 @dataclass
@@ -55,12 +54,17 @@ class Lab:
         *,
         model: nn.Module | None = None,
         model_inputs: list[Any] | None = None,
+        script: tuple[str, list[str]] | None = None,
+        task: Task | None = None,
     ) -> None:
         self.subject = subject
         # Without a replayable loss, a model and the inputs it was called with still
         # allow experiments that need no loss (gradient check, batch independence).
         self._model = model if model is not None else (subject.model if subject else None)
         self._model_inputs = model_inputs
+        # An observed script can be re-run with substitutions when nothing else works.
+        self.script = script
+        self.task = task if task is not None else (subject.task if subject else Task())
         self._initial_state = initial_state
         first = next(self._model.parameters(), None) if self._model is not None else None
         default = first.device if first is not None else torch.device("cpu")
@@ -79,6 +83,12 @@ class Lab:
             return self.subject.model.state_dict()
         return None
 
+    def replay(self, mode: str, **plan: Any) -> ReplayResult:
+        """Re-run the observed script in a subprocess (see nndoctor.capture.replay)."""
+        assert self.script is not None
+        script, argv = self.script
+        return run_replay(ReplayPlan(script=script, argv=argv, mode=mode, **plan))
+
     @property
     def has_model(self) -> bool:
         return self._model is not None
@@ -86,7 +96,7 @@ class Lab:
     def model_inputs(self, n: int = 1) -> list[Any]:
         """Positional-argument tuples the model was called with (first ``n`` batches)."""
         if self._model_inputs is not None:
-            return [move(a, self.device) for a in self._model_inputs[:n]]
+            return [move_to(a, self.device) for a in self._model_inputs[:n]]
         assert self.subject is not None
         out = []
         for b in self.batches(n):
@@ -110,7 +120,7 @@ class Lab:
     def batches(self, n: int = 4) -> list[Any]:
         assert self.subject is not None
         if self._batches is None or len(self._batches) < n:
-            self._batches = [move(b, self.device) for b in self.subject.take_batches(n)]
+            self._batches = [move_to(b, self.device) for b in self.subject.take_batches(n)]
         return self._batches[:n]
 
     def tiny_batch(self, size: int) -> Any:
@@ -171,64 +181,3 @@ class Lab:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         return [float(self.loss(model, b)) for b in batches]
-
-
-def move(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, tuple):
-        return tuple(move(o, device) for o in obj)
-    if isinstance(obj, list):
-        return [move(o, device) for o in obj]
-    if isinstance(obj, dict):
-        return {k: move(v, device) for k, v in obj.items()}
-    return obj
-
-
-def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
-    x = subject.inputs(batch) if subject is not None else batch
-    t = _first(x)
-    return int(t.shape[0]) if t is not None and t.dim() > 0 else None
-
-
-def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
-    """Every tensor whose first axis is the batch axis, cut to ``size`` samples."""
-    n = batch_size_of(batch, subject)
-    if n is None or n <= size:
-        return batch
-
-    def cut(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj[:size] if obj.dim() > 0 and obj.shape[0] == n else obj
-        if isinstance(obj, tuple):
-            return tuple(cut(o) for o in obj)
-        if isinstance(obj, list):
-            # A list as long as the batch (e.g. detection targets per image) is per-sample.
-            return obj[:size] if len(obj) == n else [cut(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: (v if k == "loss_input_shape" else cut(v)) for k, v in obj.items()}
-        return obj
-
-    out = cut(batch)
-    if isinstance(out, dict) and "loss_input_shape" in out:
-        shape = list(out["loss_input_shape"])
-        if shape and shape[0] % n == 0:
-            shape[0] = shape[0] // n * size
-        out["loss_input_shape"] = tuple(shape)
-    return out
-
-
-def _first(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, (tuple, list)):
-        for o in obj:
-            t = _first(o)
-            if t is not None:
-                return t
-    if isinstance(obj, dict):
-        for o in obj.values():
-            t = _first(o)
-            if t is not None:
-                return t
-    return None

@@ -125,8 +125,10 @@ def _fix_for(event: NonFiniteEvent, op: OpEvent | None) -> str:
 
 def _replay(lab: Lab | None, event: NonFiniteEvent) -> OpEvent | None:
     """Replay the steps up to the bad one on a copy and trace the first bad op."""
-    if lab is None or not lab.available or event.phase == "input":
+    if lab is None or event.phase == "input":
         return None
+    if not lab.available:
+        return _replay_script(lab, event)
     batches = lab.batches(event.step + 1)
     if len(batches) <= event.step:
         return None
@@ -145,3 +147,13 @@ def _replay(lab: Lab | None, event: NonFiniteEvent) -> OpEvent | None:
         return trace_first_nonfinite(step)
     except (RuntimeError, ValueError):
         return None
+
+
+def _replay_script(lab: Lab, event: NonFiniteEvent) -> OpEvent | None:
+    """Re-run the script to the bad step with the tracer on (custom losses)."""
+    if lab.script is None:
+        return None
+    result = lab.replay("trace", trace_step=event.step)
+    if result.event is None:
+        return None
+    return OpEvent(**result.event)

@@ -55,6 +55,9 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
             opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     """
     lab: Lab = ctx.services
+    if lab is not None and not lab.available and lab.script is not None:
+        _overfit_by_replay(ctx, lab)
+        return
     if lab is None or not lab.available:
         why = lab.unavailable_reason if lab is not None else "no subject"
         ctx.skip(f"{why}; declare a Subject (nndoctor.check) to run it")
@@ -122,3 +125,38 @@ def _how_far(result: TrainResult) -> str:
     if result.diverged:
         return f"diverged to a non-finite value after {len(result.losses)} steps (from {result.initial:.4g})"
     return f"went from {result.initial:.4g} to {result.final:.4g} (best {result.best:.4g})"
+
+
+def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
+    """The same experiment for a custom loss: re-run the script on one tiny batch."""
+    t = ctx.thresholds
+    classification = lab.task.kind in ("classification", "binary", "multilabel")
+    user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
+    if not user.substituted:
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
+            "replay could substitute; declare a Subject (nndoctor.check) to run it"
+        )
+    result = TrainResult(losses=user.losses, error=user.error)
+    evidence = {"steps": t.overfit_steps, "initial_loss": result.initial, "final_loss": result.final,
+                "best_loss": result.best, "method": "script replay (custom loss)"}
+    if _fits(result, classification, ctx):
+        ctx.note(
+            f"fit a tiny batch by replaying the script: loss {result.initial:.4g} → {result.final:.4g} "
+            f"in {len(result.losses)} steps"
+        )
+        return
+    ctx.finding(
+        title="Cannot overfit a tiny batch",
+        message=(
+            f"Replaying the script on one batch of {t.overfit_batch_size} samples for {t.overfit_steps} steps "
+            f"(its own loss and optimiser, dropout and weight decay off), the loss {_how_far(result)}. "
+            "A healthy model memorises a tiny batch."
+        ),
+        fix=(
+            "Look for a loss that cannot reach zero, frozen or unused layers, a too-narrow bottleneck "
+            "(reason 24), regularisation still active (reason 30), or a learning rate far off (reason 36)."
+        ),
+        reasons=(27, 24, 30),
+        evidence=evidence,
+    )

@@ -1,0 +1,173 @@
+"""The subprocess side of a replay (see :mod:`nndoctor.capture.replay`).
+
+Usage: ``python -m nndoctor.capture._replay_child PLAN.json RESULT.json``.
+This process exists only to run the user's script once more; synchronising with
+the device is acceptable here, unlike in the live probes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import runpy
+import signal
+import sys
+import tempfile
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.optim.optimizer as optim_mod
+from torch import nn
+from torch.nn.modules import module as module_mod
+from torch.utils.data import DataLoader
+
+from nndoctor.capture.replay import ReplayPlan, ReplayResult
+from nndoctor.capture.runner import StopCapture, _redirect_saves
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.trace import _NonFiniteTracer
+from nndoctor.subject import REGULARISERS, slice_batch
+
+
+class _Replay:
+    def __init__(self, plan: ReplayPlan) -> None:
+        self.plan = plan
+        self.result = ReplayResult(ok=False)
+        self.model: nn.Module | None = None
+        self.tracer: _NonFiniteTracer | None = None
+        self._fixed: dict[int, Any] = {}
+        self._loss_seen = False
+
+    # -- overfit: the same tiny batch forever -------------------------------------------
+    def fixed_iter(self, original_iter: Any) -> Any:
+        replay = self
+
+        def __iter__(loader: DataLoader) -> Any:  # noqa: N807
+            if id(loader) not in replay._fixed:
+                first = next(original_iter(loader))
+                replay._fixed[id(loader)] = _cut(first, replay.plan.batch_size)
+            replay.result.substituted = True
+            batch = replay._fixed[id(loader)]
+
+            def forever() -> Any:
+                while True:
+                    yield batch
+
+            return forever()
+
+        return __iter__
+
+    # -- hooks ----------------------------------------------------------------------------
+    def pre_forward(self, module: nn.Module, args: Any) -> None:
+        if self.plan.mode == "overfit" and isinstance(module, REGULARISERS):
+            module.p = 0.0
+        if self.model is None and next(module.parameters(), None) is not None:
+            self.model = module
+        if (
+            self.plan.mode == "trace"
+            and module is self.model
+            and self.result.steps == self.plan.trace_step
+            and self.tracer is None
+            and torch.is_grad_enabled()
+        ):
+            torch.autograd.set_detect_anomaly(True, check_nan=False)
+            self.tracer = _NonFiniteTracer()
+            self.tracer.__enter__()
+
+    def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.plan.mode == "overfit":
+            for group in optimizer.param_groups:
+                if "weight_decay" in group:
+                    group["weight_decay"] = 0.0
+                for key, value in self.plan.overrides.items():
+                    if key in group:
+                        group[key] = value
+        if self.tracer is not None:
+            self._finish_trace()
+            raise StopCapture("traced")
+
+    def post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.result.steps += 1
+        self._loss_seen = False
+        if self.plan.mode == "overfit" and self.result.steps >= self.plan.steps:
+            raise StopCapture("step budget")
+        if self.plan.mode == "trace" and self.result.steps > self.plan.trace_step + 1:
+            raise StopCapture("step budget")
+
+    def note_backward(self, tensor: torch.Tensor) -> None:
+        if tensor.dim() == 0 and not self._loss_seen:
+            self._loss_seen = True
+            value = float(tensor.detach())
+            self.result.losses.append(value if math.isfinite(value) else float("nan"))
+            if self.plan.mode == "overfit" and not math.isfinite(value):
+                raise StopCapture("diverged")
+
+    def _finish_trace(self) -> None:
+        tracer, self.tracer = self.tracer, None
+        assert tracer is not None
+        tracer.__exit__(None, None, None)
+        torch.autograd.set_detect_anomaly(False)
+        if tracer.event is not None:
+            self.result.event = asdict(tracer.event)
+
+
+def _cut(batch: Any, size: int) -> Any:
+    return slice_batch(batch, size, None)
+
+
+def main(plan_path: str, out_path: str) -> None:
+    with open(plan_path, encoding="utf-8") as f:
+        plan = ReplayPlan(**json.load(f))
+    replay = _Replay(plan)
+    original_iter = DataLoader.__iter__
+    original_backward = torch.Tensor.backward
+
+    def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        replay.note_backward(tensor)
+        return original_backward(tensor, *args, **kwargs)
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise StopCapture("timeout")
+
+    handles = [
+        module_mod.register_module_forward_pre_hook(replay.pre_forward),
+        optim_mod.register_optimizer_step_pre_hook(replay.pre_step),
+        optim_mod.register_optimizer_step_post_hook(replay.post_step),
+    ]
+    if plan.mode == "overfit":
+        DataLoader.__iter__ = replay.fixed_iter(original_iter)  # type: ignore[method-assign]
+    torch.Tensor.backward = backward  # type: ignore[method-assign]
+    sys.argv = [plan.script, *plan.argv]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(plan.script)))
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, plan.timeout)
+    scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
+    try:
+        with _redirect_saves(scratch, Recording()), open(os.devnull, "w") as null:
+            sys.stdout = null
+            try:
+                runpy.run_path(plan.script, run_name="__main__")
+            except StopCapture as stop:
+                replay.result.error = None if stop.reason in ("step budget", "traced") else stop.reason
+            except SystemExit:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - the replay reports, never raises
+                replay.result.error = f"{type(exc).__name__}: {exc}"
+            finally:
+                sys.stdout = sys.__stdout__
+        if replay.tracer is not None:
+            replay._finish_trace()
+        replay.result.ok = replay.result.error is None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for h in handles:
+            h.remove()
+        DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
+        torch.Tensor.backward = original_backward  # type: ignore[method-assign]
+    with open(out_path, "w", encoding="utf-8") as f:
+        json.dump(asdict(replay.result), f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

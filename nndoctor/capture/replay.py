@@ -1,0 +1,74 @@
+"""Replays: re-run the user's script in a subprocess with substitutions.
+
+When the loss is not a recognised torch loss (detection, self-supervised and other
+custom losses), an experiment cannot rebuild the training step in-process. It can
+re-run the script itself, with the user's own loss, augmentation and loop, and
+change only what the experiment needs:
+
+- ``overfit``: every DataLoader yields the first batch (cut to a few samples) forever,
+  dropout is off and weight decay is zero; the loss of each step is recorded;
+- ``trace``: the script runs unchanged to step ``k``, where a dispatch mode finds the
+  first operation producing a non-finite value.
+
+A subprocess per replay isolates global state; checkpoints still go to a scratch
+folder, so a replay never writes into the user's tree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class ReplayPlan:
+    script: str
+    argv: list[str]
+    mode: str  # "overfit" or "trace"
+    steps: int = 150
+    batch_size: int = 8
+    trace_step: int = 0
+    timeout: float = 120.0
+    overrides: dict[str, Any] = field(default_factory=dict)  # optimizer hyperparameters
+
+
+@dataclass
+class ReplayResult:
+    ok: bool
+    losses: list[float] = field(default_factory=list)
+    error: str | None = None
+    event: dict[str, Any] | None = None
+    substituted: bool = False  # a DataLoader was found and substituted
+    steps: int = 0
+
+
+def run_replay(plan: ReplayPlan) -> ReplayResult:
+    """Run ``plan`` in a fresh Python process; never raises for a failing script."""
+    with tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp:
+        plan_path = os.path.join(tmp, "plan.json")
+        out_path = os.path.join(tmp, "result.json")
+        with open(plan_path, "w", encoding="utf-8") as f:
+            json.dump(asdict(plan), f)
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "nndoctor.capture._replay_child", plan_path, out_path],
+                cwd=tmp,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=plan.timeout + 30,
+            )
+        except subprocess.TimeoutExpired:
+            return ReplayResult(False, error=f"the replay did not finish within {plan.timeout + 30:.0f}s")
+        if not os.path.exists(out_path):
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            return ReplayResult(False, error=f"the replay failed: {tail[0]}")
+        with open(out_path, encoding="utf-8") as f:
+            data = json.load(f)
+        return ReplayResult(**data)

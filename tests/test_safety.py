@@ -1,0 +1,161 @@
+"""The user's model, optimizer and random state are untouched; failing probes never break a run."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from subjects import healthy_classifier
+
+import nndoctor
+from nndoctor.capture.runner import run_script
+from nndoctor.engine import check_script
+from nndoctor.probes import stats
+
+SCRIPT = textwrap.dedent(
+    """
+    import argparse
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=1000)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x = torch.randn(512, 8)
+    y = (x[:, 0] > 0).long()
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1), nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    step = 0
+    while step < args.steps:
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            if step >= args.steps:
+                break
+    """
+)
+
+
+@pytest.fixture()
+def script(tmp_path: Path) -> Path:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT)
+    return path
+
+
+def _plain_run(path: Path, steps: int) -> dict:
+    old = sys.argv[:]
+    sys.argv = [str(path), "--steps", str(steps)]
+    try:
+        return runpy.run_path(str(path), run_name="__main__")
+    finally:
+        sys.argv = old
+
+
+def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def _same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for k, state in sa["state"].items():
+        for name, value in state.items():
+            other = sb["state"][k][name]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other
+
+
+def test_observed_script_state_is_bit_identical_to_a_plain_run(script: Path) -> None:
+    steps = 12
+    plain = _plain_run(script, steps)
+    plain_rng = torch.get_rng_state()
+    capture = run_script(str(script), ["--steps", "1000"], steps=steps)
+    assert capture.steps == steps
+    assert torch.equal(torch.get_rng_state(), plain_rng)
+    _same_state(capture.model, plain["model"])
+    _same_optimizer(capture.optimizer, plain["optimizer"])
+
+
+def test_the_whole_check_leaves_rng_and_live_objects_as_the_script_left_them(script: Path) -> None:
+    steps = 12
+    plain = _plain_run(script, steps)
+    plain_rng = torch.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    report = check_script(str(script), ["--steps", "1000"], steps=steps)
+    assert report.run.observed and report.run.steps_observed == steps
+    # The experiments ran after the script stopped, on copies, under a forked RNG.
+    assert torch.equal(torch.get_rng_state(), plain_rng)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+def test_api_check_leaves_model_optimizer_and_rng_untouched() -> None:
+    kwargs = healthy_classifier()
+    model, optimizer = kwargs["model"], kwargs["optimizer"]
+    # Give the optimizer real state first, as a user's would have mid-training.
+    x, y = kwargs["data"][0]
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt_before = {k: {n: v.clone() for n, v in s.items()} for k, s in optimizer.state.items()}
+    grads_before = [p.grad.clone() for p in model.parameters()]
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+    report = nndoctor.check(**kwargs)
+    assert report.run.steps_observed == 20
+    assert torch.equal(torch.get_rng_state(), rng)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for p, g in zip(model.parameters(), grads_before, strict=True):
+        assert torch.equal(p.grad, g)
+    for p, s in optimizer.state.items():
+        for n, v in s.items():
+            assert torch.equal(v, opt_before[p][n])
+    assert model.training
+
+
+def test_a_probe_that_raises_is_removed_and_reported_without_breaking_the_run(
+    script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = 8
+    plain = _plain_run(script, steps)
+
+    def broken(*args: object, **kwargs: object) -> torch.Tensor:
+        raise RuntimeError("probe bug")
+
+    monkeypatch.setattr(stats, "activation_stats", broken)
+    report = check_script(str(script), ["--steps", "1000"], steps=steps)
+    assert report.run.observed and report.run.steps_observed == steps
+    crashed = [c for c in report.checks if c.status.value == "crashed"]
+    assert [c.check for c in crashed] == ["probe:activations"]
+    assert "probe bug" in crashed[0].detail
+    capture = run_script(str(script), ["--steps", "1000"], steps=steps)
+    _same_state(capture.model, plain["model"])
+
+
+def test_hooks_and_patches_are_all_removed_after_a_run(script: Path) -> None:
+    import torch.nn.functional as F
+    from torch.nn.modules import module as module_mod
+
+    before = (F.cross_entropy, torch.Tensor.backward, torch.save, torch.optim.Optimizer.zero_grad)
+    n_global = len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks)
+    capture = run_script(str(script), ["--steps", "1000"], steps=3)
+    assert (F.cross_entropy, torch.Tensor.backward, torch.save, torch.optim.Optimizer.zero_grad) == before
+    assert len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks) == n_global
+    for m in capture.model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
