@@ -421,7 +421,7 @@ class TrainingProbe:
         return None
 
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        note = self._guard("loss", self._note_backward)
+        note = self._guard("backward", self._note_backward)
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             note(tensor)
