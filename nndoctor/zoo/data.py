@@ -207,8 +207,11 @@ def _render_chunk(n: int, cfg: SceneConfig, g: torch.Generator) -> tuple[Tensor,
     light = 1.15 - 0.35 * rel.clamp(0, 1)
     obj = obj_rgb.view(n, 3, 1, 1).expand(full) * light
     is_tree = (labels == 4).view(n, 1, 1, 1)
-    trunk_part = is_tree & (rel >= 0.55) & (dx <= 0.08 * s) & ~(
-        (xx - cx) ** 2 + (yy - (top + 0.3 * s)) ** 2 <= (0.32 * s) ** 2
+    trunk_part = (
+        is_tree
+        & (rel >= 0.55)
+        & (dx <= 0.08 * s)
+        & ~((xx - cx) ** 2 + (yy - (top + 0.3 * s)) ** 2 <= (0.32 * s) ** 2)
     )
     obj = _paint(obj, trunk_part.float(), canvas.new_tensor([0.4, 0.26, 0.13]).view(1, 3, 1, 1))
     canvas = _paint(canvas, shape.float(), obj)

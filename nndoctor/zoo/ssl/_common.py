@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nndoctor.subject import Subject, move_to
@@ -37,7 +36,7 @@ STREAM_LENGTH = 100_000  # batches in one pass of a PretextBatches stream (never
 LOSS_END_WINDOW = 0.1  # loss_end is the mean over the last 10 % of steps
 
 ProgressFn = Callable[[int, int, float], None]
-MakeBatch = Callable[[Tensor, torch.Generator | None], Any]
+MakeBatch = Callable[[Any, torch.Generator | None], Any]
 
 
 # -- trunk ----------------------------------------------------------------------------
@@ -121,22 +120,26 @@ class PretextBatches:
     """A deterministic stream of pretext batches over an image pool.
 
     Each pass shuffles the pool (epochs without replacement, as a DataLoader with
-    ``shuffle=True``) and applies ``make_batch`` to every ``batch_size`` slice,
+    ``shuffle=True``) and applies ``make_batch`` to every ``batch_size`` slice
+    (a tensor, or a tuple of tensors when the pool is a tuple such as images and ids),
     with one ``torch.Generator`` seeded by ``seed`` for both. Iterating again
     restarts from the seed, so the same seed always gives the same batches.
     """
 
     def __init__(
         self,
-        images: Tensor,
+        images: Tensor | tuple[Tensor, ...],
         make_batch: MakeBatch,
         batch_size: int = BATCH_SIZE,
         seed: int = 0,
         device: torch.device | str = "cpu",
         length: int = STREAM_LENGTH,
     ) -> None:
-        if len(images) < batch_size:
-            raise ValueError(f"pool of {len(images)} images is smaller than a batch ({batch_size})")
+        self.pool = images if isinstance(images, tuple) else (images,)
+        if len(self.pool[0]) < batch_size:
+            raise ValueError(
+                f"pool of {len(self.pool[0])} images is smaller than a batch ({batch_size})"
+            )
         self.images = images
         self.make_batch = make_batch
         self.batch_size = batch_size
@@ -149,15 +152,18 @@ class PretextBatches:
 
     def __iter__(self) -> Iterator[Any]:
         g = torch.Generator().manual_seed(self.seed)
-        per_epoch = len(self.images) // self.batch_size
+        size = len(self.pool[0])
+        per_epoch = size // self.batch_size
         produced = 0
         while produced < self.length:
-            order = torch.randperm(len(self.images), generator=g)
+            order = torch.randperm(size, generator=g)
             for i in range(per_epoch):
                 if produced >= self.length:
                     return
                 idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-                yield move_to(self.make_batch(self.images[idx], g), self.device)
+                items = tuple(t[idx] for t in self.pool)
+                batch = self.make_batch(items[0] if len(items) == 1 else items, g)
+                yield move_to(batch, self.device)
                 produced += 1
 
 
@@ -182,7 +188,9 @@ def grid_origins(size: int, patch: int, gap: int, jitter: int) -> int:
     """
     span = 3 * patch + 2 * gap + 2 * jitter
     if span > size:
-        raise ValueError(f"3×3 grid of {patch}px patches, gap {gap}, jitter {jitter} needs {span}px")
+        raise ValueError(
+            f"3×3 grid of {patch}px patches, gap {gap}, jitter {jitter} needs {span}px"
+        )
     return size - span
 
 
@@ -276,4 +284,3 @@ def evaluate(
             values.append(metric(model, batch))
     model.train(was_training)
     return sum(values) / max(1, len(values))
-
