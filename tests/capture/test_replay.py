@@ -1,0 +1,49 @@
+"""Replays: re-running a script with substituted data, for custom losses."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from nndoctor.capture.replay import ReplayPlan, run_replay
+
+SCRIPT = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    torch.manual_seed(0)
+    x = torch.randn(256, 6)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 2))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.5)
+    for epoch in range(100):
+        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+            logits = model(xb)
+            p = logits.softmax(1).gather(1, yb[:, None]).squeeze(1)
+            loss = -torch.log(p{guard}).mean()   # a custom loss in plain torch
+            opt.zero_grad(); loss.backward(); opt.step()
+            torch.save(model.state_dict(), "ckpt.pt")
+    """
+)
+
+
+def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT.replace("{guard}", ".clamp_min(1e-12)"))
+    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=60, batch_size=4))
+    assert result.ok and result.substituted, result.error
+    assert len(result.losses) == 60
+    assert result.losses[-1] < 0.05 < result.losses[0]
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_trace_replay_finds_the_operation_and_line_of_a_nan(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    # log(p) with p underflowing to zero once the logits are large: force it with a huge scale.
+    path.write_text(SCRIPT.replace("{guard}", " * 0").replace("logits = model(xb)", "logits = model(xb)"))
+    result = run_replay(ReplayPlan(str(path), [], "trace", trace_step=0))
+    assert result.event is not None, result.error
+    assert result.event["op"] == "log" and result.event["phase"] == "forward"
+    assert result.event["file"] == str(path)
+    assert "torch.log" in result.event["code"]
