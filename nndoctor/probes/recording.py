@@ -109,6 +109,7 @@ class StepRecord:
     forwards: int = 0
     backwards: int = 0
     loader: int | None = None  # index into Recording.loaders of the loader that fed this step
+    skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
 
     @property
     def target(self) -> TargetSummary | None:
@@ -166,6 +167,7 @@ class Recording:
     scheduler_seen: bool = False
     device: str = "cpu"
     saves_redirected: list[str] = field(default_factory=list)
+    scaler_skipped_steps: int = 0
 
     @property
     def losses(self) -> list[float]:
@@ -181,6 +183,8 @@ class Recording:
                     return NonFiniteEvent(s.step, "forward", module=name)
             if s.loss_seen and not math.isfinite(s.loss):
                 return NonFiniteEvent(s.step, "loss")
+            if s.skipped_by_scaler:
+                continue  # inf/NaN gradients are how a GradScaler finds its scale: expected
             for name, g in s.output_grad_norms.items():
                 if not math.isfinite(g):
                     return NonFiniteEvent(s.step, "backward", module=name)

@@ -79,6 +79,7 @@ class _Pending:
     snapshot: list[torch.Tensor] | None = None
     snapshot_names: list[str] = field(default_factory=list)
     started: bool = False
+    unscaled_loss: tuple[int, torch.Tensor] | None = None
 
 
 class TrainingProbe:
@@ -139,12 +140,43 @@ class TrainingProbe:
             torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad)
         )
         self._patch(nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad))
+        self._patch_grad_scaler()
         self._global_handles.append(
             optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
         )
         self._global_handles.append(
             optim_mod.register_optimizer_step_post_hook(self._post_step_outer)
         )
+
+    def _patch_grad_scaler(self) -> None:
+        """Under a GradScaler the loss is scaled and some steps are skipped on purpose.
+
+        Record the unscaled loss, and mark a step the scaler skipped (no optimizer step
+        happened inside ``scaler.step``) so its non-finite gradients are not reported.
+        """
+        scaler_cls = getattr(torch.amp, "GradScaler", None)
+        if scaler_cls is None:
+            return
+        original_scale, original_step = scaler_cls.scale, scaler_cls.step
+        probe = self
+
+        def scale(scaler: Any, outputs: Any) -> Any:
+            scaled = original_scale(scaler, outputs)
+            if isinstance(outputs, torch.Tensor) and outputs.dim() == 0:
+                probe._pending.unscaled_loss = (id(scaled), outputs.detach())
+            return scaled
+
+        def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+            before = probe.steps_done
+            result = original_step(scaler, optimizer, *args, **kwargs)
+            if probe.steps_done == before and probe._pending.started and probe._is_tracked(optimizer):
+                probe._pending.record.skipped_by_scaler = True
+                probe.recording.scaler_skipped_steps += 1
+                probe._guard("optimizer", probe._finish_step)(stepped=False)
+            return result
+
+        self._patch(scaler_cls, "scale", scale)
+        self._patch(scaler_cls, "step", step)
 
     def attach_model(self, model: nn.Module) -> None:
         """Attach per-module hooks to ``model`` (detaching from a previous one)."""
@@ -439,6 +471,8 @@ class TrainingProbe:
             return
         rec.loss_seen = True
         pending.started = True
+        if pending.unscaled_loss is not None and pending.unscaled_loss[0] == id(tensor):
+            tensor = pending.unscaled_loss[1]
         slot = pending.transfer.add(tensor.detach().reshape(1))
         pending.decoders.append(lambda: setattr(rec, "loss", pending.transfer.get(slot)[0]))
 

@@ -167,3 +167,25 @@ def test_probe_under_autocast_bf16() -> None:
             loss.backward()
             opt.step()
     assert rec.crashes == [] and all(math.isfinite(s.loss) for s in rec.steps)
+
+
+def test_grad_scaler_skipped_steps_are_expected_and_the_loss_is_unscaled() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    rec = Recording()
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(model)
+        for i in range(3):
+            opt.zero_grad()
+            loss = nn.functional.mse_loss(model(torch.randn(8, 4)), torch.randn(8, 2))
+            scaler.scale(loss).backward()
+            if i == 1:
+                model.weight.grad[0, 0] = float("inf")  # what an fp16 overflow looks like
+            scaler.step(opt)
+            scaler.update()
+    assert [s.skipped_by_scaler for s in rec.steps] == [False, True, False]
+    assert rec.scaler_skipped_steps == 1 and probe.steps_done == 2
+    assert all(s.loss < 10 for s in rec.steps)  # unscaled (the scale is 65536)
+    assert rec.first_nonfinite() is None
