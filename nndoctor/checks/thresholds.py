@@ -42,16 +42,26 @@ class Thresholds:
     gradcheck_max_inputs: int = 4  # batch size for the float64 check
     # --- activation / gradient statistics (28, 33, 35, 36)
     dead_relu_fraction: float = 0.9  # a ReLU whose output is zero this often is dead
+    dead_relu_error_fraction: float = 1.0  # zero everywhere at every step: completely dead (error)
     saturated_fraction: float = 0.9  # sigmoid/tanh outputs within 1% of their asymptotes
-    activation_std_growth: float = 20.0  # std ratio last/first layer at init
-    activation_std_collapse: float = 0.02
+    stats_early_steps: int = 3  # "the first steps" for gradient spread and output saturation
+    activation_std_growth: float = 20.0  # std ratio last/first hidden layer at init
+    # Default init shrinks std ~0.4x per ReLU layer: a 6-layer bias-free MLP/CNN reaches ~0.01.
+    activation_std_collapse: float = 1e-3
     grad_norm_span_orders: float = 5.0  # log10(max/min) of per-layer gradient norms
-    update_ratio_high: float = 0.1  # update/weight norm ratio: ≈1e-3 is healthy
-    update_ratio_low: float = 1e-7
+    # Update norm / initial weight norm, median over steps then over weight matrices.
+    # ≈1e-3 is healthy; Adam at lr=1e-3..1e-2 on small nets reads 0.007-0.06.
+    update_ratio_high: float = 0.1
+    update_ratio_extreme: float = 1.0  # every step as large as the weights: error
+    update_ratio_low: float = 1e-5  # two orders below healthy, mirroring update_ratio_high
+    loss_rise_ratio: float = 2.0  # last-quarter median loss over first-quarter median
+    loss_spike_ratio: float = 10.0  # a step's loss over the first loss
     # --- loss inputs (19)
     probability_sum_tolerance: float = 1e-3
-    # --- frozen / unoptimised parameters (23)
+    # --- frozen / unoptimised parameters (23), zero_grad (26, 36), train/eval mode (32)
     unchanged_update_norm: float = 0.0
+    zero_grad_missing_fraction: float = 0.5  # share of later steps accumulating gradients: error
+    eval_mode_step_fraction: float = 0.5  # share of training steps in eval mode: warning
     # --- nan tracing (37)
     max_trace_ops: int = 200_000
 

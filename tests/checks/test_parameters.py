@@ -1,0 +1,377 @@
+"""Frozen or unoptimised parameters (23), zero_grad (26, 36) and train/eval mode (32)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from subjects import batches, blobs, healthy_classifier, mlp, run, serious
+from torch import nn
+
+from nndoctor.checks.lab import Lab
+from nndoctor.engine import Selection, run_checks
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import TrainingProbe
+from nndoctor.report.model import Finding
+
+PARAMETERS = (
+    "params-not-in-optimizer",
+    "params-without-grad",
+    "params-not-changing",
+    "params-frozen",
+    "zero-grad-missing",
+    "train-in-eval-mode",
+)
+
+
+def healthy_convnet(seed: int = 0) -> dict[str, Any]:
+    """A small conv net with BatchNorm and Dropout on 8x8 images."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (128,), generator=g)
+    x = torch.randn(128, 3, 8, 8, generator=g)
+    for c in range(3):
+        x[y == c + 1, c] += 1.0
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.1), nn.Linear(16, 4),
+    )  # fmt: skip
+    return {
+        "model": model,
+        "data": batches(x, y, 16),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+    }
+
+
+def classifier(model: nn.Module, optimizer: torch.optim.Optimizer, **extra: Any) -> dict[str, Any]:
+    x, y = blobs()
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": optimizer,
+        **extra,
+    }
+
+
+class TwoHeads(nn.Module):
+    """A trunk and two heads; ``forward`` uses only ``head`` (``aux`` is the bug)."""
+
+    def __init__(self, detach_trunk: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = nn.Sequential(nn.Linear(10, 32), nn.ReLU())
+        self.head = nn.Linear(32, 3)
+        self.aux = nn.Linear(32, 3)
+        self.detach_trunk = detach_trunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)
+        if self.detach_trunk:
+            h = h.detach()  # the bug: the trunk never learns
+        return self.head(h)
+
+
+# -- silent on healthy subjects ----------------------------------------------------------
+
+
+@pytest.mark.silent("params-not-in-optimizer")
+@pytest.mark.silent("params-without-grad")
+@pytest.mark.silent("params-not-changing")
+@pytest.mark.silent("params-frozen")
+@pytest.mark.silent("zero-grad-missing")
+@pytest.mark.silent("train-in-eval-mode")
+@pytest.mark.parametrize("make", [healthy_classifier, healthy_convnet], ids=["mlp", "convnet-bn"])
+def test_healthy_subjects_raise_no_parameter_finding(make) -> None:
+    report = run(select=PARAMETERS, **make())
+    assert report.findings == []
+    for check in PARAMETERS:
+        assert report.result(check).status.value == "passed", (check, report.result(check).detail)
+
+
+# -- not in the optimizer ---------------------------------------------------------------------
+
+
+@pytest.mark.fires("params-not-in-optimizer")
+def test_layer_left_out_of_the_optimizer_is_an_error() -> None:
+    model = mlp()
+    params = [*model[0].parameters(), *model[2].parameters()]  # the bug: model[4] forgotten
+    report = run(
+        select=["params-not-in-optimizer"], **classifier(model, torch.optim.Adam(params, lr=1e-3))
+    )
+    (finding,) = report.by_check("params-not-in-optimizer")
+    assert finding.reasons == [23]
+    assert finding.severity.value == "error"
+    assert finding.where.module == "4"
+    assert finding.evidence["parameters"] == ["4.weight", "4.bias"]
+    assert finding.evidence["with_gradient"] == 2
+    assert "add_param_group" in finding.fix
+
+
+@pytest.mark.fires("params-not-in-optimizer")
+def test_unused_layer_left_out_of_the_optimizer_is_a_warning() -> None:
+    model = TwoHeads()
+    params = [*model.trunk.parameters(), *model.head.parameters()]
+    report = run(
+        select=["params-not-in-optimizer"], **classifier(model, torch.optim.SGD(params, lr=0.1))
+    )
+    (finding,) = report.by_check("params-not-in-optimizer")
+    assert finding.severity.value == "warning"
+    assert finding.where.module == "aux"
+    assert finding.evidence["with_gradient"] == 0
+
+
+# -- no gradient ----------------------------------------------------------------------------------
+
+
+@pytest.mark.fires("params-without-grad")
+def test_unused_head_never_gets_a_gradient() -> None:
+    model = TwoHeads()
+    report = run(
+        select=["params-without-grad"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.reasons == [23]
+    assert finding.severity.value == "warning"
+    assert finding.where.module == "aux"
+    assert finding.evidence["parameters"] == ["aux.weight", "aux.bias"]
+    assert finding.evidence["module_ran"] is False
+    assert finding.evidence["steps"] == 20
+
+
+@pytest.mark.fires("params-without-grad")
+def test_detached_trunk_is_an_error() -> None:
+    model = TwoHeads(detach_trunk=True)
+    model.aux = None  # only the detach bug here
+    report = run(
+        select=["params-without-grad"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "error"
+    assert finding.where.module == "trunk.0"
+    assert finding.evidence["module_ran"] is True
+    assert "detach" in finding.message
+
+
+@pytest.mark.fires("params-without-grad")
+def test_layer_after_a_dead_relu_gets_exactly_zero_gradient() -> None:
+    model = mlp()
+    nn.init.constant_(model[0].bias, -10.0)  # ReLU 1 dead: layer 2's weight gradient is 0
+    report = run(
+        select=["params-without-grad"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    findings = report.by_check("params-without-grad")
+    zero = [f for f in findings if "exactly zero" in f.title]
+    assert {f.where.module for f in zero} == {"0", "2"}
+    assert (
+        "2.weight" in zero[-1].evidence["parameters"]
+        or "2.weight" in zero[0].evidence["parameters"]
+    )
+
+
+# -- never changing ----------------------------------------------------------------------------
+
+
+@pytest.mark.fires("params-not-changing")
+def test_learning_rate_zero_changes_nothing() -> None:
+    model = mlp()
+    report = run(
+        select=["params-not-changing"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.0)),
+    )
+    findings = report.by_check("params-not-changing")
+    assert {f.where.module for f in findings} == {"0", "2", "4"}
+    for f in findings:
+        assert f.reasons == [23] and f.severity.value == "error"
+        assert f.evidence["lr"] == [0.0]
+        assert "0" in f.message and "learning rate" in f.fix
+
+
+@pytest.mark.fires("params-not-changing")
+def test_one_param_group_with_lr_zero() -> None:
+    model = mlp()
+    optimizer = torch.optim.Adam(
+        [
+            {"params": model[0].parameters(), "lr": 0.0},
+            {"params": [*model[2].parameters(), *model[4].parameters()]},
+        ],
+        lr=1e-3,
+    )
+    report = run(select=["params-not-changing"], **classifier(model, optimizer))
+    (finding,) = report.by_check("params-not-changing")
+    assert finding.where.module == "0"
+    assert finding.evidence["lr"] == [0.0]
+
+
+# -- frozen ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.fires("params-frozen")
+def test_frozen_weight_in_the_optimizer_while_its_bias_trains() -> None:
+    model = mlp()
+    model[2].weight.requires_grad_(False)  # the bug: a leftover freeze
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    (finding,) = report.by_check("params-frozen")
+    assert finding.reasons == [23]
+    assert finding.severity.value == "warning"
+    assert finding.where.module == "2"
+    assert finding.evidence["frozen"] == ["2.weight"]
+    assert finding.evidence["frozen_in_optimizer"] == ["2.weight"]
+    assert finding.evidence["trainable"] == ["2.bias"]
+
+
+@pytest.mark.fires("params-frozen")
+def test_frozen_head_in_the_optimizer_is_a_warning() -> None:
+    model = mlp()
+    model[4].requires_grad_(False)  # the last layer frozen while the trunk trains
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    (finding,) = report.by_check("params-frozen")
+    assert finding.severity.value == "warning" and finding.where.module == "4"
+
+
+@pytest.mark.silent("params-frozen")
+def test_frozen_backbone_for_fine_tuning_is_only_a_note() -> None:
+    model = mlp()
+    model[0].requires_grad_(False)
+    model[2].requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(trainable, lr=1e-3))
+    )
+    assert serious(report) == []
+    (finding,) = report.by_check("params-frozen")
+    assert finding.severity.value == "info"
+    assert finding.evidence["count"] == 4 and finding.evidence["in_optimizer"] == 0
+
+
+@pytest.mark.silent("params-frozen")
+def test_frozen_backbone_passed_with_all_parameters_is_still_only_a_note() -> None:
+    model = mlp()
+    model[0].requires_grad_(False)  # freeze, then optimizer(model.parameters()): common and fine
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    )
+    assert serious(report) == []
+    (finding,) = report.by_check("params-frozen")
+    assert finding.evidence["in_optimizer"] == 2
+
+
+# -- zero_grad ---------------------------------------------------------------------------------
+
+
+def hand_loop(zero_grad: str | None, steps: int = 8) -> Recording:
+    """A training loop written by hand, under the training probe.
+
+    ``zero_grad``: None (the bug: never called), "before" the forward, or "after"
+    ``optimizer.step()``.
+    """
+    x, y = blobs()
+    data = batches(x, y)
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    recording = Recording()
+    with TrainingProbe(recording) as probe:
+        probe.attach_model(model)
+        probe.attach_optimizer(optimizer)
+        for i in range(steps):
+            xb, yb = data[i % len(data)]
+            if zero_grad == "before":
+                optimizer.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            optimizer.step()
+            if zero_grad == "after":
+                model.zero_grad()
+    return recording
+
+
+def checks_on(recording: Recording, check: str) -> list[Finding]:
+    results, findings = run_checks(None, recording, Lab(None), selection=Selection(select=(check,)))
+    (result,) = [r for r in results if r.check == check]
+    assert result.status.value in ("passed", "failed"), result.detail
+    return findings
+
+
+@pytest.mark.fires("zero-grad-missing")
+def test_loop_without_zero_grad_accumulates_gradients() -> None:
+    (finding,) = checks_on(hand_loop(zero_grad=None), "zero-grad-missing")
+    assert finding.reasons == [26, 36]
+    assert finding.severity.value == "error"
+    assert finding.where.step == 1
+    assert finding.evidence["steps_missing"] == 7 and finding.evidence["later_steps"] == 7
+    assert finding.evidence["grad_norm_growth"] > 2  # the applied gradient is a running sum
+    assert "zero_grad()" in finding.fix
+
+
+@pytest.mark.silent("zero-grad-missing")
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_zero_grad_before_forward_or_after_step_is_fine(where: str) -> None:
+    assert checks_on(hand_loop(zero_grad=where), "zero-grad-missing") == []
+
+
+# -- train / eval mode ------------------------------------------------------------------------
+
+
+@pytest.mark.fires("train-in-eval-mode")
+def test_training_in_eval_mode_with_batchnorm_and_dropout() -> None:
+    kwargs = healthy_convnet()
+    criterion = kwargs.pop("loss_fn")
+
+    def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        model.eval()  # the bug: left in eval mode after a validation pass
+        x, y = batch
+        return criterion(model(x), y)
+
+    report = run(select=["train-in-eval-mode"], loss_fn=loss_fn, **kwargs)
+    (finding,) = report.by_check("train-in-eval-mode")
+    assert finding.reasons == [32]
+    assert finding.severity.value == "warning"
+    assert finding.where.step == 0
+    assert finding.evidence["eval_steps"] == finding.evidence["steps"] == 20
+    assert finding.evidence["mode_dependent_modules"] == 3  # two BatchNorm2d, one Dropout
+    assert "model.train()" in finding.fix
+
+
+@pytest.mark.fires("train-in-eval-mode")
+def test_eval_mode_without_mode_dependent_modules_is_a_note() -> None:
+    model = mlp()
+
+    def loss_fn(m: nn.Module, batch: Any) -> torch.Tensor:
+        m.eval()
+        return F.cross_entropy(m(batch[0]), batch[1])
+
+    report = run(
+        select=["train-in-eval-mode"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn=loss_fn),
+    )
+    assert serious(report) == []
+    (finding,) = report.by_check("train-in-eval-mode")
+    assert finding.severity.value == "info" and "no effect yet" in finding.message
+
+
+@pytest.mark.silent("train-in-eval-mode")
+def test_frozen_batchnorm_while_fine_tuning_is_a_note() -> None:
+    kwargs = healthy_convnet()
+    criterion = kwargs.pop("loss_fn")
+
+    def loss_fn(model: nn.Module, batch: Any) -> torch.Tensor:
+        model.train()
+        model[1].eval()  # frozen BatchNorm statistics, on purpose
+        x, y = batch
+        return criterion(model(x), y)
+
+    report = run(select=["train-in-eval-mode"], loss_fn=loss_fn, **kwargs)
+    assert serious(report) == []
+    (finding,) = report.by_check("train-in-eval-mode")
+    assert finding.severity.value == "info"
+    assert finding.evidence["modules"] == ["1"]

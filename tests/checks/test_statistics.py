@@ -1,0 +1,446 @@
+"""Activation, weight, gradient and loss statistics (reasons 28, 33, 35, 36)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from subjects import batches, blobs, healthy_classifier, mlp, reasons_of, run, serious
+from torch import nn
+
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+from nndoctor.engine import Selection, run_checks
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import TrainingProbe
+from nndoctor.report.model import Finding
+
+STATISTICS = (
+    "dead-relus",
+    "saturated-activations",
+    "activation-scale-drift",
+    "weights-constant-init",
+    "gradient-norm-spread",
+    "update-ratio",
+    "loss-diverging",
+)
+
+
+def healthy_convnet(seed: int = 0) -> dict[str, Any]:
+    """A small conv net with BatchNorm on 8x8 images whose class shifts one channel."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (128,), generator=g)
+    x = torch.randn(128, 3, 8, 8, generator=g)
+    for c in range(3):
+        x[y == c + 1, c] += 1.0
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    )  # fmt: skip
+    return {
+        "model": model,
+        "data": batches(x, y, 16),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+    }
+
+
+def deep_mlp(
+    depth: int, act: type[nn.Module] = nn.ReLU, width: int = 32, seed: int = 0
+) -> nn.Sequential:
+    """``depth`` Linear layers with ``act`` between them, PyTorch default init."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Linear(10, width), act()]
+    for _ in range(depth - 2):
+        layers += [nn.Linear(width, width), act()]
+    layers.append(nn.Linear(width, 3))
+    return nn.Sequential(*layers)
+
+
+def observe(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: list[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    scheduler: Any = None,
+) -> Recording:
+    """A hand-written training loop under the training probe (what a script would do)."""
+    recording = Recording()
+    with TrainingProbe(recording) as probe:
+        probe.attach_model(model)
+        probe.attach_optimizer(optimizer)
+        for i in range(steps):
+            x, y = data[i % len(data)]
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+    return recording
+
+
+def checks_on(recording: Recording, check: str) -> list[Finding]:
+    """Run one check on a recording made by hand; its findings."""
+    results, findings = run_checks(None, recording, Lab(None), selection=Selection(select=(check,)))
+    (result,) = [r for r in results if r.check == check]
+    assert result.status.value in ("passed", "failed"), result.detail
+    return findings
+
+
+def classifier(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    x, y = blobs()
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": optimizer,
+    }
+
+
+# -- silent on healthy subjects ----------------------------------------------------------
+
+
+@pytest.mark.silent("dead-relus")
+@pytest.mark.silent("saturated-activations")
+@pytest.mark.silent("activation-scale-drift")
+@pytest.mark.silent("weights-constant-init")
+@pytest.mark.silent("gradient-norm-spread")
+@pytest.mark.silent("update-ratio")
+@pytest.mark.silent("loss-diverging")
+@pytest.mark.parametrize("make", [healthy_classifier, healthy_convnet], ids=["mlp", "convnet-bn"])
+def test_healthy_subjects_raise_no_statistics_finding(make) -> None:
+    report = run(select=STATISTICS, **make())
+    assert report.findings == []
+    for check in STATISTICS:
+        assert report.result(check).status.value in ("passed", "skipped"), check
+    assert report.result("activation-scale-drift").status.value == "passed"
+    assert report.result("update-ratio").status.value == "passed"
+
+
+@pytest.mark.silent("activation-scale-drift")
+@pytest.mark.parametrize("depth", [3, 6])
+@pytest.mark.parametrize("bias", [True, False])
+def test_default_init_mlps_up_to_six_layers_do_not_drift(depth: int, bias: bool) -> None:
+    torch.manual_seed(0)
+    model = deep_mlp(depth)
+    if not bias:
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.bias = None
+    report = run(
+        select=["activation-scale-drift"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    assert report.result("activation-scale-drift").status.value == "passed"
+    assert report.findings == []
+
+
+# -- dead ReLUs ------------------------------------------------------------------------------
+
+
+@pytest.mark.fires("dead-relus")
+def test_large_negative_bias_kills_the_relu() -> None:
+    model = mlp()
+    nn.init.constant_(model[0].bias, -10.0)  # every pre-activation of layer 0 is negative
+    report = run(
+        select=["dead-relus"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    (finding,) = report.by_check("dead-relus")
+    assert finding.reasons == [28, 35]
+    assert finding.severity.value == "error"  # zero everywhere, at every step
+    assert finding.where.module == "1" and finding.where.step == 0
+    assert finding.evidence["zero_fraction_mean"] == 1.0
+    assert finding.evidence["input_module"] == "0"
+    assert finding.evidence["input_mean"] < -5
+    assert "kaiming" in finding.fix
+
+
+@pytest.mark.fires("dead-relus")
+def test_mostly_dead_relu_is_a_warning() -> None:
+    model = mlp()
+    with torch.no_grad():
+        model[0].bias.fill_(-1.5)  # ~93% of pre-activations negative, not all
+    report = run(
+        select=["dead-relus"], **classifier(model, torch.optim.SGD(model.parameters(), lr=1e-3))
+    )
+    (finding,) = report.by_check("dead-relus")
+    assert finding.severity.value == "warning"
+    assert DEFAULT_THRESHOLDS.dead_relu_fraction <= finding.evidence["zero_fraction_mean"] < 1.0
+
+
+# -- saturated sigmoid / tanh ---------------------------------------------------------------
+
+
+@pytest.mark.fires("saturated-activations")
+def test_huge_weights_saturate_the_sigmoid() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.Sigmoid(), nn.Linear(32, 3))
+    nn.init.normal_(model[0].weight, std=30.0)
+    report = run(
+        select=["saturated-activations"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    (finding,) = report.by_check("saturated-activations")
+    assert finding.reasons == [28, 35]
+    assert finding.severity.value == "warning"
+    assert finding.where.module == "1"
+    assert finding.evidence["saturated_fraction_mean"] >= 0.9
+    assert finding.evidence["input_std"] > 50
+
+
+@pytest.mark.silent("saturated-activations")
+def test_tanh_with_xavier_init_is_not_saturated() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 3)
+    )
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+    report = run(
+        select=["saturated-activations"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    assert report.result("saturated-activations").status.value == "passed"
+    assert report.findings == []
+
+
+# -- activation std with depth --------------------------------------------------------------
+
+
+def _init_normal(model: nn.Module, std: float) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
+
+
+@pytest.mark.fires("activation-scale-drift")
+def test_std_10_init_explodes_with_depth() -> None:
+    model = deep_mlp(6)
+    _init_normal(model, 10.0)
+    report = run(
+        select=["activation-scale-drift"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.01)),
+    )
+    (finding,) = report.by_check("activation-scale-drift")
+    assert finding.reasons == [28, 35]
+    assert "explode" in finding.title
+    assert finding.where.step == 0 and finding.where.module == "8"  # last hidden Linear
+    assert finding.evidence["std_ratio"] > 1e6
+    assert finding.evidence["per_layer_factor"] > 10
+
+
+@pytest.mark.fires("activation-scale-drift")
+def test_std_1e3_init_vanishes_with_depth() -> None:
+    model = deep_mlp(6)
+    _init_normal(model, 1e-3)
+    report = run(
+        select=["activation-scale-drift"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.01)),
+    )
+    (finding,) = report.by_check("activation-scale-drift")
+    assert "vanish" in finding.title
+    assert finding.evidence["std_ratio"] < 1e-6
+    assert finding.evidence["per_layer_factor"] < 0.05
+    assert reasons_of(report, "activation-scale-drift") == {28, 35}
+
+
+# -- constant / symmetric initialisation ------------------------------------------------------
+
+
+@pytest.mark.fires("weights-constant-init")
+def test_constant_init_of_every_layer_is_an_error() -> None:
+    model = mlp()
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.constant_(m.weight, 0.5)
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("weights-constant-init")
+    assert finding.reasons == [28]
+    assert finding.severity.value == "error"
+    assert set(finding.evidence["matrices"]) == {"0.weight", "2.weight", "4.weight"}
+    assert finding.evidence["matrices"]["2.weight"]["kind"] == "constant"
+    assert finding.evidence["matrices"]["2.weight"]["value"] == 0.5
+
+
+@pytest.mark.fires("weights-constant-init")
+def test_identical_rows_in_one_hidden_layer_are_a_warning() -> None:
+    model = mlp()
+    with torch.no_grad():
+        model[2].weight.copy_(model[2].weight[:1].expand_as(model[2].weight))  # every unit the same
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("weights-constant-init")
+    assert finding.severity.value == "warning"
+    assert finding.where.module == "2"
+    assert finding.evidence["kind"] == "identical rows"
+
+
+@pytest.mark.silent("weights-constant-init")
+def test_zero_initialised_output_layer_is_only_a_note() -> None:
+    model = mlp()
+    nn.init.zeros_(model[4].weight)
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    assert serious(report) == []
+    (finding,) = report.by_check("weights-constant-init")
+    assert finding.severity.value == "info" and finding.where.module == "4"
+
+
+@pytest.mark.silent("weights-constant-init")
+def test_zero_init_of_a_single_layer_model_is_only_a_note() -> None:
+    model = nn.Linear(10, 3)
+    nn.init.zeros_(model.weight)
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    assert serious(report) == []
+
+
+# -- gradient norm spread -----------------------------------------------------------------------
+
+
+@pytest.mark.fires("gradient-norm-spread")
+def test_deep_sigmoid_net_has_vanishing_gradients() -> None:
+    model = deep_mlp(10, act=nn.Sigmoid)  # sigmoid' <= 1/4: gradients shrink ~x0.1 per layer
+    report = run(
+        select=["gradient-norm-spread"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    (finding,) = report.by_check("gradient-norm-spread")
+    assert finding.reasons == [35]
+    assert finding.severity.value == "warning"
+    assert finding.evidence["span_orders"] > DEFAULT_THRESHOLDS.grad_norm_span_orders
+    assert finding.where.module == "0"  # the first layer gets the smallest gradient
+    assert "vanish" in finding.message
+
+
+@pytest.mark.silent("gradient-norm-spread")
+def test_six_layer_relu_net_gradients_stay_within_two_orders() -> None:
+    model = deep_mlp(6)
+    report = run(
+        select=["gradient-norm-spread"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    assert report.findings == []
+    assert report.result("gradient-norm-spread").status.value == "passed"
+
+
+# -- update / weight ratio --------------------------------------------------------------------
+
+
+@pytest.mark.fires("update-ratio")
+def test_adam_with_lr_1_makes_updates_as_large_as_the_weights() -> None:
+    model = mlp()
+    report = run(
+        select=["update-ratio"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1.0))
+    )
+    (finding,) = report.by_check("update-ratio")
+    assert finding.reasons == [33, 36]
+    assert finding.severity.value == "error"
+    assert finding.evidence["median_ratio"] > DEFAULT_THRESHOLDS.update_ratio_extreme
+    assert finding.evidence["lr"] == [1.0]
+    assert "too high" in finding.title and "Lower the learning rate" in finding.fix
+
+
+@pytest.mark.fires("update-ratio")
+def test_adam_with_lr_0_1_is_a_warning() -> None:
+    model = mlp()
+    report = run(
+        select=["update-ratio"], **classifier(model, torch.optim.Adam(model.parameters(), lr=0.1))
+    )
+    (finding,) = report.by_check("update-ratio")
+    assert finding.severity.value == "warning"
+    assert DEFAULT_THRESHOLDS.update_ratio_high < finding.evidence["median_ratio"] < 1.0
+
+
+@pytest.mark.fires("update-ratio")
+def test_sgd_with_lr_1e6_barely_moves_the_weights() -> None:
+    model = mlp()
+    report = run(
+        select=["update-ratio"], **classifier(model, torch.optim.SGD(model.parameters(), lr=1e-6))
+    )
+    (finding,) = report.by_check("update-ratio")
+    assert finding.severity.value == "warning"
+    assert "too low" in finding.title and "Raise the learning rate" in finding.fix
+    assert finding.evidence["median_ratio"] < DEFAULT_THRESHOLDS.update_ratio_low
+    assert finding.evidence["warm_up"] is False
+
+
+def test_tiny_updates_during_warm_up_are_only_a_note() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    # A linear warm-up from 1e-4 of the base rate: the first steps barely move the weights.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (step + 1) / 10_000)
+    x, y = blobs()
+    recording = observe(model, optimizer, batches(x, y), steps=20, scheduler=scheduler)
+    (finding,) = checks_on(recording, "update-ratio")
+    assert finding.severity.value == "info"
+    assert finding.evidence["warm_up"] is True
+    assert finding.evidence["median_ratio"] < DEFAULT_THRESHOLDS.update_ratio_low
+
+
+@pytest.mark.silent("update-ratio")
+def test_adam_at_its_default_rate_is_healthy() -> None:
+    model = deep_mlp(4, width=64)
+    report = run(
+        select=["update-ratio"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    assert report.findings == []
+
+
+# -- loss diverging ------------------------------------------------------------------------------
+
+
+@pytest.mark.fires("loss-diverging")
+def test_sgd_momentum_with_lr_1_diverges() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    report = run(select=["loss-diverging"], **classifier(model, optimizer))
+    (finding,) = report.by_check("loss-diverging")
+    assert finding.reasons == [36]
+    assert finding.severity.value == "error"
+    assert finding.where.step is not None and finding.where.step > 0
+    assert "learning rate" in finding.fix
+
+
+@pytest.mark.fires("loss-diverging")
+def test_adam_with_lr_1_spikes_the_loss() -> None:
+    model = mlp()
+    report = run(
+        select=["loss-diverging"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1.0))
+    )
+    (finding,) = report.by_check("loss-diverging")
+    assert finding.severity.rank >= 1  # warning (spike) or error (rise / non-finite)
+    assert finding.evidence["max_loss"] > DEFAULT_THRESHOLDS.loss_spike_ratio * report_first_loss(
+        finding
+    )
+
+
+def report_first_loss(finding) -> float:
+    return finding.evidence.get("initial_loss", finding.evidence.get("first_quarter_median"))
+
+
+@pytest.mark.fires("loss-diverging")
+def test_huge_learning_rate_makes_the_loss_non_finite() -> None:
+    model = mlp()
+    report = run(
+        select=["loss-diverging"], **classifier(model, torch.optim.SGD(model.parameters(), lr=1e6))
+    )
+    (finding,) = report.by_check("loss-diverging")
+    assert finding.severity.value == "error"
+    assert "non-finite" in finding.title
+    assert finding.evidence["nonfinite_step"] > 0
