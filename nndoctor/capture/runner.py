@@ -68,6 +68,7 @@ class Capture:
     traceback: str | None = None
     scratch_dir: str | None = None
     stdout_tail: str = ""
+    datasets: dict[int, Any] = field(default_factory=dict)
 
     @property
     def observed(self) -> bool:
@@ -82,6 +83,7 @@ class _LoaderRecorder:
         self._by_loader: dict[int, LoaderInfo] = {}
         self._by_iter: dict[int, LoaderInfo] = {}
         self.last: LoaderInfo | None = None
+        self.datasets: dict[int, Any] = {}  # loader index -> its dataset (for experiments)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -133,6 +135,7 @@ class _LoaderRecorder:
             )
             self._by_loader[id(loader)] = info
             self.recording.loaders.append(info)
+            self.datasets[info.index] = loader.dataset
         self._by_iter[id(it)] = info
 
 
@@ -208,6 +211,7 @@ def run_script(
             _scheduler_seen(recording),
             contextlib.redirect_stdout(output),
             contextlib.redirect_stderr(output),
+            _weights_loaded(recording, probe),
         ):
             try:
                 runpy.run_path(path, run_name="__main__")
@@ -239,6 +243,7 @@ def run_script(
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches
+    capture.datasets = loaders.datasets
     return capture
 
 
@@ -264,6 +269,23 @@ def _redirect_saves(scratch: str, recording: Recording) -> Iterator[None]:
         yield
     finally:
         torch.save = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _weights_loaded(recording: Recording, probe: TrainingProbe) -> Iterator[None]:
+    """Notes modules that load weights before the first step (a pretrained model)."""
+    original = nn.Module.load_state_dict
+
+    def load_state_dict(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if probe.steps_done == 0:
+            recording.weights_loaded.append(type(module).__name__)
+        return original(module, *args, **kwargs)
+
+    nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.load_state_dict = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

@@ -71,6 +71,7 @@ class LossCall:
     file: str | None = None
     line: int | None = None
     value: float = math.nan
+    accuracy: float = math.nan  # batch accuracy implied by a classification loss
 
 
 @dataclass
@@ -110,6 +111,7 @@ class StepRecord:
     backwards: int = 0
     loader: int | None = None  # index into Recording.loaders of the loader that fed this step
     skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
+    sample_fingerprints: list[float] = field(default_factory=list)  # one per input sample
 
     @property
     def target(self) -> TargetSummary | None:
@@ -168,6 +170,10 @@ class Recording:
     device: str = "cpu"
     saves_redirected: list[str] = field(default_factory=list)
     scaler_skipped_steps: int = 0
+    eval_forwards_in_train_mode: int = 0  # no-grad forwards with Dropout/BatchNorm in train mode
+    eval_inputs: list[TensorSummary] = field(default_factory=list)
+    eval_sample_fingerprints: list[float] = field(default_factory=list)
+    weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
 
     @property
     def losses(self) -> list[float]:

@@ -53,6 +53,10 @@ RECOGNISED_LOSSES = (
 )
 CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss")
 _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
+# Layers that behave differently in train() and eval().
+_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+MAX_FINGERPRINTED_STEPS = 64
+MAX_EVAL_RECORDS = 32
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
 
@@ -114,7 +118,7 @@ class TrainingProbe:
         self._in_flight: list[_Pending] = []
         self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
         self._loss_depth = 0
-        self._root_depth = 0
+        self._projections: dict[tuple[int, str], torch.Tensor] = {}
         self._closed = False
 
     # -- life cycle --------------------------------------------------------------
@@ -261,7 +265,7 @@ class TrainingProbe:
     # -- model hooks ---------------------------------------------------------------
     def _root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not torch.is_grad_enabled():
-            self.recording.eval_forwards += 1
+            self._record_eval_forward(module, args, kwargs)
             return None
         pending = self._pending
         rec = pending.record
@@ -279,11 +283,52 @@ class TrainingProbe:
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:
             rec.inputs = TensorSummary(tuple(x.shape), str(x.dtype).replace("torch.", ""))
+        if x is not None and x.dim() >= 1 and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS:
+            self._add_sample_fingerprints(pending, x, rec.sample_fingerprints)
         if len(self.captured_batches) < self.keep_batches:
             self.captured_batches.append(
                 {"step": rec.step, "args": _detach(args), "kwargs": _detach(kwargs), "targets": None}
             )
         return None
+
+    def _record_eval_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A forward with gradients off: evaluation. Its inputs feed the split checks."""
+        rec = self.recording
+        rec.eval_forwards += 1
+        if module.training and any(isinstance(m, _MODE_DEPENDENT) for m in module.modules()):
+            rec.eval_forwards_in_train_mode += 1
+        if len(rec.eval_inputs) >= MAX_EVAL_RECORDS:
+            return
+        x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
+        if x is None or not (x.is_floating_point() or x.dtype == torch.uint8):
+            return
+        pending = _Pending(StepRecord(step=-1))
+        self._add_tensor_summary(pending, x, "inputs")
+        fingerprints: list[float] = []
+        if x.dim() >= 1:
+            self._add_sample_fingerprints(pending, x, fingerprints)
+        record = pending.record
+
+        def store() -> None:
+            if record.inputs is not None:
+                rec.eval_inputs.append(record.inputs)
+            rec.eval_sample_fingerprints.extend(fingerprints)
+
+        pending.decoders.append(store)
+        pending.transfer.launch()
+        self._in_flight.append(pending)
+
+    def _add_sample_fingerprints(self, pending: _Pending, x: torch.Tensor, into: list[float]) -> None:
+        """One number per sample (a fixed random projection), to find samples shared across splits."""
+        flat = x.detach().reshape(x.shape[0], -1)
+        key = (flat.shape[1], str(flat.device))
+        proj = self._projections.get(key)
+        if proj is None:
+            gen = torch.Generator(device=flat.device).manual_seed(12345)
+            proj = torch.randn(flat.shape[1], generator=gen, device=flat.device)
+            self._projections[key] = proj
+        slot = pending.transfer.add(flat.float() @ proj)
+        pending.decoders.append(lambda: into.extend(pending.transfer.get(slot)))
 
     def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
         if not torch.is_grad_enabled():
@@ -396,12 +441,16 @@ class TrainingProbe:
             self.captured_batches[-1]["link"] = call.linked_to_output
             self.captured_batches[-1]["loss_input_shape"] = tuple(inp.shape)
         value_slot = pending.transfer.add(out.detach().reshape(1))
+        acc = _accuracy(fn_name, inp, target, kwargs)
+        acc_slot = pending.transfer.add(acc.reshape(1)) if acc is not None else None
         class_dim = 1 if inp.dim() > 1 else 0
         in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
         t_slots = self._target_slots(pending, fn_name, inp, target)
 
         def decode() -> None:
             call.value = pending.transfer.get(value_slot)[0]
+            if acc_slot is not None:
+                call.accuracy = pending.transfer.get(acc_slot)[0]
             call.input_stats = logits_from(pending.transfer.get(in_slot))
             if t_slots is not None:
                 call.target = t_slots()
@@ -570,6 +619,24 @@ class TrainingProbe:
 
 
 # -- helpers -----------------------------------------------------------------------
+
+
+def _accuracy(fn: str, inp: torch.Tensor, target: Any, kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """The batch accuracy implied by a classification loss call, on the device."""
+    if not isinstance(target, torch.Tensor) or target.numel() == 0:
+        return None
+    with torch.no_grad():
+        if fn in CLASS_INDEX_LOSSES and inp.dim() >= 2 and not target.is_floating_point():
+            if target.shape != inp.shape[:1] + inp.shape[2:]:
+                return None
+            ignore = kwargs.get("ignore_index", -100)
+            valid = target != ignore
+            hits = (inp.detach().argmax(1) == target) & valid
+            return hits.sum().float() / valid.sum().clamp_min(1).float()
+        if fn in ("binary_cross_entropy_with_logits", "binary_cross_entropy") and target.shape == inp.shape:
+            threshold = 0.0 if fn.endswith("logits") else 0.5
+            return ((inp.detach() > threshold) == (target > 0.5)).float().mean()
+    return None
 
 
 def _first_tensor(obj: Any) -> torch.Tensor | None:
