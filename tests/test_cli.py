@@ -1,0 +1,346 @@
+"""`nndoctor check` and its contract for bad input: exit codes, one-line errors, reports.
+
+Exit codes (cli.py, README): 0 no finding reached --fail-on, 1 one did, 2 usage
+error, 3 the script could not be observed. Most tests drive the typer app in
+process with ``CliRunner``; two run the real interpreter to prove the entry
+points. Throwaway scripts live in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import nndoctor
+from nndoctor.cli import EXIT_FINDINGS, EXIT_NOT_OBSERVED, EXIT_OK, EXIT_USAGE, app
+from nndoctor.engine import preserved_rng
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HEALTHY = EXAMPLES / "healthy_mlp.py"
+BROKEN = EXAMPLES / "no_zero_grad.py"  # gradients never zeroed: an error-severity finding
+
+# A wide console so that rich does not wrap the lines the tests look for.
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+TINY_LOOP = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+"""
+
+
+def write(tmp_path: Path, source: str, name: str = "train.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def check(*args: str | Path) -> object:
+    with preserved_rng(seed=None):
+        return runner.invoke(app, ["check", *map(str, args)])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny models are launch-bound; one thread keeps a busy two-core machine responsive.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- usage errors: exit 2, one line ---------------------------------------------------
+
+
+def test_missing_script_is_a_one_line_usage_error(tmp_path: Path) -> None:
+    result = check(tmp_path / "nope.py")
+    assert result.exit_code == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no such script" in lines[0] and "nope.py" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_a_directory_is_not_a_script(tmp_path: Path) -> None:
+    result = check(tmp_path)
+    assert result.exit_code == EXIT_USAGE
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = check(HEALTHY, "--no-such-option")
+    assert result.exit_code == EXIT_USAGE
+    assert "No such option" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ["sometimes", "ERRORS", ""])
+def test_invalid_fail_on_is_a_usage_error(value: str) -> None:
+    result = check(HEALTHY, "--fail-on", value)
+    assert result.exit_code == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--fail-on" in lines[0]
+
+
+def test_unknown_check_id_in_select_is_a_usage_error() -> None:
+    result = check(HEALTHY, "--select", "no-such-check")
+    assert result.exit_code == EXIT_USAGE
+    assert "unknown check id" in result.stderr
+
+
+# -- the script could not be observed: exit 3, with a report ----------------------------
+
+
+def test_syntax_error_in_the_script_exits_3_and_says_so(tmp_path: Path) -> None:
+    script = write(tmp_path, "import torch\ndef broken(:\n    pass\n")
+    report_path = tmp_path / "report.json"
+    result = check(script, "--json", report_path)
+    assert result.exit_code == EXIT_NOT_OBSERVED
+    assert "SyntaxError" in result.output
+    assert "SyntaxError" in result.stderr.strip().splitlines()[-1]
+    report = json.loads(report_path.read_text())
+    assert report["run"]["observed"] is False and "SyntaxError" in report["run"]["error"]
+
+
+def test_a_shape_error_in_the_loss_before_the_first_step_shows_traceback_and_likely_reasons(
+    tmp_path: Path,
+) -> None:
+    script = write(
+        tmp_path,
+        TINY_LOOP
+        + """
+labels = y[:48]  # the labels were cut to the wrong length
+for step in range(100):
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), labels)
+    loss.backward()
+    optimizer.step()
+""",
+    )
+    report_path = tmp_path / "report.json"
+    result = check(script, "--json", report_path)
+    assert result.exit_code == EXIT_NOT_OBSERVED
+    assert "Traceback (most recent call last)" in result.output
+    assert "cross_entropy(model(x), labels)" in result.output  # the user's line, from the traceback
+    assert "reasons 19, 25" in result.output
+    run = json.loads(report_path.read_text())["run"]
+    assert run["observed"] is False and run["steps_observed"] == 0
+    assert "ValueError" in run["error"]
+    assert run["likely_reasons"] == [19, 25]
+
+
+def test_a_script_with_no_training_loop_exits_3(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        TINY_LOOP
+        + """
+with torch.no_grad():
+    print("accuracy", (model(x).argmax(1) == y).float().mean().item())
+""",
+    )
+    result = check(script)
+    assert result.exit_code == EXIT_NOT_OBSERVED
+    assert "no optimizer step" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_script_that_never_stops_is_stopped_by_the_timeout(tmp_path: Path) -> None:
+    script = write(tmp_path, "while True:\n    pass\n")
+    result = check(script, "--timeout", "2")
+    assert result.exit_code == EXIT_NOT_OBSERVED
+    assert "timeout" in result.output
+
+
+def test_a_training_loop_that_hangs_after_some_steps_is_diagnosed(tmp_path: Path) -> None:
+    # The timeout stops the script, the steps seen so far are still diagnosed.
+    script = write(
+        tmp_path,
+        TINY_LOOP
+        + """
+for step in range(5):
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+while True:
+    pass
+""",
+    )
+    report_path = tmp_path / "report.json"
+    result = check(script, "--timeout", "3", "--json", report_path)
+    run = json.loads(report_path.read_text())["run"]
+    assert run["stop_reason"] == "timeout" and run["steps_observed"] == 5
+    assert result.exit_code in (EXIT_OK, EXIT_FINDINGS)
+
+
+# -- observed scripts: 0 or 1 by --fail-on ----------------------------------------------
+
+
+def test_a_healthy_script_exits_0() -> None:
+    result = check(HEALTHY)
+    assert result.exit_code == EXIT_OK, result.output
+    assert "0 error(s), 0 warning(s)" in result.output
+
+
+def test_a_broken_script_exits_1_with_fail_on_error_and_0_with_never() -> None:
+    failing = check(BROKEN, "--fail-on", "error")
+    assert failing.exit_code == EXIT_FINDINGS, failing.output
+    assert "ERROR" in failing.output
+    assert check(BROKEN, "--fail-on", "never").exit_code == EXIT_OK
+
+
+def test_script_arguments_after_the_double_dash_reach_the_script(tmp_path: Path) -> None:
+    script = write(
+        tmp_path,
+        """
+import argparse
+import sys
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, required=True)
+parser.add_argument("--epochs", type=int, default=1)
+args = parser.parse_args()
+assert sys.argv[1:] == ["--lr", "0.003", "--epochs", "2"], sys.argv
+"""
+        + TINY_LOOP.replace("lr=1e-3", "lr=args.lr")
+        + """
+for epoch in range(args.epochs):
+    for i in range(0, 64, 16):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 16]), y[i : i + 16]).backward()
+        optimizer.step()
+""",
+    )
+    result = check(
+        script, "--steps", "3", "--fail-on", "never", "--", "--lr", "0.003", "--epochs", "2"
+    )
+    assert result.exit_code == EXIT_OK, result.output
+    assert "3 of 3 steps" in result.output
+
+
+# -- the JSON report ----------------------------------------------------------------
+
+
+def test_json_report_has_findings_checks_summary_and_versions(tmp_path: Path) -> None:
+    report_path = tmp_path / "out" / "report.json"
+    report_path.parent.mkdir()
+    result = check(BROKEN, "--json", report_path, "--fail-on", "never")
+    assert result.exit_code == EXIT_OK
+    report = json.loads(report_path.read_text())
+    assert report["nndoctor_version"] == nndoctor.__version__
+    assert report["torch_version"] == torch.__version__
+    assert report["findings"], "the broken example must produce findings"
+    for finding in report["findings"]:
+        assert {
+            "check",
+            "reasons",
+            "severity",
+            "title",
+            "message",
+            "where",
+            "evidence",
+            "fix",
+        } <= set(finding)
+        assert finding["severity"] in ("error", "warning", "info")
+        assert finding["reasons"] and all(1 <= r <= 37 for r in finding["reasons"])
+        assert isinstance(finding["where"], dict) and isinstance(finding["evidence"], dict)
+    assert report["checks"]
+    for c in report["checks"]:
+        assert {"check", "reasons", "status", "detail"} <= set(c)
+        assert c["status"] in ("passed", "failed", "skipped", "crashed")
+    summary = report["summary"]
+    assert summary["errors"] == sum(f["severity"] == "error" for f in report["findings"])
+    assert summary["warnings"] == sum(f["severity"] == "warning" for f in report["findings"])
+    assert report["run"]["steps_observed"] == 20
+
+
+def test_select_runs_only_the_chosen_checks(tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    check(BROKEN, "--select", "23", "--json", report_path, "--fail-on", "never")
+    report = json.loads(report_path.read_text())
+    ran = [c for c in report["checks"] if not c["detail"].startswith("not selected")]
+    assert ran and all(23 in c["reasons"] for c in ran if not c["check"].startswith("probe:"))
+    assert all(23 in f["reasons"] for f in report["findings"])
+
+
+# -- help and entry points ---------------------------------------------------------
+
+
+def test_check_help_documents_the_exit_codes() -> None:
+    result = runner.invoke(app, ["check", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Exit codes" in text
+    for fragment in (
+        "0 no finding reached --fail-on",
+        "1 a finding reached --fail-on",
+        "2 usage error",
+        "3 the script could not be observed",
+    ):
+        assert fragment in text
+
+
+def test_python_dash_m_nndoctor_help_works() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nndoctor", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "check" in result.stdout and "explain" in result.stdout
+
+
+def test_console_script_reports_a_missing_script_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "nndoctor", "check", str(tmp_path / "absent.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_USAGE
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+
+
+# -- the script cannot clobber the user's files -------------------------------------------
+
+
+def test_checkpoints_go_to_a_scratch_folder_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    precious = work / "ckpt.pt"
+    precious.write_bytes(b"the user's real checkpoint")
+    script = write(
+        work,
+        TINY_LOOP
+        + """
+for step in range(100):
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    torch.save(model.state_dict(), "ckpt.pt")
+    torch.save({"step": step}, "last_step.pt")
+""",
+    )
+    monkeypatch.chdir(work)
+    report_path = tmp_path / "report.json"
+    result = check(script, "--steps", "5", "--json", report_path, "--fail-on", "never")
+    assert result.exit_code == EXIT_OK, result.output
+    assert precious.read_bytes() == b"the user's real checkpoint"
+    assert sorted(p.name for p in work.iterdir()) == ["ckpt.pt", "train.py"]
+    notes = json.loads(report_path.read_text())["run"]["notes"]
+    saved = [n for n in notes if "torch.save" in n]
+    assert saved, notes
+    scratch = Path(saved[0].split("written to ")[1].split(",")[0])
+    assert scratch.is_dir() and scratch.resolve() != work.resolve()
+    assert (scratch / "ckpt.pt").is_file()
+    state = torch.load(scratch / "ckpt.pt", weights_only=True)
+    assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert "torch.save" in " ".join(result.output.split())
