@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
@@ -233,7 +234,8 @@ def check_subject(
     if observe_error is not None:
         run.error, run.traceback = observe_error
         run.observed = run.steps_observed > 0
-    lab = Lab(subject, initial_state=initial)
+    datasets = {0: subject.batches.dataset} if isinstance(subject.batches, DataLoader) else {}
+    lab = Lab(subject, initial_state=initial, datasets=datasets)
     t_checks = time.perf_counter()
     _infer_task(subject, recording)
     results, findings = run_checks(
@@ -431,7 +433,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
 
     script = (capture.script, list(capture.argv))
     if subject is not None:
-        return Lab(subject, device=device, script=script)
+        return Lab(subject, device=device, script=script, datasets=capture.datasets)
     model = None
     if capture.model is not None:
         model = copy.deepcopy(capture.model)
@@ -440,7 +442,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
     return Lab(
         None, device=device, unavailable_reason=why, model=model, model_inputs=inputs or None,
-        script=script, task=captured_task(capture),
+        script=script, task=captured_task(capture), datasets=capture.datasets,
     )
 
 

@@ -56,6 +56,7 @@ class Lab:
         model_inputs: list[Any] | None = None,
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
+        datasets: dict[int, Any] | None = None,
     ) -> None:
         self.subject = subject
         # Without a replayable loss, a model and the inputs it was called with still
@@ -65,6 +66,9 @@ class Lab:
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
         self.task = task if task is not None else (subject.task if subject else Task())
+        # Datasets behind the observed DataLoaders (by loader index), for data experiments.
+        self.datasets = datasets or {}
+        self._memo: dict[str, Any] = {}
         self._initial_state = initial_state
         first = next(self._model.parameters(), None) if self._model is not None else None
         default = first.device if first is not None else torch.device("cpu")
@@ -82,6 +86,12 @@ class Lab:
         if self.subject is not None:
             return self.subject.model.state_dict()
         return None
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """Run an experiment once per check run; several checks may read its result."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def replay(self, mode: str, **plan: Any) -> ReplayResult:
         """Re-run the observed script in a subprocess (see nndoctor.capture.replay)."""

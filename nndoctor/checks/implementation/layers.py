@@ -1,0 +1,235 @@
+"""Custom layers: float64 gradient check, batch independence, bottlenecks."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.trace import recorded_module_inputs
+from nndoctor.report.model import Where
+
+_GRADCHECK_DIRECTIONS = 3
+
+
+def _is_user_module(m: nn.Module) -> bool:
+    return not (type(m).__module__ or "").startswith("torch.")
+
+
+def _definition(m: nn.Module) -> tuple[str | None, int | None]:
+    try:
+        return inspect.getsourcefile(type(m)), inspect.getsourcelines(type(m))[1]
+    except (OSError, TypeError):
+        return None, None
+
+
+@register_check(id="custom-layer-gradient", reasons=(22, 26), severity="error", kind="experiment", quick=True)
+def custom_layer_gradient(ctx: CheckContext) -> None:
+    """A user-written layer's backward does not match its forward (float64 gradient check).
+
+    Why it matters:
+        Layers from torch.nn are tested; your own modules and autograd Functions are not.
+        A wrong backward (a missing factor, a wrong sign, a transposed matrix) still trains
+        — in the wrong direction — and nothing else in the loss curve says why.
+
+    What is measured:
+        For each user-defined module class (one instance each), on a tiny input recorded from
+        a real forward pass, in float64: the analytic directional derivative (autograd) against
+        central finite differences, along random directions in its inputs and parameters.
+
+    How to fix:
+        Fix the backward of the autograd.Function the module uses (or drop the custom
+        backward and let autograd differentiate the forward); test it with
+        torch.autograd.gradcheck on float64 inputs.
+
+    Example:
+        Before::
+
+            class Square(torch.autograd.Function):
+                @staticmethod
+                def backward(ctx, g):
+                    x, = ctx.saved_tensors
+                    return g * x          # should be 2 * x
+
+        After::
+
+            return g * 2 * x
+    """
+    lab = ctx.services
+    if lab is None or not lab.has_model:
+        ctx.skip("no model copy is available for the gradient check")
+    model = lab.fresh_model(dtype=torch.float64).eval()
+    classes: dict[type, str] = {}
+    for name, m in model.named_modules():
+        if _is_user_module(m) and type(m) not in classes:
+            classes[type(m)] = name
+    if not classes:
+        ctx.skip("the model is built only from torch.nn layers, which are trusted")
+    names = set(list(classes.values())[:12])
+    args = _to_double(_slice(lab.model_inputs(1)[0], ctx.thresholds.gradcheck_max_inputs))
+    with recorded_module_inputs(model, names) as seen, torch.no_grad():
+        model(*args)
+    t = ctx.thresholds
+    failures: dict[str, dict[str, Any]] = {}
+    checked = 0
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    for name in names:
+        if name not in seen:
+            continue
+        module = model.get_submodule(name)
+        result = _directional_check(module, *seen[name], t, generator)
+        if result is None:
+            continue
+        checked += 1
+        if not result["ok"]:
+            failures[name] = result
+    ctx.note(f"{checked} user-defined module class(es) gradient-checked in float64")
+    # Report the innermost failures: a parent fails whenever a child does.
+    innermost = [n for n in failures if not any(o != n and o.startswith(n + ".") or (n == "" and o) for o in failures)]
+    for name in innermost:
+        r = failures[name]
+        module = model.get_submodule(name)
+        file, line = _definition(module)
+        ctx.finding(
+            title=f"Wrong gradient in custom layer {type(module).__name__}",
+            message=(
+                f"In float64, the analytic directional derivative of {type(module).__name__} "
+                f"({name or 'the model'}) is {r['analytic']:.6g} but finite differences give "
+                f"{r['numeric']:.6g} (relative error {r['rel_error']:.2g}): its backward does not "
+                "compute the gradient of its forward."
+            ),
+            fix=(
+                "Fix the backward of the autograd.Function this module uses, or remove the custom "
+                "backward; verify with torch.autograd.gradcheck on float64 inputs."
+            ),
+            where=Where(module=name, file=file, line=line),
+            evidence={k: r[k] for k in ("analytic", "numeric", "rel_error", "directions")},
+        )
+
+
+def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+    if first is None:
+        return args
+    size = first.shape[0]
+    return tuple(a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a for a in args)
+
+
+def _to_double(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().double() if obj.is_floating_point() else obj
+    if isinstance(obj, tuple):
+        return tuple(_to_double(o) for o in obj)
+    if isinstance(obj, list):
+        return [_to_double(o) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _to_double(v) for k, v in obj.items()}
+    return obj
+
+
+def _float_leaves(obj: Any, out: list[torch.Tensor]) -> Any:
+    """Replace float tensors by leaves that require grad; collect them in ``out``."""
+    if isinstance(obj, torch.Tensor) and obj.is_floating_point():
+        leaf = obj.detach().clone().requires_grad_(True)
+        out.append(leaf)
+        return leaf
+    if isinstance(obj, tuple):
+        return tuple(_float_leaves(o, out) for o in obj)
+    if isinstance(obj, list):
+        return [_float_leaves(o, out) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _float_leaves(v, out) for k, v in obj.items()}
+    return obj
+
+
+def _output_sum(out: Any, weights: list[torch.Tensor] | None, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    tensors = [t for t in _flat(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if weights is None:
+        weights = [torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in tensors]
+    total = sum((t * w).sum() for t, w in zip(tensors, weights, strict=True))
+    return total, weights  # type: ignore[return-value]
+
+
+def _flat(obj: Any) -> list[Any]:
+    if isinstance(obj, (tuple, list)):
+        return [x for o in obj for x in _flat(o)]
+    if isinstance(obj, dict):
+        return [x for o in obj.values() for x in _flat(o)]
+    return [obj]
+
+
+def _directional_check(
+    module: nn.Module, args: Any, kwargs: dict[str, Any], t: Any, generator: torch.Generator
+) -> dict[str, Any] | None:
+    params = {n: p.detach().clone() for n, p in module.named_parameters() if p.is_floating_point()}
+    buffers = dict(module.named_buffers())
+    leaves: list[torch.Tensor] = []
+    args_l = _float_leaves(args, leaves)
+    kwargs_l = _float_leaves(kwargs, leaves)
+    p_leaves = {n: p.requires_grad_(True) for n, p in params.items()}
+    variables = leaves + list(p_leaves.values())
+    if not variables:
+        return None
+
+    def f(a: Any, k: Any, p: dict[str, torch.Tensor]) -> Any:
+        return functional_call(module, {**p, **buffers}, a, k)
+
+    try:
+        out = f(args_l, kwargs_l, p_leaves)
+        total, weights = _output_sum(out, None, generator)
+        if not isinstance(total, torch.Tensor) or not total.requires_grad:
+            return None
+        grads = torch.autograd.grad(total, variables, allow_unused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    eps = t.gradcheck_eps
+    worst: dict[str, Any] = {"ok": True, "analytic": 0.0, "numeric": 0.0, "rel_error": 0.0,
+                             "directions": _GRADCHECK_DIRECTIONS}
+    with torch.no_grad():
+        for _ in range(_GRADCHECK_DIRECTIONS):
+            dirs = [torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) for v in variables]
+            analytic = sum(
+                float((g * d).sum()) for g, d in zip(grads, dirs, strict=True) if g is not None
+            )
+            plus = _shifted(f, args, kwargs, params, leaves, p_leaves, dirs, eps)
+            minus = _shifted(f, args, kwargs, params, leaves, p_leaves, dirs, -eps)
+            if plus is None or minus is None:
+                return None
+            fp, _ = _output_sum(plus, weights, generator)
+            fm, _ = _output_sum(minus, weights, generator)
+            numeric = float((fp - fm) / (2 * eps))
+            err = abs(analytic - numeric)
+            rel = err / max(abs(numeric), abs(analytic), 1e-12)
+            if err > t.gradcheck_atol + t.gradcheck_rtol * abs(numeric) and rel > worst["rel_error"]:
+                worst = {"ok": False, "analytic": analytic, "numeric": numeric, "rel_error": rel,
+                         "directions": _GRADCHECK_DIRECTIONS}
+    return worst
+
+
+def _shifted(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor], leaves: list[torch.Tensor],
+             p_leaves: dict[str, torch.Tensor], dirs: list[torch.Tensor], eps: float) -> Any:
+    n_in = len(leaves)
+    shifted_inputs = iter([leaf.detach() + eps * d for leaf, d in zip(leaves, dirs[:n_in], strict=True)])
+
+    def replace(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor) and obj.is_floating_point():
+            return next(shifted_inputs)
+        if isinstance(obj, tuple):
+            return tuple(replace(o) for o in obj)
+        if isinstance(obj, list):
+            return [replace(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: replace(v) for k, v in obj.items()}
+        return obj
+
+    a = replace(args)
+    k = replace(kwargs)
+    p = {n: v.detach() + eps * d for (n, v), d in zip(p_leaves.items(), dirs[n_in:], strict=True)}
+    try:
+        return f(a, k, p)
+    except (RuntimeError, TypeError, ValueError):
+        return None
