@@ -54,7 +54,7 @@ def test_wrong_backward_in_a_custom_function_is_found_in_its_module() -> None:
     (finding,) = report.by_check("custom-layer-gradient")
     assert finding.reasons == [22, 26]
     assert finding.where.module == "square"
-    assert finding.where.file.endswith("test_implementation.py")
+    assert finding.where.file.endswith("test_layers.py")
     assert finding.evidence["rel_error"] > 0.1
 
 
