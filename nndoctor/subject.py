@@ -261,26 +261,7 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
     n = batch_size_of(batch, subject)
     if n is None or n <= size:
         return batch
-
-    def cut(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor):
-            return obj[:size] if obj.dim() > 0 and obj.shape[0] == n else obj
-        if isinstance(obj, tuple):
-            return tuple(cut(o) for o in obj)
-        if isinstance(obj, list):
-            # A list as long as the batch (e.g. detection targets per image) is per-sample.
-            return obj[:size] if len(obj) == n else [cut(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: (v if k == "loss_input_shape" else cut(v)) for k, v in obj.items()}
-        return obj
-
-    out = cut(batch)
-    if isinstance(out, dict) and "loss_input_shape" in out:
-        shape = list(out["loss_input_shape"])
-        if shape and shape[0] % n == 0:
-            shape[0] = shape[0] // n * size
-        out["loss_input_shape"] = tuple(shape)
-    return out
+    return take_samples(batch, list(range(size)), subject)
 
 
 def _first(obj: Any) -> torch.Tensor | None:
@@ -297,3 +278,29 @@ def _first(obj: Any) -> torch.Tensor | None:
             if t is not None:
                 return t
     return None
+
+
+def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
+    """The samples at ``index`` of every tensor whose first axis is the batch axis."""
+    n = batch_size_of(batch, subject)
+    if n is None:
+        return batch
+
+    def pick(obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return obj[index] if obj.dim() > 0 and obj.shape[0] == n else obj
+        if isinstance(obj, tuple):
+            return tuple(pick(o) for o in obj)
+        if isinstance(obj, list):
+            return [obj[i] for i in index] if len(obj) == n else [pick(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: (v if k == "loss_input_shape" else pick(v)) for k, v in obj.items()}
+        return obj
+
+    out = pick(batch)
+    if isinstance(out, dict) and "loss_input_shape" in out:
+        shape = list(out["loss_input_shape"])
+        if shape and shape[0] % n == 0:
+            shape[0] = shape[0] // n * len(index)
+        out["loss_input_shape"] = tuple(shape)
+    return out

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from nndoctor.capture.replay import ReplayPlan, ReplayResult
 from nndoctor.capture.runner import StopCapture, _redirect_saves
 from nndoctor.probes.recording import Recording
-from nndoctor.probes.trace import _NonFiniteTracer
+from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorded_loss_terms
 from nndoctor.subject import REGULARISERS, slice_batch
 
 
@@ -38,6 +38,7 @@ class _Replay:
         self.tracer: _NonFiniteTracer | None = None
         self._fixed: dict[int, Any] = {}
         self._loss_seen = False
+        self.terms: list[tuple[str, torch.Tensor]] = []
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -89,6 +90,7 @@ class _Replay:
 
     def post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.result.steps += 1
+        self.terms.clear()
         self._loss_seen = False
         if self.plan.mode == "overfit" and self.result.steps >= self.plan.steps:
             raise StopCapture("step budget")
@@ -96,6 +98,11 @@ class _Replay:
             raise StopCapture("step budget")
 
     def note_backward(self, tensor: torch.Tensor) -> None:
+        if self.plan.mode == "terms" and tensor.dim() == 0 and self.result.steps == self.plan.trace_step:
+            if len(self.terms) >= 2 and self.model is not None:
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                self.result.terms = loss_term_gradients(tensor, self.terms, params)
+            raise StopCapture("traced")
         if tensor.dim() == 0 and not self._loss_seen:
             self._loss_seen = True
             value = float(tensor.detach())
@@ -144,7 +151,12 @@ def main(plan_path: str, out_path: str) -> None:
     signal.setitimer(signal.ITIMER_REAL, plan.timeout)
     scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
     try:
-        with _redirect_saves(scratch, Recording()), open(os.devnull, "w") as null:
+        with (
+            _redirect_saves(scratch, Recording()),
+            open(os.devnull, "w") as null,
+            recorded_loss_terms() as terms,
+        ):
+            replay.terms = terms
             sys.stdout = null
             try:
                 runpy.run_path(plan.script, run_name="__main__")

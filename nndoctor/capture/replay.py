@@ -8,7 +8,9 @@ change only what the experiment needs:
 - ``overfit``: every DataLoader yields the first batch (cut to a few samples) forever,
   dropout is off and weight decay is zero; the loss of each step is recorded;
 - ``trace``: the script runs unchanged to step ``k``, where a dispatch mode finds the
-  first operation producing a non-finite value.
+  first operation producing a non-finite value;
+- ``terms``: at step ``k``, the gradient each recognised loss term contributes to the
+  loss that is back-propagated.
 
 A subprocess per replay isolates global state; checkpoints still go to a scratch
 folder, so a replay never writes into the user's tree.
@@ -29,7 +31,7 @@ from typing import Any
 class ReplayPlan:
     script: str
     argv: list[str]
-    mode: str  # "overfit" or "trace"
+    mode: str  # "overfit", "trace" or "terms"
     steps: int = 150
     batch_size: int = 8
     trace_step: int = 0
@@ -45,6 +47,7 @@ class ReplayResult:
     event: dict[str, Any] | None = None
     substituted: bool = False  # a DataLoader was found and substituted
     steps: int = 0
+    terms: list[dict[str, Any]] | None = None  # "terms": each loss term's gradient contribution
 
 
 def run_replay(plan: ReplayPlan) -> ReplayResult:

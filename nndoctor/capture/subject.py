@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import re
 from typing import Any
 
@@ -65,6 +66,13 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 "(it is computed from a transformed output)"
             )
         return None, "the loss is not a recognised torch loss (a custom loss)"
+    for step in capture.recording.steps[:3]:
+        if len(step.loss_calls) > 1:
+            return None, "the loss combines several terms"
+        if step.loss_calls and step.loss_seen and not math.isclose(
+            step.loss, step.loss_calls[0].value, rel_tol=1e-5, abs_tol=1e-7
+        ):
+            return None, "the back-propagated loss is not the recognised loss call alone"
     first = batches[0]
     fn = getattr(F, first["loss_fn"])
     fn = getattr(fn, "__wrapped__", fn)

@@ -126,3 +126,54 @@ def recorded_module_inputs(model: nn.Module, names: set[str]) -> Iterator[dict[s
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def recorded_loss_terms() -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Record the output of every recognised torch loss called inside the block (name, tensor)."""
+    import torch.nn.functional as F
+
+    from nndoctor.probes.training import RECOGNISED_LOSSES
+
+    terms: list[tuple[str, torch.Tensor]] = []
+    originals = {}
+    depth = [0]
+
+    def wrap(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            depth[0] += 1
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0 and isinstance(out, torch.Tensor) and out.dim() == 0 and out.requires_grad:
+                terms.append((name, out))
+            return out
+
+        return wrapper
+
+    try:
+        for name in RECOGNISED_LOSSES:
+            fn = getattr(F, name, None)
+            if fn is not None:
+                originals[name] = fn
+                setattr(F, name, wrap(name, fn))
+        yield terms
+    finally:
+        for name, fn in originals.items():
+            setattr(F, name, fn)
+
+
+def loss_term_gradients(
+    total: torch.Tensor, terms: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]
+) -> list[dict[str, Any]]:
+    """Each term's effective gradient norm in ``total``: its weight in the total times ∇term."""
+    weights = torch.autograd.grad(total, [t for _, t in terms], retain_graph=True, allow_unused=True)
+    rows = []
+    for (name, term), w in zip(terms, weights, strict=True):
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        sq = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
+        weight = float(w) if w is not None else 0.0
+        rows.append({"term": name, "value": float(term.detach()), "weight": weight,
+                     "grad_norm": abs(weight) * sq**0.5})
+    return rows

@@ -233,3 +233,142 @@ def _shifted(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor], le
         return f(a, k, p)
     except (RuntimeError, TypeError, ValueError):
         return None
+
+
+@register_check(id="batch-dependence", reasons=(25,), severity="error", kind="experiment", quick=True)
+def batch_dependence(ctx: CheckContext) -> None:
+    """One sample's output depends on other samples in the batch.
+
+    Why it matters:
+        Each sample's prediction should depend on that sample only. A ``view`` or
+        ``reshape`` that folds the batch axis into the features, a transpose before a
+        flatten, or a reduction over the wrong axis mixes samples silently: shapes still
+        match, the loss still falls a little, and the model learns nonsense.
+
+    What is measured:
+        On a copy in eval mode (BatchNorm then uses running statistics, so its legitimate
+        mixing in train mode is excluded; dropout is off), the output for every sample
+        before and after the *other* samples of the batch are changed. Any change beyond
+        floating-point noise is a dependence.
+
+    How to fix:
+        Keep the batch axis first and intact: flatten with ``x.flatten(1)`` or
+        ``x.view(x.size(0), -1)``, permute before reshaping, reduce over feature axes only.
+
+    Example:
+        Before::
+
+            x = x.view(-1, 128)        # after a conv: mixes samples when shapes drift
+
+        After::
+
+            x = x.flatten(1)           # keeps the batch axis
+    """
+    lab = ctx.services
+    if lab is None or not lab.has_model:
+        ctx.skip("no model copy is available")
+    args = _slice(lab.model_inputs(1)[0], 4)
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+    if first is None or first.shape[0] < 2:
+        ctx.skip("the model input has no batch axis with at least two samples")
+    n = first.shape[0]
+    model = lab.fresh_model(dtype=torch.float64).eval()
+    args = _to_double(args)
+    with torch.no_grad():
+        base = _batch_outputs(model(*args), n)
+        if not base:
+            ctx.skip("the model output has no tensor with the batch axis first")
+        worst = (0.0, -1, -1)
+        for j in range(n):
+            changed = _perturb_sample(args, j, n)
+            outs = _batch_outputs(model(*changed), n)
+            for i in range(n):
+                if i == j:
+                    continue
+                for a, b in zip(base, outs, strict=True):
+                    scale = float(a[i].abs().max()) + 1e-12
+                    delta = float((a[i] - b[i]).abs().max()) / scale
+                    if delta > worst[0]:
+                        worst = (delta, i, j)
+    mixes = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    ctx.note(f"{n} samples, each changed in turn; largest relative change of another sample's output "
+             f"{worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else ""))
+    if worst[0] <= ctx.thresholds.batch_dependence_rtol:
+        return
+    delta, i, j = worst
+    ctx.finding(
+        title="Samples in a batch influence each other's outputs",
+        message=(f"Changing sample {j} of a batch of {n} changed the output of sample {i} by {delta:.3g} "
+                 "(relative), with the model in eval mode: a reshape, view or reduction mixes the batch axis."),
+        fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
+        evidence={"changed_sample": j, "affected_sample": i, "relative_change": delta, "batch": n},
+    )
+
+
+def _batch_outputs(out: Any, n: int) -> list[torch.Tensor]:
+    return [t for t in _flat(out) if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == n
+            and t.is_floating_point()]
+
+
+def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
+    """``args`` with sample ``j`` replaced: floats get noise of their own scale, integers a roll."""
+    out = []
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == n:
+            a = a.clone()
+            if a.is_floating_point():
+                gen = torch.Generator(device="cpu").manual_seed(j)
+                noise = torch.randn(a[j].shape, generator=gen, dtype=a.dtype).to(a.device)
+                a[j] = a[j] + noise * (a.std() + 1.0)
+            else:
+                a[j] = a[(j + 1) % n]
+        out.append(a)
+    return tuple(out)
+
+
+@register_check(id="width-one-bottleneck", reasons=(24,), severity="warning")
+def width_one_bottleneck(ctx: CheckContext) -> None:
+    """A hidden layer one unit (or one channel) wide throttles the whole network.
+
+    Why it matters:
+        Everything the network knows must pass through its narrowest layer. A hidden
+        Linear with one output feature or a hidden convolution with one output channel —
+        usually a typo in a layer size — leaves capacity for one number per sample.
+
+    What is measured:
+        The weight shapes of Linear and convolution layers other than the last one in the
+        forward order: an output width of 1 is a bottleneck.
+
+    How to fix:
+        Widen the layer; a hidden width of 1 is almost never intended.
+
+    Example:
+        Before::
+
+            nn.Sequential(nn.Linear(64, 1), nn.ReLU(), nn.Linear(1, 10))
+
+        After::
+
+            nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    """
+    rec = ctx.recording
+    if not rec.steps:
+        ctx.skip("no step was observed")
+    order = [n for n in rec.steps[0].activations if rec.module_types.get(n) in _WEIGHTED_LAYERS]
+    if len(order) < 2:
+        ctx.skip("fewer than two Linear/convolution layers")
+    hidden = order[:-1]
+    narrow = [n for n in hidden if rec.param_shapes.get(f"{n}.weight", (0,))[0] == 1]
+    ctx.note(f"{len(hidden)} hidden Linear/convolution layer(s) checked for width 1")
+    for name in narrow:
+        ctx.finding(
+            title="A hidden layer of width one",
+            message=(f"{rec.module_types[name]} {name} has a single output unit but is not the last layer: "
+                     "every sample is squeezed into one number there."),
+            fix="Widen the layer (its output size is probably a typo).",
+            where=Where(module=name),
+            evidence={"weight_shape": list(rec.param_shapes[f"{name}.weight"])},
+        )
+
+
+_WEIGHTED_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d", "LazyLinear", "LazyConv2d")

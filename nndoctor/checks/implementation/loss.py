@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -234,3 +235,151 @@ def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> N
         evidence={"input_shape": list(call.input_shape), "target_shape": list(call.target_shape),
                   "broadcast_shape": list(broadcast)},
     )
+
+
+@register_check(id="loss-mismatches-task", reasons=(18,), severity="warning")
+def loss_mismatches_task(ctx: CheckContext) -> None:
+    """The loss function does not fit the task its targets describe.
+
+    Why it matters:
+        A loss encodes what "right" means. Mean squared error on class indices says class
+        3 is closer to class 2 than to class 9; binary cross-entropy on single-label
+        one-hot targets treats C exclusive classes as C independent coins; cross-entropy
+        over a single output is identically zero and teaches nothing.
+
+    What is measured:
+        The recognised loss calls and their targets: integer-valued targets in a small
+        range fed to a regression loss, one-hot rows (exactly one positive per sample)
+        fed to a binary loss with more than two outputs, cross-entropy over one class.
+
+    How to fix:
+        Use CrossEntropyLoss with integer class indices for single-label classification,
+        BCEWithLogitsLoss only for independent (multi-label) outputs, and a regression
+        loss only for quantities whose differences mean something.
+
+    Example:
+        Before::
+
+            loss = F.mse_loss(model(x).squeeze(1), y.float())   # y in {0, ..., 9}
+
+        After::
+
+            loss = F.cross_entropy(model(x), y)                  # model outputs 10 logits
+    """
+    first = _first_call(ctx.recording.steps)
+    if first is None:
+        ctx.skip("no recognised torch loss was called")
+    step, call = first
+    t = call.target
+    where = Where(step=step.step, file=call.file, line=call.line)
+    ctx.note(f"{call.fn} on targets of shape {call.target_shape} checked against the task")
+    if call.fn in ("cross_entropy", "nll_loss") and len(call.input_shape) >= 2 and call.input_shape[1] == 1:
+        ctx.finding(
+            title="Cross-entropy over a single class is always zero",
+            message=(f"{call.fn} receives outputs of shape {call.input_shape}: with one class the softmax is "
+                     "always 1 and the loss is identically 0, so nothing is learned."),
+            fix="For a binary task use one logit with BCEWithLogitsLoss, or two logits with CrossEntropyLoss.",
+            severity="error", where=where,
+            evidence={"loss": call.fn, "input_shape": list(call.input_shape)},
+        )
+        return
+    if t is None:
+        return
+    max_classes = ctx.thresholds.regression_on_classes_max
+    if (call.fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss") and t.integral
+            and t.min >= 0 and 2 <= t.max <= max_classes and math.prod(call.input_shape[1:] or (1,)) == 1):
+        ctx.finding(
+            title="A regression loss on what look like class indices",
+            message=(f"{call.fn} is applied to integer targets in [{t.min:.0f}, {t.max:.0f}] with one output per "
+                     "sample: if these are classes, the loss treats them as ordered numbers."),
+            fix="If the targets are classes, output one logit per class and use CrossEntropyLoss.",
+            where=where,
+            evidence={"loss": call.fn, "target_min": t.min, "target_max": t.max},
+        )
+    if (call.fn in _BINARY and len(call.input_shape) == 2 and call.input_shape[1] > 2
+            and call.target_shape == call.input_shape and t.integral and t.min >= 0 and t.max <= 1
+            and abs(t.mean - 1 / call.input_shape[1]) < 1e-6):
+        c = call.input_shape[1]
+        ctx.finding(
+            title="Binary cross-entropy on single-label multi-class targets",
+            message=(f"{call.fn} receives one-hot targets over {c} classes (exactly one positive per sample): "
+                     "the classes are exclusive, but the loss treats them as independent."),
+            fix="Use CrossEntropyLoss on the logits with class-index targets (`y.argmax(1)`).",
+            where=where,
+            evidence={"loss": call.fn, "classes": c, "target_mean": t.mean},
+        )
+
+
+@register_check(id="loss-term-dominates", reasons=(20,), severity="warning", kind="experiment")
+def loss_term_dominates(ctx: CheckContext) -> None:
+    """One term of a multi-term loss dominates the gradient by orders of magnitude.
+
+    Why it matters:
+        With loss = a + λ·b, the model follows whichever term has the larger gradient.
+        When one term's gradient is a thousand times the other's, the other term is
+        effectively switched off — a common reason why one head of a multi-task or
+        detection model never learns.
+
+    What is measured:
+        On a copy at the initial weights and one batch, the gradient norm (over all
+        parameters) that each recognised loss term contributes to the total, including
+        the weight it carries in the total.
+
+    How to fix:
+        Rescale the terms so that their gradient contributions are within an order of
+        magnitude at the start (or normalise them, e.g. by uncertainty weighting or
+        GradNorm), and check each head trains on its own.
+
+    Example:
+        Before::
+
+            loss = F.mse_loss(boxes, target_boxes) + F.cross_entropy(logits, labels)  # boxes in pixels
+
+        After::
+
+            loss = F.mse_loss(boxes / img_size, target_boxes / img_size) + F.cross_entropy(logits, labels)
+    """
+    lab = ctx.services
+    multi = [s for s in ctx.recording.steps if len(s.loss_calls) >= 2]
+    if not multi:
+        ctx.skip("fewer than two recognised loss terms per step (terms in plain torch are not separated)")
+    if lab is None or not (lab.available or lab.script is not None):
+        ctx.skip("no copy of the training step can be run")
+    if lab.available:
+        rows = _term_gradients_in_process(lab)
+    else:
+        result = lab.replay("terms", trace_step=0)
+        rows = result.terms or []
+    rows = [r for r in rows if math.isfinite(r["grad_norm"])]
+    if len(rows) < 2:
+        ctx.skip("fewer than two loss terms with a gradient were found on replay")
+    norms = [r["grad_norm"] for r in rows]
+    top = max(norms)
+    low = min(norms)
+    ratio = top / low if low > 0 else math.inf
+    ctx.note("term gradient norms: " + ", ".join(f"{r['term']}={r['grad_norm']:.3g}" for r in rows))
+    if ratio < ctx.thresholds.loss_term_ratio:
+        return
+    big = rows[norms.index(top)]
+    small = rows[norms.index(low)]
+    ctx.finding(
+        title="One loss term dominates the gradient",
+        message=(f"The {big['term']} term contributes a gradient of norm {big['grad_norm']:.3g}, "
+                 f"{ratio:.3g}× that of {small['term']} ({small['grad_norm']:.3g}): the smaller term is "
+                 "effectively ignored by the optimiser."),
+        fix="Rescale the terms (weights or normalised targets) so their gradient norms are comparable at the start.",
+        evidence={"terms": rows, "ratio": ratio},
+    )
+
+
+def _term_gradients_in_process(lab: Any) -> list[dict[str, Any]]:
+    from nndoctor.probes.trace import loss_term_gradients, recorded_loss_terms
+
+    model = lab.fresh_model()
+    batch = lab.batches(1)[0]
+    with recorded_loss_terms() as terms:
+        total = lab.loss(model, batch)
+    if len(terms) < 2:
+        return []
+    params = [p for p in model.parameters() if p.requires_grad]
+    return loss_term_gradients(total, terms, params)
