@@ -16,15 +16,23 @@ class Thresholds:
     constant_input_std: float = 1e-8  # a batch whose std is below this is constant
     repeated_batch_fraction: float = 0.5  # share of steps repeating the previous batch
     uint8_range_max: float = 2.0  # max above this, all values integer-valued, min >= 0: raw 0..255
+    uint8_flat_min_features: int = 64  # a 2-D input this wide may be flattened images (8x8 and up)
     # --- shuffling (7, 10)
     sorted_target_fraction: float = 0.95  # share of non-decreasing adjacent targets inside a batch
     single_label_batch_fraction: float = 0.5  # share of batches holding one class only
     long_run_steps: int = 4  # consecutive batches whose majority class is the same
+    sorted_min_batch: int = 8  # smaller batches are sorted by chance too often to judge
+    # Batch class mix drifting this many times more than random batches of the same size
+    # would (mean total-variation distance from the pooled mix); random batches give ~1.
+    class_drift_ratio: float = 2.0
     # --- normalisation (12)
     feature_mean_abs_max: float = 3.0  # |mean| of a channel/feature, in units of its std, or raw
     feature_std_min: float = 0.1
     feature_std_max: float = 10.0
     feature_scale_ratio_max: float = 100.0  # largest/smallest per-feature std
+    # A feature whose variance is within this share of mean * (1 - mean) at every step is
+    # 0/1 (binary, one-hot): its std measures how rare it is, not its scale.
+    binary_feature_tolerance: float = 0.05
     # --- loss at chance (17)
     chance_ratio_warning: float = 1.5  # initial loss above chance by this factor
     chance_ratio_error: float = 3.0
@@ -64,6 +72,39 @@ class Thresholds:
     eval_mode_step_fraction: float = 0.5  # share of training steps in eval mode: warning
     # --- nan tracing (37)
     max_trace_ops: int = 200_000
+
+    # --- the loss against the task (18, 20, 21)
+    regression_on_classes_max: int = 20  # integer targets up to this fed to MSE look like classes
+    loss_term_ratio: float = 1000.0  # one term's gradient this many times another's
+    metric_loss_drop: float = 0.5  # the loss fell by this share...
+    metric_accuracy_gain_min: float = 0.02  # ...while accuracy gained less than this
+    metric_accuracy_ceiling: float = 0.9  # (unless accuracy is already this high)
+    # --- layers (24, 25)
+    batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
+    # --- experiments on data (2, 4, 5, 6)
+    data_experiment_steps: int = 60
+    random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
+    shuffled_label_margin: float = 0.1  # real pairing must end this share below shuffled labels
+    label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label
+    label_noise_fraction: float = 0.15  # share of such samples that suggests label noise
+    # --- dataset (8, 9, 11)
+    imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
+    min_examples_per_class: int = 10
+    min_steps_per_epoch: int = 4
+    # --- preprocessing and splits (13, 14, 15)
+    augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
+    pretrained_stat_tolerance: float = 0.5  # channel mean/std off the pretrained normalisation
+    split_mean_shift: float = 0.5  # train/eval channel mean difference, in train std units
+    split_std_ratio: float = 2.0
+    # --- hyperparameters and schedules (29, 31, 34, 36)
+    max_weight_decay: float = 1.0
+    max_adam_eps: float = 1e-2
+    give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
+    optimizer_gap_factor: float = 10.0  # the known-good optimiser reaches a loss this many times lower
+    lr_range_steps: int = 60
+    lr_range_min: float = 1e-6
+    lr_range_max: float = 10.0
+    lr_outside_factor: float = 10.0  # the user's rate this far outside the proposed range
 
     def with_changes(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}
