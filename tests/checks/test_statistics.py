@@ -250,6 +250,22 @@ def test_std_1e3_init_vanishes_with_depth() -> None:
     assert reasons_of(report, "activation-scale-drift") == {28, 35}
 
 
+@pytest.mark.fires("activation-scale-drift")
+def test_constant_output_behind_a_dead_layer_is_named() -> None:
+    model = deep_mlp(4)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.constant_(m.bias, -5.0)  # ReLU 1 dead: layer 2 outputs its bias only
+    report = run(
+        select=["activation-scale-drift"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.01)),
+    )
+    (finding,) = report.by_check("activation-scale-drift")
+    assert finding.where.module == "2"
+    assert "constant (std 0)" in finding.message
+    assert finding.evidence["layer_std"]["2"] == 0.0
+
+
 # -- constant / symmetric initialisation ------------------------------------------------------
 
 

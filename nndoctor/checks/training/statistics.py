@@ -47,6 +47,8 @@ LOOKUP_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 
 # The update/weight ratio that cs231n's "babysitting the learning process" calls healthy.
 HEALTHY_UPDATE_RATIO = 1e-3
+# Per-layer numbers kept in a finding's evidence, at most (the extremes, in layer order).
+MAX_EVIDENCE_LAYERS = 32
 
 
 # -- helpers -------------------------------------------------------------------------
@@ -79,12 +81,18 @@ def is_matrix(shape: tuple[int, ...]) -> bool:
     return sum(d > 1 for d in shape) >= 2
 
 
+def is_bias(param: str) -> bool:
+    """A bias by name, whatever its shape (a channel-wise layer may hold a 2-D bias)."""
+    return "bias" in param.rsplit(".", 1)[-1].lower()
+
+
 def weight_matrices(rec: Recording) -> list[str]:
-    """Trainable weight matrices, excluding lookup tables, in registration order."""
+    """Trainable weight matrices, excluding biases and lookup tables, in registration order."""
     return [
         n
         for n in rec.param_names
         if is_matrix(rec.param_shapes.get(n, ()))
+        and not is_bias(n)
         and rec.requires_grad.get(n, True)
         and rec.module_types.get(module_of(n)) not in LOOKUP_TYPES
     ]
@@ -103,6 +111,15 @@ def output_module(rec: Recording, step: StepRecord) -> str | None:
     leaves = leaf_modules(rec)
     order = [n for n in step.activations if n in leaves]
     return order[-1] if order else None
+
+
+def capped(values: dict[str, float], limit: int = MAX_EVIDENCE_LAYERS) -> dict[str, float]:
+    """``values`` if short enough, else its ``limit`` most extreme entries, in their order."""
+    if len(values) <= limit:
+        return dict(values)
+    ranked = sorted(values, key=lambda k: (math.isnan(values[k]), values[k]))
+    keep = set(ranked[: limit // 2]) | set(ranked[-(limit - limit // 2) :])
+    return {k: v for k, v in values.items() if k in keep}
 
 
 def median(values: Iterable[float]) -> float:
@@ -390,7 +407,7 @@ def activation_scale_drift(ctx: CheckContext) -> None:
         "step": step.step,
         "std_ratio": ratio,
         "per_layer_factor": per_layer,
-        "layer_std": {n: stds[n] for n in layers},
+        "layer_std": capped({n: stds[n] for n in layers}),
     }
     if ratio > t.activation_std_growth:
         ctx.finding(
@@ -409,19 +426,32 @@ def activation_scale_drift(ctx: CheckContext) -> None:
             evidence=evidence,
         )
     elif ratio < t.activation_std_collapse:
-        ctx.finding(
-            title="Activations vanish with depth at initialisation",
-            message=(
+        constant = next((n for n in hidden if stds[n] == 0), None)
+        if constant is not None:
+            # A layer whose output does not vary at all is cut off (a dead layer before it,
+            # zero weights), not shrunk: say so rather than quote a per-layer factor of 0.
+            where_module = constant
+            message = (
+                f"At step {step.step} the output of {constant} is constant (std 0) although "
+                f"{first} has std {_g(stds[first])}: no signal reaches the later layers (a dead "
+                "ReLU layer or zero weights before it; see dead-relus and weights-constant-init)."
+            )
+        else:
+            where_module = last
+            message = (
                 f"At step {step.step} the output std falls from {_g(stds[first])} at {first} to "
                 f"{_g(last_std)} at {last} (x{_g(ratio)} over {depth} layer(s), about "
                 f"x{_g(per_layer)} per layer; warning below x{_g(t.activation_std_collapse)})."
-            ),
+            )
+        ctx.finding(
+            title="Activations vanish with depth at initialisation",
+            message=message,
             fix=(
                 "Initialise weights for the layer's fan-in (kaiming_normal_ for ReLU, "
                 "xavier_uniform_ for tanh/sigmoid) instead of a fixed small std, or add "
                 "BatchNorm/LayerNorm between layers."
             ),
-            where=Where(module=last, step=step.step),
+            where=Where(module=where_module, step=step.step),
             evidence=evidence,
         )
 
@@ -442,7 +472,8 @@ def weights_constant_init(ctx: CheckContext) -> None:
 
     What is measured:
         The model's initial state (before the first update): every trainable
-        weight matrix with more than one output unit is tested for all-zero,
+        weight matrix (biases left out, whatever their shape) with more than one
+        output unit is tested for all-zero,
         constant, or identical rows (every output unit with the same incoming
         weights). Grouped convolutions are tested for all-zero only. Severity:
         an error when every weight matrix of a model with hidden layers is
@@ -478,6 +509,7 @@ def weights_constant_init(ctx: CheckContext) -> None:
         n
         for n in rec.param_names
         if rec.requires_grad.get(n, True)
+        and not is_bias(n)
         and n in state
         and state[n].is_floating_point()
         and is_matrix(tuple(state[n].shape))
@@ -513,7 +545,10 @@ def weights_constant_init(ctx: CheckContext) -> None:
             fix=fix,
             severity=Severity.ERROR,
             where=Where(module=module_of(bad[0][0]), step=0),
-            evidence={"matrices": {n: {"kind": k, **ev} for n, k, ev in bad}},
+            evidence={
+                "count": len(bad),
+                "matrices": {n: {"kind": k, **ev} for n, k, ev in bad[:MAX_EVIDENCE_LAYERS]},
+            },
         )
         return
     for name, kind, ev in bad:
@@ -663,7 +698,7 @@ def gradient_norm_spread(ctx: CheckContext) -> None:
             "span_orders": span,
             "largest": {hi: norms[hi]},
             "smallest": {lo: norms[lo]},
-            "grad_norms": norms,
+            "grad_norms": capped(norms),
             "steps": len(steps),
         },
     )
@@ -738,8 +773,8 @@ def update_ratio(ctx: CheckContext) -> None:
     evidence = {
         "median_ratio": ratio,
         "healthy_ratio": HEALTHY_UPDATE_RATIO,
-        "ratios": per_tensor,
-        "ratios_to_current_norm": per_tensor_current,
+        "ratios": capped(per_tensor),
+        "ratios_to_current_norm": capped(per_tensor_current),
         "lr": lrs_first,
         "steps": len(stepped),
     }
