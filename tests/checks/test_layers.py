@@ -63,3 +63,63 @@ def test_correct_custom_layers_pass_the_gradient_check() -> None:
     report = run(select=["custom-layer-gradient"], **_net_kwargs(bug=False))
     assert report.by_check("custom-layer-gradient") == []
     assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
+
+
+class MixesBatch(nn.Module):
+    """The bug: a reshape that folds the batch axis into the features."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv1d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm1d(4)
+        self.fc = nn.Linear(40, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn(self.conv(x.unsqueeze(1)))  # (N, 4, 10)
+        h = h.transpose(0, 1).reshape(x.shape[0], -1)  # mixes samples
+        return self.fc(h)
+
+
+class KeepsBatch(MixesBatch):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(self.conv(x.unsqueeze(1))).flatten(1))
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_reshape_across_the_batch_axis_is_found() -> None:
+    model = MixesBatch()
+    report = run(select=["batch-dependence"], model=model, data=batches(*blobs()),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.evidence["relative_change"] > 1e-3
+
+
+@pytest.mark.silent("batch-dependence")
+def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
+    model = KeepsBatch()
+    report = run(select=["batch-dependence"], model=model, data=batches(*blobs()),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    assert report.by_check("batch-dependence") == []
+    assert "BatchNorm checked in eval mode" in report.result("batch-dependence").detail
+
+
+@pytest.mark.fires("width-one-bottleneck")
+def test_a_hidden_layer_of_width_one() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 1), nn.ReLU(), nn.Linear(1, 3))
+    report = run(select=["width-one-bottleneck"], model=model, data=batches(*blobs()),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("width-one-bottleneck")
+    assert finding.where.module == "0" and finding.reasons == [24]
+
+
+@pytest.mark.silent("width-one-bottleneck")
+def test_a_binary_output_of_width_one_is_not_a_bottleneck() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 1))
+    x, y = blobs(classes=2)
+    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
+    report = run(select=["width-one-bottleneck"], model=model, data=data,
+                 loss_fn=nn.BCEWithLogitsLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    assert report.by_check("width-one-bottleneck") == []

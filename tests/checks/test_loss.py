@@ -83,3 +83,77 @@ def test_broadcasting_output_and_target_shapes() -> None:
     (finding,) = report.by_check("loss-input-mismatch")
     assert finding.reasons == [19, 25]
     assert finding.evidence["broadcast_shape"] == [32, 32]
+
+
+@pytest.mark.silent("loss-mismatches-task")
+def test_cross_entropy_on_class_indices_fits_the_task() -> None:
+    report = run(select=["loss-mismatches-task"], **healthy_classifier())
+    assert report.by_check("loss-mismatches-task") == []
+
+
+@pytest.mark.fires("loss-mismatches-task")
+def test_mse_on_class_indices_and_ce_over_one_class() -> None:
+    x, y = blobs(classes=5)
+    model = mlp(classes=1)
+    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
+    report = run(select=["loss-mismatches-task"], model=model, data=data, loss_fn=nn.MSELoss(),
+                 optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("loss-mismatches-task")
+    assert finding.reasons == [18] and finding.evidence["target_max"] == 4
+    model = mlp(classes=1)
+    x, y = blobs(classes=2)
+    report = run(select=["loss-mismatches-task"], model=model, data=batches(x, y * 0),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("loss-mismatches-task")
+    assert finding.severity.value == "error" and "single class" in finding.title
+
+
+def test_bce_on_one_hot_single_label_targets() -> None:
+    x, y = blobs(classes=4)
+    model = mlp(classes=4)
+    data = [(xb, F.one_hot(yb, 4).float()) for xb, yb in batches(x, y)]
+    report = run(select=["loss-mismatches-task"], model=model, data=data, loss_fn=nn.BCEWithLogitsLoss(),
+                 optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("loss-mismatches-task")
+    assert "single-label" in finding.title
+
+
+class TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Linear(10, 16)
+        self.cls = nn.Linear(16, 3)
+        self.reg = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.body(x))
+        return self.cls(h), self.reg(h)
+
+
+def _two_head_loss(box_scale: float):
+    def loss_fn(model: nn.Module, batch: tuple) -> torch.Tensor:
+        x, y = batch
+        logits, boxes = model(x)
+        return F.cross_entropy(logits, y) + F.mse_loss(boxes, x[:, :2] * box_scale)
+
+    return loss_fn
+
+
+@pytest.mark.fires("loss-term-dominates")
+def test_an_unscaled_regression_term_dominates_the_classification_term() -> None:
+    model = TwoHeads()
+    report = run(select=["loss-term-dominates"], model=model, data=batches(*blobs()),
+                 loss_fn=_two_head_loss(box_scale=1000.0), optimizer=torch.optim.Adam(model.parameters()))
+    (finding,) = report.by_check("loss-term-dominates")
+    assert finding.reasons == [20] and finding.evidence["ratio"] > 1000
+    assert "mse_loss" in finding.message
+
+
+@pytest.mark.silent("loss-term-dominates")
+def test_balanced_terms_pass() -> None:
+    model = TwoHeads()
+    report = run(select=["loss-term-dominates"], model=model, data=batches(*blobs()),
+                 loss_fn=_two_head_loss(box_scale=1.0), optimizer=torch.optim.Adam(model.parameters()))
+    assert report.by_check("loss-term-dominates") == []
+    assert "cross_entropy=" in report.result("loss-term-dominates").detail
