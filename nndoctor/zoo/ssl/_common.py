@@ -116,30 +116,47 @@ def scene_pool(seed: int = 0, n: int = POOL_SIZE, size: int = DEFAULT_SIZE) -> T
     return images
 
 
+class ScenePool:
+    """A scene pool rendered on first use and then kept, so building a subject is cheap.
+
+    Calling it returns the images [n, 3, size, size], or ``(images, arange(n))``
+    with ``with_ids`` (one surrogate class per image, for Exemplar).
+    """
+
+    def __init__(
+        self, seed: int = 0, n: int = POOL_SIZE, size: int = DEFAULT_SIZE, with_ids: bool = False
+    ) -> None:
+        self.seed, self.n, self.size, self.with_ids = seed, n, size, with_ids
+        self._images: Tensor | None = None
+
+    def __call__(self) -> Tensor | tuple[Tensor, Tensor]:
+        if self._images is None:
+            self._images = scene_pool(self.seed, self.n, self.size)
+        if self.with_ids:
+            return self._images, torch.arange(self.n)
+        return self._images
+
+
 class PretextBatches:
     """A deterministic stream of pretext batches over an image pool.
 
     Each pass shuffles the pool (epochs without replacement, as a DataLoader with
     ``shuffle=True``) and applies ``make_batch`` to every ``batch_size`` slice
     (a tensor, or a tuple of tensors when the pool is a tuple such as images and ids),
+    The pool may be a callable (a :class:`ScenePool`), rendered on the first pass.
     with one ``torch.Generator`` seeded by ``seed`` for both. Iterating again
     restarts from the seed, so the same seed always gives the same batches.
     """
 
     def __init__(
         self,
-        images: Tensor | tuple[Tensor, ...],
+        images: Tensor | tuple[Tensor, ...] | Callable[[], Tensor | tuple[Tensor, ...]],
         make_batch: MakeBatch,
         batch_size: int = BATCH_SIZE,
         seed: int = 0,
         device: torch.device | str = "cpu",
         length: int = STREAM_LENGTH,
     ) -> None:
-        self.pool = images if isinstance(images, tuple) else (images,)
-        if len(self.pool[0]) < batch_size:
-            raise ValueError(
-                f"pool of {len(self.pool[0])} images is smaller than a batch ({batch_size})"
-            )
         self.images = images
         self.make_batch = make_batch
         self.batch_size = batch_size
@@ -150,9 +167,17 @@ class PretextBatches:
     def __len__(self) -> int:
         return self.length
 
+    def pool(self) -> tuple[Tensor, ...]:
+        """The pool's tensors (rendering a lazy :class:`ScenePool` now)."""
+        pool = self.images() if callable(self.images) else self.images
+        return pool if isinstance(pool, tuple) else (pool,)
+
     def __iter__(self) -> Iterator[Any]:
+        pool = self.pool()
+        size = len(pool[0])
+        if size < self.batch_size:
+            raise ValueError(f"pool of {size} images is smaller than a batch ({self.batch_size})")
         g = torch.Generator().manual_seed(self.seed)
-        size = len(self.pool[0])
         per_epoch = size // self.batch_size
         produced = 0
         while produced < self.length:
@@ -161,7 +186,7 @@ class PretextBatches:
                 if produced >= self.length:
                     return
                 idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-                items = tuple(t[idx] for t in self.pool)
+                items = tuple(t[idx] for t in pool)
                 batch = self.make_batch(items[0] if len(items) == 1 else items, g)
                 yield move_to(batch, self.device)
                 produced += 1

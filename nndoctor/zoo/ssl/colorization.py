@@ -31,12 +31,13 @@ from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     accuracy,
-    scene_pool,
     train_subject,
 )
 
@@ -187,7 +188,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh colorization subject (per-pixel classification over Q ab bins)."""
     torch.manual_seed(seed)
     model = ColorizationNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),

@@ -32,11 +32,12 @@ from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
-    scene_pool,
+    ScenePool,
     train_subject,
 )
 
@@ -109,7 +110,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh counting subject; batches are dicts of the downsampled whole, tiles and another image."""
     torch.manual_seed(seed)
     model = CountingNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),

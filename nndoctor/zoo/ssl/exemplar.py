@@ -33,8 +33,8 @@ from nndoctor.zoo.ssl._common import (
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     accuracy,
-    scene_pool,
     train_subject,
 )
 
@@ -138,16 +138,12 @@ class ExemplarNet(PretextModel):
 # -- subject -------------------------------------------------------------------------------
 
 
-def seed_patches(seed: int = 0, n: int = NUM_SURROGATE_CLASSES) -> tuple[Tensor, Tensor]:
-    """The seed patches and their surrogate class ids: ([n, 3, 32, 32], arange(n))."""
-    return scene_pool(seed, n=n), torch.arange(n)
-
-
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh exemplar subject (``pool_size`` is ignored: the pool is the seed patches)."""
     torch.manual_seed(seed)
     model = ExemplarNet().to(device)
-    pool = seed_patches(seed)
+    # The seed patches and their surrogate class ids: ([N, 3, 32, 32], arange(N)).
+    pool = ScenePool(seed, NUM_SURROGATE_CLASSES, with_ids=True)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),

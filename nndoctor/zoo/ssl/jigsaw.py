@@ -11,13 +11,16 @@ The permutation set is chosen greedily for a large Hamming distance (the
 paper's Algorithm 1): starting from the identity, each step adds the
 permutation of 9! that is farthest from those already chosen — here by the
 *minimal* Hamming distance, ties broken by the total — so that no two
-puzzles are nearly the same and the task is not ambiguous. With 64
-permutations the set's minimal pairwise distance is 7 (of at most 9).
+puzzles are nearly the same and the task is not ambiguous. With 100
+permutations the set's minimal pairwise distance is 6 (of at most 9).
 
 As in the paper, tiles are cropped at a random place inside their grid cell,
 so a gap of random width separates neighbours and edges cannot simply be
-continued. The paper uses 1000 permutations and 64 px tiles from 225 px
-crops; here 64 permutations and 8 px tiles from 30 px of a 32 px scene.
+continued, and every tile is normalised on its own (here: its per-channel
+mean removed) so that a tile's absolute colour — sky blue above, ground
+below — does not give away its row. The paper uses 1000 permutations and
+64 px tiles from 225 px crops; here ``NUM_PERMUTATIONS`` = 100 (the size of
+the paper's smallest ablation) and 8 px tiles from 30 px of a 32 px scene.
 """
 
 from __future__ import annotations
@@ -36,20 +39,21 @@ from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     accuracy,
     crop,
-    scene_pool,
     train_subject,
     uniform_ints,
 )
 
 GRID = 3
 NUM_TILES = GRID * GRID
-NUM_PERMUTATIONS = 64
+NUM_PERMUTATIONS = 100
 CELL = 10  # grid cell side, px (the 3×3 grid covers 30 px)
 TILE = 8  # tile side, px, cropped at a random place inside its cell
 TILE_EMBEDDING = 64  # fc6 width per tile
@@ -95,10 +99,13 @@ def hamming_distances(perms: Tensor) -> Tensor:
 # -- pretext transform ---------------------------------------------------------------------
 
 
-def cut_tiles(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def cut_tiles(
+    images: Tensor, generator: torch.Generator | None = None, normalise: bool = True
+) -> Tensor:
     """The 3×3 tiles in reading order: [B, 3, H, W] → [B, 9, 3, TILE, TILE].
 
-    The grid is placed at a random offset and every tile at a random place in its cell.
+    The grid is placed at a random offset and every tile at a random place in its
+    cell; with ``normalise`` each tile's per-channel mean is removed.
     """
     n, size = images.shape[0], images.shape[-1]
     slack = size - GRID * CELL
@@ -112,7 +119,11 @@ def cut_tiles(images: Tensor, generator: torch.Generator | None = None) -> Tenso
             jy = uniform_ints(n, 0, CELL - TILE, generator)
             jx = uniform_ints(n, 0, CELL - TILE, generator)
             tiles.append(crop(images, oy + r * CELL + jy, ox + c * CELL + jx, TILE))
-    return torch.stack(tiles, dim=1)
+    tiles = torch.stack(tiles, dim=1)  # [B, 9, 3, T, T]
+    if not normalise:
+        return tiles
+    # Per-tile normalisation: remove each tile's mean colour.
+    return tiles - tiles.mean(dim=(3, 4), keepdim=True)
 
 
 def make_batch(images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -154,7 +165,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh jigsaw subject; batches are ``(tiles [B, 9, 3, 8, 8], permutation index)``."""
     torch.manual_seed(seed)
     model = JigsawNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),

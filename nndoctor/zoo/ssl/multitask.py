@@ -28,12 +28,13 @@ from nndoctor.zoo.ssl import colorization, relative_position, rotation
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     evaluate,
-    scene_pool,
     train_subject,
 )
 
@@ -117,7 +118,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh multi-task subject; batches are dicts ``{task: (inputs, labels)}``."""
     torch.manual_seed(seed)
     model = MultiTaskNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),

@@ -26,14 +26,15 @@ from nndoctor.subject import OptimizerSpec, Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     accuracy,
     crop,
     grid_origins,
-    scene_pool,
     train_subject,
     uniform_ints,
 )
@@ -118,7 +119,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh relative-position subject; batches are ``((centre, neighbour), label)``."""
     torch.manual_seed(seed)
     model = RelativePositionNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, PAIRS_PER_BATCH, seed, device),

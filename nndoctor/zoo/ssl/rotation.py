@@ -23,12 +23,13 @@ from nndoctor.subject import OptimizerSpec, Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     LEARNING_RATE,
+    POOL_SIZE,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
+    ScenePool,
     accuracy,
-    scene_pool,
     train_subject,
 )
 
@@ -77,7 +78,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh rotation subject: model initialised from ``seed``, batches from the seeded pool."""
     torch.manual_seed(seed)
     model = RotationNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, IMAGES_PER_BATCH, seed, device),

@@ -28,13 +28,14 @@ from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
     LEARNING_RATE,
+    POOL_SIZE,
     STAGES,
     WIDTHS,
     ConvTrunk,
     PretextBatches,
     PretextModel,
     ProgressFn,
-    scene_pool,
+    ScenePool,
     train_subject,
 )
 from nndoctor.zoo.ssl.colorization import (
@@ -124,7 +125,7 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh split-brain subject; batches are ``((L, ab), (ab bins, L bins))``."""
     torch.manual_seed(seed)
     model = SplitBrainNet().to(device)
-    pool = scene_pool(seed) if pool_size is None else scene_pool(seed, n=pool_size)
+    pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
