@@ -185,6 +185,15 @@ class Subject:
     loader: Any = None
     # Regularisation the subject uses, so experiments can switch it off.
     uses_augmentation: bool = False
+    # How to put new inputs/targets into a batch (experiments substitute noise or permuted
+    # labels); by default the first/second element of a tuple or list batch.
+    replace_inputs: Callable[[Any, Any], Any] | None = None
+    replace_targets: Callable[[Any, Any], Any] | None = None
+    # The model's class scores for a batch, for per-sample experiments (label noise);
+    # by default the model output when a criterion is given.
+    logits: Callable[[nn.Module, Any], torch.Tensor] | None = None
+    # The model was loaded with pretrained weights.
+    pretrained: bool = False
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
@@ -211,6 +220,31 @@ class Subject:
 
     def forward_output(self, model: nn.Module, batch: Any) -> Any:
         return call_model(model, self.inputs(batch))
+
+    def with_inputs(self, batch: Any, inputs: Any) -> Any | None:
+        """``batch`` with its model inputs replaced; None when the layout is unknown."""
+        if self.replace_inputs is not None:
+            return self.replace_inputs(batch, inputs)
+        if self.inputs is default_inputs and isinstance(batch, (tuple, list)) and batch:
+            return type(batch)([inputs, *batch[1:]]) if isinstance(batch, list) else (inputs, *batch[1:])
+        return None
+
+    def with_targets(self, batch: Any, targets: Any) -> Any | None:
+        """``batch`` with its targets replaced; None when the layout is unknown."""
+        if self.replace_targets is not None:
+            return self.replace_targets(batch, targets)
+        if self.targets is default_targets and isinstance(batch, (tuple, list)) and len(batch) > 1:
+            return (batch[0], targets, *batch[2:]) if isinstance(batch, tuple) else [batch[0], targets, *batch[2:]]
+        return None
+
+    def class_scores(self, model: nn.Module, batch: Any) -> torch.Tensor | None:
+        """Per-sample class scores (N, C), when the subject says how to get them."""
+        if self.logits is not None:
+            return self.logits(model, batch)
+        if self.criterion is not None:
+            out = self.forward_output(model, batch)
+            return out if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+        return None
 
     @property
     def has_criterion(self) -> bool:

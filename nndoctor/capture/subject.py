@@ -94,6 +94,10 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         if capture.optimizer is not None
         else None
     )
+    def logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        out = _select(call_model(model, tuple(batch["args"])), link)
+        return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
+
     subject = Subject(
         model=model,
         batches=lambda: list(batches),
@@ -102,6 +106,10 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         task=captured_task(capture),
         inputs=lambda b: tuple(b["args"]),
         targets=lambda b: b["targets"],
+        replace_inputs=lambda b, new: {**b, "args": tuple(new)},
+        replace_targets=lambda b, new: {**b, "targets": new},
+        logits=logits if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
+        pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,
     )
     return subject, ""

@@ -1,0 +1,181 @@
+"""The dataset as a whole: class balance (8), its size (9), and the batch size against it (11)."""
+
+from __future__ import annotations
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.report.model import Where
+
+
+def training_loader(rec: Recording) -> LoaderInfo | None:
+    """The DataLoader that fed most observed training steps."""
+    fed = [s.loader for s in rec.steps if s.loader is not None]
+    if not fed:
+        return None
+    index = max(set(fed), key=fed.count)
+    return rec.loaders[index] if index < len(rec.loaders) else None
+
+
+@register_check(id="class-imbalance", reasons=(8,), severity="warning")
+def class_imbalance(ctx: CheckContext) -> None:
+    """The classes in the observed targets are far from balanced, and nothing compensates.
+
+    Why it matters:
+        With one class ten times rarer than another, predicting the frequent class is a
+        cheap local optimum: the loss looks fine while the rare classes are never
+        predicted. A class-weighted loss or a weighted sampler tells the model they matter.
+
+    What is measured:
+        Class counts of the targets of every observed classification loss call, the ratio
+        of the most to the least frequent class seen, and whether the loss has class
+        weights or the loader a WeightedRandomSampler.
+
+    How to fix:
+        Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
+        ``WeightedRandomSampler``, or resample the data.
+
+    Example:
+        Before::
+
+            loss_fn = nn.CrossEntropyLoss()
+
+        After::
+
+            loss_fn = nn.CrossEntropyLoss(weight=1.0 / class_frequency)
+    """
+    rec = ctx.recording
+    counts: list[float] | None = None
+    weighted = False
+    for s in rec.steps:
+        for call in s.loss_calls[:1]:
+            if call.target is None or call.target.class_counts is None:
+                continue
+            weighted = weighted or call.kwargs.get("weight") not in (None, "NoneType")
+            c = call.target.class_counts
+            counts = c if counts is None else [a + b for a, b in zip(counts, c, strict=False)]
+    if counts is None:
+        ctx.skip("no classification loss with class-index targets was observed")
+    loader = training_loader(rec)
+    if loader is not None and loader.sampler == "WeightedRandomSampler":
+        weighted = True
+    seen = [c for c in counts if c > 0]
+    total = sum(counts)
+    if len(seen) < 2:
+        ctx.skip("fewer than two classes in the observed targets (see single-label-batches)")
+    ratio = max(seen) / min(seen)
+    ctx.note(f"{int(total)} targets over {len(seen)} classes; most/least frequent = {ratio:.1f}")
+    if total < 10 * len(counts) or ratio < ctx.thresholds.imbalance_ratio or weighted:
+        return
+    rare = min(range(len(counts)), key=lambda i: counts[i] if counts[i] > 0 else float("inf"))
+    common = max(range(len(counts)), key=lambda i: counts[i])
+    ctx.finding(
+        title="Strong class imbalance without compensation",
+        message=(f"In {int(total)} observed targets class {common} appears {int(counts[common])} times and class "
+                 f"{rare} only {int(counts[rare])} ({ratio:.0f}×), and neither the loss nor the sampler is weighted."),
+        fix="Weight the loss by inverse class frequency or sample with a WeightedRandomSampler.",
+        evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
+    )
+
+
+@register_check(id="too-few-examples", reasons=(9,), severity="warning")
+def too_few_examples(ctx: CheckContext) -> None:
+    """The dataset has very few examples per class, or per parameter.
+
+    Why it matters:
+        A network trained from scratch needs many examples per class; with a handful it
+        memorises them and generalises to nothing. A model with thousands of parameters
+        per training example is in the same place.
+
+    What is measured:
+        The length of the training DataLoader's dataset, divided by the number of classes
+        (classification) and compared with the number of parameters.
+
+    How to fix:
+        Collect more data, augment it, start from a pretrained model, or shrink the model.
+
+    Example:
+        Before::
+
+            model = resnet50()        # 25M parameters, 200 training images
+
+        After::
+
+            model = small_cnn()       # or fine-tune a pretrained network
+    """
+    rec = ctx.recording
+    loader = training_loader(rec)
+    if loader is None or not loader.dataset_len:
+        ctx.skip("the dataset size is unknown (no DataLoader over a sized dataset fed the steps)")
+    n = loader.dataset_len
+    params = sum(_numel(shape) for name, shape in rec.param_shapes.items() if rec.requires_grad.get(name))
+    subject = ctx.subject
+    classes = subject.task.num_classes if subject is not None and subject.task.kind == "classification" else None
+    if classes is None:
+        first = next((c for s in rec.steps for c in s.loss_calls if c.fn in ("cross_entropy", "nll_loss")), None)
+        classes = first.input_shape[1] if first is not None and len(first.input_shape) > 1 else None
+    per_class = n / classes if classes else None
+    ctx.note(f"{n} examples" + (f", {per_class:.1f} per class" if per_class else "") + f", {params:,} parameters")
+    if per_class is not None and per_class < ctx.thresholds.min_examples_per_class:
+        ctx.finding(
+            title="Very few examples per class",
+            message=f"The training set has {n} examples for {classes} classes: {per_class:.1f} per class.",
+            fix="Collect more data, augment, or fine-tune a pretrained model instead of training from scratch.",
+            evidence={"examples": n, "classes": classes, "per_class": per_class, "parameters": params},
+        )
+    elif params > 1000 * n:
+        ctx.finding(
+            title="Far more parameters than examples",
+            message=f"{params:,} trainable parameters for {n} examples ({params / n:,.0f} per example).",
+            fix="Shrink the model, add data or augmentation, or start from pretrained weights.",
+            severity="info",
+            evidence={"examples": n, "parameters": params},
+        )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+@register_check(id="batch-too-large", reasons=(11,), severity="warning")
+def batch_too_large(ctx: CheckContext) -> None:
+    """The batch is so large relative to the dataset that an epoch is a handful of steps.
+
+    Why it matters:
+        Few, large steps per epoch mean few updates for the same compute, and very large
+        batches lose the gradient noise that helps escape sharp minima. Smaller batches
+        often generalise better and train faster per epoch.
+
+    What is measured:
+        The training DataLoader's batch size against its dataset length: the number of
+        optimizer steps per epoch.
+
+    How to fix:
+        Reduce the batch size (and scale the learning rate down with it).
+
+    Example:
+        Before::
+
+            DataLoader(train_set, batch_size=len(train_set))
+
+        After::
+
+            DataLoader(train_set, batch_size=64, shuffle=True)
+    """
+    loader = training_loader(ctx.recording)
+    if loader is None or not loader.dataset_len or not loader.batch_size:
+        ctx.skip("no DataLoader with a batch size over a sized dataset fed the steps")
+    n, b = loader.dataset_len, loader.batch_size
+    steps = n // b if loader.drop_last else -(-n // b)
+    ctx.note(f"batch size {b} over {n} examples: {steps} step(s) per epoch")
+    if steps >= ctx.thresholds.min_steps_per_epoch or n < 256:
+        return
+    ctx.finding(
+        title="Only a handful of steps per epoch",
+        message=f"A batch size of {b} over {n} examples gives {steps} optimizer step(s) per epoch.",
+        fix="Use a smaller batch (e.g. 32-256) and scale the learning rate accordingly.",
+        where=Where(),
+        evidence={"batch_size": b, "dataset_len": n, "steps_per_epoch": steps},
+    )

@@ -1,0 +1,304 @@
+"""Experiments on the data: random inputs (2), shuffled labels (4), learnability (5), label noise (6).
+
+Each trains short runs of fresh copies on the captured batches with one thing
+changed, and compares the loss curves with the unchanged run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.subject import Subject
+
+
+def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
+    lab: Lab = ctx.services
+    if lab is None or not lab.available:
+        why = lab.unavailable_reason if lab is not None else "no subject"
+        ctx.skip(f"{why}; declare a Subject (nndoctor.check) to run this experiment")
+    assert lab.subject is not None
+    return lab, lab.subject
+
+
+def _map_tensors(obj: Any, fn: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, tuple):
+        return tuple(_map_tensors(o, fn) for o in obj)
+    if isinstance(obj, list):
+        return [_map_tensors(o, fn) for o in obj]
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    return obj
+
+
+def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian noise with the tensor's own mean and std (integer inputs are left alone)."""
+    if not x.is_floating_point():
+        return x
+    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
+    return noise * x.std() + x.mean()
+
+
+def real_run(lab: Lab, steps: int) -> TrainResult:
+    return lab.memo("data-real", lambda: lab.train(lab.batches(4), steps, regularisation=False))
+
+
+@register_check(id="model-ignores-input", reasons=(2,), severity="error", kind="experiment")
+def model_ignores_input(ctx: CheckContext) -> None:
+    """The model trains the same on random noise as on the real inputs.
+
+    Why it matters:
+        If replacing every input with noise of the same shape and statistics leaves the
+        loss curve unchanged, the model does not use its input: a detached tensor, an
+        input multiplied by zero, a forward that reads a buffer instead of its argument.
+        Whatever it learns is the label distribution.
+
+    What is measured:
+        Two copies from the initial weights trained for the same steps on the same
+        batches — one on the real inputs, one on Gaussian noise with each input tensor's
+        mean and std — and their loss curves compared.
+
+    How to fix:
+        Follow the input through forward(): look for ``.detach()``, ``* 0``, ``torch.no_grad()``,
+        a wrong variable name, or an input overwritten before use.
+
+    Example:
+        Before::
+
+            def forward(self, x):
+                h = self.encoder(self.cached_input)   # the argument is never used
+
+        After::
+
+            def forward(self, x):
+                h = self.encoder(x)
+    """
+    lab, subject = _require(ctx)
+    t = ctx.thresholds
+    gen = torch.Generator().manual_seed(0)
+    noisy = []
+    for batch in lab.batches(4):
+        new = subject.with_inputs(batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen)))
+        if new is None:
+            ctx.skip("the batch layout does not say where the inputs are (give Subject.replace_inputs)")
+        noisy.append(new)
+    real = real_run(lab, t.data_experiment_steps)
+    noise = lab.train(noisy, t.data_experiment_steps, regularisation=False)
+    if not real.losses or not noise.losses:
+        ctx.skip("the training runs failed: " + (real.error or noise.error or "no loss"))
+    n = min(len(real.losses), len(noise.losses))
+    gap = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real.losses[:n], noise.losses[:n], strict=True))
+    ctx.note(f"real inputs: loss {real.initial:.4g} → {real.final:.4g}; noise: {noise.initial:.4g} → "
+             f"{noise.final:.4g}; largest relative gap between the curves {gap:.3g}")
+    evidence = {"steps": n, "real_final": real.final, "noise_final": noise.final, "max_relative_gap": gap}
+    if gap <= t.random_input_same_rtol:
+        ctx.finding(
+            title="The model ignores its input",
+            message=(f"Trained on Gaussian noise instead of the real inputs, the loss curve is the same to within "
+                     f"{gap:.2g} (relative) over {n} steps: the output does not depend on the input."),
+            fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
+            evidence=evidence,
+        )
+    elif noise.final <= real.final and real.final > 0.5 * real.initial:
+        ctx.finding(
+            title="The model learns noise as well as the real inputs",
+            message=(f"After {n} steps the loss on noise inputs ({noise.final:.4g}) is as low as on the real inputs "
+                     f"({real.final:.4g}): the model draws no benefit from the input's content so far."),
+            fix="Check that the input reaches the model intact (preprocessing, the right tensor, the right axis).",
+            severity="warning",
+            evidence=evidence,
+        )
+
+
+@register_check(id="labels-not-connected", reasons=(4,), severity="warning", kind="experiment")
+def labels_not_connected(ctx: CheckContext) -> None:
+    """The real input–label pairing is learned no faster than shuffled labels.
+
+    Why it matters:
+        Real labels carry structure the model can use; labels permuted against the inputs
+        can only be memorised. If both are learned at the same pace, the real pairing has
+        no structure either — typically inputs and labels were shuffled independently,
+        or the labels belong to other samples (an off-by-one, a sort applied to one side).
+
+    What is measured:
+        Two copies from the initial weights trained on the same batches, one with the
+        targets permuted within each batch; the final losses are compared.
+
+    How to fix:
+        Shuffle inputs and labels together (one permutation, or a DataLoader over a
+        Dataset returning (x, y) pairs); check any sort or filter is applied to both.
+
+    Example:
+        Before::
+
+            x = x[torch.randperm(len(x))]
+            y = y[torch.randperm(len(y))]      # a different permutation
+
+        After::
+
+            perm = torch.randperm(len(x))
+            x, y = x[perm], y[perm]
+    """
+    lab, subject = _require(ctx)
+    t = ctx.thresholds
+    gen = torch.Generator().manual_seed(1)
+    shuffled = []
+    for batch in lab.batches(4):
+        target = subject.targets(batch)
+        if not isinstance(target, torch.Tensor) or target.dim() == 0 or target.shape[0] < 2:
+            ctx.skip("the targets are not a tensor with a batch axis")
+        perm = torch.randperm(target.shape[0], generator=gen).to(target.device)
+        new = subject.with_targets(batch, target[perm])
+        if new is None:
+            ctx.skip("the batch layout does not say where the targets are (give Subject.replace_targets)")
+        shuffled.append(new)
+    real = real_run(lab, t.data_experiment_steps)
+    perm_run = lab.train(shuffled, t.data_experiment_steps, regularisation=False)
+    if not (math.isfinite(real.final) and math.isfinite(perm_run.final)):
+        ctx.skip("a training run did not stay finite")
+    ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; shuffled labels: "
+             f"{perm_run.initial:.4g} → {perm_run.final:.4g}")
+    if real.final <= (1 - t.shuffled_label_margin) * perm_run.final:
+        return
+    ctx.finding(
+        title="Real labels are learned no faster than shuffled ones",
+        message=(f"After {t.data_experiment_steps} steps on the same batches the loss with the real labels is "
+                 f"{real.final:.4g} and with labels permuted against the inputs {perm_run.final:.4g}: the pairing "
+                 "of inputs and labels carries no learnable structure."),
+        fix="Check that inputs and labels are shuffled, sorted and filtered together.",
+        evidence={"real_final": real.final, "shuffled_final": perm_run.final, "steps": t.data_experiment_steps},
+    )
+
+
+@register_check(id="nothing-generalizes", reasons=(5,), severity="info", kind="experiment")
+def nothing_generalizes(ctx: CheckContext) -> None:
+    """A few batches are memorised, but a held-out batch stays at its initial loss.
+
+    Why it matters:
+        When the model fits its training samples yet predicts nothing about unseen ones,
+        either the relation between input and output is too random to learn at this
+        scale, or something differs between the samples (leakage in one direction,
+        labels that are noise). It is evidence, not a verdict: a few batches are little.
+
+    What is measured:
+        A copy trained on three captured batches; the loss on a fourth, held-out batch
+        before and after.
+
+    How to fix:
+        Check the labels on a sample by eye, try a simpler version of the task, and get
+        more data before concluding the task is learnable.
+
+    Example:
+        Before::
+
+            y = torch.randint(0, 10, (n,))        # labels unrelated to the inputs
+
+        After::
+
+            y = labels_from_the_annotation_file
+    """
+    lab, _ = _require(ctx)
+    batches = lab.batches(4)
+    if len(batches) < 4:
+        ctx.skip("fewer than four batches were captured")
+    train, held = batches[:3], batches[3]
+    model = lab.fresh_model()
+    before = lab.evaluate(model, [held])[0]
+    run = lab.train(train, ctx.thresholds.data_experiment_steps, regularisation=False, model=model)
+    model.train()
+    after = lab.evaluate(model, [held])[0]
+    ctx.note(f"training batches: {run.initial:.4g} → {run.final:.4g}; held-out batch: {before:.4g} → {after:.4g}")
+    if not (math.isfinite(before) and math.isfinite(after) and math.isfinite(run.final)):
+        return
+    if run.final <= 0.5 * run.initial and after >= 0.98 * before:
+        ctx.finding(
+            title="Training batches are fit, a held-out batch is not",
+            message=(f"On three batches the loss fell from {run.initial:.4g} to {run.final:.4g}, while on a held-out "
+                     f"batch it went from {before:.4g} to {after:.4g}: nothing learned so far carries over."),
+            fix="Inspect labels against inputs by eye, and try more data or a simpler task before more tuning.",
+            evidence={"train_final": run.final, "held_out_before": before, "held_out_after": after},
+        )
+
+
+@register_check(id="label-noise", reasons=(6,), severity="warning", kind="experiment")
+def label_noise(ctx: CheckContext) -> None:
+    """Many samples are confidently predicted as another class by a model that never saw them.
+
+    Why it matters:
+        A model trained on part of the data, asked about the rest, disagrees confidently
+        with a few labels in any dataset — those are worth a look. When the share is large
+        while its accuracy on the others is good, the labels themselves are noisy, and the
+        noise caps what the model can learn.
+
+    What is measured:
+        Cross-fitting on the captured batches: a copy trained on half predicts the other
+        half and vice versa; the share of samples whose predicted class is another one
+        with probability above the confidence threshold.
+
+    How to fix:
+        Look at the flagged samples (their indices are in the evidence), relabel or drop
+        them, or use a noise-robust loss (label smoothing, bootstrapping).
+
+    Example:
+        Before::
+
+            loss = F.cross_entropy(logits, noisy_y)
+
+        After::
+
+            loss = F.cross_entropy(logits, cleaned_y, label_smoothing=0.1)
+    """
+    lab, subject = _require(ctx)
+    if subject.task.kind != "classification":
+        ctx.skip("label noise is estimated for single-label classification only")
+    batches = lab.batches(4)
+    if len(batches) < 4:
+        ctx.skip("fewer than four batches were captured")
+    t = ctx.thresholds
+    halves = (batches[:2], batches[2:])
+    confident_wrong = total = correct = 0
+    flagged: list[int] = []
+    offset = {0: 0, 1: sum(_n(subject, b) for b in halves[0])}
+    for k in (0, 1):
+        model = lab.fresh_model()
+        lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+        model.eval()
+        index = offset[1 - k]
+        with torch.no_grad():
+            for b in halves[1 - k]:
+                scores = subject.class_scores(model, b)
+                target = subject.targets(b)
+                if scores is None or not isinstance(target, torch.Tensor) or target.is_floating_point():
+                    ctx.skip("the subject gives no per-sample class scores")
+                p = scores.float().softmax(1)
+                conf, pred = p.max(1)
+                wrong = (pred != target) & (conf > t.label_noise_confidence)
+                confident_wrong += int(wrong.sum())
+                correct += int((pred == target).sum())
+                total += int(target.numel())
+                flagged += [index + int(i) for i in wrong.nonzero().flatten()]
+                index += int(target.numel())
+    share = confident_wrong / max(total, 1)
+    accuracy = correct / max(total, 1)
+    ctx.note(f"held-out accuracy {accuracy:.3f}; {confident_wrong} of {total} samples confidently contradict "
+             "their labels")
+    if share >= t.label_noise_fraction and accuracy >= 0.5:
+        ctx.finding(
+            title="Many labels look wrong",
+            message=(f"{confident_wrong} of {total} samples ({share:.0%}) are predicted as another class with "
+                     f"probability above {t.label_noise_confidence} by a copy that never saw them, while it gets "
+                     f"{accuracy:.0%} right overall: a large share of labels may be noise."),
+            fix="Inspect the flagged samples and relabel or drop them; consider label smoothing.",
+            evidence={"share": share, "held_out_accuracy": accuracy, "flagged_samples": flagged[:20]},
+        )
+
+
+def _n(subject: Subject, batch: Any) -> int:
+    target = subject.targets(batch)
+    return int(target.shape[0]) if isinstance(target, torch.Tensor) and target.dim() > 0 else 0

@@ -1,0 +1,76 @@
+"""Experiments on the data: random inputs, shuffled labels, learnability, label noise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from subjects import batches, blobs, healthy_classifier, mlp, run, serious
+from torch import nn
+
+SELECT = ["model-ignores-input", "labels-not-connected", "nothing-generalizes", "label-noise"]
+
+
+@pytest.mark.silent("model-ignores-input")
+@pytest.mark.silent("labels-not-connected")
+@pytest.mark.silent("nothing-generalizes")
+@pytest.mark.silent("label-noise")
+def test_a_healthy_classifier_passes_every_data_experiment() -> None:
+    report = run(select=SELECT, **healthy_classifier())
+    assert report.findings == []
+    assert all(report.result(c).status.value == "passed" for c in SELECT)
+
+
+class IgnoresInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.detach() * 0)  # the bug
+
+
+@pytest.mark.fires("model-ignores-input")
+def test_a_model_that_zeroes_its_input_is_caught() -> None:
+    model = IgnoresInput()
+    report = run(select=["model-ignores-input"], model=model, data=batches(*blobs()),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    (finding,) = report.by_check("model-ignores-input")
+    assert finding.reasons == [2] and finding.severity.value == "error"
+    assert finding.evidence["max_relative_gap"] < 1e-4
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_inputs_and_labels_shuffled_independently() -> None:
+    x, y = blobs(n=512)
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]  # the bug
+    model = mlp()
+    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4]
+
+
+@pytest.mark.fires("nothing-generalizes")
+def test_random_labels_are_memorised_but_do_not_generalise() -> None:
+    x, _ = blobs(n=512)
+    y = torch.randint(0, 3, (512,), generator=torch.Generator().manual_seed(5))
+    model = mlp(hidden=128)
+    report = run(select=["nothing-generalizes"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    (finding,) = report.by_check("nothing-generalizes")
+    assert finding.reasons == [5] and finding.severity.value == "info"
+    assert serious(report) == []
+
+
+@pytest.mark.fires("label-noise")
+def test_a_third_of_flipped_labels_is_reported_as_label_noise() -> None:
+    x, y = blobs(n=512)
+    flip = torch.rand(512, generator=torch.Generator().manual_seed(7)) < 0.3
+    y = torch.where(flip, (y + 1) % 3, y)  # the bug: 30% wrong labels
+    model = mlp()
+    report = run(select=["label-noise"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    (finding,) = report.by_check("label-noise")
+    assert finding.reasons == [6] and finding.evidence["share"] >= 0.15
+    assert finding.evidence["flagged_samples"]

@@ -1,0 +1,54 @@
+"""The dataset as a whole: class balance, its size, batch size against it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from subjects import blobs, mlp, run
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> DataLoader:
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(0))
+
+
+def _check(select: list[str], x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, **kwargs) -> object:
+    model = mlp(classes=int(y.max()) + 1)
+    return run(select=select, model=model, data=_loader(x, y, batch_size), loss_fn=nn.CrossEntropyLoss(**kwargs),
+               optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+
+
+@pytest.mark.silent("class-imbalance")
+@pytest.mark.silent("too-few-examples")
+@pytest.mark.silent("batch-too-large")
+def test_a_balanced_dataset_of_fair_size_with_small_batches() -> None:
+    x, y = blobs(n=512)
+    report = _check(["class-imbalance", "too-few-examples", "batch-too-large"], x, y)
+    assert report.findings == []
+    assert "16 step(s) per epoch" in report.result("batch-too-large").detail
+
+
+@pytest.mark.fires("class-imbalance")
+def test_a_rare_class_without_weights_is_reported_and_weights_silence_it() -> None:
+    x, y = blobs(n=1024)
+    y = torch.where(torch.rand(1024, generator=torch.Generator().manual_seed(0)) < 0.95, 0, y)
+    (finding,) = _check(["class-imbalance"], x, y).by_check("class-imbalance")
+    assert finding.reasons == [8] and finding.evidence["ratio"] >= 10
+    weighted = _check(["class-imbalance"], x, y, weight=torch.tensor([0.1, 1.0, 1.0]))
+    assert weighted.by_check("class-imbalance") == []
+
+
+@pytest.mark.fires("too-few-examples")
+def test_two_examples_per_class() -> None:
+    x, y = blobs(n=20, classes=10)
+    (finding,) = _check(["too-few-examples"], x, y, batch_size=4).by_check("too-few-examples")
+    assert finding.reasons == [9] and finding.evidence["per_class"] == 2
+
+
+@pytest.mark.fires("batch-too-large")
+def test_a_batch_of_nearly_the_whole_dataset() -> None:
+    x, y = blobs(n=600)
+    (finding,) = _check(["batch-too-large"], x, y, batch_size=512).by_check("batch-too-large")
+    assert finding.reasons == [11] and finding.evidence["steps_per_epoch"] == 2
