@@ -104,6 +104,7 @@ class StepRecord:
     update_norms: dict[str, float] = field(default_factory=dict)
     zero_grad_called: bool = False
     grads_present_at_forward: bool = False
+    grad_norm_at_forward: float = 0.0  # norm of the gradients already present when the forward began
     model_training: bool = True
     modules_in_eval: list[str] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
@@ -160,6 +161,8 @@ class Recording:
     param_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     requires_grad: dict[str, bool] = field(default_factory=dict)
     in_optimizer: set[str] = field(default_factory=set)
+    param_groups: dict[str, int] = field(default_factory=dict)  # parameter -> group index
+    other_optimizer_params: set[str] = field(default_factory=set)  # stepped by another optimizer
     module_types: dict[str, str] = field(default_factory=dict)  # name -> class name
     module_files: dict[str, str] = field(default_factory=dict)  # user-defined module -> file
     loaders: list[LoaderInfo] = field(default_factory=list)

@@ -214,6 +214,9 @@ class TrainingProbe:
         self.recording.in_optimizer = {
             names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
         }
+        self.recording.param_groups = {
+            names[id(p)]: i for i, g in enumerate(optimizer.param_groups) for p in g["params"] if id(p) in names
+        }
         self.recording.optimizer_class = type(optimizer).__name__
 
     def close(self) -> None:
@@ -277,7 +280,14 @@ class TrainingProbe:
         rec.modules_in_eval = [
             self._names.get(id(m), "?") for m in module.modules() if not m.training
         ] if module.training else []
-        rec.grads_present_at_forward = any(p.grad is not None for _, p in self._params)
+        present = [p.grad for _, p in self._params if p.grad is not None]
+        rec.grads_present_at_forward = bool(present)
+        if present:
+            # Zeroed by hand (p.grad.zero_()) or accumulated: the norm tells them apart.
+            slot = pending.transfer.add(torch.linalg.vector_norm(stats.param_norms(present)).reshape(1))
+            pending.decoders.append(
+                lambda: setattr(rec, "grad_norm_at_forward", pending.transfer.get(slot)[0])
+            )
         x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
@@ -548,6 +558,7 @@ class TrainingProbe:
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if not self._is_tracked(optimizer):
+            self._note_other_optimizer(optimizer)
             return
         pending = self._pending
         rec = pending.record
@@ -571,6 +582,13 @@ class TrainingProbe:
             with torch.no_grad():
                 pending.snapshot = torch._foreach_mul([p.detach() for _, p in tracked], 1.0)
             pending.snapshot_names = w_names
+
+    def _note_other_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Parameters of the model stepped by another optimizer are optimised too."""
+        names = {id(p): n for n, p in self._params}
+        self.recording.other_optimizer_params.update(
+            names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
+        )
 
     def _post_step_outer(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         tracked = self._guard("optimizer", self._is_tracked)(optimizer)
