@@ -101,6 +101,17 @@ def _lr_of(ctx: CheckContext, names: Sequence[str]) -> list[float]:
     """Learning rates of the groups holding ``names`` (all recorded groups when unknown)."""
     spec = ctx.subject.optimizer if ctx.subject is not None else None
     lrs: list[float] = []
+    rec = ctx.recording
+    steps = _grad_steps(rec)
+    groups = {rec.param_groups[n] for n in names if n in rec.param_groups}
+    if groups and steps:
+        for i in sorted(groups):
+            if i < len(steps[0].hyperparameters):
+                lr = steps[0].hyperparameters[i].get("lr")
+                if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+                    lrs.append(float(lr))
+        if lrs:
+            return lrs
     if spec is not None and spec.groups:
         for g in spec.groups:
             if set(names) & set(g.get("param_names", ())) and isinstance(g.get("lr"), (int, float)):
@@ -157,7 +168,11 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
     if rec.optimizer_class is None or not rec.in_optimizer:
         ctx.skip("no optimizer stepping the model's parameters was observed")
     missing = [
-        n for n in rec.param_names if rec.requires_grad.get(n, True) and n not in rec.in_optimizer
+        n
+        for n in rec.param_names
+        if rec.requires_grad.get(n, True)
+        and n not in rec.in_optimizer
+        and n not in rec.other_optimizer_params
     ]
     ctx.note(f"{len(rec.in_optimizer)} of {len(rec.param_names)} parameters are in the optimizer")
     steps = _grad_steps(rec)
@@ -573,7 +588,12 @@ def zero_grad_missing(ctx: CheckContext) -> None:
     later = steps[1:]
     if not later:
         ctx.skip("fewer than two training steps were observed")
-    missing = [s for s in later if not s.zero_grad_called and s.grads_present_at_forward]
+    # Gradients zeroed by hand (p.grad.zero_() or p.grad = None) are not accumulation.
+    missing = [
+        s
+        for s in later
+        if not s.zero_grad_called and s.grads_present_at_forward and s.grad_norm_at_forward > 0
+    ]
     ctx.note(f"zero_grad called before {len(later) - len(missing)} of {len(later)} later steps")
     if not missing:
         return
