@@ -87,9 +87,19 @@ class _LoaderRecorder:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
+        original_init = DataLoader.__init__
         original_iter = DataLoader.__iter__
         original_next = _BaseDataLoaderIter.__next__
         recorder = self
+
+        def __init__(loader: DataLoader, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+            original_init(loader, *args, **kwargs)
+            # A loader built but never iterated within the budget (often the validation
+            # loader) is still known, so the split checks can sample its dataset.
+            try:
+                recorder._info(loader, iterated=False)
+            except Exception:  # noqa: BLE001 - recording must never break the script
+                pass
 
         def __iter__(loader: DataLoader) -> Any:  # noqa: N807 - replaces a dunder
             it = original_iter(loader)
@@ -107,15 +117,21 @@ class _LoaderRecorder:
                 recorder.last = info
             return batch
 
+        DataLoader.__init__ = __init__  # type: ignore[method-assign]
         DataLoader.__iter__ = __iter__  # type: ignore[method-assign]
         _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
         try:
             yield
         finally:
+            DataLoader.__init__ = original_init  # type: ignore[method-assign]
             DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
             _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
 
     def _note_iter(self, loader: DataLoader, it: Any) -> None:
+        info = self._info(loader, iterated=True)
+        self._by_iter[id(it)] = info
+
+    def _info(self, loader: DataLoader, iterated: bool) -> LoaderInfo:
         info = self._by_loader.get(id(loader))
         if info is None:
             try:
@@ -136,7 +152,10 @@ class _LoaderRecorder:
             self._by_loader[id(loader)] = info
             self.recording.loaders.append(info)
             self.datasets[info.index] = loader.dataset
-        self._by_iter[id(it)] = info
+        if iterated and not info.iterated:
+            info.iterated = True
+            info.under_no_grad = not torch.is_grad_enabled()
+        return info
 
 
 def run_script(

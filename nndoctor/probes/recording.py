@@ -133,6 +133,7 @@ class LoaderInfo:
     num_workers: int
     under_no_grad: bool = False  # first iterated while gradients were disabled (evaluation)
     batches_yielded: int = 0
+    iterated: bool = True  # False: built by the script but not iterated within the budget
 
 
 @dataclass
