@@ -103,6 +103,7 @@ def _import_families() -> None:
         implementation,
         nan,
         normalization,
+        preprocessing,
         training,
     )
 

@@ -1,0 +1,130 @@
+"""Augmentation strength, pretrained normalisation, and the same preprocessing for every split."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from subjects import blobs, mlp, run
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import nndoctor
+from nndoctor.engine import Selection, check_script
+
+
+class NoisyViews(Dataset):
+    """Blobs with additive-noise augmentation of a chosen strength."""
+
+    def __init__(self, strength: float) -> None:
+        self.x, self.y = blobs(n=256)
+        self.strength = strength
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i] + self.strength * torch.randn(10), self.y[i]
+
+
+def _augmented(strength: float) -> nndoctor.Report:
+    model = mlp()
+    loader = DataLoader(NoisyViews(strength), batch_size=32, shuffle=True)
+    return run(select=["augmentation-too-strong"], model=model, data=loader, loss_fn=nn.CrossEntropyLoss(),
+               optimizer=torch.optim.Adam(model.parameters()))
+
+
+@pytest.mark.fires("augmentation-too-strong")
+def test_augmentation_noise_larger_than_the_signal() -> None:
+    (finding,) = _augmented(strength=5.0).by_check("augmentation-too-strong")
+    assert finding.reasons == [13] and finding.evidence["ratio"] >= 0.9
+
+
+@pytest.mark.silent("augmentation-too-strong")
+def test_mild_augmentation_passes() -> None:
+    report = _augmented(strength=0.1)
+    assert report.by_check("augmentation-too-strong") == []
+    assert "ratio" in report.result("augmentation-too-strong").detail
+
+
+def _conv_subject(images: torch.Tensor, pretrained: bool) -> nndoctor.Subject:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    y = torch.randint(0, 2, (len(images),), generator=torch.Generator().manual_seed(0))
+    data = [(images[i : i + 16], y[i : i + 16]) for i in range(0, len(images), 16)]
+    return nndoctor.Subject(model=model, batches=data, criterion=nn.CrossEntropyLoss(), pretrained=pretrained)
+
+
+@pytest.mark.fires("pretrained-normalization-mismatch")
+def test_raw_unit_range_pixels_into_a_pretrained_model() -> None:
+    images = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # the bug: not normalised
+    report = nndoctor.check_subject(_conv_subject(images, pretrained=True),
+                                    selection=Selection(select=("pretrained-normalization-mismatch",)))
+    (finding,) = report.by_check("pretrained-normalization-mismatch")
+    assert finding.reasons == [14] and "raw [0, 1]" in finding.message
+
+
+@pytest.mark.silent("pretrained-normalization-mismatch")
+def test_imagenet_normalised_inputs_pass() -> None:
+    raw = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    images = (raw * 0.5 + 0.25 - mean) / std  # natural-image-like statistics after normalisation
+    images = (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3), keepdim=True)
+    report = nndoctor.check_subject(_conv_subject(images, pretrained=True),
+                                    selection=Selection(select=("pretrained-normalization-mismatch",)))
+    assert report.by_check("pretrained-normalization-mismatch") == []
+
+
+SPLIT_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(600, 8) * 3 + 5
+y = (X[:, 0] > 5).long()
+mean, std = X[:500].mean(0), X[:500].std(0)
+Xtr = (X[:500] - mean) / std
+Xva = {val}
+train = DataLoader(TensorDataset(Xtr, y[:500]), batch_size=32, shuffle=True)
+val = DataLoader(TensorDataset(Xva, y[{labels}]), batch_size=100)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(5):
+    for xb, yb in train:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        val_loss = sum(nn.functional.cross_entropy(model(xb), yb).item() for xb, yb in val)
+    model.train()
+"""
+
+
+def _split(tmp_path: Path, val: str, labels: str) -> nndoctor.Report:
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(SPLIT_SCRIPT.format(val=val, labels=labels)))
+    return check_script(str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",)))
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_validation_split_left_unnormalised(tmp_path: Path) -> None:
+    report = _split(tmp_path, val="X[500:]", labels="500:")
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert finding.reasons == [15] and finding.evidence["max_mean_shift_in_std"] > 1
+
+
+def test_validation_samples_shared_with_training(tmp_path: Path) -> None:
+    report = _split(tmp_path, val="Xtr[300:]", labels="300:500")
+    shared = [f for f in report.by_check("split-preprocessing-differs") if "shared" in f.title]
+    assert shared and shared[0].severity.value == "error" and shared[0].evidence["shared"] > 0
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_same_normalisation_and_disjoint_splits_pass(tmp_path: Path) -> None:
+    report = _split(tmp_path, val="(X[500:] - mean) / std", labels="500:")
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
