@@ -94,7 +94,7 @@ def test_observed_script_state_is_bit_identical_to_a_plain_run(script: Path) -> 
 
 def test_the_whole_check_leaves_rng_and_live_objects_as_the_script_left_them(script: Path) -> None:
     steps = 12
-    plain = _plain_run(script, steps)
+    _plain_run(script, steps)
     plain_rng = torch.get_rng_state()
     np_state = np.random.get_state()[1].copy()
     report = check_script(str(script), ["--steps", "1000"], steps=steps)
