@@ -99,6 +99,9 @@ class Lab:
         script, argv = self.script
         return run_replay(ReplayPlan(script=script, argv=argv, mode=mode, **plan))
 
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self._model.parameters()) if self._model is not None else 0
+
     @property
     def has_model(self) -> bool:
         return self._model is not None
