@@ -28,7 +28,7 @@ def render(report: Report, console: Console, *, verbose: bool = False) -> None:
         console.print(_not_observed(report))
     for finding in report.findings:
         console.print(_finding_block(finding))
-    if verbose or report.checks:
+    if verbose or any(c.status != Status.PASSED for c in report.checks):
         console.print(_checks_table(report, verbose))
     console.print(_count_line(report))
 
@@ -99,13 +99,18 @@ def _fmt(v: Any) -> str:
 
 
 def _checks_table(report: Report, verbose: bool) -> Table:
-    table = Table(title="checks", title_justify="left", show_lines=False, expand=False)
+    title = "checks" if verbose else "checks that did not pass (all of them: --verbose)"
+    table = Table(title=title, title_justify="left", show_lines=False, expand=False)
     table.add_column("check")
     table.add_column("reasons")
     table.add_column("status")
     table.add_column("detail", overflow="fold")
     for c in report.checks:
-        if not verbose and c.status == Status.SKIPPED and c.detail.startswith(("not selected", "ignored")):
+        # By default the table lists what needs attention; --verbose lists every check.
+        if not verbose and (
+            c.status == Status.PASSED
+            or (c.status == Status.SKIPPED and c.detail.startswith(("not selected", "ignored")))
+        ):
             continue
         table.add_row(
             c.check,
@@ -124,9 +129,4 @@ def _count_line(report: Report) -> Group:
     line.append(f"{n['warnings']} warning(s)", style="yellow" if n["warnings"] else "green")
     line.append(f", {n['infos']} note(s) · checks: {n['passed']} passed, {n['failed']} failed, ")
     line.append(f"{n['skipped']} skipped, {n['crashed']} crashed")
-    skipped = [c for c in report.checks if c.status == Status.SKIPPED and not c.detail.startswith(("not selected", "ignored"))]
-    extra = Text()
-    if skipped:
-        extra.append("skipped: ", style="dim")
-        extra.append("; ".join(f"{c.check} ({c.detail})" for c in skipped[:8]), style="dim")
-    return Group(line, extra) if skipped else Group(line)
+    return Group(line)
