@@ -13,10 +13,14 @@ classes that have ground truth, and AP@[.5:.95] averages over IoU thresholds
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nndoctor.zoo.detection.shapes import collate_detection, split_targets
 
 # COCO: recall sampled at 0, 0.01, ..., 1 (101 points) and IoU thresholds .5:.05:.95.
 RECALL_POINTS = 101
@@ -25,6 +29,15 @@ MAX_DETECTIONS = 100
 # exp() of a predicted log-scale is clamped here so that an untrained network cannot
 # overflow it (the same bound as torchvision's BoxCoder: log(1000 / 16)).
 MAX_LOG_SCALE = math.log(1000.0 / 16)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``labels`` (K,) long."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    labels: torch.Tensor
 
 
 # -- geometry ------------------------------------------------------------------
@@ -110,15 +123,16 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     exceeds ``iou_threshold``.
     """
     order = torch.argsort(scores, descending=True, stable=True)
-    iou = box_iou(boxes[order], boxes[order])  # (N, N), in score order
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    # (N, N) in score order; the greedy loop runs on NumPy to keep per-box overhead low.
+    overlaps = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu().numpy()
+    suppressed = np.zeros(len(order), dtype=bool)
     keep = []
     for i in range(len(order)):
         if suppressed[i]:
             continue
         keep.append(i)
-        suppressed |= iou[i] > iou_threshold
-    return order[torch.tensor(keep, dtype=torch.long)]
+        suppressed |= overlaps[i]
+    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
 def batched_nms(
@@ -133,6 +147,31 @@ def batched_nms(
         return torch.zeros(0, dtype=torch.long)
     offset = labels.to(boxes) * (boxes.max() - boxes.min() + 1)
     return nms(boxes + offset[:, None], scores, iou_threshold)
+
+
+def select_detections(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    score_threshold: float,
+    iou_threshold: float,
+    max_detections: int,
+    pre_nms_top_k: int,
+) -> list[Detections]:
+    """Per image: (box, class) pairs above the threshold, top-k, class-wise NMS, best few.
+
+    ``boxes`` (B, P, 4) and ``scores`` (B, P, C) -> one :class:`Detections` per image.
+    """
+    num_classes = scores.shape[-1]
+    result = []
+    for img_boxes, img_scores in zip(boxes.float().cpu(), scores.float().cpu(), strict=True):
+        flat = img_scores.reshape(-1)  # (P * C,)
+        keep = torch.nonzero(flat > score_threshold).squeeze(1)
+        keep = keep[torch.argsort(flat[keep], descending=True)[:pre_nms_top_k]]
+        cand_boxes, cand_scores = img_boxes[keep // num_classes], flat[keep]
+        cand_labels = keep % num_classes
+        kept = batched_nms(cand_boxes, cand_scores, cand_labels, iou_threshold)[:max_detections]
+        result.append(Detections(cand_boxes[kept], cand_scores[kept], cand_labels[kept]))
+    return result
 
 
 # -- anchors ---------------------------------------------------------------------
@@ -167,15 +206,6 @@ def kmeans_anchors(wh: torch.Tensor, k: int, iterations: int = 100, seed: int = 
 
 
 # -- average precision --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Detections of one image: ``boxes`` (K, 4) xyxy, ``scores`` (K,), ``labels`` (K,) long."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    labels: torch.Tensor
 
 
 def interpolated_ap(recall: torch.Tensor, precision: torch.Tensor) -> float:
@@ -266,3 +296,31 @@ def evaluate_detections(
         if threshold in thresholds:
             result[name] = float(table[present, thresholds.index(threshold)].mean())
     return result
+
+
+@torch.no_grad()
+def evaluate_detector(
+    model: torch.nn.Module,
+    predict: Callable[[torch.Tensor], list[Detections]],
+    dataset: Dataset,
+    num_classes: int,
+    batch_size: int = 128,
+) -> dict[str, float | list[float]]:
+    """COCO-style AP of ``predict(images)`` over ``dataset`` with ``model`` in eval mode.
+
+    ``dataset`` yields ``(image, target)`` pairs as ``shapes.ShapesDetection`` does;
+    the model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    detections: list[Detections] = []
+    ground_truth: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection)
+        for images, targets in loader:
+            detections += predict(images.to(device))
+            ground_truth += split_targets(targets)
+    finally:
+        model.train(was_training)
+    return evaluate_detections(detections, ground_truth, num_classes)

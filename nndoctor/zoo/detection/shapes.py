@@ -1,11 +1,14 @@
-"""Generated detection data: coloured squares, discs and triangles on textured canvases.
+"""Generated detection data: coloured rectangles, ellipses and triangles on textured canvases.
 
 A small stand-in for a detection benchmark, drawn in code so that the zoo needs no
 downloads and stays deterministic: every canvas holds one to four objects of three
-classes whose sizes span about two octaves (8 to 30 pixels on a 64-pixel canvas),
-so that a detector has to look at several scales. Squares and discs of the same
-size have the same box, so the class must come from the shape, not the box; the
-colour is random and carries no class information.
+classes whose sizes span about two octaves (sqrt(w h) from 9 to 30 pixels on a
+64-pixel canvas) and whose aspect ratios w / h span 1/2 to 2, so that a detector
+has to look at several scales and its priors (anchors) at several shapes. Each
+shape fills its box (the ellipse is inscribed, the triangle has its apex at the top
+centre and its base on the bottom edge), so two classes can share the same box:
+the class must come from the shape, not the box. The colour is random and carries
+no class information.
 
 Conventions used by every detector in this package:
 
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-CLASS_NAMES: tuple[str, ...] = ("square", "disc", "triangle")
+CLASS_NAMES: tuple[str, ...] = ("rectangle", "ellipse", "triangle")
 NUM_CLASSES = len(CLASS_NAMES)
 PAD_CLASS = -1  # class id of the padding rows in collated targets
 
@@ -41,8 +44,8 @@ PAD_CLASS = -1  # class id of the padding rows in collated targets
 # (seed 0, 64x64, 4096 images), measured once with `measure_channel_stats`; the
 # generator draws background and object colours symmetrically, so they hardly
 # depend on the seed or the size of the set.
-CHANNEL_MEAN: tuple[float, float, float] = (0.5007, 0.4954, 0.4991)
-CHANNEL_STD: tuple[float, float, float] = (0.1753, 0.1742, 0.1751)
+CHANNEL_MEAN: tuple[float, float, float] = (0.5039, 0.4988, 0.5023)
+CHANNEL_STD: tuple[float, float, float] = (0.1791, 0.1790, 0.1791)
 
 Split = Literal["train", "val"]
 # Each split draws from its own generator, so the splits never share a canvas.
@@ -58,8 +61,10 @@ class ShapesConfig:
     image_size: int = 64
     min_objects: int = 1
     max_objects: int = 4
-    min_size: float = 8.0  # side of the bounding square of an object, in pixels at 64
+    # Object size sqrt(w h), log-uniform, in pixels at 64; aspect w / h log-uniform.
+    min_size: float = 9.0
     max_size: float = 30.0
+    max_aspect: float = 2.0  # aspect ratios from 1 / max_aspect to max_aspect
     # A new object may cover at most this share of an earlier one (intersection over
     # the smaller box): objects may touch and overlap a little, never hide each other.
     max_overlap: float = 0.2
@@ -113,7 +118,7 @@ def generate_shapes(n: int, seed: int, config: ShapesConfig | None = None) -> Sh
     boxes = torch.zeros(n, slots, 4)
     labels = torch.full((n, slots), PAD_CLASS, dtype=torch.long)
     for k in range(slots):
-        cand = _candidate_boxes(n, cfg, g)  # (N, T, 4) bounding squares
+        cand = _candidate_boxes(n, cfg, g)  # (N, T, 4)
         cls = torch.randint(0, NUM_CLASSES, (n,), generator=g)  # (N,)
         ok = torch.ones(n, cfg.placement_tries, dtype=torch.bool)
         if k > 0:
@@ -122,9 +127,8 @@ def generate_shapes(n: int, seed: int, config: ShapesConfig | None = None) -> Sh
             ok = ((cover <= cfg.max_overlap) | ~placed).all(dim=2)  # (N, T)
         first = ok.int().argmax(dim=1)  # (N,) first acceptable try (0 if none)
         active = (k < wanted) & ok.any(dim=1)  # (N,)
-        square = cand[torch.arange(n), first]  # (N, 4)
-        box = _tight_box(square, cls)  # triangles are shorter than they are wide
-        mask = _shape_mask(square, cls, ys, xs) & active.view(n, 1, 1)  # (N, H, W)
+        box = cand[torch.arange(n), first]  # (N, 4)
+        mask = _shape_mask(box, cls, ys, xs) & active.view(n, 1, 1)  # (N, H, W)
         colour = _object_colour(bg_base, cfg, g)  # (N, 3)
         image = torch.where(mask.unsqueeze(1), colour.view(n, 3, 1, 1), image)
         boxes[:, k] = torch.where(active.view(n, 1), box, boxes[:, k])
@@ -152,13 +156,16 @@ def _background(n: int, cfg: ShapesConfig, g: torch.Generator) -> tuple[torch.Te
 
 
 def _candidate_boxes(n: int, cfg: ShapesConfig, g: torch.Generator) -> torch.Tensor:
-    """Bounding squares (N, T, 4) with a log-uniform side, wholly inside the canvas."""
+    """Boxes (N, T, 4) of log-uniform size and aspect ratio, wholly inside the canvas."""
+    t = cfg.placement_tries
     lo, hi = math.log(cfg.min_size * cfg.scale), math.log(cfg.max_size * cfg.scale)
-    side = torch.exp(lo + (hi - lo) * torch.rand(n, cfg.placement_tries, generator=g))  # (N, T)
-    free = cfg.image_size - side
-    x1 = free * torch.rand(n, cfg.placement_tries, generator=g)
-    y1 = free * torch.rand(n, cfg.placement_tries, generator=g)
-    return torch.stack([x1, y1, x1 + side, y1 + side], dim=-1)  # (N, T, 4)
+    size = torch.exp(lo + (hi - lo) * torch.rand(n, t, generator=g))  # (N, T) sqrt(w h)
+    log_aspect = math.log(cfg.max_aspect) * (2 * torch.rand(n, t, generator=g) - 1)
+    w = size * torch.exp(log_aspect / 2)
+    h = size * torch.exp(-log_aspect / 2)
+    x1 = (cfg.image_size - w) * torch.rand(n, t, generator=g)
+    y1 = (cfg.image_size - h) * torch.rand(n, t, generator=g)
+    return torch.stack([x1, y1, x1 + w, y1 + h], dim=-1)  # (N, T, 4)
 
 
 def _intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -172,39 +179,26 @@ def _intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor
     return inter / smaller
 
 
-# Triangles are equilateral, pointing up: height = side * sqrt(3) / 2, centred vertically
-# in their bounding square, so their box is shorter than that of a square of equal side.
-_TRIANGLE_HEIGHT = math.sqrt(3) / 2
+_ELLIPSE = CLASS_NAMES.index("ellipse")
 _TRIANGLE = CLASS_NAMES.index("triangle")
-_DISC = CLASS_NAMES.index("disc")
-
-
-def _tight_box(square: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-    """The box of the drawn shape (N, 4), given its bounding square and class."""
-    side = square[:, 2] - square[:, 0]
-    cy = (square[:, 1] + square[:, 3]) / 2
-    half_h = torch.where(cls == _TRIANGLE, side * _TRIANGLE_HEIGHT / 2, side / 2)
-    return torch.stack([square[:, 0], cy - half_h, square[:, 2], cy + half_h], dim=-1)
 
 
 def _shape_mask(
-    square: torch.Tensor, cls: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
+    box: torch.Tensor, cls: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
 ) -> torch.Tensor:
-    """Pixels (N, H, W) whose centre lies inside the shape of class ``cls``."""
-    n = square.shape[0]
-    x1, y1, x2, y2 = (square[:, i].view(n, 1, 1) for i in range(4))
-    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2
-    inside_square = ((xs - cx).abs() <= half) & ((ys - cy).abs() <= half)  # (N, H, W)
-    inside_disc = (xs - cx) ** 2 + (ys - cy) ** 2 <= half**2
-    height = 2 * half * _TRIANGLE_HEIGHT
-    top = cy - height / 2
-    # Half-width grows linearly from 0 at the apex to `half` at the base.
-    inside_triangle = (
-        (ys >= top) & (ys <= top + height) & ((xs - cx).abs() <= (ys - top) / height * half)
-    )
+    """Pixels (N, H, W) whose centre lies inside the shape of class ``cls`` filling ``box``."""
+    n = box.shape[0]
+    x1, y1, x2, y2 = (box[:, i].view(n, 1, 1) for i in range(4))
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    half_w, half_h = (x2 - x1) / 2, (y2 - y1) / 2
+    u, v = (xs - cx) / half_w, (ys - cy) / half_h  # (N, H, W), the box is [-1, 1]^2
+    inside_box = (u.abs() <= 1) & (v.abs() <= 1)
+    inside_ellipse = u**2 + v**2 <= 1
+    # Apex at (0, -1), base from (-1, 1) to (1, 1): the half-width grows as (v + 1) / 2.
+    inside_triangle = inside_box & (u.abs() <= (v + 1) / 2)
     c = cls.view(n, 1, 1)
     return torch.where(
-        c == _TRIANGLE, inside_triangle, torch.where(c == _DISC, inside_disc, inside_square)
+        c == _TRIANGLE, inside_triangle, torch.where(c == _ELLIPSE, inside_ellipse, inside_box)
     )
 
 

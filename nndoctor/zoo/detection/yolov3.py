@@ -34,17 +34,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from nndoctor.subject import OptimizerSpec, Subject, Task
 from nndoctor.zoo.detection.boxes import (
     MAX_DETECTIONS,
     MAX_LOG_SCALE,
     Detections,
-    batched_nms,
     box_iou,
-    evaluate_detections,
+    evaluate_detector,
     kmeans_anchors,
+    select_detections,
     wh_iou,
     xyxy_to_cxcywh,
 )
@@ -53,7 +53,6 @@ from nndoctor.zoo.detection.shapes import (
     PAD_CLASS,
     ShapesDetection,
     collate_detection,
-    split_targets,
 )
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 
@@ -349,51 +348,23 @@ def postprocess(
             )
         )
     return select_detections(
-        torch.cat(boxes, 1), torch.cat(scores, 1), score_threshold, iou_threshold, max_detections
+        torch.cat(boxes, 1),
+        torch.cat(scores, 1),
+        score_threshold,
+        iou_threshold,
+        max_detections,
+        PRE_NMS_TOP_K,
     )
 
 
-def select_detections(
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    score_threshold: float,
-    iou_threshold: float,
-    max_detections: int,
-    pre_nms_top_k: int = PRE_NMS_TOP_K,
-) -> list[Detections]:
-    """Per image: (box, class) pairs above the threshold, top-k, class-wise NMS, best few.
-
-    ``boxes`` (B, P, 4) and ``scores`` (B, P, C) -> one :class:`Detections` per image.
-    """
-    num_classes = scores.shape[-1]
-    result = []
-    for img_boxes, img_scores in zip(boxes.float().cpu(), scores.float().cpu(), strict=True):
-        flat = img_scores.reshape(-1)  # (P * C,)
-        keep = torch.nonzero(flat > score_threshold).squeeze(1)
-        keep = keep[torch.argsort(flat[keep], descending=True)[:pre_nms_top_k]]
-        cand_boxes, cand_scores = img_boxes[keep // num_classes], flat[keep]
-        cand_labels = keep % num_classes
-        kept = batched_nms(cand_boxes, cand_scores, cand_labels, iou_threshold)[:max_detections]
-        result.append(Detections(cand_boxes[kept], cand_scores[kept], cand_labels[kept]))
-    return result
-
-
 @torch.no_grad()
-def evaluate(model: YOLOv3, dataset: ShapesDetection, batch_size: int = 128) -> dict[str, Any]:
-    """AP@0.5 and AP@[.5:.95] of ``model`` on ``dataset`` (eval mode; the mode is restored)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    detections, ground_truth = [], []
-    try:
-        loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection)
-        for images, targets in loader:
-            outputs = model(images.to(device))
-            detections += postprocess(outputs, model.anchors, model.strides)
-            ground_truth += split_targets(targets)
-    finally:
-        model.train(was_training)
-    return evaluate_detections(detections, ground_truth, model.cfg.num_classes)
+def evaluate(model: YOLOv3, dataset: Dataset, batch_size: int = 128) -> dict[str, Any]:
+    """AP@0.5 and AP@[.5:.95] of ``model`` on ``dataset`` (in eval mode, restored after)."""
+
+    def predict(images: torch.Tensor) -> list[Detections]:
+        return postprocess(model(images), model.anchors, model.strides)
+
+    return evaluate_detector(model, predict, dataset, model.cfg.num_classes, batch_size)
 
 
 # -- zoo entry ----------------------------------------------------------------------
