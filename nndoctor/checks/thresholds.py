@@ -99,12 +99,19 @@ class Thresholds:
     # --- hyperparameters and schedules (29, 31, 34, 36)
     max_weight_decay: float = 1.0
     max_adam_eps: float = 1e-2
+    max_lr: float = 10.0  # a learning rate above this is far outside common ranges for any optimiser
+    max_adaptive_lr: float = 0.1  # ...and above this for the Adam family (steps are ~lr per weight)
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
+    give_it_time_falling_share: float = 0.7  # share of late step pairs where the later loss is lower
+    give_it_time_min_steps: int = 8  # fewer observed losses say nothing about a trend
+    give_it_time_floor: float = 0.1  # silent once the loss is below this share of its first value
     optimizer_gap_factor: float = 10.0  # the known-good optimiser reaches a loss this many times lower
     lr_range_steps: int = 60
     lr_range_min: float = 1e-6
     lr_range_max: float = 10.0
     lr_outside_factor: float = 10.0  # the user's rate this far outside the proposed range
+    lr_range_divergence: float = 4.0  # the range test stops when the loss exceeds this times its best
+    lr_range_min_fall: float = 0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
 
     def with_changes(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}

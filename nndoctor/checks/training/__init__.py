@@ -1,3 +1,10 @@
 """Part IV of REASONS.md: training issues (one file per check family)."""
 
-from nndoctor.checks.training import overfit, parameters, statistics  # noqa: F401
+from nndoctor.checks.training import (  # noqa: F401
+    experiments,
+    hyperparameters,
+    overfit,
+    parameters,
+    progress,
+    statistics,
+)

@@ -1,0 +1,593 @@
+"""Experiments on the training setup: regularisation (30), the optimiser (34), the learning rate (36).
+
+Each trains fresh copies of the model in-process (``Lab``), from the real initial
+weights, on batches captured from the subject. The tiny-batch run with the user's
+optimiser and regularisation off is shared with the other tiny-batch experiments
+through ``lab.memo`` (see ``implementation/task.py::full_overfit``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from nndoctor.checks.implementation.task import _fitted, full_overfit
+from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.thresholds import Thresholds
+from nndoctor.subject import REGULARISERS, OptimizerSpec
+
+# The known-good optimiser (Kingma & Ba 2015, their default): it fits a tiny batch of
+# almost any sound model in a hundred steps, so it separates "the optimiser settings"
+# from "the model or the data".
+KNOWN_GOOD_LR = 1e-3
+# Batches the range test cycles over (captured from the subject).
+RANGE_TEST_BATCHES = 4
+# Half-width of the centred moving average over the range test's losses: two steps each
+# side, about half a decade of learning rate at the default 60 steps over 7 decades.
+SMOOTHING_HALF_WIDTH = 2
+# Points of the range-test curve kept in the evidence.
+CURVE_POINTS = 8
+
+
+def _unavailable(ctx: CheckContext) -> Lab:
+    """The lab, or a skip saying why the experiment cannot run and how to enable it."""
+    lab: Lab | None = ctx.services
+    if lab is None or not lab.available:
+        why = (
+            lab.unavailable_reason
+            if lab is not None and lab.unavailable_reason
+            else "no replayable subject"
+        )
+        ctx.skip(
+            f"{why}; declare a Subject (nndoctor.check(model, data, loss_fn, optimizer)) to run it"
+        )
+    assert lab is not None
+    spec = lab.optimizer_spec()
+    closure = inspect.signature(spec.cls.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        ctx.skip(
+            f"{spec.cls.__name__} needs a closure at every step; the experiment trains without one"
+        )
+    return lab
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _evaluated(lab: Lab, model: torch.nn.Module, batch: Any) -> float:
+    """The loss of ``model`` on ``batch`` in eval mode (dropout off, as at test time)."""
+    model.eval()
+    try:
+        return lab.evaluate(model, [batch])[0]
+    except (RuntimeError, ValueError, IndexError):
+        return math.nan
+    finally:
+        model.train()
+
+
+def _regularised(
+    lab: Lab, batch: Any, t: Thresholds, *, dropout: bool, weight_decay: bool
+) -> float:
+    """A fresh copy trained on ``batch`` with the user's dropout and/or weight decay on:
+    its loss in eval mode afterwards (NaN when training failed)."""
+    model = lab.fresh_model()
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, REGULARISERS):
+                m.p = 0.0
+    overrides = {} if weight_decay else {"weight_decay": 0.0}
+    run = lab.train([batch], t.overfit_steps, regularisation=True, overrides=overrides, model=model)
+    if run.error or run.diverged:
+        return math.nan
+    return _evaluated(lab, model, batch)
+
+
+def _fits_eval(initial: float, final: float, t: Thresholds) -> bool:
+    """``_fitted``'s rule for one evaluated loss against the run's initial loss."""
+    return _fitted(SimpleNamespace(losses=[final], initial=initial, final=final), t)
+
+
+# -- regularisation prevents the fit (30) -------------------------------------------------
+
+
+def _dropout_rates(model: torch.nn.Module) -> dict[str, float]:
+    return {
+        name or "<root>": float(m.p)
+        for name, m in model.named_modules()
+        if isinstance(m, REGULARISERS) and m.p > 0
+    }
+
+
+def _weight_decays(spec: OptimizerSpec) -> list[float]:
+    return [float(g.get("weight_decay") or 0.0) for g in spec.hyperparameters()]
+
+
+@register_check(
+    id="regularisation-prevents-fit", reasons=(30,), severity="warning", kind="experiment"
+)
+def regularisation_prevents_fit(ctx: CheckContext) -> None:
+    """The model fits a tiny batch with regularisation off, but not with it on.
+
+    Why it matters:
+        Dropout and weight decay fight memorisation: that is their job. But when
+        they are strong enough that the model cannot even memorise eight samples,
+        they also stop it from learning the training set at all. The recipe is to
+        get the model to fit first and add regularisation back gradually.
+
+    What is measured:
+        Two copies from the initial weights are trained on the same tiny batch
+        (``overfit_batch_size`` samples, ``overfit_steps`` steps) with the user's
+        optimiser: one with dropout and weight decay off (the run shared with the
+        other tiny-batch experiments), one with dropout and weight decay as the
+        user set them, judged by its loss in eval mode after training. A warning
+        when only the first fits (final loss below ``overfit_ce_target`` or
+        ``overfit_target_fraction`` of the initial). When the model uses both, two
+        more runs, each with only one of them on, say which one blocks the fit.
+        Skipped when the model has no dropout and the optimiser no weight decay.
+
+    How to fix:
+        Lower dropout (p <= 0.5; 0.1-0.3 in most modern networks) and weight decay
+        (1e-4-5e-4 for SGD, 0.01-0.1 for AdamW), get the model to fit, then raise
+        them step by step while watching the validation loss.
+
+    Example:
+        Before::
+
+            model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.9), nn.Linear(32, 3))
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1.0)
+
+        After::
+
+            model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 3))
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    """
+    lab = _unavailable(ctx)
+    assert lab.subject is not None
+    t = ctx.thresholds
+    spec = lab.optimizer_spec()
+    dropout = _dropout_rates(lab.subject.model)
+    decays = _weight_decays(spec)
+    has_wd = any(wd > 0 for wd in decays)
+    if not dropout and not has_wd:
+        ctx.skip(
+            "the model has no dropout and the optimiser no weight decay: nothing to switch off"
+        )
+    off = full_overfit(lab, t)
+    if not _fitted(off, t):
+        ctx.note(
+            f"a tiny batch does not fit even with regularisation off ({off.initial:.4g} → {off.final:.4g}); "
+            "see cannot-overfit-tiny-batch"
+        )
+        return
+    tiny = lab.tiny_batch(t.overfit_batch_size)
+    on = _regularised(lab, tiny, t, dropout=True, weight_decay=True)
+    summary = f"regularisation off: {off.initial:.4g} → {off.final:.4g}; on (eval mode): {on:.4g}"
+    if _fits_eval(off.initial, on, t):
+        ctx.note(f"fits a tiny batch with the user's regularisation; {summary}")
+        return
+    evidence: dict[str, Any] = {
+        "steps": t.overfit_steps,
+        "batch_size": t.overfit_batch_size,
+        "initial_loss": off.initial,
+        "final_loss_regularisation_off": off.final,
+        "final_loss_regularisation_on": on,
+        "dropout": dropout,
+        "weight_decay": decays,
+    }
+    if dropout and has_wd:
+        # Both are on: each alone says which one blocks the fit.
+        dropout_only = _regularised(lab, tiny, t, dropout=True, weight_decay=False)
+        decay_only = _regularised(lab, tiny, t, dropout=False, weight_decay=True)
+        evidence.update(
+            final_loss_dropout_only=dropout_only, final_loss_weight_decay_only=decay_only
+        )
+        blocks = [
+            name
+            for name, loss in (("dropout", dropout_only), ("weight decay", decay_only))
+            if not _fits_eval(off.initial, loss, t)
+        ]
+        culprit = (
+            " and ".join(blocks) + (" (each alone prevents the fit)" if len(blocks) == 2 else "")
+            if blocks
+            else "the combination of dropout and weight decay (neither alone prevents the fit)"
+        )
+    else:
+        culprit = "dropout" if dropout else "weight decay"
+    settings = "; ".join(
+        ([f"dropout {', '.join(f'p={v:g} at {k}' for k, v in dropout.items())}"] if dropout else [])
+        + ([f"weight_decay={'/'.join(f'{wd:g}' for wd in decays)}"] if has_wd else [])
+    )
+    ctx.finding(
+        title="Regularisation prevents the model from fitting a tiny batch",
+        message=(
+            f"On {t.overfit_batch_size} samples for {t.overfit_steps} steps with {spec.describe()}, the loss falls "
+            f"from {off.initial:.4g} to {off.final:.4g} with dropout and weight decay off, but only to {on:.4g} "
+            f"(eval mode) with them on ({settings}). The regularisation is strong enough to stop memorisation. "
+            f"What blocks it: {culprit}."
+        ),
+        fix=(
+            "Lower the regularisation until a tiny batch fits, then raise it gradually: "
+            + "; ".join(
+                (
+                    [f"dropout p <= 0.5 (0.1-0.3 is common) instead of {max(dropout.values()):g}"]
+                    if dropout
+                    else []
+                )
+                + (
+                    [f"weight_decay 1e-4 to 5e-4 (0.01-0.1 for AdamW) instead of {max(decays):g}"]
+                    if has_wd
+                    else []
+                )
+            )
+            + "."
+        ),
+        evidence={**evidence, "culprit": culprit},
+    )
+
+
+# -- the optimiser underperforms a known-good one (34) ---------------------------------
+
+
+def _is_known_good(spec: OptimizerSpec) -> bool:
+    if spec.cls is not torch.optim.Adam:
+        return False
+    return all(
+        g.get("lr") == KNOWN_GOOD_LR and tuple(g.get("betas", (0.9, 0.999))) == (0.9, 0.999)
+        for g in spec.hyperparameters()
+    )
+
+
+def known_good_overfit(lab: Lab, t: Thresholds) -> TrainResult:
+    """Adam(lr=1e-3) on the shared tiny batch, regularisation off (memoised for other checks)."""
+    spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
+    return lab.memo(
+        "overfit-known-good",
+        lambda: lab.train(
+            [lab.tiny_batch(t.overfit_batch_size)],
+            t.overfit_steps,
+            optimizer=spec,
+            regularisation=False,
+        ),
+    )
+
+
+@register_check(id="optimizer-underperforms", reasons=(34,), severity="warning", kind="experiment")
+def optimizer_underperforms(ctx: CheckContext) -> None:
+    """The user's optimiser falls far behind a known-good one on the same tiny batch.
+
+    Why it matters:
+        When a model does not train, the optimiser settings are the cheapest thing to
+        rule out. If Adam with its default learning rate fits a tiny batch that the
+        user's optimiser cannot, the model and the data are fine and the optimiser
+        (its class, learning rate or momentum) is what holds training back.
+
+    What is measured:
+        Two copies from the initial weights, trained on the same tiny batch
+        (``overfit_batch_size`` samples, ``overfit_steps`` steps, regularisation off):
+        one with the user's optimiser (the run shared with the other tiny-batch
+        experiments), one with Adam(lr=1e-3). A warning when Adam fits the batch, the
+        user's optimiser does not, and Adam's final loss is ``optimizer_gap_factor``
+        (10) times lower (or the user's run diverged).
+
+    How to fix:
+        For SGD: add momentum=0.9 and raise the learning rate (run the range test,
+        ``learning-rate-out-of-range``); or switch to Adam(lr=1e-3) for a first
+        working baseline and tune from there.
+
+    Example:
+        Before::
+
+            opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+        After::
+
+            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)   # or Adam(lr=1e-3)
+    """
+    lab = _unavailable(ctx)
+    t = ctx.thresholds
+    spec = lab.optimizer_spec()
+    if _is_known_good(spec):
+        ctx.note(f"the optimiser is already the known-good baseline, {spec.describe()}")
+        return
+    user = full_overfit(lab, t)
+    good = known_good_overfit(lab, t)
+    known = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR).describe()
+    broken = bool(user.error or user.diverged or not math.isfinite(user.final))
+    user_final = math.inf if broken else user.final
+    gap = user_final / good.final if good.final > 0 else math.inf
+    ctx.note(
+        f"{spec.describe()}: {user.initial:.4g} → {user.final:.4g}; {known}: {good.initial:.4g} → {good.final:.4g}"
+    )
+    if not _fitted(good, t) or _fitted(user, t) or gap < t.optimizer_gap_factor:
+        return
+    how = (
+        f"could not be trained ({user.error})"
+        if user.error
+        else f"diverged to a non-finite loss after {len(user.losses)} steps"
+        if broken
+        else f"fell only from {user.initial:.4g} to {user.final:.4g}"
+    )
+    ctx.finding(
+        title=f"{spec.cls.__name__} falls far behind {known} on a tiny batch",
+        message=(
+            f"On the same {t.overfit_batch_size} samples for {t.overfit_steps} steps (regularisation off), the loss "
+            f"with {spec.describe()} {how}, while {known} brought it to {good.final:.4g}"
+            + (f", {_g(gap)}x lower" if math.isfinite(gap) else "")
+            + f" (warning at {_g(t.optimizer_gap_factor)}x). The model can fit: the optimiser settings hold it back."
+        ),
+        fix=(
+            "Tune the optimiser: for SGD use momentum=0.9 and a learning rate from the range test "
+            "(learning-rate-out-of-range); or start from Adam(lr=1e-3) as a working baseline."
+        ),
+        evidence={
+            "steps": t.overfit_steps,
+            "batch_size": t.overfit_batch_size,
+            "user_optimizer": spec.describe(),
+            "user_initial_loss": user.initial,
+            "user_final_loss": user.final,
+            "user_diverged": broken,
+            "known_good_optimizer": known,
+            "known_good_final_loss": good.final,
+            "gap": gap,
+        },
+    )
+
+
+# -- learning-rate range test (36) -----------------------------------------------------
+
+
+@dataclass
+class RangeTest:
+    """A learning-rate range test: loss after a step at each rate, and what it suggests."""
+
+    lrs: list[float] = field(default_factory=list)  # the rate of each step taken
+    losses: list[float] = field(default_factory=list)  # the loss after that step
+    initial: float = math.nan  # the loss before the first step
+    smoothed: list[float] = field(default_factory=list)
+    diverged_at: float | None = None  # the rate at which the loss blew up, if it did
+    onset: float = math.nan  # the rate at which the smoothed loss starts to fall
+    steep: float = math.nan  # the rate of steepest descent (fastai's point suggestion)
+    minimum: float = math.nan  # the rate at the minimum of the smoothed loss
+    low: float = math.nan
+    high: float = math.nan
+    low_open: bool = False  # the loss already fell at the smallest rates tried
+    high_open: bool = False  # the loss never turned up: no evidence of a rate too high
+    conclusive: bool = False
+
+    def curve(self, points: int = CURVE_POINTS) -> list[list[float]]:
+        """A few [lr, loss] points spread over the curve (smoothed when it was)."""
+        values = self.smoothed or self.losses
+        n = min(len(self.lrs), len(values))
+        if n == 0:
+            return []
+        idx = sorted({round(i * (n - 1) / max(points - 1, 1)) for i in range(points)})
+        return [[self.lrs[i], values[i]] for i in idx]
+
+
+def _smooth(values: list[float], half: int = SMOOTHING_HALF_WIDTH) -> list[float]:
+    """A centred moving average (no lag: the whole curve is known after the test)."""
+    out = []
+    for i in range(len(values)):
+        window = values[max(0, i - half) : i + half + 1]
+        out.append(sum(window) / len(window))
+    return out
+
+
+def lr_range_test(lab: Lab, t: Thresholds) -> RangeTest:
+    """Smith (2017) / fastai ``lr_find``: the rate grows exponentially from ``lr_range_min`` to
+    ``lr_range_max`` over ``lr_range_steps`` steps of a fresh copy with the user's optimiser."""
+    spec = lab.optimizer_spec()
+    base = [float(g.get("initial_lr", g.get("lr")) or 0.0) for g in spec.hyperparameters()]
+    ref = base[0]
+    model = lab.fresh_model()
+    opt = spec.build(model)
+    batches = lab.batches(RANGE_TEST_BATCHES)
+    n = t.lr_range_steps
+    growth = (t.lr_range_max / t.lr_range_min) ** (1 / max(n - 1, 1))
+    test = RangeTest()
+    best = math.inf
+    for i in range(n + 1):
+        opt.zero_grad(set_to_none=True)
+        loss = lab.loss(model, batches[i % len(batches)])
+        value = float(loss.detach())
+        if i == 0:
+            test.initial = value
+        else:
+            if not math.isfinite(value) or value > t.lr_range_divergence * min(best, test.initial):
+                test.diverged_at = test.lrs[-1]
+                test.lrs.pop()
+                break
+            test.losses.append(value)
+            best = min(best, value)
+        if i == n:
+            break
+        lr = t.lr_range_min * growth**i
+        for group, b in zip(opt.param_groups, base, strict=False):
+            # Several groups keep their ratios to the first group's rate.
+            group["lr"] = lr * (b / ref if ref > 0 else 1.0)
+        test.lrs.append(lr)
+        loss.backward()
+        opt.step()
+    _suggest(test, t)
+    return test
+
+
+def _suggest(test: RangeTest, t: Thresholds) -> None:
+    """The range: from where the loss starts to fall (Smith 2017's lower bound) to a tenth of the
+    rate at its minimum (fastai's margin below the point where the loss turns up)."""
+    if len(test.losses) < 2 * SMOOTHING_HALF_WIDTH + 3:
+        return
+    s = _smooth(test.losses)
+    test.smoothed = s
+    i_min = min(range(len(s)), key=s.__getitem__)
+    start = max(s[0], test.initial) if math.isfinite(test.initial) else s[0]
+    if i_min == 0 or s[i_min] > start - t.lr_range_min_fall * abs(start):
+        return  # the loss never fell noticeably: nothing to suggest
+    # The onset: the first rate at which the loss has made lr_range_min_fall of its whole fall.
+    i_onset = next(
+        i for i in range(i_min + 1) if s[i] <= start - t.lr_range_min_fall * (start - s[i_min])
+    )
+    logs = [math.log10(x) for x in test.lrs]
+    slopes = {i: (s[i + 1] - s[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(1, i_min)}
+    i_steep = min(slopes, key=slopes.__getitem__) if slopes else i_min
+    test.onset, test.steep, test.minimum = test.lrs[i_onset], test.lrs[i_steep], test.lrs[i_min]
+    test.low, test.high = sorted((test.onset, test.minimum / 10))
+    # The loss already falling within lr_outside_factor of the smallest rate tried: the flat
+    # region that would show a rate too low was not observed, smaller rates might work too.
+    test.low_open = test.onset < t.lr_outside_factor * test.lrs[0]
+    # The loss never turned up after its minimum: larger rates might work too.
+    rose = test.diverged_at is not None or max(s[i_min:]) > s[i_min] + t.lr_range_min_fall * (
+        start - s[i_min]
+    )
+    test.high_open = not rose
+    test.conclusive = True
+
+
+def _positive(v: Any) -> float | None:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
+    return float(v) if ok else None
+
+
+def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
+    """The largest rate the first parameter group runs at or is scheduled for: its lr, a
+    scheduler's base rate (``initial_lr``), OneCycleLR's ``max_lr``, any observed step's lr."""
+    group = spec.hyperparameters()[0]
+    candidates = [group.get(k) for k in ("lr", "initial_lr", "max_lr")]
+    candidates += [s.hyperparameters[0].get("lr") for s in ctx.recording.steps if s.hyperparameters]
+    rates = [r for r in map(_positive, candidates) if r is not None]
+    return max(rates) if rates else None
+
+
+@register_check(
+    id="learning-rate-out-of-range", reasons=(36,), severity="warning", kind="experiment"
+)
+def learning_rate_out_of_range(ctx: CheckContext) -> None:
+    """A learning-rate range test puts the user's rate far outside the range that works.
+
+    Why it matters:
+        The learning rate is the hyperparameter that matters most. Too high and
+        training oscillates or diverges; too low and it crawls, which looks like a
+        model that cannot learn. A range test (Smith 2017, "Cyclical learning rates";
+        fastai's ``lr_find``) measures where the loss responds, for this model, this
+        data and this optimiser, in a few dozen steps.
+
+    What is measured:
+        A fresh copy with the user's optimiser class and hyperparameters trains on
+        the captured batches while the learning rate grows exponentially from
+        ``lr_range_min`` (1e-6) to ``lr_range_max`` (10) over ``lr_range_steps`` (60)
+        steps, stopping once the loss exceeds ``lr_range_divergence`` (4) times its
+        best. On the smoothed loss (centred moving average) the proposed range runs
+        from the onset of the descent (the rate at which the loss has made
+        ``lr_range_min_fall`` (10%) of its whole fall; Smith's lower bound) to a
+        tenth of the rate at the minimum (fastai's margin below the point where the
+        loss turns up); the rate of steepest descent is given as a point estimate. A
+        warning when the user's rate is more than ``lr_outside_factor`` (10) times
+        above or below that range; an open end (the loss already falling at the
+        smallest rates, or never turning up at the largest) is never called out.
+        The user's rate is the largest the first parameter group runs at or is
+        scheduled for (a scheduler's base rate, OneCycleLR's ``max_lr``).
+
+    How to fix:
+        Set the learning rate inside the proposed range (its upper end is usually a
+        good start), or use a one-cycle schedule with the upper end as its peak.
+
+    Example:
+        Before::
+
+            opt = torch.optim.SGD(model.parameters(), lr=5.0)
+
+        After::
+
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)   # inside the range the test proposed
+    """
+    lab = _unavailable(ctx)
+    t = ctx.thresholds
+    spec = lab.optimizer_spec()
+    user_lr = _user_lr(ctx, spec)
+    if user_lr is None:
+        ctx.skip("the learning rate is not a positive number (see hyperparameters-out-of-range)")
+    try:
+        test = lr_range_test(lab, t)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        ctx.skip(f"the range test could not train a copy ({type(exc).__name__}: {exc})")
+    evidence: dict[str, Any] = {
+        "optimizer": spec.describe(),
+        "user_lr": user_lr,
+        "steps": len(test.lrs),
+        "lr_min_tried": t.lr_range_min,
+        "lr_max_tried": test.lrs[-1] if test.lrs else t.lr_range_min,
+        "initial_loss": test.initial,
+        "diverged_at_lr": test.diverged_at,
+        "curve": test.curve(),
+    }
+    if not test.conclusive:
+        ctx.note(
+            f"inconclusive: the smoothed loss never fell by {100 * t.lr_range_min_fall:.0f}% over rates {_g(t.lr_range_min)} to "
+            f"{_g(evidence['lr_max_tried'])} (from {test.initial:.4g})"
+        )
+        return
+    evidence.update(
+        proposed_range=[test.low, test.high],
+        onset_lr=test.onset,
+        steepest_descent_lr=test.steep,
+        minimum_loss_lr=test.minimum,
+        low_open=test.low_open,
+        high_open=test.high_open,
+    )
+    proposed = f"{_g(test.low)} to {_g(test.high)}"
+    curve = ", ".join(f"{_g(lr)}: {loss:.3g}" for lr, loss in test.curve(5))
+    end = (
+        f"diverged at lr={_g(test.diverged_at)}"
+        if test.diverged_at is not None
+        else f"ended at lr={_g(evidence['lr_max_tried'])}"
+    )
+    what = (
+        f"A learning-rate range test ({len(test.lrs)} steps, {spec.cls.__name__} with the user's "
+        f"settings, lr growing exponentially from {_g(t.lr_range_min)}) found the smoothed loss "
+        f"starting to fall at lr={_g(test.onset)}, falling fastest at lr={_g(test.steep)} and "
+        f"lowest at lr={_g(test.minimum)}; it {end}. Proposed range: {proposed}. Loss by lr: {curve}."
+    )
+    too_high = user_lr > t.lr_outside_factor * test.high and not test.high_open
+    too_low = user_lr < test.low / t.lr_outside_factor and not test.low_open
+    if too_high or too_low:
+        factor = user_lr / test.high if too_high else test.low / user_lr
+        ctx.note(
+            f"proposed range {proposed}; the user's lr={_g(user_lr)} is {_g(factor)}x "
+            + ("above" if too_high else "below")
+            + " it"
+        )
+    else:
+        inside = test.low <= user_lr <= test.high
+        ctx.note(
+            f"proposed range {proposed}; the user's lr={_g(user_lr)} is "
+            + (
+                "inside it"
+                if inside
+                else f"outside it by less than {_g(t.lr_outside_factor)}x or past an open end"
+            )
+        )
+        return
+    if too_high:
+        ctx.finding(
+            title=f"The learning rate {_g(user_lr)} is far above the range that works",
+            message=f"The user's lr={_g(user_lr)} is {_g(factor)}x above the proposed range. {what}",
+            fix=f"Lower the learning rate into {proposed} (e.g. lr={_g(test.high)}), or add warm-up and clipping.",
+            evidence={**evidence, "direction": "too high", "factor_outside": factor},
+        )
+    else:
+        ctx.finding(
+            title=f"The learning rate {_g(user_lr)} is far below the range that works",
+            message=(
+                f"The user's lr={_g(user_lr)} is {_g(factor)}x below the proposed range: at that rate the loss "
+                f"barely moves. {what}"
+            ),
+            fix=f"Raise the learning rate into {proposed} (e.g. lr={_g(test.high)}).",
+            evidence={**evidence, "direction": "too low", "factor_outside": factor},
+        )

@@ -1,0 +1,248 @@
+"""Experiments on the training setup: regularisation (30), the optimiser (34), the learning rate (36)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from subjects import batches, blobs, healthy_classifier, run
+from torch import nn
+
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+from nndoctor.checks.training.experiments import RangeTest, _suggest
+from nndoctor.engine import Selection, run_checks
+from nndoctor.probes.recording import Recording
+
+REGULARISATION = "regularisation-prevents-fit"
+OPTIMIZER = "optimizer-underperforms"
+LR_RANGE = "learning-rate-out-of-range"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    # Small CPU models are launch-bound: extra intra-op threads only wait on each other on a
+    # busy two-core machine (the same measure as tests/test_examples.py).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def regularised(
+    p: float, optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, **hyper: Any
+) -> dict[str, Any]:
+    """A small MLP classifier with dropout ``p`` after each hidden layer."""
+    x, y = blobs()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(10, 32),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(32, 32),
+        nn.ReLU(),
+        nn.Dropout(p),
+        nn.Linear(32, 3),
+    )
+    hyper.setdefault("lr", 1e-3)
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": optimizer(model.parameters(), **hyper),
+    }
+
+
+def sgd(lr: float, **hyper: Any) -> dict[str, Any]:
+    kwargs = healthy_classifier()
+    kwargs["optimizer"] = torch.optim.SGD(kwargs["model"].parameters(), lr=lr, **hyper)
+    return kwargs
+
+
+# -- regularisation prevents the fit (30) -----------------------------------------------
+
+
+@pytest.mark.fires("regularisation-prevents-fit")
+def test_heavy_dropout_and_weight_decay_prevent_the_fit() -> None:
+    # The bug: dropout 0.9 (meant as keep-probability) and weight_decay=1.0 (meant 1e-4).
+    report = run(select=[REGULARISATION], **regularised(0.9, weight_decay=1.0))
+    (finding,) = report.by_check(REGULARISATION)
+    assert finding.reasons == [30] and finding.severity.value == "warning"
+    ev = finding.evidence
+    assert ev["final_loss_regularisation_off"] < 0.1
+    assert ev["final_loss_regularisation_on"] > 0.5
+    assert ev["dropout"] == {"2": 0.9, "5": 0.9} and ev["weight_decay"] == [1.0]
+    # Each alone is enough to block the fit here, and the finding says so.
+    assert ev["final_loss_dropout_only"] > 0.5 and ev["final_loss_weight_decay_only"] > 0.5
+    assert "each alone" in ev["culprit"]
+    assert "instead of 0.9" in finding.fix and "instead of 1" in finding.fix
+
+
+@pytest.mark.fires("regularisation-prevents-fit")
+def test_heavy_dropout_alone_is_named() -> None:
+    report = run(select=[REGULARISATION], **regularised(0.9))
+    (finding,) = report.by_check(REGULARISATION)
+    assert finding.evidence["culprit"] == "dropout"
+    assert "weight_decay" not in finding.fix
+
+
+@pytest.mark.silent("regularisation-prevents-fit")
+def test_moderate_regularisation_still_fits() -> None:
+    report = run(select=[REGULARISATION], **regularised(0.2, weight_decay=1e-4))
+    assert report.by_check(REGULARISATION) == []
+    result = report.result(REGULARISATION)
+    assert result.status.value == "passed" and "fits a tiny batch" in result.detail
+
+
+@pytest.mark.silent("regularisation-prevents-fit")
+def test_nothing_to_switch_off_is_skipped() -> None:
+    report = run(select=[REGULARISATION], **healthy_classifier())
+    result = report.result(REGULARISATION)
+    assert result.status.value == "skipped" and "no dropout" in result.detail
+
+
+# -- the optimiser underperforms a known-good one (34) -------------------------------------
+
+
+@pytest.mark.fires("optimizer-underperforms")
+def test_sgd_at_a_tiny_rate_without_momentum_falls_behind_adam() -> None:
+    report = run(select=[OPTIMIZER], **sgd(1e-4))
+    (finding,) = report.by_check(OPTIMIZER)
+    assert finding.reasons == [34] and finding.severity.value == "warning"
+    ev = finding.evidence
+    assert ev["gap"] >= DEFAULT_THRESHOLDS.optimizer_gap_factor
+    assert ev["known_good_final_loss"] < 0.1 < ev["user_final_loss"]
+    assert (
+        ev["user_optimizer"].startswith("SGD(lr=0.0001")
+        and ev["known_good_optimizer"] == "Adam(lr=0.001)"
+    )
+
+
+@pytest.mark.fires("optimizer-underperforms")
+def test_a_diverging_optimiser_falls_behind_adam() -> None:
+    report = run(select=[OPTIMIZER], **sgd(5.0))
+    (finding,) = report.by_check(OPTIMIZER)
+    assert finding.evidence["user_diverged"] is True
+    assert "diverged" in finding.message
+
+
+@pytest.mark.silent("optimizer-underperforms")
+def test_sgd_with_momentum_keeps_up() -> None:
+    report = run(select=[OPTIMIZER], **sgd(0.1, momentum=0.9))
+    assert report.by_check(OPTIMIZER) == []
+    assert report.result(OPTIMIZER).status.value == "passed"
+    assert "Adam(lr=0.001)" in report.result(OPTIMIZER).detail
+
+
+@pytest.mark.silent("optimizer-underperforms")
+def test_the_known_good_optimiser_is_not_compared_with_itself() -> None:
+    report = run(select=[OPTIMIZER], **healthy_classifier())
+    assert report.by_check(OPTIMIZER) == []
+    assert "already the known-good" in report.result(OPTIMIZER).detail
+
+
+def test_the_tiny_batch_run_is_shared_between_experiments(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    train = Lab.train
+
+    def counting(self: Lab, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("regularisation", True))
+        return train(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lab, "train", counting)
+    run(
+        select=[REGULARISATION, OPTIMIZER],
+        **regularised(0.2, torch.optim.SGD, lr=0.1, momentum=0.9),
+    )
+    # One user run with regularisation off (shared), one with it on, one Adam run: not four.
+    assert calls == [False, True, False]
+
+
+# -- learning-rate range test (36) --------------------------------------------------------
+
+
+@pytest.mark.fires("learning-rate-out-of-range")
+def test_a_rate_far_too_high_is_reported_with_the_range() -> None:
+    report = run(select=[LR_RANGE], **sgd(5.0))
+    (finding,) = report.by_check(LR_RANGE)
+    assert finding.reasons == [36] and finding.severity.value == "warning"
+    ev = finding.evidence
+    low, high = ev["proposed_range"]
+    assert ev["direction"] == "too high" and ev["user_lr"] == 5.0
+    assert 5.0 > DEFAULT_THRESHOLDS.lr_outside_factor * high and low < high
+    assert ev["diverged_at_lr"] is not None and ev["diverged_at_lr"] < 5.0
+    assert len(ev["curve"]) >= 5 and all(len(point) == 2 for point in ev["curve"])
+    assert f"{high:.3g}" in finding.fix
+
+
+@pytest.mark.fires("learning-rate-out-of-range")
+def test_a_rate_far_too_low_is_reported() -> None:
+    report = run(select=[LR_RANGE], **sgd(1e-6))
+    (finding,) = report.by_check(LR_RANGE)
+    ev = finding.evidence
+    assert ev["direction"] == "too low"
+    assert ev["factor_outside"] > DEFAULT_THRESHOLDS.lr_outside_factor
+    assert not ev["low_open"]
+
+
+@pytest.mark.silent("learning-rate-out-of-range")
+@pytest.mark.parametrize(
+    "kwargs",
+    [healthy_classifier, lambda: sgd(0.05, momentum=0.9)],
+    ids=["adam-1e-3", "sgd-0.05-momentum"],
+)
+def test_common_rates_lie_in_the_proposed_range(kwargs: Any) -> None:
+    report = run(select=[LR_RANGE], **kwargs())
+    assert report.by_check(LR_RANGE) == []
+    result = report.result(LR_RANGE)
+    assert result.status.value == "passed" and "proposed range" in result.detail
+
+
+def test_the_range_test_is_deterministic() -> None:
+    first = run(select=[LR_RANGE], **sgd(5.0)).by_check(LR_RANGE)[0].evidence
+    second = run(select=[LR_RANGE], **sgd(5.0)).by_check(LR_RANGE)[0].evidence
+    assert first == second
+
+
+def test_the_range_ends_follow_the_curve() -> None:
+    t = DEFAULT_THRESHOLDS
+    lrs = [1e-6 * 10 ** (7 * i / 59) for i in range(60)]
+    # Flat, then a fall between indices 20 and 40, then a rise: both ends are measured.
+    losses = [
+        1.0 if i < 20 else max(0.1, 1.0 - 0.045 * (i - 20)) if i <= 40 else 0.1 + 0.1 * (i - 40)
+        for i in range(60)
+    ]
+    test = RangeTest(lrs=lrs, losses=losses, initial=1.0)
+    _suggest(test, t)
+    assert test.conclusive and not test.low_open and not test.high_open
+    assert lrs[19] <= test.onset <= lrs[24]
+    assert test.minimum == pytest.approx(lrs[40], rel=0.5)
+    assert test.low == test.onset and test.high == pytest.approx(test.minimum / 10)
+    # Still falling at the largest rate: no upper end to hold anyone to.
+    falling = RangeTest(lrs=lrs, losses=[1.0 - 0.015 * i for i in range(60)], initial=1.0)
+    _suggest(falling, t)
+    assert falling.conclusive and falling.high_open and falling.low_open
+    # Never falling: inconclusive, nothing proposed.
+    flat = RangeTest(lrs=lrs, losses=[1.0] * 60, initial=1.0)
+    _suggest(flat, t)
+    assert not flat.conclusive and math.isnan(flat.low)
+
+
+@pytest.mark.parametrize("check", [REGULARISATION, OPTIMIZER, LR_RANGE])
+def test_without_a_replayable_subject_each_experiment_says_how_to_enable_it(check: str) -> None:
+    lab = Lab(None, unavailable_reason="the loss is not a recognised torch loss")
+    results, findings = run_checks(None, Recording(), lab, selection=Selection(select=(check,)))
+    (result,) = [r for r in results if r.check == check]
+    assert findings == []
+    assert result.status.value == "skipped"
+    assert "not a recognised torch loss" in result.detail and "declare a Subject" in result.detail
+
+
+def test_a_curve_too_short_to_smooth_is_inconclusive_but_still_shown() -> None:
+    test = RangeTest(lrs=[1e-6, 1e-5, 1e-4], losses=[1.0, 0.5, 0.2], initial=1.0)
+    _suggest(test, DEFAULT_THRESHOLDS)
+    assert not test.conclusive
+    assert test.curve() == [[1e-6, 1.0], [1e-5, 0.5], [1e-4, 0.2]]
