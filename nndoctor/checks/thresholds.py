@@ -46,7 +46,7 @@ class Thresholds:
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-3
-    gradcheck_eps: float = 1e-6
+    gradcheck_eps: float = 1e-7
     gradcheck_max_inputs: int = 4  # batch size for the float64 check
     # --- activation / gradient statistics (28, 33, 35, 36)
     dead_relu_fraction: float = 0.9  # a ReLU whose output is zero this often is dead

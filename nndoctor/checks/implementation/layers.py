@@ -39,7 +39,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
     What is measured:
         For each user-defined module class (one instance each), on a tiny input recorded from
         a real forward pass, in float64: the analytic directional derivative (autograd) against
-        central finite differences, along random directions in its inputs and parameters.
+        central finite differences, along random directions in its inputs and parameters. A
+        layer fails when every direction disagrees (a kink of ReLU or max-pooling crossed by
+        the finite difference makes one direction disagree now and then; a wrong backward
+        makes all of them disagree).
 
     How to fix:
         Fix the backward of the autograd.Function the module uses (or drop the custom
@@ -107,7 +110,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
                 "backward; verify with torch.autograd.gradcheck on float64 inputs."
             ),
             where=Where(module=name, file=file, line=line),
-            evidence={k: r[k] for k in ("analytic", "numeric", "rel_error", "directions")},
+            evidence={k: r[k] for k in ("analytic", "numeric", "rel_error", "directions", "failed_directions")},
         )
 
 
@@ -187,6 +190,7 @@ def _directional_check(
     except (RuntimeError, TypeError, ValueError):
         return None
     eps = t.gradcheck_eps
+    failed = 0
     worst: dict[str, Any] = {"ok": True, "analytic": 0.0, "numeric": 0.0, "rel_error": 0.0,
                              "directions": _GRADCHECK_DIRECTIONS}
     with torch.no_grad():
@@ -204,9 +208,15 @@ def _directional_check(
             numeric = float((fp - fm) / (2 * eps))
             err = abs(analytic - numeric)
             rel = err / max(abs(numeric), abs(analytic), 1e-12)
-            if err > t.gradcheck_atol + t.gradcheck_rtol * abs(numeric) and rel > worst["rel_error"]:
-                worst = {"ok": False, "analytic": analytic, "numeric": numeric, "rel_error": rel,
-                         "directions": _GRADCHECK_DIRECTIONS}
+            if err > t.gradcheck_atol + t.gradcheck_rtol * abs(numeric):
+                failed += 1
+                if rel > worst["rel_error"]:
+                    worst = {"ok": False, "analytic": analytic, "numeric": numeric, "rel_error": rel,
+                             "directions": _GRADCHECK_DIRECTIONS}
+    # A wrong backward fails along every direction; a ReLU or max-pool kink crossed by the
+    # finite difference fails along one now and then. Only the first is a finding.
+    worst["ok"] = failed < _GRADCHECK_DIRECTIONS
+    worst["failed_directions"] = failed
     return worst
 
 
