@@ -19,6 +19,9 @@ from torch import nn
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
 
+# The known-good optimiser of the tiny-batch experiments.
+KNOWN_GOOD_LR = 1e-3
+
 
 @dataclass
 class TrainResult:
@@ -65,7 +68,7 @@ class Lab:
         self._model_inputs = model_inputs
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
-        self.task = task if task is not None else (subject.task if subject else Task())
+        self._task = task if task is not None else Task()
         # Datasets behind the observed DataLoaders (by loader index), for data experiments.
         self.datasets = datasets or {}
         self._memo: dict[str, Any] = {}
@@ -86,6 +89,42 @@ class Lab:
         if self.subject is not None:
             return self.subject.model.state_dict()
         return None
+
+    @property
+    def task(self) -> Task:
+        return self.subject.task if self.subject is not None else self._task
+
+    # -- the tiny-batch runs several experiments share ------------------------------------
+    def fits(self, result: TrainResult, t: Any) -> bool:
+        """Whether a tiny-batch run fit: near-zero classification loss, or a tenth of the start."""
+        if not result.losses or result.error or result.diverged:
+            return False
+        return self.fits_loss(result.initial, result.final, t)
+
+    def fits_loss(self, initial: float, final: float, t: Any) -> bool:
+        """The same rule for one loss against the loss the run started from."""
+        if not math.isfinite(final):
+            return False
+        if self.task.kind in ("classification", "binary", "multilabel") and final <= t.overfit_ce_target:
+            return True
+        return initial > 0 and final <= t.overfit_target_fraction * initial
+
+    def overfit_user(self, t: Any) -> TrainResult:
+        """The user's optimiser on the tiny batch, regularisation off (run once per check run)."""
+        return self.memo(
+            "overfit-user",
+            lambda: self.train([self.tiny_batch(t.overfit_batch_size)], t.overfit_steps, regularisation=False),
+        )
+
+    def overfit_known_good(self, t: Any) -> TrainResult:
+        """Adam(lr=1e-3) on the same tiny batch, regularisation off (run once per check run)."""
+        spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
+        return self.memo(
+            "overfit-known-good",
+            lambda: self.train(
+                [self.tiny_batch(t.overfit_batch_size)], t.overfit_steps, optimizer=spec, regularisation=False
+            ),
+        )
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """Run an experiment once per check run; several checks may read its result."""

@@ -46,8 +46,8 @@ def simpler_task_trains(ctx: CheckContext) -> None:
     if subject.task.kind != "classification" or (subject.task.num_classes or 0) < 3:
         ctx.skip("only classification with three or more classes has a simpler two-class version")
     t = ctx.thresholds
-    full = full_overfit(lab, t)
-    if _fitted(full, t):
+    full = lab.overfit_user(t)
+    if lab.fits(full, t):
         ctx.note("the full task fits a tiny batch; no simpler version needed")
         return
     batch, classes = _two_class_batch(lab, t.overfit_batch_size)
@@ -56,7 +56,7 @@ def simpler_task_trains(ctx: CheckContext) -> None:
     simple = lab.train([batch], t.overfit_steps, regularisation=False)
     ctx.note(f"full task: {full.initial:.4g} → {full.final:.4g}; classes {classes}: "
              f"{simple.initial:.4g} → {simple.final:.4g}")
-    if not _fitted(simple, t):
+    if not lab.fits(simple, t):
         return
     ctx.finding(
         title="Only a simpler version of the task can be fit",
@@ -66,21 +66,6 @@ def simpler_task_trains(ctx: CheckContext) -> None:
         fix="Increase capacity (reason 24) and inspect the classes the model fails on; add classes back gradually.",
         reasons=(16, 24),
         evidence={"full_final_loss": full.final, "simple_final_loss": simple.final, "classes": classes},
-    )
-
-
-def full_overfit(lab: Lab, t: Any) -> Any:
-    """The user-settings tiny-batch run, shared by the experiments that need it."""
-    return lab.memo(
-        "overfit-user",
-        lambda: lab.train([lab.tiny_batch(t.overfit_batch_size)], t.overfit_steps, regularisation=False),
-    )
-
-
-def _fitted(result: Any, t: Any) -> bool:
-    final = result.final
-    return bool(result.losses) and math.isfinite(final) and (
-        final <= t.overfit_ce_target or final <= t.overfit_target_fraction * result.initial
     )
 
 

@@ -3,7 +3,7 @@
 Each trains fresh copies of the model in-process (``Lab``), from the real initial
 weights, on batches captured from the subject. The tiny-batch run with the user's
 optimiser and regularisation off is shared with the other tiny-batch experiments
-through ``lab.memo`` (see ``implementation/task.py::full_overfit``).
+through ``lab.memo`` (``Lab.overfit_user`` and ``Lab.overfit_known_good``).
 """
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import torch
 
-from nndoctor.checks.implementation.task import _fitted, full_overfit
-from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.subject import REGULARISERS, OptimizerSpec
@@ -25,7 +23,6 @@ from nndoctor.subject import REGULARISERS, OptimizerSpec
 # The known-good optimiser (Kingma & Ba 2015, their default): it fits a tiny batch of
 # almost any sound model in a hundred steps, so it separates "the optimiser settings"
 # from "the model or the data".
-KNOWN_GOOD_LR = 1e-3
 # Batches the range test cycles over (captured from the subject).
 RANGE_TEST_BATCHES = 4
 # Half-width of the centred moving average over the range test's losses: two steps each
@@ -89,9 +86,9 @@ def _regularised(
     return _evaluated(lab, model, batch)
 
 
-def _fits_eval(initial: float, final: float, t: Thresholds) -> bool:
-    """``_fitted``'s rule for one evaluated loss against the run's initial loss."""
-    return _fitted(SimpleNamespace(losses=[final], initial=initial, final=final), t)
+def _fits_eval(lab: Lab, initial: float, final: float, t: Thresholds) -> bool:
+    """The tiny-batch rule for one evaluated loss against the run's initial loss."""
+    return lab.fits_loss(initial, final, t)
 
 
 # -- regularisation prevents the fit (30) -------------------------------------------------
@@ -159,8 +156,8 @@ def regularisation_prevents_fit(ctx: CheckContext) -> None:
         ctx.skip(
             "the model has no dropout and the optimiser no weight decay: nothing to switch off"
         )
-    off = full_overfit(lab, t)
-    if not _fitted(off, t):
+    off = lab.overfit_user(t)
+    if not lab.fits(off, t):
         ctx.note(
             f"a tiny batch does not fit even with regularisation off ({off.initial:.4g} → {off.final:.4g}); "
             "see cannot-overfit-tiny-batch"
@@ -169,7 +166,7 @@ def regularisation_prevents_fit(ctx: CheckContext) -> None:
     tiny = lab.tiny_batch(t.overfit_batch_size)
     on = _regularised(lab, tiny, t, dropout=True, weight_decay=True)
     summary = f"regularisation off: {off.initial:.4g} → {off.final:.4g}; on (eval mode): {on:.4g}"
-    if _fits_eval(off.initial, on, t):
+    if _fits_eval(lab, off.initial, on, t):
         ctx.note(f"fits a tiny batch with the user's regularisation; {summary}")
         return
     evidence: dict[str, Any] = {
@@ -191,7 +188,7 @@ def regularisation_prevents_fit(ctx: CheckContext) -> None:
         blocks = [
             name
             for name, loss in (("dropout", dropout_only), ("weight decay", decay_only))
-            if not _fits_eval(off.initial, loss, t)
+            if not _fits_eval(lab, off.initial, loss, t)
         ]
         culprit = (
             " and ".join(blocks) + (" (each alone prevents the fit)" if len(blocks) == 2 else "")
@@ -244,20 +241,6 @@ def _is_known_good(spec: OptimizerSpec) -> bool:
     )
 
 
-def known_good_overfit(lab: Lab, t: Thresholds) -> TrainResult:
-    """Adam(lr=1e-3) on the shared tiny batch, regularisation off (memoised for other checks)."""
-    spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
-    return lab.memo(
-        "overfit-known-good",
-        lambda: lab.train(
-            [lab.tiny_batch(t.overfit_batch_size)],
-            t.overfit_steps,
-            optimizer=spec,
-            regularisation=False,
-        ),
-    )
-
-
 @register_check(id="optimizer-underperforms", reasons=(34,), severity="warning", kind="experiment")
 def optimizer_underperforms(ctx: CheckContext) -> None:
     """The user's optimiser falls far behind a known-good one on the same tiny batch.
@@ -296,8 +279,8 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
     if _is_known_good(spec):
         ctx.note(f"the optimiser is already the known-good baseline, {spec.describe()}")
         return
-    user = full_overfit(lab, t)
-    good = known_good_overfit(lab, t)
+    user = lab.overfit_user(t)
+    good = lab.overfit_known_good(t)
     known = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR).describe()
     broken = bool(user.error or user.diverged or not math.isfinite(user.final))
     user_final = math.inf if broken else user.final
@@ -305,7 +288,7 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
     ctx.note(
         f"{spec.describe()}: {user.initial:.4g} → {user.final:.4g}; {known}: {good.initial:.4g} → {good.final:.4g}"
     )
-    if not _fitted(good, t) or _fitted(user, t) or gap < t.optimizer_gap_factor:
+    if not lab.fits(good, t) or lab.fits(user, t) or gap < t.optimizer_gap_factor:
         return
     how = (
         f"could not be trained ({user.error})"

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import math
+import torch
 
-from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import OptimizerSpec
-
-# The known-good fallback: if the user's settings cannot fit a tiny batch but this can,
-# the problem is the optimiser settings, not the model or the data.
-FALLBACK_OPTIMIZER = "Adam"
-FALLBACK_LR = 1e-3
-
-
-def _fits(result: TrainResult, classification: bool, ctx: CheckContext) -> bool:
-    t = ctx.thresholds
-    if not result.losses or result.error or result.diverged or not math.isfinite(result.final):
-        return False
-    if classification and result.final <= t.overfit_ce_target:
-        return True
-    initial = result.initial
-    return initial > 0 and result.final <= t.overfit_target_fraction * initial
 
 
 @register_check(id="cannot-overfit-tiny-batch", reasons=(27,), severity="error", kind="experiment")
@@ -64,9 +49,7 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     t = ctx.thresholds
     subject = lab.subject
     assert subject is not None
-    tiny = lab.tiny_batch(t.overfit_batch_size)
-    classification = subject.task.kind in ("classification", "binary", "multilabel")
-    user = lab.train([tiny], t.overfit_steps, regularisation=False)
+    user = lab.overfit_user(t)
     spec = lab.optimizer_spec()
     evidence = {
         "steps": t.overfit_steps,
@@ -75,21 +58,23 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         "best_loss": user.best,
         "optimizer": spec.describe(),
     }
-    if _fits(user, classification, ctx):
+    if lab.fits(user, t):
         ctx.note(
             f"fit a tiny batch with {spec.describe()}: loss {user.initial:.4g} → {user.final:.4g} "
             f"in {t.overfit_steps} steps"
         )
         return
-    fallback_spec = OptimizerSpec.of(__import__("torch").optim.Adam, lr=FALLBACK_LR)
-    fallback = lab.train([tiny], t.overfit_steps, optimizer=fallback_spec, regularisation=False)
+    fallback_spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
+    fallback = lab.overfit_known_good(t)
     evidence.update(
         fallback_optimizer=fallback_spec.describe(),
         fallback_final_loss=fallback.final,
         fallback_best_loss=fallback.best,
     )
     how_far = _how_far(user)
-    if _fits(fallback, classification, ctx):
+    if lab.fits(fallback, t):
+        # The model and data can fit: the optimiser is the problem, which the optimiser
+        # and learning-rate checks (34, 36) report with their own evidence.
         ctx.finding(
             title="A tiny batch is fit only with a different optimiser setting",
             message=(
@@ -97,8 +82,8 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
                 f"{how_far}; with {fallback_spec.describe()} it falls to {fallback.final:.4g}. "
                 "The model and data can fit: the optimiser settings cannot."
             ),
-            fix="Adjust the learning rate (try a range test) or switch to Adam for a first working baseline.",
-            severity="warning",
+            fix="See optimizer-underperforms and learning-rate-out-of-range for the optimiser settings.",
+            severity="info",
             reasons=(27, 34, 36),
             evidence=evidence,
         )
@@ -130,7 +115,6 @@ def _how_far(result: TrainResult) -> str:
 def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
-    classification = lab.task.kind in ("classification", "binary", "multilabel")
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
     if not user.substituted:
         ctx.skip(
@@ -140,7 +124,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     result = TrainResult(losses=user.losses, error=user.error)
     evidence = {"steps": t.overfit_steps, "initial_loss": result.initial, "final_loss": result.final,
                 "best_loss": result.best, "method": "script replay (custom loss)"}
-    if _fits(result, classification, ctx):
+    if lab.fits(result, t):
         ctx.note(
             f"fit a tiny batch by replaying the script: loss {result.initial:.4g} → {result.final:.4g} "
             f"in {len(result.losses)} steps"
