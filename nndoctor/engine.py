@@ -123,8 +123,14 @@ SINGLE_THREAD_MAX_PARAMS = 2_000_000
 
 @contextlib.contextmanager
 def _experiment_threads(lab: Lab) -> Iterator[None]:
-    threads = torch.get_num_threads()
     small = lab.has_model and lab.device.type == "cpu" and lab.parameter_count() <= SINGLE_THREAD_MAX_PARAMS
+    with _one_thread(small):
+        yield
+
+
+@contextlib.contextmanager
+def _one_thread(small: bool) -> Iterator[None]:
+    threads = torch.get_num_threads()
     try:
         if small:
             torch.set_num_threads(1)
@@ -259,7 +265,10 @@ def check_subject(
     user_model = subject.model
     initial = {k: v.detach().clone() for k, v in user_model.state_dict().items()}
     run = RunInfo(target=subject.name, step_budget=steps)
-    with preserved_rng(seed):
+    small = subject.device().type == "cpu" and sum(
+        p.numel() for p in user_model.parameters()
+    ) <= SINGLE_THREAD_MAX_PARAMS
+    with preserved_rng(seed), _one_thread(small):
         recording, observe_error = _observe(subject, steps)
     run.steps_observed = len([s for s in recording.steps if s.loss_seen])
     run.stop_reason = "step budget" if observe_error is None else "training step raised"
