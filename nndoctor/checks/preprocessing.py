@@ -13,7 +13,7 @@ from nndoctor.checks.data.dataset import training_loader
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import TensorSummary
-from nndoctor.subject import default_inputs
+from nndoctor.subject import default_inputs, default_targets
 
 # The normalisation nearly every pretrained vision model was trained with (ImageNet).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,15 +27,32 @@ def _item_input(item: Any) -> torch.Tensor | None:
 
 
 def _draw(dataset: Any, indices: list[int]) -> torch.Tensor | None:
-    xs = []
+    drawn = _draw_pairs(dataset, indices)
+    return drawn[0] if drawn is not None else None
+
+
+def _draw_pairs(dataset: Any, indices: list[int]) -> tuple[torch.Tensor, list[Any]] | None:
+    """The stacked inputs of the items at ``indices`` and their targets."""
+    xs, ys = [], []
     for i in indices:
-        x = _item_input(dataset[i])
+        item = dataset[i]
+        x = _item_input(item)
         if x is None:
             return None
         xs.append(x.detach().float().cpu())
+        ys.append(default_targets(item))
     if not xs or any(x.shape != xs[0].shape for x in xs):
         return None
-    return torch.stack(xs)
+    return torch.stack(xs), ys
+
+
+def _same_target(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and bool(torch.equal(a, b))
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError):
+        return False
 
 
 def _indices(n: int, k: int, seed: int) -> list[int]:
@@ -78,12 +95,18 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     dataset = lab.datasets[loader.index]
     idx = _indices(loader.dataset_len, _SAMPLE_ITEMS, seed=0)
     try:
-        a = _draw(dataset, idx)
-        b = _draw(dataset, idx)
+        first = _draw_pairs(dataset, idx)
+        second = _draw_pairs(dataset, idx)
     except Exception as exc:  # noqa: BLE001 - a dataset we cannot index is a skip, not a crash
         ctx.skip(f"the training dataset cannot be indexed: {type(exc).__name__}: {exc}")
-    if a is None or b is None or len(a) < 4:
+    if first is None or second is None or len(first[0]) < 4:
         ctx.skip("dataset items are not same-shaped float tensors")
+    # A dataset that draws a new target with each fetch generates its task (a pretext
+    # task such as rotation or jigsaw): that randomness is the label, not augmentation.
+    keep = [i for i, (ya, yb) in enumerate(zip(first[1], second[1], strict=True)) if _same_target(ya, yb)]
+    if len(keep) < 4:
+        ctx.skip("the dataset draws a new target with each fetch (a generated task), so views are not comparable")
+    a, b = first[0][keep], second[0][keep]
     same = (a - b).flatten(1).norm(dim=1).mean().item()
     if same == 0:
         ctx.note("no random augmentation: fetching an item twice gives the same tensor")
