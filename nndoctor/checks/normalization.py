@@ -1,4 +1,309 @@
-"""Checks: normalization."""
+"""Normalisation statistics (reason 12): are the model inputs standardised?
+
+Measured on the per-channel statistics the training probe records for the model
+input (mean and std along axis 1, per step), pooled over the observed steps:
+
+- a 2-D input [N, F] is judged per feature;
+- an input of three or more axes is judged per channel when the first convolution
+  reads its axis 1 as channels ([N, C, H, W], [N, C, L]), else as a whole (a sequence
+  [N, T, F] has time on axis 1, which says nothing about feature scales).
+
+What stays silent, by design: standardised data; images in [0, 1] (mean ≈ 0.5, std
+≈ 0.2–0.3 train fine); binary and one-hot features (a 0/1 feature has variance
+p(1 - p) whatever its rarity); sparse features, exactly constant within some batches
+(the rarely-lit border pixels of a flattened image: their small std measures how
+rare they are, not their scale); integer inputs such as token ids (no statistics are
+recorded for them); and models whose first layer normalises its own input (BatchNorm,
+LayerNorm, ...). A model that standardises inside ``forward`` before any module cannot
+be told apart from one that does not: ignore the check for it.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nndoctor.checks.data.sanity import (
+    NORM_TYPES,
+    first_conv,
+    first_leaf,
+    has_embedding,
+    input_steps,
+)
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.report.model import Where
+
+if TYPE_CHECKING:
+    from nndoctor.checks.thresholds import Thresholds
+    from nndoctor.probes.recording import StepRecord
+
+# How many offending features a message names before it says "and N more".
+_SHOWN = 5
+
+
+@dataclass
+class FeatureStats:
+    """One feature (or channel) of the input, pooled over the observed steps."""
+
+    index: int | None  # None: the input as a whole
+    mean: float
+    std: float
+    steady: bool  # its std is above the constant threshold at every step (not sparse)
+    binary: bool  # every step's variance equals mean (1 - mean): a 0/1 feature
+
+    def label(self, unit: str) -> str:
+        return "the input" if self.index is None else f"{unit} {self.index}"
+
+
+@dataclass
+class InputStats:
+    unit: str  # "feature", "channel" or "input"
+    features: list[FeatureStats]
+    steps: list[StepRecord]
+    module: str | None
+
+
+def _pool(rows: list[tuple[float, float, float]], t: Thresholds) -> tuple[float, float, bool, bool]:
+    """Pool (weight, mean, std) rows: the mean and std of all elements together."""
+    total = sum(w for w, _, _ in rows)
+    mean = sum(w * m for w, m, _ in rows) / total
+    second = sum(w * (s * s + m * m) for w, m, s in rows) / total
+    std = math.sqrt(max(second - mean * mean, 0.0))
+    steady = all(s > t.constant_input_std for _, _, s in rows)
+    binary = all(
+        0.0 <= m <= 1.0
+        and abs(s * s - m * (1 - m)) <= t.binary_feature_tolerance * max(m * (1 - m), 1e-12)
+        for _, m, s in rows
+    )
+    return mean, std, steady, binary
+
+
+def input_stats(ctx: CheckContext) -> InputStats:
+    """The input's features pooled over steps, or a skip saying why they cannot be judged."""
+    rec, t = ctx.recording, ctx.thresholds
+    steps = [s for s in input_steps(rec) if s.inputs is not None]
+    if not steps:
+        ctx.skip("no step recorded statistics of a float or uint8 model input")
+    if not all(s.inputs is not None and s.inputs.finite for s in steps):
+        ctx.skip("the input holds non-finite values (see input-not-finite)")
+    first = steps[0].inputs
+    assert first is not None
+    if first.dtype == "uint8" and has_embedding(rec):
+        ctx.skip("uint8 input to a model with an nn.Embedding: token ids, not features")
+    leaf = first_leaf(rec)
+    if leaf is not None and rec.module_types.get(leaf) in NORM_TYPES:
+        ctx.skip(f"the first layer, {leaf} ({rec.module_types[leaf]}), normalises the input itself")
+    shape = first.shape
+    conv = first_conv(rec)
+    if len(shape) == 2:
+        unit = "feature"
+    elif len(shape) >= 3 and conv is not None and conv[1] == shape[1]:
+        unit = "channel"
+    else:
+        unit = "input"
+    width = len(first.channel_mean or []) if unit != "input" else 0
+    per_axis = [
+        s
+        for s in steps
+        if s.inputs is not None
+        and s.inputs.channel_mean is not None
+        and s.inputs.channel_std is not None
+        and len(s.inputs.channel_mean) == width
+    ]
+    module = conv[0] if unit == "channel" and conv is not None else leaf
+    if unit == "input" or width == 0 or len(per_axis) < len(steps):
+        # The whole input as one feature (also when axis 1 was too wide to summarise).
+        rows = [(_count(s), s.inputs.mean, s.inputs.std) for s in steps if s.inputs is not None]
+        return InputStats("input", [FeatureStats(None, *_pool(rows, t))], steps, module)
+    features = []
+    for i in range(width):
+        rows = [
+            (_count(s), s.inputs.channel_mean[i], s.inputs.channel_std[i])  # type: ignore[index]
+            for s in per_axis
+        ]
+        features.append(FeatureStats(i, *_pool(rows, t)))
+    return InputStats(unit, features, per_axis, module)
+
+
+def _count(step: StepRecord) -> float:
+    assert step.inputs is not None
+    shape = step.inputs.shape
+    return (
+        float(math.prod(shape) / shape[1])
+        if len(shape) >= 2 and shape[1]
+        else float(math.prod(shape))
+    )
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _problem(f: FeatureStats, t: Thresholds) -> str | None:
+    """What is wrong with one feature's scale, or None."""
+    if f.binary:
+        return None
+    if f.std <= t.constant_input_std:
+        return f"constant at {_fmt(f.mean)}" if abs(f.mean) > t.feature_mean_abs_max else None
+    if f.std > t.feature_std_max:
+        return f"std {_fmt(f.std)} (mean {_fmt(f.mean)})"
+    if abs(f.mean) > t.feature_mean_abs_max * max(f.std, 1.0):
+        return f"mean {_fmt(f.mean)} with std {_fmt(f.std)}"
+    if f.steady and f.std < t.feature_std_min:
+        return f"std {_fmt(f.std)} (mean {_fmt(f.mean)})"
+    return None
+
+
+@register_check(id="input-not-standardized", reasons=(12,), severity="warning")
+def input_not_standardized(ctx: CheckContext) -> None:
+    """Input features or channels are far from standardised (mean 0, std 1).
+
+    Why it matters:
+        Default initialisations and learning rates assume inputs of order one. A
+        feature with std 1000 (money, pixel values 0..255, counts) gives first-layer
+        pre-activations and weight gradients ~1000 times too large, so the learning rate
+        that suits the rest of the net diverges there; a feature with a large offset
+        (a year, 2020 ± 3) turns into a near-constant bias; a feature with std 0.001 is
+        learned ~1000 times more slowly.
+
+    What is measured:
+        Each feature's (2-D input) or channel's (input of a conv net) mean and std over
+        all observed steps. A feature is reported when its std exceeds
+        ``feature_std_max``, its |mean| exceeds ``feature_mean_abs_max`` times
+        max(std, 1), or its std is below ``feature_std_min`` while it varies in every
+        batch. Binary/one-hot features, sparse features (exactly constant in some
+        batches), integer inputs and models whose first layer is a normalisation layer
+        are left out; images in [0, 1] pass.
+
+    How to fix:
+        Standardise with statistics computed on the training set only:
+        ``x = (x - mean) / std`` per feature (``sklearn.preprocessing.StandardScaler``)
+        or per channel for images (``torchvision.transforms.Normalize(mean, std)``).
+
+    Example:
+        Before::
+
+            x = torch.tensor(table.values, dtype=torch.float32)      # prices, years
+
+        After::
+
+            mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+            x = (x - mean) / std
+    """
+    t = ctx.thresholds
+    stats = input_stats(ctx)
+    bad = [(f, p) for f in stats.features if (p := _problem(f, t)) is not None]
+    skipped = sum(f.binary for f in stats.features)
+    ctx.note(
+        f"{len(stats.features)} {stats.unit}(s) over {len(stats.steps)} steps, "
+        f"{len(bad)} far from standardised, {skipped} binary left out"
+    )
+    if not bad:
+        return
+    worst_f, _ = max(bad, key=lambda fp: _badness(fp[0]))
+    listed = "; ".join(f"{f.label(stats.unit)}: {p}" for f, p in bad[:_SHOWN])
+    more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    of = "" if stats.unit == "input" else f"{len(bad)} of {len(stats.features)} {stats.unit}s: "
+    ctx.finding(
+        title="Inputs are not standardised",
+        message=(
+            f"Over {len(stats.steps)} observed steps the model input is far from mean 0, std 1 "
+            f"({of}{listed}{more}). Layers initialised for inputs of order one see "
+            "pre-activations and gradients scaled by the same factors."
+        ),
+        fix=(
+            "Standardise the inputs with training-set statistics: x = (x - mean) / std per "
+            + (
+                "channel (torchvision.transforms.Normalize(mean, std))."
+                if stats.unit == "channel"
+                else "feature (sklearn's StandardScaler, or mean/std over the training tensor)."
+            )
+        ),
+        where=Where(step=stats.steps[0].step, module=stats.module),
+        evidence={
+            "unit": stats.unit,
+            "features": len(stats.features),
+            "flagged": len(bad),
+            "worst": worst_f.index,
+            "worst_mean": worst_f.mean,
+            "worst_std": worst_f.std,
+            "flagged_stats": [
+                {"index": f.index, "mean": f.mean, "std": f.std} for f, _ in bad[:10]
+            ],
+        },
+    )
+
+
+def _badness(f: FeatureStats) -> float:
+    """How far a feature is from standardised, in orders of magnitude."""
+    std = max(f.std, 1e-12)
+    return max(abs(math.log10(std)), math.log10(max(abs(f.mean) / max(std, 1.0), 1.0)))
+
+
+@register_check(id="feature-scales-differ", reasons=(12,), severity="warning")
+def feature_scales_differ(ctx: CheckContext) -> None:
+    """Input features are on wildly different scales.
+
+    Why it matters:
+        When one feature's values are a thousand times larger than another's, the large
+        one dominates the first layer's pre-activations and gradients; the optimiser's
+        one learning rate is too large for one and too small for the other, and the small
+        feature is effectively ignored. A global rescaling (``x / x.max()``) does not
+        help: the ratio stays.
+
+    What is measured:
+        The ratio of the largest to the smallest per-feature (or per-channel) std,
+        pooled over the observed steps, against ``feature_scale_ratio_max``. Constant,
+        binary/one-hot and sparse features (exactly constant in some batches) are left
+        out of the smallest, because their std measures rarity, not scale.
+
+    How to fix:
+        Standardise every feature on its own (``(x - x.mean(0)) / x.std(0)`` over the
+        training set, or ``StandardScaler``), not with one global mean and std.
+
+    Example:
+        Before::
+
+            x = x / x.abs().max()                  # one scale for all features
+
+        After::
+
+            x = (x - x_train.mean(0)) / (x_train.std(0) + 1e-8)
+    """
+    t = ctx.thresholds
+    stats = input_stats(ctx)
+    if stats.unit == "input":
+        ctx.skip("the input is judged as a whole (no per-feature or per-channel axis)")
+    varying = [f for f in stats.features if not f.binary and f.std > t.constant_input_std]
+    steady = [f for f in varying if f.steady]
+    if len(varying) < 2 or not steady:
+        ctx.skip(f"fewer than two varying, non-binary {stats.unit}s")
+    big = max(varying, key=lambda f: f.std)
+    small = min(steady, key=lambda f: f.std)
+    ratio = big.std / small.std
+    ctx.note(f"largest/smallest {stats.unit} std {ratio:.3g} over {len(varying)} {stats.unit}s")
+    if ratio <= t.feature_scale_ratio_max or big is small:
+        return
+    ctx.finding(
+        title=f"Input {stats.unit}s are on very different scales",
+        message=(
+            f"{stats.unit.capitalize()} {big.index} has std {_fmt(big.std)} while {stats.unit} "
+            f"{small.index} has std {_fmt(small.std)}: a ratio of {ratio:.3g} (over "
+            f"{len(stats.steps)} observed steps). The large {stats.unit} dominates the first "
+            "layer; the small one is barely learned."
+        ),
+        fix=(
+            f"Standardise each {stats.unit} separately with training-set statistics, "
+            "x = (x - mean) / std computed per " + (stats.unit + " (not one global mean and std).")
+        ),
+        where=Where(step=stats.steps[0].step, module=stats.module),
+        evidence={
+            "ratio": ratio,
+            "largest": big.index,
+            "largest_std": big.std,
+            "smallest": small.index,
+            "smallest_std": small.std,
+            "features": len(stats.features),
+        },
+    )

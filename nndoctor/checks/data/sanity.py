@@ -1,4 +1,460 @@
-"""Checks: sanity."""
+"""Data sanity (reasons 1, 3, 37): is the model input a plausible, changing, finite batch?
+
+Each check reads the per-step summary of the model input (the first tensor passed to
+the model's forward) that the training probe recorded: moments, range, share of
+zeros, integrality and an order-sensitive fingerprint. Integer inputs other than
+``uint8`` (token ids, indices) carry no statistics and are left alone.
+
+The helpers at the top (which steps have input statistics, which module first
+consumes the input) are shared with :mod:`nndoctor.checks.normalization`.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.report.model import Where
+
+if TYPE_CHECKING:
+    from nndoctor.probes.recording import Recording, StepRecord, TensorSummary
+
+# Image layouts: grayscale, RGB, RGBA. An axis of one of these sizes is a colour axis.
+IMAGE_CHANNEL_COUNTS = (1, 3, 4)
+CONV_TYPES = ("Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d")
+EMBEDDING_TYPES = ("Embedding", "EmbeddingBag")
+# Modules that standardise their own input, so the raw input scale matters little.
+NORM_TYPES = (
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "SyncBatchNorm",
+    "LayerNorm",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "RMSNorm",
+)
+
+
+# -- shared helpers -------------------------------------------------------------------
+
+
+def has_stats(summary: TensorSummary | None) -> bool:
+    """True when the probe recorded statistics for this input (float or uint8 tensors)."""
+    if summary is None:
+        return False
+    return summary.dtype.startswith(("float", "bfloat")) or summary.dtype == "uint8"
+
+
+def input_steps(recording: Recording) -> list[StepRecord]:
+    """The observed steps whose model input carries statistics."""
+    return [s for s in recording.steps if has_stats(s.inputs)]
+
+
+def leaf_order(recording: Recording) -> list[str]:
+    """Module names in the order their forward completed at the first recorded step
+    (falling back to definition order), leaves first: the first one consumed the input."""
+    for s in recording.steps:
+        if s.activations:
+            return [n for n in s.activations if n]
+    return [n for n in recording.module_types if n]
+
+
+def first_leaf(recording: Recording) -> str | None:
+    """The first module that ran on the input, when the module types are known."""
+    children = {n.rsplit(".", 1)[0] for n in recording.module_types if "." in n}
+    for name in leaf_order(recording):
+        if name in recording.module_types and name not in children:
+            return name
+    return None
+
+
+def first_conv(recording: Recording) -> tuple[str, int] | None:
+    """(name, in_channels) of the first convolution to run, from its weight shape.
+
+    A convolution's weight is [out, in / groups, *kernel]; a first layer is almost
+    never grouped, so ``weight.shape[1]`` is its ``in_channels``.
+    """
+    for name in leaf_order(recording):
+        if recording.module_types.get(name) in CONV_TYPES:
+            shape = recording.param_shapes.get(f"{name}.weight")
+            if shape is not None and len(shape) >= 3:
+                return name, int(shape[1])
+    return None
+
+
+def has_embedding(recording: Recording) -> bool:
+    return any(t in EMBEDDING_TYPES for t in recording.module_types.values())
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+# -- checks ---------------------------------------------------------------------------
+
+
+@register_check(id="input-not-finite", reasons=(1, 37), severity="error")
+def input_not_finite(ctx: CheckContext) -> None:
+    """The model input contains NaN or infinite values.
+
+    Why it matters:
+        A single NaN or inf in a batch turns the loss, every gradient and, after the
+        optimizer step, every weight into NaN. Training is over from that step on,
+        and the cause is in the data pipeline, not in the model.
+
+    What is measured:
+        The mean, std, min and max of the model input at every observed step; any of
+        them non-finite means the batch held a NaN or an inf. Reported: the first such
+        step and how many steps were affected.
+
+    How to fix:
+        Find the samples with ``torch.isfinite(x).all(dim=...)`` and repair them at the
+        source: missing values in a table (impute them), a division by a zero std
+        during normalisation (add an epsilon), ``log`` of zero in a feature transform.
+        Assert ``torch.isfinite(x).all()`` in the Dataset while debugging.
+
+    Example:
+        Before::
+
+            x = (x - x.mean(0)) / x.std(0)          # a constant column: 0 / 0 = NaN
+
+        After::
+
+            x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    """
+    steps = input_steps(ctx.recording)
+    if not steps:
+        ctx.skip("no step recorded statistics of a float model input")
+    bad = [s for s in steps if s.inputs is not None and not s.inputs.finite]
+    ctx.note(f"{len(steps)} input batches checked, {len(bad)} non-finite")
+    if not bad:
+        return
+    first = bad[0]
+    assert first.inputs is not None
+    ctx.finding(
+        title="The model input contains NaN or inf",
+        message=(
+            f"{len(bad)} of {len(steps)} observed input batches held non-finite values, "
+            f"first at step {first.step} (mean {_fmt(first.inputs.mean)}, "
+            f"min {_fmt(first.inputs.min)}, max {_fmt(first.inputs.max)}); the loss and "
+            "every gradient computed from such a batch are non-finite too."
+        ),
+        fix=(
+            "Locate the bad samples with torch.isfinite(x) and repair them where the data is "
+            "made: impute missing values, add an epsilon to divisions (x.std() + 1e-8), "
+            "clamp before log; assert torch.isfinite(x).all() in the Dataset while debugging."
+        ),
+        where=Where(step=first.step),
+        evidence={
+            "nonfinite_steps": len(bad),
+            "steps": len(steps),
+            "first_step": first.step,
+            "mean": first.inputs.mean,
+            "min": first.inputs.min,
+            "max": first.inputs.max,
+        },
+    )
+
+
+@register_check(id="input-constant", reasons=(1, 3), severity="error")
+def input_constant(ctx: CheckContext) -> None:
+    """Input batches are all zeros or one constant value.
+
+    Why it matters:
+        A batch in which every element has the same value carries no information:
+        the model can only learn the average target. It usually means the loader
+        returns a zero-filled buffer, a mask replaced the image, an image failed to
+        decode into a black tensor, or a normalisation divided everything away.
+
+    What is measured:
+        The std of every observed input batch (over all its elements); a batch whose
+        std is below ``constant_input_std`` is constant, and all-zero when its share of
+        zeros is one. Severity is error when every batch is constant, warning when only
+        some are.
+
+    How to fix:
+        Look at one batch (``x.unique()``, plot an image) and follow it back through
+        the Dataset: reading the file, decoding, the transforms, the collate function.
+
+    Example:
+        Before::
+
+            img = torch.zeros(3, 32, 32)
+            img.copy_(load(path)) if path.exists() else None   # a wrong path: zeros
+
+        After::
+
+            img = load(path)            # fail loudly on a missing file
+    """
+    t = ctx.thresholds
+    steps = [
+        s
+        for s in input_steps(ctx.recording)
+        if s.inputs is not None and s.inputs.finite and _numel(s.inputs.shape) >= 2
+    ]
+    if not steps:
+        ctx.skip(
+            "no step recorded finite statistics of a float model input with two or more values"
+        )
+    constant = [s for s in steps if s.inputs is not None and s.inputs.std < t.constant_input_std]
+    ctx.note(f"{len(steps)} input batches checked, {len(constant)} constant")
+    if not constant:
+        return
+    first = constant[0]
+    assert first.inputs is not None
+    zeros = [s for s in constant if s.inputs is not None and s.inputs.zero_frac >= 1.0]
+    kind = (
+        "all zeros"
+        if len(zeros) == len(constant)
+        else f"constant (value {_fmt(first.inputs.mean)})"
+    )
+    every = len(constant) == len(steps)
+    ctx.finding(
+        title="Input batches are all zeros"
+        if kind == "all zeros"
+        else "Input batches are constant",
+        message=(
+            f"{len(constant)} of {len(steps)} observed input batches were {kind}: their std "
+            f"(at step {first.step}: {_fmt(first.inputs.std)}) is below "
+            f"{_fmt(t.constant_input_std)}. "
+            + (
+                "The model never sees a varying input and can only learn the mean target."
+                if every
+                else "Those steps teach the model nothing about its input."
+            )
+        ),
+        fix=(
+            "Inspect a batch (x.unique(), plot an image) and follow it back through the Dataset: "
+            "file reading and decoding, transforms, masks, the collate function; make a failed "
+            "load raise instead of returning a zero tensor."
+        ),
+        severity="error" if every else "warning",
+        where=Where(step=first.step),
+        evidence={
+            "constant_steps": len(constant),
+            "all_zero_steps": len(zeros),
+            "steps": len(steps),
+            "first_step": first.step,
+            "std": first.inputs.std,
+            "value": first.inputs.mean,
+        },
+    )
+
+
+@register_check(id="batch-repeated", reasons=(1, 3), severity="error")
+def batch_repeated(ctx: CheckContext) -> None:
+    """The same batch is fed step after step.
+
+    Why it matters:
+        A loader that yields the same samples at every step trains the model on one
+        batch: the loss falls quickly (it memorises the batch) while nothing is learned
+        about the data set. The usual cause is ``next(iter(loader))`` inside the loop,
+        which builds a new iterator and takes its first batch each time.
+
+    What is measured:
+        An order-sensitive fingerprint of the model input (a position-weighted sum over
+        up to 65 536 sampled elements) at each observed step; the share of steps whose
+        input is identical to the previous step's is compared with
+        ``repeated_batch_fraction``.
+
+    How to fix:
+        Create the iterator once per epoch and draw from it, or loop over the loader
+        directly. If you meant to overfit one batch as a test, this finding is expected.
+
+    Example:
+        Before::
+
+            for step in range(1000):
+                x, y = next(iter(loader))   # a new iterator each step, same first batch
+
+        After::
+
+            for epoch in range(epochs):
+                for x, y in loader:
+                    ...
+    """
+    steps = [s for s in input_steps(ctx.recording) if s.inputs is not None and s.inputs.finite]
+    if len(steps) < 2:
+        ctx.skip("fewer than two steps with a finite float model input were observed")
+    t = ctx.thresholds
+    # A constant batch equals any other constant batch; input-constant reports those.
+    pairs = [
+        (a, b)
+        for a, b in zip(steps, steps[1:], strict=False)
+        if b.inputs is not None and b.inputs.std >= t.constant_input_std
+    ]
+    if not pairs:
+        ctx.skip("every input batch is constant (see input-constant)")
+    repeats = [b for a, b in pairs if b.inputs is not None and b.inputs.same_as(a.inputs)]
+    share = len(repeats) / len(pairs)
+    ctx.note(f"{len(repeats)} of {len(pairs)} steps repeated the previous batch")
+    if share < t.repeated_batch_fraction:
+        return
+    ctx.finding(
+        title="The same batch is fed at every step",
+        message=(
+            f"{len(repeats)} of {len(pairs)} consecutive steps ({share:.0%}) received an input "
+            f"batch identical to the previous step's, first at step {repeats[0].step}; the model "
+            "is trained on one batch over and over, not on the data set."
+        ),
+        fix=(
+            "Create the DataLoader iterator once per epoch (for x, y in loader: ...) instead of "
+            "calling next(iter(loader)) at every step, and check that the Dataset's __getitem__ "
+            "uses its index."
+        ),
+        where=Where(step=repeats[0].step),
+        evidence={
+            "repeated_steps": len(repeats),
+            "steps": len(pairs) + 1,
+            "share": share,
+            "first_step": repeats[0].step,
+        },
+    )
+
+
+@register_check(id="input-uint8-range", reasons=(1,), severity="warning")
+def input_uint8_range(ctx: CheckContext) -> None:
+    """Inputs are raw 0..255 integers where 0..1 or standardised values are expected.
+
+    Why it matters:
+        Pixel values fed unscaled are ~100 times larger than the inputs that default
+        initialisations are designed for: the first layer's activations and gradients
+        are ~100 times too large, the learning rate that suits the rest of the net is
+        far too high for the first layer, and training diverges or stalls.
+
+    What is measured:
+        Over every observed step: all input values integral, the minimum at least 0,
+        the maximum above ``uint8_range_max`` and at most 255, for a ``uint8`` input or
+        a float input shaped like images or signals (three or more axes) or like
+        flattened images (at least ``uint8_flat_min_features`` features). Integer
+        token ids fed to an ``nn.Embedding`` are not inputs of this kind and are skipped.
+
+    How to fix:
+        Convert to float and scale: ``x.float() / 255``, then standardise with the data
+        set's per-channel mean and std (torchvision: ``ToTensor()`` then ``Normalize``).
+
+    Example:
+        Before::
+
+            x = torch.from_numpy(images).float()                # 0..255
+
+        After::
+
+            x = torch.from_numpy(images).float() / 255.0
+            x = (x - mean[:, None, None]) / std[:, None, None]
+    """
+    t = ctx.thresholds
+    steps = [s for s in input_steps(ctx.recording) if s.inputs is not None and s.inputs.finite]
+    if not steps:
+        ctx.skip("no step recorded finite statistics of a float or uint8 model input")
+    first = steps[0].inputs
+    assert first is not None
+    if first.dtype == "uint8" and has_embedding(ctx.recording):
+        ctx.skip("uint8 input to a model with an nn.Embedding: token ids, not pixels")
+    shape = first.shape
+    image_like = (
+        first.dtype == "uint8"
+        or len(shape) >= 3
+        or (len(shape) == 2 and shape[1] >= t.uint8_flat_min_features)
+    )
+    if not image_like:
+        ctx.skip(f"input of shape {list(shape)}: neither uint8 nor shaped like images or signals")
+    summaries = [s.inputs for s in steps if s.inputs is not None]
+    lo = min(x.min for x in summaries)
+    hi = max(x.max for x in summaries)
+    integral = all(x.integral for x in summaries)
+    ctx.note(f"input range {_fmt(lo)}..{_fmt(hi)} over {len(steps)} steps, integral: {integral}")
+    if not (integral and lo >= 0 and t.uint8_range_max < hi <= 255):
+        return
+    mean = sum(x.mean for x in summaries) / len(summaries)
+    ctx.finding(
+        title="Inputs are raw 0..255 values",
+        message=(
+            f"Every observed input value is an integer in {_fmt(lo)}..{_fmt(hi)} (dtype "
+            f"{first.dtype}, shape {list(shape)}, mean {_fmt(mean)}): these look like raw 8-bit "
+            "pixels, about 100 times larger than the 0..1 or standardised inputs the model's "
+            "initialisation expects."
+        ),
+        fix=(
+            "Scale the input to 0..1 (x.float() / 255) and standardise it with the data set's "
+            "per-channel mean and std (torchvision: ToTensor() then Normalize(mean, std))."
+        ),
+        where=Where(step=steps[0].step, module=first_leaf(ctx.recording)),
+        evidence={"min": lo, "max": hi, "mean": mean, "dtype": first.dtype, "shape": list(shape)},
+    )
+
+
+@register_check(id="input-channels-last", reasons=(1,), severity="error")
+def input_channels_last(ctx: CheckContext) -> None:
+    """Images arrive channels-last (NHWC) at a conv net that reads axis 1 as channels.
+
+    Why it matters:
+        ``nn.Conv2d`` expects [N, C, H, W]. Fed [N, H, W, C] images, it takes the rows
+        as channels and slides its kernel over width and colour: the net trains, but on
+        a scrambled image, and a conv built with ``in_channels`` equal to the image
+        height hides the mistake instead of raising a shape error.
+
+    What is measured:
+        A 4-D input whose last axis has an image channel count (1, 3 or 4) while axis 1
+        is larger, fed to a model whose first convolution (the first to run, found from
+        the module types and its weight shape) has ``in_channels`` equal to axis 1.
+
+    How to fix:
+        Permute the batch to channels-first, ``x.permute(0, 3, 1, 2)``, (or use
+        torchvision's ``ToTensor()``, which does it) and build the first convolution
+        with ``in_channels`` equal to the number of colour channels.
+
+    Example:
+        Before::
+
+            conv = nn.Conv2d(32, 16, 3)               # 32 = image height
+            out = conv(images)                        # images: [N, 32, 32, 3]
+
+        After::
+
+            conv = nn.Conv2d(3, 16, 3)
+            out = conv(images.permute(0, 3, 1, 2))    # [N, 3, 32, 32]
+    """
+    steps = [s for s in ctx.recording.steps if s.inputs is not None]
+    if not steps:
+        ctx.skip("no model input was recorded")
+    first = steps[0].inputs
+    assert first is not None
+    shape = first.shape
+    if len(shape) != 4:
+        ctx.skip(f"input of shape {list(shape)} is not a 4-D image batch")
+    conv = first_conv(ctx.recording)
+    if conv is None:
+        ctx.skip("the model has no convolution with a known weight shape")
+    name, in_channels = conv
+    ctx.note(f"input {list(shape)}, first convolution {name} with in_channels={in_channels}")
+    last, axis1 = shape[-1], shape[1]
+    if not (
+        last in IMAGE_CHANNEL_COUNTS and axis1 > max(IMAGE_CHANNEL_COUNTS) and in_channels == axis1
+    ):
+        return
+    ctx.finding(
+        title="Images look channels-last (NHWC) for a conv net",
+        message=(
+            f"The input has shape {list(shape)}: its last axis ({last}) is an image channel "
+            f"count while axis 1 ({axis1}) is not, and the first convolution {name} reads "
+            f"in_channels={in_channels} from axis 1. The net treats image rows as channels "
+            "and convolves over width and colour."
+        ),
+        fix=(
+            f"Permute the batch to [N, C, H, W] with x.permute(0, 3, 1, 2) (torchvision's "
+            f"ToTensor() does this) and build {name} with in_channels={last}."
+        ),
+        where=Where(step=steps[0].step, module=name),
+        evidence={"shape": list(shape), "in_channels": in_channels, "channel_axis_size": last},
+    )
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

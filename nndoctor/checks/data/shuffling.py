@@ -1,4 +1,464 @@
-"""Checks: shuffling."""
+"""Shuffling (reasons 7, 10): do batches look like random draws from the data set?
+
+The targets of the first recognised loss call at each step tell the class mix of every
+batch (``TargetSummary.class_counts`` for class-index targets; the mean of 0/1 targets
+for a binary loss) and how ordered the batch is (``sortedness``: the share of
+non-decreasing adjacent targets). A shuffled loader gives batches whose class mix
+varies only as much as random sampling allows; a sorted data set gives batches that
+hold one or two classes, in order, and a mix that drifts from step to step.
+
+Order *inside* a batch does not change the batch gradient, so a batch built on purpose
+in class order (all four rotations of each image, contrastive labels ``arange(N)``) is
+not a problem as long as every batch holds the same mix: the class-mix drift, measured
+against what random sampling would give, separates the two.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.report.model import Where
+
+if TYPE_CHECKING:
+    from nndoctor.probes.recording import StepRecord
+
+# Tasks whose targets are not one class per sample: no class mix to judge.
+NON_CLASS_TASKS = ("multilabel", "regression", "reconstruction", "detection")
+BINARY_LOSSES = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
+# Samplers that decide their own order, or that a flag on the loader cannot describe.
+ITERABLE_SAMPLERS = ("_InfiniteConstantSampler",)
+
+
+@dataclass
+class _Mix:
+    """The class mix of one batch."""
+
+    step: int
+    counts: list[float]
+    n: float  # targets in the batch
+    # Independent samples in the batch: its first axis. The targets of one sample (the
+    # pixels of a segmentation or colorization map) are correlated, so random-sampling
+    # expectations count samples, not targets.
+    samples: float
+
+    @property
+    def present(self) -> int:
+        return sum(1 for c in self.counts if c > 0)
+
+    @property
+    def majority(self) -> int:
+        return max(range(len(self.counts)), key=lambda i: self.counts[i])
+
+
+def _task_kind(ctx: CheckContext) -> str | None:
+    return ctx.subject.task.kind if ctx.subject is not None else None
+
+
+def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
+    """Per-step class counts, for class-index targets and 0/1 targets of a binary loss."""
+    mixes: list[_Mix] = []
+    for s in steps:
+        if not s.loss_calls or s.target is None:
+            continue
+        call, t = s.loss_calls[0], s.target
+        if not t.finite:
+            continue
+        if t.class_counts is not None:
+            # Negative targets (ignore_index) are clamped into class 0 by the probe.
+            if t.min < 0:
+                continue
+            n = float(sum(t.class_counts))
+            mixes.append(_Mix(s.step, list(t.class_counts), n, _samples(t.shape, n)))
+        elif (
+            call.fn in BINARY_LOSSES
+            and t.integral
+            and t.min >= 0
+            and t.max <= 1
+            and (len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1))
+        ):
+            n = float(math.prod(t.shape))
+            mixes.append(_Mix(s.step, [n * (1 - t.mean), n * t.mean], n, _samples(t.shape, n)))
+    # Class counts from steps whose loss had a different number of outputs are not comparable.
+    if mixes:
+        k = len(mixes[0].counts)
+        mixes = [m for m in mixes if len(m.counts) == k and m.n >= 2]
+    return mixes
+
+
+def _samples(shape: tuple[int, ...], n: float) -> float:
+    return float(min(shape[0], n)) if shape else n
+
+
+def _pooled(mixes: list[_Mix]) -> list[float]:
+    total = sum(m.n for m in mixes)
+    k = len(mixes[0].counts)
+    return [sum(m.counts[i] for m in mixes) / total for i in range(k)]
+
+
+def class_drift(mixes: list[_Mix]) -> tuple[float, float]:
+    """(observed, expected) mean total-variation distance of each batch's class mix from
+    the pooled mix of all observed batches.
+
+    The expected value is what batches drawn at random from the pooled mix would show:
+    E|q_i - p_i| ≈ sqrt(2 p_i (1 - p_i) / (π n)) by the normal approximation, capped by
+    its exact value 2 p_i (1 - p_i) for a batch of one, with n the number of samples in
+    the batch (not of targets: a sample's many targets are not independent draws).
+    """
+    p = _pooled(mixes)
+    observed = expected = 0.0
+    for m in mixes:
+        q = [c / m.n for c in m.counts]
+        observed += 0.5 * sum(abs(a - b) for a, b in zip(q, p, strict=True))
+        expected += 0.5 * sum(
+            min(math.sqrt(2 * pi * (1 - pi) / (math.pi * m.samples)), 2 * pi * (1 - pi)) for pi in p
+        )
+    return observed / len(mixes), expected / len(mixes)
+
+
+def longest_run(mixes: list[_Mix]) -> tuple[int, int, int]:
+    """(length, class, first step) of the longest run of consecutive batches with the same
+    majority class."""
+    best = (0, -1, -1)
+    run, start = 0, 0
+    for i, m in enumerate(mixes):
+        if i and m.majority == mixes[i - 1].majority:
+            run += 1
+        else:
+            run, start = 1, i
+        if run > best[0]:
+            best = (run, m.majority, mixes[start].step)
+    return best
+
+
+# -- checks ---------------------------------------------------------------------------
+
+
+@register_check(id="targets-sorted", reasons=(7,), severity="warning")
+def targets_sorted(ctx: CheckContext) -> None:
+    """Targets arrive sorted, or in long runs of one class across steps.
+
+    Why it matters:
+        Stochastic gradient descent assumes every batch is a random sample of the data
+        set. Fed a data set sorted by label, the model learns class 0, then forgets it
+        while it learns class 1, and so on; the loss looks fine within a run and jumps
+        at every change. BatchNorm statistics are biased the same way.
+
+    What is measured:
+        For classification targets: the class mix of each batch and how far it drifts
+        from the mix pooled over all observed steps, compared with the drift random
+        batches of the same size would show (``class_drift_ratio``); then either the
+        share of adjacent non-decreasing targets inside the batches (mean over batches
+        of at least ``sorted_min_batch`` targets holding two or more classes, against
+        ``sorted_target_fraction``) or the longest run of consecutive batches with the
+        same majority class (against ``long_run_steps``). For regression targets, the
+        share of non-decreasing adjacent targets alone (random order gives about 0.5).
+
+    How to fix:
+        Shuffle: ``DataLoader(dataset, shuffle=True)``, or a random permutation of the
+        indices every epoch when slicing tensors by hand.
+
+    Example:
+        Before::
+
+            for i in range(0, len(x), bs):            # x, y sorted by class
+                xb, yb = x[i:i + bs], y[i:i + bs]
+
+        After::
+
+            perm = torch.randperm(len(x))
+            for i in range(0, len(x), bs):
+                idx = perm[i:i + bs]
+                xb, yb = x[idx], y[idx]
+    """
+    t = ctx.thresholds
+    kind = _task_kind(ctx)
+    if kind in ("multilabel", "reconstruction", "detection"):
+        ctx.skip(f"the task is {kind}: targets have no single order to judge")
+    steps = [s for s in ctx.recording.steps if s.target is not None]
+    if not steps:
+        ctx.skip("no loss call with a target tensor was recorded")
+    mixes = _class_mixes(steps)
+    if not mixes:
+        if kind == "classification":
+            ctx.skip("no batch with class-index or binary 0/1 targets was observed")
+        _regression_order(ctx, steps)
+        return
+    if len(mixes) < t.long_run_steps:
+        ctx.skip(f"{len(mixes)} batches with class targets observed: too few to judge their order")
+    observed, expected = class_drift(mixes)
+    ratio = observed / expected if expected > 0 else 0.0
+    run, run_class, run_step = longest_run(mixes)
+    mixed = [
+        s
+        for s in steps
+        if s.target is not None
+        and s.target.shape
+        and s.target.shape[0] >= t.sorted_min_batch
+        and len(s.target.shape) == 1
+        and math.isfinite(s.target.sortedness)
+        and s.target.class_counts is not None
+        and sum(c > 0 for c in s.target.class_counts) >= 2
+    ]
+    sortedness = (
+        sum(s.target.sortedness for s in mixed if s.target is not None) / len(mixed)
+        if mixed
+        else math.nan
+    )
+    ctx.note(
+        f"class-mix drift {observed:.3f} vs {expected:.3f} expected for random batches "
+        f"(ratio {ratio:.2f}); in-batch sortedness {sortedness:.2f}; longest majority run {run}"
+    )
+    if ratio < t.class_drift_ratio:
+        return
+    in_order = bool(mixed) and sortedness >= t.sorted_target_fraction
+    in_runs = run >= t.long_run_steps
+    if not (in_order or in_runs):
+        return
+    why = []
+    if in_order:
+        why.append(
+            f"inside the {len(mixed)} batches holding several classes, {sortedness:.0%} of "
+            "adjacent targets are in non-decreasing order"
+        )
+    if in_runs:
+        why.append(
+            f"class {run_class} is the majority of {run} consecutive batches from step {run_step}"
+        )
+    ctx.finding(
+        title="Targets arrive sorted by class",
+        message=(
+            f"The class mix of a batch drifts from step to step {ratio:.1f} times more than in "
+            f"random batches (mean distance {observed:.2f} from the pooled mix, {expected:.2f} "
+            f"expected) and {'; '.join(why)}: the data is fed in label order, not shuffled."
+        ),
+        fix=(
+            "Shuffle the training data: DataLoader(dataset, shuffle=True), or draw "
+            "torch.randperm(len(x)) each epoch and index the tensors with it."
+        ),
+        where=Where(step=run_step if in_runs else (mixed[0].step if mixed else None)),
+        evidence={
+            "class_drift": observed,
+            "class_drift_expected": expected,
+            "class_drift_ratio": ratio,
+            "sortedness": sortedness,
+            "sorted_batches": len(mixed),
+            "longest_run": run,
+            "run_class": run_class,
+            "steps": len(mixes),
+        },
+    )
+
+
+def _regression_order(ctx: CheckContext, steps: list[StepRecord]) -> None:
+    """targets-sorted for continuous targets: random order gives sortedness ≈ 0.5."""
+    t = ctx.thresholds
+    judged = [
+        s
+        for s in steps
+        if s.target is not None
+        and s.target.shape
+        and s.target.shape[0] >= t.sorted_min_batch
+        and math.isfinite(s.target.sortedness)
+        and s.target.std > t.constant_input_std
+        and not s.target.integral
+    ]
+    if not judged:
+        ctx.skip("no batch of continuous, varying targets large enough to judge its order")
+    sortedness = sum(s.target.sortedness for s in judged if s.target is not None) / len(judged)
+    ctx.note(
+        f"in-batch sortedness of continuous targets {sortedness:.2f} over {len(judged)} batches"
+    )
+    if sortedness < t.sorted_target_fraction:
+        return
+    ctx.finding(
+        title="Targets arrive sorted",
+        message=(
+            f"Inside {len(judged)} observed batches, {sortedness:.0%} of adjacent targets are in "
+            "non-decreasing order (random order gives about 50%): the data is fed sorted by "
+            "its target, not shuffled."
+        ),
+        fix=(
+            "Shuffle the training data: DataLoader(dataset, shuffle=True), or draw "
+            "torch.randperm(len(x)) each epoch and index the tensors with it."
+        ),
+        where=Where(step=judged[0].step),
+        evidence={"sortedness": sortedness, "sorted_batches": len(judged)},
+    )
+
+
+@register_check(id="single-label-batches", reasons=(10,), severity="warning")
+def single_label_batches(ctx: CheckContext) -> None:
+    """Batches whose targets are all one class.
+
+    Why it matters:
+        A classifier trained on single-class batches is pushed, step after step, to
+        predict whatever class the current batch holds; it never sees classes side by
+        side, BatchNorm normalises each class on its own, and the loss swings instead of
+        falling. It nearly always means the data set is sorted by label.
+
+    What is measured:
+        For classification targets (class indices, or 0/1 targets of a binary loss), the
+        share of observed batches of two or more samples that hold one class only,
+        against ``single_label_batch_fraction`` — judged only when random batches from the
+        pooled class mix would rarely be single-class (their expected share is at most
+        half the observed one), so heavy imbalance alone is not reported here. All
+        observed batches holding one and the same class of several is always reported.
+
+    How to fix:
+        Shuffle the data (``DataLoader(..., shuffle=True)``); for a very imbalanced data
+        set use a ``WeightedRandomSampler`` so every batch holds several classes.
+
+    Example:
+        Before::
+
+            loader = DataLoader(sorted_by_label, batch_size=32)
+
+        After::
+
+            loader = DataLoader(sorted_by_label, batch_size=32, shuffle=True)
+    """
+    t = ctx.thresholds
+    kind = _task_kind(ctx)
+    if kind in NON_CLASS_TASKS:
+        ctx.skip(f"the task is {kind}: targets are not one class per sample")
+    mixes = _class_mixes([s for s in ctx.recording.steps if s.target is not None])
+    if not mixes:
+        ctx.skip("no batch with class-index or binary 0/1 targets was observed")
+    classes = len(mixes[0].counts)
+    if ctx.subject is not None and ctx.subject.task.num_classes:
+        classes = max(classes, ctx.subject.task.num_classes)
+    single = [m for m in mixes if m.present == 1]
+    share = len(single) / len(mixes)
+    p = _pooled(mixes)
+    expected = sum(sum(pi**m.samples for pi in p) for m in mixes) / len(mixes)
+    seen = sum(1 for pi in p if pi > 0)
+    ctx.note(
+        f"{len(single)} of {len(mixes)} batches hold one class ({expected:.0%} expected "
+        f"for random batches); {seen} of {classes} classes seen"
+    )
+    only_one = seen == 1 and classes >= 2 and len(mixes) >= 2
+    if not only_one and (share < t.single_label_batch_fraction or expected > share / 2):
+        return
+    run, run_class, run_step = longest_run(mixes)
+    in_runs = run >= t.long_run_steps or only_one
+    first = single[0]
+    if only_one:
+        message = (
+            f"All {len(mixes)} observed batches ({int(sum(m.n for m in mixes))} targets) hold "
+            f"class {first.majority} only, of the {classes} classes the loss expects: the data "
+            "is sorted by label (or the labels are broken)."
+        )
+    else:
+        message = (
+            f"{len(single)} of {len(mixes)} observed batches ({share:.0%}) hold a single class, "
+            f"first at step {first.step}; random batches with the same class frequencies would "
+            f"be single-class {expected:.1%} of the time."
+            + (
+                f" Class {run_class} fills {run} batches in a row from step {run_step}."
+                if run > 1
+                else ""
+            )
+        )
+    ctx.finding(
+        title="Batches hold a single class",
+        message=message,
+        fix=(
+            "Shuffle the training data (DataLoader(dataset, shuffle=True), or index with "
+            "torch.randperm each epoch); for heavy class imbalance use a WeightedRandomSampler."
+        ),
+        reasons=(7, 10) if in_runs else (10,),
+        where=Where(step=first.step),
+        evidence={
+            "single_label_batches": len(single),
+            "batches": len(mixes),
+            "share": share,
+            "expected_share": expected,
+            "classes_seen": seen,
+            "classes": classes,
+            "longest_run": run,
+        },
+    )
+
+
+@register_check(id="loader-not-shuffled", reasons=(7,), severity="warning")
+def loader_not_shuffled(ctx: CheckContext) -> None:
+    """A training DataLoader iterates its data set in a fixed order (shuffle off).
+
+    Why it matters:
+        Without shuffling every epoch sees the same batches in the same order: if the
+        data set is stored sorted (by class, by time, by source) every batch is
+        unrepresentative, and even a pre-shuffled data set gives correlated epochs.
+        Reason 7 of the checklist: shuffle the training set.
+
+    What is measured:
+        The sampler of each DataLoader that fed training steps (iterated with gradients
+        enabled): a ``SequentialSampler`` means ``shuffle=False``. Loaders of an
+        ``IterableDataset`` (the data set decides the order), loaders with a custom
+        ``batch_sampler`` or sampler (their order is their own), and data sets no larger
+        than one batch are not judged.
+
+    How to fix:
+        Pass ``shuffle=True`` to the training DataLoader (keep validation loaders
+        unshuffled), or a random sampler of your own.
+
+    Example:
+        Before::
+
+            train_loader = DataLoader(train_set, batch_size=64)
+
+        After::
+
+            train_loader = DataLoader(train_set, batch_size=64, shuffle=True)
+    """
+    rec = ctx.recording
+    if not rec.loaders:
+        ctx.skip("the data did not come from a DataLoader")
+    fed = {s.loader for s in rec.steps if s.loader is not None}
+    training = [info for info in rec.loaders if info.index in fed and not info.under_no_grad]
+    if not training:
+        ctx.skip("no DataLoader was seen feeding a training step")
+    judged, reasons = [], []
+    for info in training:
+        if info.sampler in ITERABLE_SAMPLERS:
+            reasons.append(f"loader {info.index} reads an IterableDataset")
+        elif info.batch_size is None:
+            reasons.append(f"loader {info.index} uses a batch_sampler or yields whole batches")
+        elif info.sampler not in ("SequentialSampler", "RandomSampler"):
+            reasons.append(f"loader {info.index} uses its own sampler ({info.sampler})")
+        elif info.dataset_len is not None and info.dataset_len <= info.batch_size:
+            reasons.append(f"loader {info.index} holds one batch only")
+        else:
+            judged.append(info)
+    if not judged:
+        ctx.skip("; ".join(reasons))
+    ctx.note(
+        f"{len(judged)} training loader(s) checked: "
+        + ", ".join(f"{i.dataset} with {i.sampler}" for i in judged)
+    )
+    first_step = {
+        info.index: next(s.step for s in rec.steps if s.loader == info.index) for info in judged
+    }
+    for info in judged:
+        if info.shuffle:
+            continue
+        size = f"{info.dataset_len} samples" if info.dataset_len is not None else "a data set"
+        ctx.finding(
+            title="The training DataLoader does not shuffle",
+            message=(
+                f"DataLoader {info.index} over {info.dataset} ({size}, batch size "
+                f"{info.batch_size}) fed training steps with a {info.sampler}: every epoch "
+                "visits the samples in the same stored order."
+            ),
+            fix="Pass shuffle=True to the training DataLoader (leave evaluation loaders as they are).",
+            where=Where(step=first_step[info.index]),
+            evidence={
+                "loader": info.index,
+                "sampler": info.sampler,
+                "dataset": info.dataset,
+                "dataset_len": info.dataset_len,
+                "batch_size": info.batch_size,
+            },
+        )
