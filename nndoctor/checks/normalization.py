@@ -295,7 +295,7 @@ def feature_scales_differ(ctx: CheckContext) -> None:
         ),
         fix=(
             f"Standardise each {stats.unit} separately with training-set statistics, "
-            "x = (x - mean) / std computed per " + (stats.unit + " (not one global mean and std).")
+            f"x = (x - mean) / std computed per {stats.unit}, not one global mean and std."
         ),
         where=Where(step=stats.steps[0].step, module=stats.module),
         evidence={
