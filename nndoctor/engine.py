@@ -34,13 +34,41 @@ DEFAULT_STEPS = 20
 DEFAULT_TIMEOUT = 120.0
 
 
+DEFAULT_EXPERIMENT_SECONDS = 40.0
+
+# Experiments run after every observation, most informative first, so that a spent
+# budget leaves out the least informative ones.
+EXPERIMENT_PRIORITY = (
+    "cannot-overfit-tiny-batch",
+    "non-finite-values",
+    "custom-layer-gradient",
+    "batch-dependence",
+    "loss-term-dominates",
+    "model-ignores-input",
+    "labels-not-connected",
+    "learning-rate-out-of-range",
+    "optimizer-underperforms",
+    "regularisation-prevents-fit",
+    "simpler-task-trains",
+    "split-preprocessing-differs",
+    "augmentation-too-strong",
+    "label-noise",
+    "nothing-generalizes",
+)
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Which checks run: ``select``/``ignore`` hold check ids or reason numbers."""
+    """Which checks run: ``select``/``ignore`` hold check ids or reason numbers.
+
+    ``experiment_seconds`` bounds the time spent in experiments: once spent, the
+    remaining experiments are skipped and say so.
+    """
 
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     quick: bool = False
+    experiment_seconds: float = DEFAULT_EXPERIMENT_SECONDS
 
     def why_not(self, spec: CheckSpec) -> str | None:
         """None when ``spec`` runs, else why it is left out."""
@@ -149,8 +177,14 @@ def _run_each(
     results: list[CheckResult],
     findings: list[Finding],
 ) -> None:
-    for spec in all_checks():
+    spent = 0.0
+    for spec in ordered_checks():
         why = selection.why_not(spec)
+        if why is None and spec.kind == "experiment" and spent >= selection.experiment_seconds:
+            why = (
+                f"the experiment budget of {selection.experiment_seconds:.0f}s was spent "
+                "(raise it with --experiment-seconds)"
+            )
         if why is not None:
             results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, Status.SKIPPED, why))
             continue
@@ -178,12 +212,22 @@ def _run_each(
             serious = [f for f in ctx.findings if f.severity != Severity.INFO]
             status = Status.FAILED if serious else Status.PASSED
             detail = ctx.detail or (f"{len(ctx.findings)} finding(s)" if ctx.findings else "")
-        results.append(
-            CheckResult(
-                spec.id, list(spec.reasons), spec.kind, status, detail, time.perf_counter() - start
-            )
-        )
+        took = time.perf_counter() - start
+        if spec.kind == "experiment":
+            spent += took
+        results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, status, detail, took))
         findings.extend(ctx.findings)
+
+
+def ordered_checks() -> list[CheckSpec]:
+    """Observations first (registration order), then experiments by priority."""
+    specs = all_checks()
+    rank = {cid: i for i, cid in enumerate(EXPERIMENT_PRIORITY)}
+    observations = [s for s in specs if s.kind != "experiment"]
+    experiments = sorted(
+        (s for s in specs if s.kind == "experiment"), key=lambda s: (rank.get(s.id, len(rank)), s.order)
+    )
+    return observations + experiments
 
 
 # -- the Python API -------------------------------------------------------------------

@@ -175,6 +175,12 @@ class Lab:
             self._batches = [move_to(b, self.device) for b in self.subject.take_batches(n)]
         return self._batches[:n]
 
+    def small_batches(self, n: int, size: int) -> list[Any]:
+        """The first ``n`` batches, each cut to ``size`` samples: experiments that train
+        several copies stay cheap whatever the user's batch size."""
+        assert self.subject is not None
+        return [slice_batch(b, size, self.subject) for b in self.batches(n)]
+
     def tiny_batch(self, size: int) -> Any:
         """The first ``size`` samples of the first batch."""
         batch = self.batches(1)[0]

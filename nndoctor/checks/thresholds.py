@@ -83,6 +83,7 @@ class Thresholds:
     batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
     # --- experiments on data (2, 4, 5, 6)
     data_experiment_steps: int = 60
+    experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     shuffled_label_margin: float = 0.1  # real pairing must end this share below shuffled labels
     label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label

@@ -45,8 +45,12 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return noise * x.std() + x.mean()
 
 
-def real_run(lab: Lab, steps: int) -> TrainResult:
-    return lab.memo("data-real", lambda: lab.train(lab.batches(4), steps, regularisation=False))
+def _batches(lab: Lab, t: Any) -> list[Any]:
+    return lab.small_batches(4, t.experiment_batch_size)
+
+
+def real_run(lab: Lab, t: Any) -> TrainResult:
+    return lab.memo("data-real", lambda: lab.train(_batches(lab, t), t.data_experiment_steps, regularisation=False))
 
 
 @register_check(id="model-ignores-input", reasons=(2,), severity="error", kind="experiment")
@@ -83,12 +87,12 @@ def model_ignores_input(ctx: CheckContext) -> None:
     t = ctx.thresholds
     gen = torch.Generator().manual_seed(0)
     noisy = []
-    for batch in lab.batches(4):
+    for batch in _batches(lab, t):
         new = subject.with_inputs(batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen)))
         if new is None:
             ctx.skip("the batch layout does not say where the inputs are (give Subject.replace_inputs)")
         noisy.append(new)
-    real = real_run(lab, t.data_experiment_steps)
+    real = real_run(lab, t)
     noise = lab.train(noisy, t.data_experiment_steps, regularisation=False)
     if not real.losses or not noise.losses:
         ctx.skip("the training runs failed: " + (real.error or noise.error or "no loss"))
@@ -149,7 +153,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     t = ctx.thresholds
     gen = torch.Generator().manual_seed(1)
     shuffled = []
-    for batch in lab.batches(4):
+    for batch in _batches(lab, t):
         target = subject.targets(batch)
         if not isinstance(target, torch.Tensor) or target.dim() == 0 or target.shape[0] < 2:
             ctx.skip("the targets are not a tensor with a batch axis")
@@ -158,7 +162,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         if new is None:
             ctx.skip("the batch layout does not say where the targets are (give Subject.replace_targets)")
         shuffled.append(new)
-    real = real_run(lab, t.data_experiment_steps)
+    real = real_run(lab, t)
     perm_run = lab.train(shuffled, t.data_experiment_steps, regularisation=False)
     if not (math.isfinite(real.final) and math.isfinite(perm_run.final)):
         ctx.skip("a training run did not stay finite")
@@ -204,7 +208,7 @@ def nothing_generalizes(ctx: CheckContext) -> None:
             y = labels_from_the_annotation_file
     """
     lab, _ = _require(ctx)
-    batches = lab.batches(4)
+    batches = _batches(lab, ctx.thresholds)
     if len(batches) < 4:
         ctx.skip("fewer than four batches were captured")
     train, held = batches[:3], batches[3]
@@ -257,7 +261,7 @@ def label_noise(ctx: CheckContext) -> None:
     lab, subject = _require(ctx)
     if subject.task.kind != "classification":
         ctx.skip("label noise is estimated for single-label classification only")
-    batches = lab.batches(4)
+    batches = _batches(lab, ctx.thresholds)
     if len(batches) < 4:
         ctx.skip("fewer than four batches were captured")
     t = ctx.thresholds

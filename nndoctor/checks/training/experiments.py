@@ -371,7 +371,7 @@ def lr_range_test(lab: Lab, t: Thresholds) -> RangeTest:
     ref = base[0]
     model = lab.fresh_model()
     opt = spec.build(model)
-    batches = lab.batches(RANGE_TEST_BATCHES)
+    batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
     n = t.lr_range_steps
     growth = (t.lr_range_max / t.lr_range_min) ** (1 / max(n - 1, 1))
     test = RangeTest()
