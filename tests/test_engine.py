@@ -1,0 +1,46 @@
+"""The engine: selection, the experiment budget, ordering."""
+
+from __future__ import annotations
+
+from subjects import healthy_classifier
+
+import nndoctor
+from nndoctor.engine import EXPERIMENT_PRIORITY, Selection, ordered_checks
+from nndoctor.subject import OptimizerSpec
+
+
+def _subject() -> nndoctor.Subject:
+    kw = healthy_classifier()
+    return nndoctor.Subject(model=kw["model"], batches=kw["data"], criterion=kw["loss_fn"],
+                            optimizer=OptimizerSpec.from_optimizer(kw["optimizer"], kw["model"]))
+
+
+def test_a_spent_experiment_budget_skips_the_remaining_experiments_and_says_so() -> None:
+    report = nndoctor.check_subject(_subject(), selection=Selection(experiment_seconds=0.0))
+    experiments = [c for c in report.checks if c.kind == "experiment"]
+    assert experiments and all(c.status.value == "skipped" for c in experiments)
+    assert all("experiment budget" in c.detail for c in experiments)
+    observations = [c for c in report.checks if c.kind == "observation"]
+    assert any(c.status.value == "passed" for c in observations)
+
+
+def test_quick_runs_observations_and_the_cheap_experiments_only() -> None:
+    report = nndoctor.check_subject(_subject(), selection=Selection(quick=True))
+    ran = {c.check for c in report.checks if c.status.value != "skipped" or "--quick" not in c.detail}
+    assert "cannot-overfit-tiny-batch" not in ran
+    assert "custom-layer-gradient" in ran or report.result("custom-layer-gradient").status.value == "skipped"
+
+
+def test_select_by_reason_number_and_ignore_by_id() -> None:
+    report = nndoctor.check_subject(_subject(), selection=Selection(select=("23",), ignore=("params-frozen",)))
+    ran = {c.check for c in report.checks if not c.detail.startswith(("not selected", "ignored"))}
+    assert ran and all(23 in report.result(c).reasons for c in ran)
+    assert "params-frozen" not in ran
+
+
+def test_experiments_run_after_observations_most_informative_first() -> None:
+    specs = ordered_checks()
+    kinds = [s.kind for s in specs]
+    assert kinds == sorted(kinds, key=lambda k: k == "experiment")
+    experiments = [s.id for s in specs if s.kind == "experiment"]
+    assert experiments[0] == EXPERIMENT_PRIORITY[0] == "cannot-overfit-tiny-batch"
