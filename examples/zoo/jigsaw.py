@@ -2,7 +2,7 @@
 
 Each item of the dataset is a scene cut into 3x3 tiles and shuffled by one of
 a fixed set of permutations (chosen for large Hamming distance), labelled with
-the permutation's index; one shared tower embeds every tile. The model and the
+the permutation's index (every scene in every permutation); one shared tower embeds every tile. The model and the
 puzzle maker come from ``nndoctor.zoo.ssl.jigsaw``; the loop below is ordinary
 PyTorch. Healthy: nndoctor should report no warning and no error.
 
@@ -19,21 +19,25 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nndoctor.zoo.data import make_scenes
-from nndoctor.zoo.ssl.jigsaw import DEFAULT_STEPS, JigsawNet, make_batch
+from nndoctor.zoo.ssl.jigsaw import DEFAULT_STEPS, NUM_PERMUTATIONS, JigsawNet, make_batch
 
 
 class Puzzles(Dataset):
-    """Item i: (shuffled tiles [9, 3, 8, 8] of scene i, permutation index)."""
+    """Item i: scene i // P shuffled by permutation i % P of the set (tiles [9, 3, 8, 8], i % P).
+
+    Every scene appears once in every permutation per epoch; only the tile jitter is random.
+    """
 
     def __init__(self, images: torch.Tensor) -> None:
         self.images = images
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.images) * NUM_PERMUTATIONS
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        tiles, label = make_batch(self.images[i].unsqueeze(0))
-        return tiles.squeeze(0), label.squeeze(0)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        image, permutation = self.images[i // NUM_PERMUTATIONS], i % NUM_PERMUTATIONS
+        tiles, _ = make_batch(image.unsqueeze(0), labels=torch.tensor([permutation]))
+        return tiles.squeeze(0), permutation
 
 
 def main() -> None:

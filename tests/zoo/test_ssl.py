@@ -123,7 +123,7 @@ def test_probe_features_cover_every_stage(name: str, scenes: torch.Tensor) -> No
     feats = model.probe_features(scenes)
     assert list(feats) == list(STAGES)
     sides = [f.shape[-1] for f in feats.values()]
-    assert sides == [32, 16, 8, 4]
+    assert sides == [16, 8, 4, 4]
     assert all(f.shape[0] == len(scenes) for f in feats.values())
 
 

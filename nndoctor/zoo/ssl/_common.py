@@ -43,21 +43,22 @@ MakeBatch = Callable[[Any, torch.Generator | None], Any]
 
 
 class Stage(nn.Module):
-    """(2×2 max-pool →) 3×3 conv → BatchNorm → ReLU.
+    """3×3 conv → BatchNorm → ReLU (→ 2×2 max-pool), in VGG/AlexNet order.
 
-    The pool uses ``ceil_mode`` so the trunk also runs on small odd-sized tiles
-    (a 9×9 jigsaw tile goes 9 → 5 → 3 → 2).
+    The pool closes the stage, so the probe reads each stage after its pooling
+    (and a stage's max-pool only ever sees its own ReLU's outputs). It uses
+    ``ceil_mode`` so the trunk also runs on small odd-sized tiles (9 → 5 → 3 → 2).
     """
 
     def __init__(self, in_channels: int, out_channels: int, pool: bool) -> None:
         super().__init__()
-        self.pool = nn.MaxPool2d(2, ceil_mode=True) if pool else nn.Identity()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2, ceil_mode=True) if pool else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.relu(self.bn(self.conv(self.pool(x))))
+        return self.pool(self.relu(self.bn(self.conv(x))))
 
 
 class ConvTrunk(nn.Module):
@@ -69,7 +70,8 @@ class ConvTrunk(nn.Module):
         self.widths = tuple(widths)
         chans = (in_channels, *self.widths)
         for i, name in enumerate(STAGES):
-            self.add_module(name, Stage(chans[i], chans[i + 1], pool=i > 0))
+            # conv1..conv3 halve the resolution, conv4 keeps it: 32 → 16 → 8 → 4 → 4.
+            self.add_module(name, Stage(chans[i], chans[i + 1], pool=i < len(STAGES) - 1))
 
     @property
     def out_channels(self) -> int:

@@ -9,8 +9,13 @@ in-gamut bins and predicts at 1/4 of the input resolution; here the grid is
 ``AB_BIN`` = 20 over [-110, 110]² (Q = 121 bins, the out-of-gamut ones simply
 never occur) and predictions are made on an 8×8 grid for 32×32 inputs.
 
-Omitted from the paper: class rebalancing of rare colours and the annealed-mean
-decoding (only needed to render pretty images, not to learn features).
+Rare colours are re-weighted as in the paper (its "class rebalancing"): most
+pixels are sky, ground or grey, so without weights the loss is dominated by a
+few bins. Each bin's weight is w ∝ ((1 − λ) p̃ + λ/Q)⁻¹ with λ = 1/2 and p̃
+the empirical bin distribution, normalised so that E_p̃[w] = 1; p̃ is measured
+once over ``PRIOR_SCENES`` reference scenes (the paper also smooths p̃ with a
+Gaussian in ab space, not needed on this coarse grid). Omitted: the
+annealed-mean decoding (only needed to render pretty images, not to learn features).
 
 The colour conversions are implemented here (sRGB D65 → XYZ → Lab and back),
 so no imaging library is needed; ``split_brain`` and ``multitask`` reuse them.
@@ -18,6 +23,7 @@ so no imaging library is needed; ``split_brain`` and ``multitask`` reuse them.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -26,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nndoctor.subject import OptimizerSpec, Subject, Task
-from nndoctor.zoo.data import to_unit_rgb
+from nndoctor.zoo.data import make_scenes, to_unit_rgb
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
@@ -64,6 +70,8 @@ AB_MEAN = (0.6, -0.7)
 AB_STD = (20.3, 32.6)
 
 OUTPUT_STRIDE = 4  # predictions on a (H/4)×(W/4) grid, as in the paper
+REBALANCE_LAMBDA = 0.5  # λ: weights from a mix of the empirical and the uniform prior
+PRIOR_SCENES = 1024  # reference scenes (seed 0) over which the bin prior p̃ is measured
 DEFAULT_STEPS = 300
 CHANCE = math.log(NUM_AB_BINS)
 
@@ -136,6 +144,32 @@ def ab_bin_centres() -> Tensor:
     return torch.stack([a.flatten(), b.flatten()], dim=1)
 
 
+# -- class rebalancing -------------------------------------------------------------------
+
+
+def rebalancing_weights(prior: Tensor, lam: float = REBALANCE_LAMBDA) -> Tensor:
+    """Per-class loss weights w ∝ ((1 − λ) p̃ + λ/Q)⁻¹ with E_p̃[w] = 1 (Zhang et al. 2016, eq. 4)."""
+    w = 1.0 / ((1 - lam) * prior + lam / len(prior))
+    return w / (prior * w).sum()
+
+
+@functools.cache
+def _ab_prior() -> Tensor:
+    lab = scenes_to_lab(make_scenes(PRIOR_SCENES, seed=0)[0])
+    counts = torch.bincount(quantise_ab(lab).flatten(), minlength=NUM_AB_BINS).double()
+    return (counts / counts.sum()).float()
+
+
+def ab_prior() -> Tensor:
+    """p̃: how often each ab bin occurs in the reference scenes, [NUM_AB_BINS] (computed once)."""
+    return _ab_prior().clone()
+
+
+def ab_class_weights() -> Tensor:
+    """The rebalancing weight of every ab bin, [NUM_AB_BINS]."""
+    return rebalancing_weights(ab_prior())
+
+
 # -- pretext transform ---------------------------------------------------------------------
 
 
@@ -185,14 +219,14 @@ class ColorizationNet(PretextModel):
 
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
-    """A fresh colorization subject (per-pixel classification over Q ab bins)."""
+    """A fresh colorization subject (per-pixel classification over Q ab bins, rebalanced)."""
     torch.manual_seed(seed)
     model = ColorizationNet().to(device)
     pool = ScenePool(seed, pool_size or POOL_SIZE)
     return Subject(
         model=model,
         batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.CrossEntropyLoss(),
+        criterion=nn.CrossEntropyLoss(weight=ab_class_weights().to(device)),
         optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
         task=Task.classification(NUM_AB_BINS),
         name="colorization",

@@ -126,14 +126,27 @@ def cut_tiles(
     return tiles - tiles.mean(dim=(3, 4), keepdim=True)
 
 
-def make_batch(images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Shuffled tiles and the permutation index: [B, 3, H, W] → ([B, 9, 3, T, T], labels [B])."""
-    perms = torch.tensor(permutation_set())  # [P, 9]
+def shuffle_tiles(tiles: Tensor, labels: Tensor) -> Tensor:
+    """Apply permutation ``labels[i]`` of the set to the tiles of image i; shape kept.
+
+    Input position j then shows original tile ``permutation_set()[labels[i]][j]``.
+    """
+    perms = torch.tensor(permutation_set(), device=tiles.device)  # [P, 9]
+    order = perms[labels]  # [B, 9]
+    return torch.gather(tiles, 1, order.view(-1, NUM_TILES, 1, 1, 1).expand_as(tiles))
+
+
+def make_batch(
+    images: Tensor, generator: torch.Generator | None = None, labels: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Shuffled tiles and the permutation index: [B, 3, H, W] → ([B, 9, 3, T, T], labels [B]).
+
+    The permutations are drawn at random unless ``labels`` gives them.
+    """
     tiles = cut_tiles(images, generator)  # [B, 9, 3, T, T]
-    labels = torch.randint(0, len(perms), (len(images),), generator=generator)
-    order = perms[labels]  # [B, 9]: input position j shows original tile order[j]
-    shuffled = torch.gather(tiles, 1, order.view(-1, NUM_TILES, 1, 1, 1).expand_as(tiles))
-    return shuffled, labels
+    if labels is None:
+        labels = torch.randint(0, NUM_PERMUTATIONS, (len(images),), generator=generator)
+    return shuffle_tiles(tiles, labels), labels
 
 
 # -- model -------------------------------------------------------------------------------

@@ -101,9 +101,15 @@ class MultiTaskNet(PretextModel):
 
 
 def task_losses(model: nn.Module, batch: dict[str, Any]) -> dict[str, Tensor]:
-    """Each head's cross-entropy."""
+    """Each head's cross-entropy (colorization with its class rebalancing weights)."""
     logits = model(**task_inputs(batch))
-    return {task: F.cross_entropy(logits[task], batch[task][1]) for task in TASKS}
+    colour_weight = colorization.ab_class_weights().to(logits["colorization"].device)
+    return {
+        task: F.cross_entropy(
+            logits[task], batch[task][1], weight=colour_weight if task == "colorization" else None
+        )
+        for task in TASKS
+    }
 
 
 def multitask_loss(model: nn.Module, batch: dict[str, Any]) -> Tensor:

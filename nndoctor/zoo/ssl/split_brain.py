@@ -8,7 +8,9 @@ of both sub-networks' features, so it covers the whole input though neither
 half ever saw its own target. As in the paper both predictions are
 classifications over quantised values with cross-entropy (the paper found
 classification better than regression): ab in the colorization gamut bins,
-L in ``NUM_L_BINS`` bins; the total loss is the sum of both.
+L in ``NUM_L_BINS`` bins; the total loss is the sum of both. Both use the
+colorization paper's class rebalancing (weights from the bins' prior), since
+a few sky and ground values dominate either channel half.
 
 Each sub-network is the conv trunk at half the width (paper: AlexNet split in
 half along the channels), with a dense head at 1/4 resolution.
@@ -16,6 +18,7 @@ half along the channels), with a dense head at 1/4 resolution.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -24,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.zoo.data import make_scenes
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
@@ -41,8 +45,11 @@ from nndoctor.zoo.ssl._common import (
 from nndoctor.zoo.ssl.colorization import (
     NUM_AB_BINS,
     OUTPUT_STRIDE,
+    PRIOR_SCENES,
     ColorHead,
+    ab_class_weights,
     quantise_ab,
+    rebalancing_weights,
     scenes_to_lab,
     standardise_ab,
     standardise_l,
@@ -63,6 +70,18 @@ def quantise_l(lab: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
     """Lightness bins: [N, 3, H, W] Lab → [N, H/stride, W/stride] in [0, NUM_L_BINS)."""
     lightness = F.avg_pool2d(lab[:, :1], stride)[:, 0]
     return (lightness / L_BIN).floor().long().clamp(0, NUM_L_BINS - 1)
+
+
+@functools.cache
+def _l_prior() -> Tensor:
+    lab = scenes_to_lab(make_scenes(PRIOR_SCENES, seed=0)[0])
+    counts = torch.bincount(quantise_l(lab).flatten(), minlength=NUM_L_BINS).double()
+    return (counts / counts.sum()).float()
+
+
+def l_class_weights() -> Tensor:
+    """The rebalancing weight of every L bin, [NUM_L_BINS] (prior measured once)."""
+    return rebalancing_weights(_l_prior().clone())
 
 
 def make_batch(
@@ -112,10 +131,14 @@ class SplitBrainNet(PretextModel):
 
 
 def split_brain_loss(model: nn.Module, batch: Any) -> Tensor:
-    """ℓ = CE(F₁(L), ab bins) + CE(F₂(ab), L bins)."""
+    """ℓ = CE(F₁(L), ab bins) + CE(F₂(ab), L bins), each with its rebalancing weights."""
     (lightness, ab), (ab_bins, l_bins) = batch
     ab_logits, l_logits = model(lightness, ab)
-    return F.cross_entropy(ab_logits, ab_bins) + F.cross_entropy(l_logits, l_bins)
+    ab_weight = ab_class_weights().to(ab_logits.device)
+    l_weight = l_class_weights().to(l_logits.device)
+    return F.cross_entropy(ab_logits, ab_bins, weight=ab_weight) + F.cross_entropy(
+        l_logits, l_bins, weight=l_weight
+    )
 
 
 # -- subject -------------------------------------------------------------------------------
