@@ -486,7 +486,7 @@ def check_script(
     results: list[CheckResult] = []
     findings: list[Finding] = []
     t_checks = time.perf_counter()
-    if capture.observed or capture.recording.steps:
+    if capture.observed:
         subject, why = subject_from_capture(capture)
         if subject is None and why:
             run.notes.append(f"experiments on copies are limited: {why}")

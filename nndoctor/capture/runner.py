@@ -328,7 +328,8 @@ def _scheduler_seen(recording: Recording) -> Iterator[None]:
 def _user_traceback(exc: BaseException, script: str) -> str:
     """The traceback from the script's first frame on (nndoctor's own frames dropped)."""
     tb = exc.__traceback__
-    frames = traceback.extract_tb(tb)
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frames = [fr for fr in traceback.extract_tb(tb) if not os.path.abspath(fr.filename).startswith(own)]
     keep = 0
     for i, fr in enumerate(frames):
         if os.path.abspath(fr.filename) == script:
