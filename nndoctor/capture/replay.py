@@ -52,7 +52,11 @@ class ReplayResult:
 
 def run_replay(plan: ReplayPlan) -> ReplayResult:
     """Run ``plan`` in a fresh Python process; never raises for a failing script."""
-    with tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp:
+    plan = ReplayPlan(**{**asdict(plan), "script": os.path.abspath(plan.script)})
+    with tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp, tempfile.TemporaryDirectory(
+        prefix="nndoctor-replay-cwd-"
+    ) as cwd:
+        _mirror(os.getcwd(), cwd)
         plan_path = os.path.join(tmp, "plan.json")
         out_path = os.path.join(tmp, "result.json")
         with open(plan_path, "w", encoding="utf-8") as f:
@@ -61,7 +65,7 @@ def run_replay(plan: ReplayPlan) -> ReplayResult:
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "nndoctor.capture._replay_child", plan_path, out_path],
-                cwd=tmp,
+                cwd=cwd,
                 env=env,
                 capture_output=True,
                 text=True,
@@ -75,3 +79,17 @@ def run_replay(plan: ReplayPlan) -> ReplayResult:
         with open(out_path, encoding="utf-8") as f:
             data = json.load(f)
         return ReplayResult(**data)
+
+
+def _mirror(source: str, target: str) -> None:
+    """Link every entry of ``source`` into ``target``: the replayed script reads its relative
+    paths as usual, while files it creates land in the scratch folder, not the user's tree."""
+    try:
+        entries = os.listdir(source)
+    except OSError:
+        return
+    for name in entries:
+        try:
+            os.symlink(os.path.join(source, name), os.path.join(target, name))
+        except OSError:
+            continue

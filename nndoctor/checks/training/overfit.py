@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
@@ -50,6 +52,7 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     subject = lab.subject
     assert subject is not None
     user = lab.overfit_user(t)
+    _skip_if_not_finite_from_start(ctx, user)
     spec = lab.optimizer_spec()
     evidence = {
         "steps": t.overfit_steps,
@@ -116,12 +119,15 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
+    if user.error and not user.losses:
+        ctx.skip(f"{lab.unavailable_reason}, and re-running the script failed: {user.error}")
     if not user.substituted:
         ctx.skip(
             f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
             "replay could substitute; declare a Subject (nndoctor.check) to run it"
         )
     result = TrainResult(losses=user.losses, error=user.error)
+    _skip_if_not_finite_from_start(ctx, result)
     evidence = {"steps": t.overfit_steps, "initial_loss": result.initial, "final_loss": result.final,
                 "best_loss": result.best, "method": "script replay (custom loss)"}
     if lab.fits(result, t):
@@ -144,3 +150,8 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         reasons=(27, 24, 30),
         evidence=evidence,
     )
+
+
+def _skip_if_not_finite_from_start(ctx: CheckContext, result: TrainResult) -> None:
+    if result.losses and not math.isfinite(result.losses[0]):
+        ctx.skip("the loss is not finite from the first step: nothing can be fit (see non-finite-values)")
