@@ -132,7 +132,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
 
     What is measured:
         Two copies from the initial weights trained on the same batches, one with the
-        targets permuted within each batch; the final losses are compared.
+        targets permuted within each batch; the final losses are compared. When both runs
+        memorise their batches the experiment is inconclusive and says so.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -176,6 +177,11 @@ def labels_not_connected(ctx: CheckContext) -> None:
     ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; shuffled labels: "
              f"{perm_run.initial:.4g} → {perm_run.final:.4g}")
     if real.final <= (1 - t.shuffled_label_margin) * perm_run.final:
+        return
+    if real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial:
+        # Both pairings were memorised within the budget: a large model on a few samples
+        # learns anything by heart, and the experiment cannot tell structure from noise.
+        ctx.note(ctx.detail + " — both memorised, inconclusive")
         return
     ctx.finding(
         title="Real labels are learned no faster than shuffled ones",

@@ -73,7 +73,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
     if not classes:
         ctx.skip("the model is built only from torch.nn layers, which are trusted")
     names = set(list(classes.values())[:12])
-    args = _to_double(_slice(lab.model_inputs(1)[0], ctx.thresholds.gradcheck_max_inputs))
+    calls = lab.model_inputs(1)
+    if not calls:
+        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+    args = _to_double(_slice(calls[0], ctx.thresholds.gradcheck_max_inputs))
     with recorded_module_inputs(model, names) as seen, torch.no_grad():
         model(*args)
     t = ctx.thresholds
@@ -297,7 +300,10 @@ def batch_dependence(ctx: CheckContext) -> None:
     lab = ctx.services
     if lab is None or not lab.has_model:
         ctx.skip("no model copy is available")
-    args = _slice(lab.model_inputs(1)[0], 4)
+    calls = lab.model_inputs(1)
+    if not calls:
+        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+    args = _slice(calls[0], 4)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
     if first is None or first.shape[0] < 2:
         ctx.skip("the model input has no batch axis with at least two samples")
