@@ -4,20 +4,27 @@ Exit codes (a written contract, also in ``nndoctor check --help`` and the README
 
     0  no finding reached --fail-on
     1  a finding reached --fail-on
-    2  usage error (bad option, missing script)
+    2  usage error (bad option, missing script, bad [tool.nndoctor] or baseline file)
     3  the script could not be observed (crashed before its first optimizer
        step, never stepped, no model found, timed out before a step)
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from nndoctor.report.model import Report
+    from nndoctor.report.sarif import Rule
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -26,7 +33,8 @@ EXIT_NOT_OBSERVED = 3
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 no finding reached --fail-on; 1 a finding reached --fail-on; "
-    "2 usage error (bad option, missing script); 3 the script could not be observed "
+    "2 usage error (bad option, missing script, bad configuration or baseline file); "
+    "3 the script could not be observed "
     "(crashed before its first optimizer step, never stepped, no model found, timed out)."
 )
 
@@ -51,7 +59,9 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    _console(stderr=True).print(f"[bold red]nndoctor:[/] {message}")
+    # One line, never wrapped: scripts and CI logs grep for it.
+    # The message is text, not markup: "[tool.nndoctor]" must print as it is.
+    _console(stderr=True).print(f"[bold red]nndoctor:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -61,62 +71,251 @@ def check(
     script_args: Annotated[
         Optional[list[str]], typer.Argument(help="Arguments for the script, after `--`.")
     ] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps to observe.", min=1)] = 20,
-    timeout: Annotated[float, typer.Option(help="Wall-clock limit for the script, in seconds.")] = 120.0,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Optimizer steps to observe [default: 20].", min=1)
+    ] = None,
+    timeout: Annotated[
+        Optional[float],
+        typer.Option(help="Wall-clock limit for the script, in seconds [default: 120]."),
+    ] = None,
     device: Annotated[
         Optional[str], typer.Option(help="Device for experiments on copies (default: the model's).")
     ] = None,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
     fail_on: Annotated[
-        str, typer.Option(help="Exit 1 when a finding reaches this severity: error, warning or never.")
-    ] = "error",
-    quick: Annotated[bool, typer.Option(help="Observations and the cheapest experiments only.")] = False,
+        Optional[str],
+        typer.Option(
+            help="Exit 1 when a finding reaches this severity: error, warning or never [default: error]."
+        ),
+    ] = None,
+    quick: Annotated[
+        Optional[bool],
+        typer.Option("--quick/--no-quick", help="Observations and the cheapest experiments only."),
+    ] = None,
     select: Annotated[
-        Optional[list[str]], typer.Option(help="Run only these checks (id or reason number); repeatable.")
+        Optional[list[str]],
+        typer.Option(help="Run only these checks (id or reason number); repeatable."),
     ] = None,
     ignore: Annotated[
-        Optional[list[str]], typer.Option(help="Skip these checks (id or reason number); repeatable.")
+        Optional[list[str]],
+        typer.Option(help="Skip these checks (id or reason number); repeatable."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every check, selected or not.")] = False,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Seed torch, numpy and random before the script runs, so an unseeded script "
+            "gives the same findings every run (a script that seeds itself wins) [default: 0].",
+            min=0,
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show every check, selected or not.")
+    ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="How to print the report: console, or github (one workflow annotation per finding).",
+        ),
+    ] = "console",
+    junit_path: Annotated[
+        Optional[Path],
+        typer.Option("--junit", help="Write JUnit XML here: one test case per check."),
+    ] = None,
+    sarif_path: Annotated[
+        Optional[Path],
+        typer.Option("--sarif", help="Write SARIF 2.1.0 here (GitHub code scanning)."),
+    ] = None,
+    markdown_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--markdown", help="Write a Markdown report here (job summary, pull-request comment)."
+        ),
+    ] = None,
+    config_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--config",
+            help="A pyproject.toml whose [tool.nndoctor] table to use (default: the nearest one "
+            "from the current directory upwards that has the table).",
+        ),
+    ] = None,
+    baseline_path: Annotated[
+        Optional[Path],
+        typer.Option("--baseline", help="Report only findings that are not in this baseline file."),
+    ] = None,
+    write_baseline_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--write-baseline",
+            help="Record today's findings in this file as accepted, and exit 0 (3 if not observed).",
+        ),
+    ] = None,
 ) -> None:
     """Run SCRIPT for a few optimizer steps under observation, run the diagnostics, report.
 
+    Settings come from [tool.nndoctor] in pyproject.toml (select, ignore, steps, timeout,
+    fail-on, quick, seed, thresholds); a flag given here replaces the value from the file.
+
     Example: nndoctor check train.py --steps 20 -- --lr 0.1
     """
+    from nndoctor import baseline as baseline_mod
+    from nndoctor import config as config_mod
     from nndoctor.capture.runner import ScriptError
-    from nndoctor.engine import Selection, check_script
+    from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+    from nndoctor.engine import (
+        DEFAULT_STEPS,
+        DEFAULT_TIMEOUT,
+        Selection,
+        check_script,
+        preserved_rng,
+    )
     from nndoctor.report import console as console_report
-    from nndoctor.report import json as json_report
 
-    if fail_on not in ("error", "warning", "never"):
+    if output_format not in OUTPUT_FORMATS:
+        raise _fail(
+            f"--format must be {' or '.join(OUTPUT_FORMATS)}, not {output_format!r}", EXIT_USAGE
+        )
+    if fail_on is not None and fail_on not in config_mod.FAIL_ON:
         raise _fail(f"--fail-on must be error, warning or never, not {fail_on!r}", EXIT_USAGE)
     if not script.exists():
         raise _fail(f"no such script: {script}", EXIT_USAGE)
     if not script.is_file():
         raise _fail(f"not a file: {script}", EXIT_USAGE)
-    selection = Selection(tuple(_split(select)), tuple(_split(ignore)), quick)
-    _validate_selection(selection)
-    out = _console()
+    cli_select = tuple(_split(select)) if select else None
+    cli_ignore = tuple(_split(ignore)) if ignore else None
+    _validate_selection(Selection(cli_select or (), cli_ignore or ()))
     try:
-        with out.status("running the script under observation…", spinner="dots") as status:
+        settings = config_mod.load(config_path).merged(
+            select=cli_select,
+            ignore=cli_ignore,
+            steps=steps,
+            timeout=timeout,
+            fail_on=fail_on,
+            quick=quick,
+            seed=seed,
+        )
+        thresholds = DEFAULT_THRESHOLDS.with_changes(**settings.thresholds)
+        accepted = baseline_mod.load(baseline_path) if baseline_path is not None else None
+    except (config_mod.ConfigError, baseline_mod.BaselineError) as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    gate = settings.fail_on or "error"
+    selection = Selection(settings.select or (), settings.ignore or (), bool(settings.quick))
+    console_format = output_format == "console"
+    out = _console()
+    notices = out if console_format else _console(stderr=True)
+    try:
+        # Seeded, so that an unseeded script is diagnosed the same way run after run.
+        with _progress(out, console_format) as status, preserved_rng(settings.seed or 0):
             report = check_script(
                 str(script),
                 list(script_args or []),
-                steps=steps,
-                timeout=timeout,
+                steps=settings.steps or DEFAULT_STEPS,
+                timeout=settings.timeout or DEFAULT_TIMEOUT,
                 device=device,
                 selection=selection,
+                thresholds=thresholds,
                 progress=lambda cid: status.update(f"checking: {cid}"),
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
-    console_report.render(report, out, verbose=verbose)
-    if json_path is not None:
-        json_report.write(report, json_path)
-        out.print(f"[dim]JSON report written to {json_path}[/]")
+    if write_baseline_path is not None and report.run.observed:
+        recorded = baseline_mod.write(report, write_baseline_path)
+        notices.print(
+            f"[dim]baseline written to {escape(str(write_baseline_path))}: "
+            f"{recorded} finding(s) accepted[/]"
+        )
+    if accepted is not None:
+        report, _ = baseline_mod.apply(report, accepted)
+    if console_format:
+        console_report.render(report, out, verbose=verbose)
+    else:
+        from nndoctor.report import github
+
+        sys.stdout.write(github.render(report, default_file=str(script)))
+        n = report.counts()
+        sys.stdout.write(
+            f"nndoctor: {n['errors']} error(s), {n['warnings']} warning(s), {n['infos']} note(s) · "
+            f"checks: {n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped, "
+            f"{n['crashed']} crashed\n"
+        )
+        sys.stdout.flush()
+    _write_reports(
+        report, notices, gate, str(script), json_path, junit_path, sarif_path, markdown_path
+    )
     if not report.run.observed:
         raise _fail(report.run.error or "the script could not be observed", EXIT_NOT_OBSERVED)
-    raise typer.Exit(EXIT_FINDINGS if report.fails(fail_on) else EXIT_OK)
+    if write_baseline_path is not None:
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_FINDINGS if report.fails(gate) else EXIT_OK)
+
+
+OUTPUT_FORMATS = ("console", "github")
+
+
+class _NoStatus:
+    def update(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _progress(out: Console, show: bool) -> Iterator[object]:
+    """A spinner on a console report; nothing when stdout carries machine-read lines."""
+    if not show:
+        yield _NoStatus()
+        return
+    with out.status("running the script under observation…", spinner="dots") as status:
+        yield status
+
+
+def _write_reports(
+    report: Report,
+    notices: Console,
+    fail_on: str,
+    script: str,
+    json_path: Path | None,
+    junit_path: Path | None,
+    sarif_path: Path | None,
+    markdown_path: Path | None,
+) -> None:
+    """Write every report file that was asked for, each announced in one dim line."""
+    from nndoctor.report import json as json_report
+    from nndoctor.report import junit, markdown, sarif
+
+    written = []
+    if json_path is not None:
+        json_report.write(report, json_path)
+        written.append(("JSON", json_path))
+    if junit_path is not None:
+        junit.write(report, junit_path, fail_on=fail_on)
+        written.append(("JUnit", junit_path))
+    if sarif_path is not None:
+        sarif.write(report, sarif_path, rules=_sarif_rules(), default_file=script)
+        written.append(("SARIF", sarif_path))
+    if markdown_path is not None:
+        markdown.write(report, markdown_path, fail_on=fail_on)
+        written.append(("Markdown", markdown_path))
+    for kind, path in written:
+        notices.print(f"[dim]{kind} report written to {escape(str(path))}[/]")
+
+
+def _sarif_rules() -> list[Rule]:
+    from nndoctor.checks.registry import all_checks
+    from nndoctor.report.sarif import Rule
+
+    return [
+        Rule(
+            id=s.id,
+            title=s.title(),
+            reasons=s.reasons,
+            severity=s.severity,
+            kind=s.kind,
+            manual=s.doc,
+        )
+        for s in all_checks()
+    ]
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -138,7 +337,9 @@ def _validate_selection(selection: object) -> None:
 
 @app.command()
 def explain(
-    topic: Annotated[str, typer.Argument(help="A check id (e.g. loss-at-chance) or a reason number (1-37).")],
+    topic: Annotated[
+        str, typer.Argument(help="A check id (e.g. loss-at-chance) or a reason number (1-37).")
+    ],
 ) -> None:
     """Print the manual of a check, or of every check covering a reason."""
     from nndoctor.checks.registry import all_checks, checks_for_reason
@@ -149,7 +350,9 @@ def explain(
         number = int(topic)
         if number not in REASONS:
             raise _fail(f"reason numbers run from 1 to 37, not {number}", EXIT_USAGE)
-        out.print(f"[bold]Reason {number}: {REASONS[number].title}[/]  [dim]({REASONS[number].part})[/]")
+        out.print(
+            f"[bold]Reason {number}: {REASONS[number].title}[/]  [dim]({REASONS[number].part})[/]"
+        )
         out.print(REASONS[number].automatic + "\n")
         specs = checks_for_reason(number)
         if not specs:
@@ -166,8 +369,6 @@ def explain(
 
 
 def _print_manual(out: Console, spec: object) -> None:
-    from rich.markup import escape
-
     doc = spec.doc  # type: ignore[attr-defined]
     reasons = ", ".join(str(r) for r in spec.reasons)  # type: ignore[attr-defined]
     out.print(
@@ -229,7 +430,9 @@ def zoo_list() -> None:
 @zoo_app.command("train")
 def zoo_train(
     name: Annotated[str, typer.Argument(help="A zoo subject (see `nndoctor zoo list`).")],
-    steps: Annotated[Optional[int], typer.Option(help="Training steps (default: the subject's).")] = None,
+    steps: Annotated[
+        Optional[int], typer.Option(help="Training steps (default: the subject's).")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -244,8 +447,12 @@ def zoo_train(
         raise _fail(str(exc.args[0]), EXIT_USAGE) from exc
     total = steps or entry.default_steps
     with Progress(
-        TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), console=_console(),
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=_console(),
     ) as bar:
         task = bar.add_task(name, total=total, loss=float("nan"))
 
@@ -260,7 +467,9 @@ def zoo_train(
 
 @zoo_app.command("probe")
 def zoo_probe(
-    scale: Annotated[float, typer.Option(help="Scale every subject's training steps by this factor.")] = 1.0,
+    scale: Annotated[
+        float, typer.Option(help="Scale every subject's training steps by this factor.")
+    ] = 1.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
@@ -270,7 +479,9 @@ def zoo_probe(
     out = _console()
     with out.status("training trunks and linear probes…") as status:
         rows = linear_probe_table(
-            steps_scale=scale, seed=seed, device=device,
+            steps_scale=scale,
+            seed=seed,
+            device=device,
             progress=lambda *a: status.update(f"probing: {' '.join(str(x) for x in a)}"),
         )
     out.print(format_table(rows))
