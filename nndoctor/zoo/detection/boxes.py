@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nndoctor.zoo.detection.shapes import collate_detection, split_targets
+from nndoctor.zoo.detection.shapes import collate_detection, one_thread, split_targets
 
 # COCO: recall sampled at 0, 0.01, ..., 1 (101 points) and IoU thresholds .5:.05:.95.
 RECALL_POINTS = 101
@@ -186,23 +186,23 @@ def kmeans_anchors(wh: torch.Tensor, k: int, iterations: int = 100, seed: int = 
     hands 3 to each scale. Centres start at k boxes drawn by k-means++ seeding with
     a seeded generator, and a centre is the mean of its members.
     """
-    wh = wh.float()
-    g = torch.Generator().manual_seed(seed)
-    centres = wh[torch.randint(len(wh), (1,), generator=g)]
-    while len(centres) < k:  # k-means++: next centre drawn with probability ~ d^2
-        d = (1 - wh_iou(wh, centres)).min(dim=1).values  # (N,)
-        centres = torch.cat([centres, wh[torch.multinomial(d**2 + 1e-12, 1, generator=g)]])
-    for _ in range(iterations):
-        assign = (1 - wh_iou(wh, centres)).argmin(dim=1)  # (N,)
-        new = centres.clone()
-        for j in range(k):
-            members = wh[assign == j]
-            if len(members):  # an empty cluster keeps its centre
-                new[j] = members.mean(dim=0)
-        if torch.allclose(new, centres):
-            break
-        centres = new
-    return centres[torch.argsort(centres.prod(dim=1))]
+    with one_thread():  # many tiny operations: see shapes.one_thread
+        wh = wh.float()
+        g = torch.Generator().manual_seed(seed)
+        centres = wh[torch.randint(len(wh), (1,), generator=g)]
+        while len(centres) < k:  # k-means++: next centre drawn with probability ~ d^2
+            d = (1 - wh_iou(wh, centres)).min(dim=1).values  # (N,)
+            centres = torch.cat([centres, wh[torch.multinomial(d**2 + 1e-12, 1, generator=g)]])
+        for _ in range(iterations):
+            assign = wh_iou(wh, centres).argmax(dim=1)  # (N,) nearest centre: largest IoU
+            total = torch.zeros(k, 2).index_add_(0, assign, wh)
+            count = torch.bincount(assign, minlength=k).unsqueeze(1)  # (k, 1)
+            # The mean of each cluster; an empty cluster keeps its centre.
+            new = torch.where(count > 0, total / count.clamp(min=1), centres)
+            if torch.allclose(new, centres):
+                break
+            centres = new
+        return centres[torch.argsort(centres.prod(dim=1))]
 
 
 # -- average precision --------------------------------------------------------------

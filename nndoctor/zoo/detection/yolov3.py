@@ -230,9 +230,8 @@ class YOLOv3(nn.Module):
         for head, p in zip(self.heads, (p8, p16, p32), strict=True):
             y = head(p)  # (B, A * (5 + C), H_s, W_s)
             b, _, h, w = y.shape
-            outputs.append(
-                y.view(b, a, 5 + c, h, w).permute(0, 1, 3, 4, 2)
-            )  # (B, A, H_s, W_s, 5+C)
+            y = y.view(b, a, 5 + c, h, w).permute(0, 1, 3, 4, 2)  # (B, A, H_s, W_s, 5 + C)
+            outputs.append(y)
         return outputs
 
 
