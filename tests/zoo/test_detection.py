@@ -305,9 +305,10 @@ def test_loss_falls_on_a_small_batch(subject: Subject) -> None:
 
 # -- full training (slow: left out of CI) ------------------------------------------------
 
-# Measured AP@0.5 on the validation split after the default steps: see the floors' note in
-# each test; the floors sit a little under the measured values.
-AP50_FLOOR = {"yolov3": 0.0, "efficientdet": 0.0}
+# AP@0.5 on the validation split after the default steps (seed 0, two CPU cores):
+# measured 0.939 (YOLOv3, 2000 steps, ~110 s) and 0.987 (EfficientDet-D0, 1200 steps,
+# ~100 s); the floors sit a little under.
+AP50_FLOOR = {"yolov3": 0.90, "efficientdet": 0.95}
 
 
 @pytest.mark.slow
