@@ -231,21 +231,26 @@ def match_detections(
     """COCO greedy matching within one image and class: is-true-positive (T, D) per threshold.
 
     ``det_boxes`` (D, 4) must be sorted by decreasing score. Each detection takes
-    the unmatched ground truth with the highest IoU that is at least the threshold.
+    the unmatched ground truth with the highest IoU that is at least the threshold;
+    all thresholds are matched together, one detection at a time.
     """
-    tp = torch.zeros(len(iou_thresholds), len(det_boxes), dtype=torch.bool)
-    if len(det_boxes) == 0 or len(gt_boxes) == 0:
-        return tp
-    iou = box_iou(det_boxes, gt_boxes)  # (D, G)
-    for t, threshold in enumerate(iou_thresholds):
-        taken = torch.zeros(len(gt_boxes), dtype=torch.bool)
-        for d in range(len(det_boxes)):
-            candidates = torch.where(taken, -1.0, iou[d])
-            best = int(candidates.argmax())
-            if candidates[best] >= threshold:
-                taken[best] = True
-                tp[t, d] = True
-    return tp
+    n_t, n_d, n_g = len(iou_thresholds), len(det_boxes), len(gt_boxes)
+    tp = np.zeros((n_t, n_d), dtype=bool)
+    if n_d == 0 or n_g == 0:
+        return torch.from_numpy(tp)
+    iou = box_iou(det_boxes, gt_boxes).cpu().double().numpy()  # (D, G)
+    thresholds = np.asarray(iou_thresholds, dtype=np.float64)  # (T,)
+    rows = np.arange(n_t)
+    taken = np.zeros((n_t, n_g), dtype=bool)
+    for d in range(n_d):
+        if iou[d].max() < thresholds.min():
+            continue  # overlaps nothing enough at any threshold: a false positive
+        candidates = np.where(taken, -1.0, iou[d][None, :])  # (T, G)
+        best = candidates.argmax(axis=1)  # (T,)
+        hit = candidates[rows, best] >= thresholds
+        taken[rows[hit], best[hit]] = True
+        tp[:, d] = hit
+    return torch.from_numpy(tp)
 
 
 def evaluate_detections(

@@ -675,7 +675,7 @@ ENTRY = register_zoo(
     ZooEntry(
         name="efficientdet",
         family="detection",
-        learns="boxes and classes of squares, discs and triangles with a BiFPN (EfficientDet-D0-style)",
+        learns="boxes and classes of rectangles, ellipses, triangles via a BiFPN (EfficientDet-D0-style)",
         build=build,
         train=train,
         default_steps=DEFAULT_STEPS,

@@ -473,7 +473,7 @@ ENTRY = register_zoo(
     ZooEntry(
         name="yolov3",
         family="detection",
-        learns="boxes and classes of squares, discs and triangles at 3 scales (YOLOv3-style)",
+        learns="boxes and classes of rectangles, ellipses, triangles at 3 scales (YOLOv3-style)",
         build=build,
         train=train,
         default_steps=DEFAULT_STEPS,
