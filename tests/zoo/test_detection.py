@@ -136,8 +136,12 @@ def test_compound_scaling_table_grows_with_phi() -> None:
     assert d1.bifpn_width > d0.bifpn_width and d1.bifpn_depth == d0.bifpn_depth + 1
     assert d1.resolution > d0.resolution and d1.depth_coefficient > d0.depth_coefficient
     n0 = sum(p.numel() for p in efficientdet.EfficientDet(d0).parameters())
-    n1 = sum(p.numel() for p in efficientdet.EfficientDet(d1).parameters())
-    assert n1 > n0
+    model = efficientdet.EfficientDet(d1).eval()
+    assert sum(p.numel() for p in model.parameters()) > n0
+    with torch.no_grad():  # D1 runs at its own resolution, 80: levels 20, 10 and 5 wide
+        class_logits, box_deltas = model(torch.zeros(1, 3, d1.resolution, d1.resolution))
+    assert [c.shape[1] for c in class_logits] == [n * n * d1.num_anchors for n in (20, 10, 5)]
+    assert sum(b.shape[1] for b in box_deltas) == model.anchors.shape[0]
 
 
 def test_focal_loss_against_hand_computation() -> None:
