@@ -1,7 +1,7 @@
 """Learning to count (Noroozi et al. 2017) on procedural scenes: a plain training script.
 
-Each item of the dataset is a scene x, downsampled (D x), cut into its four
-quadrant tiles (T_j x), and another scene y (downsampled). The count vector of
+Each item of the dataset is a 64 px scene x, downsampled (D x), cut into its
+four 32 px quadrant tiles (T_j x), and another scene y (downsampled). The count vector of
 the whole must equal the sum of the tiles' counts, and differ from the counts
 of the other scene by a margin. The model, the transforms and the loss come
 from ``nndoctor.zoo.ssl.counting``; the loop below is ordinary PyTorch.
@@ -22,6 +22,8 @@ from nndoctor.subject import move_to
 from nndoctor.zoo.data import make_scenes
 from nndoctor.zoo.ssl.counting import (
     DEFAULT_STEPS,
+    IMAGES_PER_BATCH,
+    SCENE_SIZE,
     CountingNet,
     counting_loss,
     downsample,
@@ -47,7 +49,7 @@ class CountingPairs(Dataset):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=IMAGES_PER_BATCH)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--scenes", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
@@ -56,7 +58,8 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    images, _ = make_scenes(args.scenes, seed=args.seed)  # object labels unused: self-supervised
+    # 64 px scenes: the downsampled whole and each quadrant tile are 32 px.
+    images, _ = make_scenes(args.scenes, seed=args.seed, size=SCENE_SIZE)  # labels unused
     loader = DataLoader(CountingPairs(images), batch_size=args.batch_size, shuffle=True)
 
     model = CountingNet().to(device)

@@ -1,14 +1,19 @@
 """Procedural scenes for the self-supervised zoo: seeded, deterministic, no downloads.
 
-Every scene has a *canonical orientation* — a sky gradient above, a textured
-ground below, a horizon between them — and one object resting on the ground.
+Every scene has a *canonical orientation*: one upright object, lit from above,
+resting on the ground with its shadow beneath. Outdoor scenes show a sky
+gradient above, a textured ground below and a horizon between them; close-ups
+(half the scenes) show the object larger on a plain backdrop, so that knowing
+"up" or placing parts also needs the object, not only the horizon.
 The object's class (its shape) is the label the linear probe predicts:
 
     0 box   1 ball   2 pyramid   3 tower   4 tree   5 house
 
-Colour is only a weak cue for the class: each class has a preferred hue, but
-with probability ``RANDOM_HUE_P`` the hue is drawn uniformly, so a probe must
-read shape, not colour. Sun, clouds, the ground's material and texture, and the
+The object's colour is drawn independently of its class (only the tree's brown
+trunk is class-specific), so a probe must read shape, not colour — with a
+colour cue, features that merely keep colour (a random trunk's) would score
+well. ``SceneConfig.class_hue_p`` restores a class-preferred hue if wanted.
+Sun, clouds, the ground's material and texture, and the
 object's size and place vary per scene, so the pretext tasks have something to
 learn (rotation and relative position from the sky/ground layout, jigsaw from
 continuity, colorization from the materials, counting from additive parts).
@@ -40,21 +45,24 @@ from torch import Tensor
 CLASS_NAMES = ("box", "ball", "pyramid", "tower", "tree", "house")
 NUM_CLASSES = len(CLASS_NAMES)
 
-# Preferred object hue per class (HSV hue in [0, 1)); the tree's canopy is green.
+# Preferred object hue per class (HSV hue in [0, 1)), used with probability
+# SceneConfig.class_hue_p (0 by default: colour says nothing about the class).
 CLASS_HUES = (0.0, 0.15, 0.6, 0.8, 0.33, 0.07)
 CLASS_HUE_JITTER = 0.08
-# With this probability the object's hue ignores its class (colour is a weak cue).
-RANDOM_HUE_P = 0.5
 
 # Per-channel statistics of unit-range RGB scenes (seed 0, 20 000 scenes, 32×32),
 # used to standardise every scene; recomputed by ``measure_channel_stats``.
-SCENE_MEAN = (0.4845, 0.5286, 0.5325)
-SCENE_STD = (0.1858, 0.1690, 0.2561)
+SCENE_MEAN = (0.4931, 0.5169, 0.5194)
+SCENE_STD = (0.1773, 0.1707, 0.2172)
 
 DEFAULT_SIZE = 32
+CLOSE_UP_SCALE = 1.35  # objects in close-ups are this much larger
 SUPERSAMPLE = 2  # render at 2× and average-pool: smooth edges, no aliasing shortcuts
 CHUNK = 256  # scenes rendered at once (bounds the memory of the 2× canvases)
 PIXEL_NOISE = 0.015  # sensor noise, std in unit RGB
+# The pixel noise comes from its own generator (seeded seed + NOISE_SEED_OFFSET), so the
+# scene parameters drawn for a seed do not depend on the image size.
+NOISE_SEED_OFFSET = 2**32
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,8 @@ class SceneConfig:
     object_size: tuple[float, float] = (0.26, 0.44)  # object height scale
     sun_p: float = 0.6
     clouds_max: int = 2
+    class_hue_p: float = 0.0  # probability that the object takes its class's preferred hue
+    studio_p: float = 0.5  # probability of a close-up on a plain backdrop (no sky, no ground)
 
 
 # -- colour helpers --------------------------------------------------------------
@@ -169,11 +179,24 @@ def _render_chunk(n: int, cfg: SceneConfig, g: torch.Generator) -> tuple[Tensor,
     ground = (yy >= horizon).float()
     canvas = _paint(canvas, ground, ground_rgb.expand(full) * shade)
 
+    # Close-ups (probability studio_p): a plain backdrop with a symmetric vignette fills
+    # the frame, so only the object itself — upright, lit from above, its shadow
+    # beneath — shows which way is up and how its parts are arranged.
+    studio = col((torch.rand(n, generator=g) < cfg.studio_p).float())
+    backdrop = hsv_to_rgb(
+        torch.rand(n, generator=g), _uniform(g, n, 0.05, 0.35), _uniform(g, n, 0.4, 0.9)
+    ).view(n, 3, 1, 1)
+    vignette = 1 - 0.6 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2)  # [1, 1, S, S]
+    canvas = _paint(canvas, studio.expand(n, 1, side, side), backdrop.expand(full) * vignette)
+
     # The object rests on the ground: its base on a row below the horizon; nearer
-    # objects (lower base) are drawn larger, as in perspective.
-    base = horizon + col(_uniform(g, n, 0.1, 0.85)) * (0.97 - horizon)
-    near = (base - horizon) / (1 - horizon)
+    # objects (lower base) are drawn larger, as in perspective. Close-ups show it larger.
+    outdoor_base = horizon + col(_uniform(g, n, 0.1, 0.85)) * (0.97 - horizon)
+    studio_base = col(_uniform(g, n, 0.75, 0.95))
+    base = torch.where(studio > 0, studio_base, outdoor_base)
+    near = torch.where(studio > 0, torch.ones_like(base), (base - horizon) / (1 - horizon))
     s = col(_uniform(g, n, *cfg.object_size)) * (0.7 + 0.45 * near)
+    s = s * torch.where(studio > 0, CLOSE_UP_SCALE, 1.0)
     cx = col(_uniform(g, n, 0.22, 0.78))
     top = base - s
     dx, rel = (xx - cx).abs(), (yy - top) / s  # rel: 0 at the object's top, 1 at its base
@@ -198,10 +221,10 @@ def _render_chunk(n: int, cfg: SceneConfig, g: torch.Generator) -> tuple[Tensor,
     for k, name in enumerate(CLASS_NAMES):
         shape |= masks[name] & (labels == k).view(n, 1, 1, 1)
 
-    # Object colour: the class hue (jittered), or with RANDOM_HUE_P a random hue.
+    # Object colour: a random hue, or with class_hue_p the class's hue (jittered).
     class_hue = torch.tensor(CLASS_HUES)[labels] + _uniform(g, n, -1, 1) * CLASS_HUE_JITTER
-    random_hue = torch.rand(n, generator=g) < RANDOM_HUE_P
-    hue = torch.where(random_hue, torch.rand(n, generator=g), class_hue) % 1.0
+    use_class_hue = torch.rand(n, generator=g) < cfg.class_hue_p
+    hue = torch.where(use_class_hue, class_hue, torch.rand(n, generator=g)) % 1.0
     obj_rgb = hsv_to_rgb(hue, _uniform(g, n, 0.55, 0.95), _uniform(g, n, 0.5, 0.95))
     # Lit from above: the top of the object is brighter than its base.
     light = 1.15 - 0.35 * rel.clamp(0, 1)
@@ -223,16 +246,18 @@ def render_scenes(
 ) -> tuple[Tensor, Tensor]:
     """``n`` scenes as unit-range RGB [n, 3, size, size] and their object classes [n].
 
-    Deterministic: the same ``seed`` and ``config`` give bit-identical images.
+    Deterministic: the same ``seed`` and ``config`` give bit-identical images, and
+    the same scenes (labels, layout) at every ``size``.
     """
     cfg = config or SceneConfig()
     g = torch.Generator().manual_seed(seed)
+    noise = torch.Generator().manual_seed(seed + NOISE_SEED_OFFSET)
     images, labels = [], []
     for start in range(0, n, CHUNK):
         m = min(CHUNK, n - start)
         hi, lab = _render_chunk(m, cfg, g)
         img = F.avg_pool2d(hi, SUPERSAMPLE)  # [m, 3, S, S] → [m, 3, size, size]
-        img = img + PIXEL_NOISE * torch.randn(img.shape, generator=g)
+        img = img + PIXEL_NOISE * torch.randn(img.shape, generator=noise)
         images.append(img.clamp(0, 1))
         labels.append(lab)
     if not images:

@@ -24,6 +24,15 @@ def test_a_larger_set_starts_with_the_smaller_one() -> None:
     assert torch.equal(small, large[: data.CHUNK]) and torch.equal(ls, ll[: data.CHUNK])
 
 
+def test_the_same_seed_gives_the_same_scenes_at_every_size() -> None:
+    _, labels32 = data.make_scenes(40, seed=5, size=32)
+    x64, labels64 = data.make_scenes(40, seed=5, size=64)
+    assert torch.equal(labels32, labels64)
+    small = torch.nn.functional.avg_pool2d(data.to_unit_rgb(x64), 2)
+    big = data.to_unit_rgb(data.make_scenes(40, seed=5, size=32)[0])
+    assert (small - big).abs().mean() < 0.05  # the same layout, up to noise and aliasing
+
+
 def test_shapes_dtypes_and_labels() -> None:
     x, y = data.make_scenes(300, seed=0)
     assert x.shape == (300, 3, 32, 32) and x.dtype == torch.float32

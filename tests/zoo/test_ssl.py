@@ -247,7 +247,7 @@ def test_jigsaw_tiles_are_shuffled_by_the_labelled_permutation() -> None:
 
 def test_jigsaw_tiles_come_from_their_grid_cells_and_are_mean_free() -> None:
     img = coordinate_image()
-    raw = jigsaw.cut_tiles(img, torch.Generator().manual_seed(1), normalise=False)
+    raw = jigsaw.cut_tiles(img, torch.Generator().manual_seed(1))
     slack = 32 - 3 * jigsaw.CELL + jigsaw.CELL - jigsaw.TILE  # grid offset + place in cell
     for k in range(9):
         r, c = divmod(k, 3)
@@ -257,7 +257,7 @@ def test_jigsaw_tiles_come_from_their_grid_cells_and_are_mean_free() -> None:
     # Between neighbours in a row there is a gap of random width (0 to 2·(CELL − TILE) px).
     gaps = raw[:, 1, 1, 0, 0] - raw[:, 0, 1, 0, 0] - jigsaw.TILE
     assert gaps.min() >= 0 and gaps.max() <= 2 * (jigsaw.CELL - jigsaw.TILE)
-    tiles = jigsaw.cut_tiles(img, torch.Generator().manual_seed(1))
+    tiles = jigsaw.cut_tiles(img, torch.Generator().manual_seed(1), normalise=True)
     assert tiles.mean(dim=(3, 4)).abs().max() < 1e-4
 
 
@@ -427,11 +427,14 @@ def test_subject_learns(name: str) -> None:
 
 @pytest.mark.slow
 def test_every_ssl_trunk_beats_random_init_in_the_linear_probe() -> None:
+    # Compared from conv2 on: a probe on conv1 (one 3×3 layer on pixels) reads the pixels'
+    # colour layout about as well from random filters as from any trained ones.
     probe = importlib.import_module("nndoctor.zoo.ssl.probe")
     rows = probe.linear_probe_table()
     by_trunk = {r["trunk"]: r for r in rows}
-    random_best = max(by_trunk["random"][d] for d in probe.DEPTHS)
+    depths = probe.DEPTHS[1:]
+    random_best = max(by_trunk["random"][d] for d in depths)
     for name in SSL_NAMES:
-        best = max(by_trunk[name][d] for d in probe.DEPTHS)
+        best = max(by_trunk[name][d] for d in depths)
         assert best > random_best, (name, best, random_best)
-    assert max(by_trunk["supervised"][d] for d in probe.DEPTHS) > random_best
+    assert max(by_trunk["supervised"][d] for d in depths) > random_best + 0.2

@@ -15,8 +15,8 @@ the same size), the equivariance term asks
 
 φ ends in a ReLU (counts are non-negative). The all-zero solution scores
 exactly M, so a loss below M means φ counts something. The paper uses
-AlexNet, 1000 counts and M = 10 on 114 px tiles; here the trunk on 16 px
-tiles, ``NUM_COUNTS`` counts and ``MARGIN``.
+AlexNet, 1000 counts and M = 10 on 114 px tiles; here the trunk on 32 px
+tiles of 64 px scenes, ``NUM_COUNTS`` counts and ``MARGIN``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from nndoctor.subject import OptimizerSpec, Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
-    BATCH_SIZE,
     LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
@@ -44,6 +43,10 @@ from nndoctor.zoo.ssl._common import (
 NUM_COUNTS = 32  # dimension of the count vector φ(x)
 MARGIN = 10.0  # M, as in the paper
 TILES_PER_SIDE = 2  # 2×2 tiles; D downsamples by the same factor
+# Scenes are rendered at 64 px, so D∘x and every tile are 32 px: the trunk learns on
+# inputs of the size it is probed at (the same scenes, since they are size-independent).
+SCENE_SIZE = 64
+IMAGES_PER_BATCH = 32  # × 6 inputs (whole, 4 tiles, other) of 32×32 per step
 DEFAULT_STEPS = 300
 
 
@@ -110,10 +113,10 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     """A fresh counting subject; batches are dicts of the downsampled whole, tiles and another image."""
     torch.manual_seed(seed)
     model = CountingNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
+    pool = ScenePool(seed, pool_size or POOL_SIZE, size=SCENE_SIZE)
     return Subject(
         model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
+        batches=lambda: PretextBatches(pool, make_batch, IMAGES_PER_BATCH, seed, device),
         loss_fn=counting_loss,
         optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
         task=Task("custom"),

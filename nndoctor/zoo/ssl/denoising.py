@@ -36,7 +36,7 @@ from nndoctor.zoo.ssl._common import (
 
 MASKING_FRACTION = 0.3  # ν: fraction of pixels destroyed
 DECODER_WIDTHS = (64, 32, 16)  # channels after each ×2 upsampling: 8×8, 16×16, 32×32
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 600  # its features keep improving for longer than the others'
 
 
 # -- pretext transform ---------------------------------------------------------------------
