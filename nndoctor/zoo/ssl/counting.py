@@ -124,18 +124,20 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     )
 
 
-def _equivariance_error(model: nn.Module, batch: Any) -> float:
-    """Relative equivariance error |φ(D∘x) − Σφ(Tⱼ∘x)| / |φ(D∘x)| (0 is perfect counting)."""
-    whole = model(batch["image"])
+def _equivariance_ratio(model: nn.Module, batch: Any) -> float:
+    """E|φ(D∘x) − Σⱼφ(Tⱼ∘x)|² / E|φ(D∘y) − Σⱼφ(Tⱼ∘x)|²: how much closer the tile sum is to
+    its own image's counts than to another image's (≪ 1 when φ counts; 1 if it does not)."""
     tiles = batch["tiles"]
     summed = model(tiles.flatten(0, 1)).view(*tiles.shape[:2], -1).sum(dim=1)
-    return ((whole - summed).norm(dim=1) / whole.norm(dim=1).clamp(min=1e-6)).mean().item()
+    own = ((model(batch["image"]) - summed) ** 2).sum(dim=1).mean()
+    other = ((model(batch["other"]) - summed) ** 2).sum(dim=1).mean()
+    return (own / other.clamp(min=1e-12)).item()
 
 
 def train(
     steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
 ) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, seconds and the relative equivariance error.
+    """Train from scratch; returns loss_start, loss_end, seconds and the equivariance ratio.
 
     No chance level is defined; the collapsed solution φ ≡ 0 scores ``MARGIN``.
     """
@@ -146,8 +148,8 @@ def train(
         seed,
         progress,
         chance=None,
-        metric=_equivariance_error,
-        metric_name="equivariance_error",
+        metric=_equivariance_ratio,
+        metric_name="equivariance_ratio",
     )
     result["collapsed_loss"] = MARGIN
     return result
