@@ -28,7 +28,6 @@ objects span 8 to 30 pixels, the range the paper's P3-P7 covers at 512 pixels.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.zoo.detection._training import train_and_evaluate
 from nndoctor.zoo.detection.boxes import (
     MAX_DETECTIONS,
     Detections,
@@ -636,39 +636,14 @@ def train(
     ``ap50``, ``ap``, ``ap75``, ``steps``, ``seconds`` (wall clock, training and
     evaluation) and ``cpu_seconds`` (CPU time of this process over the same span).
     """
-    start, cpu_start = time.perf_counter(), time.process_time()
     steps = DEFAULT_STEPS if steps is None else steps
-    subject = build(seed, device)
-    model = subject.model
-    assert subject.optimizer is not None
-    optimizer = subject.optimizer.build(model)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps))
-    losses: list[float] = []
-    model.train()
-    while len(losses) < steps:
-        for images, targets in subject.iter_batches():
-            loss = subject.compute_loss(model, (images.to(device), targets.to(device)))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            if progress is not None:
-                progress(len(losses), steps, losses[-1])
-            if len(losses) >= steps:
-                break
-    metrics = evaluate(model, ShapesDetection("val", seed=seed, config=shapes_config(model.cfg)))
-    tail = losses[-20:]
-    return {
-        "loss_start": losses[0] if losses else math.nan,
-        "loss_end": sum(tail) / len(tail) if tail else math.nan,
-        "ap50": metrics["ap50"],
-        "ap": metrics["ap"],
-        "ap75": metrics.get("ap75"),
-        "steps": len(losses),
-        "seconds": time.perf_counter() - start,
-        "cpu_seconds": time.process_time() - cpu_start,
-    }
+    return train_and_evaluate(
+        build(seed, device),
+        steps,
+        device,
+        progress,
+        lambda m: evaluate(m, ShapesDetection("val", seed=seed, config=shapes_config(m.cfg))),
+    )
 
 
 ENTRY = register_zoo(
