@@ -65,6 +65,40 @@ def test_correct_custom_layers_pass_the_gradient_check() -> None:
     assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
 
 
+class ShiftedByAKink(nn.Module):
+    """Correct, but its parameters sit 3e-8 from ReLU's kink: a finite-difference step of
+    1e-7 crosses it along almost every direction, as deep ReLU/max-pool trunks do now and then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offset = nn.Parameter(torch.full((16,), 3e-8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.relu(self.offset)
+
+
+class NetNearAKink(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(10, 16)
+        self.shift = ShiftedByAKink()
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.shift(self.fc1(x)))
+
+
+@pytest.mark.silent("custom-layer-gradient")
+def test_a_kink_crossed_by_the_finite_difference_is_not_a_wrong_gradient() -> None:
+    x, y = blobs()
+    model = NetNearAKink()
+    report = run(select=["custom-layer-gradient"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("custom-layer-gradient") == []
+    assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
+
+
 class MixesBatch(nn.Module):
     """The bug: a reshape that folds the batch axis into the features."""
 
