@@ -111,6 +111,7 @@ class Thresholds:
     lr_range_min: float = 1e-6
     lr_range_max: float = 10.0
     lr_outside_factor: float = 10.0  # the user's rate this far outside the proposed range
+    lr_above_minimum_factor: float = 3.0  # ... or this far above the rate of the lowest loss (the loss rises there)
     lr_range_divergence: float = 4.0  # the range test stops when the loss exceeds this times its best
     lr_range_min_fall: float = 0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
 

@@ -201,6 +201,24 @@ def test_common_rates_lie_in_the_proposed_range(kwargs: Any) -> None:
     assert result.status.value == "passed" and "proposed range" in result.detail
 
 
+@pytest.mark.silent("learning-rate-out-of-range")
+def test_a_rate_between_the_cautious_upper_end_and_the_lowest_loss_is_not_called_out() -> None:
+    # The proposed upper end is a tenth of the rate of the lowest loss, but rates up to
+    # about that minimum train well: SGD(0.5, momentum=0.9) fits this classifier in ten
+    # steps, while 0.7 diverges (next test).
+    report = run(select=[LR_RANGE], **sgd(0.5, momentum=0.9))
+    assert report.by_check(LR_RANGE) == []
+    assert "above it, but within 3x of the rate of the lowest loss" in report.result(LR_RANGE).detail
+
+
+@pytest.mark.fires("learning-rate-out-of-range")
+def test_a_rate_at_which_the_range_test_diverged_is_too_high() -> None:
+    (finding,) = run(select=[LR_RANGE], **sgd(0.7, momentum=0.9)).by_check(LR_RANGE)
+    ev = finding.evidence
+    assert ev["direction"] == "too high"
+    assert ev["diverged_at_lr"] is not None and ev["diverged_at_lr"] <= 0.7
+
+
 def test_the_range_test_is_deterministic() -> None:
     first = run(select=[LR_RANGE], **sgd(5.0)).by_check(LR_RANGE)[0].evidence
     second = run(select=[LR_RANGE], **sgd(5.0)).by_check(LR_RANGE)[0].evidence

@@ -472,8 +472,12 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         tenth of the rate at the minimum (fastai's margin below the point where the
         loss turns up); the rate of steepest descent is given as a point estimate. A
         warning when the user's rate is more than ``lr_outside_factor`` (10) times
-        above or below that range; an open end (the loss already falling at the
-        smallest rates, or never turning up at the largest) is never called out.
+        below that range, or too high: more than ``lr_above_minimum_factor`` (3)
+        times the rate of the lowest loss, where the swept loss is already rising
+        (the proposed upper end is a cautious tenth of that rate, and rates up to it
+        train well: Adam's common 1e-3 often sits there), or at or past the rate
+        where the test diverged. An open end (the loss already falling
+        at the smallest rates, or never turning up at the largest) is never called out.
         The user's rate is the largest the first parameter group runs at or is
         scheduled for (a scheduler's base rate, OneCycleLR's ``max_lr``).
 
@@ -537,7 +541,8 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         f"starting to fall at lr={_g(test.onset)}, falling fastest at lr={_g(test.steep)} and "
         f"lowest at lr={_g(test.minimum)}; it {end}. Proposed range: {proposed}. Loss by lr: {curve}."
     )
-    too_high = user_lr > t.lr_outside_factor * test.high and not test.high_open
+    past_divergence = test.diverged_at is not None and user_lr >= test.diverged_at
+    too_high = past_divergence or (user_lr > t.lr_above_minimum_factor * test.minimum and not test.high_open)
     too_low = user_lr < test.low / t.lr_outside_factor and not test.low_open
     if too_high or too_low:
         factor = user_lr / test.high if too_high else test.low / user_lr
@@ -547,15 +552,16 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
             + " it"
         )
     else:
-        inside = test.low <= user_lr <= test.high
-        ctx.note(
-            f"proposed range {proposed}; the user's lr={_g(user_lr)} is "
-            + (
-                "inside it"
-                if inside
-                else f"outside it by less than {_g(t.lr_outside_factor)}x or past an open end"
-            )
-        )
+        if test.low <= user_lr <= test.high:
+            where = "inside it"
+        elif user_lr > test.high and test.high_open:
+            where = "above it, past its open upper end (the loss never turned up at larger rates)"
+        elif user_lr > test.high:
+            where = (f"above it, but within {_g(t.lr_above_minimum_factor)}x of the rate of the lowest "
+                     f"loss ({_g(test.minimum)})")
+        else:
+            where = f"below it by less than {_g(t.lr_outside_factor)}x or past an open end"
+        ctx.note(f"proposed range {proposed}; the user's lr={_g(user_lr)} is {where}")
         return
     if too_high:
         ctx.finding(
