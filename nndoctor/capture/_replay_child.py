@@ -23,7 +23,7 @@ from torch import nn
 from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader
 
-from nndoctor.capture.replay import ReplayPlan, ReplayResult
+from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult
 from nndoctor.capture.runner import StopCapture, _redirect_saves
 from nndoctor.probes.recording import Recording
 from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorded_loss_terms
@@ -135,7 +135,7 @@ def main(plan_path: str, out_path: str) -> None:
         return original_backward(tensor, *args, **kwargs)
 
     def on_alarm(signum: int, frame: Any) -> None:
-        raise StopCapture("timeout")
+        raise StopCapture(TIMEOUT)
 
     handles = [
         module_mod.register_module_forward_pre_hook(replay.pre_forward),

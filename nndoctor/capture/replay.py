@@ -48,6 +48,13 @@ class ReplayResult:
     substituted: bool = False  # a DataLoader was found and substituted
     steps: int = 0
     terms: list[dict[str, Any]] | None = None  # "terms": each loss term's gradient contribution
+    timed_out: bool = False  # stopped by the time limit: what it holds is unfinished
+
+    def __post_init__(self) -> None:
+        self.timed_out = self.timed_out or self.error == TIMEOUT
+
+
+TIMEOUT = "timeout"  # the error of a replay stopped by its time limit
 
 
 def run_replay(plan: ReplayPlan) -> ReplayResult:
@@ -72,7 +79,9 @@ def run_replay(plan: ReplayPlan) -> ReplayResult:
                 timeout=plan.timeout + 30,
             )
         except subprocess.TimeoutExpired:
-            return ReplayResult(False, error=f"the replay did not finish within {plan.timeout + 30:.0f}s")
+            return ReplayResult(
+                False, error=f"the replay did not finish within {plan.timeout + 30:.0f}s", timed_out=True
+            )
         if not os.path.exists(out_path):
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
             return ReplayResult(False, error=f"the replay failed: {tail[0]}")

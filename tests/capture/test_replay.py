@@ -47,3 +47,12 @@ def test_trace_replay_finds_the_operation_and_line_of_a_nan(tmp_path: Path) -> N
     assert result.event["op"] == "log" and result.event["phase"] == "forward"
     assert result.event["file"] == str(path)
     assert "torch.log" in result.event["code"]
+
+
+def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT.replace("{guard}", ".clamp_min(1e-12)").replace(
+        "opt.zero_grad();", "import time; time.sleep(0.1); opt.zero_grad();"))
+    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=5.0))
+    assert result.timed_out and not result.ok
+    assert 0 < len(result.losses) < 150

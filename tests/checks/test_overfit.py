@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 from subjects import healthy_classifier, run
 from torch import nn
+
+from nndoctor.capture.replay import ReplayResult
+from nndoctor.checks.lab import Lab
+from nndoctor.engine import Selection, check_script
 
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
@@ -36,3 +43,31 @@ def test_a_learning_rate_of_zero_fits_only_with_the_fallback() -> None:
     assert finding.severity.value == "info"  # the optimiser checks carry the warning
     assert set(finding.reasons) == {27, 34, 36}
     assert finding.evidence["fallback_final_loss"] < 0.1
+
+
+def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A custom loss in plain torch: the overfit experiment must replay the script.
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+        torch.manual_seed(0)
+        x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
+        model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for epoch in range(100):
+            for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+                logits = model(xb)
+                loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
+                opt.zero_grad(); loss.backward(); opt.step()
+    """))
+    # Three steps of a slow replay, loss not yet down: unfinished, not a failure to fit.
+    cut = ReplayResult(False, losses=[0.7, 0.69, 0.69], error="timeout", substituted=True, steps=3)
+    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: cut)
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "skipped" and "time limit after 3 of" in result.detail

@@ -119,6 +119,10 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
+    if user.timed_out:
+        # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
+        ctx.skip(f"{lab.unavailable_reason}, and the script replay hit its time limit after "
+                 f"{len(user.losses)} of {t.overfit_steps} steps")
     if user.error and not user.losses:
         ctx.skip(f"{lab.unavailable_reason}, and re-running the script failed: {user.error}")
     if not user.substituted:
