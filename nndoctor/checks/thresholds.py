@@ -88,6 +88,7 @@ class Thresholds:
     shuffled_label_margin: float = 0.1  # real pairing must end this share below shuffled labels
     label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label
     label_noise_fraction: float = 0.15  # share of such samples that suggests label noise
+    label_noise_unstable_rise: float = 3.0  # a cross-fit copy whose loss rises this far is not evidence
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
     min_examples_per_class: int = 10

@@ -74,3 +74,14 @@ def test_a_third_of_flipped_labels_is_reported_as_label_noise() -> None:
     (finding,) = report.by_check("label-noise")
     assert finding.reasons == [6] and finding.evidence["share"] >= 0.15
     assert finding.evidence["flagged_samples"]
+
+
+@pytest.mark.silent("label-noise")
+def test_clean_labels_under_a_far_too_high_rate_are_not_called_noise() -> None:
+    # Adam at 0.5: the cross-fit copies are unstable and confidently wrong about clean labels.
+    x, y = blobs(n=512)
+    model = mlp()
+    report = run(select=["label-noise"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
+    assert report.by_check("label-noise") == []
+    assert "unstable" in report.result("label-noise").detail

@@ -256,7 +256,9 @@ def label_noise(ctx: CheckContext) -> None:
     What is measured:
         Cross-fitting on the captured batches: a copy trained on half predicts the other
         half and vice versa; the share of samples whose predicted class is another one
-        with probability above the confidence threshold.
+        with probability above the confidence threshold. Skipped when a copy's training
+        loss rises above ``label_noise_unstable_rise`` (3) times its start: an unstable
+        run is confidently wrong about clean labels too.
 
     How to fix:
         Look at the flagged samples (their indices are in the evidence), relabel or drop
@@ -284,7 +286,13 @@ def label_noise(ctx: CheckContext) -> None:
     offset = {0: 0, 1: sum(_n(subject, b) for b in halves[0])}
     for k in (0, 1):
         model = lab.fresh_model()
-        lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+        run = lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+        peak = max((x for x in run.losses if math.isfinite(x)), default=math.nan)
+        if run.diverged or not peak <= t.label_noise_unstable_rise * run.initial:
+            # An unstable copy (a far too high rate) is confidently wrong about clean labels too.
+            ctx.skip(f"the copy trained with the user's optimiser is unstable (loss {run.initial:.4g} rose to "
+                     f"{peak:.4g}): its confident mistakes say nothing about the labels (see loss-diverging, "
+                     "learning-rate-out-of-range)")
         model.eval()
         index = offset[1 - k]
         with torch.no_grad():
