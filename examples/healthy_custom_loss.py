@@ -5,7 +5,7 @@ Trains ``SpiralNet`` (a custom ``nn.Module`` MLP) on a seeded three-arm spiral
 2017) written from ``log_softmax`` and ``gather``, so nndoctor sees no recognised
 torch loss. Batches are cut by hand from a fresh permutation every epoch (no
 DataLoader); SGD with momentum, no scheduler; a top-level training loop with no
-``main()`` and no argparse.
+``main()`` and no argparse (``--seed N`` is read straight from ``sys.argv``).
 
 Healthy: nndoctor should report no warning and no error.
 
@@ -14,12 +14,14 @@ Healthy: nndoctor should report no warning and no error.
 """
 
 import math
+import sys
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-torch.manual_seed(0)
+seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
+torch.manual_seed(seed)
 
 # --- data: three interleaved spiral arms, 600 points per arm --------------------------
 per_class, classes = 600, 3
