@@ -411,6 +411,20 @@ def test_example_script_runs(
     assert math.isfinite(loss)
 
 
+def test_probe_table_shows_accuracy_per_depth_and_the_pretext_loss() -> None:
+    probe = importlib.import_module("nndoctor.zoo.ssl.probe")
+    accs = {d: 0.25 + 0.1 * i for i, d in enumerate(probe.DEPTHS)}
+    rows = [
+        {"trunk": "random", **accs, "steps": 0, "seconds": 0.0, "loss_start": None, "loss_end": None},
+        {"trunk": "rotation", **accs, "steps": 300, "seconds": 41.5, "loss_start": 1.386, "loss_end": 0.2},
+    ]
+    text = probe.format_table(rows)
+    header, _, random_line, rotation_line = text.splitlines()[:4]
+    assert all(d in header for d in probe.DEPTHS)
+    assert "25.0%" in random_line and random_line.rstrip().endswith("-")
+    assert "1.386 → 0.2" in rotation_line and "41.5" in rotation_line
+
+
 # -- full training (slow) -----------------------------------------------------------------------------
 
 
