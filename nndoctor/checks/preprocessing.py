@@ -18,7 +18,7 @@ from nndoctor.subject import default_inputs, default_targets
 # The normalisation nearly every pretrained vision model was trained with (ImageNet).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_SAMPLE_ITEMS = 64  # dataset items drawn per split
+_SAMPLE_ITEMS = 256  # dataset items drawn per split: means within ~0.09 std
 
 
 def _item_input(item: Any) -> torch.Tensor | None:
@@ -127,7 +127,10 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     )
 
 
-def _channel_stats(summaries: list[TensorSummary]) -> tuple[list[float], list[float]] | None:
+ChannelStats = tuple[list[float], list[float], int]  # per-channel mean, per-channel std, samples
+
+
+def _channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
     rows = [s for s in summaries if s.channel_mean is not None and s.channel_std is not None]
     if not rows:
         return None
@@ -135,7 +138,7 @@ def _channel_stats(summaries: list[TensorSummary]) -> tuple[list[float], list[fl
     rows = [r for r in rows if len(r.channel_mean or []) == c]
     mean = [sum((r.channel_mean or [])[i] for r in rows) / len(rows) for i in range(c)]
     std = [sum((r.channel_std or [])[i] for r in rows) / len(rows) for i in range(c)]
-    return mean, std
+    return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)
 
 
 @register_check(id="pretrained-normalization-mismatch", reasons=(14,), severity="warning")
@@ -175,7 +178,7 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     stats = _channel_stats(inputs)
     if stats is None or len(stats[0]) != 3:
         ctx.skip("the inputs are not 3-channel images")
-    mean, std = stats
+    mean, std, _ = stats
     tol = ctx.thresholds.pretrained_stat_tolerance
     ctx.note("channel mean " + ", ".join(f"{m:.2f}" for m in mean) + "; std " + ", ".join(f"{s:.2f}" for s in std))
     off_mean = max(abs(m) for m in mean)
@@ -205,8 +208,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
 
     What is measured:
         Per-channel statistics of the inputs of evaluation forwards (gradients off) and
-        of a sample of every other DataLoader's dataset, against the training inputs;
-        per-sample fingerprints of evaluation inputs found among training inputs.
+        of a sample of every other DataLoader's dataset, against the training inputs: a
+        warning when a channel's mean moves by more than ``split_mean_shift`` (0.5)
+        training stds and by more than ``split_noise_z`` (4) standard errors of the two
+        samples, or its std changes by more than ``split_std_ratio`` (2)×; per-sample
+        fingerprints of evaluation inputs found among training inputs.
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -264,10 +270,16 @@ def _near(sorted_values: list[float], v: float) -> bool:
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
-def _compare(ctx: CheckContext, what: str, against: str, train: tuple[list[float], list[float]],
-             other: tuple[list[float], list[float]]) -> int:
+def _compare(ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats) -> int:
     t = ctx.thresholds
-    shifts = [abs(m2 - m1) / max(s1, 1e-6) for m1, s1, m2 in zip(train[0], train[1], other[0], strict=True)]
+    n1, n2 = max(train[2], 1), max(other[2], 1)
+    # A channel's shift counts only beyond the sampling noise of two finite samples: the
+    # means of a few dozen items of a clustered dataset differ by half a std by chance.
+    shifts = [
+        abs(m2 - m1) / max(s1, 1e-6)
+        if abs(m2 - m1) > t.split_noise_z * math.sqrt(s1 * s1 / n1 + s2 * s2 / n2) else 0.0
+        for m1, s1, m2, s2 in zip(train[0], train[1], other[0], other[1], strict=True)
+    ]
     ratios = [max(s2, 1e-12) / max(s1, 1e-12) for s1, s2 in zip(train[1], other[1], strict=True)]
     shift = max(shifts)
     ratio = max(max(ratios), 1 / min(ratios))
@@ -297,7 +309,7 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
     if a is None or a.dim() < 2:
         return 0
     dims = [0, *range(2, a.dim())]
-    train_stats = (a.mean(dims).tolist(), a.std(dims).tolist())
+    train_stats = (a.mean(dims).tolist(), a.std(dims).tolist(), int(a.shape[0]))
     found = 0
     for info in ctx.recording.loaders:
         if info.index == train.index or info.index not in lab.datasets or not info.dataset_len:
@@ -309,7 +321,7 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
         if b is None or b.shape[1:] != a.shape[1:]:
             continue
         compared.append(f"dataset of loader {info.index} ({info.dataset})")
-        other = (b.mean(dims).tolist(), b.std(dims).tolist())
+        other = (b.mean(dims).tolist(), b.std(dims).tolist(), int(b.shape[0]))
         found += _compare(ctx, f"items of the {info.dataset} behind loader {info.index}",
                           "training items", train_stats, other)
     return found

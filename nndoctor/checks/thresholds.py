@@ -98,6 +98,7 @@ class Thresholds:
     pretrained_stat_tolerance: float = 0.5  # channel mean/std off the pretrained normalisation
     split_mean_shift: float = 0.5  # train/eval channel mean difference, in train std units
     split_std_ratio: float = 2.0
+    split_noise_z: float = 4.0  # ... and beyond this many standard errors of the two samples' means
     # --- hyperparameters and schedules (29, 31, 34, 36)
     max_weight_decay: float = 1.0
     max_adam_eps: float = 1e-2

@@ -128,3 +128,47 @@ def test_same_normalisation_and_disjoint_splits_pass(tmp_path: Path) -> None:
     report = _split(tmp_path, val="(X[500:] - mean) / std", labels="500:")
     assert report.by_check("split-preprocessing-differs") == []
     assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
+
+
+CLUSTER_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+g = torch.Generator().manual_seed({seed})
+centers = torch.randn(4, 16, generator=g) * 1.5
+y = torch.arange(2560) % 4
+X = centers[y] + torch.randn(2560, 16, generator=g)
+mean, std = X[:2048].mean(0), X[:2048].std(0)
+Xtr = (X[:2048] - mean) / std
+Xva = {val}
+train = DataLoader(TensorDataset(Xtr, y[:2048]), batch_size=64, shuffle=True)
+val = DataLoader(TensorDataset(Xva, y[2048:]), batch_size=256)
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for xb, yb in train:  # one epoch of 32 steps: no evaluation within the 20 observed
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+def _clusters(tmp_path: Path, val: str, seed: int) -> nndoctor.Report:
+    path = tmp_path / f"train_{seed}.py"
+    path.write_text(textwrap.dedent(CLUSTER_SCRIPT.format(val=val, seed=seed)))
+    return check_script(str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",)))
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+@pytest.mark.parametrize("seed", [0, 4, 5])
+def test_sampling_noise_of_a_clustered_dataset_is_not_a_split_difference(tmp_path: Path, seed: int) -> None:
+    # Four clusters 1.5 apart: the means of two samples of the splits differ by chance.
+    report = _clusters(tmp_path, "(X[2048:] - mean) / std", seed)
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "dataset of loader" in report.result("split-preprocessing-differs").detail
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_an_unnormalised_validation_dataset_is_found_without_an_evaluation_pass(tmp_path: Path) -> None:
+    report = _clusters(tmp_path, "X[2048:] * 3 + 2", 1)
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "loader 1" in finding.message
