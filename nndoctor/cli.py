@@ -94,6 +94,13 @@ def check(
         Optional[bool],
         typer.Option("--quick/--no-quick", help="Observations and the cheapest experiments only."),
     ] = None,
+    experiment_seconds: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Time for experiments on copies, most informative first; the rest are skipped "
+            "and say so [default: 40].",
+        ),
+    ] = None,
     select: Annotated[
         Optional[list[str]],
         typer.Option(help="Run only these checks (id or reason number); repeatable."),
@@ -157,7 +164,7 @@ def check(
     """Run SCRIPT for a few optimizer steps under observation, run the diagnostics, report.
 
     Settings come from [tool.nndoctor] in pyproject.toml (select, ignore, steps, timeout,
-    fail-on, quick, seed, thresholds); a flag given here replaces the value from the file.
+    fail-on, quick, experiment-seconds, seed, thresholds); a flag given here replaces the value from the file.
 
     Example: nndoctor check train.py --steps 20 -- --lr 0.1
     """
@@ -166,6 +173,7 @@ def check(
     from nndoctor.capture.runner import ScriptError
     from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
     from nndoctor.engine import (
+        DEFAULT_EXPERIMENT_SECONDS,
         DEFAULT_STEPS,
         DEFAULT_TIMEOUT,
         Selection,
@@ -195,6 +203,7 @@ def check(
             timeout=timeout,
             fail_on=fail_on,
             quick=quick,
+            experiment_seconds=experiment_seconds,
             seed=seed,
         )
         thresholds = DEFAULT_THRESHOLDS.with_changes(**settings.thresholds)
@@ -202,7 +211,14 @@ def check(
     except (config_mod.ConfigError, baseline_mod.BaselineError) as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
     gate = settings.fail_on or "error"
-    selection = Selection(settings.select or (), settings.ignore or (), bool(settings.quick))
+    if settings.experiment_seconds is not None and settings.experiment_seconds <= 0:
+        raise _fail("--experiment-seconds must be a positive number of seconds", EXIT_USAGE)
+    selection = Selection(
+        settings.select or (),
+        settings.ignore or (),
+        bool(settings.quick),
+        settings.experiment_seconds or DEFAULT_EXPERIMENT_SECONDS,
+    )
     console_format = output_format == "console"
     out = _console()
     notices = out if console_format else _console(stderr=True)

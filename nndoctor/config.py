@@ -14,6 +14,7 @@ Recognised keys (kebab-case, as TOML in ``pyproject.toml`` usually is)::
     timeout = 120
     fail-on = "error"                      # error | warning | never
     quick = false
+    experiment-seconds = 40                # time for experiments, most informative first
     seed = 0                               # torch, numpy and random, before the script runs
 
     [tool.nndoctor.thresholds]             # fields of nndoctor.Thresholds
@@ -44,6 +45,7 @@ _KEYS = {
     "timeout": "timeout",
     "fail-on": "fail_on",
     "quick": "quick",
+    "experiment-seconds": "experiment_seconds",
     "seed": "seed",
     "thresholds": "thresholds",
 }
@@ -64,6 +66,7 @@ class Config:
     timeout: float | None = None
     fail_on: str | None = None
     quick: bool | None = None
+    experiment_seconds: float | None = None
     seed: int | None = None
     thresholds: dict[str, Any] = field(default_factory=dict)
 
@@ -240,6 +243,7 @@ _CONVERT = {
     "timeout": _timeout,
     "fail_on": _fail_on,
     "quick": _quick,
+    "experiment_seconds": _timeout,
     "seed": _seed,
     "thresholds": _thresholds,
 }

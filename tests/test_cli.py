@@ -160,6 +160,22 @@ def test_a_script_that_never_stops_is_stopped_by_the_timeout(tmp_path: Path) -> 
     assert "timeout" in result.output
 
 
+def test_the_experiment_budget_skips_the_experiments_it_has_no_time_for(tmp_path: Path) -> None:
+    script = write(tmp_path, TINY_LOOP + """
+for step in range(100):
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+""")
+    report_path = tmp_path / "report.json"
+    result = check(script, "--experiment-seconds", "0.001", "--json", report_path)
+    checks = json.loads(report_path.read_text())["checks"]
+    spent = [c for c in checks if "experiment budget of 0s was spent" in (c["detail"] or "")]
+    assert result.exit_code in (0, 1) and spent
+    assert all(c["kind"] == "experiment" and c["status"] == "skipped" for c in spent)
+    assert check(script, "--experiment-seconds", "-1").exit_code == EXIT_USAGE
+
+
 def test_a_training_loop_that_hangs_after_some_steps_is_diagnosed(tmp_path: Path) -> None:
     # The timeout stops the script, the steps seen so far are still diagnosed.
     script = write(

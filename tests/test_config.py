@@ -42,6 +42,7 @@ def test_every_key_is_read_with_its_type() -> None:
             "timeout": 30,
             "fail-on": "warning",
             "quick": True,
+            "experiment-seconds": 10,
             "seed": 3,
             "thresholds": {"overfit_steps": 50, "chance_ratio_warning": 2},
         }
@@ -55,6 +56,7 @@ def test_every_key_is_read_with_its_type() -> None:
         True,
         3,
     )
+    assert config.experiment_seconds == 10.0
     # An integer is a fine float threshold (TOML writes 2 for 2.0) and becomes one.
     assert config.thresholds == {"overfit_steps": 50, "chance_ratio_warning": 2.0}
     assert isinstance(config.thresholds["chance_ratio_warning"], float)
@@ -69,6 +71,7 @@ def test_every_key_is_read_with_its_type() -> None:
         ({"steps": 0}, "steps: expected a whole number of steps of at least 1, got 0"),
         ({"steps": "20"}, "steps: expected a whole number of steps of at least 1, got '20'"),
         ({"timeout": -1}, "timeout: expected a positive number of seconds, got -1"),
+        ({"experiment-seconds": 0}, "experiment-seconds: expected a positive number of seconds, got 0"),
         ({"fail-on": "errors"}, "fail-on: expected one of error, warning, never, got 'errors'"),
         ({"quick": "yes"}, "quick: expected true or false, got 'yes'"),
         ({"select": ["no-such-check"]}, "select: unknown check id 'no-such-check'"),
