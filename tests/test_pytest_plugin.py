@@ -11,6 +11,8 @@ random state bit for bit.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -408,3 +410,11 @@ def test_assertions_leave_model_optimizer_and_rng_untouched(case: str) -> None:
         assert all(same_bits(t, state[n]) for n, t in opt_state[p].items())
     assert model.training
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_loading_the_plugin_does_not_import_torch() -> None:
+    # Every pytest run in an environment with nndoctor loads the plugin; torch is paid for
+    # only by tests that use it.
+    code = "import sys, nndoctor.pytest_plugin, nndoctor; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
