@@ -85,3 +85,16 @@ def test_clean_labels_under_a_far_too_high_rate_are_not_called_noise() -> None:
                  loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
     assert report.by_check("label-noise") == []
     assert "unstable" in report.result("label-noise").detail
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_model_that_learns_nothing_says_nothing_about_the_labels() -> None:
+    # Every ReLU dead from the start: neither pairing is learned, and that is no label bug.
+    x, y = blobs(n=512)
+    model = mlp()
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)
+    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("labels-not-connected") == []
+    assert "inconclusive" in report.result("labels-not-connected").detail

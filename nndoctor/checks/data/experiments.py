@@ -133,7 +133,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
     What is measured:
         Two copies from the initial weights trained on the same batches, one with the
         targets permuted within each batch; the final losses are compared. When both runs
-        memorise their batches the experiment is inconclusive and says so.
+        memorise their batches, or nothing is learned and the model cannot fit even a tiny
+        batch, the experiment is inconclusive and says so.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -177,6 +178,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
     ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; shuffled labels: "
              f"{perm_run.initial:.4g} → {perm_run.final:.4g}")
     if real.final <= (1 - t.shuffled_label_margin) * perm_run.final:
+        return
+    if real.final > (1 - t.shuffled_label_margin) * real.initial and not lab.fits(lab.overfit_user(t), t):
+        # A model that cannot even memorise a tiny batch (dead units, a zero rate) learns no
+        # pairing at all, and that says nothing about the labels.
+        ctx.note(ctx.detail + " — nothing was learned, and the model cannot fit a tiny batch either: "
+                 "inconclusive (see cannot-overfit-tiny-batch)")
         return
     if real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial:
         # Both pairings were memorised within the budget: a large model on a few samples
