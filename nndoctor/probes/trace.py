@@ -61,6 +61,18 @@ def _location_from_anomaly(node: Any) -> tuple[str | None, int | None, str | Non
     return None, None, None
 
 
+# Ops that allocate without initialising: whatever bits the memory held (NaN included)
+# are not a value the program computed, and the next op overwrites them.
+_UNINITIALISED = frozenset({
+    "empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided",
+    "resize_", "resize_as_",
+})
+
+
+def _op_name(func: Any) -> str:
+    return str(func.overloadpacket.__name__) if hasattr(func, "overloadpacket") else str(func)
+
+
 class _NonFiniteTracer(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -68,7 +80,7 @@ class _NonFiniteTracer(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if self.event is None and _has_nonfinite(out):
+        if self.event is None and _op_name(func) not in _UNINITIALISED and _has_nonfinite(out):
             inputs_finite = not _has_nonfinite((args, kwargs))
             node = torch._C._current_autograd_node()
             if node is not None:
@@ -79,7 +91,7 @@ class _NonFiniteTracer(TorchDispatchMode):
                 phase, node_name = "forward", None
             if inputs_finite or self.event is None:
                 self.event = OpEvent(
-                    op=str(func.overloadpacket.__name__) if hasattr(func, "overloadpacket") else str(func),
+                    op=_op_name(func),
                     phase=phase,
                     autograd_node=node_name,
                     file=file,
