@@ -93,10 +93,14 @@ def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | N
 
 
 def class_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts of integer class targets, without a data-dependent output size (no sync)."""
-    t = target.detach().reshape(-1).long().clamp(0, num_classes - 1)
+    """Counts of integer class targets, without a data-dependent output size (no sync).
+
+    Targets outside ``[0, num_classes)`` (``ignore_index``, usually -100) count for no class.
+    """
+    t = target.detach().reshape(-1).long()
+    valid = (t >= 0) & (t < num_classes)
     counts = torch.zeros(num_classes, device=target.device)
-    return counts.scatter_add_(0, t, torch.ones_like(t, dtype=counts.dtype))
+    return counts.scatter_add_(0, t.clamp(0, num_classes - 1), valid.to(counts.dtype))
 
 
 def sortedness(target: torch.Tensor) -> torch.Tensor:

@@ -52,3 +52,15 @@ def test_a_batch_of_nearly_the_whole_dataset() -> None:
     x, y = blobs(n=600)
     (finding,) = _check(["batch-too-large"], x, y, batch_size=512).by_check("batch-too-large")
     assert finding.reasons == [11] and finding.evidence["steps_per_epoch"] == 2
+
+
+@pytest.mark.silent("class-imbalance")
+def test_ignored_targets_are_not_counted_as_class_zero() -> None:
+    # Balanced classes, but most targets are ignore_index (-100), as for unlabelled pixels.
+    x, y = blobs(n=1024)
+    y = torch.where(torch.rand(1024, generator=torch.Generator().manual_seed(0)) < 0.8, -100, y)
+    model = mlp(classes=3)
+    report = run(select=["class-imbalance"], model=model, data=_loader(x, y),
+                 loss_fn=nn.CrossEntropyLoss(ignore_index=-100),
+                 optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("class-imbalance") == []

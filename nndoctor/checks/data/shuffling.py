@@ -67,10 +67,10 @@ def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
         if not t.finite:
             continue
         if t.class_counts is not None:
-            # Negative targets (ignore_index) are clamped into class 0 by the probe.
-            if t.min < 0:
-                continue
+            # Targets equal to ignore_index are in no class count.
             n = float(sum(t.class_counts))
+            if n == 0:
+                continue
             mixes.append(_Mix(s.step, list(t.class_counts), n, _samples(t.shape, n)))
         elif (
             call.fn in BINARY_LOSSES
