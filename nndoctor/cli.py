@@ -178,7 +178,6 @@ def check(
         DEFAULT_TIMEOUT,
         Selection,
         check_script,
-        preserved_rng,
     )
     from nndoctor.report import console as console_report
 
@@ -223,8 +222,7 @@ def check(
     out = _console()
     notices = out if console_format else _console(stderr=True)
     try:
-        # Seeded, so that an unseeded script is diagnosed the same way run after run.
-        with _progress(out, console_format) as status, preserved_rng(settings.seed or 0):
+        with _progress(out, console_format) as status:
             report = check_script(
                 str(script),
                 list(script_args or []),
@@ -234,6 +232,8 @@ def check(
                 selection=selection,
                 thresholds=thresholds,
                 progress=lambda cid: status.update(f"checking: {cid}"),
+                # Seeded, so that an unseeded script is diagnosed the same way run after run.
+                seed=settings.seed or 0,
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc

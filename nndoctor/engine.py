@@ -440,13 +440,35 @@ def check_script(
     selection: Selection = Selection(),
     thresholds: Thresholds | None = None,
     progress: Callable[[str], None] | None = None,
+    seed: int | None = 0,
 ) -> Report:
     """Run ``script`` under observation for ``steps`` optimizer steps, then diagnose it.
+
+    torch, numpy and ``random`` are seeded with ``seed`` before the script runs (None:
+    left as they are), so an unseeded script is diagnosed the same way every run; a
+    script that seeds itself wins. Their states are restored afterwards: the script
+    runs in this process, and the caller's random streams must not depend on it.
 
     Raises :class:`nndoctor.capture.runner.ScriptError` when the script cannot be run
     at all (missing file). A script that crashes, never steps or times out gives a
     Report with ``run.observed`` False and the reason.
     """
+    with preserved_rng(seed):
+        return _check_script(script, argv, steps=steps, timeout=timeout, device=device,
+                             selection=selection, thresholds=thresholds, progress=progress)
+
+
+def _check_script(
+    script: str,
+    argv: list[str] | None,
+    *,
+    steps: int,
+    timeout: float,
+    device: str | None,
+    selection: Selection,
+    thresholds: Thresholds | None,
+    progress: Callable[[str], None] | None,
+) -> Report:
     from nndoctor.capture.runner import run_script
     from nndoctor.capture.subject import captured_task, subject_from_capture
     from nndoctor.checks.crash import diagnose_crash

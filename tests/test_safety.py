@@ -92,16 +92,27 @@ def test_observed_script_state_is_bit_identical_to_a_plain_run(script: Path) -> 
     _same_optimizer(capture.optimizer, plain["optimizer"])
 
 
-def test_the_whole_check_leaves_rng_and_live_objects_as_the_script_left_them(script: Path) -> None:
+def test_the_whole_check_leaves_the_callers_rng_as_it_was(script: Path) -> None:
     steps = 12
-    _plain_run(script, steps)
-    plain_rng = torch.get_rng_state()
+    torch.manual_seed(1234)
+    np.random.seed(1234)
+    before = torch.get_rng_state()
     np_state = np.random.get_state()[1].copy()
     report = check_script(str(script), ["--steps", "1000"], steps=steps)
     assert report.run.observed and report.run.steps_observed == steps
-    # The experiments ran after the script stopped, on copies, under a forked RNG.
-    assert torch.equal(torch.get_rng_state(), plain_rng)
+    # The script (which seeds itself) and the experiments drew from the streams; the caller's
+    # streams are as they were before the check.
+    assert torch.equal(torch.get_rng_state(), before)
     assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+def test_an_unseeded_script_gets_the_same_findings_every_run(tmp_path: Path) -> None:
+    path = tmp_path / "unseeded.py"
+    path.write_text(SCRIPT.replace("torch.manual_seed(0)", ""))
+    first = check_script(str(path), ["--steps", "1000"], steps=8, seed=3).to_dict()
+    torch.manual_seed(99)  # the caller's state does not leak into the script
+    second = check_script(str(path), ["--steps", "1000"], steps=8, seed=3).to_dict()
+    assert [c["detail"] for c in first["checks"]] == [c["detail"] for c in second["checks"]]
 
 
 def test_api_check_leaves_model_optimizer_and_rng_untouched() -> None:
