@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import Subject, move_to
+from nndoctor.subject import OptimizerSpec, Subject, move_to
 from nndoctor.zoo.data import DEFAULT_SIZE, make_scenes
 
 # -- configuration --------------------------------------------------------------------
@@ -226,12 +226,65 @@ def uniform_ints(n: int, low: int, high: int, generator: torch.Generator | None)
     return torch.randint(low, high + 1, (n,), generator=generator)
 
 
+# -- subjects -------------------------------------------------------------------------
+
+
+def pretext_subject(
+    name: str,
+    model_class: Callable[[], nn.Module],
+    make_batch: MakeBatch,
+    batch_size: int,
+    pool: ScenePool,
+    seed: int,
+    device: str,
+    **fields: Any,
+) -> Subject:
+    """A fresh pretext subject: ``model_class()`` initialised from ``seed`` on ``device``,
+    a seeded stream of ``make_batch`` batches over ``pool``, Adam at ``LEARNING_RATE``.
+
+    ``fields`` are the rest of the :class:`Subject` (criterion or loss_fn, task, …).
+    """
+    torch.manual_seed(seed)
+    model = model_class().to(device)
+    return Subject(
+        model=model,
+        batches=lambda: PretextBatches(pool, make_batch, batch_size, seed, device),
+        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
+        name=name,
+        **fields,
+    )
+
+
+TrainFn = Callable[..., dict[str, Any]]
+
+
+def pretext_trainer(
+    build: Callable[[int, str], Subject], default_steps: int, **train_options: Any
+) -> TrainFn:
+    """The ``train(steps, device, seed, progress)`` of a family: build a fresh subject and
+    run :func:`train_subject` with ``train_options`` (chance, metric, metric_name)."""
+
+    def train(
+        steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
+    ) -> dict[str, Any]:
+        """Train from scratch; returns loss_start, loss_end, chance, seconds and the family's metric."""
+        return train_subject(build(seed, device), steps or default_steps, seed, progress, **train_options)
+
+    return train
+
+
 # -- training -------------------------------------------------------------------------
 
 
 def accuracy(logits: Tensor, labels: Tensor) -> float:
     """Top-1 accuracy; logits [N, C, ...], labels [N, ...]."""
     return (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+def batch_accuracy(model: nn.Module, batch: tuple[Tensor, Tensor]) -> float:
+    """Top-1 accuracy of ``model`` on an ``(inputs, labels)`` batch."""
+    inputs, labels = batch
+    return accuracy(model(inputs), labels)
 
 
 def train_subject(

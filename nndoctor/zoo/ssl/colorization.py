@@ -25,26 +25,23 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.data import make_scenes, to_unit_rgb
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    accuracy,
-    train_subject,
+    batch_accuracy,
+    pretext_subject,
+    pretext_trainer,
 )
 
 # -- CIE Lab ------------------------------------------------------------------------------
@@ -220,32 +217,15 @@ class ColorizationNet(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh colorization subject (per-pixel classification over Q ab bins, rebalanced)."""
-    torch.manual_seed(seed)
-    model = ColorizationNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.CrossEntropyLoss(weight=ab_class_weights().to(device)),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
+    return pretext_subject(
+        "colorization", ColorizationNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, criterion=nn.CrossEntropyLoss(weight=ab_class_weights().to(device)),
         task=Task.classification(NUM_AB_BINS),
-        name="colorization",
     )
 
 
-def _accuracy(model: nn.Module, batch: Any) -> float:
-    x, y = batch
-    return accuracy(model(x), y)
-
-
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance, seconds and per-pixel bin accuracy."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
-    )
+# Returns loss_start, loss_end, chance, seconds and the per-pixel bin accuracy on new batches.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=batch_accuracy)
 
 
 ENTRY = register_zoo(

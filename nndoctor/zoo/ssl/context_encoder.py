@@ -23,18 +23,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    train_subject,
+    pretext_subject,
+    pretext_trainer,
 )
 from nndoctor.zoo.ssl.denoising import Decoder
 
@@ -108,16 +106,9 @@ class ContextEncoder(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh context-encoder subject; batches are ``(masked image, centre)``, loss MSE."""
-    torch.manual_seed(seed)
-    model = ContextEncoder().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.MSELoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.reconstruction(),
-        name="context_encoder",
+    return pretext_subject(
+        "context_encoder", ContextEncoder, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, criterion=nn.MSELoss(), task=Task.reconstruction(),
     )
 
 
@@ -127,20 +118,8 @@ def _mean_fill_mse(model: nn.Module, batch: Any) -> float:
     return (centre**2).mean().item()
 
 
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, seconds and the mean-fill baseline MSE."""
-    subject = build(seed, device)
-    return train_subject(
-        subject,
-        steps or DEFAULT_STEPS,
-        seed,
-        progress,
-        chance=None,
-        metric=_mean_fill_mse,
-        metric_name="mean_fill_mse",
-    )
+# Returns loss_start, loss_end, seconds and the mean-fill baseline MSE to compare loss_end with.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=None, metric=_mean_fill_mse, metric_name="mean_fill_mse")
 
 
 ENTRY = register_zoo(

@@ -27,16 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
     ProgressFn,
     ScenePool,
+    pretext_subject,
     train_subject,
 )
 
@@ -111,16 +110,10 @@ def counting_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh counting subject; batches are dicts of the downsampled whole, tiles and another image."""
-    torch.manual_seed(seed)
-    model = CountingNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE, size=SCENE_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, IMAGES_PER_BATCH, seed, device),
-        loss_fn=counting_loss,
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task("custom"),
-        name="counting",
+    return pretext_subject(
+        "counting", CountingNet, make_batch, IMAGES_PER_BATCH,
+        ScenePool(seed, pool_size or POOL_SIZE, size=SCENE_SIZE), seed, device,
+        loss_fn=counting_loss, task=Task("custom"),
     )
 
 

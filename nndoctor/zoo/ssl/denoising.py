@@ -20,18 +20,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    train_subject,
+    pretext_subject,
+    pretext_trainer,
 )
 
 MASKING_FRACTION = 0.3  # ν: fraction of pixels destroyed
@@ -105,16 +103,9 @@ class DenoisingAutoencoder(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh denoising subject; batches are ``(corrupted, clean)`` and the loss is MSE."""
-    torch.manual_seed(seed)
-    model = DenoisingAutoencoder().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.MSELoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.reconstruction(),
-        name="denoising",
+    return pretext_subject(
+        "denoising", DenoisingAutoencoder, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, criterion=nn.MSELoss(), task=Task.reconstruction(),
     )
 
 
@@ -125,24 +116,10 @@ def _corrupted_mse(model: nn.Module, batch: Any) -> float:
     return ((model(noisy) - clean)[destroyed] ** 2).mean().item()
 
 
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, seconds and the MSE on destroyed pixels.
-
-    There is no chance level for a reconstruction; the scenes are standardised,
-    so predicting the mean (all zeros) scores an MSE of about 1.
-    """
-    subject = build(seed, device)
-    return train_subject(
-        subject,
-        steps or DEFAULT_STEPS,
-        seed,
-        progress,
-        chance=None,
-        metric=_corrupted_mse,
-        metric_name="mse_destroyed",
-    )
+# Returns loss_start, loss_end, seconds and the MSE on destroyed pixels. There is no chance
+# level for a reconstruction; the scenes are standardised, so predicting the mean (all zeros)
+# scores an MSE of about 1.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=None, metric=_corrupted_mse, metric_name="mse_destroyed")
 
 
 ENTRY = register_zoo(

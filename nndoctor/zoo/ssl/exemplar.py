@@ -17,25 +17,22 @@ colour jitter in unit RGB), so every batch holds fresh views.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.data import standardise, to_unit_rgb
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    accuracy,
-    train_subject,
+    batch_accuracy,
+    pretext_subject,
+    pretext_trainer,
 )
 
 NUM_SURROGATE_CLASSES = 128  # seed patches, one class each
@@ -140,34 +137,17 @@ class ExemplarNet(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh exemplar subject (``pool_size`` is ignored: the pool is the seed patches)."""
-    torch.manual_seed(seed)
-    model = ExemplarNet().to(device)
     # The seed patches and their surrogate class ids: ([N, 3, 32, 32], arange(N)).
-    pool = ScenePool(seed, NUM_SURROGATE_CLASSES, with_ids=True)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.classification(NUM_SURROGATE_CLASSES),
-        name="exemplar",
+    seeds = ScenePool(seed, NUM_SURROGATE_CLASSES, with_ids=True)
+    return pretext_subject(
+        "exemplar", ExemplarNet, make_batch, BATCH_SIZE, seeds, seed, device,
+        criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_SURROGATE_CLASSES),
         uses_augmentation=True,
     )
 
 
-def _accuracy(model: nn.Module, batch: Any) -> float:
-    x, y = batch
-    return accuracy(model(x), y)
-
-
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance, seconds and accuracy on new views."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
-    )
+# Returns loss_start, loss_end, chance, seconds and the accuracy on new views of the seeds.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=batch_accuracy)
 
 
 ENTRY = register_zoo(

@@ -30,26 +30,23 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    accuracy,
+    batch_accuracy,
     crop,
-    train_subject,
+    pretext_subject,
+    pretext_trainer,
     uniform_ints,
 )
 
@@ -178,32 +175,14 @@ class JigsawNet(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh jigsaw subject; batches are ``(tiles [B, 9, 3, 8, 8], permutation index)``."""
-    torch.manual_seed(seed)
-    model = JigsawNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.classification(NUM_PERMUTATIONS),
-        name="jigsaw",
+    return pretext_subject(
+        "jigsaw", JigsawNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_PERMUTATIONS),
     )
 
 
-def _accuracy(model: nn.Module, batch: Any) -> float:
-    x, y = batch
-    return accuracy(model(x), y)
-
-
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance, seconds and pretext accuracy."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
-    )
+# Returns loss_start, loss_end, chance, seconds and the pretext accuracy on new batches.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=batch_accuracy)
 
 
 ENTRY = register_zoo(

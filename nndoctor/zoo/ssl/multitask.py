@@ -21,20 +21,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.data import standardise, to_unit_rgb
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl import colorization, relative_position, rotation
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
     ProgressFn,
     ScenePool,
     evaluate,
+    pretext_subject,
     train_subject,
 )
 
@@ -122,18 +121,10 @@ def multitask_loss(model: nn.Module, batch: dict[str, Any]) -> Tensor:
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh multi-task subject; batches are dicts ``{task: (inputs, labels)}``."""
-    torch.manual_seed(seed)
-    model = MultiTaskNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        loss_fn=multitask_loss,
-        inputs=task_inputs,
-        targets=lambda batch: {task: batch[task][1] for task in TASKS},
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task("custom"),
-        name="multitask",
+    return pretext_subject(
+        "multitask", MultiTaskNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, loss_fn=multitask_loss, inputs=task_inputs,
+        targets=lambda batch: {task: batch[task][1] for task in TASKS}, task=Task("custom"),
     )
 
 

@@ -22,20 +22,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
     accuracy,
     crop,
     grid_origins,
-    train_subject,
+    pretext_subject,
+    pretext_trainer,
     uniform_ints,
 )
 
@@ -117,16 +115,10 @@ class RelativePositionNet(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh relative-position subject; batches are ``((centre, neighbour), label)``."""
-    torch.manual_seed(seed)
-    model = RelativePositionNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, PAIRS_PER_BATCH, seed, device),
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.classification(NUM_POSITIONS),
-        name="relative_position",
+    return pretext_subject(
+        "relative_position", RelativePositionNet, make_batch, PAIRS_PER_BATCH,
+        ScenePool(seed, pool_size or POOL_SIZE), seed, device,
+        criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_POSITIONS),
     )
 
 
@@ -135,14 +127,8 @@ def _accuracy(model: nn.Module, batch: Any) -> float:
     return accuracy(model(centre, neighbour), y)
 
 
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance, seconds and pretext accuracy."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
-    )
+# Returns loss_start, loss_end, chance, seconds and the pretext accuracy on new pairs.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=_accuracy)
 
 
 ENTRY = register_zoo(

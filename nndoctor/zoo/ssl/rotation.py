@@ -14,23 +14,20 @@ As in the paper, the four rotated copies of each image go into the same batch
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
-    LEARNING_RATE,
     POOL_SIZE,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    accuracy,
-    train_subject,
+    batch_accuracy,
+    pretext_subject,
+    pretext_trainer,
 )
 
 NUM_ROTATIONS = 4  # 0°, 90°, 180°, 270°
@@ -76,32 +73,14 @@ class RotationNet(PretextModel):
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh rotation subject: model initialised from ``seed``, batches from the seeded pool."""
-    torch.manual_seed(seed)
-    model = RotationNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, IMAGES_PER_BATCH, seed, device),
-        criterion=nn.CrossEntropyLoss(),
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task.classification(NUM_ROTATIONS),
-        name="rotation",
+    return pretext_subject(
+        "rotation", RotationNet, make_batch, IMAGES_PER_BATCH, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_ROTATIONS),
     )
 
 
-def _accuracy(model: nn.Module, batch: Any) -> float:
-    x, y = batch
-    return accuracy(model(x), y)
-
-
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance, seconds and pretext accuracy."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracy
-    )
+# Returns loss_start, loss_end, chance, seconds and the pretext accuracy on new batches.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=batch_accuracy)
 
 
 ENTRY = register_zoo(

@@ -26,21 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nndoctor.subject import OptimizerSpec, Subject, Task
+from nndoctor.subject import Subject, Task
 from nndoctor.zoo.data import make_scenes
 from nndoctor.zoo.registry import ZooEntry, register_zoo
 from nndoctor.zoo.ssl._common import (
     BATCH_SIZE,
-    LEARNING_RATE,
     POOL_SIZE,
     STAGES,
     WIDTHS,
     ConvTrunk,
-    PretextBatches,
     PretextModel,
-    ProgressFn,
     ScenePool,
-    train_subject,
+    pretext_subject,
+    pretext_trainer,
 )
 from nndoctor.zoo.ssl.colorization import (
     NUM_AB_BINS,
@@ -146,16 +144,9 @@ def split_brain_loss(model: nn.Module, batch: Any) -> Tensor:
 
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh split-brain subject; batches are ``((L, ab), (ab bins, L bins))``."""
-    torch.manual_seed(seed)
-    model = SplitBrainNet().to(device)
-    pool = ScenePool(seed, pool_size or POOL_SIZE)
-    return Subject(
-        model=model,
-        batches=lambda: PretextBatches(pool, make_batch, BATCH_SIZE, seed, device),
-        loss_fn=split_brain_loss,
-        optimizer=OptimizerSpec.of(torch.optim.Adam, lr=LEARNING_RATE),
-        task=Task("custom"),
-        name="split_brain",
+    return pretext_subject(
+        "split_brain", SplitBrainNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
+        seed, device, loss_fn=split_brain_loss, task=Task("custom"),
     )
 
 
@@ -168,14 +159,8 @@ def _accuracies(model: nn.Module, batch: Any) -> float:
     return ((acc_ab + acc_l) / 2).item()
 
 
-def train(
-    steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
-) -> dict[str, Any]:
-    """Train from scratch; returns loss_start, loss_end, chance (both halves), seconds, accuracy."""
-    subject = build(seed, device)
-    return train_subject(
-        subject, steps or DEFAULT_STEPS, seed, progress, chance=CHANCE, metric=_accuracies
-    )
+# Returns loss_start, loss_end, chance (both halves), seconds and the mean per-pixel bin accuracy.
+train = pretext_trainer(build, DEFAULT_STEPS, chance=CHANCE, metric=_accuracies)
 
 
 ENTRY = register_zoo(
