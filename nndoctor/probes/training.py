@@ -119,6 +119,9 @@ class TrainingProbe:
         self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
+        # Parameter snapshots for update norms, reused step after step: a fresh copy of
+        # every parameter per step costs an allocation (and, on the CPU, page faults).
+        self._snapshot: list[torch.Tensor] | None = None
         self._closed = False
 
     # -- life cycle --------------------------------------------------------------
@@ -238,6 +241,7 @@ class TrainingProbe:
         for p in self._in_flight:
             p.transfer.wait()
         self._drain()
+        self._snapshot = None
 
     # -- guards and patches --------------------------------------------------------
     def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -579,9 +583,22 @@ class TrainingProbe:
             pending.decoders.append(
                 lambda: rec.weight_norms.update(zip(w_names, pending.transfer.get(w_slot), strict=True))
             )
-            with torch.no_grad():
-                pending.snapshot = torch._foreach_mul([p.detach() for _, p in tracked], 1.0)
+            pending.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
             pending.snapshot_names = w_names
+
+    def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """A copy of ``params`` in buffers kept from the previous step when they still fit."""
+        buffers = self._snapshot
+        with torch.no_grad():
+            if buffers is not None and len(buffers) == len(params) and all(
+                b.shape == p.shape and b.dtype == p.dtype and b.device == p.device
+                for b, p in zip(buffers, params, strict=True)
+            ):
+                torch._foreach_copy_(buffers, params)
+            else:
+                buffers = [p.clone() for p in params]
+                self._snapshot = buffers
+        return buffers
 
     def _note_other_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Parameters of the model stepped by another optimizer are optimised too."""
@@ -607,8 +624,9 @@ class TrainingProbe:
         by_name = dict(self._params)
         with torch.no_grad():
             now = [by_name[n].detach() for n in pending.snapshot_names]
-            delta = torch._foreach_sub(now, pending.snapshot)
-            u_slot = pending.transfer.add(torch.stack(torch._foreach_norm(delta)).float())
+            # In place: the buffers then hold before - after, whose norms are the updates'.
+            torch._foreach_sub_(pending.snapshot, now)
+            u_slot = pending.transfer.add(torch.stack(torch._foreach_norm(pending.snapshot)).float())
         names = pending.snapshot_names
         rec = pending.record
         pending.decoders.append(
