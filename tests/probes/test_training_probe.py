@@ -62,6 +62,26 @@ def test_update_norm_matches_the_real_update() -> None:
     assert rec.steps[0].update_norms["0.weight"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_update_norms_stay_right_step_after_step() -> None:
+    # The snapshot buffers are reused from step to step: every step's norm is its own update's.
+    model = mlp()
+    x, y = blobs()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    expected = []
+    rec = Recording()
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(model)
+        for i in range(3):
+            before = model[2].weight.detach().clone()
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[32 * i : 32 * (i + 1)]), y[32 * i : 32 * (i + 1)]).backward()
+            opt.step()
+            expected.append(float((model[2].weight.detach() - before).norm()))
+    got = [s.update_norms["2.weight"] for s in rec.steps]
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert len({round(v, 6) for v in got}) == 3
+
+
 class TiedAndShared(nn.Module):
     """Tied weights, a module used twice, an in-place ReLU, a dict output, an LSTM."""
 
