@@ -34,6 +34,12 @@ class TensorSummary:
     channel_std: list[float] | None = None
 
     @property
+    def measured(self) -> bool:
+        """Whether statistics were recorded: float and uint8 tensors. Other integer
+        tensors (token ids, indices) carry only shape and dtype, and are never non-finite."""
+        return self.dtype.startswith(("float", "bfloat")) or self.dtype == "uint8"
+
+    @property
     def finite(self) -> bool:
         return all(math.isfinite(v) for v in (self.mean, self.std, self.min, self.max))
 
@@ -186,7 +192,7 @@ class Recording:
     def first_nonfinite(self) -> NonFiniteEvent | None:
         """The earliest step and phase at which anything non-finite was recorded."""
         for s in self.steps:
-            if s.inputs is not None and not s.inputs.finite:
+            if s.inputs is not None and s.inputs.measured and not s.inputs.finite:
                 return NonFiniteEvent(s.step, "input")
             for name, a in s.activations.items():
                 if not a.finite:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from subjects import blobs, healthy_classifier, mlp, run
+from subjects import batches, blobs, healthy_classifier, mlp, run
 from torch import nn
 
 
@@ -14,6 +14,18 @@ def test_no_nan_in_a_healthy_run() -> None:
     report = run(select=["non-finite-values"], **healthy_classifier())
     assert report.by_check("non-finite-values") == []
     assert "no non-finite value" in report.result("non-finite-values").detail
+
+
+@pytest.mark.silent("non-finite-values")
+def test_integer_token_inputs_are_not_taken_for_nan() -> None:
+    # Token ids carry no statistics (only shape and dtype): they cannot be non-finite.
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (256, 6))
+    labels = tokens[:, 0] % 3
+    model = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(48, 3))
+    report = run(select=["non-finite-values", "input-not-finite"], model=model, data=batches(tokens, labels),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.findings == []
 
 
 class LogOfRelu(nn.Module):

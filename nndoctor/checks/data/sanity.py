@@ -43,9 +43,7 @@ NORM_TYPES = (
 
 def has_stats(summary: TensorSummary | None) -> bool:
     """True when the probe recorded statistics for this input (float or uint8 tensors)."""
-    if summary is None:
-        return False
-    return summary.dtype.startswith(("float", "bfloat")) or summary.dtype == "uint8"
+    return summary is not None and summary.measured
 
 
 def input_steps(recording: Recording) -> list[StepRecord]:
