@@ -84,6 +84,12 @@ class OptimizerSpec:
         for g in optimizer.param_groups:
             hyper = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
             hyper["param_names"] = [names[id(p)] for p in g["params"] if id(p) in names]
+            scheduled = _scheduled_lr(g)
+            if scheduled is not None and scheduled != g.get("lr"):
+                # Under a scheduler the rate of the moment (in warm-up, or decayed) is not the
+                # rate the run is built around: experiments on copies use the schedule's own.
+                hyper["lr_at_capture"] = g.get("lr")
+                hyper["lr"] = scheduled
             groups.append(hyper)
         defaults = {k: copy.deepcopy(v) for k, v in optimizer.defaults.items()}
         return cls(type(optimizer), defaults, groups)
@@ -109,6 +115,7 @@ class OptimizerSpec:
             hyper = {k: v for k, v in g.items() if k != "param_names"}
             hyper.update(overrides)
             hyper.pop("initial_lr", None)
+            hyper.pop("lr_at_capture", None)
             params = [by_name[n] for n in g["param_names"] if n in by_name]
             if params:
                 groups.append({"params": params, **hyper})
@@ -117,7 +124,18 @@ class OptimizerSpec:
     def describe(self) -> str:
         hp = self.hyperparameters()[0]
         shown = {k: hp[k] for k in ("lr", "momentum", "betas", "weight_decay", "eps") if k in hp}
-        return f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        text = f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        if "lr_at_capture" in hp:
+            text += f" (lr of the schedule; {hp['lr_at_capture']:.3g} at the last observed step)"
+        return text
+
+
+def _scheduled_lr(group: dict[str, Any]) -> float | None:
+    """The rate a learning-rate scheduler is built around: OneCycleLR's ``max_lr``, else the
+    base rate every scheduler stores as ``initial_lr``; None without a scheduler."""
+    rates = [group.get(k) for k in ("max_lr", "initial_lr")]
+    rates = [float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0]
+    return max(rates) if rates else None
 
 
 # Regularising layers that experiments switch off.
@@ -194,6 +212,11 @@ class Subject:
     logits: Callable[[nn.Module, Any], torch.Tensor] | None = None
     # The model was loaded with pretrained weights.
     pretrained: bool = False
+    # For a loss_fn that is a known loss of one model output (a captured script's): that
+    # output, and the loss of any tensor in its place. Experiments compare the model with
+    # constant predictions through them; a criterion gives both by itself.
+    loss_input: Callable[[nn.Module, Any], torch.Tensor] | None = None
+    output_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
@@ -245,6 +268,18 @@ class Subject:
             out = self.forward_output(model, batch)
             return out if isinstance(out, torch.Tensor) and out.dim() == 2 else None
         return None
+
+    def prediction(self, model: nn.Module, batch: Any) -> Any:
+        """The model output the loss consumes, or None when the loss is opaque (a custom loss_fn)."""
+        if self.loss_input is not None:
+            return self.loss_input(model, batch)
+        return self.forward_output(model, batch) if self.criterion is not None else None
+
+    def loss_of_prediction(self, prediction: torch.Tensor, batch: Any) -> torch.Tensor | None:
+        """The loss had the model output ``prediction`` on ``batch``; None when the loss is opaque."""
+        if self.output_loss is not None:
+            return self.output_loss(prediction, batch)
+        return self.criterion(prediction, self.targets(batch)) if self.criterion is not None else None
 
     @property
     def has_criterion(self) -> bool:

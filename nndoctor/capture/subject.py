@@ -98,6 +98,9 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         out = _select(call_model(model, tuple(batch["args"])), link)
         return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
 
+    def output_loss(prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        return fn(prediction, batch["targets"], *extra_args, **kwargs)
+
     subject = Subject(
         model=model,
         batches=lambda: list(batches),
@@ -109,6 +112,8 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         replace_inputs=lambda b, new: {**b, "args": tuple(new)},
         replace_targets=lambda b, new: {**b, "targets": new},
         logits=logits if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
+        loss_input=logits,
+        output_loss=output_loss,
         pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,
     )

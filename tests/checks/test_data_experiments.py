@@ -98,3 +98,39 @@ def test_a_model_that_learns_nothing_says_nothing_about_the_labels() -> None:
                  loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     assert report.by_check("labels-not-connected") == []
     assert "inconclusive" in report.result("labels-not-connected").detail
+
+
+class TokenNet(nn.Module):
+    """Token ids → embedding → linear; with ``ignore`` the embedding is multiplied by zero."""
+
+    def __init__(self, ignore: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(20, 8)
+        self.fc = nn.Linear(48, 3)
+        self.ignore = ignore
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.emb(tokens)
+        return self.fc((h * 0 if self.ignore else h).flatten(1))
+
+
+def _tokens(ignore: bool) -> object:
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (256, 6))
+    model = TokenNet(ignore)
+    return run(select=["model-ignores-input"], model=model, data=batches(tokens, tokens[:, 0] % 3),
+               loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+
+
+@pytest.mark.silent("model-ignores-input")
+def test_token_ids_are_replaced_by_random_ids_not_kept() -> None:
+    # Integer inputs used to be left as they were, so the "noise" run was the real run.
+    report = _tokens(ignore=False)
+    assert report.by_check("model-ignores-input") == []
+
+
+@pytest.mark.fires("model-ignores-input")
+def test_a_token_model_that_zeroes_its_embedding_ignores_its_input() -> None:
+    (finding,) = _tokens(ignore=True).by_check("model-ignores-input")
+    assert finding.reasons == [2] and finding.severity.value == "error"

@@ -376,6 +376,8 @@ def lr_range_test(lab: Lab, t: Thresholds) -> RangeTest:
     growth = (t.lr_range_max / t.lr_range_min) ** (1 / max(n - 1, 1))
     test = RangeTest()
     best = math.inf
+    ema = 0.0
+    beta = t.lr_range_smoothing
     for i in range(n + 1):
         opt.zero_grad(set_to_none=True)
         loss = lab.loss(model, batches[i % len(batches)])
@@ -383,12 +385,17 @@ def lr_range_test(lab: Lab, t: Thresholds) -> RangeTest:
         if i == 0:
             test.initial = value
         else:
+            # Divergence: the loss far above its best, where "best" is of the smoothed loss:
+            # once the loss is low, single batches of a few samples reach several times the
+            # lowest one at any rate, and a lucky batch must not set the bar.
+            ema = beta * ema + (1 - beta) * value
+            smooth = ema / (1 - beta ** len(test.lrs))
             if not math.isfinite(value) or value > t.lr_range_divergence * min(best, test.initial):
                 test.diverged_at = test.lrs[-1]
                 test.lrs.pop()
                 break
             test.losses.append(value)
-            best = min(best, value)
+            best = min(best, smooth)
         if i == n:
             break
         lr = t.lr_range_min * growth**i
@@ -465,8 +472,8 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         A fresh copy with the user's optimiser class and hyperparameters trains on
         the captured batches while the learning rate grows exponentially from
         ``lr_range_min`` (1e-6) to ``lr_range_max`` (10) over ``lr_range_steps`` (60)
-        steps, stopping once the loss exceeds ``lr_range_divergence`` (4) times its
-        best. On the smoothed loss (centred moving average) the proposed range runs
+        steps, stopping once the loss exceeds ``lr_range_divergence`` (4) times the best
+        of its exponentially smoothed value (``lr_range_smoothing``). On the smoothed loss (centred moving average) the proposed range runs
         from the onset of the descent (the rate at which the loss has made
         ``lr_range_min_fall`` (10%) of its whole fall; Smith's lower bound) to a
         tenth of the rate at the minimum (fastai's margin below the point where the

@@ -1,0 +1,33 @@
+"""Subject and OptimizerSpec: what experiments on copies are built from."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nndoctor.subject import OptimizerSpec
+
+
+def test_a_scheduled_rate_is_taken_from_the_schedule_not_the_moment() -> None:
+    # In warm-up the rate of the moment is a small fraction of the rate the run is built around.
+    model = nn.Linear(4, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / 100))
+    for _ in range(20):
+        opt.step()
+        sched.step()
+    spec = OptimizerSpec.from_optimizer(opt, model)
+    assert spec.hyperparameters()[0]["lr"] == 3e-4
+    assert "at the last observed step" in spec.describe()
+    copy = spec.build(nn.Linear(4, 2))
+    assert copy.param_groups[0]["lr"] == 3e-4 and "lr_at_capture" not in copy.param_groups[0]
+
+
+def test_one_cycle_uses_its_peak_and_a_plain_optimizer_its_rate() -> None:
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=100)
+    assert OptimizerSpec.from_optimizer(opt, model).hyperparameters()[0]["lr"] == 0.5
+    plain = torch.optim.SGD(model.parameters(), lr=0.1)
+    spec = OptimizerSpec.from_optimizer(plain, model)
+    assert spec.hyperparameters()[0]["lr"] == 0.1 and "schedule" not in spec.describe()
