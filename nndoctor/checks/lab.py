@@ -109,22 +109,34 @@ class Lab:
             return True
         return initial > 0 and final <= t.overfit_target_fraction * initial
 
+    def still_falling(self, result: TrainResult, t: Any) -> bool:
+        """A run that has come a long way and is still clearly falling at its end: slow, not stuck."""
+        losses = [x for x in result.losses if math.isfinite(x)]
+        n = len(losses)
+        if n < 20 or result.error or result.diverged or not result.final < 0.5 * result.initial:
+            return False
+        tail = losses[-n // 10 :]
+        before = losses[-n // 5 : -n // 10]
+        return sum(tail) / len(tail) < (1 - t.overfit_still_falling) * (sum(before) / len(before))
+
+    def _overfit(self, t: Any, optimizer: OptimizerSpec | None) -> TrainResult:
+        batch = [self.tiny_batch(t.overfit_batch_size)]
+        result = self.train(batch, t.overfit_steps, optimizer=optimizer, regularisation=False)
+        if not self.fits(result, t) and self.still_falling(result, t):
+            # Slow but steady: judge a longer run instead of calling it a failure to fit.
+            result = self.train(batch, t.overfit_steps * t.overfit_extension, optimizer=optimizer,
+                                regularisation=False)
+        return result
+
     def overfit_user(self, t: Any) -> TrainResult:
-        """The user's optimiser on the tiny batch, regularisation off (run once per check run)."""
-        return self.memo(
-            "overfit-user",
-            lambda: self.train([self.tiny_batch(t.overfit_batch_size)], t.overfit_steps, regularisation=False),
-        )
+        """The user's optimiser on the tiny batch, regularisation off (run once per check run);
+        a run still falling steadily at the end is redone ``overfit_extension`` times longer."""
+        return self.memo("overfit-user", lambda: self._overfit(t, None))
 
     def overfit_known_good(self, t: Any) -> TrainResult:
         """Adam(lr=1e-3) on the same tiny batch, regularisation off (run once per check run)."""
         spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
-        return self.memo(
-            "overfit-known-good",
-            lambda: self.train(
-                [self.tiny_batch(t.overfit_batch_size)], t.overfit_steps, optimizer=spec, regularisation=False
-            ),
-        )
+        return self.memo("overfit-known-good", lambda: self._overfit(t, spec))
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """Run an experiment once per check run; several checks may read its result."""

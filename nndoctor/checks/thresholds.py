@@ -43,6 +43,8 @@ class Thresholds:
     overfit_target_fraction: float = 0.1  # healthy: final loss below this share of the initial
     overfit_ce_target: float = 0.1  # ...or, for classification, below this absolute value
     overfit_accuracy_target: float = 0.99
+    overfit_still_falling: float = 0.1  # last tenth of the run this share below the tenth before: slow, not stuck
+    overfit_extension: int = 3  # ... then the run is redone this many times longer
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise
