@@ -12,7 +12,7 @@ and visible to the probes, so a failing expectation above points at a check, not
 at the example.
 
 Each example is run once per session (``check_script`` in-process, the default
-20 observed steps); the whole file takes about 15 s on two CPU cores.
+20 observed steps); the whole file takes about 40 s on two CPU cores.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ EXPECTED: dict[str, tuple[Requirement, ...]] = {
     "healthy_cnn.py": (),
     "healthy_regression.py": (),
     "healthy_custom_loss.py": (),
+    "healthy_transformer.py": (),
+    "healthy_lstm.py": (),
+    "healthy_bn_regression.py": (),
+    "healthy_bf16_cnn.py": (),
     "softmax_before_ce.py": (19,),
     "unshuffled_sorted.py": (7, 10),
     "unnormalized_pixels.py": (1, 12),

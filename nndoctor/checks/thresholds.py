@@ -87,8 +87,9 @@ class Thresholds:
     data_experiment_steps: int = 60
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
-    shuffled_label_margin: float = 0.1  # real pairing must end this share below shuffled labels
-    shuffled_label_speedup: float = 1.5  # ... or its loss must fall this many times as far
+    shuffled_label_margin: float = 0.03  # real pairing must end this share below shuffled labels
+    learned_fraction: float = 0.1  # a loss that fell by this share of its start has learned something
+    shuffled_label_speedup: float = 1.25  # ... or its loss must fall this many times as far
     generalisation_margin: float = 0.95  # held-out loss below this share of the label prior's: inputs inform
     label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label
     label_noise_fraction: float = 0.15  # share of such samples that suggests label noise
@@ -117,7 +118,7 @@ class Thresholds:
     lr_range_min: float = 1e-6
     lr_range_max: float = 10.0
     lr_outside_factor: float = 10.0  # the user's rate this far outside the proposed range
-    lr_above_minimum_factor: float = 3.0  # ... or this far above the rate of the lowest loss (the loss rises there)
+    lr_above_minimum_factor: float = 10.0  # ... or this far above the rate of the lowest loss (the loss rises there)
     lr_range_divergence: float = 4.0  # the range test stops when the loss exceeds this times its best
     lr_range_smoothing: float = 0.5  # EMA factor of the loss the divergence rule reads
     lr_range_min_fall: float = 0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share

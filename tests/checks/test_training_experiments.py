@@ -218,7 +218,7 @@ def test_a_rate_between_the_cautious_upper_end_and_the_lowest_loss_is_not_called
     # that minimum train.
     report = run(select=[LR_RANGE], **_regression(0.05))
     assert report.by_check(LR_RANGE) == []
-    assert "above it, but within 3x of the rate of the lowest loss" in report.result(LR_RANGE).detail
+    assert "above it, but within 10x of the rate of the lowest loss" in report.result(LR_RANGE).detail
 
 
 @pytest.mark.fires("learning-rate-out-of-range")

@@ -260,7 +260,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     if real.final <= (1 - t.shuffled_label_margin) * perm_run.final:
         return
     real_drop, perm_drop = real.initial - real.final, perm_run.initial - perm_run.final
-    if real_drop > t.shuffled_label_speedup * max(perm_drop, 0.0) and real_drop > t.shuffled_label_margin * real.initial:
+    if real_drop > t.shuffled_label_speedup * max(perm_drop, 0.0) and real_drop > t.learned_fraction * real.initial:
         # The real pairing is learned clearly faster, only not far enough yet in this budget.
         ctx.note(ctx.detail + f" — the real pairing fell {real_drop / max(perm_drop, 1e-12):.2g}x as far")
         return
@@ -269,7 +269,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ctx.note(ctx.detail + f" — a held-out batch is predicted better than the label prior ({held.after:.4g} "
                  f"against {held.prior:.4g}): the labels do follow the inputs")
         return
-    if real.final > (1 - t.shuffled_label_margin) * real.initial and not lab.fits(lab.overfit_user(t), t):
+    if real.final > (1 - t.learned_fraction) * real.initial and not lab.fits(lab.overfit_user(t), t):
         # A model that cannot even memorise a tiny batch (dead units, a zero rate) learns no
         # pairing at all, and that says nothing about the labels.
         ctx.note(ctx.detail + " — nothing was learned, and the model cannot fit a tiny batch either: "

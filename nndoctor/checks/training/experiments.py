@@ -479,11 +479,11 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         tenth of the rate at the minimum (fastai's margin below the point where the
         loss turns up); the rate of steepest descent is given as a point estimate. A
         warning when the user's rate is more than ``lr_outside_factor`` (10) times
-        below that range, or too high: more than ``lr_above_minimum_factor`` (3)
-        times the rate of the lowest loss, where the swept loss is already rising
-        (the proposed upper end is a cautious tenth of that rate, and rates up to it
-        train well: Adam's common 1e-3 often sits there), or at or past the rate
-        where the test diverged. An open end (the loss already falling
+        below that range, or too high: more than ``lr_above_minimum_factor`` (10)
+        times the rate of the lowest loss (the proposed upper end is a cautious tenth
+        of that rate, and rates a few times past it still train well: the sweep's
+        minimum comes from a few dozen steps on small batches, and BatchNorm and
+        momentum shift it), or at or past the rate where the test diverged. An open end (the loss already falling
         at the smallest rates, or never turning up at the largest) is never called out.
         The user's rate is the largest the first parameter group runs at or is
         scheduled for (a scheduler's base rate, OneCycleLR's ``max_lr``).
