@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,8 @@ class Lab:
         # Datasets behind the observed DataLoaders (by loader index), for data experiments.
         self.datasets = datasets or {}
         self._memo: dict[str, Any] = {}
+        # When the experiment budget runs out (time.perf_counter()); set by the engine.
+        self.deadline: float | None = None
         self._initial_state = initial_state
         first = next(self._model.parameters(), None) if self._model is not None else None
         default = first.device if first is not None else torch.device("cpu")
@@ -119,10 +122,17 @@ class Lab:
         before = losses[-n // 5 : -n // 10]
         return sum(tail) / len(tail) < (1 - t.overfit_still_falling) * (sum(before) / len(before))
 
+    def has_time_for(self, seconds: float) -> bool:
+        """Whether ``seconds`` more of experiments fit in the check run's experiment budget."""
+        return self.deadline is None or time.perf_counter() + seconds <= self.deadline
+
     def _overfit(self, t: Any, optimizer: OptimizerSpec | None) -> TrainResult:
         batch = [self.tiny_batch(t.overfit_batch_size)]
+        start = time.perf_counter()
         result = self.train(batch, t.overfit_steps, optimizer=optimizer, regularisation=False)
-        if not self.fits(result, t) and self.still_falling(result, t):
+        took = time.perf_counter() - start
+        if (not self.fits(result, t) and self.still_falling(result, t)
+                and self.has_time_for(took * t.overfit_extension)):
             # Slow but steady: judge a longer run instead of calling it a failure to fit.
             result = self.train(batch, t.overfit_steps * t.overfit_extension, optimizer=optimizer,
                                 regularisation=False)

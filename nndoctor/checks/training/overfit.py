@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -25,7 +26,8 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         of the first batch with the user's optimiser settings and regularisation off
         (dropout 0, weight decay 0) for a fixed number of steps (``overfit_steps``); a run
         that has come far and is still falling clearly at its end is slow, not stuck, and is
-        redone ``overfit_extension`` times longer before it is judged. If that fails, the
+        redone ``overfit_extension`` times longer before it is judged (when the experiment
+        budget has room for it). If that fails, the
         same with Adam(lr=1e-3). The finding says how far each got.
 
     How to fix:
@@ -120,7 +122,9 @@ def _how_far(result: TrainResult) -> str:
 def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
+    start = time.perf_counter()
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
+    took = time.perf_counter() - start
     if user.timed_out:
         # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
         ctx.skip(f"{lab.unavailable_reason}, and the script replay hit its time limit after "
@@ -134,7 +138,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
     result = TrainResult(losses=user.losses, error=user.error)
     _skip_if_not_finite_from_start(ctx, result)
-    if not lab.fits(result, t) and lab.still_falling(result, t):
+    if not lab.fits(result, t) and lab.still_falling(result, t) and lab.has_time_for(took * t.overfit_extension):
         # Slow but steady: judge a longer replay instead of calling it a failure to fit.
         longer = lab.replay("overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size)
         if longer.losses and not longer.timed_out and not (longer.error and not longer.losses):
