@@ -122,6 +122,30 @@ class Lab:
         before = losses[-n // 5 : -n // 10]
         return sum(tail) / len(tail) < (1 - t.overfit_still_falling) * (sum(before) / len(before))
 
+    def stochastic_forward(self) -> bool:
+        """Whether the model's output is random by design (a sampled latent, injected noise): two
+        eval-mode forwards of one input under different seeds disagree. Its loss then has a
+        floor above zero, however well it fits."""
+
+        def compute() -> bool:
+            if self._model is None:
+                return False
+            calls = self.model_inputs(1)
+            if not calls:
+                return False
+            model = self.fresh_model().eval()
+            outs = []
+            devices = [self.device.index or 0] if torch.device(self.device).type == "cuda" else []
+            with torch.no_grad():
+                for seed in (1, 2):
+                    with torch.random.fork_rng(devices=devices):
+                        torch.manual_seed(seed)
+                        out = model(*calls[0])
+                    outs.append([t for t in _tensors(out) if t.is_floating_point()])
+            return any(not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False))
+
+        return bool(self.memo("stochastic-forward", compute))
+
     def has_time_for(self, seconds: float) -> bool:
         """Whether ``seconds`` more of experiments fit in the check run's experiment budget."""
         return self.deadline is None or time.perf_counter() + seconds <= self.deadline
@@ -262,3 +286,13 @@ class Lab:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         return [float(self.loss(model, b)) for b in batches]
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []

@@ -157,3 +157,29 @@ def test_a_binary_output_of_width_one_is_not_a_bottleneck() -> None:
     report = run(select=["width-one-bottleneck"], model=model, data=data,
                  loss_fn=nn.BCEWithLogitsLoss(), optimizer=torch.optim.Adam(model.parameters()))
     assert report.by_check("width-one-bottleneck") == []
+
+
+class SampledLatent(nn.Module):
+    """A VAE's encoder-sample-decoder path: the output is random by design."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.Linear(10, 4)
+        self.dec = nn.Linear(2, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+
+
+@pytest.mark.silent("batch-dependence")
+@pytest.mark.silent("custom-layer-gradient")
+def test_a_sampled_latent_is_neither_batch_mixing_nor_a_wrong_gradient() -> None:
+    # Every forward draws new noise; the comparisons must draw the same noise each time.
+    x, y = blobs()
+    model = SampledLatent()
+    report = run(select=["batch-dependence", "custom-layer-gradient"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.findings == []
+    assert "1 user-defined module class(es)" in report.result("custom-layer-gradient").detail

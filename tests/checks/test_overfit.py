@@ -96,3 +96,33 @@ def test_a_slow_but_steady_fit_is_given_a_longer_run() -> None:
                  loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "in 450 steps" in report.result("cannot-overfit-tiny-batch").detail
+
+
+class TinyVAE(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        self.dec = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp()), mu, logvar
+
+
+def _elbo(model: nn.Module, batch: tuple[torch.Tensor]) -> torch.Tensor:
+    (x,) = batch
+    recon, mu, logvar = model(x)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum() / len(x)
+    return nn.functional.mse_loss(recon, x, reduction="sum") / len(x) + kl
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_vae_has_a_loss_floor_and_is_not_called_unable_to_fit() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.tanh(torch.randn(256, 2, generator=g) @ torch.randn(2, 16, generator=g))
+    model = TinyVAE()
+    report = run(select=["cannot-overfit-tiny-batch"], model=model, data=[(x[i : i + 32],) for i in range(0, 256, 32)],
+                 loss_fn=_elbo, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert "floor above zero" in report.result("cannot-overfit-tiny-batch").detail

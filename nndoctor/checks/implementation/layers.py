@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -14,6 +16,20 @@ from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
 
 _GRADCHECK_DIRECTIONS = 3
+
+
+@contextmanager
+def _same_noise(device: torch.device) -> Iterator[None]:
+    """Every forward of a comparison draws the same random numbers: a stochastic model (a VAE's
+    sampled latent, noise injection) otherwise differs from itself at every call."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        yield
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
 
 
 def _is_user_module(m: nn.Module) -> bool:
@@ -185,8 +201,11 @@ def _directional_check(
     if not variables:
         return None
 
+    device = _device_of(module)
+
     def f(a: Any, k: Any, p: dict[str, torch.Tensor]) -> Any:
-        return functional_call(module, {**p, **buffers}, a, k)
+        with _same_noise(device):
+            return functional_call(module, {**p, **buffers}, a, k)
 
     try:
         out = f(args_l, kwargs_l, p_leaves)
@@ -329,14 +348,17 @@ def batch_dependence(ctx: CheckContext) -> None:
     n = first.shape[0]
     model = lab.fresh_model(dtype=torch.float64).eval()
     args = _to_double(args)
+    device = _device_of(model)
     with torch.no_grad():
-        base = _batch_outputs(model(*args), n)
+        with _same_noise(device):
+            base = _batch_outputs(model(*args), n)
         if not base:
             ctx.skip("the model output has no tensor with the batch axis first")
         worst = (0.0, -1, -1)
         for j in range(n):
             changed = _perturb_sample(args, j, n)
-            outs = _batch_outputs(model(*changed), n)
+            with _same_noise(device):
+                outs = _batch_outputs(model(*changed), n)
             for i in range(n):
                 if i == j:
                     continue
