@@ -44,6 +44,7 @@ EXPECTED: dict[str, tuple[Requirement, ...]] = {
     "healthy_lstm.py": (),
     "healthy_bn_regression.py": (),
     "healthy_bf16_cnn.py": (),
+    "healthy_vae.py": (),
     "softmax_before_ce.py": (19,),
     "unshuffled_sorted.py": (7, 10),
     "unnormalized_pixels.py": (1, 12),
