@@ -80,12 +80,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     extra_args = tuple(first.get("loss_args", ()))
     link = first["link"]
 
-    def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        out = _select(call_model(model, tuple(batch["args"])), link)
-        if link.startswith("view:"):
-            out = out.reshape(batch["loss_input_shape"])
-        return fn(out, batch["targets"], *extra_args, **kwargs)
-
     model = copy.deepcopy(capture.model)
     if capture.initial_state is not None:
         model.load_state_dict(capture.initial_state)
@@ -94,12 +88,17 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         if capture.optimizer is not None
         else None
     )
-    def logits(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+
+    def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        """The model output the recognised loss was applied to (a view of it, reshaped)."""
         out = _select(call_model(model, tuple(batch["args"])), link)
         return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
 
     def output_loss(prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         return fn(prediction, batch["targets"], *extra_args, **kwargs)
+
+    def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+        return output_loss(loss_input(model, batch), batch)
 
     subject = Subject(
         model=model,
@@ -111,8 +110,8 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         targets=lambda b: b["targets"],
         replace_inputs=lambda b, new: {**b, "args": tuple(new)},
         replace_targets=lambda b, new: {**b, "targets": new},
-        logits=logits if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
-        loss_input=logits,
+        logits=loss_input if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
+        loss_input=loss_input,
         output_loss=output_loss,
         pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
@@ -128,20 +130,17 @@ class Lab:
         floor above zero, however well it fits."""
 
         def compute() -> bool:
-            if self._model is None:
-                return False
-            calls = self.model_inputs(1)
+            calls = self.model_inputs(1) if self._model is not None else []
             if not calls:
                 return False
             model = self.fresh_model().eval()
             outs = []
-            devices = [self.device.index or 0] if torch.device(self.device).type == "cuda" else []
             with torch.no_grad():
                 for seed in (1, 2):
-                    with torch.random.fork_rng(devices=devices):
-                        torch.manual_seed(seed)
+                    with same_noise(self.device, seed):
                         out = model(*calls[0])
-                    outs.append([t for t in _tensors(out) if t.is_floating_point()])
+                    leaves, _ = tree_flatten(out)
+                    outs.append([t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()])
             return any(not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False))
 
         return bool(self.memo("stochastic-forward", compute))
@@ -150,14 +149,17 @@ class Lab:
         """Whether ``seconds`` more of experiments fit in the check run's experiment budget."""
         return self.deadline is None or time.perf_counter() + seconds <= self.deadline
 
+    def deserves_longer_run(self, result: TrainResult, seconds: float, t: Any) -> bool:
+        """A tiny-batch run of ``seconds`` that did not fit but is slow, not stuck, and whose
+        ``overfit_extension`` times longer redo fits in the experiment budget."""
+        return (not self.fits(result, t) and self.still_falling(result, t)
+                and self.has_time_for(seconds * t.overfit_extension))
+
     def _overfit(self, t: Any, optimizer: OptimizerSpec | None) -> TrainResult:
         batch = [self.tiny_batch(t.overfit_batch_size)]
         start = time.perf_counter()
         result = self.train(batch, t.overfit_steps, optimizer=optimizer, regularisation=False)
-        took = time.perf_counter() - start
-        if (not self.fits(result, t) and self.still_falling(result, t)
-                and self.has_time_for(took * t.overfit_extension)):
-            # Slow but steady: judge a longer run instead of calling it a failure to fit.
+        if self.deserves_longer_run(result, time.perf_counter() - start, t):
             result = self.train(batch, t.overfit_steps * t.overfit_extension, optimizer=optimizer,
                                 regularisation=False)
         return result
@@ -288,11 +290,14 @@ class Lab:
         return [float(self.loss(model, b)) for b in batches]
 
 
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (tuple, list)):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
+
+@contextmanager
+def same_noise(device: torch.device | str, seed: int = 0) -> Iterator[None]:
+    """Draw every random number inside from a fresh ``seed`` (CPU and the model's CUDA device),
+    restoring the streams afterwards: forwards of a stochastic model that are compared with
+    each other must draw the same noise."""
+    device = torch.device(device)
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

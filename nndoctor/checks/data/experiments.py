@@ -106,17 +106,15 @@ def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
             target = subject.targets(held)
             if not (isinstance(out, torch.Tensor) and isinstance(target, torch.Tensor)):
                 return None
-            seen = [target]
             if not target.is_floating_point() and out.dim() >= 2 and out.is_floating_point():
                 classes = out.shape[1]
-                counts = sum(torch.bincount(y[(y >= 0) & (y < classes)].reshape(-1).long().cpu(),
-                                            minlength=classes)[:classes].double() for y in seen)
+                valid = target[(target >= 0) & (target < classes)].long().cpu()
+                counts = torch.bincount(valid, minlength=classes).double()
                 p = (counts + 0.5) / (counts.sum() + 0.5 * classes)
                 shape = [1, classes] + [1] * (out.dim() - 2)
-                constant = p.log().to(out.dtype).to(out.device).view(shape).expand_as(out)
+                constant = p.log().to(out.device, out.dtype).view(shape).expand_as(out)
             elif target.is_floating_point() and target.shape == out.shape:
-                constant = torch.cat([y.reshape(-1, *target.shape[1:]) for y in seen]).mean(0, keepdim=True)
-                constant = constant.to(out.dtype).expand_as(out)
+                constant = target.mean(0, keepdim=True).to(out.dtype).expand_as(out)
             else:
                 return None
             loss = subject.loss_of_prediction(constant, held)

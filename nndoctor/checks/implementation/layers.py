@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
 
 _GRADCHECK_DIRECTIONS = 3
-
-
-@contextmanager
-def _same_noise(device: torch.device) -> Iterator[None]:
-    """Every forward of a comparison draws the same random numbers: a stochastic model (a VAE's
-    sampled latent, noise injection) otherwise differs from itself at every call."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(0)
-        yield
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -204,7 +193,7 @@ def _directional_check(
     device = _device_of(module)
 
     def f(a: Any, k: Any, p: dict[str, torch.Tensor]) -> Any:
-        with _same_noise(device):
+        with same_noise(device):
             return functional_call(module, {**p, **buffers}, a, k)
 
     try:
@@ -350,14 +339,14 @@ def batch_dependence(ctx: CheckContext) -> None:
     args = _to_double(args)
     device = _device_of(model)
     with torch.no_grad():
-        with _same_noise(device):
+        with same_noise(device):
             base = _batch_outputs(model(*args), n)
         if not base:
             ctx.skip("the model output has no tensor with the batch axis first")
         worst = (0.0, -1, -1)
         for j in range(n):
             changed = _perturb_sample(args, j, n)
-            with _same_noise(device):
+            with same_noise(device):
                 outs = _batch_outputs(model(*changed), n)
             for i in range(n):
                 if i == j:

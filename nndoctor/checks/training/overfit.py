@@ -27,8 +27,8 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         (dropout 0, weight decay 0) for a fixed number of steps (``overfit_steps``); a run
         that has come far and is still falling clearly at its end is slow, not stuck, and is
         redone ``overfit_extension`` times longer before it is judged (when the experiment
-        budget has room for it). If that fails, the
-        same with Adam(lr=1e-3). The finding says how far each got. A model whose forward
+        budget has room for it). If that fails, the same with Adam(lr=1e-3). The finding
+        says how far each got. A model whose forward
         is random by design (a VAE's sampled latent) has a loss floor above zero at an
         unknown height: there, a clear fall of the loss is all that can be asked.
 
@@ -142,10 +142,9 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
     result = TrainResult(losses=user.losses, error=user.error)
     _skip_if_not_finite_from_start(ctx, result)
-    if not lab.fits(result, t) and lab.still_falling(result, t) and lab.has_time_for(took * t.overfit_extension):
-        # Slow but steady: judge a longer replay instead of calling it a failure to fit.
+    if lab.deserves_longer_run(result, took, t):
         longer = lab.replay("overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size)
-        if longer.losses and not longer.timed_out and not (longer.error and not longer.losses):
+        if longer.losses and not longer.timed_out:
             result = TrainResult(losses=longer.losses, error=longer.error)
     evidence = {"steps": len(result.losses), "initial_loss": result.initial, "final_loss": result.final,
                 "best_loss": result.best, "method": "script replay (custom loss)"}
