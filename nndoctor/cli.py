@@ -12,9 +12,10 @@ Exit codes (a written contract, also in ``nndoctor check --help`` and the README
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -503,10 +504,138 @@ def zoo_probe(
     out.print(format_table(rows))
 
 
+@app.command()
+def bench(
+    split: Annotated[
+        str, typer.Option(help="Which part of the corpus: dev (tuned on), test (never tuned on) or all.")
+    ] = "all",
+    select: Annotated[
+        Optional[str],
+        typer.Option(help="Only cases whose name matches (a glob, or a substring); a fault also by its base."),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per healthy case (0, 1, …).", min=1)] = 3,
+    fault_seeds: Annotated[int, typer.Option(help="Seeds per fault.", min=1)] = 1,
+    jobs: Annotated[int, typer.Option(help="Cases run in parallel processes.", min=1)] = 1,
+    json_path: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Write every run and the summary (with --list: the corpus) as JSON "
+                     "here; '-' or no value: to stdout."),
+    ] = None,
+    plot_path: Annotated[
+        Optional[Path], typer.Option("--plot", help="Draw the fault × reason matrix here (PNG).")
+    ] = None,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the faults and healthy cases; run nothing.")
+    ] = False,
+    examples: Annotated[
+        Optional[Path], typer.Option(help="The examples/ folder (default: the source checkout's).")
+    ] = None,
+) -> None:
+    """Measure the doctor: run `nndoctor check` over every healthy case and every fault.
+
+    Per fault: found with an accepted reason, found with another reason, or missed, and
+    whether the report's first cause is right; per healthy run: the false alarms. Then
+    recall, top-1, exact, false-alarm rate and time per run, for dev and test apart.
+    With --list (and --json), print the corpus instead of running it.
+    """
+    from nndoctor.bench.runner import BenchError, examples_root, plan, run_jobs
+    from nndoctor.bench.score import summarise
+    from nndoctor.faults import faults, healthy_cases
+    from nndoctor.report import bench as bench_report
+
+    if split not in ("dev", "test", "all"):
+        raise _fail(f"--split must be dev, test or all, not {split!r}", EXIT_USAGE)
+    healthy, planted = healthy_cases(split, select), faults(split, select)
+    if list_only:
+        if json_path is not None:
+            _write_text(json_path, json.dumps(bench_report.corpus_listing(healthy, planted), indent=2))
+            return
+        bench_report.print_listing(_console(), healthy, planted)
+        return
+    if not healthy and not planted:
+        raise _fail(f"no case matches --select {select!r} in split {split}", EXIT_USAGE)
+    try:
+        folder = examples_root(examples)
+    except BenchError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from exc
+    jobs_list = plan(healthy, planted, seeds, fault_seeds)
+    out = _console()
+    if not out.is_terminal:
+        # Logs and CI keep the tables readable instead of folding them to 80 columns.
+        out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=160)
+    with _bench_progress(out, len(jobs_list)) as advance:
+        outcomes = run_jobs(jobs_list, workers=jobs, examples=folder, on_done=advance)
+    summaries = summarise(outcomes)
+    bench_report.print_outcomes(out, outcomes)
+    bench_report.print_summary(out, summaries)
+    settings = {"split": split, "select": select, "seeds": seeds, "fault_seeds": fault_seeds, "jobs": jobs}
+    if json_path is not None:
+        _write_text(json_path, bench_report.results_json(outcomes, summaries, settings))
+        if str(json_path) != "-":
+            out.print(f"[dim]bench results written to {escape(str(json_path))}[/]")
+    if plot_path is not None and bench_report.write_plot(plot_path, outcomes):
+        out.print(f"[dim]fault × reason matrix drawn in {escape(str(plot_path))}[/]")
+
+
+def _write_text(path: Path, text: str) -> None:
+    if str(path) == "-":
+        typer.echo(text)
+    else:
+        path.write_text(text + "\n", encoding="utf-8")
+
+
+def _bare_json_flag(argv: list[str]) -> list[str]:
+    """`nndoctor bench --list --json`: a `--json` given no value means stdout."""
+    if len(argv) < 1 or argv[0] != "bench":
+        return argv
+    fixed = list(argv)
+    for i, arg in enumerate(fixed):
+        if arg == "--json" and (i + 1 == len(fixed) or fixed[i + 1].startswith("--")):
+            fixed.insert(i + 1, "-")
+            break
+    return fixed
+
+
+@contextlib.contextmanager
+def _bench_progress(out: Console, total: int) -> Iterator[Callable[[object], None]]:
+    """A progress bar on a terminal; one plain line per finished run otherwise."""
+    from nndoctor.bench.score import false_alarms, fault_verdict
+
+    def line(outcome: object) -> str:
+        o = outcome  # an Outcome
+        if o.error is not None:  # type: ignore[attr-defined]
+            return f"{o.name} error: {o.error}"  # type: ignore[attr-defined]
+        if o.fault:  # type: ignore[attr-defined]
+            return f"{o.name}: {fault_verdict(o).status}"  # type: ignore[arg-type, attr-defined]
+        alarms = false_alarms(o)  # type: ignore[arg-type]
+        return f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"  # type: ignore[attr-defined]
+
+    if not out.is_terminal:
+        done = 0
+
+        def plain(outcome: object) -> None:
+            nonlocal done
+            done += 1
+            out.print(f"[{done}/{total}] {escape(line(outcome))}", soft_wrap=True)
+
+        yield plain
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=out) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(outcome: object) -> None:
+            bar.update(task, advance=1, description=escape(line(outcome)))
+
+        yield advance
+
+
 def main() -> None:
     """Console-script entry point; maps usage errors to exit code 2."""
     try:
-        app(standalone_mode=True)
+        app(args=_bare_json_flag(sys.argv[1:]), standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         sys.exit(code if isinstance(code, int) else (0 if code is None else EXIT_USAGE))

@@ -178,7 +178,6 @@ def _run_each(
     findings: list[Finding],
 ) -> None:
     spent = 0.0
-    lab.deadline = time.perf_counter() + selection.experiment_seconds
     for spec in ordered_checks():
         why = selection.why_not(spec)
         if why is None and spec.kind == "experiment" and spent >= selection.experiment_seconds:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
@@ -126,9 +125,7 @@ def _how_far(result: TrainResult) -> str:
 def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
-    start = time.perf_counter()
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
-    took = time.perf_counter() - start
     if user.timed_out:
         # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
         ctx.skip(f"{lab.unavailable_reason}, and the script replay hit its time limit after "
@@ -142,7 +139,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
     result = TrainResult(losses=user.losses, error=user.error)
     _skip_if_not_finite_from_start(ctx, result)
-    if lab.deserves_longer_run(result, took, t):
+    if lab.deserves_longer_run(result, t):
         longer = lab.replay("overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size)
         if longer.losses and not longer.timed_out:
             result = TrainResult(losses=longer.losses, error=longer.error)
