@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nndoctor.diagnosis import attach as attach_diagnosis
 from nndoctor.report.model import Finding, Report, Severity, Status
 
 FORMAT_VERSION = 1
@@ -156,6 +157,7 @@ def apply(report: Report, baseline: Baseline) -> tuple[Report, int]:
             keep.append(i)
     out = copy.deepcopy(report)
     out.findings = [out.findings[i] for i in keep]
+    attach_diagnosis(out)
     still_serious = {f.check for f in out.findings if f.severity != Severity.INFO}
     for result in out.checks:
         if (

@@ -396,6 +396,13 @@ def _print_manual(out: Console, spec: object) -> None:
             out.print(f"[bold]{escape(line)}[/]")
         else:
             out.print(escape(line))
+    explains = sorted(spec.explains)  # type: ignore[attr-defined]
+    if explains:
+        out.print(f"[bold]In a diagnosis:[/] a finding of this check explains {escape(', '.join(explains))}.")
+    if spec.symptom:  # type: ignore[attr-defined]
+        out.print("[bold]In a diagnosis:[/] a symptom; alone, it points to these reasons, most likely first:")
+        for reason, how in spec.differential:  # type: ignore[attr-defined]
+            out.print(f"  reason {reason}: {escape(how)}")
     out.print()
 
 

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from nndoctor.diagnosis import attach as attach_diagnosis
 from nndoctor.probes.recording import Recording
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
@@ -35,27 +36,6 @@ DEFAULT_TIMEOUT = 120.0
 
 
 DEFAULT_EXPERIMENT_SECONDS = 40.0
-
-# Experiments run after every observation, most informative first, so that a spent
-# budget leaves out the least informative ones.
-EXPERIMENT_PRIORITY = (
-    "cannot-overfit-tiny-batch",
-    "non-finite-values",
-    "custom-layer-gradient",
-    "batch-dependence",
-    "loss-term-dominates",
-    "model-ignores-input",
-    "labels-not-connected",
-    "learning-rate-out-of-range",
-    "optimizer-underperforms",
-    "regularisation-prevents-fit",
-    "simpler-task-trains",
-    "split-preprocessing-differs",
-    "augmentation-too-strong",
-    "label-noise",
-    "nothing-generalizes",
-)
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -220,13 +200,11 @@ def _run_each(
 
 
 def ordered_checks() -> list[CheckSpec]:
-    """Observations first (registration order), then experiments by priority."""
+    """Observations first (registration order), then experiments by their declared priority,
+    most informative first, so that a spent budget leaves out the least informative."""
     specs = all_checks()
-    rank = {cid: i for i, cid in enumerate(EXPERIMENT_PRIORITY)}
     observations = [s for s in specs if s.kind != "experiment"]
-    experiments = sorted(
-        (s for s in specs if s.kind == "experiment"), key=lambda s: (rank.get(s.id, len(rank)), s.order)
-    )
+    experiments = sorted((s for s in specs if s.kind == "experiment"), key=lambda s: (s.priority, s.order))
     return observations + experiments
 
 
@@ -327,14 +305,14 @@ def check_subject(
         subject, recording, lab, thresholds=thresholds or DEFAULT_THRESHOLDS, selection=selection
     )
     run.seconds = time.perf_counter() - start
-    return Report(
+    return attach_diagnosis(Report(
         run=run,
         subject=subject.describe(),
         checks=results,
         findings=findings,
         timings={"observe": t_checks - start, "checks": time.perf_counter() - t_checks},
         versions=versions(),
-    )
+    ))
 
 
 def _infer_task(subject: Subject, recording: Recording) -> None:
@@ -525,14 +503,14 @@ def _check_script(
     elif capture.model is not None:
         subject_desc = {"model": type(capture.model).__name__, "task": captured_task(capture).describe()}
     run.seconds = time.perf_counter() - start
-    return Report(
+    return attach_diagnosis(Report(
         run=run,
         subject=subject_desc,
         checks=results,
         findings=findings,
         timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
         versions=versions(),
-    )
+    ))
 
 
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:

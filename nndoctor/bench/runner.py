@@ -68,6 +68,7 @@ class Outcome:
     accepted: list[int] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)  # check, severity, reasons, title
     diagnosis: list[dict[str, Any]] | None = None
+    differential: list[dict[str, Any]] = field(default_factory=list)
     observed: bool = True
     likely_reasons: list[int] = field(default_factory=list)
     crashed_checks: list[str] = field(default_factory=list)
@@ -192,6 +193,7 @@ def _read_report(outcome: Outcome, report: dict[str, Any]) -> None:
     ]
     if "diagnosis" in report:
         outcome.diagnosis = report["diagnosis"]
+        outcome.differential = list(report.get("differential") or [])
     run = report.get("run", {})
     outcome.observed = bool(run.get("observed", True))
     outcome.likely_reasons = list(run.get("likely_reasons") or [])

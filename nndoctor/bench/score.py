@@ -6,8 +6,11 @@ For a fault:
 - **found**: a loud finding (or the crash diagnosis of a script that could not be
   observed) names one of the fault's accepted reasons; **other**: loud findings, none
   with an accepted reason; **missed**: nothing loud;
-- **top-1**: the report's first cause (its diagnosis when it has one, else its first
-  loud finding) names an accepted reason;
+- **top-1**: the report's first cause names an accepted reason: its diagnosis' first
+  cause; with symptoms only, the first reason of its differential; for a report without
+  a diagnosis, its first loud finding;
+- **list top-1**: the most severe loud finding (ties by check id) names an accepted
+  reason — how a flat list of findings, most severe first, opens; kept to compare;
 - **exact**: found, and every loud finding names an accepted reason.
 
 For a healthy run, any loud finding (a script that could not be observed included) is a
@@ -30,6 +33,7 @@ class FaultVerdict:
     top1: bool
     exact: bool
     first: str | None  # the check id of the report's first cause
+    list_top1: bool = False
 
 
 def fault_verdict(outcome: Outcome) -> FaultVerdict:
@@ -42,13 +46,21 @@ def fault_verdict(outcome: Outcome) -> FaultVerdict:
     first = first_cause(outcome)
     top1 = first is not None and bool(accepted & set(first["reasons"]))
     exact = bool(named) and len(named) == len(loud)
-    return FaultVerdict(status, top1, exact, first["check"] if first is not None else None)
+    flat = sorted(loud, key=lambda f: (-SEVERITY_RANK[f["severity"]], f["check"]))
+    list_top1 = bool(flat) and bool(accepted & set(flat[0]["reasons"]))
+    return FaultVerdict(status, top1, exact, first["check"] if first is not None else None, list_top1)
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 
 def first_cause(outcome: Outcome) -> dict[str, Any] | None:
-    """The report's diagnosis' first cause if it has one, else its first loud finding."""
+    """What the report names first as the cause (see the module docstring)."""
     if outcome.diagnosis:
         return outcome.diagnosis[0]
+    if outcome.diagnosis is not None and outcome.differential:
+        lead = outcome.differential[0]
+        return {"check": f"differential:{lead['reason']}", "reasons": [lead["reason"]]}
     loud = outcome.loud
     return loud[0] if loud else None
 
@@ -66,6 +78,7 @@ class SplitSummary:
     other: int = 0
     missed: int = 0
     top1: int = 0
+    list_top1: int = 0
     exact: int = 0
     healthy_runs: int = 0
     alarm_runs: int = 0
@@ -83,6 +96,10 @@ class SplitSummary:
         return self.top1 / self.faults if self.faults else None
 
     @property
+    def list_top1_rate(self) -> float | None:
+        return self.list_top1 / self.faults if self.faults else None
+
+    @property
     def exact_rate(self) -> float | None:
         return self.exact / self.faults if self.faults else None
 
@@ -98,7 +115,8 @@ class SplitSummary:
         return {
             "split": self.split, "faults": self.faults, "found": self.found, "other": self.other,
             "missed": self.missed, "top1": self.top1, "exact": self.exact, "recall": self.recall,
-            "top1_rate": self.top1_rate, "exact_rate": self.exact_rate,
+            "top1_rate": self.top1_rate, "list_top1": self.list_top1,
+            "list_top1_rate": self.list_top1_rate, "exact_rate": self.exact_rate,
             "healthy_runs": self.healthy_runs, "alarm_runs": self.alarm_runs,
             "false_alarm_rate": self.false_alarm_rate, "errors": self.errors,
             "seconds_per_run": self.seconds_per_run,
@@ -128,6 +146,7 @@ def _add(summary: SplitSummary, outcome: Outcome) -> None:
         summary.other += verdict.status == "other"
         summary.missed += verdict.status == "missed"
         summary.top1 += verdict.top1
+        summary.list_top1 += verdict.list_top1
         summary.exact += verdict.exact
     else:
         summary.healthy_runs += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import NonFiniteEvent, Recording
@@ -26,7 +27,7 @@ _CAUSES = {
 }
 
 
-@register_check(id="non-finite-values", reasons=(37,), severity="error")
+@register_check(id="non-finite-values", reasons=(37,), severity="error", priority=11, explains=causes.ALL_SYMPTOMS)
 def non_finite_values(ctx: CheckContext) -> None:
     """A NaN or infinity appears in the forward pass, the loss, the gradients or the weights.
 

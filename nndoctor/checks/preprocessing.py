@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.checks import causes
 from nndoctor.checks.data.dataset import training_loader
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
@@ -60,7 +61,7 @@ def _indices(n: int, k: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=g)[: min(n, k)].tolist()
 
 
-@register_check(id="augmentation-too-strong", reasons=(13,), severity="warning", kind="experiment", quick=True)
+@register_check(id="augmentation-too-strong", reasons=(13,), severity="warning", kind="experiment", quick=True, priority=22, explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS)
 def augmentation_too_strong(ctx: CheckContext) -> None:
     """Two augmented views of the same sample differ as much as two different samples.
 
@@ -141,7 +142,7 @@ def _channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
     return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)
 
 
-@register_check(id="pretrained-normalization-mismatch", reasons=(14,), severity="warning")
+@register_check(id="pretrained-normalization-mismatch", reasons=(14,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.FIT_SYMPTOMS)
 def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     """A pretrained model is fed inputs that are not normalised the way it was trained.
 
@@ -197,7 +198,7 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="split-preprocessing-differs", reasons=(15,), severity="warning", kind="experiment", quick=True)
+@register_check(id="split-preprocessing-differs", reasons=(15,), severity="warning", kind="experiment", quick=True, priority=21, explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}))
 def split_preprocessing_differs(ctx: CheckContext) -> None:
     """Training and evaluation data are preprocessed differently, or share samples.
 

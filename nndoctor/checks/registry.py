@@ -38,6 +38,16 @@ class CheckSpec:
     func: Callable[[CheckContext], None]
     quick: bool  # runs under --quick (observations and the cheapest experiments)
     order: int
+    # Experiments run in this order (lower first), so a spent budget leaves out the least
+    # informative; observations run in registration order.
+    priority: int = 50
+    # The checks whose findings this one's finding explains (a causal link, for the diagnosis).
+    explains: frozenset[str] = frozenset()
+    # A symptom: an effect that many different bugs produce (cannot fit, loss far from chance).
+    # Alone, it opens the diagnosis with a differential instead of a cause.
+    symptom: bool = False
+    # For a symptom: the reasons to look at next, most likely first, and how to tell each apart.
+    differential: tuple[tuple[int, str], ...] = ()
 
     @property
     def doc(self) -> str:
@@ -56,8 +66,17 @@ def register_check(
     severity: Severity | str = Severity.WARNING,
     kind: CheckKind = "observation",
     quick: bool | None = None,
+    *,
+    priority: int = 50,
+    explains: tuple[str, ...] | frozenset[str] = (),
+    symptom: bool = False,
+    differential: tuple[tuple[int, str], ...] = (),
 ) -> Callable[[Callable[[CheckContext], None]], Callable[[CheckContext], None]]:
-    """Register ``func`` as the check ``id`` covering ``reasons`` (numbers from REASONS.md)."""
+    """Register ``func`` as the check ``id`` covering ``reasons`` (numbers from REASONS.md).
+
+    ``explains`` names the checks whose findings a finding of this one explains (see
+    :mod:`nndoctor.diagnosis`); ``symptom`` marks a check whose finding many bugs produce,
+    with its ``differential``; ``priority`` orders the experiments (lower runs first)."""
     bad = [r for r in reasons if not 1 <= int(r) <= 37]
     if bad:
         raise ValueError(f"check {id!r}: reasons must be 1..37, got {bad}")
@@ -73,6 +92,10 @@ def register_check(
             func=func,
             quick=(kind == "observation") if quick is None else quick,
             order=len(_REGISTRY),
+            priority=priority,
+            explains=frozenset(explains) - {id},
+            symptom=symptom,
+            differential=tuple(differential),
         )
         return func
 

@@ -97,6 +97,7 @@ def summary_rows(summaries: dict[str, SplitSummary]) -> list[list[str]]:
     for s in summaries.values():
         rows.append([
             s.split, f"{s.faults}", f"{_pct(s.recall)} ({s.found})", f"{_pct(s.top1_rate)} ({s.top1})",
+            f"{_pct(s.list_top1_rate)} ({s.list_top1})",
             f"{_pct(s.exact_rate)} ({s.exact})", f"{s.other}", f"{s.missed}",
             f"{_pct(s.false_alarm_rate)} ({s.alarm_runs}/{s.healthy_runs})", f"{s.errors}",
             "–" if s.seconds_per_run is None else f"{s.seconds_per_run:.1f}",
@@ -104,7 +105,7 @@ def summary_rows(summaries: dict[str, SplitSummary]) -> list[list[str]]:
     return rows
 
 
-SUMMARY_HEADER = ["split", "faults", "recall", "top-1", "exact", "other reason", "missed",
+SUMMARY_HEADER = ["split", "faults", "recall", "top-1", "list top-1", "exact", "other reason", "missed",
                   "false alarms (runs)", "errors", "s/run"]
 
 

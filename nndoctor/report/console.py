@@ -26,6 +26,8 @@ def render(report: Report, console: Console, *, verbose: bool = False) -> None:
     console.print(_header(report))
     if not report.run.observed:
         console.print(_not_observed(report))
+    if report.diagnosis is not None and not report.diagnosis.empty:
+        console.print(_diagnosis_panel(report.diagnosis))
     for finding in report.findings:
         console.print(_finding_block(finding))
     if verbose or any(c.status != Status.PASSED for c in report.checks):
@@ -65,6 +67,31 @@ def _not_observed(report: Report) -> Panel:
     return Panel(body, title="the script could not be observed", border_style="red", title_align="left")
 
 
+def _diagnosis_panel(diagnosis: Any) -> Panel:
+    """The causes, each with what it explains; or, with symptoms only, where to look next."""
+    body = Text()
+    for i, cause in enumerate(diagnosis.causes, 1):
+        lead = cause.lead
+        reasons = ", ".join(str(r) for r in lead.reasons)
+        body.append(f"{i}. ", style="bold").append(lead.title, style=_STYLE[lead.severity])
+        body.append(f"  {lead.check} · reason {reasons} · confidence {cause.confidence}\n", style="dim")
+        if cause.explains:
+            explained = ", ".join(dict.fromkeys(f.check for f in cause.explains))
+            body.append("   explains ", style="bold").append(explained + "\n")
+    if diagnosis.independent:
+        label = "symptoms, no cause found: " if not diagnosis.causes else "also found: "
+        body.append(label, style="bold").append(
+            ", ".join(dict.fromkeys(f.check for f in diagnosis.independent)) + "\n"
+        )
+    if diagnosis.differential:
+        body.append("look next at, most likely first:\n", style="bold")
+        for lead in diagnosis.differential[:5]:
+            body.append(f"   reason {lead.reason}: ", style="bold").append(lead.look_at + "\n")
+    body.rstrip()
+    title = "diagnosis" if diagnosis.causes else "diagnosis: symptoms without a cause"
+    return Panel(body, title=title, title_align="left", border_style="bold")
+
+
 def _finding_block(f: Finding) -> Panel:
     style = _STYLE[f.severity]
     body = Text()
@@ -76,7 +103,8 @@ def _finding_block(f: Finding) -> Panel:
         body.append("evidence ", style="bold").append(_evidence_line(f.evidence) + "\n")
     body.append("fix      ", style="bold green").append(f.fix)
     reasons = ", ".join(str(r) for r in f.reasons)
-    title = f"[{style}]{f.severity.value.upper()}[/] {f.title}  [dim]{f.check} · reasons {reasons}[/]"
+    role = f" · {f.role}" if f.role != "independent" else ""
+    title = f"[{style}]{f.severity.value.upper()}[/] {f.title}  [dim]{f.check} · reasons {reasons}{role}[/]"
     return Panel(body, title=title, title_align="left", border_style=style)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from nndoctor.report.github import relative_path
 from nndoctor.report.model import Finding, Report, Status
@@ -72,12 +73,13 @@ def render(report: Report, *, fail_on: str = "error", root: str | Path | None = 
         out.append("")
         if run.traceback:
             out += ["```", run.traceback.rstrip(), "```", ""]
+    out += _diagnosis(report.diagnosis)
     if report.findings:
-        out += ["| severity | finding | check | reasons | where |", "|---|---|---|---|---|"]
+        out += ["| severity | finding | check | reasons | role | where |", "|---|---|---|---|---|---|"]
         for f in report.findings:
             out.append(
                 f"| {f.severity.value} | {_cell(f.title)} | `{f.check}` | "
-                f"{', '.join(map(str, f.reasons))} | {_cell(_where(f, root))} |"
+                f"{', '.join(map(str, f.reasons))} | {f.role} | {_cell(_where(f, root))} |"
             )
         out.append("")
         for f in report.findings:
@@ -100,6 +102,27 @@ def render(report: Report, *, fail_on: str = "error", root: str | Path | None = 
             )
         out += ["", "</details>", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _diagnosis(diagnosis: Any) -> list[str]:
+    """The diagnosis first: the causes with what each explains, or where to look next."""
+    if diagnosis is None or diagnosis.empty:
+        return []
+    out = ["### Diagnosis", ""]
+    for i, cause in enumerate(diagnosis.causes, 1):
+        lead = cause.lead
+        line = (f"{i}. **{_inline(lead.title)}** (`{lead.check}`, reason "
+                f"{', '.join(map(str, lead.reasons))}, confidence {cause.confidence})")
+        if cause.explains:
+            line += " — explains " + ", ".join(f"`{c}`" for c in dict.fromkeys(f.check for f in cause.explains))
+        out.append(line)
+    if diagnosis.independent:
+        label = "Symptoms, no cause found" if not diagnosis.causes else "Also found"
+        out.append(f"\n{label}: " + ", ".join(f"`{c}`" for c in dict.fromkeys(f.check for f in diagnosis.independent)))
+    if diagnosis.differential:
+        out += ["", "Look next at, most likely first:", ""]
+        out += [f"- reason {lead.reason}: {_inline(lead.look_at)}" for lead in diagnosis.differential[:5]]
+    return out + [""]
 
 
 def _section(f: Finding, root: str | Path | None) -> list[str]:

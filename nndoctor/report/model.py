@@ -62,10 +62,13 @@ class Finding:
     fix: str
     where: Where = field(default_factory=Where)
     evidence: dict[str, Any] = field(default_factory=dict)
+    # Set by the diagnosis: cause, symptom (explained by a cause) or independent.
+    role: str = "independent"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "check": self.check,
+            "role": self.role,
             "reasons": list(self.reasons),
             "severity": self.severity.value,
             "title": self.title,
@@ -129,6 +132,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    # The causes and their symptoms (nndoctor.diagnosis.Diagnosis), set by the engine.
+    diagnosis: Any = None
 
     def counts(self) -> dict[str, int]:
         by = {s.value: 0 for s in Severity}
@@ -173,6 +178,8 @@ class Report:
             "run": self.run.to_dict(),
             "subject": _jsonable(self.subject),
             "summary": self.counts(),
+            "diagnosis": [c.to_dict() for c in self.diagnosis.causes] if self.diagnosis else [],
+            "differential": [d.to_dict() for d in self.diagnosis.differential] if self.diagnosis else [],
             "findings": [f.to_dict() for f in self.findings],
             "checks": [c.to_dict() for c in self.checks],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},

@@ -276,10 +276,10 @@ def test_markdown_has_the_summary_the_findings_table_and_a_section_each(tmp_path
     lines = text.splitlines()
     assert lines[0] == "## nndoctor: `train.py`"
     assert "gate `--fail-on warning`: **failed**" in text
-    header = lines.index("| severity | finding | check | reasons | where |")
+    header = lines.index("| severity | finding | check | reasons | role | where |")
     rows = lines[header + 2 : header + 2 + len(report.findings)]
     assert [r.split(" | ")[2] for r in rows] == [f"`{f.check}`" for f in report.findings]
-    assert all(r.count("|") == 6 for r in rows)  # no pipe or newline leaks into a cell
+    assert all(r.count("|") == 7 for r in rows)  # no pipe or newline leaks into a cell
     assert "step 0, train.py:41" in rows[0]
     for f in report.findings:
         assert f"### {f.severity.value.upper()}: {f.title}" in text

@@ -16,7 +16,7 @@ def training_loader(rec: Recording) -> LoaderInfo | None:
     return rec.loaders[index] if index < len(rec.loaders) else None
 
 
-@register_check(id="class-imbalance", reasons=(8,), severity="warning")
+@register_check(id="class-imbalance", reasons=(8,), severity="warning", explains=frozenset({"loss-not-at-chance", "loss-accuracy-disagree", "nothing-generalizes"}))
 def class_imbalance(ctx: CheckContext) -> None:
     """The classes in the observed targets are far from balanced, and nothing compensates.
 
@@ -77,7 +77,7 @@ def class_imbalance(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="too-few-examples", reasons=(9,), severity="warning")
+@register_check(id="too-few-examples", reasons=(9,), severity="warning", explains=frozenset({"nothing-generalizes"}))
 def too_few_examples(ctx: CheckContext) -> None:
     """The dataset has very few examples per class, or per parameter.
 
@@ -139,7 +139,7 @@ def _numel(shape: tuple[int, ...]) -> int:
     return out
 
 
-@register_check(id="batch-too-large", reasons=(11,), severity="warning")
+@register_check(id="batch-too-large", reasons=(11,), severity="warning", explains=frozenset({"give-it-time"}))
 def batch_too_large(ctx: CheckContext) -> None:
     """The batch is so large relative to the dataset that an epoch is a handful of steps.
 

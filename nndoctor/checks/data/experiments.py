@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import Subject
@@ -126,7 +127,8 @@ def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@register_check(id="model-ignores-input", reasons=(2,), severity="error", kind="experiment")
+@register_check(id="model-ignores-input", reasons=(2,), severity="error", kind="experiment", priority=15, symptom=True, explains=frozenset({"labels-not-connected", "nothing-generalizes", "label-noise"}),
+    differential=((35, 'dead or saturated units (dead-relus, saturated-activations)'), (1, 'inputs that are constant or zero'), (23, 'frozen first layers'), (28, 'the initialisation'),))
 def model_ignores_input(ctx: CheckContext) -> None:
     """The model trains the same on random noise as on the real inputs.
 
@@ -198,7 +200,7 @@ def model_ignores_input(ctx: CheckContext) -> None:
         )
 
 
-@register_check(id="labels-not-connected", reasons=(4,), severity="warning", kind="experiment")
+@register_check(id="labels-not-connected", reasons=(4,), severity="warning", kind="experiment", priority=16, explains=causes.LABEL_SYMPTOMS)
 def labels_not_connected(ctx: CheckContext) -> None:
     """The real input–label pairing is learned no faster than shuffled labels.
 
@@ -288,7 +290,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="nothing-generalizes", reasons=(5,), severity="info", kind="experiment")
+@register_check(id="nothing-generalizes", reasons=(5,), severity="info", kind="experiment", priority=24)
 def nothing_generalizes(ctx: CheckContext) -> None:
     """A few batches are memorised, but a held-out batch stays at its initial loss.
 
@@ -333,7 +335,7 @@ def nothing_generalizes(ctx: CheckContext) -> None:
         )
 
 
-@register_check(id="label-noise", reasons=(6,), severity="warning", kind="experiment")
+@register_check(id="label-noise", reasons=(6,), severity="warning", kind="experiment", priority=23, explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}))
 def label_noise(ctx: CheckContext) -> None:
     """Many samples are confidently predicted as another class by a model that never saw them.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.report.model import Where
 
@@ -94,7 +95,7 @@ def _fmt(x: float) -> str:
 # -- checks ---------------------------------------------------------------------------
 
 
-@register_check(id="input-not-finite", reasons=(1, 37), severity="error")
+@register_check(id="input-not-finite", reasons=(1, 37), severity="error", explains=causes.ALL_SYMPTOMS)
 def input_not_finite(ctx: CheckContext) -> None:
     """The model input contains NaN or infinite values.
 
@@ -157,7 +158,7 @@ def input_not_finite(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="input-constant", reasons=(1, 3), severity="error")
+@register_check(id="input-constant", reasons=(1, 3), severity="error", explains=causes.ALL_SYMPTOMS)
 def input_constant(ctx: CheckContext) -> None:
     """Input batches are all zeros or one constant value.
 
@@ -242,7 +243,7 @@ def input_constant(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="batch-repeated", reasons=(1, 3), severity="error")
+@register_check(id="batch-repeated", reasons=(1, 3), severity="error", explains=causes.ALL_SYMPTOMS)
 def batch_repeated(ctx: CheckContext) -> None:
     """The same batch is fed step after step.
 
@@ -313,7 +314,7 @@ def batch_repeated(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="input-uint8-range", reasons=(1,), severity="warning")
+@register_check(id="input-uint8-range", reasons=(1,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS)
 def input_uint8_range(ctx: CheckContext) -> None:
     """Inputs are raw 0..255 integers where 0..1 or standardised values are expected.
 
@@ -385,7 +386,7 @@ def input_uint8_range(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="input-channels-last", reasons=(1,), severity="error")
+@register_check(id="input-channels-last", reasons=(1,), severity="error", explains=causes.ALL_SYMPTOMS)
 def input_channels_last(ctx: CheckContext) -> None:
     """Images arrive channels-last (NHWC) at a conv net that reads axis 1 as channels.
 

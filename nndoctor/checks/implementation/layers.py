@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.trace import recorded_module_inputs
@@ -32,7 +33,7 @@ def _definition(m: nn.Module) -> tuple[str | None, int | None]:
         return None, None
 
 
-@register_check(id="custom-layer-gradient", reasons=(22, 26), severity="error", kind="experiment", quick=True)
+@register_check(id="custom-layer-gradient", reasons=(22, 26), severity="error", kind="experiment", quick=True, priority=12, explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def custom_layer_gradient(ctx: CheckContext) -> None:
     """A user-written layer's backward does not match its forward (float64 gradient check).
 
@@ -295,7 +296,7 @@ def _shifted(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor], le
         return None
 
 
-@register_check(id="batch-dependence", reasons=(25,), severity="error", kind="experiment", quick=True)
+@register_check(id="batch-dependence", reasons=(25,), severity="error", kind="experiment", quick=True, priority=13, explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS)
 def batch_dependence(ctx: CheckContext) -> None:
     """One sample's output depends on other samples in the batch.
 
@@ -392,7 +393,7 @@ def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
-@register_check(id="width-one-bottleneck", reasons=(24,), severity="warning")
+@register_check(id="width-one-bottleneck", reasons=(24,), severity="warning", explains=causes.FIT_SYMPTOMS)
 def width_one_bottleneck(ctx: CheckContext) -> None:
     """A hidden layer one unit (or one channel) wide throttles the whole network.
 

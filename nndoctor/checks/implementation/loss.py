@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import LossCall, StepRecord
 from nndoctor.report.model import Where
@@ -45,7 +46,8 @@ def chance_loss(call: LossCall) -> tuple[float, str] | None:
     return value, how
 
 
-@register_check(id="loss-not-at-chance", reasons=(17,), severity="warning")
+@register_check(id="loss-not-at-chance", reasons=(17,), severity="warning", symptom=True,
+    differential=((19, 'what the loss is fed: logits, probabilities or log-probabilities'), (28, "the scale of the last layer's weights and bias at initialisation"), (8, 'a class prior in the targets (class-imbalance)'), (12, 'the scale of the inputs'),))
 def loss_not_at_chance(ctx: CheckContext) -> None:
     """The loss at initialisation is far from the chance level of the task.
 
@@ -119,7 +121,7 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="loss-input-mismatch", reasons=(19,), severity="error")
+@register_check(id="loss-input-mismatch", reasons=(19,), severity="error", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def loss_input_mismatch(ctx: CheckContext) -> None:
     """The loss receives the wrong kind of input: probabilities, logits or shapes it does not expect.
 
@@ -237,7 +239,7 @@ def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> N
     )
 
 
-@register_check(id="loss-mismatches-task", reasons=(18,), severity="warning")
+@register_check(id="loss-mismatches-task", reasons=(18,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def loss_mismatches_task(ctx: CheckContext) -> None:
     """The loss function does not fit the task its targets describe.
 
@@ -310,7 +312,7 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
         )
 
 
-@register_check(id="loss-term-dominates", reasons=(20,), severity="warning", kind="experiment")
+@register_check(id="loss-term-dominates", reasons=(20,), severity="warning", kind="experiment", priority=14, explains=causes.FIT_SYMPTOMS)
 def loss_term_dominates(ctx: CheckContext) -> None:
     """One term of a multi-term loss dominates the gradient by orders of magnitude.
 

@@ -11,7 +11,7 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import take_samples
 
 
-@register_check(id="simpler-task-trains", reasons=(16,), severity="warning", kind="experiment")
+@register_check(id="simpler-task-trains", reasons=(16,), severity="warning", kind="experiment", priority=20, explains=frozenset({"cannot-overfit-tiny-batch", "loss-accuracy-disagree"}))
 def simpler_task_trains(ctx: CheckContext) -> None:
     """The full task cannot be fit, but a simpler version of it can.
 
@@ -85,7 +85,8 @@ def _two_class_batch(lab: Lab, size: int) -> tuple[Any, list[int]]:
     return None, []
 
 
-@register_check(id="loss-accuracy-disagree", reasons=(21,), severity="warning")
+@register_check(id="loss-accuracy-disagree", reasons=(21,), severity="warning", symptom=True,
+    differential=((21, 'how the metric is computed (argmax axis, targets)'), (8, 'a dominant class the loss can learn alone'), (19, 'the loss input'), (26, 'gradients accumulated without zero_grad'),))
 def loss_accuracy_disagree(ctx: CheckContext) -> None:
     """The loss falls while the accuracy does not move (or the other way round).
 

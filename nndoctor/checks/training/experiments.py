@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.checks import causes
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
@@ -107,7 +108,8 @@ def _weight_decays(spec: OptimizerSpec) -> list[float]:
 
 
 @register_check(
-    id="regularisation-prevents-fit", reasons=(30,), severity="warning", kind="experiment"
+    id="regularisation-prevents-fit", reasons=(30,), severity="warning", kind="experiment", priority=19,
+    explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree", "give-it-time"}),
 )
 def regularisation_prevents_fit(ctx: CheckContext) -> None:
     """The model fits a tiny batch with regularisation off, but not with it on.
@@ -241,7 +243,7 @@ def _is_known_good(spec: OptimizerSpec) -> bool:
     )
 
 
-@register_check(id="optimizer-underperforms", reasons=(34,), severity="warning", kind="experiment")
+@register_check(id="optimizer-underperforms", reasons=(34,), severity="warning", kind="experiment", priority=18, explains=frozenset({"cannot-overfit-tiny-batch", "give-it-time"}))
 def optimizer_underperforms(ctx: CheckContext) -> None:
     """The user's optimiser falls far behind a known-good one on the same tiny batch.
 
@@ -456,7 +458,8 @@ def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
 
 
 @register_check(
-    id="learning-rate-out-of-range", reasons=(36,), severity="warning", kind="experiment"
+    id="learning-rate-out-of-range", reasons=(36,), severity="warning", kind="experiment", priority=17,
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
 )
 def learning_rate_out_of_range(ctx: CheckContext) -> None:
     """A learning-rate range test puts the user's rate far outside the range that works.

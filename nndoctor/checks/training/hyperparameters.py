@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.report.model import Severity, Where
@@ -277,7 +278,7 @@ def group_problems(optimizer: str, group: dict[str, Any], t: Thresholds) -> list
     return out
 
 
-@register_check(id="hyperparameters-out-of-range", reasons=(29,), severity="warning")
+@register_check(id="hyperparameters-out-of-range", reasons=(29,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def hyperparameters_out_of_range(ctx: CheckContext) -> None:
     """Optimiser hyperparameters far outside their common ranges.
 

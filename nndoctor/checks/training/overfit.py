@@ -11,7 +11,8 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import OptimizerSpec
 
 
-@register_check(id="cannot-overfit-tiny-batch", reasons=(27,), severity="error", kind="experiment")
+@register_check(id="cannot-overfit-tiny-batch", reasons=(27,), severity="error", kind="experiment", priority=10, symptom=True, explains=frozenset({"loss-accuracy-disagree", "give-it-time"}),
+    differential=((19, 'the loss input: probabilities or log-probabilities where logits belong (loss-input-mismatch)'), (23, 'frozen parameters or parameters missing from the optimizer (params-* checks)'), (36, 'the learning rate (learning-rate-out-of-range, a range test)'), (28, 'the initialisation: activation statistics at step 0'), (22, "a custom layer's backward (custom-layer-gradient)"), (24, 'capacity: a layer of width 1 or a too-small model'), (30, 'regularisation that stays on: dropout, weight decay'),))
 def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     """The model cannot drive the loss near zero on one tiny batch.
 

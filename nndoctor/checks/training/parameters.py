@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import Recording, StepRecord
 from nndoctor.report.model import Severity, Where
@@ -130,7 +131,7 @@ def _lr_of(ctx: CheckContext, names: Sequence[str]) -> list[float]:
 # -- not in the optimizer (23) -----------------------------------------------------------------
 
 
-@register_check(id="params-not-in-optimizer", reasons=(23,), severity="error")
+@register_check(id="params-not-in-optimizer", reasons=(23,), severity="error", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def params_not_in_optimizer(ctx: CheckContext) -> None:
     """Trainable parameters that no optimizer param group holds.
 
@@ -211,7 +212,7 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
 # -- no gradient (23) -----------------------------------------------------------------------------
 
 
-@register_check(id="params-without-grad", reasons=(23,), severity="warning")
+@register_check(id="params-without-grad", reasons=(23,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
 def params_without_grad(ctx: CheckContext) -> None:
     """Parameters in the optimizer that never receive a gradient.
 
@@ -320,7 +321,7 @@ def params_without_grad(ctx: CheckContext) -> None:
 # -- never changing (23) ------------------------------------------------------------------------
 
 
-@register_check(id="params-not-changing", reasons=(23,), severity="error")
+@register_check(id="params-not-changing", reasons=(23,), severity="error", explains=causes.FIT_SYMPTOMS)
 def params_not_changing(ctx: CheckContext) -> None:
     """Parameters that receive a gradient but never change.
 
@@ -396,7 +397,7 @@ def params_not_changing(ctx: CheckContext) -> None:
 # -- requires_grad=False on trainable-looking parameters (23) ---------------------------------------
 
 
-@register_check(id="params-frozen", reasons=(23,), severity="warning")
+@register_check(id="params-frozen", reasons=(23,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}))
 def params_frozen(ctx: CheckContext) -> None:
     """Parameters with ``requires_grad=False`` that look meant to train.
 
@@ -541,7 +542,7 @@ def params_frozen(ctx: CheckContext) -> None:
 # -- zero_grad never called (26, 36) ----------------------------------------------------------------
 
 
-@register_check(id="zero-grad-missing", reasons=(26, 36), severity="error")
+@register_check(id="zero-grad-missing", reasons=(26, 36), severity="error", explains=causes.ALL_SYMPTOMS)
 def zero_grad_missing(ctx: CheckContext) -> None:
     """``optimizer.zero_grad()`` is never called: gradients accumulate across steps.
 
@@ -634,7 +635,7 @@ def zero_grad_missing(ctx: CheckContext) -> None:
 # -- training in eval mode (32) --------------------------------------------------------------------
 
 
-@register_check(id="train-in-eval-mode", reasons=(32,), severity="warning")
+@register_check(id="train-in-eval-mode", reasons=(32,), severity="warning", explains=frozenset({"regularisation-prevents-fit", "loss-accuracy-disagree", "activation-scale-drift", "nothing-generalizes"}))
 def train_in_eval_mode(ctx: CheckContext) -> None:
     """Training steps taken with the model in ``eval()`` mode.
 

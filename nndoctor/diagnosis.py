@@ -1,0 +1,186 @@
+"""The diagnosis: the report's first word, assembled from its findings.
+
+One bug shows as several findings: a softmax before the loss also makes the tiny batch
+impossible to fit and the loss sit away from chance. Checks declare in the registry
+which other checks' findings theirs explains (``explains=``) and which of them are mere
+symptoms (``symptom=True``). From the loud findings (warnings and errors) this module
+builds:
+
+- **causes**: findings of non-symptom checks that no stronger finding explains, each with
+  the findings it explains (directly or through another explained finding) nested under
+  it, ranked by severity, then by how much they explain;
+- **independent** findings: loud findings that no cause explains;
+- a **differential** when there are symptoms but no cause: the reasons to look at next,
+  most likely first (the reasons most of the symptoms point to), with what tells them apart.
+
+When two findings explain each other (a NaN and a too-high learning rate), the stronger
+one (error over warning, then a non-symptom, then the earlier experiment) is the cause.
+Every finding gets a ``role``: ``cause``, ``symptom`` or ``independent``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nndoctor.report.model import Finding, Severity
+
+if TYPE_CHECKING:
+    from nndoctor.checks.registry import CheckSpec
+    from nndoctor.report.model import Report
+
+
+@dataclass
+class Cause:
+    """One cause: the findings of one check, and the findings of others it explains."""
+
+    findings: list[Finding]
+    confidence: str  # high | medium | low
+    explains: list[Finding] = field(default_factory=list)
+
+    @property
+    def lead(self) -> Finding:
+        return self.findings[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.lead.check,
+            "reasons": list(self.lead.reasons),
+            "title": self.lead.title,
+            "severity": self.lead.severity.value,
+            "confidence": self.confidence,
+            "explains": sorted({f.check for f in self.explains}),
+        }
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A reason to look at next when only symptoms were found."""
+
+    reason: int
+    look_at: str
+    pointed_to_by: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "look_at": self.look_at, "pointed_to_by": list(self.pointed_to_by)}
+
+
+@dataclass
+class Diagnosis:
+    causes: list[Cause] = field(default_factory=list)
+    independent: list[Finding] = field(default_factory=list)
+    differential: list[Lead] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.causes or self.independent)
+
+    def ordered_findings(self, findings: list[Finding]) -> list[Finding]:
+        """``findings`` reordered as the diagnosis reads: each cause followed by what it
+        explains, then the independent loud findings, then the rest (infos)."""
+        order: list[Finding] = []
+        for cause in self.causes:
+            order += cause.findings + cause.explains
+        order += self.independent
+        seen = {id(f) for f in order}
+        return order + [f for f in findings if id(f) not in seen]
+
+
+def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None) -> Diagnosis:
+    """Assemble the diagnosis of ``findings`` and set each finding's ``role``."""
+    if specs is None:
+        from nndoctor.checks.registry import all_checks
+
+        specs = {s.id: s for s in all_checks()}
+    loud = [f for f in findings if f.severity != Severity.INFO]
+    by_check: dict[str, list[Finding]] = {}
+    for f in sorted(loud, key=lambda f: -f.severity.rank):
+        by_check.setdefault(f.check, []).append(f)
+    checks = list(by_check)
+
+    def spec(check: str) -> CheckSpec | None:
+        return specs.get(check)
+
+    def is_symptom(check: str) -> bool:
+        s = spec(check)
+        return bool(s and s.symptom)
+
+    def strength(check: str) -> tuple[int, int, int]:
+        s = spec(check)
+        return (by_check[check][0].severity.rank, not is_symptom(check), -(s.priority if s else 99))
+
+    def explains(a: str, b: str) -> bool:
+        s = spec(a)
+        return a != b and s is not None and b in s.explains
+
+    def explained(b: str) -> bool:
+        return any(explains(a, b) and not (explains(b, a) and strength(b) > strength(a)) for a in checks)
+
+    cause_checks = [c for c in checks if not is_symptom(c) and not explained(c)]
+    reach = {c: _reachable(c, checks, explains) for c in cause_checks}
+    cause_checks.sort(key=lambda c: (*(-x for x in strength(c)[:2]), -len(reach[c]), checks.index(c)))
+    owner: dict[str, str] = {}
+    for c in cause_checks:
+        for other in reach[c]:
+            if other not in cause_checks:
+                owner.setdefault(other, c)
+    diagnosis = Diagnosis()
+    for c in cause_checks:
+        lead = by_check[c][0]
+        explained_findings = [f for other, own in owner.items() if own == c for f in by_check[other]]
+        confidence = ("high" if lead.severity == Severity.ERROR
+                      else "medium" if explained_findings else "low")
+        diagnosis.causes.append(Cause(by_check[c], confidence, explained_findings))
+    diagnosis.independent = [
+        f for c in checks if c not in cause_checks and c not in owner for f in by_check[c]
+    ]
+    if not diagnosis.causes:
+        diagnosis.differential = _differential(
+            [c for c in checks if c not in owner], specs
+        )
+    _set_roles(findings, diagnosis)
+    return diagnosis
+
+
+def _reachable(start: str, checks: list[str], explains: Any) -> list[str]:
+    seen: list[str] = []
+    frontier = [start]
+    while frontier:
+        current = frontier.pop()
+        for other in checks:
+            if other != start and other not in seen and explains(current, other):
+                seen.append(other)
+                frontier.append(other)
+    return seen
+
+
+def _differential(symptoms: list[str], specs: dict[str, CheckSpec]) -> list[Lead]:
+    """Reasons the symptoms point to, most symptoms first, then by each symptom's own order."""
+    votes: Counter[int] = Counter()
+    first_seen: dict[int, tuple[int, int]] = {}
+    look_at: dict[int, str] = {}
+    by: dict[int, list[str]] = {}
+    for i, check in enumerate(symptoms):
+        s = specs.get(check)
+        for j, (reason, how) in enumerate(s.differential if s else ()):
+            votes[reason] += 1
+            first_seen.setdefault(reason, (j, i))
+            look_at.setdefault(reason, how)
+            by.setdefault(reason, []).append(check)
+    ranked = sorted(votes, key=lambda r: (-votes[r], first_seen[r]))
+    return [Lead(r, look_at[r], tuple(by[r])) for r in ranked]
+
+
+def _set_roles(findings: list[Finding], diagnosis: Diagnosis) -> None:
+    causes = {id(f) for c in diagnosis.causes for f in c.findings}
+    symptoms = {id(f) for c in diagnosis.causes for f in c.explains}
+    for f in findings:
+        f.role = "cause" if id(f) in causes else "symptom" if id(f) in symptoms else "independent"
+
+
+def attach(report: Report) -> Report:
+    """Diagnose ``report``'s findings and order them as the diagnosis reads; returns it."""
+    report.diagnosis = diagnose(report.findings)
+    report.findings = report.diagnosis.ordered_findings(report.findings)
+    return report

@@ -1,0 +1,59 @@
+"""`nndoctor bench` on the command line: listing the corpus, usage errors, one real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from nndoctor.cli import _bare_json_flag, app
+
+runner = CliRunner()
+
+
+def test_list_json_shows_the_corpus() -> None:
+    result = runner.invoke(app, ["bench", "--list", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.output)
+    counts = listing["counts"]
+    assert counts["faults"] == len(listing["faults"]) and counts["healthy"] == len(listing["healthy"])
+    assert counts["reasons"] == len({f["reason"] for f in listing["faults"]})
+    assert {"name", "base", "kind", "reason", "also", "split", "what"} <= set(listing["faults"][0])
+
+
+def test_a_bare_json_flag_means_stdout() -> None:
+    assert _bare_json_flag(["bench", "--list", "--json"]) == ["bench", "--list", "--json", "-"]
+    assert _bare_json_flag(["bench", "--json", "--list"]) == ["bench", "--json", "-", "--list"]
+    assert _bare_json_flag(["bench", "--json", "out.json"]) == ["bench", "--json", "out.json"]
+    assert _bare_json_flag(["check", "x.py", "--json"]) == ["check", "x.py", "--json"]
+
+
+def test_list_json_through_the_console_script() -> None:
+    done = subprocess.run([sys.executable, "-m", "nndoctor", "bench", "--list", "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["healthy"] >= 1
+
+
+def test_bad_split_and_no_match_are_usage_errors() -> None:
+    assert runner.invoke(app, ["bench", "--split", "train"]).exit_code == 2
+    assert runner.invoke(app, ["bench", "--select", "no-such-case-anywhere"]).exit_code == 2
+
+
+def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    plot = tmp_path / "matrix.png"
+    result = runner.invoke(app, ["bench", "--select", "mlp", "--split", "dev", "--seeds", "1",
+                                 "--json", str(out), "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    healthy = [r for r in payload["runs"] if not r["fault"]]
+    assert [r["name"] for r in healthy] == ["mlp"]
+    assert healthy[0]["error"] is None and healthy[0]["false_alarms"] == []
+    faults = [r for r in payload["runs"] if r["fault"]]
+    assert all(r["verdict"] in ("found", "other", "missed") for r in faults)
+    assert payload["summary"]["all"]["healthy_runs"] == 1
+    assert plot.is_file() == bool(faults)

@@ -1,0 +1,89 @@
+"""The diagnosis: causes first with the findings they explain, symptoms nested, a
+differential when only symptoms were found; links declared in the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nndoctor.checks import causes
+from nndoctor.checks.registry import all_checks
+from nndoctor.diagnosis import diagnose
+from nndoctor.report.model import Finding, Severity
+
+
+def finding(check: str, severity: str = "error", *reasons: int) -> Finding:
+    return Finding(check, list(reasons) or [1], Severity(severity), check, "m", "fix")
+
+
+def test_a_cause_explains_its_symptoms() -> None:
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    chance = finding("loss-not-at-chance", "warning", 17)
+    softmax = finding("loss-input-mismatch", "error", 19)
+    d = diagnose([overfit, chance, softmax])
+    assert [c.lead.check for c in d.causes] == ["loss-input-mismatch"]
+    assert {f.check for f in d.causes[0].explains} == {"cannot-overfit-tiny-batch", "loss-not-at-chance"}
+    assert d.causes[0].confidence == "high" and not d.independent and not d.differential
+    assert (softmax.role, overfit.role, chance.role) == ("cause", "symptom", "symptom")
+    ordered = d.ordered_findings([overfit, chance, softmax])
+    assert ordered[0] is softmax
+
+
+def test_symptoms_alone_give_a_differential_not_a_cause() -> None:
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    chance = finding("loss-not-at-chance", "warning", 17)
+    d = diagnose([overfit, chance])
+    assert d.causes == [] and {f.check for f in d.independent} == {overfit.check, chance.check}
+    reasons = [lead.reason for lead in d.differential]
+    # 19 and 28 are pointed to by both symptoms; 19 comes first in the lead symptom's list.
+    assert reasons[:2] == [19, 28]
+    assert set(d.differential[0].pointed_to_by) == {overfit.check, chance.check}
+    assert overfit.role == "independent"
+
+
+def test_mutual_explanations_go_to_the_stronger_finding() -> None:
+    nan = finding("non-finite-values", "error", 37)
+    lr = finding("learning-rate-out-of-range", "warning", 36)
+    d = diagnose([lr, nan])
+    assert [c.lead.check for c in d.causes] == ["non-finite-values"]
+    assert [f.check for f in d.causes[0].explains] == ["learning-rate-out-of-range"]
+
+
+def test_explanation_is_transitive_and_each_symptom_is_nested_once() -> None:
+    frozen = finding("params-frozen", "warning", 23)
+    no_grad = finding("params-without-grad", "warning", 23)
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    d = diagnose([overfit, no_grad, frozen])
+    assert [c.lead.check for c in d.causes] == ["params-frozen"]
+    nested = [f.check for c in d.causes for f in c.explains]
+    assert sorted(nested) == ["cannot-overfit-tiny-batch", "params-without-grad"]
+
+
+def test_independent_causes_are_ranked_by_severity() -> None:
+    imbalance = finding("class-imbalance", "warning", 8)
+    softmax = finding("loss-input-mismatch", "error", 19)
+    d = diagnose([imbalance, softmax])
+    assert [c.lead.check for c in d.causes] == ["loss-input-mismatch", "class-imbalance"]
+    assert d.causes[1].confidence == "low"
+
+
+def test_infos_are_never_in_the_diagnosis() -> None:
+    d = diagnose([finding("give-it-time", "info", 31)])
+    assert d.empty and d.differential == []
+
+
+def test_every_declared_link_names_a_registered_check() -> None:
+    ids = {s.id for s in all_checks()}
+    for name, group in causes.every_group().items():
+        assert group <= ids, (name, group - ids)
+    for spec in all_checks():
+        assert spec.explains <= ids, (spec.id, spec.explains - ids)
+        assert spec.id not in spec.explains
+        if spec.symptom:
+            assert spec.differential, f"symptom {spec.id} needs a differential"
+            assert all(1 <= r <= 37 and text for r, text in spec.differential)
+
+
+def test_the_engine_holds_no_check_ids() -> None:
+    source = (Path(__file__).resolve().parents[1] / "nndoctor" / "engine.py").read_text()
+    for spec in all_checks():
+        assert f'"{spec.id}"' not in source, spec.id
