@@ -163,6 +163,18 @@ def test_some_constant_batches_are_a_warning() -> None:
     assert f.evidence["value"] == pytest.approx(0.5)
 
 
+@pytest.mark.fires("input-constant")
+@pytest.mark.parametrize("value", [0.7, 0.5, 255.0])
+@pytest.mark.parametrize("size", [32, 16])
+def test_constant_image_batches_are_reported(value: float, size: int) -> None:
+    # Image-sized batches: a one-pass float32 variance gave these a std near 1e-2.
+    x, y = images(n=64, size=size)
+    report = run(select=["input-constant"], **conv_subject(torch.full_like(x, value), y))
+    (f,) = report.by_check("input-constant")
+    assert f.severity.value == "error" and 1 in f.reasons
+    assert f.evidence["value"] == pytest.approx(value)
+
+
 @pytest.mark.fires("batch-repeated")
 def test_a_source_that_repeats_one_batch() -> None:
     x, y = blobs()

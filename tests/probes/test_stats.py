@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from nndoctor.probes.stats import class_counts
+from nndoctor.probes.stats import activation_stats, class_counts, tensor_stats
 
 
 def test_class_counts_leave_out_ignore_index_and_out_of_range_targets() -> None:
@@ -12,3 +13,24 @@ def test_class_counts_leave_out_ignore_index_and_out_of_range_targets() -> None:
     target = torch.tensor([[0, 2, -100], [2, 2, -100]])
     assert class_counts(target, 3).tolist() == [1.0, 0.0, 3.0]
     assert class_counts(torch.tensor([5, 1]), 3).tolist() == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("shape", [(64, 3, 32, 32), (16, 1, 28, 28), (8, 3, 64, 64), (4096, 20)])
+@pytest.mark.parametrize("value", [0.7, 255.0, 1e-3, -3.3, 0.5])
+def test_constant_batches_have_zero_std(shape: tuple[int, ...], value: float) -> None:
+    x = torch.full(shape, value)
+    for stats in (tensor_stats(x), activation_stats(x)):
+        assert stats[1].item() == 0.0
+        assert stats[0].item() == pytest.approx(value, rel=1e-5)
+
+
+def test_a_near_constant_image_batch_keeps_its_small_std() -> None:
+    # |mean| ≫ std: E[x²] - E[x]² in float32 loses this std entirely; the centred form keeps it.
+    g = torch.Generator().manual_seed(0)
+    x = 0.7 + 1e-3 * torch.randn(64, 3, 32, 32, generator=g)
+    assert tensor_stats(x)[1].item() == pytest.approx(x.double().std().item(), rel=1e-3)
+
+
+def test_non_finite_values_still_show_in_the_moments() -> None:
+    x = torch.tensor([1.0, float("nan"), 2.0])
+    assert torch.isnan(tensor_stats(x)[1]) and torch.isnan(activation_stats(x)[1])
