@@ -14,8 +14,10 @@ finds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,17 +117,25 @@ def run_jobs(
     """Run ``jobs`` in ``workers`` parallel child processes; outcomes in job order."""
     folder = examples_root(examples)
     outcomes: dict[int, Outcome] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(run_job, job, folder): i for i, job in enumerate(jobs)}
+    running: set[subprocess.Popen[str]] = set()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        futures = {pool.submit(run_job, job, folder, running): i for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             outcome = future.result()
             outcomes[futures[future]] = outcome
             if on_done is not None:
                 on_done(outcome)
+    finally:
+        # Interrupted (Ctrl-C, an error): no child of the bench outlives it.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in list(running):
+            _kill(child)
+        pool.shutdown(wait=True)
     return [outcomes[i] for i in range(len(jobs))]
 
 
-def run_job(job: Job, examples: Path) -> Outcome:
+def run_job(job: Job, examples: Path, running: set[subprocess.Popen[str]] | None = None) -> Outcome:
     """Run one job in a child interpreter, in a scratch folder removed afterwards."""
     outcome = Outcome(
         name=job.name, seed=job.seed, split=job.split, fault=job.fault is not None,
@@ -139,21 +149,43 @@ def run_job(job: Job, examples: Path) -> Outcome:
         except Exception as exc:  # noqa: BLE001 - a fault that cannot be built is a bench error
             outcome.error = f"{type(exc).__name__}: {exc}"
             return outcome
-        try:
-            done = subprocess.run(
-                command, cwd=scratch, env=_child_env(), capture_output=True, text=True,
-                timeout=BENCH_RUN_TIMEOUT, stdin=subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired:
+        returncode, stdout, stderr = _run_child(command, scratch, running if running is not None else set())
+        if returncode is None:
             outcome.error = f"did not finish within {BENCH_RUN_TIMEOUT:.0f}s"
+        elif report_path.is_file():
+            _read_report(outcome, json.loads(report_path.read_text(encoding="utf-8")))
         else:
-            if report_path.is_file():
-                _read_report(outcome, json.loads(report_path.read_text(encoding="utf-8")))
-            else:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                outcome.error = f"exit {done.returncode}, no report: {' | '.join(tail)}"
+            tail = (stderr or stdout).strip().splitlines()[-3:]
+            outcome.error = f"exit {returncode}, no report: {' | '.join(tail)}"
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _run_child(
+    command: list[str], cwd: str, running: set[subprocess.Popen[str]]
+) -> tuple[int | None, str, str]:
+    """Run ``command`` in its own process group; (None, ...) on timeout. The whole group
+    (the check and any replay it started) is killed on timeout or interruption."""
+    child = subprocess.Popen(
+        command, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    running.add(child)
+    try:
+        stdout, stderr = child.communicate(timeout=BENCH_RUN_TIMEOUT)
+        return child.returncode, stdout, stderr
+    except subprocess.TimeoutExpired:
+        return None, "", ""
+    finally:
+        _kill(child)
+        running.discard(child)
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
 
 
 def _command(job: Job, examples: Path, scratch: Path, report: Path) -> list[str]:
