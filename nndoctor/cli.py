@@ -520,6 +520,9 @@ def bench(
         Optional[str],
         typer.Option(help="Only cases whose name matches (a glob, or a substring); a fault also by its base."),
     ] = None,
+    kind: Annotated[
+        str, typer.Option(help="Which cases: healthy, faults or all.")
+    ] = "all",
     seeds: Annotated[int, typer.Option(help="Seeds per healthy case (0, 1, …).", min=1)] = 3,
     fault_seeds: Annotated[int, typer.Option(help="Seeds per fault.", min=1)] = 1,
     jobs: Annotated[int, typer.Option(help="Cases run in parallel processes.", min=1)] = 1,
@@ -552,7 +555,10 @@ def bench(
 
     if split not in ("dev", "test", "all"):
         raise _fail(f"--split must be dev, test or all, not {split!r}", EXIT_USAGE)
-    healthy, planted = healthy_cases(split, select), faults(split, select)
+    if kind not in ("healthy", "faults", "all"):
+        raise _fail(f"--kind must be healthy, faults or all, not {kind!r}", EXIT_USAGE)
+    healthy = healthy_cases(split, select) if kind != "faults" else []
+    planted = faults(split, select) if kind != "healthy" else []
     if list_only:
         if json_path is not None:
             _write_text(json_path, json.dumps(bench_report.corpus_listing(healthy, planted), indent=2))
@@ -575,7 +581,7 @@ def bench(
     summaries = summarise(outcomes)
     bench_report.print_outcomes(out, outcomes)
     bench_report.print_summary(out, summaries)
-    settings = {"split": split, "select": select, "seeds": seeds, "fault_seeds": fault_seeds, "jobs": jobs}
+    settings = {"split": split, "select": select, "kind": kind, "seeds": seeds, "fault_seeds": fault_seeds, "jobs": jobs}
     if json_path is not None:
         _write_text(json_path, bench_report.results_json(outcomes, summaries, settings))
         if str(json_path) != "-":
