@@ -6,7 +6,7 @@ classes are imbalanced (55/25/12/8%), which a ``WeightedRandomSampler`` with
 inverse-frequency weights compensates. ``TinyViT`` (custom ``nn.Module``s, after
 Dosovitskiy et al., 2021): a ``Conv2d`` patch embedding with stride = patch size (4x4
 patches, 16 tokens), a learned class token and position embeddings, two pre-norm
-``nn.TransformerEncoderLayer``s, a linear head on the class token.
+``nn.TransformerEncoderLayer``s with dropout 0.1, a linear head on the class token.
 ``nn.CrossEntropyLoss(label_smoothing=0.1)``, AdamW, linear warm-up then cosine decay
 (``LambdaLR``, stepped per batch), ``main()`` with argparse. Prints the training loss
 and the held-out accuracy on balanced data.
@@ -52,13 +52,14 @@ def make_images(labels: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 class TinyViT(nn.Module):
-    def __init__(self, dim: int = 64, depth: int = 2, heads: int = 4, classes: int = len(CLASSES)) -> None:
+    def __init__(self, dim: int = 64, depth: int = 2, heads: int = 4, dropout: float = 0.1,
+                 classes: int = len(CLASSES)) -> None:
         super().__init__()
         tokens = (SIZE // PATCH) ** 2
         self.patch_embed = nn.Conv2d(1, dim, kernel_size=PATCH, stride=PATCH)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.randn(1, tokens + 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50, help="warm-up steps")
+    parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -93,7 +95,7 @@ def main() -> None:
     sampler = WeightedRandomSampler(weights, num_samples=len(train_labels), replacement=True)
     loader = DataLoader(TensorDataset(train_images, train_labels), batch_size=args.batch_size, sampler=sampler)
 
-    model = TinyViT()
+    model = TinyViT(dropout=args.dropout)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     total = args.epochs * len(loader)

@@ -164,9 +164,9 @@ for fault in (
         edits=(Edit("return self.head(self.norm(h[:, 0]))", "return self.head(self.norm(x[:, 0]))"),),
     ),
     Fault(
-        "vit-label-smoothing-0.9", VIT, 30, "dev",
-        "label smoothing 0.9 instead of 0.1",
-        edits=(Edit('"--label-smoothing", type=float, default=0.1', '"--label-smoothing", type=float, default=0.9'),),
+        "vit-dropout-0.9", VIT, 30, "dev",
+        "dropout 0.9 (meant 0.1) in the encoder layers: attention weights and MLP activations mostly zeroed",
+        edits=(Edit('"--dropout", type=float, default=0.1', '"--dropout", type=float, default=0.9'),),
     ),
     Fault(
         "vit-warmup-never-ends", VIT, 36, "dev",
