@@ -548,7 +548,7 @@ def bench(
     recall, top-1, exact, false-alarm rate and time per run, for dev and test apart.
     With --list (and --json), print the corpus instead of running it.
     """
-    from nndoctor.bench.runner import BenchError, examples_root, plan, run_jobs
+    from nndoctor.bench.runner import BenchError, Outcome, examples_root, plan, run_jobs
     from nndoctor.bench.score import summarise
     from nndoctor.faults import faults, healthy_cases
     from nndoctor.report import bench as bench_report
@@ -572,16 +572,26 @@ def bench(
     except BenchError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
     jobs_list = plan(healthy, planted, seeds, fault_seeds)
+    settings = {"split": split, "select": select, "kind": kind, "seeds": seeds, "fault_seeds": fault_seeds,
+                "jobs": jobs}
     out = _console()
     if not out.is_terminal:
         # Logs and CI keep the tables readable instead of folding them to 80 columns.
         out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=160)
+    finished: list[Outcome] = []
+
+    def done(outcome: Outcome) -> None:
+        advance(outcome)
+        finished.append(outcome)
+        if json_path is not None and str(json_path) != "-":
+            # Written after every run, so an interrupted bench still leaves what it measured.
+            _write_text(json_path, bench_report.results_json(finished, summarise(finished), settings))
+
     with _bench_progress(out, len(jobs_list)) as advance:
-        outcomes = run_jobs(jobs_list, workers=jobs, examples=folder, on_done=advance)
+        outcomes = run_jobs(jobs_list, workers=jobs, examples=folder, on_done=done)
     summaries = summarise(outcomes)
     bench_report.print_outcomes(out, outcomes)
     bench_report.print_summary(out, summaries)
-    settings = {"split": split, "select": select, "kind": kind, "seeds": seeds, "fault_seeds": fault_seeds, "jobs": jobs}
     if json_path is not None:
         _write_text(json_path, bench_report.results_json(outcomes, summaries, settings))
         if str(json_path) != "-":
@@ -630,6 +640,7 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[object], Non
             nonlocal done
             done += 1
             out.print(f"[{done}/{total}] {escape(line(outcome))}", soft_wrap=True)
+            out.file.flush()
 
         yield plain
         return

@@ -101,10 +101,16 @@ def examples_root(root: Path | None = None) -> Path:
 def plan(
     healthy: Iterable[HealthyCase], faults: Iterable[Fault], seeds: int, fault_seeds: int = 1
 ) -> list[Job]:
-    """Every healthy case at ``seeds`` seeds and every fault at ``fault_seeds`` seeds."""
-    jobs = [Job(case, seed) for case in healthy for seed in range(seeds)]
-    jobs += [Job(get_healthy(f.base), seed, f) for f in faults for seed in range(fault_seeds)]
-    return jobs
+    """Every healthy case at ``seeds`` seeds and every fault at ``fault_seeds`` seeds; the
+    script cases first and the zoo's (minutes each) last, so an interrupted bench has
+    measured the most cases."""
+    jobs = [Job(get_healthy(f.base), seed, f) for f in faults for seed in range(fault_seeds)]
+    jobs += [Job(case, seed) for case in healthy for seed in range(seeds)]
+    return sorted(jobs, key=lambda j: _is_zoo(j.case))
+
+
+def _is_zoo(case: HealthyCase) -> bool:
+    return case.zoo is not None or (case.script or "").startswith("zoo/")
 
 
 def run_jobs(
