@@ -46,7 +46,7 @@ def test_bad_split_and_no_match_are_usage_errors() -> None:
 def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     plot = tmp_path / "matrix.png"
-    result = runner.invoke(app, ["bench", "--select", "mlp", "--kind", "healthy", "--seeds", "1",
+    result = runner.invoke(app, ["bench", "--select", "[m]lp", "--kind", "healthy", "--seeds", "1",
                                  "--json", str(out), "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
