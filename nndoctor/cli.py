@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 if TYPE_CHECKING:
+    from nndoctor.bench.runner import Outcome
     from nndoctor.report.model import Report
     from nndoctor.report.sarif import Rule
 
@@ -548,7 +549,7 @@ def bench(
     recall, top-1, exact, false-alarm rate and time per run, for dev and test apart.
     With --list (and --json), print the corpus instead of running it.
     """
-    from nndoctor.bench.runner import BenchError, Outcome, examples_root, plan, run_jobs
+    from nndoctor.bench.runner import BenchError, examples_root, plan, run_jobs
     from nndoctor.bench.score import summarise
     from nndoctor.faults import faults, healthy_cases
     from nndoctor.report import bench as bench_report
@@ -620,23 +621,22 @@ def _bare_json_flag(argv: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def _bench_progress(out: Console, total: int) -> Iterator[Callable[[object], None]]:
+def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], None]]:
     """A progress bar on a terminal; one plain line per finished run otherwise."""
     from nndoctor.bench.score import false_alarms, fault_verdict
 
-    def line(outcome: object) -> str:
-        o = outcome  # an Outcome
-        if o.error is not None:  # type: ignore[attr-defined]
-            return f"{o.name} error: {o.error}"  # type: ignore[attr-defined]
-        if o.fault:  # type: ignore[attr-defined]
-            return f"{o.name}: {fault_verdict(o).status}"  # type: ignore[arg-type, attr-defined]
-        alarms = false_alarms(o)  # type: ignore[arg-type]
-        return f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"  # type: ignore[attr-defined]
+    def line(o: Outcome) -> str:
+        if o.error is not None:
+            return f"{o.name} error: {o.error}"
+        if o.fault:
+            return f"{o.name}: {fault_verdict(o).status}"
+        alarms = false_alarms(o)
+        return f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"
 
     if not out.is_terminal:
         done = 0
 
-        def plain(outcome: object) -> None:
+        def plain(outcome: Outcome) -> None:
             nonlocal done
             done += 1
             out.print(f"[{done}/{total}] {escape(line(outcome))}", soft_wrap=True)
@@ -650,7 +650,7 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[object], Non
                   TextColumn("{task.description}"), console=out) as bar:
         task = bar.add_task("", total=total)
 
-        def advance(outcome: object) -> None:
+        def advance(outcome: Outcome) -> None:
             bar.update(task, advance=1, description=escape(line(outcome)))
 
         yield advance
