@@ -188,6 +188,7 @@ def _run_each(
             status = Status.CRASHED
             detail = f"{type(exc).__name__}: {exc}"
             ctx.detail = traceback.format_exc(limit=-3)
+            ctx.findings.clear()  # a check that did not finish concludes nothing
         else:
             serious = [f for f in ctx.findings if f.severity != Severity.INFO]
             status = Status.FAILED if serious else Status.PASSED

@@ -217,12 +217,18 @@ class Subject:
     # constant predictions through them; a criterion gives both by itself.
     loss_input: Callable[[nn.Module, Any], torch.Tensor] | None = None
     output_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
+    # Cross-entropy label smoothing, when a loss_fn hides it (a criterion carries its own).
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
             raise ValueError("a Subject needs a criterion or a loss_fn")
         if self.optimizer is None:
             self.optimizer = OptimizerSpec.of(torch.optim.Adam, lr=1e-3)
+
+    def smoothing(self) -> float:
+        """The loss's label smoothing: the subject's own, or its criterion's."""
+        return self.label_smoothing or float(getattr(self.criterion, "label_smoothing", 0.0) or 0.0)
 
     # -- batches ---------------------------------------------------------
     def iter_batches(self) -> Iterator[Any]:
@@ -326,11 +332,36 @@ def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
 
 
 def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
-    """Every tensor whose first axis is the batch axis, cut to ``size`` samples."""
+    """Every tensor whose first axis is the batch axis, cut to ``size`` samples.
+
+    A batch whose tensors disagree on their first axis (an ``EmbeddingBag``'s flat token
+    ids beside per-document offsets and targets, a mask shaped by the sequence) has no
+    axis that can be cut without breaking how its parts refer to each other: it is
+    returned whole, which only makes the experiment a little slower."""
     n = batch_size_of(batch, subject)
-    if n is None or n <= size:
+    if n is None or n <= size or len(leading_sizes(batch)) > 1:
         return batch
     return take_samples(batch, list(range(size)), subject)
+
+
+def leading_sizes(batch: Any) -> set[int]:
+    """The distinct first-axis sizes of the tensors in ``batch`` (0-d tensors aside)."""
+    sizes: set[int] = set()
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, torch.Tensor):
+            if obj.dim() > 0:
+                sizes.add(int(obj.shape[0]))
+        elif isinstance(obj, (tuple, list)):
+            for o in obj:
+                visit(o)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                if k != "loss_input_shape":
+                    visit(v)
+
+    visit(batch)
+    return sizes
 
 
 def _first(obj: Any) -> torch.Tensor | None:

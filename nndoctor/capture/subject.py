@@ -115,5 +115,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         output_loss=output_loss,
         pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,
+        label_smoothing=float(kwargs.get("label_smoothing", 0.0) or 0.0),
     )
     return subject, ""

@@ -25,6 +25,11 @@ from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to
 KNOWN_GOOD_LR = 1e-3
 
 
+class ExperimentCrashed(RuntimeError):
+    """An experiment on a copy failed before it could measure anything; the engine reports
+    the check as crashed, never as a finding about the user's model."""
+
+
 @dataclass
 class TrainResult:
     losses: list[float] = field(default_factory=list)
@@ -104,12 +109,26 @@ class Lab:
         return self.fits_loss(result.initial, result.final, t)
 
     def fits_loss(self, initial: float, final: float, t: Any) -> bool:
-        """The same rule for one loss against the loss the run started from."""
+        """The same rule for one loss against the loss the run started from, both measured
+        above the lowest loss the objective allows (label smoothing raises it above zero)."""
         if not math.isfinite(final):
             return False
-        if self.task.kind in ("classification", "binary", "multilabel") and final <= t.overfit_ce_target:
+        floor = self.loss_floor()
+        if self.task.kind in ("classification", "binary", "multilabel") and final - floor <= t.overfit_ce_target:
             return True
-        return initial > 0 and final <= t.overfit_target_fraction * initial
+        return initial > floor and final - floor <= t.overfit_target_fraction * (initial - floor)
+
+    def loss_floor(self) -> float:
+        """The smallest value the loss can take on any data: 0, except for cross-entropy with
+        label smoothing ε over C classes, whose targets keep ε/C on every class, so the loss
+        cannot fall below the entropy of that target distribution."""
+        eps = self.subject.smoothing() if self.subject is not None else 0.0
+        classes = self.task.num_classes or 0
+        if eps <= 0 or classes < 2 or self.task.kind != "classification":
+            return 0.0
+        other = eps / classes
+        true = 1.0 - eps + other
+        return -(true * math.log(true) + (classes - 1) * other * math.log(other))
 
     def still_falling(self, result: TrainResult, t: Any) -> bool:
         """A run that has come a long way and is still clearly falling at its end: slow, not stuck."""
@@ -262,6 +281,7 @@ class Lab:
         opt = spec.build(model, **over)
         compute = loss_fn or self.loss
         result = TrainResult()
+        i = 0
         try:
             for i in range(steps):
                 opt.zero_grad(set_to_none=True)
@@ -274,6 +294,10 @@ class Lab:
                 loss.backward()
                 opt.step()
         except (RuntimeError, ValueError, IndexError) as exc:
+            if i == 0:
+                # Not one step could be taken on the copy: the experiment is what failed
+                # (the user's own run took its steps), which is no evidence about the model.
+                raise ExperimentCrashed(f"a copy could not take one training step: {type(exc).__name__}: {exc}") from exc
             result.error = f"{type(exc).__name__}: {exc}"
         return result
 

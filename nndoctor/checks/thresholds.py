@@ -94,8 +94,12 @@ class Thresholds:
     label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label
     label_noise_fraction: float = 0.15  # share of such samples that suggests label noise
     label_noise_unstable_rise: float = 3.0  # a cross-fit copy whose loss rises this far is not evidence
+    # ... and the copy must be right about this share of the samples it does not contradict
+    # outright: a weak copy's confident mistakes are its own, not the labels'
+    label_noise_clean_accuracy: float = 0.95
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
+    next_token_match: float = 0.9  # targets equal to the token inputs one position on: a language model
     min_examples_per_class: int = 10
     min_steps_per_epoch: int = 4
     # --- preprocessing and splits (13, 14, 15)

@@ -59,6 +59,7 @@ class TargetSummary(TensorSummary):
     class_counts: list[float] | None = None
     sortedness: float = math.nan  # share of non-decreasing adjacent pairs
     first: float = math.nan
+    next_position_match: float = math.nan  # share equal to the integer model input one position on
 
 
 @dataclass

@@ -9,6 +9,8 @@ in :mod:`nndoctor.probes.recording`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 # Layout of the vectors returned below; the recording decodes with these names.
@@ -117,6 +119,24 @@ def class_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
     valid = (t >= 0) & (t < num_classes)
     counts = torch.zeros(num_classes, device=target.device)
     return counts.scatter_add_(0, t.clamp(0, num_classes - 1), valid.to(counts.dtype))
+
+
+def next_position_match(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """The largest share, over the axes of ``source``, of positions where ``target`` holds
+    the source's value one position further along that axis (1 for next-token targets
+    ``y = x`` shifted by one; near chance for targets unrelated to the inputs). NaN when
+    the two do not have the same number of elements."""
+    if target.numel() != source.numel() or source.dim() == 0:
+        return torch.full((1,), math.nan, device=source.device)
+    t = target.detach().reshape(source.shape)
+    shares = [
+        (t.narrow(d, 0, n - 1) == source.narrow(d, 1, n - 1)).float().mean()
+        for d, n in enumerate(source.shape)
+        if n >= 2
+    ]
+    if not shares:
+        return torch.full((1,), math.nan, device=source.device)
+    return torch.stack(shares).amax().reshape(1)
 
 
 def sortedness(target: torch.Tensor) -> torch.Tensor:

@@ -110,6 +110,7 @@ class TrainingProbe:
         self.steps_done = 0
         self._names: dict[int, str] = {}
         self._params: list[tuple[str, nn.Parameter]] = []
+        self._integer_input: torch.Tensor | None = None  # this step's token ids, for next-token targets
         self._model_handles: list[RemovableHandle] = []
         self._global_handles: list[RemovableHandle] = []
         self._patches: list[tuple[Any, str, Any]] = []
@@ -293,6 +294,8 @@ class TrainingProbe:
                 lambda: setattr(rec, "grad_norm_at_forward", pending.transfer.get(slot)[0])
             )
         x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
+        integer = x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
+        self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:
@@ -478,9 +481,12 @@ class TrainingProbe:
             return None
         base = pending.transfer.add(stats.tensor_stats(target))
         shape, dtype = tuple(target.shape), str(target.dtype).replace("torch.", "")
-        counts_slot = order_slot = None
+        counts_slot = order_slot = shift_slot = None
         if fn_name in CLASS_INDEX_LOSSES and not target.is_floating_point() and inp.dim() >= 2:
             counts_slot = pending.transfer.add(stats.class_counts(target, int(inp.shape[1])))
+            source = self._integer_input
+            if source is not None and source.device == target.device:
+                shift_slot = pending.transfer.add(stats.next_position_match(target, source))
             order_slot = pending.transfer.add(
                 torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
             )
@@ -495,6 +501,8 @@ class TrainingProbe:
                 t.class_counts = pending.transfer.get(counts_slot)
             if order_slot is not None:
                 t.sortedness, t.first = pending.transfer.get(order_slot)
+            if shift_slot is not None:
+                t.next_position_match = pending.transfer.get(shift_slot)[0]
             return t
 
         return decode

@@ -64,3 +64,45 @@ def test_ignored_targets_are_not_counted_as_class_zero() -> None:
                  loss_fn=nn.CrossEntropyLoss(ignore_index=-100),
                  optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     assert report.by_check("class-imbalance") == []
+
+
+class _TinyLanguageModel(nn.Module):
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(vocab, 16)
+        self.out = nn.Linear(16, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(tokens)).transpose(1, 2)  # (batch, vocab, time) for cross_entropy
+
+
+def _skewed_text(n: int = 8192, vocab: int = 30) -> torch.Tensor:
+    """Token ids with Zipf-like frequencies: the most common is ~100x the rarest."""
+    weights = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float) ** 1.4
+    return torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(0))
+
+
+def _sequence_check(x: torch.Tensor, y: torch.Tensor, vocab: int = 30) -> object:
+    model = _TinyLanguageModel(vocab)
+    data = [(x[i : i + 8], y[i : i + 8]) for i in range(0, len(x), 8)]
+    return run(select=["class-imbalance"], model=model, data=data, loss_fn=nn.CrossEntropyLoss(),
+               optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+
+
+@pytest.mark.silent("class-imbalance")
+def test_next_token_targets_are_the_texts_own_frequencies() -> None:
+    text = _skewed_text()
+    windows = text[: 64 * 33].view(64, 33)
+    report = _sequence_check(windows[:, :-1], windows[:, 1:])  # y is x one position on
+    assert report.by_check("class-imbalance") == []
+    assert report.result("class-imbalance").status.value == "passed"
+    assert "next-token" in report.result("class-imbalance").detail
+
+
+@pytest.mark.fires("class-imbalance")
+def test_skewed_per_token_labels_that_are_not_next_tokens_still_warn() -> None:
+    text = _skewed_text()
+    windows = text[: 64 * 33].view(64, 33)
+    (finding,) = _sequence_check(windows[:, :-1], windows[:, :-1]).by_check("class-imbalance")  # tagging
+    assert finding.reasons == [8]

@@ -126,3 +126,82 @@ def test_a_vae_has_a_loss_floor_and_is_not_called_unable_to_fit() -> None:
                  loss_fn=_elbo, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "floor above zero" in report.result("cannot-overfit-tiny-batch").detail
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_label_smoothing_sets_the_floor_the_tiny_batch_is_judged_against() -> None:
+    # With label smoothing 0.3 over 3 classes the loss cannot go below ~0.56; a healthy model
+    # that reaches that floor has fit the batch.
+    kwargs = healthy_classifier()
+    kwargs["loss_fn"] = nn.CrossEntropyLoss(label_smoothing=0.3)
+    report = run(select=["cannot-overfit-tiny-batch"], **kwargs)
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+
+
+def test_the_label_smoothing_floor_is_the_entropy_of_the_smoothed_targets() -> None:
+    import math
+
+    from nndoctor.subject import Subject, Task
+
+    kwargs = healthy_classifier()
+    subject = Subject(model=kwargs["model"], batches=kwargs["data"], task=Task.classification(3),
+                      criterion=nn.CrossEntropyLoss(label_smoothing=0.3))
+    lab = Lab(subject)
+    floor = lab.loss_floor()
+    q = [0.8, 0.1, 0.1]
+    assert math.isclose(floor, -sum(p * math.log(p) for p in q), rel_tol=1e-9)
+    logits = torch.log(torch.tensor([q]))  # the best prediction reaches it exactly
+    assert math.isclose(float(nn.CrossEntropyLoss(label_smoothing=0.3)(logits, torch.tensor([0]))), floor,
+                        rel_tol=1e-5)
+
+
+class _BagOfTokens(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.bag = nn.EmbeddingBag(50, 16, mode="sum")
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, tokens: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        return self.head(self.bag(tokens, offsets))
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_batch_whose_tensors_disagree_on_the_batch_axis_is_fit_whole() -> None:
+    # Flat token ids (all documents) beside per-document offsets and targets: cutting the
+    # first axis of each apart would break the offsets, which is no fault of the model.
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(4):
+        lengths = torch.randint(3, 9, (16,), generator=g)
+        tokens = torch.randint(0, 50, (int(lengths.sum()),), generator=g)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+        data.append(((tokens, offsets), torch.randint(0, 2, (16,), generator=g)))
+    model = _BagOfTokens()
+    report = run(select=["cannot-overfit-tiny-batch"], model=model, data=data, loss_fn=nn.CrossEntropyLoss(),
+                 optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+
+
+def test_an_experiment_that_cannot_take_one_step_is_a_crashed_check_not_a_finding() -> None:
+    class Fragile(nn.Module):
+        """Works on the user's batches of 32, fails on any other batch size."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = nn.Linear(10, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] != 32:
+                raise RuntimeError("expected a batch of 32")
+            return self.net(x)
+
+    kwargs = healthy_classifier()
+    model = Fragile()
+    kwargs.update(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(select=["cannot-overfit-tiny-batch"], **kwargs)
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status.value == "crashed" and "could not take one training step" in result.detail

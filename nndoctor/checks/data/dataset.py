@@ -28,7 +28,9 @@ def class_imbalance(ctx: CheckContext) -> None:
     What is measured:
         Class counts of the targets of every observed classification loss call, the ratio
         of the most to the least frequent class seen, and whether the loss has class
-        weights or the loader a WeightedRandomSampler.
+        weights or the loader a WeightedRandomSampler. Next-token targets (the integer
+        model input one position on, in ``next_token_match`` of positions) are the
+        text's own distribution, which a language model must learn: they are not judged.
 
     How to fix:
         Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
@@ -55,6 +57,16 @@ def class_imbalance(ctx: CheckContext) -> None:
             counts = c if counts is None else [a + b for a, b in zip(counts, c, strict=False)]
     if counts is None:
         ctx.skip("no classification loss with class-index targets was observed")
+    shifted = [
+        c.target.next_position_match for s in rec.steps for c in s.loss_calls[:1]
+        if c.target is not None and c.target.class_counts is not None
+    ]
+    if shifted and all(v >= ctx.thresholds.next_token_match for v in shifted):
+        # A language model's targets are its own inputs one position on: their frequencies
+        # are the data's, and a model of the data must learn them, not have them reweighted.
+        ctx.note(f"the targets equal the token inputs one position on (in at least {min(shifted):.0%} of "
+                 "positions at every step): next-token prediction, whose class frequencies are the text's own")
+        return
     loader = training_loader(rec)
     if loader is not None and loader.sampler == "WeightedRandomSampler":
         weighted = True

@@ -14,6 +14,7 @@ from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
+from nndoctor.subject import leading_sizes
 
 _GRADCHECK_DIRECTIONS = 3
 
@@ -124,8 +125,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
 
 
 def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
+    """The first ``n`` samples of every argument, or all of them when the arguments
+    disagree on the batch axis (cutting them apart would break how they refer to each other)."""
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-    if first is None:
+    if first is None or len(leading_sizes(args)) > 1:
         return args
     size = first.shape[0]
     return tuple(a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a for a in args)
@@ -331,6 +334,8 @@ def batch_dependence(ctx: CheckContext) -> None:
     calls = lab.model_inputs(1)
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+    if len(leading_sizes(calls[0])) > 1:
+        ctx.skip("the model's input tensors disagree on their first axis, so no axis is known to be the batch's")
     args = _slice(calls[0], 4)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
     if first is None or first.shape[0] < 2:
