@@ -54,8 +54,17 @@ def _select(output: Any, path: str) -> torch.Tensor:
     return output
 
 
+ALTERNATING = (
+    "the script alternates between optimizers of separate networks, each after its own backward "
+    "pass (adversarial or alternating training): a copy of one network trained alone, or the "
+    "script fit to a tiny batch, tests none of its objectives"
+)
+
+
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     """A replayable Subject, or None and the reason it cannot be built."""
+    if capture.recording.alternating_objectives:
+        return None, ALTERNATING
     if capture.model is None:
         return None, "no model was found"
     batches = [b for b in capture.batches if b.get("loss_fn") and b.get("link")]

@@ -120,10 +120,18 @@ class StepRecord:
     loader: int | None = None  # index into Recording.loaders of the loader that fed this step
     skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
     sample_fingerprints: list[float] = field(default_factory=list)  # one per input sample
+    foreign_steps: int = 0  # steps of optimizers that hold none of the model's parameters
 
     @property
     def target(self) -> TargetSummary | None:
         return self.loss_calls[0].target if self.loss_calls else None
+
+    @property
+    def alternating(self) -> bool:
+        """Another network's optimizer stepped after its own backward pass within this step:
+        the script trains several networks, each against its own loss (a GAN, alternating
+        optimisation), rather than one model against one loss."""
+        return self.foreign_steps >= 1 and self.backwards >= 2
 
 
 @dataclass
@@ -183,6 +191,12 @@ class Recording:
     scaler_skipped_steps: int = 0
     eval_forwards_in_train_mode: int = 0  # no-grad forwards with Dropout/BatchNorm in train mode
     eval_inputs: list[TensorSummary] = field(default_factory=list)
+
+    @property
+    def alternating_objectives(self) -> bool:
+        """Most observed steps alternate between optimizers of separate networks, each after
+        its own backward pass (see ``StepRecord.alternating``)."""
+        return bool(self.steps) and 2 * sum(s.alternating for s in self.steps) > len(self.steps)
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
 

@@ -609,11 +609,13 @@ class TrainingProbe:
         return buffers
 
     def _note_other_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        """Parameters of the model stepped by another optimizer are optimised too."""
+        """Parameters of the model stepped by another optimizer are optimised too; an
+        optimizer holding none of them trains another network."""
         names = {id(p): n for n, p in self._params}
-        self.recording.other_optimizer_params.update(
-            names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
-        )
+        mine = [names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names]
+        self.recording.other_optimizer_params.update(mine)
+        if not mine and self.model is not None:
+            self._pending.record.foreign_steps += 1
 
     def _post_step_outer(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         tracked = self._guard("optimizer", self._is_tracked)(optimizer)

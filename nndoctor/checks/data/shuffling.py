@@ -24,7 +24,7 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
-    from nndoctor.probes.recording import StepRecord
+    from nndoctor.probes.recording import LossCall, StepRecord
 
 # Tasks whose targets are not one class per sample: no class mix to judge.
 NON_CLASS_TASKS = ("multilabel", "regression", "reconstruction", "detection")
@@ -62,31 +62,40 @@ def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
     """Per-step class counts, for class-index targets and 0/1 targets of a binary loss."""
     mixes: list[_Mix] = []
     for s in steps:
-        if not s.loss_calls or s.target is None:
+        # A step's batch is every target its loss calls saw: a GAN's discriminator sees its
+        # real samples labelled 1 and its fakes labelled 0 in two calls of one step.
+        parts = [m for m in (_call_mix(s.step, c) for c in s.loss_calls) if m is not None]
+        parts = [m for m in parts if parts and len(m.counts) == len(parts[0].counts)]
+        if not parts:
             continue
-        call, t = s.loss_calls[0], s.target
-        if not t.finite:
-            continue
-        if t.class_counts is not None:
-            # Targets equal to ignore_index are in no class count.
-            n = float(sum(t.class_counts))
-            if n == 0:
-                continue
-            mixes.append(_Mix(s.step, list(t.class_counts), n, _samples(t.shape, n)))
-        elif (
-            call.fn in BINARY_LOSSES
-            and t.integral
-            and t.min >= 0
-            and t.max <= 1
-            and (len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1))
-        ):
-            n = float(math.prod(t.shape))
-            mixes.append(_Mix(s.step, [n * (1 - t.mean), n * t.mean], n, _samples(t.shape, n)))
+        counts = [sum(m.counts[i] for m in parts) for i in range(len(parts[0].counts))]
+        mixes.append(_Mix(s.step, counts, sum(m.n for m in parts), sum(m.samples for m in parts)))
     # Class counts from steps whose loss had a different number of outputs are not comparable.
     if mixes:
         k = len(mixes[0].counts)
         mixes = [m for m in mixes if len(m.counts) == k and m.n >= 2]
     return mixes
+
+
+def _call_mix(step: int, call: LossCall) -> _Mix | None:
+    """The class counts of one loss call's targets, for class-index or 0/1 binary targets."""
+    t = call.target
+    if t is None or not t.finite:
+        return None
+    if t.class_counts is not None:
+        # Targets equal to ignore_index are in no class count.
+        n = float(sum(t.class_counts))
+        return _Mix(step, list(t.class_counts), n, _samples(t.shape, n)) if n > 0 else None
+    if (
+        call.fn in BINARY_LOSSES
+        and t.integral
+        and t.min >= 0
+        and t.max <= 1
+        and (len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1))
+    ):
+        n = float(math.prod(t.shape))
+        return _Mix(step, [n * (1 - t.mean), n * t.mean], n, _samples(t.shape, n))
+    return None
 
 
 def _samples(shape: tuple[int, ...], n: float) -> float:

@@ -352,9 +352,11 @@ def loss_term_dominates(ctx: CheckContext) -> None:
     else:
         result = lab.replay("terms", trace_step=0)
         rows = result.terms or []
-    rows = [r for r in rows if math.isfinite(r["grad_norm"])]
+    # A term with no gradient on the model's parameters is not part of its objective: it
+    # trains another network (a GAN's discriminator terms) or is detached on purpose.
+    rows = [r for r in rows if math.isfinite(r["grad_norm"]) and r["grad_norm"] > 0]
     if len(rows) < 2:
-        ctx.skip("fewer than two loss terms with a gradient were found on replay")
+        ctx.skip("fewer than two loss terms with a gradient on the model's parameters")
     norms = [r["grad_norm"] for r in rows]
     top = max(norms)
     low = min(norms)
