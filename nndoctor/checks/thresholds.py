@@ -97,6 +97,8 @@ class Thresholds:
     # ... and the copy must be right about this share of the samples it does not contradict
     # outright: a weak copy's confident mistakes are its own, not the labels'
     label_noise_clean_accuracy: float = 0.95
+    # --- parameters (23): a frozen layer whose values pass for its constructor's random draw
+    default_init_alpha: float = 1e-3  # KS test level: a fresh layer is called trained this often
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
     next_token_match: float = 0.9  # targets equal to the token inputs one position on: a language model

@@ -240,9 +240,46 @@ def test_frozen_head_in_the_optimizer_is_a_warning() -> None:
     assert finding.severity.value == "warning" and finding.where.module == "4"
 
 
+def _pretrained_mlp() -> nn.Module:
+    """An MLP whose layers were trained (as a loaded checkpoint's are)."""
+    model = mlp()
+    x, y = blobs(seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+@pytest.mark.fires("params-frozen")
+def test_a_randomly_initialised_backbone_frozen_is_a_warning() -> None:
+    model = mlp()
+    model[0].requires_grad_(False)  # the bug: frozen as in a fine-tuning recipe, never loaded
+    model[2].requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    report = run(select=["params-frozen"], **classifier(model, torch.optim.Adam(trainable, lr=1e-3)))
+    (finding,) = report.by_check("params-frozen")
+    assert finding.severity.value == "warning" and finding.reasons == [23]
+    assert "random initialisation" in finding.title
+    assert finding.evidence["count"] == 4
+
+
+def test_the_default_init_test_keeps_its_stated_error_rate_and_sees_training() -> None:
+    from nndoctor.checks.training.default_init import at_default_init
+
+    torch.manual_seed(0)
+    layers = [nn.Linear(32, 16) for _ in range(300)] + [nn.Conv2d(3, 8, 3) for _ in range(300)]
+    called_trained = sum(at_default_init(m, 1e-3) is False for m in layers)
+    assert called_trained <= 4  # 1e-3 of 600, with room for chance (P(X > 4) < 1e-3)
+    trained = _pretrained_mlp()
+    assert at_default_init(trained[0], 1e-3) is False and at_default_init(trained[2], 1e-3) is False
+    assert at_default_init(nn.BatchNorm1d(8), 1e-3) is None
+
+
 @pytest.mark.silent("params-frozen")
 def test_frozen_backbone_for_fine_tuning_is_only_a_note() -> None:
-    model = mlp()
+    model = _pretrained_mlp()
     model[0].requires_grad_(False)
     model[2].requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -257,7 +294,7 @@ def test_frozen_backbone_for_fine_tuning_is_only_a_note() -> None:
 
 @pytest.mark.silent("params-frozen")
 def test_frozen_backbone_passed_with_all_parameters_is_still_only_a_note() -> None:
-    model = mlp()
+    model = _pretrained_mlp()
     model[0].requires_grad_(False)  # freeze, then optimizer(model.parameters()): common and fine
     report = run(
         select=["params-frozen"], **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1))

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.training.default_init import at_default_init
 from nndoctor.probes.recording import Recording, StepRecord
 from nndoctor.report.model import Severity, Where
 
@@ -416,10 +417,14 @@ def params_frozen(ctx: CheckContext) -> None:
         in the optimizer but are neither a leading block (the backbone before the
         trainable head, in registration order) nor normalisation layers. An info
         note for the rest: whole blocks frozen and left out of the optimizer, the
-        usual fine-tuning setup.
+        usual fine-tuning setup — unless the frozen layers still hold the random values
+        their constructors drew (a Kolmogorov–Smirnov test against PyTorch's default
+        initialisation at level ``default_init_alpha``): freezing random weights is never
+        what anyone meant, so that is a warning.
 
     How to fix:
-        Set ``requires_grad_(True)`` on parameters that should train; when
+        Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
+        parameters that should train; when
         freezing on purpose, freeze whole modules and give the optimizer only the
         trainable parameters: ``(p for p in model.parameters() if p.requires_grad)``.
 
@@ -507,6 +512,27 @@ def params_frozen(ctx: CheckContext) -> None:
                 "numel": _numel(rec, group),
             },
         )
+    random = _frozen_at_random_init(ctx, intended)
+    if random:
+        modules = sorted({module_of(n) for n in random})
+        ctx.finding(
+            title=f"{_label(_common_module(random))} is frozen at its random initialisation",
+            message=(
+                f"{len(random)} frozen parameter(s) ({_numel(rec, random)} values) in {len(modules)} layer(s) "
+                f"({', '.join(_label(m) for m in modules[:4])}{', ...' if len(modules) > 4 else ''}) hold the "
+                "values their constructor drew: a Kolmogorov-Smirnov test cannot tell them from PyTorch's "
+                f"default initialisation (at level {ctx.thresholds.default_init_alpha:g}). Frozen random "
+                "weights never learn: nothing was loaded into them before they were frozen."
+            ),
+            fix=(
+                "Load the pretrained weights before freezing (model.backbone.load_state_dict(...)), or let "
+                "these layers train: requires_grad_(True) and give them to the optimizer."
+            ),
+            where=Where(module=_common_module(random)),
+            evidence={"parameters": _names_evidence(random), "count": len(random),
+                      "numel": _numel(rec, random), "alpha": ctx.thresholds.default_init_alpha},
+        )
+        intended = [n for n in intended if n not in set(random)]
     if intended:
         modules = sorted({module_of(n) for n in intended})
         in_opt = [n for n in intended if n in rec.in_optimizer]
@@ -537,6 +563,21 @@ def params_frozen(ctx: CheckContext) -> None:
                 "in_optimizer": len(in_opt),
             },
         )
+
+
+def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
+    """The frozen parameters whose layers all still hold their constructor's random draw
+    (empty unless every frozen layer with a known default initialisation does)."""
+    lab = ctx.services
+    if lab is None or not frozen or not getattr(lab, "has_model", False):
+        return []
+    modules = dict(lab.fresh_model().named_modules())
+    verdicts = {m: at_default_init(modules[m], ctx.thresholds.default_init_alpha)
+                for m in {module_of(n) for n in frozen} if m in modules}
+    known = {m: v for m, v in verdicts.items() if v is not None}
+    if not known or not all(known.values()):
+        return []
+    return [n for n in frozen if module_of(n) in known]
 
 
 # -- zero_grad never called (26, 36) ----------------------------------------------------------------
