@@ -87,6 +87,8 @@ class Thresholds:
     data_experiment_steps: int = 60
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
+    input_sensitivity: float = 1e-3  # output change (relative) under noise input above which the model reads it
+    label_pairing_alpha: float = 0.01  # held-out accuracy vs the majority label: binomial test level
     shuffled_label_margin: float = 0.03  # real pairing must end this share below shuffled labels
     learned_fraction: float = 0.1  # a loss that fell by this share of its start has learned something
     shuffled_label_speedup: float = 1.25  # ... or its loss must fall this many times as far

@@ -49,6 +49,45 @@ def test_inputs_and_labels_shuffled_independently() -> None:
                  loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
     (finding,) = report.by_check("labels-not-connected")
     assert finding.reasons == [4]
+    assert finding.evidence["binomial_p"] >= 0.01  # held-out accuracy no better than the majority label
+
+
+@pytest.mark.silent("model-ignores-input")
+def test_a_model_that_reads_inputs_unrelated_to_its_labels_is_not_said_to_ignore_them() -> None:
+    # The inputs are shuffled apart from the labels: noise trains as well as the real inputs,
+    # but the model does read its input. That is the pairing (reason 4), not reason 2.
+    x, y = blobs(n=512)
+    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(3))]
+    model = mlp()
+    report = run(select=["model-ignores-input", "labels-not-connected"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("model-ignores-input") == []
+    assert report.result("model-ignores-input").status.value == "passed"
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4]
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> None:
+    # SGD at a small rate: the training loss hardly moves in the experiment's budget, yet
+    # held-out predictions already beat the most frequent label.
+    x, y = blobs(n=512)
+    model = mlp()
+    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
+                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.02))
+    assert report.by_check("labels-not-connected") == []
+    assert "binomial p=" in report.result("labels-not-connected").detail
+
+
+def test_the_binomial_tail_is_exact_on_small_cases() -> None:
+    import math
+
+    from nndoctor.checks.data.experiments import binomial_tail
+
+    assert math.isclose(binomial_tail(3, 2, 0.5), 0.5)  # P(X>=2) = (3 + 1) / 8
+    assert math.isclose(binomial_tail(10, 0, 0.3), 1.0)
+    assert math.isclose(binomial_tail(4, 4, 0.5), 1 / 16)
+    assert binomial_tail(64, 40, 1 / 3) < 1e-5
 
 
 @pytest.mark.fires("nothing-generalizes")

@@ -51,6 +51,127 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return noise * x.std() + x.mean()
 
 
+def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
+    """The experiment batches with every input tensor replaced by noise like it (seeded)."""
+    def compute() -> list[Any] | None:
+        gen = torch.Generator().manual_seed(0)
+        noisy = []
+        for batch in _batches(lab, t):
+            new = subject.with_inputs(batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen)))
+            if new is None:
+                return None
+            noisy.append(new)
+        return noisy
+
+    return lab.memo("data-noise-batches", compute)
+
+
+def noise_run(lab: Lab, subject: Subject, t: Any) -> TrainResult:
+    """A copy trained on the noise batches (memoised: two checks read it)."""
+    noisy = _noise_batches(lab, subject, t)
+    assert noisy is not None
+    return lab.memo("data-noise", lambda: lab.train(noisy, t.data_experiment_steps, regularisation=False))
+
+
+@dataclass
+class CrossFit:
+    """Two copies, each trained on half of the experiment batches and asked about the other
+    half: per held-out sample, the predicted class, its probability and the label."""
+
+    runs: list[TrainResult]
+    predicted: torch.Tensor  # (n,) class indices
+    confidence: torch.Tensor  # (n,) probability of the predicted class
+    labels: torch.Tensor  # (n,)
+
+    @property
+    def labelled(self) -> torch.Tensor:
+        return self.labels >= 0  # targets at ignore_index (negative) are no sample
+
+    @property
+    def total(self) -> int:
+        return int(self.labelled.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(((self.predicted == self.labels) & self.labelled).sum())
+
+    @property
+    def majority_share(self) -> float:
+        """The held-out share of the most frequent label: the best any guess can do that does
+        not look at the inputs."""
+        counts = torch.bincount(self.labels[self.labelled])
+        return float(counts.max()) / self.total if self.total else 1.0
+
+    def better_than_labels_alone(self) -> float:
+        """One-sided binomial p-value of the held-out accuracy against the majority share.
+        If the labels were independent of the inputs, every held-out prediction would be
+        independent of its label and right with probability at most that share."""
+        return binomial_tail(self.total, self.correct, self.majority_share)
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    terms = (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+             + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k, n + 1))
+    return min(1.0, sum(math.exp(x) for x in terms))
+
+
+def cross_fit(lab: Lab, subject: Subject, t: Any) -> CrossFit | None:
+    """The cross-fit experiment (memoised; label-noise and labels-not-connected read it).
+    None for fewer than four batches or a subject without per-sample class scores."""
+    batches = _batches(lab, t)
+    if len(batches) < 4:
+        return None
+
+    def compute() -> CrossFit | None:
+        halves = (batches[:2], batches[2:])
+        runs: list[TrainResult] = []
+        answers: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
+        for k in (0, 1):
+            model = lab.fresh_model()
+            runs.append(lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model))
+            model.eval()
+            answers[1 - k] = []
+            with torch.no_grad():
+                for b in halves[1 - k]:
+                    scores = subject.class_scores(model, b)
+                    target = subject.targets(b)
+                    if (scores is None or not isinstance(target, torch.Tensor) or target.is_floating_point()
+                            or scores.dim() != 2 or target.dim() != 1):
+                        return None
+                    conf, pred = scores.float().softmax(1).max(1)
+                    answers[1 - k].append((pred.cpu(), conf.cpu(), target.cpu()))
+        # In batch order, so a sample's index is its place in the captured batches.
+        rows = answers[0] + answers[1]
+        return CrossFit(runs, *(torch.cat([r[i] for r in rows]) for i in range(3)))
+
+    return lab.memo("data-cross-fit", compute)
+
+
+def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> float | None:
+    """How far the initial model's output moves when its input is replaced by noise,
+    relative to the output's own size (0 for a model that does not read its input);
+    None when the subject gives no model output."""
+    from nndoctor.checks.lab import same_noise
+
+    model = lab.fresh_model().eval()
+    with torch.no_grad():
+        with same_noise(lab.device):
+            real = subject.prediction(model, batch)
+        with same_noise(lab.device):
+            fake = subject.prediction(model, noisy)
+    if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)) or real.shape != fake.shape:
+        return None
+    size = float(real.float().norm())
+    return float((real.float() - fake.float()).norm()) / size if size > 0 else None
+
+
 def _batches(lab: Lab, t: Any) -> list[Any]:
     return lab.small_batches(4, t.experiment_batch_size)
 
@@ -160,15 +281,11 @@ def model_ignores_input(ctx: CheckContext) -> None:
     """
     lab, subject = _require(ctx)
     t = ctx.thresholds
-    gen = torch.Generator().manual_seed(0)
-    noisy = []
-    for batch in _batches(lab, t):
-        new = subject.with_inputs(batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen)))
-        if new is None:
-            ctx.skip("the batch layout does not say where the inputs are (give Subject.replace_inputs)")
-        noisy.append(new)
+    noisy = _noise_batches(lab, subject, t)
+    if noisy is None:
+        ctx.skip("the batch layout does not say where the inputs are (give Subject.replace_inputs)")
     real = real_run(lab, t)
-    noise = lab.train(noisy, t.data_experiment_steps, regularisation=False)
+    noise = noise_run(lab, subject, t)
     if not real.losses or not noise.losses:
         ctx.skip("the training runs failed: " + (real.error or noise.error or "no loss"))
     n = min(len(real.losses), len(noise.losses))
@@ -189,6 +306,13 @@ def model_ignores_input(ctx: CheckContext) -> None:
         if held is not None and held.beats_prior(t):
             ctx.note(ctx.detail + f" — but a held-out batch is predicted better than the label prior "
                      f"({held.after:.4g} against {held.prior:.4g}): the input is used, it is just learned slowly")
+            return
+        sensitivity = _input_sensitivity(lab, subject, _batches(lab, t)[0], noisy[0])
+        if sensitivity is not None and sensitivity > t.input_sensitivity:
+            # The model reads its input, so its content, not the model, is what does not help:
+            # the pairing of inputs and targets is labels-not-connected's to judge.
+            ctx.note(ctx.detail + f" — but the output moves by {sensitivity:.2g} of its size when the input is "
+                     "noise: the model reads its input (see labels-not-connected)")
             return
         ctx.finding(
             title="The model learns noise as well as the real inputs",
@@ -211,10 +335,16 @@ def labels_not_connected(ctx: CheckContext) -> None:
         or the labels belong to other samples (an off-by-one, a sort applied to one side).
 
     What is measured:
-        Two copies from the initial weights trained on the same batches, one with the
-        targets permuted within each batch; the final losses are compared. When both runs
-        memorise their batches, or nothing is learned and the model cannot fit even a tiny
-        batch, the experiment is inconclusive and says so.
+        For classification, first a cross-fit: copies trained on half the captured
+        batches predict the other half; if their held-out accuracy beats the share of the
+        most frequent label (one-sided binomial test at ``label_pairing_alpha``, 1%: with
+        labels independent of the inputs no predictor does better, so this is the test's
+        error rate) the labels follow the inputs. Otherwise copies from the initial weights
+        are trained on the same batches with the real pairing, with the targets permuted
+        within each batch, and with the inputs replaced by noise; the real run must end
+        below every null run. When every run memorises its batches, or nothing is learned
+        and the model cannot fit even a tiny batch, the experiment is inconclusive and
+        says so.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -251,18 +381,35 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # One sample per class (surrogate classes, instance discrimination): there is no
         # pairing to learn faster than by heart.
         ctx.skip(f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart")
+    fit = cross_fit(lab, subject, t) if subject.task.kind == "classification" else None
+    if fit is not None and fit.total:
+        p = fit.better_than_labels_alone()
+        if p < t.label_pairing_alpha:
+            ctx.note(f"held-out accuracy {fit.correct}/{fit.total} against {fit.majority_share:.0%} for the most "
+                     f"frequent label (binomial p={p:.2g}): the labels follow the inputs")
+            return
     real = real_run(lab, t)
     perm_run = lab.train(shuffled, t.data_experiment_steps, regularisation=False)
     if not (math.isfinite(real.final) and math.isfinite(perm_run.final)):
         ctx.skip("a training run did not stay finite")
-    ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; shuffled labels: "
-             f"{perm_run.initial:.4g} → {perm_run.final:.4g}")
-    if real.final <= (1 - t.shuffled_label_margin) * perm_run.final:
+    # Null runs: labels permuted against the inputs, and (where the inputs can be replaced)
+    # inputs replaced by noise. Disconnected labels make the real run one more draw like
+    # them; only a real run that beats every one of them has learned from the pairing.
+    nulls = {"shuffled labels": perm_run}
+    noisy = _noise_batches(lab, subject, t)
+    if noisy is not None:
+        nulls["noise inputs"] = noise_run(lab, subject, t)
+    nulls = {k: v for k, v in nulls.items() if math.isfinite(v.final)}
+    ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; "
+             + "; ".join(f"{k}: {v.initial:.4g} → {v.final:.4g}" for k, v in nulls.items()))
+    if all(real.final <= (1 - t.shuffled_label_margin) * v.final for v in nulls.values()):
         return
-    real_drop, perm_drop = real.initial - real.final, perm_run.initial - perm_run.final
-    if real_drop > t.shuffled_label_speedup * max(perm_drop, 0.0) and real_drop > t.learned_fraction * real.initial:
+    real_drop = real.initial - real.final
+    if real_drop > t.learned_fraction * real.initial and all(
+        real_drop > t.shuffled_label_speedup * max(v.initial - v.final, 0.0) for v in nulls.values()
+    ):
         # The real pairing is learned clearly faster, only not far enough yet in this budget.
-        ctx.note(ctx.detail + f" — the real pairing fell {real_drop / max(perm_drop, 1e-12):.2g}x as far")
+        ctx.note(ctx.detail + " — the real pairing fell clearly further than every null run")
         return
     held = held_out_run(lab, t)
     if held is not None and held.beats_prior(t):
@@ -280,13 +427,24 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # learns anything by heart, and the experiment cannot tell structure from noise.
         ctx.note(ctx.detail + " — both memorised, inconclusive")
         return
+    evidence: dict[str, Any] = {"real_final": real.final, "shuffled_final": perm_run.final,
+                                "steps": t.data_experiment_steps}
+    held_out = ""
+    if fit is not None and fit.total:
+        evidence.update(held_out_correct=fit.correct, held_out_samples=fit.total,
+                        majority_share=fit.majority_share, binomial_p=fit.better_than_labels_alone())
+        held_out = (f" Copies that never saw them get {fit.correct} of {fit.total} held-out labels right, no better "
+                    f"than always answering the most frequent label ({fit.majority_share:.0%}).")
+    if "noise inputs" in nulls:
+        evidence["noise_inputs_final"] = nulls["noise inputs"].final
     ctx.finding(
         title="Real labels are learned no faster than shuffled ones",
         message=(f"After {t.data_experiment_steps} steps on the same batches the loss with the real labels is "
-                 f"{real.final:.4g} and with labels permuted against the inputs {perm_run.final:.4g}: the pairing "
-                 "of inputs and labels carries no learnable structure."),
+                 f"{real.final:.4g}, with labels permuted against the inputs {perm_run.final:.4g}"
+                 + (f" and with noise for inputs {nulls['noise inputs'].final:.4g}" if "noise inputs" in nulls else "")
+                 + f": the pairing of inputs and labels carries no learnable structure.{held_out}"),
         fix="Check that inputs and labels are shuffled, sorted and filtered together.",
-        evidence={"real_final": real.final, "shuffled_final": perm_run.final, "steps": t.data_experiment_steps},
+        evidence=evidence,
     )
 
 
@@ -371,39 +529,20 @@ def label_noise(ctx: CheckContext) -> None:
     lab, subject = _require(ctx)
     if subject.task.kind != "classification":
         ctx.skip("label noise is estimated for single-label classification only")
-    batches = _batches(lab, ctx.thresholds)
-    if len(batches) < 4:
-        ctx.skip("fewer than four batches were captured")
     t = ctx.thresholds
-    halves = (batches[:2], batches[2:])
-    confident_wrong = total = correct = 0
-    flagged: list[int] = []
-    offset = {0: 0, 1: sum(_n(subject, b) for b in halves[0])}
-    for k in (0, 1):
-        model = lab.fresh_model()
-        run = lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+    fit = cross_fit(lab, subject, t)
+    if fit is None:
+        ctx.skip("fewer than four batches were captured, or the subject gives no per-sample class scores")
+    for run in fit.runs:
         peak = max((x for x in run.losses if math.isfinite(x)), default=math.nan)
         if run.diverged or not peak <= t.label_noise_unstable_rise * run.initial:
             # An unstable copy (a far too high rate) is confidently wrong about clean labels too.
             ctx.skip(f"the copy trained with the user's optimiser is unstable (loss {run.initial:.4g} rose to "
                      f"{peak:.4g}): its confident mistakes say nothing about the labels (see loss-diverging, "
                      "learning-rate-out-of-range)")
-        model.eval()
-        index = offset[1 - k]
-        with torch.no_grad():
-            for b in halves[1 - k]:
-                scores = subject.class_scores(model, b)
-                target = subject.targets(b)
-                if scores is None or not isinstance(target, torch.Tensor) or target.is_floating_point():
-                    ctx.skip("the subject gives no per-sample class scores")
-                p = scores.float().softmax(1)
-                conf, pred = p.max(1)
-                wrong = (pred != target) & (conf > t.label_noise_confidence)
-                confident_wrong += int(wrong.sum())
-                correct += int((pred == target).sum())
-                total += int(target.numel())
-                flagged += [index + int(i) for i in wrong.nonzero().flatten()]
-                index += int(target.numel())
+    wrong = (fit.predicted != fit.labels) & (fit.confidence > t.label_noise_confidence) & fit.labelled
+    confident_wrong, total, correct = int(wrong.sum()), fit.total, fit.correct
+    flagged = [int(i) for i in wrong.nonzero().flatten()]
     share = confident_wrong / max(total, 1)
     accuracy = correct / max(total, 1)
     unflagged = total - confident_wrong
@@ -430,6 +569,3 @@ def label_noise(ctx: CheckContext) -> None:
     )
 
 
-def _n(subject: Subject, batch: Any) -> int:
-    target = subject.targets(batch)
-    return int(target.shape[0]) if isinstance(target, torch.Tensor) and target.dim() > 0 else 0
