@@ -7,6 +7,8 @@ Exit codes (a written contract, also in ``nndoctor check --help`` and the README
     2  usage error (bad option, missing script, bad [tool.nndoctor] or baseline file)
     3  the script could not be observed (crashed before its first optimizer
        step, never stepped, no model found, timed out before a step)
+    4  nndoctor itself failed (a report file could not be written, an internal
+       error); the message is one line on stderr
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_NOT_OBSERVED = 3
+EXIT_INTERNAL = 4
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 no finding reached --fail-on; 1 a finding reached --fail-on; "
     "2 usage error (bad option, missing script, bad configuration or baseline file); "
     "3 the script could not be observed "
-    "(crashed before its first optimizer step, never stepped, no model found, timed out)."
+    "(crashed before its first optimizer step, never stepped, no model found, timed out); "
+    "4 nndoctor itself failed (a report file could not be written, an internal error)."
 )
 
 app = typer.Typer(
@@ -49,6 +53,24 @@ app = typer.Typer(
 )
 zoo_app = typer.Typer(help="The reference zoo: self-supervised pretext models and two detectors.")
 app.add_typer(zoo_app, name="zoo")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from nndoctor import __version__
+
+        typer.echo(f"nndoctor {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """A training doctor for PyTorch: finds out why a network does not train."""
 
 
 class UsageError(Exception):
@@ -193,6 +215,11 @@ def check(
         raise _fail(f"no such script: {script}", EXIT_USAGE)
     if not script.is_file():
         raise _fail(f"not a file: {script}", EXIT_USAGE)
+    for option, path in (("--json", json_path), ("--junit", junit_path), ("--sarif", sarif_path),
+                         ("--markdown", markdown_path), ("--write-baseline", write_baseline_path)):
+        problem = _unwritable(path)
+        if problem:
+            raise _fail(f"{option} {path}: {problem}", EXIT_USAGE)
     cli_select = tuple(_split(select)) if select else None
     cli_ignore = tuple(_split(ignore)) if ignore else None
     _validate_selection(Selection(cli_select or (), cli_ignore or ()))
@@ -260,9 +287,12 @@ def check(
             f"{n['crashed']} crashed\n"
         )
         sys.stdout.flush()
-    _write_reports(
-        report, notices, gate, str(script), json_path, junit_path, sarif_path, markdown_path
-    )
+    try:
+        _write_reports(
+            report, notices, gate, str(script), json_path, junit_path, sarif_path, markdown_path
+        )
+    except OSError as exc:
+        raise _fail(f"could not write a report: {exc}", EXIT_INTERNAL) from exc
     if not report.run.observed:
         raise _fail(report.run.error or "the script could not be observed", EXIT_NOT_OBSERVED)
     if write_baseline_path is not None:
@@ -271,6 +301,23 @@ def check(
 
 
 OUTPUT_FORMATS = ("console", "github")
+
+
+def _unwritable(path: Path | None) -> str | None:
+    """Why a report could not be written to ``path`` (checked before the script runs, so a
+    typo does not cost a whole check), or None."""
+    import os
+
+    if path is None or str(path) == "-":
+        return None
+    if path.is_dir():
+        return "is a directory"
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"no such folder: {folder}"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
 
 
 class _NoStatus:
@@ -657,9 +704,16 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
 
 
 def main() -> None:
-    """Console-script entry point; maps usage errors to exit code 2."""
+    """Console-script entry point; maps usage errors to exit code 2 and nndoctor's own
+    failures to a one-line message and exit code 4 (never 1, which means findings)."""
     try:
         app(args=_bare_json_flag(sys.argv[1:]), standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         sys.exit(code if isinstance(code, int) else (0 if code is None else EXIT_USAGE))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - any internal failure gets the documented exit code
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        sys.stderr.write(f"nndoctor: internal error: {type(exc).__name__}: {first}\n")
+        sys.exit(EXIT_INTERNAL)

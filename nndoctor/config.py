@@ -87,10 +87,9 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     for folder in (here, *here.parents):
         candidate = folder / "pyproject.toml"
         if candidate.is_file():
-            try:
-                data = _read_toml(candidate)
-            except ConfigError:
-                continue  # someone else's broken file is not ours to judge
+            # A file that cannot be read may hold the [tool.nndoctor] the user meant: saying so
+            # beats silently checking with the defaults (the error names the file and line).
+            data = _read_toml(candidate)
             if "nndoctor" in data.get("tool", {}):
                 return candidate
     return None

@@ -123,6 +123,9 @@ def run_checks(
     return results, findings
 
 
+# Lines of the script's own output shown when it could not be observed.
+OUTPUT_TAIL_LINES = 20
+
 # Small CPU models train many times faster on one thread: the per-op work is too small to
 # share, and with two or more threads OpenMP barriers dominate (measured 0.2 s against 27 s
 # for 150 steps of a small MLP on a busy two-core machine).
@@ -475,6 +478,7 @@ def _check_script(
             run.likely_cause, run.likely_reasons = diagnosis.cause, list(diagnosis.reasons)
     if not capture.observed:
         run.observed = False
+        run.output_tail = "\n".join(capture.stdout_tail.splitlines()[-OUTPUT_TAIL_LINES:])
         if run.error is None:
             if capture.model is None:
                 run.error = f"no model was found: no module with parameters was called ({capture.stop_reason})"

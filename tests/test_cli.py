@@ -40,6 +40,14 @@ model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 """
 
+TRAIN_STEPS = """
+for step in range(30):
+    optimizer.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+"""
+
 
 def write(tmp_path: Path, source: str, name: str = "train.py") -> Path:
     path = tmp_path / name
@@ -360,3 +368,76 @@ for step in range(100):
     state = torch.load(scratch / "ckpt.pt", weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     assert "torch.save" in " ".join(result.output.split())
+
+
+# -- the rest of the contract: version, nndoctor's own failures, hostile text -----------------
+
+
+def test_version_prints_the_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == EXIT_OK
+    assert result.stdout.strip() == f"nndoctor {nndoctor.__version__}"
+
+
+@pytest.mark.parametrize("option", ["--json", "--junit", "--sarif", "--markdown"])
+def test_an_unwritable_report_path_is_a_usage_error_before_the_script_runs(tmp_path: Path, option: str) -> None:
+    script = write(tmp_path, "raise SystemExit('the script must not run')\n")
+    result = check(script, option, tmp_path / "no-such-folder" / "report.out")
+    assert result.exit_code == EXIT_USAGE
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{option} " in lines[0] and "no such folder" in lines[0]
+
+
+def test_a_failure_inside_nndoctor_is_one_line_and_exit_code_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nndoctor import cli
+    from nndoctor.report import console
+
+    def broken_renderer(*args: object, **kwargs: object) -> None:
+        raise ValueError("a renderer bug\nwith a second line")
+
+    monkeypatch.setattr(console, "render", broken_renderer)
+    monkeypatch.setattr(sys, "argv", ["nndoctor", "check", str(write(tmp_path, TINY_LOOP + TRAIN_STEPS))])
+    with preserved_rng(seed=None), pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == cli.EXIT_INTERNAL == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["nndoctor: internal error: ValueError: a renderer bug"]
+
+
+def test_the_scripts_own_output_is_shown_when_it_crashes_before_a_step(tmp_path: Path) -> None:
+    script = write(tmp_path, TINY_LOOP + "print('loading shards from /data/train')\nraise RuntimeError('boom')\n")
+    result = check(script)
+    assert result.exit_code == EXIT_NOT_OBSERVED
+    assert "the script's last output:" in result.stdout
+    assert "loading shards from /data/train" in result.stdout
+
+
+def test_finding_texts_are_printed_as_text_not_markup() -> None:
+    from rich.console import Console
+
+    from nndoctor.report import console
+    from nndoctor.report.model import Finding, Report, RunInfo, Severity
+
+    hostile = "layers[0] and [bold]not bold[/] and [/]"
+    finding = Finding(check="dead-relus", title=hostile, message=hostile, fix=hostile,
+                      severity=Severity.WARNING, reasons=[35])
+    out = Console(record=True, width=200, color_system=None)
+    console.render(Report(run=RunInfo(target="t.py"), findings=[finding]), out)
+    assert out.export_text().count(hostile) >= 3
+
+
+def test_junit_xml_stays_valid_with_terminal_escapes_and_control_characters() -> None:
+    import xml.etree.ElementTree as ET
+
+    from nndoctor.report import junit
+    from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
+
+    text = "\x1b[31mred\x1b[0m bell\x07 nul\x00 done"
+    finding = Finding(check="dead-relus", title=text, message=text, fix="fix", severity=Severity.ERROR,
+                      reasons=[35])
+    checks = [CheckResult("dead-relus", [35], "observation", Status.FAILED, text)]
+    xml = junit.dumps(Report(run=RunInfo(target="t.py"), checks=checks, findings=[finding]))
+    root = ET.fromstring(xml)  # parses: nothing XML forbids is left
+    assert "red bell\\x07 nul\\x00 done" in ET.tostring(root, encoding="unicode")

@@ -226,3 +226,11 @@ def test_a_missing_config_file_and_broken_toml_are_usage_errors(tmp_path: Path) 
     result = check(SOFTMAX, "--config", broken)
     assert result.exit_code == EXIT_USAGE and "cannot be read as TOML" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_broken_pyproject_found_from_below_is_an_error_not_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.nndoctor]\nsteps = \n", encoding="utf-8")
+    inner = tmp_path / "src"
+    inner.mkdir()
+    with pytest.raises(ConfigError, match="cannot be read as TOML"):
+        load(start=inner)

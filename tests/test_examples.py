@@ -57,6 +57,22 @@ EXPECTED: dict[str, tuple[Requirement, ...]] = {
     "custom_layer_bad_grad.py": (22, 26),
     "repeated_batch.py": (1, 3),
 }
+# broken example -> the checks that must report it (a reason can come from several checks;
+# the check that exists to find this bug must be the one that does), and the reasons the
+# diagnosis' first cause may name.
+EXPECTED_CHECKS: dict[str, tuple[tuple[str, ...], frozenset[int]]] = {
+    "softmax_before_ce.py": (("loss-input-mismatch",), frozenset({19})),
+    "unshuffled_sorted.py": (("loader-not-shuffled", "targets-sorted"), frozenset({7, 10})),
+    "unnormalized_pixels.py": (("input-uint8-range", "input-not-standardized"), frozenset({1, 12})),
+    "nan_log.py": (("non-finite-values",), frozenset({37})),
+    "frozen_layer.py": (("params-not-in-optimizer",), frozenset({23})),
+    "no_zero_grad.py": (("zero-grad-missing",), frozenset({26, 36})),
+    "dead_relu_init.py": (("dead-relus",), frozenset({28, 35})),
+    "high_lr.py": (("learning-rate-out-of-range", "loss-diverging"), frozenset({36})),
+    "eval_mode_training.py": (("train-in-eval-mode",), frozenset({32})),
+    "custom_layer_bad_grad.py": (("custom-layer-gradient",), frozenset({22, 26})),
+    "repeated_batch.py": (("batch-repeated",), frozenset({1, 3})),
+}
 HEALTHY = sorted(name for name, reasons in EXPECTED.items() if not reasons)
 BROKEN = sorted(name for name, reasons in EXPECTED.items() if reasons)
 
@@ -161,6 +177,21 @@ def test_broken_example_reports_its_reasons(name: str) -> None:
         if not (reported & r if isinstance(r, frozenset) else r in reported)
     ]
     assert not missing, f"{name}: reasons {missing} not reported\n{describe(report)}"
+
+
+@pytest.mark.parametrize("name", BROKEN)
+def test_broken_example_is_found_by_its_own_checks_and_diagnosed_first(name: str) -> None:
+    report = report_of(name)
+    checks, first_reasons = EXPECTED_CHECKS[name]
+    loud = {f.check for f in serious(report)}
+    assert set(checks) <= loud, f"{name}: {sorted(set(checks) - loud)} did not report\n{describe(report)}"
+    assert report.diagnosis is not None and report.diagnosis.causes, describe(report)
+    first = report.diagnosis.causes[0].findings[0]
+    assert set(first.reasons) & first_reasons, f"{name}: the diagnosis opens with {first.check} {first.reasons}"
+
+
+def test_every_broken_example_names_its_checks() -> None:
+    assert set(EXPECTED_CHECKS) == set(BROKEN)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -62,6 +63,8 @@ def _not_observed(report: Report) -> Panel:
     if run.likely_cause:
         reasons = ", ".join(str(r) for r in run.likely_reasons)
         body.append(f"likely: {run.likely_cause}" + (f" (reasons {reasons})" if reasons else "") + "\n")
+    if run.output_tail:
+        body.append("\nthe script's last output:\n", style="bold").append(run.output_tail.rstrip() + "\n")
     if run.traceback:
         body.append("\n" + run.traceback.rstrip(), style="dim")
     return Panel(body, title="the script could not be observed", border_style="red", title_align="left")
@@ -104,7 +107,9 @@ def _finding_block(f: Finding) -> Panel:
     body.append("fix      ", style="bold green").append(f.fix)
     reasons = ", ".join(str(r) for r in f.reasons)
     role = f" · {f.role}" if f.role != "independent" else ""
-    title = f"[{style}]{f.severity.value.upper()}[/] {f.title}  [dim]{f.check} · reasons {reasons}{role}[/]"
+    # Finding texts are data, not markup: a module named "layers[0]" or a message quoting
+    # "[/]" must print as it is.
+    title = f"[{style}]{f.severity.value.upper()}[/] {escape(f.title)}  [dim]{f.check} · reasons {reasons}{role}[/]"
     return Panel(body, title=title, title_align="left", border_style=style)
 
 
@@ -144,7 +149,7 @@ def _checks_table(report: Report, verbose: bool) -> Table:
             c.check,
             ",".join(str(r) for r in c.reasons),
             Text(c.status.value, style=_STATUS_STYLE[c.status]),
-            c.detail,
+            Text(c.detail),  # text, not markup: details quote code and error messages
         )
     return table
 

@@ -19,6 +19,7 @@ It only formats.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePath
 
@@ -129,8 +130,31 @@ def _testcase(
     return kind
 
 
+# Terminal colour and cursor codes (a script's traceback may carry them), then every
+# character XML 1.0 forbids: C0 controls other than tab, newline and carriage return.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without ANSI escape sequences and with characters XML cannot hold shown as
+    ``\\xNN``: a parser must be able to read every report."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", _ANSI.sub("", text))
+
+
+def _sanitise(root: ET.Element) -> None:
+    for element in root.iter():
+        if element.text:
+            element.text = xml_safe(element.text)
+        if element.tail:
+            element.tail = xml_safe(element.tail)
+        for key, value in element.attrib.items():
+            element.attrib[key] = xml_safe(value)
+
+
 def dumps(report: Report, *, fail_on: str = "error") -> str:
     root = build(report, fail_on=fail_on)
+    _sanitise(root)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

@@ -114,6 +114,7 @@ class RunInfo:
     observed: bool = True  # False: the script could not be observed (exit code 3)
     error: str | None = None  # one line saying what went wrong
     traceback: str | None = None
+    output_tail: str = ""  # the last lines the script printed, when it did not run to a step
     likely_reasons: list[int] = field(default_factory=list)
     likely_cause: str | None = None
     notes: list[str] = field(default_factory=list)

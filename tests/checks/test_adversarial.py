@@ -70,9 +70,7 @@ def _check(tmp_path: Path, source: str, select: tuple[str, ...] = SELECT):  # no
     return check_script(str(script), selection=Selection(select=select, experiment_seconds=float("inf")))
 
 
-@pytest.mark.silent("cannot-overfit-tiny-batch")
 @pytest.mark.silent("single-label-batches")
-@pytest.mark.silent("loss-term-dominates")
 def test_a_gan_is_not_judged_as_one_model_fitting_one_loss(tmp_path: Path) -> None:
     report = _check(tmp_path, GAN)
     assert [f for f in report.findings if f.severity.value != "info"] == []

@@ -387,7 +387,6 @@ class _Stream(IterableDataset):
         return iter(zip(self.x, self.y, strict=True))
 
 
-@pytest.mark.silent("loader-not-shuffled")
 def test_an_iterable_dataset_is_not_judged() -> None:
     x, y = blobs()
     kwargs = classifier(x, y)
@@ -403,7 +402,6 @@ def _run_check(check_id: str, recording: Recording) -> CheckContext:
     return ctx
 
 
-@pytest.mark.silent("loader-not-shuffled")
 def test_an_unshuffled_evaluation_loader_is_not_judged() -> None:
     def info(index: int, shuffle: bool, under_no_grad: bool) -> LoaderInfo:
         sampler = "RandomSampler" if shuffle else "SequentialSampler"

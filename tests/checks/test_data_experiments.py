@@ -133,7 +133,6 @@ def test_a_weak_copys_confident_mistakes_on_clean_labels_are_no_warning() -> Non
     assert note.severity.value == "info"  # ... but are no warning
 
 
-@pytest.mark.silent("label-noise")
 def test_clean_labels_under_a_far_too_high_rate_are_not_called_noise() -> None:
     # Adam at 0.5: the cross-fit copies are unstable and confidently wrong about clean labels.
     x, y = blobs(n=512)

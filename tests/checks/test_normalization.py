@@ -131,8 +131,6 @@ def test_flattened_images_with_rarely_lit_pixels_pass() -> None:
     assert serious(report) == []
 
 
-@pytest.mark.silent("input-not-standardized")
-@pytest.mark.silent("feature-scales-differ")
 def test_token_ids_are_not_features() -> None:
     for dtype in (torch.int64, torch.uint8):
         report = run(select=CHECKS, **token_subject(dtype))
@@ -140,7 +138,6 @@ def test_token_ids_are_not_features() -> None:
         assert status(report, "input-not-standardized").status.value == "skipped"
 
 
-@pytest.mark.silent("input-not-standardized")
 def test_a_model_that_normalises_its_input_first() -> None:
     x, y = blobs()
     torch.manual_seed(0)

@@ -105,7 +105,6 @@ def classifier(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, 
 
 
 @pytest.mark.silent("dead-relus")
-@pytest.mark.silent("saturated-activations")
 @pytest.mark.silent("activation-scale-drift")
 @pytest.mark.silent("weights-constant-init")
 @pytest.mark.silent("gradient-norm-spread")

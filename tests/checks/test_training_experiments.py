@@ -97,7 +97,6 @@ def test_moderate_regularisation_still_fits() -> None:
     assert result.status.value == "passed" and "fits a tiny batch" in result.detail
 
 
-@pytest.mark.silent("regularisation-prevents-fit")
 def test_nothing_to_switch_off_is_skipped() -> None:
     report = run(select=[REGULARISATION], **healthy_classifier())
     result = report.result(REGULARISATION)

@@ -385,6 +385,8 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
             ),
             fix=p.fix,
             severity=max((q.severity for _, _, q in hits), key=lambda s: s.rank),
+            # A learning rate out of range is also reason 36, the learning rate itself.
+            reasons=(29, 36) if key == "lr" else None,
             where=Where(
                 step=step, module=_module_of_group(members, hits[0][0]) if n_groups > 1 else None
             ),

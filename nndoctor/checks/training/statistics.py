@@ -141,7 +141,7 @@ def learning_rates(step: StepRecord) -> list[float]:
 # -- dead ReLUs (35, 28) ---------------------------------------------------------------
 
 
-@register_check(id="dead-relus", reasons=(35, 28), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(id="dead-relus", reasons=(35, 28), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}))
 def dead_relus(ctx: CheckContext) -> None:
     """ReLU layers whose output is zero almost everywhere ("dead ReLUs").
 
