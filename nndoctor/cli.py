@@ -125,6 +125,11 @@ def check(
             "and say so [default: 40].",
         ),
     ] = None,
+    keep_scratch: Annotated[
+        bool,
+        typer.Option("--keep-scratch", help="Keep the scratch folder the script's saves went to "
+                     "(the report names it); by default it is removed."),
+    ] = False,
     select: Annotated[
         Optional[list[str]],
         typer.Option(help="Run only these checks (id or reason number); repeatable."),
@@ -263,6 +268,7 @@ def check(
                 progress=lambda cid: status.update(f"checking: {cid}"),
                 # Seeded, so that an unseeded script is diagnosed the same way run after run.
                 seed=settings.seed or 0,
+                keep_scratch=keep_scratch,
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc

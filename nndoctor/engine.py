@@ -11,6 +11,7 @@ import contextlib
 import copy
 import itertools
 import random
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -423,8 +424,12 @@ def check_script(
     thresholds: Thresholds | None = None,
     progress: Callable[[str], None] | None = None,
     seed: int | None = 0,
+    keep_scratch: bool = False,
 ) -> Report:
     """Run ``script`` under observation for ``steps`` optimizer steps, then diagnose it.
+
+    What the script saves with ``torch.save`` lands in a scratch folder, removed afterwards
+    unless ``keep_scratch`` (the report then names it).
 
     torch, numpy and ``random`` are seeded with ``seed`` before the script runs (None:
     left as they are), so an unseeded script is diagnosed the same way every run; a
@@ -437,7 +442,8 @@ def check_script(
     """
     with preserved_rng(seed):
         return _check_script(script, argv, steps=steps, timeout=timeout, device=device,
-                             selection=selection, thresholds=thresholds, progress=progress)
+                             selection=selection, thresholds=thresholds, progress=progress,
+                             keep_scratch=keep_scratch)
 
 
 def _check_script(
@@ -450,13 +456,34 @@ def _check_script(
     selection: Selection,
     thresholds: Thresholds | None,
     progress: Callable[[str], None] | None,
+    keep_scratch: bool = False,
 ) -> Report:
     from nndoctor.capture.runner import run_script
-    from nndoctor.capture.subject import captured_task, subject_from_capture
-    from nndoctor.checks.crash import diagnose_crash
 
     start = time.perf_counter()
     capture = run_script(script, argv, steps=steps, timeout=timeout)
+    try:
+        return _diagnose_capture(capture, script, argv, steps, device, selection, thresholds, progress,
+                                 start, keep_scratch)
+    finally:
+        if not keep_scratch and capture.scratch_dir:
+            shutil.rmtree(capture.scratch_dir, ignore_errors=True)
+
+
+def _diagnose_capture(
+    capture: Any,
+    script: str,
+    argv: list[str] | None,
+    steps: int,
+    device: str | None,
+    selection: Selection,
+    thresholds: Thresholds | None,
+    progress: Callable[[str], None] | None,
+    start: float,
+    keep_scratch: bool,
+) -> Report:
+    from nndoctor.capture.subject import captured_task, subject_from_capture
+    from nndoctor.checks.crash import diagnose_crash
     run = RunInfo(
         target=script,
         argv=list(argv or []),
@@ -465,9 +492,11 @@ def _check_script(
         stop_reason=capture.stop_reason,
     )
     if capture.recording.saves_redirected:
+        where = (f"they were kept in {capture.scratch_dir}" if keep_scratch else
+                 "they went to a scratch folder, removed afterwards (--keep-scratch keeps it)")
         run.notes.append(
             f"the script saved {len(capture.recording.saves_redirected)} file(s) with torch.save; "
-            f"they were written to {capture.scratch_dir}, not to the user's files"
+            f"{where}, not to the user's files"
         )
     if capture.exception is not None:
         exc = capture.exception

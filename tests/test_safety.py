@@ -14,7 +14,7 @@ from subjects import healthy_classifier
 
 import nndoctor
 from nndoctor.capture.runner import run_script
-from nndoctor.engine import check_script
+from nndoctor.engine import Selection, check_script
 from nndoctor.probes import stats
 
 SCRIPT = textwrap.dedent(
@@ -170,3 +170,65 @@ def test_hooks_and_patches_are_all_removed_after_a_run(script: Path) -> None:
     assert len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks) == n_global
     for m in capture.model.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+SAVING_CUSTOM_LOSS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for epoch in range(20):
+        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+            logits = model(xb)
+            loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        torch.save(model.state_dict(), "checkpoint.pt")
+    """
+)
+
+
+def _private_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp dir of the test's own (child processes included): other runs on the machine
+    must not count as leftovers."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    return temp
+
+
+def test_a_check_leaves_nothing_in_the_temp_dir_and_nothing_in_the_users_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = _private_temp(tmp_path, monkeypatch)
+    project = tmp_path / "project"
+    project.mkdir()
+    script = project / "train.py"
+    script.write_text(SAVING_CUSTOM_LOSS)
+    monkeypatch.chdir(project)
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"  # a replay ran
+    assert any("torch.save" in n and "removed afterwards" in n for n in report.run.notes)
+    # torch itself makes its compile cache there in a plain run of the script too.
+    assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")) == []
+    assert sorted(p.name for p in project.iterdir()) == ["train.py"]
+
+
+def test_keep_scratch_keeps_the_saved_files_and_names_the_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = _private_temp(tmp_path, monkeypatch)
+    script = tmp_path / "train.py"
+    script.write_text(SAVING_CUSTOM_LOSS)
+    monkeypatch.chdir(tmp_path)
+    report = check_script(str(script), selection=Selection(select=("params-frozen",)), keep_scratch=True)
+    (kept,) = [p for p in temp.iterdir() if not p.name.startswith("torchinductor_")]
+    assert (kept / "checkpoint.pt").is_file()
+    assert any(str(kept) in n for n in report.run.notes)

@@ -13,7 +13,6 @@ import os
 import runpy
 import signal
 import sys
-import tempfile
 from dataclasses import asdict
 from typing import Any
 
@@ -149,7 +148,9 @@ def main(plan_path: str, out_path: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(plan.script)))
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, plan.timeout)
-    scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
+    # Inside the replay's own folder, which the parent removes: nothing stays in the temp dir.
+    scratch = os.path.join(os.path.dirname(os.path.abspath(out_path)), "scratch")
+    os.makedirs(scratch, exist_ok=True)
     try:
         with (
             _redirect_saves(scratch, Recording()),
