@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import os
 import random
 import shutil
 import time
@@ -492,11 +493,13 @@ def _diagnose_capture(
         stop_reason=capture.stop_reason,
     )
     if capture.recording.saves_redirected:
-        where = (f"they were kept in {capture.scratch_dir}" if keep_scratch else
+        changed = capture.recording.saves_redirected
+        where = (f"they went to {capture.scratch_dir}, kept" if keep_scratch else
                  "they went to a scratch folder, removed afterwards (--keep-scratch keeps it)")
+        shown = ", ".join(os.path.relpath(p) if p.startswith(os.getcwd()) else p for p in changed[:3])
         run.notes.append(
-            f"the script saved {len(capture.recording.saves_redirected)} file(s) with torch.save; "
-            f"{where}, not to the user's files"
+            f"the script wrote, moved or removed {len(changed)} path(s) ({shown}{', …' if len(changed) > 3 else ''}); "
+            f"{where}, and the user's files are unchanged"
         )
     if capture.exception is not None:
         exc = capture.exception

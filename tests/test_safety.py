@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 import textwrap
@@ -215,7 +216,7 @@ def test_a_check_leaves_nothing_in_the_temp_dir_and_nothing_in_the_users_folder(
     monkeypatch.chdir(project)
     report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
     assert report.result("cannot-overfit-tiny-batch").status.value == "passed"  # a replay ran
-    assert any("torch.save" in n and "removed afterwards" in n for n in report.run.notes)
+    assert any("checkpoint.pt" in n and "removed afterwards" in n for n in report.run.notes)
     # torch itself makes its compile cache there in a plain run of the script too.
     assert sorted(p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")) == []
     assert sorted(p.name for p in project.iterdir()) == ["train.py"]
@@ -230,5 +231,88 @@ def test_keep_scratch_keeps_the_saved_files_and_names_the_folder(
     monkeypatch.chdir(tmp_path)
     report = check_script(str(script), selection=Selection(select=("params-frozen",)), keep_scratch=True)
     (kept,) = [p for p in temp.iterdir() if not p.name.startswith("torchinductor_")]
-    assert (kept / "checkpoint.pt").is_file()
+    assert (kept / "fs" / str(tmp_path / "checkpoint.pt").lstrip("/")).is_file()  # mirrored by path
+    assert not (tmp_path / "checkpoint.pt").exists()
     assert any(str(kept) in n for n in report.run.notes)
+
+
+# Writes, appends, renames, deletes and saves in every common way, and reads its own
+# writes back (asserting inside the script, which would then crash before its first step).
+WRITES_EVERYWHERE = textwrap.dedent(
+    """
+    import io, json, os, pathlib, shutil
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    assert os.environ.get("WANDB_MODE") == "disabled", "trackers must be off during a check"
+    with open("notes.txt", "w") as f:
+        f.write("overwritten by the script")
+    with open("train.log", "a") as f:
+        f.write("one more line\\n")
+    assert open("train.log").read().endswith("one more line\\n")
+    assert open("train.log").read().startswith("existing log")  # appended, not replaced
+    os.remove("data/stale.tmp")
+    assert not os.path.exists("data/stale.tmp")
+    os.makedirs("runs/exp1", exist_ok=True)
+    pathlib.Path("runs/exp1/config.json").write_text(json.dumps({"lr": 0.01}))
+    assert json.loads(pathlib.Path("runs/exp1/config.json").read_text()) == {"lr": 0.01}
+    np.save("runs/exp1/x.npy", np.arange(3))
+    assert np.load("runs/exp1/x.npy").tolist() == [0, 1, 2]
+    shutil.copy("notes.txt", "data/notes-copy.txt")
+    os.rename("data/keep.csv", "data/renamed.csv")
+    assert open("data/renamed.csv").read() == "a,b\\n1,2\\n"
+    shutil.rmtree("old_runs")
+    pathlib.Path("data/scratch").mkdir()
+    pathlib.Path("data/scratch/flag").touch()
+    pathlib.Path("data/scratch/flag").unlink()
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for epoch in range(20):
+        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+            logits = model(xb)
+            loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        torch.save(model.state_dict(), "runs/exp1/model.pt")
+        with open("runs/exp1/buffer.pt", "wb") as f:
+            torch.save(model.state_dict(), f)
+        model.load_state_dict(torch.load("runs/exp1/model.pt"))
+        with open("train.log", "a") as f:
+            f.write(f"epoch {epoch}\\n")
+    """
+)
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_the_users_tree_and_temp_dir_are_byte_identical_after_a_check_that_writes_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = _private_temp(tmp_path, monkeypatch)
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "old_runs").mkdir()
+    (project / "old_runs" / "events.out").write_bytes(b"\x00\x01")
+    (project / "notes.txt").write_text("the user's notes")
+    (project / "train.log").write_text("existing log\n")
+    (project / "data" / "stale.tmp").write_text("stale")
+    (project / "data" / "keep.csv").write_text("a,b\n1,2\n")
+    script = project / "train.py"
+    script.write_text(WRITES_EVERYWHERE)
+    before = _tree(project)
+    monkeypatch.chdir(project)
+    # A custom loss: the tiny-batch experiment replays the whole script in a subprocess too.
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    assert report.run.observed, (report.run.error, report.run.output_tail, report.run.traceback)
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+    assert _tree(project) == before
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
+    note = next(n for n in report.run.notes if "scratch" in n)
+    assert "notes.txt" in note and "user's files are unchanged" in note
+    assert os.environ.get("WANDB_MODE") is None  # the tracker settings are the caller's again

@@ -23,8 +23,8 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader
 
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult
-from nndoctor.capture.runner import StopCapture, _redirect_saves
-from nndoctor.probes.recording import Recording
+from nndoctor.capture.runner import StopCapture
+from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorded_loss_terms
 from nndoctor.subject import REGULARISERS, slice_batch
 
@@ -153,7 +153,7 @@ def main(plan_path: str, out_path: str) -> None:
     os.makedirs(scratch, exist_ok=True)
     try:
         with (
-            _redirect_saves(scratch, Recording()),
+            Sandbox(scratch).installed(),
             open(os.devnull, "w") as null,
             recorded_loss_terms() as terms,
         ):

@@ -34,6 +34,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.probes.training import TrainingProbe
 
@@ -209,7 +210,10 @@ def run_script(
 
     start = time.perf_counter()
     old_argv, old_path = sys.argv[:], sys.path[:]
+    # What a script may change in the process it shares with nndoctor, put back afterwards.
+    old_cwd, old_env, old_threads = os.getcwd(), dict(os.environ), torch.get_num_threads()
     old_handler = signal.getsignal(signal.SIGALRM)
+    sandbox = Sandbox(scratch)
     handles = []
     try:
         handles.append(module_mod.register_module_forward_pre_hook(discover))
@@ -226,7 +230,7 @@ def run_script(
         with (
             probe,
             loaders.installed(),
-            _redirect_saves(scratch, recording),
+            sandbox.installed(),
             _scheduler_seen(recording),
             contextlib.redirect_stdout(output),
             contextlib.redirect_stderr(output),
@@ -258,6 +262,11 @@ def run_script(
         for h in handles:
             h.remove()
         sys.argv, sys.path[:] = old_argv, old_path
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+        torch.set_num_threads(old_threads)
+        recording.saves_redirected = list(sandbox.redirected)
     capture.seconds = time.perf_counter() - start
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
@@ -269,25 +278,6 @@ def run_script(
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
     # A device-side clone: no host transfer, so no synchronisation inside the hook.
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-@contextlib.contextmanager
-def _redirect_saves(scratch: str, recording: Recording) -> Iterator[None]:
-    """``torch.save`` to a path goes to ``scratch`` instead, and is noted."""
-    original = torch.save
-
-    def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(f, (str, os.PathLike)):
-            target = os.path.join(scratch, os.path.basename(os.fspath(f)) or "checkpoint.pt")
-            recording.saves_redirected.append(os.fspath(f))
-            return original(obj, target, *args, **kwargs)
-        return original(obj, f, *args, **kwargs)
-
-    torch.save = save  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        torch.save = original  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
