@@ -125,10 +125,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
 
 
 def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
-    """The first ``n`` samples of every argument, or all of them when the arguments
-    disagree on the batch axis (cutting them apart would break how they refer to each other)."""
+    """The first ``n`` entries along the first axis of every argument that shares the first
+    argument's first axis (the others are passed whole)."""
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-    if first is None or len(leading_sizes(args)) > 1:
+    if first is None:
         return args
     size = first.shape[0]
     return tuple(a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a for a in args)
