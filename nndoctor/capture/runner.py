@@ -196,13 +196,13 @@ def run_script(
             probe.attach_model(module)
             capture.model = module
             if torch.is_grad_enabled():
-                probe._guard("model", probe._root_pre)(module, args, {})
+                probe.begin_step_at(module, args)
         except Exception:  # noqa: BLE001 - discovery must never break the script
             pass
 
     def note_loader(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if loaders.last is not None:
-            probe._pending.record.loader = loaders.last.index
+            probe.note_loader(loaders.last.index)
         if capture.optimizer is None and probe.model is not None:
             ids = {id(p) for p in probe.model.parameters()}
             if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):

@@ -313,3 +313,9 @@ class HostTransfer:
         assert self._host is not None
         start, n = self._slots[slot]
         return self._host[start : start + n].tolist()
+
+
+def module_of(param: str) -> str:
+    """The module path that owns parameter ``param`` ('' for the root), in the recording's
+    naming (``named_parameters`` / ``named_modules``)."""
+    return param.rsplit(".", 1)[0] if "." in param else ""

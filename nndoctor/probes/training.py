@@ -245,6 +245,15 @@ class TrainingProbe:
         self._snapshot = None
 
     # -- guards and patches --------------------------------------------------------
+    def begin_step_at(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """The model was found at its first forward: record that forward as the first
+        step's (guarded like every hook: a failure removes the probe, never the run)."""
+        self._guard("model", self._root_pre)(module, args, {})
+
+    def note_loader(self, index: int) -> None:
+        """The DataLoader (by its index in the recording) that fed the current step."""
+        self._pending.record.loader = index
+
     def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if part in self._disabled:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.default_init import at_default_init
-from nndoctor.probes.recording import Recording, StepRecord
+from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import Severity, Where
 
 # More module groups than this are reported as one finding naming them all.
@@ -51,11 +51,6 @@ ONE_OPTIMIZER_NOTE = (
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-
-def module_of(param: str) -> str:
-    """The module path that owns parameter ``param`` ('' for the root)."""
-    return param.rsplit(".", 1)[0] if "." in param else ""
 
 
 def _common_module(names: Sequence[str]) -> str:

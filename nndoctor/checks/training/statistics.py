@@ -17,7 +17,7 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.probes.recording import Recording, StepRecord
+from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import Severity, Where
 
 # Module class names (torch.nn) each check looks at.
@@ -57,11 +57,6 @@ MAX_EVIDENCE_LAYERS = 32
 
 def _g(x: float) -> str:
     return f"{x:.3g}"
-
-
-def module_of(param: str) -> str:
-    """The module path that owns parameter ``param`` ('' for the root)."""
-    return param.rsplit(".", 1)[0] if "." in param else ""
 
 
 def leaf_modules(rec: Recording) -> set[str]:
