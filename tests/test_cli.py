@@ -9,6 +9,7 @@ points. Throwaway scripts live in ``tmp_path``.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -360,14 +361,21 @@ for step in range(100):
     assert precious.read_bytes() == b"the user's real checkpoint"
     assert sorted(p.name for p in work.iterdir()) == ["ckpt.pt", "train.py"]
     notes = json.loads(report_path.read_text())["run"]["notes"]
-    saved = [n for n in notes if "torch.save" in n]
-    assert saved, notes
-    scratch = Path(saved[0].split("written to ")[1].split(",")[0])
+    saved = [n for n in notes if "ckpt.pt, last_step.pt" in n]
+    assert saved and "user's files are unchanged" in saved[0], notes
+    # Kept on request, the scratch folder holds the script's saves under their full paths.
+    result = check(script, "--steps", "5", "--json", report_path, "--fail-on", "never", "--keep-scratch")
+    notes = json.loads(report_path.read_text())["run"]["notes"]
+    kept = [n for n in notes if "kept" in n]
+    assert kept, notes
+    scratch = Path(kept[0].split("went to ")[1].split(", kept")[0])
     assert scratch.is_dir() and scratch.resolve() != work.resolve()
-    assert (scratch / "ckpt.pt").is_file()
-    state = torch.load(scratch / "ckpt.pt", weights_only=True)
+    mirrored = scratch / "fs" / str(work.resolve() / "ckpt.pt").lstrip("/")
+    assert precious.read_bytes() == b"the user's real checkpoint"
+    state = torch.load(mirrored, weights_only=True)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
-    assert "torch.save" in " ".join(result.output.split())
+    assert "ckpt.pt" in " ".join(result.output.split())
+    shutil.rmtree(scratch)
 
 
 # -- the rest of the contract: version, nndoctor's own failures, hostile text -----------------
