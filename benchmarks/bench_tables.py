@@ -40,8 +40,10 @@ def main() -> None:
         if v.status == "found" and v.top1:
             continue
         loud = "; ".join(f"`{f['check']}` {f['reasons']}" for f in o.loud) or (o.error or "–")
-        print(f"| {o.name} | {o.split} | {', '.join(map(str, o.accepted))} | {v.status}"
-              f"{'' if v.top1 else ', not top-1'} | {v.first or '–'} | {loud} |")
+        print(
+            f"| {o.name} | {o.split} | {', '.join(map(str, o.accepted))} | {v.status}"
+            f"{'' if v.top1 else ', not top-1'} | {v.first or '–'} | {loud} |"
+        )
     print()
     print("| healthy case | split | seeds with a false alarm | checks |")
     print("|---|---|---|---|")
@@ -52,8 +54,12 @@ def main() -> None:
     for name, runs in sorted(by_case.items(), key=lambda kv: (kv[1][0].split, kv[0])):
         loud = [o for o in runs if false_alarms(o) or o.error]
         if loud:
-            checks = sorted({c for o in loud for c in false_alarms(o)} | {o.error for o in loud if o.error})
-            print(f"| {name} | {runs[0].split} | {len(loud)} of {len(runs)} | {', '.join(checks)} |")
+            checks = sorted(
+                {c for o in loud for c in false_alarms(o)} | {o.error for o in loud if o.error}
+            )
+            print(
+                f"| {name} | {runs[0].split} | {len(loud)} of {len(runs)} | {', '.join(checks)} |"
+            )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def example_scripts(names: list[str] | None) -> list[Path]:
     by_name = {str(p.relative_to(EXAMPLES).with_suffix("")): p for p in everything}
     missing = [n for n in names if n.removesuffix(".py") not in by_name]
     if missing:
-        raise SystemExit(f"no such example: {', '.join(missing)} (known: {', '.join(sorted(by_name))})")
+        raise SystemExit(
+            f"no such example: {', '.join(missing)} (known: {', '.join(sorted(by_name))})"
+        )
     return [by_name[n.removesuffix(".py")] for n in names]
 
 
@@ -65,7 +67,9 @@ def takes_seed(script: Path) -> bool:
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     start = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+        )
     except subprocess.TimeoutExpired:
         return time.perf_counter() - start, 124, f"timed out after {TIMEOUT}s"
     tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
@@ -77,8 +81,18 @@ def measure(script: Path, seed: int | None, env: dict[str, str], tmp: str) -> di
     report_path = os.path.join(tmp, "report.json")
     if os.path.exists(report_path):
         os.remove(report_path)
-    check_cmd = [sys.executable, "-m", "nndoctor", "check", str(script), "--json", report_path,
-                 "--fail-on", "never", *(["--", *argv] if argv else [])]
+    check_cmd = [
+        sys.executable,
+        "-m",
+        "nndoctor",
+        "check",
+        str(script),
+        "--json",
+        report_path,
+        "--fail-on",
+        "never",
+        *(["--", *argv] if argv else []),
+    ]
     plain_cmd = [sys.executable, str(OVERHEAD), "--plain-run", str(script), str(STEPS), *argv]
     check_s, check_rc, check_err = run(check_cmd, env)
     plain_s, plain_rc, _ = run(plain_cmd, env)
@@ -99,11 +113,18 @@ def measure(script: Path, seed: int | None, env: dict[str, str], tmp: str) -> di
     row.update(
         script_seconds=report["timings"].get("script"),
         checks_seconds=report["timings"].get("checks"),
-        experiment_seconds=round(sum(c.get("seconds", 0.0) for c in checks if c["kind"] == "experiment"), 2),
+        experiment_seconds=round(
+            sum(c.get("seconds", 0.0) for c in checks if c["kind"] == "experiment"), 2
+        ),
         top_checks=[[c["check"], round(c.get("seconds", 0.0), 1)] for c in checks[:3]],
-        budget_skipped=[c["check"] for c in checks if "experiment budget" in (c.get("detail") or "")],
-        serious=sorted(f"{f['severity']}:{f['check']}" for f in report["findings"]
-                       if f["severity"] in ("warning", "error")),
+        budget_skipped=[
+            c["check"] for c in checks if "experiment budget" in (c.get("detail") or "")
+        ],
+        serious=sorted(
+            f"{f['severity']}:{f['check']}"
+            for f in report["findings"]
+            if f["severity"] in ("warning", "error")
+        ),
         observed_steps=report["run"].get("steps_observed"),
     )
     return row
@@ -125,16 +146,24 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     times = sorted(r["check_seconds"] for r in rows)
     if times:
         lines.append("")
-        lines.append(f"median {times[len(times) // 2]:.1f} s, max {times[-1]:.1f} s over {len(times)} runs; "
-                     f"{sum(t >= 60 for t in times)} at or over a minute")
+        lines.append(
+            f"median {times[len(times) // 2]:.1f} s, max {times[-1]:.1f} s over {len(times)} runs; "
+            f"{sum(t >= 60 for t in times)} at or over a minute"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--examples", nargs="*", help="names like healthy_mlp or zoo/rotation (default: all)")
-    parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="seeds for scripts that take --seed")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads in every run (OMP_NUM_THREADS)")
+    parser.add_argument(
+        "--examples", nargs="*", help="names like healthy_mlp or zoo/rotation (default: all)"
+    )
+    parser.add_argument(
+        "--seeds", nargs="*", type=int, default=[0], help="seeds for scripts that take --seed"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch intra-op threads in every run (OMP_NUM_THREADS)"
+    )
     parser.add_argument("--json", default="check_budget.json", help="where to write every row")
     parser.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args()
@@ -145,16 +174,24 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="nndoctor-budget-") as tmp:
         for script in example_scripts(args.examples):
-            for seed in (args.seeds if takes_seed(script) else [None]):
+            for seed in args.seeds if takes_seed(script) else [None]:
                 row = measure(script, seed, env, tmp)
                 rows.append(row)
-                print(f"{row['example']:<28} seed {row['seed']!s:<4} {row['check_seconds']:6.1f} s  "
-                      f"{', '.join(row.get('serious', [])) or row.get('error', '')}", flush=True)
+                print(
+                    f"{row['example']:<28} seed {row['seed']!s:<4} {row['check_seconds']:6.1f} s  "
+                    f"{', '.join(row.get('serious', [])) or row.get('error', '')}",
+                    flush=True,
+                )
     table = markdown(rows)
     print()
     print(table)
-    meta = {"python": sys.version.split()[0], "machine": platform.machine(), "cpus": os.cpu_count(),
-            "threads": args.threads, "steps": STEPS}
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "steps": STEPS,
+    }
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
     if args.markdown:

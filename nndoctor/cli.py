@@ -67,7 +67,9 @@ def _print_version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """A training doctor for PyTorch: finds out why a network does not train."""
@@ -127,8 +129,11 @@ def check(
     ] = None,
     keep_scratch: Annotated[
         bool,
-        typer.Option("--keep-scratch", help="Keep the scratch folder the script's saves went to "
-                     "(the report names it); by default it is removed."),
+        typer.Option(
+            "--keep-scratch",
+            help="Keep the scratch folder the script's saves went to "
+            "(the report names it); by default it is removed.",
+        ),
     ] = False,
     select: Annotated[
         Optional[list[str]],
@@ -220,8 +225,13 @@ def check(
         raise _fail(f"no such script: {script}", EXIT_USAGE)
     if not script.is_file():
         raise _fail(f"not a file: {script}", EXIT_USAGE)
-    for option, path in (("--json", json_path), ("--junit", junit_path), ("--sarif", sarif_path),
-                         ("--markdown", markdown_path), ("--write-baseline", write_baseline_path)):
+    for option, path in (
+        ("--json", json_path),
+        ("--junit", junit_path),
+        ("--sarif", sarif_path),
+        ("--markdown", markdown_path),
+        ("--write-baseline", write_baseline_path),
+    ):
         problem = _unwritable(path)
         if problem:
             raise _fail(f"{option} {path}: {problem}", EXIT_USAGE)
@@ -452,9 +462,13 @@ def _print_manual(out: Console, spec: object) -> None:
             out.print(escape(line))
     explains = sorted(spec.explains)  # type: ignore[attr-defined]
     if explains:
-        out.print(f"[bold]In a diagnosis:[/] a finding of this check explains {escape(', '.join(explains))}.")
+        out.print(
+            f"[bold]In a diagnosis:[/] a finding of this check explains {escape(', '.join(explains))}."
+        )
     if spec.symptom:  # type: ignore[attr-defined]
-        out.print("[bold]In a diagnosis:[/] a symptom; alone, it points to these reasons, most likely first:")
+        out.print(
+            "[bold]In a diagnosis:[/] a symptom; alone, it points to these reasons, most likely first:"
+        )
         for reason, how in spec.differential:  # type: ignore[attr-defined]
             out.print(f"  reason {reason}: {escape(how)}")
     out.print()
@@ -568,22 +582,28 @@ def zoo_probe(
 @app.command()
 def bench(
     split: Annotated[
-        str, typer.Option(help="Which part of the corpus: dev (tuned on), test (never tuned on) or all.")
+        str,
+        typer.Option(
+            help="Which part of the corpus: dev (tuned on), test (never tuned on) or all."
+        ),
     ] = "all",
     select: Annotated[
         Optional[str],
-        typer.Option(help="Only cases whose name matches (a glob, or a substring); a fault also by its base."),
+        typer.Option(
+            help="Only cases whose name matches (a glob, or a substring); a fault also by its base."
+        ),
     ] = None,
-    kind: Annotated[
-        str, typer.Option(help="Which cases: healthy, faults or all.")
-    ] = "all",
+    kind: Annotated[str, typer.Option(help="Which cases: healthy, faults or all.")] = "all",
     seeds: Annotated[int, typer.Option(help="Seeds per healthy case (0, 1, …).", min=1)] = 3,
     fault_seeds: Annotated[int, typer.Option(help="Seeds per fault.", min=1)] = 1,
     jobs: Annotated[int, typer.Option(help="Cases run in parallel processes.", min=1)] = 1,
     json_path: Annotated[
         Optional[Path],
-        typer.Option("--json", help="Write every run and the summary (with --list: the corpus) as JSON "
-                     "here; '-' or no value: to stdout."),
+        typer.Option(
+            "--json",
+            help="Write every run and the summary (with --list: the corpus) as JSON "
+            "here; '-' or no value: to stdout.",
+        ),
     ] = None,
     plot_path: Annotated[
         Optional[Path], typer.Option("--plot", help="Draw the fault × reason matrix here (PNG).")
@@ -615,7 +635,9 @@ def bench(
     planted = faults(split, select) if kind != "healthy" else []
     if list_only:
         if json_path is not None:
-            _write_text(json_path, json.dumps(bench_report.corpus_listing(healthy, planted), indent=2))
+            _write_text(
+                json_path, json.dumps(bench_report.corpus_listing(healthy, planted), indent=2)
+            )
             return
         bench_report.print_listing(_console(), healthy, planted)
         return
@@ -626,8 +648,14 @@ def bench(
     except BenchError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
     jobs_list = plan(healthy, planted, seeds, fault_seeds)
-    settings = {"split": split, "select": select, "kind": kind, "seeds": seeds, "fault_seeds": fault_seeds,
-                "jobs": jobs}
+    settings = {
+        "split": split,
+        "select": select,
+        "kind": kind,
+        "seeds": seeds,
+        "fault_seeds": fault_seeds,
+        "jobs": jobs,
+    }
     out = _console()
     if not out.is_terminal:
         # Logs and CI keep the tables readable instead of folding them to 80 columns.
@@ -639,7 +667,9 @@ def bench(
         finished.append(outcome)
         if json_path is not None and str(json_path) != "-":
             # Written after every run, so an interrupted bench still leaves what it measured.
-            _write_text(json_path, bench_report.results_json(finished, summarise(finished), settings))
+            _write_text(
+                json_path, bench_report.results_json(finished, summarise(finished), settings)
+            )
 
     with _bench_progress(out, len(jobs_list)) as advance:
         outcomes = run_jobs(jobs_list, workers=jobs, examples=folder, on_done=done)
@@ -684,7 +714,9 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
         if o.fault:
             return f"{o.name}: {fault_verdict(o).status}"
         alarms = false_alarms(o)
-        return f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"
+        return (
+            f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"
+        )
 
     if not out.is_terminal:
         done = 0
@@ -699,8 +731,14 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.description}"), console=out) as bar:
+    with Progress(
+        TextColumn("[bold]bench"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=out,
+    ) as bar:
         task = bar.add_task("", total=total)
 
         def advance(outcome: Outcome) -> None:

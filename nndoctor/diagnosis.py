@@ -63,7 +63,11 @@ class Lead:
     pointed_to_by: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reason": self.reason, "look_at": self.look_at, "pointed_to_by": list(self.pointed_to_by)}
+        return {
+            "reason": self.reason,
+            "look_at": self.look_at,
+            "pointed_to_by": list(self.pointed_to_by),
+        }
 
 
 @dataclass
@@ -115,11 +119,15 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
         return a != b and s is not None and b in s.explains
 
     def explained(b: str) -> bool:
-        return any(explains(a, b) and not (explains(b, a) and strength(b) > strength(a)) for a in checks)
+        return any(
+            explains(a, b) and not (explains(b, a) and strength(b) > strength(a)) for a in checks
+        )
 
     cause_checks = [c for c in checks if not is_symptom(c) and not explained(c)]
     reach = {c: _reachable(c, checks, explains) for c in cause_checks}
-    cause_checks.sort(key=lambda c: (*(-x for x in strength(c)[:2]), -len(reach[c]), checks.index(c)))
+    cause_checks.sort(
+        key=lambda c: (*(-x for x in strength(c)[:2]), -len(reach[c]), checks.index(c))
+    )
     owner: dict[str, str] = {}
     for c in cause_checks:
         for other in reach[c]:
@@ -128,17 +136,18 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
     diagnosis = Diagnosis()
     for c in cause_checks:
         lead = by_check[c][0]
-        explained_findings = [f for other, own in owner.items() if own == c for f in by_check[other]]
-        confidence = ("high" if lead.severity == Severity.ERROR
-                      else "medium" if explained_findings else "low")
+        explained_findings = [
+            f for other, own in owner.items() if own == c for f in by_check[other]
+        ]
+        confidence = (
+            "high" if lead.severity == Severity.ERROR else "medium" if explained_findings else "low"
+        )
         diagnosis.causes.append(Cause(by_check[c], confidence, explained_findings))
     diagnosis.independent = [
         f for c in checks if c not in cause_checks and c not in owner for f in by_check[c]
     ]
     if not diagnosis.causes:
-        diagnosis.differential = _differential(
-            [c for c in checks if c not in owner], specs
-        )
+        diagnosis.differential = _differential([c for c in checks if c not in owner], specs)
     _set_roles(findings, diagnosis)
     return diagnosis
 

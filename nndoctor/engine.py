@@ -39,6 +39,7 @@ DEFAULT_TIMEOUT = 120.0
 
 DEFAULT_EXPERIMENT_SECONDS = 40.0
 
+
 @dataclass(frozen=True)
 class Selection:
     """Which checks run: ``select``/``ignore`` hold check ids or reason numbers.
@@ -118,7 +119,10 @@ def run_checks(
     for crash in recording.crashes:
         results.append(
             CheckResult(
-                f"probe:{crash.probe}", [], "observation", Status.CRASHED,
+                f"probe:{crash.probe}",
+                [],
+                "observation",
+                Status.CRASHED,
                 f"a probe hook raised and was removed: {crash.error}",
             )
         )
@@ -136,7 +140,11 @@ SINGLE_THREAD_MAX_PARAMS = 2_000_000
 
 @contextlib.contextmanager
 def _experiment_threads(lab: Lab) -> Iterator[None]:
-    small = lab.has_model and lab.device.type == "cpu" and lab.parameter_count() <= SINGLE_THREAD_MAX_PARAMS
+    small = (
+        lab.has_model
+        and lab.device.type == "cpu"
+        and lab.parameter_count() <= SINGLE_THREAD_MAX_PARAMS
+    )
     with _one_thread(small):
         yield
 
@@ -210,7 +218,9 @@ def ordered_checks() -> list[CheckSpec]:
     most informative first, so that a spent budget leaves out the least informative."""
     specs = all_checks()
     observations = [s for s in specs if s.kind != "experiment"]
-    experiments = sorted((s for s in specs if s.kind == "experiment"), key=lambda s: (s.priority, s.order))
+    experiments = sorted(
+        (s for s in specs if s.kind == "experiment"), key=lambda s: (s.priority, s.order)
+    )
     return observations + experiments
 
 
@@ -257,7 +267,9 @@ def check(
         **({"targets": targets} if targets else {}),
     )
     return check_subject(
-        subject, steps=steps, selection=Selection(tuple(select), tuple(ignore), quick),
+        subject,
+        steps=steps,
+        selection=Selection(tuple(select), tuple(ignore), quick),
         thresholds=thresholds,
     )
 
@@ -277,7 +289,9 @@ def _optimizer_spec(optimizer: Any, model: nn.Module) -> OptimizerSpec | None:
         return optimizer
     if isinstance(optimizer, torch.optim.Optimizer):
         return OptimizerSpec.from_optimizer(optimizer, model)
-    raise TypeError(f"optimizer must be a torch optimizer or an OptimizerSpec, got {type(optimizer)}")
+    raise TypeError(
+        f"optimizer must be a torch optimizer or an OptimizerSpec, got {type(optimizer)}"
+    )
 
 
 def check_subject(
@@ -293,9 +307,10 @@ def check_subject(
     user_model = subject.model
     initial = {k: v.detach().clone() for k, v in user_model.state_dict().items()}
     run = RunInfo(target=subject.name, step_budget=steps)
-    small = subject.device().type == "cpu" and sum(
-        p.numel() for p in user_model.parameters()
-    ) <= SINGLE_THREAD_MAX_PARAMS
+    small = (
+        subject.device().type == "cpu"
+        and sum(p.numel() for p in user_model.parameters()) <= SINGLE_THREAD_MAX_PARAMS
+    )
     with preserved_rng(seed), _one_thread(small):
         recording, observe_error = _observe(subject, steps)
     run.steps_observed = len([s for s in recording.steps if s.loss_seen])
@@ -311,14 +326,16 @@ def check_subject(
         subject, recording, lab, thresholds=thresholds or DEFAULT_THRESHOLDS, selection=selection
     )
     run.seconds = time.perf_counter() - start
-    return attach_diagnosis(Report(
-        run=run,
-        subject=subject.describe(),
-        checks=results,
-        findings=findings,
-        timings={"observe": t_checks - start, "checks": time.perf_counter() - t_checks},
-        versions=versions(),
-    ))
+    return attach_diagnosis(
+        Report(
+            run=run,
+            subject=subject.describe(),
+            checks=results,
+            findings=findings,
+            timings={"observe": t_checks - start, "checks": time.perf_counter() - t_checks},
+            versions=versions(),
+        )
+    )
 
 
 def _infer_task(subject: Subject, recording: Recording) -> None:
@@ -329,7 +346,9 @@ def _infer_task(subject: Subject, recording: Recording) -> None:
 
     for step in recording.steps:
         for call in step.loss_calls:
-            subject.task = task_from_loss(call.fn, call.input_shape, call.target_shape, call.target_dtype)
+            subject.task = task_from_loss(
+                call.fn, call.input_shape, call.target_shape, call.target_dtype
+            )
             return
 
 
@@ -442,9 +461,17 @@ def check_script(
     Report with ``run.observed`` False and the reason.
     """
     with preserved_rng(seed):
-        return _check_script(script, argv, steps=steps, timeout=timeout, device=device,
-                             selection=selection, thresholds=thresholds, progress=progress,
-                             keep_scratch=keep_scratch)
+        return _check_script(
+            script,
+            argv,
+            steps=steps,
+            timeout=timeout,
+            device=device,
+            selection=selection,
+            thresholds=thresholds,
+            progress=progress,
+            keep_scratch=keep_scratch,
+        )
 
 
 def _check_script(
@@ -464,8 +491,18 @@ def _check_script(
     start = time.perf_counter()
     capture = run_script(script, argv, steps=steps, timeout=timeout)
     try:
-        return _diagnose_capture(capture, script, argv, steps, device, selection, thresholds, progress,
-                                 start, keep_scratch)
+        return _diagnose_capture(
+            capture,
+            script,
+            argv,
+            steps,
+            device,
+            selection,
+            thresholds,
+            progress,
+            start,
+            keep_scratch,
+        )
     finally:
         if not keep_scratch and capture.scratch_dir:
             shutil.rmtree(capture.scratch_dir, ignore_errors=True)
@@ -485,6 +522,7 @@ def _diagnose_capture(
 ) -> Report:
     from nndoctor.capture.subject import captured_task, subject_from_capture
     from nndoctor.checks.crash import diagnose_crash
+
     run = RunInfo(
         target=script,
         argv=list(argv or []),
@@ -494,9 +532,14 @@ def _diagnose_capture(
     )
     if capture.recording.saves_redirected:
         changed = capture.recording.saves_redirected
-        where = (f"they went to {capture.scratch_dir}, kept" if keep_scratch else
-                 "they went to a scratch folder, removed afterwards (--keep-scratch keeps it)")
-        shown = ", ".join(os.path.relpath(p) if p.startswith(os.getcwd()) else p for p in changed[:3])
+        where = (
+            f"they went to {capture.scratch_dir}, kept"
+            if keep_scratch
+            else "they went to a scratch folder, removed afterwards (--keep-scratch keeps it)"
+        )
+        shown = ", ".join(
+            os.path.relpath(p) if p.startswith(os.getcwd()) else p for p in changed[:3]
+        )
         run.notes.append(
             f"the script wrote, moved or removed {len(changed)} path(s) ({shown}{', …' if len(changed) > 3 else ''}); "
             f"{where}, and the user's files are unchanged"
@@ -517,7 +560,9 @@ def _diagnose_capture(
             else:
                 run.error = f"no optimizer step was reached ({capture.stop_reason})"
     elif run.error is not None:
-        run.notes.append(f"the script raised after {capture.steps} step(s); the observed steps were diagnosed")
+        run.notes.append(
+            f"the script raised after {capture.steps} step(s); the observed steps were diagnosed"
+        )
 
     subject_desc: dict[str, Any] = {}
     results: list[CheckResult] = []
@@ -538,16 +583,21 @@ def _diagnose_capture(
             progress=progress,
         )
     elif capture.model is not None:
-        subject_desc = {"model": type(capture.model).__name__, "task": captured_task(capture).describe()}
+        subject_desc = {
+            "model": type(capture.model).__name__,
+            "task": captured_task(capture).describe(),
+        }
     run.seconds = time.perf_counter() - start
-    return attach_diagnosis(Report(
-        run=run,
-        subject=subject_desc,
-        checks=results,
-        findings=findings,
-        timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
-        versions=versions(),
-    ))
+    return attach_diagnosis(
+        Report(
+            run=run,
+            subject=subject_desc,
+            checks=results,
+            findings=findings,
+            timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
+            versions=versions(),
+        )
+    )
 
 
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
@@ -563,8 +613,14 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
             model.load_state_dict(capture.initial_state)
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
     return Lab(
-        None, device=device, unavailable_reason=why, model=model, model_inputs=inputs or None,
-        script=script, task=captured_task(capture), datasets=capture.datasets,
+        None,
+        device=device,
+        unavailable_reason=why,
+        model=model,
+        model_inputs=inputs or None,
+        script=script,
+        task=captured_task(capture),
+        datasets=capture.datasets,
     )
 
 

@@ -134,7 +134,9 @@ def _scheduled_lr(group: dict[str, Any]) -> float | None:
     """The rate a learning-rate scheduler is built around: OneCycleLR's ``max_lr``, else the
     base rate every scheduler stores as ``initial_lr``; None without a scheduler."""
     rates = [group.get(k) for k in ("max_lr", "initial_lr")]
-    rates = [float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0]
+    rates = [
+        float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0
+    ]
     return max(rates) if rates else None
 
 
@@ -255,7 +257,11 @@ class Subject:
         if self.replace_inputs is not None:
             return self.replace_inputs(batch, inputs)
         if self.inputs is default_inputs and isinstance(batch, (tuple, list)) and batch:
-            return type(batch)([inputs, *batch[1:]]) if isinstance(batch, list) else (inputs, *batch[1:])
+            return (
+                type(batch)([inputs, *batch[1:]])
+                if isinstance(batch, list)
+                else (inputs, *batch[1:])
+            )
         return None
 
     def with_targets(self, batch: Any, targets: Any) -> Any | None:
@@ -263,7 +269,11 @@ class Subject:
         if self.replace_targets is not None:
             return self.replace_targets(batch, targets)
         if self.targets is default_targets and isinstance(batch, (tuple, list)) and len(batch) > 1:
-            return (batch[0], targets, *batch[2:]) if isinstance(batch, tuple) else [batch[0], targets, *batch[2:]]
+            return (
+                (batch[0], targets, *batch[2:])
+                if isinstance(batch, tuple)
+                else [batch[0], targets, *batch[2:]]
+            )
         return None
 
     def class_scores(self, model: nn.Module, batch: Any) -> torch.Tensor | None:
@@ -285,7 +295,9 @@ class Subject:
         """The loss had the model output ``prediction`` on ``batch``; None when the loss is opaque."""
         if self.output_loss is not None:
             return self.output_loss(prediction, batch)
-        return self.criterion(prediction, self.targets(batch)) if self.criterion is not None else None
+        return (
+            self.criterion(prediction, self.targets(batch)) if self.criterion is not None else None
+        )
 
     @property
     def has_criterion(self) -> bool:

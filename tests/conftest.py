@@ -18,7 +18,10 @@ def _break_check_for_meta_tests() -> None:
     """tests/test_marks.py runs single tests in a subprocess with one check broken on purpose:
     NNDOCTOR_TEST_NO_FINDINGS=ID drops every finding of ID (its fire condition removed),
     NNDOCTOR_TEST_SKIP=ID makes ID skip (it never runs)."""
-    silenced, skipped = os.environ.get("NNDOCTOR_TEST_NO_FINDINGS"), os.environ.get("NNDOCTOR_TEST_SKIP")
+    silenced, skipped = (
+        os.environ.get("NNDOCTOR_TEST_NO_FINDINGS"),
+        os.environ.get("NNDOCTOR_TEST_SKIP"),
+    )
     if not (silenced or skipped):
         return
     from nndoctor.checks.registry import CheckContext, get_check
@@ -40,17 +43,25 @@ def pytest_configure(config: pytest.Config) -> None:
     _break_check_for_meta_tests()
     # fires(ID) / silent(ID) tag the tests that prove a check fires on a real bug and
     # stays silent on a healthy subject; tests/checks/test_registry.py holds every check to it.
-    config.addinivalue_line("markers", "fires(check_id): the test injects a bug that this check must report")
-    config.addinivalue_line("markers", "silent(check_id): the test shows this check silent on a healthy subject")
+    config.addinivalue_line(
+        "markers", "fires(check_id): the test injects a bug that this check must report"
+    )
+    config.addinivalue_line(
+        "markers", "silent(check_id): the test shows this check silent on a healthy subject"
+    )
 
 
 @pytest.fixture(autouse=True)
-def _marked_outcomes_hold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _marked_outcomes_hold(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     """A test marked fires(ID) or silent(ID) is held to what the mark claims, whatever its
     own assertions say: every check run during the test is recorded, and afterwards
     fires(ID) needs a finding of ID, silent(ID) needs ID to have run (passed, not skipped
     or crashed) with no warning or error. A check that never ran is not silent."""
-    marks = [(m.name, m.args[0]) for m in request.node.iter_markers() if m.name in ("fires", "silent")]
+    marks = [
+        (m.name, m.args[0]) for m in request.node.iter_markers() if m.name in ("fires", "silent")
+    ]
     if not marks:
         yield
         return
@@ -69,9 +80,13 @@ def _marked_outcomes_hold(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
         findings = [f for _, fs in seen for f in fs if f.check == check]
         statuses = [r.status.value for rs, _ in seen for r in rs if r.check == check]
         if kind == "fires":
-            assert findings, f"marked fires({check!r}) but no run in the test reported it (ran: {statuses})"
+            assert findings, (
+                f"marked fires({check!r}) but no run in the test reported it (ran: {statuses})"
+            )
         else:
-            assert "passed" in statuses, f"marked silent({check!r}) but it never ran and passed (statuses: {statuses})"
+            assert "passed" in statuses, (
+                f"marked silent({check!r}) but it never ran and passed (statuses: {statuses})"
+            )
             loud = [f.title for f in findings if f.severity.value != "info"]
             assert not loud, f"marked silent({check!r}) but it reported {loud}"
 

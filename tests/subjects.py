@@ -14,7 +14,9 @@ import nndoctor
 from nndoctor.report.model import Report
 
 
-def blobs(n: int = 256, features: int = 10, classes: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def blobs(
+    n: int = 256, features: int = 10, classes: int = 3, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Standardised Gaussian blobs: a learnable ``classes``-way problem."""
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(classes, features, generator=g) * 2.0
@@ -24,13 +26,21 @@ def blobs(n: int = 256, features: int = 10, classes: int = 3, seed: int = 0) -> 
     return x, y
 
 
-def batches(x: torch.Tensor, y: torch.Tensor, size: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    x: torch.Tensor, y: torch.Tensor, size: int = 32
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
 def mlp(features: int = 10, classes: int = 3, hidden: int = 32, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    return nn.Sequential(
+        nn.Linear(features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, classes),
+    )
 
 
 def healthy_classifier(seed: int = 0) -> dict[str, Any]:

@@ -170,12 +170,16 @@ def test_a_script_that_never_stops_is_stopped_by_the_timeout(tmp_path: Path) -> 
 
 
 def test_the_experiment_budget_skips_the_experiments_it_has_no_time_for(tmp_path: Path) -> None:
-    script = write(tmp_path, TINY_LOOP + """
+    script = write(
+        tmp_path,
+        TINY_LOOP
+        + """
 for step in range(100):
     optimizer.zero_grad()
     nn.functional.cross_entropy(model(x), y).backward()
     optimizer.step()
-""")
+""",
+    )
     report_path = tmp_path / "report.json"
     result = check(script, "--experiment-seconds", "0.001", "--json", report_path)
     checks = json.loads(report_path.read_text())["checks"]
@@ -364,7 +368,9 @@ for step in range(100):
     saved = [n for n in notes if "ckpt.pt, last_step.pt" in n]
     assert saved and "user's files are unchanged" in saved[0], notes
     # Kept on request, the scratch folder holds the script's saves under their full paths.
-    result = check(script, "--steps", "5", "--json", report_path, "--fail-on", "never", "--keep-scratch")
+    result = check(
+        script, "--steps", "5", "--json", report_path, "--fail-on", "never", "--keep-scratch"
+    )
     notes = json.loads(report_path.read_text())["run"]["notes"]
     kept = [n for n in notes if "kept" in n]
     assert kept, notes
@@ -388,7 +394,9 @@ def test_version_prints_the_package_version() -> None:
 
 
 @pytest.mark.parametrize("option", ["--json", "--junit", "--sarif", "--markdown"])
-def test_an_unwritable_report_path_is_a_usage_error_before_the_script_runs(tmp_path: Path, option: str) -> None:
+def test_an_unwritable_report_path_is_a_usage_error_before_the_script_runs(
+    tmp_path: Path, option: str
+) -> None:
     script = write(tmp_path, "raise SystemExit('the script must not run')\n")
     result = check(script, option, tmp_path / "no-such-folder" / "report.out")
     assert result.exit_code == EXIT_USAGE
@@ -406,7 +414,9 @@ def test_a_failure_inside_nndoctor_is_one_line_and_exit_code_4(
         raise ValueError("a renderer bug\nwith a second line")
 
     monkeypatch.setattr(console, "render", broken_renderer)
-    monkeypatch.setattr(sys, "argv", ["nndoctor", "check", str(write(tmp_path, TINY_LOOP + TRAIN_STEPS))])
+    monkeypatch.setattr(
+        sys, "argv", ["nndoctor", "check", str(write(tmp_path, TINY_LOOP + TRAIN_STEPS))]
+    )
     with preserved_rng(seed=None), pytest.raises(SystemExit) as exit_:
         cli.main()
     assert exit_.value.code == cli.EXIT_INTERNAL == 4
@@ -415,7 +425,10 @@ def test_a_failure_inside_nndoctor_is_one_line_and_exit_code_4(
 
 
 def test_the_scripts_own_output_is_shown_when_it_crashes_before_a_step(tmp_path: Path) -> None:
-    script = write(tmp_path, TINY_LOOP + "print('loading shards from /data/train')\nraise RuntimeError('boom')\n")
+    script = write(
+        tmp_path,
+        TINY_LOOP + "print('loading shards from /data/train')\nraise RuntimeError('boom')\n",
+    )
     result = check(script)
     assert result.exit_code == EXIT_NOT_OBSERVED
     assert "the script's last output:" in result.stdout
@@ -429,8 +442,14 @@ def test_finding_texts_are_printed_as_text_not_markup() -> None:
     from nndoctor.report.model import Finding, Report, RunInfo, Severity
 
     hostile = "layers[0] and [bold]not bold[/] and [/]"
-    finding = Finding(check="dead-relus", title=hostile, message=hostile, fix=hostile,
-                      severity=Severity.WARNING, reasons=[35])
+    finding = Finding(
+        check="dead-relus",
+        title=hostile,
+        message=hostile,
+        fix=hostile,
+        severity=Severity.WARNING,
+        reasons=[35],
+    )
     out = Console(record=True, width=200, color_system=None)
     console.render(Report(run=RunInfo(target="t.py"), findings=[finding]), out)
     assert out.export_text().count(hostile) >= 3
@@ -443,8 +462,14 @@ def test_junit_xml_stays_valid_with_terminal_escapes_and_control_characters() ->
     from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
 
     text = "\x1b[31mred\x1b[0m bell\x07 nul\x00 done"
-    finding = Finding(check="dead-relus", title=text, message=text, fix="fix", severity=Severity.ERROR,
-                      reasons=[35])
+    finding = Finding(
+        check="dead-relus",
+        title=text,
+        message=text,
+        fix="fix",
+        severity=Severity.ERROR,
+        reasons=[35],
+    )
     checks = [CheckResult("dead-relus", [35], "observation", Status.FAILED, text)]
     xml = junit.dumps(Report(run=RunInfo(target="t.py"), checks=checks, findings=[finding]))
     root = ET.fromstring(xml)  # parses: nothing XML forbids is left

@@ -71,7 +71,10 @@ def test_every_key_is_read_with_its_type() -> None:
         ({"steps": 0}, "steps: expected a whole number of steps of at least 1, got 0"),
         ({"steps": "20"}, "steps: expected a whole number of steps of at least 1, got '20'"),
         ({"timeout": -1}, "timeout: expected a positive number of seconds, got -1"),
-        ({"experiment-seconds": 0}, "experiment-seconds: expected a positive number of seconds, got 0"),
+        (
+            {"experiment-seconds": 0},
+            "experiment-seconds: expected a positive number of seconds, got 0",
+        ),
         ({"fail-on": "errors"}, "fail-on: expected one of error, warning, never, got 'errors'"),
         ({"quick": "yes"}, "quick: expected true or false, got 'yes'"),
         ({"select": ["no-such-check"]}, "select: unknown check id 'no-such-check'"),

@@ -21,7 +21,10 @@ def test_a_cause_explains_its_symptoms() -> None:
     softmax = finding("loss-input-mismatch", "error", 19)
     d = diagnose([overfit, chance, softmax])
     assert [c.lead.check for c in d.causes] == ["loss-input-mismatch"]
-    assert {f.check for f in d.causes[0].explains} == {"cannot-overfit-tiny-batch", "loss-not-at-chance"}
+    assert {f.check for f in d.causes[0].explains} == {
+        "cannot-overfit-tiny-batch",
+        "loss-not-at-chance",
+    }
     assert d.causes[0].confidence == "high" and not d.independent and not d.differential
     assert (softmax.role, overfit.role, chance.role) == ("cause", "symptom", "symptom")
     ordered = d.ordered_findings([overfit, chance, softmax])

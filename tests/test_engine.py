@@ -11,8 +11,12 @@ from nndoctor.subject import OptimizerSpec
 
 def _subject() -> nndoctor.Subject:
     kw = healthy_classifier()
-    return nndoctor.Subject(model=kw["model"], batches=kw["data"], criterion=kw["loss_fn"],
-                            optimizer=OptimizerSpec.from_optimizer(kw["optimizer"], kw["model"]))
+    return nndoctor.Subject(
+        model=kw["model"],
+        batches=kw["data"],
+        criterion=kw["loss_fn"],
+        optimizer=OptimizerSpec.from_optimizer(kw["optimizer"], kw["model"]),
+    )
 
 
 def test_a_spent_experiment_budget_skips_the_remaining_experiments_and_says_so() -> None:
@@ -34,7 +38,9 @@ def test_quick_runs_observations_and_the_cheap_experiments_only() -> None:
 
 
 def test_select_by_reason_number_and_ignore_by_id() -> None:
-    report = nndoctor.check_subject(_subject(), selection=Selection(select=("23",), ignore=("params-frozen",)))
+    report = nndoctor.check_subject(
+        _subject(), selection=Selection(select=("23",), ignore=("params-frozen",))
+    )
     ran = {c.check for c in report.checks if not c.detail.startswith(("not selected", "ignored"))}
     assert ran and all(23 in report.result(c).reasons for c in ran)
     assert "params-frozen" not in ran

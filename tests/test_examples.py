@@ -103,8 +103,12 @@ def report_of(name: str) -> Report:
         with preserved_rng(seed=None):  # the scripts seed the global RNGs; keep other tests apart
             # No experiment budget: on a loaded CI machine a time budget would skip experiments
             # (it may, and says so), and these expectations are about verdicts, not speed.
-            _REPORTS[name] = check_script(str(EXAMPLES / name), [], steps=DEFAULT_STEPS,
-                                          selection=Selection(experiment_seconds=math.inf))
+            _REPORTS[name] = check_script(
+                str(EXAMPLES / name),
+                [],
+                steps=DEFAULT_STEPS,
+                selection=Selection(experiment_seconds=math.inf),
+            )
     return _REPORTS[name]
 
 
@@ -184,10 +188,14 @@ def test_broken_example_is_found_by_its_own_checks_and_diagnosed_first(name: str
     report = report_of(name)
     checks, first_reasons = EXPECTED_CHECKS[name]
     loud = {f.check for f in serious(report)}
-    assert set(checks) <= loud, f"{name}: {sorted(set(checks) - loud)} did not report\n{describe(report)}"
+    assert set(checks) <= loud, (
+        f"{name}: {sorted(set(checks) - loud)} did not report\n{describe(report)}"
+    )
     assert report.diagnosis is not None and report.diagnosis.causes, describe(report)
     first = report.diagnosis.causes[0].findings[0]
-    assert set(first.reasons) & first_reasons, f"{name}: the diagnosis opens with {first.check} {first.reasons}"
+    assert set(first.reasons) & first_reasons, (
+        f"{name}: the diagnosis opens with {first.check} {first.reasons}"
+    )
 
 
 def test_every_broken_example_names_its_checks() -> None:

@@ -17,7 +17,11 @@ SILENT = "tests/checks/test_dataset.py::test_ignored_targets_are_not_counted_as_
 def _pytest(test: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-        cwd=TESTS.parent, env={**os.environ, **env}, capture_output=True, text=True, timeout=600,
+        cwd=TESTS.parent,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

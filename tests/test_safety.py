@@ -167,8 +167,16 @@ def test_hooks_and_patches_are_all_removed_after_a_run(script: Path) -> None:
     before = (F.cross_entropy, torch.Tensor.backward, torch.save, torch.optim.Optimizer.zero_grad)
     n_global = len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks)
     capture = run_script(str(script), ["--steps", "1000"], steps=3)
-    assert (F.cross_entropy, torch.Tensor.backward, torch.save, torch.optim.Optimizer.zero_grad) == before
-    assert len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks) == n_global
+    assert (
+        F.cross_entropy,
+        torch.Tensor.backward,
+        torch.save,
+        torch.optim.Optimizer.zero_grad,
+    ) == before
+    assert (
+        len(module_mod._global_forward_pre_hooks) + len(module_mod._global_forward_hooks)
+        == n_global
+    )
     for m in capture.model.modules():
         assert not m._forward_hooks and not m._forward_pre_hooks
 
@@ -229,7 +237,9 @@ def test_keep_scratch_keeps_the_saved_files_and_names_the_folder(
     script = tmp_path / "train.py"
     script.write_text(SAVING_CUSTOM_LOSS)
     monkeypatch.chdir(tmp_path)
-    report = check_script(str(script), selection=Selection(select=("params-frozen",)), keep_scratch=True)
+    report = check_script(
+        str(script), selection=Selection(select=("params-frozen",)), keep_scratch=True
+    )
     (kept,) = [p for p in temp.iterdir() if not p.name.startswith("torchinductor_")]
     assert (kept / "fs" / str(tmp_path / "checkpoint.pt").lstrip("/")).is_file()  # mirrored by path
     assert not (tmp_path / "checkpoint.pt").exists()
@@ -288,7 +298,10 @@ WRITES_EVERYWHERE = textwrap.dedent(
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def test_the_users_tree_and_temp_dir_are_byte_identical_after_a_check_that_writes_everywhere(

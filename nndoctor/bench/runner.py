@@ -89,7 +89,9 @@ def examples_root(root: Path | None = None) -> Path:
     """The ``examples/`` folder of a source checkout (or the one given)."""
     import nndoctor
 
-    folder = root if root is not None else Path(nndoctor.__file__).resolve().parent.parent / "examples"
+    folder = (
+        root if root is not None else Path(nndoctor.__file__).resolve().parent.parent / "examples"
+    )
     if not folder.is_dir():
         raise BenchError(
             f"the bench runs the scripts of nndoctor's examples/ folder, and {folder} is not one; "
@@ -144,7 +146,10 @@ def run_jobs(
 def run_job(job: Job, examples: Path, running: set[subprocess.Popen[str]] | None = None) -> Outcome:
     """Run one job in a child interpreter, in a scratch folder removed afterwards."""
     outcome = Outcome(
-        name=job.name, seed=job.seed, split=job.split, fault=job.fault is not None,
+        name=job.name,
+        seed=job.seed,
+        split=job.split,
+        fault=job.fault is not None,
         accepted=sorted(job.fault.accepted) if job.fault is not None else [],
     )
     start = time.perf_counter()
@@ -155,7 +160,9 @@ def run_job(job: Job, examples: Path, running: set[subprocess.Popen[str]] | None
         except Exception as exc:  # noqa: BLE001 - a fault that cannot be built is a bench error
             outcome.error = f"{type(exc).__name__}: {exc}"
             return outcome
-        returncode, stdout, stderr = _run_child(command, scratch, running if running is not None else set())
+        returncode, stdout, stderr = _run_child(
+            command, scratch, running if running is not None else set()
+        )
         if returncode is None:
             outcome.error = f"did not finish within {BENCH_RUN_TIMEOUT:.0f}s"
         elif report_path.is_file():
@@ -173,8 +180,14 @@ def _run_child(
     """Run ``command`` in its own process group; (None, ...) on timeout. The whole group
     (the check and any replay it started) is killed on timeout or interruption."""
     child = subprocess.Popen(
-        command, cwd=cwd, env=_child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        command,
+        cwd=cwd,
+        env=_child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     running.add(child)
     try:
@@ -197,8 +210,16 @@ def _kill(child: subprocess.Popen[str]) -> None:
 def _command(job: Job, examples: Path, scratch: Path, report: Path) -> list[str]:
     seed = str(job.seed)
     if job.case.zoo is not None:
-        command = [sys.executable, "-m", "nndoctor.bench._child", job.case.zoo, "--seed", seed,
-                   "--json", str(report)]
+        command = [
+            sys.executable,
+            "-m",
+            "nndoctor.bench._child",
+            job.case.zoo,
+            "--seed",
+            seed,
+            "--json",
+            str(report),
+        ]
         if job.fault is not None:
             command += ["--fault", job.fault.name]
         return command
@@ -211,22 +232,49 @@ def _command(job: Job, examples: Path, scratch: Path, report: Path) -> list[str]
     script.write_text(text, encoding="utf-8")
     args = [*job.case.args, *(job.fault.args if job.fault is not None else ())]
     return [
-        sys.executable, "-m", "nndoctor", "check", str(script), "--seed", seed, "--json", str(report),
-        "--experiment-seconds", str(BENCH_EXPERIMENT_SECONDS), "--timeout", str(BENCH_SCRIPT_TIMEOUT),
-        "--fail-on", "never", "--", "--seed", seed, *args,
+        sys.executable,
+        "-m",
+        "nndoctor",
+        "check",
+        str(script),
+        "--seed",
+        seed,
+        "--json",
+        str(report),
+        "--experiment-seconds",
+        str(BENCH_EXPERIMENT_SECONDS),
+        "--timeout",
+        str(BENCH_SCRIPT_TIMEOUT),
+        "--fail-on",
+        "never",
+        "--",
+        "--seed",
+        seed,
+        *args,
     ]
 
 
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", MPLBACKEND="Agg",
-               CUDA_VISIBLE_DEVICES="", PYTHONDONTWRITEBYTECODE="1")
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PYTHONHASHSEED="0",
+        MPLBACKEND="Agg",
+        CUDA_VISIBLE_DEVICES="",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
     return env
 
 
 def _read_report(outcome: Outcome, report: dict[str, Any]) -> None:
     outcome.findings = [
-        {"check": f["check"], "severity": f["severity"], "reasons": list(f["reasons"]), "title": f["title"]}
+        {
+            "check": f["check"],
+            "severity": f["severity"],
+            "reasons": list(f["reasons"]),
+            "title": f["title"],
+        }
         for f in report.get("findings", [])
     ]
     if "diagnosis" in report:
@@ -237,8 +285,15 @@ def _read_report(outcome: Outcome, report: dict[str, Any]) -> None:
     outcome.likely_reasons = list(run.get("likely_reasons") or [])
     if not outcome.observed:
         outcome.error = None
-        outcome.findings.insert(0, {
-            "check": "not-observed", "severity": "error", "reasons": outcome.likely_reasons,
-            "title": run.get("error") or "the script could not be observed",
-        })
-    outcome.crashed_checks = [c["check"] for c in report.get("checks", []) if c.get("status") == "crashed"]
+        outcome.findings.insert(
+            0,
+            {
+                "check": "not-observed",
+                "severity": "error",
+                "reasons": outcome.likely_reasons,
+                "title": run.get("error") or "the script could not be observed",
+            },
+        )
+    outcome.crashed_checks = [
+        c["check"] for c in report.get("checks", []) if c.get("status") == "crashed"
+    ]

@@ -48,7 +48,9 @@ def fault_verdict(outcome: Outcome) -> FaultVerdict:
     exact = bool(named) and len(named) == len(loud)
     flat = sorted(loud, key=lambda f: (-SEVERITY_RANK[f["severity"]], f["check"]))
     list_top1 = bool(flat) and bool(accepted & set(flat[0]["reasons"]))
-    return FaultVerdict(status, top1, exact, first["check"] if first is not None else None, list_top1)
+    return FaultVerdict(
+        status, top1, exact, first["check"] if first is not None else None, list_top1
+    )
 
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -113,12 +115,22 @@ class SplitSummary:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "split": self.split, "faults": self.faults, "found": self.found, "other": self.other,
-            "missed": self.missed, "top1": self.top1, "exact": self.exact, "recall": self.recall,
-            "top1_rate": self.top1_rate, "list_top1": self.list_top1,
-            "list_top1_rate": self.list_top1_rate, "exact_rate": self.exact_rate,
-            "healthy_runs": self.healthy_runs, "alarm_runs": self.alarm_runs,
-            "false_alarm_rate": self.false_alarm_rate, "errors": self.errors,
+            "split": self.split,
+            "faults": self.faults,
+            "found": self.found,
+            "other": self.other,
+            "missed": self.missed,
+            "top1": self.top1,
+            "exact": self.exact,
+            "recall": self.recall,
+            "top1_rate": self.top1_rate,
+            "list_top1": self.list_top1,
+            "list_top1_rate": self.list_top1_rate,
+            "exact_rate": self.exact_rate,
+            "healthy_runs": self.healthy_runs,
+            "alarm_runs": self.alarm_runs,
+            "false_alarm_rate": self.false_alarm_rate,
+            "errors": self.errors,
             "seconds_per_run": self.seconds_per_run,
             "alarms_by_check": dict(self.alarms_by_check.most_common()),
         }

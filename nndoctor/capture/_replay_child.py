@@ -97,7 +97,11 @@ class _Replay:
             raise StopCapture("step budget")
 
     def note_backward(self, tensor: torch.Tensor) -> None:
-        if self.plan.mode == "terms" and tensor.dim() == 0 and self.result.steps == self.plan.trace_step:
+        if (
+            self.plan.mode == "terms"
+            and tensor.dim() == 0
+            and self.result.steps == self.plan.trace_step
+        ):
             if len(self.terms) >= 2 and self.model is not None:
                 params = [p for p in self.model.parameters() if p.requires_grad]
                 self.result.terms = loss_term_gradients(tensor, self.terms, params)
@@ -162,7 +166,9 @@ def main(plan_path: str, out_path: str) -> None:
             try:
                 runpy.run_path(plan.script, run_name="__main__")
             except StopCapture as stop:
-                replay.result.error = None if stop.reason in ("step budget", "traced") else stop.reason
+                replay.result.error = (
+                    None if stop.reason in ("step budget", "traced") else stop.reason
+                )
             except SystemExit:
                 pass
             except BaseException as exc:  # noqa: BLE001 - the replay reports, never raises

@@ -60,9 +60,10 @@ TIMEOUT = "timeout"  # the error of a replay stopped by its time limit
 def run_replay(plan: ReplayPlan) -> ReplayResult:
     """Run ``plan`` in a fresh Python process; never raises for a failing script."""
     plan = ReplayPlan(**{**asdict(plan), "script": os.path.abspath(plan.script)})
-    with tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp, tempfile.TemporaryDirectory(
-        prefix="nndoctor-replay-cwd-"
-    ) as cwd:
+    with (
+        tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp,
+        tempfile.TemporaryDirectory(prefix="nndoctor-replay-cwd-") as cwd,
+    ):
         _mirror(os.getcwd(), cwd)
         plan_path = os.path.join(tmp, "plan.json")
         out_path = os.path.join(tmp, "result.json")
@@ -80,7 +81,9 @@ def run_replay(plan: ReplayPlan) -> ReplayResult:
             )
         except subprocess.TimeoutExpired:
             return ReplayResult(
-                False, error=f"the replay did not finish within {plan.timeout + 30:.0f}s", timed_out=True
+                False,
+                error=f"the replay did not finish within {plan.timeout + 30:.0f}s",
+                timed_out=True,
             )
         if not os.path.exists(out_path):
             tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]

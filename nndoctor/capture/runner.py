@@ -319,7 +319,9 @@ def _user_traceback(exc: BaseException, script: str) -> str:
     """The traceback from the script's first frame on (nndoctor's own frames dropped)."""
     tb = exc.__traceback__
     own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    frames = [fr for fr in traceback.extract_tb(tb) if not os.path.abspath(fr.filename).startswith(own)]
+    frames = [
+        fr for fr in traceback.extract_tb(tb) if not os.path.abspath(fr.filename).startswith(own)
+    ]
     keep = 0
     for i, fr in enumerate(frames):
         if os.path.abspath(fr.filename) == script:

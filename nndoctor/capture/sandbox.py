@@ -62,7 +62,11 @@ class Sandbox:
             return None
         text = os.fsdecode(raw)
         full = os.path.abspath(text)
-        if full.startswith(PASS_THROUGH) or full == self.scratch or full.startswith(self.scratch + os.sep):
+        if (
+            full.startswith(PASS_THROUGH)
+            or full == self.scratch
+            or full.startswith(self.scratch + os.sep)
+        ):
             return None
         return full
 
@@ -77,7 +81,12 @@ class Sandbox:
             return path
         target = self.mirror_of(key)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        if keep_content and not os.path.lexists(target) and key not in self.deleted and os.path.isfile(key):
+        if (
+            keep_content
+            and not os.path.lexists(target)
+            and key not in self.deleted
+            and os.path.isfile(key)
+        ):
             shutil.copyfile(key, target)
         self.deleted.discard(key)
         self._note(key)
@@ -217,6 +226,7 @@ class Sandbox:
 
         def metadata(real: Any) -> Any:
             """chmod / utime: on the mirror, copied there first (a mode is a change too)."""
+
             def change(path: Any, *args: Any, **kwargs: Any) -> Any:
                 key = box._key(path)
                 if key is None or kwargs.get("dir_fd") is not None:
@@ -242,12 +252,21 @@ class Sandbox:
             return sorted(n for n in names if os.path.join(key, n) not in box.deleted)
 
         patches: list[tuple[Any, str, Any]] = [
-            (builtins, "open", open_), (io, "open", open_), (os, "open", os_open),
-            (os, "stat", stat), (os, "lstat", lstat),
-            (os, "remove", remove), (os, "unlink", remove),
-            (os, "rename", mover(real_rename)), (os, "replace", mover(real_replace)),
-            (os, "mkdir", mkdir), (os, "rmdir", rmdir), (shutil, "rmtree", rmtree),
-            (os, "listdir", listdir), (os, "chmod", metadata(os.chmod)), (os, "utime", metadata(os.utime)),
+            (builtins, "open", open_),
+            (io, "open", open_),
+            (os, "open", os_open),
+            (os, "stat", stat),
+            (os, "lstat", lstat),
+            (os, "remove", remove),
+            (os, "unlink", remove),
+            (os, "rename", mover(real_rename)),
+            (os, "replace", mover(real_replace)),
+            (os, "mkdir", mkdir),
+            (os, "rmdir", rmdir),
+            (shutil, "rmtree", rmtree),
+            (os, "listdir", listdir),
+            (os, "chmod", metadata(os.chmod)),
+            (os, "utime", metadata(os.utime)),
         ]
         patches += self._library_patches()
         return patches
@@ -279,7 +298,9 @@ class Sandbox:
         real_save_file, real_load_file = st.save_file, st.load_file
 
         def save_file(tensors: Any, filename: Any, *args: Any, **kwargs: Any) -> Any:
-            return real_save_file(tensors, box.for_write(filename, keep_content=False), *args, **kwargs)
+            return real_save_file(
+                tensors, box.for_write(filename, keep_content=False), *args, **kwargs
+            )
 
         def load_file(filename: Any, *args: Any, **kwargs: Any) -> Any:
             return real_load_file(box.for_read(filename), *args, **kwargs)

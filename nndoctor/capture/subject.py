@@ -32,11 +32,18 @@ def captured_task(capture: Capture) -> Task:
 
 
 def task_from_loss(
-    fn: str, input_shape: tuple[int, ...], target_shape: tuple[int, ...] | None, target_dtype: str | None
+    fn: str,
+    input_shape: tuple[int, ...],
+    target_shape: tuple[int, ...] | None,
+    target_dtype: str | None,
 ) -> Task:
     if fn in CLASS_INDEX_LOSSES and len(input_shape) >= 2:
         return Task.classification(int(input_shape[1]))
-    if fn in ("binary_cross_entropy", "binary_cross_entropy_with_logits", "multilabel_soft_margin_loss"):
+    if fn in (
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "multilabel_soft_margin_loss",
+    ):
         outputs = 1 if len(input_shape) < 2 else int(torch.Size(input_shape[1:]).numel())
         return Task.binary() if outputs == 1 else Task.multilabel(outputs)
     if fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"):
@@ -78,8 +85,10 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     for step in capture.recording.steps[:3]:
         if len(step.loss_calls) > 1:
             return None, "the loss combines several terms"
-        if step.loss_calls and step.loss_seen and not math.isclose(
-            step.loss, step.loss_calls[0].value, rel_tol=1e-5, abs_tol=1e-7
+        if (
+            step.loss_calls
+            and step.loss_seen
+            and not math.isclose(step.loss, step.loss_calls[0].value, rel_tol=1e-5, abs_tol=1e-7)
         ):
             return None, "the back-propagated loss is not the recognised loss call alone"
     first = batches[0]

@@ -11,63 +11,73 @@ Every id here must be a registered check (a test holds it).
 from __future__ import annotations
 
 # Effects of anything that keeps the model from fitting or from using its input.
-FIT_SYMPTOMS: frozenset[str] = frozenset({
-    "cannot-overfit-tiny-batch",
-    "loss-not-at-chance",
-    "model-ignores-input",
-    "labels-not-connected",
-    "nothing-generalizes",
-    "label-noise",
-    "optimizer-underperforms",
-    "simpler-task-trains",
-    "loss-accuracy-disagree",
-    "regularisation-prevents-fit",
-    "augmentation-too-strong",
-    "learning-rate-out-of-range",
-    "params-not-changing",
-    "update-ratio",
-    "give-it-time",
-    "width-one-bottleneck",
-})
+FIT_SYMPTOMS: frozenset[str] = frozenset(
+    {
+        "cannot-overfit-tiny-batch",
+        "loss-not-at-chance",
+        "model-ignores-input",
+        "labels-not-connected",
+        "nothing-generalizes",
+        "label-noise",
+        "optimizer-underperforms",
+        "simpler-task-trains",
+        "loss-accuracy-disagree",
+        "regularisation-prevents-fit",
+        "augmentation-too-strong",
+        "learning-rate-out-of-range",
+        "params-not-changing",
+        "update-ratio",
+        "give-it-time",
+        "width-one-bottleneck",
+    }
+)
 
 # Effects of unstable optimisation: values that grow, saturate, die or overflow.
-INSTABILITY_SYMPTOMS: frozenset[str] = frozenset({
-    "loss-diverging",
-    "non-finite-values",
-    "update-ratio",
-    "gradient-norm-spread",
-    "activation-scale-drift",
-    "saturated-activations",
-    "dead-relus",
-})
+INSTABILITY_SYMPTOMS: frozenset[str] = frozenset(
+    {
+        "loss-diverging",
+        "non-finite-values",
+        "update-ratio",
+        "gradient-norm-spread",
+        "activation-scale-drift",
+        "saturated-activations",
+        "dead-relus",
+    }
+)
 
 # Effects of inputs on the wrong scale (the first layers saturate or blow up).
-SCALE_SYMPTOMS: frozenset[str] = frozenset({
-    "input-not-standardized",
-    "feature-scales-differ",
-    "activation-scale-drift",
-    "saturated-activations",
-    "gradient-norm-spread",
-    "loss-not-at-chance",
-})
+SCALE_SYMPTOMS: frozenset[str] = frozenset(
+    {
+        "input-not-standardized",
+        "feature-scales-differ",
+        "activation-scale-drift",
+        "saturated-activations",
+        "gradient-norm-spread",
+        "loss-not-at-chance",
+    }
+)
 
 # Effects of the order of the data (per-batch label statistics).
-ORDER_SYMPTOMS: frozenset[str] = frozenset({
-    "targets-sorted",
-    "single-label-batches",
-    "loss-accuracy-disagree",
-    "class-imbalance",
-})
+ORDER_SYMPTOMS: frozenset[str] = frozenset(
+    {
+        "targets-sorted",
+        "single-label-batches",
+        "loss-accuracy-disagree",
+        "class-imbalance",
+    }
+)
 
 # Effects of wrong labels: learning them is slower and does not carry over.
-LABEL_SYMPTOMS: frozenset[str] = frozenset({
-    "labels-not-connected",
-    "label-noise",
-    "nothing-generalizes",
-    "loss-accuracy-disagree",
-    "model-ignores-input",
-    "give-it-time",
-})
+LABEL_SYMPTOMS: frozenset[str] = frozenset(
+    {
+        "labels-not-connected",
+        "label-noise",
+        "nothing-generalizes",
+        "loss-accuracy-disagree",
+        "model-ignores-input",
+        "give-it-time",
+    }
+)
 
 # Every effect above: for bugs that break the whole computation (bad data, broken updates).
 ALL_SYMPTOMS: frozenset[str] = (

@@ -114,7 +114,10 @@ class Lab:
         if not math.isfinite(final):
             return False
         floor = self.loss_floor()
-        if self.task.kind in ("classification", "binary", "multilabel") and final - floor <= t.overfit_ce_target:
+        if (
+            self.task.kind in ("classification", "binary", "multilabel")
+            and final - floor <= t.overfit_ce_target
+        ):
             return True
         return initial > floor and final - floor <= t.overfit_target_fraction * (initial - floor)
 
@@ -156,8 +159,12 @@ class Lab:
                     with same_noise(self.device, seed):
                         out = model(*calls[0])
                     leaves, _ = tree_flatten(out)
-                    outs.append([t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()])
-            return any(not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False))
+                    outs.append(
+                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+                    )
+            return any(
+                not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False)
+            )
 
         return bool(self.memo("stochastic-forward", compute))
 
@@ -171,8 +178,12 @@ class Lab:
         batch = [self.tiny_batch(t.overfit_batch_size)]
         result = self.train(batch, t.overfit_steps, optimizer=optimizer, regularisation=False)
         if self.deserves_longer_run(result, t):
-            result = self.train(batch, t.overfit_steps * t.overfit_extension, optimizer=optimizer,
-                                regularisation=False)
+            result = self.train(
+                batch,
+                t.overfit_steps * t.overfit_extension,
+                optimizer=optimizer,
+                regularisation=False,
+            )
         return result
 
     def overfit_user(self, t: Any) -> TrainResult:
@@ -297,14 +308,15 @@ class Lab:
             if i == 0:
                 # Not one step could be taken on the copy: the experiment is what failed
                 # (the user's own run took its steps), which is no evidence about the model.
-                raise ExperimentCrashed(f"a copy could not take one training step: {type(exc).__name__}: {exc}") from exc
+                raise ExperimentCrashed(
+                    f"a copy could not take one training step: {type(exc).__name__}: {exc}"
+                ) from exc
             result.error = f"{type(exc).__name__}: {exc}"
         return result
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         return [float(self.loss(model, b)) for b in batches]
-
 
 
 @contextmanager

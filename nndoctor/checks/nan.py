@@ -27,7 +27,13 @@ _CAUSES = {
 }
 
 
-@register_check(id="non-finite-values", reasons=(37,), severity="error", priority=11, explains=causes.ALL_SYMPTOMS)
+@register_check(
+    id="non-finite-values",
+    reasons=(37,),
+    severity="error",
+    priority=11,
+    explains=causes.ALL_SYMPTOMS,
+)
 def non_finite_values(ctx: CheckContext) -> None:
     """A NaN or infinity appears in the forward pass, the loss, the gradients or the weights.
 
@@ -101,7 +107,9 @@ def _describe(event: NonFiniteEvent) -> str:
     if event.phase == "forward":
         return f"in the output of module {event.module or '<root>'} (forward)"
     if event.phase == "loss":
-        return "in the loss, while every module output was finite (the loss computation produced it)"
+        return (
+            "in the loss, while every module output was finite (the loss computation produced it)"
+        )
     if event.phase == "backward":
         return f"in the gradient flowing into the output of module {event.module or '<root>'} (backward)"
     if event.phase == "gradient":

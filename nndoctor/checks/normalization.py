@@ -156,7 +156,12 @@ def _problem(f: FeatureStats, t: Thresholds) -> str | None:
     return None
 
 
-@register_check(id="input-not-standardized", reasons=(12,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS)
+@register_check(
+    id="input-not-standardized",
+    reasons=(12,),
+    severity="warning",
+    explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS,
+)
 def input_not_standardized(ctx: CheckContext) -> None:
     """Input features or channels are far from standardised (mean 0, std 1).
 
@@ -242,7 +247,12 @@ def _badness(f: FeatureStats) -> float:
     return max(abs(math.log10(std)), math.log10(max(abs(f.mean) / max(std, 1.0), 1.0)))
 
 
-@register_check(id="feature-scales-differ", reasons=(12,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS)
+@register_check(
+    id="feature-scales-differ",
+    reasons=(12,),
+    severity="warning",
+    explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS,
+)
 def feature_scales_differ(ctx: CheckContext) -> None:
     """Input features are on wildly different scales.
 

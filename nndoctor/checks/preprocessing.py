@@ -61,7 +61,15 @@ def _indices(n: int, k: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=g)[: min(n, k)].tolist()
 
 
-@register_check(id="augmentation-too-strong", reasons=(13,), severity="warning", kind="experiment", quick=True, priority=22, explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS)
+@register_check(
+    id="augmentation-too-strong",
+    reasons=(13,),
+    severity="warning",
+    kind="experiment",
+    quick=True,
+    priority=22,
+    explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS,
+)
 def augmentation_too_strong(ctx: CheckContext) -> None:
     """Two augmented views of the same sample differ as much as two different samples.
 
@@ -92,7 +100,9 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     lab: Lab | None = ctx.services
     loader = training_loader(ctx.recording)
     if lab is None or loader is None or loader.index not in lab.datasets or not loader.dataset_len:
-        ctx.skip("the training dataset is not available (no DataLoader over a sized dataset fed the steps)")
+        ctx.skip(
+            "the training dataset is not available (no DataLoader over a sized dataset fed the steps)"
+        )
     dataset = lab.datasets[loader.index]
     idx = _indices(loader.dataset_len, _SAMPLE_ITEMS, seed=0)
     try:
@@ -104,9 +114,15 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
         ctx.skip("dataset items are not same-shaped float tensors")
     # A dataset that draws a new target with each fetch generates its task (a pretext
     # task such as rotation or jigsaw): that randomness is the label, not augmentation.
-    keep = [i for i, (ya, yb) in enumerate(zip(first[1], second[1], strict=True)) if _same_target(ya, yb)]
+    keep = [
+        i
+        for i, (ya, yb) in enumerate(zip(first[1], second[1], strict=True))
+        if _same_target(ya, yb)
+    ]
     if len(keep) < 4:
-        ctx.skip("the dataset draws a new target with each fetch (a generated task), so views are not comparable")
+        ctx.skip(
+            "the dataset draws a new target with each fetch (a generated task), so views are not comparable"
+        )
     a, b = first[0][keep], second[0][keep]
     same = (a - b).flatten(1).norm(dim=1).mean().item()
     if same == 0:
@@ -115,16 +131,25 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     shifted = torch.roll(a, 1, dims=0)
     between = (a - shifted).flatten(1).norm(dim=1).mean().item()
     ratio = same / between if between > 0 else math.inf
-    ctx.note(f"two views of a sample differ by {same:.3g}, different samples by {between:.3g} (ratio {ratio:.2f})")
+    ctx.note(
+        f"two views of a sample differ by {same:.3g}, different samples by {between:.3g} (ratio {ratio:.2f})"
+    )
     if ratio < ctx.thresholds.augmentation_view_ratio:
         return
     ctx.finding(
         title="Augmentation changes samples as much as swapping them",
-        message=(f"Two augmented views of the same training sample are {same:.3g} apart on average and two "
-                 f"different samples {between:.3g} ({ratio:.2f}×): after augmentation, a sample's content "
-                 "barely predicts its label."),
+        message=(
+            f"Two augmented views of the same training sample are {same:.3g} apart on average and two "
+            f"different samples {between:.3g} ({ratio:.2f}×): after augmentation, a sample's content "
+            "barely predicts its label."
+        ),
         fix="Weaken the augmentation, and fit a tiny batch with augmentation off first.",
-        evidence={"view_distance": same, "sample_distance": between, "ratio": ratio, "items": len(a)},
+        evidence={
+            "view_distance": same,
+            "sample_distance": between,
+            "ratio": ratio,
+            "items": len(a),
+        },
     )
 
 
@@ -142,7 +167,12 @@ def _channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
     return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)
 
 
-@register_check(id="pretrained-normalization-mismatch", reasons=(14,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.FIT_SYMPTOMS)
+@register_check(
+    id="pretrained-normalization-mismatch",
+    reasons=(14,),
+    severity="warning",
+    explains=causes.SCALE_SYMPTOMS | causes.FIT_SYMPTOMS,
+)
 def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     """A pretrained model is fed inputs that are not normalised the way it was trained.
 
@@ -181,7 +211,12 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
         ctx.skip("the inputs are not 3-channel images")
     mean, std, _ = stats
     tol = ctx.thresholds.pretrained_stat_tolerance
-    ctx.note("channel mean " + ", ".join(f"{m:.2f}" for m in mean) + "; std " + ", ".join(f"{s:.2f}" for s in std))
+    ctx.note(
+        "channel mean "
+        + ", ".join(f"{m:.2f}" for m in mean)
+        + "; std "
+        + ", ".join(f"{s:.2f}" for s in std)
+    )
     off_mean = max(abs(m) for m in mean)
     off_std = max(abs(math.log(max(s, 1e-12))) for s in std)
     if off_mean <= tol and off_std <= math.log(1 + 2 * tol):
@@ -189,16 +224,26 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     raw01 = all(abs(m - im) < 0.25 for m, im in zip(mean, IMAGENET_MEAN, strict=True))
     ctx.finding(
         title="Pretrained weights, but inputs not normalised as in pretraining",
-        message=(f"Weights were loaded before training ({', '.join(rec.weights_loaded) or 'declared'}), yet the "
-                 f"input channels have mean ({', '.join(f'{m:.2f}' for m in mean)}) and std "
-                 f"({', '.join(f'{s:.2f}' for s in std)}); ImageNet-normalised inputs have mean ≈ 0 and std ≈ 1"
-                 + (" — these look like raw [0, 1] pixels." if raw01 else ".")),
+        message=(
+            f"Weights were loaded before training ({', '.join(rec.weights_loaded) or 'declared'}), yet the "
+            f"input channels have mean ({', '.join(f'{m:.2f}' for m in mean)}) and std "
+            f"({', '.join(f'{s:.2f}' for s in std)}); ImageNet-normalised inputs have mean ≈ 0 and std ≈ 1"
+            + (" — these look like raw [0, 1] pixels." if raw01 else ".")
+        ),
         fix="Normalise with the pretraining statistics (ImageNet: mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)).",
         evidence={"channel_mean": mean, "channel_std": std, "weights_loaded": rec.weights_loaded},
     )
 
 
-@register_check(id="split-preprocessing-differs", reasons=(15,), severity="warning", kind="experiment", quick=True, priority=21, explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}))
+@register_check(
+    id="split-preprocessing-differs",
+    reasons=(15,),
+    severity="warning",
+    kind="experiment",
+    quick=True,
+    priority=21,
+    explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}),
+)
 def split_preprocessing_differs(ctx: CheckContext) -> None:
     """Training and evaluation data are preprocessed differently, or share samples.
 
@@ -238,17 +283,27 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         eval_stats = _channel_stats(rec.eval_inputs)
         if eval_stats is not None and len(eval_stats[0]) == len(train_stats[0]):
             compared.append("evaluation forwards")
-            findings += _compare(ctx, "the inputs of evaluation forwards", "the training inputs", train_stats, eval_stats)
+            findings += _compare(
+                ctx,
+                "the inputs of evaluation forwards",
+                "the training inputs",
+                train_stats,
+                eval_stats,
+            )
     if rec.eval_sample_fingerprints:
         train_fp = sorted(v for s in rec.steps for v in s.sample_fingerprints if math.isfinite(v))
         shared = [v for v in rec.eval_sample_fingerprints if _near(train_fp, v)]
-        compared.append(f"{len(rec.eval_sample_fingerprints)} evaluation samples against {len(train_fp)} training samples")
+        compared.append(
+            f"{len(rec.eval_sample_fingerprints)} evaluation samples against {len(train_fp)} training samples"
+        )
         if shared:
             findings += 1
             ctx.finding(
                 title="Samples shared between training and evaluation",
-                message=(f"{len(shared)} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
-                         f"inputs seen in the first {len(rec.steps)} training steps: the evaluation leaks training data."),
+                message=(
+                    f"{len(shared)} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
+                    f"inputs seen in the first {len(rec.steps)} training steps: the evaluation leaks training data."
+                ),
                 fix="Split by sample id before augmentation or duplication, and de-duplicate across splits.",
                 severity="error",
                 evidence={"shared": len(shared), "evaluated": len(rec.eval_sample_fingerprints)},
@@ -271,14 +326,17 @@ def _near(sorted_values: list[float], v: float) -> bool:
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
-def _compare(ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats) -> int:
+def _compare(
+    ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats
+) -> int:
     t = ctx.thresholds
     n1, n2 = max(train[2], 1), max(other[2], 1)
     # A channel's shift counts only beyond the sampling noise of two finite samples: the
     # means of a few dozen items of a clustered dataset differ by half a std by chance.
     shifts = [
         abs(m2 - m1) / max(s1, 1e-6)
-        if abs(m2 - m1) > t.split_noise_z * math.sqrt(s1 * s1 / n1 + s2 * s2 / n2) else 0.0
+        if abs(m2 - m1) > t.split_noise_z * math.sqrt(s1 * s1 / n1 + s2 * s2 / n2)
+        else 0.0
         for m1, s1, m2, s2 in zip(train[0], train[1], other[0], other[1], strict=True)
     ]
     ratios = [max(s2, 1e-12) / max(s1, 1e-12) for s1, s2 in zip(train[1], other[1], strict=True)]
@@ -288,11 +346,17 @@ def _compare(ctx: CheckContext, what: str, against: str, train: ChannelStats, ot
         return 0
     ctx.finding(
         title="Evaluation data preprocessed differently from training data",
-        message=(f"Per channel, {what} differ from {against}: the means are up to {shift:.2f} training standard "
-                 f"deviations apart and the stds differ up to {ratio:.2f}×."),
+        message=(
+            f"Per channel, {what} differ from {against}: the means are up to {shift:.2f} training standard "
+            f"deviations apart and the stds differ up to {ratio:.2f}×."
+        ),
         fix="Apply the training split's normalisation (same mean/std, same transform minus augmentation) to every split.",
-        evidence={"max_mean_shift_in_std": shift, "max_std_ratio": ratio,
-                  "train_mean": train[0][:8], "other_mean": other[0][:8]},
+        evidence={
+            "max_mean_shift_in_std": shift,
+            "max_std_ratio": ratio,
+            "train_mean": train[0][:8],
+            "other_mean": other[0][:8],
+        },
     )
     return 1
 
@@ -323,6 +387,11 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
             continue
         compared.append(f"dataset of loader {info.index} ({info.dataset})")
         other = (b.mean(dims).tolist(), b.std(dims).tolist(), int(b.shape[0]))
-        found += _compare(ctx, f"items of the {info.dataset} behind loader {info.index}",
-                          "training items", train_stats, other)
+        found += _compare(
+            ctx,
+            f"items of the {info.dataset} behind loader {info.index}",
+            "training items",
+            train_stats,
+            other,
+        )
     return found

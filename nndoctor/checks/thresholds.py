@@ -43,7 +43,9 @@ class Thresholds:
     overfit_target_fraction: float = 0.1  # healthy: final loss below this share of the initial
     overfit_ce_target: float = 0.1  # ...or, for classification, below this absolute value
     overfit_accuracy_target: float = 0.99
-    overfit_still_falling: float = 0.1  # last tenth of the run this share below the tenth before: slow, not stuck
+    overfit_still_falling: float = (
+        0.1  # last tenth of the run this share below the tenth before: slow, not stuck
+    )
     overfit_extension: int = 3  # ... then the run is redone this many times longer
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
@@ -87,15 +89,27 @@ class Thresholds:
     data_experiment_steps: int = 60
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
-    input_sensitivity: float = 1e-3  # output change (relative) under noise input above which the model reads it
-    label_pairing_alpha: float = 0.01  # held-out accuracy vs the majority label: binomial test level
+    input_sensitivity: float = (
+        1e-3  # output change (relative) under noise input above which the model reads it
+    )
+    label_pairing_alpha: float = (
+        0.01  # held-out accuracy vs the majority label: binomial test level
+    )
     shuffled_label_margin: float = 0.03  # real pairing must end this share below shuffled labels
-    learned_fraction: float = 0.1  # a loss that fell by this share of its start has learned something
+    learned_fraction: float = (
+        0.1  # a loss that fell by this share of its start has learned something
+    )
     shuffled_label_speedup: float = 1.25  # ... or its loss must fall this many times as far
-    generalisation_margin: float = 0.95  # held-out loss below this share of the label prior's: inputs inform
-    label_noise_confidence: float = 0.9  # a held-out prediction this confident that contradicts its label
+    generalisation_margin: float = (
+        0.95  # held-out loss below this share of the label prior's: inputs inform
+    )
+    label_noise_confidence: float = (
+        0.9  # a held-out prediction this confident that contradicts its label
+    )
     label_noise_fraction: float = 0.15  # share of such samples that suggests label noise
-    label_noise_unstable_rise: float = 3.0  # a cross-fit copy whose loss rises this far is not evidence
+    label_noise_unstable_rise: float = (
+        3.0  # a cross-fit copy whose loss rises this far is not evidence
+    )
     # ... and the copy must be right about this share of the samples it does not contradict
     # outright: a weak copy's confident mistakes are its own, not the labels'
     label_noise_clean_accuracy: float = 0.95
@@ -103,7 +117,9 @@ class Thresholds:
     default_init_alpha: float = 1e-3  # KS test level: a fresh layer is called trained this often
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
-    next_token_match: float = 0.9  # targets equal to the token inputs one position on: a language model
+    next_token_match: float = (
+        0.9  # targets equal to the token inputs one position on: a language model
+    )
     min_examples_per_class: int = 10
     min_steps_per_epoch: int = 4
     # --- preprocessing and splits (13, 14, 15)
@@ -115,21 +131,33 @@ class Thresholds:
     # --- hyperparameters and schedules (29, 31, 34, 36)
     max_weight_decay: float = 1.0
     max_adam_eps: float = 1e-2
-    max_lr: float = 10.0  # a learning rate above this is far outside common ranges for any optimiser
+    max_lr: float = (
+        10.0  # a learning rate above this is far outside common ranges for any optimiser
+    )
     max_adaptive_lr: float = 0.1  # ...and above this for the Adam family (steps are ~lr per weight)
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
-    give_it_time_falling_share: float = 0.7  # share of late step pairs where the later loss is lower
+    give_it_time_falling_share: float = (
+        0.7  # share of late step pairs where the later loss is lower
+    )
     give_it_time_min_steps: int = 8  # fewer observed losses say nothing about a trend
     give_it_time_floor: float = 0.1  # silent once the loss is below this share of its first value
-    optimizer_gap_factor: float = 10.0  # the known-good optimiser reaches a loss this many times lower
+    optimizer_gap_factor: float = (
+        10.0  # the known-good optimiser reaches a loss this many times lower
+    )
     lr_range_steps: int = 60
     lr_range_min: float = 1e-6
     lr_range_max: float = 10.0
     lr_outside_factor: float = 10.0  # the user's rate this far outside the proposed range
-    lr_above_minimum_factor: float = 10.0  # ... or this far above the rate of the lowest loss (the loss rises there)
-    lr_range_divergence: float = 4.0  # the range test stops when the loss exceeds this times its best
+    lr_above_minimum_factor: float = (
+        10.0  # ... or this far above the rate of the lowest loss (the loss rises there)
+    )
+    lr_range_divergence: float = (
+        4.0  # the range test stops when the loss exceeds this times its best
+    )
     lr_range_smoothing: float = 0.5  # EMA factor of the loss the divergence rule reads
-    lr_range_min_fall: float = 0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
+    lr_range_min_fall: float = (
+        0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
+    )
 
     def with_changes(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}

@@ -136,8 +136,10 @@ def faults(split: str = "all", select: str | None = None) -> list[Fault]:
     """Registered faults of ``split`` whose name (or base case) matches ``select``."""
     _import_all()
     return [
-        f for f in _FAULTS.values()
-        if _wanted(f.name, f.split, split, select) or (select and _wanted(f.base, f.split, split, select))
+        f
+        for f in _FAULTS.values()
+        if _wanted(f.name, f.split, split, select)
+        or (select and _wanted(f.base, f.split, split, select))
     ]
 
 
@@ -170,7 +172,9 @@ def apply_edits(text: str, edits: tuple[Edit, ...], *, fault: str = "") -> str:
         count = text.count(edit.old)
         if count != 1:
             where = f"fault {fault!r}: " if fault else ""
-            raise FaultError(f"{where}the edit's text occurs {count} times (must be once): {edit.old[:60]!r}")
+            raise FaultError(
+                f"{where}the edit's text occurs {count} times (must be once): {edit.old[:60]!r}"
+            )
         text = text.replace(edit.old, edit.new)
     return text
 

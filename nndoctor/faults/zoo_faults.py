@@ -51,7 +51,9 @@ class MappedBatches:
             yield self.fn(batch, g)
 
 
-def map_batches(subject: Subject, fn: Callable[[Any, torch.Generator], Any], seed: int = 0) -> Subject:
+def map_batches(
+    subject: Subject, fn: Callable[[Any, torch.Generator], Any], seed: int = 0
+) -> Subject:
     """``subject`` whose every batch is passed through ``fn(batch, generator)``."""
     subject.batches = MappedBatches(subject.batches, fn, seed)
     return subject
@@ -254,7 +256,10 @@ def yolov3_loss_log_of_padding(model: nn.Module, batch: Any) -> torch.Tensor:
     """The YOLOv3 loss with the box targets computed over the padded rows (log of 0)."""
     images, targets = batch
     return _yolo_loss_variant(
-        model(images), targets.to(images.device), model.anchors, model.strides,
+        model(images),
+        targets.to(images.device),
+        model.anchors,
+        model.strides,
         mask_by_multiplication=True,
     )
 
@@ -296,7 +301,9 @@ def freeze_batchnorm_on_train(model: nn.Module) -> nn.Module:
     cls = type(model)
     if cls not in _FROZEN_BN_CLASSES:
         # Same name as the model class: the report must not give the fault away.
-        _FROZEN_BN_CLASSES[cls] = type(cls.__name__, (_FreezeBatchNormOnTrain, cls), {"__module__": cls.__module__})
+        _FROZEN_BN_CLASSES[cls] = type(
+            cls.__name__, (_FreezeBatchNormOnTrain, cls), {"__module__": cls.__module__}
+        )
     model.__class__ = _FROZEN_BN_CLASSES[cls]
     model.train()
     return model
@@ -323,7 +330,9 @@ def bifpn_fusion_eps_1e5(subject: Subject) -> Subject:
     from nndoctor.zoo.detection.efficientdet import FastNormalizedFusion
 
     cls = type(
-        FastNormalizedFusion.__name__, (FastNormalizedFusion,), {"__module__": FastNormalizedFusion.__module__}
+        FastNormalizedFusion.__name__,
+        (FastNormalizedFusion,),
+        {"__module__": FastNormalizedFusion.__module__},
     )
     cls.fusion_weights = _fusion_with_eps_typo  # type: ignore[method-assign]
     for module in subject.model.modules():
@@ -368,78 +377,114 @@ def efficientdet_prior_bias_sign(subject: Subject) -> Subject:
 _SCRIPT_FAULTS = (
     # rotation (dev)
     Fault(
-        "zoo-rotation-random-turn-after-label", "zoo-rotation", 13, "dev",
+        "zoo-rotation-random-turn-after-label",
+        "zoo-rotation",
+        13,
+        "dev",
         "an extra random quarter-turn 'augmentation' is applied after the rotation label is set,"
         " so the label no longer says how the image is rotated",
         also=(4, 5),
-        edits=(Edit(
-            "        return rotate(image.unsqueeze(0), quarter_turns).squeeze(0), quarter_turns",
-            "        rotated = rotate(image.unsqueeze(0), quarter_turns)\n"
-            "        # Augmentation: a random quarter turn on top, for more variety.\n"
-            "        rotated = rotate(rotated, int(torch.randint(0, NUM_ROTATIONS, ())))\n"
-            "        return rotated.squeeze(0), quarter_turns",
-        ),),
+        edits=(
+            Edit(
+                "        return rotate(image.unsqueeze(0), quarter_turns).squeeze(0), quarter_turns",
+                "        rotated = rotate(image.unsqueeze(0), quarter_turns)\n"
+                "        # Augmentation: a random quarter turn on top, for more variety.\n"
+                "        rotated = rotate(rotated, int(torch.randint(0, NUM_ROTATIONS, ())))\n"
+                "        return rotated.squeeze(0), quarter_turns",
+            ),
+        ),
     ),
     # jigsaw (dev)
     Fault(
-        "zoo-jigsaw-permutation-not-passed", "zoo-jigsaw", 4, "dev",
+        "zoo-jigsaw-permutation-not-passed",
+        "zoo-jigsaw",
+        4,
+        "dev",
         "the puzzle maker is called without the item's permutation, so it shuffles the tiles by a"
         " random one while the item is labelled with its own index",
         also=(5, 6),
-        edits=(Edit(
-            "        tiles, _ = make_batch(image.unsqueeze(0), labels=torch.tensor([permutation]))",
-            "        tiles, _ = make_batch(image.unsqueeze(0))",
-        ),),
+        edits=(
+            Edit(
+                "        tiles, _ = make_batch(image.unsqueeze(0), labels=torch.tensor([permutation]))",
+                "        tiles, _ = make_batch(image.unsqueeze(0))",
+            ),
+        ),
     ),
     Fault(
-        "zoo-jigsaw-no-shuffle", "zoo-jigsaw", 7, "dev",
+        "zoo-jigsaw-no-shuffle",
+        "zoo-jigsaw",
+        7,
+        "dev",
         "DataLoader with shuffle=False over a dataset ordered scene by scene: every batch is one or"
         " two scenes in consecutive permutations (labels in sorted runs)",
-        edits=(Edit(
-            "loader = DataLoader(Puzzles(images), batch_size=args.batch_size, shuffle=True)",
-            "loader = DataLoader(Puzzles(images), batch_size=args.batch_size, shuffle=False)",
-        ),),
+        edits=(
+            Edit(
+                "loader = DataLoader(Puzzles(images), batch_size=args.batch_size, shuffle=True)",
+                "loader = DataLoader(Puzzles(images), batch_size=args.batch_size, shuffle=False)",
+            ),
+        ),
     ),
     # exemplar (test)
     Fault(
-        "zoo-exemplar-softmax-before-ce", "zoo-exemplar", 19, "test",
+        "zoo-exemplar-softmax-before-ce",
+        "zoo-exemplar",
+        19,
+        "test",
         "softmax applied to the logits before nn.CrossEntropyLoss (which applies log-softmax"
         " itself): over 128 classes the loss can barely move",
         also=(18, 27),
-        edits=(Edit(
-            "            loss = criterion(model(x), y)",
-            "            loss = criterion(model(x).softmax(dim=1), y)",
-        ),),
+        edits=(
+            Edit(
+                "            loss = criterion(model(x), y)",
+                "            loss = criterion(model(x).softmax(dim=1), y)",
+            ),
+        ),
     ),
     # relative position (dev)
     Fault(
-        "zoo-relative-position-centre-twice", "zoo-relative-position", 2, "dev",
+        "zoo-relative-position-centre-twice",
+        "zoo-relative-position",
+        2,
+        "dev",
         "the centre patch is passed twice (model(centre, centre)): the neighbour whose position is"
         " the label never reaches the model",
         also=(4, 5),
-        edits=(Edit(
-            "            loss = criterion(model(centre, neighbour), y)",
-            "            loss = criterion(model(centre, centre), y)",
-        ),),
+        edits=(
+            Edit(
+                "            loss = criterion(model(centre, neighbour), y)",
+                "            loss = criterion(model(centre, centre), y)",
+            ),
+        ),
     ),
     # denoising (dev)
     Fault(
-        "zoo-denoising-target-is-noisy", "zoo-denoising", 18, "dev",
+        "zoo-denoising-target-is-noisy",
+        "zoo-denoising",
+        18,
+        "dev",
         "the dataset returns the corrupted scene as the target too: the autoencoder is trained to"
         " copy its noisy input (identity), not to restore the clean scene",
         also=(21,),
-        edits=(Edit(
-            "        return corrupt(clean.unsqueeze(0)).squeeze(0), clean",
-            "        noisy = corrupt(clean.unsqueeze(0)).squeeze(0)\n        return noisy, noisy",
-        ),),
+        edits=(
+            Edit(
+                "        return corrupt(clean.unsqueeze(0)).squeeze(0), clean",
+                "        noisy = corrupt(clean.unsqueeze(0)).squeeze(0)\n        return noisy, noisy",
+            ),
+        ),
     ),
     Fault(
-        "zoo-denoising-raw-pixels", "zoo-denoising", 12, "dev",
+        "zoo-denoising-raw-pixels",
+        "zoo-denoising",
+        12,
+        "dev",
         "the scene pool is stored as 8-bit pixels and only cast back with .float(), not scaled:"
         " inputs and targets are 0..255 values instead of standardised ones",
         also=(1, 17),
         edits=(
-            Edit("from nndoctor.zoo.data import make_scenes\n", "from nndoctor.zoo.data import make_scenes, to_unit_rgb\n"),
+            Edit(
+                "from nndoctor.zoo.data import make_scenes\n",
+                "from nndoctor.zoo.data import make_scenes, to_unit_rgb\n",
+            ),
             Edit(
                 "    images, _ = make_scenes(args.scenes, seed=args.seed)  # object labels unused: self-supervised\n",
                 "    images, _ = make_scenes(args.scenes, seed=args.seed)  # object labels unused: self-supervised\n"
@@ -450,65 +495,93 @@ _SCRIPT_FAULTS = (
     ),
     # context encoder (test)
     Fault(
-        "zoo-context-encoder-debug-subset", "zoo-context-encoder", 9, "test",
+        "zoo-context-encoder-debug-subset",
+        "zoo-context-encoder",
+        9,
+        "test",
         "a debugging slice left in: the encoder trains on 32 scenes (one batch, the same every step)"
         " instead of 4096",
         also=(3, 11),
-        edits=(Edit(
-            "    loader = DataLoader(MaskedScenes(images), batch_size=args.batch_size, shuffle=True)",
-            "    images = images[:32]  # small subset while debugging\n"
-            "    loader = DataLoader(MaskedScenes(images), batch_size=args.batch_size, shuffle=True)",
-        ),),
+        edits=(
+            Edit(
+                "    loader = DataLoader(MaskedScenes(images), batch_size=args.batch_size, shuffle=True)",
+                "    images = images[:32]  # small subset while debugging\n"
+                "    loader = DataLoader(MaskedScenes(images), batch_size=args.batch_size, shuffle=True)",
+            ),
+        ),
     ),
     # colorization (dev)
     Fault(
-        "zoo-colorization-centred-per-pixel", "zoo-colorization", 1, "dev",
+        "zoo-colorization-centred-per-pixel",
+        "zoo-colorization",
+        1,
+        "dev",
         "the input is 'centred' over the channel axis, which for the one-channel lightness input"
         " makes every input exactly zero",
         also=(2,),
-        edits=(Edit(
-            "            lightness, bins = lightness.to(device), bins.to(device)",
-            "            lightness, bins = lightness.to(device), bins.to(device)\n"
-            "            lightness = lightness - lightness.mean(dim=1, keepdim=True)  # centre every pixel",
-        ),),
+        edits=(
+            Edit(
+                "            lightness, bins = lightness.to(device), bins.to(device)",
+                "            lightness, bins = lightness.to(device), bins.to(device)\n"
+                "            lightness = lightness - lightness.mean(dim=1, keepdim=True)  # centre every pixel",
+            ),
+        ),
     ),
     # split-brain (test)
     Fault(
-        "zoo-split-brain-lr-1", "zoo-split-brain", 36, "test",
+        "zoo-split-brain-lr-1",
+        "zoo-split-brain",
+        36,
+        "test",
         "Adam's learning rate defaults to 1.0 instead of 1e-3",
         also=(35,),
-        edits=(Edit(
-            'parser.add_argument("--lr", type=float, default=1e-3)',
-            'parser.add_argument("--lr", type=float, default=1.0)',
-        ),),
+        edits=(
+            Edit(
+                'parser.add_argument("--lr", type=float, default=1e-3)',
+                'parser.add_argument("--lr", type=float, default=1.0)',
+            ),
+        ),
     ),
     # counting (dev)
     Fault(
-        "zoo-counting-negative-is-self", "zoo-counting", 18, "dev",
+        "zoo-counting-negative-is-self",
+        "zoo-counting",
+        18,
+        "dev",
         "the contrastive 'other' image is the scene itself (x typed for y): the margin term pushes"
         " the counts away from exactly what the equivariance term pulls them to",
         also=(4, 23),
-        edits=(Edit(
-            '"other": downsample(y)[0]}',
-            '"other": downsample(x)[0]}',
-        ),),
+        edits=(
+            Edit(
+                '"other": downsample(y)[0]}',
+                '"other": downsample(x)[0]}',
+            ),
+        ),
     ),
     # multitask (test)
     Fault(
-        "zoo-multitask-rotation-label-redrawn", "zoo-multitask", 16, "test",
+        "zoo-multitask-rotation-label-redrawn",
+        "zoo-multitask",
+        16,
+        "test",
         "the rotation sample is rotated by a second random draw, not by the quarter-turns it is"
         " labelled with; the summed loss of the three heads still falls and hides it",
         also=(4, 5, 21),
-        edits=(Edit(
-            '            "rotation": (rotation.rotate(x, quarter_turns)[0], quarter_turns),',
-            '            "rotation": (\n'
-            "                rotation.rotate(x, int(torch.randint(0, rotation.NUM_ROTATIONS, ())))[0],\n"
-            "                quarter_turns,\n"
-            "            ),",
-        ),),
+        edits=(
+            Edit(
+                '            "rotation": (rotation.rotate(x, quarter_turns)[0], quarter_turns),',
+                '            "rotation": (\n'
+                "                rotation.rotate(x, int(torch.randint(0, rotation.NUM_ROTATIONS, ())))[0],\n"
+                "                quarter_turns,\n"
+                "            ),",
+            ),
+        ),
     ),
     Fault(
-        "zoo-multitask-colorization-x1000", "zoo-multitask", 20, "test",
+        "zoo-multitask-colorization-x1000",
+        "zoo-multitask",
+        20,
+        "test",
         "the colorization loss is weighted 1000 against the rotation and relative-position losses,"
         " so its gradient drives the shared trunk alone",
         also=(16,),
@@ -527,30 +600,43 @@ _SCRIPT_FAULTS = (
     ),
     # yolov3 (dev)
     Fault(
-        "zoo-yolov3-constant-conv-init", "zoo-yolov3", 28, "dev",
+        "zoo-yolov3-constant-conv-init",
+        "zoo-yolov3",
+        28,
+        "dev",
         "every convolution is initialised with the constant 0.01: all filters of a layer are"
         " identical and stay identical (symmetric weights)",
         also=(24,),
-        edits=(Edit(
-            "    model = YOLOv3(cfg, anchors).to(device)",
-            "    model = YOLOv3(cfg, anchors).to(device)\n"
-            "    for m in model.modules():  # initialise the convolutions\n"
-            "        if isinstance(m, torch.nn.Conv2d):\n"
-            "            torch.nn.init.constant_(m.weight, 0.01)",
-        ),),
+        edits=(
+            Edit(
+                "    model = YOLOv3(cfg, anchors).to(device)",
+                "    model = YOLOv3(cfg, anchors).to(device)\n"
+                "    for m in model.modules():  # initialise the convolutions\n"
+                "        if isinstance(m, torch.nn.Conv2d):\n"
+                "            torch.nn.init.constant_(m.weight, 0.01)",
+            ),
+        ),
     ),
     Fault(
-        "zoo-yolov3-optimizer-heads-only", "zoo-yolov3", 23, "dev",
+        "zoo-yolov3-optimizer-heads-only",
+        "zoo-yolov3",
+        23,
+        "dev",
         "the optimiser is given model.heads.parameters() only (a fine-tuning recipe): the randomly"
         " initialised backbone and neck never train",
-        edits=(Edit(
-            "torch.optim.AdamW(model.parameters(),",
-            "torch.optim.AdamW(model.heads.parameters(),",
-        ),),
+        edits=(
+            Edit(
+                "torch.optim.AdamW(model.parameters(),",
+                "torch.optim.AdamW(model.heads.parameters(),",
+            ),
+        ),
     ),
     # efficientdet (test)
     Fault(
-        "zoo-efficientdet-eval-mode", "zoo-efficientdet", 32, "test",
+        "zoo-efficientdet-eval-mode",
+        "zoo-efficientdet",
+        32,
+        "test",
         "model.eval() instead of model.train() before the loop: BatchNorm normalises with its"
         " initial running statistics (0 and 1) and never updates them",
         also=(35,),
@@ -561,41 +647,59 @@ _SCRIPT_FAULTS = (
 _SUBJECT_FAULTS = (
     # api-rotation (dev)
     Fault(
-        "api-rotation-frozen-trunk", "api-rotation", 23, "dev",
+        "api-rotation-frozen-trunk",
+        "api-rotation",
+        23,
+        "dev",
         "the conv trunk is left at requires_grad_(False) while training from scratch: only the"
         " linear classifier learns, on random features",
         also=(33,),
         transform=freeze_rotation_trunk,
     ),
     Fault(
-        "api-rotation-images-shuffled-apart", "api-rotation", 4, "dev",
+        "api-rotation-images-shuffled-apart",
+        "api-rotation",
+        4,
+        "dev",
         "the rotated images of each batch are shuffled by their own randperm while the labels keep"
         " their order: images and labels no longer correspond",
         also=(5, 6),
         transform=rotation_images_shuffled_apart,
     ),
     Fault(
-        "api-rotation-lr-x1000", "api-rotation", 36, "dev",
+        "api-rotation-lr-x1000",
+        "api-rotation",
+        36,
+        "dev",
         "Adam at learning rate 1.0 instead of 1e-3",
         also=(35,),
         transform=rotation_lr_x1000,
     ),
     # api-relative-position (test base)
     Fault(
-        "api-relative-position-single-label-batches", "api-relative-position", 10, "test",
+        "api-relative-position-single-label-batches",
+        "api-relative-position",
+        10,
+        "test",
         "the neighbour position is drawn once per batch (randint(..., (1,))) instead of once per"
         " pair: every batch holds a single label",
         also=(7,),
         transform=relative_position_single_label_batches,
     ),
     Fault(
-        "api-relative-position-dropout-09", "api-relative-position", 30, "test",
+        "api-relative-position-dropout-09",
+        "api-relative-position",
+        30,
+        "test",
         "dropout p=0.9 after every activation of the pair classifier",
         also=(27,),
         transform=pair_classifier_dropout_09,
     ),
     Fault(
-        "api-relative-position-init-std-1", "api-relative-position", 35, "dev",
+        "api-relative-position-init-std-1",
+        "api-relative-position",
+        35,
+        "dev",
         "the pair classifier's linear layers initialised with normal(std=1): activations explode"
         " layer by layer and the softmax starts saturated",
         also=(28, 17),
@@ -603,19 +707,28 @@ _SUBJECT_FAULTS = (
     ),
     # api-yolov3 (dev)
     Fault(
-        "api-yolov3-log-of-padding", "api-yolov3", 37, "dev",
+        "api-yolov3-log-of-padding",
+        "api-yolov3",
+        37,
+        "dev",
         "the box loss is vectorised over the padded target rows and masked by multiplying with 0:"
         " log(0 / p_w) on the padding gives inf, and inf × 0 = NaN",
         transform=yolov3_log_of_padding,
     ),
     Fault(
-        "api-yolov3-box-loss-x1000", "api-yolov3", 20, "dev",
+        "api-yolov3-box-loss-x1000",
+        "api-yolov3",
+        20,
+        "dev",
         "the box-coordinate term of the YOLOv3 loss is weighted 1000 against objectness and classes",
         also=(18,),
         transform=yolov3_box_loss_x1000,
     ),
     Fault(
-        "api-yolov3-batchnorm-frozen", "api-yolov3", 32, "dev",
+        "api-yolov3-batchnorm-frozen",
+        "api-yolov3",
+        32,
+        "dev",
         "a freeze_bn train() override from a pretrained-backbone recipe keeps every BatchNorm in"
         " eval mode while the network trains from scratch",
         also=(35,),
@@ -623,21 +736,30 @@ _SUBJECT_FAULTS = (
     ),
     # api-efficientdet (test base)
     Fault(
-        "api-efficientdet-fusion-eps-1e5", "api-efficientdet", 22, "test",
+        "api-efficientdet-fusion-eps-1e5",
+        "api-efficientdet",
+        22,
+        "test",
         "the BiFPN's fast normalised fusion divides by 1e5 + sum(w) (eps typed 1e5): fused"
         " features shrink ~1e5-fold at every node",
         also=(35, 33),
         transform=bifpn_fusion_eps_1e5,
     ),
     Fault(
-        "api-efficientdet-same-batch", "api-efficientdet", 3, "test",
+        "api-efficientdet-same-batch",
+        "api-efficientdet",
+        3,
+        "test",
         "the batch is drawn once, before the loop (batch = next(iter(loader))): every step trains"
         " on the same 32 canvases",
         also=(9,),
         transform=efficientdet_same_batch,
     ),
     Fault(
-        "api-efficientdet-prior-bias-sign", "api-efficientdet", 17, "dev",
+        "api-efficientdet-prior-bias-sign",
+        "api-efficientdet",
+        17,
+        "dev",
         "the focal-loss prior bias is set to +log((1-p)/p) instead of -log((1-p)/p): every anchor"
         " starts confident that it holds every class",
         also=(28,),

@@ -111,7 +111,9 @@ class StepRecord:
     update_norms: dict[str, float] = field(default_factory=dict)
     zero_grad_called: bool = False
     grads_present_at_forward: bool = False
-    grad_norm_at_forward: float = 0.0  # norm of the gradients already present when the forward began
+    grad_norm_at_forward: float = (
+        0.0  # norm of the gradients already present when the forward began
+    )
     model_training: bool = True
     modules_in_eval: list[str] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
@@ -197,6 +199,7 @@ class Recording:
         """Most observed steps alternate between optimizers of separate networks, each after
         its own backward pass (see ``StepRecord.alternating``)."""
         return bool(self.steps) and 2 * sum(s.alternating for s in self.steps) > len(self.steps)
+
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
 

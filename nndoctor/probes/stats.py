@@ -31,7 +31,9 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _moments(xf: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _moments(
+    xf: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std from two single-pass reductions with no temporary tensor (per layer, per
     step: the hot path).
 
@@ -48,7 +50,9 @@ def _moments(xf: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torc
     return mean, torch.where(lo == hi, torch.zeros_like(std), std)
 
 
-def _centred_moments(xf: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _centred_moments(
+    xf: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and std that stay exact when |mean| ≫ std (a near-constant batch of images):
     the tensor is centred on the midpoint of its range before the one-pass form, so the
     cancellation is bounded by the spread itself (|mean - shift| ≤ (max - min) / 2). One

@@ -37,7 +37,9 @@ class OpEvent:
     inputs_finite: bool
 
 
-def _user_location(stack: list[traceback.FrameSummary]) -> tuple[str | None, int | None, str | None]:
+def _user_location(
+    stack: list[traceback.FrameSummary],
+) -> tuple[str | None, int | None, str | None]:
     for fr in reversed(stack):
         if not fr.filename.startswith((_TORCH_DIR, _OWN_DIR)) and not fr.filename.startswith("<"):
             return fr.filename, fr.lineno, fr.line
@@ -63,10 +65,18 @@ def _location_from_anomaly(node: Any) -> tuple[str | None, int | None, str | Non
 
 # Ops that allocate without initialising: whatever bits the memory held (NaN included)
 # are not a value the program computed, and the next op overwrites them.
-_UNINITIALISED = frozenset({
-    "empty", "empty_like", "empty_strided", "empty_permuted", "new_empty", "new_empty_strided",
-    "resize_", "resize_as_",
-})
+_UNINITIALISED = frozenset(
+    {
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "empty_permuted",
+        "new_empty",
+        "new_empty_strided",
+        "resize_",
+        "resize_as_",
+    }
+)
 
 
 def _op_name(func: Any) -> str:
@@ -121,7 +131,9 @@ def trace_first_nonfinite(fn: Callable[[], Any]) -> OpEvent | None:
 
 
 @contextmanager
-def recorded_module_inputs(model: nn.Module, names: set[str]) -> Iterator[dict[str, tuple[Any, dict[str, Any]]]]:
+def recorded_module_inputs(
+    model: nn.Module, names: set[str]
+) -> Iterator[dict[str, tuple[Any, dict[str, Any]]]]:
     """Record the (args, kwargs) of the first call of each named submodule; hooks removed on exit."""
     seen: dict[str, tuple[Any, dict[str, Any]]] = {}
     handles = []
@@ -158,7 +170,12 @@ def recorded_loss_terms() -> Iterator[list[tuple[str, torch.Tensor]]]:
                 out = fn(*args, **kwargs)
             finally:
                 depth[0] -= 1
-            if depth[0] == 0 and isinstance(out, torch.Tensor) and out.dim() == 0 and out.requires_grad:
+            if (
+                depth[0] == 0
+                and isinstance(out, torch.Tensor)
+                and out.dim() == 0
+                and out.requires_grad
+            ):
                 terms.append((name, out))
             return out
 
@@ -180,12 +197,20 @@ def loss_term_gradients(
     total: torch.Tensor, terms: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]
 ) -> list[dict[str, Any]]:
     """Each term's effective gradient norm in ``total``: its weight in the total times ∇term."""
-    weights = torch.autograd.grad(total, [t for _, t in terms], retain_graph=True, allow_unused=True)
+    weights = torch.autograd.grad(
+        total, [t for _, t in terms], retain_graph=True, allow_unused=True
+    )
     rows = []
     for (name, term), w in zip(terms, weights, strict=True):
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
         sq = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
         weight = float(w) if w is not None else 0.0
-        rows.append({"term": name, "value": float(term.detach()), "weight": weight,
-                     "grad_norm": abs(weight) * sq**0.5})
+        rows.append(
+            {
+                "term": name,
+                "value": float(term.detach()),
+                "weight": weight,
+                "grad_norm": abs(weight) * sq**0.5,
+            }
+        )
     return rows

@@ -110,7 +110,9 @@ class TrainingProbe:
         self.steps_done = 0
         self._names: dict[int, str] = {}
         self._params: list[tuple[str, nn.Parameter]] = []
-        self._integer_input: torch.Tensor | None = None  # this step's token ids, for next-token targets
+        self._integer_input: torch.Tensor | None = (
+            None  # this step's token ids, for next-token targets
+        )
         self._model_handles: list[RemovableHandle] = []
         self._global_handles: list[RemovableHandle] = []
         self._patches: list[tuple[Any, str, Any]] = []
@@ -145,7 +147,9 @@ class TrainingProbe:
                 self._patch(F, name, self._wrap_loss(name, original))
         self._patch(torch.Tensor, "backward", self._wrap_backward(torch.Tensor.backward))
         self._patch(
-            torch.optim.Optimizer, "zero_grad", self._wrap_zero_grad(torch.optim.Optimizer.zero_grad)
+            torch.optim.Optimizer,
+            "zero_grad",
+            self._wrap_zero_grad(torch.optim.Optimizer.zero_grad),
         )
         self._patch(nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad))
         self._patch_grad_scaler()
@@ -177,7 +181,11 @@ class TrainingProbe:
         def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
             before = probe.steps_done
             result = original_step(scaler, optimizer, *args, **kwargs)
-            if probe.steps_done == before and probe._pending.started and probe._is_tracked(optimizer):
+            if (
+                probe.steps_done == before
+                and probe._pending.started
+                and probe._is_tracked(optimizer)
+            ):
                 probe._pending.record.skipped_by_scaler = True
                 probe.recording.scaler_skipped_steps += 1
                 probe._guard("optimizer", probe._finish_step)(stepped=False)
@@ -210,7 +218,9 @@ class TrainingProbe:
         for name, module in model.named_modules():
             sat = next((v for k, v in _SATURATING.items() if isinstance(module, k)), None)
             hook = self._make_activation_hook(name, sat)
-            self._model_handles.append(module.register_forward_hook(self._guard("activations", hook)))
+            self._model_handles.append(
+                module.register_forward_hook(self._guard("activations", hook))
+            )
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
@@ -219,7 +229,10 @@ class TrainingProbe:
             names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
         }
         self.recording.param_groups = {
-            names[id(p)]: i for i, g in enumerate(optimizer.param_groups) for p in g["params"] if id(p) in names
+            names[id(p)]: i
+            for i, g in enumerate(optimizer.param_groups)
+            for p in g["params"]
+            if id(p) in names
         }
         self.recording.optimizer_class = type(optimizer).__name__
 
@@ -237,7 +250,9 @@ class TrainingProbe:
             self._patches.clear()
         # A step whose forward/backward ran but whose optimizer step never came
         # (budget hit mid-step, or a crash) still carries useful numbers.
-        if self._pending.started and (self._pending.record.loss_seen or self._pending.record.forwards):
+        if self._pending.started and (
+            self._pending.record.loss_seen or self._pending.record.forwards
+        ):
             self._finish_step(stepped=False)
         for p in self._in_flight:
             p.transfer.wait()
@@ -291,19 +306,25 @@ class TrainingProbe:
             return None
         pending.started = True
         rec.model_training = module.training
-        rec.modules_in_eval = [
-            self._names.get(id(m), "?") for m in module.modules() if not m.training
-        ] if module.training else []
+        rec.modules_in_eval = (
+            [self._names.get(id(m), "?") for m in module.modules() if not m.training]
+            if module.training
+            else []
+        )
         present = [p.grad for _, p in self._params if p.grad is not None]
         rec.grads_present_at_forward = bool(present)
         if present:
             # Zeroed by hand (p.grad.zero_()) or accumulated: the norm tells them apart.
-            slot = pending.transfer.add(torch.linalg.vector_norm(stats.param_norms(present)).reshape(1))
+            slot = pending.transfer.add(
+                torch.linalg.vector_norm(stats.param_norms(present)).reshape(1)
+            )
             pending.decoders.append(
                 lambda: setattr(rec, "grad_norm_at_forward", pending.transfer.get(slot)[0])
             )
         x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
-        integer = x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
+        integer = (
+            x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
+        )
         self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
@@ -313,11 +334,18 @@ class TrainingProbe:
             self._add_sample_fingerprints(pending, x, rec.sample_fingerprints)
         if len(self.captured_batches) < self.keep_batches:
             self.captured_batches.append(
-                {"step": rec.step, "args": _detach(args), "kwargs": _detach(kwargs), "targets": None}
+                {
+                    "step": rec.step,
+                    "args": _detach(args),
+                    "kwargs": _detach(kwargs),
+                    "targets": None,
+                }
             )
         return None
 
-    def _record_eval_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _record_eval_forward(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
         """A forward with gradients off: evaluation. Its inputs feed the split checks."""
         rec = self.recording
         rec.eval_forwards += 1
@@ -344,7 +372,9 @@ class TrainingProbe:
         pending.transfer.launch()
         self._in_flight.append(pending)
 
-    def _add_sample_fingerprints(self, pending: _Pending, x: torch.Tensor, into: list[float]) -> None:
+    def _add_sample_fingerprints(
+        self, pending: _Pending, x: torch.Tensor, into: list[float]
+    ) -> None:
         """One number per sample (a fixed random projection), to find samples shared across splits."""
         flat = x.detach().reshape(x.shape[0], -1)
         key = (flat.shape[1], str(flat.device))
@@ -376,7 +406,9 @@ class TrainingProbe:
             slot = pending.transfer.add(stats.activation_stats(out, saturating))
             rec = pending.record
             pending.decoders.append(
-                lambda: rec.activations.__setitem__(name, activation_from(pending.transfer.get(slot)))
+                lambda: rec.activations.__setitem__(
+                    name, activation_from(pending.transfer.get(slot))
+                )
             )
             if out.requires_grad:
                 out.register_hook(self._guard("gradients", self._make_grad_hook(pending, name)))
@@ -431,7 +463,9 @@ class TrainingProbe:
         loss_wrapper.__doc__ = original.__doc__
         return loss_wrapper
 
-    def _record_loss_call(self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+    def _record_loss_call(
+        self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
         if not isinstance(out, torch.Tensor) or out.dim() != 0 or not out.requires_grad:
             return
         pending = self._pending
@@ -450,15 +484,23 @@ class TrainingProbe:
             input_shape=tuple(inp.shape),
             target_shape=tuple(target.shape) if isinstance(target, torch.Tensor) else None,
             input_dtype=str(inp.dtype).replace("torch.", ""),
-            target_dtype=str(target.dtype).replace("torch.", "") if isinstance(target, torch.Tensor) else None,
+            target_dtype=str(target.dtype).replace("torch.", "")
+            if isinstance(target, torch.Tensor)
+            else None,
             kwargs=extra,
             linked_to_output=self._link(inp),
             file=file,
             line=line,
         )
         rec.loss_calls.append(call)
-        if len(rec.loss_calls) == 1 and self.captured_batches and self.captured_batches[-1]["step"] == rec.step:
-            self.captured_batches[-1]["targets"] = target.detach() if isinstance(target, torch.Tensor) else None
+        if (
+            len(rec.loss_calls) == 1
+            and self.captured_batches
+            and self.captured_batches[-1]["step"] == rec.step
+        ):
+            self.captured_batches[-1]["targets"] = (
+                target.detach() if isinstance(target, torch.Tensor) else None
+            )
             self.captured_batches[-1]["loss_fn"] = fn_name
             self.captured_batches[-1]["loss_kwargs"] = {
                 k: v for k, v in kwargs.items() if k not in ("input", "target")
@@ -524,11 +566,7 @@ class TrainingProbe:
                 continue
             if t is inp:
                 return path
-            if (
-                t.numel() == inp.numel()
-                and t.data_ptr() == inp.data_ptr()
-                and t.dtype == inp.dtype
-            ):
+            if t.numel() == inp.numel() and t.data_ptr() == inp.data_ptr() and t.dtype == inp.dtype:
                 return f"view:{path}"
         return None
 
@@ -584,21 +622,26 @@ class TrainingProbe:
         pending = self._pending
         rec = pending.record
         rec.hyperparameters = [
-            {k: _describe_kwarg(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+            {k: _describe_kwarg(v) for k, v in g.items() if k != "params"}
+            for g in optimizer.param_groups
         ]
         with_grad = [(n, p) for n, p in self._params if p.grad is not None]
         if with_grad:
             g_slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
             g_names = [n for n, _ in with_grad]
             pending.decoders.append(
-                lambda: rec.grad_norms.update(zip(g_names, pending.transfer.get(g_slot), strict=True))
+                lambda: rec.grad_norms.update(
+                    zip(g_names, pending.transfer.get(g_slot), strict=True)
+                )
             )
         tracked = [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
         if tracked:
             w_slot = pending.transfer.add(stats.param_norms([p for _, p in tracked]))
             w_names = [n for n, _ in tracked]
             pending.decoders.append(
-                lambda: rec.weight_norms.update(zip(w_names, pending.transfer.get(w_slot), strict=True))
+                lambda: rec.weight_norms.update(
+                    zip(w_names, pending.transfer.get(w_slot), strict=True)
+                )
             )
             pending.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
             pending.snapshot_names = w_names
@@ -607,9 +650,13 @@ class TrainingProbe:
         """A copy of ``params`` in buffers kept from the previous step when they still fit."""
         buffers = self._snapshot
         with torch.no_grad():
-            if buffers is not None and len(buffers) == len(params) and all(
-                b.shape == p.shape and b.dtype == p.dtype and b.device == p.device
-                for b, p in zip(buffers, params, strict=True)
+            if (
+                buffers is not None
+                and len(buffers) == len(params)
+                and all(
+                    b.shape == p.shape and b.dtype == p.dtype and b.device == p.device
+                    for b, p in zip(buffers, params, strict=True)
+                )
             ):
                 torch._foreach_copy_(buffers, params)
             else:
@@ -645,7 +692,9 @@ class TrainingProbe:
             now = [by_name[n].detach() for n in pending.snapshot_names]
             # In place: the buffers then hold before - after, whose norms are the updates'.
             torch._foreach_sub_(pending.snapshot, now)
-            u_slot = pending.transfer.add(torch.stack(torch._foreach_norm(pending.snapshot)).float())
+            u_slot = pending.transfer.add(
+                torch.stack(torch._foreach_norm(pending.snapshot)).float()
+            )
         names = pending.snapshot_names
         rec = pending.record
         pending.decoders.append(
@@ -660,7 +709,9 @@ class TrainingProbe:
         self.recording.steps.append(pending.record)
         if stepped:
             self.steps_done += 1
-        self._pending = _Pending(StepRecord(step=self.steps_done if stepped else self.steps_done + 1))
+        self._pending = _Pending(
+            StepRecord(step=self.steps_done if stepped else self.steps_done + 1)
+        )
         self._outputs = {}
         self._drain()
 
@@ -676,7 +727,9 @@ class TrainingProbe:
 # -- helpers -----------------------------------------------------------------------
 
 
-def _accuracy(fn: str, inp: torch.Tensor, target: Any, kwargs: dict[str, Any]) -> torch.Tensor | None:
+def _accuracy(
+    fn: str, inp: torch.Tensor, target: Any, kwargs: dict[str, Any]
+) -> torch.Tensor | None:
     """The batch accuracy implied by a classification loss call, on the device."""
     if not isinstance(target, torch.Tensor) or target.numel() == 0:
         return None
@@ -688,7 +741,10 @@ def _accuracy(fn: str, inp: torch.Tensor, target: Any, kwargs: dict[str, Any]) -
             valid = target != ignore
             hits = (inp.detach().argmax(1) == target) & valid
             return hits.sum().float() / valid.sum().clamp_min(1).float()
-        if fn in ("binary_cross_entropy_with_logits", "binary_cross_entropy") and target.shape == inp.shape:
+        if (
+            fn in ("binary_cross_entropy_with_logits", "binary_cross_entropy")
+            and target.shape == inp.shape
+        ):
             threshold = 0.0 if fn.endswith("logits") else 0.5
             return ((inp.detach() > threshold) == (target > 0.5)).float().mean()
     return None

@@ -26,17 +26,33 @@ def corpus_listing(healthy: list[HealthyCase], faults: list[Fault]) -> dict[str,
     reasons = sorted({f.reason for f in faults})
     return {
         "healthy": [
-            {"name": c.name, "split": c.split, "kind": c.kind, "target": c.script or c.zoo,
-             "what": c.what, "ci": c.ci}
+            {
+                "name": c.name,
+                "split": c.split,
+                "kind": c.kind,
+                "target": c.script or c.zoo,
+                "what": c.what,
+                "ci": c.ci,
+            }
             for c in healthy
         ],
         "faults": [
-            {"name": f.name, "base": f.base, "kind": f.kind, "reason": f.reason, "also": list(f.also),
-             "split": f.split, "what": f.what, "ci": f.ci}
+            {
+                "name": f.name,
+                "base": f.base,
+                "kind": f.kind,
+                "reason": f.reason,
+                "also": list(f.also),
+                "split": f.split,
+                "what": f.what,
+                "ci": f.ci,
+            }
             for f in faults
         ],
         "counts": {
-            "healthy": len(healthy), "faults": len(faults), "reasons": len(reasons),
+            "healthy": len(healthy),
+            "faults": len(faults),
+            "reasons": len(reasons),
             "faults_by_split": {s: sum(f.split == s for f in faults) for s in ("dev", "test")},
             "healthy_by_split": {s: sum(c.split == s for c in healthy) for s in ("dev", "test")},
         },
@@ -55,26 +71,47 @@ def print_listing(out: Console, healthy: list[HealthyCase], faults: list[Fault])
     for col in ("name", "base", "kind", "reason", "also", "split", "what"):
         table.add_column(col)
     for f in faults:
-        table.add_row(f.name, f.base, f.kind, str(f.reason), ", ".join(map(str, f.also)), f.split,
-                      escape(f.what))
+        table.add_row(
+            f.name,
+            f.base,
+            f.kind,
+            str(f.reason),
+            ", ".join(map(str, f.also)),
+            f.split,
+            escape(f.what),
+        )
     out.print(table)
     counts = corpus_listing(healthy, faults)["counts"]
-    out.print(f"{counts['faults']} faults over {counts['reasons']} reasons, {counts['healthy']} healthy cases")
+    out.print(
+        f"{counts['faults']} faults over {counts['reasons']} reasons, {counts['healthy']} healthy cases"
+    )
 
 
 def print_outcomes(out: Console, outcomes: list[Outcome]) -> None:
     faults = [o for o in outcomes if o.fault]
     if faults:
         table = Table(title="faults", title_justify="left")
-        for col in ("fault", "split", "accepted", "verdict", "first", "loud findings (reasons)", "s"):
+        for col in (
+            "fault",
+            "split",
+            "accepted",
+            "verdict",
+            "first",
+            "loud findings (reasons)",
+            "s",
+        ):
             table.add_column(col)
         for o in faults:
             v = fault_verdict(o)
             loud = "; ".join(f"{f['check']} {f['reasons']}" for f in o.loud) or (o.error or "")
             table.add_row(
-                o.name + (f" s{o.seed}" if o.seed else ""), o.split, ",".join(map(str, o.accepted)),
+                o.name + (f" s{o.seed}" if o.seed else ""),
+                o.split,
+                ",".join(map(str, o.accepted)),
                 f"[{STATUS_STYLE[v.status]}]{v.status}[/]" + (" top-1" if v.top1 else ""),
-                escape(v.first or ""), escape(loud), f"{o.seconds:.0f}",
+                escape(v.first or ""),
+                escape(loud),
+                f"{o.seconds:.0f}",
             )
         out.print(table)
     healthy = [o for o in outcomes if not o.fault]
@@ -83,8 +120,12 @@ def print_outcomes(out: Console, outcomes: list[Outcome]) -> None:
         for col in ("case", "seed", "split", "false alarms", "s"):
             table.add_column(col)
         for o in healthy:
-            alarms = o.error and f"[magenta]{escape(o.error)}[/]" or escape(", ".join(false_alarms(o)))
-            table.add_row(o.name, str(o.seed), o.split, alarms or "[green]quiet[/]", f"{o.seconds:.0f}")
+            alarms = (
+                o.error and f"[magenta]{escape(o.error)}[/]" or escape(", ".join(false_alarms(o)))
+            )
+            table.add_row(
+                o.name, str(o.seed), o.split, alarms or "[green]quiet[/]", f"{o.seconds:.0f}"
+            )
         out.print(table)
 
 
@@ -95,18 +136,37 @@ def _pct(value: float | None) -> str:
 def summary_rows(summaries: dict[str, SplitSummary]) -> list[list[str]]:
     rows = []
     for s in summaries.values():
-        rows.append([
-            s.split, f"{s.faults}", f"{_pct(s.recall)} ({s.found})", f"{_pct(s.top1_rate)} ({s.top1})",
-            f"{_pct(s.list_top1_rate)} ({s.list_top1})",
-            f"{_pct(s.exact_rate)} ({s.exact})", f"{s.other}", f"{s.missed}",
-            f"{_pct(s.false_alarm_rate)} ({s.alarm_runs}/{s.healthy_runs})", f"{s.errors}",
-            "–" if s.seconds_per_run is None else f"{s.seconds_per_run:.1f}",
-        ])
+        rows.append(
+            [
+                s.split,
+                f"{s.faults}",
+                f"{_pct(s.recall)} ({s.found})",
+                f"{_pct(s.top1_rate)} ({s.top1})",
+                f"{_pct(s.list_top1_rate)} ({s.list_top1})",
+                f"{_pct(s.exact_rate)} ({s.exact})",
+                f"{s.other}",
+                f"{s.missed}",
+                f"{_pct(s.false_alarm_rate)} ({s.alarm_runs}/{s.healthy_runs})",
+                f"{s.errors}",
+                "–" if s.seconds_per_run is None else f"{s.seconds_per_run:.1f}",
+            ]
+        )
     return rows
 
 
-SUMMARY_HEADER = ["split", "faults", "recall", "top-1", "list top-1", "exact", "other reason", "missed",
-                  "false alarms (runs)", "errors", "s/run"]
+SUMMARY_HEADER = [
+    "split",
+    "faults",
+    "recall",
+    "top-1",
+    "list top-1",
+    "exact",
+    "other reason",
+    "missed",
+    "false alarms (runs)",
+    "errors",
+    "s/run",
+]
 
 
 def print_summary(out: Console, summaries: dict[str, SplitSummary]) -> None:
@@ -128,8 +188,9 @@ def summary_markdown(summaries: dict[str, SplitSummary]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def results_json(outcomes: list[Outcome], summaries: dict[str, SplitSummary],
-                 settings: dict[str, Any]) -> str:
+def results_json(
+    outcomes: list[Outcome], summaries: dict[str, SplitSummary], settings: dict[str, Any]
+) -> str:
     runs = []
     for o in outcomes:
         row = o.to_json()
@@ -139,7 +200,11 @@ def results_json(outcomes: list[Outcome], summaries: dict[str, SplitSummary],
         else:
             row.update(false_alarms=false_alarms(o))
         runs.append(row)
-    payload = {"settings": settings, "summary": {k: s.to_json() for k, s in summaries.items()}, "runs": runs}
+    payload = {
+        "settings": settings,
+        "summary": {k: s.to_json() for k, s in summaries.items()},
+        "runs": runs,
+    }
     return json.dumps(payload, indent=2)
 
 
@@ -161,9 +226,11 @@ def write_plot(path: Path, outcomes: list[Outcome]) -> bool:
     ax.set_xticks(range(37), [str(r) for r in range(1, 38)], fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set_xlabel("reason (REASONS.md)")
-    ax.set_title("nndoctor bench: reasons named loudly per fault\n"
-                 "green: an accepted reason named · orange: another reason · pink: accepted, not named",
-                 fontsize=9)
+    ax.set_title(
+        "nndoctor bench: reasons named loudly per fault\n"
+        "green: an accepted reason named · orange: another reason · pink: accepted, not named",
+        fontsize=9,
+    )
     ax.set_xticks([x - 0.5 for x in range(38)], minor=True)
     ax.set_yticks([y - 0.5 for y in range(len(rows) + 1)], minor=True)
     ax.grid(which="minor", color="#dddddd", linewidth=0.5)

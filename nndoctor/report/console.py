@@ -45,7 +45,9 @@ def _header(report: Report) -> Panel:
         lines.append("model    ", style="bold").append(
             f"{subj.get('model')} · {subj.get('parameters', 0):,} parameters · {subj.get('device')}\n"
         )
-        lines.append("task     ", style="bold").append(f"{subj.get('task')} · loss {subj.get('loss')}\n")
+        lines.append("task     ", style="bold").append(
+            f"{subj.get('task')} · loss {subj.get('loss')}\n"
+        )
         if subj.get("optimizer"):
             lines.append("optimizer ", style="bold").append(f"{subj.get('optimizer')}\n")
     lines.append("observed ", style="bold").append(
@@ -62,12 +64,18 @@ def _not_observed(report: Report) -> Panel:
     body.append((run.error or "the script could not be observed") + "\n", style="bold red")
     if run.likely_cause:
         reasons = ", ".join(str(r) for r in run.likely_reasons)
-        body.append(f"likely: {run.likely_cause}" + (f" (reasons {reasons})" if reasons else "") + "\n")
+        body.append(
+            f"likely: {run.likely_cause}" + (f" (reasons {reasons})" if reasons else "") + "\n"
+        )
     if run.output_tail:
-        body.append("\nthe script's last output:\n", style="bold").append(run.output_tail.rstrip() + "\n")
+        body.append("\nthe script's last output:\n", style="bold").append(
+            run.output_tail.rstrip() + "\n"
+        )
     if run.traceback:
         body.append("\n" + run.traceback.rstrip(), style="dim")
-    return Panel(body, title="the script could not be observed", border_style="red", title_align="left")
+    return Panel(
+        body, title="the script could not be observed", border_style="red", title_align="left"
+    )
 
 
 def _diagnosis_panel(diagnosis: Any) -> Panel:
@@ -77,7 +85,9 @@ def _diagnosis_panel(diagnosis: Any) -> Panel:
         lead = cause.lead
         reasons = ", ".join(str(r) for r in lead.reasons)
         body.append(f"{i}. ", style="bold").append(lead.title, style=_STYLE[lead.severity])
-        body.append(f"  {lead.check} · reason {reasons} · confidence {cause.confidence}\n", style="dim")
+        body.append(
+            f"  {lead.check} · reason {reasons} · confidence {cause.confidence}\n", style="dim"
+        )
         if cause.explains:
             explained = ", ".join(dict.fromkeys(f.check for f in cause.explains))
             body.append("   explains ", style="bold").append(explained + "\n")

@@ -75,7 +75,10 @@ def render(report: Report, *, fail_on: str = "error", root: str | Path | None = 
             out += ["```", run.traceback.rstrip(), "```", ""]
     out += _diagnosis(report.diagnosis)
     if report.findings:
-        out += ["| severity | finding | check | reasons | role | where |", "|---|---|---|---|---|---|"]
+        out += [
+            "| severity | finding | check | reasons | role | where |",
+            "|---|---|---|---|---|---|",
+        ]
         for f in report.findings:
             out.append(
                 f"| {f.severity.value} | {_cell(f.title)} | `{f.check}` | "
@@ -111,17 +114,27 @@ def _diagnosis(diagnosis: Any) -> list[str]:
     out = ["### Diagnosis", ""]
     for i, cause in enumerate(diagnosis.causes, 1):
         lead = cause.lead
-        line = (f"{i}. **{_inline(lead.title)}** (`{lead.check}`, reason "
-                f"{', '.join(map(str, lead.reasons))}, confidence {cause.confidence})")
+        line = (
+            f"{i}. **{_inline(lead.title)}** (`{lead.check}`, reason "
+            f"{', '.join(map(str, lead.reasons))}, confidence {cause.confidence})"
+        )
         if cause.explains:
-            line += " — explains " + ", ".join(f"`{c}`" for c in dict.fromkeys(f.check for f in cause.explains))
+            line += " — explains " + ", ".join(
+                f"`{c}`" for c in dict.fromkeys(f.check for f in cause.explains)
+            )
         out.append(line)
     if diagnosis.independent:
         label = "Symptoms, no cause found" if not diagnosis.causes else "Also found"
-        out.append(f"\n{label}: " + ", ".join(f"`{c}`" for c in dict.fromkeys(f.check for f in diagnosis.independent)))
+        out.append(
+            f"\n{label}: "
+            + ", ".join(f"`{c}`" for c in dict.fromkeys(f.check for f in diagnosis.independent))
+        )
     if diagnosis.differential:
         out += ["", "Look next at, most likely first:", ""]
-        out += [f"- reason {lead.reason}: {_inline(lead.look_at)}" for lead in diagnosis.differential[:5]]
+        out += [
+            f"- reason {lead.reason}: {_inline(lead.look_at)}"
+            for lead in diagnosis.differential[:5]
+        ]
     return out + [""]
 
 

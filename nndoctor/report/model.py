@@ -180,7 +180,9 @@ class Report:
             "subject": _jsonable(self.subject),
             "summary": self.counts(),
             "diagnosis": [c.to_dict() for c in self.diagnosis.causes] if self.diagnosis else [],
-            "differential": [d.to_dict() for d in self.diagnosis.differential] if self.diagnosis else [],
+            "differential": [d.to_dict() for d in self.diagnosis.differential]
+            if self.diagnosis
+            else [],
             "findings": [f.to_dict() for f in self.findings],
             "checks": [c.to_dict() for c in self.checks],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},

@@ -19,7 +19,9 @@ def test_list_json_shows_the_corpus() -> None:
     assert result.exit_code == 0, result.output
     listing = json.loads(result.output)
     counts = listing["counts"]
-    assert counts["faults"] == len(listing["faults"]) and counts["healthy"] == len(listing["healthy"])
+    assert counts["faults"] == len(listing["faults"]) and counts["healthy"] == len(
+        listing["healthy"]
+    )
     assert counts["reasons"] == len({f["reason"] for f in listing["faults"]})
     assert {"name", "base", "kind", "reason", "also", "split", "what"} <= set(listing["faults"][0])
 
@@ -32,8 +34,12 @@ def test_a_bare_json_flag_means_stdout() -> None:
 
 
 def test_list_json_through_the_console_script() -> None:
-    done = subprocess.run([sys.executable, "-m", "nndoctor", "bench", "--list", "--json"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nndoctor", "bench", "--list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["counts"]["healthy"] >= 1
 
@@ -46,8 +52,22 @@ def test_bad_split_and_no_match_are_usage_errors() -> None:
 def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     plot = tmp_path / "matrix.png"
-    result = runner.invoke(app, ["bench", "--select", "[m]lp", "--kind", "healthy", "--seeds", "1",
-                                 "--json", str(out), "--plot", str(plot)])
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--select",
+            "[m]lp",
+            "--kind",
+            "healthy",
+            "--seeds",
+            "1",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     healthy = [r for r in payload["runs"] if not r["fault"]]
@@ -60,5 +80,7 @@ def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_kind_must_be_known() -> None:
     assert runner.invoke(app, ["bench", "--kind", "broken"]).exit_code == 2
-    listing = json.loads(runner.invoke(app, ["bench", "--list", "--kind", "faults", "--json", "-"]).output)
+    listing = json.loads(
+        runner.invoke(app, ["bench", "--list", "--kind", "faults", "--json", "-"]).output
+    )
     assert listing["healthy"] == [] and listing["faults"]

@@ -28,7 +28,12 @@ def ci_jobs() -> list:
 
 def signature(outcomes: list[Outcome]) -> list[tuple]:
     return [
-        (o.name, o.seed, o.error, sorted((f["check"], f["severity"], tuple(f["reasons"])) for f in o.findings))
+        (
+            o.name,
+            o.seed,
+            o.error,
+            sorted((f["check"], f["severity"], tuple(f["reasons"])) for f in o.findings),
+        )
         for o in outcomes
     ]
 

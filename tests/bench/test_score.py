@@ -12,9 +12,18 @@ def finding(check: str, severity: str, *reasons: int) -> dict[str, Any]:
     return {"check": check, "severity": severity, "reasons": list(reasons), "title": check}
 
 
-def fault(findings: list[dict[str, Any]], accepted: tuple[int, ...] = (19, 18), **kw: Any) -> Outcome:
-    return Outcome(name="f", seed=0, split=kw.pop("split", "dev"), fault=True, accepted=list(accepted),
-                   findings=findings, **kw)
+def fault(
+    findings: list[dict[str, Any]], accepted: tuple[int, ...] = (19, 18), **kw: Any
+) -> Outcome:
+    return Outcome(
+        name="f",
+        seed=0,
+        split=kw.pop("split", "dev"),
+        fault=True,
+        accepted=list(accepted),
+        findings=findings,
+        **kw,
+    )
 
 
 def test_found_top1_and_exact() -> None:
@@ -23,14 +32,25 @@ def test_found_top1_and_exact() -> None:
 
 
 def test_found_but_a_symptom_first_is_not_top1_nor_exact() -> None:
-    v = fault_verdict(fault([finding("cannot-overfit-tiny-batch", "error", 24, 27, 30),
-                             finding("loss-input-mismatch", "error", 19)]))
+    v = fault_verdict(
+        fault(
+            [
+                finding("cannot-overfit-tiny-batch", "error", 24, 27, 30),
+                finding("loss-input-mismatch", "error", 19),
+            ]
+        )
+    )
     assert (v.status, v.top1, v.exact) == ("found", False, False)
 
 
 def test_a_diagnosis_decides_top1_when_the_report_has_one() -> None:
-    o = fault([finding("cannot-overfit-tiny-batch", "error", 27), finding("loss-input-mismatch", "error", 19)],
-              diagnosis=[{"check": "loss-input-mismatch", "reasons": [19]}])
+    o = fault(
+        [
+            finding("cannot-overfit-tiny-batch", "error", 27),
+            finding("loss-input-mismatch", "error", 19),
+        ],
+        diagnosis=[{"check": "loss-input-mismatch", "reasons": [19]}],
+    )
     assert fault_verdict(o).top1
 
 
@@ -68,7 +88,12 @@ def test_summary_per_split_and_all() -> None:
     assert list(s) == ["dev", "test", "all"]
     assert (s["dev"].recall, s["dev"].top1_rate, s["dev"].false_alarm_rate) == (1.0, 1.0, 0.5)
     assert (s["test"].recall, s["test"].missed) == (0.0, 1)
-    assert (s["all"].faults, s["all"].found, s["all"].healthy_runs, s["all"].alarm_runs) == (2, 1, 2, 1)
+    assert (s["all"].faults, s["all"].found, s["all"].healthy_runs, s["all"].alarm_runs) == (
+        2,
+        1,
+        2,
+        1,
+    )
     assert s["dev"].alarms_by_check["class-imbalance"] == 1
 
 
@@ -79,14 +104,23 @@ def test_reason_matrix_marks_accepted_and_other_reasons() -> None:
 
 
 def test_symptoms_only_score_top1_by_the_differential() -> None:
-    o = fault([finding("cannot-overfit-tiny-batch", "error", 27)], accepted=(19,),
-              diagnosis=[], differential=[{"reason": 19, "look_at": "the loss input"}])
+    o = fault(
+        [finding("cannot-overfit-tiny-batch", "error", 27)],
+        accepted=(19,),
+        diagnosis=[],
+        differential=[{"reason": 19, "look_at": "the loss input"}],
+    )
     v = fault_verdict(o)
     assert v.top1 and v.first == "differential:19" and v.status == "other"
 
 
 def test_list_top1_is_the_most_severe_finding() -> None:
-    o = fault([finding("loss-input-mismatch", "warning", 19), finding("cannot-overfit-tiny-batch", "error", 27)],
-              diagnosis=[{"check": "loss-input-mismatch", "reasons": [19]}])
+    o = fault(
+        [
+            finding("loss-input-mismatch", "warning", 19),
+            finding("cannot-overfit-tiny-batch", "error", 27),
+        ],
+        diagnosis=[{"check": "loss-input-mismatch", "reasons": [19]}],
+    )
     v = fault_verdict(o)
     assert v.top1 and not v.list_top1

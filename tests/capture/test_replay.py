@@ -41,7 +41,9 @@ def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(tmp_path: P
 def test_trace_replay_finds_the_operation_and_line_of_a_nan(tmp_path: Path) -> None:
     path = tmp_path / "train.py"
     # log(p) with p underflowing to zero once the logits are large: force it with a huge scale.
-    path.write_text(SCRIPT.replace("{guard}", " * 0").replace("logits = model(xb)", "logits = model(xb)"))
+    path.write_text(
+        SCRIPT.replace("{guard}", " * 0").replace("logits = model(xb)", "logits = model(xb)")
+    )
     result = run_replay(ReplayPlan(str(path), [], "trace", trace_step=0))
     assert result.event is not None, result.error
     assert result.event["op"] == "log" and result.event["phase"] == "forward"
@@ -51,8 +53,11 @@ def test_trace_replay_finds_the_operation_and_line_of_a_nan(tmp_path: Path) -> N
 
 def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path) -> None:
     path = tmp_path / "train.py"
-    path.write_text(SCRIPT.replace("{guard}", ".clamp_min(1e-12)").replace(
-        "opt.zero_grad();", "import time; time.sleep(1.0); opt.zero_grad();"))
+    path.write_text(
+        SCRIPT.replace("{guard}", ".clamp_min(1e-12)").replace(
+            "opt.zero_grad();", "import time; time.sleep(1.0); opt.zero_grad();"
+        )
+    )
     # 150 steps of a second each against a 30 s limit: cut short however loaded the machine
     # is, with room for the child's start (import torch) before its first step.
     result = run_replay(ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=30.0))

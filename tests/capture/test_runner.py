@@ -28,14 +28,17 @@ def _script(tmp_path: Path, body: str, name: str = "train.py") -> str:
 
 
 def test_top_level_loop_with_manual_slicing_and_functional_loss(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2))
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         for step in range(1000):
             i = (step * 16) % 512
             loss = F.cross_entropy(model(X[i:i + 16]), Y[i:i + 16])
             opt.zero_grad(); loss.backward(); opt.step()
-    """)
+    """,
+    )
     capture = run_script(path, steps=7)
     assert capture.observed and capture.steps == 7 and capture.stop_reason == "step budget"
     assert capture.recording.loaders == []
@@ -45,7 +48,9 @@ def test_top_level_loop_with_manual_slicing_and_functional_loss(tmp_path: Path) 
 
 
 def test_main_with_argparse_custom_dataset_adamw_and_scheduler(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         from torch.utils.data import DataLoader, Dataset
 
         class Points(Dataset):
@@ -79,7 +84,8 @@ def test_main_with_argparse_custom_dataset_adamw_and_scheduler(tmp_path: Path) -
 
         if __name__ == "__main__":
             main()
-    """)
+    """,
+    )
     capture = run_script(path, ["--width", "12"], steps=5)
     assert capture.exception is None, capture.traceback
     assert capture.observed and capture.steps == 5
@@ -91,7 +97,9 @@ def test_main_with_argparse_custom_dataset_adamw_and_scheduler(tmp_path: Path) -
 
 
 def test_custom_plain_torch_loss_is_observed_but_not_replayable_in_process(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         model = nn.Linear(6, 2)
         opt = torch.optim.Adam(model.parameters())
         for step in range(1000):
@@ -99,7 +107,8 @@ def test_custom_plain_torch_loss_is_observed_but_not_replayable_in_process(tmp_p
             logp = logits - logits.logsumexp(1, keepdim=True)
             loss = -logp.gather(1, Y[:32, None]).mean()
             opt.zero_grad(); loss.backward(); opt.step()
-    """)
+    """,
+    )
     capture = run_script(path, steps=4)
     assert capture.observed
     assert all(s.loss_seen and not s.loss_calls for s in capture.recording.steps)
@@ -108,7 +117,9 @@ def test_custom_plain_torch_loss_is_observed_but_not_replayable_in_process(tmp_p
 
 
 def test_except_exception_in_the_script_cannot_swallow_the_stop(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         model = nn.Linear(6, 2)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         steps = 0
@@ -119,36 +130,45 @@ def test_except_exception_in_the_script_cannot_swallow_the_stop(tmp_path: Path) 
                 steps += 1
             except Exception:
                 pass
-    """)
+    """,
+    )
     capture = run_script(path, steps=3, timeout=30)
     assert capture.stop_reason == "step budget" and capture.steps == 3
 
 
 def test_a_script_that_never_stops_is_stopped_by_the_timeout(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         while True:
             pass
-    """)
+    """,
+    )
     capture = run_script(path, steps=3, timeout=0.5)
     assert capture.stop_reason == "timeout" and not capture.observed
 
 
 def test_a_script_that_finishes_early_is_still_diagnosed(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         model = nn.Linear(6, 2)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         for step in range(2):
             loss = F.cross_entropy(model(X[:16]), Y[:16])
             opt.zero_grad(); loss.backward(); opt.step()
         print("done")
-    """)
+    """,
+    )
     capture = run_script(path, steps=20)
     assert capture.observed and capture.steps == 2 and capture.stop_reason == "script finished"
     assert "done" in capture.stdout_tail
 
 
 def test_no_training_loop_and_syntax_errors_are_not_observed(tmp_path: Path) -> None:
-    capture = run_script(_script(tmp_path, "model = nn.Linear(6, 2)\nprint(model(X).shape)\n"), steps=3)
+    capture = run_script(
+        _script(tmp_path, "model = nn.Linear(6, 2)\nprint(model(X).shape)\n"), steps=3
+    )
     assert not capture.observed and capture.stop_reason == "script finished"
     bad = tmp_path / "bad.py"
     bad.write_text("def broken(:\n")
@@ -159,11 +179,14 @@ def test_no_training_loop_and_syntax_errors_are_not_observed(tmp_path: Path) -> 
 
 
 def test_a_script_that_raises_keeps_its_traceback(tmp_path: Path) -> None:
-    path = _script(tmp_path, """
+    path = _script(
+        tmp_path,
+        """
         model = nn.Linear(6, 3)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         loss = F.mse_loss(model(X[:16]), Y[:16, None].float().expand(16, 4))
-    """)
+    """,
+    )
     capture = run_script(path, steps=3)
     assert not capture.observed and capture.exception is not None
     assert "train.py" in capture.traceback and "mse_loss" in capture.traceback

@@ -67,7 +67,9 @@ SELECT = ("cannot-overfit-tiny-batch", "single-label-batches", "loss-term-domina
 def _check(tmp_path: Path, source: str, select: tuple[str, ...] = SELECT):  # noqa: ANN202 - a Report
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(source))
-    return check_script(str(script), selection=Selection(select=select, experiment_seconds=float("inf")))
+    return check_script(
+        str(script), selection=Selection(select=select, experiment_seconds=float("inf"))
+    )
 
 
 @pytest.mark.silent("single-label-batches")

@@ -33,8 +33,13 @@ class IgnoresInput(nn.Module):
 @pytest.mark.fires("model-ignores-input")
 def test_a_model_that_zeroes_its_input_is_caught() -> None:
     model = IgnoresInput()
-    report = run(select=["model-ignores-input"], model=model, data=batches(*blobs()),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    report = run(
+        select=["model-ignores-input"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     (finding,) = report.by_check("model-ignores-input")
     assert finding.reasons == [2] and finding.severity.value == "error"
     assert finding.evidence["max_relative_gap"] < 1e-4
@@ -45,11 +50,18 @@ def test_inputs_and_labels_shuffled_independently() -> None:
     x, y = blobs(n=512)
     y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]  # the bug
     model = mlp()
-    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     (finding,) = report.by_check("labels-not-connected")
     assert finding.reasons == [4]
-    assert finding.evidence["binomial_p"] >= 0.01  # held-out accuracy no better than the majority label
+    assert (
+        finding.evidence["binomial_p"] >= 0.01
+    )  # held-out accuracy no better than the majority label
 
 
 @pytest.mark.silent("model-ignores-input")
@@ -59,8 +71,13 @@ def test_a_model_that_reads_inputs_unrelated_to_its_labels_is_not_said_to_ignore
     x, y = blobs(n=512)
     x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(3))]
     model = mlp()
-    report = run(select=["model-ignores-input", "labels-not-connected"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["model-ignores-input", "labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("model-ignores-input") == []
     assert report.result("model-ignores-input").status.value == "passed"
     (finding,) = report.by_check("labels-not-connected")
@@ -73,8 +90,13 @@ def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> Non
     # held-out predictions already beat the most frequent label.
     x, y = blobs(n=512)
     model = mlp()
-    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.02))
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.02),
+    )
     assert report.by_check("labels-not-connected") == []
     assert "binomial p=" in report.result("labels-not-connected").detail
 
@@ -95,8 +117,13 @@ def test_random_labels_are_memorised_but_do_not_generalise() -> None:
     x, _ = blobs(n=512)
     y = torch.randint(0, 3, (512,), generator=torch.Generator().manual_seed(5))
     model = mlp(hidden=128)
-    report = run(select=["nothing-generalizes"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    report = run(
+        select=["nothing-generalizes"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     (finding,) = report.by_check("nothing-generalizes")
     assert finding.reasons == [5] and finding.severity.value == "info"
     assert serious(report) == []
@@ -108,11 +135,19 @@ def test_a_third_of_flipped_labels_is_reported_as_label_noise() -> None:
     flip = torch.rand(512, generator=torch.Generator().manual_seed(7)) < 0.3
     y = torch.where(flip, (y + 1) % 3, y)  # the bug: 30% wrong labels
     model = mlp()
-    report = run(select=["label-noise"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    report = run(
+        select=["label-noise"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     (finding,) = report.by_check("label-noise")
     assert finding.reasons == [6] and finding.evidence["share"] >= 0.15
-    assert finding.severity.value == "warning" and finding.evidence["accuracy_not_contradicted"] >= 0.95
+    assert (
+        finding.severity.value == "warning"
+        and finding.evidence["accuracy_not_contradicted"] >= 0.95
+    )
     assert finding.evidence["flagged_samples"]
 
 
@@ -125,8 +160,13 @@ def test_a_weak_copys_confident_mistakes_on_clean_labels_are_no_warning() -> Non
     y = torch.randint(0, 3, (512,), generator=g)
     x = centers[y] + torch.randn(512, 40, generator=g)
     model = mlp(features=40)
-    report = run(select=["label-noise"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    report = run(
+        select=["label-noise"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     assert report.result("label-noise").status.value == "passed"
     (note,) = report.by_check("label-noise")  # the confident mistakes are listed to look at ...
     assert note.evidence["share"] >= 0.15
@@ -137,8 +177,13 @@ def test_clean_labels_under_a_far_too_high_rate_are_not_called_noise() -> None:
     # Adam at 0.5: the cross-fit copies are unstable and confidently wrong about clean labels.
     x, y = blobs(n=512)
     model = mlp()
-    report = run(select=["label-noise"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=0.5))
+    report = run(
+        select=["label-noise"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.5),
+    )
     assert report.by_check("label-noise") == []
     assert "unstable" in report.result("label-noise").detail
 
@@ -150,8 +195,13 @@ def test_a_model_that_learns_nothing_says_nothing_about_the_labels() -> None:
     model = mlp()
     with torch.no_grad():
         model[0].bias.fill_(-100.0)
-    report = run(select=["labels-not-connected"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("labels-not-connected") == []
     assert "inconclusive" in report.result("labels-not-connected").detail
 
@@ -175,8 +225,13 @@ def _tokens(ignore: bool) -> object:
     torch.manual_seed(0)
     tokens = torch.randint(0, 20, (256, 6))
     model = TokenNet(ignore)
-    return run(select=["model-ignores-input"], model=model, data=batches(tokens, tokens[:, 0] % 3),
-               loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    return run(
+        select=["model-ignores-input"],
+        model=model,
+        data=batches(tokens, tokens[:, 0] % 3),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
 
 
 @pytest.mark.silent("model-ignores-input")

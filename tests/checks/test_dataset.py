@@ -10,14 +10,25 @@ from torch.utils.data import DataLoader, TensorDataset
 
 
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> DataLoader:
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=batch_size,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
-def _check(select: list[str], x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, **kwargs) -> object:
+def _check(
+    select: list[str], x: torch.Tensor, y: torch.Tensor, batch_size: int = 32, **kwargs
+) -> object:
     model = mlp(classes=int(y.max()) + 1)
-    return run(select=select, model=model, data=_loader(x, y, batch_size), loss_fn=nn.CrossEntropyLoss(**kwargs),
-               optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    return run(
+        select=select,
+        model=model,
+        data=_loader(x, y, batch_size),
+        loss_fn=nn.CrossEntropyLoss(**kwargs),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
 
 
 @pytest.mark.silent("class-imbalance")
@@ -60,9 +71,13 @@ def test_ignored_targets_are_not_counted_as_class_zero() -> None:
     x, y = blobs(n=1024)
     y = torch.where(torch.rand(1024, generator=torch.Generator().manual_seed(0)) < 0.8, -100, y)
     model = mlp(classes=3)
-    report = run(select=["class-imbalance"], model=model, data=_loader(x, y),
-                 loss_fn=nn.CrossEntropyLoss(ignore_index=-100),
-                 optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["class-imbalance"],
+        model=model,
+        data=_loader(x, y),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=-100),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("class-imbalance") == []
 
 
@@ -74,20 +89,29 @@ class _TinyLanguageModel(nn.Module):
         self.out = nn.Linear(16, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.out(self.embed(tokens)).transpose(1, 2)  # (batch, vocab, time) for cross_entropy
+        return self.out(self.embed(tokens)).transpose(
+            1, 2
+        )  # (batch, vocab, time) for cross_entropy
 
 
 def _skewed_text(n: int = 8192, vocab: int = 30) -> torch.Tensor:
     """Token ids with Zipf-like frequencies: the most common is ~100x the rarest."""
     weights = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float) ** 1.4
-    return torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(0))
+    return torch.multinomial(
+        weights, n, replacement=True, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def _sequence_check(x: torch.Tensor, y: torch.Tensor, vocab: int = 30) -> object:
     model = _TinyLanguageModel(vocab)
     data = [(x[i : i + 8], y[i : i + 8]) for i in range(0, len(x), 8)]
-    return run(select=["class-imbalance"], model=model, data=data, loss_fn=nn.CrossEntropyLoss(),
-               optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    return run(
+        select=["class-imbalance"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
 
 
 @pytest.mark.silent("class-imbalance")
@@ -104,5 +128,7 @@ def test_next_token_targets_are_the_texts_own_frequencies() -> None:
 def test_skewed_per_token_labels_that_are_not_next_tokens_still_warn() -> None:
     text = _skewed_text()
     windows = text[: 64 * 33].view(64, 33)
-    (finding,) = _sequence_check(windows[:, :-1], windows[:, :-1]).by_check("class-imbalance")  # tagging
+    (finding,) = _sequence_check(windows[:, :-1], windows[:, :-1]).by_check(
+        "class-imbalance"
+    )  # tagging
     assert finding.reasons == [8]

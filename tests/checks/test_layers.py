@@ -44,8 +44,12 @@ class Net(nn.Module):
 def _net_kwargs(bug: bool) -> dict:
     x, y = blobs()
     model = Net(bug)
-    return {"model": model, "data": batches(x, y), "loss_fn": nn.CrossEntropyLoss(),
-            "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3)}
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
 
 
 @pytest.mark.fires("custom-layer-gradient")
@@ -93,8 +97,13 @@ class NetNearAKink(nn.Module):
 def test_a_kink_crossed_by_the_finite_difference_is_not_a_wrong_gradient() -> None:
     x, y = blobs()
     model = NetNearAKink()
-    report = run(select=["custom-layer-gradient"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["custom-layer-gradient"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("custom-layer-gradient") == []
     assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
 
@@ -123,8 +132,13 @@ class KeepsBatch(MixesBatch):
 @pytest.mark.fires("batch-dependence")
 def test_a_reshape_across_the_batch_axis_is_found() -> None:
     model = MixesBatch()
-    report = run(select=["batch-dependence"], model=model, data=batches(*blobs()),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("batch-dependence")
     assert finding.reasons == [25] and finding.evidence["relative_change"] > 1e-3
 
@@ -132,8 +146,13 @@ def test_a_reshape_across_the_batch_axis_is_found() -> None:
 @pytest.mark.silent("batch-dependence")
 def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
     model = KeepsBatch()
-    report = run(select=["batch-dependence"], model=model, data=batches(*blobs()),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     assert report.by_check("batch-dependence") == []
     assert "BatchNorm checked in eval mode" in report.result("batch-dependence").detail
 
@@ -142,8 +161,13 @@ def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
 def test_a_hidden_layer_of_width_one() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 1), nn.ReLU(), nn.Linear(1, 3))
-    report = run(select=["width-one-bottleneck"], model=model, data=batches(*blobs()),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["width-one-bottleneck"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("width-one-bottleneck")
     assert finding.where.module == "0" and finding.reasons == [24]
 
@@ -154,8 +178,13 @@ def test_a_binary_output_of_width_one_is_not_a_bottleneck() -> None:
     model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 1))
     x, y = blobs(classes=2)
     data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(select=["width-one-bottleneck"], model=model, data=data,
-                 loss_fn=nn.BCEWithLogitsLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["width-one-bottleneck"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     assert report.by_check("width-one-bottleneck") == []
 
 
@@ -179,7 +208,12 @@ def test_a_sampled_latent_is_neither_batch_mixing_nor_a_wrong_gradient() -> None
     # Every forward draws new noise; the comparisons must draw the same noise each time.
     x, y = blobs()
     model = SampledLatent()
-    report = run(select=["batch-dependence", "custom-layer-gradient"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["batch-dependence", "custom-layer-gradient"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.findings == []
     assert "1 user-defined module class(es)" in report.result("custom-layer-gradient").detail

@@ -35,8 +35,13 @@ def test_chance_for_binary_and_regression_losses() -> None:
     x, y = blobs(classes=2)
     model = mlp(classes=1)
     data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(select=["loss-not-at-chance"], model=model, data=data, loss_fn=nn.BCEWithLogitsLoss(),
-                 optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-not-at-chance"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     assert "chance 0.6931" in report.result("loss-not-at-chance").detail
     assert serious(report) == []
 
@@ -66,8 +71,13 @@ def test_sigmoid_before_bce_with_logits() -> None:
     x, y = blobs(classes=2)
     model = nn.Sequential(mlp(classes=1), nn.Sigmoid())
     data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(select=["loss-input-mismatch"], model=model, data=data, loss_fn=nn.BCEWithLogitsLoss(),
-                 optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("loss-input-mismatch")
     assert "Sigmoid" in finding.title
 
@@ -78,8 +88,13 @@ def test_broadcasting_output_and_target_shapes() -> None:
     model = mlp(classes=1)
     data = [(x[i : i + 32], target[i : i + 32]) for i in range(0, 256, 32)]
     with pytest.warns(UserWarning):
-        report = run(select=["loss-input-mismatch"], model=model, data=data, loss_fn=F.mse_loss,
-                     optimizer=torch.optim.Adam(model.parameters()))
+        report = run(
+            select=["loss-input-mismatch"],
+            model=model,
+            data=data,
+            loss_fn=F.mse_loss,
+            optimizer=torch.optim.Adam(model.parameters()),
+        )
     (finding,) = report.by_check("loss-input-mismatch")
     assert finding.reasons == [19, 25]
     assert finding.evidence["broadcast_shape"] == [32, 32]
@@ -96,14 +111,24 @@ def test_mse_on_class_indices_and_ce_over_one_class() -> None:
     x, y = blobs(classes=5)
     model = mlp(classes=1)
     data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(select=["loss-mismatches-task"], model=model, data=data, loss_fn=nn.MSELoss(),
-                 optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-mismatches-task"],
+        model=model,
+        data=data,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("loss-mismatches-task")
     assert finding.reasons == [18] and finding.evidence["target_max"] == 4
     model = mlp(classes=1)
     x, y = blobs(classes=2)
-    report = run(select=["loss-mismatches-task"], model=model, data=batches(x, y * 0),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-mismatches-task"],
+        model=model,
+        data=batches(x, y * 0),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("loss-mismatches-task")
     assert finding.severity.value == "error" and "single class" in finding.title
 
@@ -112,8 +137,13 @@ def test_bce_on_one_hot_single_label_targets() -> None:
     x, y = blobs(classes=4)
     model = mlp(classes=4)
     data = [(xb, F.one_hot(yb, 4).float()) for xb, yb in batches(x, y)]
-    report = run(select=["loss-mismatches-task"], model=model, data=data, loss_fn=nn.BCEWithLogitsLoss(),
-                 optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-mismatches-task"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("loss-mismatches-task")
     assert "single-label" in finding.title
 
@@ -143,8 +173,13 @@ def _two_head_loss(box_scale: float):
 @pytest.mark.fires("loss-term-dominates")
 def test_an_unscaled_regression_term_dominates_the_classification_term() -> None:
     model = TwoHeads()
-    report = run(select=["loss-term-dominates"], model=model, data=batches(*blobs()),
-                 loss_fn=_two_head_loss(box_scale=1000.0), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=_two_head_loss(box_scale=1000.0),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     (finding,) = report.by_check("loss-term-dominates")
     assert finding.reasons == [20] and finding.evidence["ratio"] > 1000
     assert "mse_loss" in finding.message
@@ -153,7 +188,12 @@ def test_an_unscaled_regression_term_dominates_the_classification_term() -> None
 @pytest.mark.silent("loss-term-dominates")
 def test_balanced_terms_pass() -> None:
     model = TwoHeads()
-    report = run(select=["loss-term-dominates"], model=model, data=batches(*blobs()),
-                 loss_fn=_two_head_loss(box_scale=1.0), optimizer=torch.optim.Adam(model.parameters()))
+    report = run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=_two_head_loss(box_scale=1.0),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
     assert report.by_check("loss-term-dominates") == []
     assert "cross_entropy=" in report.result("loss-term-dominates").detail

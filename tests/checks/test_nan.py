@@ -23,8 +23,13 @@ def test_integer_token_inputs_are_not_taken_for_nan() -> None:
     tokens = torch.randint(0, 20, (256, 6))
     labels = tokens[:, 0] % 3
     model = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(48, 3))
-    report = run(select=["non-finite-values", "input-not-finite"], model=model, data=batches(tokens, labels),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["non-finite-values", "input-not-finite"],
+        model=model,
+        data=batches(tokens, labels),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.findings == []
 
 
@@ -40,8 +45,13 @@ def test_log_of_zero_is_traced_to_its_module_op_and_line() -> None:
     x, y = blobs()
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(10, 16), LogOfRelu(), nn.Linear(16, 3))
-    report = run(select=["non-finite-values"], model=model, data=[(x[:32], y[:32])],
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    report = run(
+        select=["non-finite-values"],
+        model=model,
+        data=[(x[:32], y[:32])],
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
     (finding,) = report.by_check("non-finite-values")
     assert finding.reasons == [37]
     assert finding.where.step == 0
@@ -55,8 +65,13 @@ def test_nan_in_the_data_names_reason_1() -> None:
     x, y = blobs()
     x[5, 3] = float("nan")
     model = mlp()
-    report = run(select=["non-finite-values"], model=model, data=[(x[:32], y[:32])],
-                 loss_fn=F.cross_entropy, optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+    report = run(
+        select=["non-finite-values"],
+        model=model,
+        data=[(x[:32], y[:32])],
+        loss_fn=F.cross_entropy,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
     (finding,) = report.by_check("non-finite-values")
     assert finding.reasons == [1, 37]
     assert finding.evidence["phase"] == "input"

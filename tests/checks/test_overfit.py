@@ -50,7 +50,8 @@ def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
 ) -> None:
     # A custom loss in plain torch: the overfit experiment must replay the script.
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
         from torch.utils.data import DataLoader, TensorDataset
@@ -63,7 +64,8 @@ def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
                 logits = model(xb)
                 loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
                 opt.zero_grad(); loss.backward(); opt.step()
-    """))
+    """)
+    )
     # Three steps of a slow replay, loss not yet down: unfinished, not a failure to fit.
     cut = ReplayResult(False, losses=[0.7, 0.69, 0.69], error="timeout", substituted=True, steps=3)
     monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: cut)
@@ -88,12 +90,23 @@ def test_a_slow_but_steady_fit_is_given_a_longer_run() -> None:
     # and 0.008 by 300: slow, not stuck.
     x, y = _stripes()
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(32, 3))
-    report = run(select=["cannot-overfit-tiny-batch"], model=model,
-                 data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 3),
+    )
+    report = run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "in 450 steps" in report.result("cannot-overfit-tiny-batch").detail
 
@@ -122,8 +135,13 @@ def test_a_vae_has_a_loss_floor_and_is_not_called_unable_to_fit() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.tanh(torch.randn(256, 2, generator=g) @ torch.randn(2, 16, generator=g))
     model = TinyVAE()
-    report = run(select=["cannot-overfit-tiny-batch"], model=model, data=[(x[i : i + 32],) for i in range(0, 256, 32)],
-                 loss_fn=_elbo, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3))
+    report = run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=[(x[i : i + 32],) for i in range(0, 256, 32)],
+        loss_fn=_elbo,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "floor above zero" in report.result("cannot-overfit-tiny-batch").detail
 
@@ -144,15 +162,22 @@ def test_the_label_smoothing_floor_is_the_entropy_of_the_smoothed_targets() -> N
     from nndoctor.subject import Subject, Task
 
     kwargs = healthy_classifier()
-    subject = Subject(model=kwargs["model"], batches=kwargs["data"], task=Task.classification(3),
-                      criterion=nn.CrossEntropyLoss(label_smoothing=0.3))
+    subject = Subject(
+        model=kwargs["model"],
+        batches=kwargs["data"],
+        task=Task.classification(3),
+        criterion=nn.CrossEntropyLoss(label_smoothing=0.3),
+    )
     lab = Lab(subject)
     floor = lab.loss_floor()
     q = [0.8, 0.1, 0.1]
     assert math.isclose(floor, -sum(p * math.log(p) for p in q), rel_tol=1e-9)
     logits = torch.log(torch.tensor([q]))  # the best prediction reaches it exactly
-    assert math.isclose(float(nn.CrossEntropyLoss(label_smoothing=0.3)(logits, torch.tensor([0]))), floor,
-                        rel_tol=1e-5)
+    assert math.isclose(
+        float(nn.CrossEntropyLoss(label_smoothing=0.3)(logits, torch.tensor([0]))),
+        floor,
+        rel_tol=1e-5,
+    )
 
 
 class _BagOfTokens(nn.Module):
@@ -178,8 +203,13 @@ def test_a_batch_whose_tensors_disagree_on_the_batch_axis_is_fit_whole() -> None
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
         data.append(((tokens, offsets), torch.randint(0, 2, (16,), generator=g)))
     model = _BagOfTokens()
-    report = run(select=["cannot-overfit-tiny-batch"], model=model, data=data, loss_fn=nn.CrossEntropyLoss(),
-                 optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    report = run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
 

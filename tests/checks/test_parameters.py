@@ -258,7 +258,9 @@ def test_a_randomly_initialised_backbone_frozen_is_a_warning() -> None:
     model[0].requires_grad_(False)  # the bug: frozen as in a fine-tuning recipe, never loaded
     model[2].requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    report = run(select=["params-frozen"], **classifier(model, torch.optim.Adam(trainable, lr=1e-3)))
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(trainable, lr=1e-3))
+    )
     (finding,) = report.by_check("params-frozen")
     assert finding.severity.value == "warning" and finding.reasons == [23]
     assert "random initialisation" in finding.title

@@ -32,8 +32,13 @@ class NoisyViews(Dataset):
 def _augmented(strength: float) -> nndoctor.Report:
     model = mlp()
     loader = DataLoader(NoisyViews(strength), batch_size=32, shuffle=True)
-    return run(select=["augmentation-too-strong"], model=model, data=loader, loss_fn=nn.CrossEntropyLoss(),
-               optimizer=torch.optim.Adam(model.parameters()))
+    return run(
+        select=["augmentation-too-strong"],
+        model=model,
+        data=loader,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
 
 
 @pytest.mark.fires("augmentation-too-strong")
@@ -51,17 +56,25 @@ def test_mild_augmentation_passes() -> None:
 
 def _conv_subject(images: torch.Tensor, pretrained: bool) -> nndoctor.Subject:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2)
+    )
     y = torch.randint(0, 2, (len(images),), generator=torch.Generator().manual_seed(0))
     data = [(images[i : i + 16], y[i : i + 16]) for i in range(0, len(images), 16)]
-    return nndoctor.Subject(model=model, batches=data, criterion=nn.CrossEntropyLoss(), pretrained=pretrained)
+    return nndoctor.Subject(
+        model=model, batches=data, criterion=nn.CrossEntropyLoss(), pretrained=pretrained
+    )
 
 
 @pytest.mark.fires("pretrained-normalization-mismatch")
 def test_raw_unit_range_pixels_into_a_pretrained_model() -> None:
-    images = torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(0))  # the bug: not normalised
-    report = nndoctor.check_subject(_conv_subject(images, pretrained=True),
-                                    selection=Selection(select=("pretrained-normalization-mismatch",)))
+    images = torch.rand(
+        64, 3, 16, 16, generator=torch.Generator().manual_seed(0)
+    )  # the bug: not normalised
+    report = nndoctor.check_subject(
+        _conv_subject(images, pretrained=True),
+        selection=Selection(select=("pretrained-normalization-mismatch",)),
+    )
     (finding,) = report.by_check("pretrained-normalization-mismatch")
     assert finding.reasons == [14] and "raw [0, 1]" in finding.message
 
@@ -73,8 +86,10 @@ def test_imagenet_normalised_inputs_pass() -> None:
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     images = (raw * 0.5 + 0.25 - mean) / std  # natural-image-like statistics after normalisation
     images = (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3), keepdim=True)
-    report = nndoctor.check_subject(_conv_subject(images, pretrained=True),
-                                    selection=Selection(select=("pretrained-normalization-mismatch",)))
+    report = nndoctor.check_subject(
+        _conv_subject(images, pretrained=True),
+        selection=Selection(select=("pretrained-normalization-mismatch",)),
+    )
     assert report.by_check("pretrained-normalization-mismatch") == []
 
 
@@ -107,7 +122,9 @@ for epoch in range(5):
 def _split(tmp_path: Path, val: str, labels: str) -> nndoctor.Report:
     path = tmp_path / "train.py"
     path.write_text(textwrap.dedent(SPLIT_SCRIPT.format(val=val, labels=labels)))
-    return check_script(str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",)))
+    return check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
 
 
 @pytest.mark.fires("split-preprocessing-differs")
@@ -155,12 +172,16 @@ for xb, yb in train:  # one epoch of 32 steps: no evaluation within the 20 obser
 def _clusters(tmp_path: Path, val: str, seed: int) -> nndoctor.Report:
     path = tmp_path / f"train_{seed}.py"
     path.write_text(textwrap.dedent(CLUSTER_SCRIPT.format(val=val, seed=seed)))
-    return check_script(str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",)))
+    return check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
 
 
 @pytest.mark.silent("split-preprocessing-differs")
 @pytest.mark.parametrize("seed", [0, 4, 5])
-def test_sampling_noise_of_a_clustered_dataset_is_not_a_split_difference(tmp_path: Path, seed: int) -> None:
+def test_sampling_noise_of_a_clustered_dataset_is_not_a_split_difference(
+    tmp_path: Path, seed: int
+) -> None:
     # Four clusters 1.5 apart: the means of two samples of the splits differ by chance.
     report = _clusters(tmp_path, "(X[2048:] - mean) / std", seed)
     assert report.by_check("split-preprocessing-differs") == []
@@ -168,7 +189,9 @@ def test_sampling_noise_of_a_clustered_dataset_is_not_a_split_difference(tmp_pat
 
 
 @pytest.mark.fires("split-preprocessing-differs")
-def test_an_unnormalised_validation_dataset_is_found_without_an_evaluation_pass(tmp_path: Path) -> None:
+def test_an_unnormalised_validation_dataset_is_found_without_an_evaluation_pass(
+    tmp_path: Path,
+) -> None:
     report = _clusters(tmp_path, "X[2048:] * 3 + 2", 1)
     (finding,) = report.by_check("split-preprocessing-differs")
     assert "loader 1" in finding.message

@@ -29,8 +29,12 @@ def test_every_check_has_a_manual_with_every_heading(spec) -> None:
 @pytest.mark.parametrize("spec", all_checks(), ids=lambda s: s.id)
 def test_every_check_has_a_firing_and_a_silent_test(spec) -> None:
     sources = _test_sources()
-    assert re.search(rf"fires\(\s*\"{re.escape(spec.id)}\"", sources), f"no @pytest.mark.fires({spec.id!r}) test"
-    assert re.search(rf"silent\(\s*\"{re.escape(spec.id)}\"", sources), f"no @pytest.mark.silent({spec.id!r}) test"
+    assert re.search(rf"fires\(\s*\"{re.escape(spec.id)}\"", sources), (
+        f"no @pytest.mark.fires({spec.id!r}) test"
+    )
+    assert re.search(rf"silent\(\s*\"{re.escape(spec.id)}\"", sources), (
+        f"no @pytest.mark.silent({spec.id!r}) test"
+    )
 
 
 def test_ids_are_symptom_slugs_and_reasons_in_range() -> None:

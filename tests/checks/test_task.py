@@ -12,9 +12,16 @@ from torch import nn
 def test_two_classes_fit_where_ten_do_not() -> None:
     x, y = blobs(n=512, classes=10, seed=1)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(10, 2), nn.Tanh(), nn.Linear(2, 10))  # too narrow for 10 classes
-    report = run(select=["simpler-task-trains"], model=model, data=batches(x, y, 64),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=1e-2))
+    model = nn.Sequential(
+        nn.Linear(10, 2), nn.Tanh(), nn.Linear(2, 10)
+    )  # too narrow for 10 classes
+    report = run(
+        select=["simpler-task-trains"],
+        model=model,
+        data=batches(x, y, 64),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
     (finding,) = report.by_check("simpler-task-trains")
     assert set(finding.reasons) == {16, 24}
     assert finding.evidence["simple_final_loss"] < finding.evidence["full_final_loss"]
@@ -46,8 +53,14 @@ def test_loss_falls_while_accuracy_stays_when_the_input_is_ignored() -> None:
     model = IgnoresInput()
     with torch.no_grad():
         model.fc.bias.copy_(torch.tensor([8.0, 0.0, 0.0]))  # the right argmax, far too confident
-    report = run(select=["loss-accuracy-disagree"], model=model, data=batches(x, y),
-                 loss_fn=nn.CrossEntropyLoss(), optimizer=torch.optim.Adam(model.parameters(), lr=0.3), steps=30)
+    report = run(
+        select=["loss-accuracy-disagree"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.3),
+        steps=30,
+    )
     (finding,) = report.by_check("loss-accuracy-disagree")
     assert finding.reasons == [21]
 

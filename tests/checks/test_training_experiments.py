@@ -207,8 +207,12 @@ def _regression(lr: float) -> dict[str, Any]:
     x = torch.randn(512, 10)
     y = x @ torch.randn(10, 1)
     model = mlp(classes=1)
-    return {"model": model, "data": batches(x, y), "loss_fn": nn.MSELoss(),
-            "optimizer": torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)}
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.MSELoss(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9),
+    }
 
 
 @pytest.mark.silent("learning-rate-out-of-range")
@@ -217,7 +221,9 @@ def test_a_rate_between_the_cautious_upper_end_and_the_lowest_loss_is_not_called
     # that minimum train.
     report = run(select=[LR_RANGE], **_regression(0.05))
     assert report.by_check(LR_RANGE) == []
-    assert "above it, but within 10x of the rate of the lowest loss" in report.result(LR_RANGE).detail
+    assert (
+        "above it, but within 10x of the rate of the lowest loss" in report.result(LR_RANGE).detail
+    )
 
 
 @pytest.mark.fires("learning-rate-out-of-range")

@@ -62,7 +62,9 @@ def test_script_fault_applies_once_and_compiles(fault: Fault) -> None:
     compile(edited, f"{fault.name}.py", "exec")
 
 
-@pytest.mark.parametrize("fault", [f for f in faults() if f.kind == "subject"], ids=lambda f: f.name)
+@pytest.mark.parametrize(
+    "fault", [f for f in faults() if f.kind == "subject"], ids=lambda f: f.name
+)
 def test_subject_fault_is_importable_by_name(fault: Fault) -> None:
     # The child process finds the transform through the registry: it must be a named function.
     assert get_healthy(fault.base).zoo is not None

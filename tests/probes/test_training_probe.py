@@ -13,7 +13,9 @@ from nndoctor.probes.recording import Recording
 from nndoctor.probes.training import TrainingProbe
 
 
-def _train(model: nn.Module, steps: int = 3, make_loss=None, device: str = "cpu") -> tuple[Recording, TrainingProbe]:
+def _train(
+    model: nn.Module, steps: int = 3, make_loss=None, device: str = "cpu"
+) -> tuple[Recording, TrainingProbe]:
     x, y = blobs()
     x, y = x.to(device), y.to(device)
     model = model.to(device)
@@ -74,7 +76,9 @@ def test_update_norms_stay_right_step_after_step() -> None:
         for i in range(3):
             before = model[2].weight.detach().clone()
             opt.zero_grad()
-            nn.functional.cross_entropy(model(x[32 * i : 32 * (i + 1)]), y[32 * i : 32 * (i + 1)]).backward()
+            nn.functional.cross_entropy(
+                model(x[32 * i : 32 * (i + 1)]), y[32 * i : 32 * (i + 1)]
+            ).backward()
             opt.step()
             expected.append(float((model[2].weight.detach() - before).norm()))
     got = [s.update_norms["2.weight"] for s in rec.steps]
@@ -111,7 +115,9 @@ def test_survives_awkward_models_and_links_dict_outputs() -> None:
     assert "lstm" in rec.steps[0].activations
 
 
-def test_a_failing_hook_is_removed_and_recorded_and_training_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_hook_is_removed_and_recorded_and_training_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from nndoctor.probes import stats
 
     calls = {"n": 0}

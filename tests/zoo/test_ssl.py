@@ -415,8 +415,22 @@ def test_probe_table_shows_accuracy_per_depth_and_the_pretext_loss() -> None:
     probe = importlib.import_module("nndoctor.zoo.ssl.probe")
     accs = {d: 0.25 + 0.1 * i for i, d in enumerate(probe.DEPTHS)}
     rows = [
-        {"trunk": "random", **accs, "steps": 0, "seconds": 0.0, "loss_start": None, "loss_end": None},
-        {"trunk": "rotation", **accs, "steps": 300, "seconds": 41.5, "loss_start": 1.386, "loss_end": 0.2},
+        {
+            "trunk": "random",
+            **accs,
+            "steps": 0,
+            "seconds": 0.0,
+            "loss_start": None,
+            "loss_end": None,
+        },
+        {
+            "trunk": "rotation",
+            **accs,
+            "steps": 300,
+            "seconds": 41.5,
+            "loss_start": 1.386,
+            "loss_end": 0.2,
+        },
     ]
     text = probe.format_table(rows)
     header, _, random_line, rotation_line = text.splitlines()[:4]

@@ -16,7 +16,12 @@ def training_loader(rec: Recording) -> LoaderInfo | None:
     return rec.loaders[index] if index < len(rec.loaders) else None
 
 
-@register_check(id="class-imbalance", reasons=(8,), severity="warning", explains=frozenset({"loss-not-at-chance", "loss-accuracy-disagree", "nothing-generalizes"}))
+@register_check(
+    id="class-imbalance",
+    reasons=(8,),
+    severity="warning",
+    explains=frozenset({"loss-not-at-chance", "loss-accuracy-disagree", "nothing-generalizes"}),
+)
 def class_imbalance(ctx: CheckContext) -> None:
     """The classes in the observed targets are far from balanced, and nothing compensates.
 
@@ -58,14 +63,18 @@ def class_imbalance(ctx: CheckContext) -> None:
     if counts is None:
         ctx.skip("no classification loss with class-index targets was observed")
     shifted = [
-        c.target.next_position_match for s in rec.steps for c in s.loss_calls[:1]
+        c.target.next_position_match
+        for s in rec.steps
+        for c in s.loss_calls[:1]
         if c.target is not None and c.target.class_counts is not None
     ]
     if shifted and all(v >= ctx.thresholds.next_token_match for v in shifted):
         # A language model's targets are its own inputs one position on: their frequencies
         # are the data's, and a model of the data must learn them, not have them reweighted.
-        ctx.note(f"the targets equal the token inputs one position on (in at least {min(shifted):.0%} of "
-                 "positions at every step): next-token prediction, whose class frequencies are the text's own")
+        ctx.note(
+            f"the targets equal the token inputs one position on (in at least {min(shifted):.0%} of "
+            "positions at every step): next-token prediction, whose class frequencies are the text's own"
+        )
         return
     loader = training_loader(rec)
     if loader is not None and loader.sampler == "WeightedRandomSampler":
@@ -82,14 +91,21 @@ def class_imbalance(ctx: CheckContext) -> None:
     common = max(range(len(counts)), key=lambda i: counts[i])
     ctx.finding(
         title="Strong class imbalance without compensation",
-        message=(f"In {int(total)} observed targets class {common} appears {int(counts[common])} times and class "
-                 f"{rare} only {int(counts[rare])} ({ratio:.0f}×), and neither the loss nor the sampler is weighted."),
+        message=(
+            f"In {int(total)} observed targets class {common} appears {int(counts[common])} times and class "
+            f"{rare} only {int(counts[rare])} ({ratio:.0f}×), and neither the loss nor the sampler is weighted."
+        ),
         fix="Weight the loss by inverse class frequency or sample with a WeightedRandomSampler.",
         evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
     )
 
 
-@register_check(id="too-few-examples", reasons=(9,), severity="warning", explains=frozenset({"nothing-generalizes"}))
+@register_check(
+    id="too-few-examples",
+    reasons=(9,),
+    severity="warning",
+    explains=frozenset({"nothing-generalizes"}),
+)
 def too_few_examples(ctx: CheckContext) -> None:
     """The dataset has very few examples per class, or per parameter.
 
@@ -119,20 +135,38 @@ def too_few_examples(ctx: CheckContext) -> None:
     if loader is None or not loader.dataset_len:
         ctx.skip("the dataset size is unknown (no DataLoader over a sized dataset fed the steps)")
     n = loader.dataset_len
-    params = sum(_numel(shape) for name, shape in rec.param_shapes.items() if rec.requires_grad.get(name))
+    params = sum(
+        _numel(shape) for name, shape in rec.param_shapes.items() if rec.requires_grad.get(name)
+    )
     subject = ctx.subject
-    classes = subject.task.num_classes if subject is not None and subject.task.kind == "classification" else None
+    classes = (
+        subject.task.num_classes
+        if subject is not None and subject.task.kind == "classification"
+        else None
+    )
     if classes is None:
-        first = next((c for s in rec.steps for c in s.loss_calls if c.fn in ("cross_entropy", "nll_loss")), None)
+        first = next(
+            (c for s in rec.steps for c in s.loss_calls if c.fn in ("cross_entropy", "nll_loss")),
+            None,
+        )
         classes = first.input_shape[1] if first is not None and len(first.input_shape) > 1 else None
     per_class = n / classes if classes else None
-    ctx.note(f"{n} examples" + (f", {per_class:.1f} per class" if per_class else "") + f", {params:,} parameters")
+    ctx.note(
+        f"{n} examples"
+        + (f", {per_class:.1f} per class" if per_class else "")
+        + f", {params:,} parameters"
+    )
     if per_class is not None and per_class < ctx.thresholds.min_examples_per_class:
         ctx.finding(
             title="Very few examples per class",
             message=f"The training set has {n} examples for {classes} classes: {per_class:.1f} per class.",
             fix="Collect more data, augment, or fine-tune a pretrained model instead of training from scratch.",
-            evidence={"examples": n, "classes": classes, "per_class": per_class, "parameters": params},
+            evidence={
+                "examples": n,
+                "classes": classes,
+                "per_class": per_class,
+                "parameters": params,
+            },
         )
     elif params > 1000 * n:
         ctx.finding(
@@ -151,7 +185,9 @@ def _numel(shape: tuple[int, ...]) -> int:
     return out
 
 
-@register_check(id="batch-too-large", reasons=(11,), severity="warning", explains=frozenset({"give-it-time"}))
+@register_check(
+    id="batch-too-large", reasons=(11,), severity="warning", explains=frozenset({"give-it-time"})
+)
 def batch_too_large(ctx: CheckContext) -> None:
     """The batch is so large relative to the dataset that an epoch is a handful of steps.
 

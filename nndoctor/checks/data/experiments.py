@@ -53,11 +53,14 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
     """The experiment batches with every input tensor replaced by noise like it (seeded)."""
+
     def compute() -> list[Any] | None:
         gen = torch.Generator().manual_seed(0)
         noisy = []
         for batch in _batches(lab, t):
-            new = subject.with_inputs(batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen)))
+            new = subject.with_inputs(
+                batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen))
+            )
             if new is None:
                 return None
             noisy.append(new)
@@ -70,7 +73,9 @@ def noise_run(lab: Lab, subject: Subject, t: Any) -> TrainResult:
     """A copy trained on the noise batches (memoised: two checks read it)."""
     noisy = _noise_batches(lab, subject, t)
     assert noisy is not None
-    return lab.memo("data-noise", lambda: lab.train(noisy, t.data_experiment_steps, regularisation=False))
+    return lab.memo(
+        "data-noise", lambda: lab.train(noisy, t.data_experiment_steps, regularisation=False)
+    )
 
 
 @dataclass
@@ -117,8 +122,14 @@ def binomial_tail(n: int, k: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    terms = (math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
-             + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k, n + 1))
+    terms = (
+        math.lgamma(n + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(n - i + 1)
+        + i * math.log(p)
+        + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    )
     return min(1.0, sum(math.exp(x) for x in terms))
 
 
@@ -135,15 +146,22 @@ def cross_fit(lab: Lab, subject: Subject, t: Any) -> CrossFit | None:
         answers: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
         for k in (0, 1):
             model = lab.fresh_model()
-            runs.append(lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model))
+            runs.append(
+                lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+            )
             model.eval()
             answers[1 - k] = []
             with torch.no_grad():
                 for b in halves[1 - k]:
                     scores = subject.class_scores(model, b)
                     target = subject.targets(b)
-                    if (scores is None or not isinstance(target, torch.Tensor) or target.is_floating_point()
-                            or scores.dim() != 2 or target.dim() != 1):
+                    if (
+                        scores is None
+                        or not isinstance(target, torch.Tensor)
+                        or target.is_floating_point()
+                        or scores.dim() != 2
+                        or target.dim() != 1
+                    ):
                         return None
                     conf, pred = scores.float().softmax(1).max(1)
                     answers[1 - k].append((pred.cpu(), conf.cpu(), target.cpu()))
@@ -166,7 +184,10 @@ def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> fl
             real = subject.prediction(model, batch)
         with same_noise(lab.device):
             fake = subject.prediction(model, noisy)
-    if not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor)) or real.shape != fake.shape:
+    if (
+        not (isinstance(real, torch.Tensor) and isinstance(fake, torch.Tensor))
+        or real.shape != fake.shape
+    ):
         return None
     size = float(real.float().norm())
     return float((real.float() - fake.float()).norm()) / size if size > 0 else None
@@ -177,7 +198,10 @@ def _batches(lab: Lab, t: Any) -> list[Any]:
 
 
 def real_run(lab: Lab, t: Any) -> TrainResult:
-    return lab.memo("data-real", lambda: lab.train(_batches(lab, t), t.data_experiment_steps, regularisation=False))
+    return lab.memo(
+        "data-real",
+        lambda: lab.train(_batches(lab, t), t.data_experiment_steps, regularisation=False),
+    )
 
 
 @dataclass
@@ -192,8 +216,11 @@ class HeldOut:
     def beats_prior(self, t: Any) -> bool:
         """The held-out batch is predicted clearly better than by the label prior alone:
         the inputs carry information about the targets, and the model uses it."""
-        return (self.prior is not None and math.isfinite(self.after)
-                and self.after < t.generalisation_margin * self.prior)
+        return (
+            self.prior is not None
+            and math.isfinite(self.after)
+            and self.after < t.generalisation_margin * self.prior
+        )
 
 
 def held_out_run(lab: Lab, t: Any) -> HeldOut | None:
@@ -248,8 +275,21 @@ def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-@register_check(id="model-ignores-input", reasons=(2,), severity="error", kind="experiment", priority=15, symptom=True, explains=frozenset({"labels-not-connected", "nothing-generalizes", "label-noise"}),
-    differential=((35, 'dead or saturated units (dead-relus, saturated-activations)'), (1, 'inputs that are constant or zero'), (23, 'frozen first layers'), (28, 'the initialisation'),))
+@register_check(
+    id="model-ignores-input",
+    reasons=(2,),
+    severity="error",
+    kind="experiment",
+    priority=15,
+    symptom=True,
+    explains=frozenset({"labels-not-connected", "nothing-generalizes", "label-noise"}),
+    differential=(
+        (35, "dead or saturated units (dead-relus, saturated-activations)"),
+        (1, "inputs that are constant or zero"),
+        (23, "frozen first layers"),
+        (28, "the initialisation"),
+    ),
+)
 def model_ignores_input(ctx: CheckContext) -> None:
     """The model trains the same on random noise as on the real inputs.
 
@@ -289,42 +329,68 @@ def model_ignores_input(ctx: CheckContext) -> None:
     if not real.losses or not noise.losses:
         ctx.skip("the training runs failed: " + (real.error or noise.error or "no loss"))
     n = min(len(real.losses), len(noise.losses))
-    gap = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real.losses[:n], noise.losses[:n], strict=True))
-    ctx.note(f"real inputs: loss {real.initial:.4g} → {real.final:.4g}; noise: {noise.initial:.4g} → "
-             f"{noise.final:.4g}; largest relative gap between the curves {gap:.3g}")
-    evidence = {"steps": n, "real_final": real.final, "noise_final": noise.final, "max_relative_gap": gap}
+    gap = max(
+        abs(a - b) / max(abs(a), 1e-12)
+        for a, b in zip(real.losses[:n], noise.losses[:n], strict=True)
+    )
+    ctx.note(
+        f"real inputs: loss {real.initial:.4g} → {real.final:.4g}; noise: {noise.initial:.4g} → "
+        f"{noise.final:.4g}; largest relative gap between the curves {gap:.3g}"
+    )
+    evidence = {
+        "steps": n,
+        "real_final": real.final,
+        "noise_final": noise.final,
+        "max_relative_gap": gap,
+    }
     if gap <= t.random_input_same_rtol:
         ctx.finding(
             title="The model ignores its input",
-            message=(f"Trained on Gaussian noise instead of the real inputs, the loss curve is the same to within "
-                     f"{gap:.2g} (relative) over {n} steps: the output does not depend on the input."),
+            message=(
+                f"Trained on Gaussian noise instead of the real inputs, the loss curve is the same to within "
+                f"{gap:.2g} (relative) over {n} steps: the output does not depend on the input."
+            ),
             fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
             evidence=evidence,
         )
     elif noise.final <= real.final and real.final > 0.5 * real.initial:
         held = held_out_run(lab, t)
         if held is not None and held.beats_prior(t):
-            ctx.note(ctx.detail + f" — but a held-out batch is predicted better than the label prior "
-                     f"({held.after:.4g} against {held.prior:.4g}): the input is used, it is just learned slowly")
+            ctx.note(
+                ctx.detail + f" — but a held-out batch is predicted better than the label prior "
+                f"({held.after:.4g} against {held.prior:.4g}): the input is used, it is just learned slowly"
+            )
             return
         sensitivity = _input_sensitivity(lab, subject, _batches(lab, t)[0], noisy[0])
         if sensitivity is not None and sensitivity > t.input_sensitivity:
             # The model reads its input, so its content, not the model, is what does not help:
             # the pairing of inputs and targets is labels-not-connected's to judge.
-            ctx.note(ctx.detail + f" — but the output moves by {sensitivity:.2g} of its size when the input is "
-                     "noise: the model reads its input (see labels-not-connected)")
+            ctx.note(
+                ctx.detail
+                + f" — but the output moves by {sensitivity:.2g} of its size when the input is "
+                "noise: the model reads its input (see labels-not-connected)"
+            )
             return
         ctx.finding(
             title="The model learns noise as well as the real inputs",
-            message=(f"After {n} steps the loss on noise inputs ({noise.final:.4g}) is as low as on the real inputs "
-                     f"({real.final:.4g}): the model draws no benefit from the input's content so far."),
+            message=(
+                f"After {n} steps the loss on noise inputs ({noise.final:.4g}) is as low as on the real inputs "
+                f"({real.final:.4g}): the model draws no benefit from the input's content so far."
+            ),
             fix="Check that the input reaches the model intact (preprocessing, the right tensor, the right axis).",
             severity="warning",
             evidence=evidence,
         )
 
 
-@register_check(id="labels-not-connected", reasons=(4,), severity="warning", kind="experiment", priority=16, explains=causes.LABEL_SYMPTOMS)
+@register_check(
+    id="labels-not-connected",
+    reasons=(4,),
+    severity="warning",
+    kind="experiment",
+    priority=16,
+    explains=causes.LABEL_SYMPTOMS,
+)
 def labels_not_connected(ctx: CheckContext) -> None:
     """The real input–label pairing is learned no faster than shuffled labels.
 
@@ -375,18 +441,24 @@ def labels_not_connected(ctx: CheckContext) -> None:
         perm = torch.randperm(target.shape[0], generator=gen).to(target.device)
         new = subject.with_targets(batch, target[perm])
         if new is None:
-            ctx.skip("the batch layout does not say where the targets are (give Subject.replace_targets)")
+            ctx.skip(
+                "the batch layout does not say where the targets are (give Subject.replace_targets)"
+            )
         shuffled.append(new)
     if labels and len(set(labels)) > 0.8 * len(labels):
         # One sample per class (surrogate classes, instance discrimination): there is no
         # pairing to learn faster than by heart.
-        ctx.skip(f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart")
+        ctx.skip(
+            f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart"
+        )
     fit = cross_fit(lab, subject, t) if subject.task.kind == "classification" else None
     if fit is not None and fit.total:
         p = fit.better_than_labels_alone()
         if p < t.label_pairing_alpha:
-            ctx.note(f"held-out accuracy {fit.correct}/{fit.total} against {fit.majority_share:.0%} for the most "
-                     f"frequent label (binomial p={p:.2g}): the labels follow the inputs")
+            ctx.note(
+                f"held-out accuracy {fit.correct}/{fit.total} against {fit.majority_share:.0%} for the most "
+                f"frequent label (binomial p={p:.2g}): the labels follow the inputs"
+            )
             return
     real = real_run(lab, t)
     perm_run = lab.train(shuffled, t.data_experiment_steps, regularisation=False)
@@ -400,8 +472,10 @@ def labels_not_connected(ctx: CheckContext) -> None:
     if noisy is not None:
         nulls["noise inputs"] = noise_run(lab, subject, t)
     nulls = {k: v for k, v in nulls.items() if math.isfinite(v.final)}
-    ctx.note(f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; "
-             + "; ".join(f"{k}: {v.initial:.4g} → {v.final:.4g}" for k, v in nulls.items()))
+    ctx.note(
+        f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; "
+        + "; ".join(f"{k}: {v.initial:.4g} → {v.final:.4g}" for k, v in nulls.items())
+    )
     if all(real.final <= (1 - t.shuffled_label_margin) * v.final for v in nulls.values()):
         return
     real_drop = real.initial - real.final
@@ -413,42 +487,66 @@ def labels_not_connected(ctx: CheckContext) -> None:
         return
     held = held_out_run(lab, t)
     if held is not None and held.beats_prior(t):
-        ctx.note(ctx.detail + f" — a held-out batch is predicted better than the label prior ({held.after:.4g} "
-                 f"against {held.prior:.4g}): the labels do follow the inputs")
+        ctx.note(
+            ctx.detail
+            + f" — a held-out batch is predicted better than the label prior ({held.after:.4g} "
+            f"against {held.prior:.4g}): the labels do follow the inputs"
+        )
         return
-    if real.final > (1 - t.learned_fraction) * real.initial and not lab.fits(lab.overfit_user(t), t):
+    if real.final > (1 - t.learned_fraction) * real.initial and not lab.fits(
+        lab.overfit_user(t), t
+    ):
         # A model that cannot even memorise a tiny batch (dead units, a zero rate) learns no
         # pairing at all, and that says nothing about the labels.
-        ctx.note(ctx.detail + " — nothing was learned, and the model cannot fit a tiny batch either: "
-                 "inconclusive (see cannot-overfit-tiny-batch)")
+        ctx.note(
+            ctx.detail + " — nothing was learned, and the model cannot fit a tiny batch either: "
+            "inconclusive (see cannot-overfit-tiny-batch)"
+        )
         return
     if real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial:
         # Both pairings were memorised within the budget: a large model on a few samples
         # learns anything by heart, and the experiment cannot tell structure from noise.
         ctx.note(ctx.detail + " — both memorised, inconclusive")
         return
-    evidence: dict[str, Any] = {"real_final": real.final, "shuffled_final": perm_run.final,
-                                "steps": t.data_experiment_steps}
+    evidence: dict[str, Any] = {
+        "real_final": real.final,
+        "shuffled_final": perm_run.final,
+        "steps": t.data_experiment_steps,
+    }
     held_out = ""
     if fit is not None and fit.total:
-        evidence.update(held_out_correct=fit.correct, held_out_samples=fit.total,
-                        majority_share=fit.majority_share, binomial_p=fit.better_than_labels_alone())
-        held_out = (f" Copies that never saw them get {fit.correct} of {fit.total} held-out labels right, no better "
-                    f"than always answering the most frequent label ({fit.majority_share:.0%}).")
+        evidence.update(
+            held_out_correct=fit.correct,
+            held_out_samples=fit.total,
+            majority_share=fit.majority_share,
+            binomial_p=fit.better_than_labels_alone(),
+        )
+        held_out = (
+            f" Copies that never saw them get {fit.correct} of {fit.total} held-out labels right, no better "
+            f"than always answering the most frequent label ({fit.majority_share:.0%})."
+        )
     if "noise inputs" in nulls:
         evidence["noise_inputs_final"] = nulls["noise inputs"].final
     ctx.finding(
         title="Real labels are learned no faster than shuffled ones",
-        message=(f"After {t.data_experiment_steps} steps on the same batches the loss with the real labels is "
-                 f"{real.final:.4g}, with labels permuted against the inputs {perm_run.final:.4g}"
-                 + (f" and with noise for inputs {nulls['noise inputs'].final:.4g}" if "noise inputs" in nulls else "")
-                 + f": the pairing of inputs and labels carries no learnable structure.{held_out}"),
+        message=(
+            f"After {t.data_experiment_steps} steps on the same batches the loss with the real labels is "
+            f"{real.final:.4g}, with labels permuted against the inputs {perm_run.final:.4g}"
+            + (
+                f" and with noise for inputs {nulls['noise inputs'].final:.4g}"
+                if "noise inputs" in nulls
+                else ""
+            )
+            + f": the pairing of inputs and labels carries no learnable structure.{held_out}"
+        ),
         fix="Check that inputs and labels are shuffled, sorted and filtered together.",
         evidence=evidence,
     )
 
 
-@register_check(id="nothing-generalizes", reasons=(5,), severity="info", kind="experiment", priority=24)
+@register_check(
+    id="nothing-generalizes", reasons=(5,), severity="info", kind="experiment", priority=24
+)
 def nothing_generalizes(ctx: CheckContext) -> None:
     """A few batches are memorised, but a held-out batch stays at its initial loss.
 
@@ -480,20 +578,31 @@ def nothing_generalizes(ctx: CheckContext) -> None:
     if held is None:
         ctx.skip("fewer than four batches were captured")
     run, before, after = held.run, held.before, held.after
-    ctx.note(f"training batches: {run.initial:.4g} → {run.final:.4g}; held-out batch: {before:.4g} → {after:.4g}")
+    ctx.note(
+        f"training batches: {run.initial:.4g} → {run.final:.4g}; held-out batch: {before:.4g} → {after:.4g}"
+    )
     if not (math.isfinite(before) and math.isfinite(after) and math.isfinite(run.final)):
         return
     if run.final <= 0.5 * run.initial and after >= 0.98 * before:
         ctx.finding(
             title="Training batches are fit, a held-out batch is not",
-            message=(f"On three batches the loss fell from {run.initial:.4g} to {run.final:.4g}, while on a held-out "
-                     f"batch it went from {before:.4g} to {after:.4g}: nothing learned so far carries over."),
+            message=(
+                f"On three batches the loss fell from {run.initial:.4g} to {run.final:.4g}, while on a held-out "
+                f"batch it went from {before:.4g} to {after:.4g}: nothing learned so far carries over."
+            ),
             fix="Inspect labels against inputs by eye, and try more data or a simpler task before more tuning.",
             evidence={"train_final": run.final, "held_out_before": before, "held_out_after": after},
         )
 
 
-@register_check(id="label-noise", reasons=(6,), severity="warning", kind="experiment", priority=23, explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}))
+@register_check(
+    id="label-noise",
+    reasons=(6,),
+    severity="warning",
+    kind="experiment",
+    priority=23,
+    explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}),
+)
 def label_noise(ctx: CheckContext) -> None:
     """Many samples are confidently predicted as another class by a model that never saw them.
 
@@ -532,23 +641,31 @@ def label_noise(ctx: CheckContext) -> None:
     t = ctx.thresholds
     fit = cross_fit(lab, subject, t)
     if fit is None:
-        ctx.skip("fewer than four batches were captured, or the subject gives no per-sample class scores")
+        ctx.skip(
+            "fewer than four batches were captured, or the subject gives no per-sample class scores"
+        )
     for run in fit.runs:
         peak = max((x for x in run.losses if math.isfinite(x)), default=math.nan)
         if run.diverged or not peak <= t.label_noise_unstable_rise * run.initial:
             # An unstable copy (a far too high rate) is confidently wrong about clean labels too.
-            ctx.skip(f"the copy trained with the user's optimiser is unstable (loss {run.initial:.4g} rose to "
-                     f"{peak:.4g}): its confident mistakes say nothing about the labels (see loss-diverging, "
-                     "learning-rate-out-of-range)")
-    wrong = (fit.predicted != fit.labels) & (fit.confidence > t.label_noise_confidence) & fit.labelled
+            ctx.skip(
+                f"the copy trained with the user's optimiser is unstable (loss {run.initial:.4g} rose to "
+                f"{peak:.4g}): its confident mistakes say nothing about the labels (see loss-diverging, "
+                "learning-rate-out-of-range)"
+            )
+    wrong = (
+        (fit.predicted != fit.labels) & (fit.confidence > t.label_noise_confidence) & fit.labelled
+    )
     confident_wrong, total, correct = int(wrong.sum()), fit.total, fit.correct
     flagged = [int(i) for i in wrong.nonzero().flatten()]
     share = confident_wrong / max(total, 1)
     accuracy = correct / max(total, 1)
     unflagged = total - confident_wrong
     clean_accuracy = correct / unflagged if unflagged else 0.0
-    ctx.note(f"held-out accuracy {accuracy:.3f} ({clean_accuracy:.3f} on the samples not contradicted); "
-             f"{confident_wrong} of {total} samples confidently contradict their labels")
+    ctx.note(
+        f"held-out accuracy {accuracy:.3f} ({clean_accuracy:.3f} on the samples not contradicted); "
+        f"{confident_wrong} of {total} samples confidently contradict their labels"
+    )
     if share < t.label_noise_fraction or accuracy < 0.5:
         return
     # A copy trained on a few batches is weak and over-confident: most of its own mistakes
@@ -557,15 +674,22 @@ def label_noise(ctx: CheckContext) -> None:
     strong = clean_accuracy >= t.label_noise_clean_accuracy
     ctx.finding(
         title="Many labels look wrong" if strong else "Some labels may be wrong: worth a look",
-        message=(f"{confident_wrong} of {total} samples ({share:.0%}) are predicted as another class with "
-                 f"probability above {t.label_noise_confidence} by a copy that never saw them, while it gets "
-                 f"{clean_accuracy:.0%} of the other samples right"
-                 + (": a large share of labels may be noise." if strong else
-                    f" (below {t.label_noise_clean_accuracy:.0%}: the copy's own mistakes could explain them).")),
+        message=(
+            f"{confident_wrong} of {total} samples ({share:.0%}) are predicted as another class with "
+            f"probability above {t.label_noise_confidence} by a copy that never saw them, while it gets "
+            f"{clean_accuracy:.0%} of the other samples right"
+            + (
+                ": a large share of labels may be noise."
+                if strong
+                else f" (below {t.label_noise_clean_accuracy:.0%}: the copy's own mistakes could explain them)."
+            )
+        ),
         fix="Inspect the flagged samples and relabel or drop them; consider label smoothing.",
         severity=None if strong else "info",
-        evidence={"share": share, "held_out_accuracy": accuracy, "accuracy_not_contradicted": clean_accuracy,
-                  "flagged_samples": flagged[:20]},
+        evidence={
+            "share": share,
+            "held_out_accuracy": accuracy,
+            "accuracy_not_contradicted": clean_accuracy,
+            "flagged_samples": flagged[:20],
+        },
     )
-
-

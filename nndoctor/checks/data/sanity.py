@@ -95,7 +95,9 @@ def _fmt(x: float) -> str:
 # -- checks ---------------------------------------------------------------------------
 
 
-@register_check(id="input-not-finite", reasons=(1, 37), severity="error", explains=causes.ALL_SYMPTOMS)
+@register_check(
+    id="input-not-finite", reasons=(1, 37), severity="error", explains=causes.ALL_SYMPTOMS
+)
 def input_not_finite(ctx: CheckContext) -> None:
     """The model input contains NaN or infinite values.
 
@@ -314,7 +316,12 @@ def batch_repeated(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="input-uint8-range", reasons=(1,), severity="warning", explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS)
+@register_check(
+    id="input-uint8-range",
+    reasons=(1,),
+    severity="warning",
+    explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS,
+)
 def input_uint8_range(ctx: CheckContext) -> None:
     """Inputs are raw 0..255 integers where 0..1 or standardised values are expected.
 
@@ -386,7 +393,9 @@ def input_uint8_range(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="input-channels-last", reasons=(1,), severity="error", explains=causes.ALL_SYMPTOMS)
+@register_check(
+    id="input-channels-last", reasons=(1,), severity="error", explains=causes.ALL_SYMPTOMS
+)
 def input_channels_last(ctx: CheckContext) -> None:
     """Images arrive channels-last (NHWC) at a conv net that reads axis 1 as channels.
 

@@ -146,7 +146,12 @@ def longest_run(mixes: list[_Mix]) -> tuple[int, int, int]:
 # -- checks ---------------------------------------------------------------------------
 
 
-@register_check(id="targets-sorted", reasons=(7,), severity="warning", explains=causes.ORDER_SYMPTOMS | causes.LABEL_SYMPTOMS)
+@register_check(
+    id="targets-sorted",
+    reasons=(7,),
+    severity="warning",
+    explains=causes.ORDER_SYMPTOMS | causes.LABEL_SYMPTOMS,
+)
 def targets_sorted(ctx: CheckContext) -> None:
     """Targets arrive sorted, or in long runs of one class across steps.
 
@@ -299,7 +304,12 @@ def _regression_order(ctx: CheckContext, steps: list[StepRecord]) -> None:
     )
 
 
-@register_check(id="single-label-batches", reasons=(10,), severity="warning", explains=frozenset({"loss-accuracy-disagree", "label-noise"}))
+@register_check(
+    id="single-label-batches",
+    reasons=(10,),
+    severity="warning",
+    explains=frozenset({"loss-accuracy-disagree", "label-noise"}),
+)
 def single_label_batches(ctx: CheckContext) -> None:
     """Batches whose targets are all one class.
 
@@ -393,7 +403,12 @@ def single_label_batches(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="loader-not-shuffled", reasons=(7,), severity="warning", explains=causes.ORDER_SYMPTOMS | causes.LABEL_SYMPTOMS)
+@register_check(
+    id="loader-not-shuffled",
+    reasons=(7,),
+    severity="warning",
+    explains=causes.ORDER_SYMPTOMS | causes.LABEL_SYMPTOMS,
+)
 def loader_not_shuffled(ctx: CheckContext) -> None:
     """A training DataLoader iterates its data set in a fixed order (shuffle off).
 

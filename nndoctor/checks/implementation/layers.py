@@ -34,7 +34,15 @@ def _definition(m: nn.Module) -> tuple[str | None, int | None]:
         return None, None
 
 
-@register_check(id="custom-layer-gradient", reasons=(22, 26), severity="error", kind="experiment", quick=True, priority=12, explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="custom-layer-gradient",
+    reasons=(22, 26),
+    severity="error",
+    kind="experiment",
+    quick=True,
+    priority=12,
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def custom_layer_gradient(ctx: CheckContext) -> None:
     """A user-written layer's backward does not match its forward (float64 gradient check).
 
@@ -102,7 +110,11 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
             failures[name] = result
     ctx.note(f"{checked} user-defined module class(es) gradient-checked in float64")
     # Report the innermost failures: a parent fails whenever a child does.
-    innermost = [n for n in failures if not any(o != n and o.startswith(n + ".") or (n == "" and o) for o in failures)]
+    innermost = [
+        n
+        for n in failures
+        if not any(o != n and o.startswith(n + ".") or (n == "" and o) for o in failures)
+    ]
     for name in innermost:
         r = failures[name]
         module = model.get_submodule(name)
@@ -120,7 +132,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
                 "backward; verify with torch.autograd.gradcheck on float64 inputs."
             ),
             where=Where(module=name, file=file, line=line),
-            evidence={k: r[k] for k in ("analytic", "numeric", "rel_error", "directions", "failed_directions")},
+            evidence={
+                k: r[k]
+                for k in ("analytic", "numeric", "rel_error", "directions", "failed_directions")
+            },
         )
 
 
@@ -131,7 +146,10 @@ def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
     if first is None:
         return args
     size = first.shape[0]
-    return tuple(a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a for a in args)
+    return tuple(
+        a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a
+        for a in args
+    )
 
 
 def _to_double(obj: Any) -> Any:
@@ -161,10 +179,14 @@ def _float_leaves(obj: Any, out: list[torch.Tensor]) -> Any:
     return obj
 
 
-def _output_sum(out: Any, weights: list[torch.Tensor] | None, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _output_sum(
+    out: Any, weights: list[torch.Tensor] | None, generator: torch.Generator
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     tensors = [t for t in _flat(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if weights is None:
-        weights = [torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in tensors]
+        weights = [
+            torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in tensors
+        ]
     total = sum((t * w).sum() for t, w in zip(tensors, weights, strict=True))
     return total, weights  # type: ignore[return-value]
 
@@ -210,11 +232,19 @@ def _directional_check(
         return None
     eps = t.gradcheck_eps
     failed = 0
-    worst: dict[str, Any] = {"ok": True, "analytic": 0.0, "numeric": 0.0, "rel_error": 0.0,
-                             "directions": _GRADCHECK_DIRECTIONS}
+    worst: dict[str, Any] = {
+        "ok": True,
+        "analytic": 0.0,
+        "numeric": 0.0,
+        "rel_error": 0.0,
+        "directions": _GRADCHECK_DIRECTIONS,
+    }
     with torch.no_grad():
         for _ in range(_GRADCHECK_DIRECTIONS):
-            dirs = [torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device) for v in variables]
+            dirs = [
+                torch.randn(v.shape, generator=generator, dtype=v.dtype).to(v.device)
+                for v in variables
+            ]
             analytic = sum(
                 float((g * d).sum()) for g, d in zip(grads, dirs, strict=True) if g is not None
             )
@@ -223,8 +253,9 @@ def _directional_check(
             # step (fewer units sit that close to their kink); a wrong backward's does not.
             # So a direction fails only when it disagrees at every step size.
             for step in (eps, eps * _KINK_RETRY_FACTOR):
-                numeric = _central_difference(f, args, kwargs, params, leaves, p_leaves, dirs, step,
-                                              weights, generator)
+                numeric = _central_difference(
+                    f, args, kwargs, params, leaves, p_leaves, dirs, step, weights, generator
+                )
                 if numeric is None:
                     return None
                 if abs(analytic - numeric) <= t.gradcheck_atol + t.gradcheck_rtol * abs(numeric):
@@ -235,8 +266,13 @@ def _directional_check(
             if err > t.gradcheck_atol + t.gradcheck_rtol * abs(numeric):
                 failed += 1
                 if rel > worst["rel_error"]:
-                    worst = {"ok": False, "analytic": analytic, "numeric": numeric, "rel_error": rel,
-                             "directions": _GRADCHECK_DIRECTIONS}
+                    worst = {
+                        "ok": False,
+                        "analytic": analytic,
+                        "numeric": numeric,
+                        "rel_error": rel,
+                        "directions": _GRADCHECK_DIRECTIONS,
+                    }
     # A wrong backward fails along every direction; a ReLU or max-pool kink crossed by the
     # finite difference fails along one now and then. Only the first is a finding.
     worst["ok"] = failed < _GRADCHECK_DIRECTIONS
@@ -248,10 +284,18 @@ JITTER = 1e-3  # relative to each input's own scale
 _KINK_RETRY_FACTOR = 1e-2  # a disagreeing direction is retried with a step this much smaller
 
 
-def _central_difference(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor],
-                        leaves: list[torch.Tensor], p_leaves: dict[str, torch.Tensor],
-                        dirs: list[torch.Tensor], eps: float, weights: list[torch.Tensor],
-                        generator: torch.Generator) -> float | None:
+def _central_difference(
+    f: Any,
+    args: Any,
+    kwargs: Any,
+    params: dict[str, torch.Tensor],
+    leaves: list[torch.Tensor],
+    p_leaves: dict[str, torch.Tensor],
+    dirs: list[torch.Tensor],
+    eps: float,
+    weights: list[torch.Tensor],
+    generator: torch.Generator,
+) -> float | None:
     plus = _shifted(f, args, kwargs, params, leaves, p_leaves, dirs, eps)
     minus = _shifted(f, args, kwargs, params, leaves, p_leaves, dirs, -eps)
     if plus is None or minus is None:
@@ -274,10 +318,20 @@ def _jitter(obj: Any, generator: torch.Generator) -> Any:
     return obj
 
 
-def _shifted(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor], leaves: list[torch.Tensor],
-             p_leaves: dict[str, torch.Tensor], dirs: list[torch.Tensor], eps: float) -> Any:
+def _shifted(
+    f: Any,
+    args: Any,
+    kwargs: Any,
+    params: dict[str, torch.Tensor],
+    leaves: list[torch.Tensor],
+    p_leaves: dict[str, torch.Tensor],
+    dirs: list[torch.Tensor],
+    eps: float,
+) -> Any:
     n_in = len(leaves)
-    shifted_inputs = iter([leaf.detach() + eps * d for leaf, d in zip(leaves, dirs[:n_in], strict=True)])
+    shifted_inputs = iter(
+        [leaf.detach() + eps * d for leaf, d in zip(leaves, dirs[:n_in], strict=True)]
+    )
 
     def replace(obj: Any) -> Any:
         if isinstance(obj, torch.Tensor) and obj.is_floating_point():
@@ -299,7 +353,15 @@ def _shifted(f: Any, args: Any, kwargs: Any, params: dict[str, torch.Tensor], le
         return None
 
 
-@register_check(id="batch-dependence", reasons=(25,), severity="error", kind="experiment", quick=True, priority=13, explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS)
+@register_check(
+    id="batch-dependence",
+    reasons=(25,),
+    severity="error",
+    kind="experiment",
+    quick=True,
+    priority=13,
+    explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS,
+)
 def batch_dependence(ctx: CheckContext) -> None:
     """One sample's output depends on other samples in the batch.
 
@@ -335,7 +397,9 @@ def batch_dependence(ctx: CheckContext) -> None:
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
     if len(leading_sizes(calls[0])) > 1:
-        ctx.skip("the model's input tensors disagree on their first axis, so no axis is known to be the batch's")
+        ctx.skip(
+            "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
+        )
     args = _slice(calls[0], 4)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
     if first is None or first.shape[0] < 2:
@@ -363,23 +427,30 @@ def batch_dependence(ctx: CheckContext) -> None:
                     if delta > worst[0]:
                         worst = (delta, i, j)
     mixes = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    ctx.note(f"{n} samples, each changed in turn; largest relative change of another sample's output "
-             f"{worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else ""))
+    ctx.note(
+        f"{n} samples, each changed in turn; largest relative change of another sample's output "
+        f"{worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
+    )
     if worst[0] <= ctx.thresholds.batch_dependence_rtol:
         return
     delta, i, j = worst
     ctx.finding(
         title="Samples in a batch influence each other's outputs",
-        message=(f"Changing sample {j} of a batch of {n} changed the output of sample {i} by {delta:.3g} "
-                 "(relative), with the model in eval mode: a reshape, view or reduction mixes the batch axis."),
+        message=(
+            f"Changing sample {j} of a batch of {n} changed the output of sample {i} by {delta:.3g} "
+            "(relative), with the model in eval mode: a reshape, view or reduction mixes the batch axis."
+        ),
         fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
         evidence={"changed_sample": j, "affected_sample": i, "relative_change": delta, "batch": n},
     )
 
 
 def _batch_outputs(out: Any, n: int) -> list[torch.Tensor]:
-    return [t for t in _flat(out) if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == n
-            and t.is_floating_point()]
+    return [
+        t
+        for t in _flat(out)
+        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == n and t.is_floating_point()
+    ]
 
 
 def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
@@ -398,7 +469,9 @@ def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
     return tuple(out)
 
 
-@register_check(id="width-one-bottleneck", reasons=(24,), severity="warning", explains=causes.FIT_SYMPTOMS)
+@register_check(
+    id="width-one-bottleneck", reasons=(24,), severity="warning", explains=causes.FIT_SYMPTOMS
+)
 def width_one_bottleneck(ctx: CheckContext) -> None:
     """A hidden layer one unit (or one channel) wide throttles the whole network.
 
@@ -435,8 +508,10 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
     for name in narrow:
         ctx.finding(
             title="A hidden layer of width one",
-            message=(f"{rec.module_types[name]} {name} has a single output unit but is not the last layer: "
-                     "every sample is squeezed into one number there."),
+            message=(
+                f"{rec.module_types[name]} {name} has a single output unit but is not the last layer: "
+                "every sample is squeezed into one number there."
+            ),
             fix="Widen the layer (its output size is probably a typo).",
             where=Where(module=name),
             evidence={"weight_shape": list(rec.param_shapes[f"{name}.weight"])},

@@ -46,8 +46,18 @@ def chance_loss(call: LossCall) -> tuple[float, str] | None:
     return value, how
 
 
-@register_check(id="loss-not-at-chance", reasons=(17,), severity="warning", symptom=True,
-    differential=((19, 'what the loss is fed: logits, probabilities or log-probabilities'), (28, "the scale of the last layer's weights and bias at initialisation"), (8, 'a class prior in the targets (class-imbalance)'), (12, 'the scale of the inputs'),))
+@register_check(
+    id="loss-not-at-chance",
+    reasons=(17,),
+    severity="warning",
+    symptom=True,
+    differential=(
+        (19, "what the loss is fed: logits, probabilities or log-probabilities"),
+        (28, "the scale of the last layer's weights and bias at initialisation"),
+        (8, "a class prior in the targets (class-imbalance)"),
+        (12, "the scale of the inputs"),
+    ),
+)
 def loss_not_at_chance(ctx: CheckContext) -> None:
     """The loss at initialisation is far from the chance level of the task.
 
@@ -103,7 +113,9 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     ctx.note(f"initial loss {initial:.4g} vs chance {value:.4g} ({how})")
     if initial <= value * t.chance_ratio_warning + t.chance_abs_margin:
         return
-    severity = "error" if initial > value * t.chance_ratio_error + t.chance_abs_margin else "warning"
+    severity = (
+        "error" if initial > value * t.chance_ratio_error + t.chance_abs_margin else "warning"
+    )
     ctx.finding(
         title="The loss at initialisation is far above chance",
         message=(
@@ -121,7 +133,12 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     )
 
 
-@register_check(id="loss-input-mismatch", reasons=(19,), severity="error", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="loss-input-mismatch",
+    reasons=(19,),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def loss_input_mismatch(ctx: CheckContext) -> None:
     """The loss receives the wrong kind of input: probabilities, logits or shapes it does not expect.
 
@@ -173,9 +190,21 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
             continue
         rowsum = max(s["rowsum_dev"] for s in stats)
         lse = max(s["logsumexp_dev"] for s in stats)
-        evidence = {"loss": fn, "input_min": lo, "input_max": hi, "max_rowsum_minus_1": rowsum,
-                    "max_abs_logsumexp": lse, "input_shape": list(c0.input_shape)}
-        if fn == "cross_entropy" and lo >= 0 and hi <= 1 and rowsum < tol and len(c0.input_shape) >= 2:
+        evidence = {
+            "loss": fn,
+            "input_min": lo,
+            "input_max": hi,
+            "max_rowsum_minus_1": rowsum,
+            "max_abs_logsumexp": lse,
+            "input_shape": list(c0.input_shape),
+        }
+        if (
+            fn == "cross_entropy"
+            and lo >= 0
+            and hi <= 1
+            and rowsum < tol
+            and len(c0.input_shape) >= 2
+        ):
             ctx.finding(
                 title="Softmax applied before CrossEntropyLoss",
                 message=(
@@ -234,12 +263,20 @@ def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> N
         fix="Make the shapes equal: `out.squeeze(-1)` or `target.view_as(out)` before the loss.",
         reasons=(19, 25),
         where=where,
-        evidence={"input_shape": list(call.input_shape), "target_shape": list(call.target_shape),
-                  "broadcast_shape": list(broadcast)},
+        evidence={
+            "input_shape": list(call.input_shape),
+            "target_shape": list(call.target_shape),
+            "broadcast_shape": list(broadcast),
+        },
     )
 
 
-@register_check(id="loss-mismatches-task", reasons=(18,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="loss-mismatches-task",
+    reasons=(18,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def loss_mismatches_task(ctx: CheckContext) -> None:
     """The loss function does not fit the task its targets describe.
 
@@ -275,44 +312,74 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
     t = call.target
     where = Where(step=step.step, file=call.file, line=call.line)
     ctx.note(f"{call.fn} on targets of shape {call.target_shape} checked against the task")
-    if call.fn in ("cross_entropy", "nll_loss") and len(call.input_shape) >= 2 and call.input_shape[1] == 1:
+    if (
+        call.fn in ("cross_entropy", "nll_loss")
+        and len(call.input_shape) >= 2
+        and call.input_shape[1] == 1
+    ):
         ctx.finding(
             title="Cross-entropy over a single class is always zero",
-            message=(f"{call.fn} receives outputs of shape {call.input_shape}: with one class the softmax is "
-                     "always 1 and the loss is identically 0, so nothing is learned."),
+            message=(
+                f"{call.fn} receives outputs of shape {call.input_shape}: with one class the softmax is "
+                "always 1 and the loss is identically 0, so nothing is learned."
+            ),
             fix="For a binary task use one logit with BCEWithLogitsLoss, or two logits with CrossEntropyLoss.",
-            severity="error", where=where,
+            severity="error",
+            where=where,
             evidence={"loss": call.fn, "input_shape": list(call.input_shape)},
         )
         return
     if t is None:
         return
     max_classes = ctx.thresholds.regression_on_classes_max
-    if (call.fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss") and t.integral
-            and t.min >= 0 and 2 <= t.max <= max_classes and math.prod(call.input_shape[1:] or (1,)) == 1):
+    if (
+        call.fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
+        and t.integral
+        and t.min >= 0
+        and 2 <= t.max <= max_classes
+        and math.prod(call.input_shape[1:] or (1,)) == 1
+    ):
         ctx.finding(
             title="A regression loss on what look like class indices",
-            message=(f"{call.fn} is applied to integer targets in [{t.min:.0f}, {t.max:.0f}] with one output per "
-                     "sample: if these are classes, the loss treats them as ordered numbers."),
+            message=(
+                f"{call.fn} is applied to integer targets in [{t.min:.0f}, {t.max:.0f}] with one output per "
+                "sample: if these are classes, the loss treats them as ordered numbers."
+            ),
             fix="If the targets are classes, output one logit per class and use CrossEntropyLoss.",
             where=where,
             evidence={"loss": call.fn, "target_min": t.min, "target_max": t.max},
         )
-    if (call.fn in _BINARY and len(call.input_shape) == 2 and call.input_shape[1] > 2
-            and call.target_shape == call.input_shape and t.integral and t.min >= 0 and t.max <= 1
-            and abs(t.mean - 1 / call.input_shape[1]) < 1e-6):
+    if (
+        call.fn in _BINARY
+        and len(call.input_shape) == 2
+        and call.input_shape[1] > 2
+        and call.target_shape == call.input_shape
+        and t.integral
+        and t.min >= 0
+        and t.max <= 1
+        and abs(t.mean - 1 / call.input_shape[1]) < 1e-6
+    ):
         c = call.input_shape[1]
         ctx.finding(
             title="Binary cross-entropy on single-label multi-class targets",
-            message=(f"{call.fn} receives one-hot targets over {c} classes (exactly one positive per sample): "
-                     "the classes are exclusive, but the loss treats them as independent."),
+            message=(
+                f"{call.fn} receives one-hot targets over {c} classes (exactly one positive per sample): "
+                "the classes are exclusive, but the loss treats them as independent."
+            ),
             fix="Use CrossEntropyLoss on the logits with class-index targets (`y.argmax(1)`).",
             where=where,
             evidence={"loss": call.fn, "classes": c, "target_mean": t.mean},
         )
 
 
-@register_check(id="loss-term-dominates", reasons=(20,), severity="warning", kind="experiment", priority=14, explains=causes.FIT_SYMPTOMS)
+@register_check(
+    id="loss-term-dominates",
+    reasons=(20,),
+    severity="warning",
+    kind="experiment",
+    priority=14,
+    explains=causes.FIT_SYMPTOMS,
+)
 def loss_term_dominates(ctx: CheckContext) -> None:
     """One term of a multi-term loss dominates the gradient by orders of magnitude.
 
@@ -344,7 +411,9 @@ def loss_term_dominates(ctx: CheckContext) -> None:
     lab = ctx.services
     multi = [s for s in ctx.recording.steps if len(s.loss_calls) >= 2]
     if not multi:
-        ctx.skip("fewer than two recognised loss terms per step (terms in plain torch are not separated)")
+        ctx.skip(
+            "fewer than two recognised loss terms per step (terms in plain torch are not separated)"
+        )
     if lab is None or not (lab.available or lab.script is not None):
         ctx.skip("no copy of the training step can be run")
     if lab.available:
@@ -368,9 +437,11 @@ def loss_term_dominates(ctx: CheckContext) -> None:
     small = rows[norms.index(low)]
     ctx.finding(
         title="One loss term dominates the gradient",
-        message=(f"The {big['term']} term contributes a gradient of norm {big['grad_norm']:.3g}, "
-                 f"{ratio:.3g}× that of {small['term']} ({small['grad_norm']:.3g}): the smaller term is "
-                 "effectively ignored by the optimiser."),
+        message=(
+            f"The {big['term']} term contributes a gradient of norm {big['grad_norm']:.3g}, "
+            f"{ratio:.3g}× that of {small['term']} ({small['grad_norm']:.3g}): the smaller term is "
+            "effectively ignored by the optimiser."
+        ),
         fix="Rescale the terms (weights or normalised targets) so their gradient norms are comparable at the start.",
         evidence={"terms": rows, "ratio": ratio},
     )

@@ -11,7 +11,14 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import take_samples
 
 
-@register_check(id="simpler-task-trains", reasons=(16,), severity="warning", kind="experiment", priority=20, explains=frozenset({"cannot-overfit-tiny-batch", "loss-accuracy-disagree"}))
+@register_check(
+    id="simpler-task-trains",
+    reasons=(16,),
+    severity="warning",
+    kind="experiment",
+    priority=20,
+    explains=frozenset({"cannot-overfit-tiny-batch", "loss-accuracy-disagree"}),
+)
 def simpler_task_trains(ctx: CheckContext) -> None:
     """The full task cannot be fit, but a simpler version of it can.
 
@@ -40,7 +47,10 @@ def simpler_task_trains(ctx: CheckContext) -> None:
     """
     lab: Lab = ctx.services
     if lab is None or not lab.available:
-        ctx.skip((lab.unavailable_reason if lab else "no subject") + "; a simpler task needs an in-process replay")
+        ctx.skip(
+            (lab.unavailable_reason if lab else "no subject")
+            + "; a simpler task needs an in-process replay"
+        )
     subject = lab.subject
     assert subject is not None
     if subject.task.kind != "classification" or (subject.task.num_classes or 0) < 3:
@@ -54,18 +64,26 @@ def simpler_task_trains(ctx: CheckContext) -> None:
     if batch is None:
         ctx.skip("the observed batches hold fewer than two classes with enough samples")
     simple = lab.train([batch], t.overfit_steps, regularisation=False)
-    ctx.note(f"full task: {full.initial:.4g} → {full.final:.4g}; classes {classes}: "
-             f"{simple.initial:.4g} → {simple.final:.4g}")
+    ctx.note(
+        f"full task: {full.initial:.4g} → {full.final:.4g}; classes {classes}: "
+        f"{simple.initial:.4g} → {simple.final:.4g}"
+    )
     if not lab.fits(simple, t):
         return
     ctx.finding(
         title="Only a simpler version of the task can be fit",
-        message=(f"A tiny batch of the full task goes from {full.initial:.4g} to {full.final:.4g}, but restricted "
-                 f"to classes {classes} it falls to {simple.final:.4g}: the training machinery works, the full "
-                 "problem does not fit this setup."),
+        message=(
+            f"A tiny batch of the full task goes from {full.initial:.4g} to {full.final:.4g}, but restricted "
+            f"to classes {classes} it falls to {simple.final:.4g}: the training machinery works, the full "
+            "problem does not fit this setup."
+        ),
         fix="Increase capacity (reason 24) and inspect the classes the model fails on; add classes back gradually.",
         reasons=(16, 24),
-        evidence={"full_final_loss": full.final, "simple_final_loss": simple.final, "classes": classes},
+        evidence={
+            "full_final_loss": full.final,
+            "simple_final_loss": simple.final,
+            "classes": classes,
+        },
     )
 
 
@@ -85,8 +103,18 @@ def _two_class_batch(lab: Lab, size: int) -> tuple[Any, list[int]]:
     return None, []
 
 
-@register_check(id="loss-accuracy-disagree", reasons=(21,), severity="warning", symptom=True,
-    differential=((21, 'how the metric is computed (argmax axis, targets)'), (8, 'a dominant class the loss can learn alone'), (19, 'the loss input'), (26, 'gradients accumulated without zero_grad'),))
+@register_check(
+    id="loss-accuracy-disagree",
+    reasons=(21,),
+    severity="warning",
+    symptom=True,
+    differential=(
+        (21, "how the metric is computed (argmax axis, targets)"),
+        (8, "a dominant class the loss can learn alone"),
+        (19, "the loss input"),
+        (26, "gradients accumulated without zero_grad"),
+    ),
+)
 def loss_accuracy_disagree(ctx: CheckContext) -> None:
     """The loss falls while the accuracy does not move (or the other way round).
 
@@ -115,7 +143,9 @@ def loss_accuracy_disagree(ctx: CheckContext) -> None:
 
             out = model(x)
     """
-    steps = [s for s in ctx.recording.steps if s.loss_calls and math.isfinite(s.loss_calls[0].accuracy)]
+    steps = [
+        s for s in ctx.recording.steps if s.loss_calls and math.isfinite(s.loss_calls[0].accuracy)
+    ]
     if len(steps) < 9:
         ctx.skip("fewer than nine steps with a classification loss (no accuracy to compare)")
     # The start is short (the loss moves fastest there), the end a third of the steps.
@@ -126,23 +156,38 @@ def loss_accuracy_disagree(ctx: CheckContext) -> None:
     acc0 = sum(s.loss_calls[0].accuracy for s in steps[:h]) / h
     acc1 = sum(s.loss_calls[0].accuracy for s in steps[-k:]) / k
     t = ctx.thresholds
-    ctx.note(f"loss {loss0:.4g} → {loss1:.4g}, accuracy {acc0:.3f} → {acc1:.3f} over {len(steps)} steps")
-    evidence = {"loss_start": loss0, "loss_end": loss1, "accuracy_start": acc0, "accuracy_end": acc1}
-    if loss0 > 0 and loss1 <= (1 - t.metric_loss_drop) * loss0 and acc1 - acc0 < t.metric_accuracy_gain_min \
-            and acc1 < t.metric_accuracy_ceiling:
+    ctx.note(
+        f"loss {loss0:.4g} → {loss1:.4g}, accuracy {acc0:.3f} → {acc1:.3f} over {len(steps)} steps"
+    )
+    evidence = {
+        "loss_start": loss0,
+        "loss_end": loss1,
+        "accuracy_start": acc0,
+        "accuracy_end": acc1,
+    }
+    if (
+        loss0 > 0
+        and loss1 <= (1 - t.metric_loss_drop) * loss0
+        and acc1 - acc0 < t.metric_accuracy_gain_min
+        and acc1 < t.metric_accuracy_ceiling
+    ):
         ctx.finding(
             title="The loss falls but the accuracy does not",
-            message=(f"Over the observed steps the loss fell from {loss0:.4g} to {loss1:.4g} while the batch "
-                     f"accuracy stayed at {acc0:.3f} → {acc1:.3f}: the model gets more confident without "
-                     "getting more right."),
+            message=(
+                f"Over the observed steps the loss fell from {loss0:.4g} to {loss1:.4g} while the batch "
+                f"accuracy stayed at {acc0:.3f} → {acc1:.3f}: the model gets more confident without "
+                "getting more right."
+            ),
             fix="Check that the input reaches the model and that targets line up with inputs (reasons 2, 4).",
             evidence=evidence,
         )
     elif acc1 - acc0 > 0.2 and loss1 > 1.2 * loss0:
         ctx.finding(
             title="The accuracy rises while the loss rises",
-            message=(f"The batch accuracy rose from {acc0:.3f} to {acc1:.3f} while the loss rose from {loss0:.4g} "
-                     f"to {loss1:.4g}: predictions become right but over-confident where wrong."),
+            message=(
+                f"The batch accuracy rose from {acc0:.3f} to {acc1:.3f} while the loss rose from {loss0:.4g} "
+                f"to {loss1:.4g}: predictions become right but over-confident where wrong."
+            ),
             fix="Lower the learning rate or add regularisation; check the loss weights.",
             evidence=evidence,
         )

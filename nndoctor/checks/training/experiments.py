@@ -108,7 +108,11 @@ def _weight_decays(spec: OptimizerSpec) -> list[float]:
 
 
 @register_check(
-    id="regularisation-prevents-fit", reasons=(30,), severity="warning", kind="experiment", priority=19,
+    id="regularisation-prevents-fit",
+    reasons=(30,),
+    severity="warning",
+    kind="experiment",
+    priority=19,
     explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree", "give-it-time"}),
 )
 def regularisation_prevents_fit(ctx: CheckContext) -> None:
@@ -243,7 +247,14 @@ def _is_known_good(spec: OptimizerSpec) -> bool:
     )
 
 
-@register_check(id="optimizer-underperforms", reasons=(34,), severity="warning", kind="experiment", priority=18, explains=frozenset({"cannot-overfit-tiny-batch", "give-it-time"}))
+@register_check(
+    id="optimizer-underperforms",
+    reasons=(34,),
+    severity="warning",
+    kind="experiment",
+    priority=18,
+    explains=frozenset({"cannot-overfit-tiny-batch", "give-it-time"}),
+)
 def optimizer_underperforms(ctx: CheckContext) -> None:
     """The user's optimiser falls far behind a known-good one on the same tiny batch.
 
@@ -458,7 +469,11 @@ def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
 
 
 @register_check(
-    id="learning-rate-out-of-range", reasons=(36,), severity="warning", kind="experiment", priority=17,
+    id="learning-rate-out-of-range",
+    reasons=(36,),
+    severity="warning",
+    kind="experiment",
+    priority=17,
     explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
 )
 def learning_rate_out_of_range(ctx: CheckContext) -> None:
@@ -552,7 +567,9 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         f"lowest at lr={_g(test.minimum)}; it {end}. Proposed range: {proposed}. Loss by lr: {curve}."
     )
     past_divergence = test.diverged_at is not None and user_lr >= test.diverged_at
-    too_high = past_divergence or (user_lr > t.lr_above_minimum_factor * test.minimum and not test.high_open)
+    too_high = past_divergence or (
+        user_lr > t.lr_above_minimum_factor * test.minimum and not test.high_open
+    )
     too_low = user_lr < test.low / t.lr_outside_factor and not test.low_open
     if too_high or too_low:
         factor = user_lr / test.high if too_high else test.low / user_lr
@@ -567,8 +584,10 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         elif user_lr > test.high and test.high_open:
             where = "above it, past its open upper end (the loss never turned up at larger rates)"
         elif user_lr > test.high:
-            where = (f"above it, but within {_g(t.lr_above_minimum_factor)}x of the rate of the lowest "
-                     f"loss ({_g(test.minimum)})")
+            where = (
+                f"above it, but within {_g(t.lr_above_minimum_factor)}x of the rate of the lowest "
+                f"loss ({_g(test.minimum)})"
+            )
         else:
             where = f"below it by less than {_g(t.lr_outside_factor)}x or past an open end"
         ctx.note(f"proposed range {proposed}; the user's lr={_g(user_lr)} is {where}")

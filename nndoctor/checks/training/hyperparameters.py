@@ -278,7 +278,12 @@ def group_problems(optimizer: str, group: dict[str, Any], t: Thresholds) -> list
     return out
 
 
-@register_check(id="hyperparameters-out-of-range", reasons=(29,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="hyperparameters-out-of-range",
+    reasons=(29,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def hyperparameters_out_of_range(ctx: CheckContext) -> None:
     """Optimiser hyperparameters far outside their common ranges.
 

@@ -11,8 +11,27 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import OptimizerSpec
 
 
-@register_check(id="cannot-overfit-tiny-batch", reasons=(27,), severity="error", kind="experiment", priority=10, symptom=True, explains=frozenset({"loss-accuracy-disagree", "give-it-time"}),
-    differential=((19, 'the loss input: probabilities or log-probabilities where logits belong (loss-input-mismatch)'), (23, 'frozen parameters or parameters missing from the optimizer (params-* checks)'), (36, 'the learning rate (learning-rate-out-of-range, a range test)'), (28, 'the initialisation: activation statistics at step 0'), (22, "a custom layer's backward (custom-layer-gradient)"), (24, 'capacity: a layer of width 1 or a too-small model'), (30, 'regularisation that stays on: dropout, weight decay'),))
+@register_check(
+    id="cannot-overfit-tiny-batch",
+    reasons=(27,),
+    severity="error",
+    kind="experiment",
+    priority=10,
+    symptom=True,
+    explains=frozenset({"loss-accuracy-disagree", "give-it-time"}),
+    differential=(
+        (
+            19,
+            "the loss input: probabilities or log-probabilities where logits belong (loss-input-mismatch)",
+        ),
+        (23, "frozen parameters or parameters missing from the optimizer (params-* checks)"),
+        (36, "the learning rate (learning-rate-out-of-range, a range test)"),
+        (28, "the initialisation: activation statistics at step 0"),
+        (22, "a custom layer's backward (custom-layer-gradient)"),
+        (24, "capacity: a layer of width 1 or a too-small model"),
+        (30, "regularisation that stays on: dropout, weight decay"),
+    ),
+)
 def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     """The model cannot drive the loss near zero on one tiny batch.
 
@@ -132,8 +151,10 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
     if user.timed_out:
         # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
-        ctx.skip(f"{lab.unavailable_reason}, and the script replay hit its time limit after "
-                 f"{len(user.losses)} of {t.overfit_steps} steps")
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script replay hit its time limit after "
+            f"{len(user.losses)} of {t.overfit_steps} steps"
+        )
     if user.error and not user.losses:
         ctx.skip(f"{lab.unavailable_reason}, and re-running the script failed: {user.error}")
     if not user.substituted:
@@ -144,11 +165,18 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     result = TrainResult(losses=user.losses, error=user.error)
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
-        longer = lab.replay("overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size)
+        longer = lab.replay(
+            "overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size
+        )
         if longer.losses and not longer.timed_out:
             result = TrainResult(losses=longer.losses, error=longer.error)
-    evidence = {"steps": len(result.losses), "initial_loss": result.initial, "final_loss": result.final,
-                "best_loss": result.best, "method": "script replay (custom loss)"}
+    evidence = {
+        "steps": len(result.losses),
+        "initial_loss": result.initial,
+        "final_loss": result.final,
+        "best_loss": result.best,
+        "method": "script replay (custom loss)",
+    }
     if lab.fits(result, t):
         ctx.note(
             f"fit a tiny batch by replaying the script: loss {result.initial:.4g} → {result.final:.4g} "
@@ -178,15 +206,22 @@ def _noise_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bool:
     floor lies is unknown: a run whose loss clearly fell (by ``learned_fraction``) says the model
     learns, and zero loss cannot be asked for. Says so and returns True then."""
     t = ctx.thresholds
-    if not (result.losses and result.final < (1 - t.learned_fraction) * result.initial
-            and lab.stochastic_forward()):
+    if not (
+        result.losses
+        and result.final < (1 - t.learned_fraction) * result.initial
+        and lab.stochastic_forward()
+    ):
         return False
-    ctx.note(f"the model's forward is random (one input, two seeds, two outputs in eval mode), so the loss has a "
-             f"floor above zero; on the tiny batch it fell {result.initial:.4g} → {result.final:.4g} in "
-             f"{len(result.losses)} steps")
+    ctx.note(
+        f"the model's forward is random (one input, two seeds, two outputs in eval mode), so the loss has a "
+        f"floor above zero; on the tiny batch it fell {result.initial:.4g} → {result.final:.4g} in "
+        f"{len(result.losses)} steps"
+    )
     return True
 
 
 def _skip_if_not_finite_from_start(ctx: CheckContext, result: TrainResult) -> None:
     if result.losses and not math.isfinite(result.losses[0]):
-        ctx.skip("the loss is not finite from the first step: nothing can be fit (see non-finite-values)")
+        ctx.skip(
+            "the loss is not finite from the first step: nothing can be fit (see non-finite-values)"
+        )

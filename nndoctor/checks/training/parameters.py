@@ -127,7 +127,12 @@ def _lr_of(ctx: CheckContext, names: Sequence[str]) -> list[float]:
 # -- not in the optimizer (23) -----------------------------------------------------------------
 
 
-@register_check(id="params-not-in-optimizer", reasons=(23,), severity="error", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="params-not-in-optimizer",
+    reasons=(23,),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def params_not_in_optimizer(ctx: CheckContext) -> None:
     """Trainable parameters that no optimizer param group holds.
 
@@ -208,7 +213,12 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
 # -- no gradient (23) -----------------------------------------------------------------------------
 
 
-@register_check(id="params-without-grad", reasons=(23,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="params-without-grad",
+    reasons=(23,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def params_without_grad(ctx: CheckContext) -> None:
     """Parameters in the optimizer that never receive a gradient.
 
@@ -317,7 +327,9 @@ def params_without_grad(ctx: CheckContext) -> None:
 # -- never changing (23) ------------------------------------------------------------------------
 
 
-@register_check(id="params-not-changing", reasons=(23,), severity="error", explains=causes.FIT_SYMPTOMS)
+@register_check(
+    id="params-not-changing", reasons=(23,), severity="error", explains=causes.FIT_SYMPTOMS
+)
 def params_not_changing(ctx: CheckContext) -> None:
     """Parameters that receive a gradient but never change.
 
@@ -393,7 +405,12 @@ def params_not_changing(ctx: CheckContext) -> None:
 # -- requires_grad=False on trainable-looking parameters (23) ---------------------------------------
 
 
-@register_check(id="params-frozen", reasons=(23,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}))
+@register_check(
+    id="params-frozen",
+    reasons=(23,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}),
+)
 def params_frozen(ctx: CheckContext) -> None:
     """Parameters with ``requires_grad=False`` that look meant to train.
 
@@ -524,8 +541,12 @@ def params_frozen(ctx: CheckContext) -> None:
                 "these layers train: requires_grad_(True) and give them to the optimizer."
             ),
             where=Where(module=_common_module(random)),
-            evidence={"parameters": _names_evidence(random), "count": len(random),
-                      "numel": _numel(rec, random), "alpha": ctx.thresholds.default_init_alpha},
+            evidence={
+                "parameters": _names_evidence(random),
+                "count": len(random),
+                "numel": _numel(rec, random),
+                "alpha": ctx.thresholds.default_init_alpha,
+            },
         )
         intended = [n for n in intended if n not in set(random)]
     if intended:
@@ -567,8 +588,11 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
     if lab is None or not frozen or not getattr(lab, "has_model", False):
         return []
     modules = dict(lab.fresh_model().named_modules())
-    verdicts = {m: at_default_init(modules[m], ctx.thresholds.default_init_alpha)
-                for m in {module_of(n) for n in frozen} if m in modules}
+    verdicts = {
+        m: at_default_init(modules[m], ctx.thresholds.default_init_alpha)
+        for m in {module_of(n) for n in frozen}
+        if m in modules
+    }
     known = {m: v for m, v in verdicts.items() if v is not None}
     if not known or not all(known.values()):
         return []
@@ -578,7 +602,9 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
 # -- zero_grad never called (26, 36) ----------------------------------------------------------------
 
 
-@register_check(id="zero-grad-missing", reasons=(26, 36), severity="error", explains=causes.ALL_SYMPTOMS)
+@register_check(
+    id="zero-grad-missing", reasons=(26, 36), severity="error", explains=causes.ALL_SYMPTOMS
+)
 def zero_grad_missing(ctx: CheckContext) -> None:
     """``optimizer.zero_grad()`` is never called: gradients accumulate across steps.
 
@@ -671,7 +697,19 @@ def zero_grad_missing(ctx: CheckContext) -> None:
 # -- training in eval mode (32) --------------------------------------------------------------------
 
 
-@register_check(id="train-in-eval-mode", reasons=(32,), severity="warning", explains=frozenset({"regularisation-prevents-fit", "loss-accuracy-disagree", "activation-scale-drift", "nothing-generalizes"}))
+@register_check(
+    id="train-in-eval-mode",
+    reasons=(32,),
+    severity="warning",
+    explains=frozenset(
+        {
+            "regularisation-prevents-fit",
+            "loss-accuracy-disagree",
+            "activation-scale-drift",
+            "nothing-generalizes",
+        }
+    ),
+)
 def train_in_eval_mode(ctx: CheckContext) -> None:
     """Training steps taken with the model in ``eval()`` mode.
 

@@ -32,7 +32,6 @@ def falling_share(values: list[float]) -> float:
 
 
 @register_check(id="give-it-time", reasons=(31,), severity="info")
-
 def give_it_time(ctx: CheckContext) -> None:
     """The loss is still falling steadily when the observed budget ends: train longer.
 

@@ -136,7 +136,12 @@ def learning_rates(step: StepRecord) -> list[float]:
 # -- dead ReLUs (35, 28) ---------------------------------------------------------------
 
 
-@register_check(id="dead-relus", reasons=(35, 28), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}))
+@register_check(
+    id="dead-relus",
+    reasons=(35, 28),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}),
+)
 def dead_relus(ctx: CheckContext) -> None:
     """ReLU layers whose output is zero almost everywhere ("dead ReLUs").
 
@@ -240,7 +245,12 @@ def _module_before(step: StepRecord, name: str) -> str | None:
 # -- saturated sigmoid / tanh (35, 28) -------------------------------------------------
 
 
-@register_check(id="saturated-activations", reasons=(35, 28), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="saturated-activations",
+    reasons=(35, 28),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def saturated_activations(ctx: CheckContext) -> None:
     """Sigmoid or tanh layers stuck at their asymptotes.
 
@@ -331,7 +341,12 @@ def saturated_activations(ctx: CheckContext) -> None:
 # -- activation std with depth at initialisation (28, 35) -------------------------------
 
 
-@register_check(id="activation-scale-drift", reasons=(28, 35), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="activation-scale-drift",
+    reasons=(28, 35),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def activation_scale_drift(ctx: CheckContext) -> None:
     """Activation scale collapsing or exploding with depth at initialisation.
 
@@ -455,7 +470,12 @@ def activation_scale_drift(ctx: CheckContext) -> None:
 # -- constant or symmetric initial weights (28) -----------------------------------------
 
 
-@register_check(id="weights-constant-init", reasons=(28,), severity="warning", explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS)
+@register_check(
+    id="weights-constant-init",
+    reasons=(28,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
 def weights_constant_init(ctx: CheckContext) -> None:
     """Weight matrices initialised to zero, to a constant, or with identical rows.
 
@@ -617,8 +637,17 @@ def _kinds(bad: list[tuple[str, str, object]]) -> str:
 # -- per-layer gradient norms spanning orders of magnitude (35) ---------------------------
 
 
-@register_check(id="gradient-norm-spread", reasons=(35,), severity="warning", symptom=True,
-    differential=((35, 'saturating activations or a deep stack without normalisation'), (28, 'the initialisation scale'), (12, 'the scale of the inputs'),))
+@register_check(
+    id="gradient-norm-spread",
+    reasons=(35,),
+    severity="warning",
+    symptom=True,
+    differential=(
+        (35, "saturating activations or a deep stack without normalisation"),
+        (28, "the initialisation scale"),
+        (12, "the scale of the inputs"),
+    ),
+)
 def gradient_norm_spread(ctx: CheckContext) -> None:
     """Per-layer gradient norms spanning many orders of magnitude.
 
@@ -704,8 +733,17 @@ def gradient_norm_spread(ctx: CheckContext) -> None:
 # -- update / weight ratio (33, 36) -----------------------------------------------------
 
 
-@register_check(id="update-ratio", reasons=(33, 36), severity="warning", symptom=True,
-    differential=((36, 'the learning rate (learning-rate-out-of-range)'), (12, 'the scale of the inputs'), (28, 'the initialisation'),))
+@register_check(
+    id="update-ratio",
+    reasons=(33, 36),
+    severity="warning",
+    symptom=True,
+    differential=(
+        (36, "the learning rate (learning-rate-out-of-range)"),
+        (12, "the scale of the inputs"),
+        (28, "the initialisation"),
+    ),
+)
 def update_ratio(ctx: CheckContext) -> None:
     """Update/weight ratios far from ~1e-3: the learning rate is too high or too low.
 
@@ -829,8 +867,19 @@ def update_ratio(ctx: CheckContext) -> None:
 # -- loss diverging (36) ---------------------------------------------------------------------
 
 
-@register_check(id="loss-diverging", reasons=(36,), severity="error", symptom=True,
-    differential=((36, 'a too-high learning rate (learning-rate-out-of-range)'), (26, 'gradients accumulated without zero_grad (zero-grad-missing)'), (37, 'a non-finite value (non-finite-values)'), (12, 'inputs on a large scale'), (29, 'optimiser settings out of range'),))
+@register_check(
+    id="loss-diverging",
+    reasons=(36,),
+    severity="error",
+    symptom=True,
+    differential=(
+        (36, "a too-high learning rate (learning-rate-out-of-range)"),
+        (26, "gradients accumulated without zero_grad (zero-grad-missing)"),
+        (37, "a non-finite value (non-finite-values)"),
+        (12, "inputs on a large scale"),
+        (29, "optimiser settings out of range"),
+    ),
+)
 def loss_diverging(ctx: CheckContext) -> None:
     """The training loss diverges: rising, spiking, or becoming inf/NaN.
 

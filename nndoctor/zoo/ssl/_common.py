@@ -265,10 +265,15 @@ def pretext_trainer(
     run :func:`train_subject` with ``train_options`` (chance, metric, metric_name)."""
 
     def train(
-        steps: int | None = None, device: str = "cpu", seed: int = 0, progress: ProgressFn | None = None
+        steps: int | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        progress: ProgressFn | None = None,
     ) -> dict[str, Any]:
         """Train from scratch; returns loss_start, loss_end, chance, seconds and the family's metric."""
-        return train_subject(build(seed, device), steps or default_steps, seed, progress, **train_options)
+        return train_subject(
+            build(seed, device), steps or default_steps, seed, progress, **train_options
+        )
 
     return train
 

@@ -218,8 +218,14 @@ class ColorizationNet(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh colorization subject (per-pixel classification over Q ab bins, rebalanced)."""
     return pretext_subject(
-        "colorization", ColorizationNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, criterion=nn.CrossEntropyLoss(weight=ab_class_weights().to(device)),
+        "colorization",
+        ColorizationNet,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.CrossEntropyLoss(weight=ab_class_weights().to(device)),
         task=Task.classification(NUM_AB_BINS),
     )
 

@@ -107,8 +107,15 @@ class ContextEncoder(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh context-encoder subject; batches are ``(masked image, centre)``, loss MSE."""
     return pretext_subject(
-        "context_encoder", ContextEncoder, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, criterion=nn.MSELoss(), task=Task.reconstruction(),
+        "context_encoder",
+        ContextEncoder,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.MSELoss(),
+        task=Task.reconstruction(),
     )
 
 
@@ -119,7 +126,9 @@ def _mean_fill_mse(model: nn.Module, batch: Any) -> float:
 
 
 # Returns loss_start, loss_end, seconds and the mean-fill baseline MSE to compare loss_end with.
-train = pretext_trainer(build, DEFAULT_STEPS, chance=None, metric=_mean_fill_mse, metric_name="mean_fill_mse")
+train = pretext_trainer(
+    build, DEFAULT_STEPS, chance=None, metric=_mean_fill_mse, metric_name="mean_fill_mse"
+)
 
 
 ENTRY = register_zoo(

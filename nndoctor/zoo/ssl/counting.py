@@ -111,9 +111,15 @@ def counting_loss(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh counting subject; batches are dicts of the downsampled whole, tiles and another image."""
     return pretext_subject(
-        "counting", CountingNet, make_batch, IMAGES_PER_BATCH,
-        ScenePool(seed, pool_size or POOL_SIZE, size=SCENE_SIZE), seed, device,
-        loss_fn=counting_loss, task=Task("custom"),
+        "counting",
+        CountingNet,
+        make_batch,
+        IMAGES_PER_BATCH,
+        ScenePool(seed, pool_size or POOL_SIZE, size=SCENE_SIZE),
+        seed,
+        device,
+        loss_fn=counting_loss,
+        task=Task("custom"),
     )
 
 

@@ -104,8 +104,15 @@ class DenoisingAutoencoder(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh denoising subject; batches are ``(corrupted, clean)`` and the loss is MSE."""
     return pretext_subject(
-        "denoising", DenoisingAutoencoder, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, criterion=nn.MSELoss(), task=Task.reconstruction(),
+        "denoising",
+        DenoisingAutoencoder,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.MSELoss(),
+        task=Task.reconstruction(),
     )
 
 
@@ -119,7 +126,9 @@ def _corrupted_mse(model: nn.Module, batch: Any) -> float:
 # Returns loss_start, loss_end, seconds and the MSE on destroyed pixels. There is no chance
 # level for a reconstruction; the scenes are standardised, so predicting the mean (all zeros)
 # scores an MSE of about 1.
-train = pretext_trainer(build, DEFAULT_STEPS, chance=None, metric=_corrupted_mse, metric_name="mse_destroyed")
+train = pretext_trainer(
+    build, DEFAULT_STEPS, chance=None, metric=_corrupted_mse, metric_name="mse_destroyed"
+)
 
 
 ENTRY = register_zoo(

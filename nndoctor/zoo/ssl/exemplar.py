@@ -140,8 +140,15 @@ def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> S
     # The seed patches and their surrogate class ids: ([N, 3, 32, 32], arange(N)).
     seeds = ScenePool(seed, NUM_SURROGATE_CLASSES, with_ids=True)
     return pretext_subject(
-        "exemplar", ExemplarNet, make_batch, BATCH_SIZE, seeds, seed, device,
-        criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_SURROGATE_CLASSES),
+        "exemplar",
+        ExemplarNet,
+        make_batch,
+        BATCH_SIZE,
+        seeds,
+        seed,
+        device,
+        criterion=nn.CrossEntropyLoss(),
+        task=Task.classification(NUM_SURROGATE_CLASSES),
         uses_augmentation=True,
     )
 

@@ -176,8 +176,15 @@ class JigsawNet(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh jigsaw subject; batches are ``(tiles [B, 9, 3, 8, 8], permutation index)``."""
     return pretext_subject(
-        "jigsaw", JigsawNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_PERMUTATIONS),
+        "jigsaw",
+        JigsawNet,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.CrossEntropyLoss(),
+        task=Task.classification(NUM_PERMUTATIONS),
     )
 
 

@@ -122,9 +122,17 @@ def multitask_loss(model: nn.Module, batch: dict[str, Any]) -> Tensor:
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh multi-task subject; batches are dicts ``{task: (inputs, labels)}``."""
     return pretext_subject(
-        "multitask", MultiTaskNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, loss_fn=multitask_loss, inputs=task_inputs,
-        targets=lambda batch: {task: batch[task][1] for task in TASKS}, task=Task("custom"),
+        "multitask",
+        MultiTaskNet,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        loss_fn=multitask_loss,
+        inputs=task_inputs,
+        targets=lambda batch: {task: batch[task][1] for task in TASKS},
+        task=Task("custom"),
     )
 
 

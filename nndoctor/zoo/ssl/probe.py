@@ -263,8 +263,11 @@ def _labelled_sets(dataset: str, seed: int) -> tuple[tuple[Tensor, Tensor], tupl
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The probe table as plain text: one line per trunk, accuracy (%) per depth."""
-    header = (f"{'trunk':<18}" + "".join(f"{d:>8}" for d in DEPTHS)
-              + f"{'steps':>8}{'train s':>9}  pretext loss start → end")
+    header = (
+        f"{'trunk':<18}"
+        + "".join(f"{d:>8}" for d in DEPTHS)
+        + f"{'steps':>8}{'train s':>9}  pretext loss start → end"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         accs = "".join(
@@ -273,7 +276,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         )
         start, end = row.get("loss_start"), row.get("loss_end")
         loss = f"{start:.4g} → {end:.4g}" if start is not None and end is not None else "-"
-        lines.append(f"{row['trunk']:<18}{accs}{row.get('steps', 0):>8}{row.get('seconds', 0):>9}  {loss}")
+        lines.append(
+            f"{row['trunk']:<18}{accs}{row.get('steps', 0):>8}{row.get('seconds', 0):>9}  {loss}"
+        )
     lines.append(
         f"linear probes on frozen features; chance = {100 / NUM_CLASSES:.1f}% "
         f"({NUM_CLASSES} object classes)"

@@ -116,9 +116,15 @@ class RelativePositionNet(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh relative-position subject; batches are ``((centre, neighbour), label)``."""
     return pretext_subject(
-        "relative_position", RelativePositionNet, make_batch, PAIRS_PER_BATCH,
-        ScenePool(seed, pool_size or POOL_SIZE), seed, device,
-        criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_POSITIONS),
+        "relative_position",
+        RelativePositionNet,
+        make_batch,
+        PAIRS_PER_BATCH,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.CrossEntropyLoss(),
+        task=Task.classification(NUM_POSITIONS),
     )
 
 

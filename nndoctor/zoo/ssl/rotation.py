@@ -74,8 +74,15 @@ class RotationNet(PretextModel):
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh rotation subject: model initialised from ``seed``, batches from the seeded pool."""
     return pretext_subject(
-        "rotation", RotationNet, make_batch, IMAGES_PER_BATCH, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, criterion=nn.CrossEntropyLoss(), task=Task.classification(NUM_ROTATIONS),
+        "rotation",
+        RotationNet,
+        make_batch,
+        IMAGES_PER_BATCH,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        criterion=nn.CrossEntropyLoss(),
+        task=Task.classification(NUM_ROTATIONS),
     )
 
 

@@ -145,8 +145,15 @@ def split_brain_loss(model: nn.Module, batch: Any) -> Tensor:
 def build(seed: int = 0, device: str = "cpu", pool_size: int | None = None) -> Subject:
     """A fresh split-brain subject; batches are ``((L, ab), (ab bins, L bins))``."""
     return pretext_subject(
-        "split_brain", SplitBrainNet, make_batch, BATCH_SIZE, ScenePool(seed, pool_size or POOL_SIZE),
-        seed, device, loss_fn=split_brain_loss, task=Task("custom"),
+        "split_brain",
+        SplitBrainNet,
+        make_batch,
+        BATCH_SIZE,
+        ScenePool(seed, pool_size or POOL_SIZE),
+        seed,
+        device,
+        loss_fn=split_brain_loss,
+        task=Task("custom"),
     )
 
 
