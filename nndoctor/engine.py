@@ -12,7 +12,6 @@ import copy
 import itertools
 import os
 import random
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -489,23 +488,10 @@ def _check_script(
     from nndoctor.capture.runner import run_script
 
     start = time.perf_counter()
-    capture = run_script(script, argv, steps=steps, timeout=timeout)
-    try:
-        return _diagnose_capture(
-            capture,
-            script,
-            argv,
-            steps,
-            device,
-            selection,
-            thresholds,
-            progress,
-            start,
-            keep_scratch,
-        )
-    finally:
-        if not keep_scratch and capture.scratch_dir:
-            shutil.rmtree(capture.scratch_dir, ignore_errors=True)
+    capture = run_script(script, argv, steps=steps, timeout=timeout, keep_scratch=keep_scratch)
+    return _diagnose_capture(
+        capture, script, argv, steps, device, selection, thresholds, progress, start, keep_scratch
+    )
 
 
 def _diagnose_capture(

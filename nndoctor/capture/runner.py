@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import runpy
+import shutil
 import signal
 import sys
 import tempfile
@@ -165,8 +166,12 @@ def run_script(
     *,
     steps: int = 20,
     timeout: float = 60.0,
+    keep_scratch: bool = False,
 ) -> Capture:
-    """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds."""
+    """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds.
+
+    The script's writes go to a scratch folder (see :mod:`nndoctor.capture.sandbox`),
+    removed before this returns unless ``keep_scratch``."""
     path = os.path.abspath(script)
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
@@ -267,6 +272,8 @@ def run_script(
         os.environ.update(old_env)
         torch.set_num_threads(old_threads)
         recording.saves_redirected = list(sandbox.redirected)
+        if not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     capture.seconds = time.perf_counter() - start
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes
-from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import Subject
 
@@ -176,8 +176,6 @@ def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> fl
     """How far the initial model's output moves when its input is replaced by noise,
     relative to the output's own size (0 for a model that does not read its input);
     None when the subject gives no model output."""
-    from nndoctor.checks.lab import same_noise
-
     model = lab.fresh_model().eval()
     with torch.no_grad():
         with same_noise(lab.device):

@@ -65,9 +65,9 @@ def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
         # A step's batch is every target its loss calls saw: a GAN's discriminator sees its
         # real samples labelled 1 and its fakes labelled 0 in two calls of one step.
         parts = [m for m in (_call_mix(s.step, c) for c in s.loss_calls) if m is not None]
-        parts = [m for m in parts if parts and len(m.counts) == len(parts[0].counts)]
         if not parts:
             continue
+        parts = [m for m in parts if len(m.counts) == len(parts[0].counts)]  # one kind of target
         counts = [sum(m.counts[i] for m in parts) for i in range(len(parts[0].counts))]
         mixes.append(_Mix(s.step, counts, sum(m.n for m in parts), sum(m.samples for m in parts)))
     # Class counts from steps whose loss had a different number of outputs are not comparable.
