@@ -16,6 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from nndoctor.probes.layers import DROPOUT
+
 TaskKind = Literal[
     "classification",  # single-label, C classes, integer targets (or probabilities)
     "binary",  # one logit per sample
@@ -141,7 +143,7 @@ def _scheduled_lr(group: dict[str, Any]) -> float | None:
 
 
 # Regularising layers that experiments switch off.
-REGULARISERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+REGULARISERS = DROPOUT
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 Criterion = Callable[[Any, Any], torch.Tensor]

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 
 from nndoctor.checks import causes
 from nndoctor.checks.data.sanity import (
-    NORM_TYPES,
     first_conv,
     first_leaf,
     has_embedding,
     input_steps,
 )
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.layers import NORM
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def input_stats(ctx: CheckContext) -> InputStats:
     if first.dtype == "uint8" and has_embedding(rec):
         ctx.skip("uint8 input to a model with an nn.Embedding: token ids, not features")
     leaf = first_leaf(rec)
-    if leaf is not None and rec.module_types.get(leaf) in NORM_TYPES:
+    if leaf is not None and rec.is_kind(leaf, NORM):
         ctx.skip(f"the first layer, {leaf} ({rec.module_types[leaf]}), normalises the input itself")
     shape = first.shape
     conv = first_conv(rec)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.probes.layers import LayerKind, is_kind, torch_class
 from nndoctor.probes.stats import ACTIVATION_FIELDS, LOGIT_FIELDS, TENSOR_FIELDS
 
 
@@ -181,7 +182,9 @@ class Recording:
     in_optimizer: set[str] = field(default_factory=set)
     param_groups: dict[str, int] = field(default_factory=dict)  # parameter -> group index
     other_optimizer_params: set[str] = field(default_factory=set)  # stepped by another optimizer
-    module_types: dict[str, str] = field(default_factory=dict)  # name -> class name
+    module_types: dict[str, str] = field(default_factory=dict)  # name -> class name, for messages
+    # name -> class, for kinds of layer (a subclass of nn.ReLU is a ReLU); see module_class.
+    module_classes: dict[str, type] = field(default_factory=dict)
     module_files: dict[str, str] = field(default_factory=dict)  # user-defined module -> file
     loaders: list[LoaderInfo] = field(default_factory=list)
     crashes: list[ProbeCrash] = field(default_factory=list)
@@ -202,6 +205,22 @@ class Recording:
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
+
+    def module_class(self, name: str) -> type | None:
+        """The class of module ``name``: the one recorded, else the ``torch.nn`` class its
+        recorded name names (a Recording built from names alone)."""
+        cls = self.module_classes.get(name)
+        if cls is None and name in self.module_types:
+            cls = torch_class(self.module_types[name])
+        return cls
+
+    def is_kind(self, name: str, kind: LayerKind, *, unless: LayerKind = ()) -> bool:
+        """Whether module ``name`` is a layer of ``kind`` (see :mod:`nndoctor.probes.layers`)."""
+        return is_kind(self.module_class(name), kind, unless=unless)
+
+    def modules_of_kind(self, kind: LayerKind, *, unless: LayerKind = ()) -> list[str]:
+        """The modules that are layers of ``kind``, in definition order."""
+        return [n for n in self.module_types if self.is_kind(n, kind, unless=unless)]
 
     @property
     def losses(self) -> list[float]:

@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from nndoctor.probes import stats
+from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     HostTransfer,
     LossCall,
@@ -53,8 +54,8 @@ RECOGNISED_LOSSES = (
 )
 CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss")
 _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
-# Layers that behave differently in train() and eval().
-_MODE_DEPENDENT = (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd)
+# Layers whose train() mode spoils an evaluation: batch statistics, dropped units.
+_MODE_DEPENDENT = BATCH_NORM + DROPOUT
 MAX_FINGERPRINTED_STEPS = 64
 MAX_EVAL_RECORDS = 32
 _TORCH_DIR = os.path.dirname(torch.__file__)
@@ -205,6 +206,7 @@ class TrainingProbe:
         rec.param_shapes = {n: tuple(p.shape) for n, p in self._params}
         rec.requires_grad = {n: p.requires_grad for n, p in self._params}
         rec.module_types = {n: type(m).__name__ for n, m in model.named_modules()}
+        rec.module_classes = {n: type(m) for n, m in model.named_modules()}
         rec.module_files = {
             n: _module_file(m) for n, m in model.named_modules() if _is_user_module(m)
         }

@@ -172,6 +172,26 @@ def test_a_hidden_layer_of_width_one() -> None:
     assert finding.where.module == "0" and finding.reasons == [24]
 
 
+class NamedLinear(nn.Linear):
+    """A user's own Linear subclass: still a Linear to the checks."""
+
+
+@pytest.mark.fires("width-one-bottleneck")
+def test_a_subclass_of_linear_is_a_linear() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(NamedLinear(10, 1), nn.ReLU(), NamedLinear(1, 3))
+    report = run(
+        select=["width-one-bottleneck"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("width-one-bottleneck")
+    assert finding.where.module == "0"
+    assert finding.message.startswith("NamedLinear 0 ")
+
+
 @pytest.mark.silent("width-one-bottleneck")
 def test_a_binary_output_of_width_one_is_not_a_bottleneck() -> None:
     torch.manual_seed(0)

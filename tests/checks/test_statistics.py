@@ -171,6 +171,23 @@ def test_mostly_dead_relu_is_a_warning() -> None:
     assert DEFAULT_THRESHOLDS.dead_relu_fraction <= finding.evidence["zero_fraction_mean"] < 1.0
 
 
+class LeakyFreeReLU(nn.ReLU):
+    """A user's own ReLU subclass: still a ReLU to the checks."""
+
+
+@pytest.mark.fires("dead-relus")
+def test_a_subclass_of_relu_is_a_relu() -> None:
+    model = mlp()
+    model[1] = LeakyFreeReLU()
+    nn.init.constant_(model[0].bias, -10.0)
+    report = run(
+        select=["dead-relus"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    (finding,) = report.by_check("dead-relus")
+    assert finding.where.module == "1"
+    assert finding.evidence["zero_fraction_mean"] == 1.0
+
+
 # -- saturated sigmoid / tanh ---------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.layers import CONV, EMBEDDING
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
@@ -22,21 +23,6 @@ if TYPE_CHECKING:
 
 # Image layouts: grayscale, RGB, RGBA. An axis of one of these sizes is a colour axis.
 IMAGE_CHANNEL_COUNTS = (1, 3, 4)
-CONV_TYPES = ("Conv1d", "Conv2d", "Conv3d", "LazyConv1d", "LazyConv2d", "LazyConv3d")
-EMBEDDING_TYPES = ("Embedding", "EmbeddingBag")
-# Modules that standardise their own input, so the raw input scale matters little.
-NORM_TYPES = (
-    "BatchNorm1d",
-    "BatchNorm2d",
-    "BatchNorm3d",
-    "SyncBatchNorm",
-    "LayerNorm",
-    "GroupNorm",
-    "InstanceNorm1d",
-    "InstanceNorm2d",
-    "InstanceNorm3d",
-    "RMSNorm",
-)
 
 
 # -- shared helpers -------------------------------------------------------------------
@@ -77,7 +63,7 @@ def first_conv(recording: Recording) -> tuple[str, int] | None:
     never grouped, so ``weight.shape[1]`` is its ``in_channels``.
     """
     for name in leaf_order(recording):
-        if recording.module_types.get(name) in CONV_TYPES:
+        if recording.is_kind(name, CONV):
             shape = recording.param_shapes.get(f"{name}.weight")
             if shape is not None and len(shape) >= 3:
                 return name, int(shape[1])
@@ -85,7 +71,7 @@ def first_conv(recording: Recording) -> tuple[str, int] | None:
 
 
 def has_embedding(recording: Recording) -> bool:
-    return any(t in EMBEDDING_TYPES for t in recording.module_types.values())
+    return bool(recording.modules_of_kind(EMBEDDING))
 
 
 def _fmt(x: float) -> str:

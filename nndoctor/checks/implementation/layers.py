@@ -12,6 +12,7 @@ from torch.func import functional_call
 from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
 from nndoctor.subject import leading_sizes
@@ -426,7 +427,7 @@ def batch_dependence(ctx: CheckContext) -> None:
                     delta = float((a[i] - b[i]).abs().max()) / scale
                     if delta > worst[0]:
                         worst = (delta, i, j)
-    mixes = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    mixes = any(isinstance(m, BATCH_NORM) for m in model.modules())
     ctx.note(
         f"{n} samples, each changed in turn; largest relative change of another sample's output "
         f"{worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
@@ -499,7 +500,8 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
     rec = ctx.recording
     if not rec.steps:
         ctx.skip("no step was observed")
-    order = [n for n in rec.steps[0].activations if rec.module_types.get(n) in _WEIGHTED_LAYERS]
+    # Layers whose weight holds the output width on axis 0 (not a transposed convolution).
+    order = [n for n in rec.steps[0].activations if rec.is_kind(n, LINEAR + CONV)]
     if len(order) < 2:
         ctx.skip("fewer than two Linear/convolution layers")
     hidden = order[:-1]
@@ -516,6 +518,3 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
             where=Where(module=name),
             evidence={"weight_shape": list(rec.param_shapes[f"{name}.weight"])},
         )
-
-
-_WEIGHTED_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d", "LazyLinear", "LazyConv2d")

@@ -17,16 +17,10 @@ import math
 import torch
 from torch import nn
 
-UNIFORM_LAYERS = (
-    nn.Linear,
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
-RECURRENT_LAYERS = (nn.RNN, nn.LSTM, nn.GRU, nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+from nndoctor.probes.layers import CONV, CONV_TRANSPOSE, LINEAR, RECURRENT
+
+# The layers whose constructor draws weight and bias uniform on [-1/sqrt(fan_in), ...].
+UNIFORM_LAYERS = LINEAR + CONV + CONV_TRANSPOSE
 MIN_VALUES = 64  # fewer values say too little either way
 
 
@@ -38,7 +32,7 @@ def at_default_init(module: nn.Module, alpha: float) -> bool | None:
         weight = module.weight
         fan_in = weight.shape[1] * math.prod(weight.shape[2:])  # as torch.nn.init computes it
         bound = 1.0 / math.sqrt(fan_in) if fan_in else None
-    elif isinstance(module, RECURRENT_LAYERS):
+    elif isinstance(module, RECURRENT):
         bound = 1.0 / math.sqrt(module.hidden_size)
     elif isinstance(module, nn.Embedding):
         return _fresh(module.weight.detach().flatten(), _normal_cdf, alpha)

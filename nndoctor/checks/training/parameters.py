@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.default_init import at_default_init
+from nndoctor.probes.layers import MODE_DEPENDENT, NORM
 from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import Severity, Where
 
@@ -22,27 +23,6 @@ from nndoctor.report.model import Severity, Where
 MAX_MODULE_FINDINGS = 5
 # Names listed in a finding's evidence, at most.
 MAX_NAMES = 24
-
-# Modules whose behaviour depends on train()/eval().
-MODE_DEPENDENT_PREFIXES = (
-    "BatchNorm",
-    "SyncBatchNorm",
-    "LazyBatchNorm",
-    "InstanceNorm",
-    "LazyInstanceNorm",
-    "Dropout",
-    "AlphaDropout",
-    "FeatureAlphaDropout",
-    "RReLU",
-)
-NORM_PREFIXES = (
-    "BatchNorm",
-    "SyncBatchNorm",
-    "LazyBatchNorm",
-    "InstanceNorm",
-    "GroupNorm",
-    "LayerNorm",
-)
 
 ONE_OPTIMIZER_NOTE = (
     "nndoctor follows the one optimizer that steps this model; if a second optimizer "
@@ -469,13 +449,12 @@ def params_frozen(ctx: CheckContext) -> None:
         cold = [p for p in params if p in frozen]
         if not cold:
             continue
-        kind = rec.module_types.get(module, "")
         if len(cold) < len(params):
             mixed.append(module)
         elif (
             any(p in rec.in_optimizer for p in cold)
             and not leading
-            and not kind.startswith(NORM_PREFIXES)
+            and not rec.is_kind(module, NORM)
         ):
             suspicious.extend(cold)
         else:
@@ -757,9 +736,7 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
     steps = [s for s in rec.steps if s.forwards > 0]
     if not steps:
         ctx.skip("no training forward pass was observed")
-    mode_modules = [
-        n for n, kind in rec.module_types.items() if kind.startswith(MODE_DEPENDENT_PREFIXES)
-    ]
+    mode_modules = rec.modules_of_kind(MODE_DEPENDENT)
     eval_steps = [s for s in steps if not s.model_training]
     share = len(eval_steps) / len(steps)
     ctx.note(f"{len(eval_steps)} of {len(steps)} training steps ran with the model in eval mode")
@@ -808,7 +785,7 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
         if not s.model_training:
             continue
         for n in s.modules_in_eval:
-            if rec.module_types.get(n, "").startswith(MODE_DEPENDENT_PREFIXES):
+            if rec.is_kind(n, MODE_DEPENDENT):
                 in_eval.setdefault(n, s.step)
     if in_eval:
         names = list(in_eval)

@@ -17,34 +17,9 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.layers import EMBEDDING, RELU, SATURATING, WEIGHTED
 from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import Severity, Where
-
-# Module class names (torch.nn) each check looks at.
-RELU_TYPES = frozenset({"ReLU", "ReLU6"})
-SATURATING_TYPES = frozenset({"Sigmoid", "Tanh", "Hardtanh"})
-WEIGHTED_TYPES = frozenset(
-    {
-        "Linear",
-        "LazyLinear",
-        "Bilinear",
-        "Conv1d",
-        "Conv2d",
-        "Conv3d",
-        "ConvTranspose1d",
-        "ConvTranspose2d",
-        "ConvTranspose3d",
-        "LazyConv1d",
-        "LazyConv2d",
-        "LazyConv3d",
-        "LazyConvTranspose1d",
-        "LazyConvTranspose2d",
-        "LazyConvTranspose3d",
-    }
-)
-# Lookup tables: their gradients and updates touch only the rows seen in a batch,
-# so their norms say nothing about the learning rate or about vanishing gradients.
-LOOKUP_TYPES = frozenset({"Embedding", "EmbeddingBag"})
 
 # The update/weight ratio that cs231n's "babysitting the learning process" calls healthy.
 HEALTHY_UPDATE_RATIO = 1e-3
@@ -90,16 +65,16 @@ def weight_matrices(rec: Recording) -> list[str]:
         if is_matrix(rec.param_shapes.get(n, ()))
         and not is_bias(n)
         and rec.requires_grad.get(n, True)
-        and rec.module_types.get(module_of(n)) not in LOOKUP_TYPES
+        # An embedding's gradient and update touch only the rows seen in a batch, so its
+        # norms say nothing about the learning rate or about vanishing gradients.
+        and not rec.is_kind(module_of(n), EMBEDDING)
     ]
 
 
 def weighted_layers(rec: Recording, step: StepRecord) -> list[str]:
     """Linear/conv leaf modules in the order their forward completed at ``step``."""
     leaves = leaf_modules(rec)
-    return [
-        n for n in step.activations if n in leaves and rec.module_types.get(n) in WEIGHTED_TYPES
-    ]
+    return [n for n in step.activations if n in leaves and rec.is_kind(n, WEIGHTED)]
 
 
 def output_module(rec: Recording, step: StepRecord) -> str | None:
@@ -179,7 +154,7 @@ def dead_relus(ctx: CheckContext) -> None:
     """
     t = ctx.thresholds
     steps = forward_steps(ctx.recording)
-    relus = [n for n, kind in ctx.recording.module_types.items() if kind in RELU_TYPES]
+    relus = ctx.recording.modules_of_kind(RELU)
     if not relus:
         ctx.skip("the model has no nn.ReLU modules (a functional relu is not observed per layer)")
     if not steps:
@@ -289,7 +264,7 @@ def saturated_activations(ctx: CheckContext) -> None:
     t = ctx.thresholds
     rec = ctx.recording
     steps = forward_steps(rec)
-    names = [n for n, kind in rec.module_types.items() if kind in SATURATING_TYPES]
+    names = rec.modules_of_kind(SATURATING, unless=RELU)
     if not names:
         ctx.skip("the model has no nn.Sigmoid/nn.Tanh/nn.Hardtanh modules")
     if not steps:
