@@ -125,7 +125,6 @@ def _import_families() -> None:
         data,
         implementation,
         nan,
-        normalization,
         preprocessing,
         training,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,70 @@ def test_coverage_table_comes_from_the_registry() -> None:
     for spec in all_checks():
         for reason in spec.reasons:
             assert spec.id in by_reason[reason]
+
+
+# Registration order breaks ties in the diagnosis ranking, so moving a check to another
+# module must not reorder it. New checks may register anywhere; these keep their order.
+PINNED_ORDER = (
+    "class-imbalance",
+    "too-few-examples",
+    "batch-too-large",
+    "model-ignores-input",
+    "labels-not-connected",
+    "nothing-generalizes",
+    "label-noise",
+    "input-not-finite",
+    "input-constant",
+    "batch-repeated",
+    "input-uint8-range",
+    "input-channels-last",
+    "targets-sorted",
+    "single-label-batches",
+    "loader-not-shuffled",
+    "custom-layer-gradient",
+    "batch-dependence",
+    "width-one-bottleneck",
+    "loss-not-at-chance",
+    "loss-input-mismatch",
+    "loss-mismatches-task",
+    "loss-term-dominates",
+    "simpler-task-trains",
+    "loss-accuracy-disagree",
+    "non-finite-values",
+    "input-not-standardized",
+    "feature-scales-differ",
+    "augmentation-too-strong",
+    "pretrained-normalization-mismatch",
+    "split-preprocessing-differs",
+    "regularisation-prevents-fit",
+    "optimizer-underperforms",
+    "learning-rate-out-of-range",
+    "hyperparameters-out-of-range",
+    "cannot-overfit-tiny-batch",
+    "params-not-in-optimizer",
+    "params-without-grad",
+    "params-not-changing",
+    "params-frozen",
+    "zero-grad-missing",
+    "train-in-eval-mode",
+    "give-it-time",
+    "dead-relus",
+    "saturated-activations",
+    "activation-scale-drift",
+    "weights-constant-init",
+    "gradient-norm-spread",
+    "update-ratio",
+    "loss-diverging",
+)
+
+
+def test_checks_keep_their_registration_order() -> None:
+    # In a fresh interpreter: the test modules import check modules in their own order.
+    script = "from nndoctor.checks.registry import all_checks\nfor s in all_checks(): print(s.id)"
+    ids = subprocess.run(
+        [sys.executable, "-c", script], cwd=TESTS.parent, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [i for i in ids if i in PINNED_ORDER] == [i for i in PINNED_ORDER if i in ids]
 
 
 @pytest.mark.parametrize("folder", ["checks", "report"])

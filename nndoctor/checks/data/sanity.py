@@ -6,7 +6,7 @@ zeros, integrality and an order-sensitive fingerprint. Integer inputs other than
 ``uint8`` (token ids, indices) carry no statistics and are left alone.
 
 The helpers at the top (which steps have input statistics, which module first
-consumes the input) are shared with :mod:`nndoctor.checks.normalization`.
+consumes the input) are shared with :mod:`nndoctor.checks.preprocessing.normalization`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""What the part II checks compare: dataset items drawn as input tensors, and the
+per-channel statistics of recorded inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from nndoctor.probes.recording import TensorSummary
+from nndoctor.subject import default_inputs, default_targets
+
+SAMPLE_ITEMS = 256  # dataset items drawn per split: means within ~0.09 std
+
+
+def item_input(item: Any) -> torch.Tensor | None:
+    """The float input tensor of one dataset item, if it has one."""
+    x = default_inputs(item)
+    return x if isinstance(x, torch.Tensor) and x.is_floating_point() else None
+
+
+def draw(dataset: Any, indices: list[int]) -> torch.Tensor | None:
+    """The stacked inputs of the items at ``indices``."""
+    drawn = draw_pairs(dataset, indices)
+    return drawn[0] if drawn is not None else None
+
+
+def draw_pairs(dataset: Any, indices: list[int]) -> tuple[torch.Tensor, list[Any]] | None:
+    """The stacked inputs of the items at ``indices`` and their targets."""
+    xs, ys = [], []
+    for i in indices:
+        item = dataset[i]
+        x = item_input(item)
+        if x is None:
+            return None
+        xs.append(x.detach().float().cpu())
+        ys.append(default_targets(item))
+    if not xs or any(x.shape != xs[0].shape for x in xs):
+        return None
+    return torch.stack(xs), ys
+
+
+def sample_indices(n: int, k: int, seed: int) -> list[int]:
+    """``k`` distinct indices below ``n`` (all of them when ``n <= k``), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[: min(n, k)].tolist()
+
+
+ChannelStats = tuple[list[float], list[float], int]  # per-channel mean, per-channel std, samples
+
+
+def channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
+    """Per-channel mean and std averaged over the summaries that recorded them."""
+    rows = [s for s in summaries if s.channel_mean is not None and s.channel_std is not None]
+    if not rows:
+        return None
+    c = len(rows[0].channel_mean or [])
+    rows = [r for r in rows if len(r.channel_mean or []) == c]
+    mean = [sum((r.channel_mean or [])[i] for r in rows) / len(rows) for i in range(c)]
+    std = [sum((r.channel_std or [])[i] for r in rows) / len(rows) for i in range(c)]
+    return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)

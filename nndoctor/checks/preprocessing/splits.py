@@ -1,0 +1,182 @@
+"""The same preprocessing for every split (reason 15): training and evaluation inputs
+with the same statistics, and no sample in both."""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from nndoctor.checks.data.dataset import training_loader
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.preprocessing.inputs import (
+    SAMPLE_ITEMS,
+    ChannelStats,
+    channel_stats,
+    draw,
+    sample_indices,
+)
+from nndoctor.checks.registry import CheckContext, register_check
+
+
+@register_check(
+    id="split-preprocessing-differs",
+    reasons=(15,),
+    severity="warning",
+    kind="experiment",
+    quick=True,
+    priority=21,
+    explains=frozenset({"nothing-generalizes", "loss-accuracy-disagree"}),
+)
+def split_preprocessing_differs(ctx: CheckContext) -> None:
+    """Training and evaluation data are preprocessed differently, or share samples.
+
+    Why it matters:
+        A validation set normalised with other statistics (or not at all) reports a loss
+        that says nothing about the model; samples present in both splits make it look
+        better than it is. Both hide real problems until deployment.
+
+    What is measured:
+        Per-channel statistics of the inputs of evaluation forwards (gradients off) and
+        of a sample of every other DataLoader's dataset, against the training inputs: a
+        warning when a channel's mean moves by more than ``split_mean_shift`` (0.5)
+        training stds and by more than ``split_noise_z`` (4) standard errors of the two
+        samples, or its std changes by more than ``split_std_ratio`` (2)×; per-sample
+        fingerprints of evaluation inputs found among training inputs.
+
+    How to fix:
+        Compute normalisation statistics on the training split only and apply the same
+        transform (minus random augmentation) to every split; split by sample id before
+        any augmentation or duplication.
+
+    Example:
+        Before::
+
+            val_x = (val_x - val_x.mean()) / val_x.std()   # statistics of the wrong split
+
+        After::
+
+            val_x = (val_x - train_mean) / train_std
+    """
+    rec = ctx.recording
+    train_inputs = [s.inputs for s in rec.steps if s.inputs is not None]
+    train_stats = channel_stats(train_inputs)
+    findings = 0
+    compared = []
+    if rec.eval_inputs and train_stats is not None:
+        eval_stats = channel_stats(rec.eval_inputs)
+        if eval_stats is not None and len(eval_stats[0]) == len(train_stats[0]):
+            compared.append("evaluation forwards")
+            findings += _compare(
+                ctx,
+                "the inputs of evaluation forwards",
+                "the training inputs",
+                train_stats,
+                eval_stats,
+            )
+    if rec.eval_sample_fingerprints:
+        train_fp = sorted(v for s in rec.steps for v in s.sample_fingerprints if math.isfinite(v))
+        shared = [v for v in rec.eval_sample_fingerprints if _near(train_fp, v)]
+        compared.append(
+            f"{len(rec.eval_sample_fingerprints)} evaluation samples against {len(train_fp)} training samples"
+        )
+        if shared:
+            findings += 1
+            ctx.finding(
+                title="Samples shared between training and evaluation",
+                message=(
+                    f"{len(shared)} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
+                    f"inputs seen in the first {len(rec.steps)} training steps: the evaluation leaks training data."
+                ),
+                fix="Split by sample id before augmentation or duplication, and de-duplicate across splits.",
+                severity="error",
+                evidence={"shared": len(shared), "evaluated": len(rec.eval_sample_fingerprints)},
+            )
+    if not findings:
+        # Without an evaluation forward in the budget, sample the other loaders' datasets.
+        findings += _compare_datasets(ctx, compared)
+    if not compared:
+        ctx.skip("no evaluation data was observed (no no-grad forward and no other DataLoader)")
+    ctx.note("compared: " + "; ".join(compared))
+
+
+def _near(sorted_values: list[float], v: float) -> bool:
+    """Whether ``v`` is within float noise of a value in ``sorted_values`` (batched matmuls
+    may round one sample's projection slightly differently)."""
+    if not math.isfinite(v):
+        return False
+    i = bisect.bisect_left(sorted_values, v)
+    tol = 1e-5 * max(1.0, abs(v))
+    return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
+
+
+def _compare(
+    ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats
+) -> int:
+    t = ctx.thresholds
+    n1, n2 = max(train[2], 1), max(other[2], 1)
+    # A channel's shift counts only beyond the sampling noise of two finite samples: the
+    # means of a few dozen items of a clustered dataset differ by half a std by chance.
+    shifts = [
+        abs(m2 - m1) / max(s1, 1e-6)
+        if abs(m2 - m1) > t.split_noise_z * math.sqrt(s1 * s1 / n1 + s2 * s2 / n2)
+        else 0.0
+        for m1, s1, m2, s2 in zip(train[0], train[1], other[0], other[1], strict=True)
+    ]
+    ratios = [max(s2, 1e-12) / max(s1, 1e-12) for s1, s2 in zip(train[1], other[1], strict=True)]
+    shift = max(shifts)
+    ratio = max(max(ratios), 1 / min(ratios))
+    if shift <= t.split_mean_shift and ratio <= t.split_std_ratio:
+        return 0
+    ctx.finding(
+        title="Evaluation data preprocessed differently from training data",
+        message=(
+            f"Per channel, {what} differ from {against}: the means are up to {shift:.2f} training standard "
+            f"deviations apart and the stds differ up to {ratio:.2f}×."
+        ),
+        fix="Apply the training split's normalisation (same mean/std, same transform minus augmentation) to every split.",
+        evidence={
+            "max_mean_shift_in_std": shift,
+            "max_std_ratio": ratio,
+            "train_mean": train[0][:8],
+            "other_mean": other[0][:8],
+        },
+    )
+    return 1
+
+
+def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
+    """Sample every non-training DataLoader's dataset and compare it with the training dataset."""
+    lab: Lab | None = ctx.services
+    train = training_loader(ctx.recording)
+    if lab is None or train is None or train.index not in lab.datasets or not train.dataset_len:
+        return 0
+    try:
+        a = draw(lab.datasets[train.index], sample_indices(train.dataset_len, SAMPLE_ITEMS, seed=0))
+    except Exception:  # noqa: BLE001 - an unindexable dataset is not comparable
+        return 0
+    if a is None or a.dim() < 2:
+        return 0
+    dims = [0, *range(2, a.dim())]
+    train_stats = (a.mean(dims).tolist(), a.std(dims).tolist(), int(a.shape[0]))
+    found = 0
+    for info in ctx.recording.loaders:
+        if info.index == train.index or info.index not in lab.datasets or not info.dataset_len:
+            continue
+        try:
+            b = draw(
+                lab.datasets[info.index], sample_indices(info.dataset_len, SAMPLE_ITEMS, seed=1)
+            )
+        except Exception:  # noqa: BLE001
+            continue
+        if b is None or b.shape[1:] != a.shape[1:]:
+            continue
+        compared.append(f"dataset of loader {info.index} ({info.dataset})")
+        other = (b.mean(dims).tolist(), b.std(dims).tolist(), int(b.shape[0]))
+        found += _compare(
+            ctx,
+            f"items of the {info.dataset} behind loader {info.index}",
+            "training items",
+            train_stats,
+            other,
+        )
+    return found
