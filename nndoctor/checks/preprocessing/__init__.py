@@ -5,8 +5,8 @@ diagnosis ranking.
 """
 
 # isort: off
-from nndoctor.checks.preprocessing import normalization  # noqa: F401 - reason 12
-from nndoctor.checks.preprocessing import augmentation  # noqa: F401 - reason 13
-from nndoctor.checks.preprocessing import pretrained  # noqa: F401 - reason 14
-from nndoctor.checks.preprocessing import splits  # noqa: F401 - reason 15
+from nndoctor.checks.preprocessing import normalization  # noqa: F401
+from nndoctor.checks.preprocessing import augmentation  # noqa: F401
+from nndoctor.checks.preprocessing import pretrained  # noqa: F401
+from nndoctor.checks.preprocessing import splits  # noqa: F401
 # isort: on

@@ -1,0 +1,212 @@
+"""Frozen parameters (reason 23): ``requires_grad=False`` on parameters that look meant to
+train (a half-frozen layer, a frozen layer the optimizer still holds, weights frozen at
+their random initialisation)."""
+
+from __future__ import annotations
+
+from nndoctor.checks import causes
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.training.default_init import at_default_init
+from nndoctor.checks.training.parameters import (
+    common_module,
+    group_by_module,
+    module_label,
+    names_evidence,
+    numel_of,
+)
+from nndoctor.probes.layers import NORM
+from nndoctor.probes.recording import module_of
+from nndoctor.report.model import Severity, Where
+
+
+@register_check(
+    id="params-frozen",
+    reasons=(23,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}),
+)
+def params_frozen(ctx: CheckContext) -> None:
+    """Parameters with ``requires_grad=False`` that look meant to train.
+
+    Why it matters:
+        Freezing is how fine-tuning keeps a pretrained backbone fixed, but a stray
+        ``requires_grad=False`` (left over from an earlier experiment, copied from
+        a fine-tuning recipe, set on the wrong module) silently stops part of the
+        model from learning. Frozen parameters sitting in the optimizer, or a
+        layer whose weight is frozen while its bias trains, are signs it was not
+        meant.
+
+    What is measured:
+        Every parameter with ``requires_grad=False``, grouped by the module that
+        owns it. A warning for a module with frozen and trainable parameters
+        mixed (weight frozen, bias trains), and for whole frozen modules that are
+        in the optimizer but are neither a leading block (the backbone before the
+        trainable head, in registration order) nor normalisation layers. An info
+        note for the rest: whole blocks frozen and left out of the optimizer, the
+        usual fine-tuning setup — unless the frozen layers still hold the random values
+        their constructors drew (a Kolmogorov–Smirnov test against PyTorch's default
+        initialisation at level ``default_init_alpha``): freezing random weights is never
+        what anyone meant, so that is a warning.
+
+    How to fix:
+        Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
+        parameters that should train; when
+        freezing on purpose, freeze whole modules and give the optimizer only the
+        trainable parameters: ``(p for p in model.parameters() if p.requires_grad)``.
+
+    Example:
+        Before::
+
+            model[2].weight.requires_grad_(False)    # left from a debugging session
+            optimizer = torch.optim.Adam(model.parameters())
+
+        After::
+
+            optimizer = torch.optim.Adam(model.parameters())
+    """
+    rec = ctx.recording
+    names = rec.param_names
+    frozen = [n for n in names if not rec.requires_grad.get(n, True)]
+    ctx.note(f"{len(frozen)} of {len(names)} parameters have requires_grad=False")
+    if not frozen:
+        return
+    trainable = [n for n in names if rec.requires_grad.get(n, True)]
+    index = {n: i for i, n in enumerate(names)}
+    leading = bool(trainable) and max(index[n] for n in frozen) < min(index[n] for n in trainable)
+    by_module: dict[str, list[str]] = {}
+    for n in names:
+        by_module.setdefault(module_of(n), []).append(n)
+    mixed: list[str] = []
+    suspicious: list[str] = []
+    intended: list[str] = []
+    for module, params in by_module.items():
+        cold = [p for p in params if p in frozen]
+        if not cold:
+            continue
+        if len(cold) < len(params):
+            mixed.append(module)
+        elif (
+            any(p in rec.in_optimizer for p in cold)
+            and not leading
+            and not rec.is_kind(module, NORM)
+        ):
+            suspicious.extend(cold)
+        else:
+            intended.extend(cold)
+    for module in mixed:
+        params = by_module[module]
+        cold = [p for p in params if p in frozen]
+        warm = [p for p in params if p not in frozen]
+        ctx.finding(
+            title=f"{module_label(module)} is partly frozen",
+            message=(
+                f"In {module_label(module)} ({rec.module_types.get(module, '?')}), "
+                f"{', '.join(p.rsplit('.', 1)[-1] for p in cold)} "
+                f"{'has' if len(cold) == 1 else 'have'} requires_grad=False while "
+                f"{', '.join(p.rsplit('.', 1)[-1] for p in warm)} "
+                f"{'trains' if len(warm) == 1 else 'train'}: a layer is rarely meant to be half "
+                "frozen, so the frozen part is probably a leftover."
+            ),
+            fix=(
+                f"Call {module_label(module)}.requires_grad_(True) (or freeze the whole module on purpose and "
+                "leave it out of the optimizer)."
+            ),
+            where=Where(module=module),
+            evidence={
+                "frozen": cold,
+                "trainable": warm,
+                "frozen_in_optimizer": [p for p in cold if p in rec.in_optimizer],
+            },
+        )
+    for module, group in group_by_module(suspicious):
+        ctx.finding(
+            title=f"Frozen parameters of {module_label(module)} are in the optimizer",
+            message=(
+                f"{len(group)} parameter(s) of {module_label(module)} ({numel_of(rec, group)} values) have "
+                "requires_grad=False but were given to the optimizer, and they are not a leading "
+                "block frozen for fine-tuning: they were probably meant to train."
+            ),
+            fix=(
+                f"Call {module_label(module)}.requires_grad_(True); if freezing is intended, pass only "
+                "trainable parameters to the optimizer: (p for p in model.parameters() if p.requires_grad)."
+            ),
+            where=Where(module=module),
+            evidence={
+                "parameters": names_evidence(group),
+                "count": len(group),
+                "numel": numel_of(rec, group),
+            },
+        )
+    random = _frozen_at_random_init(ctx, intended)
+    if random:
+        modules = sorted({module_of(n) for n in random})
+        ctx.finding(
+            title=f"{module_label(common_module(random))} is frozen at its random initialisation",
+            message=(
+                f"{len(random)} frozen parameter(s) ({numel_of(rec, random)} values) in {len(modules)} layer(s) "
+                f"({', '.join(module_label(m) for m in modules[:4])}{', ...' if len(modules) > 4 else ''}) hold the "
+                "values their constructor drew: a Kolmogorov-Smirnov test cannot tell them from PyTorch's "
+                f"default initialisation (at level {ctx.thresholds.default_init_alpha:g}). Frozen random "
+                "weights never learn: nothing was loaded into them before they were frozen."
+            ),
+            fix=(
+                "Load the pretrained weights before freezing (model.backbone.load_state_dict(...)), or let "
+                "these layers train: requires_grad_(True) and give them to the optimizer."
+            ),
+            where=Where(module=common_module(random)),
+            evidence={
+                "parameters": names_evidence(random),
+                "count": len(random),
+                "numel": numel_of(rec, random),
+                "alpha": ctx.thresholds.default_init_alpha,
+            },
+        )
+        intended = [n for n in intended if n not in set(random)]
+    if intended:
+        modules = sorted({module_of(n) for n in intended})
+        in_opt = [n for n in intended if n in rec.in_optimizer]
+        ctx.finding(
+            title=f"{len(intended)} parameter(s) are frozen",
+            message=(
+                f"{len(intended)} parameter(s) ({numel_of(rec, intended)} values) in "
+                f"{len(modules)} module(s) have requires_grad=False"
+                + (
+                    f", {module_label(common_module(intended))} and below"
+                    if len(modules) > 1
+                    else f": {module_label(modules[0])}"
+                )
+                + ". Whole frozen blocks look like an intended fine-tuning setup."
+                + (
+                    f" {len(in_opt)} of them are in the optimizer, where they only cost memory."
+                    if in_opt
+                    else ""
+                )
+            ),
+            fix="Nothing to do if freezing is intended; otherwise call requires_grad_(True) on them.",
+            severity=Severity.INFO,
+            where=Where(module=common_module(intended)),
+            evidence={
+                "parameters": names_evidence(intended),
+                "count": len(intended),
+                "numel": numel_of(rec, intended),
+                "in_optimizer": len(in_opt),
+            },
+        )
+
+
+def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
+    """The frozen parameters whose layers all still hold their constructor's random draw
+    (empty unless every frozen layer with a known default initialisation does)."""
+    lab = ctx.services
+    if lab is None or not frozen or not getattr(lab, "has_model", False):
+        return []
+    modules = dict(lab.fresh_model().named_modules())
+    verdicts = {
+        m: at_default_init(modules[m], ctx.thresholds.default_init_alpha)
+        for m in {module_of(n) for n in frozen}
+        if m in modules
+    }
+    known = {m: v for m, v in verdicts.items() if v is not None}
+    if not known or not all(known.values()):
+        return []
+    return [n for n in frozen if module_of(n) in known]

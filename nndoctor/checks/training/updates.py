@@ -1,0 +1,146 @@
+"""Updates (reasons 33, 36): the ratio of each step's update to the weights, which says
+whether the learning rate is too high or too low.
+"""
+
+from __future__ import annotations
+
+import math
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.training.observed import capped, fmt3, learning_rates, median, weight_matrices
+from nndoctor.probes.recording import module_of
+from nndoctor.report.model import Severity, Where
+
+# The update/weight ratio that cs231n's "babysitting the learning process" calls healthy.
+HEALTHY_UPDATE_RATIO = 1e-3
+
+
+@register_check(
+    id="update-ratio",
+    reasons=(33, 36),
+    severity="warning",
+    symptom=True,
+    differential=(
+        (36, "the learning rate (learning-rate-out-of-range)"),
+        (12, "the scale of the inputs"),
+        (28, "the initialisation"),
+    ),
+)
+def update_ratio(ctx: CheckContext) -> None:
+    """Update/weight ratios far from ~1e-3: the learning rate is too high or too low.
+
+    Why it matters:
+        The size of each optimizer step relative to the weights is the most direct
+        reading of the learning rate. Around 1e-3 per step is healthy (cs231n):
+        far above it, each step rewrites the weights and training oscillates or
+        diverges; far below it, the weights barely move and training crawls.
+
+    What is measured:
+        For each trainable weight matrix in the optimizer (biases and lookup tables
+        left out), at each observed step, the norm of the update divided by the
+        matrix's norm at the first observed step (its initial scale: dividing by
+        the current norm would hide a runaway learning rate, since the weights
+        inflate with it); the median over steps per matrix, then the median over
+        matrices. A warning above ``update_ratio_high`` (0.1) or below
+        ``update_ratio_low`` (1e-5); an error above ``update_ratio_extreme`` (1.0,
+        every step as large as the weights themselves). A learning rate rising
+        over the observed steps (warm-up) turns a "too low" finding into a note.
+        Matrices that never change are left to ``params-not-changing``.
+
+    How to fix:
+        Too high: lower the learning rate (by the factor shown) or add warm-up;
+        too low: raise it. A learning-rate range test (increase the rate
+        exponentially over a few hundred steps, pick a value an order below where
+        the loss blows up) finds a good value quickly.
+
+    Example:
+        Before::
+
+            optimizer = torch.optim.Adam(model.parameters(), lr=1.0)
+
+        After::
+
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    """
+    t = ctx.thresholds
+    rec = ctx.recording
+    candidates = [n for n in weight_matrices(rec) if n in rec.in_optimizer]
+    per_tensor: dict[str, float] = {}
+    per_tensor_current: dict[str, float] = {}
+    for name in candidates:
+        pairs = [
+            (s.update_norms[name], s.weight_norms.get(name, math.nan))
+            for s in rec.steps
+            if name in s.update_norms
+        ]
+        pairs = [(u, w) for u, w in pairs if math.isfinite(u) and math.isfinite(w)]
+        if not pairs or all(u == 0 for u, _ in pairs):
+            continue
+        ref = next((w for _, w in pairs if w > 0), 0.0)
+        if ref <= 0:
+            continue
+        per_tensor[name] = median(u / ref for u, _ in pairs)
+        per_tensor_current[name] = median(u / w for u, w in pairs if w > 0)
+    if not per_tensor:
+        ctx.skip("no weight matrix in the optimizer changed during the observed steps")
+    ratio = median(per_tensor.values())
+    ctx.note(f"median update/weight ratio {fmt3(ratio)} over {len(per_tensor)} weight matrices")
+    stepped = [s for s in rec.steps if s.update_norms]
+    lrs_first = learning_rates(stepped[0]) if stepped else []
+    lrs_last = learning_rates(stepped[-1]) if stepped else []
+    evidence = {
+        "median_ratio": ratio,
+        "healthy_ratio": HEALTHY_UPDATE_RATIO,
+        "ratios": capped(per_tensor),
+        "ratios_to_current_norm": capped(per_tensor_current),
+        "lr": lrs_first,
+        "steps": len(stepped),
+    }
+    lr_text = f" (lr={', '.join(fmt3(x) for x in lrs_first)})" if lrs_first else ""
+    if ratio > t.update_ratio_high:
+        worst = max(per_tensor, key=per_tensor.__getitem__)
+        factor = ratio / HEALTHY_UPDATE_RATIO
+        ctx.finding(
+            title="Updates are too large for the weights: learning rate too high",
+            message=(
+                f"Each step changes the weight matrices by a median {fmt3(ratio)} of their initial "
+                f"norm over {len(stepped)} steps{lr_text}; healthy is about "
+                f"{fmt3(HEALTHY_UPDATE_RATIO)}, warning above {fmt3(t.update_ratio_high)}. "
+                f"Largest: {worst} at {fmt3(per_tensor[worst])}."
+            ),
+            fix=(
+                f"Lower the learning rate, by up to ~{fmt3(factor)}x toward an update/weight "
+                "ratio of 1e-3 (or run a learning-rate range test); add warm-up for large models."
+            ),
+            severity=Severity.ERROR if ratio > t.update_ratio_extreme else None,
+            where=Where(module=module_of(worst), step=stepped[0].step if stepped else None),
+            evidence=evidence,
+        )
+    elif ratio < t.update_ratio_low:
+        smallest = min(per_tensor, key=per_tensor.__getitem__)
+        warming = (
+            bool(lrs_first)
+            and len(lrs_first) == len(lrs_last)
+            and any(b > a for a, b in zip(lrs_first, lrs_last, strict=True))
+        )
+        note = (
+            f" The learning rate is still rising (warm-up: {', '.join(fmt3(x) for x in lrs_last)} "
+            "at the last observed step), so this may be expected."
+            if warming
+            else ""
+        )
+        ctx.finding(
+            title="Updates are tiny compared with the weights: learning rate too low",
+            message=(
+                f"Each step changes the weight matrices by a median {fmt3(ratio)} of their initial "
+                f"norm over {len(stepped)} steps{lr_text}; healthy is about "
+                f"{fmt3(HEALTHY_UPDATE_RATIO)}, warning below {fmt3(t.update_ratio_low)}.{note}"
+            ),
+            fix=(
+                f"Raise the learning rate, by up to ~{fmt3(HEALTHY_UPDATE_RATIO / ratio)}x toward an "
+                "update/weight ratio of 1e-3 (or run a learning-rate range test)."
+            ),
+            severity=Severity.INFO if warming else None,
+            where=Where(module=module_of(smallest), step=stepped[0].step if stepped else None),
+            evidence={**evidence, "warm_up": warming},
+        )
