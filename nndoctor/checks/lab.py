@@ -7,6 +7,7 @@ each experiment by the engine.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
+from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
 
 # The known-good optimiser of the tiny-batch experiments.
@@ -35,6 +37,14 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
     diverged: bool = False
     error: str | None = None
+    # For a run that turned non-finite: the first operation making a non-finite value, found by
+    # redoing the run with the last finite step and the bad one traced (see Lab.trace_divergence).
+    trace: OpEvent | None = None
+
+    @property
+    def nonfinite_step(self) -> int | None:
+        """The step whose loss was first non-finite."""
+        return len(self.losses) - 1 if self.diverged and self.losses else None
 
     @property
     def initial(self) -> float:
@@ -184,7 +194,35 @@ class Lab:
                 optimizer=optimizer,
                 regularisation=False,
             )
+        if result.diverged:
+            result.trace = self.trace_divergence(
+                result, batch, optimizer=optimizer, regularisation=False
+            )
         return result
+
+    def trace_divergence(
+        self,
+        result: TrainResult,
+        batches: list[Any],
+        *,
+        optimizer: OptimizerSpec | None = None,
+        regularisation: bool = True,
+    ) -> OpEvent | None:
+        """Redo a run that turned non-finite, with its last finite step (backward and update)
+        and the bad forward traced op by op: the first operation making a non-finite value,
+        the module running it and the code line. None if the redo does not diverge again at
+        the same step (a random forward), or nothing non-finite is traced."""
+        bad = result.nonfinite_step
+        if bad is None or bad == 0:
+            return None
+        redo = self.train(
+            batches,
+            bad + 1,
+            optimizer=optimizer,
+            regularisation=regularisation,
+            trace_from=bad - 1,
+        )
+        return redo.trace if redo.nonfinite_step == bad else None
 
     def overfit_user(self, t: Any) -> TrainResult:
         """The user's optimiser on the tiny batch, regularisation off (run once per check run);
@@ -275,10 +313,13 @@ class Lab:
         regularisation: bool = True,
         model: nn.Module | None = None,
         loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
+        trace_from: int | None = None,
     ) -> TrainResult:
         """Train a fresh copy for ``steps`` steps cycling over ``batches``; the loss per step.
 
-        ``regularisation=False`` switches dropout and weight decay off.
+        ``regularisation=False`` switches dropout and weight decay off. From step
+        ``trace_from`` on, every op is traced for the first non-finite value (slow: offline
+        diagnosis of a run that diverged), kept in the result's ``trace``.
         """
         model = model if model is not None else self.fresh_model()
         if not regularisation:
@@ -295,15 +336,20 @@ class Lab:
         i = 0
         try:
             for i in range(steps):
-                opt.zero_grad(set_to_none=True)
-                loss = compute(model, batches[i % len(batches)])
-                value = float(loss.detach())
-                result.losses.append(value)
+                traced = trace_from is not None and i >= trace_from and result.trace is None
+                with nonfinite_traced(model) if traced else contextlib.nullcontext() as tracer:
+                    opt.zero_grad(set_to_none=True)
+                    loss = compute(model, batches[i % len(batches)])
+                    value = float(loss.detach())
+                    result.losses.append(value)
+                    if math.isfinite(value):
+                        loss.backward()
+                        opt.step()
+                if tracer is not None and tracer.event is not None:
+                    result.trace = tracer.event
                 if not math.isfinite(value):
                     result.diverged = True
                     break
-                loss.backward()
-                opt.step()
         except (RuntimeError, ValueError, IndexError) as exc:
             if i == 0:
                 # Not one step could be taken on the copy: the experiment is what failed

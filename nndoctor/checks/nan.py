@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nndoctor.checks import causes
-from nndoctor.checks.lab import Lab
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import NonFiniteEvent, Recording
 from nndoctor.probes.trace import OpEvent, trace_first_nonfinite
@@ -81,7 +82,7 @@ def non_finite_values(ctx: CheckContext) -> None:
         evidence["parameter"] = event.param
     message = f"The first non-finite value appeared at step {event.step}: {what}."
     if op is not None:
-        cause = _CAUSES.get(op.op.split(".")[0].rstrip("_"), "")
+        cause = _CAUSES.get(_op_base(op.op), "")
         op_text = f"aten.{op.op}" + (f" ({op.autograd_node})" if op.autograd_node else "")
         message += f" Replayed on a copy, the first operation producing it is {op_text} in the {op.phase} pass"
         message += f" — likely {cause}." if cause else "."
@@ -166,3 +167,125 @@ def _replay_script(lab: Lab, event: NonFiniteEvent) -> OpEvent | None:
     if result.event is None:
         return None
     return OpEvent(**result.event)
+
+
+def divergence_text(result: TrainResult) -> str:
+    """Where the first non-finite value of a diverged experiment run came from, in words."""
+    op = result.trace
+    if op is None:
+        return ""
+    inside = f" in {op.module}" if op.module else ""
+    at = f" at {os.path.basename(op.file)}:{op.line}" if op.file else ""
+    return f"the first non-finite value came from aten.{op.op}{inside}, {op.phase} pass{at}"
+
+
+def divergence_evidence(result: TrainResult) -> dict[str, Any]:
+    """The step, op, phase and module of a diverged experiment run's first non-finite value."""
+    op = result.trace
+    evidence: dict[str, Any] = {"nonfinite_step": result.nonfinite_step}
+    if op is not None:
+        evidence.update(op=op.op, op_phase=op.phase, inputs_finite=op.inputs_finite)
+        if op.module:
+            evidence["module"] = op.module
+        if op.code:
+            evidence["code"] = op.code
+    return evidence
+
+
+@register_check(
+    id="nonfinite-in-experiment",
+    reasons=(37,),
+    severity="error",
+    kind="experiment",
+    priority=11,
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
+def nonfinite_in_experiment(ctx: CheckContext) -> None:
+    """Training a copy on a tiny batch turns the loss non-finite.
+
+    Why it matters:
+        The observed steps may stay finite while the run is still young; a few hundred steps
+        on a tiny batch, the first experiment of the recipe, reach the weights and outputs
+        where an unguarded log, a division or an exp overflows. A run that overflows cannot
+        fit anything, so "cannot overfit" would name the symptom, not the cause.
+
+    What is measured:
+        The tiny-batch run of cannot-overfit-tiny-batch (the user's optimiser, regularisation
+        off). When its loss turns non-finite, the run is redone with its last finite step and
+        the bad one traced op by op: the first operation making a non-finite value, the module
+        running it and the line of code. An op outside its domain (log of 0, a division by 0)
+        is a warning: it is unsafe at any learning rate. An overflow in plain arithmetic while
+        Adam(lr=1e-3) fits the same batch belongs to the optimiser settings (reason 36): an
+        info. Otherwise an error.
+
+    How to fix:
+        Guard the operation the finding names (``x.clamp_min(1e-8).log()``, an epsilon in
+        denominators, ``log_softmax``/``BCEWithLogitsLoss``/``logsumexp``), or lower the
+        learning rate or clip gradients when the weights grew until they overflowed.
+
+    Example:
+        Before::
+
+            loss = -(y * torch.log(model(x).sigmoid())).mean()
+
+        After::
+
+            loss = F.binary_cross_entropy_with_logits(model(x), y)
+    """
+    lab: Lab = ctx.services
+    if lab is None or not lab.available:
+        why = lab.unavailable_reason if lab is not None else "no subject"
+        ctx.skip(f"{why}; declare a Subject (nndoctor.check) to run it")
+    if ctx.recording.first_nonfinite() is not None:
+        ctx.skip("the observed run itself turned non-finite (see non-finite-values)")
+    t = ctx.thresholds
+    user = lab.overfit_user(t)
+    step = user.nonfinite_step
+    if step is None:
+        ctx.note(f"the tiny-batch run stayed finite for {len(user.losses)} steps")
+        return
+    if step == 0:
+        ctx.skip("the loss is not finite from the first step (see non-finite-values)")
+    evidence = divergence_evidence(user)
+    evidence["initial_loss"] = user.initial
+    op = user.trace
+    where = Where(step=step)
+    if op is not None:
+        where = Where(module=op.module, step=step, file=op.file, line=op.line, op=op.op)
+    # An op outside its domain (log of 0, a division by 0) is unsafe at any learning rate;
+    # an overflow in plain arithmetic is weights grown too large, which a gentler optimiser
+    # that fits the batch shows to be the optimiser settings' doing.
+    domain = op is not None and op.inputs_finite and _op_base(op.op) in _CAUSES
+    fallback = lab.overfit_known_good(t)
+    settings = not domain and lab.fits(fallback, t)
+    traced = f"; {divergence_text(user)}" if op is not None else ""
+    message = (
+        f"Trained from the initial weights on {t.overfit_batch_size} samples with the user's optimiser "
+        f"and regularisation off, the loss went from {user.initial:.4g} to a non-finite value at step "
+        f"{step}{traced}."
+    )
+    if domain:
+        message += f" That is {_CAUSES[_op_base(op.op)]}: the operation is unguarded."
+    elif settings:
+        message += (
+            f" With Adam(lr={KNOWN_GOOD_LR:g}) the same batch is fit and stays finite: the "
+            "optimiser settings grow the weights until they overflow."
+        )
+    ctx.finding(
+        title="Training on a tiny batch turns the loss non-finite",
+        message=message,
+        fix=(
+            "Lower the learning rate or clip gradients."
+            if settings
+            else "Guard the operation named (clamp before log, an epsilon in denominators, the fused "
+            "stable losses), or lower the learning rate if the weights grew until they overflowed."
+        ),
+        severity="info" if settings else "warning" if domain else "error",
+        reasons=(37, 36) if settings else (37,),
+        where=where,
+        evidence=evidence,
+    )
+
+
+def _op_base(op: str) -> str:
+    return op.split(".")[0].rstrip("_")

@@ -70,6 +70,9 @@ class Thresholds:
     loss_spike_ratio: float = 10.0  # a step's loss over the first loss
     # --- loss inputs (19)
     probability_sum_tolerance: float = 1e-3
+    # Targets reaching past a bounded output's range by this share of their own span leave
+    # part of the loss out of reach of any weights.
+    bounded_target_excess: float = 0.05
     # --- frozen / unoptimised parameters (23), zero_grad (26, 36), train/eval mode (32)
     unchanged_update_norm: float = 0.0
     zero_grad_missing_fraction: float = 0.5  # share of later steps accumulating gradients: error

@@ -76,6 +76,9 @@ class LossCall:
     input_stats: dict[str, float] = field(default_factory=dict)  # LOGIT_FIELDS
     target: TargetSummary | None = None
     linked_to_output: str | None = None  # how the input relates to the model output
+    # The last operation that changed the input's values, from its autograd node ("sigmoid",
+    # "tanh", "softmax", "clamp", "addmm", ...); "" when the input has no gradient history.
+    input_op: str = ""
     file: str | None = None
     line: int | None = None
     value: float = math.nan

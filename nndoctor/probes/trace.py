@@ -35,6 +35,7 @@ class OpEvent:
     line: int | None
     code: str | None
     inputs_finite: bool
+    module: str | None = None  # the innermost module running it (forward ops, when known)
 
 
 def _user_location(
@@ -87,6 +88,7 @@ class _NonFiniteTracer(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.event: OpEvent | None = None
+        self.modules: list[str] = []  # the forward calls under way, outermost first
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
@@ -108,6 +110,7 @@ class _NonFiniteTracer(TorchDispatchMode):
                     line=line,
                     code=code,
                     inputs_finite=inputs_finite,
+                    module=self.modules[-1] if self.modules and phase == "forward" else None,
                 )
         return out
 
@@ -122,12 +125,38 @@ def _has_nonfinite(obj: Any) -> bool:
     return False
 
 
-def trace_first_nonfinite(fn: Callable[[], Any]) -> OpEvent | None:
-    """Run ``fn`` (a forward, loss and backward) and return the first op making a non-finite value."""
-    tracer = _NonFiniteTracer()
-    with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
+def trace_first_nonfinite(fn: Callable[[], Any], model: nn.Module | None = None) -> OpEvent | None:
+    """Run ``fn`` (a forward, loss and backward) and return the first op making a non-finite
+    value; with ``model``, the event names the module whose forward ran it."""
+    with nonfinite_traced(model) as tracer:
         fn()
     return tracer.event
+
+
+@contextmanager
+def nonfinite_traced(model: nn.Module | None = None) -> Iterator[_NonFiniteTracer]:
+    """Trace every op run inside the block; the tracer's ``event`` is the first op making a
+    non-finite value. Offline only (it synchronises per op); hooks removed on exit."""
+    tracer = _NonFiniteTracer()
+    handles = []
+    try:
+        if model is not None:
+            for name, module in model.named_modules():
+
+                def enter(mod: nn.Module, args: Any, name: str = name) -> None:
+                    tracer.modules.append(name or "<root>")
+
+                def leave(mod: nn.Module, args: Any, out: Any) -> None:
+                    if tracer.modules:
+                        tracer.modules.pop()
+
+                handles.append(module.register_forward_pre_hook(enter))
+                handles.append(module.register_forward_hook(leave, always_call=True))
+        with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
+            yield tracer
+    finally:
+        for h in handles:
+            h.remove()
 
 
 @contextmanager

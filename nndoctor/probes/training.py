@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import traceback
 import weakref
@@ -491,6 +492,7 @@ class TrainingProbe:
             else None,
             kwargs=extra,
             linked_to_output=self._link(inp),
+            input_op=producing_op(inp),
             file=file,
             line=line,
         )
@@ -820,3 +822,47 @@ def _module_file(m: nn.Module) -> str:
 
 def finite(x: float) -> bool:
     return math.isfinite(x)
+
+# Autograd nodes that only rearrange values (views, copies, casts): the op that bounds or
+# scales a loss input lies behind them.
+_LAYOUT_NODES = frozenset(
+    {
+        "view",
+        "reshapealias",
+        "unsafeview",
+        "squeeze",
+        "unsqueeze",
+        "permute",
+        "transpose",
+        "t",
+        "expand",
+        "clone",
+        "select",
+        "slice",
+        "index",
+        "cat",
+        "stack",
+        "tocopy",
+        "split",
+        "splitwithsizes",
+        "unbind",
+        "asstrided",
+        "alias",
+    }
+)
+
+
+def producing_op(t: torch.Tensor) -> str:
+    """The last value-changing operation behind ``t`` ("sigmoid", "tanh", "softmax", "clamp",
+    "addmm", ...), found by following its autograd graph through layout-only nodes along
+    their first input; "" without a gradient history."""
+    node = t.grad_fn
+    for _ in range(32):
+        if node is None:
+            return ""
+        name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
+        if name not in _LAYOUT_NODES:
+            return name
+        nxt = [f for f, _ in node.next_functions if f is not None]
+        node = nxt[0] if nxt else None
+    return ""

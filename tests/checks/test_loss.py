@@ -197,3 +197,52 @@ def test_balanced_terms_pass() -> None:
     )
     assert report.by_check("loss-term-dominates") == []
     assert "cross_entropy=" in report.result("loss-term-dominates").detail
+
+
+def _regression(head: nn.Module, targets: torch.Tensor) -> dict:
+    torch.manual_seed(0)
+    x = torch.rand(128, 8)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), head)
+    return {
+        "model": model,
+        "data": list(batches(x, targets)),
+        "loss_fn": nn.MSELoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("bounded-output-vs-targets")
+def test_sigmoid_output_against_pixel_valued_targets() -> None:
+    torch.manual_seed(1)
+    targets = torch.randint(0, 256, (128, 1)).float()
+    report = run(select=["bounded-output-vs-targets"], **_regression(nn.Sigmoid(), targets))
+    (finding,) = report.by_check("bounded-output-vs-targets")
+    assert finding.reasons == [19]
+    assert finding.evidence["output_op"] == "sigmoid"
+    assert finding.evidence["target_max"] > 200
+
+
+def test_tanh_output_against_targets_in_zero_to_two() -> None:
+    torch.manual_seed(1)
+    targets = 2 * torch.rand(128, 1)
+    report = run(select=["bounded-output-vs-targets"], **_regression(nn.Tanh(), targets))
+    (finding,) = report.by_check("bounded-output-vs-targets")
+    assert finding.evidence["output_range"] == [-1.0, 1.0]
+
+
+def test_relu_output_against_standardised_targets() -> None:
+    torch.manual_seed(1)
+    targets = torch.randn(128, 1)
+    report = run(select=["bounded-output-vs-targets"], **_regression(nn.ReLU(), targets))
+    (finding,) = report.by_check("bounded-output-vs-targets")
+    assert finding.evidence["output_op"] == "relu"
+
+
+@pytest.mark.silent("bounded-output-vs-targets")
+def test_bounded_outputs_against_targets_in_range_and_linear_outputs_pass() -> None:
+    torch.manual_seed(1)
+    in_unit = torch.rand(128, 1)
+    for head, targets in ((nn.Sigmoid(), in_unit), (nn.Identity(), 255 * in_unit)):
+        report = run(select=["bounded-output-vs-targets"], **_regression(head, targets))
+        assert report.result("bounded-output-vs-targets").status == "passed"
+        assert report.by_check("bounded-output-vs-targets") == []

@@ -84,3 +84,50 @@ def test_divergence_from_a_huge_learning_rate_is_seen_in_gradients_or_weights() 
     (finding,) = report.by_check("non-finite-values")
     assert finding.where.step > 0
     assert finding.evidence["phase"] in ("forward", "loss", "backward", "gradient", "weights")
+
+
+def _hand_written_bce(model: nn.Module, batch: tuple) -> torch.Tensor:
+    """The bug: BCE written out by hand. Once a memorised sample's sigmoid rounds to exactly 1,
+    its ``(1 - y) * log(1 - p)`` is 0 * -inf = NaN."""
+    x, y = batch
+    p = torch.sigmoid(model(x).squeeze(1))
+    return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
+
+
+def _stable_bce(model: nn.Module, batch: tuple) -> torch.Tensor:
+    x, y = batch
+    return F.binary_cross_entropy_with_logits(model(x).squeeze(1), y)
+
+
+def _binary(loss_fn: object, lr: float) -> dict:
+    x, y = blobs(classes=2)
+    model = mlp(classes=1)
+    return {
+        "model": model,
+        "data": batches(x, y.float()),
+        "loss_fn": loss_fn,
+        "optimizer": torch.optim.Adam(model.parameters(), lr=lr),
+    }
+
+
+@pytest.mark.fires("nonfinite-in-experiment")
+def test_a_tiny_batch_run_that_overflows_is_traced_to_its_op_and_step() -> None:
+    # The observed 20 steps stay finite; memorising 8 samples saturates a sigmoid to 1.0.
+    report = run(select=["nonfinite-in-experiment"], **_binary(_hand_written_bce, lr=0.01))
+    (finding,) = report.by_check("nonfinite-in-experiment")
+    assert finding.reasons == [37]
+    assert finding.severity.value == "warning"
+    assert finding.where.step > 0
+    assert finding.where.op == "log"
+    assert finding.where.file.endswith("test_nan.py")
+    assert "log of zero" in finding.message
+
+
+@pytest.mark.silent("nonfinite-in-experiment")
+def test_a_stable_loss_stays_finite_on_the_tiny_batch() -> None:
+    report = run(
+        select=["nonfinite-in-experiment"],
+        **_binary(_stable_bce, lr=0.01),
+    )
+    assert report.result("nonfinite-in-experiment").status == "passed"
+    assert report.by_check("nonfinite-in-experiment") == []

@@ -244,6 +244,107 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         _check_shapes(ctx, fn, c0, where)
 
 
+# The range of values each bounding operation can produce, as a loss input.
+BOUNDED_OPS: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0),
+    "hardsigmoid": (0.0, 1.0),
+    "softmax": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "hardtanh": (-1.0, 1.0),
+    "relu": (0.0, math.inf),
+    "softplus": (0.0, math.inf),
+    "exp": (0.0, math.inf),
+}
+# Losses that compare an output with a target value of the same kind, so the target must lie
+# where the output can go.
+_VALUE_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy")
+
+
+@register_check(
+    id="bounded-output-vs-targets",
+    reasons=(19,),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS,
+)
+def bounded_output_vs_targets(ctx: CheckContext) -> None:
+    """The loss compares a bounded output (sigmoid, tanh, softmax, ReLU) with targets outside its range.
+
+    Why it matters:
+        A sigmoid can only say 0 to 1 and a tanh -1 to 1. Trained against pixels in [0, 255],
+        standardised targets with negative values, or a tanh head against targets in [0, 1]
+        scaled past 1, the loss has a floor no weights can get below, and the gradient pushes
+        the pre-activation to saturation, where it vanishes. The loss stalls far above zero.
+
+    What is measured:
+        For every regression-type loss (MSE, L1, Huber, BCE): the last operation that produced
+        its input, read from the input's autograd graph (through views and reshapes), and the
+        range of the targets over the observed steps. A finding when the targets reach past the
+        operation's range by more than ``bounded_target_excess`` of their own span.
+
+    How to fix:
+        Scale the targets into the output's range (``y / 255``, or ``(y + 1) / 2`` for tanh), or
+        remove the bounding activation from the output layer (a linear output for standardised
+        regression targets).
+
+    Example:
+        Before::
+
+            out = torch.sigmoid(self.head(h))          # in (0, 1)
+            loss = F.mse_loss(out, image_uint8.float())  # targets in [0, 255]
+
+        After::
+
+            loss = F.mse_loss(out, image_uint8.float() / 255)
+    """
+    calls = [c for s in ctx.recording.steps for c in s.loss_calls if c.fn in _VALUE_LOSSES]
+    if not calls:
+        ctx.skip("no regression-type loss (MSE, L1, Huber, BCE) was called")
+    bounded = [c for c in calls if c.input_op in BOUNDED_OPS]
+    if not bounded:
+        ops = sorted({c.input_op or "no autograd history" for c in calls})
+        ctx.note(f"loss inputs come from {', '.join(ops)}: not bounded")
+        return
+    by_op: dict[tuple[str, str], list[LossCall]] = {}
+    for c in bounded:
+        by_op.setdefault((c.fn, c.input_op), []).append(c)
+    t = ctx.thresholds
+    for (fn, op), items in by_op.items():
+        targets = [c.target for c in items if c.target is not None and c.target.finite]
+        if not targets:
+            continue
+        lo_t = min(x.min for x in targets)
+        hi_t = max(x.max for x in targets)
+        if not (math.isfinite(lo_t) and math.isfinite(hi_t)):
+            continue
+        lo, hi = BOUNDED_OPS[op]
+        span = max(hi_t - lo_t, 1e-12)
+        below, above = lo - lo_t, hi_t - hi
+        ctx.note(f"{fn} on {op} outputs in [{lo:g}, {hi:g}]; targets in [{lo_t:.4g}, {hi_t:.4g}]")
+        if max(below, above) <= t.bounded_target_excess * span:
+            continue
+        c0 = items[0]
+        ctx.finding(
+            title=f"{op} output trained against targets outside its range",
+            message=(
+                f"The input of {fn} comes from {op}, which can only produce values in [{lo:g}, {hi:g}], "
+                f"but the targets range over [{lo_t:.4g}, {hi_t:.4g}]: part of the loss is out of reach "
+                "of any weights, and the gradient drives the output into saturation."
+            ),
+            fix=(
+                f"Scale the targets into [{lo:g}, {hi:g}], or drop the {op} from the output layer "
+                "(a linear output for unbounded targets)."
+            ),
+            where=Where(file=c0.file, line=c0.line),
+            evidence={
+                "loss": fn,
+                "output_op": op,
+                "output_range": [lo, hi],
+                "target_min": lo_t,
+                "target_max": hi_t,
+            },
+        )
+
+
 def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> None:
     if fn not in _ELEMENTWISE or call.target_shape is None:
         return

@@ -7,6 +7,7 @@ import math
 import torch
 
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
+from nndoctor.checks.nan import divergence_evidence, divergence_text
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import OptimizerSpec
 
@@ -102,6 +103,9 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         fallback_best_loss=fallback.best,
     )
     how_far = _how_far(user)
+    if user.trace is not None:
+        evidence.update(divergence_evidence(user))
+        how_far += f" ({divergence_text(user)})"
     if lab.fits(fallback, t):
         # The model and data can fit: the optimiser is the problem, which the optimiser
         # and learning-rate checks (34, 36) report with their own evidence.
