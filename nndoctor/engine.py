@@ -375,7 +375,7 @@ def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] |
                     if batch is None:
                         break
                 first = first if first is not None else batch
-                probe._pending.record.loader = loader_index
+                probe.note_loader(loader_index)
                 optimizer.zero_grad()
                 if subject.criterion is not None:
                     out = call_model(model, subject.inputs(batch))

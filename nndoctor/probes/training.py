@@ -177,20 +177,14 @@ class TrainingProbe:
         def scale(scaler: Any, outputs: Any) -> Any:
             scaled = original_scale(scaler, outputs)
             if isinstance(outputs, torch.Tensor) and outputs.dim() == 0:
-                probe._pending.unscaled_loss = (id(scaled), outputs.detach())
+                probe.note_unscaled_loss(scaled, outputs)
             return scaled
 
         def step(scaler: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
             before = probe.steps_done
             result = original_step(scaler, optimizer, *args, **kwargs)
-            if (
-                probe.steps_done == before
-                and probe._pending.started
-                and probe._is_tracked(optimizer)
-            ):
-                probe._pending.record.skipped_by_scaler = True
-                probe.recording.scaler_skipped_steps += 1
-                probe._guard("optimizer", probe._finish_step)(stepped=False)
+            if probe.steps_done == before:  # no optimizer step happened inside scaler.step
+                probe.note_skipped_by_scaler(optimizer)
             return result
 
         self._patch(scaler_cls, "scale", scale)
@@ -268,9 +262,23 @@ class TrainingProbe:
         step's (guarded like every hook: a failure removes the probe, never the run)."""
         self._guard("model", self._root_pre)(module, args, {})
 
-    def note_loader(self, index: int) -> None:
+    def note_loader(self, index: int | None) -> None:
         """The DataLoader (by its index in the recording) that fed the current step."""
         self._pending.record.loader = index
+
+    def note_unscaled_loss(self, scaled: torch.Tensor, loss: torch.Tensor) -> None:
+        """A GradScaler scaled the current step's ``loss`` into ``scaled``: when the loss
+        function's result turns out to be ``scaled``, record ``loss`` instead."""
+        self._pending.unscaled_loss = (id(scaled), loss.detach())
+
+    def note_skipped_by_scaler(self, optimizer: torch.optim.Optimizer) -> None:
+        """A GradScaler skipped ``optimizer``'s update (it found inf/NaN gradients): close the
+        current step as not stepped and mark it, so its non-finite gradients are expected."""
+        if not (self._pending.started and self._is_tracked(optimizer)):
+            return
+        self._pending.record.skipped_by_scaler = True
+        self.recording.scaler_skipped_steps += 1
+        self._guard("optimizer", self._finish_step)(stepped=False)
 
     def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
