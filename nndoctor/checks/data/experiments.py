@@ -425,11 +425,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         are trained on the same batches with the real pairing, with the targets permuted
         within each batch, and with the inputs replaced by noise; the real run must end
         below every null run, or fall clearly further. When every run memorises its
-        batches, the training curves cannot tell the pairings apart and the cross-fit
-        decides alone: held-out labels no better than the most frequent one. Only when
-        nothing is learned and the model cannot fit even a tiny batch (the experiment has
-        no power), or every run memorises and there is no cross-fit (not single-label
-        classification), is it inconclusive, and it says so.
+        batches, or nothing is learned and the model cannot fit even a tiny batch, the
+        experiment has no power and says it is inconclusive.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -525,11 +522,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
             "inconclusive (see cannot-overfit-tiny-batch)"
         )
         return
-    memorised = real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial
-    if memorised and not (fit is not None and fit.total > 0):
-        # Training curves alone cannot tell a pairing learned by heart from one learned from
-        # structure; only the cross-fit's held-out labels can, and there is none.
-        ctx.note(ctx.detail + " — both memorised, and no held-out labels to tell them apart")
+    if real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial:
+        # Both pairings were memorised within the budget: a large model on a few samples
+        # learns anything by heart, and the curves cannot tell structure from noise. Nor can
+        # a failed cross-fit: healthy many-class tasks (jigsaw's permutations) do not
+        # generalise from a few batches either, so it has no power here.
+        ctx.note(ctx.detail + " — both memorised, inconclusive")
         return
     evidence: dict[str, Any] = {
         "real_final": real.final,
