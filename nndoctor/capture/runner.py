@@ -4,8 +4,10 @@ The script runs as ``__main__`` with its own argv, in this process, inside a
 context that installs global, removable instrumentation: a global forward
 pre-hook finds the model (the first module with parameters that is called),
 the training probe observes loss calls, backward passes and optimizer steps,
-DataLoader iteration is recorded, and ``torch.save`` is redirected to a scratch
-folder so a diagnosed script never overwrites the user's checkpoints.
+DataLoader iteration is recorded, every write the script makes is redirected to a
+scratch folder (:mod:`nndoctor.capture.sandbox`) so a diagnosed script never changes the
+user's files, and what it changes in the process is put back afterwards
+(:mod:`nndoctor.capture.process_state`).
 
 The script is stopped after the step budget, or the wall-clock timeout, with
 :class:`StopCapture`, a ``BaseException`` so the user's ``except Exception``
@@ -35,6 +37,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.probes.training import TrainingProbe
@@ -214,63 +217,43 @@ def run_script(
                 capture.optimizer = optimizer
 
     start = time.perf_counter()
-    old_argv, old_path = sys.argv[:], sys.path[:]
-    # What a script may change in the process it shares with nndoctor, put back afterwards.
-    old_cwd, old_env, old_threads = os.getcwd(), dict(os.environ), torch.get_num_threads()
-    old_handler = signal.getsignal(signal.SIGALRM)
     sandbox = Sandbox(scratch)
     handles = []
     try:
-        handles.append(module_mod.register_module_forward_pre_hook(discover))
-        handles.append(optim_mod.register_optimizer_step_pre_hook(note_loader))
-        sys.argv = [path, *argv]
-        sys.path.insert(0, os.path.dirname(path))
-
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise StopCapture("timeout")
-
-        signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
-        output = io.StringIO()
-        with (
-            probe,
-            loaders.installed(),
-            sandbox.installed(),
-            _scheduler_seen(recording),
-            contextlib.redirect_stdout(output),
-            contextlib.redirect_stderr(output),
-            _weights_loaded(recording, probe),
-        ):
+        # What the script changes in the process it shares with nndoctor is put back
+        # afterwards (working directory, environment, its modules, torch's switches, ...).
+        with process_state_restored(os.path.dirname(path)):
             try:
-                runpy.run_path(path, run_name="__main__")
-                capture.stop_reason = "script finished"
-            except StopCapture as stop:
-                capture.stop_reason = stop.reason
-            except SystemExit as exit_:
-                code = exit_.code
-                if code in (None, 0):
-                    capture.stop_reason = "script finished"
-                else:
-                    capture.stop_reason = f"script exited with status {code}"
-                    capture.exception = exit_
-            except BaseException as exc:  # noqa: BLE001 - report whatever the script raised
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
-                capture.stop_reason = "script raised"
-                capture.exception = exc
-                capture.traceback = _user_traceback(exc, path)
+                handles.append(module_mod.register_module_forward_pre_hook(discover))
+                handles.append(optim_mod.register_optimizer_step_pre_hook(note_loader))
+                sys.argv = [path, *argv]
+                sys.path.insert(0, os.path.dirname(path))
+
+                def on_alarm(signum: int, frame: Any) -> None:
+                    raise StopCapture("timeout")
+
+                signal.signal(signal.SIGALRM, on_alarm)
+                output = io.StringIO()
+                with (
+                    probe,
+                    loaders.installed(),
+                    sandbox.installed(),
+                    _scheduler_seen(recording),
+                    contextlib.redirect_stdout(output),
+                    contextlib.redirect_stderr(output),
+                    _weights_loaded(recording, probe),
+                ):
+                    # Started once everything is installed: the timeout is the script's.
+                    signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
+                    try:
+                        _run_as_main(path, capture)
+                    finally:
+                        signal.setitimer(signal.ITIMER_REAL, 0)
+                capture.stdout_tail = output.getvalue()[-4000:]
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        capture.stdout_tail = output.getvalue()[-4000:]
+                for h in handles:
+                    h.remove()
     finally:
-        signal.signal(signal.SIGALRM, old_handler)
-        for h in handles:
-            h.remove()
-        sys.argv, sys.path[:] = old_argv, old_path
-        os.chdir(old_cwd)
-        os.environ.clear()
-        os.environ.update(old_env)
-        torch.set_num_threads(old_threads)
         recording.saves_redirected = list(sandbox.redirected)
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -280,6 +263,28 @@ def run_script(
     capture.batches = probe.captured_batches
     capture.datasets = loaders.datasets
     return capture
+
+
+def _run_as_main(path: str, capture: Capture) -> None:
+    """Run the script; how it ended goes into ``capture`` (only Ctrl-C propagates)."""
+    try:
+        runpy.run_path(path, run_name="__main__")
+        capture.stop_reason = "script finished"
+    except StopCapture as stop:
+        capture.stop_reason = stop.reason
+    except SystemExit as exit_:
+        code = exit_.code
+        if code in (None, 0):
+            capture.stop_reason = "script finished"
+        else:
+            capture.stop_reason = f"script exited with status {code}"
+            capture.exception = exit_
+    except BaseException as exc:  # noqa: BLE001 - report whatever the script raised
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        capture.stop_reason = "script raised"
+        capture.exception = exc
+        capture.traceback = _user_traceback(exc, path)
 
 
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
