@@ -195,3 +195,58 @@ def test_an_unnormalised_validation_dataset_is_found_without_an_evaluation_pass(
     report = _clusters(tmp_path, "X[2048:] * 3 + 2", 1)
     (finding,) = report.by_check("split-preprocessing-differs")
     assert "loader 1" in finding.message
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_set_stored_from_training_rows_is_found_without_an_evaluation_pass(
+    tmp_path: Path,
+) -> None:
+    # The validation tensors are training rows: no evaluation forward runs in 20 steps, but
+    # the datasets store the same rows.
+    report = _clusters(tmp_path, "Xtr[:512]", 2)
+    shared = [f for f in report.by_check("split-preprocessing-differs") if "shared" in f.title]
+    assert shared and shared[0].reasons == [15] and shared[0].severity.value == "error"
+    assert shared[0].evidence["binomial_p"] < 0.01
+    assert "loader 1" in shared[0].message
+
+
+DISCRETE_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+g = torch.Generator().manual_seed(0)
+X = torch.randint(0, 2, (2560, 4), generator=g).float()  # 16 distinct rows: repeats are normal
+y = (X.sum(1) > 1).long()
+train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
+val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
+model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for xb, yb in train:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_rows_repeated_by_nature_are_not_taken_for_shared_samples(tmp_path: Path) -> None:
+    path = tmp_path / "discrete.py"
+    path.write_text(DISCRETE_SCRIPT)
+    report = check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "stored rows of loader 1" in report.result("split-preprocessing-differs").detail
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_second_loader_over_the_training_rows_is_no_leak(tmp_path: Path) -> None:
+    # Training accuracy measured through a loader of its own over the same rows.
+    path = tmp_path / "train_acc.py"
+    script = CLUSTER_SCRIPT.format(val="Xtr", seed=3).replace("y[2048:]", "y[:2048]")
+    path.write_text(textwrap.dedent(script))
+    report = check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
+    assert report.by_check("split-preprocessing-differs") == []
+    assert report.result("split-preprocessing-differs").status == "passed"

@@ -59,3 +59,44 @@ def channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
     mean = [sum((r.channel_mean or [])[i] for r in rows) / len(rows) for i in range(c)]
     std = [sum((r.channel_std or [])[i] for r in rows) / len(rows) for i in range(c)]
     return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)
+
+
+MAX_SOURCE_ROWS = 20_000  # rows of a split's stored inputs compared for shared samples
+
+
+def source_rows(dataset: Any) -> torch.Tensor | None:
+    """The inputs a dataset stores, one flattened row per item, before ``__getitem__``
+    augments them: a ``TensorDataset``'s first tensor, the rows a ``Subset`` selects, or
+    the largest float/uint8 tensor (or array) attribute with one row per item. None when
+    the dataset keeps its samples some other way (files, generated on the fly)."""
+    from torch.utils.data import Subset, TensorDataset
+
+    if isinstance(dataset, Subset):
+        rows = source_rows(dataset.dataset)
+        if rows is None:
+            return None
+        return rows[torch.as_tensor(list(dataset.indices), dtype=torch.long)]
+    try:
+        n = len(dataset)
+    except TypeError:
+        return None
+    if isinstance(dataset, TensorDataset):
+        candidates: list[Any] = list(dataset.tensors[:1])
+    else:
+        candidates = list(vars(dataset).values())
+    best: torch.Tensor | None = None
+    for value in candidates:
+        if not isinstance(value, torch.Tensor):
+            if type(value).__module__ != "numpy" or not hasattr(value, "dtype"):
+                continue
+            try:
+                value = torch.from_numpy(value)
+            except TypeError:
+                continue
+        if value.dim() < 2 or value.shape[0] != n:
+            continue
+        if not (value.is_floating_point() or value.dtype == torch.uint8):
+            continue
+        if best is None or value[0].numel() > best[0].numel():
+            best = value
+    return None if best is None else best.detach().reshape(n, -1).cpu()

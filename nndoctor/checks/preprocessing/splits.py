@@ -6,14 +6,19 @@ from __future__ import annotations
 import bisect
 import math
 
+import torch
+
 from nndoctor.checks.data.dataset import training_loader
+from nndoctor.checks.data.experiments import binomial_tail
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.preprocessing.inputs import (
+    MAX_SOURCE_ROWS,
     SAMPLE_ITEMS,
     ChannelStats,
     channel_stats,
     draw,
     sample_indices,
+    source_rows,
 )
 from nndoctor.checks.registry import CheckContext, register_check
 
@@ -92,6 +97,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
                 evidence={"shared": len(shared), "evaluated": len(rec.eval_sample_fingerprints)},
             )
     if not findings:
+        findings += _shared_stored_samples(ctx, compared)
+    if not findings:
         # Without an evaluation forward in the budget, sample the other loaders' datasets.
         findings += _compare_datasets(ctx, compared)
     if not compared:
@@ -142,6 +149,74 @@ def _compare(
         },
     )
     return 1
+
+
+def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
+    """Rows stored by another loader's dataset that the training dataset stores too, against
+    the rate at which one half of the training rows recurs in the other half: data with
+    legitimately repeated rows (a few discrete features) recurs within training as often."""
+    lab: Lab | None = ctx.services
+    train = training_loader(ctx.recording)
+    if lab is None or train is None or train.index not in lab.datasets:
+        return 0
+    a = source_rows(lab.datasets[train.index])
+    if a is None or a.shape[0] < 4:
+        return 0
+    whole = (a.data_ptr(), a.shape)
+    a = a[sample_indices(a.shape[0], MAX_SOURCE_ROWS, seed=0)]
+    half = a.shape[0] // 2
+    reference, own = _fingerprints(a[:half]), _fingerprints(a[half:])
+    own_rate = sum(_near(reference, v) for v in own) / max(len(own), 1)
+    found = 0
+    for info in ctx.recording.loaders:
+        if info.index == train.index or info.index not in lab.datasets:
+            continue
+        b = source_rows(lab.datasets[info.index])
+        # The training data itself behind a second loader (training accuracy) is no leak.
+        if (
+            b is None
+            or b.shape[1] != a.shape[1]
+            or lab.datasets[info.index] is lab.datasets[train.index]
+            or (b.data_ptr(), b.shape) == whole
+        ):
+            continue
+        b = b[sample_indices(b.shape[0], MAX_SOURCE_ROWS, seed=1)]
+        shared = sum(_near(reference, v) for v in _fingerprints(b))
+        compared.append(
+            f"{b.shape[0]} stored rows of loader {info.index} against {half} training rows"
+        )
+        # One-sided binomial test: more of the other split's rows recur among the training
+        # rows than the training rows' own recurrence rate allows, at label_pairing_alpha.
+        p = binomial_tail(b.shape[0], shared, max(own_rate, 1.0 / half))
+        if shared == 0 or p >= ctx.thresholds.label_pairing_alpha:
+            continue
+        found += 1
+        ctx.finding(
+            title="Samples shared between training and evaluation",
+            message=(
+                f"{shared} of {b.shape[0]} inputs stored by the {info.dataset} behind loader {info.index} are "
+                f"identical to inputs of half the training set (training rows recur within training at "
+                f"{own_rate:.1%}; binomial p={p:.2g}): the evaluation leaks training data."
+            ),
+            fix="Split by sample id before augmentation or duplication, draw each split from its own seed, "
+            "and de-duplicate across splits.",
+            severity="error",
+            evidence={
+                "shared": shared,
+                "compared": int(b.shape[0]),
+                "training_reference_rows": half,
+                "training_recurrence": own_rate,
+                "binomial_p": p,
+            },
+        )
+    return found
+
+
+def _fingerprints(rows: torch.Tensor) -> list[float]:
+    """One number per row, a fixed random projection in float64, sorted."""
+    gen = torch.Generator().manual_seed(12345)
+    proj = torch.randn(rows.shape[1], generator=gen, dtype=torch.float64)
+    return sorted((rows.double() @ proj).tolist())
 
 
 def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
