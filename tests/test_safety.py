@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
@@ -250,33 +251,71 @@ def test_keep_scratch_keeps_the_saved_files_and_names_the_folder(
 # writes back (asserting inside the script, which would then crash before its first step).
 WRITES_EVERYWHERE = textwrap.dedent(
     """
-    import io, json, os, pathlib, shutil
+    import glob, gzip, json, logging, os, pathlib, pickle, shutil, tarfile
     import numpy as np
     import torch
     from torch import nn
     from torch.utils.data import DataLoader, TensorDataset
+    import helpers  # a module of the project's own: no __pycache__ is left next to it
 
-    assert os.environ.get("WANDB_MODE") == "disabled", "trackers must be off during a check"
     with open("notes.txt", "w") as f:
         f.write("overwritten by the script")
     with open("train.log", "a") as f:
         f.write("one more line\\n")
-    assert open("train.log").read().endswith("one more line\\n")
-    assert open("train.log").read().startswith("existing log")  # appended, not replaced
+    assert open("train.log").read() == "existing log\\none more line\\n"  # appended
+    logging.basicConfig(filename="run.log", level=logging.INFO, force=True)
+    logging.info("started")
     os.remove("data/stale.tmp")
     assert not os.path.exists("data/stale.tmp")
+    assert sorted(os.listdir("data")) == ["keep.csv"]
     os.makedirs("runs/exp1", exist_ok=True)
     pathlib.Path("runs/exp1/config.json").write_text(json.dumps({"lr": 0.01}))
     assert json.loads(pathlib.Path("runs/exp1/config.json").read_text()) == {"lr": 0.01}
     np.save("runs/exp1/x.npy", np.arange(3))
+    np.savez("runs/exp1/arrays.npz", a=np.ones(2))
+    np.savetxt("runs/exp1/table.txt", np.eye(2))
     assert np.load("runs/exp1/x.npy").tolist() == [0, 1, 2]
+    assert np.load("runs/exp1/arrays.npz")["a"].tolist() == [1.0, 1.0]
+    with open("runs/exp1/meta.pkl", "wb") as f:
+        pickle.dump({"epoch": 0}, f)
+    assert sorted(glob.glob("runs/exp1/*")) == [
+        "runs/exp1/arrays.npz", "runs/exp1/config.json", "runs/exp1/meta.pkl",
+        "runs/exp1/table.txt", "runs/exp1/x.npy",
+    ]
+    assert [sorted(f) for _, _, f in os.walk("runs")][-1][0] == "arrays.npz"
     shutil.copy("notes.txt", "data/notes-copy.txt")
+    shutil.copytree("data", "data-backup")
+    shutil.move("data-backup", "data-moved")
     os.rename("data/keep.csv", "data/renamed.csv")
     assert open("data/renamed.csv").read() == "a,b\\n1,2\\n"
+    os.replace("data/renamed.csv", "data/replaced.csv")
     shutil.rmtree("old_runs")
+    assert not os.path.exists("old_runs/events.out")
     pathlib.Path("data/scratch").mkdir()
     pathlib.Path("data/scratch/flag").touch()
     pathlib.Path("data/scratch/flag").unlink()
+    pathlib.Path("data/scratch").rmdir()
+    with gzip.open("runs/log.gz", "wt") as f:
+        f.write("zipped")
+    with tarfile.open("runs/code.tar", "w") as t:
+        t.add("helpers.py")
+    os.symlink("runs/exp1", "latest")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        SummaryWriter = None
+    if SummaryWriter is not None:
+        writer = SummaryWriter("tb")  # left open, as a stopped script leaves it
+        writer.add_scalar("start", 1.0, 0)
+    try:
+        import fsspec
+    except ImportError:
+        fsspec = None
+    os.makedirs("outputs/day1")
+    os.chdir("outputs/day1")  # as Hydra does, into a folder the script made
+    assert os.getcwd().endswith(os.path.join("outputs", "day1"))
+    pathlib.Path("config.yaml").write_text("lr: 0.01")
+    os.chdir("../..")
 
     torch.manual_seed(0)
     x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
@@ -287,12 +326,20 @@ WRITES_EVERYWHERE = textwrap.dedent(
             logits = model(xb)
             loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
             opt.zero_grad(); loss.backward(); opt.step()
-        torch.save(model.state_dict(), "runs/exp1/model.pt")
+            if SummaryWriter is not None:
+                writer.add_scalar("loss", loss.item())
+        torch.save(model.state_dict(), "runs/exp1/model.pt.tmp")
+        os.replace("runs/exp1/model.pt.tmp", "runs/exp1/model.pt")  # an atomic save
         with open("runs/exp1/buffer.pt", "wb") as f:
             torch.save(model.state_dict(), f)
         model.load_state_dict(torch.load("runs/exp1/model.pt"))
+        model.load_state_dict(torch.load("latest/buffer.pt"))
+        if fsspec is not None:
+            with fsspec.open("runs/exp1/last.ckpt", "wb") as f:  # as Lightning saves
+                torch.save(model.state_dict(), f)
         with open("train.log", "a") as f:
             f.write(f"epoch {epoch}\\n")
+        logging.info("epoch %d", epoch)
     """
 )
 
@@ -304,28 +351,101 @@ def _tree(root: Path) -> dict[str, bytes | None]:
     }
 
 
+def _users_project(root: Path) -> Path:
+    (root / "data").mkdir(parents=True)
+    (root / "old_runs").mkdir()
+    (root / "old_runs" / "events.out").write_bytes(b"\x00\x01")
+    (root / "notes.txt").write_text("the user's notes")
+    (root / "train.log").write_text("existing log\n")
+    (root / "data" / "stale.tmp").write_text("stale")
+    (root / "data" / "keep.csv").write_text("a,b\n1,2\n")
+    (root / "helpers.py").write_text("SCALE = 1\n")
+    script = root / "train.py"
+    script.write_text(WRITES_EVERYWHERE)
+    return script
+
+
 def test_the_users_tree_and_temp_dir_are_byte_identical_after_a_check_that_writes_everywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from typer.testing import CliRunner
+
+    from nndoctor.cli import app
+
     temp = _private_temp(tmp_path, monkeypatch)
     project = tmp_path / "project"
-    (project / "data").mkdir(parents=True)
-    (project / "old_runs").mkdir()
-    (project / "old_runs" / "events.out").write_bytes(b"\x00\x01")
-    (project / "notes.txt").write_text("the user's notes")
-    (project / "train.log").write_text("existing log\n")
-    (project / "data" / "stale.tmp").write_text("stale")
-    (project / "data" / "keep.csv").write_text("a,b\n1,2\n")
-    script = project / "train.py"
-    script.write_text(WRITES_EVERYWHERE)
+    script = _users_project(project)
     before = _tree(project)
     monkeypatch.chdir(project)
+    # Python as installed caches the bytecode of imported modules (``helpers``) next to them.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    report_path = tmp_path / "report.json"
     # A custom loss: the tiny-batch experiment replays the whole script in a subprocess too.
-    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
-    assert report.run.observed, (report.run.error, report.run.output_tail, report.run.traceback)
-    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+    result = CliRunner().invoke(
+        app,
+        ["check", str(script), "--select", "cannot-overfit-tiny-batch", "--json", str(report_path)],
+    )
+    report = json.loads(report_path.read_text())
+    run = report["run"]
+    assert run["observed"], (run["error"], run["output_tail"], run["traceback"], result.output)
+    (tiny,) = [c for c in report["checks"] if c["check"] == "cannot-overfit-tiny-batch"]
+    assert tiny["status"] == "passed", tiny  # the replay ran the script to the end of its steps
     assert _tree(project) == before
     assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
-    note = next(n for n in report.run.notes if "scratch" in n)
+    note = next(n for n in run["notes"] if "scratch" in n)
     assert "notes.txt" in note and "user's files are unchanged" in note
     assert os.environ.get("WANDB_MODE") is None  # the tracker settings are the caller's again
+    assert "helpers" not in sys.modules  # the project's own module is not kept for the next
+
+
+# Fake trackers: they "upload" through io.FileIO, a channel the sandbox does not redirect,
+# unless their own settings say disabled, offline or a local store.
+FAKE_WANDB = """
+import io, os
+def init(**kwargs):
+    if os.environ.get("WANDB_MODE", "online") not in ("disabled", "offline", "dryrun"):
+        with io.FileIO(os.environ["FAKE_TRACKER_SERVER"], "a") as f:
+            f.write(b"wandb run\\n")
+    return None
+"""
+FAKE_MLFLOW = """
+import io, os
+def log_metric(key, value, step=None):
+    if not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("file:"):
+        with io.FileIO(os.environ["FAKE_TRACKER_SERVER"], "a") as f:
+            f.write(b"mlflow metric\\n")
+"""
+TRACKED = SAVING_CUSTOM_LOSS.replace(
+    "import torch\n", "import torch\nimport mlflow, wandb\nwandb.init(project='p')\n", 1
+).replace("opt.step()", "opt.step(); mlflow.log_metric('loss', loss.item())")
+
+
+def test_nothing_reaches_a_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _private_temp(tmp_path, monkeypatch)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wandb.py").write_text(FAKE_WANDB)
+    (project / "mlflow.py").write_text(FAKE_MLFLOW)
+    script = project / "train.py"
+    script.write_text(TRACKED)
+    server = tmp_path / "server.log"
+    monkeypatch.setenv("FAKE_TRACKER_SERVER", str(server))
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    monkeypatch.chdir(project)
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    assert report.run.observed, (report.run.error, report.run.traceback)
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"  # replays too
+    assert not server.exists()
+    assert os.environ["WANDB_MODE"] == "online"
+    # The fakes do reach their "server" outside a check: the test can fail.
+    monkeypatch.syspath_prepend(str(project))
+    import mlflow  # type: ignore[import-not-found]
+    import wandb  # type: ignore[import-not-found]
+
+    wandb.init()
+    mlflow.log_metric("loss", 1.0)
+    assert server.read_text() == "wandb run\nmlflow metric\n"
+    for name in ("wandb", "mlflow"):
+        del sys.modules[name]

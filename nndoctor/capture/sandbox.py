@@ -21,7 +21,8 @@ after the sandbox is gone behaves like the real function. Experiment trackers ar
 to offline or disabled through their environment variables. What was redirected is listed
 for the report.
 
-Writes from compiled code that opens paths itself (an HDF5 or LMDB library) are not seen;
+No bytecode is cached (``__pycache__``) while the sandbox is installed. Writes from
+compiled code that opens paths itself (an HDF5 or LMDB library) are not seen;
 ``/dev``, ``/proc`` and ``/sys`` pass through.
 """
 
@@ -281,6 +282,9 @@ class Sandbox:
         undo: list[Callable[[], None]] = []
         try:
             os.environ.update(tracker_env)
+            # The import system writes __pycache__ next to the script's own modules with
+            # functions of its own; none is written instead.
+            undo.append(_set(sys, "dont_write_bytecode", True))
             _ACTIVE.append(self)
             for owner, name, replacement in _patches():
                 undo.append(_set(owner, name, replacement))
