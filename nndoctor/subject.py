@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from nndoctor.probes.layers import DROPOUT
+from nndoctor.trees import first_tensor, map_tensors, tensors
 
 TaskKind = Literal[
     "classification",  # single-label, C classes, integer targets (or probabilities)
@@ -173,15 +174,7 @@ def default_targets(batch: Any) -> Any:
 
 def move_to(obj: Any, device: torch.device | str) -> Any:
     """``obj`` with every tensor inside moved to ``device`` (tuples, lists, dicts)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, tuple):
-        return tuple(move_to(o, device) for o in obj)
-    if isinstance(obj, list):
-        return [move_to(o, device) for o in obj]
-    if isinstance(obj, dict):
-        return {k: move_to(v, device) for k, v in obj.items()}
-    return obj
+    return map_tensors(lambda t: t.to(device), obj)
 
 
 @dataclass
@@ -341,7 +334,7 @@ def _describe_loss(subject: Subject) -> str:
 
 def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
     x = subject.inputs(batch) if subject is not None else batch
-    t = _first(x)
+    t = first_tensor(x)
     return int(t.shape[0]) if t is not None and t.dim() > 0 else None
 
 
@@ -360,38 +353,8 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
 
 def leading_sizes(batch: Any) -> set[int]:
     """The distinct first-axis sizes of the tensors in ``batch`` (0-d tensors aside)."""
-    sizes: set[int] = set()
-
-    def visit(obj: Any) -> None:
-        if isinstance(obj, torch.Tensor):
-            if obj.dim() > 0:
-                sizes.add(int(obj.shape[0]))
-        elif isinstance(obj, (tuple, list)):
-            for o in obj:
-                visit(o)
-        elif isinstance(obj, dict):
-            for k, v in obj.items():
-                if k != "loss_input_shape":
-                    visit(v)
-
-    visit(batch)
-    return sizes
-
-
-def _first(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, (tuple, list)):
-        for o in obj:
-            t = _first(o)
-            if t is not None:
-                return t
-    if isinstance(obj, dict):
-        for o in obj.values():
-            t = _first(o)
-            if t is not None:
-                return t
-    return None
+    # A captured batch's "loss_input_shape" is a tuple of ints: no tensor, no size.
+    return {int(t.shape[0]) for t in tensors(batch) if t.dim() > 0}
 
 
 def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
@@ -400,6 +363,8 @@ def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
     if n is None:
         return batch
 
+    # Not pytree: a list as long as the batch is a list of samples (cut as a whole, not
+    # walked into), and the captured "loss_input_shape" is kept to be rescaled below.
     def pick(obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
             return obj[index] if obj.dim() > 0 and obj.shape[0] == n else obj

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import torch
 from torch import nn
 
-from nndoctor.subject import OptimizerSpec
+from nndoctor.subject import OptimizerSpec, batch_size_of, leading_sizes, move_to
 
 
 def test_a_scheduled_rate_is_taken_from_the_schedule_not_the_moment() -> None:
@@ -31,3 +33,26 @@ def test_one_cycle_uses_its_peak_and_a_plain_optimizer_its_rate() -> None:
     plain = torch.optim.SGD(model.parameters(), lr=0.1)
     spec = OptimizerSpec.from_optimizer(plain, model)
     assert spec.hyperparameters()[0]["lr"] == 0.1 and "schedule" not in spec.describe()
+
+
+Batch = namedtuple("Batch", "x y")
+
+
+class ModelOutput(dict):
+    """Like a Hugging Face ModelOutput where transformers does not register it with pytree."""
+
+
+def test_move_to_reaches_into_a_dict_subclass_and_keeps_a_namedtuple() -> None:
+    out = move_to(ModelOutput(logits=torch.ones(2, 3), loss=torch.tensor(0.5)), "meta")
+    assert type(out) is dict and out["logits"].is_meta and out["loss"].is_meta
+    batch = move_to(Batch(torch.zeros(4, 2), torch.arange(4)), "meta")
+    assert isinstance(batch, Batch) and batch.x.is_meta and batch.y.is_meta
+
+
+def test_batch_sizes_of_a_namedtuple_batch_and_a_dict_subclass() -> None:
+    batch = Batch(torch.zeros(4, 2), torch.arange(4))
+    assert batch_size_of(batch, None) == 4
+    assert leading_sizes(batch) == {4}
+    mixed = ModelOutput(ids=torch.zeros(10), offsets=torch.arange(3), loss_input_shape=(3, 5))
+    assert leading_sizes(mixed) == {10, 3}
+    assert batch_size_of(ModelOutput(x=torch.zeros(6, 2)), None) == 6

@@ -37,6 +37,7 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
+from nndoctor.trees import first_tensor, map_tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
 RECOGNISED_LOSSES = (
@@ -332,7 +333,7 @@ class TrainingProbe:
             pending.decoders.append(
                 lambda: setattr(rec, "grad_norm_at_forward", pending.transfer.get(slot)[0])
             )
-        x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
+        x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
         integer = (
             x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
         )
@@ -347,8 +348,8 @@ class TrainingProbe:
             self.captured_batches.append(
                 {
                     "step": rec.step,
-                    "args": _detach(args),
-                    "kwargs": _detach(kwargs),
+                    "args": map_tensors(lambda t: t.detach(), args),
+                    "kwargs": map_tensors(lambda t: t.detach(), kwargs),
                     "targets": None,
                 }
             )
@@ -364,7 +365,7 @@ class TrainingProbe:
             rec.eval_forwards_in_train_mode += 1
         if len(rec.eval_inputs) >= MAX_EVAL_RECORDS:
             return
-        x = _first_tensor(args) if args else _first_tensor(tuple(kwargs.values()))
+        x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
         if x is None or not (x.is_floating_point() or x.dtype == torch.uint8):
             return
         pending = _Pending(StepRecord(step=-1))
@@ -410,7 +411,7 @@ class TrainingProbe:
             pending = self._pending
             if name in pending.seen_modules:
                 return
-            out = output if isinstance(output, torch.Tensor) else _first_tensor(output)
+            out = output if isinstance(output, torch.Tensor) else first_tensor(output)
             if out is None or not out.is_floating_point():
                 return
             pending.seen_modules.add(name)
@@ -762,23 +763,9 @@ def _accuracy(
     return None
 
 
-def _first_tensor(obj: Any) -> torch.Tensor | None:
-    if isinstance(obj, torch.Tensor):
-        return obj
-    if isinstance(obj, (tuple, list)):
-        for o in obj:
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    if isinstance(obj, dict):
-        for o in obj.values():
-            t = _first_tensor(o)
-            if t is not None:
-                return t
-    return None
-
-
 def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:
+    # Not pytree: these paths are recorded (how a loss input links to the output) and name
+    # a namedtuple's fields by position, "output[0]", where pytree's key paths say ".x".
     if isinstance(obj, torch.Tensor):
         return [(path, obj)]
     out: list[tuple[str, torch.Tensor]] = []
@@ -789,18 +776,6 @@ def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch
         for k, o in obj.items():
             out.extend(_tensors_with_paths(o, f"{path}[{k!r}]"))
     return out[:16]
-
-
-def _detach(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, tuple):
-        return tuple(_detach(o) for o in obj)
-    if isinstance(obj, list):
-        return [_detach(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _detach(v) for k, v in obj.items()}
-    return obj
 
 
 def _describe_kwarg(v: Any) -> Any:

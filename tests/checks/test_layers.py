@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
+
 import pytest
 import torch
 from subjects import batches, blobs, run
@@ -67,6 +69,61 @@ def test_correct_custom_layers_pass_the_gradient_check() -> None:
     report = run(select=["custom-layer-gradient"], **_net_kwargs(bug=False))
     assert report.by_check("custom-layer-gradient") == []
     assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
+
+
+Pair = namedtuple("Pair", "a b")
+
+
+class ModelOutput(dict):
+    """Like a Hugging Face ModelOutput where transformers does not register it with pytree."""
+
+
+class PairSquare(nn.Module):
+    """A custom layer taking a namedtuple and returning a dict subclass."""
+
+    def __init__(self, bug: bool) -> None:
+        super().__init__()
+        self.bug = bug
+
+    def forward(self, pair: Pair) -> ModelOutput:
+        square = _WrongSquare.apply(pair.a) if self.bug else pair.a * pair.a
+        return ModelOutput(out=square + pair.b, aux=pair.b.sum())
+
+
+class PairNet(nn.Module):
+    def __init__(self, bug: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(10, 16)
+        self.pair = PairSquare(bug)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.fc1(x))
+        return self.fc2(self.pair(Pair(h, 0.5 * h))["out"])
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        pytest.param(True, marks=pytest.mark.fires("custom-layer-gradient")),
+        pytest.param(False, marks=pytest.mark.silent("custom-layer-gradient")),
+    ],
+)
+def test_a_custom_layer_on_a_namedtuple_returning_a_dict_subclass(bug: bool) -> None:
+    x, y = blobs()
+    model = PairNet(bug)
+    report = run(
+        select=["custom-layer-gradient"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    assert report.result("custom-layer-gradient").status.value in ("passed", "failed")
+    assert [f.where.module for f in report.by_check("custom-layer-gradient")] == (
+        ["pair"] if bug else []
+    )
 
 
 class ShiftedByAKink(nn.Module):
@@ -141,6 +198,34 @@ def test_a_reshape_across_the_batch_axis_is_found() -> None:
     )
     (finding,) = report.by_check("batch-dependence")
     assert finding.reasons == [25] and finding.evidence["relative_change"] > 1e-3
+
+
+class DictOutput(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return ModelOutput(logits=self.inner(x))
+
+
+class LogitsLoss(nn.CrossEntropyLoss):
+    def forward(self, out: ModelOutput, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(out["logits"], target)
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_batch_mixing_model_returning_a_dict_subclass_is_found() -> None:
+    model = DictOutput(MixesBatch())
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=LogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.evidence["relative_change"] > 1e-3
 
 
 @pytest.mark.silent("batch-dependence")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import pytest
 import torch
@@ -215,3 +216,43 @@ def test_grad_scaler_skipped_steps_are_expected_and_the_loss_is_unscaled() -> No
     assert rec.scaler_skipped_steps == 1 and probe.steps_done == 2
     assert all(s.loss < 10 for s in rec.steps)  # unscaled (the scale is 65536)
     assert rec.first_nonfinite() is None
+
+
+Batch = namedtuple("Batch", "x y")
+
+
+class ModelOutput(dict):
+    """Like a Hugging Face ModelOutput where transformers does not register it with pytree."""
+
+
+class BatchModel(nn.Module):
+    """Takes a namedtuple batch, returns a dict subclass holding logits and loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        logits = self.fc(batch.x)
+        return ModelOutput(logits=logits, loss=nn.functional.cross_entropy(logits, batch.y))
+
+
+def test_a_namedtuple_input_and_a_dict_subclass_output_are_seen_through() -> None:
+    model = BatchModel()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = Batch(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+    rec = Recording()
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(model)
+        probe.attach_optimizer(opt)
+        for _ in range(2):
+            opt.zero_grad()
+            model(batch)["loss"].backward()
+            opt.step()
+    assert rec.crashes == []
+    step = rec.steps[0]
+    assert step.inputs is not None and step.inputs.shape == (8, 4)  # the batch's first tensor
+    assert "" in step.activations and "fc" in step.activations  # the output's logits
+    (captured,) = probe.captured_batches[0]["args"]
+    assert isinstance(captured, Batch) and torch.equal(captured.x, batch.x)

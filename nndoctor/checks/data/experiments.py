@@ -17,6 +17,7 @@ from nndoctor.checks import causes
 from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.subject import Subject
+from nndoctor.trees import map_tensors
 
 
 def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
@@ -26,18 +27,6 @@ def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
         ctx.skip(f"{why}; declare a Subject (nndoctor.check) to run this experiment")
     assert lab.subject is not None
     return lab, lab.subject
-
-
-def _map_tensors(obj: Any, fn: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return fn(obj)
-    if isinstance(obj, tuple):
-        return tuple(_map_tensors(o, fn) for o in obj)
-    if isinstance(obj, list):
-        return [_map_tensors(o, fn) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _map_tensors(v, fn) for k, v in obj.items()}
-    return obj
 
 
 def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -69,7 +58,7 @@ def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
         noisy = []
         for batch in _batches(lab, t):
             new = subject.with_inputs(
-                batch, _map_tensors(subject.inputs(batch), lambda x: _noise_like(x, gen))
+                batch, map_tensors(lambda x: _noise_like(x, gen), subject.inputs(batch))
             )
             if new is None:
                 return None

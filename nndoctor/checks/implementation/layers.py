@@ -16,6 +16,7 @@ from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
 from nndoctor.subject import leading_sizes
+from nndoctor.trees import map_tensors, tree_leaves
 
 _GRADCHECK_DIRECTIONS = 3
 
@@ -154,50 +155,32 @@ def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
 
 
 def _to_double(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().double() if obj.is_floating_point() else obj
-    if isinstance(obj, tuple):
-        return tuple(_to_double(o) for o in obj)
-    if isinstance(obj, list):
-        return [_to_double(o) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _to_double(v) for k, v in obj.items()}
-    return obj
+    return map_tensors(lambda t: t.detach().double() if t.is_floating_point() else t, obj)
 
 
 def _float_leaves(obj: Any, out: list[torch.Tensor]) -> Any:
-    """Replace float tensors by leaves that require grad; collect them in ``out``."""
-    if isinstance(obj, torch.Tensor) and obj.is_floating_point():
-        leaf = obj.detach().clone().requires_grad_(True)
-        out.append(leaf)
-        return leaf
-    if isinstance(obj, tuple):
-        return tuple(_float_leaves(o, out) for o in obj)
-    if isinstance(obj, list):
-        return [_float_leaves(o, out) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _float_leaves(v, out) for k, v in obj.items()}
-    return obj
+    """Replace float tensors by leaves that require grad; collect them in ``out`` (in
+    ``tree_leaves`` order, the order ``_shifted`` replaces them in)."""
+
+    def leaf(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t
+        out.append(t.detach().clone().requires_grad_(True))
+        return out[-1]
+
+    return map_tensors(leaf, obj)
 
 
 def _output_sum(
     out: Any, weights: list[torch.Tensor] | None, generator: torch.Generator
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    tensors = [t for t in _flat(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if weights is None:
         weights = [
             torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device) for t in tensors
         ]
     total = sum((t * w).sum() for t, w in zip(tensors, weights, strict=True))
     return total, weights  # type: ignore[return-value]
-
-
-def _flat(obj: Any) -> list[Any]:
-    if isinstance(obj, (tuple, list)):
-        return [x for o in obj for x in _flat(o)]
-    if isinstance(obj, dict):
-        return [x for o in obj.values() for x in _flat(o)]
-    return [obj]
 
 
 def _directional_check(
@@ -307,16 +290,13 @@ def _central_difference(
 
 
 def _jitter(obj: Any, generator: torch.Generator) -> Any:
-    if isinstance(obj, torch.Tensor) and obj.is_floating_point():
-        noise = torch.randn(obj.shape, generator=generator, dtype=obj.dtype).to(obj.device)
-        return obj + noise * JITTER * (obj.detach().abs().mean() + JITTER)
-    if isinstance(obj, tuple):
-        return tuple(_jitter(o, generator) for o in obj)
-    if isinstance(obj, list):
-        return [_jitter(o, generator) for o in obj]
-    if isinstance(obj, dict):
-        return {k: _jitter(v, generator) for k, v in obj.items()}
-    return obj
+    def jitter(t: torch.Tensor) -> torch.Tensor:
+        if not t.is_floating_point():
+            return t
+        noise = torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+        return t + noise * JITTER * (t.detach().abs().mean() + JITTER)
+
+    return map_tensors(jitter, obj)
 
 
 def _shifted(
@@ -334,19 +314,12 @@ def _shifted(
         [leaf.detach() + eps * d for leaf, d in zip(leaves, dirs[:n_in], strict=True)]
     )
 
-    def replace(obj: Any) -> Any:
-        if isinstance(obj, torch.Tensor) and obj.is_floating_point():
-            return next(shifted_inputs)
-        if isinstance(obj, tuple):
-            return tuple(replace(o) for o in obj)
-        if isinstance(obj, list):
-            return [replace(o) for o in obj]
-        if isinstance(obj, dict):
-            return {k: replace(v) for k, v in obj.items()}
-        return obj
+    def replace(t: torch.Tensor) -> torch.Tensor:
+        return next(shifted_inputs) if t.is_floating_point() else t
 
-    a = replace(args)
-    k = replace(kwargs)
+    # The same order as _float_leaves took the inputs in.
+    a = map_tensors(replace, args)
+    k = map_tensors(replace, kwargs)
     p = {n: v.detach() + eps * d for (n, v), d in zip(p_leaves.items(), dirs[n_in:], strict=True)}
     try:
         return f(a, k, p)
@@ -449,7 +422,7 @@ def batch_dependence(ctx: CheckContext) -> None:
 def _batch_outputs(out: Any, n: int) -> list[torch.Tensor]:
     return [
         t
-        for t in _flat(out)
+        for t in tree_leaves(out)
         if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == n and t.is_floating_point()
     ]
 
