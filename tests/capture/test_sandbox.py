@@ -264,3 +264,15 @@ def test_trackers_are_told_to_stay_local(tmp_path: Path, monkeypatch: pytest.Mon
     assert os.environ["WANDB_MODE"] == "online"
     assert os.environ["MLFLOW_TRACKING_URI"] == "http://tracking.example:5000"
     assert sandbox_mod.active() is None
+
+
+def test_safetensors_files(box: Sandbox) -> None:
+    pytest.importorskip("safetensors", reason="safetensors is not installed")
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    os.makedirs("hf")
+    save_file({"w": torch.ones(2)}, "hf/model.safetensors")  # as save_pretrained does
+    assert torch.equal(load_file("hf/model.safetensors")["w"], torch.ones(2))
+    with safe_open("hf/model.safetensors", framework="pt") as f:
+        assert list(f.keys()) == ["w"]
