@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from subjects import blobs, mlp, run
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+import nndoctor
+from nndoctor.engine import Selection, check_script
 
 
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 32) -> DataLoader:
@@ -132,3 +137,46 @@ def test_skewed_per_token_labels_that_are_not_next_tokens_still_warn() -> None:
         "class-imbalance"
     )  # tagging
     assert finding.reasons == [8]
+
+
+SAMPLER_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+g = torch.Generator().manual_seed(0)
+y = torch.cat([torch.zeros(1800), torch.ones(150), torch.full((50,), 2.0)]).long()
+x = torch.randn(2000, 8, generator=g) + y.float().unsqueeze(1)
+counts = torch.bincount(y).float()
+weights = {weights}
+sampler = WeightedRandomSampler(weights, num_samples=len(y), generator=g)
+loader = DataLoader(TensorDataset(x, y), batch_size=64, sampler=sampler)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for xb, yb in loader:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+def _sampled(tmp_path: Path, weights: str) -> nndoctor.Report:
+    path = tmp_path / "sampled.py"
+    path.write_text(SAMPLER_SCRIPT.format(weights=weights))
+    return check_script(str(path), steps=20, selection=Selection(select=("class-imbalance",)))
+
+
+@pytest.mark.silent("class-imbalance")
+def test_a_sampler_weighted_by_inverse_class_frequency_balances_the_batches(
+    tmp_path: Path,
+) -> None:
+    report = _sampled(tmp_path, "1.0 / counts[y]")
+    assert report.by_check("class-imbalance") == []
+    assert report.result("class-imbalance").status == "passed"
+
+
+@pytest.mark.fires("class-imbalance")
+def test_a_sampler_weighted_by_the_counts_makes_rare_classes_rarer(tmp_path: Path) -> None:
+    report = _sampled(tmp_path, "counts[y]")
+    (finding,) = report.by_check("class-imbalance")
+    assert finding.reasons == [8]
+    assert "WeightedRandomSampler drew" in finding.message

@@ -33,7 +33,8 @@ def class_imbalance(ctx: CheckContext) -> None:
     What is measured:
         Class counts of the targets of every observed classification loss call, the ratio
         of the most to the least frequent class seen, and whether the loss has class
-        weights or the loader a WeightedRandomSampler. Next-token targets (the integer
+        weights. A WeightedRandomSampler acts before the batches, so the counts already
+        show whether it balances them. Next-token targets (the integer
         model input one position on, in ``next_token_match`` of positions) are the
         text's own distribution, which a language model must learn: they are not judged.
 
@@ -76,9 +77,11 @@ def class_imbalance(ctx: CheckContext) -> None:
             "positions at every step): next-token prediction, whose class frequencies are the text's own"
         )
         return
+    # A weighted sampler acts before the batches: the counts above are what it drew, so it
+    # compensates only if they come out balanced (its weights may be the counts, not their
+    # inverse). Loss weights act after, and do compensate whatever the batches hold.
     loader = training_loader(rec)
-    if loader is not None and loader.sampler == "WeightedRandomSampler":
-        weighted = True
+    sampled = loader is not None and loader.sampler == "WeightedRandomSampler"
     seen = [c for c in counts if c > 0]
     total = sum(counts)
     if len(seen) < 2:
@@ -93,9 +96,19 @@ def class_imbalance(ctx: CheckContext) -> None:
         title="Strong class imbalance without compensation",
         message=(
             f"In {int(total)} observed targets class {common} appears {int(counts[common])} times and class "
-            f"{rare} only {int(counts[rare])} ({ratio:.0f}×), and neither the loss nor the sampler is weighted."
+            f"{rare} only {int(counts[rare])} ({ratio:.0f}×), and "
+            + (
+                "these are the batches the WeightedRandomSampler drew: its weights do not balance "
+                "the classes (inverse class frequencies do), and the loss is not weighted."
+                if sampled
+                else "neither the loss nor the sampler is weighted."
+            )
         ),
-        fix="Weight the loss by inverse class frequency or sample with a WeightedRandomSampler.",
+        fix=(
+            "Give the WeightedRandomSampler one weight per sample, 1 / (count of its class)."
+            if sampled
+            else "Weight the loss by inverse class frequency or sample with a WeightedRandomSampler."
+        ),
         evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
     )
 
