@@ -92,7 +92,9 @@ def _plain_state() -> Callable[[], None]:
         sys.excepthook, sys.displayhook, sys.breakpointhook = hooks
         sys.setrecursionlimit(limit)
         warnings.filters[:] = filters
-        warnings._filters_mutated()  # type: ignore[attr-defined] - the cache of "once"
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()  # the cache of warnings already shown under the script's filters
         warnings.showwarning = showwarning
         np.seterr(**np_err)
 
@@ -134,7 +136,8 @@ def _inside(module: Any, folders: set[str]) -> bool:
 def _torch_state() -> Callable[[], None]:
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     threads = torch.get_num_threads()
-    dtype, device = torch.get_default_dtype(), torch.get_default_device()
+    get_device = getattr(torch, "get_default_device", None)  # torch >= 2.3
+    dtype, device = torch.get_default_dtype(), get_device() if get_device else None
     grad = torch.is_grad_enabled()
     anomaly = (torch.is_anomaly_enabled(), torch.is_anomaly_check_nan_enabled())
     deterministic = (
@@ -148,9 +151,9 @@ def _torch_state() -> Callable[[], None]:
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         torch.set_default_dtype(dtype)
-        if torch.get_default_device() != device:
+        if get_device is not None and get_device() != device:
             # None, not "cpu": a default device set explicitly costs a mode on every call.
-            torch.set_default_device(None if device.type == "cpu" else device)
+            torch.set_default_device(None if device.type == "cpu" else device)  # type: ignore[union-attr]
         torch.set_grad_enabled(grad)
         torch.set_anomaly_enabled(*anomaly)
         torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])

@@ -20,11 +20,18 @@ from torch import nn
 
 from nndoctor.capture.runner import run_script
 
+
+def _umask() -> int:
+    mask = os.umask(0)  # read only by setting: set back at once
+    os.umask(mask)
+    return mask
+
+
 # Each kind of state: what a script does to it, and how the test reads it.
 KINDS: dict[str, tuple[str, Callable[[], Any]]] = {
     "cwd": ("os.makedirs('sub', exist_ok=True); os.chdir('sub')", os.getcwd),
     "environment": ("os.environ['NNDOCTOR_TEST_VAR'] = '1'", lambda: dict(os.environ)),
-    "umask": ("os.umask(0o077)", lambda: (os.umask(0o022), os.umask(0o022))[0]),
+    "umask": ("os.umask(0o077)", lambda: _umask()),
     "sys.argv": ("sys.argv.append('--extra')", lambda: list(sys.argv)),
     "sys.path": ("sys.path.append('/nowhere')", lambda: list(sys.path)),
     "recursion limit": ("sys.setrecursionlimit(12345)", sys.getrecursionlimit),
