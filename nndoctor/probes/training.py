@@ -806,6 +806,7 @@ def _module_file(m: nn.Module) -> str:
 def finite(x: float) -> bool:
     return math.isfinite(x)
 
+
 # Autograd nodes that only rearrange values (views, copies, casts): the op that bounds or
 # scales a loss input lies behind them.
 _LAYOUT_NODES = frozenset(
