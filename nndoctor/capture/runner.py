@@ -179,7 +179,7 @@ def run_script(
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
     argv = list(argv or [])
-    recording = Recording()
+    recording = Recording(data_source="script")
     capture = Capture(script=script, argv=argv, recording=recording)
     scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
     capture.scratch_dir = scratch

@@ -83,12 +83,19 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
             )
         return None, "the loss is not a recognised torch loss (a custom loss)"
     for step in capture.recording.steps[:3]:
-        if len(step.loss_calls) > 1:
+        # Several loss calls each followed by its own backward pass are evaluations of one
+        # loss (an LBFGS closure re-evaluated within a step, accumulated micro-batches);
+        # several calls under fewer backward passes are terms summed into one loss.
+        evaluations = len(step.loss_calls) > 1 and step.backwards >= len(step.loss_calls)
+        if len(step.loss_calls) > 1 and not evaluations:
             return None, "the loss combines several terms"
         if (
             step.loss_calls
             and step.loss_seen
-            and not math.isclose(step.loss, step.loss_calls[0].value, rel_tol=1e-5, abs_tol=1e-7)
+            and not any(
+                math.isclose(step.loss, c.value, rel_tol=1e-5, abs_tol=1e-7)
+                for c in step.loss_calls
+            )
         ):
             return None, "the back-propagated loss is not the recognised loss call alone"
     first = batches[0]

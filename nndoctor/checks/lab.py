@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -339,12 +340,16 @@ class Lab:
                 traced = trace_from is not None and i >= trace_from and result.trace is None
                 with nonfinite_traced(model) if traced else contextlib.nullcontext() as tracer:
                     opt.zero_grad(set_to_none=True)
-                    loss = compute(model, batches[i % len(batches)])
+                    batch = batches[i % len(batches)]
+                    loss = compute(model, batch)
                     value = float(loss.detach())
                     result.losses.append(value)
                     if math.isfinite(value):
                         loss.backward()
-                        opt.step()
+                        if needs_closure(opt):
+                            opt.step(_closure(opt, compute, model, batch, first=loss))
+                        else:
+                            opt.step()
                 if tracer is not None and tracer.event is not None:
                     result.trace = tracer.event
                 if not math.isfinite(value):
@@ -363,6 +368,37 @@ class Lab:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         return [float(self.loss(model, b)) for b in batches]
+
+
+def needs_closure(opt: torch.optim.Optimizer) -> bool:
+    """Whether ``opt.step`` must be given a closure that re-evaluates the loss (LBFGS)."""
+    try:
+        closure = inspect.signature(opt.step).parameters.get("closure")
+    except (TypeError, ValueError):
+        return False
+    return closure is not None and closure.default is inspect.Parameter.empty
+
+
+def _closure(
+    opt: torch.optim.Optimizer,
+    compute: Callable[[nn.Module, Any], torch.Tensor],
+    model: nn.Module,
+    batch: Any,
+    first: torch.Tensor,
+) -> Callable[[], torch.Tensor]:
+    """The closure of a step whose first evaluation (loss and gradients) already ran: it
+    hands that one over, then re-evaluates as the optimizer asks."""
+    calls = [first]
+
+    def closure() -> torch.Tensor:
+        if calls:
+            return calls.pop().detach()
+        opt.zero_grad(set_to_none=True)
+        loss = compute(model, batch)
+        loss.backward()
+        return loss.detach()
+
+    return closure
 
 
 @contextmanager

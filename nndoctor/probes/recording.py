@@ -199,6 +199,9 @@ class Recording:
     scaler_skipped_steps: int = 0
     eval_forwards_in_train_mode: int = 0  # no-grad forwards with Dropout/BatchNorm in train mode
     eval_inputs: list[TensorSummary] = field(default_factory=list)
+    # Where the batches came from: "api" (a data iterable handed to nndoctor) or "script"
+    # (whatever an observed script fed its model, DataLoader or tensors of its own).
+    data_source: str = "api"
 
     @property
     def alternating_objectives(self) -> bool:

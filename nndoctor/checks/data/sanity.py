@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nndoctor.checks import causes
+from nndoctor.checks.data.dataset import training_loader
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import CONV, EMBEDDING
 from nndoctor.report.model import Where
@@ -245,7 +246,9 @@ def batch_repeated(ctx: CheckContext) -> None:
         An order-sensitive fingerprint of the model input (a position-weighted sum over
         up to 65 536 sampled elements) at each observed step; the share of steps whose
         input is identical to the previous step's is compared with
-        ``repeated_batch_fraction``.
+        ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
+        its own tensors without a DataLoader, or a DataLoader whose one batch is its whole
+        dataset.
 
     How to fix:
         Create the iterator once per epoch and draw from it, or loop over the loader
@@ -280,6 +283,12 @@ def batch_repeated(ctx: CheckContext) -> None:
     ctx.note(f"{len(repeats)} of {len(pairs)} steps repeated the previous batch")
     if share < t.repeated_batch_fraction:
         return
+    whole = _full_batch(ctx.recording, repeats[0])
+    if whole:
+        # Full-batch training (LBFGS, a small regression fit on all its data at once) feeds
+        # the same data at every step by design; only a source with more to give repeats.
+        ctx.note(ctx.detail + f": full-batch training ({whole})")
+        return
     ctx.finding(
         title="The same batch is fed at every step",
         message=(
@@ -300,6 +309,21 @@ def batch_repeated(ctx: CheckContext) -> None:
             "first_step": repeats[0].step,
         },
     )
+
+
+def _full_batch(rec: Recording, step: StepRecord) -> str:
+    """Why a repeated batch is the whole data, or "" when the source had more to give: a
+    script's own tensors fed without a DataLoader, or a DataLoader whose batch is its whole
+    dataset."""
+    loader = training_loader(rec)
+    rows = step.inputs.shape[0] if step.inputs is not None and step.inputs.shape else None
+    if loader is None:
+        return (
+            "the script feeds its own tensors, no DataLoader" if rec.data_source == "script" else ""
+        )
+    if loader.dataset_len is not None and rows is not None and rows >= loader.dataset_len:
+        return f"each batch holds the DataLoader's whole dataset of {loader.dataset_len}"
+    return ""
 
 
 @register_check(
