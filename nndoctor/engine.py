@@ -544,10 +544,17 @@ def _diagnose_capture(
             if capture.model is None:
                 run.error = f"no model was found: no module with parameters was called ({capture.stop_reason})"
             else:
-                run.error = f"no optimizer step was reached ({capture.stop_reason})"
+                run.error = f"no optimizer step was reached ({capture.stop_reason})" + _why_no_step(
+                    capture
+                )
     elif run.error is not None:
         run.notes.append(
             f"the script raised after {capture.steps} step(s); the observed steps were diagnosed"
+        )
+    if capture.observed and capture.recording.step_source == "manual":
+        run.notes.append(
+            "no optimizer object: a step is a backward pass followed by the script's own update "
+            "of the parameters"
         )
 
     subject_desc: dict[str, Any] = {}
@@ -584,6 +591,34 @@ def _diagnose_capture(
             versions=versions(),
         )
     )
+
+
+def _why_no_step(capture: Any) -> str:
+    """What the script did instead of a training step, and what to do about it."""
+    steps = capture.recording.steps
+    backwards = sum(s.backwards for s in steps)
+    if not any(s.forwards for s in steps) and not backwards:
+        return (
+            ": the model was called, but never with gradients enabled and a backward pass; if it "
+            "trains inside a function nndoctor cannot reach, use the Python API (nndoctor.check)"
+        )
+    return (
+        ": backward passes ran but the parameters never changed; if the script updates weights "
+        "another way, diagnose it through the Python API (nndoctor.check with a loss_fn and an "
+        "optimizer)"
+    )
+
+
+def _manual_update(capture: Any) -> str | None:
+    """How a script without an optimizer object updates its parameters, in words."""
+    from nndoctor.capture.subject import manual_sgd
+
+    if capture.recording.step_source != "manual":
+        return None
+    sgd = manual_sgd(capture.recording)
+    if sgd is not None:
+        return f"by hand: {sgd.describe()}, inferred from the updates"
+    return "by hand (a rule other than plain SGD)"
 
 
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
@@ -631,7 +666,7 @@ def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:
         "optimizer": (
             OptimizerSpec.from_optimizer(capture.optimizer, model).describe()
             if capture.optimizer is not None and model is not None
-            else None
+            else _manual_update(capture)
         ),
         "replayable": subject is not None,
     }

@@ -216,6 +216,12 @@ def run_script(
             if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
                 capture.optimizer = optimizer
 
+    def note_loader_of_manual_step() -> None:
+        if loaders.last is not None:
+            probe.note_loader(loaders.last.index)
+
+    probe.on_step_closing = note_loader_of_manual_step
+
     start = time.perf_counter()
     sandbox = Sandbox(scratch)
     handles = []

@@ -12,6 +12,7 @@ import ast
 import copy
 import math
 import re
+import statistics
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nndoctor.capture.runner import Capture
+from nndoctor.probes.recording import Recording
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
@@ -68,6 +70,31 @@ ALTERNATING = (
 )
 
 
+# Update/gradient norm ratios of one step and parameter that agree within this share are
+# one learning rate: plain SGD written by hand.
+MANUAL_SGD_AGREEMENT = 0.02
+
+
+def manual_sgd(rec: Recording) -> OptimizerSpec | None:
+    """For parameters updated by hand, the SGD the updates are: every update the gradient
+    times one rate (|Δp| / |∇p| equal for every parameter and step). None for another rule
+    (momentum, weight decay, per-parameter rates) or an optimizer-driven run."""
+    if rec.step_source != "manual":
+        return None
+    ratios = [
+        s.update_norms[n] / s.grad_norms[n]
+        for s in rec.steps
+        for n in s.update_norms
+        if s.grad_norms.get(n, 0.0) > 0 and s.update_norms[n] > 0
+    ]
+    if len(ratios) < 2:
+        return None
+    rate = statistics.median(ratios)
+    if any(abs(r - rate) > MANUAL_SGD_AGREEMENT * rate for r in ratios):
+        return None
+    return OptimizerSpec.of(torch.optim.SGD, lr=float(f"{rate:.4g}"))
+
+
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     """A replayable Subject, or None and the reason it cannot be built."""
     if capture.recording.alternating_objectives:
@@ -111,7 +138,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     optimizer = (
         OptimizerSpec.from_optimizer(capture.optimizer, capture.model)
         if capture.optimizer is not None
-        else None
+        else manual_sgd(capture.recording)
     )
 
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:

@@ -202,6 +202,9 @@ class Recording:
     # Where the batches came from: "api" (a data iterable handed to nndoctor) or "script"
     # (whatever an observed script fed its model, DataLoader or tensors of its own).
     data_source: str = "api"
+    # How steps were recognised: "optimizer" (its step()) or "manual" (a backward pass, then
+    # parameters changed by the script's own update, without an optimizer object).
+    step_source: str = "optimizer"
 
     @property
     def alternating_objectives(self) -> bool:

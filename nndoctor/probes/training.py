@@ -75,6 +75,11 @@ def user_frame() -> tuple[str | None, int | None]:
     return None, None
 
 
+# Backward passes after which parameters that have not moved are taken as not updated by
+# hand: an update by hand moves them at the first one.
+MANUAL_STEP_TRIES = 8
+
+
 @dataclass
 class _Pending:
     """Device tensors and host facts of the step being observed."""
@@ -129,6 +134,13 @@ class TrainingProbe:
         # every parameter per step costs an allocation (and, on the CPU, page faults).
         self._snapshot: list[torch.Tensor] | None = None
         self._closed = False
+        # Manual updates (no optimizer object): a step is a forward and backward pass followed
+        # by a change of the parameters, found by comparing them with their values at the
+        # first forward (once, before any optimizer step; see _manual_boundary).
+        self.manual = False
+        self._first_checksums: torch.Tensor | None = None
+        self._unchanged_boundaries = 0
+        self.on_step_closing: Callable[[], None] | None = None
 
     # -- life cycle --------------------------------------------------------------
     def __enter__(self) -> TrainingProbe:
@@ -222,6 +234,7 @@ class TrainingProbe:
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
+        self._first_checksums = None
         names = {id(p): n for n, p in self._params}
         self.recording.in_optimizer = {
             names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names
@@ -311,6 +324,7 @@ class TrainingProbe:
         if not torch.is_grad_enabled():
             self._record_eval_forward(module, args, kwargs)
             return None
+        self._manual_boundary()
         pending = self._pending
         rec = pending.record
         rec.forwards += 1
@@ -586,9 +600,13 @@ class TrainingProbe:
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("backward", self._note_backward)
 
+        after = self._guard("manual", self._after_backward)
+
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             note(tensor)
-            return original(tensor, *args, **kwargs)
+            result = original(tensor, *args, **kwargs)
+            after()
+            return result
 
         backward.__wrapped__ = original  # type: ignore[attr-defined]
         backward.__doc__ = original.__doc__
@@ -608,13 +626,97 @@ class TrainingProbe:
         pending.decoders.append(lambda: setattr(rec, "loss", pending.transfer.get(slot)[0]))
 
     def _wrap_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        boundary = self._guard("manual", self._manual_boundary)
+
         def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
+            boundary()
             self._pending.record.zero_grad_called = True
             return original(obj, *args, **kwargs)
 
         zero_grad.__wrapped__ = original  # type: ignore[attr-defined]
         zero_grad.__doc__ = original.__doc__
         return zero_grad
+
+    # -- manual updates ----------------------------------------------------------------
+    def _manual_boundary(self) -> None:
+        """At a training forward or a zero_grad: if the pending step ran its backward pass
+        and the parameters were updated by hand since (no optimizer steps them), the
+        pending step is complete."""
+        if self.optimizer is not None or self.model is None:
+            return
+        pending = self._pending
+        if not pending.started:
+            if self._first_checksums is None and not self.manual and not self._unchanged_boundaries:
+                self._first_checksums = _checksums([p for _, p in self._params])
+            return
+        if not pending.record.backwards:
+            return
+        if not self.manual and not self._updated_by_hand():
+            return
+        self._finish_manual_step()
+
+    def _updated_by_hand(self) -> bool:
+        """Whether any parameter moved since the first forward (one host sync, once): the
+        script updates them itself. Accumulated gradients move nothing until a step."""
+        first = self._first_checksums
+        if first is None:
+            return False
+        moved = (_checksums([p for _, p in self._params]) != first).any(dim=1).tolist()
+        changed = {n for (n, _), m in zip(self._params, moved, strict=True) if m}
+        if not changed:
+            self._unchanged_boundaries += 1
+            if self._unchanged_boundaries >= MANUAL_STEP_TRIES:
+                # A model nothing updates after this many passes (a frozen teacher, a model
+                # another optimizer does not hold): stop paying a host sync per forward.
+                self._first_checksums = None
+            return False
+        self.manual = True
+        self._first_checksums = None
+        rec = self.recording
+        rec.step_source = "manual"
+        # The parameters the script's own rule updates play the optimizer's part.
+        rec.in_optimizer = changed
+        rec.param_groups = dict.fromkeys(changed, 0)
+        return True
+
+    def _after_backward(self) -> None:
+        """Without an optimizer, the gradients are read right after the backward pass: a
+        script updating by hand may zero them (``p.grad.zero_()``) before the next forward."""
+        if self.optimizer is not None or self.model is None:
+            return
+        pending = self._pending
+        rec = pending.record
+        with_grad = [(n, p) for n, p in self._params if p.grad is not None]
+        if not with_grad:
+            return
+        g_slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
+        g_names = [n for n, _ in with_grad]
+        # Several backward passes in one step: the last one's gradients are the ones used.
+        pending.decoders.append(
+            lambda: rec.grad_norms.update(zip(g_names, pending.transfer.get(g_slot), strict=True))
+        )
+
+    def _finish_manual_step(self) -> None:
+        if self.on_step_closing is not None:
+            self.on_step_closing()
+        self._post_step()
+        self._finish_step(stepped=True)
+        # Every trainable parameter: which ones the rule updates can change from step to step.
+        tracked = [(n, p) for n, p in self._params if p.requires_grad]
+        new = self._pending
+        if tracked:
+            w_slot = new.transfer.add(stats.param_norms([p.detach() for _, p in tracked]))
+            w_names = [n for n, _ in tracked]
+            new_rec = new.record
+            new.decoders.append(
+                lambda: new_rec.weight_norms.update(
+                    zip(w_names, new.transfer.get(w_slot), strict=True)
+                )
+            )
+            new.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
+            new.snapshot_names = w_names
+        if self.on_step_end is not None:
+            self.on_step_end(self.steps_done)
 
     # -- optimizer steps ---------------------------------------------------------------
     def _is_tracked(self, optimizer: torch.optim.Optimizer) -> bool:
@@ -801,6 +903,14 @@ def _module_file(m: nn.Module) -> str:
         return sys.modules[type(m).__module__].__file__ or ""
     except (KeyError, AttributeError):
         return ""
+
+
+def _checksums(params: list[torch.Tensor]) -> torch.Tensor:
+    """(sum, sum of squares) of each parameter in float64, shape (n, 2): any update by hand,
+    however small against the weights, changes one of them."""
+    with torch.no_grad():
+        rows = [torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in params]
+    return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.float64)
 
 
 def finite(x: float) -> bool:

@@ -39,3 +39,83 @@ def test_lbfgs_with_a_closure_on_the_whole_data_is_healthy(tmp_path: Path) -> No
     # run, stepping their copies with a closure of their own.
     assert report.result("cannot-overfit-tiny-batch").status == "passed"
     assert "full-batch training" in report.result("batch-repeated").detail
+
+
+MANUAL_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2000, 20)
+y = (x[:, :3].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
+lr = 0.1
+for epoch in range(3):
+    perm = torch.randperm(2000)
+    for i in range(0, 2000, 32):
+        idx = perm[i:i + 32]
+        {zero_before}
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        with torch.no_grad():
+            for p in {updated}:
+                p -= lr * p.grad
+                {zero_after}
+"""
+
+
+def _manual(tmp_path: Path, updated: str, zero_before: str, zero_after: str) -> object:
+    path = tmp_path / "manual.py"
+    script = MANUAL_SCRIPT.format(updated=updated, zero_before=zero_before, zero_after=zero_after)
+    path.write_text(script)
+    return check_script(str(path), steps=20)
+
+
+@pytest.mark.silent("params-not-in-optimizer")
+@pytest.mark.silent("zero-grad-missing")
+@pytest.mark.parametrize(
+    ("zero_before", "zero_after"),
+    [("model.zero_grad()", "pass"), ("pass", "p.grad.zero_()"), ("pass", "p.grad = None")],
+)
+def test_parameters_updated_by_hand_are_steps(
+    tmp_path: Path, zero_before: str, zero_after: str
+) -> None:
+    report = _manual(tmp_path, "model.parameters()", zero_before, zero_after)
+    assert report.run.observed and report.run.steps_observed == 20
+    assert any("no optimizer object" in n for n in report.run.notes)
+    # The rule is plain SGD: its rate is read off the updates, and the experiments use it.
+    assert report.subject["optimizer"] == "by hand: SGD(lr=0.1), inferred from the updates"
+    assert report.result("cannot-overfit-tiny-batch").status == "passed"
+    assert serious(report) == []
+
+
+@pytest.mark.fires("params-not-in-optimizer")
+def test_a_layer_left_out_of_the_update_by_hand(tmp_path: Path) -> None:
+    report = _manual(tmp_path, "model[2].parameters()", "model.zero_grad()", "pass")
+    (finding,) = report.by_check("params-not-in-optimizer")
+    assert finding.reasons == [23]
+    assert finding.evidence["parameters"] == ["0.weight", "0.bias"]
+    assert "never updated" in finding.title
+
+
+ACCUMULATION_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2000, 20)
+y = (x[:, :3].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for i in range(0, 2000, 32):
+    loss = nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]) / 4
+    loss.backward()
+    if (i // 32) % 4 == 3:
+        opt.step()
+        opt.zero_grad()
+"""
+
+
+def test_accumulated_backward_passes_are_not_taken_for_updates_by_hand(tmp_path: Path) -> None:
+    path = tmp_path / "accumulate.py"
+    path.write_text(ACCUMULATION_SCRIPT)
+    report = check_script(str(path), steps=5)
+    assert report.run.steps_observed == 5
+    assert not any("no optimizer object" in n for n in report.run.notes)
+    assert report.subject["optimizer"].startswith("SGD")

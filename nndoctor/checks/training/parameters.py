@@ -144,15 +144,23 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     """
     rec = ctx.recording
-    if rec.optimizer_class is None or not rec.in_optimizer:
+    manual = rec.step_source == "manual"
+    if not manual and (rec.optimizer_class is None or not rec.in_optimizer):
         ctx.skip("no optimizer stepping the model's parameters was observed")
+    # Updated by hand: the parameters the script's own rule changed at some step.
+    updated = rec.in_optimizer | (
+        {n for s in rec.steps for n, u in s.update_norms.items() if u > 0} if manual else set()
+    )
     missing = [
         n
         for n in rec.param_names
         if rec.requires_grad.get(n, True)
-        and n not in rec.in_optimizer
+        and n not in updated
         and n not in rec.other_optimizer_params
     ]
+    if manual:
+        _report_not_updated_by_hand(ctx, rec, missing, updated)
+        return
     ctx.note(f"{len(rec.in_optimizer)} of {len(rec.param_names)} parameters are in the optimizer")
     steps = _grad_steps(rec)
     for module, names in group_by_module(missing):
@@ -375,5 +383,36 @@ def params_not_changing(ctx: CheckContext) -> None:
                 "count": len(names),
                 "steps": len(stepped),
                 "lr": lrs,
+            },
+        )
+
+
+def _report_not_updated_by_hand(
+    ctx: CheckContext, rec: Recording, missing: list[str], updated: set[str]
+) -> None:
+    """The same finding for a script that updates parameters by hand, without an optimizer."""
+    ctx.note(
+        f"{len(updated)} of {len(rec.param_names)} parameters are updated by the script's own rule"
+    )
+    steps = _grad_steps(rec)
+    for module, names in group_by_module(missing):
+        grads = {n: max((s.grad_norms.get(n, 0.0) for s in steps), default=0.0) for n in names}
+        if not any(g > 0 for g in grads.values()):
+            continue  # no gradient, no update to make: params-without-grad's finding
+        ctx.finding(
+            title=f"Parameters of {module_label(module)} are never updated",
+            message=(
+                f"{len(names)} parameter(s) of {module_label(module)} ({numel_of(rec, names)} values) "
+                f"receive a gradient but never change: the script updates the parameters by hand and "
+                f"its update leaves these out, so their gradients are thrown away."
+            ),
+            fix="Update every parameter in the manual update loop (for p in model.parameters(): ...), or "
+            "use a torch.optim optimizer over model.parameters().",
+            where=Where(module=module),
+            evidence={
+                "parameters": names_evidence(names),
+                "count": len(names),
+                "numel": numel_of(rec, names),
+                "steps": "manual updates",
             },
         )
