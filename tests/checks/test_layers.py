@@ -322,3 +322,44 @@ def test_a_sampled_latent_is_neither_batch_mixing_nor_a_wrong_gradient() -> None
     )
     assert report.findings == []
     assert "1 user-defined module class(es)" in report.result("custom-layer-gradient").detail
+
+
+class SequenceFirstLM(nn.Module):
+    """A causal Transformer language model on (seq, batch) token ids and a (seq, seq) mask."""
+
+    def __init__(self, vocab: int = 12, d: int = 16) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, d)
+        self.encoder = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(d, 2, 32, dropout=0.0), 1, enable_nested_tensor=False
+        )
+        self.out = nn.Linear(d, vocab)
+
+    def forward(self, src: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.encoder(self.emb(src), mask))
+
+
+def test_a_sequence_first_model_with_a_mask_is_skipped_not_crashed() -> None:
+    torch.manual_seed(0)
+    model = SequenceFirstLM()
+    tokens = torch.randint(0, 12, (8, 6))  # (seq, batch)
+    mask = nn.Transformer.generate_square_subsequent_mask(8)
+    data = [((tokens, mask), torch.randint(0, 12, (8 * 6,))) for _ in range(4)]
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        (src, causal), target = batch
+        return nn.functional.cross_entropy(m(src, causal).reshape(-1, 12), target)
+
+    report = run(
+        select=["batch-dependence", "custom-layer-gradient"],
+        model=model,
+        data=data,
+        loss_fn=loss_fn,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        inputs=lambda batch: batch[0],
+    )
+    for check in ("batch-dependence", "custom-layer-gradient"):
+        result = report.result(check)
+        assert result.status == "skipped", (check, result.detail)
+    assert "first axis" in report.result("batch-dependence").detail
+    assert report.findings == []

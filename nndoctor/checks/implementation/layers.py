@@ -95,7 +95,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
     args = _to_double(_slice(calls[0], ctx.thresholds.gradcheck_max_inputs))
     with recorded_module_inputs(model, names) as seen, torch.no_grad():
-        model(*args)
+        _call_cut(ctx, model, args)
     t = ctx.thresholds
     failures: dict[str, dict[str, Any]] = {}
     checked = 0
@@ -384,7 +384,7 @@ def batch_dependence(ctx: CheckContext) -> None:
     device = _device_of(model)
     with torch.no_grad():
         with same_noise(device):
-            base = _batch_outputs(model(*args), n)
+            base = _batch_outputs(_call_cut(ctx, model, args), n)
         if not base:
             ctx.skip("the model output has no tensor with the batch axis first")
         worst = (0.0, -1, -1)
@@ -490,4 +490,18 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
             fix="Widen the layer (its output size is probably a typo).",
             where=Where(module=name),
             evidence={"weight_shape": list(rec.param_shapes[f"{name}.weight"])},
+        )
+
+
+def _call_cut(ctx: CheckContext, model: nn.Module, args: tuple[Any, ...]) -> Any:
+    """The model on its input cut along the first axis; a model that refuses the cut input
+    has another batch axis (sequence-first data) or inputs sized by the batch (a mask), and
+    the check cannot run, which it says instead of crashing."""
+    try:
+        return model(*args)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ctx.skip(
+            "the model refuses its input cut along the first axis, which is then not the batch's "
+            f"(sequence-first data, or an input sized by the batch such as a mask): {first}"
         )
