@@ -95,6 +95,16 @@ def manual_sgd(rec: Recording) -> OptimizerSpec | None:
     return OptimizerSpec.of(torch.optim.SGD, lr=float(f"{rate:.4g}"))
 
 
+def _loss_scale(backpropagated: float, calls: list[float]) -> float:
+    """The constant the back-propagated loss is one recognised call's value times (nan when
+    it is none of them): exactly 1 when it is the call itself."""
+    for value in calls:
+        if math.isclose(backpropagated, value, rel_tol=1e-5, abs_tol=1e-7):
+            return 1.0
+    finite = [v for v in calls if math.isfinite(v) and v != 0.0]
+    return backpropagated / finite[0] if finite and math.isfinite(backpropagated) else math.nan
+
+
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     """A replayable Subject, or None and the reason it cannot be built."""
     if capture.recording.alternating_objectives:
@@ -109,6 +119,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 "(it is computed from a transformed output)"
             )
         return None, "the loss is not a recognised torch loss (a custom loss)"
+    scales: list[float] = []
     for step in capture.recording.steps[:3]:
         # Several loss calls each followed by its own backward pass are evaluations of one
         # loss (an LBFGS closure re-evaluated within a step, accumulated micro-batches);
@@ -116,15 +127,13 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         evaluations = len(step.loss_calls) > 1 and step.backwards >= len(step.loss_calls)
         if len(step.loss_calls) > 1 and not evaluations:
             return None, "the loss combines several terms"
-        if (
-            step.loss_calls
-            and step.loss_seen
-            and not any(
-                math.isclose(step.loss, c.value, rel_tol=1e-5, abs_tol=1e-7)
-                for c in step.loss_calls
-            )
-        ):
-            return None, "the back-propagated loss is not the recognised loss call alone"
+        if step.loss_calls and step.loss_seen:
+            scales.append(_loss_scale(step.loss, [c.value for c in step.loss_calls]))
+    # The back-propagated loss is the recognised call times one constant (1 without
+    # gradient accumulation, 1/k when it is divided over k micro-batches).
+    scale = scales[0] if scales else 1.0
+    if any(not math.isclose(x, scale, rel_tol=1e-4) for x in scales) or not math.isfinite(scale):
+        return None, "the back-propagated loss is not the recognised loss call alone"
     first = batches[0]
     fn = getattr(F, first["loss_fn"])
     fn = getattr(fn, "__wrapped__", fn)
@@ -150,7 +159,8 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         return fn(prediction, batch["targets"], *extra_args, **kwargs)
 
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        return output_loss(loss_input(model, batch), batch)
+        loss = output_loss(loss_input(model, batch), batch)
+        return loss if scale == 1.0 else loss * scale
 
     subject = Subject(
         model=model,

@@ -139,6 +139,12 @@ class TrainingProbe:
         # first forward (once, before any optimizer step; see _manual_boundary).
         self.manual = False
         self._first_checksums: torch.Tensor | None = None
+        # Loss calls made inside the model's own forward (a model returning its loss): their
+        # input is linked to the output once the forward returns.
+        self._in_model_forward = False
+        self._deferred_links: list[
+            tuple[LossCall, int, int, torch.dtype, tuple[int, ...], int]
+        ] = []
         self._unchanged_boundaries = 0
         self.on_step_closing: Callable[[], None] | None = None
 
@@ -325,6 +331,7 @@ class TrainingProbe:
             self._record_eval_forward(module, args, kwargs)
             return None
         self._manual_boundary()
+        self._in_model_forward = True
         pending = self._pending
         rec = pending.record
         rec.forwards += 1
@@ -416,7 +423,23 @@ class TrainingProbe:
         if not torch.is_grad_enabled():
             return None
         self._outputs = {path: weakref.ref(t) for path, t in _tensors_with_paths(output)}
+        self._in_model_forward = False
+        self._link_deferred()
         return None
+
+    def _link_deferred(self) -> None:
+        """Link the loss calls made inside the forward to the output it returned: the loss
+        input is one of the returned tensors, or a view of one (``logits.view(-1, V)``)."""
+        deferred, self._deferred_links = self._deferred_links, []
+        for call, ptr, numel, dtype, shape, batch_index in deferred:
+            for path, ref in self._outputs.items():
+                t = ref()
+                if t is None or t.data_ptr() != ptr or t.numel() != numel or t.dtype != dtype:
+                    continue
+                call.linked_to_output = path if tuple(t.shape) == shape else f"view:{path}"
+                if 0 <= batch_index < len(self.captured_batches):
+                    self.captured_batches[batch_index]["link"] = call.linked_to_output
+                break
 
     def _make_activation_hook(self, name: str, saturating: str | None) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -535,6 +558,12 @@ class TrainingProbe:
             self.captured_batches[-1]["loss_args"] = tuple(args[2:])
             self.captured_batches[-1]["link"] = call.linked_to_output
             self.captured_batches[-1]["loss_input_shape"] = tuple(inp.shape)
+        if call.linked_to_output is None and self._in_model_forward:
+            first = len(rec.loss_calls) == 1 and bool(self.captured_batches)
+            index = len(self.captured_batches) - 1 if first else -1
+            self._deferred_links.append(
+                (call, inp.data_ptr(), inp.numel(), inp.dtype, tuple(inp.shape), index)
+            )
         value_slot = pending.transfer.add(out.detach().reshape(1))
         acc = _accuracy(fn_name, inp, target, kwargs)
         acc_slot = pending.transfer.add(acc.reshape(1)) if acc is not None else None

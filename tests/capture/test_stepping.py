@@ -119,3 +119,47 @@ def test_accumulated_backward_passes_are_not_taken_for_updates_by_hand(tmp_path:
     assert report.run.steps_observed == 5
     assert not any("no optimizer object" in n for n in report.run.notes)
     assert report.subject["optimizer"].startswith("SGD")
+
+
+LOSS_IN_FORWARD_SCRIPT = """
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+data = torch.randint(0, 16, (5000,))
+data[1::2] = (data[::2] * 3 + 1) % 16  # every second token follows from the one before
+class TinyLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(16, 32)
+        self.rnn = nn.GRU(32, 64, batch_first=True)
+        self.head = nn.Linear(64, 16)
+    def forward(self, idx, targets=None):
+        logits = self.head(self.rnn(self.emb(idx))[0])
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+        return logits, loss
+model = TinyLM()
+opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+def get_batch():
+    ix = torch.randint(len(data) - 9, (16,))
+    return torch.stack([data[i:i + 8] for i in ix]), torch.stack([data[i + 1:i + 9] for i in ix])
+for it in range(100):
+    for micro in range(2):
+        x, y = get_batch()
+        _, loss = model(x, y)
+        (loss / 2).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+"""
+
+
+def test_a_loss_computed_in_forward_and_divided_over_micro_batches_is_replayed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tiny_lm.py"
+    path.write_text(LOSS_IN_FORWARD_SCRIPT)
+    report = check_script(str(path), steps=10)
+    assert report.subject["replayable"], report.run.notes
+    assert report.result("cannot-overfit-tiny-batch").status == "passed"
+    assert report.result("labels-not-connected").status == "passed"
+    assert serious(report) == []

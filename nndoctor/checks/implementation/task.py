@@ -8,7 +8,7 @@ from typing import Any
 
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.subject import take_samples
+from nndoctor.subject import batch_size_of, take_samples
 
 
 @register_check(
@@ -94,6 +94,8 @@ def _two_class_batch(lab: Lab, size: int) -> tuple[Any, list[int]]:
         target = subject.targets(batch)
         if target is None or target.dim() != 1 or target.is_floating_point():
             continue
+        if target.shape[0] != batch_size_of(batch, subject):
+            continue  # one target per token, not per sample: no sample can be kept alone
         labels = target.tolist()
         common = [c for c, n in Counter(labels).most_common(2) if n >= 2]
         if len(common) < 2:
