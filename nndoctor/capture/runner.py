@@ -40,7 +40,7 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import LoaderInfo, Recording
-from nndoctor.probes.training import TrainingProbe
+from nndoctor.probes.training import TrainingProbe, eager
 
 
 class StopCapture(BaseException):  # noqa: N818 - a control-flow signal
@@ -197,6 +197,10 @@ def run_script(
         try:
             if probe.model is not None or any(module is c for c in candidates):
                 return
+            # A torch.compile wrapper: observe the module it compiles.
+            module = getattr(module, "_orig_mod", module)
+            if not isinstance(module, nn.Module) or any(module is c for c in candidates):
+                return
             if next(module.parameters(), None) is None:
                 return
             candidates.append(module)
@@ -230,7 +234,7 @@ def run_script(
         # afterwards (working directory, environment, its modules, torch's switches, ...).
         with process_state_restored(os.path.dirname(path)):
             try:
-                handles.append(module_mod.register_module_forward_pre_hook(discover))
+                handles.append(module_mod.register_module_forward_pre_hook(eager(discover)))
                 handles.append(optim_mod.register_optimizer_step_pre_hook(note_loader))
                 sys.argv = [path, *argv]
                 sys.path.insert(0, os.path.dirname(path))

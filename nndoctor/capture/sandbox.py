@@ -37,6 +37,7 @@ import os
 import shutil
 import stat as stat_mod
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -273,15 +274,25 @@ class Sandbox:
     def installed(self) -> Iterator[Sandbox]:
         """The replacements in place, the trackers told to stay local; all put back after."""
         _real_makedirs(self.root)
+        # The script's temporary files (and torch.compile's caches, which a compiler in a
+        # subprocess must find on disk) go to a real folder inside the scratch, removed with it.
+        temp = os.path.join(self.scratch, "tmp")
+        _real_makedirs(temp)
         tracker_env = {
             **TRACKER_ENV,
             "MLFLOW_TRACKING_URI": "file://" + os.path.join(self.scratch, "mlruns"),
             "COMET_OFFLINE_DIRECTORY": os.path.join(self.scratch, "comet"),
+            "TMPDIR": temp,
+            "TEMP": temp,
+            "TMP": temp,
+            "TORCHINDUCTOR_CACHE_DIR": os.path.join(temp, "torchinductor"),
+            "TRITON_CACHE_DIR": os.path.join(temp, "triton"),
         }
         saved_env = {k: os.environ.get(k) for k in tracker_env}
         undo: list[Callable[[], None]] = []
         try:
             os.environ.update(tracker_env)
+            undo.append(_set(tempfile, "tempdir", temp))
             # The import system writes __pycache__ next to the script's own modules with
             # functions of its own; none is written instead.
             undo.append(_set(sys, "dont_write_bytecode", True))

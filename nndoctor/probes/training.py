@@ -313,7 +313,7 @@ class TrainingProbe:
                 )
                 return None
 
-        return guarded
+        return eager(guarded)
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
         self._patches.append((owner, name, getattr(owner, name)))
@@ -932,6 +932,14 @@ def _module_file(m: nn.Module) -> str:
         return sys.modules[type(m).__module__].__file__ or ""
     except (KeyError, AttributeError):
         return ""
+
+
+def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` run eagerly when called from a ``torch.compile``d model: a hook traced into a
+    graph would be compiled with the model (and may fail to compile, breaking the user's
+    run); kept out of it, the graph breaks around the hook instead."""
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return disable(fn) if disable is not None else fn
 
 
 def _checksums(params: list[torch.Tensor]) -> torch.Tensor:

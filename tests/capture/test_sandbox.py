@@ -276,3 +276,19 @@ def test_safetensors_files(box: Sandbox) -> None:
     assert torch.equal(load_file("hf/model.safetensors")["w"], torch.ones(2))
     with safe_open("hf/model.safetensors", framework="pt") as f:
         assert list(f.keys()) == ["w"]
+
+
+def test_temporary_files_are_real_inside_the_scratch_for_subprocesses(
+    box: Sandbox, tmp_path: Path
+) -> None:
+    # A compiler run in a subprocess (torch.compile's C++ build) writes into folders the
+    # script made with tempfile: they must exist on disk, and go with the scratch.
+    import subprocess
+    import tempfile
+
+    folder = tempfile.mkdtemp()
+    assert folder.startswith(box.scratch)
+    subprocess.run(["sh", "-c", f"echo built > {folder}/out"], check=True)
+    with open(os.path.join(folder, "out")) as f:
+        assert f.read() == "built\n"
+    assert os.environ["TMPDIR"] == os.path.dirname(folder)

@@ -163,3 +163,31 @@ def test_a_loss_computed_in_forward_and_divided_over_micro_batches_is_replayed(
     assert report.result("cannot-overfit-tiny-batch").status == "passed"
     assert report.result("labels-not-connected").status == "passed"
     assert serious(report) == []
+
+
+COMPILED_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2048, 16)
+y = (x[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+compiled = torch.compile(model)
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64, shuffle=True)
+for xb, yb in loader:
+    opt.zero_grad()
+    nn.functional.cross_entropy(compiled(xb), yb).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.slow
+def test_a_compiled_model_is_observed_without_breaking_the_compile(tmp_path: Path) -> None:
+    # The hooks run eagerly (graph breaks around them), the compiled module's original is
+    # the model, and Inductor's build folders are real, inside the scratch.
+    path = tmp_path / "compiled.py"
+    path.write_text(COMPILED_SCRIPT)
+    report = check_script(str(path), steps=10, timeout=300)
+    assert report.run.observed, report.run.error
+    assert report.subject["model"] == "Sequential" and report.subject["parameters"] == 610
+    assert serious(report) == []
