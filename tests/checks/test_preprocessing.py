@@ -250,3 +250,41 @@ def test_a_second_loader_over_the_training_rows_is_no_leak(tmp_path: Path) -> No
     )
     assert report.by_check("split-preprocessing-differs") == []
     assert report.result("split-preprocessing-differs").status == "passed"
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_validation_standardised_with_its_own_statistics(tmp_path: Path) -> None:
+    report = _clusters(tmp_path, "(X[2048:] - X[2048:].mean(0)) / X[2048:].std(0)", 0)
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert finding.reasons == [15] and "their own statistics" in finding.message
+    assert finding.evidence["probability"] < 0.01
+
+
+WHOLE_DATA_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+g = torch.Generator().manual_seed(0)
+y = torch.arange(2560) % 4
+X = torch.randn(4, 16, generator=g)[y] * 1.5 + torch.randn(2560, 16, generator=g) + 3
+X = (X - X.mean(0)) / X.std(0)  # statistics of all the data, validation included
+train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
+val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for xb, yb in train:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_standardisation_fitted_on_all_the_data(tmp_path: Path) -> None:
+    path = tmp_path / "whole.py"
+    path.write_text(WHOLE_DATA_SCRIPT)
+    report = check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "evaluation included" in finding.message

@@ -99,6 +99,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     if not findings:
         findings += _shared_stored_samples(ctx, compared)
     if not findings:
+        findings += _standardised_apart(ctx, compared)
+    if not findings:
         # Without an evaluation forward in the budget, sample the other loaders' datasets.
         findings += _compare_datasets(ctx, compared)
     if not compared:
@@ -208,6 +210,91 @@ def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
                 "training_recurrence": own_rate,
                 "binomial_p": p,
             },
+        )
+    return found
+
+
+# Float32 arithmetic leaves a standardised column's mean and std this far from 0 and 1; a
+# column standardised with another split's statistics is off by its sampling noise instead.
+STANDARDISED_TOLERANCE = 1e-4
+
+
+def _exactly_standardised(rows: torch.Tensor) -> float:
+    """The probability that ``rows``, standardised with statistics of other data, would
+    have every column's mean within ``STANDARDISED_TOLERANCE`` of 0 and its std within it of
+    1: small means they were standardised with their own statistics. 1.0 when they are not
+    that close (or too few to tell)."""
+    n = rows.shape[0]
+    if n < 10 or rows.shape[1] == 0:
+        return 1.0
+    x = rows.double()
+    mean, std = x.mean(0), x.std(0)
+    if bool((mean.abs() > STANDARDISED_TOLERANCE).any()) or bool(
+        ((std - 1).abs() > STANDARDISED_TOLERANCE).any()
+    ):
+        return 1.0
+    # Under another split's statistics a column's mean varies by about 1/sqrt(n) and its std
+    # by about 1/sqrt(2n): the chance of landing within the tolerance of both, per column,
+    # is at most (2 tol / sqrt(2 pi)) * sqrt(n) * sqrt(2n), and columns multiply.
+    per_column = min(
+        1.0, (2 * STANDARDISED_TOLERANCE / math.sqrt(2 * math.pi)) ** 2 * n * math.sqrt(2)
+    )
+    return per_column ** rows.shape[1]
+
+
+def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
+    """Evaluation rows standardised with their own statistics (each column exactly mean 0,
+    std 1), or every split standardised with statistics of all of them together."""
+    lab: Lab | None = ctx.services
+    train = training_loader(ctx.recording)
+    if lab is None or train is None or train.index not in lab.datasets:
+        return 0
+    a = source_rows(lab.datasets[train.index])
+    if a is None or not a.is_floating_point():
+        return 0
+    found = 0
+    alpha = ctx.thresholds.label_pairing_alpha
+    for info in ctx.recording.loaders:
+        if info.index == train.index or info.index not in lab.datasets:
+            continue
+        b = source_rows(lab.datasets[info.index])
+        if (
+            b is None
+            or not b.is_floating_point()
+            or b.shape[1] != a.shape[1]
+            or lab.datasets[info.index] is lab.datasets[train.index]
+            or (b.data_ptr(), b.shape) == (a.data_ptr(), a.shape)
+        ):
+            continue  # the training rows themselves behind a second loader
+        own = _exactly_standardised(b)
+        whole = _exactly_standardised(torch.cat([a, b])) if own >= alpha else 1.0
+        compared.append(f"standardisation of loader {info.index}'s stored rows")
+        if own < alpha:
+            what = (
+                f"the {b.shape[0]} stored inputs of the {info.dataset} behind loader {info.index} have "
+                "every feature at mean 0 and std 1 to float precision: they were standardised with "
+                "their own statistics, not the training set's"
+            )
+            p = own
+        elif whole < alpha and _exactly_standardised(a) >= alpha:
+            what = (
+                f"the training inputs together with the {b.shape[0]} of loader {info.index} have every "
+                "feature at mean 0 and std 1 to float precision: the statistics were computed on all "
+                "the data, evaluation included"
+            )
+            p = whole
+        else:
+            continue
+        found += 1
+        ctx.finding(
+            title="Evaluation data standardised with statistics of its own",
+            message=(
+                f"{what[0].upper()}{what[1:]} (a split standardised with other data's statistics "
+                f"lands this close with probability {p:.2g}). Its loss and metrics then measure a "
+                "differently preprocessed input than the model is trained on."
+            ),
+            fix="Compute mean and std on the training split only, and apply those to every split.",
+            evidence={"loader": info.index, "rows": int(b.shape[0]), "probability": p},
         )
     return found
 
