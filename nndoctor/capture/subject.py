@@ -95,6 +95,20 @@ def manual_sgd(rec: Recording) -> OptimizerSpec | None:
     return OptimizerSpec.of(torch.optim.SGD, lr=float(f"{rate:.4g}"))
 
 
+def _inputs(batch: dict[str, Any]) -> Any:
+    """What the model was called with: its positional arguments, or its keyword arguments
+    when it was called with those alone (``model(**encoding)``, a Hugging Face model)."""
+    if batch.get("args") or not batch.get("kwargs"):
+        return tuple(batch["args"])
+    return dict(batch["kwargs"])
+
+
+def _with_inputs(batch: dict[str, Any], new: Any) -> dict[str, Any]:
+    if isinstance(new, dict):
+        return {**batch, "kwargs": dict(new)}
+    return {**batch, "args": tuple(new)}
+
+
 def _loss_scale(backpropagated: float, calls: list[float]) -> float:
     """The constant the back-propagated loss is one recognised call's value times (nan when
     it is none of them): exactly 1 when it is the call itself."""
@@ -111,7 +125,13 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         return None, ALTERNATING
     if capture.model is None:
         return None, "no model was found"
-    batches = [b for b in capture.batches if b.get("loss_fn") and b.get("link")]
+    # A batch whose model call was seen without its keyword arguments (the first forward,
+    # met by a global hook that gets positional ones only) cannot be replayed.
+    batches = [
+        b
+        for b in capture.batches
+        if b.get("loss_fn") and b.get("link") and (b.get("args") or b.get("kwargs"))
+    ]
     if not batches:
         if any(b.get("loss_fn") for b in capture.batches):
             return None, (
@@ -152,7 +172,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
 
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """The model output the recognised loss was applied to (a view of it, reshaped)."""
-        out = _select(call_model(model, tuple(batch["args"])), link)
+        out = _select(call_model(model, _inputs(batch)), link)
         return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
 
     def output_loss(prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
@@ -168,9 +188,9 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         loss_fn=loss_fn,
         optimizer=optimizer,
         task=captured_task(capture),
-        inputs=lambda b: tuple(b["args"]),
+        inputs=_inputs,
         targets=lambda b: b["targets"],
-        replace_inputs=lambda b, new: {**b, "args": tuple(new)},
+        replace_inputs=_with_inputs,
         replace_targets=lambda b, new: {**b, "targets": new},
         logits=loss_input if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
         loss_input=loss_input,

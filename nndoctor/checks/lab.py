@@ -263,6 +263,8 @@ class Lab:
         out = []
         for b in self.batches(n):
             x = self.subject.inputs(b)
+            if isinstance(x, dict):
+                return []  # keyword arguments only: no positional input to replay
             out.append(x if isinstance(x, tuple) else (x,))
         return out
 
