@@ -9,6 +9,7 @@ once, non-blocking (see :class:`HostTransfer`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -937,9 +938,27 @@ def _module_file(m: nn.Module) -> str:
 def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` run eagerly when called from a ``torch.compile``d model: a hook traced into a
     graph would be compiled with the model (and may fail to compile, breaking the user's
-    run); kept out of it, the graph breaks around the hook instead."""
-    disable = getattr(getattr(torch, "compiler", None), "disable", None)
-    return disable(fn) if disable is not None else fn
+    run); kept out of it, the graph breaks around the hook instead.
+
+    ``torch.compiler.disable`` itself imports Dynamo, which creates a cache folder in the
+    temp directory and sets an environment variable: it is applied only once Dynamo is
+    loaded (a script that compiles loads it), and Dynamo reads the marker on the wrapper."""
+    disabled: list[Callable[..., Any]] = []
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if not disabled:
+            # Dynamo would otherwise compile this wrapper's own frame at every call.
+            skip_code = getattr(sys.modules.get("torch._dynamo.eval_frame"), "skip_code", None)
+            if skip_code is not None:
+                skip_code(run.__code__)
+            disabled.append(torch._dynamo.disable(fn))
+        return disabled[0](*args, **kwargs)
+
+    run._torchdynamo_disable = True  # type: ignore[attr-defined]
+    return run
 
 
 def _checksums(params: list[torch.Tensor]) -> torch.Tensor:

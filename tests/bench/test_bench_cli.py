@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
+from nndoctor.bench.runner import examples_root
 from nndoctor.cli import _bare_json_flag, app
 
 runner = CliRunner()
@@ -49,7 +52,21 @@ def test_bad_split_and_no_match_are_usage_errors() -> None:
     assert runner.invoke(app, ["bench", "--select", "no-such-case-anywhere"]).exit_code == 2
 
 
-def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_one_healthy_case_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A private temp folder for the bench and its children: it must be empty afterwards,
+    # and the examples the bench reads (the user's tree here) byte-identical.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    examples = examples_root()
+    before = _tree(examples)
     out = tmp_path / "bench.json"
     plot = tmp_path / "matrix.png"
     result = runner.invoke(
@@ -76,6 +93,8 @@ def test_one_healthy_case_runs_end_to_end(tmp_path: Path) -> None:
     assert not [r for r in payload["runs"] if r["fault"]]
     assert payload["summary"]["all"]["healthy_runs"] == 1
     assert not plot.exists()  # no fault, no matrix
+    assert list(temp.iterdir()) == []
+    assert _tree(examples) == before
 
 
 def test_kind_must_be_known() -> None:
