@@ -115,6 +115,9 @@ class StepRecord:
     update_norms: dict[str, float] = field(default_factory=dict)
     zero_grad_called: bool = False
     grads_present_at_forward: bool = False
+    # The model input's share of the storage it lives in: below 1 for a slice of a larger
+    # tensor (x[i:i + 64] of the whole data), 1 for a batch of its own (collated, or all data).
+    input_storage_share: float = 1.0
     grad_norm_at_forward: float = (
         0.0  # norm of the gradients already present when the forward began
     )

@@ -360,6 +360,9 @@ class TrainingProbe:
             x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
         )
         self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
+        if x is not None and x.numel():
+            stored = x.untyped_storage().nbytes()
+            rec.input_storage_share = min(1.0, x.numel() * x.element_size() / max(stored, 1))
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from subjects import serious
 
-from nndoctor.engine import check_script
+from nndoctor.engine import Selection, check_script
 
 LBFGS_SCRIPT = """
 import torch, torch.nn as nn
@@ -191,3 +191,28 @@ def test_a_compiled_model_is_observed_without_breaking_the_compile(tmp_path: Pat
     assert report.run.observed, report.run.error
     assert report.subject["model"] == "Sequential" and report.subject["parameters"] == 610
     assert serious(report) == []
+
+
+SLICE_REPEATED_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(4096, 16)
+y = (x[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(100):
+    xb, yb = x[:64], y[:64]  # the bug: always the first 64 rows of 4096
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.fires("batch-repeated")
+def test_a_slice_of_the_data_fed_at_every_step_is_a_repeated_batch(tmp_path: Path) -> None:
+    # No DataLoader, but the batch is a slice of a larger tensor: more data was there.
+    path = tmp_path / "slice.py"
+    path.write_text(SLICE_REPEATED_SCRIPT)
+    report = check_script(str(path), steps=20, selection=Selection(select=("batch-repeated",)))
+    (finding,) = report.by_check("batch-repeated")
+    assert set(finding.reasons) == {1, 3}
