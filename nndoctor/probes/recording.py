@@ -118,6 +118,9 @@ class StepRecord:
     # The model input's share of the storage it lives in: below 1 for a slice of a larger
     # tensor (x[i:i + 64] of the whole data), 1 for a batch of its own (collated, or all data).
     input_storage_share: float = 1.0
+    # The model input is the very tensor object of the previous step (data fed as it is,
+    # not rebuilt by indexing, slicing or collating at each step).
+    input_same_object: bool = False
     grad_norm_at_forward: float = (
         0.0  # norm of the gradients already present when the forward began
     )

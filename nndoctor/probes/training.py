@@ -147,6 +147,7 @@ class TrainingProbe:
             tuple[LossCall, int, int, torch.dtype, tuple[int, ...], int]
         ] = []
         self._unchanged_boundaries = 0
+        self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
         self.on_step_closing: Callable[[], None] | None = None
 
     # -- life cycle --------------------------------------------------------------
@@ -363,6 +364,9 @@ class TrainingProbe:
         if x is not None and x.numel():
             stored = x.untyped_storage().nbytes()
             rec.input_storage_share = min(1.0, x.numel() * x.element_size() / max(stored, 1))
+            last = self._last_input() if self._last_input is not None else None
+            rec.input_same_object = last is x
+            self._last_input = weakref.ref(x)
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:

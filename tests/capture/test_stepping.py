@@ -200,8 +200,10 @@ x = torch.randn(4096, 16)
 y = (x[:, 0] > 0).long()
 model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
 opt = torch.optim.Adam(model.parameters(), 1e-3)
+perm = torch.randperm(4096)
 for step in range(100):
-    xb, yb = x[:64], y[:64]  # the bug: always the first 64 rows of 4096
+    idx = perm[:64]  # the bug: the same 64 rows of 4096 at every step
+    xb, yb = (x[idx], y[idx]) if {indexed} else (x[:64], y[:64])
     opt.zero_grad()
     nn.functional.cross_entropy(model(xb), yb).backward()
     opt.step()
@@ -209,10 +211,14 @@ for step in range(100):
 
 
 @pytest.mark.fires("batch-repeated")
-def test_a_slice_of_the_data_fed_at_every_step_is_a_repeated_batch(tmp_path: Path) -> None:
-    # No DataLoader, but the batch is a slice of a larger tensor: more data was there.
+@pytest.mark.parametrize("indexed", [True, False])
+def test_the_same_rows_drawn_at_every_step_are_a_repeated_batch(
+    tmp_path: Path, indexed: bool
+) -> None:
+    # No DataLoader, but the batch is rebuilt from a larger tensor at every step (indexed
+    # or sliced): more data was there.
     path = tmp_path / "slice.py"
-    path.write_text(SLICE_REPEATED_SCRIPT)
+    path.write_text(SLICE_REPEATED_SCRIPT.format(indexed=indexed))
     report = check_script(str(path), steps=20, selection=Selection(select=("batch-repeated",)))
     (finding,) = report.by_check("batch-repeated")
     assert set(finding.reasons) == {1, 3}

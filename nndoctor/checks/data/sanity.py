@@ -247,8 +247,9 @@ def batch_repeated(ctx: CheckContext) -> None:
         up to 65 536 sampled elements) at each observed step; the share of steps whose
         input is identical to the previous step's is compared with
         ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
-        whole tensors of its own without a DataLoader (not a slice of a larger one), or a
-        DataLoader whose one batch is its whole dataset.
+        the same whole tensor object at every step without a DataLoader (not a slice of a
+        larger one, nor rows indexed anew each step), or a DataLoader whose one batch is its
+        whole dataset.
 
     How to fix:
         Create the iterator once per epoch and draw from it, or loop over the loader
@@ -312,16 +313,23 @@ def batch_repeated(ctx: CheckContext) -> None:
 
 
 def _full_batch(rec: Recording, step: StepRecord) -> str:
-    """Why a repeated batch is the whole data, or "" when the source had more to give: a
-    script's own whole tensors fed without a DataLoader (not slices of a larger one), or a
-    DataLoader whose batch is its whole dataset."""
+    """Why a repeated batch is the whole data, or "" when the source had more to give: the
+    same whole tensor fed at every step without a DataLoader, or a DataLoader whose batch is
+    its whole dataset."""
     loader = training_loader(rec)
     rows = step.inputs.shape[0] if step.inputs is not None and step.inputs.shape else None
     if loader is None:
-        # A slice of a larger tensor (x[:64] of the data) has more data beside it: repeating
-        # it is the bug. A batch that is a tensor of its own may be all the data there is.
-        whole = rec.data_source == "script" and step.input_storage_share >= 1.0
-        return "the script feeds whole tensors of its own, no DataLoader" if whole else ""
+        # Full-batch training feeds the data tensor itself, the same object at every step.
+        # A batch rebuilt at each step (indexed, sliced: x[perm[:64]], x[:64]) was drawn
+        # from more data, and drawing the same rows every time is the bug.
+        whole = (
+            rec.data_source == "script"
+            and step.input_same_object
+            and step.input_storage_share >= 1.0
+        )
+        return (
+            "the script feeds the same whole tensor at every step, no DataLoader" if whole else ""
+        )
     if loader.dataset_len is not None and rows is not None and rows >= loader.dataset_len:
         return f"each batch holds the DataLoader's whole dataset of {loader.dataset_len}"
     return ""
