@@ -721,17 +721,8 @@ class TrainingProbe:
         script updating by hand may zero them (``p.grad.zero_()``) before the next forward."""
         if self.optimizer is not None or self.model is None:
             return
-        pending = self._pending
-        rec = pending.record
-        with_grad = [(n, p) for n, p in self._params if p.grad is not None]
-        if not with_grad:
-            return
-        g_slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
-        g_names = [n for n, _ in with_grad]
         # Several backward passes in one step: the last one's gradients are the ones used.
-        pending.decoders.append(
-            lambda: rec.grad_norms.update(zip(g_names, pending.transfer.get(g_slot), strict=True))
-        )
+        self._record_grad_norms(self._pending)
 
     def _finish_manual_step(self) -> None:
         if self.on_step_closing is not None:
@@ -739,19 +730,7 @@ class TrainingProbe:
         self._post_step()
         self._finish_step(stepped=True)
         # Every trainable parameter: which ones the rule updates can change from step to step.
-        tracked = [(n, p) for n, p in self._params if p.requires_grad]
-        new = self._pending
-        if tracked:
-            w_slot = new.transfer.add(stats.param_norms([p.detach() for _, p in tracked]))
-            w_names = [n for n, _ in tracked]
-            new_rec = new.record
-            new.decoders.append(
-                lambda: new_rec.weight_norms.update(
-                    zip(w_names, new.transfer.get(w_slot), strict=True)
-                )
-            )
-            new.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
-            new.snapshot_names = w_names
+        self._record_weights(self._pending, [(n, p) for n, p in self._params if p.requires_grad])
         if self.on_step_end is not None:
             self.on_step_end(self.steps_done)
 
@@ -777,26 +756,35 @@ class TrainingProbe:
             {k: _describe_kwarg(v) for k, v in g.items() if k != "params"}
             for g in optimizer.param_groups
         ]
+        self._record_grad_norms(pending)
+        self._record_weights(
+            pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
+        )
+
+    def _record_grad_norms(self, pending: _Pending) -> None:
+        """The norm of every parameter's gradient, copied to the host with the step."""
+        rec = pending.record
         with_grad = [(n, p) for n, p in self._params if p.grad is not None]
-        if with_grad:
-            g_slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
-            g_names = [n for n, _ in with_grad]
-            pending.decoders.append(
-                lambda: rec.grad_norms.update(
-                    zip(g_names, pending.transfer.get(g_slot), strict=True)
-                )
-            )
-        tracked = [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
-        if tracked:
-            w_slot = pending.transfer.add(stats.param_norms([p for _, p in tracked]))
-            w_names = [n for n, _ in tracked]
-            pending.decoders.append(
-                lambda: rec.weight_norms.update(
-                    zip(w_names, pending.transfer.get(w_slot), strict=True)
-                )
-            )
-            pending.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
-            pending.snapshot_names = w_names
+        if not with_grad:
+            return
+        slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
+        names = [n for n, _ in with_grad]
+        pending.decoders.append(
+            lambda: rec.grad_norms.update(zip(names, pending.transfer.get(slot), strict=True))
+        )
+
+    def _record_weights(self, pending: _Pending, tracked: list[tuple[str, nn.Parameter]]) -> None:
+        """The norms of ``tracked`` before the update, and a snapshot for the update's norm."""
+        if not tracked:
+            return
+        rec = pending.record
+        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in tracked]))
+        names = [n for n, _ in tracked]
+        pending.decoders.append(
+            lambda: rec.weight_norms.update(zip(names, pending.transfer.get(slot), strict=True))
+        )
+        pending.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
+        pending.snapshot_names = names
 
     def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """A copy of ``params`` in buffers kept from the previous step when they still fit."""

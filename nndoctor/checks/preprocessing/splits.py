@@ -21,6 +21,7 @@ from nndoctor.checks.preprocessing.inputs import (
     source_rows,
 )
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import LoaderInfo
 
 
 @register_check(
@@ -153,35 +154,50 @@ def _compare(
     return 1
 
 
+def _stored_splits(
+    ctx: CheckContext,
+) -> tuple[torch.Tensor, list[tuple[LoaderInfo, torch.Tensor]]] | None:
+    """The rows the training dataset stores, and those of every other loader's dataset with
+    rows of the same width; the training rows themselves behind a second loader (training
+    accuracy) are no other split. None without stored training rows."""
+    lab: Lab | None = ctx.services
+    train = training_loader(ctx.recording)
+    if lab is None or train is None or train.index not in lab.datasets:
+        return None
+    a = source_rows(lab.datasets[train.index])
+    if a is None:
+        return None
+    others = []
+    for info in ctx.recording.loaders:
+        if info.index == train.index or info.index not in lab.datasets:
+            continue
+        if lab.datasets[info.index] is lab.datasets[train.index]:
+            continue
+        b = source_rows(lab.datasets[info.index])
+        if (
+            b is None
+            or b.shape[1] != a.shape[1]
+            or (b.data_ptr(), b.shape) == (a.data_ptr(), a.shape)
+        ):
+            continue
+        others.append((info, b))
+    return a, others
+
+
 def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
     """Rows stored by another loader's dataset that the training dataset stores too, against
     the rate at which one half of the training rows recurs in the other half: data with
     legitimately repeated rows (a few discrete features) recurs within training as often."""
-    lab: Lab | None = ctx.services
-    train = training_loader(ctx.recording)
-    if lab is None or train is None or train.index not in lab.datasets:
+    splits = _stored_splits(ctx)
+    if splits is None or splits[0].shape[0] < 4:
         return 0
-    a = source_rows(lab.datasets[train.index])
-    if a is None or a.shape[0] < 4:
-        return 0
-    whole = (a.data_ptr(), a.shape)
+    a, others = splits
     a = a[sample_indices(a.shape[0], MAX_SOURCE_ROWS, seed=0)]
     half = a.shape[0] // 2
     reference, own = _fingerprints(a[:half]), _fingerprints(a[half:])
     own_rate = sum(_near(reference, v) for v in own) / max(len(own), 1)
     found = 0
-    for info in ctx.recording.loaders:
-        if info.index == train.index or info.index not in lab.datasets:
-            continue
-        b = source_rows(lab.datasets[info.index])
-        # The training data itself behind a second loader (training accuracy) is no leak.
-        if (
-            b is None
-            or b.shape[1] != a.shape[1]
-            or lab.datasets[info.index] is lab.datasets[train.index]
-            or (b.data_ptr(), b.shape) == whole
-        ):
-            continue
+    for info, b in others:
         b = b[sample_indices(b.shape[0], MAX_SOURCE_ROWS, seed=1)]
         shared = sum(_near(reference, v) for v in _fingerprints(b))
         compared.append(
@@ -245,27 +261,15 @@ def _exactly_standardised(rows: torch.Tensor) -> float:
 def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
     """Evaluation rows standardised with their own statistics (each column exactly mean 0,
     std 1), or every split standardised with statistics of all of them together."""
-    lab: Lab | None = ctx.services
-    train = training_loader(ctx.recording)
-    if lab is None or train is None or train.index not in lab.datasets:
+    splits = _stored_splits(ctx)
+    if splits is None or not splits[0].is_floating_point():
         return 0
-    a = source_rows(lab.datasets[train.index])
-    if a is None or not a.is_floating_point():
-        return 0
+    a, others = splits
     found = 0
     alpha = ctx.thresholds.label_pairing_alpha
-    for info in ctx.recording.loaders:
-        if info.index == train.index or info.index not in lab.datasets:
+    for info, b in others:
+        if not b.is_floating_point():
             continue
-        b = source_rows(lab.datasets[info.index])
-        if (
-            b is None
-            or not b.is_floating_point()
-            or b.shape[1] != a.shape[1]
-            or lab.datasets[info.index] is lab.datasets[train.index]
-            or (b.data_ptr(), b.shape) == (a.data_ptr(), a.shape)
-        ):
-            continue  # the training rows themselves behind a second loader
         own = _exactly_standardised(b)
         whole = _exactly_standardised(torch.cat([a, b])) if own >= alpha else 1.0
         compared.append(f"standardisation of loader {info.index}'s stored rows")
