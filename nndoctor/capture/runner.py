@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,12 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.probes.schedule import (
+    SCHEDULE_PLAN_BATCH_STEPS,
+    SCHEDULE_PLAN_EPOCH_STEPS,
+    SchedulePlan,
+    planned_rates,
+)
 from nndoctor.probes.training import TrainingProbe, eager
 
 
@@ -170,6 +176,7 @@ def run_script(
     steps: int = 20,
     timeout: float = 60.0,
     keep_scratch: bool = False,
+    on_step: Callable[[int], None] | None = None,
 ) -> Capture:
     """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds.
 
@@ -186,6 +193,8 @@ def run_script(
 
     def on_step_end(done: int) -> None:
         capture.steps = done
+        if on_step is not None:
+            on_step(done)  # progress for the caller; it must not raise
         if done >= steps:
             raise StopCapture("step budget")
 
@@ -248,7 +257,7 @@ def run_script(
                     probe,
                     loaders.installed(),
                     sandbox.installed(),
-                    _scheduler_seen(recording),
+                    _schedulers_observed(recording, probe),
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
                     _weights_loaded(recording, probe),
@@ -320,14 +329,19 @@ def _weights_loaded(recording: Recording, probe: TrainingProbe) -> Iterator[None
 
 
 @contextlib.contextmanager
-def _scheduler_seen(recording: Recording) -> Iterator[None]:
-    """Notes whether the script steps a learning-rate scheduler."""
+def _schedulers_observed(recording: Recording, probe: TrainingProbe) -> Iterator[None]:
+    """Notes whether the script steps a learning-rate scheduler and, once the script has
+    stopped, reads the plan of the one driving the model's optimizer from a copy of it."""
     from torch.optim import lr_scheduler
 
     original = lr_scheduler.LRScheduler.step
+    calls: dict[int, list[Any]] = {}  # id -> [scheduler, steps observed]
 
     def step(self: Any, *args: Any, **kwargs: Any) -> Any:
         recording.scheduler_seen = True
+        entry = calls.setdefault(id(self), [self, 0])
+        if probe.steps_done > 0:  # the constructor's own step is not the script's
+            entry[1] += 1
         return original(self, *args, **kwargs)
 
     lr_scheduler.LRScheduler.step = step  # type: ignore[method-assign]
@@ -335,6 +349,28 @@ def _scheduler_seen(recording: Recording) -> Iterator[None]:
         yield
     finally:
         lr_scheduler.LRScheduler.step = original  # type: ignore[method-assign]
+        try:
+            recording.schedule = _plan_of(calls, probe)
+        except Exception:  # noqa: BLE001 - a plan that cannot be read is left out
+            recording.schedule = None
+
+
+def _plan_of(calls: dict[int, list[Any]], probe: TrainingProbe) -> SchedulePlan | None:
+    optimizer = probe.optimizer
+    ours = [(s, n) for s, n in calls.values() if getattr(s, "optimizer", None) is optimizer]
+    if optimizer is None or not ours or probe.steps_done < 2:
+        return None
+    scheduler, n = ours[0]
+    # Stepped at (nearly) every optimizer step: per batch. Otherwise per epoch (or rarer).
+    per_batch = n >= probe.steps_done - 1
+    horizon = SCHEDULE_PLAN_BATCH_STEPS if per_batch else SCHEDULE_PLAN_EPOCH_STEPS
+    return SchedulePlan(
+        scheduler=type(scheduler).__name__,
+        per_batch=per_batch,
+        steps_taken=probe.steps_done,
+        scheduler_steps=n,
+        lrs=planned_rates(scheduler, optimizer, horizon),
+    )
 
 
 def _user_traceback(exc: BaseException, script: str) -> str:

@@ -138,6 +138,12 @@ class Thresholds:
         10.0  # a learning rate above this is far outside common ranges for any optimiser
     )
     max_adaptive_lr: float = 0.1  # ...and above this for the Adam family (steps are ~lr per weight)
+    # The scheduler's plan (learning-rate-schedule): stepped per batch, below this share of
+    # its peak for most of the first epoch; or past this factor of its base rate after this
+    # many epochs and still rising.
+    schedule_collapse_ratio: float = 1e-3
+    schedule_overshoot_factor: float = 3.0
+    schedule_overshoot_epochs: int = 3
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
     give_it_time_falling_share: float = (
         0.7  # share of late step pairs where the later loss is lower
@@ -161,6 +167,22 @@ class Thresholds:
     lr_range_min_fall: float = (
         0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
     )
+
+    # --- watch: stream checks over a whole run (21, 32, 35, 36, 37); the ratios they share
+    # with the checks above (lr_range_divergence, update_ratio_*, dead_relu_error_fraction,
+    # metric_*, give_it_time_floor) are read from there.
+    watch_warmup_steps: int = 10  # steps before the divergence rule holds a best loss
+    watch_loss_smoothing: float = 0.1  # weight of a new loss in the smoothed loss (EMA)
+    watch_divergence_steps: int = 5  # consecutive steps the smoothed loss stays diverged...
+    watch_divergence_share: float = 0.5  # ...and above this share of the loss at warm-up end
+    watch_dead_fraction: float = 0.99  # a ReLU whose output is zero this often is dead
+    watch_sustained_samples: int = 5  # consecutive sampled steps a per-layer rule must hold
+    watch_plateau_steps: int = 200  # the plateau rule compares means of windows this long
+    watch_plateau_change: float = 0.01  # relative change of the window mean below which: flat
+    watch_eval_mode_steps: int = 10  # consecutive training steps with the model in eval mode
+    watch_scaler_window: int = 20  # steps a GradScaler's skips are counted over
+    watch_scaler_skip_fraction: float = 0.5  # share of them skipped: persistent overflow
+    watch_scaler_min_scale: float = 1.0  # a loss scale below this has collapsed
 
     def with_changes(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}

@@ -200,6 +200,8 @@ class Recording:
     eval_forwards: int = 0
     optimizer_class: str | None = None
     scheduler_seen: bool = False
+    # The plan of the scheduler of the model's optimizer (nndoctor.probes.schedule).
+    schedule: Any = None
     device: str = "cpu"
     saves_redirected: list[str] = field(default_factory=list)
     scaler_skipped_steps: int = 0

@@ -102,6 +102,7 @@ PINNED_ORDER = (
     "optimizer-underperforms",
     "learning-rate-out-of-range",
     "hyperparameters-out-of-range",
+    "learning-rate-schedule",
     "cannot-overfit-tiny-batch",
     "params-not-in-optimizer",
     "params-without-grad",

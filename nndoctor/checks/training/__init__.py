@@ -7,6 +7,7 @@ diagnosis ranking.
 # isort: off
 from nndoctor.checks.training import experiments  # noqa: F401
 from nndoctor.checks.training import hyperparameters  # noqa: F401
+from nndoctor.checks.training import schedule  # noqa: F401
 from nndoctor.checks.training import overfit  # noqa: F401
 from nndoctor.checks.training import parameters  # noqa: F401
 from nndoctor.checks.training import frozen  # noqa: F401

@@ -1,0 +1,210 @@
+"""The learning-rate schedule judged on its plan (reason 36), not on the first steps alone."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from nndoctor.checks import causes
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.schedule import SchedulePlan
+from nndoctor.report.model import Where
+
+
+def steps_per_epoch(rec: Recording) -> int | None:
+    """Optimizer steps in one pass over the training data: the DataLoader that fed the
+    steps (its length), else a batch sliced by hand from a larger tensor (the inverse of
+    its share of that tensor); None when neither tells."""
+    fed = [s.loader for s in rec.steps if s.loader is not None]
+    if fed:
+        info = rec.loaders[statistics.mode(fed)]
+        if info.dataset_len and info.batch_size:
+            full, rest = divmod(info.dataset_len, info.batch_size)
+            return full + (1 if rest and not info.drop_last else 0)
+    shares = [s.input_storage_share for s in rec.steps if 0 < s.input_storage_share < 1]
+    if len(shares) * 2 > len(rec.steps):
+        return max(1, round(1 / statistics.median(shares)))
+    return None
+
+
+def _seen_rates(rec: Recording) -> list[float]:
+    rates = []
+    for s in rec.steps:
+        lr = s.hyperparameters[0].get("lr") if s.hyperparameters else None
+        if isinstance(lr, (int, float)) and math.isfinite(lr):
+            rates.append(float(lr))
+    return rates
+
+
+def _base_rate(rec: Recording, seen: list[float]) -> float | None:
+    """The rate the user chose: the scheduler's base (``initial_lr``), else the first seen."""
+    first = rec.steps[0].hyperparameters if rec.steps and rec.steps[0].hyperparameters else []
+    base = first[0].get("initial_lr") if first else None
+    if isinstance(base, (int, float)) and base > 0:
+        return float(base)
+    return seen[0] if seen and seen[0] > 0 else None
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"
+
+
+@register_check(
+    id="learning-rate-schedule",
+    reasons=(36,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
+def learning_rate_schedule(ctx: CheckContext) -> None:
+    """The scheduler's plan kills the learning rate within the first epoch, or keeps
+    raising it far past the rate the optimizer was given.
+
+    Why it matters:
+        A schedule acts over the whole run, and a handful of observed steps shows only
+        its start. A per-epoch schedule (``StepLR(step_size=3)``, ``ExponentialLR``)
+        stepped after every batch decays hundreds of times faster than meant: the
+        learning rate is gone before the model has seen its data once, and training
+        stalls for no visible reason. A warm-up whose end condition is wrong never
+        stops rising, and the rate climbs until training diverges.
+
+    What is measured:
+        A copy of the scheduler that drives the model's optimizer, bound to copies of
+        its parameter groups, is stepped ahead as the script steps the original (per
+        batch when the script stepped it at every observed optimizer step, else per
+        epoch); the original scheduler, optimizer and model are untouched. One epoch
+        is the length of the DataLoader that fed the steps (or the inverse of a hand-
+        sliced batch's share of its tensor). A warning when, stepped per batch, the
+        planned rate stays below ``schedule_collapse_ratio`` (1e-3) of its peak so far
+        for most of the first epoch (its median over the epoch); or when the rate after
+        ``schedule_overshoot_epochs`` (3) epochs is above ``schedule_overshoot_factor``
+        (3) times the rate the optimizer was given (the scheduler's ``initial_lr``) and
+        still rising over the last quarter of that span. Schedules that rise by design
+        (OneCycleLR, CyclicLR) peak and fall within their plan and are not called out.
+        ReduceLROnPlateau needs the script's metric and is not planned.
+
+    How to fix:
+        Step per-epoch schedulers once per epoch (outside the batch loop), or give
+        the schedule its horizon in batches (``T_max=epochs * len(loader)``,
+        ``total_steps=...``). For a warm-up, end the ramp at the warm-up length and
+        cap the factor at 1.
+
+    Example:
+        Before::
+
+            for epoch in range(epochs):
+                for x, y in loader:
+                    ...
+                    optimizer.step()
+                    scheduler.step()          # StepLR(step_size=3): meant per epoch
+
+        After::
+
+            for epoch in range(epochs):
+                for x, y in loader:
+                    ...
+                    optimizer.step()
+                scheduler.step()
+    """
+    rec = ctx.recording
+    t = ctx.thresholds
+    plan: SchedulePlan | None = rec.schedule
+    if plan is None:
+        why = (
+            "a scheduler was stepped but its plan could not be read"
+            if rec.scheduler_seen
+            else ("no learning-rate scheduler drives the model's optimizer")
+        )
+        ctx.skip(why)
+    seen = _seen_rates(rec)
+    if not plan.lrs or not seen:
+        ctx.skip(f"the plan of {plan.scheduler} could not be read ahead")
+    epoch = steps_per_epoch(rec)
+    unit = "batch" if plan.per_batch else "epoch"
+    ctx.note(
+        f"{plan.scheduler} stepped per {unit} ({plan.scheduler_steps} call(s) over "
+        f"{plan.steps_taken} steps); plan read {len(plan.lrs)} steps ahead"
+        + (f"; one epoch is {epoch} steps" if epoch else "; the epoch length is unknown")
+    )
+    if plan.per_batch and epoch:
+        _judge_collapse(ctx, plan, seen, epoch, t.schedule_collapse_ratio)
+    base = _base_rate(rec, seen)
+    if base is not None:
+        span = len(plan.lrs)
+        if plan.per_batch and epoch:
+            span = min(span, epoch * t.schedule_overshoot_epochs - plan.steps_taken)
+        elif not plan.per_batch:
+            span = min(span, t.schedule_overshoot_epochs)
+        _judge_overshoot(ctx, plan, base, span, unit, t.schedule_overshoot_factor)
+
+
+def _judge_collapse(
+    ctx: CheckContext, plan: SchedulePlan, seen: list[float], epoch: int, ratio: float
+) -> None:
+    ahead = max(0, epoch - plan.steps_taken)
+    first_epoch = (seen + plan.lrs[:ahead])[:epoch]
+    if len(first_epoch) < epoch:
+        return  # the plan ended before the epoch did (OneCycleLR shorter than an epoch)
+    peak = max(first_epoch)
+    typical = statistics.median(first_epoch)
+    if peak <= 0 or typical >= ratio * peak:
+        return
+    below = next(i for i, lr in enumerate(first_epoch) if lr < ratio * peak)
+    ctx.finding(
+        title=f"{plan.scheduler}, stepped after every batch, ends learning within the first epoch",
+        message=(
+            f"{plan.scheduler} is stepped at every optimizer step; read ahead, it takes the "
+            f"learning rate from {_g(peak)} to below {_g(ratio * peak)} by step {below + 1} and "
+            f"to {_g(first_epoch[-1])} at the end of the first epoch ({epoch} batches): for most "
+            "of the first pass over the data the weights barely move. A per-epoch schedule "
+            "stepped per batch decays that many times faster than meant."
+        ),
+        fix=(
+            "Call scheduler.step() once per epoch (outside the batch loop), or express the "
+            "schedule in batches (step_size, T_max or total_steps multiplied by len(loader))."
+        ),
+        where=Where(step=below + 1),
+        evidence={
+            "scheduler": plan.scheduler,
+            "per_batch": True,
+            "steps_per_epoch": epoch,
+            "peak_lr": peak,
+            "median_lr_first_epoch": typical,
+            "lr_end_of_first_epoch": first_epoch[-1],
+            "collapsed_at_step": below + 1,
+        },
+    )
+
+
+def _judge_overshoot(
+    ctx: CheckContext, plan: SchedulePlan, base: float, span: int, unit: str, factor: float
+) -> None:
+    if span < 4:
+        return
+    window = plan.lrs[:span]
+    end = window[-1]
+    last_quarter = window[-max(2, span // 4) :]
+    rising = all(b > a for a, b in zip(last_quarter, last_quarter[1:], strict=False))
+    if not (end > factor * base and rising):
+        return
+    ctx.finding(
+        title=f"{plan.scheduler} keeps raising the learning rate past {factor:g}x its base",
+        message=(
+            f"Read ahead {span} {unit} step(s), {plan.scheduler} raises the learning rate from the "
+            f"optimizer's {_g(base)} to {_g(end)} ({end / base:.1f}x) and is still rising: a warm-up "
+            "that never ends climbs until training oscillates or diverges."
+        ),
+        fix=(
+            "End the warm-up at its length (if step < warmup: ...) and cap the factor at 1, "
+            "or use a library schedule (LinearLR then CosineAnnealingLR in SequentialLR)."
+        ),
+        where=Where(step=plan.steps_taken + span),
+        evidence={
+            "scheduler": plan.scheduler,
+            "base_lr": base,
+            "planned_lr": end,
+            "factor": end / base,
+            "steps_ahead": span,
+            "unit": unit,
+        },
+    )

@@ -1,0 +1,81 @@
+"""The learning rate a scheduler plans, read by stepping a copy of it ahead.
+
+Twenty observed steps show the first rates of a schedule, rarely the ones that matter:
+a per-epoch StepLR stepped after every batch has not decayed yet, and the peak behind a
+warm-up has not been reached. The scheduler itself knows its plan. A copy of it, bound to
+a stand-in of the optimizer whose parameter groups are copies, is stepped as the script
+steps the original; the original scheduler, the optimizer and the model are untouched.
+This measures, it does not judge (the ``learning-rate-schedule`` check does).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+# How far ahead the plan is read: scheduler steps for a scheduler stepped per batch (tens of
+# epochs of a small data set, a long warm-up's peak) and for one stepped per epoch. Fixed
+# counts, never a time budget, so the plan read does not depend on the machine's speed.
+SCHEDULE_PLAN_BATCH_STEPS = 5000
+SCHEDULE_PLAN_EPOCH_STEPS = 300
+
+
+@dataclass
+class SchedulePlan:
+    """What one scheduler of the model's optimizer was seen doing and plans to do next.
+
+    ``lrs`` are the first parameter group's rates after each further scheduler step,
+    starting from its state when the observation ended; ``per_batch`` says that it was
+    stepped once per optimizer step while observed (rather than per epoch).
+    """
+
+    scheduler: str  # class name, e.g. "StepLR"
+    per_batch: bool
+    steps_taken: int  # optimizer steps observed
+    scheduler_steps: int  # scheduler.step() calls observed
+    lrs: list[float] = field(default_factory=list)  # the plan, one rate per scheduler step
+
+
+def _stand_in(optimizer: torch.optim.Optimizer) -> Any:
+    """An object the scheduler copy can drive: the optimizer's attributes, with parameter
+    groups of its own (the ``params`` lists shared, never written)."""
+    stand_in = object.__new__(type(optimizer))
+    stand_in.__dict__.update(optimizer.__dict__)
+    stand_in.param_groups = [dict(g) for g in optimizer.param_groups]
+    return stand_in
+
+
+def planned_rates(scheduler: Any, optimizer: torch.optim.Optimizer, steps: int) -> list[float]:
+    """Group 0's learning rate after each of ``steps`` further steps of a copy of
+    ``scheduler``; empty when the scheduler cannot be stepped without the script (a
+    ``ReduceLROnPlateau`` needs its metric) or its copy fails. A scheduler that refuses
+    to step further (OneCycleLR past ``total_steps``) ends the plan there."""
+    if steps <= 0 or type(scheduler).__name__ == "ReduceLROnPlateau":
+        return []
+    stand_in = _stand_in(optimizer)
+    memo: dict[int, Any] = {id(optimizer): stand_in, id(optimizer.state): optimizer.state}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            memo[id(p)] = p
+    try:
+        twin = copy.deepcopy(scheduler, memo)
+    except Exception:  # noqa: BLE001 - a plan that cannot be read is no plan, not a crash
+        return []
+    rates: list[float] = []
+    with warnings.catch_warnings():
+        # "lr_scheduler.step() before optimizer.step()": the copy never trains.
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            try:
+                twin.step()
+            except Exception:  # noqa: BLE001 - OneCycleLR past total_steps: the plan ends
+                break
+            lr = stand_in.param_groups[0].get("lr")
+            rate = float(lr.item() if isinstance(lr, torch.Tensor) else lr)
+            rates.append(rate if math.isfinite(rate) else math.nan)
+    return rates

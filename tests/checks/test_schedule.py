@@ -1,0 +1,117 @@
+"""learning-rate-schedule: the scheduler judged on the plan a copy of it reads ahead."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from nndoctor.engine import Selection, check_script
+from nndoctor.probes.schedule import planned_rates
+
+CHECK = "learning-rate-schedule"
+
+SCRIPT = """
+import math, torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(6400, 10)
+y = (x[:, 0] > 0).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)  # 100 batches an epoch
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.{optimizer}
+scheduler = torch.optim.lr_scheduler.{scheduler}
+for epoch in range(5):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        {per_batch}
+    {per_epoch}
+"""
+
+
+def _check(tmp_path: Path, optimizer: str, scheduler: str, per_batch: bool) -> object:
+    path = tmp_path / "train.py"
+    stepped = "scheduler.step()"
+    path.write_text(
+        textwrap.dedent(SCRIPT).format(
+            optimizer=optimizer,
+            scheduler=scheduler,
+            per_batch=stepped if per_batch else "pass",
+            per_epoch="pass" if per_batch else stepped,
+        )
+    )
+    return check_script(str(path), steps=20, selection=Selection(select=(CHECK,)))
+
+
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_per_epoch_step_schedule_stepped_per_batch(tmp_path: Path) -> None:
+    report = _check(
+        tmp_path, "SGD(model.parameters(), lr=0.1)", "StepLR(optimizer, 3, gamma=0.5)", True
+    )
+    (finding,) = report.by_check(CHECK)
+    assert 36 in finding.reasons
+    assert finding.evidence["steps_per_epoch"] == 100
+    assert finding.evidence["lr_end_of_first_epoch"] < 1e-3 * 0.1
+
+
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_warm_up_that_never_ends(tmp_path: Path) -> None:
+    report = _check(
+        tmp_path,
+        "AdamW(model.parameters(), lr=1e-3)",
+        "LambdaLR(optimizer, lambda s: (s + 1) / 50)",
+        True,
+    )
+    (finding,) = report.by_check(CHECK)
+    assert finding.evidence["factor"] > 3 and "still rising" in finding.message
+
+
+@pytest.mark.silent("learning-rate-schedule")
+@pytest.mark.parametrize(
+    ("optimizer", "scheduler", "per_batch"),
+    [
+        ("SGD(model.parameters(), lr=0.1)", "StepLR(optimizer, 3, gamma=0.5)", False),
+        ("SGD(model.parameters(), lr=0.1)", "CosineAnnealingLR(optimizer, T_max=500)", True),
+        # One epoch's cosine, restarted every epoch: half the epoch above half the peak.
+        ("SGD(model.parameters(), lr=0.1)", "CosineAnnealingLR(optimizer, T_max=100)", True),
+        ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=500)", True),
+        (
+            "AdamW(model.parameters(), lr=1e-3)",
+            "LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))",
+            True,
+        ),
+    ],
+)
+def test_healthy_schedules(tmp_path: Path, optimizer: str, scheduler: str, per_batch: bool) -> None:
+    report = _check(tmp_path, optimizer, scheduler, per_batch)
+    assert report.run.observed
+    assert report.by_check(CHECK) == []
+    assert report.result(CHECK).status == "passed"
+
+
+def test_reading_the_plan_leaves_scheduler_and_optimizer_as_they_were() -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3, gamma=0.5)
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    before = (optimizer.param_groups[0]["lr"], scheduler.last_epoch, scheduler.get_last_lr())
+    plan = planned_rates(scheduler, optimizer, 7)
+    assert plan == pytest.approx([0.05, 0.025, 0.025, 0.025, 0.0125, 0.0125, 0.0125])
+    assert (
+        optimizer.param_groups[0]["lr"],
+        scheduler.last_epoch,
+        scheduler.get_last_lr(),
+    ) == before
+
+
+def test_a_plan_ends_where_the_scheduler_refuses_to_step() -> None:
+    optimizer = torch.optim.SGD(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=30)
+    plan = planned_rates(scheduler, optimizer, 100)
+    assert len(plan) == 30 and plan[-1] < plan[10]  # it refuses step 31: the plan ends there
