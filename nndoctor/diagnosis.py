@@ -9,6 +9,8 @@ builds:
 - **causes**: findings of non-symptom checks that no stronger finding explains, each with
   the findings it explains (directly or through another explained finding) nested under
   it, ranked by severity, then by how much they explain;
+- **weak causes**: an info (advice that healthy setups also draw) whose check explains a
+  loud symptom that no loud cause explains, leading with low confidence;
 - **independent** findings: loud findings that no cause explains;
 - a **differential** when there are symptoms but no cause: the reasons to look at next,
   most likely first (the reasons most of the symptoms point to), with what tells them apart.
@@ -146,10 +148,43 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
     diagnosis.independent = [
         f for c in checks if c not in cause_checks and c not in owner for f in by_check[c]
     ]
+    _promote_explaining_infos(findings, diagnosis, specs)
     if not diagnosis.causes:
         diagnosis.differential = _differential([c for c in checks if c not in owner], specs)
     _set_roles(findings, diagnosis)
     return diagnosis
+
+
+def _promote_explaining_infos(
+    findings: list[Finding], diagnosis: Diagnosis, specs: dict[str, CheckSpec]
+) -> None:
+    """An info is advice while nothing goes wrong (raw [0, 1] inputs train fine); once a
+    loud symptom that no loud cause explains is there, an info whose check explains that
+    symptom is the evidence at hand for it, and leads as a low-confidence cause."""
+    orphans = [f for f in diagnosis.independent if (s := specs.get(f.check)) and s.symptom]
+    if not orphans:
+        return
+    infos: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.severity == Severity.INFO:
+            infos.setdefault(f.check, []).append(f)
+
+    def covered(check: str) -> list[Finding]:
+        s = specs.get(check)
+        return [f for f in orphans if s is not None and f.check in s.explains]
+
+    ranked = sorted(
+        (c for c in infos if covered(c)),
+        key=lambda c: (-len(covered(c)), specs[c].priority),
+    )
+    taken: set[int] = set()
+    for check in ranked:
+        explained = [f for f in covered(check) if id(f) not in taken]
+        if not explained:
+            continue
+        taken.update(id(f) for f in explained)
+        diagnosis.causes.append(Cause(infos[check], "low", explained))
+    diagnosis.independent = [f for f in diagnosis.independent if id(f) not in taken]
 
 
 def _reachable(start: str, checks: list[str], explains: Any) -> list[str]:

@@ -43,6 +43,29 @@ def test_symptoms_alone_give_a_differential_not_a_cause() -> None:
     assert overfit.role == "independent"
 
 
+def test_an_info_that_explains_an_unexplained_symptom_leads_as_a_weak_cause() -> None:
+    chance = finding("loss-not-at-chance", "warning", 17)
+    scales = finding("feature-scales-differ", "info", 12)
+    unrelated = finding("class-imbalance", "info", 8)
+    d = diagnose([chance, scales, unrelated])
+    assert [c.lead.check for c in d.causes] == ["feature-scales-differ"]
+    assert d.causes[0].confidence == "low" and d.causes[0].explains == [chance]
+    assert (scales.role, chance.role, unrelated.role) == ("cause", "symptom", "independent")
+    assert d.independent == [] and d.differential == []
+    assert d.ordered_findings([chance, unrelated, scales])[:2] == [scales, chance]
+
+
+def test_infos_stay_advice_when_a_loud_cause_explains_the_symptoms_or_none_are_loud() -> None:
+    chance = finding("loss-not-at-chance", "warning", 17)
+    softmax = finding("loss-input-mismatch", "error", 19)
+    scales = finding("feature-scales-differ", "info", 12)
+    d = diagnose([chance, softmax, scales])
+    assert [c.lead.check for c in d.causes] == ["loss-input-mismatch"]
+    assert scales.role == "independent"
+    quiet = diagnose([finding("feature-scales-differ", "info", 12)])
+    assert quiet.causes == [] and quiet.empty
+
+
 def test_mutual_explanations_go_to_the_stronger_finding() -> None:
     nan = finding("non-finite-values", "error", 37)
     lr = finding("learning-rate-out-of-range", "warning", 36)
