@@ -1,0 +1,78 @@
+"""Replay one step's batch on a copy of the model to name the first op making a NaN/inf.
+
+The live run keeps, by reference, the arguments of the step's model call and the gradient
+that flowed into the model's output (what the loss sent back). When the sentinel reports a
+non-finite value, the copy runs that forward again, and the backward from that output
+gradient, under the op-level tracer of :mod:`nndoctor.probes.trace` (offline only: it
+synchronises per op). The user's model, its gradients and the random state are untouched:
+the copy is a deep copy, and the random state is forked around it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndoctor.probes.trace import OpEvent, nonfinite_traced
+from nndoctor.trees import first_tensor
+
+
+@dataclass
+class ReplayResult:
+    """What a replay found: the first op (or None) and a note when it could not tell."""
+
+    event: OpEvent | None = None
+    note: str = ""
+
+
+def _devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+def replay_step(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    output_grad: torch.Tensor | None,
+) -> ReplayResult:
+    """Run ``model``'s forward on ``args``/``kwargs`` on a deep copy, then the backward from
+    ``output_grad``, and return the first op producing a non-finite value."""
+    with torch.random.fork_rng(devices=_devices(model)):
+        twin = copy.deepcopy(model)
+        twin.zero_grad(set_to_none=True)
+        weights_finite = all(bool(torch.isfinite(p).all()) for p in twin.parameters())
+        if not weights_finite:
+            return ReplayResult(
+                note=(
+                    "The weights were already non-finite when the batch was replayed (the value "
+                    "was read after the update), so the first operation could not be named."
+                )
+            )
+
+        def run() -> None:
+            with torch.enable_grad():
+                out = first_tensor(twin(*args, **kwargs))
+                if out is None or not out.requires_grad:
+                    return
+                if output_grad is not None and output_grad.shape == out.shape:
+                    out.backward(output_grad)
+                elif out.dim() == 0:
+                    out.backward()
+
+        try:
+            with nonfinite_traced(twin) as tracer:
+                run()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            return ReplayResult(note=f"The replay of the batch failed ({type(exc).__name__}).")
+    if tracer.event is None:
+        return ReplayResult(
+            note=(
+                "Replayed on a copy, the model's forward and backward stayed finite: the "
+                "non-finite value came from the loss computation outside the model."
+            )
+        )
+    return ReplayResult(event=tracer.event)

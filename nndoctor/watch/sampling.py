@@ -1,0 +1,92 @@
+"""Which steps are sampled: every k steps, k fixed (``every=K``) or adapted to a cost budget.
+
+The per-layer statistics of a sampled step cost a few kernels per layer; the sentinel costs a
+handful per step. With ``every=None`` the sampler measures both (host time spent in watch's
+own hooks; on a GPU that is the launch cost, which is what small models are bound by) and
+the step itself, and picks the smallest k whose estimated overhead,
+``(always_on + sampled / k) / plain_step``, stays within the budget. The first
+``warmup`` steps are always sampled (the start of a run is where initialisation problems
+show). Only which steps are sampled depends on machine speed, never what a verdict means:
+the sentinel runs at every step whatever k is, and a check on sampled steps states its rule
+in sampled steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+# Host seconds are noisy: k moves only when the new value differs by more than this factor.
+_HYSTERESIS = 1.25
+
+
+@dataclass
+class Sampler:
+    """Decides whether a step is sampled and accounts for watch's own cost."""
+
+    every: int | None = None
+    budget: float = 0.02
+    warmup: int = 3
+    max_period: int = 1000
+    period: int = 1
+    periods: list[tuple[int, int]] = field(default_factory=list)  # (from step, k)
+    _anchor: int = 0
+    _always: float = math.nan  # EMA of seconds per step spent in always-on hooks
+    _sampled: float = math.nan  # EMA of the extra seconds of a sampled step
+    _plain: float = math.nan  # EMA of the step without watch's own time
+    total_own: float = 0.0
+    total_wall: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.every is not None:
+            if self.every < 1:
+                raise ValueError(f"every must be a positive number of steps, got {self.every}")
+            self.period = self.every
+        self.periods.append((0, self.period))
+
+    def sampled(self, step: int) -> bool:
+        """Whether ``step`` (0-based) is a sampled step."""
+        if self.every is not None:
+            return step % self.every == 0
+        if step < self.warmup:
+            return True
+        return (step - self._anchor) % self.period == 0
+
+    def note_step(
+        self, step: int, wall: float, always: float, sampled_cost: float, sampled: bool
+    ) -> None:
+        """Account one finished step: its wall time and watch's own time in it; adapt k."""
+        own = always + sampled_cost
+        self.total_own += own
+        self.total_wall += wall
+        if not math.isfinite(wall) or wall <= 0:
+            return
+        self._always = _ema(self._always, always)
+        self._plain = _ema(self._plain, max(wall - own, 1e-9))
+        if sampled:
+            self._sampled = _ema(self._sampled, sampled_cost)
+            if self.every is None and step + 1 >= self.warmup:
+                self._adapt(step + 1)
+
+    def _adapt(self, next_step: int) -> None:
+        room = self.budget * self._plain - self._always
+        if not math.isfinite(room) or not math.isfinite(self._sampled):
+            return
+        want = self.max_period if room <= 0 else math.ceil(self._sampled / room) if room > 0 else 1
+        want = max(1, min(self.max_period, want))
+        if want != self.period and not (
+            self.period / _HYSTERESIS <= want <= self.period * _HYSTERESIS
+        ):
+            self.period = want
+            self._anchor = next_step
+            self.periods.append((next_step, want))
+
+    @property
+    def overhead(self) -> float:
+        """Watch's own time over the time the steps would have taken without it."""
+        plain = self.total_wall - self.total_own
+        return self.total_own / plain if plain > 0 else math.nan
+
+
+def _ema(old: float, new: float, rate: float = 0.1) -> float:
+    return new if math.isnan(old) else old + rate * (new - old)

@@ -1,0 +1,178 @@
+"""``nndoctor watch SCRIPT``: run an unmodified training script to its end under a Watcher.
+
+The script runs as ``__main__`` in this process with its own argv, like ``nndoctor check``
+runs it (:mod:`nndoctor.capture.runner`, whose pieces are reused): the model is the first
+module with parameters the script calls (a ``torch.compile`` wrapper is watched as such),
+found by a global forward pre-hook that is removed once it has found it; the optimizer is
+whichever steps that model's parameters. Without ``dry_run`` this is the user's real run:
+its files, checkpoints and trackers go where the script sends them. With ``dry_run`` it runs
+inside the same :class:`~nndoctor.capture.sandbox.Sandbox` and
+:func:`~nndoctor.capture.process_state.process_state_restored` as ``check``: nothing of the
+user's files, temp dir, trackers or process changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+from torch.nn.modules import module as module_mod
+
+from nndoctor.capture.process_state import process_state_restored
+from nndoctor.capture.runner import Capture, ScriptError, StopCapture, _run_as_main
+from nndoctor.capture.sandbox import Sandbox
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import eager
+from nndoctor.watch.report import WatchReport
+from nndoctor.watch.session import Watcher, WatchStopped
+
+__all__ = ["ScriptError", "ScriptWatch", "watch_script"]
+
+
+@dataclass
+class ScriptWatch:
+    """How a watched script run went."""
+
+    script: str
+    argv: list[str]
+    report: WatchReport
+    model: str | None = None  # class name of the watched model
+    stop_reason: str = ""  # "script finished", "step budget", "stopped on error", ...
+    error: str | None = None  # one line, when the script raised or exited non-zero
+    traceback: str | None = None
+    seconds: float = 0.0
+    saves_redirected: list[str] = field(default_factory=list)  # --dry-run only
+
+    @property
+    def observed(self) -> bool:
+        return self.model is not None and self.report.steps_seen > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "script": self.script,
+            "argv": list(self.argv),
+            "model": self.model,
+            "observed": self.observed,
+            "stop_reason": self.stop_reason,
+            "error": self.error,
+            "traceback": self.traceback,
+            "seconds": round(self.seconds, 3),
+            "saves_redirected": list(self.saves_redirected),
+            **self.report.to_dict(),
+        }
+
+
+def watch_script(
+    script: str,
+    argv: list[str] | None = None,
+    *,
+    steps: int | None = None,
+    every: int | None = None,
+    budget: float = 0.02,
+    log: Any = None,
+    stop_on: str = "never",
+    dry_run: bool = False,
+    quiet: bool = False,
+    console: Any = None,
+) -> ScriptWatch:
+    """Run ``script`` to its end (or ``steps`` steps) under a :class:`Watcher`."""
+    path = os.path.abspath(script)
+    if not os.path.isfile(path):
+        raise ScriptError(f"no such script: {script}")
+    argv = list(argv or [])
+    outcome = Capture(script=script, argv=argv, recording=Recording(data_source="script"))
+    found: list[Watcher] = []
+
+    def on_step_end(done: int) -> None:
+        if steps is not None and done >= steps:
+            raise StopCapture("step budget")
+
+    handles: list[Any] = []
+
+    def discover(module: nn.Module, args: tuple[Any, ...]) -> None:
+        if found:
+            return
+        try:
+            inner = getattr(module, "_orig_mod", module)
+            if not isinstance(inner, nn.Module) or next(inner.parameters(), None) is None:
+                return
+            watcher = Watcher(
+                module,
+                None,
+                every=every,
+                budget=budget,
+                log=log,
+                stop_on=stop_on,
+                quiet=quiet,
+                console=console,
+                on_step_end=on_step_end,
+            )
+            watcher.attach()
+            found.append(watcher)
+            for h in handles:
+                h.remove()
+        except Exception:  # noqa: BLE001 - discovery must never break the script
+            pass
+
+    start = time.perf_counter()
+    scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-") if dry_run else None
+    sandbox = Sandbox(scratch) if scratch is not None else None
+    try:
+        with _isolated(path, argv, dry_run):
+            handles.append(module_mod.register_module_forward_pre_hook(eager(discover)))
+            try:
+                with sandbox.installed() if sandbox is not None else contextlib.nullcontext():
+                    _run_as_main(path, outcome)
+            finally:
+                for h in handles:
+                    h.remove()
+                for w in found:
+                    w.detach()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    watcher = found[0] if found else None
+    result = ScriptWatch(
+        script=script,
+        argv=argv,
+        report=watcher.report if watcher is not None else WatchReport(budget=budget, every=every),
+        model=type(watcher._inner).__name__ if watcher is not None else None,
+        stop_reason=outcome.stop_reason,
+        traceback=outcome.traceback,
+        seconds=time.perf_counter() - start,
+        saves_redirected=list(sandbox.redirected) if sandbox is not None else [],
+    )
+    exc = outcome.exception
+    if isinstance(exc, WatchStopped):
+        result.stop_reason = "stopped on error"
+        result.traceback = None
+    elif exc is not None:
+        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    result.report.stop_reason = result.report.stop_reason or result.stop_reason
+    return result
+
+
+@contextlib.contextmanager
+def _isolated(path: str, argv: list[str], dry_run: bool) -> Iterator[None]:
+    """The script's argv and import path; with ``dry_run``, the whole process state put back."""
+    if dry_run:
+        with process_state_restored(os.path.dirname(path)):
+            sys.argv = [path, *argv]
+            sys.path.insert(0, os.path.dirname(path))
+            yield
+        return
+    saved_argv, saved_path = list(sys.argv), list(sys.path)
+    try:
+        sys.argv = [path, *argv]
+        sys.path.insert(0, os.path.dirname(path))
+        yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
