@@ -1,0 +1,94 @@
+"""Live progress: what each engine event says, and plain lines without control codes.
+
+The events are built by hand, as the engine sends them; a console that is not a terminal
+(a pipe, a CI log) must receive a few plain lines and never an escape sequence. One real
+``nndoctor check`` shows the engine sending them in order.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from nndoctor.report.progress import CheckProgress, ProgressEvent, describe
+
+runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+
+def plain_console() -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    return Console(file=buf, force_terminal=False, width=200), buf
+
+
+def test_an_experiment_event_says_its_time_and_the_budget_left() -> None:
+    event = ProgressEvent(
+        "check",
+        check="learning-rate-out-of-range",
+        kind="experiment",
+        index=40,
+        total=52,
+        experiment_spent=10.0,
+        experiment_budget=40.0,
+        errors=1,
+        found=("loss-input-mismatch",),
+        started=100.0,
+    )
+    head, found = describe(event, now=104.0)
+    assert "check 40 of 52" in head and "learning-rate-out-of-range running 4s" in head
+    assert "budget left 26s of 40s" in head
+    assert found == "found so far: 1 error(s), 0 warning(s) (loss-input-mismatch)"
+
+
+def test_an_observation_event_says_the_step_out_of_the_budget() -> None:
+    event = ProgressEvent("observe", step=7, steps=20, started=10.0)
+    assert describe(event, now=13.0) == ["observing the script: step 7 of 20 · 3s"]
+
+
+def test_plain_lines_are_few_and_carry_no_control_codes() -> None:
+    console, buf = plain_console()
+    progress = CheckProgress(console)
+    assert not progress.live
+    with progress.shown():
+        for step in range(21):
+            progress(ProgressEvent("observe", step=step, steps=20, started=1.0))
+        for i in range(1, 4):
+            progress(ProgressEvent("check", check=f"obs-{i}", kind="observation", index=i, total=5))
+        progress(
+            ProgressEvent(
+                "check", check="exp", kind="experiment", index=4, total=5, errors=1, found=("a",)
+            )
+        )
+        progress(ProgressEvent("done", index=5, total=5, errors=1, found=("a",)))
+    text = buf.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    lines = text.splitlines()
+    steps = [line for line in lines if line.startswith("observing")]
+    assert [s.split(" of ")[0].rsplit(" ", 1)[1] for s in steps] == [
+        "0",
+        "1",
+        "5",
+        "10",
+        "15",
+        "20",
+    ]
+    assert sum("running 5 checks" in line for line in lines) == 1  # once, not per observation
+    assert any("experiment exp" in line for line in lines)
+    assert lines[-1].startswith("checks done") and "1 error(s)" in lines[-1]
+
+
+def test_check_sends_progress_in_order_and_plain_on_a_pipe() -> None:
+    from nndoctor.cli import app
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "softmax_before_ce.py"
+    result = runner.invoke(
+        app, ["check", str(script), "--steps", "4", "--select", "loss-input-mismatch"]
+    )
+    assert result.exit_code == 1, result.output
+    err = result.stderr
+    assert "\x1b" not in err
+    first = err.index("observing the script: step 0 of 4")
+    assert first < err.index("step 4 of 4") < err.index("checks done")
+    assert "found so far: 1 error(s), 0 warning(s) (loss-input-mismatch)" in err
