@@ -16,9 +16,11 @@ import html
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from nndoctor.report.github import relative_path
 from nndoctor.report.model import Finding, Report, Status
 from nndoctor.report.plots import NOTHING_TO_PLOT, Chart, charts
 from nndoctor.report.series import RunSeries
@@ -237,7 +239,9 @@ def _finding(f: Finding) -> str:
         f'<p class="meta"><code>{_e(f.check)}</code> · reasons {reasons}{role}</p>',
         f"<p>{_e(f.message)}</p>",
     ]
-    where = f.where.describe()
+    # A file inside the working directory is shown relative to it, as in the Markdown report.
+    file = relative_path(f.where.file) if f.where.file else None
+    where = replace(f.where, file=file).describe()
     if where:
         out.append(f"<p><strong>where</strong> {_e(where)}</p>")
     out.append(f'<p class="fix"><strong>fix</strong> {_e(f.fix)}</p>')

@@ -246,3 +246,49 @@ def test_the_console_scan_catches_a_page_that_logs_an_error(tmp_path: Path) -> N
     )
     result = browse(page, tmp_path / "profile", "--dump-dom")
     assert any("boom" in line for line in console_lines(result.stderr))
+
+
+# -- from the command line ------------------------------------------------------------------
+
+
+def test_check_writes_the_html_report_and_the_pngs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nndoctor.cli import EXIT_FINDINGS, app
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "softmax_before_ce.py"
+    page, folder = tmp_path / "r.html", tmp_path / "plots"
+    result = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"}).invoke(
+        app,
+        [
+            "check",
+            str(script),
+            "--steps",
+            "6",
+            "--select",
+            "loss-input-mismatch,cannot-overfit-tiny-batch",
+            "--html",
+            str(page),
+            "--plots",
+            str(folder),
+        ],
+    )
+    assert result.exit_code == EXIT_FINDINGS, result.output
+    pngs = sorted(p.name for p in folder.iterdir())
+    assert "loss.png" in pngs and "experiment-cannot-overfit-tiny-batch.png" in pngs
+    text = page.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == len(pngs)
+    assert text.index("Softmax applied before CrossEntropyLoss") < text.index('id="charts"')
+
+
+def test_an_unwritable_html_path_is_a_usage_error_before_the_script_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nndoctor.cli import EXIT_USAGE, app
+
+    script = tmp_path / "t.py"
+    script.write_text("raise SystemExit('the script must not run')\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["check", str(script), "--html", str(tmp_path / "no" / "r.html")]
+    )
+    assert result.exit_code == EXIT_USAGE and "--html" in result.stderr

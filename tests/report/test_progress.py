@@ -92,3 +92,14 @@ def test_check_sends_progress_in_order_and_plain_on_a_pipe() -> None:
     first = err.index("observing the script: step 0 of 4")
     assert first < err.index("step 4 of 4") < err.index("checks done")
     assert "found so far: 1 error(s), 0 warning(s) (loss-input-mismatch)" in err
+
+
+def test_on_a_terminal_the_latest_event_is_drawn_live() -> None:
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=120)
+    progress = CheckProgress(console)
+    assert progress.live
+    with progress.shown():
+        progress(ProgressEvent("observe", step=3, steps=20, started=1.0))
+        console.file.flush()
+    assert "step 3 of 20" in buf.getvalue()
