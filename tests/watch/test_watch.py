@@ -1,0 +1,307 @@
+"""nndoctor.watch on small seeded training loops: what it flags, and what it leaves alone."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.optim.optimizer as optim_mod
+from torch import nn
+from torch.nn.modules import module as module_mod
+
+import nndoctor
+from nndoctor.watch import Watcher, WatchReport, WatchStopped
+
+STEPS = 200
+
+
+def _data(n: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, 20, generator=g)
+    return x, (x[:, 0] + x[:, 1] > 0).long()
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2)
+    )
+
+
+def _train(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    steps: int = STEPS,
+    *,
+    boost_at: int | None = None,
+    batches: Any = None,
+    watcher: Watcher | None = None,
+) -> None:
+    x, y = _data()
+    for step in range(steps):
+        if step == boost_at:
+            for g in opt.param_groups:
+                g["lr"] *= 1000
+        i = (step * 64) % len(x)
+        xb, yb = (x[i : i + 64], y[i : i + 64]) if batches is None else batches(step)
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+
+
+def _watched(every: int | None = None, **kw: Any) -> WatchReport:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    with nndoctor.watch(model, opt, every=every, quiet=True) as w:
+        _train(model, opt, **kw)
+    return w.report
+
+
+def _loud(report: WatchReport) -> list[str]:
+    return [f"{f.check}@{f.where.step}" for f in report.alerts if f.severity.value != "info"]
+
+
+def test_a_healthy_run_gives_no_warning_or_error_and_fills_the_report() -> None:
+    report = _watched()
+    assert _loud(report) == []
+    assert report.steps_seen == STEPS
+    assert 1 <= report.steps_sampled <= STEPS
+    assert report.periods[0] == (0, 1)
+    s = report.series
+    assert s.steps[0] == 0 and s.steps[-1] == STEPS - 1
+    assert len(s.loss) == len(s.steps) and s.loss[0] > s.loss[-1]
+    assert all(len(v) == len(s.steps) for v in s.activation_mean.values())
+    assert "1" in s.activation_zero_frac and "0.weight" in s.grad_norm
+    assert report.overhead == report.overhead  # measured (not nan)
+
+
+def test_a_learning_rate_multiplied_at_step_100_is_flagged_where_it_happened() -> None:
+    report = _watched(boost_at=100)
+    first = next(f for f in report.alerts if f.severity.value == "error")
+    assert set(first.reasons) & {36, 37}
+    assert 100 <= first.where.step <= 103, first.where
+
+
+def test_sentinel_verdicts_do_not_depend_on_the_sampling_period() -> None:
+    def verdicts(every: int) -> list[tuple[str, int | None, str]]:
+        report = _watched(every=every, boost_at=100)
+        return [
+            (f.check, f.where.step, f.severity.value)
+            for f in report.alerts
+            if f.check in ("watch-divergence", "watch-non-finite", "watch-plateau")
+        ]
+
+    one, five = verdicts(1), verdicts(5)
+    assert one and one == five
+
+
+class RowNorm(nn.Module):
+    """Divides each row by its norm: an all-zero row gives 0/0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / x.norm(dim=1, keepdim=True)
+
+
+class Normed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(20, 32, bias=False)
+        self.norm = RowNorm()
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.embed(x)))
+
+
+def test_a_nan_injected_at_step_k_is_reported_with_its_op_and_module() -> None:
+    torch.manual_seed(0)
+    model = Normed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = _data()
+    k = 37
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = x[:64].clone()
+        if step == k:
+            xb[5] = 0.0
+        return xb, y[:64]
+
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        _train(model, opt, 60, batches=batches)
+    nan = w.report.by_check("watch-non-finite")
+    assert len(nan) == 1
+    f = nan[0]
+    assert f.where.step == k and f.reasons == [37]
+    assert f.where.op is not None and f.where.op.startswith("div")
+    assert f.where.module == "norm"
+    assert "forward" in f.message
+
+
+def test_dead_relus_are_flagged() -> None:
+    model = _mlp()
+    with torch.no_grad():
+        model[0].bias.fill_(-100.0)  # every pre-activation negative: the ReLU after it is dead
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with nndoctor.watch(model, opt, every=2, quiet=True) as w:
+        _train(model, opt, 40)
+    dead = w.report.by_check("watch-dead-units")
+    assert [f.where.module for f in dead] == ["1"]
+    assert dead[0].severity.value == "error" and 35 in dead[0].reasons
+
+
+def _hook_state() -> tuple[Any, ...]:
+    return (
+        len(module_mod._global_forward_hooks),
+        len(module_mod._global_forward_pre_hooks),
+        len(optim_mod._global_optimizer_pre_hooks),
+        len(optim_mod._global_optimizer_post_hooks),
+        torch.Tensor.backward,
+        torch.amp.GradScaler.scale,
+        torch.amp.GradScaler.step,
+    )
+
+
+def test_every_hook_and_patch_is_removed_on_exit_even_on_an_exception() -> None:
+    before = _hook_state()
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.raises(KeyError), nndoctor.watch(model, opt, quiet=True):
+        _train(model, opt, 3)
+        assert _hook_state() != before  # attached while inside
+        raise KeyError("the user's own error")
+    assert _hook_state() == before
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+def _state(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    return {
+        "params": {k: v.clone() for k, v in model.state_dict().items()},
+        "opt": {
+            k: {n: t.clone() if isinstance(t, torch.Tensor) else t for n, t in v.items()}
+            for k, v in opt.state_dict()["state"].items()
+        },
+        "rng": torch.get_rng_state(),
+    }
+
+
+@pytest.mark.parametrize("nan_at", [None, 20])
+def test_model_optimizer_and_rng_end_as_in_a_plain_run(nan_at: int | None) -> None:
+    x, y = _data()
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = x[:64].clone()
+        if step == nan_at:
+            xb[3] = 0.0
+        return xb, y[:64]
+
+    def run(watched: bool) -> dict[str, Any]:
+        torch.manual_seed(0)
+        model = nn.Sequential(Normed(), nn.Dropout(0.2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        torch.manual_seed(5)
+        if watched:
+            with nndoctor.watch(model, opt, every=1, quiet=True):
+                _train(model, opt, 30, batches=batches)
+        else:
+            _train(model, opt, 30, batches=batches)
+        return _state(model, opt)
+
+    plain, watched = run(False), run(True)
+    for k, v in plain["params"].items():
+        assert torch.equal(v, watched["params"][k]) or (
+            v.isnan().all() and watched["params"][k].isnan().all()
+        )
+    assert torch.equal(plain["rng"], watched["rng"])
+    assert plain["opt"].keys() == watched["opt"].keys()
+
+
+def test_stop_on_error_raises_after_the_alert_and_logs_it(tmp_path: Path) -> None:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    log = tmp_path / "alerts.jsonl"
+    seen = []
+    with pytest.raises(WatchStopped) as stopped:
+        with nndoctor.watch(
+            model, opt, log=str(log), stop_on="error", on_alert=seen.append, quiet=True
+        ) as w:
+            _train(model, opt, boost_at=100)
+    assert stopped.value.finding is seen[-1] and w.report.stopped
+    assert w.report.steps_seen < STEPS
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["event"] == "start" and lines[-1]["event"] == "end"
+    alerts = [line for line in lines if line["event"] == "alert"]
+    assert alerts and alerts[-1]["severity"] == "error" and "step" in alerts[-1]["where"]
+
+
+def test_the_model_stays_picklable_while_watched() -> None:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, quiet=True):
+        _train(model, opt, 2)
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+    assert buffer.tell() > 0
+
+
+def test_a_failing_hook_is_disabled_and_recorded_without_breaking_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nndoctor.watch import session
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("statistics failed")
+
+    monkeypatch.setattr(session, "activation_row", broken)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, every=1, quiet=True) as w:
+        _train(model, opt, 5)
+    assert any("activations" in c and "statistics failed" in c for c in w.report.crashes)
+    assert w.report.steps_seen == 5  # the run and the sentinel went on
+
+
+def test_a_second_optimizer_is_announced_as_a_new_phase() -> None:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        _train(model, opt, 10)
+        finetune = torch.optim.Adam(model.parameters(), lr=1e-3)
+        _train(model, finetune, 10)
+    phases = w.report.by_check("watch-phase")
+    assert [f.where.step for f in phases] == [10]
+    assert "Adam" in phases[0].message
+
+
+def test_training_in_eval_mode_is_flagged() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    model.eval()
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        _train(model, opt, 30)
+    found = w.report.by_check("watch-train-eval-mode")
+    assert len(found) == 1 and found[0].where.step == 0 and found[0].reasons == [32]
+
+
+def test_a_grad_scaler_run_reads_the_unscaled_loss() -> None:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    x, y = _data()
+    losses = []
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        for _ in range(10):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[:64]), y[:64])
+            losses.append(float(loss.detach()))
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+    assert _loud(w.report) == []
+    assert w.report.series.loss == pytest.approx(losses, rel=1e-5)
