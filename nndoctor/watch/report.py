@@ -33,7 +33,7 @@ class WatchReport:
     notes: list[str] = field(default_factory=list)  # what watch could not see, and why
     crashes: list[str] = field(default_factory=list)  # watch's own hooks that failed (disabled)
     stopped: bool = False  # stop_on="error" stopped the run
-    stop_reason: str = ""
+    stopped_by: str = ""  # the alert (check at step) that stopped the run
 
     def worst(self) -> Severity | None:
         if not self.alerts:
@@ -58,7 +58,7 @@ class WatchReport:
             "notes": list(self.notes),
             "crashes": list(self.crashes),
             "stopped": self.stopped,
-            "stop_reason": self.stop_reason,
+            "stopped_by": self.stopped_by,
             "series": self.series.to_dict(),
         }
 

@@ -156,7 +156,6 @@ def watch_script(
         result.traceback = None
     elif exc is not None:
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-    result.report.stop_reason = result.report.stop_reason or result.stop_reason
     return result
 
 

@@ -436,7 +436,8 @@ class Watcher:
     def _pre_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not self._tracks(optimizer):
             return
-        closure = args[0] if args else kwargs.get("closure")
+        # The hooks get step()'s own arguments, the optimizer first: a closure follows it.
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")
         if self._step_opt is not None or (
             closure is None and self._backward_seen and self._backwards == 0 and self.step > 0
         ):
@@ -634,7 +635,7 @@ class Watcher:
                 and not self.report.stopped
             ):
                 self.report.stopped = True
-                self.report.stop_reason = f"{f.check} at step {f.where.step}"
+                self.report.stopped_by = f"{f.check} at step {f.where.step}"
                 raise WatchStopped(f)
 
     def _replay(self, step: int) -> ReplayResult | None:
