@@ -118,9 +118,13 @@ class Watcher:
         self.compiled = self._inner is not model or (
             getattr(model, "_compiled_call_impl", None) is not None
         )
-        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-            # Framework wrappers (accelerate's AcceleratedOptimizer, ...) hold the real one.
-            optimizer = getattr(optimizer, "optimizer", optimizer)
+        # Framework wrappers (accelerate's AcceleratedOptimizer, Lightning's) hold the real
+        # one, whose step() is the one that runs the step hooks.
+        for attr in ("optimizer", "_optimizer"):
+            inner_opt = getattr(optimizer, attr, None)
+            if isinstance(inner_opt, torch.optim.Optimizer):
+                optimizer = inner_opt
+                break
         self.stop_on = stop_on
         self.on_alert = on_alert
         self.on_step_end = on_step_end
