@@ -87,7 +87,7 @@ def test_check_sends_progress_in_order_and_plain_on_a_pipe() -> None:
         app, ["check", str(script), "--steps", "4", "--select", "loss-input-mismatch"]
     )
     assert result.exit_code == 1, result.output
-    err = result.stderr
+    err = result.stdout  # the lines come before the report, on the same stream
     assert "\x1b" not in err
     first = err.index("observing the script: step 0 of 4")
     assert first < err.index("step 4 of 4") < err.index("checks done")
@@ -103,3 +103,38 @@ def test_on_a_terminal_the_latest_event_is_drawn_live() -> None:
         progress(ProgressEvent("observe", step=3, steps=20, started=1.0))
         console.file.flush()
     assert "step 3 of 20" in buf.getvalue()
+
+
+def test_bench_lines_count_cases_and_what_was_found_so_far() -> None:
+    from nndoctor.bench.runner import Outcome
+    from nndoctor.cli import _bench_progress
+
+    loud = {"check": "loss-input-mismatch", "severity": "error", "reasons": [19], "title": "t"}
+    outcomes = [
+        Outcome("softmax", 0, "dev", fault=True, accepted=[19], findings=[loud]),
+        Outcome("missed", 0, "dev", fault=True, accepted=[5]),
+        Outcome("healthy", 0, "dev", fault=False, findings=[loud]),
+    ]
+    console, buf = plain_console()
+    with _bench_progress(console, len(outcomes)) as advance:
+        for o in outcomes:
+            advance(o)
+    lines = buf.getvalue().splitlines()
+    assert "\x1b" not in buf.getvalue()
+    assert lines[0].startswith("[1/3] softmax: found") and "1/1 fault(s)" in lines[0]
+    assert "1/2 fault(s), 0/0 false alarm(s)" in lines[1]
+    assert lines[2].startswith("[3/3]") and "1/1 false alarm(s)" in lines[2]
+
+
+def test_zoo_training_on_a_pipe_prints_about_ten_plain_lines() -> None:
+    from nndoctor.cli import _plain_training_lines
+
+    console, buf = plain_console()
+    progress = _plain_training_lines(console, "rotnet")
+    for step in range(1, 101):
+        progress(step, 100, 1.0 / step)
+    lines = buf.getvalue().splitlines()
+    assert "\x1b" not in buf.getvalue()
+    assert lines[0].startswith("rotnet step 1/100 · loss 1.0000")
+    assert lines[-1].startswith("rotnet step 100/100 · loss 0.0100")
+    assert len(lines) == 11
