@@ -2,9 +2,9 @@
 
 In the manner of nanoGPT's ``train.py`` on Shakespeare characters: configuration
 values are plain globals, overridden by an ``exec``-based configurator that reads
-``--key=value`` (or ``--key value``) from the command line; the text (sentences from a
-generated grammar, so nothing is downloaded) is encoded to character ids and
-``get_batch`` draws random windows, targets shifted by one. The ``GPT`` model (token
+``--key=value`` (or ``--key value``, so ``--seed N`` works) from the command line;
+the text (sentences from a generated grammar, so nothing is downloaded) is encoded to
+character ids and ``get_batch`` draws random windows, targets shifted by one. The ``GPT`` model (token
 and position embeddings, pre-LayerNorm blocks of causal self-attention through
 ``F.scaled_dot_product_attention`` and a GELU MLP, weight tying) computes its own
 cross-entropy loss inside ``forward(idx, targets)``. AdamW over two parameter groups
@@ -18,7 +18,7 @@ after ``unscale_``, and ``estimate_loss()`` every ``eval_interval`` iterations u
 Healthy: nndoctor should report no warning and no error.
 
     python examples/compat/char_gpt.py
-    nndoctor check examples/compat/char_gpt.py -- --max_iters=300
+    nndoctor check examples/compat/char_gpt.py -- --seed 1 --max_iters=300
 """
 
 import math
