@@ -41,6 +41,23 @@ def replay_step(
 ) -> ReplayResult:
     """Run ``model``'s forward on ``args``/``kwargs`` on a deep copy, then the backward from
     ``output_grad``, and return the first op producing a non-finite value."""
+    debug = torch.cuda.get_sync_debug_mode() if torch.cuda.is_available() else 0
+    try:
+        if debug:
+            # An offline replay synchronises per op by design: not the training loop's syncs.
+            torch.cuda.set_sync_debug_mode(0)
+        return _replay(model, args, kwargs, output_grad)
+    finally:
+        if debug:
+            torch.cuda.set_sync_debug_mode(debug)
+
+
+def _replay(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    output_grad: torch.Tensor | None,
+) -> ReplayResult:
     with torch.random.fork_rng(devices=_devices(model)):
         twin = copy.deepcopy(model)
         twin.zero_grad(set_to_none=True)

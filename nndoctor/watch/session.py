@@ -51,7 +51,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.hooks import RemovableHandle
 
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from nndoctor.probes.training import eager
+from nndoctor.probes.layers import RELU, is_kind
 from nndoctor.report.model import Finding, Severity
 from nndoctor.trees import first_tensor
 from nndoctor.watch.alerts import AlertSink
@@ -60,10 +60,17 @@ from nndoctor.watch.report import SeriesBuilder, WatchReport
 from nndoctor.watch.rows import Sample
 from nndoctor.watch.sampling import Sampler
 from nndoctor.watch.sentinel import Sentinel, decode
-from nndoctor.watch.stats import ACTIVATION_FIELDS, AsyncRing, activation_row, norms
+from nndoctor.watch.stats import (
+    ACTIVATION_FIELDS,
+    AsyncRing,
+    activation_row,
+    activation_stats,
+    norms,
+)
 from nndoctor.watch.stream_checks import StreamCheck, StreamContext, fresh_checks
 
 STOP_ON = ("never", "error")
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 # Steps whose batch (by reference) and output gradient are kept for a NaN replay.
 _KEPT_CALLS = 3
 
@@ -143,6 +150,8 @@ class Watcher:
         ]
         self._leaf_names = [n for n, _ in leaves]
         self._leaf_index = {id(m): i for i, (_, m) in enumerate(leaves)}
+        # Layers whose share of exact zeros is measured (the dead-unit rule reads it).
+        self._zero_leaves = {i for i, (_, m) in enumerate(leaves) if is_kind(type(m), RELU)}
         first = next(iter(self._inner.parameters()), None)
         self._device = first.device if first is not None else torch.device("cpu")
         self._act: torch.Tensor | None = None
@@ -200,9 +209,7 @@ class Watcher:
         try:
             if self.compiled:
                 self._handles.append(
-                    self.model.register_forward_hook(
-                        self._guard("model", self._on_forward), with_kwargs=True
-                    )
+                    self.model.register_forward_hook(self._forward_hook(), with_kwargs=True)
                 )
                 self._note(
                     "torch.compile: per-layer activations are not observed (hooks inside the "
@@ -211,9 +218,7 @@ class Watcher:
                 )
             else:
                 self._handles.append(
-                    module_mod.register_module_forward_hook(
-                        self._guard("model", self._on_forward), with_kwargs=True
-                    )
+                    module_mod.register_module_forward_hook(self._forward_hook(), with_kwargs=True)
                 )
             self._handles.append(
                 optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
@@ -269,7 +274,11 @@ class Watcher:
     # -- guards and patches --------------------------------------------------------------
     def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if part in self._disabled or self._replaying:
+            # Traced by torch.compile (a hook reached from inside a compiled region), the
+            # hook is a no-op: nothing of watch's enters the user's graph and the graph does
+            # not break. Run eagerly, this is one cheap call, unlike a Dynamo-disabled
+            # wrapper (several microseconds per module call once Dynamo is loaded).
+            if _compiling() or part in self._disabled or self._replaying:
                 return None
             try:
                 return fn(*args, **kwargs)
@@ -279,7 +288,7 @@ class Watcher:
                 self._crash(part, exc)
                 return None
 
-        return eager(guarded)
+        return guarded
 
     def _crash(self, part: str, exc: BaseException) -> None:
         self._disabled.add(part)
@@ -348,7 +357,7 @@ class Watcher:
         self._backwards = 0
         self._pushed = False
         self._step_opt: Any = None
-        self._seen_leaves: set[int] = set()
+        self._seen_leaves: dict[int, int] = {}  # leaf index -> elements
         self._grad_vec: torch.Tensor | None = None
         self._grad_idx: list[int] = []
         self._weight_vec: torch.Tensor | None = None
@@ -382,16 +391,35 @@ class Watcher:
         self._cost_always += time.perf_counter() - t0
         self._close_step(sampled=False)
 
-    def _on_forward(
+    def _forward_hook(self) -> Callable[..., None]:
+        """The global forward hook: it runs for every module call of every model, so the
+        common case (another module, not a sampled step) returns after two cheap tests."""
+        root = self.model
+        on_root = self._guard("model", self._on_root)
+        on_leaf = self._guard("activations", self._on_leaf)
+
+        def hook(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
+            if _compiling():
+                return None
+            if module is root:
+                if self._sampling:
+                    on_leaf(module, output)
+                return on_root(module, args, kwargs, output)
+            if self._sampling:
+                return on_leaf(module, output)
+            return None
+
+        return hook
+
+    def _on_leaf(self, module: nn.Module, output: Any) -> None:
+        idx = self._leaf_index.get(id(module))
+        if idx is not None and torch.is_grad_enabled():
+            self._activation(idx, output)
+
+    def _on_root(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
-        if not torch.is_grad_enabled():
-            return
-        if self._sampling and "activations" not in self._disabled:
-            idx = self._leaf_index.get(id(module))
-            if idx is not None:
-                self._activation(idx, output)
-        if module is self.model:
+        if torch.is_grad_enabled():
             t0 = time.perf_counter()
             self._forwards += 1
             if self._forwards == 1:
@@ -410,17 +438,17 @@ class Watcher:
     def _activation(self, idx: int, output: Any) -> None:
         t0 = time.perf_counter()
         try:
-            out = first_tensor(output)
+            out = output if isinstance(output, torch.Tensor) else first_tensor(output)
             if out is None or not out.is_floating_point() or out.numel() == 0:
                 return
             if self._act is None:
                 self._act = torch.zeros(
                     len(self._leaf_names), len(ACTIVATION_FIELDS), device=out.device
                 )
-            activation_row(out, self._act[idx])
-            self._seen_leaves.add(idx)
-        except Exception as exc:  # noqa: BLE001 - only this part is switched off
-            self._crash("activations", exc)
+            zeros = idx in self._zero_leaves
+            activation_row(out, self._act[idx], zeros)
+            # A negative count marks a zero share that was not measured (not a ReLU).
+            self._seen_leaves[idx] = out.numel() if zeros else -out.numel()
         finally:
             self._cost_sampled += time.perf_counter() - t0
 
@@ -548,7 +576,7 @@ class Watcher:
     def _push_sample(self) -> None:
         params = [p for _, p in self._params]
         parts: list[torch.Tensor] = []
-        layout: dict[str, Any] = {"step": self.step, "leaves": sorted(self._seen_leaves)}
+        layout: dict[str, Any] = {"step": self.step, "leaves": sorted(self._seen_leaves.items())}
         if self._act is not None and self._seen_leaves:
             parts.append(self._act.reshape(-1))
         else:
@@ -609,9 +637,10 @@ class Watcher:
         if layout["leaves"]:
             block = values[: len(self._leaf_names) * width]
             pos = len(block)
-            for i in layout["leaves"]:
-                mean, std, zero = block[i * width : (i + 1) * width]
-                sample.activations[self._leaf_names[i]] = (mean, std, zero)
+            for i, n in layout["leaves"]:
+                row = block[i * width : (i + 1) * width]
+                mean, std, zero = activation_stats(row, abs(n))
+                sample.activations[self._leaf_names[i]] = (mean, std, zero if n > 0 else math.nan)
         if "grads" in layout:
             for i in layout["grads"]:
                 sample.grad_norms[self._params[i][0]] = values[pos]

@@ -8,31 +8,47 @@ row is read once the copy has landed, a step or so later on a GPU, at once on th
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
 import torch
 
-# One row per leaf module in the activation buffer.
-ACTIVATION_FIELDS = ("mean", "std", "zero_frac")
+# One row per leaf module in the activation buffer: raw sums, turned into statistics on the
+# host (see activation_stats), so a sampled layer costs its reductions and nothing else.
+ACTIVATION_FIELDS = ("sum", "norm", "nonzero")
 
 
-def activation_row(x: torch.Tensor, out: torch.Tensor) -> None:
-    """Write [mean, std, zero fraction] of ``x`` into ``out`` (a row of 3 on x's device).
+def activation_row(x: torch.Tensor, out: torch.Tensor, zeros: bool = True) -> None:
+    """Write [sum, L2 norm, non-zero count] of ``x`` into ``out`` (a row of 3 on x's device).
 
-    Three reductions, each reading the tensor once with no temporary the size of ``x``:
-    ``sum``, ``vector_norm`` (E[x²] without materialising ``x * x``) and ``count_nonzero``.
-    A NaN or inf anywhere makes the mean and std non-finite, which is how a sampled step
-    sees a non-finite activation without another kernel.
+    Reductions written in place: ``sum``, ``vector_norm`` (E[x²] without materialising
+    ``x * x``) and, with ``zeros`` (the layers whose zero share means something: ReLUs), the
+    sum of ``|sign(x)|``, the non-zero count. That one writes a temporary, the price of speed:
+    on the CPU ``count_nonzero`` and comparisons into a boolean tensor run 7-10x slower than
+    a vectorised sign and sum (measured 2.0 ms against 0.29 ms on 262k floats). Without
+    ``zeros`` the count is left as it is (the caller reads it as missing). A NaN or inf
+    anywhere makes the sums non-finite, which is how a sampled step sees a non-finite
+    activation without another kernel.
     """
     x = x.detach()
-    n = max(x.numel(), 1)
-    total = x.sum(dtype=torch.float32)
-    norm = torch.linalg.vector_norm(x, dtype=torch.float32)
+    if x.dim() == 0:
+        x = x.reshape(1)
+    dims = list(range(x.dim()))
+    torch.sum(x, dims, dtype=torch.float32, out=out[0])
+    torch.linalg.vector_norm(x, dtype=torch.float32, out=out[1])
+    if zeros:
+        torch.sum(x.sign().abs_(), dims, dtype=torch.float32, out=out[2])
+
+
+def activation_stats(values: list[float], n: int) -> tuple[float, float, float]:
+    """(mean, std, zero fraction) of a tensor of ``n`` elements from its row (host side)."""
+    total, norm, nonzero = values
+    n = max(n, 1)
     mean = total / n
-    std = (norm.square() / n - mean.square()).clamp_min(0).sqrt()
-    zero = 1.0 - torch.count_nonzero(x).to(torch.float32) / n
-    torch.stack([mean, std, zero], out=out)
+    var = norm * norm / n - mean * mean
+    std = math.sqrt(var) if var > 0 else (0.0 if var == var else math.nan)
+    return mean, std, 1.0 - nonzero / n
 
 
 def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
