@@ -1,0 +1,105 @@
+"""The stream checks and the sampler on synthetic rows: each rule fires where it should and
+stays silent on its healthy twin."""
+
+from __future__ import annotations
+
+import math
+
+from nndoctor.watch.rows import Sample, StepRow
+from nndoctor.watch.sampling import Sampler
+from nndoctor.watch.stream_checks import (
+    LossMetricDisagreement,
+    Plateau,
+    ScalerTrouble,
+    StreamContext,
+    UpdateRatio,
+)
+
+
+def _run(check: object, rows: list[StepRow], ctx: StreamContext | None = None) -> list:
+    ctx = ctx or StreamContext()
+    out = []
+    for row in rows:
+        out += check.on_step(row, ctx)  # type: ignore[attr-defined]
+    return out
+
+
+def test_plateau_fires_on_a_flat_loss_far_above_its_start_and_not_on_a_falling_one() -> None:
+    flat = [StepRow(step=i, loss=2.0 if i < 200 else 1.5, loss_seen=True) for i in range(600)]
+    found = _run(Plateau(), flat)
+    assert [f.where.step for f in found] == [599] and found[0].severity.value == "info"
+    falling = [StepRow(step=i, loss=2.0 * 0.998**i, loss_seen=True) for i in range(600)]
+    assert _run(Plateau(), falling) == []
+
+
+def test_persistent_grad_scaler_skips_are_flagged_but_occasional_ones_are_not() -> None:
+    def rows(skip_every: int) -> list[StepRow]:
+        return [
+            StepRow(step=i, loss=1.0, loss_seen=True, scale=1024.0, skipped=i % skip_every == 0)
+            for i in range(60)
+        ]
+
+    assert _run(ScalerTrouble(), rows(10)) == []
+    found = _run(ScalerTrouble(), rows(1))
+    assert found and found[0].check == "watch-grad-scaler" and found[0].reasons == [37]
+    collapsed = [StepRow(step=0, loss=1.0, loss_seen=True, scale=0.25)]
+    assert _run(ScalerTrouble(), collapsed)[0].title == "The loss scale collapsed"
+
+
+def test_loss_metric_disagreement_needs_a_metric_that_stays_put() -> None:
+    def rows(metric: float | None) -> list[StepRow]:
+        return [
+            StepRow(
+                step=i,
+                loss=2.0 * 0.98**i,
+                loss_seen=True,
+                metric=math.nan if metric is None else metric + (0.004 * i if metric > 0.5 else 0),
+            )
+            for i in range(100)
+        ]
+
+    assert _run(LossMetricDisagreement(), rows(None)) == []  # no metric: skipped
+    assert _run(LossMetricDisagreement(), rows(0.6)) == []  # accuracy rises with the loss
+    found = _run(LossMetricDisagreement(), rows(0.3))
+    assert found and found[0].reasons == [21]
+
+
+def test_update_ratio_fires_only_when_sustained_over_sampled_steps() -> None:
+    ctx = StreamContext(param_shapes={"w": (8, 8), "b": (8,)})
+
+    def sample(step: int, ratio: float) -> Sample:
+        return Sample(
+            step=step,
+            weight_norms={"w": 1.0, "b": 1.0},
+            update_norms={"w": ratio, "b": 100.0},  # biases are not weight matrices
+        )
+
+    check = UpdateRatio()
+    spikes = [sample(s, 0.5 if s % 2 else 1e-3) for s in range(20)]
+    assert [f for s in spikes for f in check.on_sample(s, ctx)] == []
+    check = UpdateRatio()
+    found = [f for s in [sample(s, 2.0) for s in range(10)] for f in check.on_sample(s, ctx)]
+    assert len(found) == 1 and found[0].severity.value == "error" and found[0].where.step == 0
+
+
+def test_the_sampler_widens_k_when_sampling_is_expensive_and_keeps_a_fixed_k() -> None:
+    adaptive = Sampler(budget=0.02)
+    step = 0
+    while step < 400:
+        sampled = adaptive.sampled(step)
+        # a 10 ms step; a sampled step costs 1 ms of watch's time, others 0.01 ms
+        own = 1e-3 if sampled else 1e-5
+        adaptive.note_step(step, 10e-3 + own, 1e-5, own - 1e-5, sampled)
+        step += 1
+    # (0.01 + 1/k) ms within 2 % of 10 ms: k >= 6
+    assert adaptive.period >= 6 and adaptive.periods[0] == (0, 1)
+    assert 0 < adaptive.overhead <= 0.03
+    fixed = Sampler(every=5)
+    for s in range(20):
+        fixed.note_step(s, 10e-3, 1e-5, 5e-3, fixed.sampled(s))
+    assert fixed.periods == [(0, 5)] and [s for s in range(20) if fixed.sampled(s)] == [
+        0,
+        5,
+        10,
+        15,
+    ]
