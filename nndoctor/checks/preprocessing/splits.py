@@ -47,7 +47,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         warning when a channel's mean moves by more than ``split_mean_shift`` (0.5)
         training stds and by more than ``split_noise_z`` (4) standard errors of the two
         samples, or its std changes by more than ``split_std_ratio`` (2)×; per-sample
-        fingerprints of evaluation inputs found among training inputs.
+        fingerprints of evaluation inputs found among training inputs more often than
+        chance gives (the matches of the same fingerprints shifted off their values;
+        binomial test at ``label_pairing_alpha``).
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -81,21 +83,27 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
             )
     if rec.eval_sample_fingerprints:
         train_fp = sorted(v for s in rec.steps for v in s.sample_fingerprints if math.isfinite(v))
-        shared = [v for v in rec.eval_sample_fingerprints if _near(train_fp, v)]
+        shared, expected, p = shared_beyond_chance(train_fp, rec.eval_sample_fingerprints)
         compared.append(
             f"{len(rec.eval_sample_fingerprints)} evaluation samples against {len(train_fp)} training samples"
         )
-        if shared:
+        if shared and p < ctx.thresholds.label_pairing_alpha:
             findings += 1
             ctx.finding(
                 title="Samples shared between training and evaluation",
                 message=(
-                    f"{len(shared)} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
-                    f"inputs seen in the first {len(rec.steps)} training steps: the evaluation leaks training data."
+                    f"{shared} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
+                    f"inputs seen in the first {len(rec.steps)} training steps (chance alone matches "
+                    f"{expected:.2g}; binomial p={p:.2g}): the evaluation leaks training data."
                 ),
                 fix="Split by sample id before augmentation or duplication, and de-duplicate across splits.",
                 severity="error",
-                evidence={"shared": len(shared), "evaluated": len(rec.eval_sample_fingerprints)},
+                evidence={
+                    "shared": shared,
+                    "evaluated": len(rec.eval_sample_fingerprints),
+                    "expected_by_chance": expected,
+                    "binomial_p": p,
+                },
             )
     if not findings:
         findings += _shared_stored_samples(ctx, compared)
@@ -109,13 +117,42 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     ctx.note("compared: " + "; ".join(compared))
 
 
+# Offsets, in match tolerances, at which evaluation fingerprints are also looked up among the
+# training ones: a real duplicate matches at its own value only, so the matches found at
+# these offsets (windows that do not overlap the value's own) count what chance gives at
+# this density of fingerprints. Thousands of one-number fingerprints collide by chance.
+CHANCE_OFFSETS = (-9.0, -7.0, -5.0, -3.0, 3.0, 5.0, 7.0, 9.0)
+
+
+def shared_beyond_chance(
+    train_sorted: list[float], evaluated: list[float]
+) -> tuple[int, float, float]:
+    """(evaluation fingerprints matching a training one, the number chance alone matches,
+    the one-sided binomial p of that many matches at the chance rate). The chance rate is
+    floored at half of one match over all offsets, the resolution of its estimate."""
+    shared = sum(_near(train_sorted, v) for v in evaluated)
+    if not evaluated:
+        return 0, 0.0, 1.0
+    by_chance = [
+        sum(_near(train_sorted, v + 2.0 * k * _tolerance(v)) for v in evaluated)
+        for k in CHANCE_OFFSETS
+    ]
+    expected = sum(by_chance) / len(by_chance)
+    rate = min(1.0, max(expected, 0.5 / len(CHANCE_OFFSETS)) / len(evaluated))
+    return shared, expected, binomial_tail(len(evaluated), shared, rate)
+
+
+def _tolerance(v: float) -> float:
+    return 1e-5 * max(1.0, abs(v))
+
+
 def _near(sorted_values: list[float], v: float) -> bool:
     """Whether ``v`` is within float noise of a value in ``sorted_values`` (batched matmuls
     may round one sample's projection slightly differently)."""
     if not math.isfinite(v):
         return False
     i = bisect.bisect_left(sorted_values, v)
-    tol = 1e-5 * max(1.0, abs(v))
+    tol = _tolerance(v)
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
