@@ -27,6 +27,9 @@ _PUBLIC = {
     "OptimizerSpec": "nndoctor.subject",
     "Subject": "nndoctor.subject",
     "Task": "nndoctor.subject",
+    "watch": "nndoctor.watch",
+    "Watcher": "nndoctor.watch",
+    "WatchReport": "nndoctor.watch",
 }
 
 if TYPE_CHECKING:
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     from nndoctor.engine import check, check_subject
     from nndoctor.report.model import Finding, Report, Severity, Status, Where
     from nndoctor.subject import OptimizerSpec, Subject, Task
+    from nndoctor.watch import Watcher, WatchReport, watch
 
 
 def __getattr__(name: str) -> Any:
@@ -61,4 +65,7 @@ __all__ = [
     "__version__",
     "check",
     "check_subject",
+    "watch",
+    "Watcher",
+    "WatchReport",
 ]

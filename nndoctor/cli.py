@@ -28,6 +28,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from nndoctor.bench.runner import Outcome
     from nndoctor.report.model import Report
+    from nndoctor.report.progress import ProgressEvent
     from nndoctor.report.sarif import Rule
 
 EXIT_OK = 0
@@ -104,6 +105,15 @@ def check(
         Optional[float],
         typer.Option(help="Wall-clock limit for the script, in seconds [default: 120]."),
     ] = None,
+    phase_steps: Annotated[
+        Optional[int],
+        typer.Option(
+            help="After the observed steps, run on for at most this many optimizer steps looking "
+            "for a second phase of training (a new optimizer), which is then observed too; "
+            "0 stops at the budget [default: 1000].",
+            min=0,
+        ),
+    ] = None,
     device: Annotated[
         Optional[str], typer.Option(help="Device for experiments on copies (default: the model's).")
     ] = None,
@@ -175,6 +185,18 @@ def check(
             "--markdown", help="Write a Markdown report here (job summary, pull-request comment)."
         ),
     ] = None,
+    html_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML report here: the diagnosis, the findings and "
+            "charts of the run.",
+        ),
+    ] = None,
+    plots_dir: Annotated[
+        Optional[Path],
+        typer.Option("--plots", help="Write one PNG per chart of the run into this folder."),
+    ] = None,
     config_path: Annotated[
         Optional[Path],
         typer.Option(
@@ -230,11 +252,14 @@ def check(
         ("--junit", junit_path),
         ("--sarif", sarif_path),
         ("--markdown", markdown_path),
+        ("--html", html_path),
         ("--write-baseline", write_baseline_path),
     ):
         problem = _unwritable(path)
         if problem:
             raise _fail(f"{option} {path}: {problem}", EXIT_USAGE)
+    if plots_dir is not None and plots_dir.exists() and not plots_dir.is_dir():
+        raise _fail(f"--plots {plots_dir}: not a folder", EXIT_USAGE)
     cli_select = tuple(_split(select)) if select else None
     cli_ignore = tuple(_split(ignore)) if ignore else None
     _validate_selection(Selection(cli_select or (), cli_ignore or ()))
@@ -275,10 +300,11 @@ def check(
                 device=device,
                 selection=selection,
                 thresholds=thresholds,
-                progress=lambda cid: status.update(f"checking: {cid}"),
+                progress=status,
                 # Seeded, so that an unseeded script is diagnosed the same way run after run.
                 seed=settings.seed or 0,
                 keep_scratch=keep_scratch,
+                phase_steps=phase_steps,
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
@@ -307,6 +333,7 @@ def check(
         _write_reports(
             report, notices, gate, str(script), json_path, junit_path, sarif_path, markdown_path
         )
+        _write_charts(report, notices, html_path, plots_dir)
     except OSError as exc:
         raise _fail(f"could not write a report: {exc}", EXIT_INTERNAL) from exc
     if not report.run.observed:
@@ -336,19 +363,44 @@ def _unwritable(path: Path | None) -> str | None:
     return None
 
 
-class _NoStatus:
-    def update(self, *args: object, **kwargs: object) -> None:
-        pass
-
-
 @contextlib.contextmanager
-def _progress(out: Console, show: bool) -> Iterator[object]:
-    """A spinner on a console report; nothing when stdout carries machine-read lines."""
+def _progress(out: Console, show: bool) -> Iterator[Callable[[ProgressEvent], None]]:
+    """Progress before a console report: live lines on a terminal (the report replaces them),
+    a few plain lines otherwise (a pipe, a CI log: no control codes). Nothing when stdout
+    carries machine-read lines (--format github), and never on stderr, which is kept for
+    the one-line failure message."""
+    from nndoctor.report.progress import CheckProgress
+
     if not show:
-        yield _NoStatus()
+        yield lambda event: None
         return
-    with out.status("running the script under observation…", spinner="dots") as status:
-        yield status
+    shown = CheckProgress(out)
+    with shown.shown():
+        yield shown
+
+
+def _write_charts(
+    report: Report, notices: Console, html_path: Path | None, plots_dir: Path | None
+) -> None:
+    """The HTML report and the PNG charts, drawn once for both."""
+    if html_path is None and plots_dir is None:
+        return
+    from nndoctor.report import html
+    from nndoctor.report.plots import NOTHING_TO_PLOT, charts
+    from nndoctor.report.series import RunSeries
+
+    drawn = charts(report.series or RunSeries())
+    if plots_dir is not None:
+        if drawn:
+            plots_dir.mkdir(parents=True, exist_ok=True)
+            for chart in drawn:
+                (plots_dir / f"{chart.name}.png").write_bytes(chart.png)
+            notices.print(f"[dim]{len(drawn)} chart(s) written to {escape(str(plots_dir))}[/]")
+        else:
+            notices.print(f"[dim]{NOTHING_TO_PLOT}[/]")
+    if html_path is not None:
+        html.write(report, html_path, drawn=drawn)
+        notices.print(f"[dim]HTML report written to {escape(str(html_path))}[/]")
 
 
 def _write_reports(
@@ -529,7 +581,13 @@ def zoo_train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a zoo subject with a progress bar and print its metric."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from nndoctor.zoo import get_zoo
 
@@ -538,23 +596,49 @@ def zoo_train(
     except KeyError as exc:
         raise _fail(str(exc.args[0]), EXIT_USAGE) from exc
     total = steps or entry.default_steps
-    with Progress(
-        TextColumn(f"[bold]{name}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeRemainingColumn(),
-        console=_console(),
-    ) as bar:
-        task = bar.add_task(name, total=total, loss=float("nan"))
-
-        def progress(step: int, total_steps: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total_steps, loss=loss)
-
-        metrics = entry.train(steps=steps, device=device, seed=seed, progress=progress)
     out = _console()
+    if not out.is_terminal:
+        metrics = entry.train(
+            steps=steps, device=device, seed=seed, progress=_plain_training_lines(out, name)
+        )
+    else:
+        with Progress(
+            TextColumn(f"[bold]{name}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=out,
+        ) as bar:
+            task = bar.add_task(name, total=total, loss=float("nan"))
+
+            def progress(step: int, total_steps: int, loss: float) -> None:
+                bar.update(task, completed=step, total=total_steps, loss=loss)
+
+            metrics = entry.train(steps=steps, device=device, seed=seed, progress=progress)
     for key, value in metrics.items():
         out.print(f"{key:>12}  {value:.4f}" if isinstance(value, float) else f"{key:>12}  {value}")
+
+
+def _plain_training_lines(out: Console, name: str) -> Callable[[int, int, float], None]:
+    """Progress of a training run as plain lines (a pipe, a CI log): about every tenth of
+    the run, with the loss and the time so far."""
+    import time
+
+    began = time.monotonic()
+
+    def progress(step: int, total_steps: int, loss: float) -> None:
+        every = max(1, total_steps // 10)
+        if step == 1 or step % every == 0 or step == total_steps:
+            out.print(
+                f"{escape(name)} step {step}/{total_steps} · loss {loss:.4f} · "
+                f"{time.monotonic() - began:.0f}s",
+                soft_wrap=True,
+            )
+            out.file.flush()
+
+    return progress
 
 
 @zoo_app.command("probe")
@@ -718,13 +802,30 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
             f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"
         )
 
+    tally = {"faults": 0, "found": 0, "healthy": 0, "alarms": 0}
+
+    def so_far(o: Outcome) -> str:
+        # What was found so far: faults named with an accepted reason, healthy runs that alarmed.
+        if o.fault:
+            tally["faults"] += 1
+            tally["found"] += o.error is None and fault_verdict(o).status == "found"
+        else:
+            tally["healthy"] += 1
+            tally["alarms"] += o.error is None and bool(false_alarms(o))
+        return (
+            f"found so far: {tally['found']}/{tally['faults']} fault(s), "
+            f"{tally['alarms']}/{tally['healthy']} false alarm(s)"
+        )
+
     if not out.is_terminal:
         done = 0
 
         def plain(outcome: Outcome) -> None:
             nonlocal done
             done += 1
-            out.print(f"[{done}/{total}] {escape(line(outcome))}", soft_wrap=True)
+            out.print(
+                f"[{done}/{total}] {escape(line(outcome))} · {so_far(outcome)}", soft_wrap=True
+            )
             out.file.flush()
 
         yield plain
@@ -742,9 +843,103 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
         task = bar.add_task("", total=total)
 
         def advance(outcome: Outcome) -> None:
-            bar.update(task, advance=1, description=escape(line(outcome)))
+            bar.update(
+                task, advance=1, description=escape(f"{so_far(outcome)} · last: {line(outcome)}")
+            )
 
         yield advance
+
+
+WATCH_EXIT_CODES_HELP = (
+    "Exit codes: 0 no error alert; 1 an error alert was raised (with --stop-on error the run "
+    "stopped right after it), or the script itself raised after its first step; 2 usage error "
+    "(bad option, missing script); 3 the script could not be observed (no model called, no "
+    "optimizer step reached); 4 nndoctor itself failed (a report file could not be written)."
+)
+
+
+@app.command(epilog=WATCH_EXIT_CODES_HELP)
+def watch(
+    script: Annotated[Path, typer.Argument(help="The training script to run, unmodified.")],
+    script_args: Annotated[
+        Optional[list[str]], typer.Argument(help="Arguments for the script, after `--`.")
+    ] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(help="Stop after this many steps [default: run to the end].", min=1),
+    ] = None,
+    every: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Sample per-layer statistics every K steps (default: adapt to --budget).", min=1
+        ),
+    ] = None,
+    budget: Annotated[
+        float, typer.Option(help="Share of the step time watch may cost when k adapts.")
+    ] = 0.02,
+    log: Annotated[Optional[Path], typer.Option(help="Append alerts here as JSON lines.")] = None,
+    stop_on: Annotated[
+        str, typer.Option(help="Stop the run at the first alert of this severity: error or never.")
+    ] = "never",
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write the watch report as JSON here.")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run/--no-dry-run",
+            help="Run inside check's sandbox: the script's writes go to a scratch folder.",
+        ),
+    ] = False,
+) -> None:
+    """Run SCRIPT to its end under watch: an always-on sentinel, sampled per-layer statistics,
+    alerts as problems appear (stderr, --log). The script's own writes are real unless --dry-run.
+
+    Example: nndoctor watch train.py --log alerts.jsonl -- --epochs 30
+    """
+    from nndoctor.watch.alerts import print_summary
+    from nndoctor.watch.script import ScriptError, watch_script
+
+    if stop_on not in ("error", "never"):
+        raise _fail(f"--stop-on must be error or never, not {stop_on!r}", EXIT_USAGE)
+    if not 0 < budget < 1:
+        raise _fail(f"--budget must be a fraction between 0 and 1, not {budget}", EXIT_USAGE)
+    if not script.is_file():
+        raise _fail(f"no such script: {script}", EXIT_USAGE)
+    err = _console(stderr=True)
+    try:
+        # Opened here, before any sandbox: the log is nndoctor's own file, never redirected.
+        log_file = open(log, "a", encoding="utf-8") if log is not None else None  # noqa: SIM115
+    except OSError as exc:
+        raise _fail(f"cannot write the log {log}: {exc.strerror}", EXIT_INTERNAL) from None
+    try:
+        result = watch_script(
+            str(script),
+            list(script_args or []),
+            steps=steps,
+            every=every,
+            budget=budget,
+            log=log_file,
+            stop_on=stop_on,
+            dry_run=dry_run,
+            console=err,
+        )
+    except ScriptError as exc:
+        raise _fail(str(exc), EXIT_USAGE) from None
+    finally:
+        if log_file is not None:
+            log_file.close()
+    print_summary(err, result)
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(result.to_dict(), indent=2))
+        except OSError as exc:
+            raise _fail(f"cannot write {json_path}: {exc.strerror}", EXIT_INTERNAL) from None
+    if not result.observed:
+        why = "no model was called" if result.model is None else "no optimizer step was reached"
+        raise _fail(f"the script could not be observed: {why}", EXIT_NOT_OBSERVED)
+    failed = result.report.errors() or result.error is not None
+    raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
 
 
 def main() -> None:

@@ -223,6 +223,17 @@ def _set_roles(findings: list[Finding], diagnosis: Diagnosis) -> None:
         f.role = "cause" if id(f) in causes else "symptom" if id(f) in symptoms else "independent"
 
 
+def merge_diagnoses(first: Diagnosis, second: Diagnosis) -> Diagnosis:
+    """The diagnoses of two phases of training as one: causes ranked by severity (the
+    first phase first among equals), independent findings and leads side by side."""
+    causes = sorted(first.causes + second.causes, key=lambda c: -c.lead.severity.rank)
+    return Diagnosis(
+        causes=causes,
+        independent=first.independent + second.independent,
+        differential=[] if causes else first.differential + second.differential,
+    )
+
+
 def attach(report: Report) -> Report:
     """Diagnose ``report``'s findings and order them as the diagnosis reads; returns it."""
     report.diagnosis = diagnose(report.findings)

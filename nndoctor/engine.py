@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 import os
 import random
@@ -27,9 +28,12 @@ from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.diagnosis import attach as attach_diagnosis
+from nndoctor.diagnosis import merge_diagnoses
 from nndoctor.probes.recording import Recording
+from nndoctor.probes.series import build_series
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
+from nndoctor.report.progress import ProgressEvent
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
 DEFAULT_STEPS = 20
@@ -107,7 +111,7 @@ def run_checks(
     *,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     selection: Selection = Selection(),
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
 ) -> tuple[list[CheckResult], list[Finding]]:
     """Run every registered check; a check that raises is reported as crashed."""
     results: list[CheckResult] = []
@@ -165,12 +169,15 @@ def _run_each(
     lab: Lab,
     thresholds: Thresholds,
     selection: Selection,
-    progress: Callable[[str], None] | None,
+    progress: Callable[[ProgressEvent], None] | None,
     results: list[CheckResult],
     findings: list[Finding],
 ) -> None:
     spent = 0.0
-    for spec in ordered_checks():
+    specs = ordered_checks()
+    total = sum(selection.why_not(s) is None for s in specs)
+    index = 0
+    for spec in specs:
         why = selection.why_not(spec)
         if why is None and spec.kind == "experiment" and spent >= selection.experiment_seconds:
             why = (
@@ -180,8 +187,9 @@ def _run_each(
         if why is not None:
             results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, Status.SKIPPED, why))
             continue
+        index += 1
         if progress is not None:
-            progress(spec.id)
+            progress(_check_event(spec, index, total, spent, selection, findings))
         ctx = CheckContext(
             spec=spec,
             subject=subject,
@@ -191,6 +199,7 @@ def _run_each(
             services=lab,
         )
         start = time.perf_counter()
+        handed_back = len(lab.curves)
         try:
             with preserved_rng(seed=0):
                 spec.func(ctx)
@@ -201,6 +210,7 @@ def _run_each(
             detail = f"{type(exc).__name__}: {exc}"
             ctx.detail = traceback.format_exc(limit=-3)
             ctx.findings.clear()  # a check that did not finish concludes nothing
+            del lab.curves[handed_back:]
         else:
             serious = [f for f in ctx.findings if f.severity != Severity.INFO]
             status = Status.FAILED if serious else Status.PASSED
@@ -210,6 +220,33 @@ def _run_each(
             spent += took
         results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, status, detail, took))
         findings.extend(ctx.findings)
+    if progress is not None:
+        progress(_check_event(None, index, total, spent, selection, findings))
+
+
+def _check_event(
+    spec: CheckSpec | None,
+    index: int,
+    total: int,
+    spent: float,
+    selection: Selection,
+    findings: list[Finding],
+) -> ProgressEvent:
+    """The progress event of a check starting (``spec``) or of all checks done (None)."""
+    loud = [f for f in findings if f.severity != Severity.INFO]
+    return ProgressEvent(
+        phase="check" if spec is not None else "done",
+        check=spec.id if spec is not None else "",
+        kind=spec.kind if spec is not None else "",
+        index=index,
+        total=total,
+        experiment_spent=spent,
+        experiment_budget=selection.experiment_seconds,
+        errors=sum(f.severity == Severity.ERROR for f in loud),
+        warnings=sum(f.severity == Severity.WARNING for f in loud),
+        found=tuple(dict.fromkeys(f.check for f in loud)),
+        started=time.monotonic(),
+    )
 
 
 def ordered_checks() -> list[CheckSpec]:
@@ -333,6 +370,7 @@ def check_subject(
             findings=findings,
             timings={"observe": t_checks - start, "checks": time.perf_counter() - t_checks},
             versions=versions(),
+            series=build_series(recording, findings, lab.curves),
         )
     )
 
@@ -441,11 +479,17 @@ def check_script(
     device: str | None = None,
     selection: Selection = Selection(),
     thresholds: Thresholds | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[ProgressEvent], None] | None = None,
     seed: int | None = 0,
     keep_scratch: bool = False,
+    phase_steps: int | None = None,
 ) -> Report:
     """Run ``script`` under observation for ``steps`` optimizer steps, then diagnose it.
+
+    A script that trains in stages is followed into its second phase: after the budget
+    it runs on, unobserved, for at most ``phase_steps`` (default 1000) more optimizer
+    steps; a new optimizer starting there is observed and diagnosed too, its findings
+    marked ``where.phase == 2``. ``phase_steps=0`` stops at the budget.
 
     What the script saves with ``torch.save`` lands in a scratch folder, removed afterwards
     unless ``keep_scratch`` (the report then names it).
@@ -470,6 +514,7 @@ def check_script(
             thresholds=thresholds,
             progress=progress,
             keep_scratch=keep_scratch,
+            phase_steps=phase_steps,
         )
 
 
@@ -482,16 +527,76 @@ def _check_script(
     device: str | None,
     selection: Selection,
     thresholds: Thresholds | None,
-    progress: Callable[[str], None] | None,
+    progress: Callable[[ProgressEvent], None] | None,
     keep_scratch: bool = False,
+    phase_steps: int | None = None,
 ) -> Report:
+    from nndoctor.capture.phases import PHASE_SEARCH_STEPS
     from nndoctor.capture.runner import run_script
 
+    phase_steps = PHASE_SEARCH_STEPS if phase_steps is None else phase_steps
+
     start = time.perf_counter()
-    capture = run_script(script, argv, steps=steps, timeout=timeout, keep_scratch=keep_scratch)
-    return _diagnose_capture(
+    on_step = None
+    if progress is not None:
+        began = time.monotonic()
+        report_step = progress
+
+        def on_step(done: int) -> None:
+            report_step(ProgressEvent("observe", step=done, steps=steps, started=began))
+
+        on_step(0)
+    capture = run_script(
+        script,
+        argv,
+        steps=steps,
+        timeout=timeout,
+        keep_scratch=keep_scratch,
+        on_step=on_step,
+        phase_steps=phase_steps,
+    )
+    report = _diagnose_capture(
         capture, script, argv, steps, device, selection, thresholds, progress, start, keep_scratch
     )
+    if capture.phase_note:
+        report.run.notes.append(capture.phase_note)
+    second = capture.next_phase
+    if second is not None and second.observed:
+        later = _diagnose_capture(
+            second,
+            script,
+            argv,
+            steps,
+            device,
+            selection,
+            thresholds,
+            progress,
+            start,
+            keep_scratch,
+        )
+        report = _with_second_phase(report, later)
+    return report
+
+
+def _with_second_phase(report: Report, later: Report) -> Report:
+    """One report for both phases: the second phase's findings and checks marked with
+    ``phase`` 2, each phase diagnosed on its own (a cause in one phase never explains a
+    symptom in the other) and the causes of both ranked together."""
+    for f in later.findings:
+        f.where = dataclasses.replace(f.where, phase=2)
+    for c in later.checks:
+        c.phase = 2
+    report.checks += later.checks
+    report.run.notes += [f"phase 2: {n}" for n in later.run.notes]
+    if later.run.error:
+        report.run.notes.append(f"phase 2: {later.run.error}")
+    report.subject = {**report.subject, "phase 2": later.subject}
+    report.timings["phase 2 checks"] = later.timings.get("checks", 0.0)
+    report.run.seconds = later.run.seconds
+    report.findings = report.findings + later.findings
+    report.diagnosis = merge_diagnoses(report.diagnosis, later.diagnosis)
+    report.findings = report.diagnosis.ordered_findings(report.findings)
+    return report
 
 
 def _diagnose_capture(
@@ -502,7 +607,7 @@ def _diagnose_capture(
     device: str | None,
     selection: Selection,
     thresholds: Thresholds | None,
-    progress: Callable[[str], None] | None,
+    progress: Callable[[ProgressEvent], None] | None,
     start: float,
     keep_scratch: bool,
 ) -> Report:
@@ -560,6 +665,7 @@ def _diagnose_capture(
     subject_desc: dict[str, Any] = {}
     results: list[CheckResult] = []
     findings: list[Finding] = []
+    curves: list[Any] = []
     t_checks = time.perf_counter()
     if capture.observed:
         subject, why = subject_from_capture(capture)
@@ -575,6 +681,7 @@ def _diagnose_capture(
             selection=selection,
             progress=progress,
         )
+        curves = lab.curves
     elif capture.model is not None:
         subject_desc = {
             "model": type(capture.model).__name__,
@@ -589,6 +696,7 @@ def _diagnose_capture(
             findings=findings,
             timings={"script": capture.seconds, "checks": time.perf_counter() - t_checks},
             versions=versions(),
+            series=build_series(capture.recording, findings, curves),
         )
     )
 
@@ -624,7 +732,8 @@ def _manual_update(capture: Any) -> str | None:
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
     from nndoctor.capture.subject import captured_task
 
-    script = (capture.script, list(capture.argv))
+    # A replay re-runs the script from its start: of the first phase only.
+    script = (capture.script, list(capture.argv)) if capture.phase == 1 else None
     if subject is not None:
         return Lab(subject, device=device, script=script, datasets=capture.datasets)
     model = None

@@ -17,6 +17,7 @@ cannot swallow it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import runpy
@@ -37,6 +38,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import LoaderInfo, Recording
@@ -80,6 +82,11 @@ class Capture:
     scratch_dir: str | None = None
     stdout_tail: str = ""
     datasets: dict[int, Any] = field(default_factory=dict)
+    # The second phase of training (a new optimizer after this phase's budget), observed
+    # the same way; and what the search for it found (see nndoctor.capture.phases).
+    next_phase: Capture | None = None
+    phase_note: str = ""
+    phase: int = 1
 
     @property
     def observed(self) -> bool:
@@ -95,6 +102,30 @@ class _LoaderRecorder:
         self._by_iter: dict[int, LoaderInfo] = {}
         self.last: LoaderInfo | None = None
         self.datasets: dict[int, Any] = {}  # loader index -> its dataset (for experiments)
+        self.first_datasets = self.datasets  # the first phase's, kept when a second begins
+        # Between the phases (searching): loaders built now belong to the next phase.
+        self.paused = False
+        self._dataset_of: dict[int, Any] = {}  # id(loader) -> its dataset
+
+    def pause(self) -> None:
+        """The observed phase is over: loaders built from now on are not its own."""
+        self.paused = True
+
+    def rebind(self, recording: Recording) -> None:
+        """A second phase records into ``recording``: the loaders known so far (their
+        iterators too, one may be mid-epoch) are registered there afresh."""
+        by_loader, by_iter = self._by_loader, self._by_iter
+        self.paused = False
+        self.recording, self._by_loader, self._by_iter, self.datasets = recording, {}, {}, {}
+        fresh: dict[int, LoaderInfo] = {}
+        for key, info in by_loader.items():
+            new = dataclasses.replace(info, index=len(recording.loaders), batches_yielded=0)
+            recording.loaders.append(new)
+            self._by_loader[key] = fresh[id(info)] = new
+            if key in self._dataset_of:
+                self.datasets[new.index] = self._dataset_of[key]
+        self._by_iter = {key: fresh.get(id(info), info) for key, info in by_iter.items()}
+        self.last = fresh.get(id(self.last)) if self.last is not None else None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -150,7 +181,7 @@ class _LoaderRecorder:
             except TypeError:
                 n = None
             info = LoaderInfo(
-                index=len(self.recording.loaders),
+                index=-1 if self.paused else len(self.recording.loaders),
                 sampler=type(loader.sampler).__name__,
                 shuffle=isinstance(loader.sampler, RandomSampler),
                 batch_size=loader.batch_size,
@@ -161,8 +192,10 @@ class _LoaderRecorder:
                 under_no_grad=not torch.is_grad_enabled(),
             )
             self._by_loader[id(loader)] = info
-            self.recording.loaders.append(info)
-            self.datasets[info.index] = loader.dataset
+            self._dataset_of[id(loader)] = loader.dataset
+            if not self.paused:
+                self.recording.loaders.append(info)
+                self.datasets[info.index] = loader.dataset
         if iterated and not info.iterated:
             info.iterated = True
             info.under_no_grad = not torch.is_grad_enabled()
@@ -177,11 +210,15 @@ def run_script(
     timeout: float = 60.0,
     keep_scratch: bool = False,
     on_step: Callable[[int], None] | None = None,
+    phase_steps: int = PHASE_SEARCH_STEPS,
 ) -> Capture:
     """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds.
 
-    The script's writes go to a scratch folder (see :mod:`nndoctor.capture.sandbox`),
-    removed before this returns unless ``keep_scratch``."""
+    After the budget, the script goes on unobserved for at most ``phase_steps`` further
+    optimizer steps looking for a second phase of training (0: stop at the budget); one
+    found is observed for ``steps`` steps too, as ``capture.next_phase``
+    (:mod:`nndoctor.capture.phases`). The script's writes go to a scratch folder (see
+    :mod:`nndoctor.capture.sandbox`), removed before this returns unless ``keep_scratch``."""
     path = os.path.abspath(script)
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
@@ -192,17 +229,34 @@ def run_script(
     capture.scratch_dir = scratch
 
     def on_step_end(done: int) -> None:
+        if follower.searching:
+            return  # the first phase's probe, between its budget and its removal
         capture.steps = done
         if on_step is not None:
             on_step(done)  # progress for the caller; it must not raise
         if done >= steps:
+            if follower.budget_reached():
+                return
             raise StopCapture("step budget")
 
     probe = TrainingProbe(recording, on_step_end=on_step_end)
+    follower = PhaseFollower(probe, search_steps=phase_steps, steps=steps, on_step_end=on_step_end)
     loaders = _LoaderRecorder(recording)
+    follower.on_new_phase = loaders.rebind
+    schedulers = _Schedulers(follower)
+
+    def on_search() -> None:
+        loaders.pause()
+        schedulers.read(probe)
+
+    follower.on_search = on_search
     candidates: list[nn.Module] = []
 
     def discover(module: nn.Module, args: tuple[Any, ...]) -> None:
+        try:
+            follower.on_forward(module, args)
+        except Exception:  # noqa: BLE001 - following must never break the script
+            pass
         try:
             if probe.model is not None or any(module is c for c in candidates):
                 return
@@ -222,8 +276,11 @@ def run_script(
             pass
 
     def note_loader(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        stop = follower.on_optimizer_step(optimizer)
+        if stop is not None:
+            raise StopCapture(stop)
         if loaders.last is not None:
-            probe.note_loader(loaders.last.index)
+            follower.probe.note_loader(loaders.last.index)
         if capture.optimizer is None and probe.model is not None:
             ids = {id(p) for p in probe.model.parameters()}
             if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
@@ -231,7 +288,7 @@ def run_script(
 
     def note_loader_of_manual_step() -> None:
         if loaders.last is not None:
-            probe.note_loader(loaders.last.index)
+            follower.probe.note_loader(loaders.last.index)
 
     probe.on_step_closing = note_loader_of_manual_step
 
@@ -255,12 +312,13 @@ def run_script(
                 output = io.StringIO()
                 with (
                     probe,
+                    contextlib.closing(follower),
                     loaders.installed(),
                     sandbox.installed(),
-                    _schedulers_observed(recording, probe),
+                    schedulers.installed(),
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
-                    _weights_loaded(recording, probe),
+                    _weights_loaded(follower),
                 ):
                     # Started once everything is installed: the timeout is the script's.
                     signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
@@ -280,8 +338,57 @@ def run_script(
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches
-    capture.datasets = loaders.datasets
+    capture.datasets = loaders.first_datasets
+    _split_phases(capture, follower, loaders)
     return capture
+
+
+def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRecorder) -> None:
+    """How the run ended belongs to the phase that was running then: the first phase
+    ended at its budget when the script went on to search for, or run, a second one."""
+    if not follower.follows or (follower.second is None and not follower.searching):
+        return
+    reason, exc, tb = capture.stop_reason, capture.exception, capture.traceback
+    capture.stop_reason = "step budget"
+    capture.exception = capture.traceback = None
+    second = follower.second
+    if second is None:
+        ended = {
+            "script finished": "the script finished",
+            "timeout": "the time limit was reached",
+        }.get(reason, reason)
+        raised = f" (the script raised {type(exc).__name__}: {exc})" if exc is not None else ""
+        capture.phase_note = (
+            f"no second phase of training: after the observed steps the script ran "
+            f"{follower.searched} more optimizer step(s) with the same optimizer(s), then "
+            f"{ended}{raised}"
+        )
+        return
+    recording = follower.recording
+    recording.saves_redirected = list(capture.recording.saves_redirected)
+    phase = Capture(
+        script=capture.script,
+        argv=capture.argv,
+        recording=recording,
+        model=follower.model,
+        optimizer=second.optimizer,
+        initial_state=follower.initial_state,
+        batches=second.captured_batches,
+        steps=second.steps_done,
+        stop_reason=reason,
+        seconds=capture.seconds,
+        exception=exc,
+        traceback=tb,
+        scratch_dir=capture.scratch_dir,
+        stdout_tail=capture.stdout_tail,
+        datasets=loaders.datasets,
+        phase=2,
+    )
+    capture.next_phase = phase
+    capture.phase_note = (
+        f"a second phase of training was observed: {type(second.optimizer).__name__} over "
+        f"{type(follower.model).__name__}, starting after {follower.searched} unobserved step(s)"
+    )
 
 
 def _run_as_main(path: str, capture: Capture) -> None:
@@ -312,13 +419,16 @@ def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _weights_loaded(recording: Recording, probe: TrainingProbe) -> Iterator[None]:
-    """Notes modules that load weights before the first step (a pretrained model)."""
+def _weights_loaded(follower: PhaseFollower) -> Iterator[None]:
+    """Notes modules that load weights before the first step of a phase (a pretrained
+    model; between two phases, the checkpoint the second one fine-tunes)."""
     original = nn.Module.load_state_dict
 
     def load_state_dict(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if probe.steps_done == 0:
-            recording.weights_loaded.append(type(module).__name__)
+        if follower.searching:
+            follower.loaded_between.append(type(module).__name__)
+        elif follower.probe.steps_done == 0:
+            follower.recording.weights_loaded.append(type(module).__name__)
         return original(module, *args, **kwargs)
 
     nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
@@ -328,31 +438,51 @@ def _weights_loaded(recording: Recording, probe: TrainingProbe) -> Iterator[None
         nn.Module.load_state_dict = original  # type: ignore[method-assign]
 
 
-@contextlib.contextmanager
-def _schedulers_observed(recording: Recording, probe: TrainingProbe) -> Iterator[None]:
-    """Notes whether the script steps a learning-rate scheduler and, once the script has
-    stopped, reads the plan of the one driving the model's optimizer from a copy of it."""
-    from torch.optim import lr_scheduler
+class _Schedulers:
+    """Notes whether the script steps a learning-rate scheduler, and reads the plan of the
+    one driving each phase's optimizer from a copy of it when that phase's observation ends
+    (the first phase's at its budget, before the script runs on)."""
 
-    original = lr_scheduler.LRScheduler.step
-    calls: dict[int, list[Any]] = {}  # id -> [scheduler, steps observed]
+    def __init__(self, follower: PhaseFollower) -> None:
+        self.follower = follower
+        # per phase's probe: id(scheduler) -> [scheduler, steps observed]
+        self.calls: dict[int, dict[int, list[Any]]] = {}
+        self.read_for: set[int] = set()
 
-    def step(self: Any, *args: Any, **kwargs: Any) -> Any:
-        recording.scheduler_seen = True
-        entry = calls.setdefault(id(self), [self, 0])
-        if probe.steps_done > 0:  # the constructor's own step is not the script's
-            entry[1] += 1
-        return original(self, *args, **kwargs)
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        from torch.optim import lr_scheduler
 
-    lr_scheduler.LRScheduler.step = step  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        lr_scheduler.LRScheduler.step = original  # type: ignore[method-assign]
+        original = lr_scheduler.LRScheduler.step
+        follower, calls = self.follower, self.calls
+
+        def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
+            follower.recording.scheduler_seen = True
+            if not follower.searching:
+                probe = follower.probe
+                entry = calls.setdefault(id(probe), {}).setdefault(id(scheduler), [scheduler, 0])
+                if probe.steps_done > 0:  # the constructor's own step is not the script's
+                    entry[1] += 1
+            return original(scheduler, *args, **kwargs)
+
+        lr_scheduler.LRScheduler.step = step  # type: ignore[method-assign]
         try:
-            recording.schedule = _plan_of(calls, probe)
+            yield
+        finally:
+            lr_scheduler.LRScheduler.step = original  # type: ignore[method-assign]
+            for probe in (follower.first, follower.second):
+                if probe is not None:
+                    self.read(probe)
+
+    def read(self, probe: TrainingProbe) -> None:
+        """Read the plan of ``probe``'s optimizer's scheduler (once)."""
+        if id(probe) in self.read_for:
+            return
+        self.read_for.add(id(probe))
+        try:
+            probe.recording.schedule = _plan_of(self.calls.get(id(probe), {}), probe)
         except Exception:  # noqa: BLE001 - a plan that cannot be read is left out
-            recording.schedule = None
+            probe.recording.schedule = None
 
 
 def _plan_of(calls: dict[int, list[Any]], probe: TrainingProbe) -> SchedulePlan | None:

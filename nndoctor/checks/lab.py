@@ -22,6 +22,7 @@ from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
+from nndoctor.report.series import ExperimentCurves
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
 
 # The known-good optimiser of the tiny-batch experiments.
@@ -96,6 +97,14 @@ class Lab:
         self.device = torch.device(device) if device is not None else default
         self.unavailable_reason = unavailable_reason
         self._batches: list[Any] | None = None
+        # Curves experiments hand back for the plots and the HTML report (plain data).
+        self.curves: list[ExperimentCurves] = []
+
+    def hand_back(self, curves: ExperimentCurves) -> ExperimentCurves:
+        """Keep an experiment's curves for the report's charts; returns them, so that a
+        check can add a curve (a fallback run) to the same chart later."""
+        self.curves.append(curves)
+        return curves
 
     @property
     def available(self) -> bool:

@@ -304,7 +304,9 @@ class TrainingProbe:
 
     def _guard(self, part: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if part in self._disabled:
+            # A hook torch had already gathered for the current call when the probe closed
+            # (closed from a global hook of the same forward) finds the probe gone.
+            if part in self._disabled or self._closed:
                 return None
             try:
                 return fn(*args, **kwargs)

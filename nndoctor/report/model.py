@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from nndoctor.report.series import RunSeries
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -33,9 +35,10 @@ class Where:
     file: str | None = None
     line: int | None = None
     op: str | None = None
+    phase: int | None = None  # the phase of training (2: the script's second optimizer)
 
     def describe(self) -> str:
-        parts = []
+        parts = [] if self.phase is None else [f"phase {self.phase}"]
         if self.module is not None:
             parts.append(f"module {self.module or '<root>'}")
         if self.op:
@@ -89,9 +92,10 @@ class CheckResult:
     status: Status
     detail: str = ""
     seconds: float = 0.0
+    phase: int = 1  # 2: run on the second phase of training
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "check": self.check,
             "reasons": list(self.reasons),
             "kind": self.kind,
@@ -99,6 +103,7 @@ class CheckResult:
             "detail": self.detail,
             "seconds": round(self.seconds, 4),
         }
+        return out if self.phase == 1 else {**out, "phase": self.phase}
 
 
 @dataclass
@@ -135,6 +140,8 @@ class Report:
     versions: dict[str, str] = field(default_factory=dict)
     # The causes and their symptoms (nndoctor.diagnosis.Diagnosis), set by the engine.
     diagnosis: Any = None
+    # What the run looked like over its steps, for plots and the HTML report; set by the engine.
+    series: RunSeries | None = None
 
     def counts(self) -> dict[str, int]:
         by = {s.value: 0 for s in Severity}
@@ -186,6 +193,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "checks": [c.to_dict() for c in self.checks],
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            **({"series": self.series.to_dict()} if self.series is not None else {}),
         }
 
 

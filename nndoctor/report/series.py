@@ -42,6 +42,8 @@ class ExperimentCurves:
     y_label: str
     curves: list[Curve] = field(default_factory=list)
     log_x: bool = False
+    # Labelled positions on the x axis drawn as vertical lines (the user's learning rate).
+    x_marks: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from nndoctor.checks import causes
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
+from nndoctor.report.series import Curve, ExperimentCurves
 from nndoctor.subject import REGULARISERS, OptimizerSpec
 
 # The known-good optimiser (Kingma & Ba 2015, their default): it fits a tiny batch of
@@ -453,6 +454,26 @@ def _suggest(test: RangeTest, t: Thresholds) -> None:
     test.conclusive = True
 
 
+def _range_test_curves(check: str, test: RangeTest, user_lr: float) -> ExperimentCurves:
+    """The range test's loss by rate, for the report's chart (data only)."""
+    n = min(len(test.lrs), len(test.losses))
+    curves = [Curve("loss after a step at that rate", test.lrs[:n], test.losses[:n])]
+    if test.smoothed:
+        curves.append(Curve("smoothed", test.lrs[: len(test.smoothed)], test.smoothed))
+    marks = {"your learning rate": user_lr}
+    if test.conclusive:
+        marks.update({"proposed range, low": test.low, "proposed range, high": test.high})
+    return ExperimentCurves(
+        check=check,
+        title="Learning-rate range test",
+        x_label="learning rate",
+        y_label="loss",
+        curves=curves,
+        log_x=True,
+        x_marks=marks,
+    )
+
+
 def _positive(v: Any) -> float | None:
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
     return float(v) if ok else None
@@ -529,6 +550,7 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         test = lr_range_test(lab, t)
     except (RuntimeError, ValueError, IndexError) as exc:
         ctx.skip(f"the range test could not train a copy ({type(exc).__name__}: {exc})")
+    lab.hand_back(_range_test_curves(ctx.spec.id, test, user_lr))
     evidence: dict[str, Any] = {
         "optimizer": spec.describe(),
         "user_lr": user_lr,

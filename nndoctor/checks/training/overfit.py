@@ -9,6 +9,7 @@ import torch
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.nan import divergence_evidence, divergence_text
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.report.series import Curve, ExperimentCurves
 from nndoctor.subject import OptimizerSpec
 
 
@@ -78,8 +79,9 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     subject = lab.subject
     assert subject is not None
     user = lab.overfit_user(t)
-    _skip_if_not_finite_from_start(ctx, user)
     spec = lab.optimizer_spec()
+    chart = lab.hand_back(_overfit_curves(ctx, f"tiny batch, {spec.describe()}", user.losses))
+    _skip_if_not_finite_from_start(ctx, user)
     evidence = {
         "steps": len(user.losses),
         "initial_loss": user.initial,
@@ -97,6 +99,7 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         return
     fallback_spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
     fallback = lab.overfit_known_good(t)
+    chart.curves.append(_curve(f"tiny batch, {fallback_spec.describe()}", fallback.losses))
     evidence.update(
         fallback_optimizer=fallback_spec.describe(),
         fallback_final_loss=fallback.final,
@@ -138,6 +141,25 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     )
 
 
+def _curve(label: str, losses: list[float]) -> Curve:
+    return Curve(label, [float(i) for i in range(len(losses))], [float(x) for x in losses])
+
+
+def _overfit_curves(ctx: CheckContext, label: str, losses: list[float]) -> ExperimentCurves:
+    """The tiny-batch run against the observed run's own loss, for the report's chart."""
+    own = [(s.step, s.loss) for s in ctx.recording.steps if s.loss_seen]
+    return ExperimentCurves(
+        check=ctx.spec.id,
+        title="Overfitting one tiny batch, against the observed training loss",
+        x_label="step",
+        y_label="loss",
+        curves=[
+            _curve(label, losses),
+            Curve("observed training loss", [float(x) for x, _ in own], [y for _, y in own]),
+        ],
+    )
+
+
 def _how_far(result: TrainResult) -> str:
     if result.error:
         return f"could not be trained ({result.error})"
@@ -174,6 +196,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
         if longer.losses and not longer.timed_out:
             result = TrainResult(losses=longer.losses, error=longer.error)
+    lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
     evidence = {
         "steps": len(result.losses),
         "initial_loss": result.initial,

@@ -1,0 +1,127 @@
+"""Following a script into its second phase of training.
+
+Scripts train in stages: a backbone pretrained and then frozen under a new head, a
+teacher before its student, a pretext task before its linear probe. The model that
+matters (and the bug) is often in the second stage, while zero-code capture finds the
+first model a script calls. After the first phase's step budget the script goes on
+unobserved (every probe hook removed) for at most ``search_steps`` further optimizer
+steps, a count rather than a time so that whether a phase is reached never depends on
+the machine's speed. An optimizer that never stepped while the first phase was observed
+starts a new phase; the next forward of a module holding its parameters is that phase's
+model, and a fresh probe observes it for its own step budget. Weights loaded between
+the phases (``load_state_dict`` of the checkpoint to fine-tune) belong to the new phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import TrainingProbe
+
+# Optimizer steps a script may take, unobserved, after the first phase's budget before a
+# second phase (a new optimizer) is given up on. A pretraining stage of a few hundred
+# steps fits; a count, so that whether it is reached does not depend on speed.
+PHASE_SEARCH_STEPS = 1000
+
+
+class PhaseFollower:
+    """The state of one script run across its phases (two at most)."""
+
+    def __init__(
+        self,
+        first: TrainingProbe,
+        *,
+        search_steps: int,
+        steps: int,
+        on_step_end: Callable[[int], None],
+    ) -> None:
+        self.probe = first  # the probe observing now
+        self.recording: Recording = first.recording
+        self.first = first
+        self.second: TrainingProbe | None = None
+        self.search_steps = search_steps
+        self.steps = steps
+        self._on_step_end = on_step_end
+        self.searching = False
+        self.searched = 0  # optimizer steps taken while searching
+        self._close_first = False
+        self._seen: set[int] = set()  # optimizers that stepped while the first phase was observed
+        self._new: torch.optim.Optimizer | None = None
+        self.loaded_between: list[str] = []  # load_state_dict calls while searching
+        self.model: nn.Module | None = None
+        self.initial_state: dict[str, torch.Tensor] | None = None
+        self.on_new_phase: Callable[[Recording], None] | None = None
+        self.on_search: Callable[[], None] | None = None
+
+    @property
+    def follows(self) -> bool:
+        return self.search_steps > 0
+
+    def budget_reached(self) -> bool:
+        """The first phase used its step budget: search for a second one (True) or stop."""
+        if not self.follows or self.second is not None or self.searching:
+            return False
+        self.searching = True
+        if self.on_search is not None:
+            self.on_search()
+        # Removed at the next forward: not from inside the optimizer hook now running,
+        # whose hook table cannot change while torch iterates it.
+        self._close_first = True
+        return True
+
+    def on_optimizer_step(self, optimizer: torch.optim.Optimizer) -> str | None:
+        """Called before every optimizer step; returns a reason to stop the script, if any."""
+        if not self.searching:
+            if self.second is None:
+                self._seen.add(id(optimizer))
+            return None
+        if id(optimizer) not in self._seen and self._new is None:
+            self._new = optimizer
+            return None
+        self.searched += 1
+        if self.searched > self.search_steps:
+            return f"no second phase of training within {self.search_steps} further steps"
+        return None
+
+    def on_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """Called before every module's forward: the first probe is closed, and the second
+        phase's model found, here (outside any optimizer hook)."""
+        if self._close_first:
+            self._close_first = False
+            self.first.close()
+        if self._new is None or self.second is not None:
+            return
+        module = getattr(module, "_orig_mod", module)
+        own = {id(p) for p in module.parameters()}
+        if not own or not any(id(p) in own for g in self._new.param_groups for p in g["params"]):
+            return
+        self._start_second(module, args)
+
+    def _start_second(self, model: nn.Module, args: tuple[Any, ...]) -> None:
+        recording = Recording(data_source="script", weights_loaded=list(self.loaded_between))
+        probe = TrainingProbe(recording, on_step_end=self._second_step_end)
+        probe.on_step_closing = self.first.on_step_closing
+        probe.install_global()
+        self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        probe.attach_model(model)
+        assert self._new is not None
+        probe.attach_optimizer(self._new)
+        self.second, self.probe, self.recording, self.model = probe, probe, recording, model
+        self.searching = False
+        if self.on_new_phase is not None:
+            self.on_new_phase(recording)
+        if torch.is_grad_enabled():
+            probe.begin_step_at(model, args)
+
+    def _second_step_end(self, done: int) -> None:
+        self._on_step_end(done)
+
+    def close(self) -> None:
+        self.first.close()
+        if self.second is not None:
+            self.second.close()

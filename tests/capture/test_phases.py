@@ -1,0 +1,125 @@
+"""Scripts that train in stages: the second phase (a new optimizer) is observed too."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from subjects import serious
+
+from nndoctor.capture.runner import run_script
+from nndoctor.engine import Selection, check_script
+
+TWO_PHASES = """
+import io, torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(512, 8)
+y = (x[:, 0] > 0).long()
+
+def train(model, loader, optimizer, epochs):
+    for _ in range(epochs):
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(xb), yb).backward()
+            optimizer.step()
+
+backbone = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
+pretrain = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+train(nn.Sequential(backbone, nn.Linear(32, 2)), pretrain,
+      torch.optim.Adam(backbone.parameters(), lr=3e-2), {pretrain_epochs})
+checkpoint = io.BytesIO()
+torch.save(backbone.state_dict(), checkpoint)
+checkpoint.seek(0)
+
+fresh = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
+{load}
+fresh.requires_grad_(False)
+head = nn.Linear(32, 2)
+x2 = torch.randn(256, 8)
+finetune = DataLoader(TensorDataset(x2, (x2[:, 0] > 0).long()), batch_size=32, shuffle=True)
+train(nn.Sequential(fresh, head), finetune, torch.optim.Adam(head.parameters(), lr=1e-2), 10)
+"""
+
+
+def _script(tmp_path: Path, load: bool = True, pretrain_epochs: int = 4) -> str:
+    path = tmp_path / "staged.py"
+    path.write_text(
+        textwrap.dedent(TWO_PHASES).format(
+            load="fresh.load_state_dict(torch.load(checkpoint))" if load else "",
+            pretrain_epochs=pretrain_epochs,
+        )
+    )
+    return str(path)
+
+
+def test_a_second_optimizer_after_the_budget_starts_an_observed_phase(tmp_path: Path) -> None:
+    capture = run_script(_script(tmp_path), steps=10)
+    assert capture.stop_reason == "step budget" and capture.steps == 10
+    second = capture.next_phase
+    assert second is not None and second.observed and second.steps == 10
+    assert "second phase" in capture.phase_note
+    # 4 epochs of 16 batches: 64 steps, 10 observed, the rest unobserved.
+    assert "after 54 unobserved step(s)" in capture.phase_note
+    assert second.recording.optimizer_class == "Adam"
+    assert second.recording.weights_loaded == ["Sequential"]  # loaded between the phases
+    assert capture.recording.weights_loaded == []
+    frozen = [n for n, trains in second.recording.requires_grad.items() if not trains]
+    assert frozen == ["0.0.weight", "0.0.bias"]
+    # The fine-tuning loader belongs to the second phase only.
+    assert [info.dataset_len for info in capture.recording.loaders] == [512]
+    assert [info.dataset_len for info in second.recording.loaders] == [512, 256]
+    assert {s.loader for s in second.recording.steps} == {1}
+
+
+def test_no_second_phase_is_said_and_the_budget_ends_the_first(tmp_path: Path) -> None:
+    path = tmp_path / "single.py"
+    path.write_text(
+        "import torch\nm = torch.nn.Linear(3, 1)\no = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for _ in range(100):\n    o.zero_grad()\n    m(torch.randn(8, 3)).pow(2).mean().backward()\n"
+        "    o.step()\n"
+    )
+    capture = run_script(str(path), steps=10, phase_steps=1000)
+    assert capture.next_phase is None and capture.stop_reason == "step budget"
+    assert "no second phase" in capture.phase_note and "90 more" in capture.phase_note
+    assert "the script finished" in capture.phase_note
+    limited = run_script(str(path), steps=10, phase_steps=30)
+    assert "31 more" in limited.phase_note and "within 30 further steps" in limited.phase_note
+    off = run_script(str(path), steps=10, phase_steps=0)
+    assert off.phase_note == "" and off.steps == 10
+
+
+def test_two_optimizers_stepping_from_the_start_are_not_phases(tmp_path: Path) -> None:
+    path = tmp_path / "gan.py"
+    path.write_text(
+        "import torch\ng, d = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)\n"
+        "og, od = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())\n"
+        "for _ in range(60):\n"
+        "    od.zero_grad(); d(g(torch.randn(8, 2)).detach()).mean().backward(); od.step()\n"
+        "    og.zero_grad(); (-d(g(torch.randn(8, 2)))).mean().backward(); og.step()\n"
+    )
+    capture = run_script(str(path), steps=10)
+    assert capture.next_phase is None and "no second phase" in capture.phase_note
+
+
+@pytest.mark.fires("params-frozen")
+def test_random_weights_frozen_in_the_second_phase_are_found_there(tmp_path: Path) -> None:
+    report = check_script(
+        _script(tmp_path, load=False), steps=10, selection=Selection(select=("params-frozen",))
+    )
+    (finding,) = serious(report)
+    assert finding.check == "params-frozen" and finding.where.phase == 2
+    assert report.diagnosis.causes[0].lead is finding
+    assert any(c.phase == 2 for c in report.checks)
+    assert any("second phase" in n for n in report.run.notes)
+
+
+@pytest.mark.silent("params-frozen")
+def test_a_loaded_checkpoint_frozen_in_the_second_phase_is_healthy(tmp_path: Path) -> None:
+    report = check_script(
+        _script(tmp_path, load=True), steps=10, selection=Selection(select=("params-frozen",))
+    )
+    assert serious(report) == []
+    (second,) = [c for c in report.checks if c.phase == 2 and c.check == "params-frozen"]
+    assert second.status.value == "passed"
