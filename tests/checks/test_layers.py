@@ -22,13 +22,50 @@ class _WrongSquare(torch.autograd.Function):
         return grad * x  # the bug: d(x²)/dx is 2x
 
 
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        return 2 * grad * x
+
+
+class _ReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        return grad * (x > 0)
+
+
+class _Exp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        y = x.exp()
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (y,) = ctx.saved_tensors
+        return grad * y
+
+
 class SquareLayer(nn.Module):
     def __init__(self, bug: bool) -> None:
         super().__init__()
         self.bug = bug
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _WrongSquare.apply(x) if self.bug else x * x
+        return (_WrongSquare if self.bug else _Square).apply(x)
 
 
 class Net(nn.Module):
@@ -68,7 +105,37 @@ def test_wrong_backward_in_a_custom_function_is_found_in_its_module() -> None:
 def test_correct_custom_layers_pass_the_gradient_check() -> None:
     report = run(select=["custom-layer-gradient"], **_net_kwargs(bug=False))
     assert report.by_check("custom-layer-gradient") == []
+    # Net is checked too: its graph holds SquareLayer's custom backward.
     assert "2 user-defined module class(es)" in report.result("custom-layer-gradient").detail
+
+
+class FrozenTeacherLoss(nn.Module):
+    """A distillation-style module: the teacher's output is computed without gradients."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.student, self.teacher = nn.Linear(10, 3), nn.Linear(10, 3).requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.teacher(x).softmax(1)
+        return -(target * self.student(x).log_softmax(1)).sum(1).mean().expand(len(x), 1)
+
+
+@pytest.mark.silent("custom-layer-gradient")
+def test_gradients_stopped_on_purpose_in_torch_operations_are_not_wrong_gradients() -> None:
+    x, y = blobs()
+    model = FrozenTeacherLoss()
+    report = run(
+        select=["custom-layer-gradient"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=lambda out, _y: out.mean(),
+        optimizer=torch.optim.SGD(model.student.parameters(), lr=0.1),
+    )
+    assert report.by_check("custom-layer-gradient") == []
+    assert "0 user-defined module class(es)" in report.result("custom-layer-gradient").detail
 
 
 Pair = namedtuple("Pair", "a b")
@@ -127,7 +194,7 @@ def test_a_custom_layer_on_a_namedtuple_returning_a_dict_subclass(bug: bool) -> 
 
 
 class ShiftedByAKink(nn.Module):
-    """Correct, but its parameters sit 3e-8 from ReLU's kink: a finite-difference step of
+    """Correct (a hand-written ReLU backward), but its parameters sit 3e-8 from ReLU's kink: a finite-difference step of
     1e-7 crosses it along almost every direction, as deep ReLU/max-pool trunks do now and then."""
 
     def __init__(self) -> None:
@@ -135,7 +202,7 @@ class ShiftedByAKink(nn.Module):
         self.offset = nn.Parameter(torch.full((16,), 3e-8))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + torch.relu(self.offset)
+        return x + _ReLU.apply(self.offset)
 
 
 class NetNearAKink(nn.Module):
@@ -304,7 +371,8 @@ class SampledLatent(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mu, logvar = self.enc(x).chunk(2, dim=1)
-        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
+        # A hand-written exp backward, so that the gradient check runs on this module.
+        return self.dec(mu + torch.randn_like(mu) * _Exp.apply(0.5 * logvar))
 
 
 @pytest.mark.silent("batch-dependence")

@@ -67,6 +67,38 @@ def test_raw_logits_into_nll_loss() -> None:
     assert "NLLLoss" in finding.title and 19 in finding.reasons
 
 
+class _KDLoss(nn.modules.loss._Loss):
+    """KL divergence to a fixed soft target plus cross-entropy, as distillation writes it."""
+
+    def __init__(self, student_input: str) -> None:
+        super().__init__()
+        self.student_input = student_input
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        inp = logits.log_softmax(1) if self.student_input == "log_softmax" else logits.softmax(1)
+        target = torch.full_like(logits, 1 / logits.shape[1])
+        return F.kl_div(inp, target, reduction="batchmean") + F.cross_entropy(logits, y)
+
+
+def _distillation(student_input: str) -> object:
+    kwargs = healthy_classifier()
+    kwargs["loss_fn"] = _KDLoss(student_input)
+    return run(select=["loss-input-mismatch"], **kwargs)
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_probabilities_into_kl_div() -> None:
+    (finding,) = _distillation("softmax").by_check("loss-input-mismatch")
+    assert "KLDivLoss receives probabilities" in finding.title and 19 in finding.reasons
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_log_probabilities_into_kl_div() -> None:
+    report = _distillation("log_softmax")
+    assert report.by_check("loss-input-mismatch") == []
+    assert "kl_div" in report.result("loss-input-mismatch").detail
+
+
 def test_sigmoid_before_bce_with_logits() -> None:
     x, y = blobs(classes=2)
     model = nn.Sequential(mlp(classes=1), nn.Sigmoid())

@@ -54,9 +54,13 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         — in the wrong direction — and nothing else in the loss curve says why.
 
     What is measured:
-        For each user-defined module class (one instance each), on a tiny input recorded from
-        a real forward pass, in float64: the analytic directional derivative (autograd) against
-        central finite differences, along random directions in its inputs and parameters. A
+        For each user-defined module class (one instance each) whose forward runs a custom
+        ``torch.autograd.Function`` (a backward written by hand), on a tiny input recorded
+        from a real forward pass, in float64: the analytic directional derivative (autograd)
+        against central finite differences, along random directions in its inputs and
+        parameters. Modules of torch operations alone are differentiated by autograd and
+        not checked (where they stop gradients on purpose, with ``no_grad`` or ``detach``,
+        finite differences disagree by design). A
         layer fails when every direction disagrees (a kink of ReLU or max-pooling crossed by
         the finite difference makes one direction disagree now and then; a wrong backward
         makes all of them disagree).
@@ -110,7 +114,10 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         checked += 1
         if not result["ok"]:
             failures[name] = result
-    ctx.note(f"{checked} user-defined module class(es) gradient-checked in float64")
+    ctx.note(
+        f"{checked} user-defined module class(es) with a custom backward gradient-checked in "
+        "float64"
+    )
     # Report the innermost failures: a parent fails whenever a child does.
     innermost = [
         n
@@ -183,6 +190,24 @@ def _output_sum(
     return total, weights  # type: ignore[return-value]
 
 
+def _runs_custom_backward(total: torch.Tensor) -> bool:
+    """Whether the graph behind ``total`` holds a backward written by hand (a custom
+    ``torch.autograd.Function``). Without one, autograd differentiates torch operations
+    and cannot be wrong; where such a forward stops gradients on purpose (``no_grad``,
+    ``detach``: a frozen teacher, a target network) finite differences disagree by design."""
+    seen: set[int] = set()
+    frontier = [total.grad_fn]
+    while frontier:
+        node = frontier.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            return True
+        frontier.extend(fn for fn, _ in node.next_functions)
+    return False
+
+
 def _directional_check(
     module: nn.Module, args: Any, kwargs: dict[str, Any], t: Any, generator: torch.Generator
 ) -> dict[str, Any] | None:
@@ -210,6 +235,8 @@ def _directional_check(
         out = f(args_l, kwargs_l, p_leaves)
         total, weights = _output_sum(out, None, generator)
         if not isinstance(total, torch.Tensor) or not total.requires_grad:
+            return None
+        if not _runs_custom_backward(total):
             return None
         grads = torch.autograd.grad(total, variables, allow_unused=True)
     except (RuntimeError, TypeError, ValueError):

@@ -145,7 +145,8 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
     Why it matters:
         CrossEntropyLoss applies log-softmax itself: feeding it softmax outputs squashes
         the gradients and the loss plateaus. NLLLoss expects log-probabilities, BCELoss
-        probabilities, BCEWithLogitsLoss raw logits. Elementwise losses broadcast silently
+        probabilities, BCEWithLogitsLoss raw logits, KLDivLoss log-probabilities as its input.
+        Elementwise losses broadcast silently
         when output and target shapes differ ((N, 1) against (N,) becomes (N, N)), so
         every prediction is compared with every target.
 
@@ -156,7 +157,7 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
 
     How to fix:
         Give CrossEntropyLoss and BCEWithLogitsLoss the raw logits (no softmax/sigmoid in the
-        model's forward), give NLLLoss log_softmax outputs, and make output and target shapes
+        model's forward), give NLLLoss and KLDivLoss log_softmax outputs, and make output and target shapes
         equal for elementwise losses (``out.squeeze(1)`` or ``target.unsqueeze(1)``).
 
     Example:
@@ -226,6 +227,23 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
                     "can fall without bound."
                 ),
                 fix="Apply log_softmax before NLLLoss, or use CrossEntropyLoss on the raw logits.",
+                where=where,
+                evidence=evidence,
+            )
+        elif fn == "kl_div" and not c0.kwargs.get("log_target") and (hi > tol or lse > 0.01):
+            kind = "probabilities (softmax)" if lo >= 0 and rowsum < tol else "raw scores"
+            ctx.finding(
+                title=f"KLDivLoss receives {kind}, not log-probabilities",
+                message=(
+                    f"kl_div expects its input as log-probabilities (all ≤ 0, logsumexp 0 per row) "
+                    f"but it lies in [{lo:.3g}, {hi:.3g}] with |logsumexp| up to {lse:.3g}: the "
+                    "divergence computed is not KL(target || model), and its gradient does not "
+                    "pull the model's distribution towards the target's."
+                ),
+                fix=(
+                    "Pass log_softmax(student_logits / T) as the input (the target stays "
+                    "probabilities, or log-probabilities with log_target=True)."
+                ),
                 where=where,
                 evidence=evidence,
             )
