@@ -10,11 +10,20 @@ the machine's speed. An optimizer that never stepped while the first phase was o
 starts a new phase; the next forward of a module holding its parameters is that phase's
 model, and a fresh probe observes it for its own step budget. Weights loaded between
 the phases (``load_state_dict`` of the checkpoint to fine-tune) belong to the new phase.
+
+The search runs only where a second phase can come: when the script's own source (the
+script and the modules it imported from its folder) constructs optimizers at more places
+than the optimizers that stepped while the first phase was observed. A script with one
+optimizer (or a GAN whose two optimizers both step from the start) stops at the budget as
+it always did, at no cost; the trigger is a property of the source, not of time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import os
+import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -29,6 +38,61 @@ from nndoctor.probes.training import TrainingProbe
 PHASE_SEARCH_STEPS = 1000
 
 
+def optimizer_classes() -> set[str]:
+    """The names of every optimizer class known now (torch's and any subclass imported)."""
+    names: set[str] = set()
+    todo = [torch.optim.Optimizer]
+    while todo:
+        cls = todo.pop()
+        for sub in cls.__subclasses__():
+            if sub.__name__ not in names:
+                names.add(sub.__name__)
+                todo.append(sub)
+    return names
+
+
+def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:
+    """How many places in the source files ``paths`` construct an optimizer: calls of a
+    name or attribute that names an optimizer class (``torch.optim.Adam(...)``,
+    ``SGD(...)``); unreadable files count nothing."""
+    sites = 0
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), filename=path)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = (
+                    func.attr
+                    if isinstance(func, ast.Attribute)
+                    else func.id
+                    if isinstance(func, ast.Name)
+                    else None
+                )
+                sites += name in classes
+    return sites
+
+
+def script_sources(script: str) -> list[str]:
+    """The script and the modules it imported from its own folder (or below it)."""
+    folder = os.path.dirname(os.path.abspath(script))
+    paths = [os.path.abspath(script)]
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.endswith(".py"):
+            file = os.path.abspath(file)
+            if (
+                file.startswith(folder + os.sep)
+                and file not in paths
+                and "site-packages" not in file
+            ):
+                paths.append(file)
+    return paths
+
+
 class PhaseFollower:
     """The state of one script run across its phases (two at most)."""
 
@@ -39,6 +103,7 @@ class PhaseFollower:
         search_steps: int,
         steps: int,
         on_step_end: Callable[[int], None],
+        script: str | None = None,
     ) -> None:
         self.probe = first  # the probe observing now
         self.recording: Recording = first.recording
@@ -47,6 +112,8 @@ class PhaseFollower:
         self.search_steps = search_steps
         self.steps = steps
         self._on_step_end = on_step_end
+        self.script = script
+        self.sites: int | None = None  # optimizer constructions in the script's source
         self.searching = False
         self.searched = 0  # optimizer steps taken while searching
         self._close_first = False
@@ -66,6 +133,10 @@ class PhaseFollower:
         """The first phase used its step budget: search for a second one (True) or stop."""
         if not self.follows or self.second is not None or self.searching:
             return False
+        if self.script is not None:
+            self.sites = optimizer_sites(script_sources(self.script), optimizer_classes())
+            if self.sites <= len(self._seen):
+                return False  # every optimizer the source makes has stepped already
         self.searching = True
         if self.on_search is not None:
             self.on_search()

@@ -240,7 +240,9 @@ def run_script(
             raise StopCapture("step budget")
 
     probe = TrainingProbe(recording, on_step_end=on_step_end)
-    follower = PhaseFollower(probe, search_steps=phase_steps, steps=steps, on_step_end=on_step_end)
+    follower = PhaseFollower(
+        probe, search_steps=phase_steps, steps=steps, on_step_end=on_step_end, script=path
+    )
     loaders = _LoaderRecorder(recording)
     follower.on_new_phase = loaders.rebind
     schedulers = _Schedulers(follower)
@@ -347,6 +349,12 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
     """How the run ended belongs to the phase that was running then: the first phase
     ended at its budget when the script went on to search for, or run, a second one."""
     if not follower.follows or (follower.second is None and not follower.searching):
+        if follower.sites is not None:
+            capture.phase_note = (
+                f"no search for a second phase of training: the script's source constructs "
+                f"optimizers at {follower.sites} place(s), and as many optimizers stepped while "
+                "it was observed"
+            )
         return
     reason, exc, tb = capture.stop_reason, capture.exception, capture.traceback
     capture.stop_reason = "step budget"

@@ -73,21 +73,46 @@ def test_a_second_optimizer_after_the_budget_starts_an_observed_phase(tmp_path: 
     assert {s.loader for s in second.recording.steps} == {1}
 
 
-def test_no_second_phase_is_said_and_the_budget_ends_the_first(tmp_path: Path) -> None:
+SEQUENTIAL = """
+import torch
+m = torch.nn.Linear(3, 1)
+o = torch.optim.SGD(m.parameters(), lr=0.1)
+for _ in range(100):
+    o.zero_grad()
+    m(torch.randn(8, 3)).pow(2).mean().backward()
+    o.step()
+if {second}:
+    o2 = torch.optim.Adam(m.parameters(), lr=1e-3)
+    for _ in range(20):
+        o2.zero_grad()
+        m(torch.randn(8, 3)).pow(2).mean().backward()
+        o2.step()
+"""
+
+
+def test_one_optimizer_in_the_source_means_no_search(tmp_path: Path) -> None:
     path = tmp_path / "single.py"
-    path.write_text(
-        "import torch\nm = torch.nn.Linear(3, 1)\no = torch.optim.SGD(m.parameters(), lr=0.1)\n"
-        "for _ in range(100):\n    o.zero_grad()\n    m(torch.randn(8, 3)).pow(2).mean().backward()\n"
-        "    o.step()\n"
-    )
-    capture = run_script(str(path), steps=10, phase_steps=1000)
-    assert capture.next_phase is None and capture.stop_reason == "step budget"
-    assert "no second phase" in capture.phase_note and "90 more" in capture.phase_note
-    assert "the script finished" in capture.phase_note
-    limited = run_script(str(path), steps=10, phase_steps=30)
-    assert "31 more" in limited.phase_note and "within 30 further steps" in limited.phase_note
+    path.write_text(SEQUENTIAL.format(second="False").replace("o2 = torch.optim.Adam", "o2 = o"))
+    capture = run_script(str(path), steps=10)
+    assert capture.next_phase is None and capture.steps == 10
+    assert "no search" in capture.phase_note and "1 place(s)" in capture.phase_note
     off = run_script(str(path), steps=10, phase_steps=0)
     assert off.phase_note == "" and off.steps == 10
+
+
+def test_a_search_ends_at_its_step_limit_or_with_the_script(tmp_path: Path) -> None:
+    path = tmp_path / "two.py"
+    path.write_text(SEQUENTIAL.format(second="True"))
+    found = run_script(str(path), steps=10)
+    assert found.next_phase is not None and "after 90 unobserved" in found.phase_note
+    limited = run_script(str(path), steps=10, phase_steps=30)
+    assert limited.next_phase is None and limited.stop_reason == "step budget"
+    assert "31 more" in limited.phase_note and "within 30 further steps" in limited.phase_note
+    never = tmp_path / "never.py"
+    never.write_text(SEQUENTIAL.format(second="False"))  # the second optimizer is never made
+    ended = run_script(str(never), steps=10)
+    assert ended.next_phase is None and "90 more" in ended.phase_note
+    assert "the script finished" in ended.phase_note
 
 
 def test_two_optimizers_stepping_from_the_start_are_not_phases(tmp_path: Path) -> None:
@@ -100,7 +125,8 @@ def test_two_optimizers_stepping_from_the_start_are_not_phases(tmp_path: Path) -
         "    og.zero_grad(); (-d(g(torch.randn(8, 2)))).mean().backward(); og.step()\n"
     )
     capture = run_script(str(path), steps=10)
-    assert capture.next_phase is None and "no second phase" in capture.phase_note
+    assert capture.next_phase is None and "no search" in capture.phase_note
+    assert "2 place(s)" in capture.phase_note
 
 
 @pytest.mark.fires("params-frozen")
