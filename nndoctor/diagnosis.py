@@ -120,10 +120,15 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
         s = spec(a)
         return a != b and s is not None and b in s.explains
 
-    def explained(b: str) -> bool:
-        return any(
-            explains(a, b) and not (explains(b, a) and strength(b) > strength(a)) for a in checks
+    def wins(b: str, a: str) -> bool:
+        """Of two findings that explain each other, b is the cause: stronger, or as strong
+        and first in the report (so that one of them always stays a cause)."""
+        return strength(b) > strength(a) or (
+            strength(b) == strength(a) and checks.index(b) < checks.index(a)
         )
+
+    def explained(b: str) -> bool:
+        return any(explains(a, b) and not (explains(b, a) and wins(b, a)) for a in checks)
 
     cause_checks = [c for c in checks if not is_symptom(c) and not explained(c)]
     reach = {c: _reachable(c, checks, explains) for c in cause_checks}

@@ -66,6 +66,15 @@ def test_infos_stay_advice_when_a_loud_cause_explains_the_symptoms_or_none_are_l
     assert quiet.causes == [] and quiet.empty
 
 
+def test_a_width_one_layer_explains_the_dead_relus_behind_it() -> None:
+    dead = finding("dead-relus", "warning", 35, 28)
+    narrow = finding("width-one-bottleneck", "warning", 24)
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    d = diagnose([dead, overfit, narrow])
+    assert [c.lead.check for c in d.causes] == ["width-one-bottleneck"]
+    assert {f.check for f in d.causes[0].explains} == {"dead-relus", "cannot-overfit-tiny-batch"}
+
+
 def test_mutual_explanations_go_to_the_stronger_finding() -> None:
     nan = finding("non-finite-values", "error", 37)
     lr = finding("learning-rate-out-of-range", "warning", 36)

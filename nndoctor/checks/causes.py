@@ -28,7 +28,6 @@ FIT_SYMPTOMS: frozenset[str] = frozenset(
         "params-not-changing",
         "update-ratio",
         "give-it-time",
-        "width-one-bottleneck",
     }
 )
 

@@ -471,7 +471,12 @@ def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
 
 
 @register_check(
-    id="width-one-bottleneck", reasons=(24,), severity="warning", explains=causes.FIT_SYMPTOMS
+    id="width-one-bottleneck",
+    reasons=(24,),
+    severity="warning",
+    # One unit carries the whole signal: once that unit's ReLU is off, the layers after it
+    # see a constant and die with it.
+    explains=causes.FIT_SYMPTOMS | frozenset({"dead-relus"}),
 )
 def width_one_bottleneck(ctx: CheckContext) -> None:
     """A hidden layer one unit (or one channel) wide throttles the whole network.

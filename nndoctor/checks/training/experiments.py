@@ -263,7 +263,9 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
         When a model does not train, the optimiser settings are the cheapest thing to
         rule out. If Adam with its default learning rate fits a tiny batch that the
         user's optimiser cannot, the model and the data are fine and the optimiser
-        (its class, learning rate or momentum) is what holds training back.
+        (its class, learning rate or momentum) is what holds training back. The finding
+        names reasons 34 and 36 both (36 first when the class is Adam's already: then only
+        its settings differ), since one comparison cannot tell them apart.
 
     What is measured:
         Two copies from the initial weights, trained on the same tiny batch
@@ -311,7 +313,11 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
         if broken
         else f"fell only from {user.initial:.4g} to {user.final:.4g}"
     )
+    # The comparison cannot tell the optimiser's class from its learning rate: both are
+    # named, the rate first when the class is the known-good one's (only settings differ).
+    same_class = spec.cls is torch.optim.Adam
     ctx.finding(
+        reasons=(36, 34) if same_class else (34, 36),
         title=f"{spec.cls.__name__} falls far behind {known} on a tiny batch",
         message=(
             f"On the same {t.overfit_batch_size} samples for {t.overfit_steps} steps (regularisation off), the loss "
