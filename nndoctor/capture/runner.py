@@ -439,11 +439,19 @@ def _weights_loaded(follower: PhaseFollower) -> Iterator[None]:
             follower.recording.weights_loaded.append(type(module).__name__)
         return original(module, *args, **kwargs)
 
-    nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+    with _patched(nn.Module, "load_state_dict", load_state_dict):
+        yield
+
+
+@contextlib.contextmanager
+def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    """``owner.name`` replaced for the duration, put back however the block ends."""
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
     try:
         yield
     finally:
-        nn.Module.load_state_dict = original  # type: ignore[method-assign]
+        setattr(owner, name, original)
 
 
 class _Schedulers:
@@ -473,11 +481,10 @@ class _Schedulers:
                     entry[1] += 1
             return original(scheduler, *args, **kwargs)
 
-        lr_scheduler.LRScheduler.step = step  # type: ignore[method-assign]
         try:
-            yield
+            with _patched(lr_scheduler.LRScheduler, "step", step):
+                yield
         finally:
-            lr_scheduler.LRScheduler.step = original  # type: ignore[method-assign]
             for probe in (follower.first, follower.second):
                 if probe is not None:
                     self.read(probe)
