@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# Host seconds are noisy: k moves only when the new value differs by more than this factor.
-_HYSTERESIS = 1.25
+# Host seconds are noisy: k moves only when the new value differs by more than this factor
+# (measured on a loaded machine, 1.25 let k wander between 4 and 13 every few samples).
+_HYSTERESIS = 2.0
 
 
 @dataclass
@@ -88,5 +89,5 @@ class Sampler:
         return self.total_own / plain if plain > 0 else math.nan
 
 
-def _ema(old: float, new: float, rate: float = 0.1) -> float:
+def _ema(old: float, new: float, rate: float = 0.05) -> float:
     return new if math.isnan(old) else old + rate * (new - old)
