@@ -88,6 +88,32 @@ def watch_script(
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
     argv = list(argv or [])
+    own_log = None
+    if log is not None and (isinstance(log, str) or hasattr(log, "__fspath__")):
+        # Opened before any sandbox: the log is nndoctor's own file, never redirected.
+        own_log = log = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        return _watch_script(
+            path, script, argv, steps, every, budget, log, stop_on, dry_run, quiet, console
+        )
+    finally:
+        if own_log is not None:
+            own_log.close()
+
+
+def _watch_script(
+    path: str,
+    script: str,
+    argv: list[str],
+    steps: int | None,
+    every: int | None,
+    budget: float,
+    log: Any,
+    stop_on: str,
+    dry_run: bool,
+    quiet: bool,
+    console: Any,
+) -> ScriptWatch:
     outcome = Capture(script=script, argv=argv, recording=Recording(data_source="script"))
     found: list[Watcher] = []
 

@@ -157,3 +157,16 @@ def test_usage_errors_and_unobservable_scripts(project: Path) -> None:
     result = _watch("nothing.py")
     assert result.exit_code == 3, result.output
     assert "could not be observed" in result.output
+
+
+def test_the_log_is_written_for_real_even_in_a_dry_run(project: Path, tmp_path: Path) -> None:
+    from nndoctor.watch.script import watch_script
+
+    log = tmp_path / "alerts.jsonl"
+    result = watch_script(
+        "train.py", ["--boost", "30"], steps=45, log=str(log), dry_run=True, quiet=True
+    )
+    assert result.observed and result.report.steps_seen == 45
+    events = [line["event"] for line in _lines(log)]
+    assert events[0] == "start" and "alert" in events and events[-1] == "end"
+    assert not (project / "checkpoint.pt").exists()
