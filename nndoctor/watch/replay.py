@@ -38,15 +38,18 @@ def replay_step(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     output_grad: torch.Tensor | None,
+    weights: list[torch.Tensor] | None = None,
 ) -> ReplayResult:
     """Run ``model``'s forward on ``args``/``kwargs`` on a deep copy, then the backward from
-    ``output_grad``, and return the first op producing a non-finite value."""
+    ``output_grad``, and return the first op producing a non-finite value. ``weights``, when
+    given, are the trainable parameters (in ``named_parameters`` order) the step ran with,
+    loaded into the copy: the model itself may have been updated since."""
     debug = torch.cuda.get_sync_debug_mode() if torch.cuda.is_available() else 0
     try:
         if debug:
             # An offline replay synchronises per op by design: not the training loop's syncs.
             torch.cuda.set_sync_debug_mode(0)
-        return _replay(model, args, kwargs, output_grad)
+        return _replay(model, args, kwargs, output_grad, weights)
     finally:
         if debug:
             torch.cuda.set_sync_debug_mode(debug)
@@ -57,10 +60,15 @@ def _replay(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     output_grad: torch.Tensor | None,
+    weights: list[torch.Tensor] | None,
 ) -> ReplayResult:
     with torch.random.fork_rng(devices=_devices(model)):
         twin = copy.deepcopy(model)
         twin.zero_grad(set_to_none=True)
+        if weights is not None:
+            with torch.no_grad():
+                trained = [p for _, p in twin.named_parameters() if p.requires_grad]
+                torch._foreach_copy_(trained, weights)
         weights_finite = all(bool(torch.isfinite(p).all()) for p in twin.parameters())
         if not weights_finite:
             return ReplayResult(

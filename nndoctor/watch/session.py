@@ -73,6 +73,8 @@ STOP_ON = ("never", "error")
 _compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 # Steps whose batch (by reference) and output gradient are kept for a NaN replay.
 _KEPT_CALLS = 3
+# Models up to this size keep a double-buffered copy of their weights on a GPU (see Watcher).
+KEEP_WEIGHTS_MAX_BYTES = 1 << 30
 
 
 class WatchStopped(RuntimeError):
@@ -112,6 +114,7 @@ class Watcher:
         quiet: bool = False,
         console: Any = None,
         on_step_end: Callable[[int], None] | None = None,
+        keep_weights: bool | None = None,
     ) -> None:
         if stop_on not in STOP_ON:
             raise ValueError(f"stop_on must be one of {STOP_ON}, got {stop_on!r}")
@@ -154,6 +157,15 @@ class Watcher:
         self._zero_leaves = {i for i, (_, m) in enumerate(leaves) if is_kind(type(m), RELU)}
         first = next(iter(self._inner.parameters()), None)
         self._device = first.device if first is not None else torch.device("cpu")
+        # Where the sentinel is read a step late (a GPU), the weights each step ran with are
+        # kept on the device, double-buffered (one copy per step, no host transfer), so a NaN
+        # replay sees them rather than weights an update with NaN gradients has spoilt.
+        size = sum(p.numel() * p.element_size() for _, p in self._params)
+        if keep_weights is None:
+            keep_weights = self._device.type == "cuda" and size <= KEEP_WEIGHTS_MAX_BYTES
+        self._keep_weights = keep_weights
+        self._weights: list[list[torch.Tensor]] = []
+        self._weights_step = [-1, -1]
         self._act: torch.Tensor | None = None
         self._snapshot: list[torch.Tensor] | None = None
         self.ctx = StreamContext(
@@ -488,7 +500,22 @@ class Watcher:
             # The gradients are ready before the update: reading the sentinel now lets a
             # NaN be replayed with the weights that produced it (at once on the CPU).
             self._push_sentinel(measure=True, skipped=False)
+        if self._keep_weights:
+            self._keep_step_weights()
         self._cost_always += time.perf_counter() - t0
+
+    def _keep_step_weights(self) -> None:
+        """Copy the weights this step runs with into the slot of its parity (after the
+        sentinel was read, so the previous step's slot is still intact for a replay)."""
+        params = [p for _, p in self._params]
+        if not params:
+            return
+        slot = self.step % 2
+        with torch.no_grad():
+            if not self._weights:
+                self._weights = [[torch.empty_like(p) for p in params] for _ in range(2)]
+            torch._foreach_copy_(self._weights[slot], params)
+        self._weights_step[slot] = self.step
 
     def _post_step(self, optimizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._step_opt is not optimizer:
@@ -676,10 +703,12 @@ class Watcher:
         if kept is None:
             return ReplayResult(note="The batch of that step was no longer kept for a replay.")
         _, args, kwargs, output_grad = kept
+        slot = step % 2
+        weights = self._weights[slot] if self._weights_step[slot] == step else None
         self._replaying = True
         t0 = time.perf_counter()
         try:
-            return replay_step(self._inner, args, kwargs, output_grad)
+            return replay_step(self._inner, args, kwargs, output_grad, weights)
         except Exception as exc:  # noqa: BLE001 - a replay that fails says so, nothing more
             return ReplayResult(note=f"The replay failed ({type(exc).__name__}: {exc}).")
         finally:

@@ -305,3 +305,44 @@ def test_a_grad_scaler_run_reads_the_unscaled_loss() -> None:
             scaler.update()
     assert _loud(w.report) == []
     assert w.report.series.loss == pytest.approx(losses, rel=1e-5)
+
+
+@pytest.mark.parametrize("keep_weights", [True, False])
+def test_a_nan_read_a_step_late_is_replayed_with_the_weights_it_ran_with(
+    monkeypatch: pytest.MonkeyPatch, keep_weights: bool
+) -> None:
+    """What a GPU does: the sentinel's row lands a step later, after the update that the
+    NaN gradients spoilt. With the weights kept (the default on a GPU) the op is still named."""
+    from nndoctor.watch.stats import AsyncRing
+
+    poll = AsyncRing.poll
+
+    def one_step_late(self: AsyncRing, wait: bool = False) -> list:
+        if wait:
+            return poll(self, wait=True)
+        newest = self._pending.pop() if self._pending else None
+        out = poll(self)
+        if newest is not None:
+            self._pending.append(newest)
+        return out
+
+    monkeypatch.setattr(AsyncRing, "poll", one_step_late)
+    torch.manual_seed(0)
+    model = Normed()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = _data()
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = x[:64].clone()
+        if step == 20:
+            xb[5] = 0.0
+        return xb, y[:64]
+
+    with nndoctor.watch(model, opt, every=1000, keep_weights=keep_weights, quiet=True) as w:
+        _train(model, opt, 30, batches=batches)
+    (f,) = w.report.by_check("watch-non-finite")
+    assert f.where.step == 20
+    if keep_weights:
+        assert f.where.op is not None and f.where.op.startswith("div") and f.where.module == "norm"
+    else:
+        assert f.where.op is None and "already non-finite" in f.message
