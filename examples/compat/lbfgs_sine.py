@@ -1,7 +1,8 @@
 """Sine-wave prediction with stacked LSTM cells and LBFGS, in double precision: healthy.
 
 In the manner of the classic PyTorch time-sequence-prediction example: sine waves of
-period 2*pi*T with random phase offsets are generated (one wave per row), the model
+period 2*pi*T with random phase offsets are generated (one wave per row; the offsets
+are drawn from a continuum, so that no held-out wave repeats a training wave), the model
 reads each wave one value at a time through two stacked ``nn.LSTMCell`` and a linear
 read-out, and learns to predict the next value (targets are the inputs shifted by one).
 The first three waves are held out as a test set. The whole training set is one batch;
@@ -26,8 +27,10 @@ import torch.optim as optim
 
 def make_waves(n: int, length: int, period: float, seed: int) -> np.ndarray:
     rs = np.random.RandomState(seed)
-    x = np.empty((n, length), dtype="int64")
-    x[:] = np.array(range(length)) + rs.randint(-4 * period, 4 * period, n).reshape(n, 1)
+    # Phase offsets drawn from a continuum: whole-number offsets from a range of 8 periods
+    # repeat among 48 waves, and the held-out waves would be copies of training waves.
+    x = np.empty((n, length), dtype="float64")
+    x[:] = np.array(range(length)) + rs.uniform(-4 * period, 4 * period, n).reshape(n, 1)
     return np.sin(x / 1.0 / period).astype("float64")
 
 
