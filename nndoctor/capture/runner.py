@@ -17,6 +17,7 @@ cannot swallow it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import os
@@ -250,6 +251,14 @@ def run_script(
     def on_search() -> None:
         loaders.pause()
         schedulers.read(probe)
+        # The script runs on with the model and optimizer the first phase observed: it may
+        # freeze, replace or re-schedule them. The experiments on this phase start from
+        # them as they were at the budget (the initial weights are restored on copies).
+        try:
+            model, optimizer = capture.model, capture.optimizer or probe.optimizer
+            capture.model, capture.optimizer = copy.deepcopy((model, optimizer))
+        except Exception:  # noqa: BLE001 - not copyable: the live objects are used
+            pass
 
     follower.on_search = on_search
     candidates: list[nn.Module] = []

@@ -6,7 +6,7 @@
 
     doctor = NNDoctorCallback(log="alerts.jsonl")
     Trainer(model=model, args=args, train_dataset=data, callbacks=[doctor]).train()
-    print(doctor.report.alerts)
+    alerts = doctor.report.alerts
 
 The Watcher attaches at ``on_train_begin`` to ``kwargs['model']`` and ``kwargs['optimizer']``
 (accelerate's optimizer wrapper is unwrapped) and detaches at ``on_train_end``. The Trainer

@@ -7,7 +7,7 @@
     doctor = NNDoctorCallback(log="alerts.jsonl")
     trainer = L.Trainer(callbacks=[doctor])
     trainer.fit(model, loader)
-    print(doctor.report.alerts)
+    alerts = doctor.report.alerts
 
 The Watcher attaches at ``on_fit_start`` to the LightningModule and its first optimizer, and
 detaches at ``on_fit_end`` (or ``on_exception``). Options are ``nndoctor.watch``'s (``every``,

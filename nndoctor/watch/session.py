@@ -7,7 +7,7 @@
             optimizer.zero_grad()
             loss_fn(model(x), y).backward()
             optimizer.step()
-    print(w.report.alerts)
+    alerts = w.report.alerts
 
 What runs when:
 

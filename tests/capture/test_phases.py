@@ -149,3 +149,30 @@ def test_a_loaded_checkpoint_frozen_in_the_second_phase_is_healthy(tmp_path: Pat
     assert serious(report) == []
     (second,) = [c for c in report.checks if c.phase == 2 and c.check == "params-frozen"]
     assert second.status.value == "passed"
+
+
+def test_the_first_phase_is_kept_as_it_was_at_its_budget(tmp_path: Path) -> None:
+    # The second phase freezes the very backbone the first trained, and replaces its head.
+    path = tmp_path / "shared.py"
+    path.write_text(
+        "import torch, torch.nn as nn\ntorch.manual_seed(0)\n"
+        "model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for _ in range(30):\n    opt.zero_grad()\n"
+        "    nn.functional.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 2, (16,)))"
+        ".backward()\n    opt.step()\n"
+        "model[0].requires_grad_(False)\nmodel[2] = nn.Linear(8, 3)\n"
+        "opt2 = torch.optim.Adam(model[2].parameters(), lr=1e-3)\n"
+        "for _ in range(30):\n    opt2.zero_grad()\n"
+        "    nn.functional.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 3, (16,)))"
+        ".backward()\n    opt2.step()\n"
+    )
+    capture = run_script(str(path), steps=10)
+    assert capture.next_phase is not None
+    first = capture.model
+    assert all(p.requires_grad for p in first.parameters())
+    assert first[2].out_features == 2
+    assert {id(p) for g in capture.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in first.parameters()
+    }
+    assert capture.next_phase.model[2].out_features == 3
