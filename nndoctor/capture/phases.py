@@ -101,7 +101,6 @@ class PhaseFollower:
         first: TrainingProbe,
         *,
         search_steps: int,
-        steps: int,
         on_step_end: Callable[[int], None],
         script: str | None = None,
     ) -> None:
@@ -110,7 +109,6 @@ class PhaseFollower:
         self.first = first
         self.second: TrainingProbe | None = None
         self.search_steps = search_steps
-        self.steps = steps
         self._on_step_end = on_step_end
         self.script = script
         self.sites: int | None = None  # optimizer constructions in the script's source
@@ -175,7 +173,7 @@ class PhaseFollower:
 
     def _start_second(self, model: nn.Module, args: tuple[Any, ...]) -> None:
         recording = Recording(data_source="script", weights_loaded=list(self.loaded_between))
-        probe = TrainingProbe(recording, on_step_end=self._second_step_end)
+        probe = TrainingProbe(recording, on_step_end=self._on_step_end)
         probe.on_step_closing = self.first.on_step_closing
         probe.install_global()
         self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -188,9 +186,6 @@ class PhaseFollower:
             self.on_new_phase(recording)
         if torch.is_grad_enabled():
             probe.begin_step_at(model, args)
-
-    def _second_step_end(self, done: int) -> None:
-        self._on_step_end(done)
 
     def close(self) -> None:
         self.first.close()

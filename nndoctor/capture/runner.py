@@ -241,9 +241,7 @@ def run_script(
             raise StopCapture("step budget")
 
     probe = TrainingProbe(recording, on_step_end=on_step_end)
-    follower = PhaseFollower(
-        probe, search_steps=phase_steps, steps=steps, on_step_end=on_step_end, script=path
-    )
+    follower = PhaseFollower(probe, search_steps=phase_steps, on_step_end=on_step_end, script=path)
     loaders = _LoaderRecorder(recording)
     follower.on_new_phase = loaders.rebind
     schedulers = _Schedulers(follower)
