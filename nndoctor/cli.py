@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -382,14 +382,33 @@ def _progress(out: Console, show: bool) -> Iterator[Callable[[ProgressEvent], No
 def _write_charts(
     report: Report, notices: Console, html_path: Path | None, plots_dir: Path | None
 ) -> None:
-    """The HTML report and the PNG charts, drawn once for both."""
+    """The HTML report and the PNG charts of a check, drawn once for both."""
+    from nndoctor.report import html
+
+    _write_drawn(
+        report.series,
+        notices,
+        html_path,
+        plots_dir,
+        lambda drawn: html.render(report, drawn=drawn),
+    )
+
+
+def _write_drawn(
+    series: Any,
+    notices: Console,
+    html_path: Path | None,
+    plots_dir: Path | None,
+    render_html: Callable[[list[Any]], str],
+) -> None:
+    """Draw ``series`` once; write its PNGs into ``plots_dir`` and ``render_html(drawn)``
+    to ``html_path``, each where asked."""
     if html_path is None and plots_dir is None:
         return
-    from nndoctor.report import html
     from nndoctor.report.plots import NOTHING_TO_PLOT, charts
     from nndoctor.report.series import RunSeries
 
-    drawn = charts(report.series or RunSeries())
+    drawn = charts(series or RunSeries())
     if plots_dir is not None:
         if drawn:
             plots_dir.mkdir(parents=True, exist_ok=True)
@@ -399,7 +418,7 @@ def _write_charts(
         else:
             notices.print(f"[dim]{NOTHING_TO_PLOT}[/]")
     if html_path is not None:
-        html.write(report, html_path, drawn=drawn)
+        html_path.write_text(render_html(drawn), encoding="utf-8")
         notices.print(f"[dim]HTML report written to {escape(str(html_path))}[/]")
 
 
@@ -477,6 +496,7 @@ def explain(
     """Print the manual of a check, or of every check covering a reason."""
     from nndoctor.checks.registry import all_checks, checks_for_reason
     from nndoctor.reasons import REASONS
+    from nndoctor.watch.stream_checks import stream_manuals
 
     out = _console()
     if topic.isdigit():
@@ -487,15 +507,16 @@ def explain(
             f"[bold]Reason {number}: {REASONS[number].title}[/]  [dim]({REASONS[number].part})[/]"
         )
         out.print(REASONS[number].automatic + "\n")
-        specs = checks_for_reason(number)
+        specs = [*checks_for_reason(number), *(m for m in stream_manuals() if number in m.reasons)]
         if not specs:
             out.print("[yellow]No check covers this reason yet.[/]")
         for spec in specs:
             _print_manual(out, spec)
         return
-    match = next((c for c in all_checks() if c.id == topic), None)
+    manuals = [*all_checks(), *stream_manuals()]
+    match = next((c for c in manuals if c.id == topic), None)
     if match is None:
-        close = [c.id for c in all_checks() if topic in c.id]
+        close = [c.id for c in manuals if topic in c.id]
         hint = f"; did you mean {', '.join(close)}?" if close else " (see `nndoctor reasons`)"
         raise _fail(f"unknown check id {topic!r}{hint}", EXIT_USAGE)
     _print_manual(out, match)
@@ -891,6 +912,17 @@ def watch(
             help="Run inside check's sandbox: the script's writes go to a scratch folder.",
         ),
     ] = False,
+    html_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html",
+            help="Write the run as one self-contained HTML page (alerts and charts) here.",
+        ),
+    ] = None,
+    plots_dir: Annotated[
+        Optional[Path],
+        typer.Option("--plots", help="Write one PNG per chart of the run into this folder."),
+    ] = None,
 ) -> None:
     """Run SCRIPT to its end under watch: an always-on sentinel, sampled per-layer statistics,
     alerts as problems appear (stderr, --log). The script's own writes are real unless --dry-run.
@@ -906,6 +938,12 @@ def watch(
         raise _fail(f"--budget must be a fraction between 0 and 1, not {budget}", EXIT_USAGE)
     if not script.is_file():
         raise _fail(f"no such script: {script}", EXIT_USAGE)
+    for option, path in (("--json", json_path), ("--html", html_path)):
+        problem = _unwritable(path)
+        if problem:
+            raise _fail(f"{option} {path}: {problem}", EXIT_USAGE)
+    if plots_dir is not None and plots_dir.exists() and not plots_dir.is_dir():
+        raise _fail(f"--plots {plots_dir}: not a folder", EXIT_USAGE)
     err = _console(stderr=True)
     try:
         # Opened here, before any sandbox: the log is nndoctor's own file, never redirected.
@@ -930,6 +968,7 @@ def watch(
         if log_file is not None:
             log_file.close()
     print_summary(err, result)
+    _write_watch_charts(result, err, html_path, plots_dir)
     if json_path is not None:
         try:
             json_path.write_text(json.dumps(result.to_dict(), indent=2))
@@ -940,6 +979,29 @@ def watch(
         raise _fail(f"the script could not be observed: {why}", EXIT_NOT_OBSERVED)
     failed = result.report.errors() or result.error is not None
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
+
+
+def _write_watch_charts(
+    result: Any, notices: Console, html_path: Path | None, plots_dir: Path | None
+) -> None:
+    """The HTML page and the PNG charts of a watched script."""
+    from nndoctor.report import html
+
+    target = " ".join([result.script, *result.argv])
+    facts = [f"model {result.model}" if result.model else "no model was called"]
+    facts.append(f"stopped: {result.stop_reason} · {result.seconds:.1f}s")
+    if result.error:
+        facts.append(f"the script failed: {result.error}")
+    try:
+        _write_drawn(
+            result.report.series,
+            notices,
+            html_path,
+            plots_dir,
+            lambda drawn: html.render_watch(result.report, target=target, facts=facts, drawn=drawn),
+        )
+    except OSError as exc:
+        raise _fail(f"cannot write the charts: {exc}", EXIT_INTERNAL) from None
 
 
 def main() -> None:

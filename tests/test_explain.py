@@ -49,3 +49,12 @@ def test_reasons_table_shows_uncovered_reasons() -> None:
     assert result.exit_code == 0
     covered = len({r for spec in all_checks() for r in spec.reasons})
     assert f"{covered} of 37 reasons covered" in result.output
+
+
+def test_explain_prints_the_manual_of_a_stream_check_of_watch() -> None:
+    result = runner.invoke(app, ["explain", "watch-divergence"])
+    assert result.exit_code == 0, result.output
+    assert "stream check (watch)" in result.stdout and "reasons 36" in result.stdout
+    assert "How to fix:" in result.stdout
+    by_reason = runner.invoke(app, ["explain", "37"]).stdout
+    assert "watch-non-finite" in by_reason and "input-not-finite" in by_reason

@@ -18,12 +18,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nndoctor.report.github import relative_path
 from nndoctor.report.model import Finding, Report, Status
 from nndoctor.report.plots import NOTHING_TO_PLOT, Chart, charts
 from nndoctor.report.series import RunSeries
+
+if TYPE_CHECKING:
+    from nndoctor.watch.report import WatchReport
 
 _CSS = """
 :root { color-scheme: light; }
@@ -111,6 +114,64 @@ def render(
 def write(report: Report, path: str | Path, **kwargs: Any) -> None:
     """Write :func:`render`'s document to ``path``."""
     Path(path).write_text(render(report, **kwargs), encoding="utf-8")
+
+
+def render_watch(
+    report: WatchReport,
+    *,
+    target: str,
+    facts: Iterable[str] = (),
+    drawn: list[Chart] | None = None,
+) -> str:
+    """A watched run as one HTML5 document: its alerts in the order they were raised (each
+    at its step), the charts of its series, and how it was sampled. ``facts`` are lines
+    about the run (plain text) shown under the title."""
+    if drawn is None:
+        drawn = charts(report.series)
+    alerts = report.alerts
+    errors = sum(f.severity.value == "error" for f in alerts)
+    warnings = sum(f.severity.value == "warning" for f in alerts)
+    counts = (
+        f'<p class="counts"><span class="badge {"error" if errors else "none"}">{errors} '
+        f'error(s)</span> <span class="badge {"warning" if warnings else "none"}">{warnings} '
+        f"warning(s)</span> {len(alerts) - errors - warnings} note(s) · "
+        f"{report.steps_seen} steps watched, {report.steps_sampled} sampled</p>"
+    )
+    lines = [_e(f) for f in facts]
+    lines.append(
+        "sampling: "
+        + ", ".join(f"every {k} from step {s}" for s, k in report.periods)
+        + (f" (fixed, every {report.every})" if report.every else f" (budget {report.budget:.0%})")
+    )
+    if math.isfinite(report.overhead):
+        lines.append(f"watch's own time: {report.overhead:.1%} of the steps' time (estimate)")
+    if report.stopped:
+        lines.append(f"stopped by {_e(report.stopped_by)}")
+    lines += [f"note: {_e(n)}" for n in report.notes]
+    lines += [f"watch's own hook failed and was disabled: {_e(c)}" for c in report.crashes]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e('nndoctor watch: ' + target)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        "<header>",
+        f"<h1>nndoctor watch: <code>{_e(target)}</code></h1>",
+        counts,
+        '<ul class="facts">' + "".join(f"<li>{x}</li>" for x in lines) + "</ul>",
+        "</header>",
+        "<main>",
+        _findings(alerts, heading="Alerts"),
+        _charts(drawn),
+        "</main>",
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(parts) + "\n"
 
 
 # -- sections ---------------------------------------------------------------------------
@@ -220,10 +281,10 @@ def _diagnosis(diagnosis: Any) -> str:
     return "\n".join(out)
 
 
-def _findings(findings: list[Finding]) -> str:
+def _findings(findings: list[Finding], heading: str = "Findings") -> str:
     if not findings:
-        return '<section id="findings"><h2>Findings</h2><p>No finding.</p></section>'
-    out = ['<section id="findings">', f"<h2>Findings ({len(findings)})</h2>"]
+        return f'<section id="findings"><h2>{heading}</h2><p>None.</p></section>'
+    out = ['<section id="findings">', f"<h2>{heading} ({len(findings)})</h2>"]
     out += [_finding(f) for f in findings]
     out.append("</section>")
     return "\n".join(out)

@@ -6,7 +6,10 @@ own hooks; on a GPU that is the launch cost, which is what small models are boun
 the step itself, and picks the smallest k whose estimated overhead,
 ``(always_on + sampled / k) / plain_step``, stays within the budget. The first
 ``warmup`` steps are always sampled (the start of a run is where initialisation problems
-show). Only which steps are sampled depends on machine speed, never what a verdict means:
+show). A change of k moves the next sample to k steps after the last one, never to the
+step at hand: a noisy cost estimate that flips k back and forth must not turn into a sample
+at every flip. The first sampled step allocates watch's buffers, so its cost does not enter
+the estimate. Only which steps are sampled depends on machine speed, never what a verdict means:
 the sentinel runs at every step whatever k is, and a check on sampled steps states its rule
 in sampled steps.
 """
@@ -16,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-# Host seconds are noisy: k moves only when the new value differs by more than this factor
-# (measured on a loaded machine, 1.25 let k wander between 4 and 13 every few samples).
+# Host seconds are noisy: k shrinks only when the new value is smaller by more than this
+# factor (measured on a loaded machine, 1.25 let k wander between 4 and 13 every few samples).
 _HYSTERESIS = 2.0
 
 
@@ -31,7 +34,8 @@ class Sampler:
     max_period: int = 1000
     period: int = 1
     periods: list[tuple[int, int]] = field(default_factory=list)  # (from step, k)
-    _anchor: int = 0
+    _next: int = 0  # the next sampled step once the warm-up is over
+    _costed: int = 0  # sampled steps seen (the first one's cost is not representative)
     _always: float = math.nan  # EMA of seconds per step spent in always-on hooks
     _sampled: float = math.nan  # EMA of the extra seconds of a sampled step
     _plain: float = math.nan  # EMA of the step without watch's own time
@@ -51,7 +55,7 @@ class Sampler:
             return step % self.every == 0
         if step < self.warmup:
             return True
-        return (step - self._anchor) % self.period == 0
+        return step >= self._next
 
     def note_step(
         self, step: int, wall: float, always: float, sampled_cost: float, sampled: bool
@@ -65,9 +69,12 @@ class Sampler:
         self._always = _ema(self._always, always)
         self._plain = _ema(self._plain, max(wall - own, 1e-9))
         if sampled:
-            self._sampled = _ema(self._sampled, sampled_cost)
+            self._costed += 1
+            if self._costed > 1:
+                self._sampled = _ema(self._sampled, sampled_cost)
             if self.every is None and step + 1 >= self.warmup:
                 self._adapt(step + 1)
+            self._next = step + self.period
 
     def _adapt(self, next_step: int) -> None:
         room = self.budget * self._plain - self._always
@@ -75,11 +82,11 @@ class Sampler:
             return
         want = self.max_period if room <= 0 else math.ceil(self._sampled / room) if room > 0 else 1
         want = max(1, min(self.max_period, want))
-        if want != self.period and not (
-            self.period / _HYSTERESIS <= want <= self.period * _HYSTERESIS
-        ):
+        # Over budget is the failure to avoid: k grows as soon as the estimate asks for it,
+        # and shrinks only when the estimate has fallen well below (noise would make it
+        # flap otherwise).
+        if want > self.period or want * _HYSTERESIS < self.period:
             self.period = want
-            self._anchor = next_step
             self.periods.append((next_step, want))
 
     @property

@@ -65,6 +65,7 @@ from nndoctor.watch.stats import (
     AsyncRing,
     activation_row,
     activation_stats,
+    leading_rows,
     norms,
 )
 from nndoctor.watch.stream_checks import StreamCheck, StreamContext, fresh_checks
@@ -411,13 +412,13 @@ class Watcher:
         on_leaf = self._guard("activations", self._on_leaf)
 
         def hook(module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
-            if _compiling():
-                return None
             if module is root:
+                if _compiling():
+                    return None
                 if self._sampling:
                     on_leaf(module, output)
                 return on_root(module, args, kwargs, output)
-            if self._sampling:
+            if self._sampling and not _compiling():
                 return on_leaf(module, output)
             return None
 
@@ -458,6 +459,7 @@ class Watcher:
                     len(self._leaf_names), len(ACTIVATION_FIELDS), device=out.device
                 )
             zeros = idx in self._zero_leaves
+            out = leading_rows(out)
             activation_row(out, self._act[idx], zeros)
             # A negative count marks a zero share that was not measured (not a ReLU).
             self._seen_leaves[idx] = out.numel() if zeros else -out.numel()

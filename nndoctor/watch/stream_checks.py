@@ -18,6 +18,7 @@ sooner.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 from collections.abc import Callable
@@ -678,3 +679,25 @@ STREAM_CHECKS: tuple[type[StreamCheck], ...] = (
 def fresh_checks() -> list[StreamCheck]:
     """One new instance of every stream check (their running state starts empty)."""
     return [cls() for cls in STREAM_CHECKS]
+
+
+@dataclass(frozen=True)
+class StreamManual:
+    """A stream check as ``nndoctor explain`` prints it (the registry's spec fields)."""
+
+    id: str
+    reasons: tuple[int, ...]
+    severity: Severity
+    doc: str
+    kind: str = "stream check (watch)"
+    explains: tuple[str, ...] = ()
+    symptom: bool = False
+    differential: tuple[tuple[int, str], ...] = ()
+
+
+def stream_manuals() -> list[StreamManual]:
+    """The manual of every stream check, in :data:`STREAM_CHECKS` order."""
+    return [
+        StreamManual(c.id, c.reasons, c.severity, inspect.cleandoc(c.__doc__ or ""))
+        for c in STREAM_CHECKS
+    ]

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image as mpimg
 import pytest
@@ -246,6 +247,55 @@ def test_the_console_scan_catches_a_page_that_logs_an_error(tmp_path: Path) -> N
     )
     result = browse(page, tmp_path / "profile", "--dump-dom")
     assert any("boom" in line for line in console_lines(result.stderr))
+
+
+def watched_run() -> tuple[Any, list[Chart]]:
+    """A real watched run whose learning rate jumps ×1000 at step 40 (alerts at that step)."""
+    import torch
+    from torch import nn
+
+    import nndoctor
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 8)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, every=4, quiet=True) as w:
+        for step in range(60):
+            if step == 40:
+                opt.param_groups[0]["lr"] *= 1000
+            i = (step * 32) % 256
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32]).backward()
+            opt.step()
+    return w.report, charts(w.report.series)
+
+
+def test_a_watched_run_page_lists_its_alerts_then_its_charts() -> None:
+    report, drawn = watched_run()
+    assert report.alerts, "the ×1000 learning rate must raise an alert for this test to mean much"
+    page = html.render_watch(report, target=f"train.py {HOSTILE}", facts=[HOSTILE], drawn=drawn)
+    assert HOSTILE not in page and "&lt;script&gt;" in page
+    assert page.index("Alerts (") < page.index('id="charts"')
+    assert page.count("data:image/png;base64,") == len(drawn) >= 3
+    assert f"{report.steps_seen} steps watched, {report.steps_sampled} sampled" in page
+    tags = Balance()
+    tags.feed(page)
+    assert tags.stack == [] and tags.errors == []
+
+
+@needs_chromium
+def test_the_watch_page_renders_in_headless_chromium(tmp_path: Path) -> None:
+    report, drawn = watched_run()
+    page = tmp_path / "watch.html"
+    page.write_text(html.render_watch(report, target="train.py", drawn=drawn), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    result = browse(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,1600")
+    assert shot.exists(), result.stderr[-2000:]
+    assert console_lines(result.stderr) == []
+    img = mpimg.imread(io.BytesIO(shot.read_bytes()), format="png")
+    assert float(img[..., :3].std()) > 0.05
 
 
 # -- from the command line ------------------------------------------------------------------

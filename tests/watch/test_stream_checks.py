@@ -82,6 +82,24 @@ def test_update_ratio_fires_only_when_sustained_over_sampled_steps() -> None:
     assert len(found) == 1 and found[0].severity.value == "error" and found[0].where.step == 0
 
 
+def test_a_noisy_cost_estimate_never_samples_more_often_than_the_smallest_k() -> None:
+    # The sampled cost swings 100x every ten samples (a loaded machine): k keeps moving, and
+    # no move may bring a sample forward to the next step.
+    sampler = Sampler(budget=0.02)
+    sampled_steps = []
+    for step in range(2000):
+        sampled = sampler.sampled(step)
+        if sampled:
+            sampled_steps.append(step)
+        cost = (20e-3 if (len(sampled_steps) // 10) % 2 else 0.2e-3) if sampled else 0.0
+        sampler.note_step(step, 10e-3 + cost, 1e-5, cost, sampled)
+    assert len(sampler.periods) > 2, "the swings must move k for this test to mean anything"
+    smallest = min(k for _, k in sampler.periods[1:])
+    after_warmup = [s for s in sampled_steps if s >= sampler.warmup]
+    gaps = [b - a for a, b in zip(after_warmup, after_warmup[1:], strict=False)]
+    assert gaps and min(gaps) >= smallest
+
+
 def test_the_sampler_widens_k_when_sampling_is_expensive_and_keeps_a_fixed_k() -> None:
     adaptive = Sampler(budget=0.02)
     step = 0

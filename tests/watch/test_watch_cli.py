@@ -170,3 +170,36 @@ def test_the_log_is_written_for_real_even_in_a_dry_run(project: Path, tmp_path: 
     events = [line["event"] for line in _lines(log)]
     assert events[0] == "start" and "alert" in events and events[-1] == "end"
     assert not (project / "checkpoint.pt").exists()
+
+
+def test_html_and_plots_show_the_alert_on_the_loss_curve(project: Path, tmp_path: Path) -> None:
+    page, folder = tmp_path / "watch.html", tmp_path / "plots"
+    result = _watch(
+        "train.py",
+        "--every",
+        "5",
+        "--html",
+        str(page),
+        "--plots",
+        str(folder),
+        "--",
+        "--boost",
+        "60",
+    )
+    assert result.exit_code == 1, result.output
+    pngs = sorted(p.name for p in folder.iterdir())
+    assert {"loss.png", "gradient-flow.png", "activations.png", "update-ratio.png"} <= set(pngs)
+    text = page.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == len(pngs)
+    assert "nndoctor watch: <code>train.py --boost 60</code>" in text
+    assert text.index("Alerts (") < text.index('id="charts"')
+    assert "watch-divergence" in text or "watch-non-finite" in text
+    assert "120 steps watched, 24 sampled" in text
+
+
+def test_an_unwritable_html_path_stops_watch_before_the_script_runs(
+    project: Path, tmp_path: Path
+) -> None:
+    result = _watch("train.py", "--html", str(tmp_path / "no" / "w.html"))
+    assert result.exit_code == 2 and "--html" in result.output
+    assert not (project / "checkpoint.pt").exists()
