@@ -20,6 +20,10 @@ What runs when:
 - **Every k-th step (sampling)**: per leaf module the mean, std and zero share of its output;
   per parameter the gradient norm, the weight norm before the update and the update norm.
   Computed on the device into preallocated buffers, one row per sampled step.
+- **Updates by hand** (``p.data.add_(p.grad, alpha=-lr)``, no optimizer): until an optimizer
+  steps the model, a global forward pre-hook compares the parameters' checksums at the
+  model's training forwards after a backward pass; once they moved, a step ends at each
+  such forward, and gradients are read right after each backward pass.
 - ``every=K`` fixes k; otherwise k adapts so that watch's measured cost stays within
   ``budget`` (see :mod:`nndoctor.watch.sampling`). Verdicts never depend on machine speed
   beyond which steps were sampled: see :mod:`nndoctor.watch.stream_checks`.
@@ -67,6 +71,7 @@ from nndoctor.watch.stats import (
     activation_stats,
     leading_rows,
     norms,
+    param_checksums,
 )
 from nndoctor.watch.stream_checks import StreamCheck, StreamContext, fresh_checks
 
@@ -76,6 +81,9 @@ _compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 _KEPT_CALLS = 3
 # Models up to this size keep a double-buffered copy of their weights on a GPU (see Watcher).
 KEEP_WEIGHTS_MAX_BYTES = 1 << 30
+# Training forwards after which parameters that have not moved are taken as not updated by
+# hand: an update by hand moves them before the next forward.
+MANUAL_STEP_TRIES = 8
 
 
 class WatchStopped(RuntimeError):
@@ -201,6 +209,15 @@ class Watcher:
 
         self.step = 0  # the step under way (0-based)
         self._backward_seen = False
+        # Updates by hand (no optimizer steps the model): found by the parameters moving
+        # between two training forwards with a backward pass between them and no optimizer
+        # step; from then on a step ends at the next training forward.
+        self._stepped_by_optimizer = False
+        self._manual = False
+        self._manual_tries = 0
+        self._first_sums: torch.Tensor | None = None
+        self._manual_grads: tuple[torch.Tensor, list[int]] | None = None
+        self._boundary_handle: RemovableHandle | None = None
         self._new_step_state()
         self._sampling = self.sampler.sampled(0)
         self._last_close = math.nan
@@ -226,8 +243,8 @@ class Watcher:
                 )
                 self._note(
                     "torch.compile: per-layer activations are not observed (hooks inside the "
-                    "compiled graph would break it); the loss, gradients, weights, updates and "
-                    "the sentinel are."
+                    "compiled graph would break it), nor are updates by hand; the loss, "
+                    "gradients, weights, updates and the sentinel are."
                 )
             else:
                 self._handles.append(
@@ -241,6 +258,18 @@ class Watcher:
                     self._guard("optimizer", self._post_step)
                 )
             )
+            if not self.compiled:
+                # A global pre-hook would be traced into a compiled graph: a compiled model
+                # is taken to be stepped by an optimizer.
+                self._boundary_handle = module_mod.register_module_forward_pre_hook(
+                    self._boundary_hook()
+                )
+                self._handles.append(self._boundary_handle)
+                # The weights as the first step finds them (watch may attach in the middle
+                # of that step's forward): an update by hand is seen against these.
+                self._first_sums = param_checksums([p for _, p in self._params])
+                if self._sampling:
+                    self._snapshot_weights()
             self._patch_backward()
             self._patch_grad_scaler()
         except BaseException:
@@ -263,6 +292,11 @@ class Watcher:
             return self.report
         self._attached = False
         self._closing = True
+        try:
+            if self._manual and self._backwards:
+                self._end_manual_step(last=True)
+        except Exception as exc:  # noqa: BLE001 - the report must still be filled
+            self._crash("manual", exc)
         try:
             self._remove_all()
         finally:
@@ -330,12 +364,16 @@ class Watcher:
     def _patch_backward(self) -> None:
         original = torch.Tensor.backward
         note = self._guard("loss", self._note_loss)
+        after = self._guard("manual", self._after_backward)
 
         @functools.wraps(original)
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if tensor.dim() == 0 and not self._replaying:
                 note(tensor)
-            return original(tensor, *args, **kwargs)
+            result = original(tensor, *args, **kwargs)
+            if self._boundary_handle is not None:
+                after()
+            return result
 
         self._patch(torch.Tensor, "backward", backward)
 
@@ -491,6 +529,9 @@ class Watcher:
             # last update): its update belongs to the step already counted.
             return
         t0 = time.perf_counter()
+        if not self._stepped_by_optimizer:
+            self._stepped_by_optimizer = True
+            self._drop_boundary_hook()
         self._step_opt = optimizer
         self._phase_change(optimizer)
         if self._sampling:
@@ -574,16 +615,22 @@ class Watcher:
         lr = opt.param_groups[0].get("lr") if opt.param_groups else None
         return float(lr) if isinstance(lr, (int, float)) else math.nan
 
-    def _push_sentinel(self, *, measure: bool, skipped: bool) -> None:
+    def _push_sentinel(
+        self,
+        *,
+        measure: bool,
+        skipped: bool,
+        grads: tuple[torch.Tensor, list[int]] | None = None,
+    ) -> None:
         self._pushed = True
         grad_norm = None
-        if measure:
-            idx = [i for i, (_, p) in enumerate(self._params) if p.grad is not None]
-            if idx:
-                per = norms([self._params[i][1].grad for i in idx])
-                grad_norm = torch.linalg.vector_norm(per)
-                if self._sampling:
-                    self._grad_vec, self._grad_idx = per, idx
+        if measure and grads is None:
+            grads = self._grad_norms()
+        if grads is not None:
+            per, idx = grads
+            grad_norm = torch.linalg.vector_norm(per)
+            if self._sampling:
+                self._grad_vec, self._grad_idx = per, idx
         scaler = self._scaler
         if scaler is not None and scaler.is_enabled():
             self.sentinel.note_scale(getattr(scaler, "_scale", None))
@@ -601,6 +648,97 @@ class Watcher:
         }
         self.sentinel.push(self.step, grad_norm, facts)
         self._consume(self.ring.poll())
+
+    def _grad_norms(self) -> tuple[torch.Tensor, list[int]] | None:
+        """The norm of each parameter's gradient (one fused kernel), with their indices."""
+        idx = [i for i, (_, p) in enumerate(self._params) if p.grad is not None]
+        if not idx:
+            return None
+        return norms([self._params[i][1].grad for i in idx]), idx
+
+    # -- updates by hand ---------------------------------------------------------------
+    def _boundary_hook(self) -> Callable[..., None]:
+        """A global forward pre-hook (the model keeps no closure of watch's): the model's
+        training forward is where a step updated by hand ends. Removed at the first
+        optimizer step of the model, or once the parameters are found not updated by hand."""
+        root = self.model
+        boundary = self._guard("manual", self._manual_boundary)
+
+        def hook(module: nn.Module, args: Any) -> None:
+            if module is root and torch.is_grad_enabled():
+                boundary()
+
+        return hook
+
+    def _drop_boundary_hook(self) -> None:
+        handle, self._boundary_handle = self._boundary_handle, None
+        if handle is not None:
+            handle.remove()
+        self._first_sums = None
+        self._manual_grads = None
+
+    def _after_backward(self) -> None:
+        """Updated by hand, gradients are read right after the backward pass: the script may
+        zero them (``model.zero_grad()``) before the next forward. With several backward
+        passes in a step the last one's gradients are those used."""
+        if not self._stepped_by_optimizer:
+            t0 = time.perf_counter()
+            self._manual_grads = self._grad_norms()
+            self._cost_always += time.perf_counter() - t0
+
+    def _manual_boundary(self) -> None:
+        if self._stepped_by_optimizer:
+            return
+        if not self._manual:
+            if self._backwards == 0 or not self._updated_by_hand():
+                return
+            self._manual = True
+            self._note(
+                "no optimizer steps the model: its parameters are updated by hand, so a step "
+                "ends at the model's next training forward (gradients are read right after "
+                "each backward pass; no learning rate is known)"
+            )
+        elif self._backwards == 0:
+            return
+        self._end_manual_step(last=False)
+
+    def _updated_by_hand(self) -> bool:
+        """Whether a parameter moved since the first training forward (one host read, at
+        most ``MANUAL_STEP_TRIES`` times): an accumulation of gradients moves nothing."""
+        first = self._first_sums
+        if first is None:
+            return False
+        now = param_checksums([p for _, p in self._params])
+        if not torch.equal(now, first):
+            self._first_sums = None
+            return True
+        self._manual_tries += 1
+        if self._manual_tries >= MANUAL_STEP_TRIES:
+            # Nothing updates this model by hand (a frozen teacher, an optimizer yet to
+            # come after long accumulation): stop paying a host read per forward.
+            self._drop_boundary_hook()
+        return False
+
+    def _end_manual_step(self, *, last: bool) -> None:
+        t0 = time.perf_counter()
+        sampled = self._sampling
+        self._push_sentinel(measure=False, skipped=False, grads=self._manual_grads)
+        self._manual_grads = None
+        if sampled:
+            t1 = time.perf_counter()
+            self._push_sample()
+            self._cost_sampled += time.perf_counter() - t1
+            t0 += time.perf_counter() - t1
+        self._consume(self.ring.poll())
+        self._cost_always += time.perf_counter() - t0
+        if last:
+            self.step += 1
+            if sampled:
+                self._sampled_count += 1
+            return
+        self._close_step(sampled=sampled)
+        if self._sampling:
+            self._snapshot_weights()
 
     def _push_sample(self) -> None:
         params = [p for _, p in self._params]
@@ -726,8 +864,9 @@ class Watcher:
         r.overhead = self.sampler.overhead
         if self.step == 0 and self._backward_seen:
             self._note(
-                "no optimizer step of the model's parameters was seen (backward passes were): "
-                "watch counts steps at optimizer.step()"
+                "no optimizer step of the model's parameters was seen and they were not "
+                "updated by hand (backward passes were): watch counts steps at "
+                "optimizer.step() or at an update by hand"
             )
         r.series = self.series.build(r.alerts)
         self.sink.event(

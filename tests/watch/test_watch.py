@@ -346,3 +346,52 @@ def test_a_nan_read_a_step_late_is_replayed_with_the_weights_it_ran_with(
         assert f.where.op is not None and f.where.op.startswith("div") and f.where.module == "norm"
     else:
         assert f.where.op is None and "already non-finite" in f.message
+
+
+def _train_by_hand(model: nn.Module, steps: int, lr: float, *, boost_at: int | None = None) -> None:
+    """The classic word-LM loop: zero_grad, forward, backward, clip, ``p.data.add_``."""
+    x, y = _data()
+    for step in range(steps):
+        rate = lr * (1000 if boost_at is not None and step >= boost_at else 1)
+        i = (step * 64) % len(x)
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[i : i + 64]), y[i : i + 64])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-rate)
+        with torch.no_grad():  # an evaluation forward is not a step boundary
+            model(x[:8])
+
+
+def test_updates_by_hand_are_watched_as_steps() -> None:
+    model = _mlp()
+    with nndoctor.watch(model, every=4, quiet=True) as w:
+        _train_by_hand(model, STEPS, 0.1)
+    report = w.report
+    assert report.steps_seen == STEPS and _loud(report) == []
+    assert any("updated by hand" in n for n in report.notes)
+    s = report.series
+    assert s.loss[0] > s.loss[-1] and all(v == v for v in s.loss)
+    ratios = [v for v in s.update_ratio["0.weight"] if v == v]
+    assert len(ratios) == report.steps_sampled and all(0 < r < 1 for r in ratios)
+    assert all(v > 0 for v in s.grad_norm["0.weight"] if v == v)
+
+
+def test_a_rate_by_hand_boosted_at_step_100_is_flagged_where_it_happened() -> None:
+    model = _mlp()
+    with nndoctor.watch(model, quiet=True) as w:
+        _train_by_hand(model, STEPS, 0.1, boost_at=100)
+    first = next(f for f in w.report.alerts if f.severity.value == "error")
+    assert set(first.reasons) & {36, 37}
+    assert 100 <= first.where.step <= 104, first.where
+
+
+def test_an_optimizer_run_stops_looking_for_updates_by_hand_at_its_first_step() -> None:
+    before = len(module_mod._global_forward_pre_hooks)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        _train(model, opt, 2)
+        assert len(module_mod._global_forward_pre_hooks) == before
+    assert not any("by hand" in n for n in w.report.notes)

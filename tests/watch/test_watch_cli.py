@@ -203,3 +203,33 @@ def test_an_unwritable_html_path_stops_watch_before_the_script_runs(
     result = _watch("train.py", "--html", str(tmp_path / "no" / "w.html"))
     assert result.exit_code == 2 and "--html" in result.output
     assert not (project / "checkpoint.pt").exists()
+
+
+BY_HAND = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    x = torch.randn(512, 20); y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(20, 32), nn.Tanh(), nn.Linear(32, 2))
+    for step in range(80):
+        i = (step * 64) % 512
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        for p in model.parameters():
+            p.data.add_(p.grad, alpha=-0.2)
+    """
+)
+
+
+def test_a_script_updating_by_hand_is_watched_step_by_step(project: Path, tmp_path: Path) -> None:
+    (project / "by_hand.py").write_text(BY_HAND)
+    report = tmp_path / "w.json"
+    result = _watch("by_hand.py", "--every", "8", "--json", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    # watch attaches inside the first forward: that step is still counted
+    assert data["steps_seen"] == 80 and data["steps_sampled"] == 10
+    assert any("updated by hand" in n for n in data["notes"])
