@@ -975,8 +975,9 @@ def watch(
         except OSError as exc:
             raise _fail(f"cannot write {json_path}: {exc.strerror}", EXIT_INTERNAL) from None
     if not result.observed:
-        why = "no model was called" if result.model is None else "no optimizer step was reached"
-        raise _fail(f"the script could not be observed: {why}", EXIT_NOT_OBSERVED)
+        raise _fail(
+            f"the script could not be observed: {result.why_not_observed()}", EXIT_NOT_OBSERVED
+        )
     failed = result.report.errors() or result.error is not None
     raise typer.Exit(EXIT_FINDINGS if failed else EXIT_OK)
 

@@ -50,10 +50,37 @@ class ScriptWatch:
     traceback: str | None = None
     seconds: float = 0.0
     saves_redirected: list[str] = field(default_factory=list)  # --dry-run only
+    backward_seen: bool = False  # a backward pass ran through the watched model
 
     @property
     def observed(self) -> bool:
         return self.model is not None and self.report.steps_seen > 0
+
+    def why_not_observed(self) -> str:
+        """Why no step was watched, and what to do about it (empty when observed)."""
+        if self.observed:
+            return ""
+        if self.model is None:
+            if self.error:
+                return f"the script raised before calling a model ({self.error})"
+            return (
+                "no module with parameters was called in this process; if training runs in "
+                "another process, put `with nndoctor.watch(model, optimizer):` around its loop"
+            )
+        if self.error:
+            return f"the script raised before its first step ({self.error})"
+        if not self.backward_seen:
+            return (
+                f"{self.model} was called but never back-propagated through (no "
+                "loss.backward() reached watch); if the loss is back-propagated another way, "
+                "put `with nndoctor.watch(model, optimizer) as w:` around the loop and pass "
+                "each step's loss with `w.observe(loss=loss)`"
+            )
+        return (
+            f"backward passes ran through {self.model}, but no optimizer stepped its "
+            "parameters and they did not change between forwards; if another object "
+            "updates them, put `with nndoctor.watch(model, optimizer):` around the loop"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +202,7 @@ def _watch_script(
         traceback=outcome.traceback,
         seconds=time.perf_counter() - start,
         saves_redirected=list(sandbox.redirected) if sandbox is not None else [],
+        backward_seen=watcher is not None and watcher.backward_seen,
     )
     exc = outcome.exception
     if isinstance(exc, WatchStopped):

@@ -223,6 +223,11 @@ class Watcher:
         self._last_close = math.nan
         self._sampled_count = 0
 
+    @property
+    def backward_seen(self) -> bool:
+        """Whether a backward pass ran while attached."""
+        return self._backward_seen
+
     # -- life cycle ------------------------------------------------------------------
     def __enter__(self) -> Watcher:
         self.attach()

@@ -157,6 +157,16 @@ def test_usage_errors_and_unobservable_scripts(project: Path) -> None:
     result = _watch("nothing.py")
     assert result.exit_code == 3, result.output
     assert "could not be observed" in result.output
+    assert "no module with parameters was called" in result.output
+    (project / "no_step.py").write_text(
+        "import torch\nm = torch.nn.Linear(3, 1)\nfor _ in range(5):\n"
+        "    m(torch.randn(4, 3)).sum().backward()\n"
+    )
+    result = _watch("no_step.py")
+    assert result.exit_code == 3, result.output
+    assert "no optimizer stepped its parameters and they did not change" in " ".join(
+        result.output.split()
+    )
 
 
 def test_the_log_is_written_for_real_even_in_a_dry_run(project: Path, tmp_path: Path) -> None:
