@@ -929,6 +929,7 @@ def watch(
 
     Example: nndoctor watch train.py --log alerts.jsonl -- --epochs 30
     """
+    from nndoctor.report.progress import WatchProgress
     from nndoctor.watch.alerts import print_summary
     from nndoctor.watch.script import ScriptError, watch_script
 
@@ -950,18 +951,23 @@ def watch(
         log_file = open(log, "a", encoding="utf-8") if log is not None else None  # noqa: SIM115
     except OSError as exc:
         raise _fail(f"cannot write the log {log}: {exc.strerror}", EXIT_INTERNAL) from None
+    # Live on a terminal only when the script's own output goes there too (it is printed
+    # above the live line); plain lines otherwise.
+    shown = WatchProgress(err, live=err.is_terminal and sys.stdout.isatty())
     try:
-        result = watch_script(
-            str(script),
-            list(script_args or []),
-            steps=steps,
-            every=every,
-            budget=budget,
-            log=log_file,
-            stop_on=stop_on,
-            dry_run=dry_run,
-            console=err,
-        )
+        with shown.shown():
+            result = watch_script(
+                str(script),
+                list(script_args or []),
+                steps=steps,
+                every=every,
+                budget=budget,
+                log=log_file,
+                stop_on=stop_on,
+                dry_run=dry_run,
+                console=err,
+                progress=shown,
+            )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     finally:

@@ -6,6 +6,8 @@ everything shown (the step and the budget, the check, the experiment budget spen
 what was found so far). :class:`CheckProgress` shows the latest event: on a terminal as a
 few live lines (rich, redrawn four times a second so that the running experiment's time
 moves), elsewhere as plain lines without control codes, a few per run, for pipes and CI logs.
+:class:`WatchProgress` does the same for ``nndoctor watch`` from a :class:`WatchEvent` per
+step (the step, the budget, the sampling period, watch's cost, the alerts so far).
 """
 
 from __future__ import annotations
@@ -136,3 +138,89 @@ class CheckProgress:
         # transient: the report that follows replaces the live lines.
         with Live(self._latest, console=self.console, refresh_per_second=4, transient=True):
             yield self
+
+
+# -- nndoctor watch ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """Where a watched run stands after a step."""
+
+    step: int  # steps done
+    steps: int | None  # the step budget (--steps), None to run to the end
+    seconds: float  # since the run started
+    period: int  # the current sampling period k
+    overhead: float  # watch's own time over the steps' (estimate; nan before a step)
+    errors: int = 0
+    warnings: int = 0
+    found: tuple[str, ...] = field(default_factory=tuple)  # checks with a warning or error
+
+    def line(self) -> str:
+        budget = f" of {self.steps:,}" if self.steps else ""
+        cost = f" · watch ≈ {self.overhead:.1%}" if self.overhead == self.overhead else ""
+        found = (
+            "no alert"
+            if not (self.errors or self.warnings)
+            else f"{self.errors} error(s), {self.warnings} warning(s) ("
+            + ", ".join(self.found[:3])
+            + (", …" if len(self.found) > 3 else "")
+            + ")"
+        )
+        return (
+            f"watching: step {self.step:,}{budget} · {self.seconds:.0f}s · sampling every "
+            f"{self.period}{cost} · {found}"
+        )
+
+
+def plain_watch_step(step: int, steps: int | None) -> bool:
+    """Steps worth a plain line: the first, each quarter of a budget, or without one the
+    powers of ten and then every 10,000."""
+    if step == 1:
+        return True
+    if steps:
+        quarter = max(1, steps // 4)
+        return step % quarter == 0 or step == steps
+    if step < 10_000:
+        return step in (10, 100, 1000)
+    return step % 10_000 == 0
+
+
+class WatchProgress:
+    """Shows a watched run's progress: one live line on a terminal (the script's own output
+    printed above it), a few plain lines otherwise."""
+
+    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+        self.console = console
+        self.live = console.is_terminal if live is None else live
+        self._text = Text("starting…", style="dim")
+        self._live: Live | None = None
+
+    def __call__(self, event: WatchEvent) -> None:
+        if self.live:
+            self._text = Text(event.line(), style="bold")
+            if self._live is not None:
+                self._live.update(self._text)
+        elif plain_watch_step(event.step, event.steps):
+            self.console.print(escape(event.line()), soft_wrap=True, highlight=False)
+            self.console.file.flush()
+
+    @contextmanager
+    def shown(self) -> Iterator[WatchProgress]:
+        """Show the events sent while inside the block."""
+        if not self.live:
+            yield self
+            return
+        with Live(
+            self._text,
+            console=self.console,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        ) as live:
+            self._live = live
+            try:
+                yield self
+            finally:
+                self._live = None

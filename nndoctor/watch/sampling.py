@@ -36,6 +36,7 @@ class Sampler:
     periods: list[tuple[int, int]] = field(default_factory=list)  # (from step, k)
     _next: int = 0  # the next sampled step once the warm-up is over
     _costed: int = 0  # sampled steps seen (the first one's cost is not representative)
+    _steps: int = 0  # steps accounted
     _always: float = math.nan  # EMA of seconds per step spent in always-on hooks
     _sampled: float = math.nan  # EMA of the extra seconds of a sampled step
     _plain: float = math.nan  # EMA of the step without watch's own time
@@ -60,18 +61,22 @@ class Sampler:
     def note_step(
         self, step: int, wall: float, always: float, sampled_cost: float, sampled: bool
     ) -> None:
-        """Account one finished step: its wall time and watch's own time in it; adapt k."""
-        own = always + sampled_cost
-        self.total_own += own
-        self.total_wall += wall
-        if not math.isfinite(wall) or wall <= 0:
-            return
-        self._always = _ema(self._always, always)
-        self._plain = _ema(self._plain, max(wall - own, 1e-9))
+        """Account one finished step: its wall time and watch's own time in it; adapt k.
+
+        The first step is not counted: its wall time runs from the moment watch attached,
+        so it holds whatever the script did before its loop and first-call costs."""
+        self._steps += 1
+        if self._steps > 1 and math.isfinite(wall) and wall > 0:
+            own = always + sampled_cost
+            self.total_own += own
+            self.total_wall += wall
+            n = self._steps - 1
+            self._always = _ema(self._always, always, n)
+            self._plain = _ema(self._plain, max(wall - own, 1e-9), n)
         if sampled:
             self._costed += 1
             if self._costed > 1:
-                self._sampled = _ema(self._sampled, sampled_cost)
+                self._sampled = _ema(self._sampled, sampled_cost, self._costed - 1)
             if self.every is None and step + 1 >= self.warmup:
                 self._adapt(step + 1)
             self._next = step + self.period
@@ -96,5 +101,9 @@ class Sampler:
         return self.total_own / plain if plain > 0 else math.nan
 
 
-def _ema(old: float, new: float, rate: float = 0.05) -> float:
-    return new if math.isnan(old) else old + rate * (new - old)
+def _ema(old: float, new: float, n: int, rate: float = 0.05) -> float:
+    """An exponential moving average whose first ``1 / rate`` values are averaged plainly
+    (the n-th value weighs 1/n): an early outlier does not linger for a hundred steps."""
+    if math.isnan(old):
+        return new
+    return old + max(rate, 1.0 / n) * (new - old)

@@ -14,12 +14,13 @@ user's files, temp dir, trackers or process changes.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from nndoctor.capture.runner import Capture, ScriptError, StopCapture, _run_as_m
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.recording import Recording
 from nndoctor.probes.training import eager
+from nndoctor.report.progress import WatchEvent, plain_watch_step
 from nndoctor.watch.report import WatchReport
 from nndoctor.watch.session import Watcher, WatchStopped
 
@@ -109,8 +111,11 @@ def watch_script(
     dry_run: bool = False,
     quiet: bool = False,
     console: Any = None,
+    progress: Callable[[WatchEvent], None] | None = None,
 ) -> ScriptWatch:
-    """Run ``script`` to its end (or ``steps`` steps) under a :class:`Watcher`."""
+    """Run ``script`` to its end (or ``steps`` steps) under a :class:`Watcher`;
+    ``progress`` receives a :class:`~nndoctor.report.progress.WatchEvent` after a step, at
+    most about four times a second."""
     path = os.path.abspath(script)
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
@@ -121,7 +126,18 @@ def watch_script(
         own_log = log = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed below
     try:
         return _watch_script(
-            path, script, argv, steps, every, budget, log, stop_on, dry_run, quiet, console
+            path,
+            script,
+            argv,
+            steps,
+            every,
+            budget,
+            log,
+            stop_on,
+            dry_run,
+            quiet,
+            console,
+            progress,
         )
     finally:
         if own_log is not None:
@@ -140,11 +156,23 @@ def _watch_script(
     dry_run: bool,
     quiet: bool,
     console: Any,
+    progress: Callable[[WatchEvent], None] | None = None,
 ) -> ScriptWatch:
     outcome = Capture(script=script, argv=argv, recording=Recording(data_source="script"))
     found: list[Watcher] = []
+    shown_at = [-math.inf]
 
     def on_step_end(done: int) -> None:
+        now = time.monotonic()
+        # Display only, never a verdict: at most about four events a second, and the first
+        # step, the quarters of a budget and the last always.
+        if (
+            progress is not None
+            and found
+            and (now - shown_at[0] >= 0.25 or plain_watch_step(done, steps))
+        ):
+            shown_at[0] = now
+            progress(_event(found[0], done, steps, now - started))
         if steps is not None and done >= steps:
             raise StopCapture("step budget")
 
@@ -176,6 +204,7 @@ def _watch_script(
             pass
 
     start = time.perf_counter()
+    started = time.monotonic()
     scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-") if dry_run else None
     sandbox = Sandbox(scratch) if scratch is not None else None
     try:
@@ -211,6 +240,21 @@ def _watch_script(
     elif exc is not None:
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     return result
+
+
+def _event(watcher: Watcher, done: int, steps: int | None, seconds: float) -> WatchEvent:
+    alerts = watcher.report.alerts
+    loud = [f for f in alerts if f.severity.value in ("error", "warning")]
+    return WatchEvent(
+        step=done,
+        steps=steps,
+        seconds=seconds,
+        period=watcher.sampler.period,
+        overhead=watcher.sampler.overhead,
+        errors=sum(f.severity.value == "error" for f in loud),
+        warnings=sum(f.severity.value == "warning" for f in loud),
+        found=tuple(dict.fromkeys(f.check for f in loud)),
+    )
 
 
 @contextlib.contextmanager

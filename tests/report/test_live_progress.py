@@ -138,3 +138,47 @@ def test_zoo_training_on_a_pipe_prints_about_ten_plain_lines() -> None:
     assert lines[0].startswith("rotnet step 1/100 · loss 1.0000")
     assert lines[-1].startswith("rotnet step 100/100 · loss 0.0100")
     assert len(lines) == 11
+
+
+def test_watch_progress_is_one_live_line_on_a_terminal_with_output_above_it() -> None:
+    import sys
+
+    from nndoctor.report.progress import WatchEvent, WatchProgress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=160)
+    progress = WatchProgress(console)
+    assert progress.live
+    stdout = sys.stdout
+    with progress.shown():
+        progress(WatchEvent(step=250, steps=None, seconds=3.0, period=8, overhead=0.011))
+        print("epoch 1 | the script's own line")  # redirected above the live line
+        progress(
+            WatchEvent(
+                step=260,
+                steps=None,
+                seconds=3.1,
+                period=8,
+                overhead=0.011,
+                errors=1,
+                found=("watch-divergence",),
+            )
+        )
+    assert sys.stdout is stdout  # put back
+    out = buf.getvalue()
+    assert "epoch 1 | the script's own line" in out
+    assert "watching: step 260 · 3s · sampling every 8 · watch ≈ 1.1% · 1 error(s)" in out
+
+
+def test_watch_progress_on_a_pipe_prints_the_quarters_or_the_powers_of_ten() -> None:
+    from nndoctor.report.progress import WatchEvent, WatchProgress
+
+    console, buf = plain_console()
+    progress = WatchProgress(console)
+    for step in range(1, 101):
+        progress(WatchEvent(step=step, steps=100, seconds=0.0, period=4, overhead=0.01))
+    for step in range(1, 25_001):
+        progress(WatchEvent(step=step, steps=None, seconds=0.0, period=4, overhead=0.01))
+    steps = [line.split()[2] for line in buf.getvalue().splitlines()]
+    assert steps == ["1", "25", "50", "75", "100", "1", "10", "100", "1,000", "10,000", "20,000"]
+    assert "\x1b[" not in buf.getvalue()

@@ -100,6 +100,19 @@ def test_a_noisy_cost_estimate_never_samples_more_often_than_the_smallest_k() ->
     assert gaps and min(gaps) >= smallest
 
 
+def test_a_slow_first_step_does_not_keep_the_sampler_at_every_step() -> None:
+    # The first step's wall time runs from attach (the script's set-up, first calls): 5 s
+    # here, then 10 ms steps whose sample costs 1 ms: k must widen right after the warm-up.
+    sampler = Sampler(budget=0.02)
+    for step in range(20):
+        sampled = sampler.sampled(step)
+        own = 1e-3 if sampled else 1e-5
+        wall = 5.0 if step == 0 else 10e-3 + own
+        sampler.note_step(step, wall, 1e-5, own - 1e-5, sampled)
+    assert sampler.periods[1][0] == sampler.warmup and sampler.period >= 6
+    assert sampler.overhead > 0.01  # the 5 s of set-up do not dilute the estimate
+
+
 def test_the_sampler_widens_k_when_sampling_is_expensive_and_keeps_a_fixed_k() -> None:
     adaptive = Sampler(budget=0.02)
     step = 0

@@ -124,6 +124,10 @@ def test_steps_stops_after_n_steps(project: Path, tmp_path: Path) -> None:
     report = tmp_path / "watch.json"
     result = _watch("train.py", "--steps", "7", "--json", str(report))
     assert result.exit_code == 0, result.output
+    # Not a terminal: a few plain progress lines, the first step and the last among them.
+    lines = [x for x in result.output.splitlines() if x.startswith("watching: step")]
+    assert lines[0].startswith("watching: step 1 of 7") and "watching: step 7 of 7" in lines[-1]
+    assert "\x1b[" not in result.output
     data = json.loads(report.read_text())
     assert data["steps_seen"] == 7 and data["stop_reason"] == "step budget"
 
