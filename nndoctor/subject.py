@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from nndoctor.probes.layers import DROPOUT
+from nndoctor.probes.recording import GradClip
 from nndoctor.trees import first_tensor, map_tensors, tensors
 
 TaskKind = Literal[
@@ -73,12 +75,15 @@ class OptimizerSpec:
 
     ``groups`` holds, per parameter group, the hyperparameters and the *names*
     of its parameters (names relative to the model), so the spec can be
-    re-applied to a deep copy of the model.
+    re-applied to a deep copy of the model. ``grad_clip`` is gradient clipping the
+    user runs between the backward pass and the step: part of the update rule, so
+    copies trained with the spec are clipped the same way (``clip_gradients``).
     """
 
     cls: type[torch.optim.Optimizer]
     defaults: dict[str, Any]
     groups: list[dict[str, Any]] = field(default_factory=list)
+    grad_clip: GradClip | None = None
 
     @classmethod
     def from_optimizer(cls, optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerSpec:
@@ -124,12 +129,33 @@ class OptimizerSpec:
                 groups.append({"params": params, **hyper})
         return self.cls(groups)
 
+    def clip_gradients(self, model: nn.Module) -> None:
+        """Clip ``model``'s gradients as the user's training does (nothing without clipping):
+        call it between the backward pass and the step."""
+        clip = self.grad_clip
+        if clip is None:
+            return
+        by_name = dict(model.named_parameters(remove_duplicate=False))
+        names = clip.params or tuple(n for n, p in by_name.items() if p.requires_grad)
+        params = [by_name[n] for n in names if n in by_name]
+        if clip.kind == "value":
+            torch.nn.utils.clip_grad_value_(params, clip.limit)
+        else:
+            torch.nn.utils.clip_grad_norm_(params, clip.limit, norm_type=clip.norm_type)
+
     def describe(self) -> str:
         hp = self.hyperparameters()[0]
         shown = {k: hp[k] for k in ("lr", "momentum", "betas", "weight_decay", "eps") if k in hp}
         text = f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
         if "lr_at_capture" in hp:
             text += f" (lr of the schedule; {hp['lr_at_capture']:.3g} at the last observed step)"
+        clip = self.grad_clip
+        if clip is not None:
+            text += (
+                f", gradients clipped to norm {clip.limit:g}"
+                if clip.kind == "norm"
+                else f", gradients clipped to ±{clip.limit:g}"
+            )
         return text
 
 
@@ -216,6 +242,10 @@ class Subject:
     output_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
     # Cross-entropy label smoothing, when a loss_fn hides it (a criterion carries its own).
     label_smoothing: float = 0.0
+    # The axis of the model input that holds the samples: 0, or 1 for sequence-first data
+    # (``(seq_len, batch)``, as the model's RNN/Transformer layers declare with
+    # ``batch_first=False``). Experiments cut and perturb batches along it.
+    batch_axis: int = 0
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
@@ -335,18 +365,28 @@ def _describe_loss(subject: Subject) -> str:
 def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
     x = subject.inputs(batch) if subject is not None else batch
     t = first_tensor(x)
-    return int(t.shape[0]) if t is not None and t.dim() > 0 else None
+    axis = _axis(subject)
+    return int(t.shape[axis]) if t is not None and t.dim() > axis else None
+
+
+def _axis(subject: Subject | None) -> int:
+    return subject.batch_axis if subject is not None else 0
 
 
 def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
-    """Every tensor whose first axis is the batch axis, cut to ``size`` samples.
+    """Every tensor holding the batch axis, cut to ``size`` samples.
 
     A batch whose tensors disagree on their first axis (an ``EmbeddingBag``'s flat token
     ids beside per-document offsets and targets, a mask shaped by the sequence) has no
     axis that can be cut without breaking how its parts refer to each other: it is
-    returned whole, which only makes the experiment a little slower."""
+    returned whole, which only makes the experiment a little slower. So is a
+    sequence-first batch whose targets cannot be cut with its inputs."""
     n = batch_size_of(batch, subject)
-    if n is None or n <= size or len(leading_sizes(batch)) > 1:
+    if n is None or n <= size:
+        return batch
+    if _axis(subject) == 0 and len(leading_sizes(batch)) > 1:
+        return batch
+    if _axis(subject) > 0 and not _targets_cut(batch, subject, n):
         return batch
     return take_samples(batch, list(range(size)), subject)
 
@@ -357,29 +397,82 @@ def leading_sizes(batch: Any) -> set[int]:
     return {int(t.shape[0]) for t in tensors(batch) if t.dim() > 0}
 
 
+def _lead(batch: Any, subject: Subject | None) -> tuple[int, ...]:
+    """The model input's shape up to and including the batch axis: a tensor flattened over
+    these axes (per-token targets of sequence-first data, ``.view(-1)``) holds one row per
+    (position, sample)."""
+    x = first_tensor(subject.inputs(batch) if subject is not None else batch)
+    return tuple(x.shape[: _axis(subject) + 1]) if x is not None else ()
+
+
+def _targets_cut(batch: Any, subject: Subject | None, n: int) -> bool:
+    """Whether the targets of a batch cut along a later axis can be cut with it."""
+    if subject is None:
+        return False
+    target = first_tensor(subject.targets(batch))
+    if target is None:
+        return True
+    return _cutter(target, _axis(subject), n, _lead(batch, subject)) is not None
+
+
+def _cutter(
+    t: torch.Tensor, axis: int, n: int, lead: tuple[int, ...]
+) -> Callable[[list[int]], torch.Tensor] | None:
+    """How to take samples from ``t``: along ``axis`` when it holds the batch there, or along
+    the batch axis of the input's leading axes ``t`` is flattened over; None otherwise."""
+    if t.dim() > axis and t.shape[axis] == n:
+        return lambda index: t.index_select(axis, torch.as_tensor(index, device=t.device))
+    rows = math.prod(lead)
+    if axis > 0 and lead and t.dim() >= 1 and t.shape[0] == rows and rows != n:
+        rest = tuple(t.shape[1:])
+
+        def flat(index: list[int]) -> torch.Tensor:
+            grid = t.reshape(*lead, *rest)
+            picked = grid.index_select(axis, torch.as_tensor(index, device=t.device))
+            return picked.reshape(-1, *rest)
+
+        return flat
+    return None
+
+
 def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
-    """The samples at ``index`` of every tensor whose first axis is the batch axis."""
+    """The samples at ``index`` of every tensor holding the batch axis."""
     n = batch_size_of(batch, subject)
     if n is None:
         return batch
+    axis = _axis(subject)
+    lead = _lead(batch, subject) if axis > 0 else ()
 
     # Not pytree: a list as long as the batch is a list of samples (cut as a whole, not
     # walked into), and the captured "loss_input_shape" is kept to be rescaled below.
     def pick(obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
-            return obj[index] if obj.dim() > 0 and obj.shape[0] == n else obj
+            cut = _cutter(obj, axis, n, lead) if obj.dim() > 0 else None
+            return cut(index) if cut is not None else obj
         if isinstance(obj, tuple):
             return tuple(pick(o) for o in obj)
         if isinstance(obj, list):
-            return [obj[i] for i in index] if len(obj) == n else [pick(o) for o in obj]
+            return (
+                [obj[i] for i in index] if axis == 0 and len(obj) == n else [pick(o) for o in obj]
+            )
         if isinstance(obj, dict):
             return {k: (v if k == "loss_input_shape" else pick(v)) for k, v in obj.items()}
         return obj
 
     out = pick(batch)
     if isinstance(out, dict) and "loss_input_shape" in out:
-        shape = list(out["loss_input_shape"])
-        if shape and shape[0] % n == 0:
-            shape[0] = shape[0] // n * len(index)
-        out["loss_input_shape"] = tuple(shape)
+        out["loss_input_shape"] = _cut_shape(tuple(out["loss_input_shape"]), axis, n, lead, index)
     return out
+
+
+def _cut_shape(
+    shape: tuple[int, ...], axis: int, n: int, lead: tuple[int, ...], index: list[int]
+) -> tuple[int, ...]:
+    """A recorded shape (the loss input's) after cutting ``n`` samples to ``index``."""
+    out = list(shape)
+    if axis > 0 and len(out) > axis and out[axis] == n:
+        out[axis] = len(index)
+    elif out and out[0] % n == 0:
+        # The batch axis first, or rows of (position, sample) pairs flattened.
+        out[0] = out[0] // n * len(index)
+    return tuple(out)

@@ -13,6 +13,7 @@ import copy
 import math
 import re
 import statistics
+from collections import Counter
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nndoctor.capture.runner import Capture
-from nndoctor.probes.recording import Recording
+from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
@@ -93,6 +94,18 @@ def manual_sgd(rec: Recording) -> OptimizerSpec | None:
     if any(abs(r - rate) > MANUAL_SGD_AGREEMENT * rate for r in ratios):
         return None
     return OptimizerSpec.of(torch.optim.SGD, lr=float(f"{rate:.4g}"))
+
+
+def captured_clip(rec: Recording) -> GradClip | None:
+    """The gradient clipping of the observed update rule: the clipping most steps ran, when
+    more than half of the steps that updated ran it (clipping now and then is no rule a copy
+    can follow); None otherwise."""
+    stepped = [s for s in rec.steps if s.update_norms]
+    clips = Counter(s.grad_clip for s in stepped if s.grad_clip is not None)
+    if not clips:
+        return None
+    clip, count = clips.most_common(1)[0]
+    return clip if 2 * count > len(stepped) else None
 
 
 def _inputs(batch: dict[str, Any]) -> Any:
@@ -169,6 +182,8 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         if capture.optimizer is not None
         else manual_sgd(capture.recording)
     )
+    if optimizer is not None:
+        optimizer.grad_clip = captured_clip(capture.recording)
 
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """The model output the recognised loss was applied to (a view of it, reshaped)."""
@@ -198,5 +213,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,
         label_smoothing=float(kwargs.get("label_smoothing", 0.0) or 0.0),
+        batch_axis=capture.recording.input_batch_axis(),
     )
     return subject, ""

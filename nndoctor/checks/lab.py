@@ -357,8 +357,9 @@ class Lab:
                     result.losses.append(value)
                     if math.isfinite(value):
                         loss.backward()
+                        spec.clip_gradients(model)
                         if needs_closure(opt):
-                            opt.step(_closure(opt, compute, model, batch, first=loss))
+                            opt.step(_closure(opt, spec, compute, model, batch, first=loss))
                         else:
                             opt.step()
                 if tracer is not None and tracer.event is not None:
@@ -392,13 +393,14 @@ def needs_closure(opt: torch.optim.Optimizer) -> bool:
 
 def _closure(
     opt: torch.optim.Optimizer,
+    spec: OptimizerSpec,
     compute: Callable[[nn.Module, Any], torch.Tensor],
     model: nn.Module,
     batch: Any,
     first: torch.Tensor,
 ) -> Callable[[], torch.Tensor]:
     """The closure of a step whose first evaluation (loss and gradients) already ran: it
-    hands that one over, then re-evaluates as the optimizer asks."""
+    hands that one over, then re-evaluates as the optimizer asks (clipped like the first)."""
     calls = [first]
 
     def closure() -> torch.Tensor:
@@ -407,6 +409,7 @@ def _closure(
         opt.zero_grad(set_to_none=True)
         loss = compute(model, batch)
         loss.backward()
+        spec.clip_gradients(model)
         return loss.detach()
 
     return closure

@@ -143,11 +143,13 @@ def _replay(lab: Lab | None, event: NonFiniteEvent) -> OpEvent | None:
     if len(batches) <= event.step:
         return None
     model = lab.fresh_model()
-    opt = lab.optimizer_spec().build(model)
+    spec = lab.optimizer_spec()
+    opt = spec.build(model)
     try:
         for b in batches[: event.step]:
             opt.zero_grad()
             lab.loss(model, b).backward()
+            spec.clip_gradients(model)
             opt.step()
         opt.zero_grad()
 

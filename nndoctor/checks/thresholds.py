@@ -30,6 +30,13 @@ class Thresholds:
     feature_std_min: float = 0.1
     feature_std_max: float = 10.0
     feature_scale_ratio_max: float = 100.0  # largest/smallest per-feature std
+    # Inputs far from standardised warn when a copy on them starts this many times above its
+    # twin on them standardised (the initial loss inflated as chance_ratio_warning reads it
+    # against chance)...
+    standardisation_start_ratio: float = 1.5
+    # ... or ends this many times above it without fitting its batches: an order of
+    # magnitude, as optimizer_gap_factor asks of one optimiser against another.
+    standardisation_gain: float = 10.0
     # A feature whose variance is within this share of mean * (1 - mean) at every step is
     # 0/1 (binary, one-hot): its std measures how rare it is, not its scale.
     binary_feature_tolerance: float = 0.05
@@ -66,6 +73,10 @@ class Thresholds:
     update_ratio_high: float = 0.1
     update_ratio_extreme: float = 1.0  # every step as large as the weights: error
     update_ratio_low: float = 1e-5  # two orders below healthy, mirroring update_ratio_high
+    # Norm clipping that scaled the gradient down at more than this share of the steps sets
+    # the length of SGD's steps (lr x max_norm): the update-ratio and lr range rules, written
+    # for steps proportional to the gradient, leave the rate to the experiments then.
+    clip_active_share: float = 0.5
     loss_rise_ratio: float = 2.0  # last-quarter median loss over first-quarter median
     loss_spike_ratio: float = 10.0  # a step's loss over the first loss
     # --- loss inputs (19)
@@ -130,7 +141,9 @@ class Thresholds:
     pretrained_stat_tolerance: float = 0.5  # channel mean/std off the pretrained normalisation
     split_mean_shift: float = 0.5  # train/eval channel mean difference, in train std units
     split_std_ratio: float = 2.0
-    split_noise_z: float = 4.0  # ... and beyond this many standard errors of the two samples' means
+    # ... and beyond the sampling noise of the two samples: Student's t / F-test at the
+    # two-sided level of this many standard errors of a normal (4: 6.3e-5 per channel).
+    split_noise_z: float = 4.0
     # --- hyperparameters and schedules (29, 31, 34, 36)
     max_weight_decay: float = 1.0
     max_adam_eps: float = 1e-2

@@ -85,6 +85,47 @@ class LossCall:
     accuracy: float = math.nan  # batch accuracy implied by a classification loss
 
 
+@dataclass(frozen=True)
+class StorageExtent:
+    """The bytes a tensor spans in its storage (``start`` inclusive, ``end`` exclusive),
+    the storage's address and size (tensors cut from one array share ``storage``), and
+    the bytes from one row of its first axis to the next (0 without an axis)."""
+
+    storage: int
+    start: int
+    end: int
+    total: int = 0
+    row: int = 0
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> StorageExtent:
+        size = x.element_size()
+        start = x.storage_offset() * size
+        span = sum((d - 1) * st for d, st in zip(x.shape, x.stride(), strict=True)) + 1
+        stored = x.untyped_storage()
+        return cls(
+            stored.data_ptr(),
+            start,
+            start + span * size if x.numel() else start,
+            stored.nbytes(),
+            x.stride(0) * size if x.dim() else 0,
+        )
+
+    def overlaps(self, other: StorageExtent) -> bool:
+        return self.storage == other.storage and self.start < other.end and other.start < self.end
+
+
+@dataclass(frozen=True)
+class GradClip:
+    """Gradient clipping the script ran between its backward pass and its update
+    (``torch.nn.utils.clip_grad_norm_`` or ``clip_grad_value_``): part of its update rule."""
+
+    kind: str  # "norm" (clip_grad_norm_) or "value" (clip_grad_value_)
+    limit: float  # max_norm, or clip_value
+    norm_type: float = 2.0
+    params: tuple[str, ...] = ()  # the model's parameters it covered, by name
+
+
 @dataclass
 class ActivationSummary:
     mean: float
@@ -115,12 +156,15 @@ class StepRecord:
     update_norms: dict[str, float] = field(default_factory=dict)
     zero_grad_called: bool = False
     grads_present_at_forward: bool = False
-    # The model input's share of the storage it lives in: below 1 for a slice of a larger
-    # tensor (x[i:i + 64] of the whole data), 1 for a batch of its own (collated, or all data).
+    # The share of the storage it lives in that the model input's rows take up: below 1 for
+    # rows cut from a larger tensor (x[i:i + 64] of the whole data), 1 for a batch of its
+    # own (collated, or all data, with or without some of every row's columns).
     input_storage_share: float = 1.0
     # The model input is the very tensor object of the previous step (data fed as it is,
     # not rebuilt by indexing, slicing or collating at each step).
     input_same_object: bool = False
+    # Where the model input lies: its storage's address and the bytes it spans there.
+    input_storage: StorageExtent | None = None
     grad_norm_at_forward: float = (
         0.0  # norm of the gradients already present when the forward began
     )
@@ -133,6 +177,10 @@ class StepRecord:
     skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
     sample_fingerprints: list[float] = field(default_factory=list)  # one per input sample
     foreign_steps: int = 0  # steps of optimizers that hold none of the model's parameters
+    # Clipping of the model's gradients in this step, the last call's when several ran; and
+    # the total gradient norm clip_grad_norm_ measured before it clipped.
+    grad_clip: GradClip | None = None
+    grad_norm_before_clip: float = math.nan
 
     @property
     def target(self) -> TargetSummary | None:
@@ -207,6 +255,7 @@ class Recording:
     scaler_skipped_steps: int = 0
     eval_forwards_in_train_mode: int = 0  # no-grad forwards with Dropout/BatchNorm in train mode
     eval_inputs: list[TensorSummary] = field(default_factory=list)
+    eval_input_storages: list[StorageExtent] = field(default_factory=list)
     # Where the batches came from: "api" (a data iterable handed to nndoctor) or "script"
     # (whatever an observed script fed its model, DataLoader or tensors of its own).
     data_source: str = "api"
@@ -222,6 +271,29 @@ class Recording:
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
+    # Modules that declare their layout (RNNs, Transformer layers, MultiheadAttention):
+    # name -> (batch_first, the shape of their first input at the first training forward).
+    sequence_layouts: dict[str, tuple[bool, tuple[int, ...]]] = field(default_factory=dict)
+
+    def input_batch_axis(self) -> int:
+        """The axis of the model input (its first tensor) that holds the samples.
+
+        0 by convention, unless the model's layers that declare a layout say otherwise: an
+        RNN or Transformer layer with ``batch_first=False`` reads ``(seq_len, batch, ...)``,
+        so its batch size is its input's axis 1. When those layers agree on one batch size,
+        the model input's axis of that size is the batch axis, provided exactly one axis has
+        it (a tie, or the first axis having it, keeps the convention)."""
+        shape = next((s.inputs.shape for s in self.steps if s.inputs is not None), None)
+        sizes = {
+            layout[0] if batch_first else layout[1]
+            for batch_first, layout in self.sequence_layouts.values()
+            if len(layout) >= 3  # fewer axes: an unbatched sequence
+        }
+        if not shape or len(sizes) != 1:
+            return 0
+        (batch,) = sizes
+        axes = [i for i, d in enumerate(shape) if d == batch]
+        return axes[0] if len(axes) == 1 else 0
 
     def module_class(self, name: str) -> type | None:
         """The class of module ``name``: the one recorded, else the ``torch.nn`` class its

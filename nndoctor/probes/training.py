@@ -27,11 +27,13 @@ from torch.utils.hooks import RemovableHandle
 from nndoctor.probes import stats
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
+    GradClip,
     HostTransfer,
     LossCall,
     ProbeCrash,
     Recording,
     StepRecord,
+    StorageExtent,
     TargetSummary,
     TensorSummary,
     activation_from,
@@ -176,6 +178,7 @@ class TrainingProbe:
         )
         self._patch(nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad))
         self._patch_grad_scaler()
+        self._patch_clipping()
         self._global_handles.append(
             optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
         )
@@ -211,6 +214,69 @@ class TrainingProbe:
         self._patch(scaler_cls, "scale", scale)
         self._patch(scaler_cls, "step", step)
 
+    def _patch_clipping(self) -> None:
+        """Gradient clipping between the backward pass and the update is part of the update
+        rule: an experiment that trains a copy without it misjudges the learning rate (SGD at
+        lr 5 clipped to norm 0.5 takes steps of at most 2.5; unclipped, it diverges).
+
+        Both module attributes are wrapped: ``torch.nn.utils.clip_grad_norm_`` and the
+        ``torch.nn.utils.clip_grad`` function it re-exports, which others call by that path."""
+        import torch.nn.utils as nn_utils
+        import torch.nn.utils.clip_grad as clip_grad
+
+        for owner in (nn_utils, clip_grad):
+            for name, kind in (("clip_grad_norm_", "norm"), ("clip_grad_value_", "value")):
+                original = getattr(owner, name, None)
+                if original is not None:
+                    self._patch(owner, name, self._wrap_clip(kind, original))
+
+    def _wrap_clip(self, kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        note = self._guard("clipping", self._note_clip)
+
+        def clip(parameters: Any, *args: Any, **kwargs: Any) -> Any:
+            # A generator of parameters is read once: listed here, handed on as a list.
+            params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+            result = original(params, *args, **kwargs)
+            note(kind, params, args, kwargs, result)
+            return result
+
+        clip.__wrapped__ = original  # type: ignore[attr-defined]
+        clip.__doc__ = original.__doc__
+        return clip
+
+    def _note_clip(
+        self,
+        kind: str,
+        params: list[torch.Tensor],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: Any,
+    ) -> None:
+        """Record a clipping call over the model's parameters (another network's is not this
+        model's rule); without an optimizer object, read the gradients again once clipped,
+        since the update by hand uses them as clipped."""
+        if self.model is None:
+            return
+        ids = {id(p) for p in params}
+        covered = tuple(n for n, p in self._params if id(p) in ids)
+        if not covered:
+            return
+        key = "max_norm" if kind == "norm" else "clip_value"
+        limit = args[0] if args else kwargs.get(key)
+        norm_type = args[1] if kind == "norm" and len(args) > 1 else kwargs.get("norm_type", 2.0)
+        if not isinstance(limit, (int, float)) or not isinstance(norm_type, (int, float)):
+            return
+        pending = self._pending
+        rec = pending.record
+        rec.grad_clip = GradClip(kind, float(limit), float(norm_type), covered)
+        if kind == "norm" and isinstance(result, torch.Tensor) and result.numel() == 1:
+            slot = pending.transfer.add(result.detach().reshape(1))
+            pending.decoders.append(
+                lambda: setattr(rec, "grad_norm_before_clip", pending.transfer.get(slot)[0])
+            )
+        if self.optimizer is None:
+            self._record_grad_norms(pending)
+
     def attach_model(self, model: nn.Module) -> None:
         """Attach per-module hooks to ``model`` (detaching from a previous one)."""
         self._remove(self._model_handles)
@@ -235,7 +301,8 @@ class TrainingProbe:
         )
         for name, module in model.named_modules():
             sat = next((v for k, v in _SATURATING.items() if isinstance(module, k)), None)
-            hook = self._make_activation_hook(name, sat)
+            declares = isinstance(getattr(module, "batch_first", None), bool)
+            hook = self._make_activation_hook(name, sat, declares)
             self._model_handles.append(
                 module.register_forward_hook(self._guard("activations", hook))
             )
@@ -364,8 +431,8 @@ class TrainingProbe:
         )
         self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
         if x is not None and x.numel():
-            stored = x.untyped_storage().nbytes()
-            rec.input_storage_share = min(1.0, x.numel() * x.element_size() / max(stored, 1))
+            rec.input_storage_share = _row_share(x)
+            rec.input_storage = StorageExtent.of(x)
             last = self._last_input() if self._last_input is not None else None
             rec.input_same_object = last is x
             self._last_input = weakref.ref(x)
@@ -399,6 +466,8 @@ class TrainingProbe:
         x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
         if x is None or not (x.is_floating_point() or x.dtype == torch.uint8):
             return
+        if x.numel():
+            rec.eval_input_storages.append(StorageExtent.of(x))
         pending = _Pending(StepRecord(step=-1))
         self._add_tensor_summary(pending, x, "inputs")
         fingerprints: list[float] = []
@@ -451,13 +520,22 @@ class TrainingProbe:
                     self.captured_batches[batch_index]["link"] = call.linked_to_output
                 break
 
-    def _make_activation_hook(self, name: str, saturating: str | None) -> Callable[..., None]:
+    def _make_activation_hook(
+        self, name: str, saturating: str | None, declares_layout: bool = False
+    ) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not torch.is_grad_enabled():
                 return
             pending = self._pending
             if name in pending.seen_modules:
                 return
+            layouts = self.recording.sequence_layouts
+            if declares_layout and name not in layouts and args:
+                # Where this layer keeps the batch (batch_first), and its input's shape: how
+                # the model input is laid out (sequence-first or not) follows from them.
+                x = args[0] if isinstance(args[0], torch.Tensor) else None
+                if x is not None:
+                    layouts[name] = (bool(module.batch_first), tuple(x.shape))
             out = output if isinstance(output, torch.Tensor) else first_tensor(output)
             if out is None or not out.is_floating_point():
                 return
@@ -956,6 +1034,16 @@ def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     run._torchdynamo_disable = True  # type: ignore[attr-defined]
     return run
+
+
+def _row_share(x: torch.Tensor) -> float:
+    """The share of its storage that ``x``'s rows (its first axis) take up: below 1 when
+    rows of more data lie beside it (``x[:64]`` of the whole set), 1 when it is all the rows
+    there are, whatever columns every row leaves out (``data[:, :-1]``)."""
+    stored = max(x.untyped_storage().nbytes(), 1)
+    if x.dim() == 0 or x.stride(0) == 0:
+        return min(1.0, x.numel() * x.element_size() / stored)
+    return min(1.0, x.shape[0] * x.stride(0) * x.element_size() / stored)
 
 
 def _checksums(params: list[torch.Tensor]) -> torch.Tensor:

@@ -248,8 +248,9 @@ def batch_repeated(ctx: CheckContext) -> None:
         input is identical to the previous step's is compared with
         ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
         the same whole tensor object at every step without a DataLoader (not a slice of a
-        larger one, nor rows indexed anew each step), or a DataLoader whose one batch is its
-        whole dataset.
+        larger one, nor rows indexed anew each step; a slice cut once from an array whose
+        other part the script evaluates on is the training part of a split, fed whole), or
+        a DataLoader whose one batch is its whole dataset.
 
     How to fix:
         Create the iterator once per epoch and draw from it, or loop over the loader
@@ -312,6 +313,22 @@ def batch_repeated(ctx: CheckContext) -> None:
     )
 
 
+def _rest_evaluated(rec: Recording, step: StepRecord) -> bool:
+    """Whether the rows of the training input's storage that it leaves out are all read by
+    evaluation forwards: between them, the training slice and the evaluated ones take up
+    every row of the array (whatever columns each leaves out)."""
+    extent = step.input_storage
+    if extent is None or extent.row <= 0:
+        return False
+    held_out = [
+        e for e in rec.eval_input_storages if e.storage == extent.storage and not e.overlaps(extent)
+    ]
+    rows: set[int] = set()
+    for e in [extent, *held_out]:
+        rows.update(range(e.start // extent.row, -(-e.end // extent.row)))
+    return bool(held_out) and len(rows) >= extent.total // extent.row
+
+
 def _full_batch(rec: Recording, step: StepRecord) -> str:
     """Why a repeated batch is the whole data, or "" when the source had more to give: the
     same whole tensor fed at every step without a DataLoader, or a DataLoader whose batch is
@@ -322,14 +339,18 @@ def _full_batch(rec: Recording, step: StepRecord) -> str:
         # Full-batch training feeds the data tensor itself, the same object at every step.
         # A batch rebuilt at each step (indexed, sliced: x[perm[:64]], x[:64]) was drawn
         # from more data, and drawing the same rows every time is the bug.
-        whole = (
-            rec.data_source == "script"
-            and step.input_same_object
-            and step.input_storage_share >= 1.0
-        )
-        return (
-            "the script feeds the same whole tensor at every step, no DataLoader" if whole else ""
-        )
+        if rec.data_source != "script" or not step.input_same_object:
+            return ""
+        if step.input_storage_share >= 1.0:
+            return "the script feeds the same whole tensor at every step, no DataLoader"
+        # Cut once from a larger array whose other rows are all evaluated: one array split
+        # into a training part, fed whole, and a held-out part.
+        if _rest_evaluated(rec, step):
+            return (
+                "the script feeds the same tensor at every step, no DataLoader, cut from an array "
+                "whose other part it evaluates on (a held-out split)"
+            )
+        return ""
     if loader.dataset_len is not None and rows is not None and rows >= loader.dataset_len:
         return f"each batch holds the DataLoader's whole dataset of {loader.dataset_len}"
     return ""

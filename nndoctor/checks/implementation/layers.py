@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -148,13 +149,20 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         )
 
 
-def _slice(args: tuple[Any, ...], n: int) -> tuple[Any, ...]:
-    """The first ``n`` entries along the first axis of every argument that shares the first
-    argument's first axis (the others are passed whole)."""
-    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+def _slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]:
+    """The first ``n`` entries along the batch ``axis`` of every argument that shares the
+    first argument's size there (the others are passed whole). On axis 0 only the
+    arguments themselves are cut; on a later axis (sequence-first data) tensors nested in
+    them too: an RNN's hidden state ``(layers, batch, hidden)`` holds the batch there."""
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
     if first is None:
         return args
-    size = first.shape[0]
+    size = first.shape[axis]
+    if axis > 0:
+        return map_tensors(
+            lambda t: t.narrow(axis, 0, n) if t.dim() > axis and t.shape[axis] == size else t,
+            args,
+        )
     return tuple(
         a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a
         for a in args
@@ -397,40 +405,47 @@ def batch_dependence(ctx: CheckContext) -> None:
     calls = lab.model_inputs(1)
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
-    if len(leading_sizes(calls[0])) > 1:
+    axis = ctx.recording.input_batch_axis()
+    if axis == 0 and len(leading_sizes(calls[0])) > 1:
         ctx.skip(
             "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
         )
-    args = _slice(calls[0], 4)
-    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
-    if first is None or first.shape[0] < 2:
+    args = _slice(calls[0], 4, axis)
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
+    if first is None or first.shape[axis] < 2:
         ctx.skip("the model input has no batch axis with at least two samples")
-    n = first.shape[0]
+    n = first.shape[axis]
+    lead = tuple(first.shape[: axis + 1])
     model = lab.fresh_model(dtype=torch.float64).eval()
     args = _to_double(args)
     device = _device_of(model)
     with torch.no_grad():
         with same_noise(device):
-            base = _batch_outputs(_call_cut(ctx, model, args), n)
+            base = _batch_outputs(_call_cut(ctx, model, args), n, axis, lead)
         if not base:
-            ctx.skip("the model output has no tensor with the batch axis first")
+            ctx.skip(
+                f"the model output has no tensor with the batch axis (axis {axis} of the input)"
+            )
         worst = (0.0, -1, -1)
         for j in range(n):
-            changed = _perturb_sample(args, j, n)
+            changed = _perturb_sample(args, j, n, axis)
             with same_noise(device):
-                outs = _batch_outputs(model(*changed), n)
+                outs = _batch_outputs(model(*changed), n, axis, lead)
             for i in range(n):
                 if i == j:
                     continue
                 for a, b in zip(base, outs, strict=True):
-                    scale = float(a[i].abs().max()) + 1e-12
-                    delta = float((a[i] - b[i]).abs().max()) / scale
+                    scale = float(a.select(axis, i).abs().max()) + 1e-12
+                    delta = float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
                     if delta > worst[0]:
                         worst = (delta, i, j)
     mixes = any(isinstance(m, BATCH_NORM) for m in model.modules())
+    layout = (
+        f" along axis {axis}, the batch axis of the model's sequence-first layers" if axis else ""
+    )
     ctx.note(
-        f"{n} samples, each changed in turn; largest relative change of another sample's output "
-        f"{worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
+        f"{n} samples{layout}, each changed in turn; largest relative change of another "
+        f"sample's output {worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
     )
     if worst[0] <= ctx.thresholds.batch_dependence_rtol:
         return
@@ -446,28 +461,44 @@ def batch_dependence(ctx: CheckContext) -> None:
     )
 
 
-def _batch_outputs(out: Any, n: int) -> list[torch.Tensor]:
-    return [
-        t
-        for t in tree_leaves(out)
-        if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape[0] == n and t.is_floating_point()
-    ]
+def _batch_outputs(
+    out: Any, n: int, axis: int = 0, lead: tuple[int, ...] = ()
+) -> list[torch.Tensor]:
+    """The float outputs holding the batch on ``axis``; on a later axis, also outputs
+    flattened over the input's leading axes ``lead`` (a language model's ``.view(-1, V)``
+    of ``(seq_len, batch, V)``), unflattened."""
+    out_tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+    found = []
+    for t in out_tensors:
+        if not t.is_floating_point() or t.dim() == 0:
+            continue
+        if t.dim() > axis and t.shape[axis] == n:
+            found.append(t)
+        elif axis > 0 and t.shape[0] == math.prod(lead):
+            found.append(t.reshape(*lead, *t.shape[1:]))
+    return found
 
 
-def _perturb_sample(args: tuple[Any, ...], j: int, n: int) -> tuple[Any, ...]:
-    """``args`` with sample ``j`` replaced: floats get noise of their own scale, integers a roll."""
-    out = []
-    for a in args:
-        if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == n:
-            a = a.clone()
-            if a.is_floating_point():
-                gen = torch.Generator(device="cpu").manual_seed(j)
-                noise = torch.randn(a[j].shape, generator=gen, dtype=a.dtype).to(a.device)
-                a[j] = a[j] + noise * (a.std() + 1.0)
-            else:
-                a[j] = a[(j + 1) % n]
-        out.append(a)
-    return tuple(out)
+def _perturb_sample(args: tuple[Any, ...], j: int, n: int, axis: int = 0) -> tuple[Any, ...]:
+    """``args`` with sample ``j`` (along ``axis``) replaced: floats get noise of their own
+    scale, integers a roll. On a later axis, nested tensors holding the batch there too."""
+
+    def perturb(a: torch.Tensor) -> torch.Tensor:
+        if a.dim() <= axis or a.shape[axis] != n:
+            return a
+        a = a.clone()
+        row = a.select(axis, j)
+        if a.is_floating_point():
+            gen = torch.Generator(device="cpu").manual_seed(j)
+            noise = torch.randn(row.shape, generator=gen, dtype=a.dtype).to(a.device)
+            row.add_(noise * (a.std() + 1.0))
+        else:
+            row.copy_(a.select(axis, (j + 1) % n))
+        return a
+
+    if axis > 0:
+        return map_tensors(perturb, args)
+    return tuple(perturb(a) if isinstance(a, torch.Tensor) and a.dim() > 0 else a for a in args)
 
 
 @register_check(

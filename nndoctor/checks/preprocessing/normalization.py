@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.data.sanity import (
@@ -31,9 +33,12 @@ from nndoctor.checks.data.sanity import (
     has_embedding,
     input_steps,
 )
+from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import NORM
-from nndoctor.report.model import Where
+from nndoctor.report.model import Severity, Where
+from nndoctor.subject import Subject
+from nndoctor.trees import first_tensor, map_tensors
 
 if TYPE_CHECKING:
     from nndoctor.checks.thresholds import Thresholds
@@ -180,7 +185,18 @@ def input_not_standardized(ctx: CheckContext) -> None:
         max(std, 1), or its std is below ``feature_std_min`` while it varies in every
         batch. Binary/one-hot features, sparse features (exactly constant in some
         batches), integer inputs and models whose first layer is a normalisation layer
-        are left out; images in [0, 1] pass.
+        are left out; images in [0, 1] pass. A scale far from one is a problem only if it
+        holds training back, so a twin experiment decides the severity: two copies from
+        the initial weights train alike (the user's optimiser, regularisation off,
+        ``data_experiment_steps`` steps on a few captured batches), one on the inputs as
+        they are, one on the same inputs standardised with the observed statistics. A
+        warning when the first starts ``standardisation_start_ratio`` (1.5) times above
+        the second (the scale throws the initialised model off, as an initial loss above
+        chance does), or does not fit its batches and ends ``standardisation_gain`` (10)
+        times above it (or fails); a note
+        otherwise (polynomial features of one variable, a row-normalised bag of words: a
+        scale the data has, which the model starts and trains with). Without a
+        replayable subject the observation alone is the warning.
 
     How to fix:
         Standardise with statistics computed on the training set only:
@@ -211,12 +227,20 @@ def input_not_standardized(ctx: CheckContext) -> None:
     listed = "; ".join(f"{f.label(stats.unit)}: {p}" for f, p in bad[:_SHOWN])
     more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
     of = "" if stats.unit == "input" else f"{len(bad)} of {len(stats.features)} {stats.unit}s: "
+    twin = standardised_twin(ctx.services, stats, t)
+    harmless = twin is not None and not twin.helps
     ctx.finding(
-        title="Inputs are not standardised",
+        title=(
+            "Inputs are not standardised, which does not hold training back"
+            if harmless
+            else "Inputs are not standardised"
+        ),
+        severity=Severity.INFO if harmless else None,
         message=(
             f"Over {len(stats.steps)} observed steps the model input is far from mean 0, std 1 "
             f"({of}{listed}{more}). Layers initialised for inputs of order one see "
             "pre-activations and gradients scaled by the same factors."
+            + (f" {twin.describe()}" if twin is not None else "")
         ),
         fix=(
             "Standardise the inputs with training-set statistics: x = (x - mean) / std per "
@@ -237,8 +261,138 @@ def input_not_standardized(ctx: CheckContext) -> None:
             "flagged_stats": [
                 {"index": f.index, "mean": f.mean, "std": f.std} for f, _ in bad[:10]
             ],
+            **(twin.evidence() if twin is not None else {}),
         },
     )
+
+
+# Captured batches the twins train on, cycled.
+TWIN_BATCHES = 4
+
+
+@dataclass
+class StandardisationTwin:
+    """Two copies from the initial weights trained alike, one on the inputs as they are and
+    one on the same inputs standardised with their observed statistics."""
+
+    raw: TrainResult
+    standardised: TrainResult
+    steps: int
+    start_ratio: float
+    gain_needed: float
+    raw_fits: bool
+
+    @property
+    def raw_broken(self) -> bool:
+        return bool(self.raw.error or self.raw.diverged or not math.isfinite(self.raw.final))
+
+    @property
+    def gain(self) -> float:
+        """How many times lower the standardised copy's final loss is than the raw one's."""
+        if self.raw_broken:
+            return math.inf
+        low = self.standardised.final
+        return self.raw.final / low if low > 0 else math.inf
+
+    @property
+    def starts_apart(self) -> bool:
+        """The initialised model's loss on the inputs as they are is ``start_ratio`` times
+        its loss on them standardised: the scale puts the start far from where the
+        initialisation meant it to be (logits or outputs scaled by the inputs' factor)."""
+        raw, low = self.raw.initial, self.standardised.initial
+        return math.isfinite(raw) and low > 0 and raw >= self.start_ratio * low
+
+    @property
+    def trains_apart(self) -> bool:
+        """The copy on the inputs as they are does not fit its batches, and it failed
+        outright or ends ``gain_needed`` times above the standardised one."""
+        twin_ok = not (self.standardised.error or self.standardised.diverged)
+        return not self.raw_fits and twin_ok and self.gain >= self.gain_needed
+
+    @property
+    def helps(self) -> bool:
+        return self.starts_apart or self.trains_apart
+
+    def describe(self) -> str:
+        raw = (
+            "failed (non-finite loss)"
+            if self.raw_broken
+            else f"{self.raw.initial:.4g} → {self.raw.final:.4g}"
+        )
+        verdict = (
+            "standardising changes where training starts"
+            if self.starts_apart
+            else "standardising changes how it trains"
+            if self.trains_apart
+            else "the inputs' scale is not what holds training back, so this is a note"
+        )
+        return (
+            f"Trained alike for {self.steps} steps from the initial weights, a copy on these "
+            f"inputs went {raw}, a copy on the same inputs standardised with their observed "
+            f"statistics {self.standardised.initial:.4g} → {self.standardised.final:.4g}: "
+            f"{verdict} (a warning when the first starts {self.start_ratio:g}x above the "
+            f"second, or ends {self.gain_needed:g}x above it without fitting)."
+        )
+
+    def evidence(self) -> dict[str, float | bool | int]:
+        return {
+            "twin_steps": self.steps,
+            "raw_initial_loss": self.raw.initial,
+            "standardised_initial_loss": self.standardised.initial,
+            "raw_final_loss": self.raw.final,
+            "standardised_final_loss": self.standardised.final,
+            "standardising_helps": self.helps,
+        }
+
+
+def standardised_twin(
+    lab: Lab | None, stats: InputStats, t: Thresholds
+) -> StandardisationTwin | None:
+    """The twin experiment, or None when it cannot run (no replayable subject, inputs that
+    cannot be replaced, a copy that cannot take a step): the observation then stands alone."""
+    if lab is None or not lab.available or lab.subject is None:
+        return None
+    subject = lab.subject
+    batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size)
+    twins = [_standardised(subject, b, stats) for b in batches]
+    if not batches or any(b is None for b in twins):
+        return None
+    steps = t.data_experiment_steps
+    try:
+        raw = lab.train(batches, steps, regularisation=False)
+        standardised = lab.train(twins, steps, regularisation=False)
+    except ExperimentCrashed:
+        return None
+    return StandardisationTwin(
+        raw,
+        standardised,
+        steps,
+        t.standardisation_start_ratio,
+        t.standardisation_gain,
+        lab.fits(raw, t),
+    )
+
+
+def _standardised(subject: Subject, batch: Any, stats: InputStats) -> Any | None:
+    """``batch`` with its model input (the first tensor of it, the one whose statistics were
+    recorded) standardised per feature or channel; None when it cannot be replaced."""
+    inputs = subject.inputs(batch)
+    x = first_tensor(inputs)
+    if x is None or x.dim() < 2 or not (x.is_floating_point() or x.dtype == torch.uint8):
+        return None
+    dtype = x.dtype if x.is_floating_point() else torch.float32
+    mean = torch.tensor([f.mean for f in stats.features], dtype=dtype, device=x.device)
+    # A constant feature keeps its scale: there is no spread to divide by.
+    std = torch.tensor(
+        [f.std if f.std > 0 else 1.0 for f in stats.features], dtype=dtype, device=x.device
+    )
+    if stats.unit != "input":
+        if x.shape[1] != len(stats.features):
+            return None
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    scaled = (x.to(dtype) - mean) / std
+    return subject.with_inputs(batch, map_tensors(lambda t: scaled if t is x else t, inputs))
 
 
 def _badness(f: FeatureStats) -> float:

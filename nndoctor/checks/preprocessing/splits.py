@@ -21,6 +21,7 @@ from nndoctor.checks.preprocessing.inputs import (
     source_rows,
 )
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import pooled_t_p, two_sided_level, variance_ratio_p
 from nndoctor.probes.recording import LoaderInfo
 
 
@@ -45,8 +46,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         Per-channel statistics of the inputs of evaluation forwards (gradients off) and
         of a sample of every other DataLoader's dataset, against the training inputs: a
         warning when a channel's mean moves by more than ``split_mean_shift`` (0.5)
-        training stds and by more than ``split_noise_z`` (4) standard errors of the two
-        samples, or its std changes by more than ``split_std_ratio`` (2)×; per-sample
+        training stds, or its std changes by more than ``split_std_ratio`` (2)×, and
+        either change is beyond the sampling noise of the two samples (Student's pooled
+        t-test for the mean, the F-test for the std, each at the two-sided level of
+        ``split_noise_z`` (4) standard errors, 6.3e-5 per channel; samples fed at several
+        steps count once, by their fingerprints); per-sample
         fingerprints of evaluation inputs found among training inputs more often than
         chance gives (the matches of the same fingerprints shifted off their values;
         binomial test at ``label_pairing_alpha``).
@@ -72,6 +76,12 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     compared = []
     if rec.eval_inputs and train_stats is not None:
         eval_stats = channel_stats(rec.eval_inputs)
+        # The same samples fed at several steps (full-batch training, a held-out set
+        # evaluated at every step) are as many samples as they are distinct ones.
+        train_fp = [v for s in rec.steps for v in s.sample_fingerprints]
+        train_stats = _distinct_rows(train_stats, train_fp)
+        if eval_stats is not None:
+            eval_stats = _distinct_rows(eval_stats, rec.eval_sample_fingerprints)
         if eval_stats is not None and len(eval_stats[0]) == len(train_stats[0]):
             compared.append("evaluation forwards")
             findings += _compare(
@@ -156,20 +166,36 @@ def _near(sorted_values: list[float], v: float) -> bool:
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
+def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
+    """``stats`` counting each sample once: its rows capped at the number of distinct
+    per-sample fingerprints (when they were recorded)."""
+    finite = sorted(v for v in fingerprints if math.isfinite(v))
+    if not finite:
+        return stats
+    distinct = 1 + sum(b - a > _tolerance(b) for a, b in zip(finite, finite[1:], strict=False))
+    return stats[0], stats[1], min(stats[2], distinct)
+
+
 def _compare(
     ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats
 ) -> int:
     t = ctx.thresholds
     n1, n2 = max(train[2], 1), max(other[2], 1)
-    # A channel's shift counts only beyond the sampling noise of two finite samples: the
-    # means of a few dozen items of a clustered dataset differ by half a std by chance.
+    # A channel's shift or std ratio counts only beyond the sampling noise of two finite
+    # samples (the means of a few dozen items of a clustered dataset differ by half a std by
+    # chance; the std of three items is anywhere from a tenth to twice the true one):
+    # Student's t-test and the F-test of samples from one distribution, each at the
+    # two-sided level of split_noise_z standard errors.
+    level = two_sided_level(t.split_noise_z)
+    rows = list(zip(train[0], train[1], other[0], other[1], strict=True))
     shifts = [
-        abs(m2 - m1) / max(s1, 1e-6)
-        if abs(m2 - m1) > t.split_noise_z * math.sqrt(s1 * s1 / n1 + s2 * s2 / n2)
-        else 0.0
-        for m1, s1, m2, s2 in zip(train[0], train[1], other[0], other[1], strict=True)
+        abs(m2 - m1) / max(s1, 1e-6) if pooled_t_p(m1, s1, n1, m2, s2, n2) < level else 0.0
+        for m1, s1, m2, s2 in rows
     ]
-    ratios = [max(s2, 1e-12) / max(s1, 1e-12) for s1, s2 in zip(train[1], other[1], strict=True)]
+    ratios = [
+        max(s2, 1e-12) / max(s1, 1e-12) if variance_ratio_p(s1, n1, s2, n2) < level else 1.0
+        for _, s1, _, s2 in rows
+    ]
     shift = max(shifts)
     ratio = max(max(ratios), 1 / min(ratios))
     if shift <= t.split_mean_shift and ratio <= t.split_std_ratio:

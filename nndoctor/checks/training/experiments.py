@@ -424,6 +424,7 @@ def lr_range_test(lab: Lab, t: Thresholds) -> RangeTest:
             group["lr"] = lr * (b / ref if ref > 0 else 1.0)
         test.lrs.append(lr)
         loss.backward()
+        spec.clip_gradients(model)
         opt.step()
     _suggest(test, t)
     return test

@@ -16,6 +16,7 @@ from typing import Any
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
+from nndoctor.checks.training.observed import clipped_step_bound, optimizer_name
 from nndoctor.report.model import Severity, Where
 
 # Optimisers that divide by a running RMS of the gradient: each step moves a weight by
@@ -52,8 +53,12 @@ def _g(x: Any) -> str:
     return f"{x:.3g}" if isinstance(x, float) else str(x)
 
 
-def group_problems(optimizer: str, group: dict[str, Any], t: Thresholds) -> list[Problem]:
-    """Every out-of-range hyperparameter of one parameter group of an ``optimizer`` (class name)."""
+def group_problems(
+    optimizer: str, group: dict[str, Any], t: Thresholds, clipped: str = ""
+) -> list[Problem]:
+    """Every out-of-range hyperparameter of one parameter group of an ``optimizer`` (class
+    name). ``clipped`` says why clipping sets the step length (see ``clipped_step_bound``):
+    a learning rate above the common range is then a note, not a warning."""
     out: list[Problem] = []
     adam = optimizer in ADAM_FAMILY
     lr = _number(group.get("lr"))
@@ -77,10 +82,15 @@ def group_problems(optimizer: str, group: dict[str, Any], t: Thresholds) -> list
                     f"above {_g(t.max_lr)}",
                     lr,
                     "1e-4 to 1e-1 for SGD, up to ~1 with warm-up",
-                    "steps this large overshoot any minimum: the loss oscillates or diverges",
+                    (
+                        f"none measured here: {clipped} (see learning-rate-out-of-range, which "
+                        "replays the clipped update)"
+                        if clipped
+                        else "steps this large overshoot any minimum: the loss oscillates or diverges"
+                    ),
                     "Lower the learning rate by orders of magnitude (start from 0.01-0.1 for SGD with "
                     "momentum) or run a learning-rate range test.",
-                    Severity.WARNING,
+                    Severity.INFO if clipped else Severity.WARNING,
                 )
             )
         elif adam and lr > t.max_adaptive_lr:
@@ -300,7 +310,10 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
         (beta1 = 0 allowed); RMSprop ``alpha`` and Adadelta ``rho`` in (0, 1);
         weight decay in [0, ``max_weight_decay``); Adam-family ``eps`` at most
         ``max_adam_eps``; a positive learning rate, at most ``max_lr`` (10) for any
-        optimiser and ``max_adaptive_lr`` (0.1) for the Adam family; nesterov only
+        optimiser (a note only for SGD whose gradient norm was clipped at more than
+        ``clip_active_share`` of the steps: its steps are then at most lr x max_norm
+        long whatever the rate, and the range test judges the rate with the clipping
+        replayed) and ``max_adaptive_lr`` (0.1) for the Adam family; nesterov only
         with momentum; ``maximize`` off. A learning rate of zero counts only when it
         is zero at every observed step (a warm-up may start at zero). An error where
         the value makes training diverge or produce NaN (momentum or betas at or
@@ -334,6 +347,7 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
     if not observed:
         ctx.skip("no optimizer step was observed, so no hyperparameters were recorded")
     optimizer = optimizer or "optimizer"
+    clipped = clipped_step_bound(rec, optimizer_name(rec, ctx.subject) or optimizer, t)
 
     # (group, key) -> (first step, the first problem seen with it): a scheduler that keeps
     # raising the rate is one finding. A zero lr counts only when zero at every step.
@@ -341,7 +355,7 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
     zero_lr: dict[int, bool] = {}
     for step, groups in observed:
         for i, group in enumerate(groups):
-            for p in group_problems(optimizer, group, t):
+            for p in group_problems(optimizer, group, t, clipped):
                 first.setdefault((i, p.key), (step, p))
             lr = _number(group.get("lr"))
             if lr is not None:

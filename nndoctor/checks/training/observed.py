@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from nndoctor.probes.layers import EMBEDDING, WEIGHTED
-from nndoctor.probes.recording import Recording, StepRecord, module_of
+from nndoctor.probes.recording import GradClip, Recording, StepRecord, module_of
 
 # Per-layer numbers kept in a finding's evidence, at most (the extremes, in layer order).
 MAX_EVIDENCE_LAYERS = 32
@@ -96,3 +98,54 @@ def learning_rates(step: StepRecord) -> list[float]:
         if isinstance(lr, (int, float)) and not isinstance(lr, bool):
             out.append(float(lr))
     return out
+
+
+# Optimisers whose step is the gradient times the learning rate (with momentum, a running
+# sum of such steps): clipping the gradient's norm bounds the length of their steps. The
+# adaptive ones (Adam, RMSprop, Adagrad, ...) divide the gradient by its own running scale,
+# so clipping leaves their step length to the rate.
+GRADIENT_PROPORTIONAL = frozenset({"SGD"})
+
+
+def optimizer_name(rec: Recording, subject: Any) -> str | None:
+    """The class name of what stepped: the optimizer's, or for updates by hand the rule
+    read off them (the subject's optimizer, plain SGD when the updates are SGD's)."""
+    if rec.optimizer_class:
+        return rec.optimizer_class
+    spec = getattr(subject, "optimizer", None)
+    if rec.step_source == "manual" and spec is not None:
+        return spec.cls.__name__
+    return None
+
+
+def active_norm_clip(rec: Recording, t: Any) -> GradClip | None:
+    """The norm clipping that scaled the gradient down (its norm before clipping above the
+    limit) at more than ``clip_active_share`` of the steps that updated; None otherwise."""
+    stepped = [s for s in rec.steps if s.update_norms]
+    active = [
+        s.grad_clip
+        for s in stepped
+        if s.grad_clip is not None
+        and s.grad_clip.kind == "norm"
+        and s.grad_norm_before_clip > s.grad_clip.limit
+    ]
+    if not stepped or len(active) <= t.clip_active_share * len(stepped):
+        return None
+    return Counter(active).most_common(1)[0][0]
+
+
+def clipped_step_bound(rec: Recording, optimizer: str | None, t: Any) -> str:
+    """Why the learning rate alone does not set the step size, or "": for a
+    gradient-proportional optimiser (``optimizer``, a class name) whose gradient norm was
+    clipped at most steps, every step is at most lr x max_norm long, a length the script
+    chose; the experiments that replay the clipped update judge the rate instead."""
+    clip = active_norm_clip(rec, t)
+    if clip is None or optimizer not in GRADIENT_PROPORTIONAL:
+        return ""
+    stepped = [s for s in rec.steps if s.update_norms]
+    active = sum(s.grad_clip == clip and s.grad_norm_before_clip > clip.limit for s in stepped)
+    return (
+        f"the gradient norm was clipped to {clip.limit:g} at {active} of {len(stepped)} steps, "
+        f"so each {optimizer} step is at most lr x {clip.limit:g} long (divided by 1 - momentum "
+        "with momentum): the learning rate alone does not set the step size"
+    )

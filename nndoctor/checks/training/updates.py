@@ -7,7 +7,15 @@ from __future__ import annotations
 import math
 
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.training.observed import capped, fmt3, learning_rates, median, weight_matrices
+from nndoctor.checks.training.observed import (
+    capped,
+    clipped_step_bound,
+    fmt3,
+    learning_rates,
+    median,
+    optimizer_name,
+    weight_matrices,
+)
 from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Severity, Where
 
@@ -44,7 +52,12 @@ def update_ratio(ctx: CheckContext) -> None:
         matrices. A warning above ``update_ratio_high`` (0.1) or below
         ``update_ratio_low`` (1e-5); an error above ``update_ratio_extreme`` (1.0,
         every step as large as the weights themselves). A learning rate rising
-        over the observed steps (warm-up) turns a "too low" finding into a note.
+        over the observed steps (warm-up) turns a "too low" finding into a note. So does
+        a "too high" one for SGD whose gradient norm was clipped (clip_grad_norm_) at more
+        than ``clip_active_share`` of the steps, up to ``update_ratio_extreme``: each
+        step is then at most lr x max_norm long, a length the script chose rather than a
+        rate running away, and the experiments that replay the clipped update (range
+        test, tiny batch) judge it.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
@@ -100,21 +113,45 @@ def update_ratio(ctx: CheckContext) -> None:
     if ratio > t.update_ratio_high:
         worst = max(per_tensor, key=per_tensor.__getitem__)
         factor = ratio / HEALTHY_UPDATE_RATIO
+        # Under clipping that sets SGD's step length, large steps are the script's choice;
+        # whether the rate trains is measured by the experiments that replay the clipping.
+        # Steps as large as the weights themselves rewrite them whatever chose the length.
+        clipped = (
+            clipped_step_bound(rec, optimizer_name(rec, ctx.subject), t)
+            if ratio <= t.update_ratio_extreme
+            else ""
+        )
+        note = (
+            f" But {clipped}; see learning-rate-out-of-range and cannot-overfit-tiny-batch, "
+            "which replay the clipped update."
+            if clipped
+            else ""
+        )
         ctx.finding(
-            title="Updates are too large for the weights: learning rate too high",
+            title=(
+                "Large updates of a fixed length: SGD with clipped gradients"
+                if clipped
+                else "Updates are too large for the weights: learning rate too high"
+            ),
             message=(
                 f"Each step changes the weight matrices by a median {fmt3(ratio)} of their initial "
                 f"norm over {len(stepped)} steps{lr_text}; healthy is about "
                 f"{fmt3(HEALTHY_UPDATE_RATIO)}, warning above {fmt3(t.update_ratio_high)}. "
-                f"Largest: {worst} at {fmt3(per_tensor[worst])}."
+                f"Largest: {worst} at {fmt3(per_tensor[worst])}.{note}"
             ),
             fix=(
                 f"Lower the learning rate, by up to ~{fmt3(factor)}x toward an update/weight "
                 "ratio of 1e-3 (or run a learning-rate range test); add warm-up for large models."
             ),
-            severity=Severity.ERROR if ratio > t.update_ratio_extreme else None,
+            severity=(
+                Severity.INFO
+                if clipped
+                else Severity.ERROR
+                if ratio > t.update_ratio_extreme
+                else None
+            ),
             where=Where(module=module_of(worst), step=stepped[0].step if stepped else None),
-            evidence=evidence,
+            evidence={**evidence, "clipped_step": bool(clipped)},
         )
     elif ratio < t.update_ratio_low:
         smallest = min(per_tensor, key=per_tensor.__getitem__)

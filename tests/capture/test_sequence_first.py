@@ -1,0 +1,111 @@
+"""Sequence-first data, ``(seq_len, batch)``, as the word-level language models lay it out.
+
+The batch axis is the one the model's RNN/Transformer layers declare (``batch_first=False``:
+axis 1), not the first: experiments cut tiny batches into whole sequences of fewer
+streams, and batch independence changes one stream, not one position of every stream
+(which a causal model rightly carries forward to the later positions).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from nndoctor.engine import Selection, check_script
+from nndoctor.subject import Subject, slice_batch
+
+SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(0)
+# A text of words 0..11 where each word is followed by one of two others.
+words = [0]
+for _ in range(6000):
+    words.append((2 * words[-1] + 1 + int(torch.randint(0, 2, (1,), generator=g))) % 12)
+data = torch.tensor(words)
+bsz, bptt = 16, 12
+data = data[: data.numel() // bsz * bsz].view(bsz, -1).t().contiguous()  # (n_rows, batch)
+
+
+class LM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(12, 32)
+        self.rnn = nn.LSTM(32, 64)  # batch_first=False: (seq_len, batch, features)
+        self.out = nn.Linear(64, 12)
+
+    def forward(self, x, hidden):
+        h, hidden = self.rnn(self.emb(x), hidden)
+        {mix}
+        return self.out(h).view(-1, 12), hidden
+
+
+model = LM()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+hidden = None
+for i in range(0, data.size(0) - 1 - bptt, bptt):
+    x, y = data[i : i + bptt], data[i + 1 : i + 1 + bptt].reshape(-1)
+    hidden = None if hidden is None else tuple(h.detach() for h in hidden)
+    opt.zero_grad()
+    out, hidden = model(x, hidden)
+    loss = nn.functional.cross_entropy(out, y)
+    loss.backward()
+    opt.step()
+"""
+
+CHECKS = ("batch-dependence", "cannot-overfit-tiny-batch")
+
+
+def _check(tmp_path: Path, mix: str = "pass") -> object:
+    path = tmp_path / "lm.py"
+    path.write_text(textwrap.dedent(SCRIPT.replace("{mix}", mix)))
+    return check_script(str(path), steps=20, phase_steps=0, selection=Selection(select=CHECKS))
+
+
+@pytest.mark.silent("batch-dependence")
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_sequence_first_language_model_is_cut_and_perturbed_along_its_batch_axis(
+    tmp_path: Path,
+) -> None:
+    report = _check(tmp_path)
+    assert "along axis 1" in report.result("batch-dependence").detail
+    assert "fit a tiny batch" in report.result("cannot-overfit-tiny-batch").detail
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_reduction_over_the_batch_axis_of_sequence_first_data_is_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, mix="h = h - h.mean(dim=1, keepdim=True)")
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.severity == "error" and finding.reasons == [25]
+
+
+def test_a_tiny_sequence_first_batch_keeps_whole_streams_and_their_targets() -> None:
+    seq_len, batch, vocab = 12, 16, 5
+    x = torch.arange(seq_len * batch).reshape(seq_len, batch)
+    hidden = (torch.randn(1, batch, 4), torch.randn(1, batch, 4))
+    targets = x.reshape(-1) + 1000  # one target per (position, stream), flattened
+    mask = torch.zeros(seq_len, seq_len)  # shaped by the sequence: not the batch's
+    captured = {
+        "args": (x, hidden, mask),
+        "kwargs": {},
+        "targets": targets,
+        "loss_input_shape": (seq_len * batch, vocab),
+    }
+    subject = Subject(
+        model=torch.nn.Linear(1, 1),
+        batches=[captured],
+        loss_fn=lambda m, b: torch.zeros(()),
+        inputs=lambda b: tuple(b["args"]),
+        targets=lambda b: b["targets"],
+        batch_axis=1,
+    )
+    tiny = slice_batch(captured, 3, subject)
+    cut_x, (h, c), cut_mask = tiny["args"]
+    assert torch.equal(cut_x, x[:, :3]) and cut_mask.shape == (seq_len, seq_len)
+    assert h.shape == c.shape == (1, 3, 4) and torch.equal(h, hidden[0][:, :3])
+    # Each target still belongs to its input position: stream b's word at step t, plus 1000.
+    assert torch.equal(tiny["targets"], cut_x.reshape(-1) + 1000)
+    assert tiny["loss_input_shape"] == (seq_len * 3, vocab)

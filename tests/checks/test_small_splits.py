@@ -1,0 +1,80 @@
+"""Full-batch training on one part of an array, evaluation on the other few rows.
+
+The sine-wave recipe holds out three waves of 48: evaluated at every step, three rows are
+three samples however often they are fed, their standard deviation may be a tenth of the
+training one by chance, and the training rows are cut once from the array beside them.
+None of it is a bug; evaluation rows scaled differently, or a few rows of a larger set fed
+at every step, are.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
+
+SCRIPT = """
+import numpy as np, torch, torch.nn as nn
+torch.manual_seed(0)
+rs = np.random.RandomState(0)
+x = np.arange(40) + rs.uniform(-20, 20, 48).reshape(48, 1)
+data = torch.from_numpy(np.sin(x / 5.0)).float()    # 48 waves
+{split}
+model = nn.Sequential(nn.Linear(39, 64), nn.Tanh(), nn.Linear(64, 39))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for step in range(40):
+    opt.zero_grad()
+    loss = nn.functional.mse_loss(model(train_x), train_y)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        test_loss = nn.functional.mse_loss(model(test_x), test_y)
+"""
+
+HELD_OUT = """
+train_x, train_y = data[3:, :-1], data[3:, 1:]
+test_x, test_y = data[:3, :-1], data[:3, 1:]
+"""
+
+CHECKS = ("batch-repeated", "split-preprocessing-differs")
+
+
+def _check(tmp_path: Path, split: str) -> Report:
+    path = tmp_path / "waves.py"
+    path.write_text(textwrap.dedent(SCRIPT.replace("{split}", textwrap.dedent(split))))
+    return check_script(str(path), steps=20, phase_steps=0, selection=Selection(select=CHECKS))
+
+
+@pytest.mark.silent("batch-repeated")
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_few_held_out_rows_of_the_array_trained_on_whole_are_no_alarm(tmp_path: Path) -> None:
+    report = _check(tmp_path, HELD_OUT)
+    assert "held-out split" in report.result("batch-repeated").detail
+    # 20 evaluations of 3 waves are 3 samples against 45.
+    assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
+
+
+@pytest.mark.silent("batch-repeated")
+def test_rows_without_their_last_column_are_still_all_the_rows(tmp_path: Path) -> None:
+    split = HELD_OUT.replace("data[3:", "torch.from_numpy(data.numpy()[3:]).clone()[:")
+    report = _check(tmp_path, split.replace("data[:3", "data.clone()[:3"))
+    assert "full-batch training" in report.result("batch-repeated").detail
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_three_held_out_rows_scaled_differently_are_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, HELD_OUT.replace("data[:3, :-1]", "10 * data[:3, :-1]"))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert finding.reasons == [15] and finding.evidence["max_std_ratio"] > 5
+
+
+@pytest.mark.fires("batch-repeated")
+def test_a_few_rows_of_a_larger_set_fed_at_every_step_are_found(tmp_path: Path) -> None:
+    # The debug subset left in: 8 rows fed at every step, the rest never used.
+    report = _check(tmp_path, HELD_OUT.replace("data[3:", "data[3:11"))
+    (finding,) = report.by_check("batch-repeated")
+    assert finding.severity == "error" and finding.reasons == [1, 3]
