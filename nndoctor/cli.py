@@ -228,6 +228,8 @@ def check(
     from nndoctor import config as config_mod
     from nndoctor.capture.runner import ScriptError
     from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+    from nndoctor.distributed import launched_rank
+    from nndoctor.distributed.check import reports_here
     from nndoctor.engine import (
         DEFAULT_EXPERIMENT_SECONDS,
         DEFAULT_STEPS,
@@ -290,8 +292,10 @@ def check(
     console_format = output_format == "console"
     out = _console()
     notices = out if console_format else _console(stderr=True)
+    # In a distributed job rank 0 alone shows progress, prints and writes the report.
+    other_rank = bool(launched_rank())
     try:
-        with _progress(out, console_format) as status:
+        with _progress(out, console_format and not other_rank) as status:
             report = check_script(
                 str(script),
                 list(script_args or []),
@@ -308,6 +312,8 @@ def check(
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from exc
+    if not reports_here(report):
+        raise typer.Exit(EXIT_OK)  # another rank of a distributed job: rank 0 reports
     if write_baseline_path is not None and report.run.observed:
         recorded = baseline_mod.write(report, write_baseline_path)
         notices.print(

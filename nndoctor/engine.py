@@ -175,6 +175,9 @@ def _run_each(
 ) -> None:
     spent = 0.0
     specs = ordered_checks()
+    if recording.distributed is None:
+        # The checks comparing the ranks of a distributed job are no part of a single run.
+        specs = [s for s in specs if not s.distributed]
     total = sum(selection.why_not(s) is None for s in specs)
     index = 0
     for spec in specs:
@@ -533,6 +536,7 @@ def _check_script(
 ) -> Report:
     from nndoctor.capture.phases import PHASE_SEARCH_STEPS
     from nndoctor.capture.runner import run_script
+    from nndoctor.distributed.capture import DistributedCapture
 
     phase_steps = PHASE_SEARCH_STEPS if phase_steps is None else phase_steps
 
@@ -554,7 +558,28 @@ def _check_script(
         keep_scratch=keep_scratch,
         on_step=on_step,
         phase_steps=phase_steps,
+        # Dormant unless the script starts a process group of several ranks.
+        distributed=DistributedCapture(script),
     )
+    if capture.distributed is not None:
+        from nndoctor.distributed.check import diagnose_rank
+
+        return diagnose_rank(
+            capture,
+            selection,
+            lambda chosen: _diagnose_capture(
+                capture,
+                script,
+                argv,
+                steps,
+                device,
+                chosen,
+                thresholds,
+                progress,
+                start,
+                keep_scratch,
+            ),
+        )
     report = _diagnose_capture(
         capture, script, argv, steps, device, selection, thresholds, progress, start, keep_scratch
     )
@@ -732,8 +757,10 @@ def _manual_update(capture: Any) -> str | None:
 def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
     from nndoctor.capture.subject import captured_task
 
-    # A replay re-runs the script from its start: of the first phase only.
-    script = (capture.script, list(capture.argv)) if capture.phase == 1 else None
+    # A replay re-runs the script from its start: of the first phase only, and never one
+    # rank of a distributed job (a single process cannot re-run it).
+    replayable = capture.phase == 1 and capture.distributed is None
+    script = (capture.script, list(capture.argv)) if replayable else None
     if subject is not None:
         return Lab(subject, device=device, script=script, datasets=capture.datasets)
     model = None

@@ -42,6 +42,7 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.probes.schedule import (
     SCHEDULE_PLAN_BATCH_STEPS,
@@ -88,6 +89,8 @@ class Capture:
     next_phase: Capture | None = None
     phase_note: str = ""
     phase: int = 1
+    # One rank of a distributed job (nndoctor.distributed): its channel, probe and facts.
+    distributed: DistributedCapture | None = None
 
     @property
     def observed(self) -> bool:
@@ -212,6 +215,7 @@ def run_script(
     keep_scratch: bool = False,
     on_step: Callable[[int], None] | None = None,
     phase_steps: int = PHASE_SEARCH_STEPS,
+    distributed: DistributedCapture | None = None,
 ) -> Capture:
     """Run ``script`` as ``__main__`` for at most ``steps`` optimizer steps or ``timeout`` seconds.
 
@@ -219,7 +223,11 @@ def run_script(
     optimizer steps looking for a second phase of training (0: stop at the budget); one
     found is observed for ``steps`` steps too, as ``capture.next_phase``
     (:mod:`nndoctor.capture.phases`). The script's writes go to a scratch folder (see
-    :mod:`nndoctor.capture.sandbox`), removed before this returns unless ``keep_scratch``."""
+    :mod:`nndoctor.capture.sandbox`), removed before this returns unless ``keep_scratch``.
+
+    ``distributed`` (dormant unless the script starts a process group of several ranks)
+    makes every rank of a distributed job stop at the same, collectively agreed step; no
+    second phase is searched for then (:mod:`nndoctor.distributed.capture`)."""
     path = os.path.abspath(script)
     if not os.path.isfile(path):
         raise ScriptError(f"no such script: {script}")
@@ -235,6 +243,12 @@ def run_script(
         capture.steps = done
         if on_step is not None:
             on_step(done)  # progress for the caller; it must not raise
+        if distributed is not None and distributed.active:
+            # Every rank stops at the same step, agreed by all of them.
+            why = distributed.agree_stop(done >= steps, done, probe.optimizer)
+            if why is not None:
+                raise StopCapture(why)
+            return
         if done >= steps:
             if follower.budget_reached():
                 return
@@ -271,15 +285,20 @@ def run_script(
                 return
             # A torch.compile wrapper: observe the module it compiles.
             module = getattr(module, "_orig_mod", module)
-            if not isinstance(module, nn.Module) or any(module is c for c in candidates):
+            # DDP: the module inside, whose own forward (called next) the hooks then see.
+            wrapper = data_parallel_wrapper(module)
+            inner = unwrap(module)
+            if not isinstance(inner, nn.Module) or any(inner is c for c in candidates):
                 return
-            if next(module.parameters(), None) is None:
+            if next(inner.parameters(), None) is None:
                 return
-            candidates.append(module)
-            capture.initial_state = _clone_state(module)
-            probe.attach_model(module)
-            capture.model = module
-            if torch.is_grad_enabled():
+            candidates.append(inner)
+            capture.initial_state = _clone_state(inner)
+            probe.attach_model(inner)
+            capture.model = inner
+            if distributed is not None:
+                distributed.attach(inner, wrapper)
+            if torch.is_grad_enabled() and inner is module:
                 probe.begin_step_at(module, args)
         except Exception:  # noqa: BLE001 - discovery must never break the script
             pass
@@ -315,6 +334,9 @@ def run_script(
                 sys.path.insert(0, os.path.dirname(path))
 
                 def on_alarm(signum: int, frame: Any) -> None:
+                    # In a distributed job the ranks stop together, at the next step.
+                    if distributed is not None and distributed.defer_timeout():
+                        return
                     raise StopCapture("timeout")
 
                 signal.signal(signal.SIGALRM, on_alarm)
@@ -328,6 +350,9 @@ def run_script(
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
                     _weights_loaded(follower),
+                    distributed.installed()
+                    if distributed is not None
+                    else contextlib.nullcontext(),
                 ):
                     # Started once everything is installed: the timeout is the script's.
                     signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
@@ -335,6 +360,9 @@ def run_script(
                         _run_as_main(path, capture)
                     finally:
                         signal.setitimer(signal.ITIMER_REAL, 0)
+                    if distributed is not None and distributed.active:
+                        capture.distributed = distributed
+                        distributed.finish(probe.steps_done)
                 capture.stdout_tail = output.getvalue()[-4000:]
             finally:
                 for h in handles:

@@ -48,6 +48,9 @@ class CheckSpec:
     symptom: bool = False
     # For a symptom: the reasons to look at next, most likely first, and how to tell each apart.
     differential: tuple[tuple[int, str], ...] = ()
+    # Compares the ranks of a distributed job: runs only there (on rank 0, from every rank's
+    # facts), and is no part of a single process's report.
+    distributed: bool = False
 
     @property
     def doc(self) -> str:
@@ -71,12 +74,14 @@ def register_check(
     explains: tuple[str, ...] | frozenset[str] = (),
     symptom: bool = False,
     differential: tuple[tuple[int, str], ...] = (),
+    distributed: bool = False,
 ) -> Callable[[Callable[[CheckContext], None]], Callable[[CheckContext], None]]:
     """Register ``func`` as the check ``id`` covering ``reasons`` (numbers from REASONS.md).
 
     ``explains`` names the checks whose findings a finding of this one explains (see
     :mod:`nndoctor.diagnosis`); ``symptom`` marks a check whose finding many bugs produce,
-    with its ``differential``; ``priority`` orders the experiments (lower runs first)."""
+    with its ``differential``; ``priority`` orders the experiments (lower runs first);
+    ``distributed`` marks a check comparing the ranks of a distributed job."""
     bad = [r for r in reasons if not 1 <= int(r) <= 37]
     if bad:
         raise ValueError(f"check {id!r}: reasons must be 1..37, got {bad}")
@@ -96,6 +101,7 @@ def register_check(
             explains=frozenset(explains) - {id},
             symptom=symptom,
             differential=tuple(differential),
+            distributed=distributed,
         )
         return func
 
@@ -123,6 +129,7 @@ def _import_families() -> None:
     # Importing the family modules runs their decorators.
     from nndoctor.checks import (  # noqa: F401
         data,
+        distributed,
         implementation,
         nan,
         preprocessing,

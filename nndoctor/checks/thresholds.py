@@ -197,6 +197,16 @@ class Thresholds:
     watch_scaler_skip_fraction: float = 0.5  # share of them skipped: persistent overflow
     watch_scaler_min_scale: float = 1.0  # a loss scale below this has collapsed
 
+    # --- distributed jobs: comparing ranks (3, 7, 23, 26, 32, 36)
+    # A step where this share of one rank's samples is also in another rank's batch of that
+    # step shares its batch; ranks sharing it at this share of the steps read the same data.
+    # A DistributedSampler shares none (a few padding samples at an epoch's end at most).
+    rank_shared_sample_fraction: float = 0.5
+    rank_shared_step_fraction: float = 0.5
+    # Per-parameter (and per-buffer) norms of synchronised replicas are bit-identical on every
+    # rank; beyond this relative difference they are not the same tensors.
+    rank_checksum_rtol: float = 1e-5
+
     def with_changes(self, **changes: Any) -> Thresholds:
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)

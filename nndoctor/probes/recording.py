@@ -245,6 +245,9 @@ class Recording:
     module_files: dict[str, str] = field(default_factory=dict)  # user-defined module -> file
     loaders: list[LoaderInfo] = field(default_factory=list)
     crashes: list[ProbeCrash] = field(default_factory=list)
+    # A distributed job's DistributedRecord: every rank's facts, gathered on rank 0
+    # (nndoctor.probes.distributed); None for a single process.
+    distributed: Any = None
     eval_forwards: int = 0
     optimizer_class: str | None = None
     scheduler_seen: bool = False

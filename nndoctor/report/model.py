@@ -36,9 +36,15 @@ class Where:
     line: int | None = None
     op: str | None = None
     phase: int | None = None  # the phase of training (2: the script's second optimizer)
+    # The ranks of a distributed job where it was seen, when not on every rank.
+    ranks: tuple[int, ...] | None = None
 
     def describe(self) -> str:
         parts = [] if self.phase is None else [f"phase {self.phase}"]
+        if self.ranks:
+            parts.append(
+                f"rank{'s' if len(self.ranks) > 1 else ''} {', '.join(map(str, self.ranks))}"
+            )
         if self.module is not None:
             parts.append(f"module {self.module or '<root>'}")
         if self.op:
@@ -123,9 +129,15 @@ class RunInfo:
     likely_reasons: list[int] = field(default_factory=list)
     likely_cause: str | None = None
     notes: list[str] = field(default_factory=list)
+    # A distributed job (nndoctor.distributed): this rank, the world size, which rank
+    # reports, and per rank its steps and how it stopped. None for a single process.
+    distributed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["distributed"] is None:
+            del out["distributed"]  # a single process's report is as it always was
+        return out
 
 
 @dataclass

@@ -1,0 +1,67 @@
+"""DDP on the CPU (gloo) with a classifier head outside the DDP-wrapped module.
+
+The backbone is wrapped in DDP, the head is not, and the optimizer trains both: the head's
+gradients are never all-reduced, so each rank's head follows its own shard and the
+replicas drift apart (reasons 23, 26).
+
+    torchrun --nproc-per-node 2 -m nndoctor check examples/distributed/ddp_head_outside.py
+"""
+
+import argparse
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+
+def make_data(n, features, classes, seed):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(classes, features, generator=g) * 1.5
+    y = torch.arange(n) % classes
+    y = y[torch.randperm(n, generator=g)]
+    x = centers[y] + torch.randn(n, features, generator=g)
+    return (x - x.mean(0)) / x.std(0), y
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.manual_seed(0)
+
+    x, y = make_data(512, 16, 4, seed=0)
+    dataset = TensorDataset(x, y)
+    sampler = DistributedSampler(dataset, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler)
+
+    backbone = DDP(nn.Sequential(nn.Linear(16, 64), nn.BatchNorm1d(64), nn.ReLU()))
+    head = nn.Linear(64, 4)
+    # One step averages the gradients of world * batch_size samples: scale the rate with it.
+    global_batch = args.batch_size * world
+    optimizer = torch.optim.Adam([*backbone.parameters(), *head.parameters()], lr=args.lr * world)
+    criterion = nn.CrossEntropyLoss()
+
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)
+        total = 0.0
+        for xb, yb in loader:
+            optimizer.zero_grad()
+            loss = criterion(head(backbone(xb)), yb)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        if rank == 0:
+            print(f"epoch {epoch + 1}: loss {total / len(loader):.4f} (global batch {global_batch})")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

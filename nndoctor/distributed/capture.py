@@ -1,0 +1,240 @@
+"""Capturing one rank of a distributed job: dormant until the script starts one.
+
+``nndoctor check`` runs the script the way the job's launcher started it (torchrun, srun,
+or anything setting the usual variables), one nndoctor per rank. :class:`DistributedCapture`
+watches for the script's ``torch.distributed.init_process_group``; a group of two or more
+ranks (or one that existed before the script ran) switches it on, and from then on:
+
+- the job's own group is created with a bounded timeout (NNDOCTOR_DIST_TIMEOUT, 60 s by
+  default, when the script asks for more or for none), so a collective that can no longer
+  complete (a peer died, stopped, or is waiting elsewhere) raises instead of hanging;
+- nndoctor opens its own gloo channel (:mod:`nndoctor.distributed.channel`, twice that
+  timeout, so that it outlives a peer stuck in one of the job's collectives);
+- at the end of every optimizer step the ranks agree, with one small all-reduce, whether to
+  stop: all stop at the same step, when any rank reached the step budget or its time limit,
+  or when any rank's script ended (finished or raised) — never one rank alone;
+- the model found is the module inside ``DistributedDataParallel`` (its hooks see the
+  module's own forward), observed by the usual probes and by the
+  :class:`~nndoctor.probes.distributed.RankProbe`.
+
+A script that never starts a process group, or starts one of a single rank, runs exactly as
+without it: the only thing installed is the wrapper of ``init_process_group``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import gc
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import torch.distributed as dist
+from torch import nn
+
+from nndoctor.distributed.channel import Channel, RankLost, collective_timeout
+from nndoctor.probes.distributed import RankProbe
+
+# The stop agreement's vector, reduced with MAX: flags carry rank + 1 so the maximum names a
+# rank; the negated entries give minima.
+_BUDGET, _TIMEOUT, _ENDED, _ALL_ENDED, _MAX_STEPS, _MIN_STEPS = range(6)
+
+
+def data_parallel_wrapper(module: nn.Module) -> str | None:
+    """The kind of data-parallel wrapper ``module`` is: DistributedDataParallel, FSDP (a
+    module sharded by ``fully_shard`` or wrapped in FullyShardedDataParallel), or None."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if isinstance(module, DistributedDataParallel):
+        return "DistributedDataParallel"
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # an older torch: no fully_shard
+        return None
+    if isinstance(module, (FSDPModule, FullyShardedDataParallel)):
+        return "FSDP"
+    return None
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper; any other module as it is."""
+    return module.module if data_parallel_wrapper(module) == "DistributedDataParallel" else module
+
+
+class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """A SyncBatchNorm of a copy that trains on one rank alone: plain batch statistics,
+    since an experiment on rank 0 must never wait for the other ranks."""
+
+    def _check_input_dim(self, input: Any) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+
+def local_copy(model: nn.Module, optimizer: Any) -> tuple[nn.Module, Any]:
+    """Copies of ``model`` and ``optimizer`` (together, so the optimizer holds the copy's
+    parameters) whose SyncBatchNorm layers compute their statistics locally."""
+    model_copy, optimizer_copy = copy.deepcopy((model, optimizer))
+    for m in model_copy.modules():
+        if isinstance(m, nn.SyncBatchNorm):
+            m.__class__ = _LocalBatchNorm
+    return model_copy, optimizer_copy
+
+
+class DistributedCapture:
+    """The distributed side of one rank's capture (see the module docstring)."""
+
+    def __init__(self, script: str | None = None, timeout: float | None = None) -> None:
+        self.script = script
+        # The job's own collectives time out after this; nndoctor's after twice this.
+        self.timeout = collective_timeout() if timeout is None else timeout
+        self.channel: Channel | None = None
+        self.probe = RankProbe()
+        self.rank = 0
+        self.world = 1
+        self.backend = ""
+        # The script initialised the default group (or destroyed it, deferred): it is
+        # destroyed at teardown.
+        self.created_group = False
+        self.wrapper: str | None = None
+        self.timed_out = False
+        self.ended_ranks: list[int] = []  # ranks whose script ended first (from the agreement)
+        self.steps_range: tuple[int, int] | None = None  # (min, max) steps at the last agreement
+        self.source: Any = None
+
+    @property
+    def active(self) -> bool:
+        return self.channel is not None
+
+    @property
+    def lost(self) -> RankLost | None:
+        return self.channel.lost if self.channel is not None else None
+
+    # -- installing -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Wrap ``init_process_group`` (and open the channel at once when a group of several
+        ranks exists already); everything is put back on exit."""
+        if not dist.is_available():
+            yield
+            return
+        original_init, original_destroy = dist.init_process_group, dist.destroy_process_group
+        capture = self
+
+        def init_process_group(*args: Any, **kwargs: Any) -> None:
+            args, kwargs = capture._bounded(args, kwargs)
+            original_init(*args, **kwargs)
+            capture._activate(created=True)
+
+        def destroy_process_group(group: Any = None) -> None:
+            # Destroying the default group destroys every group, nndoctor's too: the ranks
+            # still have to compare notes, so it is destroyed after that (at teardown).
+            if capture.active and (group is None or group is dist.GroupMember.WORLD):
+                capture.created_group = True
+                return
+            original_destroy(group)
+
+        dist.init_process_group = init_process_group  # type: ignore[assignment]
+        dist.destroy_process_group = destroy_process_group  # type: ignore[assignment]
+        try:
+            if dist.is_initialized():
+                self._activate(created=False)
+            with self.probe.installed():
+                yield
+        finally:
+            dist.init_process_group = original_init  # type: ignore[assignment]
+            dist.destroy_process_group = original_destroy  # type: ignore[assignment]
+            self.probe.close()
+
+    def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """The script's arguments with the group's timeout bounded by ``self.timeout``."""
+        limit = datetime.timedelta(seconds=self.timeout)
+        if len(args) >= 3:  # init_process_group(backend, init_method, timeout, ...)
+            given = args[2]
+            args = (*args[:2], limit if given is None or given > limit else given, *args[3:])
+        else:
+            given = kwargs.get("timeout")
+            kwargs = {**kwargs, "timeout": limit if given is None or given > limit else given}
+        return args, kwargs
+
+    def _activate(self, created: bool) -> None:
+        if self.channel is not None or dist.get_world_size() < 2:
+            return
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.backend = str(dist.get_backend())
+        self.created_group = created
+        # Collective: every rank opens it here, right after the default group exists.
+        self.channel = Channel(timeout=2 * self.timeout)
+        if self.script is not None:
+            from nndoctor.distributed.source import scan
+
+            self.source = scan(self.script)
+
+    # -- during the run -------------------------------------------------------------------
+    def attach(self, model: nn.Module, wrapper: str | None) -> None:
+        """The model was found (the module inside DDP, or an FSDP-sharded module)."""
+        if not self.active:
+            return
+        self.wrapper = wrapper
+        self.probe.attach(model)
+
+    def agree_stop(self, budget_reached: bool, steps: int, optimizer: Any) -> str | None:
+        """At the end of optimizer step ``steps``: why every rank stops here, or None to go on.
+
+        One all-reduce over nndoctor's channel; a rank that cannot take part is lost and
+        this rank stops."""
+        self.probe.step_ended(optimizer)
+        assert self.channel is not None
+        me = self.rank + 1
+        try:
+            agreed = self.channel.all_max(
+                [me if budget_reached else 0, me if self.timed_out else 0, 0, 0, steps, -steps]
+            )
+        except RankLost as lost:
+            return f"a rank was lost ({lost})"
+        self.steps_range = (-agreed[_MIN_STEPS], agreed[_MAX_STEPS])
+        if agreed[_ENDED]:
+            self.ended_ranks.append(agreed[_ENDED] - 1)
+            return f"stopped with rank {agreed[_ENDED] - 1}, whose script ended"
+        if agreed[_TIMEOUT]:
+            return "timeout"
+        if agreed[_BUDGET]:
+            return "step budget"
+        return None
+
+    def defer_timeout(self) -> bool:
+        """The script's time limit passed on this rank: stop at the next agreement (so every
+        rank stops at the same step) rather than now. Once only: when no step comes within
+        the collective timeout, the next alarm stops this rank anyway (returns False)."""
+        if not self.active or self.timed_out:
+            return False
+        self.timed_out = True
+        signal.setitimer(signal.ITIMER_REAL, self.timeout)
+        return True
+
+    def finish(self, steps: int) -> None:
+        """This rank's script ended: keep answering the other ranks' agreements (each of
+        them now stops) until every rank's script has ended."""
+        if self.channel is None or not self.channel.open:
+            return
+        me = self.rank + 1
+        with contextlib.suppress(RankLost):
+            while True:
+                agreed = self.channel.all_max([0, 0, me, -1, steps, -steps])
+                self.steps_range = (-agreed[_MIN_STEPS], agreed[_MAX_STEPS])
+                if agreed[_ALL_ENDED] == -1:
+                    return
+
+    # -- afterwards -----------------------------------------------------------------------
+    def teardown(self) -> None:
+        """Close nndoctor's channel and, when the script started the default group, destroy
+        it too (what the script changes in the process is put back)."""
+        if self.channel is not None:
+            self.channel.close()
+        # The job's DDP wrappers hold the default group; collected first, so destroying it
+        # frees it now rather than at interpreter exit (where gloo may abort the process).
+        gc.collect()
+        if self.created_group and dist.is_initialized():
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()

@@ -1,0 +1,122 @@
+"""A whole distributed job under nndoctor: torchrun, one report from rank 0, a note on the
+learning rate and the world size, and a rank that dies without anything hanging."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ranks_harness import (
+    EXAMPLES,
+    HARD_TIMEOUT,
+    ROOT,
+    check_rank0,
+    findings_of,
+    run_cli_ranks,
+)
+
+REPORT_BOX = "─ nndoctor ─"
+
+
+def test_a_healthy_ddp_job_under_torchrun_gives_one_quiet_report(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "nndoctor",
+            "check",
+            str(EXAMPLES / "ddp_healthy.py"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HARD_TIMEOUT,
+        env={**__import__("os").environ, "NNDOCTOR_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count(REPORT_BOX) == 1  # rank 0 alone prints
+    report = json.loads(out.read_text())
+    assert report["summary"]["errors"] == report["summary"]["warnings"] == 0
+    assert report["summary"]["crashed"] == 0
+    info = report["run"]["distributed"]
+    assert info["world_size"] == 2 and info["wrapper"] == "DistributedDataParallel"
+    assert [r["steps"] for r in info["ranks"]] == [20, 20]
+    assert info["lost"] == []
+    ran = {c["check"]: c["status"] for c in report["checks"]}
+    for check in (
+        "ranks-read-same-batches",
+        "sampler-epoch-not-set",
+        "grads-differ-across-ranks",
+        "params-diverge-across-ranks",
+        "buffers-diverge-across-ranks",
+        "uneven-step-counts",
+    ):
+        assert ran[check] == "passed", (check, ran[check])
+    # Experiments ran on rank 0, on the module DDP wraps.
+    assert ran["cannot-overfit-tiny-batch"] == "passed"
+
+
+@pytest.mark.fires("lr-not-scaled-with-world")
+def test_a_global_batch_growing_without_the_rate_gets_a_note(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report, others = check_rank0(
+        monkeypatch, "ddp_lr_not_scaled.py", select=("lr-not-scaled-with-world",), steps=2
+    )
+    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
+    (finding,) = findings_of(report, "lr-not-scaled-with-world")
+    assert finding.severity.value == "info" and finding.reasons == [36]
+    assert finding.where.file.endswith("ddp_lr_not_scaled.py")
+    assert finding.evidence["world_size"] == 2
+    assert finding.evidence["learning_rates"] == [0.001]
+
+
+@pytest.mark.silent("lr-not-scaled-with-world")
+def test_a_rate_scaled_with_the_world_size_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    report, others = check_rank0(
+        monkeypatch, "ddp_healthy.py", select=("lr-not-scaled-with-world",), steps=2
+    )
+    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
+    assert not report.findings
+
+
+def test_a_rank_killed_mid_run_is_reported_and_nothing_hangs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def kill_rank1(step: int, others: list[subprocess.Popen[str]]) -> None:
+        if step == 3 and others[0].poll() is None:
+            others[0].kill()
+
+    report, others = check_rank0(
+        monkeypatch,
+        "ddp_healthy.py",
+        select=("uneven-step-counts", "grads-differ-across-ranks"),
+        on_step=kill_rank1,
+    )
+    assert others[0].returncode == -9
+    info = report.run.distributed
+    assert info["lost"] == [1]
+    assert [r["rank"] for r in info["ranks"]] == [0]
+    assert any("rank 1 did not answer" in n for n in report.run.notes), report.run.notes
+    assert report.run.steps_observed >= 3
+    # Nothing left to compare with: the checks that compare ranks say so.
+    assert report.result("uneven-step-counts").status.value == "skipped"
+
+
+def test_rank1_reports_alone_when_rank0_dies() -> None:
+    rank0, rank1 = run_cli_ranks(EXAMPLES / "ddp_healthy.py", [], kill_rank0_at_step=1)
+    assert rank0.returncode == -9
+    assert rank1.returncode == 0, rank1.stderr[-3000:]
+    assert rank1.stdout.count(REPORT_BOX) == 1
+    assert "rank 0 could not be reached" in rank1.stdout.replace("\n", " ").replace("│", "")
