@@ -17,6 +17,9 @@ builds:
 
 When two findings explain each other (a NaN and a too-high learning rate), the stronger
 one (error over warning, then a non-symptom, then the earlier experiment) is the cause.
+A finding may name its ``aspect`` (update/weight ratios too ``high`` or too ``low``): a
+link to ``check:aspect`` explains only that aspect, a link to ``check`` every one, since a
+frozen layer explains tiny updates but not runaway ones.
 Every finding gets a ``role``: ``cause``, ``symptom`` or ``independent``.
 """
 
@@ -102,11 +105,11 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
     loud = [f for f in findings if f.severity != Severity.INFO]
     by_check: dict[str, list[Finding]] = {}
     for f in sorted(loud, key=lambda f: -f.severity.rank):
-        by_check.setdefault(f.check, []).append(f)
+        by_check.setdefault(finding_key(f), []).append(f)
     checks = list(by_check)
 
     def spec(check: str) -> CheckSpec | None:
-        return specs.get(check)
+        return specs.get(_base(check))
 
     def is_symptom(check: str) -> bool:
         s = spec(check)
@@ -118,7 +121,7 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
 
     def explains(a: str, b: str) -> bool:
         s = spec(a)
-        return a != b and s is not None and b in s.explains
+        return a != b and s is not None and links(s.explains, b)
 
     def wins(b: str, a: str) -> bool:
         """Of two findings that explain each other, b is the cause: stronger, or as strong
@@ -153,20 +156,34 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
     diagnosis.independent = [
         f for c in checks if c not in cause_checks and c not in owner for f in by_check[c]
     ]
-    _promote_explaining_infos(findings, diagnosis, specs)
+    # The tops of the chains no cause owns: loud findings that no other loud finding
+    # explains (dead ReLUs under a diverging loss are its effect, and what they explain
+    # theirs). Weak causes and the differential start from these.
+    unowned = [c for c in checks if c not in cause_checks and c not in owner]
+    roots = {id(f) for c in unowned if not explained(c) for f in by_check[c]} or {
+        id(f) for c in unowned for f in by_check[c]
+    }
+    _promote_explaining_infos(findings, diagnosis, specs, roots)
     if not diagnosis.causes:
-        diagnosis.differential = _differential([c for c in checks if c not in owner], specs)
+        diagnosis.differential = _differential(
+            [c for c in unowned if any(id(f) in roots for f in by_check[c])], specs
+        )
     _set_roles(findings, diagnosis)
     return diagnosis
 
 
 def _promote_explaining_infos(
-    findings: list[Finding], diagnosis: Diagnosis, specs: dict[str, CheckSpec]
+    findings: list[Finding], diagnosis: Diagnosis, specs: dict[str, CheckSpec], roots: set[int]
 ) -> None:
     """An info is advice while nothing goes wrong (raw [0, 1] inputs train fine); once a
-    loud symptom that no loud cause explains is there, an info whose check explains that
-    symptom is the evidence at hand for it, and leads as a low-confidence cause."""
-    orphans = [f for f in diagnosis.independent if (s := specs.get(f.check)) and s.symptom]
+    loud symptom that no loud finding explains is there (one of ``roots``, by ``id``), an
+    info whose check explains that symptom is the evidence at hand for it, and leads as a
+    low-confidence cause."""
+    orphans = [
+        f
+        for f in diagnosis.independent
+        if id(f) in roots and (s := specs.get(f.check)) and s.symptom
+    ]
     if not orphans:
         return
     infos: dict[str, list[Finding]] = {}
@@ -176,7 +193,7 @@ def _promote_explaining_infos(
 
     def covered(check: str) -> list[Finding]:
         s = specs.get(check)
-        return [f for f in orphans if s is not None and f.check in s.explains]
+        return [f for f in orphans if s is not None and links(s.explains, finding_key(f))]
 
     ranked = sorted(
         (c for c in infos if covered(c)),
@@ -190,6 +207,24 @@ def _promote_explaining_infos(
         taken.update(id(f) for f in explained)
         diagnosis.causes.append(Cause(infos[check], "low", explained))
     diagnosis.independent = [f for f in diagnosis.independent if id(f) not in taken]
+
+
+def finding_key(f: Finding) -> str:
+    """``check`` or ``check:aspect``: what the links of the registry name."""
+    return f"{f.check}:{f.aspect}" if f.aspect else f.check
+
+
+def _base(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+def links(explains: frozenset[str], key: str) -> bool:
+    """Whether a check explaining ``explains`` explains a finding keyed ``key``: named with
+    its aspect, or by its check alone; a finding without an aspect matches any aspect."""
+    base = _base(key)
+    if key in explains or base in explains:
+        return True
+    return key == base and any(_base(e) == base for e in explains)
 
 
 def _reachable(start: str, checks: list[str], explains: Any) -> list[str]:
@@ -211,7 +246,7 @@ def _differential(symptoms: list[str], specs: dict[str, CheckSpec]) -> list[Lead
     look_at: dict[int, str] = {}
     by: dict[int, list[str]] = {}
     for i, check in enumerate(symptoms):
-        s = specs.get(check)
+        s = specs.get(_base(check))
         for j, (reason, how) in enumerate(s.differential if s else ()):
             votes[reason] += 1
             first_seen.setdefault(reason, (j, i))

@@ -108,10 +108,14 @@ def test_infos_are_never_in_the_diagnosis() -> None:
 
 def test_every_declared_link_names_a_registered_check() -> None:
     ids = {s.id for s in all_checks()}
+
+    def checks(links: frozenset[str]) -> set[str]:
+        return {link.split(":", 1)[0] for link in links}
+
     for name, group in causes.every_group().items():
-        assert group <= ids, (name, group - ids)
+        assert checks(group) <= ids, (name, checks(group) - ids)
     for spec in all_checks():
-        assert spec.explains <= ids, (spec.id, spec.explains - ids)
+        assert checks(spec.explains) <= ids, (spec.id, checks(spec.explains) - ids)
         assert spec.id not in spec.explains
         if spec.symptom:
             assert spec.differential, f"symptom {spec.id} needs a differential"
@@ -122,3 +126,30 @@ def test_the_engine_holds_no_check_ids() -> None:
     source = (Path(__file__).resolve().parents[1] / "nndoctor" / "engine.py").read_text()
     for spec in all_checks():
         assert f'"{spec.id}"' not in source, spec.id
+
+
+def test_an_aspect_link_explains_only_that_side_of_a_check() -> None:
+    # A frozen layer explains updates too small, not updates that rewrite the weights.
+    frozen = finding("params-frozen", "warning", 23)
+    tiny = finding("update-ratio", "warning", 33, 36)
+    tiny.aspect = "low"
+    runaway = finding("update-ratio", "error", 33, 36)
+    runaway.aspect = "high"
+    d = diagnose([frozen, tiny])
+    assert [c.lead.check for c in d.causes] == ["params-frozen"] and d.causes[0].explains == [tiny]
+    d = diagnose([frozen, runaway])
+    assert d.causes[0].explains == [] and runaway.role == "independent"
+
+
+def test_dead_relus_beside_a_diverging_loss_are_its_effect_not_the_cause() -> None:
+    dead = finding("dead-relus", "warning", 35, 28)
+    diverging = finding("loss-diverging", "warning", 36)
+    runaway = finding("update-ratio", "error", 33, 36)
+    runaway.aspect = "high"
+    d = diagnose([dead, runaway, diverging])
+    assert d.causes == [] and dead.role == "independent"
+    assert d.differential[0].reason == 36
+    # Without a diverging loss, dead ReLUs still explain what they cause.
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    d = diagnose([dead, overfit])
+    assert [c.lead.check for c in d.causes] == ["dead-relus"] and d.causes[0].explains == [overfit]

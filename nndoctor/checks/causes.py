@@ -5,7 +5,8 @@ is: a tiny batch cannot be fit, the loss sits away from chance, shuffled labels 
 well as real ones, the model ignores its input. Those are *symptoms*; a check that finds
 a cause (a softmax before the loss, frozen weights, a too-high learning rate) declares
 which symptoms it explains, by these groups, so the report can nest them under it.
-Every id here must be a registered check (a test holds it).
+Every id here must be a registered check (a test holds it), optionally with the aspect
+of its findings that is meant (``update-ratio:high``: runaway updates, not tiny ones).
 """
 
 from __future__ import annotations
@@ -26,17 +27,25 @@ FIT_SYMPTOMS: frozenset[str] = frozenset(
         "augmentation-too-strong",
         "learning-rate-out-of-range",
         "params-not-changing",
-        "update-ratio",
+        "update-ratio:low",
         "give-it-time",
     }
 )
 
-# Effects of unstable optimisation: values that grow, saturate, die or overflow.
-INSTABILITY_SYMPTOMS: frozenset[str] = frozenset(
+# Effects of steps too large for the weights: the loss climbs past its start, values
+# overflow, each update rewrites the weights. Dead units, a frozen layer or a narrow one
+# make a model learn less, never this: only what makes steps large explains them.
+DIVERGENCE_SYMPTOMS: frozenset[str] = frozenset(
     {
         "loss-diverging",
         "non-finite-values",
-        "update-ratio",
+        "update-ratio:high",
+    }
+)
+
+# Effects of unstable optimisation: values that grow, saturate, die or overflow.
+INSTABILITY_SYMPTOMS: frozenset[str] = DIVERGENCE_SYMPTOMS | frozenset(
+    {
         "gradient-norm-spread",
         "activation-scale-drift",
         "saturated-activations",
@@ -87,6 +96,7 @@ ALL_SYMPTOMS: frozenset[str] = (
 def every_group() -> dict[str, frozenset[str]]:
     return {
         "FIT_SYMPTOMS": FIT_SYMPTOMS,
+        "DIVERGENCE_SYMPTOMS": DIVERGENCE_SYMPTOMS,
         "INSTABILITY_SYMPTOMS": INSTABILITY_SYMPTOMS,
         "SCALE_SYMPTOMS": SCALE_SYMPTOMS,
         "ORDER_SYMPTOMS": ORDER_SYMPTOMS,

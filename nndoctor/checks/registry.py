@@ -160,6 +160,7 @@ class CheckContext:
         reasons: tuple[int, ...] | list[int] | None = None,
         where: Where | None = None,
         evidence: dict[str, Any] | None = None,
+        aspect: str = "",
     ) -> Finding:
         f = Finding(
             check=self.spec.id,
@@ -170,6 +171,7 @@ class CheckContext:
             fix=fix,
             where=where or Where(),
             evidence=evidence or {},
+            aspect=aspect,
         )
         self.findings.append(f)
         return f

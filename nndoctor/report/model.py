@@ -73,9 +73,12 @@ class Finding:
     evidence: dict[str, Any] = field(default_factory=dict)
     # Set by the diagnosis: cause, symptom (explained by a cause) or independent.
     role: str = "independent"
+    # Which side of its check this finding is ("high", "low"), where a check can fire for
+    # opposite reasons that different causes explain; empty otherwise.
+    aspect: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "check": self.check,
             "role": self.role,
             "reasons": list(self.reasons),
@@ -86,6 +89,9 @@ class Finding:
             "evidence": _jsonable(self.evidence),
             "fix": self.fix,
         }
+        if self.aspect:
+            out["aspect"] = self.aspect
+        return out
 
 
 @dataclass

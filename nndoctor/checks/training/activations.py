@@ -26,7 +26,11 @@ from nndoctor.report.model import Severity, Where
     id="dead-relus",
     reasons=(35, 28),
     severity="warning",
-    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}),
+    # Dead units make a model learn less; they do not make its steps large (the reverse:
+    # steps large enough to make the loss diverge kill ReLUs, see loss-diverging).
+    explains=causes.FIT_SYMPTOMS
+    | (causes.INSTABILITY_SYMPTOMS - causes.DIVERGENCE_SYMPTOMS)
+    | frozenset({"params-without-grad"}),
 )
 def dead_relus(ctx: CheckContext) -> None:
     """ReLU layers whose output is zero almost everywhere ("dead ReLUs").

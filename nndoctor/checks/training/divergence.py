@@ -14,6 +14,9 @@ from nndoctor.report.model import Severity, Where
     reasons=(36,),
     severity="error",
     symptom=True,
+    # Steps that make the loss climb far past its start are large enough to push ReLUs
+    # into their dead zone: the dead units are the divergence's effect, not its cause.
+    explains=frozenset({"dead-relus"}),
     differential=(
         (36, "a too-high learning rate (learning-rate-out-of-range)"),
         (26, "gradients accumulated without zero_grad (zero-grad-missing)"),

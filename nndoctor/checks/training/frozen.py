@@ -23,7 +23,9 @@ from nndoctor.report.model import Severity, Where
     id="params-frozen",
     reasons=(23,),
     severity="warning",
-    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"params-without-grad"}),
+    explains=causes.FIT_SYMPTOMS
+    | (causes.INSTABILITY_SYMPTOMS - causes.DIVERGENCE_SYMPTOMS)
+    | frozenset({"params-without-grad"}),
 )
 def params_frozen(ctx: CheckContext) -> None:
     """Parameters with ``requires_grad=False`` that look meant to train.

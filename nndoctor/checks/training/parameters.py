@@ -108,7 +108,8 @@ def _lr_of(ctx: CheckContext, names: Sequence[str]) -> list[float]:
     id="params-not-in-optimizer",
     reasons=(23,),
     severity="error",
-    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+    # Parameters that do not learn make a model learn less, never its steps large.
+    explains=causes.FIT_SYMPTOMS | (causes.INSTABILITY_SYMPTOMS - causes.DIVERGENCE_SYMPTOMS),
 )
 def params_not_in_optimizer(ctx: CheckContext) -> None:
     """Trainable parameters that no optimizer param group holds.
@@ -202,7 +203,8 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
     id="params-without-grad",
     reasons=(23,),
     severity="warning",
-    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+    # Parameters that do not learn make a model learn less, never its steps large.
+    explains=causes.FIT_SYMPTOMS | (causes.INSTABILITY_SYMPTOMS - causes.DIVERGENCE_SYMPTOMS),
 )
 def params_without_grad(ctx: CheckContext) -> None:
     """Parameters in the optimizer that never receive a gradient.

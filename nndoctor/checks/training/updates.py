@@ -152,6 +152,7 @@ def update_ratio(ctx: CheckContext) -> None:
             ),
             where=Where(module=module_of(worst), step=stepped[0].step if stepped else None),
             evidence={**evidence, "clipped_step": bool(clipped)},
+            aspect="high",
         )
     elif ratio < t.update_ratio_low:
         smallest = min(per_tensor, key=per_tensor.__getitem__)
@@ -180,4 +181,5 @@ def update_ratio(ctx: CheckContext) -> None:
             severity=Severity.INFO if warming else None,
             where=Where(module=module_of(smallest), step=stepped[0].step if stepped else None),
             evidence={**evidence, "warm_up": warming},
+            aspect="low",
         )
