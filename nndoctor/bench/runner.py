@@ -274,6 +274,7 @@ def _read_report(outcome: Outcome, report: dict[str, Any]) -> None:
             "severity": f["severity"],
             "reasons": list(f["reasons"]),
             "title": f["title"],
+            **({"aspect": f["aspect"]} if f.get("aspect") else {}),
         }
         for f in report.get("findings", [])
     ]
