@@ -114,13 +114,14 @@ def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | N
     return torch.stack([mean, var.sqrt()]).float()
 
 
-def class_counts(target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def class_counts(target: torch.Tensor, num_classes: int, ignore_index: int = -100) -> torch.Tensor:
     """Counts of integer class targets, without a data-dependent output size (no sync).
 
-    Targets outside ``[0, num_classes)`` (``ignore_index``, usually -100) count for no class.
+    Targets outside ``[0, num_classes)`` and targets equal to the loss's ``ignore_index``
+    (padding, often a valid index such as 0) count for no class: the loss never sees them.
     """
     t = target.detach().reshape(-1).long()
-    valid = (t >= 0) & (t < num_classes)
+    valid = (t >= 0) & (t < num_classes) & (t != ignore_index)
     counts = torch.zeros(num_classes, device=target.device)
     return counts.scatter_add_(0, t.clamp(0, num_classes - 1), valid.to(counts.dtype))
 
@@ -171,7 +172,12 @@ def logit_stats(x: torch.Tensor, class_dim: int = 1) -> torch.Tensor:
 
 
 def param_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """L2 norm of each tensor in one fused call, stacked into one vector."""
+    """L2 norm of each tensor in one fused call, stacked into one vector.
+
+    A sparse tensor (the gradient of an ``nn.Embedding(sparse=True)``) has no fused norm:
+    it is made dense first, which adds up the rows its repeated indices hold separately
+    (the norm of its values alone would miss that) without the host sync of coalescing."""
     if not tensors:
         return torch.zeros(0)
-    return torch.stack(torch._foreach_norm([t.detach() for t in tensors])).float()
+    dense = [t.detach().to_dense() if t.is_sparse else t.detach() for t in tensors]
+    return torch.stack(torch._foreach_norm(dense)).float()

@@ -657,7 +657,10 @@ class TrainingProbe:
         acc_slot = pending.transfer.add(acc.reshape(1)) if acc is not None else None
         class_dim = 1 if inp.dim() > 1 else 0
         in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
-        t_slots = self._target_slots(pending, fn_name, inp, target)
+        ignore = kwargs.get("ignore_index", -100)
+        t_slots = self._target_slots(
+            pending, fn_name, inp, target, ignore if isinstance(ignore, int) else -100
+        )
 
         def decode() -> None:
             call.value = pending.transfer.get(value_slot)[0]
@@ -670,7 +673,12 @@ class TrainingProbe:
         pending.decoders.append(decode)
 
     def _target_slots(
-        self, pending: _Pending, fn_name: str, inp: torch.Tensor, target: Any
+        self,
+        pending: _Pending,
+        fn_name: str,
+        inp: torch.Tensor,
+        target: Any,
+        ignore_index: int = -100,
     ) -> Callable[[], TargetSummary] | None:
         if not isinstance(target, torch.Tensor) or target.numel() == 0:
             return None
@@ -678,7 +686,9 @@ class TrainingProbe:
         shape, dtype = tuple(target.shape), str(target.dtype).replace("torch.", "")
         counts_slot = order_slot = shift_slot = None
         if fn_name in CLASS_INDEX_LOSSES and not target.is_floating_point() and inp.dim() >= 2:
-            counts_slot = pending.transfer.add(stats.class_counts(target, int(inp.shape[1])))
+            counts_slot = pending.transfer.add(
+                stats.class_counts(target, int(inp.shape[1]), ignore_index)
+            )
             source = self._integer_input
             if source is not None and source.device == target.device:
                 shift_slot = pending.transfer.add(stats.next_position_match(target, source))

@@ -34,3 +34,10 @@ def test_a_near_constant_image_batch_keeps_its_small_std() -> None:
 def test_non_finite_values_still_show_in_the_moments() -> None:
     x = torch.tensor([1.0, float("nan"), 2.0])
     assert torch.isnan(tensor_stats(x)[1]) and torch.isnan(activation_stats(x)[1])
+
+
+def test_class_counts_leave_out_the_targets_the_loss_ignores() -> None:
+    # Padding is often a valid class index (0): the loss skips it, and so do the counts.
+    target = torch.tensor([0, 0, 0, 0, 1, 2, 2, -100])
+    assert class_counts(target, 3).tolist() == [4.0, 1.0, 2.0]
+    assert class_counts(target, 3, ignore_index=0).tolist() == [0.0, 1.0, 2.0]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.layers import EMBEDDING
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.report.model import Where
 
@@ -37,6 +40,12 @@ def class_imbalance(ctx: CheckContext) -> None:
         show whether it balances them. Next-token targets (the integer
         model input one position on, in ``next_token_match`` of positions) are the
         text's own distribution, which a language model must learn: they are not judged.
+        Nor are the targets of a model that reads token ids (through an ``nn.Embedding``)
+        and is trained on several class targets per sample, output sequences whose length
+        is not the input's (a translation, a generated language): their frequencies are
+        the language's own, which reweighting would distort. Tags per input token are
+        labels, judged like any other. Targets the loss ignores (``ignore_index``,
+        padding) count for no class.
 
     How to fix:
         Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
@@ -77,6 +86,10 @@ def class_imbalance(ctx: CheckContext) -> None:
             "positions at every step): next-token prediction, whose class frequencies are the text's own"
         )
         return
+    tokens = token_sequence_targets(rec)
+    if tokens:
+        ctx.note(tokens)
+        return
     # A weighted sampler acts before the batches: the counts above are what it drew, so it
     # compensates only if they come out balanced (its weights may be the counts, not their
     # inverse). Loss weights act after, and do compensate whatever the batches hold.
@@ -110,6 +123,38 @@ def class_imbalance(ctx: CheckContext) -> None:
             else "Weight the loss by inverse class frequency or sample with a WeightedRandomSampler."
         ),
         evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
+    )
+
+
+def token_sequence_targets(rec: Recording) -> str:
+    """Why the class targets are generated text, or "": at every observed step the model
+    reads integer token ids through an embedding and the loss has a whole number, above
+    one, of class targets per sample (one per output position), and at some step as many
+    as the input has no positions (an output sequence of its own length: a translation,
+    not a tag per input token, whose label set is judged like any other)."""
+    if not rec.modules_of_kind(EMBEDDING):
+        return ""
+    axis = rec.input_batch_axis()
+    lengths: set[tuple[int, int]] = set()  # (targets, input positions) per sample
+    for s in rec.steps:
+        call = s.loss_calls[0] if s.loss_calls else None
+        if call is None or call.target is None or call.target.class_counts is None:
+            continue
+        x = s.inputs
+        if x is None or x.measured or len(x.shape) <= axis or x.shape[axis] < 1:
+            return ""  # float inputs (images, features), or no batch to count samples by
+        batch = x.shape[axis]
+        targets = math.prod(call.target.shape)
+        if targets <= batch or targets % batch:
+            return ""
+        lengths.add((targets // batch, math.prod(x.shape) // batch))
+    if not any(out != positions for out, positions in lengths):
+        return ""
+    per_sample = [out for out, _ in lengths]
+    return (
+        f"the model reads token ids and is trained on {min(per_sample)}-{max(per_sample)} "
+        "class targets per sample, output sequences of their own length: generated text, "
+        "whose token frequencies are the language's own"
     )
 
 
