@@ -24,7 +24,6 @@ without it: the only thing installed is the wrapper of ``init_process_group``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime
 import gc
 import signal
@@ -61,25 +60,6 @@ def data_parallel_wrapper(module: nn.Module) -> str | None:
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper; any other module as it is."""
     return module.module if data_parallel_wrapper(module) == "DistributedDataParallel" else module
-
-
-class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """A SyncBatchNorm of a copy that trains on one rank alone: plain batch statistics,
-    since an experiment on rank 0 must never wait for the other ranks."""
-
-    def _check_input_dim(self, input: Any) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
-
-
-def local_copy(model: nn.Module, optimizer: Any) -> tuple[nn.Module, Any]:
-    """Copies of ``model`` and ``optimizer`` (together, so the optimizer holds the copy's
-    parameters) whose SyncBatchNorm layers compute their statistics locally."""
-    model_copy, optimizer_copy = copy.deepcopy((model, optimizer))
-    for m in model_copy.modules():
-        if isinstance(m, nn.SyncBatchNorm):
-            m.__class__ = _LocalBatchNorm
-    return model_copy, optimizer_copy
 
 
 class DistributedCapture:

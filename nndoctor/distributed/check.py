@@ -27,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nndoctor.distributed.capture import DistributedCapture, local_copy
+from nndoctor.distributed.capture import DistributedCapture
 from nndoctor.distributed.channel import RankLost
+from nndoctor.distributed.replica import local_copy, shard_replica
 from nndoctor.engine import Selection
 from nndoctor.probes.distributed import DistributedRecord, RankFacts, SourceFacts
 from nndoctor.report.model import CheckResult, Finding, Report, Status
@@ -108,6 +109,11 @@ def diagnose_rank(
     assert dc is not None
     try:
         facts = rank_facts(capture, dc)
+        if dc.wrapper == "FSDP" and capture.model is not None:
+            # FSDP refuses copies: the checks get a plain replica of this rank's shards.
+            capture.model, capture.optimizer, capture.initial_state = shard_replica(
+                capture.model, capture.optimizer, capture.initial_state
+            )
         if dc.rank == 0:
             return _lead(capture, dc, facts, selection, diagnose)
         return _follow(dc, facts, selection, diagnose)
@@ -212,7 +218,8 @@ def _leader_selection(capture: Capture, dc: DistributedCapture, selection: Selec
         return RankSelection(
             **fields,
             experiments_off="the model is sharded by FSDP: experiments on copies need the whole "
-            "model on one rank, which is not supported (the observations ran on every rank)",
+            "model on one rank, which is not supported (the observations ran on every rank, on "
+            "each rank's shards)",
         )
     if capture.model is not None:
         try:
@@ -302,11 +309,16 @@ def _notes(dc: DistributedCapture, record: DistributedRecord) -> list[str]:
         + ", ".join(f"{f.steps} (rank {f.rank})" for f in record.ranks)
         + " step(s)"
     )
+    experiments = (
+        "experiments on copies are not run (the model is sharded by FSDP), and per-parameter "
+        "statistics are of each rank's shard"
+        if dc.wrapper == "FSDP"
+        else "experiments on copies ran on rank 0 only, on the module without its wrapper"
+    )
     notes = [
         f"distributed job: {dc.world} ranks ({dc.backend}"
         f"{', ' + dc.wrapper if dc.wrapper else ''}); {stepped}; {len(record.ranks)} rank(s) "
-        "answered; experiments on copies ran on rank 0 only, on the module without its "
-        "wrapper; the script is not replayed"
+        f"answered; {experiments}; the script is not replayed"
     ]
     if record.lost_reason is not None:
         who = (

@@ -113,7 +113,7 @@ class DistributedRecord:
         return next((f for f in self.ranks if f.rank == r), None)
 
 
-def _local(t: torch.Tensor) -> torch.Tensor:
+def local_part(t: torch.Tensor) -> torch.Tensor:
     """A DTensor's local shard (its norm needs no collective); any other tensor as it is."""
     to_local = getattr(t, "to_local", None)
     return to_local() if callable(to_local) else t
@@ -121,7 +121,7 @@ def _local(t: torch.Tensor) -> torch.Tensor:
 
 def _norms(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
     """One float per tensor (NaN for None), on the first tensor's device, without syncing."""
-    present = [(i, _local(t).detach()) for i, t in enumerate(tensors) if t is not None]
+    present = [(i, local_part(t).detach()) for i, t in enumerate(tensors) if t is not None]
     if not present:
         return None
     device = present[0][1].device

@@ -388,7 +388,10 @@ class HostTransfer:
         self._event: Any = None
 
     def add(self, t: torch.Tensor) -> int:
-        flat = t.detach().reshape(-1).float()
+        # A DTensor (FSDP's sharded parameters and their statistics) is read as this rank's
+        # local part: its whole value would take a collective.
+        to_local = getattr(t, "to_local", None)
+        flat = (to_local() if callable(to_local) else t).detach().reshape(-1).float()
         self._parts.append(flat)
         self._slots.append((self._offset, flat.numel()))
         self._offset += flat.numel()

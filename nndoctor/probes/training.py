@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from nndoctor.probes import stats
+from nndoctor.probes.distributed import local_part
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     GradClip,
@@ -873,7 +874,8 @@ class TrainingProbe:
         pending.decoders.append(
             lambda: rec.weight_norms.update(zip(names, pending.transfer.get(slot), strict=True))
         )
-        pending.snapshot = self._take_snapshot([p.detach() for _, p in tracked])
+        # FSDP's parameters are DTensors: the update is measured on this rank's shard.
+        pending.snapshot = self._take_snapshot([local_part(p.detach()) for _, p in tracked])
         pending.snapshot_names = names
 
     def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -919,7 +921,7 @@ class TrainingProbe:
             return
         by_name = dict(self._params)
         with torch.no_grad():
-            now = [by_name[n].detach() for n in pending.snapshot_names]
+            now = [local_part(by_name[n].detach()) for n in pending.snapshot_names]
             # In place: the buffers then hold before - after, whose norms are the updates'.
             torch._foreach_sub_(pending.snapshot, now)
             u_slot = pending.transfer.add(
