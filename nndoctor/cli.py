@@ -935,6 +935,8 @@ def watch(
 
     Example: nndoctor watch train.py --log alerts.jsonl -- --epochs 30
     """
+    from nndoctor.distributed import launched_rank
+    from nndoctor.distributed.watch import reported_by_rank0
     from nndoctor.report.progress import WatchProgress
     from nndoctor.watch.alerts import print_summary
     from nndoctor.watch.script import ScriptError, watch_script
@@ -952,9 +954,16 @@ def watch(
     if plots_dir is not None and plots_dir.exists() and not plots_dir.is_dir():
         raise _fail(f"--plots {plots_dir}: not a folder", EXIT_USAGE)
     err = _console(stderr=True)
+    # In a distributed job rank 0 alone shows progress and keeps the log (with every rank's
+    # alerts).
+    other_rank = bool(launched_rank())
     try:
         # Opened here, before any sandbox: the log is nndoctor's own file, never redirected.
-        log_file = open(log, "a", encoding="utf-8") if log is not None else None  # noqa: SIM115
+        log_file = (
+            open(log, "a", encoding="utf-8")  # noqa: SIM115
+            if log is not None and not other_rank
+            else None
+        )
     except OSError as exc:
         raise _fail(f"cannot write the log {log}: {exc.strerror}", EXIT_INTERNAL) from None
     # Live on a terminal only when the script's own output goes there too (it is printed
@@ -972,13 +981,15 @@ def watch(
                 stop_on=stop_on,
                 dry_run=dry_run,
                 console=err,
-                progress=shown,
+                progress=None if other_rank else shown,
             )
     except ScriptError as exc:
         raise _fail(str(exc), EXIT_USAGE) from None
     finally:
         if log_file is not None:
             log_file.close()
+    if reported_by_rank0():
+        raise typer.Exit(EXIT_OK)  # another rank of a distributed job: rank 0 reports
     print_summary(err, result)
     _write_watch_charts(result, err, html_path, plots_dir)
     if json_path is not None:

@@ -115,6 +115,16 @@ class Channel:
 
         return self._call("gathering the ranks' results on rank 0", run)
 
+    def all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank (one collective)."""
+
+        def run() -> list[Any]:
+            out: list[Any] = [None] * self.world
+            dist.all_gather_object(out, obj, group=self.group)
+            return out
+
+        return self._call("exchanging the ranks' notes", run)
+
     def close(self) -> None:
         """Destroy the group (locally; gloo needs no peer for that)."""
         group, self.group = self.group, None

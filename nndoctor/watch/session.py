@@ -222,6 +222,7 @@ class Watcher:
         self._sampling = self.sampler.sampled(0)
         self._last_close = math.nan
         self._sampled_count = 0
+        self._job: Any = None  # the distributed job this Watcher joined, if any
 
     @property
     def backward_seen(self) -> bool:
@@ -282,6 +283,10 @@ class Watcher:
             self._attached = False
             raise
         self._last_close = time.perf_counter()
+        # In a distributed job the ranks compare notes (nndoctor.distributed.watch).
+        from nndoctor.distributed.watch import join
+
+        self._job = join(self)
         self.sink.event(
             "start",
             model=type(self._inner).__name__,
@@ -309,6 +314,8 @@ class Watcher:
                 self._consume(self.ring.poll(wait=True))
             except Exception as exc:  # noqa: BLE001 - the report must still be filled
                 self._crash("decode", exc)
+            if self._job is not None:
+                self._job.leave()  # the ranks' last exchange (nndoctor.distributed.watch)
             self._finish_report()
             self.sink.close()
         return self.report
