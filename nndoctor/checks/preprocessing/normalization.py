@@ -165,6 +165,11 @@ def _problem(f: FeatureStats, t: Thresholds) -> str | None:
     id="input-not-standardized",
     reasons=(12,),
     severity="warning",
+    # An experiment since its verdict rests on a twin of copies trained alike: the budget
+    # may skip it (and says so), never turn it into the observation alone.
+    kind="experiment",
+    quick=True,
+    priority=14,
     explains=causes.SCALE_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | causes.FIT_SYMPTOMS,
 )
 def input_not_standardized(ctx: CheckContext) -> None:
