@@ -229,7 +229,7 @@ def check(
     from nndoctor.capture.runner import ScriptError
     from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
     from nndoctor.distributed import launched_rank
-    from nndoctor.distributed.check import reports_here
+    from nndoctor.distributed.check import hold_sigterm_when_a_rank_is_lost, reports_here
     from nndoctor.engine import (
         DEFAULT_EXPERIMENT_SECONDS,
         DEFAULT_STEPS,
@@ -292,8 +292,10 @@ def check(
     console_format = output_format == "console"
     out = _console()
     notices = out if console_format else _console(stderr=True)
-    # In a distributed job rank 0 alone shows progress, prints and writes the report.
+    # In a distributed job rank 0 alone shows progress, prints and writes the report, even
+    # while the launcher stops a job that lost a rank.
     other_rank = bool(launched_rank())
+    hold_sigterm_when_a_rank_is_lost()
     try:
         with _progress(out, console_format and not other_rank) as status:
             report = check_script(

@@ -15,7 +15,10 @@ ranks (or one that existed before the script ran) switches it on, and from then 
   or when any rank's script ended (finished or raised) — never one rank alone;
 - the model found is the module inside ``DistributedDataParallel`` (its hooks see the
   module's own forward), observed by the usual probes and by the
-  :class:`~nndoctor.probes.distributed.RankProbe`.
+  :class:`~nndoctor.probes.distributed.RankProbe`;
+- a SIGTERM (torchrun stops every worker when one of them dies) stops the script at once:
+  this rank then reports what it saw without waiting for the others, within the launcher's
+  grace period.
 
 A script that never starts a process group, or starts one of a single rank, runs exactly as
 without it: the only thing installed is the wrapper of ``init_process_group``.
@@ -82,6 +85,8 @@ class DistributedCapture:
         self.ended_ranks: list[int] = []  # ranks whose script ended first (from the agreement)
         self.steps_range: tuple[int, int] | None = None  # (min, max) steps at the last agreement
         self.source: Any = None
+        self.terminated = False  # a SIGTERM stopped the script (the launcher ends the job)
+        self._sigterm: Any = None  # the handler the SIGTERM one replaced
 
     @property
     def active(self) -> bool:
@@ -126,6 +131,9 @@ class DistributedCapture:
             dist.init_process_group = original_init  # type: ignore[assignment]
             dist.destroy_process_group = original_destroy  # type: ignore[assignment]
             self.probe.close()
+            if self._sigterm is not None:
+                signal.signal(signal.SIGTERM, self._sigterm)
+                self._sigterm = None
 
     def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """The script's arguments with the group's timeout bounded by ``self.timeout``."""
@@ -146,12 +154,36 @@ class DistributedCapture:
         self.created_group = created
         # Collective: every rank opens it here, right after the default group exists.
         self.channel = Channel(timeout=2 * self.timeout)
+        try:
+            self._sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread: the launcher's SIGTERM ends the rank as usual
+            self._sigterm = None
         if self.script is not None:
             from nndoctor.distributed.source import scan
 
             self.source = scan(self.script)
 
     # -- during the run -------------------------------------------------------------------
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        from nndoctor.capture.runner import StopCapture
+
+        self._note_terminated(signum, frame)
+        raise StopCapture("terminated by the launcher (SIGTERM)")
+
+    def _note_terminated(self, signum: int, frame: Any) -> None:
+        self.terminated = True
+        # The others are being stopped too: no collective can complete any more.
+        if self.channel is not None and self.channel.lost is None:
+            self.channel.lost = RankLost("the launcher sent SIGTERM: the job is being stopped")
+
+    def note_sigterm(self) -> None:
+        """From now until :meth:`teardown`, a SIGTERM only marks the job as ending: the
+        report is still written (the launcher kills the rank after its grace period)."""
+        try:
+            self._sigterm = signal.signal(signal.SIGTERM, self._note_terminated)
+        except ValueError:  # not the main thread
+            self._sigterm = None
+
     def attach(self, model: nn.Module, wrapper: str | None) -> None:
         """The model was found (the module inside DDP, or an FSDP-sharded module)."""
         if not self.active:
@@ -207,9 +239,13 @@ class DistributedCapture:
                     return
 
     # -- afterwards -----------------------------------------------------------------------
-    def teardown(self) -> None:
+    def teardown(self, ending: bool = False) -> None:
         """Close nndoctor's channel and, when the script started the default group, destroy
-        it too (what the script changes in the process is put back)."""
+        it too (what the script changes in the process is put back). ``ending``: the job is
+        being stopped and the process exits once its report is out: SIGTERM stays ignored."""
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if ending else self._sigterm)
+            self._sigterm = None
         if self.channel is not None:
             self.channel.close()
         # The job's DDP wrappers hold the default group; collected first, so destroying it

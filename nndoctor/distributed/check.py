@@ -108,6 +108,7 @@ def diagnose_rank(
     dc = capture.distributed
     assert dc is not None
     try:
+        dc.note_sigterm()
         facts = rank_facts(capture, dc)
         if dc.wrapper == "FSDP" and capture.model is not None:
             # FSDP refuses copies: the checks get a plain replica of this rank's shards.
@@ -118,7 +119,7 @@ def diagnose_rank(
             return _lead(capture, dc, facts, selection, diagnose)
         return _follow(dc, facts, selection, diagnose)
     finally:
-        dc.teardown()
+        dc.teardown(ending=_hold_sigterm and (dc.terminated or dc.lost is not None))
 
 
 def reports_here(report: Report) -> bool:
@@ -126,6 +127,18 @@ def reports_here(report: Report) -> bool:
     distributed job on rank 0 alone (or on a rank that lost rank 0)."""
     info = report.run.distributed
     return info is None or bool(info.get("reports", True))
+
+
+def hold_sigterm_when_a_rank_is_lost() -> None:
+    """For the command line, whose process exits once the report is out: from now on, when
+    a rank of the job is lost the launcher (torchrun) is stopping every rank, and its
+    SIGTERM is ignored from then on so that rank 0's report is still printed and written
+    (the launcher kills the rank anyway after its grace period)."""
+    global _hold_sigterm
+    _hold_sigterm = True
+
+
+_hold_sigterm = False
 
 
 def _release_timeout(dc: DistributedCapture, selection: Selection) -> float:
@@ -155,6 +168,9 @@ def _follow(
         # Rank 0 runs its checks and experiments: wait for it, however long they take.
         dc.channel.wait_for_all(timeout=_release_timeout(dc, selection))
     except RankLost as lost:
+        if dc.terminated:  # the launcher stops the job: rank 0 reports what it can
+            own.run.distributed = {**info, "reports": False}
+            return own
         own.run.notes.append(
             f"rank 0 could not be reached ({lost}); this is rank {dc.rank}'s own report, "
             "of its own observations only"
@@ -214,6 +230,12 @@ def _unanswered(dc: DistributedCapture, record: DistributedRecord) -> list[int]:
 def _leader_selection(capture: Capture, dc: DistributedCapture, selection: Selection) -> Selection:
     """Experiments run on a copy of the module without its wrapper, on rank 0 alone."""
     fields = _fields(selection)
+    if dc.terminated or dc.lost is not None:
+        return RankSelection(
+            **fields,
+            experiments_off="a rank was lost and the launcher may stop the job at any moment "
+            "(torchrun does): experiments are left out so that the report is written first",
+        )
     if dc.wrapper == "FSDP":
         return RankSelection(
             **fields,
@@ -309,12 +331,16 @@ def _notes(dc: DistributedCapture, record: DistributedRecord) -> list[str]:
         + ", ".join(f"{f.steps} (rank {f.rank})" for f in record.ranks)
         + " step(s)"
     )
-    experiments = (
-        "experiments on copies are not run (the model is sharded by FSDP), and per-parameter "
-        "statistics are of each rank's shard"
-        if dc.wrapper == "FSDP"
-        else "experiments on copies ran on rank 0 only, on the module without its wrapper"
-    )
+    if dc.terminated or dc.lost is not None:
+        experiments = "experiments on copies were left out (a rank was lost)"
+    elif dc.wrapper == "FSDP":
+        experiments = (
+            "experiments on copies are not run (the model is sharded by FSDP), and "
+            "per-parameter statistics are of each rank's shard"
+        )
+    else:
+        experiments = "experiments on copies ran on rank 0 only, on the module without its wrapper"
+
     notes = [
         f"distributed job: {dc.world} ranks ({dc.backend}"
         f"{', ' + dc.wrapper if dc.wrapper else ''}); {stepped}; {len(record.ranks)} rank(s) "

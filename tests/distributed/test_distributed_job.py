@@ -4,6 +4,7 @@ learning rate and the world size, and a rank that dies without anything hanging.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,9 @@ from ranks_harness import (
 REPORT_BOX = "─ nndoctor ─"
 
 
-def test_a_healthy_ddp_job_under_torchrun_gives_one_quiet_report(tmp_path: Path) -> None:
-    out = tmp_path / "report.json"
-    done = subprocess.run(
+def torchrun_check(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node 2 -m nndoctor check SCRIPT ARGS``."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -34,16 +35,20 @@ def test_a_healthy_ddp_job_under_torchrun_gives_one_quiet_report(tmp_path: Path)
             "-m",
             "nndoctor",
             "check",
-            str(EXAMPLES / "ddp_healthy.py"),
-            "--json",
-            str(out),
+            str(script),
+            *args,
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=HARD_TIMEOUT,
-        env={**__import__("os").environ, "NNDOCTOR_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "NNDOCTOR_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1"},
     )
+
+
+def test_a_healthy_ddp_job_under_torchrun_gives_one_quiet_report(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    done = torchrun_check(EXAMPLES / "ddp_healthy.py", "--json", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count(REPORT_BOX) == 1  # rank 0 alone prints
     report = json.loads(out.read_text())
@@ -112,6 +117,19 @@ def test_a_rank_killed_mid_run_is_reported_and_nothing_hangs(
     assert report.run.steps_observed >= 3
     # Nothing left to compare with: the checks that compare ranks say so.
     assert report.result("uneven-step-counts").status.value == "skipped"
+
+
+def test_under_torchrun_a_killed_rank_still_leaves_rank0s_report(tmp_path: Path) -> None:
+    # Rank 1 is SIGKILLed at its fifth step; torchrun then sends SIGTERM to rank 0, which
+    # writes its report (observations only) within the launcher's grace period.
+    out = tmp_path / "report.json"
+    done = torchrun_check(EXAMPLES / "ddp_rank_dies.py", "--json", str(out))
+    assert done.returncode != 0  # the job failed: a worker was killed
+    assert done.stdout.count(REPORT_BOX) == 1
+    run = json.loads(out.read_text())["run"]
+    assert run["distributed"]["lost"] == [1]
+    assert run["steps_observed"] == 4
+    assert any("experiments on copies were left out" in n for n in run["notes"])
 
 
 def test_rank1_reports_alone_when_rank0_dies() -> None:
