@@ -58,7 +58,7 @@ def group_problems(
 ) -> list[Problem]:
     """Every out-of-range hyperparameter of one parameter group of an ``optimizer`` (class
     name). ``clipped`` says why clipping sets the step length (see ``clipped_step_bound``):
-    a learning rate above the common range is then a note, not a warning."""
+    a learning rate above the common range is then not judged here."""
     out: list[Problem] = []
     adam = optimizer in ADAM_FAMILY
     lr = _number(group.get("lr"))
@@ -75,22 +75,17 @@ def group_problems(
                     Severity.ERROR,
                 )
             )
-        elif lr > t.max_lr:
+        elif lr > t.max_lr and not clipped:
             out.append(
                 Problem(
                     "lr",
                     f"above {_g(t.max_lr)}",
                     lr,
                     "1e-4 to 1e-1 for SGD, up to ~1 with warm-up",
-                    (
-                        f"none measured here: {clipped} (see learning-rate-out-of-range, which "
-                        "replays the clipped update)"
-                        if clipped
-                        else "steps this large overshoot any minimum: the loss oscillates or diverges"
-                    ),
+                    "steps this large overshoot any minimum: the loss oscillates or diverges",
                     "Lower the learning rate by orders of magnitude (start from 0.01-0.1 for SGD with "
                     "momentum) or run a learning-rate range test.",
-                    Severity.INFO if clipped else Severity.WARNING,
+                    Severity.WARNING,
                 )
             )
         elif adam and lr > t.max_adaptive_lr:
@@ -310,10 +305,11 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
         (beta1 = 0 allowed); RMSprop ``alpha`` and Adadelta ``rho`` in (0, 1);
         weight decay in [0, ``max_weight_decay``); Adam-family ``eps`` at most
         ``max_adam_eps``; a positive learning rate, at most ``max_lr`` (10) for any
-        optimiser (a note only for SGD whose gradient norm was clipped at more than
+        optimiser (not judged for SGD whose gradient norm was clipped at more than
         ``clip_active_share`` of the steps: its steps are then at most lr x max_norm
         long whatever the rate, and the range test judges the rate with the clipping
-        replayed) and ``max_adaptive_lr`` (0.1) for the Adam family; nesterov only
+        replayed; the detail says so) and ``max_adaptive_lr`` (0.1) for the Adam
+        family; nesterov only
         with momentum; ``maximize`` off. A learning rate of zero counts only when it
         is zero at every observed step (a warm-up may start at zero). An error where
         the value makes training diverge or produce NaN (momentum or betas at or
@@ -380,6 +376,15 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
     merged: dict[tuple[str, str], list[tuple[int, int, Problem]]] = {}
     for (i, key), (step, p) in sorted(first.items(), key=lambda kv: kv[0]):
         merged.setdefault((key, p.rule), []).append((i, step, p))
+    high = sorted(
+        {lr for _, groups in observed for g in groups if (lr := _number(g.get("lr"))) is not None}
+    )
+    unjudged = (
+        f"; lr={_g(high[-1])} is above {_g(t.max_lr)}, but {clipped}: not judged here "
+        "(learning-rate-out-of-range replays the clipped update)"
+        if clipped and high and high[-1] > t.max_lr
+        else ""
+    )
     ctx.note(
         f"{optimizer}: {n_groups} parameter group(s) over {len(observed)} {source}; "
         + (
@@ -387,6 +392,7 @@ def hyperparameters_out_of_range(ctx: CheckContext) -> None:
             if merged
             else "every hyperparameter in range"
         )
+        + unjudged
     )
     members = _group_members(ctx)
     for (key, rule), hits in merged.items():

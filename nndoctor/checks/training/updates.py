@@ -52,12 +52,12 @@ def update_ratio(ctx: CheckContext) -> None:
         matrices. A warning above ``update_ratio_high`` (0.1) or below
         ``update_ratio_low`` (1e-5); an error above ``update_ratio_extreme`` (1.0,
         every step as large as the weights themselves). A learning rate rising
-        over the observed steps (warm-up) turns a "too low" finding into a note. So does
-        a "too high" one for SGD whose gradient norm was clipped (clip_grad_norm_) at more
-        than ``clip_active_share`` of the steps, up to ``update_ratio_extreme``: each
-        step is then at most lr x max_norm long, a length the script chose rather than a
-        rate running away, and the experiments that replay the clipped update (range
-        test, tiny batch) judge it.
+        over the observed steps (warm-up) turns a "too low" finding into a note. A "too
+        high" ratio up to ``update_ratio_extreme`` is not judged for SGD whose gradient
+        norm was clipped (clip_grad_norm_) at more than ``clip_active_share`` of the
+        steps: each step is then at most lr x max_norm long, a length the script chose
+        rather than a rate running away, and the experiments that replay the clipped
+        update (range test, tiny batch) judge it; the check's detail says so.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
@@ -121,37 +121,28 @@ def update_ratio(ctx: CheckContext) -> None:
             if ratio <= t.update_ratio_extreme
             else ""
         )
-        note = (
-            f" But {clipped}; see learning-rate-out-of-range and cannot-overfit-tiny-batch, "
-            "which replay the clipped update."
-            if clipped
-            else ""
-        )
+        if clipped:
+            ctx.note(
+                f"median update/weight ratio {fmt3(ratio)} over {len(per_tensor)} weight matrices, "
+                f"above {fmt3(t.update_ratio_high)}, but {clipped}: not judged here "
+                "(learning-rate-out-of-range and cannot-overfit-tiny-batch replay the clipped update)"
+            )
+            return
         ctx.finding(
-            title=(
-                "Large updates of a fixed length: SGD with clipped gradients"
-                if clipped
-                else "Updates are too large for the weights: learning rate too high"
-            ),
+            title="Updates are too large for the weights: learning rate too high",
             message=(
                 f"Each step changes the weight matrices by a median {fmt3(ratio)} of their initial "
                 f"norm over {len(stepped)} steps{lr_text}; healthy is about "
                 f"{fmt3(HEALTHY_UPDATE_RATIO)}, warning above {fmt3(t.update_ratio_high)}. "
-                f"Largest: {worst} at {fmt3(per_tensor[worst])}.{note}"
+                f"Largest: {worst} at {fmt3(per_tensor[worst])}."
             ),
             fix=(
                 f"Lower the learning rate, by up to ~{fmt3(factor)}x toward an update/weight "
                 "ratio of 1e-3 (or run a learning-rate range test); add warm-up for large models."
             ),
-            severity=(
-                Severity.INFO
-                if clipped
-                else Severity.ERROR
-                if ratio > t.update_ratio_extreme
-                else None
-            ),
+            severity=Severity.ERROR if ratio > t.update_ratio_extreme else None,
             where=Where(module=module_of(worst), step=stepped[0].step if stepped else None),
-            evidence={**evidence, "clipped_step": bool(clipped)},
+            evidence=evidence,
             aspect="high",
         )
     elif ratio < t.update_ratio_low:
