@@ -7,7 +7,7 @@ measured) in four modes:
 - ``ddp``:              the DDP step alone (zero_grad, forward, loss, backward with DDP's
   all-reduce, optimizer step): the reference of every ratio;
 - ``check-agreement``:  plus, after every optimizer step, the stop agreement ``nndoctor
-  check`` makes in a distributed job: one all-reduce of six integers on nndoctor's own gloo
+  check`` makes in a distributed job: one all-reduce of four integers on nndoctor's own gloo
   group (:meth:`nndoctor.distributed.channel.Channel.all_max`);
 - ``check-rank-probe``: plus the rank probe's per-step checksums (the norm of every
   parameter, gradient and buffer; :class:`nndoctor.probes.distributed.RankProbe`), i.e.
@@ -102,7 +102,7 @@ class Modes:
         if mode in ("check-agreement", "check-rank-probe"):
             if mode == "check-rank-probe":
                 self.probe.step_ended(self.optimizer)
-            self.channel.all_max([0, 0, 0, 0, self.step, -self.step])
+            self.channel.all_max([0, 0, 0, 0])
         elif mode == "watch-exchange" and self.step % self.every == 0:
             self.channel.all_gather(self.notes)
 

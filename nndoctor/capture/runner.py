@@ -362,7 +362,7 @@ def run_script(
                         signal.setitimer(signal.ITIMER_REAL, 0)
                     if distributed is not None and distributed.active:
                         capture.distributed = distributed
-                        distributed.finish(probe.steps_done)
+                        distributed.finish()
                 capture.stdout_tail = output.getvalue()[-4000:]
             finally:
                 for h in handles:

@@ -40,8 +40,9 @@ from nndoctor.distributed.channel import Channel, RankLost, collective_timeout
 from nndoctor.probes.distributed import RankProbe
 
 # The stop agreement's vector, reduced with MAX: flags carry rank + 1 so the maximum names a
-# rank; the negated entries give minima.
-_BUDGET, _TIMEOUT, _ENDED, _ALL_ENDED, _MAX_STEPS, _MIN_STEPS = range(6)
+# rank; the last entry is -1 from a rank whose script ended, so its maximum is -1 once all
+# of them have.
+_BUDGET, _TIMEOUT, _ENDED, _ALL_ENDED = range(4)
 
 
 def data_parallel_wrapper(module: nn.Module) -> str | None:
@@ -82,8 +83,6 @@ class DistributedCapture:
         self.created_group = False
         self.wrapper: str | None = None
         self.timed_out = False
-        self.ended_ranks: list[int] = []  # ranks whose script ended first (from the agreement)
-        self.steps_range: tuple[int, int] | None = None  # (min, max) steps at the last agreement
         self.source: Any = None
         self.terminated = False  # a SIGTERM stopped the script (the launcher ends the job)
         self._sigterm: Any = None  # the handler the SIGTERM one replaced
@@ -201,13 +200,11 @@ class DistributedCapture:
         me = self.rank + 1
         try:
             agreed = self.channel.all_max(
-                [me if budget_reached else 0, me if self.timed_out else 0, 0, 0, steps, -steps]
+                [me if budget_reached else 0, me if self.timed_out else 0, 0, 0]
             )
         except RankLost as lost:
             return f"a rank was lost ({lost})"
-        self.steps_range = (-agreed[_MIN_STEPS], agreed[_MAX_STEPS])
         if agreed[_ENDED]:
-            self.ended_ranks.append(agreed[_ENDED] - 1)
             return f"stopped with rank {agreed[_ENDED] - 1}, whose script ended"
         if agreed[_TIMEOUT]:
             return "timeout"
@@ -225,7 +222,7 @@ class DistributedCapture:
         signal.setitimer(signal.ITIMER_REAL, self.timeout)
         return True
 
-    def finish(self, steps: int) -> None:
+    def finish(self) -> None:
         """This rank's script ended: keep answering the other ranks' agreements (each of
         them now stops) until every rank's script has ended."""
         if self.channel is None or not self.channel.open:
@@ -233,8 +230,7 @@ class DistributedCapture:
         me = self.rank + 1
         with contextlib.suppress(RankLost):
             while True:
-                agreed = self.channel.all_max([0, 0, me, -1, steps, -steps])
-                self.steps_range = (-agreed[_MIN_STEPS], agreed[_MAX_STEPS])
+                agreed = self.channel.all_max([0, 0, me, -1])
                 if agreed[_ALL_ENDED] == -1:
                     return
 

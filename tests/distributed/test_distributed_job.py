@@ -138,3 +138,18 @@ def test_rank1_reports_alone_when_rank0_dies() -> None:
     assert rank1.returncode == 0, rank1.stderr[-3000:]
     assert rank1.stdout.count(REPORT_BOX) == 1
     assert "rank 0 could not be reached" in rank1.stdout.replace("\n", " ").replace("│", "")
+
+
+def test_a_finding_seen_on_one_rank_only_names_that_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rank 1's shard holds its first feature in milliseconds: rank 1's observations find
+    # it, rank 0's do not, and rank 0's report says where.
+    report, others = check_rank0(
+        monkeypatch, "ddp_rank1_raw_features.py", select=("feature-scales-differ",), steps=4
+    )
+    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
+    (finding,) = findings_of(report, "feature-scales-differ")
+    assert finding.where.ranks == (1,)
+    assert finding.evidence["largest"] == 0 and finding.evidence["ratio"] > 100
+    result = report.result("feature-scales-differ")
+    assert result.status.value == "failed" and result.detail.startswith("rank 1: ")
+    assert "rank 1" in finding.where.describe()
