@@ -23,16 +23,6 @@ def test_every_rank_reading_the_same_batches_is_found(monkeypatch: pytest.Monkey
     assert report.run.distributed["world_size"] == 2
 
 
-@pytest.mark.silent("ranks-read-same-batches")
-def test_a_distributed_sampler_gives_each_rank_its_own_batches(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    report, others = check_rank0(monkeypatch, "ddp_healthy.py", select=("ranks-read-same-batches",))
-    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
-    assert not findings_of(report, "ranks-read-same-batches")
-    assert report.result("ranks-read-same-batches").status.value == "passed"
-
-
 @pytest.mark.fires("sampler-epoch-not-set")
 def test_a_sampler_whose_epoch_never_advances_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     report, others = check_rank0(
@@ -45,15 +35,6 @@ def test_a_sampler_whose_epoch_never_advances_is_found(monkeypatch: pytest.Monke
     assert finding.where.ranks is None  # on every rank
     assert finding.evidence["passes"] >= 2 and finding.evidence["epoch"] == 0
     assert finding.evidence["ranks"] == [0, 1]
-
-
-@pytest.mark.silent("sampler-epoch-not-set")
-def test_set_epoch_at_every_epoch_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    report, others = check_rank0(
-        monkeypatch, "ddp_healthy.py", select=("sampler-epoch-not-set",), steps=12
-    )
-    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
-    assert not findings_of(report, "sampler-epoch-not-set")
 
 
 @pytest.mark.fires("uneven-step-counts")
@@ -83,13 +64,3 @@ def test_a_rank_that_skips_a_step_is_found(monkeypatch: pytest.MonkeyPatch) -> N
     (finding,) = findings_of(report, "uneven-step-counts")
     assert finding.evidence["steps"] == {"0": 1, "1": 0}
     assert finding.where.ranks == (1,)
-
-
-@pytest.mark.silent("uneven-step-counts")
-def test_ranks_stepping_together_are_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    report, others = check_rank0(
-        monkeypatch, "ddp_healthy.py", select=("uneven-step-counts",), steps=6
-    )
-    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
-    assert not report.findings
-    assert [r["steps"] for r in report.run.distributed["ranks"]] == [6, 6]

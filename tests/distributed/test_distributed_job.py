@@ -87,15 +87,6 @@ def test_a_global_batch_growing_without_the_rate_gets_a_note(
     assert finding.evidence["learning_rates"] == [0.001]
 
 
-@pytest.mark.silent("lr-not-scaled-with-world")
-def test_a_rate_scaled_with_the_world_size_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    report, others = check_rank0(
-        monkeypatch, "ddp_healthy.py", select=("lr-not-scaled-with-world",), steps=2
-    )
-    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
-    assert not report.findings
-
-
 def test_a_rank_killed_mid_run_is_reported_and_nothing_hangs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

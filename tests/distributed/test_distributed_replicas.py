@@ -78,16 +78,3 @@ def test_syncbatchnorm_named_but_not_in_effect_is_found(monkeypatch: pytest.Monk
     assert finding.evidence["differ_at_forward"] == 0
     assert finding.evidence["sync_batchnorm_layers"] == 0
     assert "SyncBatchNorm (line" in finding.message
-
-
-# SyncBatchNorm itself needs GPU modules under DDP: its silent case is the healthy script's
-# BatchNorm, whose statistics DDP broadcasts from rank 0 before every forward.
-
-
-@pytest.mark.silent("grads-differ-across-ranks")
-@pytest.mark.silent("params-diverge-across-ranks")
-@pytest.mark.silent("buffers-diverge-across-ranks")
-def test_synchronised_replicas_are_silent(monkeypatch: pytest.MonkeyPatch) -> None:
-    report, others = check_rank0(monkeypatch, "ddp_healthy.py", select=REPLICA_CHECKS, steps=6)
-    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
-    assert not report.findings
