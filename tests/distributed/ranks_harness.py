@@ -71,14 +71,17 @@ def other_ranks(
     select: tuple[str, ...] = (),
     steps: int = 20,
     extra_env: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[list[subprocess.Popen[str]]]:
     """Ranks 1..world-1 as subprocesses; killed if still running when the block ends."""
     procs = []
     for rank in range(1, world):
         env = {**os.environ, **rank_env(rank, world, port), **(extra_env or {})}
+        command = cli_args(script, select, steps, args)
+        command[5:5] = list(options)
         procs.append(
             subprocess.Popen(
-                cli_args(script, select, steps, args),
+                command,
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -108,6 +111,7 @@ def check_rank0(
     steps: int = 20,
     other_env: dict[str, str] | None = None,
     on_step: Callable[[int, list[subprocess.Popen[str]]], None] | None = None,
+    timeout: float = 60.0,
 ) -> tuple[Report, list[subprocess.CompletedProcess[str]]]:
     """Rank 0's report of a two-rank job of ``script`` (rank 1 in a subprocess), and how
     the other ranks ended (their exit code and output). ``on_step(step, others)`` is called
@@ -118,7 +122,13 @@ def check_rank0(
         monkeypatch.setenv(key, value)
     done: list[subprocess.CompletedProcess[str]] = []
     with other_ranks(
-        path, list(args or []), port, select=select, steps=steps, extra_env=other_env
+        path,
+        list(args or []),
+        port,
+        select=select,
+        steps=steps,
+        extra_env=other_env,
+        options=("--timeout", str(timeout)),
     ) as procs:
 
         def progress(event: ProgressEvent) -> None:
@@ -129,7 +139,7 @@ def check_rank0(
             str(path),
             list(args or []),
             steps=steps,
-            timeout=60.0,
+            timeout=timeout,
             selection=Selection(select=select),
             progress=progress,
         )

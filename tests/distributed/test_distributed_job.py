@@ -144,3 +144,16 @@ def test_a_finding_seen_on_one_rank_only_names_that_rank(monkeypatch: pytest.Mon
     result = report.result("feature-scales-differ")
     assert result.status.value == "failed" and result.detail.startswith("rank 1: ")
     assert "rank 1" in finding.where.describe()
+
+
+@pytest.mark.slow  # rank 1 stalls until its time limit: about a minute and a half
+def test_a_rank_that_stalls_is_reported_after_the_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rank 1 sleeps at its fifth step. Rank 0's DDP all-reduce times out (the job's group,
+    # bounded during a check: 6 s here), then nndoctor's channel gives up on rank 1 (12 s)
+    # and rank 0 reports; rank 1 itself stops at its time limit (60 s) and ends too.
+    report, others = check_rank0(monkeypatch, "ddp_rank_stalls.py", select=("uneven-step-counts",))
+    info = report.run.distributed
+    assert info["lost"] == [1]
+    assert report.run.steps_observed == 4
+    assert any("rank 1 did not answer" in n for n in report.run.notes), report.run.notes
+    assert others[0].returncode == 0  # rank 1 ended too: nothing was left hanging
