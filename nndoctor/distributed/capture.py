@@ -66,6 +66,17 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if data_parallel_wrapper(module) == "DistributedDataParallel" else module
 
 
+def _sigterm_blocked(blocked: bool) -> None:
+    """Hold SIGTERM back (pending) or let it through, where signals can be masked."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None:
+        return
+    try:
+        mask(signal.SIG_BLOCK if blocked else signal.SIG_UNBLOCK, {signal.SIGTERM})
+    except (ValueError, OSError):
+        pass
+
+
 class DistributedCapture:
     """The distributed side of one rank's capture (see the module docstring)."""
 
@@ -133,6 +144,9 @@ class DistributedCapture:
             if self._sigterm is not None:
                 signal.signal(signal.SIGTERM, self._sigterm)
                 self._sigterm = None
+                # Between the capture and the diagnosis (note_sigterm) a SIGTERM waits: the
+                # process state is being put back, the default handler with it.
+                _sigterm_blocked(True)
 
     def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """The script's arguments with the group's timeout bounded by ``self.timeout``."""
@@ -182,6 +196,7 @@ class DistributedCapture:
             self._sigterm = signal.signal(signal.SIGTERM, self._note_terminated)
         except ValueError:  # not the main thread
             self._sigterm = None
+        _sigterm_blocked(False)  # one that came meanwhile is handled now
 
     def attach(self, model: nn.Module, wrapper: str | None) -> None:
         """The model was found (the module inside DDP, or an FSDP-sharded module)."""
@@ -242,6 +257,7 @@ class DistributedCapture:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN if ending else self._sigterm)
             self._sigterm = None
+        _sigterm_blocked(False)
         if self.channel is not None:
             self.channel.close()
         # The job's DDP wrappers hold the default group; collected first, so destroying it

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,6 +64,17 @@ def cli_args(script: Path, select: tuple[str, ...], steps: int, args: list[str])
 
 
 @contextlib.contextmanager
+def private_tmpdir() -> Iterator[str]:
+    """A temp folder for subprocesses (their TMPDIR), removed afterwards: a rank killed on
+    purpose cannot remove its own scratch folder, and torchrun leaves its own behind."""
+    folder = tempfile.mkdtemp(prefix="ranks-harness-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def other_ranks(
     script: Path,
     args: list[str],
@@ -74,9 +87,28 @@ def other_ranks(
     options: tuple[str, ...] = (),
 ) -> Iterator[list[subprocess.Popen[str]]]:
     """Ranks 1..world-1 as subprocesses; killed if still running when the block ends."""
+    with (
+        private_tmpdir() as tmp,
+        _started(script, args, port, world, select, steps, extra_env, options, tmp) as procs,
+    ):
+        yield procs
+
+
+@contextlib.contextmanager
+def _started(
+    script: Path,
+    args: list[str],
+    port: int,
+    world: int,
+    select: tuple[str, ...],
+    steps: int,
+    extra_env: dict[str, str] | None,
+    options: tuple[str, ...],
+    tmp: str,
+) -> Iterator[list[subprocess.Popen[str]]]:
     procs = []
     for rank in range(1, world):
-        env = {**os.environ, **rank_env(rank, world, port), **(extra_env or {})}
+        env = {**os.environ, **rank_env(rank, world, port), **(extra_env or {}), "TMPDIR": tmp}
         command = cli_args(script, select, steps, args)
         command[5:5] = list(options)
         procs.append(
@@ -162,10 +194,21 @@ def run_cli_ranks(
 ) -> list[subprocess.CompletedProcess[str]]:
     """Both ranks as ``python -m nndoctor check`` subprocesses (as srun starts them); rank 0
     is killed once it shows step ``kill_rank0_at_step`` (its progress lines on stdout)."""
+    with private_tmpdir() as tmp:
+        return _cli_ranks(script, args, nndoctor_args, kill_rank0_at_step, tmp)
+
+
+def _cli_ranks(
+    script: Path,
+    args: list[str],
+    nndoctor_args: tuple[str, ...],
+    kill_rank0_at_step: int | None,
+    tmp: str,
+) -> list[subprocess.CompletedProcess[str]]:
     port = free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, **rank_env(rank, 2, port)}
+        env = {**os.environ, **rank_env(rank, 2, port), "TMPDIR": tmp}
         command = cli_args(script, (), 20, args)
         command[5:5] = list(nndoctor_args)
         procs.append(

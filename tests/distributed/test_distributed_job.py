@@ -16,6 +16,7 @@ from ranks_harness import (
     ROOT,
     check_rank0,
     findings_of,
+    private_tmpdir,
     run_cli_ranks,
 )
 
@@ -24,6 +25,13 @@ REPORT_BOX = "─ nndoctor ─"
 
 def torchrun_check(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc-per-node 2 -m nndoctor check SCRIPT ARGS``."""
+    with private_tmpdir() as tmp:
+        return _torchrun_check(script, args, tmp)
+
+
+def _torchrun_check(
+    script: Path, args: tuple[str, ...], tmp: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -42,7 +50,7 @@ def torchrun_check(script: Path, *args: str) -> subprocess.CompletedProcess[str]
         capture_output=True,
         text=True,
         timeout=HARD_TIMEOUT,
-        env={**os.environ, "NNDOCTOR_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "NNDOCTOR_DIST_TIMEOUT": "20", "OMP_NUM_THREADS": "1", "TMPDIR": tmp},
     )
 
 

@@ -8,12 +8,17 @@ import re
 import subprocess
 import sys
 
-from ranks_harness import EXAMPLES, HARD_TIMEOUT, ROOT
+from ranks_harness import EXAMPLES, HARD_TIMEOUT, ROOT, private_tmpdir
 
 ENV = {**os.environ, "NNDOCTOR_DIST_EVERY": "4", "NNDOCTOR_DIST_TIMEOUT": "20"}
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
+    with private_tmpdir() as tmp:
+        return _torchrun(args, tmp)
+
+
+def _torchrun(args: tuple[str, ...], tmp: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -28,7 +33,7 @@ def torchrun(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=HARD_TIMEOUT,
-        env=ENV,
+        env={**ENV, "TMPDIR": tmp},
     )
 
 
