@@ -282,7 +282,8 @@ def _replicated(ctx: CheckContext, record: DistributedRecord) -> None:
 
 
 def _modules(names: Iterable[str], outside: set[str]) -> list[str]:
-    return list(dict.fromkeys(n if n in outside else (module_of(n) or "<root>") for n in names))
+    """The model's modules holding ``names`` (those outside the model have no module)."""
+    return list(dict.fromkeys(module_of(n) or "<root>" for n in names if n not in outside))
 
 
 @register_check(
