@@ -288,3 +288,35 @@ def test_standardisation_fitted_on_all_the_data(tmp_path: Path) -> None:
     )
     (finding,) = report.by_check("split-preprocessing-differs")
     assert "evaluation included" in finding.message
+
+
+LIST_DATASETS = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+g = torch.Generator().manual_seed(0)
+x = torch.randn(600, 8, generator=g)
+y = (x[:, 0] > 0).long()
+samples = list(zip(x, y))  # datasets as plain lists of (input, label) pairs
+train = DataLoader(samples[:500], batch_size=32, shuffle=True)
+val = DataLoader(samples[500:], batch_size=100)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-2)
+for epoch in range(2):
+    for xb, yb in train:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    with torch.no_grad():
+        for xb, yb in val:
+            model(xb)
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_datasets_kept_as_plain_lists_are_compared_not_crashed(tmp_path: Path) -> None:
+    path = tmp_path / "lists.py"
+    path.write_text(textwrap.dedent(LIST_DATASETS))
+    select = Selection(select=("split-preprocessing-differs",))
+    report = check_script(str(path), steps=20, phase_steps=0, selection=select)
+    assert report.result("split-preprocessing-differs").status.value == "passed"

@@ -83,7 +83,8 @@ def source_rows(dataset: Any) -> torch.Tensor | None:
     if isinstance(dataset, TensorDataset):
         candidates: list[Any] = list(dataset.tensors[:1])
     else:
-        candidates = list(vars(dataset).values())
+        # A list of samples (or any dataset without attributes) stores no tensor to read.
+        candidates = list(getattr(dataset, "__dict__", {}).values())
     best: torch.Tensor | None = None
     for value in candidates:
         if not isinstance(value, torch.Tensor):
