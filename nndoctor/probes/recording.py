@@ -281,12 +281,20 @@ class Recording:
     def input_batch_axis(self) -> int:
         """The axis of the model input (its first tensor) that holds the samples.
 
-        0 by convention, unless the model's layers that declare a layout say otherwise: an
-        RNN or Transformer layer with ``batch_first=False`` reads ``(seq_len, batch, ...)``,
-        so its batch size is its input's axis 1. When those layers agree on one batch size,
-        the model input's axis of that size is the batch axis, provided exactly one axis has
-        it (a tie, or the first axis having it, keeps the convention)."""
+        First the data: a target with fewer axes than the input (one label or value per
+        sample, as in classification and regression) has one row per sample, so the input's
+        only axis of that length holds the samples. The model's own layout cannot say that:
+        a layer declaring ``batch_first=False`` fed batch-first data is the bug a check cut
+        along the layer's axis would hide. Otherwise (per-position targets, flattened
+        ones) the model's layers that declare a layout: an RNN or Transformer layer with
+        ``batch_first=False`` reads ``(seq_len, batch, ...)``, so its batch size is its
+        input's axis 1. When those layers agree on one batch size, the model input's axis
+        of that size is the batch axis, provided exactly one axis has it. 0 by convention
+        otherwise (a tie, or nothing to go by)."""
         shape = next((s.inputs.shape for s in self.steps if s.inputs is not None), None)
+        per_sample = self._per_sample_target_rows(shape)
+        if per_sample is not None:
+            return per_sample
         sizes = {
             layout[0] if batch_first else layout[1]
             for batch_first, layout in self.sequence_layouts.values()
@@ -297,6 +305,19 @@ class Recording:
         (batch,) = sizes
         axes = [i for i, d in enumerate(shape) if d == batch]
         return axes[0] if len(axes) == 1 else 0
+
+    def _per_sample_target_rows(self, shape: tuple[int, ...] | None) -> int | None:
+        """The input axis whose length is the leading length of a per-sample target (one
+        with fewer axes than the input), when exactly one axis has it; else None."""
+        if not shape or len(shape) < 2:
+            return None
+        target = next(
+            (c.target_shape for s in self.steps for c in s.loss_calls if c.target_shape), None
+        )
+        if not target or len(target) >= len(shape):
+            return None
+        axes = [i for i, d in enumerate(shape) if d == target[0]]
+        return axes[0] if len(axes) == 1 else None
 
     def module_class(self, name: str) -> type | None:
         """The class of module ``name``: the one recorded, else the ``torch.nn`` class its
