@@ -418,10 +418,14 @@ def _targets_cut(batch: Any, subject: Subject | None, n: int) -> bool:
 def _cutter(
     t: torch.Tensor, axis: int, n: int, lead: tuple[int, ...]
 ) -> Callable[[list[int]], torch.Tensor] | None:
-    """How to take samples from ``t``: along ``axis`` when it holds the batch there, or along
-    the batch axis of the input's leading axes ``t`` is flattened over; None otherwise."""
+    """How to take samples from ``t``: along ``axis`` when it holds the batch there, along
+    its only axis when it is one value per sample (the lengths or labels beside
+    sequence-first data), or along the batch axis of the input's leading axes ``t`` is
+    flattened over; None otherwise."""
     if t.dim() > axis and t.shape[axis] == n:
         return lambda index: t.index_select(axis, torch.as_tensor(index, device=t.device))
+    if t.dim() == 1 and t.shape[0] == n:
+        return lambda index: t.index_select(0, torch.as_tensor(index, device=t.device))
     rows = math.prod(lead)
     if axis > 0 and lead and t.dim() >= 1 and t.shape[0] == rows and rows != n:
         rest = tuple(t.shape[1:])

@@ -281,30 +281,46 @@ class Recording:
     def input_batch_axis(self) -> int:
         """The axis of the model input (its first tensor) that holds the samples.
 
-        First the data: a target with fewer axes than the input (one label or value per
-        sample, as in classification and regression) has one row per sample, so the input's
-        only axis of that length holds the samples. The model's own layout cannot say that:
-        a layer declaring ``batch_first=False`` fed batch-first data is the bug a check cut
-        along the layer's axis would hide. Otherwise (per-position targets, flattened
-        ones) the model's layers that declare a layout: an RNN or Transformer layer with
+        The data says first: the batch size of the DataLoader that fed the step, else the
+        length of a one-dimensional target (one per sample); the model input's axis of that
+        size is the batch axis. Without either (batches cut by hand, targets flattened over
+        positions), the layers that declare a layout say: an RNN or Transformer layer with
         ``batch_first=False`` reads ``(seq_len, batch, ...)``, so its batch size is its
-        input's axis 1. When those layers agree on one batch size, the model input's axis
-        of that size is the batch axis, provided exactly one axis has it. 0 by convention
-        otherwise (a tie, or nothing to go by)."""
-        shape = next((s.inputs.shape for s in self.steps if s.inputs is not None), None)
-        per_sample = self._per_sample_target_rows(shape)
-        if per_sample is not None:
-            return per_sample
+        input's axis 1. The data goes first because a layer declared with the wrong layout
+        (``batch_first`` left out on batch-first data) is the bug batch independence must
+        see, not a layout to follow. A size no axis has passes to the next witness; a size
+        several axes have, or no witness at all, keeps the convention: axis 0."""
+        step = next((s for s in self.steps if s.inputs is not None), None)
+        if step is None or step.inputs is None or not step.inputs.shape:
+            return 0
+        shape = step.inputs.shape
+        for size in (self._loader_batch(step), self._target_batch(step), self._layer_batch()):
+            axes = [i for i, d in enumerate(shape) if size is not None and d == size]
+            if axes:
+                return axes[0] if len(axes) == 1 else 0
+        return 0
+
+    def _loader_batch(self, step: StepRecord) -> int | None:
+        if step.loader is None or step.loader >= len(self.loaders):
+            return None
+        info = self.loaders[step.loader]
+        if info.batch_size is None:
+            return None
+        return min(info.batch_size, info.dataset_len or info.batch_size)
+
+    @staticmethod
+    def _target_batch(step: StepRecord) -> int | None:
+        call = step.loss_calls[0] if step.loss_calls else None
+        shape = call.target_shape if call is not None else None
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    def _layer_batch(self) -> int | None:
         sizes = {
             layout[0] if batch_first else layout[1]
             for batch_first, layout in self.sequence_layouts.values()
             if len(layout) >= 3  # fewer axes: an unbatched sequence
         }
-        if not shape or len(sizes) != 1:
-            return 0
-        (batch,) = sizes
-        axes = [i for i, d in enumerate(shape) if d == batch]
-        return axes[0] if len(axes) == 1 else 0
+        return sizes.pop() if len(sizes) == 1 else None
 
     def _per_sample_target_rows(self, shape: tuple[int, ...] | None) -> int | None:
         """The input axis whose length is the leading length of a per-sample target (one

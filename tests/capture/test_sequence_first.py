@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from subjects import run
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from nndoctor.engine import Selection, check_script
 from nndoctor.subject import Subject, slice_batch
@@ -109,3 +112,44 @@ def test_a_tiny_sequence_first_batch_keeps_whole_streams_and_their_targets() -> 
     # Each target still belongs to its input position: stream b's word at step t, plus 1000.
     assert torch.equal(tiny["targets"], cut_x.reshape(-1) + 1000)
     assert tiny["loss_input_shape"] == (seq_len * 3, vocab)
+
+
+class Classifier(nn.Module):
+    """Token ids (batch, length) in, one score row per sequence out, through a Transformer
+    layer declared ``batch_first=True`` or, the bug, left at the sequence-first default."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = nn.Embedding(12, 16)
+        self.body = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=batch_first)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.emb(x)).mean(1))
+
+
+def _classify(batch_first: bool) -> object:
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 12, (256, 10), generator=g)
+    labels = tokens[:, 0] % 3
+    model = Classifier(batch_first)
+    return run(
+        select=["batch-dependence"],
+        model=model,
+        data=DataLoader(TensorDataset(tokens, labels), batch_size=16),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.silent("batch-dependence")
+def test_batch_first_data_read_by_a_batch_first_layer_is_independent() -> None:
+    assert _classify(batch_first=True).by_check("batch-dependence") == []
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_layer_left_sequence_first_on_batch_first_data_is_found() -> None:
+    # The DataLoader's batches say axis 0 holds the samples; the layer attends across them.
+    (finding,) = _classify(batch_first=False).by_check("batch-dependence")
+    assert finding.severity.value == "error" and finding.reasons == [25]

@@ -50,3 +50,16 @@ def test_without_a_declared_layout_or_with_a_tie_the_batch_axis_is_the_first() -
     assert _axis(mlp, torch.randint(0, 10, (7, 5))) == 0
     # As long as the batch: either axis could hold it, and the convention stands.
     assert _axis(Tagger("lstm", batch_first=False), torch.randint(0, 10, (5, 5))) == 0
+
+
+def test_the_data_says_first_a_layer_declared_with_the_wrong_layout_does_not() -> None:
+    # Batch-first token ids (batch 5, length 7) with one label each, read by a layer left
+    # at batch_first=False: the layer takes the 7 positions for its batch, the data has 5.
+    model = Tagger("transformer", batch_first=False)
+    x, y = torch.randint(0, 10, (5, 7)), torch.randint(0, 3, (5,))
+    rec = Recording()
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(model)
+        nn.functional.cross_entropy(model(x)[:, -1], y).backward()
+    assert set(rec.sequence_layouts.values()) == {(False, (5, 7, 8))}
+    assert rec.input_batch_axis() == 0

@@ -153,20 +153,32 @@ def _slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]:
     """The first ``n`` entries along the batch ``axis`` of every argument that shares the
     first argument's size there (the others are passed whole). On axis 0 only the
     arguments themselves are cut; on a later axis (sequence-first data) tensors nested in
-    them too: an RNN's hidden state ``(layers, batch, hidden)`` holds the batch there."""
+    them too (an RNN's hidden state ``(layers, batch, hidden)`` holds the batch there), and
+    vectors of one value per sample (the sequences' lengths) along their only axis."""
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
     if first is None:
         return args
     size = first.shape[axis]
     if axis > 0:
-        return map_tensors(
-            lambda t: t.narrow(axis, 0, n) if t.dim() > axis and t.shape[axis] == size else t,
-            args,
-        )
+
+        def cut(t: torch.Tensor) -> torch.Tensor:
+            at = _sample_axis(t, axis, size)
+            return t.narrow(at, 0, n) if at >= 0 else t
+
+        return map_tensors(cut, args)
     return tuple(
         a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a
         for a in args
     )
+
+
+def _sample_axis(t: torch.Tensor, axis: int, n: int) -> int:
+    """The axis of ``t`` that holds the ``n`` samples of a batch whose input has them on
+    ``axis``: that axis, or the only one of a vector of one value per sample (the lengths
+    beside sequence-first data); -1 when ``t`` holds no batch."""
+    if t.dim() > axis and t.shape[axis] == n:
+        return axis
+    return 0 if t.dim() == 1 and t.shape[0] == n else -1
 
 
 def _to_double(obj: Any) -> Any:
@@ -440,9 +452,7 @@ def batch_dependence(ctx: CheckContext) -> None:
                     if delta > worst[0]:
                         worst = (delta, i, j)
     mixes = any(isinstance(m, BATCH_NORM) for m in model.modules())
-    layout = (
-        f" along axis {axis}, the batch axis of the model's sequence-first layers" if axis else ""
-    )
+    layout = f" along axis {axis}, where this sequence-first input holds them" if axis else ""
     ctx.note(
         f"{n} samples{layout}, each changed in turn; largest relative change of another "
         f"sample's output {worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
@@ -484,16 +494,17 @@ def _perturb_sample(args: tuple[Any, ...], j: int, n: int, axis: int = 0) -> tup
     scale, integers a roll. On a later axis, nested tensors holding the batch there too."""
 
     def perturb(a: torch.Tensor) -> torch.Tensor:
-        if a.dim() <= axis or a.shape[axis] != n:
+        at = _sample_axis(a, axis, n) if axis > 0 else (0 if a.shape[0] == n else -1)
+        if at < 0:
             return a
         a = a.clone()
-        row = a.select(axis, j)
+        row = a.select(at, j)
         if a.is_floating_point():
             gen = torch.Generator(device="cpu").manual_seed(j)
             noise = torch.randn(row.shape, generator=gen, dtype=a.dtype).to(a.device)
             row.add_(noise * (a.std() + 1.0))
         else:
-            row.copy_(a.select(axis, (j + 1) % n))
+            row.copy_(a.select(at, (j + 1) % n))
         return a
 
     if axis > 0:
