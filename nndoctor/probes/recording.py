@@ -282,19 +282,25 @@ class Recording:
         """The axis of the model input (its first tensor) that holds the samples.
 
         The data says first: the batch size of the DataLoader that fed the step, else the
-        length of a one-dimensional target (one per sample); the model input's axis of that
-        size is the batch axis. Without either (batches cut by hand, targets flattened over
-        positions), the layers that declare a layout say: an RNN or Transformer layer with
-        ``batch_first=False`` reads ``(seq_len, batch, ...)``, so its batch size is its
-        input's axis 1. The data goes first because a layer declared with the wrong layout
-        (``batch_first`` left out on batch-first data) is the bug batch independence must
-        see, not a layout to follow. A size no axis has passes to the next witness; a size
-        several axes have, or no witness at all, keeps the convention: axis 0."""
+        leading length of a target with fewer axes than the input (one label or value per
+        sample, so one row per sample); the model input's axis of that size is the batch
+        axis. Without either (batches cut by hand, targets flattened over positions or of
+        the input's own shape), the layers that declare a layout say: an RNN or Transformer
+        layer with ``batch_first=False`` reads ``(seq_len, batch, ...)``, so its batch size
+        is its input's axis 1. The data goes first because a layer declared with the wrong
+        layout (``batch_first`` left out on batch-first data) is the bug batch independence
+        must see, not a layout to follow. A size no axis has passes to the next witness; a
+        size several axes have, or no witness at all, keeps the convention: axis 0."""
         step = next((s for s in self.steps if s.inputs is not None), None)
         if step is None or step.inputs is None or not step.inputs.shape:
             return 0
         shape = step.inputs.shape
-        for size in (self._loader_batch(step), self._target_batch(step), self._layer_batch()):
+        witnesses = (
+            self._loader_batch(step),
+            self._target_batch(step, len(shape)),
+            self._layer_batch(),
+        )
+        for size in witnesses:
             axes = [i for i, d in enumerate(shape) if size is not None and d == size]
             if axes:
                 return axes[0] if len(axes) == 1 else 0
@@ -308,11 +314,13 @@ class Recording:
             return None
         return min(info.batch_size, info.dataset_len or info.batch_size)
 
-    @staticmethod
-    def _target_batch(step: StepRecord) -> int | None:
-        call = step.loss_calls[0] if step.loss_calls else None
-        shape = call.target_shape if call is not None else None
-        return shape[0] if shape is not None and len(shape) == 1 else None
+    def _target_batch(self, step: StepRecord, input_axes: int) -> int | None:
+        """The leading length of a per-sample target: one with fewer axes than the input."""
+        shape = next(
+            (c.target_shape for s in [step, *self.steps] for c in s.loss_calls if c.target_shape),
+            None,
+        )
+        return shape[0] if shape and len(shape) < input_axes else None
 
     def _layer_batch(self) -> int | None:
         sizes = {
