@@ -775,7 +775,7 @@ class TrainingProbe:
         pending = self._pending
         if not pending.started:
             if self._first_checksums is None and not self.manual and not self._unchanged_boundaries:
-                self._first_checksums = _checksums([p for _, p in self._params])
+                self._first_checksums = param_checksums([p for _, p in self._params])
             return
         if not pending.record.backwards:
             return
@@ -789,7 +789,7 @@ class TrainingProbe:
         first = self._first_checksums
         if first is None:
             return False
-        moved = (_checksums([p for _, p in self._params]) != first).any(dim=1).tolist()
+        moved = (param_checksums([p for _, p in self._params]) != first).any(dim=1).tolist()
         changed = {n for (n, _), m in zip(self._params, moved, strict=True) if m}
         if not changed:
             self._unchanged_boundaries += 1
@@ -1058,7 +1058,7 @@ def _row_share(x: torch.Tensor) -> float:
     return min(1.0, x.shape[0] * x.stride(0) * x.element_size() / stored)
 
 
-def _checksums(params: list[torch.Tensor]) -> torch.Tensor:
+def param_checksums(params: list[torch.Tensor]) -> torch.Tensor:
     """(sum, sum of squares) of each parameter in float64, shape (n, 2): any update by hand,
     however small against the weights, changes one of them."""
     with torch.no_grad():

@@ -56,6 +56,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.probes.layers import RELU, is_kind
+from nndoctor.probes.training import param_checksums
 from nndoctor.report.model import Finding, Severity
 from nndoctor.trees import first_tensor
 from nndoctor.watch.alerts import AlertSink
@@ -71,7 +72,6 @@ from nndoctor.watch.stats import (
     activation_stats,
     leading_rows,
     norms,
-    param_checksums,
 )
 from nndoctor.watch.stream_checks import StreamCheck, StreamContext, fresh_checks
 

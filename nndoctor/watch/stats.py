@@ -71,14 +71,6 @@ def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(torch._foreach_norm(tensors)).to(torch.float32)
 
 
-def param_checksums(params: list[torch.Tensor]) -> torch.Tensor:
-    """(sum, sum of squares) of each tensor in float64 on the host, shape (n, 2): an update,
-    however small against the weights, changes one of them. One host read."""
-    with torch.no_grad():
-        rows = [torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in params]
-    return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.float64)
-
-
 class AsyncRing:
     """Rows of device numbers brought to the host in order, without blocking the device.
 
