@@ -23,7 +23,7 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import numpy as np
@@ -45,16 +45,20 @@ def _namespaces() -> list[Any]:
 
 
 @contextlib.contextmanager
-def process_state_restored(script_dir: str) -> Iterator[None]:
+def process_state_restored(
+    script_dir: str, held_signals: Callable[[], Collection[int]] | None = None
+) -> Iterator[None]:
     """Snapshot the process state on entry and put it back on exit, however the block
     ends. ``script_dir`` is the folder of the script: modules first imported from it (or
-    from a folder the script added to ``sys.path``) are forgotten afterwards."""
+    from a folder the script added to ``sys.path``) are forgotten afterwards.
+    ``held_signals``, asked on exit: signals whose handler nndoctor itself still holds
+    (and puts back later), left as they are."""
     restorers = [
         _plain_state(),
         _modules(script_dir),
         _torch_state(),
         _logging_state(),
-        _signal_handlers(),
+        _signal_handlers(held_signals),
         *[_namespace(owner) for owner in _namespaces()],
     ]
     try:
@@ -192,13 +196,16 @@ def _logging_state() -> Callable[[], None]:
     return restore
 
 
-def _signal_handlers() -> Callable[[], None]:
+def _signal_handlers(held: Callable[[], Collection[int]] | None) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signal handlers can only be read and set from the main thread
     saved = {sig: signal.getsignal(sig) for sig in SIGNALS}
 
     def restore() -> None:
+        kept = set(held()) if held is not None else set()
         for sig, handler in saved.items():
+            if sig in kept:
+                continue
             if handler is not None and signal.getsignal(sig) is not handler:
                 signal.signal(sig, handler)
 

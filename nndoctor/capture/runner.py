@@ -326,7 +326,9 @@ def run_script(
     try:
         # What the script changes in the process it shares with nndoctor is put back
         # afterwards (working directory, environment, its modules, torch's switches, ...).
-        with process_state_restored(os.path.dirname(path)):
+        # A distributed capture holds SIGTERM past the script, until its teardown.
+        held = distributed.held_signals if distributed is not None else None
+        with process_state_restored(os.path.dirname(path), held):
             try:
                 handles.append(module_mod.register_module_forward_pre_hook(eager(discover)))
                 handles.append(optim_mod.register_optimizer_step_pre_hook(note_loader))
@@ -357,7 +359,11 @@ def run_script(
                     # Started once everything is installed: the timeout is the script's.
                     signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
                     try:
-                        _run_as_main(path, capture)
+                        _run_as_main(
+                            path,
+                            capture,
+                            distributed.script_ended if distributed is not None else None,
+                        )
                     finally:
                         signal.setitimer(signal.ITIMER_REAL, 0)
                     if distributed is not None and distributed.active:
@@ -368,6 +374,8 @@ def run_script(
                 for h in handles:
                     h.remove()
     finally:
+        if distributed is not None and distributed.active and capture.distributed is None:
+            distributed.teardown()  # not handed on to the diagnosis: nothing else closes it
         recording.saves_redirected = list(sandbox.redirected)
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -434,8 +442,24 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
     )
 
 
-def _run_as_main(path: str, capture: Capture) -> None:
-    """Run the script; how it ended goes into ``capture`` (only Ctrl-C propagates)."""
+def _run_as_main(path: str, capture: Capture, disarm: Callable[[], None] | None = None) -> None:
+    """Run the script; how it ended goes into ``capture`` (only Ctrl-C propagates).
+    ``disarm``, called once the script ended, turns off what would stop it by raising."""
+    try:
+        try:
+            _record_ending(path, capture)
+        finally:
+            if disarm is not None:
+                disarm()
+    except StopCapture as late:
+        # A signal's stop (the time limit, a launcher's SIGTERM) that came while the script's
+        # own ending was being recorded: that ending stands.
+        capture.stop_reason = capture.stop_reason or late.reason
+        if capture.exception is not None and capture.traceback is None:
+            capture.traceback = _user_traceback(capture.exception, path)
+
+
+def _record_ending(path: str, capture: Capture) -> None:
     try:
         runpy.run_path(path, run_name="__main__")
         capture.stop_reason = "script finished"
@@ -451,8 +475,8 @@ def _run_as_main(path: str, capture: Capture) -> None:
     except BaseException as exc:  # noqa: BLE001 - report whatever the script raised
         if isinstance(exc, KeyboardInterrupt):
             raise
-        capture.stop_reason = "script raised"
         capture.exception = exc
+        capture.stop_reason = "script raised"
         capture.traceback = _user_traceback(exc, path)
 
 

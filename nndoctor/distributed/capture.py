@@ -18,7 +18,9 @@ ranks (or one that existed before the script ran) switches it on, and from then 
   :class:`~nndoctor.probes.distributed.RankProbe`;
 - a SIGTERM (torchrun stops every worker when one of them dies) stops the script at once:
   this rank then reports what it saw without waiting for the others, within the launcher's
-  grace period.
+  grace period. Once the script has ended, a SIGTERM only marks the job as ending: from then
+  until the report is out it never interrupts nndoctor (nor falls back to the default
+  handler, which would end the process with no report).
 
 A script that never starts a process group, or starts one of a single rank, runs exactly as
 without it: the only thing installed is the wrapper of ``init_process_group``.
@@ -66,17 +68,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if data_parallel_wrapper(module) == "DistributedDataParallel" else module
 
 
-def _sigterm_blocked(blocked: bool) -> None:
-    """Hold SIGTERM back (pending) or let it through, where signals can be masked."""
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None:
-        return
-    try:
-        mask(signal.SIG_BLOCK if blocked else signal.SIG_UNBLOCK, {signal.SIGTERM})
-    except (ValueError, OSError):
-        pass
-
-
 class DistributedCapture:
     """The distributed side of one rank's capture (see the module docstring)."""
 
@@ -97,6 +88,8 @@ class DistributedCapture:
         self.source: Any = None
         self.terminated = False  # a SIGTERM stopped the script (the launcher ends the job)
         self._sigterm: Any = None  # the handler the SIGTERM one replaced
+        # After the script, until teardown, a SIGTERM is only noted (see held_signals).
+        self._holding_sigterm = False
 
     @property
     def active(self) -> bool:
@@ -141,12 +134,10 @@ class DistributedCapture:
             dist.init_process_group = original_init  # type: ignore[assignment]
             dist.destroy_process_group = original_destroy  # type: ignore[assignment]
             self.probe.close()
-            if self._sigterm is not None:
-                signal.signal(signal.SIGTERM, self._sigterm)
-                self._sigterm = None
-                # Between the capture and the diagnosis (note_sigterm) a SIGTERM waits: the
-                # process state is being put back, the default handler with it.
-                _sigterm_blocked(True)
+            # Not put back to the default here, even for an instant (see held_signals): a
+            # process-directed signal reaches whichever thread does not block it, gloo's
+            # among them, so masking it in this thread could not hold it back.
+            self.script_ended()
 
     def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
         """The script's arguments with the group's timeout bounded by ``self.timeout``."""
@@ -181,6 +172,8 @@ class DistributedCapture:
         from nndoctor.capture.runner import StopCapture
 
         self._note_terminated(signum, frame)
+        # Once: a second SIGTERM must not interrupt the stop this one starts.
+        signal.signal(signal.SIGTERM, self._note_terminated)
         raise StopCapture("terminated by the launcher (SIGTERM)")
 
     def _note_terminated(self, signum: int, frame: Any) -> None:
@@ -189,14 +182,18 @@ class DistributedCapture:
         if self.channel is not None and self.channel.lost is None:
             self.channel.lost = RankLost("the launcher sent SIGTERM: the job is being stopped")
 
-    def note_sigterm(self) -> None:
-        """From now until :meth:`teardown`, a SIGTERM only marks the job as ending: the
-        report is still written (the launcher kills the rank after its grace period)."""
-        try:
-            self._sigterm = signal.signal(signal.SIGTERM, self._note_terminated)
-        except ValueError:  # not the main thread
-            self._sigterm = None
-        _sigterm_blocked(False)  # one that came meanwhile is handled now
+    def script_ended(self) -> None:
+        """The script ended: from now until :meth:`teardown` a SIGTERM only marks the job as
+        ending (nndoctor's own code is never interrupted), so that the report is still
+        written; the launcher kills the rank after its grace period anyway."""
+        if self._sigterm is not None and not self._holding_sigterm:
+            signal.signal(signal.SIGTERM, self._note_terminated)
+            self._holding_sigterm = True
+
+    def held_signals(self) -> set[int]:
+        """The signals whose handler this capture holds past the script, until
+        :meth:`teardown` (the process state restored after the script leaves them)."""
+        return {signal.SIGTERM} if self._holding_sigterm else set()
 
     def attach(self, model: nn.Module, wrapper: str | None) -> None:
         """The model was found (the module inside DDP, or an FSDP-sharded module)."""
@@ -257,7 +254,7 @@ class DistributedCapture:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN if ending else self._sigterm)
             self._sigterm = None
-        _sigterm_blocked(False)
+        self._holding_sigterm = False
         if self.channel is not None:
             self.channel.close()
         # The job's DDP wrappers hold the default group; collected first, so destroying it

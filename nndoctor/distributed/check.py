@@ -108,7 +108,6 @@ def diagnose_rank(
     dc = capture.distributed
     assert dc is not None
     try:
-        dc.note_sigterm()
         facts = rank_facts(capture, dc)
         if dc.wrapper == "FSDP" and capture.model is not None:
             # FSDP refuses copies: the checks get a plain replica of this rank's shards.

@@ -190,3 +190,28 @@ def test_a_script_that_raises_keeps_its_traceback(tmp_path: Path) -> None:
     capture = run_script(path, steps=3)
     assert not capture.observed and capture.exception is not None
     assert "train.py" in capture.traceback and "mse_loss" in capture.traceback
+
+
+def test_a_stop_signal_landing_while_the_ending_is_recorded_keeps_the_scripts_ending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A launcher's SIGTERM (or the time limit) raises StopCapture wherever Python happens to
+    # be: here, while the script's own exception is being recorded.
+    from nndoctor.capture import runner
+
+    path = _script(tmp_path, "raise ValueError('the script failed')\n")
+    original = runner._user_traceback
+    landed = []
+
+    def interrupted(exc: BaseException, where: str) -> str:
+        if not landed:
+            landed.append(exc)
+            raise runner.StopCapture("terminated by the launcher (SIGTERM)")
+        return original(exc, where)
+
+    monkeypatch.setattr(runner, "_user_traceback", interrupted)
+    capture = run_script(path, steps=3)
+    assert landed, "the stop was not simulated"
+    assert capture.stop_reason == "script raised"
+    assert isinstance(capture.exception, ValueError)
+    assert "the script failed" in capture.traceback
