@@ -74,6 +74,9 @@ class Outcome:
     observed: bool = True
     likely_reasons: list[int] = field(default_factory=list)
     crashed_checks: list[str] = field(default_factory=list)
+    # Each experiment that did not run, and why: what a miss owes to an experiment that
+    # stood down rather than to one that ran and saw nothing.
+    skipped_experiments: dict[str, str] = field(default_factory=dict)
     error: str | None = None  # the run itself failed: no report
     seconds: float = 0.0
 
@@ -298,3 +301,8 @@ def _read_report(outcome: Outcome, report: dict[str, Any]) -> None:
     outcome.crashed_checks = [
         c["check"] for c in report.get("checks", []) if c.get("status") == "crashed"
     ]
+    outcome.skipped_experiments = {
+        c["check"]: str(c.get("detail") or "")
+        for c in report.get("checks", [])
+        if c.get("status") == "skipped" and c.get("kind") == "experiment"
+    }
