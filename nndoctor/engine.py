@@ -677,6 +677,15 @@ def _diagnose_capture(
                 run.error = f"no optimizer step was reached ({capture.stop_reason})" + _why_no_step(
                     capture
                 )
+                unstepped = capture.recording.unstepped
+                if unstepped is not None and unstepped.holders and run.likely_cause is None:
+                    # Its optimizer exists and never stepped while another one did: the
+                    # model is left out of training (frozen by omission).
+                    run.likely_cause = (
+                        f"the optimizer of {unstepped.module} never steps: its parameters are "
+                        "never updated"
+                    )
+                    run.likely_reasons = [23]
     elif run.error is not None:
         run.notes.append(
             f"the script raised after {capture.steps} step(s); the observed steps were diagnosed"
@@ -728,6 +737,12 @@ def _diagnose_capture(
 
 def _why_no_step(capture: Any) -> str:
     """What the script did instead of a training step, and what to do about it."""
+    unstepped = capture.recording.unstepped
+    if unstepped is not None and unstepped.holders:
+        return (
+            f": {unstepped.describe()}. Call its step() after each backward pass (or build one "
+            "optimizer over both networks' parameters)"
+        )
     steps = capture.recording.steps
     backwards = sum(s.backwards for s in steps)
     if not any(s.forwards for s in steps) and not backwards:

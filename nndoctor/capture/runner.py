@@ -41,6 +41,7 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
+from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
 from nndoctor.probes.recording import LoaderInfo, Recording
@@ -274,6 +275,26 @@ def run_script(
 
     follower.on_search = on_search
     candidates: list[nn.Module] = []
+    retarget = ModelRetarget()
+
+    def single_phase() -> bool:
+        # A distributed job's ranks, and a second phase, keep the model they found.
+        busy = distributed is not None and distributed.active
+        return not busy and follower.second is None and not follower.searching
+
+    def follow_trained(module: nn.Module, args: tuple[Any, ...]) -> None:
+        """The module found first is not what the optimizer trains: observe the one it does
+        train from its next forward (nndoctor.capture.retarget)."""
+        if retarget.decided and retarget.candidate is None or not single_phase():
+            return
+        retarget.note_forward(module)
+        chosen = retarget.take_candidate(module)
+        if chosen is None:
+            return
+        probe.observe_instead(chosen, args)
+        candidates.append(chosen)
+        capture.model = chosen
+        capture.initial_state = retarget.candidate_state
 
     def discover(module: nn.Module, args: tuple[Any, ...]) -> None:
         try:
@@ -281,7 +302,10 @@ def run_script(
         except Exception:  # noqa: BLE001 - following must never break the script
             pass
         try:
-            if probe.model is not None or any(module is c for c in candidates):
+            if probe.model is not None:
+                follow_trained(module, args)
+                return
+            if any(module is c for c in candidates):
                 return
             # A torch.compile wrapper: observe the module it compiles.
             module = getattr(module, "_orig_mod", module)
@@ -307,6 +331,12 @@ def run_script(
         stop = follower.on_optimizer_step(optimizer)
         if stop is not None:
             raise StopCapture(stop)
+        try:
+            if single_phase():
+                unstepped = probe.optimizer is None and probe.steps_done == 0
+                retarget.on_step(optimizer, probe.model if unstepped else None)
+        except Exception:  # noqa: BLE001 - following must never break the script
+            pass
         if loaders.last is not None:
             follower.probe.note_loader(loaders.last.index)
         if capture.optimizer is None and probe.model is not None:
@@ -380,6 +410,7 @@ def run_script(
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     capture.seconds = time.perf_counter() - start
+    recording.unstepped = retarget.unstepped
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches

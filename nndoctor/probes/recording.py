@@ -274,6 +274,9 @@ class Recording:
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
+    # The module a script called first, when an optimizer stepped other parameters before
+    # any of its own (nndoctor.capture.retarget.Unstepped); None otherwise.
+    unstepped: Any = None
     # Modules that declare their layout (RNNs, Transformer layers, MultiheadAttention):
     # name -> (batch_first, the shape of their first input at the first training forward).
     sequence_layouts: dict[str, tuple[bool, tuple[int, ...]]] = field(default_factory=dict)

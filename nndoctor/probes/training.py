@@ -308,6 +308,21 @@ class TrainingProbe:
                 module.register_forward_hook(self._guard("activations", hook))
             )
 
+    def observe_instead(self, model: nn.Module, args: tuple[Any, ...]) -> None:
+        """Observe ``model`` from its forward now starting, in place of the model attached
+        before any of its steps was observed: what was gathered for the step in progress
+        belongs to the other model and is dropped."""
+        self._pending = _Pending(StepRecord(step=self.steps_done + 1))
+        self._outputs = {}
+        rec = self.recording
+        # The other model's no-grad forwards were no evaluation of this one.
+        rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
+        rec.eval_inputs, rec.eval_input_storages, rec.eval_sample_fingerprints = [], [], []
+        rec.sequence_layouts = {}
+        self.attach_model(model)
+        if torch.is_grad_enabled():
+            self.begin_step_at(model, args)
+
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
         self._first_checksums = None

@@ -127,7 +127,11 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
         of the optimizer that steps the model. An error when a missing parameter
         receives a gradient (it is part of the loss: it was meant to train); a
         warning when it also gets no gradient (an unused part that would not train
-        anyway).
+        anyway). Also a network the script calls before the one it trains (an encoder,
+        a feature extractor) that no optimizer holds: nndoctor then observes the network
+        the optimizer steps, and reports the other when its parameters receive gradients
+        (an error; a warning when weights were loaded, as for a frozen pretrained network
+        that only wastes its backward pass).
 
     How to fix:
         Build the optimizer after the model is complete, from ``model.parameters()``,
@@ -148,6 +152,7 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
     manual = rec.step_source == "manual"
     if not manual and (rec.optimizer_class is None or not rec.in_optimizer):
         ctx.skip("no optimizer stepping the model's parameters was observed")
+    _report_module_set_aside(ctx, rec)
     # Updated by hand: the parameters the script's own rule changed at some step.
     updated = rec.in_optimizer | (
         {n for s in rec.steps for n, u in s.update_norms.items() if u > 0} if manual else set()
@@ -194,6 +199,41 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
                 "with_gradient": len(with_grad),
             },
         )
+
+
+def _report_module_set_aside(ctx: CheckContext, rec: Recording) -> None:
+    """The module the script called first, which no optimizer holds, while the observed
+    model (the one the optimizer trains) was followed instead; reported when it received
+    gradients, which were computed for nothing."""
+    aside = rec.unstepped
+    if aside is None or aside.holders or not aside.with_grad:
+        return
+    loaded = bool(rec.weights_loaded)
+    ctx.finding(
+        title=f"{aside.module} receives gradients but no optimizer holds its parameters",
+        message=(
+            f"{aside.describe()}. Its gradients are computed at every step and thrown away, "
+            f"and it stays at its {'loaded' if loaded else 'random initial'} weights. nndoctor "
+            f"observed {aside.trained}, the network the optimizer trains."
+        ),
+        fix=(
+            f"If {aside.module} should train, give its parameters to an optimizer (one optimizer "
+            "over both networks, or a param group each). If it is meant to stay fixed, call its "
+            "requires_grad_(False) or run it under torch.no_grad()."
+        ),
+        # Frozen random weights are never what anyone meant; loaded ones may be a frozen
+        # pretrained network that only wastes its backward pass.
+        severity=Severity.WARNING if loaded else None,
+        where=Where(module=aside.module),
+        evidence={
+            "module": aside.module,
+            "parameters": aside.parameters,
+            "with_gradient": aside.with_grad,
+            "optimizer": aside.stepped,
+            "observed_instead": aside.trained,
+            "weights_loaded": loaded,
+        },
+    )
 
 
 # -- no gradient (23) -----------------------------------------------------------------------------
