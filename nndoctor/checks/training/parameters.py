@@ -264,7 +264,7 @@ def params_without_grad(ctx: CheckContext) -> None:
         the layer's own forward ran with autograd on but its parameters got no
         gradient (its output is detached from the loss); a warning when the
         module never ran in a training forward pass (unused) or when its gradient
-        is exactly zero.
+        is exactly zero (reasons 23 and 35: the gradient vanishes, every step).
 
     How to fix:
         Remove unused layers (or include their output in the loss); remove the
@@ -342,6 +342,9 @@ def params_without_grad(ctx: CheckContext) -> None:
                 "Look at the layer's input: dead ReLUs (see dead-relus), a mask or a factor of zero "
                 "before it; fix the initialisation or the masking."
             ),
+            # The parameter is on the graph and its gradient still vanishes, at every step:
+            # the extreme of a vanishing gradient (35) as much as a layer that does not learn.
+            reasons=(23, 35),
             where=Where(module=module, step=steps[0].step),
             evidence={
                 "parameters": names_evidence(names),
