@@ -703,7 +703,7 @@ def bench(
     select: Annotated[
         Optional[str],
         typer.Option(
-            help="Only cases whose name matches (a glob, or a substring); a fault also by its base."
+            help="Only cases whose name matches (a glob, or a substring; several, comma-separated); a fault also by its base."
         ),
     ] = None,
     kind: Annotated[str, typer.Option(help="Which cases: healthy, faults or all.")] = "all",

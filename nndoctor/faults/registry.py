@@ -162,8 +162,12 @@ def _wanted(name: str, case_split: str, split: str, select: str | None) -> bool:
         return False
     if not select:
         return True
-    pattern = select if any(ch in select for ch in "*?[") else f"*{select}*"
-    return fnmatch.fnmatchcase(name, pattern)
+    # Several patterns, comma-separated: a case matching any of them.
+    for one in (p.strip() for p in select.split(",")):
+        pattern = one if any(ch in one for ch in "*?[") else f"*{one}*"
+        if one and fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
 
 
 def apply_edits(text: str, edits: tuple[Edit, ...], *, fault: str = "") -> str:

@@ -96,6 +96,12 @@ def test_selection_matches_names_and_bases() -> None:
     assert mlp and set(faults(select="mlp")) >= set(mlp)
     assert all(c.split == "test" for c in healthy_cases("test"))
     assert healthy_cases(select="no-such-case-anywhere") == []
+    # Several patterns, comma-separated: the cases matching any one of them.
+    both = {c.name for c in healthy_cases(select="mlp,no-such-case-anywhere, cnn")}
+    assert {"mlp", "cnn"} <= both
+    assert both == {c.name for c in healthy_cases(select="mlp")} | {
+        c.name for c in healthy_cases(select="cnn")
+    }
 
 
 def test_the_examples_folder_is_found() -> None:
