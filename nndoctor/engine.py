@@ -361,6 +361,9 @@ def check_subject(
     lab = Lab(subject, initial_state=initial, datasets=datasets)
     t_checks = time.perf_counter()
     _infer_task(subject, recording)
+    if subject.batch_axis is None:
+        # As for a script: the observed batches say which axis holds the samples.
+        subject.batch_axis = recording.input_batch_axis()
     results, findings = run_checks(
         subject, recording, lab, thresholds=thresholds or DEFAULT_THRESHOLDS, selection=selection
     )

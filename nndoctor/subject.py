@@ -244,8 +244,10 @@ class Subject:
     label_smoothing: float = 0.0
     # The axis of the model input that holds the samples: 0, or 1 for sequence-first data
     # (``(seq_len, batch)``, as the model's RNN/Transformer layers declare with
-    # ``batch_first=False``). Experiments cut and perturb batches along it.
-    batch_axis: int = 0
+    # ``batch_first=False``). Experiments cut and perturb batches along it. None: read off
+    # the observed steps (the DataLoader's batch size, a per-sample target, the layers'
+    # declared layout; see Recording.input_batch_axis), 0 until they are observed.
+    batch_axis: int | None = None
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
@@ -370,7 +372,7 @@ def batch_size_of(batch: Any, subject: Subject | None) -> int | None:
 
 
 def _axis(subject: Subject | None) -> int:
-    return subject.batch_axis if subject is not None else 0
+    return subject.batch_axis if subject is not None and subject.batch_axis is not None else 0
 
 
 def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:

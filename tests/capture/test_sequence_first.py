@@ -153,3 +153,56 @@ def test_a_layer_left_sequence_first_on_batch_first_data_is_found() -> None:
     # The DataLoader's batches say axis 0 holds the samples; the layer attends across them.
     (finding,) = _classify(batch_first=False).by_check("batch-dependence")
     assert finding.severity.value == "error" and finding.reasons == [25]
+
+
+class SequenceFirstClassifier(nn.Module):
+    """``(seq_len, batch, features)`` in, one score row per sequence out."""
+
+    def __init__(self, mix: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(4, 16)  # batch_first=False
+        self.head = nn.Linear(16, 3)
+        self.mix = mix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.rnn(x)[0][-1]  # (batch, hidden)
+        if self.mix:  # the bug: a softmax over the batch axis, as attention weights gone wrong
+            h = h * torch.softmax(h.sum(1, keepdim=True), dim=0)
+        return self.head(h)
+
+
+def _sequence_first_subject(mix: bool = False) -> Subject:
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(8):
+        x = torch.randn(9, 16, 4, generator=g)  # (seq_len, batch, features)
+        batches.append((x, (x[0, :, 0] > 0).long() + (x[0, :, 1] > 0).long()))
+    return Subject(
+        model=SequenceFirstClassifier(mix), batches=batches, criterion=nn.CrossEntropyLoss()
+    )
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_python_api_subject_reads_its_batch_axis_off_the_observed_batches() -> None:
+    from nndoctor.engine import check_subject
+
+    subject = _sequence_first_subject()
+    assert subject.batch_axis is None
+    report = check_subject(subject, selection=Selection(select=CHECKS))
+    # The per-sample targets (16,) say axis 1 of the (9, 16, 4) input holds the samples.
+    assert subject.batch_axis == 1
+    assert "along axis 1" in report.result("batch-dependence").detail
+    assert report.by_check("batch-dependence") == []
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_sequence_first_classifier_mixing_its_batch_is_found() -> None:
+    from nndoctor.engine import check_subject
+
+    report = check_subject(
+        _sequence_first_subject(mix=True), selection=Selection(select=("batch-dependence",))
+    )
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.evidence["batch"] == 4

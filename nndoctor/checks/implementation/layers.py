@@ -476,7 +476,8 @@ def _batch_outputs(
 ) -> list[torch.Tensor]:
     """The float outputs holding the batch on ``axis``; on a later axis, also outputs
     flattened over the input's leading axes ``lead`` (a language model's ``.view(-1, V)``
-    of ``(seq_len, batch, V)``), unflattened."""
+    of ``(seq_len, batch, V)``), unflattened, and outputs with one row per sample (a
+    sequence classifier's ``(batch, classes)``), the batch moved to ``axis``."""
     out_tensors = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
     found = []
     for t in out_tensors:
@@ -486,6 +487,9 @@ def _batch_outputs(
             found.append(t)
         elif axis > 0 and t.shape[0] == math.prod(lead):
             found.append(t.reshape(*lead, *t.shape[1:]))
+        elif axis > 0 and t.shape[0] == n:
+            # One row per sample, first: a sequence-first encoder's summary, classified.
+            found.append(t.reshape((1,) * axis + tuple(t.shape)))
     return found
 
 
