@@ -101,6 +101,8 @@ class Thresholds:
     batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
     # --- experiments on data (2, 4, 5, 6)
     data_experiment_steps: int = 60
+    # Captured batches the data experiments cycle through (a script capture keeps 4).
+    data_experiment_batches: int = 4
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     input_sensitivity: float = (

@@ -140,7 +140,8 @@ def cross_fit(lab: Lab, subject: Subject, t: Any) -> CrossFit | None:
         return None
 
     def compute() -> CrossFit | None:
-        halves = (batches[:2], batches[2:])
+        half = len(batches) // 2
+        halves = (batches[:half], batches[half:])
         runs: list[TrainResult] = []
         answers: dict[int, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}
         for k in (0, 1):
@@ -191,7 +192,7 @@ def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> fl
 
 
 def _batches(lab: Lab, t: Any) -> list[Any]:
-    return lab.small_batches(4, t.experiment_batch_size)
+    return lab.small_batches(t.data_experiment_batches, t.experiment_batch_size)
 
 
 def real_run(lab: Lab, t: Any) -> TrainResult:
@@ -227,7 +228,7 @@ def held_out_run(lab: Lab, t: Any) -> HeldOut | None:
         return None
 
     def compute() -> HeldOut:
-        train, held = batches[:3], batches[3]
+        train, held = batches[:-1], batches[-1]
         model = lab.fresh_model()
         before = lab.evaluate(model, [held])[0]
         run = lab.train(train, t.data_experiment_steps, regularisation=False, model=model)
