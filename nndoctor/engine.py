@@ -8,7 +8,6 @@ Two entry points share everything after observation:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import itertools
 import os
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
+from nndoctor.copying import deepcopy_detached
 from nndoctor.diagnosis import attach as attach_diagnosis
 from nndoctor.diagnosis import merge_diagnoses
 from nndoctor.probes.recording import Recording
@@ -397,7 +397,7 @@ def _infer_task(subject: Subject, recording: Recording) -> None:
 
 def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] | None]:
     """Train a copy for ``steps`` steps under the training probe."""
-    model = copy.deepcopy(subject.model)
+    model = deepcopy_detached(subject.model)
     model.train()
     assert subject.optimizer is not None
     optimizer = subject.optimizer.build(model)
@@ -783,7 +783,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         return Lab(subject, device=device, script=script, datasets=capture.datasets)
     model = None
     if capture.model is not None:
-        model = copy.deepcopy(capture.model)
+        model = deepcopy_detached(capture.model)
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]

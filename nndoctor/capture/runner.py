@@ -17,7 +17,6 @@ cannot swallow it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import io
 import os
@@ -43,6 +42,7 @@ from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.probes.schedule import (
@@ -269,7 +269,7 @@ def run_script(
         # them as they were at the budget (the initial weights are restored on copies).
         try:
             model, optimizer = capture.model, capture.optimizer or probe.optimizer
-            capture.model, capture.optimizer = copy.deepcopy((model, optimizer))
+            capture.model, capture.optimizer = deepcopy_detached((model, optimizer))
         except Exception:  # noqa: BLE001 - not copyable: the live objects are used
             pass
 

@@ -9,7 +9,6 @@ the experiments say so instead of guessing.
 from __future__ import annotations
 
 import ast
-import copy
 import math
 import re
 import statistics
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nndoctor.capture.runner import Capture
+from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
@@ -174,7 +174,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     extra_args = tuple(first.get("loss_args", ()))
     link = first["link"]
 
-    model = copy.deepcopy(capture.model)
+    model = deepcopy_detached(capture.model)
     if capture.initial_state is not None:
         model.load_state_dict(capture.initial_state)
     optimizer = (

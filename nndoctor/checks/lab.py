@@ -8,7 +8,6 @@ each experiment by the engine.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import math
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
+from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
@@ -280,7 +280,7 @@ class Lab:
     def fresh_model(self, dtype: torch.dtype | None = None) -> nn.Module:
         """A deep copy of the subject's model at its initial state, on the lab's device."""
         assert self._model is not None
-        model = copy.deepcopy(self._model)
+        model = deepcopy_detached(self._model)
         state = self._initial_state
         if state is not None:
             model.load_state_dict(state)

@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
+
+from nndoctor.copying import deepcopy_detached
 
 
 class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -32,7 +33,7 @@ class _LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
 def local_copy(model: nn.Module, optimizer: Any) -> tuple[nn.Module, Any]:
     """Copies of ``model`` and ``optimizer`` (together, so the optimizer holds the copy's
     parameters) whose SyncBatchNorm layers compute their statistics locally."""
-    model_copy, optimizer_copy = copy.deepcopy((model, optimizer))
+    model_copy, optimizer_copy = deepcopy_detached((model, optimizer))
     for m in model_copy.modules():
         if isinstance(m, nn.SyncBatchNorm):
             m.__class__ = _LocalBatchNorm

@@ -10,13 +10,13 @@ the copy is a deep copy, and the random state is forked around it.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.trees import first_tensor
 
@@ -63,7 +63,7 @@ def _replay(
     weights: list[torch.Tensor] | None,
 ) -> ReplayResult:
     with torch.random.fork_rng(devices=_devices(model)):
-        twin = copy.deepcopy(model)
+        twin = deepcopy_detached(model)
         twin.zero_grad(set_to_none=True)
         if weights is not None:
             with torch.no_grad():

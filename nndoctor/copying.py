@@ -1,0 +1,61 @@
+"""Copies of the user's model (and optimizer) that ``copy.deepcopy`` alone would refuse.
+
+Experiments train copies, never the user's objects. ``copy.deepcopy`` raises on a tensor
+that is part of an autograd graph (``Only Tensors created explicitly by the user (graph
+leaves) support the deepcopy protocol``), and training code keeps such tensors on its
+modules: the classic REINFORCE policy appends each action's log-probability to
+``self.saved_log_probs``, a recurrent model keeps its last hidden state, a module caches
+its last output for a loss term. A copy holds them detached: values equal, no graph, so
+nothing of the user's backward pass is shared with (or freed by) the copy.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+T = TypeVar("T")
+
+# How deep the walk for graph tensors goes through containers and plain objects.
+_MAX_DEPTH = 6
+
+
+def deepcopy_detached(obj: T) -> T:
+    """``copy.deepcopy(obj)``, where every tensor of an autograd graph that ``obj``'s modules
+    (and optimizers, and plain containers) hold is copied detached instead."""
+    memo: dict[int, Any] = {}
+    for t in _graph_tensors(obj):
+        memo[id(t)] = t.detach().clone()
+    return copy.deepcopy(obj, memo)
+
+
+def _graph_tensors(obj: Any) -> Iterator[torch.Tensor]:
+    seen: set[int] = set()
+    todo: list[tuple[Any, int]] = [(obj, 0)]
+    while todo:
+        x, depth = todo.pop()
+        if id(x) in seen or depth > _MAX_DEPTH:
+            continue
+        seen.add(id(x))
+        if isinstance(x, torch.Tensor):
+            if not x.is_leaf:
+                yield x
+            continue
+        for child in _children(x):
+            todo.append((child, depth + 1))
+
+
+def _children(x: Any) -> list[Any]:
+    if isinstance(x, dict):
+        return [*x.keys(), *x.values()]
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return list(x)
+    if isinstance(x, (nn.Module, torch.optim.Optimizer)):
+        return list(vars(x).values())
+    if hasattr(x, "__dict__") and not isinstance(x, type) and type(x).__module__ != "builtins":
+        return list(vars(x).values())
+    return []
