@@ -129,19 +129,45 @@ def class_counts(target: torch.Tensor, num_classes: int, ignore_index: int = -10
 def next_position_match(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """The largest share, over the axes of ``source``, of positions where ``target`` holds
     the source's value one position further along that axis (1 for next-token targets
-    ``y = x`` shifted by one; near chance for targets unrelated to the inputs). NaN when
-    the two do not have the same number of elements."""
-    if target.numel() != source.numel() or source.dim() == 0:
-        return torch.full((1,), math.nan, device=source.device)
-    t = target.detach().reshape(source.shape)
-    shares = [
-        (t.narrow(d, 0, n - 1) == source.narrow(d, 1, n - 1)).float().mean()
-        for d, n in enumerate(source.shape)
-        if n >= 2
-    ]
+    ``y = x`` shifted by one; near chance for targets unrelated to the inputs). A target
+    shorter than the source along one axis (an autoregressive model whose loss leaves out
+    its first receptive field, ``targets[:, rf:]``) is matched there from the start and
+    from the end of the source, one position on. NaN when the two cannot be aligned."""
+    if source.dim() == 0:
+        return _nan_share(source)
+    if target.numel() == source.numel():
+        t = target.detach().reshape(source.shape)
+        shares = [_shifted_share(t, source, d, 1) for d, n in enumerate(source.shape) if n >= 2]
+    else:
+        d = _shorter_axis(target, source)
+        if d is None:
+            return _nan_share(source)
+        t = target.detach()
+        offsets = {1, source.shape[d] - t.shape[d] + 1}
+        shares = [_shifted_share(t, source, d, k) for k in sorted(offsets)]
     if not shares:
-        return torch.full((1,), math.nan, device=source.device)
+        return _nan_share(source)
     return torch.stack(shares).amax().reshape(1)
+
+
+def _nan_share(source: torch.Tensor) -> torch.Tensor:
+    return torch.full((1,), math.nan, device=source.device)
+
+
+def _shorter_axis(target: torch.Tensor, source: torch.Tensor) -> int | None:
+    """The one axis along which ``target`` is shorter than ``source``, all others equal."""
+    if target.dim() != source.dim():
+        return None
+    differ = [d for d in range(source.dim()) if target.shape[d] != source.shape[d]]
+    if len(differ) != 1 or not 2 <= target.shape[differ[0]] < source.shape[differ[0]]:
+        return None
+    return differ[0]
+
+
+def _shifted_share(t: torch.Tensor, source: torch.Tensor, d: int, k: int) -> torch.Tensor:
+    """Share of ``t``'s leading positions along ``d`` equal to ``source`` from position ``k``."""
+    n = min(t.shape[d], source.shape[d] - k)
+    return (t.narrow(d, 0, n) == source.narrow(d, k, n)).float().mean()
 
 
 def sortedness(target: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from subjects import blobs, mlp, run
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import nndoctor
@@ -126,6 +127,24 @@ def test_next_token_targets_are_the_texts_own_frequencies() -> None:
     report = _sequence_check(windows[:, :-1], windows[:, 1:])  # y is x one position on
     assert report.by_check("class-imbalance") == []
     assert report.result("class-imbalance").status.value == "passed"
+    assert "next-token" in report.result("class-imbalance").detail
+
+
+@pytest.mark.silent("class-imbalance")
+def test_autoregressive_targets_past_the_first_receptive_field_are_the_signals_own() -> None:
+    # A WaveNet-style loss leaves out the first receptive field: targets[:, rf:] against
+    # inputs a position behind, shorter than the input along time.
+    windows = _skewed_text()[: 64 * 41].view(64, 41)
+    x, y, rf = windows[:, :-1], windows[:, 1:], 8
+    model = _TinyLanguageModel(30)
+    report = run(
+        select=["class-imbalance"],
+        model=model,
+        data=[(x[i : i + 8], y[i : i + 8]) for i in range(0, 64, 8)],
+        loss_fn=lambda m, b: F.cross_entropy(m(b[0])[:, :, rf:], b[1][:, rf:]),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    assert report.by_check("class-imbalance") == []
     assert "next-token" in report.result("class-imbalance").detail
 
 
