@@ -38,6 +38,7 @@ class _Replay:
         self._fixed: dict[int, Any] = {}
         self._loss_seen = False
         self.terms: list[tuple[str, torch.Tensor]] = []
+        self._input_prints: set[tuple[Any, ...]] = set()
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -64,6 +65,8 @@ class _Replay:
             module.p = 0.0
         if self.model is None and next(module.parameters(), None) is not None:
             self.model = module
+        if self.plan.mode == "overfit" and module is self.model and torch.is_grad_enabled():
+            self._note_input(args)
         if (
             self.plan.mode == "trace"
             and module is self.model
@@ -74,6 +77,20 @@ class _Replay:
             torch.autograd.set_detect_anomaly(True, check_nan=False)
             self.tracer = _NonFiniteTracer()
             self.tracer.__enter__()
+
+    def _note_input(self, args: Any) -> None:
+        """A fingerprint of the model's first input tensor; two differ when the script
+        changes the fixed batch on its way to the model."""
+        if self.result.inputs_vary or len(self._input_prints) > 1:
+            return
+        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if x is None or x.numel() == 0:
+            return
+        flat = x.detach().reshape(-1)
+        self._input_prints.add(
+            (tuple(x.shape), float(flat.double().sum()), float(flat[0]), float(flat[-1]))
+        )
+        self.result.inputs_vary = len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.plan.mode == "overfit":

@@ -49,6 +49,9 @@ class ReplayResult:
     steps: int = 0
     terms: list[dict[str, Any]] | None = None  # "terms": each loss term's gradient contribution
     timed_out: bool = False  # stopped by the time limit: what it holds is unfinished
+    # The model's input differed between training steps although the loaders fed one fixed
+    # batch: the script transforms it at random on its way (augmentation, mixup).
+    inputs_vary: bool = False
 
     def __post_init__(self) -> None:
         self.timed_out = self.timed_out or self.error == TIMEOUT

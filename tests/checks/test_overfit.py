@@ -235,3 +235,78 @@ def test_an_experiment_that_cannot_take_one_step_is_a_crashed_check_not_a_findin
     assert report.by_check("cannot-overfit-tiny-batch") == []
     result = report.result("cannot-overfit-tiny-batch")
     assert result.status.value == "crashed" and "could not take one training step" in result.detail
+
+
+MIXUP = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(512, 8); y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 0).long()
+model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3))
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+epochs = 40
+sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-2, total_steps=epochs * len(loader){extra})
+for epoch in range(epochs):
+    for xb, yb in loader:
+        lam = float(torch.distributions.Beta(1.0, 1.0).sample())
+        perm = torch.randperm(len(xb))
+        out = model(lam * xb + (1 - lam) * xb[perm])  # mixup: a new mix at every step
+        loss = lam * F.cross_entropy(out, yb, label_smoothing=0.1) + (1 - lam) * F.cross_entropy(
+            out, yb[perm], label_smoothing=0.1
+        )
+        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+"""
+
+
+def _mixup(tmp_path: Path, extra: str = "") -> object:
+    script = tmp_path / "mixup.py"
+    script.write_text(textwrap.dedent(MIXUP.replace("{extra}", extra)))
+    return check_script(
+        str(script), phase_steps=0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_mixup_in_the_loop_has_a_floor_and_a_per_batch_schedule_may_end_the_replay(
+    tmp_path: Path,
+) -> None:
+    # The replay feeds one fixed batch forever: the script's OneCycleLR, sized for its own
+    # epochs, raises past its end, and mixup redraws the batch's mix at every step.
+    report = _mixup(tmp_path)
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value in ("passed", "skipped"), result.detail
+    assert "could not be trained" not in result.detail
+
+
+def test_a_replay_whose_script_raises_early_is_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raised = ReplayResult(
+        False,
+        losses=[1.1, 1.0, 0.9],
+        error="ValueError: Tried to step 4 times",
+        substituted=True,
+        steps=3,
+    )
+    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: raised)
+    report = _mixup(tmp_path)
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status.value == "skipped" and "raised after 3 of" in result.detail
+
+
+def test_a_replay_notes_when_the_script_changes_the_fixed_batch(tmp_path: Path) -> None:
+    from nndoctor.capture.replay import ReplayPlan, run_replay
+
+    script = tmp_path / "mixup.py"
+    script.write_text(textwrap.dedent(MIXUP.replace("{extra}", "")))
+    varied = run_replay(ReplayPlan(str(script), [], "overfit", steps=5))
+    assert varied.ok and varied.substituted and varied.inputs_vary
+    plain = tmp_path / "plain.py"
+    unmixed = MIXUP.replace("lam * xb + (1 - lam) * xb[perm]", "xb").replace("{extra}", "")
+    plain.write_text(textwrap.dedent(unmixed))
+    fixed = run_replay(ReplayPlan(str(plain), [], "overfit", steps=5))
+    assert fixed.ok and not fixed.inputs_vary

@@ -51,7 +51,11 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         budget has room for it). If that fails, the same with Adam(lr=1e-3). The finding
         says how far each got. A model whose forward
         is random by design (a VAE's sampled latent) has a loss floor above zero at an
-        unknown height: there, a clear fall of the loss is all that can be asked.
+        unknown height: there, a clear fall of the loss is all that can be asked. The same
+        holds for a script replayed on one fixed batch that it changes at random on the way
+        to the model (mixup, noise added in the loop). A replay the script itself ends
+        part-way (a learning-rate schedule stepped past its planned end on a loader that
+        never ends) is judged on the steps it ran, or skipped when those are too few.
 
     How to fix:
         If only the fallback fits: lower or raise the learning rate, or change optimiser.
@@ -188,14 +192,24 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
             "replay could substitute; declare a Subject (nndoctor.check) to run it"
         )
-    result = TrainResult(losses=user.losses, error=user.error)
+    if user.error and len(user.losses) < t.overfit_steps:
+        # The script raised part-way (its own schedule run past its end on a loader that
+        # never ends, say): a run cut short is no evidence of a failure to fit.
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script replay raised after {len(user.losses)} of "
+            f"{t.overfit_steps} steps: {user.error}"
+        )
+    result = TrainResult(losses=user.losses)
+    varies = user.inputs_vary
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
         longer = lab.replay(
             "overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size
         )
-        if longer.losses and not longer.timed_out:
-            result = TrainResult(losses=longer.losses, error=longer.error)
+        # Where the script raised before the longer budget, its steps up to there count.
+        if len(longer.losses) > len(result.losses) and not longer.timed_out:
+            result = TrainResult(losses=longer.losses)
+            varies = varies or longer.inputs_vary
     lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
     evidence = {
         "steps": len(result.losses),
@@ -210,7 +224,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"in {len(result.losses)} steps"
         )
         return
-    if _noise_floor(ctx, lab, result):
+    if _noise_floor(ctx, lab, result) or _augmented_floor(ctx, result, varies):
         return
     ctx.finding(
         title="Cannot overfit a tiny batch",
@@ -243,6 +257,22 @@ def _noise_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bool:
         f"the model's forward is random (one input, two seeds, two outputs in eval mode), so the loss has a "
         f"floor above zero; on the tiny batch it fell {result.initial:.4g} → {result.final:.4g} in "
         f"{len(result.losses)} steps"
+    )
+    return True
+
+
+def _augmented_floor(ctx: CheckContext, result: TrainResult, varies: bool) -> bool:
+    """The script changed the one fixed batch on its way to the model at random (mixup, noise
+    added in the loop, augmentation on the device): the loss on it has a floor above zero
+    whose height is unknown, so a run whose loss clearly fell (by ``learned_fraction``) says
+    the model learns. Says so and returns True then."""
+    t = ctx.thresholds
+    if not (varies and result.losses and result.final < (1 - t.learned_fraction) * result.initial):
+        return False
+    ctx.note(
+        "the script changes the fixed batch at random between the loader and the model (mixup, "
+        "noise or augmentation in the loop), so the loss on it has a floor above zero; on the tiny "
+        f"batch it fell {result.initial:.4g} → {result.final:.4g} in {len(result.losses)} steps"
     )
     return True
 
