@@ -178,6 +178,31 @@ def test_layer_after_a_dead_relu_gets_exactly_zero_gradient() -> None:
     )
 
 
+@pytest.mark.silent("params-without-grad")
+def test_a_bias_that_cancels_in_a_difference_of_two_passes_is_only_redundant() -> None:
+    # A siamese tower: the loss reads tower(a) - tower(b), so the last bias cancels exactly.
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(256, 6, generator=g), torch.randn(256, 6, generator=g)
+    same = (a[:, 0] * b[:, 0] > 0).float()
+    tower = mlp(features=6)
+
+    def contrastive(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x1, x2, y = batch
+        d = (model(x1) - model(x2)).norm(dim=1)
+        return (y * d**2 + (1 - y) * torch.clamp(2.0 - d, min=0) ** 2).mean()
+
+    report = run(
+        select=["params-without-grad"],
+        model=tower,
+        data=[(a[i : i + 32], b[i : i + 32], same[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=contrastive,
+        optimizer=torch.optim.Adam(tower.parameters(), lr=1e-3),
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "info" and "bias of 4" in finding.title
+    assert finding.evidence["parameters"] == ["4.bias"]
+
+
 # -- never changing ----------------------------------------------------------------------------
 
 

@@ -264,7 +264,10 @@ def params_without_grad(ctx: CheckContext) -> None:
         the layer's own forward ran with autograd on but its parameters got no
         gradient (its output is detached from the loss); a warning when the
         module never ran in a training forward pass (unused) or when its gradient
-        is exactly zero (reasons 23 and 35: the gradient vanishes, every step).
+        is exactly zero (reasons 23 and 35: the gradient vanishes, every step). A bias
+        alone at zero while its layer's weights get gradients is redundant rather than
+        broken (a normalisation right after it, or an output used only as a difference of
+        two passes, as in a siamese network): an info.
 
     How to fix:
         Remove unused layers (or include their output in the loss); remove the
@@ -330,6 +333,23 @@ def params_without_grad(ctx: CheckContext) -> None:
                 "module_ran": module in ran,
             },
         )
+    redundant = _redundant_biases(zero, trained, steps)
+    for module, names in group_by_module(redundant):
+        ctx.finding(
+            title=f"The bias of {module_label(module)} gets an exactly zero gradient",
+            message=(
+                f"{', '.join(names)} had a gradient of exactly 0 at all {len(steps)} observed "
+                f"steps while the weights of {module_label(module)} did not: its units are alive, "
+                "and what the bias adds cancels out downstream (a normalisation right after the "
+                "layer subtracts it, or the output is used only as a difference of two passes). "
+                "It is redundant, not broken."
+            ),
+            fix="Harmless; drop it with bias=False to save the parameters if you like.",
+            severity=Severity.INFO,
+            where=Where(module=module, step=steps[0].step),
+            evidence={"parameters": names_evidence(names), "count": len(names)},
+        )
+    zero = [n for n in zero if n not in redundant]
     for module, names in group_by_module(zero):
         ctx.finding(
             title=f"Gradients of {module_label(module)} are exactly zero",
@@ -352,6 +372,17 @@ def params_without_grad(ctx: CheckContext) -> None:
                 "steps": len(steps),
             },
         )
+
+
+def _redundant_biases(zero: list[str], trained: list[str], steps: list[StepRecord]) -> list[str]:
+    """Biases among ``zero`` whose module's other parameters got a non-zero gradient: dead
+    units would zero the whole layer's gradient, so these cancel downstream instead."""
+    alive = {
+        module_of(n)
+        for n in trained
+        if n not in zero and any(s.grad_norms.get(n, 0.0) > 0 for s in steps)
+    }
+    return [n for n in zero if n.rsplit(".", 1)[-1] == "bias" and module_of(n) in alive]
 
 
 # -- never changing (23) ------------------------------------------------------------------------
