@@ -231,6 +231,32 @@ def test_balanced_terms_pass() -> None:
     assert "cross_entropy=" in report.result("loss-term-dominates").detail
 
 
+@pytest.mark.silent("loss-term-dominates")
+def test_a_weight_drawn_anew_at_each_step_dominating_once_is_no_finding() -> None:
+    # Mixup-like: each batch carries its own weight, extreme on the first batch only.
+    x, y = blobs()
+    data = [
+        (x[i : i + 32], y[i : i + 32], torch.tensor(1e-5 if i == 0 else 0.5))
+        for i in range(0, 256, 32)
+    ]
+
+    def mixed(model: nn.Module, batch: tuple) -> torch.Tensor:
+        xb, yb, lam = batch
+        logits, boxes = model(xb)
+        return lam * F.cross_entropy(logits, yb) + (1 - lam) * F.mse_loss(boxes, xb[:, :2])
+
+    model = TwoHeads()
+    report = run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=data,
+        loss_fn=mixed,
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("loss-term-dominates") == []
+    assert "at the next step" in report.result("loss-term-dominates").detail
+
+
 def _regression(head: nn.Module, targets: torch.Tensor) -> dict:
     torch.manual_seed(0)
     x = torch.rand(128, 8)
