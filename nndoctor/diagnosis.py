@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nndoctor.report.model import Finding, Severity
+from nndoctor.report.model import HARMLESS, Finding, Severity
 
 if TYPE_CHECKING:
     from nndoctor.checks.registry import CheckSpec
@@ -188,7 +188,8 @@ def _promote_explaining_infos(
         return
     infos: dict[str, list[Finding]] = {}
     for f in findings:
-        if f.severity == Severity.INFO:
+        # An info its own evidence shows harmless is no evidence for a symptom.
+        if f.severity == Severity.INFO and f.aspect != HARMLESS:
             infos.setdefault(f.check, []).append(f)
 
     def covered(check: str) -> list[Finding]:

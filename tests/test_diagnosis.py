@@ -8,7 +8,7 @@ from pathlib import Path
 from nndoctor.checks import causes
 from nndoctor.checks.registry import all_checks
 from nndoctor.diagnosis import diagnose
-from nndoctor.report.model import Finding, Severity
+from nndoctor.report.model import HARMLESS, Finding, Severity
 
 
 def finding(check: str, severity: str = "error", *reasons: int) -> Finding:
@@ -53,6 +53,16 @@ def test_an_info_that_explains_an_unexplained_symptom_leads_as_a_weak_cause() ->
     assert (scales.role, chance.role, unrelated.role) == ("cause", "symptom", "independent")
     assert d.independent == [] and d.differential == []
     assert d.ordered_findings([chance, unrelated, scales])[:2] == [scales, chance]
+
+
+def test_an_info_its_own_evidence_shows_harmless_never_leads_as_a_cause() -> None:
+    # A redundant bias (zero gradient that cancels) says nothing about a failure to fit.
+    overfit = finding("cannot-overfit-tiny-batch", "error", 27)
+    bias = finding("params-without-grad", "info", 23)
+    bias.aspect = HARMLESS
+    d = diagnose([overfit, bias])
+    assert d.causes == [] and bias.role == "independent"
+    assert d.differential and overfit.role == "independent"
 
 
 def test_infos_stay_advice_when_a_loud_cause_explains_the_symptoms_or_none_are_loud() -> None:

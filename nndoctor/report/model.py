@@ -8,6 +8,10 @@ from typing import Any
 
 from nndoctor.report.series import RunSeries
 
+# The aspect of an info whose own evidence shows it harmless (a redundant bias, a scale a
+# twin experiment showed to change nothing): it never stands in as a cause.
+HARMLESS = "harmless"
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -74,7 +78,8 @@ class Finding:
     # Set by the diagnosis: cause, symptom (explained by a cause) or independent.
     role: str = "independent"
     # Which side of its check this finding is ("high", "low"), where a check can fire for
-    # opposite reasons that different causes explain; empty otherwise.
+    # opposite reasons that different causes explain; HARMLESS for an info whose own
+    # evidence says it does not hold training back; empty otherwise.
     aspect: str = ""
 
     def to_dict(self) -> dict[str, Any]:

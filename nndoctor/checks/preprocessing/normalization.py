@@ -36,7 +36,7 @@ from nndoctor.checks.data.sanity import (
 from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import NORM
-from nndoctor.report.model import Severity, Where
+from nndoctor.report.model import HARMLESS, Severity, Where
 from nndoctor.subject import Subject
 from nndoctor.trees import first_tensor, map_tensors
 
@@ -241,6 +241,7 @@ def input_not_standardized(ctx: CheckContext) -> None:
             else "Inputs are not standardised"
         ),
         severity=Severity.INFO if harmless else None,
+        aspect=HARMLESS if harmless else "",
         message=(
             f"Over {len(stats.steps)} observed steps the model input is far from mean 0, std 1 "
             f"({of}{listed}{more}). Layers initialised for inputs of order one see "

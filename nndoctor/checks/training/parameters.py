@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import Recording, StepRecord, module_of
-from nndoctor.report.model import Severity, Where
+from nndoctor.report.model import HARMLESS, Severity, Where
 
 # More module groups than this are reported as one finding naming them all.
 MAX_MODULE_FINDINGS = 5
@@ -346,6 +346,7 @@ def params_without_grad(ctx: CheckContext) -> None:
             ),
             fix="Harmless; drop it with bias=False to save the parameters if you like.",
             severity=Severity.INFO,
+            aspect=HARMLESS,
             where=Where(module=module, step=steps[0].step),
             evidence={"parameters": names_evidence(names), "count": len(names)},
         )
