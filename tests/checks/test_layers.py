@@ -433,3 +433,30 @@ def test_a_sequence_first_model_with_a_mask_is_checked_along_its_batch_axis() ->
     assert result.status == "passed" and "along axis 1" in result.detail
     assert report.result("custom-layer-gradient").status == "skipped"
     assert report.findings == []
+
+
+class _OneHot(nn.Module):
+    """Integer ids in, one-hot encoded with ``.float()`` inside: float32 whatever the weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(5, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.nn.functional.one_hot(ids, 5).float())
+
+
+def test_a_model_that_makes_its_own_float32_tensors_says_so_when_it_cannot_run_in_float64() -> None:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 5, (64,), generator=g)
+    model = _OneHot()
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=[(ids[i : i + 16], ids[i : i + 16] % 3) for i in range(0, 64, 16)],
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    result = report.result("batch-dependence")
+    assert result.status.value == "skipped" and "does not run in float64" in result.detail

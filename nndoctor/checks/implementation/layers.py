@@ -579,7 +579,19 @@ def _call_cut(ctx: CheckContext, model: nn.Module, args: tuple[Any, ...]) -> Any
         return model(*args)
     except (RuntimeError, ValueError, IndexError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if _dtype_mismatch(first):
+            # The cut is fine; the float64 copy is not: the model casts its input itself.
+            ctx.skip(
+                "the model does not run in float64 (it makes float32 tensors of its own, "
+                f"such as a one-hot input cast with .float()): {first}"
+            )
         ctx.skip(
             "the model refuses its input cut along the first axis, which is then not the batch's "
             f"(sequence-first data, or an input sized by the batch such as a mask): {first}"
         )
+
+
+def _dtype_mismatch(message: str) -> bool:
+    """Whether an error says two tensors' dtypes disagree (float against double)."""
+    text = message.lower()
+    return ("double" in text or "float64" in text) and ("float" in text or "half" in text)
