@@ -22,7 +22,7 @@ from torch import nn
 from nndoctor.capture.runner import Capture
 from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.recording import GradClip, Recording
-from nndoctor.probes.training import CLASS_INDEX_LOSSES, apply_slice
+from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
 
@@ -57,13 +57,10 @@ def task_from_loss(
 
 
 def _select(output: Any, path: str) -> torch.Tensor:
-    """Follow a path like ``output[0]['logits']`` recorded by the probe; a ``slice:`` link
-    (``slice:output[0]|0::1,8::1``) then cuts the tensor as the loss input was cut."""
-    expr, _, spec = path.removeprefix("view:").removeprefix("slice:").partition("|")
+    """Follow a path like ``output[0]['logits']`` recorded by the probe."""
+    expr = path.removeprefix("view:")
     for key in re.findall(r"\[([^\]]+)\]", expr):
         output = output[ast.literal_eval(key)]
-    if spec:
-        output = output[tuple(apply_slice(p) for p in spec.split(","))]
     return output
 
 

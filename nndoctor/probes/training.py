@@ -738,11 +738,6 @@ class TrainingProbe:
                 return path
             if t.numel() == inp.numel() and t.data_ptr() == inp.data_ptr() and t.dtype == inp.dtype:
                 return f"view:{path}"
-        for path, ref in self._outputs.items():
-            t = ref()
-            spec = slice_spec(t, inp) if t is not None else None
-            if spec is not None:
-                return f"slice:{path}|{spec}"
         return None
 
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -1076,48 +1071,6 @@ def _row_share(x: torch.Tensor) -> float:
     if x.dim() == 0 or x.stride(0) == 0:
         return min(1.0, x.numel() * x.element_size() / stored)
     return min(1.0, x.shape[0] * x.stride(0) * x.element_size() / stored)
-
-
-def slice_spec(t: torch.Tensor, inp: torch.Tensor) -> str | None:
-    """``inp`` as basic slices of ``t`` along each axis, "start:stop:step" comma-separated
-    (a stop counted from the end, empty for "to the end"), or None when it is not such a
-    view of ``t`` (a loss on ``logits[:, :, rf:]`` or ``logits[:, :-1]``). Metadata only:
-    nothing is read from the device."""
-    if (
-        inp.dim() != t.dim()
-        or inp.dtype != t.dtype
-        or not t.is_contiguous()
-        or inp.numel() == 0
-        or inp.untyped_storage().data_ptr() != t.untyped_storage().data_ptr()
-    ):
-        return None
-    rest = inp.storage_offset() - t.storage_offset()
-    if rest < 0:
-        return None
-    parts = []
-    for size, stride, n, base in zip(inp.shape, inp.stride(), t.shape, t.stride(), strict=True):
-        start, rest = divmod(rest, base) if base else (0, rest)
-        step = stride // base if base and stride % base == 0 else 0
-        if size > 1 and step < 1 or start + (size - 1) * max(step, 1) >= n:
-            return None
-        stop = start + size * max(step, 1)
-        end = "" if stop >= n else str(stop - n)
-        parts.append(f"{start}:{end}:{max(step, 1)}")
-    if rest:
-        return None
-    with torch.no_grad():  # a view, to compare its layout: no graph node for it
-        cut = t[tuple(apply_slice(p) for p in parts)]
-    if cut.shape != inp.shape or cut.stride() != inp.stride():
-        return None
-    if cut.storage_offset() != inp.storage_offset():
-        return None
-    return ",".join(parts)
-
-
-def apply_slice(part: str) -> slice:
-    """One axis of a :func:`slice_spec`."""
-    start, stop, step = part.split(":")
-    return slice(int(start), int(stop) if stop else None, int(step))
 
 
 def param_checksums(params: list[torch.Tensor]) -> torch.Tensor:

@@ -215,38 +215,3 @@ def test_a_stop_signal_landing_while_the_ending_is_recorded_keeps_the_scripts_en
     assert capture.stop_reason == "script raised"
     assert isinstance(capture.exception, ValueError)
     assert "the script failed" in capture.traceback
-
-
-@pytest.mark.parametrize(
-    ("cut", "targets"),
-    [
-        ("out[:, :, 3:]", "Yseq[i:i + 16, 3:]"),  # a receptive field left out of the loss
-        ("out[:, :, :-1]", "Yseq[i:i + 16, 1:]"),  # next-position targets
-    ],
-)
-def test_a_loss_on_a_slice_of_the_output_is_replayed_in_process(
-    tmp_path: Path, cut: str, targets: str
-) -> None:
-    path = _script(
-        tmp_path,
-        f"""
-        Yseq = (torch.arange(512 * 12).view(512, 12) % 5)
-        Xseq = F.one_hot(Yseq, 5).float().transpose(1, 2)  # (batch, 5, time)
-        model = nn.Sequential(nn.Conv1d(5, 16, 3, padding=1), nn.ReLU(), nn.Conv1d(16, 5, 1))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for step in range(200):
-            i = (step * 16) % 512
-            out = model(Xseq[i:i + 16])  # (batch, classes, time)
-            loss = F.cross_entropy({cut}, {targets})
-            opt.zero_grad(); loss.backward(); opt.step()
-        """,
-    )
-    capture = run_script(path, steps=4)
-    subject, why = subject_from_capture(capture)
-    assert subject is not None, why
-    batch = subject.take_batches(1)[0]
-    assert batch["link"].startswith("slice:output|")
-    # The copy's loss on the captured batch is the script's own at the initial weights.
-    model = subject.model
-    first = capture.recording.steps[0]
-    assert float(subject.compute_loss(model, batch).detach()) == pytest.approx(first.loss, rel=1e-5)
