@@ -78,7 +78,6 @@ class ModelRetarget:
         self.decided = False
         self.candidate: nn.Module | None = None  # to observe from its next forward
         self.candidate_state: dict[str, torch.Tensor] | None = None
-        self.first: nn.Module | None = None  # the module found first, set aside or waited for
         self.unstepped: Unstepped | None = None
         self._first_ids: set[int] = set()
 
@@ -104,6 +103,8 @@ class ModelRetarget:
         None once it has): the decision at the first step that is not the model's, then
         whether the module found first is ever stepped after all."""
         if self.unstepped is not None:
+            if not self._first_ids:
+                return  # nothing of it could train: no step can change that
             if any(id(p) in self._first_ids for p in optimizer_params(optimizer)):
                 self.unstepped = None  # it trains after all (a critic's fifth step, ...)
             else:
@@ -133,7 +134,6 @@ class ModelRetarget:
             for o in live_optimizers()
             if o is not optimizer and any(id(p) in model_ids for p in optimizer_params(o))
         ]
-        self.first = model
         self._first_ids = model_ids
         self.unstepped = Unstepped(
             module=type(model).__name__,
