@@ -680,10 +680,9 @@ def _diagnose_capture(
                 run.error = f"no optimizer step was reached ({capture.stop_reason})" + _why_no_step(
                     capture
                 )
-                unstepped = capture.recording.unstepped
-                if unstepped is not None and unstepped.holders and run.likely_cause is None:
-                    # Its optimizer exists and never stepped while another one did: the
-                    # model is left out of training (frozen by omission).
+                unstepped = _never_stepped(capture)
+                if unstepped is not None and run.likely_cause is None:
+                    # Left out of training by omission: reason 23.
                     run.likely_cause = (
                         f"the optimizer of {unstepped.module} never steps: its parameters are "
                         "never updated"
@@ -738,10 +737,17 @@ def _diagnose_capture(
     )
 
 
+def _never_stepped(capture: Any) -> Any:
+    """The model found first, when an optimizer holding its parameters exists and never
+    stepped while another one did (nndoctor.capture.retarget.Unstepped); None otherwise."""
+    unstepped = capture.recording.unstepped
+    return unstepped if unstepped is not None and unstepped.holders else None
+
+
 def _why_no_step(capture: Any) -> str:
     """What the script did instead of a training step, and what to do about it."""
-    unstepped = capture.recording.unstepped
-    if unstepped is not None and unstepped.holders:
+    unstepped = _never_stepped(capture)
+    if unstepped is not None:
         return (
             f": {unstepped.describe()}. Call its step() after each backward pass (or build one "
             "optimizer over both networks' parameters)"

@@ -80,6 +80,9 @@ class ModelRetarget:
         self.candidate_state: dict[str, torch.Tensor] | None = None
         self.unstepped: Unstepped | None = None
         self._first_ids: set[int] = set()
+        # Optimizer id -> (its parameter count, whether it holds any of _first_ids): each
+        # optimizer is read once, not at every step, unless its groups grow.
+        self._holds: dict[int, tuple[int, bool]] = {}
 
     # -- before the first step ----------------------------------------------------------
     def note_forward(self, module: nn.Module) -> None:
@@ -105,7 +108,7 @@ class ModelRetarget:
         if self.unstepped is not None:
             if not self._first_ids:
                 return  # nothing of it could train: no step can change that
-            if any(id(p) in self._first_ids for p in optimizer_params(optimizer)):
+            if self._holds_first(optimizer):
                 self.unstepped = None  # it trains after all (a critic's fifth step, ...)
             else:
                 self.unstepped.foreign_steps += 1
@@ -119,6 +122,14 @@ class ModelRetarget:
             self.called.clear()
             return  # the usual case: the first optimizer step is the model's
         self._set_aside(optimizer, own, model, trainable)
+
+    def _holds_first(self, optimizer: torch.optim.Optimizer) -> bool:
+        count = sum(len(g["params"]) for g in optimizer.param_groups)
+        known = self._holds.get(id(optimizer))
+        if known is None or known[0] != count:
+            held = any(id(p) in self._first_ids for p in optimizer_params(optimizer))
+            known = self._holds[id(optimizer)] = (count, held)
+        return known[1]
 
     def _set_aside(
         self,
