@@ -9,12 +9,15 @@ features a thousand times too small leave plain SGD with nothing to learn from.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from subjects import run, serious
 from torch import nn
+
+from nndoctor.engine import Selection, check_script
 
 CHECK = "input-not-standardized"
 
@@ -93,3 +96,36 @@ def test_features_too_small_for_plain_sgd_to_learn_from_are_found() -> None:
     assert finding.severity.value == "warning"
     assert "changes how it trains" in finding.message
     assert finding.evidence["raw_final_loss"] > 10 * finding.evidence["standardised_final_loss"]
+
+
+HAND_WRITTEN_LOSS = """
+import torch
+from torch import nn
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(512, 8, generator=g)
+y = x @ torch.randn(8, 1, generator=g)
+x[:, :4] *= 1000.0  # raw units
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for step in range(40):
+    i = (step * 32) % 512
+    out = model(x[i : i + 32])
+    loss = ((out - y[i : i + 32]) ** 2).mean() + 0.0 * out.abs().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent(CHECK)
+def test_without_a_twin_the_observation_alone_is_advice(tmp_path: Path) -> None:
+    # A hand-written loss: nothing replays it on copies, so nothing shows that the scale
+    # holds training back; healthy scripts have such scales too.
+    path = tmp_path / "train.py"
+    path.write_text(HAND_WRITTEN_LOSS)
+    report = check_script(str(path), steps=6, phase_steps=0, selection=Selection(select=(CHECK,)))
+    (f,) = report.by_check(CHECK)
+    assert f.severity.value == "info" and "not tested" in f.title
+    assert "standardising_helps" not in f.evidence

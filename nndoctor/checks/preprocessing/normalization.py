@@ -201,7 +201,9 @@ def input_not_standardized(ctx: CheckContext) -> None:
         times above it (or fails); a note
         otherwise (polynomial features of one variable, a row-normalised bag of words: a
         scale the data has, which the model starts and trains with). Without a
-        replayable subject the observation alone is the warning.
+        replayable subject (a custom loss) the twin cannot run and the observation alone
+        is a note: a scale far from one is common in healthy training, and only the twin
+        shows that it holds this one back.
 
     How to fix:
         Standardise with statistics computed on the training set only:
@@ -234,19 +236,30 @@ def input_not_standardized(ctx: CheckContext) -> None:
     of = "" if stats.unit == "input" else f"{len(bad)} of {len(stats.features)} {stats.unit}s: "
     twin = standardised_twin(ctx.services, stats, t)
     harmless = twin is not None and not twin.helps
+    # Scales far from one are common in healthy training (pixels in [0, 1], features a
+    # model copes with): without the twin nothing shows that this one holds training back,
+    # so the observation alone is advice, not a warning.
+    untested = twin is None
     ctx.finding(
         title=(
             "Inputs are not standardised, which does not hold training back"
             if harmless
+            else "Inputs are not standardised (whether it holds training back was not tested)"
+            if untested
             else "Inputs are not standardised"
         ),
-        severity=Severity.INFO if harmless else None,
+        severity=Severity.INFO if harmless or untested else None,
         aspect=HARMLESS if harmless else "",
         message=(
             f"Over {len(stats.steps)} observed steps the model input is far from mean 0, std 1 "
             f"({of}{listed}{more}). Layers initialised for inputs of order one see "
             "pre-activations and gradients scaled by the same factors."
-            + (f" {twin.describe()}" if twin is not None else "")
+            + (
+                f" {twin.describe()}"
+                if twin is not None
+                else " No twin experiment could run (the loss or the batches cannot be "
+                "replayed on copies), so this is advice: standardise and compare."
+            )
         ),
         fix=(
             "Standardise the inputs with training-set statistics: x = (x - mean) / std per "
