@@ -222,6 +222,7 @@ class Watcher:
         self._sampling = self.sampler.sampled(0)
         self._last_close = math.nan
         self._sampled_count = 0
+        self._replay_seconds = 0.0  # time spent replaying batches (kept out of the cost)
         self._job: Any = None  # the distributed job this Watcher joined, if any
 
     @property
@@ -804,10 +805,18 @@ class Watcher:
                 for check in self._checks:
                     self._emit(check.on_step(row, self.ctx))
             else:
-                sample = self._decode_sample(data, values)
-                self.series.add_sample(sample)
-                for check in self._checks:
-                    self._emit(check.on_sample(sample, self.ctx))
+                # Reading a sample is part of sampling's cost, not of the always-on part in
+                # whose hook it happens (a replay it trips is neither: _replay takes it out).
+                t0, replayed = time.perf_counter(), self._replay_seconds
+                try:
+                    sample = self._decode_sample(data, values)
+                    self.series.add_sample(sample)
+                    for check in self._checks:
+                        self._emit(check.on_sample(sample, self.ctx))
+                finally:
+                    spent = time.perf_counter() - t0 - (self._replay_seconds - replayed)
+                    self._cost_always -= spent
+                    self._cost_sampled += spent
 
     def _decode_sample(self, layout: dict[str, Any], values: list[float]) -> Sample:
         sample = Sample(step=layout["step"])
@@ -866,7 +875,9 @@ class Watcher:
         finally:
             self._replaying = False
             # A one-off diagnosis, not the cost of watching: kept out of the overhead.
-            self._cost_always -= time.perf_counter() - t0
+            spent = time.perf_counter() - t0
+            self._replay_seconds += spent
+            self._cost_always -= spent
 
     def _finish_report(self) -> None:
         r = self.report

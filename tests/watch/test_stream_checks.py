@@ -134,3 +134,22 @@ def test_the_sampler_widens_k_when_sampling_is_expensive_and_keeps_a_fixed_k() -
         10,
         15,
     ]
+
+
+def test_one_interrupted_warm_up_step_does_not_stop_sampling_for_a_thousand_steps() -> None:
+    # A 30 ms step, 0.3 ms of always-on hooks, 0.9 ms more on a sampled step: k = 3 fits the
+    # 2 % budget. Step 1 was interrupted inside a hook (15 ms, a busy machine): one such
+    # step must not set k to the maximum until the next sample, a thousand steps on.
+    sampler = Sampler(budget=0.02)
+    sampled_steps = []
+    for step in range(300):
+        sampled = sampler.sampled(step)
+        if sampled:
+            sampled_steps.append(step)
+        always = 15e-3 if step == 1 else 0.3e-3
+        cost = 0.9e-3 if sampled else 0.0
+        sampler.note_step(step, 30e-3 + always + cost, always, cost, sampled)
+    later = [s for s in sampled_steps if s >= 50]
+    assert 3 <= sampler.period <= 4, sampler.periods
+    assert len(later) >= (300 - 50) // 5, sampler.periods
+    assert 0 < sampler.overhead <= 0.03

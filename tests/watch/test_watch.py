@@ -395,3 +395,38 @@ def test_an_optimizer_run_stops_looking_for_updates_by_hand_at_its_first_step() 
         _train(model, opt, 2)
         assert len(module_mod._global_forward_pre_hooks) == before
     assert not any("by hand" in n for n in w.report.notes)
+
+
+def test_reading_a_sample_counts_as_the_cost_of_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turning a sample into numbers and running the checks on it happens because the step
+    was sampled: k must weigh it against the budget, not count it as the always-on cost
+    every step pays (that would let k fall below what the budget allows)."""
+    import statistics
+    import time
+
+    from nndoctor.watch.sampling import Sampler
+
+    decode = Watcher._decode_sample
+
+    def slow_decode(self: Watcher, layout: Any, values: list[float]) -> Any:
+        time.sleep(4e-3)
+        return decode(self, layout, values)
+
+    seen: list[tuple[bool, float, float]] = []
+    note_step = Sampler.note_step
+
+    def recording(self: Sampler, step: int, wall: float, always: float, cost: float, sampled: bool):
+        seen.append((sampled, always, cost))
+        return note_step(self, step, wall, always, cost, sampled)
+
+    monkeypatch.setattr(Watcher, "_decode_sample", slow_decode)
+    monkeypatch.setattr(Sampler, "note_step", recording)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, every=2, quiet=True):
+        _train(model, opt, 20)
+    sampled = [(always, cost) for s, always, cost in seen if s]
+    assert len(sampled) == 10
+    assert statistics.median(cost for _, cost in sampled) >= 4e-3
+    assert statistics.median(always for always, _ in sampled) < 4e-3
+
