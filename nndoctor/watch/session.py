@@ -30,7 +30,9 @@ What runs when:
 
 Hooks are global (a module forward hook filtered by identity, optimizer step hooks) so the
 model keeps no closure of watch's and stays picklable; a ``torch.compile``d model is watched
-through its wrapper only (its layers' activations are not seen, and a note says so). Every
+from outside its compiled call (the ``torch.compile(model)`` wrapper's hook, or a wrapper of
+the compiled call of a ``model.compile()``d module): its layers' activations and updates
+by hand are not seen, and a note says so. Every
 hook and patch is removed on exit, exceptions included; a hook that fails is disabled and
 recorded, never raised into the user's run. Watch itself changes neither the model, nor
 the optimizer's state, nor the random state (the NaN replay works on a copy, with the random
@@ -245,13 +247,20 @@ class Watcher:
         self._attached = True
         try:
             if self.compiled:
-                self._handles.append(
-                    self.model.register_forward_hook(self._forward_hook(), with_kwargs=True)
-                )
+                if getattr(self.model, "_compiled_call_impl", None) is not None:
+                    # model.compile(): the module's own hooks run inside the compiled call
+                    # (traced, where watch's hooks do nothing); its call is observed from
+                    # outside, by wrapping the compiled call on the instance.
+                    self._wrap_compiled_call()
+                else:
+                    self._handles.append(
+                        self.model.register_forward_hook(self._forward_hook(), with_kwargs=True)
+                    )
                 self._note(
                     "torch.compile: per-layer activations are not observed (hooks inside the "
                     "compiled graph would break it), nor are updates by hand; the loss, "
-                    "gradients, weights, updates and the sentinel are."
+                    "gradients, weights, updates, the train/eval mode and the sentinel are, "
+                    "and a NaN replay runs the model's eager code on a copy."
                 )
             else:
                 self._handles.append(
@@ -373,6 +382,21 @@ class Watcher:
             for owner, name, original in reversed(self._patches):
                 setattr(owner, name, original)
             self._patches.clear()
+
+    def _wrap_compiled_call(self) -> None:
+        """Observe a ``model.compile()``d model's calls around its compiled call (an
+        instance attribute, put back on exit; ``Module.__getstate__`` leaves it out of a
+        pickle or a copy)."""
+        model = self.model
+        compiled_call = model._compiled_call_impl
+        hook = self._forward_hook()
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            output = compiled_call(*args, **kwargs)
+            hook(model, args, kwargs, output)
+            return output
+
+        self._patch(model, "_compiled_call_impl", call)
 
     def _patch_backward(self) -> None:
         original = torch.Tensor.backward
