@@ -430,3 +430,40 @@ def test_reading_a_sample_counts_as_the_cost_of_sampling(monkeypatch: pytest.Mon
     assert statistics.median(cost for _, cost in sampled) >= 4e-3
     assert statistics.median(always for always, _ in sampled) < 4e-3
 
+
+class SqrtAbs(nn.Module):
+    """|x| as sqrt(x * x): finite forward, but 0 * inf = NaN in the backward at x = 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(x * x)
+
+
+class Rooted(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(20, 32, bias=False)
+        self.magnitude = SqrtAbs()
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.magnitude(self.embed(x)))
+
+
+def test_a_nan_made_in_the_backward_pass_names_the_module_whose_forward_made_the_op() -> None:
+    torch.manual_seed(0)
+    model = Rooted()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = _data()
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = x[:64].clone()
+        if step == 25:
+            xb[5] = 0.0  # a zero row: embed's output is exactly 0 there
+        return xb, y[:64]
+
+    with nndoctor.watch(model, opt, quiet=True) as w:
+        _train(model, opt, 30, batches=batches)
+    (f,) = w.report.by_check("watch-non-finite")
+    assert f.where.step == 25 and f.evidence["op_phase"] == "backward"
+    assert f.where.op is not None and f.where.module == "magnitude", f.message
+    assert "in module magnitude, in the backward pass" in f.message
