@@ -3,9 +3,9 @@
 A hand-built report pins the content (a message carrying ``<script>``, the order of the
 sections, one image per chart). The page is then opened in real headless Chromium (Debian's
 ``chromium``): its screenshot must not be blank, the browser console must stay silent and
-the DOM it parsed must hold the sections and the images; that test is skipped, saying so,
-where no Chromium binary is found. A second page that does log to the console proves the
-console scan can fail.
+the DOM it parsed must hold the sections and the images; those tests are skipped where no
+Chromium binary is found, and the run says so by name in its warnings summary. A second
+page that does log to the console proves the console scan can fail.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import io
 import re
 import shutil
 import subprocess
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,13 @@ needs_chromium = pytest.mark.skipif(
     chromium() is None,
     reason="no Chromium binary found (install Debian's `chromium` package to run this test)",
 )
+if chromium() is None:
+    # Shown in the warnings summary of any pytest run, which lists no skip reason by default.
+    warnings.warn(
+        "the headless-Chromium tests of the HTML report were skipped: no Chromium binary "
+        f"found on PATH (looked for {', '.join(BROWSERS)}; Debian's `chromium` package)",
+        stacklevel=1,
+    )
 
 
 @needs_chromium
@@ -236,6 +244,27 @@ def test_the_report_renders_in_headless_chromium(tmp_path: Path, drawn: list[Cha
     dom = browse(page, tmp_path / "profile", "--dump-dom").stdout
     assert 'id="diagnosis"' in dom and "Softmax applied before CrossEntropyLoss" in dom
     assert dom.count("data:image/png;base64,") == len(drawn)
+
+
+def test_a_run_without_chromium_says_the_browser_tests_were_skipped(tmp_path: Path) -> None:
+    """A plain ``pytest`` (CI's command, which lists no skip reasons) must still say, by
+    name, that the browser tests did not run where no Chromium is found."""
+    import os
+    import sys
+
+    env = dict(os.environ, PATH=str(tmp_path))  # no browser on this PATH
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]
+        + ["-k", "headless_chromium", "-o", "addopts="],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "2 skipped" in result.stdout
+    assert "headless-Chromium tests of the HTML report were skipped" in result.stdout
 
 
 @needs_chromium
