@@ -153,3 +153,18 @@ def test_one_interrupted_warm_up_step_does_not_stop_sampling_for_a_thousand_step
     assert 3 <= sampler.period <= 4, sampler.periods
     assert len(later) >= (300 - 50) // 5, sampler.periods
     assert 0 < sampler.overhead <= 0.03
+
+
+def test_every_stream_check_has_a_manual_in_nndoctor_explain() -> None:
+    from typer.testing import CliRunner
+
+    from nndoctor.cli import app
+    from nndoctor.watch.stream_checks import STREAM_CHECKS
+
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+    for check in STREAM_CHECKS:
+        manual = runner.invoke(app, ["explain", check.id])
+        assert manual.exit_code == 0, manual.output
+        assert "stream check (watch)" in manual.stdout and "How to fix:" in manual.stdout
+        for reason in check.reasons:
+            assert check.id in runner.invoke(app, ["explain", str(reason)]).stdout
