@@ -50,6 +50,9 @@ class Thresholds:
     overfit_target_fraction: float = 0.1  # healthy: final loss below this share of the initial
     overfit_ce_target: float = 0.1  # ...or, for classification, below this absolute value
     overfit_accuracy_target: float = 0.99
+    # regularisation-prevents-fit: the regularised tiny-batch run must keep no more than this
+    # share of the unregularised run's fall (a run just short of the fit line is slowed)
+    regularisation_progress_kept: float = 0.5
     overfit_still_falling: float = (
         0.1  # last tenth of the run this share below the tenth before: slow, not stuck
     )

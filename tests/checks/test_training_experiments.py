@@ -97,6 +97,15 @@ def test_moderate_regularisation_still_fits() -> None:
     assert result.status.value == "passed" and "fits a tiny batch" in result.detail
 
 
+@pytest.mark.silent("regularisation-prevents-fit")
+def test_dropout_that_slows_the_fit_short_of_the_line_does_not_prevent_it() -> None:
+    # Dropout 0.6 on this tiny batch ends just above the fit line, yet makes most of the
+    # fall the model makes without it: it slows memorisation, as it is meant to.
+    report = run(select=[REGULARISATION], **regularised(0.6))
+    assert report.by_check(REGULARISATION) == []
+    assert "of the progress made without it remains" in report.result(REGULARISATION).detail
+
+
 def test_nothing_to_switch_off_is_skipped() -> None:
     report = run(select=[REGULARISATION], **healthy_classifier())
     result = report.result(REGULARISATION)

@@ -88,6 +88,13 @@ def _regularised(
     return _evaluated(lab, model, batch)
 
 
+def _progress_kept(initial: float, off: float, on: float) -> float:
+    """The share of the fall without regularisation that the run with it makes too."""
+    if not (math.isfinite(on) and initial > off):
+        return 0.0
+    return (initial - on) / (initial - off)
+
+
 def _fits_eval(lab: Lab, initial: float, final: float, t: Thresholds) -> bool:
     """The tiny-batch rule for one evaluated loss against the run's initial loss."""
     return lab.fits_loss(initial, final, t)
@@ -132,7 +139,10 @@ def regularisation_prevents_fit(ctx: CheckContext) -> None:
         other tiny-batch experiments), one with dropout and weight decay as the
         user set them, judged by its loss in eval mode after training. A warning
         when only the first fits (final loss below ``overfit_ce_target`` or
-        ``overfit_target_fraction`` of the initial). When the model uses both, two
+        ``overfit_target_fraction`` of the initial) and the second makes no more than
+        ``regularisation_progress_kept`` (half) of the first's fall: a run that lands
+        just short of the line slows the fit, as regularisation should, rather than
+        stopping it. When the model uses both, two
         more runs, each with only one of them on, say which one blocks the fit.
         Skipped when the model has no dropout and the optimiser no weight decay.
 
@@ -175,6 +185,15 @@ def regularisation_prevents_fit(ctx: CheckContext) -> None:
     summary = f"regularisation off: {off.initial:.4g} → {off.final:.4g}; on (eval mode): {on:.4g}"
     if _fits_eval(lab, off.initial, on, t):
         ctx.note(f"fits a tiny batch with the user's regularisation; {summary}")
+        return
+    kept = _progress_kept(off.initial, off.final, on)
+    if kept > t.regularisation_progress_kept:
+        # Short of the fit line but most of the way there: regularisation slows the fit,
+        # as it is meant to; it does not stop it.
+        ctx.note(
+            f"with the user's regularisation {kept:.0%} of the progress made without it remains; "
+            f"{summary}"
+        )
         return
     evidence: dict[str, Any] = {
         "steps": t.overfit_steps,
