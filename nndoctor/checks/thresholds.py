@@ -104,8 +104,15 @@ class Thresholds:
     batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
     # --- experiments on data (2, 4, 5, 6)
     data_experiment_steps: int = 60
-    # Captured batches the data experiments cycle through (a script capture keeps 4).
+    # Captured batches the data experiments cycle through (a script capture keeps 8).
     data_experiment_batches: int = 4
+    # ... and the held-out tests of the pairing (labels-not-connected's cross-fit, the
+    # held-out batch): held out, a few more distinct samples are what gives them power.
+    pairing_experiment_batches: int = 8
+    pairing_batch_size: int = 64  # ... each cut to this many samples
+    # Held-out samples the cross-fit must judge before a model that memorises any pairing
+    # is called unable to learn this one (fewer: inconclusive).
+    pairing_min_held_out: int = 128
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     input_sensitivity: float = (

@@ -98,6 +98,12 @@ class _Pending:
     unscaled_loss: tuple[int, torch.Tensor] | None = None
 
 
+# Batches of the observed steps kept for the experiments on copies: the held-out tests of
+# the input-label pairing need distinct samples to have any power (see
+# Thresholds.pairing_experiment_batches); the other experiments cycle through the first few.
+CAPTURED_BATCHES = 8
+
+
 class TrainingProbe:
     """Observe training steps of ``model`` driven by ``optimizer`` (or by the first
     optimizer that steps the model's parameters, when ``optimizer`` is None).
@@ -110,7 +116,7 @@ class TrainingProbe:
         self,
         recording: Recording | None = None,
         *,
-        keep_batches: int = 4,
+        keep_batches: int = CAPTURED_BATCHES,
         on_step_end: Callable[[int], None] | None = None,
     ) -> None:
         self.recording = recording or Recording()

@@ -245,3 +245,45 @@ def test_token_ids_are_replaced_by_random_ids_not_kept() -> None:
 def test_a_token_model_that_zeroes_its_embedding_ignores_its_input() -> None:
     (finding,) = _tokens(ignore=True).by_check("model-ignores-input")
     assert finding.reasons == [2] and finding.severity.value == "error"
+
+
+def _memorising_run(x: torch.Tensor, y: torch.Tensor, select: list[str]) -> object:
+    """A wide MLP at a high rate: it memorises any pairing of a few batches."""
+    model = mlp(hidden=128)
+    return run(
+        select=select,
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=3e-2),
+    )
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_a_model_that_memorises_any_pairing_is_judged_on_samples_it_never_saw() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 10, generator=g)
+    y = torch.randint(0, 3, (512,), generator=g)  # the bug: labels drawn apart from the inputs
+    report = _memorising_run(x, y, ["labels-not-connected"])
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4] and finding.evidence["memorised"]
+    assert finding.evidence["held_out_samples"] >= 128 and finding.evidence["binomial_p"] >= 0.01
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_memorising_model_on_connected_labels_passes_on_held_out_accuracy() -> None:
+    report = _memorising_run(*blobs(n=512), ["labels-not-connected"])
+    assert report.by_check("labels-not-connected") == []
+    assert report.result("labels-not-connected").status.value == "passed"
+
+
+@pytest.mark.silent("label-noise")
+def test_a_copy_no_better_than_the_most_frequent_label_says_nothing_about_the_labels() -> None:
+    # Labels 70/30 drawn apart from the inputs: the copies answer confidently and
+    # contradict many labels, yet do no better than always answering the majority class.
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(512, 10, generator=g)
+    y = (torch.rand(512, generator=g) < 0.3).long()
+    report = _memorising_run(x, y, ["label-noise"])
+    assert report.by_check("label-noise") == []
+    assert "no better than the most frequent label" in report.result("label-noise").detail
