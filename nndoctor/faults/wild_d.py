@@ -143,8 +143,9 @@ for fault in (
         12,
         "dev",
         "the per-utterance mean and variance normalisation is left out: the log-mel "
-        "features reach the network around -10 with a spread of several units and an "
-        "offset that varies with each utterance's loudness",
+        "features reach the network with mean about 3 and std about 2, shifted per utterance "
+        "by its loudness and noise level (utterance means from -1 to 6); the first epoch "
+        "ends at 35% validation accuracy instead of 78%",
         also=(1,),
         edits=(Edit("return (feats - mean) / (std + 1e-5)", "return feats"),),
     ),
