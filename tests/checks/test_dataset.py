@@ -148,14 +148,15 @@ def test_autoregressive_targets_past_the_first_receptive_field_are_the_signals_o
     assert "next-token" in report.result("class-imbalance").detail
 
 
-@pytest.mark.fires("class-imbalance")
-def test_skewed_per_token_labels_that_are_not_next_tokens_still_warn() -> None:
+@pytest.mark.silent("class-imbalance")
+def test_skewed_tags_per_token_are_the_datas_own_structure() -> None:
+    # A tag per token (32 per sample), Zipf-skewed like "O" against names: no choice of
+    # samples sets these frequencies, so they are noted, not warned about.
     text = _skewed_text()
     windows = text[: 64 * 33].view(64, 33)
-    (finding,) = _sequence_check(windows[:, :-1], windows[:, :-1]).by_check(
-        "class-imbalance"
-    )  # tagging
-    assert finding.reasons == [8]
+    report = _sequence_check(windows[:, :-1], windows[:, :-1])  # tagging
+    assert report.by_check("class-imbalance") == []
+    assert "32 class targets per sample" in report.result("class-imbalance").detail
 
 
 SAMPLER_SCRIPT = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import EMBEDDING
@@ -43,9 +44,11 @@ def class_imbalance(ctx: CheckContext) -> None:
         Nor are the targets of a model that reads token ids (through an ``nn.Embedding``)
         and is trained on several class targets per sample, output sequences whose length
         is not the input's (a translation, a generated language): their frequencies are
-        the language's own, which reweighting would distort. Tags per input token are
-        labels, judged like any other. Targets the loss ignores (``ignore_index``,
-        padding) count for no class.
+        the language's own, which reweighting would distort. Nor are dense labels, several
+        class targets per sample (a class per pixel, a tag per token): their frequencies
+        are the structure inside each sample (background, "O" tags), not a choice of
+        samples, so imbalance is judged only where each sample carries one label. Targets
+        the loss ignores (``ignore_index``, padding) count for no class.
 
     How to fix:
         Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
@@ -90,6 +93,19 @@ def class_imbalance(ctx: CheckContext) -> None:
     if tokens:
         ctx.note(tokens)
         return
+    dense = targets_per_sample(rec)
+    if dense is not None and dense > 1:
+        # Many class targets per sample (pixels, tokens, time steps): their frequencies are
+        # the structure inside each sample (background pixels, "O" tags), which no choice
+        # of samples sets and reweighting trades against precision. Imbalance is a choice
+        # only where each sample carries one label.
+        seen = [c for c in counts if c > 0]
+        ctx.note(
+            f"{dense:g} class targets per sample (dense labels: pixels, tokens or positions); "
+            f"most/least frequent = {max(seen) / min(seen):.1f}: the data's own structure, "
+            "not a choice of samples"
+        )
+        return
     # A weighted sampler acts before the batches: the counts above are what it drew, so it
     # compensates only if they come out balanced (its weights may be the counts, not their
     # inverse). Loss weights act after, and do compensate whatever the batches hold.
@@ -124,6 +140,23 @@ def class_imbalance(ctx: CheckContext) -> None:
         ),
         evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
     )
+
+
+def targets_per_sample(rec: Recording) -> float | None:
+    """Class targets per sample of the first loss call (the median over the observed
+    steps, ignored targets included): 1 for one label per sample, more for dense labels;
+    None when no step tells the number of samples."""
+    axis = rec.input_batch_axis()
+    ratios = []
+    for s in rec.steps:
+        call = s.loss_calls[0] if s.loss_calls else None
+        x = s.inputs
+        if call is None or call.target is None or call.target.class_counts is None:
+            continue
+        if x is None or len(x.shape) <= axis or x.shape[axis] < 1:
+            continue
+        ratios.append(math.prod(call.target.shape) / x.shape[axis])
+    return statistics.median(ratios) if ratios else None
 
 
 def token_sequence_targets(rec: Recording) -> str:
