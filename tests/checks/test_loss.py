@@ -46,6 +46,38 @@ def test_chance_for_binary_and_regression_losses() -> None:
     assert serious(report) == []
 
 
+def _offset_regression(scale: float) -> dict:
+    """Targets scaled to [0, 1] (mean ~0.5, std ~0.1), as a min-max scaler leaves them."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = 0.5 + 0.1 * torch.tanh(x[:, :1])
+    model = mlp(features=8, classes=1)
+    with torch.no_grad():
+        model[-1].weight.mul_(scale)
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.MSELoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.silent("loss-not-at-chance")
+def test_regression_targets_off_zero_start_at_their_mean_square() -> None:
+    # An initialised network's outputs sit near zero: against targets around 0.5 its MSE
+    # is their mean square (~0.26), thirty times their variance, and nothing is wrong.
+    report = run(select=["loss-not-at-chance"], **_offset_regression(1.0))
+    assert serious(report) == []
+    assert "mean square of the targets" in report.result("loss-not-at-chance").detail
+
+
+@pytest.mark.fires("loss-not-at-chance")
+def test_regression_outputs_far_from_zero_at_initialisation() -> None:
+    report = run(select=["loss-not-at-chance"], **_offset_regression(300.0))
+    (finding,) = report.by_check("loss-not-at-chance")
+    assert finding.evidence["ratio"] > 3 and finding.evidence["loss"] == "mse_loss"
+
+
 @pytest.mark.fires("loss-input-mismatch")
 def test_softmax_before_cross_entropy_is_an_error() -> None:
     kwargs = healthy_classifier()

@@ -37,7 +37,12 @@ def chance_loss(call: LossCall) -> tuple[float, str] | None:
         value, how = math.log(2), "ln 2 per output (p = 0.5)"
         per = math.prod(shape)
     elif call.fn == "mse_loss" and call.target is not None and math.isfinite(call.target.std):
-        value, how = call.target.std**2, "the variance of the targets (predicting their mean)"
+        # An initialised network knows nothing of the targets, their mean included: its
+        # outputs sit near zero, so its loss is their mean square, not their variance (the
+        # floor of a constant that has learned the mean, a step or two of the bias away).
+        mean = call.target.mean if math.isfinite(call.target.mean) else 0.0
+        value = call.target.std**2 + mean**2
+        how = "the mean square of the targets (outputs near zero, as initialised)"
         per = math.prod(shape)
     else:
         return None
@@ -63,8 +68,9 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
 
     Why it matters:
         A freshly initialised model should be uninformed: C-class cross-entropy starts
-        near ln(C), binary cross-entropy near ln 2 per output, MSE near the variance of
-        the targets. A much higher start means outputs that are confidently wrong from
+        near ln(C), binary cross-entropy near ln 2 per output, MSE near the mean square
+        of the targets (outputs near zero: the mean of the targets is not known yet, and
+        the bias learns it within a few steps). A much higher start means outputs that are confidently wrong from
         the first step — a bad initialisation, unscaled inputs, a wrong loss input —
         and the first part of training is spent undoing it.
 
