@@ -22,7 +22,7 @@ from nndoctor.checks.preprocessing.inputs import (
 )
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import pooled_t_p, two_sided_level, variance_ratio_p
-from nndoctor.probes.recording import LoaderInfo
+from nndoctor.probes.recording import LoaderInfo, Recording
 
 
 @register_check(
@@ -53,7 +53,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         steps count once, by their fingerprints); per-sample
         fingerprints of evaluation inputs found among training inputs more often than
         chance gives (the matches of the same fingerprints shifted off their values;
-        binomial test at ``label_pairing_alpha``).
+        binomial test at ``label_pairing_alpha``), except where every step trains on one
+        full batch and the evaluation re-reads it (a graph's nodes split by masks on the
+        outputs: the inputs are shared by design).
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -91,7 +93,14 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
                 train_stats,
                 eval_stats,
             )
-    if rec.eval_sample_fingerprints:
+    if rec.eval_sample_fingerprints and _rereads_the_full_batch(rec):
+        # Full-batch training (a graph's nodes, a whole table) evaluated on that same batch:
+        # the split is made on the outputs it scores (node masks), not on the inputs.
+        compared.append(
+            "the evaluation forwards re-read the one full batch every step trains on (a split "
+            "by the outputs scored, such as node masks): shared inputs say nothing there"
+        )
+    elif rec.eval_sample_fingerprints:
         train_fp = sorted(v for s in rec.steps for v in s.sample_fingerprints if math.isfinite(v))
         shared, expected, p = shared_beyond_chance(train_fp, rec.eval_sample_fingerprints)
         compared.append(
@@ -164,6 +173,18 @@ def _near(sorted_values: list[float], v: float) -> bool:
     i = bisect.bisect_left(sorted_values, v)
     tol = _tolerance(v)
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
+
+
+def _rereads_the_full_batch(rec: Recording) -> bool:
+    """Every observed step trains on the same batch (the same samples, by fingerprint), of
+    more than one sample, and every evaluation input is one of its samples."""
+    batches = {tuple(sorted(s.sample_fingerprints)) for s in rec.steps if s.sample_fingerprints}
+    if len(batches) != 1 or len(rec.steps) < 2:
+        return False
+    batch = list(batches.pop())
+    if len(batch) < 2 or not all(math.isfinite(v) for v in batch):
+        return False
+    return all(_near(batch, v) for v in rec.eval_sample_fingerprints)
 
 
 def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
