@@ -682,13 +682,28 @@ def zoo_probe(
     from nndoctor.zoo.ssl.probe import format_table, linear_probe_table
 
     out = _console()
-    with out.status("training trunks and linear probes…") as status:
-        rows = linear_probe_table(
-            steps_scale=scale,
-            seed=seed,
-            device=device,
-            progress=lambda *a: status.update(f"probing: {' '.join(str(x) for x in a)}"),
-        )
+    if not out.is_terminal:
+        # A pipe or a CI log: a spinner prints nothing there, so say which trunk is being
+        # trained or probed, once per label.
+        shown: set[str] = set()
+
+        def plain(label: str, step: int, total: int, loss: float) -> None:
+            if label not in shown:
+                shown.add(label)
+                out.print(f"{label}: {total} step(s)", highlight=False)
+
+        rows = linear_probe_table(steps_scale=scale, seed=seed, device=device, progress=plain)
+    else:
+        with out.status("training trunks and linear probes…") as status:
+            rows = linear_probe_table(
+                steps_scale=scale,
+                seed=seed,
+                device=device,
+                progress=lambda label, step, total, loss: status.update(
+                    f"{label}: step {step}/{total}"
+                    + (f" · loss {loss:.4g}" if loss == loss else "")
+                ),
+            )
     out.print(format_table(rows))
 
 

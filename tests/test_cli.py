@@ -474,3 +474,27 @@ def test_junit_xml_stays_valid_with_terminal_escapes_and_control_characters() ->
     xml = junit.dumps(Report(run=RunInfo(target="t.py"), checks=checks, findings=[finding]))
     root = ET.fromstring(xml)  # parses: nothing XML forbids is left
     assert "red bell\\x07 nul\\x00 done" in ET.tostring(root, encoding="unicode")
+
+
+def test_zoo_probe_on_a_pipe_says_what_it_trains_in_plain_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A spinner prints nothing on a pipe; each trunk trained or probed is named once.
+    from nndoctor.zoo.ssl import probe
+
+    def table(steps_scale: float, seed: int, device: str, progress: object) -> list[object]:
+        for label in ("rotation", "rotation", "probing rotation", "supervised"):
+            progress(label, 1, 10, 0.5)  # type: ignore[operator]
+        return []
+
+    monkeypatch.setattr(probe, "linear_probe_table", table)
+    monkeypatch.setattr(probe, "format_table", lambda rows: "the table")
+    result = runner.invoke(app, ["zoo", "probe"])
+    assert result.exit_code == EXIT_OK, result.output
+    lines = result.output.splitlines()
+    assert lines[:3] == [
+        "rotation: 10 step(s)",
+        "probing rotation: 10 step(s)",
+        "supervised: 10 step(s)",
+    ]
+    assert lines[-1] == "the table"
