@@ -1021,8 +1021,8 @@ def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch
 def _describe_kwarg(v: Any) -> Any:
     """Hyperparameters and loss kwargs as JSON-friendly values, without touching tensor data."""
     if isinstance(v, torch.Tensor):
-        if v.dim() == 0 and v.device.type == "cpu":
-            return float(v)
+        if v.numel() == 1 and v.device.type == "cpu":
+            return float(v.reshape(()))  # a scalar weight (pos_weight=torch.tensor([3.9]))
         return f"tensor{tuple(v.shape)}"
     if isinstance(v, (int, float, str, bool)) or v is None:
         return v

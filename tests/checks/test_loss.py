@@ -78,6 +78,24 @@ def test_regression_outputs_far_from_zero_at_initialisation() -> None:
     assert finding.evidence["ratio"] > 3 and finding.evidence["loss"] == "mse_loss"
 
 
+@pytest.mark.silent("loss-not-at-chance")
+def test_positives_weighted_in_bce_raise_its_chance_level() -> None:
+    # 20% positives weighted 6: an uninformed model starts at ln 2 x (6 x 0.2 + 0.8).
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 10, generator=g)
+    y = (x[:, :1] > 0.85).float()
+    model = mlp(classes=1)
+    report = run(
+        select=["loss-not-at-chance"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.BCEWithLogitsLoss(pos_weight=torch.tensor([6.0])),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    assert serious(report) == []
+    assert "positives weighted 6" in report.result("loss-not-at-chance").detail
+
+
 @pytest.mark.fires("loss-input-mismatch")
 def test_softmax_before_cross_entropy_is_an_error() -> None:
     kwargs = healthy_classifier()

@@ -36,6 +36,14 @@ def chance_loss(call: LossCall) -> tuple[float, str] | None:
     elif call.fn in _BINARY:
         value, how = math.log(2), "ln 2 per output (p = 0.5)"
         per = math.prod(shape)
+        pos_weight = call.kwargs.get("pos_weight")
+        if pos_weight is not None:
+            # Positives weighted w: ln 2 per negative, w ln 2 per positive.
+            positives = call.target.mean if call.target is not None else math.nan
+            if not isinstance(pos_weight, (int, float)) or not 0 <= positives <= 1:
+                return None  # a weight per class, or targets not read: no single level
+            value *= pos_weight * positives + (1 - positives)
+            how = f"ln 2 per output, positives weighted {pos_weight:g} ({positives:.0%} positive)"
     elif call.fn == "mse_loss" and call.target is not None and math.isfinite(call.target.std):
         # An initialised network knows nothing of the targets, their mean included: its
         # outputs sit near zero, so its loss is their mean square, not their variance (the
