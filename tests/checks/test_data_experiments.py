@@ -287,3 +287,34 @@ def test_a_copy_no_better_than_the_most_frequent_label_says_nothing_about_the_la
     report = _memorising_run(x, y, ["label-noise"])
     assert report.by_check("label-noise") == []
     assert "no better than the most frequent label" in report.result("label-noise").detail
+
+
+class _Categorical(nn.Module):
+    """Two categorical columns, each through an embedding of its own size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.small, self.large = nn.Embedding(3, 4), nn.Embedding(50, 4)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.small(x[:, 0]), self.large(x[:, 1])], 1))
+
+
+@pytest.mark.silent("model-ignores-input")
+def test_noise_for_categorical_columns_stays_within_each_columns_ids() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack(
+        [torch.randint(0, 3, (256,), generator=g), torch.randint(0, 50, (256,), generator=g)], 1
+    )
+    y = (x[:, 0] == 1).long()
+    model = _Categorical()
+    report = run(
+        select=["model-ignores-input"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.result("model-ignores-input").status.value == "passed"

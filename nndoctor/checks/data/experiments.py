@@ -30,7 +30,7 @@ def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
 
 def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise with the tensor's own mean and std; for integer inputs (token ids,
-    indices) ids drawn uniformly from the tensor's own range. Booleans (masks) and integer
+    indices) ids drawn uniformly from each column's own range (the last axis). Booleans (masks) and integer
     tensors that never decrease (an ``EmbeddingBag``'s offsets, sorted lengths, positions)
     describe the batch's layout, not its content, and are kept."""
     if x.dtype == torch.bool or x.numel() == 0:
@@ -38,8 +38,14 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if not x.is_floating_point() and _non_decreasing(x):
         return x
     if not x.is_floating_point():
-        lo, hi = int(x.min()), int(x.max())
-        return torch.randint(lo, hi + 1, x.shape, generator=generator).to(x.device, x.dtype)
+        # Each column (the last axis) within its own range: categorical columns index
+        # embeddings of their own size, and an id from another column's range may not exist.
+        axes = tuple(range(x.dim() - 1))
+        lo = (x.amin(dim=axes) if axes else x.min()).cpu().double()
+        hi = (x.amax(dim=axes) if axes else x.max()).cpu().double()
+        u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
+        ids = (lo + (u * (hi - lo + 1)).floor()).clamp(max=hi)
+        return ids.to(x.device, x.dtype)
     noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
     return noise * x.std() + x.mean()
 
