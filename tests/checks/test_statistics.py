@@ -425,6 +425,19 @@ def test_tiny_updates_during_warm_up_are_only_a_note() -> None:
     assert finding.evidence["median_ratio"] < DEFAULT_THRESHOLDS.update_ratio_low
 
 
+@pytest.mark.fires("update-ratio")
+def test_a_rate_scheduled_to_zero_leaves_the_weights_unchanged() -> None:
+    model = mlp()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)
+    # The bug: a decay sized in epochs, stepped per batch, reaches zero at the third step.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / 2))
+    x, y = blobs()
+    recording = observe(model, optimizer, batches(x, y), steps=20, scheduler=scheduler)
+    (finding,) = checks_on(recording, "update-ratio")
+    assert finding.evidence["median_ratio"] == 0 and "too low" in finding.title
+    assert "above zero" in finding.fix
+
+
 @pytest.mark.silent("update-ratio")
 def test_adam_at_its_default_rate_is_healthy() -> None:
     model = deep_mlp(4, width=64)

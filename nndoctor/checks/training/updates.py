@@ -168,6 +168,10 @@ def update_ratio(ctx: CheckContext) -> None:
             fix=(
                 f"Raise the learning rate, by up to ~{fmt3(HEALTHY_UPDATE_RATIO / ratio)}x toward an "
                 "update/weight ratio of 1e-3 (or run a learning-rate range test)."
+                if ratio > 0
+                # Most steps left the weights exactly as they were: a rate scheduled to zero.
+                else "Most steps left the weights unchanged: check that the learning rate (and "
+                "its schedule) is above zero, then aim for an update/weight ratio of about 1e-3."
             ),
             severity=Severity.INFO if warming else None,
             where=Where(module=module_of(smallest), step=stepped[0].step if stepped else None),
