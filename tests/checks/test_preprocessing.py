@@ -197,6 +197,16 @@ def test_a_graph_trained_in_full_and_evaluated_by_node_masks_shares_no_samples(
     assert "re-read the one full batch" in report.result("split-preprocessing-differs").detail
 
 
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_period_shifted_with_the_same_spread_is_a_note(tmp_path: Path) -> None:
+    # The same normalisation on both splits, the later period's level 0.8 stds higher (a
+    # trend in a chronological split): the data moved, not their preprocessing.
+    report = _split(tmp_path, val="(X[500:] - mean) / std + 0.8", labels="500:")
+    (note,) = report.by_check("split-preprocessing-differs")
+    assert note.severity.value == "info" and "same spread" in note.title
+    assert note.evidence["max_std_ratio"] < 2 and note.evidence["max_mean_shift_in_std"] > 0.5
+
+
 CLUSTER_SCRIPT = """
 import torch
 from torch import nn

@@ -45,9 +45,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     What is measured:
         Per-channel statistics of the inputs of evaluation forwards (gradients off) and
         of a sample of every other DataLoader's dataset, against the training inputs: a
-        warning when a channel's mean moves by more than ``split_mean_shift`` (0.5)
-        training stds, or its std changes by more than ``split_std_ratio`` (2)×, and
-        either change is beyond the sampling noise of the two samples (Student's pooled
+        warning when a channel's std changes by more than ``split_std_ratio`` (2)× (a
+        transform applied to one split rescales it), a note when only its mean moves by
+        more than ``split_mean_shift`` (0.5) training stds (the data themselves shift
+        between periods and sources), each change beyond the sampling noise of the two
+        samples (Student's pooled
         t-test for the mean, the F-test for the std, each at the two-sided level of
         ``split_noise_z`` (4) standard errors, 6.3e-5 per channel; samples fed at several
         steps count once, by their fingerprints); per-sample
@@ -221,13 +223,29 @@ def _compare(
     ratio = max(max(ratios), 1 / min(ratios))
     if shift <= t.split_mean_shift and ratio <= t.split_std_ratio:
         return 0
+    # A transform applied to one split only (no normalisation, another split's statistics)
+    # rescales it: the spread changes. A shift of the mean with the spread intact is also
+    # what the data do between periods or sources (a chronological split of a trending
+    # series), so alone it is reported, not warned about.
+    rescaled = ratio > t.split_std_ratio
     ctx.finding(
-        title="Evaluation data preprocessed differently from training data",
+        title=(
+            "Evaluation data preprocessed differently from training data"
+            if rescaled
+            else "Evaluation data are shifted from training data, with the same spread"
+        ),
         message=(
             f"Per channel, {what} differ from {against}: the means are up to {shift:.2f} training standard "
             f"deviations apart and the stds differ up to {ratio:.2f}×."
+            + (
+                ""
+                if rescaled
+                else " With the spread the same, this may be the data themselves (a later period, "
+                "another source) rather than their preprocessing: worth a look, not a verdict."
+            )
         ),
         fix="Apply the training split's normalisation (same mean/std, same transform minus augmentation) to every split.",
+        severity=None if rescaled else "info",
         evidence={
             "max_mean_shift_in_std": shift,
             "max_std_ratio": ratio,
