@@ -17,11 +17,12 @@ from nndoctor.bench.score import summarise
 from nndoctor.faults import faults, healthy_cases
 
 # split -> (recall floor, most false-alarm runs allowed)
-# Measured (README, round six: benchmarks/results/bench-round6-{dev-at-37081f3,
-# test-at-9c8b59a}.json): dev 0.64 recall (119 faults, the wild suite's 16 among them), 0 of
-# 126 healthy runs alarming; test 0.67, 8 of 60 (all 8 on the compatibility suite's test
-# scripts, an open problem: the allowance holds the line, it does not call them fine).
-FLOORS = {"dev": (0.60, 3), "test": (0.62, 10)}
+# Measured (README, round seven: benchmarks/results/bench-round7-{dev-at-5e877da,
+# test-at-5d5b4ee}.json): dev 0.63 recall (139 faults, the wild suite's 36 among them), 4 of
+# 156 healthy runs alarming (3 on the wild fastText script's update ratio); test 0.65, 3 of
+# 60 (on the compatibility suite's test scripts, an open problem: the allowance holds the
+# line, it does not call them fine).
+FLOORS = {"dev": (0.60, 4), "test": (0.62, 4)}
 
 
 @pytest.mark.slow
