@@ -78,9 +78,9 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         A freshly initialised model should be uninformed: C-class cross-entropy starts
         near ln(C), binary cross-entropy near ln 2 per output, MSE near the mean square
         of the targets (outputs near zero: the mean of the targets is not known yet, and
-        the bias learns it within a few steps). A much higher start means outputs that are confidently wrong from
-        the first step — a bad initialisation, unscaled inputs, a wrong loss input —
-        and the first part of training is spent undoing it.
+        the bias learns it within a few steps). A much higher start means outputs that
+        are confidently wrong from the first step — a bad initialisation, unscaled
+        inputs, a wrong loss input — and the first part of training is spent undoing it.
 
     What is measured:
         The recognised loss at the initial weights (the first observed step, or the mean
