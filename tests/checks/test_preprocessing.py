@@ -203,7 +203,7 @@ def test_a_validation_period_shifted_with_the_same_spread_is_a_note(tmp_path: Pa
     # trend in a chronological split): the data moved, not their preprocessing.
     report = _split(tmp_path, val="(X[500:] - mean) / std + 0.8", labels="500:")
     (note,) = report.by_check("split-preprocessing-differs")
-    assert note.severity.value == "info" and "same spread" in note.title
+    assert note.severity.value == "info" and "spread alike" in note.title
     assert note.evidence["max_std_ratio"] < 2 and note.evidence["max_mean_shift_in_std"] > 0.5
 
 

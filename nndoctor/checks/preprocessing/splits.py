@@ -49,10 +49,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         transform applied to one split rescales it), a note when only its mean moves by
         more than ``split_mean_shift`` (0.5) training stds (the data themselves shift
         between periods and sources), each change beyond the sampling noise of the two
-        samples (Student's pooled
-        t-test for the mean, the F-test for the std, each at the two-sided level of
-        ``split_noise_z`` (4) standard errors, 6.3e-5 per channel; samples fed at several
-        steps count once, by their fingerprints); per-sample
+        samples (Student's pooled t-test for the mean, the F-test for the std, each at the
+        two-sided level of ``split_noise_z`` (4) standard errors, 6.3e-5 per channel;
+        samples fed at several steps count once, by their fingerprints); per-sample
         fingerprints of evaluation inputs found among training inputs more often than
         chance gives (the matches of the same fingerprints shifted off their values;
         binomial test at ``label_pairing_alpha``), except where every step trains on one
@@ -232,7 +231,7 @@ def _compare(
         title=(
             "Evaluation data preprocessed differently from training data"
             if rescaled
-            else "Evaluation data are shifted from training data, with the same spread"
+            else "Evaluation data are shifted from training data, their spread alike"
         ),
         message=(
             f"Per channel, {what} differ from {against}: the means are up to {shift:.2f} training standard "
@@ -240,8 +239,9 @@ def _compare(
             + (
                 ""
                 if rescaled
-                else " With the spread the same, this may be the data themselves (a later period, "
-                "another source) rather than their preprocessing: worth a look, not a verdict."
+                else f" With the spreads within {t.split_std_ratio:g}x of each other, this may be "
+                "the data themselves (a later period, another source) rather than their "
+                "preprocessing: worth a look, not a verdict."
             )
         ),
         fix="Apply the training split's normalisation (same mean/std, same transform minus augmentation) to every split.",
