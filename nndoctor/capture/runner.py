@@ -559,20 +559,29 @@ class _Schedulers:
     def installed(self) -> Iterator[None]:
         from torch.optim import lr_scheduler
 
-        original = lr_scheduler.LRScheduler.step
         follower, calls = self.follower, self.calls
 
-        def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
-            follower.recording.scheduler_seen = True
-            if not follower.searching:
-                probe = follower.probe
-                entry = calls.setdefault(id(probe), {}).setdefault(id(scheduler), [scheduler, 0])
-                if probe.steps_done > 0:  # the constructor's own step is not the script's
-                    entry[1] += 1
-            return original(scheduler, *args, **kwargs)
+        def noting(original: Callable[..., Any]) -> Callable[..., Any]:
+            def step(scheduler: Any, *args: Any, **kwargs: Any) -> Any:
+                follower.recording.scheduler_seen = True
+                if not follower.searching:
+                    probe = follower.probe
+                    entry = calls.setdefault(id(probe), {}).setdefault(
+                        id(scheduler), [scheduler, 0]
+                    )
+                    if probe.steps_done > 0:  # the constructor's own step is not the script's
+                        entry[1] += 1
+                return original(scheduler, *args, **kwargs)
 
+            return step
+
+        # ReduceLROnPlateau steps with the script's metric through a step of its own.
+        plateau = lr_scheduler.ReduceLROnPlateau
         try:
-            with _patched(lr_scheduler.LRScheduler, "step", step):
+            with (
+                _patched(lr_scheduler.LRScheduler, "step", noting(lr_scheduler.LRScheduler.step)),
+                _patched(plateau, "step", noting(plateau.step)),
+            ):
                 yield
         finally:
             for probe in (follower.first, follower.second):

@@ -115,3 +115,23 @@ def test_a_plan_ends_where_the_scheduler_refuses_to_step() -> None:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1.0, total_steps=30)
     plan = planned_rates(scheduler, optimizer, 100)
     assert len(plan) == 30 and plan[-1] < plan[10]  # it refuses step 31: the plan ends there
+
+
+def test_a_plateau_scheduler_is_recognised_and_has_no_plan_to_read(tmp_path: Path) -> None:
+    # ReduceLROnPlateau steps through a step(metric) of its own: it is a scheduler the
+    # script drives, whose next rates depend on the metric, not one missing.
+    path = tmp_path / "train.py"
+    script = textwrap.dedent(SCRIPT).format(
+        optimizer="SGD(model.parameters(), lr=0.1)",
+        scheduler="ReduceLROnPlateau(optimizer, patience=2)",
+        per_batch="pass",
+        per_epoch="pass",
+    )
+    script = script.replace(
+        "        optimizer.step()\n", "        optimizer.step()\n        scheduler.step(1.0)\n"
+    )
+    path.write_text(script)
+    report = check_script(str(path), steps=20, selection=Selection(select=(CHECK,)))
+    result = report.result(CHECK)
+    assert result.status == "skipped" and "ReduceLROnPlateau" in result.detail
+    assert "no plan to read ahead" in result.detail

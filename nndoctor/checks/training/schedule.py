@@ -117,6 +117,11 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         )
         ctx.skip(why)
     seen = _seen_rates(rec)
+    if plan.scheduler == "ReduceLROnPlateau":
+        ctx.skip(
+            "ReduceLROnPlateau lowers the rate when the script's own metric stalls: it has no "
+            "plan to read ahead"
+        )
     if not plan.lrs or not seen:
         ctx.skip(f"the plan of {plan.scheduler} could not be read ahead")
     epoch = steps_per_epoch(rec)
