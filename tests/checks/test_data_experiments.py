@@ -98,7 +98,7 @@ def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> Non
         optimizer=torch.optim.SGD(model.parameters(), lr=0.02),
     )
     assert report.by_check("labels-not-connected") == []
-    assert "binomial p=" in report.result("labels-not-connected").detail
+    assert "(p=" in report.result("labels-not-connected").detail
 
 
 def test_the_binomial_tail_is_exact_on_small_cases() -> None:

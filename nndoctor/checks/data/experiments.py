@@ -117,6 +117,96 @@ class CrossFit:
         independent of its label and right with probability at most that share."""
         return binomial_tail(self.total, self.correct, self.majority_share)
 
+    def describe(self) -> str:
+        return (
+            f"cross-fit held-out accuracy {self.correct}/{self.total} against "
+            f"{self.majority_share:.0%} for the most frequent label"
+        )
+
+    def leans_against(self) -> bool:
+        """Held-out accuracy below the most frequent label's share: the copies do worse on
+        unseen samples than a guess blind to the inputs."""
+        return self.correct < self.majority_share * self.total
+
+    def sentence(self) -> str:
+        return (
+            f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
+            f"no better than always answering the most frequent label ({self.majority_share:.0%})."
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "held_out_correct": self.correct,
+            "held_out_samples": self.total,
+            "majority_share": self.majority_share,
+            "binomial_p": self.better_than_labels_alone(),
+        }
+
+
+@dataclass
+class LossCrossFit:
+    """The cross-fit for targets without class scores (values, binary or multi-label
+    targets, masks): per held-out sample, the user's loss under the copy that did not see
+    it and under the best constant prediction fitted to its batch's targets."""
+
+    runs: list[TrainResult]
+    model: torch.Tensor  # (n,) per-sample loss of the copies
+    prior: torch.Tensor  # (n,) per-sample loss of the best constant
+
+    @property
+    def total(self) -> int:
+        return int(self.model.numel())
+
+    @property
+    def mean_model(self) -> float:
+        return float(self.model.mean()) if self.total else math.nan
+
+    @property
+    def mean_prior(self) -> float:
+        return float(self.prior.mean()) if self.total else math.nan
+
+    def better_than_labels_alone(self) -> float:
+        """One-sided p-value (paired, normal approximation to the t-test) that the copies'
+        held-out loss is below the constant's. If the targets were independent of the
+        inputs, a copy's prediction would be independent of each held-out target, and for
+        a proper loss no such prediction beats the best constant on average; the constant,
+        fitted to the very targets it is scored on, errs in its own favour."""
+        d = (self.prior - self.model).double()
+        n = d.numel()
+        if n < 2 or not bool(torch.isfinite(d).all()):
+            return 1.0
+        sd = float(d.std())
+        mean = float(d.mean())
+        if sd == 0.0:
+            return 0.0 if mean > 0 else 1.0
+        z = mean / (sd / math.sqrt(n))
+        return 0.5 * math.erfc(z / math.sqrt(2))
+
+    def describe(self) -> str:
+        return (
+            f"cross-fit held-out loss {self.mean_model:.4g} over {self.total} samples against "
+            f"{self.mean_prior:.4g} for the best constant prediction"
+        )
+
+    def leans_against(self) -> bool:
+        """Copies that predict unseen samples worse than a constant does."""
+        return not self.mean_model < self.mean_prior
+
+    def sentence(self) -> str:
+        return (
+            f" Copies that never saw them predict {self.total} held-out samples with loss "
+            f"{self.mean_model:.4g}, no better than the best constant prediction "
+            f"({self.mean_prior:.4g})."
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "held_out_loss": self.mean_model,
+            "held_out_samples": self.total,
+            "constant_loss": self.mean_prior,
+            "paired_p": self.better_than_labels_alone(),
+        }
+
 
 def binomial_tail(n: int, k: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
@@ -176,6 +266,77 @@ def cross_fit(lab: Lab, subject: Subject, t: Any, *, pairing: bool = False) -> C
         return CrossFit(runs, *(torch.cat([r[i] for r in rows]) for i in range(3)))
 
     return lab.memo("data-cross-fit-pairing" if pairing else "data-cross-fit", compute)
+
+
+def loss_cross_fit(lab: Lab, subject: Subject, t: Any) -> LossCrossFit | None:
+    """The pairing tests' cross-fit for targets without class scores, memoised: two copies,
+    each trained on half of the pairing batches, score every sample of the other half with
+    the user's loss, beside the best constant prediction fitted to that batch's targets
+    (``_prior_constants``). None with fewer than four batches, or when the loss cannot be
+    taken one sample at a time (an opaque loss, targets without a batch axis)."""
+    batches = _pairing_batches(lab, t)
+    if len(batches) < 4:
+        return None
+
+    def per_sample(prediction: torch.Tensor, batch: Any) -> torch.Tensor | None:
+        target = subject.targets(batch)
+        if not isinstance(target, torch.Tensor) or target.dim() == 0:
+            return None
+        n = target.shape[0]
+        if n < 2 or prediction.dim() == 0 or prediction.shape[0] != n:
+            return None
+        values = []
+        for i in range(n):
+            one = subject.with_targets(batch, target[i : i + 1])
+            loss = (
+                subject.loss_of_prediction(prediction[i : i + 1], one) if one is not None else None
+            )
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                return None
+            values.append(float(loss))
+        return torch.tensor(values, dtype=torch.float64)
+
+    def score(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+        out = subject.prediction(model, batch)
+        target = subject.targets(batch)
+        if not (isinstance(out, torch.Tensor) and isinstance(target, torch.Tensor)):
+            return None
+        constants = _prior_constants(out, target)
+        if constants is None:
+            return None
+        own = per_sample(out, batch)
+        scored = [per_sample(c, batch) for c in constants]
+        priors = [x for x in scored if x is not None and bool(torch.isfinite(x).all())]
+        if own is None or not priors:
+            return None
+        # The constant the batch as a whole favours, as a prior fitted to these targets is.
+        return own, min(priors, key=lambda x: float(x.sum()))
+
+    def compute() -> LossCrossFit | None:
+        half = len(batches) // 2
+        halves = (batches[:half], batches[half:])
+        runs: list[TrainResult] = []
+        model_losses: list[torch.Tensor] = []
+        prior_losses: list[torch.Tensor] = []
+        for k in (0, 1):
+            model = lab.fresh_model()
+            runs.append(
+                lab.train(halves[k], t.data_experiment_steps, regularisation=False, model=model)
+            )
+            model.eval()
+            try:
+                with torch.no_grad():
+                    for b in halves[1 - k]:
+                        scored = score(model, b)
+                        if scored is None:
+                            return None
+                        model_losses.append(scored[0])
+                        prior_losses.append(scored[1])
+            except Exception:  # noqa: BLE001 - a loss that cannot score one sample is no cross-fit
+                return None
+        return LossCrossFit(runs, torch.cat(model_losses), torch.cat(prior_losses))
+
+    return lab.memo("data-loss-cross-fit-pairing", compute)
 
 
 def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> float | None:
@@ -252,11 +413,37 @@ def held_out_run(lab: Lab, t: Any, *, pairing: bool = False) -> HeldOut | None:
     return lab.memo("data-held-out-pairing" if pairing else "data-held-out", compute)
 
 
+def _prior_constants(out: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor] | None:
+    """Constant predictions shaped like ``out``, fitted to ``target`` itself: its class
+    frequencies (as log-probabilities), or its mean, median and (for targets in [0, 1])
+    the mean's log-odds. The criterion's best constant is among them or beaten by them
+    only in its favour (each is fitted to the very targets it is scored on). None for
+    targets they cannot be read from."""
+    if not target.is_floating_point() and out.dim() >= 2 and out.is_floating_point():
+        classes = out.shape[1]
+        valid = target[(target >= 0) & (target < classes)].long().cpu()
+        counts = torch.bincount(valid, minlength=classes).double()
+        p = (counts + 0.5) / (counts.sum() + 0.5 * classes)
+        shape = [1, classes] + [1] * (out.dim() - 2)
+        return [p.log().to(out.device, out.dtype).view(shape).expand_as(out)]
+    if target.is_floating_point() and target.shape == out.shape and target.dim() >= 1:
+        # The mean is the best constant for a loss on values (MSE), the median for absolute
+        # errors (L1), the mean's log-odds for a loss on logits (BCEWithLogits over binary or
+        # multi-label targets in [0, 1]).
+        mean = target.mean(0, keepdim=True).to(out.dtype)
+        median = target.median(0, keepdim=True).values.to(out.dtype)
+        constants = [mean.expand_as(out), median.expand_as(out)]
+        if bool(((target >= 0) & (target <= 1)).all()):
+            q = mean.clamp(1e-4, 1 - 1e-4)
+            constants.append((q.log() - (-q).log1p()).expand_as(out))
+        return constants
+    return None
+
+
 def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
     """The subject's own criterion on ``held`` for the best constant prediction, fitted to
-    ``held``'s own targets: their class frequencies (as log-probabilities) or their mean.
-    No constant does better, so a model that does must read its inputs. None for a custom
-    loss or targets it cannot read."""
+    ``held``'s own targets (``_prior_constants``). No constant does better, so a model that
+    does must read its inputs. None for a custom loss or targets it cannot read."""
     subject = lab.subject
     if subject is None:
         return None
@@ -266,23 +453,8 @@ def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
             target = subject.targets(held)
             if not (isinstance(out, torch.Tensor) and isinstance(target, torch.Tensor)):
                 return None
-            if not target.is_floating_point() and out.dim() >= 2 and out.is_floating_point():
-                classes = out.shape[1]
-                valid = target[(target >= 0) & (target < classes)].long().cpu()
-                counts = torch.bincount(valid, minlength=classes).double()
-                p = (counts + 0.5) / (counts.sum() + 0.5 * classes)
-                shape = [1, classes] + [1] * (out.dim() - 2)
-                constants = [p.log().to(out.device, out.dtype).view(shape).expand_as(out)]
-            elif target.is_floating_point() and target.shape == out.shape:
-                mean = target.mean(0, keepdim=True).to(out.dtype)
-                # The mean is the best constant for a loss on values (MSE), its log-odds for a
-                # loss on logits (BCEWithLogits over multi-label or binary targets in [0, 1]):
-                # the lower of the two losses is the prior's.
-                constants = [mean.expand_as(out)]
-                if bool(((target >= 0) & (target <= 1)).all()):
-                    q = mean.clamp(1e-4, 1 - 1e-4)
-                    constants.append((q.log() - (-q).log1p()).expand_as(out))
-            else:
+            constants = _prior_constants(out, target)
+            if constants is None:
                 return None
             losses = [subject.loss_of_prediction(c, held) for c in constants]
             values = [float(x) for x in losses if x is not None]
@@ -420,26 +592,32 @@ def labels_not_connected(ctx: CheckContext) -> None:
         or the labels belong to other samples (an off-by-one, a sort applied to one side).
 
     What is measured:
-        For classification, first a cross-fit: copies trained on half the captured
-        batches (``pairing_experiment_batches``, 8, of up to ``pairing_batch_size``, 64,
-        samples) predict the other half; if their held-out accuracy beats the share of the
-        most frequent label (one-sided binomial test at ``label_pairing_alpha``, 1%: with
-        labels independent of the inputs no predictor does better, so this is the test's
-        error rate) the labels follow the inputs. Otherwise copies from the initial weights
-        are trained on the same batches with the real pairing and with the targets
-        permuted within each batch by two independent permutations; the real run must end
-        below every null run, or fall clearly further, or a copy must predict a held-out
-        batch better than the label prior. When every run memorises its batches, their
-        curves cannot tell structure from noise, and the cross-fit decides: with at least
-        ``pairing_min_held_out`` (128) held-out samples no better than the most frequent
-        label, the labels do not follow the inputs; with fewer, or without class scores,
-        the experiment says it is inconclusive, as it does when nothing is learned and the
-        model cannot fit even a tiny batch. Not shown to follow the inputs is not yet shown
-        not to (a slow task looks the same in this budget), so the finding also needs the
-        evidence to lean against the pairing: held-out accuracy below the most frequent
-        label's share, or, without a cross-fit, a real run ending no lower than the
-        permuted runs' mean; otherwise it is inconclusive. How often healthy scripts draw
-        the finding is measured on the bench's healthy cases (the README's numbers).
+        First a cross-fit: copies trained on half the captured batches
+        (``pairing_experiment_batches``, 8, of up to ``pairing_batch_size``, 64, samples)
+        predict the other half. For classification, if their held-out accuracy beats the
+        share of the most frequent label (one-sided binomial test at
+        ``label_pairing_alpha``, 1%: with labels independent of the inputs no predictor
+        does better, so this is the test's error rate) the labels follow the inputs. For
+        other targets (values, binary or multi-label targets, masks) the user's loss scores
+        each held-out sample under the copy and under the best constant prediction fitted
+        to its batch's targets; a paired one-sided test at the same level (no prediction
+        blind to the inputs beats that constant on average under a proper loss) decides the
+        same way. Otherwise copies from the initial weights are trained on the same batches
+        with the real pairing and with the targets permuted within each batch by two
+        independent permutations; the real run must end below every null run, or fall
+        clearly further, or a copy must predict a held-out batch better than the label
+        prior. When every run memorises its batches, their curves cannot tell structure
+        from noise, and the cross-fit decides: with at least ``pairing_min_held_out`` (128)
+        held-out samples predicted no better than without the inputs, the labels do not
+        follow the inputs; with fewer, or without a per-sample loss, the experiment says
+        it is inconclusive, as it does when nothing is learned and the model cannot fit
+        even a tiny batch. Not shown to follow the inputs is not yet shown not to (a slow
+        task looks the same in this budget), so the finding also needs the evidence to
+        lean against the pairing: held-out accuracy below the most frequent label's share,
+        a held-out loss no lower than the constant's, or, without a cross-fit, a real run
+        ending no lower than the permuted runs' mean; otherwise it is inconclusive. How
+        often healthy scripts draw the finding is measured on the bench's healthy cases
+        (the README's numbers).
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -484,16 +662,15 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ctx.skip(
             f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart"
         )
-    fit = (
-        cross_fit(lab, subject, t, pairing=True) if subject.task.kind == "classification" else None
+    fit: CrossFit | LossCrossFit | None = (
+        cross_fit(lab, subject, t, pairing=True)
+        if subject.task.kind == "classification"
+        else loss_cross_fit(lab, subject, t)
     )
     if fit is not None and fit.total:
         p = fit.better_than_labels_alone()
         if p < t.label_pairing_alpha:
-            ctx.note(
-                f"held-out accuracy {fit.correct}/{fit.total} against {fit.majority_share:.0%} for the most "
-                f"frequent label (binomial p={p:.2g}): the labels follow the inputs"
-            )
+            ctx.note(f"{fit.describe()} (p={p:.2g}): the labels follow the inputs")
             return
     real = real_run(lab, t)
     perm_run, again = (
@@ -510,12 +687,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     ctx.note(
         f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; "
         + "; ".join(f"{k}: {v.initial:.4g} → {v.final:.4g}" for k, v in nulls.items())
-        + (
-            f"; cross-fit held-out accuracy {fit.correct}/{fit.total} against "
-            f"{fit.majority_share:.0%} for the most frequent label"
-            if fit is not None and fit.total
-            else ""
-        )
+        + (f"; {fit.describe()}" if fit is not None and fit.total else "")
     )
     # Both pairings memorised: losses near zero compare by chance (the real run ends lowest
     # of three exchangeable runs a third of the time), so only held-out samples decide.
@@ -557,18 +729,18 @@ def labels_not_connected(ctx: CheckContext) -> None:
     if memorised and (fit is None or fit.total < t.pairing_min_held_out):
         # Both pairings were memorised within the budget: a large model on a few samples
         # learns anything by heart, and the curves cannot tell structure from noise. Only
-        # samples held out can, and there are too few (or no class scores to judge them).
+        # samples held out can, and there are too few (or no per-sample loss to judge them).
         ctx.note(ctx.detail + " — both memorised, and too few held-out samples: inconclusive")
         return
     # Not shown to follow the inputs is not yet shown not to: a task learned slowly looks
     # the same in this budget. The finding needs the evidence to lean against the pairing:
-    # copies no more accurate on unseen samples than the most frequent label (a predictor
-    # blind to the inputs does no better, one that reads them does), or, without them, a
-    # real run that ends no lower than the permuted runs do on average.
+    # copies no better on unseen samples than a guess blind to the inputs (the most
+    # frequent label, the best constant), or, without them, a real run that ends no lower
+    # than the permuted runs do on average.
     cross_fitted = fit is not None and fit.total > 0
     if cross_fitted:
         assert fit is not None
-        leans_against = fit.correct < fit.majority_share * fit.total
+        leans_against = fit.leans_against()
     else:
         leans_against = real.final >= sum(v.final for v in nulls.values()) / len(nulls)
     if not leans_against:
@@ -576,7 +748,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
             ctx.detail
             + " — the real pairing is not shown to be learned faster, but the "
             + (
-                "held-out accuracy is above the most frequent label's share"
+                "copies predict held-out samples better than a guess blind to the inputs"
                 if cross_fitted
                 else "real run ends below the permuted runs' mean"
             )
@@ -590,16 +762,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
     }
     held_out = ""
     if fit is not None and fit.total:
-        evidence.update(
-            held_out_correct=fit.correct,
-            held_out_samples=fit.total,
-            majority_share=fit.majority_share,
-            binomial_p=fit.better_than_labels_alone(),
-        )
-        held_out = (
-            f" Copies that never saw them get {fit.correct} of {fit.total} held-out labels right, no better "
-            f"than always answering the most frequent label ({fit.majority_share:.0%})."
-        )
+        evidence.update(fit.evidence())
+        held_out = fit.sentence()
     if "shuffled again" in nulls:
         evidence["shuffled_again_final"] = nulls["shuffled again"].final
     evidence["memorised"] = memorised
