@@ -113,6 +113,8 @@ class Thresholds:
     # Held-out samples the cross-fit must judge before a model that memorises any pairing
     # is called unable to learn this one (fewer: inconclusive).
     pairing_min_held_out: int = 128
+    # Permutations of the held-out targets a cross-fit's statistic is compared with.
+    pairing_permutations: int = 999
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     input_sensitivity: float = (

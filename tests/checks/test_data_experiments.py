@@ -98,7 +98,7 @@ def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> Non
         optimizer=torch.optim.SGD(model.parameters(), lr=0.02),
     )
     assert report.by_check("labels-not-connected") == []
-    assert "(p=" in report.result("labels-not-connected").detail
+    assert "binomial p=" in report.result("labels-not-connected").detail
 
 
 def test_the_binomial_tail_is_exact_on_small_cases() -> None:
@@ -340,3 +340,67 @@ def test_a_pairing_learned_too_slowly_to_show_is_inconclusive_not_disconnected()
     )
     assert report.by_check("labels-not-connected") == []
     assert "inconclusive" in report.result("labels-not-connected").detail
+
+
+def _linear_targets(n: int = 512, outputs: int = 4, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Inputs and several real-valued targets, a noisy linear function of them."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 10, generator=g)
+    w = torch.randn(10, outputs, generator=g)
+    return x, x @ w + 0.3 * torch.randn(n, outputs, generator=g)
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit() -> None:
+    x, y = _linear_targets()
+    model = mlp(classes=4)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.by_check("labels-not-connected") == []
+    detail = report.result("labels-not-connected").detail
+    assert "permutation p=" in detail and "follow the inputs" in detail
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> None:
+    x, y = _linear_targets()
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]  # the bug
+    model = mlp(classes=4, hidden=128)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4]
+    assert finding.evidence["held_out_samples"] >= 128
+    assert finding.evidence["permutation_p"] >= 0.01
+
+
+def test_the_value_cross_fit_is_blind_to_over_confidence() -> None:
+    from nndoctor.checks.data.experiments import _standardised
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(64, 5, generator=g, dtype=torch.float64)
+    assert torch.allclose(_standardised(pred), _standardised(100.0 * pred + 3.0))
+    constant = torch.ones(64, 1, dtype=torch.float64)
+    assert bool(
+        (_standardised(constant) == 0).all()
+    )  # an element that does not vary counts for nothing
+
+
+def test_the_value_cross_fit_p_value_counts_the_permutations_at_least_as_extreme() -> None:
+    from nndoctor.checks.data.experiments import ValueCrossFit
+
+    null = torch.arange(999, dtype=torch.float64) - 499.0  # one null value per permutation
+    fit = ValueCrossFit(runs=[], statistic=400.0, null=null, total=256, elements=4)
+    assert fit.better_than_labels_alone() == pytest.approx((1 + 100) / 1000)  # 400, ..., 499
+    assert not fit.leans_against()
+    assert ValueCrossFit([], -1.0, null, 256, 4).leans_against()

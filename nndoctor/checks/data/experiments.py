@@ -120,7 +120,8 @@ class CrossFit:
     def describe(self) -> str:
         return (
             f"cross-fit held-out accuracy {self.correct}/{self.total} against "
-            f"{self.majority_share:.0%} for the most frequent label"
+            f"{self.majority_share:.0%} for the most frequent label "
+            f"(binomial p={self.better_than_labels_alone():.2g})"
         )
 
     def leans_against(self) -> bool:
@@ -144,67 +145,53 @@ class CrossFit:
 
 
 @dataclass
-class LossCrossFit:
+class ValueCrossFit:
     """The cross-fit for targets without class scores (values, binary or multi-label
-    targets, masks): per held-out sample, the user's loss under the copy that did not see
-    it and under the best constant prediction fitted to its batch's targets."""
+    targets, masks): the held-out predictions of the copies beside their targets, each
+    output element standardised over the held-out samples of its half. The statistic is
+    their summed products, a covariance: scale-free, so a copy over-confident after
+    memorising its half is judged by whether it points the right way, not by its loss."""
 
     runs: list[TrainResult]
-    model: torch.Tensor  # (n,) per-sample loss of the copies
-    prior: torch.Tensor  # (n,) per-sample loss of the best constant
+    statistic: float  # sum over samples and elements of standardised prediction x target
+    null: torch.Tensor  # (R,) the statistic with targets permuted within each half
+    total: int  # held-out samples
+    elements: int  # output elements per sample that vary
 
     @property
-    def total(self) -> int:
-        return int(self.model.numel())
-
-    @property
-    def mean_model(self) -> float:
-        return float(self.model.mean()) if self.total else math.nan
-
-    @property
-    def mean_prior(self) -> float:
-        return float(self.prior.mean()) if self.total else math.nan
+    def correlation(self) -> float:
+        """The mean correlation of prediction and target over the output elements."""
+        return self.statistic / max(self.total * self.elements, 1)
 
     def better_than_labels_alone(self) -> float:
-        """One-sided p-value (paired, normal approximation to the t-test) that the copies'
-        held-out loss is below the constant's. If the targets were independent of the
-        inputs, a copy's prediction would be independent of each held-out target, and for
-        a proper loss no such prediction beats the best constant on average; the constant,
-        fitted to the very targets it is scored on, errs in its own favour."""
-        d = (self.prior - self.model).double()
-        n = d.numel()
-        if n < 2 or not bool(torch.isfinite(d).all()):
-            return 1.0
-        sd = float(d.std())
-        mean = float(d.mean())
-        if sd == 0.0:
-            return 0.0 if mean > 0 else 1.0
-        z = mean / (sd / math.sqrt(n))
-        return 0.5 * math.erfc(z / math.sqrt(2))
+        """Permutation p-value of the statistic: targets permuted among the held-out samples
+        of each half. If the targets were independent of the inputs, each permutation would
+        be as likely as the real pairing, so this is the test's error rate."""
+        exceed = int((self.null >= self.statistic).sum())
+        return (1 + exceed) / (1 + self.null.numel())
 
     def describe(self) -> str:
         return (
-            f"cross-fit held-out loss {self.mean_model:.4g} over {self.total} samples against "
-            f"{self.mean_prior:.4g} for the best constant prediction"
+            f"cross-fit: held-out predictions correlate {self.correlation:.3f} with their targets over "
+            f"{self.total} samples (permutation p={self.better_than_labels_alone():.2g})"
         )
 
     def leans_against(self) -> bool:
-        """Copies that predict unseen samples worse than a constant does."""
-        return not self.mean_model < self.mean_prior
+        """Held-out predictions that do not point towards their targets any more than
+        towards other samples' targets (the permuted pairings' mean)."""
+        return self.statistic <= float(self.null.mean())
 
     def sentence(self) -> str:
         return (
-            f" Copies that never saw them predict {self.total} held-out samples with loss "
-            f"{self.mean_model:.4g}, no better than the best constant prediction "
-            f"({self.mean_prior:.4g})."
+            f" Copies that never saw them predict {self.total} held-out samples no closer to their own "
+            f"targets than to other samples' (correlation {self.correlation:.3f})."
         )
 
     def evidence(self) -> dict[str, Any]:
         return {
-            "held_out_loss": self.mean_model,
+            "held_out_correlation": self.correlation,
             "held_out_samples": self.total,
-            "constant_loss": self.mean_prior,
-            "paired_p": self.better_than_labels_alone(),
+            "permutation_p": self.better_than_labels_alone(),
         }
 
 
@@ -268,56 +255,41 @@ def cross_fit(lab: Lab, subject: Subject, t: Any, *, pairing: bool = False) -> C
     return lab.memo("data-cross-fit-pairing" if pairing else "data-cross-fit", compute)
 
 
-def loss_cross_fit(lab: Lab, subject: Subject, t: Any) -> LossCrossFit | None:
+def _standardised(x: torch.Tensor) -> torch.Tensor:
+    """Each column standardised over the rows; columns that do not vary become zero."""
+    x = x - x.mean(0, keepdim=True)
+    sd = x.pow(2).mean(0, keepdim=True).sqrt()
+    return torch.where(sd > 0, x / sd.clamp_min(1e-30), torch.zeros_like(x))
+
+
+def value_cross_fit(lab: Lab, subject: Subject, t: Any) -> ValueCrossFit | None:
     """The pairing tests' cross-fit for targets without class scores, memoised: two copies,
-    each trained on half of the pairing batches, score every sample of the other half with
-    the user's loss, beside the best constant prediction fitted to that batch's targets
-    (``_prior_constants``). None with fewer than four batches, or when the loss cannot be
-    taken one sample at a time (an opaque loss, targets without a batch axis)."""
+    each trained on half of the pairing batches, predict the other half; their predictions
+    (what the loss consumes) and the targets, one row per sample, are compared by
+    ``ValueCrossFit``. None with fewer than four batches, or without a prediction shaped
+    like its target (an opaque loss, class-index targets)."""
     batches = _pairing_batches(lab, t)
     if len(batches) < 4:
         return None
 
-    def per_sample(prediction: torch.Tensor, batch: Any) -> torch.Tensor | None:
-        target = subject.targets(batch)
-        if not isinstance(target, torch.Tensor) or target.dim() == 0:
-            return None
-        n = target.shape[0]
-        if n < 2 or prediction.dim() == 0 or prediction.shape[0] != n:
-            return None
-        values = []
-        for i in range(n):
-            one = subject.with_targets(batch, target[i : i + 1])
-            loss = (
-                subject.loss_of_prediction(prediction[i : i + 1], one) if one is not None else None
-            )
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                return None
-            values.append(float(loss))
-        return torch.tensor(values, dtype=torch.float64)
-
-    def score(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def rows(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
         out = subject.prediction(model, batch)
         target = subject.targets(batch)
         if not (isinstance(out, torch.Tensor) and isinstance(target, torch.Tensor)):
             return None
-        constants = _prior_constants(out, target)
-        if constants is None:
+        if not (out.is_floating_point() and target.is_floating_point()) or target.dim() == 0:
             return None
-        own = per_sample(out, batch)
-        scored = [per_sample(c, batch) for c in constants]
-        priors = [x for x in scored if x is not None and bool(torch.isfinite(x).all())]
-        if own is None or not priors:
+        n = target.shape[0]
+        if out.dim() == 0 or out.shape[0] != n or out.numel() != target.numel():
             return None
-        # The constant the batch as a whole favours, as a prior fitted to these targets is.
-        return own, min(priors, key=lambda x: float(x.sum()))
+        return out.reshape(n, -1).double().cpu(), target.reshape(n, -1).double().cpu()
 
-    def compute() -> LossCrossFit | None:
+    def compute() -> ValueCrossFit | None:
         half = len(batches) // 2
         halves = (batches[:half], batches[half:])
         runs: list[TrainResult] = []
-        model_losses: list[torch.Tensor] = []
-        prior_losses: list[torch.Tensor] = []
+        grams: list[torch.Tensor] = []
+        elements = 0
         for k in (0, 1):
             model = lab.fresh_model()
             runs.append(
@@ -326,17 +298,33 @@ def loss_cross_fit(lab: Lab, subject: Subject, t: Any) -> LossCrossFit | None:
             model.eval()
             try:
                 with torch.no_grad():
-                    for b in halves[1 - k]:
-                        scored = score(model, b)
-                        if scored is None:
-                            return None
-                        model_losses.append(scored[0])
-                        prior_losses.append(scored[1])
-            except Exception:  # noqa: BLE001 - a loss that cannot score one sample is no cross-fit
+                    scored = [rows(model, b) for b in halves[1 - k]]
+            except Exception:  # noqa: BLE001 - a prediction that cannot be read is no cross-fit
                 return None
-        return LossCrossFit(runs, torch.cat(model_losses), torch.cat(prior_losses))
+            if any(r is None for r in scored) or len({r[0].shape[1] for r in scored}) != 1:
+                return None
+            pred = _standardised(torch.cat([r[0] for r in scored]))
+            target = _standardised(torch.cat([r[1] for r in scored]))
+            if not (bool(torch.isfinite(pred).all()) and bool(torch.isfinite(target).all())):
+                return None
+            elements = max(elements, int((target.abs().sum(0) > 0).sum()))
+            # gram[i, j]: sample i's prediction against sample j's target.
+            grams.append(pred @ target.T)
+        if elements == 0:
+            return None
+        statistic = float(sum(float(g.diagonal().sum()) for g in grams))
+        gen = torch.Generator().manual_seed(0)
+        null = torch.zeros(t.pairing_permutations, dtype=torch.float64)
+        for g in grams:
+            n = g.shape[0]
+            perms = torch.stack(
+                [torch.randperm(n, generator=gen) for _ in range(t.pairing_permutations)]
+            )
+            null += g[torch.arange(n).expand_as(perms), perms].sum(1)
+        total = sum(g.shape[0] for g in grams)
+        return ValueCrossFit(runs, statistic, null, total, elements)
 
-    return lab.memo("data-loss-cross-fit-pairing", compute)
+    return lab.memo("data-value-cross-fit-pairing", compute)
 
 
 def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> float | None:
@@ -593,31 +581,33 @@ def labels_not_connected(ctx: CheckContext) -> None:
 
     What is measured:
         First a cross-fit: copies trained on half the captured batches
-        (``pairing_experiment_batches``, 8, of up to ``pairing_batch_size``, 64, samples)
-        predict the other half. For classification, if their held-out accuracy beats the
-        share of the most frequent label (one-sided binomial test at
+        (``pairing_experiment_batches``, 8, of up to ``pairing_batch_size``, 64,
+        samples) predict the other half. For classification, if their held-out accuracy
+        beats the share of the most frequent label (one-sided binomial test at
         ``label_pairing_alpha``, 1%: with labels independent of the inputs no predictor
         does better, so this is the test's error rate) the labels follow the inputs. For
-        other targets (values, binary or multi-label targets, masks) the user's loss scores
-        each held-out sample under the copy and under the best constant prediction fitted
-        to its batch's targets; a paired one-sided test at the same level (no prediction
-        blind to the inputs beats that constant on average under a proper loss) decides the
-        same way. Otherwise copies from the initial weights are trained on the same batches
-        with the real pairing and with the targets permuted within each batch by two
-        independent permutations; the real run must end below every null run, or fall
-        clearly further, or a copy must predict a held-out batch better than the label
-        prior. When every run memorises its batches, their curves cannot tell structure
-        from noise, and the cross-fit decides: with at least ``pairing_min_held_out`` (128)
-        held-out samples predicted no better than without the inputs, the labels do not
-        follow the inputs; with fewer, or without a per-sample loss, the experiment says
-        it is inconclusive, as it does when nothing is learned and the model cannot fit
-        even a tiny batch. Not shown to follow the inputs is not yet shown not to (a slow
-        task looks the same in this budget), so the finding also needs the evidence to
-        lean against the pairing: held-out accuracy below the most frequent label's share,
-        a held-out loss no lower than the constant's, or, without a cross-fit, a real run
-        ending no lower than the permuted runs' mean; otherwise it is inconclusive. How
-        often healthy scripts draw the finding is measured on the bench's healthy cases
-        (the README's numbers).
+        other targets (values, binary or multi-label targets, masks) the copies'
+        predictions are compared with their targets, each output element standardised
+        over the held-out samples: their summed products (a covariance, blind to how
+        over-confident a copy that memorised its half is) against the same sum with the
+        targets permuted among the held-out samples (``pairing_permutations``, 999), a
+        permutation test at the same level that decides the same way. Otherwise copies
+        from the initial weights are trained on the same batches with the real pairing
+        and with the targets permuted within each batch by two independent permutations;
+        the real run must end below every null run, or fall clearly further, or a copy
+        must predict a held-out batch better than the label prior. When every run
+        memorises its batches, their curves cannot tell structure from noise, and the
+        cross-fit decides: with at least ``pairing_min_held_out`` (128) held-out samples
+        predicted no better than without the inputs, the labels do not follow the
+        inputs; with fewer, or without a prediction to judge them by, the experiment
+        says it is inconclusive, as it does when nothing is learned and the model cannot
+        fit even a tiny batch. Not shown to follow the inputs is not yet shown not to (a
+        slow task looks the same in this budget), so the finding also needs the evidence
+        to lean against the pairing: held-out accuracy below the most frequent label's
+        share, held-out predictions no closer to their own targets than to others', or,
+        without a cross-fit, a real run ending no lower than the permuted runs' mean;
+        otherwise it is inconclusive. How often healthy scripts draw the finding is
+        measured on the bench's healthy cases (the README's numbers).
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -662,15 +652,15 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ctx.skip(
             f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart"
         )
-    fit: CrossFit | LossCrossFit | None = (
+    fit: CrossFit | ValueCrossFit | None = (
         cross_fit(lab, subject, t, pairing=True)
         if subject.task.kind == "classification"
-        else loss_cross_fit(lab, subject, t)
+        else value_cross_fit(lab, subject, t)
     )
     if fit is not None and fit.total:
         p = fit.better_than_labels_alone()
         if p < t.label_pairing_alpha:
-            ctx.note(f"{fit.describe()} (p={p:.2g}): the labels follow the inputs")
+            ctx.note(f"{fit.describe()}: the labels follow the inputs")
             return
     real = real_run(lab, t)
     perm_run, again = (
