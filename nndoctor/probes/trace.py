@@ -243,3 +243,67 @@ def loss_term_gradients(
             }
         )
     return rows
+
+
+@dataclass
+class RandomOpEvent:
+    """An op that drops elements at random (a dropout mask) and where it ran."""
+
+    op: str
+    module: str | None
+    file: str | None
+    line: int | None
+    code: str | None
+
+
+# The ops a dropout mask is drawn with: a Bernoulli draw (the CPU path of F.dropout and
+# its 2d/3d/alpha forms), or a fused dropout kernel asked to train. Sampling that is not
+# dropping (a VAE's randn, a policy's multinomial) is left out: it is meant at any mode.
+_MASK_OPS = frozenset({"bernoulli", "bernoulli_", "_fused_dropout"})
+
+
+def _draws_a_mask(func: Any, args: Any) -> bool:
+    name = _op_name(func)
+    if name in _MASK_OPS:
+        return True
+    # native_dropout(input, p, train): a train flag of None or True drops.
+    return name == "native_dropout" and (len(args) < 3 or args[2] is None or bool(args[2]))
+
+
+class _MaskRecorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[RandomOpEvent] = []
+        self.modules: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if _draws_a_mask(func, args) and len(self.events) < 16:
+            file, line, code = _user_location(traceback.extract_stack())
+            module = self.modules[-1] if self.modules else None
+            self.events.append(RandomOpEvent(_op_name(func), module, file, line, code))
+        return func(*args, **(kwargs or {}))
+
+
+@contextmanager
+def dropout_masks_recorded(model: nn.Module) -> Iterator[list[RandomOpEvent]]:
+    """Record every dropout mask drawn inside the block, with the innermost module of
+    ``model`` running it and the user's line; hooks and mode removed on exit."""
+    recorder = _MaskRecorder()
+    handles = []
+    try:
+        for name, module in model.named_modules():
+
+            def enter(mod: nn.Module, args: Any, name: str = name) -> None:
+                recorder.modules.append(name or "<root>")
+
+            def leave(mod: nn.Module, args: Any, out: Any) -> None:
+                if recorder.modules:
+                    recorder.modules.pop()
+
+            handles.append(module.register_forward_pre_hook(enter))
+            handles.append(module.register_forward_hook(leave, always_call=True))
+        with recorder:
+            yield recorder.events
+    finally:
+        for h in handles:
+            h.remove()

@@ -1,10 +1,17 @@
-"""The model's mode (reason 32): training steps taken with the model in ``eval()`` mode."""
+"""The model's mode (reason 32): training steps taken with the model in ``eval()`` mode,
+and dropout that stays on when the model is put in ``eval()`` mode."""
 
 from __future__ import annotations
 
+import os
+
+import torch
+
+from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.parameters import MAX_NAMES
 from nndoctor.probes.layers import MODE_DEPENDENT
+from nndoctor.probes.trace import dropout_masks_recorded
 from nndoctor.report.model import Severity, Where
 
 
@@ -134,3 +141,80 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
             where=Where(module=names[0], step=in_eval[names[0]]),
             evidence={"modules": names[:MAX_NAMES], "count": len(names)},
         )
+
+
+@register_check(
+    id="dropout-in-eval-mode",
+    reasons=(32,),
+    severity="warning",
+    kind="experiment",
+    quick=True,
+    priority=14,
+    explains=frozenset({"loss-accuracy-disagree", "nothing-generalizes"}),
+)
+def dropout_in_eval_mode(ctx: CheckContext) -> None:
+    """Dropout still drops units after ``model.eval()``.
+
+    Why it matters:
+        ``model.eval()`` switches dropout off only where it is an ``nn.Dropout`` module or
+        a functional call told the mode. ``F.dropout(x, p)`` defaults to
+        ``training=True``: it keeps dropping at evaluation, so validation and test
+        predictions are noisy and worse than the model, and checkpoint or early-stopping
+        choices made on them are partly chance.
+
+    What is measured:
+        One forward of a copy of the model in eval mode on a captured input, with every
+        dropout mask drawn recorded (a Bernoulli draw or a dropout kernel asked to train),
+        and the module and line that drew it. Any mask is a finding; sampling that is not
+        dropping (a VAE's noise, a policy's samples) is not recorded.
+
+    How to fix:
+        Pass the module's mode, ``F.dropout(x, p, training=self.training)``, or use an
+        ``nn.Dropout`` module, which follows ``model.train()`` / ``model.eval()``. If the
+        dropout is meant at test time (Monte Carlo dropout), say so in a comment and
+        ignore this.
+
+    Example:
+        Before::
+
+            x = F.dropout(x, self.dropout)
+
+        After::
+
+            x = F.dropout(x, self.dropout, training=self.training)
+    """
+    lab = ctx.services
+    if lab is None or not lab.has_model:
+        ctx.skip("no model copy is available")
+    calls = lab.model_inputs(1)
+    if not calls:
+        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+    model = lab.fresh_model().eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad(), same_noise(device), dropout_masks_recorded(model) as masks:
+            model(*calls[0])
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        ctx.skip(f"the copy in eval mode does not run on the captured input: {first}")
+    ctx.note(f"{len(masks)} dropout mask(s) drawn in one forward in eval mode")
+    if not masks:
+        return
+    first = masks[0]
+    place = f"{os.path.basename(first.file)}:{first.line}" if first.file else "the model"
+    code = f" (`{first.code}`)" if first.code else ""
+    module = f" in module '{first.module}'" if first.module and first.module != "<root>" else ""
+    ctx.finding(
+        title="Dropout stays on in eval() mode",
+        message=(
+            f"With the model in eval mode one forward still drew {len(masks)} dropout mask(s), the "
+            f"first at {place}{code}{module}: evaluation and test predictions are randomly "
+            "degraded, and choices made on them (early stopping, the best checkpoint) partly chance."
+        ),
+        fix=(
+            "Pass training=self.training to F.dropout (and its 2d/3d/alpha forms), or use an "
+            "nn.Dropout module."
+        ),
+        where=Where(module=first.module, file=first.file, line=first.line),
+        evidence={"masks": len(masks), "op": first.op},
+    )
