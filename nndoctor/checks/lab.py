@@ -326,12 +326,15 @@ class Lab:
         model: nn.Module | None = None,
         loss_fn: Callable[[nn.Module, Any], torch.Tensor] | None = None,
         trace_from: int | None = None,
+        after_step: Callable[[int, nn.Module], None] | None = None,
     ) -> TrainResult:
         """Train a fresh copy for ``steps`` steps cycling over ``batches``; the loss per step.
 
         ``regularisation=False`` switches dropout and weight decay off. From step
         ``trace_from`` on, every op is traced for the first non-finite value (slow: offline
-        diagnosis of a run that diverged), kept in the result's ``trace``.
+        diagnosis of a run that diverged), kept in the result's ``trace``. ``after_step``
+        is called with the steps taken and the model after every step (to look at the
+        copy on the way; it must leave the model as it found it).
         """
         model = model if model is not None else self.fresh_model()
         if not regularisation:
@@ -367,6 +370,8 @@ class Lab:
                 if not math.isfinite(value):
                     result.diverged = True
                     break
+                if after_step is not None:
+                    after_step(i + 1, model)
         except (RuntimeError, ValueError, IndexError) as exc:
             if i == 0:
                 # Not one step could be taken on the copy: the experiment is what failed

@@ -115,6 +115,10 @@ class Thresholds:
     pairing_min_held_out: int = 128
     # Permutations of the held-out targets a cross-fit's statistic is compared with.
     pairing_permutations: int = 999
+    # Looks the value cross-fit takes at the held-out samples, after all of the copies'
+    # steps and after each earlier half of them (3: a quarter, half, all): a copy that
+    # memorises its half predicts unseen samples best before it does.
+    pairing_looks: int = 3
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     input_sensitivity: float = (

@@ -370,6 +370,26 @@ def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit(
 def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> None:
     x, y = _linear_targets()
     y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]  # the bug
+    model = mlp(classes=4)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4]
+    assert finding.evidence["held_out_samples"] >= 128
+    assert finding.evidence["permutation_p"] >= 0.01
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_memorised_real_valued_targets_without_a_held_out_pairing_are_inconclusive() -> None:
+    # Copies memorise shuffled targets as fast as any: a held-out correlation near zero
+    # is then also what a weak real signal gives, so the check says it cannot tell.
+    x, y = _linear_targets()
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
     model = mlp(classes=4, hidden=128)
     report = run(
         select=["labels-not-connected"],
@@ -378,10 +398,8 @@ def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> No
         loss_fn=nn.MSELoss(),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
     )
-    (finding,) = report.by_check("labels-not-connected")
-    assert finding.reasons == [4]
-    assert finding.evidence["held_out_samples"] >= 128
-    assert finding.evidence["permutation_p"] >= 0.01
+    assert report.by_check("labels-not-connected") == []
+    assert "inconclusive" in report.result("labels-not-connected").detail
 
 
 def test_the_value_cross_fit_is_blind_to_over_confidence() -> None:
@@ -400,7 +418,10 @@ def test_the_value_cross_fit_p_value_counts_the_permutations_at_least_as_extreme
     from nndoctor.checks.data.experiments import ValueCrossFit
 
     null = torch.arange(999, dtype=torch.float64) - 499.0  # one null value per permutation
-    fit = ValueCrossFit(runs=[], statistic=400.0, null=null, total=256, elements=4)
-    assert fit.better_than_labels_alone() == pytest.approx((1 + 100) / 1000)  # 400, ..., 499
-    assert not fit.leans_against()
-    assert ValueCrossFit([], -1.0, null, 256, 4).leans_against()
+
+    def fit(statistic: float) -> ValueCrossFit:
+        return ValueCrossFit([], statistic, null, correlation=0.1, best_step=60, total=256)
+
+    assert fit(400.0).better_than_labels_alone() == pytest.approx((1 + 100) / 1000)  # 400..499
+    assert not fit(400.0).leans_against()
+    assert fit(-1.0).leans_against()
