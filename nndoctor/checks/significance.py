@@ -87,3 +87,28 @@ def variance_ratio_p(std1: float, n1: int, std2: float, n2: int) -> float:
     f = (std2 * std2) / (std1 * std1)
     below = regularized_beta(d1 * f / (d1 * f + d2), d1 / 2.0, d2 / 2.0)
     return min(1.0, 2.0 * min(below, 1.0 - below))
+
+
+def falling_trend_p(values: list[float]) -> float:
+    """One-sided p-value of Mann-Kendall's trend test that ``values`` fall over time.
+
+    S counts the pairs (earlier, later) where the later value is lower minus those where
+    it is higher; without a trend (values exchangeable) S has mean 0 and variance
+    n(n-1)(2n+5)/18, less for ties. The normal approximation with continuity correction
+    is used (close from about eight values on)."""
+    n = len(values)
+    if n < 3:
+        return 1.0
+    s = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            s += (values[j] < values[i]) - (values[j] > values[i])
+    counts: dict[float, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    ties = sum(c * (c - 1) * (2 * c + 5) for c in counts.values() if c > 1)
+    variance = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
+    if variance <= 0 or s <= 0:
+        return 1.0
+    z = (s - 1) / math.sqrt(variance)
+    return 0.5 * math.erfc(z / math.sqrt(2.0))

@@ -76,6 +76,9 @@ class Thresholds:
     update_ratio_high: float = 0.1
     update_ratio_extreme: float = 1.0  # every step as large as the weights: error
     update_ratio_low: float = 1e-5  # two orders below healthy, mirroring update_ratio_high
+    # A loss falling over the observed steps at this level (Mann-Kendall) shows large steps
+    # that train: a high update ratio is then a note, not a warning.
+    update_ratio_training_alpha: float = 0.01
     # Norm clipping that scaled the gradient down at more than this share of the steps sets
     # the length of SGD's steps (lr x max_norm): the update-ratio and lr range rules, written
     # for steps proportional to the gradient, leave the rate to the experiments then.

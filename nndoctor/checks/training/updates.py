@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import falling_trend_p
 from nndoctor.checks.training.observed import (
     capped,
     clipped_step_bound,
@@ -57,7 +58,11 @@ def update_ratio(ctx: CheckContext) -> None:
         norm was clipped (clip_grad_norm_) at more than ``clip_active_share`` of the
         steps: each step is then at most lr x max_norm long, a length the script chose
         rather than a rate running away, and the experiments that replay the clipped
-        update (range test, tiny batch) judge it; the check's detail says so.
+        update (range test, tiny batch) judge it; the check's detail says so. A "too
+        high" ratio up to ``update_ratio_extreme`` under which the observed loss falls
+        (one-sided Mann-Kendall trend test at ``update_ratio_training_alpha``, 1%: the
+        rate at which a loss without a trend is taken for a falling one) is a note: the
+        large steps train, and the range test judges whether a lower rate trains better.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
@@ -128,19 +133,37 @@ def update_ratio(ctx: CheckContext) -> None:
                 "(learning-rate-out-of-range and cannot-overfit-tiny-batch replay the clipped update)"
             )
             return
+        # Large steps under which the loss keeps falling train: the ratio alone is advice
+        # then (fastText-style SGD at a rate of 10 is healthy). Whether a lower rate trains
+        # better is the range test's to say (learning-rate-out-of-range).
+        losses = [s.loss for s in rec.steps if s.loss_seen and math.isfinite(s.loss)]
+        trend_p = falling_trend_p(losses)
+        trains = ratio <= t.update_ratio_extreme and trend_p < t.update_ratio_training_alpha
+        evidence["loss_falling_p"] = trend_p
         ctx.finding(
-            title="Updates are too large for the weights: learning rate too high",
+            title="Updates are too large for the weights: learning rate too high"
+            if not trains
+            else "Updates are large for the weights, though the loss keeps falling",
             message=(
                 f"Each step changes the weight matrices by a median {fmt3(ratio)} of their initial "
                 f"norm over {len(stepped)} steps{lr_text}; healthy is about "
                 f"{fmt3(HEALTHY_UPDATE_RATIO)}, warning above {fmt3(t.update_ratio_high)}. "
                 f"Largest: {worst} at {fmt3(per_tensor[worst])}."
+                + (
+                    f" The loss falls over these steps ({fmt3(losses[0])} → {fmt3(losses[-1])}; "
+                    f"Mann-Kendall trend p={trend_p:.2g}): the large steps train, so this is advice "
+                    "(learning-rate-out-of-range tests whether a lower rate trains better)."
+                    if trains
+                    else ""
+                )
             ),
             fix=(
                 f"Lower the learning rate, by up to ~{fmt3(factor)}x toward an update/weight "
                 "ratio of 1e-3 (or run a learning-rate range test); add warm-up for large models."
             ),
-            severity=Severity.ERROR if ratio > t.update_ratio_extreme else None,
+            severity=Severity.ERROR
+            if ratio > t.update_ratio_extreme
+            else (Severity.INFO if trains else None),
             where=Where(module=module_of(worst), step=stepped[0].step if stepped else None),
             evidence=evidence,
             aspect="high",
