@@ -78,3 +78,28 @@ def test_a_few_rows_of_a_larger_set_fed_at_every_step_are_found(tmp_path: Path) 
     report = _check(tmp_path, HELD_OUT.replace("data[3:", "data[3:11"))
     (finding,) = report.by_check("batch-repeated")
     assert finding.severity == "error" and finding.reasons == [1, 3]
+
+
+def test_a_chance_match_evaluated_at_every_epoch_is_one_match() -> None:
+    from nndoctor.checks.lab import Lab
+    from nndoctor.checks.preprocessing.splits import distinct_fingerprints
+    from nndoctor.engine import Selection, run_checks
+    from nndoctor.probes.recording import Recording, StepRecord
+
+    train = [-1.0 - 0.5 * i for i in range(1024)]
+    held_out = [1000.0 + 10.0 * i for i in range(255)]
+    # One validation sample collides with a training one (one-number fingerprints of
+    # thousands of samples do), and the validation set is evaluated at each of 6 epochs.
+    val = [*held_out, train[7]]
+    rec = Recording()
+    rec.steps = [
+        StepRecord(step=i, sample_fingerprints=train[i * 256 : (i + 1) * 256]) for i in range(4)
+    ]
+    rec.eval_sample_fingerprints = val * 6
+    assert len(distinct_fingerprints(rec.eval_sample_fingerprints)) == 256
+    results, findings = run_checks(
+        None, rec, Lab(None), selection=Selection(select=("split-preprocessing-differs",))
+    )
+    assert [f for f in findings if "shared" in f.title] == []
+    (result,) = [r for r in results if r.check == "split-preprocessing-differs"]
+    assert "256 distinct evaluation samples against 1024 distinct training samples" in result.detail

@@ -54,9 +54,10 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         samples fed at several steps count once, by their fingerprints); per-sample
         fingerprints of evaluation inputs found among training inputs more often than
         chance gives (the matches of the same fingerprints shifted off their values;
-        binomial test at ``label_pairing_alpha``), except where every step trains on one
-        full batch and the evaluation re-reads it (a graph's nodes split by masks on the
-        outputs: the inputs are shared by design).
+        binomial test at ``label_pairing_alpha``; each sample counted once on either
+        side, so that a chance match evaluated at every epoch is one match), except where
+        every step trains on one full batch and the evaluation re-reads it (a graph's
+        nodes split by masks on the outputs: the inputs are shared by design).
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -102,17 +103,20 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
             "by the outputs scored, such as node masks): shared inputs say nothing there"
         )
     elif rec.eval_sample_fingerprints:
-        train_fp = sorted(v for s in rec.steps for v in s.sample_fingerprints if math.isfinite(v))
-        shared, expected, p = shared_beyond_chance(train_fp, rec.eval_sample_fingerprints)
+        # Each sample once: one evaluated at every epoch, or trained on at several steps, is
+        # one sample, and a chance match repeated with it is one chance match, not several.
+        train_fp = distinct_fingerprints([v for s in rec.steps for v in s.sample_fingerprints])
+        evaluated = distinct_fingerprints(rec.eval_sample_fingerprints)
+        shared, expected, p = shared_beyond_chance(train_fp, evaluated)
         compared.append(
-            f"{len(rec.eval_sample_fingerprints)} evaluation samples against {len(train_fp)} training samples"
+            f"{len(evaluated)} distinct evaluation samples against {len(train_fp)} distinct training samples"
         )
         if shared and p < ctx.thresholds.label_pairing_alpha:
             findings += 1
             ctx.finding(
                 title="Samples shared between training and evaluation",
                 message=(
-                    f"{shared} of {len(rec.eval_sample_fingerprints)} evaluation inputs are identical to "
+                    f"{shared} of {len(evaluated)} distinct evaluation inputs are identical to "
                     f"inputs seen in the first {len(rec.steps)} training steps (chance alone matches "
                     f"{expected:.2g}; binomial p={p:.2g}): the evaluation leaks training data."
                 ),
@@ -120,7 +124,7 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
                 severity="error",
                 evidence={
                     "shared": shared,
-                    "evaluated": len(rec.eval_sample_fingerprints),
+                    "evaluated": len(evaluated),
                     "expected_by_chance": expected,
                     "binomial_p": p,
                 },
@@ -186,6 +190,15 @@ def _rereads_the_full_batch(rec: Recording) -> bool:
     if len(batch) < 2 or not all(math.isfinite(v) for v in batch):
         return False
     return all(_near(batch, v) for v in rec.eval_sample_fingerprints)
+
+
+def distinct_fingerprints(fingerprints: list[float]) -> list[float]:
+    """The finite fingerprints, sorted, each sample once (values within float noise of the
+    one before are the same sample)."""
+    finite = sorted(v for v in fingerprints if math.isfinite(v))
+    return [
+        b for a, b in zip([math.nan, *finite], finite, strict=False) if not b - a <= _tolerance(b)
+    ]
 
 
 def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
