@@ -612,3 +612,123 @@ def _term_gradients_in_process(lab: Any, step: int = 0) -> list[dict[str, Any]]:
         return []
     params = [p for p in model.parameters() if p.requires_grad]
     return loss_term_gradients(total, terms, params)
+
+
+def _rows_of(target: torch.Tensor, inputs: list[Any]) -> torch.Tensor | None:
+    """The targets one row per sequence: as given when 2-D, or a flattened ``(B*T,)``
+    target folded back by the shape of an integer ``(B, T)`` model input."""
+    if target.dim() == 2:
+        return target
+    if target.dim() != 1:
+        return None
+    for x in inputs:
+        if (
+            isinstance(x, torch.Tensor)
+            and x.dim() == 2
+            and not x.is_floating_point()
+            and x.numel() == target.numel()
+        ):
+            return target.reshape(x.shape)
+    return None
+
+
+def _inside(ignored: torch.Tensor) -> torch.Tensor:
+    """Per row, the ignored positions with a kept position before and after them: not the
+    padding that fills a row's end (or its start)."""
+    kept = ~ignored
+    before = kept.long().cumsum(1) > 0
+    after = kept.flip(1).long().cumsum(1).flip(1) > 0
+    return ignored & before & after
+
+
+@register_check(
+    id="ignored-class",
+    reasons=(18,),
+    severity="warning",
+    explains=frozenset({"loss-accuracy-disagree", "class-imbalance"}),
+)
+def ignored_class(ctx: CheckContext) -> None:
+    """The loss's ``ignore_index`` is one of the classes the model predicts, and it labels
+    real positions.
+
+    Why it matters:
+        ``ignore_index`` is meant for positions that are no sample: padding. When it is
+        set to a real class (the padding value of the inputs reused for the tags, where
+        tag 0 is 'O'), every position of that class is dropped from the loss, while every
+        other position pushes that class's logit down: the model learns never to predict
+        it, and a metric that counts it collapses while the loss looks fine.
+
+    What is measured:
+        The class-index loss's ``ignore_index`` against the number of classes it scores,
+        and, in the captured targets laid out one row per sequence (as given, or folded
+        back by the shape of the model's token input), the positions equal to it that
+        sit inside a row, with kept positions before and after them. Padding fills a
+        row's end (or start) and is never inside, so any such position is the class
+        itself.
+
+    How to fix:
+        Pad the targets with a value that is no class (``-100``, the default of
+        ``CrossEntropyLoss``) and leave ``ignore_index`` at it.
+
+    Example:
+        Before::
+
+            tags = pad_sequence(tags, batch_first=True, padding_value=0)   # tag 0 is 'O'
+            loss_fn = nn.CrossEntropyLoss(ignore_index=0)
+
+        After::
+
+            tags = pad_sequence(tags, batch_first=True, padding_value=-100)
+            loss_fn = nn.CrossEntropyLoss()
+    """
+    first = _first_call(ctx.recording.steps)
+    if first is None:
+        ctx.skip("no recognised torch loss was called")
+    step, call = first
+    ignore = call.kwargs.get("ignore_index")
+    if call.fn not in ("cross_entropy", "nll_loss") or len(call.input_shape) < 2:
+        ctx.skip("no class-index loss (cross-entropy, NLL) was called")
+    classes = call.input_shape[1]
+    if not isinstance(ignore, int) or isinstance(ignore, bool) or not 0 <= ignore < classes:
+        ctx.note(f"ignore_index {ignore if ignore is not None else -100} is no class of {classes}")
+        return
+    lab = ctx.services
+    if lab is None or not lab.available:
+        ctx.skip("the captured targets are not available to look at")
+    subject = lab.subject
+    inside = kept = rows_seen = 0
+    for batch, inputs in zip(lab.batches(8), lab.model_inputs(8) or [()] * 8, strict=False):
+        target = subject.targets(batch)
+        if not isinstance(target, torch.Tensor) or target.is_floating_point():
+            continue
+        rows = _rows_of(target, list(inputs))
+        if rows is None:
+            continue
+        ignored = rows == ignore
+        inside += int(_inside(ignored).sum())
+        kept += int((~ignored).sum())
+        rows_seen += rows.shape[0]
+    if not rows_seen:
+        ctx.skip("the targets are not laid out one row per sequence")
+    ctx.note(
+        f"ignore_index {ignore} is class {ignore} of {classes}; {inside} target positions inside "
+        f"{rows_seen} sequences hold it"
+    )
+    if inside == 0:
+        return
+    share = inside / max(inside + kept, 1)
+    ctx.finding(
+        title=f"The loss ignores class {ignore}, which labels real positions",
+        message=(
+            f"{call.fn} is told ignore_index={ignore}, one of the {classes} classes the model scores, "
+            f"and {inside} target positions inside sequences ({share:.0%} of the positions that are "
+            "not end padding) hold it: they never reach the loss, while every other position pushes "
+            f"class {ignore} down, so the model learns never to predict it."
+        ),
+        fix=(
+            "Pad the targets with -100 (no class) and leave ignore_index at its default; keep "
+            f"class {ignore} in the loss."
+        ),
+        where=Where(step=step.step, file=call.file, line=call.line),
+        evidence={"ignore_index": ignore, "classes": classes, "inside": inside, "share": share},
+    )

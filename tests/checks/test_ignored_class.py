@@ -1,0 +1,80 @@
+"""ignore_index set to a class that labels real positions (reason 18)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from subjects import run
+from torch import nn
+
+CLASSES, VOCAB, LENGTH = 4, 30, 12
+
+
+class Tagger(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(VOCAB, 16, padding_idx=0)
+        self.out = nn.Linear(16, CLASSES)
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(words))  # (B, T, C)
+
+
+def tagged_batches(pad_tag: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Sentences of 6 to 12 words padded at the end: word 0 and tag ``pad_tag`` as padding.
+    Tag 0 ('O') is the most frequent real tag; the last class labels no word."""
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(8):
+        words = torch.zeros(16, LENGTH, dtype=torch.long)
+        tags = torch.full((16, LENGTH), pad_tag, dtype=torch.long)
+        for i in range(16):
+            n = int(torch.randint(6, LENGTH + 1, (1,), generator=g))
+            w = torch.randint(1, VOCAB, (n,), generator=g)
+            words[i, :n] = w
+            tags[i, :n] = torch.where(w < 20, 0, 1 + w % (CLASSES - 2))  # 0 .. CLASSES - 2
+        out.append((words, tags))
+    return out
+
+
+def tag_loss(ignore_index: int):
+    def loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        words, tags = batch
+        logits = model(words)
+        return F.cross_entropy(logits.view(-1, CLASSES), tags.view(-1), ignore_index=ignore_index)
+
+    return loss
+
+
+@pytest.mark.fires("ignored-class")
+def test_padding_tagged_with_a_real_class_that_the_loss_ignores_is_caught() -> None:
+    model = Tagger()
+    report = run(
+        select=["ignored-class"],
+        model=model,
+        data=tagged_batches(pad_tag=0),  # the bug: padded with 'O', and 'O' ignored
+        loss_fn=tag_loss(ignore_index=0),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    (finding,) = report.by_check("ignored-class")
+    assert finding.reasons == [18] and finding.severity.value == "warning"
+    assert finding.evidence["ignore_index"] == 0 and finding.evidence["inside"] > 100
+
+
+@pytest.mark.silent("ignored-class")
+@pytest.mark.parametrize("pad_tag, ignore", [(-100, -100), (CLASSES - 1, CLASSES - 1)])
+def test_padding_the_loss_ignores_at_the_end_of_rows_is_silent(pad_tag: int, ignore: int) -> None:
+    # -100 is no class; a class index used only for the end padding (a language model's pad
+    # token, also a row of the output) is never inside a sequence.
+    batches = tagged_batches(pad_tag=pad_tag)
+    model = Tagger()
+    report = run(
+        select=["ignored-class"],
+        model=model,
+        data=batches,
+        loss_fn=tag_loss(ignore_index=ignore),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.by_check("ignored-class") == []
