@@ -112,3 +112,20 @@ def falling_trend_p(values: list[float]) -> float:
         return 1.0
     z = (s - 1) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def mean_above_zero_p(values: list[float]) -> float:
+    """One-sided p-value of Student's one-sample t-test that the mean of ``values`` is
+    above zero (1 for fewer than two values or a mean at or below zero)."""
+    n = len(values)
+    if n < 2:
+        return 1.0
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    if mean <= 0:
+        return 1.0
+    if var == 0:
+        return 0.0
+    t = mean / math.sqrt(var / n)
+    df = n - 1
+    return 0.5 * regularized_beta(df / (df + t * t), df / 2.0, 0.5)

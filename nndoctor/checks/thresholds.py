@@ -116,6 +116,9 @@ class Thresholds:
     # Held-out samples the cross-fit must judge before a model that memorises any pairing
     # is called unable to learn this one (fewer: inconclusive).
     pairing_min_held_out: int = 128
+    # Fresh batches (not seen before) of the script's own run, in the later half of those
+    # observed, below which its losses say nothing about the pairing.
+    pairing_run_min_steps: int = 4
     # Permutations of the held-out targets a cross-fit's statistic is compared with.
     pairing_permutations: int = 999
     # Looks the value cross-fit takes at the held-out samples, after all of the copies'

@@ -83,6 +83,9 @@ class LossCall:
     line: int | None = None
     value: float = math.nan
     accuracy: float = math.nan  # batch accuracy implied by a classification loss
+    # The loss of the best constant prediction fitted to this batch's own targets (its class
+    # frequencies, each output's mean): what a model blind to the inputs does at best.
+    prior: float = math.nan
 
 
 @dataclass(frozen=True)

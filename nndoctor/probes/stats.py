@@ -10,6 +10,7 @@ in :mod:`nndoctor.probes.recording`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -207,3 +208,52 @@ def param_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.zeros(0)
     dense = [t.detach().to_dense() if t.is_sparse else t.detach() for t in tensors]
     return torch.stack(torch._foreach_norm(dense)).float()
+
+
+def constant_prior_loss(
+    fn: str, inp: torch.Tensor, target: Any, kwargs: dict[str, Any]
+) -> torch.Tensor | None:
+    """The recognised loss ``fn`` of the best constant prediction for this batch, fitted to
+    the batch's own targets (so no constant does better on it): the entropy of the class
+    frequencies for a class-index loss, the cross-entropy of each output's mean for a
+    binary one, each output's variance for MSE and its mean absolute deviation from the
+    median for L1. A 0-d tensor on the targets' device; None for a setting that changes
+    the loss's value (class or sample weights, label smoothing, a reduction other than
+    the mean) or targets of another layout."""
+    if not isinstance(target, torch.Tensor) or target.numel() == 0 or inp.dim() == 0:
+        return None
+    if kwargs.get("reduction", "mean") != "mean":
+        return None
+    if any(kwargs.get(k) is not None for k in ("weight", "pos_weight")):
+        return None
+    if float(kwargs.get("label_smoothing", 0.0) or 0.0) != 0.0:
+        return None
+    if fn in ("cross_entropy", "nll_loss"):
+        if target.is_floating_point() or inp.dim() < 2:
+            return None
+        classes = inp.shape[1]
+        ignore = kwargs.get("ignore_index", -100)
+        flat = target.detach().reshape(-1)
+        valid = (flat >= 0) & (flat < classes) & (flat != ignore)
+        counts = torch.zeros(classes, device=flat.device, dtype=torch.float32)
+        counts.scatter_add_(0, flat.clamp(0, classes - 1).long(), valid.float())
+        p = counts / counts.sum().clamp_min(1.0)
+        return -torch.xlogy(p, p).sum()
+    if fn not in (
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "mse_loss",
+        "l1_loss",
+    ):
+        return None
+    if not target.is_floating_point() or target.numel() != inp.numel():
+        return None
+    y = _as_float(target).reshape(inp.shape)
+    if y.dim() == 0 or y.shape[0] < 2:
+        return None
+    if fn == "mse_loss":
+        return (y - y.mean(0, keepdim=True)).pow(2).mean()
+    if fn == "l1_loss":
+        return (y - y.median(0, keepdim=True).values).abs().mean()
+    q = y.mean(0, keepdim=True).clamp(1e-7, 1 - 1e-7)
+    return -(y * q.log() + (1 - y) * (-q).log1p()).mean()

@@ -737,6 +737,8 @@ class TrainingProbe:
         value_slot = pending.transfer.add(out.detach().reshape(1))
         acc = _accuracy(fn_name, inp, target, kwargs)
         acc_slot = pending.transfer.add(acc.reshape(1)) if acc is not None else None
+        prior = stats.constant_prior_loss(fn_name, inp, target, kwargs)
+        prior_slot = pending.transfer.add(prior.reshape(1)) if prior is not None else None
         class_dim = 1 if inp.dim() > 1 else 0
         in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
         ignore = kwargs.get("ignore_index", -100)
@@ -748,6 +750,8 @@ class TrainingProbe:
             call.value = pending.transfer.get(value_slot)[0]
             if acc_slot is not None:
                 call.accuracy = pending.transfer.get(acc_slot)[0]
+            if prior_slot is not None:
+                call.prior = pending.transfer.get(prior_slot)[0]
             call.input_stats = logits_from(pending.transfer.get(in_slot))
             if t_slots is not None:
                 call.target = t_slots()

@@ -7,7 +7,11 @@ import torch
 from subjects import batches, blobs, healthy_classifier, mlp, run, serious
 from torch import nn
 
+from nndoctor.checks.thresholds import Thresholds
+
 SELECT = ["model-ignores-input", "labels-not-connected", "nothing-generalizes", "label-noise"]
+# Without the script's own run as evidence: the copies' experiments decide alone.
+NO_RUN_EVIDENCE = Thresholds(pairing_run_min_steps=10**6)
 
 
 @pytest.mark.silent("model-ignores-input")
@@ -96,6 +100,7 @@ def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> Non
         data=batches(x, y),
         loss_fn=nn.CrossEntropyLoss(),
         optimizer=torch.optim.SGD(model.parameters(), lr=0.02),
+        thresholds=NO_RUN_EVIDENCE,
     )
     assert report.by_check("labels-not-connected") == []
     assert "binomial p=" in report.result("labels-not-connected").detail
@@ -360,10 +365,26 @@ def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit(
         data=batches(x, y),
         loss_fn=nn.MSELoss(),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        thresholds=NO_RUN_EVIDENCE,
     )
     assert report.by_check("labels-not-connected") == []
     detail = report.result("labels-not-connected").detail
     assert "permutation p=" in detail and "follow the inputs" in detail
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_the_scripts_own_run_beating_the_constants_on_unseen_batches_shows_the_pairing() -> None:
+    x, y = _linear_targets()
+    model = mlp(classes=4)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    detail = report.result("labels-not-connected").detail
+    assert "the script's own run" in detail and "follow the inputs" in detail
 
 
 @pytest.mark.fires("labels-not-connected")
@@ -387,7 +408,27 @@ def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> No
 @pytest.mark.silent("labels-not-connected")
 def test_memorised_real_valued_targets_without_a_held_out_pairing_are_inconclusive() -> None:
     # Copies memorise shuffled targets as fast as any: a held-out correlation near zero
-    # is then also what a weak real signal gives, so the check says it cannot tell.
+    # is then also what a weak real signal gives, so, without the script's own run to
+    # say more, the check says it cannot tell.
+    x, y = _linear_targets()
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
+    model = mlp(classes=4, hidden=128)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        thresholds=NO_RUN_EVIDENCE,
+    )
+    assert report.by_check("labels-not-connected") == []
+    assert "inconclusive" in report.result("labels-not-connected").detail
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_memorised_targets_the_scripts_own_run_cannot_predict_either_are_caught() -> None:
+    # The same, with the script's run as a second line of evidence: on batches it had not
+    # trained on it does no better than a constant, and neither do the copies.
     x, y = _linear_targets()
     y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
     model = mlp(classes=4, hidden=128)
@@ -398,8 +439,9 @@ def test_memorised_real_valued_targets_without_a_held_out_pairing_are_inconclusi
         loss_fn=nn.MSELoss(),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
     )
-    assert report.by_check("labels-not-connected") == []
-    assert "inconclusive" in report.result("labels-not-connected").detail
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4] and finding.evidence["memorised"]
+    assert "the script's own run" in report.result("labels-not-connected").detail
 
 
 def test_the_value_cross_fit_is_blind_to_over_confidence() -> None:

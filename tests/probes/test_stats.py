@@ -41,3 +41,41 @@ def test_class_counts_leave_out_the_targets_the_loss_ignores() -> None:
     target = torch.tensor([0, 0, 0, 0, 1, 2, 2, -100])
     assert class_counts(target, 3).tolist() == [4.0, 1.0, 2.0]
     assert class_counts(target, 3, ignore_index=0).tolist() == [0.0, 1.0, 2.0]
+
+
+def test_the_constant_prior_is_the_loss_of_the_best_constant_fitted_to_the_batch() -> None:
+    import torch.nn.functional as F
+
+    from nndoctor.probes.stats import constant_prior_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 5, generator=g)
+    labels = torch.randint(0, 5, (64,), generator=g)
+    freq = torch.bincount(labels, minlength=5).float() / 64
+    constant = freq.clamp_min(1e-12).log().expand(64, 5)
+    prior = constant_prior_loss("cross_entropy", logits, labels, {})
+    assert prior is not None and float(prior) == pytest.approx(
+        float(F.cross_entropy(constant, labels)), rel=1e-5
+    )
+    # Ignored targets are no sample.
+    masked = labels.clone()
+    masked[:10] = -100
+    freq = torch.bincount(masked[10:], minlength=5).float() / 54
+    expected = -(freq * freq.clamp_min(1e-12).log()).sum()
+    assert float(constant_prior_loss("cross_entropy", logits, masked, {})) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+
+    values = torch.randn(64, 3, generator=g)
+    mse = constant_prior_loss("mse_loss", torch.zeros(64, 3), values, {})
+    assert float(mse) == pytest.approx(
+        float(F.mse_loss(values.mean(0).expand(64, 3), values)), rel=1e-5
+    )
+    binary = (torch.rand(64, 4, generator=g) < 0.3).float()
+    q = binary.mean(0).clamp(1e-7, 1 - 1e-7)
+    bce = F.binary_cross_entropy(q.expand(64, 4), binary)
+    prior = constant_prior_loss("binary_cross_entropy_with_logits", torch.zeros(64, 4), binary, {})
+    assert float(prior) == pytest.approx(float(bce), rel=1e-5)
+    # Settings that change what the loss measures: no prior.
+    assert constant_prior_loss("cross_entropy", logits, labels, {"label_smoothing": 0.1}) is None
+    assert constant_prior_loss("mse_loss", torch.zeros(64, 3), values, {"reduction": "sum"}) is None

@@ -6,6 +6,7 @@ changed, and compares the loss curves with the unchanged run.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,8 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import mean_above_zero_p
+from nndoctor.probes.recording import Recording
 from nndoctor.subject import Subject
 from nndoctor.trees import map_tensors
 
@@ -375,6 +378,71 @@ def value_cross_fit(lab: Lab, subject: Subject, t: Any) -> ValueCrossFit | None:
     return lab.memo("data-value-cross-fit-pairing", compute)
 
 
+@dataclass
+class RunEvidence:
+    """What the script's own run says about the pairing: on each batch it had not trained
+    on yet, its loss against the best constant prediction fitted to that batch's targets
+    (the loss is taken before the step that trains on the batch, so each batch is held
+    out from the weights that score it)."""
+
+    gains: list[float]  # constant's loss minus the run's, over the later half of fresh steps
+    steps: int  # fresh steps in that half
+
+    @property
+    def mean_gain(self) -> float:
+        return sum(self.gains) / len(self.gains) if self.gains else math.nan
+
+    def better_than_labels_alone(self) -> float:
+        """One-sided t-test that the run beats the constants. Labels independent of the
+        inputs make every such batch's loss at least the best constant's on average (the
+        constant is fitted to the very targets it scores, in its own favour)."""
+        return mean_above_zero_p(self.gains)
+
+    def describe(self) -> str:
+        return (
+            f"the script's own run, on {self.steps} batches it had not trained on yet: loss "
+            f"{self.mean_gain:+.3g} below the best constant fitted to each batch "
+            f"(t-test p={self.better_than_labels_alone():.2g})"
+        )
+
+
+def _fresh(rec: Recording) -> list[bool]:
+    """Per observed step, whether none of its samples (by fingerprint) was fed before."""
+    seen: list[float] = []
+    fresh = []
+    for s in rec.steps:
+        prints = [v for v in s.sample_fingerprints if math.isfinite(v)]
+        fresh.append(bool(prints) and not any(_met(seen, v) for v in prints))
+        for v in prints:
+            bisect.insort(seen, v)
+    return fresh
+
+
+def _met(sorted_values: list[float], v: float) -> bool:
+    i = bisect.bisect_left(sorted_values, v)
+    tol = 1e-5 * max(1.0, abs(v))
+    return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
+
+
+def run_evidence(rec: Recording, t: Any) -> RunEvidence | None:
+    """The pairing as the script's own run shows it (``RunEvidence``), from the later half
+    of the steps that fed batches not seen before (the first half, the model has hardly
+    learned); None with fewer than ``pairing_run_min_steps`` of them or without a
+    recognised loss whose constant prior is known."""
+    scored = [
+        s.loss_calls[0].prior - s.loss_calls[0].value
+        for s, new in zip(rec.steps, _fresh(rec), strict=True)
+        if new
+        and s.loss_calls
+        and math.isfinite(s.loss_calls[0].prior)
+        and math.isfinite(s.loss_calls[0].value)
+    ]
+    later = scored[len(scored) // 2 :]
+    if len(later) < t.pairing_run_min_steps:
+        return None
+    return RunEvidence(later, len(later))
+
+
 def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> float | None:
     """How far the initial model's output moves when its input is replaced by noise,
     relative to the output's own size (0 for a model that does not read its input);
@@ -703,6 +771,10 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ctx.skip(
             f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart"
         )
+    run = run_evidence(ctx.recording, t)
+    if run is not None and run.better_than_labels_alone() < t.label_pairing_alpha:
+        ctx.note(f"{run.describe()}: the labels follow the inputs")
+        return
     fit: CrossFit | ValueCrossFit | None = (
         cross_fit(lab, subject, t, pairing=True)
         if subject.task.kind == "classification"
@@ -729,6 +801,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         f"real pairing: loss {real.initial:.4g} → {real.final:.4g}; "
         + "; ".join(f"{k}: {v.initial:.4g} → {v.final:.4g}" for k, v in nulls.items())
         + (f"; {fit.describe()}" if fit is not None and fit.total else "")
+        + (f"; {run.describe()}" if run is not None else "")
     )
     # Both pairings memorised: losses near zero compare by chance (the real run ends lowest
     # of three exchangeable runs a third of the time), so only held-out samples decide.
@@ -773,11 +846,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # samples held out can, and there are too few (or no prediction to judge them by).
         ctx.note(ctx.detail + " — both memorised, and too few held-out samples: inconclusive")
         return
-    if memorised and isinstance(fit, ValueCrossFit):
+    if memorised and isinstance(fit, ValueCrossFit) and (run is None or run.mean_gain > 0):
         # A correlation near zero on held-out samples is also what a real but weak signal
         # gives copies that memorised a few hundred samples (healthy multi-label runs on
         # the bench lean either way, seed by seed): it shows no pairing, which is not yet
-        # the absence of one.
+        # the absence of one, unless the script's own run, on full batches it had not
+        # seen, does no better than the constants either.
         ctx.note(
             ctx.detail + " — both memorised, and held-out predictions that do not beat "
             "permuted targets do not show the pairing absent: inconclusive"
@@ -817,6 +891,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         held_out = fit.sentence()
     if "shuffled again" in nulls:
         evidence["shuffled_again_final"] = nulls["shuffled again"].final
+    if run is not None:
+        evidence.update(run_mean_gain=run.mean_gain, run_fresh_steps=run.steps)
     evidence["memorised"] = memorised
     if memorised:
         ctx.finding(
