@@ -215,19 +215,20 @@ def constant_prior_loss(
 ) -> torch.Tensor | None:
     """The recognised loss ``fn`` of the best constant prediction for this batch, fitted to
     the batch's own targets (so no constant does better on it): the entropy of the class
-    frequencies for a class-index loss, the cross-entropy of each output's mean for a
-    binary one, each output's variance for MSE and its mean absolute deviation from the
-    median for L1. A 0-d tensor on the targets' device; None for a setting that changes
-    the loss's value (class or sample weights, label smoothing, a reduction other than
-    the mean) or targets of another layout."""
+    frequencies for a class-index loss (weighted by the class weights, as the loss weighs
+    them), the cross-entropy of each output's best constant probability for a binary one
+    (its mean, moved by ``pos_weight``), each output's variance for MSE and its mean
+    absolute deviation from the median for L1. A 0-d tensor on the targets' device; None
+    for a setting whose best constant is not written here (sample weights of a binary
+    loss, label smoothing, a reduction other than the mean) or targets of another
+    layout."""
     if not isinstance(target, torch.Tensor) or target.numel() == 0 or inp.dim() == 0:
         return None
     if kwargs.get("reduction", "mean") != "mean":
         return None
-    if any(kwargs.get(k) is not None for k in ("weight", "pos_weight")):
-        return None
     if float(kwargs.get("label_smoothing", 0.0) or 0.0) != 0.0:
         return None
+    weight = kwargs.get("weight")
     if fn in ("cross_entropy", "nll_loss"):
         if target.is_floating_point() or inp.dim() < 2:
             return None
@@ -237,8 +238,15 @@ def constant_prior_loss(
         valid = (flat >= 0) & (flat < classes) & (flat != ignore)
         counts = torch.zeros(classes, device=flat.device, dtype=torch.float32)
         counts.scatter_add_(0, flat.clamp(0, classes - 1).long(), valid.float())
-        p = counts / counts.sum().clamp_min(1.0)
+        if isinstance(weight, torch.Tensor) and weight.numel() == classes:
+            # The weighted mean of -log p[y] is smallest at p proportional to w_k n_k.
+            counts = counts * weight.detach().float().reshape(-1).to(counts.device)
+        elif weight is not None:
+            return None
+        p = counts / counts.sum().clamp_min(1e-12)
         return -torch.xlogy(p, p).sum()
+    if weight is not None:
+        return None
     if fn not in (
         "binary_cross_entropy",
         "binary_cross_entropy_with_logits",
@@ -255,5 +263,14 @@ def constant_prior_loss(
         return (y - y.mean(0, keepdim=True)).pow(2).mean()
     if fn == "l1_loss":
         return (y - y.median(0, keepdim=True).values).abs().mean()
-    q = y.mean(0, keepdim=True).clamp(1e-7, 1 - 1e-7)
+    mean = y.mean(0, keepdim=True)
+    pos_weight = kwargs.get("pos_weight")
+    if fn == "binary_cross_entropy_with_logits" and isinstance(pos_weight, torch.Tensor):
+        # -[w y log q + (1 - y) log(1 - q)] is smallest at q = w m / (w m + 1 - m).
+        w = pos_weight.detach().float().to(y.device)
+        q = (w * mean / (w * mean + 1 - mean)).clamp(1e-7, 1 - 1e-7)
+        return -(w * y * q.log() + (1 - y) * (-q).log1p()).mean()
+    if pos_weight is not None:
+        return None
+    q = mean.clamp(1e-7, 1 - 1e-7)
     return -(y * q.log() + (1 - y) * (-q).log1p()).mean()

@@ -79,3 +79,45 @@ def test_the_constant_prior_is_the_loss_of_the_best_constant_fitted_to_the_batch
     # Settings that change what the loss measures: no prior.
     assert constant_prior_loss("cross_entropy", logits, labels, {"label_smoothing": 0.1}) is None
     assert constant_prior_loss("mse_loss", torch.zeros(64, 3), values, {"reduction": "sum"}) is None
+
+
+def test_the_constant_prior_follows_class_weights_and_pos_weight() -> None:
+    import torch.nn.functional as F
+
+    from nndoctor.probes.stats import constant_prior_loss
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 3, (90,), generator=g)
+    weight = torch.tensor([1.0, 2.0, 5.0])
+    prior = constant_prior_loss("cross_entropy", torch.zeros(90, 3), labels, {"weight": weight})
+    # The best constant is found numerically: no log-probability vector does better.
+    loss = _minimum(lambda z: F.cross_entropy(z.expand(90, 3), labels, weight=weight), 3)
+    assert float(prior) == pytest.approx(loss, rel=1e-4)
+
+    targets = (torch.rand(90, 2, generator=g) < 0.2).float()
+    pos_weight = torch.tensor([3.0, 0.5])
+    prior = constant_prior_loss(
+        "binary_cross_entropy_with_logits", torch.zeros(90, 2), targets, {"pos_weight": pos_weight}
+    )
+    loss = _minimum(
+        lambda z: F.binary_cross_entropy_with_logits(
+            z.expand(90, 2), targets, pos_weight=pos_weight
+        ),
+        2,
+    )
+    assert float(prior) == pytest.approx(loss, rel=1e-4)
+
+
+def _minimum(loss_of, size: int) -> float:
+    """The smallest value of ``loss_of`` over constant vectors of ``size``, numerically."""
+    z = torch.zeros(size, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([z], max_iter=200, tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = loss_of(z.float())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(loss_of(z.float().detach()))
