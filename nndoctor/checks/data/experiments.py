@@ -407,10 +407,25 @@ class RunEvidence:
 
 
 def _fresh(rec: Recording) -> list[bool]:
-    """Per observed step, whether none of its samples (by fingerprint) was fed before."""
+    """Per observed step, whether it fed samples the run had not trained on: within the
+    first epoch of the DataLoader that fed it (counted per dataset, so a loader rebuilt
+    every epoch does not start over), or, without one, when none of its samples' input
+    fingerprints was met before (fingerprints of one input tensor, such as categorical
+    codes, can repeat across samples, which only makes fewer steps fresh)."""
     seen: list[float] = []
+    fed: dict[tuple[str, int], int] = {}
     fresh = []
     for s in rec.steps:
+        info = (
+            rec.loaders[s.loader] if s.loader is not None and s.loader < len(rec.loaders) else None
+        )
+        if info is not None and info.dataset_len and info.batch_size:
+            key = (info.dataset, info.dataset_len)
+            fed[key] = fed.get(key, 0) + 1
+            full, rest = divmod(info.dataset_len, info.batch_size)
+            per_epoch = full if info.drop_last or not rest else full + 1
+            fresh.append(fed[key] <= per_epoch)
+            continue
         prints = [v for v in s.sample_fingerprints if math.isfinite(v)]
         fresh.append(bool(prints) and not any(_met(seen, v) for v in prints))
         for v in prints:
