@@ -711,37 +711,43 @@ def labels_not_connected(ctx: CheckContext) -> None:
         or the labels belong to other samples (an off-by-one, a sort applied to one side).
 
     What is measured:
-        First a cross-fit: copies trained on half the captured batches
-        (``pairing_experiment_batches``, 8, of up to ``pairing_batch_size``, 64,
-        samples) predict the other half. For classification, if their held-out accuracy
-        beats the share of the most frequent label (one-sided binomial test at
-        ``label_pairing_alpha``, 1%: with labels independent of the inputs no predictor
-        does better, so this is the test's error rate) the labels follow the inputs. For
-        other targets (values, binary or multi-label targets, masks) the copies'
-        predictions are compared with their targets, each output element standardised
-        over the held-out samples: their summed products (a covariance, blind to how
-        over-confident a copy that memorised its half is), taken after all of the
-        copies' steps and after each earlier half of them (``pairing_looks``), against
-        the same with the targets permuted among the held-out samples
-        (``pairing_permutations``, 999; a max-statistic permutation test at the same
-        level). Otherwise copies from the initial weights are trained on the same
-        batches with the real pairing and with the targets permuted within each batch by
-        two independent permutations; the real run must end below every null run, or
-        fall clearly further, or a copy must predict a held-out batch better than the
-        label prior. When every run memorises its batches, their curves cannot tell
-        structure from noise, and the accuracy cross-fit decides: with at least
-        ``pairing_min_held_out`` (128) held-out samples no better than the most frequent
-        label, the labels do not follow the inputs; with fewer, or without class scores,
-        the experiment says it is inconclusive (a value cross-fit that finds no pairing
-        then is what a weak real signal gives too), as it does when nothing is learned
-        and the model cannot fit even a tiny batch. Not shown to follow the inputs is
-        not yet shown not to (a slow task looks the same in this budget), so the finding
-        also needs the evidence to lean against the pairing: held-out accuracy below the
-        most frequent label's share, held-out predictions no closer to their own targets
-        than to others', or, without a cross-fit, a real run ending no lower than the
-        permuted runs' mean; otherwise it is inconclusive. How often healthy scripts
-        draw the finding is measured on the bench's healthy cases (the README's
-        numbers).
+        First the script's own run: on the later half of the batches it had not trained
+        on yet (the first epoch of its DataLoader, or inputs not met before), its loss
+        against the best constant prediction fitted to each batch's own targets
+        (recorded with the loss call); a one-sided t-test at ``label_pairing_alpha``
+        that it beats them shows the labels follow the inputs (labels independent of the
+        inputs are predicted no better than by their own frequencies, and a constant
+        fitted to the batch errs in its own favour). Then a cross-fit: copies trained on
+        half the captured batches (``pairing_experiment_batches``, 8, of up to
+        ``pairing_batch_size``, 64, samples) predict the other half. For classification,
+        if their held-out accuracy beats the share of the most frequent label (one-sided
+        binomial test at ``label_pairing_alpha``, 1%: with labels independent of the
+        inputs no predictor does better, so this is the test's error rate) the labels
+        follow the inputs. For other targets (values, binary or multi-label targets,
+        masks) the copies' predictions are compared with their targets, each output
+        element standardised over the held-out samples: their summed products (a
+        covariance, blind to how over-confident a copy that memorised its half is),
+        taken after all of the copies' steps and after each earlier half of them
+        (``pairing_looks``), against the same with the targets permuted among the
+        held-out samples (``pairing_permutations``, 999; a max-statistic permutation
+        test at the same level). Otherwise copies from the initial weights are trained
+        on the same batches with the real pairing and with the targets permuted within
+        each batch by two independent permutations; the real run must end below every
+        null run, or fall clearly further, or a copy must predict a held-out batch
+        better than the label prior. When every run memorises its batches, their curves
+        cannot tell structure from noise, and the accuracy cross-fit decides: with at
+        least ``pairing_min_held_out`` (128) held-out samples no better than the most
+        frequent label, the labels do not follow the inputs; with fewer, or without
+        class scores, the experiment says it is inconclusive (a value cross-fit that
+        finds no pairing then is what a weak real signal gives too), as it does when
+        nothing is learned and the model cannot fit even a tiny batch. Not shown to
+        follow the inputs is not yet shown not to (a slow task looks the same in this
+        budget), so the finding also needs the evidence to lean against the pairing:
+        held-out accuracy below the most frequent label's share, held-out predictions no
+        closer to their own targets than to others', or, without a cross-fit, a real run
+        ending no lower than the permuted runs' mean; otherwise it is inconclusive. How
+        often healthy scripts draw the finding is measured on the bench's healthy cases
+        (the README's numbers).
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
