@@ -138,22 +138,30 @@ def nonfinite_traced(model: nn.Module | None = None) -> Iterator[_NonFiniteTrace
     """Trace every op run inside the block; the tracer's ``event`` is the first op making a
     non-finite value. Offline only (it synchronises per op); hooks removed on exit."""
     tracer = _NonFiniteTracer()
+    with _module_stack(model, tracer.modules):
+        with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
+            yield tracer
+
+
+@contextmanager
+def _module_stack(model: nn.Module | None, stack: list[str]) -> Iterator[None]:
+    """Keep ``stack`` the forward calls of ``model``'s modules under way, outermost first,
+    inside the block; hooks removed on exit."""
     handles = []
     try:
         if model is not None:
             for name, module in model.named_modules():
 
                 def enter(mod: nn.Module, args: Any, name: str = name) -> None:
-                    tracer.modules.append(name or "<root>")
+                    stack.append(name or "<root>")
 
                 def leave(mod: nn.Module, args: Any, out: Any) -> None:
-                    if tracer.modules:
-                        tracer.modules.pop()
+                    if stack:
+                        stack.pop()
 
                 handles.append(module.register_forward_pre_hook(enter))
                 handles.append(module.register_forward_hook(leave, always_call=True))
-        with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
-            yield tracer
+        yield
     finally:
         for h in handles:
             h.remove()
@@ -289,21 +297,5 @@ def dropout_masks_recorded(model: nn.Module) -> Iterator[list[RandomOpEvent]]:
     """Record every dropout mask drawn inside the block, with the innermost module of
     ``model`` running it and the user's line; hooks and mode removed on exit."""
     recorder = _MaskRecorder()
-    handles = []
-    try:
-        for name, module in model.named_modules():
-
-            def enter(mod: nn.Module, args: Any, name: str = name) -> None:
-                recorder.modules.append(name or "<root>")
-
-            def leave(mod: nn.Module, args: Any, out: Any) -> None:
-                if recorder.modules:
-                    recorder.modules.pop()
-
-            handles.append(module.register_forward_pre_hook(enter))
-            handles.append(module.register_forward_hook(leave, always_call=True))
-        with recorder:
-            yield recorder.events
-    finally:
-        for h in handles:
-            h.remove()
+    with _module_stack(model, recorder.modules), recorder:
+        yield recorder.events
