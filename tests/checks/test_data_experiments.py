@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from subjects import batches, blobs, healthy_classifier, mlp, run, serious
 from torch import nn
 
 from nndoctor.checks.thresholds import Thresholds
+from nndoctor.report.model import Report
 
 SELECT = ["model-ignores-input", "labels-not-connected", "nothing-generalizes", "label-noise"]
 # Without the script's own run as evidence: the copies' experiments decide alone.
@@ -355,18 +358,28 @@ def _linear_targets(n: int = 512, outputs: int = 4, seed: int = 0) -> tuple[torc
     return x, x @ w + 0.3 * torch.randn(n, outputs, generator=g)
 
 
-@pytest.mark.silent("labels-not-connected")
-def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit() -> None:
+def _check_regression(
+    *, shuffled: bool, hidden: int = 32, lr: float = 1e-2, **kwargs: Any
+) -> Report:
+    """labels-not-connected on an MLP regressing ``_linear_targets``; with ``shuffled`` the
+    targets are permuted apart from their inputs (the bug)."""
     x, y = _linear_targets()
-    model = mlp(classes=4)
-    report = run(
+    if shuffled:
+        y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
+    model = mlp(classes=4, hidden=hidden)
+    return run(
         select=["labels-not-connected"],
         model=model,
         data=batches(x, y),
         loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-        thresholds=NO_RUN_EVIDENCE,
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+        **kwargs,
     )
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit() -> None:
+    report = _check_regression(shuffled=False, thresholds=NO_RUN_EVIDENCE)
     assert report.by_check("labels-not-connected") == []
     detail = report.result("labels-not-connected").detail
     assert "permutation p=" in detail and "follow the inputs" in detail
@@ -374,31 +387,14 @@ def test_real_valued_targets_that_follow_the_inputs_pass_on_the_value_cross_fit(
 
 @pytest.mark.silent("labels-not-connected")
 def test_the_scripts_own_run_beating_the_constants_on_unseen_batches_shows_the_pairing() -> None:
-    x, y = _linear_targets()
-    model = mlp(classes=4)
-    report = run(
-        select=["labels-not-connected"],
-        model=model,
-        data=batches(x, y),
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-    )
+    report = _check_regression(shuffled=False)
     detail = report.result("labels-not-connected").detail
     assert "the script's own run" in detail and "follow the inputs" in detail
 
 
 @pytest.mark.fires("labels-not-connected")
 def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> None:
-    x, y = _linear_targets()
-    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]  # the bug
-    model = mlp(classes=4)
-    report = run(
-        select=["labels-not-connected"],
-        model=model,
-        data=batches(x, y),
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-    )
+    report = _check_regression(shuffled=True, lr=1e-3)
     (finding,) = report.by_check("labels-not-connected")
     assert finding.reasons == [4]
     assert finding.evidence["held_out_samples"] >= 128
@@ -409,17 +405,7 @@ def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> No
 def test_memorised_real_valued_targets_without_a_held_out_pairing_are_inconclusive() -> None:
     # Copies memorise shuffled targets as fast as any: a held-out correlation near zero
     # is then also what a weak real signal gives, so the check says it cannot tell.
-    x, y = _linear_targets()
-    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(3))]
-    model = mlp(classes=4, hidden=128)
-    report = run(
-        select=["labels-not-connected"],
-        model=model,
-        data=batches(x, y),
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-        thresholds=NO_RUN_EVIDENCE,
-    )
+    report = _check_regression(shuffled=True, hidden=128, thresholds=NO_RUN_EVIDENCE)
     assert report.by_check("labels-not-connected") == []
     assert "inconclusive" in report.result("labels-not-connected").detail
 
