@@ -12,6 +12,7 @@ from torch import nn
 
 from nndoctor.capture.replay import ReplayResult
 from nndoctor.checks.lab import Lab
+from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
 from nndoctor.engine import Selection, check_script
 
 
@@ -73,6 +74,44 @@ def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "skipped" and "time limit after 3 of" in result.detail
+
+
+def test_a_longer_replay_cut_by_its_time_limit_decides_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The short replay ends with the loss still falling, so a longer one decides; on a
+    # loaded machine that one hits its time limit. The short run must not decide then:
+    # the same script on a quiet machine fits the batch in the longer run.
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent("""
+        import torch
+        from torch import nn
+        from torch.utils.data import DataLoader, TensorDataset
+        torch.manual_seed(0)
+        x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
+        model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for epoch in range(100):
+            for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
+                logits = model(xb)
+                loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
+                opt.zero_grad(); loss.backward(); opt.step()
+    """)
+    )
+    t = DEFAULT_THRESHOLDS
+    slow = [0.988**i for i in range(t.overfit_steps)]  # still falling clearly, not yet fit
+    short = ReplayResult(True, losses=slow, substituted=True, steps=len(slow))
+    cut = ReplayResult(
+        False, losses=slow + slow[-1:] * 50, error="timeout", substituted=True, steps=len(slow) + 50
+    )
+    replies = iter([short, cut])
+    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: next(replies))
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "skipped"
+    assert "longer replay that decides hit its time limit" in result.detail
 
 
 def _stripes() -> tuple[torch.Tensor, torch.Tensor]:

@@ -203,11 +203,19 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     varies = user.inputs_vary
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
-        longer = lab.replay(
-            "overfit", steps=t.overfit_steps * t.overfit_extension, batch_size=t.overfit_batch_size
-        )
+        steps = t.overfit_steps * t.overfit_extension
+        longer = lab.replay("overfit", steps=steps, batch_size=t.overfit_batch_size)
+        if longer.timed_out:
+            # The longer run is what decides a loss still falling at the end of the short
+            # one; cut short by the clock, it decides nothing, and the short run must not
+            # decide in its place (a verdict never depends on the machine's speed).
+            ctx.skip(
+                f"{lab.unavailable_reason}; the tiny batch was not fit in {len(result.losses)} "
+                f"steps of the script replay, and the longer replay that decides hit its time "
+                f"limit after {len(longer.losses)} of {steps} steps"
+            )
         # Where the script raised before the longer budget, its steps up to there count.
-        if len(longer.losses) > len(result.losses) and not longer.timed_out:
+        if len(longer.losses) > len(result.losses):
             result = TrainResult(losses=longer.losses)
             varies = varies or longer.inputs_vary
     lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
