@@ -12,8 +12,6 @@ from subjects import serious
 from nndoctor.capture import subject as capture_subject
 from nndoctor.capture.runner import run_script
 from nndoctor.capture.subject import subject_from_capture, tape_subject_from_capture
-from nndoctor.checks.lab import DATA_EXPERIMENTS
-from nndoctor.checks.registry import get_check
 from nndoctor.engine import Selection, check_script
 from nndoctor.report.model import Report
 
@@ -106,10 +104,3 @@ def test_the_tape_feeds_the_data_experiments_only(
     # ... and the data experiment runs on the tape subject, where it could not before.
     assert taped.result("labels-not-connected").status.value == "passed"
     assert plain.result("labels-not-connected").status.value == "skipped"
-
-
-def test_the_checks_the_tape_feeds_are_the_data_experiments() -> None:
-    # A renamed check would silently lose the tape subject.
-    for check in DATA_EXPERIMENTS:
-        spec = get_check(check)
-        assert spec.kind == "experiment" and spec.func.__module__.endswith("data.experiments")
