@@ -199,7 +199,7 @@ def _run_each(
             recording=recording,
             thresholds=thresholds,
             budget="quick" if selection.quick else "default",
-            services=lab.for_check(spec.id),
+            services=lab,
         )
         start = time.perf_counter()
         handed_back = len(lab.curves)
@@ -639,11 +639,7 @@ def _diagnose_capture(
     start: float,
     keep_scratch: bool,
 ) -> Report:
-    from nndoctor.capture.subject import (
-        captured_task,
-        subject_from_capture,
-        tape_subject_from_capture,
-    )
+    from nndoctor.capture.subject import captured_task, subject_from_capture
     from nndoctor.checks.crash import diagnose_crash
 
     run = RunInfo(
@@ -709,16 +705,9 @@ def _diagnose_capture(
     t_checks = time.perf_counter()
     if capture.observed:
         subject, why = subject_from_capture(capture)
-        # A loss that is no recognised call may still be replayed from its tape: for the
-        # data experiments only (nndoctor.checks.lab.DATA_EXPERIMENTS); every other check
-        # sees no subject, as without the tape.
-        taped = tape_subject_from_capture(capture)[0] if subject is None else None
         if subject is None and why:
-            run.notes.append(
-                f"experiments on copies are limited: {why}"
-                + ("; the data experiments replay the loss from its tape" if taped else "")
-            )
-        lab = _capture_lab(capture, subject, why, device, taped)
+            run.notes.append(f"experiments on copies are limited: {why}")
+        lab = _capture_lab(capture, subject, why, device)
         subject_desc = _describe_capture(capture, subject)
         results, findings = run_checks(
             subject,
@@ -789,13 +778,7 @@ def _manual_update(capture: Any) -> str | None:
     return "by hand (a rule other than plain SGD)"
 
 
-def _capture_lab(
-    capture: Any,
-    subject: Subject | None,
-    why: str,
-    device: str | None,
-    data_subject: Subject | None = None,
-) -> Lab:
+def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
     from nndoctor.capture.subject import captured_task
 
     # A replay re-runs the script from its start: of the first phase only, and never one
@@ -819,7 +802,6 @@ def _capture_lab(
         script=script,
         task=captured_task(capture),
         datasets=capture.datasets,
-        data_subject=data_subject,
     )
 
 

@@ -134,34 +134,22 @@ def _loss_scale(backpropagated: float, calls: list[float]) -> float:
 
 
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
-    """A replayable Subject, or None and the reason it cannot be built: a loss that is one
-    recognised call on the model output. Any other loss gets no Subject here; see
-    :func:`tape_subject_from_capture` for the one that feeds the data experiments only."""
+    """A replayable Subject, or None and the reason it cannot be built.
+
+    A loss that is one recognised call on the model output is called as such; any other
+    is replayed from the captured steps' loss tapes (see nndoctor.capture.tape_subject).
+    Without either, the recognised route's reason is given."""
     if capture.recording.alternating_objectives:
         return None, ALTERNATING
     if capture.model is None:
         return None, "no model was found"
-    return _recognised_subject(capture)
-
-
-def tape_subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
-    """The Subject replaying the captured steps' loss tapes (see
-    nndoctor.capture.tape_subject), for a loss that is no single recognised call (a
-    transformed output, several terms, a hand-written loss); None and why not otherwise.
-
-    It is meant for the data experiments alone (nndoctor.checks.lab.DATA_EXPERIMENTS): the
-    engine keeps it apart from the Subject every other check sees, which stays None."""
-    if capture.recording.alternating_objectives:
-        return None, ALTERNATING
-    if capture.model is None:
-        return None, "no model was found"
-    if not any(b.get("tape") for b in capture.batches):
-        return None, "no loss tape was recorded"
-    if _recognised_subject(capture)[0] is not None:
-        return None, "the loss is a recognised call"
-    return tape_subject(
+    subject, why = _recognised_subject(capture)
+    if subject is not None or not any(b.get("tape") for b in capture.batches):
+        return subject, why
+    taped, _ = tape_subject(
         capture, _initial_copy(capture), _optimizer_spec(capture), _inputs, _with_inputs
     )
+    return (taped, "") if taped is not None else (None, why)
 
 
 def _initial_copy(capture: Capture) -> nn.Module:

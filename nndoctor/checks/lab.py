@@ -28,19 +28,6 @@ from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to
 # The known-good optimiser of the tiny-batch experiments.
 KNOWN_GOOD_LR = 1e-3
 
-# The experiments that may run on a Subject replaying a captured loss tape (a script whose
-# loss is no single recognised call; see nndoctor.capture.tape_subject): the data
-# experiments. Each compares runs of one subject with itself (real labels against shuffled
-# or noised ones, real inputs against noise, the training batches against held-out ones),
-# so the loss's scale and floor cancel and need no calibration. Every other experiment or
-# check judges the loss against levels calibrated for one recognised loss (a tiny batch
-# fit to near zero, the chance level at initialisation): mixup's targets keep a floor
-# above zero, CE + Dice at initialisation is not CE's chance level, a whole-graph batch
-# cannot be cut. Those see no Subject for such a script, exactly as before the tape.
-DATA_EXPERIMENTS = frozenset(
-    {"labels-not-connected", "label-noise", "nothing-generalizes", "model-ignores-input"}
-)
-
 
 class ExperimentCrashed(RuntimeError):
     """An experiment on a copy failed before it could measure anything; the engine reports
@@ -92,13 +79,8 @@ class Lab:
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
-        data_subject: Subject | None = None,
     ) -> None:
         self.subject = subject
-        # A Subject for the data experiments only, where ``subject`` is None: the loss
-        # replayed from its tape (see DATA_EXPERIMENTS); handed out by ``for_check``.
-        self._data_subject = data_subject if subject is None else None
-        self._data_lab: Lab | None = None
         # Without a replayable loss, a model and the inputs it was called with still
         # allow experiments that need no loss (gradient check, batch independence).
         self._model = model if model is not None else (subject.model if subject else None)
@@ -127,22 +109,6 @@ class Lab:
     @property
     def available(self) -> bool:
         return self.subject is not None
-
-    def for_check(self, check_id: str) -> Lab:
-        """The lab the check ``check_id`` is handed: this one, except for a data experiment
-        (DATA_EXPERIMENTS) when only a tape subject exists, which gets a lab on that subject
-        (one for all four, so that they share its memoised runs; curves come back here)."""
-        if self._data_subject is None or check_id not in DATA_EXPERIMENTS:
-            return self
-        if self._data_lab is None:
-            self._data_lab = Lab(
-                self._data_subject,
-                device=self.device,
-                script=self.script,
-                datasets=self.datasets,
-            )
-            self._data_lab.curves = self.curves
-        return self._data_lab
 
     def initial_state(self) -> dict[str, torch.Tensor] | None:
         if self._initial_state is not None:

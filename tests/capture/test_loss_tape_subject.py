@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 from subjects import serious
 
-from nndoctor.capture import subject as capture_subject
 from nndoctor.capture.runner import run_script
-from nndoctor.capture.subject import subject_from_capture, tape_subject_from_capture
+from nndoctor.capture.subject import subject_from_capture
 from nndoctor.engine import Selection, check_script
-from nndoctor.report.model import Report
 
 # Cross-entropy plus an auxiliary penalty on the logits: two terms, so no recognised loss
 # call is the back-propagated loss; {shuffle} pairs the labels with their inputs or not.
@@ -45,9 +42,7 @@ def _script(tmp_path: Path, shuffle: str) -> str:
 
 def test_a_compound_loss_gives_a_tape_subject(tmp_path: Path) -> None:
     capture = run_script(_script(tmp_path, "perm"), steps=20, phase_steps=0)
-    # Only the data experiments get it: the Subject every other check sees stays None.
-    assert subject_from_capture(capture)[0] is None
-    subject, why = tape_subject_from_capture(capture)
+    subject, why = subject_from_capture(capture)
     assert subject is not None, why
     assert subject.task.kind == "classification" and subject.task.num_classes == 3
     batch = subject.take_batches(1)[0]
@@ -76,31 +71,3 @@ def test_the_same_script_healthy_stays_silent(tmp_path: Path) -> None:
     report = check_script(_script(tmp_path, "perm"), steps=20, phase_steps=0)
     assert serious(report) == []
     assert report.result("labels-not-connected").status.value == "passed"
-
-
-# The checks calibrated for one recognised loss, and one data experiment.
-CALIBRATED = ("cannot-overfit-tiny-batch", "loss-not-at-chance")
-
-
-def _outcome(report: Report, check: str) -> tuple[Any, ...]:
-    result = report.result(check)
-    found = tuple((f.severity.value, f.title) for f in report.by_check(check))
-    return result.status.value, result.detail, found
-
-
-def test_the_tape_feeds_the_data_experiments_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = _script(tmp_path, "perm")
-    selection = Selection(select=(*CALIBRATED, "labels-not-connected"))
-    taped = check_script(path, steps=20, phase_steps=0, selection=selection)
-    monkeypatch.setattr(
-        capture_subject, "tape_subject_from_capture", lambda capture: (None, "tape disabled")
-    )
-    plain = check_script(path, steps=20, phase_steps=0, selection=selection)
-    # The calibrated checks report what they report without the tape ...
-    for check in CALIBRATED:
-        assert _outcome(taped, check) == _outcome(plain, check), check
-    # ... and the data experiment runs on the tape subject, where it could not before.
-    assert taped.result("labels-not-connected").status.value == "passed"
-    assert plain.result("labels-not-connected").status.value == "skipped"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nndoctor.capture.runner import ScriptError, run_script
-from nndoctor.capture.subject import subject_from_capture, tape_subject_from_capture
+from nndoctor.capture.subject import subject_from_capture
 
 HEAD = """
 import argparse
@@ -113,10 +113,7 @@ def test_custom_plain_torch_loss_is_observed_and_replayed_from_its_tape(tmp_path
     assert capture.observed
     assert all(s.loss_seen and not s.loss_calls for s in capture.recording.steps)
     subject, why = subject_from_capture(capture)
-    assert subject is None and "custom loss" in why
-    # No recognised loss call: the loss tape replays the hand-written NLL on copies (for
-    # the data experiments only).
-    subject, why = tape_subject_from_capture(capture)
+    # No recognised loss call: the loss tape replays the hand-written NLL on copies.
     assert subject is not None, why
     batch = subject.take_batches(1)[0]
     assert subject.targets(batch).shape == (32, 1)  # Y[:32, None], one label per sample
