@@ -248,10 +248,6 @@ class Subject:
     # the observed steps (the DataLoader's batch size, a per-sample target, the layers'
     # declared layout; see Recording.input_batch_axis), 0 until they are observed.
     batch_axis: int | None = None
-    # Whether a batch may be cut to fewer samples: not when the loss writes the batch's
-    # size in as a number or indexes rows of the whole batch (a captured loss tape that
-    # does not replay on a cut batch); experiments then use whole batches.
-    cuttable: bool = True
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:
@@ -388,7 +384,7 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
     returned whole, which only makes the experiment a little slower. So is a
     sequence-first batch whose targets cannot be cut with its inputs."""
     n = batch_size_of(batch, subject)
-    if n is None or n <= size or (subject is not None and not subject.cuttable):
+    if n is None or n <= size:
         return batch
     if _axis(subject) == 0 and len(leading_sizes(batch)) > 1:
         return batch

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nndoctor.capture.runner import Capture
-from nndoctor.capture.tape_subject import tape_subject
 from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
@@ -134,47 +133,11 @@ def _loss_scale(backpropagated: float, calls: list[float]) -> float:
 
 
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
-    """A replayable Subject, or None and the reason it cannot be built.
-
-    A loss that is one recognised call on the model output is called as such; any other
-    is replayed from the captured steps' loss tapes (see nndoctor.capture.tape_subject).
-    Without either, the recognised route's reason is given."""
+    """A replayable Subject, or None and the reason it cannot be built."""
     if capture.recording.alternating_objectives:
         return None, ALTERNATING
     if capture.model is None:
         return None, "no model was found"
-    subject, why = _recognised_subject(capture)
-    if subject is not None or not any(b.get("tape") for b in capture.batches):
-        return subject, why
-    taped, _ = tape_subject(
-        capture, _initial_copy(capture), _optimizer_spec(capture), _inputs, _with_inputs
-    )
-    return (taped, "") if taped is not None else (None, why)
-
-
-def _initial_copy(capture: Capture) -> nn.Module:
-    """A detached copy of the user's model at the weights the run started from."""
-    assert capture.model is not None
-    model = deepcopy_detached(capture.model)
-    if capture.initial_state is not None:
-        model.load_state_dict(capture.initial_state)
-    return model
-
-
-def _optimizer_spec(capture: Capture) -> OptimizerSpec | None:
-    """The observed update rule: the optimizer's, or plain SGD by hand; with its clipping."""
-    optimizer = (
-        OptimizerSpec.from_optimizer(capture.optimizer, capture.model)
-        if capture.optimizer is not None and capture.model is not None
-        else manual_sgd(capture.recording)
-    )
-    if optimizer is not None:
-        optimizer.grad_clip = captured_clip(capture.recording)
-    return optimizer
-
-
-def _recognised_subject(capture: Capture) -> tuple[Subject | None, str]:
-    """The Subject of a loss that is one recognised torch loss call on the model output."""
     # A batch whose model call was seen without its keyword arguments (the first forward,
     # met by a global hook that gets positional ones only) cannot be replayed.
     batches = [
@@ -211,8 +174,16 @@ def _recognised_subject(capture: Capture) -> tuple[Subject | None, str]:
     extra_args = tuple(first.get("loss_args", ()))
     link = first["link"]
 
-    model = _initial_copy(capture)
-    optimizer = _optimizer_spec(capture)
+    model = deepcopy_detached(capture.model)
+    if capture.initial_state is not None:
+        model.load_state_dict(capture.initial_state)
+    optimizer = (
+        OptimizerSpec.from_optimizer(capture.optimizer, capture.model)
+        if capture.optimizer is not None
+        else manual_sgd(capture.recording)
+    )
+    if optimizer is not None:
+        optimizer.grad_clip = captured_clip(capture.recording)
 
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """The model output the recognised loss was applied to (a view of it, reshaped)."""

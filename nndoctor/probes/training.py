@@ -41,7 +41,6 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
-from nndoctor.probes.tape import TapeError, TapeRecorder
 from nndoctor.trees import first_tensor, map_tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
@@ -159,11 +158,6 @@ class TrainingProbe:
         self._unchanged_boundaries = 0
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
         self.on_step_closing: Callable[[], None] | None = None
-        # The loss tape of a captured step (see nndoctor.probes.tape), and the captured
-        # batch it belongs to; hook bodies running (depth > 0) are not the user's loss.
-        self._tape: TapeRecorder | None = None
-        self._tape_batch: dict[str, Any] | None = None
-        self._probe_depth = 0
 
     # -- life cycle --------------------------------------------------------------
     def __enter__(self) -> TrainingProbe:
@@ -355,7 +349,6 @@ class TrainingProbe:
         if self._closed:
             return
         self._closed = True
-        self._abort_tape("the probe closed before the step's backward pass")
         try:
             self._remove(self._model_handles)
             self._remove(self._global_handles)
@@ -404,7 +397,6 @@ class TrainingProbe:
             # (closed from a global hook of the same forward) finds the probe gone.
             if part in self._disabled or self._closed:
                 return None
-            self._probe_depth += 1
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # a probe must never break the user's run
@@ -413,8 +405,6 @@ class TrainingProbe:
                     ProbeCrash(part, f"{type(exc).__name__}: {exc}", traceback.format_exc())
                 )
                 return None
-            finally:
-                self._probe_depth -= 1
 
         return eager(guarded)
 
@@ -536,57 +526,7 @@ class TrainingProbe:
         self._outputs = {path: weakref.ref(t) for path, t in _tensors_with_paths(output)}
         self._in_model_forward = False
         self._link_deferred()
-        self._guard("tape", self._tape_output)(output)
         return None
-
-    # -- the loss tape ---------------------------------------------------------------
-    def _tape_output(self, output: Any) -> None:
-        """A training forward returned ``output``: the start of a captured step's loss tape
-        (only the captured batches need one), or another model call on the tape."""
-        if self._tape is not None:
-            self._tape.model_output(output)
-            return
-        batch = self.captured_batches[-1] if self.captured_batches else None
-        rec = self._pending.record
-        if batch is None or batch["step"] != rec.step or rec.forwards != 1 or "tape" in batch:
-            return
-        self._tape_batch = batch
-        self._tape = TapeRecorder(lambda: self._in_model_forward or self._probe_depth > 0)
-        batch["tape"] = None  # one try per captured step
-        self._tape.start(output)
-
-    def _end_tape(self, tensor: torch.Tensor) -> None:
-        """The step's first backward pass ends its tape: kept with the captured batch, or
-        the reason there is none."""
-        recorder, batch = self._tape, self._tape_batch
-        if recorder is None or batch is None:
-            return
-        self._tape = self._tape_batch = None
-        unscaled = self._pending.unscaled_loss
-        try:
-            tape, leaves = recorder.finish(
-                tensor, unscaled[1] if unscaled is not None and unscaled[0] == id(tensor) else None
-            )
-        except TapeError as exc:
-            batch["tape_failure"] = str(exc)
-            return
-        finally:
-            recorder.abort("ended")  # the mode is off whatever happened
-        batch["tape"] = tape
-        batch["tape_leaves"] = tuple(leaves)
-
-    def _abort_tape(self, why: str) -> None:
-        """Take the tape's mode off (a step that ended without a backward pass, closing)."""
-        recorder, batch = self._tape, self._tape_batch
-        self._tape = self._tape_batch = None
-        if recorder is None:
-            return
-        try:
-            recorder.abort(why)
-        except Exception:  # noqa: BLE001 - never the user's run
-            pass
-        if batch is not None:
-            batch["tape_failure"] = why
 
     def _link_deferred(self) -> None:
         """Link the loss calls made inside the forward to the output it returned: the loss
@@ -812,14 +752,10 @@ class TrainingProbe:
 
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("backward", self._note_backward)
-        end_tape = self._guard("tape", self._end_tape)
+
         after = self._guard("manual", self._after_backward)
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            if self._tape is not None:
-                end_tape(tensor)
-                if self._tape is not None:  # the guard stood the tape down
-                    self._abort_tape("the loss tape failed")
             note(tensor)
             result = original(tensor, *args, **kwargs)
             after()
@@ -1024,7 +960,6 @@ class TrainingProbe:
         pending.snapshot = None
 
     def _finish_step(self, stepped: bool) -> None:
-        self._abort_tape("the step ended before a backward pass")
         pending = self._pending
         pending.transfer.launch()
         self._in_flight.append(pending)

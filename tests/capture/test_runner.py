@@ -96,7 +96,7 @@ def test_main_with_argparse_custom_dataset_adamw_and_scheduler(tmp_path: Path) -
     assert type(capture.model).__name__ == "Net"
 
 
-def test_custom_plain_torch_loss_is_observed_and_replayed_from_its_tape(tmp_path: Path) -> None:
+def test_custom_plain_torch_loss_is_observed_but_not_replayable_in_process(tmp_path: Path) -> None:
     path = _script(
         tmp_path,
         """
@@ -113,12 +113,7 @@ def test_custom_plain_torch_loss_is_observed_and_replayed_from_its_tape(tmp_path
     assert capture.observed
     assert all(s.loss_seen and not s.loss_calls for s in capture.recording.steps)
     subject, why = subject_from_capture(capture)
-    # No recognised loss call: the loss tape replays the hand-written NLL on copies.
-    assert subject is not None, why
-    batch = subject.take_batches(1)[0]
-    assert subject.targets(batch).shape == (32, 1)  # Y[:32, None], one label per sample
-    first = capture.recording.steps[0].loss
-    assert abs(subject.compute_loss(subject.model, batch).item() - first) < 1e-4 * abs(first)
+    assert subject is None and "custom loss" in why
 
 
 def test_except_exception_in_the_script_cannot_swallow_the_stop(tmp_path: Path) -> None:

@@ -90,8 +90,6 @@ def simpler_task_trains(ctx: CheckContext) -> None:
 def _two_class_batch(lab: Lab, size: int) -> tuple[Any, list[int]]:
     subject = lab.subject
     assert subject is not None
-    if not subject.cuttable:
-        return None, []  # no samples can be kept alone
     for batch in lab.batches(4):
         target = subject.targets(batch)
         if target is None or target.dim() != 1 or target.is_floating_point():
