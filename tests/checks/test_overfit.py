@@ -46,13 +46,8 @@ def test_a_learning_rate_of_zero_fits_only_with_the_fallback() -> None:
     assert finding.evidence["fallback_final_loss"] < 0.1
 
 
-def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A custom loss in plain torch: the overfit experiment must replay the script.
-    script = tmp_path / "train.py"
-    script.write_text(
-        textwrap.dedent("""
+# A custom loss in plain torch: the overfit experiment must replay the script.
+CUSTOM_LOSS_SCRIPT = textwrap.dedent("""
         import torch
         from torch import nn
         from torch.utils.data import DataLoader, TensorDataset
@@ -65,8 +60,15 @@ def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
                 logits = model(xb)
                 loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
                 opt.zero_grad(); loss.backward(); opt.step()
-    """)
-    )
+""")
+
+
+def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A custom loss in plain torch: the overfit experiment must replay the script.
+    script = tmp_path / "train.py"
+    script.write_text(CUSTOM_LOSS_SCRIPT)
     # Three steps of a slow replay, loss not yet down: unfinished, not a failure to fit.
     cut = ReplayResult(False, losses=[0.7, 0.69, 0.69], error="timeout", substituted=True, steps=3)
     monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: cut)
@@ -83,22 +85,7 @@ def test_a_longer_replay_cut_by_its_time_limit_decides_nothing(
     # loaded machine that one hits its time limit. The short run must not decide then:
     # the same script on a quiet machine fits the batch in the longer run.
     script = tmp_path / "train.py"
-    script.write_text(
-        textwrap.dedent("""
-        import torch
-        from torch import nn
-        from torch.utils.data import DataLoader, TensorDataset
-        torch.manual_seed(0)
-        x = torch.randn(256, 6); y = (x[:, 0] > 0).long()
-        model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for epoch in range(100):
-            for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
-                logits = model(xb)
-                loss = -(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()
-                opt.zero_grad(); loss.backward(); opt.step()
-    """)
-    )
+    script.write_text(CUSTOM_LOSS_SCRIPT)
     t = DEFAULT_THRESHOLDS
     slow = [0.988**i for i in range(t.overfit_steps)]  # still falling clearly, not yet fit
     short = ReplayResult(True, losses=slow, substituted=True, steps=len(slow))
