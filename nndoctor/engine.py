@@ -174,6 +174,7 @@ def _run_each(
     findings: list[Finding],
 ) -> None:
     spent = 0.0
+    refuted: dict[str, str] = {}
     specs = ordered_checks()
     if recording.distributed is None:
         # The checks comparing the ranks of a distributed job are no part of a single run.
@@ -223,8 +224,32 @@ def _run_each(
             spent += took
         results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, status, detail, took))
         findings.extend(ctx.findings)
+        if status is not Status.CRASHED:
+            refuted.update(ctx.refuted)
+    _apply_refutations(refuted, results, findings)
     if progress is not None:
         progress(_check_event(None, index, total, spent, selection, findings))
+
+
+def _apply_refutations(
+    refuted: dict[str, str], results: list[CheckResult], findings: list[Finding]
+) -> None:
+    """Warnings an experiment refuted become notes that say why; a check left with no
+    warning or error then passed. Errors stand: they rest on evidence of their own."""
+    touched: set[str] = set()
+    for f in findings:
+        why = refuted.get(f"{f.check}:{f.aspect}")
+        if why is not None and f.severity == Severity.WARNING:
+            f.severity = Severity.INFO
+            f.message = f"{f.message} {why}"
+            f.evidence["refuted"] = why
+            touched.add(f.check)
+    for i, r in enumerate(results):
+        if r.check in touched and r.status is Status.FAILED:
+            if not any(f.check == r.check and f.severity != Severity.INFO for f in findings):
+                results[i] = dataclasses.replace(
+                    r, status=Status.PASSED, detail=f"{r.detail} (refuted by an experiment)"
+                )
 
 
 def _check_event(

@@ -52,3 +52,30 @@ def test_experiments_run_after_observations_most_informative_first() -> None:
     assert kinds == sorted(kinds, key=lambda k: k == "experiment")
     experiments = [s.id for s in specs if s.kind == "experiment"]
     assert experiments[0] == "cannot-overfit-tiny-batch"
+
+
+def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
+    from nndoctor.engine import _apply_refutations
+    from nndoctor.report.model import CheckResult, Finding, Severity, Status
+
+    def finding(check: str, severity: Severity, aspect: str) -> Finding:
+        return Finding(check, [36], severity, "title", "message.", "fix", aspect=aspect)
+
+    warned = finding("update-ratio", Severity.WARNING, "high")
+    other_side = finding("learning-rate-out-of-range", Severity.WARNING, "low")
+    erred = finding("loss-diverging", Severity.ERROR, "high")
+    results = [
+        CheckResult(f.check, [36], "observation", Status.FAILED, "detail")
+        for f in (warned, other_side, erred)
+    ]
+    refuted = {
+        "update-ratio:high": "A twin trained.",
+        "learning-rate-out-of-range:high": "not this side",
+        "loss-diverging:high": "A twin trained.",
+    }
+    _apply_refutations(refuted, results, [warned, other_side, erred])
+    assert warned.severity == Severity.INFO and warned.message == "message. A twin trained."
+    assert warned.evidence["refuted"] == "A twin trained."
+    assert other_side.severity == Severity.WARNING  # another aspect of the check
+    assert erred.severity == Severity.ERROR  # errors rest on evidence of their own
+    assert [r.status for r in results] == [Status.PASSED, Status.FAILED, Status.FAILED]

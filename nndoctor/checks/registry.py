@@ -51,6 +51,9 @@ class CheckSpec:
     # Compares the ranks of a distributed job: runs only there (on rank 0, from every rank's
     # facts), and is no part of a single process's report.
     distributed: bool = False
+    # For an experiment: the findings ("check:aspect") whose claim it tests directly. Its
+    # ``ctx.refute(key, why)`` turns such a warning into a note carrying the evidence.
+    refutes: frozenset[str] = frozenset()
 
     @property
     def doc(self) -> str:
@@ -75,13 +78,15 @@ def register_check(
     symptom: bool = False,
     differential: tuple[tuple[int, str], ...] = (),
     distributed: bool = False,
+    refutes: tuple[str, ...] | frozenset[str] = (),
 ) -> Callable[[Callable[[CheckContext], None]], Callable[[CheckContext], None]]:
     """Register ``func`` as the check ``id`` covering ``reasons`` (numbers from REASONS.md).
 
     ``explains`` names the checks whose findings a finding of this one explains (see
     :mod:`nndoctor.diagnosis`); ``symptom`` marks a check whose finding many bugs produce,
     with its ``differential``; ``priority`` orders the experiments (lower runs first);
-    ``distributed`` marks a check comparing the ranks of a distributed job."""
+    ``distributed`` marks a check comparing the ranks of a distributed job; ``refutes``
+    names the findings (``"check:aspect"``) an experiment's outcome can refute."""
     bad = [r for r in reasons if not 1 <= int(r) <= 37]
     if bad:
         raise ValueError(f"check {id!r}: reasons must be 1..37, got {bad}")
@@ -102,6 +107,7 @@ def register_check(
             symptom=symptom,
             differential=tuple(differential),
             distributed=distributed,
+            refutes=frozenset(refutes),
         )
         return func
 
@@ -149,6 +155,7 @@ class CheckContext:
     findings: list[Finding] = field(default_factory=list)
     detail: str = ""  # a one-line note on what was checked, shown for passed checks
     services: Any = None  # the engine's helpers for experiments (copies, replays)
+    refuted: dict[str, str] = field(default_factory=dict)  # "check:aspect" -> the evidence
 
     def finding(
         self,
@@ -181,3 +188,10 @@ class CheckContext:
 
     def note(self, detail: str) -> None:
         self.detail = detail
+
+    def refute(self, key: str, why: str) -> None:
+        """This experiment's outcome contradicts the warning ``key`` ("check:aspect") of
+        another check: the engine turns that warning into a note that says ``why``."""
+        if key not in self.spec.refutes:
+            raise ValueError(f"check {self.spec.id!r} does not declare refutes={key!r}")
+        self.refuted[key] = why

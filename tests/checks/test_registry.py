@@ -56,6 +56,30 @@ def test_reasons_out_of_range_are_rejected() -> None:
         register_check(id="never-registered", reasons=(38,))
 
 
+def test_refuted_findings_name_registered_checks_and_only_experiments_refute() -> None:
+    ids = {spec.id for spec in all_checks()}
+    refuting = [spec for spec in all_checks() if spec.refutes]
+    assert refuting, "no experiment declares a finding it can refute"
+    for spec in refuting:
+        assert spec.kind == "experiment", spec.id
+        for key in spec.refutes:
+            check, _, aspect = key.partition(":")
+            assert check in ids and check != spec.id and aspect, (spec.id, key)
+
+
+def test_a_check_may_refute_only_what_it_declares() -> None:
+    from nndoctor.checks.registry import CheckContext, get_check
+    from nndoctor.probes.recording import Recording
+
+    ctx = CheckContext(
+        spec=get_check("optimizer-underperforms"), subject=None, recording=Recording()
+    )
+    ctx.refute("update-ratio:high", "evidence")
+    assert ctx.refuted == {"update-ratio:high": "evidence"}
+    with pytest.raises(ValueError, match="does not declare"):
+        ctx.refute("dead-relus:", "evidence")
+
+
 def test_coverage_table_comes_from_the_registry() -> None:
     rows = coverage()
     assert [r["reason"] for r in rows] == list(range(1, 38))

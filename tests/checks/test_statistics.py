@@ -422,6 +422,70 @@ def test_large_updates_under_which_the_loss_keeps_falling_are_advice() -> None:
     assert "keeps falling" in finding.title
 
 
+class TextBag(nn.Module):
+    """fastText-style: the mean of token embeddings, then one small linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(2000, 32, mode="mean")
+        self.fc = nn.Linear(32, 4)
+        nn.init.uniform_(self.embedding.weight, -0.5, 0.5)
+        nn.init.uniform_(self.fc.weight, -0.5, 0.5)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embedding(tokens))
+
+
+def text_bag_report(lr: float) -> Any:
+    """SGD at ``lr`` on random documents with random topics: no loss falls in the observed
+    steps, so only an experiment can say whether the rate is too high."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 2000, (640, 20), generator=g)
+    topics = torch.randint(0, 4, (640,), generator=g)
+    torch.manual_seed(0)
+    model = TextBag()
+    return run(
+        select=["update-ratio", "optimizer-underperforms"],
+        model=model,
+        data=batches(tokens, topics, 32),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+    )
+
+
+@pytest.mark.silent("update-ratio")
+def test_large_sgd_steps_that_fit_a_tiny_batch_are_advice() -> None:
+    # The head's steps are a fifth of its weights, but a copy at this rate fits a tiny
+    # batch further than Adam(1e-3): SGD steps too large for the loss surface would not.
+    report = text_bag_report(lr=10.0)
+    (finding,) = report.by_check("update-ratio")
+    assert finding.severity.value == "info"
+    assert finding.evidence["median_ratio"] > DEFAULT_THRESHOLDS.update_ratio_high
+    assert finding.evidence["loss_falling_p"] >= DEFAULT_THRESHOLDS.update_ratio_training_alpha
+    assert "optimizer-underperforms" in finding.evidence["refuted"]
+    assert report.result("update-ratio").status.value == "passed"
+    assert report.findings == [finding]
+
+
+@pytest.mark.fires("update-ratio")
+def test_a_tiny_batch_fit_does_not_excuse_large_adam_steps() -> None:
+    # Adam memorises a tiny batch at rates too high for real training: its fit is no twin.
+    model = mlp()
+    x, y = blobs()
+    y = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(1))]
+    report = run(
+        select=["update-ratio", "optimizer-underperforms"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=0.1),
+    )
+    assert "0.1" in report.result("optimizer-underperforms").detail  # the experiment ran
+    (finding,) = report.by_check("update-ratio")
+    assert finding.severity.value == "warning" and "refuted" not in finding.evidence
+
+
 def test_the_falling_trend_test() -> None:
     from nndoctor.checks.significance import falling_trend_p
 

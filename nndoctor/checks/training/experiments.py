@@ -274,6 +274,7 @@ def _is_known_good(spec: OptimizerSpec) -> bool:
     kind="experiment",
     priority=18,
     explains=frozenset({"cannot-overfit-tiny-batch", "give-it-time"}),
+    refutes=("update-ratio:high",),
 )
 def optimizer_underperforms(ctx: CheckContext) -> None:
     """The user's optimiser falls far behind a known-good one on the same tiny batch.
@@ -292,7 +293,12 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
         one with the user's optimiser (the run shared with the other tiny-batch
         experiments), one with Adam(lr=1e-3). A warning when Adam fits the batch, the
         user's optimiser does not, and Adam's final loss is ``optimizer_gap_factor``
-        (10) times lower (or the user's run diverged).
+        (10) times lower (or the user's run diverged). The reverse outcome for SGD, the
+        user's optimiser fitting the batch at least as far as Adam, is a healthy twin for
+        ``update-ratio``'s "learning rate too high" warning: SGD steps too large for the
+        loss surface oscillate or diverge on a fixed batch too, so that warning becomes a
+        note. (Adaptive optimisers take steps of about their rate whatever the gradient
+        and memorise a tiny batch at rates too high for real training: no twin there.)
 
     How to fix:
         For SGD: add momentum=0.9 and raise the learning rate (run the range test,
@@ -323,6 +329,22 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
     ctx.note(
         f"{spec.describe()}: {user.initial:.4g} → {user.final:.4g}; {known}: {good.initial:.4g} → {good.final:.4g}"
     )
+    # SGD's step is the rate times the gradient: fitting a fixed batch at this rate shows
+    # it is below the batch loss's stability limit, where too-large steps oscillate or
+    # diverge. An adaptive optimiser's step is about its rate whatever the gradient, and
+    # memorises a tiny batch at rates too high for the stream (Adam at 0.5 does).
+    if (
+        spec.cls is torch.optim.SGD
+        and not broken
+        and lab.fits(user, t)
+        and user.final <= good.final
+    ):
+        ctx.refute(
+            "update-ratio:high",
+            f"On a tiny batch a copy with {spec.describe()} fit as far as {known} did "
+            f"({user.final:.4g} against {good.final:.4g}; optimizer-underperforms): the steps are "
+            "not too large to train, so this is advice.",
+        )
     if not lab.fits(good, t) or lab.fits(user, t) or gap < t.optimizer_gap_factor:
         return
     how = (

@@ -63,6 +63,10 @@ def update_ratio(ctx: CheckContext) -> None:
         (one-sided Mann-Kendall trend test at ``update_ratio_training_alpha``, 1%: the
         rate at which a loss without a trend is taken for a falling one) is a note: the
         large steps train, and the range test judges whether a lower rate trains better.
+        A "too high" warning for SGD is also a note when ``optimizer-underperforms`` finds
+        that a copy with the user's optimiser fits a tiny batch at least as far as
+        Adam(lr=1e-3) does (its healthy twin: SGD steps too large for the loss surface do
+        not fit a fixed batch either); an error (above ``update_ratio_extreme``) stands.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
