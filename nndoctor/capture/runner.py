@@ -49,6 +49,7 @@ from nndoctor.probes.schedule import (
     SCHEDULE_PLAN_BATCH_STEPS,
     SCHEDULE_PLAN_EPOCH_STEPS,
     SchedulePlan,
+    planned_length,
     planned_rates,
 )
 from nndoctor.probes.training import TrainingProbe, eager
@@ -607,13 +608,18 @@ def _plan_of(calls: dict[int, list[Any]], probe: TrainingProbe) -> SchedulePlan 
     scheduler, n = ours[0]
     # Stepped at (nearly) every optimizer step: per batch. Otherwise per epoch (or rarer).
     per_batch = n >= probe.steps_done - 1
+    length = planned_length(scheduler)
     horizon = SCHEDULE_PLAN_BATCH_STEPS if per_batch else SCHEDULE_PLAN_EPOCH_STEPS
+    if length is not None:
+        # The whole plan where it is known and not longer than a per-batch read.
+        horizon = max(horizon, min(length, SCHEDULE_PLAN_BATCH_STEPS))
     return SchedulePlan(
         scheduler=type(scheduler).__name__,
         per_batch=per_batch,
         steps_taken=probe.steps_done,
         scheduler_steps=n,
         lrs=planned_rates(scheduler, optimizer, horizon),
+        length=length,
     )
 
 

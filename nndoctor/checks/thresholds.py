@@ -181,6 +181,9 @@ class Thresholds:
     schedule_collapse_ratio: float = 1e-3
     schedule_overshoot_factor: float = 3.0
     schedule_overshoot_epochs: int = 3
+    # ...or, stepped per epoch though built for whole epochs of batches, never reaching this
+    # share of its planned peak within the run its length describes.
+    schedule_peak_share: float = 0.5
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
     give_it_time_falling_share: float = (
         0.7  # share of late step pairs where the later loss is lower

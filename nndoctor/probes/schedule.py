@@ -39,6 +39,18 @@ class SchedulePlan:
     steps_taken: int  # optimizer steps observed
     scheduler_steps: int  # scheduler.step() calls observed
     lrs: list[float] = field(default_factory=list)  # the plan, one rate per scheduler step
+    # The scheduler steps it was built for, where it says (OneCycleLR's total_steps,
+    # CosineAnnealingLR's T_max, LinearLR's and PolynomialLR's total_iters).
+    length: int | None = None
+
+
+def planned_length(scheduler: Any) -> int | None:
+    """The number of scheduler steps ``scheduler`` was built for, where it says so."""
+    for attr in ("total_steps", "T_max", "total_iters"):
+        value = getattr(scheduler, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _stand_in(optimizer: torch.optim.Optimizer) -> Any:

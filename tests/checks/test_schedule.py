@@ -70,6 +70,21 @@ def test_a_warm_up_that_never_ends(tmp_path: Path) -> None:
     assert finding.evidence["factor"] > 3 and "still rising" in finding.message
 
 
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_one_cycle_sized_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
+    report = _check(
+        tmp_path,
+        "SGD(model.parameters(), lr=0.01, momentum=0.9)",
+        "OneCycleLR(optimizer, max_lr=0.1, epochs=5, steps_per_epoch=len(loader))",
+        False,
+    )
+    (finding,) = report.by_check(CHECK)
+    assert 36 in finding.reasons
+    assert finding.evidence["planned_steps"] == 500 and finding.evidence["epochs"] == 5
+    assert finding.evidence["peak_lr_in_run"] < 0.01 < finding.evidence["planned_peak_lr"]
+    assert "stepped once per epoch" in finding.title
+
+
 @pytest.mark.silent("learning-rate-schedule")
 @pytest.mark.parametrize(
     ("optimizer", "scheduler", "per_batch"),
@@ -79,6 +94,10 @@ def test_a_warm_up_that_never_ends(tmp_path: Path) -> None:
         # One epoch's cosine, restarted every epoch: half the epoch above half the peak.
         ("SGD(model.parameters(), lr=0.1)", "CosineAnnealingLR(optimizer, T_max=100)", True),
         ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=500)", True),
+        # Sized in epochs and stepped per epoch, as meant.
+        ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=5)", False),
+        # Sized in batches but a cosine decay: stepped per epoch it keeps its peak rate.
+        ("SGD(model.parameters(), lr=0.1)", "CosineAnnealingLR(optimizer, T_max=500)", False),
         (
             "AdamW(model.parameters(), lr=1e-3)",
             "LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))",

@@ -81,7 +81,14 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         (3) times the rate the optimizer was given (the scheduler's ``initial_lr``) and
         still rising over the last quarter of that span. Schedules that rise by design
         (OneCycleLR, CyclicLR) peak and fall within their plan and are not called out.
-        ReduceLROnPlateau needs the script's metric and is not planned.
+        ReduceLROnPlateau needs the script's metric and is not planned. A warning, too,
+        when a scheduler stepped once per epoch was built for a whole number (2 or more)
+        of epochs of batches (OneCycleLR's ``total_steps``, ``T_max`` or ``total_iters``
+        equal to k x the DataLoader's length: ``epochs * len(loader)``) and, within the k
+        epochs of a run that long, never reaches ``schedule_peak_share`` (half) of its
+        planned peak: a OneCycleLR sized per batch but stepped per epoch trains at
+        max_lr/25 throughout. (A per-epoch schedule of k x len(loader) epochs whose peak
+        lies past its first k epochs reads the same: runs that long are rare.)
 
     How to fix:
         Step per-epoch schedulers once per epoch (outside the batch loop), or give
@@ -133,6 +140,8 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
     )
     if plan.per_batch and epoch:
         _judge_collapse(ctx, plan, seen, epoch, t.schedule_collapse_ratio)
+    if not plan.per_batch and epoch:
+        _judge_batch_sized_plan(ctx, plan, seen, epoch, t.schedule_peak_share)
     base = _base_rate(rec, seen)
     if base is not None:
         span = len(plan.lrs)
@@ -177,6 +186,46 @@ def _judge_collapse(
             "median_lr_first_epoch": typical,
             "lr_end_of_first_epoch": first_epoch[-1],
             "collapsed_at_step": below + 1,
+        },
+    )
+
+
+def _judge_batch_sized_plan(
+    ctx: CheckContext, plan: SchedulePlan, seen: list[float], epoch: int, share: float
+) -> None:
+    """A schedule built for ``epochs * len(loader)`` batch steps, stepped once per epoch:
+    a run of that many epochs covers only its first ``epochs`` steps."""
+    if plan.length is None:
+        return
+    epochs, rest = divmod(plan.length, epoch)
+    if rest or epochs < 2 or not plan.lrs:
+        return
+    run = seen + plan.lrs[: max(0, epochs - 1 - plan.scheduler_steps)]
+    peak = max(seen + plan.lrs)
+    reached = max(run)
+    if peak <= 0 or reached >= share * peak:
+        return
+    ctx.finding(
+        title=f"{plan.scheduler} is sized in batches but stepped once per epoch",
+        message=(
+            f"{plan.scheduler} was built for {plan.length} steps, {epochs} epochs of "
+            f"{epoch} batches, but the script steps it once per epoch: in {epochs} epochs it "
+            f"takes {epochs} of its {plan.length} steps, and the learning rate reaches at most "
+            f"{_g(reached)} against the {_g(peak)} it plans ({reached / peak:.2g}x). Training "
+            "runs at a fraction of the intended rate throughout."
+        ),
+        fix=(
+            "Call scheduler.step() after every optimizer step (inside the batch loop), as a "
+            "schedule built with steps_per_epoch=len(loader) expects; or build it in epochs."
+        ),
+        evidence={
+            "scheduler": plan.scheduler,
+            "per_batch": False,
+            "planned_steps": plan.length,
+            "steps_per_epoch": epoch,
+            "epochs": epochs,
+            "planned_peak_lr": peak,
+            "peak_lr_in_run": reached,
         },
     )
 
