@@ -13,7 +13,9 @@ builds:
   loud symptom that no loud cause explains, leading with low confidence;
 - **independent** findings: loud findings that no cause explains;
 - a **differential** when there are symptoms but no cause: the reasons to look at next,
-  most likely first (the reasons most of the symptoms point to), with what tells them apart.
+  most likely first (the reasons most of the symptoms point to), with what tells them apart;
+  a reason whose every check ran to a conclusion and found nothing goes after the others,
+  saying so (it has been looked at).
 
 When two findings explain each other (a NaN and a too-high learning rate), the stronger
 one (error over warning, then a non-symptom, then the earlier experiment) is the cause.
@@ -29,11 +31,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nndoctor.report.model import HARMLESS, Finding, Severity
+from nndoctor.report.model import HARMLESS, Finding, Severity, Status
 
 if TYPE_CHECKING:
     from nndoctor.checks.registry import CheckSpec
-    from nndoctor.report.model import Report
+    from nndoctor.report.model import CheckResult, Report
 
 
 @dataclass
@@ -66,13 +68,25 @@ class Lead:
     reason: int
     look_at: str
     pointed_to_by: tuple[str, ...]
+    # The checks covering this reason that ran to a conclusion and found nothing.
+    checked_clean: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """What to look at, and whether the checks for it already looked."""
+        if not self.checked_clean:
+            return self.look_at
+        return f"{self.look_at} (checked by {', '.join(self.checked_clean)}: nothing found)"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "reason": self.reason,
             "look_at": self.look_at,
             "pointed_to_by": list(self.pointed_to_by),
         }
+        if self.checked_clean:
+            out["checked_clean"] = list(self.checked_clean)
+        return out
 
 
 @dataclass
@@ -96,8 +110,13 @@ class Diagnosis:
         return order + [f for f in findings if id(f) not in seen]
 
 
-def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None) -> Diagnosis:
-    """Assemble the diagnosis of ``findings`` and set each finding's ``role``."""
+def diagnose(
+    findings: list[Finding],
+    specs: dict[str, CheckSpec] | None = None,
+    results: list[CheckResult] | None = None,
+) -> Diagnosis:
+    """Assemble the diagnosis of ``findings`` and set each finding's ``role``; ``results``
+    (every check's status) let the differential put the reasons already looked at last."""
     if specs is None:
         from nndoctor.checks.registry import all_checks
 
@@ -166,7 +185,9 @@ def diagnose(findings: list[Finding], specs: dict[str, CheckSpec] | None = None)
     _promote_explaining_infos(findings, diagnosis, specs, roots)
     if not diagnosis.causes:
         diagnosis.differential = _differential(
-            [c for c in unowned if any(id(f) in roots for f in by_check[c])], specs
+            [c for c in unowned if any(id(f) in roots for f in by_check[c])],
+            specs,
+            _checked_clean(results or [], specs, findings),
         )
     _set_roles(findings, diagnosis)
     return diagnosis
@@ -240,8 +261,32 @@ def _reachable(start: str, checks: list[str], explains: Any) -> list[str]:
     return seen
 
 
-def _differential(symptoms: list[str], specs: dict[str, CheckSpec]) -> list[Lead]:
-    """Reasons the symptoms point to, most symptoms first, then by each symptom's own order."""
+def _checked_clean(
+    results: list[CheckResult], specs: dict[str, CheckSpec], findings: list[Finding]
+) -> dict[int, tuple[str, ...]]:
+    """Reasons that every check covering them ran to a conclusion about and found nothing
+    (no finding, not even a note, names them), with those checks."""
+    status = {r.check: r for r in results}
+    named = {reason for f in findings for reason in f.reasons}
+    clean: dict[int, tuple[str, ...]] = {}
+    for reason in {r for s in specs.values() for r in s.reasons} - named:
+        covering = tuple(s.id for s in specs.values() if reason in s.reasons and not s.distributed)
+        ran = [status.get(c) for c in covering]
+        if covering and all(
+            r is not None and r.status is Status.PASSED and r.conclusive for r in ran
+        ):
+            clean[reason] = covering
+    return clean
+
+
+def _differential(
+    symptoms: list[str],
+    specs: dict[str, CheckSpec],
+    clean: dict[int, tuple[str, ...]] | None = None,
+) -> list[Lead]:
+    """Reasons the symptoms point to, most symptoms first, then by each symptom's own order;
+    the reasons in ``clean`` (looked at, nothing found) after all the others."""
+    clean = clean or {}
     votes: Counter[int] = Counter()
     first_seen: dict[int, tuple[int, int]] = {}
     look_at: dict[int, str] = {}
@@ -253,8 +298,8 @@ def _differential(symptoms: list[str], specs: dict[str, CheckSpec]) -> list[Lead
             first_seen.setdefault(reason, (j, i))
             look_at.setdefault(reason, how)
             by.setdefault(reason, []).append(check)
-    ranked = sorted(votes, key=lambda r: (-votes[r], first_seen[r]))
-    return [Lead(r, look_at[r], tuple(by[r])) for r in ranked]
+    ranked = sorted(votes, key=lambda r: (r in clean, -votes[r], first_seen[r]))
+    return [Lead(r, look_at[r], tuple(by[r]), clean.get(r, ())) for r in ranked]
 
 
 def _set_roles(findings: list[Finding], diagnosis: Diagnosis) -> None:
@@ -277,6 +322,6 @@ def merge_diagnoses(first: Diagnosis, second: Diagnosis) -> Diagnosis:
 
 def attach(report: Report) -> Report:
     """Diagnose ``report``'s findings and order them as the diagnosis reads; returns it."""
-    report.diagnosis = diagnose(report.findings)
+    report.diagnosis = diagnose(report.findings, results=report.checks)
     report.findings = report.diagnosis.ordered_findings(report.findings)
     return report

@@ -222,7 +222,17 @@ def _run_each(
         took = time.perf_counter() - start
         if spec.kind == "experiment":
             spent += took
-        results.append(CheckResult(spec.id, list(spec.reasons), spec.kind, status, detail, took))
+        results.append(
+            CheckResult(
+                spec.id,
+                list(spec.reasons),
+                spec.kind,
+                status,
+                detail,
+                took,
+                conclusive=ctx.conclusive or status is not Status.PASSED,
+            )
+        )
         findings.extend(ctx.findings)
         if status is not Status.CRASHED:
             refuted.update(ctx.refuted)

@@ -8,7 +8,7 @@ from pathlib import Path
 from nndoctor.checks import causes
 from nndoctor.checks.registry import all_checks
 from nndoctor.diagnosis import diagnose
-from nndoctor.report.model import HARMLESS, Finding, Severity
+from nndoctor.report.model import HARMLESS, CheckResult, Finding, Severity, Status
 
 
 def finding(check: str, severity: str = "error", *reasons: int) -> Finding:
@@ -41,6 +41,39 @@ def test_symptoms_alone_give_a_differential_not_a_cause() -> None:
     assert reasons[:2] == [19, 28]
     assert set(d.differential[0].pointed_to_by) == {overfit.check, chance.check}
     assert overfit.role == "independent"
+
+
+def results_for(reason: int, *, conclusive: bool = True) -> list[CheckResult]:
+    """Every registered check covering ``reason`` passed (to a conclusion or not)."""
+    return [
+        CheckResult(s.id, list(s.reasons), s.kind, Status.PASSED, "", conclusive=conclusive)
+        for s in all_checks()
+        if reason in s.reasons
+    ]
+
+
+def test_a_reason_every_check_cleared_goes_last_in_the_differential() -> None:
+    chance = finding("loss-not-at-chance", "warning", 17, 28)
+    d = diagnose([chance], results=results_for(19))
+    reasons = [lead.reason for lead in d.differential]
+    assert reasons[0] == 28 and reasons[-1] == 19  # 19 was looked at: nothing found
+    last = d.differential[-1]
+    assert "loss-input-mismatch" in last.checked_clean
+    assert "nothing found" in last.text and last.to_dict()["checked_clean"]
+    assert d.differential[0].checked_clean == ()
+
+
+def test_an_inconclusive_or_missing_check_leaves_a_reason_in_place() -> None:
+    chance = finding("loss-not-at-chance", "warning", 17, 28)
+    assert [lead.reason for lead in diagnose([chance]).differential][0] == 19
+    inconclusive = diagnose([chance], results=results_for(19, conclusive=False))
+    assert inconclusive.differential[0].reason == 19
+    one_skipped = results_for(19)
+    one_skipped[0] = CheckResult(one_skipped[0].check, [19], "observation", Status.SKIPPED)
+    assert diagnose([chance], results=one_skipped).differential[0].reason == 19
+    # A reason some finding names is not clear, whatever its checks' statuses.
+    named = finding("loss-not-at-chance", "warning", 17, 19)
+    assert diagnose([named], results=results_for(19)).differential[0].reason == 19
 
 
 def test_an_info_that_explains_an_unexplained_symptom_leads_as_a_weak_cause() -> None:

@@ -156,6 +156,7 @@ class CheckContext:
     detail: str = ""  # a one-line note on what was checked, shown for passed checks
     services: Any = None  # the engine's helpers for experiments (copies, replays)
     refuted: dict[str, str] = field(default_factory=dict)  # "check:aspect" -> the evidence
+    conclusive: bool = True  # False: passed without evidence either way
 
     def finding(
         self,
@@ -188,6 +189,12 @@ class CheckContext:
 
     def note(self, detail: str) -> None:
         self.detail = detail
+
+    def inconclusive(self, detail: str) -> None:
+        """The check ran but its evidence decides neither way: it passes, and the
+        diagnosis does not count it as having looked and found nothing."""
+        self.detail = detail
+        self.conclusive = False
 
     def refute(self, key: str, why: str) -> None:
         """This experiment's outcome contradicts the warning ``key`` ("check:aspect") of

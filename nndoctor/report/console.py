@@ -99,7 +99,7 @@ def _diagnosis_panel(diagnosis: Any) -> Panel:
     if diagnosis.differential:
         body.append("look next at, most likely first:\n", style="bold")
         for lead in diagnosis.differential[:5]:
-            body.append(f"   reason {lead.reason}: ", style="bold").append(lead.look_at + "\n")
+            body.append(f"   reason {lead.reason}: ", style="bold").append(lead.text + "\n")
     body.rstrip()
     title = "diagnosis" if diagnosis.causes else "diagnosis: symptoms without a cause"
     return Panel(body, title=title, title_align="left", border_style="bold")

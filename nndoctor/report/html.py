@@ -275,7 +275,7 @@ def _diagnosis(diagnosis: Any) -> str:
     if diagnosis.differential:
         out.append("<p><strong>Look next at, most likely first:</strong></p><ul>")
         for lead in diagnosis.differential[:5]:
-            out.append(f"<li>reason {lead.reason}: {_e(lead.look_at)}</li>")
+            out.append(f"<li>reason {lead.reason}: {_e(lead.text)}</li>")
         out.append("</ul>")
     out.append("</section>")
     return "\n".join(out)

@@ -132,8 +132,7 @@ def _diagnosis(diagnosis: Any) -> list[str]:
     if diagnosis.differential:
         out += ["", "Look next at, most likely first:", ""]
         out += [
-            f"- reason {lead.reason}: {_inline(lead.look_at)}"
-            for lead in diagnosis.differential[:5]
+            f"- reason {lead.reason}: {_inline(lead.text)}" for lead in diagnosis.differential[:5]
         ]
     return out + [""]
 

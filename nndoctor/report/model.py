@@ -110,6 +110,7 @@ class CheckResult:
     detail: str = ""
     seconds: float = 0.0
     phase: int = 1  # 2: run on the second phase of training
+    conclusive: bool = True  # False: passed without evidence either way
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -120,6 +121,8 @@ class CheckResult:
             "detail": self.detail,
             "seconds": round(self.seconds, 4),
         }
+        if not self.conclusive:
+            out["conclusive"] = False
         return out if self.phase == 1 else {**out, "phase": self.phase}
 
 

@@ -80,6 +80,26 @@ def test_a_check_may_refute_only_what_it_declares() -> None:
         ctx.refute("dead-relus:", "evidence")
 
 
+def test_an_inconclusive_pass_is_marked_so_in_the_report() -> None:
+    from nndoctor.checks.lab import Lab
+    from nndoctor.checks.registry import get_check
+    from nndoctor.engine import Selection, run_checks
+    from nndoctor.probes.recording import Recording
+
+    spec = get_check("learning-rate-out-of-range")
+    real = spec.func
+    try:
+        object.__setattr__(spec, "func", lambda ctx: ctx.inconclusive("no evidence either way"))
+        results, _ = run_checks(
+            None, Recording(), Lab(None), selection=Selection(select=(spec.id,))
+        )
+    finally:
+        object.__setattr__(spec, "func", real)
+    (result,) = [r for r in results if r.check == spec.id]
+    assert result.status.value == "passed" and result.detail == "no evidence either way"
+    assert result.conclusive is False and result.to_dict()["conclusive"] is False
+
+
 def test_coverage_table_comes_from_the_registry() -> None:
     rows = coverage()
     assert [r["reason"] for r in rows] == list(range(1, 38))

@@ -856,7 +856,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     ):
         # A model that cannot even memorise a tiny batch (dead units, a zero rate) learns no
         # pairing at all, and that says nothing about the labels.
-        ctx.note(
+        ctx.inconclusive(
             ctx.detail + " — nothing was learned, and the model cannot fit a tiny batch either: "
             "inconclusive (see cannot-overfit-tiny-batch)"
         )
@@ -865,7 +865,9 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # Both pairings were memorised within the budget: a large model on a few samples
         # learns anything by heart, and the curves cannot tell structure from noise. Only
         # samples held out can, and there are too few (or no prediction to judge them by).
-        ctx.note(ctx.detail + " — both memorised, and too few held-out samples: inconclusive")
+        ctx.inconclusive(
+            ctx.detail + " — both memorised, and too few held-out samples: inconclusive"
+        )
         return
     if memorised and isinstance(fit, ValueCrossFit):
         # A correlation near zero on held-out samples is also what a real but weak signal
@@ -874,7 +876,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # the absence of one. Nor does a script run that has not beaten the constants in
         # its first steps: a healthy multi-label run on the bench is still learning the
         # label frequencies then.
-        ctx.note(
+        ctx.inconclusive(
             ctx.detail + " — both memorised, and held-out predictions that do not beat "
             "permuted targets do not show the pairing absent: inconclusive"
         )
@@ -891,7 +893,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     else:
         leans_against = real.final >= sum(v.final for v in nulls.values()) / len(nulls)
     if not leans_against:
-        ctx.note(
+        ctx.inconclusive(
             ctx.detail
             + " — the real pairing is not shown to be learned faster, but the "
             + (

@@ -610,7 +610,7 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         "curve": test.curve(),
     }
     if not test.conclusive:
-        ctx.note(
+        ctx.inconclusive(
             f"inconclusive: the smoothed loss never fell by {100 * t.lr_range_min_fall:.0f}% over rates {_g(t.lr_range_min)} to "
             f"{_g(evidence['lr_max_tried'])} (from {test.initial:.4g})"
         )
