@@ -16,6 +16,14 @@ script and the modules it imported from its folder) constructs optimizers at mor
 than the optimizers that stepped while the first phase was observed. A script with one
 optimizer (or a GAN whose two optimizers both step from the start) stops at the budget as
 it always did, at no cost; the trigger is a property of the source, not of time.
+
+The same run past the budget watches the end of the first epoch, where scripts evaluate:
+a ``model.eval()`` for validation without ``model.train()`` after it leaves every later
+epoch training in eval mode, which no step within the budget shows. Where the source calls
+``.eval()`` and the first epoch ends within ``search_steps`` further steps, the script goes
+on until the model's first training forward after its first forward with gradients off
+(or one step past the epoch), and the model's mode there is recorded
+(``Recording.mode_after_evaluation``); then it stops, unless a second phase is searched for.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nndoctor.probes.recording import Recording
+from nndoctor.probes.layers import MODE_DEPENDENT
+from nndoctor.probes.recording import ModeAfterEvaluation, Recording
 from nndoctor.probes.training import TrainingProbe
 
 # Optimizer steps a script may take, unobserved, after the first phase's budget before a
@@ -76,6 +85,22 @@ def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:
     return sites
 
 
+def evaluation_sites(paths: Iterable[str]) -> int:
+    """How many places in the source files ``paths`` call ``.eval()`` with no argument
+    (``model.eval()``: an evaluation pass); unreadable files count nothing."""
+    sites = 0
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                tree = ast.parse(f.read(), filename=path)
+        except (OSError, SyntaxError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and not node.args and not node.keywords:
+                sites += isinstance(node.func, ast.Attribute) and node.func.attr == "eval"
+    return sites
+
+
 def script_sources(script: str) -> list[str]:
     """The script and the modules it imported from its own folder (or below it)."""
     folder = os.path.dirname(os.path.abspath(script))
@@ -113,6 +138,9 @@ class PhaseFollower:
         self.script = script
         self.sites: int | None = None  # optimizer constructions in the script's source
         self.searching = False
+        self.phase_search = False  # searching for a second phase (not only watching)
+        self.watch_steps = 0  # further steps the end-of-epoch watch may take; 0: no watch
+        self._evaluated = False  # the first phase's model ran a forward with gradients off
         self.searched = 0  # optimizer steps taken while searching
         self._close_first = False
         self._seen: set[int] = set()  # optimizers that stepped while the first phase was observed
@@ -127,14 +155,22 @@ class PhaseFollower:
     def follows(self) -> bool:
         return self.search_steps > 0
 
-    def budget_reached(self) -> bool:
-        """The first phase used its step budget: search for a second one (True) or stop."""
+    def budget_reached(self, epoch_end: int | None = None) -> bool:
+        """The first phase used its step budget: go on (True), searching for a second
+        phase or watching the end of the first epoch (``epoch_end``: the further steps to
+        it, where known), or stop."""
         if not self.follows or self.second is not None or self.searching:
             return False
+        self.phase_search = True
         if self.script is not None:
-            self.sites = optimizer_sites(script_sources(self.script), optimizer_classes())
-            if self.sites <= len(self._seen):
-                return False  # every optimizer the source makes has stepped already
+            sources = script_sources(self.script)
+            self.sites = optimizer_sites(sources, optimizer_classes())
+            # Every optimizer the source makes has stepped already: no second phase.
+            self.phase_search = self.sites > len(self._seen)
+            if epoch_end is not None and 0 <= epoch_end < self.search_steps:
+                self.watch_steps = epoch_end + 1 if evaluation_sites(sources) else 0
+        if not (self.phase_search or self.watch_steps):
+            return False
         self.searching = True
         if self.on_search is not None:
             self.on_search()
@@ -149,12 +185,18 @@ class PhaseFollower:
             if self.second is None:
                 self._seen.add(id(optimizer))
             return None
-        if id(optimizer) not in self._seen and self._new is None:
+        if self.phase_search and id(optimizer) not in self._seen and self._new is None:
             self._new = optimizer
             return None
         self.searched += 1
-        if self.searched > self.search_steps:
-            return f"no second phase of training within {self.search_steps} further steps"
+        if self.phase_search:
+            if self.searched > self.search_steps:
+                return f"no second phase of training within {self.search_steps} further steps"
+            return None
+        if self.first.recording.mode_after_evaluation is not None:
+            return "training resumed after the first evaluation pass"
+        if self.searched > self.watch_steps:
+            return "the first epoch ended without an evaluation pass of the model"
         return None
 
     def on_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -163,6 +205,12 @@ class PhaseFollower:
         if self._close_first:
             self._close_first = False
             self.first.close()
+        if (
+            self.searching
+            and self.watch_steps
+            and self.first.recording.mode_after_evaluation is None
+        ):
+            self._watch(module)
         if self._new is None or self.second is not None:
             return
         module = getattr(module, "_orig_mod", module)
@@ -170,6 +218,28 @@ class PhaseFollower:
         if not own or not any(id(p) in own for g in self._new.param_groups for p in g["params"]):
             return
         self._start_second(module, args)
+
+    def _watch(self, module: nn.Module) -> None:
+        """At the first phase model's forwards past the budget: its first forward with
+        gradients off is an evaluation pass; its first training forward after that shows
+        whether the script put it back in train mode."""
+        model = self.first.model
+        if model is None or getattr(module, "_orig_mod", module) is not model:
+            return
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
+            self._evaluated = True
+            return
+        if not self._evaluated:
+            return
+        self.first.recording.mode_after_evaluation = ModeAfterEvaluation(
+            step=self.first.steps_done + self.searched,
+            model_training=model.training,
+            modules_in_eval=[
+                name
+                for name, m in model.named_modules()
+                if isinstance(m, MODE_DEPENDENT) and not m.training
+            ],
+        )
 
     def _start_second(self, model: nn.Module, args: tuple[Any, ...]) -> None:
         recording = Recording(data_source="script", weights_loaded=list(self.loaded_between))

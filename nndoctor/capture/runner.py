@@ -252,7 +252,8 @@ def run_script(
                 raise StopCapture(why)
             return
         if done >= steps:
-            if follower.budget_reached():
+            epoch = recording.epoch_length()
+            if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")
 
@@ -435,6 +436,12 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
     capture.stop_reason = "step budget"
     capture.exception = capture.traceback = None
     second = follower.second
+    if second is None and not follower.phase_search:
+        capture.phase_note = (
+            f"after the observed steps the script ran {follower.searched} more optimizer "
+            f"step(s) unobserved, to the end of its first epoch: {reason}"
+        )
+        return
     if second is None:
         ended = {
             "script finished": "the script finished",

@@ -9,6 +9,7 @@ Checks read only this module's types.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,6 +233,16 @@ class NonFiniteEvent:
 
 
 @dataclass
+class ModeAfterEvaluation:
+    """The model's mode at its first training forward after its first evaluation pass (a
+    forward with gradients off), seen after the step budget (nndoctor.capture.phases)."""
+
+    step: int  # optimizer steps the script had taken by then
+    model_training: bool
+    modules_in_eval: list[str] = field(default_factory=list)  # mode-dependent, in eval()
+
+
+@dataclass
 class Recording:
     """Everything the probes saw while real training steps ran."""
 
@@ -283,6 +294,24 @@ class Recording:
     # Modules that declare their layout (RNNs, Transformer layers, MultiheadAttention):
     # name -> (batch_first, the shape of their first input at the first training forward).
     sequence_layouts: dict[str, tuple[bool, tuple[int, ...]]] = field(default_factory=dict)
+    # The model's mode when training resumed after its first evaluation pass, where the
+    # script was followed that far past its budget; None where it was not.
+    mode_after_evaluation: ModeAfterEvaluation | None = None
+
+    def epoch_length(self) -> int | None:
+        """Optimizer steps in one pass over the training data: the DataLoader that fed the
+        steps (its length), else a batch sliced by hand from a larger tensor (the inverse of
+        its share of that tensor); None when neither tells."""
+        fed = [s.loader for s in self.steps if s.loader is not None]
+        if fed:
+            info = self.loaders[statistics.mode(fed)]
+            if info.dataset_len and info.batch_size:
+                full, rest = divmod(info.dataset_len, info.batch_size)
+                return full + (1 if rest and not info.drop_last else 0)
+        shares = [s.input_storage_share for s in self.steps if 0 < s.input_storage_share < 1]
+        if len(shares) * 2 > len(self.steps):
+            return max(1, round(1 / statistics.median(shares)))
+        return None
 
     def input_batch_axis(self) -> int:
         """The axis of the model input (its first tensor) that holds the samples.

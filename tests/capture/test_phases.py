@@ -176,3 +176,74 @@ def test_the_first_phase_is_kept_as_it_was_at_its_budget(tmp_path: Path) -> None
         id(p) for p in first.parameters()
     }
     assert capture.next_phase.model[2].out_features == 3
+
+
+EPOCHS_WITH_VALIDATION = """
+import torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(800, 8)
+y = (x[:, 0] > 0).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)  # 25 steps an epoch
+val = torch.randn(128, 8)
+model = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.2),
+                      nn.Linear(32, 2))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+model.train()
+for epoch in range(4):
+    {restore}
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        print("val", model(val).argmax(1).float().mean().item())
+"""
+
+
+def _epochs(tmp_path: Path, restore: bool) -> str:
+    path = tmp_path / "epochs.py"
+    path.write_text(
+        textwrap.dedent(EPOCHS_WITH_VALIDATION).format(
+            restore="model.train()" if restore else "pass"
+        )
+    )
+    return str(path)
+
+
+@pytest.mark.fires("train-in-eval-mode")
+def test_train_mode_not_restored_after_validation_is_seen_past_the_budget(
+    tmp_path: Path,
+) -> None:
+    path = _epochs(tmp_path, restore=False)
+    capture = run_script(path, steps=20)
+    after = capture.recording.mode_after_evaluation
+    assert after is not None and after.model_training is False and after.step == 25
+    assert {"1", "3"} <= set(after.modules_in_eval)  # the BatchNorm and the Dropout
+    assert capture.steps == 20 and capture.stop_reason == "step budget"
+    assert "6 more optimizer step(s)" in capture.phase_note
+    report = check_script(path, steps=20, selection=Selection(select=("train-in-eval-mode",)))
+    (finding,) = report.by_check("train-in-eval-mode")
+    assert finding.severity.value == "warning" and finding.reasons == [32]
+    assert "after the model's first evaluation pass" in finding.message
+
+
+@pytest.mark.silent("train-in-eval-mode")
+def test_train_mode_restored_after_validation_is_silent(tmp_path: Path) -> None:
+    path = _epochs(tmp_path, restore=True)
+    capture = run_script(path, steps=20)
+    after = capture.recording.mode_after_evaluation
+    assert after is not None and after.model_training is True and after.modules_in_eval == []
+    report = check_script(path, steps=20, selection=Selection(select=("train-in-eval-mode",)))
+    assert serious(report) == []
+    assert "resumed in train mode" in report.result("train-in-eval-mode").detail
+
+
+def test_no_watch_without_an_eval_call_or_when_following_is_off(tmp_path: Path) -> None:
+    path = Path(_epochs(tmp_path, restore=True))
+    path.write_text(path.read_text().replace("model.eval()", "pass"))
+    silent = run_script(str(path), steps=20)
+    assert silent.recording.mode_after_evaluation is None and silent.steps == 20
+    off = run_script(_epochs(tmp_path, restore=False), steps=20, phase_steps=0)
+    assert off.recording.mode_after_evaluation is None and off.phase_note == ""

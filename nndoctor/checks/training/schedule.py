@@ -12,22 +12,6 @@ from nndoctor.probes.schedule import SchedulePlan
 from nndoctor.report.model import Where
 
 
-def steps_per_epoch(rec: Recording) -> int | None:
-    """Optimizer steps in one pass over the training data: the DataLoader that fed the
-    steps (its length), else a batch sliced by hand from a larger tensor (the inverse of
-    its share of that tensor); None when neither tells."""
-    fed = [s.loader for s in rec.steps if s.loader is not None]
-    if fed:
-        info = rec.loaders[statistics.mode(fed)]
-        if info.dataset_len and info.batch_size:
-            full, rest = divmod(info.dataset_len, info.batch_size)
-            return full + (1 if rest and not info.drop_last else 0)
-    shares = [s.input_storage_share for s in rec.steps if 0 < s.input_storage_share < 1]
-    if len(shares) * 2 > len(rec.steps):
-        return max(1, round(1 / statistics.median(shares)))
-    return None
-
-
 def _seen_rates(rec: Recording) -> list[float]:
     rates = []
     for s in rec.steps:
@@ -131,7 +115,7 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         )
     if not plan.lrs or not seen:
         ctx.skip(f"the plan of {plan.scheduler} could not be read ahead")
-    epoch = steps_per_epoch(rec)
+    epoch = rec.epoch_length()
     unit = "batch" if plan.per_batch else "epoch"
     ctx.note(
         f"{plan.scheduler} stepped per {unit} ({plan.scheduler_steps} call(s) over "

@@ -47,7 +47,12 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
         model has mode-dependent modules (an info note when it has none: no effect
         yet). An info note for occasional eval-mode steps (a validation forward
         with gradients on) and for submodules kept in eval mode (often a frozen
-        BatchNorm while fine-tuning, on purpose).
+        BatchNorm while fine-tuning, on purpose). Validation usually comes at the end
+        of an epoch, past the observed steps: where the script calls ``.eval()`` and
+        its first epoch ends within the search for a second phase, it is followed
+        (unobserved) to the model's first training forward after its first forward
+        with gradients off, and a warning is given when the model is still in eval
+        mode there and has mode-dependent modules.
 
     How to fix:
         Call ``model.train()`` at the start of every training epoch (after each
@@ -119,6 +124,7 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
                 "mode_dependent_modules": len(mode_modules),
             },
         )
+    _judge_mode_after_evaluation(ctx, len(mode_modules))
     in_eval: dict[str, int] = {}
     for s in steps:
         if not s.model_training:
@@ -141,6 +147,43 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
             where=Where(module=names[0], step=in_eval[names[0]]),
             evidence={"modules": names[:MAX_NAMES], "count": len(names)},
         )
+
+
+def _judge_mode_after_evaluation(ctx: CheckContext, mode_modules: int) -> None:
+    """The model's mode when training resumed after the first evaluation pass, where the
+    script was followed that far."""
+    after = ctx.recording.mode_after_evaluation
+    if after is None:
+        return
+    if after.model_training:
+        ctx.note(
+            f"{ctx.detail}; after the first evaluation pass, training resumed in train mode "
+            f"(step {after.step})"
+        )
+        return
+    ctx.note(
+        f"{ctx.detail}; after the first evaluation pass, training resumed in eval mode "
+        f"(step {after.step})"
+    )
+    if not mode_modules:
+        return  # eval() changes nothing in a model without BatchNorm or Dropout
+    ctx.finding(
+        title="Training resumes in eval() mode after the evaluation pass",
+        message=(
+            f"The script was followed past the observed steps to the end of its first epoch: "
+            f"after the model's first evaluation pass (a forward with gradients off), its next "
+            f"training forward, at step {after.step}, ran with model.training False. Every "
+            f"later epoch trains in eval mode: its {mode_modules} BatchNorm/Dropout module(s) "
+            "use frozen statistics and drop nothing."
+        ),
+        fix="Call model.train() at the start of every training epoch (after each validation pass).",
+        where=Where(step=after.step),
+        evidence={
+            "step": after.step,
+            "modules_in_eval": after.modules_in_eval[:MAX_NAMES],
+            "mode_dependent_modules": mode_modules,
+        },
+    )
 
 
 @register_check(
