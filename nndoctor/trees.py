@@ -63,10 +63,3 @@ def first_tensor(obj: Any) -> torch.Tensor | None:
     """The first tensor in ``obj`` (``obj`` itself when it is one), or None."""
     found = tensors(obj)
     return found[0] if found else None
-
-
-def first_measured_tensor(obj: Any) -> torch.Tensor | None:
-    """The first tensor in ``obj`` that holds measurements: floating point or uint8 (pixels),
-    not ids, offsets or masks; None when there is none."""
-    found = [t for t in tensors(obj) if t.is_floating_point() or t.dtype == torch.uint8]
-    return found[0] if found else None

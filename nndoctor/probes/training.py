@@ -41,7 +41,7 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
-from nndoctor.trees import first_measured_tensor, first_tensor, map_tensors
+from nndoctor.trees import first_tensor, map_tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
 RECOGNISED_LOSSES = (
@@ -458,11 +458,8 @@ class TrainingProbe:
             last = self._last_input() if self._last_input is not None else None
             rec.input_same_object = last is x
             self._last_input = weakref.ref(x)
-        # A model fed ids and measurements (a tabular model's categories and continuous
-        # columns) is summarised on its measurements, wherever they sit among its inputs.
-        measured = first_measured_tensor((args, kwargs))
-        if measured is not None:
-            self._add_tensor_summary(pending, measured, "inputs")
+        if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
+            self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:
             rec.inputs = TensorSummary(tuple(x.shape), str(x.dtype).replace("torch.", ""))
         if x is not None and x.dim() >= 1 and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS:
@@ -488,19 +485,16 @@ class TrainingProbe:
             rec.eval_forwards_in_train_mode += 1
         if len(rec.eval_inputs) >= MAX_EVAL_RECORDS:
             return
-        x = first_measured_tensor((args, kwargs))
-        if x is None:
+        x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
+        if x is None or not (x.is_floating_point() or x.dtype == torch.uint8):
             return
-        # Storages and fingerprints are compared with the training input's: the first tensor.
-        first = first_tensor((args, kwargs))
-        assert first is not None
-        if first.numel():
-            rec.eval_input_storages.append(StorageExtent.of(first))
+        if x.numel():
+            rec.eval_input_storages.append(StorageExtent.of(x))
         pending = _Pending(StepRecord(step=-1))
         self._add_tensor_summary(pending, x, "inputs")
         fingerprints: list[float] = []
-        if first.dim() >= 1:
-            self._add_sample_fingerprints(pending, first, fingerprints)
+        if x.dim() >= 1:
+            self._add_sample_fingerprints(pending, x, fingerprints)
         record = pending.record
 
         def store() -> None:
