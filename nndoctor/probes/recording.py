@@ -152,6 +152,9 @@ class StepRecord:
     loss: float = math.nan
     loss_seen: bool = False
     inputs: TensorSummary | None = None
+    # When the first model input holds ids (a tabular model's categories), the first later
+    # input holding measurements (its continuous columns); None otherwise.
+    columns: TensorSummary | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
     activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order

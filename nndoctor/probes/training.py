@@ -10,6 +10,7 @@ once, non-blocking (see :class:`HostTransfer`).
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import os
 import re
@@ -41,7 +42,7 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
-from nndoctor.trees import first_tensor, map_tensors
+from nndoctor.trees import first_tensor, map_tensors, tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
 RECOGNISED_LOSSES = (
@@ -102,6 +103,34 @@ class _Pending:
 # the input-label pairing need distinct samples to have any power (see
 # Thresholds.pairing_experiment_batches); the other experiments cycle through the first few.
 CAPTURED_BATCHES = 8
+
+
+def later_measurements(
+    module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], first: torch.Tensor
+) -> torch.Tensor | None:
+    """The first model input after ``first`` (ids) that holds measurements of the same
+    samples: floating point or uint8, as long along its first axis as ``first``, and not a
+    parameter named as a mask (an additive attention mask is no measurement)."""
+    if first.dim() == 0:
+        return None
+    try:
+        bound = _forward_signature(type(module)).bind(None, *args, **kwargs).arguments
+    except (TypeError, ValueError):
+        return None
+    for name, value in list(bound.items())[1:]:
+        if "mask" in name.lower():
+            continue
+        for t in tensors(value):
+            if t is first or not (t.is_floating_point() or t.dtype == torch.uint8):
+                continue
+            if t.dim() >= 1 and t.shape[0] == first.shape[0]:
+                return t
+    return None
+
+
+@functools.cache
+def _forward_signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.forward)
 
 
 class TrainingProbe:
@@ -462,6 +491,9 @@ class TrainingProbe:
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:
             rec.inputs = TensorSummary(tuple(x.shape), str(x.dtype).replace("torch.", ""))
+            columns = later_measurements(module, args, kwargs, x)
+            if columns is not None:
+                self._add_tensor_summary(pending, columns, "columns")
         if x is not None and x.dim() >= 1 and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS:
             self._add_sample_fingerprints(pending, x, rec.sample_fingerprints)
         if len(self.captured_batches) < self.keep_batches:
@@ -599,7 +631,7 @@ class TrainingProbe:
                 values = pending.transfer.get(ch_slot)
                 half = len(values) // 2
                 s.channel_mean, s.channel_std = values[:half], values[half:]
-            rec.inputs = s
+            setattr(rec, kind, s)
 
         pending.decoders.append(decode)
 

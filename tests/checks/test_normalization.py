@@ -77,6 +77,87 @@ def test_one_global_scale_keeps_the_ratio() -> None:
     assert g.evidence["largest"] == 0 and g.evidence["ratio"] > 500
 
 
+class CategoriesAndColumns(nn.Module):
+    """A tabular model fed category ids first and continuous columns second."""
+
+    def __init__(self, columns: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(5, 4)
+        self.head = nn.Sequential(nn.Linear(4 + columns, 16), nn.ReLU(), nn.Linear(16, 3))
+
+    def forward(self, categories: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.embed(categories), columns], dim=1))
+
+
+def ids_then_columns(columns: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    categories = torch.randint(0, 5, (len(y),), generator=torch.Generator().manual_seed(2))
+    torch.manual_seed(0)
+    model = CategoriesAndColumns(columns.shape[1])
+    data = [
+        ((categories[i : i + 32], columns[i : i + 32]), y[i : i + 32]) for i in range(0, len(y), 32)
+    ]
+    return {
+        "model": model,
+        "data": data,
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("feature-scales-differ")
+def test_columns_behind_category_ids_are_measured() -> None:
+    # The first model input holds ids: the columns after them are what is measured.
+    x, y = blobs()
+    x[:, 0] *= 1000
+    x = x / x.abs().max()  # one scale for all columns: the ratio survives
+    report = run(select=CHECKS, **ids_then_columns(x, y))
+    (g,) = report.by_check("feature-scales-differ")
+    assert g.evidence["largest"] == 0 and g.evidence["ratio"] > 500
+
+
+@pytest.mark.silent("feature-scales-differ")
+@pytest.mark.silent("input-not-standardized")
+def test_standardised_columns_behind_category_ids_pass() -> None:
+    x, y = blobs()
+    report = run(select=CHECKS, **ids_then_columns(x, y))
+    assert serious(report) == []
+    assert status(report, "feature-scales-differ").status.value == "passed"
+    assert status(report, "input-not-standardized").status.value == "passed"
+
+
+class TokensAndMask(nn.Module):
+    """Token ids and an additive attention mask (-inf above the diagonal), as a word-level
+    Transformer language model is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, tokens: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
+        scores = torch.zeros(tokens.shape[0], tokens.shape[0]) + src_mask
+        mixed = scores.softmax(-1) @ self.embed(tokens)
+        return self.head(mixed)
+
+
+def test_an_attention_mask_after_token_ids_is_no_measurement() -> None:
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (128,), generator=g)
+    y = torch.randint(0, 3, (128,), generator=g)
+    mask = torch.triu(torch.full((32, 32), float("-inf")), diagonal=1)
+    torch.manual_seed(0)
+    model = TokensAndMask()
+    report = run(
+        select=(*CHECKS, "input-not-finite"),
+        model=model,
+        data=[((tokens[i : i + 32], mask), y[i : i + 32]) for i in range(0, 128, 32)],
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    assert serious(report) == []
+    assert status(report, "input-not-standardized").status.value == "skipped"
+
+
 # -- silent ------------------------------------------------------------------------------
 
 

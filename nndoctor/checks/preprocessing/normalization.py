@@ -31,18 +31,20 @@ from nndoctor.checks.data.sanity import (
     first_conv,
     first_leaf,
     has_embedding,
+    has_stats,
     input_steps,
 )
 from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import NORM
+from nndoctor.probes.training import later_measurements
 from nndoctor.report.model import HARMLESS, Severity, Where
 from nndoctor.subject import Subject
 from nndoctor.trees import first_tensor, map_tensors
 
 if TYPE_CHECKING:
     from nndoctor.checks.thresholds import Thresholds
-    from nndoctor.probes.recording import StepRecord
+    from nndoctor.probes.recording import StepRecord, TensorSummary
 
 # How many offending features a message names before it says "and N more".
 _SHOWN = 5
@@ -88,13 +90,12 @@ def _pool(rows: list[tuple[float, float, float]], t: Thresholds) -> tuple[float,
 def input_stats(ctx: CheckContext) -> InputStats:
     """The input's features pooled over steps, or a skip saying why they cannot be judged."""
     rec, t = ctx.recording, ctx.thresholds
-    steps = [s for s in input_steps(rec) if s.inputs is not None]
+    steps = input_steps(rec) or [s for s in rec.steps if has_stats(s.columns)]
     if not steps:
         ctx.skip("no step recorded statistics of a float or uint8 model input")
-    if not all(s.inputs is not None and s.inputs.finite for s in steps):
+    if not all(_measured(s).finite for s in steps):
         ctx.skip("the input holds non-finite values (see input-not-finite)")
-    first = steps[0].inputs
-    assert first is not None
+    first = _measured(steps[0])
     if first.dtype == "uint8" and has_embedding(rec):
         ctx.skip("uint8 input to a model with an nn.Embedding: token ids, not features")
     leaf = first_leaf(rec)
@@ -112,29 +113,35 @@ def input_stats(ctx: CheckContext) -> InputStats:
     per_axis = [
         s
         for s in steps
-        if s.inputs is not None
-        and s.inputs.channel_mean is not None
-        and s.inputs.channel_std is not None
-        and len(s.inputs.channel_mean) == width
+        if _measured(s).channel_mean is not None
+        and _measured(s).channel_std is not None
+        and len(_measured(s).channel_mean or []) == width
     ]
     module = conv[0] if unit == "channel" and conv is not None else leaf
     if unit == "input" or width == 0 or len(per_axis) < len(steps):
         # The whole input as one feature (also when axis 1 was too wide to summarise).
-        rows = [(_count(s), s.inputs.mean, s.inputs.std) for s in steps if s.inputs is not None]
+        rows = [(_count(s), _measured(s).mean, _measured(s).std) for s in steps]
         return InputStats("input", [FeatureStats(None, *_pool(rows, t))], steps, module)
     features = []
     for i in range(width):
         rows = [
-            (_count(s), s.inputs.channel_mean[i], s.inputs.channel_std[i])  # type: ignore[index]
+            (_count(s), _measured(s).channel_mean[i], _measured(s).channel_std[i])  # type: ignore[index]
             for s in per_axis
         ]
         features.append(FeatureStats(i, *_pool(rows, t)))
     return InputStats(unit, features, per_axis, module)
 
 
+def _measured(step: StepRecord) -> TensorSummary:
+    """The model input whose statistics are judged: the first, else (ids first) the
+    continuous columns after it."""
+    summary = step.inputs if has_stats(step.inputs) else step.columns
+    assert summary is not None
+    return summary
+
+
 def _count(step: StepRecord) -> float:
-    assert step.inputs is not None
-    shape = step.inputs.shape
+    shape = _measured(step).shape
     return (
         float(math.prod(shape) / shape[1])
         if len(shape) >= 2 and shape[1]
@@ -393,10 +400,14 @@ def standardised_twin(
 
 
 def _standardised(subject: Subject, batch: Any, stats: InputStats) -> Any | None:
-    """``batch`` with its model input (the first tensor of it, the one whose statistics were
-    recorded) standardised per feature or channel; None when it cannot be replaced."""
+    """``batch`` with its model input (the one whose statistics were recorded: the first
+    tensor, else the columns after ids) standardised per feature or channel; None when it
+    cannot be replaced."""
     inputs = subject.inputs(batch)
     x = first_tensor(inputs)
+    if x is not None and not (x.is_floating_point() or x.dtype == torch.uint8):
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        x = later_measurements(subject.model, args, {}, x)
     if x is None or x.dim() < 2 or not (x.is_floating_point() or x.dtype == torch.uint8):
         return None
     dtype = x.dtype if x.is_floating_point() else torch.float32
