@@ -436,6 +436,11 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
     capture.stop_reason = "step budget"
     capture.exception = capture.traceback = None
     second = follower.second
+    if follower.watch_steps:
+        capture.recording.epoch_watch_end = {
+            "script finished": "the script finished",
+            "timeout": "the time limit was reached",
+        }.get(reason, reason)
     if second is None and not follower.phase_search:
         capture.phase_note = (
             f"after the observed steps the script ran {follower.searched} more optimizer "

@@ -300,6 +300,9 @@ class Recording:
     # The model's mode when training resumed after its first evaluation pass, where the
     # script was followed that far past its budget; None where it was not.
     mode_after_evaluation: ModeAfterEvaluation | None = None
+    # How that watch past the budget ended ("" where there was none): the time limit or
+    # the script's end may come before the evaluation pass.
+    epoch_watch_end: str = ""
 
     def epoch_length(self) -> int | None:
         """Optimizer steps in one pass over the training data: the DataLoader that fed the

@@ -245,5 +245,21 @@ def test_no_watch_without_an_eval_call_or_when_following_is_off(tmp_path: Path) 
     path.write_text(path.read_text().replace("model.eval()", "pass"))
     silent = run_script(str(path), steps=20)
     assert silent.recording.mode_after_evaluation is None and silent.steps == 20
+    assert silent.recording.epoch_watch_end == ""
     off = run_script(_epochs(tmp_path, restore=False), steps=20, phase_steps=0)
     assert off.recording.mode_after_evaluation is None and off.phase_note == ""
+
+
+def test_a_watch_cut_short_is_said_not_judged() -> None:
+    from nndoctor.checks.lab import Lab
+    from nndoctor.engine import run_checks
+    from nndoctor.probes.recording import Recording, StepRecord
+
+    rec = Recording(steps=[StepRecord(step=i, forwards=1, model_training=True) for i in range(3)])
+    rec.epoch_watch_end = "the time limit was reached"
+    results, findings = run_checks(
+        None, rec, Lab(None), selection=Selection(select=("train-in-eval-mode",))
+    )
+    (result,) = [r for r in results if r.check == "train-in-eval-mode"]
+    assert findings == [] and "the time limit was reached" in result.detail
+    assert "not judged" in result.detail

@@ -154,6 +154,14 @@ def _judge_mode_after_evaluation(ctx: CheckContext, mode_modules: int) -> None:
     script was followed that far."""
     after = ctx.recording.mode_after_evaluation
     if after is None:
+        ended = ctx.recording.epoch_watch_end
+        if ended:
+            # Not seen is not judged: a slower run may end before the evaluation pass.
+            ctx.note(
+                f"{ctx.detail}; the script was followed past the observed steps toward the end "
+                f"of its first epoch, with no training after an evaluation pass seen ({ended}): "
+                "the mode after evaluation is not judged"
+            )
         return
     if after.model_training:
         ctx.note(
