@@ -267,6 +267,35 @@ def test_an_unscaled_regression_term_dominates_the_classification_term() -> None
     assert "mse_loss" in finding.message
 
 
+@pytest.mark.fires("loss-term-dominates")
+def test_a_term_two_orders_of_magnitude_larger_dominates() -> None:
+    # Targets in the hundreds (a price, a box in pixels) under one output scale.
+    model = TwoHeads()
+    report = run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=_two_head_loss(box_scale=250.0),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("loss-term-dominates")
+    assert 100 < finding.evidence["ratio"] < 1000
+
+
+@pytest.mark.silent("loss-term-dominates")
+def test_terms_a_few_times_apart_pass() -> None:
+    model = TwoHeads()
+    report = run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=_two_head_loss(box_scale=3.0),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("loss-term-dominates") == []
+    assert report.result("loss-term-dominates").status.value == "passed"
+
+
 @pytest.mark.silent("loss-term-dominates")
 def test_balanced_terms_pass() -> None:
     model = TwoHeads()

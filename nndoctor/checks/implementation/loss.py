@@ -518,15 +518,17 @@ def loss_term_dominates(ctx: CheckContext) -> None:
 
     Why it matters:
         With loss = a + λ·b, the model follows whichever term has the larger gradient.
-        When one term's gradient is a thousand times the other's, the other term is
-        effectively switched off — a common reason why one head of a multi-task or
-        detection model never learns.
+        When one term's gradient is orders of magnitude above the other's, the other term
+        is effectively switched off in the parameters they share — a common reason why
+        one head of a multi-task or detection model never learns.
 
     What is measured:
         On a copy at the initial weights and one batch, the gradient norm (over all
         parameters) that each recognised loss term contributes to the total, including
-        the weight it carries in the total. A term that dominates must do so at a second
-        step too: weights drawn at random each step (mixup's λ) dominate one step by chance.
+        the weight it carries in the total. A warning when one is ``loss_term_ratio``
+        (100: two orders of magnitude) times another's. A term that dominates must do so
+        at a second step too: weights drawn at random each step (mixup's λ) dominate one
+        step by chance.
 
     How to fix:
         Rescale the terms so that their gradient contributions are within an order of
