@@ -145,7 +145,8 @@ for fault in (
         "the collator writes [MASK] into the labels instead of the inputs: the chosen "
         "tokens stay visible and 80% of their targets are [MASK], which the model learns "
         "to predict; the printed masked-token accuracy (scored on the same labels) reads "
-        "0.84 while the accuracy on the real hidden words is 0.01 (healthy: 0.45)",
+        "0.83, while scored against the real hidden words it is 0.01 after two epochs "
+        "(healthy: 0.45)",
         also=(4, 18),
         edits=(Edit("input_ids[indices_replaced] = 3", "labels[indices_replaced] = 3"),),
     ),
@@ -155,8 +156,8 @@ for fault in (
         18,
         "dev",
         "the loss is given the batch's (masked) input ids as targets instead of its labels: "
-        "the model learns to copy its input, [MASK] included, at every position; the loss "
-        "falls to 0.008 while the masked-token accuracy stays at 0.10 (healthy: 0.45)",
+        "the model learns to copy its input, [MASK] included, at every position; after two "
+        "epochs the loss is 0.008 and the masked-token accuracy 0.10 (healthy: 0.45)",
         also=(3, 21),
         edits=(Edit('batch["labels"].view(-1))', 'batch["input_ids"].view(-1))'),),
     ),
@@ -202,7 +203,7 @@ for fault in (
         "dev",
         "the targets are sliced like the inputs (captions[:, :-1]) instead of one token "
         "ahead: the decoder learns to copy its input token, the training loss falls to 0.06 "
-        "and greedy decoding gets no token right",
+        "and greedy decoding gets no token right from the sixth epoch on (healthy: 0.81)",
         also=(4, 21),
         edits=(
             Edit(
