@@ -275,6 +275,8 @@ class Recording:
     scaler_skipped_steps: int = 0
     eval_forwards_in_train_mode: int = 0  # no-grad forwards with Dropout/BatchNorm in train mode
     eval_inputs: list[TensorSummary] = field(default_factory=list)
+    # The training steps finished when each of those forwards ran (parallel to eval_inputs).
+    eval_steps: list[int] = field(default_factory=list)
     eval_input_storages: list[StorageExtent] = field(default_factory=list)
     # Where the batches came from: "api" (a data iterable handed to nndoctor) or "script"
     # (whatever an observed script fed its model, DataLoader or tensors of its own).
@@ -290,6 +292,8 @@ class Recording:
         return bool(self.steps) and 2 * sum(s.alternating for s in self.steps) > len(self.steps)
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
+    # The training steps finished when each fingerprinted sample was evaluated (parallel).
+    eval_fingerprint_steps: list[int] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
     # The module a script called first, when an optimizer stepped other parameters before
     # any of its own (nndoctor.capture.retarget.Unstepped); None otherwise.

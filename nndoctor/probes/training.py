@@ -353,6 +353,7 @@ class TrainingProbe:
         # The other model's no-grad forwards were no evaluation of this one.
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
         rec.eval_inputs, rec.eval_input_storages, rec.eval_sample_fingerprints = [], [], []
+        rec.eval_steps, rec.eval_fingerprint_steps = [], []
         rec.sequence_layouts = {}
         self.attach_model(model)
         if torch.is_grad_enabled():
@@ -528,11 +529,14 @@ class TrainingProbe:
         if x.dim() >= 1:
             self._add_sample_fingerprints(pending, x, fingerprints)
         record = pending.record
+        done = self.steps_done
 
         def store() -> None:
             if record.inputs is not None:
                 rec.eval_inputs.append(record.inputs)
+                rec.eval_steps.append(done)
             rec.eval_sample_fingerprints.extend(fingerprints)
+            rec.eval_fingerprint_steps.extend([done] * len(fingerprints))
 
         pending.decoders.append(store)
         pending.transfer.launch()

@@ -380,3 +380,38 @@ def test_datasets_kept_as_plain_lists_are_compared_not_crashed(tmp_path: Path) -
     select = Selection(select=("split-preprocessing-differs",))
     report = check_script(str(path), steps=20, phase_steps=0, selection=select)
     assert report.result("split-preprocessing-differs").status.value == "passed"
+
+
+ROLLOUT_SCRIPT = """
+import torch
+from torch import nn
+g = torch.Generator().manual_seed(0)
+states = torch.eye(36)[torch.randint(0, 36, (4000,), generator=g)]  # one-hot grid cells
+model = nn.Sequential(nn.Linear(36, 32), nn.Tanh(), nn.Linear(32, 5))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for update in range(40):
+    rollout = states[update * 16 : (update + 1) * 16]
+    with torch.no_grad():  # acting: choose actions, then train on the same states
+        actions = torch.distributions.Categorical(logits=model(rollout)[:, :4]).sample()
+        bootstrap = model(states[(update + 1) * 16 : (update + 2) * 16])[:, 4]
+    out = model(rollout)
+    returns = torch.ones(16) + bootstrap.mean()
+    loss = nn.functional.cross_entropy(out[:, :4], actions) + (out[:, 4] - returns).pow(2).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_no_grad_forwards_on_states_trained_on_next_are_no_evaluation(tmp_path: Path) -> None:
+    # A2C-style: the no-grad forwards choose actions on a rollout and bootstrap a value on
+    # the next rollout's first states; all are trained on at that step or the next.
+    path = tmp_path / "rollout.py"
+    path.write_text(ROLLOUT_SCRIPT)
+    report = check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
+    assert report.by_check("split-preprocessing-differs") == []
+    result = report.result("split-preprocessing-differs")
+    assert result.status == "passed" and "prepare training" in result.detail

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from typing import Any
 
 import torch
 
@@ -57,7 +58,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         binomial test at ``label_pairing_alpha``; each sample counted once on either
         side, so that a chance match evaluated at every epoch is one match), except where
         every step trains on one full batch and the evaluation re-reads it (a graph's
-        nodes split by masks on the outputs: the inputs are shared by design).
+        nodes split by masks on the outputs: the inputs are shared by design). No-grad
+        forwards whose samples are trained on right after them prepare training (a
+        rollout's action choices, a bootstrapped value, pseudo-labels) and are left out
+        of the evaluation data: most of their samples are trained on in the two steps
+        from there, and more than in the two steps before.
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -78,14 +83,37 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     train_stats = channel_stats(train_inputs)
     findings = 0
     compared = []
-    if rec.eval_inputs and train_stats is not None:
-        eval_stats = channel_stats(rec.eval_inputs)
+    # No-grad forwards on inputs trained on afterwards (a rollout's action choices, a
+    # bootstrapped value, pseudo-labels) prepare training: they are no evaluation.
+    preparing = _preparing_training(rec)
+    eval_inputs = [
+        x
+        for x, k in zip(rec.eval_inputs, _steps(rec.eval_inputs, rec.eval_steps), strict=True)
+        if k not in preparing
+    ]
+    evaluated_fp = [
+        v
+        for v, k in zip(
+            rec.eval_sample_fingerprints,
+            _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps),
+            strict=True,
+        )
+        if k not in preparing
+    ]
+    if preparing:
+        compared.append(
+            f"{len(rec.eval_inputs) - len(eval_inputs)} no-grad forward(s) on inputs trained on at "
+            "the same or a later step (rollouts, bootstrapped values, pseudo-labels) left out: "
+            "they prepare training, they do not evaluate"
+        )
+    if eval_inputs and train_stats is not None:
+        eval_stats = channel_stats(eval_inputs)
         # The same samples fed at several steps (full-batch training, a held-out set
         # evaluated at every step) are as many samples as they are distinct ones.
         train_fp = [v for s in rec.steps for v in s.sample_fingerprints]
         train_stats = _distinct_rows(train_stats, train_fp)
         if eval_stats is not None:
-            eval_stats = _distinct_rows(eval_stats, rec.eval_sample_fingerprints)
+            eval_stats = _distinct_rows(eval_stats, evaluated_fp)
         if eval_stats is not None and len(eval_stats[0]) == len(train_stats[0]):
             compared.append("evaluation forwards")
             findings += _compare(
@@ -95,18 +123,18 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
                 train_stats,
                 eval_stats,
             )
-    if rec.eval_sample_fingerprints and _rereads_the_full_batch(rec):
+    if evaluated_fp and _rereads_the_full_batch(rec, evaluated_fp):
         # Full-batch training (a graph's nodes, a whole table) evaluated on that same batch:
         # the split is made on the outputs it scores (node masks), not on the inputs.
         compared.append(
             "the evaluation forwards re-read the one full batch every step trains on (a split "
             "by the outputs scored, such as node masks): shared inputs say nothing there"
         )
-    elif rec.eval_sample_fingerprints:
+    elif evaluated_fp:
         # Each sample once: one evaluated at every epoch, or trained on at several steps, is
         # one sample, and a chance match repeated with it is one chance match, not several.
         train_fp = distinct_fingerprints([v for s in rec.steps for v in s.sample_fingerprints])
-        evaluated = distinct_fingerprints(rec.eval_sample_fingerprints)
+        evaluated = distinct_fingerprints(evaluated_fp)
         shared, expected, p = shared_beyond_chance(train_fp, evaluated)
         compared.append(
             f"{len(evaluated)} distinct evaluation samples against {len(train_fp)} distinct training samples"
@@ -140,6 +168,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         ctx.skip("no evaluation data was observed (no no-grad forward and no other DataLoader)")
     ctx.note("compared: " + "; ".join(compared))
 
+
+# No-grad forwards whose samples are trained on within this many steps prepare training.
+PREPARING_WINDOW = 2
 
 # Offsets, in match tolerances, at which evaluation fingerprints are also looked up among the
 # training ones: a real duplicate matches at its own value only, so the matches found at
@@ -180,7 +211,7 @@ def _near(sorted_values: list[float], v: float) -> bool:
     return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
-def _rereads_the_full_batch(rec: Recording) -> bool:
+def _rereads_the_full_batch(rec: Recording, evaluated: list[float]) -> bool:
     """Every observed step trains on the same batch (the same samples, by fingerprint), of
     more than one sample, and every evaluation input is one of its samples."""
     batches = {tuple(sorted(s.sample_fingerprints)) for s in rec.steps if s.sample_fingerprints}
@@ -189,7 +220,40 @@ def _rereads_the_full_batch(rec: Recording) -> bool:
     batch = list(batches.pop())
     if len(batch) < 2 or not all(math.isfinite(v) for v in batch):
         return False
-    return all(_near(batch, v) for v in rec.eval_sample_fingerprints)
+    return all(_near(batch, v) for v in evaluated)
+
+
+def _steps(values: list[Any], steps: list[int]) -> list[int]:
+    """The step of each evaluated value, or -1 for each where none was recorded."""
+    return steps if len(steps) == len(values) else [-1] * len(values)
+
+
+def _preparing_training(rec: Recording) -> set[int]:
+    """The steps at which the no-grad forwards prepared training rather than evaluated:
+    most of their samples are trained on at that step or the next (``PREPARING_WINDOW``),
+    more of them than were trained on in as many steps before it. An evaluation re-reads
+    samples trained on before it, no more in the steps right after it than right before."""
+    by_step: dict[int, list[float]] = {}
+    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
+    for v, k in zip(rec.eval_sample_fingerprints, steps, strict=True):
+        if k >= 0:
+            by_step.setdefault(k, []).append(v)
+
+    def trained(first: int, last: int) -> list[float]:
+        return distinct_fingerprints(
+            [v for s in rec.steps if first <= s.step <= last for v in s.sample_fingerprints]
+        )
+
+    preparing = set()
+    for k, fingerprints in by_step.items():
+        distinct = distinct_fingerprints(fingerprints)
+        ahead = trained(k, k + PREPARING_WINDOW - 1)
+        behind = trained(k - PREPARING_WINDOW, k - 1)
+        next_ = sum(_near(ahead, v) for v in distinct)
+        before = sum(_near(behind, v) for v in distinct)
+        if 2 * next_ > len(distinct) and next_ > before:
+            preparing.add(k)
+    return preparing
 
 
 def distinct_fingerprints(fingerprints: list[float]) -> list[float]:
