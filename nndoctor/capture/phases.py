@@ -31,7 +31,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -60,45 +60,45 @@ def optimizer_classes() -> set[str]:
     return names
 
 
-def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:
-    """How many places in the source files ``paths`` construct an optimizer: calls of a
-    name or attribute that names an optimizer class (``torch.optim.Adam(...)``,
-    ``SGD(...)``); unreadable files count nothing."""
-    sites = 0
+def _calls(paths: Iterable[str]) -> Iterator[ast.Call]:
+    """Every call in the source files ``paths``; unreadable files give none."""
     for path in paths:
         try:
             with open(path, encoding="utf-8") as f:
                 tree = ast.parse(f.read(), filename=path)
         except (OSError, SyntaxError, ValueError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call):
-                func = node.func
-                name = (
-                    func.attr
-                    if isinstance(func, ast.Attribute)
-                    else func.id
-                    if isinstance(func, ast.Name)
-                    else None
-                )
-                sites += name in classes
+        yield from (node for node in ast.walk(tree) if isinstance(node, ast.Call))
+
+
+def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:
+    """How many places in the source files ``paths`` construct an optimizer: calls of a
+    name or attribute that names an optimizer class (``torch.optim.Adam(...)``,
+    ``SGD(...)``); unreadable files count nothing."""
+    sites = 0
+    for call in _calls(paths):
+        func = call.func
+        name = (
+            func.attr
+            if isinstance(func, ast.Attribute)
+            else func.id
+            if isinstance(func, ast.Name)
+            else None
+        )
+        sites += name in classes
     return sites
 
 
 def evaluation_sites(paths: Iterable[str]) -> int:
     """How many places in the source files ``paths`` call ``.eval()`` with no argument
     (``model.eval()``: an evaluation pass); unreadable files count nothing."""
-    sites = 0
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                tree = ast.parse(f.read(), filename=path)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and not node.args and not node.keywords:
-                sites += isinstance(node.func, ast.Attribute) and node.func.attr == "eval"
-    return sites
+    return sum(
+        isinstance(call.func, ast.Attribute)
+        and call.func.attr == "eval"
+        and not call.args
+        and not call.keywords
+        for call in _calls(paths)
+    )
 
 
 def script_sources(script: str) -> list[str]:
