@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from subjects import batches, blobs, healthy_classifier, mlp, run, serious
 from torch import nn
+
+import nndoctor
 
 
 @pytest.mark.silent("loss-not-at-chance")
@@ -252,61 +256,37 @@ def _two_head_loss(box_scale: float):
     return loss_fn
 
 
-@pytest.mark.fires("loss-term-dominates")
-def test_an_unscaled_regression_term_dominates_the_classification_term() -> None:
+def _two_head_report(box_scale: float) -> nndoctor.Report:
     model = TwoHeads()
-    report = run(
+    return run(
         select=["loss-term-dominates"],
         model=model,
         data=batches(*blobs()),
-        loss_fn=_two_head_loss(box_scale=1000.0),
+        loss_fn=_two_head_loss(box_scale=box_scale),
         optimizer=torch.optim.Adam(model.parameters()),
     )
-    (finding,) = report.by_check("loss-term-dominates")
-    assert finding.reasons == [20] and finding.evidence["ratio"] > 1000
+
+
+@pytest.mark.fires("loss-term-dominates")
+@pytest.mark.parametrize(
+    ("box_scale", "low", "high"),
+    # Targets in pixels; targets in the hundreds (a price) under one output scale.
+    [(1000.0, 1000, math.inf), (250.0, 100, 1000)],
+)
+def test_an_unscaled_regression_term_dominates_the_classification_term(
+    box_scale: float, low: float, high: float
+) -> None:
+    (finding,) = _two_head_report(box_scale).by_check("loss-term-dominates")
+    assert finding.reasons == [20] and low < finding.evidence["ratio"] < high
     assert "mse_loss" in finding.message
 
 
-@pytest.mark.fires("loss-term-dominates")
-def test_a_term_two_orders_of_magnitude_larger_dominates() -> None:
-    # Targets in the hundreds (a price, a box in pixels) under one output scale.
-    model = TwoHeads()
-    report = run(
-        select=["loss-term-dominates"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=_two_head_loss(box_scale=250.0),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
-    (finding,) = report.by_check("loss-term-dominates")
-    assert 100 < finding.evidence["ratio"] < 1000
-
-
 @pytest.mark.silent("loss-term-dominates")
-def test_terms_a_few_times_apart_pass() -> None:
-    model = TwoHeads()
-    report = run(
-        select=["loss-term-dominates"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=_two_head_loss(box_scale=3.0),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+@pytest.mark.parametrize("box_scale", [1.0, 3.0])  # balanced; a few times apart
+def test_balanced_terms_pass(box_scale: float) -> None:
+    report = _two_head_report(box_scale)
     assert report.by_check("loss-term-dominates") == []
     assert report.result("loss-term-dominates").status.value == "passed"
-
-
-@pytest.mark.silent("loss-term-dominates")
-def test_balanced_terms_pass() -> None:
-    model = TwoHeads()
-    report = run(
-        select=["loss-term-dominates"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=_two_head_loss(box_scale=1.0),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
-    assert report.by_check("loss-term-dominates") == []
     assert "cross_entropy=" in report.result("loss-term-dominates").detail
 
 

@@ -41,6 +41,14 @@ def _augmented(strength: float) -> nndoctor.Report:
     )
 
 
+def _split_check(path: Path, script: str) -> nndoctor.Report:
+    """``script`` written to ``path`` and checked by split-preprocessing-differs alone."""
+    path.write_text(script)
+    return check_script(
+        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    )
+
+
 @pytest.mark.fires("augmentation-too-strong")
 def test_augmentation_noise_larger_than_the_signal() -> None:
     (finding,) = _augmented(strength=5.0).by_check("augmentation-too-strong")
@@ -120,11 +128,8 @@ for epoch in range(5):
 
 
 def _split(tmp_path: Path, val: str, labels: str) -> nndoctor.Report:
-    path = tmp_path / "train.py"
-    path.write_text(textwrap.dedent(SPLIT_SCRIPT.format(val=val, labels=labels)))
-    return check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
-    )
+    script = textwrap.dedent(SPLIT_SCRIPT.format(val=val, labels=labels))
+    return _split_check(tmp_path / "train.py", script)
 
 
 @pytest.mark.fires("split-preprocessing-differs")
@@ -230,10 +235,8 @@ for xb, yb in train:  # one epoch of 32 steps: no evaluation within the 20 obser
 
 
 def _clusters(tmp_path: Path, val: str, seed: int) -> nndoctor.Report:
-    path = tmp_path / f"train_{seed}.py"
-    path.write_text(textwrap.dedent(CLUSTER_SCRIPT.format(val=val, seed=seed)))
-    return check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
+    return _split_check(
+        tmp_path / f"train_{seed}.py", textwrap.dedent(CLUSTER_SCRIPT.format(val=val, seed=seed))
     )
 
 
@@ -290,11 +293,7 @@ for xb, yb in train:
 
 @pytest.mark.silent("split-preprocessing-differs")
 def test_rows_repeated_by_nature_are_not_taken_for_shared_samples(tmp_path: Path) -> None:
-    path = tmp_path / "discrete.py"
-    path.write_text(DISCRETE_SCRIPT)
-    report = check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
-    )
+    report = _split_check(tmp_path / "discrete.py", DISCRETE_SCRIPT)
     assert report.by_check("split-preprocessing-differs") == []
     assert "stored rows of loader 1" in report.result("split-preprocessing-differs").detail
 
@@ -302,12 +301,8 @@ def test_rows_repeated_by_nature_are_not_taken_for_shared_samples(tmp_path: Path
 @pytest.mark.silent("split-preprocessing-differs")
 def test_a_second_loader_over_the_training_rows_is_no_leak(tmp_path: Path) -> None:
     # Training accuracy measured through a loader of its own over the same rows.
-    path = tmp_path / "train_acc.py"
     script = CLUSTER_SCRIPT.format(val="Xtr", seed=3).replace("y[2048:]", "y[:2048]")
-    path.write_text(textwrap.dedent(script))
-    report = check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
-    )
+    report = _split_check(tmp_path / "train_acc.py", textwrap.dedent(script))
     assert report.by_check("split-preprocessing-differs") == []
     assert report.result("split-preprocessing-differs").status == "passed"
 
@@ -341,11 +336,7 @@ for xb, yb in train:
 
 @pytest.mark.fires("split-preprocessing-differs")
 def test_standardisation_fitted_on_all_the_data(tmp_path: Path) -> None:
-    path = tmp_path / "whole.py"
-    path.write_text(WHOLE_DATA_SCRIPT)
-    report = check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
-    )
+    report = _split_check(tmp_path / "whole.py", WHOLE_DATA_SCRIPT)
     (finding,) = report.by_check("split-preprocessing-differs")
     assert "evaluation included" in finding.message
 
@@ -407,11 +398,7 @@ for update in range(40):
 def test_no_grad_forwards_on_states_trained_on_next_are_no_evaluation(tmp_path: Path) -> None:
     # A2C-style: the no-grad forwards choose actions on a rollout and bootstrap a value on
     # the next rollout's first states; all are trained on at that step or the next.
-    path = tmp_path / "rollout.py"
-    path.write_text(ROLLOUT_SCRIPT)
-    report = check_script(
-        str(path), steps=20, selection=Selection(select=("split-preprocessing-differs",))
-    )
+    report = _split_check(tmp_path / "rollout.py", ROLLOUT_SCRIPT)
     assert report.by_check("split-preprocessing-differs") == []
     result = report.result("split-preprocessing-differs")
     assert result.status == "passed" and "prepare training" in result.detail
