@@ -103,7 +103,10 @@ def check(
     ] = None,
     timeout: Annotated[
         Optional[float],
-        typer.Option(help="Wall-clock limit for the script, in seconds [default: 120]."),
+        typer.Option(
+            help="Wall-clock limit for the script, and for each replay of it, in seconds "
+            "[default: 120]."
+        ),
     ] = None,
     phase_steps: Annotated[
         Optional[int],

@@ -821,7 +821,13 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
     replayable = capture.phase == 1 and capture.distributed is None
     script = (capture.script, list(capture.argv)) if replayable else None
     if subject is not None:
-        return Lab(subject, device=device, script=script, datasets=capture.datasets)
+        return Lab(
+            subject,
+            device=device,
+            script=script,
+            datasets=capture.datasets,
+            replay_timeout=capture.timeout,
+        )
     model = None
     if capture.model is not None:
         model = deepcopy_detached(capture.model)
@@ -837,6 +843,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         script=script,
         task=captured_task(capture),
         datasets=capture.datasets,
+        replay_timeout=capture.timeout,
     )
 
 

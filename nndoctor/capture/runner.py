@@ -86,6 +86,8 @@ class Capture:
     scratch_dir: str | None = None
     stdout_tail: str = ""
     datasets: dict[int, Any] = field(default_factory=dict)
+    # The wall-clock limit the script ran under; a replay of it gets the same.
+    timeout: float = 60.0
     # The second phase of training (a new optimizer after this phase's budget), observed
     # the same way; and what the search for it found (see nndoctor.capture.phases).
     next_phase: Capture | None = None
@@ -235,7 +237,7 @@ def run_script(
         raise ScriptError(f"no such script: {script}")
     argv = list(argv or [])
     recording = Recording(data_source="script")
-    capture = Capture(script=script, argv=argv, recording=recording)
+    capture = Capture(script=script, argv=argv, recording=recording, timeout=timeout)
     scratch = tempfile.mkdtemp(prefix="nndoctor-scratch-")
     capture.scratch_dir = scratch
 
@@ -464,6 +466,7 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
     phase = Capture(
         script=capture.script,
         argv=capture.argv,
+        timeout=capture.timeout,
         recording=recording,
         model=follower.model,
         optimizer=second.optimizer,

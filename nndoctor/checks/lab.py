@@ -79,6 +79,7 @@ class Lab:
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
+        replay_timeout: float = 120.0,
     ) -> None:
         self.subject = subject
         # Without a replayable loss, a model and the inputs it was called with still
@@ -87,6 +88,8 @@ class Lab:
         self._model_inputs = model_inputs
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
+        # A replay is the script run again: it gets the wall-clock limit the script had.
+        self.replay_timeout = replay_timeout
         self._task = task if task is not None else Task()
         # Datasets behind the observed DataLoaders (by loader index), for data experiments.
         self.datasets = datasets or {}
@@ -254,6 +257,7 @@ class Lab:
         """Re-run the observed script in a subprocess (see nndoctor.capture.replay)."""
         assert self.script is not None
         script, argv = self.script
+        plan.setdefault("timeout", self.replay_timeout)
         return run_replay(ReplayPlan(script=script, argv=argv, mode=mode, **plan))
 
     def parameter_count(self) -> int:

@@ -10,7 +10,7 @@ import torch
 from subjects import healthy_classifier, run
 from torch import nn
 
-from nndoctor.capture.replay import ReplayResult
+from nndoctor.capture.replay import ReplayPlan, ReplayResult
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
 from nndoctor.engine import Selection, check_script
@@ -76,6 +76,26 @@ def test_a_script_replay_cut_by_its_time_limit_is_skipped_not_failed(
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "skipped" and "time limit after 3 of" in result.detail
+
+
+def test_a_replay_gets_the_wall_clock_limit_the_script_had(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine slow enough to need a longer limit for the script needs it for its replays.
+    script = tmp_path / "train.py"
+    script.write_text(CUSTOM_LOSS_SCRIPT)
+    plans: list[ReplayPlan] = []
+
+    def recorded(plan: ReplayPlan) -> ReplayResult:
+        plans.append(plan)
+        return ReplayResult(True, losses=[0.7] + [1e-4] * 149, substituted=True, steps=150)
+
+    monkeypatch.setattr("nndoctor.checks.lab.run_replay", recorded)
+    report = check_script(
+        str(script), timeout=345.0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+    assert [p.timeout for p in plans] == [345.0]
 
 
 def test_a_longer_replay_cut_by_its_time_limit_decides_nothing(
