@@ -34,6 +34,8 @@ class TensorSummary:
     fingerprint: tuple[float, float] = (math.nan, math.nan)
     channel_mean: list[float] | None = None
     channel_std: list[float] | None = None
+    # Per channel, the fourth central moment over the squared variance (NaN: no spread).
+    channel_kurtosis: list[float] | None = None
 
     @property
     def measured(self) -> bool:

@@ -106,13 +106,17 @@ def tensor_stats(x: torch.Tensor) -> torch.Tensor:
 
 
 def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | None:
-    """Per-channel (axis 1) mean and std, shape [2, C]; None when it does not apply."""
+    """Per-channel (axis 1) mean, std and kurtosis (the fourth central moment over the
+    squared variance: 3 for normal data, about 1/p for a 0/1 channel that is 1 with a small
+    probability p; NaN for a constant channel), shape [3, C]; None when it does not apply."""
     if x.dim() < 2 or x.shape[1] > max_channels or x.numel() == 0:
         return None
     xf = _as_float(x)
     dims = [0, *range(2, xf.dim())]
     var, mean = torch.var_mean(xf, dim=dims, correction=0)
-    return torch.stack([mean, var.sqrt()]).float()
+    shape = [1, -1] + [1] * (xf.dim() - 2)
+    fourth = ((xf - mean.reshape(shape)) ** 2).square().mean(dim=dims)
+    return torch.stack([mean, var.sqrt(), fourth / var.square()]).float()
 
 
 def class_counts(target: torch.Tensor, num_classes: int, ignore_index: int = -100) -> torch.Tensor:

@@ -633,8 +633,9 @@ class TrainingProbe:
             s = TensorSummary(**summary_from(pending.transfer.get(slot), shape, dtype))
             if ch_slot is not None:
                 values = pending.transfer.get(ch_slot)
-                half = len(values) // 2
-                s.channel_mean, s.channel_std = values[:half], values[half:]
+                c = len(values) // 3
+                s.channel_mean, s.channel_std = values[:c], values[c : 2 * c]
+                s.channel_kurtosis = values[2 * c :]
             setattr(rec, kind, s)
 
         pending.decoders.append(decode)

@@ -402,3 +402,20 @@ def test_no_grad_forwards_on_states_trained_on_next_are_no_evaluation(tmp_path: 
     assert report.by_check("split-preprocessing-differs") == []
     result = report.result("split-preprocessing-differs")
     assert result.status == "passed" and "prepare training" in result.detail
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_evaluation_states_of_a_small_world_recur_in_training_by_nature(tmp_path: Path) -> None:
+    # A greedy evaluation every ten updates on fresh states of the same 36 cells: each one
+    # is a cell trained on before, as every training state is, which is no leak.
+    script = ROLLOUT_SCRIPT + textwrap.dedent("""
+        if update % 10 == 9:
+            with torch.no_grad():
+                model(torch.eye(36)[torch.randint(0, 36, (64,), generator=g)]).argmax(1)
+    """).replace("\n", "\n    ")
+    report = _split_check(tmp_path / "greedy.py", script)
+    assert report.by_check("split-preprocessing-differs") == []
+    assert (
+        "recurs at another step of the first epoch"
+        in report.result("split-preprocessing-differs").detail
+    )

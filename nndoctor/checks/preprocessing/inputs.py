@@ -3,7 +3,8 @@ per-channel statistics of recorded inputs."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import torch
 
@@ -46,11 +47,19 @@ def sample_indices(n: int, k: int, seed: int) -> list[int]:
     return torch.randperm(n, generator=g)[: min(n, k)].tolist()
 
 
-ChannelStats = tuple[list[float], list[float], int]  # per-channel mean, per-channel std, samples
+class ChannelStats(NamedTuple):
+    """Per-channel statistics of a set of inputs."""
+
+    mean: list[float]
+    std: list[float]
+    n: int  # samples
+    # The fourth central moment over the squared variance (3: normal; NaN: not recorded).
+    kurtosis: list[float]
 
 
 def channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
-    """Per-channel mean and std averaged over the summaries that recorded them."""
+    """Per-channel mean, std and kurtosis averaged over the summaries that recorded them
+    (the kurtosis as the averaged fourth moment over the averaged std to the fourth)."""
     rows = [s for s in summaries if s.channel_mean is not None and s.channel_std is not None]
     if not rows:
         return None
@@ -58,7 +67,32 @@ def channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
     rows = [r for r in rows if len(r.channel_mean or []) == c]
     mean = [sum((r.channel_mean or [])[i] for r in rows) / len(rows) for i in range(c)]
     std = [sum((r.channel_std or [])[i] for r in rows) / len(rows) for i in range(c)]
-    return mean, std, sum(r.shape[0] if r.shape else 1 for r in rows)
+    kurtosis = [math.nan] * c
+    if all(r.channel_kurtosis is not None and len(r.channel_kurtosis) == c for r in rows):
+        for i in range(c):
+            # A channel without spread in one batch adds nothing to the fourth moment.
+            fourth = [
+                k * s**4 if math.isfinite(k) else 0.0
+                for k, s in ((r.channel_kurtosis[i], r.channel_std[i]) for r in rows)  # type: ignore[index]
+            ]
+            if std[i] > 0.0:
+                kurtosis[i] = sum(fourth) / len(rows) / std[i] ** 4
+    return ChannelStats(mean, std, sum(r.shape[0] if r.shape else 1 for r in rows), kurtosis)
+
+
+def tensor_channel_stats(x: torch.Tensor) -> ChannelStats:
+    """Per-channel (axis 1) statistics of one tensor of items."""
+    dims = [0, *range(2, x.dim())]
+    xf = x.double()
+    var, mean = torch.var_mean(xf, dim=dims, correction=0)
+    shape = [1, -1] + [1] * (x.dim() - 2)
+    fourth = ((xf - mean.reshape(shape)) ** 4).mean(dim=dims)
+    return ChannelStats(
+        mean.tolist(),
+        x.std(dims).tolist(),
+        int(x.shape[0]),
+        (fourth / var.square()).tolist(),
+    )
 
 
 MAX_SOURCE_ROWS = 20_000  # rows of a split's stored inputs compared for shared samples

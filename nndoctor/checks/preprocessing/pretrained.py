@@ -55,7 +55,7 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     stats = channel_stats(inputs)
     if stats is None or len(stats[0]) != 3:
         ctx.skip("the inputs are not 3-channel images")
-    mean, std, _ = stats
+    mean, std = stats.mean, stats.std
     tol = ctx.thresholds.pretrained_stat_tolerance
     ctx.note(
         "channel mean "

@@ -20,6 +20,7 @@ from nndoctor.checks.preprocessing.inputs import (
     draw,
     sample_indices,
     source_rows,
+    tensor_channel_stats,
 )
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import pooled_t_p, two_sided_level, variance_ratio_p
@@ -114,7 +115,7 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         train_stats = _distinct_rows(train_stats, train_fp)
         if eval_stats is not None:
             eval_stats = _distinct_rows(eval_stats, evaluated_fp)
-        if eval_stats is not None and len(eval_stats[0]) == len(train_stats[0]):
+        if eval_stats is not None and len(eval_stats.mean) == len(train_stats.mean):
             compared.append("evaluation forwards")
             findings += _compare(
                 ctx,
@@ -135,9 +136,15 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         # one sample, and a chance match repeated with it is one chance match, not several.
         train_fp = distinct_fingerprints([v for s in rec.steps for v in s.sample_fingerprints])
         evaluated = distinct_fingerprints(evaluated_fp)
-        shared, expected, p = shared_beyond_chance(train_fp, evaluated)
+        recurrence = training_recurrence(rec)
+        shared, expected, p = shared_beyond_chance(train_fp, evaluated, recurrence)
         compared.append(
             f"{len(evaluated)} distinct evaluation samples against {len(train_fp)} distinct training samples"
+            + (
+                f" (a training sample recurs at another step of the first epoch at {recurrence:.1%})"
+                if recurrence
+                else ""
+            )
         )
         if shared and p < ctx.thresholds.label_pairing_alpha:
             findings += 1
@@ -180,11 +187,14 @@ CHANCE_OFFSETS = (-9.0, -7.0, -5.0, -3.0, 3.0, 5.0, 7.0, 9.0)
 
 
 def shared_beyond_chance(
-    train_sorted: list[float], evaluated: list[float]
+    train_sorted: list[float], evaluated: list[float], recurrence: float = 0.0
 ) -> tuple[int, float, float]:
     """(evaluation fingerprints matching a training one, the number chance alone matches,
     the one-sided binomial p of that many matches at the chance rate). The chance rate is
-    floored at half of one match over all offsets, the resolution of its estimate."""
+    floored at half of one match over all offsets, the resolution of its estimate, and at
+    ``recurrence``: the rate at which a training sample meets its equal among the other
+    training samples (a small discrete input space, a grid world's states, recurs by
+    nature; an evaluation sample from the same distribution meets the training ones as often)."""
     shared = sum(_near(train_sorted, v) for v in evaluated)
     if not evaluated:
         return 0, 0.0, 1.0
@@ -192,9 +202,29 @@ def shared_beyond_chance(
         sum(_near(train_sorted, v + 2.0 * k * _tolerance(v)) for v in evaluated)
         for k in CHANCE_OFFSETS
     ]
-    expected = sum(by_chance) / len(by_chance)
+    expected = max(sum(by_chance) / len(by_chance), recurrence * len(evaluated))
     rate = min(1.0, max(expected, 0.5 / len(CHANCE_OFFSETS)) / len(evaluated))
     return shared, expected, binomial_tail(len(evaluated), shared, rate)
+
+
+def training_recurrence(rec: Recording) -> float:
+    """The share of the samples of a training step, each counted once, that other steps of
+    the first epoch train on too. Within one pass over a dataset of distinct samples none
+    recurs; duplicated rows and small discrete input spaces (an environment's states) recur
+    at their own rate. 0.0 with fewer than two steps of per-sample fingerprints."""
+    steps = [s for s in rec.steps if s.sample_fingerprints]
+    length = rec.epoch_length()
+    if length:
+        steps = [s for s in steps if s.step < steps[0].step + length]
+    if len(steps) < 2:
+        return 0.0
+    per_step = [distinct_fingerprints(s.sample_fingerprints) for s in steps]
+    met = total = 0
+    for i, own in enumerate(per_step):
+        others = distinct_fingerprints([v for j, fp in enumerate(per_step) if j != i for v in fp])
+        met += sum(_near(others, v) for v in own)
+        total += len(own)
+    return met / total if total else 0.0
 
 
 def _tolerance(v: float) -> float:
@@ -272,28 +302,40 @@ def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelSta
     if not finite:
         return stats
     distinct = 1 + sum(b - a > _tolerance(b) for a, b in zip(finite, finite[1:], strict=False))
-    return stats[0], stats[1], min(stats[2], distinct)
+    return stats._replace(n=min(stats.n, distinct))
 
 
 def _compare(
     ctx: CheckContext, what: str, against: str, train: ChannelStats, other: ChannelStats
 ) -> int:
     t = ctx.thresholds
-    n1, n2 = max(train[2], 1), max(other[2], 1)
+    n1, n2 = max(train.n, 1), max(other.n, 1)
     # A channel's shift or std ratio counts only beyond the sampling noise of two finite
     # samples (the means of a few dozen items of a clustered dataset differ by half a std by
     # chance; the std of three items is anywhere from a tenth to twice the true one):
     # Student's t-test and the F-test of samples from one distribution, each at the
     # two-sided level of split_noise_z standard errors.
     level = two_sided_level(t.split_noise_z)
-    rows = list(zip(train[0], train[1], other[0], other[1], strict=True))
+    rows = list(
+        zip(
+            train.mean,
+            train.std,
+            train.kurtosis,
+            other.mean,
+            other.std,
+            other.kurtosis,
+            strict=True,
+        )
+    )
     shifts = [
         abs(m2 - m1) / max(s1, 1e-6) if pooled_t_p(m1, s1, n1, m2, s2, n2) < level else 0.0
-        for m1, s1, m2, s2 in rows
+        for m1, s1, _, m2, s2, _ in rows
     ]
+    # Heavy-tailed and discrete channels (one-hot states, sparse counts) vary their sample
+    # std far more than normal ones: the test allows for each channel's kurtosis.
     ratios = [
-        max(s2, 1e-12) / max(s1, 1e-12) if variance_ratio_p(s1, n1, s2, n2) < level else 1.0
-        for _, s1, _, s2 in rows
+        max(s2, 1e-12) / max(s1, 1e-12) if variance_ratio_p(s1, n1, s2, n2, k1, k2) < level else 1.0
+        for _, s1, k1, _, s2, k2 in rows
     ]
     shift = max(shifts)
     ratio = max(max(ratios), 1 / min(ratios))
@@ -326,8 +368,8 @@ def _compare(
         evidence={
             "max_mean_shift_in_std": shift,
             "max_std_ratio": ratio,
-            "train_mean": train[0][:8],
-            "other_mean": other[0][:8],
+            "train_mean": train.mean[:8],
+            "other_mean": other.mean[:8],
         },
     )
     return 1
@@ -501,8 +543,7 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
         return 0
     if a is None or a.dim() < 2:
         return 0
-    dims = [0, *range(2, a.dim())]
-    train_stats = (a.mean(dims).tolist(), a.std(dims).tolist(), int(a.shape[0]))
+    train_stats = tensor_channel_stats(a)
     found = 0
     for info in ctx.recording.loaders:
         if info.index == train.index or info.index not in lab.datasets or not info.dataset_len:
@@ -516,7 +557,7 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
         if b is None or b.shape[1:] != a.shape[1:]:
             continue
         compared.append(f"dataset of loader {info.index} ({info.dataset})")
-        other = (b.mean(dims).tolist(), b.std(dims).tolist(), int(b.shape[0]))
+        other = tensor_channel_stats(b)
         found += _compare(
             ctx,
             f"items of the {info.dataset} behind loader {info.index}",
