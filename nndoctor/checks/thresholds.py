@@ -160,6 +160,8 @@ class Thresholds:
     next_token_match: float = (
         0.9  # targets equal to the token inputs one position on: a language model
     )
+    # Targets equal to an integer model input at the same position: the model copies.
+    target_copy_match: float = 0.99
     min_examples_per_class: int = 10
     min_steps_per_epoch: int = 4
     # --- preprocessing and splits (13, 14, 15)

@@ -64,6 +64,10 @@ class TargetSummary(TensorSummary):
     sortedness: float = math.nan  # share of non-decreasing adjacent pairs
     first: float = math.nan
     next_position_match: float = math.nan  # share equal to the integer model input one position on
+    # Per integer model input (up to four): the share of scored positions holding that
+    # input's value at the same position, and the share holding it one position on.
+    same_position_matches: list[float] | None = None
+    next_position_matches: list[float] | None = None
 
 
 @dataclass

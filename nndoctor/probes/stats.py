@@ -155,6 +155,36 @@ def next_position_match(target: torch.Tensor, source: torch.Tensor) -> torch.Ten
     return torch.stack(shares).amax().reshape(1)
 
 
+def same_position_match(
+    target: torch.Tensor, source: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
+    """The share of ``target``'s scored positions (not ``ignore_index``) that hold the
+    source's value at the same position: 1 for targets that are the model's own input
+    (next-token targets left unshifted); the rate of repeated neighbours for targets one
+    position on. A target shorter than the source along one axis (a loss that leaves out
+    the first receptive field) is matched against the source's start and its end. NaN when
+    the two cannot be aligned or no position is scored."""
+    if source.dim() == 0:
+        return _nan_share(source)
+    if target.numel() == source.numel():
+        t = target.detach().reshape(source.shape)
+        pairs = [(t, source)]
+    else:
+        d = _shorter_axis(target, source)
+        if d is None:
+            return _nan_share(source)
+        t = target.detach()
+        n = t.shape[d]
+        pairs = [(t, source.narrow(d, k, n)) for k in sorted({0, source.shape[d] - n})]
+    shares = []
+    for t, s in pairs:
+        scored = t != ignore_index
+        hits = ((t == s) & scored).sum()
+        count = scored.sum()
+        shares.append(torch.where(count > 0, hits / count.clamp(min=1), math.nan))
+    return torch.stack(shares).amax().reshape(1).float()
+
+
 def _nan_share(source: torch.Tensor) -> torch.Tensor:
     return torch.full((1,), math.nan, device=source.device)
 

@@ -133,6 +133,11 @@ def _forward_signature(cls: type) -> inspect.Signature:
     return inspect.signature(cls.forward)
 
 
+# Integer model inputs (ids, a decoder's tokens) whose positions are matched with the targets.
+MAX_MATCHED_INPUTS = 4
+LABEL_KEYWORD = re.compile(r"label|target", re.IGNORECASE)
+
+
 class TrainingProbe:
     """Observe training steps of ``model`` driven by ``optimizer`` (or by the first
     optimizer that steps the model's parameters, when ``optimizer`` is None).
@@ -160,6 +165,8 @@ class TrainingProbe:
         self._integer_input: torch.Tensor | None = (
             None  # this step's token ids, for next-token targets
         )
+        # Every integer tensor the model was called with (ids, a decoder's input tokens).
+        self._integer_inputs: list[torch.Tensor] = []
         self._model_handles: list[RemovableHandle] = []
         self._global_handles: list[RemovableHandle] = []
         self._patches: list[tuple[Any, str, Any]] = []
@@ -482,6 +489,13 @@ class TrainingProbe:
             x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
         )
         self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
+        # Labels handed to the model for a loss computed inside (``labels=``) are no input.
+        given = (args, {k: v for k, v in kwargs.items() if not LABEL_KEYWORD.search(k)})
+        self._integer_inputs = [
+            t.detach()
+            for t in tensors(given)
+            if not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)
+        ][:MAX_MATCHED_INPUTS]
         if x is not None and x.numel():
             rec.input_storage_share = _row_share(x)
             rec.input_storage = StorageExtent.of(x)
@@ -747,7 +761,7 @@ class TrainingProbe:
             return None
         base = pending.transfer.add(stats.tensor_stats(target))
         shape, dtype = tuple(target.shape), str(target.dtype).replace("torch.", "")
-        counts_slot = order_slot = shift_slot = None
+        counts_slot = order_slot = shift_slot = match_slot = None
         if fn_name in CLASS_INDEX_LOSSES and not target.is_floating_point() and inp.dim() >= 2:
             counts_slot = pending.transfer.add(
                 stats.class_counts(target, int(inp.shape[1]), ignore_index)
@@ -755,6 +769,22 @@ class TrainingProbe:
             source = self._integer_input
             if source is not None and source.device == target.device:
                 shift_slot = pending.transfer.add(stats.next_position_match(target, source))
+            # A later argument sharing the target's memory is the target handed to the model
+            # for a loss computed inside (``model(x, y)``); the first is what it reads.
+            memory = target.untyped_storage().data_ptr()
+            sources = [
+                t
+                for i, t in enumerate(self._integer_inputs)
+                if t.device == target.device
+                and (i == 0 or t.untyped_storage().data_ptr() != memory)
+            ]
+            if sources:
+                match_slot = pending.transfer.add(
+                    torch.cat(
+                        [stats.same_position_match(target, t, ignore_index) for t in sources]
+                        + [stats.next_position_match(target, t) for t in sources]
+                    )
+                )
             order_slot = pending.transfer.add(
                 torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
             )
@@ -771,6 +801,10 @@ class TrainingProbe:
                 t.sortedness, t.first = pending.transfer.get(order_slot)
             if shift_slot is not None:
                 t.next_position_match = pending.transfer.get(shift_slot)[0]
+            if match_slot is not None:
+                values = pending.transfer.get(match_slot)
+                half = len(values) // 2
+                t.same_position_matches, t.next_position_matches = values[:half], values[half:]
             return t
 
         return decode

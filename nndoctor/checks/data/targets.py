@@ -1,0 +1,123 @@
+"""Targets aligned with the inputs (reason 3): targets that are the model's own input."""
+
+from __future__ import annotations
+
+import math
+
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import TargetSummary
+
+
+def _largest(values: list[float] | None) -> float:
+    finite = [v for v in values or [] if math.isfinite(v)]
+    return max(finite) if finite else math.nan
+
+
+@register_check(
+    id="targets-copy-input",
+    reasons=(3, 4, 21),
+    severity="warning",
+    explains=frozenset(
+        {
+            "give-it-time",
+            "nothing-generalizes",
+            "loss-accuracy-disagree",
+            "labels-not-connected",
+            "class-imbalance",
+            "loss-not-at-chance",
+        }
+    ),
+)
+def targets_copy_input(ctx: CheckContext) -> None:
+    """The targets are the model's own input tokens, position for position.
+
+    Why it matters:
+        A sequence model trained to predict the tokens it is given (next-token targets
+        sliced like the inputs, ``x[:, :-1]`` twice; the input ids passed as the labels of
+        a masked language model) learns to copy its input. Its training loss falls to
+        near zero within a few hundred steps while it learns nothing about what comes
+        next: generation and masked-token accuracy stay at chance.
+
+    What is measured:
+        For every class-index loss (cross-entropy, NLL) at every observed step, the share
+        of its scored positions (``ignore_index`` left out) where the target holds the value
+        of an integer model input at the same position (a target shorter along one axis,
+        as when the loss leaves out a receptive field, is aligned with the input's start
+        and with its end), and the share where it holds an input's value one position on.
+        A warning when at every step some input matches at ``target_copy_match`` (99 %) of
+        the positions or more, the targets hold at least two classes, and no input holds
+        them one position on (a decoder fed the targets shifted, as a copy task or a
+        sequence-to-sequence model is, predicts its source legitimately). Labels handed to
+        the model for a loss computed inside (a keyword naming labels or targets, or an
+        integer argument after the first sharing the target's memory) are no input. Unrelated targets match a handful
+        of positions by chance, never 99 % of them at every step.
+
+        Not told apart by observation: a decoder that shifts its tokens inside ``forward``
+        (prepending a start token) while the loss is given the unshifted sequence, and a
+        sequence autoencoder that reconstructs its input through a bottleneck; both
+        predict their input on purpose.
+
+    How to fix:
+        Shift the targets one position ahead of the inputs: ``inputs, targets = x[:, :-1],
+        x[:, 1:]``; for a masked language model, pass the labels (the original ids at the
+        masked positions, ``-100`` elsewhere), not the input ids.
+
+    Example:
+        Before::
+
+            inputs, targets = tokens[:, :-1], tokens[:, :-1]
+
+        After::
+
+            inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    """
+    t = ctx.thresholds
+    rows: list[tuple[int, TargetSummary]] = [
+        (s.step, call.target)
+        for s in ctx.recording.steps
+        for call in s.loss_calls[:1]
+        if call.target is not None
+        and call.target.class_counts is not None
+        and math.isfinite(_largest(call.target.same_position_matches))
+    ]
+    if not rows:
+        ctx.skip("no class-index loss whose targets line up with an integer model input")
+    shifted = max(_largest(target.next_position_matches) for _, target in rows)
+    if shifted >= t.next_token_match:
+        ctx.note(
+            f"an integer input holds the targets one position on ({shifted:.0%} of positions): "
+            "next-token targets, or a decoder fed the targets shifted"
+        )
+        return
+    same = [_largest(target.same_position_matches) for _, target in rows]
+    counts = [sum(c) for c in zip(*(target.class_counts or [] for _, target in rows), strict=False)]
+    classes = sum(c > 0 for c in counts)
+    if min(same) < t.target_copy_match or classes < 2:
+        ctx.note(
+            f"the targets hold an integer input's value at the same position in at most "
+            f"{max(same):.0%} of the scored positions"
+        )
+        return
+    first = rows[0][1].same_position_matches or []
+    which = max(range(len(first)), key=lambda i: first[i] if math.isfinite(first[i]) else -1.0)
+    ctx.finding(
+        title="The targets are the model's own input",
+        message=(
+            f"At every one of the {len(rows)} observed steps, the targets of the loss hold the value "
+            f"of the model's integer input #{which + 1} at the same position in at least "
+            f"{min(same):.1%} of the scored positions, and no input holds them one position on. "
+            "The model is asked to reproduce the tokens it is given: it learns to copy them, its "
+            "loss falls towards zero, and it learns nothing about the tokens that follow."
+        ),
+        fix=(
+            "Shift the targets one position ahead of the inputs (inputs = x[:, :-1], targets = "
+            "x[:, 1:]); for a masked language model, pass the labels, not the input ids."
+        ),
+        evidence={
+            "steps": len(rows),
+            "min_same_position_share": min(same),
+            "max_next_position_share": shifted,
+            "input": which + 1,
+            "classes": classes,
+        },
+    )

@@ -1,0 +1,140 @@
+"""Targets that are the model's own input tokens (reason 3), told from the setups that
+hand a model its input or its labels on purpose."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
+
+CHECK = "targets-copy-input"
+
+LANGUAGE_MODEL = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+V, L = 20, 12
+tokens = torch.randint(1, V, (512, L + 1))
+
+class LM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.rnn = nn.GRU(32, 32, batch_first=True)
+        self.out = nn.Linear(32, V)
+
+    def forward(self, x):
+        return self.out(self.rnn(self.emb(x))[0])
+
+model = LM()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    batch = tokens[torch.randint(0, 512, (16,))]
+    inputs, targets = {split}
+    logits = model(inputs)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+# A tagger that computes its loss inside forward, from the tags it is handed.
+TAGGER = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+V, T, L = 20, 5, 12
+words = torch.randint(1, V, (512, L))
+tags = words % T
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.out = nn.Linear(32, T)
+
+    def forward(self, input_ids, {labels}):
+        logits = self.out(self.emb(input_ids))
+        return nn.functional.cross_entropy(logits.reshape(-1, T), {labels}.reshape(-1))
+
+model = Tagger()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    i = torch.randint(0, 512, (16,))
+    loss = model({call})
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+# The copy task: the decoder is fed the source shifted behind a start token, and predicts it.
+COPY_TASK = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+V, L, BOS = 20, 10, 0
+source = torch.randint(1, V, (512, L))
+
+class Seq2Seq(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.encoder = nn.GRU(32, 32, batch_first=True)
+        self.decoder = nn.GRU(32, 32, batch_first=True)
+        self.out = nn.Linear(32, V)
+
+    def forward(self, src, tgt_in):
+        _, h = self.encoder(self.emb(src))
+        return self.out(self.decoder(self.emb(tgt_in), h)[0])
+
+model = Seq2Seq()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    src = source[torch.randint(0, 512, (16,))]
+    tgt_in = torch.cat([torch.full((16, 1), BOS), src[:, :-1]], 1)
+    logits = model(src, tgt_in)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, V), src.reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _check(tmp_path: Path, script: str) -> Report:
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(script))
+    return check_script(str(path), steps=10, phase_steps=0, selection=Selection(select=(CHECK,)))
+
+
+@pytest.mark.fires("targets-copy-input")
+def test_next_token_targets_sliced_like_the_inputs_are_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, LANGUAGE_MODEL.format(split="batch[:, :-1], batch[:, :-1]"))
+    (finding,) = report.by_check(CHECK)
+    assert finding.reasons == [3, 4, 21] and finding.severity == "warning"
+    assert finding.evidence["min_same_position_share"] == 1.0
+
+
+@pytest.mark.silent("targets-copy-input")
+def test_next_token_targets_one_position_on_pass(tmp_path: Path) -> None:
+    report = _check(tmp_path, LANGUAGE_MODEL.format(split="batch[:, :-1], batch[:, 1:]"))
+    assert report.by_check(CHECK) == []
+    assert "one position on" in report.result(CHECK).detail
+
+
+@pytest.mark.silent("targets-copy-input")
+@pytest.mark.parametrize(
+    ("labels", "call"),
+    [("tags", "words[i], tags[i]"), ("labels", "input_ids=words[i], labels=tags[i]")],
+    ids=["positional", "keyword"],
+)
+def test_labels_handed_to_a_model_that_computes_its_loss_are_no_input(
+    tmp_path: Path, labels: str, call: str
+) -> None:
+    report = _check(tmp_path, TAGGER.format(labels=labels, call=call))
+    assert report.by_check(CHECK) == []
+    assert report.result(CHECK).status == "passed"
+
+
+@pytest.mark.silent("targets-copy-input")
+def test_a_copy_task_whose_decoder_is_fed_the_shifted_source_passes(tmp_path: Path) -> None:
+    report = _check(tmp_path, COPY_TASK)
+    assert report.by_check(CHECK) == []
+    assert "one position on" in report.result(CHECK).detail
