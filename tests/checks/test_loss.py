@@ -219,6 +219,37 @@ def test_mse_on_class_indices_and_ce_over_one_class() -> None:
     assert finding.severity.value == "error" and "single class" in finding.title
 
 
+def test_mse_on_binary_labels_is_a_classification_trained_as_a_regression() -> None:
+    # A Hugging Face classifier configured with num_labels=1 regresses its 0/1 labels.
+    x, y = blobs(classes=2)
+    model = mlp(classes=1)
+    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
+    report = run(
+        select=["loss-mismatches-task"],
+        model=model,
+        data=data,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("loss-mismatches-task")
+    assert finding.reasons == [18] and "binary labels" in finding.title
+
+
+def test_mse_on_a_continuous_target_in_the_unit_interval_fits_the_task() -> None:
+    x, y = blobs(classes=2)
+    model = mlp(classes=1)
+    data = [(xb, torch.sigmoid(xb[:, :1])) for xb, _ in batches(x, y)]
+    report = run(
+        select=["loss-mismatches-task"],
+        model=model,
+        data=data,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("loss-mismatches-task") == []
+    assert report.result("loss-mismatches-task").status.value == "passed"
+
+
 def test_bce_on_one_hot_single_label_targets() -> None:
     x, y = blobs(classes=4)
     model = mlp(classes=4)

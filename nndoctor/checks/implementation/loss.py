@@ -421,7 +421,8 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
 
     What is measured:
         The recognised loss calls and their targets: integer-valued targets in a small
-        range fed to a regression loss, one-hot rows (exactly one positive per sample)
+        range (binary 0/1 labels included) fed to a regression loss with one output per
+        sample, one-hot rows (exactly one positive per sample)
         fed to a binary loss with more than two outputs, cross-entropy over one class.
 
     How to fix:
@@ -469,16 +470,31 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
         call.fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
         and t.integral
         and t.min >= 0
-        and 2 <= t.max <= max_classes
+        and 1 <= t.max <= max_classes
+        and 0.0 < t.mean < t.max
         and math.prod(call.input_shape[1:] or (1,)) == 1
     ):
+        binary = t.min == 0 and t.max == 1
         ctx.finding(
-            title="A regression loss on what look like class indices",
-            message=(
-                f"{call.fn} is applied to integer targets in [{t.min:.0f}, {t.max:.0f}] with one output per "
-                "sample: if these are classes, the loss treats them as ordered numbers."
+            title=(
+                "A regression loss on binary labels"
+                if binary
+                else "A regression loss on what look like class indices"
             ),
-            fix="If the targets are classes, output one logit per class and use CrossEntropyLoss.",
+            message=(
+                f"{call.fn} is applied to labels 0 and 1 with one output per sample: a "
+                "classification trained as a regression, with a raw output that is no "
+                "probability and a loss that still pushes correct, confident outputs back to 0 or 1."
+                if binary
+                else f"{call.fn} is applied to integer targets in [{t.min:.0f}, {t.max:.0f}] with one "
+                "output per sample: if these are classes, the loss treats them as ordered numbers."
+            ),
+            fix=(
+                "Output one logit and use BCEWithLogitsLoss, or two logits with CrossEntropyLoss "
+                "(a Hugging Face model: num_labels=2)."
+                if binary
+                else "If the targets are classes, output one logit per class and use CrossEntropyLoss."
+            ),
             where=where,
             evidence={"loss": call.fn, "target_min": t.min, "target_max": t.max},
         )
