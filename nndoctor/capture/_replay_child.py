@@ -27,6 +27,7 @@ from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorded_loss_terms
 from nndoctor.subject import REGULARISERS, slice_batch
+from nndoctor.trees import tensors
 
 
 class _Replay:
@@ -79,17 +80,22 @@ class _Replay:
             self.tracer.__enter__()
 
     def _note_input(self, args: Any) -> None:
-        """A fingerprint of the model's first input tensor; two differ when the script
-        changes the fixed batch on its way to the model."""
+        """A fingerprint of every tensor the model is called with; two differ when the
+        script changes the fixed batch on its way to the model, or draws a part of the
+        input anew at each step (negative samples, noise, masks)."""
         if self.result.inputs_vary or len(self._input_prints) > 1:
             return
-        x = next((a for a in args if isinstance(a, torch.Tensor)), None)
-        if x is None or x.numel() == 0:
+        prints = []
+        for x in tensors(args):
+            if x.numel() == 0:
+                continue
+            flat = x.detach().reshape(-1)
+            prints.append(
+                (tuple(x.shape), float(flat.double().sum()), float(flat[0]), float(flat[-1]))
+            )
+        if not prints:
             return
-        flat = x.detach().reshape(-1)
-        self._input_prints.add(
-            (tuple(x.shape), float(flat.double().sum()), float(flat[0]), float(flat[-1]))
-        )
+        self._input_prints.add(tuple(prints))
         self.result.inputs_vary = len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:

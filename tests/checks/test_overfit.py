@@ -356,3 +356,50 @@ def test_a_replay_notes_when_the_script_changes_the_fixed_batch(tmp_path: Path) 
     plain.write_text(textwrap.dedent(unmixed))
     fixed = run_replay(ReplayPlan(str(plain), [], "overfit", steps=5))
     assert fixed.ok and not fixed.inputs_vary
+
+
+# Skip-gram with negative sampling: the negatives are drawn anew at every step, so even
+# one fixed batch of (centre, context) pairs has a loss floor above zero.
+NEGATIVE_SAMPLING = """
+import torch, torch.nn as nn, torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+V, D, K = 500, 32, 5
+freq = 1.0 / torch.arange(1, V + 1).float()
+corpus = torch.multinomial(freq, 4000, replacement=True)
+centres, contexts = corpus[1:-1].repeat(2), torch.cat([corpus[:-2], corpus[2:]])
+noise = freq ** 0.75 / (freq ** 0.75).sum()
+
+class SkipGram(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.centre, self.context = nn.Embedding(V, D), nn.Embedding(V, D)
+        nn.init.uniform_(self.centre.weight, -0.5 / D, 0.5 / D)
+        nn.init.zeros_(self.context.weight)
+
+    def forward(self, c, o, negatives):
+        v = self.centre(c)
+        positive = F.logsigmoid((v * self.context(o)).sum(-1))
+        negative = F.logsigmoid(-(self.context(negatives) @ v.unsqueeze(2)).squeeze(2)).sum(1)
+        return -(positive + negative).mean()
+
+model = SkipGram()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(2):
+    for c, o in DataLoader(TensorDataset(centres, contexts), batch_size=64, shuffle=True):
+        negatives = torch.multinomial(noise, len(c) * K, replacement=True).view(len(c), K)
+        loss = model(c, o, negatives)
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_negatives_drawn_at_every_step_give_the_fixed_batch_a_floor(tmp_path: Path) -> None:
+    script = tmp_path / "skipgram.py"
+    script.write_text(textwrap.dedent(NEGATIVE_SAMPLING))
+    report = check_script(
+        str(script), phase_steps=0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed" and "floor above zero" in result.detail

@@ -53,7 +53,8 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         is random by design (a VAE's sampled latent) has a loss floor above zero at an
         unknown height: there, a clear fall of the loss is all that can be asked. The same
         holds for a script replayed on one fixed batch that it changes at random on the way
-        to the model (mixup, noise added in the loop). A replay the script itself ends
+        to the model (mixup, noise added in the loop), or beside which it draws a part of
+        the model's input anew at every step (negative samples). A replay the script itself ends
         part-way (a learning-rate schedule stepped past its planned end on a loader that
         never ends) is judged on the steps it ran, or skipped when those are too few.
 
@@ -279,7 +280,8 @@ def _augmented_floor(ctx: CheckContext, result: TrainResult, varies: bool) -> bo
         return False
     ctx.note(
         "the script changes the fixed batch at random between the loader and the model (mixup, "
-        "noise or augmentation in the loop), so the loss on it has a floor above zero; on the tiny "
+        "noise or augmentation in the loop, negatives drawn anew at every step), so the loss on "
+        "it has a floor above zero; on the tiny "
         f"batch it fell {result.initial:.4g} → {result.final:.4g} in {len(result.losses)} steps"
     )
     return True
