@@ -724,8 +724,14 @@ def _diagnose_capture(
                     )
                     run.likely_reasons = [23]
     elif run.error is not None:
+        likely = (
+            f" (likely: {run.likely_cause}; reasons {', '.join(map(str, run.likely_reasons))})"
+            if run.likely_cause
+            else ""
+        )
         run.notes.append(
-            f"the script raised after {capture.steps} step(s); the observed steps were diagnosed"
+            f"the script raised after {capture.steps} step(s){likely}; the observed steps were "
+            "diagnosed"
         )
     if capture.observed and capture.recording.step_source == "manual":
         run.notes.append(

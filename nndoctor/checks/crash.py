@@ -66,6 +66,22 @@ _RULES: tuple[tuple[str, bool | None, str, tuple[int, ...]], ...] = (
         (23, 18),
     ),
     (
+        r"backward through the graph a second time|saved tensors after they have already been freed",
+        None,
+        "a graph freed by an earlier backward() is back-propagated again: a tensor shared by two "
+        "losses (a GAN's generated batch not detached for the discriminator's step, a hidden state "
+        "carried over from the last batch without .detach())",
+        (18, 26),
+    ),
+    (
+        r"modified by an inplace operation",
+        None,
+        "a tensor the backward pass needs was changed in place after it was used (x += ..., "
+        "relu(inplace=True) on a value saved for the gradient, an optimizer step between a loss "
+        "and its backward)",
+        (22, 26),
+    ),
+    (
         r"out of memory",
         None,
         "the GPU ran out of memory: reduce the batch size or the model",
