@@ -315,6 +315,93 @@ def test_validation_standardised_with_its_own_statistics(tmp_path: Path) -> None
     assert finding.evidence["probability"] < 0.01
 
 
+@pytest.mark.fires("split-preprocessing-differs")
+def test_validation_standardised_over_n_as_scikit_learn_does_is_found(tmp_path: Path) -> None:
+    # StandardScaler and numpy divide by the std over n, torch's std by the one over n - 1.
+    val = "(X[2048:] - X[2048:].mean(0)) / X[2048:].std(0, correction=0)"
+    report = _clusters(tmp_path, val, 0)
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "their own statistics" in finding.message
+
+
+WINDOWS = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+g = torch.Generator().manual_seed(0)
+t = torch.arange(3000.0)
+series = torch.stack([torch.sin(t / 20) * 3 + 0.002 * t, torch.cos(t / 7) + 10], 1)
+series = series + 0.3 * torch.randn(series.shape, generator=g)
+train_raw, val_raw = series[:2400], series[2400:]
+lo, hi = train_raw.min(0).values, train_raw.max(0).values
+train_scaled = (train_raw - lo) / (hi - lo)
+val_scaled = {val}
+
+class Windows(Dataset):
+    def __init__(self, data, window=24):
+        self.data, self.window = data, window
+    def __len__(self):
+        return len(self.data) - self.window
+    def __getitem__(self, i):
+        return self.data[i : i + self.window], self.data[i + self.window, :1]
+
+train = DataLoader(Windows(train_scaled), batch_size=64, shuffle=True)
+val = DataLoader(Windows(val_scaled), batch_size=256)
+model = nn.Sequential(nn.Flatten(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 1))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for x, y in train:
+    opt.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_series_min_max_scaled_with_its_own_range_is_found(tmp_path: Path) -> None:
+    # The scaler refit on the validation part (fit_transform instead of transform).
+    own = "(val_raw - val_raw.min(0).values) / (val_raw.max(0).values - val_raw.min(0).values)"
+    report = _split_check(tmp_path / "refit.py", WINDOWS.format(val=own))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "extremes at exactly the ends" in finding.message
+    assert finding.evidence["probability"] < 0.01
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_series_scaled_with_the_training_range_passes(tmp_path: Path) -> None:
+    report = _split_check(tmp_path / "windows.py", WINDOWS.format(val="(val_raw - lo) / (hi - lo)"))
+    # The trend moves the later period's mean: a note at most, as for any chronological split.
+    found = report.by_check("split-preprocessing-differs")
+    assert [f.severity.value for f in found] in ([], ["info"])
+    assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
+
+
+EIGHT_BIT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+g = torch.Generator().manual_seed(0)
+images = torch.randint(0, 256, (2560, 48), generator=g).float()
+images[::7] = 255.0  # saturated
+images[::11] = 0.0
+X, y = images / 255.0, torch.arange(2560) % 4
+train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
+val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
+model = nn.Sequential(nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 4))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for xb, yb in train:
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(xb), yb).backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_eight_bit_images_divided_by_255_reach_0_and_1_in_every_split(tmp_path: Path) -> None:
+    report = _split_check(tmp_path / "pixels.py", EIGHT_BIT)
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
+
+
 WHOLE_DATA_SCRIPT = """
 import torch
 from torch import nn

@@ -98,11 +98,13 @@ def tensor_channel_stats(x: torch.Tensor) -> ChannelStats:
 MAX_SOURCE_ROWS = 20_000  # rows of a split's stored inputs compared for shared samples
 
 
-def source_rows(dataset: Any) -> torch.Tensor | None:
+def source_rows(dataset: Any, series: bool = False) -> torch.Tensor | None:
     """The inputs a dataset stores, one flattened row per item, before ``__getitem__``
     augments them: a ``TensorDataset``'s first tensor, the rows a ``Subset`` selects, or
-    the largest float/uint8 tensor (or array) attribute with one row per item. None when
-    the dataset keeps its samples some other way (files, generated on the fly)."""
+    the largest float/uint8 tensor (or array) attribute with one row per item. With
+    ``series``, a dataset without one, whose items are windows cut from a longer stored
+    series (more rows than items), gives that series' rows. None when the dataset keeps its
+    samples some other way (files, generated on the fly)."""
     from torch.utils.data import Subset, TensorDataset
 
     if isinstance(dataset, Subset):
@@ -119,6 +121,15 @@ def source_rows(dataset: Any) -> torch.Tensor | None:
     else:
         # A list of samples (or any dataset without attributes) stores no tensor to read.
         candidates = list(getattr(dataset, "__dict__", {}).values())
+    best = _largest_stored(candidates, lambda rows: rows == n)
+    if best is None and series and not isinstance(dataset, TensorDataset):
+        best = _largest_stored(candidates, lambda rows: rows > n)
+    return None if best is None else best.detach().reshape(best.shape[0], -1).cpu()
+
+
+def _largest_stored(candidates: list[Any], rows_fit: Any) -> torch.Tensor | None:
+    """The float/uint8 tensor (or array) of at least two axes among ``candidates`` whose
+    row count ``rows_fit`` accepts, with the most values per row."""
     best: torch.Tensor | None = None
     for value in candidates:
         if not isinstance(value, torch.Tensor):
@@ -128,10 +139,10 @@ def source_rows(dataset: Any) -> torch.Tensor | None:
                 value = torch.from_numpy(value)
             except TypeError:
                 continue
-        if value.dim() < 2 or value.shape[0] != n:
+        if value.dim() < 2 or not rows_fit(value.shape[0]):
             continue
         if not (value.is_floating_point() or value.dtype == torch.uint8):
             continue
         if best is None or value[0].numel() > best[0].numel():
             best = value
-    return None if best is None else best.detach().reshape(n, -1).cpu()
+    return best

@@ -376,16 +376,17 @@ def _compare(
 
 
 def _stored_splits(
-    ctx: CheckContext,
+    ctx: CheckContext, series: bool = False
 ) -> tuple[torch.Tensor, list[tuple[LoaderInfo, torch.Tensor]]] | None:
     """The rows the training dataset stores, and those of every other loader's dataset with
     rows of the same width; the training rows themselves behind a second loader (training
-    accuracy) are no other split. None without stored training rows."""
+    accuracy) are no other split. With ``series``, the rows of a series that windows are
+    cut from count too (see ``source_rows``). None without stored training rows."""
     lab: Lab | None = ctx.services
     train = training_loader(ctx.recording)
     if lab is None or train is None or train.index not in lab.datasets:
         return None
-    a = source_rows(lab.datasets[train.index])
+    a = source_rows(lab.datasets[train.index], series)
     if a is None:
         return None
     others = []
@@ -394,7 +395,7 @@ def _stored_splits(
             continue
         if lab.datasets[info.index] is lab.datasets[train.index]:
             continue
-        b = source_rows(lab.datasets[info.index])
+        b = source_rows(lab.datasets[info.index], series)
         if (
             b is None
             or b.shape[1] != a.shape[1]
@@ -454,35 +455,88 @@ def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
 # Float32 arithmetic leaves a standardised column's mean and std this far from 0 and 1; a
 # column standardised with another split's statistics is off by its sampling noise instead.
 STANDARDISED_TOLERANCE = 1e-4
+# A column min-max scaled with its own range has its extremes at 0 (or -1) and 1 to float
+# rounding; one scaled with another range lands there only by chance.
+MIN_MAX_TOLERANCE = 1e-6
+# Columns of 8-bit data divided by 255 reach exactly 0 and 1 wherever a pixel saturates.
+EIGHT_BIT_LEVELS = 255
+
+
+def _exactly_normalised(rows: torch.Tensor) -> tuple[float, str]:
+    """The smaller of two probabilities, with the scheme it belongs to: that ``rows``,
+    standardised with statistics of other data, would have every column at mean 0 and std
+    1 to float precision, and that, min-max scaled with another range, the continuous
+    columns would have their extremes exactly at 0 (or -1) and 1. Small means the rows
+    were normalised with their own statistics. 1.0 when they are not that close (or too
+    few to tell)."""
+    return min(
+        (_exactly_standardised(rows), "at mean 0 and std 1"),
+        (_exactly_min_max(rows), "with its extremes at exactly the ends of the scaled range"),
+    )
 
 
 def _exactly_standardised(rows: torch.Tensor) -> float:
     """The probability that ``rows``, standardised with statistics of other data, would
     have every column's mean within ``STANDARDISED_TOLERANCE`` of 0 and its std within it of
-    1: small means they were standardised with their own statistics. 1.0 when they are not
-    that close (or too few to tell)."""
+    1, the std taken either way it is computed (over n, as numpy and scikit-learn do, or
+    over n - 1, as torch does). 1.0 when they are not that close (or too few to tell)."""
     n = rows.shape[0]
     if n < 10 or rows.shape[1] == 0:
         return 1.0
     x = rows.double()
-    mean, std = x.mean(0), x.std(0)
-    if bool((mean.abs() > STANDARDISED_TOLERANCE).any()) or bool(
-        ((std - 1).abs() > STANDARDISED_TOLERANCE).any()
+    mean = x.mean(0)
+    if bool((mean.abs() > STANDARDISED_TOLERANCE).any()):
+        return 1.0
+    if not any(
+        bool(((x.std(0, correction=c) - 1).abs() <= STANDARDISED_TOLERANCE).all()) for c in (0, 1)
     ):
         return 1.0
     # Under another split's statistics a column's mean varies by about 1/sqrt(n) and its std
     # by about 1/sqrt(2n): the chance of landing within the tolerance of both, per column,
-    # is at most (2 tol / sqrt(2 pi)) * sqrt(n) * sqrt(2n), and columns multiply.
+    # is at most (2 tol / sqrt(2 pi)) * sqrt(n) * sqrt(2n), and columns multiply; either of
+    # the two ways of computing the std doubles it.
     per_column = min(
         1.0, (2 * STANDARDISED_TOLERANCE / math.sqrt(2 * math.pi)) ** 2 * n * math.sqrt(2)
     )
-    return per_column ** rows.shape[1]
+    return min(1.0, 2 * per_column ** rows.shape[1])
+
+
+def _exactly_min_max(rows: torch.Tensor) -> float:
+    """The probability that the continuous columns of ``rows`` (more than two distinct
+    values, not 8-bit levels divided by 255), min-max scaled with another range, would all
+    have their minimum within ``MIN_MAX_TOLERANCE`` of 0 (or all of -1) and their maximum
+    within it of 1. 1.0 when they do not, or no column is continuous."""
+    n = rows.shape[0]
+    if n < 10 or not rows.is_floating_point():
+        return 1.0
+    x = rows.double()
+    levels = x * EIGHT_BIT_LEVELS
+    continuous = [
+        j
+        for j in range(x.shape[1])
+        if x[:, j].unique().numel() > 2
+        and not bool(((levels[:, j] - levels[:, j].round()).abs() < 1e-3).all())
+    ]
+    if not continuous:
+        return 1.0
+    lo, hi = x[:, continuous].amin(0), x[:, continuous].amax(0)
+    if not bool(((hi - 1).abs() <= MIN_MAX_TOLERANCE).all()):
+        return 1.0
+    if not any(bool(((lo - end).abs() <= MIN_MAX_TOLERANCE).all()) for end in (0.0, -1.0)):
+        return 1.0
+    # Scaled with another range, a column's extreme of n values spread over about the unit
+    # range has a density of at most about n there: each lands within the tolerance with
+    # probability at most 2 tol n, both extremes of a column at most (2 tol n)^2; columns
+    # multiply, and the two ranges ([0, 1], [-1, 1]) double it.
+    per_column = min(1.0, (2 * MIN_MAX_TOLERANCE * n) ** 2)
+    return min(1.0, 2 * per_column ** len(continuous))
 
 
 def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
-    """Evaluation rows standardised with their own statistics (each column exactly mean 0,
-    std 1), or every split standardised with statistics of all of them together."""
-    splits = _stored_splits(ctx)
+    """Evaluation rows normalised with their own statistics (each column exactly mean 0 and
+    std 1, or its extremes exactly at the ends of the scaled range), or every split
+    normalised with statistics of all of them together."""
+    splits = _stored_splits(ctx, series=True)
     if splits is None or not splits[0].is_floating_point():
         return 0
     a, others = splits
@@ -491,20 +545,22 @@ def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
     for info, b in others:
         if not b.is_floating_point():
             continue
-        own = _exactly_standardised(b)
-        whole = _exactly_standardised(torch.cat([a, b])) if own >= alpha else 1.0
-        compared.append(f"standardisation of loader {info.index}'s stored rows")
+        own, scheme = _exactly_normalised(b)
+        whole, whole_scheme = (
+            _exactly_normalised(torch.cat([a, b])) if own >= alpha else (1.0, scheme)
+        )
+        compared.append(f"normalisation of loader {info.index}'s stored rows")
         if own < alpha:
             what = (
                 f"the {b.shape[0]} stored inputs of the {info.dataset} behind loader {info.index} have "
-                "every feature at mean 0 and std 1 to float precision: they were standardised with "
+                f"every feature {scheme} to float precision: they were normalised with "
                 "their own statistics, not the training set's"
             )
             p = own
-        elif whole < alpha and _exactly_standardised(a) >= alpha:
+        elif whole < alpha and _exactly_normalised(a)[0] >= alpha:
             what = (
                 f"the training inputs together with the {b.shape[0]} of loader {info.index} have every "
-                "feature at mean 0 and std 1 to float precision: the statistics were computed on all "
+                f"feature {whole_scheme} to float precision: the statistics were computed on all "
                 "the data, evaluation included"
             )
             p = whole
@@ -512,13 +568,14 @@ def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
             continue
         found += 1
         ctx.finding(
-            title="Evaluation data standardised with statistics of its own",
+            title="Evaluation data normalised with statistics of its own",
             message=(
-                f"{what[0].upper()}{what[1:]} (a split standardised with other data's statistics "
+                f"{what[0].upper()}{what[1:]} (a split normalised with other data's statistics "
                 f"lands this close with probability {p:.2g}). Its loss and metrics then measure a "
                 "differently preprocessed input than the model is trained on."
             ),
-            fix="Compute mean and std on the training split only, and apply those to every split.",
+            fix="Fit the scaler (mean and std, or min and max) on the training split only, and "
+            "apply it to every split.",
             evidence={"loader": info.index, "rows": int(b.shape[0]), "probability": p},
         )
     return found
