@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -192,18 +193,22 @@ def test_cross_entropy_on_class_indices_fits_the_task() -> None:
     assert report.by_check("loss-mismatches-task") == []
 
 
-@pytest.mark.fires("loss-mismatches-task")
-def test_mse_on_class_indices_and_ce_over_one_class() -> None:
-    x, y = blobs(classes=5)
+def _one_output_regression(classes: int, target: Any) -> nndoctor.Report:
+    """A one-output MLP on ``classes`` blobs trained with MSE on ``target(x, y)``."""
+    x, y = blobs(classes=classes)
     model = mlp(classes=1)
-    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(
+    return run(
         select=["loss-mismatches-task"],
         model=model,
-        data=data,
+        data=[(xb, target(xb, yb)) for xb, yb in batches(x, y)],
         loss_fn=nn.MSELoss(),
         optimizer=torch.optim.Adam(model.parameters()),
     )
+
+
+@pytest.mark.fires("loss-mismatches-task")
+def test_mse_on_class_indices_and_ce_over_one_class() -> None:
+    report = _one_output_regression(5, lambda x, y: y.float().unsqueeze(1))
     (finding,) = report.by_check("loss-mismatches-task")
     assert finding.reasons == [18] and finding.evidence["target_max"] == 4
     model = mlp(classes=1)
@@ -221,31 +226,13 @@ def test_mse_on_class_indices_and_ce_over_one_class() -> None:
 
 def test_mse_on_binary_labels_is_a_classification_trained_as_a_regression() -> None:
     # A Hugging Face classifier configured with num_labels=1 regresses its 0/1 labels.
-    x, y = blobs(classes=2)
-    model = mlp(classes=1)
-    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(
-        select=["loss-mismatches-task"],
-        model=model,
-        data=data,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _one_output_regression(2, lambda x, y: y.float().unsqueeze(1))
     (finding,) = report.by_check("loss-mismatches-task")
     assert finding.reasons == [18] and "binary labels" in finding.title
 
 
 def test_mse_on_a_continuous_target_in_the_unit_interval_fits_the_task() -> None:
-    x, y = blobs(classes=2)
-    model = mlp(classes=1)
-    data = [(xb, torch.sigmoid(xb[:, :1])) for xb, _ in batches(x, y)]
-    report = run(
-        select=["loss-mismatches-task"],
-        model=model,
-        data=data,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _one_output_regression(2, lambda x, y: torch.sigmoid(x[:, :1]))
     assert report.by_check("loss-mismatches-task") == []
     assert report.result("loss-mismatches-task").status.value == "passed"
 

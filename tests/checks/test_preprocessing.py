@@ -273,22 +273,29 @@ def test_a_validation_set_stored_from_training_rows_is_found_without_an_evaluati
     assert "loader 1" in shared[0].message
 
 
-DISCRETE_SCRIPT = """
+# A table split by rows into a training and a validation loader; ``{data}`` makes X and y.
+TABLE_SPLITS = """
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 g = torch.Generator().manual_seed(0)
-X = torch.randint(0, 2, (2560, 4), generator=g).float()  # 16 distinct rows: repeats are normal
-y = (X.sum(1) > 1).long()
+{data}
 train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
 val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
-model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+model = nn.Sequential(nn.Linear(X.shape[1], 16), nn.ReLU(), nn.Linear(16, int(y.max()) + 1))
 opt = torch.optim.Adam(model.parameters(), 1e-3)
 for xb, yb in train:
     opt.zero_grad()
     nn.functional.cross_entropy(model(xb), yb).backward()
     opt.step()
 """
+
+DISCRETE_SCRIPT = TABLE_SPLITS.format(
+    data="""
+X = torch.randint(0, 2, (2560, 4), generator=g).float()  # 16 distinct rows: repeats are normal
+y = (X.sum(1) > 1).long()
+"""
+)
 
 
 @pytest.mark.silent("split-preprocessing-differs")
@@ -375,24 +382,14 @@ def test_a_validation_series_scaled_with_the_training_range_passes(tmp_path: Pat
     assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
 
 
-EIGHT_BIT = """
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-g = torch.Generator().manual_seed(0)
+EIGHT_BIT = TABLE_SPLITS.format(
+    data="""
 images = torch.randint(0, 256, (2560, 48), generator=g).float()
 images[::7] = 255.0  # saturated
 images[::11] = 0.0
 X, y = images / 255.0, torch.arange(2560) % 4
-train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
-val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
-model = nn.Sequential(nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 4))
-opt = torch.optim.Adam(model.parameters(), 1e-3)
-for xb, yb in train:
-    opt.zero_grad()
-    nn.functional.cross_entropy(model(xb), yb).backward()
-    opt.step()
 """
+)
 
 
 @pytest.mark.silent("split-preprocessing-differs")
@@ -402,23 +399,13 @@ def test_eight_bit_images_divided_by_255_reach_0_and_1_in_every_split(tmp_path: 
     assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
 
 
-WHOLE_DATA_SCRIPT = """
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-g = torch.Generator().manual_seed(0)
+WHOLE_DATA_SCRIPT = TABLE_SPLITS.format(
+    data="""
 y = torch.arange(2560) % 4
 X = torch.randn(4, 16, generator=g)[y] * 1.5 + torch.randn(2560, 16, generator=g) + 3
 X = (X - X.mean(0)) / X.std(0)  # statistics of all the data, validation included
-train = DataLoader(TensorDataset(X[:2048], y[:2048]), batch_size=64, shuffle=True)
-val = DataLoader(TensorDataset(X[2048:], y[2048:]), batch_size=256)
-model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-opt = torch.optim.Adam(model.parameters(), 1e-3)
-for xb, yb in train:
-    opt.zero_grad()
-    nn.functional.cross_entropy(model(xb), yb).backward()
-    opt.step()
 """
+)
 
 
 @pytest.mark.fires("split-preprocessing-differs")
