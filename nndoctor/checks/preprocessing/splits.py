@@ -51,13 +51,21 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         transform applied to one split rescales it), a note when only its mean moves by
         more than ``split_mean_shift`` (0.5) training stds (the data themselves shift
         between periods and sources), each change beyond the sampling noise of the two
-        samples (Student's pooled t-test for the mean, the F-test for the std, each at the
-        two-sided level of ``split_noise_z`` (4) standard errors, 6.3e-5 per channel;
-        samples fed at several steps count once, by their fingerprints); per-sample
-        fingerprints of evaluation inputs found among training inputs more often than
-        chance gives (the matches of the same fingerprints shifted off their values;
-        binomial test at ``label_pairing_alpha``; each sample counted once on either
-        side, so that a chance match evaluated at every epoch is one match), except where
+        samples (Student's pooled t-test for the mean; for the std, the F-test on channels
+        no heavier-tailed than normal, otherwise the larger of its p and that of Layard's
+        test with the channels' own kurtosis, since a sparse 0/1 channel's std varies many
+        times more than a normal one's; each at the two-sided level of ``split_noise_z``
+        (4) standard errors, 6.3e-5 per channel; samples fed at several steps count once,
+        by their fingerprints); per-sample fingerprints of evaluation inputs found among
+        training inputs more often than chance gives (the matches of the same fingerprints
+        shifted off their values, and no fewer than the rate at which a training sample
+        recurs at another step of the first epoch, as a small world's states do; binomial
+        test at ``label_pairing_alpha``; each sample counted once on either side, so that
+        a chance match evaluated at every epoch is one match); another loader's stored rows
+        normalised with their own statistics (every column at mean 0 and std 1, the std
+        over n or n - 1, or every continuous column's extremes exactly at 0 or -1 and 1),
+        or all splits with the statistics of all of them, against the probability of
+        landing that close by chance (at ``label_pairing_alpha``); except where
         every step trains on one full batch and the evaluation re-reads it (a graph's
         nodes split by masks on the outputs: the inputs are shared by design). No-grad
         forwards whose samples are trained on right after them prepare training (a
