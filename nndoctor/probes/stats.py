@@ -114,8 +114,9 @@ def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | N
     xf = _as_float(x)
     dims = [0, *range(2, xf.dim())]
     var, mean = torch.var_mean(xf, dim=dims, correction=0)
-    shape = [1, -1] + [1] * (xf.dim() - 2)
-    fourth = ((xf - mean.reshape(shape)) ** 2).square().mean(dim=dims)
+    # One temporary the input's size, raised to the fourth power in place.
+    centred = xf - mean.reshape([1, -1] + [1] * (xf.dim() - 2))
+    fourth = centred.square_().square_().mean(dim=dims)
     return torch.stack([mean, var.sqrt(), fourth / var.square()]).float()
 
 
