@@ -4,6 +4,7 @@ per-channel statistics of recorded inputs."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -127,7 +128,7 @@ def source_rows(dataset: Any, series: bool = False) -> torch.Tensor | None:
     return None if best is None else best.detach().reshape(best.shape[0], -1).cpu()
 
 
-def _largest_stored(candidates: list[Any], rows_fit: Any) -> torch.Tensor | None:
+def _largest_stored(candidates: list[Any], rows_fit: Callable[[int], bool]) -> torch.Tensor | None:
     """The float/uint8 tensor (or array) of at least two axes among ``candidates`` whose
     row count ``rows_fit`` accepts, with the most values per row."""
     best: torch.Tensor | None = None
