@@ -488,14 +488,22 @@ class TrainingProbe:
         integer = (
             x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
         )
-        self._integer_input = x.detach() if integer else None  # type: ignore[union-attr]
         # Labels handed to the model for a loss computed inside (``labels=``) are no input.
         given = (args, {k: v for k, v in kwargs.items() if not LABEL_KEYWORD.search(k)})
-        self._integer_inputs = [
-            t.detach()
+        integers = [
+            t
             for t in tensors(given)
             if not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)
         ][:MAX_MATCHED_INPUTS]
+        self._integer_inputs = [t.detach() for t in integers]
+        # The first input, when it holds ids, is one of them: the same detached tensor, so
+        # that its next-position match is computed once.
+        first = next(
+            (d for t, d in zip(integers, self._integer_inputs, strict=True) if t is x), None
+        )
+        if first is None and integer:
+            first = x.detach()  # type: ignore[union-attr]
+        self._integer_input = first
         if x is not None and x.numel():
             rec.input_storage_share = _row_share(x)
             rec.input_storage = StorageExtent.of(x)
@@ -766,9 +774,6 @@ class TrainingProbe:
             counts_slot = pending.transfer.add(
                 stats.class_counts(target, int(inp.shape[1]), ignore_index)
             )
-            source = self._integer_input
-            if source is not None and source.device == target.device:
-                shift_slot = pending.transfer.add(stats.next_position_match(target, source))
             # A later argument sharing the target's memory is the target handed to the model
             # for a loss computed inside (``model(x, y)``); the first is what it reads.
             memory = target.untyped_storage().data_ptr()
@@ -778,6 +783,10 @@ class TrainingProbe:
                 if t.device == target.device
                 and (i == 0 or t.untyped_storage().data_ptr() != memory)
             ]
+            source = self._integer_input
+            first_at = next((i for i, t in enumerate(sources) if t is source), None)
+            if first_at is None and source is not None and source.device == target.device:
+                shift_slot = pending.transfer.add(stats.next_position_match(target, source))
             if sources:
                 match_slot = pending.transfer.add(
                     torch.cat(
@@ -805,6 +814,8 @@ class TrainingProbe:
                 values = pending.transfer.get(match_slot)
                 half = len(values) // 2
                 t.same_position_matches, t.next_position_matches = values[:half], values[half:]
+                if first_at is not None:
+                    t.next_position_match = t.next_position_matches[first_at]
             return t
 
         return decode

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from nndoctor.probes import stats as probe_stats
 from nndoctor.probes.recording import TensorSummary
 from nndoctor.subject import default_inputs, default_targets
 
@@ -82,18 +83,9 @@ def channel_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
 
 
 def tensor_channel_stats(x: torch.Tensor) -> ChannelStats:
-    """Per-channel (axis 1) statistics of one tensor of items."""
-    dims = [0, *range(2, x.dim())]
-    xf = x.double()
-    var, mean = torch.var_mean(xf, dim=dims, correction=0)
-    shape = [1, -1] + [1] * (x.dim() - 2)
-    fourth = ((xf - mean.reshape(shape)) ** 4).mean(dim=dims)
-    return ChannelStats(
-        mean.tolist(),
-        x.std(dims).tolist(),
-        int(x.shape[0]),
-        (fourth / var.square()).tolist(),
-    )
+    """Per-channel (axis 1) statistics of one tensor of items, as the probe takes them."""
+    mean, std, kurtosis = probe_stats.channel_stats(x, max_channels=x.shape[1]).tolist()  # type: ignore[union-attr]
+    return ChannelStats(mean, std, int(x.shape[0]), kurtosis)
 
 
 MAX_SOURCE_ROWS = 20_000  # rows of a split's stored inputs compared for shared samples
