@@ -388,7 +388,27 @@ class Lab:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
+        """The training loss on each batch, as back-propagated (scaled like the script's:
+        divided over accumulated micro-batches); comparable with ``train``'s losses."""
         return [float(self.loss(model, b)) for b in batches]
+
+    @torch.no_grad()
+    def criterion_values(self, model: nn.Module, batches: list[Any]) -> list[float]:
+        """The recognised loss call's own value on each batch, without the script's scaling
+        (a loss divided over k accumulated micro-batches is k times smaller than its
+        criterion): what a chance level or a constant prediction's loss compares with.
+        The training loss where the loss is opaque."""
+        assert self.subject is not None
+        values = []
+        for b in batches:
+            prediction = self.subject.prediction(model, b)
+            loss = (
+                self.subject.loss_of_prediction(prediction, b)
+                if isinstance(prediction, torch.Tensor)
+                else None
+            )
+            values.append(float(loss if loss is not None else self.loss(model, b)))
+        return values
 
 
 def needs_closure(opt: torch.optim.Optimizer) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from subjects import serious
 
 from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
 
 LBFGS_SCRIPT = """
 import torch, torch.nn as nn
@@ -222,3 +223,76 @@ def test_the_same_rows_drawn_at_every_step_are_a_repeated_batch(
     report = check_script(str(path), steps=20, selection=Selection(select=("batch-repeated",)))
     (finding,) = report.by_check("batch-repeated")
     assert set(finding.reasons) == {1, 3}
+
+
+ACCUMULATED_LM_SCRIPT = """
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+V, T, B, ACC = 16, 24, 16, 4
+# A text with structure: each token mostly follows from the one before it.
+nxt = torch.randperm(V)
+tokens = [0]
+for _ in range(20000):
+    tokens.append(int(nxt[tokens[-1]]) if torch.rand(()) < 0.8 else int(torch.randint(V, ())))
+data = torch.tensor(tokens)
+
+class TinyLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.rnn = nn.GRU(32, 64, batch_first=True)
+        self.head = nn.Linear(64, V)
+
+    def forward(self, idx, targets=None):
+        logits = self.head(self.rnn(self.emb(idx))[0])
+        loss = None if targets is None else F.cross_entropy(logits.view(-1, V), targets.view(-1))
+        return logits, loss
+
+def get_batch():
+    ix = torch.randint(len(data) - T - 1, (B,))
+    x = torch.stack([data[i:i + T] for i in ix])
+    y = torch.stack([data[i + 1:i + T + 1] for i in {target_starts}])
+    return x, y
+
+model = TinyLM()
+opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+for it in range(200):
+    for micro in range(ACC):
+        x, y = get_batch()
+        _, loss = model(x, y)
+        (loss / ACC).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+"""
+
+
+def _accumulated_lm(tmp_path: Path, target_starts: str) -> Report:
+    # The back-propagated loss is a quarter of the criterion's value. A held-out batch's loss
+    # compared with the best constant prediction, or an initial loss with chance, must be the
+    # criterion's own value: a quarter of it beat any prior and sat far below chance.
+    path = tmp_path / "accumulated_lm.py"
+    path.write_text(ACCUMULATED_LM_SCRIPT.format(target_starts=target_starts))
+    report = check_script(
+        str(path),
+        steps=20,
+        selection=Selection(select=("labels-not-connected", "loss-not-at-chance")),
+    )
+    assert report.result("loss-not-at-chance").status == "passed"
+    assert "initial loss 2.7" in report.result("loss-not-at-chance").detail
+    return report
+
+
+@pytest.mark.silent("labels-not-connected")
+@pytest.mark.silent("loss-not-at-chance")
+def test_an_accumulated_language_model_on_its_own_next_tokens_is_connected(tmp_path: Path) -> None:
+    report = _accumulated_lm(tmp_path, "ix")
+    assert report.result("labels-not-connected").status == "passed"
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_an_accumulated_language_model_on_other_windows_targets_is_disconnected(
+    tmp_path: Path,
+) -> None:
+    report = _accumulated_lm(tmp_path, "torch.randint(len(data) - T - 1, (B,))")
+    (finding,) = report.by_check("labels-not-connected")
+    assert 4 in finding.reasons, report.result("labels-not-connected").detail
