@@ -248,6 +248,11 @@ class Subject:
     # the observed steps (the DataLoader's batch size, a per-sample target, the layers'
     # declared layout; see Recording.input_batch_axis), 0 until they are observed.
     batch_axis: int | None = None
+    # The constant the back-propagated loss is ``loss_fn``'s value times: 1, or 1/k for a
+    # loss divided over k accumulated micro-batches. Copies step on the scaled loss, as the
+    # script does; losses are reported and compared (with chance, with constant
+    # predictions) in the loss's own units.
+    loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.criterion is None and self.loss_fn is None:

@@ -194,8 +194,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         return fn(prediction, batch["targets"], *extra_args, **kwargs)
 
     def loss_fn(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        loss = output_loss(loss_input(model, batch), batch)
-        return loss if scale == 1.0 else loss * scale
+        return output_loss(loss_input(model, batch), batch)
 
     subject = Subject(
         model=model,
@@ -214,5 +213,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         name=capture.script,
         label_smoothing=float(kwargs.get("label_smoothing", 0.0) or 0.0),
         batch_axis=capture.recording.input_batch_axis(),
+        loss_scale=scale,
     )
     return subject, ""

@@ -312,8 +312,15 @@ class Lab:
         return slice_batch(batch, size, self.subject)  # type: ignore[arg-type]
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The loss as the script back-propagates it (divided over accumulated
+        micro-batches where the script divides it): what copies step on."""
         assert self.subject is not None
-        return self.subject.compute_loss(model, batch)
+        loss = self.subject.compute_loss(model, batch)
+        return loss if self.loss_scale == 1.0 else loss * self.loss_scale
+
+    @property
+    def loss_scale(self) -> float:
+        return self.subject.loss_scale if self.subject is not None else 1.0
 
     def optimizer_spec(self) -> OptimizerSpec:
         assert self.subject is not None and self.subject.optimizer is not None
@@ -351,6 +358,7 @@ class Lab:
             over["weight_decay"] = 0.0
         opt = spec.build(model, **over)
         compute = loss_fn or self.loss
+        scale = self.loss_scale if loss_fn is None else 1.0
         result = TrainResult()
         i = 0
         try:
@@ -360,7 +368,9 @@ class Lab:
                     opt.zero_grad(set_to_none=True)
                     batch = batches[i % len(batches)]
                     loss = compute(model, batch)
-                    value = float(loss.detach())
+                    # Recorded in the loss's own units, like a chance level or a constant
+                    # prediction's loss; stepped on as back-propagated.
+                    value = float(loss.detach()) / scale
                     result.losses.append(value)
                     if math.isfinite(value):
                         loss.backward()
@@ -388,27 +398,8 @@ class Lab:
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
-        """The training loss on each batch, as back-propagated (scaled like the script's:
-        divided over accumulated micro-batches); comparable with ``train``'s losses."""
-        return [float(self.loss(model, b)) for b in batches]
-
-    @torch.no_grad()
-    def criterion_values(self, model: nn.Module, batches: list[Any]) -> list[float]:
-        """The recognised loss call's own value on each batch, without the script's scaling
-        (a loss divided over k accumulated micro-batches is k times smaller than its
-        criterion): what a chance level or a constant prediction's loss compares with.
-        The training loss where the loss is opaque."""
-        assert self.subject is not None
-        values = []
-        for b in batches:
-            prediction = self.subject.prediction(model, b)
-            loss = (
-                self.subject.loss_of_prediction(prediction, b)
-                if isinstance(prediction, torch.Tensor)
-                else None
-            )
-            values.append(float(loss if loss is not None else self.loss(model, b)))
-        return values
+        """The loss on each batch in its own units (not divided over micro-batches)."""
+        return [float(self.loss(model, b)) / self.loss_scale for b in batches]
 
 
 def needs_closure(opt: torch.optim.Optimizer) -> bool:

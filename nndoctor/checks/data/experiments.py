@@ -523,11 +523,10 @@ def held_out_run(lab: Lab, t: Any, *, pairing: bool = False) -> HeldOut | None:
     def compute() -> HeldOut:
         train, held = batches[:-1], batches[-1]
         model = lab.fresh_model()
-        # In the criterion's own units, like the prior it is compared with.
-        before = lab.criterion_values(model, [held])[0]
+        before = lab.evaluate(model, [held])[0]
         run = lab.train(train, t.data_experiment_steps, regularisation=False, model=model)
         model.train()
-        after = lab.criterion_values(model, [held])[0]
+        after = lab.evaluate(model, [held])[0]
         return HeldOut(run, before, after, len(train), _prior_loss(lab, model, held))
 
     return lab.memo("data-held-out-pairing" if pairing else "data-held-out", compute)

@@ -115,7 +115,7 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     lab = ctx.services
     if lab is not None and lab.available and step.step == 0:
         model = lab.fresh_model()
-        losses = lab.criterion_values(model, lab.batches(4))
+        losses = lab.evaluate(model, lab.batches(4))
         finite = [x for x in losses if math.isfinite(x)]
         if finite:
             initial = sum(finite) / len(finite)
