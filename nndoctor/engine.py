@@ -710,7 +710,10 @@ def _diagnose_capture(
         run.output_tail = "\n".join(capture.stdout_tail.splitlines()[-OUTPUT_TAIL_LINES:])
         if run.error is None:
             if capture.model is None:
-                run.error = f"no model was found: no module with parameters was called ({capture.stop_reason})"
+                run.error = (
+                    f"no model was found: no module with parameters was called ({capture.stop_reason})"
+                    + _plain_parameters_advice(capture.recording.plain_parameters)
+                )
             else:
                 run.error = f"no optimizer step was reached ({capture.stop_reason})" + _why_no_step(
                     capture
@@ -783,6 +786,20 @@ def _never_stepped(capture: Any) -> Any:
     stepped while another one did (nndoctor.capture.retarget.Unstepped); None otherwise."""
     unstepped = capture.recording.unstepped
     return unstepped if unstepped is not None and unstepped.holders else None
+
+
+def _plain_parameters_advice(plain: tuple[int, int] | None) -> str:
+    """What to do when the loss reached parameters held by no module."""
+    if plain is None:
+        return ""
+    count, values = plain
+    return (
+        f". The loss back-propagates into {count} plain tensor(s) ({values:,} values) that no "
+        "nn.Module holds: nndoctor observes a model through its modules. Put the parameters "
+        "in an nn.Module whose forward computes the output the loss takes (nn.Parameter "
+        "attributes), or check it through the Python API: nndoctor.check(model, data, "
+        "loss_fn=...)"
+    )
 
 
 def _why_no_step(capture: Any) -> str:

@@ -272,6 +272,9 @@ class Recording:
     # (nndoctor.probes.distributed); None for a single process.
     distributed: Any = None
     eval_forwards: int = 0
+    # Before any module with parameters was called: the tensors a back-propagated loss
+    # reached that belong to no module (count, values), parameters kept as plain tensors.
+    plain_parameters: tuple[int, int] | None = None
     optimizer_class: str | None = None
     scheduler_seen: bool = False
     # The plan of the scheduler of the model's optimizer (nndoctor.probes.schedule).

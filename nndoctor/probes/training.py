@@ -834,10 +834,13 @@ class TrainingProbe:
 
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("backward", self._note_backward)
+        plain = self._guard("plain-parameters", self._note_plain_parameters)
 
         after = self._guard("manual", self._after_backward)
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if self.model is None and self.recording.plain_parameters is None:
+                plain(tensor)
             note(tensor)
             result = original(tensor, *args, **kwargs)
             after()
@@ -846,6 +849,14 @@ class TrainingProbe:
         backward.__wrapped__ = original  # type: ignore[attr-defined]
         backward.__doc__ = original.__doc__
         return backward
+
+    def _note_plain_parameters(self, tensor: torch.Tensor) -> None:
+        """A loss back-propagated before any module was seen: the leaf tensors its graph
+        accumulates gradients into, which no module holds (a model written as plain tensors,
+        ``W = torch.randn(..., requires_grad=True)``)."""
+        leaves = graph_leaves(tensor)
+        if leaves:
+            self.recording.plain_parameters = (len(leaves), sum(x.numel() for x in leaves))
 
     def _note_backward(self, tensor: torch.Tensor) -> None:
         pending = self._pending
@@ -1204,6 +1215,24 @@ _LAYOUT_NODES = frozenset(
         "alias",
     }
 )
+
+
+def graph_leaves(t: torch.Tensor, limit: int = 10_000) -> list[torch.Tensor]:
+    """The leaf tensors ``t``'s autograd graph accumulates gradients into (its
+    ``AccumulateGrad`` nodes' variables), visiting at most ``limit`` nodes."""
+    leaves: list[torch.Tensor] = []
+    stack = [t.grad_fn] if t.grad_fn is not None else []
+    seen: set[Any] = set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.append(variable)
+        stack.extend(n for n, _ in node.next_functions)
+    return leaves
 
 
 def producing_op(t: torch.Tensor) -> str:

@@ -296,3 +296,35 @@ def test_an_accumulated_language_model_on_other_windows_targets_is_disconnected(
     report = _accumulated_lm(tmp_path, "torch.randint(len(data) - T - 1, (B,))")
     (finding,) = report.by_check("labels-not-connected")
     assert 4 in finding.reasons, report.result("labels-not-connected").detail
+
+
+PLAIN_TENSORS_SCRIPT = """
+import torch
+import torch.nn.functional as F
+g = torch.Generator().manual_seed(0)
+x = torch.randn(512, 6, generator=g)
+y = (x[:, 0] > 0).long()
+W1 = (torch.randn(6, 32, generator=g) * 0.4).requires_grad_()
+b1 = torch.zeros(32, requires_grad=True)
+W2 = (torch.randn(32, 2, generator=g) * 0.1).requires_grad_()
+for i in range(50):
+    ix = torch.randint(0, 512, (32,), generator=g)
+    loss = F.cross_entropy(torch.tanh(x[ix] @ W1 + b1) @ W2, y[ix])
+    for p in (W1, b1, W2):
+        p.grad = None
+    loss.backward()
+    for p in (W1, b1, W2):
+        p.data += -0.1 * p.grad
+"""
+
+
+def test_parameters_kept_as_plain_tensors_are_named_with_what_to_do(tmp_path: Path) -> None:
+    # No module is ever called: the script cannot be observed, and the report says why
+    # (the loss reaches tensors no module holds) and how to make it observable.
+    path = tmp_path / "plain.py"
+    path.write_text(PLAIN_TENSORS_SCRIPT)
+    report = check_script(str(path), steps=10)
+    assert not report.run.observed
+    error = report.run.error or ""
+    assert "3 plain tensor(s) (288 values)" in error, error
+    assert "nn.Module" in error and "nndoctor.check(" in error
