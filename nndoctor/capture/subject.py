@@ -160,6 +160,14 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         evaluations = len(step.loss_calls) > 1 and step.backwards >= len(step.loss_calls)
         if len(step.loss_calls) > 1 and not evaluations:
             return None, "the loss combines several terms"
+        if step.forwards > max(len(step.loss_calls), step.backwards, 1):
+            # One call of the model stands for one loss evaluation in a replayed batch. A
+            # recurrence unrolled in the script (a step per character, the hidden state fed
+            # back) or several inputs per loss (siamese branches) need every call.
+            return None, (
+                f"the model is called {step.forwards} times for each loss (a recurrence unrolled "
+                "in the script, or several inputs per loss), and a copy replays one call"
+            )
         if step.loss_calls and step.loss_seen:
             scales.append(_loss_scale(step.loss, [c.value for c in step.loss_calls]))
     # The back-propagated loss is the recognised call times one constant (1 without

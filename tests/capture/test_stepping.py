@@ -328,3 +328,62 @@ def test_parameters_kept_as_plain_tensors_are_named_with_what_to_do(tmp_path: Pa
     error = report.run.error or ""
     assert "3 plain tensor(s) (288 values)" in error, error
     assert "nn.Module" in error and "nndoctor.check(" in error
+
+
+PER_CHARACTER_RNN_SCRIPT = """
+import random, string
+import torch, torch.nn as nn
+random.seed(0); torch.manual_seed(0)
+letters = string.ascii_lowercase
+stems = [["son", "ley"], ["eau", "ier"], ["ini", "ucci"]]
+names = [("".join(random.choice(letters) for _ in range(3)) + random.choice(stems[c]), c)
+         for c in range(3) for _ in range(200)]
+
+def line_tensor(line):
+    t = torch.zeros(len(line), 1, len(letters))
+    for i, ch in enumerate(line):
+        t[i][0][letters.index(ch)] = 1
+    return t
+
+class RNN(nn.Module):
+    def __init__(self, n_in, n_hidden, n_out):
+        super().__init__()
+        self.i2h = nn.Linear(n_in + n_hidden, n_hidden)
+        self.i2o = nn.Linear(n_in + n_hidden, n_out)
+        self.softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, input, hidden):
+        combined = torch.cat((input, hidden), 1)
+        return self.softmax(self.i2o(combined)), self.i2h(combined)
+
+rnn = RNN(len(letters), 64, 3)
+criterion = nn.NLLLoss()
+for it in range(2000):
+    line, c = random.choice(names)
+    x = line_tensor(line)
+    hidden = torch.zeros(1, 64)
+    rnn.zero_grad()
+    for i in range(x.size(0)):
+        output, hidden = rnn(x[i], hidden)
+    loss = criterion(output, torch.tensor([c]))
+    loss.backward()
+    for p in rnn.parameters():
+        p.data.add_(p.grad.data, alpha=-0.005)
+"""
+
+
+@pytest.mark.silent("loss-not-at-chance")
+def test_a_recurrence_unrolled_in_the_script_is_not_replayed_from_one_call(
+    tmp_path: Path,
+) -> None:
+    # The model is called once per character, its hidden state fed back: a copy trained on
+    # the first call alone (the first letter, a zero state) learns another task, and its
+    # failure to fit a tiny batch said nothing about this model.
+    path = tmp_path / "char_rnn.py"
+    path.write_text(PER_CHARACTER_RNN_SCRIPT)
+    report = check_script(str(path), steps=20)
+    assert report.run.observed
+    assert not report.subject["replayable"]
+    assert "called" in report.result("cannot-overfit-tiny-batch").detail
+    assert report.result("cannot-overfit-tiny-batch").status == "skipped"
+    assert serious(report) == []
