@@ -160,7 +160,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         evaluations = len(step.loss_calls) > 1 and step.backwards >= len(step.loss_calls)
         if len(step.loss_calls) > 1 and not evaluations:
             return None, "the loss combines several terms"
-        if step.forwards > max(len(step.loss_calls), step.backwards, 1):
+        if step.unrolled:
             # One call of the model stands for one loss evaluation in a replayed batch. A
             # recurrence unrolled in the script (a step per character, the hidden state fed
             # back) or several inputs per loss (siamese branches) need every call.

@@ -200,6 +200,14 @@ class StepRecord:
         return self.loss_calls[0].target if self.loss_calls else None
 
     @property
+    def unrolled(self) -> bool:
+        """The model was called more often than the loss was evaluated: a recurrence
+        unrolled in the script (a call per character, the hidden state fed back), a
+        rollout (a call per environment step), or several inputs per loss. The first
+        call's input, which the step's input statistics describe, is then one of several."""
+        return self.forwards > max(len(self.loss_calls), self.backwards, 1)
+
+    @property
     def alternating(self) -> bool:
         """Another network's optimizer stepped after its own backward pass within this step:
         the script trains several networks, each against its own loss (a GAN, alternating

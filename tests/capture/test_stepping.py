@@ -387,3 +387,42 @@ def test_a_recurrence_unrolled_in_the_script_is_not_replayed_from_one_call(
     assert "called" in report.result("cannot-overfit-tiny-batch").detail
     assert report.result("cannot-overfit-tiny-batch").status == "skipped"
     assert serious(report) == []
+
+
+ROLLOUT_SCRIPT = """
+import torch, torch.nn as nn
+from torch.distributions import Categorical
+torch.manual_seed(0)
+policy = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2), nn.Softmax(dim=1))
+opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+for episode in range(200):
+    pos, log_probs, rewards = 0, [], []
+    for t in range(12):
+        state = torch.zeros(1, 8)
+        state[0, pos] = 1.0
+        dist = Categorical(policy(state))
+        action = dist.sample()
+        log_probs.append(dist.log_prob(action))
+        pos = max(0, min(7, pos + (1 if action.item() == 1 else -1)))
+        rewards.append(1.0 if pos == 6 else -0.01)
+        if pos == 6:
+            break
+    returns = torch.tensor([sum(rewards[i:]) for i in range(len(rewards))])
+    returns = (returns - returns.mean()) / (returns.std() + 1e-8) if len(returns) > 1 else returns
+    loss = -(torch.cat(log_probs) * returns).sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent("loss-diverging")
+def test_an_episode_that_starts_from_the_same_state_is_no_repeated_batch(tmp_path: Path) -> None:
+    # Every episode's first call sees the start state; the step's batch is the whole rollout.
+    path = tmp_path / "rollout.py"
+    path.write_text(ROLLOUT_SCRIPT)
+    report = check_script(str(path), steps=20)
+    assert report.run.observed
+    assert report.result("batch-repeated").status == "skipped"
+    assert "rollout" in report.result("batch-repeated").detail
+    assert serious(report) == []

@@ -250,7 +250,9 @@ def batch_repeated(ctx: CheckContext) -> None:
         the same whole tensor object at every step without a DataLoader (not a slice of a
         larger one, nor rows indexed anew each step; a slice cut once from an array whose
         other part the script evaluates on is the training part of a split, fed whole), or
-        a DataLoader whose one batch is its whole dataset.
+        a DataLoader whose one batch is its whole dataset. Steps that call the model more
+        often than they evaluate the loss (a recurrence or an environment rollout unrolled
+        in the script) are left out: their first call is no batch.
 
     How to fix:
         Create the iterator once per epoch and draw from it, or loop over the loader
@@ -271,6 +273,16 @@ def batch_repeated(ctx: CheckContext) -> None:
     steps = [s for s in input_steps(ctx.recording) if s.inputs is not None and s.inputs.finite]
     if len(steps) < 2:
         ctx.skip("fewer than two steps with a finite float model input were observed")
+    if all(s.unrolled for s in steps):
+        # A rollout starts from the same state, a name from the same zero hidden state: the
+        # first call of a step is no batch.
+        ctx.skip(
+            "the model is called several times for each loss evaluation (a recurrence or a "
+            "rollout unrolled in the script): the first call's input is not the step's batch"
+        )
+    steps = [s for s in steps if not s.unrolled]
+    if len(steps) < 2:
+        ctx.skip("fewer than two steps call the model once per loss evaluation")
     t = ctx.thresholds
     # A constant batch equals any other constant batch; input-constant reports those.
     pairs = [
