@@ -78,3 +78,53 @@ def test_padding_the_loss_ignores_at_the_end_of_rows_is_silent(pad_tag: int, ign
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
     )
     assert report.by_check("ignored-class") == []
+
+
+class SequenceFirstTagger(nn.Module):
+    """A tagger over ``(seq_len, batch)`` word ids, as an LSTM with batch_first=False reads them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(VOCAB, 16, padding_idx=0)
+        self.rnn = nn.LSTM(16, 16)
+        self.out = nn.Linear(16, CLASSES)
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        return self.out(self.rnn(self.embed(words))[0])  # (T, B, C)
+
+
+def sequence_first(
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+) -> list[tuple[torch.Tensor, ...]]:
+    return [(w.t().contiguous(), t.t().contiguous()) for w, t in batches]
+
+
+@pytest.mark.silent("ignored-class")
+def test_end_padding_of_sequence_first_targets_is_not_inside_a_sequence() -> None:
+    # Folded by the (seq_len, batch) input, a row is one time step across the batch: the
+    # end padding of shorter sentences sits between real tags there, never in a sentence.
+    model = SequenceFirstTagger()
+    report = run(
+        select=["ignored-class"],
+        model=model,
+        data=sequence_first(tagged_batches(pad_tag=CLASSES - 1)),
+        loss_fn=tag_loss(ignore_index=CLASSES - 1),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.by_check("ignored-class") == []
+    assert "inside" in report.result("ignored-class").detail
+
+
+@pytest.mark.fires("ignored-class")
+def test_a_real_class_ignored_in_sequence_first_targets_is_caught() -> None:
+    model = SequenceFirstTagger()
+    report = run(
+        select=["ignored-class"],
+        model=model,
+        data=sequence_first(tagged_batches(pad_tag=0)),
+        loss_fn=tag_loss(ignore_index=0),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    (finding,) = report.by_check("ignored-class")
+    assert finding.evidence["inside"] > 100

@@ -632,22 +632,26 @@ def _term_gradients_in_process(lab: Any, step: int = 0) -> list[dict[str, Any]]:
     return loss_term_gradients(total, terms, params)
 
 
-def _rows_of(target: torch.Tensor, inputs: list[Any]) -> torch.Tensor | None:
-    """The targets one row per sequence: as given when 2-D, or a flattened ``(B*T,)``
-    target folded back by the shape of an integer ``(B, T)`` model input."""
+def _rows_of(target: torch.Tensor, inputs: list[Any], batch_axis: int = 0) -> torch.Tensor | None:
+    """The targets one row per sequence: as given when 2-D, or a flattened target folded
+    back by the shape of an integer 2-D model input; ``(T, B)`` sequence-first data
+    (``batch_axis`` 1) transposed so that a row is a sequence."""
+    rows: torch.Tensor | None = None
     if target.dim() == 2:
-        return target
-    if target.dim() != 1:
+        rows = target
+    elif target.dim() == 1:
+        for x in inputs:
+            if (
+                isinstance(x, torch.Tensor)
+                and x.dim() == 2
+                and not x.is_floating_point()
+                and x.numel() == target.numel()
+            ):
+                rows = target.reshape(x.shape)
+                break
+    if rows is None:
         return None
-    for x in inputs:
-        if (
-            isinstance(x, torch.Tensor)
-            and x.dim() == 2
-            and not x.is_floating_point()
-            and x.numel() == target.numel()
-        ):
-            return target.reshape(x.shape)
-    return None
+    return rows.t() if batch_axis == 1 else rows
 
 
 def _inside(ignored: torch.Tensor) -> torch.Tensor:
@@ -679,7 +683,8 @@ def ignored_class(ctx: CheckContext) -> None:
     What is measured:
         The class-index loss's ``ignore_index`` against the number of classes it scores,
         and, in the captured targets laid out one row per sequence (as given, or folded
-        back by the shape of the model's token input), the positions equal to it that
+        back by the shape of the model's token input; transposed for sequence-first
+        ``(seq_len, batch)`` data), the positions equal to it that
         sit inside a row, with kept positions before and after them. Padding fills a
         row's end (or start) and is never inside, so any such position is the class
         itself.
@@ -714,12 +719,13 @@ def ignored_class(ctx: CheckContext) -> None:
     if lab is None or not lab.available:
         ctx.skip("the captured targets are not available to look at")
     subject = lab.subject
+    axis = ctx.recording.input_batch_axis()
     inside = kept = rows_seen = 0
     for batch, inputs in zip(lab.batches(8), lab.model_inputs(8) or [()] * 8, strict=False):
         target = subject.targets(batch)
         if not isinstance(target, torch.Tensor) or target.is_floating_point():
             continue
-        rows = _rows_of(target, list(inputs))
+        rows = _rows_of(target, list(inputs), axis)
         if rows is None:
             continue
         ignored = rows == ignore
