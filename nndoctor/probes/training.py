@@ -775,13 +775,24 @@ class TrainingProbe:
                 stats.class_counts(target, int(inp.shape[1]), ignore_index)
             )
             # A later argument sharing the target's memory is the target handed to the model
-            # for a loss computed inside (``model(x, y)``); the first is what it reads.
+            # for a loss computed inside (``model(x, y)``), or the sequence a decoder shifts
+            # inside; the first is what it reads. The very view of the targets handed to a
+            # model whose loss is computed outside is its own input: a decoder fed the
+            # unshifted targets.
             memory = target.untyped_storage().data_ptr()
             sources = [
                 t
                 for i, t in enumerate(self._integer_inputs)
                 if t.device == target.device
-                and (i == 0 or t.untyped_storage().data_ptr() != memory)
+                and (
+                    i == 0
+                    or t.untyped_storage().data_ptr() != memory
+                    or (
+                        not self._in_model_forward
+                        and t.data_ptr() == target.data_ptr()
+                        and t.numel() == target.numel()
+                    )
+                )
             ]
             source = self._integer_input
             first_at = next((i for i, t in enumerate(sources) if t is source), None)

@@ -138,3 +138,49 @@ def test_a_copy_task_whose_decoder_is_fed_the_shifted_source_passes(tmp_path: Pa
     report = _check(tmp_path, COPY_TASK)
     assert report.by_check(CHECK) == []
     assert "one position on" in report.result(CHECK).detail
+
+
+# Translation with teacher forcing, sequence-first: the decoder reads tgt[:-1] and the loss
+# scores {target}, two slices of one tensor, the loss computed outside the model.
+TEACHER_FORCED = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+V, L, BOS = 20, 10, 0
+pairs = torch.randint(1, V, (L, 512))
+
+class Seq2Seq(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.encoder = nn.GRU(32, 32)
+        self.decoder = nn.GRU(32, 32)
+        self.out = nn.Linear(32, V)
+
+    def forward(self, src, tgt_in):
+        _, h = self.encoder(self.emb(src))
+        return self.out(self.decoder(self.emb(tgt_in), h)[0])
+
+model = Seq2Seq()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    idx = torch.randint(0, 512, (16,))
+    src = pairs[:, idx]
+    tgt = torch.cat([torch.full((1, 16), BOS), src.flip(0)], 0)
+    logits = model(src, tgt[:-1, :])
+    loss = nn.functional.cross_entropy(logits.reshape(-1, V), {target}.reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.fires("targets-copy-input")
+def test_a_decoder_fed_the_very_slice_it_is_scored_on_is_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, TEACHER_FORCED.format(target="tgt[:-1, :]"))
+    (finding,) = report.by_check(CHECK)
+    assert finding.evidence["min_same_position_share"] == 1.0
+
+
+@pytest.mark.silent("targets-copy-input")
+def test_a_decoder_fed_the_slice_before_its_targets_passes(tmp_path: Path) -> None:
+    report = _check(tmp_path, TEACHER_FORCED.format(target="tgt[1:, :]"))
+    assert report.by_check(CHECK) == []
