@@ -79,6 +79,11 @@ class Thresholds:
     # A loss falling over the observed steps at this level (Mann-Kendall) shows large steps
     # that train: a high update ratio is then a note, not a warning.
     update_ratio_training_alpha: float = 0.01
+    # Steps up the gradient (update/gradient cosine below zero) at this share of the steps
+    # whose alignment was measured: a descent method (SGD, momentum, Adam) steps down it at
+    # nearly every step; a rule that climbs it does so at every one.
+    uphill_step_fraction: float = 0.8
+    uphill_min_steps: int = 5
     # Norm clipping that scaled the gradient down at more than this share of the steps sets
     # the length of SGD's steps (lr x max_norm): the update-ratio and lr range rules, written
     # for steps proportional to the gradient, leave the rate to the experiments then.

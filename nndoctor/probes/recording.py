@@ -167,6 +167,10 @@ class StepRecord:
     grad_norms: dict[str, float] = field(default_factory=dict)  # param name -> norm
     weight_norms: dict[str, float] = field(default_factory=dict)
     update_norms: dict[str, float] = field(default_factory=dict)
+    # The cosine between the step's change of the parameters and minus their gradient: near
+    # 1 for a step down the gradient (SGD exactly 1), below 0 for a step that climbs it; NaN
+    # where no gradient was held when the step ended.
+    update_alignment: float = math.nan
     zero_grad_called: bool = False
     grads_present_at_forward: bool = False
     # The share of the storage it lives in that the model input's rows take up: below 1 for

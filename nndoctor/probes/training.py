@@ -1056,12 +1056,37 @@ class TrainingProbe:
             u_slot = pending.transfer.add(
                 torch.stack(torch._foreach_norm(pending.snapshot)).float()
             )
+            a_slot = self._alignment_slot(pending, by_name)
         names = pending.snapshot_names
         rec = pending.record
         pending.decoders.append(
             lambda: rec.update_norms.update(zip(names, pending.transfer.get(u_slot), strict=True))
         )
+        if a_slot is not None:
+            pending.decoders.append(
+                lambda: setattr(rec, "update_alignment", pending.transfer.get(a_slot)[0])
+            )
         pending.snapshot = None
+
+    def _alignment_slot(self, pending: _Pending, by_name: dict[str, nn.Parameter]) -> int | None:
+        """The cosine between before - after (the snapshot, by now) and the gradients the
+        parameters hold, over every parameter with one: on the device, copied with the step."""
+        assert pending.snapshot is not None
+        pairs = [
+            (d, local_part(by_name[n].grad))
+            for d, n in zip(pending.snapshot, pending.snapshot_names, strict=True)
+            if by_name[n].grad is not None and by_name[n].grad.shape == d.shape
+        ]
+        if not pairs:
+            return None
+        diffs = [d.float() for d, _ in pairs]
+        grads = [g.float() for _, g in pairs]
+        dot = torch.stack([(d * g).sum() for d, g in zip(diffs, grads, strict=True)]).sum()
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(diffs))) * (
+            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        )
+        cosine = torch.where(norm > 0, dot / norm.clamp(min=1e-30), math.nan)
+        return pending.transfer.add(cosine.reshape(1))
 
     def _finish_step(self, stepped: bool) -> None:
         pending = self._pending

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import falling_trend_p
 from nndoctor.checks.training.observed import (
@@ -205,3 +206,88 @@ def update_ratio(ctx: CheckContext) -> None:
             evidence={**evidence, "warm_up": warming},
             aspect="low",
         )
+
+
+@register_check(
+    id="updates-climb-gradient",
+    reasons=(36, 29),
+    severity="error",
+    explains=causes.DIVERGENCE_SYMPTOMS | causes.FIT_SYMPTOMS,
+)
+def updates_climb_gradient(ctx: CheckContext) -> None:
+    """The parameters move up the loss gradient: the loss is maximised.
+
+    Why it matters:
+        Every descent method moves the parameters against the gradient of the loss it
+        back-propagated. An update rule written by hand with the wrong sign
+        (``p.data.add_(p.grad, alpha=lr)``, ``p += lr * p.grad``), or a negative learning
+        rate, climbs it instead: the loss rises, slowly at a small rate, and no setting
+        of anything else helps.
+
+    What is measured:
+        At each observed step, the cosine between the change of the parameters and minus
+        the gradients they held when the step ended (1 for plain SGD, positive for
+        momentum and Adam at nearly every step). A finding when at least
+        ``uphill_min_steps`` (5) steps were measured and at least
+        ``uphill_step_fraction`` (80%) of them had a negative cosine. An optimizer told
+        ``maximize=True`` is left to ``hyperparameters-out-of-range``.
+
+    How to fix:
+        Subtract the gradient: ``p.data.add_(p.grad, alpha=-lr)`` or ``p -= lr * p.grad``
+        under ``torch.no_grad()``; keep the learning rate positive.
+
+    Example:
+        Before::
+
+            for p in model.parameters():
+                p.data.add_(p.grad.data, alpha=lr)
+
+        After::
+
+            for p in model.parameters():
+                p.data.add_(p.grad.data, alpha=-lr)
+    """
+    steps = [s for s in ctx.recording.steps if math.isfinite(s.update_alignment)]
+    if any(g.get("maximize") is True for s in ctx.recording.steps for g in s.hyperparameters or []):
+        ctx.skip("the optimizer maximises its objective (see hyperparameters-out-of-range)")
+    t = ctx.thresholds
+    if len(steps) < t.uphill_min_steps:
+        ctx.skip(
+            f"{len(steps)} step(s) ended with the gradients still held; "
+            f"{t.uphill_min_steps} are needed to compare updates with them"
+        )
+    uphill = [s for s in steps if s.update_alignment < 0]
+    share = len(uphill) / len(steps)
+    cosine = median([s.update_alignment for s in steps])
+    ctx.note(
+        f"{len(uphill)} of {len(steps)} steps moved up the gradient; median update/gradient "
+        f"cosine {cosine:+.2f} (1 is plain descent)"
+    )
+    if share < t.uphill_step_fraction:
+        return
+    manual = ctx.recording.step_source == "manual"
+    ctx.finding(
+        title="The updates climb the loss gradient",
+        message=(
+            f"At {len(uphill)} of {len(steps)} observed steps the parameters moved up the "
+            f"gradient of the loss (median cosine between the update and the descent direction "
+            f"{cosine:+.2f}): "
+            + (
+                "the script's own update adds the gradient instead of subtracting it"
+                if manual
+                else "the optimizer's learning rate or update has the wrong sign"
+            )
+            + ", so training maximises the loss."
+        ),
+        fix=(
+            "Subtract the gradient in the update (p.data.add_(p.grad, alpha=-lr)), and keep "
+            "the learning rate positive."
+        ),
+        where=Where(step=uphill[0].step),
+        evidence={
+            "uphill_steps": len(uphill),
+            "steps": len(steps),
+            "median_cosine": cosine,
+            "manual_update": manual,
+        },
+    )
