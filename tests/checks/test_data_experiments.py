@@ -433,3 +433,47 @@ def test_the_value_cross_fit_p_value_counts_the_permutations_at_least_as_extreme
     assert fit(400.0).better_than_labels_alone() == pytest.approx((1 + 100) / 1000)  # 400..499
     assert not fit(400.0).leans_against()
     assert fit(-1.0).leans_against()
+
+
+def _disconnected_but_lucky(monkeypatch: pytest.MonkeyPatch, held_out_correct: int) -> Report:
+    """Labels shuffled apart from their inputs, where the real run happens to end 10% below
+    both null runs (a third of such runs end lowest of three by chance) and 512 held-out
+    samples get ``held_out_correct`` right against a 25% majority label."""
+    from nndoctor.checks.data import experiments
+    from nndoctor.checks.lab import Lab, TrainResult
+
+    labels = torch.arange(512) % 4
+    predicted = labels.clone()
+    predicted[held_out_correct:] = (labels[held_out_correct:] + 1) % 4
+    fit = experiments.CrossFit([], predicted, torch.full((512,), 0.5), labels)
+    monkeypatch.setattr(experiments, "run_evidence", lambda rec, t: None)
+    monkeypatch.setattr(experiments, "cross_fit", lambda *a, **k: fit)
+    monkeypatch.setattr(experiments, "real_run", lambda lab, t: TrainResult([1.4, 1.0]))
+    monkeypatch.setattr(Lab, "train", lambda self, *a, **k: TrainResult([1.4, 1.12]))
+    monkeypatch.setattr(experiments, "held_out_run", lambda *a, **k: None)
+    x, y = blobs(n=512)
+    model = mlp()
+    return run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y[torch.randperm(512, generator=torch.Generator().manual_seed(3))]),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_a_lucky_real_run_does_not_outweigh_held_out_samples_no_better_than_a_guess(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report = _disconnected_but_lucky(monkeypatch, held_out_correct=100)  # 20% < 25%
+    (finding,) = report.by_check("labels-not-connected")
+    assert finding.reasons == [4]
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_real_run_ending_below_the_null_runs_passes_where_held_out_samples_do_not_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report = _disconnected_but_lucky(monkeypatch, held_out_correct=140)  # 27%, p ~ 0.15
+    assert report.result("labels-not-connected").status == "passed"
