@@ -189,6 +189,7 @@ class StepRecord:
     modules_in_eval: list[str] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
     forwards: int = 0
+    training_forwards: int = 0  # of those, in training mode (an evaluation without no_grad is not)
     backwards: int = 0
     loader: int | None = None  # index into Recording.loaders of the loader that fed this step
     skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
@@ -208,8 +209,9 @@ class StepRecord:
         """The model was called more often than the loss was evaluated: a recurrence
         unrolled in the script (a call per character, the hidden state fed back), a
         rollout (a call per environment step), or several inputs per loss. The first
-        call's input, which the step's input statistics describe, is then one of several."""
-        return self.forwards > max(len(self.loss_calls), self.backwards, 1)
+        call's input, which the step's input statistics describe, is then one of several.
+        Calls in eval mode (an evaluation that forgot ``no_grad``) are not counted."""
+        return self.training_forwards > max(len(self.loss_calls), self.backwards, 1)
 
     @property
     def alternating(self) -> bool:

@@ -465,6 +465,7 @@ class TrainingProbe:
         pending = self._pending
         rec = pending.record
         rec.forwards += 1
+        rec.training_forwards += int(module.training)
         if rec.forwards > 1:
             return None
         pending.started = True

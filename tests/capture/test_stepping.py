@@ -426,3 +426,33 @@ def test_an_episode_that_starts_from_the_same_state_is_no_repeated_batch(tmp_pat
     assert report.result("batch-repeated").status == "skipped"
     assert "rollout" in report.result("batch-repeated").detail
     assert serious(report) == []
+
+
+EVALUATED_WITHOUT_NO_GRAD = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2048, 10)
+y = (x[:, :2].sum(1) > 0).long()
+xv, yv = x[:256], y[:256]
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for i in range(256, 2048, 32):
+    loss = nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+    opt.zero_grad(); loss.backward(); opt.step()
+    model.eval()
+    accuracy = (model(xv).argmax(1) == yv).float().mean()  # no torch.no_grad()
+    model.train()
+"""
+
+
+def test_an_evaluation_forward_that_forgot_no_grad_is_no_second_call_per_loss(
+    tmp_path: Path,
+) -> None:
+    # In eval mode it is no part of the training step: the step stays replayable.
+    path = tmp_path / "evaluated.py"
+    path.write_text(EVALUATED_WITHOUT_NO_GRAD)
+    report = check_script(
+        str(path), steps=10, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+    assert report.subject["replayable"], report.run.notes
+    assert report.result("cannot-overfit-tiny-batch").status == "passed"
