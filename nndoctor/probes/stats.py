@@ -186,6 +186,32 @@ def same_position_match(
     return torch.stack(shares).amax().reshape(1).float()
 
 
+def target_columns_in_input(
+    target: torch.Tensor, source: torch.Tensor, max_elements: int = 1 << 24
+) -> torch.Tensor:
+    """For per-sample targets smaller than the per-sample input (batch first, or a
+    sequence-first input): per
+    target column, the largest share of samples for which one input column holds exactly
+    its value; the smallest of those over the target's columns. 1 when every target column
+    is a copy of an input feature (the last value of a window, a target column left among
+    the features). NaN when not comparable, or when a target column is constant (a
+    constant matches a constant feature by nature)."""
+    n = target.shape[0] if target.dim() else 0
+    if source.dim() >= 2 and source.shape[0] != n and source.shape[1] == n:
+        source = source.movedim(1, 0)  # sequence-first: (seq_len, batch, ...)
+    if n < 2 or source.dim() < 2 or source.shape[0] != n:
+        return _nan_share(source)
+    t = target.detach().reshape(n, -1)
+    s = source.detach().reshape(n, -1)
+    if t.shape[1] >= s.shape[1] or n * t.shape[1] * s.shape[1] > max_elements:
+        return _nan_share(source)
+    t = t.to(s.dtype)
+    spread = (t.amax(0) > t.amin(0)).all()
+    share = (s.unsqueeze(2) == t.unsqueeze(1)).float().mean(0)  # (input columns, target columns)
+    least = share.amax(0).amin()
+    return torch.where(spread, least, math.nan).reshape(1).float()
+
+
 def _nan_share(source: torch.Tensor) -> torch.Tensor:
     return torch.full((1,), math.nan, device=source.device)
 

@@ -60,6 +60,8 @@ RECOGNISED_LOSSES = (
     "gaussian_nll_loss",
 )
 CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss")
+# Losses on values regressed on: their targets may be compared with the input's features.
+VALUE_REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
 # Layers whose train() mode spoils an evaluation: batch statistics, dropped units.
 _MODE_DEPENDENT = BATCH_NORM + DROPOUT
@@ -167,6 +169,8 @@ class TrainingProbe:
         )
         # Every integer tensor the model was called with (ids, a decoder's input tokens).
         self._integer_inputs: list[torch.Tensor] = []
+        # This step's float input (batch first), for regression targets copied from it.
+        self._float_input: torch.Tensor | None = None
         self._model_handles: list[RemovableHandle] = []
         self._global_handles: list[RemovableHandle] = []
         self._patches: list[tuple[Any, str, Any]] = []
@@ -505,6 +509,9 @@ class TrainingProbe:
         if first is None and integer:
             first = x.detach()  # type: ignore[union-attr]
         self._integer_input = first
+        self._float_input = (
+            x.detach() if x is not None and x.is_floating_point() and x.dim() >= 2 else None
+        )
         if x is not None and x.numel():
             rec.input_storage_share = _row_share(x)
             rec.input_storage = StorageExtent.of(x)
@@ -813,6 +820,16 @@ class TrainingProbe:
             order_slot = pending.transfer.add(
                 torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
             )
+        column_slot = None
+        source = self._float_input
+        if (
+            fn_name in VALUE_REGRESSION_LOSSES
+            and target.is_floating_point()
+            and source is not None
+            and source.device == target.device
+            and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS
+        ):
+            column_slot = pending.transfer.add(stats.target_columns_in_input(target, source))
 
         def decode() -> TargetSummary:
             t = TargetSummary(**summary_from(pending.transfer.get(base), shape, dtype))
@@ -828,6 +845,8 @@ class TrainingProbe:
                 t.same_position_matches, t.next_position_matches = values[:half], values[half:]
                 if first_at is not None:
                     t.next_position_match = t.next_position_matches[first_at]
+            if column_slot is not None:
+                t.input_column_match = pending.transfer.get(column_slot)[0]
             return t
 
         return decode

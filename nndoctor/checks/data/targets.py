@@ -1,4 +1,5 @@
-"""Targets aligned with the inputs (reason 3): targets that are the model's own input."""
+"""Targets aligned with the inputs (reason 3): targets that are the model's own input, or
+one of its features."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import TargetSummary
+from nndoctor.report.model import Where
 
 
 def _largest(values: list[float] | None) -> float:
@@ -120,4 +122,82 @@ def targets_copy_input(ctx: CheckContext) -> None:
             "input": which + 1,
             "classes": classes,
         },
+    )
+
+
+@register_check(
+    id="target-among-inputs",
+    reasons=(3, 4),
+    severity="warning",
+    explains=frozenset(
+        {"give-it-time", "nothing-generalizes", "labels-not-connected", "loss-not-at-chance"}
+    ),
+)
+def target_among_inputs(ctx: CheckContext) -> None:
+    """The regression target is one of the model's input features.
+
+    Why it matters:
+        A model asked for a value it is given learns to pass that feature through: the
+        loss falls fast and far, and nothing useful is learned. The common forms are a
+        sliding window cut one step short (``y = series[i + W - 1]``, the window's own last
+        value, instead of ``series[i + W]``) and a tabular target column left among the
+        features (leakage).
+
+    What is measured:
+        For every value-regression loss (MSE, L1, smooth L1, Huber) whose per-sample
+        target is smaller than the per-sample float model input (batch first), at each of
+        the first observed steps: for each target column, the largest share of samples for
+        which one input column holds exactly its value. A warning when at every measured
+        step every target column is found at ``target_copy_match`` (99 %) of the samples
+        or more. A target column that is constant within the batch is not compared (a
+        constant matches constant features by nature), and a target as large as the input
+        (an autoencoder reconstructs its input on purpose) is not measured; nor is a
+        sequence forecaster's target shifted one step (its last value is not in the input).
+
+    How to fix:
+        Take the target from outside the window (``x = s[i:i + W]``, ``y = s[i + W]``), and
+        drop the target column from the features before training.
+
+    Example:
+        Before::
+
+            x, y = series[i:i + W], series[i + W - 1]
+
+        After::
+
+            x, y = series[i:i + W], series[i + W]
+    """
+    t = ctx.thresholds
+    rows = [
+        (s.step, call.target.input_column_match)
+        for s in ctx.recording.steps
+        for call in s.loss_calls[:1]
+        if call.target is not None and math.isfinite(call.target.input_column_match)
+    ]
+    if not rows:
+        ctx.skip(
+            "no value-regression loss whose target is smaller than a float, batch-first model input"
+        )
+    shares = [share for _, share in rows]
+    ctx.note(
+        f"the target column found least among the input's features matches one in "
+        f"{min(shares):.0%} to {max(shares):.0%} of the samples ({len(rows)} step(s))"
+    )
+    if min(shares) < t.target_copy_match:
+        return
+    ctx.finding(
+        title="The regression target is one of the input features",
+        message=(
+            f"At every one of the {len(rows)} measured steps, each column of the loss's target "
+            f"equals a column of the model's input in at least {min(shares):.1%} of the samples: "
+            "the model is given the value it is asked to predict, learns to pass it through, and "
+            "learns nothing else (a window cut one step short, or the target left among the "
+            "features)."
+        ),
+        fix=(
+            "Take the target from outside the input window (y = series[i + W]), or drop the "
+            "target column from the features."
+        ),
+        where=Where(step=rows[0][0]),
+        evidence={"steps": len(rows), "min_share": min(shares)},
     )
