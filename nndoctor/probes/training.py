@@ -1076,7 +1076,10 @@ class TrainingProbe:
             u_slot = pending.transfer.add(
                 torch.stack(torch._foreach_norm(pending.snapshot)).float()
             )
-            a_slot = self._alignment_slot(pending, by_name)
+            try:
+                a_slot = self._alignment_slot(pending, by_name)
+            except (RuntimeError, TypeError, ValueError):
+                a_slot = None  # parameters on several devices, say: no alignment, norms kept
         names = pending.snapshot_names
         rec = pending.record
         pending.decoders.append(
@@ -1092,18 +1095,22 @@ class TrainingProbe:
         """The cosine between before - after (the snapshot, by now) and the gradients the
         parameters hold, over every parameter with one: on the device, copied with the step."""
         assert pending.snapshot is not None
+        grads = {n: by_name[n].grad for n in pending.snapshot_names}
         pairs = [
-            (d, local_part(by_name[n].grad))
+            (d, local_part(g))
             for d, n in zip(pending.snapshot, pending.snapshot_names, strict=True)
-            if by_name[n].grad is not None and by_name[n].grad.shape == d.shape
+            if (g := grads[n]) is not None and local_part(g).shape == d.shape
         ]
         if not pairs:
             return None
-        diffs = [d.float() for d, _ in pairs]
-        grads = [g.float() for _, g in pairs]
-        dot = torch.stack([(d * g).sum() for d, g in zip(diffs, grads, strict=True)]).sum()
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(diffs))) * (
-            torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        # One parameter at a time in float32: no second copy of the whole model at once.
+        dot = torch.stack(
+            [torch.dot(d.reshape(-1).float(), g.reshape(-1).float()) for d, g in pairs]
+        ).sum()
+        norm = torch.linalg.vector_norm(
+            torch.stack(torch._foreach_norm([d for d, _ in pairs])).float()
+        ) * torch.linalg.vector_norm(
+            torch.stack(torch._foreach_norm([g for _, g in pairs])).float()
         )
         cosine = torch.where(norm > 0, dot / norm.clamp(min=1e-30), math.nan)
         return pending.transfer.add(cosine.reshape(1))
