@@ -267,15 +267,17 @@ def _memorising_run(x: torch.Tensor, y: torch.Tensor, select: list[str]) -> obje
     )
 
 
-@pytest.mark.fires("labels-not-connected")
-def test_a_model_that_memorises_any_pairing_is_judged_on_samples_it_never_saw() -> None:
+def test_a_model_that_memorises_any_pairing_is_inconclusive_on_a_blind_held_out_guess() -> None:
+    # Labels drawn apart from the inputs, memorised: held-out samples predicted no better
+    # than the most frequent label are also what a real pairing not yet learned gives a
+    # model that memorises before it generalises, so no finding either way.
     g = torch.Generator().manual_seed(1)
     x = torch.randn(512, 10, generator=g)
-    y = torch.randint(0, 3, (512,), generator=g)  # the bug: labels drawn apart from the inputs
+    y = torch.randint(0, 3, (512,), generator=g)
     report = _memorising_run(x, y, ["labels-not-connected"])
-    (finding,) = report.by_check("labels-not-connected")
-    assert finding.reasons == [4] and finding.evidence["memorised"]
-    assert finding.evidence["held_out_samples"] >= 128 and finding.evidence["binomial_p"] >= 0.01
+    detail = report.result("labels-not-connected").detail
+    assert report.by_check("labels-not-connected") == []
+    assert "both memorised" in detail and detail.endswith("inconclusive"), detail
 
 
 @pytest.mark.silent("labels-not-connected")
