@@ -67,6 +67,22 @@ for step in range(30):
     opt.zero_grad(); loss.backward(); opt.step()
 """
 
+# An encoder-decoder over batch-first or sequence-first sequences, for the scripts below.
+SEQ2SEQ = """class Seq2Seq(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(V, 32)
+        self.encoder = nn.GRU(32, 32{layout})
+        self.decoder = nn.GRU(32, 32{layout})
+        self.out = nn.Linear(32, V)
+
+    def forward(self, src, tgt_in):
+        _, h = self.encoder(self.emb(src))
+        return self.out(self.decoder(self.emb(tgt_in), h)[0])
+"""
+BATCH_FIRST_SEQ2SEQ = SEQ2SEQ.format(layout=", batch_first=True")
+SEQUENCE_FIRST_SEQ2SEQ = SEQ2SEQ.format(layout="")
+
 # The copy task: the decoder is fed the source shifted behind a start token, and predicts it.
 COPY_TASK = """
 import torch
@@ -75,18 +91,7 @@ torch.manual_seed(0)
 V, L, BOS = 20, 10, 0
 source = torch.randint(1, V, (512, L))
 
-class Seq2Seq(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(V, 32)
-        self.encoder = nn.GRU(32, 32, batch_first=True)
-        self.decoder = nn.GRU(32, 32, batch_first=True)
-        self.out = nn.Linear(32, V)
-
-    def forward(self, src, tgt_in):
-        _, h = self.encoder(self.emb(src))
-        return self.out(self.decoder(self.emb(tgt_in), h)[0])
-
+{model}
 model = Seq2Seq()
 opt = torch.optim.Adam(model.parameters(), 1e-3)
 for step in range(30):
@@ -135,7 +140,7 @@ def test_labels_handed_to_a_model_that_computes_its_loss_are_no_input(
 
 @pytest.mark.silent("targets-copy-input")
 def test_a_copy_task_whose_decoder_is_fed_the_shifted_source_passes(tmp_path: Path) -> None:
-    report = _check(tmp_path, COPY_TASK)
+    report = _check(tmp_path, COPY_TASK.format(model=BATCH_FIRST_SEQ2SEQ))
     assert report.by_check(CHECK) == []
     assert "one position on" in report.result(CHECK).detail
 
@@ -149,18 +154,7 @@ torch.manual_seed(0)
 V, L, BOS = 20, 10, 0
 pairs = torch.randint(1, V, (L, 512))
 
-class Seq2Seq(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = nn.Embedding(V, 32)
-        self.encoder = nn.GRU(32, 32)
-        self.decoder = nn.GRU(32, 32)
-        self.out = nn.Linear(32, V)
-
-    def forward(self, src, tgt_in):
-        _, h = self.encoder(self.emb(src))
-        return self.out(self.decoder(self.emb(tgt_in), h)[0])
-
+{model}
 model = Seq2Seq()
 opt = torch.optim.Adam(model.parameters(), 1e-3)
 for step in range(30):
@@ -175,12 +169,16 @@ for step in range(30):
 
 @pytest.mark.fires("targets-copy-input")
 def test_a_decoder_fed_the_very_slice_it_is_scored_on_is_found(tmp_path: Path) -> None:
-    report = _check(tmp_path, TEACHER_FORCED.format(target="tgt[:-1, :]"))
+    report = _check(
+        tmp_path, TEACHER_FORCED.format(model=SEQUENCE_FIRST_SEQ2SEQ, target="tgt[:-1, :]")
+    )
     (finding,) = report.by_check(CHECK)
     assert finding.evidence["min_same_position_share"] == 1.0
 
 
 @pytest.mark.silent("targets-copy-input")
 def test_a_decoder_fed_the_slice_before_its_targets_passes(tmp_path: Path) -> None:
-    report = _check(tmp_path, TEACHER_FORCED.format(target="tgt[1:, :]"))
+    report = _check(
+        tmp_path, TEACHER_FORCED.format(model=SEQUENCE_FIRST_SEQ2SEQ, target="tgt[1:, :]")
+    )
     assert report.by_check(CHECK) == []
