@@ -120,6 +120,12 @@ class Thresholds:
     # held-out batch): held out, a few more distinct samples are what gives them power.
     pairing_experiment_batches: int = 8
     pairing_batch_size: int = 64  # ... each cut to this many samples
+    # Where every run memorises its batches and the cross-fit's copies do no better than a
+    # blind guess, a second cross-fit on up to this many batches, for this many steps: a
+    # model that memorises a few hundred samples before it generalises shows its pairing
+    # on more samples and steps (the captured batches run to 1024 samples).
+    pairing_extended_batches: int = 16
+    pairing_extended_steps: int = 150
     # Held-out samples the cross-fit must judge before a model that memorises any pairing
     # is called unable to learn this one (fewer: inconclusive).
     pairing_min_held_out: int = 128

@@ -105,6 +105,10 @@ class _Pending:
 # the input-label pairing need distinct samples to have any power (see
 # Thresholds.pairing_experiment_batches); the other experiments cycle through the first few.
 CAPTURED_BATCHES = 8
+# ... and past them, small batches until this many samples (a second, larger cross-fit
+# needs them), up to MAX_CAPTURED_BATCHES in all: memory stays near eight large batches.
+CAPTURED_SAMPLES = 1024
+MAX_CAPTURED_BATCHES = 32
 
 
 def later_measurements(
@@ -161,6 +165,7 @@ class TrainingProbe:
         self.keep_batches = keep_batches
         self.on_step_end = on_step_end
         self.captured_batches: list[dict[str, Any]] = []  # model args + loss targets, by step
+        self.captured_samples = 0  # leading sizes of the captured batches' first inputs
         self.steps_done = 0
         self._names: dict[int, str] = {}
         self._params: list[tuple[str, nn.Parameter]] = []
@@ -527,7 +532,8 @@ class TrainingProbe:
                 self._add_tensor_summary(pending, columns, "columns")
         if x is not None and x.dim() >= 1 and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS:
             self._add_sample_fingerprints(pending, x, rec.sample_fingerprints)
-        if len(self.captured_batches) < self.keep_batches:
+        if self._keeps_capturing(x):
+            self.captured_samples += int(x.shape[0]) if x is not None and x.dim() else 1
             self.captured_batches.append(
                 {
                     "step": rec.step,
@@ -537,6 +543,18 @@ class TrainingProbe:
                 }
             )
         return None
+
+    def _keeps_capturing(self, x: torch.Tensor | None) -> bool:
+        """Whether this step's batch is kept for the experiments: the first ``keep_batches``,
+        then more while they hold fewer than CAPTURED_SAMPLES samples in all."""
+        n = len(self.captured_batches)
+        if n < self.keep_batches:
+            return True
+        return (
+            self.keep_batches == CAPTURED_BATCHES
+            and n < MAX_CAPTURED_BATCHES
+            and self.captured_samples < CAPTURED_SAMPLES
+        )
 
     def _record_eval_forward(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
