@@ -550,11 +550,7 @@ class TrainingProbe:
         n = len(self.captured_batches)
         if n < self.keep_batches:
             return True
-        return (
-            self.keep_batches == CAPTURED_BATCHES
-            and n < MAX_CAPTURED_BATCHES
-            and self.captured_samples < CAPTURED_SAMPLES
-        )
+        return n < MAX_CAPTURED_BATCHES and self.captured_samples < CAPTURED_SAMPLES
 
     def _record_eval_forward(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -839,15 +835,15 @@ class TrainingProbe:
                 torch.stack([stats.sortedness(target), target.reshape(-1)[0].float()])
             )
         column_slot = None
-        source = self._float_input
+        features = self._float_input
         if (
             fn_name in VALUE_REGRESSION_LOSSES
             and target.is_floating_point()
-            and source is not None
-            and source.device == target.device
+            and features is not None
+            and features.device == target.device
             and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS
         ):
-            column_slot = pending.transfer.add(stats.target_columns_in_input(target, source))
+            column_slot = pending.transfer.add(stats.target_columns_in_input(target, features))
 
         def decode() -> TargetSummary:
             t = TargetSummary(**summary_from(pending.transfer.get(base), shape, dtype))
