@@ -174,6 +174,11 @@ class Thresholds:
     # Targets equal to an integer model input at the same position: the model copies.
     target_copy_match: float = 0.99
     min_examples_per_class: int = 10
+    # At most this share of the samples distinct within their batches: the data's rows are
+    # mostly copies of a few samples.
+    distinct_sample_fraction: float = 0.5
+    min_sample_elements: int = 16  # smaller samples (a state, a few categories) recur by nature
+    min_fingerprinted_samples: int = 128
     min_steps_per_epoch: int = 4
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples

@@ -200,3 +200,56 @@ def test_a_sampler_weighted_by_the_counts_makes_rare_classes_rarer(tmp_path: Pat
     (finding,) = report.by_check("class-imbalance")
     assert finding.reasons == [8]
     assert "WeightedRandomSampler drew" in finding.message
+
+
+def _features(n: int, features: int = 20, distinct: int | None = None) -> tuple[torch.Tensor, ...]:
+    """``n`` samples of ``features`` features and their class; with ``distinct``, the rows
+    are copies of that many samples."""
+    g = torch.Generator().manual_seed(0)
+    rows = distinct or n
+    x = torch.randn(rows, features, generator=g)
+    y = (x[:, 0] > 0).long()
+    index = torch.arange(n) % rows
+    return x[index], y[index]
+
+
+def _check_repeats(x: torch.Tensor, y: torch.Tensor, **loader: object) -> object:
+    model = mlp(features=x.shape[1], classes=2)
+    data = DataLoader(TensorDataset(x, y), batch_size=32, **loader)
+    return run(
+        select=["samples-repeat"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("samples-repeat")
+def test_a_dataset_of_copies_of_a_few_samples_is_reported() -> None:
+    x, y = _features(512, distinct=8)
+    report = _check_repeats(x, y, shuffle=True, generator=torch.Generator().manual_seed(0))
+    (finding,) = report.by_check("samples-repeat")
+    assert finding.reasons == [3, 9]
+    assert finding.evidence["distinct"] <= 8 * finding.evidence["steps"]
+    assert finding.evidence["share"] <= 0.25
+
+
+@pytest.mark.silent("samples-repeat")
+def test_distinct_samples_drawn_with_replacement_are_no_copies() -> None:
+    # A sampler with replacement repeats a sample within a batch now and then, by chance.
+    x, y = _features(512)
+    sampler = torch.utils.data.RandomSampler(
+        TensorDataset(x, y), replacement=True, generator=torch.Generator().manual_seed(0)
+    )
+    report = _check_repeats(x, y, sampler=sampler)
+    assert report.by_check("samples-repeat") == []
+    assert report.result("samples-repeat").status.value == "passed"
+    assert "distinct samples within their batches" in report.result("samples-repeat").detail
+
+
+def test_small_samples_recur_by_nature_and_are_not_counted() -> None:
+    x, y = _features(512, features=4, distinct=8)
+    report = _check_repeats(x, y, shuffle=True)
+    assert report.result("samples-repeat").status.value == "skipped"
+    assert "small input space" in report.result("samples-repeat").detail

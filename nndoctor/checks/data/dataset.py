@@ -1,4 +1,5 @@
-"""The dataset as a whole: class balance (8), its size (9), and the batch size against it (11)."""
+"""The dataset as a whole: class balance (8), its size and its distinct samples (9), and the
+batch size against it (11)."""
 
 from __future__ import annotations
 
@@ -267,6 +268,95 @@ def too_few_examples(ctx: CheckContext) -> None:
             severity="info",
             evidence={"examples": n, "parameters": params},
         )
+
+
+@register_check(
+    id="samples-repeat",
+    reasons=(9, 3),
+    severity="warning",
+    explains=frozenset({"nothing-generalizes"}),
+)
+def samples_repeat(ctx: CheckContext) -> None:
+    """Batches hold the same few samples several times over.
+
+    Why it matters:
+        A dataset of 10 000 rows that holds 40 distinct samples is a dataset of 40: the
+        model memorises them and learns nothing else. It happens when a generator is
+        re-seeded for every sample (``random.Random(seed)`` inside the loop), when an
+        index is dropped in ``__getitem__`` or a list is built with ``[sample] * n``, or
+        when a periodic signal is cut into windows of its own period.
+
+    What is measured:
+        One fingerprint per sample (a fixed random projection of its input) at each
+        observed step, and the number of distinct ones within each batch. A batch draws
+        each row of the data once (a DataLoader's sampler, a slice, a window), so copies
+        within one batch are copies in the data; no pass over the data has to be known,
+        and full-batch training is judged like any other. A warning when at most
+        ``distinct_sample_fraction`` of at least ``min_fingerprinted_samples`` samples are
+        distinct within their batches. This is a count, not a statistical test; batches
+        drawn with replacement (``x[torch.randint(n, (b,))]``) repeat samples by chance,
+        and reach the threshold only when a batch is larger than the data it is drawn
+        from, which then holds few samples indeed. Samples of fewer than
+        ``min_sample_elements`` elements (an environment's state, a few categories) are
+        left out, as a small input space recurs by nature, and so are sequence-first
+        inputs, where a fingerprint covers one position rather than one sample.
+
+    How to fix:
+        Make each sample depend on its index (and each generated sample on a generator
+        created once, outside the loop); count distinct samples with ``len(set(...))``.
+
+    Example:
+        Before::
+
+            text = "".join(sentence(random.Random(seed)) for _ in range(n))  # one sentence, n times
+
+        After::
+
+            rng = random.Random(seed)
+            text = "".join(sentence(rng) for _ in range(n))
+    """
+    # splits.py reads training_loader from this module.
+    from nndoctor.checks.preprocessing.splits import distinct_fingerprints
+
+    rec = ctx.recording
+    t = ctx.thresholds
+    if rec.input_batch_axis() != 0:
+        ctx.skip("sequence-first inputs: a fingerprint covers one position, not one sample")
+    steps = [s for s in rec.steps if len(s.sample_fingerprints) > 1 and not s.unrolled]
+    if not steps:
+        ctx.skip("no step fingerprinted the samples of its batch")
+    shapes = [s.inputs.shape for s in steps if s.inputs is not None and s.inputs.shape]
+    elements = math.prod(shapes[0][1:]) if shapes else 0
+    if elements < t.min_sample_elements:
+        ctx.skip(f"samples of {elements} elements: a small input space recurs by nature")
+    fed = [[v for v in s.sample_fingerprints if math.isfinite(v)] for s in steps]
+    samples = sum(len(f) for f in fed)
+    if samples < t.min_fingerprinted_samples:
+        ctx.skip(f"{samples} samples were fingerprinted, too few to count")
+    distinct = sum(len(distinct_fingerprints(f)) for f in fed)
+    share = distinct / samples
+    ctx.note(
+        f"{distinct} distinct samples within their batches, among {samples} in {len(steps)} steps"
+    )
+    if share > t.distinct_sample_fraction:
+        return
+    worst = min(steps, key=lambda s: len(distinct_fingerprints(s.sample_fingerprints)))
+    ctx.finding(
+        title="Batches hold the same few samples several times over",
+        message=(
+            f"Over {len(steps)} steps, the batches fed {samples} samples, of which {distinct} are "
+            f"distinct within their own batch ({share:.0%}); at step {worst.step}, "
+            f"{len(distinct_fingerprints(worst.sample_fingerprints))} of "
+            f"{len(worst.sample_fingerprints)}. A batch draws each row once, so the data's rows "
+            "are copies of a few samples."
+        ),
+        fix=(
+            "Check that each sample depends on its index and that a random generator is "
+            "created once, not re-seeded for every sample."
+        ),
+        where=Where(step=worst.step),
+        evidence={"samples": samples, "distinct": distinct, "steps": len(steps), "share": share},
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:
