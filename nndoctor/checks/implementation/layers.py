@@ -1,4 +1,5 @@
-"""Custom layers: float64 gradient check, batch independence, bottlenecks."""
+"""Custom layers: float64 gradient check, batch independence, causality of next-token
+models, bottlenecks."""
 
 from __future__ import annotations
 
@@ -514,6 +515,165 @@ def _perturb_sample(args: tuple[Any, ...], j: int, n: int, axis: int = 0) -> tup
     if axis > 0:
         return map_tensors(perturb, args)
     return tuple(perturb(a) if isinstance(a, torch.Tensor) and a.dim() > 0 else a for a in args)
+
+
+@register_check(
+    id="reads-next-token",
+    reasons=(22, 25),
+    severity="error",
+    kind="experiment",
+    quick=True,
+    priority=13,
+    explains=causes.LABEL_SYMPTOMS | frozenset({"nothing-generalizes"}),
+)
+def reads_next_token(ctx: CheckContext) -> None:
+    """Each position's prediction reads the token it is trained to predict.
+
+    Why it matters:
+        A model trained to predict the next token from the ones before it must not see
+        that token. A causal convolution padded on the right, an attention mask left out
+        or inverted, or a bidirectional layer in a language model lets each position read
+        the answer: the training loss falls to nearly zero, and the model cannot generate
+        anything, because at generation time the next token is not there to read.
+
+    What is measured:
+        Only where the targets are the model's own token input one position on (in at
+        least ``next_token_match`` of the positions at every observed step): on a copy in
+        eval mode (dropout off, random draws repeated), the outputs for a few samples
+        before and after every token after the middle position is replaced by another
+        token id of the batch. The outputs at the middle position and before it predict
+        tokens up to the middle one, which did not change, so they must not change
+        either; any change beyond floating-point noise (``batch_dependence_rtol``) is a
+        leak. This is no statistical test: a causal model passes it exactly.
+
+    How to fix:
+        Pad a causal convolution on the left only (``F.pad(x, (k - 1, 0))``), pass a
+        causal mask to self-attention (``nn.Transformer.generate_square_subsequent_mask``
+        or ``is_causal=True``), and keep recurrent layers one-directional.
+
+    Example:
+        Before::
+
+            x = F.pad(x, (0, self.dilation * (k - 1)))     # pads on the right: sees the future
+
+        After::
+
+            x = F.pad(x, (self.dilation * (k - 1), 0))     # pads on the left: causal
+    """
+    lab = ctx.services
+    t = ctx.thresholds
+    which = _next_token_input(ctx.recording, t.next_token_match)
+    if which is None:
+        ctx.skip("the targets are not the model's token input one position on")
+    if lab is None or not lab.has_model:
+        ctx.skip("no model copy is available")
+    calls = lab.model_inputs(1)
+    if not calls:
+        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+    batch_axis = ctx.recording.input_batch_axis()
+    args = _slice(calls[0], 4, batch_axis)
+    tokens = [a for a in tree_leaves(args) if isinstance(a, torch.Tensor) and _is_ids(a)]
+    if which >= len(tokens):
+        ctx.skip("the token input the targets follow is a keyword argument")
+    source = tokens[which]
+    if source.dim() != 2 or batch_axis > 1:
+        ctx.skip("the token input is not one sequence of ids per sample")
+    time_axis = 1 - batch_axis
+    length = source.shape[time_axis]
+    ids = source.unique()
+    if length < 4 or ids.numel() < 2:
+        ctx.skip("the token input is too short, or holds a single token id")
+    middle = length // 2
+    changed = source.clone()
+    tail = changed.narrow(time_axis, middle + 1, length - middle - 1)
+    # Each later token becomes the next id of the batch's own: valid for any embedding.
+    tail.copy_(ids[(torch.searchsorted(ids, tail.contiguous()) + 1) % ids.numel()])
+    changed_args = map_tensors(lambda a: changed if a is source else a, args)
+    # In the model's own precision: models that build float32 tensors of their own (a
+    # one-hot input cast with .float()) refuse float64, and a leak moves outputs by far
+    # more than float32 rounding.
+    model = lab.fresh_model().eval()
+    device = _device_of(model)
+    with torch.no_grad():
+        with same_noise(device):
+            before = _call_cut(ctx, model, args)
+        with same_noise(device):
+            after = model(*changed_args)
+    pairs = _positions(before, after, tuple(source.shape), time_axis)
+    if not pairs:
+        ctx.skip("no model output holds one row per input position")
+    worst = 0.0
+    for a, b in pairs:
+        a, b = a.narrow(time_axis, 0, middle + 1), b.narrow(time_axis, 0, middle + 1)
+        scale = float(a.abs().max()) + 1e-12
+        worst = max(worst, float((a - b).abs().max()) / scale)
+    ctx.note(
+        f"tokens after position {middle} of {length} replaced; largest relative change of the "
+        f"outputs up to it {worst:.2g}"
+    )
+    if worst <= t.next_token_rtol:
+        return
+    ctx.finding(
+        title="Each position's prediction reads the token it is trained to predict",
+        message=(
+            f"The targets are the input one position on (next-token prediction), yet replacing the "
+            f"tokens after position {middle} of {length} changed the outputs at positions up to "
+            f"{middle} by {worst:.3g} (relative), with the model in eval mode: each prediction "
+            "reads later inputs, the token it predicts among them."
+        ),
+        fix=(
+            "Pad causal convolutions on the left only, give self-attention a causal mask, and "
+            "keep recurrent layers one-directional."
+        ),
+        evidence={"position": middle, "length": length, "relative_change": worst},
+    )
+
+
+def _is_ids(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)
+
+
+def _next_token_input(rec: Any, share: float) -> int | None:
+    """Which integer model input (in argument order) the targets equal one position on at
+    every step whose first loss call measured it; None when none does."""
+    matches = [
+        c.target.next_position_matches
+        for s in rec.steps
+        for c in s.loss_calls[:1]
+        if c.target is not None and c.target.next_position_matches
+    ]
+    if not matches:
+        return None
+    width = min(len(m) for m in matches)
+    return next(
+        (i for i in range(width) if all(m[i] >= share for m in matches)),
+        None,
+    )
+
+
+def _positions(
+    before: Any, after: Any, shape: tuple[int, ...], time_axis: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The float outputs (before, after) with the input's positions on ``time_axis``: as
+    returned when one axis beside the batch's has the sequence's length and the batch axis
+    leads as in the input, or unflattened from one row per position (``logits.view(-1, V)``).
+    Outputs where the length is ambiguous (two axes of that size) are left out."""
+    pairs = []
+    for a, b in zip(tree_leaves(before), tree_leaves(after), strict=False):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            continue
+        if not a.is_floating_point() or a.shape != b.shape or a.dim() < 2:
+            continue
+        batch_axis = 1 - time_axis
+        if a.shape[0] == math.prod(shape) and a.shape[0] != shape[batch_axis]:
+            a, b = a.reshape(*shape, *a.shape[1:]), b.reshape(*shape, *b.shape[1:])
+        if a.shape[batch_axis] != shape[batch_axis]:
+            continue
+        axes = [d for d in range(a.dim()) if d != batch_axis and a.shape[d] == shape[time_axis]]
+        if len(axes) != 1:
+            continue
+        pairs.append((a.movedim(axes[0], time_axis), b.movedim(axes[0], time_axis)))
+    return pairs
 
 
 @register_check(
