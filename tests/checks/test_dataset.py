@@ -253,3 +253,37 @@ def test_small_samples_recur_by_nature_and_are_not_counted() -> None:
     report = _check_repeats(x, y, shuffle=True)
     assert report.result("samples-repeat").status.value == "skipped"
     assert "small input space" in report.result("samples-repeat").detail
+
+
+class _ImageAndCaption(nn.Module):
+    """Scores a caption embedding against an image: two inputs of one row per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.image = nn.Linear(20, 8)
+        self.caption = nn.Linear(6, 8)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, image: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.image(image) + self.caption(caption)))
+
+
+def test_an_image_repeated_once_per_caption_is_no_copied_sample() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(128, 20, generator=g).repeat_interleave(4, dim=0)  # 4 captions each
+    captions = torch.randn(512, 6, generator=g)
+    y = (captions[:, 0] > 0).long()
+    model = _ImageAndCaption()
+    data = [((images[i : i + 32], captions[i : i + 32]), y[i : i + 32]) for i in range(0, 512, 32)]
+    report = run(
+        select=["samples-repeat"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    result = report.result("samples-repeat")
+    assert (
+        result.status.value == "skipped" and "another input of one row per sample" in result.detail
+    )

@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 import statistics
 
+import torch
+
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import EMBEDDING
 from nndoctor.probes.recording import LoaderInfo, Recording
 from nndoctor.report.model import Where
+from nndoctor.trees import tensors
 
 
 def training_loader(rec: Recording) -> LoaderInfo | None:
@@ -299,7 +302,10 @@ def samples_repeat(ctx: CheckContext) -> None:
         from, which then holds few samples indeed. Samples of fewer than
         ``min_sample_elements`` elements (an environment's state, a few categories) are
         left out, as a small input space recurs by nature, and so are sequence-first
-        inputs, where a fingerprint covers one position rather than one sample.
+        inputs, where a fingerprint covers one position rather than one sample. Only the
+        model's first input is fingerprinted, so a model that takes another input of one
+        row per sample (an image fed once per caption, beside the captions) is left out
+        too; a 0/1 mask beside its sequence is no other input.
 
     How to fix:
         Make each sample depend on its index (and each generated sample on a generator
@@ -329,6 +335,11 @@ def samples_repeat(ctx: CheckContext) -> None:
     elements = math.prod(shapes[0][1:]) if shapes else 0
     if elements < t.min_sample_elements:
         ctx.skip(f"samples of {elements} elements: a small input space recurs by nature")
+    other = _other_per_sample_input(ctx)
+    if other:
+        # An image fed once per caption (``images.repeat_interleave(5)`` beside five
+        # captions) repeats the first input, not the sample: only the first is fingerprinted.
+        ctx.skip(f"the model takes another input of one row per sample ({other})")
     fed = [[v for v in s.sample_fingerprints if math.isfinite(v)] for s in steps]
     samples = sum(len(f) for f in fed)
     if samples < t.min_fingerprinted_samples:
@@ -357,6 +368,27 @@ def samples_repeat(ctx: CheckContext) -> None:
         where=Where(step=worst.step),
         evidence={"samples": samples, "distinct": distinct, "steps": len(steps), "share": share},
     )
+
+
+def _other_per_sample_input(ctx: CheckContext) -> str:
+    """The shape of a model input beside the first that holds one row per sample of it,
+    other than a 0/1 mask (a padding mask repeats with its sequence); "" when there is
+    none, or the inputs were not kept."""
+    lab = ctx.services
+    calls = lab.model_inputs(1) if lab is not None and lab.has_model else []
+    if not calls:
+        return ""
+    found = tensors(calls[0])
+    if len(found) < 2 or found[0].dim() == 0:
+        return ""
+    rows = found[0].shape[0]
+    for t in found[1:]:
+        if t.dim() == 0 or t.shape[0] != rows:
+            continue
+        if t.dtype == torch.bool or bool(((t == 0) | (t == 1)).all()):
+            continue
+        return "x".join(str(d) for d in t.shape)
+    return ""
 
 
 def _numel(shape: tuple[int, ...]) -> int:
