@@ -21,7 +21,7 @@ from torch import nn
 
 from nndoctor.capture.runner import Capture
 from nndoctor.copying import deepcopy_detached
-from nndoctor.probes.recording import GradClip, Recording
+from nndoctor.probes.recording import GradClip, Recording, loss_scale_of
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
@@ -122,16 +122,6 @@ def _with_inputs(batch: dict[str, Any], new: Any) -> dict[str, Any]:
     return {**batch, "args": tuple(new)}
 
 
-def _loss_scale(backpropagated: float, calls: list[float]) -> float:
-    """The constant the back-propagated loss is one recognised call's value times (nan when
-    it is none of them): exactly 1 when it is the call itself."""
-    for value in calls:
-        if math.isclose(backpropagated, value, rel_tol=1e-5, abs_tol=1e-7):
-            return 1.0
-    finite = [v for v in calls if math.isfinite(v) and v != 0.0]
-    return backpropagated / finite[0] if finite and math.isfinite(backpropagated) else math.nan
-
-
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     """A replayable Subject, or None and the reason it cannot be built."""
     if capture.recording.alternating_objectives:
@@ -169,7 +159,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 "in the script, or several inputs per loss), and a copy replays one call"
             )
         if step.loss_calls and step.loss_seen:
-            scales.append(_loss_scale(step.loss, [c.value for c in step.loss_calls]))
+            scales.append(loss_scale_of(step.loss, [c.value for c in step.loss_calls]))
     # The back-propagated loss is the recognised call times one constant (1 without
     # gradient accumulation, 1/k when it is divided over k micro-batches).
     scale = scales[0] if scales else 1.0

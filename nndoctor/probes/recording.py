@@ -436,6 +436,22 @@ class Recording:
     def losses(self) -> list[float]:
         return [s.loss for s in self.steps if s.loss_seen]
 
+    def criterion_scale(self, steps: int = 3) -> float:
+        """The constant the back-propagated loss is one recognised loss call's value times,
+        the same at each of the first ``steps`` observed steps (1/k for a loss divided over
+        k accumulated micro-batches); 1.0 without a recognised call, or when the ratio is
+        not constant (a loss of several terms)."""
+        scales = [
+            loss_scale_of(s.loss, [c.value for c in s.loss_calls])
+            for s in self.steps[:steps]
+            if s.loss_calls and s.loss_seen
+        ]
+        if not scales or not math.isfinite(scales[0]) or scales[0] <= 0:
+            return 1.0
+        if any(not math.isclose(x, scales[0], rel_tol=1e-4) for x in scales):
+            return 1.0
+        return scales[0]
+
     def first_nonfinite(self) -> NonFiniteEvent | None:
         """The earliest step and phase at which anything non-finite was recorded."""
         for s in self.steps:
@@ -554,3 +570,13 @@ def module_of(param: str) -> str:
     """The module path that owns parameter ``param`` ('' for the root), in the recording's
     naming (``named_parameters`` / ``named_modules``)."""
     return param.rsplit(".", 1)[0] if "." in param else ""
+
+
+def loss_scale_of(backpropagated: float, calls: list[float]) -> float:
+    """The constant the back-propagated loss is one recognised call's value times (nan when
+    it is none of them): exactly 1 when it is the call itself."""
+    for value in calls:
+        if math.isclose(backpropagated, value, rel_tol=1e-5, abs_tol=1e-7):
+            return 1.0
+    finite = [v for v in calls if math.isfinite(v) and v != 0.0]
+    return backpropagated / finite[0] if finite and math.isfinite(backpropagated) else math.nan

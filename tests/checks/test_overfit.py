@@ -403,3 +403,60 @@ def test_negatives_drawn_at_every_step_give_the_fixed_batch_a_floor(tmp_path: Pa
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed" and "floor above zero" in result.detail
+
+
+# A loss divided over 16 accumulated micro-batches, computed from a transformed output (so
+# no copy can be stepped in process and the script is replayed); with ``{bug}`` the model
+# multiplies its input by zero and cannot fit even a tiny batch.
+ACCUMULATED_REPLAY = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(2048, 8); y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 0).long()
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3))
+
+    def forward(self, x):
+        return self.body(x * {scale})
+
+model = Net()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+k = 16
+for epoch in range(20):
+    for i, (xb, yb) in enumerate(loader):
+        loss = F.cross_entropy(model(xb) * 1.0, yb) / k
+        loss.backward()
+        if (i + 1) % k == 0:
+            opt.step(); opt.zero_grad()
+"""
+
+
+def _accumulated_replay(tmp_path: Path, scale: str) -> object:
+    script = tmp_path / "accumulated.py"
+    script.write_text(textwrap.dedent(ACCUMULATED_REPLAY.replace("{scale}", scale)))
+    return check_script(
+        str(script), phase_steps=0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_a_replayed_accumulated_loss_is_judged_in_the_criterions_units(tmp_path: Path) -> None:
+    # A sixteenth of the label entropy (about 1.0) would pass the absolute fit target of 0.1.
+    report = _accumulated_replay(tmp_path, "0.0")
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.evidence["method"] == "script replay (custom loss)"
+    assert finding.evidence["final_loss"] > 0.5
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_replayed_accumulated_loss_that_fits_passes(tmp_path: Path) -> None:
+    report = _accumulated_replay(tmp_path, "1.0")
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed" and "replaying the script" in result.detail

@@ -152,7 +152,10 @@ def _curve(label: str, losses: list[float]) -> Curve:
 
 def _overfit_curves(ctx: CheckContext, label: str, losses: list[float]) -> ExperimentCurves:
     """The tiny-batch run against the observed run's own loss, for the report's chart."""
-    own = [(s.step, s.loss) for s in ctx.recording.steps if s.loss_seen]
+    # In the criterion's units, as every experiment records them (a loss divided over
+    # accumulated micro-batches is multiplied back).
+    scale = ctx.recording.criterion_scale()
+    own = [(s.step, s.loss / scale) for s in ctx.recording.steps if s.loss_seen]
     return ExperimentCurves(
         check=ctx.spec.id,
         title="Overfitting one tiny batch, against the observed training loss",
@@ -200,7 +203,11 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script replay raised after {len(user.losses)} of "
             f"{t.overfit_steps} steps: {user.error}"
         )
-    result = TrainResult(losses=user.losses)
+    # The replay records the loss the script back-propagates: a loss divided over k
+    # accumulated micro-batches is judged, like every experiment's, in the criterion's
+    # units, or a k-th of it would pass the absolute fit target.
+    scale = ctx.recording.criterion_scale()
+    result = TrainResult(losses=[v / scale for v in user.losses])
     varies = user.inputs_vary
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
@@ -217,7 +224,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             )
         # Where the script raised before the longer budget, its steps up to there count.
         if len(longer.losses) > len(result.losses):
-            result = TrainResult(losses=longer.losses)
+            result = TrainResult(losses=[v / scale for v in longer.losses])
             varies = varies or longer.inputs_vary
     lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
     evidence = {
