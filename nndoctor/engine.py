@@ -843,6 +843,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
     # rank of a distributed job (a single process cannot re-run it).
     replayable = capture.phase == 1 and capture.distributed is None
     script = (capture.script, list(capture.argv)) if replayable else None
+    others = [(r.name, r.module, r.args) for r in capture.other_roots]
     if subject is not None:
         return Lab(
             subject,
@@ -850,6 +851,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
             script=script,
             datasets=capture.datasets,
             replay_timeout=capture.timeout,
+            other_models=others,
         )
     model = None
     if capture.model is not None:
@@ -867,6 +869,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         task=captured_task(capture),
         datasets=capture.datasets,
         replay_timeout=capture.timeout,
+        other_models=others,
     )
 
 

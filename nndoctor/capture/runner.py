@@ -38,6 +38,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from nndoctor.capture.other_roots import OtherRoot, OtherRootRecorder
 from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
@@ -95,6 +96,8 @@ class Capture:
     phase: int = 1
     # One rank of a distributed job (nndoctor.distributed): its channel, probe and facts.
     distributed: DistributedCapture | None = None
+    # Other trained networks the script calls beside the model (a decoder, a GAN's second).
+    other_roots: list[OtherRoot] = field(default_factory=list)
 
     @property
     def observed(self) -> bool:
@@ -280,6 +283,7 @@ def run_script(
     follower.on_search = on_search
     candidates: list[nn.Module] = []
     retarget = ModelRetarget()
+    others = OtherRootRecorder()
 
     def single_phase() -> bool:
         # A distributed job's ranks, and a second phase, keep the model they found.
@@ -308,6 +312,8 @@ def run_script(
         try:
             if probe.model is not None:
                 follow_trained(module, args)
+                if single_phase():
+                    others.note(module, args, probe.model)
                 return
             if any(module is c for c in candidates):
                 return
@@ -418,6 +424,7 @@ def run_script(
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches
+    capture.other_roots = others.beside(probe.model)
     capture.datasets = loaders.first_datasets
     _split_phases(capture, follower, loaders)
     return capture

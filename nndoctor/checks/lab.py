@@ -80,8 +80,12 @@ class Lab:
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
         replay_timeout: float = 120.0,
+        other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
     ) -> None:
         self.subject = subject
+        # Other trained networks the script called (a decoder, a GAN's second network):
+        # (class name, a copy at its first training call, that call's positional arguments).
+        self._other_models = other_models or []
         # Without a replayable loss, a model and the inputs it was called with still
         # allow experiments that need no loss (gradient check, batch independence).
         self._model = model if model is not None else (subject.model if subject else None)
@@ -280,6 +284,14 @@ class Lab:
                 return []  # keyword arguments only: no positional input to replay
             out.append(x if isinstance(x, tuple) else (x,))
         return out
+
+    def other_models(self) -> list[tuple[str, nn.Module, tuple[Any, ...]]]:
+        """Fresh copies of the other trained networks, each with the positional arguments
+        of its first training call, on the lab's device."""
+        return [
+            (name, deepcopy_detached(model).to(self.device), move_to(args, self.device))
+            for name, model, args in self._other_models
+        ]
 
     def fresh_model(self, dtype: torch.dtype | None = None) -> nn.Module:
         """A deep copy of the subject's model at its initial state, on the lab's device."""

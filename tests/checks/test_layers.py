@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 import torch
 from subjects import batches, blobs, run
 from torch import nn
+
+from nndoctor.engine import Selection, check_script
 
 
 class _WrongSquare(torch.autograd.Function):
@@ -460,3 +463,66 @@ def test_a_model_that_makes_its_own_float32_tensors_says_so_when_it_cannot_run_i
     )
     result = report.result("batch-dependence")
     assert result.status.value == "skipped" and "does not run in float64" in result.detail
+
+
+# An encoder and a decoder, each its own network with its own optimiser (the tutorial
+# layout); with ``{dim}`` 0 the decoder's attention is normalised over the batch axis.
+ENCODER_DECODER = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+torch.manual_seed(0)
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.gru = nn.Embedding(12, 16), nn.GRU(16, 16, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(self.embed(x))
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.query, self.out = nn.Linear(16, 16), nn.Linear(32, 12)
+
+    def forward(self, outputs, hidden):
+        q = self.query(hidden[-1]).unsqueeze(1)                       # (B, 1, 16)
+        weights = F.softmax((q * outputs).sum(-1), dim={dim})        # (B, T)
+        context = (weights.unsqueeze(-1) * outputs).sum(1)            # (B, 16)
+        return self.out(torch.cat([context, hidden[-1]], dim=1))      # (B, 12)
+
+encoder, decoder = Encoder(), Decoder()
+opt_e = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+opt_d = torch.optim.Adam(decoder.parameters(), lr=1e-3)
+x = torch.randint(0, 12, (512, 7)); y = x[:, 0]
+for epoch in range(2):
+    for i in range(0, 512, 32):
+        outputs, hidden = encoder(x[i : i + 32])
+        loss = F.cross_entropy(decoder(outputs, hidden), y[i : i + 32])
+        opt_e.zero_grad(); opt_d.zero_grad(); loss.backward(); opt_e.step(); opt_d.step()
+"""
+
+
+def _encoder_decoder(tmp_path: Path, dim: int) -> object:
+    script = tmp_path / "encoder_decoder.py"
+    script.write_text(ENCODER_DECODER.replace("{dim}", str(dim)))
+    return check_script(
+        str(script), phase_steps=0, selection=Selection(select=("batch-dependence",))
+    )
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_decoder_beside_its_encoder_that_mixes_the_batch_is_found(tmp_path: Path) -> None:
+    report = _encoder_decoder(tmp_path, 0)
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.evidence["network"] in ("Encoder", "Decoder")
+    assert finding.evidence["relative_change"] > 1e-3
+
+
+@pytest.mark.silent("batch-dependence")
+def test_an_encoder_and_decoder_that_keep_samples_apart_are_silent(tmp_path: Path) -> None:
+    report = _encoder_decoder(tmp_path, 1)
+    assert report.by_check("batch-dependence") == []
+    detail = report.result("batch-dependence").detail
+    assert "Decoder:" in detail or "Encoder:" in detail

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -397,7 +399,10 @@ def batch_dependence(ctx: CheckContext) -> None:
         On a copy in eval mode (BatchNorm then uses running statistics, so its legitimate
         mixing in train mode is excluded; dropout is off), the output for every sample
         before and after the *other* samples of the batch are changed. Any change beyond
-        floating-point noise is a dependence.
+        floating-point noise is a dependence. The same for each other trained network the
+        script calls beside the model (a decoder beside its encoder, a GAN's second
+        network; two at most), on the positional arguments of its first training call,
+        batch first; a network whose call cannot be replayed so is left out.
 
     How to fix:
         Keep the batch axis first and intact: flatten with ``x.flatten(1)`` or
@@ -415,32 +420,126 @@ def batch_dependence(ctx: CheckContext) -> None:
     lab = ctx.services
     if lab is None or not lab.has_model:
         ctx.skip("no model copy is available")
+    main = _model_dependence(ctx, lab)
+    others = [_other_dependence(name, model, args) for name, model, args in lab.other_models()]
+    measured = [m for m in [main, *others] if isinstance(m, _Dependence)]
+    if not measured:
+        ctx.skip(main if isinstance(main, str) else "no model input could be replayed")
+    ctx.note("; ".join(m.describe() for m in measured))
+    worst = max(measured, key=lambda m: m.delta)
+    if worst.delta <= ctx.thresholds.batch_dependence_rtol:
+        return
+    of = f" of {worst.network}" if worst.network else ""
+    ctx.finding(
+        title="Samples in a batch influence each other's outputs",
+        message=(
+            f"Changing sample {worst.changed} of a batch of {worst.n} changed the output{of} for "
+            f"sample {worst.affected} by {worst.delta:.3g} (relative), with the "
+            f"{'network' if worst.network else 'model'} in eval mode: a reshape, view or reduction "
+            "mixes the batch axis."
+        ),
+        fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
+        evidence={
+            "changed_sample": worst.changed,
+            "affected_sample": worst.affected,
+            "relative_change": worst.delta,
+            "batch": worst.n,
+            **({"network": worst.network} if worst.network else {}),
+        },
+    )
+
+
+@dataclass
+class _Dependence:
+    """The largest relative change of one sample's output when another sample changed."""
+
+    delta: float
+    affected: int
+    changed: int
+    n: int
+    axis: int = 0
+    network: str = ""  # a network beside the model (its class), or "" for the model
+    batch_norm: bool = False
+    changes: int = 0  # samples changed in turn (all n unless fewer were)
+
+    def describe(self) -> str:
+        where = f"{self.network}: " if self.network else ""
+        layout = (
+            f" along axis {self.axis}, where this sequence-first input holds them"
+            if self.axis
+            else ""
+        )
+        turns = "each" if self.changes >= self.n else f"{self.changes} of them"
+        return (
+            f"{where}{self.n} samples{layout}, {turns} changed in turn; largest relative change of "
+            f"another sample's output {self.delta:.2g}"
+            + (" (BatchNorm checked in eval mode)" if self.batch_norm else "")
+        )
+
+
+def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
+    """Batch independence of the observed model, or why it cannot be measured."""
     calls = lab.model_inputs(1)
     if not calls:
-        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+        return "the model was called with keyword arguments only; no positional input to replay"
     axis = ctx.recording.input_batch_axis()
     if axis == 0 and len(leading_sizes(calls[0])) > 1:
-        ctx.skip(
-            "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
-        )
+        return "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
     args = _slice(calls[0], 4, axis)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
     if first is None or first.shape[axis] < 2:
-        ctx.skip("the model input has no batch axis with at least two samples")
+        return "the model input has no batch axis with at least two samples"
+    model = lab.fresh_model(dtype=torch.float64).eval()
+    found = _dependence(model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a))
+    if found is None:
+        return f"the model output has no tensor with the batch axis (axis {axis} of the input)"
+    return found
+
+
+def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _Dependence | None:
+    """Batch independence of a network beside the model (batch first, as most are): None
+    when its first call cannot be replayed so (its inputs disagree on the first axis, it
+    refuses float64 or fewer samples, its output holds no batch)."""
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
+    if first is None or first.shape[0] < 2:
+        return None
+    model = model.double().eval()
+    # Cut to four samples where the network accepts it; a state that holds the batch on
+    # another axis (a decoder's (layers, batch, hidden)) refuses the cut, and the whole
+    # batch is kept, four of its samples changed in turn.
+    found = None
+    for cut, changes in ((_slice(args, 4, 0), None), (args, 4)):
+        try:
+            found = _dependence(model, _to_double(cut), 0, lambda m, a: m(*a), changes)
+            break
+        except (RuntimeError, ValueError, IndexError, TypeError):
+            continue
+    if found is not None:
+        found.network = name
+    return found
+
+
+def _dependence(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    axis: int,
+    call: Callable[..., Any],
+    changes: int | None = None,
+) -> _Dependence | None:
+    """Each sample along ``axis`` (the first ``changes`` of them) changed in turn; the
+    largest relative change of another sample's output (None when the output holds no
+    batch)."""
+    first = next(a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis)
     n = first.shape[axis]
     lead = tuple(first.shape[: axis + 1])
-    model = lab.fresh_model(dtype=torch.float64).eval()
-    args = _to_double(args)
     device = _device_of(model)
     with torch.no_grad():
         with same_noise(device):
-            base = _batch_outputs(_call_cut(ctx, model, args), n, axis, lead)
+            base = _batch_outputs(call(model, args), n, axis, lead)
         if not base:
-            ctx.skip(
-                f"the model output has no tensor with the batch axis (axis {axis} of the input)"
-            )
-        worst = (0.0, -1, -1)
-        for j in range(n):
+            return None
+        worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
+        for j in range(worst.changes):
             changed = _perturb_sample(args, j, n, axis)
             with same_noise(device):
                 outs = _batch_outputs(model(*changed), n, axis, lead)
@@ -450,26 +549,10 @@ def batch_dependence(ctx: CheckContext) -> None:
                 for a, b in zip(base, outs, strict=True):
                     scale = float(a.select(axis, i).abs().max()) + 1e-12
                     delta = float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
-                    if delta > worst[0]:
-                        worst = (delta, i, j)
-    mixes = any(isinstance(m, BATCH_NORM) for m in model.modules())
-    layout = f" along axis {axis}, where this sequence-first input holds them" if axis else ""
-    ctx.note(
-        f"{n} samples{layout}, each changed in turn; largest relative change of another "
-        f"sample's output {worst[0]:.2g}" + (" (BatchNorm checked in eval mode)" if mixes else "")
-    )
-    if worst[0] <= ctx.thresholds.batch_dependence_rtol:
-        return
-    delta, i, j = worst
-    ctx.finding(
-        title="Samples in a batch influence each other's outputs",
-        message=(
-            f"Changing sample {j} of a batch of {n} changed the output of sample {i} by {delta:.3g} "
-            "(relative), with the model in eval mode: a reshape, view or reduction mixes the batch axis."
-        ),
-        fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
-        evidence={"changed_sample": j, "affected_sample": i, "relative_change": delta, "batch": n},
-    )
+                    if delta > worst.delta:
+                        worst.delta, worst.affected, worst.changed = delta, i, j
+    worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())
+    return worst
 
 
 def _batch_outputs(
