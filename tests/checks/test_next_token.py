@@ -39,12 +39,12 @@ class CausalConvLM(nn.Module):
         return self.out(h)  # (B, V, T)
 
 
-def _check(model: nn.Module, data: list, loss_fn: nn.Module | None = None) -> object:
+def _check(model: nn.Module, data: list) -> object:
     return run(
         select=["reads-next-token"],
         model=model,
         data=data,
-        loss_fn=loss_fn or nn.CrossEntropyLoss(),
+        loss_fn=nn.CrossEntropyLoss(),
         optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
     )
 
