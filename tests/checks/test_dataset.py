@@ -287,3 +287,11 @@ def test_an_image_repeated_once_per_caption_is_no_copied_sample() -> None:
     assert (
         result.status.value == "skipped" and "another input of one row per sample" in result.detail
     )
+
+
+def test_constant_batches_are_left_to_input_constant() -> None:
+    # All-zero inputs are one sample many times over; input-constant reports them.
+    x, y = _features(512)
+    report = _check_repeats(torch.zeros_like(x), y, shuffle=True)
+    result = report.result("samples-repeat")
+    assert result.status.value == "skipped" and "input-constant" in result.detail

@@ -10,7 +10,7 @@ import torch
 
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import EMBEDDING
-from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord
 from nndoctor.report.model import Where
 from nndoctor.trees import tensors
 
@@ -302,7 +302,8 @@ def samples_repeat(ctx: CheckContext) -> None:
         from, which then holds few samples indeed. Samples of fewer than
         ``min_sample_elements`` elements (an environment's state, a few categories) are
         left out, as a small input space recurs by nature, and so are sequence-first
-        inputs, where a fingerprint covers one position rather than one sample. Only the
+        inputs, where a fingerprint covers one position rather than one sample, and
+        constant batches (all zeros: ``input-constant`` reports them). Only the
         model's first input is fingerprinted, so a model that takes another input of one
         row per sample (an image fed once per caption, beside the captions) is left out
         too; a 0/1 mask beside its sequence is no other input.
@@ -331,6 +332,10 @@ def samples_repeat(ctx: CheckContext) -> None:
     steps = [s for s in rec.steps if len(s.sample_fingerprints) > 1 and not s.unrolled]
     if not steps:
         ctx.skip("no step fingerprinted the samples of its batch")
+    # A constant batch (all zeros) is one sample many times over; input-constant says so.
+    steps = [s for s in steps if not _constant(s, t.constant_input_std)]
+    if not steps:
+        ctx.skip("every input batch is constant (see input-constant)")
     shapes = [s.inputs.shape for s in steps if s.inputs is not None and s.inputs.shape]
     elements = math.prod(shapes[0][1:]) if shapes else 0
     if elements < t.min_sample_elements:
@@ -368,6 +373,12 @@ def samples_repeat(ctx: CheckContext) -> None:
         where=Where(step=worst.step),
         evidence={"samples": samples, "distinct": distinct, "steps": len(steps), "share": share},
     )
+
+
+def _constant(step: StepRecord, floor: float) -> bool:
+    """Whether the step's float model input was measured constant (std below ``floor``)."""
+    x = step.inputs
+    return x is not None and x.measured and x.std < floor
 
 
 def _other_per_sample_input(ctx: CheckContext) -> str:
