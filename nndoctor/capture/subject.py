@@ -21,7 +21,7 @@ from torch import nn
 
 from nndoctor.capture.runner import Capture
 from nndoctor.copying import deepcopy_detached
-from nndoctor.probes.recording import GradClip, Recording, loss_scale_of
+from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
@@ -142,7 +142,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 "(it is computed from a transformed output)"
             )
         return None, "the loss is not a recognised torch loss (a custom loss)"
-    scales: list[float] = []
     for step in capture.recording.steps[:3]:
         # Several loss calls each followed by its own backward pass are evaluations of one
         # loss (an LBFGS closure re-evaluated within a step, accumulated micro-batches);
@@ -158,10 +157,9 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 f"the model is called {step.forwards} times for each loss (a recurrence unrolled "
                 "in the script, or several inputs per loss), and a copy replays one call"
             )
-        if step.loss_calls and step.loss_seen:
-            scales.append(loss_scale_of(step.loss, [c.value for c in step.loss_calls]))
     # The back-propagated loss is the recognised call times one constant (1 without
     # gradient accumulation, 1/k when it is divided over k micro-batches).
+    scales = capture.recording.criterion_scales()
     scale = scales[0] if scales else 1.0
     if any(not math.isclose(x, scale, rel_tol=1e-4) for x in scales) or not math.isfinite(scale):
         return None, "the back-propagated loss is not the recognised loss call alone"

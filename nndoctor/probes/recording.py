@@ -436,16 +436,21 @@ class Recording:
     def losses(self) -> list[float]:
         return [s.loss for s in self.steps if s.loss_seen]
 
-    def criterion_scale(self, steps: int = 3) -> float:
-        """The constant the back-propagated loss is one recognised loss call's value times,
-        the same at each of the first ``steps`` observed steps (1/k for a loss divided over
-        k accumulated micro-batches); 1.0 without a recognised call, or when the ratio is
-        not constant (a loss of several terms)."""
-        scales = [
+    def criterion_scales(self, steps: int = 3) -> list[float]:
+        """At each of the first ``steps`` observed steps with a recognised loss call, the
+        constant the back-propagated loss is that call's value times (1/k for a loss
+        divided over k accumulated micro-batches; nan when it is no multiple of one)."""
+        return [
             loss_scale_of(s.loss, [c.value for c in s.loss_calls])
             for s in self.steps[:steps]
             if s.loss_calls and s.loss_seen
         ]
+
+    def criterion_scale(self, steps: int = 3) -> float:
+        """The constant of ``criterion_scales`` when it is the same at each of those steps;
+        1.0 without a recognised call, or when it is not constant (a loss of several
+        terms)."""
+        scales = self.criterion_scales(steps)
         if not scales or not math.isfinite(scales[0]) or scales[0] <= 0:
             return 1.0
         if any(not math.isclose(x, scales[0], rel_tol=1e-4) for x in scales):

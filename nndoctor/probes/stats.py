@@ -335,3 +335,9 @@ def constant_prior_loss(
         return None
     q = mean.clamp(1e-7, 1 - 1e-7)
     return -(y * q.log() + (1 - y) * (-q).log1p()).mean()
+
+
+def holds_ids(t: torch.Tensor) -> bool:
+    """Whether ``t`` holds ids or indices (an integer tensor other than bool or uint8,
+    which hold masks and pixels)."""
+    return not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)

@@ -495,16 +495,10 @@ class TrainingProbe:
                 lambda: setattr(rec, "grad_norm_at_forward", pending.transfer.get(slot)[0])
             )
         x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
-        integer = (
-            x is not None and not x.is_floating_point() and x.dtype not in (torch.bool, torch.uint8)
-        )
+        integer = x is not None and stats.holds_ids(x)
         # Labels handed to the model for a loss computed inside (``labels=``) are no input.
         given = (args, {k: v for k, v in kwargs.items() if not LABEL_KEYWORD.search(k)})
-        integers = [
-            t
-            for t in tensors(given)
-            if not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)
-        ][:MAX_MATCHED_INPUTS]
+        integers = [t for t in tensors(given) if stats.holds_ids(t)][:MAX_MATCHED_INPUTS]
         self._integer_inputs = [t.detach() for t in integers]
         # The first input, when it holds ids, is one of them: the same detached tensor, so
         # that its next-position match is computed once.

@@ -81,8 +81,8 @@ def test_a_few_rows_of_a_larger_set_fed_at_every_step_are_found(tmp_path: Path) 
 
 
 def test_a_chance_match_evaluated_at_every_epoch_is_one_match() -> None:
+    from nndoctor.checks.fingerprints import distinct_fingerprints
     from nndoctor.checks.lab import Lab
-    from nndoctor.checks.preprocessing.splits import distinct_fingerprints
     from nndoctor.engine import Selection, run_checks
     from nndoctor.probes.recording import Recording, StepRecord
 

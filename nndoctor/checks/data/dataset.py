@@ -8,6 +8,7 @@ import statistics
 
 import torch
 
+from nndoctor.checks.fingerprints import distinct_fingerprints
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import EMBEDDING
 from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord
@@ -322,9 +323,6 @@ def samples_repeat(ctx: CheckContext) -> None:
             rng = random.Random(seed)
             text = "".join(sentence(rng) for _ in range(n))
     """
-    # splits.py reads training_loader from this module.
-    from nndoctor.checks.preprocessing.splits import distinct_fingerprints
-
     rec = ctx.recording
     t = ctx.thresholds
     if rec.input_batch_axis() != 0:
@@ -345,32 +343,32 @@ def samples_repeat(ctx: CheckContext) -> None:
         # An image fed once per caption (``images.repeat_interleave(5)`` beside five
         # captions) repeats the first input, not the sample: only the first is fingerprinted.
         ctx.skip(f"the model takes another input of one row per sample ({other})")
-    fed = [[v for v in s.sample_fingerprints if math.isfinite(v)] for s in steps]
-    samples = sum(len(f) for f in fed)
+    fed = [sum(math.isfinite(v) for v in s.sample_fingerprints) for s in steps]
+    samples = sum(fed)
     if samples < t.min_fingerprinted_samples:
         ctx.skip(f"{samples} samples were fingerprinted, too few to count")
-    distinct = sum(len(distinct_fingerprints(f)) for f in fed)
+    kinds = [len(distinct_fingerprints(s.sample_fingerprints)) for s in steps]
+    distinct = sum(kinds)
     share = distinct / samples
     ctx.note(
         f"{distinct} distinct samples within their batches, among {samples} in {len(steps)} steps"
     )
     if share > t.distinct_sample_fraction:
         return
-    worst = min(steps, key=lambda s: len(distinct_fingerprints(s.sample_fingerprints)))
+    worst = min(range(len(steps)), key=kinds.__getitem__)
     ctx.finding(
         title="Batches hold the same few samples several times over",
         message=(
             f"Over {len(steps)} steps, the batches fed {samples} samples, of which {distinct} are "
-            f"distinct within their own batch ({share:.0%}); at step {worst.step}, "
-            f"{len(distinct_fingerprints(worst.sample_fingerprints))} of "
-            f"{len(worst.sample_fingerprints)}. A batch draws each row once, so the data's rows "
+            f"distinct within their own batch ({share:.0%}); at step {steps[worst].step}, "
+            f"{kinds[worst]} of {fed[worst]}. A batch draws each row once, so the data's rows "
             "are copies of a few samples."
         ),
         fix=(
             "Check that each sample depends on its index and that a random generator is "
             "created once, not re-seeded for every sample."
         ),
-        where=Where(step=worst.step),
+        where=Where(step=steps[worst].step),
         evidence={"samples": samples, "distinct": distinct, "steps": len(steps), "share": share},
     )
 

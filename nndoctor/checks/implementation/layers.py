@@ -17,10 +17,12 @@ from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.stats import holds_ids
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
 from nndoctor.subject import leading_sizes
-from nndoctor.trees import map_tensors, tree_leaves
+from nndoctor.trees import map_tensors, tensors, tree_leaves
 
 _GRADCHECK_DIRECTIONS = 3
 
@@ -657,7 +659,8 @@ def reads_next_token(ctx: CheckContext) -> None:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
     batch_axis = ctx.recording.input_batch_axis()
     args = _slice(calls[0], 4, batch_axis)
-    tokens = [a for a in tree_leaves(args) if isinstance(a, torch.Tensor) and _is_ids(a)]
+    # In the order the probe matched them against the targets (``next_position_matches``).
+    tokens = [a for a in tensors(args) if holds_ids(a)]
     if which >= len(tokens):
         ctx.skip("the token input the targets follow is a keyword argument")
     source = tokens[which]
@@ -714,11 +717,7 @@ def reads_next_token(ctx: CheckContext) -> None:
     )
 
 
-def _is_ids(t: torch.Tensor) -> bool:
-    return not t.is_floating_point() and t.dtype not in (torch.bool, torch.uint8)
-
-
-def _next_token_input(rec: Any, share: float) -> int | None:
+def _next_token_input(rec: Recording, share: float) -> int | None:
     """Which integer model input (in argument order) the targets equal one position on at
     every step whose first loss call measured it; None when none does."""
     matches = [

@@ -3,7 +3,6 @@ with the same statistics, and no sample in both."""
 
 from __future__ import annotations
 
-import bisect
 import math
 from typing import Any
 
@@ -11,6 +10,11 @@ import torch
 
 from nndoctor.checks.data.dataset import training_loader
 from nndoctor.checks.data.experiments import binomial_tail
+from nndoctor.checks.fingerprints import (
+    distinct_fingerprints,
+    fingerprint_tolerance,
+    near_fingerprint,
+)
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.preprocessing.inputs import (
     MAX_SOURCE_ROWS,
@@ -203,11 +207,14 @@ def shared_beyond_chance(
     ``recurrence``: the rate at which a training sample meets its equal among the other
     training samples (a small discrete input space, a grid world's states, recurs by
     nature; an evaluation sample from the same distribution meets the training ones as often)."""
-    shared = sum(_near(train_sorted, v) for v in evaluated)
+    shared = sum(near_fingerprint(train_sorted, v) for v in evaluated)
     if not evaluated:
         return 0, 0.0, 1.0
     by_chance = [
-        sum(_near(train_sorted, v + 2.0 * k * _tolerance(v)) for v in evaluated)
+        sum(
+            near_fingerprint(train_sorted, v + 2.0 * k * fingerprint_tolerance(v))
+            for v in evaluated
+        )
         for k in CHANCE_OFFSETS
     ]
     expected = max(sum(by_chance) / len(by_chance), recurrence * len(evaluated))
@@ -230,23 +237,9 @@ def training_recurrence(rec: Recording) -> float:
     met = total = 0
     for i, own in enumerate(per_step):
         others = distinct_fingerprints([v for j, fp in enumerate(per_step) if j != i for v in fp])
-        met += sum(_near(others, v) for v in own)
+        met += sum(near_fingerprint(others, v) for v in own)
         total += len(own)
     return met / total if total else 0.0
-
-
-def _tolerance(v: float) -> float:
-    return 1e-5 * max(1.0, abs(v))
-
-
-def _near(sorted_values: list[float], v: float) -> bool:
-    """Whether ``v`` is within float noise of a value in ``sorted_values`` (batched matmuls
-    may round one sample's projection slightly differently)."""
-    if not math.isfinite(v):
-        return False
-    i = bisect.bisect_left(sorted_values, v)
-    tol = _tolerance(v)
-    return any(abs(sorted_values[j] - v) <= tol for j in (i - 1, i) if 0 <= j < len(sorted_values))
 
 
 def _rereads_the_full_batch(rec: Recording, evaluated: list[float]) -> bool:
@@ -258,7 +251,7 @@ def _rereads_the_full_batch(rec: Recording, evaluated: list[float]) -> bool:
     batch = list(batches.pop())
     if len(batch) < 2 or not all(math.isfinite(v) for v in batch):
         return False
-    return all(_near(batch, v) for v in evaluated)
+    return all(near_fingerprint(batch, v) for v in evaluated)
 
 
 def _steps(values: list[Any], steps: list[int]) -> list[int]:
@@ -287,20 +280,11 @@ def _preparing_training(rec: Recording) -> set[int]:
         distinct = distinct_fingerprints(fingerprints)
         ahead = trained(k, k + PREPARING_WINDOW - 1)
         behind = trained(k - PREPARING_WINDOW, k - 1)
-        next_ = sum(_near(ahead, v) for v in distinct)
-        before = sum(_near(behind, v) for v in distinct)
+        next_ = sum(near_fingerprint(ahead, v) for v in distinct)
+        before = sum(near_fingerprint(behind, v) for v in distinct)
         if 2 * next_ > len(distinct) and next_ > before:
             preparing.add(k)
     return preparing
-
-
-def distinct_fingerprints(fingerprints: list[float]) -> list[float]:
-    """The finite fingerprints, sorted, each sample once (values within float noise of the
-    one before are the same sample)."""
-    finite = sorted(v for v in fingerprints if math.isfinite(v))
-    return [
-        b for a, b in zip([math.nan, *finite], finite, strict=False) if not b - a <= _tolerance(b)
-    ]
 
 
 def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
@@ -309,7 +293,9 @@ def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelSta
     finite = sorted(v for v in fingerprints if math.isfinite(v))
     if not finite:
         return stats
-    distinct = 1 + sum(b - a > _tolerance(b) for a, b in zip(finite, finite[1:], strict=False))
+    distinct = 1 + sum(
+        b - a > fingerprint_tolerance(b) for a, b in zip(finite, finite[1:], strict=False)
+    )
     return stats._replace(n=min(stats.n, distinct))
 
 
@@ -425,11 +411,11 @@ def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
     a = a[sample_indices(a.shape[0], MAX_SOURCE_ROWS, seed=0)]
     half = a.shape[0] // 2
     reference, own = _fingerprints(a[:half]), _fingerprints(a[half:])
-    own_rate = sum(_near(reference, v) for v in own) / max(len(own), 1)
+    own_rate = sum(near_fingerprint(reference, v) for v in own) / max(len(own), 1)
     found = 0
     for info, b in others:
         b = b[sample_indices(b.shape[0], MAX_SOURCE_ROWS, seed=1)]
-        shared = sum(_near(reference, v) for v in _fingerprints(b))
+        shared = sum(near_fingerprint(reference, v) for v in _fingerprints(b))
         compared.append(
             f"{b.shape[0]} stored rows of loader {info.index} against {half} training rows"
         )
