@@ -69,6 +69,7 @@ SCALE_SYMPTOMS: frozenset[str] = frozenset(
 ORDER_SYMPTOMS: frozenset[str] = frozenset(
     {
         "targets-sorted",
+        "inputs-in-order",
         "single-label-batches",
         "loss-accuracy-disagree",
         "class-imbalance",

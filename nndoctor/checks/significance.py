@@ -161,3 +161,41 @@ def mean_above_zero_p(values: list[float]) -> float:
     t = mean / math.sqrt(var / n)
     df = n - 1
     return 0.5 * regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+
+
+# Series and continued fraction for the incomplete gamma function (Numerical Recipes 6.2).
+_GAMMA_ITERATIONS = 500
+
+
+def chi_square_above_p(x: float, dof: float) -> float:
+    """P(X >= x) for X chi-square distributed with ``dof`` degrees of freedom: the
+    regularised upper incomplete gamma function Q(dof / 2, x / 2)."""
+    if x <= 0.0:
+        return 1.0
+    a, h = dof / 2.0, x / 2.0
+    log_front = a * math.log(h) - h - math.lgamma(a)
+    if h < a + 1.0:
+        # P(a, h) by its series; Q = 1 - P.
+        term = total = 1.0 / a
+        for n in range(1, _GAMMA_ITERATIONS + 1):
+            term *= h / (a + n)
+            total += term
+            if abs(term) < abs(total) * _BETA_EPS:
+                break
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    # Q(a, h) by Lentz's continued fraction.
+    b = h + 1.0 - a
+    c = 1.0 / _TINY
+    d = 1.0 / b
+    result = d
+    for i in range(1, _GAMMA_ITERATIONS + 1):
+        numerator = -i * (i - a)
+        b += 2.0
+        d = numerator * d + b
+        d = 1.0 / (d if abs(d) > _TINY else _TINY)
+        c = b + numerator / c
+        c = c if abs(c) > _TINY else _TINY
+        result *= d * c
+        if abs(d * c - 1.0) < _BETA_EPS:
+            break
+    return min(1.0, result * math.exp(log_front))

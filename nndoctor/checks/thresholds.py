@@ -25,6 +25,14 @@ class Thresholds:
     # Batch class mix drifting this many times more than random batches of the same size
     # would (mean total-variation distance from the pooled mix); random batches give ~1.
     class_drift_ratio: float = 2.0
+    # inputs-in-order: the error rate of each of its two tests (batch means spread beyond
+    # random batches; consecutive batches alike), the least steps it judges, the
+    # permutations of the order test, and the least spread it reports (batch means this
+    # many times as far apart as random batches' at most: an effect worth a warning).
+    input_order_alpha: float = 1e-3
+    input_order_min_steps: int = 10
+    input_order_permutations: int = 4000
+    input_order_spread_ratio: float = 4.0
     # --- normalisation (12)
     feature_mean_abs_max: float = 3.0  # |mean| of a channel/feature, in units of its std, or raw
     feature_std_min: float = 0.1

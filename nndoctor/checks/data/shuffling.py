@@ -16,11 +16,15 @@ against what random sampling would give, separates the two.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import chi_square_above_p
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
@@ -487,3 +491,218 @@ def loader_not_shuffled(ctx: CheckContext) -> None:
                 "batch_size": info.batch_size,
             },
         )
+
+
+# -- the order of the inputs -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputOrder:
+    """How the per-channel means of the model input's batches vary over the steps.
+
+    ``spread`` holds, per channel, the batch means' squared deviations from the pooled mean
+    in units of what random batches of their size give at most (the channel's element
+    variance over the batch size), summed over the steps: at most chi-square with
+    ``steps - 1`` degrees of freedom when batches are random draws. ``spread_p`` is the
+    smallest channel's tail probability times the channels (Bonferroni); ``order_p`` the
+    permutation p that consecutive batches are as alike as they are by chance."""
+
+    steps: int
+    channels: int
+    spread_ratio: float  # the largest channel's spread over its degrees of freedom
+    spread_p: float
+    order_p: float
+    first_step: int
+
+
+def _standardised_means(steps: list[StepRecord]) -> np.ndarray:
+    """(steps, channels) batch means minus the pooled mean, over the standard error of the
+    mean of a random batch of that size: per input channel (axis 1, against the element std,
+    which bounds a sample's channel mean's), and of the samples' fingerprints (a fixed
+    random projection of each sample, against their own std) where every step has one per
+    sample."""
+    parts = [p for p in (_channel_z(steps), _fingerprint_z(steps)) if p is not None]
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(steps), 0))
+
+
+def _channel_z(steps: list[StepRecord]) -> np.ndarray | None:
+    summaries = [s.inputs for s in steps]
+    if any(
+        x is None
+        or not x.measured
+        or not x.finite
+        or x.channel_mean is None
+        or x.channel_std is None
+        or len(x.channel_mean) != x.shape[1]
+        for x in summaries
+    ):
+        return None
+    means = np.array([x.channel_mean for x in summaries if x is not None], dtype=float)
+    stds = np.array([x.channel_std for x in summaries if x is not None], dtype=float)
+    batch = np.array([x.shape[0] for x in summaries if x is not None], dtype=float)
+    per_sample = float(np.prod(steps[0].inputs.shape[2:], dtype=float)) if steps[0].inputs else 1.0
+    w = (batch * per_sample)[:, None] / (batch * per_sample).sum()
+    pooled = (w * means).sum(axis=0)
+    variance = (w * (stds**2 + (means - pooled) ** 2)).sum(axis=0)
+    varying = variance > 0
+    return (means - pooled)[:, varying] * np.sqrt(batch)[:, None] / np.sqrt(variance[varying])
+
+
+def _fingerprint_z(steps: list[StepRecord]) -> np.ndarray | None:
+    batches = [np.array(s.sample_fingerprints, dtype=float) for s in steps]
+    if any(
+        s.inputs is None or len(f) != s.inputs.shape[0] or len(f) < 2 or not np.isfinite(f).all()
+        for s, f in zip(steps, batches, strict=True)
+    ):
+        return None
+    pooled = np.concatenate(batches)
+    std = float(pooled.std())
+    if std <= 0:
+        return None
+    mean = float(pooled.mean())
+    return np.array([[(f.mean() - mean) * np.sqrt(len(f)) / std] for f in batches])
+
+
+def _adjacent_distance(gram: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Sum over consecutive positions of |z_a - z_b|^2 for each row of step orders, from
+    the Gram matrix of the standardised means."""
+    a, b = order[:, :-1], order[:, 1:]
+    diag = np.diag(gram)
+    return (diag[a] + diag[b] - 2.0 * gram[a, b]).sum(axis=1)
+
+
+def input_order(steps: list[StepRecord], permutations: int) -> InputOrder | None:
+    """The two tests of ``inputs-in-order`` on ``steps`` (see :class:`InputOrder`); None
+    without a channel that varies."""
+    z = _standardised_means(steps)
+    k, channels = z.shape
+    if channels == 0 or k < 3:
+        return None
+    spread = (z**2).sum(axis=0)
+    dof = k - 1
+    tail = min(chi_square_above_p(float(x), dof) for x in spread)
+    gram = z @ z.T
+    observed = _adjacent_distance(gram, np.arange(k)[None, :])[0]
+    # Seeded: the same steps always give the same p.
+    rng = np.random.default_rng(0)
+    shuffled = np.argsort(rng.random((permutations, k)), axis=1)
+    alike = int((_adjacent_distance(gram, shuffled) <= observed).sum())
+    return InputOrder(
+        steps=k,
+        channels=channels,
+        spread_ratio=float(spread.max() / dof),
+        spread_p=min(1.0, tail * channels),
+        order_p=(1 + alike) / (1 + permutations),
+        first_step=steps[0].step,
+    )
+
+
+def _order_steps(ctx: CheckContext) -> list[StepRecord]:
+    """Training steps that call the model once per loss, whose model input holds its
+    samples on axis 0, of the most common shape past that axis."""
+    rec = ctx.recording
+    if rec.input_batch_axis() != 0:
+        return []
+    usable = [
+        s for s in rec.steps if s.inputs is not None and len(s.inputs.shape) >= 1 and not s.unrolled
+    ]
+    if not usable:
+        return []
+    shapes = Counter(s.inputs.shape[1:] for s in usable if s.inputs is not None)
+    common = shapes.most_common(1)[0][0]
+    return [s for s in usable if s.inputs is not None and s.inputs.shape[1:] == common]
+
+
+@register_check(
+    id="inputs-in-order",
+    reasons=(7,),
+    severity="warning",
+    explains=causes.ORDER_SYMPTOMS | causes.LABEL_SYMPTOMS | {"loss-diverging"},
+)
+def inputs_in_order(ctx: CheckContext) -> None:
+    """The model's inputs arrive in an order: batch after batch from one region of the data.
+
+    Why it matters:
+        Stochastic gradient descent assumes every batch is a random sample of the data
+        set. Data stored in an order (by class, by time, by source, by a feature) and fed
+        without shuffling gives batches that each cover one corner of the data: the model
+        chases the current corner, forgets the last, and the loss swings instead of
+        falling. This is seen in the inputs alone, whatever the loss and the targets (a
+        custom loss, an autoencoder, a regression) are.
+
+    What is measured:
+        Each batch's mean per input channel (axis 1), and the mean of its samples'
+        fingerprints (a fixed random projection of each sample, also of token ids). Two
+        tests, each at error rate ``input_order_alpha``, must both reject random batches:
+        the batch means spread further than random batches of their size could (a
+        chi-square test over the steps against the variance over the batch size: of the
+        fingerprints, and of a channel's elements, which bounds a sample's channel mean's;
+        Bonferroni over the channels), by at least
+        ``input_order_spread_ratio`` times; and consecutive batches are more alike than
+        the same batches in a random order (the sum of squared differences of adjacent
+        batch means against ``input_order_permutations`` seeded permutations of the
+        steps). Batches that differ by design (buckets of lengths, alternating sources)
+        but come in a random order pass the second test. Needs
+        ``input_order_min_steps`` steps of one input shape, samples on axis 0; steps
+        that call the model more often than the loss (rollouts, unrolled recurrences)
+        are left out.
+
+    How to fix:
+        Shuffle the training data: ``DataLoader(dataset, shuffle=True)``, or a fresh
+        ``torch.randperm`` of the indices every epoch when slicing tensors by hand.
+
+    Example:
+        Before::
+
+            for i in range(0, len(x), bs):            # x stored class by class
+                xb = x[i:i + bs]
+
+        After::
+
+            perm = torch.randperm(len(x))
+            for i in range(0, len(x), bs):
+                xb = x[perm[i:i + bs]]
+    """
+    t = ctx.thresholds
+    steps = _order_steps(ctx)
+    if len(steps) < t.input_order_min_steps:
+        ctx.skip(
+            f"{len(steps)} steps with a model input of one shape, samples on axis 0, one model "
+            f"call per loss: at least {t.input_order_min_steps} are needed"
+        )
+    order = input_order(steps, t.input_order_permutations)
+    if order is None:
+        ctx.skip("no input channel or sample fingerprint varies")
+    ctx.note(
+        f"batch means over {order.steps} steps and {order.channels} channels: spread "
+        f"{order.spread_ratio:.2f}× random batches' at most (p {order.spread_p:.2g}); "
+        f"consecutive batches alike, permutation p {order.order_p:.2g}"
+    )
+    if not (
+        order.spread_p <= t.input_order_alpha
+        and order.order_p <= t.input_order_alpha
+        and order.spread_ratio >= t.input_order_spread_ratio
+    ):
+        return
+    ctx.finding(
+        title="Inputs arrive in order, not shuffled",
+        message=(
+            f"Over {order.steps} steps the model input's batch means spread "
+            f"{order.spread_ratio:.0f} times as far as random batches of the same size "
+            f"could (p {order.spread_p:.1g}), and consecutive batches are alike (a random "
+            f"order of the same batches is as alike with p {order.order_p:.1g}): the "
+            "batches walk through the data set in its stored order."
+        ),
+        fix=(
+            "Shuffle the training data: DataLoader(dataset, shuffle=True), or draw "
+            "torch.randperm(len(x)) each epoch and index the tensors with it."
+        ),
+        where=Where(step=order.first_step),
+        evidence={
+            "steps": order.steps,
+            "channels": order.channels,
+            "spread_ratio": order.spread_ratio,
+            "spread_p": order.spread_p,
+            "order_p": order.order_p,
+        },
+    )

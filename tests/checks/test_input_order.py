@@ -1,0 +1,116 @@
+"""inputs-in-order (reason 7): batches that walk through the data in its stored order,
+seen in the inputs whatever the loss; silent on random batches, on batches that differ by
+design but come in a random order, and at its stated error rate on random batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from subjects import batches, run, serious
+from torch import nn
+
+from nndoctor.checks.data.shuffling import input_order
+from nndoctor.checks.thresholds import Thresholds
+from nndoctor.probes.recording import StepRecord, TensorSummary
+
+
+def signal_rows(n: int = 1024, seed: int = 0) -> torch.Tensor:
+    """Rows of a slowly varying 4-feature signal, stored in time order (a sensor log)."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.linspace(0, 1, n)[:, None]
+    phase = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    x = torch.sin(6.0 * t + phase) + 0.3 * torch.randn(n, 4, generator=g)
+    return (x - x.mean(0)) / x.std(0)
+
+
+def autoencoder(x: torch.Tensor) -> dict[str, Any]:
+    """An autoencoder on ``x`` fed as consecutive slices, with a loss written by hand (no
+    recognised torch loss, no class targets: only the inputs show the order)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 4))
+
+    def reconstruction(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, target = batch
+        return (net(inputs) - target).pow(2).sum(dim=1).mean()
+
+    return {
+        "model": model,
+        "data": batches(x, x, 32),
+        "loss_fn": reconstruction,
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("inputs-in-order")
+def test_rows_fed_in_their_stored_order() -> None:
+    report = run(select=["inputs-in-order"], **autoencoder(signal_rows()))
+    (f,) = serious(report, "inputs-in-order")
+    assert f.reasons == [7] and f.severity.value == "warning"
+    assert f.evidence["spread_ratio"] >= 4
+    assert f.evidence["order_p"] <= 1e-3 and f.evidence["spread_p"] <= 1e-3
+
+
+@pytest.mark.silent("inputs-in-order")
+def test_the_same_rows_shuffled_are_silent() -> None:
+    x = signal_rows()
+    x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(1))]
+    report = run(select=["inputs-in-order"], **autoencoder(x))
+    (result,) = [r for r in report.checks if r.check == "inputs-in-order"]
+    assert result.status.value == "passed", result.detail
+    assert not serious(report)
+
+
+def summaries(means: list[list[float]], std: float = 1.0, batch: int = 32) -> list[StepRecord]:
+    """Steps whose (batch, channels) input has the given per-channel batch means."""
+    return [
+        StepRecord(
+            step=i,
+            inputs=TensorSummary(
+                shape=(batch, len(m)),
+                dtype="float32",
+                mean=sum(m) / len(m),
+                std=std,
+                min=-3.0,
+                max=3.0,
+                channel_mean=m,
+                channel_std=[std] * len(m),
+            ),
+        )
+        for i, m in enumerate(means)
+    ]
+
+
+def test_buckets_that_differ_by_design_in_a_random_order_pass() -> None:
+    # Batches grouped on purpose (by length, by source) differ far more than random
+    # batches, but in a random order consecutive batches are no more alike than any two.
+    g = torch.Generator().manual_seed(0)
+    levels = [-2.0, 2.0, 0.0, 1.0, -1.0] * 4
+    order = torch.randperm(len(levels), generator=g).tolist()
+    means = [[levels[i] + 0.01 * float(torch.randn(1, generator=g))] * 3 for i in order]
+    result = input_order(summaries(means), Thresholds().input_order_permutations)
+    assert result is not None
+    assert result.spread_ratio > 4 and result.spread_p < 1e-6
+    assert result.order_p > Thresholds().input_order_alpha
+
+
+def test_random_batches_reject_at_the_stated_rate() -> None:
+    # Batches drawn at random from one data set: the order test's p is uniform, so it
+    # falls below alpha in about alpha of the runs; the spread test almost never rejects.
+    t = Thresholds()
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(4096, 3, generator=g)
+    rejected_order = rejected_both = 0
+    runs = 300
+    for _ in range(runs):
+        idx = torch.randint(0, len(data), (20, 32), generator=g)
+        means = data[idx].mean(dim=1).tolist()
+        result = input_order(summaries(means), 400)
+        assert result is not None
+        rejected_order += result.order_p <= 0.05
+        rejected_both += result.order_p <= 0.05 and result.spread_p <= 0.05
+    # At alpha 0.05 (a level measurable in 300 runs): 15 expected; a binomial 99.9 % bound.
+    assert rejected_order <= 30
+    assert rejected_both <= 3
+    assert t.input_order_alpha <= 1e-3
