@@ -64,11 +64,14 @@ def chance_loss(call: LossCall) -> tuple[float, str] | None:
     reasons=(17,),
     severity="warning",
     symptom=True,
+    # Its finding is a loss far *above* chance: confident outputs from the first step, which
+    # large initial weights or unscaled inputs make; a wrong loss input mostly does not (a
+    # softmax before cross-entropy starts near chance, probabilities into NLLLoss below it).
     differential=(
-        (19, "what the loss is fed: logits, probabilities or log-probabilities"),
         (28, "the scale of the last layer's weights and bias at initialisation"),
-        (8, "a class prior in the targets (class-imbalance)"),
         (12, "the scale of the inputs"),
+        (19, "what the loss is fed: logits, probabilities or log-probabilities"),
+        (8, "a class prior in the targets (class-imbalance)"),
     ),
 )
 def loss_not_at_chance(ctx: CheckContext) -> None:
