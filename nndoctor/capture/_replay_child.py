@@ -29,6 +29,10 @@ from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorde
 from nndoctor.subject import REGULARISERS, slice_batch
 from nndoctor.trees import tensors
 
+# Batches a substituted loader yields with no backward pass and no optimizer step in between
+# before it ends: a training loop runs one of them on nearly every batch.
+IDLE_BATCHES = 64
+
 
 class _Replay:
     def __init__(self, plan: ReplayPlan) -> None:
@@ -53,12 +57,24 @@ class _Replay:
             batch = replay._fixed[id(loader)]
 
             def forever() -> Any:
-                while True:
+                # A loop that runs no backward pass and takes no step for many batches is
+                # not training on them (an evaluation before or between epochs, a pass that
+                # builds a vocabulary): it gets an end, or the replay would spin to its
+                # time limit.
+                idle, seen = 0, replay.progress()
+                while idle < IDLE_BATCHES:
+                    if replay.progress() != seen:
+                        idle, seen = 0, replay.progress()
+                    idle += 1
                     yield batch
 
             return forever()
 
         return __iter__
+
+    def progress(self) -> tuple[int, int]:
+        """Optimizer steps taken and losses back-propagated so far."""
+        return self.result.steps, len(self.result.losses)
 
     # -- hooks ----------------------------------------------------------------------------
     def pre_forward(self, module: nn.Module, args: Any) -> None:

@@ -63,3 +63,47 @@ def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path) -> None:
     result = run_replay(ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=30.0))
     assert result.timed_out and not result.ok
     assert 0 < len(result.losses) < 150
+
+
+EVALUATES_FIRST = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    torch.manual_seed(0)
+    x = torch.randn(256, 6)
+    y = (x[:, 0] > 0).long()
+    train = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+    val = DataLoader(TensorDataset(x[:64], y[:64]), batch_size=32)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def evaluate():
+        model.eval()
+        total = 0.0
+        for xb, yb in val:  # gradients still on when the loop starts
+            with torch.no_grad():
+                p = model(xb).softmax(1).gather(1, yb[:, None])
+                total += -torch.log(p).mean().item()
+        model.train()
+        return total
+
+    print("before training", evaluate())
+    for epoch in range(20):
+        for xb, yb in train:
+            p = model(xb).softmax(1).gather(1, yb[:, None])
+            loss = -torch.log(p).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+        print(epoch, evaluate())
+    """
+)
+
+
+def test_a_loop_that_never_steps_ends_instead_of_spinning(tmp_path: Path) -> None:
+    # The evaluation before training iterates a loader the replay makes endless: without
+    # a backward pass or a step for many batches it ends, and training is replayed.
+    path = tmp_path / "train.py"
+    path.write_text(EVALUATES_FIRST)
+    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=30, batch_size=4, timeout=60))
+    assert result.ok and not result.timed_out, result.error
+    assert result.steps == 30 and len(result.losses) == 30
