@@ -257,6 +257,35 @@ def test_frozen_weight_in_the_optimizer_while_its_bias_trains() -> None:
 
 
 @pytest.mark.fires("params-frozen")
+def test_a_frozen_bias_before_a_relu_is_a_leftover() -> None:
+    model = mlp()
+    model[2].bias.requires_grad_(False)  # the bug: the layer's bias is fixed at its draw
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    (finding,) = serious(report, "params-frozen")
+    assert finding.evidence["frozen"] == ["2.bias"] and finding.where.module == "2"
+
+
+@pytest.mark.silent("params-frozen")
+def test_a_frozen_bias_before_batchnorm_does_nothing() -> None:
+    # SimSiam's projector: the bias before the last BatchNorm is frozen on purpose, since
+    # the norm subtracts any per-channel constant (in the reference code, as a "hack").
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(),
+        nn.Linear(32, 16), nn.BatchNorm1d(16, affine=False), nn.Linear(16, 3),
+    )  # fmt: skip
+    model[3].bias.requires_grad_(False)
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    assert not serious(report)
+    (result,) = [r for r in report.checks if r.check == "params-frozen"]
+    assert "3.bias" in result.detail and "no effect" in result.detail
+
+
+@pytest.mark.fires("params-frozen")
 def test_frozen_head_in_the_optimizer_is_a_warning() -> None:
     model = mlp()
     model[4].requires_grad_(False)  # the last layer frozen while the trunk trains

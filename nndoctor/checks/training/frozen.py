@@ -14,7 +14,7 @@ from nndoctor.checks.training.parameters import (
     names_evidence,
     numel_of,
 )
-from nndoctor.probes.layers import NORM
+from nndoctor.probes.layers import BATCH_NORM, INSTANCE_NORM, NORM, WEIGHTED
 from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Severity, Where
 
@@ -48,7 +48,9 @@ def params_frozen(ctx: CheckContext) -> None:
         usual fine-tuning setup — unless the frozen layers still hold the random values
         their constructors drew (a Kolmogorov–Smirnov test against PyTorch's default
         initialisation at level ``default_init_alpha``): freezing random weights is never
-        what anyone meant, so that is a warning.
+        what anyone meant, so that is a warning. A frozen bias whose layer feeds a
+        BatchNorm or InstanceNorm (the next layer in forward order) is left out: the norm
+        subtracts any constant per channel, so that bias does nothing either way.
 
     How to fix:
         Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
@@ -81,8 +83,14 @@ def params_frozen(ctx: CheckContext) -> None:
     mixed: list[str] = []
     suspicious: list[str] = []
     intended: list[str] = []
+    inert = inert_biases(ctx, frozen)
+    if inert:
+        ctx.note(
+            f"frozen bias(es) {', '.join(inert)} feed a BatchNorm or InstanceNorm, which "
+            "subtracts any constant per channel: they have no effect, frozen or not"
+        )
     for module, params in by_module.items():
-        cold = [p for p in params if p in frozen]
+        cold = [p for p in params if p in frozen and p not in inert]
         if not cold:
             continue
         if len(cold) < len(params):
@@ -194,6 +202,35 @@ def params_frozen(ctx: CheckContext) -> None:
                 "in_optimizer": len(in_opt),
             },
         )
+
+
+def inert_biases(ctx: CheckContext, frozen: list[str]) -> list[str]:
+    """The frozen biases of layers whose output the next layer in forward order normalises
+    per channel over the batch or the positions (BatchNorm, InstanceNorm): the norm takes
+    away any constant added to a channel, so such a bias does nothing, trained or not
+    (SimSiam freezes the bias before its last BatchNorm for this reason)."""
+    order = _forward_order(ctx)
+    inert = []
+    for name in frozen:
+        module, _, leaf = name.rpartition(".")
+        if leaf != "bias" or module not in order or not ctx.recording.is_kind(module, WEIGHTED):
+            continue
+        after = [m for m in order[order.index(module) + 1 :] if not module.startswith(m + ".")]
+        nxt = next((m for m in after if m and not _is_container(ctx, m)), None)
+        if nxt is not None and ctx.recording.is_kind(nxt, BATCH_NORM + INSTANCE_NORM):
+            inert.append(name)
+    return inert
+
+
+def _forward_order(ctx: CheckContext) -> list[str]:
+    """Modules in the order their forward finished at the first step that saw them."""
+    step = next((s for s in ctx.recording.steps if s.activations), None)
+    return list(step.activations) if step is not None else []
+
+
+def _is_container(ctx: CheckContext, name: str) -> bool:
+    """A module with sub-modules: its forward finishes after theirs."""
+    return any(other.startswith(name + ".") for other in ctx.recording.module_types)
 
 
 def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
