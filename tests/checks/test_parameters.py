@@ -454,6 +454,41 @@ def test_eval_mode_without_mode_dependent_modules_is_a_note() -> None:
     assert finding.severity.value == "info" and "no effect yet" in finding.message
 
 
+def eval_mode_probe(frozen: slice) -> dict[str, Any]:
+    """The convnet trained in eval() mode throughout, with the layers in ``frozen`` frozen
+    and left out of the optimizer."""
+    kwargs = healthy_convnet()
+    model, criterion = kwargs["model"], kwargs.pop("loss_fn")
+    for layer in model[frozen]:
+        layer.requires_grad_(False)
+    kwargs["optimizer"] = torch.optim.SGD(
+        [p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9
+    )
+
+    def loss_fn(net: nn.Module, batch: Any) -> torch.Tensor:
+        net.eval()
+        x, y = batch
+        return criterion(net(x), y)
+
+    return {**kwargs, "loss_fn": loss_fn}
+
+
+@pytest.mark.silent("train-in-eval-mode")
+def test_a_linear_probe_on_a_frozen_backbone_in_eval_mode_is_the_protocol() -> None:
+    # The convolutions and their BatchNorms frozen, only the head trains: eval() keeps the
+    # backbone's statistics fixed, as the linear-probe protocol asks.
+    report = run(select=["train-in-eval-mode"], **eval_mode_probe(slice(0, 6)))
+    assert serious(report) == []
+
+
+@pytest.mark.fires("train-in-eval-mode")
+def test_eval_mode_with_a_batchnorm_after_the_first_trained_layer_is_a_warning() -> None:
+    # Only the first convolution frozen: the BatchNorms and the Dropout shape what trains.
+    report = run(select=["train-in-eval-mode"], **eval_mode_probe(slice(0, 1)))
+    (finding,) = serious(report, "train-in-eval-mode")
+    assert finding.evidence["mode_dependent_modules"] == 3
+
+
 @pytest.mark.silent("train-in-eval-mode")
 def test_frozen_batchnorm_while_fine_tuning_is_a_note() -> None:
     kwargs = healthy_convnet()

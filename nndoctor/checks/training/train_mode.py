@@ -11,6 +11,7 @@ from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.parameters import MAX_NAMES
 from nndoctor.probes.layers import MODE_DEPENDENT
+from nndoctor.probes.recording import Recording, module_of
 from nndoctor.probes.trace import dropout_masks_recorded
 from nndoctor.report.model import Severity, Where
 
@@ -80,7 +81,7 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
     steps = [s for s in rec.steps if s.forwards > 0]
     if not steps:
         ctx.skip("no training forward pass was observed")
-    mode_modules = rec.modules_of_kind(MODE_DEPENDENT)
+    mode_modules = modules_that_shape_training(rec, rec.modules_of_kind(MODE_DEPENDENT))
     eval_steps = [s for s in steps if not s.model_training]
     share = len(eval_steps) / len(steps)
     ctx.note(f"{len(eval_steps)} of {len(steps)} training steps ran with the model in eval mode")
@@ -95,8 +96,9 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
             severity = Severity.WARNING
         elif serious:
             effect = (
-                " The model has no BatchNorm/Dropout, so this has no effect yet, but adding one "
-                "later will silently change training."
+                " The model has no BatchNorm/Dropout among or after the layers that train (a "
+                "frozen backbone's are meant to be in eval mode), so this has no effect yet, "
+                "but adding one later will silently change training."
             )
             severity = Severity.INFO
         else:
@@ -147,6 +149,25 @@ def train_in_eval_mode(ctx: CheckContext) -> None:
             where=Where(module=names[0], step=in_eval[names[0]]),
             evidence={"modules": names[:MAX_NAMES], "count": len(names)},
         )
+
+
+def modules_that_shape_training(rec: Recording, modules: list[str]) -> list[str]:
+    """Of the mode-dependent ``modules``, those whose mode changes what the layers that train
+    learn: the ones with trainable parameters, and the ones whose forward finishes after the
+    first layer with a trainable parameter (or that no forward was seen of). A BatchNorm or
+    Dropout inside a frozen backbone before every trainable layer only shapes the features
+    a trained head reads; keeping it in eval() there is the linear-probe protocol."""
+    trainable = {n for n in rec.param_names if rec.requires_grad.get(n, True)}
+    if not trainable or len(trainable) == len(rec.param_names):
+        return modules  # nothing frozen: no backbone whose features are read as they are
+    step = next((s for s in rec.steps if s.activations), None)
+    order = list(step.activations) if step is not None else []
+    owners = {module_of(n) for n in trainable}
+    first = next((i for i, m in enumerate(order) if m in owners), None)
+    if first is None:
+        return modules
+    position = {m: i for i, m in enumerate(order)}
+    return [m for m in modules if m in owners or m not in position or position[m] > first]
 
 
 def _judge_mode_after_evaluation(ctx: CheckContext, mode_modules: int) -> None:
