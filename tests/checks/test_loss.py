@@ -187,6 +187,41 @@ def test_broadcasting_output_and_target_shapes() -> None:
     assert finding.evidence["broadcast_shape"] == [32, 32]
 
 
+def counts_subject(squeeze: bool) -> dict[str, Any]:
+    """Poisson regression of counts from a log-rate output of shape (N, 1)."""
+    x, _ = blobs()
+    g = torch.Generator().manual_seed(0)
+    counts = torch.poisson((0.5 * x[:, 0]).exp(), generator=g)  # shape (N,)
+    model = mlp(classes=1)
+
+    def loss_fn(net: nn.Module, batch: Any) -> torch.Tensor:
+        log_rate = net(batch[0])
+        return F.poisson_nll_loss(log_rate.squeeze(1) if squeeze else log_rate, batch[1])
+
+    return {
+        "model": model,
+        "data": [(x[i : i + 32], counts[i : i + 32]) for i in range(0, 256, 32)],
+        "loss_fn": loss_fn,
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_poisson_counts_broadcast_against_an_unsqueezed_output() -> None:
+    # No warning from torch here: (N, 1) against (N,) silently becomes (N, N).
+    report = run(select=["loss-input-mismatch"], **counts_subject(squeeze=False))
+    (finding,) = serious(report, "loss-input-mismatch")
+    assert finding.evidence["broadcast_shape"] == [32, 32]
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_poisson_counts_on_a_squeezed_output_are_fine() -> None:
+    report = run(select=["loss-input-mismatch"], **counts_subject(squeeze=True))
+    assert not serious(report)
+    (result,) = [r for r in report.checks if r.check == "loss-input-mismatch"]
+    assert result.status.value == "passed"
+
+
 @pytest.mark.silent("loss-mismatches-task")
 def test_cross_entropy_on_class_indices_fits_the_task() -> None:
     report = run(select=["loss-mismatches-task"], **healthy_classifier())

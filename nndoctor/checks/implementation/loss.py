@@ -13,7 +13,16 @@ from nndoctor.probes.recording import LossCall, StepRecord
 from nndoctor.report.model import Where
 
 _BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
-_ELEMENTWISE = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", *_BINARY)
+# Losses comparing each output element with the target element at its place: shapes that
+# differ broadcast silently (Poisson's negative log-likelihood without even a warning).
+_ELEMENTWISE = (
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "poisson_nll_loss",
+    *_BINARY,
+)
 
 
 def _first_call(steps: list[StepRecord]) -> tuple[StepRecord, LossCall] | None:
