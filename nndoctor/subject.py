@@ -240,6 +240,10 @@ class Subject:
     # constant predictions through them; a criterion gives both by itself.
     loss_input: Callable[[nn.Module, Any], torch.Tensor] | None = None
     output_loss: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
+    # The recognised loss of that output by its functional name and keyword arguments
+    # (``poisson_nll_loss``, ``{"log_input": True}``): what its lowest value on a batch is.
+    loss_name: str | None = None
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
     # Cross-entropy label smoothing, when a loss_fn hides it (a criterion carries its own).
     label_smoothing: float = 0.0
     # The axis of the model input that holds the samples: 0, or 1 for sequence-first data
@@ -331,6 +335,24 @@ class Subject:
             self.criterion(prediction, self.targets(batch)) if self.criterion is not None else None
         )
 
+    def loss_floor(self, batch: Any) -> float | None:
+        """The lowest value the loss can take on ``batch``: its value at the output that
+        matches every target exactly, for a loss whose floor depends on the targets
+        (Poisson's negative log-likelihood of counts, binary cross-entropy of soft
+        targets); None where it does not or is not known (0 for most losses)."""
+        name, kwargs = self.loss_name, self.loss_kwargs
+        if name is None and self.criterion is not None:
+            name, kwargs = _criterion_name(self.criterion)
+        target = self.targets(batch)
+        if name is None or not isinstance(target, torch.Tensor):
+            return None
+        ideal = ideal_prediction(name, kwargs, target)
+        if ideal is None:
+            return None
+        with torch.no_grad():
+            value = self.loss_of_prediction(ideal, batch)
+        return float(value) if value is not None and math.isfinite(float(value)) else None
+
     @property
     def has_criterion(self) -> bool:
         return self.criterion is not None
@@ -352,6 +374,41 @@ class Subject:
             "optimizer": self.optimizer.describe() if self.optimizer else None,
             "loss": _describe_loss(self),
         }
+
+
+def ideal_prediction(
+    name: str, kwargs: dict[str, Any], target: torch.Tensor
+) -> torch.Tensor | None:
+    """The output at which the recognised loss ``name`` is lowest for ``target``, for the
+    losses whose lowest value depends on the targets; None for the others (and where
+    weights make the lowest point another one)."""
+    t = target.detach().float()
+    if name == "poisson_nll_loss":
+        eps = float(kwargs.get("eps", 1e-8))
+        # The rate equal to the count; a count of 0 wants a rate of 0, i.e. log-rate -inf.
+        return torch.log(t.clamp_min(eps)) if kwargs.get("log_input", True) else t
+    if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
+        if kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None:
+            return None
+        if name == "binary_cross_entropy":
+            return t.clamp(0.0, 1.0)
+        p = t.clamp(1e-12, 1.0 - 1e-12)
+        return torch.log(p) - torch.log1p(-p)
+    return None
+
+
+def _criterion_name(criterion: nn.Module) -> tuple[str | None, dict[str, Any]]:
+    """A loss module's functional name and the arguments that set its lowest point."""
+    if isinstance(criterion, nn.PoissonNLLLoss):
+        return "poisson_nll_loss", {"log_input": criterion.log_input, "eps": criterion.eps}
+    if isinstance(criterion, nn.BCEWithLogitsLoss):
+        return "binary_cross_entropy_with_logits", {
+            "weight": criterion.weight,
+            "pos_weight": criterion.pos_weight,
+        }
+    if isinstance(criterion, nn.BCELoss):
+        return "binary_cross_entropy", {"weight": criterion.weight}
+    return None, {}
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:

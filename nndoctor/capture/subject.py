@@ -205,6 +205,8 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         logits=loss_input if first["loss_fn"] in CLASS_INDEX_LOSSES else None,
         loss_input=loss_input,
         output_loss=output_loss,
+        loss_name=first["loss_fn"],
+        loss_kwargs=kwargs,
         pretrained=bool(capture.recording.weights_loaded),
         name=capture.script,
         label_smoothing=float(kwargs.get("label_smoothing", 0.0) or 0.0),

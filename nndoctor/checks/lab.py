@@ -42,6 +42,9 @@ class TrainResult:
     # For a run that turned non-finite: the first operation making a non-finite value, found by
     # redoing the run with the last finite step and the bad one traced (see Lab.trace_divergence).
     trace: OpEvent | None = None
+    # The lowest loss the run's batches allow, where it depends on their targets (Poisson
+    # counts, soft binary targets); NaN where it is the loss's own floor (Lab.loss_floor).
+    floor: float = math.nan
 
     @property
     def nonfinite_step(self) -> int | None:
@@ -133,14 +136,18 @@ class Lab:
         """Whether a tiny-batch run fit: near-zero classification loss, or a tenth of the start."""
         if not result.losses or result.error or result.diverged:
             return False
-        return self.fits_loss(result.initial, result.final, t)
+        floor = result.floor if math.isfinite(result.floor) else None
+        return self.fits_loss(result.initial, result.final, t, floor=floor)
 
-    def fits_loss(self, initial: float, final: float, t: Any) -> bool:
+    def fits_loss(
+        self, initial: float, final: float, t: Any, *, floor: float | None = None
+    ) -> bool:
         """The same rule for one loss against the loss the run started from, both measured
-        above the lowest loss the objective allows (label smoothing raises it above zero)."""
+        above the lowest loss the objective allows (label smoothing raises it above zero;
+        ``floor``, where the batches' targets set it: Poisson counts)."""
         if not math.isfinite(final):
             return False
-        floor = self.loss_floor()
+        floor = self.loss_floor() if floor is None else floor
         if (
             self.task.kind in ("classification", "binary", "multilabel")
             and final - floor <= t.overfit_ce_target
@@ -159,6 +166,16 @@ class Lab:
         other = eps / classes
         true = 1.0 - eps + other
         return -(true * math.log(true) + (classes - 1) * other * math.log(other))
+
+    def floor_of(self, batches: list[Any]) -> float:
+        """The mean over ``batches`` of the lowest loss their targets allow, where the loss
+        says (``Subject.loss_floor``); NaN otherwise."""
+        if self.subject is None:
+            return math.nan
+        floors = [self.subject.loss_floor(b) for b in batches]
+        if not floors or any(f is None for f in floors):
+            return math.nan
+        return sum(f for f in floors if f is not None) / len(floors)
 
     def still_falling(self, result: TrainResult, t: Any) -> bool:
         """A run that has come a long way and is still clearly falling at its end: slow, not stuck."""
@@ -371,7 +388,7 @@ class Lab:
         opt = spec.build(model, **over)
         compute = loss_fn or self.loss
         scale = self.loss_scale if loss_fn is None else 1.0
-        result = TrainResult()
+        result = TrainResult(floor=self.floor_of(batches) if loss_fn is None else math.nan)
         i = 0
         try:
             for i in range(steps):

@@ -226,6 +226,50 @@ def test_the_label_smoothing_floor_is_the_entropy_of_the_smoothed_targets() -> N
     )
 
 
+def _counts() -> dict[str, object]:
+    """Poisson regression of small counts with a log-rate output: a fitted batch keeps a
+    loss well above zero (a count of 1 costs 1 at the rate equal to it, one of 2 costs
+    2 - 2 ln 2), most of a fresh model's."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    counts = torch.poisson((0.3 * x[:, :1]).exp(), generator=g)  # mostly 0, 1 and 2
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1))
+    return {
+        "model": model,
+        "data": [(x[i : i + 32], counts[i : i + 32]) for i in range(0, 256, 32)],
+        "loss_fn": nn.PoissonNLLLoss(log_input=True),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-2),
+    }
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_poisson_counts_are_fit_down_to_the_floor_their_targets_set() -> None:
+    report = run(select=["cannot-overfit-tiny-batch"], **_counts())
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+
+
+def test_the_poisson_floor_is_the_loss_at_rates_equal_to_the_counts() -> None:
+    import math
+
+    from nndoctor.subject import Subject, Task
+
+    kwargs = _counts()
+    subject = Subject(
+        model=kwargs["model"],
+        batches=kwargs["data"],
+        task=Task.regression(),
+        criterion=nn.PoissonNLLLoss(log_input=True),
+    )
+    batch = kwargs["data"][0]
+    y = batch[1]
+    expected = float((y - torch.where(y > 0, y * y.log(), torch.zeros_like(y))).mean())
+    floor = subject.loss_floor(batch)
+    assert floor is not None and math.isclose(floor, expected, rel_tol=1e-4, abs_tol=1e-6)
+    assert floor < float(nn.PoissonNLLLoss()(torch.zeros_like(y), y))
+    assert Lab(subject).floor_of([batch]) == floor
+
+
 class _BagOfTokens(nn.Module):
     def __init__(self) -> None:
         super().__init__()
