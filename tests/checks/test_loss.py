@@ -222,6 +222,38 @@ def test_poisson_counts_on_a_squeezed_output_are_fine() -> None:
     assert result.status.value == "passed"
 
 
+def binary_pixels(scaled_targets: bool) -> dict[str, Any]:
+    """Per-pixel BCE-with-logits on binary images fed to the model scaled to {-1, 1}."""
+    g = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(256, 16, generator=g) < 0.3).float()
+    inputs = 2 * pixels - 1
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16))
+    targets = inputs if scaled_targets else pixels
+    return {
+        "model": model,
+        "data": [(inputs[i : i + 32], targets[i : i + 32]) for i in range(0, 256, 32)],
+        "loss_fn": nn.BCEWithLogitsLoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_binary_cross_entropy_against_targets_in_minus_one_to_one() -> None:
+    report = run(select=["loss-input-mismatch"], **binary_pixels(scaled_targets=True))
+    (finding,) = serious(report, "loss-input-mismatch")
+    assert finding.reasons == [18, 19]
+    assert finding.evidence["target_min"] == -1.0 and finding.evidence["target_max"] == 1.0
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_binary_cross_entropy_against_zero_one_pixels_is_fine() -> None:
+    report = run(select=["loss-input-mismatch"], **binary_pixels(scaled_targets=False))
+    assert not serious(report)
+    (result,) = [r for r in report.checks if r.check == "loss-input-mismatch"]
+    assert result.status.value == "passed"
+
+
 @pytest.mark.silent("loss-mismatches-task")
 def test_cross_entropy_on_class_indices_fits_the_task() -> None:
     report = run(select=["loss-mismatches-task"], **healthy_classifier())

@@ -178,8 +178,8 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
 
     What is measured:
         For every recognised loss call: the range of the input, whether its rows sum to one
-        (probabilities) or have zero logsumexp (log-probabilities), and the input and target
-        shapes and dtypes.
+        (probabilities) or have zero logsumexp (log-probabilities), the input and target
+        shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]).
 
     How to fix:
         Give CrossEntropyLoss and BCEWithLogitsLoss the raw logits (no softmax/sigmoid in the
@@ -286,6 +286,41 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
                 evidence=evidence,
             )
         _check_shapes(ctx, fn, c0, where)
+        if fn in _BINARY:
+            _check_binary_targets(ctx, fn, items, where)
+
+
+def _check_binary_targets(
+    ctx: CheckContext, fn: str, items: list[tuple[StepRecord, LossCall]], where: Where
+) -> None:
+    """Binary cross-entropy takes targets in [0, 1] (probabilities of the positive class):
+    outside it, -(y log p + (1 - y) log(1 - p)) has no lowest point, and training drives
+    the outputs to the ends until the loss is hugely negative."""
+    targets = [
+        c.target for _, c in items if c.target is not None and c.target.measured and c.target.finite
+    ]
+    if not targets:
+        return
+    lo = min(x.min for x in targets)
+    hi = max(x.max for x in targets)
+    if lo >= 0.0 and hi <= 1.0:
+        return
+    ctx.finding(
+        title=f"{fn} targets lie outside [0, 1]",
+        message=(
+            f"The targets of {fn} range over [{lo:.4g}, {hi:.4g}], but binary cross-entropy "
+            "reads them as probabilities in [0, 1]: outside that range the loss has no lowest "
+            "point, and training drives the outputs to the ends while the loss falls below "
+            "zero without bound."
+        ),
+        fix=(
+            "Give the loss targets in [0, 1]: the 0/1 labels, not a rescaled copy of them "
+            "(for inputs scaled to [-1, 1], the targets are (x + 1) / 2)."
+        ),
+        reasons=(19, 18),
+        where=where,
+        evidence={"loss": fn, "target_min": lo, "target_max": hi},
+    )
 
 
 # The range of values each bounding operation can produce, as a loss input.
