@@ -68,6 +68,8 @@ class TargetSummary(TensorSummary):
     # input's value at the same position, and the share holding it one position on.
     same_position_matches: list[float] | None = None
     next_position_matches: list[float] | None = None
+    # ... and the share of scored positions holding it two positions on (labels shifted twice).
+    two_positions_matches: list[float] | None = None
     # For values regressed on (MSE, L1, Huber): of the target's columns, the one least
     # often found among the float model input's columns, as the share of samples where
     # the best-matching input column holds it exactly (1: every target column is a copy of

@@ -145,15 +145,51 @@ def next_position_match(target: torch.Tensor, source: torch.Tensor) -> torch.Ten
         t = target.detach().reshape(source.shape)
         shares = [_shifted_share(t, source, d, 1) for d, n in enumerate(source.shape) if n >= 2]
     else:
-        d = _shorter_axis(target, source)
+        t = _unflattened(target.detach(), source)
+        d = _shorter_axis(t, source)
         if d is None:
             return _nan_share(source)
-        t = target.detach()
-        offsets = {1, source.shape[d] - t.shape[d] + 1}
+        # Labels shifted inside the model line up with its outputs from the start.
+        offsets = {1} if t.dim() != target.dim() else {1, source.shape[d] - t.shape[d] + 1}
         shares = [_shifted_share(t, source, d, k) for k in sorted(offsets)]
     if not shares:
         return _nan_share(source)
     return torch.stack(shares).amax().reshape(1)
+
+
+def two_positions_match(
+    target: torch.Tensor, source: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
+    """The largest share, over the axes of ``source``, of ``target``'s scored positions
+    (not ``ignore_index``) that hold the source's value two positions further along that
+    axis: 1 for next-token labels shifted twice (once where the batch is built, once more
+    inside the model). A target shorter than the source along one axis is matched from
+    the start and from the end of the source. NaN when the two cannot be aligned."""
+    if source.dim() == 0:
+        return _nan_share(source)
+    if target.numel() == source.numel():
+        t = target.detach().reshape(source.shape)
+        cases = [(t, d, 2) for d, n in enumerate(source.shape) if n >= 3]
+    else:
+        t = _unflattened(target.detach(), source)
+        d = _shorter_axis(t, source)
+        if d is None:
+            return _nan_share(source)
+        offsets = {2} if t.dim() != target.dim() else {2, source.shape[d] - t.shape[d] + 2}
+        cases = [(t, d, k) for k in sorted(offsets)]
+    shares = []
+    for t, d, k in cases:
+        n = min(t.shape[d], source.shape[d] - k)
+        if n <= 0:
+            continue
+        head = t.narrow(d, 0, n)
+        scored = head != ignore_index
+        hits = ((head == source.narrow(d, k, n)) & scored).sum()
+        count = scored.sum()
+        shares.append(torch.where(count > 0, hits / count.clamp(min=1), math.nan))
+    if not shares:
+        return _nan_share(source)
+    return torch.stack(shares).float().nan_to_num(-1.0).amax().reshape(1)
 
 
 def same_position_match(
@@ -171,12 +207,13 @@ def same_position_match(
         t = target.detach().reshape(source.shape)
         pairs = [(t, source)]
     else:
-        d = _shorter_axis(target, source)
+        t = _unflattened(target.detach(), source)
+        d = _shorter_axis(t, source)
         if d is None:
             return _nan_share(source)
-        t = target.detach()
         n = t.shape[d]
-        pairs = [(t, source.narrow(d, k, n)) for k in sorted({0, source.shape[d] - n})]
+        starts = {0} if t.dim() != target.dim() else {0, source.shape[d] - n}
+        pairs = [(t, source.narrow(d, k, n)) for k in sorted(starts)]
     shares = []
     for t, s in pairs:
         scored = t != ignore_index
@@ -214,6 +251,16 @@ def target_columns_in_input(
 
 def _nan_share(source: torch.Tensor) -> torch.Tensor:
     return torch.full((1,), math.nan, device=source.device)
+
+
+def _unflattened(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``target`` in ``source``'s layout with its last axis one position shorter, where it is
+    that flattened: the labels a causal model shifts inside ``forward`` before its loss
+    (``labels[:, 1:].reshape(-1)`` against ``input_ids`` of shape ``(batch, length)``)."""
+    if target.dim() >= source.dim() or source.dim() < 2 or source.shape[-1] < 3:
+        return target
+    shorter = (*source.shape[:-1], source.shape[-1] - 1)
+    return target.reshape(shorter) if target.numel() == math.prod(shorter) else target
 
 
 def _shorter_axis(target: torch.Tensor, source: torch.Tensor) -> int | None:

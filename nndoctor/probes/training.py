@@ -819,6 +819,7 @@ class TrainingProbe:
                     torch.cat(
                         [stats.same_position_match(target, t, ignore_index) for t in sources]
                         + [stats.next_position_match(target, t) for t in sources]
+                        + [stats.two_positions_match(target, t, ignore_index) for t in sources]
                     )
                 )
             order_slot = pending.transfer.add(
@@ -849,8 +850,10 @@ class TrainingProbe:
                 t.next_position_match = pending.transfer.get(shift_slot)[0]
             if match_slot is not None:
                 values = pending.transfer.get(match_slot)
-                half = len(values) // 2
-                t.same_position_matches, t.next_position_matches = values[:half], values[half:]
+                k = len(values) // 3
+                t.same_position_matches = values[:k]
+                t.next_position_matches = values[k : 2 * k]
+                t.two_positions_matches = [v if v >= 0 else math.nan for v in values[2 * k :]]
                 if first_at is not None:
                     t.next_position_match = t.next_position_matches[first_at]
             if column_slot is not None:

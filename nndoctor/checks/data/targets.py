@@ -126,6 +126,93 @@ def targets_copy_input(ctx: CheckContext) -> None:
 
 
 @register_check(
+    id="targets-shifted-twice",
+    reasons=(3, 4),
+    severity="warning",
+    explains=frozenset(
+        {
+            "give-it-time",
+            "nothing-generalizes",
+            "loss-accuracy-disagree",
+            "labels-not-connected",
+            "loss-not-at-chance",
+        }
+    ),
+)
+def targets_shifted_twice(ctx: CheckContext) -> None:
+    """The targets are the model's input tokens two positions on: next-token labels
+    shifted twice.
+
+    Why it matters:
+        A causal language model predicts the token after each position. Hugging Face
+        style models take ``labels`` equal to the input ids and shift them inside
+        ``forward``; labels already shifted where the batch is built (``input_ids[:, 1:]``
+        or ``roll(-1)`` in a ``collate_fn``) are shifted once more there, and the model is
+        trained to predict the token after next. Its loss still falls, but generation and
+        perplexity on real next tokens are far worse than they look.
+
+    What is measured:
+        For every class-index loss at every observed step, the share of its scored
+        positions (``ignore_index`` left out) holding an integer model input's value two
+        positions on, and the share holding it one position on. A warning when at every
+        step some input holds the targets two positions on at ``next_token_match`` (90 %)
+        of the scored positions or more, and none holds them one position on at that
+        share. Text in which a token usually equals the one two before it (a repeated
+        pair) could match both; the second condition leaves it out.
+
+    How to fix:
+        Shift once: pass ``labels = input_ids`` (with ``-100`` on padding) to a model that
+        shifts inside ``forward``, or shift in the data and compute the loss unshifted.
+
+    Example:
+        Before::
+
+            batch["labels"] = batch["input_ids"].roll(-1, dims=1)   # and forward shifts again
+
+        After::
+
+            batch["labels"] = batch["input_ids"].masked_fill(padding, -100)
+    """
+    t = ctx.thresholds
+    rows: list[tuple[int, TargetSummary]] = [
+        (s.step, call.target)
+        for s in ctx.recording.steps
+        for call in s.loss_calls[:1]
+        if call.target is not None
+        and call.target.class_counts is not None
+        and math.isfinite(_largest(call.target.two_positions_matches))
+    ]
+    if not rows:
+        ctx.skip("no class-index loss whose targets line up with an integer model input")
+    two = [_largest(target.two_positions_matches) for _, target in rows]
+    one = max(_largest(target.next_position_matches) for _, target in rows)
+    ctx.note(
+        f"the targets hold an integer input's value two positions on in at least {min(two):.0%} "
+        f"of the scored positions at every step, one position on in at most {one:.0%}"
+    )
+    if min(two) < t.next_token_match or one >= t.next_token_match:
+        return
+    ctx.finding(
+        title="The targets are two tokens ahead: next-token labels shifted twice",
+        message=(
+            f"At every one of the {len(rows)} observed steps, the targets of the loss hold the "
+            f"model's input token two positions on in at least {min(two):.1%} of the scored "
+            f"positions (one position on: at most {one:.0%}). The labels were shifted one "
+            "position too many: the model is trained to predict the token after next."
+        ),
+        fix=(
+            "Shift the labels once: give a model that shifts inside forward the unshifted "
+            "input ids as labels (-100 on padding), or shift in the data and not in the model."
+        ),
+        evidence={
+            "steps": len(rows),
+            "min_two_positions_share": min(two),
+            "max_next_position_share": one,
+        },
+    )
+
+
+@register_check(
     id="target-among-inputs",
     reasons=(3, 4),
     severity="warning",
