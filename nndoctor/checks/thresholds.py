@@ -182,6 +182,12 @@ class Thresholds:
     next_token_match: float = (
         0.9  # targets equal to the token inputs one position on: a language model
     )
+    # Float targets that are the model input itself, or an exact rescaling of it (binary
+    # pixels in {0, 1} fed as {-1, 1}): an autoregressive model must not read them.
+    own_target_correlation: float = 0.9999
+    # The changed element's own output moving this many times more than any earlier one
+    # (which a causal model leaves bit for bit as it was) reads its target.
+    own_target_margin: float = 100.0
     # Targets equal to an integer model input at the same position: the model copies.
     target_copy_match: float = 0.99
     min_examples_per_class: int = 10

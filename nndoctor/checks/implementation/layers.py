@@ -717,6 +717,150 @@ def reads_next_token(ctx: CheckContext) -> None:
     )
 
 
+@register_check(
+    id="reads-own-target",
+    reasons=(22, 25),
+    severity="error",
+    kind="experiment",
+    quick=True,
+    priority=13,
+    explains=causes.LABEL_SYMPTOMS,
+)
+def reads_own_target(ctx: CheckContext) -> None:
+    """An autoregressive model's prediction for a position reads the value it predicts there.
+
+    Why it matters:
+        A model trained to predict each element of its input from the elements before it
+        (PixelCNN over pixels, WaveNet over samples, with the targets the input itself) must
+        not see the element it predicts. A first masked convolution built with mask type B
+        instead of A, or a causal padding one short, lets every position read its own
+        target: the training loss falls to nearly zero, and sampling produces nothing,
+        because at generation time that element is not there yet.
+
+    What is measured:
+        Only where the targets are the float model input itself, or an exact rescaling of
+        it (a correlation of at least ``own_target_correlation`` between the two over a
+        captured batch), and the output the loss reads has the input's shape. On a copy in
+        eval mode (dropout off, random draws repeated), the element at the middle position
+        (in row-major order over the axes after the batch's) is changed for a few
+        samples. A model that predicts each position from the ones before it leaves the
+        outputs of the earlier positions as they were (bit for bit, as they are computed
+        from identical values; within ``next_token_rtol``, relative, it counts as causal);
+        if it does, and the output at the changed position itself moves more than
+        ``own_target_margin`` times the most any earlier one moved (any change at all when
+        those did not move), that position reads its target. A model that is not causal at all (an autoencoder, whose
+        outputs before the middle move too) is not judged: it is meant to see its input.
+
+    How to fix:
+        Mask the first layer so that a position sees only the ones before it (PixelCNN's
+        mask type A, the centre weight zero), use type B only after it, and pad causal
+        convolutions by ``dilation * (kernel_size - 1)`` on the left, taking the output
+        before the position it predicts.
+
+    Example:
+        Before::
+
+            MaskedConv2d("B", 1, 64, 7, padding=3)   # the first layer sees the centre pixel
+
+        After::
+
+            MaskedConv2d("A", 1, 64, 7, padding=3)
+    """
+    lab = ctx.services
+    t = ctx.thresholds
+    if lab is None or not lab.has_model or lab.subject is None:
+        ctx.skip("no model copy with a recognised loss is available")
+    subject = lab.subject
+    batch = lab.tiny_batch(4)
+    raw, target = subject.inputs(batch), subject.targets(batch)
+    # A captured script's model inputs are its positional arguments: one of them.
+    wrapped = isinstance(raw, (tuple, list))
+    x = raw[0] if wrapped and len(raw) == 1 else raw
+    if not (
+        isinstance(x, torch.Tensor)
+        and isinstance(target, torch.Tensor)
+        and x.is_floating_point()
+        and target.is_floating_point()
+        and x.dim() >= 2
+        and target.numel() == x.numel()
+    ):
+        ctx.skip("the targets are not a float tensor the size of a single float model input")
+    corr = _correlation(x, target)
+    if not corr >= t.own_target_correlation:
+        ctx.skip(f"the targets are not the model input (correlation {corr:.3g})")
+    per_sample = x[0].numel()
+    if per_sample < 3:
+        ctx.skip("one or two elements per sample: no position comes before another")
+    middle = per_sample // 2
+    changed = x.clone(memory_format=torch.contiguous_format)
+    changed.view(x.shape[0], -1)[:, middle] += float(x.std()) or 1.0
+    changed_batch = subject.with_inputs(batch, (changed,) if wrapped else changed)
+    if changed_batch is None:
+        ctx.skip("the batch layout does not say where the inputs are")
+    model = lab.fresh_model().eval()
+    device = _device_of(model)
+    with torch.no_grad():
+        with same_noise(device):
+            before = subject.prediction(model, batch)
+        with same_noise(device):
+            after = subject.prediction(model, changed_batch)
+    if not (
+        isinstance(before, torch.Tensor)
+        and isinstance(after, torch.Tensor)
+        and before.numel() == x.numel()
+        and after.shape == before.shape
+    ):
+        ctx.skip("the output the loss reads does not have the input's shape")
+    a = before.detach().reshape(x.shape[0], -1).double()
+    b = after.detach().reshape(x.shape[0], -1).double()
+    scale = float(a.abs().max()) + 1e-12
+    earlier = float((a[:, :middle] - b[:, :middle]).abs().max()) / scale
+    own = float((a[:, middle] - b[:, middle]).abs().max()) / scale
+    ctx.note(
+        f"targets are the input (correlation {corr:.4g}); element {middle} of {per_sample} "
+        f"changed: outputs before it moved by {earlier:.2g}, its own by {own:.2g} (relative)"
+    )
+    if earlier > t.next_token_rtol:
+        ctx.note(ctx.detail + ": not a causal model (it sees its whole input), not judged")
+        return
+    # Outputs that do not depend on the changed element are computed from identical values
+    # and come out bit for bit the same; one that moves many times more than all of them
+    # (however little: a deep stack at its initial scale passes a single element on faintly)
+    # depends on it.
+    if not own > t.own_target_margin * earlier:
+        return
+    ctx.finding(
+        title="Each position's prediction reads the value it is trained to predict",
+        message=(
+            f"The targets are the model's input (correlation {corr:.4g}), and the model is "
+            f"causal: changing element {middle} of {per_sample} leaves every earlier output "
+            f"as it was ({earlier:.2g}, relative), with the model in eval mode. But the "
+            f"output at that element moves by {own:.3g}: each position reads its own "
+            "target, and the model learns to copy it."
+        ),
+        fix=(
+            "Mask the first layer so a position sees only earlier ones (mask type A, "
+            "then B), and pad causal convolutions on the left by dilation * (k - 1)."
+        ),
+        evidence={
+            "correlation": corr,
+            "position": middle,
+            "elements": per_sample,
+            "earlier_change": earlier,
+            "own_change": own,
+        },
+    )
+
+
+def _correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Pearson's correlation of two same-sized tensors, element by element (NaN without spread)."""
+    a = x.detach().reshape(-1).double()
+    b = y.detach().reshape(-1).double()
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float(a @ b) / den if den > 0 else math.nan
+
+
 def _next_token_input(rec: Recording, share: float) -> int | None:
     """Which integer model input (in argument order) the targets equal one position on at
     every step whose first loss call measured it; None when none does."""
