@@ -12,8 +12,9 @@ from subjects import batches, run, serious
 from torch import nn
 
 from nndoctor.checks.data.shuffling import input_order
+from nndoctor.checks.registry import CheckContext, SkipCheck, get_check
 from nndoctor.checks.thresholds import Thresholds
-from nndoctor.probes.recording import StepRecord, TensorSummary
+from nndoctor.probes.recording import Recording, StepRecord, TensorSummary
 
 
 def signal_rows(n: int = 1024, seed: int = 0) -> torch.Tensor:
@@ -114,3 +115,24 @@ def test_random_batches_reject_at_the_stated_rate() -> None:
     assert rejected_order <= 30
     assert rejected_both <= 3
     assert t.input_order_alpha <= 1e-3
+
+
+def _run(recording: Recording) -> CheckContext:
+    ctx = CheckContext(spec=get_check("inputs-in-order"), subject=None, recording=recording)
+    get_check("inputs-in-order").func(ctx)
+    return ctx
+
+
+def test_a_network_trained_against_another_is_not_judged() -> None:
+    # Inputs that drift step by step: an order, for a model trained on its own...
+    drifting = [[0.2 * i, -0.1 * i, 0.05 * i] for i in range(20)]
+    alone = _run(Recording(steps=summaries(drifting)))
+    assert [f.evidence["spread_ratio"] > 4 for f in alone.findings] == [True]
+    # ... and none for a GAN's network, whose first input of a step may be the other
+    # network's samples, which move as it learns (each step: its own backward and step,
+    # then the other optimizer's after another backward).
+    steps = summaries(drifting)
+    for s in steps:
+        s.foreign_steps, s.backwards = 1, 2
+    with pytest.raises(SkipCheck, match="one objective"):
+        _run(Recording(steps=steps))

@@ -599,9 +599,10 @@ def input_order(steps: list[StepRecord], permutations: int) -> InputOrder | None
 
 def _order_steps(ctx: CheckContext) -> list[StepRecord]:
     """Training steps that call the model once per loss, whose model input holds its
-    samples on axis 0, of the most common shape past that axis."""
+    samples on axis 0, of the most common shape past that axis; none for networks trained
+    against another (alternating objectives)."""
     rec = ctx.recording
-    if rec.input_batch_axis() != 0:
+    if rec.input_batch_axis() != 0 or rec.alternating_objectives:
         return []
     usable = [
         s for s in rec.steps if s.inputs is not None and len(s.inputs.shape) >= 1 and not s.unrolled
@@ -645,7 +646,9 @@ def inputs_in_order(ctx: CheckContext) -> None:
         but come in a random order pass the second test. Needs
         ``input_order_min_steps`` steps of one input shape, samples on axis 0; steps
         that call the model more often than the loss (rollouts, unrolled recurrences)
-        are left out.
+        are left out, and so are networks trained against another (a GAN's: the input a
+        step first shows one of them may be the other's output, which changes as it
+        learns).
 
     How to fix:
         Shuffle the training data: ``DataLoader(dataset, shuffle=True)``, or a fresh
@@ -668,7 +671,7 @@ def inputs_in_order(ctx: CheckContext) -> None:
     if len(steps) < t.input_order_min_steps:
         ctx.skip(
             f"{len(steps)} steps with a model input of one shape, samples on axis 0, one model "
-            f"call per loss: at least {t.input_order_min_steps} are needed"
+            f"call per loss, one objective: at least {t.input_order_min_steps} are needed"
         )
     order = input_order(steps, t.input_order_permutations)
     if order is None:
