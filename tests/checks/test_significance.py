@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from nndoctor.checks.preprocessing.inputs import tensor_channel_stats
-from nndoctor.checks.significance import two_sided_level, variance_ratio_p
+from nndoctor.checks.significance import chi_square_above_p, two_sided_level, variance_ratio_p
 
 LEVEL = two_sided_level(4.0)  # the split check's level
 
@@ -61,3 +61,18 @@ def test_a_run_of_zeros_in_a_sparse_channel_is_likely_and_in_a_normal_one_not() 
     assert sparse > 0.5
     # 200 equal values of a normal channel are no sampling noise.
     assert variance_ratio_p(1.0, 320, 0.0, 200, kurtosis1=3.0) < LEVEL
+
+
+def test_chi_square_tail_probabilities_match_the_tables() -> None:
+    # Upper quantiles from the standard tables: (x, degrees of freedom, P(X >= x)).
+    for x, dof, p in [(3.841, 1, 0.05), (30.144, 19, 0.05), (43.820, 19, 0.001), (9.488, 4, 0.05)]:
+        assert abs(chi_square_above_p(x, dof) - p) < 2e-4 * max(1.0, p / 1e-3)
+    assert chi_square_above_p(0.0, 5) == 1.0
+    # Both branches of the computation agree where they meet (x / 2 = dof / 2 + 1).
+    below, above = chi_square_above_p(21.999, 20), chi_square_above_p(22.001, 20)
+    assert 0 < below - above < 1e-3
+    # The mean of many chi-square draws' tail probabilities is 1/2 (they are uniform).
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(4000, 7, generator=g).pow(2).sum(1)
+    mean = sum(chi_square_above_p(float(x), 7) for x in draws) / len(draws)
+    assert abs(mean - 0.5) < 0.02

@@ -11,6 +11,10 @@ Order *inside* a batch does not change the batch gradient, so a batch built on p
 in class order (all four rotations of each image, contrastive labels ``arange(N)``) is
 not a problem as long as every batch holds the same mix: the class-mix drift, measured
 against what random sampling would give, separates the two.
+
+The inputs show the order whatever the loss and the targets: batches that walk through a
+data set in its stored order have means that drift from step to step further than random
+batches' do, and consecutive batches alike (``inputs-in-order``).
 """
 
 from __future__ import annotations
