@@ -418,6 +418,12 @@ class Recording:
         axes = [i for i, d in enumerate(shape) if d == target[0]]
         return axes[0] if len(axes) == 1 else None
 
+    def forward_order(self) -> list[str]:
+        """The modules in the order their forward finished, at the first step that recorded
+        any (a container finishes after the modules inside it)."""
+        step = next((s for s in self.steps if s.activations), None)
+        return list(step.activations) if step is not None else []
+
     def module_class(self, name: str) -> type | None:
         """The class of module ``name``: the one recorded, else the ``torch.nn`` class its
         recorded name names (a Recording built from names alone)."""

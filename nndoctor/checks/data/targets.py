@@ -15,6 +15,20 @@ def _largest(values: list[float] | None) -> float:
     return max(finite) if finite else math.nan
 
 
+def _matched_rows(ctx: CheckContext, matches: str) -> list[tuple[int, TargetSummary]]:
+    """(step, targets) of the first class-index loss call at every observed step whose
+    targets the probe matched against an integer model input (``matches``: the
+    ``TargetSummary`` field of those shares)."""
+    return [
+        (s.step, call.target)
+        for s in ctx.recording.steps
+        for call in s.loss_calls[:1]
+        if call.target is not None
+        and call.target.class_counts is not None
+        and math.isfinite(_largest(getattr(call.target, matches)))
+    ]
+
+
 @register_check(
     id="targets-copy-input",
     reasons=(3, 4, 21),
@@ -74,14 +88,7 @@ def targets_copy_input(ctx: CheckContext) -> None:
             inputs, targets = tokens[:, :-1], tokens[:, 1:]
     """
     t = ctx.thresholds
-    rows: list[tuple[int, TargetSummary]] = [
-        (s.step, call.target)
-        for s in ctx.recording.steps
-        for call in s.loss_calls[:1]
-        if call.target is not None
-        and call.target.class_counts is not None
-        and math.isfinite(_largest(call.target.same_position_matches))
-    ]
+    rows = _matched_rows(ctx, "same_position_matches")
     if not rows:
         ctx.skip("no class-index loss whose targets line up with an integer model input")
     shifted = max(_largest(target.next_position_matches) for _, target in rows)
@@ -174,14 +181,7 @@ def targets_shifted_twice(ctx: CheckContext) -> None:
             batch["labels"] = batch["input_ids"].masked_fill(padding, -100)
     """
     t = ctx.thresholds
-    rows: list[tuple[int, TargetSummary]] = [
-        (s.step, call.target)
-        for s in ctx.recording.steps
-        for call in s.loss_calls[:1]
-        if call.target is not None
-        and call.target.class_counts is not None
-        and math.isfinite(_largest(call.target.two_positions_matches))
-    ]
+    rows = _matched_rows(ctx, "two_positions_matches")
     if not rows:
         ctx.skip("no class-index loss whose targets line up with an integer model input")
     two = [_largest(target.two_positions_matches) for _, target in rows]

@@ -209,7 +209,7 @@ def inert_biases(ctx: CheckContext, frozen: list[str]) -> list[str]:
     per channel over the batch or the positions (BatchNorm, InstanceNorm): the norm takes
     away any constant added to a channel, so such a bias does nothing, trained or not
     (SimSiam freezes the bias before its last BatchNorm for this reason)."""
-    order = _forward_order(ctx)
+    order = ctx.recording.forward_order()
     inert = []
     for name in frozen:
         module, _, leaf = name.rpartition(".")
@@ -220,12 +220,6 @@ def inert_biases(ctx: CheckContext, frozen: list[str]) -> list[str]:
         if nxt is not None and ctx.recording.is_kind(nxt, BATCH_NORM + INSTANCE_NORM):
             inert.append(name)
     return inert
-
-
-def _forward_order(ctx: CheckContext) -> list[str]:
-    """Modules in the order their forward finished at the first step that saw them."""
-    step = next((s for s in ctx.recording.steps if s.activations), None)
-    return list(step.activations) if step is not None else []
 
 
 def _is_container(ctx: CheckContext, name: str) -> bool:

@@ -160,8 +160,7 @@ def modules_that_shape_training(rec: Recording, modules: list[str]) -> list[str]
     trainable = {n for n in rec.param_names if rec.requires_grad.get(n, True)}
     if not trainable or len(trainable) == len(rec.param_names):
         return modules  # nothing frozen: no backbone whose features are read as they are
-    step = next((s for s in rec.steps if s.activations), None)
-    order = list(step.activations) if step is not None else []
+    order = rec.forward_order()
     owners = {module_of(n) for n in trainable}
     first = next((i for i, m in enumerate(order) if m in owners), None)
     if first is None:
