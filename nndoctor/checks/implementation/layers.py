@@ -681,12 +681,9 @@ def reads_next_token(ctx: CheckContext) -> None:
     # one-hot input cast with .float()) refuse float64, and a leak moves outputs by far
     # more than float32 rounding.
     model = lab.fresh_model().eval()
-    device = _device_of(model)
-    with torch.no_grad():
-        with same_noise(device):
-            before = _call_cut(ctx, model, args)
-        with same_noise(device):
-            after = model(*changed_args)
+    before, after = _twice_with_the_same_noise(
+        model, lambda: _call_cut(ctx, model, args), lambda: model(*changed_args)
+    )
     pairs = _positions(before, after, tuple(source.shape), time_axis)
     if not pairs:
         ctx.skip("no model output holds one row per input position")
@@ -798,12 +795,11 @@ def reads_own_target(ctx: CheckContext) -> None:
     if changed_batch is None:
         ctx.skip("the batch layout does not say where the inputs are")
     model = lab.fresh_model().eval()
-    device = _device_of(model)
-    with torch.no_grad():
-        with same_noise(device):
-            before = subject.prediction(model, batch)
-        with same_noise(device):
-            after = subject.prediction(model, changed_batch)
+    before, after = _twice_with_the_same_noise(
+        model,
+        lambda: subject.prediction(model, batch),
+        lambda: subject.prediction(model, changed_batch),
+    )
     if not (
         isinstance(before, torch.Tensor)
         and isinstance(after, torch.Tensor)
@@ -850,6 +846,21 @@ def reads_own_target(ctx: CheckContext) -> None:
             "own_change": own,
         },
     )
+
+
+def _twice_with_the_same_noise(
+    model: nn.Module, first: Callable[[], Any], second: Callable[[], Any]
+) -> tuple[Any, Any]:
+    """``first()`` and ``second()`` without gradients, each under the same random draws (a
+    stochastic layer samples alike in both), so that only what the two inputs differ in can
+    make their outputs differ."""
+    device = _device_of(model)
+    with torch.no_grad():
+        with same_noise(device):
+            a = first()
+        with same_noise(device):
+            b = second()
+    return a, b
 
 
 def _correlation(x: torch.Tensor, y: torch.Tensor) -> float:
