@@ -129,6 +129,20 @@ class OptimizerSpec:
                 groups.append({"params": params, **hyper})
         return self.cls(groups)
 
+    def with_lr_scaled(self, factor: float) -> OptimizerSpec:
+        """The same spec with every group's learning rate multiplied by ``factor`` (groups keep
+        their ratios to one another)."""
+
+        def scaled(hyper: dict[str, Any]) -> dict[str, Any]:
+            out = dict(hyper)
+            if isinstance(out.get("lr"), (int, float)):
+                out["lr"] = float(out["lr"]) * factor
+            return out
+
+        return OptimizerSpec(
+            self.cls, scaled(self.defaults), [scaled(g) for g in self.groups], self.grad_clip
+        )
+
     def clip_gradients(self, model: nn.Module) -> None:
         """Clip ``model``'s gradients as the user's training does (nothing without clipping):
         call it between the backward pass and the step."""

@@ -241,6 +241,9 @@ class Thresholds:
         4.0  # the range test stops when the loss exceeds this times its best
     )
     lr_range_smoothing: float = 0.5  # EMA factor of the loss the divergence rule reads
+    # A range test's "outside the range" must show in training: copies at the user's rate and
+    # at the proposed one train this many steps on the same batches.
+    lr_confirm_steps: int = 60
     lr_range_min_fall: float = (
         0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
     )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes
-from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.report.series import Curve, ExperimentCurves
@@ -32,6 +32,9 @@ RANGE_TEST_BATCHES = 4
 SMOOTHING_HALF_WIDTH = 2
 # Points of the range-test curve kept in the evidence.
 CURVE_POINTS = 8
+# Steps at the end of a rate trial whose losses are compared: each of the range test's
+# batches three times, so both copies are scored on the same batches.
+RATE_TRIAL_TAIL = 3 * RANGE_TEST_BATCHES
 
 
 def _unavailable(ctx: CheckContext) -> Lab:
@@ -557,6 +560,63 @@ def _rate_outside(test: RangeTest, user_lr: float, t: Thresholds) -> tuple[bool,
     return too_high, too_low
 
 
+@dataclass
+class RateTrial:
+    """Two copies trained on the same batches, one at the user's rate, one at the proposed."""
+
+    steps: int
+    user_lr: float
+    proposed_lr: float
+    user_tail: float  # mean loss over the last steps, in the loss's own units
+    proposed_tail: float
+
+    @property
+    def user_worse(self) -> bool:
+        """The user's rate ends no lower than the proposed one (or does not stay finite)."""
+        return not math.isfinite(self.user_tail) or (
+            math.isfinite(self.proposed_tail) and self.user_tail >= self.proposed_tail
+        )
+
+    def describe(self) -> str:
+        return (
+            f"the mean loss over the last {RATE_TRIAL_TAIL} steps of {self.steps} is "
+            f"{self.user_tail:.4g} at lr={_g(self.user_lr)} and {self.proposed_tail:.4g} at "
+            f"lr={_g(self.proposed_lr)}"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "trial_steps": self.steps,
+            "trial_user_tail_loss": self.user_tail,
+            "trial_proposed_lr": self.proposed_lr,
+            "trial_proposed_tail_loss": self.proposed_tail,
+        }
+
+
+def _tail(result: TrainResult) -> float:
+    if result.error is not None or len(result.losses) < RATE_TRIAL_TAIL:
+        return math.nan
+    values = result.losses[-RATE_TRIAL_TAIL:]
+    return sum(values) / len(values) if all(math.isfinite(v) for v in values) else math.inf
+
+
+def rate_trial(
+    lab: Lab, t: Thresholds, spec: OptimizerSpec, user_lr: float, proposed_lr: float
+) -> RateTrial:
+    """Copies from the initial weights trained ``lr_confirm_steps`` steps on the range test's
+    batches at the user's rates and at those rates scaled to ``proposed_lr`` (memoised)."""
+
+    def compute() -> RateTrial:
+        batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
+        user = lab.train(batches, t.lr_confirm_steps, optimizer=spec)
+        proposed = lab.train(
+            batches, t.lr_confirm_steps, optimizer=spec.with_lr_scaled(proposed_lr / user_lr)
+        )
+        return RateTrial(t.lr_confirm_steps, user_lr, proposed_lr, _tail(user), _tail(proposed))
+
+    return lab.memo(f"rate-trial-{proposed_lr!r}", compute)
+
+
 def _rate_within_range(ctx: CheckContext, lab: Lab, spec: OptimizerSpec, t: Thresholds) -> str:
     """Where a conclusive range test with the user's optimiser puts the user's rate, when
     ``learning-rate-out-of-range`` would call it neither too high nor too low; "" otherwise
@@ -568,8 +628,15 @@ def _rate_within_range(ctx: CheckContext, lab: Lab, spec: OptimizerSpec, t: Thre
         test = lr_range_test(lab, t)
     except (RuntimeError, ValueError, IndexError):
         return ""
-    if not test.conclusive or any(_rate_outside(test, user_lr, t)):
+    if not test.conclusive:
         return ""
+    if any(_rate_outside(test, user_lr, t)):
+        if rate_trial(lab, t, spec, user_lr, test.high).user_worse:
+            return ""
+        return (
+            f"a copy at lr={_g(user_lr)} trains at least as far as one at the rate a range test "
+            f"proposes ({_g(test.high)}; learning-rate-out-of-range)"
+        )
     return (
         f"a range test with these settings puts lr={_g(user_lr)} within reach of the range "
         f"where the loss responds ({_g(test.low)} to {_g(test.high)}; learning-rate-out-of-range)"
@@ -593,6 +660,7 @@ def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
     kind="experiment",
     priority=17,
     explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+    refutes=("update-ratio:high",),
 )
 def learning_rate_out_of_range(ctx: CheckContext) -> None:
     """A learning-rate range test puts the user's rate far outside the range that works.
@@ -623,6 +691,16 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         at the smallest rates, or never turning up at the largest) is never called out.
         The user's rate is the largest the first parameter group runs at or is
         scheduled for (a scheduler's base rate, OneCycleLR's ``max_lr``).
+
+        The sweep takes one step at each rate, so what it suggests is then tried: two
+        copies from the initial weights train ``lr_confirm_steps`` (60) steps on the same
+        batches, one at the user's rates, one at the rates scaled to the proposed range's
+        upper end, and the mean loss of the last 12 steps (each batch three times) is
+        compared. Only a user's rate that ends no lower (or leaves the loss non-finite) is
+        called out; one that trains at least as far is not shown to be wrong, whatever the
+        sweep suggested (a linear probe on frozen features trains at rates a sweep of single
+        steps calls far too high), and it also turns ``update-ratio``'s "too high" warning
+        into a note. The two runs are deterministic, so the verdict is too.
 
     How to fix:
         Set the learning rate inside the proposed range (its upper end is usually a
@@ -687,6 +765,24 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
     )
     too_high, too_low = _rate_outside(test, user_lr, t)
     if too_high or too_low:
+        trial = rate_trial(lab, t, spec, user_lr, test.high)
+        evidence.update(trial.evidence())
+        if not trial.user_worse:
+            # The sweep's minimum comes from single steps at each rate; a copy trained at the
+            # user's rate that ends at least as low as one at the proposed rate shows the
+            # rate trains, whatever the sweep suggested.
+            if too_high:
+                ctx.refute(
+                    "update-ratio:high",
+                    f"Copies trained {trial.steps} steps on the same batches show the rate "
+                    f"trains: {trial.describe()} (learning-rate-out-of-range).",
+                )
+            ctx.note(
+                f"proposed range {proposed}, but {trial.describe()}: the user's "
+                f"lr={_g(user_lr)} is not shown to be too {'high' if too_high else 'low'}"
+            )
+            return
+        what += f" Trained {trial.steps} steps on the same batches, {trial.describe()}."
         factor = user_lr / test.high if too_high else test.low / user_lr
         ctx.note(
             f"proposed range {proposed}; the user's lr={_g(user_lr)} is {_g(factor)}x "

@@ -25,6 +25,13 @@ from nndoctor.report.model import Severity, Where
 HEALTHY_UPDATE_RATIO = 1e-3
 
 
+def default_init_norm(shape: tuple[int, ...]) -> float:
+    """The norm PyTorch's default initialisation gives a weight of ``shape`` (nn.Linear and
+    nn.ConvNd: kaiming_uniform with a=sqrt(5), uniform within 1/sqrt(fan_in), so the squared
+    norm is numel / (3 fan_in) = shape[0] / 3); 0 for fewer than two dimensions."""
+    return math.sqrt(shape[0] / 3) if len(shape) >= 2 and shape[0] > 0 else 0.0
+
+
 @register_check(
     id="update-ratio",
     reasons=(33, 36),
@@ -51,7 +58,9 @@ def update_ratio(ctx: CheckContext) -> None:
         matrix's norm at the first observed step (its initial scale: dividing by
         the current norm would hide a runaway learning rate, since the weights
         inflate with it); the median over steps per matrix, then the median over
-        matrices. A warning above ``update_ratio_high`` (0.1) or below
+        matrices. The initial scale is never taken below the norm PyTorch's default
+        initialisation gives a matrix of that shape (a zero-initialised or N(0, 0.01) head
+        grows to its working scale in its first steps). A warning above ``update_ratio_high`` (0.1) or below
         ``update_ratio_low`` (1e-5); an error above ``update_ratio_extreme`` (1.0,
         every step as large as the weights themselves). A learning rate rising
         over the observed steps (warm-up) turns a "too low" finding into a note. A "too
@@ -99,7 +108,11 @@ def update_ratio(ctx: CheckContext) -> None:
         pairs = [(u, w) for u, w in pairs if math.isfinite(u) and math.isfinite(w)]
         if not pairs or all(u == 0 for u, _ in pairs):
             continue
-        ref = next((w for _, w in pairs if w > 0), 0.0)
+        # A matrix initialised far below its default scale (a zero or N(0, 0.01) head, a
+        # linear probe) grows to its working scale in the first steps: against that tiny
+        # start every rate looks too high. The default scale still shows a runaway rate.
+        first = next((w for _, w in pairs if w > 0), 0.0)
+        ref = max(first, default_init_norm(rec.param_shapes.get(name, ())))
         if ref <= 0:
             continue
         per_tensor[name] = median(u / ref for u, _ in pairs)
