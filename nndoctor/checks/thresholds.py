@@ -103,6 +103,9 @@ class Thresholds:
     # Targets reaching past a bounded output's range by this share of their own span leave
     # part of the loss out of reach of any weights.
     bounded_target_excess: float = 0.05
+    # The largest distance from 0 of a frame's logsumexp over the classes that CTC's input
+    # may show and still be log-probabilities (log_softmax in bf16 stays within ~0.01).
+    ctc_normalisation_tolerance: float = 0.05
     # --- frozen / unoptimised parameters (23), zero_grad (26, 36), train/eval mode (32)
     unchanged_update_norm: float = 0.0
     zero_grad_missing_fraction: float = 0.5  # share of later steps accumulating gradients: error

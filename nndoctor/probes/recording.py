@@ -102,6 +102,23 @@ class LossCall:
     prior: float = math.nan
 
 
+@dataclass
+class CtcCall:
+    """A CTC loss called during a training step, and what makes it ill-posed (counts over
+    the batch; see ``stats.ctc_facts``)."""
+
+    blank: int
+    classes: int
+    log_probs_shape: tuple[int, ...]
+    input_op: str = ""  # the last operation that made the log-probabilities
+    blank_labels: int = 0
+    labels_outside: int = 0
+    too_short: int = 0  # samples whose input cannot hold an alignment of their target
+    normalisation_error: float = 0.0  # largest |logsumexp over the classes| of a frame
+    file: str | None = None
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class StorageExtent:
     """The bytes a tensor spans in its storage (``start`` inclusive, ``end`` exclusive),
@@ -169,6 +186,7 @@ class StepRecord:
     # input holding measurements (its continuous columns); None otherwise.
     columns: TensorSummary | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
+    ctc_calls: list[CtcCall] = field(default_factory=list)
     activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order
     grad_norms: dict[str, float] = field(default_factory=dict)  # param name -> norm

@@ -287,6 +287,51 @@ def sortedness(target: torch.Tensor) -> torch.Tensor:
     return (t[1:] >= t[:-1]).float().mean()
 
 
+def ctc_facts(
+    log_probs: torch.Tensor,
+    targets: torch.Tensor,
+    input_lengths: torch.Tensor,
+    target_lengths: torch.Tensor,
+    blank: int,
+) -> torch.Tensor:
+    """What makes a CTC loss call ill-posed, as four numbers (computed on the device, read
+    later): target labels equal to the blank, target labels outside ``[0, C)``, samples
+    whose input is shorter than any alignment of their target needs (its length plus one
+    blank between each pair of equal neighbours), and the largest distance of a frame's
+    ``logsumexp`` over the classes from 0 (0 for log-probabilities over the last axis).
+
+    ``log_probs`` is ``(T, N, C)`` or ``(T, C)``; ``targets`` ``(N, S)`` padded or the
+    labels of the whole batch concatenated (1-D)."""
+    if log_probs.dim() == 2:
+        log_probs = log_probs.unsqueeze(1)
+    frames, n, classes = log_probs.shape
+    device = log_probs.device
+    input_lengths = input_lengths.to(device).reshape(-1).long()
+    target_lengths = target_lengths.to(device).reshape(-1).long()
+    targets = targets.to(device).long()
+    if targets.dim() == 2:
+        positions = torch.arange(targets.shape[1], device=device)
+        valid = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
+        repeats = ((targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]).sum(dim=1)
+    else:
+        targets = targets.reshape(-1)
+        valid = torch.ones_like(targets, dtype=torch.bool)
+        owner = torch.repeat_interleave(
+            torch.arange(n, device=device), target_lengths, output_size=targets.numel()
+        )
+        same = (targets[1:] == targets[:-1]) & (owner[1:] == owner[:-1])
+        repeats = torch.zeros(n, dtype=torch.long, device=device).index_add_(
+            0, owner[1:], same.long()
+        )
+    blanks = ((targets == blank) & valid).sum()
+    outside = (((targets < 0) | (targets >= classes)) & valid).sum()
+    too_short = (input_lengths < target_lengths + repeats).sum()
+    frame_valid = torch.arange(frames, device=device).unsqueeze(1) < input_lengths.unsqueeze(0)
+    total = torch.logsumexp(log_probs.detach().float(), dim=-1).abs()
+    off = torch.where(frame_valid, total, torch.zeros_like(total)).amax()
+    return torch.stack([blanks.float(), outside.float(), too_short.float(), off.float()])
+
+
 def logit_stats(x: torch.Tensor, class_dim: int = 1) -> torch.Tensor:
     """[min, max, max |row sum - 1|, max |logsumexp|] of a loss input along its class axis.
 

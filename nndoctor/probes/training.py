@@ -29,6 +29,7 @@ from nndoctor.probes import stats
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
+    CtcCall,
     GradClip,
     HostTransfer,
     LossCall,
@@ -222,6 +223,7 @@ class TrainingProbe:
             original = getattr(F, name, None)
             if original is not None:
                 self._patch(F, name, self._wrap_loss(name, original))
+        self._patch(F, "ctc_loss", self._wrap_ctc(F.ctc_loss))
         self._patch(torch.Tensor, "backward", self._wrap_backward(torch.Tensor.backward))
         self._patch(
             torch.optim.Optimizer,
@@ -696,6 +698,63 @@ class TrainingProbe:
         loss_wrapper.__name__ = getattr(original, "__name__", fn_name)
         loss_wrapper.__doc__ = original.__doc__
         return loss_wrapper
+
+    def _wrap_ctc(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """CTC takes lengths beside its inputs and targets, so it is not one of the
+        recognised (input, target) losses; what makes a call of it ill-posed is recorded."""
+        record_call = self._guard("loss", self._record_ctc_call)
+
+        def ctc_wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            if torch.is_grad_enabled():
+                record_call(args, kwargs, out)
+            return out
+
+        ctc_wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        ctc_wrapper.__name__ = getattr(original, "__name__", "ctc_loss")
+        ctc_wrapper.__doc__ = original.__doc__
+        return ctc_wrapper
+
+    def _record_ctc_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return
+        names = ("log_probs", "targets", "input_lengths", "target_lengths", "blank")
+        bound = dict(zip(names, args, strict=False)) | {
+            k: v for k, v in kwargs.items() if k in names
+        }
+        log_probs, targets = bound.get("log_probs"), bound.get("targets")
+        if not isinstance(log_probs, torch.Tensor) or not isinstance(targets, torch.Tensor):
+            return
+        if log_probs.dim() not in (2, 3):
+            return
+        lengths = [
+            v if isinstance(v, torch.Tensor) else torch.as_tensor(v)
+            for v in (bound.get("input_lengths"), bound.get("target_lengths"))
+        ]
+        blank = int(bound.get("blank", 0))
+        pending = self._pending
+        if len(pending.record.ctc_calls) >= 4:
+            return
+        file, line = user_frame()
+        call = CtcCall(
+            blank=blank,
+            classes=int(log_probs.shape[-1]),
+            log_probs_shape=tuple(log_probs.shape),
+            input_op=producing_op(log_probs),
+            file=file,
+            line=line,
+        )
+        pending.record.ctc_calls.append(call)
+        slot = pending.transfer.add(
+            stats.ctc_facts(log_probs.detach(), targets.detach(), *lengths, blank)
+        )
+
+        def decode() -> None:
+            blanks, outside, short, off = pending.transfer.get(slot)
+            call.blank_labels, call.labels_outside = int(blanks), int(outside)
+            call.too_short, call.normalisation_error = int(short), float(off)
+
+        pending.decoders.append(decode)
 
     def _record_loss_call(
         self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any

@@ -424,6 +424,130 @@ def bounded_output_vs_targets(ctx: CheckContext) -> None:
         )
 
 
+@register_check(
+    id="ctc-input-invalid",
+    reasons=(19, 3),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
+def ctc_input_invalid(ctx: CheckContext) -> None:
+    """The CTC loss is given targets or scores it is not defined for.
+
+    Why it matters:
+        CTC sums over every alignment of a label sequence to the frames, with a reserved
+        *blank* class between labels. It checks little of what it is given: a target that
+        contains the blank index (label ids counted from 0 while ``blank=0``) is scored as
+        if the blank were a label, so the loss can go negative and that label is never
+        decoded; scores that are not log-probabilities over the classes (raw logits, a
+        ``log_softmax`` over the time or batch axis) make the sum meaningless; an input
+        shorter than its target's shortest alignment has probability zero, an infinite
+        loss that ``zero_infinity=True`` silently turns into no gradient at all.
+
+    What is measured:
+        Every ``F.ctc_loss`` / ``nn.CTCLoss`` call of the observed training steps: target
+        labels equal to ``blank`` or outside ``[0, C)`` (within each target's length), the
+        largest distance from 0 of a frame's ``logsumexp`` over the classes (within each
+        input's length; above ``ctc_normalisation_tolerance``, the input is not
+        log-probabilities), and samples whose input length is below their target length
+        plus one blank between each pair of equal neighbours. Each is exact: a healthy
+        call has none.
+
+    How to fix:
+        Count label ids from 1 when ``blank=0`` (or set ``blank`` to an index no label
+        uses); feed ``log_softmax(logits, dim=-1)`` of a ``(T, N, C)`` tensor; pass the
+        lengths after any downsampling of the time axis, and drop or pad utterances too
+        short for their transcript.
+
+    Example:
+        Before::
+
+            char_to_id = {c: i for i, c in enumerate(alphabet)}   # 'a' is 0, the blank
+            loss = nn.CTCLoss(blank=0)(log_probs, targets, in_lens, tgt_lens)
+
+        After::
+
+            char_to_id = {c: i + 1 for i, c in enumerate(alphabet)}
+    """
+    calls = [(s, c) for s in ctx.recording.steps for c in s.ctc_calls]
+    if not calls:
+        ctx.skip("no CTC loss was called in a training step")
+    t = ctx.thresholds
+    step, first = calls[0]
+    where = Where(step=step.step, file=first.file, line=first.line)
+    blank_labels = sum(c.blank_labels for _, c in calls)
+    outside = sum(c.labels_outside for _, c in calls)
+    too_short = sum(c.too_short for _, c in calls)
+    worst = max(calls, key=lambda sc: sc[1].normalisation_error)[1]
+    ctx.note(
+        f"{len(calls)} CTC call(s), blank={first.blank}, {first.classes} classes: "
+        f"{blank_labels} blank and {outside} out-of-range target labels, {too_short} inputs too "
+        f"short, largest |logsumexp| of a frame {worst.normalisation_error:.3g}"
+    )
+    evidence: dict[str, Any] = {
+        "calls": len(calls),
+        "blank": first.blank,
+        "classes": first.classes,
+        "log_probs_shape": list(first.log_probs_shape),
+    }
+    if blank_labels or outside:
+        ctx.finding(
+            title=(
+                f"CTC targets contain the blank label ({first.blank})"
+                if blank_labels
+                else f"CTC targets outside the {first.classes} classes"
+            ),
+            message=(
+                f"Over {len(calls)} CTC call(s), {blank_labels} target label(s) equal the blank "
+                f"index {first.blank} and {outside} lie outside [0, {first.classes}). CTC reserves "
+                "the blank for 'no label' between labels: a target holding it is scored as if the "
+                "blank were a label (the loss can go below zero), and that label is never decoded."
+            ),
+            fix=(
+                f"Count label ids so that none equals blank={first.blank} (from 1 when blank=0), "
+                "or set blank to an index no label uses."
+            ),
+            reasons=(19, 3),
+            where=where,
+            aspect="targets",
+            evidence={**evidence, "blank_labels": blank_labels, "labels_outside": outside},
+        )
+    if worst.normalisation_error > t.ctc_normalisation_tolerance:
+        made_by = f" (made by {worst.input_op})" if worst.input_op else ""
+        ctx.finding(
+            title="CTC is fed scores that are not log-probabilities over the classes",
+            message=(
+                f"A frame's logsumexp over the last axis of CTC's {tuple(worst.log_probs_shape)} "
+                f"input{made_by} is {worst.normalisation_error:.3g} away from 0: the values are "
+                "not log-probabilities over the classes, so the sum over alignments is not a "
+                "likelihood."
+            ),
+            fix="Feed `logits.log_softmax(dim=-1)` of a (T, N, C) tensor (time first, classes last).",
+            reasons=(19, 18),
+            where=where,
+            aspect="scores",
+            evidence={**evidence, "normalisation_error": worst.normalisation_error},
+        )
+    if too_short:
+        ctx.finding(
+            title="Inputs too short for their CTC targets",
+            message=(
+                f"{too_short} sample(s) over {len(calls)} CTC call(s) have fewer frames than "
+                "their target needs (its length plus a blank between equal neighbours): their "
+                "probability is zero and their loss infinite, or zero with no gradient under "
+                "zero_infinity=True."
+            ),
+            fix=(
+                "Pass input lengths after the model's downsampling of time, and drop or pad "
+                "utterances too short for their transcript."
+            ),
+            reasons=(3, 19),
+            where=where,
+            severity="warning",
+            aspect="lengths",
+            evidence={**evidence, "too_short": too_short},
+        )
+
+
 def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> None:
     if fn not in _ELEMENTWISE or call.target_shape is None:
         return
