@@ -422,6 +422,32 @@ def test_large_updates_under_which_the_loss_keeps_falling_are_advice() -> None:
     assert "keeps falling" in finding.title
 
 
+def linear_probe(lr: float) -> dict[str, Any]:
+    """A frozen MLP body under a zero-initialised head, the only matrix Adam trains."""
+    model = mlp()
+    for p in model[:-1].parameters():
+        p.requires_grad = False
+    nn.init.zeros_(model[-1].weight)
+    return classifier(model, torch.optim.Adam(model[-1].parameters(), lr=lr))
+
+
+@pytest.mark.silent("update-ratio")
+def test_a_zero_initialised_head_is_measured_against_its_default_scale() -> None:
+    # Against its first non-zero norm (one step's length) every step of a zero-initialised
+    # head is as large as the weights; against the norm PyTorch's default initialisation
+    # gives that shape, Adam at 1e-3 takes healthy steps.
+    report = run(select=["update-ratio"], **linear_probe(1e-3))
+    assert not serious(report)
+    assert report.result("update-ratio").status.value == "passed"
+
+
+@pytest.mark.fires("update-ratio")
+def test_a_zero_initialised_head_under_a_runaway_rate_still_fires() -> None:
+    report = run(select=["update-ratio"], **linear_probe(1.0))
+    (finding,) = serious(report, "update-ratio")
+    assert finding.evidence["median_ratio"] > DEFAULT_THRESHOLDS.update_ratio_high
+
+
 class TextBag(nn.Module):
     """fastText-style: the mean of token embeddings, then one small linear head."""
 

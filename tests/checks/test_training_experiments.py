@@ -218,6 +218,45 @@ def test_a_rate_far_too_high_is_reported_with_the_range() -> None:
     assert ev["diverged_at_lr"] is not None and ev["diverged_at_lr"] < 5.0
     assert len(ev["curve"]) >= 5 and all(len(point) == 2 for point in ev["curve"])
     assert f"{high:.3g}" in finding.fix
+    # What the sweep suggests was tried: the user's rate trained worse than the proposed one.
+    assert not ev["trial_user_tail_loss"] < ev["trial_proposed_tail_loss"]
+    assert ev["trial_proposed_lr"] == pytest.approx(high)
+
+
+def _sweep_calling_every_rate_too_high(lab: Lab, t: Any) -> RangeTest:
+    """A conclusive sweep whose loss turned up at 1e-4 (proposing up to 1e-5)."""
+    return RangeTest(
+        lrs=[1e-6, 1e-5, 1e-4, 1e-3],
+        losses=[1.0, 0.9, 0.8, 2.0],
+        initial=1.0,
+        onset=1e-6,
+        steep=1e-5,
+        minimum=1e-4,
+        low=1e-6,
+        high=1e-5,
+        conclusive=True,
+    )
+
+
+@pytest.mark.silent("learning-rate-out-of-range")
+def test_a_sweep_calling_a_working_rate_too_high_is_overruled_by_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Adam at 1e-2 on blobs trains; a sweep of single steps that puts its upper end at 1e-5
+    # is wrong about it, and the two copies trained on the same batches show it.
+    monkeypatch.setattr(training_experiments, "lr_range_test", _sweep_calling_every_rate_too_high)
+    x, y = blobs()
+    model = mlp()
+    report = run(
+        select=[LR_RANGE],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert not report.by_check(LR_RANGE)
+    detail = report.result(LR_RANGE).detail
+    assert "is not shown to be too high" in detail and "at lr=0.01" in detail
 
 
 @pytest.mark.fires("learning-rate-out-of-range")

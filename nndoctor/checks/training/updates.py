@@ -111,8 +111,8 @@ def update_ratio(ctx: CheckContext) -> None:
         # A matrix initialised far below its default scale (a zero or N(0, 0.01) head, a
         # linear probe) grows to its working scale in the first steps: against that tiny
         # start every rate looks too high. The default scale still shows a runaway rate.
-        first = next((w for _, w in pairs if w > 0), 0.0)
-        ref = max(first, default_init_norm(rec.param_shapes.get(name, ())))
+        # (A zero-initialised matrix's first non-zero norm is one step's length: no scale.)
+        ref = max(pairs[0][1], default_init_norm(rec.param_shapes.get(name, ())))
         if ref <= 0:
             continue
         per_tensor[name] = median(u / ref for u, _ in pairs)
