@@ -18,6 +18,7 @@ from nndoctor.checks.training.observed import (
     optimizer_name,
     weight_matrices,
 )
+from nndoctor.probes.layers import CONV, CONV_TRANSPOSE, LINEAR
 from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Severity, Where
 
@@ -25,10 +26,15 @@ from nndoctor.report.model import Severity, Where
 HEALTHY_UPDATE_RATIO = 1e-3
 
 
+# Layers whose default initialisation gives a weight the norm ``default_init_norm`` says.
+DEFAULT_INIT_KNOWN = LINEAR + CONV + CONV_TRANSPOSE
+
+
 def default_init_norm(shape: tuple[int, ...]) -> float:
     """The norm PyTorch's default initialisation gives a weight of ``shape`` (nn.Linear and
-    nn.ConvNd: kaiming_uniform with a=sqrt(5), uniform within 1/sqrt(fan_in), so the squared
-    norm is numel / (3 fan_in) = shape[0] / 3); 0 for fewer than two dimensions."""
+    nn.ConvNd and nn.ConvTransposeNd: kaiming_uniform with a=sqrt(5), uniform within
+    1/sqrt(fan_in), so the squared norm is numel / (3 fan_in) = shape[0] / 3); 0 for fewer
+    than two dimensions."""
     return math.sqrt(shape[0] / 3) if len(shape) >= 2 and shape[0] > 0 else 0.0
 
 
@@ -112,7 +118,15 @@ def update_ratio(ctx: CheckContext) -> None:
         # linear probe) grows to its working scale in the first steps: against that tiny
         # start every rate looks too high. The default scale still shows a runaway rate.
         # (A zero-initialised matrix's first non-zero norm is one step's length: no scale.)
-        ref = max(pairs[0][1], default_init_norm(rec.param_shapes.get(name, ())))
+        # The default scale is known for nn.Linear and convolutions; other matrices (an
+        # RNN's, scaled by its hidden size) keep their first non-zero norm.
+        default = (
+            default_init_norm(rec.param_shapes.get(name, ()))
+            if rec.is_kind(module_of(name), DEFAULT_INIT_KNOWN)
+            else 0.0
+        )
+        first = pairs[0][1] if default > 0 else next((w for _, w in pairs if w > 0), 0.0)
+        ref = max(first, default)
         if ref <= 0:
             continue
         per_tensor[name] = median(u / ref for u, _ in pairs)
