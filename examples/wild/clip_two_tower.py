@@ -209,7 +209,7 @@ def evaluate(model, images, tokens, scene):
 
 def main():
     parser = argparse.ArgumentParser(description="CLIP-style two-tower training")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--wd", type=float, default=0.1)

@@ -106,7 +106,7 @@ def evaluate(model, tasks, inner_lr, steps=(0, 1, 10)):
 
 def main():
     parser = argparse.ArgumentParser(description="MAML on sine waves")
-    parser.add_argument("--meta-iters", type=int, default=8000)
+    parser.add_argument("--meta-iters", type=int, default=6000)
     parser.add_argument("--meta-batch", type=int, default=25)
     parser.add_argument("--k-shot", type=int, default=10)
     parser.add_argument("--inner-lr", type=float, default=0.01)

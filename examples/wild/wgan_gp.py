@@ -97,7 +97,7 @@ def calc_gradient_penalty(netD, real_data, fake_data, lambda_gp):
 
 
 parser = argparse.ArgumentParser(description="WGAN-GP on 8 Gaussians")
-parser.add_argument("--iters", type=int, default=1500, help="generator iterations")
+parser.add_argument("--iters", type=int, default=1250, help="generator iterations")
 parser.add_argument("--critic-iters", type=int, default=5)
 parser.add_argument("--batch-size", type=int, default=128)
 parser.add_argument("--dim", type=int, default=128)

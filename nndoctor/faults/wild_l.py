@@ -94,10 +94,11 @@ for fault in (
         "dev",
         "the penalty's gradient is taken without create_graph=True: the gradient norm is "
         "computed but is a constant for autograd, so the penalty adds to the critic's cost "
-        "and nothing to its gradient; the critic is unconstrained, the penalty grows to "
-        "TBD and the Wasserstein estimate swings between TBD and TBD; after 1,500 "
-        "iterations the generated points are TBD from the nearest centre on average, TBD "
-        "within 0.1 (healthy: 0.096, 78%, all 8 modes)",
+        "and nothing to its gradient; the critic is unconstrained, the penalty grows from "
+        "1.3e4 to 2-3e5 and the Wasserstein estimate swings between -721 and 1957; after "
+        "1,250 iterations the generated points are 0.99 from the nearest centre on "
+        "average, 0.8% within 0.1, no mode covered (healthy, seeds 0-2: 0.10-0.12, 71-76%, "
+        "all 8 modes)",
         also=(18, 35, 36),
         edits=(
             Edit(
@@ -114,8 +115,8 @@ for fault in (
         "the loop that switches the critic's requires_grad back on before its own steps is "
         "missing: after the first generator step the critic is frozen (its cost still "
         "backpropagates to the interpolates only), the generator follows the frozen "
-        "critic's slope off to infinity: its cost falls to TBD while the mean distance to "
-        "the nearest centre grows to TBD (healthy: 0.096)",
+        "critic's slope off to infinity: its cost falls steadily to -5.4e4 while the mean "
+        "distance to the nearest centre grows to 3.3e5 (healthy: 0.12, W estimate 0.16)",
         also=(21,),
         edits=(Edit("    for p in netD.parameters():\n        p.requires_grad = True\n", ""),),
     ),
@@ -128,8 +129,9 @@ for fault in (
         "the text tower pools at text.argmax(dim=-1), CLIP's trick that only works when EOS "
         "has the highest token id; here it is id 2, so the feature is taken at the word "
         "with the highest id ('the', 'top', 'white', ...), whose causal attention has not "
-        "seen the rest of the caption; validation recall@1 ends at TBD / TBD instead of "
-        "TBD / TBD",
+        "seen the rest of the caption; after 8 epochs the loss is 2.43 instead of 0.36 and "
+        "validation recall@1 (image to text / text to image) 0.123 / 0.078 instead of "
+        "0.864 / 0.895",
         also=(25, 4),
         edits=(
             Edit(
@@ -145,8 +147,9 @@ for fault in (
         "dev",
         "the images are split by the shuffled indices but the captions by plain slicing: "
         "every pair matches an image with the caption of another scene; the loss stays near "
-        "ln 128 = 4.85 for 4 epochs and then falls only by memorising the fixed wrong pairs "
-        "(TBD after 10 epochs) while validation recall@1 stays at TBD (healthy: TBD)",
+        "ln 128 = 4.85 for 4 epochs (4.63 at epoch 4) and then falls only by memorising the "
+        "fixed wrong pairs (2.98 after 8 epochs) while validation recall@1 stays at "
+        "0.002 / 0.000 (healthy: loss 0.36, recall@1 0.864 / 0.895)",
         also=(3, 21),
         edits=(
             Edit(
@@ -183,8 +186,9 @@ for fault in (
         "test",
         "cox_ph_loss(log_risk, duration, event) is called with the events and durations "
         "swapped: batches are sorted by the 0/1 indicator and the durations weight the "
-        "terms, so long survivors count most; the test C-index is TBD (worse than random) "
-        "instead of TBD",
+        "terms, so long survivors count most and the risk is learnt backwards; the "
+        "validation C-index falls to 0.28 and the test C-index is 0.40 / 0.37 / 0.36 on "
+        "seeds 0-2 instead of 0.71 / 0.74 / 0.74",
         also=(18,),
         edits=(
             Edit(
@@ -202,8 +206,9 @@ for fault in (
         "the initialisation tests '\"weight\" in name' as for nn.Linear modules, but the "
         "ParameterDict names are w0, b0, ...: every weight is zero-initialised with the "
         "biases, the hidden units are dead symmetric copies, only the last bias receives a "
-        "gradient and the model stays a constant; held-out MSE after 10 steps TBD (healthy "
-        "TBD)",
+        "gradient and the model stays a constant: the meta-loss stays at 4.2 and the "
+        "held-out MSE is 4.04 before and after 10 adaptation steps (healthy, seeds 0-2: "
+        "0.29 / 0.15 / 0.22 after 10 steps)",
         also=(23, 35),
         edits=(Edit('if name.startswith("w"):', 'if "weight" in name:'),),
     ),
@@ -215,8 +220,8 @@ for fault in (
         "the query loss is computed with model(x_query) instead of model(x_query, "
         "fast_weights): the adapted weights are built and then ignored, the outer loop "
         "trains the meta-weights to fit all tasks at once (meta-loss stuck near 3.0) and "
-        "nothing makes them easy to adapt; held-out MSE after 1 / 10 steps TBD / TBD "
-        "(healthy TBD / TBD)",
+        "nothing makes them easy to adapt; held-out MSE after 1 / 10 steps 2.43 / 1.56 "
+        "(healthy 0.49 / 0.29, meta-loss 0.56)",
         also=(5,),
         edits=(
             Edit(
@@ -233,9 +238,10 @@ for fault in (
         "dev",
         "the Cutout mask is inverted (inside.float() for (~inside).float()): the strong "
         "view keeps only a 7x7 patch of the image and greys out the rest, so the "
-        "consistency targets ask the model to recognise shapes it cannot see; the "
-        "unlabelled loss stays at TBD instead of TBD and the EMA test accuracy ends at TBD "
-        "instead of TBD",
+        "consistency targets ask the model to recognise shapes it cannot see; after 1,000 "
+        "steps the unlabelled loss is 0.62 instead of 0.18, only 46% of the unlabelled "
+        "images pass the threshold instead of 80%, and the EMA test accuracy is 0.63 "
+        "instead of 0.855 (0.39 with the labelled loss alone)",
         also=(21,),
         edits=(
             Edit(
@@ -251,8 +257,9 @@ for fault in (
         "dev",
         "the labelled images are repeated with repeat_interleave while their labels are "
         "repeated with repeat: the labelled set pairs each image with a cycle of other "
-        "images' labels; the labelled loss stays at ln 6 = 1.79, no pseudo-label ever "
-        "passes the threshold and the EMA test accuracy is TBD instead of TBD",
+        "images' labels; the labelled loss stays at 1.78 (ln 6 = 1.79), no pseudo-label "
+        "passes the threshold (mask 0.000) and the EMA test accuracy is 0.165, chance, "
+        "instead of 0.855",
         also=(4, 6),
         edits=(
             Edit(
