@@ -72,6 +72,16 @@ _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
 
 
+def _standing_in_for(
+    wrapper: Callable[..., Any], original: Callable[..., Any], name: str
+) -> Callable[..., Any]:
+    """``wrapper`` made to look like the torch function it replaces (name, doc, __wrapped__)."""
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(original, "__name__", name)
+    wrapper.__doc__ = original.__doc__
+    return wrapper
+
+
 def user_frame() -> tuple[str | None, int | None]:
     """File and line of the innermost caller outside torch and nndoctor."""
     frame = sys._getframe(1)
@@ -694,10 +704,7 @@ class TrainingProbe:
                 record_call(fn_name, args, kwargs, out)
             return out
 
-        loss_wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        loss_wrapper.__name__ = getattr(original, "__name__", fn_name)
-        loss_wrapper.__doc__ = original.__doc__
-        return loss_wrapper
+        return _standing_in_for(loss_wrapper, original, fn_name)
 
     def _wrap_ctc(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """CTC takes lengths beside its inputs and targets, so it is not one of the
@@ -710,10 +717,7 @@ class TrainingProbe:
                 record_call(args, kwargs, out)
             return out
 
-        ctc_wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        ctc_wrapper.__name__ = getattr(original, "__name__", "ctc_loss")
-        ctc_wrapper.__doc__ = original.__doc__
-        return ctc_wrapper
+        return _standing_in_for(ctc_wrapper, original, "ctc_loss")
 
     def _record_ctc_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         if not isinstance(out, torch.Tensor) or not out.requires_grad:
