@@ -112,9 +112,13 @@ def test_the_whole_check_leaves_the_callers_rng_as_it_was(script: Path) -> None:
 def test_an_unseeded_script_gets_the_same_findings_every_run(tmp_path: Path) -> None:
     path = tmp_path / "unseeded.py"
     path.write_text(SCRIPT.replace("torch.manual_seed(0)", ""))
-    first = check_script(str(path), ["--steps", "1000"], steps=8, seed=3).to_dict()
+    # An unbounded experiment budget: on a busy machine a spent budget would skip a
+    # different set of experiments in each run, and the skips' wording would differ.
+    unbounded = Selection(experiment_seconds=1e9)
+    first = check_script(str(path), ["--steps", "1000"], steps=8, seed=3, selection=unbounded)
     torch.manual_seed(99)  # the caller's state does not leak into the script
-    second = check_script(str(path), ["--steps", "1000"], steps=8, seed=3).to_dict()
+    second = check_script(str(path), ["--steps", "1000"], steps=8, seed=3, selection=unbounded)
+    first, second = first.to_dict(), second.to_dict()
     assert [c["detail"] for c in first["checks"]] == [c["detail"] for c in second["checks"]]
 
 
@@ -224,7 +228,9 @@ def test_a_check_leaves_nothing_in_the_temp_dir_and_nothing_in_the_users_folder(
     script = project / "train.py"
     script.write_text(SAVING_CUSTOM_LOSS)
     monkeypatch.chdir(project)
-    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    report = check_script(
+        str(script), timeout=600.0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
     assert report.result("cannot-overfit-tiny-batch").status.value == "passed"  # a replay ran
     assert any("checkpoint.pt" in n and "removed afterwards" in n for n in report.run.notes)
     # torch itself makes its compile cache there in a plain run of the script too.
@@ -447,7 +453,9 @@ def test_nothing_reaches_a_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     monkeypatch.chdir(project)
-    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    report = check_script(
+        str(script), timeout=600.0, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
     assert report.run.observed, (report.run.error, report.run.traceback)
     assert report.result("cannot-overfit-tiny-batch").status.value == "passed"  # replays too
     assert not server.exists()
