@@ -30,3 +30,20 @@ def distinct_fingerprints(fingerprints: list[float]) -> list[float]:
         for a, b in zip([math.nan, *finite], finite, strict=False)
         if not b - a <= fingerprint_tolerance(b)
     ]
+
+
+def distinct_rows(inputs: list[float], targets: list[float]) -> int:
+    """How many distinct (input, target) rows a batch holds, from the fingerprints of both
+    (parallel lists): samples of the same input are one row only where their targets agree
+    too. Rows with a non-finite input fingerprint are left out."""
+    pairs = sorted((x, y) for x, y in zip(inputs, targets, strict=True) if math.isfinite(x))
+    count = 0
+    start = 0
+    for i in range(1, len(pairs) + 1):
+        if i < len(pairs) and pairs[i][0] - pairs[i - 1][0] <= fingerprint_tolerance(pairs[i][0]):
+            continue
+        group = [y for _, y in pairs[start:i]]
+        # A non-finite target (a NaN label) is its own row: it cannot be shown equal to another.
+        count += len(distinct_fingerprints(group)) + sum(not math.isfinite(y) for y in group)
+        start = i
+    return count

@@ -219,6 +219,9 @@ class StepRecord:
     loader: int | None = None  # index into Recording.loaders of the loader that fed this step
     skipped_by_scaler: bool = False  # a GradScaler found inf/NaN gradients and skipped the update
     sample_fingerprints: list[float] = field(default_factory=list)  # one per input sample
+    # One per row of the first loss call's target (a fixed random projection of the row),
+    # when the target has rows; paired with sample_fingerprints where the counts agree.
+    target_fingerprints: list[float] = field(default_factory=list)
     foreign_steps: int = 0  # steps of optimizers that hold none of the model's parameters
     # Clipping of the model's gradients in this step, the last call's when several ran; and
     # the total gradient norm clip_grad_norm_ measured before it clipped.

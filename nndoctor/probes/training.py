@@ -812,6 +812,14 @@ class TrainingProbe:
             self._deferred_links.append(
                 (call, inp.data_ptr(), inp.numel(), inp.dtype, tuple(inp.shape), index)
             )
+        if (
+            len(rec.loss_calls) == 1
+            and isinstance(target, torch.Tensor)
+            and target.dim() >= 1
+            and target.numel()
+            and len(self.recording.steps) < MAX_FINGERPRINTED_STEPS
+        ):
+            self._add_sample_fingerprints(pending, target, rec.target_fingerprints)
         value_slot = pending.transfer.add(out.detach().reshape(1))
         acc = _accuracy(fn_name, inp, target, kwargs)
         acc_slot = pending.transfer.add(acc.reshape(1)) if acc is not None else None

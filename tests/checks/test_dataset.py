@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 import nndoctor
+from nndoctor.checks.fingerprints import distinct_rows
 from nndoctor.engine import Selection, check_script
 
 
@@ -246,6 +248,33 @@ def test_distinct_samples_drawn_with_replacement_are_no_copies() -> None:
     assert report.by_check("samples-repeat") == []
     assert report.result("samples-repeat").status.value == "passed"
     assert "distinct samples within their batches" in report.result("samples-repeat").detail
+
+
+@pytest.mark.silent("samples-repeat")
+def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
+    # A replay memory over a few states: each state recurs, with the outcome of each move
+    # made from it as its target. A row is the input with its target.
+    g = torch.Generator().manual_seed(0)
+    states = torch.eye(20)[torch.randint(0, 6, (512,), generator=g)]
+    returns = torch.randn(512, 1, generator=g)
+    model = mlp(features=20, classes=1)
+    data = DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True)
+    report = run(
+        select=["samples-repeat"],
+        model=model,
+        data=data,
+        loss_fn=nn.SmoothL1Loss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    result = report.result("samples-repeat")
+    assert report.by_check("samples-repeat") == []
+    assert result.status.value == "passed" and "its input and its target" in result.detail
+
+
+def test_distinct_rows_count_an_input_once_per_target() -> None:
+    assert distinct_rows([1.0, 1.0, 1.0, 2.0], [5.0, 5.0, 6.0, 5.0]) == 3
+    assert distinct_rows([1.0, 1.0 + 1e-9, math.nan], [5.0, 5.0, 1.0]) == 1
+    assert distinct_rows([1.0, 1.0], [math.nan, math.nan]) == 2
 
 
 def test_small_samples_recur_by_nature_and_are_not_counted() -> None:

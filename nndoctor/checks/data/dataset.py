@@ -8,7 +8,7 @@ import statistics
 
 import torch
 
-from nndoctor.checks.fingerprints import distinct_fingerprints
+from nndoctor.checks.fingerprints import distinct_fingerprints, distinct_rows
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.layers import EMBEDDING
 from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord
@@ -295,7 +295,11 @@ def samples_repeat(ctx: CheckContext) -> None:
         observed step, and the number of distinct ones within each batch. A batch draws
         each row of the data once (a DataLoader's sampler, a slice, a window), so copies
         within one batch are copies in the data; no pass over the data has to be known,
-        and full-batch training is judged like any other. A warning when at most
+        and full-batch training is judged like any other. Where the loss's target has one
+        row per sample, a sample is its input and its target: inputs that recur with
+        different targets (a gridworld's states in a replay memory, each with the
+        transitions made from it) are distinct rows of a small input space, not copies. A
+        warning when at most
         ``distinct_sample_fraction`` of at least ``min_fingerprinted_samples`` samples are
         distinct within their batches. This is a count, not a statistical test; batches
         drawn with replacement (``x[torch.randint(n, (b,))]``) repeat samples by chance,
@@ -347,11 +351,18 @@ def samples_repeat(ctx: CheckContext) -> None:
     samples = sum(fed)
     if samples < t.min_fingerprinted_samples:
         ctx.skip(f"{samples} samples were fingerprinted, too few to count")
-    kinds = [len(distinct_fingerprints(s.sample_fingerprints)) for s in steps]
+    paired = all(len(s.target_fingerprints) == len(s.sample_fingerprints) for s in steps)
+    kinds = [
+        distinct_rows(s.sample_fingerprints, s.target_fingerprints)
+        if paired
+        else len(distinct_fingerprints(s.sample_fingerprints))
+        for s in steps
+    ]
     distinct = sum(kinds)
     share = distinct / samples
     ctx.note(
         f"{distinct} distinct samples within their batches, among {samples} in {len(steps)} steps"
+        + (" (a sample: its input and its target)" if paired else " (by their inputs)")
     )
     if share > t.distinct_sample_fraction:
         return
