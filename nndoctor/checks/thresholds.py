@@ -202,6 +202,9 @@ class Thresholds:
     min_steps_per_epoch: int = 4
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
+    # One-sided level of the test that the model already answers fresh augmented training
+    # batches better than the best constant answer (then the views keep their labels).
+    augmentation_learned_alpha: float = 1e-3
     pretrained_stat_tolerance: float = 0.5  # channel mean/std off the pretrained normalisation
     split_mean_shift: float = 0.5  # train/eval channel mean difference, in train std units
     split_std_ratio: float = 2.0

@@ -62,6 +62,49 @@ def test_mild_augmentation_passes() -> None:
     assert "ratio" in report.result("augmentation-too-strong").detail
 
 
+class PointSets(Dataset):
+    """Each fetch draws a fresh set of 32 points around its class's centre: two views of
+    a sample share no point, and only an order-free model sees that they are alike."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.y = torch.randint(0, 4, (256,), generator=g)
+        self.centres = 0.4 * torch.randn(4, 3, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.centres[self.y[i]] + torch.randn(32, 3), self.y[i]
+
+
+class _MeanPooled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.point = nn.Sequential(nn.Linear(3, 16), nn.ReLU())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.head(self.point(points).mean(dim=1))  # (B, 32, 3) -> (B, 4)
+
+
+@pytest.mark.silent("augmentation-too-strong")
+def test_views_far_apart_in_the_tensor_that_the_model_tells_apart_pass() -> None:
+    model = _MeanPooled()
+    loader = DataLoader(PointSets(), batch_size=32, shuffle=True)
+    report = run(
+        select=["augmentation-too-strong"],
+        model=model,
+        data=loader,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    detail = report.result("augmentation-too-strong").detail
+    assert report.by_check("augmentation-too-strong") == []
+    assert "as far apart as two samples" in detail and "the views keep their label" in detail
+
+
 def _conv_subject(images: torch.Tensor, pretrained: bool) -> nndoctor.Subject:
     torch.manual_seed(0)
     model = nn.Sequential(

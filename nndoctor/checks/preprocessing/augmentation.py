@@ -9,9 +9,11 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.data.dataset import training_loader
+from nndoctor.checks.data.experiments import binomial_tail
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.preprocessing.inputs import SAMPLE_ITEMS, draw_pairs, sample_indices
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import Recording
 
 
 def _same_target(a: Any, b: Any) -> bool:
@@ -44,7 +46,14 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     What is measured:
         The training dataset's items fetched twice (random augmentation gives two
         views): the mean distance between the two views of a sample, against the mean
-        distance between different samples.
+        distance between different samples. Distance in the raw tensor knows nothing of
+        what the model is built or trained to ignore (the order of a point set, a
+        rotation), so a ratio of ``augmentation_view_ratio`` or more is only a suspicion:
+        it is dismissed when the model, in the second half of the observed steps, already
+        does better on each step's batch (views it has not trained on) than the best
+        constant answer: more right answers than the batches' most frequent labels
+        (binomial test), or for another loss a loss below the best constant prediction's
+        step after step (sign test), each at ``augmentation_learned_alpha``.
 
     How to fix:
         Weaken the augmentation (smaller crops and rotations, milder colour jitter), and
@@ -98,6 +107,16 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
     )
     if ratio < ctx.thresholds.augmentation_view_ratio:
         return
+    learned = views_keep_labels(ctx.recording)
+    if learned is not None and learned[0] < ctx.thresholds.augmentation_learned_alpha:
+        # Distance in the raw tensor knows nothing of what the model is built to ignore (the
+        # order of a point set, a rotation it learns): a model that already beats the best
+        # constant answer on batches it has not trained on shows that views keep their label.
+        ctx.note(
+            f"two views of a sample are as far apart as two samples (ratio {ratio:.2f}), but "
+            f"{learned[1]} (p={learned[0]:.2g}): the views keep their label"
+        )
+        return
     ctx.finding(
         title="Augmentation changes samples as much as swapping them",
         message=(
@@ -113,3 +132,45 @@ def augmentation_too_strong(ctx: CheckContext) -> None:
             "items": len(a),
         },
     )
+
+
+def views_keep_labels(rec: Recording) -> tuple[float, str] | None:
+    """Whether the model, in the second half of the observed steps, already does better on
+    each step's fresh batch than the best constant answer: the one-sided p-value and what
+    was counted, or None when the loss's calls do not tell.
+
+    Each step's loss is measured before that step's update, on views the model has not
+    trained on. A classifier's correct answers are compared with the batches' most frequent
+    labels (binomial test; a model blind to the labels does no better in expectation);
+    another loss, step by step with the loss of the best constant prediction (sign test).
+    """
+    steps = [s for s in rec.steps if len(s.loss_calls) == 1 and not s.unrolled]
+    steps = steps[len(steps) // 2 :]
+    calls = [s.loss_calls[0] for s in steps]
+    counted = [
+        (c.accuracy, c.target.class_counts)
+        for c in calls
+        if math.isfinite(c.accuracy) and c.target is not None and c.target.class_counts
+    ]
+    if counted and len(counted) == len(calls):
+        total = int(sum(sum(counts) for _, counts in counted))
+        correct = int(round(sum(acc * sum(counts) for acc, counts in counted)))
+        majority = sum(max(counts) for _, counts in counted)
+        if total == 0:
+            return None
+        what = (
+            f"the model answered {correct}/{total} of the later fresh batches right, against "
+            f"{majority / total:.0%} for their most frequent labels"
+        )
+        return binomial_tail(total, correct, majority / total), what
+    paired = [
+        (c.value, c.prior) for c in calls if math.isfinite(c.value) and math.isfinite(c.prior)
+    ]
+    if len(paired) < 2 or len(paired) < len(calls):
+        return None
+    below = sum(v < prior for v, prior in paired)
+    what = (
+        f"the loss of {below} of the later {len(paired)} fresh batches was below the best "
+        "constant prediction's"
+    )
+    return binomial_tail(len(paired), below, 0.5), what
