@@ -112,6 +112,8 @@ class _LoaderRecorder:
         self._by_loader: dict[int, LoaderInfo] = {}
         self._by_iter: dict[int, LoaderInfo] = {}
         self.last: LoaderInfo | None = None
+        # The loaders that yielded a batch with gradients on since the last optimizer step.
+        self.since_step: dict[int, LoaderInfo] = {}
         self.datasets: dict[int, Any] = {}  # loader index -> its dataset (for experiments)
         self.first_datasets = self.datasets  # the first phase's, kept when a second begins
         # Between the phases (searching): loaders built now belong to the next phase.
@@ -130,13 +132,16 @@ class _LoaderRecorder:
         self.recording, self._by_loader, self._by_iter, self.datasets = recording, {}, {}, {}
         fresh: dict[int, LoaderInfo] = {}
         for key, info in by_loader.items():
-            new = dataclasses.replace(info, index=len(recording.loaders), batches_yielded=0)
+            new = dataclasses.replace(
+                info, index=len(recording.loaders), batches_yielded=0, steps_fed=0
+            )
             recording.loaders.append(new)
             self._by_loader[key] = fresh[id(info)] = new
             if key in self._dataset_of:
                 self.datasets[new.index] = self._dataset_of[key]
         self._by_iter = {key: fresh.get(id(info), info) for key, info in by_iter.items()}
         self.last = fresh.get(id(self.last)) if self.last is not None else None
+        self.since_step = {}
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -168,6 +173,8 @@ class _LoaderRecorder:
             if info is not None:
                 info.batches_yielded += 1
                 recorder.last = info
+                if torch.is_grad_enabled():
+                    recorder.since_step[id(info)] = info
             return batch
 
         DataLoader.__init__ = __init__  # type: ignore[method-assign]
@@ -179,6 +186,13 @@ class _LoaderRecorder:
             DataLoader.__init__ = original_init  # type: ignore[method-assign]
             DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
             _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
+
+    def stepped(self) -> None:
+        """An optimizer step: the loaders that yielded since the last one fed it."""
+        if not self.paused:  # steps between the phases are not observed
+            for info in self.since_step.values():
+                info.steps_fed += 1
+        self.since_step = {}
 
     def _note_iter(self, loader: DataLoader, it: Any) -> None:
         info = self._info(loader, iterated=True)
@@ -349,6 +363,7 @@ def run_script(
             pass
         if loaders.last is not None:
             follower.probe.note_loader(loaders.last.index)
+        loaders.stepped()
         if capture.optimizer is None and probe.model is not None:
             ids = {id(p) for p in probe.model.parameters()}
             if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
@@ -357,6 +372,7 @@ def run_script(
     def note_loader_of_manual_step() -> None:
         if loaders.last is not None:
             follower.probe.note_loader(loaders.last.index)
+        loaders.stepped()
 
     probe.on_step_closing = note_loader_of_manual_step
 

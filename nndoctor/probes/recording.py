@@ -264,6 +264,15 @@ class LoaderInfo:
     under_no_grad: bool = False  # first iterated while gradients were disabled (evaluation)
     batches_yielded: int = 0
     iterated: bool = True  # False: built by the script but not iterated within the budget
+    # Optimizer steps before which it yielded a batch with gradients on (since the step
+    # before): a second source of each training batch (labelled and unlabelled data) too.
+    steps_fed: int = 0
+
+    def feeds_training(self, steps: int) -> bool:
+        """Whether it yielded batches for at least half of ``steps`` observed steps with
+        gradients on: a source of the training batches, whichever loader yielded last. An
+        evaluation loader yields in bursts between epochs, not step after step."""
+        return not self.under_no_grad and steps > 0 and 2 * self.steps_fed >= steps
 
 
 @dataclass

@@ -195,6 +195,55 @@ def test_same_normalisation_and_disjoint_splits_pass(tmp_path: Path) -> None:
     assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
 
 
+SEMI_SUPERVISED_SCRIPT = """
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(600, 8)
+y = (X[:, 0] > 0).long()
+# A few labelled samples, repeated to fill an epoch, and all training samples unlabelled
+# (the labelled ones among them, as in FixMatch): two sources of every training step.
+labelled = DataLoader(TensorDataset(X[:40].repeat(10, 1), y[:40].repeat(10)), batch_size=16,
+                      shuffle=True, drop_last=True)
+unlabelled = DataLoader(TensorDataset(X[:500], y[:500]), batch_size=64, shuffle=True,
+                        drop_last=True)
+val = DataLoader(TensorDataset(X[500:], y[500:]), batch_size=100)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+li, ui = iter(labelled), iter(unlabelled)
+for step in range(60):
+    try:
+        xl, yl = next(li)
+    except StopIteration:
+        li = iter(labelled)
+        xl, yl = next(li)
+    try:
+        xu, _ = next(ui)
+    except StopIteration:
+        ui = iter(unlabelled)
+        xu, _ = next(ui)
+    logits = model(torch.cat([xl, xu]))
+    pseudo = logits[16:].detach().argmax(1)
+    loss = F.cross_entropy(logits[:16], yl) + 0.5 * F.cross_entropy(logits[16:], pseudo)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if step % 10 == 9:
+        with torch.no_grad():
+            val_loss = sum(F.cross_entropy(model(xb), yb).item() for xb, yb in val)
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_second_loader_feeding_every_step_is_a_training_source(tmp_path: Path) -> None:
+    report = _split_check(tmp_path / "train.py", textwrap.dedent(SEMI_SUPERVISED_SCRIPT))
+    detail = report.result("split-preprocessing-differs").detail
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "evaluation forwards" in detail and "stored rows of loader 0" not in detail
+
+
 FULL_GRAPH_SCRIPT = """
 import torch
 from torch import nn

@@ -50,7 +50,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
 
     What is measured:
         Per-channel statistics of the inputs of evaluation forwards (gradients off) and
-        of a sample of every other DataLoader's dataset, against the training inputs: a
+        of a sample of every other DataLoader's dataset (not those that, with gradients
+        on, yield batches for at least half of the steps: a second training source, such
+        as the unlabelled data of semi-supervised training), against the training inputs: a
         warning when a channel's std changes by more than ``split_std_ratio`` (2)× (a
         transform applied to one split rescales it), a note when only its mean moves by
         more than ``split_mean_shift`` (0.5) training stds (the data themselves shift
@@ -387,7 +389,7 @@ def _stored_splits(
     for info in ctx.recording.loaders:
         if info.index == train.index or info.index not in lab.datasets:
             continue
-        if lab.datasets[info.index] is lab.datasets[train.index]:
+        if lab.datasets[info.index] is lab.datasets[train.index] or _feeds_training(ctx, info):
             continue
         b = source_rows(lab.datasets[info.index], series)
         if (
@@ -398,6 +400,12 @@ def _stored_splits(
             continue
         others.append((info, b))
     return a, others
+
+
+def _feeds_training(ctx: CheckContext, info: LoaderInfo) -> bool:
+    """Whether a loader other than the main one yields training batches too (labelled
+    and unlabelled data drawn for each step): a second training source, no other split."""
+    return info.feeds_training(len(ctx.recording.steps))
 
 
 def _shared_stored_samples(ctx: CheckContext, compared: list[str]) -> int:
@@ -598,6 +606,8 @@ def _compare_datasets(ctx: CheckContext, compared: list[str]) -> int:
     found = 0
     for info in ctx.recording.loaders:
         if info.index == train.index or info.index not in lab.datasets or not info.dataset_len:
+            continue
+        if _feeds_training(ctx, info):
             continue
         try:
             b = draw(
