@@ -25,13 +25,92 @@ from torch.utils.data import DataLoader
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
-from nndoctor.probes.trace import _NonFiniteTracer, loss_term_gradients, recorded_loss_terms
+from nndoctor.probes.trace import (
+    _NonFiniteTracer,
+    graphless_derivative,
+    loss_term_gradients,
+    reached_parameters,
+    reaches,
+    recorded_loss_terms,
+)
+from nndoctor.probes.training import user_frame
 from nndoctor.subject import REGULARISERS, slice_batch
 from nndoctor.trees import tensors
 
 # Batches a substituted loader yields with no backward pass and no optimizer step in between
 # before it ends: a training loop runs one of them on nearly every batch.
 IDLE_BATCHES = 64
+
+
+class _Derivatives:
+    """The "derivatives" replay: each derivative the script takes as a constant (see
+    ``graphless_derivative``) is taken with its graph instead, behind a gate on its
+    gradient. Closed (0) the backward is the script's own; open (1) it has the terms the
+    constant leaves out."""
+
+    def __init__(self) -> None:
+        self.gate = 0.0
+        self.forced: list[torch.Tensor] = []
+        self.where: tuple[str | None, int | None] = (None, None)
+        self.feeds_model = False
+
+    def wrap(self, original: Any) -> Any:
+        def grad(*args: Any, **kwargs: Any) -> Any:
+            if not graphless_derivative(args, kwargs):
+                return original(*args, **kwargs)
+            if len(args) > 4:
+                args = (*args[:4], True, *args[5:])
+            else:
+                kwargs = {**kwargs, "create_graph": True}
+            out = original(*args, **kwargs)
+            for g in tensors(out):
+                if g.requires_grad:
+                    g.register_hook(self._gated)
+                    self.forced.append(g)
+            if self.where == (None, None):
+                self.where = user_frame()
+            return out
+
+        return grad
+
+    def _gated(self, grad: torch.Tensor) -> torch.Tensor:
+        return grad * self.gate
+
+    def note_model_input(self, args: Any) -> None:
+        """A module with parameters called on something computed from a derivative (an
+        adversarial example, a perturbed input): the derivative shapes an input."""
+        if self.forced and not self.feeds_model:
+            nodes = {g.grad_fn for g in self.forced}
+            self.feeds_model = any(
+                x.grad_fn is not None and reaches(x, nodes) for x in tensors(args)
+            )
+
+    def compare(self, loss: torch.Tensor, original_grad: Any) -> dict[str, Any]:
+        params = [p for p in reached_parameters(loss) if p.requires_grad]
+        norms = []
+        for gate in (0.0, 1.0):
+            self.gate = gate
+            grads = original_grad(loss, params, retain_graph=True, allow_unused=True)
+            norms.append(
+                [
+                    g if g is not None else torch.zeros_like(p)
+                    for g, p in zip(grads, params, strict=True)
+                ]
+            )
+        self.gate = 0.0
+        own = math.sqrt(sum(float(g.double().pow(2).sum()) for g in norms[0]))
+        missing = math.sqrt(
+            sum(float((b.double() - a.double()).pow(2).sum()) for a, b in zip(*norms, strict=True))
+        )
+        return {
+            "gradient_norm": own,
+            "missing_norm": missing,
+            "relative_change": missing / own if own > 0 else (math.inf if missing > 0 else 0.0),
+            "feeds_model": self.feeds_model,
+            "parameters": len(params),
+            "file": self.where[0],
+            "line": self.where[1],
+        }
 
 
 class _Replay:
@@ -44,6 +123,8 @@ class _Replay:
         self._loss_seen = False
         self.terms: list[tuple[str, torch.Tensor]] = []
         self._input_prints: set[tuple[Any, ...]] = set()
+        self.derivatives = _Derivatives()
+        self.original_grad: Any = torch.autograd.grad
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -84,6 +165,8 @@ class _Replay:
             self.model = module
         if self.plan.mode == "overfit" and module is self.model and torch.is_grad_enabled():
             self._note_input(args)
+        if self.plan.mode == "derivatives" and next(module.parameters(), None) is not None:
+            self.derivatives.note_model_input(args)
         if (
             self.plan.mode == "trace"
             and module is self.model
@@ -136,6 +219,11 @@ class _Replay:
             raise StopCapture("step budget")
 
     def note_backward(self, tensor: torch.Tensor) -> None:
+        if self.plan.mode == "derivatives":
+            if tensor.dim() == 0 and self.derivatives.forced and tensor.requires_grad:
+                self.result.derivatives = self.derivatives.compare(tensor, self.original_grad)
+                raise StopCapture("traced")
+            return
         if (
             self.plan.mode == "terms"
             and tensor.dim() == 0
@@ -186,6 +274,8 @@ def main(plan_path: str, out_path: str) -> None:
     ]
     if plan.mode == "overfit":
         DataLoader.__iter__ = replay.fixed_iter(original_iter)  # type: ignore[method-assign]
+    if plan.mode == "derivatives":
+        torch.autograd.grad = replay.derivatives.wrap(replay.original_grad)
     torch.Tensor.backward = backward  # type: ignore[method-assign]
     sys.argv = [plan.script, *plan.argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(plan.script)))
@@ -223,6 +313,7 @@ def main(plan_path: str, out_path: str) -> None:
             h.remove()
         DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
+        torch.autograd.grad = replay.original_grad
     with open(out_path, "w", encoding="utf-8") as f:
         json.dump(asdict(replay.result), f)
 

@@ -10,7 +10,11 @@ change only what the experiment needs:
 - ``trace``: the script runs unchanged to step ``k``, where a dispatch mode finds the
   first operation producing a non-finite value;
 - ``terms``: at step ``k``, the gradient each recognised loss term contributes to the
-  loss that is back-propagated.
+  loss that is back-propagated;
+- ``derivatives``: ``torch.autograd.grad`` calls without ``create_graph`` (of outputs
+  with a graph, against tensors that are not parameters) are made with it; at the first
+  backward after one, the parameters' gradient is taken with and without the paths
+  through those derivatives, and whether one of them fed a model's input is noted.
 
 A subprocess per replay isolates global state; checkpoints still go to a scratch
 folder, so a replay never writes into the user's tree.
@@ -31,7 +35,7 @@ from typing import Any
 class ReplayPlan:
     script: str
     argv: list[str]
-    mode: str  # "overfit", "trace" or "terms"
+    mode: str  # "overfit", "trace", "terms" or "derivatives"
     steps: int = 150
     batch_size: int = 8
     trace_step: int = 0
@@ -52,6 +56,10 @@ class ReplayResult:
     # The model's input differed between training steps although the loaders fed one fixed
     # batch: the script transforms it at random on its way (augmentation, mixup).
     inputs_vary: bool = False
+    # "derivatives": the relative change of the parameters' gradient when the derivatives
+    # taken without a graph keep theirs, whether one of them fed a model's input, and where
+    # the first such derivative was taken.
+    derivatives: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.timed_out = self.timed_out or self.error == TIMEOUT

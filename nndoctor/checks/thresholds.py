@@ -106,6 +106,11 @@ class Thresholds:
     # The largest distance from 0 of a frame's logsumexp over the classes that CTC's input
     # may show and still be log-probabilities (log_softmax in bf16 stays within ~0.01).
     ctc_normalisation_tolerance: float = 0.05
+    # A derivative in the loss taken without its graph: the share of the gradient's norm
+    # that taking it with its graph adds. Both gradients come from one graph and the same
+    # values, so they differ only by the missing terms and float32 rounding (~1e-7); the
+    # terms may be small at initialisation (a small diffusion coefficient) and still wrong.
+    derivative_graph_change: float = 1e-4
     # --- frozen / unoptimised parameters (23), zero_grad (26, 36), train/eval mode (32)
     unchanged_update_norm: float = 0.0
     zero_grad_missing_fraction: float = 0.5  # share of later steps accumulating gradients: error

@@ -103,6 +103,18 @@ class LossCall:
 
 
 @dataclass
+class DerivativeCall:
+    """``torch.autograd.grad`` called in a training step without ``create_graph``, of
+    outputs that carry a graph, with respect to tensors the script marked as requiring a
+    gradient (not parameters): the derivative comes back as a constant, and where it is
+    part of the loss its own dependence on the weights is lost."""
+
+    inputs: int  # tensors differentiated against
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
 class CtcCall:
     """A CTC loss called during a training step, and what makes it ill-posed (counts over
     the batch; see ``stats.ctc_facts``)."""
@@ -187,6 +199,7 @@ class StepRecord:
     columns: TensorSummary | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
     ctc_calls: list[CtcCall] = field(default_factory=list)
+    derivative_calls: list[DerivativeCall] = field(default_factory=list)
     activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order
     grad_norms: dict[str, float] = field(default_factory=dict)  # param name -> norm

@@ -20,6 +20,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from nndoctor.trees import tensors
+
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
 
@@ -299,3 +301,50 @@ def dropout_masks_recorded(model: nn.Module) -> Iterator[list[RandomOpEvent]]:
     recorder = _MaskRecorder()
     with _module_stack(model, recorder.modules), recorder:
         yield recorder.events
+
+
+def graphless_derivative(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether a ``torch.autograd.grad`` call takes a derivative as a constant where it
+    could keep its graph: no ``create_graph``, outputs that carry a graph, and inputs that
+    the script marked as requiring a gradient rather than parameters or tensors computed
+    from them (a fast weight: differentiating those without the second order is a method,
+    first-order meta-learning, not an omission)."""
+    create = args[4] if len(args) > 4 else kwargs.get("create_graph", False)
+    if create or not torch.is_grad_enabled():
+        return False
+    outs = tensors(args[0] if args else kwargs.get("outputs"))
+    ins = tensors(args[1] if len(args) > 1 else kwargs.get("inputs"))
+    if not outs or not ins or not any(t.requires_grad for t in outs):
+        return False
+    return not any(isinstance(t, nn.Parameter) or t.grad_fn is not None for t in ins)
+
+
+def reaches(tensor: torch.Tensor, nodes: set[Any], limit: int = 512) -> bool:
+    """Whether ``tensor``'s autograd history passes through one of ``nodes`` (grad_fn
+    objects), looking at no more than ``limit`` nodes."""
+    stack, seen = [tensor.grad_fn], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        if node in nodes:
+            return True
+        seen.add(id(node))
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return False
+
+
+def reached_parameters(tensor: torch.Tensor, limit: int = 100_000) -> list[nn.Parameter]:
+    """The parameters ``tensor``'s autograd history accumulates gradients into."""
+    found: dict[int, nn.Parameter] = {}
+    stack, seen = [tensor.grad_fn], set()
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, nn.Parameter):
+            found.setdefault(id(variable), variable)
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
+    return list(found.values())

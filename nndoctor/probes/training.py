@@ -30,6 +30,7 @@ from nndoctor.probes.distributed import local_part
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     CtcCall,
+    DerivativeCall,
     GradClip,
     HostTransfer,
     LossCall,
@@ -43,6 +44,7 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
+from nndoctor.probes.trace import graphless_derivative
 from nndoctor.trees import first_tensor, map_tensors, tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
@@ -234,6 +236,7 @@ class TrainingProbe:
             if original is not None:
                 self._patch(F, name, self._wrap_loss(name, original))
         self._patch(F, "ctc_loss", self._wrap_ctc(F.ctc_loss))
+        self._patch(torch.autograd, "grad", self._wrap_derivative(torch.autograd.grad))
         self._patch(torch.Tensor, "backward", self._wrap_backward(torch.Tensor.backward))
         self._patch(
             torch.optim.Optimizer,
@@ -718,6 +721,27 @@ class TrainingProbe:
             return out
 
         return _standing_in_for(ctc_wrapper, original, "ctc_loss")
+
+    def _wrap_derivative(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """``torch.autograd.grad``: a derivative taken without its graph is recorded (see
+        ``DerivativeCall``); the call itself is the user's, unchanged."""
+        record_call = self._guard("derivatives", self._record_derivative_call)
+
+        def grad_wrapper(*args: Any, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled():
+                record_call(args, kwargs)
+            return original(*args, **kwargs)
+
+        return _standing_in_for(grad_wrapper, original, "grad")
+
+    def _record_derivative_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not graphless_derivative(args, kwargs):
+            return
+        calls = self._pending.record.derivative_calls
+        if len(calls) < 4:
+            file, line = user_frame()
+            count = len(tensors(args[1] if len(args) > 1 else kwargs.get("inputs")))
+            calls.append(DerivativeCall(inputs=count, file=file, line=line))
 
     def _record_ctc_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         if not isinstance(out, torch.Tensor) or not out.requires_grad:
