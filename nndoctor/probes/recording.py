@@ -236,6 +236,9 @@ class StepRecord:
     # when the target has rows; paired with sample_fingerprints where the counts agree.
     target_fingerprints: list[float] = field(default_factory=list)
     foreign_steps: int = 0  # steps of optimizers that hold none of the model's parameters
+    # The model's gradient at a backward pass, after another optimizer stepped on a loss
+    # that had reached the model too, was non-zero: not zeroed since, it carries that loss.
+    carried_gradient: bool = False
     # Clipping of the model's gradients in this step, the last call's when several ran; and
     # the total gradient norm clip_grad_norm_ measured before it clipped.
     grad_clip: GradClip | None = None

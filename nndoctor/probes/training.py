@@ -215,6 +215,12 @@ class TrainingProbe:
         ] = []
         self._unchanged_boundaries = 0
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
+        # Another network's optimizer stepped (see _note_other_optimizer); since the model's
+        # gradient was last zeroed or stepped on, a backward pass reached it, and then
+        # another optimizer stepped on that pass's gradient too (see _note_carried).
+        self._foreign_seen = False
+        self._reached_model = False
+        self._carried = False
         self.on_step_closing: Callable[[], None] | None = None
 
     # -- life cycle --------------------------------------------------------------
@@ -972,6 +978,7 @@ class TrainingProbe:
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("backward", self._note_backward)
         plain = self._guard("plain-parameters", self._note_plain_parameters)
+        carried = self._guard("carried-gradient", self._note_carried)
 
         after = self._guard("manual", self._after_backward)
 
@@ -979,6 +986,7 @@ class TrainingProbe:
             if self.model is None and self.recording.plain_parameters is None:
                 plain(tensor)
             note(tensor)
+            carried(tensor)
             result = original(tensor, *args, **kwargs)
             after()
             return result
@@ -995,6 +1003,37 @@ class TrainingProbe:
         if leaves:
             self.recording.plain_parameters = (len(leaves), sum(x.numel() for x in leaves))
 
+    def _note_carried(self, tensor: torch.Tensor) -> None:
+        """Whether this backward pass reaches the model while its gradient still holds an
+        earlier pass that another optimizer has stepped on since (a GAN's discriminator
+        loss back-propagated into the generator, then the generator's own loss added to
+        it). Walks the graph only once another network's optimizer has been seen."""
+        if not self._foreign_seen or self.model is None or tensor.grad_fn is None:
+            return
+        ids = {id(p) for _, p in self._params}
+        if not any(id(leaf) in ids for leaf in graph_leaves(tensor)):
+            return
+        if self._carried:
+            self._carried = False
+            grads = [p.grad for _, p in self._params if p.grad is not None]
+            if grads:
+                pending = self._pending
+                rec = pending.record
+                slot = pending.transfer.add(stats.param_norms(grads).sum().reshape(1))
+                pending.decoders.append(
+                    lambda: setattr(rec, "carried_gradient", pending.transfer.get(slot)[0] > 0)
+                )
+        self._reached_model = True
+
+    def _gradient_cleared(self, obj: Any) -> None:
+        """A zero_grad of the model's optimizer, or of a module holding its parameters."""
+        if obj is self.optimizer and obj is not None:
+            self._reached_model = self._carried = False
+        elif isinstance(obj, nn.Module) and self._params:
+            first = self._params[0][1]
+            if any(p is first for p in obj.parameters()):
+                self._reached_model = self._carried = False
+
     def _note_backward(self, tensor: torch.Tensor) -> None:
         pending = self._pending
         rec = pending.record
@@ -1010,9 +1049,11 @@ class TrainingProbe:
 
     def _wrap_zero_grad(self, original: Callable[..., Any]) -> Callable[..., Any]:
         boundary = self._guard("manual", self._manual_boundary)
+        cleared = self._guard("carried-gradient", self._gradient_cleared)
 
         def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
             boundary()
+            cleared(obj)
             self._pending.record.zero_grad_called = True
             return original(obj, *args, **kwargs)
 
@@ -1096,6 +1137,7 @@ class TrainingProbe:
         if not self._is_tracked(optimizer):
             self._note_other_optimizer(optimizer)
             return
+        self._reached_model = self._carried = False
         pending = self._pending
         rec = pending.record
         rec.hyperparameters = [
@@ -1159,6 +1201,8 @@ class TrainingProbe:
         self.recording.other_optimizer_params.update(mine)
         if not mine and self.model is not None:
             self._pending.record.foreign_steps += 1
+            self._foreign_seen = True
+            self._carried = self._carried or self._reached_model
 
     def _post_step_outer(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         tracked = self._guard("optimizer", self._is_tracked)(optimizer)

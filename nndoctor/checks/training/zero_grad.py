@@ -100,3 +100,78 @@ def zero_grad_missing(ctx: CheckContext) -> None:
             "grad_norm_growth": growth,
         },
     )
+
+
+@register_check(
+    id="gradient-carried-from-other-loss",
+    reasons=(18, 26),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+)
+def gradient_carried_from_other_loss(ctx: CheckContext) -> None:
+    """The model's update carries the gradient of another network's loss.
+
+    Why it matters:
+        With two networks and two optimizers (a GAN, an actor and a critic), each
+        network's update must follow its own objective. When the discriminator's loss is
+        back-propagated through the generator (``netD(fake)`` without ``.detach()``) and
+        the generator's gradient is not zeroed before its own backward pass, the
+        generator's step applies the sum of both gradients: it is pulled against its own
+        objective by the loss that the other optimizer has already stepped on.
+
+    What is measured:
+        Once another optimizer (holding none of the model's parameters) has stepped, each
+        backward pass is followed through its graph: whether it reaches the model's
+        parameters. A step is marked when a pass reached them, the other optimizer then
+        stepped, and a later pass reaches them again before the model's gradient was
+        zeroed (``zero_grad`` on its optimizer or on a module holding its parameters) with
+        that gradient still non-zero. This is a fact about the script's order of
+        operations, not an estimate: an error when it holds at more than half of the
+        observed steps where another optimizer stepped (a pattern of every iteration, not
+        an accident of one).
+
+    How to fix:
+        Detach what one network hands the other's loss (``netD(fake.detach())``), or zero
+        each network's gradient right before its own backward pass.
+
+    Example:
+        Before::
+
+            optimizerD.zero_grad(); optimizerG.zero_grad()
+            errD = criterion(netD(fake), zeros); errD.backward(retain_graph=True)
+            optimizerD.step()
+            errG = criterion(netD(fake), ones); errG.backward()
+            optimizerG.step()
+
+        After::
+
+            errD = criterion(netD(fake.detach()), zeros)
+            ...
+            optimizerG.zero_grad()
+            errG = criterion(netD(fake), ones); errG.backward()
+    """
+    steps = [s for s in ctx.recording.steps if s.foreign_steps > 0]
+    if not steps:
+        ctx.skip("no other network's optimizer stepped between the model's steps")
+    carried = [s for s in steps if s.carried_gradient]
+    ctx.note(
+        f"{len(carried)} of {len(steps)} steps with another optimizer's step carried a "
+        "gradient that optimizer had stepped on"
+    )
+    if 2 * len(carried) <= len(steps):
+        return
+    ctx.finding(
+        title="The model's update carries another network's loss",
+        message=(
+            f"At {len(carried)} of {len(steps)} steps, a loss back-propagated into the model, "
+            "another optimizer stepped on it, and the model's gradient was not zeroed before "
+            "its own backward pass added to it: each of the model's updates follows the sum "
+            "of its own objective and another network's."
+        ),
+        fix=(
+            "Detach the tensors one network hands the other's loss (netD(fake.detach())), or "
+            "zero the model's gradient right before its own backward pass."
+        ),
+        where=Where(step=carried[0].step),
+        evidence={"steps_carried": len(carried), "steps_with_other_optimizer": len(steps)},
+    )
