@@ -29,11 +29,10 @@ from nndoctor.probes.trace import (
     _NonFiniteTracer,
     graphless_derivative,
     loss_term_gradients,
-    reached_parameters,
     reaches,
     recorded_loss_terms,
 )
-from nndoctor.probes.training import user_frame
+from nndoctor.probes.training import graph_leaves, user_frame
 from nndoctor.subject import REGULARISERS, slice_batch
 from nndoctor.trees import tensors
 
@@ -86,7 +85,8 @@ class _Derivatives:
             )
 
     def compare(self, loss: torch.Tensor, original_grad: Any) -> dict[str, Any]:
-        params = [p for p in reached_parameters(loss) if p.requires_grad]
+        leaves = graph_leaves(loss, limit=100_000)
+        params = [p for p in leaves if isinstance(p, nn.Parameter) and p.requires_grad]
         norms = []
         for gate in (0.0, 1.0):
             self.gate = gate

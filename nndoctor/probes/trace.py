@@ -332,19 +332,3 @@ def reaches(tensor: torch.Tensor, nodes: set[Any], limit: int = 512) -> bool:
         seen.add(id(node))
         stack.extend(n for n, _ in getattr(node, "next_functions", ()))
     return False
-
-
-def reached_parameters(tensor: torch.Tensor, limit: int = 100_000) -> list[nn.Parameter]:
-    """The parameters ``tensor``'s autograd history accumulates gradients into."""
-    found: dict[int, nn.Parameter] = {}
-    stack, seen = [tensor.grad_fn], set()
-    while stack and len(seen) < limit:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        variable = getattr(node, "variable", None)
-        if isinstance(variable, nn.Parameter):
-            found.setdefault(id(variable), variable)
-        stack.extend(n for n, _ in getattr(node, "next_functions", ()))
-    return list(found.values())
