@@ -87,20 +87,24 @@ class _Derivatives:
     def compare(self, loss: torch.Tensor, original_grad: Any) -> dict[str, Any]:
         leaves = graph_leaves(loss, limit=100_000)
         params = [p for p in leaves if isinstance(p, nn.Parameter) and p.requires_grad]
-        norms = []
-        for gate in (0.0, 1.0):
+        # Gate closed: the script's own gradient; open: with the derivatives' own terms.
+        closed, opened = [], []
+        for gate, into in ((0.0, closed), (1.0, opened)):
             self.gate = gate
-            grads = original_grad(loss, params, retain_graph=True, allow_unused=True)
-            norms.append(
-                [
-                    g if g is not None else torch.zeros_like(p)
-                    for g, p in zip(grads, params, strict=True)
-                ]
+            grads = (
+                original_grad(loss, params, retain_graph=True, allow_unused=True) if params else ()
+            )
+            into.extend(
+                g if g is not None else torch.zeros_like(p)
+                for g, p in zip(grads, params, strict=True)
             )
         self.gate = 0.0
-        own = math.sqrt(sum(float(g.double().pow(2).sum()) for g in norms[0]))
+        own = math.sqrt(sum(float(g.double().pow(2).sum()) for g in closed))
         missing = math.sqrt(
-            sum(float((b.double() - a.double()).pow(2).sum()) for a, b in zip(*norms, strict=True))
+            sum(
+                float((b.double() - a.double()).pow(2).sum())
+                for a, b in zip(closed, opened, strict=True)
+            )
         )
         return {
             "gradient_norm": own,
