@@ -109,7 +109,6 @@ class DerivativeCall:
     gradient (not parameters): the derivative comes back as a constant, and where it is
     part of the loss its own dependence on the weights is lost."""
 
-    inputs: int  # tensors differentiated against
     file: str | None = None
     line: int | None = None
 

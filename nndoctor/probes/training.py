@@ -746,8 +746,7 @@ class TrainingProbe:
         calls = self._pending.record.derivative_calls
         if len(calls) < 4:
             file, line = user_frame()
-            count = len(tensors(args[1] if len(args) > 1 else kwargs.get("inputs")))
-            calls.append(DerivativeCall(inputs=count, file=file, line=line))
+            calls.append(DerivativeCall(file=file, line=line))
 
     def _record_ctc_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> None:
         if not isinstance(out, torch.Tensor) or not out.requires_grad:
