@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from nndoctor.checks.lab import Lab
+from nndoctor.checks.lab import Lab, training_modes
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.copying import deepcopy_detached
@@ -393,7 +393,12 @@ def check_subject(
         run.error, run.traceback = observe_error
         run.observed = run.steps_observed > 0
     datasets = {0: subject.batches.dataset} if isinstance(subject.batches, DataLoader) else {}
-    lab = Lab(subject, initial_state=initial, datasets=datasets)
+    lab = Lab(
+        subject,
+        initial_state=initial,
+        datasets=datasets,
+        modules_in_eval=training_modes(recording.steps),
+    )
     t_checks = time.perf_counter()
     _infer_task(subject, recording)
     if subject.batch_axis is None:
@@ -844,6 +849,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
     replayable = capture.phase == 1 and capture.distributed is None
     script = (capture.script, list(capture.argv)) if replayable else None
     others = [(r.name, r.module, r.args) for r in capture.other_roots]
+    modes = training_modes(capture.recording.steps)
     if subject is not None:
         return Lab(
             subject,
@@ -852,6 +858,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
             datasets=capture.datasets,
             replay_timeout=capture.timeout,
             other_models=others,
+            modules_in_eval=modes,
         )
     model = None
     if capture.model is not None:
@@ -870,6 +877,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         datasets=capture.datasets,
         replay_timeout=capture.timeout,
         other_models=others,
+        modules_in_eval=modes,
     )
 
 

@@ -9,6 +9,7 @@ the experiments say so instead of guessing.
 from __future__ import annotations
 
 import ast
+import json
 import math
 import re
 import statistics
@@ -58,10 +59,23 @@ def task_from_loss(
 
 def _select(output: Any, path: str) -> torch.Tensor:
     """Follow a path like ``output[0]['logits']`` recorded by the probe."""
-    expr = path.removeprefix("view:")
+    expr = path.rpartition("|")[2].removeprefix("view:")
     for key in re.findall(r"\[([^\]]+)\]", expr):
         output = output[ast.literal_eval(key)]
     return output
+
+
+def rearranged(out: torch.Tensor, ops: list[list[Any]]) -> torch.Tensor:
+    """``out`` put through the transposes, permutes and casts a probe recorded (see
+    ``nndoctor.probes.training.rearrangement``)."""
+    for op in ops:
+        if op[0] == "transpose":
+            out = out.transpose(op[1], op[2])
+        elif op[0] == "permute":
+            out = out.permute(*op[1:])
+        elif op[0] == "to":
+            out = out.to(getattr(torch, op[1]))
+    return out
 
 
 ALTERNATING = (
@@ -182,8 +196,12 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         optimizer.grad_clip = captured_clip(capture.recording)
 
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-        """The model output the recognised loss was applied to (a view of it, reshaped)."""
+        """The model output the recognised loss was applied to (a view of it, reshaped, or
+        its elements rearranged as the script did)."""
         out = _select(call_model(model, _inputs(batch)), link)
+        if link.startswith("rearrange:"):
+            out = rearranged(out, json.loads(link.removeprefix("rearrange:").rpartition("|")[0]))
+            return out.reshape(batch["loss_input_shape"])
         return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
 
     def output_loss(prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:

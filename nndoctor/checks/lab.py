@@ -67,6 +67,14 @@ class TrainResult:
         return min(finite) if finite else math.nan
 
 
+def training_modes(steps: list[Any]) -> frozenset[str]:
+    """The modules in eval() mode at the first observed training forward (a
+    ``StepRecord.modules_in_eval``): how the script meant its model to train, before any
+    evaluation pass could leave it in the wrong mode."""
+    first = next((s for s in steps if s.forwards > 0), None)
+    return frozenset(first.modules_in_eval) if first is not None else frozenset()
+
+
 class Lab:
     """Copies, tiny batches and short training runs for experiments."""
 
@@ -84,8 +92,13 @@ class Lab:
         datasets: dict[int, Any] | None = None,
         replay_timeout: float = 120.0,
         other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
+        modules_in_eval: frozenset[str] = frozenset(),
     ) -> None:
         self.subject = subject
+        # The modules the script kept in eval() mode while it trained (a frozen backbone's
+        # BatchNorm, a linear probe on a model in eval()): copies train the same way, or an
+        # experiment would measure a different network from the one the script trains.
+        self.modules_in_eval = modules_in_eval
         # Other trained networks the script called (a decoder, a GAN's second network):
         # (class name, a copy at its first training call, that call's positional arguments).
         self._other_models = other_models or []
@@ -320,7 +333,16 @@ class Lab:
         model = model.to(self.device)
         if dtype is not None:
             model = model.to(dtype)
+        return self.training_mode(model)
+
+    def training_mode(self, model: nn.Module) -> nn.Module:
+        """Put ``model`` (a copy of the subject's model) in the modes the script trained
+        it in: train(), except the modules the script kept in eval()."""
         model.train()
+        if self.modules_in_eval:
+            for name, module in model.named_modules():
+                if name in self.modules_in_eval:
+                    module.eval()
         return model
 
     def batches(self, n: int = 4) -> list[Any]:

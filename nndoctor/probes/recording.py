@@ -223,6 +223,8 @@ class StepRecord:
         0.0  # norm of the gradients already present when the forward began
     )
     model_training: bool = True
+    # Every module in eval() mode at the step's first forward, the model itself ("") included:
+    # the per-module modes the experiments' copies train in.
     modules_in_eval: list[str] = field(default_factory=list)
     hyperparameters: list[dict[str, Any]] = field(default_factory=list)
     forwards: int = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import os
 import re
@@ -196,6 +197,7 @@ class TrainingProbe:
         self._pending = _Pending(StepRecord(step=0))
         self._in_flight: list[_Pending] = []
         self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
+        self._output_nodes: dict[Any, tuple[str, int]] = {}
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
         # Parameter snapshots for update norms, reused step after step: a fresh copy of
@@ -386,6 +388,7 @@ class TrainingProbe:
         belongs to the other model and is dropped."""
         self._pending = _Pending(StepRecord(step=self.steps_done + 1))
         self._outputs = {}
+        self._output_nodes = {}
         rec = self.recording
         # The other model's no-grad forwards were no evaluation of this one.
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
@@ -500,11 +503,9 @@ class TrainingProbe:
             return None
         pending.started = True
         rec.model_training = module.training
-        rec.modules_in_eval = (
-            [self._names.get(id(m), "?") for m in module.modules() if not m.training]
-            if module.training
-            else []
-        )
+        rec.modules_in_eval = [
+            self._names.get(id(m), "?") for m in module.modules() if not m.training
+        ]
         present = [p.grad for _, p in self._params if p.grad is not None]
         rec.grads_present_at_forward = bool(present)
         if present:
@@ -618,7 +619,14 @@ class TrainingProbe:
     def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
         if not torch.is_grad_enabled():
             return None
-        self._outputs = {path: weakref.ref(t) for path, t in _tensors_with_paths(output)}
+        paths = _tensors_with_paths(output)
+        self._outputs = {path: weakref.ref(t) for path, t in paths}
+        # The outputs' autograd nodes, held until the next forward or step: a loss input
+        # made from an output (``model(x).transpose(1, 2)``) outlives the output's Python
+        # object, which only its graph then remembers.
+        self._output_nodes = {
+            t.grad_fn: (path, t.numel()) for path, t in paths if t.grad_fn is not None
+        }
         self._in_model_forward = False
         self._link_deferred()
         return None
@@ -963,14 +971,27 @@ class TrainingProbe:
         return decode
 
     def _link(self, inp: torch.Tensor) -> str | None:
-        """How a loss input relates to the model output: "output[...]" or "view of output[...]"."""
-        for path, ref in self._outputs.items():
-            t = ref()
-            if t is None:
-                continue
+        """How a loss input relates to the model output: the output itself ("output[...]"),
+        a reshape of it ("view:output[...]"), or its elements rearranged by transposes, then
+        reshaped and cast ("rearrange:[ops]|output[...]", see ``rearrangement``)."""
+        alive = [(path, t) for path, ref in self._outputs.items() if (t := ref()) is not None]
+        for path, t in alive:
             if t is inp:
                 return path
-            if t.numel() == inp.numel() and t.data_ptr() == inp.data_ptr() and t.dtype == inp.dtype:
+        chain = rearrangement(inp, self._output_nodes)
+        if chain is not None:
+            path, ops = chain
+            return f"rearrange:{json.dumps(ops)}|{path}" if ops else f"view:{path}"
+        for path, t in alive:
+            # Reshaped in one storage (no graph to read: a loss under no_grad's sibling, a
+            # detached view): only a contiguous tensor's reshape keeps its elements' order.
+            if (
+                t.numel() == inp.numel()
+                and t.data_ptr() == inp.data_ptr()
+                and t.dtype == inp.dtype
+                and t.is_contiguous()
+                and inp.is_contiguous()
+            ):
                 return f"view:{path}"
         return None
 
@@ -1275,6 +1296,7 @@ class TrainingProbe:
             StepRecord(step=self.steps_done if stepped else self.steps_done + 1)
         )
         self._outputs = {}
+        self._output_nodes = {}
         self._drain()
 
     def _drain(self) -> None:
@@ -1310,6 +1332,84 @@ def _accuracy(
             threshold = 0.0 if fn.endswith("logits") else 0.5
             return ((inp.detach() > threshold) == (target > 0.5)).float().mean()
     return None
+
+
+# Autograd nodes of ops that only move a tensor's elements (or change its dtype): a loss
+# input made from a model output by these alone is that output rearranged, which a copy of
+# the model can rebuild for any batch size.
+_RESHAPES = frozenset(
+    {
+        "ViewBackward0",
+        "UnsafeViewBackward0",
+        "ReshapeAliasBackward0",
+        "CloneBackward0",
+        "SqueezeBackward0",
+        "SqueezeBackward1",
+        "SqueezeBackward2",
+        "UnsqueezeBackward0",
+    }
+)
+_TRANSPOSES = frozenset({"TransposeBackward0", "TransposeBackward1", "PermuteBackward0"})
+_MAX_HOPS = 8
+
+
+def _dim(d: int) -> int:
+    # Autograd saves a negative dim as its unsigned 64-bit wrap.
+    return d - 2**64 if d >= 2**63 else int(d)
+
+
+def rearrangement(
+    inp: torch.Tensor, outputs: dict[Any, tuple[str, int]]
+) -> tuple[str, list[list[Any]]] | None:
+    """Whether ``inp`` is one of ``outputs`` (their autograd nodes: path and size) put through
+    transposes or permutes, then reshapes and dtype casts only: the output's path and the
+    ops a copy must repeat, in forward order (``["transpose", d0, d1]``, ``["permute",
+    *dims]``, ``["to", dtype]``; a final reshape to the loss input's shape is implied).
+    None for any other op on the way, or a transpose after a reshape (its dims would
+    depend on the batch size)."""
+    node, backward_ops = inp.grad_fn, []
+    for _ in range(_MAX_HOPS):
+        if node is None:
+            return None
+        if node in outputs:
+            break
+        name = type(node).__name__
+        if name in _TRANSPOSES:
+            if name == "PermuteBackward0":
+                backward_ops.append(["permute", *(_dim(d) for d in node._saved_dims)])
+            else:
+                backward_ops.append(["transpose", _dim(node._saved_dim0), _dim(node._saved_dim1)])
+        elif name == "ToCopyBackward0":
+            backward_ops.append(["to", str(inp.dtype).replace("torch.", "")])
+        elif name in _RESHAPES:
+            backward_ops.append(["reshape"])
+        else:
+            return None
+        parents = [f for f, _ in node.next_functions if f is not None]
+        if len(parents) != 1:
+            return None
+        node = parents[0]
+    else:
+        return None
+    path, numel = outputs[node]
+    if numel != inp.numel():
+        return None
+    forward = backward_ops[::-1]
+    reshaped = False
+    ops: list[list[Any]] = []
+    for op in forward:
+        if op[0] == "reshape":
+            reshaped = True
+        elif op[0] in ("transpose", "permute"):
+            if reshaped:
+                return None
+            ops.append(op)
+        elif not ops or ops[-1][0] != "to":
+            ops.append(op)
+    # A cast is repeated at the end, after the element moves: the same values either way.
+    casts = [op for op in ops if op[0] == "to"]
+    moves = [op for op in ops if op[0] != "to"]
+    return path, moves + casts[-1:]
 
 
 def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:

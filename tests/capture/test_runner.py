@@ -215,3 +215,46 @@ def test_a_stop_signal_landing_while_the_ending_is_recorded_keeps_the_scripts_en
     assert capture.stop_reason == "script raised"
     assert isinstance(capture.exception, ValueError)
     assert "the script failed" in capture.traceback
+
+
+def test_a_loss_on_a_transposed_output_is_rebuilt_for_a_cut_batch(tmp_path: Path) -> None:
+    # Scores (batch, length, classes) moved to the (batch, classes, length) layout the loss
+    # wants: the copy must move its own output the same way, for any number of samples.
+    path = _script(
+        tmp_path,
+        """
+        class Tagger(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.proj = nn.Linear(6, 5 * 3)
+            def forward(self, x):
+                return self.proj(x).reshape(len(x), 5, 3)
+
+        T = torch.stack([(Y + k) % 3 for k in range(5)], dim=1)
+        model = Tagger()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for step in range(1000):
+            i = (step * 16) % 512
+            loss = F.cross_entropy(model(X[i:i + 16]).transpose(1, 2), T[i:i + 16])
+            opt.zero_grad(); loss.backward(); opt.step()
+    """,
+    )
+    capture = run_script(path, steps=4)
+    subject, why = subject_from_capture(capture)
+    assert subject is not None, why
+    from nndoctor.subject import slice_batch
+
+    batch = subject.take_batches(1)[0]
+    model = subject.model
+    x = batch["args"][0]
+    expected = F_cross_entropy(model(x).transpose(1, 2), batch["targets"])
+    assert abs(float(subject.loss_fn(model, batch)) - float(expected)) < 1e-6
+    cut = slice_batch(batch, 4, subject)
+    assert tuple(subject.loss_input(model, cut).shape) == (4, 3, 5)
+    assert subject.loss_fn(model, cut).isfinite()
+
+
+def F_cross_entropy(inp, target):  # noqa: N802 - the functional the script calls
+    import torch.nn.functional as F
+
+    return F.cross_entropy(inp, target)

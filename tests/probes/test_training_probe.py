@@ -256,3 +256,63 @@ def test_a_namedtuple_input_and_a_dict_subclass_output_are_seen_through() -> Non
     assert "" in step.activations and "fc" in step.activations  # the output's logits
     (captured,) = probe.captured_batches[0]["args"]
     assert isinstance(captured, Batch) and torch.equal(captured.x, batch.x)
+
+
+class SequenceFirst(nn.Module):
+    """Token scores laid out (length 4, batch, 3 classes), as an RNN without batch_first
+    gives them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(10, 4 * 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).reshape(len(x), 4, 3).transpose(0, 1)
+
+
+def _tokens(y: torch.Tensor) -> torch.Tensor:
+    """Four token targets per sample, (batch, length)."""
+    return torch.stack([(y + k) % 3 for k in range(4)], dim=1)
+
+
+def test_a_reshape_of_a_transposed_output_is_linked_as_a_reshape() -> None:
+    # The reshape copies the non-contiguous output, keeping its elements' logical order.
+    rec, _ = _train(
+        SequenceFirst(),
+        make_loss=lambda out, y: nn.functional.cross_entropy(
+            out.reshape(-1, 3), _tokens(y).T.reshape(-1)
+        ),
+    )
+    assert rec.steps[0].loss_calls[0].linked_to_output == "view:output"
+
+
+def test_an_output_moved_to_the_loss_layout_is_linked_with_its_transposes() -> None:
+    import json
+
+    from nndoctor.capture.subject import rearranged
+
+    seen: list[torch.Tensor] = []
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(out.detach())
+        return nn.functional.cross_entropy(out.permute(1, 2, 0), _tokens(y))  # (batch, 3, length)
+
+    rec, _ = _train(SequenceFirst(), make_loss=loss)
+    link = rec.steps[0].loss_calls[0].linked_to_output
+    assert link is not None and link.startswith("rearrange:") and link.endswith("|output")
+    ops = json.loads(link.removeprefix("rearrange:").rpartition("|")[0])
+    assert ops == [["permute", 1, 2, 0]]
+    assert torch.equal(rearranged(seen[0], ops), seen[0].permute(1, 2, 0))
+
+
+def test_an_output_changed_on_its_way_to_the_loss_is_not_linked() -> None:
+    rec, _ = _train(mlp(), make_loss=lambda out, y: nn.functional.cross_entropy(out * 2.0, y))
+    assert rec.steps[0].loss_calls[0].linked_to_output is None
+    # Nor is a transpose taken after a reshape: its axes would depend on the batch size.
+    rec, _ = _train(
+        SequenceFirst(),
+        make_loss=lambda out, y: nn.functional.cross_entropy(
+            out.reshape(4, -1, 3).transpose(0, 1).reshape(-1, 3), _tokens(y).reshape(-1)
+        ),
+    )
+    assert rec.steps[0].loss_calls[0].linked_to_output is None

@@ -315,7 +315,8 @@ def value_cross_fit(
             with torch.no_grad():
                 scored = [rows(model, b) for b in held]
         finally:
-            model.train(was_training)
+            if was_training:
+                lab.training_mode(model)
         if any(r is None for r in scored) or len({r[0].shape[1] for r in scored}) != 1:
             raise Unreadable
         return torch.cat([r[0] for r in scored]), torch.cat([r[1] for r in scored])
@@ -541,7 +542,7 @@ def held_out_run(lab: Lab, t: Any, *, pairing: bool = False) -> HeldOut | None:
         model = lab.fresh_model()
         before = lab.evaluate(model, [held])[0]
         run = lab.train(train, t.data_experiment_steps, regularisation=False, model=model)
-        model.train()
+        lab.training_mode(model)
         after = lab.evaluate(model, [held])[0]
         return HeldOut(run, before, after, len(train), _prior_loss(lab, model, held))
 

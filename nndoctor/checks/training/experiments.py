@@ -71,7 +71,7 @@ def _evaluated(lab: Lab, model: torch.nn.Module, batch: Any) -> float:
     except (RuntimeError, ValueError, IndexError):
         return math.nan
     finally:
-        model.train()
+        lab.training_mode(model)
 
 
 def _regularised(
