@@ -90,6 +90,9 @@ class LossCall:
     input_stats: dict[str, float] = field(default_factory=dict)  # LOGIT_FIELDS
     target: TargetSummary | None = None
     linked_to_output: str | None = None  # how the input relates to the model output
+    # Where the input is the model output reshaped (its axes perhaps moved first): that
+    # output's shape before the reshape, which says what the input's rows are.
+    input_layout: tuple[int, ...] | None = None
     # The last operation that changed the input's values, from its autograd node ("sigmoid",
     # "tanh", "softmax", "clamp", "addmm", ...); "" when the input has no gradient history.
     input_op: str = ""

@@ -197,7 +197,7 @@ class TrainingProbe:
         self._pending = _Pending(StepRecord(step=0))
         self._in_flight: list[_Pending] = []
         self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
-        self._output_nodes: dict[Any, tuple[str, int]] = {}
+        self._output_nodes: dict[Any, tuple[str, tuple[int, ...]]] = {}
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
         # Parameter snapshots for update norms, reused step after step: a fresh copy of
@@ -625,7 +625,7 @@ class TrainingProbe:
         # made from an output (``model(x).transpose(1, 2)``) outlives the output's Python
         # object, which only its graph then remembers.
         self._output_nodes = {
-            t.grad_fn: (path, t.numel()) for path, t in paths if t.grad_fn is not None
+            t.grad_fn: (path, tuple(t.shape)) for path, t in paths if t.grad_fn is not None
         }
         self._in_model_forward = False
         self._link_deferred()
@@ -813,6 +813,7 @@ class TrainingProbe:
         extra = {k: _describe_kwarg(v) for k, v in kwargs.items() if k not in ("input", "target")}
         extra.update({f"arg{i}": _describe_kwarg(v) for i, v in enumerate(args[2:], start=2)})
         file, line = user_frame()
+        link, layout = self._link(inp)
         call = LossCall(
             fn=fn_name,
             input_shape=tuple(inp.shape),
@@ -822,7 +823,8 @@ class TrainingProbe:
             if isinstance(target, torch.Tensor)
             else None,
             kwargs=extra,
-            linked_to_output=self._link(inp),
+            linked_to_output=link,
+            input_layout=layout,
             input_op=producing_op(inp),
             file=file,
             line=line,
@@ -970,18 +972,19 @@ class TrainingProbe:
 
         return decode
 
-    def _link(self, inp: torch.Tensor) -> str | None:
+    def _link(self, inp: torch.Tensor) -> tuple[str | None, tuple[int, ...] | None]:
         """How a loss input relates to the model output: the output itself ("output[...]"),
         a reshape of it ("view:output[...]"), or its elements rearranged by transposes, then
-        reshaped and cast ("rearrange:[ops]|output[...]", see ``rearrangement``)."""
+        reshaped and cast ("rearrange:[ops]|output[...]", see ``rearrangement``); with the
+        shape it was reshaped from, where it was."""
         alive = [(path, t) for path, ref in self._outputs.items() if (t := ref()) is not None]
         for path, t in alive:
             if t is inp:
-                return path
+                return path, None
         chain = rearrangement(inp, self._output_nodes)
         if chain is not None:
-            path, ops = chain
-            return f"rearrange:{json.dumps(ops)}|{path}" if ops else f"view:{path}"
+            path, ops, layout = chain
+            return (f"rearrange:{json.dumps(ops)}|{path}" if ops else f"view:{path}"), layout
         for path, t in alive:
             # Reshaped in one storage (no graph to read: a loss under no_grad's sibling, a
             # detached view): only a contiguous tensor's reshape keeps its elements' order.
@@ -992,8 +995,8 @@ class TrainingProbe:
                 and t.is_contiguous()
                 and inp.is_contiguous()
             ):
-                return f"view:{path}"
-        return None
+                return f"view:{path}", tuple(t.shape)
+        return None, None
 
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("backward", self._note_backward)
@@ -1359,12 +1362,13 @@ def _dim(d: int) -> int:
 
 
 def rearrangement(
-    inp: torch.Tensor, outputs: dict[Any, tuple[str, int]]
-) -> tuple[str, list[list[Any]]] | None:
-    """Whether ``inp`` is one of ``outputs`` (their autograd nodes: path and size) put through
-    transposes or permutes, then reshapes and dtype casts only: the output's path and the
-    ops a copy must repeat, in forward order (``["transpose", d0, d1]``, ``["permute",
-    *dims]``, ``["to", dtype]``; a final reshape to the loss input's shape is implied).
+    inp: torch.Tensor, outputs: dict[Any, tuple[str, tuple[int, ...]]]
+) -> tuple[str, list[list[Any]], tuple[int, ...]] | None:
+    """Whether ``inp`` is one of ``outputs`` (their autograd nodes: path and shape) put
+    through transposes or permutes, then reshapes and dtype casts only: the output's path,
+    the ops a copy must repeat, in forward order (``["transpose", d0, d1]``, ``["permute",
+    *dims]``, ``["to", dtype]``; a final reshape to the loss input's shape is implied), and
+    the output's shape once its axes are moved (before that reshape).
     None for any other op on the way, or a transpose after a reshape (its dims would
     depend on the batch size)."""
     node, backward_ops = inp.grad_fn, []
@@ -1391,8 +1395,8 @@ def rearrangement(
         node = parents[0]
     else:
         return None
-    path, numel = outputs[node]
-    if numel != inp.numel():
+    path, shape = outputs[node]
+    if math.prod(shape) != inp.numel():
         return None
     forward = backward_ops[::-1]
     reshaped = False
@@ -1409,7 +1413,10 @@ def rearrangement(
     # A cast is repeated at the end, after the element moves: the same values either way.
     casts = [op for op in ops if op[0] == "to"]
     moves = [op for op in ops if op[0] != "to"]
-    return path, moves + casts[-1:]
+    layout = torch.empty(shape, device="meta")
+    for op in moves:
+        layout = layout.transpose(op[1], op[2]) if op[0] == "transpose" else layout.permute(*op[1:])
+    return path, moves + casts[-1:], tuple(layout.shape)
 
 
 def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:

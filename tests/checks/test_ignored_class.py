@@ -128,3 +128,67 @@ def test_a_real_class_ignored_in_sequence_first_targets_is_caught() -> None:
     )
     (finding,) = report.by_check("ignored-class")
     assert finding.evidence["inside"] > 100
+
+
+SEQ2SEQ_SCRIPT = """
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+CLASSES, VOCAB, LENGTH, PAD = 4, 30, 12, {pad}
+
+
+class Decoder(nn.Module):
+    # Reads (seq_len, batch) ids, returns (batch, seq_len, classes): batch first again.
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 16, padding_idx=0)
+        self.rnn = nn.GRU(16, 16)
+        self.out = nn.Linear(16, CLASSES)
+
+    def forward(self, words):
+        return self.out(self.rnn(self.embed(words))[0]).transpose(0, 1)
+
+
+model = Decoder()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+g = torch.Generator().manual_seed(0)
+for step in range(200):
+    words = torch.zeros(LENGTH, 16, dtype=torch.long)
+    tags = torch.full((LENGTH, 16), PAD, dtype=torch.long)
+    for i in range(16):
+        n = int(torch.randint(6, LENGTH + 1, (1,), generator=g))
+        w = torch.randint(1, VOCAB, (n,), generator=g)
+        words[:n, i] = w
+        tags[:n, i] = torch.where(w < 20, 0, 1 + w % (CLASSES - 2))
+    logits = model(words)
+    # The (seq_len, batch) tags flattened batch-major, as the output's rows run.
+    loss = F.cross_entropy(logits.reshape(-1, CLASSES), tags.t().reshape(-1), ignore_index=PAD)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def _seq2seq(tmp_path, pad: int):
+    from nndoctor.engine import Selection, check_script
+
+    path = tmp_path / "seq2seq.py"
+    path.write_text(SEQ2SEQ_SCRIPT.format(pad=pad))
+    return check_script(str(path), steps=6, selection=Selection(select=("ignored-class",)))
+
+
+@pytest.mark.silent("ignored-class")
+def test_targets_flattened_in_the_order_of_a_transposed_output_are_folded_that_way(
+    tmp_path,
+) -> None:
+    # Sequence-first inputs, a batch-first output reshaped to rows: the targets' rows run
+    # sample by sample, so the end padding stays at the end of each folded row.
+    report = _seq2seq(tmp_path, pad=CLASSES - 1)
+    assert report.result("ignored-class").status.value == "passed"
+    assert report.by_check("ignored-class") == []
+
+
+@pytest.mark.fires("ignored-class")
+def test_a_real_class_ignored_in_targets_flattened_by_the_output_is_caught(tmp_path) -> None:
+    report = _seq2seq(tmp_path, pad=0)
+    (finding,) = report.by_check("ignored-class")
+    assert finding.evidence["inside"] > 20

@@ -803,11 +803,40 @@ def _term_gradients_in_process(lab: Any, step: int = 0) -> list[dict[str, Any]]:
     return loss_term_gradients(total, terms, params)
 
 
-def _rows_of(target: torch.Tensor, inputs: list[Any], batch_axis: int = 0) -> torch.Tensor | None:
+def _flattened_order(call: Any, inputs: list[Any], batch_axis: int) -> str | None:
+    """For a loss input that is the model output reshaped to (rows, classes): whether its
+    rows run sample by sample ("samples") or position by position ("positions"), from the
+    output's shape before the reshape (``LossCall.input_layout``); None when that shape is
+    not (samples, positions, classes) in some order or the batch size does not say which
+    axis is which. The flattened targets follow the same order."""
+    layout = call.input_layout
+    n = _batch_size(inputs, batch_axis)
+    if layout is None or len(layout) != 3 or n is None or layout[-1] != call.input_shape[-1]:
+        return None
+    first, second = layout[0], layout[1]
+    if first == n != second:
+        return "samples"
+    if second == n != first:
+        return "positions"
+    return None
+
+
+def _batch_size(inputs: list[Any], batch_axis: int) -> int | None:
+    x = next((t for t in inputs if isinstance(t, torch.Tensor) and t.dim() > batch_axis), None)
+    return int(x.shape[batch_axis]) if x is not None else None
+
+
+def _rows_of(
+    target: torch.Tensor, inputs: list[Any], batch_axis: int = 0, order: str | None = None
+) -> torch.Tensor | None:
     """The targets one row per sequence: as given when 2-D, or a flattened target folded
-    back by the shape of an integer 2-D model input; ``(T, B)`` sequence-first data
-    (``batch_axis`` 1) transposed so that a row is a sequence."""
+    back in the ``order`` its loss input's rows run (``_flattened_order``) or else by the
+    shape of an integer 2-D model input; ``(T, B)`` sequence-first data (``batch_axis`` 1)
+    transposed so that a row is a sequence."""
     rows: torch.Tensor | None = None
+    n = _batch_size(inputs, batch_axis)
+    if target.dim() == 1 and order is not None and n and target.numel() % n == 0:
+        return target.reshape(n, -1) if order == "samples" else target.reshape(-1, n).t()
     if target.dim() == 2:
         rows = target
     elif target.dim() == 1:
@@ -892,11 +921,13 @@ def ignored_class(ctx: CheckContext) -> None:
     subject = lab.subject
     axis = ctx.recording.input_batch_axis()
     inside = kept = rows_seen = 0
-    for batch, inputs in zip(lab.batches(8), lab.model_inputs(8) or [()] * 8, strict=False):
+    model_inputs = lab.model_inputs(8)
+    order = _flattened_order(call, list(model_inputs[0]), axis) if model_inputs else None
+    for batch, inputs in zip(lab.batches(8), model_inputs or [()] * 8, strict=False):
         target = subject.targets(batch)
         if not isinstance(target, torch.Tensor) or target.is_floating_point():
             continue
-        rows = _rows_of(target, list(inputs), axis)
+        rows = _rows_of(target, list(inputs), axis, order)
         if rows is None:
             continue
         ignored = rows == ignore
