@@ -183,6 +183,12 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     kwargs = dict(first["loss_kwargs"])
     extra_args = tuple(first.get("loss_args", ()))
     link = first["link"]
+    # "rearrange:[ops]|path": the output moved and cast on its way to the loss.
+    moves = (
+        json.loads(link.removeprefix("rearrange:").rpartition("|")[0])
+        if link.startswith("rearrange:")
+        else None
+    )
 
     model = deepcopy_detached(capture.model)
     if capture.initial_state is not None:
@@ -199,10 +205,10 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         """The model output the recognised loss was applied to (a view of it, reshaped, or
         its elements rearranged as the script did)."""
         out = _select(call_model(model, _inputs(batch)), link)
-        if link.startswith("rearrange:"):
-            out = rearranged(out, json.loads(link.removeprefix("rearrange:").rpartition("|")[0]))
-            return out.reshape(batch["loss_input_shape"])
-        return out.reshape(batch["loss_input_shape"]) if link.startswith("view:") else out
+        if moves is not None:
+            out = rearranged(out, moves)
+        reshaped = moves is not None or link.startswith("view:")
+        return out.reshape(batch["loss_input_shape"]) if reshaped else out
 
     def output_loss(prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         return fn(prediction, batch["targets"], *extra_args, **kwargs)

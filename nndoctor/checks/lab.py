@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
 from nndoctor.copying import deepcopy_detached
+from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
 from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
@@ -67,7 +68,7 @@ class TrainResult:
         return min(finite) if finite else math.nan
 
 
-def training_modes(steps: list[Any]) -> frozenset[str]:
+def training_modes(steps: list[StepRecord]) -> frozenset[str]:
     """The modules in eval() mode at the first observed training forward (a
     ``StepRecord.modules_in_eval``): how the script meant its model to train, before any
     evaluation pass could leave it in the wrong mode."""

@@ -986,8 +986,8 @@ class TrainingProbe:
             path, ops, layout = chain
             return (f"rearrange:{json.dumps(ops)}|{path}" if ops else f"view:{path}"), layout
         for path, t in alive:
-            # Reshaped in one storage (no graph to read: a loss under no_grad's sibling, a
-            # detached view): only a contiguous tensor's reshape keeps its elements' order.
+            # A view in the output's storage made by ops the walk does not know: a reshape
+            # only when both are contiguous (then the elements keep their order).
             if (
                 t.numel() == inp.numel()
                 and t.data_ptr() == inp.data_ptr()
@@ -1384,7 +1384,7 @@ def rearrangement(
             else:
                 backward_ops.append(["transpose", _dim(node._saved_dim0), _dim(node._saved_dim1)])
         elif name == "ToCopyBackward0":
-            backward_ops.append(["to", str(inp.dtype).replace("torch.", "")])
+            backward_ops.append(["to"])
         elif name in _RESHAPES:
             backward_ops.append(["reshape"])
         else:
@@ -1398,25 +1398,23 @@ def rearrangement(
     path, shape = outputs[node]
     if math.prod(shape) != inp.numel():
         return None
-    forward = backward_ops[::-1]
+    # Every cast ends at the loss input's dtype, and casting after the element moves gives
+    # the same values: one cast at the end stands for them all.
+    cast = any(op[0] == "to" for op in backward_ops)
+    moves: list[list[Any]] = []
     reshaped = False
-    ops: list[list[Any]] = []
-    for op in forward:
+    for op in reversed(backward_ops):
         if op[0] == "reshape":
             reshaped = True
         elif op[0] in ("transpose", "permute"):
             if reshaped:
                 return None
-            ops.append(op)
-        elif not ops or ops[-1][0] != "to":
-            ops.append(op)
-    # A cast is repeated at the end, after the element moves: the same values either way.
-    casts = [op for op in ops if op[0] == "to"]
-    moves = [op for op in ops if op[0] != "to"]
+            moves.append(op)
     layout = torch.empty(shape, device="meta")
     for op in moves:
         layout = layout.transpose(op[1], op[2]) if op[0] == "transpose" else layout.permute(*op[1:])
-    return path, moves + casts[-1:], tuple(layout.shape)
+    ops = moves + ([["to", str(inp.dtype).replace("torch.", "")]] if cast else [])
+    return path, ops, tuple(layout.shape)
 
 
 def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:

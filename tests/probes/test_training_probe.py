@@ -316,3 +316,16 @@ def test_an_output_changed_on_its_way_to_the_loss_is_not_linked() -> None:
         ),
     )
     assert rec.steps[0].loss_calls[0].linked_to_output is None
+
+
+def test_an_output_cast_for_the_loss_is_linked_with_the_cast() -> None:
+    # bf16 scores cast back to float32 before the loss: one cast, after any moves.
+    rec, _ = _train(
+        SequenceFirst(),
+        make_loss=lambda out, y: nn.functional.cross_entropy(
+            out.double().float().double().permute(1, 2, 0), _tokens(y)
+        ),
+    )
+    link = rec.steps[0].loss_calls[0].linked_to_output
+    assert link == 'rearrange:[["permute", 1, 2, 0], ["to", "float64"]]|output'
+    assert rec.steps[0].loss_calls[0].input_layout == (32, 3, 4)

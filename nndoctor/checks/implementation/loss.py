@@ -833,10 +833,11 @@ def _rows_of(
     back in the ``order`` its loss input's rows run (``_flattened_order``) or else by the
     shape of an integer 2-D model input; ``(T, B)`` sequence-first data (``batch_axis`` 1)
     transposed so that a row is a sequence."""
+    if target.dim() == 1 and order is not None:
+        n = _batch_size(inputs, batch_axis)
+        if n and target.numel() % n == 0:
+            return target.reshape(n, -1) if order == "samples" else target.reshape(-1, n).t()
     rows: torch.Tensor | None = None
-    n = _batch_size(inputs, batch_axis)
-    if target.dim() == 1 and order is not None and n and target.numel() % n == 0:
-        return target.reshape(n, -1) if order == "samples" else target.reshape(-1, n).t()
     if target.dim() == 2:
         rows = target
     elif target.dim() == 1:
