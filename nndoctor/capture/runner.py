@@ -651,13 +651,15 @@ def _plan_of(calls: dict[int, list[Any]], probe: TrainingProbe) -> SchedulePlan 
     if length is not None:
         # The whole plan where it is known and not longer than a per-batch read.
         horizon = max(horizon, min(length, SCHEDULE_PLAN_BATCH_STEPS))
+    lrs = planned_rates(scheduler, optimizer, horizon)
     return SchedulePlan(
         scheduler=type(scheduler).__name__,
         per_batch=per_batch,
         steps_taken=probe.steps_done,
         scheduler_steps=n,
-        lrs=planned_rates(scheduler, optimizer, horizon),
+        lrs=lrs,
         length=length,
+        ends=0 < len(lrs) < horizon,
     )
 
 

@@ -42,6 +42,9 @@ class SchedulePlan:
     # The scheduler steps it was built for, where it says (OneCycleLR's total_steps,
     # CosineAnnealingLR's T_max, LinearLR's and PolynomialLR's total_iters).
     length: int | None = None
+    # The scheduler refused to step past the end of ``lrs`` (OneCycleLR past total_steps):
+    # the script cannot train longer than its plan.
+    ends: bool = False
 
 
 def planned_length(scheduler: Any) -> int | None:

@@ -59,6 +59,20 @@ def test_a_per_epoch_step_schedule_stepped_per_batch(tmp_path: Path) -> None:
 
 
 @pytest.mark.fires("learning-rate-schedule")
+def test_a_step_schedule_that_halves_the_epoch_first_then_collapses(tmp_path: Path) -> None:
+    # Per batch, StepLR(20, 0.1) is at a hundredth of its rate half way through the first
+    # epoch (100 batches) and below a thousandth from batch 80: 22 steps' worth at the
+    # peak rate in all, however long the run.
+    report = _check(
+        tmp_path, "SGD(model.parameters(), lr=0.1)", "StepLR(optimizer, 20, gamma=0.1)", True
+    )
+    (finding,) = report.by_check(CHECK)
+    assert finding.evidence["collapsed_at_step"] == 81
+    assert finding.evidence["median_lr_first_epoch"] > 1e-3 * 0.1
+    assert 20 < finding.evidence["learning_in_peak_steps"] < 25
+
+
+@pytest.mark.fires("learning-rate-schedule")
 def test_a_warm_up_that_never_ends(tmp_path: Path) -> None:
     report = _check(
         tmp_path,
@@ -94,6 +108,10 @@ def test_a_one_cycle_sized_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
         # One epoch's cosine, restarted every epoch: half the epoch above half the peak.
         ("SGD(model.parameters(), lr=0.1)", "CosineAnnealingLR(optimizer, T_max=100)", True),
         ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=500)", True),
+        # Sized for one epoch and stepped per batch: its anneal to max_lr / 2.5e5 ends the plan.
+        ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=100)", True),
+        # Per batch and steep, but still 100 steps' worth at the peak rate in all.
+        ("SGD(model.parameters(), lr=0.1)", "ExponentialLR(optimizer, gamma=0.99)", True),
         # Sized in epochs and stepped per epoch, as meant.
         ("SGD(model.parameters(), lr=0.01)", "OneCycleLR(optimizer, 0.1, total_steps=5)", False),
         # Sized in batches but a cosine decay: stepped per epoch it keeps its peak rate.

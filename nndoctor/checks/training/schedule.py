@@ -59,8 +59,14 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         epoch); the original scheduler, optimizer and model are untouched. One epoch
         is the length of the DataLoader that fed the steps (or the inverse of a hand-
         sliced batch's share of its tensor). A warning when, stepped per batch, the
-        planned rate stays below ``schedule_collapse_ratio`` (1e-3) of its peak so far
-        for most of the first epoch (its median over the epoch); or when the rate after
+        planned rate falls below ``schedule_collapse_ratio`` (1e-3) of its first-epoch
+        peak within the first epoch, and the whole plan read ahead (up to 5000 steps,
+        past the first epoch) adds up to less than one epoch of steps at that peak: the
+        run, however long, learns less than one pass at the chosen rate would (a
+        ``StepLR(step_size=4, gamma=0.5)`` meant per epoch gives 8 such steps in all). A
+        schedule that rises again after a dip (a restarted cosine, a cycle) plans more
+        than that and is not called out, nor is one that refuses to step past the first
+        two epochs (a OneCycleLR sized for one pass: the run cannot be longer); or when the rate after
         ``schedule_overshoot_epochs`` (3) epochs is above ``schedule_overshoot_factor``
         (3) times the rate the optimizer was given (the scheduler's ``initial_lr``) and
         still rising over the last quarter of that span. Schedules that rise by design
@@ -139,23 +145,31 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
 def _judge_collapse(
     ctx: CheckContext, plan: SchedulePlan, seen: list[float], epoch: int, ratio: float
 ) -> None:
-    ahead = max(0, epoch - plan.steps_taken)
-    first_epoch = (seen + plan.lrs[:ahead])[:epoch]
-    if len(first_epoch) < epoch:
-        return  # the plan ended before the epoch did (OneCycleLR shorter than an epoch)
-    peak = max(first_epoch)
-    typical = statistics.median(first_epoch)
-    if peak <= 0 or typical >= ratio * peak:
+    whole = seen + plan.lrs
+    first_epoch = whole[:epoch]
+    if len(whole) <= epoch or (plan.ends and len(whole) < 2 * epoch):
+        # The plan ends within the first two epochs (a OneCycleLR sized for one pass, which
+        # refuses to step further): the run is planned that short, its decay is the plan's.
         return
-    below = next(i for i, lr in enumerate(first_epoch) if lr < ratio * peak)
+    peak = max(first_epoch)
+    below = next((i for i, lr in enumerate(first_epoch) if lr < ratio * peak), None)
+    if peak <= 0 or below is None:
+        return
+    # Every step at the peak rate counts 1: a schedule that still plans at least one
+    # epoch's worth of learning after its dip (a cosine restarted, a cycle) has not ended it.
+    learning = sum(whole) / peak
+    if learning >= epoch:
+        return
     ctx.finding(
         title=f"{plan.scheduler}, stepped after every batch, ends learning within the first epoch",
         message=(
             f"{plan.scheduler} is stepped at every optimizer step; read ahead, it takes the "
             f"learning rate from {_g(peak)} to below {_g(ratio * peak)} by step {below + 1} and "
-            f"to {_g(first_epoch[-1])} at the end of the first epoch ({epoch} batches): for most "
-            "of the first pass over the data the weights barely move. A per-epoch schedule "
-            "stepped per batch decays that many times faster than meant."
+            f"to {_g(first_epoch[-1])} at the end of the first epoch ({epoch} batches). All "
+            f"{len(whole)} steps of the plan read ahead add up to {learning:.3g} steps at the "
+            f"peak rate, less than one epoch: however long the run, the weights move as if "
+            "trained for a fraction of one pass over the data. A per-epoch schedule stepped "
+            "per batch decays that many times faster than meant."
         ),
         fix=(
             "Call scheduler.step() once per epoch (outside the batch loop), or express the "
@@ -167,9 +181,11 @@ def _judge_collapse(
             "per_batch": True,
             "steps_per_epoch": epoch,
             "peak_lr": peak,
-            "median_lr_first_epoch": typical,
+            "median_lr_first_epoch": statistics.median(first_epoch),
             "lr_end_of_first_epoch": first_epoch[-1],
             "collapsed_at_step": below + 1,
+            "planned_steps_read": len(whole),
+            "learning_in_peak_steps": learning,
         },
     )
 
