@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -526,3 +527,107 @@ def test_an_encoder_and_decoder_that_keep_samples_apart_are_silent(tmp_path: Pat
     assert report.by_check("batch-dependence") == []
     detail = report.result("batch-dependence").detail
     assert "Decoder:" in detail or "Encoder:" in detail
+
+
+class TokenClassifier(nn.Module):
+    """A class token and one attention layer over a (batch, tokens, features) input; the
+    head reads the class token. With ``batch_first`` dropped, attention runs across the
+    images at each token position, and the class token, the same in every sample, only
+    ever meets copies of itself: every output is the same, whatever the inputs."""
+
+    def __init__(self, batch_first: bool, tokens: int = 5, dim: int = 8) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(2, dim)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.attn = nn.MultiheadAttention(dim, 2, batch_first=batch_first)
+        self.head = nn.Linear(dim, 3)
+        self.tokens = tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.view(x.shape[0], self.tokens, 2))  # (batch, tokens, dim)
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), h], dim=1)  # (batch, 1 + tokens, dim)
+        h = h + self.attn(h, h, h, need_weights=False)[0]
+        return self.head(h[:, 0])
+
+
+@pytest.mark.fires("batch-dependence")
+def test_attention_across_the_batch_is_found_inside_though_the_outputs_do_not_show_it() -> None:
+    model = TokenClassifier(batch_first=False)
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.where.module == "attn"
+    assert finding.evidence["outputs_unchanged"] and finding.evidence["relative_change"] > 1e-3
+
+
+class PairwiseScores(nn.Module):
+    """Per-sample embeddings, then a similarity matrix of the batch inside the model (a
+    submodule's (batch, batch) output, each entry of two samples) that is returned beside
+    them; the output scored is per sample. Then a head on tokens flattened with the batch,
+    ``(batch * tokens, n)``, with as many columns as the cut batch has samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(2, 4)
+        self.head = nn.Linear(4 * 5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x.view(x.shape[0] * 5, 2))  # (batch * 5, 4)
+        return self.head(tokens.view(x.shape[0], 20))
+
+
+class Similarity(nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z @ z.T  # (batch, batch)
+
+
+class WithSimilarity(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = PairwiseScores()
+        self.similarity = Similarity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.inner(x)
+        self.last_similarity = self.similarity(logits)
+        return logits
+
+
+@pytest.mark.silent("batch-dependence")
+@pytest.mark.parametrize(
+    "build",
+    [lambda: TokenClassifier(batch_first=True), WithSimilarity],
+    ids=["attention-batch-first", "pairs-and-flattened-tokens"],
+)
+def test_values_that_keep_samples_apart_inside_are_silent(build: Any) -> None:
+    model = build()
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("batch-dependence") == []
+    assert report.result("batch-dependence").status == "passed"
+
+
+def test_the_first_mixing_submodule_is_named_beside_a_mixing_output() -> None:
+    model = MixesBatch()
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.evidence["first_mixing_module"] in dict(model.named_modules())
+    assert "outputs_unchanged" not in finding.evidence

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,6 +16,7 @@ from torch.func import functional_call
 from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.internals import OutputKey, visit_module_outputs
 from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
 from nndoctor.probes.recording import Recording
 from nndoctor.probes.stats import holds_ids
@@ -401,7 +402,15 @@ def batch_dependence(ctx: CheckContext) -> None:
         On a copy in eval mode (BatchNorm then uses running statistics, so its legitimate
         mixing in train mode is excluded; dropout is off), the output for every sample
         before and after the *other* samples of the batch are changed. Any change beyond
-        floating-point noise is a dependence. The same for each other trained network the
+        floating-point noise (``batch_dependence_rtol``) is a dependence. Every
+        submodule's output is compared too, and the first one in forward order that
+        mixes the samples is named: its values for other samples change, whichever way
+        it holds the batch (an axis of the batch's size among its first two, that axis
+        flattened with another, batch or sequence first, or two such axes holding pairs
+        of samples, as a similarity matrix does; a tensor with no such axis is left
+        out). Mixing inside with the outputs unchanged is a finding too: the mixed
+        values reach the outputs alike for every sample (a class token that attends,
+        across the batch, only to copies of itself) or not at all. The same for each other trained network the
         script calls beside the model (a decoder beside its encoder, a GAN's second
         network; two at most), on the positional arguments of its first training call,
         batch first; a network whose call cannot be replayed so is left out.
@@ -429,17 +438,21 @@ def batch_dependence(ctx: CheckContext) -> None:
         ctx.skip(main if isinstance(main, str) else "no model input could be replayed")
     ctx.note("; ".join(m.describe() for m in measured))
     worst = max(measured, key=lambda m: m.delta)
-    if worst.delta <= ctx.thresholds.batch_dependence_rtol:
+    rtol = ctx.thresholds.batch_dependence_rtol
+    if worst.delta <= rtol:
+        _judge_internal_mixing(ctx, measured, rtol)
         return
     of = f" of {worst.network}" if worst.network else ""
+    inside = worst.first_mixing(rtol)
     ctx.finding(
         title="Samples in a batch influence each other's outputs",
         message=(
             f"Changing sample {worst.changed} of a batch of {worst.n} changed the output{of} for "
             f"sample {worst.affected} by {worst.delta:.3g} (relative), with the "
             f"{'network' if worst.network else 'model'} in eval mode: a reshape, view or reduction "
-            "mixes the batch axis."
+            "mixes the batch axis" + (f", first in `{inside[0]}`." if inside else ".")
         ),
+        where=Where(module=inside[0]) if inside else None,
         fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
         evidence={
             "changed_sample": worst.changed,
@@ -447,8 +460,47 @@ def batch_dependence(ctx: CheckContext) -> None:
             "relative_change": worst.delta,
             "batch": worst.n,
             **({"network": worst.network} if worst.network else {}),
+            **({"first_mixing_module": inside[0]} if inside else {}),
         },
     )
+
+
+def _judge_internal_mixing(ctx: CheckContext, measured: list[_Dependence], rtol: float) -> None:
+    """No output depends on another sample; a finding when a value inside a network does:
+    the mixed values reach the outputs alike for every sample, or not at all (a class
+    token that attends across the batch only to copies of itself)."""
+    for dep in measured:
+        inside = dep.first_mixing(rtol)
+        if inside is None:
+            continue
+        module, delta = inside
+        of = f" of {dep.network}" if dep.network else ""
+        ctx.finding(
+            title="Samples in a batch mix inside the model",
+            message=(
+                f"With the {'network' if dep.network else 'model'} in eval mode, changing one "
+                f"sample of a batch of {dep.n} changes the output of `{module}`{of} for other "
+                f"samples by {delta:.3g} (relative to its largest value), whichever axis is taken "
+                "as the batch's; the final outputs do not show it, so the mixed values reach them "
+                "alike for every sample or not at all. An attention, recurrence or reduction "
+                "runs along the batch axis: nn.MultiheadAttention or nn.Transformer*Layer without "
+                "batch_first=True fed (batch, sequence, features), an RNN fed the batch on the "
+                "wrong axis, a transpose missing."
+            ),
+            fix=(
+                "Give sequence layers the layout they expect: batch_first=True for batch-first "
+                "tensors, or transpose to (sequence, batch, features) before them."
+            ),
+            where=Where(module=module),
+            evidence={
+                "module": module,
+                "relative_change": delta,
+                "batch": dep.n,
+                "outputs_unchanged": True,
+                **({"network": dep.network} if dep.network else {}),
+            },
+        )
+        return
 
 
 @dataclass
@@ -463,6 +515,13 @@ class _Dependence:
     network: str = ""  # a network beside the model (its class), or "" for the model
     batch_norm: bool = False
     changes: int = 0  # samples changed in turn (all n unless fewer were)
+    # Each submodule output's largest relative change of other samples' values, in forward
+    # order (see _InternalMixing).
+    inside: list[tuple[str, float]] = field(default_factory=list)
+
+    def first_mixing(self, rtol: float) -> tuple[str, float] | None:
+        """The first submodule whose output mixes the samples beyond ``rtol``."""
+        return next(((name, d) for name, d in self.inside if d > rtol), None)
 
     def describe(self) -> str:
         where = f"{self.network}: " if self.network else ""
@@ -530,21 +589,33 @@ def _dependence(
 ) -> _Dependence | None:
     """Each sample along ``axis`` (the first ``changes`` of them) changed in turn; the
     largest relative change of another sample's output (None when the output holds no
-    batch)."""
+    batch), and the first submodule whose own output mixes the samples."""
     first = next(a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis)
     n = first.shape[axis]
     lead = tuple(first.shape[: axis + 1])
     device = _device_of(model)
+    inside = _InternalMixing(n)
     with torch.no_grad():
         with same_noise(device):
-            base = _batch_outputs(call(model, args), n, axis, lead)
+            base = _batch_outputs(
+                visit_module_outputs(model, lambda: call(model, args), inside.keep),
+                n,
+                axis,
+                lead,
+            )
         if not base:
             return None
         worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
         for j in range(worst.changes):
             changed = _perturb_sample(args, j, n, axis)
+            inside.changed = j
             with same_noise(device):
-                outs = _batch_outputs(model(*changed), n, axis, lead)
+                outs = _batch_outputs(
+                    visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
+                    n,
+                    axis,
+                    lead,
+                )
             for i in range(n):
                 if i == j:
                     continue
@@ -554,7 +625,71 @@ def _dependence(
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
     worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())
+    worst.inside = inside.in_forward_order()
     return worst
+
+
+class _InternalMixing:
+    """Which submodule outputs mix the ``n`` samples of a batch: for each, the smallest
+    relative change of the other samples' values when one sample changed, over every way
+    the tensor can hold the batch (an axis of ``n`` among its first two, one of them
+    holding the batch flattened with another axis, batch first or sequence first, or two
+    axes of ``n`` holding pairs of samples, as a similarity matrix does). A tensor with no
+    such axis is left out; the scale is the tensor's largest value, so rows of zeros
+    (padding) do not turn rounding into a change."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.changed = -1
+        self.base: dict[OutputKey, torch.Tensor] = {}
+        self.order: dict[OutputKey, int] = {}
+        self.worst: dict[OutputKey, float] = {}
+
+    def keep(self, key: OutputKey, t: torch.Tensor) -> None:
+        self.order.setdefault(key, len(self.order))
+        self.base[key] = t.clone()
+
+    def compare(self, key: OutputKey, t: torch.Tensor) -> None:
+        a = self.base.get(key)
+        if a is None or a.shape != t.shape:
+            return
+        delta = self._mixing(a, t)
+        if delta is not None and delta > self.worst.get(key, 0.0):
+            self.worst[key] = delta
+
+    def _mixing(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
+        n, j = self.n, self.changed
+        scale = float(a.abs().max()) + 1e-12
+        diff = (a - b).abs()
+        found: list[float] = []
+        sized = [ax for ax in range(min(2, a.dim())) if a.shape[ax] == n]
+        for ax in sized:
+            found.append(float(_others(diff, ax, j).max()) / scale if n > 1 else 0.0)
+        for ax in range(min(2, a.dim())):
+            size = a.shape[ax]
+            if size > n and size % n == 0:
+                for folded, at in (
+                    (diff.unflatten(ax, (n, size // n)), ax),
+                    (diff.unflatten(ax, (size // n, n)), ax + 1),
+                ):
+                    found.append(float(_others(folded, at, j).max()) / scale)
+        if len(sized) == 2:
+            rest = diff.clone()
+            rest.select(0, j).zero_()
+            rest.select(1, j).zero_()
+            found.append(float(rest.max()) / scale)
+        return min(found) if found else None
+
+    def in_forward_order(self) -> list[tuple[str, float]]:
+        """(submodule, its largest relative change of other samples' values) in forward order."""
+        keys = sorted(self.worst, key=lambda k: self.order[k])
+        return [(k[0], self.worst[k]) for k in keys]
+
+
+def _others(diff: torch.Tensor, axis: int, j: int) -> torch.Tensor:
+    """``diff`` without index ``j`` along ``axis``."""
+    keep = [i for i in range(diff.shape[axis]) if i != j]
+    return diff.index_select(axis, torch.tensor(keep, device=diff.device))
 
 
 def _batch_outputs(

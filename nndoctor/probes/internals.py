@@ -1,0 +1,51 @@
+"""Every submodule's outputs during one call of a model copy, handed to a callback.
+
+Experiments that ask where inside a network something happens (which layer first mixes
+the samples of a batch) read the intermediate values this way. The hooks live for one
+call and are removed in ``finally``; the callback gets each float tensor a submodule
+returns, in forward order, keyed by the submodule's name, the call's index among that
+submodule's calls (a block reused) and the tensor's index among its outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndoctor.trees import tree_leaves
+
+OutputKey = tuple[str, int, int]  # (module name, call of that module, tensor among its outputs)
+
+
+def visit_module_outputs(
+    model: nn.Module,
+    run: Callable[[], Any],
+    on_output: Callable[[OutputKey, torch.Tensor], None],
+) -> Any:
+    """``run()`` with ``on_output`` called on every float tensor each submodule (the model
+    itself left out) returns; ``run``'s result."""
+    calls: dict[str, int] = {}
+    handles = []
+
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            k = calls.get(name, 0)
+            calls[name] = k + 1
+            leaves = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
+            for i, t in enumerate(leaves):
+                if t.is_floating_point() and t.dim() > 0:
+                    on_output((name, k, i), t.detach())
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook_for(name)))
+        return run()
+    finally:
+        for h in handles:
+            h.remove()
