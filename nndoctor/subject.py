@@ -547,6 +547,79 @@ def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
     return out
 
 
+class _Unjoinable(Exception):
+    """Batches whose parts cannot be set end to end along the batch axis."""
+
+
+def join_batches(batches: list[Any], subject: Subject | None) -> Any | None:
+    """The batches set end to end along the batch axis (first only): tensors holding the
+    batch concatenated, lists of samples joined, everything else equal in every batch
+    and kept once; a captured batch's ``loss_input_shape`` grown with it. None for
+    batches that disagree elsewhere (sequences padded to each batch's own length, a
+    batch-first axis not first)."""
+    if not batches or _axis(subject) != 0:
+        return None
+    sizes = [batch_size_of(b, subject) for b in batches]
+    if any(n is None for n in sizes) or any(len(leading_sizes(b)) > 1 for b in batches):
+        return None
+
+    def join(parts: list[Any], key: str = "") -> Any:
+        first = parts[0]
+        if key == "loss_input_shape":
+            shapes = [tuple(p) for p in parts]
+            if any(len(x) != len(shapes[0]) or x[1:] != shapes[0][1:] for x in shapes):
+                raise _Unjoinable
+            return (sum(x[0] for x in shapes), *shapes[0][1:])
+        if isinstance(first, torch.Tensor):
+            if not all(isinstance(p, torch.Tensor) for p in parts):
+                raise _Unjoinable
+            if all(p.dim() > 0 and p.shape[0] == n for p, n in zip(parts, sizes, strict=True)):
+                if any(p.shape[1:] != first.shape[1:] or p.dtype != first.dtype for p in parts):
+                    raise _Unjoinable
+                return torch.cat(parts)
+            if all(p.shape == first.shape and bool(torch.equal(p, first)) for p in parts):
+                return first
+            raise _Unjoinable
+        if isinstance(first, tuple):
+            if any(not isinstance(p, tuple) or len(p) != len(first) for p in parts):
+                raise _Unjoinable
+            return tuple(join([p[i] for p in parts]) for i in range(len(first)))
+        if isinstance(first, list):
+            if all(isinstance(p, list) and len(p) == n for p, n in zip(parts, sizes, strict=True)):
+                return [item for p in parts for item in p]
+            if any(not isinstance(p, list) or len(p) != len(first) for p in parts):
+                raise _Unjoinable
+            return [join([p[i] for p in parts]) for i in range(len(first))]
+        if isinstance(first, dict):
+            if any(not isinstance(p, dict) or p.keys() != first.keys() for p in parts):
+                raise _Unjoinable
+            return {k: join([p[k] for p in parts], k) for k in first}
+        if all(p == first for p in parts):
+            return first
+        raise _Unjoinable
+
+    try:
+        return join(batches)
+    except _Unjoinable:
+        return None
+
+
+def redeal(batches: list[Any], subject: Subject | None, seed: int = 0) -> list[Any] | None:
+    """The samples of ``batches`` dealt anew into batches of the same sizes, in a random
+    order (seeded): what a shuffled loader would have fed. None where the batches cannot
+    be joined (see ``join_batches``)."""
+    pooled = join_batches(batches, subject)
+    if pooled is None:
+        return None
+    sizes = [batch_size_of(b, subject) or 0 for b in batches]
+    order = torch.randperm(sum(sizes), generator=torch.Generator().manual_seed(seed)).tolist()
+    out, start = [], 0
+    for n in sizes:
+        out.append(take_samples(pooled, order[start : start + n], subject))
+        start += n
+    return out
+
+
 def _cut_shape(
     shape: tuple[int, ...], axis: int, n: int, lead: tuple[int, ...], index: list[int]
 ) -> tuple[int, ...]:

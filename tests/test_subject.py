@@ -56,3 +56,31 @@ def test_batch_sizes_of_a_namedtuple_batch_and_a_dict_subclass() -> None:
     mixed = ModelOutput(ids=torch.zeros(10), offsets=torch.arange(3), loss_input_shape=(3, 5))
     assert leading_sizes(mixed) == {10, 3}
     assert batch_size_of(ModelOutput(x=torch.zeros(6, 2)), None) == 6
+
+
+def test_captured_batches_are_joined_and_dealt_anew_with_each_input_beside_its_target() -> None:
+    from nndoctor.subject import join_batches, redeal
+
+    batches = [
+        {
+            "args": (torch.arange(4 * k, 4 * k + 4).float().unsqueeze(1),),
+            "kwargs": {},
+            "targets": torch.arange(4 * k, 4 * k + 4),
+            "loss_input_shape": (4, 1),
+            "loss_fn": "mse_loss",
+        }
+        for k in range(3)
+    ]
+    joined = join_batches(batches, None)
+    assert joined["targets"].tolist() == list(range(12))
+    assert joined["loss_input_shape"] == (12, 1) and joined["loss_fn"] == "mse_loss"
+    dealt = redeal(batches, None)
+    assert [batch_size_of(b, None) for b in dealt] == [4, 4, 4]
+    for b in dealt:
+        assert b["args"][0].squeeze(1).long().tolist() == b["targets"].tolist()
+        assert b["loss_input_shape"] == (4, 1)
+    assert sorted(v for b in dealt for v in b["targets"].tolist()) == list(range(12))
+    assert [b["targets"].tolist() for b in dealt] != [b["targets"].tolist() for b in batches]
+    # Sequences padded to each batch's own length cannot be set end to end.
+    ragged = [(torch.zeros(2, 5), torch.zeros(2)), (torch.zeros(2, 7), torch.zeros(2))]
+    assert join_batches(ragged, None) is None and redeal(ragged, None) is None

@@ -199,3 +199,44 @@ def chi_square_above_p(x: float, dof: float) -> float:
         if abs(d * c - 1.0) < _BETA_EPS:
             break
     return min(1.0, result * math.exp(log_front))
+
+
+def homogeneity_p(counts: list[list[float]]) -> float:
+    """The chi-square test of homogeneity: p that the rows of a contingency table (groups
+    by categories) share one distribution. Categories no row holds are left out; 1.0 for
+    fewer than two rows or categories."""
+    rows = [r for r in counts if sum(r) > 0]
+    if len(rows) < 2:
+        return 1.0
+    columns = [j for j in range(len(rows[0])) if sum(r[j] for r in rows) > 0]
+    if len(columns) < 2:
+        return 1.0
+    total = sum(r[j] for r in rows for j in columns)
+    row_sums = [sum(r[j] for j in columns) for r in rows]
+    col_sums = [sum(r[j] for r in rows) for j in columns]
+    statistic = 0.0
+    for r, rs in zip(rows, row_sums, strict=True):
+        for j, cs in zip(columns, col_sums, strict=True):
+            expected = rs * cs / total
+            statistic += (r[j] - expected) ** 2 / expected
+    return chi_square_above_p(statistic, (len(rows) - 1) * (len(columns) - 1))
+
+
+def one_way_anova_p(groups: list[list[float]]) -> float:
+    """The one-way analysis of variance: p that groups of values share one mean (the F-test
+    of the spread between group means against the spread within them). 1.0 for fewer than
+    two groups, too few values, or no spread within the groups."""
+    groups = [g for g in groups if g]
+    n = sum(len(g) for g in groups)
+    k = len(groups)
+    if k < 2 or n <= k:
+        return 1.0
+    grand = sum(sum(g) for g in groups) / n
+    means = [sum(g) / len(g) for g in groups]
+    between = sum(len(g) * (m - grand) ** 2 for g, m in zip(groups, means, strict=True)) / (k - 1)
+    within = sum((v - m) ** 2 for g, m in zip(groups, means, strict=True) for v in g) / (n - k)
+    if within <= 0.0:
+        return 1.0 if between <= 0.0 else 0.0
+    f = between / within
+    d1, d2 = k - 1, n - k
+    return regularized_beta(d2 / (d2 + d1 * f), d2 / 2.0, d1 / 2.0)

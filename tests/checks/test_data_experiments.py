@@ -531,3 +531,37 @@ def test_a_real_run_ending_below_the_null_runs_passes_where_held_out_samples_do_
 ) -> None:
     report = _disconnected_but_lucky(monkeypatch, held_out_correct=140)  # 27%, p ~ 0.15
     assert report.result("labels-not-connected").status == "passed"
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_data_fed_sorted_by_class_is_dealt_anew_and_its_pairing_found() -> None:
+    # Sorted by class, the first batches hold one class each: copies trained one class at
+    # a time, and halves that hold out classes the copies never saw, would make a real
+    # pairing look missing. The experiments deal the same samples anew instead.
+    x, y = blobs(n=512, classes=4)
+    order = torch.argsort(y, stable=True)
+    model = mlp(classes=4)
+    report = run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x[order], y[order]),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+        thresholds=NO_RUN_EVIDENCE,
+    )
+    assert report.by_check("labels-not-connected") == []
+    assert "the labels follow the inputs" in report.result("labels-not-connected").detail
+
+
+def test_only_data_fed_in_order_is_dealt_anew() -> None:
+    from nndoctor.checks.data.experiments import fed_in_order
+    from nndoctor.subject import Subject
+
+    subject = Subject(model=mlp(), batches=lambda: [], loss_fn=nn.CrossEntropyLoss())
+    x, y = blobs(n=256, classes=4)
+    assert not fed_in_order(batches(x, y), subject, 0.01)
+    order = torch.argsort(y, stable=True)
+    assert fed_in_order(batches(x[order], y[order]), subject, 0.01)
+    values = torch.linspace(0, 1, 256).unsqueeze(1)
+    assert fed_in_order(batches(x, values), subject, 0.01)
+    assert not fed_in_order(batches(x, values[torch.randperm(256)]), subject, 0.01)

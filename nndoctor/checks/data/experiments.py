@@ -16,9 +16,9 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.significance import mean_above_zero_p
+from nndoctor.checks.significance import homogeneity_p, mean_above_zero_p, one_way_anova_p
 from nndoctor.probes.recording import Recording
-from nndoctor.subject import Subject
+from nndoctor.subject import Subject, redeal
 from nndoctor.trees import map_tensors
 
 
@@ -233,6 +233,8 @@ def cross_fit(
         steps = t.data_experiment_steps
     if len(batches) < 4:
         return None
+    if pairing or extended:
+        batches, _ = dealt(lab, subject, t, batches, "extended" if extended else "pairing")
 
     def compute() -> CrossFit | None:
         half = len(batches) // 2
@@ -266,6 +268,54 @@ def cross_fit(
     return lab.memo(f"data-cross-fit-{key}", compute)
 
 
+def fed_in_order(batches: list[Any], subject: Subject, alpha: float) -> bool:
+    """Whether the batches' targets differ between batches beyond chance: class labels by
+    the chi-square test of homogeneity of their counts per batch (targets below zero, an
+    ignore_index, left out), values by the one-way analysis of variance of their
+    per-sample means; each at ``alpha``. Data fed sorted or one class per batch do;
+    batches drawn at random from one dataset do at the rate ``alpha``. False for targets
+    that are neither."""
+    targets = [subject.targets(b) for b in batches]
+    if len(targets) < 2 or not all(
+        isinstance(x, torch.Tensor) and x.dim() > 0 and x.numel() > 0 for x in targets
+    ):
+        return False
+    if all(not x.is_floating_point() for x in targets):
+        labels = [x.reshape(-1).long().cpu() for x in targets]
+        labels = [v[v >= 0] for v in labels]
+        if not any(v.numel() for v in labels):
+            return False
+        size = max(int(v.max()) for v in labels if v.numel()) + 1
+        counts = [torch.bincount(v, minlength=size).double().tolist() for v in labels]
+        return homogeneity_p(counts) < alpha
+    if all(x.is_floating_point() for x in targets):
+        groups = [x.reshape(x.shape[0], -1).double().mean(1).cpu().tolist() for x in targets]
+        return one_way_anova_p(groups) < alpha
+    return False
+
+
+def dealt(
+    lab: Lab, subject: Subject, t: Any, batches: list[Any], key: str
+) -> tuple[list[Any], bool]:
+    """The pairing experiments' batches: ``batches`` as captured, or, where the script fed
+    them in an order that sorts their targets (``fed_in_order`` at ``label_pairing_alpha``),
+    their samples dealt anew at random into batches of the same sizes, as a shuffled
+    loader would have. The pairing of each input with its target is kept; only the order
+    goes, which is loader-not-shuffled's, targets-sorted's and single-label-batches' to
+    judge. Copies trained on one class at a time, or cross-fitted on halves that hold out
+    classes they never saw, would show labels that do not follow their inputs when they
+    do. Batches that cannot be joined stay as captured (memoised by ``key``). With them,
+    whether they were dealt anew."""
+
+    def compute() -> tuple[list[Any], bool]:
+        if not fed_in_order(batches, subject, t.label_pairing_alpha):
+            return batches, False
+        anew = redeal(batches, subject)
+        return (anew, True) if anew is not None else (batches, False)
+
+    return lab.memo(f"dealt-{key}", compute)
+
+
 def _standardised(x: torch.Tensor) -> torch.Tensor:
     """Each column standardised over the rows; columns that do not vary become zero."""
     x = x - x.mean(0, keepdim=True)
@@ -277,7 +327,8 @@ def value_cross_fit(
     lab: Lab, subject: Subject, t: Any, *, extended: bool = False
 ) -> ValueCrossFit | None:
     """The pairing tests' cross-fit for targets without class scores, memoised: two copies,
-    each trained on half of the pairing batches, predict the other half at each look
+    each trained on half of the pairing batches (dealt anew where they were fed in
+    order, see ``dealt``), predict the other half at each look
     (``pairing_looks``: after all of their steps, half, a quarter); their predictions (what the loss
     consumes) and the targets, one row per sample, are compared by ``ValueCrossFit``.
     ``extended``: over up to ``pairing_extended_batches`` for ``pairing_extended_steps``.
@@ -291,6 +342,7 @@ def value_cross_fit(
         steps = t.data_experiment_steps
     if len(batches) < 4:
         return None
+    batches, _ = dealt(lab, subject, t, batches, "extended" if extended else "pairing")
     looks = sorted({max(1, steps >> k) for k in range(max(t.pairing_looks, 1))})
 
     def rows(model: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -736,7 +788,16 @@ def labels_not_connected(ctx: CheckContext) -> None:
         inputs are predicted no better than by their own frequencies, and a constant
         fitted to the batch errs in its own favour). Then a cross-fit: copies trained on
         half the captured batches (``pairing_experiment_batches``, 8, of up to
-        ``pairing_batch_size``, 64, samples) predict the other half. For classification,
+        ``pairing_batch_size``, 64, samples) predict the other half. Where the batches' targets
+        differ beyond chance (data fed sorted, one class per batch: the chi-square test of
+        homogeneity, or for values the one-way analysis of variance, at
+        ``label_pairing_alpha``), every experiment here runs on the same samples dealt
+        anew into batches at random, each input with its own target: the order is for
+        loader-not-shuffled, targets-sorted and single-label-batches to judge, and copies
+        trained on one class at a time, or held out a class they never saw, would show a
+        pairing that is there as missing. Where the shuffled-label runs'
+        samples all hold one label, no permutation changes them: without a cross-fit
+        showing the pairing the experiment is inconclusive. For classification,
         if their held-out accuracy beats the share of the most frequent label (one-sided
         binomial test at ``label_pairing_alpha``, 1%: with labels independent of the
         inputs no predictor does better, so this is the test's error rate) the labels
@@ -804,7 +865,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
     gens = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
     shuffled: list[list[Any]] = [[] for _ in gens]
     labels: list[int] = []
-    for batch in _batches(lab, t):
+    pool, anew = dealt(lab, subject, t, _batches(lab, t), "data")
+    for batch in pool:
         target = subject.targets(batch)
         if not isinstance(target, torch.Tensor) or target.dim() == 0 or target.shape[0] < 2:
             ctx.skip("the targets are not a tensor with a batch axis")
@@ -838,7 +900,23 @@ def labels_not_connected(ctx: CheckContext) -> None:
         if p < t.label_pairing_alpha:
             ctx.note(f"{fit.describe()}: the labels follow the inputs")
             return
-    real = real_run(lab, t)
+    if labels and len(set(labels)) < 2:
+        # Every permutation of one label is the same labels: the permuted runs are no null.
+        ctx.inconclusive(
+            f"the shuffled-label runs' {len(labels)} samples all hold label {labels[0]}, which no "
+            "permutation changes"
+            + (f", and {fit.describe()}" if fit is not None and fit.total else "")
+            + ": inconclusive"
+        )
+        return
+    real = (
+        real_run(lab, t)
+        if not anew
+        else lab.memo(
+            "data-real-dealt",
+            lambda: lab.train(pool, t.data_experiment_steps, regularisation=False),
+        )
+    )
     perm_run, again = (
         lab.train(b, t.data_experiment_steps, regularisation=False) for b in shuffled
     )
