@@ -126,6 +126,9 @@ class Thresholds:
     metric_loss_drop: float = 0.5  # the loss fell by this share...
     metric_accuracy_gain_min: float = 0.02  # ...while accuracy gained less than this
     metric_accuracy_ceiling: float = 0.9  # (unless accuracy is already this high)
+    # An optimizer over another network whose last steps, this many at least, found no
+    # gradient on any of its parameters (other-network-not-training).
+    gradless_steps_min: int = 3
     # --- layers (24, 25)
     batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
     # Change of a next-token model's outputs before the tokens replaced, relative, in the

@@ -323,6 +323,18 @@ class ModeAfterEvaluation:
 
 
 @dataclass
+class OtherOptimizer:
+    """An optimizer over another network (none of the model's parameters): at each of its
+    steps, the model's step count then and whether any of its parameters had a gradient
+    (a parameter without one is skipped by every torch optimizer: the step moves nothing)."""
+
+    name: str  # its class
+    params: int
+    steps: list[int] = field(default_factory=list)
+    with_grad: list[bool] = field(default_factory=list)
+
+
+@dataclass
 class Recording:
     """Everything the probes saw while real training steps ran."""
 
@@ -333,6 +345,8 @@ class Recording:
     in_optimizer: set[str] = field(default_factory=set)
     param_groups: dict[str, int] = field(default_factory=dict)  # parameter -> group index
     other_optimizer_params: set[str] = field(default_factory=set)  # stepped by another optimizer
+    # Optimizers over other networks (a GAN's second network), in the order first seen.
+    other_optimizers: list[OtherOptimizer] = field(default_factory=list)
     module_types: dict[str, str] = field(default_factory=dict)  # name -> class name, for messages
     # name -> class, for kinds of layer (a subclass of nn.ReLU is a ReLU); see module_class.
     module_classes: dict[str, type] = field(default_factory=dict)

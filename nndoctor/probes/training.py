@@ -35,6 +35,7 @@ from nndoctor.probes.recording import (
     GradClip,
     HostTransfer,
     LossCall,
+    OtherOptimizer,
     ProbeCrash,
     Recording,
     StepRecord,
@@ -221,6 +222,7 @@ class TrainingProbe:
         # gradient was last zeroed or stepped on, a backward pass reached it, and then
         # another optimizer stepped on that pass's gradient too (see _note_carried).
         self._foreign_seen = False
+        self._other_optimizers: dict[int, OtherOptimizer] = {}
         self._reached_model = False
         self._carried = False
         self.on_step_closing: Callable[[], None] | None = None
@@ -1223,9 +1225,24 @@ class TrainingProbe:
         mine = [names[id(p)] for g in optimizer.param_groups for p in g["params"] if id(p) in names]
         self.recording.other_optimizer_params.update(mine)
         if not mine and self.model is not None:
+            self._note_foreign_step(optimizer)
             self._pending.record.foreign_steps += 1
             self._foreign_seen = True
             self._carried = self._carried or self._reached_model
+
+    def _note_foreign_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Whether any parameter of another network's optimizer has a gradient at its step
+        (no device sync: ``grad is None`` is known on the host)."""
+        entry = self._other_optimizers.get(id(optimizer))
+        if entry is None:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            entry = OtherOptimizer(type(optimizer).__name__, len(params))
+            self._other_optimizers[id(optimizer)] = entry
+            self.recording.other_optimizers.append(entry)
+        entry.steps.append(self.steps_done)
+        entry.with_grad.append(
+            any(p.grad is not None for g in optimizer.param_groups for p in g["params"])
+        )
 
     def _post_step_outer(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         tracked = self._guard("optimizer", self._is_tracked)(optimizer)

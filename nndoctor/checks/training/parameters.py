@@ -464,6 +464,119 @@ def params_not_changing(ctx: CheckContext) -> None:
         )
 
 
+@register_check(
+    id="optimizer-without-gradients",
+    reasons=(23,),
+    severity="error",
+    explains=causes.FIT_SYMPTOMS,
+)
+def optimizer_without_gradients(ctx: CheckContext) -> None:
+    """An optimizer keeps stepping, but none of its parameters has a gradient any more.
+
+    Why it matters:
+        Scripts that train two networks (a GAN's generator and critic, an actor and a
+        critic) switch each network's ``requires_grad`` off while the other one trains,
+        or compute one loss under ``no_grad`` or from detached outputs. Forget to switch
+        it back on, and that network's optimizer keeps stepping over parameters without
+        gradients: every torch optimizer skips those, so the network stays where it
+        stopped, and the one trained against it learns against a frozen opponent.
+        Nothing fails; the losses just stop meaning anything.
+
+    What is measured:
+        At every step of the model's optimizer, and of every optimizer over another
+        network (none of the model's parameters), whether any of its parameters had a
+        gradient (``grad`` not None; no device sync). A finding when the last
+        ``gradless_steps_min`` (3) steps or more, to the end of the observation, found
+        none: after steps with gradients (the network stopped training), or, for another
+        network, at every step (it never trained). A model whose optimizer never met a
+        gradient is for params-without-grad and zero-grad-missing to explain (a
+        ``zero_grad`` between backward and step). Gradients that are all zero are not
+        called out (the step may still move parameters, by momentum or weight decay).
+
+    How to fix:
+        Switch ``requires_grad`` back on before the network's own update (or use
+        ``torch.no_grad()`` / ``.detach()`` where the other network is only read), and
+        compute its loss with gradients enabled.
+
+    Example:
+        Before::
+
+            for p in critic.parameters():
+                p.requires_grad_(False)    # for the generator step ...
+            g_loss.backward(); opt_g.step()
+            # ... never switched back: the critic's next steps move nothing
+
+        After::
+
+            for p in critic.parameters():
+                p.requires_grad_(True)     # before the critic's own step
+    """
+    t = ctx.thresholds
+    rec = ctx.recording
+    histories = []
+    stepped = [s for s in rec.steps if s.hyperparameters]
+    if stepped and rec.step_source != "manual":
+        histories.append(
+            (
+                "the model's optimizer",
+                "the model",
+                [s.step for s in stepped],
+                [bool(s.grad_norms) for s in stepped],
+                False,
+            )
+        )
+    for k, other in enumerate(rec.other_optimizers):
+        histories.append(
+            (
+                f"{other.name} #{k + 1} over another network",
+                f"another network ({other.params} parameter(s), none of the model's)",
+                other.steps,
+                other.with_grad,
+                True,
+            )
+        )
+    if not histories:
+        ctx.skip("no optimizer step was observed")
+    notes = []
+    for label, network, steps, with_grad, other in histories:
+        tail = 0
+        for had in reversed(with_grad):
+            if had:
+                break
+            tail += 1
+        notes.append(f"{label}: {len(steps)} step(s), the last {tail} without any gradient")
+        if tail < t.gradless_steps_min or (tail == len(steps) and not other):
+            continue
+        first = steps[len(steps) - tail]
+        since = (
+            "at any of its steps"
+            if tail == len(steps)
+            else f"from the script's step {first} on, after {len(steps) - tail} step(s) with gradients"
+        )
+        ctx.finding(
+            title=f"The optimizer of {network.split(' (')[0]} steps over parameters without gradients",
+            message=(
+                f"The optimizer of {network} stepped {len(steps)} time(s) while observed; none of "
+                f"its parameters had a gradient {since}: {tail} step(s) in a row to the end of the "
+                "observation. Every torch optimizer skips parameters without a gradient, so that "
+                "network no longer trains, and a network trained against it learns against one "
+                "frozen where it stopped."
+            ),
+            fix=(
+                "Switch requires_grad back on before that network's own update, and compute its "
+                "loss with gradients enabled (no torch.no_grad(), no .detach() on its path)."
+            ),
+            where=Where(step=first),
+            evidence={
+                "network": "other" if other else "model",
+                "steps": len(steps),
+                "steps_without_gradient_at_end": tail,
+                "first_step_without_gradient": first,
+            },
+        )
+    ctx.note("; ".join(notes))
+
+
 def _report_not_updated_by_hand(
     ctx: CheckContext, rec: Recording, missing: list[str], updated: set[str]
 ) -> None:
