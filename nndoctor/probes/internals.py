@@ -14,10 +14,25 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from nndoctor.trees import tree_leaves
 
 OutputKey = tuple[str, int, int]  # (module name, call of that module, tensor among its outputs)
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    """The tensors of a module's output, those of a ``PackedSequence`` left out: its rows
+    are the sequences' time steps interleaved by length, held on no axis of the batch."""
+    if isinstance(output, PackedSequence):
+        return []
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for o in output for t in _tensors(o)]
+    if isinstance(output, dict):
+        return [t for o in output.values() for t in _tensors(o)]
+    return [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
 
 
 def visit_module_outputs(
@@ -34,8 +49,7 @@ def visit_module_outputs(
         def hook(_module: nn.Module, _args: Any, output: Any) -> None:
             k = calls.get(name, 0)
             calls[name] = k + 1
-            leaves = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
-            for i, t in enumerate(leaves):
+            for i, t in enumerate(_tensors(output)):
                 if t.is_floating_point() and t.dim() > 0:
                     on_output((name, k, i), t.detach())
 

@@ -631,3 +631,49 @@ def test_the_first_mixing_submodule_is_named_beside_a_mixing_output() -> None:
     (finding,) = report.by_check("batch-dependence")
     assert finding.evidence["first_mixing_module"] in dict(model.named_modules())
     assert "outputs_unchanged" not in finding.evidence
+
+
+class SortedPackedLSTM(nn.Module):
+    """Sequences sorted by length inside the model, packed, run through an LSTM, unsorted:
+    inside, every sample's values sit at another row, and the packed rows interleave the
+    samples' time steps; no value of one sample depends on another."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.LSTM(2, 8, batch_first=True)
+        self.proj = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        order = lengths.argsort(descending=True)
+        packed = nn.utils.rnn.pack_padded_sequence(x[order], lengths[order], batch_first=True)
+        _, (h, _) = self.rnn(packed)  # h: (1, batch, 8), in sorted order
+        hidden = self.proj(h[0])  # (batch, 8), still sorted
+        return self.head(hidden[order.argsort()])
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_batch_sorted_and_packed_inside_the_model_keeps_samples_apart() -> None:
+    model = SortedPackedLSTM()
+    gen = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(4):
+        x = torch.randn(16, 5, 2, generator=gen)
+        lengths = torch.tensor([5, 3, 2, 2] * 4)  # 12 packed rows in the first four: 3 x 4
+        data.append(((x, lengths), torch.randint(0, 3, (16,), generator=gen)))
+
+    def loss_fn(m: nn.Module, batch: tuple) -> torch.Tensor:
+        (x, lengths), y = batch
+        return nn.functional.cross_entropy(m(x, lengths), y)
+
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=data,
+        loss_fn=loss_fn,
+        optimizer=torch.optim.Adam(model.parameters()),
+        inputs=lambda batch: batch[0],
+    )
+    assert report.by_check("batch-dependence") == []
+    assert report.result("batch-dependence").status == "passed"

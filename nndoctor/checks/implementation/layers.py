@@ -608,7 +608,6 @@ def _dependence(
         worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
         for j in range(worst.changes):
             changed = _perturb_sample(args, j, n, axis)
-            inside.changed = j
             with same_noise(device):
                 outs = _batch_outputs(
                     visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
@@ -640,7 +639,6 @@ class _InternalMixing:
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.changed = -1
         self.base: dict[OutputKey, torch.Tensor] = {}
         self.order: dict[OutputKey, int] = {}
         self.worst: dict[OutputKey, float] = {}
@@ -658,25 +656,27 @@ class _InternalMixing:
             self.worst[key] = delta
 
     def _mixing(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
-        n, j = self.n, self.changed
+        n = self.n
         scale = float(a.abs().max()) + 1e-12
-        diff = (a - b).abs()
         found: list[float] = []
         sized = [ax for ax in range(min(2, a.dim())) if a.shape[ax] == n]
         for ax in sized:
-            found.append(float(_others(diff, ax, j).max()) / scale if n > 1 else 0.0)
+            found.append(_beyond_one_row(a, b, ax) / scale)
         for ax in range(min(2, a.dim())):
             size = a.shape[ax]
             if size > n and size % n == 0:
-                for folded, at in (
-                    (diff.unflatten(ax, (n, size // n)), ax),
-                    (diff.unflatten(ax, (size // n, n)), ax + 1),
-                ):
-                    found.append(float(_others(folded, at, j).max()) / scale)
+                for shape, at in (((n, size // n), ax), ((size // n, n), ax + 1)):
+                    found.append(
+                        _beyond_one_row(a.unflatten(ax, shape), b.unflatten(ax, shape), at) / scale
+                    )
         if len(sized) == 2:
+            # Pairs of samples (a similarity matrix): one row and its column change.
+            diff = (a - b).abs()
+            rows = diff.flatten(2).amax(2) if diff.dim() > 2 else diff
+            r = int(rows.amax(1).argmax())
             rest = diff.clone()
-            rest.select(0, j).zero_()
-            rest.select(1, j).zero_()
+            rest.select(0, r).zero_()
+            rest.select(1, r).zero_()
             found.append(float(rest.max()) / scale)
         return min(found) if found else None
 
@@ -686,10 +686,18 @@ class _InternalMixing:
         return [(k[0], self.worst[k]) for k in keys]
 
 
-def _others(diff: torch.Tensor, axis: int, j: int) -> torch.Tensor:
-    """``diff`` without index ``j`` along ``axis``."""
-    keep = [i for i in range(diff.shape[axis]) if i != j]
-    return diff.index_select(axis, torch.tensor(keep, device=diff.device))
+def _beyond_one_row(a: torch.Tensor, b: torch.Tensor, axis: int) -> float:
+    """How far the rows of ``b`` along ``axis`` are from every row of ``a``, for the row
+    second furthest: one row (the changed sample's own) may be new, every other must be
+    one of ``a``'s, wherever the network moved it (a batch sorted by length inside the
+    model, in an order the changed sample's length may change, unsorted before it
+    returns)."""
+    rows_a = a.transpose(0, axis).reshape(a.shape[axis], -1)
+    rows_b = b.transpose(0, axis).reshape(b.shape[axis], -1)
+    if rows_b.shape[0] < 2:
+        return 0.0
+    nearest = (rows_b[:, None, :] - rows_a[None, :, :]).abs().amax(2).amin(1)
+    return float(nearest.topk(2).values[1])
 
 
 def _batch_outputs(
