@@ -12,6 +12,7 @@ from subjects import batches, blobs, run
 from torch import nn
 
 from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
 
 
 class _WrongSquare(torch.autograd.Function):
@@ -257,16 +258,21 @@ class KeepsBatch(MixesBatch):
         return self.fc(self.bn(self.conv(x.unsqueeze(1))).flatten(1))
 
 
-@pytest.mark.fires("batch-dependence")
-def test_a_reshape_across_the_batch_axis_is_found() -> None:
-    model = MixesBatch()
-    report = run(
+def _batch_dependence(model: nn.Module) -> Report:
+    """batch-dependence alone on ``model`` trained on Gaussian blobs."""
+    return run(
         select=["batch-dependence"],
         model=model,
         data=batches(*blobs()),
         loss_fn=nn.CrossEntropyLoss(),
         optimizer=torch.optim.Adam(model.parameters()),
     )
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_reshape_across_the_batch_axis_is_found() -> None:
+    model = MixesBatch()
+    report = _batch_dependence(model)
     (finding,) = report.by_check("batch-dependence")
     assert finding.reasons == [25] and finding.evidence["relative_change"] > 1e-3
 
@@ -302,13 +308,7 @@ def test_a_batch_mixing_model_returning_a_dict_subclass_is_found() -> None:
 @pytest.mark.silent("batch-dependence")
 def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
     model = KeepsBatch()
-    report = run(
-        select=["batch-dependence"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _batch_dependence(model)
     assert report.by_check("batch-dependence") == []
     assert "BatchNorm checked in eval mode" in report.result("batch-dependence").detail
 
@@ -554,13 +554,7 @@ class TokenClassifier(nn.Module):
 @pytest.mark.fires("batch-dependence")
 def test_attention_across_the_batch_is_found_inside_though_the_outputs_do_not_show_it() -> None:
     model = TokenClassifier(batch_first=False)
-    report = run(
-        select=["batch-dependence"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _batch_dependence(model)
     (finding,) = report.by_check("batch-dependence")
     assert finding.reasons == [25] and finding.where.module == "attn"
     assert finding.evidence["outputs_unchanged"] and finding.evidence["relative_change"] > 1e-3
@@ -608,26 +602,14 @@ class WithSimilarity(nn.Module):
 )
 def test_values_that_keep_samples_apart_inside_are_silent(build: Any) -> None:
     model = build()
-    report = run(
-        select=["batch-dependence"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _batch_dependence(model)
     assert report.by_check("batch-dependence") == []
     assert report.result("batch-dependence").status == "passed"
 
 
 def test_the_first_mixing_submodule_is_named_beside_a_mixing_output() -> None:
     model = MixesBatch()
-    report = run(
-        select=["batch-dependence"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _batch_dependence(model)
     (finding,) = report.by_check("batch-dependence")
     assert finding.evidence["first_mixing_module"] in dict(model.named_modules())
     assert "outputs_unchanged" not in finding.evidence
