@@ -407,8 +407,10 @@ def batch_dependence(ctx: CheckContext) -> None:
         mixes the samples is named: its values for other samples change, whichever way
         it holds the batch (an axis of the batch's size among its first two, that axis
         flattened with another, batch or sequence first, or two such axes holding pairs
-        of samples, as a similarity matrix does; a tensor with no such axis is left
-        out). Mixing inside with the outputs unchanged is a finding too: the mixed
+        of samples, as a similarity matrix does; a tensor with no such axis, or a packed
+        sequence, is left out), other than one new row for the changed sample, every
+        other row equal to one before wherever the network moved it (a batch sorted
+        by length inside the model). Mixing inside with the outputs unchanged is a finding too: the mixed
         values reach the outputs alike for every sample (a class token that attends,
         across the batch, only to copies of itself) or not at all. The same for each other trained network the
         script calls beside the model (a decoder beside its encoder, a GAN's second
@@ -633,9 +635,12 @@ class _InternalMixing:
     relative change of the other samples' values when one sample changed, over every way
     the tensor can hold the batch (an axis of ``n`` among its first two, one of them
     holding the batch flattened with another axis, batch first or sequence first, or two
-    axes of ``n`` holding pairs of samples, as a similarity matrix does). A tensor with no
-    such axis is left out; the scale is the tensor's largest value, so rows of zeros
-    (padding) do not turn rounding into a change."""
+    axes of ``n`` holding pairs of samples, as a similarity matrix does). Along the batch
+    axis one row, the changed sample's, may be new; every other row must equal one of the
+    rows before, wherever the network moved it (a batch sorted by length inside the model).
+    A tensor with no such axis is left out, as are packed sequences; the scale is the
+    tensor's largest value, so rows of zeros (padding) do not turn rounding into a
+    change."""
 
     def __init__(self, n: int) -> None:
         self.n = n

@@ -152,7 +152,9 @@ def _judge_collapse(
         # refuses to step further): the run is planned that short, its decay is the plan's.
         return
     peak = max(first_epoch)
-    below = next((i for i, lr in enumerate(first_epoch) if lr < ratio * peak), None)
+    # After the peak: a warm-up that starts from zero is no collapse.
+    top = first_epoch.index(peak)
+    below = next((i for i, lr in enumerate(first_epoch) if i > top and lr < ratio * peak), None)
     if peak <= 0 or below is None:
         return
     # Every step at the peak rate counts 1: a schedule that still plans at least one
