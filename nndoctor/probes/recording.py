@@ -240,6 +240,10 @@ class StepRecord:
     # when the target has rows; paired with sample_fingerprints where the counts agree.
     target_fingerprints: list[float] = field(default_factory=list)
     foreign_steps: int = 0  # steps of optimizers that hold none of the model's parameters
+    # Whether any of the model's parameters had a gradient when its optimizer stepped (None
+    # without an optimizer step). Gradients read earlier in the step (after the backward
+    # pass, before the optimizer was known) may have been cleared since.
+    grads_at_step: bool | None = None
     # The model's gradient at a backward pass, after another optimizer stepped on a loss
     # that had reached the model too, was non-zero: not zeroed since, it carries that loss.
     carried_gradient: bool = False

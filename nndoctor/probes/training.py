@@ -1169,6 +1169,7 @@ class TrainingProbe:
             {k: _describe_kwarg(v) for k, v in g.items() if k != "params"}
             for g in optimizer.param_groups
         ]
+        rec.grads_at_step = any(p.grad is not None for _, p in self._params)
         self._record_grad_norms(pending)
         self._record_weights(
             pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]

@@ -75,3 +75,33 @@ def test_networks_frozen_in_turn_and_switched_back(tmp_path: Path) -> None:
     assert report.by_check(CHECK) == []
     result = report.result(CHECK)
     assert result.status == "passed" and "another network" in result.detail
+
+
+def test_a_model_that_never_has_a_gradient_at_its_step_is_left_to_the_checks_that_explain_it(
+    tmp_path: Path,
+) -> None:
+    # zero_grad between backward and step: the first step's gradients are read after the
+    # backward pass, before the optimizer is known, and cleared before it steps. The model
+    # never has a gradient when its optimizer steps; that is params-not-changing's to say.
+    path = tmp_path / "train.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch, torch.nn as nn
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for _ in range(40):
+                x = torch.randn(32, 4)
+                loss = nn.functional.cross_entropy(model(x), (x[:, 0] > 0).long())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.zero_grad(set_to_none=True)
+                opt.step()
+            """
+        )
+    )
+    report = check_script(str(path), steps=20, selection=Selection(select=(CHECK,)))
+    assert report.by_check(CHECK) == []
+    result = report.result(CHECK)
+    assert result.status == "passed" and "20 step(s), the last 20 without" in result.detail

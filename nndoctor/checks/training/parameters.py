@@ -514,14 +514,14 @@ def optimizer_without_gradients(ctx: CheckContext) -> None:
     t = ctx.thresholds
     rec = ctx.recording
     histories = []
-    stepped = [s for s in rec.steps if s.hyperparameters]
+    stepped = [s for s in rec.steps if s.grads_at_step is not None]
     if stepped and rec.step_source != "manual":
         histories.append(
             (
                 "the model's optimizer",
                 "the model",
                 [s.step for s in stepped],
-                [bool(s.grad_norms) for s in stepped],
+                [bool(s.grads_at_step) for s in stepped],
                 False,
             )
         )
