@@ -1169,23 +1169,24 @@ class TrainingProbe:
             {k: _describe_kwarg(v) for k, v in g.items() if k != "params"}
             for g in optimizer.param_groups
         ]
-        rec.grads_at_step = any(p.grad is not None for _, p in self._params)
-        self._record_grad_norms(pending)
+        rec.grads_at_step = self._record_grad_norms(pending)
         self._record_weights(
             pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
         )
 
-    def _record_grad_norms(self, pending: _Pending) -> None:
-        """The norm of every parameter's gradient, copied to the host with the step."""
+    def _record_grad_norms(self, pending: _Pending) -> bool:
+        """The norm of every parameter's gradient, copied to the host with the step;
+        whether any parameter had a gradient."""
         rec = pending.record
         with_grad = [(n, p) for n, p in self._params if p.grad is not None]
         if not with_grad:
-            return
+            return False
         slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
         names = [n for n, _ in with_grad]
         pending.decoders.append(
             lambda: rec.grad_norms.update(zip(names, pending.transfer.get(slot), strict=True))
         )
+        return True
 
     def _record_weights(self, pending: _Pending, tracked: list[tuple[str, nn.Parameter]]) -> None:
         """The norms of ``tracked`` before the update, and a snapshot for the update's norm."""

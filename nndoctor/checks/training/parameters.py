@@ -5,6 +5,7 @@ train is in :mod:`nndoctor.checks.training.frozen`, which shares the helpers her
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -513,22 +514,19 @@ def optimizer_without_gradients(ctx: CheckContext) -> None:
     """
     t = ctx.thresholds
     rec = ctx.recording
-    histories = []
+    # (label, network, the network described, steps, gradient at each step, another network)
+    histories: list[tuple[str, str, str, list[int], list[bool], bool]] = []
     stepped = [s for s in rec.steps if s.grads_at_step is not None]
     if stepped and rec.step_source != "manual":
+        steps, with_grad = [s.step for s in stepped], [bool(s.grads_at_step) for s in stepped]
         histories.append(
-            (
-                "the model's optimizer",
-                "the model",
-                [s.step for s in stepped],
-                [bool(s.grads_at_step) for s in stepped],
-                False,
-            )
+            ("the model's optimizer", "the model", "the model", steps, with_grad, False)
         )
     for k, other in enumerate(rec.other_optimizers):
         histories.append(
             (
                 f"{other.name} #{k + 1} over another network",
+                "another network",
                 f"another network ({other.params} parameter(s), none of the model's)",
                 other.steps,
                 other.with_grad,
@@ -538,12 +536,8 @@ def optimizer_without_gradients(ctx: CheckContext) -> None:
     if not histories:
         ctx.skip("no optimizer step was observed")
     notes = []
-    for label, network, steps, with_grad, other in histories:
-        tail = 0
-        for had in reversed(with_grad):
-            if had:
-                break
-            tail += 1
+    for label, network, described, steps, with_grad, other in histories:
+        tail = len(list(itertools.takewhile(lambda had: not had, reversed(with_grad))))
         notes.append(f"{label}: {len(steps)} step(s), the last {tail} without any gradient")
         if tail < t.gradless_steps_min or (tail == len(steps) and not other):
             continue
@@ -554,9 +548,9 @@ def optimizer_without_gradients(ctx: CheckContext) -> None:
             else f"from the script's step {first} on, after {len(steps) - tail} step(s) with gradients"
         )
         ctx.finding(
-            title=f"The optimizer of {network.split(' (')[0]} steps over parameters without gradients",
+            title=f"The optimizer of {network} steps over parameters without gradients",
             message=(
-                f"The optimizer of {network} stepped {len(steps)} time(s) while observed; none of "
+                f"The optimizer of {described} stepped {len(steps)} time(s) while observed; none of "
                 f"its parameters had a gradient {since}: {tail} step(s) in a row to the end of the "
                 "observation. Every torch optimizer skips parameters without a gradient, so that "
                 "network no longer trains, and a network trained against it learns against one "
