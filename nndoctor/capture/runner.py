@@ -54,6 +54,7 @@ from nndoctor.probes.schedule import (
     planned_rates,
 )
 from nndoctor.probes.training import TrainingProbe, eager
+from nndoctor.trees import tensors
 
 
 class StopCapture(BaseException):  # noqa: N818 - a control-flow signal
@@ -104,6 +105,10 @@ class Capture:
         return self.model is not None and self.steps > 0
 
 
+# Tensors of a yielded batch kept for comparison with the model's inputs.
+MAX_BATCH_TENSORS = 8
+
+
 class _LoaderRecorder:
     """Records every DataLoader the script iterates and which one fed the last batch."""
 
@@ -112,6 +117,8 @@ class _LoaderRecorder:
         self._by_loader: dict[int, LoaderInfo] = {}
         self._by_iter: dict[int, LoaderInfo] = {}
         self.last: LoaderInfo | None = None
+        # The tensors of the last batch yielded for training, until the next one replaces them.
+        self.last_batch: list[torch.Tensor] = []
         # The loaders that yielded a batch with gradients on since the last optimizer step.
         self.since_step: dict[int, LoaderInfo] = {}
         self.datasets: dict[int, Any] = {}  # loader index -> its dataset (for experiments)
@@ -175,6 +182,10 @@ class _LoaderRecorder:
                 recorder.last = info
                 if torch.is_grad_enabled():
                     recorder.since_step[id(info)] = info
+                    try:
+                        recorder.last_batch = tensors(batch)[:MAX_BATCH_TENSORS]
+                    except Exception:  # noqa: BLE001 - recording must never break iteration
+                        recorder.last_batch = []
             return batch
 
         DataLoader.__init__ = __init__  # type: ignore[method-assign]
@@ -375,6 +386,7 @@ def run_script(
         loaders.stepped()
 
     probe.on_step_closing = note_loader_of_manual_step
+    probe.loader_batch = lambda: loaders.last_batch
 
     start = time.perf_counter()
     sandbox = Sandbox(scratch)

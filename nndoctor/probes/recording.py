@@ -251,6 +251,10 @@ class StepRecord:
     # the total gradient norm clip_grad_norm_ measured before it clipped.
     grad_clip: GradClip | None = None
     grad_norm_before_clip: float = math.nan
+    # Model inputs that hold the values of a tensor of the batch the DataLoader had just
+    # yielded, in that tensor's own memory order but under other axis sizes (a reshape
+    # between the loader and the model): (the batch tensor's shape, the input's shape).
+    loader_reshapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
 
     @property
     def target(self) -> TargetSummary | None:

@@ -140,13 +140,13 @@ def nonfinite_traced(model: nn.Module | None = None) -> Iterator[_NonFiniteTrace
     """Trace every op run inside the block; the tracer's ``event`` is the first op making a
     non-finite value. Offline only (it synchronises per op); hooks removed on exit."""
     tracer = _NonFiniteTracer()
-    with _module_stack(model, tracer.modules):
+    with module_stack(model, tracer.modules):
         with torch.autograd.set_detect_anomaly(True, check_nan=False), tracer:
             yield tracer
 
 
 @contextmanager
-def _module_stack(model: nn.Module | None, stack: list[str]) -> Iterator[None]:
+def module_stack(model: nn.Module | None, stack: list[str]) -> Iterator[None]:
     """Keep ``stack`` the forward calls of ``model``'s modules under way, outermost first,
     inside the block; hooks removed on exit."""
     handles = []
@@ -299,7 +299,7 @@ def dropout_masks_recorded(model: nn.Module) -> Iterator[list[RandomOpEvent]]:
     """Record every dropout mask drawn inside the block, with the innermost module of
     ``model`` running it and the user's line; hooks and mode removed on exit."""
     recorder = _MaskRecorder()
-    with _module_stack(model, recorder.modules), recorder:
+    with module_stack(model, recorder.modules), recorder:
         yield recorder.events
 
 

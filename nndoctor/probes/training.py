@@ -156,6 +156,25 @@ def _forward_signature(cls: type) -> inspect.Signature:
 
 # Integer model inputs (ids, a decoder's tokens) whose positions are matched with the targets.
 MAX_MATCHED_INPUTS = 4
+# Steps whose model inputs are compared with the loader's batch (a copy to another device
+# is compared by value, which waits for the device).
+MAX_RELABEL_STEPS = 3
+
+
+def _same_flat_values(t: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``t`` holds ``b``'s values in ``b``'s memory order: the same memory read
+    contiguously, or, copied (to another device or dtype), equal values read flat; never
+    for a constant ``b``, which any reading matches."""
+    if not (t.is_contiguous() and b.is_contiguous()):
+        return False
+    if t.device == b.device and t.data_ptr() == b.data_ptr():
+        return True
+    flat = b.detach().reshape(-1)
+    if torch.equal(flat[1:], flat[:-1]):
+        return False
+    return bool(torch.equal(t.detach().reshape(-1), flat.to(t.device, t.dtype)))
+
+
 LABEL_KEYWORD = re.compile(r"label|target", re.IGNORECASE)
 
 
@@ -218,6 +237,8 @@ class TrainingProbe:
         ] = []
         self._unchanged_boundaries = 0
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
+        # The tensors of the batch a DataLoader yielded last, set by zero-code capture.
+        self.loader_batch: Callable[[], list[torch.Tensor]] | None = None
         # Another network's optimizer stepped (see _note_other_optimizer); since the model's
         # gradient was last zeroed or stepped on, a backward pass reached it, and then
         # another optimizer stepped on that pass's gradient too (see _note_carried).
@@ -490,6 +511,17 @@ class TrainingProbe:
             h.remove()
         handles.clear()
 
+    def _note_loader_reshapes(self, rec: StepRecord, given: Any) -> None:
+        """Record which model inputs hold a tensor of the loader's last batch in its own
+        memory order under other axis sizes, in the first ``MAX_RELABEL_STEPS`` steps."""
+        if self.loader_batch is None or len(self.recording.steps) >= MAX_RELABEL_STEPS:
+            return
+        batch = self.loader_batch()
+        for t in tensors(given)[:MAX_MATCHED_INPUTS]:
+            for b in batch:
+                if t.numel() == b.numel() > 1 and t.shape != b.shape and _same_flat_values(t, b):
+                    rec.loader_reshapes.append((tuple(b.shape), tuple(t.shape)))
+
     # -- model hooks ---------------------------------------------------------------
     def _root_pre(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not torch.is_grad_enabled():
@@ -541,6 +573,7 @@ class TrainingProbe:
             last = self._last_input() if self._last_input is not None else None
             rec.input_same_object = last is x
             self._last_input = weakref.ref(x)
+        self._note_loader_reshapes(rec, given)
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:

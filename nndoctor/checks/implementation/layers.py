@@ -104,7 +104,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
     calls = lab.model_inputs(1)
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
-    args = _to_double(_slice(calls[0], ctx.thresholds.gradcheck_max_inputs))
+    args = _to_double(batch_slice(calls[0], ctx.thresholds.gradcheck_max_inputs))
     with recorded_module_inputs(model, names) as seen, torch.no_grad():
         _call_cut(ctx, model, args)
     t = ctx.thresholds
@@ -155,7 +155,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         )
 
 
-def _slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]:
+def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]:
     """The first ``n`` entries along the batch ``axis`` of every argument that shares the
     first argument's size there (the others are passed whole). On axis 0 only the
     arguments themselves are cut; on a later axis (sequence-first data) tensors nested in
@@ -548,7 +548,7 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     axis = ctx.recording.input_batch_axis()
     if axis == 0 and len(leading_sizes(calls[0])) > 1:
         return "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
-    args = _slice(calls[0], 4, axis)
+    args = batch_slice(calls[0], 4, axis)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
     if first is None or first.shape[axis] < 2:
         return "the model input has no batch axis with at least two samples"
@@ -571,7 +571,7 @@ def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _De
     # another axis (a decoder's (layers, batch, hidden)) refuses the cut, and the whole
     # batch is kept, four of its samples changed in turn.
     found = None
-    for cut, changes in ((_slice(args, 4, 0), None), (args, 4)):
+    for cut, changes in ((batch_slice(args, 4, 0), None), (args, 4)):
         try:
             found = _dependence(model, _to_double(cut), 0, lambda m, a: m(*a), changes)
             break
@@ -806,7 +806,7 @@ def reads_next_token(ctx: CheckContext) -> None:
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
     batch_axis = ctx.recording.input_batch_axis()
-    args = _slice(calls[0], 4, batch_axis)
+    args = batch_slice(calls[0], 4, batch_axis)
     # In the order the probe matched them against the targets (``next_position_matches``).
     tokens = [a for a in tensors(args) if holds_ids(a)]
     if which >= len(tokens):

@@ -1,0 +1,230 @@
+"""A ``view`` or ``reshape`` that reorders axes (reason 25): a transpose written as a view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nndoctor.checks import causes
+from nndoctor.checks.implementation.layers import batch_slice
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.reshapes import ReshapeEvent, recorded_reshapes
+from nndoctor.report.model import Where
+
+# The second batch size each network runs at: odd, so that it meets few other sizes.
+CUT_SAMPLES = 3
+
+
+def reorders_axes(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    """Whether a reshape from ``before`` to ``after`` gives the same axis sizes in another
+    order (axes of size 1 aside, which a view may move freely): memory laid out for one
+    order of axes, read as the other."""
+    kept = [s for s in before if s != 1]
+    made = [s for s in after if s != 1]
+    return len(kept) >= 2 and kept != made and sorted(kept) == sorted(made)
+
+
+@dataclass(frozen=True)
+class _Reordering:
+    network: str  # "" for the model, else the class of a network beside it
+    event: ReshapeEvent
+
+    def describe(self) -> str:
+        e = self.event
+        of = f" of {self.network}" if self.network else ""
+        inside = f" in `{e.module}`{of}" if e.module and e.module != "<root>" else of
+        return (
+            f"`{e.op}` from {_shape(e.before)} to {_shape(e.after)}{inside} "
+            f"({_short(e.file)}:{e.line})"
+        )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def _short(file: str) -> str:
+    return file.rsplit("/", 1)[-1]
+
+
+@register_check(
+    id="reshape-reorders-axes",
+    reasons=(25,),
+    severity="error",
+    kind="experiment",
+    quick=True,
+    priority=13,
+    explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS,
+)
+def reshape_reorders_axes(ctx: CheckContext) -> None:
+    """A ``view`` or ``reshape`` in the model gives its input's axis sizes in another order.
+
+    Why it matters:
+        ``view`` and ``reshape`` relabel memory; they never move a value. Turning a
+        ``(batch, points, 3)`` tensor into ``(batch, 3, points)`` with ``view`` does not
+        swap the axes: each of the three new "channels" holds a run of x, y and z values of
+        different points. Shapes match, nothing raises, the loss falls a little, and the
+        model learns from scrambled inputs. Only ``transpose``/``permute`` reorder axes.
+
+    What is measured:
+        One forward of a copy of the model in eval mode, without gradients, on the first
+        observed batch (and of each other trained network beside it, on its first call's
+        arguments), with every ``view``, ``reshape``, ``view_as`` and ``reshape_as`` that
+        the user's own code runs recorded: the shape before and after, the module under way
+        and the line. Reshapes inside torch and installed libraries are tested code and
+        left out, and so are reshapes of parameters (their values take their meaning from
+        training, in whatever order). A reshape is a finding when the axis sizes after it
+        are those before it in another order, axes of size 1 aside: no flatten, split or
+        merge gives that; a transpose written as a view does. This is a rule about the
+        code, not a statistic: it cannot misfire by chance, only on code that relabels memory
+        laid out in one order of axes as another on purpose.
+
+    How to fix:
+        Reorder axes with ``transpose``/``permute`` (followed by ``.contiguous()`` or use
+        ``reshape`` if a later ``view`` needs it); keep ``view``/``reshape`` for splitting
+        and merging neighbouring axes.
+
+    Example:
+        Before::
+
+            x = points.view(points.size(0), 3, -1)   # (batch, n, 3) -> "(batch, 3, n)"
+
+        After::
+
+            x = points.transpose(1, 2)                # (batch, 3, n)
+    """
+    loop = _loader_reorderings(ctx)
+    inside, seen, why_not = _model_reorderings(ctx)
+    relabelled = sum(len(s.loader_reshapes) for s in ctx.recording.steps)
+    if not loop and not inside:
+        if why_not and not relabelled:
+            ctx.skip(why_not)
+        ctx.note(
+            f"{seen} reshape(s) by the model's own code in one forward and {relabelled} of a "
+            "loader batch on its way to the model; none reorders axes"
+            + (f" ({why_not})" if why_not else "")
+        )
+        return
+    listed = "; ".join(
+        [
+            f"the loader's batch {_shape(b)} reaches the model as {_shape(a)} (step {step})"
+            for step, b, a in loop
+        ]
+        + [r.describe() for r in inside]
+    )
+    first = inside[0].event if inside else None
+    ctx.finding(
+        title="A view or reshape reorders axes instead of transposing them",
+        message=(
+            f"{len(loop) + len(inside)} reshape(s) give a tensor's axis sizes in another order: "
+            f"{listed}. A view relabels memory and never moves a value, so the values that land "
+            "on each new axis are not the ones the code means (a transpose written as a view)."
+        ),
+        fix=(
+            "Use `x.transpose(i, j)` or `x.permute(...)` to reorder axes; keep `view`/`reshape` "
+            "for splitting and merging neighbouring axes."
+        ),
+        where=(
+            Where(
+                module=first.module if first.module != "<root>" else None,
+                file=first.file,
+                line=first.line,
+            )
+            if first is not None
+            else Where(step=loop[0][0])
+        ),
+        evidence={
+            "reshapes": [
+                {"before": list(b), "after": list(a), "step": step, "between": "loader and model"}
+                for step, b, a in loop
+            ]
+            + [
+                {
+                    "op": r.event.op,
+                    "before": list(r.event.before),
+                    "after": list(r.event.after),
+                    "module": r.event.module,
+                    "file": r.event.file,
+                    "line": r.event.line,
+                    **({"network": r.network} if r.network else {}),
+                }
+                for r in inside
+            ]
+        },
+    )
+
+
+def _loader_reorderings(
+    ctx: CheckContext,
+) -> list[tuple[int, tuple[int, ...], tuple[int, ...]]]:
+    """(step, batch shape, model input shape) for each loader batch tensor that reached the
+    model relabelled with its axis sizes reordered, once per pair of shapes."""
+    found: dict[tuple[tuple[int, ...], tuple[int, ...]], int] = {}
+    for step in ctx.recording.steps:
+        for before, after in step.loader_reshapes:
+            if reorders_axes(before, after):
+                found.setdefault((before, after), step.step)
+    return [(step, b, a) for (b, a), step in found.items()]
+
+
+def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
+    """The reshapes of the model's (and the networks' beside it) own code that reorder
+    axes, once per line; how many reshapes ran; why the forward could not be replayed
+    ("" when it was).
+
+    Each network runs twice, on its batch and on that batch cut to ``CUT_SAMPLES``: a line
+    counts only where it reorders axes both times. Sizes can meet by coincidence (64
+    tiles' embeddings of width 64 merged per image turn (576, 64) into (64, 576) at a
+    batch of 64) but not at two batch sizes; a transpose written as a view reorders at
+    every size."""
+    lab = ctx.services
+    if lab is None or not lab.has_model:
+        return [], 0, "no model copy is available to replay a forward"
+    calls = lab.model_inputs(1)
+    if not calls:
+        return (
+            [],
+            0,
+            "the model was called with keyword arguments only; no positional input to replay",
+        )
+    axis = ctx.recording.input_batch_axis()
+    runs: list[tuple[str, nn.Module, tuple[Any, ...], int]] = [
+        ("", lab.fresh_model().eval(), tuple(calls[0]), axis)
+    ]
+    runs += [(name, model.eval(), args, 0) for name, model, args in lab.other_models()]
+    seen = 0
+    found: dict[tuple[str, int], _Reordering] = {}
+    refused: list[str] = []
+    for network, model, args, at in runs:
+        full = _reshapes_of(model, args)
+        if isinstance(full, str):
+            refused.append(f"{network or 'the model'}: {full}")
+            continue
+        seen += len(full)
+        cut = _reshapes_of(model, batch_slice(args, CUT_SAMPLES, at))
+        # A network that refuses its batch cut (sizes fixed in its code) is judged on the
+        # one batch it takes.
+        again = (
+            {(e.file, e.line) for e in cut if reorders_axes(e.before, e.after)}
+            if not isinstance(cut, str)
+            else None
+        )
+        for e in full:
+            if reorders_axes(e.before, e.after) and (again is None or (e.file, e.line) in again):
+                found.setdefault((e.file, e.line), _Reordering(network, e))
+    if len(refused) == len(runs):
+        return [], 0, "the forward could not be replayed (" + "; ".join(refused) + ")"
+    return list(found.values()), seen, ""
+
+
+def _reshapes_of(model: nn.Module, args: tuple[Any, ...]) -> list[ReshapeEvent] | str:
+    """The reshapes the user's code runs in ``model(*args)``, or why the call failed."""
+    try:
+        with torch.no_grad(), recorded_reshapes(model) as events:
+            model(*args)
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return events

@@ -1,0 +1,221 @@
+"""reshape-reorders-axes: a transpose written as a view, in the model's own code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from subjects import run
+from torch import nn
+
+from nndoctor.checks.implementation.reshapes import reorders_axes
+from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
+
+
+def _clouds(
+    n: int = 128, points: int = 16, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Point clouds ``(batch, points, 3)``: a sphere's surface (0) or a cube's filling (1)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.randn(n, points, 3, generator=g)
+    sphere = x / x.norm(dim=2, keepdim=True)
+    cube = torch.rand(n, points, 3, generator=g) * 2 - 1
+    x = torch.where(y[:, None, None] == 0, sphere, cube)
+    return [(x[i : i + 32], y[i : i + 32]) for i in range(0, n, 32)]
+
+
+class PointNet(nn.Module):
+    """A shared per-point MLP (1x1 convolutions), max-pooled over the points."""
+
+    def __init__(self, as_view: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.point_mlp = nn.Sequential(nn.Conv1d(3, 16, 1), nn.ReLU(), nn.Conv1d(16, 32, 1))
+        self.head = nn.Linear(32, 2)
+        self.as_view = as_view
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        if self.as_view:
+            x = points.view(points.size(0), 3, -1)  # the bug: relabels, moves nothing
+        else:
+            x = points.transpose(2, 1)  # (batch, 3, n_points) for Conv1d
+        features = self.point_mlp(x).max(dim=2).values  # (batch, 32)
+        return self.head(features.reshape(features.size(0), -1))
+
+
+def _check(model: nn.Module) -> Report:
+    return run(
+        select=["reshape-reorders-axes"],
+        model=model,
+        data=_clouds(),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.fires("reshape-reorders-axes")
+def test_a_transpose_written_as_a_view_is_found_with_its_line() -> None:
+    report = _check(PointNet(as_view=True))
+    (finding,) = report.by_check("reshape-reorders-axes")
+    assert finding.reasons == [25] and finding.severity.value == "error"
+    (reshape,) = finding.evidence["reshapes"]
+    assert reshape["before"] == [32, 16, 3] and reshape["after"] == [32, 3, 16]
+    assert finding.where.file == __file__ and finding.where.line is not None
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_a_transpose_and_a_flatten_are_silent() -> None:
+    report = _check(PointNet(as_view=False))
+    assert report.by_check("reshape-reorders-axes") == []
+    assert "none reorders axes" in report.result("reshape-reorders-axes").detail
+
+
+class SequenceFirstHead(nn.Module):
+    """A GRU over sequence-first input whose last hidden state ``(layers, batch, hidden)``
+    is read per sample; ``as_view`` reads it with a view instead of a transpose."""
+
+    def __init__(self, as_view: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(3, 8, num_layers=2)
+        self.head = nn.Linear(16, 2)
+        self.as_view = as_view
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        _, h = self.rnn(points.transpose(0, 1))  # h: (layers, batch, hidden)
+        if self.as_view:
+            per_sample = h.view(h.size(1), h.size(0), -1)  # the bug: layers read as samples
+        else:
+            per_sample = h.transpose(0, 1)  # (batch, layers, hidden)
+        return self.head(per_sample.reshape(per_sample.size(0), -1))
+
+
+@pytest.mark.fires("reshape-reorders-axes")
+def test_a_hidden_state_read_per_sample_with_a_view_is_found() -> None:
+    report = _check(SequenceFirstHead(as_view=True))
+    (finding,) = report.by_check("reshape-reorders-axes")
+    assert finding.evidence["reshapes"][0]["after"] == [32, 2, 8]
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_a_hidden_state_transposed_is_silent() -> None:
+    report = _check(SequenceFirstHead(as_view=False))
+    assert report.by_check("reshape-reorders-axes") == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "reorders"),
+    [
+        ((32, 16, 3), (32, 3, 16), True),
+        ((64, 24), (24, 64, 1), True),  # sequence-first by view
+        ((8, 3, 4, 5), (8, 4, 5, 3), True),  # channels last by view
+        ((32, 1, 7), (32, 7, 1), False),  # a unit axis moved
+        ((32, 16, 3), (32, 48), False),  # a flatten
+        ((32, 48), (32, 16, 3), False),  # a split
+        ((4, 4, 6), (4, 4, 6), False),
+        ((32, 6, 4), (32, 4, 6, 1), True),
+        ((32, 6, 4), (32, 2, 3, 4), False),
+    ],
+)
+def test_which_reshapes_reorder_axes(
+    before: tuple[int, ...], after: tuple[int, ...], reorders: bool
+) -> None:
+    assert reorders_axes(before, after) is reorders
+
+
+SEQUENCE_FIRST_SCRIPT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+torch.manual_seed(0)
+t = torch.arange(2048, dtype=torch.float32)
+series = torch.sin(t / 8) + 0.1 * torch.randn(2048)
+windows = series.unfold(0, 25, 1)[:1024]  # (window, 25)
+x, y = windows[:, :24], windows[:, 24:]
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, drop_last=True)
+
+
+class Forecaster(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(1, 16)  # sequence first: (seq_len, batch, 1)
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, src):
+        out, _ = self.rnn(src)
+        return self.head(out[-1])
+
+
+model = Forecaster()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(2):
+    for xb, yb in loader:
+        src = {layout}
+        loss = nn.functional.mse_loss(model(src), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+
+def _sequence_first(tmp_path: Path, layout: str) -> Report:
+    script = tmp_path / "forecast.py"
+    script.write_text(SEQUENCE_FIRST_SCRIPT.replace("{layout}", layout))
+    return check_script(
+        str(script), phase_steps=0, selection=Selection(select=("reshape-reorders-axes",))
+    )
+
+
+@pytest.mark.fires("reshape-reorders-axes")
+def test_a_batch_brought_sequence_first_with_a_view_in_the_loop_is_found(tmp_path: Path) -> None:
+    report = _sequence_first(tmp_path, "xb.view(xb.size(1), xb.size(0), 1)  # the bug")
+    (finding,) = report.by_check("reshape-reorders-axes")
+    (reshape,) = finding.evidence["reshapes"]
+    assert reshape["before"] == [32, 24] and reshape["after"] == [24, 32, 1]
+    assert reshape["between"] == "loader and model"
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_a_batch_brought_sequence_first_with_a_transpose_is_silent(tmp_path: Path) -> None:
+    report = _sequence_first(tmp_path, "xb.transpose(0, 1).unsqueeze(-1)")
+    assert report.by_check("reshape-reorders-axes") == []
+    assert report.result("reshape-reorders-axes").status.value == "passed"
+
+
+class TileTower(nn.Module):
+    """One tower for each of 9 tiles, their embeddings (width 64) concatenated per image:
+    at a batch of 64 the merge turns (576, 64) into (64, 576), sizes met by coincidence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.tower = nn.Linear(4, 64)
+        self.head = nn.Linear(9 * 64, 2)
+
+    def forward(self, tiles: torch.Tensor) -> torch.Tensor:
+        n = tiles.shape[0]
+        x = self.tower(tiles.flatten(0, 1))  # (9n, 64)
+        return self.head(x.view(n, 9 * 64))  # (n, 576)
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_sizes_that_meet_by_coincidence_at_one_batch_size_are_silent() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = [
+        (torch.randn(64, 9, 4, generator=g), torch.randint(0, 2, (64,), generator=g))
+        for _ in range(3)
+    ]
+    model = TileTower()
+    report = run(
+        select=["reshape-reorders-axes"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("reshape-reorders-axes") == []
+    assert report.result("reshape-reorders-axes").status.value == "passed"
