@@ -866,12 +866,15 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
+    called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
     return Lab(
         None,
         device=device,
         unavailable_reason=why,
         model=model,
         model_inputs=inputs or None,
+        model_calls=[(tuple(b.get("args") or ()), dict(b.get("kwargs") or {})) for b in called]
+        or None,
         script=script,
         task=captured_task(capture),
         datasets=capture.datasets,

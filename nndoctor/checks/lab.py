@@ -88,6 +88,7 @@ class Lab:
         *,
         model: nn.Module | None = None,
         model_inputs: list[Any] | None = None,
+        model_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
@@ -107,6 +108,8 @@ class Lab:
         # allow experiments that need no loss (gradient check, batch independence).
         self._model = model if model is not None else (subject.model if subject else None)
         self._model_inputs = model_inputs
+        # The same calls with their keyword arguments (``model(**batch)`` included).
+        self._model_calls = model_calls
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
         # A replay is the script run again: it gets the wall-clock limit the script had.
@@ -314,6 +317,27 @@ class Lab:
             if isinstance(x, dict):
                 return []  # keyword arguments only: no positional input to replay
             out.append(x if isinstance(x, tuple) else (x,))
+        return out
+
+    def model_calls(self, n: int = 1) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The (positional, keyword) arguments the model was called with (first ``n``
+        batches), keyword-only calls (``model(**batch)``) included."""
+        if self._model_calls is not None:
+            return [
+                (tuple(move_to(a, self.device)), dict(move_to(k, self.device)))
+                for a, k in self._model_calls[:n]
+            ]
+        if self._model_inputs is not None:
+            return [(tuple(a), {}) for a in self.model_inputs(n)]
+        if self.subject is None:
+            return []
+        out: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for b in self.batches(n):
+            x = self.subject.inputs(b)
+            if isinstance(x, dict):
+                out.append(((), dict(x)))
+            else:
+                out.append((x if isinstance(x, tuple) else (x,), {}))
         return out
 
     def other_models(self) -> list[tuple[str, nn.Module, tuple[Any, ...]]]:

@@ -219,3 +219,58 @@ def test_sizes_that_meet_by_coincidence_at_one_batch_size_are_silent() -> None:
     )
     assert report.by_check("reshape-reorders-axes") == []
     assert report.result("reshape-reorders-axes").status.value == "passed"
+
+
+KEYWORD_SCRIPT = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+
+
+class Tagger(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.rnn = nn.GRU(8, 8, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, input_ids=None, labels=None):
+        _, h = self.rnn(self.embed(input_ids))  # h: (layers, batch, hidden)
+        logits = self.head({read}.reshape(input_ids.size(0), -1))
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+model = Tagger()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(30):
+    ids = torch.randint(0, 50, (32, 12))
+    batch = {"input_ids": ids, "labels": (ids[:, 0] > 25).long()}
+    loss = model(**batch)["loss"]
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize(
+    ("read", "fires"),
+    [
+        pytest.param(
+            "h.view(h.size(1), h.size(0), -1)",
+            True,
+            marks=pytest.mark.fires("reshape-reorders-axes"),
+        ),
+        pytest.param("h.transpose(0, 1)", False, marks=pytest.mark.silent("reshape-reorders-axes")),
+    ],
+)
+def test_a_model_called_with_keywords_only_is_replayed(
+    tmp_path: Path, read: str, fires: bool
+) -> None:
+    script = tmp_path / "tagger.py"
+    script.write_text(KEYWORD_SCRIPT.replace("{read}", read))
+    report = check_script(
+        str(script), phase_steps=0, selection=Selection(select=("reshape-reorders-axes",))
+    )
+    assert report.result("reshape-reorders-axes").status.value == ("failed" if fires else "passed")
+    assert len(report.by_check("reshape-reorders-axes")) == int(fires)

@@ -183,28 +183,25 @@ def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
     lab = ctx.services
     if lab is None or not lab.has_model:
         return [], 0, "no model copy is available to replay a forward"
-    calls = lab.model_inputs(1)
+    calls = lab.model_calls(1)
     if not calls:
-        return (
-            [],
-            0,
-            "the model was called with keyword arguments only; no positional input to replay",
-        )
+        return [], 0, "no model call was recorded to replay"
     axis = ctx.recording.input_batch_axis()
-    runs: list[tuple[str, nn.Module, tuple[Any, ...], int]] = [
-        ("", lab.fresh_model().eval(), tuple(calls[0]), axis)
+    args, kwargs = calls[0]
+    runs: list[tuple[str, nn.Module, tuple[Any, ...], dict[str, Any], int]] = [
+        ("", lab.fresh_model().eval(), args, kwargs, axis)
     ]
-    runs += [(name, model.eval(), args, 0) for name, model, args in lab.other_models()]
+    runs += [(name, model.eval(), a, {}, 0) for name, model, a in lab.other_models()]
     seen = 0
     found: dict[tuple[str, int], _Reordering] = {}
     refused: list[str] = []
-    for network, model, args, at in runs:
-        full = _reshapes_of(model, args)
+    for network, model, a, k, at in runs:
+        full = _reshapes_of(model, a, k)
         if isinstance(full, str):
             refused.append(f"{network or 'the model'}: {full}")
             continue
         seen += len(full)
-        cut = _reshapes_of(model, batch_slice(args, CUT_SAMPLES, at))
+        cut = _reshapes_of(model, *_cut(a, k, at))
         # A network that refuses its batch cut (sizes fixed in its code) is judged on the
         # one batch it takes.
         again = (
@@ -220,11 +217,21 @@ def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
     return list(found.values()), seen, ""
 
 
-def _reshapes_of(model: nn.Module, args: tuple[Any, ...]) -> list[ReshapeEvent] | str:
-    """The reshapes the user's code runs in ``model(*args)``, or why the call failed."""
+def _cut(
+    args: tuple[Any, ...], kwargs: dict[str, Any], axis: int
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A call's arguments, positional and keyword, cut to ``CUT_SAMPLES`` along the batch axis."""
+    cut = batch_slice((*args, *kwargs.values()), CUT_SAMPLES, axis)
+    return tuple(cut[: len(args)]), dict(zip(kwargs, cut[len(args) :], strict=True))
+
+
+def _reshapes_of(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[ReshapeEvent] | str:
+    """The reshapes the user's code runs in ``model(*args, **kwargs)``, or why it failed."""
     try:
         with torch.no_grad(), recorded_reshapes(model) as events:
-            model(*args)
+            model(*args, **kwargs)
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return events
