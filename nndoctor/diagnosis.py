@@ -132,7 +132,12 @@ def diagnose(
 
     def is_symptom(check: str) -> bool:
         s = spec(check)
-        return bool(s and s.symptom)
+        return bool(s and (s.symptom or _aspect(check) in s.symptom_aspects))
+
+    def effect_only(check: str) -> bool:
+        """A finding whose aspect marks it the effect of another's cause explains nothing."""
+        s = spec(check)
+        return bool(s and _aspect(check) in s.symptom_aspects)
 
     def strength(check: str) -> tuple[int, int, int]:
         s = spec(check)
@@ -140,7 +145,7 @@ def diagnose(
 
     def explains(a: str, b: str) -> bool:
         s = spec(a)
-        return a != b and s is not None and links(s.explains, b)
+        return a != b and s is not None and not effect_only(a) and links(s.explains, b)
 
     def wins(b: str, a: str) -> bool:
         """Of two findings that explain each other, b is the cause: stronger, or as strong
@@ -203,7 +208,9 @@ def _promote_explaining_infos(
     orphans = [
         f
         for f in diagnosis.independent
-        if id(f) in roots and (s := specs.get(f.check)) and s.symptom
+        if id(f) in roots
+        and (s := specs.get(f.check))
+        and (s.symptom or f.aspect in s.symptom_aspects)
     ]
     if not orphans:
         return
@@ -238,6 +245,10 @@ def finding_key(f: Finding) -> str:
 
 def _base(key: str) -> str:
     return key.split(":", 1)[0]
+
+
+def _aspect(key: str) -> str:
+    return key.split(":", 1)[1] if ":" in key else ""
 
 
 def links(explains: frozenset[str], key: str) -> bool:

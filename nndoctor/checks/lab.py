@@ -319,6 +319,14 @@ class Lab:
             out.append(x if isinstance(x, tuple) else (x,))
         return out
 
+    def initial_weights_finite(self) -> bool | None:
+        """Whether every weight of the model, as it was when the observed training began,
+        is finite (None without a model)."""
+        if self._model is None:
+            return None
+        with torch.no_grad():
+            return all(bool(torch.isfinite(p).all()) for p in self._model.parameters())
+
     def model_calls(self, n: int = 1) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """The (positional, keyword) arguments the model was called with (first ``n``
         batches), keyword-only calls (``model(**batch)``) included."""

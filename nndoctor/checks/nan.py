@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -28,12 +29,26 @@ _CAUSES = {
 }
 
 
+AFTER_GROWTH = "after-growth"
+INHERITED = "inherited"
+
+
 @register_check(
     id="non-finite-values",
     reasons=(37,),
     severity="error",
     priority=11,
     explains=causes.ALL_SYMPTOMS,
+    # A NaN that ends a loss grown by orders of magnitude is the divergence's effect; one
+    # in weights that were already non-finite when the observed phase began was made
+    # before it (an earlier phase, a checkpoint).
+    symptom_aspects=(AFTER_GROWTH, INHERITED),
+    differential=(
+        (36, "a too-high learning rate (learning-rate-out-of-range, loss-diverging)"),
+        (35, "exploding gradients (gradient-norm-spread; clip the gradient norm)"),
+        (20, "a loss term weighted far above the others (loss-term-dominates)"),
+        (12, "inputs on a large scale (input-not-standardized)"),
+    ),
 )
 def non_finite_values(ctx: CheckContext) -> None:
     """A NaN or infinity appears in the forward pass, the loss, the gradients or the weights.
@@ -92,7 +107,22 @@ def non_finite_values(ctx: CheckContext) -> None:
             evidence["code"] = op.code
     elif event.phase in ("gradient", "weights") and event.step > 0:
         message += " Earlier steps were finite: the updates grew until they overflowed."
+    aspect = _effect_of_earlier(ctx, event)
+    if aspect == AFTER_GROWTH:
+        growth = _growth_before(rec, event.step)
+        evidence["loss_growth_before"] = growth
+        message += (
+            f" Before it, the loss had grown to {growth:.3g}x its first value: the values grew "
+            "until they overflowed, the end of a divergence (see loss-diverging), not its cause."
+        )
+    elif aspect == INHERITED:
+        evidence["initial_weights_finite"] = False
+        message += (
+            " The model's weights were already non-finite when this phase of training began: "
+            "they were made so before it (an earlier phase, a loaded checkpoint)."
+        )
     ctx.finding(
+        aspect=aspect,
         title="Non-finite values (NaN/inf) during training",
         message=message,
         fix=_fix_for(event, op),
@@ -100,6 +130,30 @@ def non_finite_values(ctx: CheckContext) -> None:
         where=where,
         evidence=evidence,
     )
+
+
+def _growth_before(rec: Recording, step: int) -> float:
+    """The largest finite loss before ``step`` over the first one (nan without two)."""
+    before = [s.loss for s in rec.steps if s.loss_seen and s.step < step and math.isfinite(s.loss)]
+    if len(before) < 2 or before[0] <= 0:
+        return math.nan
+    return max(before) / before[0]
+
+
+def _effect_of_earlier(ctx: CheckContext, event: NonFiniteEvent) -> str:
+    """``AFTER_GROWTH`` when the finite losses before the event rose past
+    ``loss_spike_ratio`` times the first (the divergence rule's own bar); ``INHERITED``
+    when the event is in the first step and the weights the phase began with were
+    non-finite; "" otherwise (the non-finite value is where the trouble starts)."""
+    if event.phase == "input":
+        return ""
+    growth = _growth_before(ctx.recording, event.step)
+    if math.isfinite(growth) and growth >= ctx.thresholds.loss_spike_ratio:
+        return AFTER_GROWTH
+    lab = ctx.services
+    if event.step == 0 and lab is not None and lab.initial_weights_finite() is False:
+        return INHERITED
+    return ""
 
 
 def _describe(event: NonFiniteEvent) -> str:

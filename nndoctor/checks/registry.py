@@ -54,6 +54,10 @@ class CheckSpec:
     # For an experiment: the findings ("check:aspect") whose claim it tests directly. Its
     # ``ctx.refute(key, why)`` turns such a warning into a note carrying the evidence.
     refutes: frozenset[str] = frozenset()
+    # Aspects of this check's findings that are effects, not causes: such a finding is
+    # read as a symptom (it explains nothing, and the differential applies), as the NaN
+    # that ends a diverging loss is the divergence's effect.
+    symptom_aspects: frozenset[str] = frozenset()
 
     @property
     def doc(self) -> str:
@@ -79,6 +83,7 @@ def register_check(
     differential: tuple[tuple[int, str], ...] = (),
     distributed: bool = False,
     refutes: tuple[str, ...] | frozenset[str] = (),
+    symptom_aspects: tuple[str, ...] | frozenset[str] = (),
 ) -> Callable[[Callable[[CheckContext], None]], Callable[[CheckContext], None]]:
     """Register ``func`` as the check ``id`` covering ``reasons`` (numbers from REASONS.md).
 
@@ -86,7 +91,9 @@ def register_check(
     :mod:`nndoctor.diagnosis`); ``symptom`` marks a check whose finding many bugs produce,
     with its ``differential``; ``priority`` orders the experiments (lower runs first);
     ``distributed`` marks a check comparing the ranks of a distributed job; ``refutes``
-    names the findings (``"check:aspect"``) an experiment's outcome can refute."""
+    names the findings (``"check:aspect"``) an experiment's outcome can refute;
+    ``symptom_aspects`` names the aspects of its findings that are effects of another
+    finding's cause (read as symptoms, with ``differential``)."""
     bad = [r for r in reasons if not 1 <= int(r) <= 37]
     if bad:
         raise ValueError(f"check {id!r}: reasons must be 1..37, got {bad}")
@@ -108,6 +115,7 @@ def register_check(
             differential=tuple(differential),
             distributed=distributed,
             refutes=frozenset(refutes),
+            symptom_aspects=frozenset(symptom_aspects),
         )
         return func
 

@@ -131,3 +131,56 @@ def test_a_stable_loss_stays_finite_on_the_tiny_batch() -> None:
     )
     assert report.result("nonfinite-in-experiment").status == "passed"
     assert report.by_check("nonfinite-in-experiment") == []
+
+
+def _regression(lr: float) -> dict:
+    x, _ = blobs()
+    torch.manual_seed(0)
+    y = x @ torch.randn(10, 1)
+    model = nn.Linear(10, 1)
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": nn.MSELoss(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=lr),
+    }
+
+
+@pytest.mark.fires("non-finite-values")
+def test_a_nan_that_ends_a_diverging_loss_is_read_as_the_divergences_effect() -> None:
+    report = run(select=["non-finite-values", "loss-diverging"], **_regression(lr=20.0))
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.reasons == [37] and finding.aspect == "after-growth"
+    assert finding.evidence["loss_growth_before"] >= 10
+    assert report.by_check("loss-diverging")
+    # No cause: the divergence is the symptom to explain, the learning rate first to look at.
+    assert report.diagnosis.causes == []
+    assert report.diagnosis.differential[0].reason == 36
+    assert finding.role != "cause"
+
+
+def test_a_nan_from_the_first_step_stays_the_cause() -> None:
+    x, y = blobs()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), LogOfRelu(), nn.Linear(16, 3))
+    report = run(
+        select=["non-finite-values", "loss-diverging"],
+        model=model,
+        data=[(x[:32], y[:32])],
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.aspect == "" and finding.role == "cause"
+    assert report.diagnosis.causes[0].lead is finding
+
+
+def test_weights_already_non_finite_when_training_begins_are_inherited() -> None:
+    kwargs = _regression(lr=0.01)
+    with torch.no_grad():
+        kwargs["model"].weight[0, 3] = float("inf")  # left so by an earlier run
+    report = run(select=["non-finite-values"], **kwargs)
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.aspect == "inherited" and finding.where.step == 0
+    assert "already non-finite when this phase of training began" in finding.message
+    assert report.diagnosis.causes == []

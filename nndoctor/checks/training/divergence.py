@@ -16,7 +16,7 @@ from nndoctor.report.model import Severity, Where
     symptom=True,
     # Steps that make the loss climb far past its start are large enough to push ReLUs
     # into their dead zone: the dead units are the divergence's effect, not its cause.
-    explains=frozenset({"dead-relus"}),
+    explains=frozenset({"dead-relus", "non-finite-values:after-growth"}),
     differential=(
         (36, "a too-high learning rate (learning-rate-out-of-range)"),
         (26, "gradients accumulated without zero_grad (zero-grad-missing)"),
