@@ -170,9 +170,9 @@ def _same_flat_values(t: torch.Tensor, b: torch.Tensor) -> bool:
     if t.device == b.device and t.data_ptr() == b.data_ptr():
         return True
     flat = b.detach().reshape(-1)
-    if torch.equal(flat[1:], flat[:-1]):
+    if not torch.equal(t.detach().reshape(-1), flat.to(t.device, t.dtype)):
         return False
-    return bool(torch.equal(t.detach().reshape(-1), flat.to(t.device, t.dtype)))
+    return not torch.equal(flat[1:], flat[:-1])
 
 
 LABEL_KEYWORD = re.compile(r"label|target", re.IGNORECASE)

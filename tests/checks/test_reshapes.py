@@ -171,8 +171,18 @@ def _sequence_first(tmp_path: Path, layout: str) -> Report:
 
 
 @pytest.mark.fires("reshape-reorders-axes")
-def test_a_batch_brought_sequence_first_with_a_view_in_the_loop_is_found(tmp_path: Path) -> None:
-    report = _sequence_first(tmp_path, "xb.view(xb.size(1), xb.size(0), 1)  # the bug")
+@pytest.mark.parametrize(
+    "layout",
+    [
+        "xb.view(xb.size(1), xb.size(0), 1)  # the bug",
+        # A copy on the way (as to another device) is compared by value.
+        "xb.view(xb.size(1), xb.size(0), 1).clone()  # the bug, copied",
+    ],
+)
+def test_a_batch_brought_sequence_first_with_a_view_in_the_loop_is_found(
+    tmp_path: Path, layout: str
+) -> None:
+    report = _sequence_first(tmp_path, layout)
     (finding,) = report.by_check("reshape-reorders-axes")
     (reshape,) = finding.evidence["reshapes"]
     assert reshape["before"] == [32, 24] and reshape["after"] == [24, 32, 1]
