@@ -51,6 +51,7 @@ class ReshapeEvent:
     module: str  # the innermost module under way ("<root>" for the model itself)
     file: str
     line: int
+    constant: bool = False  # every value of the tensor is the same: no order to lose
 
 
 def _user_frame(frame: FrameType) -> tuple[str, int] | None:
@@ -62,6 +63,11 @@ def _user_frame(frame: FrameType) -> tuple[str, int] | None:
     if name.startswith((_TORCH, _NNDOCTOR)) or any(d in name for d in _LIBRARY_DIRS):
         return None
     return name, frame.f_lineno
+
+
+def _constant(t: torch.Tensor) -> bool:
+    flat = t.detach().reshape(-1)
+    return flat.numel() > 0 and bool((flat == flat[0]).all())
 
 
 class _ReshapeRecorder(TorchFunctionMode):
@@ -100,6 +106,7 @@ class _ReshapeRecorder(TorchFunctionMode):
                 tuple(out.shape),
                 self.stack[-1] if self.stack else "",
                 *where,
+                constant=_constant(source),
             )
         )
 

@@ -284,3 +284,25 @@ def test_a_model_called_with_keywords_only_is_replayed(
     )
     assert report.result("reshape-reorders-axes").status.value == ("failed" if fires else "passed")
     assert len(report.by_check("reshape-reorders-axes")) == int(fires)
+
+
+class MaskedPool(nn.Module):
+    """Averages the points under a mask of ones built (batch, points) and read with a view
+    as (points, batch): a constant has no order to lose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(points.size(0), points.size(1)).view(points.size(1), points.size(0))
+        weights = mask.t().unsqueeze(-1) / points.size(1)  # (batch, points, 1)
+        return self.head((points * weights).sum(1))
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_a_constant_mask_relabelled_is_silent() -> None:
+    report = _check(MaskedPool())
+    assert report.by_check("reshape-reorders-axes") == []
+    assert report.result("reshape-reorders-axes").status.value == "passed"

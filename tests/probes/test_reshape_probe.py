@@ -44,3 +44,10 @@ def test_the_recorder_leaves_nothing_behind() -> None:
     assert len(events) == 1
     torch.randn(2, 3).view(3, 2)
     assert len(events) == 1  # the mode is gone after the block
+
+
+def test_a_constant_tensor_is_marked() -> None:
+    with recorded_reshapes(None) as events:
+        torch.ones(4, 6).view(6, 4)
+        torch.arange(24.0).view(6, 4)
+    assert [e.constant for e in events] == [True, False]

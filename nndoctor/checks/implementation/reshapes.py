@@ -27,6 +27,12 @@ def reorders_axes(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
     return len(kept) >= 2 and kept != made and sorted(kept) == sorted(made)
 
 
+def _reorders(e: ReshapeEvent) -> bool:
+    """A reshape that reorders axes, of a tensor whose values differ (a constant, a mask
+    of ones, has no order to lose)."""
+    return not e.constant and reorders_axes(e.before, e.after)
+
+
 @dataclass(frozen=True)
 class _Reordering:
     network: str  # "" for the model, else the class of a network beside it
@@ -70,17 +76,26 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
         model learns from scrambled inputs. Only ``transpose``/``permute`` reorder axes.
 
     What is measured:
-        One forward of a copy of the model in eval mode, without gradients, on the first
-        observed batch (and of each other trained network beside it, on its first call's
-        arguments), with every ``view``, ``reshape``, ``view_as`` and ``reshape_as`` that
-        the user's own code runs recorded: the shape before and after, the module under way
-        and the line. Reshapes inside torch and installed libraries are tested code and
-        left out, and so are reshapes of parameters (their values take their meaning from
-        training, in whatever order). A reshape is a finding when the axis sizes after it
-        are those before it in another order, axes of size 1 aside: no flatten, split or
-        merge gives that; a transpose written as a view does. This is a rule about the
-        code, not a statistic: it cannot misfire by chance, only on code that relabels memory
-        laid out in one order of axes as another on purpose.
+        Forwards of a copy of the model in eval mode, without gradients (and of each other
+        trained network beside it, on its first call's arguments), with every ``view``,
+        ``reshape``, ``view_as`` and ``reshape_as`` that the user's own code runs
+        recorded: the shape before and after, the module under way and the line. Reshapes
+        inside torch and installed libraries are tested code and left out, and so are
+        reshapes of parameters (their values take their meaning from training, in
+        whatever order) and of constant tensors (no order to lose). A reshape reorders
+        axes when the axis sizes after it are those before it in another order, axes of
+        size 1 aside: no flatten, split or merge gives that; a transpose written as a view
+        does. Sizes can meet by coincidence at one batch size (9 tile embeddings of width
+        64 merged per image at a batch of 64 turn ``(576, 64)`` into ``(64, 576)``), so
+        each network runs on its first batch and on that batch cut to 3 samples, and a
+        line counts where it reorders axes both times (or at the one size a network
+        takes). Between the loader and the model, in the first observed steps, a model
+        input that holds the values of a tensor of the batch the DataLoader had just
+        yielded, in that tensor's memory order but under its axis sizes reordered, is the
+        same mistake made in the training loop (``x.view(seq_len, batch, 1)`` for
+        ``x.transpose(0, 1)``). This is a rule about the code, not a statistic: it does
+        not misfire by chance, only on code that relabels memory laid out in one order of
+        axes as another on purpose.
 
     How to fix:
         Reorder axes with ``transpose``/``permute`` (followed by ``.contiguous()`` or use
@@ -205,12 +220,10 @@ def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
         # A network that refuses its batch cut (sizes fixed in its code) is judged on the
         # one batch it takes.
         again = (
-            {(e.file, e.line) for e in cut if reorders_axes(e.before, e.after)}
-            if not isinstance(cut, str)
-            else None
+            {(e.file, e.line) for e in cut if _reorders(e)} if not isinstance(cut, str) else None
         )
         for e in full:
-            if reorders_axes(e.before, e.after) and (again is None or (e.file, e.line) in again):
+            if _reorders(e) and (again is None or (e.file, e.line) in again):
                 found.setdefault((e.file, e.line), _Reordering(network, e))
     if len(refused) == len(runs):
         return [], 0, "the forward could not be replayed (" + "; ".join(refused) + ")"
