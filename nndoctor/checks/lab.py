@@ -368,6 +368,19 @@ class Lab:
             model = model.to(dtype)
         return self.training_mode(model)
 
+    def default_initialised_model(self, seed: int = 0) -> nn.Module:
+        """A fresh copy whose every module that has ``reset_parameters`` was re-drawn by it
+        (PyTorch's own initialisation, seeded, the caller's random streams untouched):
+        the healthy twin of a custom initialisation. Parameters of modules without it
+        (a hand-made ``nn.Parameter`` on a custom module) keep their initial values."""
+        model = self.fresh_model()
+        with same_noise(self.device, seed), torch.no_grad():
+            for module in model.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        return model
+
     def training_mode(self, model: nn.Module) -> nn.Module:
         """Put ``model`` (a copy of the subject's model) in the modes the script trained
         it in: train(), except the modules the script kept in eval()."""

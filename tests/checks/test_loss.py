@@ -36,6 +36,76 @@ def test_huge_output_init_starts_far_above_chance() -> None:
     assert finding.severity.value == "error"
 
 
+class _CosineHead(nn.Module):
+    """A normalised-weight classifier with a fixed logit scale (CosFace, ArcFace): its
+    weight is a bare parameter, as such heads write it, with no ``reset_parameters``."""
+
+    def __init__(self, features: int, classes: int, scale: float = 30.0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, features))
+        self.scale = scale
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        cosine = F.normalize(embedding, dim=1) @ F.normalize(self.weight, dim=1).t()
+        return self.scale * cosine  # (batch, classes) in [-scale, scale]
+
+
+class _AdditiveMarginLoss(nn.modules.loss._Loss):
+    """Cross-entropy with the target's scaled cosine lowered by ``scale * margin``."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        margin = 30.0 * 0.35 * F.one_hot(target, logits.shape[1])
+        return F.cross_entropy(logits - margin, target)
+
+
+def _cosine_margin_subject() -> dict[str, Any]:
+    """Embeddings into a scaled cosine head, an additive margin on the target's logit in
+    the loss (AM-softmax / CosFace): by design the loss starts far above ln(C)."""
+    x, y = blobs(n=512, features=10, classes=8)
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 32))
+    model = nn.Sequential(body, _CosineHead(32, 8))
+    return {
+        "model": model,
+        "data": batches(x, y, size=64),
+        "loss_fn": _AdditiveMarginLoss(),
+        "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+    }
+
+
+@pytest.mark.silent("loss-not-at-chance")
+def test_a_margin_and_a_logit_scale_by_design_are_no_bad_initialisation() -> None:
+    report = run(select=["loss-not-at-chance"], **_cosine_margin_subject())
+    assert serious(report) == []
+    (info,) = report.by_check("loss-not-at-chance")
+    # The healthy twin, PyTorch's default initialisation, starts as far above ln 8.
+    assert info.severity.value == "info"
+    assert info.evidence["default_init_loss"] > 2 * math.log(8)
+    assert info.evidence["initial_loss"] > 2 * math.log(8)
+
+
+@pytest.mark.fires("loss-not-at-chance")
+def test_the_default_initialisation_twin_brings_a_huge_init_back_to_chance() -> None:
+    kwargs = healthy_classifier()
+    with torch.no_grad():
+        kwargs["model"][-1].weight.mul_(60.0)
+    (finding,) = run(select=["loss-not-at-chance"], **kwargs).by_check("loss-not-at-chance")
+    assert finding.severity.value == "error"
+    assert finding.evidence["default_init_loss"] < 1.5 * math.log(3)
+    assert "default initialisation" in finding.message
+
+
+def test_the_twin_leaves_the_random_streams_as_they_were() -> None:
+    kwargs = healthy_classifier()
+    with torch.no_grad():
+        kwargs["model"][-1].weight.mul_(60.0)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    run(select=["loss-not-at-chance"], **kwargs)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_chance_for_binary_and_regression_losses() -> None:
     x, y = blobs(classes=2)
     model = mlp(classes=1)

@@ -97,7 +97,12 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     What is measured:
         The recognised loss at the initial weights (the first observed step, or the mean
         over a few captured batches evaluated on a copy at the initial weights), against
-        the chance value derived from the loss call and its targets.
+        the chance value derived from the loss call and its targets. A loss far above
+        chance is then compared with a healthy twin: the same model re-drawn by PyTorch's
+        default initialisation (every module's ``reset_parameters``). When the twin starts
+        as high, the start is built into the model or its loss — a margin on the target's
+        logit or a fixed logit scale, as metric-learning heads (ArcFace, CosFace) have by
+        design — and the finding is an info, not a warning.
 
     How to fix:
         Use the framework's default initialisation (or Kaiming/Xavier), keep the last
@@ -137,16 +142,59 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     t = ctx.thresholds
     ratio = initial / value if value > 0 else math.inf
     ctx.note(f"initial loss {initial:.4g} vs chance {value:.4g} ({how})")
-    if initial <= value * t.chance_ratio_warning + t.chance_abs_margin:
+    bar = value * t.chance_ratio_warning + t.chance_abs_margin
+    if initial <= bar:
+        return
+    where = Where(step=step.step, file=call.file, line=call.line)
+    evidence: dict[str, Any] = {
+        "initial_loss": initial,
+        "chance": value,
+        "ratio": ratio,
+        "loss": call.fn,
+    }
+    twin = _default_init_loss(lab) if step.step == 0 else None
+    if twin is not None:
+        evidence["default_init_loss"] = twin
+        ctx.note(
+            f"the same model re-drawn by PyTorch's default initialisation starts at {twin:.4g}"
+        )
+    if twin is not None and twin > bar:
+        # The healthy twin starts as high: what lifts the loss is built into the model or
+        # its loss (a margin on the target's logit, a fixed logit scale as in ArcFace or
+        # CosFace, inputs on a large scale), not an initialisation someone chose.
+        ctx.finding(
+            title="The loss starts far above chance, as the model is built",
+            message=(
+                f"The {call.fn} loss starts at {initial:.4g} ({source}), {ratio:.1f}× the chance "
+                f"level {value:.4g} — {how}. The same model re-drawn by PyTorch's default "
+                f"initialisation starts at {twin:.4g}, as high: the initialisation is not why. "
+                "A margin or a fixed scale on the logits does this by design; so do inputs on a "
+                "large scale."
+            ),
+            fix=(
+                "Nothing, if the loss has a margin or a logit scale by design. Otherwise "
+                "standardise the inputs and look at what the last layer computes."
+            ),
+            severity="info",
+            reasons=(17,),
+            where=where,
+            evidence=evidence,
+        )
         return
     severity = (
         "error" if initial > value * t.chance_ratio_error + t.chance_abs_margin else "warning"
+    )
+    twin_said = (
+        f" Re-drawn by PyTorch's default initialisation, the same model starts at {twin:.4g}."
+        if twin is not None
+        else ""
     )
     ctx.finding(
         title="The loss at initialisation is far above chance",
         message=(
             f"The {call.fn} loss starts at {initial:.4g} ({source}), {ratio:.1f}× the chance "
-            f"level {value:.4g} — {how}. The model is confidently wrong before it has learned anything."
+            f"level {value:.4g} — {how}. The model is confidently wrong before it has learned "
+            f"anything.{twin_said}"
         ),
         fix=(
             "Check the initialisation of the last layers (default init, small output weights, "
@@ -154,9 +202,22 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         ),
         severity=severity,
         reasons=(17, 28),
-        where=Where(step=step.step, file=call.file, line=call.line),
-        evidence={"initial_loss": initial, "chance": value, "ratio": ratio, "loss": call.fn},
+        where=where,
+        evidence=evidence,
     )
+
+
+def _default_init_loss(lab: Any) -> float | None:
+    """The mean initial loss of the model re-drawn by PyTorch's default initialisation (the
+    healthy twin of the user's initialisation), None when it cannot be had."""
+    if lab is None or not lab.available or not lab.has_model:
+        return None
+    try:
+        losses = lab.evaluate(lab.default_initialised_model(), lab.batches(4))
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return None  # a module's own reset_parameters failed: no twin, no verdict from it
+    finite = [x for x in losses if math.isfinite(x)]
+    return sum(finite) / len(finite) if finite else None
 
 
 @register_check(
