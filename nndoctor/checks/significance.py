@@ -240,3 +240,50 @@ def one_way_anova_p(groups: list[list[float]]) -> float:
     f = between / within
     d1, d2 = k - 1, n - k
     return regularized_beta(d2 / (d2 + d1 * f), d2 / 2.0, d1 / 2.0)
+
+
+def binomial_tail(n: int, k: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    if k <= 0:
+        return 1.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    terms = (
+        math.lgamma(n + 1)
+        - math.lgamma(i + 1)
+        - math.lgamma(n - i + 1)
+        + i * math.log(p)
+        + (n - i) * math.log1p(-p)
+        for i in range(k, n + 1)
+    )
+    return min(1.0, sum(math.exp(x) for x in terms))
+
+
+def proportion_excess_p(hits: int, trials: int, base_hits: int, base_trials: int) -> float:
+    """One-sided p-value that ``hits`` of ``trials`` is a higher proportion than
+    ``base_hits`` of ``base_trials`` (Fisher's exact test: given the hits of both, the
+    first's count is hypergeometric when the proportions are equal).
+
+    Exact at any count, and it carries the sampling noise of the base proportion, which a
+    binomial test against that proportion taken as known ignores: a rate read from a
+    handful of events is often far below the true one."""
+    if hits <= 0:
+        return 1.0
+    total = hits + base_hits
+    population = trials + base_trials
+    if total > population or trials <= 0:
+        return 1.0
+
+    def log_choose(n: int, k: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+    denominator = log_choose(population, total)
+    top = min(total, trials)
+    terms = (
+        log_choose(trials, x) + log_choose(base_trials, total - x) - denominator
+        for x in range(hits, top + 1)
+        if total - x <= base_trials
+    )
+    return min(1.0, sum(math.exp(v) for v in terms))

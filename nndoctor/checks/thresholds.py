@@ -168,6 +168,11 @@ class Thresholds:
     label_pairing_alpha: float = (
         0.01  # held-out accuracy vs the majority label: binomial test level
     )
+    # Samples shared between training and evaluation are an error, told from chance
+    # collisions and natural repeats by tests at this level each. A report runs dozens of
+    # tests; at 1% each, one healthy report in a hundred would carry this error for
+    # nothing. A leak worth the name shares many samples and stays far below 1e-3.
+    shared_samples_alpha: float = 1e-3
     shuffled_label_margin: float = 0.03  # real pairing must end this share below shuffled labels
     learned_fraction: float = (
         0.1  # a loss that fell by this share of its start has learned something

@@ -112,7 +112,7 @@ def test_a_slow_learner_on_connected_labels_passes_on_held_out_accuracy() -> Non
 def test_the_binomial_tail_is_exact_on_small_cases() -> None:
     import math
 
-    from nndoctor.checks.data.experiments import binomial_tail
+    from nndoctor.checks.significance import binomial_tail
 
     assert math.isclose(binomial_tail(3, 2, 0.5), 0.5)  # P(X>=2) = (3 + 1) / 8
     assert math.isclose(binomial_tail(10, 0, 0.3), 1.0)

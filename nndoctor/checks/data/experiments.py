@@ -16,7 +16,12 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.significance import homogeneity_p, mean_above_zero_p, one_way_anova_p
+from nndoctor.checks.significance import (
+    binomial_tail,
+    homogeneity_p,
+    mean_above_zero_p,
+    one_way_anova_p,
+)
 from nndoctor.probes.recording import Recording
 from nndoctor.subject import Subject, redeal
 from nndoctor.trees import map_tensors
@@ -197,25 +202,6 @@ class ValueCrossFit:
             "held_out_samples": self.total,
             "permutation_p": self.better_than_labels_alone(),
         }
-
-
-def binomial_tail(n: int, k: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    if k <= 0:
-        return 1.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    terms = (
-        math.lgamma(n + 1)
-        - math.lgamma(i + 1)
-        - math.lgamma(n - i + 1)
-        + i * math.log(p)
-        + (n - i) * math.log1p(-p)
-        for i in range(k, n + 1)
-    )
-    return min(1.0, sum(math.exp(x) for x in terms))
 
 
 def cross_fit(

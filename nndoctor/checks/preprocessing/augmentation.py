@@ -9,10 +9,10 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.data.dataset import training_loader
-from nndoctor.checks.data.experiments import binomial_tail
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.preprocessing.inputs import SAMPLE_ITEMS, draw_pairs, sample_indices
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import binomial_tail
 from nndoctor.probes.recording import Recording
 
 
