@@ -239,6 +239,27 @@ def test_sigmoid_before_bce_with_logits() -> None:
     assert "Sigmoid" in finding.title
 
 
+@pytest.mark.silent("loss-input-mismatch")
+def test_logits_of_exactly_zero_are_no_sigmoid_output() -> None:
+    # Zeroed weights make every logit 0 at every step: inside [0, 1], but no sigmoid made
+    # them (the bug is the initialisation, which other checks name).
+    x, y = blobs(classes=2)
+    model = mlp(classes=1)
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
+    report = run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+    )
+    assert report.by_check("loss-input-mismatch") == []
+
+
 def test_broadcasting_output_and_target_shapes() -> None:
     x, _ = blobs()
     target = x[:, :1].sum(1) * 2  # shape (N,), the model outputs (N, 1)

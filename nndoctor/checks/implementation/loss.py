@@ -334,7 +334,14 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
                 where=where,
                 evidence=evidence,
             )
-        elif fn == "binary_cross_entropy_with_logits" and lo >= 0 and hi <= 1:
+        elif (
+            fn == "binary_cross_entropy_with_logits"
+            and lo >= 0
+            and hi <= 1
+            # One value at every step (logits of exactly 0 from zeroed weights) says nothing
+            # of what made it; a sigmoid does, and so does a spread that never leaves [0, 1].
+            and (hi > lo or any(c.input_op == "sigmoid" for _, c in items))
+        ):
             ctx.finding(
                 title="Sigmoid applied before BCEWithLogitsLoss",
                 message=(
