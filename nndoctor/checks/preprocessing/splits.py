@@ -73,7 +73,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         shifted off their values, binomial test; and more often than a training sample
         recurs at another step of the first epoch, as a small world's states and tabular
         rows with a few discrete columns do, Fisher's exact test, which carries the noise
-        of that rate; each at ``shared_samples_alpha``, 1e-3; each sample counted once on either side, so that
+        of that rate; each at ``shared_samples_alpha``, 1e-3; each sample counted once on
+        either side, so that
         a chance match evaluated at every epoch is one match); another loader's stored rows
         normalised with their own statistics (every column at mean 0 and std 1, the std
         over n or n - 1, or every continuous column's extremes exactly at 0 or -1 and 1),
@@ -174,8 +175,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
                 title="Samples shared between training and evaluation",
                 message=(
                     f"{shared} of {len(evaluated)} distinct evaluation inputs are identical to "
-                    f"inputs seen in the first {len(rec.steps)} training steps (chance alone matches "
-                    f"{expected:.2g}; binomial p={p:.2g}): the evaluation leaks training data."
+                    f"inputs seen in the first {len(rec.steps)} training steps (chance and natural repeats match "
+                    f"{expected:.2g}; p={p:.2g}): the evaluation leaks training data."
                 ),
                 fix="Split by sample id before augmentation or duplication, and de-duplicate across splits.",
                 severity="error",
@@ -224,7 +225,7 @@ class Recurrence:
 def shared_beyond_chance(
     train_sorted: list[float], evaluated: list[float], recurrence: Recurrence | None = None
 ) -> tuple[int, float, float]:
-    """(evaluation fingerprints matching a training one, the number chance alone matches,
+    """(evaluation fingerprints matching a training one, the number chance and natural repeats match,
     the one-sided p of that many matches).
 
     Two ways to match without a leak are tested, and the p is the larger of the two
@@ -235,11 +236,12 @@ def shared_beyond_chance(
     - samples recurring by nature, as training samples meet their equal among other
       training steps (a small discrete input space, duplicated rows, a grid world's
       states): Fisher's exact test against ``recurrence``, which carries the noise of that
-      rate's estimate (an evaluation sample is looked up among all observed training
-      samples, a training sample among those of the other steps: with twenty steps its
-      chance to meet an equal is about 5% higher, which the test does not correct). Taken as known, a rate read from the few
-      recurrences of twenty steps is too often far below the true one: on tabular data with
-      rare duplicates the binomial test at 1% alarmed 4-6% of the time in simulation."""
+      rate's estimate. Taken as known, a rate read from the few recurrences of twenty
+      steps is often far below the true one: on tables with rare repeated rows a binomial
+      test at 1% alarmed on 4-10% of disjoint splits in simulation. (An evaluation sample
+      is looked up among all observed training samples, a training sample among those of
+      the other steps only: with twenty steps its chance to meet an equal is about 5%
+      higher, which the test does not correct.)"""
     shared = sum(near_fingerprint(train_sorted, v) for v in evaluated)
     if not evaluated:
         return 0, 0.0, 1.0
