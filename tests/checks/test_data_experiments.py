@@ -332,6 +332,43 @@ def test_noise_for_categorical_columns_stays_within_each_columns_ids() -> None:
     assert report.result("model-ignores-input").status.value == "passed"
 
 
+class _PackedGru(nn.Module):
+    """Padded token ids and their lengths, longest first, packed with ``enforce_sorted``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.gru, self.head = nn.Embedding(20, 8), nn.GRU(8, 16), nn.Linear(16, 2)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), lengths, enforce_sorted=True)
+        _, h = self.gru(packed)  # (layers, batch, hidden)
+        return self.head(h[-1])
+
+
+@pytest.mark.silent("model-ignores-input")
+def test_lengths_sorted_longest_first_are_layout_and_kept_in_the_noise() -> None:
+    # Random lengths would no longer be sorted and the packing would raise: the check
+    # would crash instead of measuring.
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(8):
+        lengths = torch.randint(2, 12, (32,), generator=g).sort(descending=True).values
+        ids = torch.randint(1, 20, (12, 32), generator=g)  # (time, batch), 0 pads
+        ids[torch.arange(12)[:, None] >= lengths[None, :]] = 0
+        y = (ids[0] > 10).long()
+        data.append(((ids, lengths), y))
+    model = _PackedGru()
+    report = run(
+        select=["model-ignores-input"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.result("model-ignores-input").status.value == "passed"
+
+
 @pytest.mark.silent("labels-not-connected")
 def test_a_pairing_learned_too_slowly_to_show_is_inconclusive_not_disconnected() -> None:
     # Heavily overlapping classes: in the budget the real pairing ends no lower than the

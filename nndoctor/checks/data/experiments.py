@@ -39,11 +39,12 @@ def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
 def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Gaussian noise with the tensor's own mean and std; for integer inputs (token ids,
     indices) ids drawn uniformly from each column's own range (the last axis). Booleans
-    (masks) and integer tensors that never decrease (an ``EmbeddingBag``'s offsets, sorted
-    lengths, positions) describe the batch's layout, not its content, and are kept."""
+    (masks) and integer tensors in sorted order (an ``EmbeddingBag``'s offsets, positions,
+    lengths sorted longest first for ``pack_padded_sequence``) describe the batch's layout,
+    not its content, and are kept."""
     if x.dtype == torch.bool or x.numel() == 0:
         return x
-    if not x.is_floating_point() and _non_decreasing(x):
+    if not x.is_floating_point() and _sorted(x):
         return x
     if not x.is_floating_point():
         # Each column (the last axis) within its own range: categorical columns index
@@ -58,9 +59,13 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return noise * x.std() + x.mean()
 
 
-def _non_decreasing(x: torch.Tensor) -> bool:
+def _sorted(x: torch.Tensor) -> bool:
+    """Whether the values, read flat, never decrease or never increase."""
     flat = x.reshape(-1)
-    return flat.numel() > 1 and bool((flat[1:] >= flat[:-1]).all())
+    if flat.numel() < 2:
+        return False
+    steps = flat[1:].long() - flat[:-1].long()
+    return bool((steps >= 0).all()) or bool((steps <= 0).all())
 
 
 def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
