@@ -470,12 +470,7 @@ class Lab:
                     value = float(loss.detach()) / scale
                     result.losses.append(value)
                     if math.isfinite(value):
-                        loss.backward()
-                        spec.clip_gradients(model)
-                        if needs_closure(opt):
-                            opt.step(_closure(opt, spec, compute, model, batch, first=loss))
-                        else:
-                            opt.step()
+                        descend(opt, spec, compute, model, batch, loss)
                 if tracer is not None and tracer.event is not None:
                     result.trace = tracer.event
                 if not math.isfinite(value):
@@ -497,6 +492,25 @@ class Lab:
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         """The loss on each batch in its own units (not divided over micro-batches)."""
         return [float(self.loss(model, b)) / self.loss_scale for b in batches]
+
+
+def descend(
+    opt: torch.optim.Optimizer,
+    spec: OptimizerSpec,
+    compute: Callable[[nn.Module, Any], torch.Tensor],
+    model: nn.Module,
+    batch: Any,
+    loss: torch.Tensor,
+) -> None:
+    """One optimizer step of a copy from the loss ``compute`` gave on ``batch``: backward,
+    the script's clipping, and the step, with a closure for optimizers that need one (LBFGS
+    evaluates the loss again as often as it likes within one step)."""
+    loss.backward()
+    spec.clip_gradients(model)
+    if needs_closure(opt):
+        opt.step(_closure(opt, spec, compute, model, batch, first=loss))
+    else:
+        opt.step()
 
 
 def needs_closure(opt: torch.optim.Optimizer) -> bool:

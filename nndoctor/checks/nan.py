@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from nndoctor.checks import causes
-from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult, descend
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import NonFiniteEvent, Recording
 from nndoctor.probes.trace import OpEvent, trace_first_nonfinite
@@ -202,9 +202,7 @@ def _replay(lab: Lab | None, event: NonFiniteEvent) -> OpEvent | None:
     try:
         for b in batches[: event.step]:
             opt.zero_grad()
-            lab.loss(model, b).backward()
-            spec.clip_gradients(model)
-            opt.step()
+            descend(opt, spec, lab.loss, model, b, lab.loss(model, b))
         opt.zero_grad()
 
         def step() -> None:

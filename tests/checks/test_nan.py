@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 from subjects import batches, blobs, healthy_classifier, mlp, run
 from torch import nn
+
+from nndoctor.engine import Selection, check_script
 
 
 @pytest.mark.silent("non-finite-values")
@@ -184,3 +189,34 @@ def test_weights_already_non_finite_when_training_begins_are_inherited() -> None
     assert finding.aspect == "inherited" and finding.where.step == 0
     assert "already non-finite when this phase of training began" in finding.message
     assert report.diagnosis.causes == []
+
+
+LBFGS_DIVERGING = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x = torch.randn(256, 10)
+y = x @ torch.randn(10, 1)
+model = nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 1))
+opt = torch.optim.LBFGS(model.parameters(), lr=30.0, max_iter=5)
+for step in range(30):
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+    opt.step(closure)
+"""
+
+
+@pytest.mark.fires("non-finite-values")
+def test_an_lbfgs_run_that_overflows_is_replayed_with_its_closure(tmp_path: Path) -> None:
+    # The replay that traces the first bad op steps a copy: LBFGS needs a closure there too.
+    path = tmp_path / "lbfgs.py"
+    path.write_text(textwrap.dedent(LBFGS_DIVERGING))
+    report = check_script(
+        str(path), steps=20, phase_steps=0, selection=Selection(select=("non-finite-values",))
+    )
+    assert report.result("non-finite-values").status.value == "failed"
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.reasons == [37]
