@@ -129,6 +129,7 @@ class _Replay:
         self._input_prints: set[tuple[Any, ...]] = set()
         self.derivatives = _Derivatives()
         self.original_grad: Any = torch.autograd.grad
+        self._reset: set[int] = set()
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -163,6 +164,8 @@ class _Replay:
 
     # -- hooks ----------------------------------------------------------------------------
     def pre_forward(self, module: nn.Module, args: Any) -> None:
+        if self.plan.mode == "default-init" and not self._loss_seen:
+            self._default_init(module)
         if self.plan.mode == "overfit" and isinstance(module, REGULARISERS):
             module.p = 0.0
         if self.model is None and next(module.parameters(), None) is not None:
@@ -181,6 +184,24 @@ class _Replay:
             torch.autograd.set_detect_anomaly(True, check_nan=False)
             self.tracer = _NonFiniteTracer()
             self.tracer.__enter__()
+
+    def _default_init(self, module: nn.Module) -> None:
+        """Re-draw ``module`` and everything in it by PyTorch's own initialisation, once,
+        before it first computes: the script's random streams are forked, so the batches
+        it draws afterwards are the ones it drew when observed."""
+        if id(module) in self._reset:
+            return
+        params = list(module.parameters())
+        devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(0)
+            for sub in module.modules():
+                if id(sub) in self._reset:
+                    continue
+                self._reset.add(id(sub))
+                reset = getattr(sub, "reset_parameters", None)
+                if callable(reset):
+                    reset()
 
     def _note_input(self, args: Any) -> None:
         """A fingerprint of every tensor the model is called with; two differ when the
@@ -223,6 +244,13 @@ class _Replay:
             raise StopCapture("step budget")
 
     def note_backward(self, tensor: torch.Tensor) -> None:
+        if self.plan.mode == "default-init" and tensor.dim() == 0:
+            initial: dict[str, float] = {}
+            for name, term in self.terms:
+                initial.setdefault(name, float(term.detach()))
+            self.result.initial_terms = initial
+            self.result.losses.append(float(tensor.detach()))
+            raise StopCapture("traced")
         if self.plan.mode == "derivatives":
             if tensor.dim() == 0 and self.derivatives.forced and tensor.requires_grad:
                 self.result.derivatives = self.derivatives.compare(tensor, self.original_grad)

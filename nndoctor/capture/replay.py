@@ -14,7 +14,11 @@ change only what the experiment needs:
 - ``derivatives``: ``torch.autograd.grad`` calls without ``create_graph`` (of outputs
   with a graph, against tensors that are not parameters) are made with it; at the first
   backward after one, the parameters' gradient is taken with and without the paths
-  through those derivatives, and whether one of them fed a model's input is noted.
+  through those derivatives, and whether one of them fed a model's input is noted;
+- ``default-init``: every module with parameters is re-drawn by its own
+  ``reset_parameters`` (PyTorch's default initialisation, seeded, the script's random
+  streams untouched) when it is first called, and the value of each recognised loss at
+  the first backward is recorded: the healthy twin of the script's own initialisation.
 
 A subprocess per replay isolates global state; checkpoints still go to a scratch
 folder, so a replay never writes into the user's tree.
@@ -35,7 +39,7 @@ from typing import Any
 class ReplayPlan:
     script: str
     argv: list[str]
-    mode: str  # "overfit", "trace", "terms" or "derivatives"
+    mode: str  # "overfit", "trace", "terms", "derivatives" or "default-init"
     steps: int = 150
     batch_size: int = 8
     trace_step: int = 0
@@ -60,6 +64,9 @@ class ReplayResult:
     # taken without a graph keep theirs, whether one of them fed a model's input, and where
     # the first such derivative was taken.
     derivatives: dict[str, Any] | None = None
+    # "default-init": the first value of each recognised loss (by function name) at the
+    # first backward.
+    initial_terms: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self.timed_out = self.timed_out or self.error == TIMEOUT

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from subjects import batches, blobs, healthy_classifier, mlp, run, serious
 from torch import nn
 
 import nndoctor
+from nndoctor.engine import Selection, check_script
 
 
 @pytest.mark.silent("loss-not-at-chance")
@@ -93,6 +96,72 @@ def test_the_default_initialisation_twin_brings_a_huge_init_back_to_chance() -> 
     assert finding.severity.value == "error"
     assert finding.evidence["default_init_loss"] < 1.5 * math.log(3)
     assert "default initialisation" in finding.message
+
+
+# Embeddings into a head called with the labels outside the model (as metric-learning
+# scripts write it): the training step cannot be rebuilt in-process, so the twin is the
+# script replayed with every module re-drawn. ``{head}`` builds the head, ``{call}`` calls it.
+SEPARATE_HEAD = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(0)
+centers = torch.randn(8, 16, generator=g) * 2
+y_all = torch.randint(0, 8, (1024,), generator=g)
+x_all = centers[y_all] + torch.randn(1024, 16, generator=g)
+
+
+class AdditiveMarginHead(nn.Module):
+    def __init__(self, features, classes, s=30.0, m=0.35):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, features))
+        self.s, self.m = s, m
+
+    def forward(self, embedding, labels):
+        cosine = F.normalize(embedding) @ F.normalize(self.weight).t()
+        return self.s * (cosine - self.m * F.one_hot(labels, cosine.shape[1]))
+
+
+embedder = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32))
+{head}
+opt = torch.optim.SGD([*embedder.parameters(), *head.parameters()], lr=0.05, momentum=0.9)
+for step in range(60):
+    idx = torch.randint(0, 1024, (64,), generator=g)
+    x, y = x_all[idx], y_all[idx]
+    loss = F.cross_entropy({call}, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def _separate_head(tmp_path: Path, head: str, call: str) -> nndoctor.Report:
+    path = tmp_path / "metric.py"
+    path.write_text(textwrap.dedent(SEPARATE_HEAD.format(head=head, call=call)))
+    return check_script(
+        str(path), steps=20, phase_steps=0, selection=Selection(select=("loss-not-at-chance",))
+    )
+
+
+@pytest.mark.silent("loss-not-at-chance")
+def test_a_margin_head_outside_the_model_is_judged_on_the_replayed_twin(tmp_path: Path) -> None:
+    report = _separate_head(tmp_path, "head = AdditiveMarginHead(32, 8)", "head(embedder(x), y)")
+    assert serious(report) == []
+    (info,) = report.by_check("loss-not-at-chance")
+    assert info.evidence["default_init_loss"] > 2 * math.log(8)
+
+
+@pytest.mark.fires("loss-not-at-chance")
+def test_a_huge_head_init_outside_the_model_is_found_against_the_replayed_twin(
+    tmp_path: Path,
+) -> None:
+    head = "head = nn.Linear(32, 8)\nnn.init.normal_(head.weight, std=5.0)"
+    report = _separate_head(tmp_path, head, "head(embedder(x))")
+    (finding,) = report.by_check("loss-not-at-chance")
+    assert finding.severity.value in ("warning", "error")
+    assert finding.evidence["default_init_loss"] < 1.5 * math.log(8) + 0.1
 
 
 def test_the_twin_leaves_the_random_streams_as_they_were() -> None:

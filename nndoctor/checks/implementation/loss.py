@@ -152,7 +152,7 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         "ratio": ratio,
         "loss": call.fn,
     }
-    twin = _default_init_loss(lab) if step.step == 0 else None
+    twin = _default_init_loss(lab, call.fn) if step.step == 0 else None
     if twin is not None:
         evidence["default_init_loss"] = twin
         ctx.note(
@@ -207,17 +207,26 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     )
 
 
-def _default_init_loss(lab: Any) -> float | None:
-    """The mean initial loss of the model re-drawn by PyTorch's default initialisation (the
-    healthy twin of the user's initialisation), None when it cannot be had."""
-    if lab is None or not lab.available or not lab.has_model:
+def _default_init_loss(lab: Any, fn: str) -> float | None:
+    """The initial loss ``fn`` of the model re-drawn by PyTorch's default initialisation (the
+    healthy twin of the user's initialisation), None when it cannot be had: the mean over a
+    few captured batches on a copy, or, where the training step cannot be rebuilt in-process
+    (a margin head called with the labels outside the model), the first step of the script
+    replayed with every module re-drawn."""
+    if lab is None:
         return None
-    try:
-        losses = lab.evaluate(lab.default_initialised_model(), lab.batches(4))
-    except (RuntimeError, ValueError, TypeError, IndexError):
-        return None  # a module's own reset_parameters failed: no twin, no verdict from it
-    finite = [x for x in losses if math.isfinite(x)]
-    return sum(finite) / len(finite) if finite else None
+    if lab.available and lab.has_model:
+        try:
+            losses = lab.evaluate(lab.default_initialised_model(), lab.batches(4))
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            return None  # a module's own reset_parameters failed: no twin, no verdict from it
+        finite = [x for x in losses if math.isfinite(x)]
+        return sum(finite) / len(finite) if finite else None
+    if getattr(lab, "script", None) is None:
+        return None
+    result = lab.replay("default-init")
+    value = (result.initial_terms or {}).get(fn) if result.ok else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 @register_check(
