@@ -184,7 +184,9 @@ def test_command_line_flags_override_the_file(
 
 
 def test_thresholds_from_the_file_reach_the_checks(tmp_path: Path) -> None:
-    # A healthy classifier starts near ln(4); a ratio limit of 0.5 makes that "far above chance".
+    # A healthy classifier starts near ln(4); a ratio limit of 0.5 makes that "far above
+    # chance". Its twin re-drawn by PyTorch's default initialisation starts as high, so the
+    # finding is an info (with the default limits there is none at all).
     config = pyproject(
         tmp_path,
         """
@@ -199,9 +201,9 @@ def test_thresholds_from_the_file_reach_the_checks(tmp_path: Path) -> None:
     )
     report_path = tmp_path / "report.json"
     result = check(HEALTHY, "--config", config, "--fail-on", "warning", "--json", report_path)
-    assert result.exit_code == EXIT_FINDINGS, result.output
+    assert result.exit_code == EXIT_OK, result.output
     findings = json.loads(report_path.read_text())["findings"]
-    assert [(f["check"], f["severity"]) for f in findings] == [("loss-not-at-chance", "warning")]
+    assert [(f["check"], f["severity"]) for f in findings] == [("loss-not-at-chance", "info")]
     assert findings[0]["evidence"]["ratio"] > 0.5
 
 
