@@ -99,10 +99,12 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         over a few captured batches evaluated on a copy at the initial weights), against
         the chance value derived from the loss call and its targets. A loss far above
         chance is then compared with a healthy twin: the same model re-drawn by PyTorch's
-        default initialisation (every module's ``reset_parameters``). When the twin starts
-        as high, the start is built into the model or its loss — a margin on the target's
-        logit or a fixed logit scale, as metric-learning heads (ArcFace, CosFace) have by
-        design — and the finding is an info, not a warning.
+        default initialisation (every module's ``reset_parameters``), on a copy, or, where
+        the training step cannot be rebuilt in-process, in one replay of the script up to
+        its first backward. When the twin starts as high, the start is built into the
+        model or its loss — a margin on the target's logit or a fixed logit scale, as
+        metric-learning heads (ArcFace, CosFace) have by design — and the finding is an
+        info, not a warning.
 
     How to fix:
         Use the framework's default initialisation (or Kaiming/Xavier), keep the last
