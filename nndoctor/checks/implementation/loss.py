@@ -154,12 +154,14 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         "ratio": ratio,
         "loss": call.fn,
     }
-    twin = _default_init_loss(lab, call.fn) if step.step == 0 else None
+    twin, missing = _default_init_loss(lab, call.fn) if step.step == 0 else (None, "")
     if twin is not None:
         evidence["default_init_loss"] = twin
         ctx.note(
             f"the same model re-drawn by PyTorch's default initialisation starts at {twin:.4g}"
         )
+    elif missing:
+        ctx.note(f"no healthy twin: {missing}")
     if twin is not None and twin > bar:
         # The healthy twin starts as high: what lifts the loss is built into the model or
         # its loss (a margin on the target's logit, a fixed logit scale as in ArcFace or
@@ -189,6 +191,8 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     twin_said = (
         f" Re-drawn by PyTorch's default initialisation, the same model starts at {twin:.4g}."
         if twin is not None
+        else f" (No healthy twin to compare with: {missing}.)"
+        if missing
         else ""
     )
     ctx.finding(
@@ -209,26 +213,31 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     )
 
 
-def _default_init_loss(lab: Any, fn: str) -> float | None:
+def _default_init_loss(lab: Any, fn: str) -> tuple[float | None, str]:
     """The initial loss ``fn`` of the model re-drawn by PyTorch's default initialisation (the
-    healthy twin of the user's initialisation), None when it cannot be had: the mean over a
-    few captured batches on a copy, or, where the training step cannot be rebuilt in-process
-    (a margin head called with the labels outside the model), the first step of the script
-    replayed with every module re-drawn."""
+    healthy twin of the user's initialisation), or None and why it could not be had: the
+    mean over a few captured batches on a copy, or, where the training step cannot be
+    rebuilt in-process (a margin head called with the labels outside the model), the first
+    step of the script replayed with every module re-drawn."""
     if lab is None:
-        return None
+        return None, ""
     if lab.available and lab.has_model:
         try:
             losses = lab.evaluate(lab.default_initialised_model(), lab.batches(4))
-        except (RuntimeError, ValueError, TypeError, IndexError):
-            return None  # a module's own reset_parameters failed: no twin, no verdict from it
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            return None, f"re-drawing the copy failed ({type(exc).__name__})"
         finite = [x for x in losses if math.isfinite(x)]
-        return sum(finite) / len(finite) if finite else None
+        return (sum(finite) / len(finite), "") if finite else (None, "its loss is not finite")
     if getattr(lab, "script", None) is None:
-        return None
+        return None, ""
     result = lab.replay("default-init")
+    if result.timed_out:
+        # Said, not hidden: a replay cut by its time limit concludes nothing.
+        return None, "the replay of the script was cut by its time limit"
     value = (result.initial_terms or {}).get(fn) if result.ok else None
-    return value if value is not None and math.isfinite(value) else None
+    if value is None or not math.isfinite(value):
+        return None, f"the replay of the script gave no finite {fn} ({result.error or 'no loss'})"
+    return value, ""
 
 
 @register_check(
