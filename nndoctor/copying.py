@@ -59,3 +59,20 @@ def _children(x: Any) -> list[Any]:
     if hasattr(x, "__dict__") and not isinstance(x, type) and type(x).__module__ != "builtins":
         return list(vars(x).values())
     return []
+
+
+def redraw_by_default(module: nn.Module, done: set[int] | None = None) -> None:
+    """Re-draw ``module`` and every submodule by its own ``reset_parameters`` (PyTorch's
+    default initialisation), in place. Submodules whose ids are in ``done`` are left as
+    they are, and every id visited is added to it. Parameters of modules without
+    ``reset_parameters`` (a bare ``nn.Parameter`` on a custom module) keep their values.
+    The caller seeds the random streams, and forks them to leave the user's untouched."""
+    done = set() if done is None else done
+    with torch.no_grad():
+        for sub in module.modules():
+            if id(sub) in done:
+                continue
+            done.add(id(sub))
+            reset = getattr(sub, "reset_parameters", None)
+            if callable(reset):
+                reset()

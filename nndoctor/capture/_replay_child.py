@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.copying import redraw_by_default
 from nndoctor.probes.trace import (
     _NonFiniteTracer,
     graphless_derivative,
@@ -191,17 +192,10 @@ class _Replay:
         it draws afterwards are the ones it drew when observed."""
         if id(module) in self._reset:
             return
-        params = list(module.parameters())
-        devices = sorted({p.device.index or 0 for p in params if p.is_cuda})
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        devices = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(0)
-            for sub in module.modules():
-                if id(sub) in self._reset:
-                    continue
-                self._reset.add(id(sub))
-                reset = getattr(sub, "reset_parameters", None)
-                if callable(reset):
-                    reset()
+            redraw_by_default(module, self._reset)
 
     def _note_input(self, args: Any) -> None:
         """A fingerprint of every tensor the model is called with; two differ when the

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
-from nndoctor.copying import deepcopy_detached
+from nndoctor.copying import deepcopy_detached, redraw_by_default
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
@@ -374,11 +374,8 @@ class Lab:
         the healthy twin of a custom initialisation. Parameters of modules without it
         (a hand-made ``nn.Parameter`` on a custom module) keep their initial values."""
         model = self.fresh_model()
-        with same_noise(self.device, seed), torch.no_grad():
-            for module in model.modules():
-                reset = getattr(module, "reset_parameters", None)
-                if callable(reset):
-                    reset()
+        with same_noise(self.device, seed):
+            redraw_by_default(model)
         return model
 
     def training_mode(self, model: nn.Module) -> nn.Module:

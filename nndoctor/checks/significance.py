@@ -251,14 +251,13 @@ def binomial_tail(n: int, k: int, p: float) -> float:
     if p >= 1.0:
         return 1.0
     terms = (
-        math.lgamma(n + 1)
-        - math.lgamma(i + 1)
-        - math.lgamma(n - i + 1)
-        + i * math.log(p)
-        + (n - i) * math.log1p(-p)
-        for i in range(k, n + 1)
+        _log_choose(n, i) + i * math.log(p) + (n - i) * math.log1p(-p) for i in range(k, n + 1)
     )
     return min(1.0, sum(math.exp(x) for x in terms))
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
 def proportion_excess_p(hits: int, trials: int, base_hits: int, base_trials: int) -> float:
@@ -275,14 +274,10 @@ def proportion_excess_p(hits: int, trials: int, base_hits: int, base_trials: int
     population = trials + base_trials
     if total > population or trials <= 0:
         return 1.0
-
-    def log_choose(n: int, k: int) -> float:
-        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-
-    denominator = log_choose(population, total)
+    denominator = _log_choose(population, total)
     top = min(total, trials)
     terms = (
-        log_choose(trials, x) + log_choose(base_trials, total - x) - denominator
+        _log_choose(trials, x) + _log_choose(base_trials, total - x) - denominator
         for x in range(hits, top + 1)
         if total - x <= base_trials
     )

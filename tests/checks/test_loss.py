@@ -175,17 +175,22 @@ def test_the_twin_leaves_the_random_streams_as_they_were() -> None:
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_chance_for_binary_and_regression_losses() -> None:
+def _binary_logits(
+    check: str, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> nndoctor.Report:
+    """``check`` on ``model`` trained with BCEWithLogitsLoss on two blobs (targets (N, 1))."""
     x, y = blobs(classes=2)
-    model = mlp(classes=1)
-    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(
-        select=["loss-not-at-chance"],
+    return run(
+        select=[check],
         model=model,
-        data=data,
+        data=[(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)],
         loss_fn=nn.BCEWithLogitsLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
+        optimizer=optimizer or torch.optim.Adam(model.parameters()),
     )
+
+
+def test_chance_for_binary_and_regression_losses() -> None:
+    report = _binary_logits("loss-not-at-chance", mlp(classes=1))
     assert "chance 0.6931" in report.result("loss-not-at-chance").detail
     assert serious(report) == []
 
@@ -294,16 +299,7 @@ def test_log_probabilities_into_kl_div() -> None:
 
 
 def test_sigmoid_before_bce_with_logits() -> None:
-    x, y = blobs(classes=2)
-    model = nn.Sequential(mlp(classes=1), nn.Sigmoid())
-    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(
-        select=["loss-input-mismatch"],
-        model=model,
-        data=data,
-        loss_fn=nn.BCEWithLogitsLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    report = _binary_logits("loss-input-mismatch", nn.Sequential(mlp(classes=1), nn.Sigmoid()))
     (finding,) = report.by_check("loss-input-mismatch")
     assert "Sigmoid" in finding.title
 
@@ -312,19 +308,13 @@ def test_sigmoid_before_bce_with_logits() -> None:
 def test_logits_of_exactly_zero_are_no_sigmoid_output() -> None:
     # Zeroed weights make every logit 0 at every step: inside [0, 1], but no sigmoid made
     # them (the bug is the initialisation, which other checks name).
-    x, y = blobs(classes=2)
     model = mlp(classes=1)
     for layer in model:
         if isinstance(layer, nn.Linear):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-    data = [(xb, yb.float().unsqueeze(1)) for xb, yb in batches(x, y)]
-    report = run(
-        select=["loss-input-mismatch"],
-        model=model,
-        data=data,
-        loss_fn=nn.BCEWithLogitsLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+    report = _binary_logits(
+        "loss-input-mismatch", model, torch.optim.SGD(model.parameters(), lr=0.0)
     )
     assert report.by_check("loss-input-mismatch") == []
 

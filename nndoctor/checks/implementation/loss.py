@@ -228,7 +228,7 @@ def _default_init_loss(lab: Any, fn: str) -> tuple[float | None, str]:
             return None, f"re-drawing the copy failed ({type(exc).__name__})"
         finite = [x for x in losses if math.isfinite(x)]
         return (sum(finite) / len(finite), "") if finite else (None, "its loss is not finite")
-    if getattr(lab, "script", None) is None:
+    if lab.script is None:
         return None, ""
     result = lab.replay("default-init")
     if result.timed_out:
