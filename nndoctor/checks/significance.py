@@ -282,3 +282,23 @@ def proportion_excess_p(hits: int, trials: int, base_hits: int, base_trials: int
         if total - x <= base_trials
     )
     return min(1.0, sum(math.exp(v) for v in terms))
+
+
+def binomial_upper_bound(n: int, k: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) Clopper-Pearson upper confidence bound on a proportion
+    seen ``k`` times in ``n``: the largest p under which ``k`` or fewer successes still
+    have probability at least ``alpha``. A true proportion above it yields so few
+    successes at most ``alpha`` of the time."""
+    if n <= 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(50):  # bisection: P(X <= k) = I_{1-p}(n - k, k + 1) falls as p grows
+        mid = (lo + hi) / 2
+        if regularized_beta(1.0 - mid, n - k, k + 1) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+

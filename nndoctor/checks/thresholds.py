@@ -151,6 +151,13 @@ class Thresholds:
     # Held-out samples the cross-fit must judge before a model that memorises any pairing
     # is called unable to learn this one (fewer: inconclusive).
     pairing_min_held_out: int = 128
+    # The pairing is called absent, on a cross-fit with at least pairing_min_held_out
+    # held-out samples, when the upper confidence bound (at label_pairing_alpha) on the
+    # copies' held-out accuracy stays less than this above the most frequent label's share.
+    # A pairing that copies learn at least this well is called absent at most
+    # label_pairing_alpha of the time; one they learn less well in the experiment's budget
+    # is what the finding reports.
+    pairing_useful_gain: float = 0.1
     # Fresh batches (not seen before) of the script's own run, in the later half of those
     # observed, below which its losses say nothing about the pairing.
     pairing_run_min_steps: int = 4

@@ -1,11 +1,19 @@
-"""The two-sample variance test keeps its stated error rate on discrete and heavy-tailed data."""
+"""The significance tests keep their stated error rates: the two-sample variance test on
+discrete and heavy-tailed data, the confidence bound of the pairing's equivalence test."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from nndoctor.checks.preprocessing.inputs import tensor_channel_stats
-from nndoctor.checks.significance import chi_square_above_p, two_sided_level, variance_ratio_p
+from nndoctor.checks.significance import (
+    binomial_upper_bound,
+    chi_square_above_p,
+    two_sided_level,
+    variance_ratio_p,
+)
 
 LEVEL = two_sided_level(4.0)  # the split check's level
 
@@ -76,3 +84,21 @@ def test_chi_square_tail_probabilities_match_the_tables() -> None:
     draws = torch.randn(4000, 7, generator=g).pow(2).sum(1)
     mean = sum(chi_square_above_p(float(x), 7) for x in draws) / len(draws)
     assert abs(mean - 0.5) < 0.02
+
+
+def test_the_binomial_upper_bound_matches_clopper_pearson() -> None:
+    # No success in n: the bound solves (1 - p)^n = alpha.
+    assert math.isclose(binomial_upper_bound(10, 0, 0.05), 1 - 0.05**0.1, rel_tol=1e-6)
+    assert binomial_upper_bound(20, 20, 0.01) == 1.0
+    # Half of 100 at 95%: 0.586 (tables).
+    assert abs(binomial_upper_bound(100, 50, 0.05) - 0.5864) < 1e-3
+
+
+def test_the_binomial_upper_bound_covers_the_true_rate_as_often_as_stated() -> None:
+    g = torch.Generator().manual_seed(0)
+    p, n, alpha = 0.37, 512, 0.05
+    draws = (torch.rand(2000, n, generator=g) < p).sum(1).tolist()
+    below = sum(binomial_upper_bound(n, int(k), alpha) < p for k in draws)
+    assert below <= 2000 * alpha * 1.3  # exact bound: at most alpha, a little less when discrete
+    assert below >= 2000 * alpha * 0.5
+
