@@ -301,4 +301,3 @@ def binomial_upper_bound(n: int, k: int, alpha: float) -> float:
         else:
             hi = mid
     return hi
-

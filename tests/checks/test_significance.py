@@ -101,4 +101,3 @@ def test_the_binomial_upper_bound_covers_the_true_rate_as_often_as_stated() -> N
     below = sum(binomial_upper_bound(n, int(k), alpha) < p for k in draws)
     assert below <= 2000 * alpha * 1.3  # exact bound: at most alpha, a little less when discrete
     assert below >= 2000 * alpha * 0.5
-
