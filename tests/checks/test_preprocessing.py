@@ -628,3 +628,57 @@ def test_evaluation_states_of_a_small_world_recur_in_training_by_nature(tmp_path
         "recurs at another step of the first epoch"
         in report.result("split-preprocessing-differs").detail
     )
+
+
+# A table standardised by hand and evaluated by hand, in slices of one tensor, every ten
+# steps; the training accuracy is measured the same way. ``{val}`` is how the validation
+# part is standardised.
+HAND_FED_TABLE = """
+import torch
+from torch import nn
+g = torch.Generator().manual_seed(3)
+X = torch.randn(3000, 6, generator=g) * torch.tensor([1.0, 5.0, 0.2, 3.0, 1.0, 8.0]) + 2.0
+y = (X[:, 0] + X[:, 3] / 3 > 3.0).long()
+X_train, y_train, X_val, y_val = X[:2400], y[:2400], X[2400:], y[2400:]
+mean, std = X_train.mean(0), X_train.std(0)
+X_train = (X_train - mean) / std
+X_val = {val}
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(60):
+    idx = torch.randint(0, 2400, (64,), generator=g)
+    opt.zero_grad()
+    nn.functional.cross_entropy(model(X_train[idx]), y_train[idx]).backward()
+    opt.step()
+    if step % 10 == 9:
+        with torch.no_grad():
+            val_acc = sum(
+                (model(X_val[i:i + 200]).argmax(1) == y_val[i:i + 200]).sum().item()
+                for i in range(0, 600, 200)
+            ) / 600
+            train_acc = (model(X_train).argmax(1) == y_train).float().mean().item()
+"""
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_tensor_standardised_with_its_own_statistics_is_found(
+    tmp_path: Path,
+) -> None:
+    val = "(X_val - X_val.mean(0)) / X_val.std(0)"
+    report = _split_check(tmp_path / "table.py", HAND_FED_TABLE.format(val=val))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert finding.reasons == [15] and "their own statistics" in finding.message
+    assert finding.evidence["rows"] == 600 and finding.evidence["probability"] < 0.01
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_tensor_standardised_with_the_training_statistics_passes(
+    tmp_path: Path,
+) -> None:
+    # The training data re-read whole (a training accuracy) is standardised with its own
+    # statistics by right: its samples are the training batches'.
+    report = _split_check(tmp_path / "table.py", HAND_FED_TABLE.format(val="(X_val - mean) / std"))
+    assert report.by_check("split-preprocessing-differs") == []
+    detail = report.result("split-preprocessing-differs").detail
+    assert "normalisation of 600 evaluation inputs" in detail
+    assert "normalisation of 2400" not in detail
