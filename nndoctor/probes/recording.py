@@ -100,6 +100,8 @@ class LossCall:
     line: int | None = None
     value: float = math.nan
     accuracy: float = math.nan  # batch accuracy implied by a classification loss
+    # The per-class weights (``weight=``) of a class-index loss, where given.
+    class_weights: list[float] | None = None
     # The loss of the best constant prediction fitted to this batch's own targets (its class
     # frequencies, each output's mean): what a model blind to the inputs does at best.
     prior: float = math.nan

@@ -77,6 +77,10 @@ MAX_EVAL_RECORDS = 32
 # this many groups (a split at one point of training).
 MAX_MOMENT_COLUMNS = 4096
 MAX_MOMENT_GROUPS = 4
+# Class-index losses whose per-class ``weight`` is read (its third positional argument
+# where not passed by name), up to this many classes.
+CLASS_WEIGHTED_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+MAX_CLASS_WEIGHTS = 4096
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
 
@@ -944,6 +948,15 @@ class TrainingProbe:
         prior_slot = pending.transfer.add(prior.reshape(1)) if prior is not None else None
         class_dim = 1 if inp.dim() > 1 else 0
         in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
+        weight = kwargs.get("weight", args[2] if len(args) > 2 else None)
+        w_slot = (
+            pending.transfer.add(weight)
+            if fn_name in CLASS_WEIGHTED_LOSSES
+            and isinstance(weight, torch.Tensor)
+            and weight.dim() == 1
+            and 1 < weight.numel() <= MAX_CLASS_WEIGHTS
+            else None
+        )
         ignore = kwargs.get("ignore_index", -100)
         t_slots = self._target_slots(
             pending, fn_name, inp, target, ignore if isinstance(ignore, int) else -100
@@ -956,6 +969,8 @@ class TrainingProbe:
             if prior_slot is not None:
                 call.prior = pending.transfer.get(prior_slot)[0]
             call.input_stats = logits_from(pending.transfer.get(in_slot))
+            if w_slot is not None:
+                call.class_weights = pending.transfer.get(w_slot)
             if t_slots is not None:
                 call.target = t_slots()
 

@@ -59,6 +59,33 @@ def test_a_rare_class_without_weights_is_reported_and_weights_silence_it() -> No
     assert weighted.by_check("class-imbalance") == []
 
 
+def _moderately_imbalanced() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three classes at about 70 / 20 / 10 % (below the imbalance ratio that warns without
+    weights), and the counts of the whole set."""
+    x, _ = blobs(n=1024)
+    u = torch.rand(1024, generator=torch.Generator().manual_seed(1))
+    y = torch.where(u < 0.7, 0, torch.where(u < 0.9, 1, 2))
+    return x, y, torch.bincount(y, minlength=3).float()
+
+
+@pytest.mark.fires("class-imbalance")
+def test_class_weights_computed_from_the_counts_not_their_inverse_are_reported() -> None:
+    x, y, counts = _moderately_imbalanced()
+    report = _check(["class-imbalance"], x, y, weight=counts / counts.sum())
+    (finding,) = report.by_check("class-imbalance")
+    assert finding.reasons == [8] and "favour the frequent classes" in finding.title
+    assert finding.evidence["pairs"] == 3
+
+
+@pytest.mark.silent("class-imbalance")
+def test_inverse_frequency_class_weights_pass() -> None:
+    x, y, counts = _moderately_imbalanced()
+    for weight in (counts.sum() / (3 * counts), (counts.sum() / counts).sqrt()):
+        report = _check(["class-imbalance"], x, y, weight=weight)
+        assert report.by_check("class-imbalance") == []
+        assert report.result("class-imbalance").status.value == "passed"
+
+
 @pytest.mark.fires("too-few-examples")
 def test_two_examples_per_class() -> None:
     x, y = blobs(n=20, classes=10)
@@ -324,3 +351,13 @@ def test_constant_batches_are_left_to_input_constant() -> None:
     report = _check_repeats(torch.zeros_like(x), y, shuffle=True)
     result = report.result("samples-repeat")
     assert result.status.value == "skipped" and "input-constant" in result.detail
+
+
+def test_one_pair_of_classes_weighted_the_right_way_is_no_inversion() -> None:
+    from nndoctor.checks.data.dataset import frequent_classes_favoured
+
+    counts = [700.0, 200.0, 100.0]
+    assert frequent_classes_favoured(counts, [0.7, 0.2, 0.1], 0.01) == [(0, 1), (0, 2), (1, 2)]
+    assert frequent_classes_favoured(counts, [1.0, 2.0, 0.5], 0.01) == []
+    # Counts that differ by chance alone say nothing about the weights' order.
+    assert frequent_classes_favoured([52.0, 48.0], [0.52, 0.48], 0.01) == []

@@ -10,6 +10,7 @@ import torch
 
 from nndoctor.checks.fingerprints import distinct_fingerprints, distinct_rows
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import regularized_beta
 from nndoctor.probes.layers import EMBEDDING
 from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord
 from nndoctor.report.model import Where
@@ -53,11 +54,17 @@ def class_imbalance(ctx: CheckContext) -> None:
         class targets per sample (a class per pixel, a tag per token): their frequencies
         are the structure inside each sample (background, "O" tags), not a choice of
         samples, so imbalance is judged only where each sample carries one label. Targets
-        the loss ignores (``ignore_index``, padding) count for no class.
+        the loss ignores (``ignore_index``, padding) count for no class. Class weights
+        given to the loss are read too: where every pair of classes whose observed counts
+        differ beyond chance (a two-sided binomial test of the pair's split at
+        ``label_pairing_alpha``) has the more frequent class weighted higher, the weights
+        deepen the imbalance they were meant to compensate (weights computed from the
+        counts rather than their inverse), whatever the imbalance ratio.
 
     How to fix:
         Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
-        ``WeightedRandomSampler``, or resample the data.
+        ``WeightedRandomSampler``, or resample the data. Weights must fall as the class
+        frequency rises.
 
     Example:
         Before::
@@ -122,6 +129,14 @@ def class_imbalance(ctx: CheckContext) -> None:
         ctx.skip("fewer than two classes in the observed targets (see single-label-batches)")
     ratio = max(seen) / min(seen)
     ctx.note(f"{int(total)} targets over {len(seen)} classes; most/least frequent = {ratio:.1f}")
+    weights = next(
+        (c.class_weights for s in rec.steps for c in s.loss_calls[:1] if c.class_weights), None
+    )
+    if weights is not None:
+        favoured = frequent_classes_favoured(counts, weights, ctx.thresholds.label_pairing_alpha)
+        if favoured:
+            _weights_favour_frequent(ctx, counts, weights, favoured)
+            return
     if total < 10 * len(counts) or ratio < ctx.thresholds.imbalance_ratio or weighted:
         return
     rare = min(range(len(counts)), key=lambda i: counts[i] if counts[i] > 0 else float("inf"))
@@ -144,6 +159,59 @@ def class_imbalance(ctx: CheckContext) -> None:
             else "Weight the loss by inverse class frequency or sample with a WeightedRandomSampler."
         ),
         evidence={"class_counts": [int(c) for c in counts], "ratio": ratio},
+    )
+
+
+# Class weights are set against the class counts for up to this many classes (pairs grow
+# with its square).
+MAX_WEIGHED_CLASSES = 200
+
+
+def frequent_classes_favoured(
+    counts: list[float], weights: list[float], alpha: float
+) -> list[tuple[int, int]]:
+    """The pairs of classes (more frequent, less frequent) whose observed counts differ beyond
+    chance (a two-sided binomial test of the pair's split at ``alpha``), when the loss
+    weights the more frequent class of every such pair higher; empty otherwise. Weights
+    that compensate imbalance (inverse frequency, its square root, the effective number of
+    samples) all weight the rarer class higher; one order wrong among such pairs is no
+    inversion, every order wrong is."""
+    classes = [i for i, c in enumerate(counts) if c > 0 and i < len(weights)]
+    if len(classes) > MAX_WEIGHED_CLASSES:
+        return []
+    pairs = []
+    for i in classes:
+        for j in classes:
+            hi, lo = int(counts[i]), int(counts[j])
+            # P(X >= hi) for X ~ Binomial(hi + lo, 1/2) is I_{1/2}(hi, lo + 1).
+            if hi > lo and 2 * regularized_beta(0.5, hi, lo + 1) < alpha:
+                pairs.append((i, j))
+    if not pairs or any(weights[i] <= weights[j] for i, j in pairs):
+        return []
+    return pairs
+
+
+def _weights_favour_frequent(
+    ctx: CheckContext, counts: list[float], weights: list[float], pairs: list[tuple[int, int]]
+) -> None:
+    common = max(range(len(counts)), key=lambda i: counts[i])
+    rare = min((j for _, j in pairs), key=lambda j: counts[j] if counts[j] > 0 else float("inf"))
+    ctx.finding(
+        title="The class weights favour the frequent classes",
+        message=(
+            f"The loss weights class {common} ({int(counts[common])} of {int(sum(counts))} observed "
+            f"targets) by {weights[common]:.3g} and class {rare} ({int(counts[rare])}) by "
+            f"{weights[rare]:.3g}: in every one of {len(pairs)} pair(s) of classes whose counts "
+            "differ beyond chance, the more frequent class weighs more. Weights meant to "
+            "compensate imbalance do the opposite (inverse class frequencies); these deepen it, "
+            "as weights computed from the counts rather than their inverse do."
+        ),
+        fix="Weight each class by the inverse of its frequency (weight = total / (classes * count)).",
+        evidence={
+            "class_counts": [int(c) for c in counts],
+            "class_weights": list(weights),
+            "pairs": len(pairs),
+        },
     )
 
 
