@@ -153,11 +153,15 @@ class Thresholds:
     pairing_min_held_out: int = 128
     # The pairing is called absent, on a cross-fit with at least pairing_min_held_out
     # held-out samples, when the upper confidence bound (at label_pairing_alpha) on the
-    # copies' held-out accuracy stays less than this above the most frequent label's share.
-    # A pairing that copies learn at least this well is called absent at most
-    # label_pairing_alpha of the time; one they learn less well in the experiment's budget
-    # is what the finding reports.
+    # copies' held-out accuracy stays below the most frequent label's share plus this share
+    # of the errors that guess makes (the room above it: a tenth of 75 points for four
+    # balanced classes, of 5 for a 95 % majority). A pairing that copies learn at least
+    # this well is called absent at most label_pairing_alpha of the time; one they learn
+    # less well in the experiment's budget is what the finding reports.
     pairing_useful_gain: float = 0.1
+    # ... judged only with at least this many held-out samples per class: with fewer (a
+    # hundred classes on 512 samples) a real pairing need not show in the copies' budget.
+    pairing_min_per_class: int = 32
     # Fresh batches (not seen before) of the script's own run, in the later half of those
     # observed, below which its losses say nothing about the pairing.
     pairing_run_min_steps: int = 4
