@@ -123,6 +123,29 @@ for fault in (
             ),
         ),
     ),
+    Fault(
+        "mlp-class-weights-from-counts",
+        base="mlp",
+        reason=8,
+        split="dev",
+        what=(
+            "classes 1-3 subsampled to a quarter, and the loss weighted by each class's "
+            "frequency instead of its inverse: the frequent class weighs most"
+        ),
+        edits=(
+            Edit(
+                _MLP_SPLIT,
+                _MLP_SPLIT
+                + "    keep = (y_train == 0) | (torch.arange(len(y_train)) % 4 == 0)\n"
+                + "    x_train, y_train = x_train[keep], y_train[keep]\n",
+            ),
+            Edit(
+                "    criterion = nn.CrossEntropyLoss()\n",
+                "    class_weights = torch.bincount(y_train, minlength=classes).float() / len(y_train)\n"
+                "    criterion = nn.CrossEntropyLoss(weight=class_weights.to(device))\n",
+            ),
+        ),
+    ),
     # ---------------------------------------------------------------- cnn (healthy_cnn.py)
     Fault(
         "cnn-independent-shuffles",
