@@ -398,6 +398,24 @@ for fault in (
     ),
     # --------------------------------------------------- bn-regression (healthy_bn_regression.py)
     Fault(
+        "bn-regression-splits-standardised-apart",
+        base="bn-regression",
+        reason=15,
+        split="dev",
+        what=(
+            "the training rows and the validation rows are each standardised with their own "
+            "mean and std"
+        ),
+        edits=(
+            Edit(
+                "    x, y = make_data(4096, args.seed)\n",
+                "    x, y = make_data(4096, args.seed)\n"
+                "    x_tr, x_va = x[:3500], x[3500:]\n"
+                "    x = torch.cat([(x_tr - x_tr.mean(0)) / x_tr.std(0), (x_va - x_va.mean(0)) / x_va.std(0)])\n",
+            ),
+        ),
+    ),
+    Fault(
         "bn-regression-zero-init",
         base="bn-regression",
         reason=28,

@@ -650,6 +650,26 @@ class TrainingProbe:
         pending.transfer.launch()
         self._in_flight.append(pending)
 
+    def note_evaluation_columns(self, args: tuple[Any, ...], done: int) -> None:
+        """An evaluation forward of the model met after this probe closed, while the script
+        is followed to the end of its first epoch (where scripts evaluate): the column
+        moments and sample fingerprints of its input, read at once (the run is no longer
+        observed, so waiting for them costs it nothing)."""
+        x = first_tensor(args) if args else None
+        if x is None or not x.is_floating_point() or x.dim() != 2:
+            return
+        pending = _Pending(StepRecord(step=-1))
+        fingerprints: list[float] = []
+        self._add_sample_fingerprints(pending, x, fingerprints)
+        pool = self._add_column_moments(pending, x, done)
+        if pool is None:
+            return
+        pending.transfer.launch()
+        pending.transfer.wait()
+        for decode in pending.decoders:
+            decode()
+        pool(fingerprints)
+
     def _add_column_moments(
         self, pending: _Pending, x: torch.Tensor, done: int
     ) -> Callable[[list[float]], None] | None:

@@ -682,3 +682,54 @@ def test_a_validation_tensor_standardised_with_the_training_statistics_passes(
     detail = report.result("split-preprocessing-differs").detail
     assert "normalisation of 600 evaluation inputs" in detail
     assert "normalisation of 2400" not in detail
+
+
+# The same table trained through a DataLoader for 38 steps an epoch, evaluated by hand at
+# each epoch's end: past the 20 observed steps, where the script is followed unobserved to
+# its first evaluation pass.
+EPOCH_END_TABLE = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+g = torch.Generator().manual_seed(3)
+X = torch.randn(3000, 6, generator=g) * torch.tensor([1.0, 5.0, 0.2, 3.0, 1.0, 8.0]) + 2.0
+y = (X[:, 0] + X[:, 3] / 3 > 3.0).long()
+X_train, y_train, X_val, y_val = X[:2400], y[:2400], X[2400:], y[2400:]
+mean, std = X_train.mean(0), X_train.std(0)
+X_train = (X_train - mean) / std
+X_val = {val}
+train = DataLoader(TensorDataset(X_train, y_train), batch_size=64, shuffle=True)
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    model.train()
+    for xb, yb in train:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        val_acc = (model(X_val).argmax(1) == y_val).float().mean().item()
+"""
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_tensor_standardised_apart_is_found_at_the_first_epochs_end(
+    tmp_path: Path,
+) -> None:
+    val = "(X_val - X_val.mean(0)) / X_val.std(0)"
+    report = _split_check(tmp_path / "table.py", EPOCH_END_TABLE.format(val=val))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "their own statistics" in finding.message and "after 38 training step" in finding.message
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_tensor_standardised_with_training_statistics_at_the_epochs_end_passes(
+    tmp_path: Path,
+) -> None:
+    report = _split_check(tmp_path / "table.py", EPOCH_END_TABLE.format(val="(X_val - mean) / std"))
+    assert report.by_check("split-preprocessing-differs") == []
+    assert (
+        "normalisation of 600 evaluation inputs"
+        in report.result("split-preprocessing-differs").detail
+    )
