@@ -686,7 +686,10 @@ class TrainingProbe:
         key = (done, x.untyped_storage().data_ptr())
         if key not in rec.eval_columns and len(rec.eval_columns) >= MAX_MOMENT_GROUPS:
             return None
-        rows = x.detach().double()
+        # float64 where the device has it (a standardised column's mean is ~1e-8 of a
+        # float32 sum); float32 still resolves the 1e-4 the split check asks.
+        wide = torch.float64 if x.device.type in ("cpu", "cuda") else torch.float32
+        rows = x.detach().to(wide)
         mean = rows.mean(0)
         slot = pending.transfer.add(torch.stack([mean, ((rows - mean) ** 2).sum(0)]))
         n = int(x.shape[0])
