@@ -23,9 +23,7 @@ epoch training in eval mode, which no step within the budget shows. Where the so
 ``.eval()`` and the first epoch ends within ``search_steps`` further steps, the script goes
 on until the model's first training forward after its first forward with gradients off
 (or one step past the epoch), and the model's mode there is recorded
-(``Recording.mode_after_evaluation``), with the column moments of the inputs it was
-evaluated on (``Recording.eval_columns``, for the split checks); then it stops, unless a
-second phase is searched for.
+(``Recording.mode_after_evaluation``); then it stops, unless a second phase is searched for.
 """
 
 from __future__ import annotations
@@ -212,7 +210,7 @@ class PhaseFollower:
             and self.watch_steps
             and self.first.recording.mode_after_evaluation is None
         ):
-            self._watch(module, args)
+            self._watch(module)
         if self._new is None or self.second is not None:
             return
         module = getattr(module, "_orig_mod", module)
@@ -221,7 +219,7 @@ class PhaseFollower:
             return
         self._start_second(module, args)
 
-    def _watch(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+    def _watch(self, module: nn.Module) -> None:
         """At the first phase model's forwards past the budget: its first forward with
         gradients off is an evaluation pass; its first training forward after that shows
         whether the script put it back in train mode."""
@@ -230,9 +228,6 @@ class PhaseFollower:
             return
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             self._evaluated = True
-            # The evaluation inputs' columns, for the split checks: an evaluation pass at
-            # the end of the first epoch is where scripts show how they preprocess a split.
-            self.first.note_evaluation_columns(args, self.first.steps_done + self.searched)
             return
         if not self._evaluated:
             return

@@ -135,31 +135,6 @@ class CtcCall:
     line: int | None = None
 
 
-@dataclass
-class ColumnMoments:
-    """Per column, the rows, mean and summed squared deviations of the 2-D evaluation inputs
-    cut from one tensor (one storage) at one point of training: a split evaluated in
-    slices, pooled (Chan et al.'s update, in float64). With the samples' fingerprints, to
-    tell an evaluation split from the training data re-read."""
-
-    rows: int
-    mean: list[float]
-    m2: list[float]
-    fingerprints: list[float] = field(default_factory=list)
-
-    def add(self, rows: int, mean: list[float], m2: list[float]) -> None:
-        total = self.rows + rows
-        for j, (m, q) in enumerate(zip(mean, m2, strict=True)):
-            delta = m - self.mean[j]
-            self.mean[j] += delta * rows / total
-            self.m2[j] += q + delta * delta * self.rows * rows / total
-        self.rows = total
-
-    def std(self, correction: int) -> list[float]:
-        """Each column's std, over ``rows - correction``."""
-        return [math.sqrt(max(q, 0.0) / max(self.rows - correction, 1)) for q in self.m2]
-
-
 @dataclass(frozen=True)
 class StorageExtent:
     """The bytes a tensor spans in its storage (``start`` inclusive, ``end`` exclusive),
@@ -407,9 +382,6 @@ class Recording:
     # The training steps finished when each of those forwards ran (parallel to eval_inputs).
     eval_steps: list[int] = field(default_factory=list)
     eval_input_storages: list[StorageExtent] = field(default_factory=list)
-    # Per (training steps finished, storage): the column moments of 2-D float evaluation
-    # inputs cut from that storage (ColumnMoments), for the first few such groups.
-    eval_columns: dict[tuple[int, int], ColumnMoments] = field(default_factory=dict)
     # Where the batches came from: "api" (a data iterable handed to nndoctor) or "script"
     # (whatever an observed script fed its model, DataLoader or tensors of its own).
     data_source: str = "api"

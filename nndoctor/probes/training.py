@@ -30,7 +30,6 @@ from nndoctor.probes import stats
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
-    ColumnMoments,
     CtcCall,
     DerivativeCall,
     GradClip,
@@ -73,10 +72,6 @@ _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
 _MODE_DEPENDENT = BATCH_NORM + DROPOUT
 MAX_FINGERPRINTED_STEPS = 64
 MAX_EVAL_RECORDS = 32
-# Evaluation inputs whose column moments are pooled: up to this many columns, in up to
-# this many groups (a split at one point of training).
-MAX_MOMENT_COLUMNS = 4096
-MAX_MOMENT_GROUPS = 4
 # Class-index losses whose per-class ``weight`` is read (its third positional argument
 # where not passed by name), up to this many classes.
 CLASS_WEIGHTED_LOSSES = frozenset({"cross_entropy", "nll_loss"})
@@ -426,7 +421,6 @@ class TrainingProbe:
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
         rec.eval_inputs, rec.eval_input_storages, rec.eval_sample_fingerprints = [], [], []
         rec.eval_steps, rec.eval_fingerprint_steps = [], []
-        rec.eval_columns = {}
         rec.sequence_layouts = {}
         self.attach_model(model)
         if torch.is_grad_enabled():
@@ -635,7 +629,6 @@ class TrainingProbe:
             self._add_sample_fingerprints(pending, x, fingerprints)
         record = pending.record
         done = self.steps_done
-        columns = self._add_column_moments(pending, x, done)
 
         def store() -> None:
             if record.inputs is not None:
@@ -643,69 +636,10 @@ class TrainingProbe:
                 rec.eval_steps.append(done)
             rec.eval_sample_fingerprints.extend(fingerprints)
             rec.eval_fingerprint_steps.extend([done] * len(fingerprints))
-            if columns is not None:
-                columns(fingerprints)
 
         pending.decoders.append(store)
         pending.transfer.launch()
         self._in_flight.append(pending)
-
-    def note_evaluation_columns(self, args: tuple[Any, ...], done: int) -> None:
-        """An evaluation forward of the model met after this probe closed, while the script
-        is followed to the end of its first epoch (where scripts evaluate): the column
-        moments and sample fingerprints of its input, read at once (the run is no longer
-        observed, so waiting for them costs it nothing)."""
-        x = first_tensor(args) if args else None
-        if x is None or not x.is_floating_point() or x.dim() != 2:
-            return
-        pending = _Pending(StepRecord(step=-1))
-        fingerprints: list[float] = []
-        self._add_sample_fingerprints(pending, x, fingerprints)
-        pool = self._add_column_moments(pending, x, done)
-        if pool is None:
-            return
-        pending.transfer.launch()
-        pending.transfer.wait()
-        for decode in pending.decoders:
-            decode()
-        pool(fingerprints)
-
-    def _add_column_moments(
-        self, pending: _Pending, x: torch.Tensor, done: int
-    ) -> Callable[[list[float]], None] | None:
-        """For a 2-D float evaluation input (rows of features), its columns' means and
-        summed squared deviations, pooled on the host with the other inputs cut from the same
-        tensor at this point of training: whether a split was standardised with its own
-        statistics shows only over all of its rows. Returns the pooling step, run once the
-        values are on the host, or None for inputs not measured this way."""
-        rec = self.recording
-        if x.dim() != 2 or not x.is_floating_point() or x.shape[0] < 2:
-            return None
-        if x.shape[1] > MAX_MOMENT_COLUMNS:
-            return None
-        key = (done, x.untyped_storage().data_ptr())
-        if key not in rec.eval_columns and len(rec.eval_columns) >= MAX_MOMENT_GROUPS:
-            return None
-        # float64 where the device has it (a standardised column's mean is ~1e-8 of a
-        # float32 sum); float32 still resolves the 1e-4 the split check asks.
-        wide = torch.float64 if x.device.type in ("cpu", "cuda") else torch.float32
-        rows = x.detach().to(wide)
-        mean = rows.mean(0)
-        slot = pending.transfer.add(torch.stack([mean, ((rows - mean) ** 2).sum(0)]))
-        n = int(x.shape[0])
-        width = int(x.shape[1])
-
-        def pool(fingerprints: list[float]) -> None:
-            values = pending.transfer.get(slot)
-            mean_, m2 = values[:width], values[width:]
-            group = rec.eval_columns.get(key)
-            if group is None:
-                rec.eval_columns[key] = ColumnMoments(n, mean_, m2, list(fingerprints))
-            else:
-                group.add(n, mean_, m2)
-                group.fingerprints.extend(fingerprints)
-
-        return pool
 
     def _add_sample_fingerprints(
         self, pending: _Pending, x: torch.Tensor, into: list[float]

@@ -78,11 +78,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         a chance match evaluated at every epoch is one match); another loader's stored rows
         normalised with their own statistics (every column at mean 0 and std 1, the std
         over n or n - 1, or every continuous column's extremes exactly at 0 or -1 and 1),
-        or all splits with the statistics of all of them, and evaluation inputs of rows and
-        columns cut by hand from one tensor, pooled over one evaluation, at mean 0 and std
-        1 (unless their samples are found among the training batches beyond chance: the
-        training data re-read, standardised with its own statistics by right), against the
-        probability of landing that close by chance (at ``label_pairing_alpha``); except where
+        or all splits with the statistics of all of them, against the probability of
+        landing that close by chance (at ``label_pairing_alpha``); except where
         every step trains on one full batch and the evaluation re-reads it (a graph's
         nodes split by masks on the outputs: the inputs are shared by design). No-grad
         forwards whose samples are trained on right after them prepare training (a
@@ -194,8 +191,6 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         findings += _shared_stored_samples(ctx, compared)
     if not findings:
         findings += _standardised_apart(ctx, compared)
-    if not findings:
-        findings += _evaluated_standardised_apart(ctx, compared)
     if not findings:
         # Without an evaluation forward in the budget, sample the other loaders' datasets.
         findings += _compare_datasets(ctx, compared)
@@ -528,21 +523,16 @@ def _exactly_standardised(rows: torch.Tensor) -> float:
     have every column's mean within ``STANDARDISED_TOLERANCE`` of 0 and its std within it of
     1, the std taken either way it is computed (over n, as numpy and scikit-learn do, or
     over n - 1, as torch does). 1.0 when they are not that close (or too few to tell)."""
-    if rows.shape[0] < 10 or rows.shape[1] == 0:
+    n = rows.shape[0]
+    if n < 10 or rows.shape[1] == 0:
         return 1.0
     x = rows.double()
-    return _standardised_probability(
-        rows.shape[0], x.mean(0).tolist(), [x.std(0, correction=c).tolist() for c in (0, 1)]
-    )
-
-
-def _standardised_probability(n: int, mean: list[float], stds: list[list[float]]) -> float:
-    """``_exactly_standardised`` from the columns' means and their stds computed each way."""
-    if n < 10 or not mean:
+    mean = x.mean(0)
+    if bool((mean.abs() > STANDARDISED_TOLERANCE).any()):
         return 1.0
-    if any(abs(m) > STANDARDISED_TOLERANCE for m in mean):
-        return 1.0
-    if not any(all(abs(v - 1) <= STANDARDISED_TOLERANCE for v in std) for std in stds):
+    if not any(
+        bool(((x.std(0, correction=c) - 1).abs() <= STANDARDISED_TOLERANCE).all()) for c in (0, 1)
+    ):
         return 1.0
     # Under another split's statistics a column's mean varies by about 1/sqrt(n) and its std
     # by about 1/sqrt(2n): the chance of landing within the tolerance of both, per column,
@@ -551,7 +541,7 @@ def _standardised_probability(n: int, mean: list[float], stds: list[list[float]]
     per_column = min(
         1.0, (2 * STANDARDISED_TOLERANCE / math.sqrt(2 * math.pi)) ** 2 * n * math.sqrt(2)
     )
-    return min(1.0, 2 * per_column ** len(mean))
+    return min(1.0, 2 * per_column ** rows.shape[1])
 
 
 def _exactly_min_max(rows: torch.Tensor) -> float:
@@ -632,48 +622,6 @@ def _standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
             evidence={"loader": info.index, "rows": int(b.shape[0]), "probability": p},
         )
     return found
-
-
-def _evaluated_standardised_apart(ctx: CheckContext, compared: list[str]) -> int:
-    """Evaluation inputs cut from one tensor (a split fed by hand, in slices or whole) that,
-    pooled over one evaluation, have every column at mean 0 and std 1 to float precision:
-    standardised with their own statistics. The training data re-read under no_grad (a
-    training accuracy) is standardised with its own statistics by right, and is told apart
-    by its samples: found among the training batches beyond chance."""
-    rec = ctx.recording
-    alpha = ctx.thresholds.label_pairing_alpha
-    preparing = _preparing_training(rec)
-    train_fp = distinct_fingerprints([v for s in rec.steps for v in s.sample_fingerprints])
-    for (done, _), group in rec.eval_columns.items():
-        if group.rows < 10 or done in preparing:
-            continue
-        evaluated = distinct_fingerprints(group.fingerprints)
-        shared, _, p_shared = shared_beyond_chance(train_fp, evaluated)
-        if shared and p_shared < alpha:
-            continue
-        compared.append(
-            f"normalisation of {group.rows} evaluation inputs of {len(group.mean)} column(s) "
-            f"cut from one tensor after {done} step(s)"
-        )
-        p = _standardised_probability(group.rows, group.mean, [group.std(0), group.std(1)])
-        if p >= alpha:
-            continue
-        ctx.finding(
-            title="Evaluation data normalised with statistics of its own",
-            message=(
-                f"The {group.rows} inputs evaluated after {done} training step(s), cut from one "
-                f"tensor, have every one of their {len(group.mean)} feature(s) at mean 0 and std 1 "
-                "to float precision: they were standardised with their own statistics, not the "
-                f"training set's (a split standardised with other data's statistics lands this "
-                f"close with probability {p:.2g}). Its loss and metrics then measure a differently "
-                "preprocessed input than the model is trained on."
-            ),
-            fix="Fit the scaler (mean and std) on the training split only, and apply it to every "
-            "split.",
-            evidence={"rows": group.rows, "columns": len(group.mean), "probability": p},
-        )
-        return 1
-    return 0
 
 
 def _fingerprints(rows: torch.Tensor) -> list[float]:
