@@ -100,7 +100,8 @@ class LossCall:
     line: int | None = None
     value: float = math.nan
     accuracy: float = math.nan  # batch accuracy implied by a classification loss
-    # The per-class weights (``weight=``) of a class-index loss, where given.
+    # The per-class weights (``weight=``) of a class-index loss, where given (read at the
+    # first observed step's first loss call only: they are a constant of the loss).
     class_weights: list[float] | None = None
     # The loss of the best constant prediction fitted to this batch's own targets (its class
     # frequencies, each output's mean): what a model blind to the inputs does at best.

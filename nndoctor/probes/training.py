@@ -906,9 +906,13 @@ class TrainingProbe:
         class_dim = 1 if inp.dim() > 1 else 0
         in_slot = pending.transfer.add(stats.logit_stats(inp, class_dim))
         weight = kwargs.get("weight", args[2] if len(args) > 2 else None)
+        # Class weights are a constant of the loss: read once, at the first step's first
+        # loss call (the one class-imbalance judges), not copied to the host every step.
         w_slot = (
             pending.transfer.add(weight)
-            if fn_name in CLASS_WEIGHTED_LOSSES
+            if not self.recording.steps
+            and len(rec.loss_calls) == 1
+            and fn_name in CLASS_WEIGHTED_LOSSES
             and isinstance(weight, torch.Tensor)
             and weight.dim() == 1
             and 1 < weight.numel() <= MAX_CLASS_WEIGHTS
