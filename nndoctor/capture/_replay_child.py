@@ -131,6 +131,7 @@ class _Replay:
         self.derivatives = _Derivatives()
         self.original_grad: Any = torch.autograd.grad
         self._reset: set[int] = set()
+        self._script_rates: dict[int, list[Any]] = {}
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -217,6 +218,8 @@ class _Replay:
         self.result.inputs_vary = len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.plan.mode == "rate":
+            self._scale_rates(optimizer)
         if self.plan.mode == "overfit":
             for group in optimizer.param_groups:
                 if "weight_decay" in group:
@@ -228,11 +231,30 @@ class _Replay:
             self._finish_trace()
             raise StopCapture("traced")
 
+    def _scale_rates(self, optimizer: torch.optim.Optimizer) -> None:
+        """Each group steps at ``lr_scale`` times the rate the script (and its scheduler) set;
+        the script's own rate is put back after the step, so its schedule runs as written."""
+        scale = float(self.plan.overrides.get("lr_scale", 1.0))
+        kept = []
+        for group in optimizer.param_groups:
+            lr = group.get("lr")
+            kept.append(lr)
+            if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+                group["lr"] = lr * scale
+        self._script_rates[id(optimizer)] = kept
+        first = kept[0] if kept else None
+        if isinstance(first, (int, float)) and len(self.result.rates) < self.plan.steps:
+            self.result.rates.append(float(first))
+
     def post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        kept = self._script_rates.pop(id(optimizer), None)
+        if kept is not None:
+            for group, lr in zip(optimizer.param_groups, kept, strict=False):
+                group["lr"] = lr
         self.result.steps += 1
         self.terms.clear()
         self._loss_seen = False
-        if self.plan.mode == "overfit" and self.result.steps >= self.plan.steps:
+        if self.plan.mode in ("overfit", "rate") and self.result.steps >= self.plan.steps:
             raise StopCapture("step budget")
         if self.plan.mode == "trace" and self.result.steps > self.plan.trace_step + 1:
             raise StopCapture("step budget")
@@ -263,7 +285,7 @@ class _Replay:
             self._loss_seen = True
             value = float(tensor.detach())
             self.result.losses.append(value if math.isfinite(value) else float("nan"))
-            if self.plan.mode == "overfit" and not math.isfinite(value):
+            if self.plan.mode in ("overfit", "rate") and not math.isfinite(value):
                 raise StopCapture("diverged")
 
     def _finish_trace(self) -> None:

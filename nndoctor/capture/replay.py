@@ -18,7 +18,10 @@ change only what the experiment needs:
 - ``default-init``: every module with parameters is re-drawn by its own
   ``reset_parameters`` (PyTorch's default initialisation, seeded, the script's random
   streams untouched) when it is first called, and the value of each recognised loss at
-  the first backward is recorded: the healthy twin of the script's own initialisation.
+  the first backward is recorded: the healthy twin of the script's own initialisation;
+- ``rate``: the script runs unchanged for ``steps`` optimizer steps, except that every
+  step is taken at ``overrides["lr_scale"]`` times the rate the script set for it; the
+  loss of each step is recorded (a learning-rate trial on the script's own stream).
 
 A subprocess per replay isolates global state; checkpoints still go to a scratch
 folder, so a replay never writes into the user's tree.
@@ -39,7 +42,7 @@ from typing import Any
 class ReplayPlan:
     script: str
     argv: list[str]
-    mode: str  # "overfit", "trace", "terms", "derivatives" or "default-init"
+    mode: str  # "overfit", "trace", "terms", "derivatives", "default-init" or "rate"
     steps: int = 150
     batch_size: int = 8
     trace_step: int = 0
@@ -67,6 +70,8 @@ class ReplayResult:
     # "default-init": the first value of each recognised loss (by function name) at the
     # first backward.
     initial_terms: dict[str, float] | None = None
+    # "rate": the first group's rate as the script set it at each step, before scaling.
+    rates: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.timed_out = self.timed_out or self.error == TIMEOUT

@@ -277,6 +277,14 @@ class Thresholds:
     lr_range_min_fall: float = (
         0.1  # the smoothed loss must fall (and, for an upper end, rise) by this share
     )
+    # Without a replayable loss (a custom loss) the script itself is replayed for
+    # lr_replay_steps steps at its own rates and at lr_replay_factor and its square times
+    # them: the rate is too low when it makes less than lr_replay_fall_share of the fall the
+    # best scaled run makes, and that run ends lower at lr_replay_alpha (a paired t-test).
+    lr_replay_steps: int = 60
+    lr_replay_factor: float = 10.0
+    lr_replay_fall_share: float = 0.1
+    lr_replay_alpha: float = 0.01
 
     # --- watch: stream checks over a whole run (21, 32, 35, 36, 37); the ratios they share
     # with the checks above (lr_range_divergence, update_ratio_*, dead_relu_error_fraction,

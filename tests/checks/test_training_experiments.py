@@ -361,3 +361,109 @@ def test_a_curve_too_short_to_smooth_is_inconclusive_but_still_shown() -> None:
     _suggest(test, DEFAULT_THRESHOLDS)
     assert not test.conclusive
     assert test.curve() == [[1e-6, 1.0], [1e-5, 0.5], [1e-4, 0.2]]
+
+
+# -- the same test for a custom loss: the script replayed at scaled rates ------------------
+
+# A custom loss (written out, no torch loss call) on batches the script slices by hand: no
+# copy of the step can be rebuilt in-process and no DataLoader can be substituted, so the
+# rate is tried by replaying the script itself.
+HAND_FED_CUSTOM_LOSS = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x = torch.randn(512, 8); y = (x[:, :2].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+opt = {optimizer}
+{schedule}
+for epoch in range(40):
+    perm = torch.randperm(512)
+    for i in range(0, 512, 32):
+        idx = perm[i:i + 32]
+        logits = model(x[idx])
+        loss = (logits.logsumexp(1) - logits.gather(1, y[idx, None]).squeeze(1)).mean()
+        opt.zero_grad(); loss.backward(); opt.step(){step}
+"""
+
+
+def _hand_fed(tmp_path: Any, optimizer: str, schedule: str = "", step: str = "") -> str:
+    script = tmp_path / "train.py"
+    script.write_text(
+        HAND_FED_CUSTOM_LOSS.format(optimizer=optimizer, schedule=schedule, step=step)
+    )
+    return str(script)
+
+
+def _check_script(script: str) -> Any:
+    from nndoctor.engine import check_script
+
+    # Replays re-run the script in a subprocess: a busy two-core machine gets time enough.
+    return check_script(script, timeout=600.0, selection=Selection(select=(LR_RANGE,)))
+
+
+@pytest.mark.fires("learning-rate-out-of-range")
+def test_a_custom_loss_at_a_rate_far_too_low_is_found_by_replaying_the_script(
+    tmp_path: Any,
+) -> None:
+    # SGD keeping an Adam-sized rate on a loss the doctor cannot rebuild: it barely moves.
+    report = _check_script(_hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=1e-4)"))
+    (finding,) = report.by_check(LR_RANGE)
+    ev = finding.evidence
+    assert finding.reasons == [36] and ev["direction"] == "too low"
+    assert ev["method"] == "script replay (custom loss)" and ev["user_lr"] == 1e-4
+    assert ev["fall_share"] < DEFAULT_THRESHOLDS.lr_replay_fall_share
+    assert ev["p_value"] < DEFAULT_THRESHOLDS.lr_replay_alpha
+    assert ev["best_scale"] in (10.0, 100.0) and "lr=" in finding.fix
+
+
+@pytest.mark.silent("learning-rate-out-of-range")
+def test_a_custom_loss_at_a_working_rate_is_not_called_too_low(tmp_path: Any) -> None:
+    report = _check_script(
+        _hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)")
+    )
+    assert report.by_check(LR_RANGE) == []
+    result = report.result(LR_RANGE)
+    assert result.status.value == "passed" and "replaying the script 60 steps" in result.detail
+
+
+@pytest.mark.slow  # two script replays; the rule it covers is two lines
+def test_a_warm_up_over_the_replayed_steps_is_not_judged(tmp_path: Any) -> None:
+    # The first steps of a warm-up are slow by design: a rate trial there says nothing.
+    script = _hand_fed(
+        tmp_path,
+        "torch.optim.SGD(model.parameters(), lr=1e-4)",
+        schedule="sched = torch.optim.lr_scheduler.LinearLR(opt, 0.01, 1.0, total_iters=500)",
+        step="; sched.step()",
+    )
+    result = _check_script(script).result(LR_RANGE)
+    assert result.status.value == "skipped" and "warm-up" in result.detail
+
+
+def test_a_rate_replay_scales_every_step_and_leaves_the_schedule_as_written(
+    tmp_path: Any,
+) -> None:
+    from nndoctor.capture.replay import ReplayPlan, run_replay
+
+    script = _hand_fed(
+        tmp_path,
+        "torch.optim.SGD(model.parameters(), lr=0.1)",
+        schedule="sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)",
+        step="; sched.step()",
+    )
+    plan = ReplayPlan(script, [], "rate", steps=12, overrides={"lr_scale": 10.0}, timeout=600)
+    result = run_replay(plan)
+    assert result.ok and result.steps == 12 and len(result.losses) == 12
+    # The script's own rates, as its scheduler set them, not the scaled ones.
+    assert result.rates == pytest.approx([0.1] * 5 + [0.05] * 5 + [0.025] * 2)
+
+
+def test_a_rate_replay_cut_by_its_time_limit_is_skipped(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nndoctor.capture.replay import ReplayResult
+
+    cut = ReplayResult(False, losses=[0.7, 0.69], error="timeout", steps=2, rates=[1e-4] * 2)
+    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: cut)
+    script = _hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=1e-4)")
+    result = _check_script(script).result(LR_RANGE)
+    assert result.status.value == "skipped" and "time limit" in result.detail

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nndoctor.checks import causes
+from nndoctor.checks import causes, significance
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
@@ -643,6 +643,155 @@ def _rate_within_range(ctx: CheckContext, lab: Lab, spec: OptimizerSpec, t: Thre
     )
 
 
+@dataclass
+class RateReplay:
+    """The script replayed at ``scale`` times its own rates: the loss of each step."""
+
+    scale: float
+    losses: list[float]
+
+    def usable(self, steps: int) -> bool:
+        return len(self.losses) == steps and all(math.isfinite(v) for v in self.losses)
+
+    def tail(self, size: int) -> list[float]:
+        return self.losses[-size:]
+
+    def fall(self, frozen: RateReplay, size: int) -> float:
+        """How far below the model left at its initial weights this run's loss is, on the
+        same batches of the last ``size`` steps (paired: batch to batch noise cancels)."""
+        return sum(a - b for a, b in zip(frozen.tail(size), self.tail(size), strict=True)) / size
+
+
+def _rate_replays(ctx: CheckContext, lab: Lab) -> list[RateReplay]:
+    """The script replayed with its rates at zero (the initial model scored on the same
+    batches), as the script sets them, and at ``lr_replay_factor`` and its square times
+    them; skips when a replay cannot be judged (failed, cut short by the clock, a warm-up)."""
+    t = ctx.thresholds
+    runs = []
+    for scale in (0.0, 1.0, t.lr_replay_factor, t.lr_replay_factor**2):
+        result = lab.replay("rate", steps=t.lr_replay_steps, overrides={"lr_scale": scale})
+        if result.timed_out:
+            # A run cut short by the clock decides nothing (a verdict never depends on speed).
+            ctx.skip(
+                f"{lab.unavailable_reason}, and the script replay at {_g(scale)}x its rates hit "
+                f"its time limit after {len(result.losses)} losses"
+            )
+        if scale <= 1.0:
+            if result.error or len(result.losses) < 10:
+                ctx.skip(
+                    f"{lab.unavailable_reason}, and the script replay at {_g(scale)}x its rates "
+                    f"{'raised: ' + result.error if result.error else 'took too few steps'}"
+                )
+            rates = [r for r in result.rates if r > 0]
+            if not rates or max(rates) > 1.5 * rates[0]:
+                ctx.skip(
+                    f"{lab.unavailable_reason}, and the script's rates over the first "
+                    f"{t.lr_replay_steps} steps "
+                    + ("rise (a warm-up, slow by design)" if rates else "are not positive")
+                )
+        runs.append(RateReplay(scale, list(result.losses)))
+    return runs
+
+
+def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
+    """The rate-too-low test for a custom loss: the script replayed at scaled rates."""
+    t = ctx.thresholds
+    if ctx.recording.alternating_objectives:
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script alternates competing objectives (a GAN): "
+            "how far one loss falls does not measure progress"
+        )
+    frozen, user, *scaled = _rate_replays(ctx, lab)
+    steps = len(user.losses)
+    size = max(3, steps // 5)
+    if not frozen.usable(steps) or not user.usable(steps):
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script replayed at its own rates and at zero "
+            "took different numbers of steps or did not stay finite"
+        )
+    lab.hand_back(
+        ExperimentCurves(
+            check=ctx.spec.id,
+            title="Script replayed at scaled learning rates",
+            x_label="step",
+            y_label="loss",
+            curves=[
+                Curve(f"{_g(r.scale)}x the script's rates", list(range(len(r.losses))), r.losses)
+                for r in (frozen, user, *scaled)
+            ],
+        )
+    )
+    runs = (user, *scaled)
+    describe = "; ".join(
+        f"{_g(r.scale)}x: {r.fall(frozen, size):.4g}"
+        if r.usable(steps)
+        else f"{_g(r.scale)}x: not finite or cut short"
+        for r in runs
+    )
+    what = (
+        f"replaying the script {steps} steps, the loss of its last {size} below the initial "
+        f"model's on the same batches ({sum(frozen.tail(size)) / size:.4g}), at its rates times "
+        + describe
+    )
+    user_fall = user.fall(frozen, size)
+    best = max(
+        (r for r in scaled if r.usable(steps)), key=lambda r: r.fall(frozen, size), default=None
+    )
+    if best is None or best.fall(frozen, size) <= 0:
+        ctx.note(f"{what}: no higher rate trained further")
+        return
+    best_fall = best.fall(frozen, size)
+    share = user_fall / best_fall
+    p = significance.mean_above_zero_p(
+        [u - b for u, b in zip(user.tail(size), best.tail(size), strict=True)]
+    )
+    if share >= t.lr_replay_fall_share or p >= t.lr_replay_alpha:
+        ctx.note(
+            f"{what}: the script's rates make {100 * share:.0f}% of the fall at "
+            f"{_g(best.scale)}x (paired t-test p={p:.2g})"
+        )
+        return
+    user_lr = _observed_rate(ctx)
+    rate = f"{_g(user_lr)} " if user_lr is not None else ""
+    ctx.finding(
+        title=f"The learning rate {rate}is far too low: the loss barely moves",
+        message=(
+            f"Replaying the script on its own data for {steps} steps, at its own rates the loss "
+            f"of the last {size} steps ends {user_fall:.4g} below the initial model's on the same "
+            f"batches, {100 * share:.1f}% of the {best_fall:.4g} at {_g(best.scale)}x those rates "
+            f"(lower step by step: paired t-test p={p:.2g}; at its rates times {describe}). "
+            "Progress that grows in proportion to the rate like this is the regime far below "
+            "where the loss responds."
+        ),
+        fix=(
+            f"Raise the learning rate (about {_g(best.scale)}x"
+            + (f", lr={_g(user_lr * best.scale)}" if user_lr is not None else "")
+            + "), or use an adaptive optimiser such as Adam(lr=1e-3) for a first baseline."
+        ),
+        evidence={
+            "method": "script replay (custom loss)",
+            "steps": steps,
+            "tail": size,
+            "user_lr": user_lr,
+            "initial_model_tail_loss": sum(frozen.tail(size)) / size,
+            "fall_by_scale": {str(r.scale): r.fall(frozen, size) for r in runs if r.usable(steps)},
+            "fall_share": share,
+            "best_scale": best.scale,
+            "p_value": p,
+            "direction": "too low",
+        },
+    )
+
+
+def _observed_rate(ctx: CheckContext) -> float | None:
+    """The largest rate of the first parameter group seen at an observed step."""
+    rates = [
+        _positive(s.hyperparameters[0].get("lr")) for s in ctx.recording.steps if s.hyperparameters
+    ]
+    found = [r for r in rates if r is not None]
+    return max(found) if found else None
+
+
 def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
     """The largest rate the first parameter group runs at or is scheduled for: its lr, a
     scheduler's base rate (``initial_lr``), OneCycleLR's ``max_lr``, any observed step's lr."""
@@ -692,6 +841,24 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         The user's rate is the largest the first parameter group runs at or is
         scheduled for (a scheduler's base rate, OneCycleLR's ``max_lr``).
 
+        Without a replayable loss (a custom loss, a loss computed from a transformed
+        output), the script itself is replayed, unchanged but for its rates, for
+        ``lr_replay_steps`` (60) steps on its own data: at rate zero (the initial model
+        scored on the same batches), at the rates it sets, and at ``lr_replay_factor`` (10)
+        and 100 times them (its scheduler still shapes them). A run's fall is how far its
+        losses over the last fifth of the steps lie below the initial model's on the same
+        batches (paired, so batch-to-batch noise cancels). The rate is called too low when
+        it makes less than ``lr_replay_fall_share`` (a tenth) of the fall of the scaled run
+        that falls furthest, and that run's losses are lower step by step (a paired
+        one-sided t-test at ``lr_replay_alpha``, 1%). Falls that grow in proportion to the
+        rate, a tenth of the best at a hundredth of its rate, are the regime far below
+        where the loss responds; a rate chosen for a run longer than 60 steps still makes a
+        good share of a faster rate's fall (the bench's healthy custom-loss scripts: a
+        fifth or more). Not judged: competing objectives (a GAN), and a schedule that
+        raises the rate over the replayed steps (a warm-up, slow by design). This path
+        tells only a rate too low; one too high shows in the script's own run
+        (loss-diverging, non-finite-values).
+
         The sweep takes one step at each rate, so what it suggests is then tried: two
         copies from the initial weights train ``lr_confirm_steps`` (60) steps on the same
         batches, one at the user's rates, one at the rates scaled to the proposed range's
@@ -715,6 +882,10 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
 
             opt = torch.optim.SGD(model.parameters(), lr=0.1)   # inside the range the test proposed
     """
+    services: Lab | None = ctx.services
+    if services is not None and not services.available and services.script is not None:
+        _rate_by_replay(ctx, services)
+        return
     lab = _unavailable(ctx)
     t = ctx.thresholds
     spec = lab.optimizer_spec()
