@@ -745,7 +745,9 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
     p = significance.mean_above_zero_p(
         [u - b for u, b in zip(user.tail(size), best.tail(size), strict=True)]
     )
-    if share >= t.lr_replay_fall_share or p >= t.lr_replay_alpha:
+    # A rate far too low moves the loss a little either way: a run that ends a little above
+    # the initial model is as stuck as one a little below it.
+    if abs(share) >= t.lr_replay_fall_share or p >= t.lr_replay_alpha:
         ctx.note(
             f"{what}: the script's rates make {100 * share:.0f}% of the fall at "
             f"{_g(best.scale)}x (paired t-test p={p:.2g})"
@@ -848,8 +850,8 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         and 100 times them (its scheduler still shapes them). A run's fall is how far its
         losses over the last fifth of the steps lie below the initial model's on the same
         batches (paired, so batch-to-batch noise cancels). The rate is called too low when
-        it makes less than ``lr_replay_fall_share`` (a tenth) of the fall of the scaled run
-        that falls furthest, and that run's losses are lower step by step (a paired
+        its fall, either way, is less than ``lr_replay_fall_share`` (a tenth) of the fall
+        of the scaled run that falls furthest, and that run's losses are lower step by step (a paired
         one-sided t-test at ``lr_replay_alpha``, 1%). Falls that grow in proportion to the
         rate, a tenth of the best at a hundredth of its rate, are the regime far below
         where the loss responds; a rate chosen for a run longer than 60 steps still makes a
