@@ -283,6 +283,9 @@ class Thresholds:
     # best scaled run makes, and that run ends lower at lr_replay_alpha (a paired t-test).
     lr_replay_steps: int = 60
     lr_replay_factor: float = 10.0
+    # The replay judges a rate the script holds: rates rising past this factor of the first
+    # step's over the replayed steps are a warm-up (slow by design), and not judged.
+    lr_replay_warmup_rise: float = 1.5
     lr_replay_fall_share: float = 0.1
     lr_replay_alpha: float = 0.01
 

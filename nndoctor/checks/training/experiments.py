@@ -35,6 +35,9 @@ CURVE_POINTS = 8
 # Steps at the end of a rate trial whose losses are compared: each of the range test's
 # batches three times, so both copies are scored on the same batches.
 RATE_TRIAL_TAIL = 3 * RANGE_TEST_BATCHES
+# Losses a rate replay needs at the script's own rates (and at zero): a fifth of them is
+# the tail compared, and a paired t-test on fewer than two says nothing.
+MIN_RATE_REPLAY_LOSSES = 10
 
 
 def _unavailable(ctx: CheckContext) -> Lab:
@@ -677,13 +680,13 @@ def _rate_replays(ctx: CheckContext, lab: Lab) -> list[RateReplay]:
                 f"its time limit after {len(result.losses)} losses"
             )
         if scale <= 1.0:
-            if result.error or len(result.losses) < 10:
+            if result.error or len(result.losses) < MIN_RATE_REPLAY_LOSSES:
                 ctx.skip(
                     f"{lab.unavailable_reason}, and the script replay at {_g(scale)}x its rates "
                     f"{'raised: ' + result.error if result.error else 'took too few steps'}"
                 )
             rates = [r for r in result.rates if r > 0]
-            if not rates or max(rates) > 1.5 * rates[0]:
+            if not rates or max(rates) > t.lr_replay_warmup_rise * rates[0]:
                 ctx.skip(
                     f"{lab.unavailable_reason}, and the script's rates over the first "
                     f"{t.lr_replay_steps} steps "
@@ -701,6 +704,10 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script alternates competing objectives (a GAN): "
             "how far one loss falls does not measure progress"
         )
+    if ctx.recording.step_source == "manual":
+        # A replay counts optimizer steps; updates by hand take none, so it would run the
+        # whole script, and there is no rate to scale.
+        ctx.skip(f"{lab.unavailable_reason}, and the script updates its parameters by hand")
     frozen, user, *scaled = _rate_replays(ctx, lab)
     steps = len(user.losses)
     size = max(3, steps // 5)
