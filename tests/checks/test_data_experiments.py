@@ -663,7 +663,13 @@ def test_held_out_accuracy_just_above_the_majority_share_reads_as_no_useful_gain
     t = Thresholds()
     assert not fit.leans_against()
     assert fit.gain_ruled_out(t) and fit.against(t)
-    assert "140 of 512" in fit.sentence() and "at 99% confidence" in fit.sentence()
+    sentence = fit.sentence(t)
+    assert "140 of 512" in sentence and "at 99% confidence" in sentence
+    assert "short of the 10% of that guess's errors" in sentence
+    # The sentence states the thresholds in force, not the defaults.
+    stricter = Thresholds(label_pairing_alpha=0.001, pairing_useful_gain=0.2)
+    assert "at 99.9% confidence" in fit.sentence(stricter)
+    assert "short of the 20% of" in fit.sentence(stricter)
 
 
 def test_a_near_certain_majority_label_leaves_no_room_to_rule_a_gain_out() -> None:

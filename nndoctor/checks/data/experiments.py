@@ -174,7 +174,7 @@ class CrossFit:
         short of a useful gain over it beyond reasonable doubt."""
         return self.leans_against() or self.gain_ruled_out(t)
 
-    def sentence(self) -> str:
+    def sentence(self, t: Any) -> str:
         if self.leans_against():
             return (
                 f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
@@ -183,8 +183,10 @@ class CrossFit:
         return (
             f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
             f"against {self.majority_share:.0%} for always answering the most frequent label: at "
-            f"most {self.upper_gain(0.01):.1%} better at 99% confidence, short of the tenth of that "
-            "guess's errors that a learnable pairing removes."
+            f"most {self.upper_gain(t.label_pairing_alpha):.1%} better at "
+            f"{100 * (1 - t.label_pairing_alpha):.4g}% confidence, short of the "
+            f"{100 * t.pairing_useful_gain:.4g}% of that guess's errors that a learnable pairing "
+            "removes."
         )
 
     def evidence(self) -> dict[str, Any]:
@@ -241,7 +243,7 @@ class ValueCrossFit:
         correlation would call them disconnected.)"""
         return self.leans_against()
 
-    def sentence(self) -> str:
+    def sentence(self, t: Any) -> str:
         return (
             f" Copies that never saw them predict {self.total} held-out samples no closer to their own "
             f"targets than to other samples' (correlation {self.correlation:.3f})."
@@ -1115,7 +1117,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     held_out = ""
     if fit is not None and fit.total:
         evidence.update(fit.evidence())
-        held_out = fit.sentence()
+        held_out = fit.sentence(t)
     if "shuffled again" in nulls:
         evidence["shuffled_again_final"] = nulls["shuffled again"].final
     if run is not None:
