@@ -806,8 +806,9 @@ def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
     scheduler's base rate (``initial_lr``), OneCycleLR's ``max_lr``, any observed step's lr."""
     group = spec.hyperparameters()[0]
     candidates = [group.get(k) for k in ("lr", "initial_lr", "max_lr")]
-    candidates += [s.hyperparameters[0].get("lr") for s in ctx.recording.steps if s.hyperparameters]
     rates = [r for r in map(_positive, candidates) if r is not None]
+    observed = _observed_rate(ctx)
+    rates += [observed] if observed is not None else []
     return max(rates) if rates else None
 
 
