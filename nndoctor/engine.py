@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from nndoctor.capture.replay import ReplayServer
 from nndoctor.checks.lab import Lab, training_modes
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -756,16 +757,17 @@ def _diagnose_capture(
         subject, why = subject_from_capture(capture)
         if subject is None and why:
             run.notes.append(f"experiments on copies are limited: {why}")
-        lab = _capture_lab(capture, subject, why, device)
         subject_desc = _describe_capture(capture, subject)
-        results, findings = run_checks(
-            subject,
-            capture.recording,
-            lab,
-            thresholds=thresholds or DEFAULT_THRESHOLDS,
-            selection=selection,
-            progress=progress,
-        )
+        with ReplayServer() as replay_server:
+            lab = _capture_lab(capture, subject, why, device, replay_server)
+            results, findings = run_checks(
+                subject,
+                capture.recording,
+                lab,
+                thresholds=thresholds or DEFAULT_THRESHOLDS,
+                selection=selection,
+                progress=progress,
+            )
         curves = lab.curves
     elif capture.model is not None:
         subject_desc = {
@@ -841,7 +843,13 @@ def _manual_update(capture: Any) -> str | None:
     return "by hand (a rule other than plain SGD)"
 
 
-def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | None) -> Lab:
+def _capture_lab(
+    capture: Any,
+    subject: Subject | None,
+    why: str,
+    device: str | None,
+    replay_server: ReplayServer | None = None,
+) -> Lab:
     from nndoctor.capture.subject import captured_task
 
     # A replay re-runs the script from its start: of the first phase only, and never one
@@ -857,6 +865,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
             script=script,
             datasets=capture.datasets,
             replay_timeout=capture.timeout,
+            replay_server=replay_server,
             other_models=others,
             modules_in_eval=modes,
         )
@@ -879,6 +888,7 @@ def _capture_lab(capture: Any, subject: Subject | None, why: str, device: str | 
         task=captured_task(capture),
         datasets=capture.datasets,
         replay_timeout=capture.timeout,
+        replay_server=replay_server,
         other_models=others,
         modules_in_eval=modes,
     )

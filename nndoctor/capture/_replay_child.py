@@ -1,18 +1,22 @@
 """The subprocess side of a replay (see :mod:`nndoctor.capture.replay`).
 
-Usage: ``python -m nndoctor.capture._replay_child PLAN.json RESULT.json``.
-This process exists only to run the user's script once more; synchronising with
-the device is acceptable here, unlike in the live probes.
+Usage: ``python -m nndoctor.capture._replay_child PLAN.json RESULT.json``, or with
+``--serve``: a :class:`nndoctor.capture.replay.ReplayServer` that reads one request a
+line on stdin and forks a process for each. Either way a process exists only to run the
+user's script once more; synchronising with the device is acceptable here, unlike in
+the live probes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import runpy
 import signal
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -366,5 +370,80 @@ def main(plan_path: str, out_path: str) -> None:
         json.dump(asdict(replay.result), f)
 
 
+def serve() -> None:
+    """Answer each request line on stdin (plan, out, cwd, log, hard_limit) with a line
+    ``{"outcome": "done" | "stopped"}`` once its forked replay has ended."""
+    # Every optimizer imports torch._dynamo when it is built (its compile guards), a
+    # second or more: imported once here rather than in every replay.
+    with contextlib.suppress(Exception):
+        import torch._dynamo  # noqa: F401
+    answers = sys.stdout
+    for line in sys.stdin:
+        request = json.loads(line)
+        stopped = _forked_replay(request)
+        answers.write(json.dumps({"outcome": "stopped" if stopped else "done"}) + "\n")
+        answers.flush()
+
+
+def _forked_replay(request: dict[str, Any]) -> bool:
+    """Run one replay in a child forked from this process; True if it had to be killed at
+    its hard limit. Nothing here has run any of the script, so the child starts as clean
+    as a new interpreter after its imports."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _become_replay(request)
+            main(request["plan"], request["out"])
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + float(request["hard_limit"])
+    try:
+        while True:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return False
+            if time.monotonic() > deadline:
+                _kill_group(pid)
+                return True
+            time.sleep(0.02)
+    except BaseException:
+        # The server is going away (closed, interrupted): so is the replay it started.
+        _kill_group(pid)
+        raise
+
+
+def _become_replay(request: dict[str, Any]) -> None:
+    """The forked child's own setting: its process group (so that a kill at the hard limit
+    reaches the loader workers it starts), its folder first on the import path, as a new
+    interpreter started there would have it, no stdin, and stdout and stderr to its log."""
+    os.setpgid(0, 0)
+    if sys.path and sys.path[0] == os.getcwd():
+        sys.path[0] = request["cwd"]
+    os.chdir(request["cwd"])
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        main(sys.argv[1], sys.argv[2])

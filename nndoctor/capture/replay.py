@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -80,8 +81,12 @@ class ReplayResult:
 TIMEOUT = "timeout"  # the error of a replay stopped by its time limit
 
 
-def run_replay(plan: ReplayPlan) -> ReplayResult:
-    """Run ``plan`` in a fresh Python process; never raises for a failing script."""
+def run_replay(plan: ReplayPlan, server: ReplayServer | None = None) -> ReplayResult:
+    """Run ``plan`` in a fresh Python process; never raises for a failing script.
+
+    With a ``server``, the process is forked from one that has imported torch already
+    (a second or so saved on every replay of a check run); without one, or where the
+    server cannot fork, it is a new interpreter."""
     plan = ReplayPlan(**{**asdict(plan), "script": os.path.abspath(plan.script)})
     with (
         tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp,
@@ -92,28 +97,148 @@ def run_replay(plan: ReplayPlan) -> ReplayResult:
         out_path = os.path.join(tmp, "result.json")
         with open(plan_path, "w", encoding="utf-8") as f:
             json.dump(asdict(plan), f)
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "nndoctor.capture._replay_child", plan_path, out_path],
-                cwd=cwd,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=plan.timeout + 30,
-            )
-        except subprocess.TimeoutExpired:
-            return ReplayResult(
-                False,
-                error=f"the replay did not finish within {plan.timeout + 30:.0f}s",
-                timed_out=True,
-            )
+        hard_limit = plan.timeout + 30
+        outcome, failure, stderr = "failed", None, ""
+        if server is not None and server.usable:
+            log_path = os.path.join(tmp, "stderr.txt")
+            outcome = server.run(plan_path, out_path, cwd, log_path, hard_limit)
+            failure = _stopped(hard_limit) if outcome == "stopped" else None
+            stderr = _read(log_path)
+        if outcome == "failed":
+            # A file of its own: a replay the lost server forked may still be writing.
+            out_path = os.path.join(tmp, "result-fresh.json")
+            failure, stderr = _run_fresh(plan_path, out_path, cwd, hard_limit)
+        if failure is not None:
+            return failure
         if not os.path.exists(out_path):
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            tail = stderr.strip().splitlines()[-1:] or ["no output"]
             return ReplayResult(False, error=f"the replay failed: {tail[0]}")
         with open(out_path, encoding="utf-8") as f:
             data = json.load(f)
         return ReplayResult(**data)
+
+
+def _run_fresh(
+    plan_path: str, out_path: str, cwd: str, hard_limit: float
+) -> tuple[ReplayResult | None, str]:
+    """The replay in a new interpreter: (a result if it was stopped, its stderr)."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nndoctor.capture._replay_child", plan_path, out_path],
+            cwd=cwd,
+            env=_replay_env(),
+            capture_output=True,
+            text=True,
+            timeout=hard_limit,
+        )
+    except subprocess.TimeoutExpired:
+        return _stopped(hard_limit), ""
+    return None, proc.stderr or ""
+
+
+def _stopped(hard_limit: float) -> ReplayResult:
+    return ReplayResult(
+        False, error=f"the replay did not finish within {hard_limit:.0f}s", timed_out=True
+    )
+
+
+def _replay_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class ReplayServer:
+    """One process that imports torch and nndoctor once, then forks a fresh process for
+    each replay of a check run.
+
+    A check run may replay its script a dozen times; starting a new interpreter and
+    importing torch each time costs seconds that the replays themselves do not need. The
+    server never runs any of the script itself, so every forked replay starts from the
+    same clean state a new interpreter would have after its imports. It starts on the
+    first replay (a run that replays nothing pays nothing), runs one replay at a time,
+    and is closed with :meth:`close` (or by leaving its ``with`` block). Where ``fork``
+    is unavailable, or the server has died, replays fall back to new interpreters.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._broken = not (hasattr(os, "fork") and sys.platform.startswith("linux"))
+
+    def __enter__(self) -> ReplayServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def usable(self) -> bool:
+        return not self._broken
+
+    def run(self, plan_path: str, out_path: str, cwd: str, log_path: str, hard_limit: float) -> str:
+        """Fork one replay and wait for it: "done", "stopped" (at its hard limit) or
+        "failed" (the server itself did not answer: the caller runs the replay afresh)."""
+        request = {
+            "plan": plan_path,
+            "out": out_path,
+            "cwd": cwd,
+            "log": log_path,
+            "hard_limit": hard_limit,
+        }
+        try:
+            proc = self._started()
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            # The server stops a replay at its hard limit itself; this only guards against
+            # a server that stops answering altogether.
+            ready, _, _ = select.select([proc.stdout], [], [], hard_limit + 30)
+            reply = proc.stdout.readline() if ready else ""
+            outcome = json.loads(reply)["outcome"] if reply else "failed"
+        except (OSError, ValueError, KeyError):
+            outcome = "failed"
+        if outcome == "failed":
+            self._broken = True
+            self.close()
+        return outcome
+
+    def _started(self) -> subprocess.Popen[str]:
+        if self._proc is None:
+            # Started in a folder of its own: the interpreter puts its working folder
+            # first on the import path, and each replay then gets its own instead.
+            self._home = tempfile.TemporaryDirectory(prefix="nndoctor-replay-server-")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "nndoctor.capture._replay_child", "--serve"],
+                cwd=self._home.name,
+                env=_replay_env(),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+        return self._proc
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            if proc.stdout is not None:
+                proc.stdout.close()
+            self._home.cleanup()
 
 
 def _mirror(source: str, target: str) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from nndoctor.capture.replay import ReplayPlan, ReplayResult, run_replay
+from nndoctor.capture.replay import ReplayPlan, ReplayResult, ReplayServer, run_replay
 from nndoctor.copying import deepcopy_detached, redraw_by_default
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
@@ -93,6 +93,7 @@ class Lab:
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
         replay_timeout: float = 120.0,
+        replay_server: ReplayServer | None = None,
         other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
         modules_in_eval: frozenset[str] = frozenset(),
     ) -> None:
@@ -114,6 +115,9 @@ class Lab:
         self.script = script
         # A replay is the script run again: it gets the wall-clock limit the script had.
         self.replay_timeout = replay_timeout
+        # Forks each replay from a process that has imported torch already (the caller
+        # owns and closes it); None: every replay is a new interpreter.
+        self.replay_server = replay_server
         self._task = task if task is not None else Task()
         # Datasets behind the observed DataLoaders (by loader index), for data experiments.
         self.datasets = datasets or {}
@@ -296,7 +300,9 @@ class Lab:
         assert self.script is not None
         script, argv = self.script
         plan.setdefault("timeout", self.replay_timeout)
-        return run_replay(ReplayPlan(script=script, argv=argv, mode=mode, **plan))
+        return run_replay(
+            ReplayPlan(script=script, argv=argv, mode=mode, **plan), self.replay_server
+        )
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self._model.parameters()) if self._model is not None else 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
-from nndoctor.capture.replay import ReplayPlan, run_replay
+import pytest
+
+from nndoctor.capture.replay import ReplayPlan, ReplayServer, run_replay
 
 SCRIPT = textwrap.dedent(
     """
@@ -107,3 +111,80 @@ def test_a_loop_that_never_steps_ends_instead_of_spinning(tmp_path: Path) -> Non
     result = run_replay(ReplayPlan(str(path), [], "overfit", steps=30, batch_size=4, timeout=60))
     assert result.ok and not result.timed_out, result.error
     assert result.steps == 30 and len(result.losses) == 30
+
+
+# A script that leaves traces a later replay would see if replays shared a process or a
+# folder: the default dtype it changes, and a checkpoint it resumes from when one exists.
+LEAVES_TRACES = textwrap.dedent(
+    """
+    import os
+    import torch
+    from torch import nn
+    if torch.get_default_dtype() != torch.float32:
+        raise RuntimeError("a previous replay's default dtype")
+    if os.path.exists("resume.pt"):
+        raise RuntimeError("a previous replay's checkpoint")
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x.sum(1, keepdim=True)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(20):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        torch.save(model.state_dict(), "resume.pt")
+    """
+)
+
+
+def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(LEAVES_TRACES)
+    plan = ReplayPlan(str(path), [], "rate", steps=10, overrides={"lr_scale": 1.0})
+    fresh = run_replay(plan)
+    with ReplayServer() as server:
+        served = [run_replay(plan, server) for _ in range(3)]
+        assert server.usable
+    assert fresh.ok, fresh.error
+    for result in served:
+        assert result.ok, result.error
+        assert result.losses == fresh.losses and result.rates == fresh.rates
+    assert not (tmp_path / "resume.pt").exists()
+
+
+def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(tmp_path: Path) -> None:
+    # A script that ignores the replay's alarm and sleeps: only the hard limit ends it, and
+    # the server goes on answering.
+    deaf = tmp_path / "deaf.py"
+    deaf.write_text("import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n")
+    deaf.write_text(deaf.read_text() + "time.sleep(600)\n")
+    plan_path, out_path = tmp_path / "plan.json", tmp_path / "out.json"
+    plan_path.write_text(json.dumps(asdict(ReplayPlan(str(deaf), [], "rate", timeout=1.0))))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    with ReplayServer() as server:
+        if not server.usable:
+            pytest.skip("no fork on this platform: every replay is a new interpreter")
+        outcome = server.run(str(plan_path), str(out_path), str(cwd), str(tmp_path / "log"), 3.0)
+        assert outcome == "stopped" and not out_path.exists()
+        path = tmp_path / "train.py"
+        path.write_text(LEAVES_TRACES)
+        after = run_replay(ReplayPlan(str(path), [], "rate", steps=5), server)
+        assert after.ok and len(after.losses) == 5 and server.usable
+
+
+def test_a_replay_still_runs_when_its_server_has_died(tmp_path: Path) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(LEAVES_TRACES)
+    plan = ReplayPlan(str(path), [], "rate", steps=5)
+    with ReplayServer() as server:
+        if not server.usable:
+            pytest.skip("no fork on this platform: every replay is a new interpreter")
+        first = run_replay(plan, server)
+        assert server._proc is not None
+        server._proc.kill()
+        server._proc.wait()
+        second = run_replay(plan, server)
+        assert not server.usable and server._proc is None
+    assert first.ok and second.ok and second.losses == first.losses

@@ -90,7 +90,7 @@ def test_a_replay_gets_the_wall_clock_limit_the_script_had(
     script.write_text(CUSTOM_LOSS_SCRIPT)
     plans: list[ReplayPlan] = []
 
-    def recorded(plan: ReplayPlan) -> ReplayResult:
+    def recorded(plan: ReplayPlan, server: object = None) -> ReplayResult:
         plans.append(plan)
         return ReplayResult(True, losses=[0.7] + [1e-4] * 149, substituted=True, steps=150)
 
