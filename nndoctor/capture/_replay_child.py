@@ -371,8 +371,9 @@ def main(plan_path: str, out_path: str) -> None:
 
 
 def serve() -> None:
-    """Answer each request line on stdin (plan, out, cwd, log, hard_limit) with a line
-    ``{"outcome": "done" | "stopped"}`` once its forked replay has ended."""
+    """Answer each request line on stdin, ``{"batch": [{plan, out, cwd, log, hard_limit},
+    ...], "parallel": k, "threads": n}``, with a line ``{"outcomes": ["done" | "stopped",
+    ...]}`` once every replay of the batch, forked ``k`` at a time, has ended."""
     # Every optimizer imports torch._dynamo when it is built (its compile guards), a
     # second or more: imported once here rather than in every replay.
     with contextlib.suppress(Exception):
@@ -380,38 +381,54 @@ def serve() -> None:
     answers = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
-        stopped = _forked_replay(request)
-        answers.write(json.dumps({"outcome": "stopped" if stopped else "done"}) + "\n")
+        outcomes = _forked_batch(request["batch"], request["parallel"], request["threads"])
+        answers.write(json.dumps({"outcomes": outcomes}) + "\n")
         answers.flush()
 
 
-def _forked_replay(request: dict[str, Any]) -> bool:
-    """Run one replay in a child forked from this process; True if it had to be killed at
-    its hard limit. Nothing here has run any of the script, so the child starts as clean
-    as a new interpreter after its imports."""
+def _forked_batch(requests: list[dict[str, Any]], parallel: int, threads: int | None) -> list[str]:
+    """Run each replay in a child forked from this process, ``parallel`` at a time: "done",
+    or "stopped" where it had to be killed at its hard limit. Nothing here has run any of
+    the script, so each child starts as clean as a new interpreter after its imports."""
+    outcomes = ["done"] * len(requests)
+    waiting = list(enumerate(requests))
+    running: dict[int, tuple[int, float]] = {}  # pid -> (index, deadline)
+    try:
+        while waiting or running:
+            while waiting and len(running) < parallel:
+                index, request = waiting.pop(0)
+                pid = _fork_replay(request, threads)
+                running[pid] = (index, time.monotonic() + float(request["hard_limit"]))
+            for pid, (index, deadline) in list(running.items()):
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    del running[pid]
+                elif time.monotonic() > deadline:
+                    _kill_group(pid)
+                    del running[pid]
+                    outcomes[index] = "stopped"
+            time.sleep(0.02)
+    except BaseException:
+        # The server is going away (closed, interrupted): so are the replays it started.
+        for pid in running:
+            _kill_group(pid)
+        raise
+    return outcomes
+
+
+def _fork_replay(request: dict[str, Any], threads: int | None) -> int:
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             _become_replay(request)
+            if threads is not None:
+                torch.set_num_threads(threads)
             main(request["plan"], request["out"])
             code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + float(request["hard_limit"])
-    try:
-        while True:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return False
-            if time.monotonic() > deadline:
-                _kill_group(pid)
-                return True
-            time.sleep(0.02)
-    except BaseException:
-        # The server is going away (closed, interrupted): so is the replay it started.
-        _kill_group(pid)
-        raise
+    return pid
 
 
 def _become_replay(request: dict[str, Any]) -> None:

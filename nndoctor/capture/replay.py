@@ -29,6 +29,7 @@ folder, so a replay never writes into the user's tree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -87,27 +88,68 @@ def run_replay(plan: ReplayPlan, server: ReplayServer | None = None) -> ReplayRe
     With a ``server``, the process is forked from one that has imported torch already
     (a second or so saved on every replay of a check run); without one, or where the
     server cannot fork, it is a new interpreter."""
-    plan = ReplayPlan(**{**asdict(plan), "script": os.path.abspath(plan.script)})
-    with (
-        tempfile.TemporaryDirectory(prefix="nndoctor-replay-") as tmp,
-        tempfile.TemporaryDirectory(prefix="nndoctor-replay-cwd-") as cwd,
-    ):
-        _mirror(os.getcwd(), cwd)
-        plan_path = os.path.join(tmp, "plan.json")
-        out_path = os.path.join(tmp, "result.json")
-        with open(plan_path, "w", encoding="utf-8") as f:
-            json.dump(asdict(plan), f)
-        hard_limit = plan.timeout + 30
-        outcome, failure, stderr = "failed", None, ""
+    return run_replays([plan], server)[0]
+
+
+def run_replays(
+    plans: list[ReplayPlan], server: ReplayServer | None = None, parallel: int = 1
+) -> list[ReplayResult]:
+    """Run independent ``plans`` of one experiment, each as :func:`run_replay` would,
+    ``parallel`` at a time where a server can fork them (each child then gets its share
+    of the machine's threads); one after another otherwise. Running together changes
+    how long they take, never what they record (a replay cut by its time limit says so)."""
+    with contextlib.ExitStack() as stack:
+        prepared = [_Prepared.make(plan, stack) for plan in plans]
+        outcomes = ["failed"] * len(prepared)
         if server is not None and server.usable:
-            log_path = os.path.join(tmp, "stderr.txt")
-            outcome = server.run(plan_path, out_path, cwd, log_path, hard_limit)
-            failure = _stopped(hard_limit) if outcome == "stopped" else None
-            stderr = _read(log_path)
+            outcomes = server.run_batch([p.request() for p in prepared], parallel)
+        return [p.result(outcome) for p, outcome in zip(prepared, outcomes, strict=True)]
+
+
+@dataclass
+class _Prepared:
+    """One replay's files: its plan, its result, its log, and its own working folder
+    (a mirror of the caller's, so that what it writes lands in scratch)."""
+
+    tmp: str
+    cwd: str
+    hard_limit: float
+
+    @classmethod
+    def make(cls, plan: ReplayPlan, stack: contextlib.ExitStack) -> _Prepared:
+        plan = ReplayPlan(**{**asdict(plan), "script": os.path.abspath(plan.script)})
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="nndoctor-replay-"))
+        cwd = stack.enter_context(tempfile.TemporaryDirectory(prefix="nndoctor-replay-cwd-"))
+        _mirror(os.getcwd(), cwd)
+        with open(os.path.join(tmp, "plan.json"), "w", encoding="utf-8") as f:
+            json.dump(asdict(plan), f)
+        return cls(tmp, cwd, plan.timeout + 30)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.tmp, name)
+
+    def request(self) -> dict[str, Any]:
+        return {
+            "plan": self.path("plan.json"),
+            "out": self.path("result.json"),
+            "cwd": self.cwd,
+            "log": self.path("stderr.txt"),
+            "hard_limit": self.hard_limit,
+        }
+
+    def result(self, outcome: str) -> ReplayResult:
+        """The replay's result after the server's ``outcome`` ("done", "stopped"), or
+        run afresh in a new interpreter ("failed": no server, or it did not answer)."""
+        out_path = self.path("result.json")
         if outcome == "failed":
             # A file of its own: a replay the lost server forked may still be writing.
-            out_path = os.path.join(tmp, "result-fresh.json")
-            failure, stderr = _run_fresh(plan_path, out_path, cwd, hard_limit)
+            out_path = self.path("result-fresh.json")
+            failure, stderr = _run_fresh(
+                self.path("plan.json"), out_path, self.cwd, self.hard_limit
+            )
+        else:
+            failure = _stopped(self.hard_limit) if outcome == "stopped" else None
+            stderr = _read(self.path("stderr.txt"))
         if failure is not None:
             return failure
         if not os.path.exists(out_path):
@@ -140,6 +182,12 @@ def _stopped(hard_limit: float) -> ReplayResult:
     return ReplayResult(
         False, error=f"the replay did not finish within {hard_limit:.0f}s", timed_out=True
     )
+
+
+def _threads_each(parallel: int) -> int | None:
+    """Each of ``parallel`` replays running together gets its share of the cores (None:
+    one replay alone keeps torch's default)."""
+    return None if parallel <= 1 else max(1, (os.cpu_count() or 1) // parallel)
 
 
 def _replay_env() -> dict[str, str]:
@@ -181,32 +229,32 @@ class ReplayServer:
     def usable(self) -> bool:
         return not self._broken
 
-    def run(self, plan_path: str, out_path: str, cwd: str, log_path: str, hard_limit: float) -> str:
-        """Fork one replay and wait for it: "done", "stopped" (at its hard limit) or
-        "failed" (the server itself did not answer: the caller runs the replay afresh)."""
-        request = {
-            "plan": plan_path,
-            "out": out_path,
-            "cwd": cwd,
-            "log": log_path,
-            "hard_limit": hard_limit,
-        }
+    def run_batch(self, requests: list[dict[str, Any]], parallel: int = 1) -> list[str]:
+        """Fork the replays of ``requests``, ``parallel`` at a time, and wait for them all:
+        for each "done", "stopped" (at its hard limit) or "failed" (the server itself did
+        not answer: the caller runs that replay afresh)."""
+        failed = ["failed"] * len(requests)
+        parallel = max(1, min(parallel, len(requests)))
+        batch = {"batch": requests, "parallel": parallel, "threads": _threads_each(parallel)}
+        # The server stops each replay at its hard limit itself; this only guards against a
+        # server that stops answering altogether.
+        waves = -(-len(requests) // parallel)
+        limit = waves * max((r["hard_limit"] for r in requests), default=0) + 30
         try:
             proc = self._started()
             assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.write(json.dumps(batch) + "\n")
             proc.stdin.flush()
-            # The server stops a replay at its hard limit itself; this only guards against
-            # a server that stops answering altogether.
-            ready, _, _ = select.select([proc.stdout], [], [], hard_limit + 30)
+            ready, _, _ = select.select([proc.stdout], [], [], limit)
             reply = proc.stdout.readline() if ready else ""
-            outcome = json.loads(reply)["outcome"] if reply else "failed"
+            outcomes = json.loads(reply)["outcomes"] if reply else failed
         except (OSError, ValueError, KeyError):
-            outcome = "failed"
-        if outcome == "failed":
+            outcomes = failed
+        if len(outcomes) != len(requests) or "failed" in outcomes:
             self._broken = True
             self.close()
-        return outcome
+            return failed
+        return list(outcomes)
 
     def _started(self) -> subprocess.Popen[str]:
         if self._proc is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from nndoctor.capture.replay import ReplayPlan, ReplayResult, ReplayServer, run_replay
+from nndoctor.capture.replay import (
+    ReplayPlan,
+    ReplayResult,
+    ReplayServer,
+    run_replay,
+    run_replays,
+)
 from nndoctor.copying import deepcopy_detached, redraw_by_default
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
@@ -303,6 +310,20 @@ class Lab:
         return run_replay(
             ReplayPlan(script=script, argv=argv, mode=mode, **plan), self.replay_server
         )
+
+    def replays(self, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
+        """Several independent replays of one experiment (``plans``: each replay's plan
+        fields), run side by side where the model trains on the CPU, one core each, and
+        one after another on an accelerator, whose memory they would share."""
+        assert self.script is not None
+        script, argv = self.script
+        full = [
+            ReplayPlan(script=script, argv=argv, mode=mode, **{"timeout": self.replay_timeout, **p})
+            for p in plans
+        ]
+        side_by_side = self.device.type == "cpu"
+        parallel = min(len(full), os.cpu_count() or 1) if side_by_side else 1
+        return run_replays(full, self.replay_server, parallel)
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self._model.parameters()) if self._model is not None else 0

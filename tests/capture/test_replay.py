@@ -6,10 +6,11 @@ import json
 import textwrap
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from nndoctor.capture.replay import ReplayPlan, ReplayServer, run_replay
+from nndoctor.capture.replay import ReplayPlan, ReplayServer, run_replay, run_replays
 
 SCRIPT = textwrap.dedent(
     """
@@ -156,25 +157,56 @@ def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(tmp_path:
     assert not (tmp_path / "resume.pt").exists()
 
 
+def _request(tmp_path: Path, name: str, plan: ReplayPlan, hard_limit: float) -> dict[str, Any]:
+    folder = tmp_path / name
+    (folder / "cwd").mkdir(parents=True)
+    (folder / "plan.json").write_text(json.dumps(asdict(plan)))
+    return {
+        "plan": str(folder / "plan.json"),
+        "out": str(folder / "out.json"),
+        "cwd": str(folder / "cwd"),
+        "log": str(folder / "log"),
+        "hard_limit": hard_limit,
+    }
+
+
 def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(tmp_path: Path) -> None:
-    # A script that ignores the replay's alarm and sleeps: only the hard limit ends it, and
-    # the server goes on answering.
+    # A script that ignores the replay's alarm and sleeps: only the hard limit ends it. The
+    # replay running beside it finishes, and the server goes on answering.
     deaf = tmp_path / "deaf.py"
-    deaf.write_text("import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n")
-    deaf.write_text(deaf.read_text() + "time.sleep(600)\n")
-    plan_path, out_path = tmp_path / "plan.json", tmp_path / "out.json"
-    plan_path.write_text(json.dumps(asdict(ReplayPlan(str(deaf), [], "rate", timeout=1.0))))
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    deaf.write_text(
+        "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(600)\n"
+    )
+    path = tmp_path / "train.py"
+    path.write_text(LEAVES_TRACES)
+    stuck = _request(tmp_path, "deaf", ReplayPlan(str(deaf), [], "rate", timeout=1.0), 3.0)
+    fine = _request(tmp_path, "fine", ReplayPlan(str(path), [], "rate", steps=5), 60.0)
     with ReplayServer() as server:
         if not server.usable:
             pytest.skip("no fork on this platform: every replay is a new interpreter")
-        outcome = server.run(str(plan_path), str(out_path), str(cwd), str(tmp_path / "log"), 3.0)
-        assert outcome == "stopped" and not out_path.exists()
-        path = tmp_path / "train.py"
-        path.write_text(LEAVES_TRACES)
+        assert server.run_batch([stuck, fine], parallel=2) == ["stopped", "done"]
+        assert not Path(stuck["out"]).exists() and Path(fine["out"]).exists()
         after = run_replay(ReplayPlan(str(path), [], "rate", steps=5), server)
         assert after.ok and len(after.losses) == 5 and server.usable
+
+
+def test_replays_run_side_by_side_record_what_they_record_one_at_a_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(LEAVES_TRACES)
+    plans = [
+        ReplayPlan(str(path), [], "rate", steps=10, overrides={"lr_scale": s}) for s in (0, 1, 5)
+    ]
+    with ReplayServer() as server:
+        alone = [run_replay(p, server) for p in plans]
+        together = run_replays(plans, server, parallel=3)
+    for a, b in zip(alone, together, strict=True):
+        assert a.ok and b.ok, (a.error, b.error)
+        assert b.losses == pytest.approx(a.losses, rel=1e-9) and b.rates == a.rates
+    # Each run its own: the frozen run stays put, the faster one falls further.
+    frozen, own, faster = (r.losses for r in together)
+    assert frozen[-1] == frozen[0] > own[-1] > faster[-1]
 
 
 def test_a_replay_still_runs_when_its_server_has_died(tmp_path: Path) -> None:

@@ -463,7 +463,7 @@ def test_a_rate_replay_cut_by_its_time_limit_is_skipped(
     from nndoctor.capture.replay import ReplayResult
 
     cut = ReplayResult(False, losses=[0.7, 0.69], error="timeout", steps=2, rates=[1e-4] * 2)
-    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: cut)
+    monkeypatch.setattr(Lab, "replays", lambda self, mode, plans: [cut] * len(plans))
     script = _hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=1e-4)")
     result = _check_script(script).result(LR_RANGE)
     assert result.status.value == "skipped" and "time limit" in result.detail

@@ -671,8 +671,9 @@ def _rate_replays(ctx: CheckContext, lab: Lab) -> list[RateReplay]:
     them; skips when a replay cannot be judged (failed, cut short by the clock, a warm-up)."""
     t = ctx.thresholds
     runs = []
-    for scale in (0.0, 1.0, t.lr_replay_factor, t.lr_replay_factor**2):
-        result = lab.replay("rate", steps=t.lr_replay_steps, overrides={"lr_scale": scale})
+    scales = (0.0, 1.0, t.lr_replay_factor, t.lr_replay_factor**2)
+    plans = [{"steps": t.lr_replay_steps, "overrides": {"lr_scale": s}} for s in scales]
+    for scale, result in zip(scales, lab.replays("rate", plans), strict=True):
         if result.timed_out:
             # A run cut short by the clock decides nothing (a verdict never depends on speed).
             ctx.skip(
