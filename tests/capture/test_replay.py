@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,30 +34,41 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def server() -> Iterator[ReplayServer]:
+    """One replay server for the tests that do not stop it (its start is an interpreter's)."""
+    with ReplayServer() as started:
+        yield started
+
+
+def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     path = tmp_path / "train.py"
     path.write_text(SCRIPT.replace("{guard}", ".clamp_min(1e-12)"))
-    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=60, batch_size=4))
+    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=60, batch_size=4), server)
     assert result.ok and result.substituted, result.error
     assert len(result.losses) == 60
     assert result.losses[-1] < 0.05 < result.losses[0]
     assert not (tmp_path / "ckpt.pt").exists()
 
 
-def test_trace_replay_finds_the_operation_and_line_of_a_nan(tmp_path: Path) -> None:
+def test_trace_replay_finds_the_operation_and_line_of_a_nan(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     path = tmp_path / "train.py"
     # log(p) with p underflowing to zero once the logits are large: force it with a huge scale.
     path.write_text(
         SCRIPT.replace("{guard}", " * 0").replace("logits = model(xb)", "logits = model(xb)")
     )
-    result = run_replay(ReplayPlan(str(path), [], "trace", trace_step=0))
+    result = run_replay(ReplayPlan(str(path), [], "trace", trace_step=0), server)
     assert result.event is not None, result.error
     assert result.event["op"] == "log" and result.event["phase"] == "forward"
     assert result.event["file"] == str(path)
     assert "torch.log" in result.event["code"]
 
 
-def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path) -> None:
+def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path, server: ReplayServer) -> None:
     path = tmp_path / "train.py"
     path.write_text(
         SCRIPT.replace("{guard}", ".clamp_min(1e-12)").replace(
@@ -67,8 +79,7 @@ def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path) -> None:
     # machine is. The limit starts after the replay's imports, and a server has torch's
     # (torch._dynamo's included) done before the fork, so the first steps fit in it.
     plan = ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=8.0)
-    with ReplayServer() as server:
-        result = run_replay(plan, server)
+    result = run_replay(plan, server)
     assert result.timed_out and not result.ok
     assert 0 < len(result.losses) < 150
 
@@ -107,12 +118,15 @@ EVALUATES_FIRST = textwrap.dedent(
 )
 
 
-def test_a_loop_that_never_steps_ends_instead_of_spinning(tmp_path: Path) -> None:
+def test_a_loop_that_never_steps_ends_instead_of_spinning(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     # The evaluation before training iterates a loader the replay makes endless: without
     # a backward pass or a step for many batches it ends, and training is replayed.
     path = tmp_path / "train.py"
     path.write_text(EVALUATES_FIRST)
-    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=30, batch_size=4, timeout=60))
+    plan = ReplayPlan(str(path), [], "overfit", steps=30, batch_size=4, timeout=60)
+    result = run_replay(plan, server)
     assert result.ok and not result.timed_out, result.error
     assert result.steps == 30 and len(result.losses) == 30
 
@@ -142,14 +156,15 @@ LEAVES_TRACES = textwrap.dedent(
 )
 
 
-def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(tmp_path: Path) -> None:
+def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     path = tmp_path / "train.py"
     path.write_text(LEAVES_TRACES)
     plan = ReplayPlan(str(path), [], "rate", steps=10, overrides={"lr_scale": 1.0})
     fresh = run_replay(plan)
-    with ReplayServer() as server:
-        served = [run_replay(plan, server) for _ in range(3)]
-        assert server.usable
+    served = [run_replay(plan, server) for _ in range(3)]
+    assert server.usable
     assert fresh.ok, fresh.error
     for result in served:
         assert result.ok, result.error
@@ -170,7 +185,9 @@ def _request(tmp_path: Path, name: str, plan: ReplayPlan, hard_limit: float) -> 
     }
 
 
-def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(tmp_path: Path) -> None:
+def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(
+    tmp_path: Path, server: ReplayServer
+) -> None:
     # A script that ignores the replay's alarm and sleeps: only the hard limit ends it. The
     # replay running beside it finishes, and the server goes on answering.
     deaf = tmp_path / "deaf.py"
@@ -181,26 +198,24 @@ def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(tmp_path: P
     path.write_text(LEAVES_TRACES)
     stuck = _request(tmp_path, "deaf", ReplayPlan(str(deaf), [], "rate", timeout=1.0), 3.0)
     fine = _request(tmp_path, "fine", ReplayPlan(str(path), [], "rate", steps=5), 60.0)
-    with ReplayServer() as server:
-        if not server.usable:
-            pytest.skip("no fork on this platform: every replay is a new interpreter")
-        assert server.run_batch([stuck, fine], parallel=2) == ["stopped", "done"]
-        assert not Path(stuck["out"]).exists() and Path(fine["out"]).exists()
-        after = run_replay(ReplayPlan(str(path), [], "rate", steps=5), server)
-        assert after.ok and len(after.losses) == 5 and server.usable
+    if not server.usable:
+        pytest.skip("no fork on this platform: every replay is a new interpreter")
+    assert server.run_batch([stuck, fine], parallel=2) == ["stopped", "done"]
+    assert not Path(stuck["out"]).exists() and Path(fine["out"]).exists()
+    after = run_replay(ReplayPlan(str(path), [], "rate", steps=5), server)
+    assert after.ok and len(after.losses) == 5 and server.usable
 
 
 def test_replays_run_side_by_side_record_what_they_record_one_at_a_time(
-    tmp_path: Path,
+    tmp_path: Path, server: ReplayServer
 ) -> None:
     path = tmp_path / "train.py"
     path.write_text(LEAVES_TRACES)
     plans = [
         ReplayPlan(str(path), [], "rate", steps=10, overrides={"lr_scale": s}) for s in (0, 1, 5)
     ]
-    with ReplayServer() as server:
-        alone = [run_replay(p, server) for p in plans]
-        together = run_replays(plans, server, parallel=3)
+    alone = [run_replay(p, server) for p in plans]
+    together = run_replays(plans, server, parallel=3)
     for a, b in zip(alone, together, strict=True):
         assert a.ok and b.ok, (a.error, b.error)
         assert b.losses == pytest.approx(a.losses, rel=1e-9) and b.rates == a.rates
