@@ -23,8 +23,11 @@ change only what the experiment needs:
   step is taken at ``overrides["lr_scale"]`` times the rate the script set for it; the
   loss of each step is recorded (a learning-rate trial on the script's own stream).
 
-A subprocess per replay isolates global state; checkpoints still go to a scratch
-folder, so a replay never writes into the user's tree.
+A process per replay isolates global state; checkpoints still go to a scratch folder,
+so a replay never writes into the user's tree. Within a check run the processes are
+forked from one :class:`ReplayServer` that has imported torch once (a new interpreter
+per replay where ``fork`` is unavailable), and the independent replays of one experiment
+may run side by side (:func:`run_replays`).
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def run_replay(plan: ReplayPlan, server: ReplayServer | None = None) -> ReplayRe
     """Run ``plan`` in a fresh Python process; never raises for a failing script.
 
     With a ``server``, the process is forked from one that has imported torch already
-    (a second or so saved on every replay of a check run); without one, or where the
+    (seconds saved on every replay of a check run); without one, or where the
     server cannot fork, it is a new interpreter."""
     return run_replays([plan], server)[0]
 
