@@ -220,6 +220,7 @@ class ReplayServer:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[str] | None = None
+        self._home: tempfile.TemporaryDirectory[str] | None = None
         self._broken = not (hasattr(os, "fork") and sys.platform.startswith("linux"))
 
     def __enter__(self) -> ReplayServer:
@@ -289,7 +290,9 @@ class ReplayServer:
         finally:
             if proc.stdout is not None:
                 proc.stdout.close()
-            self._home.cleanup()
+            if self._home is not None:
+                self._home.cleanup()
+                self._home = None
 
 
 def _mirror(source: str, target: str) -> None:

@@ -304,26 +304,24 @@ class Lab:
 
     def replay(self, mode: str, **plan: Any) -> ReplayResult:
         """Re-run the observed script in a subprocess (see nndoctor.capture.replay)."""
-        assert self.script is not None
-        script, argv = self.script
-        plan.setdefault("timeout", self.replay_timeout)
-        return run_replay(
-            ReplayPlan(script=script, argv=argv, mode=mode, **plan), self.replay_server
-        )
+        return run_replay(self._plan(mode, plan), self.replay_server)
 
     def replays(self, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
         """Several independent replays of one experiment (``plans``: each replay's plan
         fields), run side by side where the model trains on the CPU, one core each, and
         one after another on an accelerator, whose memory they would share."""
+        full = [self._plan(mode, p) for p in plans]
+        parallel = min(len(full), os.cpu_count() or 1) if self.device.type == "cpu" else 1
+        return run_replays(full, self.replay_server, parallel)
+
+    def _plan(self, mode: str, fields: dict[str, Any]) -> ReplayPlan:
+        """A replay of the observed script; it gets the script's wall-clock limit unless
+        ``fields`` says otherwise."""
         assert self.script is not None
         script, argv = self.script
-        full = [
-            ReplayPlan(script=script, argv=argv, mode=mode, **{"timeout": self.replay_timeout, **p})
-            for p in plans
-        ]
-        side_by_side = self.device.type == "cpu"
-        parallel = min(len(full), os.cpu_count() or 1) if side_by_side else 1
-        return run_replays(full, self.replay_server, parallel)
+        return ReplayPlan(
+            script=script, argv=argv, mode=mode, **{"timeout": self.replay_timeout, **fields}
+        )
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self._model.parameters()) if self._model is not None else 0
