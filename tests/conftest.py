@@ -51,6 +51,45 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_replay_server_per_session() -> Iterator[None]:
+    """Every check run of the session forks its replays from one server, started now.
+
+    A check run opens a server of its own, and its start (torch and ``torch._dynamo``
+    imported) costs seconds: over the many check runs of the suite that is minutes. The
+    server runs none of the scripts, and each replay takes the caller's environment at
+    the time of the request, so a shared one records what a server per run would
+    (``tests/capture/test_replay.py`` tests the server itself, each with one of its own).
+    Started before any test, so that its folder lives in no test's private temp dir.
+    """
+    from nndoctor import engine
+    from nndoctor.capture.replay import ReplayServer
+
+    servers = [ReplayServer()]
+    servers[0].start()
+
+    class Lent:
+        """What ``with ReplayServer() as s`` gets in the engine: the shared server (a new
+        one should a test have broken it), left running on leaving the block."""
+
+        def __enter__(self) -> ReplayServer:
+            if not servers[-1].usable:
+                servers.append(ReplayServer())
+            return servers[-1]
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(engine, "ReplayServer", Lent)
+    try:
+        yield
+    finally:
+        patch.undo()
+        for server in servers:
+            server.close()
+
+
 @pytest.fixture(autouse=True)
 def _marked_outcomes_hold(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

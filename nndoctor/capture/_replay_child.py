@@ -16,6 +16,7 @@ import os
 import runpy
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from typing import Any
@@ -433,9 +434,14 @@ def _fork_replay(request: dict[str, Any], threads: int | None) -> int:
 
 def _become_replay(request: dict[str, Any]) -> None:
     """The forked child's own setting: its process group (so that a kill at the hard limit
-    reaches the loader workers it starts), its folder first on the import path, as a new
-    interpreter started there would have it, no stdin, and stdout and stderr to its log."""
+    reaches the loader workers it starts), the caller's environment as it is now (temp
+    folder included), its folder first on the import path, as a new interpreter started
+    there would have it, no stdin, and stdout and stderr to its log."""
     os.setpgid(0, 0)
+    if "env" in request:
+        os.environ.clear()
+        os.environ.update(request["env"])
+        tempfile.tempdir = None  # read again from the environment on first use
     if sys.path and sys.path[0] == os.getcwd():
         sys.path[0] = request["cwd"]
     os.chdir(request["cwd"])

@@ -138,6 +138,9 @@ class _Prepared:
             "cwd": self.cwd,
             "log": self.path("stderr.txt"),
             "hard_limit": self.hard_limit,
+            # The environment as a new interpreter started now would have it: the server's
+            # own is the one it was started with.
+            "env": _replay_env(),
         }
 
     def result(self, outcome: str) -> ReplayResult:
@@ -259,6 +262,12 @@ class ReplayServer:
             self.close()
             return failed
         return list(outcomes)
+
+    def start(self) -> None:
+        """Start the server now rather than on the first replay (it imports in the
+        background meanwhile)."""
+        if self.usable:
+            self._started()
 
     def _started(self) -> subprocess.Popen[str]:
         if self._proc is None:

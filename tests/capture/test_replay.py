@@ -172,6 +172,41 @@ def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(
     assert not (tmp_path / "resume.pt").exists()
 
 
+READS_ITS_ENVIRONMENT = textwrap.dedent(
+    """
+    import os, tempfile
+    import torch
+    from torch import nn
+    # The loss carries the value of an environment variable, and the temp folder is checked.
+    if not tempfile.gettempdir().startswith(os.environ["TMPDIR"]):
+        raise RuntimeError("a temp folder other than the environment's")
+    shift = float(os.environ["NNDOCTOR_TEST_SHIFT"])
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    for step in range(3):
+        loss = model(torch.zeros(4, 2)).sum() * 0 + shift
+        opt.zero_grad(); loss.backward(); opt.step()
+    """
+)
+
+
+def test_a_served_replay_sees_the_environment_of_its_request_not_of_the_servers_start(
+    tmp_path: Path, server: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(READS_ITS_ENVIRONMENT)
+    plan = ReplayPlan(str(path), [], "rate", steps=3, overrides={"lr_scale": 1.0})
+    server.start()  # before the variable exists
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    for shift in ("2.5", "7.0"):
+        monkeypatch.setenv("NNDOCTOR_TEST_SHIFT", shift)
+        result = run_replay(plan, server)
+        assert result.ok, result.error
+        assert result.losses == [float(shift)] * 3
+
+
 def _request(tmp_path: Path, name: str, plan: ReplayPlan, hard_limit: float) -> dict[str, Any]:
     folder = tmp_path / name
     (folder / "cwd").mkdir(parents=True)
