@@ -7,7 +7,8 @@ ranks (or one that existed before the script ran) switches it on, and from then 
 
 - the job's own group is created with a bounded timeout (NNDOCTOR_DIST_TIMEOUT, 60 s by
   default, when the script asks for more or for none), so a collective that can no longer
-  complete (a peer died, stopped, or is waiting elsewhere) raises instead of hanging;
+  complete (a peer died, stopped, or is waiting elsewhere) raises instead of hanging; the
+  rendezvous, where ranks that start at different times meet, keeps the script's timeout;
 - nndoctor opens its own gloo channel (:mod:`nndoctor.distributed.channel`, twice that
   timeout, so that it outlives a peer stuck in one of the job's collectives);
 - at the end of every optimizer step the ranks agree, with one small all-reduce, whether to
@@ -31,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import inspect
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -111,7 +113,7 @@ class DistributedCapture:
         capture = self
 
         def init_process_group(*args: Any, **kwargs: Any) -> None:
-            args, kwargs = capture._bounded(args, kwargs)
+            args, kwargs = capture._bounded(original_init, args, kwargs)
             original_init(*args, **kwargs)
             capture._activate(created=True)
 
@@ -139,16 +141,44 @@ class DistributedCapture:
             # among them, so masking it in this thread could not hold it back.
             self.script_ended()
 
-    def _bounded(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        """The script's arguments with the group's timeout bounded by ``self.timeout``."""
+    def _bounded(
+        self, original: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """The script's arguments with the group's timeout bounded by ``self.timeout``.
+
+        The bound is for collectives that can no longer complete, not for ranks that arrive
+        late: ranks start at different times (a slow import, a busy machine, a scheduler),
+        and the script's own timeout is what it allows for that. So the rendezvous is made
+        here with the script's timeout, and the group then created on its store with the
+        bounded one, as ``init_process_group`` would have made it."""
         limit = datetime.timedelta(seconds=self.timeout)
-        if len(args) >= 3:  # init_process_group(backend, init_method, timeout, ...)
-            given = args[2]
-            args = (*args[:2], limit if given is None or given > limit else given, *args[3:])
-        else:
-            given = kwargs.get("timeout")
-            kwargs = {**kwargs, "timeout": limit if given is None or given > limit else given}
-        return args, kwargs
+        try:
+            bound = inspect.signature(original).bind(*args, **kwargs)
+        except TypeError:  # let the script's own call raise its own error
+            return args, kwargs
+        call = bound.arguments
+        given = call.get("timeout")
+        call["timeout"] = limit if given is None or given > limit else given
+        waits = given if given is not None else dist.default_pg_timeout
+        backend = str(call.get("backend") or "").lower()
+        own_store = "mpi" in backend or "fake" in backend  # these make no rendezvous
+        if call.get("store") is None and call["timeout"] < waits and not own_store:
+            store, rank, world = next(
+                dist.rendezvous(
+                    call.get("init_method") or "env://",
+                    call.get("rank", -1),
+                    call.get("world_size", -1),
+                    timeout=waits,
+                )
+            )
+            store.set_timeout(call["timeout"])
+            call.update(
+                init_method=None,
+                store=dist.PrefixStore("default_pg", store),
+                rank=rank,
+                world_size=world,
+            )
+        return bound.args, bound.kwargs
 
     def _activate(self, created: bool) -> None:
         if self.channel is not None or dist.get_world_size() < 2:

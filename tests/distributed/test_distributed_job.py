@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from ranks_harness import (
+    DIST_TIMEOUT,
     EXAMPLES,
     HARD_TIMEOUT,
     ROOT,
@@ -93,6 +94,28 @@ def test_a_global_batch_growing_without_the_rate_gets_a_note(
     assert finding.where.file.endswith("ddp_lr_not_scaled.py")
     assert finding.evidence["world_size"] == 2
     assert finding.evidence["learning_rates"] == [0.001]
+
+
+def test_a_rank_that_arrives_later_than_the_collective_timeout_still_joins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The bounded timeout is for collectives that can no longer complete; a rank that
+    # starts late (slow data preparation, a busy machine) waits as the script allows.
+    late = tmp_path / "ddp_late_rank.py"
+    late.write_text(
+        (EXAMPLES / "ddp_healthy.py")
+        .read_text()
+        .replace(
+            '    dist.init_process_group("gloo")',
+            "    import os, time\n"
+            f"    if os.environ['RANK'] == '1': time.sleep({DIST_TIMEOUT + 3})\n"
+            '    dist.init_process_group("gloo")',
+        )
+    )
+    report, others = check_rank0(monkeypatch, late, select=("uneven-step-counts",), steps=4)
+    assert [p.returncode for p in others] == [0], others[0].stderr[-2000:]
+    assert report.run.observed and report.run.distributed["lost"] == []
+    assert [r["steps"] for r in report.run.distributed["ranks"]] == [4, 4]
 
 
 def test_a_rank_killed_mid_run_is_reported_and_nothing_hangs(
