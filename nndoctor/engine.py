@@ -562,6 +562,7 @@ def check_script(
             progress=progress,
             keep_scratch=keep_scratch,
             phase_steps=phase_steps,
+            seed=seed,
         )
 
 
@@ -577,6 +578,7 @@ def _check_script(
     progress: Callable[[ProgressEvent], None] | None,
     keep_scratch: bool = False,
     phase_steps: int | None = None,
+    seed: int | None = None,
 ) -> Report:
     from nndoctor.capture.phases import PHASE_SEARCH_STEPS
     from nndoctor.capture.runner import run_script
@@ -605,6 +607,7 @@ def _check_script(
         # Dormant unless the script starts a process group of several ranks.
         distributed=DistributedCapture(script),
     )
+    capture.seed = seed  # replays start from the same random state as this run
     if capture.distributed is not None:
         from nndoctor.distributed.check import diagnose_rank
 
@@ -866,6 +869,7 @@ def _capture_lab(
             datasets=capture.datasets,
             replay_timeout=capture.timeout,
             replay_server=replay_server,
+            replay_seed=capture.seed,
             other_models=others,
             modules_in_eval=modes,
         )
@@ -889,6 +893,7 @@ def _capture_lab(
         datasets=capture.datasets,
         replay_timeout=capture.timeout,
         replay_server=replay_server,
+        replay_seed=capture.seed,
         other_models=others,
         modules_in_eval=modes,
     )

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import runpy
 import signal
 import sys
@@ -21,6 +22,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+import numpy
 import torch
 import torch.optim.optimizer as optim_mod
 from torch import nn
@@ -345,6 +347,10 @@ def main(plan_path: str, out_path: str) -> None:
         ):
             replay.terms = terms
             sys.stdout = null
+            if plan.seed is not None:  # as the observed run was seeded (a script's own wins)
+                random.seed(plan.seed)
+                numpy.random.seed(plan.seed)
+                torch.manual_seed(plan.seed)
             try:
                 runpy.run_path(plan.script, run_name="__main__")
             except StopCapture as stop:

@@ -53,6 +53,8 @@ class ReplayPlan:
     trace_step: int = 0
     timeout: float = 120.0
     overrides: dict[str, Any] = field(default_factory=dict)  # optimizer hyperparameters
+    # torch, numpy and random seeded with it before the script runs (None: left unseeded).
+    seed: int | None = None
 
 
 @dataclass

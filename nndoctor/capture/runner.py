@@ -83,6 +83,8 @@ class Capture:
     steps: int = 0
     stop_reason: str = ""
     seconds: float = 0.0
+    # The seed torch, numpy and random were given before the script ran (None: not seeded).
+    seed: int | None = None
     exception: BaseException | None = None
     traceback: str | None = None
     scratch_dir: str | None = None

@@ -101,6 +101,7 @@ class Lab:
         datasets: dict[int, Any] | None = None,
         replay_timeout: float = 120.0,
         replay_server: ReplayServer | None = None,
+        replay_seed: int | None = None,
         other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
         modules_in_eval: frozenset[str] = frozenset(),
     ) -> None:
@@ -125,6 +126,10 @@ class Lab:
         # Forks each replay from a process that has imported torch already (the caller
         # owns and closes it); None: every replay is a new interpreter.
         self.replay_server = replay_server
+        # Each replay seeds torch, numpy and random as the observed run was seeded: an
+        # unseeded script then replays the same way every time, and the replays of one
+        # experiment see the same data order and initial weights.
+        self.replay_seed = replay_seed
         self._task = task if task is not None else Task()
         # Datasets behind the observed DataLoaders (by loader index), for data experiments.
         self.datasets = datasets or {}
@@ -320,7 +325,10 @@ class Lab:
         assert self.script is not None
         script, argv = self.script
         return ReplayPlan(
-            script=script, argv=argv, mode=mode, **{"timeout": self.replay_timeout, **fields}
+            script=script,
+            argv=argv,
+            mode=mode,
+            **{"timeout": self.replay_timeout, "seed": self.replay_seed, **fields},
         )
 
     def parameter_count(self) -> int:

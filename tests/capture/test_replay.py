@@ -207,6 +207,50 @@ def test_a_served_replay_sees_the_environment_of_its_request_not_of_the_servers_
         assert result.losses == [float(shift)] * 3
 
 
+UNSEEDED = textwrap.dedent(
+    """
+    import numpy as np
+    import torch
+    from torch import nn
+    x = torch.tensor(np.random.randn(64, 3), dtype=torch.float32)  # never seeded
+    y = x.sum(1, keepdim=True)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(5):
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+    """
+)
+
+
+def test_a_seeded_replay_of_an_unseeded_script_draws_the_same_data_in_any_process(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(UNSEEDED)
+
+    def replay(seed: int, via: ReplayServer | None) -> list[float]:
+        plan = ReplayPlan(str(path), [], "rate", steps=5, overrides={"lr_scale": 1.0}, seed=seed)
+        result = run_replay(plan, via)
+        assert result.ok, result.error
+        return result.losses
+
+    served = replay(0, server)
+    # A new interpreter draws numpy's state afresh, a forked one inherits the server's:
+    # the seed makes them the same.
+    assert replay(0, None) == served
+    assert replay(1, server) != served
+
+
+def test_the_lab_replays_with_the_seed_of_the_observed_run() -> None:
+    from torch import nn
+
+    from nndoctor.checks.lab import Lab
+
+    lab = Lab(None, model=nn.Linear(2, 1), script=("train.py", []), replay_seed=3)
+    assert lab._plan("rate", {"steps": 4}).seed == 3
+
+
 def _request(tmp_path: Path, name: str, plan: ReplayPlan, hard_limit: float) -> dict[str, Any]:
     folder = tmp_path / name
     (folder / "cwd").mkdir(parents=True)
