@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader
 
-from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult
+from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.copying import redraw_by_default
@@ -262,6 +262,9 @@ class _Replay:
         self.terms.clear()
         self._loss_seen = False
         if self.plan.mode in ("overfit", "rate") and self.result.steps >= self.plan.steps:
+            raise StopCapture("step budget")
+        if self.plan.fit_rule is not None and fit_reached(self.result.losses, self.plan.fit_rule):
+            # Fit: the later steps could only say so again (the check's own rule, given).
             raise StopCapture("step budget")
         if self.plan.mode == "trace" and self.result.steps > self.plan.trace_step + 1:
             raise StopCapture("step budget")

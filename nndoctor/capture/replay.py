@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import subprocess
@@ -55,6 +56,9 @@ class ReplayPlan:
     overrides: dict[str, Any] = field(default_factory=dict)  # optimizer hyperparameters
     # torch, numpy and random seeded with it before the script runs (None: left unseeded).
     seed: int | None = None
+    # "overfit": end the replay once the loss has fit (see fit_reached): {"fraction",
+    # "floor", "absolute", "scale"}; None: run every step.
+    fit_rule: dict[str, Any] | None = None
 
 
 @dataclass
@@ -85,6 +89,36 @@ class ReplayResult:
 
 
 TIMEOUT = "timeout"  # the error of a replay stopped by its time limit
+
+
+def loss_fit(
+    initial: float, final: float, *, fraction: float, floor: float, absolute: float | None
+) -> bool:
+    """Whether a tiny-batch run has fit: its final loss within ``absolute`` of the floor (a
+    classification loss), or down to ``fraction`` of the way from its start to the floor."""
+    if not math.isfinite(final):
+        return False
+    if absolute is not None and final - floor <= absolute:
+        return True
+    return initial > floor and final - floor <= fraction * (initial - floor)
+
+
+def fit_reached(losses: list[float], rule: dict[str, Any]) -> bool:
+    """``loss_fit`` on a run so far, its losses divided by ``rule["scale"]``: the start, and
+    the mean of the last five (as an experiment's final loss is taken)."""
+    if len(losses) < 5:
+        return False
+    scaled = [v / rule["scale"] for v in losses]
+    tail = [v for v in scaled[-5:] if math.isfinite(v)]
+    if not tail:
+        return False
+    return loss_fit(
+        scaled[0],
+        sum(tail) / len(tail),
+        fraction=rule["fraction"],
+        floor=rule["floor"],
+        absolute=rule["absolute"],
+    )
 
 
 def run_replay(plan: ReplayPlan, server: ReplayServer | None = None) -> ReplayResult:

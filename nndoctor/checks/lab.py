@@ -24,6 +24,7 @@ from nndoctor.capture.replay import (
     ReplayPlan,
     ReplayResult,
     ReplayServer,
+    loss_fit,
     run_replay,
     run_replays,
 )
@@ -178,15 +179,25 @@ class Lab:
         """The same rule for one loss against the loss the run started from, both measured
         above the lowest loss the objective allows (label smoothing raises it above zero;
         ``floor``, where the batches' targets set it: Poisson counts)."""
-        if not math.isfinite(final):
-            return False
-        floor = self.loss_floor() if floor is None else floor
-        if (
-            self.task.kind in ("classification", "binary", "multilabel")
-            and final - floor <= t.overfit_ce_target
-        ):
-            return True
-        return initial > floor and final - floor <= t.overfit_target_fraction * (initial - floor)
+        rule = self.fit_rule(t, floor=floor)
+        return loss_fit(
+            initial,
+            final,
+            fraction=rule["fraction"],
+            floor=rule["floor"],
+            absolute=rule["absolute"],
+        )
+
+    def fit_rule(self, t: Any, *, floor: float | None = None, scale: float = 1.0) -> dict[str, Any]:
+        """The rule of :meth:`fits_loss` as a replay takes it (``fit_rule`` of a plan), for
+        losses that are ``scale`` times the criterion's (accumulated micro-batches)."""
+        classification = self.task.kind in ("classification", "binary", "multilabel")
+        return {
+            "fraction": t.overfit_target_fraction,
+            "floor": self.loss_floor() if floor is None else floor,
+            "absolute": t.overfit_ce_target if classification else None,
+            "scale": scale,
+        }
 
     def loss_floor(self) -> float:
         """The smallest value the loss can take on any data: 0, except for cross-entropy with

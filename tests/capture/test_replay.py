@@ -53,6 +53,20 @@ def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(
     assert not (tmp_path / "ckpt.pt").exists()
 
 
+def test_an_overfit_replay_given_the_fit_rule_ends_once_the_batch_is_fit(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(SCRIPT.replace("{guard}", ".clamp_min(1e-12)"))
+    rule = {"fraction": 0.1, "floor": 0.0, "absolute": 0.1, "scale": 1.0}
+    plan = ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, fit_rule=rule)
+    result = run_replay(plan, server)
+    assert result.ok, result.error
+    assert 5 <= len(result.losses) < 150
+    assert sum(result.losses[-5:]) / 5 <= 0.1  # it ended because it fit, not before
+    assert sum(result.losses[-6:-1]) / 5 > 0.1 or len(result.losses) == 5
+
+
 def test_trace_replay_finds_the_operation_and_line_of_a_nan(
     tmp_path: Path, server: ReplayServer
 ) -> None:

@@ -182,7 +182,15 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     if ctx.recording.alternating_objectives:
         # Competing objectives (a GAN) do not fall to zero together on any batch, by design.
         ctx.skip(lab.unavailable_reason)
-    user = lab.replay("overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size)
+    # The replay records the loss the script back-propagates: a loss divided over k
+    # accumulated micro-batches is judged, like every experiment's, in the criterion's
+    # units, or a k-th of it would pass the absolute fit target.
+    scale = ctx.recording.criterion_scale()
+    # A replay that has fit ends there: the steps after it could only say so again.
+    fit_rule = lab.fit_rule(t, scale=scale)
+    user = lab.replay(
+        "overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size, fit_rule=fit_rule
+    )
     if user.timed_out:
         # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
         ctx.skip(
@@ -203,16 +211,14 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script replay raised after {len(user.losses)} of "
             f"{t.overfit_steps} steps: {user.error}"
         )
-    # The replay records the loss the script back-propagates: a loss divided over k
-    # accumulated micro-batches is judged, like every experiment's, in the criterion's
-    # units, or a k-th of it would pass the absolute fit target.
-    scale = ctx.recording.criterion_scale()
     result = TrainResult(losses=[v / scale for v in user.losses])
     varies = user.inputs_vary
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
         steps = t.overfit_steps * t.overfit_extension
-        longer = lab.replay("overfit", steps=steps, batch_size=t.overfit_batch_size)
+        longer = lab.replay(
+            "overfit", steps=steps, batch_size=t.overfit_batch_size, fit_rule=fit_rule
+        )
         if longer.timed_out:
             # The longer run is what decides a loss still falling at the end of the short
             # one; cut short by the clock, it decides nothing, and the short run must not
