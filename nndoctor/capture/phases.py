@@ -210,7 +210,7 @@ class PhaseFollower:
             and self.watch_steps
             and self.first.recording.mode_after_evaluation is None
         ):
-            self._watch(module)
+            self._watch(module, args)
         if self._new is None or self.second is not None:
             return
         module = getattr(module, "_orig_mod", module)
@@ -219,7 +219,7 @@ class PhaseFollower:
             return
         self._start_second(module, args)
 
-    def _watch(self, module: nn.Module) -> None:
+    def _watch(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         """At the first phase model's forwards past the budget: its first forward with
         gradients off is an evaluation pass; its first training forward after that shows
         whether the script put it back in train mode."""
@@ -228,6 +228,9 @@ class PhaseFollower:
             return
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
             self._evaluated = True
+            # Evaluation data seen only here (a script that evaluates once an epoch ends)
+            # is evaluation data all the same.
+            self.first.record_evaluation_past_budget(module, args)
             return
         if not self._evaluated:
             return

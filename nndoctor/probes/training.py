@@ -641,6 +641,20 @@ class TrainingProbe:
         pending.transfer.launch()
         self._in_flight.append(pending)
 
+    def record_evaluation_past_budget(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        """An evaluation forward of the model met after the probe closed (the script followed
+        past its budget to its first evaluation pass): its inputs join those seen within the
+        budget, for the split checks. Never raises into the script."""
+        try:
+            self._record_eval_forward(module, args, {})
+            for pending in self._in_flight:
+                pending.transfer.wait()
+            self._drain()
+        except Exception as exc:  # a probe must never break the user's run
+            self.recording.crashes.append(
+                ProbeCrash("evaluation", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
+
     def _add_sample_fingerprints(
         self, pending: _Pending, x: torch.Tensor, into: list[float]
     ) -> None:

@@ -86,6 +86,36 @@ def test_inverse_frequency_class_weights_pass() -> None:
         assert report.result("class-imbalance").status.value == "passed"
 
 
+def _binary(pos_weight: float) -> object:
+    """A binary classifier on about 20% positives, trained with ``pos_weight``."""
+    x, _ = blobs(n=1024)
+    y = (torch.rand(1024, 1, generator=torch.Generator().manual_seed(2)) < 0.2).float()
+    model = mlp(classes=1)
+    return run(
+        select=["class-imbalance"],
+        model=model,
+        data=_loader(x, y),
+        loss_fn=nn.BCEWithLogitsLoss(pos_weight=torch.tensor([pos_weight])),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("class-imbalance")
+def test_a_pos_weight_of_positives_over_negatives_is_reported() -> None:
+    # The inverse of the usual negatives / positives: the rare positives weigh a quarter.
+    (finding,) = _binary(0.25).by_check("class-imbalance")
+    assert finding.reasons == [8] and "favour the frequent classes" in finding.title
+    negatives, positives = finding.evidence["class_counts"]
+    assert negatives > 3 * positives and finding.evidence["class_weights"] == [1.0, 0.25]
+
+
+@pytest.mark.silent("class-imbalance")
+def test_a_pos_weight_of_negatives_over_positives_passes() -> None:
+    report = _binary(4.0)
+    assert report.by_check("class-imbalance") == []
+    assert "pos_weight 4" in report.result("class-imbalance").detail
+
+
 @pytest.mark.fires("too-few-examples")
 def test_two_examples_per_class() -> None:
     x, y = blobs(n=20, classes=10)

@@ -195,6 +195,51 @@ def test_same_normalisation_and_disjoint_splits_pass(tmp_path: Path) -> None:
     assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
 
 
+EVALUATED_AT_EPOCH_END = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(600, 8) * 3 + 5
+y = (X[:, 0] > 5).long()
+mean, std = X[:500].mean(0), X[:500].std(0)
+# 63 steps an epoch: the evaluation comes after the 20 observed steps.
+train = DataLoader(TensorDataset((X[:500] - mean) / std, y[:500]), batch_size=8, shuffle=True)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(3):
+    for xb, yb in train:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        val_loss = nn.functional.cross_entropy(model({val}), y[500:]).item()
+    model.train()
+"""
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_an_unnormalised_validation_set_evaluated_after_the_budget_is_found(
+    tmp_path: Path,
+) -> None:
+    # The script is followed past its budget to its first evaluation pass; the inputs of
+    # that pass are evaluation data like any seen within the budget.
+    script = textwrap.dedent(EVALUATED_AT_EPOCH_END.format(val="X[500:]"))
+    (finding,) = _split_check(tmp_path / "train.py", script).by_check("split-preprocessing-differs")
+    assert finding.reasons == [15] and finding.evidence["max_mean_shift_in_std"] > 1
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_set_normalised_alike_and_evaluated_after_the_budget_passes(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(EVALUATED_AT_EPOCH_END.format(val="(X[500:] - mean) / std"))
+    report = _split_check(tmp_path / "train.py", script)
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
+
+
 SEMI_SUPERVISED_SCRIPT = """
 import torch
 from torch import nn

@@ -86,6 +86,20 @@ def class_imbalance(ctx: CheckContext) -> None:
             c = call.target.class_counts
             counts = c if counts is None else [a + b for a, b in zip(counts, c, strict=False)]
     if counts is None:
+        binary = _binary_counts_and_weights(rec)
+        if binary is not None:
+            # A binary loss with logits weighs its positives by ``pos_weight``: judged as
+            # class weights (1 for negatives), on the observed 0/1 targets.
+            favoured = frequent_classes_favoured(*binary, ctx.thresholds.label_pairing_alpha)
+            if favoured:
+                _weights_favour_frequent(ctx, *binary, favoured)
+                return
+            negatives, positives = binary[0]
+            ctx.note(
+                f"{int(negatives + positives)} binary targets, {int(positives)} positive, "
+                f"pos_weight {binary[1][1]:.3g}: the weight does not favour the frequent class"
+            )
+            return
         ctx.skip("no classification loss with class-index targets was observed")
     shifted = [
         c.target.next_position_match
@@ -165,6 +179,31 @@ def class_imbalance(ctx: CheckContext) -> None:
 # Class weights are set against the class counts for up to this many classes (pairs grow
 # with its square).
 MAX_WEIGHED_CLASSES = 200
+
+
+def _binary_counts_and_weights(rec: Recording) -> tuple[list[float], list[float]] | None:
+    """For a binary loss with logits given one ``pos_weight`` for all its outputs, on 0/1
+    targets: the observed (negative, positive) counts and the weights (1, pos_weight);
+    None otherwise (no such loss, a weight per output, soft targets)."""
+    negatives = positives = 0.0
+    pos_weight: float | None = None
+    for s in rec.steps:
+        for call in s.loss_calls[:1]:
+            weight, target = call.kwargs.get("pos_weight"), call.target
+            if call.fn != "binary_cross_entropy_with_logits" or target is None:
+                continue
+            if not isinstance(weight, float) or weight <= 0 or not target.finite:
+                return None
+            # 0/1 targets only: a mean of soft targets counts no samples.
+            if not target.integral or target.min < 0 or target.max > 1:
+                return None
+            n = math.prod(target.shape)
+            positives += target.mean * n
+            negatives += (1 - target.mean) * n
+            pos_weight = weight
+    if pos_weight is None:
+        return None
+    return [round(negatives), round(positives)], [1.0, pos_weight]
 
 
 def frequent_classes_favoured(
