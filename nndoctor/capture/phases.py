@@ -141,6 +141,12 @@ class PhaseFollower:
         self.phase_search = False  # searching for a second phase (not only watching)
         self.watch_steps = 0  # further steps the end-of-epoch watch may take; 0: no watch
         self._evaluated = False  # the first phase's model ran a forward with gradients off
+        # Where the evaluation inputs recorded past the budget begin (the probe's
+        # ``evaluation_marks``): kept only if the model trains again before any optimizer
+        # steps, which makes those forwards an evaluation pass; a frozen teacher scoring
+        # training batches for another network is none.
+        self._evaluation_marks: tuple[int, ...] | None = None
+        self._evaluation_dropped = False
         self.searched = 0  # optimizer steps taken while searching
         self._close_first = False
         self._seen: set[int] = set()  # optimizers that stepped while the first phase was observed
@@ -181,6 +187,13 @@ class PhaseFollower:
 
     def on_optimizer_step(self, optimizer: torch.optim.Optimizer) -> str | None:
         """Called before every optimizer step; returns a reason to stop the script, if any."""
+        if (
+            self._evaluation_marks is not None
+            and self.first.recording.mode_after_evaluation is None
+        ):
+            # A step before the model trained again: those no-grad forwards served training.
+            self.first.forget_evaluation_since(self._evaluation_marks)
+            self._evaluation_marks, self._evaluation_dropped = None, True
         if not self.searching:
             if self.second is None:
                 self._seen.add(id(optimizer))
@@ -230,7 +243,10 @@ class PhaseFollower:
             self._evaluated = True
             # Evaluation data seen only here (a script that evaluates once an epoch ends)
             # is evaluation data all the same.
-            self.first.record_evaluation_past_budget(module, args)
+            if not self._evaluation_dropped:
+                if self._evaluation_marks is None:
+                    self._evaluation_marks = self.first.evaluation_marks()
+                self.first.record_evaluation_past_budget(module, args)
             return
         if not self._evaluated:
             return

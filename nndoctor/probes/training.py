@@ -655,6 +655,31 @@ class TrainingProbe:
                 ProbeCrash("evaluation", f"{type(exc).__name__}: {exc}", traceback.format_exc())
             )
 
+    _EVALUATION_LISTS = (
+        "eval_inputs",
+        "eval_steps",
+        "eval_input_storages",
+        "eval_sample_fingerprints",
+        "eval_fingerprint_steps",
+    )
+
+    def evaluation_marks(self) -> tuple[int, ...]:
+        """How much evaluation data is recorded now (see ``forget_evaluation_since``)."""
+        rec = self.recording
+        return (
+            *(len(getattr(rec, name)) for name in self._EVALUATION_LISTS),
+            rec.eval_forwards,
+            rec.eval_forwards_in_train_mode,
+        )
+
+    def forget_evaluation_since(self, marks: tuple[int, ...]) -> None:
+        """Drop the evaluation data recorded after ``marks``: forwards past the budget that
+        turned out to be no evaluation pass."""
+        rec = self.recording
+        for name, size in zip(self._EVALUATION_LISTS, marks, strict=False):
+            del getattr(rec, name)[size:]
+        rec.eval_forwards, rec.eval_forwards_in_train_mode = marks[-2:]
+
     def _add_sample_fingerprints(
         self, pending: _Pending, x: torch.Tensor, into: list[float]
     ) -> None:

@@ -240,6 +240,64 @@ def test_a_validation_set_normalised_alike_and_evaluated_after_the_budget_passes
     assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
 
 
+TEACHER_THEN_STUDENT = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(3000, 8)
+y = (X[:, 0] > 0).long()
+train = DataLoader(TensorDataset(X[:2500], y[:2500]), batch_size=64, shuffle=True)
+
+
+def fit_teacher(teacher, epochs):
+    opt = torch.optim.Adam(teacher.parameters(), 1e-3)
+    for epoch in range(epochs):
+        for xb, yb in train:
+            opt.zero_grad()
+            nn.functional.cross_entropy(teacher(xb), yb).backward()
+            opt.step()
+
+
+class Distiller(nn.Module):
+    def __init__(self, student, teacher):
+        super().__init__()
+        self.student, self.teacher = student, teacher.requires_grad_(False)
+
+    def forward(self, x, y):
+        with torch.no_grad():  # the frozen teacher scores the training batch
+            soft = self.teacher(x).softmax(1)
+        logits = self.student(x)
+        return nn.functional.cross_entropy(logits, soft) + nn.functional.cross_entropy(logits, y)
+
+
+teacher = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 2))
+fit_teacher(teacher, 2)
+teacher.eval()
+with torch.no_grad():
+    print("teacher", (teacher(X[2500:]).argmax(1) == y[2500:]).float().mean().item())
+distiller = Distiller(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), teacher)
+opt = torch.optim.SGD(distiller.student.parameters(), 0.1)
+for epoch in range(2):
+    for xb, yb in train:
+        loss = distiller(xb, yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+
+def test_a_frozen_teacher_scoring_training_batches_past_the_budget_is_no_evaluation(
+    tmp_path: Path,
+) -> None:
+    # Past the budget, the first model's no-grad forwards count as an evaluation pass only
+    # if that model trains again before any optimizer steps; here another network steps
+    # on the teacher's scores of training batches, so nothing is evaluation data.
+    script = textwrap.dedent(TEACHER_THEN_STUDENT)
+    report = _split_check(tmp_path / "train.py", script)
+    assert report.by_check("split-preprocessing-differs") == []
+
+
 SEMI_SUPERVISED_SCRIPT = """
 import torch
 from torch import nn
