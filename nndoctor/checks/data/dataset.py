@@ -59,12 +59,14 @@ def class_imbalance(ctx: CheckContext) -> None:
         differ beyond chance (a two-sided binomial test of the pair's split at
         ``label_pairing_alpha``) has the more frequent class weighted higher, the weights
         deepen the imbalance they were meant to compensate (weights computed from the
-        counts rather than their inverse), whatever the imbalance ratio.
+        counts rather than their inverse), whatever the imbalance ratio. A binary loss with
+        logits and one ``pos_weight`` is judged the same way on its 0/1 targets (negatives
+        weighted 1, positives ``pos_weight``); a binary loss without one is not judged.
 
     How to fix:
         Pass ``weight=`` to CrossEntropyLoss (inverse frequency), or use a
         ``WeightedRandomSampler``, or resample the data. Weights must fall as the class
-        frequency rises.
+        frequency rises: ``pos_weight`` is negatives over positives, not the reverse.
 
     Example:
         Before::
