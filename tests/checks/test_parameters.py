@@ -323,6 +323,22 @@ def test_a_randomly_initialised_backbone_frozen_is_a_warning() -> None:
     assert finding.evidence["count"] == 4
 
 
+@pytest.mark.fires("params-frozen")
+def test_a_whole_layer_frozen_before_batchnorm_is_frozen_not_partly_frozen() -> None:
+    # Its bias feeds a BatchNorm (which cancels it), and its weight is frozen too: the
+    # layer is frozen whole, at its random draw, not half frozen.
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3),
+    )  # fmt: skip
+    model[0].requires_grad_(False)
+    report = run(
+        select=["params-frozen"], **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3))
+    )
+    titles = [f.title for f in serious(report, "params-frozen")]
+    assert titles and not any("partly frozen" in t for t in titles), titles
+
+
 def test_the_default_init_test_keeps_its_stated_error_rate_and_sees_training() -> None:
     from nndoctor.checks.training.default_init import at_default_init
 

@@ -93,7 +93,9 @@ def params_frozen(ctx: CheckContext) -> None:
         cold = [p for p in params if p in frozen and p not in inert]
         if not cold:
             continue
-        if len(cold) < len(params):
+        # Partly frozen: some parameter trains (a frozen bias a norm layer cancels is no
+        # trained part, and frozen with the rest it does not make the layer mixed).
+        if any(p not in frozen for p in params):
             mixed.append(module)
         elif (
             any(p in rec.in_optimizer for p in cold)
