@@ -108,12 +108,12 @@ def fit_reached(losses: list[float], rule: dict[str, Any]) -> bool:
     the mean of the last five (as an experiment's final loss is taken)."""
     if len(losses) < 5:
         return False
-    scaled = [v / rule["scale"] for v in losses]
-    tail = [v for v in scaled[-5:] if math.isfinite(v)]
+    # Called after every replayed step: only the start and the last five are read.
+    tail = [v / rule["scale"] for v in losses[-5:] if math.isfinite(v)]
     if not tail:
         return False
     return loss_fit(
-        scaled[0],
+        losses[0] / rule["scale"],
         sum(tail) / len(tail),
         fraction=rule["fraction"],
         floor=rule["floor"],
