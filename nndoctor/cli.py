@@ -137,7 +137,8 @@ def check(
         Optional[float],
         typer.Option(
             help="Time for experiments on copies, most informative first; the rest are skipped "
-            "and say so [default: 40].",
+            "and say so. Counted in processor time over the threads in use (about the seconds "
+            "on an idle machine), so a busy machine skips no more [default: 40].",
         ),
     ] = None,
     keep_scratch: Annotated[

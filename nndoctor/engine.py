@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nndoctor.capture.replay import ReplayServer
-from nndoctor.checks.lab import Lab, training_modes
+from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab, training_modes
 from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.copying import deepcopy_detached
@@ -117,8 +117,11 @@ def run_checks(
     """Run every registered check; a check that raises is reported as crashed."""
     results: list[CheckResult] = []
     findings: list[Finding] = []
+    clock = ExperimentClock(lab)  # before the experiments' own thread setting
     with _experiment_threads(lab):
-        _run_each(subject, recording, lab, thresholds, selection, progress, results, findings)
+        _run_each(
+            subject, recording, lab, thresholds, selection, progress, results, findings, clock
+        )
     findings.sort(key=lambda f: (-f.severity.rank, f.check))
     for crash in recording.crashes:
         results.append(
@@ -136,20 +139,10 @@ def run_checks(
 # Lines of the script's own output shown when it could not be observed.
 OUTPUT_TAIL_LINES = 20
 
-# Small CPU models train many times faster on one thread: the per-op work is too small to
-# share, and with two or more threads OpenMP barriers dominate (measured 0.2 s against 27 s
-# for 150 steps of a small MLP on a busy two-core machine).
-SINGLE_THREAD_MAX_PARAMS = 2_000_000
-
 
 @contextlib.contextmanager
 def _experiment_threads(lab: Lab) -> Iterator[None]:
-    small = (
-        lab.has_model
-        and lab.device.type == "cpu"
-        and lab.parameter_count() <= SINGLE_THREAD_MAX_PARAMS
-    )
-    with _one_thread(small):
+    with _one_thread(lab.small_on_cpu):
         yield
 
 
@@ -164,6 +157,32 @@ def _one_thread(small: bool) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+class ExperimentClock:
+    """What a check costs against the experiment budget: the processor time the check
+    process and its replays used, divided by the threads the work can spread over (torch's
+    threads where the model is on the CPU, one thread driving an accelerator).
+
+    That is about the seconds the work takes on an idle machine. The wall clock would
+    count other work on the machine too, so that a busy one runs out of budget sooner
+    and leaves experiments out that an idle one runs: the verdict would depend on the
+    load. Processor time does not grow with the load."""
+
+    def __init__(self, lab: Lab) -> None:
+        self._lab = lab
+        self.spread = max(1, torch.get_num_threads()) if lab.device.type == "cpu" else 1
+        self._cpu = 0.0
+        self._replays = 0.0
+
+    def start(self) -> None:
+        self._cpu = time.process_time()
+        self._replays = self._lab.replay_cpu_seconds
+
+    def seconds(self) -> float:
+        """Since :meth:`start`."""
+        used = time.process_time() - self._cpu + self._lab.replay_cpu_seconds - self._replays
+        return used / self.spread
+
+
 def _run_each(
     subject: Subject | None,
     recording: Recording,
@@ -173,6 +192,7 @@ def _run_each(
     progress: Callable[[ProgressEvent], None] | None,
     results: list[CheckResult],
     findings: list[Finding],
+    clock: ExperimentClock,
 ) -> None:
     spent = 0.0
     refuted: dict[str, str] = {}
@@ -204,6 +224,7 @@ def _run_each(
             services=lab,
         )
         start = time.perf_counter()
+        clock.start()
         handed_back = len(lab.curves)
         try:
             with preserved_rng(seed=0):
@@ -221,8 +242,8 @@ def _run_each(
             status = Status.FAILED if serious else Status.PASSED
             detail = ctx.detail or (f"{len(ctx.findings)} finding(s)" if ctx.findings else "")
         took = time.perf_counter() - start
-        if spec.kind == "experiment":
-            spent += took
+        counted = clock.seconds() if spec.kind == "experiment" else None
+        spent += counted or 0.0
         results.append(
             CheckResult(
                 spec.id,
@@ -232,6 +253,7 @@ def _run_each(
                 detail,
                 took,
                 conclusive=ctx.conclusive or status is not Status.PASSED,
+                budget_seconds=counted,
             )
         )
         findings.extend(ctx.findings)

@@ -79,3 +79,29 @@ def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
     assert other_side.severity == Severity.WARNING  # another aspect of the check
     assert erred.severity == Severity.ERROR  # errors rest on evidence of their own
     assert [r.status for r in results] == [Status.PASSED, Status.FAILED, Status.FAILED]
+
+
+def test_the_experiment_clock_counts_processor_time_not_waiting() -> None:
+    # A busy machine stretches the wall clock, not the processor time of the work itself:
+    # an experiment waiting for the processor spends no budget while it waits.
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from nndoctor.engine import ExperimentClock
+
+    lab = SimpleNamespace(device=torch.device("cpu"), replay_cpu_seconds=0.0)
+    clock = ExperimentClock(lab)  # type: ignore[arg-type]
+    assert clock.spread == max(1, torch.get_num_threads())
+    clock.start()
+    time.sleep(0.5)
+    assert clock.seconds() < 0.1
+    start = time.process_time()
+    while time.process_time() - start < 0.2:
+        pass
+    lab.replay_cpu_seconds += 4.0  # a replay's own processor time is counted too
+    spent = clock.seconds() * clock.spread
+    assert 4.2 <= spent < 4.5
+    on_accelerator = ExperimentClock(SimpleNamespace(device=torch.device("meta")))  # type: ignore[arg-type]
+    assert on_accelerator.spread == 1  # one thread drives the device

@@ -337,6 +337,8 @@ def main(plan_path: str, out_path: str) -> None:
     torch.Tensor.backward = backward  # type: ignore[method-assign]
     sys.argv = [plan.script, *plan.argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(plan.script)))
+    if plan.threads is not None:
+        torch.set_num_threads(plan.threads)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, plan.timeout)
     # Inside the replay's own folder, which the parent removes: nothing stays in the temp dir.
@@ -383,7 +385,8 @@ def main(plan_path: str, out_path: str) -> None:
 def serve() -> None:
     """Answer each request line on stdin, ``{"batch": [{plan, out, cwd, log, hard_limit},
     ...], "parallel": k, "threads": n}``, with a line ``{"outcomes": ["done" | "stopped",
-    ...]}`` once every replay of the batch, forked ``k`` at a time, has ended."""
+    ...], "cpu": [seconds, ...]}`` once every replay of the batch, forked ``k`` at a time,
+    has ended; "cpu" is each replay's processor time, its own processes' included."""
     # Every optimizer imports torch._dynamo when it is built (its compile guards), a
     # second or more: imported once here rather than in every replay.
     with contextlib.suppress(Exception):
@@ -391,16 +394,20 @@ def serve() -> None:
     answers = sys.stdout
     for line in sys.stdin:
         request = json.loads(line)
-        outcomes = _forked_batch(request["batch"], request["parallel"], request["threads"])
-        answers.write(json.dumps({"outcomes": outcomes}) + "\n")
+        outcomes, cpu = _forked_batch(request["batch"], request["parallel"], request["threads"])
+        answers.write(json.dumps({"outcomes": outcomes, "cpu": cpu}) + "\n")
         answers.flush()
 
 
-def _forked_batch(requests: list[dict[str, Any]], parallel: int, threads: int | None) -> list[str]:
+def _forked_batch(
+    requests: list[dict[str, Any]], parallel: int, threads: int | None
+) -> tuple[list[str], list[float]]:
     """Run each replay in a child forked from this process, ``parallel`` at a time: "done",
-    or "stopped" where it had to be killed at its hard limit. Nothing here has run any of
-    the script, so each child starts as clean as a new interpreter after its imports."""
+    or "stopped" where it had to be killed at its hard limit, and the processor seconds
+    each used. Nothing here has run any of the script, so each child starts as clean as a
+    new interpreter after its imports."""
     outcomes = ["done"] * len(requests)
+    cpu = [0.0] * len(requests)
     waiting = list(enumerate(requests))
     running: dict[int, tuple[int, float]] = {}  # pid -> (index, deadline)
     try:
@@ -410,20 +417,27 @@ def _forked_batch(requests: list[dict[str, Any]], parallel: int, threads: int | 
                 pid = _fork_replay(request, threads)
                 running[pid] = (index, time.monotonic() + float(request["hard_limit"]))
             for pid, (index, deadline) in list(running.items()):
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, _, usage = os.wait4(pid, os.WNOHANG)
+                if not done and time.monotonic() > deadline:
+                    usage = _kill_group(pid)
+                    outcomes[index] = "stopped"
+                    done = pid
                 if done:
                     del running[pid]
-                elif time.monotonic() > deadline:
-                    _kill_group(pid)
-                    del running[pid]
-                    outcomes[index] = "stopped"
+                    cpu[index] = _processor_seconds(usage)
             time.sleep(0.02)
     except BaseException:
         # The server is going away (closed, interrupted): so are the replays it started.
         for pid in running:
             _kill_group(pid)
         raise
-    return outcomes
+    return outcomes, cpu
+
+
+def _processor_seconds(usage: Any) -> float:
+    """User and system time of a reaped child; its own reaped children (loader workers)
+    are in it too."""
+    return float(usage.ru_utime + usage.ru_stime) if usage is not None else 0.0
 
 
 def _fork_replay(request: dict[str, Any], threads: int | None) -> int:
@@ -463,15 +477,16 @@ def _become_replay(request: dict[str, Any]) -> None:
     os.close(log)
 
 
-def _kill_group(pid: int) -> None:
+def _kill_group(pid: int) -> Any:
+    """Kill a replay and the processes it started; its resource usage once reaped."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
     try:
-        os.waitpid(pid, 0)
+        return os.wait4(pid, 0)[2]
     except ChildProcessError:
-        pass
+        return None
 
 
 if __name__ == "__main__":

@@ -39,6 +39,11 @@ import os
 import select
 import subprocess
 import sys
+
+try:
+    import resource
+except ImportError:  # not on Windows: replays there count no processor time
+    resource = None  # type: ignore[assignment]
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -59,6 +64,9 @@ class ReplayPlan:
     # "overfit": end the replay once the loss has fit (see fit_reached): {"fraction",
     # "floor", "absolute", "scale"}; None: run every step.
     fit_rule: dict[str, Any] | None = None
+    # torch's threads in the replay; None: torch's default, or a share of the cores where
+    # replays run side by side.
+    threads: int | None = None
 
 
 @dataclass
@@ -83,6 +91,10 @@ class ReplayResult:
     initial_terms: dict[str, float] | None = None
     # "rate": the first group's rate as the script set it at each step, before scaling.
     rates: list[float] = field(default_factory=list)
+    # The processor time the replay used (user and system, its loader workers included):
+    # what the experiment budget counts, since unlike the wall clock it does not grow
+    # with other work on the machine.
+    cpu_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.timed_out = self.timed_out or self.error == TIMEOUT
@@ -139,10 +151,10 @@ def run_replays(
     how long they take, never what they record (a replay cut by its time limit says so)."""
     with contextlib.ExitStack() as stack:
         prepared = [_Prepared.make(plan, stack) for plan in plans]
-        outcomes = ["failed"] * len(prepared)
+        ended = [("failed", 0.0)] * len(prepared)
         if server is not None and server.usable:
-            outcomes = server.run_batch([p.request() for p in prepared], parallel)
-        return [p.result(outcome) for p, outcome in zip(prepared, outcomes, strict=True)]
+            ended = server.run_batch([p.request() for p in prepared], parallel)
+        return [p.result(*end) for p, end in zip(prepared, ended, strict=True)]
 
 
 @dataclass
@@ -179,33 +191,37 @@ class _Prepared:
             "env": _replay_env(),
         }
 
-    def result(self, outcome: str) -> ReplayResult:
-        """The replay's result after the server's ``outcome`` ("done", "stopped"), or
-        run afresh in a new interpreter ("failed": no server, or it did not answer)."""
+    def result(self, outcome: str, cpu: float) -> ReplayResult:
+        """The replay's result after the server's ``outcome`` ("done", "stopped") and the
+        processor seconds it used, or run afresh in a new interpreter ("failed": no
+        server, or it did not answer)."""
         out_path = self.path("result.json")
         if outcome == "failed":
             # A file of its own: a replay the lost server forked may still be writing.
             out_path = self.path("result-fresh.json")
-            failure, stderr = _run_fresh(
+            failure, stderr, cpu = _run_fresh(
                 self.path("plan.json"), out_path, self.cwd, self.hard_limit
             )
         else:
             failure = _stopped(self.hard_limit) if outcome == "stopped" else None
             stderr = _read(self.path("stderr.txt"))
-        if failure is not None:
-            return failure
-        if not os.path.exists(out_path):
+        if failure is None and not os.path.exists(out_path):
             tail = stderr.strip().splitlines()[-1:] or ["no output"]
-            return ReplayResult(False, error=f"the replay failed: {tail[0]}")
+            failure = ReplayResult(False, error=f"the replay failed: {tail[0]}")
+        if failure is not None:
+            failure.cpu_seconds = cpu
+            return failure
         with open(out_path, encoding="utf-8") as f:
             data = json.load(f)
-        return ReplayResult(**data)
+        return ReplayResult(**{**data, "cpu_seconds": cpu})
 
 
 def _run_fresh(
     plan_path: str, out_path: str, cwd: str, hard_limit: float
-) -> tuple[ReplayResult | None, str]:
-    """The replay in a new interpreter: (a result if it was stopped, its stderr)."""
+) -> tuple[ReplayResult | None, str, float]:
+    """The replay in a new interpreter: (a result if it was stopped, its stderr, the
+    processor seconds it used)."""
+    before = _children_seconds()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "nndoctor.capture._replay_child", plan_path, out_path],
@@ -216,8 +232,18 @@ def _run_fresh(
             timeout=hard_limit,
         )
     except subprocess.TimeoutExpired:
-        return _stopped(hard_limit), ""
-    return None, proc.stderr or ""
+        # subprocess.run has killed and reaped it: its time is counted.
+        return _stopped(hard_limit), "", _children_seconds() - before
+    return None, proc.stderr or "", _children_seconds() - before
+
+
+def _children_seconds() -> float:
+    """User and system time of this process's reaped children so far (0 where the
+    platform does not say)."""
+    if resource is None:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _stopped(hard_limit: float) -> ReplayResult:
@@ -272,11 +298,13 @@ class ReplayServer:
     def usable(self) -> bool:
         return not self._broken
 
-    def run_batch(self, requests: list[dict[str, Any]], parallel: int = 1) -> list[str]:
+    def run_batch(
+        self, requests: list[dict[str, Any]], parallel: int = 1
+    ) -> list[tuple[str, float]]:
         """Fork the replays of ``requests``, ``parallel`` at a time, and wait for them all:
-        for each "done", "stopped" (at its hard limit) or "failed" (the server itself did
-        not answer: the caller runs that replay afresh)."""
-        failed = ["failed"] * len(requests)
+        for each, "done", "stopped" (at its hard limit) or "failed" (the server itself did
+        not answer: the caller runs that replay afresh), and its processor seconds."""
+        failed = [("failed", 0.0)] * len(requests)
         parallel = max(1, min(parallel, len(requests)))
         batch = {"batch": requests, "parallel": parallel, "threads": _threads_each(parallel)}
         # The server stops each replay at its hard limit itself; this only guards against a
@@ -289,15 +317,15 @@ class ReplayServer:
             proc.stdin.write(json.dumps(batch) + "\n")
             proc.stdin.flush()
             ready, _, _ = select.select([proc.stdout], [], [], limit)
-            reply = proc.stdout.readline() if ready else ""
-            outcomes = json.loads(reply)["outcomes"] if reply else failed
-        except (OSError, ValueError, KeyError):
-            outcomes = failed
-        if len(outcomes) != len(requests) or "failed" in outcomes:
+            reply = json.loads(proc.stdout.readline() or "null") if ready else None
+            ended = list(zip(reply["outcomes"], reply["cpu"], strict=True)) if reply else failed
+        except (OSError, ValueError, KeyError, TypeError):
+            ended = failed
+        if len(ended) != len(requests) or any(outcome == "failed" for outcome, _ in ended):
             self._broken = True
             self.close()
             return failed
-        return list(outcomes)
+        return [(str(outcome), float(cpu)) for outcome, cpu in ended]
 
     def start(self) -> None:
         """Start the server now rather than on the first replay (it imports in the

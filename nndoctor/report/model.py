@@ -111,6 +111,8 @@ class CheckResult:
     seconds: float = 0.0
     phase: int = 1  # 2: run on the second phase of training
     conclusive: bool = True  # False: passed without evidence either way
+    # An experiment's cost against the budget: processor seconds over the threads in use.
+    budget_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -123,6 +125,8 @@ class CheckResult:
         }
         if not self.conclusive:
             out["conclusive"] = False
+        if self.budget_seconds is not None:
+            out["budget_seconds"] = round(self.budget_seconds, 4)
         return out if self.phase == 1 else {**out, "phase": self.phase}
 
 

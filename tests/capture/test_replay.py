@@ -186,6 +186,51 @@ def test_replays_forked_by_a_server_match_fresh_ones_and_share_nothing(
     assert not (tmp_path / "resume.pt").exists()
 
 
+# Spends half a second of processor time in the script and as much in a loader worker.
+BUSY = textwrap.dedent(
+    """
+    import time
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, Dataset
+
+    def spin(seconds):
+        start = time.process_time()
+        while time.process_time() - start < seconds:
+            pass
+
+    class Busy(Dataset):
+        def __len__(self):
+            return 4
+        def __getitem__(self, i):
+            if i == 0:
+                spin(0.5)
+            return torch.ones(2), torch.zeros(1)
+
+    if __name__ == "__main__":
+        spin(0.5)
+        model = nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in DataLoader(Busy(), batch_size=4, num_workers=1):
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad(); loss.backward(); opt.step()
+    """
+)
+
+
+def test_a_replay_reports_the_processor_time_of_its_script_and_its_loader_workers(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    # What the experiment budget counts: a second of processor time, half of it in a
+    # loader worker, whichever way the replay was started.
+    path = tmp_path / "train.py"
+    path.write_text(BUSY)
+    plan = ReplayPlan(str(path), [], "rate", steps=1)
+    for result in (run_replay(plan), run_replay(plan, server)):
+        assert result.ok, result.error
+        assert result.cpu_seconds >= 1.0
+
+
 READS_ITS_ENVIRONMENT = textwrap.dedent(
     """
     import os, tempfile
@@ -293,7 +338,8 @@ def test_a_server_kills_a_replay_deaf_to_its_clock_at_the_hard_limit(
     fine = _request(tmp_path, "fine", ReplayPlan(str(path), [], "rate", steps=5), 60.0)
     if not server.usable:
         pytest.skip("no fork on this platform: every replay is a new interpreter")
-    assert server.run_batch([stuck, fine], parallel=2) == ["stopped", "done"]
+    (stuck_outcome, _), (fine_outcome, fine_cpu) = server.run_batch([stuck, fine], parallel=2)
+    assert (stuck_outcome, fine_outcome) == ("stopped", "done") and fine_cpu > 0
     assert not Path(stuck["out"]).exists() and Path(fine["out"]).exists()
     after = run_replay(ReplayPlan(str(path), [], "rate", steps=5), server)
     assert after.ok and len(after.losses) == 5 and server.usable
@@ -331,3 +377,38 @@ def test_a_replay_still_runs_when_its_server_has_died(tmp_path: Path) -> None:
         second = run_replay(plan, server)
         assert not server.usable and server._proc is None
     assert first.ok and second.ok and second.losses == first.losses
+
+
+def test_a_small_cpu_model_is_replayed_on_one_thread_as_experiments_train_it() -> None:
+    # Threads spinning at OpenMP barriers slow a small model and burn processor time that
+    # the experiment budget counts; a large model keeps torch's threads.
+    from torch import nn
+
+    from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab
+
+    small = Lab(None, model=nn.Linear(2, 1), script=("train.py", []))
+    assert small._plan("overfit", {}).threads == 1
+    large = Lab(None, model=nn.Linear(SINGLE_THREAD_MAX_PARAMS, 2), script=("train.py", []))
+    assert large._plan("overfit", {}).threads is None
+
+
+def test_a_replay_runs_on_the_threads_its_plan_gives(tmp_path: Path, server: ReplayServer) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+            model = nn.Linear(2, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.0)
+            for step in range(3):
+                # The loss is the number of threads torch runs on.
+                loss = model(torch.zeros(4, 2)).sum() * 0 + torch.get_num_threads()
+                opt.zero_grad(); loss.backward(); opt.step()
+            """
+        )
+    )
+    plan = ReplayPlan(str(path), [], "rate", steps=3, overrides={"lr_scale": 1.0}, threads=1)
+    for result in (run_replay(plan), run_replay(plan, server)):
+        assert result.ok, result.error
+        assert result.losses == [1.0, 1.0, 1.0]
