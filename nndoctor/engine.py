@@ -120,7 +120,7 @@ def run_checks(
     clock = ExperimentClock(lab)  # before the experiments' own thread setting
     with _experiment_threads(lab):
         _run_each(
-            subject, recording, lab, thresholds, selection, progress, results, findings, clock
+            subject, recording, lab, thresholds, selection, progress, clock, results, findings
         )
     findings.sort(key=lambda f: (-f.severity.rank, f.check))
     for crash in recording.crashes:
@@ -190,9 +190,9 @@ def _run_each(
     thresholds: Thresholds,
     selection: Selection,
     progress: Callable[[ProgressEvent], None] | None,
+    clock: ExperimentClock,
     results: list[CheckResult],
     findings: list[Finding],
-    clock: ExperimentClock,
 ) -> None:
     spent = 0.0
     refuted: dict[str, str] = {}
