@@ -104,6 +104,7 @@ class Lab:
         model: nn.Module | None = None,
         model_inputs: list[Any] | None = None,
         model_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
+        input_targets: list[tuple[Any, Any]] | None = None,
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
@@ -127,6 +128,8 @@ class Lab:
         self._model_inputs = model_inputs
         # The same calls with their keyword arguments (``model(**batch)`` included).
         self._model_calls = model_calls
+        # Each kept step's first model input and the target of its first recognised loss.
+        self._input_targets = input_targets
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
         # A replay is the script run again: it gets the wall-clock limit the script had.
@@ -386,6 +389,20 @@ class Lab:
                 return []  # keyword arguments only: no positional input to replay
             out.append(x if isinstance(x, tuple) else (x,))
         return out
+
+    def input_target_pairs(self, n: int = 8) -> list[tuple[Any, Any]]:
+        """(the model's first input, the target of the step's first recognised loss) of the
+        first ``n`` training steps kept: for checks that compare a target with its input."""
+        if self._input_targets is not None:
+            return self._input_targets[:n]
+        if self.subject is None:
+            return []
+        pairs = []
+        for b in self.batches(n):
+            x = self.subject.inputs(b)
+            x = x[0] if isinstance(x, (tuple, list)) and x else x
+            pairs.append((x, self.subject.targets(b)))
+        return pairs
 
     def initial_weights_finite(self) -> bool | None:
         """Whether every weight of the model, as it was when the observed training began,

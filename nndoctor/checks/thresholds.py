@@ -224,6 +224,23 @@ class Thresholds:
     min_sample_elements: int = 16  # smaller samples (a state, a few categories) recur by nature
     min_fingerprinted_samples: int = 128
     min_steps_per_epoch: int = 4
+    # Dense targets mirrored against their inputs (3, 13): at most this many samples, pooled
+    # to this many pixels a side, class ids of at most this many classes, each input fitted
+    # against this many other samples' targets.
+    alignment_max_samples: int = 256
+    alignment_max_side: int = 64
+    alignment_max_classes: int = 64
+    alignment_unrelated: int = 8
+    # A sample counts when its best target fits it this many spreads of the other samples'
+    # targets better than their mean; it is mirrored when a mirrored target beats its own by
+    # this share of that margin.
+    alignment_power_sd: float = 3.0
+    alignment_mirror_share: float = 0.5
+    # The share of a healthy pipeline's samples taken to look mirrored (where the linear map
+    # misleads; none of 1,008 counted samples of 7 healthy dense-target scripts on dev did),
+    # and the level of the one-sided binomial tests against it.
+    alignment_null_rate: float = 0.01
+    alignment_alpha: float = 1e-3
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
     # One-sided level of the test that the model already answers fresh augmented training

@@ -1,3 +1,10 @@
 """Part I of REASONS.md: dataset issues (one file per check family)."""
 
-from nndoctor.checks.data import dataset, experiments, sanity, shuffling, targets  # noqa: F401
+from nndoctor.checks.data import (  # noqa: F401
+    alignment,
+    dataset,
+    experiments,
+    sanity,
+    shuffling,
+    targets,
+)
