@@ -44,7 +44,10 @@ for i, script in enumerate(sys.argv[2:]):
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """The report without what may differ between identical runs: timings, the scratch folder."""
     run = {k: v for k, v in report["run"].items() if k not in ("seconds", "notes")}
-    checks = [{k: v for k, v in c.items() if k != "seconds"} for c in report["checks"]]
+    checks = [
+        {k: v for k, v in c.items() if k not in ("seconds", "budget_seconds")}
+        for c in report["checks"]
+    ]
     return {
         "findings": report["findings"],
         "checks": checks,
