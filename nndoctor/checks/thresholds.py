@@ -237,7 +237,7 @@ class Thresholds:
     alignment_power_sd: float = 3.0
     alignment_mirror_share: float = 0.5
     # The share of a healthy pipeline's samples taken to look mirrored (where the linear map
-    # misleads; none of 1,008 counted samples of 7 healthy dense-target scripts on dev did),
+    # misleads; none of 828 counted samples of 6 healthy dense-target scripts on dev did),
     # and the level of the one-sided binomial tests against it.
     alignment_null_rate: float = 0.01
     alignment_alpha: float = 1e-3
