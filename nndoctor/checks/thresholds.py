@@ -241,6 +241,9 @@ class Thresholds:
     # and the level of the one-sided binomial tests against it.
     alignment_null_rate: float = 0.01
     alignment_alpha: float = 1e-3
+    # Level of the one-sided binomial test that more than half of a triplet loss's positives
+    # lie farther from their anchor than its negatives before training (19, 18).
+    triplet_order_alpha: float = 1e-3
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
     # One-sided level of the test that the model already answers fresh augmented training

@@ -136,6 +136,23 @@ class CtcCall:
     line: int | None = None
 
 
+@dataclass
+class TripletCall:
+    """A triplet loss (``triplet_margin_loss``, ``triplet_margin_with_distance_loss``)
+    called during a training step: how its three arguments were made, and for how many
+    samples the one passed as the positive lies farther from the anchor than the one
+    passed as the negative."""
+
+    samples: int
+    # The three arguments come out of the same operation (one network's output, or
+    # chunks of it), none picked out of a batch by indexing (mined triplets).
+    same_source: bool
+    op: str = ""  # the last operation that made the anchor
+    positive_farther: int = 0
+    file: str | None = None
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class StorageExtent:
     """The bytes a tensor spans in its storage (``start`` inclusive, ``end`` exclusive),
@@ -204,6 +221,7 @@ class StepRecord:
     columns: TensorSummary | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
     ctc_calls: list[CtcCall] = field(default_factory=list)
+    triplet_calls: list[TripletCall] = field(default_factory=list)
     derivative_calls: list[DerivativeCall] = field(default_factory=list)
     activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order

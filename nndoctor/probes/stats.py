@@ -10,6 +10,7 @@ in :mod:`nndoctor.probes.recording`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -285,6 +286,18 @@ def sortedness(target: torch.Tensor) -> torch.Tensor:
     if t.numel() < 2:
         return torch.ones((), device=target.device)
     return (t[1:] >= t[:-1]).float().mean()
+
+
+def positive_farther(
+    anchor: torch.Tensor,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """How many triplets have their positive strictly farther from the anchor than their
+    negative (computed on the device, read later)."""
+    with torch.no_grad():
+        return (distance(anchor, positive) > distance(anchor, negative)).sum()
 
 
 def ctc_facts(

@@ -42,6 +42,7 @@ from nndoctor.probes.recording import (
     StorageExtent,
     TargetSummary,
     TensorSummary,
+    TripletCall,
     activation_from,
     logits_from,
     summary_from,
@@ -65,6 +66,8 @@ RECOGNISED_LOSSES = (
     "gaussian_nll_loss",
 )
 CLASS_INDEX_LOSSES = ("cross_entropy", "nll_loss")
+# Losses on (anchor, positive, negative) embeddings, recorded apart (see TripletCall).
+TRIPLET_LOSSES = ("triplet_margin_loss", "triplet_margin_with_distance_loss")
 # Losses on values regressed on: their targets may be compared with the input's features.
 VALUE_REGRESSION_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
 _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
@@ -271,6 +274,8 @@ class TrainingProbe:
             if original is not None:
                 self._patch(F, name, self._wrap_loss(name, original))
         self._patch(F, "ctc_loss", self._wrap_ctc(F.ctc_loss))
+        for name in TRIPLET_LOSSES:
+            self._patch(F, name, self._wrap_triplet(name, getattr(F, name)))
         self._patch(torch.autograd, "grad", self._wrap_derivative(torch.autograd.grad))
         self._patch(torch.Tensor, "backward", self._wrap_backward(torch.Tensor.backward))
         self._patch(
@@ -813,6 +818,70 @@ class TrainingProbe:
             return out
 
         return _standing_in_for(ctc_wrapper, original, "ctc_loss")
+
+    def _wrap_triplet(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """A triplet loss takes three embeddings and no target: it is not one of the
+        recognised (input, target) losses; how its arguments lie at the step is recorded."""
+        record_call = self._guard("loss", self._record_triplet_call)
+
+        def triplet_wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = original(*args, **kwargs)
+            if torch.is_grad_enabled():
+                record_call(name, args, kwargs, out)
+            return out
+
+        return _standing_in_for(triplet_wrapper, original, name)
+
+    def _record_triplet_call(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
+        import torch.nn.functional as F
+
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return
+        pending = self._pending
+        if pending.record.triplet_calls:
+            return  # the first call of a step
+        names = ("anchor", "positive", "negative")
+        bound = dict(zip(names, args, strict=False)) | {
+            k: v for k, v in kwargs.items() if k in names
+        }
+        anchor, positive, negative = (bound.get(k) for k in names)
+        if not all(isinstance(t, torch.Tensor) for t in (anchor, positive, negative)):
+            return
+        assert isinstance(anchor, torch.Tensor) and isinstance(positive, torch.Tensor)
+        assert isinstance(negative, torch.Tensor)
+        if anchor.dim() != 2 or not anchor.shape == positive.shape == negative.shape:
+            return
+        if name == "triplet_margin_loss":
+            norm = kwargs.get("p", args[4] if len(args) > 4 else 2.0)
+            eps = kwargs.get("eps", args[5] if len(args) > 5 else 1e-6)
+
+            def distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                return F.pairwise_distance(x, y, float(norm), float(eps))
+
+        else:
+            chosen = kwargs.get("distance_function", args[3] if len(args) > 3 else None)
+            distance = chosen if callable(chosen) else F.pairwise_distance
+        ops = [producing_op(t) for t in (anchor, positive, negative)]
+        file, line = user_frame()
+        call = TripletCall(
+            samples=int(anchor.shape[0]),
+            same_source=len(set(ops)) == 1
+            and not any(_picked_by_index(t) for t in (anchor, positive, negative)),
+            op=ops[0],
+            file=file,
+            line=line,
+        )
+        pending.record.triplet_calls.append(call)
+        slot = pending.transfer.add(
+            stats.positive_farther(anchor.detach(), positive.detach(), negative.detach(), distance)
+        )
+
+        def decode() -> None:
+            call.positive_farther = int(pending.transfer.get(slot)[0])
+
+        pending.decoders.append(decode)
 
     def _wrap_derivative(self, original: Callable[..., Any]) -> Callable[..., Any]:
         """``torch.autograd.grad``: a derivative taken without its graph is recorded (see
@@ -1660,6 +1729,28 @@ def graph_leaves(t: torch.Tensor, limit: int = 10_000) -> list[torch.Tensor]:
             leaves.append(variable)
         stack.extend(n for n, _ in node.next_functions)
     return leaves
+
+
+# Nodes that pick rows out of a tensor by index: a triplet's positives or negatives
+# chosen this way were mined from a batch (the hardest ones, say), not drawn apart.
+_INDEX_NODES = frozenset({"index", "indexselect", "gather", "take", "maskedselect"})
+
+
+def _picked_by_index(t: torch.Tensor) -> bool:
+    """Whether ``t`` was picked out of another tensor by an index, behind its layout-only
+    nodes."""
+    node = t.grad_fn
+    for _ in range(32):
+        if node is None:
+            return False
+        name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
+        if name in _INDEX_NODES:
+            return True
+        if name not in _LAYOUT_NODES:
+            return False
+        nxt = [f for f, _ in node.next_functions if f is not None]
+        node = nxt[0] if nxt else None
+    return False
 
 
 def producing_op(t: torch.Tensor) -> str:

@@ -1,3 +1,10 @@
 """Part III of REASONS.md: implementation issues (one file per check family)."""
 
-from nndoctor.checks.implementation import derivatives, layers, loss, reshapes, task  # noqa: F401
+from nndoctor.checks.implementation import (  # noqa: F401
+    derivatives,
+    layers,
+    loss,
+    reshapes,
+    task,
+    triplet,
+)
