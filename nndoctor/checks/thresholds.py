@@ -231,6 +231,7 @@ class Thresholds:
     alignment_max_side: int = 64
     alignment_max_classes: int = 64
     alignment_unrelated: int = 8
+    alignment_max_elements: int = 2**24  # samples x pixels x (channels + features + 1)
     # A sample counts when its best target fits it this many spreads of the other samples'
     # targets better than their mean; it is mirrored when a mirrored target beats its own by
     # this share of that margin.

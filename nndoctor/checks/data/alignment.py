@@ -104,7 +104,11 @@ def dense_pairs(
         phi, classes = torch.stack([ids == c for c in present], 1).double(), True
     else:
         return None
-    return _pooled(DensePairs(x, phi, valid, classes), t.alignment_max_side)
+    pairs = _pooled(DensePairs(x, phi, valid, classes), t.alignment_max_side)
+    # Bounded memory: the fit holds a few float64 copies of every pixel's features.
+    per_sample = math.prod(pairs.x.shape[2:]) * (pairs.x.shape[1] + pairs.phi.shape[1] + 1)
+    keep = max(2, t.alignment_max_elements // per_sample)
+    return DensePairs(pairs.x[:keep], pairs.phi[:keep], pairs.valid[:keep], pairs.classes)
 
 
 def _pooled(pairs: DensePairs, side: int) -> DensePairs:
