@@ -417,6 +417,9 @@ class Recording:
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     # The training steps finished when each fingerprinted sample was evaluated (parallel).
     eval_fingerprint_steps: list[int] = field(default_factory=list)
+    # Where the input each evaluation fingerprint was read from lies in its storage: a pass
+    # over the very array the training batches come from measures the training data.
+    eval_fingerprint_storages: list[StorageExtent | None] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
     # The module a script called first, when an optimizer stepped other parameters before
     # any of its own (nndoctor.capture.retarget.Unstepped); None otherwise.

@@ -426,6 +426,7 @@ class TrainingProbe:
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
         rec.eval_inputs, rec.eval_input_storages, rec.eval_sample_fingerprints = [], [], []
         rec.eval_steps, rec.eval_fingerprint_steps = [], []
+        rec.eval_fingerprint_storages = []
         rec.sequence_layouts = {}
         self.attach_model(model)
         if torch.is_grad_enabled():
@@ -634,6 +635,7 @@ class TrainingProbe:
             self._add_sample_fingerprints(pending, x, fingerprints)
         record = pending.record
         done = self.steps_done
+        storage = StorageExtent.of(x) if x.layout == torch.strided and x.numel() else None
 
         def store() -> None:
             if record.inputs is not None:
@@ -641,6 +643,7 @@ class TrainingProbe:
                 rec.eval_steps.append(done)
             rec.eval_sample_fingerprints.extend(fingerprints)
             rec.eval_fingerprint_steps.extend([done] * len(fingerprints))
+            rec.eval_fingerprint_storages.extend([storage] * len(fingerprints))
 
         pending.decoders.append(store)
         pending.transfer.launch()
@@ -666,6 +669,7 @@ class TrainingProbe:
         "eval_input_storages",
         "eval_sample_fingerprints",
         "eval_fingerprint_steps",
+        "eval_fingerprint_storages",
     )
 
     def evaluation_marks(self) -> tuple[int, ...]:

@@ -240,6 +240,60 @@ def test_a_validation_set_normalised_alike_and_evaluated_after_the_budget_passes
     assert "evaluation forwards" in report.result("split-preprocessing-differs").detail
 
 
+TRAINING_ACCURACY_TOO = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(600, 8)
+y = (X[:, 0] > 0).long()
+Xtr = {train}
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(4):
+    for xb, yb in {batches}:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        # The training accuracy over the training array itself, then the validation's.
+        train_acc = (model(Xtr).argmax(1) == y[:500]).float().mean().item()
+        val_acc = (model({val}).argmax(1) == y[-len({val}):]).float().mean().item()
+    model.train()
+"""
+LOADER = "DataLoader(TensorDataset(Xtr, y[:500]), batch_size=50, shuffle=True)"
+SLICES = "((Xtr[i : i + 50], y[i : i + 50]) for i in range(0, 500, 50))"
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_training_accuracy_over_the_loaders_own_array_is_no_leak(tmp_path: Path) -> None:
+    script = TRAINING_ACCURACY_TOO.format(train="X[:500]", batches=LOADER, val="X[500:]")
+    report = _split_check(tmp_path / "train.py", textwrap.dedent(script))
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "training data's own array" in report.result("split-preprocessing-differs").detail
+
+
+def test_a_training_accuracy_over_the_array_batches_are_sliced_from_is_no_leak(
+    tmp_path: Path,
+) -> None:
+    script = TRAINING_ACCURACY_TOO.format(train="X[:500].clone()", batches=SLICES, val="X[500:]")
+    report = _split_check(tmp_path / "train.py", textwrap.dedent(script))
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "training data's own array" in report.result("split-preprocessing-differs").detail
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_slice_overlapping_the_training_rows_still_leaks(tmp_path: Path) -> None:
+    # Cut from the same array as the training rows and reaching into them: not within the
+    # training array, so its shared samples are counted.
+    script = TRAINING_ACCURACY_TOO.format(train="X[:500]", batches=LOADER, val="X[400:]")
+    report = _split_check(tmp_path / "train.py", textwrap.dedent(script))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert finding.title == "Samples shared between training and evaluation"
+    assert finding.evidence["shared"] >= 90
+
+
 TEACHER_THEN_STUDENT = """
 import torch
 from torch import nn

@@ -34,7 +34,7 @@ from nndoctor.checks.significance import (
     two_sided_level,
     variance_ratio_p,
 )
-from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.probes.recording import LoaderInfo, Recording, StorageExtent
 
 
 @register_check(
@@ -123,6 +123,16 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         )
         if k not in preparing
     ]
+    # A pass over the very array the training batches are drawn from (``model(X_train)``
+    # for a training accuracy) measures the training data; it is no split that could leak.
+    on_training_array = _read_from_training_arrays(ctx)
+    if any(on_training_array):
+        kept = [v for v, own in zip(evaluated_fp, on_training_array, strict=True) if not own]
+        compared.append(
+            f"{len(evaluated_fp) - len(kept)} evaluated sample(s) read from the training data's "
+            "own array (a measurement on the training set) left out of the shared-sample test"
+        )
+        evaluated_fp = kept
     if preparing:
         compared.append(
             f"{len(rec.eval_inputs) - len(eval_inputs)} no-grad forward(s) on inputs trained on at "
@@ -197,6 +207,43 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     if not compared:
         ctx.skip("no evaluation data was observed (no no-grad forward and no other DataLoader)")
     ctx.note("compared: " + "; ".join(compared))
+
+
+def _read_from_training_arrays(ctx: CheckContext) -> list[bool]:
+    """For each evaluation fingerprint kept (those not preparing training), whether its
+    forward read from within a training array: a tensor of the training DataLoader's
+    dataset (a ``TensorDataset``, or a dataset holding its samples as tensor attributes),
+    or the whole of a storage the training steps' inputs were cut from. A split cut from
+    one array beside the training rows, overlapping them or not, is neither."""
+    rec = ctx.recording
+    sliced = {s.input_storage.storage for s in rec.steps if s.input_storage is not None}
+    lab: Lab | None = ctx.services
+    loader = training_loader(rec)
+    dataset = lab.datasets.get(loader.index) if lab is not None and loader is not None else None
+    held: list[Any] = list(getattr(dataset, "tensors", ()) or ()) if dataset is not None else []
+    if dataset is not None and hasattr(dataset, "__dict__"):
+        held += list(vars(dataset).values())
+    arrays = [
+        StorageExtent.of(t)
+        for t in held
+        if isinstance(t, torch.Tensor) and t.layout == torch.strided and t.numel()
+    ]
+
+    def on_training_array(e: StorageExtent | None) -> bool:
+        if e is None:
+            return False
+        if e.storage in sliced and e.start == 0 and e.end == e.total:
+            return True
+        return any(a.storage == e.storage and a.start <= e.start and e.end <= a.end for a in arrays)
+
+    preparing = _preparing_training(rec)
+    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
+    storages = rec.eval_fingerprint_storages
+    if len(storages) != len(steps):
+        return [False] * sum(k not in preparing for k in steps)
+    return [
+        on_training_array(e) for e, k in zip(storages, steps, strict=True) if k not in preparing
+    ]
 
 
 # No-grad forwards whose samples are trained on within this many steps prepare training.
