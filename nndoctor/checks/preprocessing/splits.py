@@ -123,16 +123,6 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         )
         if k not in preparing
     ]
-    # A pass over the very array the training batches are drawn from (``model(X_train)``
-    # for a training accuracy) measures the training data; it is no split that could leak.
-    on_training_array = _read_from_training_arrays(ctx)
-    if any(on_training_array):
-        kept = [v for v, own in zip(evaluated_fp, on_training_array, strict=True) if not own]
-        compared.append(
-            f"{len(evaluated_fp) - len(kept)} evaluated sample(s) read from the training data's "
-            "own array (a measurement on the training set) left out of the shared-sample test"
-        )
-        evaluated_fp = kept
     if preparing:
         compared.append(
             f"{len(rec.eval_inputs) - len(eval_inputs)} no-grad forward(s) on inputs trained on at "
@@ -163,7 +153,10 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
             "the evaluation forwards re-read the one full batch every step trains on (a split "
             "by the outputs scored, such as node masks): shared inputs say nothing there"
         )
+        evaluated_fp = []
     elif evaluated_fp:
+        evaluated_fp = _left_of_training_arrays(ctx, evaluated_fp, compared)
+    if evaluated_fp:
         # Each sample once: one evaluated at every epoch, or trained on at several steps, is
         # one sample, and a chance match repeated with it is one chance match, not several.
         train_fp = distinct_fingerprints([v for s in rec.steps for v in s.sample_fingerprints])
@@ -207,6 +200,23 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     if not compared:
         ctx.skip("no evaluation data was observed (no no-grad forward and no other DataLoader)")
     ctx.note("compared: " + "; ".join(compared))
+
+
+def _left_of_training_arrays(
+    ctx: CheckContext, evaluated_fp: list[float], compared: list[str]
+) -> list[float]:
+    """The evaluation fingerprints less those read from a training array: a pass over the
+    very array the training batches are drawn from (``model(X_train)`` for a training
+    accuracy) measures the training data; it is no split that could leak."""
+    on_training_array = _read_from_training_arrays(ctx)
+    if not any(on_training_array):
+        return evaluated_fp
+    kept = [v for v, own in zip(evaluated_fp, on_training_array, strict=True) if not own]
+    compared.append(
+        f"{len(evaluated_fp) - len(kept)} evaluated sample(s) read from the training data's "
+        "own array (a measurement on the training set) left out of the shared-sample test"
+    )
+    return kept
 
 
 def _read_from_training_arrays(ctx: CheckContext) -> list[bool]:
