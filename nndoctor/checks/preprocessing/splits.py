@@ -155,7 +155,7 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         )
         evaluated_fp = []
     elif evaluated_fp:
-        evaluated_fp = _left_of_training_arrays(ctx, evaluated_fp, compared)
+        evaluated_fp = _left_of_training_arrays(ctx, evaluated_fp, preparing, compared)
     if evaluated_fp:
         # Each sample once: one evaluated at every epoch, or trained on at several steps, is
         # one sample, and a chance match repeated with it is one chance match, not several.
@@ -203,12 +203,12 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
 
 
 def _left_of_training_arrays(
-    ctx: CheckContext, evaluated_fp: list[float], compared: list[str]
+    ctx: CheckContext, evaluated_fp: list[float], preparing: set[int], compared: list[str]
 ) -> list[float]:
     """The evaluation fingerprints less those read from a training array: a pass over the
     very array the training batches are drawn from (``model(X_train)`` for a training
     accuracy) measures the training data; it is no split that could leak."""
-    on_training_array = _read_from_training_arrays(ctx)
+    on_training_array = _read_from_training_arrays(ctx, preparing)
     if not any(on_training_array):
         return evaluated_fp
     kept = [v for v, own in zip(evaluated_fp, on_training_array, strict=True) if not own]
@@ -219,7 +219,7 @@ def _left_of_training_arrays(
     return kept
 
 
-def _read_from_training_arrays(ctx: CheckContext) -> list[bool]:
+def _read_from_training_arrays(ctx: CheckContext, preparing: set[int]) -> list[bool]:
     """For each evaluation fingerprint kept (those not preparing training), whether its
     forward read from within a training array: a tensor of the training DataLoader's
     dataset (a ``TensorDataset``, or a dataset holding its samples as tensor attributes),
@@ -246,7 +246,6 @@ def _read_from_training_arrays(ctx: CheckContext) -> list[bool]:
             return True
         return any(a.storage == e.storage and a.start <= e.start and e.end <= a.end for a in arrays)
 
-    preparing = _preparing_training(rec)
     steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
     storages = rec.eval_fingerprint_storages
     if len(storages) != len(steps):
