@@ -245,6 +245,9 @@ class Thresholds:
     # Level of the one-sided binomial test that more than half of a triplet loss's positives
     # lie farther from their anchor than its negatives before training (19, 18).
     triplet_order_alpha: float = 1e-3
+    # Steps in which one loss compares two forwards of the same input before the two
+    # "views" are called identical (3, 18): a repeat is exact, so two are no accident.
+    repeated_forward_min_steps: int = 2
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
     # One-sided level of the test that the model already answers fresh augmented training

@@ -153,6 +153,20 @@ class TripletCall:
     line: int | None = None
 
 
+@dataclass
+class RepeatedForward:
+    """A later training forward of the model in a step, before any backward pass, given
+    the values of the step's first forward's input and returning the values of its output
+    (two "views" of a sample that are one and the same)."""
+
+    call: int  # the forward's number within the step (2: the second)
+    same_tensor: bool  # the very tensor the first forward was given, not equal values
+    # Both forwards' outputs feed the graph of one backward pass (the loss compares them).
+    in_one_loss: bool = False
+    file: str | None = None
+    line: int | None = None
+
+
 @dataclass(frozen=True)
 class StorageExtent:
     """The bytes a tensor spans in its storage (``start`` inclusive, ``end`` exclusive),
@@ -222,6 +236,10 @@ class StepRecord:
     loss_calls: list[LossCall] = field(default_factory=list)
     ctc_calls: list[CtcCall] = field(default_factory=list)
     triplet_calls: list[TripletCall] = field(default_factory=list)
+    repeated_forwards: list[RepeatedForward] = field(default_factory=list)
+    # Later training forwards compared with the step's first (same input shape, no
+    # backward pass between), repeats or not.
+    forwards_compared: int = 0
     derivative_calls: list[DerivativeCall] = field(default_factory=list)
     activations: dict[str, ActivationSummary] = field(default_factory=dict)  # forward order
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order

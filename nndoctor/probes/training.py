@@ -38,6 +38,7 @@ from nndoctor.probes.recording import (
     OtherOptimizer,
     ProbeCrash,
     Recording,
+    RepeatedForward,
     StepRecord,
     StorageExtent,
     TargetSummary,
@@ -74,6 +75,11 @@ _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
 # Layers whose train() mode spoils an evaluation: batch statistics, dropped units.
 _MODE_DEPENDENT = BATCH_NORM + DROPOUT
 MAX_FINGERPRINTED_STEPS = 64
+# Steps in which a repeated forward of the same input is looked for (an equality test of
+# the inputs and outputs, which waits for the device).
+MAX_REPEAT_STEPS = 4
+# Autograd nodes a backward pass's graph is searched through for two forwards' outputs.
+REPEAT_GRAPH_LIMIT = 50_000
 MAX_EVAL_RECORDS = 32
 # Class-index losses whose per-class ``weight`` is read (its third positional argument
 # where not passed by name), up to this many classes.
@@ -121,6 +127,22 @@ class _Pending:
     snapshot_names: list[str] = field(default_factory=list)
     started: bool = False
     unscaled_loss: tuple[int, torch.Tensor] | None = None
+    # The step's first training forward, and later forwards that repeated it exactly
+    # (see RepeatedForward), with both forwards' output nodes until a backward pass.
+    first_forward: _FirstForward | None = None
+    repeat: RepeatedForward | None = None
+    repeats: list[tuple[RepeatedForward, set[Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _FirstForward:
+    """The step's first training forward of the model: its first input, its output
+    tensors (detached) and autograd nodes, and how many backward passes came before it."""
+
+    input: torch.Tensor
+    backwards: int
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    nodes: set[Any] = field(default_factory=set)
 
 
 # Batches of the observed steps kept for the experiments on copies: the held-out tests of
@@ -254,6 +276,9 @@ class TrainingProbe:
         self._reached_model = False
         self._carried = False
         self.on_step_closing: Callable[[], None] | None = None
+        self._repeat_input = self._guard("repeats", self._note_repeat_input)
+        self._repeat_output = self._guard("repeats", self._note_repeat_output)
+        self._repeat_backward = self._guard("repeats", self._note_repeat_backward)
 
     # -- life cycle --------------------------------------------------------------
     def __enter__(self) -> TrainingProbe:
@@ -543,6 +568,8 @@ class TrainingProbe:
         rec = pending.record
         rec.forwards += 1
         rec.training_forwards += int(module.training)
+        if len(self.recording.steps) < MAX_REPEAT_STEPS:
+            self._repeat_input(rec, args, kwargs)
         if rec.forwards > 1:
             return None
         pending.started = True
@@ -707,6 +734,8 @@ class TrainingProbe:
         if not torch.is_grad_enabled():
             return None
         paths = _tensors_with_paths(output)
+        if len(self.recording.steps) < MAX_REPEAT_STEPS:
+            self._repeat_output([t for _, t in paths])
         self._outputs = {path: weakref.ref(t) for path, t in paths}
         # The outputs' autograd nodes, held until the next forward or step: a loss input
         # made from an output (``model(x).transpose(1, 2)``) outlives the output's Python
@@ -717,6 +746,76 @@ class TrainingProbe:
         self._in_model_forward = False
         self._link_deferred()
         return None
+
+    def _note_repeat_input(
+        self, rec: StepRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Keep the step's first forward's input; a later forward before any backward pass
+        given the same values is a candidate repeat, confirmed by its output."""
+        pending = self._pending
+        pending.repeat = None
+        x = first_tensor(args) if args else first_tensor(tuple(kwargs.values()))
+        if x is None or not x.numel():
+            return
+        first = pending.first_forward
+        if rec.forwards == 1 or first is None:
+            pending.first_forward = _FirstForward(x.detach(), rec.backwards)
+            return
+        if rec.backwards != first.backwards:
+            # A backward pass in between: another evaluation of the same batch (an LBFGS
+            # closure, sharpness-aware steps), not a second view beside the first.
+            return
+        a = first.input
+        if x.shape != a.shape or x.dtype != a.dtype or x.device != a.device:
+            return
+        rec.forwards_compared += 1
+        same = x.data_ptr() == a.data_ptr() and x.stride() == a.stride()
+        if same or torch.equal(x.detach(), a):
+            file, line = user_frame()
+            pending.repeat = RepeatedForward(rec.forwards, same, file=file, line=line)
+
+    def _note_repeat_output(self, outputs: list[torch.Tensor]) -> None:
+        pending = self._pending
+        first = pending.first_forward
+        if first is None:
+            return
+        repeat, pending.repeat = pending.repeat, None
+        if pending.record.forwards == 1:
+            first.outputs = [t.detach() for t in outputs]
+            first.nodes = {t.grad_fn for t in outputs if t.grad_fn is not None}
+            return
+        if repeat is None or not first.nodes or len(outputs) != len(first.outputs):
+            return
+        if all(
+            t.shape == u.shape and t.dtype == u.dtype and torch.equal(t.detach(), u)
+            for t, u in zip(outputs, first.outputs, strict=True)
+        ):
+            nodes = {t.grad_fn for t in outputs if t.grad_fn is not None}
+            if nodes:
+                pending.record.repeated_forwards.append(repeat)
+                pending.repeats.append((repeat, nodes))
+
+    def _note_repeat_backward(self, tensor: torch.Tensor) -> None:
+        """Whether this backward pass's graph holds the first forward's output and a repeat's:
+        then one loss compares an output with the same output again."""
+        pending = self._pending
+        first = pending.first_forward
+        if not pending.repeats or first is None or tensor.grad_fn is None:
+            return
+        reached: set[Any] = set()
+        stack = [tensor.grad_fn]
+        while stack and len(reached) < REPEAT_GRAPH_LIMIT:
+            node = stack.pop()
+            if node is None or node in reached:
+                continue
+            reached.add(node)
+            stack.extend(n for n, _ in node.next_functions)
+        if reached.isdisjoint(first.nodes):
+            return
+        for repeat, nodes in pending.repeats:
+            if not reached.isdisjoint(nodes):
+                repeat.in_one_loss = True
+        pending.repeats = []
 
     def _link_deferred(self) -> None:
         """Link the loss calls made inside the forward to the output it returned: the loss
@@ -1226,6 +1325,7 @@ class TrainingProbe:
     def _note_backward(self, tensor: torch.Tensor) -> None:
         pending = self._pending
         rec = pending.record
+        self._repeat_backward(tensor)
         rec.backwards += 1
         if tensor.dim() != 0 or rec.loss_seen:
             return

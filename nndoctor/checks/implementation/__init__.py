@@ -7,4 +7,5 @@ from nndoctor.checks.implementation import (  # noqa: F401
     reshapes,
     task,
     triplet,
+    views,
 )
