@@ -294,6 +294,78 @@ def test_a_validation_slice_overlapping_the_training_rows_still_leaks(tmp_path: 
     assert finding.evidence["shared"] >= 90
 
 
+FULL_BATCH_VALIDATION = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = 3 * torch.randn(800, 8) + torch.arange(8.0)
+y = (X[:, 0] > 0).float().unsqueeze(1)
+mean, std = X[:600].mean(0), X[:600].std(0)
+Xtr = {train}
+Xva = {val}
+loader = DataLoader(TensorDataset(Xtr, y[:600]), batch_size=50, shuffle=True)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(3):
+    for xb, yb in loader:
+        opt.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(model(xb), yb).backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        train_loss = nn.functional.binary_cross_entropy_with_logits(model(Xtr), y[:600])
+        val_loss = nn.functional.binary_cross_entropy_with_logits(model(Xva), y[600:])
+    model.train()
+"""
+OWN_SCALER = "(X[:600] - mean) / std"
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_validation_batch_standardised_with_its_own_statistics_is_found(
+    tmp_path: Path,
+) -> None:
+    # Evaluated in one forward, not through a DataLoader: the forward's input is exact.
+    val = "(X[600:] - X[600:].mean(0)) / X[600:].std(0)"
+    script = FULL_BATCH_VALIDATION.format(train=OWN_SCALER, val=val)
+    report = _split_check(tmp_path / "val.py", textwrap.dedent(script))
+    (finding,) = report.by_check("split-preprocessing-differs")
+    assert "statistics of its own" in finding.title
+    assert finding.evidence["shape"] == [200, 8] and finding.evidence["probability"] < 1e-10
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_validation_batch_standardised_with_the_training_statistics_passes(
+    tmp_path: Path,
+) -> None:
+    script = FULL_BATCH_VALIDATION.format(train=OWN_SCALER, val="(X[600:] - mean) / std")
+    report = _split_check(tmp_path / "val.py", textwrap.dedent(script))
+    assert report.by_check("split-preprocessing-differs") == []
+    assert report.result("split-preprocessing-differs").status == "passed"
+
+
+def test_a_training_accuracy_on_a_copy_of_the_exact_training_array_is_not_judged_exact(
+    tmp_path: Path,
+) -> None:
+    # The training split is fitted exactly by its own scaler; read from the loader's array
+    # it is the training data, however exact.
+    script = FULL_BATCH_VALIDATION.format(train=OWN_SCALER, val="(X[600:] - mean) / std")
+    script = script.replace("model(Xtr)", "model(loader.dataset.tensors[0])")
+    report = _split_check(tmp_path / "val.py", textwrap.dedent(script))
+    assert report.by_check("split-preprocessing-differs") == []
+
+
+def test_a_scheme_that_standardises_every_batch_is_no_own_statistics(tmp_path: Path) -> None:
+    # Every batch standardised with its own statistics, in training as in evaluation: the
+    # training batches are exact too, so the evaluation's exactness is the scheme's.
+    per_batch = "(X[600:] - X[600:].mean(0)) / X[600:].std(0)"
+    script = FULL_BATCH_VALIDATION.format(train=OWN_SCALER, val=per_batch).replace(
+        "model(xb)", "model((xb - xb.mean(0)) / xb.std(0))"
+    )
+    report = _split_check(tmp_path / "val.py", textwrap.dedent(script))
+    assert not [f for f in report.by_check("split-preprocessing-differs") if "own" in f.title]
+
+
 TEACHER_THEN_STUDENT = """
 import torch
 from torch import nn

@@ -4,6 +4,7 @@ with the same statistics, and no sample in both."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from nndoctor.checks.significance import (
     two_sided_level,
     variance_ratio_p,
 )
-from nndoctor.probes.recording import LoaderInfo, Recording, StorageExtent
+from nndoctor.probes.recording import LoaderInfo, Recording, StorageExtent, TensorSummary
 
 
 @register_check(
@@ -78,8 +79,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         a chance match evaluated at every epoch is one match); another loader's stored rows
         normalised with their own statistics (every column at mean 0 and std 1, the std
         over n or n - 1, or every continuous column's extremes exactly at 0 or -1 and 1),
-        or all splits with the statistics of all of them, against the probability of
-        landing that close by chance (at ``label_pairing_alpha``); except where
+        or all splits with the statistics of all of them, or an evaluation forward's whole
+        input standardised with its own (``model(x_val)``: every channel at mean 0 and std
+        1, where the training batches are not, and the input is not read from the training
+        data's own array), against the probability of landing that close by chance (at
+        ``label_pairing_alpha``); except where
         every step trains on one full batch and the evaluation re-reads it (a graph's
         nodes split by masks on the outputs: the inputs are shared by design). No-grad
         forwards whose samples are trained on right after them prepare training (a
@@ -195,6 +199,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     if not findings:
         findings += _standardised_apart(ctx, compared)
     if not findings:
+        findings += _evaluated_standardised_apart(ctx, preparing, compared)
+    if not findings:
         # Without an evaluation forward in the budget, sample the other loaders' datasets.
         findings += _compare_datasets(ctx, compared)
     if not compared:
@@ -226,6 +232,20 @@ def _read_from_training_arrays(ctx: CheckContext, preparing: set[int]) -> list[b
     or the whole of a storage the training steps' inputs were cut from. A split cut from
     one array beside the training rows, overlapping them or not, is neither."""
     rec = ctx.recording
+    on_training_array = _training_array_test(ctx)
+    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
+    storages = rec.eval_fingerprint_storages
+    if len(storages) != len(steps):
+        return [False] * sum(k not in preparing for k in steps)
+    return [
+        on_training_array(e) for e, k in zip(storages, steps, strict=True) if k not in preparing
+    ]
+
+
+def _training_array_test(ctx: CheckContext) -> Callable[[StorageExtent | None], bool]:
+    """Whether an input's extent lies within a training array (see
+    ``_read_from_training_arrays``)."""
+    rec = ctx.recording
     sliced = {s.input_storage.storage for s in rec.steps if s.input_storage is not None}
     lab: Lab | None = ctx.services
     loader = training_loader(rec)
@@ -246,13 +266,7 @@ def _read_from_training_arrays(ctx: CheckContext, preparing: set[int]) -> list[b
             return True
         return any(a.storage == e.storage and a.start <= e.start and e.end <= a.end for a in arrays)
 
-    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
-    storages = rec.eval_fingerprint_storages
-    if len(storages) != len(steps):
-        return [False] * sum(k not in preparing for k in steps)
-    return [
-        on_training_array(e) for e, k in zip(storages, steps, strict=True) if k not in preparing
-    ]
+    return on_training_array
 
 
 # No-grad forwards whose samples are trained on within this many steps prepare training.
@@ -590,6 +604,12 @@ def _exactly_standardised(rows: torch.Tensor) -> float:
         bool(((x.std(0, correction=c) - 1).abs() <= STANDARDISED_TOLERANCE).all()) for c in (0, 1)
     ):
         return 1.0
+    return _standardised_by_chance(n, rows.shape[1])
+
+
+def _standardised_by_chance(n: int, columns: int) -> float:
+    """The probability that ``columns`` columns of ``n`` values, standardised with other
+    data's statistics, all land within ``STANDARDISED_TOLERANCE`` of mean 0 and std 1."""
     # Under another split's statistics a column's mean varies by about 1/sqrt(n) and its std
     # by about 1/sqrt(2n): the chance of landing within the tolerance of both, per column,
     # is at most (2 tol / sqrt(2 pi)) * sqrt(n) * sqrt(2n), and columns multiply; either of
@@ -597,7 +617,67 @@ def _exactly_standardised(rows: torch.Tensor) -> float:
     per_column = min(
         1.0, (2 * STANDARDISED_TOLERANCE / math.sqrt(2 * math.pi)) ** 2 * n * math.sqrt(2)
     )
-    return min(1.0, 2 * per_column ** rows.shape[1])
+    return min(1.0, 2 * per_column**columns)
+
+
+def _summary_standardised(s: TensorSummary) -> tuple[int, int] | None:
+    """(values per channel, channels) of a batch summary whose every channel (axis 1) is at
+    mean 0 and std 1 to float precision, the std over n or n - 1; None otherwise."""
+    if s.channel_mean is None or s.channel_std is None or len(s.shape) < 2 or not s.shape[0]:
+        return None
+    channels = len(s.channel_mean)
+    n = math.prod(s.shape) // max(channels, 1)
+    if n < 10 or not channels:
+        return None
+    if any(not abs(m) <= STANDARDISED_TOLERANCE for m in s.channel_mean):
+        return None
+    # The summary's std is over n; one standardised over n - 1 reads sqrt((n - 1) / n) there.
+    for scale in (1.0, math.sqrt(n / (n - 1))):
+        if all(abs(v * scale - 1) <= STANDARDISED_TOLERANCE for v in s.channel_std):
+            return n, channels
+    return None
+
+
+def _evaluated_standardised_apart(
+    ctx: CheckContext, preparing: set[int], compared: list[str]
+) -> int:
+    """An evaluation forward whose whole input is standardised with its own statistics
+    (``model(x_val)`` after ``x_val = (x_val - x_val.mean(0)) / x_val.std(0)``): every
+    channel exactly at mean 0 and std 1, where the training batches are not (a scheme that
+    standardises each batch or sample does so to both), and the input is not read from the
+    training data's own array (a training accuracy: that split is fitted exactly)."""
+    rec = ctx.recording
+    if len(rec.eval_input_storages) != len(rec.eval_inputs):
+        return 0
+    if any(_summary_standardised(s.inputs) for s in rec.steps if s.inputs is not None):
+        return 0
+    on_training_array = _training_array_test(ctx)
+    steps = _steps(rec.eval_inputs, rec.eval_steps)
+    for s, k, e in zip(rec.eval_inputs, steps, rec.eval_input_storages, strict=True):
+        exact = _summary_standardised(s)
+        if exact is None or k in preparing or on_training_array(e):
+            continue
+        n, channels = exact
+        p = _standardised_by_chance(n, channels)
+        compared.append("normalisation of the evaluation forwards' inputs")
+        if p >= ctx.thresholds.label_pairing_alpha:
+            continue
+        ctx.finding(
+            title="Evaluation data normalised with statistics of its own",
+            message=(
+                f"An evaluation forward's input of shape {tuple(s.shape)} has every channel at mean "
+                "0 and std 1 to float precision, while the training batches are not: it was "
+                "standardised with its own statistics, not the training set's (a split "
+                f"standardised with other data's statistics lands this close with probability "
+                f"{p:.2g}). Its loss and metrics then measure a differently preprocessed input "
+                "than the model is trained on."
+            ),
+            fix="Fit the scaler (mean and std) on the training split only, and apply it to "
+            "every split.",
+            evidence={"shape": list(s.shape), "values_per_channel": n, "probability": p},
+        )
+        return 1
+    return 0
 
 
 def _exactly_min_max(rows: torch.Tensor) -> float:
