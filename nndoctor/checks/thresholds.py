@@ -248,6 +248,10 @@ class Thresholds:
     # Steps in which one loss compares two forwards of the same input before the two
     # "views" are called identical (3, 18): a repeat is exact, so two are no accident.
     repeated_forward_min_steps: int = 2
+    # An attention padding mask is inverted (4, 1) when its attended positions hold one id
+    # (the padding) and its ignored ones at least this many, in this many observed steps.
+    padding_mask_min_ids: int = 3
+    padding_mask_min_steps: int = 2
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
     # One-sided level of the test that the model already answers fresh augmented training

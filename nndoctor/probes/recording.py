@@ -154,6 +154,19 @@ class TripletCall:
 
 
 @dataclass
+class PaddingMaskCall:
+    """An attention's ``key_padding_mask`` (True, or -inf, where a key is ignored) at a
+    training step, read against the token ids of the same shape that the model was given:
+    how many distinct ids the ignored positions hold, and how many the attended ones."""
+
+    module: str
+    ignored: int  # positions ignored
+    attended: int
+    ignored_ids: int  # distinct ids at the ignored positions
+    attended_ids: int
+
+
+@dataclass
 class RepeatedForward:
     """A later training forward of the model in a step, before any backward pass, given
     the values of the step's first forward's input and returning the values of its output
@@ -237,6 +250,7 @@ class StepRecord:
     ctc_calls: list[CtcCall] = field(default_factory=list)
     triplet_calls: list[TripletCall] = field(default_factory=list)
     repeated_forwards: list[RepeatedForward] = field(default_factory=list)
+    padding_masks: list[PaddingMaskCall] = field(default_factory=list)
     # Later training forwards compared with the step's first (same input shape, no
     # backward pass between), repeats or not.
     forwards_compared: int = 0

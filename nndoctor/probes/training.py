@@ -36,6 +36,7 @@ from nndoctor.probes.recording import (
     HostTransfer,
     LossCall,
     OtherOptimizer,
+    PaddingMaskCall,
     ProbeCrash,
     Recording,
     RepeatedForward,
@@ -78,6 +79,9 @@ MAX_FINGERPRINTED_STEPS = 64
 # Steps in which a repeated forward of the same input is looked for (an equality test of
 # the inputs and outputs, which waits for the device).
 MAX_REPEAT_STEPS = 4
+# Steps whose first attention key padding mask is read against the token ids (which waits
+# for the device).
+MAX_PADDING_MASK_STEPS = 4
 # Autograd nodes a backward pass's graph is searched through for two forwards' outputs.
 REPEAT_GRAPH_LIMIT = 50_000
 MAX_EVAL_RECORDS = 32
@@ -432,6 +436,13 @@ class TrainingProbe:
             model.register_forward_hook(self._guard("model", self._root_post))
         )
         for name, module in model.named_modules():
+            if isinstance(module, nn.MultiheadAttention):
+                self._model_handles.append(
+                    module.register_forward_pre_hook(
+                        self._guard("padding-mask", self._padding_mask_hook(name)),
+                        with_kwargs=True,
+                    )
+                )
             sat = next((v for k, v in _SATURATING.items() if isinstance(module, k)), None)
             declares = isinstance(getattr(module, "batch_first", None), bool)
             hook = self._make_activation_hook(name, sat, declares)
@@ -746,6 +757,46 @@ class TrainingProbe:
         self._in_model_forward = False
         self._link_deferred()
         return None
+
+    def _padding_mask_hook(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            mask = kwargs.get("key_padding_mask", args[3] if len(args) > 3 else None)
+            rec = self._pending.record
+            if (
+                isinstance(mask, torch.Tensor)
+                and mask.dim() == 2
+                and torch.is_grad_enabled()
+                and not rec.padding_masks
+                and len(self.recording.steps) < MAX_PADDING_MASK_STEPS
+            ):
+                self._note_padding_mask(rec, name, mask)
+
+        return hook
+
+    def _note_padding_mask(self, rec: StepRecord, name: str, mask: torch.Tensor) -> None:
+        """The first key padding mask of the step, against the model's token ids of its shape
+        (batch first, or sequence first and transposed): of the integer inputs that fit, the
+        one with the most distinct values (the ids, not a 0/1 attention mask)."""
+        ignored = mask if mask.dtype == torch.bool else mask < -1e4
+        fitting = [
+            ids if ids.shape == mask.shape else ids.t()
+            for ids in self._integer_inputs
+            if ids.dim() == 2
+            and ids.device == mask.device
+            and mask.shape in (ids.shape, ids.t().shape)
+        ]
+        if not fitting:
+            return
+        ids = max(fitting, key=lambda t: t.unique().numel())
+        rec.padding_masks.append(
+            PaddingMaskCall(
+                module=name,
+                ignored=int(ignored.sum()),
+                attended=int((~ignored).sum()),
+                ignored_ids=int(ids[ignored].unique().numel()),
+                attended_ids=int(ids[~ignored].unique().numel()),
+            )
+        )
 
     def _note_repeat_input(
         self, rec: StepRecord, args: tuple[Any, ...], kwargs: dict[str, Any]

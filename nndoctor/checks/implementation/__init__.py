@@ -4,6 +4,7 @@ from nndoctor.checks.implementation import (  # noqa: F401
     derivatives,
     layers,
     loss,
+    masks,
     reshapes,
     task,
     triplet,
