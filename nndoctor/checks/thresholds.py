@@ -184,6 +184,11 @@ class Thresholds:
     # tests; at 1% each, one healthy report in a hundred would carry this error for
     # nothing. A leak worth the name shares many samples and stays far below 1e-3.
     shared_samples_alpha: float = 1e-3
+    # Level at which an evaluation forward's input, exactly at mean 0 and std 1 in every
+    # channel, is called standardised with its own statistics: the chance that a split
+    # standardised with other data's lands that close (one channel of 256K values does so
+    # with probability 0.005, a dozen columns of 600 with 1e-63).
+    split_own_statistics_alpha: float = 1e-3
     shuffled_label_margin: float = 0.03  # real pairing must end this share below shuffled labels
     learned_fraction: float = (
         0.1  # a loss that fell by this share of its start has learned something

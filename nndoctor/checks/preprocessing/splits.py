@@ -83,7 +83,8 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         input standardised with its own (``model(x_val)``: every channel at mean 0 and std
         1, where the training batches are not, and the input is not read from the training
         data's own array), against the probability of landing that close by chance (at
-        ``label_pairing_alpha``); except where
+        ``label_pairing_alpha``, for evaluation forwards at ``split_own_statistics_alpha``,
+        1e-3); except where
         every step trains on one full batch and the evaluation re-reads it (a graph's
         nodes split by masks on the outputs: the inputs are shared by design). No-grad
         forwards whose samples are trained on right after them prepare training (a
@@ -660,7 +661,7 @@ def _evaluated_standardised_apart(
         n, channels = exact
         p = _standardised_by_chance(n, channels)
         compared.append("normalisation of the evaluation forwards' inputs")
-        if p >= ctx.thresholds.label_pairing_alpha:
+        if p >= ctx.thresholds.split_own_statistics_alpha:
             continue
         ctx.finding(
             title="Evaluation data normalised with statistics of its own",
