@@ -67,8 +67,8 @@ def identical_views(ctx: CheckContext) -> None:
     ctx.finding(
         "The model's two views are identical: one loss compares an output with itself",
         f"In {len(steps)} of the observed steps the model ran a second time on {given} to "
-        "its first forward of the step, returned exactly the same output, and one backward "
-        "pass took both outputs: the loss compares the same embedding twice, so a positive "
+        "its first forward of the step, returned the same output (equal shape, sum and "
+        "norm), and one backward pass took both outputs: the loss compares the same embedding twice, so a positive "
         "pair matches by construction and nothing invariant is learned.",
         "Give each forward its own view (augment twice), or pass the intended pair or "
         "negative instead of the same sample again.",
