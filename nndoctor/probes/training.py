@@ -149,6 +149,11 @@ class _FirstForward:
     nodes: set[Any] = field(default_factory=set)
 
 
+def _distinct_samples(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds at least two different samples along its first axis."""
+    return x.dim() >= 1 and x.shape[0] >= 2 and bool((x != x[:1]).any())
+
+
 def _output_checksum(t: torch.Tensor) -> tuple[tuple[int, ...], torch.Tensor]:
     """A tensor's shape and (sum, norm), reduced in place: equal for an identical tensor,
     and no copy of a large output is held (a language model's logits)."""
@@ -830,7 +835,9 @@ class TrainingProbe:
             return
         rec.forwards_compared += 1
         same = x.data_ptr() == a.data_ptr() and x.stride() == a.stride()
-        if same or torch.equal(x.detach(), a):
+        if (same or torch.equal(x.detach(), a)) and _distinct_samples(a):
+            # A batch of distinct samples met again exactly is no chance; one state (a
+            # rollout back at its start) or one sample repeated recurs by itself.
             file, line = user_frame()
             pending.repeat = RepeatedForward(rec.forwards, same, file=file, line=line)
 

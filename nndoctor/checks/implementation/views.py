@@ -30,7 +30,9 @@ def identical_views(ctx: CheckContext) -> None:
         In the first observed steps, each later training forward of the model that comes
         before any backward pass of the step is compared with the step's first forward:
         its input, value for value, and then its output (its shape, sum and norm, which
-        an identical tensor repeats exactly). The check fires when, in at least
+        an identical tensor repeats exactly). Only inputs holding at least two different
+        samples count: a batch of distinct samples met again exactly is no chance, while
+        one state (a rollout back at its start) recurs by itself. The check fires when, in at least
         ``repeated_forward_min_steps`` (2) steps, a forward repeated the first exactly
         (the same input gave the very same output, so nothing random such as dropout
         told them apart) and the graph of one backward pass holds both outputs: the loss
