@@ -257,6 +257,13 @@ class Thresholds:
     # (the padding) and its ignored ones at least this many, in this many observed steps.
     padding_mask_min_ids: int = 3
     padding_mask_min_steps: int = 2
+    # A network called on another's outputs (a GAN's discriminator on generated samples):
+    # a loss pushes the critic's score one way when sum(grad) / sum(|grad|) over its output
+    # is at least this far from 0 (a binary cross-entropy against one label: 1); the two
+    # networks' losses are called cooperating (18, 19) when, in at least this many of each
+    # one's steps, both push the same way and never the opposite ways.
+    adversarial_decisive_push: float = 0.5
+    adversarial_min_steps: int = 2
     # --- preprocessing and splits (13, 14, 15)
     augmentation_view_ratio: float = 0.9  # distance between two views of a sample / between samples
     # One-sided level of the test that the model already answers fresh augmented training

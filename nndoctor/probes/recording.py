@@ -396,6 +396,20 @@ class OtherOptimizer:
 
 
 @dataclass
+class CriticPush:
+    """A network's training call on another network's output (a discriminator on generated
+    samples), and which way the loss back-propagated to it pushed its output: gradient
+    descent lowers the output where ``grad_sum`` is positive (see probes/adversarial.py)."""
+
+    critic: str  # the class of the network called on the other's output
+    producer: str  # the class of the network whose output it was given
+    side: str  # whose update the loss served: "critic" or "producer" (the next optimizer's)
+    step: int  # the optimizer step (counting every optimizer) that followed
+    grad_sum: float  # sum of the gradient over the critic's outputs
+    grad_abs_sum: float  # sum of its absolute values
+
+
+@dataclass
 class Recording:
     """Everything the probes saw while real training steps ran."""
 
@@ -408,6 +422,8 @@ class Recording:
     other_optimizer_params: set[str] = field(default_factory=set)  # stepped by another optimizer
     # Optimizers over other networks (a GAN's second network), in the order first seen.
     other_optimizers: list[OtherOptimizer] = field(default_factory=list)
+    # Calls of one network on another's output, in the first optimizer steps (a GAN).
+    critic_pushes: list[CriticPush] = field(default_factory=list)
     module_types: dict[str, str] = field(default_factory=dict)  # name -> class name, for messages
     # name -> class, for kinds of layer (a subclass of nn.ReLU is a ReLU); see module_class.
     module_classes: dict[str, type] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from nndoctor.probes import stats
+from nndoctor.probes.adversarial import AdversarialProbe
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
@@ -297,6 +298,7 @@ class TrainingProbe:
         self._repeat_input = self._guard("repeats", self._note_repeat_input)
         self._repeat_output = self._guard("repeats", self._note_repeat_output)
         self._repeat_backward = self._guard("repeats", self._note_repeat_backward)
+        self._adversarial = AdversarialProbe(self.recording, self._guard)
 
     # -- life cycle --------------------------------------------------------------
     def __enter__(self) -> TrainingProbe:
@@ -335,6 +337,7 @@ class TrainingProbe:
         self._global_handles.append(
             optim_mod.register_optimizer_step_post_hook(self._post_step_outer)
         )
+        self._adversarial.install()
 
     def _patch_grad_scaler(self) -> None:
         """Under a GradScaler the loss is scaled and some steps are skipped on purpose.
@@ -505,7 +508,9 @@ class TrainingProbe:
         try:
             self._remove(self._model_handles)
             self._remove(self._global_handles)
+            self._finish_adversarial()
         finally:
+            self._adversarial.remove()
             for owner, name, original in reversed(self._patches):
                 setattr(owner, name, original)
             self._patches.clear()
@@ -519,6 +524,17 @@ class TrainingProbe:
             p.transfer.wait()
         self._drain()
         self._snapshot = None
+
+    def _finish_adversarial(self) -> None:
+        # Not through _guard: the probe is closed by now, and a guard would skip it.
+        try:
+            if "adversarial" not in self._disabled:
+                self._adversarial.finish()
+        except Exception as exc:  # a probe must never break the user's run
+            self._adversarial.remove()
+            self.recording.crashes.append(
+                ProbeCrash("adversarial", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            )
 
     # -- guards and patches --------------------------------------------------------
     def begin_step_at(self, module: nn.Module, args: tuple[Any, ...]) -> None:
@@ -1493,6 +1509,7 @@ class TrainingProbe:
         return False
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._guard("adversarial", self._adversarial.on_optimizer_step)(optimizer)
         if not self._is_tracked(optimizer):
             self._note_other_optimizer(optimizer)
             return

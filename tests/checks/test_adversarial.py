@@ -1,5 +1,4 @@
-"""Scripts that train several networks, each against its own loss (a GAN): the checks that
-assume one model and one objective stand down, and say why."""
+"""A GAN whose two losses push the discriminator's score of generated samples the same way."""
 
 from __future__ import annotations
 
@@ -7,84 +6,126 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from subjects import serious
 
 from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
 
-GAN = """
+SCRIPT = textwrap.dedent(
+    """
     import torch
+    import torch.nn.functional as F
     from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
+
     torch.manual_seed(0)
-    data = torch.randn(2048, 2) * 0.1 + torch.tensor([1.0, -1.0])
-    generator = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
-    discriminator = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
-    criterion = nn.BCEWithLogitsLoss()
-    opt_g = torch.optim.Adam(generator.parameters(), lr=5e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=5e-4, betas=(0.5, 0.999))
-    for epoch in range(3):
-        for (real,) in DataLoader(TensorDataset(data), batch_size=64, shuffle=True):
-            ones, zeros = torch.ones(64, 1), torch.zeros(64, 1)
-            fake = generator(torch.randn(64, 4))
-            opt_d.zero_grad()
-            d_loss = criterion(discriminator(real), ones) + criterion(discriminator(fake.detach()), zeros)
-            d_loss.backward()
-            opt_d.step()
-            opt_g.zero_grad()
-            g_loss = criterion(discriminator(fake), ones)
-            g_loss.backward()
-            opt_g.step()
-"""
+    netG = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
+    netD = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
 
-# Two optimizers over two halves of one model, stepped after one backward of one loss:
-# not alternating objectives, and the experiments stay on.
-ENCODER_DECODER = """
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-    torch.manual_seed(0)
-    x = torch.randn(1024, 8); y = (x[:, 0] > 0).long()
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
-            self.decoder = nn.Linear(32, 2)
-        def forward(self, x):
-            return self.decoder(self.encoder(x))
-    model = Model()
-    enc_opt = torch.optim.Adam(model.encoder.parameters(), lr=1e-3)
-    dec_opt = torch.optim.Adam(model.decoder.parameters(), lr=1e-3)
-    for epoch in range(3):
-        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True):
-            enc_opt.zero_grad(); dec_opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            loss.backward()
-            enc_opt.step(); dec_opt.step()
-"""
-
-SELECT = ("cannot-overfit-tiny-batch", "single-label-batches", "loss-term-dominates")
+    for step in range(40):
+        real = torch.randn(64, 2) * 0.1 + 2.0
+        D_FIRST
+        fake = netG(torch.randn(64, 4))
+        optD.zero_grad()
+        d_real, d_fake = netD(real), netD(fake.detach())
+        errD = D_LOSS
+        errD.backward()
+        optD.step()
+        optG.zero_grad()
+        g_fake = netD(fake)
+        errG = G_LOSS
+        errG.backward()
+        optG.step()
+    """
+)
+ONES, ZEROS = "torch.ones_like(d_real)", "torch.zeros_like(d_real)"
+BCE_D = f"bce(d_real, {ONES}) + bce(d_fake, {ZEROS})"
+BCE_G = f"bce(g_fake, {ONES})"
 
 
-def _check(tmp_path: Path, source: str, select: tuple[str, ...] = SELECT):  # noqa: ANN202 - a Report
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(source))
+def _check(tmp_path: Path, d_loss: str, g_loss: str, d_first: str = "") -> Report:
+    path = tmp_path / "gan.py"
+    path.write_text(
+        SCRIPT.replace("D_LOSS", d_loss).replace("G_LOSS", g_loss).replace("D_FIRST", d_first)
+    )
     return check_script(
-        str(script), selection=Selection(select=select, experiment_seconds=float("inf"))
+        str(path),
+        steps=8,
+        phase_steps=0,
+        selection=Selection(select=("generator-not-adversarial",)),
     )
 
 
-@pytest.mark.silent("single-label-batches")
-def test_a_gan_is_not_judged_as_one_model_fitting_one_loss(tmp_path: Path) -> None:
-    report = _check(tmp_path, GAN)
-    assert [f for f in report.findings if f.severity.value != "info"] == []
-    overfit = report.result("cannot-overfit-tiny-batch")
-    assert overfit.status.value == "skipped" and "alternates between optimizers" in overfit.detail
-    # The discriminator's real (1) and fake (0) targets in one step make a two-class batch.
-    assert report.result("single-label-batches").status.value == "passed"
-    # Its two terms give the generator no gradient at all: not terms of the generator's loss.
-    terms = report.result("loss-term-dominates")
-    assert terms.status.value == "skipped" and "gradient on the model's parameters" in terms.detail
+@pytest.mark.fires("generator-not-adversarial")
+def test_discriminator_labels_swapped_are_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, f"bce(d_real, {ZEROS}) + bce(d_fake, {ONES})", BCE_G)
+    (finding,) = serious(report, "generator-not-adversarial")
+    assert 18 in finding.reasons
+    assert finding.evidence["direction"] == "up"
+    assert len(finding.evidence["critic_pushes"]) >= 2
 
 
-def test_two_optimizers_after_one_backward_are_one_objective(tmp_path: Path) -> None:
-    report = _check(tmp_path, ENCODER_DECODER, ("cannot-overfit-tiny-batch",))
-    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+def test_a_generator_trained_towards_the_fake_label_is_found(tmp_path: Path) -> None:
+    report = _check(tmp_path, BCE_D, f"bce(g_fake, {ZEROS})")
+    (finding,) = serious(report, "generator-not-adversarial")
+    assert finding.evidence["direction"] == "down"
+
+
+def test_found_when_the_discriminator_is_called_first(tmp_path: Path) -> None:
+    # The observed model is then the discriminator, the generator the other network.
+    report = _check(tmp_path, f"bce(d_real, {ZEROS}) + bce(d_fake, {ONES})", BCE_G, "netD(real)")
+    assert serious(report, "generator-not-adversarial")
+
+
+@pytest.mark.silent("generator-not-adversarial")
+def test_the_non_saturating_game_passes(tmp_path: Path) -> None:
+    report = _check(tmp_path, BCE_D, BCE_G)
+    result = report.result("generator-not-adversarial")
+    assert result.status.value == "passed"
+    assert "8 down" in result.detail and "8 up" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("d_loss", "g_loss"),
+    [
+        (BCE_D, f"-bce(g_fake, {ZEROS})"),  # the saturating generator loss
+        ("d_fake.mean() - d_real.mean()", "-g_fake.mean()"),  # Wasserstein
+        ("F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()", "-g_fake.mean()"),  # hinge
+        (f"bce(d_real, {ZEROS}) + bce(d_fake, {ONES})", f"bce(g_fake, {ZEROS})"),  # 0 = real
+    ],
+)
+def test_other_adversarial_losses_pass(tmp_path: Path, d_loss: str, g_loss: str) -> None:
+    report = _check(tmp_path, d_loss, g_loss)
+    assert report.result("generator-not-adversarial").status.value == "passed"
+    assert not serious(report, "generator-not-adversarial")
+
+
+def test_one_network_alone_is_not_judged(tmp_path: Path) -> None:
+    path = tmp_path / "plain.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from torch import nn
+
+            torch.manual_seed(0)
+            net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+            opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            for step in range(20):
+                x = torch.randn(32, 4)
+                loss = (net(x).squeeze(1) - x.sum(1)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            """
+        )
+    )
+    report = check_script(
+        str(path),
+        steps=8,
+        phase_steps=0,
+        selection=Selection(select=("generator-not-adversarial",)),
+    )
+    assert report.result("generator-not-adversarial").status.value == "skipped"

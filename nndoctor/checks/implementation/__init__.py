@@ -1,6 +1,7 @@
 """Part III of REASONS.md: implementation issues (one file per check family)."""
 
 from nndoctor.checks.implementation import (  # noqa: F401
+    adversarial,
     derivatives,
     layers,
     loss,
