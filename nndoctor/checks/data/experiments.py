@@ -9,11 +9,13 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import torch
 
 from nndoctor.checks import causes
+from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import (
@@ -938,6 +940,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ctx.skip(
             f"{len(set(labels))} distinct labels among {len(labels)} samples: each label is learned by heart"
         )
+    layout = teacher_layout(
+        subject, pool[0], int(subject.loss_kwargs.get("ignore_index", -100)), t.next_token_match
+    )
+    if layout is not None:
+        _judge_sources(ctx, lab, subject, layout)
+        return
     run = run_evidence(ctx.recording, t)
     if run is not None and run.better_than_labels_alone() < t.label_pairing_alpha:
         ctx.note(f"{run.describe()}: the labels follow the inputs")
@@ -1151,6 +1159,58 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ),
         fix="Check that inputs and labels are shuffled, sorted and filtered together.",
         evidence=evidence,
+    )
+
+
+def _judge_sources(ctx: CheckContext, lab: Lab, subject: Subject, layout: TeacherLayout) -> None:
+    """labels-not-connected for a teacher-forced model: the source against the (decoder
+    input, target) pairs (see nndoctor.checks.data.teacher)."""
+    t = ctx.thresholds
+    batches = lab.small_batches(t.pairing_extended_batches, t.pairing_batch_size)
+    batches, _ = dealt(lab, subject, t, batches, "sources")
+    fit = source_pairing(
+        lab, subject, batches, layout, t.pairing_extended_steps, t.source_permutations
+    )
+    if fit is None:
+        ctx.inconclusive(
+            "the model is fed its targets one position on (teacher forcing), and too few "
+            "batches are kept to test its other inputs against them: inconclusive"
+        )
+        return
+    if fit.p_value <= t.label_pairing_alpha:
+        ctx.note(f"{fit.describe()}: the targets follow the model's other inputs")
+        return
+    permuted = sum(fit.permuted) / len(fit.permuted)
+    useful = t.pairing_useful_gain * permuted
+    bound = fit.gain_bound(NormalDist().inv_cdf(1 - t.label_pairing_alpha))
+    if bound >= useful:
+        ctx.inconclusive(
+            f"{fit.describe()}: a gain of a tenth of the loss ({useful:.3g}) is not ruled out "
+            f"(upper bound {bound:.3g}): inconclusive"
+        )
+        return
+    ctx.finding(
+        title="Targets do not follow the model's inputs beyond its decoder input",
+        message=(
+            f"The model is fed its targets one position on (teacher forcing), which predicts "
+            f"part of them by itself; tested against that, {fit.describe()}. The gain from "
+            f"the samples' own sources is at most {max(bound, 0.0):.3g} "
+            f"(upper bound at {t.label_pairing_alpha:g}), under a tenth of the loss: the "
+            "sources and targets are paired at random."
+        ),
+        fix=(
+            "Check that sources and targets are shuffled, sorted, padded and filtered "
+            "together (a collate_fn that sorts the sources must reorder the targets too)."
+        ),
+        evidence={
+            "teacher_input": layout.index,
+            "held_out_samples": fit.samples,
+            "steps": fit.steps,
+            "loss_own_sources": fit.real,
+            "loss_other_sources": permuted,
+            "p_value": fit.p_value,
+            "gain_upper_bound": bound,
+        },
     )
 
 

@@ -1,0 +1,199 @@
+"""Whether a teacher-forced model's other inputs (the source) follow its targets.
+
+A sequence-to-sequence model trained with teacher forcing is given the targets one
+position on as an input of its own (``decoder_input = [BOS] + targets[:-1]``). That input
+alone predicts part of each target (its length, its padding, a frequent next token), so a
+model learns something even when the source sentences, images or sequences belong to other
+samples; tests of the input-target pairing that permute the targets alone break the
+decoder input's link with them and would call the pairing real. What must be tested is
+the source against the pair (decoder input, target): permute the pair among the samples,
+keep the source, and see whether a copy trained on the real data predicts held-out
+targets better with their own source than with another sample's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nndoctor.checks.lab import Lab
+from nndoctor.subject import Subject
+from nndoctor.trees import tensors
+
+
+@dataclass
+class TeacherLayout:
+    """Where the decoder input is and how the target lines up with it."""
+
+    index: int  # the positional model input holding the targets one position on
+    sample_axis: int  # that input's axis of samples
+    transposed: bool  # the target is the input's layout flattened sample-first (2-D input)
+    match: float  # share of scored positions matched one position on
+
+
+def _as_input(target: torch.Tensor, shape: torch.Size, transposed: bool) -> torch.Tensor:
+    if transposed:
+        return target.reshape(shape[1], shape[0]).t()
+    return target.reshape(shape)
+
+
+def _from_input(view: torch.Tensor, target: torch.Tensor, transposed: bool) -> torch.Tensor:
+    return (view.t() if transposed else view).reshape(target.shape)
+
+
+def teacher_layout(subject: Subject, batch: Any, ignore_index: int, least: float) -> TeacherLayout | None:
+    """The model input that is the batch's targets one position on (at ``least`` of the
+    scored positions), when the model has other tensor inputs beside it; None otherwise."""
+    inputs = subject.inputs(batch)
+    target = subject.targets(batch)
+    if not isinstance(inputs, tuple) or not isinstance(target, torch.Tensor):
+        return None
+    if target.is_floating_point() or len(tensors(inputs)) < 2:
+        return None
+    best: TeacherLayout | None = None
+    for i, x in enumerate(inputs):
+        if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dim() != 2:
+            continue
+        if x.numel() != target.numel() or x.device != target.device:
+            continue
+        for transposed in (False, True):
+            y = _as_input(target, x.shape, transposed)
+            for axis in (0, 1):
+                n = x.shape[axis]
+                if n < 2:
+                    continue
+                ahead, here = x.narrow(axis, 1, n - 1), y.narrow(axis, 0, n - 1)
+                scored = here != ignore_index
+                if not bool(scored.any()):
+                    continue
+                share = float((ahead == here)[scored].float().mean())
+                if share >= least and (best is None or share > best.match):
+                    best = TeacherLayout(i, 1 - axis, transposed, share)
+    if best is None or not _sources(inputs, best):
+        return None
+    return best
+
+
+def _sources(inputs: tuple[Any, ...], layout: TeacherLayout) -> list[int]:
+    """The model inputs beside the decoder input that hold one entry per sample: token ids
+    along the decoder input's axis of samples, float data (images, features) along their
+    first axis. A recurrent state carried over from the previous batch (an LSTM's
+    ``(layers, batch, hidden)``) is no source: it came from the script's own model, which
+    a copy cannot read."""
+    n = inputs[layout.index].shape[layout.sample_axis]
+    found = []
+    for j, x in enumerate(inputs):
+        if j == layout.index or not isinstance(x, torch.Tensor) or x.dim() == 0:
+            continue
+        axis = 0 if x.is_floating_point() else layout.sample_axis
+        if x.dim() > axis and x.shape[axis] == n:
+            found.append(j)
+    return found
+
+
+def permuted_pairs(
+    subject: Subject, batch: Any, layout: TeacherLayout, perm: torch.Tensor
+) -> Any | None:
+    """``batch`` with the decoder input and the targets moved together to other samples
+    (``perm`` along the samples), the source left where it was."""
+    inputs = subject.inputs(batch)
+    target = subject.targets(batch)
+    x = inputs[layout.index]
+    perm = perm.to(x.device)
+    y = _as_input(target, x.shape, layout.transposed).index_select(layout.sample_axis, perm)
+    moved = list(inputs)
+    moved[layout.index] = x.index_select(layout.sample_axis, perm)
+    new = subject.with_inputs(batch, tuple(moved))
+    if new is None:
+        return None
+    return subject.with_targets(new, _from_input(y, target, layout.transposed))
+
+
+@dataclass
+class SourcePairing:
+    """A copy trained on the real data, on held-out batches: the loss with each sample's
+    own source, and with the (decoder input, target) pairs permuted among the samples."""
+
+    samples: int
+    steps: int
+    real: float  # mean held-out loss, own sources
+    permuted: list[float]  # the same under each permutation
+
+    @property
+    def p_value(self) -> float:
+        """One-sided: the share of permutations (and the real pairing) scoring as low."""
+        return (1 + sum(v <= self.real for v in self.permuted)) / (1 + len(self.permuted))
+
+    @property
+    def gain(self) -> float:
+        """How much lower the held-out loss is with the samples' own sources."""
+        return sum(self.permuted) / len(self.permuted) - self.real
+
+    @property
+    def spread(self) -> float:
+        mean = sum(self.permuted) / len(self.permuted)
+        return math.sqrt(sum((v - mean) ** 2 for v in self.permuted) / max(len(self.permuted) - 1, 1))
+
+    def gain_bound(self, z: float) -> float:
+        """An upper confidence bound on the gain: the gain plus ``z`` times the spread of
+        the permuted losses (the sampling noise of a held-out mean)."""
+        return self.gain + z * self.spread
+
+    def describe(self) -> str:
+        mean = sum(self.permuted) / len(self.permuted)
+        return (
+            f"a copy trained {self.steps} steps on the real pairs predicts {self.samples} "
+            f"held-out targets with a loss of {self.real:.4g} given their own sources, "
+            f"{mean:.4g} given other samples' (decoder input and target moved together; "
+            f"permutation p={self.p_value:.2g})"
+        )
+
+
+def source_pairing(
+    lab: Lab,
+    subject: Subject,
+    batches: list[Any],
+    layout: TeacherLayout,
+    steps: int,
+    permutations: int,
+) -> SourcePairing | None:
+    """Train a fresh copy on the first half of ``batches`` (real pairs), then score the
+    other half with every sample's own source and under ``permutations`` permutations of
+    the (decoder input, target) pairs within each batch. None with fewer than four batches
+    or a layout the batches do not share."""
+    if len(batches) < 4:
+        return None
+    half = len(batches) // 2
+    train, held = batches[:half], batches[half:]
+    model = lab.fresh_model()
+    run = lab.train(train, steps, regularisation=False, model=model)
+    if not run.losses:
+        return None
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    sizes = []
+    for b in held:
+        x = subject.inputs(b)[layout.index]
+        sizes.append(int(x.shape[layout.sample_axis]))
+    real = _mean_loss(lab, model, held, sizes)
+    permuted: list[float] = []
+    for _ in range(permutations):
+        moved = []
+        for b, n in zip(held, sizes, strict=True):
+            new = permuted_pairs(subject, b, layout, torch.randperm(n, generator=gen))
+            if new is None:
+                return None
+            moved.append(new)
+        permuted.append(_mean_loss(lab, model, moved, sizes))
+    if not (math.isfinite(real) and all(math.isfinite(v) for v in permuted)):
+        return None
+    return SourcePairing(sum(sizes), steps, real, permuted)
+
+
+def _mean_loss(lab: Lab, model: torch.nn.Module, batches: list[Any], sizes: list[int]) -> float:
+    losses = lab.evaluate(model, batches)
+    return sum(v * n for v, n in zip(losses, sizes, strict=True)) / sum(sizes)
+
