@@ -895,6 +895,17 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ending no lower than the permuted runs' mean; otherwise it is inconclusive. How
         often healthy scripts draw the finding is measured on the bench's healthy cases
         (the README's numbers).
+        A teacher-forced model (an encoder-decoder fed its targets one position on beside
+        its source: token ids, an image) is tested differently, because its decoder input
+        alone predicts part of each target and any test permuting the targets alone
+        breaks that link: a copy trained on half of up to ``pairing_extended_batches``
+        batches for ``pairing_extended_steps`` steps scores the other half with each
+        sample's own source and under ``source_permutations`` (99) permutations of the
+        (decoder input, target) pairs among the samples. A permutation p-value at most
+        ``label_pairing_alpha`` shows the targets follow the sources; the finding needs the
+        gain from the own sources ruled out beyond a tenth of the loss
+        (``pairing_useful_gain``, an upper bound at ``label_pairing_alpha``: the gain plus
+        z times the permuted losses' spread); otherwise it is inconclusive.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
