@@ -235,15 +235,25 @@ def recorded_loss_terms() -> Iterator[list[tuple[str, torch.Tensor]]]:
 def loss_term_gradients(
     total: torch.Tensor, terms: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]
 ) -> list[dict[str, Any]]:
-    """Each term's effective gradient norm in ``total``: its weight in the total times ∇term."""
+    """Each term's effective gradient norm in ``total``: its weight in the total times ∇term.
+    Then one more row, ``"rest": True``, for the part of the total the recognised terms do
+    not account for (terms written in plain torch): the norm of ∇total less their weighted
+    gradients, beside ``recognised_norm``, the norm of those weighted gradients summed."""
     weights = torch.autograd.grad(
         total, [t for _, t in terms], retain_graph=True, allow_unused=True
     )
+    whole = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
+    rest = [g.detach().double().clone() if g is not None else None for g in whole]
     rows = []
+    explained = 0.0
     for (name, term), w in zip(terms, weights, strict=True):
         grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
         sq = sum(float(g.detach().double().pow(2).sum()) for g in grads if g is not None)
         weight = float(w) if w is not None else 0.0
+        for r, g in zip(rest, grads, strict=True):
+            if r is not None and g is not None:
+                r.sub_(g.detach().double(), alpha=weight)
+        explained += weight * float(term.detach())
         rows.append(
             {
                 "term": name,
@@ -252,6 +262,22 @@ def loss_term_gradients(
                 "grad_norm": abs(weight) * sq**0.5,
             }
         )
+    rest_sq = sum(float(r.pow(2).sum()) for r in rest if r is not None)
+    recognised_sq = sum(
+        float((g.detach().double() - r).pow(2).sum())
+        for g, r in zip(whole, rest, strict=True)
+        if g is not None and r is not None
+    )
+    rows.append(
+        {
+            "term": "rest",
+            "value": float(total.detach()) - explained,
+            "weight": 1.0,
+            "grad_norm": rest_sq**0.5,
+            "rest": True,
+            "recognised_norm": recognised_sq**0.5,
+        }
+    )
     return rows
 
 

@@ -551,6 +551,51 @@ def test_a_weight_drawn_anew_at_each_step_dominating_once_is_no_finding() -> Non
     assert "at the next step" in report.result("loss-term-dominates").detail
 
 
+def _hand_written_report(scale: float, penalty: float = 0.0) -> nndoctor.Report:
+    """Two recognised terms (cross-entropy, MSE on one box coordinate) and a box term by
+    hand, as detection losses are written, weighted by ``scale``; an L2 penalty by hand."""
+
+    def loss_fn(model: nn.Module, batch: tuple) -> torch.Tensor:
+        x, y = batch
+        logits, boxes = model(x)
+        by_hand = (boxes[:, 1] - x[:, 1]).pow(2).mean()
+        weights = sum(p.pow(2).sum() for p in model.parameters())
+        return (
+            F.cross_entropy(logits, y)
+            + F.mse_loss(boxes[:, 0], x[:, 0])
+            + scale * by_hand
+            + penalty * weights
+        )
+
+    model = TwoHeads()
+    return run(
+        select=["loss-term-dominates"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=loss_fn,
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+def test_a_hand_written_term_scaled_up_dominates_the_recognised_ones() -> None:
+    (finding,) = _hand_written_report(1000.0).by_check("loss-term-dominates")
+    assert finding.reasons == [20]
+    assert finding.evidence["ratio"] > 100
+    assert "plain torch" in finding.title
+
+
+@pytest.mark.silent("loss-term-dominates")
+@pytest.mark.parametrize(("scale", "penalty"), [(1.0, 0.0), (1.0, 1e-4)])
+def test_a_hand_written_term_of_their_size_or_a_small_penalty_passes(
+    scale: float, penalty: float
+) -> None:
+    report = _hand_written_report(scale, penalty)
+    assert report.by_check("loss-term-dominates") == []
+    result = report.result("loss-term-dominates")
+    assert result.status.value == "passed"
+    assert "the rest of the loss (plain torch)" in result.detail
+
+
 def _regression(head: nn.Module, targets: torch.Tensor) -> dict:
     torch.manual_seed(0)
     x = torch.rand(128, 8)

@@ -801,9 +801,13 @@ def loss_term_dominates(ctx: CheckContext) -> None:
         On a copy at the initial weights and one batch, the gradient norm (over all
         parameters) that each recognised loss term contributes to the total, including
         the weight it carries in the total. A warning when one is ``loss_term_ratio``
-        (100: two orders of magnitude) times another's. A term that dominates must do so
-        at a second step too: weights drawn at random each step (mixup's λ) dominate one
-        step by chance.
+        (100: two orders of magnitude) times another's. The rest of the loss, the part
+        written in plain torch (a box regression by hand beside recognised classification
+        terms), is the total's gradient less the recognised terms' weighted gradients: a
+        warning too when its norm is ``loss_term_ratio`` times that of their sum (a rest
+        that is smaller, a weight penalty, is what a regulariser should be). A term that
+        dominates must do so at a second step too: weights drawn at random each step
+        (mixup's λ) dominate one step by chance.
 
     How to fix:
         Rescale the terms so that their gradient contributions are within an order of
@@ -827,16 +831,42 @@ def loss_term_dominates(ctx: CheckContext) -> None:
         )
     if lab is None or not (lab.available or lab.script is not None):
         ctx.skip("no copy of the training step can be run")
-    rows = _term_rows(lab, 0)
+    rows, rest = _split_rest(_term_rows(lab, 0))
+    t = ctx.thresholds
+    if rest is not None and _rest_dominates(rest, t.loss_term_ratio):
+        again = _split_rest(_term_rows(lab, 1))[1]
+        if again is None or _rest_dominates(again, t.loss_term_ratio):
+            share = rest["grad_norm"] / rest["recognised_norm"]
+            named = ", ".join(sorted({r["term"] for r in rows}))
+            ctx.finding(
+                title="The part of the loss written in plain torch dominates the gradient",
+                message=(
+                    f"Beside the recognised loss terms ({named}; together a gradient of norm "
+                    f"{rest['recognised_norm']:.3g}), the rest of the loss, computed in plain "
+                    f"torch, contributes a gradient of norm {rest['grad_norm']:.3g}: {share:.3g}× "
+                    "theirs, at two steps. The recognised terms are effectively ignored by the "
+                    "optimiser."
+                ),
+                fix=(
+                    "Rescale the hand-written terms (their weights, or targets in normalised "
+                    "units) so their gradient is comparable with the other terms' at the start."
+                ),
+                evidence={"terms": rows, "rest": rest, "ratio": share},
+            )
+            return
     if len(rows) < 2:
         ctx.skip("fewer than two loss terms with a gradient on the model's parameters")
     ratio = _ratio(rows)
-    ctx.note("term gradient norms: " + ", ".join(f"{r['term']}={r['grad_norm']:.3g}" for r in rows))
+    ctx.note(
+        "term gradient norms: "
+        + ", ".join(f"{r['term']}={r['grad_norm']:.3g}" for r in rows)
+        + (f"; the rest of the loss (plain torch) {rest['grad_norm']:.3g}" if rest else "")
+    )
     if ratio < ctx.thresholds.loss_term_ratio:
         return
     # A weight drawn at random each step (mixup's λ and 1 - λ) can make one term dominate
     # one step by chance: a weighting does so at every step, so a second step must agree.
-    again = _term_rows(lab, 1)
+    again = _split_rest(_term_rows(lab, 1))[0]
     if len(again) >= 2 and _ratio(again) < ctx.thresholds.loss_term_ratio:
         ctx.note(
             ctx.detail
@@ -858,6 +888,19 @@ def loss_term_dominates(ctx: CheckContext) -> None:
         fix="Rescale the terms (weights or normalised targets) so their gradient norms are comparable at the start.",
         evidence={"terms": rows, "ratio": ratio},
     )
+
+
+def _split_rest(
+    rows: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The recognised terms' rows, and the row of the rest of the loss (None without one)."""
+    rest = next((r for r in rows if r.get("rest")), None)
+    return [r for r in rows if not r.get("rest")], rest
+
+
+def _rest_dominates(rest: dict[str, Any], ratio: float) -> bool:
+    recognised = rest.get("recognised_norm", 0.0)
+    return recognised > 0 and rest["grad_norm"] >= ratio * recognised
 
 
 def _term_rows(lab: Any, step: int) -> list[dict[str, Any]]:
