@@ -163,6 +163,25 @@ def mean_above_zero_p(values: list[float]) -> float:
     return 0.5 * regularized_beta(df / (df + t * t), df / 2.0, 0.5)
 
 
+def student_t_above(t: float, dof: float) -> float:
+    """P(T > t) for Student's t with ``dof`` degrees of freedom."""
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * regularized_beta(dof / (dof + t * t), dof / 2.0, 0.5)
+    return tail if t >= 0 else 1.0 - tail
+
+
+def student_t_quantile(p: float, dof: float) -> float:
+    """The ``t`` with P(T > t) = ``p`` (0 < p < 0.5), by bisection."""
+    low, high = 0.0, 1.0
+    while student_t_above(high, dof) > p:
+        high *= 2.0
+    for _ in range(100):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if student_t_above(mid, dof) > p else (low, mid)
+    return 0.5 * (low + high)
+
+
 # Series and continued fraction for the incomplete gamma function (Numerical Recipes 6.2).
 _GAMMA_ITERATIONS = 500
 

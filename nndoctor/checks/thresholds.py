@@ -172,9 +172,9 @@ class Thresholds:
     # memorises its half predicts unseen samples best before it does.
     pairing_looks: int = 3
     # For a teacher-forced model (fed its targets one position on): permutations of the
-    # held-out (decoder input, target) pairs its sources are tested against; 99 give a
-    # smallest p of 0.01, label_pairing_alpha.
-    source_permutations: int = 99
+    # held-out (decoder input, target) pairs its sources are tested against (their losses'
+    # mean and spread: each permutation costs a pass over the held-out batches).
+    source_permutations: int = 19
     experiment_batch_size: int = 16  # experiments training several copies cut batches to this
     random_input_same_rtol: float = 1e-4  # loss curves on noise and data this close: input ignored
     input_sensitivity: float = (

@@ -11,6 +11,8 @@ from nndoctor.checks.preprocessing.inputs import tensor_channel_stats
 from nndoctor.checks.significance import (
     binomial_upper_bound,
     chi_square_above_p,
+    student_t_above,
+    student_t_quantile,
     two_sided_level,
     variance_ratio_p,
 )
@@ -101,3 +103,10 @@ def test_the_binomial_upper_bound_covers_the_true_rate_as_often_as_stated() -> N
     below = sum(binomial_upper_bound(n, int(k), alpha) < p for k in draws)
     assert below <= 2000 * alpha * 1.3  # exact bound: at most alpha, a little less when discrete
     assert below >= 2000 * alpha * 0.5
+
+
+def test_student_t_tail_and_quantile_match_the_tables() -> None:
+    assert abs(student_t_quantile(0.01, 18) - 2.552) < 1e-3
+    assert abs(student_t_quantile(0.025, 10) - 2.228) < 1e-3
+    assert math.isclose(student_t_above(0.0, 5), 0.5)
+    assert math.isclose(student_t_above(-2.228, 10), 0.975, rel_tol=1e-3)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 import torch
@@ -900,12 +899,14 @@ def labels_not_connected(ctx: CheckContext) -> None:
         alone predicts part of each target and any test permuting the targets alone
         breaks that link: a copy trained on half of up to ``pairing_extended_batches``
         batches for ``pairing_extended_steps`` steps scores the other half with each
-        sample's own source and under ``source_permutations`` (99) permutations of the
-        (decoder input, target) pairs among the samples. A permutation p-value at most
-        ``label_pairing_alpha`` shows the targets follow the sources; the finding needs the
-        gain from the own sources ruled out beyond a tenth of the loss
+        sample's own source and under ``source_permutations`` (19) permutations of the
+        (decoder input, target) pairs among the samples. A p-value at most
+        ``label_pairing_alpha`` (the real loss one more draw among the permuted losses:
+        Student's t on their mean and spread) shows the targets follow the sources; the
+        finding needs the gain from the own sources ruled out beyond a tenth of the loss
         (``pairing_useful_gain``, an upper bound at ``label_pairing_alpha``: the gain plus
-        z times the permuted losses' spread); otherwise it is inconclusive.
+        Student's quantile times the permuted losses' spread); otherwise it is
+        inconclusive.
 
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
@@ -1193,7 +1194,7 @@ def _judge_sources(ctx: CheckContext, lab: Lab, subject: Subject, layout: Teache
         return
     permuted = sum(fit.permuted) / len(fit.permuted)
     useful = t.pairing_useful_gain * permuted
-    bound = fit.gain_bound(NormalDist().inv_cdf(1 - t.label_pairing_alpha))
+    bound = fit.gain_bound(t.label_pairing_alpha)
     if bound >= useful:
         ctx.inconclusive(
             f"{fit.describe()}: a gain of a tenth of the loss ({useful:.3g}) is not ruled out "

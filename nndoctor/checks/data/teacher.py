@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from nndoctor.checks.lab import Lab
+from nndoctor.checks.significance import student_t_above, student_t_quantile
 from nndoctor.subject import Subject
 from nndoctor.trees import tensors
 
@@ -44,7 +45,9 @@ def _from_input(view: torch.Tensor, target: torch.Tensor, transposed: bool) -> t
     return (view.t() if transposed else view).reshape(target.shape)
 
 
-def teacher_layout(subject: Subject, batch: Any, ignore_index: int, least: float) -> TeacherLayout | None:
+def teacher_layout(
+    subject: Subject, batch: Any, ignore_index: int, least: float
+) -> TeacherLayout | None:
     """The model input that is the batch's targets one position on (at ``least`` of the
     scored positions), when the model has other tensor inputs beside it; None otherwise."""
     inputs = subject.inputs(batch)
@@ -124,8 +127,15 @@ class SourcePairing:
 
     @property
     def p_value(self) -> float:
-        """One-sided: the share of permutations (and the real pairing) scoring as low."""
-        return (1 + sum(v <= self.real for v in self.permuted)) / (1 + len(self.permuted))
+        """One-sided, that the own sources score no better than others'. Exchangeable
+        sources make the real loss one more draw like the permuted ones: its distance below
+        their mean, over their spread times sqrt(1 + 1/n), is Student's t with n - 1
+        degrees of freedom for n permutations (each loss a mean over hundreds of held-out
+        samples, near normal)."""
+        n = len(self.permuted)
+        if self.spread == 0:
+            return 0.0 if self.gain > 0 else 1.0
+        return student_t_above(self.gain / (self.spread * math.sqrt(1 + 1 / n)), n - 1)
 
     @property
     def gain(self) -> float:
@@ -135,20 +145,25 @@ class SourcePairing:
     @property
     def spread(self) -> float:
         mean = sum(self.permuted) / len(self.permuted)
-        return math.sqrt(sum((v - mean) ** 2 for v in self.permuted) / max(len(self.permuted) - 1, 1))
+        return math.sqrt(
+            sum((v - mean) ** 2 for v in self.permuted) / max(len(self.permuted) - 1, 1)
+        )
 
-    def gain_bound(self, z: float) -> float:
-        """An upper confidence bound on the gain: the gain plus ``z`` times the spread of
-        the permuted losses (the sampling noise of a held-out mean)."""
-        return self.gain + z * self.spread
+    def gain_bound(self, alpha: float) -> float:
+        """An upper confidence bound at ``alpha`` on the gain: the gain plus Student's
+        quantile times the permuted losses' spread (the sampling noise of one held-out
+        mean), scaled as in ``p_value``."""
+        n = len(self.permuted)
+        return self.gain + student_t_quantile(alpha, n - 1) * self.spread * math.sqrt(1 + 1 / n)
 
     def describe(self) -> str:
         mean = sum(self.permuted) / len(self.permuted)
         return (
             f"a copy trained {self.steps} steps on the real pairs predicts {self.samples} "
             f"held-out targets with a loss of {self.real:.4g} given their own sources, "
-            f"{mean:.4g} given other samples' (decoder input and target moved together; "
-            f"permutation p={self.p_value:.2g})"
+            f"{mean:.4g} (spread {self.spread:.2g}) given other samples' over "
+            f"{len(self.permuted)} permutations (decoder input and target moved together; "
+            f"p={self.p_value:.2g})"
         )
 
 
@@ -196,4 +211,3 @@ def source_pairing(
 def _mean_loss(lab: Lab, model: torch.nn.Module, batches: list[Any], sizes: list[int]) -> float:
     losses = lab.evaluate(model, batches)
     return sum(v * n for v, n in zip(losses, sizes, strict=True)) / sum(sizes)
-
