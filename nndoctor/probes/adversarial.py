@@ -33,8 +33,13 @@ from nndoctor.trees import tensors
 # Optimizer steps (of either network) over which calls are watched: a few rounds of a
 # discriminator step and a generator step, enough for a pattern of every iteration.
 MAX_ADVERSARIAL_STEPS = 16
-# Outputs of the last network calls kept (weakly) as possible producers' outputs.
+# Outputs of the last network calls kept as possible producers' outputs.
 MAX_PRODUCED = 8
+# ... held (a detached alias: the values, not the graph) up to this size, so that
+# ``netD(netG(z).detach())``, whose generated tensor dies before the critic is called,
+# still shows where its input came from (and no other tensor can take its memory);
+# larger outputs (a language model's logits) are only followed while the script holds them.
+MAX_HELD_BYTES = 16 * 2**20
 
 
 def _storage(t: torch.Tensor) -> int | None:
@@ -49,6 +54,10 @@ class _Produced:
     output: weakref.ReferenceType[torch.Tensor]
     storage: int
     module: nn.Module
+    held: torch.Tensor | None = None
+
+    def alive(self) -> bool:
+        return self.held is not None or self.output() is not None
 
 
 @dataclass
@@ -73,7 +82,9 @@ class AdversarialProbe:
         self._produced: list[_Produced] = []
         self._waiting: list[_Call] = []  # grads arrived, no optimizer step since
         self._labelled: list[tuple[_Call, str, int]] = []
-        self._params: dict[int, frozenset[int]] = {}
+        self._params: weakref.WeakKeyDictionary[nn.Module, frozenset[int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._steps = 0
 
     def install(self) -> None:
@@ -115,7 +126,9 @@ class AdversarialProbe:
         for out in outputs:
             storage = _storage(out)
             if storage is not None:
-                self._produced.append(_Produced(weakref.ref(out), storage, module))
+                small = out.numel() * out.element_size() <= MAX_HELD_BYTES
+                held = out.detach() if small else None
+                self._produced.append(_Produced(weakref.ref(out), storage, module, held))
         del self._produced[:-MAX_PRODUCED]
 
     def _producer_of(self, module: nn.Module, args: Any) -> nn.Module | None:
@@ -126,7 +139,7 @@ class AdversarialProbe:
             if storage is None:
                 continue
             for p in reversed(self._produced):
-                if p.storage != storage or p.output() is None or p.module is module:
+                if p.storage != storage or not p.alive() or p.module is module:
                     continue
                 if self._param_ids(p.module) & mine:
                     continue  # a part of the same network (weights shared)
@@ -134,10 +147,10 @@ class AdversarialProbe:
         return None
 
     def _param_ids(self, module: nn.Module) -> frozenset[int]:
-        ids = self._params.get(id(module))
+        ids = self._params.get(module)
         if ids is None:
             ids = frozenset(id(p) for p in module.parameters())
-            self._params[id(module)] = ids
+            self._params[module] = ids
         return ids
 
     def _grad_hook(self, call: _Call) -> Callable[[torch.Tensor], None]:
