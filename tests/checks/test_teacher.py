@@ -124,3 +124,12 @@ def test_a_language_model_with_a_carried_state_has_no_source() -> None:
     hidden = torch.zeros(2, 4, 32)  # (layers, batch, hidden), carried from the last batch
     subject = _subject(hidden, tokens[:-1], tokens[1:].reshape(-1))
     assert teacher_layout(subject, subject.take_batches(1)[0], -100, 0.9) is None
+
+
+def test_a_model_given_its_targets_to_compute_its_own_loss_has_no_source_test() -> None:
+    # nanoGPT's model(idx, targets): the next-token targets are an input of their own.
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 50, (4, 9), generator=g)
+    idx, targets = tokens[:, :-1], tokens[:, 1:]
+    subject = _subject(idx, targets, targets.reshape(-1))
+    assert teacher_layout(subject, subject.take_batches(1)[0], -100, 0.9) is None

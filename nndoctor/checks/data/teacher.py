@@ -56,6 +56,10 @@ def teacher_layout(
         return None
     if target.is_floating_point() or len(tensors(inputs)) < 2:
         return None
+    if any(_holds(x, target) for x in inputs):
+        # The targets are a model input too (a model computing its loss inside from
+        # ``targets`` it is given): a source test would move them apart from themselves.
+        return None
     best: TeacherLayout | None = None
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor) or x.is_floating_point() or x.dim() != 2:
@@ -78,6 +82,16 @@ def teacher_layout(
     if best is None or not _sources(inputs, best):
         return None
     return best
+
+
+def _holds(x: Any, target: torch.Tensor) -> bool:
+    return (
+        isinstance(x, torch.Tensor)
+        and x.numel() == target.numel()
+        and x.device == target.device
+        and x.dtype == target.dtype
+        and torch.equal(x.reshape(-1), target.reshape(-1))
+    )
 
 
 def _sources(inputs: tuple[Any, ...], layout: TeacherLayout) -> list[int]:
