@@ -66,7 +66,8 @@ class _Call:
 
     critic: nn.Module
     producer: nn.Module
-    sums: list[torch.Tensor] = field(default_factory=list)  # [sum(grad), sum(|grad|)] each
+    # Per output tensor (its place among the call's float outputs): [sum(grad), sum(|grad|)].
+    sums: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 class AdversarialProbe:
@@ -118,9 +119,9 @@ class AdversarialProbe:
         producer = self._producer_of(module, args) if torch.is_grad_enabled() else None
         if producer is not None:
             call = _Call(critic=module, producer=producer)
-            for out in outputs:
+            for k, out in enumerate(outputs):
                 if out.requires_grad:
-                    out.register_hook(self._guard("adversarial", self._grad_hook(call)))
+                    out.register_hook(self._guard("adversarial", self._grad_hook(call, k)))
         # Produced under no_grad too: the critic's own update is often fed samples
         # generated without a graph.
         for out in outputs:
@@ -153,11 +154,12 @@ class AdversarialProbe:
             self._params[module] = ids
         return ids
 
-    def _grad_hook(self, call: _Call) -> Callable[[torch.Tensor], None]:
+    def _grad_hook(self, call: _Call, k: int) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
             with torch.no_grad():
                 g = grad.detach().float()
-                call.sums.append(torch.stack([g.sum(), g.abs().sum()]))
+                new = torch.stack([g.sum(), g.abs().sum()])
+                call.sums[k] = call.sums[k] + new if k in call.sums else new
             if not any(c is call for c in self._waiting):
                 self._waiting.append(call)
 
@@ -187,11 +189,15 @@ class AdversarialProbe:
         """Remove the hooks and copy what was measured into the recording (one host copy)."""
         self.remove()
         self._produced.clear()
-        calls = [(c, side, step) for c, side, step in self._labelled if c.sums]
-        if not calls:
+        rows = [
+            (call, side, step, k, sums)
+            for call, side, step in self._labelled
+            for k, sums in sorted(call.sums.items())
+        ]
+        if not rows:
             return
-        sums = torch.stack([torch.stack(c.sums).sum(0).cpu() for c, _, _ in calls]).tolist()
-        for (call, side, step), (total, size) in zip(calls, sums, strict=True):
+        values = torch.stack([sums.cpu() for *_, sums in rows]).tolist()
+        for (call, side, step, k, _), (total, size) in zip(rows, values, strict=True):
             self.recording.critic_pushes.append(
                 CriticPush(
                     critic=type(call.critic).__name__,
@@ -200,6 +206,7 @@ class AdversarialProbe:
                     step=step,
                     grad_sum=total,
                     grad_abs_sum=size,
+                    output=k,
                 )
             )
         self._labelled.clear()

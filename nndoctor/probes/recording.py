@@ -407,6 +407,7 @@ class CriticPush:
     step: int  # the optimizer step (counting every optimizer) that followed
     grad_sum: float  # sum of the gradient over the critic's outputs
     grad_abs_sum: float  # sum of its absolute values
+    output: int = 0  # which of the critic's float outputs (a score and class logits: 0, 1)
 
 
 @dataclass

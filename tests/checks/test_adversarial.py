@@ -129,3 +129,59 @@ def test_one_network_alone_is_not_judged(tmp_path: Path) -> None:
         selection=Selection(select=("generator-not-adversarial",)),
     )
     assert report.result("generator-not-adversarial").status.value == "skipped"
+
+
+AUXILIARY = textwrap.dedent(
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2))
+            self.score, self.classes = nn.Linear(32, 1), nn.Linear(32, 3)
+
+        def forward(self, x):
+            h = self.body(x)
+            return self.score(h), self.classes(h)
+
+    torch.manual_seed(0)
+    netG, netD = nn.Linear(4 + 3, 2), Critic()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    for step in range(40):
+        labels = torch.randint(0, 3, (64,))
+        real = torch.randn(64, 2) * 0.1 + labels[:, None].float()
+        fake = netG(torch.cat([torch.randn(64, 4), F.one_hot(labels, 3).float()], 1))
+        optD.zero_grad()
+        (r_score, r_cls), (f_score, f_cls) = netD(real), netD(fake.detach())
+        errD = (bce(r_score, torch.full_like(r_score, REAL)) + bce(f_score, torch.full_like(f_score, FAKE))
+                + F.cross_entropy(r_cls, labels) + F.cross_entropy(f_cls, labels))
+        errD.backward()
+        optD.step()
+        optG.zero_grad()
+        g_score, g_cls = netD(fake)
+        errG = bce(g_score, torch.ones_like(g_score)) + F.cross_entropy(g_cls, labels)
+        errG.backward()
+        optG.step()
+    """
+)
+
+
+@pytest.mark.parametrize(("real", "fake", "found"), [("1.0", "0.0", False), ("0.0", "1.0", True)])
+def test_an_auxiliary_classifier_gan_is_judged_on_its_score(
+    tmp_path: Path, real: str, fake: str, found: bool
+) -> None:
+    path = tmp_path / "acgan.py"
+    path.write_text(AUXILIARY.replace("REAL", real).replace("FAKE", fake))
+    report = check_script(
+        str(path),
+        steps=8,
+        phase_steps=0,
+        selection=Selection(select=("generator-not-adversarial",)),
+    )
+    assert bool(serious(report, "generator-not-adversarial")) is found
+    assert "its output 0" in report.result("generator-not-adversarial").detail

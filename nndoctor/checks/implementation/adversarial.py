@@ -59,10 +59,14 @@ def generator_not_adversarial(ctx: CheckContext) -> None:
         -1: every one up). The optimizer that steps next says whose update that was: the
         critic's, or the producer's. This holds for any loss (binary cross-entropy with any
         label convention, the saturating or non-saturating generator loss, Wasserstein,
-        hinge, least squares): a game means opposite pushes. The check fires when, in at
-        least ``adversarial_min_steps`` (2) steps of each network, the push is decisive
-        (at least ``adversarial_decisive_push``, 0.5, from zero) and every decisive push of
-        both networks goes the same way. A fact about the losses' signs, not an estimate.
+        hinge, least squares): a game means opposite pushes. Each of the critic's outputs
+        is read on its own (a score and class logits, as an auxiliary-classifier GAN
+        returns). The check fires when, for every output judged, in at least
+        ``adversarial_min_steps`` (2) steps of each network the push is decisive (at least
+        ``adversarial_decisive_push``, 0.5, from zero) and every decisive push of both
+        networks goes the same way; a game on any one output is a game (an auxiliary
+        output both train alike is meant). A fact about the losses' signs, not an
+        estimate.
 
     How to fix:
         Give the discriminator's loss the fake label for generated samples and the real
@@ -83,29 +87,39 @@ def generator_not_adversarial(ctx: CheckContext) -> None:
     """
     t = ctx.thresholds
     pushes = ctx.recording.critic_pushes
-    pairs = sorted({(p.critic, p.producer) for p in pushes})
     if not pushes:
         ctx.skip("no network was trained on another network's output (no GAN-style pair)")
-    judged = False
+    outputs = sorted({(p.critic, p.producer, p.output) for p in pushes})
+    several = {(c, p) for c, p, k in outputs if k > 0}
+    judged: dict[tuple[str, str], list[tuple[int, list[float], list[float]]]] = defaultdict(list)
     notes: list[str] = []
-    for critic, producer in pairs:
+    for critic, producer, k in outputs:
         by_step = _pushes_by_step(
-            [p for p in pushes if p.critic == critic and p.producer == producer]
+            [p for p in pushes if (p.critic, p.producer, p.output) == (critic, producer, k)]
         )
-        decisive = {k: v for k, v in by_step.items() if abs(v) >= t.adversarial_decisive_push}
+        decisive = {key: v for key, v in by_step.items() if abs(v) >= t.adversarial_decisive_push}
         own = [v for (side, _), v in decisive.items() if side == "critic"]
         other = [v for (side, _), v in decisive.items() if side == "producer"]
+        which = f"its output {k}" if (critic, producer) in several else "its score"
         notes.append(
-            f"{critic} on {producer}'s outputs: {critic}'s steps pushed its score "
+            f"{critic} on {producer}'s outputs: {critic}'s steps pushed {which} "
             f"{_ways(own)}, {producer}'s {_ways(other)} (decisive pushes)"
         )
-        ctx.note("; ".join(notes))
-        if len(own) < t.adversarial_min_steps or len(other) < t.adversarial_min_steps:
+        if len(own) >= t.adversarial_min_steps and len(other) >= t.adversarial_min_steps:
+            judged[critic, producer].append((k, own, other))
+    ctx.note("; ".join(notes))
+    if not judged:
+        ctx.inconclusive(
+            ctx.detail + f": fewer than {t.adversarial_min_steps} decisive steps of each "
+            "network to compare"
+        )
+        return
+    for (critic, producer), scores in judged.items():
+        # A game on any one of the critic's outputs is a game: a second output both
+        # networks train the same way (InfoGAN's code, an auxiliary classifier) is meant.
+        if any(len({v > 0 for v in own + other}) != 1 for _, own, other in scores):
             continue
-        judged = True
-        signs = {v > 0 for v in own + other}
-        if len(signs) != 1:
-            continue
+        k, own, other = scores[0]
         way = _direction(own[0])
         ctx.finding(
             title=f"{producer} and {critic} are trained the same way: no adversarial game",
@@ -124,14 +138,10 @@ def generator_not_adversarial(ctx: CheckContext) -> None:
             evidence={
                 "critic": critic,
                 "producer": producer,
+                "output": k,
                 "critic_pushes": own,
                 "producer_pushes": other,
                 "direction": way,
             },
         )
         return
-    if not judged:
-        ctx.inconclusive(
-            ctx.detail + f": fewer than {t.adversarial_min_steps} decisive steps of each "
-            "network to compare"
-        )
