@@ -158,9 +158,7 @@ def mean_above_zero_p(values: list[float]) -> float:
         return 1.0
     if var == 0:
         return 0.0
-    t = mean / math.sqrt(var / n)
-    df = n - 1
-    return 0.5 * regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+    return student_t_above(mean / math.sqrt(var / n), n - 1)
 
 
 def student_t_above(t: float, dof: float) -> float:

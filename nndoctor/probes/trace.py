@@ -243,7 +243,9 @@ def loss_term_gradients(
         total, [t for _, t in terms], retain_graph=True, allow_unused=True
     )
     whole = torch.autograd.grad(total, params, retain_graph=True, allow_unused=True)
-    rest = [g.detach().double().clone() if g is not None else None for g in whole]
+    # In float32: a rest that cancels to zero leaves rounding noise far below the ratio
+    # the check looks for, and a float64 copy of every gradient would double the memory.
+    rest = [g.detach().float().clone() if g is not None else None for g in whole]
     rows = []
     explained = 0.0
     for (name, term), w in zip(terms, weights, strict=True):
@@ -252,7 +254,7 @@ def loss_term_gradients(
         weight = float(w) if w is not None else 0.0
         for r, g in zip(rest, grads, strict=True):
             if r is not None and g is not None:
-                r.sub_(g.detach().double(), alpha=weight)
+                r.sub_(g.detach().float(), alpha=weight)
         explained += weight * float(term.detach())
         rows.append(
             {
@@ -262,9 +264,9 @@ def loss_term_gradients(
                 "grad_norm": abs(weight) * sq**0.5,
             }
         )
-    rest_sq = sum(float(r.pow(2).sum()) for r in rest if r is not None)
+    rest_sq = sum(float(r.double().pow(2).sum()) for r in rest if r is not None)
     recognised_sq = sum(
-        float((g.detach().double() - r).pow(2).sum())
+        float((g.detach().float() - r).double().pow(2).sum())
         for g, r in zip(whole, rest, strict=True)
         if g is not None and r is not None
     )

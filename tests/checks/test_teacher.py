@@ -12,6 +12,7 @@ from subjects import serious
 
 from nndoctor.checks.data.teacher import permuted_pairs, teacher_layout
 from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
 from nndoctor.subject import Subject
 
 SCRIPT = textwrap.dedent(
@@ -66,7 +67,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _check(tmp_path: Path, sort: str = "") -> object:
+def _check(tmp_path: Path, sort: str = "") -> Report:
     path = tmp_path / "seq2seq.py"
     path.write_text(SCRIPT.replace("SORT", sort))
     return check_script(
@@ -77,7 +78,7 @@ def _check(tmp_path: Path, sort: str = "") -> object:
 @pytest.mark.fires("labels-not-connected")
 def test_sources_shuffled_apart_from_their_targets_are_found(tmp_path: Path) -> None:
     report = _check(tmp_path, "srcs = [srcs[i] for i in torch.randperm(len(srcs))]")
-    (finding,) = serious(report, "labels-not-connected")  # type: ignore[arg-type]
+    (finding,) = serious(report, "labels-not-connected")
     assert 4 in finding.reasons
     assert finding.evidence["teacher_input"] == 1
     assert finding.evidence["p_value"] > 0.01
@@ -85,7 +86,7 @@ def test_sources_shuffled_apart_from_their_targets_are_found(tmp_path: Path) -> 
 
 def test_a_healthy_teacher_forced_model_passes(tmp_path: Path) -> None:
     report = _check(tmp_path)
-    result = report.result("labels-not-connected")  # type: ignore[attr-defined]
+    result = report.result("labels-not-connected")
     assert result.status.value == "passed"
     assert "given other samples'" in result.detail
 
