@@ -251,6 +251,14 @@ class Thresholds:
     # and the level of the one-sided binomial tests against it.
     alignment_null_rate: float = 0.01
     alignment_alpha: float = 1e-3
+    # Targets moved against their inputs: offsets up to this many pixels a side (of the
+    # compared grid, at most a quarter of the image) are tried on each axis.
+    alignment_max_shift: int = 3
+    # A sample counts where its target leaves under this share of the residual other
+    # samples' targets leave; it is moved where the best offset leaves under this share of
+    # the residual where its target came (a healthy super-resolution pipeline on dev: none
+    # of 256 samples; its targets cropped apart: 218).
+    alignment_shift_gain: float = 0.5
     # Level of the one-sided binomial test that more than half of a triplet loss's positives
     # lie farther from their anchor than its negatives before training (19, 18).
     triplet_order_alpha: float = 1e-3

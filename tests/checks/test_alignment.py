@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -92,7 +93,8 @@ def test_a_mask_mirrored_for_every_sample_is_a_consistent_task_not_a_broken_pair
 def test_targets_of_another_size_or_kind_are_not_compared() -> None:
     images, masks = shapes(8)
     t = DEFAULT_THRESHOLDS
-    assert dense_pairs([(images, masks[:, ::2, ::2])], None, t) is None  # a smaller mask
+    assert dense_pairs([(images, masks[:, :5, :5])], None, t) is None  # no whole fraction
+    assert dense_pairs([(images, masks[:, :8, :12])], None, t) is None  # two factors
     assert dense_pairs([(images, torch.zeros(8, dtype=torch.long))], None, t) is None
     assert dense_pairs([(images.flatten(1), masks.flatten(1))], None, t) is None
     assert dense_pairs([(images, masks)], None, t) is not None
@@ -177,3 +179,84 @@ def test_the_fit_keeps_no_more_samples_than_its_memory_bound() -> None:
     assert pairs is not None
     per_sample = 64 * 64 * (1 + len(masks.unique()) + 1)
     assert pairs.x.shape[0] == t.alignment_max_elements // per_sample < 200
+
+
+def smooth_images(n: int, side: int, seed: int = 0) -> torch.Tensor:
+    """(n, 1, side, side) grey images: a few soft blobs of random size, place and level."""
+    g = torch.Generator().manual_seed(seed)
+    ys, xs = torch.meshgrid(torch.arange(side).float(), torch.arange(side).float(), indexing="ij")
+    img = 0.5 * torch.ones(n, side, side)
+    for _ in range(4):
+        cy, cx = (side * torch.rand(2, n, 1, 1, generator=g)).unbind(0)
+        size = side / 12 + side / 6 * torch.rand(n, 1, 1, generator=g)
+        level = torch.rand(n, 1, 1, generator=g) - 0.5
+        img = img + level * torch.sigmoid(size - ((ys - cy) ** 2 + (xs - cx) ** 2).sqrt())
+    return img[:, None]
+
+
+class SuperResolution(Dataset):
+    """A 24 x 24 crop of a 30 x 30 image as the target, the crop averaged down by 3 as the
+    input; ``apart``: the input from a crop of its own, at a separate random origin;
+    ``offset``: the input's crop always that many pixels right of the target's."""
+
+    def __init__(self, apart: bool = False, offset: int = 0) -> None:
+        self.images = smooth_images(256, 30)
+        self.apart, self.offset = apart, offset
+        self.g = torch.Generator().manual_seed(2)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop(self, i: int, top: int, left: int) -> torch.Tensor:
+        return self.images[i, :, top : top + 24, left : left + 24]
+
+    def origin(self, margin: int) -> tuple[int, int]:
+        top, left = torch.randint(0, margin + 1, (2,), generator=self.g).tolist()
+        return top, left
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        top, left = self.origin(6 - self.offset)
+        target = self.crop(i, top, left)
+        if self.apart:
+            top, left = self.origin(6)
+        source = self.crop(i, top, left + self.offset)
+        return torch.nn.functional.avg_pool2d(source, 3), target
+
+
+def _upscale(dataset: Dataset) -> object:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 9, 3, padding=1), nn.PixelShuffle(3))
+    return run(
+        select=["target-misaligned"],
+        model=model,
+        data=DataLoader(dataset, batch_size=32, shuffle=True),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.fires("target-misaligned")
+def test_a_high_resolution_target_cropped_apart_from_its_input_is_found() -> None:
+    report = _upscale(SuperResolution(apart=True))
+    (finding,) = serious(report, "target-misaligned")
+    assert finding.title.endswith("shifted against their inputs")
+    assert finding.evidence["shifted"] > finding.evidence["samples"] / 2
+    assert set(finding.evidence["axes"]) == {"vertical", "horizontal"}
+
+
+@pytest.mark.silent("target-misaligned")
+def test_a_high_resolution_target_cropped_with_its_input_passes() -> None:
+    report = _upscale(SuperResolution())
+    assert not serious(report, "target-misaligned")
+    assert report.result("target-misaligned").status.value == "passed"
+
+
+def test_one_fixed_offset_is_a_consistent_task_not_a_broken_pairing() -> None:
+    # Every input three pixels (one on the input's grid) right of its target: moved one
+    # way only, as a consistent pipeline can be.
+    report = _upscale(SuperResolution(offset=3))
+    assert not serious(report, "target-misaligned")
+    moved = re.search(
+        r"(\d+) fit their target better moved", report.result("target-misaligned").detail
+    )
+    assert moved is not None and int(moved.group(1)) > 128  # seen, and judged consistent

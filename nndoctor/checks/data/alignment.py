@@ -61,32 +61,64 @@ class Alignment:
         return best, [names[i] for i in index.tolist()]
 
 
+def grid_factors(
+    input_size: tuple[int, ...], target_size: tuple[int, ...]
+) -> tuple[int, int] | None:
+    """How many pixels a side the input and the target are each averaged over to meet on
+    one grid: (1, 1) for a target of the input's size, (1, r) for a target r times larger
+    on both axes (super-resolution), (r, 1) for one r times smaller (a mask at the output
+    stride); None when the sizes are not so related."""
+    if len(input_size) != 2 or len(target_size) != 2:
+        return None
+    (xh, xw), (yh, yw) = input_size, target_size
+    if (xh, xw) == (yh, yw):
+        return 1, 1
+    for small, large, order in (((xh, xw), (yh, yw), 1), ((yh, yw), (xh, xw), -1)):
+        if small[0] and small[1] and large[0] % small[0] == 0 and large[1] % small[1] == 0:
+            r = large[0] // small[0]
+            if r >= 2 and r == large[1] // small[1]:
+                return (1, r) if order == 1 else (r, 1)
+    return None
+
+
 def dense_pairs(
     pairs: list[tuple[Any, Any]], ignore_index: int | None, t: Thresholds
 ) -> DensePairs | None:
-    """The kept (input, target) pairs where the target is an image of the input's size:
-    class ids (N, H, W) or (N, 1, H, W), or maps (N, K, H, W); None otherwise."""
+    """The kept (input, target) pairs where the target is an image of the input's size, or
+    of a whole multiple or fraction of it (averaged onto the smaller grid): class ids
+    (N, H, W) or (N, 1, H, W), or maps (N, K, H, W); None otherwise."""
     xs, ys, n = [], [], 0
+    factors: tuple[int, int] | None = None
     for x, y in pairs:
         if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
             return None
         if not (x.is_floating_point() and x.dim() == 4):
             return None
         size = tuple(x.shape[2:])
-        if y.dim() == 3 and tuple(y.shape) == (x.shape[0], *size):
+        if (
+            y.dim() == 3
+            and y.shape[0] == x.shape[0]
+            and grid_factors(size, tuple(y.shape[1:])) is not None
+        ):
             y = y[:, None]
-        if not (y.dim() == 4 and y.shape[0] == x.shape[0] and tuple(y.shape[2:]) == size):
+        if not (y.dim() == 4 and y.shape[0] == x.shape[0]):
+            return None
+        here = grid_factors(size, tuple(y.shape[2:]))
+        if here is None:
             return None
         if ys and (
-            y.shape[1] != ys[0].shape[1] or y.dtype != ys[0].dtype or x.shape[1:] != xs[0].shape[1:]
+            y.shape[1:] != ys[0].shape[1:]
+            or y.dtype != ys[0].dtype
+            or x.shape[1:] != xs[0].shape[1:]
         ):
             break
+        factors = here
         xs.append(x.detach().cpu().double())
         ys.append(y.detach().cpu())
         n += int(x.shape[0])
         if n >= t.alignment_max_samples:
             break
-    if not xs:
+    if not xs or factors is None:
         return None
     x = torch.cat(xs)[: t.alignment_max_samples]
     y = torch.cat(ys)[: t.alignment_max_samples]
@@ -101,9 +133,16 @@ def dense_pairs(
         present = torch.unique(ids[valid])
         if not 2 <= len(present) <= t.alignment_max_classes:
             return None
+        # One-hot: averaged onto a coarser grid it holds each class's share of the pixel.
         phi, classes = torch.stack([ids == c for c in present], 1).double(), True
     else:
         return None
+    input_factor, target_factor = factors
+    if input_factor > 1:
+        x = F.avg_pool2d(x, input_factor)
+    if target_factor > 1:
+        phi = F.avg_pool2d(phi, target_factor)
+        valid = F.avg_pool2d(valid[:, None].double(), target_factor)[:, 0] >= 1.0
     pairs = _pooled(DensePairs(x, phi, valid, classes), t.alignment_max_side)
     # Bounded memory: the fit holds a few float64 copies of every pixel's features.
     per_sample = math.prod(pairs.x.shape[2:]) * (pairs.x.shape[1] + pairs.phi.shape[1] + 1)
@@ -127,42 +166,110 @@ def _pooled(pairs: DensePairs, side: int) -> DensePairs:
     return DensePairs(pool(pairs.x), pool(pairs.phi), valid, pairs.classes)
 
 
-def alignment(pairs: DensePairs, unrelated: int) -> Alignment:
-    """How well each input is drawn from its own target, its mirrored targets and other
-    samples' targets: the mean squared residual of the input's pixels against a linear
-    map from the target's features (class means for class ids), fitted on all pairs."""
-    x = pairs.x.permute(0, 2, 3, 1)  # (N, H, W, C)
-    phi = pairs.phi.permute(0, 2, 3, 1)  # (N, H, W, K)
+class _LinearMap:
+    """A linear map from a target's features to its input's pixels (class means for class
+    ids), fitted on every scored pixel of all pairs as they came."""
 
-    def features(p: torch.Tensor) -> torch.Tensor:
-        if pairs.classes:
+    def __init__(self, pairs: DensePairs) -> None:
+        self.classes = pairs.classes
+        self.x = pairs.x.permute(0, 2, 3, 1)  # (N, H, W, C)
+        self.phi = pairs.phi.permute(0, 2, 3, 1)  # (N, H, W, K)
+        self.weights = torch.linalg.lstsq(
+            self.features(self.phi[pairs.valid]), self.x[pairs.valid]
+        ).solution
+
+    def features(self, p: torch.Tensor) -> torch.Tensor:
+        if self.classes:
             return p  # one-hot: the class means need no constant
         return torch.cat([p, torch.ones(*p.shape[:-1], 1, dtype=p.dtype)], -1)
 
-    weights = torch.linalg.lstsq(features(phi[pairs.valid]), x[pairs.valid]).solution
-
-    def residual(p: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-        r = ((x - features(p) @ weights) ** 2).sum(-1)
+    def residual(self, x: torch.Tensor, p: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+        """Per sample: the mean squared residual of ``x`` drawn from the features ``p``
+        (both laid out (N, H, W, ·)) over the ``scored`` pixels."""
+        r = ((x - self.features(p) @ self.weights) ** 2).sum(-1)
         return (r * scored).sum((1, 2)) / scored.sum((1, 2)).clamp(min=1)
 
-    # The same pixels under every mirroring, so that the fits compare like with like.
-    scored = pairs.valid.clone()
-    for dims in MIRRORS.values():
-        scored &= pairs.valid.flip(dims)
-    own = residual(phi, scored)
-    # phi is laid out (N, H, W, K): the image axes are one further from the end.
-    mirrored = {
-        name: residual(phi.flip(tuple(d - 1 for d in dims)), scored)
-        for name, dims in MIRRORS.items()
-    }
+
+def _unrelated(
+    fit: _LinearMap, x: torch.Tensor, phi: torch.Tensor, valid: torch.Tensor, unrelated: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The mean and spread of each input's residual against ``unrelated`` other samples'
+    targets; None with a single sample."""
     n = phi.shape[0]
     others = []
     for shift in range(1, min(unrelated, n - 1) + 1):
         j = torch.roll(torch.arange(n), shift)
-        others.append(residual(phi[j], pairs.valid & pairs.valid[j]))
-    stacked = torch.stack(others) if others else own[None]
-    spread = stacked.std(0) if len(others) > 1 else torch.zeros_like(own)
-    return Alignment(own, mirrored, stacked.mean(0), spread)
+        others.append(fit.residual(x, phi[j], valid & valid[j]))
+    if not others:
+        return None
+    stacked = torch.stack(others)
+    spread = stacked.std(0) if len(others) > 1 else torch.zeros_like(stacked[0])
+    return stacked.mean(0), spread
+
+
+def alignment(pairs: DensePairs, unrelated: int) -> Alignment:
+    """How well each input is drawn from its own target, its mirrored targets and other
+    samples' targets: the mean squared residual of the input's pixels against a linear
+    map from the target's features (class means for class ids), fitted on all pairs."""
+    fit = _LinearMap(pairs)
+    x, phi = fit.x, fit.phi
+    # The same pixels under every mirroring, so that the fits compare like with like.
+    scored = pairs.valid.clone()
+    for dims in MIRRORS.values():
+        scored &= pairs.valid.flip(dims)
+    own = fit.residual(x, phi, scored)
+    # phi is laid out (N, H, W, K): the image axes are one further from the end.
+    mirrored = {
+        name: fit.residual(x, phi.flip(tuple(d - 1 for d in dims)), scored)
+        for name, dims in MIRRORS.items()
+    }
+    spread = _unrelated(fit, x, phi, pairs.valid, unrelated)
+    if spread is None:
+        return Alignment(own, mirrored, own, torch.zeros_like(own))
+    return Alignment(own, mirrored, *spread)
+
+
+@dataclass
+class ShiftAlignment:
+    """Per sample, on the centre of the image: the fit of the input to its own target, to
+    that target moved by the offset that fits it best (``best``, ``offset`` (N, 2) in
+    pixels (down, right) of the compared grid), and to other samples' targets."""
+
+    own: torch.Tensor
+    best: torch.Tensor
+    offset: torch.Tensor
+    unrelated_mean: torch.Tensor
+    unrelated_sd: torch.Tensor
+    reach: int  # the largest offset tried on either axis
+
+
+def shift_alignment(pairs: DensePairs, unrelated: int, max_shift: int) -> ShiftAlignment | None:
+    """How well each input's centre is drawn from its target moved by every offset up to
+    ``max_shift`` pixels on each axis (at most a quarter of the image's side), against its
+    target as it came and other samples' targets; None for images too small to move."""
+    fit = _LinearMap(pairs)
+    h, w = pairs.x.shape[2:]
+    reach = min(max_shift, h // 4, w // 4)
+    if reach < 1:
+        return None
+    x = fit.x[:, reach : h - reach, reach : w - reach]
+
+    def moved(t: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        return t[:, reach + dy : h - reach + dy, reach + dx : w - reach + dx]
+
+    offsets = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+    # The same pixels under every offset, so that the fits compare like with like.
+    scored = moved(pairs.valid, 0, 0).clone()
+    for dy, dx in offsets:
+        scored &= moved(pairs.valid, dy, dx)
+    fits = torch.stack([fit.residual(x, moved(fit.phi, dy, dx), scored) for dy, dx in offsets])
+    best, index = fits.min(0)
+    own = fits[offsets.index((0, 0))]
+    spread = _unrelated(fit, x, moved(fit.phi, 0, 0), scored, unrelated)
+    if spread is None:
+        return None
+    offset = torch.tensor(offsets, dtype=torch.long)[index]
+    return ShiftAlignment(own, best, offset, *spread, reach=reach)
 
 
 def _ignore_index(recording: Recording) -> int | None:
@@ -187,8 +294,8 @@ def _loss_where(recording: Recording) -> Where:
     explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS,
 )
 def target_misaligned(ctx: CheckContext) -> None:
-    """Some dense targets are mirror images of their inputs: the input was flipped and
-    its target was not.
+    """Some dense targets are mirror images of their inputs, or moved against them: the
+    input was flipped, cropped or translated and its target was not, or not alike.
 
     Why it matters:
         A segmentation mask, depth map or clean image must stay in register with its
@@ -204,7 +311,9 @@ def target_misaligned(ctx: CheckContext) -> None:
         target's features to the input's pixels (the mean input of each class, for
         class ids) is fitted on all pairs. Each sample's input is then drawn from its own
         target, from that target mirrored (horizontal flip, vertical flip, 180-degree
-        rotation) and from ``alignment_unrelated`` other samples' targets. A sample counts
+        rotation) and from ``alignment_unrelated`` other samples' targets. A target of a
+        whole multiple of the input's size (super-resolution) or a whole fraction of it
+        (a mask at the output stride) is averaged onto the smaller grid first. A sample counts
         where its best target stands ``alignment_power_sd`` spreads clear of the others'
         targets; it is *mirrored* where a mirrored target fits it better than its own by
         more than ``alignment_mirror_share`` of that margin, and *unmirrored* where its own
@@ -214,10 +323,22 @@ def target_misaligned(ctx: CheckContext) -> None:
         check fires when both the mirrored and the unmirrored samples are more than that
         rate explains (one-sided binomial tests at ``alignment_alpha``): a target mirrored
         for every sample is a consistent task, not a broken pairing.
+        Then translations: the centre of each input is drawn from its target moved by
+        every offset up to ``alignment_max_shift`` pixels on each axis (at most a quarter
+        of the side). A sample counts where its target, moved or not, leaves under
+        ``alignment_shift_gain`` (a half) of the residual other samples' targets leave; it
+        is *moved* where the best offset leaves under that share of the residual where
+        its target came. A pipeline that keeps its pairs in register, even a fixed
+        sub-pixel offset apart, can favour a move one way along an axis, never both ways;
+        the check fires when samples moved each way along one axis are both more than
+        ``alignment_null_rate`` explains (binomial tests at ``alignment_alpha``): input and
+        target were cropped at separate random origins (a healthy super-resolution
+        pipeline on the bench: no sample moved; the same with its crops drawn apart: 218
+        of 256).
 
     How to fix:
         Apply every geometric augmentation to the input and its target together: draw
-        the random decision once and use it on both (``if flip: image, mask =
+        the random decision (a flip, a crop origin) once and use it on both (``if flip: image, mask =
         image.flip(-1), mask.flip(-1)``), or use paired transforms
         (``torchvision.transforms.v2`` with the mask wrapped as ``tv_tensors.Mask``).
 
@@ -259,6 +380,7 @@ def target_misaligned(ctx: CheckContext) -> None:
     p_unmirrored = binomial_tail(n, kept, t.alignment_null_rate)
     ctx.note(detail)
     if p_mirrored >= t.alignment_alpha or p_unmirrored >= t.alignment_alpha:
+        _judge_shifts(ctx, pairs, t)
         return
     kinds = sorted({names[i] for i in mirrored.nonzero().flatten().tolist()})
     ctx.finding(
@@ -275,6 +397,66 @@ def target_misaligned(ctx: CheckContext) -> None:
             "mirrored": k,
             "mirrorings": kinds,
             "p_value": p_mirrored,
+            "classes": pairs.classes,
+        },
+    )
+
+
+def _judge_shifts(ctx: CheckContext, pairs: DensePairs, t: Thresholds) -> None:
+    """Targets moved against their inputs by offsets of both signs along one axis: input
+    and target cropped at separate random origins."""
+    fit = shift_alignment(pairs, t.alignment_unrelated, t.alignment_max_shift)
+    if fit is None:
+        return
+    # A sample counts where its target, moved or not, explains its input: a residual under
+    # alignment_shift_gain of other samples' targets'. It is moved where the best offset
+    # leaves under that share of the residual where the target came: a pair in register
+    # leaves its noise and a sub-pixel offset's error wherever its target is moved.
+    gain = t.alignment_shift_gain
+    counted = torch.minimum(fit.own, fit.best) < gain * fit.unrelated_mean
+    moved = counted & (fit.best < gain * fit.own)
+    n = int(counted.sum())
+    if n == 0:
+        return
+    # A pipeline that keeps its pairs in register, even a fixed sub-pixel offset apart, can
+    # favour a move one way along an axis, never both ways: that takes pairs moved apart by
+    # draws of their own.
+    both_ways: list[tuple[str, int, int, float]] = []
+    for axis, name in ((0, "vertical"), (1, "horizontal")):
+        ahead = int((moved & (fit.offset[:, axis] > 0)).sum())
+        behind = int((moved & (fit.offset[:, axis] < 0)).sum())
+        p = max(
+            binomial_tail(n, ahead, t.alignment_null_rate),
+            binomial_tail(n, behind, t.alignment_null_rate),
+        )
+        if p < t.alignment_alpha:
+            both_ways.append((name, ahead, behind, p))
+    k = int(moved.sum())
+    ctx.note(
+        ctx.detail + f"; {k} fit their target better moved by up to {fit.reach} pixel(s) than "
+        "where it came"
+    )
+    if not both_ways:
+        return
+    axes = ", ".join(f"{name}: {a} one way, {b} the other" for name, a, b, _ in both_ways)
+    largest = int(fit.offset[moved].abs().max()) if k else 0
+    ctx.finding(
+        f"{k} of {n} targets are shifted against their inputs",
+        f"{k} of {n} training samples ({k / n:.0%}) fit their target clearly better moved by "
+        f"up to {largest} pixel(s) than where it came, and the moves go both ways ({axes}): "
+        "no fixed offset does that. The input and its target were cropped or translated by "
+        "separate random draws, so the model is trained to draw each target where its "
+        "input does not show it.",
+        "Draw each random crop or translation once and apply it to the input and its "
+        "target together (for super-resolution: crop the high-resolution patch, then "
+        "downsample that patch for the input).",
+        where=_loss_where(ctx.recording),
+        evidence={
+            "samples": n,
+            "shifted": k,
+            "largest_offset": largest,
+            "p_value": max(p for *_, p in both_ways),
+            "axes": [name for name, *_ in both_ways],
             "classes": pairs.classes,
         },
     )
