@@ -109,6 +109,22 @@ class LossCall:
 
 
 @dataclass
+class ElementwiseLoss:
+    """A recognised loss function called with ``reduction="none"`` in a training step (a
+    focal loss, a masked or re-weighted sequence loss): the mean of its elements, and of
+    its targets' values and squares where they are floats."""
+
+    fn: str
+    input_shape: tuple[int, ...]
+    kwargs: dict[str, Any]
+    value: float = math.nan
+    target_mean: float = math.nan
+    target_mean_square: float = math.nan
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
 class DerivativeCall:
     """``torch.autograd.grad`` called in a training step without ``create_graph``, of
     outputs that carry a graph, with respect to tensors the script marked as requiring a
@@ -247,6 +263,8 @@ class StepRecord:
     # input holding measurements (its continuous columns); None otherwise.
     columns: TensorSummary | None = None
     loss_calls: list[LossCall] = field(default_factory=list)
+    # Recognised losses called unreduced, in the first steps (ELEMENTWISE_STEPS).
+    elementwise_losses: list[ElementwiseLoss] = field(default_factory=list)
     ctc_calls: list[CtcCall] = field(default_factory=list)
     triplet_calls: list[TripletCall] = field(default_factory=list)
     repeated_forwards: list[RepeatedForward] = field(default_factory=list)

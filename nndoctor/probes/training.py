@@ -33,6 +33,7 @@ from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     CtcCall,
     DerivativeCall,
+    ElementwiseLoss,
     GradClip,
     HostTransfer,
     LossCall,
@@ -77,6 +78,9 @@ _SATURATING = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.Hardtanh: "tanh"}
 # Layers whose train() mode spoils an evaluation: batch statistics, dropped units.
 _MODE_DEPENDENT = BATCH_NORM + DROPOUT
 MAX_FINGERPRINTED_STEPS = 64
+# Steps in which unreduced loss calls are read (their level at initialisation is what
+# loss-not-at-chance needs).
+ELEMENTWISE_STEPS = 2
 # Steps in which a repeated forward of the same input is looked for (an equality test of
 # the inputs and outputs, which waits for the device).
 MAX_REPEAT_STEPS = 4
@@ -1136,6 +1140,14 @@ class TrainingProbe:
     def _record_loss_call(
         self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
     ) -> None:
+        if (
+            isinstance(out, torch.Tensor)
+            and out.dim() > 0
+            and out.requires_grad
+            and kwargs.get("reduction") == "none"
+        ):
+            self._record_elementwise(fn_name, args, kwargs, out)
+            return
         if not isinstance(out, torch.Tensor) or out.dim() != 0 or not out.requires_grad:
             return
         pending = self._pending
@@ -1231,6 +1243,43 @@ class TrainingProbe:
                 call.class_weights = pending.transfer.get(w_slot)
             if t_slots is not None:
                 call.target = t_slots()
+
+        pending.decoders.append(decode)
+
+    def _record_elementwise(
+        self, fn_name: str, args: tuple[Any, ...], kwargs: dict[str, Any], out: torch.Tensor
+    ) -> None:
+        """An unreduced loss in one of the first steps: the mean of its elements (and of its
+        float targets and their squares), copied to the host with the step's other facts."""
+        pending = self._pending
+        rec = pending.record
+        if len(self.recording.steps) >= ELEMENTWISE_STEPS or len(rec.elementwise_losses) >= 4:
+            return
+        inp = args[0] if args else kwargs.get("input")
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        if not isinstance(inp, torch.Tensor) or out.numel() == 0:
+            return
+        extra = {
+            k: _describe_kwarg(v)
+            for k, v in kwargs.items()
+            if k not in ("input", "target", "reduction")
+        }
+        file, line = user_frame()
+        call = ElementwiseLoss(fn=fn_name, input_shape=tuple(inp.shape), kwargs=extra)
+        call.file, call.line = file, line
+        with torch.no_grad():
+            values = [out.detach().float().mean()]
+            if isinstance(target, torch.Tensor) and target.is_floating_point() and target.numel():
+                t = target.detach().float()
+                values += [t.mean(), t.pow(2).mean()]
+            slot = pending.transfer.add(torch.stack(values))
+        rec.elementwise_losses.append(call)
+
+        def decode() -> None:
+            got = pending.transfer.get(slot)
+            call.value = got[0]
+            if len(got) == 3:
+                call.target_mean, call.target_mean_square = got[1], got[2]
 
         pending.decoders.append(decode)
 

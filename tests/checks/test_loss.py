@@ -643,3 +643,51 @@ def test_bounded_outputs_against_targets_in_range_and_linear_outputs_pass() -> N
         report = run(select=["bounded-output-vs-targets"], **_regression(head, targets))
         assert report.result("bounded-output-vs-targets").status == "passed"
         assert report.by_check("bounded-output-vs-targets") == []
+
+
+class _FocalLoss(nn.modules.loss._Loss):
+    """The focal loss of RetinaNet (gamma 2), normalised by the positives."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        p = torch.sigmoid(logits)
+        p_t = p * target + (1 - p) * (1 - target)
+        return ((1 - p_t) ** 2 * ce).sum() / target.sum().clamp(min=1.0)
+
+
+def _focal_detector(prior_bias: float) -> nndoctor.Report:
+    """A dense binary head over 64 anchors, trained by a focal loss built on an unreduced
+    binary cross-entropy (as detectors write it); the head's bias starts at ``prior_bias``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    y = (torch.rand(256, 64, generator=g) < 0.02).float()  # a rare positive class
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 64))
+    with torch.no_grad():
+        model[-1].bias.fill_(prior_bias)
+
+    return run(
+        select=["loss-not-at-chance"],
+        model=model,
+        data=list(zip(x.split(32), y.split(32), strict=True)),
+        loss_fn=_FocalLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.fires("loss-not-at-chance")
+def test_a_focal_loss_prior_bias_of_the_wrong_sign_starts_far_above_chance() -> None:
+    # -log((1 - 0.01) / 0.01) = -4.6 is the prior; +4.6 makes every anchor confident.
+    report = _focal_detector(prior_bias=4.6)
+    (finding,) = report.by_check("loss-not-at-chance")
+    assert finding.reasons == [17, 28]
+    assert finding.evidence["reduction"] == "none"
+    assert finding.evidence["chance"] == pytest.approx(math.log(2))
+    assert finding.severity.value == "error"
+
+
+@pytest.mark.silent("loss-not-at-chance")
+def test_a_focal_loss_with_its_prior_bias_starts_below_chance() -> None:
+    report = _focal_detector(prior_bias=-4.6)
+    assert not report.by_check("loss-not-at-chance")
+    assert "per element (reduction='none')" in report.result("loss-not-at-chance").detail

@@ -9,7 +9,7 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.probes.recording import LossCall, StepRecord
+from nndoctor.probes.recording import ElementwiseLoss, LossCall, StepRecord
 from nndoctor.report.model import Where
 
 _BINARY = ("binary_cross_entropy", "binary_cross_entropy_with_logits")
@@ -105,6 +105,14 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         model or its loss — a margin on the target's logit or a fixed logit scale, as
         metric-learning heads (ArcFace, CosFace) have by design — and the finding is an
         info, not a warning.
+        Where no reduced loss call has a chance level (a focal loss built on
+        ``binary_cross_entropy_with_logits(..., reduction="none")``, a masked sequence
+        loss), the first unreduced call of the first step is judged instead: the mean of
+        its elements against the per-element chance level (ln 2 per binary output, ln C
+        per C-class position, the targets' mean square for MSE), with the same factors and
+        no healthy twin (its elements are read from the observed step only). A detector
+        whose classification bias starts at the prior, -log((1 - p) / p), sits far below
+        it; that bias of the wrong sign starts every anchor confident of every class.
 
     How to fix:
         Use the framework's default initialisation (or Kaiming/Xavier), keep the last
@@ -122,10 +130,15 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
             nn.init.constant_(model.head.bias, 0.0)
     """
     first = _first_call(ctx.recording.steps)
+    chance = chance_loss(first[1]) if first is not None else None
+    if first is None or chance is None:
+        elementwise = _first_elementwise(ctx.recording.steps)
+        if elementwise is not None:
+            _judge_elementwise(ctx, *elementwise)
+            return
     if first is None:
         ctx.skip("no recognised torch loss was called (a custom loss has no defined chance level)")
     step, call = first
-    chance = chance_loss(call)
     if chance is None:
         ctx.skip(f"no chance level is defined for {call.fn} with these arguments")
     value, how = chance
@@ -210,6 +223,82 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         reasons=(17, 28),
         where=where,
         evidence=evidence,
+    )
+
+
+def elementwise_chance(call: ElementwiseLoss) -> tuple[float, str] | None:
+    """The per-element loss of an uninformed predictor for an unreduced loss call, and how
+    it was derived; None where no single level is written here."""
+    shape = call.input_shape
+    if call.fn in ("cross_entropy", "nll_loss") and len(shape) >= 2:
+        if call.kwargs.get("weight") is not None or call.kwargs.get("label_smoothing"):
+            return None
+        c = shape[1]
+        return math.log(c), f"ln({c}) per element for {c}-class cross-entropy (uniform prediction)"
+    if call.fn in _BINARY:
+        if call.kwargs.get("pos_weight") is not None or call.kwargs.get("weight") is not None:
+            return None
+        return math.log(2), "ln 2 per element (p = 0.5)"
+    if call.fn == "mse_loss" and math.isfinite(call.target_mean_square):
+        return call.target_mean_square, "the mean square of the targets (outputs near zero)"
+    return None
+
+
+def _first_elementwise(
+    steps: list[StepRecord],
+) -> tuple[StepRecord, ElementwiseLoss, float, str] | None:
+    """The first unreduced loss call of the first observed step with a chance level."""
+    for s in steps[:1]:
+        for call in s.elementwise_losses:
+            chance = elementwise_chance(call)
+            if chance is not None and math.isfinite(call.value):
+                return s, call, *chance
+    return None
+
+
+def _judge_elementwise(
+    ctx: CheckContext, step: StepRecord, call: ElementwiseLoss, value: float, how: str
+) -> None:
+    """An unreduced loss (a focal loss's binary cross-entropy, a masked sequence loss): the
+    mean of its elements at the first step against the per-element chance level. There is
+    no healthy twin: the elements are read from the observed step only."""
+    t = ctx.thresholds
+    initial = call.value
+    ctx.note(
+        f"initial {call.fn} per element (reduction='none') {initial:.4g} vs chance {value:.4g} "
+        f"({how})"
+    )
+    bar = value * t.chance_ratio_warning + t.chance_abs_margin
+    if initial <= bar:
+        return
+    ratio = initial / value if value > 0 else math.inf
+    severity = (
+        "error" if initial > value * t.chance_ratio_error + t.chance_abs_margin else "warning"
+    )
+    ctx.finding(
+        title="The loss at initialisation is far above chance",
+        message=(
+            f"The {call.fn} loss, computed per element (reduction='none'), averages {initial:.4g} "
+            f"per element at step {step.step}, {ratio:.1f}× the chance level {value:.4g} — {how}. "
+            "The model is confidently wrong before it has learned anything: look at the "
+            "initialisation of the layer that makes these outputs (a bias set to a prior of the "
+            "wrong sign, large output weights)."
+        ),
+        fix=(
+            "Check the initialisation of the last layers (default init, small output weights, "
+            "a bias at the class prior: -log((1 - p) / p) for a rare positive class) and that "
+            "the inputs are standardised."
+        ),
+        severity=severity,
+        reasons=(17, 28),
+        where=Where(step=step.step, file=call.file, line=call.line),
+        evidence={
+            "initial_loss": initial,
+            "chance": value,
+            "ratio": ratio,
+            "loss": call.fn,
+            "reduction": "none",
+        },
     )
 
 
