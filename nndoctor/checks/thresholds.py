@@ -254,6 +254,10 @@ class Thresholds:
     # Targets moved against their inputs: offsets up to this many pixels a side (of the
     # compared grid, at most a quarter of the image) are tried on each axis.
     alignment_max_shift: int = 3
+    # Fewer compared pixels a sample than this leave chance matches among the 49 offsets
+    # too likely (the bench's colorization subject, a target of 8 x 8 and a centre of 4 x 4:
+    # 26 of 171 healthy samples fit a moved target twice as well by chance).
+    alignment_min_window: int = 64
     # A sample counts where its target leaves under this share of the residual other
     # samples' targets leave; it is moved where the best offset leaves under this share of
     # the residual where its target came (a healthy super-resolution pipeline on dev: none

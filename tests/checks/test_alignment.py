@@ -195,12 +195,12 @@ def smooth_images(n: int, side: int, seed: int = 0) -> torch.Tensor:
 
 
 class SuperResolution(Dataset):
-    """A 24 x 24 crop of a 30 x 30 image as the target, the crop averaged down by 3 as the
+    """A 48 x 48 crop of a 54 x 54 image as the target, the crop averaged down by 3 as the
     input; ``apart``: the input from a crop of its own, at a separate random origin;
     ``offset``: the input's crop always that many pixels right of the target's."""
 
     def __init__(self, apart: bool = False, offset: int = 0) -> None:
-        self.images = smooth_images(256, 30)
+        self.images = smooth_images(256, 54)
         self.apart, self.offset = apart, offset
         self.g = torch.Generator().manual_seed(2)
 
@@ -208,7 +208,7 @@ class SuperResolution(Dataset):
         return len(self.images)
 
     def crop(self, i: int, top: int, left: int) -> torch.Tensor:
-        return self.images[i, :, top : top + 24, left : left + 24]
+        return self.images[i, :, top : top + 48, left : left + 48]
 
     def origin(self, margin: int) -> tuple[int, int]:
         top, left = torch.randint(0, margin + 1, (2,), generator=self.g).tolist()

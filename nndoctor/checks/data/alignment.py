@@ -233,24 +233,29 @@ def alignment(pairs: DensePairs, unrelated: int) -> Alignment:
 class ShiftAlignment:
     """Per sample, on the centre of the image: the fit of the input to its own target, to
     that target moved by the offset that fits it best (``best``, ``offset`` (N, 2) in
-    pixels (down, right) of the compared grid), and to other samples' targets."""
+    pixels (down, right) of the compared grid), and to other samples' targets; and whether
+    that offset also leaves under ``gain`` of the unmoved target's residual on the top
+    half and on the bottom half apart (``both_halves``)."""
 
     own: torch.Tensor
     best: torch.Tensor
     offset: torch.Tensor
     unrelated_mean: torch.Tensor
-    unrelated_sd: torch.Tensor
+    both_halves: torch.Tensor
     reach: int  # the largest offset tried on either axis
 
 
-def shift_alignment(pairs: DensePairs, unrelated: int, max_shift: int) -> ShiftAlignment | None:
+def shift_alignment(
+    pairs: DensePairs, unrelated: int, max_shift: int, min_window: int, gain: float
+) -> ShiftAlignment | None:
     """How well each input's centre is drawn from its target moved by every offset up to
     ``max_shift`` pixels on each axis (at most a quarter of the image's side), against its
-    target as it came and other samples' targets; None for images too small to move."""
+    target as it came and other samples' targets; None where the centre holds fewer than
+    ``min_window`` pixels (too few to tell a move from a chance match among the offsets)."""
     fit = _LinearMap(pairs)
     h, w = pairs.x.shape[2:]
     reach = min(max_shift, h // 4, w // 4)
-    if reach < 1:
+    if reach < 1 or (h - 2 * reach) * (w - 2 * reach) < min_window:
         return None
     x = fit.x[:, reach : h - reach, reach : w - reach]
 
@@ -262,14 +267,30 @@ def shift_alignment(pairs: DensePairs, unrelated: int, max_shift: int) -> ShiftA
     scored = moved(pairs.valid, 0, 0).clone()
     for dy, dx in offsets:
         scored &= moved(pairs.valid, dy, dx)
-    fits = torch.stack([fit.residual(x, moved(fit.phi, dy, dx), scored) for dy, dx in offsets])
-    best, index = fits.min(0)
-    own = fits[offsets.index((0, 0))]
-    spread = _unrelated(fit, x, moved(fit.phi, 0, 0), scored, unrelated)
-    if spread is None:
+    # A whole input moved against its target is moved in each part of it; a chance match
+    # of some offset to part of the image is not repeated in the other half.
+    middle = scored.shape[1] // 2
+    top, bottom = scored.clone(), scored.clone()
+    top[:, middle:] = False
+    bottom[:, :middle] = False
+
+    def fits(where: torch.Tensor) -> torch.Tensor:
+        return torch.stack(
+            [fit.residual(x, moved(fit.phi, dy, dx), where) for dy, dx in offsets]
+        )  # (offsets, N)
+
+    whole, upper, lower = fits(scored), fits(top), fits(bottom)
+    zero = offsets.index((0, 0))
+    best, index = whole.min(0)
+    samples = torch.arange(whole.shape[1])
+    both_halves = (upper[index, samples] < gain * upper[zero]) & (
+        lower[index, samples] < gain * lower[zero]
+    )
+    unrelated_fit = _unrelated(fit, x, moved(fit.phi, 0, 0), scored, unrelated)
+    if unrelated_fit is None:
         return None
     offset = torch.tensor(offsets, dtype=torch.long)[index]
-    return ShiftAlignment(own, best, offset, *spread, reach=reach)
+    return ShiftAlignment(whole[zero], best, offset, unrelated_fit[0], both_halves, reach=reach)
 
 
 def _ignore_index(recording: Recording) -> int | None:
@@ -328,7 +349,10 @@ def target_misaligned(ctx: CheckContext) -> None:
         of the side). A sample counts where its target, moved or not, leaves under
         ``alignment_shift_gain`` (a half) of the residual other samples' targets leave; it
         is *moved* where the best offset leaves under that share of the residual where
-        its target came. A pipeline that keeps its pairs in register, even a fixed
+        its target came, on the whole centre and on its top and bottom halves apart (a
+        chance match of one offset to part of the image is not repeated in the other
+        half); a centre of fewer than ``alignment_min_window`` (64) pixels is not judged
+        (chance matches among the offsets are too likely there). A pipeline that keeps its pairs in register, even a fixed
         sub-pixel offset apart, can favour a move one way along an axis, never both ways;
         the check fires when samples moved each way along one axis are both more than
         ``alignment_null_rate`` explains (binomial tests at ``alignment_alpha``): input and
@@ -405,16 +429,19 @@ def target_misaligned(ctx: CheckContext) -> None:
 def _judge_shifts(ctx: CheckContext, pairs: DensePairs, t: Thresholds) -> None:
     """Targets moved against their inputs by offsets of both signs along one axis: input
     and target cropped at separate random origins."""
-    fit = shift_alignment(pairs, t.alignment_unrelated, t.alignment_max_shift)
+    gain = t.alignment_shift_gain
+    fit = shift_alignment(
+        pairs, t.alignment_unrelated, t.alignment_max_shift, t.alignment_min_window, gain
+    )
     if fit is None:
         return
     # A sample counts where its target, moved or not, explains its input: a residual under
     # alignment_shift_gain of other samples' targets'. It is moved where the best offset
-    # leaves under that share of the residual where the target came: a pair in register
-    # leaves its noise and a sub-pixel offset's error wherever its target is moved.
-    gain = t.alignment_shift_gain
+    # leaves under that share of the residual where the target came, on the whole and on
+    # each half of the image: a pair in register leaves its noise and a sub-pixel offset's
+    # error wherever its target is moved.
     counted = torch.minimum(fit.own, fit.best) < gain * fit.unrelated_mean
-    moved = counted & (fit.best < gain * fit.own)
+    moved = counted & (fit.best < gain * fit.own) & fit.both_halves
     n = int(counted.sum())
     if n == 0:
         return
