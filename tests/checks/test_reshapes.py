@@ -9,7 +9,7 @@ import torch
 from subjects import run
 from torch import nn
 
-from nndoctor.checks.implementation.reshapes import reorders_axes
+from nndoctor.checks.implementation.reshapes import cuts_across, reorders_axes
 from nndoctor.engine import Selection, check_script
 from nndoctor.report.model import Report
 
@@ -306,3 +306,89 @@ def test_a_constant_mask_relabelled_is_silent() -> None:
     report = _check(MaskedPool())
     assert report.by_check("reshape-reorders-axes") == []
     assert report.result("reshape-reorders-axes").status.value == "passed"
+
+
+class SubPixel(nn.Module):
+    """ESPCN's last layer: r * r channels per output pixel, rearranged into an image r times
+    larger, by ``nn.PixelShuffle`` or by a bare view (the bug)."""
+
+    def __init__(self, as_view: bool, r: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, r * r, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(r)
+        self.as_view, self.r = as_view, r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (batch, r * r, h, w)
+        if self.as_view:
+            return y.view(y.size(0), 1, y.size(2) * self.r, y.size(3) * self.r)
+        return self.shuffle(y)  # (batch, 1, h * r, w * r)
+
+
+def _upscale(model: nn.Module) -> Report:
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(64, 1, 48, 48, generator=g)
+    source = nn.functional.avg_pool2d(target, 3)
+    return run(
+        select=["reshape-reorders-axes"],
+        model=model,
+        data=[(source[i : i + 16], target[i : i + 16]) for i in range(0, 64, 16)],
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.fires("reshape-reorders-axes")
+def test_sub_pixel_channels_viewed_as_rows_are_found() -> None:
+    report = _upscale(SubPixel(as_view=True))
+    (finding,) = report.by_check("reshape-reorders-axes")
+    assert finding.title.startswith("A view or reshape cuts across axes")
+    assert finding.evidence["reshapes"][0]["after"][1:] == [1, 48, 48]
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+def test_pixel_shuffle_passes() -> None:
+    report = _upscale(SubPixel(as_view=False))
+    assert not report.by_check("reshape-reorders-axes")
+
+
+class GroupNormByHand(nn.Module):
+    def __init__(self, channels: int = 32, groups: int = 8) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.groups = groups
+        self.conv = nn.Conv2d(1, channels, 3, padding=1)
+        self.head = nn.Conv2d(channels, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        n, c, h, w = y.shape
+        grouped = y.view(n, self.groups, -1)  # (n, G, C/G * h * w)
+        mean, std = grouped.mean(-1, keepdim=True), grouped.std(-1, keepdim=True)
+        normed = ((grouped - mean) / (std + 1e-5)).view(n, c, h, w)
+        return nn.functional.interpolate(self.head(normed), scale_factor=3)
+
+
+def test_a_hand_written_group_norm_splits_and_merges_at_factors() -> None:
+    report = _upscale(GroupNormByHand())
+    assert not report.by_check("reshape-reorders-axes")
+    assert report.result("reshape-reorders-axes").status.value == "passed"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "cuts"),
+    [
+        ((8, 9, 16, 16), (8, 1, 48, 48), True),  # sub-pixel channels as rows
+        ((8, 3, 32, 32), (8, 16, 192), True),  # 16 "patches" that are no patches
+        ((8, 32, 5, 5), (8, 8, 100), False),  # groups of channels
+        ((8, 1, 28, 28), (8, 784), False),
+        ((8, 784), (8, 1, 28, 28), False),
+        ((128, 512), (8, 16, 512), False),  # (batch * time) back to (batch, time)
+        ((8, 6, 4), (8, 4, 6), True),  # a reordering cuts across too
+    ],
+)
+def test_which_reshapes_cut_across_axes(
+    before: tuple[int, ...], after: tuple[int, ...], cuts: bool
+) -> None:
+    assert cuts_across(before, after) is cuts

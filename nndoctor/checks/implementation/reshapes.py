@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,45 @@ def reorders_axes(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
     return len(kept) >= 2 and kept != made and sorted(kept) == sorted(made)
 
 
+def cuts_across(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    """Whether a reshape from ``before`` to ``after`` draws an axis boundary through an
+    axis at no factor of it: neither splitting an axis into factors nor merging
+    neighbouring ones (nor both, as a hand-written GroupNorm's ``(N, C, H, W)`` to
+    ``(N, G, C/G * H * W)`` does) gives that. Sub-pixel channels read as rows do:
+    ``(N, 9, 16, 16)`` viewed as ``(N, 1, 48, 48)`` puts a boundary at 48 rows of 16 inside
+    the 9 x 16 block of channels and rows. Axes of size 1 aside."""
+    kept = [s for s in before if s != 1]
+    made = [s for s in after if s != 1]
+    if len(kept) < 2 or len(made) < 2 or math.prod(kept) != math.prod(made):
+        return False
+
+    def cumulative(sizes: list[int]) -> list[int]:
+        out, total = [], 1
+        for size in sizes:
+            total *= size
+            out.append(total)
+        return out
+
+    def splits_at_factors(boundaries: list[int], axes: list[int]) -> bool:
+        # Each boundary P lies in an axis whose span runs from A (exclusive) to B, and
+        # splits it at a factor when A divides P and P divides B.
+        ends = [1, *axes]
+        for p in boundaries:
+            for start, end in zip(ends, ends[1:], strict=False):
+                if start < p <= end:
+                    if p % start or end % p:
+                        return False
+                    break
+        return True
+
+    into, outof = cumulative(kept), cumulative(made)
+    return not (splits_at_factors(outof[:-1], into) and splits_at_factors(into[:-1], outof))
+
+
 def _reorders(e: ReshapeEvent) -> bool:
-    """A reshape that reorders axes, of a tensor whose values differ (a constant, a mask
-    of ones, has no order to lose)."""
-    return not e.constant and reorders_axes(e.before, e.after)
+    """A reshape that reorders axes or cuts across them, of a tensor whose values differ
+    (a constant, a mask of ones, has no order to lose)."""
+    return not e.constant and (reorders_axes(e.before, e.after) or cuts_across(e.before, e.after))
 
 
 @dataclass(frozen=True)
@@ -66,7 +102,8 @@ def _short(file: str) -> str:
     explains=causes.FIT_SYMPTOMS | causes.LABEL_SYMPTOMS,
 )
 def reshape_reorders_axes(ctx: CheckContext) -> None:
-    """A ``view`` or ``reshape`` in the model gives its input's axis sizes in another order.
+    """A ``view`` or ``reshape`` in the model gives its input's axis sizes in another order,
+    or cuts across its axes.
 
     Why it matters:
         ``view`` and ``reshape`` relabel memory; they never move a value. Turning a
@@ -93,7 +130,13 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
         input that holds the values of a tensor of the batch the DataLoader had just
         yielded, in that tensor's memory order but under its axis sizes reordered, is the
         same mistake made in the training loop (``x.view(seq_len, batch, 1)`` for
-        ``x.transpose(0, 1)``). This is a rule about the code, not a statistic: it does
+        ``x.transpose(0, 1)``). Inside the networks a reshape also counts where it draws an
+        axis boundary through an axis at no factor of it: no split of an axis into
+        factors and no merge of neighbouring axes gives that (a hand-written GroupNorm's
+        ``(N, C, H, W)`` to ``(N, G, C/G * H * W)`` splits C at a factor and merges the
+        rest), while sub-pixel channels viewed as image rows do (``(N, 9, 16, 16)`` as
+        ``(N, 1, 48, 48)``: 48 rows of 16 end inside the block of 9 channels of 16 rows).
+        This is a rule about the code, not a statistic: it does
         not misfire by chance, only on code that relabels memory laid out in one order of
         axes as another on purpose.
 
@@ -131,16 +174,25 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
         + [r.describe() for r in inside]
     )
     first = inside[0].event if inside else None
+    cut = [r for r in inside if not reorders_axes(r.event.before, r.event.after)]
     ctx.finding(
-        title="A view or reshape reorders axes instead of transposing them",
+        title=(
+            "A view or reshape cuts across axes instead of rearranging them"
+            if cut and len(cut) == len(inside) and not loop
+            else "A view or reshape reorders axes instead of transposing them"
+        ),
         message=(
-            f"{len(loop) + len(inside)} reshape(s) give a tensor's axis sizes in another order: "
-            f"{listed}. A view relabels memory and never moves a value, so the values that land "
-            "on each new axis are not the ones the code means (a transpose written as a view)."
+            f"{len(loop) + len(inside)} reshape(s) give a tensor's axis sizes in another order"
+            + (" or draw an axis boundary through another axis at no factor of it" if cut else "")
+            + f": {listed}. A view relabels memory and never moves a value, so the values that "
+            "land on each new axis are not the ones the code means (a transpose written as a "
+            "view" + ("; sub-pixel channels read as image rows" if cut else "") + ")."
         ),
         fix=(
             "Use `x.transpose(i, j)` or `x.permute(...)` to reorder axes; keep `view`/`reshape` "
-            "for splitting and merging neighbouring axes."
+            "for splitting and merging neighbouring axes (sub-pixel upsampling: "
+            "`nn.PixelShuffle(r)`, or a view to (N, C, r, r, H, W), a permute to "
+            "(N, C, H, r, W, r) and a reshape)."
         ),
         where=(
             Where(
