@@ -42,6 +42,9 @@ class DensePairs:
     phi: torch.Tensor
     valid: torch.Tensor
     classes: bool  # the targets are class ids
+    # The target came at a whole multiple or fraction of the input's size (averaged onto
+    # the smaller grid): super-resolution, a mask at the output stride.
+    rescaled: bool = False
 
 
 @dataclass
@@ -143,11 +146,14 @@ def dense_pairs(
     if target_factor > 1:
         phi = F.avg_pool2d(phi, target_factor)
         valid = F.avg_pool2d(valid[:, None].double(), target_factor)[:, 0] >= 1.0
-    pairs = _pooled(DensePairs(x, phi, valid, classes), t.alignment_max_side)
+    rescaled = factors != (1, 1)
+    pairs = _pooled(DensePairs(x, phi, valid, classes, rescaled), t.alignment_max_side)
     # Bounded memory: the fit holds a few float64 copies of every pixel's features.
     per_sample = math.prod(pairs.x.shape[2:]) * (pairs.x.shape[1] + pairs.phi.shape[1] + 1)
     keep = max(2, t.alignment_max_elements // per_sample)
-    return DensePairs(pairs.x[:keep], pairs.phi[:keep], pairs.valid[:keep], pairs.classes)
+    return DensePairs(
+        pairs.x[:keep], pairs.phi[:keep], pairs.valid[:keep], pairs.classes, pairs.rescaled
+    )
 
 
 def _pooled(pairs: DensePairs, side: int) -> DensePairs:
@@ -163,7 +169,7 @@ def _pooled(pairs: DensePairs, side: int) -> DensePairs:
         return F.avg_pool2d(t[..., :h, :w], k)
 
     valid = pool(pairs.valid[:, None, :h, :w].double())[:, 0] >= 1.0
-    return DensePairs(pool(pairs.x), pool(pairs.phi), valid, pairs.classes)
+    return DensePairs(pool(pairs.x), pool(pairs.phi), valid, pairs.classes, pairs.rescaled)
 
 
 class _LinearMap:
@@ -354,6 +360,9 @@ def target_misaligned(ctx: CheckContext) -> None:
         half); a centre of fewer than ``alignment_min_window`` (64) pixels is not judged
         (chance matches among the offsets are too likely there). A pipeline that keeps its pairs in register, even a fixed
         sub-pixel offset apart, can favour a move one way along an axis, never both ways;
+        translations are judged for class masks and for targets at another resolution
+        (super-resolution, a mask at the output stride), whose pairs are in register by
+        definition, not for same-size maps (a next frame moves each object its own way);
         the check fires when samples moved each way along one axis are both more than
         ``alignment_null_rate`` explains (binomial tests at ``alignment_alpha``): input and
         target were cropped at separate random origins (a healthy super-resolution
@@ -428,7 +437,11 @@ def target_misaligned(ctx: CheckContext) -> None:
 
 def _judge_shifts(ctx: CheckContext, pairs: DensePairs, t: Thresholds) -> None:
     """Targets moved against their inputs by offsets of both signs along one axis: input
-    and target cropped at separate random origins."""
+    and target cropped at separate random origins. Judged where the task keeps its pairs
+    in register by definition: a class mask, or a target at another resolution (a
+    same-size map may be a later frame of the input, each object moved its own way)."""
+    if not (pairs.classes or pairs.rescaled):
+        return
     gain = t.alignment_shift_gain
     fit = shift_alignment(
         pairs, t.alignment_unrelated, t.alignment_max_shift, t.alignment_min_window, gain
