@@ -95,6 +95,9 @@ def test_targets_of_another_size_or_kind_are_not_compared() -> None:
     t = DEFAULT_THRESHOLDS
     assert dense_pairs([(images, masks[:, :5, :5])], None, t) is None  # no whole fraction
     assert dense_pairs([(images, masks[:, :8, :12])], None, t) is None  # two factors
+    assert dense_pairs([(images, masks[:, ::2, ::2])], None, t) is not None  # output stride 2
+    # A detector's target grid at stride 4: offsets and sizes per cell, no picture.
+    assert dense_pairs([(images, torch.rand(8, 6, 4, 4))], None, t) is None
     assert dense_pairs([(images, torch.zeros(8, dtype=torch.long))], None, t) is None
     assert dense_pairs([(images.flatten(1), masks.flatten(1))], None, t) is None
     assert dense_pairs([(images, masks)], None, t) is not None

@@ -88,8 +88,9 @@ def dense_pairs(
     pairs: list[tuple[Any, Any]], ignore_index: int | None, t: Thresholds
 ) -> DensePairs | None:
     """The kept (input, target) pairs where the target is an image of the input's size, or
-    of a whole multiple or fraction of it (averaged onto the smaller grid): class ids
-    (N, H, W) or (N, 1, H, W), or maps (N, K, H, W); None otherwise."""
+    of a whole multiple of it, or class ids on a grid a whole fraction of it (averaged onto
+    the smaller grid): class ids (N, H, W) or (N, 1, H, W), or maps (N, K, H, W); None
+    otherwise."""
     xs, ys, n = [], [], 0
     factors: tuple[int, int] | None = None
     for x, y in pairs:
@@ -141,6 +142,10 @@ def dense_pairs(
     else:
         return None
     input_factor, target_factor = factors
+    if input_factor > 1 and not classes:
+        # A float map on a coarser grid than its input is a detector's or a pose model's
+        # target grid (offsets, sizes, heatmaps per cell), not a picture of the input.
+        return None
     if input_factor > 1:
         x = F.avg_pool2d(x, input_factor)
     if target_factor > 1:
@@ -339,8 +344,10 @@ def target_misaligned(ctx: CheckContext) -> None:
         class ids) is fitted on all pairs. Each sample's input is then drawn from its own
         target, from that target mirrored (horizontal flip, vertical flip, 180-degree
         rotation) and from ``alignment_unrelated`` other samples' targets. A target of a
-        whole multiple of the input's size (super-resolution) or a whole fraction of it
-        (a mask at the output stride) is averaged onto the smaller grid first. A sample counts
+        whole multiple of the input's size (super-resolution), or class ids on a whole
+        fraction of it (a mask at the output stride), is averaged onto the smaller grid
+        first; a float map on a coarser grid (a detector's or a pose model's target grid,
+        offsets and sizes per cell) is no picture of the input and is left out. A sample counts
         where its best target stands ``alignment_power_sd`` spreads clear of the others'
         targets; it is *mirrored* where a mirrored target fits it better than its own by
         more than ``alignment_mirror_share`` of that margin, and *unmirrored* where its own
