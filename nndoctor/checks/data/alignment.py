@@ -399,7 +399,9 @@ def target_misaligned(ctx: CheckContext) -> None:
         ctx.skip("no training batches were kept")
     pairs = dense_pairs(lab.input_target_pairs(), _ignore_index(ctx.recording), t)
     if pairs is None:
-        ctx.skip("no loss target is an image of the input's height and width")
+        ctx.skip(
+            "no loss target is an image of the input's size, a whole multiple of it, or a class mask on a whole fraction of it"
+        )
     fit = alignment(pairs, t.alignment_unrelated)
     best_mirror, names = fit.best_mirror()
     best = torch.minimum(fit.own, best_mirror)
