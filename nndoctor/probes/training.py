@@ -1265,8 +1265,9 @@ class TrainingProbe:
             if k not in ("input", "target", "reduction")
         }
         file, line = user_frame()
-        call = ElementwiseLoss(fn=fn_name, input_shape=tuple(inp.shape), kwargs=extra)
-        call.file, call.line = file, line
+        call = ElementwiseLoss(
+            fn=fn_name, input_shape=tuple(inp.shape), kwargs=extra, file=file, line=line
+        )
         with torch.no_grad():
             values = [out.detach().float().mean()]
             if isinstance(target, torch.Tensor) and target.is_floating_point() and target.numel():
