@@ -169,6 +169,22 @@ for fault in (
         edits=(Edit("image, mask = image.flip(-1), mask.flip(-1)", "image = image.flip(-1)"),),
     ),
     Fault(
+        "unet-logits-flattened-class-axis-not-last",
+        UNET,
+        25,
+        "dev",
+        "the main loss flattens the logits with view(-1, C) straight from (N, C, H, W), and the "
+        "mask with view(-1): each row of 'class scores' is C neighbouring pixels of one class "
+        "map, scored against the label of another pixel",
+        also=(4,),
+        edits=(
+            Edit(
+                "loss = criterion(logits, mask) + ",
+                "loss = criterion(logits.view(-1, logits.shape[1]), mask.view(-1)) + ",
+            ),
+        ),
+    ),
+    Fault(
         "unet-val-same-seed-as-train",
         UNET,
         15,

@@ -9,7 +9,11 @@ import torch
 from subjects import run
 from torch import nn
 
-from nndoctor.checks.implementation.reshapes import cuts_across, reorders_axes
+from nndoctor.checks.implementation.reshapes import (
+    class_axis_not_innermost,
+    cuts_across,
+    reorders_axes,
+)
 from nndoctor.engine import Selection, check_script
 from nndoctor.report.model import Report
 
@@ -392,3 +396,72 @@ def test_which_reshapes_cut_across_axes(
     before: tuple[int, ...], after: tuple[int, ...], cuts: bool
 ) -> None:
     assert cuts_across(before, after) is cuts
+
+
+class _FlatTagLoss(nn.modules.loss._Loss):
+    """Cross-entropy over every position of (batch, tags, positions) scores, flattened to
+    (rows, tags) by a bare view (the bug), after moving the tag axis last, or not at all."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+
+    def forward(self, scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        c = scores.shape[1]
+        if self.how == "view":
+            return nn.functional.cross_entropy(scores.view(-1, c), tags.view(-1))
+        if self.how == "permute":
+            return nn.functional.cross_entropy(
+                scores.permute(0, 2, 1).reshape(-1, c), tags.reshape(-1)
+            )
+        return nn.functional.cross_entropy(scores, tags)  # (N, C, T) with (N, T)
+
+
+def _tagger(how: str) -> Report:
+    """A 1-D convolutional tagger: 3 tags per position of 20, from 4 input channels."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, 20, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0.5).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(4, 16, 3, padding=1), nn.ReLU(), nn.Conv1d(16, 3, 1))
+    return run(
+        select=["reshape-reorders-axes"],
+        model=model,
+        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=_FlatTagLoss(how),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+
+
+@pytest.mark.fires("reshape-reorders-axes")
+def test_class_scores_flattened_from_the_position_axis_are_found() -> None:
+    report = _tagger("view")
+    (finding,) = report.by_check("reshape-reorders-axes")
+    assert finding.title.startswith("Class scores flattened")
+    assert finding.evidence["reshapes"][0]["before"] == [32, 3, 20]
+    assert finding.evidence["reshapes"][0]["after"] == [640, 3]
+
+
+@pytest.mark.silent("reshape-reorders-axes")
+@pytest.mark.parametrize("how", ["permute", "unflattened"])
+def test_class_scores_moved_last_or_left_unflattened_pass(how: str) -> None:
+    report = _tagger(how)
+    assert not report.by_check("reshape-reorders-axes")
+    assert report.result("reshape-reorders-axes").status.value == "passed"
+
+
+@pytest.mark.parametrize(
+    ("layout", "loss_input", "wrong"),
+    [
+        ((32, 3, 20), (640, 3), True),  # (N, C, T) viewed as (N * T, C)
+        ((8, 5, 16, 16), (2048, 5), True),  # (N, C, H, W) viewed as (N * H * W, C)
+        ((32, 20, 3), (640, 3), False),  # (N, T, C): classes innermost
+        ((20, 32, 3), (640, 3), False),  # sequence-first, classes innermost
+        ((32, 3, 3), (96, 3), False),  # two axes of C: cannot tell
+        ((32, 3, 1, 1), (32, 3), False),  # pooled: unit axes aside
+    ],
+)
+def test_which_flattenings_leave_the_class_axis_inside(
+    layout: tuple[int, ...], loss_input: tuple[int, ...], wrong: bool
+) -> None:
+    assert class_axis_not_innermost(layout, loss_input) is wrong

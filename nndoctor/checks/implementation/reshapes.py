@@ -12,6 +12,7 @@ from torch import nn
 from nndoctor.checks import causes
 from nndoctor.checks.implementation.layers import batch_slice
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import LossCall
 from nndoctor.probes.reshapes import ReshapeEvent, recorded_reshapes
 from nndoctor.report.model import Where
 
@@ -136,6 +137,12 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
         ``(N, C, H, W)`` to ``(N, G, C/G * H * W)`` splits C at a factor and merges the
         rest), while sub-pixel channels viewed as image rows do (``(N, 9, 16, 16)`` as
         ``(N, 1, 48, 48)``: 48 rows of 16 end inside the block of 9 channels of 16 rows).
+        Between the model and the loss, a class-score loss (cross-entropy, NLL) given
+        (rows, C) scores viewed from a model output whose axis of C classes is not its
+        innermost (``out.view(-1, C)`` of an ``(N, C, T)`` or ``(N, C, H, W)`` output)
+        counts too: each row then holds C values along the positions of one class, and
+        the targets flattened beside them belong to other rows (only where exactly one
+        axis has C entries and the innermost has another size).
         This is a rule about the code, not a statistic: it does
         not misfire by chance, only on code that relabels memory laid out in one order of
         axes as another on purpose.
@@ -155,9 +162,14 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
             x = points.transpose(1, 2)                # (batch, 3, n)
     """
     loop = _loader_reorderings(ctx)
+    to_loss = _loss_reorderings(ctx)
+    if to_loss:
+        _class_axis_finding(ctx, to_loss)
     inside, seen, why_not = _model_reorderings(ctx)
     relabelled = sum(len(s.loader_reshapes) for s in ctx.recording.steps)
     if not loop and not inside:
+        if to_loss:
+            return
         if why_not and not relabelled:
             ctx.skip(why_not)
         ctx.note(
@@ -237,6 +249,40 @@ def _loader_reorderings(
     return [(step, b, a) for (b, a), step in found.items()]
 
 
+# Losses whose input is (rows, classes): a row's class scores must be one sample's.
+_CLASS_SCORE_LOSSES = ("cross_entropy", "nll_loss")
+
+
+def class_axis_not_innermost(layout: tuple[int, ...], loss_input: tuple[int, ...]) -> bool:
+    """Whether a loss input of (rows, C) class scores was viewed from an output laid out
+    ``layout`` whose axis of C classes is not its innermost: each row then holds C values
+    run along the innermost axis (positions, pixels), not one position's C scores. Only
+    where exactly one axis has C entries and the innermost has another size (with both C,
+    it cannot be told which is which). Axes of size 1 aside."""
+    if len(loss_input) != 2:
+        return False
+    classes = loss_input[1]
+    sizes = [s for s in layout if s != 1]
+    return len(sizes) >= 3 and sizes[-1] != classes and sizes.count(classes) == 1
+
+
+def _loss_reorderings(ctx: CheckContext) -> list[tuple[int, LossCall]]:
+    """(step, loss call) for each class-score loss whose input was viewed from the model
+    output with the class axis not innermost, once per place in the code."""
+    found: dict[tuple[str | None, int | None], tuple[int, LossCall]] = {}
+    for step in ctx.recording.steps:
+        for call in step.loss_calls:
+            link = call.linked_to_output or ""
+            if (
+                call.fn in _CLASS_SCORE_LOSSES
+                and call.input_layout is not None
+                and link.startswith(("view:", "rearrange:"))
+                and class_axis_not_innermost(call.input_layout, call.input_shape)
+            ):
+                found.setdefault((call.file, call.line), (step.step, call))
+    return list(found.values())
+
+
 def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
     """The reshapes of the model's (and the networks' beside it) own code that reorder
     axes, once per line; how many reshapes ran; why the forward could not be replayed
@@ -300,3 +346,39 @@ def _reshapes_of(
     except (RuntimeError, ValueError, IndexError, TypeError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return events
+
+
+def _class_axis_finding(ctx: CheckContext, to_loss: list[tuple[int, LossCall]]) -> None:
+    step, call = to_loss[0]
+    assert call.input_layout is not None
+    classes = call.input_shape[1]
+    ctx.finding(
+        title="Class scores flattened from an axis that is not the class axis",
+        message=(
+            f"The {call.fn} loss is given {_shape(call.input_shape)} class scores viewed from a "
+            f"model output laid out {_shape(call.input_layout)}, whose {classes} classes are not "
+            "its last axis: a view keeps memory order, so each row holds "
+            f"{classes} consecutive values along the last axis (positions, pixels) of one class, "
+            "not one position's scores for each class, and the targets flattened beside them "
+            "belong to other rows. The loss still falls, on scrambled pairs."
+        ),
+        fix=(
+            "Move the class axis last before flattening (`out.permute(0, 2, 1).reshape(-1, C)`, "
+            "`out.movedim(1, -1).reshape(-1, C)`), or pass the output unflattened: "
+            "`F.cross_entropy(out, y)` takes (N, C, d1, ...) scores with (N, d1, ...) targets."
+        ),
+        where=Where(step=step, file=call.file, line=call.line),
+        evidence={
+            "reshapes": [
+                {
+                    "before": list(c.input_layout or ()),
+                    "after": list(c.input_shape),
+                    "step": s,
+                    "between": "model and loss",
+                    "file": c.file,
+                    "line": c.line,
+                }
+                for s, c in to_loss
+            ]
+        },
+    )
