@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -41,13 +43,6 @@ def cuts_across(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
     if len(kept) < 2 or len(made) < 2 or math.prod(kept) != math.prod(made):
         return False
 
-    def cumulative(sizes: list[int]) -> list[int]:
-        out, total = [], 1
-        for size in sizes:
-            total *= size
-            out.append(total)
-        return out
-
     def splits_at_factors(boundaries: list[int], axes: list[int]) -> bool:
         # Each boundary P lies in an axis whose span runs from A (exclusive) to B, and
         # splits it at a factor when A divides P and P divides B.
@@ -60,7 +55,7 @@ def cuts_across(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
                     break
         return True
 
-    into, outof = cumulative(kept), cumulative(made)
+    into, outof = list(accumulate(kept, operator.mul)), list(accumulate(made, operator.mul))
     return not (splits_at_factors(outof[:-1], into) and splits_at_factors(into[:-1], outof))
 
 
