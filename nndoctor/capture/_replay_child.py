@@ -27,7 +27,7 @@ import torch
 import torch.optim.optimizer as optim_mod
 from torch import nn
 from torch.nn.modules import module as module_mod
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
@@ -47,6 +47,95 @@ from nndoctor.trees import tensors
 # Batches a substituted loader yields with no backward pass and no optimizer step in between
 # before it ends: a training loop runs one of them on nearly every batch.
 IDLE_BATCHES = 64
+
+
+# The keys a sample dict names its target by, first found first.
+_TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+# Targets recorded to tell sample indices and instance labels (each value once) apart.
+_TARGETS_RECORDED = 256
+
+
+class _Repaired(Dataset):
+    """A map-style dataset whose samples keep their first element (the input) and, when
+    ``swap``, take the others (targets, a second input such as an image's caption, any
+    weights or ids beside them) from the sample ``partner[i]``; a dict sample takes its
+    target keys (``labels``, ...) or else all but its first. The partner sample is read
+    either way, so the script's random streams (augmentations in ``__getitem__``) advance
+    alike in a replay that swaps and one that does not."""
+
+    def __init__(self, dataset: Any, seed: int, swap: bool, replay: _Replay) -> None:
+        self.dataset = dataset
+        self.swap = swap
+        self.replay = replay
+        self.partner = torch.randperm(
+            len(dataset), generator=torch.Generator().manual_seed(seed)
+        ).tolist()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names this wrapper lacks: the script's own dataset attributes.
+        if name == "dataset":
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        sample = self.dataset[index]
+        partner = self.dataset[self.partner[index]]
+        keys = _paired_keys(sample)
+        if not keys or _paired_keys(partner) != keys:
+            return sample
+        if self.replay.result.stored_targets is None:
+            # Read once more: elements that differ from one read to the next (noise, a
+            # negative drawn at random) are no stored pairing to take apart.
+            again = self.dataset[index]
+            self.replay.result.stored_targets = _paired_keys(again) == keys and any(
+                _same(sample[k], again[k]) for k in keys
+            )
+        self.replay.note_target(sample[keys[-1]])
+        if not self.swap:
+            return sample
+        if isinstance(sample, dict):
+            return {**sample, **{k: partner[k] for k in keys}}
+        swapped = [sample[0], *partner[1:]]
+        return tuple(swapped) if isinstance(sample, tuple) else swapped
+
+
+def _paired_keys(sample: Any) -> list[Any]:
+    """The elements of a sample that a re-pairing takes from another sample: all but the
+    first of a tuple or list of two or more; a dict's target keys, or all but its first;
+    none for anything else (one tensor: nothing to pair)."""
+    if isinstance(sample, (tuple, list)) and len(sample) >= 2:
+        return list(range(1, len(sample)))
+    if isinstance(sample, dict) and len(sample) >= 2:
+        named = [k for k in _TARGET_KEYS if k in sample]
+        return named[:1] if named else list(sample)[1:]
+    return []
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two reads of one sample's element are equal."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    if isinstance(a, numpy.ndarray) and isinstance(b, numpy.ndarray):
+        return bool(numpy.array_equal(a, b))
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - an element that cannot be compared is not a stored one
+        return False
+
+
+def _number(value: Any) -> Any:
+    """A target's value where it is one number (an int, a one-element tensor or array),
+    else None."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (numpy.ndarray, numpy.generic)) and value.size == 1:
+        return value.item()
+    return None
 
 
 class _Derivatives:
@@ -139,6 +228,35 @@ class _Replay:
         self.original_grad: Any = torch.autograd.grad
         self._reset: set[int] = set()
         self._script_rates: dict[int, list[Any]] = {}
+        self._targets: list[Any] = []
+
+    # -- pairing: each sample's target from another sample, or from its own ---------------
+    def repaired_init(self, original_init: Any) -> Any:
+        replay = self
+
+        def __init__(loader: DataLoader, dataset: Any = None, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+            if dataset is None:
+                dataset = kwargs.pop("dataset")
+            if (
+                not isinstance(dataset, IterableDataset)
+                and hasattr(dataset, "__getitem__")
+                and hasattr(dataset, "__len__")
+                and len(dataset) > 1
+            ):
+                seed = replay.plan.overrides.get("pair_seed")
+                dataset = _Repaired(dataset, int(seed or 0), seed is not None, replay)
+            original_init(loader, dataset, *args, **kwargs)
+
+        return __init__
+
+    def note_target(self, value: Any) -> None:
+        self.result.paired = True
+        if len(self._targets) < _TARGETS_RECORDED:
+            self._targets.append(_number(value))
+            numbers = [v for v in self._targets if v is not None]
+            self.result.target_distinct = (
+                len(set(numbers)) / len(numbers) if len(numbers) == len(self._targets) else None
+            )
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -261,7 +379,10 @@ class _Replay:
         self.result.steps += 1
         self.terms.clear()
         self._loss_seen = False
-        if self.plan.mode in ("overfit", "rate") and self.result.steps >= self.plan.steps:
+        if (
+            self.plan.mode in ("overfit", "rate", "pairing")
+            and self.result.steps >= self.plan.steps
+        ):
             raise StopCapture("step budget")
         if self.plan.fit_rule is not None and fit_reached(self.result.losses, self.plan.fit_rule):
             # Fit: the later steps could only say so again (the check's own rule, given).
@@ -295,7 +416,7 @@ class _Replay:
             self._loss_seen = True
             value = float(tensor.detach())
             self.result.losses.append(value if math.isfinite(value) else float("nan"))
-            if self.plan.mode in ("overfit", "rate") and not math.isfinite(value):
+            if self.plan.mode in ("overfit", "rate", "pairing") and not math.isfinite(value):
                 raise StopCapture("diverged")
 
     def _finish_trace(self) -> None:
@@ -316,6 +437,7 @@ def main(plan_path: str, out_path: str) -> None:
         plan = ReplayPlan(**json.load(f))
     replay = _Replay(plan)
     original_iter = DataLoader.__iter__
+    original_init = DataLoader.__init__
     original_backward = torch.Tensor.backward
 
     def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -332,6 +454,8 @@ def main(plan_path: str, out_path: str) -> None:
     ]
     if plan.mode == "overfit":
         DataLoader.__iter__ = replay.fixed_iter(original_iter)  # type: ignore[method-assign]
+    if plan.mode == "pairing":
+        DataLoader.__init__ = replay.repaired_init(original_init)  # type: ignore[method-assign]
     if plan.mode == "derivatives":
         torch.autograd.grad = replay.derivatives.wrap(replay.original_grad)
     torch.Tensor.backward = backward  # type: ignore[method-assign]
@@ -376,6 +500,7 @@ def main(plan_path: str, out_path: str) -> None:
         for h in handles:
             h.remove()
         DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
+        DataLoader.__init__ = original_init  # type: ignore[method-assign]
         torch.Tensor.backward = original_backward  # type: ignore[method-assign]
         torch.autograd.grad = replay.original_grad
     with open(out_path, "w", encoding="utf-8") as f:

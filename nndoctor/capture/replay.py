@@ -21,7 +21,14 @@ change only what the experiment needs:
   the first backward is recorded: the healthy twin of the script's own initialisation;
 - ``rate``: the script runs unchanged for ``steps`` optimizer steps, except that every
   step is taken at ``overrides["lr_scale"]`` times the rate the script set for it; the
-  loss of each step is recorded (a learning-rate trial on the script's own stream).
+  loss of each step is recorded (a learning-rate trial on the script's own stream);
+- ``pairing``: the script runs unchanged for ``steps`` optimizer steps, except that every
+  map-style dataset a DataLoader reads is wrapped: with ``overrides["pair_seed"]`` each
+  sample keeps its first element (the input) and takes the others (its target, or a
+  second input such as a caption) from the sample a fixed random permutation assigns it
+  (a re-pairing that holds across epochs); without it, it is left as it is. Both read
+  the partner sample, so the script's random streams advance alike; the loss of each
+  step is recorded.
 
 A process per replay isolates global state; checkpoints still go to a scratch folder,
 so a replay never writes into the user's tree. Within a check run the processes are
@@ -53,7 +60,8 @@ from typing import Any
 class ReplayPlan:
     script: str
     argv: list[str]
-    mode: str  # "overfit", "trace", "terms", "derivatives", "default-init" or "rate"
+    # "overfit", "trace", "terms", "derivatives", "default-init", "rate" or "pairing"
+    mode: str
     steps: int = 150
     batch_size: int = 8
     trace_step: int = 0
@@ -91,6 +99,14 @@ class ReplayResult:
     initial_terms: dict[str, float] | None = None
     # "rate": the first group's rate as the script set it at each step, before scaling.
     rates: list[float] = field(default_factory=list)
+    # "pairing": whether a dataset's samples were wrapped (map-style, two elements or more),
+    # and the share of distinct values among the first samples' last elements where all
+    # are numbers (None otherwise), which tells sample indices and instance labels apart.
+    paired: bool = False
+    target_distinct: float | None = None
+    # ... and whether one of a sample's re-paired elements reads the same twice (a stored
+    # target), not all drawn anew at each read (noise, a random negative); None: not read.
+    stored_targets: bool | None = None
     # The processor time the replay used (user and system, its loader workers included):
     # what the experiment budget counts, since unlike the wall clock it does not grow
     # with other work on the machine.

@@ -337,6 +337,20 @@ class Lab:
         self.replay_cpu_seconds += result.cpu_seconds
         return result
 
+    def overfit_replay(self, t: Any, scale: float) -> ReplayResult:
+        """The script replayed on one tiny batch (``overfit_steps``, ending once fit), once
+        per check run: the tiny-batch experiment judges it, and the replayed shuffled-label
+        experiment asks it whether the model learns at all."""
+        return self.memo(
+            "overfit-replay",
+            lambda: self.replay(
+                "overfit",
+                steps=t.overfit_steps,
+                batch_size=t.overfit_batch_size,
+                fit_rule=self.fit_rule(t, scale=scale),
+            ),
+        )
+
     def replays(self, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
         """Several independent replays of one experiment (``plans``: each replay's plan
         fields), run side by side where the model trains on the CPU, one core each, and

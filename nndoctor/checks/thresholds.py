@@ -165,6 +165,20 @@ class Thresholds:
     # Fresh batches (not seen before) of the script's own run, in the later half of those
     # observed, below which its losses say nothing about the pairing.
     pairing_run_min_steps: int = 4
+    # Where no copy can rebuild the loss (a custom loss), the script is replayed for this
+    # many optimizer steps unchanged and this many times with every sample's target taken
+    # from another sample (a fixed permutation each); the per-step gains of the real
+    # pairing over the later half of the steps are cut into this many consecutive blocks,
+    # whose means give the confidence bounds (Student's t at label_pairing_alpha). The
+    # pairing is called absent when the upper bound stays below pairing_useful_gain of the
+    # re-paired replays' loss: a pairing worth a tenth of that loss is called absent at
+    # most label_pairing_alpha of the time.
+    pairing_replay_steps: int = 150
+    pairing_replay_nulls: int = 3
+    pairing_replay_blocks: int = 5
+    # A label per sample or nearly (more than this share of distinct values): instance
+    # discrimination or sample indices, where there is no pairing to learn but by heart.
+    distinct_label_share: float = 0.8
     # Permutations of the held-out targets a cross-fit's statistic is compared with.
     pairing_permutations: int = 999
     # Looks the value cross-fit takes at the held-out samples, after all of the copies'

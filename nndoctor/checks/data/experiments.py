@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes
+from nndoctor.checks.data.pairing_replay import pairing_by_replay
 from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
@@ -908,6 +909,27 @@ def labels_not_connected(ctx: CheckContext) -> None:
         Student's quantile times the permuted losses' spread); otherwise it is
         inconclusive.
 
+        Where no copy can rebuild the loss (a custom loss, a recognised loss on a
+        transformed output, several terms), the script itself is replayed
+        (``pairing_replay_steps``, 150 optimizer steps): once unchanged and
+        ``pairing_replay_nulls`` (3) times with each sample's elements but the first (its
+        target, or a second input: an image's caption) taken from another sample by a
+        fixed random permutation, which holds across epochs as a wrong pairing in the
+        data would; where that leaves the first step's loss unchanged, the loss does not
+        read them and nothing is judged. The replays are seeded alike and read the same samples, so they
+        differ in the pairing alone. Over the later half of the steps, the per-step gain
+        of the unchanged replay's loss over the re-paired replays' mean is cut into
+        ``pairing_replay_blocks`` (5) blocks; their means give Student's t bounds at
+        ``label_pairing_alpha``. A lower bound above zero shows the labels follow the
+        inputs; an upper bound below ``pairing_useful_gain`` (a tenth) of the re-paired
+        replays' loss, from a model that memorises a replayed tiny batch (the tiny-batch
+        experiment's rule, or a tenth lower where its loss has a floor above zero), shows
+        they do not (with disconnected labels the replays are exchangeable, and a pairing
+        worth a tenth of that loss is called absent at most ``label_pairing_alpha`` of the
+        time); otherwise the experiment is inconclusive. Samples of one element, iterable
+        datasets, and last elements that are nearly all distinct numbers (indices, a
+        label per sample: ``distinct_label_share``) are not judged.
+
     How to fix:
         Shuffle inputs and labels together (one permutation, or a DataLoader over a
         Dataset returning (x, y) pairs); check any sort or filter is applied to both.
@@ -923,6 +945,10 @@ def labels_not_connected(ctx: CheckContext) -> None:
             perm = torch.randperm(len(x))
             x, y = x[perm], y[perm]
     """
+    lab: Lab = ctx.services
+    if lab is not None and not lab.available and lab.script is not None:
+        pairing_by_replay(ctx, lab)
+        return
     lab, subject = _require(ctx)
     t = ctx.thresholds
     # Two independent permutations of the targets within each batch: under disconnected
@@ -946,7 +972,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
                     "the batch layout does not say where the targets are (give Subject.replace_targets)"
                 )
             batches.append(new)
-    if labels and len(set(labels)) > 0.8 * len(labels):
+    if labels and len(set(labels)) > t.distinct_label_share * len(labels):
         # One sample per class (surrogate classes, instance discrimination): there is no
         # pairing to learn faster than by heart.
         ctx.skip(

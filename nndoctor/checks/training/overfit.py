@@ -188,9 +188,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     scale = ctx.recording.criterion_scale()
     # A replay that has fit ends there: the steps after it could only say so again.
     fit_rule = lab.fit_rule(t, scale=scale)
-    user = lab.replay(
-        "overfit", steps=t.overfit_steps, batch_size=t.overfit_batch_size, fit_rule=fit_rule
-    )
+    user = lab.overfit_replay(t, scale)
     if user.timed_out:
         # A replay cut short has too few steps to judge; that is no evidence of a failure to fit.
         ctx.skip(

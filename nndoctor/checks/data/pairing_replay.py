@@ -1,0 +1,207 @@
+"""The shuffled-label experiment for a script whose loss no copy can rebuild (reason 4).
+
+A custom loss, a recognised loss on a transformed output or several terms summed: the
+experiment cannot train copies in this process, but it can re-run the script (see
+:mod:`nndoctor.capture.replay`, mode ``pairing``) with each sample's target taken from
+another sample by a fixed random permutation, and compare the losses the script itself
+computes with those of an unchanged replay. The replays are seeded alike and read the
+same samples, so the only difference between them is the pairing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from nndoctor.capture.replay import ReplayResult
+from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.registry import CheckContext
+from nndoctor.checks.significance import student_t_quantile
+
+
+@dataclass
+class PairingGain:
+    """How much lower the unchanged replay's loss runs than the re-paired replays' over
+    the later half of their steps, in the loss's own units."""
+
+    gain: float  # mean over those steps of (re-paired replays' mean loss - unchanged loss)
+    lower: float  # one-sided confidence bounds on it, at the experiment's level
+    upper: float
+    level: float  # the re-paired replays' mean loss there: what no pairing reaches
+    steps: int
+
+    def describe(self) -> str:
+        return (
+            f"over steps {self.steps // 2 + 1}-{self.steps} of the script replayed with every "
+            f"sample's target taken from another sample, its loss averaged {self.level:.4g}; "
+            f"with the real pairing it ran {self.gain:.3g} lower (confidence bounds "
+            f"{self.lower:.3g} to {self.upper:.3g})"
+        )
+
+
+def pairing_gain(
+    real: list[float], repaired: list[list[float]], blocks: int, alpha: float
+) -> PairingGain | None:
+    """The gain of the real pairing over the re-paired replays on the later half of the
+    steps all of them ran, with a confidence interval from ``blocks`` consecutive block
+    means of the per-step gains (neighbouring steps' losses are correlated; blocks of
+    them far less). None when too few steps were run for that."""
+    steps = min(len(real), *(len(r) for r in repaired))
+    start = steps // 2
+    if steps - start < 2 * blocks:
+        return None
+    gains, levels = [], []
+    for t in range(start, steps):
+        null = statistics.fmean(r[t] for r in repaired)
+        gains.append(null - real[t])
+        levels.append(null)
+    if not all(math.isfinite(v) for v in gains + levels):
+        return None
+    size = len(gains) // blocks
+    means = [statistics.fmean(gains[i * size : (i + 1) * size]) for i in range(blocks)]
+    gain = statistics.fmean(means)
+    spread = statistics.stdev(means) / math.sqrt(blocks)
+    margin = student_t_quantile(alpha, blocks - 1) * spread
+    return PairingGain(
+        gain=gain,
+        lower=gain - margin,
+        upper=gain + margin,
+        level=statistics.fmean(levels),
+        steps=steps,
+    )
+
+
+def _replayed(ctx: CheckContext, lab: Lab) -> tuple[ReplayResult, list[ReplayResult]]:
+    t = ctx.thresholds
+    plans = [{"steps": t.pairing_replay_steps}] + [
+        {"steps": t.pairing_replay_steps, "overrides": {"pair_seed": seed}}
+        for seed in range(1, t.pairing_replay_nulls + 1)
+    ]
+    real, *repaired = lab.replays("pairing", plans)
+    for r in (real, *repaired):
+        if r.timed_out:
+            # Cut short by the clock, the replays decide nothing (a verdict never depends
+            # on the machine's speed).
+            ctx.skip(
+                f"{lab.unavailable_reason}, and a replay of the script hit its time limit after "
+                f"{len(r.losses)} of {t.pairing_replay_steps} steps"
+            )
+        if r.error and len(r.losses) < t.pairing_replay_steps:
+            ctx.skip(
+                f"{lab.unavailable_reason}, and a replay of the script ended after "
+                f"{len(r.losses)} of {t.pairing_replay_steps} steps: {r.error or 'the script ended'}"
+            )
+    if real.paired and real.stored_targets is False:
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the samples' elements beside the input are drawn "
+            "anew at each read (noise, random negatives): there is no stored pairing to test"
+        )
+    first = [r.losses[0] for r in repaired if r.losses]
+    if (
+        real.paired
+        and real.losses
+        and all(math.isclose(v, real.losses[0], rel_tol=1e-6) for v in first)
+    ):
+        # Same model, same inputs, other targets, same first loss: what was re-paired
+        # (sample ids, a label the loss does not read) is not what the loss learns from.
+        ctx.skip(
+            f"{lab.unavailable_reason}, and taking the samples' other elements from other "
+            "samples leaves the first loss unchanged: the loss does not read them"
+        )
+    if not real.paired:
+        ctx.skip(
+            f"{lab.unavailable_reason}, and no DataLoader read samples of two elements or more "
+            "from a map-style dataset that a replay could re-pair"
+        )
+    return real, repaired
+
+
+def _memorises(lab: Lab, ctx: CheckContext) -> bool | None:
+    """Whether the script, replayed on one tiny batch, fits it by the tiny-batch
+    experiment's rule, or, where its loss has a floor above zero (a random forward, the
+    batch changed at random on its way to the model), lowers it by ``learned_fraction``:
+    a model that can memorise. None when that replay cannot say."""
+    t = ctx.thresholds
+    scale = ctx.recording.criterion_scale()
+    tiny = lab.overfit_replay(t, scale)
+    if tiny.timed_out or not tiny.substituted or len(tiny.losses) < 5:
+        return None
+    result = TrainResult(losses=[v / scale for v in tiny.losses])
+    if not math.isfinite(result.initial):
+        return None
+    if lab.fits(result, t):
+        return True
+    floored = tiny.inputs_vary or lab.stochastic_forward()
+    return (
+        floored and result.initial > 0 and result.final < (1 - t.learned_fraction) * result.initial
+    )
+
+
+def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
+    """labels-not-connected for a loss no copy can rebuild: see its docstring."""
+    t = ctx.thresholds
+    if ctx.recording.alternating_objectives:
+        # Competing objectives (a GAN) move each other's loss: no pairing shows in it.
+        ctx.skip(lab.unavailable_reason)
+    real, repaired = _replayed(ctx, lab)
+    if real.target_distinct is not None and real.target_distinct > t.distinct_label_share:
+        # Sample indices, or one label per sample (instance discrimination): there is no
+        # pairing to learn faster than by heart.
+        ctx.skip(
+            f"{real.target_distinct:.0%} of the samples' last elements are distinct numbers "
+            "(indices, or a label per sample): each is learned by heart"
+        )
+    found = pairing_gain(
+        real.losses,
+        [r.losses for r in repaired],
+        t.pairing_replay_blocks,
+        t.label_pairing_alpha,
+    )
+    if found is None:
+        ctx.skip(f"{lab.unavailable_reason}, and the replays ran too few steps to compare")
+    if found.lower > 0:
+        ctx.note(f"{found.describe()}: the labels follow the inputs")
+        return
+    if not (found.level > 0 and found.upper < t.pairing_useful_gain * found.level):
+        ctx.inconclusive(
+            f"{found.describe()}: not shown to follow the inputs, nor ruled out "
+            f"(a tenth of the re-paired level, {t.pairing_useful_gain * found.level:.3g}, is within the bounds)"
+        )
+        return
+    learns = _memorises(lab, ctx)
+    if not learns:
+        ctx.inconclusive(
+            f"{found.describe()}; "
+            + (
+                "the script replayed on one tiny batch does not fit it either, so the model "
+                "may learn nothing at all"
+                if learns is False
+                else "whether the model learns at all could not be measured"
+            )
+        )
+        return
+    ctx.finding(
+        title="Labels are not connected to the inputs",
+        message=(
+            f"Replaying the script for {found.steps} steps, {found.describe()}: the real pairing "
+            f"gains less than a tenth of the loss that no pairing reaches (upper bound "
+            f"{found.upper:.3g} against {t.pairing_useful_gain * found.level:.3g}), though the "
+            "model lowers its loss on a tiny batch. Its targets carry no more about its inputs "
+            "than another sample's: typically inputs and labels shuffled or sorted apart, or "
+            "labels belonging to other samples."
+        ),
+        fix=(
+            "Shuffle inputs and labels together (one permutation, or a Dataset returning (x, y) "
+            "pairs); check that any sort, filter or index applied to one side is applied to the other."
+        ),
+        evidence={
+            "steps": found.steps,
+            "gain": found.gain,
+            "gain_upper_bound": found.upper,
+            "gain_lower_bound": found.lower,
+            "repaired_level": found.level,
+            "repaired_replays": len(repaired),
+            "method": "script replay, targets re-paired by a fixed permutation",
+        },
+    )

@@ -1,0 +1,155 @@
+"""labels-not-connected where no copy can rebuild the loss: the script replayed re-paired."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from nndoctor.capture._replay_child import _Repaired
+from nndoctor.capture.replay import ReplayPlan, ReplayResult
+from nndoctor.checks.data.pairing_replay import pairing_gain
+from nndoctor.engine import Selection, check_script
+
+# A log-likelihood written by hand: no recognised loss, so no copy can be trained here.
+SCRIPT = textwrap.dedent("""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    torch.manual_seed(0)
+    x = torch.randn(512, 6)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    {edit}
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for epoch in range(100):
+        for xb, {target}yb in DataLoader({dataset}, batch_size=32, shuffle=True):
+            logits = model(xb)
+            loss = {loss}
+            opt.zero_grad(); loss.backward(); opt.step()
+""")
+NLL = "-(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()"
+
+
+def _check(tmp_path: Path, **parts: str) -> Any:
+    fields = {"edit": "", "target": "", "dataset": "TensorDataset(x, y)", "loss": NLL, **parts}
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(**fields))
+    return check_script(str(script), selection=Selection(select=("labels-not-connected",)))
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(tmp_path: Path) -> None:
+    report = _check(tmp_path, edit="y = y[torch.randperm(len(y))]")
+    (finding,) = report.by_check("labels-not-connected")
+    assert list(finding.reasons) == [4]
+    assert finding.evidence["method"].startswith("script replay")
+    assert finding.evidence["gain_upper_bound"] < 0.1 * finding.evidence["repaired_level"]
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_real_labels_under_a_custom_loss_follow_their_inputs(tmp_path: Path) -> None:
+    report = _check(tmp_path)
+    result = report.result("labels-not-connected")
+    assert report.by_check("labels-not-connected") == []
+    assert result.status.value == "passed" and "the labels follow the inputs" in result.detail
+
+
+def test_elements_the_loss_does_not_read_are_not_judged(tmp_path: Path) -> None:
+    # Sample ids beside the input, unread by an autoencoder's loss: nothing to pair.
+    report = _check(
+        tmp_path,
+        dataset="TensorDataset(x, torch.arange(len(x)) % 7)",
+        loss="(logits - xb[:, :2]).pow(2).mean()",
+    )
+    result = report.result("labels-not-connected")
+    assert result.status.value == "skipped" and "does not read them" in result.detail
+
+
+def test_instance_labels_are_not_judged(tmp_path: Path) -> None:
+    # One label per sample (an index): there is no pairing to learn faster than by heart.
+    report = _check(
+        tmp_path,
+        dataset="TensorDataset(x, torch.arange(len(x)))",
+        loss=NLL.replace("yb[", "(yb % 2)["),
+    )
+    result = report.result("labels-not-connected")
+    assert result.status.value == "skipped" and "distinct numbers" in result.detail
+
+
+class _Noisy(torch.utils.data.Dataset):
+    """(x, noise drawn at each read): no stored pairing."""
+
+    def __init__(self) -> None:
+        self.x = torch.arange(10.0)
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], torch.randn(())
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.result = ReplayResult(ok=False)
+
+    def note_target(self, value: Any) -> None:
+        self.result.paired = True
+
+
+def test_a_repaired_sample_keeps_its_input_and_takes_the_rest_from_its_partner() -> None:
+    data = [(torch.tensor(float(i)), i, f"s{i}") for i in range(8)]
+    replay = _Recorder()
+    swapped = _Repaired(data, seed=1, swap=True, replay=replay)  # type: ignore[arg-type]
+    kept = _Repaired(data, seed=1, swap=False, replay=replay)  # type: ignore[arg-type]
+    for i in range(8):
+        j = swapped.partner[i]
+        assert swapped[i] == (data[i][0], j, f"s{j}")
+        assert kept[i] == data[i]
+    assert sorted(swapped.partner) == list(range(8)) and swapped.partner != list(range(8))
+    assert replay.result.paired and replay.result.stored_targets is True
+    named = _Repaired(
+        [{"input_ids": i, "mask": -i, "labels": 10 + i} for i in range(8)],
+        1,
+        True,
+        _Recorder(),  # type: ignore[arg-type]
+    )
+    j = named.partner[3]
+    assert named[3] == {"input_ids": 3, "mask": -3, "labels": 10 + j}
+
+
+def test_elements_drawn_anew_at_each_read_are_told_apart() -> None:
+    replay = _Recorder()
+    _Repaired(_Noisy(), seed=1, swap=True, replay=replay)[0]  # type: ignore[arg-type]
+    assert replay.result.stored_targets is False
+
+
+def test_the_gain_is_bounded_from_block_means() -> None:
+    gen = torch.Generator().manual_seed(0)
+    noise = [list((torch.randn(150, generator=gen) * 0.05 + 1.0).tolist()) for _ in range(4)]
+    same = pairing_gain(noise[0], noise[1:], blocks=5, alpha=0.01)
+    assert same is not None and same.lower < 0 < same.upper and abs(same.level - 1.0) < 0.05
+    learned = pairing_gain([v - 0.5 for v in noise[0]], noise[1:], blocks=5, alpha=0.01)
+    assert learned is not None and learned.lower > 0.4
+    assert pairing_gain(noise[0][:12], noise[1:], blocks=5, alpha=0.01) is None
+
+
+def test_the_replays_read_the_plan_they_are_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One unchanged replay and pairing_replay_nulls re-paired ones, each its own seed.
+    plans: list[ReplayPlan] = []
+
+    def recorded(all_plans: list[ReplayPlan], server: object, parallel: int) -> list[ReplayResult]:
+        plans.extend(all_plans)
+        return [ReplayResult(True, losses=[0.7] * 150, steps=150) for _ in all_plans]
+
+    monkeypatch.setattr("nndoctor.checks.lab.run_replays", recorded)
+    report = _check(tmp_path)
+    assert [p.mode for p in plans] == ["pairing"] * 4
+    assert [p.overrides.get("pair_seed") for p in plans] == [None, 1, 2, 3]
+    assert report.result("labels-not-connected").status.value == "skipped"
