@@ -153,3 +153,37 @@ def test_the_replays_read_the_plan_they_are_given(
     assert [p.mode for p in plans] == ["pairing"] * 4
     assert [p.overrides.get("pair_seed") for p in plans] == [None, 1, 2, 3]
     assert report.result("labels-not-connected").status.value == "skipped"
+
+
+class _Lab:
+    """What the input-reading test asks of a lab: the model and its first input."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.has_model, self.device = model, True, torch.device("cpu")
+
+    def model_inputs(self, n: int) -> list[tuple[torch.Tensor]]:
+        return [(torch.randn(16, 6, generator=torch.Generator().manual_seed(3)),)]
+
+    def fresh_model(self) -> torch.nn.Module:
+        return self.model
+
+
+class _Blind(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.ones_like(x))
+
+
+def test_a_model_that_does_not_read_its_input_is_told_apart() -> None:
+    from types import SimpleNamespace
+
+    from nndoctor.checks.data.pairing_replay import _reads_input
+    from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+
+    ctx = SimpleNamespace(thresholds=DEFAULT_THRESHOLDS)
+    torch.manual_seed(0)
+    assert _reads_input(_Lab(torch.nn.Linear(6, 2)), ctx) is True  # type: ignore[arg-type]
+    assert _reads_input(_Lab(_Blind()), ctx) is False  # type: ignore[arg-type]

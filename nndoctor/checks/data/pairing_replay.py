@@ -14,8 +14,11 @@ import math
 import statistics
 from dataclasses import dataclass
 
+import torch
+from torch.utils._pytree import tree_flatten
+
 from nndoctor.capture.replay import ReplayResult
-from nndoctor.checks.lab import Lab, TrainResult
+from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext
 from nndoctor.checks.significance import student_t_quantile
 
@@ -138,6 +141,41 @@ def _memorises(lab: Lab, ctx: CheckContext) -> bool | None:
     )
 
 
+def _reads_input(lab: Lab, ctx: CheckContext) -> bool | None:
+    """Whether the initial model's output moves (by ``input_sensitivity`` of its size) when
+    its first observed input is replaced by noise of the same statistics: a model that
+    does not read its input learns no pairing either, and that is its own bug (reason 2).
+    None when the model's positional input was not kept."""
+    # Imported here: the in-process experiments import this module.
+    from nndoctor.checks.data.experiments import _noise_like
+
+    calls = lab.model_inputs(1) if lab.has_model else []
+    if not calls:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    noisy = tuple(_noise_like(a, gen) if isinstance(a, torch.Tensor) else a for a in calls[0])
+    model = lab.fresh_model().eval()
+    outs = []
+    with torch.no_grad():
+        for args in (calls[0], noisy):
+            with same_noise(lab.device):
+                out = model(*args)
+            leaves, _ = tree_flatten(out)
+            outs.append(
+                [x.float() for x in leaves if isinstance(x, torch.Tensor) and x.is_floating_point()]
+            )
+    real, fake = outs
+    if (
+        not real
+        or len(real) != len(fake)
+        or any(a.shape != b.shape for a, b in zip(real, fake, strict=True))
+    ):
+        return None
+    size = math.sqrt(sum(float(a.pow(2).sum()) for a in real))
+    moved = math.sqrt(sum(float((a - b).pow(2).sum()) for a, b in zip(real, fake, strict=True)))
+    return size > 0 and moved / size > ctx.thresholds.input_sensitivity
+
+
 def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """labels-not-connected for a loss no copy can rebuild: see its docstring."""
     t = ctx.thresholds
@@ -179,6 +217,13 @@ def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
                 if learns is False
                 else "whether the model learns at all could not be measured"
             )
+        )
+        return
+    if _reads_input(lab, ctx) is False:
+        ctx.inconclusive(
+            f"{found.describe()}; but the initial model's output does not change when its input "
+            "is replaced by noise: it does not read its input (see model-ignores-input), which "
+            "takes any pairing away"
         )
         return
     ctx.finding(
