@@ -34,9 +34,9 @@ class PairingGain:
     level: float  # the re-paired replays' mean loss there: what no pairing reaches
     steps: int
 
-    def describe(self) -> str:
+    def describe(self, over: str = "over") -> str:
         return (
-            f"over steps {self.steps // 2 + 1}-{self.steps} of the script replayed with every "
+            f"{over} steps {self.steps // 2 + 1}-{self.steps} of the script replayed with every "
             f"sample's target taken from another sample, its loss averaged {self.level:.4g}; "
             f"with the real pairing it ran {self.gain:.3g} lower (confidence bounds "
             f"{self.lower:.3g} to {self.upper:.3g})"
@@ -231,7 +231,7 @@ def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
     ctx.finding(
         title="Labels are not connected to the inputs",
         message=(
-            f"Replaying the script for {found.steps} steps, {found.describe()}: the real pairing "
+            f"{found.describe('Over')}: the real pairing "
             f"gains less than a tenth of the loss that no pairing reaches (upper bound "
             f"{found.upper:.3g} against {t.pairing_useful_gain * found.level:.3g}), though the "
             "model lowers its loss on a tiny batch. Its targets carry no more about its inputs "
