@@ -253,10 +253,11 @@ class _Replay:
         self.result.paired = True
         if len(self._targets) < _TARGETS_RECORDED:
             self._targets.append(_number(value))
-            numbers = [v for v in self._targets if v is not None]
-            self.result.target_distinct = (
-                len(set(numbers)) / len(numbers) if len(numbers) == len(self._targets) else None
-            )
+
+    def finish_pairing(self) -> None:
+        """The share of distinct values among the recorded targets, where all are numbers."""
+        if self._targets and all(v is not None for v in self._targets):
+            self.result.target_distinct = len(set(self._targets)) / len(self._targets)
 
     # -- overfit: the same tiny batch forever -------------------------------------------
     def fixed_iter(self, original_iter: Any) -> Any:
@@ -494,6 +495,7 @@ def main(plan_path: str, out_path: str) -> None:
                 sys.stdout = sys.__stdout__
         if replay.tracer is not None:
             replay._finish_trace()
+        replay.finish_pairing()
         replay.result.ok = replay.result.error is None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes
+from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.data.pairing_replay import pairing_by_replay
 from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
@@ -39,38 +40,6 @@ def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
     return lab, lab.subject
 
 
-def _noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Gaussian noise with the tensor's own mean and std; for integer inputs (token ids,
-    indices) ids drawn uniformly from each column's own range (the last axis). Booleans
-    (masks) and integer tensors in sorted order (an ``EmbeddingBag``'s offsets, positions,
-    lengths sorted longest first for ``pack_padded_sequence``) describe the batch's layout,
-    not its content, and are kept."""
-    if x.dtype == torch.bool or x.numel() == 0:
-        return x
-    if not x.is_floating_point() and _sorted(x):
-        return x
-    if not x.is_floating_point():
-        # Each column (the last axis) within its own range: categorical columns index
-        # embeddings of their own size, and an id from another column's range may not exist.
-        axes = tuple(range(x.dim() - 1))
-        lo = (x.amin(dim=axes) if axes else x.min()).cpu().double()
-        hi = (x.amax(dim=axes) if axes else x.max()).cpu().double()
-        u = torch.rand(x.shape, generator=generator, dtype=torch.float64)
-        ids = (lo + (u * (hi - lo + 1)).floor()).clamp(max=hi)
-        return ids.to(x.device, x.dtype)
-    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype)
-    return noise * x.std() + x.mean()
-
-
-def _sorted(x: torch.Tensor) -> bool:
-    """Whether the values, read flat, never decrease or never increase."""
-    flat = x.reshape(-1)
-    if flat.numel() < 2:
-        return False
-    steps = flat[1:].long() - flat[:-1].long()
-    return bool((steps >= 0).all()) or bool((steps <= 0).all())
-
-
 def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
     """The experiment batches with every input tensor replaced by noise like it (seeded)."""
 
@@ -79,7 +48,7 @@ def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
         noisy = []
         for batch in _batches(lab, t):
             new = subject.with_inputs(
-                batch, map_tensors(lambda x: _noise_like(x, gen), subject.inputs(batch))
+                batch, map_tensors(lambda x: noise_like(x, gen), subject.inputs(batch))
             )
             if new is None:
                 return None

@@ -18,6 +18,7 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayResult
+from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext
 from nndoctor.checks.significance import student_t_quantile
@@ -146,14 +147,11 @@ def _reads_input(lab: Lab, ctx: CheckContext) -> bool | None:
     its first observed input is replaced by noise of the same statistics: a model that
     does not read its input learns no pairing either, and that is its own bug (reason 2).
     None when the model's positional input was not kept."""
-    # Imported here: the in-process experiments import this module.
-    from nndoctor.checks.data.experiments import _noise_like
-
     calls = lab.model_inputs(1) if lab.has_model else []
     if not calls:
         return None
     gen = torch.Generator().manual_seed(0)
-    noisy = tuple(_noise_like(a, gen) if isinstance(a, torch.Tensor) else a for a in calls[0])
+    noisy = tuple(noise_like(a, gen) if isinstance(a, torch.Tensor) else a for a in calls[0])
     model = lab.fresh_model().eval()
     outs = []
     with torch.no_grad():
