@@ -353,10 +353,10 @@ def reaches(tensor: torch.Tensor, nodes: set[Any], limit: int = 512) -> bool:
     stack, seen = [tensor.grad_fn], set()
     while stack and len(seen) < limit:
         node = stack.pop()
-        if node is None or id(node) in seen:
+        if node is None or node in seen:
             continue
         if node in nodes:
             return True
-        seen.add(id(node))
+        seen.add(node)  # the node, not its id: a freed wrapper's id can be reused
         stack.extend(n for n, _ in getattr(node, "next_functions", ()))
     return False

@@ -1914,11 +1914,17 @@ def _row_share(x: torch.Tensor) -> float:
 
 
 def param_checksums(params: list[torch.Tensor]) -> torch.Tensor:
-    """(sum, sum of squares) of each parameter in float64, shape (n, 2): any update by hand,
-    however small against the weights, changes one of them."""
+    """(sum, sum of squares) of each parameter in float64, shape (n, 2), on the first
+    parameter's device: any update by hand, however small against the weights, changes one
+    of them. Taking them never waits for the device; comparing two of them does."""
+    if not params:
+        return torch.zeros(0, 2, dtype=torch.float64)
+    device = params[0].device
     with torch.no_grad():
-        rows = [torch.stack([p.double().sum(), p.double().pow(2).sum()]) for p in params]
-    return torch.stack(rows).cpu() if rows else torch.zeros(0, 2, dtype=torch.float64)
+        rows = [
+            torch.stack([p.double().sum(), p.double().pow(2).sum()]).to(device) for p in params
+        ]
+    return torch.stack(rows)
 
 
 def finite(x: float) -> bool:

@@ -221,13 +221,15 @@ def _runs_custom_backward(total: torch.Tensor) -> bool:
     ``torch.autograd.Function``). Without one, autograd differentiates torch operations
     and cannot be wrong; where such a forward stops gradients on purpose (``no_grad``,
     ``detach``: a frozen teacher, a target network) finite differences disagree by design."""
-    seen: set[int] = set()
+    # The nodes themselves, not their ids: a node wrapper let go of can be made again at
+    # the same address, and an id set would then skip it.
+    seen: set[Any] = set()
     frontier = [total.grad_fn]
     while frontier:
         node = frontier.pop()
-        if node is None or id(node) in seen:
+        if node is None or node in seen:
             continue
-        seen.add(id(node))
+        seen.add(node)
         if isinstance(node, torch.autograd.function.BackwardCFunction):
             return True
         frontier.extend(fn for fn, _ in node.next_functions)
