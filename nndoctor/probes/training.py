@@ -1921,9 +1921,7 @@ def param_checksums(params: list[torch.Tensor]) -> torch.Tensor:
         return torch.zeros(0, 2, dtype=torch.float64)
     device = params[0].device
     with torch.no_grad():
-        rows = [
-            torch.stack([p.double().sum(), p.double().pow(2).sum()]).to(device) for p in params
-        ]
+        rows = [torch.stack([p.double().sum(), p.double().pow(2).sum()]).to(device) for p in params]
     return torch.stack(rows)
 
 
