@@ -28,8 +28,10 @@ What runs when:
   ``budget`` (see :mod:`nndoctor.watch.sampling`). Verdicts never depend on machine speed
   beyond which steps were sampled: see :mod:`nndoctor.watch.stream_checks`.
 
-Hooks are global (a module forward hook filtered by identity, optimizer step hooks) so the
-model keeps no closure of watch's and stays picklable; a ``torch.compile``d model is watched
+Nothing is stored on the model, so it keeps no closure of watch's and stays picklable: its
+calls are seen through its class's ``forward``, wrapped and filtered by identity; layer
+outputs through a global module forward hook installed for sampled steps only (any global
+hook slows every module call); steps through global optimizer step hooks. A ``torch.compile``d model is watched
 from outside its compiled call (the ``torch.compile(model)`` wrapper's hook, or a wrapper of
 the compiled call of a ``model.compile()``d module): its layers' activations and updates
 by hand are not seen, and a note says so. Every
@@ -81,6 +83,7 @@ STOP_ON = ("never", "error")
 _compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 # Steps whose batch (by reference) and output gradient are kept for a NaN replay.
 _KEPT_CALLS = 3
+_INHERITED = object()  # marks a patched attribute the owner did not define itself
 # Models up to this size keep a double-buffered copy of their weights on a GPU (see Watcher).
 KEEP_WEIGHTS_MAX_BYTES = 1 << 30
 # Training forwards after which parameters that have not moved are taken as not updated by
@@ -220,6 +223,8 @@ class Watcher:
         self._first_sums: torch.Tensor | None = None
         self._manual_grads: tuple[torch.Tensor, list[int]] | None = None
         self._boundary_handle: RemovableHandle | None = None
+        self._leaf_handle: RemovableHandle | None = None
+        self._root_by_hook = False
         self._new_step_state()
         self._sampling = self.sampler.sampled(0)
         self._last_close = math.nan
@@ -254,7 +259,9 @@ class Watcher:
                     self._wrap_compiled_call()
                 else:
                     self._handles.append(
-                        self.model.register_forward_hook(self._forward_hook(), with_kwargs=True)
+                        self.model.register_forward_hook(
+                            self._forward_hook(with_root=True), with_kwargs=True
+                        )
                     )
                 self._note(
                     "torch.compile: per-layer activations are not observed (hooks inside the "
@@ -263,9 +270,8 @@ class Watcher:
                     "and a NaN replay runs the model's eager code on a copy."
                 )
             else:
-                self._handles.append(
-                    module_mod.register_module_forward_hook(self._forward_hook(), with_kwargs=True)
-                )
+                self._observe_root_calls()
+                self._sync_leaf_hook()
             self._handles.append(
                 optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
             )
@@ -370,7 +376,9 @@ class Watcher:
         self.sink.note(text)
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
-        self._patches.append((owner, name, getattr(owner, name)))
+        # An attribute the owner only inherits is deleted again on exit, not copied onto it.
+        own = name in vars(owner)
+        self._patches.append((owner, name, getattr(owner, name) if own else _INHERITED))
         setattr(owner, name, replacement)
 
     def _remove_all(self) -> None:
@@ -378,10 +386,54 @@ class Watcher:
             for h in self._handles:
                 h.remove()
             self._handles.clear()
+            self._drop_leaf_hook()
         finally:
             for owner, name, original in reversed(self._patches):
-                setattr(owner, name, original)
+                if original is _INHERITED:
+                    delattr(owner, name)
+                else:
+                    setattr(owner, name, original)
             self._patches.clear()
+
+    def _observe_root_calls(self) -> None:
+        """Every call of the model, seen by wrapping its class's ``forward`` (filtered by
+        identity; put back on exit). A global module hook would do it too, but any global
+        hook sends every module call of the process down torch's slow path: measured on a
+        CUDA step of a few milliseconds, that alone was several per cent. Where the model
+        has a ``forward`` of its own (an instance attribute), the leaf hook, then always
+        installed, sees the model's calls instead."""
+        root = self.model
+        if "forward" in vars(root):
+            self._root_by_hook = True
+            return
+        cls = type(root)
+        original = cls.forward
+        on_root = self._guard("model", self._on_root)
+
+        @functools.wraps(original)
+        def forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+            output = original(module, *args, **kwargs)
+            if module is root and not _compiling():
+                on_root(module, args, kwargs, output)
+            return output
+
+        self._patch(cls, "forward", forward)
+
+    def _sync_leaf_hook(self) -> None:
+        """The global forward hook that reads layer outputs is installed for sampled steps
+        only (between them no module call pays for it)."""
+        if self._sampling or self._root_by_hook:
+            if self._leaf_handle is None:
+                self._leaf_handle = module_mod.register_module_forward_hook(
+                    self._forward_hook(), with_kwargs=True
+                )
+        else:
+            self._drop_leaf_hook()
+
+    def _drop_leaf_hook(self) -> None:
+        handle, self._leaf_handle = self._leaf_handle, None
+        if handle is not None:
+            handle.remove()
 
     def _wrap_compiled_call(self) -> None:
         """Observe a ``model.compile()``d model's calls around its compiled call (an
@@ -389,7 +441,7 @@ class Watcher:
         pickle or a copy)."""
         model = self.model
         compiled_call = model._compiled_call_impl
-        hook = self._forward_hook()
+        hook = self._forward_hook(with_root=True)
 
         def call(*args: Any, **kwargs: Any) -> Any:
             output = compiled_call(*args, **kwargs)
@@ -479,9 +531,11 @@ class Watcher:
         self._cost_always += time.perf_counter() - t0
         self._close_step(sampled=False)
 
-    def _forward_hook(self) -> Callable[..., None]:
-        """The global forward hook: it runs for every module call of every model, so the
-        common case (another module, not a sampled step) returns after two cheap tests."""
+    def _forward_hook(self, *, with_root: bool | None = None) -> Callable[..., None]:
+        """The forward hook: global, it runs for every module call of every model, so the
+        common case (another module, not a sampled step) returns after two cheap tests. It
+        handles the model's own calls too where the model's ``forward`` is not wrapped
+        (``with_root``; a compiled model, a ``forward`` set on the instance)."""
         root = self.model
         on_root = self._guard("model", self._on_root)
         on_leaf = self._guard("activations", self._on_leaf)
@@ -492,7 +546,9 @@ class Watcher:
                     return None
                 if self._sampling:
                     on_leaf(module, output)
-                return on_root(module, args, kwargs, output)
+                if with_root if with_root is not None else self._root_by_hook:
+                    return on_root(module, args, kwargs, output)
+                return None
             if self._sampling and not _compiling():
                 return on_leaf(module, output)
             return None
@@ -810,6 +866,8 @@ class Watcher:
         self.step += 1
         self._new_step_state()
         self._sampling = self.sampler.sampled(self.step)
+        if self._attached and not self.compiled:
+            self._sync_leaf_hook()
         if self.on_step_end is not None:
             self.on_step_end(self.step)
 

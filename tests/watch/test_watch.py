@@ -249,6 +249,51 @@ def test_the_model_stays_picklable_while_watched() -> None:
     assert buffer.tell() > 0
 
 
+class _NormedSubclass(Normed):
+    """Inherits its ``forward``: watch wraps it on this class and must delete it again."""
+
+
+def test_layer_outputs_are_hooked_on_sampled_steps_only_and_the_class_is_put_back() -> None:
+    model = _NormedSubclass()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    hooks_before = len(module_mod._global_forward_hooks)
+    hooked: dict[int, bool] = {}
+    with nndoctor.watch(model, opt, every=4, quiet=True) as w:
+        # Called as each step closes: is the hook there for the step about to run?
+        w.on_step_end = lambda step: hooked.__setitem__(
+            step, len(module_mod._global_forward_hooks) > hooks_before
+        )
+        _train(model, opt, 12)
+        assert "forward" in vars(_NormedSubclass)  # the model's calls are seen there
+    assert hooked == {s: s % 4 == 0 for s in range(1, 13)}
+    assert w.report.steps_sampled == 3 and w.report.series.activation_zero_frac
+    assert "forward" not in vars(_NormedSubclass)
+    assert _NormedSubclass.forward is Normed.forward
+    assert len(module_mod._global_forward_hooks) == hooks_before
+
+
+def test_a_model_with_a_forward_of_its_own_is_still_seen_at_every_call() -> None:
+    """A ``forward`` set on the instance is not the class's: the global hook stays on, and
+    the NaN replay still finds the batch of the step that made the NaN."""
+    torch.manual_seed(0)
+    model = Normed()
+    model.forward = model.forward  # an instance attribute now, as a wrapper might leave
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = _data()
+
+    def batches(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb = x[:64].clone()
+        if step == 9:
+            xb[5] = 0.0
+        return xb, y[:64]
+
+    with nndoctor.watch(model, opt, every=1000, quiet=True) as w:
+        _train(model, opt, 12, batches=batches)
+    nan = w.report.by_check("watch-non-finite")
+    assert [f.where.step for f in nan] == [9] and nan[0].where.module == "norm"
+    assert not hasattr(Normed.forward, "__wrapped__")
+
+
 def test_a_failing_hook_is_disabled_and_recorded_without_breaking_the_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
