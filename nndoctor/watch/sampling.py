@@ -70,7 +70,9 @@ class Sampler:
     # Sampling time spent on steps that were not sampled (a sample read a step late, as on a
     # GPU): it belongs to the sample before, and joins the next sampled step's cost.
     _carry: float = 0.0
+    counted: int = 0  # steps whose times are in the totals
     total_own: float = 0.0
+    total_always: float = 0.0
     total_wall: float = 0.0
 
     def __post_init__(self) -> None:
@@ -98,7 +100,9 @@ class Sampler:
         self._steps += 1
         if self._steps > 1 and math.isfinite(wall) and wall > 0:
             own = always + sampled_cost
+            self.counted += 1
             self.total_own += own
+            self.total_always += always
             self.total_wall += wall
             self._always.append(always)
             self._plain.append(max(wall - own, 1e-9))
@@ -131,6 +135,13 @@ class Sampler:
         if want > self.period or want * _HYSTERESIS < self.period:
             self.period = want
             self.periods.append((next_step, want))
+
+    @property
+    def always_on_share(self) -> float:
+        """The always-on part of watch's time (the sentinel, every step) over the time the
+        steps would have taken without watch: what no sampling period can lower."""
+        plain = self.total_wall - self.total_own
+        return self.total_always / plain if plain > 0 else math.nan
 
     @property
     def overhead(self) -> float:

@@ -67,7 +67,7 @@ from nndoctor.watch.alerts import AlertSink
 from nndoctor.watch.replay import ReplayResult, replay_step
 from nndoctor.watch.report import SeriesBuilder, WatchReport
 from nndoctor.watch.rows import Sample
-from nndoctor.watch.sampling import Sampler
+from nndoctor.watch.sampling import WINDOW, Sampler
 from nndoctor.watch.sentinel import Sentinel, decode
 from nndoctor.watch.stats import (
     ACTIVATION_FIELDS,
@@ -973,6 +973,7 @@ class Watcher:
                 "updated by hand (backward passes were): watch counts steps at "
                 "optimizer.step() or at an update by hand"
             )
+        self._note_cost_over_budget()
         r.series = self.series.build(r.alerts)
         self.sink.event(
             "end",
@@ -982,6 +983,24 @@ class Watcher:
             overhead=r.overhead if math.isfinite(r.overhead) else None,
             alerts=len(r.alerts),
             errors=len(r.errors()),
+        )
+
+    def _note_cost_over_budget(self) -> None:
+        """Say so when the always-on part alone cost more than the budget: sampling cannot
+        make up for it (host time per step is fixed, and a step of a few milliseconds on a
+        GPU is mostly host time)."""
+        sampler = self.sampler
+        share = sampler.always_on_share
+        if sampler.every is not None or sampler.counted < 2 * WINDOW or not share > sampler.budget:
+            return
+        per_step = 1e3 * sampler.total_always / sampler.counted
+        plain = 1e3 * (sampler.total_wall - sampler.total_own) / sampler.counted
+        self._note(
+            f"watch's always-on part (loss, gradient norm, train/eval mode at every step) cost "
+            f"{100 * share:.0f} % of this run's step time, over the {100 * sampler.budget:.0f} % "
+            f"budget that sampling keeps to: about {per_step:.2f} ms of host time per step "
+            f"against a step of {plain:.2f} ms. A longer step (a larger batch or model) "
+            "makes it a smaller share."
         )
 
 

@@ -476,6 +476,32 @@ def test_reading_a_sample_counts_as_the_cost_of_sampling(monkeypatch: pytest.Mon
     assert statistics.median(always for always, _ in sampled) < 4e-3
 
 
+@pytest.mark.parametrize("every", [None, 5])
+def test_an_always_on_cost_over_the_budget_is_said(monkeypatch: pytest.MonkeyPatch, every) -> None:
+    """Host time is fixed per step: on a short step the sentinel alone can exceed the budget,
+    which no sampling period lowers. The run says so (with times fed in, not measured)."""
+    from nndoctor.watch.sampling import Sampler
+
+    note_step = Sampler.note_step
+
+    def fixed_times(
+        self: Sampler, step: int, wall: float, always: float, cost: float, sampled: bool
+    ):
+        return note_step(self, step, 1.5e-3, 0.5e-3, 0.0, sampled)  # a 1 ms step, 0.5 ms own
+
+    monkeypatch.setattr(Sampler, "note_step", fixed_times)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with nndoctor.watch(model, opt, every=every, quiet=True) as w:
+        _train(model, opt, 40)
+    said = [n for n in w.report.notes if "always-on part" in n]
+    if every is None:
+        assert len(said) == 1 and "cost 50 % of this run's step time" in said[0]
+        assert "0.50 ms of host time per step against a step of 1.00 ms" in said[0]
+    else:
+        assert said == []  # a fixed period is the user's choice: nothing to say about budget
+
+
 class SqrtAbs(nn.Module):
     """|x| as sqrt(x * x): finite forward, but 0 * inf = NaN in the backward at x = 0."""
 
