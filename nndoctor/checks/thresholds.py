@@ -176,6 +176,11 @@ class Thresholds:
     pairing_replay_steps: int = 150
     pairing_replay_nulls: int = 3
     pairing_replay_blocks: int = 5
+    # Token sequences across the batch: the held-out gain of a token's neighbour across the
+    # batch exceeds that along the sequence, the per-batch difference's lower confidence
+    # bound (Student's t) above zero at this level, over at least this many batches.
+    sequence_layout_alpha: float = 0.01
+    sequence_layout_min_batches: int = 5
     # A label per sample or nearly (more than this share of distinct values): instance
     # discrimination or sample indices, where there is no pairing to learn but by heart.
     distinct_label_share: float = 0.8

@@ -529,9 +529,15 @@ class Recording:
         layout (``batch_first`` left out on batch-first data) is the bug batch independence
         must see, not a layout to follow. A size no axis has passes to the next witness; a
         size several axes have, or no witness at all, keeps the convention: axis 0."""
+        axis = self.witnessed_batch_axis()
+        return 0 if axis is None else axis
+
+    def witnessed_batch_axis(self) -> int | None:
+        """The batch axis of the model input as :meth:`input_batch_axis` finds it, or None
+        where no witness names exactly one axis (the convention, axis 0, is not taken)."""
         step = next((s for s in self.steps if s.inputs is not None), None)
         if step is None or step.inputs is None or not step.inputs.shape:
-            return 0
+            return None
         shape = step.inputs.shape
         witnesses = (
             self._loader_batch(step),
@@ -541,8 +547,8 @@ class Recording:
         for size in witnesses:
             axes = [i for i, d in enumerate(shape) if size is not None and d == size]
             if axes:
-                return axes[0] if len(axes) == 1 else 0
-        return 0
+                return axes[0] if len(axes) == 1 else None
+        return None
 
     def _loader_batch(self, step: StepRecord) -> int | None:
         if step.loader is None or step.loader >= len(self.loaders):

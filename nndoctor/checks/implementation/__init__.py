@@ -7,6 +7,7 @@ from nndoctor.checks.implementation import (  # noqa: F401
     loss,
     masks,
     reshapes,
+    sequence_layout,
     task,
     triplet,
     views,
