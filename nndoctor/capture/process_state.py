@@ -53,10 +53,13 @@ def process_state_restored(
     from a folder the script added to ``sys.path``) are forgotten afterwards.
     ``held_signals``, asked on exit: signals whose handler nndoctor itself still holds
     (and puts back later), left as they are."""
+    # Put back in reverse order: the modules before torch's state, whose setters may import
+    # (torch.use_deterministic_algorithms imports torch._inductor, which needs json: a
+    # script that blocked it in sys.modules must not break the restore).
     restorers = [
         _plain_state(),
-        _modules(script_dir),
         _torch_state(),
+        _modules(script_dir),
         _logging_state(),
         _signal_handlers(held_signals),
         *[_namespace(owner) for owner in _namespaces()],
@@ -160,7 +163,12 @@ def _torch_state() -> Callable[[], None]:
             torch.set_default_device(None if device.type == "cpu" else device)  # type: ignore[union-attr]
         torch.set_grad_enabled(grad)
         torch.set_anomaly_enabled(*anomaly)
-        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        now = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
+        if now != deterministic:
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
         cudnn.enabled, cudnn.benchmark, cudnn.deterministic, cudnn.allow_tf32 = flags
         matmul.allow_tf32 = tf32
         torch.set_float32_matmul_precision(precision)
