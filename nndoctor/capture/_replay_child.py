@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import asdict
 from typing import Any
 
@@ -577,6 +578,12 @@ def _fork_replay(request: dict[str, Any], threads: int | None) -> int:
                 torch.set_num_threads(threads)
             main(request["plan"], request["out"])
             code = 0
+        except BaseException:
+            # os._exit prints nothing: the traceback goes to the replay's log (file 2 once
+            # _become_replay has pointed it there), where the caller reads why it failed.
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
         finally:
             os._exit(code)
     return pid

@@ -412,3 +412,23 @@ def test_a_replay_runs_on_the_threads_its_plan_gives(tmp_path: Path, server: Rep
     for result in (run_replay(plan), run_replay(plan, server)):
         assert result.ok, result.error
         assert result.losses == [1.0, 1.0, 1.0]
+
+
+def test_a_forked_replay_that_fails_leaves_its_traceback_in_its_log(tmp_path: Path) -> None:
+    """A replay child ends with os._exit, which prints nothing: an error before its result
+    is written must still reach the log, where the caller reads why the replay failed."""
+    import os
+
+    from nndoctor.capture._replay_child import _fork_replay
+
+    log = tmp_path / "stderr.txt"
+    request = {
+        "plan": str(tmp_path / "no-such-plan.json"),
+        "out": str(tmp_path / "result.json"),
+        "cwd": str(tmp_path),
+        "log": str(log),
+        "hard_limit": 30,
+    }
+    _, status = os.waitpid(_fork_replay(request, None), 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert "FileNotFoundError" in log.read_text() and "no-such-plan.json" in log.read_text()
