@@ -56,12 +56,13 @@ class SeqFirstLM(nn.Module):
         return self.out(h).view(-1, VOCAB)  # (T * B, V)
 
 
-def _check(wrong: bool) -> object:
+def _check(wrong: bool, stream: torch.Tensor | None = None) -> object:
     model = SeqFirstLM()
+    stream = _markov_stream() if stream is None else stream
     return run(
         select=["sequence-across-batch"],
         model=model,
-        data=_batches(_batchify(_markov_stream(), wrong=wrong)),
+        data=_batches(_batchify(stream, wrong=wrong)),
         loss_fn=nn.CrossEntropyLoss(),
         optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
     )
@@ -81,6 +82,14 @@ def test_a_stream_laid_out_along_the_sequence_is_silent() -> None:
     report = _check(wrong=False)
     assert report.by_check("sequence-across-batch") == []
     assert "along the sequence axis (first)" in report.result("sequence-across-batch").detail
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_tokens_in_no_order_tie_on_both_axes_and_are_silent(wrong: bool) -> None:
+    stream = torch.randint(0, VOCAB, (8000,), generator=torch.Generator().manual_seed(1))
+    report = _check(wrong=wrong, stream=stream)
+    assert report.by_check("sequence-across-batch") == []
+    assert report.result("sequence-across-batch").status.value == "passed"
 
 
 def test_neighbours_that_are_independent_gain_nothing_held_out() -> None:
