@@ -108,9 +108,8 @@ def sequence_across_batch(ctx: CheckContext) -> None:
 
     What is measured:
         On the captured batches of an integer (token id) model input with two axes, of a
-        sequence model (a layer that declares its layout, an RNN or Transformer) or one
-        whose targets are its input one position on, and whose batch axis is known from
-        the data or a layer: how much each token tells about its neighbour along each
+        language model (its targets are its input one position on) whose batch axis is
+        known from the data or a layer: how much each token tells about its neighbour along each
         axis, as the held-out log-likelihood gain of a bigram model over token
         frequencies (counts from every other batch, per batch). Along the sequence axis
         text has that gain; across the batch neighbours come from unrelated places and
@@ -149,11 +148,11 @@ def sequence_across_batch(ctx: CheckContext) -> None:
         for s in rec.steps
         for c in s.loss_calls
     )
-    if not rec.sequence_layouts and not next_token:
-        ctx.skip(
-            "no layer declares a sequence layout and the targets are not the input one "
-            "position on: not known to be a sequence model"
-        )
+    if not next_token:
+        # Only next-token targets say that neighbours along the sequence axis are meant to
+        # follow each other: a copy or translation task's batch padded after length-sorted
+        # sources has neighbours across the batch that agree (padding beside padding).
+        ctx.skip("the targets are not the input one position on: not a language model")
     batch_axis = rec.witnessed_batch_axis()
     if batch_axis is None:
         ctx.skip("no loader, per-sample target or layer says which input axis is the batch")
