@@ -31,11 +31,12 @@ What runs when:
 Nothing is stored on the model, so it keeps no closure of watch's and stays picklable: its
 calls are seen through its class's ``forward``, wrapped and filtered by identity; layer
 outputs through a global module forward hook installed for sampled steps only (any global
-hook slows every module call); steps through global optimizer step hooks. A ``torch.compile``d model is watched
-from outside its compiled call (the ``torch.compile(model)`` wrapper's hook, or a wrapper of
-the compiled call of a ``model.compile()``d module): its layers' activations and updates
-by hand are not seen, and a note says so. Every
-hook and patch is removed on exit, exceptions included; a hook that fails is disabled and
+hook slows every module call); steps through global optimizer step hooks. A
+``torch.compile``d model is watched from outside its compiled call (the
+``torch.compile(model)`` wrapper's hook, or a wrapper of the compiled call of a
+``model.compile()``d module): its layers' activations and updates by hand are not seen,
+and a note says so. Every hook and patch is removed on exit, exceptions included; a hook
+that fails is disabled and
 recorded, never raised into the user's run. Watch itself changes neither the model, nor
 the optimizer's state, nor the random state (the NaN replay works on a copy, with the random
 state forked).
@@ -398,8 +399,9 @@ class Watcher:
     def _observe_root_calls(self) -> None:
         """Every call of the model, seen by wrapping its class's ``forward`` (filtered by
         identity; put back on exit). A global module hook would do it too, but any global
-        hook sends every module call of the process down torch's slow path: measured on a
-        CUDA step of a few milliseconds, that alone was several per cent. Where the model
+        hook sends every module call of the process down torch's slow path, a third of
+        watch's host time per step on a host-bound model (``benchmarks/host_overhead.py``),
+        and a GPU step of a few milliseconds is mostly host time. Where the model
         has a ``forward`` of its own (an instance attribute), the leaf hook, then always
         installed, sees the model's calls instead."""
         root = self.model
