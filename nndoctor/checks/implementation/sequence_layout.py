@@ -109,16 +109,18 @@ def sequence_across_batch(ctx: CheckContext) -> None:
     What is measured:
         On the captured batches of an integer (token id) model input with two axes, of a
         language model (its targets are its input one position on) whose batch axis is
-        known from the data or a layer: how much each token tells about its neighbour along each
-        axis, as the held-out log-likelihood gain of a bigram model over token
+        known from the data or a layer: how much each token tells about its neighbour
+        along each axis, as the held-out log-likelihood gain of a bigram model over token
         frequencies (counts from every other batch, per batch). Along the sequence axis
         text has that gain; across the batch neighbours come from unrelated places and
         have none. A warning when the batch axis's gain exceeds the sequence axis's, the
         lower confidence bounds (Student's t over the batches) of the per-batch difference
         and of the batch axis's own gain both above zero at ``sequence_layout_alpha``
         (1 %): on a correct layout, where neighbours across the batch are independent,
-        that happens at most that often (tokens with no order at all tie on both axes). Overlapping windows in order (each sample one token on from the last)
-        give both axes the same gain and do not fire.
+        that happens at most that often. Tokens in no order tie on both axes, and so do
+        overlapping windows in order (each sample one token on from the last). Copies of
+        one sample side by side agree across the batch too: ``samples-repeat`` finds them
+        and explains this finding.
 
     How to fix:
         Lay each part of the text out along the sequence axis: for ``(seq_len, batch)``
