@@ -161,6 +161,16 @@ def mean_above_zero_p(values: list[float]) -> float:
     return student_t_above(mean / math.sqrt(var / n), n - 1)
 
 
+def mean_with_margin(values: list[float], alpha: float) -> tuple[float, float]:
+    """The mean of ``values`` (two or more) and the half-width of its one-sided confidence
+    bound at level ``alpha`` (Student's t): the lower bound is ``mean - margin``, the
+    upper ``mean + margin``."""
+    n = len(values)
+    mean = sum(values) / n
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+    return mean, student_t_quantile(alpha, n - 1) * spread
+
+
 def student_t_above(t: float, dof: float) -> float:
     """P(T > t) for Student's t with ``dof`` degrees of freedom."""
     if math.isinf(t):

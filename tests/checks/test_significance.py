@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from nndoctor.checks.preprocessing.inputs import tensor_channel_stats
 from nndoctor.checks.significance import (
     binomial_upper_bound,
     chi_square_above_p,
+    mean_with_margin,
     student_t_above,
     student_t_quantile,
     two_sided_level,
@@ -110,3 +112,9 @@ def test_student_t_tail_and_quantile_match_the_tables() -> None:
     assert abs(student_t_quantile(0.025, 10) - 2.228) < 1e-3
     assert math.isclose(student_t_above(0.0, 5), 0.5)
     assert math.isclose(student_t_above(-2.228, 10), 0.975, rel_tol=1e-3)
+
+
+def test_the_mean_s_margin_is_student_t_times_its_standard_error() -> None:
+    mean, margin = mean_with_margin([1.0, 2.0, 3.0], 0.05)
+    assert mean == 2.0
+    assert margin == pytest.approx(2.919986 * (1 / 3) ** 0.5, rel=1e-4)  # t(0.95, 2) = 2.92

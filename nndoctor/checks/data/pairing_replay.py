@@ -21,7 +21,7 @@ from nndoctor.capture.replay import ReplayResult
 from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext
-from nndoctor.checks.significance import student_t_quantile
+from nndoctor.checks.significance import mean_with_margin
 
 
 @dataclass
@@ -64,9 +64,7 @@ def pairing_gain(
         return None
     size = len(gains) // blocks
     means = [statistics.fmean(gains[i * size : (i + 1) * size]) for i in range(blocks)]
-    gain = statistics.fmean(means)
-    spread = statistics.stdev(means) / math.sqrt(blocks)
-    margin = student_t_quantile(alpha, blocks - 1) * spread
+    gain, margin = mean_with_margin(means, alpha)
     return PairingGain(
         gain=gain,
         lower=gain - margin,

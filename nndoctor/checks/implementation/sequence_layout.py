@@ -19,7 +19,7 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.significance import student_t_quantile
+from nndoctor.checks.significance import mean_with_margin
 
 # Distinct token values below which an integer input is not read as token ids (flags,
 # binary masks, a handful of categories).
@@ -83,10 +83,8 @@ def neighbour_gains(tokens: list[torch.Tensor], batch_axis: int) -> NeighbourGai
 
 def lower_bound(values: list[float], alpha: float) -> float:
     """The one-sided lower confidence bound of the mean of ``values`` (Student's t)."""
-    n = len(values)
-    mean = sum(values) / n
-    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
-    return mean - student_t_quantile(alpha, n - 1) * spread
+    mean, margin = mean_with_margin(values, alpha)
+    return mean - margin
 
 
 @register_check(
