@@ -41,7 +41,9 @@ class Unstepped:
 
     module: str  # its class name
     parameters: int  # parameter tensors that require grad
-    with_grad: int  # of them, holding a gradient when the other optimizer stepped
+    # Of them, the most holding a gradient at any step of another optimizer: a generator's
+    # gradients arrive only with its own loss, after the discriminator's first step.
+    with_grad: int
     # The optimizers alive that hold its parameters (class names): meant to train it, never
     # stepped while observed; empty when none holds them.
     holders: list[str] = field(default_factory=list)
@@ -80,6 +82,14 @@ class ModelRetarget:
         self.candidate_state: dict[str, torch.Tensor] | None = None
         self.unstepped: Unstepped | None = None
         self._first_ids: set[int] = set()
+        # The module found first's trainable parameters, read at later steps until one of
+        # them holds a gradient (then the count is kept: a step cannot take gradients away).
+        self._first_trainable: list[nn.Parameter] = []
+        # With no optimizer holding it: its trainable parameters and their sums when it was
+        # set aside (on their device: no sync, no copy of a large network), to tell a network
+        # nothing trains from one trained by other means (an exponential moving average of
+        # the network observed, an update by hand).
+        self._aside: list[tuple[nn.Parameter, torch.Tensor]] = []
         # Optimizer id -> (its parameter count, whether it holds any of _first_ids): each
         # optimizer is read once, not at every step, unless its groups grow.
         self._holds: dict[int, tuple[int, bool]] = {}
@@ -110,8 +120,10 @@ class ModelRetarget:
                 return  # nothing of it could train: no step can change that
             if self._holds_first(optimizer):
                 self.unstepped = None  # it trains after all (a critic's fifth step, ...)
+                self._first_trainable = []
             else:
                 self.unstepped.foreign_steps += 1
+                self._count_gradients()
             return
         if self.decided or model is None:
             return
@@ -122,6 +134,27 @@ class ModelRetarget:
             self.called.clear()
             return  # the usual case: the first optimizer step is the model's
         self._set_aside(optimizer, own, model, trainable)
+
+    def set_aside_changed(self) -> bool:
+        """Whether the module set aside, which no optimizer holds, changed since (once, at
+        the end of the observation: it reads the values, a device sync). Releases them."""
+        try:
+            with torch.no_grad():
+                return any(
+                    not torch.equal(p.detach().double().sum(), before) for p, before in self._aside
+                )
+        finally:
+            self._aside = []
+
+    def _count_gradients(self) -> None:
+        assert self.unstepped is not None
+        if not self._first_trainable:
+            return
+        with_grad = sum(p.grad is not None for p in self._first_trainable)
+        if with_grad > self.unstepped.with_grad:
+            self.unstepped.with_grad = with_grad
+        if with_grad:
+            self._first_trainable = []
 
     def _holds_first(self, optimizer: torch.optim.Optimizer) -> bool:
         count = sum(len(g["params"]) for g in optimizer.param_groups)
@@ -146,6 +179,7 @@ class ModelRetarget:
             if o is not optimizer and any(id(p) in model_ids for p in optimizer_params(o))
         ]
         self._first_ids = model_ids
+        self._first_trainable = trainable
         self.unstepped = Unstepped(
             module=type(model).__name__,
             parameters=len(trainable),
@@ -155,6 +189,9 @@ class ModelRetarget:
             trained=type(trained).__name__ if trained is not None else "another network",
             foreign_steps=1,
         )
+        if not holders:
+            with torch.no_grad():
+                self._aside = [(p, p.detach().double().sum()) for p in trainable]
         if not holders and trained is not None:
             self.candidate = trained
             self.candidate_state = {k: v.detach().clone() for k, v in trained.state_dict().items()}

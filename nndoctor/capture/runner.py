@@ -372,6 +372,7 @@ def run_script(
             if single_phase():
                 unstepped = probe.optimizer is None and probe.steps_done == 0
                 retarget.on_step(optimizer, probe.model if unstepped else None)
+                others.note_gradients(optimizer, probe.model)
         except Exception:  # noqa: BLE001 - following must never break the script
             pass
         if loaders.last is not None:
@@ -451,10 +452,19 @@ def run_script(
             shutil.rmtree(scratch, ignore_errors=True)
     capture.seconds = time.perf_counter() - start
     recording.unstepped = retarget.unstepped
+    try:
+        if retarget.set_aside_changed() and not (retarget.unstepped and retarget.unstepped.holders):
+            recording.unstepped = None  # trained without an optimizer: nothing to report
+    except Exception:  # noqa: BLE001 - a fact for one check: never the capture's failure
+        pass
     capture.steps = probe.steps_done
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches
     capture.other_roots = others.beside(probe.model)
+    try:
+        recording.unheld_networks = others.unheld(probe.model, recording.weights_loaded)
+    except Exception:  # noqa: BLE001 - a fact for one check: never the capture's failure
+        recording.unheld_networks = []
     capture.datasets = loaders.first_datasets
     _split_phases(capture, follower, loaders)
     return capture

@@ -115,6 +115,33 @@ for fault in (
             ),
         ),
     ),
+    Fault(
+        "wild-gan-ring-g-optimizer-over-d-params",
+        GAN,
+        23,
+        "dev",
+        "optimizerG is built over netD.parameters(): the generator's gradients are computed "
+        "at every iteration and no optimizer uses them, while the discriminator takes two "
+        "steps per iteration, one of them against its own objective; G stays at its random "
+        "initialisation (0 of 8 modes, 0% high-quality samples after 5,000 iterations)",
+        edits=(
+            Edit(
+                "optimizerG = torch.optim.Adam(netG.parameters()",
+                "optimizerG = torch.optim.Adam(netD.parameters()",
+            ),
+        ),
+    ),
+    Fault(
+        "wild-gan-ring-g-loss-on-detached-fake",
+        GAN,
+        23,
+        "dev",
+        "the generator step scores fake.detach() as the discriminator step does: errG "
+        "reaches only D's parameters, the generator never gets a gradient and stays put while "
+        "D wins (Loss_D 0.0000, Loss_G 12.9, 0 of 8 modes after 5,000 iterations)",
+        also=(26,),
+        edits=(Edit("    output = netD(fake)\n", "    output = netD(fake.detach())\n"),),
+    ),
     # --- GRU forecaster -------------------------------------------------------------------
     Fault(
         "wild-gru-forecast-batch-first-dropped",

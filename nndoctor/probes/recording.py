@@ -375,6 +375,20 @@ class LoaderInfo:
 
 
 @dataclass
+class UnheldNetwork:
+    """A network beside the observed model whose parameters received gradients in the
+    script's training steps that no optimizer used (none holds them, or those that do never
+    stepped), and that nothing else changed."""
+
+    module: str  # its class
+    parameters: int  # its parameter tensors that require grad (none shared with the model)
+    with_grad: int  # of them, holding a gradient at an optimizer step
+    loaded: bool  # it, or a module inside it, loaded weights before training
+    holders: list[str] = field(default_factory=list)  # optimizers holding it, never stepped
+    steps_without: int = 0  # other optimizers' steps meanwhile
+
+
+@dataclass
 class ProbeCrash:
     probe: str
     error: str
@@ -491,6 +505,9 @@ class Recording:
     # The module a script called first, when an optimizer stepped other parameters before
     # any of its own (nndoctor.capture.retarget.Unstepped); None otherwise.
     unstepped: Any = None
+    # Networks beside the observed model, trained in the script's forwards, whose gradients
+    # no optimizer uses (nndoctor.capture.other_roots).
+    unheld_networks: list[UnheldNetwork] = field(default_factory=list)
     # Modules that declare their layout (RNNs, Transformer layers, MultiheadAttention):
     # name -> (batch_first, the shape of their first input at the first training forward).
     sequence_layouts: dict[str, tuple[bool, tuple[int, ...]]] = field(default_factory=dict)

@@ -132,7 +132,16 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
         a feature extractor) that no optimizer holds: nndoctor then observes the network
         the optimizer steps, and reports the other when its parameters receive gradients
         (an error; a warning when weights were loaded, as for a frozen pretrained network
-        that only wastes its backward pass).
+        that only wastes its backward pass). And a network the script trains beside the
+        model (a GAN's generator, a decoder) whose parameters hold gradients at an optimizer
+        step while no optimizer alive then holds any of them and, by the end of the
+        observation, nothing has changed them (no exponential moving average, no update by
+        hand): an error, as its gradients are computed and never used (an info when it
+        loaded weights: a frozen pretrained network whose ``requires_grad`` was left on).
+        The same when optimizers do hold them but none of those stepped in the ten or more
+        optimizer steps (``UNUSED_STEPS``) of other networks that followed their first
+        gradients (another network's ``step()`` where its own was meant): a generator stepped
+        once per five critic steps steps well within them.
 
     How to fix:
         Build the optimizer after the model is complete, from ``model.parameters()``,
@@ -154,6 +163,7 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
     if not manual and (rec.optimizer_class is None or not rec.in_optimizer):
         ctx.skip("no optimizer stepping the model's parameters was observed")
     _report_module_set_aside(ctx, rec)
+    _report_unheld_networks(ctx, rec)
     # Updated by hand: the parameters the script's own rule changed at some step.
     updated = rec.in_optimizer | (
         {n for s in rec.steps for n, u in s.update_norms.items() if u > 0} if manual else set()
@@ -235,6 +245,53 @@ def _report_module_set_aside(ctx: CheckContext, rec: Recording) -> None:
             "weights_loaded": loaded,
         },
     )
+
+
+def _report_unheld_networks(ctx: CheckContext, rec: Recording) -> None:
+    """Networks beside the model whose gradients no optimizer uses (see the manual)."""
+    for net in rec.unheld_networks:
+        weights = "loaded" if net.loaded else "random initial"
+        if net.holders:
+            title = f"{net.module}'s optimizer never steps"
+            unused = (
+                f"the {' and '.join(net.holders)} optimizer holding them never stepped in the "
+                f"{net.steps_without} optimizer steps that followed, of other networks"
+            )
+            cause = "A common cause is another network's optimizer.step() where its own was meant."
+        else:
+            title = f"{net.module} receives gradients but no optimizer holds its parameters"
+            unused = "no optimizer holds any of them"
+            cause = (
+                "A common cause is an optimizer built over another network's parameters (the "
+                "discriminator's instead of the generator's)."
+            )
+        ctx.finding(
+            title=title,
+            message=(
+                f"{net.module} is trained in the script's forward passes beside the observed "
+                f"model and {net.with_grad} of its {net.parameters} trainable parameter "
+                f"tensor(s) hold gradients at an optimizer step, but {unused}, and nothing "
+                f"changed them while observed: it stays at its {weights} weights. {cause}"
+            ),
+            fix=(
+                f"Step {net.module}'s own optimizer after its backward pass."
+                if net.holders
+                else f"Give {net.module}'s parameters to an optimizer (its own, or a param group "
+                "of the existing one). If it is meant to stay fixed, call its "
+                "requires_grad_(False) or run it under torch.no_grad()."
+            ),
+            # Loaded weights left trainable only waste a backward pass.
+            severity=Severity.INFO if net.loaded and not net.holders else None,
+            where=Where(module=net.module),
+            evidence={
+                "module": net.module,
+                "parameters": net.parameters,
+                "with_gradient": net.with_grad,
+                "weights_loaded": net.loaded,
+                "optimizers_never_stepped": net.holders,
+                "other_steps": net.steps_without,
+            },
+        )
 
 
 # -- no gradient (23) -----------------------------------------------------------------------------
