@@ -49,6 +49,7 @@ class OtherRoot:
     holder_steps: int = 0
     other_steps: int = 0
 
+
 class OtherRootRecorder:
     """Notes the first training call of each network with trainable parameters that is
     neither the observed model nor part of it, nor part of a network already noted. A
