@@ -45,6 +45,12 @@ class Thresholds:
     # ... or ends this many times above it without fitting its batches: an order of
     # magnitude, as optimizer_gap_factor asks of one optimiser against another.
     standardisation_gain: float = 10.0
+    # Regression targets far from standardised warn when a copy on them ends this many
+    # times above its twin on them standardised...
+    target_twin_gain: float = 2.0
+    # ... and this much above it, both in units of the best constant prediction's loss on
+    # their own targets (a quarter of what a constant leaves unexplained).
+    target_twin_margin: float = 0.25
     # A feature whose variance is within this share of mean * (1 - mean) at every step is
     # 0/1 (binary, one-hot): its std measures how rare it is, not its scale.
     binary_feature_tolerance: float = 0.05

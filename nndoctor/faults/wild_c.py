@@ -144,6 +144,25 @@ for fault in (
     ),
     # --- GRU forecaster -------------------------------------------------------------------
     Fault(
+        "wild-gru-forecast-target-sensor-left-raw",
+        GRU,
+        12,
+        "dev",
+        "the target sensor's column is copied back unscaled after the min-max scaling "
+        "(meant to read the forecast in its own units): inputs and targets of that sensor "
+        "sit around 25 with std ~3 while the GRU's head starts near 0; after 6 epochs the "
+        "validation MSE is 6.1 (target variance ~8; healthy: 0.00057 in scaled units, ~2% "
+        "of the scaled variance)",
+        edits=(
+            Edit(
+                "    val_scaled = scaler.transform(val_raw)\n",
+                "    val_scaled = scaler.transform(val_raw)\n"
+                "    # the target sensor stays in its own units, as the forecast is read in them\n"
+                "    train_scaled[:, 0], val_scaled[:, 0] = train_raw[:, 0], val_raw[:, 0]\n",
+            ),
+        ),
+    ),
+    Fault(
         "wild-gru-forecast-batch-first-dropped",
         GRU,
         25,

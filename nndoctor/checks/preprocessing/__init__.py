@@ -6,6 +6,7 @@ diagnosis ranking.
 
 # isort: off
 from nndoctor.checks.preprocessing import normalization  # noqa: F401
+from nndoctor.checks.preprocessing import target_scale  # noqa: F401
 from nndoctor.checks.preprocessing import augmentation  # noqa: F401
 from nndoctor.checks.preprocessing import pretrained  # noqa: F401
 from nndoctor.checks.preprocessing import splits  # noqa: F401

@@ -1,0 +1,73 @@
+"""targets-not-standardized (reason 12): regression targets in raw units that hold training
+back, against the same targets standardised; silent on standardised targets, on a scale
+the model copes with, and on losses that are not of a value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from subjects import batches, healthy_classifier, run, serious
+from torch import nn
+
+CHECK = "targets-not-standardized"
+
+
+def regression(y_scale: float, y_shift: float, loss: nn.Module, seed: int = 0) -> dict[str, Any]:
+    """A smooth 12-feature regression whose standardised target is scaled and shifted."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 12, generator=g)
+    w = torch.randn(12, generator=g)
+    y = x @ w + 0.3 * torch.sin(3 * x[:, 0]) + 0.1 * torch.randn(512, generator=g)
+    y = ((y - y.mean()) / y.std() * y_scale + y_shift).unsqueeze(1)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(12, 64), nn.ReLU(), nn.Linear(64, 1))
+    return {
+        "model": model,
+        "data": batches(x, y),
+        "loss_fn": loss,
+        "optimizer": torch.optim.Adam(model.parameters(), lr=1e-3),
+    }
+
+
+@pytest.mark.fires("targets-not-standardized")
+def test_prices_in_the_thousands_under_a_huber_loss_hold_training_back() -> None:
+    report = run(select=[CHECK], **regression(2000.0, 3000.0, nn.HuberLoss()))
+    (finding,) = report.by_check(CHECK)
+    assert finding.reasons == [12] and finding.severity.value == "warning"
+    assert finding.evidence["loss"] == "huber_loss" and finding.evidence["flagged"] == 1
+    assert finding.evidence["raw_relative_final"] > 0.9  # barely past the constant
+    assert finding.evidence["standardised_relative_final"] < 0.5
+    assert "pred * std + mean" in finding.fix
+
+
+@pytest.mark.fires("targets-not-standardized")
+def test_an_offset_target_under_mse_holds_training_back() -> None:
+    report = run(select=[CHECK], **regression(3.0, 25.0, nn.MSELoss()))
+    (finding,) = report.by_check(CHECK)
+    assert finding.evidence["loss"] == "mse_loss"
+    assert finding.evidence["raw_relative_initial"] > 10  # the start is far from the data
+
+
+@pytest.mark.silent("targets-not-standardized")
+def test_standardised_targets_are_silent() -> None:
+    report = run(select=[CHECK], **regression(1.0, 0.0, nn.HuberLoss()))
+    assert serious(report, CHECK) == []
+    assert "all of order one" in report.result(CHECK).detail
+
+
+@pytest.mark.silent("targets-not-standardized")
+def test_a_wide_target_the_model_copes_with_is_a_note() -> None:
+    # Std 20 under MSE with SGD: large gradients move the output quickly, and the copy on
+    # these targets ends as well as its standardised twin.
+    kwargs = regression(20.0, 0.0, nn.MSELoss())
+    kwargs["optimizer"] = torch.optim.SGD(kwargs["model"].parameters(), lr=1e-4, momentum=0.9)
+    report = run(select=[CHECK], **kwargs)
+    assert serious(report, CHECK) == []
+    assert "not what holds training back" in report.result(CHECK).detail
+
+
+def test_a_classifier_is_not_judged() -> None:
+    report = run(select=[CHECK], **healthy_classifier())
+    assert report.result(CHECK).status.value == "skipped"
