@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything that needs a CUDA device, in one run of a few minutes:
 #   1. the tests marked `cuda` (no host synchronisation in watch's or the probe's hooks,
-#      autocast, the overhead benchmark's [sync=error] rows);
+#      autocast, the overhead benchmark's [sync=error] rows), then the forked-replay tests
+#      under xdist (REPLAY_S, REPLAY_JOBS);
 #   2. `nndoctor check --json` on the examples that take `--device`, on the device
 #      (their verdicts are compared with CPU runs of the same seeds afterwards);
 #   3. the in-process overhead benchmark on the device (`overhead.py --device cuda`);
@@ -31,6 +32,14 @@ pack() { tar -czf "$out/cuda-results.tgz" -C "$out" r; }
 
 timeout "${CUDA_TESTS_S:-120}" "$py" -m pytest -p no:cacheprovider -q -m cuda tests 2>&1 |
     tee "$out/r/cuda-tests.txt"
+pack
+
+# The forked replays with a device present, under xdist as when five of them failed there
+# ("the replay failed: no output"): their children now print why, and the server asks for
+# the fork-safe CUDA check.
+timeout "${REPLAY_S:-150}" "$py" -m pytest -p no:cacheprovider -q -n "${REPLAY_JOBS:-4}" \
+    tests/capture/test_replay.py >"$out/r/replay-tests.txt" 2>&1
+echo "replay tests rc=$?" | tee -a "$out/r/replay-tests.txt"
 pack
 
 examples=(healthy_cnn healthy_mlp healthy_bf16_cnn healthy_regression healthy_transformer

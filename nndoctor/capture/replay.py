@@ -275,7 +275,12 @@ def _threads_each(parallel: int) -> int | None:
 
 
 def _replay_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONHASHSEED": "0"}
+    # torch.cuda.is_available() initialises the CUDA driver in the calling process unless
+    # asked to read NVML instead, and a process forked after that cannot use CUDA at all
+    # ("Cannot re-initialize CUDA in forked subprocess"): the replay server asks (an
+    # import such as torch._dynamo's may call it), so that each forked replay can
+    # initialise CUDA for itself.
+    return {**os.environ, "PYTHONHASHSEED": "0", "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
 
 
 def _read(path: str) -> str:

@@ -432,3 +432,11 @@ def test_a_forked_replay_that_fails_leaves_its_traceback_in_its_log(tmp_path: Pa
     _, status = os.waitpid(_fork_replay(request, None), 0)
     assert os.waitstatus_to_exitcode(status) == 1
     assert "FileNotFoundError" in log.read_text() and "no-such-plan.json" in log.read_text()
+
+
+def test_replays_ask_for_a_cuda_check_that_leaves_forking_possible() -> None:
+    # A server whose imports call torch.cuda.is_available() would otherwise leave every
+    # replay it forks unable to use CUDA.
+    from nndoctor.capture.replay import _replay_env
+
+    assert _replay_env()["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
