@@ -60,6 +60,7 @@ class OtherRootRecorder:
         self.roots: list[OtherRoot] = []
         self._known: set[int] = set()
         self._model_id: int | None = None
+        self._shared: tuple[int, set[int]] | None = None  # (id of the model, its parameters' ids)
 
     def note(self, module: nn.Module, args: tuple[Any, ...], model: nn.Module | None) -> None:
         if model is None or len(self.roots) >= MAX_OTHER_ROOTS:
@@ -95,17 +96,24 @@ class OtherRootRecorder:
             if root.live is None:
                 continue
             if root.holders is None:
-                self._first_gradients(root, model)
+                self._first_gradients(root, self._model_parameters(model))
             if root.holders is not None:
                 if id(optimizer) in root.holders:
                     root.holder_steps += 1
                 else:
                     root.other_steps += 1
 
+    def _model_parameters(self, model: nn.Module | None) -> set[int]:
+        """The ids of ``model``'s parameters, read once per model (not at every step)."""
+        if model is None:
+            return set()
+        if self._shared is None or self._shared[0] != id(model):
+            self._shared = (id(model), {id(p) for p in model.parameters()})
+        return self._shared[1]
+
     @staticmethod
-    def _first_gradients(root: OtherRoot, model: nn.Module | None) -> None:
+    def _first_gradients(root: OtherRoot, shared: set[int]) -> None:
         assert root.live is not None
-        shared = {id(p) for p in model.parameters()} if model is not None else set()
         trainable = [p for p in root.live.parameters() if p.requires_grad and id(p) not in shared]
         with_grad = sum(p.grad is not None for p in trainable)
         if not with_grad:

@@ -20,6 +20,7 @@ from torch import nn
 
 from nndoctor.checks import causes
 from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult
+from nndoctor.checks.preprocessing.normalization import TWIN_BATCHES
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.report.model import Where
 from nndoctor.subject import Subject
@@ -32,8 +33,6 @@ _CRITERIA: dict[type[nn.Module], str] = {
     nn.SmoothL1Loss: "smooth_l1_loss",
     nn.HuberLoss: "huber_loss",
 }
-# Captured batches the twins train on, cycled (as the inputs' twin).
-TWIN_BATCHES = 4
 # Target columns a message names before it says "and N more".
 _SHOWN = 4
 
@@ -199,7 +198,9 @@ def targets_not_standardized(ctx: CheckContext) -> None:
         ctx.skip("the loss is not a recognised loss of a value (MSE, L1, Huber, smooth L1)")
     t = ctx.thresholds
     batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size)
-    rows = [_target_rows(subject, lab, b) for b in batches]
+    # One initialised copy answers for every batch: its prediction's size is all that is read.
+    model = lab.fresh_model()
+    rows = [_target_rows(subject, model, b) for b in batches]
     if not batches or any(r is None for r in rows):
         ctx.skip("the targets are not floating tensors shaped like the prediction")
     columns = _columns([r for r in rows if r is not None], t)
@@ -255,7 +256,7 @@ def loss_name(subject: Subject) -> str | None:
     return None
 
 
-def _target_rows(subject: Subject, lab: Lab, batch: Any) -> torch.Tensor | None:
+def _target_rows(subject: Subject, model: nn.Module, batch: Any) -> torch.Tensor | None:
     """The batch's targets, one row per sample (float64 on the host), when they are a
     floating tensor with as many elements as the prediction."""
     target = subject.targets(batch)
@@ -265,7 +266,7 @@ def _target_rows(subject: Subject, lab: Lab, batch: Any) -> torch.Tensor | None:
         return None
     with torch.no_grad():
         try:
-            prediction = subject.prediction(lab.fresh_model(), batch)
+            prediction = subject.prediction(model, batch)
         except Exception:  # noqa: BLE001 - a model that cannot be called here is not judged
             return None
     if not isinstance(prediction, torch.Tensor) or prediction.numel() != target.numel():
