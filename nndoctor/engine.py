@@ -31,6 +31,7 @@ from nndoctor.copying import deepcopy_detached
 from nndoctor.diagnosis import attach as attach_diagnosis
 from nndoctor.diagnosis import merge_diagnoses
 from nndoctor.probes.recording import Recording
+from nndoctor.probes.schedule import recorded_peak
 from nndoctor.probes.series import build_series
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
@@ -946,7 +947,9 @@ def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:
         "task": captured_task(capture).describe(),
         "loss": loss,
         "optimizer": (
-            OptimizerSpec.from_optimizer(capture.optimizer, model).describe()
+            OptimizerSpec.from_optimizer(
+                capture.optimizer, model, recorded_peak(capture.recording)
+            ).describe()
             if capture.optimizer is not None and model is not None
             else _manual_update(capture)
         ),

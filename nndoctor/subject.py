@@ -86,13 +86,27 @@ class OptimizerSpec:
     grad_clip: GradClip | None = None
 
     @classmethod
-    def from_optimizer(cls, optimizer: torch.optim.Optimizer, model: nn.Module) -> OptimizerSpec:
+    def from_optimizer(
+        cls,
+        optimizer: torch.optim.Optimizer,
+        model: nn.Module,
+        planned_peak: float | None = None,
+    ) -> OptimizerSpec:
+        """The spec of ``optimizer`` over ``model``. ``planned_peak`` is the highest rate the
+        first group's scheduler plans (``probes.schedule.planned_peak``): where it is known,
+        every group's scheduled rate is its base rate scaled as the first group's is."""
         names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         groups = []
+        base = _scheduled_lr(optimizer.param_groups[0]) if optimizer.param_groups else None
+        scale = planned_peak / base if planned_peak and base else None
         for g in optimizer.param_groups:
             hyper = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
             hyper["param_names"] = [names[id(p)] for p in g["params"] if id(p) in names]
             scheduled = _scheduled_lr(g)
+            if scheduled is not None and scale is not None:
+                # The schedule's own peak, not its base rate: a LambdaLR's function scales
+                # the base by any factor (the Noam schedule by about 1e-3 at its peak).
+                scheduled *= scale
             if scheduled is not None and scheduled != g.get("lr"):
                 # Under a scheduler the rate of the moment (in warm-up, or decayed) is not the
                 # rate the run is built around: experiments on copies use the schedule's own.

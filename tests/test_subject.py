@@ -7,6 +7,7 @@ from collections import namedtuple
 import torch
 from torch import nn
 
+from nndoctor.probes.schedule import SchedulePlan, planned_peak, planned_rates
 from nndoctor.subject import OptimizerSpec, batch_size_of, leading_sizes, move_to
 
 
@@ -33,6 +34,46 @@ def test_one_cycle_uses_its_peak_and_a_plain_optimizer_its_rate() -> None:
     plain = torch.optim.SGD(model.parameters(), lr=0.1)
     spec = OptimizerSpec.from_optimizer(plain, model)
     assert spec.hyperparameters()[0]["lr"] == 0.1 and "schedule" not in spec.describe()
+
+
+def _noam_after(steps: int) -> tuple[nn.Module, torch.optim.Optimizer, list[float], SchedulePlan]:
+    """Adam at the Noam schedule's base rate 1.0 (d_model 64, 200 warm-up steps) after
+    ``steps`` steps, with the rates seen and the plan read ahead."""
+    model = nn.Linear(4, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
+
+    def noam(step: int) -> float:
+        step = max(step, 1)
+        return 64**-0.5 * min(step**-0.5, step * 200**-1.5)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, noam)
+    seen = []
+    for _ in range(steps):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    plan = SchedulePlan("LambdaLR", True, steps, steps, planned_rates(sched, opt, 5000))
+    return model, opt, seen, plan
+
+
+def test_a_lambda_schedule_is_taken_at_its_planned_peak_not_its_base_rate() -> None:
+    # The Noam schedule multiplies a base rate of 1.0 by about 1e-3 at its peak: copies
+    # trained at 1.0 would blow up where the script never does.
+    model, opt, seen, plan = _noam_after(20)
+    peak = planned_peak(plan, seen)
+    assert peak is not None and abs(peak - 64**-0.5 * 200**-0.5) < 1e-6
+    spec = OptimizerSpec.from_optimizer(opt, model, peak)
+    assert abs(spec.hyperparameters()[0]["lr"] - peak) < 1e-9
+    assert spec.build(nn.Linear(4, 2)).param_groups[0]["lr"] == spec.hyperparameters()[0]["lr"]
+    # Without the plan, the base rate stands (as for a Python API call).
+    assert OptimizerSpec.from_optimizer(opt, model).hyperparameters()[0]["lr"] == 1.0
+
+
+def test_a_plan_still_rising_at_its_end_gives_no_peak() -> None:
+    _, _, seen, plan = _noam_after(20)
+    rising = SchedulePlan("LambdaLR", True, 20, 20, plan.lrs[:100])
+    assert planned_peak(rising, seen) is None
+    assert planned_peak(None, seen) is None
 
 
 Batch = namedtuple("Batch", "x y")

@@ -47,6 +47,39 @@ class SchedulePlan:
     ends: bool = False
 
 
+def planned_peak(plan: SchedulePlan | None, seen: list[float]) -> float | None:
+    """The highest rate of the first parameter group over the whole schedule: the rates
+    ``seen`` while observed and those the plan holds after; None without a plan, or where
+    the plan is still rising at its end (the peak lies beyond what was read).
+
+    A ``LambdaLR`` multiplies the base rate by whatever its function returns (the Noam
+    schedule's peak is a thousandth of a base rate of 1.0), so the base rate alone does not
+    say what the run trains at; the plan does.
+    """
+    if plan is None or not plan.lrs:
+        return None
+    rates = [r for r in (*seen, *plan.lrs) if math.isfinite(r) and r > 0]
+    if not rates:
+        return None
+    peak = max(rates)
+    tail = plan.lrs[-2:]
+    rising = len(tail) == 2 and tail[1] > tail[0] and tail[1] >= peak
+    if rising and not plan.ends:
+        return None
+    return peak
+
+
+def recorded_peak(recording: Any) -> float | None:
+    """``planned_peak`` of a recording: its schedule plan and its steps' first-group rates."""
+    seen = []
+    for step in recording.steps:
+        groups = step.hyperparameters
+        lr = groups[0].get("lr") if groups else None
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool):
+            seen.append(float(lr))
+    return planned_peak(recording.schedule, seen)
+
+
 def planned_length(scheduler: Any) -> int | None:
     """The number of scheduler steps ``scheduler`` was built for, where it says so."""
     for attr in ("total_steps", "T_max", "total_iters"):

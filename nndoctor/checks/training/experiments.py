@@ -803,11 +803,11 @@ def _observed_rate(ctx: CheckContext) -> float | None:
 
 
 def _user_lr(ctx: CheckContext, spec: OptimizerSpec) -> float | None:
-    """The largest rate the first parameter group runs at or is scheduled for: its lr, a
-    scheduler's base rate (``initial_lr``), OneCycleLR's ``max_lr``, any observed step's lr."""
+    """The largest rate the first parameter group runs at or is scheduled for: the spec's lr
+    (under a scheduler, the rate the schedule is built around: its planned peak where the plan
+    was read, else its base rate or OneCycleLR's ``max_lr``), any observed step's lr."""
     group = spec.hyperparameters()[0]
-    candidates = [group.get(k) for k in ("lr", "initial_lr", "max_lr")]
-    rates = [r for r in map(_positive, candidates) if r is not None]
+    rates = [r for r in map(_positive, [group.get("lr")]) if r is not None]
     observed = _observed_rate(ctx)
     rates += [observed] if observed is not None else []
     return max(rates) if rates else None
