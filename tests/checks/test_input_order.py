@@ -136,3 +136,29 @@ def test_a_network_trained_against_another_is_not_judged() -> None:
         s.foreign_steps, s.backwards = 1, 2
     with pytest.raises(SkipCheck, match="one objective"):
         _run(Recording(steps=steps))
+
+
+def test_batches_of_successive_rollouts_are_not_compared() -> None:
+    # PPO: 16 steps of shuffled minibatches over one rollout, then a rollout of states the
+    # improved policy reaches: batch means jump between rollouts by design.
+    g = torch.Generator().manual_seed(0)
+    means = [[float(v) for v in 0.02 * torch.randn(3, generator=g)] for _ in range(16)]
+    means += [[2.0 + 0.02 * float(v) for v in torch.randn(3, generator=g)] for _ in range(4)]
+    alone = _run(Recording(steps=summaries(means)))
+    assert [f.check for f in alone.findings] == ["inputs-in-order"]
+    # The same steps with the no-grad rollout recorded before them: its samples are what
+    # the first 16 steps train on, and only those are compared.
+    steps = summaries(means)
+    rollout = [1.0 + 0.01 * i for i in range(64)]
+    for s in steps:
+        s.sample_fingerprints = (
+            rollout[16 * (s.step % 4) : 16 * (s.step % 4) + 16]
+            if s.step < 16
+            else [50.0 + 0.01 * (16 * s.step + j) for j in range(16)]
+        )
+    rec = Recording(steps=steps)
+    rec.eval_sample_fingerprints.extend(rollout)
+    rec.eval_fingerprint_steps.extend([0] * len(rollout))
+    ctx = _run(rec)
+    assert not ctx.findings
+    assert "renewed by no-grad rollouts: 16 of 20" in ctx.detail

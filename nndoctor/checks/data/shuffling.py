@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nndoctor.checks import causes
+from nndoctor.checks.fingerprints import distinct_fingerprints, near_fingerprint
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.rollouts import preparing_steps
 from nndoctor.checks.significance import chi_square_above_p
 from nndoctor.report.model import Where
 
@@ -618,6 +620,30 @@ def _order_steps(ctx: CheckContext) -> list[StepRecord]:
     return [s for s in usable if s.inputs is not None and s.inputs.shape[1:] == common]
 
 
+def _one_rollout(ctx: CheckContext, steps: list[StepRecord]) -> list[StepRecord] | None:
+    """The steps that train mostly on the samples of the first no-grad phase that prepares
+    training (a rollout, ``rollouts.preparing_steps``); None where no phase does."""
+    rec = ctx.recording
+    preparing = preparing_steps(rec, ctx.thresholds.shared_samples_alpha)
+    if not preparing:
+        return None
+    first = min(preparing)
+    pool = distinct_fingerprints(
+        [
+            v
+            for v, k in zip(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps, strict=False)
+            if k == first
+        ]
+    )
+    return [
+        s
+        for s in steps
+        if s.sample_fingerprints
+        and 2 * sum(near_fingerprint(pool, v) for v in s.sample_fingerprints)
+        > len(s.sample_fingerprints)
+    ]
+
+
 @register_check(
     id="inputs-in-order",
     reasons=(7,),
@@ -650,7 +676,9 @@ def inputs_in_order(ctx: CheckContext) -> None:
         but come in a random order pass the second test. Needs
         ``input_order_min_steps`` steps of one input shape, samples on axis 0; steps
         that call the model more often than the loss (rollouts, unrolled recurrences)
-        are left out, and so are networks trained against another (a GAN's: the input a
+        are left out; where no-grad rollouts prepare the training data (PPO's epochs of
+        minibatches over each rollout), only the steps over the first rollout recorded are
+        compared, since each rollout is a data set of its own; and so are networks trained against another (a GAN's: the input a
         step first shows one of them may be the other's output, which changes as it
         learns).
 
@@ -672,6 +700,16 @@ def inputs_in_order(ctx: CheckContext) -> None:
     """
     t = ctx.thresholds
     steps = _order_steps(ctx)
+    rollout = _one_rollout(ctx, steps)
+    scope = ""
+    if rollout is not None:
+        # Each rollout is a data set of its own, replaced as the policy changes: batches of
+        # two rollouts differ by design. Order is judged among those of one.
+        scope = (
+            f"the training data are renewed by no-grad rollouts: {len(rollout)} of {len(steps)} "
+            "steps train on the first rollout recorded, and only they are compared; "
+        )
+        steps = rollout
     if len(steps) < t.input_order_min_steps:
         ctx.skip(
             f"{len(steps)} steps with a model input of one shape, samples on axis 0, one model "
@@ -681,7 +719,7 @@ def inputs_in_order(ctx: CheckContext) -> None:
     if order is None:
         ctx.skip("no input channel or sample fingerprint varies")
     ctx.note(
-        f"batch means over {order.steps} steps and {order.channels} channels: spread "
+        f"{scope}batch means over {order.steps} steps and {order.channels} channels: spread "
         f"{order.spread_ratio:.2f}× random batches' at most (p {order.spread_p:.2g}); "
         f"consecutive batches alike, permutation p {order.order_p:.2g}"
     )

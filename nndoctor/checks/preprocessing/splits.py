@@ -28,6 +28,7 @@ from nndoctor.checks.preprocessing.inputs import (
     tensor_channel_stats,
 )
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.rollouts import preparing_steps
 from nndoctor.checks.significance import (
     binomial_tail,
     pooled_t_p,
@@ -91,7 +92,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         forwards whose samples are trained on right after them prepare training (a
         rollout's action choices, a bootstrapped value, pseudo-labels) and are left out
         of the evaluation data: most of their samples are trained on in the two steps
-        from there, and more than in the two steps before.
+        from there, and more than in the two steps before; or the phase that follows
+        consumes them (a rollout trained on for a few epochs of minibatches, then
+        replaced): they are trained on before the next no-grad phase far more often than
+        in as many steps after it (McNemar's exact test at ``shared_samples_alpha``, the
+        rate at which a leaking evaluation is taken for a rollout).
 
     How to fix:
         Compute normalisation statistics on the training split only and apply the same
@@ -114,7 +119,7 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     compared = []
     # No-grad forwards on inputs trained on afterwards (a rollout's action choices, a
     # bootstrapped value, pseudo-labels) prepare training: they are no evaluation.
-    preparing = _preparing_training(rec)
+    preparing = preparing_steps(rec, ctx.thresholds.shared_samples_alpha)
     eval_inputs = [
         x
         for x, k in zip(rec.eval_inputs, _steps(rec.eval_inputs, rec.eval_steps), strict=True)
@@ -271,9 +276,6 @@ def _training_array_test(ctx: CheckContext) -> Callable[[StorageExtent | None], 
     return on_training_array
 
 
-# No-grad forwards whose samples are trained on within this many steps prepare training.
-PREPARING_WINDOW = 2
-
 # Offsets, in match tolerances, at which evaluation fingerprints are also looked up among the
 # training ones: a real duplicate matches at its own value only, so the matches found at
 # these offsets (windows that do not overlap the value's own) count what chance gives at
@@ -369,34 +371,6 @@ def _rereads_the_full_batch(rec: Recording, evaluated: list[float]) -> bool:
 def _steps(values: list[Any], steps: list[int]) -> list[int]:
     """The step of each evaluated value, or -1 for each where none was recorded."""
     return steps if len(steps) == len(values) else [-1] * len(values)
-
-
-def _preparing_training(rec: Recording) -> set[int]:
-    """The steps at which the no-grad forwards prepared training rather than evaluated:
-    most of their samples are trained on at that step or the next (``PREPARING_WINDOW``),
-    more of them than were trained on in as many steps before it. An evaluation re-reads
-    samples trained on before it, no more in the steps right after it than right before."""
-    by_step: dict[int, list[float]] = {}
-    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
-    for v, k in zip(rec.eval_sample_fingerprints, steps, strict=True):
-        if k >= 0:
-            by_step.setdefault(k, []).append(v)
-
-    def trained(first: int, last: int) -> list[float]:
-        return distinct_fingerprints(
-            [v for s in rec.steps if first <= s.step <= last for v in s.sample_fingerprints]
-        )
-
-    preparing = set()
-    for k, fingerprints in by_step.items():
-        distinct = distinct_fingerprints(fingerprints)
-        ahead = trained(k, k + PREPARING_WINDOW - 1)
-        behind = trained(k - PREPARING_WINDOW, k - 1)
-        next_ = sum(near_fingerprint(ahead, v) for v in distinct)
-        before = sum(near_fingerprint(behind, v) for v in distinct)
-        if 2 * next_ > len(distinct) and next_ > before:
-            preparing.add(k)
-    return preparing
 
 
 def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
