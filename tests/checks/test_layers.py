@@ -659,3 +659,52 @@ def test_a_batch_sorted_and_packed_inside_the_model_keeps_samples_apart() -> Non
     )
     assert report.by_check("batch-dependence") == []
     assert report.result("batch-dependence").status == "passed"
+
+
+class PositionsOnTheBatchAxis(nn.Module):
+    """Features read as a sequence of 5 positions of 2, a learned position embedding
+    added: sliced along the sequence axis (healthy) or, the bug, by the batch axis's size
+    and added along it (a sequence-first encoding applied to batch-first tensors)."""
+
+    def __init__(self, along_batch: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.along_batch = along_batch
+        self.pe = nn.Parameter(torch.randn(64, 1, 2) if along_batch else torch.randn(1, 64, 2))
+        self.head = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.view(x.size(0), 5, 2)  # (batch, seq, features)
+        pe = self.pe[: seq.size(0)] if self.along_batch else self.pe[:, : seq.size(1)]
+        return self.head((seq + pe).flatten(1))
+
+
+class SamplesInEval(nn.Module):
+    """A latent sampled in eval mode too (as many VAEs do): each output is random, so its
+    position in the batch says nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + 0.1 * torch.randn_like(x))
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_position_embedding_added_along_the_batch_axis_is_found() -> None:
+    report = _batch_dependence(PositionsOnTheBatchAxis(along_batch=True))
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.title.startswith(
+        "A sample's output depends on its position"
+    )
+    assert finding.evidence["order"] == "reversed" and finding.evidence["relative_change"] > 1e-3
+
+
+@pytest.mark.silent("batch-dependence")
+def test_positions_along_the_sequence_and_a_latent_sampled_in_eval_are_silent() -> None:
+    for model in (PositionsOnTheBatchAxis(along_batch=False), SamplesInEval()):
+        report = _batch_dependence(model)
+        (result,) = [r for r in report.checks if r.check == "batch-dependence"]
+        assert result.status.value == "passed", result.detail
+        assert not report.by_check("batch-dependence")

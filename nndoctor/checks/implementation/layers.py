@@ -180,11 +180,13 @@ def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]
 
 def _sample_axis(t: torch.Tensor, axis: int, n: int) -> int:
     """The axis of ``t`` that holds the ``n`` samples of a batch whose input has them on
-    ``axis``: that axis, or the only one of a vector of one value per sample (the lengths
-    beside sequence-first data); -1 when ``t`` holds no batch."""
+    ``axis``: that axis, or the first of a vector of one value per sample (the lengths
+    beside sequence-first data) or of a matrix of one row per sample (a key padding mask,
+    ``(batch, seq)`` by PyTorch's convention even beside sequence-first data); -1 when
+    ``t`` holds no batch."""
     if t.dim() > axis and t.shape[axis] == n:
         return axis
-    return 0 if t.dim() == 1 and t.shape[0] == n else -1
+    return 0 if t.dim() in (1, 2) and t.shape[0] == n else -1
 
 
 def _to_double(obj: Any) -> Any:
@@ -414,7 +416,11 @@ def batch_dependence(ctx: CheckContext) -> None:
         other row equal to one before wherever the network moved it (a batch sorted
         by length inside the model). Mixing inside with the outputs unchanged is a finding too: the mixed
         values reach the outputs alike for every sample (a class token that attends,
-        across the batch, only to copies of itself) or not at all. The same for each other trained network the
+        across the batch, only to copies of itself) or not at all. The model's outputs
+        must also follow their samples when the batch is fed in reverse order (a
+        positional encoding sliced along the batch axis makes each output depend on where
+        its sample stands; a model whose eval outputs are random, or an input with two
+        axes of the batch's size, is left out of this test). The same for each other trained network the
         script calls beside the model (a decoder beside its encoder, a GAN's second
         network; two at most), on the positional arguments of its first training call,
         batch first; a network whose call cannot be replayed so is left out.
@@ -444,6 +450,9 @@ def batch_dependence(ctx: CheckContext) -> None:
     worst = max(measured, key=lambda m: m.delta)
     rtol = ctx.thresholds.batch_dependence_rtol
     if worst.delta <= rtol:
+        if isinstance(main, _Dependence) and main.position and main.position[0] > rtol:
+            _report_position_dependence(ctx, main)
+            return
         _judge_internal_mixing(ctx, measured, rtol)
         return
     of = f" of {worst.network}" if worst.network else ""
@@ -465,6 +474,35 @@ def batch_dependence(ctx: CheckContext) -> None:
             "batch": worst.n,
             **({"network": worst.network} if worst.network else {}),
             **({"first_mixing_module": inside[0]} if inside else {}),
+        },
+    )
+
+
+def _report_position_dependence(ctx: CheckContext, dep: _Dependence) -> None:
+    """No sample's output depends on another sample, but each depends on where in the batch
+    it stands."""
+    assert dep.position is not None
+    delta, sample = dep.position
+    ctx.finding(
+        title="A sample's output depends on its position in the batch",
+        message=(
+            f"With the model in eval mode, the same {dep.n} samples fed in reverse order change "
+            f"the output for sample {sample} by {delta:.3g} (relative), though changing the other "
+            "samples does not: something is indexed along the batch axis. Most often a positional "
+            "encoding or a learned position embedding sliced by the size of the batch axis and "
+            "added along it (a sequence-first encoding, pe[:x.size(0)], applied to batch-first "
+            "tensors, or a batch-first one to sequence-first tensors)."
+        ),
+        fix=(
+            "Index positions along the sequence axis: for batch-first tensors add "
+            "pe[:, : x.size(1)] shaped (1, seq, features); for sequence-first ones pe[: x.size(0)] "
+            "shaped (seq, 1, features)."
+        ),
+        evidence={
+            "relative_change": delta,
+            "sample": sample,
+            "batch": dep.n,
+            "order": "reversed",
         },
     )
 
@@ -522,6 +560,9 @@ class _Dependence:
     # Each submodule output's largest relative change of other samples' values, in forward
     # order (see _InternalMixing).
     inside: list[tuple[str, float]] = field(default_factory=list)
+    # The batch in reverse order: the largest relative change of a sample's output, and
+    # which sample (see _position_dependence); None where not measured.
+    position: tuple[float, int] | None = None
 
     def first_mixing(self, rtol: float) -> tuple[str, float] | None:
         """The first submodule whose output mixes the samples beyond ``rtol``."""
@@ -558,7 +599,54 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     found = _dependence(model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a))
     if found is None:
         return f"the model output has no tensor with the batch axis (axis {axis} of the input)"
+    found.position = _position_dependence(
+        model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a)
+    )
     return found
+
+
+def _position_dependence(
+    model: nn.Module, args: tuple[Any, ...], axis: int, call: Callable[..., Any]
+) -> tuple[float, int] | None:
+    """The batch fed in reverse order: the largest relative change of a sample's output from
+    its output in the original order, and which sample. None where the test cannot be
+    made: an input with two axes of the batch's size (a mask whose length happens to equal
+    it could not be told from the batch), an output without the batch, or a model whose
+    outputs in eval mode are random (two calls on the same batch differ: a sampled latent
+    would follow its position, not its sample)."""
+    first = next(a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis)
+    n = first.shape[axis]
+    lead = tuple(first.shape[: axis + 1])
+    if any(
+        isinstance(a, torch.Tensor) and sum(s == n for s in a.shape) > 1 for a in tree_leaves(args)
+    ):
+        return None
+    reverse = torch.arange(n - 1, -1, -1)
+
+    def reordered(a: torch.Tensor) -> torch.Tensor:
+        at = _sample_axis(a, axis, n) if axis > 0 else (0 if a.dim() and a.shape[0] == n else -1)
+        return a if at < 0 else a.index_select(at, reverse.to(a.device))
+
+    flipped = map_tensors(reordered, args)
+    with torch.no_grad():
+        base = _batch_outputs(call(model, args), n, axis, lead)
+        again = _batch_outputs(call(model, args), n, axis, lead)
+        back = _batch_outputs(call(model, flipped), n, axis, lead)
+    if not base or len(back) != len(base) or len(again) != len(base):
+        return None
+    if any(not torch.equal(a, b) for a, b in zip(base, again, strict=True)):
+        return None
+    worst = (0.0, -1)
+    for a, b in zip(base, back, strict=True):
+        if a.shape != b.shape:
+            return None
+        b = b.index_select(axis, reverse.to(b.device))
+        for i in range(n):
+            scale = float(a.select(axis, i).abs().max()) + 1e-12
+            delta = float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
+            if delta > worst[0]:
+                worst = (delta, i)
+    return worst
 
 
 def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _Dependence | None:
