@@ -136,6 +136,22 @@ class DerivativeCall:
 
 
 @dataclass
+class DistributionLogits:
+    """A ``torch.distributions.Categorical`` built from ``logits=`` while the training steps
+    were observed: the range of those logits and how far the sums of their rows are from 1
+    (probabilities passed as logits sum to 1, logits from a layer do not)."""
+
+    distribution: str
+    step: int
+    shape: tuple[int, ...]
+    min: float
+    max: float
+    rowsum_dev: float
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass
 class CtcCall:
     """A CTC loss called during a training step, and what makes it ill-posed (counts over
     the batch; see ``stats.ctc_facts``)."""
@@ -496,6 +512,8 @@ class Recording:
         return bool(self.steps) and 2 * sum(s.alternating for s in self.steps) > len(self.steps)
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
+    # Categorical distributions built from logits while observed (see DistributionLogits).
+    distribution_logits: list[DistributionLogits] = field(default_factory=list)
     # The training steps finished when each fingerprinted sample was evaluated (parallel).
     eval_fingerprint_steps: list[int] = field(default_factory=list)
     # Where the input each evaluation fingerprint was read from lies in its storage: a pass

@@ -33,6 +33,7 @@ from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     CtcCall,
     DerivativeCall,
+    DistributionLogits,
     ElementwiseLoss,
     GradClip,
     HostTransfer,
@@ -90,6 +91,8 @@ MAX_PADDING_MASK_STEPS = 4
 # Autograd nodes a backward pass's graph is searched through for two forwards' outputs.
 REPEAT_GRAPH_LIMIT = 50_000
 MAX_EVAL_RECORDS = 32
+# Categorical distributions whose logits are read (each read waits for the device).
+MAX_DISTRIBUTION_CALLS = 4
 # Class-index losses whose per-class ``weight`` is read (its third positional argument
 # where not passed by name), up to this many classes.
 CLASS_WEIGHTED_LOSSES = frozenset({"cross_entropy", "nll_loss"})
@@ -335,6 +338,7 @@ class TrainingProbe:
         self._patch(nn.Module, "zero_grad", self._wrap_zero_grad(nn.Module.zero_grad))
         self._patch_grad_scaler()
         self._patch_clipping()
+        self._patch_distributions()
         self._global_handles.append(
             optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
         )
@@ -370,6 +374,59 @@ class TrainingProbe:
 
         self._patch(scaler_cls, "scale", scale)
         self._patch(scaler_cls, "step", step)
+
+    def _patch_distributions(self) -> None:
+        """A policy or a classifier written with ``torch.distributions`` takes its loss from
+        ``Categorical(logits=...).log_prob``: what it is given as logits is the loss input.
+        (``OneHotCategorical`` builds a ``Categorical`` inside and is seen through it.)"""
+        import torch.distributions as distributions
+
+        cls = distributions.Categorical
+        self._patch(cls, "__init__", self._wrap_distribution(cls.__name__, cls.__init__))
+
+    def _wrap_distribution(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        note = self._guard("distribution", self._note_distribution)
+
+        def init(
+            dist: Any, probs: Any = None, logits: Any = None, validate_args: Any = None
+        ) -> None:
+            original(dist, probs, logits, validate_args)
+            if logits is not None:
+                note(name, logits)
+
+        functools.update_wrapper(init, original)
+        return init
+
+    def _note_distribution(self, name: str, logits: Any) -> None:
+        """Record the range and row sums of the logits of the first few distributions built
+        while the model's steps are observed (each read waits for the device)."""
+        rec = self.recording
+        if self.model is None or len(rec.distribution_logits) >= MAX_DISTRIBUTION_CALLS:
+            return
+        if (
+            not isinstance(logits, torch.Tensor)
+            or not logits.is_floating_point()
+            or logits.dim() < 1
+            or logits.shape[-1] < 2
+            or logits.numel() == 0
+        ):
+            return
+        x = logits.detach()
+        lo, hi = torch.aminmax(x)
+        deviation = (x.sum(-1) - 1).abs().max()
+        file, line = user_frame()
+        rec.distribution_logits.append(
+            DistributionLogits(
+                name,
+                self.steps_done,
+                tuple(x.shape),
+                float(lo),
+                float(hi),
+                float(deviation),
+                file=file,
+                line=line,
+            )
+        )
 
     def _patch_clipping(self) -> None:
         """Gradient clipping between the backward pass and the update is part of the update

@@ -15,6 +15,7 @@ from torch import nn
 
 import nndoctor
 from nndoctor.engine import Selection, check_script
+from nndoctor.report.model import Report
 
 
 @pytest.mark.silent("loss-not-at-chance")
@@ -691,3 +692,41 @@ def test_a_focal_loss_with_its_prior_bias_starts_below_chance() -> None:
     report = _focal_detector(prior_bias=-4.6)
     assert not report.by_check("loss-not-at-chance")
     assert "per element (reduction='none')" in report.result("loss-not-at-chance").detail
+
+
+def _categorical_policy(softmax: bool) -> Report:
+    """A classifier trained by ``-Categorical(logits=...).log_prob(y)`` (as policies are),
+    its head ending in a softmax or not."""
+    x, y = blobs()
+    torch.manual_seed(0)
+    head = mlp()
+    model = nn.Sequential(head, nn.Softmax(dim=1)) if softmax else head
+
+    def nll(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        dist = torch.distributions.Categorical(logits=net(inputs))
+        return -dist.log_prob(targets).mean()
+
+    return run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nll,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_probabilities_passed_as_categorical_logits_are_an_error() -> None:
+    (finding,) = _categorical_policy(softmax=True).by_check("loss-input-mismatch")
+    assert finding.reasons == [19] and finding.severity.value == "error"
+    assert finding.title == "Probabilities passed as logits to Categorical"
+    assert finding.evidence["max_rowsum_minus_1"] < 1e-4
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_raw_scores_as_categorical_logits_are_silent() -> None:
+    report = _categorical_policy(softmax=False)
+    assert report.by_check("loss-input-mismatch") == []
+    # The distribution is restored once the check is over.
+    assert not hasattr(torch.distributions.Categorical.__init__, "__wrapped__")

@@ -329,6 +329,46 @@ def _default_init_loss(lab: Any, fn: str) -> tuple[float | None, str]:
     return value, ""
 
 
+def _probabilities_as_logits(ctx: CheckContext, tol: float) -> int:
+    """A Categorical built from ``logits=`` that are probabilities: every value in [0, 1]
+    and every row summing to 1. Its log_prob is then log_softmax of probabilities, whose
+    rows differ by at most 1 between a class's certainty and its absence. The number of
+    findings (0 or 1)."""
+    seen = ctx.recording.distribution_logits
+    bad = [
+        d
+        for d in seen
+        if d.min >= 0 and d.max <= 1 and d.rowsum_dev < tol and d.shape and d.shape[-1] >= 2
+    ]
+    if not bad:
+        return 0
+    d = bad[0]
+    ctx.finding(
+        title=f"Probabilities passed as logits to {d.distribution}",
+        message=(
+            f"{d.distribution}(logits=...) was given values in [{d.min:.3g}, {d.max:.3g}] whose rows "
+            f"sum to 1 (max deviation {d.rowsum_dev:.2g}; {len(bad)} of {len(seen)} such "
+            f"distributions read): these are probabilities, a softmax already applied. As logits "
+            f"they are normalised again, so the most certain choice of {d.shape[-1]} gets at most "
+            f"e/(e + {d.shape[-1] - 1}) of the probability, and its log_prob (the loss) gives "
+            "squashed gradients."
+        ),
+        fix=(
+            f"Pass the raw scores as logits (no softmax), or the probabilities as "
+            f"{d.distribution}(probs=...)."
+        ),
+        where=Where(step=d.step, file=d.file, line=d.line),
+        evidence={
+            "distribution": d.distribution,
+            "logits_min": d.min,
+            "logits_max": d.max,
+            "max_rowsum_minus_1": d.rowsum_dev,
+            "shape": list(d.shape),
+        },
+    )
+    return 1
+
+
 @register_check(
     id="loss-input-mismatch",
     reasons=(19,),
@@ -349,7 +389,10 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
     What is measured:
         For every recognised loss call: the range of the input, whether its rows sum to one
         (probabilities) or have zero logsumexp (log-probabilities), the input and target
-        shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]).
+        shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]). For the
+        first few ``torch.distributions.Categorical`` built from ``logits=`` (a policy's, a
+        classifier's whose loss is ``-dist.log_prob(y)``): the same range and row sums, since
+        probabilities passed as logits are squashed the same way.
 
     How to fix:
         Give CrossEntropyLoss and BCEWithLogitsLoss the raw logits (no softmax/sigmoid in the
@@ -366,10 +409,16 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
 
             loss = nn.CrossEntropyLoss()(model(x), y)
     """
+    tol = ctx.thresholds.probability_sum_tolerance
+    distributions = _probabilities_as_logits(ctx, tol)
     calls = [(s, c) for s in ctx.recording.steps for c in s.loss_calls]
     if not calls:
+        seen = ctx.recording.distribution_logits
+        if seen:
+            if not distributions:
+                ctx.note(f"the logits of {len(seen)} Categorical distribution(s) inspected")
+            return
         ctx.skip("no recognised torch loss was called")
-    tol = ctx.thresholds.probability_sum_tolerance
     by_fn: dict[str, list[tuple[StepRecord, LossCall]]] = {}
     for s, c in calls:
         by_fn.setdefault(c.fn, []).append((s, c))
