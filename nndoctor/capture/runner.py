@@ -38,6 +38,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
+from nndoctor.capture.copies import EvaluatedCopyRecorder
 from nndoctor.capture.other_roots import OtherRoot, OtherRootRecorder
 from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
 from nndoctor.capture.process_state import process_state_restored
@@ -311,6 +312,7 @@ def run_script(
     candidates: list[nn.Module] = []
     retarget = ModelRetarget()
     others = OtherRootRecorder()
+    copies = EvaluatedCopyRecorder()
 
     def single_phase() -> bool:
         # A distributed job's ranks, and a second phase, keep the model they found.
@@ -341,6 +343,9 @@ def run_script(
                 follow_trained(module, args)
                 if single_phase():
                     others.note(module, args, probe.model)
+                copies.note(
+                    module, probe.model, capture.initial_state, probe.steps_done + follower.searched
+                )
                 return
             if any(module is c for c in candidates):
                 return
@@ -461,6 +466,7 @@ def run_script(
     capture.optimizer = capture.optimizer or probe.optimizer
     capture.batches = probe.captured_batches
     capture.other_roots = others.beside(probe.model)
+    recording.evaluated_copies = copies.copies
     try:
         recording.unheld_networks = others.unheld(probe.model, recording.weights_loaded)
     except Exception:  # noqa: BLE001 - a fact for one check: never the capture's failure

@@ -136,6 +136,23 @@ class DerivativeCall:
 
 
 @dataclass
+class EvaluatedCopy:
+    """A copy of the model (the same kind, the same parameter names and shapes) that the
+    script called with gradients off or in ``eval()`` mode: an EMA, a best checkpoint.
+    Read at its first such call (``step``); ``steps_called`` holds every step at which it
+    was called so, to the end of the observation."""
+
+    network: str
+    step: int
+    batch_norms: int  # its BatchNorm layers in eval() mode that track statistics
+    # Those whose statistics were never updated while the model's counterpart's were.
+    batch_norms_untracked: list[str] = field(default_factory=list)
+    at_initial_weights: bool = False  # every parameter equal to the model's initial value
+    model_changed: bool = False  # the model's own parameters had moved from theirs
+    steps_called: set[int] = field(default_factory=set)
+
+
+@dataclass
 class DistributionLogits:
     """A ``torch.distributions.Categorical`` built from ``logits=`` while the training steps
     were observed: the range of those logits and how far the sums of their rows are from 1
@@ -514,6 +531,8 @@ class Recording:
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     # Categorical distributions built from logits while observed (see DistributionLogits).
     distribution_logits: list[DistributionLogits] = field(default_factory=list)
+    # Copies of the model the script evaluated (see EvaluatedCopy).
+    evaluated_copies: list[EvaluatedCopy] = field(default_factory=list)
     # The training steps finished when each fingerprinted sample was evaluated (parallel).
     eval_fingerprint_steps: list[int] = field(default_factory=list)
     # Where the input each evaluation fingerprint was read from lies in its storage: a pass

@@ -289,3 +289,118 @@ def dropout_in_eval_mode(ctx: CheckContext) -> None:
         where=Where(module=first.module, file=first.file, line=first.line),
         evidence={"masks": len(masks), "op": first.op},
     )
+
+
+@register_check(
+    id="evaluated-copy-stale",
+    reasons=(32, 23, 21),
+    severity="error",
+    explains=frozenset({"loss-accuracy-disagree", "nothing-generalizes"}),
+)
+def evaluated_copy_stale(ctx: CheckContext) -> None:
+    """The copy of the model that is evaluated (an EMA, an ``AveragedModel``) is not the
+    model that trains: its BatchNorm statistics or its weights were never updated.
+
+    Why it matters:
+        Many scripts validate and keep an average of the weights rather than the model
+        itself. An average updated over ``model.parameters()`` only leaves the copy's
+        BatchNorm running means and variances at their initial 0 and 1, so in ``eval()``
+        it normalises nothing and scores near chance while the model trains well; an
+        average whose update is never called keeps the initial weights. Either way the
+        numbers reported, and the checkpoint kept, are not the model's.
+
+    What is measured:
+        Modules the script calls with gradients off or in ``eval()`` mode that are of the
+        model's own class with the same parameter names and shapes (copies), at their first
+        such call: each BatchNorm layer in ``eval()`` mode whose ``num_batches_tracked`` is
+        still 0 while the model's counterpart has tracked batches; and whether every
+        parameter still equals the model's initial value while the model's own have moved.
+        A copy called at half or more of the observed steps is a reference model used in
+        training (DPO's, a frozen teacher), fixed by design, and is not judged. Evaluations
+        at the end of the first epoch are seen where the script is followed past its
+        observed steps (see ``train-in-eval-mode``).
+
+    How to fix:
+        Update the copy from the model's ``state_dict()`` (parameters and buffers), as
+        timm's ``ModelEmaV2`` does, or copy the buffers after each update; for
+        ``torch.optim.swa_utils.AveragedModel``, pass ``use_buffers=True`` or call
+        ``update_bn`` before evaluating. Call the average's update after every optimizer
+        step.
+
+    Example:
+        Before::
+
+            for e, m in zip(ema.parameters(), model.parameters()):
+                e.mul_(d).add_(m.detach(), alpha=1 - d)
+
+        After::
+
+            for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+                if e.dtype.is_floating_point:
+                    e.mul_(d).add_(m.detach(), alpha=1 - d)
+                else:
+                    e.copy_(m)
+    """
+    rec = ctx.recording
+    copies = rec.evaluated_copies
+    if not copies:
+        ctx.skip("no copy of the model was evaluated while observed")
+    steps = max(len(rec.steps), 1)
+    judged = []
+    for copy in copies:
+        if 2 * len(copy.steps_called) >= steps and len(copy.steps_called) > 1:
+            ctx.note(
+                f"{copy.network} copy called at {len(copy.steps_called)} of {steps} steps: a "
+                "reference model used in training, not judged"
+            )
+            continue
+        judged.append(copy)
+        if copy.batch_norms_untracked:
+            names = copy.batch_norms_untracked
+            ctx.finding(
+                title="The evaluated copy's BatchNorm statistics were never updated",
+                message=(
+                    f"A copy of the model ({copy.network}) was evaluated at step {copy.step} in "
+                    f"eval() mode with {len(names)} of its {copy.batch_norms} BatchNorm layers "
+                    "still at their initial running statistics (no batch ever tracked), while the "
+                    "model's had tracked batches: it normalises with mean 0 and variance 1, so its "
+                    "scores (and the checkpoint kept from them) are not the model's. An average "
+                    "updated over parameters() leaves the buffers behind."
+                ),
+                fix=(
+                    "Update the copy from model.state_dict() (buffers included), or pass "
+                    "use_buffers=True to AveragedModel / call update_bn before evaluating."
+                ),
+                severity=Severity.ERROR,
+                reasons=(32,),
+                where=Where(step=copy.step, module=names[0]),
+                evidence={
+                    "network": copy.network,
+                    "step": copy.step,
+                    "batch_norms": copy.batch_norms,
+                    "untracked": names[:MAX_NAMES],
+                },
+            )
+        elif copy.at_initial_weights and copy.model_changed:
+            ctx.finding(
+                title="The evaluated copy still holds the model's initial weights",
+                message=(
+                    f"A copy of the model ({copy.network}) evaluated at step {copy.step} has every "
+                    "parameter equal to the model's initial value, while the model's own have "
+                    "trained: the copy (an average, a best checkpoint) is never updated, and what "
+                    "is evaluated and kept is the untrained model."
+                ),
+                fix=(
+                    "Call the average's update (ema.update_parameters(model), ema.update(model)) "
+                    "after every optimizer step, or copy the model's state_dict into the copy."
+                ),
+                severity=Severity.ERROR,
+                reasons=(23, 21),
+                where=Where(step=copy.step),
+                evidence={"network": copy.network, "step": copy.step},
+            )
+    if judged and not ctx.findings:
+        ctx.note(
+            f"{len(judged)} evaluated copy/copies of the model: BatchNorm statistics tracked and "
+            "weights moved from the initial ones"
+        )
