@@ -6,6 +6,7 @@ right after it than at any other time)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from nndoctor.checks.fingerprints import distinct_fingerprints, near_fingerprint
 from nndoctor.checks.significance import binomial_tail
@@ -13,6 +14,11 @@ from nndoctor.probes.recording import Recording
 
 # No-grad forwards whose samples are mostly trained on within this many steps prepare training.
 PREPARING_WINDOW = 2
+
+
+def eval_steps(values: list[Any], steps: list[int]) -> list[int]:
+    """The step of each evaluated value, or -1 for each where none was recorded."""
+    return steps if len(steps) == len(values) else [-1] * len(values)
 
 
 def preparing_steps(rec: Recording, alpha: float) -> set[int]:
@@ -32,11 +38,7 @@ def preparing_steps(rec: Recording, alpha: float) -> set[int]:
       is the rate at which a leaking evaluation is taken for a rollout.
     """
     by_step: dict[int, list[float]] = {}
-    steps = (
-        rec.eval_fingerprint_steps
-        if len(rec.eval_fingerprint_steps) == len(rec.eval_sample_fingerprints)
-        else [-1] * len(rec.eval_sample_fingerprints)
-    )
+    steps = eval_steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
     for v, k in zip(rec.eval_sample_fingerprints, steps, strict=True):
         if k >= 0:
             by_step.setdefault(k, []).append(v)

@@ -29,7 +29,7 @@ import numpy as np
 from nndoctor.checks import causes
 from nndoctor.checks.fingerprints import distinct_fingerprints, near_fingerprint
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.rollouts import preparing_steps
+from nndoctor.checks.rollouts import eval_steps, preparing_steps
 from nndoctor.checks.significance import chi_square_above_p
 from nndoctor.report.model import Where
 
@@ -631,7 +631,11 @@ def _one_rollout(ctx: CheckContext, steps: list[StepRecord]) -> list[StepRecord]
     pool = distinct_fingerprints(
         [
             v
-            for v, k in zip(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps, strict=False)
+            for v, k in zip(
+                rec.eval_sample_fingerprints,
+                eval_steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps),
+                strict=True,
+            )
             if k == first
         ]
     )

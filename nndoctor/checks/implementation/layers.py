@@ -642,11 +642,17 @@ def _position_dependence(
             return None
         b = b.index_select(axis, reverse.to(b.device))
         for i in range(n):
-            scale = float(a.select(axis, i).abs().max()) + 1e-12
-            delta = float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
+            delta = _sample_change(a, b, axis, i)
             if delta > worst[0]:
                 worst = (delta, i)
     return worst
+
+
+def _sample_change(a: torch.Tensor, b: torch.Tensor, axis: int, i: int) -> float:
+    """The largest change of sample ``i``'s values (along ``axis``) from ``a`` to ``b``,
+    relative to their largest magnitude in ``a``."""
+    scale = float(a.select(axis, i).abs().max()) + 1e-12
+    return float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
 
 
 def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _Dependence | None:
@@ -711,8 +717,7 @@ def _dependence(
                 if i == j:
                     continue
                 for a, b in zip(base, outs, strict=True):
-                    scale = float(a.select(axis, i).abs().max()) + 1e-12
-                    delta = float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
+                    delta = _sample_change(a, b, axis, i)
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
     worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())

@@ -28,7 +28,7 @@ from nndoctor.checks.preprocessing.inputs import (
     tensor_channel_stats,
 )
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.rollouts import preparing_steps
+from nndoctor.checks.rollouts import eval_steps, preparing_steps
 from nndoctor.checks.significance import (
     binomial_tail,
     pooled_t_p,
@@ -122,14 +122,14 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
     preparing = preparing_steps(rec, ctx.thresholds.shared_samples_alpha)
     eval_inputs = [
         x
-        for x, k in zip(rec.eval_inputs, _steps(rec.eval_inputs, rec.eval_steps), strict=True)
+        for x, k in zip(rec.eval_inputs, eval_steps(rec.eval_inputs, rec.eval_steps), strict=True)
         if k not in preparing
     ]
     evaluated_fp = [
         v
         for v, k in zip(
             rec.eval_sample_fingerprints,
-            _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps),
+            eval_steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps),
             strict=True,
         )
         if k not in preparing
@@ -240,7 +240,7 @@ def _read_from_training_arrays(ctx: CheckContext, preparing: set[int]) -> list[b
     one array beside the training rows, overlapping them or not, is neither."""
     rec = ctx.recording
     on_training_array = _training_array_test(ctx)
-    steps = _steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
+    steps = eval_steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
     storages = rec.eval_fingerprint_storages
     if len(storages) != len(steps):
         return [False] * sum(k not in preparing for k in steps)
@@ -366,11 +366,6 @@ def _rereads_the_full_batch(rec: Recording, evaluated: list[float]) -> bool:
     if len(batch) < 2 or not all(math.isfinite(v) for v in batch):
         return False
     return all(near_fingerprint(batch, v) for v in evaluated)
-
-
-def _steps(values: list[Any], steps: list[int]) -> list[int]:
-    """The step of each evaluated value, or -1 for each where none was recorded."""
-    return steps if len(steps) == len(values) else [-1] * len(values)
 
 
 def _distinct_rows(stats: ChannelStats, fingerprints: list[float]) -> ChannelStats:
@@ -628,7 +623,7 @@ def _evaluated_standardised_apart(
     if any(_summary_standardised(s.inputs) for s in rec.steps if s.inputs is not None):
         return 0
     on_training_array = _training_array_test(ctx)
-    steps = _steps(rec.eval_inputs, rec.eval_steps)
+    steps = eval_steps(rec.eval_inputs, rec.eval_steps)
     for s, k, e in zip(rec.eval_inputs, steps, rec.eval_input_storages, strict=True):
         exact = _summary_standardised(s)
         if exact is None or k in preparing or on_training_array(e):
