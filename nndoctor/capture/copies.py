@@ -9,6 +9,7 @@ step (DPO, self-distillation) holds fixed weights by design."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -30,6 +31,24 @@ class EvaluatedCopyRecorder:
         self.copies: list[EvaluatedCopy] = []
         self._by_id: dict[int, EvaluatedCopy] = {}
         self._other: set[int] = set()
+        # The submodules of copies held by the script, by id, to their copy: an evaluation
+        # that calls a copy's parts (a decoder run step by step) evaluates that copy.
+        self._parts: dict[int, nn.Module] = {}
+
+    def adopt_held(self, held: Iterable[Any], model: nn.Module | None) -> None:
+        """Take note of the copies of ``model`` among the objects ``held`` (the script's
+        variables), and of an ``AveragedModel`` or any wrapper holding one, so that calls
+        of their parts count as calls of the copy."""
+        if model is None:
+            return
+        for value in held:
+            if not isinstance(value, nn.Module) or value is model:
+                continue
+            for sub in value.modules():
+                if sub is model or id(sub) in self._parts:
+                    continue
+                if type(sub) is type(model) and _same_parameters(sub, model):
+                    self._parts.update({id(part): sub for part in sub.modules()})
 
     def note(
         self,
@@ -40,6 +59,7 @@ class EvaluatedCopyRecorder:
     ) -> None:
         if model is None or module is model:
             return
+        module = self._parts.get(id(module), module)
         known = self._by_id.get(id(module))
         evaluating = not torch.is_grad_enabled() or not module.training
         if known is not None:

@@ -40,10 +40,16 @@ from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from nndoctor.capture.copies import EvaluatedCopyRecorder
 from nndoctor.capture.other_roots import OtherRoot, OtherRootRecorder
-from nndoctor.capture.phases import PHASE_SEARCH_STEPS, PhaseFollower
+from nndoctor.capture.phases import (
+    PHASE_SEARCH_STEPS,
+    PhaseFollower,
+    evaluation_sites,
+    script_sources,
+)
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
 from nndoctor.probes.recording import LoaderInfo, Recording
@@ -241,6 +247,26 @@ class _LoaderRecorder:
         return info
 
 
+def _read_script_frames(
+    script: str, recording: Recording, copies: EvaluatedCopyRecorder, model: nn.Module | None
+) -> int | None:
+    """At the budget, before the script runs on to its first evaluation: the copies of the
+    model the script holds (their parts may be what it evaluates), and, for a script that
+    cuts its batches by hand and evaluates somewhere, the epoch length its training array
+    gives (None where the loader told it already, or nothing does)."""
+    sources = script_sources(script)
+    frames = script_frames(sources)
+    try:
+        copies.adopt_held(held_values(frames), model)
+        if recording.epoch_length() is not None or not evaluation_sites(sources):
+            return None
+        return epoch_from_source(recording, frames)
+    except Exception:  # noqa: BLE001 - a value that cannot be read leaves things unknown
+        return None
+    finally:
+        del frames  # the script's frames, not kept alive past this step
+
+
 def run_script(
     script: str,
     argv: list[str] | None = None,
@@ -286,6 +312,8 @@ def run_script(
             return
         if done >= steps:
             epoch = recording.epoch_length()
+            if follower.follows:
+                epoch = _read_script_frames(path, recording, copies, probe.model) or epoch
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")

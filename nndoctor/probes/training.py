@@ -826,9 +826,7 @@ class TrainingProbe:
         key = (flat.shape[1], str(flat.device))
         proj = self._projections.get(key)
         if proj is None:
-            gen = torch.Generator(device=flat.device).manual_seed(12345)
-            proj = torch.randn(flat.shape[1], generator=gen, device=flat.device)
-            self._projections[key] = proj
+            proj = self._projections[key] = sample_projection(flat.shape[1], flat.device)
         slot = pending.transfer.add(flat.float() @ proj)
         pending.decoders.append(lambda: into.extend(pending.transfer.get(slot)))
 
@@ -1958,6 +1956,14 @@ def eager(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     run._torchdynamo_disable = True  # type: ignore[attr-defined]
     return run
+
+
+def sample_projection(features: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The fixed random direction a flattened sample of ``features`` values is projected on
+    to give its fingerprint: the same for every probe, so fingerprints compare across runs
+    and with the data a script holds."""
+    gen = torch.Generator(device=device).manual_seed(12345)
+    return torch.randn(features, generator=gen, device=device)
 
 
 def _row_share(x: torch.Tensor) -> float:

@@ -355,7 +355,26 @@ def evaluated_copy_stale(ctx: CheckContext) -> None:
             )
             continue
         judged.append(copy)
-        if copy.batch_norms_untracked:
+        # A copy never updated has never tracked a batch either: that is the cause.
+        if copy.at_initial_weights and copy.model_changed:
+            ctx.finding(
+                title="The evaluated copy still holds the model's initial weights",
+                message=(
+                    f"A copy of the model ({copy.network}) evaluated at step {copy.step} has every "
+                    "parameter equal to the model's initial value, while the model's own have "
+                    "trained: the copy (an average, a best checkpoint) is never updated, and what "
+                    "is evaluated and kept is the untrained model."
+                ),
+                fix=(
+                    "Call the average's update (ema.update_parameters(model), ema.update(model)) "
+                    "after every optimizer step, or copy the model's state_dict into the copy."
+                ),
+                severity=Severity.ERROR,
+                reasons=(23, 21),
+                where=Where(step=copy.step),
+                evidence={"network": copy.network, "step": copy.step},
+            )
+        elif copy.batch_norms_untracked:
             names = copy.batch_norms_untracked
             ctx.finding(
                 title="The evaluated copy's BatchNorm statistics were never updated",
@@ -380,24 +399,6 @@ def evaluated_copy_stale(ctx: CheckContext) -> None:
                     "batch_norms": copy.batch_norms,
                     "untracked": names[:MAX_NAMES],
                 },
-            )
-        elif copy.at_initial_weights and copy.model_changed:
-            ctx.finding(
-                title="The evaluated copy still holds the model's initial weights",
-                message=(
-                    f"A copy of the model ({copy.network}) evaluated at step {copy.step} has every "
-                    "parameter equal to the model's initial value, while the model's own have "
-                    "trained: the copy (an average, a best checkpoint) is never updated, and what "
-                    "is evaluated and kept is the untrained model."
-                ),
-                fix=(
-                    "Call the average's update (ema.update_parameters(model), ema.update(model)) "
-                    "after every optimizer step, or copy the model's state_dict into the copy."
-                ),
-                severity=Severity.ERROR,
-                reasons=(23, 21),
-                where=Where(step=copy.step),
-                evidence={"network": copy.network, "step": copy.step},
             )
     if judged and not ctx.findings:
         ctx.note(

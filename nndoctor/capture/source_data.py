@@ -1,0 +1,128 @@
+"""Where batches cut by hand come from: the epoch length of a loop without a DataLoader.
+
+A script that indexes its training tensor by hand (``x[perm[i:i + bs]]``) says nothing of
+its epoch through its batches: they are copies, not views of the tensor (a view's share
+of its storage already tells, :meth:`Recording.epoch_length`). The tensor they were cut
+from is still held by the script, in the frames that run the loop. The fingerprints of
+the samples the steps trained on find it: the smallest array there whose rows hold
+(nearly) every one of those samples is the training set, and its rows over the batch
+size are the optimizer steps of one epoch. Inputs changed on the way (augmented,
+normalised per batch) match no array, and the epoch stays unknown, as before.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+from collections.abc import Iterable, Iterator
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import sample_projection
+
+# Arrays larger than this are not fingerprinted: one pass over them would cost more than
+# the watch it enables saves.
+MAX_SOURCE_ELEMENTS = 50_000_000
+# The share of the recorded samples an array must hold to be their source: a few samples
+# may come from elsewhere (a padded last batch, a sample replaced by a fallback).
+SOURCE_MATCH_SHARE = 0.9
+# Relative tolerance on a fingerprint: the same values projected in another batch shape
+# sum in another order (float32 rounding, far below the spread between samples).
+FINGERPRINT_TOLERANCE = 1e-5
+
+
+def script_frames(sources: Iterable[str], start: FrameType | None = None) -> list[FrameType]:
+    """The frames on the current stack (from ``start`` outwards) running code of the files
+    ``sources``: the script's loop, a ``main()``, the module's top level."""
+    files = {os.path.abspath(path) for path in sources}
+    frames: list[FrameType] = []
+    frame = start if start is not None else sys._getframe(1)
+    while frame is not None:
+        if os.path.abspath(frame.f_code.co_filename) in files:
+            frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def held_values(frames: Iterable[FrameType]) -> Iterator[Any]:
+    """The values the frames hold in their locals and globals, each once."""
+    seen: set[int] = set()
+    for frame in frames:
+        for namespace in (frame.f_locals, frame.f_globals):
+            for value in list(namespace.values()):
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    yield value
+
+
+def _held_arrays(frames: Iterable[FrameType]) -> Iterator[torch.Tensor]:
+    """The tensors and numeric numpy arrays the frames hold, as tensors (numpy arrays are
+    shared, not copied)."""
+    for value in held_values(frames):
+        tensor = _as_tensor(value)
+        if tensor is not None:
+            yield tensor
+
+
+def _as_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.nn.Parameter) or value.requires_grad:
+            return None
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf" and value.ndim >= 1:
+        try:
+            return torch.from_numpy(value)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _fingerprints(array: torch.Tensor) -> np.ndarray:
+    flat = array.detach().reshape(array.shape[0], -1).float()
+    with torch.no_grad():
+        prints = flat @ sample_projection(flat.shape[1], flat.device)
+    return prints.cpu().numpy().astype(np.float64)
+
+
+def _share_held(candidate: np.ndarray, recorded: np.ndarray) -> float:
+    """The share of the ``recorded`` fingerprints found among the ``candidate``'s."""
+    ordered = np.sort(candidate)
+    where = np.clip(np.searchsorted(ordered, recorded), 1, len(ordered) - 1)
+    nearest = np.minimum(np.abs(ordered[where] - recorded), np.abs(ordered[where - 1] - recorded))
+    scale = float(np.median(np.abs(recorded))) + 1e-12
+    tolerance = FINGERPRINT_TOLERANCE * (np.abs(recorded) + scale)
+    return float(np.mean(nearest <= tolerance))
+
+
+def epoch_from_source(recording: Recording, frames: Iterable[FrameType]) -> int | None:
+    """Optimizer steps in one epoch of a loop that cuts its batches by hand from an array
+    the ``frames`` hold; None where no held array is the source of the recorded samples."""
+    steps = [s for s in recording.steps if s.sample_fingerprints and s.inputs is not None]
+    if not steps:
+        return None
+    shape = tuple(steps[0].inputs.shape)  # type: ignore[union-attr]
+    batch = statistics.median(len(s.sample_fingerprints) for s in steps)
+    recorded = np.array([f for s in steps for f in s.sample_fingerprints], dtype=np.float64)
+    recorded = recorded[np.isfinite(recorded)]
+    if not len(recorded) or batch < 1:
+        return None
+    rows: int | None = None
+    for array in _held_arrays(frames):
+        n = int(array.shape[0]) if array.dim() else 0
+        if (
+            array.dim() != len(shape)
+            or tuple(array.shape[1:]) != shape[1:]
+            or n <= batch
+            or (rows is not None and n >= rows)
+            or array.numel() > MAX_SOURCE_ELEMENTS
+        ):
+            continue
+        if _share_held(_fingerprints(array), recorded) >= SOURCE_MATCH_SHARE:
+            rows = n  # the smallest source: the training split, not the data before it
+    return None if rows is None else math.ceil(rows / batch)
