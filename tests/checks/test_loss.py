@@ -449,6 +449,14 @@ def test_mse_on_binary_labels_is_a_classification_trained_as_a_regression() -> N
     assert finding.reasons == [18] and "binary labels" in finding.title
 
 
+def test_mse_on_a_rating_scale_fits_the_task() -> None:
+    # Star ratings 1-5, quality scores 3-9: whole units of a scale, not class indices
+    # (which count from 0).
+    report = _one_output_regression(5, lambda x, y: (y + 1).float().unsqueeze(1))
+    assert report.by_check("loss-mismatches-task") == []
+    assert report.result("loss-mismatches-task").status.value == "passed"
+
+
 def test_mse_on_a_continuous_target_in_the_unit_interval_fits_the_task() -> None:
     report = _one_output_regression(2, lambda x, y: torch.sigmoid(x[:, :1]))
     assert report.by_check("loss-mismatches-task") == []

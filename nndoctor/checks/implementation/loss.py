@@ -819,7 +819,8 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
     What is measured:
         The recognised loss calls and their targets: integer-valued targets in a small
         range (binary 0/1 labels included) fed to a regression loss with one output per
-        sample, one-hot rows (exactly one positive per sample)
+        sample (indices from 0: targets from another floor, ratings 1-5, are a scale),
+        one-hot rows (exactly one positive per sample)
         fed to a binary loss with more than two outputs, cross-entropy over one class.
 
     How to fix:
@@ -863,10 +864,22 @@ def loss_mismatches_task(ctx: CheckContext) -> None:
     if t is None:
         return
     max_classes = ctx.thresholds.regression_on_classes_max
+    # The floor over every observed batch: a small batch may hold no sample of class 0.
+    floor = min(
+        (
+            s.loss_calls[0].target.min
+            for s in ctx.recording.steps
+            if s.loss_calls and s.loss_calls[0].fn == call.fn and s.loss_calls[0].target
+        ),
+        default=t.min,
+    )
+    # Class indices count from 0 (cross-entropy requires it, and so every dataset prepared
+    # for classification): integer targets from another floor are a scale (ratings 1-5,
+    # quality scores 3-9), a quantity measured in whole units.
     if (
         call.fn in ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss")
         and t.integral
-        and t.min >= 0
+        and floor == 0
         and 1 <= t.max <= max_classes
         and 0.0 < t.mean < t.max
         and math.prod(call.input_shape[1:] or (1,)) == 1
