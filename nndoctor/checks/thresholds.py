@@ -21,6 +21,9 @@ class Thresholds:
     sorted_target_fraction: float = 0.95  # share of non-decreasing adjacent targets inside a batch
     single_label_batch_fraction: float = 0.5  # share of batches holding one class only
     long_run_steps: int = 4  # consecutive batches whose majority class is the same
+    # ...and a run that long arises in random batches of that size with at most this
+    # probability (a class holding most of the data is the majority of most random batches).
+    majority_run_alpha: float = 0.05
     sorted_min_batch: int = 8  # smaller batches are sorted by chance too often to judge
     # Batch class mix drifting this many times more than random batches of the same size
     # would (mean total-variation distance from the pooled mix); random batches give ~1.

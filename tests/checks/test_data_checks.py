@@ -302,6 +302,18 @@ def test_every_batch_the_same_class() -> None:
     assert set(g.reasons) == {7, 10}
 
 
+def test_a_run_of_the_class_holding_most_of_the_data_is_no_evidence() -> None:
+    from nndoctor.checks.data.shuffling import _Mix, majority_chance, run_chance
+
+    # A class holding 62.5% of 32-sample batches is their majority about 90% of the
+    # time: 19 such batches in a row arise by chance; 10 of a 50/50 class do not.
+    assert 0.85 < majority_chance([0.375, 0.625], 32, 1) < 0.95
+    mostly = [_Mix(i, [12.0, 20.0], 32, 32) for i in range(20)]
+    assert run_chance(mostly, 19, 1) > 0.05
+    halves = [_Mix(i, [32.0, 0.0] if i < 10 else [0.0, 32.0], 32, 32) for i in range(20)]
+    assert run_chance(halves, 10, 0) < 0.05
+
+
 @pytest.mark.fires("targets-sorted")
 def test_regression_targets_sorted() -> None:
     g = torch.Generator().manual_seed(0)

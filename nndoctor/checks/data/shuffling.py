@@ -68,13 +68,15 @@ def _task_kind(ctx: CheckContext) -> str | None:
     return ctx.subject.task.kind if ctx.subject is not None else None
 
 
-def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
+def _class_mixes(steps: list[StepRecord], batch_axis: int = 0) -> list[_Mix]:
     """Per-step class counts, for class-index targets and 0/1 targets of a binary loss."""
     mixes: list[_Mix] = []
     for s in steps:
+        shape = s.inputs.shape if s.inputs is not None else ()
+        inputs = shape[batch_axis] if len(shape) > batch_axis else None
         # A step's batch is every target its loss calls saw: a GAN's discriminator sees its
         # real samples labelled 1 and its fakes labelled 0 in two calls of one step.
-        parts = [m for m in (_call_mix(s.step, c) for c in s.loss_calls) if m is not None]
+        parts = [m for m in (_call_mix(s.step, c, inputs) for c in s.loss_calls) if m is not None]
         if not parts:
             continue
         parts = [m for m in parts if len(m.counts) == len(parts[0].counts)]  # one kind of target
@@ -87,15 +89,16 @@ def _class_mixes(steps: list[StepRecord]) -> list[_Mix]:
     return mixes
 
 
-def _call_mix(step: int, call: LossCall) -> _Mix | None:
-    """The class counts of one loss call's targets, for class-index or 0/1 binary targets."""
+def _call_mix(step: int, call: LossCall, inputs: int | None = None) -> _Mix | None:
+    """The class counts of one loss call's targets, for class-index or 0/1 binary targets
+    (``inputs``: the samples in the step's model input, where known)."""
     t = call.target
     if t is None or not t.finite:
         return None
     if t.class_counts is not None:
         # Targets equal to ignore_index are in no class count.
         n = float(sum(t.class_counts))
-        return _Mix(step, list(t.class_counts), n, _samples(t.shape, n)) if n > 0 else None
+        return _Mix(step, list(t.class_counts), n, _samples(t.shape, n, inputs)) if n > 0 else None
     if (
         call.fn in BINARY_LOSSES
         and t.integral
@@ -104,12 +107,16 @@ def _call_mix(step: int, call: LossCall) -> _Mix | None:
         and (len(t.shape) == 1 or (len(t.shape) == 2 and t.shape[1] == 1))
     ):
         n = float(math.prod(t.shape))
-        return _Mix(step, [n * (1 - t.mean), n * t.mean], n, _samples(t.shape, n))
+        return _Mix(step, [n * (1 - t.mean), n * t.mean], n, _samples(t.shape, n, inputs))
     return None
 
 
-def _samples(shape: tuple[int, ...], n: float) -> float:
-    return float(min(shape[0], n)) if shape else n
+def _samples(shape: tuple[int, ...], n: float, inputs: int | None) -> float:
+    """The independent samples among ``n`` targets of ``shape``: its rows, but no more
+    than the model input's samples when the targets are positions flattened into rows
+    (every answer of a student, every token of a sentence: one sample's are correlated)."""
+    rows = float(min(shape[0], n)) if shape else n
+    return min(rows, float(inputs)) if inputs else rows
 
 
 def _pooled(mixes: list[_Mix]) -> list[float]:
@@ -153,6 +160,26 @@ def longest_run(mixes: list[_Mix]) -> tuple[int, int, int]:
     return best
 
 
+def majority_chance(pooled: list[float], samples: float, cls: int, draws: int = 4000) -> float:
+    """The probability that ``cls`` is the majority of a random batch of ``samples``
+    independent samples from the ``pooled`` class mix (ties to the lowest class, as
+    :attr:`_Mix.majority` breaks them), by a fixed-seed multinomial simulation: the same
+    data gives the same answer on any machine."""
+    rng = np.random.default_rng(0)
+    p = np.asarray(pooled, dtype=np.float64)
+    counts = rng.multinomial(max(1, round(samples)), p / p.sum(), size=draws)
+    return float(np.mean(counts.argmax(axis=1) == cls))
+
+
+def run_chance(mixes: list[_Mix], run: int, cls: int) -> float:
+    """An upper bound on the probability that random batches show a run of ``run``
+    consecutive batches with majority ``cls`` somewhere among ``mixes`` (a union over the
+    run's possible starts)."""
+    samples = float(np.median([m.samples for m in mixes]))
+    q = majority_chance(_pooled(mixes), samples, cls)
+    return min(1.0, (len(mixes) - run + 1) * q**run)
+
+
 # -- checks ---------------------------------------------------------------------------
 
 
@@ -178,7 +205,10 @@ def targets_sorted(ctx: CheckContext) -> None:
         share of adjacent non-decreasing targets inside the batches (mean over batches
         of at least ``sorted_min_batch`` targets holding two or more classes, against
         ``sorted_target_fraction``) or the longest run of consecutive batches with the
-        same majority class (against ``long_run_steps``). For regression targets, the
+        same majority class (against ``long_run_steps``), when random batches of that
+        many samples from the pooled mix would show such a run with probability at most
+        ``majority_run_alpha`` (5%): a class that holds most of the data is the majority
+        of most random batches. For regression targets, the
         share of non-decreasing adjacent targets alone (random order gives about 0.5).
 
     How to fix:
@@ -205,7 +235,7 @@ def targets_sorted(ctx: CheckContext) -> None:
     steps = [s for s in ctx.recording.steps if s.target is not None]
     if not steps:
         ctx.skip("no loss call with a target tensor was recorded")
-    mixes = _class_mixes(steps)
+    mixes = _class_mixes(steps, ctx.recording.input_batch_axis())
     if not mixes:
         if kind == "classification":
             ctx.skip("no batch with class-index or binary 0/1 targets was observed")
@@ -232,14 +262,16 @@ def targets_sorted(ctx: CheckContext) -> None:
         if mixed
         else math.nan
     )
+    chance = run_chance(mixes, run, run_class) if run >= t.long_run_steps else 1.0
     ctx.note(
         f"class-mix drift {observed:.3f} vs {expected:.3f} expected for random batches "
         f"(ratio {ratio:.2f}); in-batch sortedness {sortedness:.2f}; longest majority run {run}"
+        f" (chance in random batches {chance:.2g})"
     )
     if ratio < t.class_drift_ratio:
         return
     in_order = bool(mixed) and sortedness >= t.sorted_target_fraction
-    in_runs = run >= t.long_run_steps
+    in_runs = run >= t.long_run_steps and chance <= t.majority_run_alpha
     if not (in_order or in_runs):
         return
     why = []
@@ -354,7 +386,10 @@ def single_label_batches(ctx: CheckContext) -> None:
     kind = _task_kind(ctx)
     if kind in NON_CLASS_TASKS:
         ctx.skip(f"the task is {kind}: targets are not one class per sample")
-    mixes = _class_mixes([s for s in ctx.recording.steps if s.target is not None])
+    mixes = _class_mixes(
+        [s for s in ctx.recording.steps if s.target is not None],
+        ctx.recording.input_batch_axis(),
+    )
     if not mixes:
         ctx.skip("no batch with class-index or binary 0/1 targets was observed")
     classes = len(mixes[0].counts)
