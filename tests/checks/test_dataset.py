@@ -10,6 +10,7 @@ import torch
 from subjects import blobs, mlp, run
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules.loss import _Loss
 from torch.utils.data import DataLoader, TensorDataset
 
 import nndoctor
@@ -121,6 +122,43 @@ def test_two_examples_per_class() -> None:
     x, y = blobs(n=20, classes=10)
     (finding,) = _check(["too-few-examples"], x, y, batch_size=4).by_check("too-few-examples")
     assert finding.reasons == [9] and finding.evidence["per_class"] == 2
+
+
+class _TwoViews(nn.Module):
+    """Scores every first view of the batch against every second view: (N, N) logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z1, z2 = self.encoder(x[:, 0]), self.encoder(x[:, 1])
+        return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / 0.1
+
+
+class _InfoNCE(_Loss):
+    """The positive of row i is column i (a criterion: applied to the model's output)."""
+
+    def forward(self, logits: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, torch.arange(len(logits)))
+
+
+def test_positions_in_the_batch_are_no_classes_of_the_data() -> None:
+    # InfoNCE: 1024 pairs in batches of 128, target arange(128): 128 "classes", 8 per
+    # class if they were classes of the data set; they are positions in each batch.
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(1024, 1, 8, generator=g)
+    views = base + 0.1 * torch.randn(1024, 2, 8, generator=g)
+    model = _TwoViews()
+    report = run(
+        select=["too-few-examples"],
+        model=model,
+        data=_loader(views, torch.zeros(1024), batch_size=128),
+        loss_fn=_InfoNCE(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    assert report.by_check("too-few-examples") == []
+    assert "in-batch positions" in report.result("too-few-examples").detail
 
 
 @pytest.mark.fires("batch-too-large")

@@ -321,7 +321,9 @@ def too_few_examples(ctx: CheckContext) -> None:
 
     What is measured:
         The length of the training DataLoader's dataset, divided by the number of classes
-        (classification) and compared with the number of parameters.
+        (classification) and compared with the number of parameters. Targets that hold
+        every class equally often in every batch are built per batch (InfoNCE's positions
+        ``arange(N)``, an N-way K-shot episode's labels): no class of the data set to count.
 
     How to fix:
         Collect more data, augment it, start from a pretrained model, or shrink the model.
@@ -355,11 +357,21 @@ def too_few_examples(ctx: CheckContext) -> None:
             None,
         )
         classes = first.input_shape[1] if first is not None and len(first.input_shape) > 1 else None
+    built = ""
+    if classes is not None and _classes_by_construction(rec, classes):
+        # Targets that are positions in the batch (InfoNCE's arange) or an episode's own
+        # labels (N-way K-shot) name no class of the data set: nothing to count per class.
+        built = (
+            f"; every batch holds each of its {classes} target classes equally often: "
+            "in-batch positions or episode labels, not classes of the data set"
+        )
+        classes = None
     per_class = n / classes if classes else None
     ctx.note(
         f"{n} examples"
         + (f", {per_class:.1f} per class" if per_class else "")
         + f", {params:,} parameters"
+        + built
     )
     if per_class is not None and per_class < ctx.thresholds.min_examples_per_class:
         ctx.finding(
@@ -381,6 +393,22 @@ def too_few_examples(ctx: CheckContext) -> None:
             severity="info",
             evidence={"examples": n, "parameters": params},
         )
+
+
+def _classes_by_construction(rec: Recording, classes: int) -> bool:
+    """Every observed batch of the first loss's class targets holds each of the
+    ``classes`` classes the same number of times: targets built per batch (the positive's
+    position among the batch's candidates, the labels of a balanced episode), which no
+    sampler of a labelled data set gives step after step."""
+    counts = [
+        s.loss_calls[0].target.class_counts
+        for s in rec.steps
+        if s.loss_calls and s.loss_calls[0].target is not None
+    ]
+    counts = [c for c in counts if c is not None]
+    return len(counts) >= 2 and all(
+        len(c) == classes and min(c) > 0 and min(c) == max(c) for c in counts
+    )
 
 
 @register_check(
