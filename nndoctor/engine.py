@@ -758,6 +758,16 @@ def _diagnose_capture(
                         "never updated"
                     )
                     run.likely_reasons = [23]
+                backwards = _backwards_without_gradient(capture)
+                if backwards and run.likely_cause is None:
+                    # Nothing to update: the loss is constant in the weights (19, 18).
+                    run.likely_cause = (
+                        f"all {backwards} backward passes left every parameter's gradient at "
+                        "exactly zero: the loss does not depend on the weights (a log_softmax "
+                        "or softmax over an axis of size 1 or the wrong axis, an output "
+                        "detached or rebuilt from .item() before the loss)"
+                    )
+                    run.likely_reasons = [19, 18]
     elif run.error is not None:
         likely = (
             f" (likely: {run.likely_cause}; reasons {', '.join(map(str, run.likely_reasons))})"
@@ -835,6 +845,16 @@ def _plain_parameters_advice(plain: tuple[int, int] | None) -> str:
     )
 
 
+def _backwards_without_gradient(capture: Any) -> int:
+    """The backward passes of a script that never stepped, where every gradient they
+    left on the model's parameters was read and exactly zero; 0 otherwise (no backward,
+    no gradient read, or one that was not zero)."""
+    steps = capture.recording.steps
+    norms = [g for s in steps for g in s.grad_norms.values()]
+    backwards = sum(s.backwards for s in steps)
+    return backwards if norms and all(g == 0.0 for g in norms) else 0
+
+
 def _why_no_step(capture: Any) -> str:
     """What the script did instead of a training step, and what to do about it."""
     unstepped = _never_stepped(capture)
@@ -849,6 +869,11 @@ def _why_no_step(capture: Any) -> str:
         return (
             ": the model was called, but never with gradients enabled and a backward pass; if it "
             "trains inside a function nndoctor cannot reach, use the Python API (nndoctor.check)"
+        )
+    if _backwards_without_gradient(capture):
+        return (
+            ": backward passes ran, but every gradient they left was zero, so no update could "
+            "change the parameters"
         )
     return (
         ": backward passes ran but the parameters never changed; if the script updates weights "

@@ -97,6 +97,24 @@ def test_a_layer_left_out_of_the_update_by_hand(tmp_path: Path) -> None:
     assert "never updated" in finding.title
 
 
+def test_a_loss_constant_in_the_weights_is_named_when_nothing_can_step(tmp_path: Path) -> None:
+    # log_softmax over an axis of size 1 is 0 everywhere: the loss is 0, every gradient
+    # zero, and the update by hand changes nothing, so no step is ever recognised.
+    path = tmp_path / "manual.py"
+    script = MANUAL_SCRIPT.format(
+        updated="model.parameters()", zero_before="model.zero_grad()", zero_after="pass"
+    ).replace(
+        "nn.functional.cross_entropy(model(x[idx]), y[idx])",
+        "nn.functional.nll_loss(model(x[idx]).unsqueeze(2).log_softmax(2).squeeze(2), y[idx])",
+    )
+    path.write_text(script)
+    report = check_script(str(path), steps=20)
+    assert not report.run.observed
+    assert "every gradient they left was zero" in (report.run.error or "")
+    assert report.run.likely_reasons == [19, 18]
+    assert "does not depend on the weights" in (report.run.likely_cause or "")
+
+
 ACCUMULATION_SCRIPT = """
 import torch, torch.nn as nn
 torch.manual_seed(0)
