@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import os
 import runpy
@@ -27,9 +28,10 @@ import sys
 import tempfile
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 import torch.optim.optimizer as optim_mod
@@ -116,6 +118,31 @@ class Capture:
 
 # Tensors of a yielded batch kept for comparison with the model's inputs.
 MAX_BATCH_TENSORS = 8
+_V = TypeVar("_V")
+
+
+class _ByObject(Generic[_V]):
+    """A map from live objects (by identity) to values: an entry whose object is gone is
+    not returned for another object that took its id (loaders and their iterators are
+    built and dropped by the dozen, and CPython reuses the address of a freed one)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[Callable[[], Any], _V]] = {}
+
+    def get(self, obj: Any) -> _V | None:
+        entry = self._entries.get(id(obj))
+        return entry[1] if entry is not None and entry[0]() is obj else None
+
+    def set(self, obj: Any, value: _V) -> None:
+        try:
+            ref: Callable[[], Any] = weakref.ref(obj)
+        except TypeError:  # not weakly referable: held, so its id is not reused
+            ref = functools.partial(lambda o: o, obj)
+        self._entries[id(obj)] = (ref, value)
+
+    def items(self) -> list[tuple[Any, _V]]:
+        """Every (object, value) pair, the object None where it is gone."""
+        return [(r(), v) for r, v in self._entries.values()]
 
 
 class _LoaderRecorder:
@@ -123,8 +150,8 @@ class _LoaderRecorder:
 
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
-        self._by_loader: dict[int, LoaderInfo] = {}
-        self._by_iter: dict[int, LoaderInfo] = {}
+        self._by_loader: _ByObject[LoaderInfo] = _ByObject()
+        self._by_iter: _ByObject[LoaderInfo] = _ByObject()
         self.last: LoaderInfo | None = None
         # The tensors of the last batch yielded for training, until the next one replaces them.
         self.last_batch: list[torch.Tensor] = []
@@ -134,7 +161,7 @@ class _LoaderRecorder:
         self.first_datasets = self.datasets  # the first phase's, kept when a second begins
         # Between the phases (searching): loaders built now belong to the next phase.
         self.paused = False
-        self._dataset_of: dict[int, Any] = {}  # id(loader) -> its dataset
+        self._dataset_of: dict[int, Any] = {}  # id(LoaderInfo) -> its loader's dataset
 
     def pause(self) -> None:
         """The observed phase is over: loaders built from now on are not its own."""
@@ -145,17 +172,24 @@ class _LoaderRecorder:
         iterators too, one may be mid-epoch) are registered there afresh."""
         by_loader, by_iter = self._by_loader, self._by_iter
         self.paused = False
-        self.recording, self._by_loader, self._by_iter, self.datasets = recording, {}, {}, {}
+        self.recording, self.datasets = recording, {}
+        self._by_loader, self._by_iter = _ByObject(), _ByObject()
         fresh: dict[int, LoaderInfo] = {}
-        for key, info in by_loader.items():
+        # Loaders gone by now (built in a function that returned) are registered all the
+        # same: the next phase may have read their data (a validation set).
+        for loader, info in by_loader.items():
             new = dataclasses.replace(
                 info, index=len(recording.loaders), batches_yielded=0, steps_fed=0
             )
             recording.loaders.append(new)
-            self._by_loader[key] = fresh[id(info)] = new
-            if key in self._dataset_of:
-                self.datasets[new.index] = self._dataset_of[key]
-        self._by_iter = {key: fresh.get(id(info), info) for key, info in by_iter.items()}
+            fresh[id(info)] = new
+            if loader is not None:
+                self._by_loader.set(loader, new)
+            if id(info) in self._dataset_of:
+                self.datasets[new.index] = self._dataset_of[id(new)] = self._dataset_of[id(info)]
+        for it, info in by_iter.items():
+            if it is not None:
+                self._by_iter.set(it, fresh.get(id(info), info))
         self.last = fresh.get(id(self.last)) if self.last is not None else None
         self.since_step = {}
 
@@ -185,7 +219,7 @@ class _LoaderRecorder:
 
         def __next__(it: Any) -> Any:  # noqa: N807
             batch = original_next(it)
-            info = recorder._by_iter.get(id(it))
+            info = recorder._by_iter.get(it)
             if info is not None:
                 info.batches_yielded += 1
                 recorder.last = info
@@ -207,6 +241,21 @@ class _LoaderRecorder:
             DataLoader.__iter__ = original_iter  # type: ignore[method-assign]
             _BaseDataLoaderIter.__next__ = original_next  # type: ignore[method-assign]
 
+    def feeding(self, input_shape: tuple[int, ...] | None) -> LoaderInfo | None:
+        """The DataLoader that fed the step about to be taken on a model input of
+        ``input_shape``: the last one to yield, if it yielded for training since the last
+        step, or if one of its batches has a size the input has (a list of its batches
+        made in advance). A loader iterated only to extract features under no_grad did not
+        feed a step that trains on the extracted tensor."""
+        info = self.last
+        if info is None or self.since_step:
+            return info
+        sizes = {info.batch_size}
+        if info.dataset_len and info.batch_size:
+            sizes.add(info.dataset_len % info.batch_size or info.batch_size)
+            sizes.add(info.dataset_len)  # a loader with batch_size=None yields the samples
+        return info if input_shape and sizes & set(input_shape) else None
+
     def stepped(self) -> None:
         """An optimizer step: the loaders that yielded since the last one fed it."""
         if not self.paused:  # steps between the phases are not observed
@@ -216,10 +265,10 @@ class _LoaderRecorder:
 
     def _note_iter(self, loader: DataLoader, it: Any) -> None:
         info = self._info(loader, iterated=True)
-        self._by_iter[id(it)] = info
+        self._by_iter.set(it, info)
 
     def _info(self, loader: DataLoader, iterated: bool) -> LoaderInfo:
-        info = self._by_loader.get(id(loader))
+        info = self._by_loader.get(loader)
         if info is None:
             try:
                 n = len(loader.dataset)  # type: ignore[arg-type]
@@ -236,8 +285,8 @@ class _LoaderRecorder:
                 num_workers=loader.num_workers,
                 under_no_grad=not torch.is_grad_enabled(),
             )
-            self._by_loader[id(loader)] = info
-            self._dataset_of[id(loader)] = loader.dataset
+            self._by_loader.set(loader, info)
+            self._dataset_of[id(info)] = loader.dataset
             if not self.paused:
                 self.recording.loaders.append(info)
                 self.datasets[info.index] = loader.dataset
@@ -408,8 +457,9 @@ def run_script(
                 others.note_gradients(optimizer, probe.model)
         except Exception:  # noqa: BLE001 - following must never break the script
             pass
-        if loaders.last is not None:
-            follower.probe.note_loader(loaders.last.index)
+        fed = loaders.feeding(follower.probe.current_input_shape())
+        if fed is not None:
+            follower.probe.note_loader(fed.index)
         loaders.stepped()
         if capture.optimizer is None and probe.model is not None:
             ids = {id(p) for p in probe.model.parameters()}
@@ -417,8 +467,9 @@ def run_script(
                 capture.optimizer = optimizer
 
     def note_loader_of_manual_step() -> None:
-        if loaders.last is not None:
-            follower.probe.note_loader(loaders.last.index)
+        fed = loaders.feeding(follower.probe.current_input_shape())
+        if fed is not None:
+            follower.probe.note_loader(fed.index)
         loaders.stepped()
 
     probe.on_step_closing = note_loader_of_manual_step

@@ -275,6 +275,7 @@ class TrainingProbe:
         self._output_nodes: dict[Any, tuple[str, tuple[int, ...]]] = {}
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
+        self._input_shape: tuple[int, ...] | None = None
         # Parameter snapshots for update norms, reused step after step: a fresh copy of
         # every parameter per step costs an allocation (and, on the CPU, page faults).
         self._snapshot: list[torch.Tensor] | None = None
@@ -603,6 +604,11 @@ class TrainingProbe:
         step's (guarded like every hook: a failure removes the probe, never the run)."""
         self._guard("model", self._root_pre)(module, args, {})
 
+    def current_input_shape(self) -> tuple[int, ...] | None:
+        """The shape of the model input of the last training forward (read when it ran:
+        the step's input summary is decoded later)."""
+        return self._input_shape
+
     def note_loader(self, index: int | None) -> None:
         """The DataLoader (by its index in the recording) that fed the current step."""
         self._pending.record.loader = index
@@ -706,6 +712,7 @@ class TrainingProbe:
         self._float_input = (
             x.detach() if x is not None and x.is_floating_point() and x.dim() >= 2 else None
         )
+        self._input_shape = tuple(x.shape) if x is not None else None
         if x is not None and x.numel():
             rec.input_storage_share = _row_share(x)
             rec.input_storage = StorageExtent.of(x)

@@ -258,3 +258,46 @@ def F_cross_entropy(inp, target):  # noqa: N802 - the functional the script call
     import torch.nn.functional as F
 
     return F.cross_entropy(inp, target)
+
+
+def test_an_object_gone_does_not_lend_its_entry_to_the_next_at_its_address() -> None:
+    import weakref
+
+    from nndoctor.capture.runner import _ByObject
+
+    class Box:
+        pass
+
+    first, second = Box(), Box()
+    table: _ByObject[str] = _ByObject()
+    table.set(first, "first")
+    assert table.get(first) == "first" and table.get(second) is None
+    # What CPython does when ``first`` is freed and ``second`` takes its address: the
+    # entry under that id still names ``first``, so ``second`` gets nothing from it.
+    table._entries[id(second)] = (weakref.ref(first), "first")
+    assert table.get(second) is None
+
+
+def test_a_loader_fed_a_step_only_if_it_yielded_for_it_or_its_batch_fits() -> None:
+    from nndoctor.capture.runner import _LoaderRecorder
+    from nndoctor.probes.recording import LoaderInfo, Recording
+
+    recorder = _LoaderRecorder(Recording())
+    features = LoaderInfo(
+        index=0,
+        sampler="SequentialSampler",
+        shuffle=False,
+        batch_size=256,
+        dataset_len=800,
+        dataset="TensorDataset",
+        drop_last=False,
+        num_workers=0,
+        under_no_grad=True,
+    )
+    recorder.last = features
+    # Iterated under no_grad to extract features; the step trains on a (160, 64) tensor.
+    assert recorder.feeding((160, 64)) is None
+    # Batches listed in advance: the step's input is one of them.
+    assert recorder.feeding((256, 64)) is features and recorder.feeding((32, 64)) is features
+    recorder.since_step = {id(features): features}  # it yielded with gradients on
+    assert recorder.feeding((160, 64)) is features
