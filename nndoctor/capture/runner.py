@@ -297,17 +297,21 @@ class _LoaderRecorder:
 
 
 def _read_script_frames(
-    script: str, recording: Recording, copies: EvaluatedCopyRecorder, model: nn.Module | None
+    script: str,
+    recording: Recording,
+    copies: EvaluatedCopyRecorder,
+    model: nn.Module | None,
+    known_epoch: int | None,
 ) -> int | None:
     """At the budget, before the script runs on to its first evaluation: the copies of the
     model the script holds (their parts may be what it evaluates), and, for a script that
     cuts its batches by hand and evaluates somewhere, the epoch length its training array
-    gives (None where the loader told it already, or nothing does)."""
+    gives (None where ``known_epoch`` is known already, or nothing tells)."""
     sources = script_sources(script)
     frames = script_frames(sources)
     try:
         copies.adopt_held(held_values(frames), model)
-        if recording.epoch_length() is not None or not evaluation_sites(sources):
+        if known_epoch is not None or not evaluation_sites(sources):
             return None
         return epoch_from_source(recording, frames)
     except Exception:  # noqa: BLE001 - a value that cannot be read leaves things unknown
@@ -362,7 +366,7 @@ def run_script(
         if done >= steps:
             epoch = recording.epoch_length()
             if follower.follows:
-                epoch = _read_script_frames(path, recording, copies, probe.model) or epoch
+                epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")
