@@ -53,8 +53,12 @@ def script_frames(sources: Iterable[str], start: FrameType | None = None) -> lis
 def held_values(frames: Iterable[FrameType]) -> Iterator[Any]:
     """The values the frames hold in their locals and globals, each once."""
     seen: set[int] = set()
+    read: set[int] = set()  # the frames of one module share its globals: read once
     for frame in frames:
         for namespace in (frame.f_locals, frame.f_globals):
+            if id(namespace) in read:
+                continue
+            read.add(id(namespace))
             for value in list(namespace.values()):
                 if id(value) not in seen:
                     seen.add(id(value))
