@@ -51,6 +51,7 @@ from nndoctor.capture.phases import (
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.capture.horizon import Horizon, read_horizon
 from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
@@ -320,6 +321,17 @@ def _read_script_frames(
         del frames  # the script's frames, not kept alive past this step
 
 
+def _read_horizon(script: str, epoch: int | None) -> Horizon | None:
+    """At an optimizer step: the run the loops leading to it plan (nndoctor.capture.horizon)."""
+    frames = script_frames(script_sources(script))
+    try:
+        return read_horizon(frames, epoch)
+    except Exception:  # noqa: BLE001 - a source that cannot be read leaves it unknown
+        return None
+    finally:
+        del frames
+
+
 def run_script(
     script: str,
     argv: list[str] | None = None,
@@ -365,6 +377,8 @@ def run_script(
             return
         if done >= steps:
             epoch = recording.epoch_length()
+            if recording.horizon is None:
+                recording.horizon = _read_horizon(path, epoch)
             if follower.follows:
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):

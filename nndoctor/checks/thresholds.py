@@ -335,6 +335,9 @@ class Thresholds:
     # ...or, stepped per epoch though built for whole epochs of batches, never reaching this
     # share of its planned peak within the run its length describes.
     schedule_peak_share: float = 0.5
+    # ...or, stepped per batch, below schedule_collapse_ratio of its peak for at least this
+    # share of the steps the script's loops plan: half the run changes nothing.
+    schedule_idle_share: float = 0.5
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
     give_it_time_falling_share: float = (
         0.7  # share of late step pairs where the later loss is lower

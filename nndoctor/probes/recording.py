@@ -507,6 +507,8 @@ class Recording:
     scheduler_seen: bool = False
     # The plan of the scheduler of the model's optimizer (nndoctor.probes.schedule).
     schedule: Any = None
+    # The steps the script's loops plan, read at the budget (nndoctor.capture.horizon).
+    horizon: Any = None
     device: str = "cpu"
     saves_redirected: list[str] = field(default_factory=list)
     scaler_skipped_steps: int = 0

@@ -23,7 +23,7 @@ loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)  # 100 bat
 model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
 optimizer = torch.optim.{optimizer}
 scheduler = torch.optim.lr_scheduler.{scheduler}
-for epoch in range(5):
+for epoch in range({epochs}):
     for xb, yb in loader:
         optimizer.zero_grad()
         nn.functional.cross_entropy(model(xb), yb).backward()
@@ -33,11 +33,14 @@ for epoch in range(5):
 """
 
 
-def _check(tmp_path: Path, optimizer: str, scheduler: str, per_batch: bool) -> object:
+def _check(
+    tmp_path: Path, optimizer: str, scheduler: str, per_batch: bool, epochs: int = 5
+) -> object:
     path = tmp_path / "train.py"
     stepped = "scheduler.step()"
     path.write_text(
         textwrap.dedent(SCRIPT).format(
+            epochs=epochs,
             optimizer=optimizer,
             scheduler=scheduler,
             per_batch=stepped if per_batch else "pass",
@@ -70,6 +73,38 @@ def test_a_step_schedule_that_halves_the_epoch_first_then_collapses(tmp_path: Pa
     assert finding.evidence["collapsed_at_step"] == 81
     assert finding.evidence["median_lr_first_epoch"] > 1e-3 * 0.1
     assert 20 < finding.evidence["learning_in_peak_steps"] < 25
+
+
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_step_schedule_idle_for_most_of_the_planned_run(tmp_path: Path) -> None:
+    # Per batch, StepLR(10, 0.5) is at 0.002 of its rate at the end of the first epoch (no
+    # collapse within it) and below 0.001 from step 101 on: 400 of the 500 steps the loops
+    # plan (5 epochs of 100 batches) train at nothing.
+    report = _check(
+        tmp_path, "Adam(model.parameters(), lr=1e-3)", "StepLR(optimizer, 10, gamma=0.5)", True
+    )
+    (finding,) = report.by_check(CHECK)
+    assert 36 in finding.reasons
+    assert finding.evidence["planned_steps"] == 500
+    assert finding.evidence["idle_from_step"] == 101
+    assert finding.evidence["idle_share"] == pytest.approx(0.8)
+    assert "at nothing for 80% of the planned run" in finding.title
+
+
+@pytest.mark.silent("learning-rate-schedule")
+def test_a_step_schedule_that_decays_by_the_end_of_a_short_run(tmp_path: Path) -> None:
+    # The same schedule over a one-epoch run: it reaches a thousandth of its peak as the run
+    # ends, which is what a schedule sized for the run does.
+    report = _check(
+        tmp_path,
+        "Adam(model.parameters(), lr=1e-3)",
+        "StepLR(optimizer, 10, gamma=0.5)",
+        True,
+        epochs=1,
+    )
+    assert report.by_check(CHECK) == []
+    assert report.result(CHECK).status == "passed"
+    assert "plan `for epoch in range(1)` (1)" in report.result(CHECK).detail
 
 
 @pytest.mark.fires("learning-rate-schedule")
@@ -159,6 +194,7 @@ def test_a_plateau_scheduler_is_recognised_and_has_no_plan_to_read(tmp_path: Pat
     # script drives, whose next rates depend on the metric, not one missing.
     path = tmp_path / "train.py"
     script = textwrap.dedent(SCRIPT).format(
+        epochs=5,
         optimizer="SGD(model.parameters(), lr=0.1)",
         scheduler="ReduceLROnPlateau(optimizer, patience=2)",
         per_batch="pass",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from nndoctor.capture.horizon import Horizon
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.probes.recording import Recording
@@ -128,8 +129,13 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         f"{plan.steps_taken} steps); plan read {len(plan.lrs)} steps ahead"
         + (f"; one epoch is {epoch} steps" if epoch else "; the epoch length is unknown")
     )
+    horizon = rec.horizon
+    if horizon is not None:
+        ctx.note(f"{ctx.detail}; the script's loops plan {horizon.describe()}")
     if plan.per_batch and epoch:
         _judge_collapse(ctx, plan, seen, epoch, t.schedule_collapse_ratio)
+    if plan.per_batch and horizon is not None and not ctx.findings:
+        _judge_idle_run(ctx, plan, seen, horizon, t.schedule_collapse_ratio, t.schedule_idle_share)
     if not plan.per_batch and epoch:
         _judge_batch_sized_plan(ctx, plan, seen, epoch, t.schedule_peak_share)
     base = _base_rate(rec, seen)
@@ -188,6 +194,63 @@ def _judge_collapse(
             "collapsed_at_step": below + 1,
             "planned_steps_read": len(whole),
             "learning_in_peak_steps": learning,
+        },
+    )
+
+
+def _judge_idle_run(
+    ctx: CheckContext,
+    plan: SchedulePlan,
+    seen: list[float],
+    horizon: Horizon,
+    ratio: float,
+    share: float,
+) -> None:
+    """A schedule stepped per batch that, over the run the script's loops plan, leaves the
+    rate below ``ratio`` of its peak for at least ``share`` of the steps: that part of the
+    run moves nothing."""
+    whole = seen + plan.lrs
+    read = min(len(whole), horizon.steps)
+    if read < 2:
+        return
+    peak = max(whole[:read])
+    if peak <= 0:
+        return
+    # The first step from which the rate stays below ratio * peak to the end of the read.
+    idle_from = read
+    while idle_from > 0 and whole[idle_from - 1] < ratio * peak:
+        idle_from -= 1
+    idle = read - idle_from
+    if idle < share * horizon.steps:
+        return
+    at_least = "at least " if read < horizon.steps else ""
+    ctx.finding(
+        title=(
+            f"{plan.scheduler}, stepped after every batch, leaves the learning rate at nothing "
+            f"for {at_least}{idle / horizon.steps:.0%} of the planned run"
+        ),
+        message=(
+            f"The script's loops plan {horizon.describe()}. {plan.scheduler} is stepped at "
+            f"every optimizer step; read ahead, it takes the learning rate from {_g(peak)} to "
+            f"below {_g(ratio * peak)} by step {idle_from + 1} and keeps it there through step "
+            f"{read}: {idle} of the {horizon.steps} planned steps train at under "
+            f"{ratio:g} of the peak rate and change the weights by almost nothing. A "
+            "schedule meant per epoch and stepped per batch decays that many times faster "
+            "than meant."
+        ),
+        fix=(
+            "Call scheduler.step() once per epoch (outside the batch loop), or express the "
+            "schedule in batches (step_size, T_max or total_steps multiplied by len(loader))."
+        ),
+        where=Where(step=idle_from + 1),
+        evidence={
+            "scheduler": plan.scheduler,
+            "per_batch": True,
+            "planned_steps": horizon.steps,
+            "peak_lr": peak,
+            "idle_from_step": idle_from + 1,
+            "idle_steps_read": idle,
+            "idle_share": idle / horizon.steps,
         },
     )
 

@@ -1,0 +1,138 @@
+"""The run a script's loops plan, read at an optimizer step (nndoctor.capture.horizon)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from nndoctor.capture.horizon import Horizon, read_horizon
+from nndoctor.capture.source_data import script_frames
+
+
+def _run(tmp_path: Path, body: str, epoch_length: int | None = None) -> Horizon | None:
+    """Run ``body`` as a module whose ``step()`` reads the horizon at the call."""
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(body))
+    seen: list[Horizon | None] = []
+
+    def step() -> None:
+        frames: list[FrameType] = script_frames([str(path)], sys._getframe(1))
+        seen.append(read_horizon(frames, epoch_length))
+
+    code = compile(path.read_text(), str(path), "exec")
+    exec(code, {"__name__": "__main__", "step": step})  # noqa: S102 - the test's own script
+    return seen[0]
+
+
+def test_an_epoch_range_over_a_dataloader(tmp_path: Path) -> None:
+    horizon = _run(
+        tmp_path,
+        """
+        import argparse, torch
+        from torch.utils.data import DataLoader, TensorDataset
+        args = argparse.Namespace(epochs=12, batch_size=10)
+        loader = DataLoader(TensorDataset(torch.zeros(95, 2)), batch_size=args.batch_size)
+        for epoch in range(1, args.epochs + 1):
+            for i, (xb,) in enumerate(loader):
+                step()
+        """,
+    )
+    assert horizon is not None
+    assert horizon.steps == 12 * 10
+    assert horizon.loops == [
+        "`for epoch in range(1, args.epochs + 1)` (12)",
+        "`for (i, (xb,)) in enumerate(loader)` (10)",
+    ]
+
+
+def test_loops_in_the_caller_multiply_those_of_the_function_that_steps(tmp_path: Path) -> None:
+    horizon = _run(
+        tmp_path,
+        """
+        import math
+        config = {"epochs": 3}
+        data = list(range(1000))
+
+        def train_one_epoch(batches):
+            for start in range(0, len(data), 64):
+                if start % 2 == 0:
+                    step()
+
+        def main():
+            for epoch in range(config["epochs"]):
+                train_one_epoch(math.ceil(len(data) / 64))
+
+        main()
+        """,
+    )
+    assert horizon is not None and horizon.steps == 3 * 16
+
+
+def test_a_while_loop_to_a_step_count(tmp_path: Path) -> None:
+    horizon = _run(
+        tmp_path,
+        """
+        max_steps, step_no = 250, 0
+        while step_no < max_steps:
+            step()
+            step_no += 1
+        """,
+    )
+    assert horizon is not None and horizon.steps == 250
+
+
+def test_an_iterable_of_unknown_length_is_the_epoch_if_the_recording_knows_it(
+    tmp_path: Path,
+) -> None:
+    body = """
+        def batches():
+            while True:
+                yield 1
+        gen = batches()
+        for epoch in range(4):
+            for _ in zip(range(7), gen):
+                step()
+        """
+    assert _run(tmp_path, body) is None
+    horizon = _run(tmp_path, body, epoch_length=7)
+    assert horizon is not None and horizon.steps == 28
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "trainer.epochs()",  # a call of the script's own: never made
+        "Config().epochs",  # an attribute behind user code
+        "10**12",  # no plan, a sentinel (and a power is not read)
+    ],
+)
+def test_lengths_that_would_run_user_code_are_not_read(tmp_path: Path, bound: str) -> None:
+    horizon = _run(
+        tmp_path,
+        f"""
+        calls = []
+        class Config:
+            @property
+            def epochs(self):
+                calls.append(1)
+                return 5
+        class Trainer:
+            def epochs(self):
+                calls.append(1)
+                return 5
+        trainer = Trainer()
+        for epoch in range({bound}):
+            step()
+            break
+        assert len(calls) <= 1  # the script's own evaluation of the bound, none more
+        """,
+    )
+    assert horizon is None
+
+
+def test_no_loop_around_the_step_plans_nothing(tmp_path: Path) -> None:
+    assert _run(tmp_path, "step()\n") is None
