@@ -54,6 +54,11 @@ class Thresholds:
     # ... and this much above it, both in units of the best constant prediction's loss on
     # their own targets (a quarter of what a constant leaves unexplained).
     target_twin_margin: float = 0.25
+    # ...unless, trained on past the twin's steps, the raw copy reaches the standardised
+    # copy's level within this share of the run the script's loops plan (the scale costs
+    # the run that much delay at most), trained at most target_twin_max_steps steps.
+    target_twin_delay_share: float = 0.05
+    target_twin_max_steps: int = 600
     # A feature whose variance is within this share of mean * (1 - mean) at every step is
     # 0/1 (binary, one-hot): its std measures how rare it is, not its scale.
     binary_feature_tolerance: float = 0.05
