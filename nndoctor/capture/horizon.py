@@ -12,8 +12,10 @@ length the recording knows. Nothing of the script is called: names are looked up
 evaluated through user code (an attribute must be in the object's ``__dict__``), and a
 loop that cannot be read that way leaves the horizon unknown.
 
-The product of the loops' lengths is an upper bound on the steps: a step under an ``if``
-(gradient accumulation) or a ``break`` (early stopping) takes fewer.
+The product of the loops' lengths is the number of steps when the step runs at every pass
+of its loops; a step under an ``if`` inside them (gradient accumulation, a step every k
+batches) makes it an upper bound only (``exact`` False), and a ``break`` (early stopping)
+may end the run sooner.
 """
 
 from __future__ import annotations
@@ -66,9 +68,13 @@ class Horizon:
 
     steps: int
     loops: list[str] = field(default_factory=list)  # "`for epoch in range(n)` (120)", outer first
+    # False: an ``if`` inside the loops guards the step, which runs at some passes only.
+    exact: bool = True
 
     def describe(self) -> str:
-        return " × ".join(self.loops) + f" = {self.steps} steps at most"
+        return " × ".join(self.loops) + (
+            f" = {self.steps} steps" if self.exact else f" passes, {self.steps} steps at most"
+        )
 
 
 def read_horizon(frames: Iterable[FrameType], epoch_length: int | None) -> Horizon | None:
@@ -77,6 +83,7 @@ def read_horizon(frames: Iterable[FrameType], epoch_length: int | None) -> Horiz
     them); None when a loop's length cannot be read or no loop leads to the step."""
     trees: dict[str, ast.Module | None] = {}
     loops: list[tuple[ast.stmt, FrameType]] = []
+    exact = True
     for frame in frames:
         path = os.path.abspath(frame.f_code.co_filename)
         if path not in trees:
@@ -86,7 +93,8 @@ def read_horizon(frames: Iterable[FrameType], epoch_length: int | None) -> Horiz
             return None
         code = frame.f_code
         first = None if code.co_name == "<module>" else code.co_firstlineno
-        found = _enclosing_loops(tree, frame.f_lineno, first)
+        found, guarded = _enclosing_loops(tree, frame.f_lineno, first)
+        exact = exact and not guarded
         loops = [(loop, frame) for loop in found] + loops  # outer frames' loops go first
     if not loops:
         return None
@@ -101,7 +109,7 @@ def read_horizon(frames: Iterable[FrameType], epoch_length: int | None) -> Horiz
         return None
     if steps <= 0 or steps > MAX_PLANNED_STEPS:
         return None
-    return Horizon(steps=steps, loops=described)
+    return Horizon(steps=steps, loops=described, exact=exact)
 
 
 def _parse(path: str) -> ast.Module | None:
@@ -112,9 +120,12 @@ def _parse(path: str) -> ast.Module | None:
         return None
 
 
-def _enclosing_loops(tree: ast.Module, line: int, first_line: int | None) -> list[ast.stmt]:
+def _enclosing_loops(
+    tree: ast.Module, line: int, first_line: int | None
+) -> tuple[list[ast.stmt], bool]:
     """The ``for``/``while`` statements of the function that starts at ``first_line`` (the
-    module's top level for None) whose body holds ``line``, outermost first."""
+    module's top level for None) whose body holds ``line``, outermost first; and whether an
+    ``if`` inside one of them holds the line too (the line runs at some passes only)."""
     scope: ast.AST = tree
     for node in ast.walk(tree) if first_line is not None else ():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -123,8 +134,10 @@ def _enclosing_loops(tree: ast.Module, line: int, first_line: int | None) -> lis
                 scope = node
                 break
     found: list[ast.stmt] = []
+    guarded = False
 
     def visit(node: ast.AST) -> None:
+        nonlocal guarded
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
                 continue
@@ -134,10 +147,12 @@ def _enclosing_loops(tree: ast.Module, line: int, first_line: int | None) -> lis
                 continue
             if isinstance(child, (ast.For, ast.While)) and _in_body(child, line):
                 found.append(child)
+            elif isinstance(child, (ast.If, ast.IfExp)) and found and child.lineno < line:
+                guarded = True  # a condition tested before the line, inside a loop
             visit(child)
 
     visit(scope)
-    return found
+    return found, guarded
 
 
 def _in_body(loop: ast.For | ast.While, line: int) -> bool:

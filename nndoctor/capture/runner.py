@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from nndoctor.capture.copies import EvaluatedCopyRecorder
+from nndoctor.capture.horizon import Horizon, read_horizon
 from nndoctor.capture.other_roots import OtherRoot, OtherRootRecorder
 from nndoctor.capture.phases import (
     PHASE_SEARCH_STEPS,
@@ -51,7 +52,6 @@ from nndoctor.capture.phases import (
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
-from nndoctor.capture.horizon import Horizon, read_horizon
 from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap

@@ -42,7 +42,7 @@ def test_an_epoch_range_over_a_dataloader(tmp_path: Path) -> None:
         """,
     )
     assert horizon is not None
-    assert horizon.steps == 12 * 10
+    assert horizon.steps == 12 * 10 and horizon.exact
     assert horizon.loops == [
         "`for epoch in range(1, args.epochs + 1)` (12)",
         "`for (i, (xb,)) in enumerate(loader)` (10)",
@@ -70,6 +70,8 @@ def test_loops_in_the_caller_multiply_those_of_the_function_that_steps(tmp_path:
         """,
     )
     assert horizon is not None and horizon.steps == 3 * 16
+    assert not horizon.exact  # the step runs under an if: every other batch
+    assert horizon.describe().endswith("passes, 48 steps at most")
 
 
 def test_a_while_loop_to_a_step_count(tmp_path: Path) -> None:

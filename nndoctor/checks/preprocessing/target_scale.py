@@ -307,8 +307,8 @@ def _catch_up(
     reached in the twin's steps, trained at most ``target_twin_delay_share`` of the run the
     script plans (and ``target_twin_max_steps``): a delay that small is a cost of the run,
     not a stall. None where the run's length is unknown or too short to allow more steps."""
-    if horizon is None:
-        return None
+    if horizon is None or not horizon.exact:
+        return None  # a step under a condition: the loops bound the run, they do not plan it
     steps = min(
         t.target_twin_max_steps,
         twin.steps + math.floor(t.target_twin_delay_share * horizon.steps),

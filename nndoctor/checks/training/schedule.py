@@ -134,7 +134,7 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         ctx.note(f"{ctx.detail}; the script's loops plan {horizon.describe()}")
     if plan.per_batch and epoch:
         _judge_collapse(ctx, plan, seen, epoch, t.schedule_collapse_ratio)
-    if plan.per_batch and horizon is not None and not ctx.findings:
+    if plan.per_batch and horizon is not None and horizon.exact and not ctx.findings:
         _judge_idle_run(ctx, plan, seen, horizon, t.schedule_collapse_ratio, t.schedule_idle_share)
     if not plan.per_batch and epoch:
         _judge_batch_sized_plan(ctx, plan, seen, epoch, t.schedule_peak_share)
