@@ -38,6 +38,67 @@ from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to
 KNOWN_GOOD_LR = 1e-3
 
 
+@dataclass
+class Delay:
+    """A copy that trails another, trained on past the comparison's steps to see when it
+    gets to where the other got: ``caught_up_at`` is the first step at which its loss (a
+    mean over ``window`` consecutive steps) reaches ``level``, None if not within ``steps``.
+    A delay that is a small share of the run the script plans is a cost, not a stall."""
+
+    steps: int  # the steps the trailing copy was trained
+    planned: int  # the steps the script's loops plan
+    compared_at: int  # the steps of the comparison it trailed in
+    level: float
+    caught_up_at: int | None
+
+    @property
+    def delay(self) -> int | None:
+        return None if self.caught_up_at is None else max(0, self.caught_up_at - self.compared_at)
+
+    def describe(self, trailing: str, leading: str) -> str:
+        if self.caught_up_at is None:
+            over = self.steps - self.compared_at
+            return (
+                f"trained on for {self.steps} steps, {trailing} never reaches the {self.level:.4g} "
+                f"{leading} reached in {self.compared_at}: a delay of over {over} steps "
+                f"({over / self.planned:.1%} of the {self.planned} the script plans)"
+            )
+        delay = self.caught_up_at - self.compared_at
+        return (
+            f"trained on, {trailing} reaches the {self.level:.4g} {leading} reached in "
+            f"{self.compared_at} steps at step {self.caught_up_at}: a delay of {delay} steps, "
+            f"{delay / self.planned:.1%} of the {self.planned} the script plans"
+        )
+
+    def evidence(self) -> dict[str, float | int | None]:
+        return {
+            "planned_steps": self.planned,
+            "catch_up_steps_trained": self.steps,
+            "caught_up_at_step": self.caught_up_at,
+            "delay_steps": self.delay,
+        }
+
+
+def delay_steps(horizon: Any, compared_at: int, share: float, most: int) -> int | None:
+    """How long a trailing copy may train to show it only trails: the comparison's steps and
+    ``share`` of the run the script's loops plan, at most ``most`` in all; None where the
+    plan is unknown or inexact (a step under a condition) or allows no more steps."""
+    if horizon is None or not horizon.exact:
+        return None
+    steps = min(most, compared_at + math.floor(share * horizon.steps))
+    return steps if steps > compared_at else None
+
+
+def first_reaching(curve: list[float], level: float, window: int) -> int | None:
+    """The step (counted from 1) that ends the first ``window`` consecutive losses whose mean
+    is at or below ``level``; None if none does."""
+    for i in range(len(curve) - window + 1):
+        part = curve[i : i + window]
+        if all(math.isfinite(v) for v in part) and sum(part) / window <= level:
+            return i + window
+    return None
+
+
 class ExperimentCrashed(RuntimeError):
     """An experiment on a copy failed before it could measure anything; the engine reports
     the check as crashed, never as a finding about the user's model."""

@@ -55,10 +55,7 @@ class Thresholds:
     # their own targets (a quarter of what a constant leaves unexplained).
     target_twin_margin: float = 0.25
     # ...unless, trained on past the twin's steps, the raw copy reaches the standardised
-    # copy's level within this share of the run the script's loops plan (the scale costs
-    # the run that much delay at most), trained at most target_twin_max_steps steps.
-    target_twin_delay_share: float = 0.05
-    target_twin_max_steps: int = 600
+    # copy's level within horizon_delay_share of the planned run (see there).
     # A feature whose variance is within this share of mean * (1 - mean) at every step is
     # 0/1 (binary, one-hot): its std measures how rare it is, not its scale.
     binary_feature_tolerance: float = 0.05
@@ -343,6 +340,13 @@ class Thresholds:
     # ...or, stepped per batch, below schedule_collapse_ratio of its peak for at least this
     # share of the steps the script's loops plan: half the run changes nothing.
     schedule_idle_share: float = 0.5
+    # A copy that trails another in an experiment (raw targets against standardised ones, the
+    # user's rate against the proposed one) only delays a run whose loops plan it if, trained
+    # on, it reaches the other's level within this share of the planned steps past the
+    # comparison's; it trains at most horizon_delay_max_steps steps in all (a cost cap: past
+    # it, a trailing copy reads as stalled).
+    horizon_delay_share: float = 0.05
+    horizon_delay_max_steps: int = 600
     give_it_time_slope: float = 0.01  # relative loss drop per step over the last half of the budget
     give_it_time_falling_share: float = (
         0.7  # share of late step pairs where the later loss is lower

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nndoctor.checks.lab import Lab, training_modes
+from nndoctor.capture.horizon import Horizon
+from nndoctor.checks.lab import Delay, Lab, delay_steps, first_reaching, training_modes
 from nndoctor.probes.recording import Recording, StepRecord
 from nndoctor.probes.training import TrainingProbe
 
@@ -72,3 +73,28 @@ def test_the_probe_records_every_module_in_eval_even_with_the_model_in_eval() ->
     first = recording.steps[0]
     assert not first.model_training
     assert set(first.modules_in_eval) == {"", "0", "1", "2"}
+
+
+def test_first_reaching_reads_a_window_mean_and_skips_non_finite_values() -> None:
+    curve = [5.0, 4.0, 3.0, float("nan"), 1.0, 1.0, 0.5]
+    assert first_reaching(curve, 3.0, 1) == 3
+    assert first_reaching(curve, 2.0, 1) == 5  # past the NaN
+    assert first_reaching(curve, 1.0, 2) == 6  # (1.0 + 1.0) / 2, after the NaN
+    assert first_reaching(curve, 0.1, 1) is None
+
+
+def test_a_trailing_copy_trains_a_share_of_an_exact_plan_only() -> None:
+    plan = Horizon(
+        steps=10_000, loops=["`for epoch in range(100)` (100)", "`for b in loader` (100)"]
+    )
+    assert delay_steps(plan, 60, 0.05, 600) == 560
+    assert delay_steps(Horizon(steps=20_000), 60, 0.05, 600) == 600  # the cost cap
+    assert delay_steps(Horizon(steps=100), 60, 0.05, 600) == 65
+    assert delay_steps(Horizon(steps=10), 60, 0.05, 600) is None  # no step to spare
+    assert delay_steps(Horizon(steps=10_000, exact=False), 60, 0.05, 600) is None
+    assert delay_steps(None, 60, 0.05, 600) is None
+    caught = Delay(steps=560, planned=10_000, compared_at=60, level=0.3, caught_up_at=260)
+    assert caught.delay == 200
+    assert "a delay of 200 steps, 2.0% of the 10000" in caught.describe("this", "that")
+    stalled = Delay(steps=560, planned=10_000, compared_at=60, level=0.3, caught_up_at=None)
+    assert stalled.delay is None and "never reaches" in stalled.describe("this", "that")

@@ -19,7 +19,14 @@ import torch
 from torch import nn
 
 from nndoctor.checks import causes
-from nndoctor.checks.lab import ExperimentCrashed, Lab, TrainResult
+from nndoctor.checks.lab import (
+    Delay,
+    ExperimentCrashed,
+    Lab,
+    TrainResult,
+    delay_steps,
+    first_reaching,
+)
 from nndoctor.checks.preprocessing.normalization import TWIN_BATCHES
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.report.model import Where
@@ -173,8 +180,8 @@ def targets_not_standardized(ctx: CheckContext) -> None:
         otherwise (targets on a scale the model copes with). Where the script's loops say
         how long it trains (:mod:`nndoctor.capture.horizon`), a scale the model only needs
         longer for is a delay, not a stall: the raw copy trains on from the initial weights
-        for ``target_twin_delay_share`` (5%) of the planned steps past the twin's (at most
-        ``target_twin_max_steps``, 600, in all), and if within them it reaches what the
+        for ``horizon_delay_share`` (5%) of the planned steps past the twin's (at most
+        ``horizon_delay_max_steps``, 600, in all), and if within them it reaches what the
         standardised copy reached in the twin's steps, the finding becomes a note that
         states the delay.
 
@@ -228,7 +235,7 @@ def targets_not_standardized(ctx: CheckContext) -> None:
     catch_up = _catch_up(lab, batches, twin, ctx.recording.horizon, t)
     if catch_up is not None and catch_up.caught_up_at is not None:
         ctx.note(
-            f"{ctx.detail}; {catch_up.describe()}: the scale delays the run, it does not hold it back"
+            f"{ctx.detail}; {_delay(catch_up)}: the scale delays the run, it does not hold it back"
         )
         return
     ctx.finding(
@@ -238,7 +245,7 @@ def targets_not_standardized(ctx: CheckContext) -> None:
             "initialised output layer gives values near zero of order one. "
             f"{_capitalised(twin.describe())}: "
             "in the same steps the model explains far less of raw targets than of "
-            "standardised ones" + (f"; {catch_up.describe()}." if catch_up is not None else ".")
+            "standardised ones" + (f"; {_delay(catch_up)}." if catch_up is not None else ".")
         ),
         fix=(
             "Standardise the targets with training-set statistics, y_s = (y - mean) / std, "
@@ -260,74 +267,28 @@ def targets_not_standardized(ctx: CheckContext) -> None:
     )
 
 
-@dataclass
-class CatchUp:
-    """The copy on the raw targets trained on past the twin's steps: the step at which it
-    first reaches the standardised copy's final level (None: not within ``steps``)."""
-
-    steps: int
-    planned: int  # the steps the script's loops plan
-    twin_steps: int
-    level: float  # the standardised copy's final loss, in units of the constant's
-    caught_up_at: int | None
-
-    @property
-    def delay(self) -> int | None:
-        return None if self.caught_up_at is None else max(0, self.caught_up_at - self.twin_steps)
-
-    def describe(self) -> str:
-        if self.caught_up_at is None:
-            return (
-                f"trained on for {self.steps} steps, the copy on these targets never reaches "
-                f"the {self.level:.3g} the standardised one reached in {self.twin_steps}: a "
-                f"delay of over {self.steps - self.twin_steps} steps "
-                f"({(self.steps - self.twin_steps) / self.planned:.1%} of the {self.planned} "
-                "the script plans)"
-            )
-        delay = self.caught_up_at - self.twin_steps
-        return (
-            f"trained on, the copy on these targets reaches the standardised one's "
-            f"{self.level:.3g} at step {self.caught_up_at}: a delay of {delay} steps, "
-            f"{delay / self.planned:.1%} of the {self.planned} the script plans"
-        )
-
-    def evidence(self) -> dict[str, float | int | None]:
-        return {
-            "planned_steps": self.planned,
-            "catch_up_steps_trained": self.steps,
-            "caught_up_at_step": self.caught_up_at,
-            "delay_steps": self.delay,
-        }
-
-
-def _catch_up(
-    lab: Lab, batches: list[Any], twin: TargetTwin, horizon: Any, t: Any
-) -> CatchUp | None:
+def _catch_up(lab: Lab, batches: list[Any], twin: TargetTwin, horizon: Any, t: Any) -> Delay | None:
     """How long the copy on the raw targets takes to reach what the standardised copy
-    reached in the twin's steps, trained at most ``target_twin_delay_share`` of the run the
-    script plans (and ``target_twin_max_steps``): a delay that small is a cost of the run,
-    not a stall. None where the run's length is unknown or too short to allow more steps."""
-    if horizon is None or not horizon.exact:
-        return None  # a step under a condition: the loops bound the run, they do not plan it
-    steps = min(
-        t.target_twin_max_steps,
-        twin.steps + math.floor(t.target_twin_delay_share * horizon.steps),
-    )
-    if steps <= twin.steps:
+    reached in the twin's steps, trained for at most ``horizon_delay_share`` of the run the
+    script plans past them (and ``horizon_delay_max_steps`` in all): a delay that small is a
+    cost of the run, not a stall. None where the run's length is unknown."""
+    steps = delay_steps(horizon, twin.steps, t.horizon_delay_share, t.horizon_delay_max_steps)
+    if steps is None:
         return None
     try:
         raw = lab.train(batches, steps, regularisation=False)
     except ExperimentCrashed:
         return None
-    if raw.error or raw.diverged:
-        return CatchUp(steps, horizon.steps, twin.steps, twin.standardised_final, None)
-    curve = TargetTwin._relative(raw, twin.raw_constant)
     level = twin.standardised_final
-    # The mean of five consecutive steps, as the twin's final level is read.
-    caught = next(
-        (i + 5 for i in range(len(curve) - 4) if sum(curve[i : i + 5]) / 5 <= level), None
-    )
-    return CatchUp(steps, horizon.steps, twin.steps, level, caught)
+    caught = None
+    if not (raw.error or raw.diverged):
+        # The mean of five consecutive steps, as the twin's final level is read.
+        caught = first_reaching(TargetTwin._relative(raw, twin.raw_constant), level, 5)
+    return Delay(steps, horizon.steps, twin.steps, level, caught)
+
+
+def _delay(delay: Delay) -> str:
+    return delay.describe("the copy on these targets", "the standardised one")
 
 
 def _capitalised(text: str) -> str:

@@ -16,7 +16,14 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes, significance
-from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
+from nndoctor.checks.lab import (
+    KNOWN_GOOD_LR,
+    Delay,
+    Lab,
+    TrainResult,
+    delay_steps,
+    first_reaching,
+)
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.report.series import Curve, ExperimentCurves
@@ -620,6 +627,23 @@ def rate_trial(
     return lab.memo(f"rate-trial-{proposed_lr!r}", compute)
 
 
+def _rate_delay(
+    lab: Lab, t: Thresholds, spec: OptimizerSpec, trial: RateTrial, horizon: Any
+) -> Delay | None:
+    """A rate the trial found slower than the proposed one, trained on: when it reaches the
+    proposed rate's level, within ``horizon_delay_share`` of the run the script's loops plan
+    (None where the plan is unknown)."""
+    steps = delay_steps(horizon, trial.steps, t.horizon_delay_share, t.horizon_delay_max_steps)
+    if steps is None or not math.isfinite(trial.proposed_tail):
+        return None
+    batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
+    user = lab.train(batches, steps, optimizer=spec)
+    caught = (
+        None if user.error else first_reaching(user.losses, trial.proposed_tail, RATE_TRIAL_TAIL)
+    )
+    return Delay(steps, horizon.steps, trial.steps, trial.proposed_tail, caught)
+
+
 def _rate_within_range(ctx: CheckContext, lab: Lab, spec: OptimizerSpec, t: Thresholds) -> str:
     """Where a conclusive range test with the user's optimiser puts the user's rate, when
     ``learning-rate-out-of-range`` would call it neither too high nor too low; "" otherwise
@@ -878,7 +902,12 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         called out; one that trains at least as far is not shown to be wrong, whatever the
         sweep suggested (a linear probe on frozen features trains at rates a sweep of single
         steps calls far too high), and it also turns ``update-ratio``'s "too high" warning
-        into a note. The two runs are deterministic, so the verdict is too.
+        into a note. The two runs are deterministic, so the verdict is too. A rate called too
+        low is slower, not wrong, for a run that is long enough: where the script's loops say
+        how many steps it trains (:mod:`nndoctor.capture.horizon`), the copy at the user's
+        rate trains on for ``horizon_delay_share`` (5%) of those steps past the trial's (at
+        most ``horizon_delay_max_steps``, 600, in all), and if within them it reaches the
+        proposed rate's level, the warning becomes a note stating the delay.
 
     How to fix:
         Set the learning rate inside the proposed range (its upper end is usually a
@@ -965,6 +994,17 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
             )
             return
         what += f" Trained {trial.steps} steps on the same batches, {trial.describe()}."
+        delay = _rate_delay(lab, t, spec, trial, ctx.recording.horizon) if too_low else None
+        if delay is not None:
+            evidence.update(delay.evidence())
+            said = delay.describe(f"the copy at lr={_g(user_lr)}", f"the one at lr={_g(test.high)}")
+            if delay.caught_up_at is not None:
+                ctx.note(
+                    f"proposed range {proposed}; {trial.describe()}, but {said}: the user's "
+                    f"lr={_g(user_lr)} is slower, not too low for the run the script plans"
+                )
+                return
+            what += f" {said[:1].upper()}{said[1:]}."
         factor = user_lr / test.high if too_high else test.low / user_lr
         ctx.note(
             f"proposed range {proposed}; the user's lr={_g(user_lr)} is {_g(factor)}x "
