@@ -40,8 +40,9 @@ def visit_module_outputs(
     run: Callable[[], Any],
     on_output: Callable[[OutputKey, torch.Tensor], None],
 ) -> Any:
-    """``run()`` with ``on_output`` called on every float tensor each submodule (the model
-    itself left out) returns; ``run``'s result."""
+    """``run()`` with ``on_output`` called on every non-empty float tensor each submodule
+    (the model itself left out) returns (an expert given no token returns an empty one);
+    ``run``'s result."""
     calls: dict[str, int] = {}
     handles = []
 
@@ -50,7 +51,7 @@ def visit_module_outputs(
             k = calls.get(name, 0)
             calls[name] = k + 1
             for i, t in enumerate(_tensors(output)):
-                if t.is_floating_point() and t.dim() > 0:
+                if t.is_floating_point() and t.dim() > 0 and t.numel() > 0:
                     on_output((name, k, i), t.detach())
 
         return hook

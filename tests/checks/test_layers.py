@@ -313,6 +313,47 @@ def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
     assert "BatchNorm checked in eval mode" in report.result("batch-dependence").detail
 
 
+class CapacityRouter(nn.Module):
+    """Top-1 routing of each sample to one of four experts, at most ``capacity`` samples an
+    expert per batch: the samples over capacity are dropped (zero output), so a sample's
+    output depends on which other samples chose its expert, by design. With
+    ``softmax_over_batch``, the gates are normalised over the batch instead of the experts:
+    every sample's gate depends on every other sample, continuously."""
+
+    def __init__(self, softmax_over_batch: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.router = nn.Linear(10, 4)
+        self.experts = nn.ModuleList(nn.Linear(10, 3) for _ in range(4))
+        self.softmax_dim = 0 if softmax_over_batch else -1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = torch.softmax(self.router(x), dim=self.softmax_dim)
+        choice = gates.argmax(-1)
+        capacity = max(1, x.shape[0] // 4)
+        out = torch.zeros(x.shape[0], 3, dtype=x.dtype)
+        for e, expert in enumerate(self.experts):
+            idx = torch.nonzero(choice == e, as_tuple=True)[0][:capacity]
+            out[idx] = expert(x[idx]) * gates[idx, e : e + 1]
+        return out
+
+
+@pytest.mark.silent("batch-dependence")
+def test_capacity_dropping_in_a_mixture_of_experts_is_by_design() -> None:
+    report = _batch_dependence(CapacityRouter())
+    assert report.by_check("batch-dependence") == []
+    result = report.result("batch-dependence")
+    assert result.status.value == "passed"
+    assert "discrete decisions over the batch" in result.detail
+
+
+@pytest.mark.fires("batch-dependence")
+def test_router_gates_normalised_over_the_batch_are_found() -> None:
+    report = _batch_dependence(CapacityRouter(softmax_over_batch=True))
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.severity.value == "error"
+
+
 @pytest.mark.fires("width-one-bottleneck")
 def test_a_hidden_layer_of_width_one() -> None:
     torch.manual_seed(0)

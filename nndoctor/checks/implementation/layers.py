@@ -322,6 +322,10 @@ def _directional_check(
 
 
 JITTER = 1e-3  # relative to each input's own scale
+# batch-dependence's nudge: the changed sample moved by this share of its scale, in this many
+# random directions (float64: a continuous coupling of 1e-9 still shows as a change).
+NUDGE = 1e-6
+NUDGE_TRIALS = 3
 _KINK_RETRY_FACTOR = 1e-2  # a disagreeing direction is retried with a step this much smaller
 
 
@@ -414,7 +418,14 @@ def batch_dependence(ctx: CheckContext) -> None:
         of samples, as a similarity matrix does; a tensor with no such axis, or a packed
         sequence, is left out), other than one new row for the changed sample, every
         other row equal to one before wherever the network moved it (a batch sorted
-        by length inside the model). Mixing inside with the outputs unchanged is a finding too: the mixed
+        by length inside the model). A dependence that a nudge does not show (the changed
+        sample moved by a millionth of its scale in three random directions, in float64,
+        leaves every other output exactly as it was) comes from discrete decisions over
+        the batch, such as a mixture of experts' capacity dropping tokens, and is a note:
+        a view, reduction or attention across the batch moves the others by about the
+        nudge times its coupling, never by exactly 0. Only floating inputs are nudged (a
+        model fed integers alone keeps the error).
+        Mixing inside with the outputs unchanged is a finding too: the mixed
         values reach the outputs alike for every sample (a class token that attends,
         across the batch, only to copies of itself) or not at all. The model's outputs
         must also follow their samples when the batch is fed in reverse order (a
@@ -449,6 +460,14 @@ def batch_dependence(ctx: CheckContext) -> None:
     ctx.note("; ".join(m.describe() for m in measured))
     worst = max(measured, key=lambda m: m.delta)
     rtol = ctx.thresholds.batch_dependence_rtol
+    if worst.delta > rtol and all(m.discrete for m in measured if m.delta > rtol):
+        ctx.note(
+            ctx.detail + "; nudged by a millionth of its scale instead, the changed sample moves "
+            "no other sample's output at all: the samples meet only through discrete "
+            "decisions over the batch (an expert's capacity, a top-k across samples), as "
+            "capacity-limited routing does by design"
+        )
+        return
     if worst.delta <= rtol:
         if isinstance(main, _Dependence) and main.position and main.position[0] > rtol:
             _report_position_dependence(ctx, main)
@@ -563,6 +582,15 @@ class _Dependence:
     # The batch in reverse order: the largest relative change of a sample's output, and
     # which sample (see _position_dependence); None where not measured.
     position: tuple[float, int] | None = None
+    # The changed sample nudged by a tiny amount instead (float inputs only): the largest
+    # relative change of another sample's output then. Exactly 0 while the full change moved
+    # them: the samples meet only through discrete decisions (an expert's capacity, a top-k
+    # over the batch), which a nudge does not flip; None where not measured.
+    nudged_delta: float | None = None
+
+    @property
+    def discrete(self) -> bool:
+        return self.delta > 0 and self.nudged_delta == 0.0
 
     def first_mixing(self, rtol: float) -> tuple[str, float] | None:
         """The first submodule whose output mixes the samples beyond ``rtol``."""
@@ -720,9 +748,52 @@ def _dependence(
                     delta = _sample_change(a, b, axis, i)
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
+        if worst.delta > 0:
+            worst.nudged_delta = _nudged_change(
+                model, args, axis, lead, base, worst.changed, device
+            )
     worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())
     worst.inside = inside.in_forward_order()
     return worst
+
+
+def _nudged_change(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    axis: int,
+    lead: tuple[int, ...],
+    base: list[torch.Tensor],
+    j: int,
+    device: torch.device,
+) -> float | None:
+    """Sample ``j`` moved by ``NUDGE`` of its scale in a few random directions: the largest
+    relative change of any other sample's output (None where no input holding the batch is
+    floating; integer inputs, which cannot be nudged, are kept). Continuous mixing (a view across the batch, a
+    softmax or attention over it) moves the others by about the nudge times its coupling,
+    never exactly 0 in float64."""
+    n = base[0].shape[axis] if base else 0
+    if not any(
+        isinstance(a, torch.Tensor) and a.is_floating_point() and _holds_batch(a, axis, n)
+        for a in tree_leaves(args)
+    ):
+        return None
+    worst = 0.0
+    for trial in range(NUDGE_TRIALS):
+        nudged = _perturb_sample(args, j, n, axis, scale=NUDGE, seed=1000 + trial, floats_only=True)
+        with same_noise(device):
+            outs = _batch_outputs(model(*nudged), n, axis, lead)
+        if len(outs) != len(base):
+            return None
+        for i in range(n):
+            if i != j:
+                for a, b in zip(base, outs, strict=True):
+                    worst = max(worst, _sample_change(a, b, axis, i))
+    return worst
+
+
+def _holds_batch(a: torch.Tensor, axis: int, n: int) -> bool:
+    at = _sample_axis(a, axis, n) if axis > 0 else (0 if a.dim() and a.shape[0] == n else -1)
+    return at >= 0
 
 
 class _InternalMixing:
@@ -822,20 +893,30 @@ def _batch_outputs(
     return found
 
 
-def _perturb_sample(args: tuple[Any, ...], j: int, n: int, axis: int = 0) -> tuple[Any, ...]:
+def _perturb_sample(
+    args: tuple[Any, ...],
+    j: int,
+    n: int,
+    axis: int = 0,
+    *,
+    scale: float = 1.0,
+    seed: int | None = None,
+    floats_only: bool = False,
+) -> tuple[Any, ...]:
     """``args`` with sample ``j`` (along ``axis``) replaced: floats get noise of their own
-    scale, integers a roll. On a later axis, nested tensors holding the batch there too."""
+    scale (times ``scale``), integers a roll (or are kept, ``floats_only``). On a later
+    axis, nested tensors holding the batch there too."""
 
     def perturb(a: torch.Tensor) -> torch.Tensor:
         at = _sample_axis(a, axis, n) if axis > 0 else (0 if a.shape[0] == n else -1)
-        if at < 0:
+        if at < 0 or (floats_only and not a.is_floating_point()):
             return a
         a = a.clone()
         row = a.select(at, j)
         if a.is_floating_point():
-            gen = torch.Generator(device="cpu").manual_seed(j)
+            gen = torch.Generator(device="cpu").manual_seed(j if seed is None else seed)
             noise = torch.randn(row.shape, generator=gen, dtype=a.dtype).to(a.device)
-            row.add_(noise * (a.std() + 1.0))
+            row.add_(noise * (a.std() + 1.0) * scale)
         else:
             row.copy_(a.select(at, (j + 1) % n))
         return a
