@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from nndoctor.checks.lab import Lab
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
 from nndoctor.checks.training import experiments as training_experiments
 from nndoctor.checks.training.experiments import RangeTest, _suggest
-from nndoctor.engine import Selection, run_checks
+from nndoctor.engine import Selection, check_script, run_checks
 from nndoctor.probes.recording import Recording
 
 REGULARISATION = "regularisation-prevents-fit"
@@ -467,3 +468,65 @@ def test_a_rate_replay_cut_by_its_time_limit_is_skipped(
     script = _hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=1e-4)")
     result = _check_script(script).result(LR_RANGE)
     assert result.status.value == "skipped" and "time limit" in result.detail
+
+
+LONG_RUN = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+g = torch.Generator().manual_seed(0)
+centers = torch.randn(3, 10, generator=g) * 2.0
+kind = torch.randint(0, 3, (512,), generator=g)
+x = centers[kind]  # three distinct inputs...
+noisy = torch.rand(512, generator=g) < 0.3
+y = torch.where(noisy, torch.randint(0, 3, (512,), generator=g), kind)  # ...30% relabelled
+torch.manual_seed(0)
+model = nn.Linear(10, 3)  # no model fits the noise: the loss has a floor well above 0
+optimizer = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9)
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)  # 16 steps an epoch
+for epoch in range({epochs}):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+"""
+
+
+def _sweep_calling_the_rate_too_low(lab: Lab, t: Any) -> RangeTest:
+    """A conclusive sweep proposing 0.025 to 0.03: SGD at 0.002 is 12.5 times below it."""
+    return RangeTest(
+        lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0],
+        losses=[1.1, 1.1, 0.9, 0.5, 5.0],
+        initial=1.1,
+        onset=0.025,
+        steep=0.1,
+        minimum=0.3,
+        low=0.025,
+        high=0.03,
+        conclusive=True,
+    )
+
+
+@pytest.mark.parametrize("epochs", [2, 2000])
+def test_a_rate_called_too_low_is_judged_over_the_run_the_script_plans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epochs: int
+) -> None:
+    # SGD at 0.002 trails SGD at 0.03 over the trial's 60 steps. Trained on, it reaches the
+    # faster copy's level some 150 steps later: a short run (2 epochs, 32 steps) cannot
+    # afford that, a long one (2000 epochs, 32,000 steps) can, and is only slower.
+    monkeypatch.setattr(training_experiments, "lr_range_test", _sweep_calling_the_rate_too_low)
+    path = tmp_path / "train.py"
+    path.write_text(LONG_RUN.format(epochs=epochs))
+    report = check_script(str(path), steps=20, selection=Selection(select=(LR_RANGE,)))
+    if epochs == 2:
+        (finding,) = report.by_check(LR_RANGE)
+        assert finding.evidence["direction"] == "too low"
+        # 5% of 32 steps: one step past the trial's 60, and the slower copy needs many more.
+        assert finding.evidence["catch_up_steps_trained"] == 61
+        assert finding.evidence["caught_up_at_step"] is None
+        return
+    assert report.by_check(LR_RANGE) == []
+    detail = report.result(LR_RANGE).detail
+    assert "is slower, not too low for the run the script plans" in detail
+    assert "of the 32000 the script plans" in detail
