@@ -24,6 +24,7 @@ import os
 import runpy
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -321,15 +322,27 @@ def _read_script_frames(
         del frames  # the script's frames, not kept alive past this step
 
 
-def _read_horizon(script: str, epoch: int | None) -> Horizon | None:
-    """At an optimizer step: the run the loops leading to it plan (nndoctor.capture.horizon)."""
+def _read_horizon(
+    script: str, epoch: int | None, recording: Recording, steps: int
+) -> Horizon | None:
+    """At an optimizer step: the run the loops leading to it plan (nndoctor.capture.horizon).
+    A training DataLoader that yielded more batches than there were steps (and the one
+    fetched for the next) shows steps taken at some passes only, whatever the source says
+    (an accumulation context manager skips the step inside the optimizer): the plan is then
+    an upper bound, not exact."""
     frames = script_frames(script_sources(script))
     try:
-        return read_horizon(frames, epoch)
+        horizon = read_horizon(frames, epoch)
     except Exception:  # noqa: BLE001 - a source that cannot be read leaves it unknown
         return None
     finally:
         del frames
+    fed = [s.loader for s in recording.steps if s.loader is not None]
+    if horizon is not None and fed:
+        yielded = recording.loaders[statistics.mode(fed)].batches_yielded
+        if yielded > steps + 1:
+            horizon.exact = False
+    return horizon
 
 
 def run_script(
@@ -378,7 +391,7 @@ def run_script(
         if done >= steps:
             epoch = recording.epoch_length()
             if recording.horizon is None:
-                recording.horizon = _read_horizon(path, epoch)
+                recording.horizon = _read_horizon(path, epoch, recording, done)
             if follower.follows:
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):

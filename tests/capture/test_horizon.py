@@ -10,6 +10,7 @@ from types import FrameType
 import pytest
 
 from nndoctor.capture.horizon import Horizon, read_horizon
+from nndoctor.capture.runner import run_script
 from nndoctor.capture.source_data import script_frames
 
 
@@ -138,3 +139,48 @@ def test_lengths_that_would_run_user_code_are_not_read(tmp_path: Path, bound: st
 
 def test_no_loop_around_the_step_plans_nothing(tmp_path: Path) -> None:
     assert _run(tmp_path, "step()\n") is None
+
+
+ACCUMULATING = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+class EveryOther:
+    '''Steps the optimizer at every second call, as an accumulation helper does inside.'''
+
+    def __init__(self, optimizer):
+        self.optimizer, self.calls = optimizer, 0
+
+    def step(self):
+        self.calls += 1
+        if self.calls % 2 == 0:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+
+
+torch.manual_seed(0)
+x, y = torch.randn(640, 4), torch.randn(640, 1)
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)  # 20 batches an epoch
+model = nn.Linear(4, 1)
+optimizer = EveryOther(torch.optim.SGD(model.parameters(), lr=0.01))
+for epoch in range(5):
+    for xb, yb in loader:
+        nn.functional.mse_loss(model(xb), yb).backward()
+        optimizer.step()
+"""
+
+
+@pytest.mark.parametrize("every_other", [False, True])
+def test_steps_skipped_out_of_sight_make_the_plan_an_upper_bound(
+    tmp_path: Path, every_other: bool
+) -> None:
+    source = ACCUMULATING if every_other else ACCUMULATING.replace("EveryOther(", "(")
+    path = tmp_path / "train.py"
+    path.write_text(source)
+    capture = run_script(str(path), steps=5, phase_steps=0)
+    horizon = capture.recording.horizon
+    assert horizon is not None and horizon.steps == 100
+    # Every other batch steps: the loader yields twice as many batches as there are steps.
+    assert horizon.exact is not every_other
