@@ -866,6 +866,13 @@ def _why_no_step(capture: Any) -> str:
     steps = capture.recording.steps
     backwards = sum(s.backwards for s in steps)
     if not any(s.forwards for s in steps) and not backwards:
+        if capture.recording.transformed_forwards:
+            return (
+                ": the model was called only inside torch.func transforms (vmap, grad: "
+                "per-sample gradients, functional_call), whose per-sample values nndoctor does "
+                "not observe; diagnose the model through the Python API (nndoctor.check with "
+                "the model, its data and a loss_fn)"
+            )
         return (
             ": the model was called, but never with gradients enabled and a backward pass; if it "
             "trains inside a function nndoctor cannot reach, use the Python API (nndoctor.check)"

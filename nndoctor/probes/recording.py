@@ -500,6 +500,8 @@ class Recording:
     # (nndoctor.probes.distributed); None for a single process.
     distributed: Any = None
     eval_forwards: int = 0
+    # Forwards of the model inside a torch.func transform (vmap, grad): not observed.
+    transformed_forwards: int = 0
     # Before any module with parameters was called: the tensors a back-propagated loss
     # reached that belong to no module (count, values), parameters kept as plain tensors.
     plain_parameters: tuple[int, int] | None = None

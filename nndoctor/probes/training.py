@@ -233,6 +233,18 @@ def _same_flat_values(t: torch.Tensor, b: torch.Tensor) -> bool:
 LABEL_KEYWORD = re.compile(r"label|target", re.IGNORECASE)
 
 
+def functorch_transforming() -> bool:
+    """Whether a ``torch.func`` transform (``vmap``, ``grad``) is running: its tensors are
+    per-sample stand-ins that must not leave it (keeping one for later statistics breaks
+    torch's internal checks), and they are not the run's tensors anyway, so hooks let them
+    pass."""
+    peek = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+    try:
+        return peek is not None and peek() is not None
+    except Exception:  # noqa: BLE001 - a build without functorch runs no transform
+        return False
+
+
 class TrainingProbe:
     """Observe training steps of ``model`` driven by ``optimizer`` (or by the first
     optimizer that steps the model's parameters, when ``optimizer`` is None).
@@ -632,6 +644,10 @@ class TrainingProbe:
             # A hook torch had already gathered for the current call when the probe closed
             # (closed from a global hook of the same forward) finds the probe gone.
             if part in self._disabled or self._closed:
+                return None
+            if functorch_transforming():
+                if part == "model":
+                    self.recording.transformed_forwards += 1
                 return None
             try:
                 return fn(*args, **kwargs)

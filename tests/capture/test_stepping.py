@@ -474,3 +474,43 @@ def test_an_evaluation_forward_that_forgot_no_grad_is_no_second_call_per_loss(
     )
     assert report.subject["replayable"], report.run.notes
     assert report.result("cannot-overfit-tiny-batch").status == "passed"
+
+
+PER_SAMPLE = """
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 6), torch.randint(0, 3, (256,))
+model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+params = {k: v.detach() for k, v in model.named_parameters()}
+
+
+def sample_loss(p, xi, yi):
+    logits = functional_call(model, p, (xi.unsqueeze(0),))
+    return nn.functional.cross_entropy(logits, yi.unsqueeze(0))
+
+
+per_sample = vmap(grad(sample_loss), in_dims=(None, 0, 0))
+for step in range(30):
+    idx = torch.randint(0, 256, (32,))
+    grads = per_sample(params, x[idx], y[idx])
+    with torch.no_grad():
+        for k in params:
+            norms = grads[k].flatten(1).norm(dim=1).clamp(min=1.0)
+            params[k].sub_(0.1 * (grads[k] / norms.view(-1, *[1] * (grads[k].dim() - 1))).mean(0))
+with torch.no_grad():
+    print("accuracy", (model(x).argmax(1) == y).float().mean().item())
+"""
+
+
+def test_a_model_trained_inside_torch_func_transforms_is_said_so(tmp_path: Path) -> None:
+    # vmap(grad(functional_call(...))) runs the model's hooks on per-sample stand-ins that
+    # must not leave the transform: the probe lets them pass (keeping one for its statistics
+    # broke torch's internal checks), and the report says why no step was observed.
+    path = tmp_path / "train.py"
+    path.write_text(PER_SAMPLE)
+    report = check_script(str(path), steps=5)
+    assert not report.run.observed
+    assert "only inside torch.func transforms" in (report.run.error or "")
