@@ -33,6 +33,10 @@ AFTER_GROWTH = "after-growth"
 INHERITED = "inherited"
 
 
+# Ops that write a given value where a mask says: a -inf from one of them was put there.
+MASKING_OPS = frozenset({"masked_fill", "where", "fill", "full", "full_like", "index_put"})
+
+
 @register_check(
     id="non-finite-values",
     reasons=(37,),
@@ -64,6 +68,12 @@ def non_finite_values(ctx: CheckContext) -> None:
         non-finite value appears. When the step can be replayed on a copy, the replay runs
         under a dispatch mode that finds the first operation producing it, and its file:line.
 
+        A -inf written on purpose is not a fault: when the first non-finite value is a
+        -inf in a module's output, put there by a masking op (``masked_fill``, ``where``,
+        ``fill``) from finite inputs, and every loss, gradient and weight of the observed
+        steps is finite (no NaN, no +inf anywhere), the positions are masked out before a
+        softmax (attention, a pointer over the inputs, a causal mask): a note.
+
     How to fix:
         Guard the operation: clamp before log (``x.clamp_min(1e-8).log()``), add an epsilon to
         denominators, use the fused, stable forms (``log_softmax``, ``BCEWithLogitsLoss``,
@@ -87,6 +97,20 @@ def non_finite_values(ctx: CheckContext) -> None:
         ctx.note(f"no non-finite value in {len(rec.steps)} observed step(s)")
         return
     op = _replay(ctx.services, event)
+    if (
+        event.phase == "forward"
+        and op is not None
+        and _op_base(op.op) in MASKING_OPS
+        and op.inputs_finite
+        and rec.only_negative_infinity_in_forward()
+    ):
+        ctx.note(
+            f"-inf in the output of {event.module or 'the model'} from step {event.step}, "
+            f"written by aten.{op.op} ({op.code or 'a mask'}); the losses, gradients and "
+            f"weights of all {len(rec.steps)} observed step(s) are finite: positions masked "
+            "out on purpose (a softmax gives them probability 0)"
+        )
+        return
     reasons = (1, 37) if event.phase == "input" else (37,)
     what = _describe(event)
     where = Where(module=event.module if event.module is not None else None, step=event.step)

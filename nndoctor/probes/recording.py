@@ -692,6 +692,26 @@ class Recording:
             return 1.0
         return scales[0]
 
+    def only_negative_infinity_in_forward(self) -> bool:
+        """Whether every non-finite value recorded is a -inf in a module's output (no NaN,
+        no +inf: the output's mean is -inf), with the inputs, losses, gradients and weights
+        of every step finite: values masked out on purpose, not a computation gone wrong."""
+        for s in self.steps:
+            if s.inputs is not None and s.inputs.measured and not s.inputs.finite:
+                return False
+            if s.loss_seen and not math.isfinite(s.loss):
+                return False
+            for a in s.activations.values():
+                if not a.finite and not (a.mean == -math.inf and a.min == -math.inf):
+                    return False
+            if not s.skipped_by_scaler and not all(
+                math.isfinite(g) for g in (*s.output_grad_norms.values(), *s.grad_norms.values())
+            ):
+                return False
+            if not all(math.isfinite(w) for w in s.weight_norms.values()):
+                return False
+        return True
+
     def first_nonfinite(self) -> NonFiniteEvent | None:
         """The earliest step and phase at which anything non-finite was recorded."""
         for s in self.steps:

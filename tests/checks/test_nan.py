@@ -220,3 +220,49 @@ def test_an_lbfgs_run_that_overflows_is_replayed_with_its_closure(tmp_path: Path
     assert report.result("non-finite-values").status.value == "failed"
     (finding,) = report.by_check("non-finite-values")
     assert finding.reasons == [37]
+
+
+class MaskedPointer(nn.Module):
+    """Scores over 6 candidate positions, the already-used ones masked to -inf before the
+    log-softmax, as a pointer network or an attention does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.score = nn.Linear(10, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.score(x)
+        used = torch.zeros_like(scores, dtype=torch.bool)
+        used[:, 3:] = True  # positions 3..5 were pointed at already
+        return F.log_softmax(scores.masked_fill(used, float("-inf")), dim=-1)
+
+
+def _pointer_run(targets_in_reach: bool) -> object:
+    x, y = blobs(classes=3)
+    if not targets_in_reach:
+        y = y + 3  # targets among the masked positions: log-probability -inf, loss inf
+    model = MaskedPointer()
+    return run(
+        select=["non-finite-values"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.NLLLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.silent("non-finite-values")
+def test_positions_masked_to_minus_infinity_on_purpose_are_a_note() -> None:
+    report = _pointer_run(targets_in_reach=True)
+    assert report.by_check("non-finite-values") == []
+    result = report.result("non-finite-values")
+    assert result.status.value == "passed"
+    assert "masked out on purpose" in result.detail and "masked_fill" in result.detail
+
+
+@pytest.mark.fires("non-finite-values")
+def test_a_mask_that_reaches_the_loss_is_reported() -> None:
+    report = _pointer_run(targets_in_reach=False)
+    (finding,) = report.by_check("non-finite-values")
+    assert finding.reasons == [37]
