@@ -235,8 +235,8 @@ def recorded_loss_terms() -> Iterator[list[tuple[str, torch.Tensor]]]:
 def loss_term_gradients(
     total: torch.Tensor, terms: list[tuple[str, torch.Tensor]], params: list[torch.Tensor]
 ) -> list[dict[str, Any]]:
-    """Each term's effective gradient norm in ``total``: its weight in the total times ∇term.
-    Then one more row, ``"rest": True``, for the part of the total the recognised terms do
+    """Each term's effective gradient norm in ``total``: its weight in the total times ∇term
+    (and per parameter, ``param_sq``). Then one more row, ``"rest": True``, for the part of the total the recognised terms do
     not account for (terms written in plain torch): the norm of ∇total less their weighted
     gradients, beside ``recognised_norm``, the norm of those weighted gradients summed."""
     weights = torch.autograd.grad(
@@ -262,6 +262,12 @@ def loss_term_gradients(
                 "value": float(term.detach()),
                 "weight": weight,
                 "grad_norm": abs(weight) * sq**0.5,
+                # Per parameter (in the order of ``params``), the weighted gradient's squared
+                # norm: which parameters the term moves, and how hard.
+                "param_sq": [
+                    weight**2 * float(g.detach().double().pow(2).sum()) if g is not None else 0.0
+                    for g in grads
+                ],
             }
         )
     rest_sq = sum(float(r.double().pow(2).sum()) for r in rest if r is not None)

@@ -479,16 +479,17 @@ def test_bce_on_one_hot_single_label_targets() -> None:
 
 
 class TwoHeads(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, shared: bool = True) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.body = nn.Linear(10, 16)
         self.cls = nn.Linear(16, 3)
-        self.reg = nn.Linear(16, 2)
+        self.reg = nn.Linear(16, 2) if shared else nn.Linear(10, 2)
+        self.shared = shared
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.body(x))
-        return self.cls(h), self.reg(h)
+        return self.cls(h), self.reg(h if self.shared else x)
 
 
 def _two_head_loss(box_scale: float):
@@ -500,8 +501,8 @@ def _two_head_loss(box_scale: float):
     return loss_fn
 
 
-def _two_head_report(box_scale: float) -> nndoctor.Report:
-    model = TwoHeads()
+def _two_head_report(box_scale: float, shared: bool = True) -> nndoctor.Report:
+    model = TwoHeads(shared)
     return run(
         select=["loss-term-dominates"],
         model=model,
@@ -523,6 +524,19 @@ def test_an_unscaled_regression_term_dominates_the_classification_term(
     (finding,) = _two_head_report(box_scale).by_check("loss-term-dominates")
     assert finding.reasons == [20] and low < finding.evidence["ratio"] < high
     assert "mse_loss" in finding.message
+
+
+@pytest.mark.silent("loss-term-dominates")
+def test_terms_on_disjoint_parameters_cannot_drown_each_other() -> None:
+    # The box head reads the input, not the body: the classification term alone moves the
+    # body and its head, however large the box term, as a VQ-VAE's codebook loss alone
+    # moves its codebook.
+    report = _two_head_report(1000.0, shared=False)
+    assert report.by_check("loss-term-dominates") == []
+    assert (
+        "largest ratio on the parameters two terms both move 0"
+        in report.result("loss-term-dominates").detail
+    )
 
 
 @pytest.mark.silent("loss-term-dominates")

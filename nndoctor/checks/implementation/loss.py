@@ -949,10 +949,12 @@ def loss_term_dominates(ctx: CheckContext) -> None:
         one head of a multi-task or detection model never learns.
 
     What is measured:
-        On a copy at the initial weights and one batch, the gradient norm (over all
-        parameters) that each recognised loss term contributes to the total, including
-        the weight it carries in the total. A warning when one is ``loss_term_ratio``
-        (100: two orders of magnitude) times another's. The rest of the loss, the part
+        On a copy at the initial weights and one batch, the gradient norm that each
+        recognised loss term contributes to the total, including the weight it carries in
+        the total. A warning when, over the parameters both terms move, one is
+        ``loss_term_ratio`` (100: two orders of magnitude) times another's (terms that
+        move disjoint parameters, such as a VQ-VAE's codebook loss beside its
+        reconstruction, cannot drown each other; a replayed script compares whole norms). The rest of the loss, the part
         written in plain torch (a box regression by hand beside recognised classification
         terms), is the total's gradient less the recognised terms' weighted gradients: a
         warning too when its norm is ``loss_term_ratio`` times that of their sum (a rest
@@ -1002,7 +1004,11 @@ def loss_term_dominates(ctx: CheckContext) -> None:
                     "Rescale the hand-written terms (their weights, or targets in normalised "
                     "units) so their gradient is comparable with the other terms' at the start."
                 ),
-                evidence={"terms": rows, "rest": rest, "ratio": share},
+                evidence={
+                    "terms": [_without_params(r) for r in rows],
+                    "rest": rest,
+                    "ratio": share,
+                },
             )
             return
     if len(rows) < 2:
@@ -1012,6 +1018,7 @@ def loss_term_dominates(ctx: CheckContext) -> None:
         "term gradient norms: "
         + ", ".join(f"{r['term']}={r['grad_norm']:.3g}" for r in rows)
         + (f"; the rest of the loss (plain torch) {rest['grad_norm']:.3g}" if rest else "")
+        + f"; largest ratio on the parameters two terms both move {ratio:.3g}"
     )
     if ratio < ctx.thresholds.loss_term_ratio:
         return
@@ -1026,19 +1033,22 @@ def loss_term_dominates(ctx: CheckContext) -> None:
             + ": the terms' weights change from step to step, and no term dominates throughout"
         )
         return
-    norms = [r["grad_norm"] for r in rows]
-    big = rows[norms.index(max(norms))]
-    small = rows[norms.index(min(norms))]
+    big, small = _dominant_pair(rows)
     ctx.finding(
         title="One loss term dominates the gradient",
         message=(
             f"The {big['term']} term contributes a gradient of norm {big['grad_norm']:.3g}, "
-            f"{ratio:.3g}× that of {small['term']} ({small['grad_norm']:.3g}): the smaller term is "
-            "effectively ignored by the optimiser."
+            f"and on the parameters both terms move {ratio:.3g}× that of {small['term']} "
+            f"({small['grad_norm']:.3g} in all): the smaller term is effectively ignored by "
+            "the optimiser there."
         ),
         fix="Rescale the terms (weights or normalised targets) so their gradient norms are comparable at the start.",
-        evidence={"terms": rows, "ratio": ratio},
+        evidence={"terms": [_without_params(r) for r in rows], "ratio": ratio},
     )
+
+
+def _without_params(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "param_sq"}
 
 
 def _split_rest(
@@ -1067,8 +1077,35 @@ def _term_rows(lab: Any, step: int) -> list[dict[str, Any]]:
 
 
 def _ratio(rows: list[dict[str, Any]]) -> float:
-    norms = [r["grad_norm"] for r in rows]
-    return max(norms) / min(norms) if min(norms) > 0 else math.inf
+    """The largest factor by which one term's gradient exceeds another's on the parameters
+    both move (a term can only drown another where they pull on the same weights: a
+    codebook loss that reaches only the codebook is not drowned by a reconstruction that
+    never reaches it). Rows without per-parameter norms (a replayed script) compare whole
+    norms."""
+    best = 0.0
+    for big in rows:
+        for small in rows:
+            if big is not small:
+                best = max(best, _pair_ratio(big, small))
+    return best
+
+
+def _pair_ratio(big: dict[str, Any], small: dict[str, Any]) -> float:
+    a, b = big.get("param_sq"), small.get("param_sq")
+    if a is None or b is None or len(a) != len(b):
+        return big["grad_norm"] / small["grad_norm"] if small["grad_norm"] > 0 else math.inf
+    shared = [(x, y) for x, y in zip(a, b, strict=True) if x > 0 and y > 0]
+    if not shared:
+        return 0.0
+    over = sum(x for x, _ in shared) ** 0.5
+    under = sum(y for _, y in shared) ** 0.5
+    return over / under if under > 0 else math.inf
+
+
+def _dominant_pair(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The terms of ``_ratio``: the one that dominates, the one dominated."""
+    pairs = [(b, s) for b in rows for s in rows if b is not s]
+    return max(pairs, key=lambda pair: _pair_ratio(*pair))
 
 
 def _term_gradients_in_process(lab: Any, step: int = 0) -> list[dict[str, Any]]:
