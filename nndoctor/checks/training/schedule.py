@@ -12,6 +12,12 @@ from nndoctor.probes.recording import Recording
 from nndoctor.probes.schedule import SchedulePlan
 from nndoctor.report.model import Where
 
+# The fix for a per-epoch schedule stepped per batch, however it shows.
+PER_EPOCH_FIX = (
+    "Call scheduler.step() once per epoch (outside the batch loop), or express the "
+    "schedule in batches (step_size, T_max or total_steps multiplied by len(loader))."
+)
+
 
 def _seen_rates(rec: Recording) -> list[float]:
     rates = []
@@ -179,10 +185,7 @@ def _judge_collapse(
             "trained for a fraction of one pass over the data. A per-epoch schedule stepped "
             "per batch decays that many times faster than meant."
         ),
-        fix=(
-            "Call scheduler.step() once per epoch (outside the batch loop), or express the "
-            "schedule in batches (step_size, T_max or total_steps multiplied by len(loader))."
-        ),
+        fix=PER_EPOCH_FIX,
         where=Where(step=below + 1),
         evidence={
             "scheduler": plan.scheduler,
@@ -238,10 +241,7 @@ def _judge_idle_run(
             "schedule meant per epoch and stepped per batch decays that many times faster "
             "than meant."
         ),
-        fix=(
-            "Call scheduler.step() once per epoch (outside the batch loop), or express the "
-            "schedule in batches (step_size, T_max or total_steps multiplied by len(loader))."
-        ),
+        fix=PER_EPOCH_FIX,
         where=Where(step=idle_from + 1),
         evidence={
             "scheduler": plan.scheduler,
