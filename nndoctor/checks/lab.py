@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import math
 import os
+import statistics
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -295,15 +296,30 @@ class Lab:
             return math.nan
         return sum(f for f in floors if f is not None) / len(floors)
 
-    def still_falling(self, result: TrainResult, t: Any) -> bool:
-        """A run that has come a long way and is still clearly falling at its end: slow, not stuck."""
+    @staticmethod
+    def came_far(result: TrainResult) -> bool:
+        """A run whose loss fell at some point to below half of where it started: the model
+        learns on this batch, whatever the loss did after (a VQ-VAE's codebook loss spikes
+        while its codes catch up with the encoder, then falls again)."""
+        losses = [x for x in result.losses if math.isfinite(x)]
+        if len(losses) < 20 or result.error or result.diverged:
+            return False
+        return result.best < 0.5 * result.initial
+
+    def still_learning(self, result: TrainResult, t: Any) -> bool:
+        """A run that came far and is still clearly falling over its last third: slow, not
+        stuck. The median of its last tenth lies ``overfit_still_falling`` below the median of
+        the tenth that ends two thirds in; medians, so that a spike at either window decides
+        nothing."""
+        if not self.came_far(result):
+            return False
         losses = [x for x in result.losses if math.isfinite(x)]
         n = len(losses)
-        if n < 20 or result.error or result.diverged or not result.final < 0.5 * result.initial:
-            return False
-        tail = losses[-n // 10 :]
-        before = losses[-n // 5 : -n // 10]
-        return sum(tail) / len(tail) < (1 - t.overfit_still_falling) * (sum(before) / len(before))
+        tenth = max(n // 10, 1)
+        mark = 2 * n // 3
+        before = losses[mark - tenth : mark]
+        tail = losses[-tenth:]
+        return statistics.median(tail) < (1 - t.overfit_still_falling) * statistics.median(before)
 
     def stochastic_forward(self) -> bool:
         """Whether the model's output is random by design (a sampled latent, injected noise): two
@@ -331,10 +347,11 @@ class Lab:
         return bool(self.memo("stochastic-forward", compute))
 
     def deserves_longer_run(self, result: TrainResult, t: Any) -> bool:
-        """A tiny-batch run that did not fit but is slow, not stuck: it is redone
-        ``overfit_extension`` times longer before it is judged. Decided by the losses alone,
-        never by the time left, so a loaded machine reaches the same verdict as a quiet one."""
-        return not self.fits(result, t) and self.still_falling(result, t)
+        """A tiny-batch run that did not fit but came far (:meth:`came_far`): it is redone
+        ``overfit_extension`` times longer before it is judged, whatever its last steps did
+        (a slow fall, or a spike it recovers from). Decided by the losses alone, never by the
+        time left, so a loaded machine reaches the same verdict as a quiet one."""
+        return not self.fits(result, t) and self.came_far(result)
 
     def _overfit(self, t: Any, optimizer: OptimizerSpec | None) -> TrainResult:
         batch = [self.tiny_batch(t.overfit_batch_size)]
@@ -378,7 +395,7 @@ class Lab:
 
     def overfit_user(self, t: Any) -> TrainResult:
         """The user's optimiser on the tiny batch, regularisation off (run once per check run);
-        a run still falling steadily at the end is redone ``overfit_extension`` times longer."""
+        a run that came far without fitting is redone ``overfit_extension`` times longer."""
         return self.memo("overfit-user", lambda: self._overfit(t, None))
 
     def overfit_known_good(self, t: Any) -> TrainResult:

@@ -72,10 +72,12 @@ class Thresholds:
     # regularisation-prevents-fit: the regularised tiny-batch run must keep no more than this
     # share of the unregularised run's fall (a run just short of the fit line is slowed)
     regularisation_progress_kept: float = 0.5
-    overfit_still_falling: float = (
-        0.1  # last tenth of the run this share below the tenth before: slow, not stuck
-    )
-    overfit_extension: int = 3  # ... then the run is redone this many times longer
+    # A run that did not fit but whose loss fell below half its start is redone this many
+    # times longer before it is judged...
+    overfit_extension: int = 3
+    # ...and a longer run whose last tenth lies this share below the tenth that ends two
+    # thirds in is still learning: slow, not stuck (a note, not a failure)
+    overfit_still_falling: float = 0.1
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise

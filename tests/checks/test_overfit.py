@@ -11,7 +11,7 @@ from subjects import healthy_classifier, run
 from torch import nn
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult
-from nndoctor.checks.lab import Lab
+from nndoctor.checks.lab import Lab, TrainResult
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
 from nndoctor.engine import Selection, check_script
 
@@ -517,3 +517,91 @@ def test_a_replayed_accumulated_loss_that_fits_passes(tmp_path: Path) -> None:
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed" and "replaying the script" in result.detail
+
+
+class CoralMLP(nn.Module):
+    """Rank-consistent ordinal regression (CORAL): one shared weight vector and K - 1 biases.
+    Its thresholds must spread apart before a tiny batch is fit, which takes Adam at 5e-3
+    several hundred steps: a healthy model that learns slowly."""
+
+    def __init__(self, num_features: int = 10, num_classes: int = 6) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(
+            nn.Linear(num_features, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU()
+        )
+        self.coral_weights = nn.Linear(32, 1, bias=False)
+        self.coral_bias = nn.Parameter(torch.arange(num_classes - 1, 0, -1).float() / 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.coral_weights(self.features(x)) + self.coral_bias
+
+
+def _coral_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    logits = model(x)
+    levels = (y[:, None] > torch.arange(logits.shape[1])[None, :]).float()
+    log_p = nn.functional.logsigmoid(logits)
+    return -(log_p * levels + (log_p - logits) * (1 - levels)).sum(dim=1).mean()
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_model_still_learning_after_the_longer_run_is_slow_not_stuck() -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 10, generator=g), torch.randint(0, 6, (256,), generator=g)
+    model = CoralMLP()
+    report = run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=_coral_loss,
+        optimizer=torch.optim.Adam(model.parameters(), lr=5e-3),
+    )
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed"
+    assert "not fit in 450 steps" in result.detail and "slow, not stuck" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_a_loss_that_came_far_and_then_stopped_falling_cannot_fit() -> None:
+    # The bug: a sigmoid output for targets in [0, 2]. The loss falls by four fifths, to the
+    # floor the bounded output sets, and stays there through the longer run.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    y = x[:, :2].sum(1, keepdim=True).sigmoid() * 2
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
+    report = run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.severity.value == "error"
+    assert finding.evidence["steps"] == 450
+    assert finding.evidence["best_loss"] < 0.5 * finding.evidence["initial_loss"]
+
+
+def _curve(losses: list[float]) -> TrainResult:
+    return TrainResult(losses=losses)
+
+
+def test_a_run_that_came_far_is_extended_whatever_its_last_steps_did() -> None:
+    t, lab = DEFAULT_THRESHOLDS, Lab(None)
+    steps = t.overfit_steps
+    spike = [1.0 - 0.6 * i / 100 for i in range(100)] + [3.0] * (steps - 100)
+    stuck = [1.0 - 0.2 * i / steps for i in range(steps)]  # never below half its start
+    assert lab.deserves_longer_run(_curve(spike), t)
+    assert not lab.deserves_longer_run(_curve(stuck), t)
+
+
+def test_still_learning_asks_for_a_clear_fall_over_the_last_third() -> None:
+    t, lab = DEFAULT_THRESHOLDS, Lab(None)
+    n = t.overfit_steps * t.overfit_extension
+    slow = [0.3 + 0.7 * 0.995**i for i in range(n)]  # 1.0 → 0.37, a fifth lower in its last third
+    plateau = [max(0.3, 1.0 - i / 100) for i in range(n)]  # at its floor from step 70
+    assert lab.still_learning(_curve(slow), t)
+    assert not lab.still_learning(_curve(plateau), t)
