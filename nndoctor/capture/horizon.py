@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 # Iterables wrapped around a loop's real one that keep its length.
 _WRAPPERS = frozenset({"enumerate", "tqdm", "iter", "progress_bar", "track"})
@@ -53,7 +53,11 @@ _PURE_CALLS: dict[str, Callable[..., Any]] = {
 }
 _MATH_CALLS = frozenset({"ceil", "floor"})
 # Values whose length is theirs alone (no user code runs to give it).
-_SIZED = (list, tuple, range, dict, str, torch.Tensor, np.ndarray, DataLoader)
+_SIZED = (list, tuple, range, dict, str, torch.Tensor, np.ndarray, DataLoader, TensorDataset)
+# Arrays whose shape is torch's or numpy's to give: ``x.shape[0]``, ``x.size(0)``,
+# ``x.numel()`` in a loop bound run no user code (exact types: a subclass may override them).
+_ARRAYS = (torch.Tensor, torch.nn.Parameter, np.ndarray)
+_ARRAY_METHODS = frozenset({"size", "numel"})
 # Runs longer than this are read as unknown: a loop bound by a sentinel (10**9) is no plan.
 MAX_PLANNED_STEPS = 100_000_000
 
@@ -245,6 +249,8 @@ def _value(node: ast.AST, frame: FrameType) -> Any:
         return _lookup(node.id, frame)
     if isinstance(node, ast.Attribute):
         owner = _value(node.value, frame)
+        if type(owner) in _ARRAYS and node.attr == "shape":
+            return tuple(owner.shape)
         held = getattr(owner, "__dict__", None)
         if isinstance(held, dict) and node.attr in held:
             return held[node.attr]
@@ -271,6 +277,13 @@ def _value(node: ast.AST, frame: FrameType) -> Any:
 def _call(node: ast.Call, frame: FrameType) -> Any:
     args = [_value(a, frame) for a in node.args]
     func = node.func
+    if isinstance(func, ast.Attribute) and func.attr in _ARRAY_METHODS:
+        owner = _value(func.value, frame)
+        if type(owner) in _ARRAYS[:2] and all(isinstance(a, int) for a in args):
+            return getattr(owner, func.attr)(*args)
+        if type(owner) is np.ndarray and func.attr == "size" and not args:
+            return owner.size
+        raise _Unreadable(ast.unparse(node))
     if isinstance(func, ast.Name) and func.id == "len" and len(args) == 1:
         if isinstance(args[0], _SIZED):
             return len(args[0])

@@ -184,3 +184,41 @@ def test_steps_skipped_out_of_sight_make_the_plan_an_upper_bound(
     assert horizon is not None and horizon.steps == 100
     # Every other batch steps: the loader yields twice as many batches as there are steps.
     assert horizon.exact is not every_other
+
+
+def test_array_shapes_in_a_loop_bound_are_read(tmp_path: Path) -> None:
+    # The shapes of torch's and numpy's own arrays run no user code to give.
+    horizon = _run(
+        tmp_path,
+        """
+        import numpy as np, torch
+        from torch.utils.data import TensorDataset
+        x, w = torch.zeros(1000, 3), np.zeros((4, 5))
+        data = TensorDataset(x)
+        for epoch in range(w.shape[0] + x.size(1) - 3):
+            for start in range(0, x.size(0), 100):
+                for k in range(len(data) // 1000 + x.numel() // 3000 - 1):
+                    step()
+        """,
+    )
+    assert horizon is not None and horizon.steps == 4 * 10 * 1 and horizon.exact
+
+
+def test_the_size_of_a_tensor_subclass_is_not_read(tmp_path: Path) -> None:
+    horizon = _run(
+        tmp_path,
+        """
+        import torch
+        calls = []
+        class Counted(torch.Tensor):
+            def size(self, *dims):
+                calls.append(1)
+                return super().size(*dims)
+        x = torch.zeros(40, 3).as_subclass(Counted)
+        for start in range(0, x.size(0), 10):
+            step()
+            break
+        assert len(calls) <= 1  # the script's own evaluation of the bound, none more
+        """,
+    )
+    assert horizon is None
