@@ -844,7 +844,9 @@ def _bench_progress(out: Console, total: int) -> Iterator[Callable[[Outcome], No
         if o.error is not None:
             return f"{o.name} error: {o.error}"
         if o.fault:
-            return f"{o.name}: {fault_verdict(o).status}"
+            verdict = fault_verdict(o)
+            lead = "" if verdict.first is None else f" (first: {verdict.first})"
+            return f"{o.name}: {verdict.status}{'' if verdict.top1 else lead}"
         alarms = false_alarms(o)
         return (
             f"{o.name} seed {o.seed}: {'false alarm ' + ', '.join(alarms) if alarms else 'quiet'}"

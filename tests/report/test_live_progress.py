@@ -114,6 +114,7 @@ def test_bench_lines_count_cases_and_what_was_found_so_far() -> None:
         Outcome("softmax", 0, "dev", fault=True, accepted=[19], findings=[loud]),
         Outcome("missed", 0, "dev", fault=True, accepted=[5]),
         Outcome("healthy", 0, "dev", fault=False, findings=[loud]),
+        Outcome("misled", 0, "dev", fault=True, accepted=[5], findings=[loud]),
     ]
     console, buf = plain_console()
     with _bench_progress(console, len(outcomes)) as advance:
@@ -121,9 +122,11 @@ def test_bench_lines_count_cases_and_what_was_found_so_far() -> None:
             advance(o)
     lines = buf.getvalue().splitlines()
     assert "\x1b" not in buf.getvalue()
-    assert lines[0].startswith("[1/3] softmax: found") and "1/1 fault(s)" in lines[0]
+    assert lines[0].startswith("[1/4] softmax: found") and "1/1 fault(s)" in lines[0]
     assert "1/2 fault(s), 0/0 false alarm(s)" in lines[1]
-    assert lines[2].startswith("[3/3]") and "1/1 false alarm(s)" in lines[2]
+    assert lines[2].startswith("[3/4]") and "1/1 false alarm(s)" in lines[2]
+    # A fault the report does not name first says what it named first instead.
+    assert lines[3].startswith("[4/4] misled: other (first: loss-input-mismatch)")
 
 
 def test_zoo_training_on_a_pipe_prints_about_ten_plain_lines() -> None:
