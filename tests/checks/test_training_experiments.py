@@ -470,6 +470,59 @@ def test_a_rate_replay_cut_by_its_time_limit_is_skipped(
     assert result.status.value == "skipped" and "time limit" in result.detail
 
 
+def _scripted_rate_replays(catch_up_step: int | None) -> Any:
+    """Replays of a rate far too low, as ``Lab.replays`` returns them: the initial model flat
+    at 0.7; the script's rates falling a twentieth as far as 100x them, which level off at
+    0.3; a longer replay at the script's rates that reaches 0.3 at ``catch_up_step`` (never:
+    None)."""
+    from nndoctor.capture.replay import ReplayResult
+
+    def wobble(i: int) -> float:
+        return 0.002 * ((i * 7) % 5 - 2)
+
+    def curve(scale: float, steps: int) -> list[float]:
+        if scale == 0.0:
+            return [0.7 + wobble(i) for i in range(steps)]
+        if scale == 100.0:
+            return [max(0.3, 0.7 - 0.05 * i) + wobble(i) for i in range(steps)]
+        slope = 0.0005 * scale
+        losses = [0.7 - slope * i + wobble(i) for i in range(steps)]
+        if scale == 1.0 and catch_up_step is not None:
+            losses = [v if i < catch_up_step - 12 else 0.28 for i, v in enumerate(losses)]
+        return losses
+
+    def replays(self: Lab, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
+        out = []
+        for plan in plans:
+            scale, steps = plan["overrides"]["lr_scale"], plan["steps"]
+            losses = curve(scale, steps)
+            out.append(ReplayResult(True, losses=losses, steps=steps, rates=[1e-4] * steps))
+        return out
+
+    return replays
+
+
+@pytest.mark.parametrize("catch_up_step", [80, None])
+def test_a_replayed_rate_that_only_trails_over_the_planned_run_is_a_note(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, catch_up_step: int | None
+) -> None:
+    # The script plans 40 epochs of 16 steps: 640, of which 5% (32) past the 60 compared.
+    monkeypatch.setattr(Lab, "replays", _scripted_rate_replays(catch_up_step))
+    script = _hand_fed(tmp_path, "torch.optim.SGD(model.parameters(), lr=1e-4)")
+    report = _check_script(script)
+    result = report.result(LR_RANGE)
+    if catch_up_step is not None:
+        assert report.by_check(LR_RANGE) == []
+        assert "slower, not too low for the run the script plans" in result.detail
+        assert "at step 80: a delay of 20 steps, 3.1% of the 640" in result.detail
+    else:
+        (finding,) = report.by_check(LR_RANGE)
+        assert finding.evidence["planned_steps"] == 640
+        assert finding.evidence["catch_up_steps_trained"] == 92
+        assert finding.evidence["caught_up_at_step"] is None
+        assert "never reaches" in finding.message
+
+
 LONG_RUN = """
 import torch
 from torch import nn

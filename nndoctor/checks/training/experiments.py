@@ -787,6 +787,18 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
         return
     user_lr = _observed_rate(ctx)
     rate = f"{_g(user_lr)} " if user_lr is not None else ""
+    level = sum(best.tail(size)) / size
+    delay = _replay_delay(ctx, lab, level, steps, size)
+    said = ""
+    if delay is not None:
+        said = delay.describe("the replay at its own rates", f"the one at {_g(best.scale)}x")
+        if delay.caught_up_at is not None:
+            ctx.note(
+                f"{what}: the script's rates make {100 * share:.0f}% of the fall at "
+                f"{_g(best.scale)}x, but {said}: slower, not too low for the run the script plans"
+            )
+            return
+        said = f" {said[:1].upper()}{said[1:]}."
     ctx.finding(
         title=f"The learning rate {rate}is far too low: the loss barely moves",
         message=(
@@ -795,7 +807,7 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"batches, {100 * share:.1f}% of the {best_fall:.4g} at {_g(best.scale)}x those rates "
             f"(lower step by step: paired t-test p={p:.2g}; at its rates times {describe}). "
             "Progress that grows in proportion to the rate like this is the regime far below "
-            "where the loss responds."
+            f"where the loss responds.{said}"
         ),
         fix=(
             f"Raise the learning rate (about {_g(best.scale)}x"
@@ -813,8 +825,34 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
             "best_scale": best.scale,
             "p_value": p,
             "direction": "too low",
+            **(delay.evidence() if delay is not None else {}),
         },
     )
+
+
+def _replay_delay(
+    ctx: CheckContext, lab: Lab, level: float, compared_at: int, window: int
+) -> Delay | None:
+    """The script replayed at its own rates past the comparison's steps, for
+    ``horizon_delay_share`` of the run its loops plan: when its loss (a mean over ``window``
+    steps) reaches ``level``, the one the best scaled rate reached (None where the plan is
+    unknown). A replay cut short by the clock decides nothing: the check is skipped."""
+    t = ctx.thresholds
+    horizon = ctx.recording.horizon
+    steps = delay_steps(horizon, compared_at, t.horizon_delay_share, t.horizon_delay_max_steps)
+    if steps is None:
+        return None
+    (result,) = lab.replays("rate", [{"steps": steps, "overrides": {"lr_scale": 1.0}}])
+    if result.timed_out:
+        ctx.skip(
+            f"{lab.unavailable_reason}; the script's rates trail {_g(level)} at "
+            f"{compared_at} steps, and the longer replay that decides whether they only trail "
+            f"hit its time limit after {len(result.losses)} of {steps} steps"
+        )
+    losses = list(result.losses)
+    caught = first_reaching(losses, level, window)
+    trained = len(losses) if result.error else steps
+    return Delay(max(trained, compared_at), horizon.steps, compared_at, level, caught)
 
 
 def _observed_rate(ctx: CheckContext) -> float | None:
@@ -892,7 +930,11 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         fifth or more). Not judged: competing objectives (a GAN), and a schedule that
         raises the rate over the replayed steps (a warm-up, slow by design). This path
         tells only a rate too low; one too high shows in the script's own run
-        (loss-diverging, non-finite-values).
+        (loss-diverging, non-finite-values). As below, a rate that only trails is slower,
+        not wrong: where the script's loops plan its run, the replay at its own rates goes
+        on for ``horizon_delay_share`` of it (at most ``horizon_delay_max_steps`` in all),
+        and reaching the level of the scaled run that fell furthest (a mean over the last
+        fifth's number of steps) makes the warning a note stating the delay.
 
         The sweep takes one step at each rate, so what it suggests is then tried: two
         copies from the initial weights train ``lr_confirm_steps`` (60) steps on the same
