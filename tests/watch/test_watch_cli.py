@@ -60,6 +60,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "helpers.py").write_text("SCALE = 1\n")
     (root / "train.log").write_text("existing log\n")
     monkeypatch.chdir(root)
+    # The script writes to the temp dir, as scripts do: the test's own, never the machine's.
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     # A run that is not a dry run changes this process as the script would: put back after.
     monkeypatch.delenv("TRAINING_STARTED", raising=False)
     monkeypatch.delitem(sys.modules, "helpers", raising=False)
@@ -135,10 +140,7 @@ def test_steps_stops_after_n_steps(project: Path, tmp_path: Path) -> None:
 def test_dry_run_changes_nothing(
     project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(temp))
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    temp = tmp_path / "tmp"  # the project fixture's temp dir
     monkeypatch.setattr(sys, "dont_write_bytecode", False)
     before = _tree(project)
     rng = torch.get_rng_state()
