@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -125,6 +126,19 @@ def test_a_longer_replay_cut_by_its_time_limit_decides_nothing(
     assert "longer replay that decides hit its time limit" in result.detail
 
 
+def _overfit_on(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Any, optimizer: Any
+) -> Any:
+    """The tiny-batch check on ``model`` fed (x, y) in eight batches of 32."""
+    return run(
+        select=["cannot-overfit-tiny-batch"],
+        model=model,
+        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+    )
+
+
 def _stripes() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (256,), generator=g)
@@ -150,12 +164,8 @@ def test_a_slow_but_steady_fit_is_given_a_longer_run() -> None:
         nn.Flatten(),
         nn.Linear(32, 3),
     )
-    report = run(
-        select=["cannot-overfit-tiny-batch"],
-        model=model,
-        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    report = _overfit_on(
+        model, x, y, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3)
     )
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "in 450 steps" in report.result("cannot-overfit-tiny-batch").detail
@@ -550,13 +560,7 @@ def test_a_model_still_learning_after_the_longer_run_is_slow_not_stuck() -> None
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(256, 10, generator=g), torch.randint(0, 6, (256,), generator=g)
     model = CoralMLP()
-    report = run(
-        select=["cannot-overfit-tiny-batch"],
-        model=model,
-        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
-        loss_fn=_coral_loss,
-        optimizer=torch.optim.Adam(model.parameters(), lr=5e-3),
-    )
+    report = _overfit_on(model, x, y, _coral_loss, torch.optim.Adam(model.parameters(), lr=5e-3))
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed"
@@ -572,13 +576,7 @@ def test_a_loss_that_came_far_and_then_stopped_falling_cannot_fit() -> None:
     y = x[:, :2].sum(1, keepdim=True).sigmoid() * 2
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
-    report = run(
-        select=["cannot-overfit-tiny-batch"],
-        model=model,
-        data=[(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)],
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-    )
+    report = _overfit_on(model, x, y, nn.MSELoss(), torch.optim.Adam(model.parameters(), lr=1e-2))
     (finding,) = report.by_check("cannot-overfit-tiny-batch")
     assert finding.severity.value == "error"
     assert finding.evidence["steps"] == 450
