@@ -51,8 +51,7 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         has room for it), and a longer run whose loss still falls clearly over its last
         third (``overfit_still_falling``) is slow, not stuck: a note. If the user's settings
         fail, the same with Adam(lr=1e-3). The finding says how far each got. A model whose
-        forward
-        is random by design (a VAE's sampled latent) has a loss floor above zero at an
+        forward is random by design (a VAE's sampled latent) has a loss floor above zero at an
         unknown height: there, a clear fall of the loss is all that can be asked. The same
         holds for a script replayed on one fixed batch that it changes at random on the way
         to the model (mixup, noise added in the loop), or beside which it draws a part of
