@@ -90,6 +90,30 @@ def delay_steps(horizon: Any, compared_at: int, share: float, most: int) -> int 
     return steps if steps > compared_at else None
 
 
+def trailing_delay(
+    horizon: Any,
+    compared_at: int,
+    level: float,
+    window: int,
+    t: Any,
+    train_on: Callable[[int], list[float] | None],
+) -> Delay | None:
+    """How far a copy that trailed at ``compared_at`` steps lags: ``train_on(steps)`` trains
+    it for the steps :func:`delay_steps` allows and returns its losses (fewer than asked
+    where it stopped early; None where it failed), and the first ``window``-step mean at or
+    below ``level`` is where it caught up. None where the plan allows no such run or the
+    run gave no loss: nothing was measured."""
+    steps = delay_steps(horizon, compared_at, t.horizon_delay_share, t.horizon_delay_max_steps)
+    if steps is None:
+        return None
+    losses = train_on(steps)
+    if not losses:
+        return None
+    caught = first_reaching(losses, level, window)
+    trained = max(min(len(losses), steps), compared_at)
+    return Delay(trained, horizon.steps, compared_at, level, caught)
+
+
 def first_reaching(curve: list[float], level: float, window: int) -> int | None:
     """The step (counted from 1) that ends the first ``window`` consecutive losses whose mean
     is at or below ``level``; None if none does."""

@@ -21,8 +21,7 @@ from nndoctor.checks.lab import (
     Delay,
     Lab,
     TrainResult,
-    delay_steps,
-    first_reaching,
+    trailing_delay,
 )
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
@@ -633,15 +632,15 @@ def _rate_delay(
     """A rate the trial found slower than the proposed one, trained on: when it reaches the
     proposed rate's level, within ``horizon_delay_share`` of the run the script's loops plan
     (None where the plan is unknown)."""
-    steps = delay_steps(horizon, trial.steps, t.horizon_delay_share, t.horizon_delay_max_steps)
-    if steps is None or not math.isfinite(trial.proposed_tail):
+    if not math.isfinite(trial.proposed_tail):
         return None
     batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
-    user = lab.train(batches, steps, optimizer=spec)
-    caught = (
-        None if user.error else first_reaching(user.losses, trial.proposed_tail, RATE_TRIAL_TAIL)
-    )
-    return Delay(steps, horizon.steps, trial.steps, trial.proposed_tail, caught)
+
+    def train_on(steps: int) -> list[float] | None:
+        user = lab.train(batches, steps, optimizer=spec)
+        return None if user.error else user.losses
+
+    return trailing_delay(horizon, trial.steps, trial.proposed_tail, RATE_TRIAL_TAIL, t, train_on)
 
 
 def _rate_within_range(ctx: CheckContext, lab: Lab, spec: OptimizerSpec, t: Thresholds) -> str:
@@ -837,22 +836,20 @@ def _replay_delay(
     ``horizon_delay_share`` of the run its loops plan: when its loss (a mean over ``window``
     steps) reaches ``level``, the one the best scaled rate reached (None where the plan is
     unknown). A replay cut short by the clock decides nothing: the check is skipped."""
-    t = ctx.thresholds
-    horizon = ctx.recording.horizon
-    steps = delay_steps(horizon, compared_at, t.horizon_delay_share, t.horizon_delay_max_steps)
-    if steps is None:
-        return None
-    (result,) = lab.replays("rate", [{"steps": steps, "overrides": {"lr_scale": 1.0}}])
-    if result.timed_out:
-        ctx.skip(
-            f"{lab.unavailable_reason}; the script's rates trail {_g(level)} at "
-            f"{compared_at} steps, and the longer replay that decides whether they only trail "
-            f"hit its time limit after {len(result.losses)} of {steps} steps"
-        )
-    losses = list(result.losses)
-    caught = first_reaching(losses, level, window)
-    trained = len(losses) if result.error else steps
-    return Delay(max(trained, compared_at), horizon.steps, compared_at, level, caught)
+
+    def train_on(steps: int) -> list[float] | None:
+        (result,) = lab.replays("rate", [{"steps": steps, "overrides": {"lr_scale": 1.0}}])
+        if result.timed_out:
+            ctx.skip(
+                f"{lab.unavailable_reason}; the script's rates trail {_g(level)} at "
+                f"{compared_at} steps, and the longer replay that decides whether they only "
+                f"trail hit its time limit after {len(result.losses)} of {steps} steps"
+            )
+        return list(result.losses)
+
+    return trailing_delay(
+        ctx.recording.horizon, compared_at, level, window, ctx.thresholds, train_on
+    )
 
 
 def _observed_rate(ctx: CheckContext) -> float | None:
