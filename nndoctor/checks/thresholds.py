@@ -78,6 +78,18 @@ class Thresholds:
     # ...and a longer run whose last tenth lies this share below the tenth that ends two
     # thirds in is still learning: slow, not stuck (a note, not a failure)
     overfit_still_falling: float = 0.1
+    # --- a loss without a floor (18): a run of the script as written, unbounded_steps long
+    # (judged from unbounded_min_steps finite steps), whose loss ends below minus its start,
+    # still falls over its last third (Mann-Kendall at unbounded_alpha: a loss that has
+    # levelled off is called falling at most that often) and falls there at least
+    # unbounded_pace of its fall over the middle third (a loss nearing a minimum slows); a
+    # run that does is redone unbounded_extension times longer (within the planned run),
+    # and the longer run decides.
+    unbounded_steps: int = 200
+    unbounded_extension: int = 3
+    unbounded_min_steps: int = 60
+    unbounded_alpha: float = 1e-3
+    unbounded_pace: float = 0.75
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise

@@ -3,6 +3,7 @@
 from nndoctor.checks.implementation import (  # noqa: F401
     adversarial,
     derivatives,
+    floor,
     layers,
     loss,
     masks,

@@ -373,7 +373,9 @@ def _probabilities_as_logits(ctx: CheckContext, tol: float) -> int:
     id="loss-input-mismatch",
     reasons=(19,),
     severity="error",
-    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS,
+    # Raw scores where log-probabilities belong (NLLLoss, KLDivLoss) leave the loss without
+    # a floor: the mismatch is why it falls for ever.
+    explains=causes.FIT_SYMPTOMS | causes.INSTABILITY_SYMPTOMS | frozenset({"loss-without-floor"}),
 )
 def loss_input_mismatch(ctx: CheckContext) -> None:
     """The loss receives the wrong kind of input: probabilities, logits or shapes it does not expect.
