@@ -179,3 +179,29 @@ def test_raw_scores_into_nll_explain_a_loss_without_floor() -> None:
     d = diagnose([unbounded, mismatch])
     assert [c.lead.check for c in d.causes] == ["loss-input-mismatch"]
     assert (mismatch.role, unbounded.role) == ("cause", "symptom")
+
+
+MANUAL_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(256, 4)
+y = x.sum(dim=1, keepdim=True)
+net = nn.Linear(4, 1)
+for step in range(3000):
+    loss = (net(x) - y).abs().pow(1.5).mean()
+    net.zero_grad()
+    loss.backward()
+    with torch.no_grad():
+        for p in net.parameters():
+            p -= 0.01 * p.grad
+"""
+
+
+def test_a_custom_loss_stepped_by_hand_is_skipped_without_replaying_the_script(
+    tmp_path: Path,
+) -> None:
+    # A replay counts optimizer steps: one of a script that takes none would run to its end.
+    report = _check(tmp_path, MANUAL_SCRIPT)
+    result = report.result("loss-without-floor")
+    assert result.status == "skipped"
+    assert "updates its parameters by hand" in result.detail
