@@ -64,25 +64,24 @@ def loss_without_floor(ctx: CheckContext) -> None:
         curve even looks like progress.
 
     What is measured:
-        Where the back-propagated loss is, at every observed step, one recognised loss
-        that is zero or more (cross-entropy, BCE, MSE, L1, Huber, the margin losses) times
-        one positive constant, it has a floor and nothing is run; nor where the script
-        alternates between the objectives of separate networks (a GAN). Otherwise the script is
-        replayed as written (its data, its loss, its optimiser and rates) for
+        Where the back-propagated loss is, at every observed step, one recognised loss that
+        is zero or more (cross-entropy, BCE, MSE, L1, Huber, the margin losses) times one
+        positive constant, it has a floor and nothing is run; nor where the script
+        alternates between the objectives of separate networks (a GAN). Otherwise the script
+        is replayed as written (its data, its loss, its optimiser and rates) for
         ``unbounded_steps`` steps, or the planned run where that is shorter (a copy trained
         on the observed batches where no script can be replayed: a subject given through the
-        API, a script that updates its parameters by hand). With the run cut in
-        thirds, the check fires when all hold: the median loss of the last third is below
-        minus the initial loss's magnitude (no loss that is zero or more gets there); the
-        loss still falls over the last third (Mann-Kendall's trend test at
-        ``unbounded_alpha``); and it falls over the last third at least
-        ``unbounded_pace`` of what it fell over the middle one (medians of the thirds): it
-        does not slow down, as a loss nearing its minimum does. A run that does so is
-        redone ``unbounded_extension`` times longer (within the planned run), and the longer
-        run decides: a healthy loss can fall at a steady pace below zero for a while (a
-        learned variance shrinking), not for ever. A run that ends in a non-finite loss is
-        judged on its finite steps. A replay cut by the clock decides nothing: the check is
-        skipped.
+        API, a script that updates its parameters by hand). With the run cut in thirds, the
+        check fires when all hold: the median loss of the last third is below minus the
+        initial loss's magnitude (no loss that is zero or more gets there); the loss still
+        falls over the last third (Mann-Kendall's trend test at ``unbounded_alpha``); and it
+        falls over the last third at least ``unbounded_pace`` of what it fell over the
+        middle one (medians of the thirds): it does not slow down, as a loss nearing its
+        minimum does. A run that does so is redone ``unbounded_extension`` times longer
+        (within the planned run), and the longer run decides: a healthy loss can fall at a
+        steady pace below zero for a while (a learned variance shrinking), not for ever. A
+        run that ends in a non-finite loss is judged on its finite steps. A replay cut by
+        the clock decides nothing: the check is skipped.
 
     How to fix:
         Write each term of the loss down with its sign and check which way it should move:
