@@ -44,7 +44,7 @@ FLOORED_LOSSES = frozenset(
     reasons=(18,),
     severity="error",
     kind="experiment",
-    priority=45,
+    priority=16,
     # Weights pushed along a direction that lowers the loss for ever grow without bound:
     # activations drift and saturate, updates outgrow the weights, values overflow.
     explains=causes.INSTABILITY_SYMPTOMS | frozenset({"nonfinite-in-experiment", "give-it-time"}),
