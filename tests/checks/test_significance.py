@@ -12,6 +12,7 @@ from nndoctor.checks.preprocessing.inputs import tensor_channel_stats
 from nndoctor.checks.significance import (
     binomial_upper_bound,
     chi_square_above_p,
+    lower_than_p,
     mean_with_margin,
     student_t_above,
     student_t_quantile,
@@ -118,3 +119,22 @@ def test_the_mean_s_margin_is_student_t_times_its_standard_error() -> None:
     mean, margin = mean_with_margin([1.0, 2.0, 3.0], 0.05)
     assert mean == 2.0
     assert margin == pytest.approx(2.919986 * (1 / 3) ** 0.5, rel=1e-4)  # t(0.95, 2) = 2.92
+
+
+def test_mann_whitney_matches_the_textbook_and_its_level_holds() -> None:
+    # Every later value below every earlier one, 10 a side: U = 100, z = (50 - 0.5) / 13.23.
+    later, earlier = [float(i) for i in range(10)], [float(i) for i in range(10, 20)]
+    assert lower_than_p(later, earlier) == pytest.approx(
+        0.5 * math.erfc(49.5 / 13.2288 / 2**0.5), rel=1e-3
+    )
+    assert lower_than_p(earlier, later) == 1.0
+    # Exchangeable samples: called lower at 5% about 5% of the time.
+    g = torch.Generator().manual_seed(0)
+    hits = sum(
+        lower_than_p(torch.randn(30, generator=g).tolist(), torch.randn(30, generator=g).tolist())
+        < 0.05
+        for _ in range(2000)
+    )
+    assert 0.03 < hits / 2000 < 0.07
+    # All tied: no evidence either way.
+    assert lower_than_p([1.0] * 8, [1.0] * 8) == 1.0

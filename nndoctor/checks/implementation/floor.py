@@ -9,7 +9,7 @@ from typing import Any
 from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.checks.significance import falling_trend_p
+from nndoctor.checks.significance import lower_than_p
 from nndoctor.probes.recording import loss_scale_of
 from nndoctor.report.series import Curve, ExperimentCurves
 
@@ -73,15 +73,16 @@ def loss_without_floor(ctx: CheckContext) -> None:
         on the observed batches where no script can be replayed: a subject given through the
         API, a script that updates its parameters by hand). With the run cut in thirds, the
         check fires when all hold: the median loss of the last third is below minus the
-        initial loss's magnitude (no loss that is zero or more gets there); the loss still
-        falls over the last third (Mann-Kendall's trend test at ``unbounded_alpha``); and it
-        falls over the last third at least ``unbounded_pace`` of what it fell over the
-        middle one (medians of the thirds): it does not slow down, as a loss nearing its
-        minimum does. A run that does so is redone ``unbounded_extension`` times longer
-        (within the planned run), and the longer run decides: a healthy loss can fall at a
-        steady pace below zero for a while (a learned variance shrinking), not for ever. A
-        run that ends in a non-finite loss is judged on its finite steps. A replay cut by
-        the clock decides nothing: the check is skipped.
+        initial loss's magnitude (no loss that is zero or more gets there); the losses of
+        the last third lie below those of the middle one (Mann-Whitney's test at
+        ``unbounded_alpha``); and the loss fell from the middle third to the last at least
+        ``unbounded_pace`` of what it fell from the first to the middle (medians of the
+        thirds): it does not slow down, as a loss nearing its minimum does. A run that does
+        so is redone ``unbounded_extension`` times longer (within the planned run), and the
+        longer run decides: a healthy loss can fall at a steady pace below zero for a while
+        (a learned variance shrinking), not for ever. A run that ends in a non-finite loss
+        is judged on its finite steps. A replay cut by the clock decides nothing: the check
+        is skipped.
 
     How to fix:
         Write each term of the loss down with its sign and check which way it should move:
@@ -137,7 +138,7 @@ def loss_without_floor(ctx: CheckContext) -> None:
     start, middle, last, p = verdict["start"], verdict["middle"], verdict["last"], verdict["p"]
     ctx.note(
         f"{how}, {len(finite)} steps: median loss {start:.4g} → {middle:.4g} → {last:.4g} over "
-        f"its thirds (still falling at the end: p = {p:.2g})"
+        f"its thirds (last third below the middle one: p = {p:.2g})"
     )
     if not verdict["fires"]:
         return
@@ -255,13 +256,14 @@ def _finite_prefix(losses: list[float]) -> list[float]:
 
 
 def _runaway(losses: list[float], t: Any) -> dict[str, Any]:
-    """Medians of the run's thirds, the trend test over the last third, and whether the
-    loss falls below minus its start and keeps falling at ``unbounded_pace`` or faster."""
+    """Medians of the run's thirds, the test that its last third lies below its middle one,
+    and whether the loss falls below minus its start and keeps falling at
+    ``unbounded_pace`` or faster."""
     n = len(losses)
     third = n // 3
     first, middle, last = losses[:third], losses[third : 2 * third], losses[2 * third :]
     m1, m2, m3 = (statistics.median(part) for part in (first, middle, last))
-    p = falling_trend_p(last)
+    p = lower_than_p(last, middle)
     below = m3 < -abs(losses[0])
     fell_middle, fell_last = m1 - m2, m2 - m3
     keeps_pace = fell_last > 0 and fell_last >= t.unbounded_pace * max(fell_middle, 0.0)
