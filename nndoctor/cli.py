@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,7 +43,8 @@ EXIT_CODES_HELP = (
     "2 usage error (bad option, missing script, bad configuration or baseline file); "
     "3 the script could not be observed "
     "(crashed before its first optimizer step, never stepped, no model found, timed out); "
-    "4 nndoctor itself failed (a report file could not be written, an internal error)."
+    "4 nndoctor itself failed (a report file could not be written, an internal error); "
+    "130 or 143 stopped by Ctrl-C or SIGTERM (what it started is undone on the way out)."
 )
 
 app = typer.Typer(
@@ -1051,16 +1053,35 @@ def _write_watch_charts(
         raise _fail(f"cannot write the charts: {exc}", EXIT_INTERNAL) from None
 
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process the signal ended
+
+
 def main() -> None:
     """Console-script entry point; maps usage errors to exit code 2 and nndoctor's own
-    failures to a one-line message and exit code 4 (never 1, which means findings)."""
+    failures to a one-line message and exit code 4 (never 1, which means findings).
+
+    A SIGTERM (``timeout``, a CI runner, a job scheduler) stops nndoctor as Ctrl-C does,
+    so that what it started is undone on the way out (its replay processes, its temporary
+    folders, the bench's checks), and ends it with status 143."""
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        # Once: a second SIGTERM must not interrupt the clean-up the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         app(args=_bare_json_flag(sys.argv[1:]), standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
+        if terminated:
+            sys.exit(EXIT_TERMINATED)
         sys.exit(code if isinstance(code, int) else (0 if code is None else EXIT_USAGE))
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_TERMINATED if terminated else 130)
     except Exception as exc:  # noqa: BLE001 - any internal failure gets the documented exit code
         first = str(exc).splitlines()[0] if str(exc) else ""
         sys.stderr.write(f"nndoctor: internal error: {type(exc).__name__}: {first}\n")

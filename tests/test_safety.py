@@ -470,3 +470,58 @@ def test_nothing_reaches_a_tracker(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert server.read_text() == "wandb run\nmlflow metric\n"
     for name in ("wandb", "mlflow"):
         del sys.modules[name]
+
+
+SLOW_CUSTOM_LOSS = textwrap.dedent(
+    """
+    import time, torch, torch.nn as nn
+    torch.manual_seed(0)
+    net = nn.Linear(4, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, w = torch.randn(64, 4), torch.randn(4, 1)
+    for step in range(100000):
+        loss = ((net(x) - x @ w) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+        if step > 25:
+            time.sleep(0.05)
+    """
+)
+
+
+def test_a_sigterm_stops_a_check_and_leaves_no_process_and_no_temp_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `timeout`, a CI runner or a scheduler ends nndoctor with SIGTERM: its replays (a
+    # server and the script replayed by it) and their folders must go with it.
+    import signal
+    import subprocess
+    import time
+
+    temp = _private_temp(tmp_path, monkeypatch)
+    script = tmp_path / "train.py"
+    script.write_text(SLOW_CUSTOM_LOSS)
+    log = tmp_path / "out.txt"
+    with log.open("w") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "nndoctor", "check", str(script), "--steps", "30"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # The custom loss is replayed: the script's own slow steps keep the experiments busy.
+        deadline = time.monotonic() + 300
+        while "experiment" not in log.read_text() and time.monotonic() < deadline:
+            assert child.poll() is None, log.read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=120) == 143, log.read_text()
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(child.pid, 0)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
