@@ -203,11 +203,22 @@ def _run_child(
         running.discard(child)
 
 
+# How long a check stopped by SIGTERM gets to undo what it started (its replays and their
+# temporary folders) before its whole process group is killed.
+STOP_GRACE_SECONDS = 15.0
+
+
 def _kill(child: subprocess.Popen[str]) -> None:
+    """Stop a check and everything it started: SIGTERM first, so that it cleans up as
+    ``nndoctor check`` does when stopped, then SIGKILL to the group for what is left."""
     if child.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.wait()
+            os.killpg(child.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=STOP_GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
 
 
 def _command(job: Job, examples: Path, scratch: Path, report: Path) -> list[str]:
