@@ -80,9 +80,9 @@ class Thresholds:
     overfit_still_falling: float = 0.1
     # --- a loss without a floor (18): a run of the script as written, unbounded_steps long
     # (judged from unbounded_min_steps finite steps), whose loss ends below minus its start,
-    # lies lower over its last third than over its middle one (Mann-Whitney at
-    # unbounded_alpha, were the steps independent: a loss that has levelled off is called
-    # falling at most that often) and falls from the one to the other at least
+    # lies lower over each third than over the one before (Mann-Whitney at unbounded_alpha
+    # for each pair, were the steps independent: a loss that has levelled off is called
+    # falling at most that often) and falls from the middle third to the last at least
     # unbounded_pace of its fall from the first third to the middle (a loss nearing a
     # minimum slows); a
     # run that does is redone unbounded_extension times longer (within the planned run),

@@ -205,3 +205,14 @@ def test_a_custom_loss_stepped_by_hand_is_skipped_without_replaying_the_script(
     result = report.result("loss-without-floor")
     assert result.status == "skipped"
     assert "updates its parameters by hand" in result.detail
+
+
+def test_a_loss_hovering_near_zero_that_ends_a_little_lower_is_not() -> None:
+    # A policy gradient over fresh episodes: -0.14, then -0.10 (it rose), then -0.20. The
+    # last third is below minus the first loss and below the middle one, but the loss did
+    # not fall all along.
+    g = torch.Generator().manual_seed(0)
+    noise = (0.01 * torch.randn(200, generator=g)).tolist()
+    levels = [-0.14] * 67 + [-0.10] * 67 + [-0.20] * 66
+    hovering = [-0.127] + [a + b for a, b in zip(levels, noise, strict=True)][1:]
+    assert not _runaway(hovering, DEFAULT_THRESHOLDS)["fires"]
