@@ -55,6 +55,20 @@ def healthy_classifier(seed: int = 0) -> dict[str, Any]:
     }
 
 
+class TinyVAE(nn.Module):
+    """A VAE on 16 features with a 2-dimensional latent, seeded: its forward samples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.enc = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        self.dec = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 16))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp()), mu, logvar
+
+
 def run(select: list[str] | tuple[str, ...] = (), **kwargs: Any) -> Report:
     """``nndoctor.check`` restricted to ``select`` (check ids or reason numbers)."""
     return nndoctor.check(select=tuple(select), **kwargs)

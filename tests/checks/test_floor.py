@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from subjects import healthy_classifier, run
+from subjects import TinyVAE, healthy_classifier, run
 from torch import nn
 
 from nndoctor.checks.implementation.floor import _runaway
@@ -91,18 +91,6 @@ def test_a_likelihood_below_zero_that_slows_down_has_a_floor(tmp_path: Path) -> 
     result = report.result("loss-without-floor")
     assert result.status == "passed", result.detail
     assert "→ -" in result.detail  # it did go below zero
-
-
-class TinyVAE(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.enc = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-        self.dec = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 16))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.enc(x).chunk(2, dim=1)
-        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp()), mu, logvar
 
 
 def _elbo_with_kl_sign(sign: float) -> object:

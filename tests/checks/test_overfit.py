@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from subjects import healthy_classifier, run
+from subjects import TinyVAE, healthy_classifier, run
 from torch import nn
 
 from nndoctor.capture.replay import ReplayPlan, ReplayResult
@@ -169,18 +169,6 @@ def test_a_slow_but_steady_fit_is_given_a_longer_run() -> None:
     )
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "in 450 steps" in report.result("cannot-overfit-tiny-batch").detail
-
-
-class TinyVAE(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.enc = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-        self.dec = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 16))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        mu, logvar = self.enc(x).chunk(2, dim=1)
-        return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp()), mu, logvar
 
 
 def _elbo(model: nn.Module, batch: tuple[torch.Tensor]) -> torch.Tensor:

@@ -11,32 +11,20 @@ from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import lower_than_p
 from nndoctor.probes.recording import loss_scale_of
+from nndoctor.probes.training import RECOGNISED_LOSSES
 from nndoctor.report.series import Curve, ExperimentCurves
 
-# Recognised losses that are zero or more for any input their checks let through (a
-# probability for BCE; any real value for the others): the back-propagated loss is one of
-# them times a positive constant has a floor, and needs no run to say so. nll_loss, kl_div,
-# ctc_loss and the Gaussian/Poisson likelihoods are not here: fed values that are not
-# log-probabilities, or a variance that shrinks, they fall without bound.
-FLOORED_LOSSES = frozenset(
-    {
-        "cross_entropy",
-        "binary_cross_entropy",
-        "binary_cross_entropy_with_logits",
-        "mse_loss",
-        "l1_loss",
-        "smooth_l1_loss",
-        "huber_loss",
-        "margin_ranking_loss",
-        "hinge_embedding_loss",
-        "cosine_embedding_loss",
-        "triplet_margin_loss",
-        "multi_margin_loss",
-        "multilabel_margin_loss",
-        "soft_margin_loss",
-        "multilabel_soft_margin_loss",
-    }
-)
+# The recognised losses that are zero or more for any input their checks let through (a
+# probability for BCE; any real value for the others): a back-propagated loss that is one of
+# them times a positive constant has a floor, and needs no run to say so. Not so nll_loss,
+# kl_div and the Poisson and Gaussian likelihoods: fed values that are not log-probabilities,
+# or a variance that shrinks, they fall without bound.
+FLOORED_LOSSES = frozenset(RECOGNISED_LOSSES) - {
+    "nll_loss",
+    "kl_div",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+}
 
 
 @register_check(
@@ -65,8 +53,8 @@ def loss_without_floor(ctx: CheckContext) -> None:
 
     What is measured:
         Where the back-propagated loss is, at every observed step, one recognised loss that
-        is zero or more (cross-entropy, BCE, MSE, L1, Huber, the margin losses) times one
-        positive constant, it has a floor and nothing is run; nor where the script
+        is zero or more (cross-entropy, BCE, MSE, L1, Huber, multi-label soft margin) times
+        one positive constant, it has a floor and nothing is run; nor where the script
         alternates between the objectives of separate networks (a GAN). Otherwise the script
         is replayed as written (its data, its loss, its optimiser and rates) for
         ``unbounded_steps`` steps, or the planned run where that is shorter (a copy trained
