@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from typing import Any
@@ -164,7 +165,7 @@ def loss_without_floor(ctx: CheckContext) -> None:
 
 def _judged(ctx: CheckContext, losses: list[float], steps: int, how: str) -> list[float]:
     """The finite steps of a run, or a skip when too few of them are left to judge."""
-    finite = _finite_prefix(losses)
+    finite = [float(v) for v in itertools.takewhile(math.isfinite, losses)]
     if len(finite) < ctx.thresholds.unbounded_min_steps:
         ran = (
             f"the loss became non-finite after {len(finite)} of {steps} steps"
@@ -233,15 +234,6 @@ def _run_as_written(ctx: CheckContext, lab: Lab | None, steps: int) -> tuple[lis
     assert lab is not None
     run = lab.train(lab.batches(), steps)
     return [float(v) for v in run.losses], "a copy trained on the observed batches"
-
-
-def _finite_prefix(losses: list[float]) -> list[float]:
-    out = []
-    for v in losses:
-        if not math.isfinite(v):
-            break
-        out.append(float(v))
-    return out
 
 
 def _runaway(losses: list[float], t: Any) -> dict[str, Any]:
