@@ -143,6 +143,150 @@ def test_gradients_stopped_on_purpose_in_torch_operations_are_not_wrong_gradient
     assert "0 user-defined module class(es)" in report.result("custom-layer-gradient").detail
 
 
+class _GradientReversal(torch.autograd.Function):
+    """DANN's gradient reversal layer: identity forward, negated and scaled backward."""
+
+    @staticmethod
+    def forward(ctx, x, lambd):  # noqa: ANN001, ANN205
+        ctx.lambd = lambd
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        return -ctx.lambd * grad, None
+
+
+class _SurrogateSpike(torch.autograd.Function):
+    """A spiking neuron's Heaviside step with the fast-sigmoid surrogate derivative."""
+
+    @staticmethod
+    def forward(ctx, v):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(v)
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (v,) = ctx.saved_tensors
+        return grad / (10 * v.abs() + 1) ** 2
+
+
+class _BinarizeSTE(torch.autograd.Function):
+    """BinaryNet's sign with the straight-through estimator, written in the new style."""
+
+    @staticmethod
+    def forward(x):  # noqa: ANN001, ANN205
+        return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1)
+
+
+spike_fn = _SurrogateSpike.apply  # kept at module level, as the spiking-network tutorials do
+
+
+class DomainAdversarialNet(nn.Module):
+    """Features, a label head, and a domain head behind gradient reversal; with
+    ``square_bug`` the features also pass through a layer whose backward is wrong."""
+
+    def __init__(self, square_bug: bool | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Linear(10, 16)
+        self.square = SquareLayer(square_bug) if square_bug is not None else nn.Identity()
+        self.label_head = nn.Linear(16, 3)
+        self.domain_head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.square(torch.tanh(self.features(x)))
+        domain = self.domain_head(_GradientReversal.apply(h, 0.5))
+        return self.label_head(h) + domain.mean(1, keepdim=True)
+
+
+class SpikingNet(nn.Module):
+    """Two leaky integrate-and-fire layers over a few time steps, spikes by surrogate
+    gradient, a binarised (straight-through) input layer; the readout is the spike count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(10, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _BinarizeSTE.apply(x)
+        v1 = torch.zeros(len(x), 16, dtype=x.dtype)
+        v2 = torch.zeros(len(x), 3, dtype=x.dtype)
+        count = torch.zeros(len(x), 3, dtype=x.dtype)
+        for _ in range(4):
+            v1 = 0.9 * v1 + self.fc1(x)
+            s1 = spike_fn(v1 - 1.0)
+            v1 = v1 - s1
+            v2 = 0.9 * v2 + self.fc2(s1)
+            s2 = spike_fn(v2 - 1.0)
+            v2 = v2 - s2
+            count = count + s2 + 0.1 * v2
+        return count
+
+
+def _run_on(model: nn.Module) -> Report:
+    x, y = blobs()
+    return run(
+        select=["custom-layer-gradient"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.silent("custom-layer-gradient")
+def test_a_gradient_reversal_layer_is_not_a_wrong_gradient() -> None:
+    report = _run_on(DomainAdversarialNet())
+    assert report.result("custom-layer-gradient").status.value == "passed"
+    assert report.by_check("custom-layer-gradient") == []
+    detail = report.result("custom-layer-gradient").detail
+    assert "_GradientReversal's backward is not gradient-checked" in detail
+    assert "passes its input through unchanged" in detail
+
+
+@pytest.mark.silent("custom-layer-gradient")
+def test_surrogate_and_straight_through_gradients_are_not_wrong_gradients() -> None:
+    report = _run_on(SpikingNet())
+    assert report.result("custom-layer-gradient").status.value == "passed"
+    assert report.by_check("custom-layer-gradient") == []
+    detail = report.result("custom-layer-gradient").detail
+    assert "_SurrogateSpike's backward is not gradient-checked" in detail
+    assert "_BinarizeSTE's backward is not gradient-checked" in detail
+    assert "piecewise constant" in detail
+
+
+@pytest.mark.fires("custom-layer-gradient")
+def test_a_wrong_backward_beside_a_gradient_reversal_is_still_found() -> None:
+    report = _run_on(DomainAdversarialNet(square_bug=True))
+    (finding,) = report.by_check("custom-layer-gradient")
+    assert finding.where.module == "square"
+    # The whole network, reversal and all, is checked too: with the reversal differentiated
+    # as its forward, it passes once the square's backward is right.
+    assert _run_on(DomainAdversarialNet(square_bug=False)).by_check("custom-layer-gradient") == []
+
+
+def test_the_functions_are_left_as_they_were_after_the_check() -> None:
+    before = {cls: dict(vars(cls)) for cls in (_GradientReversal, _SurrogateSpike, _BinarizeSTE)}
+    _run_on(SpikingNet())
+    _run_on(DomainAdversarialNet(square_bug=False))
+    for cls, attributes in before.items():
+        assert dict(vars(cls)) == attributes
+    v = torch.tensor([-0.5, 0.5], requires_grad=True)
+    spike_fn(v).sum().backward()
+    assert torch.allclose(v.grad, 1 / (10 * 0.5 + 1) ** 2 * torch.ones(2))
+
+
 Pair = namedtuple("Pair", "a b")
 
 

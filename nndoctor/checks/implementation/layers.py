@@ -16,6 +16,13 @@ from torch.func import functional_call
 from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.functions import (
+    FunctionCall,
+    custom_function_classes,
+    differentiated_through_forward,
+    recorded_function_calls,
+    run_forward,
+)
 from nndoctor.probes.internals import OutputKey, visit_module_outputs
 from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
 from nndoctor.probes.recording import Recording
@@ -70,7 +77,13 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         finite differences disagree by design). A
         layer fails when every direction disagrees (a kink of ReLU or max-pooling crossed by
         the finite difference makes one direction disagree now and then; a wrong backward
-        makes all of them disagree).
+        makes all of them disagree). Two kinds of Function are written so that their
+        backward is not their forward's derivative, and are left out (the rest of the
+        module is checked with them differentiated as their forward): one whose forward
+        passes its input through unchanged and whose backward multiplies the gradient by a
+        constant (gradient reversal, gradient scaling), and one
+        whose forward is piecewise constant (a spike's step, a binarising sign, a rounding:
+        its backward is a surrogate or straight-through gradient).
 
     How to fix:
         Fix the backward of the autograd.Function the module uses (or drop the custom
@@ -109,21 +122,27 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
         _call_cut(ctx, model, args)
     t = ctx.thresholds
     failures: dict[str, dict[str, Any]] = {}
+    by_design: dict[type, str] = {}
     checked = 0
     generator = torch.Generator(device="cpu").manual_seed(0)
     for name in names:
         if name not in seen:
             continue
         module = model.get_submodule(name)
-        result = _directional_check(module, *seen[name], t, generator)
+        result, left_out = _directional_check(module, *seen[name], t, generator)
+        by_design.update(left_out)
         if result is None:
             continue
         checked += 1
         if not result["ok"]:
             failures[name] = result
+    left_out = "".join(
+        f"; {function.__name__}'s backward is not gradient-checked: its forward {why} by design"
+        for function, why in by_design.items()
+    )
     ctx.note(
         f"{checked} user-defined module class(es) with a custom backward gradient-checked in "
-        "float64"
+        f"float64{left_out}"
     )
     # Report the innermost failures: a parent fails whenever a child does.
     innermost = [
@@ -218,29 +237,115 @@ def _output_sum(
     return total, weights  # type: ignore[return-value]
 
 
-def _runs_custom_backward(total: torch.Tensor) -> bool:
-    """Whether the graph behind ``total`` holds a backward written by hand (a custom
-    ``torch.autograd.Function``). Without one, autograd differentiates torch operations
-    and cannot be wrong; where such a forward stops gradients on purpose (``no_grad``,
-    ``detach``: a frozen teacher, a target network) finite differences disagree by design."""
-    # The nodes themselves, not their ids: a node wrapper let go of can be made again at
-    # the same address, and an id set would then skip it.
-    seen: set[Any] = set()
-    frontier = [total.grad_fn]
-    while frontier:
-        node = frontier.pop()
-        if node is None or node in seen:
+def _gradients_by_design(
+    f: Callable[..., Any],
+    args: Any,
+    kwargs: Any,
+    params: dict[str, torch.Tensor],
+    functions: list[type],
+    eps: float,
+    generator: torch.Generator,
+) -> dict[type, str]:
+    """The custom Functions whose backward is, by design, not the derivative of their
+    forward, with why. Two kinds are written for that alone. A Function whose forward passes
+    its input through unchanged and whose backward multiplies the gradient by a constant
+    exists to change the gradient (gradient reversal, gradient scaling). A Function whose
+    forward is piecewise constant (a step, a sign, a rounding) has a derivative of zero
+    almost everywhere, so its backward is a surrogate or straight-through gradient. Finite
+    differences cannot judge either; a backward written for any other forward can be (an
+    identity forward whose backward is not one constant times the gradient is checked)."""
+    with recorded_function_calls(functions) as calls, torch.no_grad():
+        f(args, kwargs, params)
+    by_design: dict[type, str] = {}
+    for function in functions:
+        own = [c for c in calls if c.function is function]
+        if not own:
             continue
-        seen.add(node)
-        if isinstance(node, torch.autograd.function.BackwardCFunction):
+        if all(_passes_input_through(c) and _scales_the_gradient(c, generator) for c in own):
+            by_design[function] = (
+                "passes its input through unchanged, so it exists to change the gradient "
+                "(gradient reversal or scaling)"
+            )
+        elif all(_piecewise_constant(c, eps, generator) for c in own):
+            by_design[function] = (
+                "is piecewise constant (a step, sign or rounding), so its backward is a "
+                "surrogate or straight-through gradient"
+            )
+    return by_design
+
+
+def _passes_input_through(call: FunctionCall) -> bool:
+    inputs = [a for a in tensors(call.args) if a.is_floating_point()]
+    return bool(call.outputs) and all(
+        any(a.shape == o.shape and a.dtype == o.dtype and torch.equal(a, o) for a in inputs)
+        for o in call.outputs
+    )
+
+
+def _scales_the_gradient(call: FunctionCall, generator: torch.Generator) -> bool:
+    """Whether the Function's backward returns the incoming gradient times one constant
+    other than 1 (for an identity forward, a backward that returns it unchanged is simply
+    right, and is checked as such)."""
+    try:
+        with torch.enable_grad():
+            leaves: list[torch.Tensor] = []
+            args = _float_leaves(call.args, leaves)
+            outs = [
+                t
+                for t in tensors(call.function.apply(*args))
+                if t.is_floating_point() and t.requires_grad
+            ]
+            if len(outs) != 1 or not leaves:
+                return False
+            g = torch.randn(outs[0].shape, generator=generator, dtype=outs[0].dtype)
+            found = torch.autograd.grad(outs, leaves, [g.to(outs[0].device)], allow_unused=True)
+    except Exception:  # noqa: BLE001 - a Function that cannot run on its own is judged as written
+        return False
+    g = g.to(outs[0].device)
+    for grad in found:
+        if grad is None or grad.shape != g.shape:
+            continue
+        scale = float((grad * g).sum() / (g * g).sum())
+        if abs(scale - 1) > 1e-6 and torch.allclose(grad, scale * g, rtol=1e-6, atol=1e-12):
             return True
-        frontier.extend(fn for fn, _ in node.next_functions)
     return False
+
+
+def _piecewise_constant(call: FunctionCall, eps: float, generator: torch.Generator) -> bool:
+    """Whether a step of ``eps`` (relative to each input's scale) along a random direction,
+    either way, leaves every float output exactly as it was."""
+    if not call.outputs or not any(a.is_floating_point() for a in tensors(call.args)):
+        return False
+
+    def moved(sign: float) -> Any:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            if not t.is_floating_point():
+                return t
+            d = torch.randn(t.shape, generator=generator, dtype=t.dtype).to(t.device)
+            return t + sign * eps * (t.abs().mean() + eps) * d
+
+        return map_tensors(move, call.args)
+
+    try:
+        with torch.no_grad():
+            for sign in (1.0, -1.0):
+                out = tensors(run_forward(call.function, moved(sign)))
+                floats = [t for t in out if t.is_floating_point()]
+                if len(floats) != len(call.outputs) or not all(
+                    a.shape == b.shape and torch.equal(a, b)
+                    for a, b in zip(floats, call.outputs, strict=True)
+                ):
+                    return False
+    except Exception:  # noqa: BLE001 - a forward that cannot run on its own is judged as written
+        return False
+    return True
 
 
 def _directional_check(
     module: nn.Module, args: Any, kwargs: dict[str, Any], t: Any, generator: torch.Generator
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, dict[type, str]]:
+    """The worst disagreement of the module's analytic and numeric directional derivatives
+    (None when nothing in it can be checked), and the custom Functions left out by design."""
     params = {n: p.detach().clone() for n, p in module.named_parameters() if p.is_floating_point()}
     buffers = dict(module.named_buffers())
     # Move the point off exact kinks: a masked (all-zero) region puts every ReLU behind it
@@ -253,7 +358,7 @@ def _directional_check(
     p_leaves = {n: p.requires_grad_(True) for n, p in params.items()}
     variables = leaves + list(p_leaves.values())
     if not variables:
-        return None
+        return None, {}
 
     device = _device_of(module)
 
@@ -265,12 +370,22 @@ def _directional_check(
         out = f(args_l, kwargs_l, p_leaves)
         total, weights = _output_sum(out, None, generator)
         if not isinstance(total, torch.Tensor) or not total.requires_grad:
-            return None
-        if not _runs_custom_backward(total):
-            return None
-        grads = torch.autograd.grad(total, variables, allow_unused=True)
+            return None, {}
+        functions = custom_function_classes(total)
+        if not functions:
+            return None, {}
+        by_design = _gradients_by_design(
+            f, args, kwargs, params, functions, t.gradcheck_eps, generator
+        )
+        if len(by_design) == len(functions):
+            return None, by_design
+        # The others are checked with these differentiated as their forward.
+        with differentiated_through_forward(list(by_design)):
+            out = f(args_l, kwargs_l, p_leaves)
+            total, _ = _output_sum(out, weights, generator)
+            grads = torch.autograd.grad(total, variables, allow_unused=True)
     except (RuntimeError, TypeError, ValueError):
-        return None
+        return None, {}
     eps = t.gradcheck_eps
     failed = 0
     worst: dict[str, Any] = {
@@ -298,7 +413,7 @@ def _directional_check(
                     f, args, kwargs, params, leaves, p_leaves, dirs, step, weights, generator
                 )
                 if numeric is None:
-                    return None
+                    return None, by_design
                 if abs(analytic - numeric) <= t.gradcheck_atol + t.gradcheck_rtol * abs(numeric):
                     break
             assert numeric is not None
@@ -318,7 +433,7 @@ def _directional_check(
     # finite difference fails along one now and then. Only the first is a finding.
     worst["ok"] = failed < _GRADCHECK_DIRECTIONS
     worst["failed_directions"] = failed
-    return worst
+    return worst, by_design
 
 
 JITTER = 1e-3  # relative to each input's own scale
