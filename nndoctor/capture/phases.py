@@ -31,7 +31,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -152,6 +152,7 @@ class PhaseFollower:
         self._seen: set[int] = set()  # optimizers that stepped while the first phase was observed
         self._new: torch.optim.Optimizer | None = None
         self.loaded_between: list[str] = []  # load_state_dict calls while searching
+        self.loaded_between_from_run: list[str] = []  # of those, checkpoints of the first model
         self.model: nn.Module | None = None
         self.initial_state: dict[str, torch.Tensor] | None = None
         self.on_new_phase: Callable[[Recording], None] | None = None
@@ -261,7 +262,14 @@ class PhaseFollower:
         )
 
     def _start_second(self, model: nn.Module, args: tuple[Any, ...]) -> None:
-        recording = Recording(data_source="script", weights_loaded=list(self.loaded_between))
+        recording = Recording(
+            data_source="script",
+            weights_loaded=list(self.loaded_between),
+            weights_from_this_run=list(self.loaded_between_from_run),
+            earlier_phase_inputs=[
+                s.inputs for s in self.first.recording.steps if s.inputs is not None
+            ],
+        )
         probe = TrainingProbe(recording, on_step_end=self._on_step_end)
         probe.on_step_closing = self.first.on_step_closing
         probe.loader_batch = self.first.loader_batch
@@ -281,3 +289,20 @@ class PhaseFollower:
         self.first.close()
         if self.second is not None:
             self.second.close()
+
+
+def fits_a_part_of(state: Any, model: nn.Module | None) -> bool:
+    """Whether a state dict is a checkpoint of ``model`` or of one of its submodules: every
+    tensor it holds has a key of that part, with the same shape. Loaded while a later phase
+    is sought, it is the earlier phase's network going on (an encoder into a linear probe, a
+    best checkpoint restored), trained on this script's inputs, not a pretrained model."""
+    if model is None or not isinstance(state, Mapping):
+        return False
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not shapes:
+        return False
+    for _, part in model.named_modules():
+        own = {k: tuple(v.shape) for k, v in part.state_dict().items()}
+        if all(own.get(k) == shape for k, shape in shapes.items()):
+            return True
+    return False

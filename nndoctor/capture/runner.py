@@ -48,6 +48,7 @@ from nndoctor.capture.phases import (
     PHASE_SEARCH_STEPS,
     PhaseFollower,
     evaluation_sites,
+    fits_a_part_of,
     script_sources,
 )
 from nndoctor.capture.process_state import process_state_restored
@@ -704,6 +705,9 @@ def _weights_loaded(follower: PhaseFollower) -> Iterator[None]:
     def load_state_dict(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
         if follower.searching:
             follower.loaded_between.append(type(module).__name__)
+            state = args[0] if args else kwargs.get("state_dict")
+            if fits_a_part_of(state, follower.first.model):
+                follower.loaded_between_from_run.append(type(module).__name__)
         elif follower.probe.steps_done == 0:
             follower.recording.weights_loaded.append(type(module).__name__)
         return original(module, *args, **kwargs)

@@ -234,7 +234,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         output_loss=output_loss,
         loss_name=first["loss_fn"],
         loss_kwargs=kwargs,
-        pretrained=bool(capture.recording.weights_loaded),
+        pretrained=bool(capture.recording.weights_from_elsewhere),
         name=capture.script,
         label_smoothing=float(kwargs.get("label_smoothing", 0.0) or 0.0),
         batch_axis=capture.recording.input_batch_axis(),

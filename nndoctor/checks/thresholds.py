@@ -332,6 +332,11 @@ class Thresholds:
     # batches better than the best constant answer (then the views keep their labels).
     augmentation_learned_alpha: float = 1e-3
     pretrained_stat_tolerance: float = 0.5  # channel mean/std off the pretrained normalisation
+    # Weights an earlier phase of the run trained, fed inputs whose channels moved by more
+    # than this many of the earlier phase's std, or whose std changed by more than this
+    # factor either way: preprocessed apart (augmentations alone move a channel far less).
+    phase_mean_shift: float = 1.0
+    phase_std_ratio: float = 2.0
     split_mean_shift: float = 0.5  # train/eval channel mean difference, in train std units
     split_std_ratio: float = 2.0
     # ... and beyond the sampling noise of the two samples: Student's t / F-test at the

@@ -543,6 +543,12 @@ class Recording:
     # over the very array the training batches come from measures the training data.
     eval_fingerprint_storages: list[StorageExtent | None] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
+    # Of those, the ones whose checkpoint fits a network an earlier phase of this run
+    # trained (its keys and shapes): weights the script made itself, on its own inputs.
+    weights_from_this_run: list[str] = field(default_factory=list)
+    # The input summaries of the earlier phase's steps (a later phase's recording only):
+    # the preprocessing the weights it trained expect.
+    earlier_phase_inputs: list[TensorSummary] = field(default_factory=list)
     # The module a script called first, when an optimizer stepped other parameters before
     # any of its own (nndoctor.capture.retarget.Unstepped); None otherwise.
     unstepped: Any = None
@@ -573,6 +579,18 @@ class Recording:
         if len(shares) * 2 > len(self.steps):
             return max(1, round(1 / statistics.median(shares)))
         return None
+
+    @property
+    def weights_from_elsewhere(self) -> list[str]:
+        """The modules that loaded weights not trained by this run (a pretrained model)."""
+        left = list(self.weights_from_this_run)
+        out = []
+        for name in self.weights_loaded:
+            if name in left:
+                left.remove(name)
+            else:
+                out.append(name)
+        return out
 
     def input_batch_axis(self) -> int:
         """The axis of the model input (its first tensor) that holds the samples.

@@ -64,6 +64,9 @@ def test_a_second_optimizer_after_the_budget_starts_an_observed_phase(tmp_path: 
     assert "after 54 unobserved step(s)" in capture.phase_note
     assert second.recording.optimizer_class == "Adam"
     assert second.recording.weights_loaded == ["Sequential"]  # loaded between the phases
+    # ... a checkpoint of the backbone the first phase trained, not a pretrained model
+    assert second.recording.weights_from_this_run == ["Sequential"]
+    assert second.recording.weights_from_elsewhere == []
     assert capture.recording.weights_loaded == []
     frozen = [n for n, trains in second.recording.requires_grad.items() if not trains]
     assert frozen == ["0.0.weight", "0.0.bias"]

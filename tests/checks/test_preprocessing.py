@@ -144,6 +144,78 @@ def test_imagenet_normalised_inputs_pass() -> None:
     assert report.by_check("pretrained-normalization-mismatch") == []
 
 
+PRETEXT_THEN_PROBE = """
+import io, torch, torch.nn as nn
+torch.manual_seed(0)
+images = torch.rand(256, 3, 8, 8)  # pixels in [0, 1]: this run's own preprocessing
+labels = (images[:, 0].mean((1, 2)) > images[:, 2].mean((1, 2))).long()
+
+def encoder(width):
+    return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+def train(model, optimizer, steps, scale=1.0):
+    for step in range(steps):
+        i = torch.randint(0, 256, (32,))
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images[i] * scale), labels[i]).backward()
+        optimizer.step()
+
+pretext = nn.Sequential(encoder(8), nn.Linear(8, 2))
+train(pretext, torch.optim.Adam(pretext.parameters(), 1e-2), 30)
+saved = io.BytesIO()
+torch.save({checkpoint}.state_dict(), saved)
+saved.seek(0)
+probe_encoder = encoder({width})
+probe_encoder.load_state_dict(torch.load(saved))
+probe_encoder.requires_grad_(False)
+head = nn.Linear({width}, 2)
+train(nn.Sequential(probe_encoder, head), torch.optim.Adam(head.parameters(), 1e-2), 30, {scale})
+"""
+
+
+def _pretext_then_probe(
+    tmp_path: Path, checkpoint: str, width: int, scale: float = 1.0
+) -> nndoctor.Report:
+    path = tmp_path / "probe.py"
+    path.write_text(PRETEXT_THEN_PROBE.format(checkpoint=checkpoint, width=width, scale=scale))
+    return check_script(
+        str(path), steps=10, selection=Selection(select=("pretrained-normalization-mismatch",))
+    )
+
+
+@pytest.mark.silent("pretrained-normalization-mismatch")
+def test_a_probe_on_the_encoder_this_run_trained_is_not_a_pretrained_model(
+    tmp_path: Path,
+) -> None:
+    report = _pretext_then_probe(tmp_path, checkpoint="pretext[0]", width=8)
+    assert report.by_check("pretrained-normalization-mismatch") == []
+    (second,) = [
+        c for c in report.checks if c.phase == 2 and c.check == "pretrained-normalization-mismatch"
+    ]
+    assert "checkpoint of the network the earlier phase trained" in second.detail
+    assert "preprocessed alike" in second.detail
+
+
+@pytest.mark.fires("pretrained-normalization-mismatch")
+def test_a_probe_fed_pixels_scaled_apart_from_its_pretext_task(tmp_path: Path) -> None:
+    report = _pretext_then_probe(tmp_path, checkpoint="pretext[0]", width=8, scale=255.0)
+    (finding,) = report.by_check("pretrained-normalization-mismatch")
+    assert finding.where.phase == 2 and finding.reasons == [14]
+    assert finding.evidence["std_ratio"] > 100
+
+
+@pytest.mark.fires("pretrained-normalization-mismatch")
+def test_a_checkpoint_the_run_did_not_train_loaded_before_the_probe_is_pretrained(
+    tmp_path: Path,
+) -> None:
+    # A wider network's weights (a downloaded model, here saved by the script itself):
+    # nothing the first phase trained has its shapes.
+    report = _pretext_then_probe(tmp_path, checkpoint="encoder(16)", width=16)
+    (finding,) = report.by_check("pretrained-normalization-mismatch")
+    assert finding.where.phase == 2 and "raw [0, 1]" in finding.message
+
+
 SPLIT_SCRIPT = """
 import torch
 from torch import nn

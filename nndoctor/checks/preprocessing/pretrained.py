@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 from nndoctor.checks import causes
-from nndoctor.checks.preprocessing.inputs import channel_stats
+from nndoctor.checks.preprocessing.inputs import ChannelStats, channel_stats
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.recording import Recording, TensorSummary
 
 # The normalisation nearly every pretrained vision model was trained with (ImageNet).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,6 +33,13 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
         Whether weights were loaded before the first step (``load_state_dict``, or
         ``Subject(pretrained=True)``), and the per-channel mean and std of 3-channel
         image inputs, against what ImageNet-normalised images give (mean ≈ 0, std ≈ 1).
+        Weights loaded between two phases of one run that fit the network the first phase
+        trained (an encoder handed to a linear probe, a best checkpoint restored) were made
+        on the script's own inputs, not pretrained elsewhere: the per-channel statistics of
+        this phase's image inputs are compared with the earlier phase's instead, and a
+        channel whose mean moved by more than ``phase_mean_shift`` (1) of the earlier std,
+        or whose std changed by more than ``phase_std_ratio`` (2x) either way, is a
+        preprocessing that differs (augmentations alone move a channel far less).
 
     How to fix:
         Normalise with the model's own statistics: ``(x - mean) / std`` with
@@ -48,8 +56,14 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
             x = (images / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
     """
     rec = ctx.recording
-    pretrained = bool(rec.weights_loaded) or (ctx.subject is not None and ctx.subject.pretrained)
+    elsewhere = rec.weights_from_elsewhere
+    pretrained = bool(elsewhere) or (
+        ctx.subject is not None and ctx.subject.pretrained and not rec.weights_loaded
+    )
     if not pretrained:
+        if rec.weights_loaded:
+            _compare_with_the_earlier_phase(ctx, rec)
+            return
         ctx.skip("no pretrained weights were loaded before training")
     inputs = [s.inputs for s in rec.steps if s.inputs is not None and len(s.inputs.shape) == 4]
     stats = channel_stats(inputs)
@@ -71,11 +85,65 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
     ctx.finding(
         title="Pretrained weights, but inputs not normalised as in pretraining",
         message=(
-            f"Weights were loaded before training ({', '.join(rec.weights_loaded) or 'declared'}), yet the "
+            f"Weights were loaded before training ({', '.join(elsewhere) or 'declared'}), yet the "
             f"input channels have mean ({', '.join(f'{m:.2f}' for m in mean)}) and std "
             f"({', '.join(f'{s:.2f}' for s in std)}); ImageNet-normalised inputs have mean ≈ 0 and std ≈ 1"
             + (" — these look like raw [0, 1] pixels." if raw01 else ".")
         ),
         fix="Normalise with the pretraining statistics (ImageNet: mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)).",
-        evidence={"channel_mean": mean, "channel_std": std, "weights_loaded": rec.weights_loaded},
+        evidence={"channel_mean": mean, "channel_std": std, "weights_loaded": elsewhere},
     )
+
+
+def _image_stats(summaries: list[TensorSummary]) -> ChannelStats | None:
+    return channel_stats([s for s in summaries if len(s.shape) == 4])
+
+
+def _compare_with_the_earlier_phase(ctx: CheckContext, rec: Recording) -> None:
+    """Weights trained by this run's earlier phase expect that phase's preprocessing."""
+    why = "the weights loaded before this phase are a checkpoint of the network the earlier phase trained"
+    before = _image_stats(rec.earlier_phase_inputs)
+    now = _image_stats([s.inputs for s in rec.steps if s.inputs is not None])
+    if before is None or now is None or len(before.mean) != len(now.mean):
+        ctx.note(f"{why}; the two phases' inputs are not images of the same channels")
+        return
+    t = ctx.thresholds
+    shift = max(
+        abs(m2 - m1) / max(s1, 1e-12)
+        for m1, m2, s1 in zip(before.mean, now.mean, before.std, strict=True)
+    )
+    ratio = max(
+        abs(math.log(max(s2, 1e-12) / max(s1, 1e-12)))
+        for s1, s2 in zip(before.std, now.std, strict=True)
+    )
+    said = (
+        f"channel mean ({_listed(before.mean)}) and std ({_listed(before.std)}) in the earlier "
+        f"phase, ({_listed(now.mean)}) and ({_listed(now.std)}) in this one"
+    )
+    if shift <= t.phase_mean_shift and ratio <= math.log(t.phase_std_ratio):
+        ctx.note(f"{why}; its inputs are preprocessed alike: {said}")
+        return
+    ctx.finding(
+        title="The network trained in the earlier phase gets inputs preprocessed differently",
+        message=(
+            f"This phase starts from weights the earlier phase trained ({', '.join(rec.weights_loaded)}), "
+            f"but its inputs are not preprocessed as that phase's were: {said} (a channel moved by "
+            f"{shift:.2g} of the earlier std, std off by {math.exp(ratio):.2g}x)."
+        ),
+        fix=(
+            "Feed this phase the preprocessing the earlier phase trained on (the same scaling "
+            "and normalisation; only the augmentations may differ)."
+        ),
+        evidence={
+            "earlier_channel_mean": before.mean,
+            "earlier_channel_std": before.std,
+            "channel_mean": now.mean,
+            "channel_std": now.std,
+            "mean_shift_in_std": shift,
+            "std_ratio": math.exp(ratio),
+        },
+    )
+
+
+def _listed(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values)
