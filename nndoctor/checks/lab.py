@@ -370,6 +370,31 @@ class Lab:
 
         return bool(self.memo("stochastic-forward", compute))
 
+    def forward_carries_state(self) -> bool:
+        """Whether the model's forward writes state that its next call reads (a queue of
+        negatives, a memory bank, a momentum encoder updated inside it): two eval-mode
+        forwards of one input under the same seed disagree. On one fixed batch such a model
+        is trained against what it wrote from that batch before (its own keys as negatives),
+        so what it can fit there says nothing of what it learns from the data."""
+
+        def compute() -> bool:
+            calls = self.model_inputs(1) if self._model is not None else []
+            if not calls:
+                return False
+            model = self.fresh_model().eval()
+            outs = []
+            with torch.no_grad():
+                for _ in range(2):
+                    with same_noise(self.device, 1):
+                        out = model(*calls[0])
+                    leaves, _ = tree_flatten(out)
+                    outs.append(
+                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+                    )
+            return any(not torch.equal(a, b) for a, b in zip(*outs, strict=False))
+
+        return bool(self.memo("forward-carries-state", compute))
+
     def deserves_longer_run(self, result: TrainResult, t: Any) -> bool:
         """A tiny-batch run that did not fit but came far (:meth:`came_far`): it is redone
         ``overfit_extension`` times longer before it is judged, whatever its last steps did

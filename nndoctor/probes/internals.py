@@ -4,12 +4,14 @@ Experiments that ask where inside a network something happens (which layer first
 the samples of a batch) read the intermediate values this way. The hooks live for one
 call and are removed in ``finally``; the callback gets each float tensor a submodule
 returns, in forward order, keyed by the submodule's name, the call's index among that
-submodule's calls (a block reused) and the tensor's index among its outputs.
+submodule's calls (a block reused) and the tensor's index among its outputs. A model
+whose forward writes its own state can be made to start every call from the same state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -64,3 +66,30 @@ def visit_module_outputs(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def state_restored_at_each_call(model: nn.Module) -> Iterator[None]:
+    """Inside the block, every call of ``model`` starts from the parameters and buffers it
+    held when the block began: a forward that writes its own state (MoCo's queue of
+    negatives and momentum encoder, a memory bank) answers each call from the same state,
+    so two calls differ only by their inputs. The hook is removed on exit."""
+    saved = {name: t.detach().clone() for name, t in _state(model)}
+
+    def restore(module: nn.Module, args: Any) -> None:
+        with torch.no_grad():
+            for name, t in _state(model):
+                kept = saved.get(name)
+                if kept is not None and kept.shape == t.shape and kept.dtype == t.dtype:
+                    t.copy_(kept)
+
+    handle = model.register_forward_pre_hook(restore)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _state(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    yield from model.named_parameters()
+    yield from model.named_buffers()

@@ -222,6 +222,9 @@ def test_a_rate_far_too_high_is_reported_with_the_range() -> None:
     # What the sweep suggests was tried: the user's rate trained worse than the proposed one.
     assert not ev["trial_user_tail_loss"] < ev["trial_proposed_tail_loss"]
     assert ev["trial_proposed_lr"] == pytest.approx(high)
+    # ... on the script's own batches (32 samples), not ones cut for the sweep: a rate is
+    # chosen for a batch size.
+    assert ev["trial_batch_size"] == 32 > DEFAULT_THRESHOLDS.experiment_batch_size
 
 
 def _sweep_calling_every_rate_too_high(lab: Lab, t: Any) -> RangeTest:

@@ -323,7 +323,9 @@ def too_few_examples(ctx: CheckContext) -> None:
         The length of the training DataLoader's dataset, divided by the number of classes
         (classification) and compared with the number of parameters. Targets that hold
         every class equally often in every batch are built per batch (InfoNCE's positions
-        ``arange(N)``, an N-way K-shot episode's labels): no class of the data set to count.
+        ``arange(N)``, an N-way K-shot episode's labels), as are targets that are one and the
+        same class in every batch a shuffling loader drew (the positive's index, 0, in
+        MoCo's InfoNCE): no class of the data set to count.
 
     How to fix:
         Collect more data, augment it, start from a pretrained model, or shrink the model.
@@ -366,6 +368,12 @@ def too_few_examples(ctx: CheckContext) -> None:
             "in-batch positions or episode labels, not classes of the data set"
         )
         classes = None
+    elif classes is not None and (only := one_target_from_random_batches(rec)) is not None:
+        built = (
+            f"; every target of every batch a shuffling loader drew is class {only} of "
+            f"{classes}: the positive's index among the candidates, not a class of the data set"
+        )
+        classes = None
     per_class = n / classes if classes else None
     ctx.note(
         f"{n} examples"
@@ -400,15 +408,35 @@ def _classes_by_construction(rec: Recording, classes: int) -> bool:
     ``classes`` classes the same number of times: targets built per batch (the positive's
     position among the batch's candidates, the labels of a balanced episode), which no
     sampler of a labelled data set gives step after step."""
+    counts = _first_target_counts(rec)
+    return len(counts) >= 2 and all(
+        len(c) == classes and min(c) > 0 and min(c) == max(c) for c in counts
+    )
+
+
+def _first_target_counts(rec: Recording) -> list[list[int]]:
     counts = [
         s.loss_calls[0].target.class_counts
         for s in rec.steps
         if s.loss_calls and s.loss_calls[0].target is not None
     ]
-    counts = [c for c in counts if c is not None]
-    return len(counts) >= 2 and all(
-        len(c) == classes and min(c) > 0 and min(c) == max(c) for c in counts
-    )
+    return [list(c) for c in counts if c is not None]
+
+
+def one_target_from_random_batches(rec: Recording) -> int | None:
+    """The one class that every target of every observed batch holds, when those batches
+    were drawn at random (a shuffling DataLoader fed the steps); None otherwise. Random
+    draws from a data set of several classes are never all one class step after step: such
+    targets are built per batch, not read from the data (MoCo's and SimCLR's InfoNCE put
+    the positive first among the candidates and give every sample target 0)."""
+    counts = _first_target_counts(rec)
+    loader = training_loader(rec)
+    if len(counts) < 2 or loader is None or not loader.shuffle:
+        return None
+    present = {i for c in counts for i, n in enumerate(c) if n > 0}
+    if len(present) != 1 or any(len(c) != len(counts[0]) for c in counts):
+        return None
+    return present.pop()
 
 
 @register_check(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nndoctor.checks import causes
+from nndoctor.checks.data.dataset import one_target_from_random_batches
 from nndoctor.checks.fingerprints import distinct_fingerprints, near_fingerprint
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.rollouts import eval_steps, preparing_steps
@@ -367,7 +368,10 @@ def single_label_batches(ctx: CheckContext) -> None:
         against ``single_label_batch_fraction`` — judged only when random batches from the
         pooled class mix would rarely be single-class (their expected share is at most
         half the observed one), so heavy imbalance alone is not reported here. All
-        observed batches holding one and the same class of several is always reported.
+        observed batches holding one and the same class of several is reported, unless a
+        shuffling loader drew them: random draws of a labelled data set are never one class
+        step after step, so such targets are built per batch (InfoNCE's positive at index 0
+        in MoCo and SimCLR code), not read from a sorted data set.
 
     How to fix:
         Shuffle the data (``DataLoader(..., shuffle=True)``); for a very imbalanced data
@@ -405,6 +409,14 @@ def single_label_batches(ctx: CheckContext) -> None:
         f"for random batches); {seen} of {classes} classes seen"
     )
     only_one = seen == 1 and classes >= 2 and len(mixes) >= 2
+    built = one_target_from_random_batches(ctx.recording) if only_one else None
+    if built is not None:
+        ctx.note(
+            f"every target of the {len(mixes)} batches a shuffling loader drew is class {built}: "
+            "targets built per batch (the positive's index among the candidates, as in "
+            "InfoNCE), not classes of the data set"
+        )
+        return
     if not only_one and (share < t.single_label_batch_fraction or expected > share / 2):
         return
     run, run_class, run_step = longest_run(mixes)

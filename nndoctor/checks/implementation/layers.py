@@ -23,7 +23,11 @@ from nndoctor.probes.functions import (
     recorded_function_calls,
     run_forward,
 )
-from nndoctor.probes.internals import OutputKey, visit_module_outputs
+from nndoctor.probes.internals import (
+    OutputKey,
+    state_restored_at_each_call,
+    visit_module_outputs,
+)
 from nndoctor.probes.layers import BATCH_NORM, CONV, LINEAR
 from nndoctor.probes.recording import Recording
 from nndoctor.probes.stats import holds_ids
@@ -524,7 +528,10 @@ def batch_dependence(ctx: CheckContext) -> None:
     What is measured:
         On a copy in eval mode (BatchNorm then uses running statistics, so its legitimate
         mixing in train mode is excluded; dropout is off), the output for every sample
-        before and after the *other* samples of the batch are changed. Any change beyond
+        before and after the *other* samples of the batch are changed, every call starting
+        from the same parameters and buffers (a forward that writes its own state, as
+        MoCo's queue of negatives does, would answer the second call from the first's
+        batch). Any change beyond
         floating-point noise (``batch_dependence_rtol``) is a dependence. Every
         submodule's output is compared too, and the first one in forward order that
         mixes the samples is named: its values for other samples change, whichever way
@@ -739,12 +746,15 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     if first is None or first.shape[axis] < 2:
         return "the model input has no batch axis with at least two samples"
     model = lab.fresh_model(dtype=torch.float64).eval()
-    found = _dependence(model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a))
-    if found is None:
-        return f"the model output has no tensor with the batch axis (axis {axis} of the input)"
-    found.position = _position_dependence(
-        model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a)
-    )
+    # Each call from the same state: a forward that enqueues its batch (MoCo's queue of
+    # negatives) would otherwise answer the second call from what the first one wrote.
+    with state_restored_at_each_call(model):
+        found = _dependence(model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a))
+        if found is None:
+            return f"the model output has no tensor with the batch axis (axis {axis} of the input)"
+        found.position = _position_dependence(
+            model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a)
+        )
     return found
 
 
@@ -810,12 +820,13 @@ def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _De
     # another axis (a decoder's (layers, batch, hidden)) refuses the cut, and the whole
     # batch is kept, four of its samples changed in turn.
     found = None
-    for cut, changes in ((batch_slice(args, 4, 0), None), (args, 4)):
-        try:
-            found = _dependence(model, _to_double(cut), 0, lambda m, a: m(*a), changes)
-            break
-        except (RuntimeError, ValueError, IndexError, TypeError):
-            continue
+    with state_restored_at_each_call(model):
+        for cut, changes in ((batch_slice(args, 4, 0), None), (args, 4)):
+            try:
+                found = _dependence(model, _to_double(cut), 0, lambda m, a: m(*a), changes)
+                break
+            except (RuntimeError, ValueError, IndexError, TypeError):
+                continue
     if found is not None:
         found.network = name
     return found

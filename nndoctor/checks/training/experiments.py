@@ -26,7 +26,7 @@ from nndoctor.checks.lab import (
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.report.series import Curve, ExperimentCurves
-from nndoctor.subject import REGULARISERS, OptimizerSpec
+from nndoctor.subject import REGULARISERS, OptimizerSpec, batch_size_of
 
 # The known-good optimiser (Kingma & Ba 2015, their default): it fits a tiny batch of
 # almost any sound model in a hundred steps, so it separates "the optimiser settings"
@@ -578,6 +578,7 @@ class RateTrial:
     proposed_lr: float
     user_tail: float  # mean loss over the last steps, in the loss's own units
     proposed_tail: float
+    batch_size: int | None = None  # the samples in each of the trial's batches
 
     @property
     def user_worse(self) -> bool:
@@ -599,6 +600,7 @@ class RateTrial:
             "trial_user_tail_loss": self.user_tail,
             "trial_proposed_lr": self.proposed_lr,
             "trial_proposed_tail_loss": self.proposed_tail,
+            "trial_batch_size": self.batch_size,
         }
 
 
@@ -613,15 +615,26 @@ def rate_trial(
     lab: Lab, t: Thresholds, spec: OptimizerSpec, user_lr: float, proposed_lr: float
 ) -> RateTrial:
     """Copies from the initial weights trained ``lr_confirm_steps`` steps on the range test's
-    batches at the user's rates and at those rates scaled to ``proposed_lr`` (memoised)."""
+    batches at the user's rates and at those rates scaled to ``proposed_lr`` (memoised).
+    The batches keep the script's own size: a rate is chosen for a batch size (a step's
+    noise falls as the batch grows, so the rate that works grows with it: the linear
+    scaling rule), and judged on batches cut to a few samples, a rate that trains well at
+    the script's size can look far too high."""
 
     def compute() -> RateTrial:
-        batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
+        batches = lab.batches(RANGE_TEST_BATCHES)
         user = lab.train(batches, t.lr_confirm_steps, optimizer=spec)
         proposed = lab.train(
             batches, t.lr_confirm_steps, optimizer=spec.with_lr_scaled(proposed_lr / user_lr)
         )
-        return RateTrial(t.lr_confirm_steps, user_lr, proposed_lr, _tail(user), _tail(proposed))
+        return RateTrial(
+            t.lr_confirm_steps,
+            user_lr,
+            proposed_lr,
+            _tail(user),
+            _tail(proposed),
+            batch_size_of(batches[0], lab.subject) if batches else None,
+        )
 
     return lab.memo(f"rate-trial-{proposed_lr!r}", compute)
 
@@ -634,7 +647,7 @@ def _rate_delay(
     (None where the plan is unknown)."""
     if not math.isfinite(trial.proposed_tail):
         return None
-    batches = lab.small_batches(RANGE_TEST_BATCHES, t.experiment_batch_size)
+    batches = lab.batches(RANGE_TEST_BATCHES)  # the trial's
 
     def train_on(steps: int) -> list[float] | None:
         user = lab.train(batches, steps, optimizer=spec)
@@ -935,8 +948,9 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
 
         The sweep takes one step at each rate, so what it suggests is then tried: two
         copies from the initial weights train ``lr_confirm_steps`` (60) steps on the same
-        batches, one at the user's rates, one at the rates scaled to the proposed range's
-        upper end, and the mean loss of the last 12 steps (each batch three times) is
+        batches (the script's first four, at the script's own batch size: a rate is chosen
+        for its batch size, and batches of a few samples make every step noisier), one at
+        the user's rates, one at the rates scaled to the proposed range's upper end, and the mean loss of the last 12 steps (each batch three times) is
         compared. Only a user's rate that ends no lower (or leaves the loss non-finite) is
         called out; one that trains at least as far is not shown to be wrong, whatever the
         sweep suggested (a linear probe on frozen features trains at rates a sweep of single

@@ -15,7 +15,7 @@ from nndoctor.checks.training.parameters import (
     numel_of,
 )
 from nndoctor.probes.layers import BATCH_NORM, INSTANCE_NORM, NORM, WEIGHTED
-from nndoctor.probes.recording import module_of
+from nndoctor.probes.recording import Recording, module_of
 from nndoctor.report.model import Severity, Where
 
 
@@ -50,7 +50,10 @@ def params_frozen(ctx: CheckContext) -> None:
         initialisation at level ``default_init_alpha``): freezing random weights is never
         what anyone meant, so that is a warning. A frozen bias whose layer feeds a
         BatchNorm or InstanceNorm (the next layer in forward order) is left out: the norm
-        subtracts any constant per channel, so that bias does nothing either way.
+        subtracts any constant per channel, so that bias does nothing either way. So are
+        frozen parameters in the optimizer whose values change between observed steps: no
+        gradient moved them, the script did (MoCo's momentum encoder, an EMA copy, a DQN
+        target network).
 
     How to fix:
         Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
@@ -89,13 +92,23 @@ def params_frozen(ctx: CheckContext) -> None:
             f"frozen bias(es) {', '.join(inert)} feed a BatchNorm or InstanceNorm, which "
             "subtracts any constant per channel: they have no effect, frozen or not"
         )
+    maintained = _changed_between_steps(rec, frozen)
+    if maintained:
+        ctx.note(
+            f"{len(maintained)} frozen parameter(s) ({module_label(common_module(maintained))} "
+            "and below) change between steps without a gradient: the script updates them itself "
+            "(a momentum encoder, an EMA or target network), so they are not meant to train"
+        )
+        frozen = [n for n in frozen if n not in set(maintained)]
+        if not frozen:
+            return
     for module, params in by_module.items():
         cold = [p for p in params if p in frozen and p not in inert]
         if not cold:
             continue
         # Partly frozen: some parameter trains (a frozen bias a norm layer cancels is no
         # trained part, and frozen with the rest it does not make the layer mixed).
-        if any(p not in frozen for p in params):
+        if any(p not in frozen and p not in maintained for p in params):
             mixed.append(module)
         elif (
             any(p in rec.in_optimizer for p in cold)
@@ -245,3 +258,14 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
     if not known or not all(known.values()):
         return []
     return [n for n in frozen if module_of(n) in known]
+
+
+def _changed_between_steps(rec: Recording, frozen: list[str]) -> list[str]:
+    """The frozen parameters whose norm, read at each observed optimizer step (those in
+    the optimizer), is not the same at every step: updated by the script, not by a gradient."""
+    seen: dict[str, set[float]] = {}
+    for s in rec.steps:
+        for name in frozen:
+            if name in s.weight_norms:
+                seen.setdefault(name, set()).add(s.weight_norms[name])
+    return [n for n in frozen if len(seen.get(n, ())) > 1]

@@ -55,7 +55,10 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         unknown height: there, a clear fall of the loss is all that can be asked. The same
         holds for a script replayed on one fixed batch that it changes at random on the way
         to the model (mixup, noise added in the loop), or beside which it draws a part of
-        the model's input anew at every step (negative samples). A replay the script itself ends
+        the model's input anew at every step (negative samples). A model whose forward writes
+        state its next call reads (MoCo's queue of negatives, a memory bank: two eval-mode
+        calls on one input disagree) is not tried: on one fixed batch its negatives become
+        that batch's own keys. A replay the script itself ends
         part-way (a learning-rate schedule stepped past its planned end on a loader that
         never ends) is judged on the steps it ran, or skipped when those are too few.
 
@@ -84,6 +87,12 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
     t = ctx.thresholds
     subject = lab.subject
     assert subject is not None
+    if lab.forward_carries_state():
+        ctx.skip(
+            "the model's forward writes state its next call reads (two eval-mode calls on one "
+            "input disagree: a queue of negatives, a memory bank): on one fixed batch it would "
+            "be trained against what it wrote from that batch, so a tiny batch tells nothing"
+        )
     user = lab.overfit_user(t)
     spec = lab.optimizer_spec()
     chart = lab.hand_back(_overfit_curves(ctx, f"tiny batch, {spec.describe()}", user.losses))
