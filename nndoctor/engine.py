@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from nndoctor.capture.replay import ReplayServer
 from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab, training_modes
-from nndoctor.checks.registry import CheckContext, CheckSpec, SkipCheck, all_checks
+from nndoctor.checks.registry import ERRORS_TOO, CheckContext, CheckSpec, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.copying import deepcopy_detached
 from nndoctor.diagnosis import attach as attach_diagnosis
@@ -269,11 +269,18 @@ def _apply_refutations(
     refuted: dict[str, str], results: list[CheckResult], findings: list[Finding]
 ) -> None:
     """Warnings an experiment refuted become notes that say why; a check left with no
-    warning or error then passed. Errors stand: they rest on evidence of their own."""
+    warning or error then passed. Errors stand, as they rest on evidence of their own,
+    unless the experiment tested the very claim the error makes (``refute(errors=True)``)."""
     touched: set[str] = set()
     for f in findings:
-        why = refuted.get(f"{f.check}:{f.aspect}")
-        if why is not None and f.severity == Severity.WARNING:
+        key = f"{f.check}:{f.aspect}"
+        why = refuted.get(key)
+        demoted = (
+            (Severity.WARNING, Severity.ERROR)
+            if ERRORS_TOO + key in refuted
+            else (Severity.WARNING,)
+        )
+        if why is not None and f.severity in demoted:
             f.severity = Severity.INFO
             f.message = f"{f.message} {why}"
             f.evidence["refuted"] = why

@@ -81,6 +81,27 @@ def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
     assert [r.status for r in results] == [Status.PASSED, Status.FAILED, Status.FAILED]
 
 
+def test_an_experiment_that_tests_the_errors_claim_itself_refutes_the_error_too() -> None:
+    from nndoctor.checks.registry import ERRORS_TOO
+    from nndoctor.engine import _apply_refutations
+    from nndoctor.report.model import CheckResult, Finding, Severity, Status
+
+    erred = Finding("update-ratio", [33, 36], Severity.ERROR, "t", "m.", "f", aspect="high")
+    kept = Finding("loss-diverging", [36], Severity.ERROR, "t", "m.", "f", aspect="high")
+    results = [
+        CheckResult(f.check, [36], "observation", Status.FAILED, "detail") for f in (erred, kept)
+    ]
+    refuted = {
+        "update-ratio:high": "The rate trains.",
+        ERRORS_TOO + "update-ratio:high": "The rate trains.",
+        "loss-diverging:high": "The rate trains.",
+    }
+    _apply_refutations(refuted, results, [erred, kept])
+    assert erred.severity == Severity.INFO and erred.message == "m. The rate trains."
+    assert kept.severity == Severity.ERROR  # refuted as a warning only
+    assert [r.status for r in results] == [Status.PASSED, Status.FAILED]
+
+
 def test_the_experiment_clock_counts_processor_time_not_waiting() -> None:
     # A busy machine stretches the wall clock, not the processor time of the work itself:
     # an experiment waiting for the processor spends no budget while it waits.

@@ -151,6 +151,10 @@ def _import_families() -> None:
     )
 
 
+# A refutation that turns errors into notes too is stored under this prefix.
+ERRORS_TOO = "errors:"
+
+
 @dataclass
 class CheckContext:
     """What a check sees: the subject, the recording, thresholds and its own findings."""
@@ -204,9 +208,12 @@ class CheckContext:
         self.detail = detail
         self.conclusive = False
 
-    def refute(self, key: str, why: str) -> None:
+    def refute(self, key: str, why: str, *, errors: bool = False) -> None:
         """This experiment's outcome contradicts the warning ``key`` ("check:aspect") of
-        another check: the engine turns that warning into a note that says ``why``."""
+        another check: the engine turns that warning into a note that says ``why``. With
+        ``errors``, an error too: the experiment tests the very claim the error makes."""
         if key not in self.spec.refutes:
             raise ValueError(f"check {self.spec.id!r} does not declare refutes={key!r}")
         self.refuted[key] = why
+        if errors:
+            self.refuted[ERRORS_TOO + key] = why

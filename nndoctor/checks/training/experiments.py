@@ -955,7 +955,7 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
         called out; one that trains at least as far is not shown to be wrong, whatever the
         sweep suggested (a linear probe on frozen features trains at rates a sweep of single
         steps calls far too high), and it also turns ``update-ratio``'s "too high" warning
-        into a note. The two runs are deterministic, so the verdict is too. A rate called too
+        or error into a note: the trial tests directly what the ratio only suggests. The two runs are deterministic, so the verdict is too. A rate called too
         low is slower, not wrong, for a run that is long enough: where the script's loops say
         how many steps it trains (:mod:`nndoctor.capture.horizon`), the copy at the user's
         rate trains on for ``horizon_delay_share`` (5%) of those steps past the trial's (at
@@ -1036,10 +1036,12 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
             # user's rate that ends at least as low as one at the proposed rate shows the
             # rate trains, whatever the sweep suggested.
             if too_high:
+                # The trial tests what an update ratio only suggests, whatever its size.
                 ctx.refute(
                     "update-ratio:high",
                     f"Copies trained {trial.steps} steps on the same batches show the rate "
                     f"trains: {trial.describe()} (learning-rate-out-of-range).",
+                    errors=True,
                 )
             ctx.note(
                 f"proposed range {proposed}, but {trial.describe()}: the user's "

@@ -82,7 +82,10 @@ def update_ratio(ctx: CheckContext) -> None:
         A "too high" warning for SGD is also a note when ``optimizer-underperforms`` finds
         that a copy with the user's optimiser fits a tiny batch at least as far as
         Adam(lr=1e-3) does (its healthy twin: SGD steps too large for the loss surface do
-        not fit a fixed batch either); an error (above ``update_ratio_extreme``) stands.
+        not fit a fixed batch either); an error (above ``update_ratio_extreme``) stands then.
+        A warning or an error becomes a note when ``learning-rate-out-of-range`` trains two
+        copies on the script's batches and the one at the user's rate ends lower than the
+        one at the rate its range test proposes: that tests the claim itself.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
