@@ -93,3 +93,55 @@ def state_restored_at_each_call(model: nn.Module) -> Iterator[None]:
 def _state(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     yield from model.named_parameters()
     yield from model.named_buffers()
+
+
+def layers_fed_by(
+    model: nn.Module, run: Callable[[], Any], sources: set[str], targets: set[str]
+) -> dict[str, set[str]]:
+    """For each submodule named in ``sources``, the submodules named in ``targets`` whose
+    input, in ``run()`` (gradients on), was computed from its output: the autograd graph
+    of each target's first input is walked back to the sources' output nodes. The hooks
+    live for the call and are removed in ``finally``."""
+    made: dict[Any, str] = {}  # a source output's autograd node -> the source
+    fed: dict[str, set[str]] = {name: set() for name in sources}
+    inputs: dict[str, list[torch.Tensor]] = {}
+    handles = []
+
+    def keep_output(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+            for t in _tensors(output):
+                if t.grad_fn is not None:
+                    made.setdefault(t.grad_fn, name)
+
+        return hook
+
+    def keep_input(name: str) -> Callable[..., None]:
+        def hook(_module: nn.Module, args: Any) -> None:
+            if name not in inputs:
+                inputs[name] = [t for t in _tensors(args) if t.grad_fn is not None]
+
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name in sources:
+                handles.append(module.register_forward_hook(keep_output(name)))
+            if name in targets:
+                handles.append(module.register_forward_pre_hook(keep_input(name)))
+        with torch.enable_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    for target, tensors in inputs.items():
+        seen: set[Any] = set()
+        frontier = [t.grad_fn for t in tensors]
+        while frontier:
+            node = frontier.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            if node in made and made[node] != target:
+                fed[made[node]].add(target)
+            frontier.extend(fn for fn, _ in node.next_functions)
+    return fed

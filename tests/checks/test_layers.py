@@ -549,6 +549,53 @@ def test_a_binary_output_of_width_one_is_not_a_bottleneck() -> None:
     assert report.by_check("width-one-bottleneck") == []
 
 
+class GaussianHeads(nn.Module):
+    """A trunk with two heads of width one, the mean first: a Gaussian likelihood's
+    (DeepAR's, a heteroscedastic regression's) output, not a bottleneck. With
+    ``squeezed``, the mean is fed on to a last layer: then it is one."""
+
+    def __init__(self, squeezed: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.squeezed = squeezed
+        self.trunk = nn.Linear(10, 16)
+        self.mu = nn.Linear(16, 1)
+        self.sigma = nn.Linear(16, 1 if not squeezed else 16)
+        self.out = nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.trunk(x))
+        mu = self.mu(h)
+        if self.squeezed:
+            return self.out(torch.relu(mu)) + 0 * self.sigma(h).sum(1, keepdim=True)
+        return torch.cat([mu, nn.functional.softplus(self.sigma(h))], dim=1)
+
+
+def _gaussian_run(model: nn.Module, outputs: int) -> Report:
+    x = torch.randn(128, 10, generator=torch.Generator().manual_seed(0))
+    return run(
+        select=["width-one-bottleneck"],
+        model=model,
+        data=batches(x, x[:, :outputs] * 2),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.silent("width-one-bottleneck")
+def test_heads_of_width_one_side_by_side_are_not_a_bottleneck() -> None:
+    report = _gaussian_run(GaussianHeads(), 2)
+    assert report.by_check("width-one-bottleneck") == []
+    assert "output heads" in report.result("width-one-bottleneck").detail
+    assert "mu" in report.result("width-one-bottleneck").detail
+
+
+@pytest.mark.fires("width-one-bottleneck")
+def test_a_width_one_output_fed_on_to_another_layer_is_a_bottleneck() -> None:
+    (finding,) = _gaussian_run(GaussianHeads(squeezed=True), 1).by_check("width-one-bottleneck")
+    assert finding.where.module == "mu"
+
+
 class SampledLatent(nn.Module):
     """A VAE's encoder-sample-decoder path: the output is random by design."""
 

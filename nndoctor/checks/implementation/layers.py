@@ -25,6 +25,7 @@ from nndoctor.probes.functions import (
 )
 from nndoctor.probes.internals import (
     OutputKey,
+    layers_fed_by,
     state_restored_at_each_call,
     visit_module_outputs,
 )
@@ -1383,7 +1384,11 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
 
     What is measured:
         The weight shapes of Linear and convolution layers other than the last one in the
-        forward order: an output width of 1 is a bottleneck.
+        forward order: an output width of 1 is a bottleneck when that output feeds another
+        Linear or convolution layer (followed through one forward of a model copy, where
+        there is one). A width-one layer whose output reaches none is an output head of a
+        model with several (a Gaussian's mean beside its scale, a critic's value beside
+        the policy), not a bottleneck.
 
     How to fix:
         Widen the layer; a hidden width of 1 is almost never intended.
@@ -1407,7 +1412,13 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
     hidden = order[:-1]
     narrow = [n for n in hidden if rec.param_shapes.get(f"{n}.weight", (0,))[0] == 1]
     ctx.note(f"{len(hidden)} hidden Linear/convolution layer(s) checked for width 1")
-    for name in narrow:
+    heads = _output_heads(ctx.services, narrow, set(order))
+    if heads:
+        ctx.note(
+            f"{ctx.detail}; of width 1 but feeding no other Linear/convolution layer, so output "
+            f"heads (a mean beside a scale, a value beside a policy): {', '.join(heads)}"
+        )
+    for name in (n for n in narrow if n not in heads):
         ctx.finding(
             title="A hidden layer of width one",
             message=(
@@ -1418,6 +1429,23 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
             where=Where(module=name),
             evidence={"weight_shape": list(rec.param_shapes[f"{name}.weight"])},
         )
+
+
+def _output_heads(lab: Any, narrow: list[str], layers: set[str]) -> list[str]:
+    """Of the ``narrow`` layers, those whose output reaches no other of ``layers`` in one
+    forward of a model copy (autograd ancestry): heads of a model with several outputs,
+    not bottlenecks. None known without a copy to run, or when the forward fails."""
+    if not narrow or lab is None or not lab.has_model:
+        return []
+    calls = lab.model_inputs(1)
+    if not calls:
+        return []
+    model = lab.fresh_model().eval()
+    try:
+        fed = layers_fed_by(model, lambda: model(*calls[0]), set(narrow), layers)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return []
+    return [n for n in narrow if not fed.get(n)]
 
 
 def _call_cut(ctx: CheckContext, model: nn.Module, args: tuple[Any, ...]) -> Any:
