@@ -467,29 +467,25 @@ def test_the_scripts_own_run_beating_the_constants_on_unseen_batches_shows_the_p
     assert "the script's own run" in detail and "follow the inputs" in detail
 
 
-@pytest.mark.fires("labels-not-connected")
-def test_real_valued_targets_shuffled_apart_from_their_inputs_are_caught() -> None:
-    report = _check_regression(shuffled=True, lr=1e-3)
-    (finding,) = report.by_check("labels-not-connected")
-    assert finding.reasons == [4]
-    assert finding.evidence["held_out_samples"] >= 128
-    assert finding.evidence["permutation_p"] >= 0.01
-
-
-@pytest.mark.fires("labels-not-connected")
-def test_memorised_real_valued_targets_are_judged_on_more_samples_they_never_saw() -> None:
-    # Copies memorise shuffled targets as fast as any, and a held-out correlation near zero
-    # is also what a weak real signal gives at first: a second cross-fit on more samples,
-    # for more steps, decides.
-    # (Shuffled with seed 3, one column of targets happens to keep a linear pairing among
-    # these 256 samples, held-out p=0.001: a one-in-a-thousand permutation.)
-    report = _check_regression(
-        shuffled=True, hidden=128, outputs=1, shuffle_seed=4, thresholds=NO_RUN_EVIDENCE
-    )
-    (finding,) = report.by_check("labels-not-connected")
-    assert finding.reasons == [4] and finding.evidence["memorised"]
-    assert finding.evidence["permutation_p"] >= 0.01
-    assert "on more samples and steps" in report.result("labels-not-connected").detail
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"lr": 1e-3},
+        {"hidden": 128, "outputs": 1, "shuffle_seed": 4, "thresholds": NO_RUN_EVIDENCE},
+    ],
+    ids=["learned-slowly", "memorised"],
+)
+def test_real_valued_targets_shuffled_apart_are_inconclusive_not_disconnected(
+    kwargs: dict,
+) -> None:
+    # Held-out predictions of values that do not show the pairing look the same for a
+    # shuffled target and for a real one too weak to learn in the budget (a click model):
+    # below the permutations' mean half the time either way. They show a pairing or
+    # nothing, so the experiment says it is inconclusive rather than toss that coin.
+    report = _check_regression(shuffled=True, **kwargs)
+    assert report.by_check("labels-not-connected") == []
+    detail = report.result("labels-not-connected").detail
+    assert "inconclusive" in detail and "cross-fit" in detail
 
 
 def test_memorised_targets_of_several_columns_stay_inconclusive() -> None:
