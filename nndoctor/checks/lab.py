@@ -351,20 +351,8 @@ class Lab:
         floor above zero, however well it fits."""
 
         def compute() -> bool:
-            calls = self.model_inputs(1) if self._model is not None else []
-            if not calls:
-                return False
-            model = self.fresh_model().eval()
-            outs = []
-            with torch.no_grad():
-                for seed in (1, 2):
-                    with same_noise(self.device, seed):
-                        out = model(*calls[0])
-                    leaves, _ = tree_flatten(out)
-                    outs.append(
-                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
-                    )
-            return any(
+            outs = self._two_eval_forwards((1, 2))
+            return outs is not None and any(
                 not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False)
             )
 
@@ -378,22 +366,32 @@ class Lab:
         so what it can fit there says nothing of what it learns from the data."""
 
         def compute() -> bool:
-            calls = self.model_inputs(1) if self._model is not None else []
-            if not calls:
-                return False
-            model = self.fresh_model().eval()
-            outs = []
-            with torch.no_grad():
-                for _ in range(2):
-                    with same_noise(self.device, 1):
-                        out = model(*calls[0])
-                    leaves, _ = tree_flatten(out)
-                    outs.append(
-                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
-                    )
-            return any(not torch.equal(a, b) for a, b in zip(*outs, strict=False))
+            outs = self._two_eval_forwards((1, 1))
+            return outs is not None and any(
+                not torch.equal(a, b) for a, b in zip(*outs, strict=False)
+            )
 
         return bool(self.memo("forward-carries-state", compute))
+
+    def _two_eval_forwards(
+        self, seeds: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """The float outputs of two successive eval-mode forwards of one fresh copy on the
+        first recorded input, each under its seed; None without a model input."""
+        calls = self.model_inputs(1) if self._model is not None else []
+        if not calls:
+            return None
+        model = self.fresh_model().eval()
+        outs = []
+        with torch.no_grad():
+            for seed in seeds:
+                with same_noise(self.device, seed):
+                    out = model(*calls[0])
+                leaves, _ = tree_flatten(out)
+                outs.append(
+                    [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+                )
+        return outs[0], outs[1]
 
     def deserves_longer_run(self, result: TrainResult, t: Any) -> bool:
         """A tiny-batch run that did not fit but came far (:meth:`came_far`): it is redone

@@ -95,9 +95,10 @@ def params_frozen(ctx: CheckContext) -> None:
     maintained = _changed_between_steps(rec, frozen)
     if maintained:
         ctx.note(
-            f"{len(maintained)} frozen parameter(s) ({module_label(common_module(maintained))} "
-            "and below) change between steps without a gradient: the script updates them itself "
-            "(a momentum encoder, an EMA or target network), so they are not meant to train"
+            f"{ctx.detail}; {len(maintained)} of them "
+            f"({module_label(common_module(maintained))} and below) change between steps "
+            "without a gradient: the script updates them itself (a momentum encoder, an EMA "
+            "or target network), so they are not meant to train"
         )
         frozen = [n for n in frozen if n not in set(maintained)]
         if not frozen:
