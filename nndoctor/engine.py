@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from nndoctor.capture.replay import ReplayServer
 from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab, training_modes
-from nndoctor.checks.registry import ERRORS_TOO, CheckContext, CheckSpec, SkipCheck, all_checks
+from nndoctor.checks.registry import CheckContext, CheckSpec, Refutation, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
 from nndoctor.copying import deepcopy_detached
 from nndoctor.diagnosis import attach as attach_diagnosis
@@ -196,7 +196,7 @@ def _run_each(
     findings: list[Finding],
 ) -> None:
     spent = 0.0
-    refuted: dict[str, str] = {}
+    refuted: dict[str, Refutation] = {}
     specs = ordered_checks()
     if recording.distributed is None:
         # The checks comparing the ranks of a distributed job are no part of a single run.
@@ -266,24 +266,20 @@ def _run_each(
 
 
 def _apply_refutations(
-    refuted: dict[str, str], results: list[CheckResult], findings: list[Finding]
+    refuted: dict[str, Refutation], results: list[CheckResult], findings: list[Finding]
 ) -> None:
     """Warnings an experiment refuted become notes that say why; a check left with no
     warning or error then passed. Errors stand, as they rest on evidence of their own,
     unless the experiment tested the very claim the error makes (``refute(errors=True)``)."""
     touched: set[str] = set()
     for f in findings:
-        key = f"{f.check}:{f.aspect}"
-        why = refuted.get(key)
-        demoted = (
-            (Severity.WARNING, Severity.ERROR)
-            if ERRORS_TOO + key in refuted
-            else (Severity.WARNING,)
-        )
-        if why is not None and f.severity in demoted:
+        refutation = refuted.get(f"{f.check}:{f.aspect}")
+        if refutation is None:
+            continue
+        if f.severity == Severity.WARNING or (refutation.errors and f.severity == Severity.ERROR):
             f.severity = Severity.INFO
-            f.message = f"{f.message} {why}"
-            f.evidence["refuted"] = why
+            f.message = f"{f.message} {refutation.why}"
+            f.evidence["refuted"] = refutation.why
             touched.add(f.check)
     for i, r in enumerate(results):
         if r.check in touched and r.status is Status.FAILED:

@@ -55,6 +55,7 @@ def test_experiments_run_after_observations_most_informative_first() -> None:
 
 
 def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
+    from nndoctor.checks.registry import Refutation
     from nndoctor.engine import _apply_refutations
     from nndoctor.report.model import CheckResult, Finding, Severity, Status
 
@@ -69,9 +70,9 @@ def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
         for f in (warned, other_side, erred)
     ]
     refuted = {
-        "update-ratio:high": "A twin trained.",
-        "learning-rate-out-of-range:high": "not this side",
-        "loss-diverging:high": "A twin trained.",
+        "update-ratio:high": Refutation("A twin trained."),
+        "learning-rate-out-of-range:high": Refutation("not this side"),
+        "loss-diverging:high": Refutation("A twin trained."),
     }
     _apply_refutations(refuted, results, [warned, other_side, erred])
     assert warned.severity == Severity.INFO and warned.message == "message. A twin trained."
@@ -82,7 +83,7 @@ def test_a_refuted_warning_becomes_a_note_and_an_error_stands() -> None:
 
 
 def test_an_experiment_that_tests_the_errors_claim_itself_refutes_the_error_too() -> None:
-    from nndoctor.checks.registry import ERRORS_TOO
+    from nndoctor.checks.registry import Refutation
     from nndoctor.engine import _apply_refutations
     from nndoctor.report.model import CheckResult, Finding, Severity, Status
 
@@ -92,9 +93,8 @@ def test_an_experiment_that_tests_the_errors_claim_itself_refutes_the_error_too(
         CheckResult(f.check, [36], "observation", Status.FAILED, "detail") for f in (erred, kept)
     ]
     refuted = {
-        "update-ratio:high": "The rate trains.",
-        ERRORS_TOO + "update-ratio:high": "The rate trains.",
-        "loss-diverging:high": "The rate trains.",
+        "update-ratio:high": Refutation("The rate trains.", errors=True),
+        "loss-diverging:high": Refutation("The rate trains."),
     }
     _apply_refutations(refuted, results, [erred, kept])
     assert erred.severity == Severity.INFO and erred.message == "m. The rate trains."

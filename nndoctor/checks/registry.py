@@ -151,8 +151,13 @@ def _import_families() -> None:
     )
 
 
-# A refutation that turns errors into notes too is stored under this prefix.
-ERRORS_TOO = "errors:"
+@dataclass(frozen=True)
+class Refutation:
+    """An experiment's outcome against another check's finding: why, and whether it also
+    turns an error into a note (the experiment tests the very claim the error makes)."""
+
+    why: str
+    errors: bool = False
 
 
 @dataclass
@@ -167,7 +172,7 @@ class CheckContext:
     findings: list[Finding] = field(default_factory=list)
     detail: str = ""  # a one-line note on what was checked, shown for passed checks
     services: Any = None  # the engine's helpers for experiments (copies, replays)
-    refuted: dict[str, str] = field(default_factory=dict)  # "check:aspect" -> the evidence
+    refuted: dict[str, Refutation] = field(default_factory=dict)  # keyed "check:aspect"
     conclusive: bool = True  # False: passed without evidence either way
 
     def finding(
@@ -214,6 +219,4 @@ class CheckContext:
         ``errors``, an error too: the experiment tests the very claim the error makes."""
         if key not in self.spec.refutes:
             raise ValueError(f"check {self.spec.id!r} does not declare refutes={key!r}")
-        self.refuted[key] = why
-        if errors:
-            self.refuted[ERRORS_TOO + key] = why
+        self.refuted[key] = Refutation(why, errors)

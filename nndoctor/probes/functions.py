@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.probes.trace import autograd_nodes
 from nndoctor.trees import map_tensors, tensors
 
 _MISSING = object()
@@ -34,21 +35,15 @@ class FunctionCall:
 def custom_function_classes(total: torch.Tensor) -> list[type]:
     """The custom Function classes whose backward the graph behind ``total`` runs, in the
     order the graph is walked from the output (reproducible for one graph)."""
-    # The nodes themselves, not their ids: a node wrapper let go of can be made again at
-    # the same address, and an id set would then skip it.
-    seen: set[Any] = set()
     found: list[type] = []
-    frontier = [total.grad_fn]
-    while frontier:
-        node = frontier.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if isinstance(node, torch.autograd.function.BackwardCFunction):
-            cls = getattr(node, "_forward_cls", None)
-            if cls is not None and cls not in found:
-                found.append(cls)
-        frontier.extend(fn for fn, _ in node.next_functions)
+    for node in autograd_nodes([total.grad_fn]):
+        cls = getattr(node, "_forward_cls", None)
+        if (
+            isinstance(node, torch.autograd.function.BackwardCFunction)
+            and cls is not None
+            and cls not in found
+        ):
+            found.append(cls)
     return found
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from nndoctor.probes.trace import autograd_nodes
 from nndoctor.trees import tree_leaves
 
 OutputKey = tuple[str, int, int]  # (module name, call of that module, tensor among its outputs)
@@ -134,14 +135,7 @@ def layers_fed_by(
         for h in handles:
             h.remove()
     for target, tensors in inputs.items():
-        seen: set[Any] = set()
-        frontier = [t.grad_fn for t in tensors]
-        while frontier:
-            node = frontier.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
+        for node in autograd_nodes(t.grad_fn for t in tensors):
             if node in made and made[node] != target:
                 fed[made[node]].add(target)
-            frontier.extend(fn for fn, _ in node.next_functions)
     return fed

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -356,13 +356,17 @@ def graphless_derivative(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 def reaches(tensor: torch.Tensor, nodes: set[Any], limit: int = 512) -> bool:
     """Whether ``tensor``'s autograd history passes through one of ``nodes`` (grad_fn
     objects), looking at no more than ``limit`` nodes."""
-    stack, seen = [tensor.grad_fn], set()
-    while stack and len(seen) < limit:
+    return any(node in nodes for node in autograd_nodes([tensor.grad_fn], limit))
+
+
+def autograd_nodes(roots: Iterable[Any], limit: int | None = None) -> Iterator[Any]:
+    """The autograd nodes behind ``roots`` (grad_fn objects), each once, depth first; at
+    most ``limit`` of them where given."""
+    stack, seen = list(roots), set()
+    while stack and (limit is None or len(seen) < limit):
         node = stack.pop()
         if node is None or node in seen:
             continue
-        if node in nodes:
-            return True
         seen.add(node)  # the node, not its id: a freed wrapper's id can be reused
+        yield node
         stack.extend(n for n, _ in getattr(node, "next_functions", ()))
-    return False

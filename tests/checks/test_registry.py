@@ -68,14 +68,14 @@ def test_refuted_findings_name_registered_checks_and_only_experiments_refute() -
 
 
 def test_a_check_may_refute_only_what_it_declares() -> None:
-    from nndoctor.checks.registry import CheckContext, get_check
+    from nndoctor.checks.registry import CheckContext, Refutation, get_check
     from nndoctor.probes.recording import Recording
 
     ctx = CheckContext(
         spec=get_check("optimizer-underperforms"), subject=None, recording=Recording()
     )
     ctx.refute("update-ratio:high", "evidence")
-    assert ctx.refuted == {"update-ratio:high": "evidence"}
+    assert ctx.refuted == {"update-ratio:high": Refutation("evidence")}
     with pytest.raises(ValueError, match="does not declare"):
         ctx.refute("dead-relus:", "evidence")
 

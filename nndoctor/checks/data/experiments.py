@@ -217,12 +217,6 @@ class ValueCrossFit:
         them so."""
         return False
 
-    def sentence(self, t: Any) -> str:
-        return (
-            f" Copies that never saw them predict {self.total} held-out samples no closer to their own "
-            f"targets than to other samples' (correlation {self.correlation:.3f})."
-        )
-
     def evidence(self) -> dict[str, Any]:
         return {
             "held_out_correlation": self.correlation,
@@ -1134,6 +1128,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
     }
     held_out = ""
     if fit is not None and fit.total:
+        # Only class labels' cross-fits speak against a pairing (ValueCrossFit.against).
+        assert isinstance(fit, CrossFit)
         evidence.update(fit.evidence())
         held_out = fit.sentence(t)
     if "shuffled again" in nulls:
