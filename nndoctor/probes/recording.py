@@ -154,8 +154,8 @@ class EvaluatedCopy:
 
 @dataclass
 class DistributionLogits:
-    """A ``torch.distributions.Categorical`` built from ``logits=`` while the training steps
-    were observed: the range of those logits and how far the sums of their rows are from 1
+    """A ``torch.distributions.Categorical`` built from ``logits=`` (or an
+    ``F.gumbel_softmax`` call, named ``gumbel_softmax``) while the training steps were observed: the range of those logits and how far the sums of their rows are from 1
     (probabilities passed as logits sum to 1, logits from a layer do not)."""
 
     distribution: str

@@ -391,11 +391,29 @@ class TrainingProbe:
     def _patch_distributions(self) -> None:
         """A policy or a classifier written with ``torch.distributions`` takes its loss from
         ``Categorical(logits=...).log_prob``: what it is given as logits is the loss input.
-        (``OneHotCategorical`` builds a ``Categorical`` inside and is seen through it.)"""
+        (``OneHotCategorical`` and the relaxed categoricals build a ``Categorical`` inside and
+        are seen through it; ``F.gumbel_softmax`` is wrapped on its own.)"""
         import torch.distributions as distributions
+        import torch.nn.functional as F
 
         cls = distributions.Categorical
         self._patch(cls, "__init__", self._wrap_distribution(cls.__name__, cls.__init__))
+        self._patch(F, "gumbel_softmax", self._wrap_gumbel_softmax(F.gumbel_softmax))
+
+    def _wrap_gumbel_softmax(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        """``F.gumbel_softmax`` samples from the categorical whose logits it is given (a
+        categorical VAE's latent, a relaxed discrete choice): its first argument is read as
+        a distribution's logits are, along its ``dim``."""
+        note = self._guard("distribution", self._note_distribution)
+
+        def gumbel_softmax(logits: Any, *args: Any, **kwargs: Any) -> Any:
+            dim = kwargs.get("dim", args[3] if len(args) > 3 else -1)
+            if isinstance(logits, torch.Tensor) and isinstance(dim, int):
+                note("gumbel_softmax", logits.movedim(dim, -1) if logits.dim() else logits)
+            return original(logits, *args, **kwargs)
+
+        functools.update_wrapper(gumbel_softmax, original)
+        return gumbel_softmax
 
     def _wrap_distribution(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
         note = self._guard("distribution", self._note_distribution)

@@ -752,3 +752,46 @@ def test_raw_scores_as_categorical_logits_are_silent() -> None:
     assert report.by_check("loss-input-mismatch") == []
     # The distribution is restored once the check is over.
     assert not hasattr(torch.distributions.Categorical.__init__, "__wrapped__")
+
+
+def _gumbel_latent_autoencoder(softmax_first: bool) -> Report:
+    """A categorical autoencoder: the encoder's scores go through ``F.gumbel_softmax`` to a
+    one-hot latent the decoder reads, as a categorical VAE's do; with ``softmax_first`` the
+    scores are turned into probabilities before they are passed as logits."""
+    x, _ = blobs()
+    torch.manual_seed(0)
+    encoder, decoder = nn.Linear(x.shape[1], 8), nn.Linear(8, x.shape[1])
+    model = nn.ModuleDict({"encoder": encoder, "decoder": decoder})
+
+    def reconstruction(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, _ = batch
+        scores = net["encoder"](inputs)
+        if softmax_first:
+            scores = scores.softmax(dim=-1)
+        latent = torch.nn.functional.gumbel_softmax(scores, tau=1.0, hard=True)
+        return nn.functional.mse_loss(net["decoder"](latent), inputs)
+
+    return run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=batches(x, x),
+        loss_fn=reconstruction,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_probabilities_passed_to_gumbel_softmax_are_an_error() -> None:
+    (finding,) = _gumbel_latent_autoencoder(softmax_first=True).by_check("loss-input-mismatch")
+    assert finding.reasons == [19] and finding.severity.value == "error"
+    assert finding.title == "Probabilities passed as logits to gumbel_softmax"
+    assert "F.gumbel_softmax" in finding.fix
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_scores_passed_to_gumbel_softmax_are_silent() -> None:
+    report = _gumbel_latent_autoencoder(softmax_first=False)
+    assert report.by_check("loss-input-mismatch") == []
+    assert report.result("loss-input-mismatch").status.value == "passed"
+    # F.gumbel_softmax is restored once the check is over.
+    assert not hasattr(torch.nn.functional.gumbel_softmax, "__wrapped__")

@@ -330,8 +330,8 @@ def _default_init_loss(lab: Any, fn: str) -> tuple[float | None, str]:
 
 
 def _probabilities_as_logits(ctx: CheckContext, tol: float) -> int:
-    """A Categorical built from ``logits=`` that are probabilities: every value in [0, 1]
-    and every row summing to 1. Its log_prob is then log_softmax of probabilities, whose
+    """A Categorical built from ``logits=`` (or ``F.gumbel_softmax`` called on logits) that
+    are probabilities: every value in [0, 1] and every row summing to 1. Its log_prob is then log_softmax of probabilities, whose
     rows differ by at most 1 between a class's certainty and its absence. The number of
     findings (0 or 1)."""
     seen = ctx.recording.distribution_logits
@@ -343,20 +343,28 @@ def _probabilities_as_logits(ctx: CheckContext, tol: float) -> int:
     if not bad:
         return 0
     d = bad[0]
+    if d.distribution == "gumbel_softmax":
+        consequence = (
+            "its samples are drawn nearly uniformly whatever the input, so what the encoder "
+            "says barely reaches the decoder"
+        )
+        fix = "Pass the raw scores (or the log of the probabilities) to F.gumbel_softmax."
+    else:
+        consequence = "its log_prob (the loss) gives squashed gradients"
+        fix = (
+            f"Pass the raw scores as logits (no softmax), or the probabilities as "
+            f"{d.distribution}(probs=...)."
+        )
     ctx.finding(
         title=f"Probabilities passed as logits to {d.distribution}",
         message=(
             f"{d.distribution}(logits=...) was given values in [{d.min:.3g}, {d.max:.3g}] whose rows "
             f"sum to 1 (max deviation {d.rowsum_dev:.2g}; {len(bad)} of {len(seen)} such "
-            f"distributions read): these are probabilities, a softmax already applied. As logits "
+            f"calls read): these are probabilities, a softmax already applied. As logits "
             f"they are normalised again, so the most certain choice of {d.shape[-1]} gets at most "
-            f"e/(e + {d.shape[-1] - 1}) of the probability, and its log_prob (the loss) gives "
-            "squashed gradients."
+            f"e/(e + {d.shape[-1] - 1}) of the probability, and {consequence}."
         ),
-        fix=(
-            f"Pass the raw scores as logits (no softmax), or the probabilities as "
-            f"{d.distribution}(probs=...)."
-        ),
+        fix=fix,
         where=Where(step=d.step, file=d.file, line=d.line),
         evidence={
             "distribution": d.distribution,
@@ -393,8 +401,9 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         (probabilities) or have zero logsumexp (log-probabilities), the input and target
         shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]). For the
         first few ``torch.distributions.Categorical`` built from ``logits=`` (a policy's, a
-        classifier's whose loss is ``-dist.log_prob(y)``): the same range and row sums, since
-        probabilities passed as logits are squashed the same way.
+        classifier's whose loss is ``-dist.log_prob(y)``) and ``F.gumbel_softmax`` calls (a
+        categorical VAE's latent): the same range and row sums, since probabilities passed
+        as logits are squashed the same way.
 
     How to fix:
         Give CrossEntropyLoss and BCEWithLogitsLoss the raw logits (no softmax/sigmoid in the
