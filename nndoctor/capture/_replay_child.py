@@ -418,6 +418,12 @@ class _Replay:
             self._loss_seen = True
             value = float(tensor.detach())
             self.result.losses.append(value if math.isfinite(value) else float("nan"))
+            if self.plan.mode == "overfit":
+                self.result.term_losses.append(
+                    sum(float(term.detach()) for _, term in self.terms)
+                    if self.terms
+                    else float("nan")
+                )
             if self.plan.mode in ("overfit", "rate", "pairing") and not math.isfinite(value):
                 raise StopCapture("diverged")
 

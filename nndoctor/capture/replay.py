@@ -97,6 +97,9 @@ class ReplayResult:
     # "default-init": the first value of each recognised loss (by function name) at the
     # first backward.
     initial_terms: dict[str, float] | None = None
+    # "overfit": at each step, the sum of the recognised torch losses (cross-entropy, MSE,
+    # ...) called before the step's backward pass; NaN at a step that called none.
+    term_losses: list[float] = field(default_factory=list)
     # "rate": the first group's rate as the script set it at each step, before scaling.
     rates: list[float] = field(default_factory=list)
     # "pairing": whether a dataset's samples were wrapped (map-style, two elements or more),

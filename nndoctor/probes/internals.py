@@ -139,3 +139,52 @@ def layers_fed_by(
             if node in made and made[node] != target:
                 fed[made[node]].add(target)
     return fed
+
+
+def outputs_reading(
+    model: nn.Module, run: Callable[[], Any], modules: set[str], *, repeat: Callable[[], Any]
+) -> dict[str, bool]:
+    """For each submodule named in ``modules`` that ``run()`` calls, whether ``run()``'s
+    result changes when that submodule's float outputs are changed (each ``2 t + 1``): a
+    layer whose output the model's own output reads, against one whose output is computed
+    and discarded. ``repeat`` wraps each call (the same random draws each time); an empty
+    answer when two plain calls already disagree. Without gradients; each hook lives for
+    its call."""
+
+    def call() -> list[torch.Tensor]:
+        with torch.no_grad(), repeat():
+            return [t.detach() for t in _tensors(run())]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return len(a) == len(b) and all(
+            x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True)
+        )
+
+    def changed(output: Any) -> Any:
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            return output * 2 + 1
+        if isinstance(output, tuple):
+            return tuple(changed(o) for o in output)
+        return output
+
+    base = call()
+    if not base or not same(base, call()):
+        return {}
+    read: dict[str, bool] = {}
+    for name, module in model.named_modules():
+        if name not in modules:
+            continue
+        calls = [0]
+
+        def hook(_module: nn.Module, _args: Any, output: Any, calls: list[int] = calls) -> Any:
+            calls[0] += 1
+            return changed(output)
+
+        handle = module.register_forward_hook(hook)
+        try:
+            moved = not same(base, call())
+        finally:
+            handle.remove()
+        if calls[0]:
+            read[name] = moved
+    return read

@@ -591,3 +591,66 @@ def test_still_learning_asks_for_a_clear_fall_over_the_last_third() -> None:
     plateau = [max(0.3, 1.0 - i / 100) for i in range(n)]  # at its floor from step 70
     assert lab.still_learning(_curve(slow), t)
     assert not lab.still_learning(_curve(plateau), t)
+
+
+# An orthogonality penalty written in plain torch, ||W W^T - I||^2 on a first layer of 64
+# units over 8 inputs (Parseval-style regularisation): W W^T has rank 8 at most, so the
+# penalty cannot fall below 56 whatever the batch, while the cross-entropy beside it can
+# reach zero. With ``{scale}`` 0 the model cannot see its input.
+ORTHOGONALITY = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(512, 8); y = (x[:, 0] + x[:, 1] > 0).long() + (x[:, 2] > 0).long()
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(8, 64), nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.l2(torch.relu(self.l1(x * {scale})))
+
+    def orthogonality(self):
+        w = self.l1.weight
+        return (w @ w.T - torch.eye(w.shape[0])).pow(2).sum()
+
+model = Net()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+for epoch in range(10):
+    for xb, yb in loader:
+        loss = F.cross_entropy(model(xb), yb) + model.orthogonality()
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _orthogonality(tmp_path: Path, scale: str) -> object:
+    script = tmp_path / "orthogonal.py"
+    script.write_text(textwrap.dedent(ORTHOGONALITY.replace("{scale}", scale)))
+    return check_script(
+        str(script),
+        phase_steps=0,
+        timeout=REPLAY_TIMEOUT,
+        selection=Selection(select=("cannot-overfit-tiny-batch",)),
+    )
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_penalty_with_a_floor_in_plain_torch_leaves_the_recognised_terms_to_judge(
+    tmp_path: Path,
+) -> None:
+    report = _orthogonality(tmp_path, "1.0")
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed", result.detail
+    assert "the recognised terms, which read the targets, fit it" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_a_penalty_with_a_floor_does_not_hide_a_model_that_cannot_fit(tmp_path: Path) -> None:
+    report = _orthogonality(tmp_path, "0.0")
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.evidence["method"] == "script replay (custom loss)"

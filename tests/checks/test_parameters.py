@@ -521,3 +521,62 @@ def test_frozen_batchnorm_while_fine_tuning_is_a_note() -> None:
     (finding,) = report.by_check("train-in-eval-mode")
     assert finding.severity.value == "info"
     assert finding.evidence["modules"] == ["1"]
+
+
+class DoublyResidual(nn.Module):
+    """N-BEATS-like blocks: each emits a backcast, subtracted from its input, and a
+    forecast, summed; ``returns_backcast`` also returns the final residual (a second output
+    that the loss does not read)."""
+
+    def __init__(self, returns_backcast: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden = nn.ModuleList(nn.Linear(10, 32) for _ in range(2))
+        self.backcast = nn.ModuleList(nn.Linear(32, 10) for _ in range(2))
+        self.forecast = nn.ModuleList(nn.Linear(32, 3) for _ in range(2))
+        self.returns_backcast = returns_backcast
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = 0
+        for hidden, backcast, forecast in zip(
+            self.hidden, self.backcast, self.forecast, strict=True
+        ):
+            h = torch.relu(hidden(x))
+            x = x - backcast(h)
+            out = out + forecast(h)
+        return (out, x) if self.returns_backcast else out
+
+
+def _doubly_residual(returns_backcast: bool) -> Any:
+    model = DoublyResidual(returns_backcast)
+    x, y = blobs()
+
+    def first_output(net: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        out = net(inputs)
+        return F.cross_entropy(out[0] if isinstance(out, tuple) else out, targets)
+
+    return run(
+        select=["params-without-grad"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=first_output if returns_backcast else nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.silent("params-without-grad")
+def test_a_last_backcast_computed_and_discarded_is_unused_not_cut_off() -> None:
+    report = _doubly_residual(returns_backcast=False)
+    assert report.result("params-without-grad").status.value == "passed"
+    assert not serious(report, "params-without-grad")
+    (note,) = report.by_check("params-without-grad")
+    assert note.severity.value == "info" and note.where.module == "backcast.1"
+    assert note.title == "The output of backcast.1 is computed and discarded"
+    assert note.evidence["output_read"] is False
+
+
+@pytest.mark.fires("params-without-grad")
+def test_an_output_the_model_returns_and_the_loss_never_reads_is_still_an_error() -> None:
+    (finding,) = _doubly_residual(returns_backcast=True).by_check("params-without-grad")
+    assert finding.severity.value == "error" and finding.where.module == "backcast.1"

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from nndoctor.capture.replay import ReplayResult
 from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
 from nndoctor.checks.nan import divergence_evidence, divergence_text
 from nndoctor.checks.registry import CheckContext, register_check
@@ -222,6 +223,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{t.overfit_steps} steps: {user.error}"
         )
     result = TrainResult(losses=[v / scale for v in user.losses])
+    decided = user
     varies = user.inputs_vary
     _skip_if_not_finite_from_start(ctx, result)
     if lab.deserves_longer_run(result, t):
@@ -241,6 +243,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         # Where the script raised before the longer budget, its steps up to there count.
         if len(longer.losses) > len(result.losses):
             result = TrainResult(losses=[v / scale for v in longer.losses])
+            decided = longer
             varies = varies or longer.inputs_vary
     lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
     evidence = {
@@ -257,7 +260,8 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
         return
     if (
-        _noise_floor(ctx, lab, result)
+        _recognised_terms_fit(ctx, lab, decided, scale)
+        or _noise_floor(ctx, lab, result)
         or _augmented_floor(ctx, result, varies)
         or _slow_not_stuck(ctx, lab, result)
     ):
@@ -276,6 +280,31 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         reasons=(27, 24, 30),
         evidence=evidence,
     )
+
+
+def _recognised_terms_fit(ctx: CheckContext, lab: Lab, replay: ReplayResult, scale: float) -> bool:
+    """The back-propagated loss is recognised torch losses plus a part written in plain
+    torch that the tiny batch cannot take to zero (a Bayesian network's complexity cost
+    over all its weights, a penalty on the parameters): the recognised terms, which read
+    the batch's targets, are what memorising it must drive down. When they fit, the batch
+    was memorised. Says so and returns True then."""
+    terms, totals = replay.term_losses, replay.losses
+    if not terms or len(terms) != len(totals) or not all(map(math.isfinite, terms)):
+        return False
+    rest = [total - term for total, term in zip(totals, terms, strict=True)]
+    if all(abs(r) <= 1e-6 * max(1.0, abs(total)) for r, total in zip(rest, totals, strict=True)):
+        return False  # the loss is its recognised terms: the total's verdict is theirs
+    fitted = TrainResult(losses=[v / scale for v in terms])
+    if not lab.fits(fitted, ctx.thresholds):
+        return False
+    n = len(terms)
+    ctx.note(
+        f"the loss has a part written in plain torch beside its recognised terms, and it does not "
+        f"fall to zero ({rest[0] / scale:.4g} → {rest[-1] / scale:.4g} over {n} steps of the "
+        f"script replay on the tiny batch); the recognised terms, which read the targets, fit it: "
+        f"{fitted.initial:.4g} → {fitted.final:.4g}"
+    )
+    return True
 
 
 def _noise_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bool:

@@ -8,9 +8,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
+
+import torch
 
 from nndoctor.checks import causes
+from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.internals import outputs_reading
 from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import HARMLESS, Severity, Where
 
@@ -322,7 +327,12 @@ def params_without_grad(ctx: CheckContext) -> None:
         the layer's own forward ran with autograd on but its parameters got no
         gradient (its output is detached from the loss); a warning when the
         module never ran in a training forward pass (unused) or when its gradient
-        is exactly zero (reasons 23 and 35: the gradient vanishes, every step). A bias
+        is exactly zero (reasons 23 and 35: the gradient vanishes, every step). A layer
+        that ran without a gradient reaching it is then changed on a copy of the model (its
+        output doubled plus one, the same random draws): if the model's output stays bit for
+        bit the same, nothing reads that layer's output (the last block's backcast of
+        N-BEATS, computed and dropped), its parameters are unused rather than cut off, and
+        that is an info. A bias
         alone at zero while its layer's weights get gradients is redundant rather than
         broken (a normalisation right after it, or an output used only as a difference of
         two passes, as in a siamese network): an info.
@@ -358,8 +368,14 @@ def params_without_grad(ctx: CheckContext) -> None:
     ctx.note(f"{len(trained)} optimised parameters checked over {len(steps)} step(s)")
     ran = {name for s in rec.steps for name in s.activations}
     parents = {module_of(m) for m in rec.module_types if m}
-    for module, names in group_by_module(never):
-        detached = module in ran and module not in parents
+    groups = group_by_module(never)
+    cut = {module for module, _ in groups if module in ran and module not in parents}
+    discarded = _discarded_outputs(ctx.services, cut)
+    for module, names in groups:
+        if module in discarded:
+            _report_discarded(ctx, module, names, len(steps))
+            continue
+        detached = module in cut
         ctx.finding(
             title=f"Parameters of {module_label(module)} never receive a gradient",
             message=(
@@ -431,6 +447,56 @@ def params_without_grad(ctx: CheckContext) -> None:
                 "steps": len(steps),
             },
         )
+
+
+def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
+    """Of ``modules`` (layers that ran but whose parameters got no gradient), those whose
+    output the model's own output does not read: changed on a copy, it leaves the model's
+    output bit for bit as it was. None known without a copy to run, or when the forward
+    fails or is random beyond the seeded draws."""
+    if not modules or lab is None or not lab.has_model:
+        return set()
+    calls = lab.model_inputs(1)
+    if not calls:
+        return set()
+    model = lab.fresh_model().eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        read = outputs_reading(
+            model, lambda: model(*calls[0]), modules, repeat=lambda: same_noise(device)
+        )
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return set()
+    return {m for m, reads in read.items() if not reads}
+
+
+def _report_discarded(ctx: CheckContext, module: str, names: list[str], steps: int) -> None:
+    rec = ctx.recording
+    ctx.finding(
+        title=f"The output of {module_label(module)} is computed and discarded",
+        message=(
+            f"{len(names)} parameter(s) of {module_label(module)} ({numel_of(rec, names)} values) had "
+            f"no gradient at all {steps} observed steps. {module_label(module)} runs in the forward "
+            "pass, but the model's output stays bit for bit the same when its output is changed "
+            "(on a copy, in eval mode): nothing downstream reads it (the last block's backcast of "
+            "a doubly residual stack, a branch kept for another use). Its parameters are unused, "
+            "not cut off from a loss that needs them."
+        ),
+        fix=(
+            f"Harmless for training; leave {module_label(module)} out of the forward pass (or out "
+            "of the optimizer) to save its computation, or use its output if it was meant to count."
+        ),
+        severity=Severity.INFO,
+        aspect=HARMLESS,
+        where=Where(module=module),
+        evidence={
+            "parameters": names_evidence(names),
+            "count": len(names),
+            "numel": numel_of(rec, names),
+            "steps": steps,
+            "output_read": False,
+        },
+    )
 
 
 def _redundant_biases(zero: list[str], trained: list[str], steps: list[StepRecord]) -> list[str]:
