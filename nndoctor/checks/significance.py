@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 # Lentz's continued fraction for the incomplete beta function (Numerical Recipes 6.4):
 # iterations and the relative accuracy it stops at.
 _BETA_ITERATIONS = 300
@@ -353,3 +355,38 @@ def binomial_upper_bound(n: int, k: int, alpha: float) -> float:
         else:
             hi = mid
     return hi
+
+
+def neighbours_closer_p(
+    values: torch.Tensor, permutations: int = 999, seed: int = 0, most: int = 4096
+) -> float:
+    """Whether the elements of ``values`` are arranged, not drawn independently: the
+    smallest, over the axes of two or more elements, of a permutation test's p-value for
+    "neighbours along this axis differ less than the same values shuffled do" (the mean
+    absolute difference of adjacent elements), multiplied by the number of axes tested
+    (Bonferroni). A table built by a formula (sines of positions, a ramp) is arranged; a
+    tensor drawn element by element from one distribution is exchangeable, and this p-value
+    is uniform for it. 1.0 for a tensor with no axis of two elements; 0.0 for a constant.
+    A tensor of more than ``most`` elements is tested on its leading block of at most that
+    many (its longest axis halved in turn), which bounds the test's cost."""
+    x = values.detach().to(torch.float64).cpu()
+    while x.numel() > most:
+        d = max(range(x.dim()), key=lambda a: x.shape[a])
+        x = x.narrow(d, 0, (x.shape[d] + 1) // 2)
+    axes = [d for d in range(x.dim()) if x.shape[d] >= 2]
+    if not axes:
+        return 1.0
+    flat = x.reshape(-1)
+    if bool((flat == flat[0]).all()):
+        return 0.0
+    g = torch.Generator().manual_seed(seed)
+    shuffles = [
+        flat[torch.randperm(flat.numel(), generator=g)].reshape(x.shape)
+        for _ in range(permutations)
+    ]
+    best = 1.0
+    for d in axes:
+        observed = float(x.diff(dim=d).abs().mean())
+        as_close = sum(float(s.diff(dim=d).abs().mean()) <= observed for s in shuffles)
+        best = min(best, (1 + as_close) / (1 + permutations))
+    return min(1.0, best * len(axes))

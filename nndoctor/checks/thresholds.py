@@ -259,6 +259,11 @@ class Thresholds:
     label_noise_clean_accuracy: float = 0.95
     # --- parameters (23): a frozen layer whose values pass for its constructor's random draw
     default_init_alpha: float = 1e-3  # KS test level: a fresh layer is called trained this often
+    # A frozen free parameter of a custom module (a positional table) is a fixed table, not a
+    # random draw, when neighbours along one of its axes are closer than shuffled values are,
+    # at this level (permutation test, split over the axes tested): a random draw is taken
+    # for a table this often.
+    fixed_table_alpha: float = 0.01
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
     next_token_match: float = (

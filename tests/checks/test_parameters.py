@@ -580,3 +580,49 @@ def test_a_last_backcast_computed_and_discarded_is_unused_not_cut_off() -> None:
 def test_an_output_the_model_returns_and_the_loss_never_reads_is_still_an_error() -> None:
     (finding,) = _doubly_residual(returns_backcast=True).by_check("params-without-grad")
     assert finding.severity.value == "error" and finding.where.module == "backcast.1"
+
+
+class TokensWithTable(nn.Module):
+    """A ViT-style front: a trainable class token and a positional table held by the module
+    itself, frozen; ``table`` "sincos" fills it with sines and cosines of the positions (as
+    MAE does), "random" leaves it a random draw (a stray freeze)."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+        self.pos_embed = nn.Parameter(torch.randn(1, 6, 8) * 0.02, requires_grad=False)
+        if table == "sincos":
+            position = torch.arange(6.0)[:, None]
+            rate = 1.0 / 100 ** (torch.arange(4.0) / 4)
+            sincos = torch.cat([torch.sin(position * rate), torch.cos(position * rate)], dim=1)
+            self.pos_embed.data.copy_(sincos[None])
+        self.embed = nn.Linear(2, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x.reshape(len(x), 5, 2))  # 10 features as 5 tokens of 2
+        tokens = torch.cat([self.cls_token.expand(len(x), -1, -1), tokens], dim=1)
+        return self.head((tokens + self.pos_embed).mean(dim=1))
+
+
+def _tokens_with_table(table: str) -> Any:
+    model = TokensWithTable(table)
+    return run(
+        select=["params-frozen"],
+        **classifier(model, torch.optim.AdamW(model.parameters(), lr=1e-3)),
+    )
+
+
+@pytest.mark.silent("params-frozen")
+def test_a_frozen_sincos_table_of_a_custom_module_is_fixed_on_purpose() -> None:
+    report = _tokens_with_table("sincos")
+    assert report.by_check("params-frozen") == []
+    result = report.result("params-frozen")
+    assert result.status.value == "passed" and "pos_embed" in result.detail
+
+
+@pytest.mark.fires("params-frozen")
+def test_a_frozen_random_parameter_of_a_custom_module_is_still_a_leftover() -> None:
+    (finding,) = serious(_tokens_with_table("random"), "params-frozen")
+    assert finding.evidence["frozen"] == ["pos_embed"]

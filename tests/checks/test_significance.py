@@ -14,6 +14,7 @@ from nndoctor.checks.significance import (
     chi_square_above_p,
     lower_than_p,
     mean_with_margin,
+    neighbours_closer_p,
     student_t_above,
     student_t_quantile,
     two_sided_level,
@@ -138,3 +139,13 @@ def test_mann_whitney_matches_the_textbook_and_its_level_holds() -> None:
     assert 0.03 < hits / 2000 < 0.07
     # All tied: no evidence either way.
     assert lower_than_p([1.0] * 8, [1.0] * 8) == 1.0
+
+
+def test_arranged_values_are_told_from_a_random_draw() -> None:
+    g = torch.Generator().manual_seed(0)
+    draws = [neighbours_closer_p(torch.randn(8, 8, generator=g), seed=k) for k in range(100)]
+    # Exchangeable values: the p-value is uniform, so about 1 in 100 falls at 0.01 or below.
+    assert sum(p <= 0.01 for p in draws) <= 5
+    assert neighbours_closer_p(torch.linspace(-1, 1, 64).reshape(8, 8)) <= 0.01
+    assert neighbours_closer_p(torch.zeros(4, 4)) == 0.0
+    assert neighbours_closer_p(torch.tensor(3.0)) == 1.0

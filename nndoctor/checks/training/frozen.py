@@ -4,8 +4,11 @@ their random initialisation)."""
 
 from __future__ import annotations
 
+from torch import nn
+
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import neighbours_closer_p
 from nndoctor.checks.training.default_init import at_default_init
 from nndoctor.checks.training.parameters import (
     common_module,
@@ -101,6 +104,17 @@ def params_frozen(ctx: CheckContext) -> None:
             "or target network), so they are not meant to train"
         )
         frozen = [n for n in frozen if n not in set(maintained)]
+        if not frozen:
+            return
+    tables = _fixed_tables(ctx, frozen)
+    if tables:
+        ctx.note(
+            f"{ctx.detail}; {', '.join(tables)}: free parameter(s) of a custom module holding "
+            "a table built by a formula, not a random draw (neighbours closer than shuffled "
+            f"values, p <= {ctx.thresholds.fixed_table_alpha:g}): fixed on purpose (a sin-cos "
+            "positional table)"
+        )
+        frozen = [n for n in frozen if n not in set(tables)]
         if not frozen:
             return
     for module, params in by_module.items():
@@ -241,6 +255,34 @@ def inert_biases(ctx: CheckContext, frozen: list[str]) -> list[str]:
 def _is_container(ctx: CheckContext, name: str) -> bool:
     """A module with sub-modules: its forward finishes after theirs."""
     return any(other.startswith(name + ".") for other in ctx.recording.module_types)
+
+
+def _fixed_tables(ctx: CheckContext, frozen: list[str]) -> list[str]:
+    """The frozen parameters that a custom module holds directly (not a torch layer's weight
+    or bias, which their layer draws at random) and whose values are arranged by a formula
+    rather than drawn (:func:`neighbours_closer_p` at ``fixed_table_alpha``): a sin-cos
+    positional table registered as a frozen parameter, a fixed ramp or mask. Freezing a
+    table that was built to stay fixed is no mistake; a random draw frozen is judged as before."""
+    lab = ctx.services
+    rec = ctx.recording
+    free = [n for n in frozen if not _torch_layer(rec.module_class(module_of(n)))]
+    if not free or lab is None or not getattr(lab, "has_model", False):
+        return []
+    values = dict(lab.fresh_model().named_parameters())
+    alpha = ctx.thresholds.fixed_table_alpha
+    return [n for n in free if n in values and neighbours_closer_p(values[n]) <= alpha]
+
+
+def _torch_layer(cls: type | None) -> bool:
+    """Whether ``cls`` is, or derives from, a layer of ``torch.nn`` that owns parameters
+    (a ``Linear``, a convolution, an embedding, a norm...), not a container or a module
+    written in the script."""
+    if cls is None:
+        return True  # unknown: judged as a layer, as before
+    containers = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    return any(
+        c.__module__.startswith("torch.nn.modules") and c not in containers for c in cls.__mro__
+    )
 
 
 def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
