@@ -264,6 +264,8 @@ class Thresholds:
     # at this level (permutation test, split over the axes tested): a random draw is taken
     # for a table this often.
     fixed_table_alpha: float = 0.01
+    # A plain tensor attribute is judged as weights from this many values (a 4x4 matrix).
+    unregistered_min_elements: int = 16
     # --- dataset (8, 9, 11)
     imbalance_ratio: float = 10.0  # most / least frequent class in the observed targets
     next_token_match: float = (

@@ -141,6 +141,26 @@ def layers_fed_by(
     return fed
 
 
+def _outputs_of(run: Callable[[], Any], repeat: Callable[[], Any]) -> list[torch.Tensor]:
+    with torch.no_grad(), repeat():
+        return [t.detach() for t in _tensors(run())]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _changed(output: Any) -> Any:
+    """A module output or a tensor, every float tensor in it changed (``2 t + 1``)."""
+    if isinstance(output, torch.Tensor) and (output.is_floating_point() or output.is_complex()):
+        return output * 2 + 1
+    if isinstance(output, tuple):
+        return tuple(_changed(o) for o in output)
+    return output
+
+
 def outputs_reading(
     model: nn.Module, run: Callable[[], Any], modules: set[str], *, repeat: Callable[[], Any]
 ) -> dict[str, bool]:
@@ -150,25 +170,8 @@ def outputs_reading(
     and discarded. ``repeat`` wraps each call (the same random draws each time); an empty
     answer when two plain calls already disagree. Without gradients; each hook lives for
     its call."""
-
-    def call() -> list[torch.Tensor]:
-        with torch.no_grad(), repeat():
-            return [t.detach() for t in _tensors(run())]
-
-    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
-        return len(a) == len(b) and all(
-            x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b, strict=True)
-        )
-
-    def changed(output: Any) -> Any:
-        if isinstance(output, torch.Tensor) and output.is_floating_point():
-            return output * 2 + 1
-        if isinstance(output, tuple):
-            return tuple(changed(o) for o in output)
-        return output
-
-    base = call()
-    if not base or not same(base, call()):
+    base = _outputs_of(run, repeat)
+    if not base or not _same(base, _outputs_of(run, repeat)):
         return {}
     read: dict[str, bool] = {}
     for name, module in model.named_modules():
@@ -178,13 +181,50 @@ def outputs_reading(
 
         def hook(_module: nn.Module, _args: Any, output: Any, calls: list[int] = calls) -> Any:
             calls[0] += 1
-            return changed(output)
+            return _changed(output)
 
         handle = module.register_forward_hook(hook)
         try:
-            moved = not same(base, call())
+            moved = not _same(base, _outputs_of(run, repeat))
         finally:
             handle.remove()
         if calls[0]:
             read[name] = moved
+    return read
+
+
+def plain_tensor_attributes(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors the submodules of ``model`` hold as plain attributes, neither parameters
+    nor buffers (``self.w = torch.randn(...)``), by qualified name: ``model.parameters()``,
+    ``state_dict()`` and ``.to(device)`` do not see them."""
+    found: dict[str, torch.Tensor] = {}
+    for prefix, module in model.named_modules():
+        for attr, value in vars(module).items():
+            if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                found[f"{prefix}.{attr}" if prefix else attr] = value
+    return found
+
+
+def attributes_reading(
+    model: nn.Module, run: Callable[[], Any], names: set[str], *, repeat: Callable[[], Any]
+) -> dict[str, bool]:
+    """For each plain tensor attribute named in ``names`` (see :func:`plain_tensor_attributes`),
+    whether ``run()``'s result changes when the attribute is changed (``2 t + 1``), the
+    attribute restored after each call; an empty answer when two plain calls disagree."""
+    base = _outputs_of(run, repeat)
+    if not base or not _same(base, _outputs_of(run, repeat)):
+        return {}
+    modules = dict(model.named_modules())
+    read: dict[str, bool] = {}
+    for name in sorted(names):
+        owner, _, attr = name.rpartition(".")
+        module = modules.get(owner)
+        if module is None or not isinstance(vars(module).get(attr), torch.Tensor):
+            continue
+        original = vars(module)[attr]
+        setattr(module, attr, _changed(original))
+        try:
+            read[name] = not _same(base, _outputs_of(run, repeat))
+        finally:
+            setattr(module, attr, original)
     return read

@@ -626,3 +626,48 @@ def test_a_frozen_sincos_table_of_a_custom_module_is_fixed_on_purpose() -> None:
 def test_a_frozen_random_parameter_of_a_custom_module_is_still_a_leftover() -> None:
     (finding,) = serious(_tokens_with_table("random"), "params-frozen")
     assert finding.evidence["frozen"] == ["pos_embed"]
+
+
+class SpectralMix(nn.Module):
+    """A layer with its own weight tensor, held as ``holder`` says: "parameter" (healthy),
+    "plain" (``self.w = torch.rand(...)``, the bug), or "table" (a plain attribute holding a
+    fixed cosine table, which is no weight)."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        drawn = torch.rand(10, 10) / 10
+        if holder == "parameter":
+            self.w = nn.Parameter(drawn)
+        elif holder == "plain":
+            self.w = drawn
+        else:
+            self.w = torch.cos(torch.outer(torch.arange(10.0), torch.arange(10.0)) / 10) / 10
+        self.head = nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(x @ self.w))
+
+
+def _spectral_mix(holder: str) -> Any:
+    model = SpectralMix(holder)
+    return run(
+        select=["weights-not-registered"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+
+
+@pytest.mark.fires("weights-not-registered")
+def test_a_random_weight_tensor_held_as_a_plain_attribute_never_trains() -> None:
+    (finding,) = _spectral_mix("plain").by_check("weights-not-registered")
+    assert finding.reasons == [23] and finding.severity.value == "warning"
+    assert finding.evidence["attributes"] == ["w"] and finding.evidence["shapes"] == [[10, 10]]
+    assert "nn.Parameter" in finding.fix
+
+
+@pytest.mark.silent("weights-not-registered")
+@pytest.mark.parametrize("holder", ["parameter", "table"])
+def test_a_registered_weight_or_a_fixed_table_is_silent(holder: str) -> None:
+    report = _spectral_mix(holder)
+    assert report.by_check("weights-not-registered") == []
+    assert report.result("weights-not-registered").status.value == "passed"

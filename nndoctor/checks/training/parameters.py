@@ -15,7 +15,8 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
-from nndoctor.probes.internals import outputs_reading
+from nndoctor.checks.significance import neighbours_closer_p
+from nndoctor.probes.internals import attributes_reading, outputs_reading, plain_tensor_attributes
 from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import HARMLESS, Severity, Where
 
@@ -215,6 +216,114 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
                 "with_gradient": len(with_grad),
             },
         )
+
+
+@register_check(
+    id="weights-not-registered",
+    reasons=(23,),
+    severity="warning",
+    explains=causes.FIT_SYMPTOMS,
+)
+def weights_not_registered(ctx: CheckContext) -> None:
+    """A random tensor the forward pass reads is a plain attribute, not an ``nn.Parameter``.
+
+    Why it matters:
+        ``self.w = torch.randn(...)`` (or ``scale * torch.rand(...)`` where
+        ``nn.Parameter(...)`` was meant) stores a tensor the module does not register:
+        ``model.parameters()`` leaves it out, so no optimizer ever updates it, and
+        ``state_dict()`` and ``.to(device)`` leave it out too. The layer computes with
+        weights frozen at their random draw, and nothing in the training loop says so.
+
+    What is measured:
+        On a copy of the model at its initial weights, every tensor a submodule holds in
+        its ``__dict__`` (neither a parameter nor a buffer) that is a float or complex
+        tensor of two axes or more and at least ``unregistered_min_elements`` values, with
+        ``requires_grad=False``, whose values are not arranged by a formula (a sin-cos or
+        causal-mask table is: :func:`neighbours_closer_p` at ``fixed_table_alpha``). A
+        warning for each such tensor the model's output reads: changed on the copy
+        (``2 t + 1``, the same random draws), it changes the output.
+
+    How to fix:
+        Wrap the tensor in ``nn.Parameter(...)`` so that it is registered and trained; if it
+        is meant to stay fixed (random features), register it as a buffer:
+        ``self.register_buffer("w", torch.randn(...))``.
+
+    Example:
+        Before::
+
+            self.weights = scale * torch.rand(in_ch, out_ch, modes, dtype=torch.cfloat)
+
+        After::
+
+            self.weights = nn.Parameter(scale * torch.rand(in_ch, out_ch, modes, dtype=torch.cfloat))
+    """
+    lab = ctx.services
+    if lab is None or not lab.has_model:
+        ctx.skip("no copy of the model is available")
+    calls = lab.model_inputs(1)
+    if not calls:
+        ctx.skip("no captured model input to run a copy on")
+    t = ctx.thresholds
+    model = lab.fresh_model().eval()
+    plain = plain_tensor_attributes(model)
+    drawn = {
+        name: value
+        for name, value in plain.items()
+        if (value.is_floating_point() or value.is_complex())
+        and value.dim() >= 2
+        and value.numel() >= t.unregistered_min_elements
+        and not value.requires_grad
+        and neighbours_closer_p(_real_view(value)) > t.fixed_table_alpha
+    }
+    ctx.note(
+        f"{len(plain)} plain tensor attribute(s) in the model's modules, {len(drawn)} of them "
+        "random draws of weight shape"
+    )
+    if not drawn:
+        return
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        read = attributes_reading(
+            model, lambda: model(*calls[0]), set(drawn), repeat=lambda: same_noise(device)
+        )
+    except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+        ctx.skip(f"the model copy did not run with its attributes changed: {exc}")
+    unregistered = [n for n, reads in sorted(read.items()) if reads]
+    if not unregistered:
+        return
+    first = drawn[unregistered[0]]
+    listed = ", ".join(f"{n} {tuple(drawn[n].shape)}" for n in unregistered[:4])
+    more = f" and {len(unregistered) - 4} more" if len(unregistered) > 4 else ""
+    ctx.finding(
+        title=(
+            f"{unregistered[0]} is a plain tensor, not a parameter: it never trains"
+            if len(unregistered) == 1
+            else f"{len(unregistered)} weight tensors are plain tensors, not parameters: they never train"
+        ),
+        message=(
+            f"{listed}{more} ({str(first.dtype).replace('torch.', '')}) "
+            f"{'is' if len(unregistered) == 1 else 'are'} held as plain attributes of their "
+            "modules, neither nn.Parameter nor buffer. Their values are a random draw and the "
+            "model's output reads them (changed on a copy, the output changes), but "
+            "model.parameters() leaves them out: no optimizer updates them, and state_dict() "
+            "and .to(device) miss them too."
+        ),
+        fix=(
+            "Wrap each in nn.Parameter(...) to train it; if it is meant to stay fixed (random "
+            "features), register it as a buffer: self.register_buffer(name, tensor)."
+        ),
+        where=Where(module=unregistered[0].rpartition(".")[0] or None),
+        evidence={
+            "attributes": unregistered,
+            "shapes": [list(drawn[n].shape) for n in unregistered],
+            "numel": sum(drawn[n].numel() for n in unregistered),
+        },
+    )
+
+
+def _real_view(value: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as its real and imaginary parts on a last axis; others unchanged."""
+    return torch.view_as_real(value) if value.is_complex() else value
 
 
 def _report_module_set_aside(ctx: CheckContext, rec: Recording) -> None:
