@@ -134,6 +134,23 @@ def test_a_one_cycle_sized_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
     assert "stepped once per epoch" in finding.title
 
 
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_warm_up_written_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
+    # A LambdaLR's length is inside its function: read ahead, it peaks after 199 steps; the
+    # run's 5 epochs take 5 of its steps.
+    report = _check(
+        tmp_path,
+        "AdamW(model.parameters(), lr=1e-3)",
+        "LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))",
+        False,
+    )
+    (finding,) = report.by_check(CHECK)
+    assert 36 in finding.reasons and "stepped once per epoch" in finding.title
+    assert finding.evidence["planned_epochs"] == 5
+    assert finding.evidence["peak_at_scheduler_step"] == 199
+    assert finding.evidence["peak_lr_in_run"] < 0.5 * finding.evidence["planned_peak_lr"]
+
+
 @pytest.mark.silent("learning-rate-schedule")
 @pytest.mark.parametrize(
     ("optimizer", "scheduler", "per_batch"),
@@ -155,6 +172,12 @@ def test_a_one_cycle_sized_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
             "AdamW(model.parameters(), lr=1e-3)",
             "LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))",
             True,
+        ),
+        # A warm-up written in epochs and stepped per epoch: past it by the second epoch.
+        (
+            "AdamW(model.parameters(), lr=1e-3)",
+            "LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 2))",
+            False,
         ),
     ],
 )

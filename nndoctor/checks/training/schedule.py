@@ -85,7 +85,10 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         epochs of a run that long, never reaches ``schedule_peak_share`` (half) of its
         planned peak: a OneCycleLR sized per batch but stepped per epoch trains at
         max_lr/25 throughout. (A per-epoch schedule of k x len(loader) epochs whose peak
-        lies past its first k epochs reads the same: runs that long are rare.)
+        lies past its first k epochs reads the same: runs that long are rare.) The same
+        for a schedule with no such attribute (a ``LambdaLR`` whose warm-up is written in
+        batches): stepped once per epoch over the epochs the script's loops plan, it stays
+        below ``schedule_peak_share`` of the peak its plan, read ahead, reaches later.
 
     How to fix:
         Step per-epoch schedulers once per epoch (outside the batch loop), or give
@@ -144,6 +147,8 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         _judge_idle_run(ctx, plan, seen, horizon, t.schedule_collapse_ratio, t.schedule_idle_share)
     if not plan.per_batch and epoch:
         _judge_batch_sized_plan(ctx, plan, seen, epoch, t.schedule_peak_share)
+    if not plan.per_batch and epoch and horizon is not None and horizon.exact and not ctx.findings:
+        _judge_peak_past_run(ctx, plan, seen, horizon, epoch, t.schedule_peak_share)
     base = _base_rate(rec, seen)
     if base is not None:
         span = len(plan.lrs)
@@ -290,6 +295,54 @@ def _judge_batch_sized_plan(
             "steps_per_epoch": epoch,
             "epochs": epochs,
             "planned_peak_lr": peak,
+            "peak_lr_in_run": reached,
+        },
+    )
+
+
+def _judge_peak_past_run(
+    ctx: CheckContext,
+    plan: SchedulePlan,
+    seen: list[float],
+    horizon: Horizon,
+    epoch: int,
+    share: float,
+) -> None:
+    """A schedule stepped once per epoch whose plan, read ahead, peaks only after as many
+    steps as the script's loops plan epochs, the rate over the whole run staying below
+    ``share`` of that peak: a warm-up written in batches (``warmup_epochs * len(loader)``
+    inside a ``LambdaLR``) stepped per epoch, whose length no attribute says."""
+    epochs = horizon.steps // epoch
+    if epochs < 2 or not plan.lrs:
+        return
+    run = seen + plan.lrs[: max(0, epochs - 1 - plan.scheduler_steps)]
+    whole = seen + plan.lrs
+    peak = max(whole)
+    reached = max(run)
+    if peak <= 0 or reached >= share * peak or len(whole) <= len(run):
+        return
+    at = plan.scheduler_steps + plan.lrs.index(peak) + 1
+    ctx.finding(
+        title=f"{plan.scheduler}, stepped once per epoch, stays far below its peak for the whole run",
+        message=(
+            f"The script's loops plan {horizon.describe()}, and {plan.scheduler} is stepped "
+            f"once per epoch: the run takes {epochs} of its steps. Read ahead, its plan "
+            f"reaches its peak rate {_g(peak)} only after {at} of its steps; within the run the rate "
+            f"reaches at most {_g(reached)} ({reached / peak:.2g}x). A warm-up or cycle "
+            "written in batches (warmup_epochs * len(loader)) but stepped per epoch never "
+            "gets past its start."
+        ),
+        fix=(
+            "Call scheduler.step() after every optimizer step (inside the batch loop), as a "
+            "schedule written in batches expects; or write its lengths in epochs."
+        ),
+        evidence={
+            "scheduler": plan.scheduler,
+            "per_batch": False,
+            "planned_epochs": epochs,
+            "steps_per_epoch": epoch,
+            "planned_peak_lr": peak,
+            "peak_at_scheduler_step": at,
             "peak_lr_in_run": reached,
         },
     )
