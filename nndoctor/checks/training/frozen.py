@@ -56,7 +56,10 @@ def params_frozen(ctx: CheckContext) -> None:
         subtracts any constant per channel, so that bias does nothing either way. So are
         frozen parameters in the optimizer whose values change between observed steps: no
         gradient moved them, the script did (MoCo's momentum encoder, an EMA copy, a DQN
-        target network).
+        target network). So are frozen parameters a custom module holds directly (not a
+        torch layer's) whose values a formula arranged rather than drew: neighbours along
+        one axis closer than the same values shuffled (a permutation test at
+        ``fixed_table_alpha``), as in a sin-cos positional table kept as a frozen parameter.
 
     How to fix:
         Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
