@@ -353,15 +353,21 @@ for epoch in range(epochs):
 """
 
 
-def _mixup(tmp_path: Path, extra: str = "") -> object:
-    script = tmp_path / "mixup.py"
-    script.write_text(textwrap.dedent(MIXUP.replace("{extra}", extra)))
+def _check_replayed(tmp_path: Path, name: str, text: str) -> Any:
+    """``cannot-overfit-tiny-batch`` alone on the script ``text``, written as ``name``: a
+    script whose loss no copy can take in process, so that the check replays it."""
+    script = tmp_path / name
+    script.write_text(textwrap.dedent(text))
     return check_script(
         str(script),
         phase_steps=0,
         timeout=REPLAY_TIMEOUT,
         selection=Selection(select=("cannot-overfit-tiny-batch",)),
     )
+
+
+def _mixup(tmp_path: Path, extra: str = "") -> object:
+    return _check_replayed(tmp_path, "mixup.py", MIXUP.replace("{extra}", extra))
 
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
@@ -444,14 +450,7 @@ for epoch in range(2):
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
 def test_negatives_drawn_at_every_step_give_the_fixed_batch_a_floor(tmp_path: Path) -> None:
-    script = tmp_path / "skipgram.py"
-    script.write_text(textwrap.dedent(NEGATIVE_SAMPLING))
-    report = check_script(
-        str(script),
-        phase_steps=0,
-        timeout=REPLAY_TIMEOUT,
-        selection=Selection(select=("cannot-overfit-tiny-batch",)),
-    )
+    report = _check_replayed(tmp_path, "skipgram.py", NEGATIVE_SAMPLING)
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed" and "floor above zero" in result.detail
@@ -490,14 +489,7 @@ for epoch in range(20):
 
 
 def _accumulated_replay(tmp_path: Path, scale: str) -> object:
-    script = tmp_path / "accumulated.py"
-    script.write_text(textwrap.dedent(ACCUMULATED_REPLAY.replace("{scale}", scale)))
-    return check_script(
-        str(script),
-        phase_steps=0,
-        timeout=REPLAY_TIMEOUT,
-        selection=Selection(select=("cannot-overfit-tiny-batch",)),
-    )
+    return _check_replayed(tmp_path, "accumulated.py", ACCUMULATED_REPLAY.replace("{scale}", scale))
 
 
 @pytest.mark.fires("cannot-overfit-tiny-batch")
@@ -628,14 +620,7 @@ for epoch in range(10):
 
 
 def _orthogonality(tmp_path: Path, scale: str) -> object:
-    script = tmp_path / "orthogonal.py"
-    script.write_text(textwrap.dedent(ORTHOGONALITY.replace("{scale}", scale)))
-    return check_script(
-        str(script),
-        phase_steps=0,
-        timeout=REPLAY_TIMEOUT,
-        selection=Selection(select=("cannot-overfit-tiny-batch",)),
-    )
+    return _check_replayed(tmp_path, "orthogonal.py", ORTHOGONALITY.replace("{scale}", scale))
 
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
