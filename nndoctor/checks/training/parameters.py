@@ -239,8 +239,8 @@ def weights_not_registered(ctx: CheckContext) -> None:
         its ``__dict__`` (neither a parameter nor a buffer) that is a float or complex
         tensor of two axes or more and at least ``unregistered_min_elements`` values, with
         ``requires_grad=False``, whose values are not arranged by a formula (a sin-cos or
-        causal-mask table is: :func:`neighbours_closer_p` at ``fixed_table_alpha``). A
-        warning for each such tensor the model's output reads: changed on the copy
+        causal-mask table is: :func:`neighbours_closer_p` at ``fixed_table_alpha``). One
+        warning names every such tensor the model's output reads: changed on the copy
         (``2 t + 1``, the same random draws), it changes the output.
 
     How to fix:
