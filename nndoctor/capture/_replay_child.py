@@ -419,8 +419,9 @@ class _Replay:
             value = float(tensor.detach())
             self.result.losses.append(value if math.isfinite(value) else float("nan"))
             if self.plan.mode == "overfit":
+                # One read of the device for the step's terms, summed where they are.
                 self.result.term_losses.append(
-                    sum(float(term.detach()) for _, term in self.terms)
+                    float(sum(term.detach() for _, term in self.terms))
                     if self.terms
                     else float("nan")
                 )

@@ -373,20 +373,29 @@ class Lab:
 
         return bool(self.memo("forward-carries-state", compute))
 
+    def eval_copy(self) -> tuple[nn.Module, Callable[[], Any]] | None:
+        """A fresh copy of the model in eval mode and a call of it on the first recorded
+        model input (gradients as the caller sets them); None without a model or an input."""
+        calls = self.model_inputs(1) if self._model is not None else []
+        if not calls:
+            return None
+        model = self.fresh_model().eval()
+        return model, lambda: model(*calls[0])
+
     def _two_eval_forwards(
         self, seeds: tuple[int, int]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
         """The float outputs of two successive eval-mode forwards of one fresh copy on the
         first recorded input, each under its seed; None without a model input."""
-        calls = self.model_inputs(1) if self._model is not None else []
-        if not calls:
+        copy = self.eval_copy()
+        if copy is None:
             return None
-        model = self.fresh_model().eval()
+        _, run = copy
         outs = []
         with torch.no_grad():
             for seed in seeds:
                 with same_noise(self.device, seed):
-                    out = model(*calls[0])
+                    out = run()
                 leaves, _ = tree_flatten(out)
                 outs.append(
                     [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]

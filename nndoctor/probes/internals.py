@@ -152,6 +152,14 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     )
 
 
+def _steady_outputs(run: Callable[[], Any], repeat: Callable[[], Any]) -> list[torch.Tensor] | None:
+    """``run()``'s tensors, when two calls under ``repeat`` give them bit for bit alike
+    (a forward that draws beyond the seeded noise, or writes state it reads, cannot be
+    compared with a changed one); None otherwise."""
+    base = _outputs_of(run, repeat)
+    return base if base and _same(base, _outputs_of(run, repeat)) else None
+
+
 def _changed(output: Any) -> Any:
     """A module output or a tensor, every float tensor in it changed (``2 t + 1``)."""
     if isinstance(output, torch.Tensor) and (output.is_floating_point() or output.is_complex()):
@@ -170,8 +178,8 @@ def outputs_reading(
     and discarded. ``repeat`` wraps each call (the same random draws each time); an empty
     answer when two plain calls already disagree. Without gradients; each hook lives for
     its call."""
-    base = _outputs_of(run, repeat)
-    if not base or not _same(base, _outputs_of(run, repeat)):
+    base = _steady_outputs(run, repeat)
+    if base is None:
         return {}
     read: dict[str, bool] = {}
     for name, module in model.named_modules():
@@ -211,8 +219,8 @@ def attributes_reading(
     """For each plain tensor attribute named in ``names`` (see :func:`plain_tensor_attributes`),
     whether ``run()``'s result changes when the attribute is changed (``2 t + 1``), the
     attribute restored after each call; an empty answer when two plain calls disagree."""
-    base = _outputs_of(run, repeat)
-    if not base or not _same(base, _outputs_of(run, repeat)):
+    base = _steady_outputs(run, repeat)
+    if base is None:
         return {}
     modules = dict(model.named_modules())
     read: dict[str, bool] = {}

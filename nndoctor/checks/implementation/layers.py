@@ -1435,14 +1435,12 @@ def _output_heads(lab: Any, narrow: list[str], layers: set[str]) -> list[str]:
     """Of the ``narrow`` layers, those whose output reaches no other of ``layers`` in one
     forward of a model copy (autograd ancestry): heads of a model with several outputs,
     not bottlenecks. None known without a copy to run, or when the forward fails."""
-    if not narrow or lab is None or not lab.has_model:
+    copy = lab.eval_copy() if narrow and lab is not None else None
+    if copy is None:
         return []
-    calls = lab.model_inputs(1)
-    if not calls:
-        return []
-    model = lab.fresh_model().eval()
+    model, run = copy
     try:
-        fed = layers_fed_by(model, lambda: model(*calls[0]), set(narrow), layers)
+        fed = layers_fed_by(model, run, set(narrow), layers)
     except (RuntimeError, ValueError, IndexError, TypeError):
         return []
     return [n for n in narrow if not fed.get(n)]

@@ -258,13 +258,11 @@ def weights_not_registered(ctx: CheckContext) -> None:
             self.weights = nn.Parameter(scale * torch.rand(in_ch, out_ch, modes, dtype=torch.cfloat))
     """
     lab = ctx.services
-    if lab is None or not lab.has_model:
-        ctx.skip("no copy of the model is available")
-    calls = lab.model_inputs(1)
-    if not calls:
-        ctx.skip("no captured model input to run a copy on")
+    copy = lab.eval_copy() if lab is not None else None
+    if copy is None:
+        ctx.skip("no copy of the model and no captured model input to run it on")
+    model, run = copy
     t = ctx.thresholds
-    model = lab.fresh_model().eval()
     plain = plain_tensor_attributes(model)
     drawn = {
         name: value
@@ -281,11 +279,8 @@ def weights_not_registered(ctx: CheckContext) -> None:
     )
     if not drawn:
         return
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
-        read = attributes_reading(
-            model, lambda: model(*calls[0]), set(drawn), repeat=lambda: same_noise(device)
-        )
+        read = attributes_reading(model, run, set(drawn), repeat=lambda: same_noise(lab.device))
     except Exception as exc:  # noqa: BLE001 - a copy that will not run is no finding
         ctx.skip(f"the model copy did not run with its attributes changed: {exc}")
     unregistered = [n for n, reads in sorted(read.items()) if reads]
@@ -563,17 +558,12 @@ def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
     output the model's own output does not read: changed on a copy, it leaves the model's
     output bit for bit as it was. None known without a copy to run, or when the forward
     fails or is random beyond the seeded draws."""
-    if not modules or lab is None or not lab.has_model:
+    copy = lab.eval_copy() if modules and lab is not None else None
+    if copy is None:
         return set()
-    calls = lab.model_inputs(1)
-    if not calls:
-        return set()
-    model = lab.fresh_model().eval()
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model, run = copy
     try:
-        read = outputs_reading(
-            model, lambda: model(*calls[0]), modules, repeat=lambda: same_noise(device)
-        )
+        read = outputs_reading(model, run, modules, repeat=lambda: same_noise(lab.device))
     except Exception:  # noqa: BLE001 - a copy that will not run tells nothing
         return set()
     return {m for m, reads in read.items() if not reads}

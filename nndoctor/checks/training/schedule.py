@@ -270,9 +270,7 @@ def _judge_batch_sized_plan(
     epochs, rest = divmod(plan.length, epoch)
     if rest or epochs < 2 or not plan.lrs:
         return
-    run = seen + plan.lrs[: max(0, epochs - 1 - plan.scheduler_steps)]
-    peak = max(seen + plan.lrs)
-    reached = max(run)
+    reached, peak = _reached_and_peak(plan, seen, epochs)
     if peak <= 0 or reached >= share * peak:
         return
     ctx.finding(
@@ -300,6 +298,14 @@ def _judge_batch_sized_plan(
     )
 
 
+def _reached_and_peak(plan: SchedulePlan, seen: list[float], epochs: int) -> tuple[float, float]:
+    """For a schedule stepped once per epoch: the highest rate of a run of ``epochs``
+    epochs (the rates seen, then the plan up to the run's last epoch) and the highest rate
+    of the whole plan read ahead."""
+    run = seen + plan.lrs[: max(0, epochs - 1 - plan.scheduler_steps)]
+    return max(run), max(seen + plan.lrs)
+
+
 def _judge_peak_past_run(
     ctx: CheckContext,
     plan: SchedulePlan,
@@ -315,11 +321,8 @@ def _judge_peak_past_run(
     epochs = horizon.steps // epoch
     if epochs < 2 or not plan.lrs:
         return
-    run = seen + plan.lrs[: max(0, epochs - 1 - plan.scheduler_steps)]
-    whole = seen + plan.lrs
-    peak = max(whole)
-    reached = max(run)
-    if peak <= 0 or reached >= share * peak or len(whole) <= len(run):
+    reached, peak = _reached_and_peak(plan, seen, epochs)
+    if peak <= 0 or reached >= share * peak:
         return
     at = plan.scheduler_steps + plan.lrs.index(peak) + 1
     ctx.finding(
