@@ -12,6 +12,7 @@ nothing of the user's backward pass is shared with (or freed by) the copy.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -76,3 +77,35 @@ def redraw_by_default(module: nn.Module, done: set[int] | None = None) -> None:
             reset = getattr(sub, "reset_parameters", None)
             if callable(reset):
                 reset()
+
+
+def set_training(model: nn.Module, mode: bool) -> nn.Module:
+    """``model.train(mode)`` on a copy, unless one of its modules' classes redefines ``train``
+    as something else than the mode switch (layer-local training code writes
+    ``def train(self, x_pos, x_neg)`` on its layers): then every module's ``training`` flag
+    is set directly, which is all ``nn.Module.train`` does."""
+    if all(_is_mode_switch(type(m)) for m in model.modules()):
+        return model.train(mode)
+    for m in model.modules():
+        m.training = mode
+    return model
+
+
+def _is_mode_switch(cls: type) -> bool:
+    """Whether ``cls.train`` can be called as ``train(mode)``: PyTorch's own, or an override
+    whose parameters past the first all have defaults (``def train(self, mode=True)``)."""
+    method = getattr(cls, "train", None)
+    if method is nn.Module.train:
+        return True
+    try:
+        params = list(inspect.signature(method).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return bool(positional) and all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params
+    )

@@ -27,7 +27,7 @@ from nndoctor.capture.replay import ReplayServer
 from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab, training_modes
 from nndoctor.checks.registry import CheckContext, CheckSpec, Refutation, SkipCheck, all_checks
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from nndoctor.copying import deepcopy_detached
+from nndoctor.copying import deepcopy_detached, set_training
 from nndoctor.diagnosis import attach as attach_diagnosis
 from nndoctor.diagnosis import merge_diagnoses
 from nndoctor.probes.recording import Recording
@@ -465,7 +465,7 @@ def _infer_task(subject: Subject, recording: Recording) -> None:
 def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] | None]:
     """Train a copy for ``steps`` steps under the training probe."""
     model = deepcopy_detached(subject.model)
-    model.train()
+    set_training(model, True)
     assert subject.optimizer is not None
     optimizer = subject.optimizer.build(model)
     recording = Recording()
@@ -658,6 +658,12 @@ def _check_script(
     )
     if capture.phase_note:
         report.run.notes.append(capture.phase_note)
+    if capture.direct_forwards and capture.observed:
+        report.run.notes.append(
+            f"the script calls {', '.join(capture.direct_forwards)}.forward directly, which "
+            "runs no module hooks: from the first optimizer step on, those calls were observed "
+            "as calls of the module (the first step itself was not observed)"
+        )
     second = capture.next_phase
     if second is not None and second.observed:
         later = _diagnose_capture(
@@ -747,7 +753,10 @@ def _diagnose_capture(
             if capture.model is None:
                 run.error = (
                     f"no model was found: no module with parameters was called ({capture.stop_reason})"
-                    + _plain_parameters_advice(capture.recording.plain_parameters)
+                    + _plain_parameters_advice(
+                        capture.recording.plain_parameters,
+                        capture.recording.module_parameters_reached,
+                    )
                 )
             else:
                 run.error = f"no optimizer step was reached ({capture.stop_reason})" + _why_no_step(
@@ -834,11 +843,19 @@ def _never_stepped(capture: Any) -> Any:
     return unstepped if unstepped is not None and unstepped.holders else None
 
 
-def _plain_parameters_advice(plain: tuple[int, int] | None) -> str:
-    """What to do when the loss reached parameters held by no module."""
+def _plain_parameters_advice(plain: tuple[int, int] | None, of_modules: int = 0) -> str:
+    """What to do when the loss reached parameters while no module was called."""
     if plain is None:
         return ""
     count, values = plain
+    if of_modules:
+        return (
+            f". The loss back-propagates into {of_modules} nn.Parameter(s) of a module whose "
+            "forward was never called as module(x): a direct module.forward(x) runs no module "
+            "hooks, so nndoctor sees no model (it follows such calls only for the parameters "
+            "of an optimizer that steps). Call the module, layer(x), or check it through the "
+            "Python API: nndoctor.check(model, data, loss_fn=...)"
+        )
     return (
         f". The loss back-propagates into {count} plain tensor(s) ({values:,} values) that no "
         "nn.Module holds: nndoctor observes a model through its modules. Put the parameters "

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from nndoctor.capture.copies import EvaluatedCopyRecorder
+from nndoctor.capture.direct_forwards import DirectForwards
 from nndoctor.capture.horizon import Horizon, read_horizon
 from nndoctor.capture.other_roots import OtherRoot, OtherRootRecorder
 from nndoctor.capture.phases import (
@@ -108,6 +109,9 @@ class Capture:
     # the same way; and what the search for it found (see nndoctor.capture.phases).
     next_phase: Capture | None = None
     phase_note: str = ""
+    # Module classes whose direct ``forward`` calls were routed through their call
+    # (nndoctor.capture.direct_forwards).
+    direct_forwards: list[str] = field(default_factory=list)
     phase: int = 1
     # One rank of a distributed job (nndoctor.distributed): its channel, probe and facts.
     distributed: DistributedCapture | None = None
@@ -422,6 +426,7 @@ def run_script(
     retarget = ModelRetarget()
     others = OtherRootRecorder()
     copies = EvaluatedCopyRecorder()
+    direct = DirectForwards()
 
     def single_phase() -> bool:
         # A distributed job's ranks, and a second phase, keep the model they found.
@@ -483,6 +488,8 @@ def run_script(
         if stop is not None:
             raise StopCapture(stop)
         try:
+            if probe.model is None:
+                direct.route(optimizer)
             if single_phase():
                 unstepped = probe.optimizer is None and probe.steps_done == 0
                 retarget.on_step(optimizer, probe.model if unstepped else None)
@@ -539,6 +546,7 @@ def run_script(
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
                     _weights_loaded(follower),
+                    direct.installed(),
                     distributed.installed()
                     if distributed is not None
                     else contextlib.nullcontext(),
@@ -567,6 +575,7 @@ def run_script(
         if not keep_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     capture.seconds = time.perf_counter() - start
+    capture.direct_forwards = list(direct.routed)
     recording.unstepped = retarget.unstepped
     try:
         if retarget.set_aside_changed() and not (retarget.unstepped and retarget.unstepped.holders):

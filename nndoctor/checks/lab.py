@@ -29,7 +29,7 @@ from nndoctor.capture.replay import (
     run_replay,
     run_replays,
 )
-from nndoctor.copying import deepcopy_detached, redraw_by_default
+from nndoctor.copying import deepcopy_detached, redraw_by_default, set_training
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
@@ -379,7 +379,7 @@ class Lab:
         calls = self.model_inputs(1) if self._model is not None else []
         if not calls:
             return None
-        model = self.fresh_model().eval()
+        model = set_training(self.fresh_model(), False)
         return model, lambda: model(*calls[0])
 
     def _two_eval_forwards(
@@ -614,11 +614,11 @@ class Lab:
     def training_mode(self, model: nn.Module) -> nn.Module:
         """Put ``model`` (a copy of the subject's model) in the modes the script trained
         it in: train(), except the modules the script kept in eval()."""
-        model.train()
+        set_training(model, True)
         if self.modules_in_eval:
             for name, module in model.named_modules():
                 if name in self.modules_in_eval:
-                    module.eval()
+                    set_training(module, False)
         return model
 
     def batches(self, n: int = 4) -> list[Any]:

@@ -505,6 +505,9 @@ class Recording:
     # Before any module with parameters was called: the tensors a back-propagated loss
     # reached that belong to no module (count, values), parameters kept as plain tensors.
     plain_parameters: tuple[int, int] | None = None
+    # Of those tensors, the ones that are nn.Parameter: held by a module whose forward the
+    # script calls directly (``layer.forward(x)``), which runs no hooks.
+    module_parameters_reached: int = 0
     optimizer_class: str | None = None
     scheduler_seen: bool = False
     # The plan of the scheduler of the model's optimizer (nndoctor.probes.schedule).

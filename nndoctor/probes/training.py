@@ -1522,6 +1522,9 @@ class TrainingProbe:
         leaves = graph_leaves(tensor)
         if leaves:
             self.recording.plain_parameters = (len(leaves), sum(x.numel() for x in leaves))
+            self.recording.module_parameters_reached = sum(
+                isinstance(x, nn.Parameter) for x in leaves
+            )
 
     def _note_carried(self, tensor: torch.Tensor) -> None:
         """Whether this backward pass reaches the model while its gradient still holds an

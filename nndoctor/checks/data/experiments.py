@@ -26,6 +26,7 @@ from nndoctor.checks.significance import (
     mean_above_zero_p,
     one_way_anova_p,
 )
+from nndoctor.copying import set_training
 from nndoctor.probes.recording import Recording
 from nndoctor.subject import Subject, redeal
 from nndoctor.trees import map_tensors
@@ -251,7 +252,7 @@ def cross_fit(
         for k in (0, 1):
             model = lab.fresh_model()
             runs.append(lab.train(halves[k], steps, regularisation=False, model=model))
-            model.eval()
+            set_training(model, False)
             answers[1 - k] = []
             with torch.no_grad():
                 for b in halves[1 - k]:
@@ -369,7 +370,7 @@ def value_cross_fit(
 
     def predictions(model: torch.nn.Module, held: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         was_training = model.training
-        model.eval()
+        set_training(model, False)
         try:
             with torch.no_grad():
                 scored = [rows(model, b) for b in held]
@@ -538,7 +539,7 @@ def _input_sensitivity(lab: Lab, subject: Subject, batch: Any, noisy: Any) -> fl
     """How far the initial model's output moves when its input is replaced by noise,
     relative to the output's own size (0 for a model that does not read its input);
     None when the subject gives no model output."""
-    model = lab.fresh_model().eval()
+    model = set_training(lab.fresh_model(), False)
     with torch.no_grad():
         with same_noise(lab.device):
             real = subject.prediction(model, batch)

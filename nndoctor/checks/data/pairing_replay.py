@@ -22,6 +22,7 @@ from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext
 from nndoctor.checks.significance import mean_with_margin
+from nndoctor.copying import set_training
 
 
 @dataclass
@@ -150,7 +151,7 @@ def _reads_input(lab: Lab, ctx: CheckContext) -> bool | None:
         return None
     gen = torch.Generator().manual_seed(0)
     noisy = tuple(noise_like(a, gen) if isinstance(a, torch.Tensor) else a for a in calls[0])
-    model = lab.fresh_model().eval()
+    model = set_training(lab.fresh_model(), False)
     outs = []
     with torch.no_grad():
         for args in (calls[0], noisy):

@@ -21,6 +21,7 @@ import torch
 
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.significance import student_t_above, student_t_quantile
+from nndoctor.copying import set_training
 from nndoctor.subject import Subject
 from nndoctor.trees import tensors
 
@@ -201,7 +202,7 @@ def source_pairing(
     run = lab.train(train, steps, regularisation=False, model=model)
     if not run.losses:
         return None
-    model.eval()
+    set_training(model, False)
     gen = torch.Generator().manual_seed(0)
     sizes = []
     for b in held:

@@ -16,6 +16,7 @@ from torch.func import functional_call
 from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.copying import set_training
 from nndoctor.probes.functions import (
     FunctionCall,
     custom_function_classes,
@@ -111,7 +112,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
     lab = ctx.services
     if lab is None or not lab.has_model:
         ctx.skip("no model copy is available for the gradient check")
-    model = lab.fresh_model(dtype=torch.float64).eval()
+    model = set_training(lab.fresh_model(dtype=torch.float64), False)
     classes: dict[type, str] = {}
     for name, m in model.named_modules():
         if _is_user_module(m) and type(m) not in classes:
@@ -746,7 +747,7 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
     if first is None or first.shape[axis] < 2:
         return "the model input has no batch axis with at least two samples"
-    model = lab.fresh_model(dtype=torch.float64).eval()
+    model = set_training(lab.fresh_model(dtype=torch.float64), False)
     # Each call from the same state: a forward that enqueues its batch (MoCo's queue of
     # negatives) would otherwise answer the second call from what the first one wrote.
     with state_restored_at_each_call(model):
@@ -816,7 +817,7 @@ def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _De
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 0), None)
     if first is None or first.shape[0] < 2:
         return None
-    model = model.double().eval()
+    model = set_training(model.double(), False)
     # Cut to four samples where the network accepts it; a state that holds the batch on
     # another axis (a decoder's (layers, batch, hidden)) refuses the cut, and the whole
     # batch is kept, four of its samples changed in turn.
@@ -1131,7 +1132,7 @@ def reads_next_token(ctx: CheckContext) -> None:
     # In the model's own precision: models that build float32 tensors of their own (a
     # one-hot input cast with .float()) refuse float64, and a leak moves outputs by far
     # more than float32 rounding.
-    model = lab.fresh_model().eval()
+    model = set_training(lab.fresh_model(), False)
     before, after = _twice_with_the_same_noise(
         model, lambda: _call_cut(ctx, model, args), lambda: model(*changed_args)
     )
@@ -1245,7 +1246,7 @@ def reads_own_target(ctx: CheckContext) -> None:
     changed_batch = subject.with_inputs(batch, (changed,) if wrapped else changed)
     if changed_batch is None:
         ctx.skip("the batch layout does not say where the inputs are")
-    model = lab.fresh_model().eval()
+    model = set_training(lab.fresh_model(), False)
     before, after = _twice_with_the_same_noise(
         model,
         lambda: subject.prediction(model, batch),

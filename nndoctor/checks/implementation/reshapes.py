@@ -14,6 +14,7 @@ from torch import nn
 from nndoctor.checks import causes
 from nndoctor.checks.implementation.layers import batch_slice
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.copying import set_training
 from nndoctor.probes.recording import LossCall
 from nndoctor.probes.reshapes import ReshapeEvent, recorded_reshapes
 from nndoctor.report.model import Where
@@ -297,9 +298,9 @@ def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
     axis = ctx.recording.input_batch_axis()
     args, kwargs = calls[0]
     runs: list[tuple[str, nn.Module, tuple[Any, ...], dict[str, Any], int]] = [
-        ("", lab.fresh_model().eval(), args, kwargs, axis)
+        ("", set_training(lab.fresh_model(), False), args, kwargs, axis)
     ]
-    runs += [(name, model.eval(), a, {}, 0) for name, model, a in lab.other_models()]
+    runs += [(name, set_training(model, False), a, {}, 0) for name, model, a in lab.other_models()]
     seen = 0
     found: dict[tuple[str, int], _Reordering] = {}
     refused: list[str] = []

@@ -25,6 +25,7 @@ from nndoctor.checks.lab import (
 )
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
+from nndoctor.copying import set_training
 from nndoctor.report.series import Curve, ExperimentCurves
 from nndoctor.subject import REGULARISERS, OptimizerSpec, batch_size_of
 
@@ -74,7 +75,7 @@ def _g(x: float) -> str:
 
 def _evaluated(lab: Lab, model: torch.nn.Module, batch: Any) -> float:
     """The loss of ``model`` on ``batch`` in eval mode (dropout off, as at test time)."""
-    model.eval()
+    set_training(model, False)
     try:
         return lab.evaluate(model, [batch])[0]
     except (RuntimeError, ValueError, IndexError):

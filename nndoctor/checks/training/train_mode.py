@@ -10,6 +10,7 @@ import torch
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.parameters import MAX_NAMES
+from nndoctor.copying import set_training
 from nndoctor.probes.layers import MODE_DEPENDENT
 from nndoctor.probes.recording import Recording, module_of
 from nndoctor.probes.trace import dropout_masks_recorded
@@ -260,7 +261,7 @@ def dropout_in_eval_mode(ctx: CheckContext) -> None:
     calls = lab.model_inputs(1)
     if not calls:
         ctx.skip("the model was called with keyword arguments only; no positional input to replay")
-    model = lab.fresh_model().eval()
+    model = set_training(lab.fresh_model(), False)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
         with torch.no_grad(), same_noise(device), dropout_masks_recorded(model) as masks:
