@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from nndoctor.capture.direct_forwards import DirectForwards
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
@@ -218,6 +219,7 @@ class _Derivatives:
 class _Replay:
     def __init__(self, plan: ReplayPlan) -> None:
         self.plan = plan
+        self.direct = DirectForwards()
         self.result = ReplayResult(ok=False)
         self.model: nn.Module | None = None
         self.tracer: _NonFiniteTracer | None = None
@@ -345,6 +347,8 @@ class _Replay:
         self.result.inputs_vary = len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.model is None:  # a forward called directly: followed as the capture did
+            self.direct.route(optimizer)
         if self.plan.mode == "rate":
             self._scale_rates(optimizer)
         if self.plan.mode == "overfit":
@@ -480,6 +484,7 @@ def main(plan_path: str, out_path: str) -> None:
     try:
         with (
             Sandbox(scratch).installed(),
+            replay.direct.installed(),
             open(os.devnull, "w") as null,
             recorded_loss_terms() as terms,
         ):
