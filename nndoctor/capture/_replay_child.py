@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from nndoctor.capture.direct_forwards import DirectForwards
+from nndoctor.capture.direct_forwards import DirectForwards, direct_parent
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
@@ -220,6 +220,8 @@ class _Replay:
     def __init__(self, plan: ReplayPlan) -> None:
         self.plan = plan
         self.direct = DirectForwards()
+        self._called: set[int] = set()  # modules with parameters called before a step
+        self._parent_sought = False
         self.result = ReplayResult(ok=False)
         self.model: nn.Module | None = None
         self.tracer: _NonFiniteTracer | None = None
@@ -301,6 +303,8 @@ class _Replay:
             module.p = 0.0
         if self.model is None and next(module.parameters(), None) is not None:
             self.model = module
+        if not self._parent_sought:
+            self._called.add(id(module))
         if self.plan.mode == "overfit" and module is self.model and torch.is_grad_enabled():
             self._note_input(args)
         if self.plan.mode == "derivatives" and next(module.parameters(), None) is not None:
@@ -347,8 +351,16 @@ class _Replay:
         self.result.inputs_vary = len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.model is None:  # a forward called directly: followed as the capture did
+        # A forward called directly: followed as the capture did.
+        if self.model is None:
             self.direct.route(optimizer)
+        elif not self._parent_sought:
+            self._parent_sought = True
+            own = {id(p) for g in optimizer.param_groups for p in g["params"]}
+            parent = direct_parent(own, self.model, self._called)
+            if parent is not None:
+                self.direct.route_modules([parent])
+                self.model = parent
         if self.plan.mode == "rate":
             self._scale_rates(optimizer)
         if self.plan.mode == "overfit":

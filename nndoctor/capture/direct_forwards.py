@@ -6,10 +6,11 @@ is *called* (``layer(x)``). Some training code calls the method instead, ``self.
 hook runs and no model is ever found, though an optimizer steps on the parameters of a
 module.
 
-So at the first optimizer step of a script in which no module with parameters was called,
-the modules that hold that optimizer's parameters are looked up among the live objects,
-and a direct ``forward`` of exactly those instances is routed through the module's own
-call from then on (``self(*args)``: hooks, then the same ``forward``). Nothing else
+So at the first optimizer step of a script in which no module with parameters was called
+(or only a layer inside the network that optimizer trains: ``net.forward(x)`` calls its
+layers normally), the module that holds that optimizer's parameters is looked up among the
+live objects, and a direct ``forward`` of exactly that instance is routed through the
+module's own call from then on (``self(*args)``: hooks, then the same ``forward``). Nothing else
 changes: a call through ``module(x)`` runs its ``forward`` once as before, another
 instance of the class (a copy, a layer of another network) is not routed, and a subclass
 reaching the class's ``forward`` through ``super()`` runs it as written. The class
@@ -53,11 +54,17 @@ class DirectForwards:
 
     def route(self, optimizer: torch.optim.Optimizer) -> None:
         """At the first optimizer step with no model found: route the direct forwards of
-        the outermost modules that hold its parameters. Decided once."""
+        the modules that hold its parameters. Decided once."""
+        if not self._decided:
+            self.route_modules(
+                holders({id(p) for g in optimizer.param_groups for p in g["params"]})
+            )
+
+    def route_modules(self, owners: list[nn.Module]) -> None:
+        """Route the direct forwards of ``owners`` from now on. Decided once."""
         if self._decided:
             return
         self._decided = True
-        owners = _holders({id(p) for g in optimizer.param_groups for p in g["params"]})
         classes: dict[type, None] = {}
         for module in owners:
             classes.setdefault(type(module))
@@ -108,19 +115,49 @@ class DirectForwards:
         self._entered.clear()
 
 
-def _holders(params: set[int]) -> list[nn.Module]:
+def holders(params: set[int]) -> list[nn.Module]:
     """The live module that holds all of ``params`` with the fewest parameters besides (the
     network the optimizer trains, not a container of several); else, when no module holds
-    them all, the outermost modules holding some. By ``type``: ``isinstance`` would ask
-    every object for its ``__class__``."""
-    holders = []
+    them all, the outermost modules holding some."""
+    found = _holding(params)
+    covering = [(len(own), i) for i, (_, own) in enumerate(found) if params <= own]
+    if covering:
+        return [found[min(covering)[1]][0]]
+    inner = {id(m) for h, _ in found for m in h.modules() if m is not h}
+    return [h for h, _ in found if id(h) not in inner]
+
+
+def direct_parent(own: set[int], model: nn.Module, called: set[int]) -> nn.Module | None:
+    """When an optimizer holding the parameters ``own`` steps and holds more than ``model``
+    (the module found first), the module holding all of them, if it contains ``model`` but
+    is not among the modules ``called`` (ids): its forward is called directly
+    (``net.forward(x)`` calls its layers normally), and it is the network trained."""
+    if own <= {id(p) for p in model.parameters()}:
+        return None
+    parent = covering_module(own)
+    if (
+        parent is None
+        or parent is model
+        or id(parent) in called
+        or not any(m is model for m in parent.modules())
+    ):
+        return None
+    return parent
+
+
+def covering_module(params: set[int]) -> nn.Module | None:
+    """The live module that holds all of ``params`` with the fewest parameters besides."""
+    found = [(len(own), i, m) for i, (m, own) in enumerate(_holding(params)) if params <= own]
+    return min(found, key=lambda t: t[:2])[2] if found else None
+
+
+def _holding(params: set[int]) -> list[tuple[nn.Module, set[int]]]:
+    """The live modules holding any of ``params``, each with its parameters' ids. By
+    ``type``: ``isinstance`` would ask every object for its ``__class__``."""
+    found = []
     for o in gc.get_objects():
         if issubclass(type(o), nn.Module):
             own = {id(p) for p in o.parameters()}
             if own & params:
-                holders.append((o, own))
-    covering = [(len(own), i) for i, (_, own) in enumerate(holders) if params <= own]
-    if covering:
-        return [holders[min(covering)[1]][0]]
-    inner = {id(m) for h, _ in holders for m in h.modules() if m is not h}
-    return [h for h, _ in holders if id(h) not in inner]
+                found.append((o, own))
+    return found

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nndoctor.capture.direct_forwards import direct_parent
+
 # Modules with parameters remembered from the training forwards before the first step:
 # enough for any network's module tree, bounded for scripts that never step.
 CALLS_KEPT = 512
@@ -80,6 +82,9 @@ class ModelRetarget:
         self.decided = False
         self.candidate: nn.Module | None = None  # to observe from its next forward
         self.candidate_state: dict[str, torch.Tensor] | None = None
+        # The network the first step trains, around the module found first, whose forward
+        # the script calls directly (nndoctor.capture.direct_forwards): observed instead.
+        self.direct_parent: nn.Module | None = None
         self.unstepped: Unstepped | None = None
         self._first_ids: set[int] = set()
         # The module found first's trainable parameters, read at later steps until one of
@@ -131,9 +136,16 @@ class ModelRetarget:
         own = {id(p) for p in optimizer_params(optimizer)}
         trainable = [p for p in model.parameters() if p.requires_grad]
         if any(id(p) in own for p in model.parameters()):
+            self._follow_direct_parent(own, model)
             self.called.clear()
             return  # the usual case: the first optimizer step is the model's
         self._set_aside(optimizer, own, model, trainable)
+
+    def _follow_direct_parent(self, own: set[int], model: nn.Module) -> None:
+        parent = direct_parent(own, model, self._called_ids)
+        if parent is not None:
+            self.direct_parent = self.candidate = parent
+            self.candidate_state = {k: v.detach().clone() for k, v in parent.state_dict().items()}
 
     def set_aside_changed(self) -> bool:
         """Whether the module set aside, which no optimizer holds, changed since (once, at

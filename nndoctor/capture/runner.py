@@ -493,6 +493,8 @@ def run_script(
             if single_phase():
                 unstepped = probe.optimizer is None and probe.steps_done == 0
                 retarget.on_step(optimizer, probe.model if unstepped else None)
+                if retarget.direct_parent is not None:
+                    direct.route_modules([retarget.direct_parent])
                 others.note_gradients(optimizer, probe.model)
         except Exception:  # noqa: BLE001 - following must never break the script
             pass

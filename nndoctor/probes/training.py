@@ -574,6 +574,11 @@ class TrainingProbe:
         rec.eval_fingerprint_storages = []
         rec.sequence_layouts = {}
         self.attach_model(model)
+        if self.optimizer is not None:
+            # Read again for this model's parameters (the network around the module found
+            # first, trained by the same optimizer); dropped if it holds none of them.
+            optimizer, self.optimizer = self.optimizer, None
+            self._is_tracked(optimizer)
         if torch.is_grad_enabled():
             self.begin_step_at(model, args)
 

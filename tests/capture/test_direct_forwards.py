@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
 from torch import nn
 
 from nndoctor.capture.runner import run_script
@@ -14,6 +15,7 @@ from nndoctor.engine import Selection, check_script
 # forward directly, as Forward-Forward implementations do.
 LAYER_LOCAL = """
 import torch
+import pytest
 from torch import nn
 
 torch.manual_seed(0)
@@ -157,3 +159,46 @@ def test_direct_forwards_without_an_optimizer_say_what_to_do(tmp_path: Path) -> 
     assert not report.run.observed
     assert "2 nn.Parameter(s) of a module" in report.run.error
     assert "layer(x)" in report.run.error
+
+
+# ``net.forward(x)`` on a Sequential: its layers are called normally, so the first Linear
+# is found first; the network the optimizer trains is the Sequential around it.
+SEQUENTIAL_FORWARD = """
+import torch
+import pytest
+from torch import nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(512, 10)
+y = (x[:, 0] - x[:, 1] > 0).long()
+net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+for epoch in range(5):
+    for i in range(0, 512, 32):
+        loss = F.cross_entropy(net.forward(x[i:i + 32]), y[i:i + 32])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+
+@pytest.mark.silent("params-not-in-optimizer")
+def test_a_network_around_the_layer_found_first_is_observed(tmp_path: Path) -> None:
+    path = tmp_path / "sequential_forward.py"
+    path.write_text(textwrap.dedent(SEQUENTIAL_FORWARD))
+    capture = run_script(str(path), steps=5, phase_steps=0)
+    assert capture.observed and capture.steps == 5
+    assert isinstance(capture.model, nn.Sequential)
+    assert capture.direct_forwards == ["Sequential"]
+    assert "forward" not in nn.Sequential.__dict__ or not hasattr(
+        nn.Sequential.forward, "__wrapped__"
+    )
+    report = check_script(
+        str(path),
+        steps=5,
+        phase_steps=0,
+        selection=Selection(select=("params-not-in-optimizer",)),
+    )
+    assert report.result("params-not-in-optimizer").status.value == "passed"
+    assert report.subject["model"] == "Sequential"
