@@ -472,7 +472,9 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
     ids beside per-document offsets and targets, a mask shaped by the sequence) has no
     axis that can be cut without breaking how its parts refer to each other: it is
     returned whole, which only makes the experiment a little slower. So is a
-    sequence-first batch whose targets cannot be cut with its inputs."""
+    sequence-first batch whose targets cannot be cut with its inputs, and a batch of a
+    graph's nodes beside its adjacency (a few nodes are a sparser graph, whose adjacency
+    normalised for the whole graph no longer suits them)."""
     n = batch_size_of(batch, subject)
     if n is None or n <= size:
         return batch
@@ -480,6 +482,9 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
         return batch
     if _axis(subject) > 0 and not _targets_cut(batch, subject, n):
         return batch
+    first = first_tensor(subject.inputs(batch) if subject is not None else batch)
+    if _axis(subject) == 0 and any(t is not first and _pairwise(t, n) for t in tensors(batch)):
+        return batch  # a graph's nodes: a few of them would be another, sparser graph
     return take_samples(batch, list(range(size)), subject)
 
 
@@ -531,6 +536,19 @@ def _cutter(
     return None
 
 
+def _pairwise(t: torch.Tensor, n: int) -> bool:
+    """Whether ``t``, beside the model's first input, relates the ``n`` samples of the batch
+    to each other: a graph's adjacency over its nodes, a mask or target over pairs."""
+    return t.dim() == 2 and t.shape[0] == t.shape[1] == n
+
+
+def _induced(t: torch.Tensor, index: list[int]) -> torch.Tensor:
+    """The rows and columns of ``t`` at ``index``: the pairs among the samples taken (the
+    subgraph they induce). A sparse tensor too: it has no strided views."""
+    at = torch.as_tensor(index, device=t.device)
+    return t.index_select(0, at).index_select(1, at)
+
+
 def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
     """The samples at ``index`` of every tensor holding the batch axis."""
     n = batch_size_of(batch, subject)
@@ -538,11 +556,14 @@ def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
         return batch
     axis = _axis(subject)
     lead = _lead(batch, subject) if axis > 0 else ()
+    first = first_tensor(subject.inputs(batch) if subject is not None else batch)
 
     # Not pytree: a list as long as the batch is a list of samples (cut as a whole, not
     # walked into), and the captured "loss_input_shape" is kept to be rescaled below.
     def pick(obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):
+            if axis == 0 and obj is not first and _pairwise(obj, n):
+                return _induced(obj, index)
             cut = _cutter(obj, axis, n, lead) if obj.dim() > 0 else None
             return cut(index) if cut is not None else obj
         if isinstance(obj, tuple):

@@ -125,3 +125,20 @@ def test_captured_batches_are_joined_and_dealt_anew_with_each_input_beside_its_t
     # Sequences padded to each batch's own length cannot be set end to end.
     ragged = [(torch.zeros(2, 5), torch.zeros(2)), (torch.zeros(2, 7), torch.zeros(2))]
     assert join_batches(ragged, None) is None and redeal(ragged, None) is None
+
+
+def test_a_graph_batch_keeps_its_nodes_whole_and_samples_take_their_subgraph() -> None:
+    from nndoctor.subject import slice_batch, take_samples
+
+    nodes = 10
+    x, y = torch.randn(nodes, 3), torch.randint(0, 2, (nodes,))
+    adj = (torch.rand(nodes, nodes) < 0.3).float() + torch.eye(nodes)
+    for a in (adj, adj.to_sparse()):
+        batch = ((x, a), y)
+        assert slice_batch(batch, 4, None) is batch  # a tiny batch is the whole graph
+        (xs, sub), ys = take_samples(batch, [1, 4, 7], None)
+        assert xs.shape == (3, 3) and ys.tolist() == y[[1, 4, 7]].tolist()
+        assert torch.equal(sub.to_dense(), adj[[1, 4, 7]][:, [1, 4, 7]])
+    # A square input that is the model's first (features as wide as the batch) is cut as rows.
+    square = torch.randn(nodes, nodes)
+    assert slice_batch((square, y), 4, None)[0].shape == (4, nodes)

@@ -341,6 +341,10 @@ class _Replay:
         for x in tensors(args):
             if x.numel() == 0:
                 continue
+            if x.layout == torch.sparse_coo:  # a graph's adjacency: its stored values
+                x = x.detach().coalesce().values()
+                if x.numel() == 0:
+                    continue
             flat = x.detach().reshape(-1)
             prints.append(
                 (tuple(x.shape), float(flat.double().sum()), float(flat[0]), float(flat[-1]))

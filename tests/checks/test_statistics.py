@@ -613,3 +613,63 @@ def test_huge_learning_rate_makes_the_loss_non_finite() -> None:
     assert finding.severity.value == "error"
     assert "non-finite" in finding.title
     assert finding.evidence["nonfinite_step"] > 0
+
+
+class GraphConvolution(nn.Module):
+    """A hand-written graph convolution (Kipf & Welling): ``adj @ (x @ weight)``."""
+
+    def __init__(self, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(d_in, d_out))
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        return adj @ (x @ self.weight)
+
+
+class TwoLayerGCN(nn.Module):
+    def __init__(self, adj: torch.Tensor) -> None:
+        super().__init__()
+        self.adj = adj
+        self.gc1 = GraphConvolution(8, 16)
+        self.gc2 = GraphConvolution(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gc2(torch.relu(self.gc1(x, self.adj)), self.adj)
+
+
+def _gcn_subject(degree_power: float) -> dict[str, Any]:
+    """Node classification on a random graph whose adjacency (self-loops added) is
+    normalised as D^p (A + I) D^p: p = -1/2 is Kipf & Welling's, p = +1/2 a sign slip."""
+    g = torch.Generator().manual_seed(0)
+    nodes = 60
+    a = (torch.rand(nodes, nodes, generator=g) < 0.3).float()
+    a = ((a + a.T) > 0).float() + torch.eye(nodes)
+    d = a.sum(1).pow(degree_power)
+    adj = d[:, None] * a * d[None, :]
+    x = torch.randn(nodes, 8, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = TwoLayerGCN(adj)
+    return {
+        "model": model,
+        "data": [(x, y)] * 4,
+        "loss_fn": nn.CrossEntropyLoss(),
+        "optimizer": torch.optim.Adam(model.parameters(), lr=0.01),
+    }
+
+
+@pytest.mark.fires("activation-scale-drift")
+def test_hand_written_graph_layers_that_grow_with_the_degree_are_named() -> None:
+    report = run(select=["activation-scale-drift"], **_gcn_subject(0.5))
+    (finding,) = report.by_check("activation-scale-drift")
+    assert "explode" in finding.title and finding.where.module == "gc2"
+    assert reasons_of(report, "activation-scale-drift") == {28, 35}
+
+
+@pytest.mark.silent("activation-scale-drift")
+def test_hand_written_graph_layers_normalised_by_the_degree_do_not_drift() -> None:
+    report = run(select=["activation-scale-drift"], **_gcn_subject(-0.5))
+    assert report.result("activation-scale-drift").status.value == "passed"
+    assert "gc1" in report.result("activation-scale-drift").detail
+    assert report.findings == []

@@ -572,7 +572,8 @@ def _other_per_sample_input(ctx: CheckContext) -> str:
     for t in found[1:]:
         if t.dim() == 0 or t.shape[0] != rows:
             continue
-        if t.dtype == torch.bool or bool(((t == 0) | (t == 1)).all()):
+        values = t.coalesce().values() if t.layout == torch.sparse_coo else t
+        if t.dtype == torch.bool or bool(((values == 0) | (values == 1)).all()):
             continue
         return "x".join(str(d) for d in t.shape)
     return ""

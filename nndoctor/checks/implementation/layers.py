@@ -194,13 +194,23 @@ def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]
 
         def cut(t: torch.Tensor) -> torch.Tensor:
             at = _sample_axis(t, axis, size)
-            return t.narrow(at, 0, n) if at >= 0 else t
+            return _first_rows(t, n, at) if at >= 0 else t
 
         return map_tensors(cut, args)
     return tuple(
-        a[:n] if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size else a
+        _first_rows(a, n, 0)
+        if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size
+        else a
         for a in args
     )
+
+
+def _first_rows(t: torch.Tensor, n: int, axis: int) -> torch.Tensor:
+    """The first ``n`` entries of ``t`` along ``axis``; a sparse tensor (a graph's
+    adjacency) by index, since it has no strided views."""
+    if t.layout == torch.strided:
+        return t.narrow(axis, 0, n)
+    return t.index_select(axis, torch.arange(n, device=t.device))
 
 
 def _sample_axis(t: torch.Tensor, axis: int, n: int) -> int:

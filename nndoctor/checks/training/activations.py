@@ -250,7 +250,8 @@ def activation_scale_drift(ctx: CheckContext) -> None:
 
     What is measured:
         At the first observed step (the initial weights), the std of the output
-        of each ``Linear``/``Conv``/``ConvTranspose`` layer, in forward order.
+        of each ``Linear``/``Conv``/``ConvTranspose`` layer, and of each hand-written
+        layer holding a weight matrix of its own (a graph convolution), in forward order.
         The ratio of the last hidden layer's std to the first layer's std
         (the output layer is left out when there are three or more, since a
         zero- or down-scaled head is a deliberate choice). A warning when it falls
@@ -287,7 +288,7 @@ def activation_scale_drift(ctx: CheckContext) -> None:
     step = steps[0]
     layers = weighted_layers(rec, step)
     if len(layers) < 2:
-        ctx.skip(f"needs at least two Linear/Conv layers, found {len(layers)}")
+        ctx.skip(f"needs at least two Linear/Conv (or hand-written) layers, found {len(layers)}")
     stds = {n: step.activations[n].std for n in layers}
     hidden = layers[:-1] if len(layers) >= 3 else layers
     first = next((n for n in hidden if stds[n] > 0 and math.isfinite(stds[n])), None)
@@ -301,7 +302,7 @@ def activation_scale_drift(ctx: CheckContext) -> None:
     depth = hidden.index(last) - hidden.index(first)
     per_layer = ratio ** (1.0 / depth) if 0 < ratio < math.inf else ratio
     ctx.note(
-        f"std of {len(layers)} Linear/Conv outputs at step {step.step}: "
+        f"std of {len(layers)} layer outputs at step {step.step}: "
         f"{first} {fmt3(stds[first])} -> {last} {fmt3(last_std)} (ratio {fmt3(ratio)})"
     )
     evidence = {
