@@ -940,3 +940,63 @@ def test_positions_along_the_sequence_and_a_latent_sampled_in_eval_are_silent() 
         (result,) = [r for r in report.checks if r.check == "batch-dependence"]
         assert result.status.value == "passed", result.detail
         assert not report.by_check("batch-dependence")
+
+
+# A conditional neural process: the model takes a nested query ((context_x, context_y),
+# target_x) and tiles each curve's representation over its targets.
+NESTED_QUERY = """
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+torch.manual_seed(0)
+
+
+class CNP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32))
+        self.decoder = nn.Sequential(nn.Linear(33, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    def forward(self, query, target_y):
+        (context_x, context_y), target_x = query
+        batch, targets = target_x.shape[0], target_x.shape[1]
+        r = self.encoder(torch.cat([context_x, context_y], -1)).mean(1)
+        r = {TILE}
+        mu, log_sigma = self.decoder(torch.cat([r, target_x], -1)).chunk(2, -1)
+        return Normal(mu, 0.1 + torch.nn.functional.softplus(log_sigma)).log_prob(target_y)
+
+
+model = CNP()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for step in range(40):
+    x = torch.rand(16, 12, 1) * 4 - 2
+    y = torch.sin(x * (1 + torch.rand(16, 1, 1))) + torch.rand(16, 1, 1)
+    query = ((x[:, :6], y[:, :6]), x)
+    loss = -model(query, y).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def _nested_query_report(tmp_path: Path, tile: str) -> Report:
+    path = tmp_path / "cnp.py"
+    path.write_text(NESTED_QUERY.replace("{TILE}", tile))
+    return check_script(
+        str(path), steps=5, phase_steps=0, selection=Selection(select=("batch-dependence",))
+    )
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_tiling_that_mixes_the_batch_inside_a_nested_query_is_found(tmp_path: Path) -> None:
+    report = _nested_query_report(tmp_path, "r.repeat(targets, 1).view(batch, targets, -1)")
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25]
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_nested_query_is_cut_whole_and_a_right_tiling_is_quiet(tmp_path: Path) -> None:
+    report = _nested_query_report(tmp_path, "r.unsqueeze(1).expand(-1, targets, -1)")
+    assert report.result("batch-dependence").status.value == "passed"
+    assert report.by_check("batch-dependence") == []

@@ -183,7 +183,8 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
 def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]:
     """The first ``n`` entries along the batch ``axis`` of every argument that shares the
     first argument's size there (the others are passed whole). On axis 0 only the
-    arguments themselves are cut; on a later axis (sequence-first data) tensors nested in
+    arguments themselves are cut, unless every tensor nested in them holds the batch
+    first too; on a later axis (sequence-first data) tensors nested in
     them too (an RNN's hidden state ``(layers, batch, hidden)`` holds the batch there), and
     vectors of one value per sample (the sequences' lengths) along their only axis."""
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
@@ -197,6 +198,13 @@ def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]
             return _first_rows(t, n, at) if at >= 0 else t
 
         return map_tensors(cut, args)
+    nested = tensors(args)
+    if all(t.dim() > 0 and t.shape[0] == size for t in nested) and len(nested) > len(
+        [a for a in args if isinstance(a, torch.Tensor)]
+    ):
+        # Every tensor, those inside tuples and dicts too ((context, target) queries), holds
+        # the batch first: all are cut.
+        return map_tensors(lambda t: _first_rows(t, n, 0), args)
     return tuple(
         _first_rows(a, n, 0)
         if isinstance(a, torch.Tensor) and a.dim() > 0 and a.shape[0] == size
