@@ -234,7 +234,7 @@ def _run_each(
             status, detail = Status.SKIPPED, str(skip)
         except Exception as exc:  # noqa: BLE001 - a crashing check is reported, not raised
             status = Status.CRASHED
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = _crash_line(exc)
             ctx.detail = traceback.format_exc(limit=-3)
             ctx.findings.clear()  # a check that did not finish concludes nothing
             del lab.curves[handed_back:]
@@ -841,6 +841,18 @@ def _never_stepped(capture: Any) -> Any:
     stepped while another one did (nndoctor.capture.retarget.Unstepped); None otherwise."""
     unstepped = capture.recording.unstepped
     return unstepped if unstepped is not None and unstepped.holders else None
+
+
+# A crashed check's detail: the exception's first line, cut (some of torch's messages list
+# every dispatch backend over dozens of lines).
+CRASH_DETAIL_CHARS = 300
+
+
+def _crash_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, at most ``CRASH_DETAIL_CHARS`` characters."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0] if text else ''}"
+    return line if len(line) <= CRASH_DETAIL_CHARS else line[: CRASH_DETAIL_CHARS - 1] + "…"
 
 
 def _plain_parameters_advice(plain: tuple[int, int] | None, of_modules: int = 0) -> str:

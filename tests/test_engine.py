@@ -126,3 +126,14 @@ def test_the_experiment_clock_counts_processor_time_not_waiting() -> None:
     assert 4.2 <= spent < 4.5
     on_accelerator = ExperimentClock(SimpleNamespace(device=torch.device("meta")))  # type: ignore[arg-type]
     assert on_accelerator.spread == 1  # one thread drives the device
+
+
+def test_a_crashed_checks_detail_is_one_short_line() -> None:
+    from nndoctor.engine import CRASH_DETAIL_CHARS, _crash_line
+
+    backends = "'aten::eq' is only available for these backends: " + ", ".join(["CPU"] * 200)
+    line = _crash_line(NotImplementedError(f"Could not run 'aten::eq'.\n{backends}"))
+    assert line == "NotImplementedError: Could not run 'aten::eq'."
+    long = _crash_line(RuntimeError("x" * 1000))
+    assert len(long) == CRASH_DETAIL_CHARS and long.endswith("…")
+    assert _crash_line(ValueError()) == "ValueError: "
