@@ -673,3 +673,39 @@ def test_hand_written_graph_layers_normalised_by_the_degree_do_not_drift() -> No
     assert report.result("activation-scale-drift").status.value == "passed"
     assert "gc1" in report.result("activation-scale-drift").detail
     assert report.findings == []
+
+
+def _zero_weight_start(bias: list[float]) -> nn.Sequential:
+    """A hidden Linear with zero weights and the given bias between two random layers:
+    with a bias that is not zero, the layer starts at a chosen output (a spatial
+    transformer's identity affine)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 6), nn.Linear(6, 3))
+    nn.init.zeros_(model[2].weight)
+    with torch.no_grad():
+        model[2].bias.copy_(torch.tensor(bias))
+    return model
+
+
+@pytest.mark.silent("weights-constant-init")
+def test_zero_weights_starting_at_their_bias_are_a_note() -> None:
+    model = _zero_weight_start([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.05)),
+    )
+    (finding,) = report.by_check("weights-constant-init")
+    assert finding.severity.value == "info" and "chosen output" in finding.message
+    assert report.result("weights-constant-init").status.value == "passed"
+
+
+@pytest.mark.fires("weights-constant-init")
+def test_zero_weights_and_a_zero_bias_stay_a_warning() -> None:
+    model = _zero_weight_start([0.0] * 6)
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.05)),
+    )
+    (finding,) = report.by_check("weights-constant-init")
+    assert finding.severity.value == "warning" and finding.reasons == [28]
+    assert finding.where.module == "2"

@@ -5,6 +5,8 @@ on the host.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from nndoctor.checks import causes
@@ -16,7 +18,7 @@ from nndoctor.checks.training.observed import (
     is_matrix,
     weighted_layers,
 )
-from nndoctor.probes.recording import module_of
+from nndoctor.probes.recording import Recording, module_of
 from nndoctor.report.model import Severity, Where
 
 
@@ -45,8 +47,12 @@ def weights_constant_init(ctx: CheckContext) -> None:
         an error when every weight matrix of a model with hidden layers is
         affected (nothing breaks the symmetry); a warning for a single affected
         matrix; an info note for an all-zero *output* layer (a deliberate choice
-        in some architectures, e.g. zero-initialised heads) and for single-layer
-        models (zero init is fine for linear/logistic regression).
+        in some architectures, e.g. zero-initialised heads), for an all-zero
+        matrix beside a bias that is not zero and whose gradient at the first
+        step is not zero (the layer starts at a chosen output, a spatial
+        transformer's identity, and the layers after it tell its units apart)
+        and for single-layer models (zero init is fine for linear/logistic
+        regression).
 
     How to fix:
         Use a random initialisation: leave PyTorch's default, or call
@@ -127,6 +133,17 @@ def weights_constant_init(ctx: CheckContext) -> None:
                 " It is the output layer: a zero-initialised head is a deliberate choice in some "
                 "architectures (the layers before it get no gradient at the first step only)."
             )
+        elif (
+            kind == "all zero"
+            and _starts_at_its_bias(state, name)
+            and _first_gradient(rec, name) > 0
+        ):
+            severity = Severity.INFO
+            note = (
+                " Its bias is not zero and its first gradient is not: the layer starts at a "
+                "chosen output (an identity transform) and its units part at the first step, "
+                "a deliberate choice."
+            )
         else:
             severity, note = Severity.WARNING, ""
         ctx.finding(
@@ -141,6 +158,28 @@ def weights_constant_init(ctx: CheckContext) -> None:
             where=Where(module=module, step=0),
             evidence={"kind": kind, **ev},
         )
+
+
+def _starts_at_its_bias(state: dict[str, torch.Tensor], name: str) -> bool:
+    """Whether the module of weight ``name`` has a bias that is not all zero: with zero
+    weights it outputs that bias whatever its input (a spatial transformer's identity)."""
+    bias = state.get(f"{module_of(name)}.bias" if module_of(name) else "bias")
+    return (
+        isinstance(bias, torch.Tensor)
+        and bias.is_floating_point()
+        and bool(torch.isfinite(bias).all())
+        and bool((bias != 0).any())
+    )
+
+
+def _first_gradient(rec: Recording, name: str) -> float:
+    """The norm of parameter ``name``'s gradient at the first observed step that read it
+    (the initial weights); 0 when none did."""
+    for step in rec.steps:
+        if name in step.grad_norms:
+            g = step.grad_norms[name]
+            return g if math.isfinite(g) else 0.0
+    return 0.0
 
 
 def _groups(ctx: CheckContext, module: str) -> int | None:
