@@ -91,17 +91,34 @@ class OptimizerSpec:
         optimizer: torch.optim.Optimizer,
         model: nn.Module,
         planned_peak: float | None = None,
+        warmup_target: float | None = None,
     ) -> OptimizerSpec:
         """The spec of ``optimizer`` over ``model``. ``planned_peak`` is the highest rate the
         first group's scheduler plans (``probes.schedule.planned_peak``): where it is known,
-        every group's scheduled rate is its base rate scaled as the first group's is."""
+        every group's scheduled rate is its base rate scaled as the first group's is.
+        ``warmup_target`` is the rate a warm-up written by hand rises to
+        (``probes.schedule.hand_warmup_target``): every group's rate is scaled as the first
+        group's rate of the moment is to it."""
         names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
         groups = []
         base = _scheduled_lr(optimizer.param_groups[0]) if optimizer.param_groups else None
         scale = planned_peak / base if planned_peak and base else None
+        now = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
+        by_hand = (
+            warmup_target / now
+            if base is None and warmup_target and isinstance(now, (int, float)) and now > 0
+            else None
+        )
         for g in optimizer.param_groups:
             hyper = {k: copy.deepcopy(v) for k, v in g.items() if k != "params"}
             hyper["param_names"] = [names[id(p)] for p in g["params"] if id(p) in names]
+            if by_hand is not None and isinstance(g.get("lr"), (int, float)):
+                # Still in a warm-up written by hand: the copies train at the rate it rises
+                # to, as under a scheduler at its planned peak.
+                hyper["lr_at_capture"] = g.get("lr")
+                hyper["lr"] = g["lr"] * by_hand
+                groups.append(hyper)
+                continue
             scheduled = _scheduled_lr(g)
             if scheduled is not None and scale is not None:
                 # The schedule's own peak, not its base rate: a LambdaLR's function scales

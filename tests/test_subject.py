@@ -142,3 +142,32 @@ def test_a_graph_batch_keeps_its_nodes_whole_and_samples_take_their_subgraph() -
     # A square input that is the model's first (features as wide as the batch) is cut as rows.
     square = torch.randn(nodes, nodes)
     assert slice_batch((square, y), 4, None)[0].shape == (4, nodes)
+
+
+def _rates(rates: list[float], scheduler: bool = False) -> object:
+    from nndoctor.probes.recording import Recording, StepRecord
+
+    rec = Recording(scheduler_seen=scheduler)
+    for i, lr in enumerate(rates):
+        rec.steps.append(StepRecord(step=i + 1, hyperparameters=[{"lr": lr}]))
+    return rec
+
+
+def test_a_warm_up_by_hand_trains_copies_at_the_rate_it_rises_to() -> None:
+    from nndoctor.probes.schedule import hand_warmup_target
+
+    rising = [0.1 * (i + 1) / 200 for i in range(20)]  # param_group["lr"] = ... per batch
+    assert hand_warmup_target(_rates(rising), 0.1) == 0.1
+    assert hand_warmup_target(_rates(rising, scheduler=True), 0.1) is None
+    assert hand_warmup_target(_rates(rising[::-1]), 0.1) is None  # a decay by hand
+    assert hand_warmup_target(_rates([0.01] * 20), 0.1) is None  # set once, kept
+    assert hand_warmup_target(_rates(rising), 0.001) is None  # already past the built rate
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.2}],
+        lr=0.1,
+    )
+    opt.param_groups[0]["lr"], opt.param_groups[1]["lr"] = 0.005, 0.01
+    spec = OptimizerSpec.from_optimizer(opt, model, warmup_target=0.1)
+    rates = [g["lr"] for g in spec.hyperparameters()]
+    assert rates == [0.1, 0.2] and spec.hyperparameters()[0]["lr_at_capture"] == 0.005

@@ -23,7 +23,7 @@ from torch import nn
 from nndoctor.capture.runner import Capture
 from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.recording import GradClip, Recording
-from nndoctor.probes.schedule import recorded_peak
+from nndoctor.probes.schedule import hand_warmup_target, recorded_peak
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
 
@@ -196,7 +196,12 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         model.load_state_dict(capture.initial_state)
     optimizer = (
         OptimizerSpec.from_optimizer(
-            capture.optimizer, capture.model, recorded_peak(capture.recording)
+            capture.optimizer,
+            capture.model,
+            recorded_peak(capture.recording),
+            warmup_target=hand_warmup_target(
+                capture.recording, capture.optimizer.defaults.get("lr")
+            ),
         )
         if capture.optimizer is not None
         else manual_sgd(capture.recording)

@@ -47,6 +47,10 @@ class SchedulePlan:
     ends: bool = False
 
 
+# Observed steps a rate set by hand must rise over to read as a warm-up.
+HAND_WARMUP_MIN_STEPS = 3
+
+
 def planned_peak(plan: SchedulePlan | None, seen: list[float]) -> float | None:
     """The highest rate of the first parameter group over the whole schedule: the rates
     ``seen`` while observed and those the plan holds after; None without a plan, or where
@@ -67,6 +71,28 @@ def planned_peak(plan: SchedulePlan | None, seen: list[float]) -> float | None:
     if rising and not plan.ends:
         return None
     return peak
+
+
+def hand_warmup_target(recording: Any, constructed: Any) -> float | None:
+    """The rate a warm-up written by hand is rising to: with no scheduler, the first group's
+    rate set anew at the observed steps (``param_group["lr"] = ...``), never falling and
+    risen by the last, below ``constructed``, the rate the optimizer was built with (the
+    fast adversarial-training and nanoGPT scripts build it at the peak their own function
+    ramps towards). None otherwise."""
+    if recording.scheduler_seen or recording.schedule is not None:
+        return None
+    if not isinstance(constructed, (int, float)) or isinstance(constructed, bool):
+        return None
+    seen = []
+    for step in recording.steps:
+        groups = step.hyperparameters
+        lr = groups[0].get("lr") if groups else None
+        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
+            seen.append(float(lr))
+    if len(seen) < HAND_WARMUP_MIN_STEPS or not 0 < seen[-1] < constructed:
+        return None
+    rising = all(b >= a for a, b in zip(seen, seen[1:], strict=False)) and seen[-1] > seen[0]
+    return float(constructed) if rising else None
 
 
 def recorded_peak(recording: Any) -> float | None:
