@@ -113,6 +113,8 @@ class ModelRetarget:
         """At a module's forward: the module to observe from now on, once, if this is it."""
         if self.candidate is None or module is not self.candidate:
             return None
+        if module is self.direct_parent and not torch.is_grad_enabled():
+            return None  # an evaluation pass through it: observed from a training forward
         self.candidate = None
         return module
 
