@@ -40,6 +40,7 @@ class DirectForwards:
         self.routed: list[str] = []  # class names, for the report
         self._owners: set[int] = set()
         self._entered: set[int] = set()  # instances inside their own call right now
+        self._inside: set[int] = set()  # instances inside a routed direct call right now
         self._patched: list[tuple[type, Any, bool]] = []  # class, forward, own attribute
         self._decided = False
 
@@ -86,16 +87,25 @@ class DirectForwards:
         cls.forward = self._routing(cls, original)  # type: ignore[attr-defined]
 
     def _routing(self, cls: type, original: Callable[..., Any]) -> Callable[..., Any]:
-        owners, entered = self._owners, self._entered
+        owners, entered, inside = self._owners, self._entered, self._inside
 
         def forward(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
             key = id(module)
             if key not in owners or type(module) is not cls:
                 return original(module, *args, **kwargs)
-            if key in entered:  # called through module(x): its hooks have run
+            if key in inside:
+                # Inside its own call already: a forward that calls itself on its parts (a
+                # tree, node by node), or a call whose hooks did not run: as written.
                 entered.discard(key)
                 return original(module, *args, **kwargs)
-            return module(*args, **kwargs)
+            inside.add(key)
+            try:
+                if key in entered:  # called through module(x): its hooks have run
+                    entered.discard(key)
+                    return original(module, *args, **kwargs)
+                return module(*args, **kwargs)
+            finally:
+                inside.discard(key)
 
         forward.__wrapped__ = original  # type: ignore[attr-defined]
         forward.__doc__ = getattr(original, "__doc__", None)
@@ -113,6 +123,7 @@ class DirectForwards:
         self._patched.clear()
         self._owners.clear()
         self._entered.clear()
+        self._inside.clear()
 
 
 def holders(params: set[int]) -> list[nn.Module]:

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 from nndoctor.capture.runner import run_script
@@ -15,7 +16,6 @@ from nndoctor.engine import Selection, check_script
 # forward directly, as Forward-Forward implementations do.
 LAYER_LOCAL = """
 import torch
-import pytest
 from torch import nn
 
 torch.manual_seed(0)
@@ -165,7 +165,6 @@ def test_direct_forwards_without_an_optimizer_say_what_to_do(tmp_path: Path) -> 
 # is found first; the network the optimizer trains is the Sequential around it.
 SEQUENTIAL_FORWARD = """
 import torch
-import pytest
 from torch import nn
 import torch.nn.functional as F
 
@@ -202,3 +201,28 @@ def test_a_network_around_the_layer_found_first_is_observed(tmp_path: Path) -> N
     )
     assert report.result("params-not-in-optimizer").status.value == "passed"
     assert report.subject["model"] == "Sequential"
+
+
+def test_a_routed_forward_that_calls_itself_runs_as_written() -> None:
+    from nndoctor.capture.direct_forwards import DirectForwards
+
+    class Recursive(nn.Linear):
+        def forward(self, x: torch.Tensor, depth: int = 2) -> torch.Tensor:
+            out = super().forward(x)
+            return self.forward(out, depth - 1) if depth else out
+
+    calls: list[int] = []
+    layer = Recursive(3, 3)
+    handle = layer.register_forward_pre_hook(lambda m, a: calls.append(1))
+    direct = DirectForwards()
+    try:
+        with direct.installed():
+            direct.route_modules([layer])
+            routed = layer.forward(torch.ones(1, 3))
+            called = layer(torch.ones(1, 3))
+    finally:
+        handle.remove()
+    # The outer direct call runs the hooks once, the recursion inside it runs as written.
+    assert calls == [1, 1]
+    assert torch.equal(routed, called)
+    assert "forward" in Recursive.__dict__ and not hasattr(Recursive.forward, "__wrapped__")
