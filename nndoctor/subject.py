@@ -499,7 +499,7 @@ def slice_batch(batch: Any, size: int, subject: Subject | None) -> Any:
         return batch
     if _axis(subject) > 0 and not _targets_cut(batch, subject, n):
         return batch
-    first = first_tensor(subject.inputs(batch) if subject is not None else batch)
+    first = _first_input(batch, subject)
     if _axis(subject) == 0 and any(t is not first and _pairwise(t, n) for t in tensors(batch)):
         return batch  # a graph's nodes: a few of them would be another, sparser graph
     return take_samples(batch, list(range(size)), subject)
@@ -515,7 +515,7 @@ def _lead(batch: Any, subject: Subject | None) -> tuple[int, ...]:
     """The model input's shape up to and including the batch axis: a tensor flattened over
     these axes (per-token targets of sequence-first data, ``.view(-1)``) holds one row per
     (position, sample)."""
-    x = first_tensor(subject.inputs(batch) if subject is not None else batch)
+    x = _first_input(batch, subject)
     return tuple(x.shape[: _axis(subject) + 1]) if x is not None else ()
 
 
@@ -553,6 +553,11 @@ def _cutter(
     return None
 
 
+def _first_input(batch: Any, subject: Subject | None) -> torch.Tensor | None:
+    """The model's first input tensor in ``batch``."""
+    return first_tensor(subject.inputs(batch) if subject is not None else batch)
+
+
 def _pairwise(t: torch.Tensor, n: int) -> bool:
     """Whether ``t``, beside the model's first input, relates the ``n`` samples of the batch
     to each other: a graph's adjacency over its nodes, a mask or target over pairs."""
@@ -573,7 +578,7 @@ def take_samples(batch: Any, index: list[int], subject: Subject | None) -> Any:
         return batch
     axis = _axis(subject)
     lead = _lead(batch, subject) if axis > 0 else ()
-    first = first_tensor(subject.inputs(batch) if subject is not None else batch)
+    first = _first_input(batch, subject)
 
     # Not pytree: a list as long as the batch is a list of samples (cut as a whole, not
     # walked into), and the captured "loss_input_shape" is kept to be rescaled below.

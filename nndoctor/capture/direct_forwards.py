@@ -131,9 +131,9 @@ def holders(params: set[int]) -> list[nn.Module]:
     network the optimizer trains, not a container of several); else, when no module holds
     them all, the outermost modules holding some."""
     found = _holding(params)
-    covering = [(len(own), i) for i, (_, own) in enumerate(found) if params <= own]
-    if covering:
-        return [found[min(covering)[1]][0]]
+    cover = _smallest_cover(found, params)
+    if cover is not None:
+        return [cover]
     inner = {id(m) for h, _ in found for m in h.modules() if m is not h}
     return [h for h, _ in found if id(h) not in inner]
 
@@ -158,8 +158,12 @@ def direct_parent(own: set[int], model: nn.Module, called: set[int]) -> nn.Modul
 
 def covering_module(params: set[int]) -> nn.Module | None:
     """The live module that holds all of ``params`` with the fewest parameters besides."""
-    found = [(len(own), i, m) for i, (m, own) in enumerate(_holding(params)) if params <= own]
-    return min(found, key=lambda t: t[:2])[2] if found else None
+    return _smallest_cover(_holding(params), params)
+
+
+def _smallest_cover(found: list[tuple[nn.Module, set[int]]], params: set[int]) -> nn.Module | None:
+    covering = [(len(own), i) for i, (_, own) in enumerate(found) if params <= own]
+    return found[min(covering)[1]][0] if covering else None
 
 
 def _holding(params: set[int]) -> list[tuple[nn.Module, set[int]]]:

@@ -83,27 +83,27 @@ def hand_warmup_target(recording: Any, constructed: Any) -> float | None:
         return None
     if not isinstance(constructed, (int, float)) or isinstance(constructed, bool):
         return None
-    seen = []
-    for step in recording.steps:
-        groups = step.hyperparameters
-        lr = groups[0].get("lr") if groups else None
-        if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr):
-            seen.append(float(lr))
+    seen = [lr for lr in first_group_rates(recording) if math.isfinite(lr)]
     if len(seen) < HAND_WARMUP_MIN_STEPS or not 0 < seen[-1] < constructed:
         return None
     rising = all(b >= a for a, b in zip(seen, seen[1:], strict=False)) and seen[-1] > seen[0]
     return float(constructed) if rising else None
 
 
-def recorded_peak(recording: Any) -> float | None:
-    """``planned_peak`` of a recording: its schedule plan and its steps' first-group rates."""
+def first_group_rates(recording: Any) -> list[float]:
+    """The first parameter group's rate at each observed step that recorded a number."""
     seen = []
     for step in recording.steps:
         groups = step.hyperparameters
         lr = groups[0].get("lr") if groups else None
         if isinstance(lr, (int, float)) and not isinstance(lr, bool):
             seen.append(float(lr))
-    return planned_peak(recording.schedule, seen)
+    return seen
+
+
+def recorded_peak(recording: Any) -> float | None:
+    """``planned_peak`` of a recording: its schedule plan and its steps' first-group rates."""
+    return planned_peak(recording.schedule, first_group_rates(recording))
 
 
 def planned_length(scheduler: Any) -> int | None:

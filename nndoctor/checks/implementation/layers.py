@@ -198,10 +198,8 @@ def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]
             return _first_rows(t, n, at) if at >= 0 else t
 
         return map_tensors(cut, args)
-    nested = tensors(args)
-    if all(t.dim() > 0 and t.shape[0] == size for t in nested) and len(nested) > len(
-        [a for a in args if isinstance(a, torch.Tensor)]
-    ):
+    nests = any(not isinstance(a, torch.Tensor) and tensors(a) for a in args)
+    if nests and all(t.dim() > 0 and t.shape[0] == size for t in tensors(args)):
         # Every tensor, those inside tuples and dicts too ((context, target) queries), holds
         # the batch first: all are cut.
         return map_tensors(lambda t: _first_rows(t, n, 0), args)

@@ -67,28 +67,28 @@ def weighted_layers(rec: Recording, step: StepRecord) -> list[str]:
     """Linear/conv leaf modules, and hand-written ones holding a weight matrix of their own
     (a graph convolution's ``weight``), in the order their forward completed at ``step``."""
     leaves = leaf_modules(rec)
+    hand_written = _hand_written_layers(rec)
     return [
         n
         for n in step.activations
-        if n in leaves and (rec.is_kind(n, WEIGHTED) or _hand_written_layer(rec, n))
+        if n in leaves and (rec.is_kind(n, WEIGHTED) or n in hand_written)
     ]
 
 
-def _hand_written_layer(rec: Recording, name: str) -> bool:
-    """A module of the user's own class whose own parameters include a trainable matrix
-    (two axes, each longer than one): it transforms its input as a linear layer does."""
-    cls = rec.module_class(name)
-    if cls is None or cls.__module__.split(".")[0] == "torch":
-        return False
-    prefix = f"{name}." if name else ""
-    return any(
-        p.startswith(prefix)
-        and "." not in p[len(prefix) :]
-        and rec.requires_grad.get(p, True)
-        and len(shape) == 2
-        and min(shape) > 1
+def _hand_written_layers(rec: Recording) -> set[str]:
+    """Modules of the user's own classes whose own parameters include a trainable matrix
+    (two axes, each longer than one): they transform their input as a linear layer does."""
+    with_matrix = {
+        module_of(p)
         for p, shape in rec.param_shapes.items()
-    )
+        if rec.requires_grad.get(p, True) and len(shape) == 2 and min(shape) > 1
+    }
+    out = set()
+    for name in with_matrix:
+        cls = rec.module_class(name)
+        if cls is not None and cls.__module__.split(".")[0] != "torch":
+            out.add(name)
+    return out
 
 
 def output_module(rec: Recording, step: StepRecord) -> str | None:
