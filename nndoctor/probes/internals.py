@@ -96,30 +96,95 @@ def _state(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
     yield from model.named_buffers()
 
 
-def layers_fed_by(
+def layers_fed(
     model: nn.Module, run: Callable[[], Any], sources: set[str], targets: set[str]
-) -> dict[str, set[str]]:
+) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """For each submodule named in ``sources``, the submodules named in ``targets`` whose
-    input, in ``run()`` (gradients on), was computed from its output: the autograd graph
-    of each target's first input is walked back to the sources' output nodes. The hooks
-    live for the call and are removed in ``finally``."""
-    made: dict[Any, str] = {}  # a source output's autograd node -> the source
-    fed: dict[str, set[str]] = {name: set() for name in sources}
-    inputs: dict[str, list[torch.Tensor]] = {}
+    first input, in ``run()`` (gradients on), was computed from its output (the autograd
+    graph of each target's first input walked back to the sources' output nodes); and, of
+    those, the ones that reach what the forward computed before that source only through
+    it: with the source's output taken away, the walk back from the target's input meets no
+    node of the source input's history (parameters aside, which hold nothing of one
+    sample). A layer of width one that a target reads only this way squeezes every sample
+    into one number on the way there; one whose output only weighs features that also
+    reach the target by another path (an attention scorer, a gate) does not. A history
+    too long to walk counts as no other path. The hooks live for the call and are removed
+    in ``finally``."""
+    flows = _record_flows(model, run, sources, targets)
+    only: dict[str, set[str]] = {name: set() for name in sources}
+    for source, fed in flows.fed.items():
+        outputs = {node for node, name in flows.made.items() if name == source}
+        before = {
+            node
+            for node in autograd_nodes(flows.source_inputs.get(source, []), _WALK_LIMIT)
+            if not _is_leaf_node(node)
+        }
+        for target in fed:
+            roots = [t.grad_fn for t in flows.inputs.get(target, [])]
+            if not before or not _meets(roots, before, stop=outputs):
+                only[source].add(target)
+    return {name: set(fed) for name, fed in flows.fed.items()}, only
+
+
+# Autograd nodes walked for one question about a forward's graph; a small model's whole
+# graph holds a few hundred.
+_WALK_LIMIT = 50_000
+
+
+def _is_leaf_node(node: Any) -> bool:
+    """A parameter's (or any leaf tensor's) gradient accumulator: no sample flows through it."""
+    return type(node).__name__ == "AccumulateGrad"
+
+
+def _meets(roots: list[Any], nodes: set[Any], *, stop: set[Any]) -> bool:
+    """Whether the autograd history behind ``roots`` reaches one of ``nodes`` without
+    passing through one of ``stop``; a walk past ``_WALK_LIMIT`` nodes answers False."""
+    stack, seen = [r for r in roots if r is not None], set()
+    while stack:
+        node = stack.pop()
+        if node in seen or node in stop:
+            continue
+        if node in nodes:
+            return True
+        seen.add(node)
+        if len(seen) > _WALK_LIMIT:
+            return False
+        stack.extend(n for n, _ in getattr(node, "next_functions", ()) if n is not None)
+    return False
+
+
+class _Flows:
+    """What one forward computed from what, for the named sources and targets."""
+
+    def __init__(self, sources: set[str]) -> None:
+        self.made: dict[Any, str] = {}  # a source output's autograd node -> the source
+        self.fed: dict[str, set[str]] = {name: set() for name in sources}
+        self.inputs: dict[str, list[torch.Tensor]] = {}  # a target's first input
+        self.source_inputs: dict[str, list[Any]] = {}  # a source's first input's nodes
+
+
+def _record_flows(
+    model: nn.Module, run: Callable[[], Any], sources: set[str], targets: set[str]
+) -> _Flows:
+    flows = _Flows(sources)
     handles = []
 
     def keep_output(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+        def hook(_module: nn.Module, args: Any, output: Any) -> None:
+            if name not in flows.source_inputs:
+                flows.source_inputs[name] = [
+                    t.grad_fn for t in _tensors(args) if t.grad_fn is not None
+                ]
             for t in _tensors(output):
                 if t.grad_fn is not None:
-                    made.setdefault(t.grad_fn, name)
+                    flows.made.setdefault(t.grad_fn, name)
 
         return hook
 
     def keep_input(name: str) -> Callable[..., None]:
         def hook(_module: nn.Module, args: Any) -> None:
-            if name not in inputs:
-                inputs[name] = [t for t in _tensors(args) if t.grad_fn is not None]
+            if name not in flows.inputs:
+                flows.inputs[name] = [t for t in _tensors(args) if t.grad_fn is not None]
 
         return hook
 
@@ -134,11 +199,11 @@ def layers_fed_by(
     finally:
         for h in handles:
             h.remove()
-    for target, tensors in inputs.items():
+    for target, tensors in flows.inputs.items():
         for node in autograd_nodes(t.grad_fn for t in tensors):
-            if node in made and made[node] != target:
-                fed[made[node]].add(target)
-    return fed
+            if node in flows.made and flows.made[node] != target:
+                flows.fed[flows.made[node]].add(target)
+    return flows
 
 
 def _outputs_of(run: Callable[[], Any], repeat: Callable[[], Any]) -> list[torch.Tensor]:

@@ -596,6 +596,60 @@ def test_a_width_one_output_fed_on_to_another_layer_is_a_bottleneck() -> None:
     assert finding.where.module == "mu"
 
 
+class AttentionPooling(nn.Module):
+    """Attention pooling over a set (attention-based multiple-instance learning, a
+    hierarchical attention network): a ``Linear(d, 1)`` scores each element, the softmax
+    of the scores weighs the elements' features, the weighted sum feeds the classifier.
+    The score layer is one unit wide, but the features reach the classifier around it.
+    With ``pool_scores``, the classifier reads the scores alone: then it is a bottleneck."""
+
+    def __init__(self, pool_scores: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.pool_scores = pool_scores
+        self.embed = nn.Linear(4, 16)
+        self.score = nn.Linear(16, 1)
+        self.gate = nn.Linear(16, 1)
+        self.classifier = nn.Linear(1 if pool_scores else 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.embed(x))  # (batch, elements, 16)
+        weights = torch.softmax(self.score(h), dim=1)  # (batch, elements, 1)
+        if self.pool_scores:
+            return self.classifier((weights * self.score(h)).sum(dim=1))
+        gated = torch.sigmoid(self.gate(h)) * h
+        return self.classifier((weights * gated).sum(dim=1))  # (batch, 3)
+
+
+def _pooling_run(model: nn.Module) -> Report:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 5, 4, generator=g)
+    y = (x[:, :, 0].max(dim=1).values > 1).long() + (x[:, :, 1].mean(dim=1) > 0).long()
+    return run(
+        select=["width-one-bottleneck"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.silent("width-one-bottleneck")
+def test_attention_scores_and_gates_of_width_one_are_not_bottlenecks() -> None:
+    report = _pooling_run(AttentionPooling())
+    assert report.by_check("width-one-bottleneck") == []
+    result = report.result("width-one-bottleneck")
+    assert result.status.value == "passed"
+    assert "scorers or gates" in result.detail
+    assert "score" in result.detail and "gate" in result.detail
+
+
+@pytest.mark.fires("width-one-bottleneck")
+def test_a_classifier_that_reads_only_the_scores_sits_behind_a_bottleneck() -> None:
+    (finding,) = _pooling_run(AttentionPooling(pool_scores=True)).by_check("width-one-bottleneck")
+    assert finding.where.module == "score" and finding.reasons == [24]
+
+
 class SampledLatent(nn.Module):
     """A VAE's encoder-sample-decoder path: the output is random by design."""
 

@@ -26,7 +26,7 @@ from nndoctor.probes.functions import (
 )
 from nndoctor.probes.internals import (
     OutputKey,
-    layers_fed_by,
+    layers_fed,
     state_restored_at_each_call,
     visit_module_outputs,
 )
@@ -1401,11 +1401,15 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
 
     What is measured:
         The weight shapes of Linear and convolution layers other than the last one in the
-        forward order: an output width of 1 is a bottleneck when that output feeds another
-        Linear or convolution layer (followed through one forward of a model copy, where
-        there is one). A width-one layer whose output reaches none is an output head of a
-        model with several (a Gaussian's mean beside its scale, a critic's value beside
-        the policy), not a bottleneck.
+        forward order: an output width of 1 is a bottleneck when another Linear or
+        convolution layer reads the network's earlier computation only through that
+        output (followed through the autograd graph of one forward of a model copy, where
+        there is one). A width-one layer whose output reaches no such layer is an output
+        head of a model with several (a Gaussian's mean beside its scale, a critic's value
+        beside the policy); one whose output only weighs features that reach the next layer
+        by another path is a scorer or a gate (attention pooling's ``Linear(d, 1)`` score
+        per position, a sigmoid gate): neither is a bottleneck. Without a copy to run,
+        every hidden layer of width one counts.
 
     How to fix:
         Widen the layer; a hidden width of 1 is almost never intended.
@@ -1429,13 +1433,18 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
     hidden = order[:-1]
     narrow = [n for n in hidden if rec.param_shapes.get(f"{n}.weight", (0,))[0] == 1]
     ctx.note(f"{len(hidden)} hidden Linear/convolution layer(s) checked for width 1")
-    heads = _output_heads(ctx.services, narrow, set(order))
+    heads, scorers = _not_bottlenecks(ctx.services, narrow, set(order))
     if heads:
         ctx.note(
             f"{ctx.detail}; of width 1 but feeding no other Linear/convolution layer, so output "
             f"heads (a mean beside a scale, a value beside a policy): {', '.join(heads)}"
         )
-    for name in (n for n in narrow if n not in heads):
+    if scorers:
+        ctx.note(
+            f"{ctx.detail}; of width 1 but weighing features that reach the next layers by "
+            f"another path, so scorers or gates (attention pooling): {', '.join(scorers)}"
+        )
+    for name in (n for n in narrow if n not in heads and n not in scorers):
         ctx.finding(
             title="A hidden layer of width one",
             message=(
@@ -1448,19 +1457,22 @@ def width_one_bottleneck(ctx: CheckContext) -> None:
         )
 
 
-def _output_heads(lab: Any, narrow: list[str], layers: set[str]) -> list[str]:
-    """Of the ``narrow`` layers, those whose output reaches no other of ``layers`` in one
-    forward of a model copy (autograd ancestry): heads of a model with several outputs,
-    not bottlenecks. None known without a copy to run, or when the forward fails."""
+def _not_bottlenecks(lab: Any, narrow: list[str], layers: set[str]) -> tuple[list[str], list[str]]:
+    """Of the ``narrow`` layers, the output heads (whose output reaches no other of
+    ``layers`` in one forward of a model copy) and the scorers or gates (whose output
+    reaches others, none of which reads the earlier computation only through it). None
+    known without a copy to run, or when the forward fails."""
     copy = lab.eval_copy() if narrow and lab is not None else None
     if copy is None:
-        return []
+        return [], []
     model, run = copy
     try:
-        fed = layers_fed_by(model, run, set(narrow), layers)
+        fed, only = layers_fed(model, run, set(narrow), layers)
     except (RuntimeError, ValueError, IndexError, TypeError):
-        return []
-    return [n for n in narrow if not fed.get(n)]
+        return [], []
+    heads = [n for n in narrow if not fed.get(n)]
+    scorers = [n for n in narrow if fed.get(n) and not only.get(n)]
+    return heads, scorers
 
 
 def _call_cut(ctx: CheckContext, model: nn.Module, args: tuple[Any, ...]) -> Any:
