@@ -151,6 +151,7 @@ class PhaseFollower:
         self._close_first = False
         self._seen: set[int] = set()  # optimizers that stepped while the first phase was observed
         self._new: torch.optim.Optimizer | None = None
+        self.new_steps = 0  # steps the new optimizer took while its model was sought
         self.loaded_between: list[str] = []  # load_state_dict calls while searching
         self.loaded_between_from_run: list[str] = []  # of those, checkpoints of the first model
         self.model: nn.Module | None = None
@@ -161,6 +162,15 @@ class PhaseFollower:
     @property
     def follows(self) -> bool:
         return self.search_steps > 0
+
+    @property
+    def unheld_optimizer(self) -> str | None:
+        """The class of a new optimizer that stepped while a second phase was sought but
+        whose model was never found: no module run since holds the tensors it trains (an
+        image optimised through a frozen network, as style transfer does); None otherwise."""
+        if self._new is None or self.second is not None:
+            return None
+        return type(self._new).__name__
 
     def budget_reached(self, epoch_end: int | None = None) -> bool:
         """The first phase used its step budget: go on (True), searching for a second
@@ -201,7 +211,10 @@ class PhaseFollower:
             return None
         if self.phase_search and id(optimizer) not in self._seen and self._new is None:
             self._new = optimizer
+            self.new_steps = 1
             return None
+        if optimizer is self._new:
+            self.new_steps += 1
         self.searched += 1
         if self.phase_search:
             if self.searched > self.search_steps:

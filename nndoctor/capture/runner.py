@@ -630,6 +630,15 @@ def _split_phases(capture: Capture, follower: PhaseFollower, loaders: _LoaderRec
             "timeout": "the time limit was reached",
         }.get(reason, reason)
         raised = f" (the script raised {type(exc).__name__}: {exc})" if exc is not None else ""
+        unheld = follower.unheld_optimizer
+        if unheld is not None:
+            capture.phase_note = (
+                f"a second phase of training was not observed: after the observed steps a new "
+                f"optimizer ({unheld}) took {follower.new_steps} step(s), but no module run since "
+                "holds the tensors it trains (a tensor optimised directly through a network, as "
+                f"style transfer does, is no model to observe); then {ended}{raised}"
+            )
+            return
         capture.phase_note = (
             f"no second phase of training: after the observed steps the script ran "
             f"{follower.searched} more optimizer step(s) with the same optimizer(s), then "

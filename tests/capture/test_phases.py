@@ -103,6 +103,42 @@ def test_one_optimizer_in_the_source_means_no_search(tmp_path: Path) -> None:
     assert off.phase_note == "" and off.steps == 10
 
 
+INPUT_OPTIMISED = """
+import torch
+net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+o = torch.optim.SGD(net.parameters(), lr=0.1)
+for _ in range(30):
+    o.zero_grad()
+    net(torch.randn(8, 3)).pow(2).mean().backward()
+    o.step()
+net.requires_grad_(False)
+image = torch.zeros(4, 3, requires_grad=True)
+lbfgs = torch.optim.LBFGS([image], max_iter=5)
+
+def closure():
+    lbfgs.zero_grad()
+    loss = (net(image) - 1).pow(2).mean()
+    loss.backward()
+    return loss
+
+for _ in range(6):
+    lbfgs.step(closure)
+"""
+
+
+def test_a_later_optimizer_of_a_plain_tensor_is_named_not_taken_for_the_same(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "style.py"
+    path.write_text(INPUT_OPTIMISED)
+    capture = run_script(str(path), steps=10)
+    assert capture.next_phase is None and capture.steps == 10
+    note = capture.phase_note
+    assert "new optimizer (LBFGS) took 6 step(s)" in note
+    assert "no module run since holds the tensors it trains" in note
+    assert "the script finished" in note and "same optimizer" not in note
+
+
 def test_a_search_ends_at_its_step_limit_or_with_the_script(tmp_path: Path) -> None:
     path = tmp_path / "two.py"
     path.write_text(SEQUENTIAL.format(second="True"))
