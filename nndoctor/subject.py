@@ -435,10 +435,15 @@ def ideal_prediction(
     if name in ("binary_cross_entropy", "binary_cross_entropy_with_logits"):
         if kwargs.get("weight") is not None or kwargs.get("pos_weight") is not None:
             return None
+        if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+            return None  # targets outside [0, 1] (raw pixels): the loss has no lowest value
         if name == "binary_cross_entropy":
             return t.clamp(0.0, 1.0)
-        p = t.clamp(1e-12, 1.0 - 1e-12)
-        return torch.log(p) - torch.log1p(-p)
+        # In float64, and kept away from 0 and 1 by more than float32 resolves: a target of
+        # exactly 1 (an image's white pixel) would otherwise round to p = 1, an infinite
+        # logit and a NaN loss. At a logit of ±16 the loss is within 1e-7 of its floor.
+        p = target.detach().double().clamp(1e-7, 1.0 - 1e-7)
+        return (torch.log(p) - torch.log1p(-p)).float()
     return None
 
 

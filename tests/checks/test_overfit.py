@@ -272,6 +272,28 @@ def test_the_poisson_floor_is_the_loss_at_rates_equal_to_the_counts() -> None:
     assert Lab(subject).floor_of([batch]) == floor
 
 
+def test_the_soft_target_floor_of_bce_with_logits_holds_targets_of_exactly_0_and_1() -> None:
+    import math
+
+    from nndoctor.subject import Subject, Task
+
+    # Noisy images clamped to [0, 1]: many pixels exactly 0 or 1, the rest in between.
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(8, 16, generator=g) + 0.3 * torch.randn(8, 16, generator=g)).clamp(0, 1)
+    model = nn.Linear(16, 16)
+    subject = Subject(
+        model=model,
+        batches=[(y, y)],
+        task=Task.regression(),
+        criterion=nn.BCEWithLogitsLoss(),
+    )
+    floor = subject.loss_floor((y, y))
+    inner = y.double().clamp(1e-12, 1 - 1e-12)
+    entropy = float(-(inner * inner.log() + (1 - inner) * (1 - inner).log()).mean())
+    assert floor is not None and math.isfinite(floor)
+    assert math.isclose(floor, entropy, rel_tol=1e-4, abs_tol=1e-5)
+
+
 class _BagOfTokens(nn.Module):
     def __init__(self) -> None:
         super().__init__()
