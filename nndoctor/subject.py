@@ -442,7 +442,7 @@ def ideal_prediction(
         # In float64, and kept away from 0 and 1 by more than float32 resolves: a target of
         # exactly 1 (an image's white pixel) would otherwise round to p = 1, an infinite
         # logit and a NaN loss. At a logit of ±16 the loss is within 1e-7 of its floor.
-        p = target.detach().double().clamp(1e-7, 1.0 - 1e-7)
+        p = t.double().clamp(1e-7, 1.0 - 1e-7)
         return (torch.log(p) - torch.log1p(-p)).float()
     return None
 

@@ -139,18 +139,7 @@ def _is_leaf_node(node: Any) -> bool:
 def _meets(roots: list[Any], nodes: set[Any], *, stop: set[Any]) -> bool:
     """Whether the autograd history behind ``roots`` reaches one of ``nodes`` without
     passing through one of ``stop``; a walk past ``_WALK_LIMIT`` nodes answers False."""
-    stack, seen = [r for r in roots if r is not None], set()
-    while stack:
-        node = stack.pop()
-        if node in seen or node in stop:
-            continue
-        if node in nodes:
-            return True
-        seen.add(node)
-        if len(seen) > _WALK_LIMIT:
-            return False
-        stack.extend(n for n, _ in getattr(node, "next_functions", ()) if n is not None)
-    return False
+    return any(node in nodes for node in autograd_nodes(roots, _WALK_LIMIT, stop=stop))
 
 
 class _Flows:

@@ -359,13 +359,16 @@ def reaches(tensor: torch.Tensor, nodes: set[Any], limit: int = 512) -> bool:
     return any(node in nodes for node in autograd_nodes([tensor.grad_fn], limit))
 
 
-def autograd_nodes(roots: Iterable[Any], limit: int | None = None) -> Iterator[Any]:
+def autograd_nodes(
+    roots: Iterable[Any], limit: int | None = None, stop: set[Any] | None = None
+) -> Iterator[Any]:
     """The autograd nodes behind ``roots`` (grad_fn objects), each once, depth first; at
-    most ``limit`` of them where given."""
+    most ``limit`` of them where given; nodes in ``stop`` (and what lies only behind them)
+    are not walked."""
     stack, seen = list(roots), set()
     while stack and (limit is None or len(seen) < limit):
         node = stack.pop()
-        if node is None or node in seen:
+        if node is None or node in seen or (stop is not None and node in stop):
             continue
         seen.add(node)  # the node, not its id: a freed wrapper's id can be reused
         yield node
