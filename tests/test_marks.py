@@ -14,9 +14,9 @@ FIRES = "tests/checks/test_parameters.py::test_loop_without_zero_grad_accumulate
 SILENT = "tests/checks/test_dataset.py::test_ignored_targets_are_not_counted_as_class_zero"
 
 
-def _pytest(test: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _pytest(*tests: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         cwd=TESTS.parent,
         env={**os.environ, **env},
         capture_output=True,
@@ -25,15 +25,17 @@ def _pytest(test: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# The same tests pass unbroken in the suite itself; here they run only broken.
-
-
-def test_a_fires_test_fails_when_its_check_can_no_longer_fire() -> None:
-    broken = _pytest(FIRES, NNDOCTOR_TEST_NO_FINDINGS="zero-grad-missing")
+# The same tests pass unbroken in the suite itself; here they run only broken, both in one
+# inner session (each break touches only its own check).
+def test_fires_and_silent_tests_fail_when_their_check_cannot_fire_or_never_runs() -> None:
+    broken = _pytest(
+        FIRES,
+        SILENT,
+        NNDOCTOR_TEST_NO_FINDINGS="zero-grad-missing",
+        NNDOCTOR_TEST_SKIP="class-imbalance",
+    )
     assert broken.returncode == 1, broken.stdout[-2000:]
-
-
-def test_a_silent_test_fails_when_its_check_never_runs() -> None:
-    broken = _pytest(SILENT, NNDOCTOR_TEST_SKIP="class-imbalance")
-    assert broken.returncode == 1, broken.stdout[-2000:]
+    # The fires test fails in its body; the silent one passes there and errs at teardown.
+    assert f"FAILED {FIRES}" in broken.stdout, broken.stdout[-2000:]
+    assert f"ERROR {SILENT}" in broken.stdout, broken.stdout[-2000:]
     assert "marked silent('class-imbalance') but it never ran and passed" in broken.stdout

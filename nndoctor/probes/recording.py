@@ -359,6 +359,9 @@ class StepRecord:
     # yielded, in that tensor's own memory order but under other axis sizes (a reshape
     # between the loader and the model): (the batch tensor's shape, the input's shape).
     loader_reshapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    # The shapes of the tensors of the loader batch that fed the step (first steps only):
+    # where the samples lie in the data as delivered, before the script cut from it.
+    loader_shapes: list[tuple[int, ...]] = field(default_factory=list)
 
     @property
     def target(self) -> TargetSummary | None:
@@ -598,8 +601,9 @@ class Recording:
     def input_batch_axis(self) -> int:
         """The axis of the model input (its first tensor) that holds the samples.
 
-        The data says first: the batch size of the DataLoader that fed the step, else the
-        leading length of a target with fewer axes than the input (one label or value per
+        The data says first: the batch size of the DataLoader that fed the step (or, where
+        the script cut a sample off the batch on the way, the axis that holds the batch size
+        in the loader's tensor of the same shape otherwise), else the leading length of a target with fewer axes than the input (one label or value per
         sample, so one row per sample); the model input's axis of that size is the batch
         axis. Without either (batches cut by hand, targets flattened over positions or of
         the input's own shape), the layers that declare a layout say: an RNN or Transformer
@@ -618,16 +622,39 @@ class Recording:
         if step is None or step.inputs is None or not step.inputs.shape:
             return None
         shape = step.inputs.shape
-        witnesses = (
-            self._loader_batch(step),
-            self._target_batch(step, len(shape)),
-            self._layer_batch(),
-        )
-        for size in witnesses:
+        loaded = self._loader_batch(step)
+        axes = [i for i, d in enumerate(shape) if loaded is not None and d == loaded]
+        if axes:
+            return axes[0] if len(axes) == 1 else None
+        carried = self._loader_axis_carried(step, tuple(shape), loaded)
+        if carried is not None:
+            return carried
+        for size in (self._target_batch(step, len(shape)), self._layer_batch()):
             axes = [i for i, d in enumerate(shape) if size is not None and d == size]
             if axes:
                 return axes[0] if len(axes) == 1 else None
         return None
+
+    @staticmethod
+    def _loader_axis_carried(
+        step: StepRecord, shape: tuple[int, ...], size: int | None
+    ) -> int | None:
+        """The loader's batch axis carried over to a model input the script cut from its
+        batch (``x[:, :-1]`` of a sequence-first batch drops a sample, not a position): the
+        axis of the batch size in a loader tensor with as many axes as the input, when it
+        is the only such axis and every other axis has the input's length; None otherwise."""
+        if size is None:
+            return None
+        found = set()
+        for loaded in step.loader_shapes:
+            if len(loaded) != len(shape):
+                continue
+            axes = [i for i, d in enumerate(loaded) if d == size]
+            if len(axes) == 1 and all(
+                a == b for i, (a, b) in enumerate(zip(loaded, shape, strict=True)) if i != axes[0]
+            ):
+                found.add(axes[0])
+        return found.pop() if len(found) == 1 else None
 
     def _loader_batch(self, step: StepRecord) -> int | None:
         if step.loader is None or step.loader >= len(self.loaders):

@@ -694,11 +694,13 @@ class TrainingProbe:
         handles.clear()
 
     def _note_loader_reshapes(self, rec: StepRecord, given: Any) -> None:
-        """Record which model inputs hold a tensor of the loader's last batch in its own
-        memory order under other axis sizes, in the first ``MAX_RELABEL_STEPS`` steps."""
+        """Record the shapes of the loader's last batch, and which model inputs hold one of
+        its tensors in its own memory order under other axis sizes, in the first
+        ``MAX_RELABEL_STEPS`` steps."""
         if self.loader_batch is None or len(self.recording.steps) >= MAX_RELABEL_STEPS:
             return
         batch = self.loader_batch()
+        rec.loader_shapes = [tuple(b.shape) for b in batch]
         for t in tensors(given)[:MAX_MATCHED_INPUTS]:
             for b in batch:
                 if t.numel() == b.numel() > 1 and t.shape != b.shape and _same_flat_values(t, b):

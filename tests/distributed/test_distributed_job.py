@@ -96,6 +96,7 @@ def test_a_global_batch_growing_without_the_rate_gets_a_note(
     assert finding.evidence["learning_rates"] == [0.001]
 
 
+@pytest.mark.slow  # one rank sleeps past the collective timeout: about 15 s
 def test_a_rank_that_arrives_later_than_the_collective_timeout_still_joins(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

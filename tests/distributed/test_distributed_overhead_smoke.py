@@ -15,6 +15,7 @@ BENCH = ROOT / "benchmarks" / "distributed_overhead.py"
 MODES = ["ddp", "check-agreement", "check-rank-probe", "watch-exchange"]
 
 
+@pytest.mark.slow  # a benchmark of its own (~10 s of two ranks); run with -m slow
 def test_the_distributed_overhead_benchmark_runs(tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     done = subprocess.run(

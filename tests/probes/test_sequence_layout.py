@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from nndoctor.probes.recording import Recording
+from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord, TensorSummary
 from nndoctor.probes.training import TrainingProbe
 
 
@@ -63,3 +63,35 @@ def test_the_data_says_first_a_layer_declared_with_the_wrong_layout_does_not() -
         nn.functional.cross_entropy(model(x)[:, -1], y).backward()
     assert set(rec.sequence_layouts.values()) == {(False, (5, 7, 8))}
     assert rec.input_batch_axis() == 0
+
+
+def _fed(loader_shapes: list[tuple[int, ...]], input_shape: tuple[int, ...]) -> Recording:
+    """A recording of one step fed by a DataLoader of batches of 32 whose tensors had
+    ``loader_shapes``, the model input being ``input_shape``, read by a layer declaring
+    batch-first sequences (which takes the input's first axis for the batch)."""
+    rec = Recording()
+    rec.loaders.append(
+        LoaderInfo(0, "RandomSampler", True, 32, 1000, "StudentLogs", False, 0, batches_yielded=1)
+    )
+    rec.sequence_layouts["lstm"] = (True, (*input_shape, 8))
+    rec.steps.append(
+        StepRecord(
+            step=0,
+            inputs=TensorSummary(shape=input_shape, dtype="torch.int64"),
+            loader=0,
+            loader_shapes=loader_shapes,
+        )
+    )
+    return rec
+
+
+def test_a_sample_cut_off_a_sequence_first_batch_leaves_the_batch_where_the_loader_put_it() -> None:
+    # pad_sequence without batch_first gives (time, students); the script's x[:, :-1], meant
+    # to drop the last position, drops the last student: no axis of the input has the
+    # loader's 32, but the loader's tensor had it on axis 1 and the time axis is unchanged.
+    assert _fed([(60, 32), (60, 32)], (60, 31)).input_batch_axis() == 1
+    # Batch-first and cut along time as meant: the loader's batch size is on axis 0 as is.
+    assert _fed([(32, 60)], (32, 59)).input_batch_axis() == 0
+    # The loader tensor differs from the input in more than the batch axis: no carry-over,
+    # and the declared layout decides (axis 0).
+    assert _fed([(61, 32)], (60, 31)).input_batch_axis() == 0
