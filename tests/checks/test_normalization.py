@@ -125,6 +125,33 @@ def test_standardised_columns_behind_category_ids_pass() -> None:
     assert status(report, "input-not-standardized").status.value == "passed"
 
 
+class CategoriesThenBatchNorm(CategoriesAndColumns):
+    """As above, with a BatchNorm1d over the embedded categories and the columns, the first
+    layer the columns meet (TabNet and many tabular models standardise raw columns so)."""
+
+    def __init__(self, columns: int) -> None:
+        super().__init__(columns)
+        self.norm = nn.BatchNorm1d(4 + columns)
+
+    def forward(self, categories: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(torch.cat([self.embed(categories), columns], dim=1)))
+
+
+def test_raw_columns_behind_embeddings_into_a_batchnorm_are_left_to_it() -> None:
+    x, y = blobs()
+    x[:, 0] *= 1000  # wildly apart, but the BatchNorm after the embeddings rescales them
+    subject = ids_then_columns(x, y)
+    torch.manual_seed(0)
+    subject["model"] = CategoriesThenBatchNorm(x.shape[1])
+    subject["optimizer"] = torch.optim.Adam(subject["model"].parameters(), lr=1e-3)
+    report = run(select=CHECKS, **subject)
+    assert serious(report) == []
+    for check in CHECKS:
+        assert status(report, check).status.value == "skipped"
+        assert "first layer after the embeddings, norm" in status(report, check).detail
+    # The same columns into the model without the BatchNorm are found (test above).
+
+
 class TokensAndMask(nn.Module):
     """Token ids and an additive attention mask (-inf above the diagonal), as a word-level
     Transformer language model is called."""

@@ -57,6 +57,18 @@ def first_leaf(recording: Recording) -> str | None:
     return None
 
 
+def first_feature_leaf(recording: Recording) -> str | None:
+    """The first module that ran on the input's features: the first leaf, lookup tables
+    aside (an embedding reads ids, so a tabular model's continuous columns meet the first
+    layer after its embeddings, often a normalisation over both)."""
+    children = {n.rsplit(".", 1)[0] for n in recording.module_types if "." in n}
+    for name in leaf_order(recording):
+        if name in recording.module_types and name not in children:
+            if not recording.is_kind(name, EMBEDDING):
+                return name
+    return None
+
+
 def first_conv(recording: Recording) -> tuple[str, int] | None:
     """(name, in_channels) of the first convolution to run, from its weight shape.
 

@@ -29,6 +29,7 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.data.sanity import (
     first_conv,
+    first_feature_leaf,
     first_leaf,
     has_embedding,
     has_stats,
@@ -99,8 +100,12 @@ def input_stats(ctx: CheckContext) -> InputStats:
     if first.dtype == "uint8" and has_embedding(rec):
         ctx.skip("uint8 input to a model with an nn.Embedding: token ids, not features")
     leaf = first_leaf(rec)
-    if leaf is not None and rec.is_kind(leaf, NORM):
-        ctx.skip(f"the first layer, {leaf} ({rec.module_types[leaf]}), normalises the input itself")
+    reader = first_feature_leaf(rec)
+    if reader is not None and rec.is_kind(reader, NORM):
+        ctx.skip(
+            f"the first layer{' after the embeddings' if reader != leaf else ''}, {reader} "
+            f"({rec.module_types[reader]}), normalises the input itself"
+        )
     shape = first.shape
     conv = first_conv(rec)
     if len(shape) == 2:
@@ -196,8 +201,9 @@ def input_not_standardized(ctx: CheckContext) -> None:
         ``feature_std_max``, its |mean| exceeds ``feature_mean_abs_max`` times
         max(std, 1), or its std is below ``feature_std_min`` while it varies in every
         batch. Binary/one-hot features, sparse features (exactly constant in some
-        batches), integer inputs and models whose first layer is a normalisation layer
-        are left out; images in [0, 1] pass. A scale far from one is a problem only if it
+        batches), integer inputs and models whose first layer (after any embeddings,
+        which read ids: a tabular model's BatchNorm over its continuous columns and
+        embedded categories) is a normalisation layer are left out; images in [0, 1] pass. A scale far from one is a problem only if it
         holds training back, so a twin experiment decides the severity: two copies from
         the initial weights train alike (the user's optimiser, regularisation off,
         ``data_experiment_steps`` steps on a few captured batches), one on the inputs as
@@ -451,7 +457,9 @@ def feature_scales_differ(ctx: CheckContext) -> None:
         The ratio of the largest to the smallest per-feature (or per-channel) std,
         pooled over the observed steps, against ``feature_scale_ratio_max``. Constant,
         binary/one-hot and sparse features (exactly constant in some batches) are left
-        out of the smallest, because their std measures rarity, not scale.
+        out of the smallest, because their std measures rarity, not scale. A model whose
+        first layer (embeddings aside) is a normalisation layer is left out: it rescales
+        every feature itself.
 
     How to fix:
         Standardise every feature on its own (``(x - x.mean(0)) / x.std(0)`` over the
