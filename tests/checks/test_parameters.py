@@ -671,3 +671,53 @@ def test_a_registered_weight_or_a_fixed_table_is_silent(holder: str) -> None:
     report = _spectral_mix(holder)
     assert report.by_check("weights-not-registered") == []
     assert report.result("weights-not-registered").status.value == "passed"
+
+
+class TwoAttentionBlocks(nn.Module):
+    """Two blocks of single-head attention; ``keys_from_queries`` is the copy-paste slip
+    ``k = self.q(x)`` after ``k = self.k(x)``: every block's key projection is computed and
+    never read."""
+
+    def __init__(self, keys_from_queries: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Linear(4, 8)
+        self.q = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
+        self.k = nn.ModuleList(nn.Linear(8, 8) for _ in range(2))
+        self.head = nn.Linear(8, 3)
+        self.keys_from_queries = keys_from_queries
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x.view(x.shape[0], -1, 4))  # (batch, tokens, 8)
+        for q, k in zip(self.q, self.k, strict=True):
+            query, key = q(h), k(h)
+            if self.keys_from_queries:
+                key = q(h)
+            h = h + (query @ key.transpose(1, 2)).softmax(-1) @ h
+        return self.head(h.mean(1))
+
+
+def _attention_blocks(keys_from_queries: bool) -> Any:
+    model = TwoAttentionBlocks(keys_from_queries)
+    x, y = blobs()
+    return run(
+        select=["params-without-grad"],
+        model=model,
+        data=batches(x[:, :8], y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("params-without-grad")
+def test_a_projection_computed_and_dropped_in_every_block_is_a_slip() -> None:
+    (finding,) = _attention_blocks(keys_from_queries=True).by_check("params-without-grad")
+    assert finding.severity.value == "warning"
+    assert finding.title == "The output of k.* is computed and discarded in every block"
+    assert finding.evidence["blocks"] == ["k.0", "k.1"] and finding.evidence["count"] == 4
+
+
+@pytest.mark.silent("params-without-grad")
+def test_attention_blocks_reading_their_keys_pass() -> None:
+    report = _attention_blocks(keys_from_queries=False)
+    assert report.by_check("params-without-grad") == []

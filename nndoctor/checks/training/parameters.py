@@ -436,7 +436,11 @@ def params_without_grad(ctx: CheckContext) -> None:
         output doubled plus one, the same random draws): if the model's output stays bit for
         bit the same, nothing reads that layer's output (the last block's backcast of
         N-BEATS, computed and dropped), its parameters are unused rather than cut off, and
-        that is an info. A bias
+        that is an info; unless the layer has the same place in two or more repeated blocks
+        (``layers.0.attention.wk``, ``layers.1.attention.wk``) and is dropped in every one
+        of them: a role the block's code computes and never reads anywhere is a slip in that
+        code (keys computed, then taken from the queries), a warning, where N-BEATS reads
+        the backcasts of all its blocks but the last. A bias
         alone at zero while its layer's weights get gradients is redundant rather than
         broken (a normalisation right after it, or an output used only as a difference of
         two passes, as in a siamese network): an info.
@@ -475,7 +479,16 @@ def params_without_grad(ctx: CheckContext) -> None:
     groups = group_by_module(never)
     cut = {module for module, _ in groups if module in ran and module not in parents}
     discarded = _discarded_outputs(ctx.services, cut)
+    everywhere = _discarded_in_every_block(rec, discarded)
+    reported_roles: set[str] = set()
     for module, names in groups:
+        if module in everywhere:
+            if _role(module) not in reported_roles:
+                reported_roles.add(_role(module))
+                blocks = everywhere[module]
+                every = [n for m, ns in groups if m in blocks for n in ns]
+                _report_discarded(ctx, module, every, len(steps), blocks)
+            continue
         if module in discarded:
             _report_discarded(ctx, module, names, len(steps))
             continue
@@ -569,8 +582,67 @@ def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
     return {m for m, reads in read.items() if not reads}
 
 
-def _report_discarded(ctx: CheckContext, module: str, names: list[str], steps: int) -> None:
+def _role(module: str) -> str:
+    """A module's place within its repeated block: its path with the indices as ``*``
+    (``layers.3.attention.wk`` is ``layers.*.attention.wk``)."""
+    return ".".join("*" if part.isdigit() else part for part in module.split("."))
+
+
+def _discarded_in_every_block(rec: Any, discarded: set[str]) -> dict[str, list[str]]:
+    """Of ``discarded``, the modules whose every instance in a repeated block is discarded
+    too (two blocks or more), with those instances: the forward leaves the same role unused
+    in every block, a slip in the block's code (keys computed, then taken from the queries),
+    where the last block's backcast of a doubly residual stack is an end of the structure
+    (its siblings in earlier blocks are read)."""
+    out: dict[str, list[str]] = {}
+    for module in discarded:
+        role = _role(module)
+        if role == module:
+            continue
+        siblings = [m for m in rec.module_types if m and _role(m) == role]
+        if len(siblings) >= 2 and all(m in discarded for m in siblings):
+            out[module] = sorted(siblings)
+    return out
+
+
+def _report_discarded(
+    ctx: CheckContext,
+    module: str,
+    names: list[str],
+    steps: int,
+    every_block: list[str] | None = None,
+) -> None:
     rec = ctx.recording
+    if every_block:
+        role = _role(module)
+        ctx.finding(
+            title=f"The output of {role} is computed and discarded in every block",
+            message=(
+                f"{len(names)} parameter(s) of {role} in {len(every_block)} blocks "
+                f"({numel_of(rec, names)} values) had no gradient at all {steps} observed steps: "
+                "each runs in the forward pass, but the "
+                "model's output stays bit for bit the same when its output is changed (on a "
+                "copy, in eval mode). A role the block's code computes and never reads in any "
+                "block is a slip in that code (a projection computed, then overwritten by "
+                "another), not an end of the structure: the layer the block meant to use is "
+                "not used."
+            ),
+            fix=(
+                f"Read the block's forward where the output of {role} should be used: a "
+                "variable overwritten or a copy-pasted line using another projection."
+            ),
+            reasons=(23, 22),
+            where=Where(module=module),
+            evidence={
+                "parameters": names_evidence(names),
+                "count": len(names),
+                "numel": numel_of(rec, names),
+                "steps": steps,
+                "output_read": False,
+                "blocks": every_block,
+            },
+        )
+        return
     ctx.finding(
         title=f"The output of {module_label(module)} is computed and discarded",
         message=(
