@@ -1054,3 +1054,48 @@ def test_a_nested_query_is_cut_whole_and_a_right_tiling_is_quiet(tmp_path: Path)
     report = _nested_query_report(tmp_path, "r.unsqueeze(1).expand(-1, targets, -1)")
     assert report.result("batch-dependence").status.value == "passed"
     assert report.by_check("batch-dependence") == []
+
+
+class CodesInAFloatMatrix(nn.Module):
+    """A tabular model fed one float matrix whose last column holds category codes, cast to
+    indices inside (as pytorch-tabnet does); ``mask_over_batch`` normalises its feature mask
+    over the batch axis instead of the features."""
+
+    def __init__(self, mask_over_batch: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(3, 2)
+        self.mask = nn.Linear(10, 10)
+        self.head = nn.Linear(10, 3)
+        self.dim = 0 if mask_over_batch else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([x[:, :-1], self.embed(x[:, -1].long())], dim=1)
+        return self.head(h * self.mask(h).softmax(self.dim))
+
+
+def _codes_subject(mask_over_batch: bool) -> Report:
+    x, y = blobs()
+    x = torch.cat([x[:, :8], (y % 3).float()[:, None]], dim=1)  # codes 0..2, last column
+    model = CodesInAFloatMatrix(mask_over_batch)
+    return run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(x, y),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("batch-dependence")
+def test_category_codes_in_a_float_input_are_changed_by_swapping_samples() -> None:
+    # Noise would turn the codes into indices the embedding does not have: the changed
+    # sample becomes another real one instead, and the mask over the batch shows.
+    (finding,) = _codes_subject(mask_over_batch=True).by_check("batch-dependence")
+    assert finding.reasons == [25] and finding.evidence["first_mixing_module"] == "head"
+
+
+@pytest.mark.silent("batch-dependence")
+def test_category_codes_in_a_float_input_with_a_mask_over_features_pass() -> None:
+    report = _codes_subject(mask_over_batch=False)
+    assert report.by_check("batch-dependence") == []

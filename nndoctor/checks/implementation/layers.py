@@ -876,15 +876,31 @@ def _dependence(
         if not base:
             return None
         worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
+        swap = False
         for j in range(worst.changes):
-            changed = _perturb_sample(args, j, n, axis)
-            with same_noise(device):
-                outs = _batch_outputs(
-                    visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
-                    n,
-                    axis,
-                    lead,
-                )
+            changed = _perturb_sample(args, j, n, axis, swap=swap)
+            try:
+                with same_noise(device):
+                    outs = _batch_outputs(
+                        visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
+                        n,
+                        axis,
+                        lead,
+                    )
+            except (IndexError, RuntimeError, ValueError):
+                if swap:
+                    raise
+                # Noise the model cannot take (category codes kept in a float matrix and
+                # cast to indices inside): each changed sample becomes another real one.
+                swap = True
+                changed = _perturb_sample(args, j, n, axis, swap=True)
+                with same_noise(device):
+                    outs = _batch_outputs(
+                        visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
+                        n,
+                        axis,
+                        lead,
+                    )
             for i in range(n):
                 if i == j:
                     continue
@@ -1046,10 +1062,12 @@ def _perturb_sample(
     scale: float = 1.0,
     seed: int | None = None,
     floats_only: bool = False,
+    swap: bool = False,
 ) -> tuple[Any, ...]:
     """``args`` with sample ``j`` (along ``axis``) replaced: floats get noise of their own
-    scale (times ``scale``), integers a roll (or are kept, ``floats_only``). On a later
-    axis, nested tensors holding the batch there too."""
+    scale (times ``scale``), integers a roll (or are kept, ``floats_only``); with ``swap``,
+    every tensor takes the next sample's values (a change the model accepts whatever its
+    inputs encode). On a later axis, nested tensors holding the batch there too."""
 
     def perturb(a: torch.Tensor) -> torch.Tensor:
         at = _sample_axis(a, axis, n) if axis > 0 else (0 if a.shape[0] == n else -1)
@@ -1057,7 +1075,7 @@ def _perturb_sample(
             return a
         a = a.clone()
         row = a.select(at, j)
-        if a.is_floating_point():
+        if a.is_floating_point() and not swap:
             gen = torch.Generator(device="cpu").manual_seed(j if seed is None else seed)
             noise = torch.randn(row.shape, generator=gen, dtype=a.dtype).to(a.device)
             row.add_(noise * (a.std() + 1.0) * scale)
