@@ -549,8 +549,10 @@ def batch_dependence(ctx: CheckContext) -> None:
         before and after the *other* samples of the batch are changed, every call starting
         from the same parameters and buffers (a forward that writes its own state, as
         MoCo's queue of negatives does, would answer the second call from the first's
-        batch). Any change beyond
-        floating-point noise (``batch_dependence_rtol``) is a dependence. Every
+        batch). A sample is changed by noise of its own scale (integer ids take the next
+        sample's); a model that refuses the noise (category codes kept in a float matrix
+        and cast to indices inside) has each changed sample replaced by the next one. Any
+        change beyond floating-point noise (``batch_dependence_rtol``) is a dependence. Every
         submodule's output is compared too, and the first one in forward order that
         mixes the samples is named: its values for other samples change, whichever way
         it holds the batch (an axis of the batch's size among its first two, that axis
