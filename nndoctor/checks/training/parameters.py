@@ -613,6 +613,13 @@ def _report_discarded(
     every_block: list[str] | None = None,
 ) -> None:
     rec = ctx.recording
+    evidence = {
+        "parameters": names_evidence(names),
+        "count": len(names),
+        "numel": numel_of(rec, names),
+        "steps": steps,
+        "output_read": False,
+    }
     if every_block:
         role = _role(module)
         ctx.finding(
@@ -633,14 +640,7 @@ def _report_discarded(
             ),
             reasons=(23, 22),
             where=Where(module=module),
-            evidence={
-                "parameters": names_evidence(names),
-                "count": len(names),
-                "numel": numel_of(rec, names),
-                "steps": steps,
-                "output_read": False,
-                "blocks": every_block,
-            },
+            evidence={**evidence, "blocks": every_block},
         )
         return
     ctx.finding(
@@ -660,13 +660,7 @@ def _report_discarded(
         severity=Severity.INFO,
         aspect=HARMLESS,
         where=Where(module=module),
-        evidence={
-            "parameters": names_evidence(names),
-            "count": len(names),
-            "numel": numel_of(rec, names),
-            "steps": steps,
-            "output_read": False,
-        },
+        evidence=evidence,
     )
 
 
