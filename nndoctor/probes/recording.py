@@ -603,8 +603,9 @@ class Recording:
 
         The data says first: the batch size of the DataLoader that fed the step (or, where
         the script cut a sample off the batch on the way, the axis that holds the batch size
-        in the loader's tensor of the same shape otherwise), else the leading length of a target with fewer axes than the input (one label or value per
-        sample, so one row per sample); the model input's axis of that size is the batch
+        in the loader's tensor of the same shape otherwise), else the leading length of a
+        target with fewer axes than the input (one label or value per sample, so one row
+        per sample); the model input's axis of that size is the batch
         axis. Without either (batches cut by hand, targets flattened over positions or of
         the input's own shape), the layers that declare a layout say: an RNN or Transformer
         layer with ``batch_first=False`` reads ``(seq_len, batch, ...)``, so its batch size
