@@ -204,8 +204,9 @@ def input_not_standardized(ctx: CheckContext) -> None:
         batches), integer inputs and models whose first layer (after any embeddings,
         which read ids: a tabular model's BatchNorm over its continuous columns and
         embedded categories) is a normalisation layer are left out; images in [0, 1]
-        pass. A scale far from one is a problem only if it holds training back, so a twin experiment decides the severity: two copies from
-        the initial weights train alike (the user's optimiser, regularisation off,
+        pass. A scale far from one is a problem only if it holds training back, so a
+        twin experiment decides the severity: two copies from the initial weights train
+        alike (the user's optimiser, regularisation off,
         ``data_experiment_steps`` steps on a few captured batches), one on the inputs as
         they are, one on the same inputs standardised with the observed statistics. A
         warning when the first starts ``standardisation_start_ratio`` (1.5) times above
