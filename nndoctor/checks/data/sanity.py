@@ -20,6 +20,8 @@ from nndoctor.probes.layers import CONV, EMBEDDING
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from nndoctor.probes.recording import Recording, StepRecord, TensorSummary
 
 # Image layouts: grayscale, RGB, RGBA. An axis of one of these sizes is a colour axis.
@@ -48,25 +50,28 @@ def leaf_order(recording: Recording) -> list[str]:
     return [n for n in recording.module_types if n]
 
 
+def _leaves_in_order(recording: Recording) -> Iterator[str]:
+    """The modules without children, in the order they ran (types known)."""
+    children = {n.rsplit(".", 1)[0] for n in recording.module_types if "." in n}
+    return (
+        name
+        for name in leaf_order(recording)
+        if name in recording.module_types and name not in children
+    )
+
+
 def first_leaf(recording: Recording) -> str | None:
     """The first module that ran on the input, when the module types are known."""
-    children = {n.rsplit(".", 1)[0] for n in recording.module_types if "." in n}
-    for name in leaf_order(recording):
-        if name in recording.module_types and name not in children:
-            return name
-    return None
+    return next(_leaves_in_order(recording), None)
 
 
 def first_feature_leaf(recording: Recording) -> str | None:
     """The first module that ran on the input's features: the first leaf, lookup tables
     aside (an embedding reads ids, so a tabular model's continuous columns meet the first
     layer after its embeddings, often a normalisation over both)."""
-    children = {n.rsplit(".", 1)[0] for n in recording.module_types if "." in n}
-    for name in leaf_order(recording):
-        if name in recording.module_types and name not in children:
-            if not recording.is_kind(name, EMBEDDING):
-                return name
-    return None
+    return next(
+        (n for n in _leaves_in_order(recording) if not recording.is_kind(n, EMBEDDING)), None
+    )
 
 
 def first_conv(recording: Recording) -> tuple[str, int] | None:

@@ -878,31 +878,28 @@ def _dependence(
         if not base:
             return None
         worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
+
+        def outputs_with(j: int, swap: bool) -> list[torch.Tensor]:
+            changed = _perturb_sample(args, j, n, axis, swap=swap)
+            with same_noise(device):
+                return _batch_outputs(
+                    visit_module_outputs(model, lambda: model(*changed), inside.compare),
+                    n,
+                    axis,
+                    lead,
+                )
+
         swap = False
         for j in range(worst.changes):
-            changed = _perturb_sample(args, j, n, axis, swap=swap)
             try:
-                with same_noise(device):
-                    outs = _batch_outputs(
-                        visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
-                        n,
-                        axis,
-                        lead,
-                    )
+                outs = outputs_with(j, swap)
             except (IndexError, RuntimeError, ValueError):
                 if swap:
                     raise
                 # Noise the model cannot take (category codes kept in a float matrix and
                 # cast to indices inside): each changed sample becomes another real one.
                 swap = True
-                changed = _perturb_sample(args, j, n, axis, swap=True)
-                with same_noise(device):
-                    outs = _batch_outputs(
-                        visit_module_outputs(model, lambda c=changed: model(*c), inside.compare),
-                        n,
-                        axis,
-                        lead,
-                    )
+                outs = outputs_with(j, swap)
             for i in range(n):
                 if i == j:
                     continue
