@@ -382,19 +382,21 @@ def constant_prior_loss(
     """The recognised loss ``fn`` of the best constant prediction for this batch, fitted to
     the batch's own targets (so no constant does better on it): the entropy of the class
     frequencies for a class-index loss (weighted by the class weights, as the loss weighs
-    them), the cross-entropy of each output's best constant probability for a binary one
+    them; with label smoothing ``e`` over ``K`` classes, of the smoothed frequencies
+    ``(1 - e) f + e / K``, the targets the loss then compares with), the cross-entropy of each output's best constant probability for a binary one
     (its mean, moved by ``pos_weight``), each output's variance for MSE and its mean
     absolute deviation from the median for L1. A 0-d tensor on the targets' device; None
     for a setting whose best constant is not written here (sample weights of a binary
-    loss, label smoothing, a reduction other than the mean) or targets of another
-    layout."""
+    loss, label smoothing beside class weights or on probability targets, a reduction
+    other than the mean) or targets of another layout."""
     if not isinstance(target, torch.Tensor) or target.numel() == 0 or inp.dim() == 0:
         return None
     if kwargs.get("reduction", "mean") != "mean":
         return None
-    if float(kwargs.get("label_smoothing", 0.0) or 0.0) != 0.0:
-        return None
+    smoothing = float(kwargs.get("label_smoothing", 0.0) or 0.0)
     weight = kwargs.get("weight")
+    if smoothing and (fn != "cross_entropy" or weight is not None):
+        return None
     if fn in ("cross_entropy", "nll_loss"):
         if target.is_floating_point() or inp.dim() < 2:
             return None
@@ -410,6 +412,8 @@ def constant_prior_loss(
         elif weight is not None:
             return None
         p = counts / counts.sum().clamp_min(1e-12)
+        # -sum_k q_k log c_k over the smoothed targets q is smallest at c = q.
+        p = (1 - smoothing) * p + smoothing / classes
         return -torch.xlogy(p, p).sum()
     if weight is not None:
         return None

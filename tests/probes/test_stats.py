@@ -76,8 +76,24 @@ def test_the_constant_prior_is_the_loss_of_the_best_constant_fitted_to_the_batch
     bce = F.binary_cross_entropy(q.expand(64, 4), binary)
     prior = constant_prior_loss("binary_cross_entropy_with_logits", torch.zeros(64, 4), binary, {})
     assert float(prior) == pytest.approx(float(bce), rel=1e-5)
+    # Label smoothing: the best constant is the smoothed class frequencies.
+    smooth = (0.9 * torch.bincount(labels, minlength=5).float() / 64 + 0.1 / 5).log()
+    smoothed = constant_prior_loss("cross_entropy", logits, labels, {"label_smoothing": 0.1})
+    assert smoothed is not None and float(smoothed) == pytest.approx(
+        float(F.cross_entropy(smooth.expand(64, 5), labels, label_smoothing=0.1)), rel=1e-5
+    )
+    # ... and no other constant does better.
+    other = (torch.bincount(labels, minlength=5).float() / 64).clamp_min(1e-3).log()
+    assert float(F.cross_entropy(other.expand(64, 5), labels, label_smoothing=0.1)) > float(
+        smoothed
+    )
     # Settings that change what the loss measures: no prior.
-    assert constant_prior_loss("cross_entropy", logits, labels, {"label_smoothing": 0.1}) is None
+    assert (
+        constant_prior_loss(
+            "cross_entropy", logits, labels, {"label_smoothing": 0.1, "weight": torch.ones(5)}
+        )
+        is None
+    )
     assert constant_prior_loss("mse_loss", torch.zeros(64, 3), values, {"reduction": "sum"}) is None
 
 
