@@ -1011,8 +1011,10 @@ def _describe_capture(capture: Any, subject: Subject | None) -> dict[str, Any]:
         "task": captured_task(capture).describe(),
         "loss": loss,
         "optimizer": (
-            OptimizerSpec.from_optimizer(
-                capture.optimizer, model, recorded_peak(capture.recording)
+            OptimizerSpec.from_optimizers(
+                [capture.optimizer, *capture.other_optimizers],
+                model,
+                recorded_peak(capture.recording),
             ).describe()
             if capture.optimizer is not None and model is not None
             else _manual_update(capture)

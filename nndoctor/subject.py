@@ -84,6 +84,10 @@ class OptimizerSpec:
     defaults: dict[str, Any]
     groups: list[dict[str, Any]] = field(default_factory=list)
     grad_clip: GradClip | None = None
+    # Optimizers over the model's other parameters that step with this one after the same
+    # backward pass (sparse embeddings under SparseAdam beside Adam for the dense layers):
+    # a copy trained by this spec alone would leave those parameters at their start.
+    others: tuple[OptimizerSpec, ...] = ()
 
     @classmethod
     def from_optimizer(
@@ -134,20 +138,59 @@ class OptimizerSpec:
         return cls(type(optimizer), defaults, groups)
 
     @classmethod
+    def from_optimizers(
+        cls,
+        optimizers: list[torch.optim.Optimizer],
+        model: nn.Module,
+        planned_peak: float | None = None,
+        warmup_target: float | None = None,
+    ) -> OptimizerSpec:
+        """The spec of the first of ``optimizers`` (as :meth:`from_optimizer`), with the
+        others, each over other parameters of ``model`` and stepped after the same backward
+        pass, as ``others`` (their own schedules are not read: their rates as captured).
+        One that needs a closure (LBFGS) cannot step beside another: the first alone."""
+        first = cls.from_optimizer(optimizers[0], model, planned_peak, warmup_target)
+        rest = [cls.from_optimizer(o, model) for o in optimizers[1:]]
+        if not rest or any(_needs_closure(s.cls) for s in (first, *rest)):
+            return first
+        first.others = tuple(rest)
+        return first
+
+    @classmethod
     def of(cls, optimizer_cls: type[torch.optim.Optimizer], **hyper: Any) -> OptimizerSpec:
         return cls(optimizer_cls, dict(hyper), [])
 
     def hyperparameters(self) -> list[dict[str, Any]]:
-        """One dict per group (the defaults when no groups were recorded)."""
-        if not self.groups:
-            return [dict(self.defaults)]
-        return [{k: v for k, v in g.items() if k != "param_names"} for g in self.groups]
+        """One dict per group (the defaults when no groups were recorded), the other
+        optimizers' groups after this one's, in the order :meth:`build` holds them."""
+        own = (
+            [dict(self.defaults)]
+            if not self.groups
+            else [{k: v for k, v in g.items() if k != "param_names"} for g in self.groups]
+        )
+        return own + [h for other in self.others for h in other.hyperparameters()]
 
-    def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer:
+    def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer | JointOptimizer:
         """A fresh optimizer over ``model``'s parameters, with ``overrides`` on every group."""
+        if self.others:
+            alone = OptimizerSpec(self.cls, self.defaults, self.groups)
+            parts = [alone.build(model, **overrides)]
+            parts += [other.build(model, **overrides) for other in self.others]
+            return JointOptimizer(parts)
         if not self.groups:
             params = [p for p in model.parameters() if p.requires_grad]
-            return self.cls(params, **{**self.defaults, **overrides})
+            sparse = sparse_gradient_params(model) if self.cls not in SPARSE_CAPABLE else set()
+            hyper = {**self.defaults, **overrides}
+            if sparse and len(sparse) < len(params):
+                # Adam and most others refuse sparse gradients: the embeddings that give them
+                # get SparseAdam at the same rate, as a script built that way does.
+                dense = [p for p in params if id(p) not in sparse]
+                tables = [p for p in params if id(p) in sparse]
+                lr = hyper.get("lr", 1e-3)
+                return JointOptimizer(
+                    [self.cls(dense, **hyper), torch.optim.SparseAdam(tables, lr=lr)]
+                )
+            return self.cls(params, **hyper)
         by_name = dict(model.named_parameters(remove_duplicate=False))
         groups = []
         for g in self.groups:
@@ -171,7 +214,11 @@ class OptimizerSpec:
             return out
 
         return OptimizerSpec(
-            self.cls, scaled(self.defaults), [scaled(g) for g in self.groups], self.grad_clip
+            self.cls,
+            scaled(self.defaults),
+            [scaled(g) for g in self.groups],
+            self.grad_clip,
+            tuple(other.with_lr_scaled(factor) for other in self.others),
         )
 
     def clip_gradients(self, model: nn.Module) -> None:
@@ -190,8 +237,12 @@ class OptimizerSpec:
 
     def describe(self) -> str:
         hp = self.hyperparameters()[0]
+        beside = "".join(
+            f" + {other.cls.__name__}(lr={other.hyperparameters()[0].get('lr')})"
+            for other in self.others
+        )
         shown = {k: hp[k] for k in ("lr", "momentum", "betas", "weight_decay", "eps") if k in hp}
-        text = f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+        text = f"{self.cls.__name__}({', '.join(f'{k}={v}' for k, v in shown.items())}){beside}"
         if "lr_at_capture" in hp:
             text += f" (lr of the schedule; {hp['lr_at_capture']:.3g} at the last observed step)"
         clip = self.grad_clip
@@ -202,6 +253,51 @@ class OptimizerSpec:
                 else f", gradients clipped to ±{clip.limit:g}"
             )
         return text
+
+
+# Optimizers that accept the sparse gradients of nn.Embedding(sparse=True).
+SPARSE_CAPABLE: frozenset[type[torch.optim.Optimizer]] = frozenset(
+    {torch.optim.SGD, torch.optim.SparseAdam, torch.optim.Adagrad}
+)
+
+
+def sparse_gradient_params(model: nn.Module) -> set[int]:
+    """The ids of the parameters whose gradients are sparse: the weights of embeddings
+    built with ``sparse=True``."""
+    return {
+        id(m.weight)
+        for m in model.modules()
+        if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) and m.sparse and m.weight.requires_grad
+    }
+
+
+class JointOptimizer:
+    """Several optimizers over disjoint parameters of one model, stepped together: the
+    optimizer interface the experiments use (``param_groups``, ``zero_grad``, ``step``)."""
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.parts = parts
+        self.defaults = parts[0].defaults
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for part in self.parts for g in part.param_groups]
+
+    @property
+    def state(self) -> dict[Any, Any]:
+        return {k: v for part in self.parts for k, v in part.state.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Callable[[], Any] | None = None) -> None:
+        for part in self.parts:
+            part.step()
+
+
+def _needs_closure(cls: type[torch.optim.Optimizer]) -> bool:
+    return cls is torch.optim.LBFGS
 
 
 def _scheduled_lr(group: dict[str, Any]) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+import pytest
 import torch
 from torch import nn
 
@@ -171,3 +172,48 @@ def test_a_warm_up_by_hand_trains_copies_at_the_rate_it_rises_to() -> None:
     spec = OptimizerSpec.from_optimizer(opt, model, warmup_target=0.1)
     rates = [g["lr"] for g in spec.hyperparameters()]
     assert rates == [0.1, 0.2] and spec.hyperparameters()[0]["lr_at_capture"] == 0.005
+
+
+class _SparseCTR(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(50, 4, sparse=True)
+        self.head = nn.Linear(8, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.emb(ids).flatten(1)).squeeze(1)
+
+
+def _moved_by(spec: OptimizerSpec) -> set[str]:
+    """The parameters one step of a copy built from ``spec`` changes."""
+    model = _SparseCTR()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = spec.build(model)
+    ids = torch.randint(0, 50, (16, 2), generator=torch.Generator().manual_seed(0))
+    opt.zero_grad(set_to_none=True)
+    nn.functional.binary_cross_entropy_with_logits(model(ids), torch.ones(16)).backward()
+    opt.step()
+    return {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+
+
+def test_optimizers_over_parts_of_one_model_step_every_part_of_a_copy() -> None:
+    model = _SparseCTR()
+    sparse = torch.optim.SparseAdam(list(model.emb.parameters()), lr=1e-2)
+    dense = torch.optim.Adam(model.head.parameters(), lr=1e-3)
+    alone = OptimizerSpec.from_optimizer(sparse, model)
+    assert _moved_by(alone) == {"emb.weight"}  # the dense head stays at its start
+    joint = OptimizerSpec.from_optimizers([sparse, dense], model)
+    assert _moved_by(joint) == {"emb.weight", "head.weight", "head.bias"}
+    assert [h["lr"] for h in joint.hyperparameters()] == [1e-2, 1e-3]
+    assert "SparseAdam" in joint.describe() and "+ Adam(lr=0.001)" in joint.describe()
+    scaled = joint.with_lr_scaled(10.0)
+    assert [h["lr"] for h in scaled.hyperparameters()] == pytest.approx([0.1, 0.01])
+
+
+def test_a_fallback_adam_gives_sparse_embeddings_sparse_adam() -> None:
+    # Adam refuses sparse gradients; the known-good fallback must still train the model.
+    assert _moved_by(OptimizerSpec.of(torch.optim.Adam, lr=1e-3)) == {
+        "emb.weight",
+        "head.weight",
+        "head.bias",
+    }

@@ -91,6 +91,8 @@ class Capture:
     recording: Recording
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
+    # Optimizers over other parameters of the model, stepped beside ``optimizer``.
+    other_optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
     initial_state: dict[str, torch.Tensor] | None = None
     batches: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
@@ -126,6 +128,25 @@ class Capture:
 # Tensors of a yielded batch kept for comparison with the model's inputs.
 MAX_BATCH_TENSORS = 8
 _V = TypeVar("_V")
+
+
+def _note_model_optimizer(
+    capture: Capture, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """The first optimizer that steps parameters of ``model`` is the capture's; a later one
+    over others of its parameters (none of the first's) steps beside it."""
+    if optimizer is capture.optimizer or any(optimizer is o for o in capture.other_optimizers):
+        return
+    ids = {id(p) for p in model.parameters()}
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    if not held & ids:
+        return
+    if capture.optimizer is None:
+        capture.optimizer = optimizer
+        return
+    first = {id(p) for g in capture.optimizer.param_groups for p in g["params"]}
+    if not held & first:
+        capture.other_optimizers.append(optimizer)
 
 
 class _ByObject(Generic[_V]):
@@ -417,7 +438,9 @@ def run_script(
         # them as they were at the budget (the initial weights are restored on copies).
         try:
             model, optimizer = capture.model, capture.optimizer or probe.optimizer
-            capture.model, capture.optimizer = deepcopy_detached((model, optimizer))
+            capture.model, capture.optimizer, capture.other_optimizers = deepcopy_detached(
+                (model, optimizer, capture.other_optimizers)
+            )
         except Exception:  # noqa: BLE001 - not copyable: the live objects are used
             pass
 
@@ -502,10 +525,8 @@ def run_script(
         if fed is not None:
             follower.probe.note_loader(fed.index)
         loaders.stepped()
-        if capture.optimizer is None and probe.model is not None:
-            ids = {id(p) for p in probe.model.parameters()}
-            if any(id(p) in ids for g in optimizer.param_groups for p in g["params"]):
-                capture.optimizer = optimizer
+        if probe.model is not None:
+            _note_model_optimizer(capture, probe.model, optimizer)
 
     def note_loader_of_manual_step() -> None:
         fed = loaders.feeding(follower.probe.current_input_shape())

@@ -157,6 +157,11 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
                 "(it is computed from a transformed output)"
             )
         return None, "the loss is not a recognised torch loss (a custom loss)"
+    if any(b.get("loss_reads_graph") for b in batches):
+        return None, (
+            "the recognised loss also reads another output of the model (a variance beside "
+            "the mean), and a copy rebuilds the loss from one output"
+        )
     for step in capture.recording.steps[:3]:
         # Several loss calls each followed by its own backward pass are evaluations of one
         # loss (an LBFGS closure re-evaluated within a step, accumulated micro-batches);
@@ -194,9 +199,10 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     model = deepcopy_detached(capture.model)
     if capture.initial_state is not None:
         model.load_state_dict(capture.initial_state)
+    beside = [] if capture.recording.alternating_objectives else capture.other_optimizers
     optimizer = (
-        OptimizerSpec.from_optimizer(
-            capture.optimizer,
+        OptimizerSpec.from_optimizers(
+            [capture.optimizer, *beside],
             capture.model,
             recorded_peak(capture.recording),
             warmup_target=hand_warmup_target(

@@ -42,6 +42,54 @@ def test_lbfgs_with_a_closure_on_the_whole_data_is_healthy(tmp_path: Path) -> No
     assert "full-batch training" in report.result("batch-repeated").detail
 
 
+SPARSE_BESIDE_DENSE_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+ids = torch.randint(0, 200, (2048, 2))
+w = torch.randn(200)
+y = (w[ids[:, 0]] - w[ids[:, 1]] > 0).float()
+
+class CTR(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(200, 8, sparse=True)
+        self.mlp = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    def forward(self, ids):
+        return self.mlp(self.emb(ids).flatten(1)).squeeze(1)
+
+model = CTR()
+sparse = torch.optim.SparseAdam(list(model.emb.parameters()), lr=1e-2)
+dense = torch.optim.Adam(model.mlp.parameters(), lr=1e-3)
+for epoch in range(3):
+    perm = torch.randperm(2048)
+    for i in range(0, 2048, 64):
+        idx = perm[i:i + 64]
+        sparse.zero_grad()
+        dense.zero_grad()
+        nn.functional.binary_cross_entropy_with_logits(model(ids[idx]), y[idx]).backward()
+        sparse.step()
+        dense.step()
+"""
+
+
+@pytest.mark.silent("optimizer-underperforms")
+def test_sparse_embeddings_under_their_own_optimizer_train_beside_the_dense_layers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ctr.py"
+    path.write_text(textwrap.dedent(SPARSE_BESIDE_DENSE_SCRIPT))
+    only = ("optimizer-underperforms", "cannot-overfit-tiny-batch")
+    report = check_script(str(path), steps=20, selection=Selection(select=only))
+    # Copies step both parts as the script does (the embeddings alone would leave the MLP
+    # at its start), and the known-good Adam hands the sparse table to SparseAdam.
+    assert report.subject["optimizer"].startswith("SparseAdam(")
+    assert "+ Adam(lr=0.001)" in report.subject["optimizer"]
+    for check in only:
+        assert report.result(check).status == "passed", report.result(check).detail
+    assert serious(report) == []
+
+
 MANUAL_SCRIPT = """
 import torch, torch.nn as nn
 torch.manual_seed(0)
