@@ -1290,10 +1290,19 @@ class TrainingProbe:
                 target.detach() if isinstance(target, torch.Tensor) else None
             )
             self.captured_batches[-1]["loss_fn"] = fn_name
+            others = {k: v for k, v in kwargs.items() if k not in ("input", "target")}
+            # A further argument computed by the model (the variance of gaussian_nll_loss
+            # beside the mean) is kept detached, and said to be a model output.
+            self.captured_batches[-1]["loss_reads_graph"] = any(
+                isinstance(v, torch.Tensor) and v.requires_grad
+                for v in (*args[2:], *others.values())
+            )
             self.captured_batches[-1]["loss_kwargs"] = {
-                k: v for k, v in kwargs.items() if k not in ("input", "target")
+                k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in others.items()
             }
-            self.captured_batches[-1]["loss_args"] = tuple(args[2:])
+            self.captured_batches[-1]["loss_args"] = tuple(
+                a.detach() if isinstance(a, torch.Tensor) else a for a in args[2:]
+            )
             self.captured_batches[-1]["link"] = call.linked_to_output
             self.captured_batches[-1]["loss_input_shape"] = tuple(inp.shape)
         if call.linked_to_output is None and self._in_model_forward:

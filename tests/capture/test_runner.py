@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from nndoctor.capture.runner import ScriptError, run_script
 from nndoctor.capture.subject import subject_from_capture
@@ -45,6 +46,48 @@ def test_top_level_loop_with_manual_slicing_and_functional_loss(tmp_path: Path) 
     subject, why = subject_from_capture(capture)
     assert subject is not None and why == ""
     assert subject.task.num_classes == 2
+
+
+@pytest.mark.parametrize("call", ["F.gaussian_nll_loss(mean, yb, var)", "crit(mean, yb, var=var)"])
+def test_a_recognised_loss_reading_a_second_model_output_is_left_to_the_replay(
+    tmp_path: Path, call: str
+) -> None:
+    # The variance beside the mean is a model output: a copy rebuilding the loss from the
+    # captured variance would feed another batch's (a crash in every experiment).
+    path = _script(
+        tmp_path,
+        f"""
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(6, 16), nn.Tanh())
+                self.mean, self.var = nn.Linear(16, 1), nn.Linear(16, 1)
+
+            def forward(self, x):
+                h = self.body(x)
+                return self.mean(h), F.softplus(self.var(h)) + 1e-6
+
+        model = Net()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        crit = nn.GaussianNLLLoss()
+        y = X[:, :1] * 2.0
+        for step in range(1000):
+            i = (step * 16) % 512
+            xb, yb = X[i:i + 16], y[i:i + 16]
+            mean, var = model(xb)
+            loss = {call}
+            opt.zero_grad(); loss.backward(); opt.step()
+    """,
+    )
+    capture = run_script(path, steps=5)
+    assert capture.observed
+    assert not any(
+        isinstance(a, torch.Tensor) and a.requires_grad
+        for b in capture.batches
+        for a in (*b.get("loss_args", ()), *b.get("loss_kwargs", {}).values())
+    )
+    subject, why = subject_from_capture(capture)
+    assert subject is None and "another output of the model" in why
 
 
 def test_main_with_argparse_custom_dataset_adamw_and_scheduler(tmp_path: Path) -> None:
