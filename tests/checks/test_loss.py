@@ -320,6 +320,30 @@ def test_logits_of_exactly_zero_are_no_sigmoid_output() -> None:
     assert report.by_check("loss-input-mismatch") == []
 
 
+@pytest.mark.silent("loss-input-mismatch")
+def test_early_logits_of_a_linear_layer_inside_0_1_are_no_sigmoid_output() -> None:
+    # One sample per step and a positive bias: the first logits all lie in [0, 1], yet a
+    # linear layer made them (its outputs are unbounded).
+    model = mlp(classes=1)
+    last = [m for m in model if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(0.05)
+        last.bias.fill_(0.4)
+    x, y = blobs()
+    target = (y % 2).float()
+    data = [(x[i : i + 1], target[i : i + 1, None]) for i in range(20)]
+    report = run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=data,
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=1e-3),
+        steps=20,
+    )
+    assert "binary_cross_entropy_with_logits" in report.result("loss-input-mismatch").detail
+    assert report.by_check("loss-input-mismatch") == []
+
+
 def test_broadcasting_output_and_target_shapes() -> None:
     x, _ = blobs()
     target = x[:, :1].sum(1) * 2  # shape (N,), the model outputs (N, 1)

@@ -399,7 +399,11 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
     What is measured:
         For every recognised loss call: the range of the input, whether its rows sum to one
         (probabilities) or have zero logsumexp (log-probabilities), the input and target
-        shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]). For the
+        shapes and dtypes, and for binary cross-entropy the targets' range ([0, 1]). Inputs
+        of BCEWithLogitsLoss inside [0, 1] at every step read as sigmoid outputs unless a
+        learned linear map (a linear layer, a convolution, a matrix product) produced every
+        one of them: its outputs are unbounded, and a few early logits near a positive bias
+        lie in [0, 1] by chance. For the
         first few ``torch.distributions.Categorical`` built from ``logits=`` (a policy's, a
         classifier's whose loss is ``-dist.log_prob(y)``) and ``F.gumbel_softmax`` calls (a
         categorical VAE's latent): the same range and row sums, since probabilities passed
@@ -510,6 +514,10 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
             # One value at every step (logits of exactly 0 from zeroed weights) says nothing
             # of what made it; a sigmoid does, and so does a spread that never leaves [0, 1].
             and (hi > lo or any(c.input_op == "sigmoid" for _, c in items))
+            # ...unless a learned linear map made every one of them: its outputs have no
+            # bounded range, and early logits near a positive bias, or a few of them (one
+            # bag per step), lie in [0, 1] by chance.
+            and not all(c.input_op in LEARNED_MAPS for _, c in items)
         ):
             ctx.finding(
                 title="Sigmoid applied before BCEWithLogitsLoss",
@@ -525,6 +533,13 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         _check_shapes(ctx, fn, c0, where)
         if fn in _BINARY:
             _check_binary_targets(ctx, fn, items, where)
+
+
+# The autograd nodes of learned linear maps (nn.Linear, convolutions, matrix products, an
+# embedding lookup): what they produce is unbounded, whatever range it shows early on.
+LEARNED_MAPS = frozenset(
+    {"addmm", "mm", "bmm", "baddbmm", "addbmm", "mv", "addmv", "convolution", "embedding"}
+)
 
 
 def _check_binary_targets(
