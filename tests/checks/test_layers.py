@@ -1099,3 +1099,37 @@ def test_category_codes_in_a_float_input_are_changed_by_swapping_samples() -> No
 def test_category_codes_in_a_float_input_with_a_mask_over_features_pass() -> None:
     report = _codes_subject(mask_over_batch=False)
     assert report.by_check("batch-dependence") == []
+
+
+class _AttentionPooling(nn.Module):
+    """Multiple-instance learning: one bag of instances per batch, (1, K, 6) -> (1, 1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+        self.attention = nn.Linear(16, 1)
+        self.classifier = nn.Linear(16, 1)
+
+    def forward(self, bag: torch.Tensor) -> torch.Tensor:
+        h = self.feature(bag.squeeze(0))  # (K, 16)
+        a = torch.softmax(self.attention(h).t(), dim=1)  # (1, K)
+        return self.classifier(a @ h)  # (1, 1)
+
+
+def test_one_bag_per_batch_is_no_batch_to_cut() -> None:
+    # A batch of one sample (a bag of instances) holds fewer samples than the checks cut
+    # from it: they take what there is, and batch-dependence says it has nothing to compare.
+    g = torch.Generator().manual_seed(0)
+    data = [
+        (torch.randn(1, int(k), 6, generator=g), torch.tensor([[float(k % 2)]]))
+        for k in torch.randint(3, 9, (12,), generator=g)
+    ]
+    only = ["custom-layer-gradient", "batch-dependence", "reshape-reorders-axes"]
+    model = _AttentionPooling()
+    report = run(select=only, model=model, data=data, loss_fn=nn.BCEWithLogitsLoss(), steps=12)
+    assert {c: report.result(c).status for c in only} == {
+        "custom-layer-gradient": "passed",
+        "batch-dependence": "skipped",
+        "reshape-reorders-axes": "passed",
+    }
+    assert "at least two samples" in report.result("batch-dependence").detail

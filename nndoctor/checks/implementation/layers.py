@@ -212,8 +212,10 @@ def batch_slice(args: tuple[Any, ...], n: int, axis: int = 0) -> tuple[Any, ...]
 
 
 def _first_rows(t: torch.Tensor, n: int, axis: int) -> torch.Tensor:
-    """The first ``n`` entries of ``t`` along ``axis``; a sparse tensor (a graph's
-    adjacency) by index, since it has no strided views."""
+    """The first ``n`` entries of ``t`` along ``axis`` (all of them when it holds fewer:
+    one bag per batch); a sparse tensor (a graph's adjacency) by index, since it has no
+    strided views."""
+    n = min(n, t.shape[axis])
     if t.layout == torch.strided:
         return t.narrow(axis, 0, n)
     return t.index_select(axis, torch.arange(n, device=t.device))
