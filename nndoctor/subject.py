@@ -172,10 +172,12 @@ class OptimizerSpec:
 
     def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer | JointOptimizer:
         """A fresh optimizer over ``model``'s parameters, with ``overrides`` on every group."""
-        if self.others:
+        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+        beside = [o for o in self.others if any(set(g["param_names"]) & names for g in o.groups)]
+        if beside:
             alone = OptimizerSpec(self.cls, self.defaults, self.groups)
             parts = [alone.build(model, **overrides)]
-            parts += [other.build(model, **overrides) for other in self.others]
+            parts += [other.build(model, **overrides) for other in beside]
             return JointOptimizer(parts)
         if not self.groups:
             params = [p for p in model.parameters() if p.requires_grad]

@@ -134,8 +134,11 @@ def _note_model_optimizer(
     capture: Capture, model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> None:
     """The first optimizer that steps parameters of ``model`` is the capture's; a later one
-    over others of its parameters (none of the first's) steps beside it."""
+    over others of its parameters (none of the first's) steps beside it. Once the capture
+    holds copies (the script runs on past the observed phase), nothing is added."""
     if optimizer is capture.optimizer or any(optimizer is o for o in capture.other_optimizers):
+        return
+    if capture.model is not None and capture.model is not model:
         return
     ids = {id(p) for p in model.parameters()}
     held = {id(p) for g in optimizer.param_groups for p in g["params"]}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from subjects import serious
 
+from nndoctor.capture.runner import run_script
 from nndoctor.engine import Selection, check_script
 from nndoctor.report.model import Report
 
@@ -88,6 +89,25 @@ def test_sparse_embeddings_under_their_own_optimizer_train_beside_the_dense_laye
     for check in only:
         assert report.result(check).status == "passed", report.result(check).detail
     assert serious(report) == []
+
+
+def test_the_optimizers_beside_the_first_are_those_of_the_observed_phase(tmp_path: Path) -> None:
+    # The script steps on past the budget with the live optimizers while the capture holds
+    # copies of them: the live ones are not optimizers beside the copies.
+    path = tmp_path / "ctr.py"
+    path.write_text(textwrap.dedent(SPARSE_BESIDE_DENSE_SCRIPT))
+    capture = run_script(str(path), steps=5)
+    assert capture.steps == 5 and len(capture.other_optimizers) == 1
+    own = {id(p) for p in capture.model.parameters()}
+    for opt in (capture.optimizer, *capture.other_optimizers):
+        assert {id(p) for g in opt.param_groups for p in g["params"]} <= own
+    one = SPARSE_BESIDE_DENSE_SCRIPT.replace("sparse=True", "sparse=False")
+    one = one.replace("SparseAdam(list(model.emb.parameters())", "Adam(model.parameters()")
+    one = one.replace("        dense.step()\n", "").replace("        dense.zero_grad()\n", "")
+    path.write_text(textwrap.dedent(one))
+    capture = run_script(str(path), steps=5)
+    assert capture.steps == 5 and capture.optimizer is not None
+    assert capture.other_optimizers == []
 
 
 MANUAL_SCRIPT = """
