@@ -482,7 +482,8 @@ class Subject:
         """The lowest value the loss can take on ``batch``: its value at the output that
         matches every target exactly, for a loss whose floor depends on the targets
         (Poisson's negative log-likelihood of counts, binary cross-entropy of soft
-        targets); None where it does not or is not known (0 for most losses)."""
+        targets, cross-entropy against class probabilities); None where it does not or is
+        not known (0 for most losses)."""
         name, kwargs = self.loss_name, self.loss_kwargs
         if name is None and self.criterion is not None:
             name, kwargs = _criterion_name(self.criterion)
@@ -526,6 +527,15 @@ def ideal_prediction(
     losses whose lowest value depends on the targets; None for the others (and where
     weights make the lowest point another one)."""
     t = target.detach().float()
+    if name == "cross_entropy" and target.is_floating_point() and target.dim() >= 2:
+        # Class probabilities as targets (soft labels, mixup's blends): the loss is lowest,
+        # at their entropy, where the predicted distribution is the target's (smoothed
+        # first, as the loss smooths it).
+        if kwargs.get("weight") is not None:
+            return None
+        eps = float(kwargs.get("label_smoothing", 0.0) or 0.0)
+        q = (1.0 - eps) * t + eps / t.shape[1]
+        return torch.log(q.clamp_min(1e-30))
     if name == "poisson_nll_loss":
         eps = float(kwargs.get("eps", 1e-8))
         # The rate equal to the count; a count of 0 wants a rate of 0, i.e. log-rate -inf.
@@ -556,6 +566,11 @@ def _criterion_name(criterion: nn.Module) -> tuple[str | None, dict[str, Any]]:
         }
     if isinstance(criterion, nn.BCELoss):
         return "binary_cross_entropy", {"weight": criterion.weight}
+    if isinstance(criterion, nn.CrossEntropyLoss):
+        return "cross_entropy", {
+            "weight": criterion.weight,
+            "label_smoothing": criterion.label_smoothing,
+        }
     return None, {}
 
 

@@ -397,6 +397,13 @@ def constant_prior_loss(
     weight = kwargs.get("weight")
     if smoothing and (fn != "cross_entropy" or weight is not None):
         return None
+    if fn == "cross_entropy" and target.is_floating_point() and target.shape == inp.shape:
+        # Class probabilities as targets: the best constant is their mean distribution.
+        if weight is not None or inp.dim() < 2:
+            return None
+        q = target.detach().float().transpose(0, 1).reshape(inp.shape[1], -1).mean(1)
+        q = (1 - smoothing) * q + smoothing / inp.shape[1]
+        return -torch.xlogy(q, q).sum()
     if fn in ("cross_entropy", "nll_loss"):
         if target.is_floating_point() or inp.dim() < 2:
             return None

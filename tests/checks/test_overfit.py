@@ -204,6 +204,33 @@ def test_label_smoothing_sets_the_floor_the_tiny_batch_is_judged_against() -> No
     assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
 
 
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_class_probabilities_as_targets_set_the_floor_at_their_entropy() -> None:
+    # Soft labels (0.933 on the class, 0.033 on each other): the loss cannot go below their
+    # entropy, ~0.29 over 3 classes, however well the batch is fit.
+    kwargs = healthy_classifier()
+    soft = [(x, 0.9 * nn.functional.one_hot(y, 3).float() + 0.1 / 3) for x, y in kwargs["data"]]
+    kwargs["data"] = soft
+    report = run(select=["cannot-overfit-tiny-batch"], **kwargs)
+    assert report.result("cannot-overfit-tiny-batch").status.value == "passed"
+
+
+def test_the_floor_under_class_probabilities_is_reached_by_their_logarithm() -> None:
+    from nndoctor.subject import ideal_prediction
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.softmax(torch.randn(6, 4, generator=g), dim=1)
+    for smoothing in (0.0, 0.2):
+        kwargs = {"label_smoothing": smoothing}
+        ideal = ideal_prediction("cross_entropy", kwargs, target)
+        assert ideal is not None
+        floor = float(nn.functional.cross_entropy(ideal, target, label_smoothing=smoothing))
+        nudged = ideal + 0.1 * torch.randn(6, 4, generator=g)
+        assert floor < float(nn.functional.cross_entropy(nudged, target, label_smoothing=smoothing))
+    # Class indices: the floor is not the targets' (0, or label smoothing's own).
+    assert ideal_prediction("cross_entropy", {}, torch.tensor([0, 1])) is None
+
+
 def test_the_label_smoothing_floor_is_the_entropy_of_the_smoothed_targets() -> None:
     import math
 

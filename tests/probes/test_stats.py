@@ -87,6 +87,14 @@ def test_the_constant_prior_is_the_loss_of_the_best_constant_fitted_to_the_batch
     assert float(F.cross_entropy(other.expand(64, 5), labels, label_smoothing=0.1)) > float(
         smoothed
     )
+    # Class probabilities as targets: the best constant is their mean distribution.
+    soft = torch.softmax(torch.randn(64, 5, generator=g), dim=1)
+    best = soft.mean(0).log().expand(64, 5)
+    prior = constant_prior_loss("cross_entropy", logits, soft, {})
+    assert prior is not None and float(prior) == pytest.approx(
+        float(F.cross_entropy(best, soft)), rel=1e-5
+    )
+    assert float(F.cross_entropy(best + 0.1 * torch.randn(5, generator=g), soft)) > float(prior)
     # Settings that change what the loss measures: no prior.
     assert (
         constant_prior_loss(
