@@ -688,3 +688,54 @@ def test_a_penalty_with_a_floor_does_not_hide_a_model_that_cannot_fit(tmp_path: 
     report = _orthogonality(tmp_path, "0.0")
     (finding,) = report.by_check("cannot-overfit-tiny-batch")
     assert finding.evidence["method"] == "script replay (custom loss)"
+
+
+# Barlow Twins on two fixed views per sample: the loss is taken over the batch's
+# cross-correlation, of rank 7 at most on 8 samples, so no model takes it near zero there;
+# on 16 samples it goes lower. With ``{scale}`` 0 the model cannot see its input.
+BARLOW = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(512, 16)
+v1, v2 = x + 0.3 * torch.randn(512, 16), x + 0.3 * torch.randn(512, 16)
+
+class Barlow(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 48))
+        self.bn = nn.BatchNorm1d(48, affine=False)
+
+    def forward(self, a, b):
+        z1, z2 = self.net(a * {scale}), self.net(b * {scale})
+        c = self.bn(z1).T @ self.bn(z2) / a.shape[0]
+        on = (torch.diagonal(c) - 1).pow(2).sum()
+        off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()
+        return on + 0.02 * off
+
+model = Barlow()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+loader = DataLoader(TensorDataset(v1, v2), batch_size=64, shuffle=True, drop_last=True)
+for epoch in range(10):
+    for a, b in loader:
+        loss = model(a, b)
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_loss_over_the_batchs_cross_correlation_has_a_floor_set_by_the_batch(
+    tmp_path: Path,
+) -> None:
+    report = _check_replayed(tmp_path, "barlow.py", BARLOW.replace("{scale}", "1.0"))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == [], result.detail
+    assert "couples the samples of a batch" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_a_batch_coupled_loss_does_not_hide_a_model_that_cannot_fit(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "barlow.py", BARLOW.replace("{scale}", "0.0"))
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.evidence["method"] == "script replay (custom loss)"
