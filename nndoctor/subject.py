@@ -183,16 +183,14 @@ class OptimizerSpec:
             params = [p for p in model.parameters() if p.requires_grad]
             sparse = sparse_gradient_params(model) if self.cls not in SPARSE_CAPABLE else set()
             hyper = {**self.defaults, **overrides}
-            if sparse and len(sparse) < len(params):
-                # Adam and most others refuse sparse gradients: the embeddings that give them
-                # get SparseAdam at the same rate, as a script built that way does.
-                dense = [p for p in params if id(p) not in sparse]
-                tables = [p for p in params if id(p) in sparse]
-                lr = hyper.get("lr", 1e-3)
-                return JointOptimizer(
-                    [self.cls(dense, **hyper), torch.optim.SparseAdam(tables, lr=lr)]
-                )
-            return self.cls(params, **hyper)
+            tables = [p for p in params if id(p) in sparse]
+            if not tables:
+                return self.cls(params, **hyper)
+            # Adam and most others refuse sparse gradients: the embeddings that give them
+            # get SparseAdam at the same rate, as a script built that way does.
+            dense = [p for p in params if id(p) not in sparse]
+            table_opt = torch.optim.SparseAdam(tables, lr=hyper.get("lr", 1e-3))
+            return JointOptimizer([self.cls(dense, **hyper), table_opt]) if dense else table_opt
         by_name = dict(model.named_parameters(remove_duplicate=False))
         groups = []
         for g in self.groups:

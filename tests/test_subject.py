@@ -210,6 +210,12 @@ def test_optimizers_over_parts_of_one_model_step_every_part_of_a_copy() -> None:
     assert [h["lr"] for h in scaled.hyperparameters()] == pytest.approx([0.1, 0.01])
 
 
+def test_a_fallback_adam_over_sparse_embeddings_alone_is_sparse_adam() -> None:
+    table = nn.Embedding(10, 3, sparse=True)
+    opt = OptimizerSpec.of(torch.optim.Adam, lr=1e-2).build(table)
+    assert isinstance(opt, torch.optim.SparseAdam) and opt.param_groups[0]["lr"] == 1e-2
+
+
 def test_a_fallback_adam_gives_sparse_embeddings_sparse_adam() -> None:
     # Adam refuses sparse gradients; the known-good fallback must still train the model.
     assert _moved_by(OptimizerSpec.of(torch.optim.Adam, lr=1e-3)) == {
