@@ -362,6 +362,33 @@ def test_broadcasting_output_and_target_shapes() -> None:
     assert finding.evidence["broadcast_shape"] == [32, 32]
 
 
+@pytest.mark.parametrize("flat", [True, False])
+def test_a_gaussian_nll_mean_of_another_shape_than_its_target_broadcasts(flat: bool) -> None:
+    x, _ = blobs()
+    target = x[:, :1] * 2  # shape (N, 1)
+    model = mlp(classes=2)
+
+    def loss_fn(net: nn.Module, batch: Any) -> torch.Tensor:
+        out = net(batch[0])
+        # out[:, 0] is (N,): against (N, 1) targets every mean meets every target.
+        mean, raw = (out[:, 0], out[:, 1]) if flat else (out[:, :1], out[:, 1:])
+        return F.gaussian_nll_loss(mean, batch[1], F.softplus(raw) + 1e-3)
+
+    report = run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=[(x[i : i + 32], target[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=loss_fn,
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    findings = report.by_check("loss-input-mismatch")
+    if flat:
+        (finding,) = findings
+        assert finding.reasons == [19, 25] and finding.evidence["broadcast_shape"] == [32, 32]
+    else:
+        assert findings == []
+
+
 def counts_subject(squeeze: bool) -> dict[str, Any]:
     """Poisson regression of counts from a log-rate output of shape (N, 1)."""
     x, _ = blobs()

@@ -21,6 +21,7 @@ _ELEMENTWISE = (
     "smooth_l1_loss",
     "huber_loss",
     "poisson_nll_loss",
+    "gaussian_nll_loss",
     *_BINARY,
 )
 
