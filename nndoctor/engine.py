@@ -979,6 +979,11 @@ def _capture_lab(
         model=model,
         model_inputs=inputs or None,
         input_targets=input_targets,
+        call_targets=[
+            (tuple(b.get("args") or ()), dict(b.get("kwargs") or {}), b["targets"])
+            for b in called
+            if b.get("targets") is not None
+        ],
         model_calls=[(tuple(b.get("args") or ()), dict(b.get("kwargs") or {})) for b in called]
         or None,
         script=script,

@@ -191,6 +191,7 @@ class Lab:
         model_inputs: list[Any] | None = None,
         model_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
         input_targets: list[tuple[Any, Any]] | None = None,
+        call_targets: list[tuple[tuple[Any, ...], dict[str, Any], Any]] | None = None,
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
         datasets: dict[int, Any] | None = None,
@@ -216,6 +217,8 @@ class Lab:
         self._model_calls = model_calls
         # Each kept step's first model input and the target of its first recognised loss.
         self._input_targets = input_targets
+        # ... and its whole model call (positional and keyword arguments) with that target.
+        self._call_targets = call_targets
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
         # A replay is the script run again: it gets the wall-clock limit the script had.
@@ -536,6 +539,22 @@ class Lab:
             if isinstance(x, dict):
                 return []  # keyword arguments only: no positional input to replay
             out.append(x if isinstance(x, tuple) else (x,))
+        return out
+
+    def calls_with_targets(self, n: int = 1) -> list[tuple[tuple[Any, ...], dict[str, Any], Any]]:
+        """(positional arguments, keyword arguments, target of the first recognised loss) of
+        the model's call at the first ``n`` training steps kept, on the lab's device."""
+        if self._call_targets is not None:
+            return [move_to(c, self.device) for c in self._call_targets[:n]]
+        if self.subject is None:
+            return []
+        out = []
+        for b in self.batches(n):
+            x = self.subject.inputs(b)
+            args, kwargs = (
+                ((), dict(x)) if isinstance(x, dict) else (x if isinstance(x, tuple) else (x,), {})
+            )
+            out.append((args, kwargs, self.subject.targets(b)))
         return out
 
     def input_target_pairs(self, n: int = 8) -> list[tuple[Any, Any]]:

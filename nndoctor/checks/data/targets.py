@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import math
 
+import torch
+
+from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.copying import set_training
 from nndoctor.probes.recording import TargetSummary
 from nndoctor.report.model import Where
+from nndoctor.trees import map_tensors, tensors
 
 
 def _largest(values: list[float] | None) -> float:
@@ -68,10 +73,14 @@ def targets_copy_input(ctx: CheckContext) -> None:
         integer argument after the first sharing the target's memory) are no input. Unrelated targets match a handful
         of positions by chance, never 99 % of them at every step.
 
-        Not told apart by observation: a decoder that shifts its tokens inside ``forward``
-        (prepending a start token) while the loss is given the unshifted sequence, and a
-        sequence autoencoder that reconstructs its input through a bottleneck; both
-        predict their input on purpose.
+        Before the warning, a copy in eval mode is called on the first kept step's input
+        as it was and with that input changed at the last position of the sequence (each
+        sample given another sample's token there): a model whose output does not change
+        cannot read the token it predicts (a decoder that shifts its tokens inside
+        ``forward``, prepending a start token; a Decision Transformer predicting each action
+        from the state before it), and that is a note. Not told apart: a sequence
+        autoencoder that reconstructs its input through a bottleneck, which predicts its
+        input on purpose.
 
     How to fix:
         Shift the targets one position ahead of the inputs: ``inputs, targets = x[:, :-1],
@@ -109,6 +118,14 @@ def targets_copy_input(ctx: CheckContext) -> None:
         return
     first = rows[0][1].same_position_matches or []
     which = max(range(len(first)), key=lambda i: first[i] if math.isfinite(first[i]) else -1.0)
+    if _target_visible(ctx) is False:
+        ctx.note(
+            f"the targets hold an integer input's value at the same position ({min(same):.0%}), "
+            "but changing that input at the last position leaves the model's output as it "
+            "was: the model cannot see the token it predicts (a causal decoder shifting inside, "
+            "a return-conditioned policy predicting each action before it is given)"
+        )
+        return
     ctx.finding(
         title="The targets are the model's own input",
         message=(
@@ -130,6 +147,57 @@ def targets_copy_input(ctx: CheckContext) -> None:
             "classes": classes,
         },
     )
+
+
+def _target_visible(ctx: CheckContext) -> bool | None:
+    """Whether the model can see the target it predicts: on a copy in eval mode, the first
+    kept step's model call once as it was and once with the integer input that holds the
+    targets (a (batch, sequence) tensor equal to them, or to them flattened, at
+    ``target_copy_match`` of the scored positions) changed at the last position along the sequence (each sample given another
+    sample's token there). A model whose output does not change at all cannot read that
+    token for any prediction, the last position's own included. None when not testable."""
+    lab = ctx.services
+    calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
+    if not calls or not isinstance(calls[0][2], torch.Tensor):
+        return None
+    args, kwargs, target = calls[0]
+    flat = target.reshape(-1)
+    scored = flat >= 0  # ignore_index (negative) marks no target
+    if not bool(scored.any()):
+        return None
+    # A (batch, sequence) input; the targets in its shape or flattened with it.
+    held = [
+        x
+        for x in tensors((args, kwargs))
+        if not x.is_floating_point()
+        and x.dim() == 2
+        and x.numel() == target.numel()
+        and float((x.reshape(-1) == flat)[scored].float().mean())
+        >= ctx.thresholds.target_copy_match
+    ]
+    if not held:
+        return None
+    token = held[0]
+    position = 1 - ctx.recording.input_batch_axis()
+    if position not in (0, 1):
+        return None
+    changed = token.clone()
+    last = changed.select(position, -1)
+    other = last.roll(1, dims=0)
+    if torch.equal(other, last):
+        other = (last + 1) % (int(token.max()) + 1)
+    last.copy_(other)
+    new_args, new_kwargs = map_tensors(lambda x: changed if x is token else x, (args, kwargs))
+    model = set_training(lab.fresh_model(), False)
+    with torch.no_grad():
+        with same_noise(lab.device):
+            before = model(*args, **kwargs)
+        with same_noise(lab.device):
+            after = model(*new_args, **new_kwargs)
+    pairs = list(zip(tensors(before), tensors(after), strict=False))
+    if not pairs:
+        return None
+    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
 
 
 @register_check(
