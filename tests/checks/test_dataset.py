@@ -347,10 +347,12 @@ def test_distinct_samples_drawn_with_replacement_are_no_copies() -> None:
 
 @pytest.mark.silent("samples-repeat")
 def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
-    # A replay memory over a few states: each state recurs, with the outcome of each move
-    # made from it as its target. A row is the input with its target.
+    # A replay memory over a few states (a row and a column, each one-hot): each state
+    # recurs, with the outcome of each move made from it as its target. A row is the input
+    # with its target.
     g = torch.Generator().manual_seed(0)
-    states = torch.eye(20)[torch.randint(0, 6, (512,), generator=g)]
+    cells = torch.randint(0, 6, (512,), generator=g)
+    states = torch.eye(20)[cells // 3] + torch.eye(20)[10 + cells % 3]
     returns = torch.randn(512, 1, generator=g)
     model = mlp(features=20, classes=1)
     data = DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True)
@@ -364,6 +366,25 @@ def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
     result = report.result("samples-repeat")
     assert report.by_check("samples-repeat") == []
     assert result.status.value == "passed" and "its input and its target" in result.detail
+
+
+def test_one_hot_states_recur_by_nature() -> None:
+    # A replay memory of one-hot states under a loss written by hand (no target to pair
+    # with): an input space of 20 values, drawn 64 at a time.
+    g = torch.Generator().manual_seed(0)
+    states = torch.eye(20)[torch.randint(0, 20, (512,), generator=g)]
+    returns = torch.randn(512, 1, generator=g)
+    model = mlp(features=20, classes=1)
+    data = DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True)
+    report = run(
+        select=["samples-repeat"],
+        model=model,
+        data=data,
+        loss_fn=lambda net, batch: ((net(batch[0]) - batch[1]) ** 2).mean(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+    result = report.result("samples-repeat")
+    assert result.status.value == "skipped" and "one-hot" in result.detail
 
 
 def test_distinct_rows_count_an_input_once_per_target() -> None:

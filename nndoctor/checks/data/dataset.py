@@ -12,7 +12,7 @@ from nndoctor.checks.fingerprints import distinct_fingerprints, distinct_rows
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import regularized_beta
 from nndoctor.probes.layers import EMBEDDING
-from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord
+from nndoctor.probes.recording import LoaderInfo, Recording, StepRecord, TensorSummary
 from nndoctor.report.model import Where
 from nndoctor.trees import tensors
 
@@ -473,7 +473,8 @@ def samples_repeat(ctx: CheckContext) -> None:
         and reach the threshold only when a batch is larger than the data it is drawn
         from, which then holds few samples indeed. Samples of fewer than
         ``min_sample_elements`` elements (an environment's state, a few categories) are
-        left out, as a small input space recurs by nature, and so are sequence-first
+        left out, as a small input space recurs by nature, and so are one-hot samples
+        (one 1 among zeros: a categorical state of as many values as elements), sequence-first
         inputs, where a fingerprint covers one position rather than one sample, and
         constant batches (all zeros: ``input-constant`` reports them). Only the
         model's first input is fingerprinted, so a model that takes another input of one
@@ -509,6 +510,11 @@ def samples_repeat(ctx: CheckContext) -> None:
     elements = math.prod(shapes[0][1:]) if shapes else 0
     if elements < t.min_sample_elements:
         ctx.skip(f"samples of {elements} elements: a small input space recurs by nature")
+    if all(_one_hot_rows(s.inputs, elements) for s in steps):
+        ctx.skip(
+            f"every sample is one-hot over its {elements} elements (a categorical state): an "
+            f"input space of {elements} values recurs by nature"
+        )
     other = _other_per_sample_input(ctx)
     if other:
         # An image fed once per caption (``images.repeat_interleave(5)`` beside five
@@ -548,6 +554,19 @@ def samples_repeat(ctx: CheckContext) -> None:
         ),
         where=Where(step=steps[worst].step),
         evidence={"samples": samples, "distinct": distinct, "steps": len(steps), "share": share},
+    )
+
+
+def _one_hot_rows(x: TensorSummary | None, elements: int) -> bool:
+    """Whether every sample of a measured input is one-hot: 0/1 values with exactly the
+    share of zeros that one 1 per sample of ``elements`` leaves (a categorical variable)."""
+    return (
+        x is not None
+        and x.measured
+        and x.integral
+        and x.min == 0.0
+        and x.max == 1.0
+        and math.isclose(x.zero_frac, 1.0 - 1.0 / elements, abs_tol=1e-6)
     )
 
 
