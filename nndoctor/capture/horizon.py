@@ -72,6 +72,7 @@ class Horizon:
 
     steps: int
     loops: list[str] = field(default_factory=list)  # "`for epoch in range(n)` (120)", outer first
+    lengths: list[int] = field(default_factory=list)  # each loop's passes, outer first
     # False: an ``if`` inside the loops guards the step, which runs at some passes only.
     exact: bool = True
 
@@ -102,18 +103,19 @@ def read_horizon(frames: Iterable[FrameType], epoch_length: int | None) -> Horiz
         loops = [(loop, frame) for loop in found] + loops  # outer frames' loops go first
     if not loops:
         return None
-    steps, described, by_epoch = 1, [], False
+    steps, described, lengths, by_epoch = 1, [], [], False
     try:
         for loop, frame in loops:
             length, is_epoch = _loop_length(loop, frame, epoch_length, by_epoch)
             by_epoch = by_epoch or is_epoch
             steps *= length
             described.append(f"`{_header(loop)}` ({length})")
+            lengths.append(length)
     except Exception:  # noqa: BLE001 - an unreadable loop leaves the horizon unknown
         return None
     if steps <= 0 or steps > MAX_PLANNED_STEPS:
         return None
-    return Horizon(steps=steps, loops=described, exact=exact)
+    return Horizon(steps=steps, loops=described, lengths=lengths, exact=exact)
 
 
 def _parse(path: str) -> ast.Module | None:

@@ -151,6 +151,50 @@ def test_a_warm_up_written_in_batches_stepped_per_epoch(tmp_path: Path) -> None:
     assert finding.evidence["peak_lr_in_run"] < 0.5 * finding.evidence["planned_peak_lr"]
 
 
+# Iterations of a fixed number of steps, batches drawn by hand (no loader tells an
+# epoch): a warm-up of 200 steps stepped once per iteration of {inner} steps.
+ITERATIONS = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(6400, 10)
+y = (x[:, 0] > 0).long()
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 200))
+for iteration in range({outer}):
+    for _ in range({inner}):
+        idx = torch.randint(0, 6400, (64,))
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        optimizer.step()
+        {per_step}
+    {per_iteration}
+"""
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_a_warm_up_stepped_once_per_iteration_of_steps_drawn_by_hand(
+    tmp_path: Path, per_step: bool
+) -> None:
+    path = tmp_path / "train.py"
+    stepped = "scheduler.step()"
+    path.write_text(
+        textwrap.dedent(ITERATIONS).format(
+            outer=4,
+            inner=250,
+            per_step=stepped if per_step else "pass",
+            per_iteration="pass" if per_step else stepped,
+        )
+    )
+    report = check_script(str(path), steps=20, selection=Selection(select=(CHECK,)))
+    if per_step:
+        assert report.by_check(CHECK) == []
+        return
+    (finding,) = report.by_check(CHECK)
+    assert 36 in finding.reasons and "stepped once per epoch" in finding.title
+    assert "innermost loop's 250 steps" in report.result(CHECK).detail
+
+
 @pytest.mark.silent("learning-rate-schedule")
 @pytest.mark.parametrize(
     ("optimizer", "scheduler", "per_batch"),

@@ -133,12 +133,23 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         ctx.skip(f"the plan of {plan.scheduler} could not be read ahead")
     epoch = rec.epoch_length()
     unit = "batch" if plan.per_batch else "epoch"
+    horizon = rec.horizon
+    inner = _inner_loop(horizon) if not plan.per_batch and not epoch else None
     ctx.note(
         f"{plan.scheduler} stepped per {unit} ({plan.scheduler_steps} call(s) over "
         f"{plan.steps_taken} steps); plan read {len(plan.lrs)} steps ahead"
-        + (f"; one epoch is {epoch} steps" if epoch else "; the epoch length is unknown")
+        + (
+            f"; one epoch is {epoch} steps"
+            if epoch
+            else (
+                f"; no loader tells the epoch: taken as the innermost loop's {inner} steps, "
+                "at least that many between the scheduler's steps"
+                if inner
+                else "; the epoch length is unknown"
+            )
+        )
     )
-    horizon = rec.horizon
+    epoch = epoch or inner
     if horizon is not None:
         ctx.note(f"{ctx.detail}; the script's loops plan {horizon.describe()}")
     if plan.per_batch and epoch:
@@ -157,6 +168,16 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         elif not plan.per_batch:
             span = min(span, t.schedule_overshoot_epochs)
         _judge_overshoot(ctx, plan, base, span, unit, t.schedule_overshoot_factor)
+
+
+def _inner_loop(horizon: Horizon | None) -> int | None:
+    """The passes of the innermost of two or more loops the script plans, where a scheduler
+    stepped less often than every optimizer step is stepped outside it: at least that many
+    steps lie between two of its steps (a loop of iterations, each of so many steps, with
+    batches drawn by hand). None otherwise."""
+    if horizon is None or not horizon.exact or len(horizon.lengths) < 2:
+        return None
+    return horizon.lengths[-1] if horizon.lengths[-1] > 1 else None
 
 
 def _judge_collapse(
