@@ -48,6 +48,10 @@ class Thresholds:
     # ... or ends this many times above it without fitting its batches: an order of
     # magnitude, as optimizer_gap_factor asks of one optimiser against another.
     standardisation_gain: float = 10.0
+    # ... or the standardised twin's loss falls this many times as far as the raw copy's (a
+    # clear fall, by learned_fraction of its start): the raw copy needs as many times the
+    # steps for the same progress (losses that stay far from zero in the twin's steps)
+    standardisation_progress: float = 4.0
     # Regression targets far from standardised warn when a copy on them ends this many
     # times above its twin on them standardised...
     target_twin_gain: float = 2.0

@@ -67,6 +67,18 @@ def test_a_feature_with_a_large_offset() -> None:
     assert f.evidence["worst"] == 5 and f.evidence["worst_mean"] == pytest.approx(2020, abs=1)
 
 
+@pytest.mark.fires("input-not-standardized")
+def test_features_standardised_with_statistics_of_another_scale() -> None:
+    # Every value near -1.25, the features a ripple of std 0.002 on it (statistics taken on
+    # a scale 500 times the data's): the copy on them does not move in the twin's steps,
+    # its standardised twin falls by half, though neither ends near zero.
+    x, y = blobs()
+    report = run(select=["input-not-standardized"], **tabular(x * 0.002 - 1.25, y))
+    (f,) = report.by_check("input-not-standardized")
+    assert f.severity.value == "warning" and f.evidence["standardising_helps"]
+    assert f.evidence["raw_final_loss"] < 10 * f.evidence["standardised_final_loss"]
+
+
 @pytest.mark.fires("feature-scales-differ")
 def test_one_global_scale_keeps_the_ratio() -> None:
     x, y = blobs()

@@ -212,7 +212,9 @@ def input_not_standardized(ctx: CheckContext) -> None:
         warning when the first starts ``standardisation_start_ratio`` (1.5) times above
         the second (the scale throws the initialised model off, as an initial loss above
         chance does), or does not fit its batches and ends ``standardisation_gain`` (10)
-        times above it (or fails); a note
+        times above it (or fails), or falls a ``standardisation_progress``-th (a quarter)
+        as far as the second where that one's loss fell clearly (losses far from zero
+        after the twin's steps, which no final-loss ratio reaches); a note
         otherwise (polynomial features of one variable, a row-normalised bag of words: a
         scale the data has, which the model starts and trains with). Without a
         replayable subject (a custom loss) the twin cannot run and the observation alone
@@ -314,6 +316,8 @@ class StandardisationTwin:
     start_ratio: float
     gain_needed: float
     raw_fits: bool
+    progress_needed: float = math.inf
+    learned_fraction: float = 0.0
 
     @property
     def raw_broken(self) -> bool:
@@ -340,7 +344,18 @@ class StandardisationTwin:
         """The copy on the inputs as they are does not fit its batches, and it failed
         outright or ends ``gain_needed`` times above the standardised one."""
         twin_ok = not (self.standardised.error or self.standardised.diverged)
-        return not self.raw_fits and twin_ok and self.gain >= self.gain_needed
+        return not self.raw_fits and twin_ok and (self.gain >= self.gain_needed or self.outpaced)
+
+    @property
+    def outpaced(self) -> bool:
+        """The standardised copy's loss fell clearly (``learned_fraction`` of its start) and
+        ``progress_needed`` times as far as the raw copy's: on losses that stay far from
+        zero in the twin's steps, the raw copy needs that many times the steps."""
+        std, raw = self.standardised, self.raw
+        fell = std.initial - std.final
+        if self.raw_broken or not fell > self.learned_fraction * std.initial:
+            return False
+        return raw.initial - raw.final <= fell / self.progress_needed
 
     @property
     def helps(self) -> bool:
@@ -364,7 +379,8 @@ class StandardisationTwin:
             f"inputs went {raw}, a copy on the same inputs standardised with their observed "
             f"statistics {self.standardised.initial:.4g} → {self.standardised.final:.4g}: "
             f"{verdict} (a warning when the first starts {self.start_ratio:g}x above the "
-            f"second, or ends {self.gain_needed:g}x above it without fitting)."
+            f"second, or without fitting ends {self.gain_needed:g}x above it or falls "
+            f"{self.progress_needed:g}x less far)."
         )
 
     def evidence(self) -> dict[str, float | bool | int]:
@@ -403,6 +419,8 @@ def standardised_twin(
         t.standardisation_start_ratio,
         t.standardisation_gain,
         lab.fits(raw, t),
+        t.standardisation_progress,
+        t.learned_fraction,
     )
 
 
