@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -345,6 +346,19 @@ def test_distinct_samples_drawn_with_replacement_are_no_copies() -> None:
     assert "distinct samples within their batches" in report.result("samples-repeat").detail
 
 
+def _replay_memory(states: torch.Tensor, loss_fn: Any) -> Any:
+    """``samples-repeat`` on ``states`` drawn 64 at a time, each with a random return."""
+    returns = torch.randn(len(states), 1, generator=torch.Generator().manual_seed(1))
+    model = mlp(features=states.shape[1], classes=1)
+    return run(
+        select=["samples-repeat"],
+        model=model,
+        data=DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True),
+        loss_fn=loss_fn,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
 @pytest.mark.silent("samples-repeat")
 def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
     # A replay memory over a few states (a row and a column, each one-hot): each state
@@ -353,16 +367,7 @@ def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
     g = torch.Generator().manual_seed(0)
     cells = torch.randint(0, 6, (512,), generator=g)
     states = torch.eye(20)[cells // 3] + torch.eye(20)[10 + cells % 3]
-    returns = torch.randn(512, 1, generator=g)
-    model = mlp(features=20, classes=1)
-    data = DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True)
-    report = run(
-        select=["samples-repeat"],
-        model=model,
-        data=data,
-        loss_fn=nn.SmoothL1Loss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-    )
+    report = _replay_memory(states, nn.SmoothL1Loss())
     result = report.result("samples-repeat")
     assert report.by_check("samples-repeat") == []
     assert result.status.value == "passed" and "its input and its target" in result.detail
@@ -371,19 +376,9 @@ def test_inputs_that_recur_with_different_targets_are_distinct_rows() -> None:
 def test_one_hot_states_recur_by_nature() -> None:
     # A replay memory of one-hot states under a loss written by hand (no target to pair
     # with): an input space of 20 values, drawn 64 at a time.
-    g = torch.Generator().manual_seed(0)
-    states = torch.eye(20)[torch.randint(0, 20, (512,), generator=g)]
-    returns = torch.randn(512, 1, generator=g)
-    model = mlp(features=20, classes=1)
-    data = DataLoader(TensorDataset(states, returns), batch_size=64, shuffle=True)
-    report = run(
-        select=["samples-repeat"],
-        model=model,
-        data=data,
-        loss_fn=lambda net, batch: ((net(batch[0]) - batch[1]) ** 2).mean(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
-    )
-    result = report.result("samples-repeat")
+    states = torch.eye(20)[torch.randint(0, 20, (512,), generator=torch.Generator().manual_seed(0))]
+    by_hand = _replay_memory(states, lambda net, batch: ((net(batch[0]) - batch[1]) ** 2).mean())
+    result = by_hand.result("samples-repeat")
     assert result.status.value == "skipped" and "one-hot" in result.detail
 
 
