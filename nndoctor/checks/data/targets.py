@@ -153,9 +153,10 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     """Whether the model can see the target it predicts: on a copy in eval mode, the first
     kept step's model call once as it was and once with the integer input that holds the
     targets (a (batch, sequence) tensor equal to them, or to them flattened, at
-    ``target_copy_match`` of the scored positions) changed at the last position along the sequence (each sample given another
-    sample's token there). A model whose output does not change at all cannot read that
-    token for any prediction, the last position's own included. None when not testable."""
+    ``target_copy_match`` of the scored positions) changed at the last position along the
+    sequence (each sample given another sample's token there). A model whose output does
+    not change at all cannot read that token for any prediction, the last position's own
+    included. None when not testable (or the changed call raises)."""
     lab = ctx.services
     calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
     if not calls or not isinstance(calls[0][2], torch.Tensor):
@@ -189,11 +190,14 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     last.copy_(other)
     new_args, new_kwargs = map_tensors(lambda x: changed if x is token else x, (args, kwargs))
     model = set_training(lab.fresh_model(), False)
-    with torch.no_grad():
-        with same_noise(lab.device):
-            before = model(*args, **kwargs)
-        with same_noise(lab.device):
-            after = model(*new_args, **new_kwargs)
+    try:
+        with torch.no_grad():
+            with same_noise(lab.device):
+                before = model(*args, **kwargs)
+            with same_noise(lab.device):
+                after = model(*new_args, **new_kwargs)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return None
     pairs = list(zip(tensors(before), tensors(after), strict=False))
     if not pairs:
         return None
