@@ -967,18 +967,12 @@ def _capture_lab(
             model.load_state_dict(capture.initial_state)
     inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
     called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
-    input_targets = [
-        (b["args"][0], b["targets"])
-        for b in capture.batches
-        if b.get("args") and b.get("targets") is not None
-    ]
     return Lab(
         None,
         device=device,
         unavailable_reason=why,
         model=model,
         model_inputs=inputs or None,
-        input_targets=input_targets,
         call_targets=[
             (tuple(b.get("args") or ()), dict(b.get("kwargs") or {}), b["targets"])
             for b in called

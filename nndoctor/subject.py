@@ -172,12 +172,10 @@ class OptimizerSpec:
 
     def build(self, model: nn.Module, **overrides: Any) -> torch.optim.Optimizer | JointOptimizer:
         """A fresh optimizer over ``model``'s parameters, with ``overrides`` on every group."""
-        names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
-        beside = [o for o in self.others if any(set(g["param_names"]) & names for g in o.groups)]
-        if beside:
+        if self.others:
             alone = OptimizerSpec(self.cls, self.defaults, self.groups)
             parts = [alone.build(model, **overrides)]
-            parts += [other.build(model, **overrides) for other in beside]
+            parts += [other.build(model, **overrides) for other in self.others]
             return JointOptimizer(parts)
         if not self.groups:
             params = [p for p in model.parameters() if p.requires_grad]
@@ -277,15 +275,10 @@ class JointOptimizer:
 
     def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
         self.parts = parts
-        self.defaults = parts[0].defaults
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return [g for part in self.parts for g in part.param_groups]
-
-    @property
-    def state(self) -> dict[Any, Any]:
-        return {k: v for part in self.parts for k, v in part.state.items()}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for part in self.parts:

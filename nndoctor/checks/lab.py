@@ -190,7 +190,6 @@ class Lab:
         model: nn.Module | None = None,
         model_inputs: list[Any] | None = None,
         model_calls: list[tuple[tuple[Any, ...], dict[str, Any]]] | None = None,
-        input_targets: list[tuple[Any, Any]] | None = None,
         call_targets: list[tuple[tuple[Any, ...], dict[str, Any], Any]] | None = None,
         script: tuple[str, list[str]] | None = None,
         task: Task | None = None,
@@ -215,9 +214,8 @@ class Lab:
         self._model_inputs = model_inputs
         # The same calls with their keyword arguments (``model(**batch)`` included).
         self._model_calls = model_calls
-        # Each kept step's first model input and the target of its first recognised loss.
-        self._input_targets = input_targets
-        # ... and its whole model call (positional and keyword arguments) with that target.
+        # Each kept step's model call (positional and keyword arguments) with the target of
+        # its first recognised loss.
         self._call_targets = call_targets
         # An observed script can be re-run with substitutions when nothing else works.
         self.script = script
@@ -345,8 +343,7 @@ class Lab:
         tenth = max(n // 10, 1)
         mark = 2 * n // 3
         before = losses[mark - tenth : mark]
-        tail = losses[-tenth:]
-        return statistics.median(tail) < (1 - t.overfit_still_falling) * statistics.median(before)
+        return last_tenth_median(losses) < (1 - t.overfit_still_falling) * statistics.median(before)
 
     def stochastic_forward(self) -> bool:
         """Whether the model's output is random by design (a sampled latent, injected noise): two
@@ -560,16 +557,7 @@ class Lab:
     def input_target_pairs(self, n: int = 8) -> list[tuple[Any, Any]]:
         """(the model's first input, the target of the step's first recognised loss) of the
         first ``n`` training steps kept: for checks that compare a target with its input."""
-        if self._input_targets is not None:
-            return self._input_targets[:n]
-        if self.subject is None:
-            return []
-        pairs = []
-        for b in self.batches(n):
-            x = self.subject.inputs(b)
-            x = x[0] if isinstance(x, (tuple, list)) and x else x
-            pairs.append((x, self.subject.targets(b)))
-        return pairs
+        return [(args[0], target) for args, _, target in self.calls_with_targets(n) if args]
 
     def initial_weights_finite(self) -> bool | None:
         """Whether every weight of the model, as it was when the observed training began,
@@ -741,6 +729,13 @@ class Lab:
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         """The loss on each batch in its own units (not divided over micro-batches)."""
         return [float(self.loss(model, b)) / self.loss_scale for b in batches]
+
+
+def last_tenth_median(losses: list[float]) -> float:
+    """The median of the last tenth of a run's finite losses (NaN without any): where a run
+    ended, a spike at its last step deciding nothing."""
+    finite = [x for x in losses if math.isfinite(x)]
+    return statistics.median(finite[-max(len(finite) // 10, 1) :]) if finite else math.nan
 
 
 def descend(

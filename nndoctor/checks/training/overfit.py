@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import statistics
 
 import torch
 
 from nndoctor.capture.replay import ReplayResult
-from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult
+from nndoctor.checks.lab import KNOWN_GOOD_LR, Lab, TrainResult, last_tenth_median
 from nndoctor.checks.nan import divergence_evidence, divergence_text
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.report.series import Curve, ExperimentCurves
@@ -365,7 +364,8 @@ def _batch_coupled_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bo
     if larger.timed_out or larger.error or len(larger.losses) < len(result.losses):
         return False
     scale = ctx.recording.criterion_scale()
-    small, large = _tail(result.losses), _tail([v / scale for v in larger.losses])
+    small = last_tenth_median(result.losses)
+    large = last_tenth_median([v / scale for v in larger.losses])
     if not (math.isfinite(large) and large < (1 - t.learned_fraction) * small):
         return False
     ctx.note(
@@ -376,12 +376,6 @@ def _batch_coupled_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bo
         f"tiny batch it fell {result.initial:.4g} → {result.final:.4g}"
     )
     return True
-
-
-def _tail(losses: list[float]) -> float:
-    """The median of the last tenth of a run's finite losses (NaN without any)."""
-    finite = [x for x in losses if math.isfinite(x)]
-    return statistics.median(finite[-max(len(finite) // 10, 1) :]) if finite else math.nan
 
 
 def _augmented_floor(ctx: CheckContext, result: TrainResult, varies: bool) -> bool:
