@@ -47,6 +47,31 @@ def custom_function_classes(total: torch.Tensor) -> list[type]:
     return found
 
 
+def gradient_multiple(
+    grad_inputs: Sequence[torch.Tensor | None], grad_outputs: Sequence[torch.Tensor | None]
+) -> float | None:
+    """The number ``c`` such that a backward node returned ``c`` times its one incoming
+    gradient for an input of the same shape (a gradient reversal returns ``-lambda`` times
+    it, a gradient scaling ``lambda`` times it); None when no returned gradient is one
+    number times the incoming one, or nothing came in."""
+    incoming = [g for g in grad_outputs if isinstance(g, torch.Tensor)]
+    if len(incoming) != 1 or not incoming[0].is_floating_point():
+        return None
+    g = incoming[0].detach()
+    energy = float((g * g).sum())
+    if not energy > 0:
+        return None
+    for returned in grad_inputs:
+        if not isinstance(returned, torch.Tensor) or returned.shape != g.shape:
+            continue
+        r = returned.detach().to(g.dtype)
+        c = float((r * g).sum()) / energy
+        scale = float(g.abs().max()) * max(abs(c), 1.0)
+        if torch.allclose(r, c * g, rtol=1e-5, atol=1e-6 * scale):
+            return c
+    return None
+
+
 class _StandInContext:
     """What a forward written with ``ctx`` may call, when it runs outside ``apply``."""
 

@@ -508,6 +508,10 @@ class Recording:
     # Before any module with parameters was called: the tensors a back-propagated loss
     # reached that belong to no module (count, values), parameters kept as plain tensors.
     plain_parameters: tuple[int, int] | None = None
+    # Custom autograd Functions on the loss's graph in the first backward passes whose
+    # hand-written backward returned the incoming gradient times one number, by class
+    # name: those numbers, one per call (see nndoctor.probes.functions.gradient_multiple).
+    gradient_multiples: dict[str, list[float]] = field(default_factory=dict)
     # Of those tensors, the ones that are nn.Parameter: held by a module whose forward the
     # script calls directly (``layer.forward(x)``), which runs no hooks.
     module_parameters_reached: int = 0
@@ -537,6 +541,20 @@ class Recording:
         """Most observed steps alternate between optimizers of separate networks, each after
         its own backward pass (see ``StepRecord.alternating``)."""
         return bool(self.steps) and 2 * sum(s.alternating for s in self.steps) > len(self.steps)
+
+    @property
+    def gradient_reversals(self) -> list[str]:
+        """The custom Functions whose backward multiplied the gradient by a negative number
+        (a gradient reversal layer: the parameters before it ascend what the loss after it
+        measures, as DANN's feature extractor does against its domain classifier)."""
+        return [name for name, values in self.gradient_multiples.items() if min(values) < 0]
+
+    @property
+    def competing_objectives(self) -> bool:
+        """The loss is no one objective that every parameter descends: networks trained in
+        alternation against each other (a GAN), or one backward pass through a gradient
+        reversal (DANN), where some parameters ascend part of it."""
+        return self.alternating_objectives or bool(self.gradient_reversals)
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     # Categorical distributions built from logits while observed (see DistributionLogits).

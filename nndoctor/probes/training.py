@@ -29,6 +29,7 @@ from torch.utils.hooks import RemovableHandle
 from nndoctor.probes import stats
 from nndoctor.probes.adversarial import AdversarialProbe
 from nndoctor.probes.distributed import local_part
+from nndoctor.probes.functions import gradient_multiple
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
 from nndoctor.probes.recording import (
     CtcCall,
@@ -52,7 +53,7 @@ from nndoctor.probes.recording import (
     logits_from,
     summary_from,
 )
-from nndoctor.probes.trace import graphless_derivative
+from nndoctor.probes.trace import autograd_nodes, graphless_derivative
 from nndoctor.trees import first_tensor, map_tensors, tensors
 
 # Losses recognised by name in torch.nn.functional; nn.*Loss modules call these.
@@ -88,6 +89,11 @@ MAX_REPEAT_STEPS = 4
 # Steps whose first attention key padding mask is read against the token ids (which waits
 # for the device).
 MAX_PADDING_MASK_STEPS = 4
+# Backward passes in which custom Functions' backward nodes are watched (a gradient
+# reversal's coefficient may start at zero and grow with the step), and how many autograd
+# nodes of each pass's graph are searched for them.
+CUSTOM_BACKWARD_PASSES = 5
+CUSTOM_BACKWARD_NODES = 20000
 # Autograd nodes a backward pass's graph is searched through for two forwards' outputs.
 REPEAT_GRAPH_LIMIT = 50_000
 MAX_EVAL_RECORDS = 32
@@ -319,6 +325,8 @@ class TrainingProbe:
         self._repeat_output = self._guard("repeats", self._note_repeat_output)
         self._repeat_backward = self._guard("repeats", self._note_repeat_backward)
         self._adversarial = AdversarialProbe(self.recording, self._guard)
+        self._node_handles: list[RemovableHandle] = []
+        self._custom_backwards_watched = 0
 
     # -- life cycle --------------------------------------------------------------
     def __enter__(self) -> TrainingProbe:
@@ -605,6 +613,7 @@ class TrainingProbe:
         try:
             self._remove(self._model_handles)
             self._remove(self._global_handles)
+            self._remove(self._node_handles)
             self._finish_adversarial()
         finally:
             self._adversarial.remove()
@@ -1517,19 +1526,45 @@ class TrainingProbe:
         carried = self._guard("carried-gradient", self._note_carried)
 
         after = self._guard("manual", self._after_backward)
+        multiples = self._guard("gradient-multiples", self._watch_custom_backwards)
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if self.model is None and self.recording.plain_parameters is None:
                 plain(tensor)
             note(tensor)
             carried(tensor)
-            result = original(tensor, *args, **kwargs)
+            multiples(tensor)
+            try:
+                result = original(tensor, *args, **kwargs)
+            finally:
+                self._remove(self._node_handles)
             after()
             return result
 
         backward.__wrapped__ = original  # type: ignore[attr-defined]
         backward.__doc__ = original.__doc__
         return backward
+
+    def _watch_custom_backwards(self, tensor: torch.Tensor) -> None:
+        """In the first backward passes, each custom Function's backward node on the graph
+        gets a hook (removed when the pass returns) recording the number its hand-written
+        backward multiplied the gradient by, where it did (Recording.gradient_multiples)."""
+        if self._custom_backwards_watched >= CUSTOM_BACKWARD_PASSES or tensor.grad_fn is None:
+            return
+        self._custom_backwards_watched += 1
+        multiples = self.recording.gradient_multiples
+        for node in autograd_nodes([tensor.grad_fn], limit=CUSTOM_BACKWARD_NODES):
+            cls = getattr(node, "_forward_cls", None)
+            if cls is None or not isinstance(node, torch.autograd.function.BackwardCFunction):
+                continue
+            name = cls.__qualname__
+
+            def seen(grad_inputs: Any, grad_outputs: Any, name: str = name) -> None:
+                c = gradient_multiple(grad_inputs, grad_outputs)
+                if c is not None:
+                    multiples.setdefault(name, []).append(c)
+
+            self._node_handles.append(node.register_hook(self._guard("gradient-multiples", seen)))
 
     def _note_plain_parameters(self, tensor: torch.Tensor) -> None:
         """A loss back-propagated before any module was seen: the leaf tensors its graph

@@ -739,3 +739,51 @@ def test_a_batch_coupled_loss_does_not_hide_a_model_that_cannot_fit(tmp_path: Pa
     report = _check_replayed(tmp_path, "barlow.py", BARLOW.replace("{scale}", "0.0"))
     (finding,) = report.by_check("cannot-overfit-tiny-batch")
     assert finding.evidence["method"] == "script replay (custom loss)"
+
+
+DANN_SCRIPT = textwrap.dedent("""
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Reversal(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, lambda_):
+            ctx.lambda_ = lambda_
+            return x.view_as(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad.neg() * ctx.lambda_, None
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 6); y = (x[:, 0] > 0).long(); d = (torch.arange(256) % 2).float()
+    features = nn.Sequential(nn.Linear(6, 16), nn.ReLU())
+    classifier, discriminator = nn.Linear(16, 2), nn.Linear(16, 1)
+    parts = [features, classifier, discriminator]
+    opt = torch.optim.Adam([p for m in parts for p in m.parameters()], lr=1e-2)
+    for epoch in range(3):
+        for xb, yb, db in DataLoader(TensorDataset(x, y, d), batch_size=32, shuffle=True):
+            h = features(xb)
+            domain = discriminator(Reversal.apply(h, LAMBDA)).squeeze(1)
+            loss = nn.functional.cross_entropy(classifier(h), yb)
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(domain, db)
+            opt.zero_grad(); loss.backward(); opt.step()
+""")
+
+
+@pytest.mark.parametrize(("reversed_", "status"), [(True, "skipped"), (False, "failed")])
+def test_a_loss_through_a_gradient_reversal_has_no_minimum_to_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reversed_: bool, status: str
+) -> None:
+    # DANN: the feature extractor ascends the domain loss its discriminator descends, so the
+    # total stays near the domain loss at chance (ln 2) on any batch. The same replay (one
+    # that does not fit) fails the check once the Function multiplies the gradient by +1.
+    script = tmp_path / "train.py"
+    script.write_text(DANN_SCRIPT.replace("LAMBDA", "1.0" if reversed_ else "-1.0"))
+    stuck = ReplayResult(True, losses=[1.4] + [0.7] * 149, substituted=True, steps=150)
+    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: stuck)
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status.value == status
+    assert ("gradient reversal (Reversal" in result.detail) == reversed_

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torch import nn
 
 from nndoctor.probes.functions import (
     custom_function_classes,
     differentiated_through_forward,
+    gradient_multiple,
     recorded_function_calls,
     run_forward,
 )
+from nndoctor.probes.recording import Recording
+from nndoctor.probes.training import TrainingProbe
 
 
 class _Cube(torch.autograd.Function):
@@ -83,3 +88,56 @@ def test_the_classes_are_restored_after_an_error_in_the_block() -> None:
     except KeyError:
         pass
     assert dict(vars(_Cube)) == before
+
+
+class _Reversal(torch.autograd.Function):
+    """DANN's gradient reversal: the identity forward, the gradient times -lambda backward."""
+
+    @staticmethod
+    def forward(ctx, x, lambda_):  # noqa: ANN001, ANN205
+        ctx.lambda_ = lambda_
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        return grad.neg() * ctx.lambda_, None
+
+
+def test_gradient_multiple_is_the_number_a_backward_scaled_the_gradient_by() -> None:
+    g = torch.randn(4, 3)
+    assert gradient_multiple((-0.3 * g, None), (g,)) == pytest.approx(-0.3)
+    assert gradient_multiple((g * torch.rand(4, 3),), (g,)) is None  # no one number
+    assert gradient_multiple((torch.zeros(4, 3),), (torch.zeros(4, 3),)) is None  # nothing came in
+
+
+def test_the_probe_records_a_gradient_reversal_and_removes_its_node_hooks() -> None:
+    torch.manual_seed(0)
+    features, label_head, domain_head = nn.Linear(6, 8), nn.Linear(8, 3), nn.Linear(8, 1)
+    model = nn.ModuleDict({"f": features, "c": label_head, "d": domain_head})
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y, d = torch.randn(16, 6), torch.randint(0, 3, (16,)), torch.rand(16, 1).round()
+    rec = Recording()
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(features)
+        for step in range(3):
+            opt.zero_grad()
+            h = features(x)
+            # The coefficient starts at 0 (DANN's schedule): a multiple of 0, then negative.
+            reversed_h = _Reversal.apply(h, 0.5 * step)
+            loss = nn.functional.cross_entropy(label_head(h), y)
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(domain_head(reversed_h), d)
+            loss.backward()
+            opt.step()
+            assert not probe._node_handles
+    assert rec.gradient_multiples["_Reversal"] == pytest.approx([0.0, -0.5, -1.0])
+    assert rec.gradient_reversals == ["_Reversal"] and rec.competing_objectives
+
+
+def test_a_gradient_scaled_by_a_positive_number_competes_with_nothing() -> None:
+    rec = Recording()
+    w = nn.Linear(4, 1)
+    with TrainingProbe(rec) as probe:
+        probe.attach_model(w)
+        _Scaled.apply(w(torch.randn(5, 4)), 2.0).sum().backward()
+    assert rec.gradient_multiples == {"_Scaled": [1.0]}
+    assert rec.gradient_reversals == [] and not rec.competing_objectives

@@ -742,6 +742,12 @@ def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script alternates competing objectives (a GAN): "
             "how far one loss falls does not measure progress"
         )
+    if ctx.recording.gradient_reversals:
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the backward pass runs through a gradient reversal "
+            f"({', '.join(ctx.recording.gradient_reversals)}): how far a loss that part of the "
+            "model ascends falls does not measure progress"
+        )
     if ctx.recording.step_source == "manual":
         # A replay counts optimizer steps; updates by hand take none, so it would run the
         # whole script, and there is no rate to scale.
