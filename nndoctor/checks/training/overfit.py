@@ -59,7 +59,10 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         the model's input anew at every step (negative samples). A model whose forward writes
         state its next call reads (MoCo's queue of negatives, a memory bank: two eval-mode
         calls on one input disagree) is not tried: on one fixed batch its negatives become
-        that batch's own keys. A replay the script itself ends
+        that batch's own keys. Nor is a replayed loss that no one set of parameters
+        descends: networks trained in turn against each other (a GAN), or a backward pass
+        through a gradient reversal (DANN's feature extractor ascends the domain loss). A
+        replay the script itself ends
         part-way (a learning-rate schedule stepped past its planned end on a loader that
         never ends) is judged on the steps it ran, or skipped when those are too few. A
         replayed loss that ends clearly lower on twice the tiny batch (the same steps) than
