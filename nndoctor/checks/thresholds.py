@@ -67,6 +67,9 @@ class Thresholds:
     chance_ratio_warning: float = 1.5  # initial loss above chance by this factor
     chance_ratio_error: float = 3.0
     chance_abs_margin: float = 0.1  # absolute slack for small chance values
+    # A start above that bar which the script's own steps undo by this step (the median
+    # of the observed loss from here on below the bar) cost that many steps: an info.
+    chance_recovery_steps: int = 5
     # --- overfit a tiny batch (27)
     overfit_steps: int = 150
     overfit_batch_size: int = 8

@@ -846,3 +846,19 @@ def test_scores_passed_to_gumbel_softmax_are_silent() -> None:
     assert report.result("loss-input-mismatch").status.value == "passed"
     # F.gumbel_softmax is restored once the check is over.
     assert not hasattr(torch.nn.functional.gumbel_softmax, "__wrapped__")
+
+
+@pytest.mark.parametrize(("lr", "severity"), [(1e-1, "info"), (1e-6, "warning")])
+def test_a_start_above_chance_the_first_steps_undo_is_an_info(lr: float, severity: str) -> None:
+    # 1.7x chance: confident from the first step. Stepped at a useful rate, the run's own
+    # loss is far below the bar from step 5 on (a cost of a few steps); at a rate that
+    # cannot move it, the start stays and is warned about.
+    kwargs = healthy_classifier()
+    with torch.no_grad():
+        kwargs["model"][-1].weight.mul_(12.0)
+    kwargs["optimizer"] = torch.optim.Adam(kwargs["model"].parameters(), lr=lr)
+    report = run(select=["loss-not-at-chance"], **kwargs)
+    (finding,) = report.by_check("loss-not-at-chance")
+    assert 1.5 < finding.evidence["ratio"] < 3
+    assert finding.severity.value == severity
+    assert ("median_loss_after" in finding.evidence) == (severity == "info")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import torch
@@ -105,7 +106,10 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         its first backward. When the twin starts as high, the start is built into the
         model or its loss — a margin on the target's logit or a fixed logit scale, as
         metric-learning heads (ArcFace, CosFace) have by design — and the finding is an
-        info, not a warning.
+        info, not a warning. So is a start below ``chance_ratio_error`` times chance that the
+        script's own steps undo at once: the median of its observed loss from step
+        ``chance_recovery_steps`` on below the bar (TabNet's output mapping starts with a
+        large gain and costs a step or two).
         Where no reduced loss call has a chance level (a focal loss built on
         ``binary_cross_entropy_with_logits(..., reduction="none")``, a masked sequence
         loss), the first unreduced call of the first step is judged instead: the mean of
@@ -202,6 +206,32 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
     severity = (
         "error" if initial > value * t.chance_ratio_error + t.chance_abs_margin else "warning"
     )
+    # Far above chance (the error band) is a gross fault however fast an optimizer copes.
+    undone = (
+        _undone_by(ctx.recording.steps, call.fn, bar, t.chance_recovery_steps)
+        if severity == "warning"
+        else None
+    )
+    if undone is not None:
+        evidence["median_loss_after"] = undone
+        ctx.finding(
+            title="The loss starts above chance and the first steps undo it",
+            message=(
+                f"The {call.fn} loss starts at {initial:.4g} ({source}), {ratio:.1f}× the chance "
+                f"level {value:.4g} — {how}; from step {t.chance_recovery_steps} of the script's "
+                f"own run on, its median is {undone:.4g}, below {bar:.4g}: the confident start "
+                f"cost about {t.chance_recovery_steps} steps, no more."
+            ),
+            fix=(
+                "Nothing needed. A smaller last-layer initialisation (PyTorch's default, or the "
+                "bias at the class prior) would save those first steps."
+            ),
+            severity="info",
+            reasons=(17,),
+            where=where,
+            evidence=evidence,
+        )
+        return
     twin_said = (
         f" Re-drawn by PyTorch's default initialisation, the same model starts at {twin:.4g}."
         if twin is not None
@@ -225,6 +255,21 @@ def loss_not_at_chance(ctx: CheckContext) -> None:
         where=where,
         evidence=evidence,
     )
+
+
+def _undone_by(steps: list[StepRecord], fn: str, bar: float, by: int) -> float | None:
+    """The median of the script's own ``fn`` loss over its observed steps from step ``by``
+    on, where it lies below ``bar`` (a high start the first steps undid); None otherwise,
+    or where fewer than three such steps were observed."""
+    later = [
+        s.loss_calls[0].value
+        for s in steps
+        if s.step >= by and s.loss_calls and s.loss_calls[0].fn == fn
+    ]
+    if len(later) < 3 or not all(math.isfinite(v) for v in later):
+        return None
+    middle = statistics.median(later)
+    return middle if middle <= bar else None
 
 
 def elementwise_chance(call: ElementwiseLoss) -> tuple[float, str] | None:
