@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class ReshapeEvent:
     file: str
     line: int
     constant: bool = False  # every value of the tensor is the same: no order to lose
+    # The index of the latest earlier event that reshaped a view of the same memory (the
+    # tensor a view was taken of, alive at both reshapes): a relabelling relabelled again,
+    # with at most a slice in between and no computation; None otherwise.
+    again_of: int | None = None
 
 
 def _user_frame(frame: FrameType) -> tuple[str, int] | None:
@@ -75,6 +80,9 @@ class _ReshapeRecorder(TorchFunctionMode):
         super().__init__()
         self.stack = stack
         self.events: list[ReshapeEvent] = []
+        # Per event, the tensor whose memory it reshaped (the base of a view), held weakly:
+        # identity with a live one, not an id that a freed tensor's successor may reuse.
+        self._memories: list[weakref.ReferenceType[torch.Tensor]] = []
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
@@ -99,6 +107,12 @@ class _ReshapeRecorder(TorchFunctionMode):
         where = _user_frame(caller)
         if where is None:
             return
+        memory = source._base if source._base is not None else source
+        again_of = next(
+            (k for k in range(len(self.events) - 1, -1, -1) if self._memories[k]() is memory),
+            None,
+        )
+        self._memories.append(weakref.ref(memory))
         self.events.append(
             ReshapeEvent(
                 op,
@@ -107,6 +121,7 @@ class _ReshapeRecorder(TorchFunctionMode):
                 self.stack[-1] if self.stack else "",
                 *where,
                 constant=_constant(source),
+                again_of=again_of,
             )
         )
 

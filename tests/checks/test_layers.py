@@ -1133,3 +1133,54 @@ def test_one_bag_per_batch_is_no_batch_to_cut() -> None:
         "reshape-reorders-axes": "passed",
     }
     assert "at least two samples" in report.result("batch-dependence").detail
+
+
+class CausalSequenceFirstLM(nn.Module):
+    """A language model on sequence-first token ids (seq_len, batch): each position reads
+    the running mean of the embeddings up to it, as a causal model does. With ``mix``, the
+    bug: a softmax over the batch axis (axis 1) mixes the streams."""
+
+    def __init__(self, vocab: int = 12, mix: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.head, self.mix = nn.Embedding(vocab, 16), nn.Linear(16, vocab), mix
+        self.gate = nn.Linear(16, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens)  # (seq_len, batch, 16)
+        steps = torch.arange(1, h.shape[0] + 1, dtype=h.dtype)[:, None, None]
+        h = h.cumsum(0) / steps
+        if self.mix:
+            h = h * self.gate(h).softmax(dim=1)
+        return self.head(h)  # (seq_len, batch, vocab)
+
+
+class _SequenceLoss(nn.CrossEntropyLoss):
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def _sequence_first_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Segments of one token stream per column, seq_len equal to the batch (6 x 6): no
+    size, loader or layer says which axis holds the samples."""
+    g = torch.Generator().manual_seed(0)
+    stream = (torch.arange(6 * 25)[:, None] * 5 + torch.randint(0, 3, (1, 6), generator=g)) % 12
+    return [(stream[i : i + 6], stream[i + 1 : i + 7]) for i in range(0, 6 * 24, 6)]
+
+
+@pytest.mark.parametrize(("mix", "found"), [(False, False), (True, True)])
+def test_a_sequence_first_input_read_in_order_is_judged_along_its_batch_axis(
+    mix: bool, found: bool
+) -> None:
+    # Axis 0 (the convention's guess) holds positions: changing one moves only later ones.
+    # The samples are then taken along axis 1, where a softmax over the batch still shows.
+    model = CausalSequenceFirstLM(mix=mix)
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=_sequence_first_batches(),
+        loss_fn=_SequenceLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert bool(report.by_check("batch-dependence")) == found
+    assert "so the samples were taken along axis 1" in report.result("batch-dependence").detail

@@ -12,9 +12,11 @@ from torch import nn
 from nndoctor.checks.implementation.reshapes import (
     class_axis_not_innermost,
     cuts_across,
+    relabelled_back,
     reorders_axes,
 )
 from nndoctor.engine import Selection, check_script
+from nndoctor.probes.reshapes import ReshapeEvent
 from nndoctor.report.model import Report
 
 
@@ -465,3 +467,65 @@ def test_which_flattenings_leave_the_class_axis_inside(
     layout: tuple[int, ...], loss_input: tuple[int, ...], wrong: bool
 ) -> None:
     assert class_axis_not_innermost(layout, loss_input) is wrong
+
+
+class RelativeShiftAttention(nn.Module):
+    """Sequence-first self-attention with Transformer-XL's relative shift: the (query, key)
+    scores against relative positions are padded by a zero column, viewed with the two
+    axes' sizes swapped, cut by the first row and viewed back, which shifts row i by i."""
+
+    def __init__(self, vocab: int = 12, width: int = 8) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.head = nn.Embedding(vocab, width), nn.Linear(width, vocab)
+        self.qkv, self.relative = nn.Linear(width, 3 * width), nn.Parameter(torch.randn(64, width))
+
+    @staticmethod
+    def _rel_shift(x: torch.Tensor) -> torch.Tensor:
+        zero_pad = torch.zeros((x.size(0), 1, *x.size()[2:]), dtype=x.dtype)
+        x_padded = torch.cat([zero_pad, x], dim=1)
+        x_padded = x_padded.view(x.size(1) + 1, x.size(0), *x.size()[2:])
+        return x_padded[1:].view_as(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        h = self.embed(tokens)  # (seq_len, batch, width)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        n = h.shape[0]
+        content = torch.einsum("ibd,jbd->ijb", q, k)  # (query, key, batch)
+        position = self._rel_shift(torch.einsum("ibd,jd->ijb", q, self.relative[:n]))
+        mask = torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)[:, :, None]
+        weights = (content + position).masked_fill(mask, float("-inf")).softmax(dim=1)
+        return self.head(torch.einsum("ijb,jbd->ibd", weights, v))  # (seq_len, batch, vocab)
+
+
+class _SequenceLoss(nn.CrossEntropyLoss):
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
+def test_transformer_xls_relative_shift_relabels_and_relabels_back_silently() -> None:
+    g = torch.Generator().manual_seed(0)
+    stream = torch.randint(0, 12, (7 * 20, 5), generator=g)
+    data = [(stream[i : i + 7], stream[i + 1 : i + 8]) for i in range(0, 7 * 19, 7)]
+    model = RelativeShiftAttention()
+    report = run(
+        select=["reshape-reorders-axes"],
+        model=model,
+        data=data,
+        loss_fn=_SequenceLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+    assert report.by_check("reshape-reorders-axes") == []
+    assert "none reorders axes" in report.result("reshape-reorders-axes").detail
+
+
+def test_a_relabelling_counts_as_undone_only_when_viewed_back_untouched() -> None:
+    # Padded (7, 8) scores viewed as (8, 7), cut to (7, 7) and viewed back: a shift.
+    shift = [
+        ReshapeEvent("view", (7, 8, 5), (8, 7, 5), "", "m.py", 1),
+        ReshapeEvent("view_as", (7, 7, 5), (7, 7, 5), "", "m.py", 2, again_of=0),
+    ]
+    assert relabelled_back(shift) == {0, 1}
+    # The same memory viewed on into a longer axis is no way back.
+    onward = [shift[0], ReshapeEvent("view", (8, 7, 5), (4, 14, 5), "", "m.py", 2, again_of=0)]
+    assert relabelled_back(onward) == set()

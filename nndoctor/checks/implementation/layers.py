@@ -731,10 +731,23 @@ class _Dependence:
     # them: the samples meet only through discrete decisions (an expert's capacity, a top-k
     # over the batch), which a nudge does not flip; None where not measured.
     nudged_delta: float | None = None
+    # influence[j][i]: the relative change of sample i's output when sample j changed.
+    influence: list[list[float]] = field(default_factory=list)
+    # Why the samples were taken along this axis rather than the convention's (see
+    # _model_dependence); "" where they were not.
+    retaken: str = ""
 
     @property
     def discrete(self) -> bool:
         return self.delta > 0 and self.nudged_delta == 0.0
+
+    def causal(self, rtol: float) -> bool:
+        """Every dependence runs one way: a changed sample moves only samples after it,
+        never one before it, as positions along a sequence read in order do."""
+        moved = [
+            (j, i) for j, row in enumerate(self.influence) for i, d in enumerate(row) if d > rtol
+        ]
+        return bool(moved) and all(i > j for j, i in moved)
 
     def first_mixing(self, rtol: float) -> tuple[str, float] | None:
         """The first submodule whose output mixes the samples beyond ``rtol``."""
@@ -749,7 +762,8 @@ class _Dependence:
         )
         turns = "each" if self.changes >= self.n else f"{self.changes} of them"
         return (
-            f"{where}{self.n} samples{layout}, {turns} changed in turn; largest relative change of "
+            f"{self.retaken}{where}{self.n} samples{layout}, {turns} changed in turn; largest "
+            "relative change of "
             f"another sample's output {self.delta:.2g}"
             + (" (BatchNorm checked in eval mode)" if self.batch_norm else "")
         )
@@ -774,10 +788,41 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
         found = _dependence(model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a))
         if found is None:
             return f"the model output has no tensor with the batch axis (axis {axis} of the input)"
+        rtol = ctx.thresholds.batch_dependence_rtol
+        if axis == 0 and ctx.recording.witnessed_batch_axis() is None and found.causal(rtol):
+            # Axis 0 was the convention's guess, and what it holds behaves as positions of
+            # a sequence read in order (a language model's segments, sequence first, fed
+            # without a loader or layer that says so): the samples are on the next axis.
+            again = _sequence_first_dependence(ctx, model, calls[0])
+            if again is not None:
+                found, args, axis = again
         found.position = _position_dependence(
             model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a)
         )
     return found
+
+
+def _sequence_first_dependence(
+    ctx: CheckContext, model: nn.Module, call: tuple[Any, ...]
+) -> tuple[_Dependence, tuple[Any, ...], int] | None:
+    """The dependence measured along axis 1, for an input whose axis 0 (taken by convention,
+    no witness naming the batch's) proved causal; None where axis 1 cannot hold samples."""
+    args = batch_slice(call, 4, 1)
+    first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > 1), None)
+    if first is None or first.shape[1] < 2:
+        return None
+    try:
+        found = _dependence(model, _to_double(args), 1, lambda m, a: _call_cut(ctx, m, a))
+    except (IndexError, RuntimeError, ValueError):
+        return None
+    if found is None:
+        return None
+    found.retaken = (
+        "along axis 0 (no loader, target or layer says where the samples are) each changed "
+        "position moved only later ones, as a sequence read in order does, so the samples "
+        "were taken along axis 1: "
+    )
+    return found, args, 1
 
 
 def _position_dependence(
@@ -902,13 +947,16 @@ def _dependence(
                 # cast to indices inside): each changed sample becomes another real one.
                 swap = True
                 outs = outputs_with(j, swap)
+            row = [0.0] * n
             for i in range(n):
                 if i == j:
                     continue
                 for a, b in zip(base, outs, strict=True):
                     delta = _sample_change(a, b, axis, i)
+                    row[i] = max(row[i], delta)
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
+            worst.influence.append(row)
         if worst.delta > 0:
             worst.nudged_delta = _nudged_change(
                 model, args, axis, lead, base, worst.changed, device
