@@ -575,7 +575,11 @@ def batch_dependence(ctx: CheckContext) -> None:
         must also follow their samples when the batch is fed in reverse order (a
         positional encoding sliced along the batch axis makes each output depend on where
         its sample stands; a model whose eval outputs are random, or an input with two
-        axes of the batch's size, is left out of this test). The same for each other trained network the
+        axes of the batch's size, is left out of this test). Where nothing names the batch
+        axis (no loader batch size, per-sample target or sequence layer's layout) and axis 0,
+        taken by convention, proves causal (each changed position moves only later ones,
+        never earlier: a sequence-first language model's segments), the samples are taken
+        along axis 1 instead and judged there. The same for each other trained network the
         script calls beside the model (a decoder beside its encoder, a GAN's second
         network; two at most), on the positional arguments of its first training call,
         batch first; a network whose call cannot be replayed so is left out.
