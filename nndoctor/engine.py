@@ -259,10 +259,20 @@ def _run_each(
         )
         findings.extend(ctx.findings)
         if status is not Status.CRASHED:
-            refuted.update(ctx.refuted)
+            merge_refutations(refuted, ctx.refuted)
     _apply_refutations(refuted, results, findings)
     if progress is not None:
         progress(_check_event(None, index, total, spent, selection, findings))
+
+
+def merge_refutations(into: dict[str, Refutation], new: dict[str, Refutation]) -> None:
+    """Add ``new`` to ``into``; where two experiments refute one finding, the one that also
+    refutes an error stands, whichever ran last (a tiny-batch comparison, which refutes
+    warnings only, must not undo a rate trial that tested the claim itself)."""
+    for key, refutation in new.items():
+        held = into.get(key)
+        if held is None or refutation.errors or not held.errors:
+            into[key] = refutation
 
 
 def _apply_refutations(

@@ -102,6 +102,24 @@ def test_an_experiment_that_tests_the_errors_claim_itself_refutes_the_error_too(
     assert [r.status for r in results] == [Status.PASSED, Status.FAILED]
 
 
+def test_a_refutation_of_errors_stands_whichever_experiment_ran_last() -> None:
+    # The rate trial refutes update-ratio's error; the tiny-batch comparison, which refutes
+    # its warnings only, ran after it in a full run and must not take that back.
+    from nndoctor.checks.registry import Refutation
+    from nndoctor.engine import merge_refutations
+
+    trial = {"update-ratio:high": Refutation("The rate trains.", errors=True)}
+    tiny = {"update-ratio:high": Refutation("SGD fits a tiny batch.")}
+    for order in ((trial, tiny), (tiny, trial)):
+        merged: dict[str, Refutation] = {}
+        for refuted in order:
+            merge_refutations(merged, refuted)
+        assert merged["update-ratio:high"].errors
+    merged = {}
+    merge_refutations(merged, tiny)
+    assert merged == tiny
+
+
 def test_the_experiment_clock_counts_processor_time_not_waiting() -> None:
     # A busy machine stretches the wall clock, not the processor time of the work itself:
     # an experiment waiting for the processor spends no budget while it waits.
