@@ -524,6 +524,28 @@ class Lab:
     def has_model(self) -> bool:
         return self._model is not None
 
+    def caller_of(self, path: str, ran: set[str]) -> tuple[nn.Module, str] | None:
+        """For submodule ``path`` of the model, which never ran: the module whose code would
+        call it, and the attribute it is held by there. That is the outermost module on the
+        path that never ran (``domain_classifier`` for ``domain_classifier.0``), held by the
+        nearest module above it that is no container (a ModuleList or Sequential runs its
+        children, or is iterated by its owner's code under its own name). None without a
+        model or for a path the model does not have."""
+        if self._model is None or not path:
+            return None
+        modules = dict(self._model.named_modules())
+        parts = path.split(".")
+        cut = next(
+            (i for i in range(1, len(parts) + 1) if ".".join(parts[:i]) not in ran), len(parts)
+        )
+        owner, attr = parts[: cut - 1], parts[cut - 1]
+        while owner and isinstance(
+            modules.get(".".join(owner)), nn.ModuleList | nn.ModuleDict | nn.Sequential
+        ):
+            owner, attr = owner[:-1], owner[-1]
+        held = modules.get(".".join(owner))
+        return (held, attr) if held is not None and path in modules else None
+
     def model_inputs(self, n: int = 1) -> list[Any]:
         """Positional-argument tuples the model was called with (first ``n`` batches)."""
         if self._model_inputs is not None:

@@ -144,6 +144,49 @@ def test_unused_head_never_gets_a_gradient() -> None:
     assert finding.evidence["steps"] == 20
 
 
+class SwitchedHead(TwoHeads):
+    """``aux`` is called in ``forward`` only when asked for (a DANN's domain classifier
+    under a reversal coefficient), and this training never asks."""
+
+    def forward(self, x: torch.Tensor, with_aux: bool = False) -> torch.Tensor:
+        h = self.trunk(x)
+        return self.head(h) + self.aux(h) if with_aux else self.head(h)
+
+
+class NestedHeads(nn.Module):
+    """The two heads one level down, in a ModuleDict the encoder's forward indexes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = TwoHeads()
+        self.encoder.heads = nn.ModuleDict({"main": self.encoder.head})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+def test_a_head_forward_calls_on_a_branch_not_taken_is_a_note() -> None:
+    model = SwitchedHead()
+    report = run(
+        select=["params-without-grad"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "info" and finding.where.module == "aux"
+    assert finding.evidence["called_in"] == "SwitchedHead.forward calls `aux`"
+
+
+def test_a_layer_forward_never_names_is_still_a_warning_one_level_down() -> None:
+    # TwoHeads.forward names `head`, never `aux`: the encoder's own code decides.
+    model = NestedHeads()
+    report = run(
+        select=["params-without-grad"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "warning" and finding.where.module == "encoder.aux"
+
+
 @pytest.mark.fires("params-without-grad")
 def test_detached_trunk_is_an_error() -> None:
     model = TwoHeads(detach_trunk=True)

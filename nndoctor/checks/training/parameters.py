@@ -5,8 +5,10 @@ train is in :mod:`nndoctor.checks.training.frozen`, which shares the helpers her
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -431,7 +433,12 @@ def params_without_grad(ctx: CheckContext) -> None:
         the layer's own forward ran with autograd on but its parameters got no
         gradient (its output is detached from the loss); a warning when the
         module never ran in a training forward pass (unused) or when its gradient
-        is exactly zero (reasons 23 and 35: the gradient vanishes, every step). A layer
+        is exactly zero (reasons 23 and 35: the gradient vanishes, every step). A module
+        that never ran but that its owner's ``forward`` calls by name (the attribute in the
+        source of the nearest module above it that is no container) sits on a branch these
+        steps did not take, a head for another mode or stage (a DANN's domain classifier in
+        a source-only run of the same network): an info; a layer that no ``forward`` names
+        was forgotten, and stays a warning. A layer
         that ran without a gradient reaching it is then changed on a copy of the model (its
         output doubled plus one, the same random draws): if the model's output stays bit for
         bit the same, nothing reads that layer's output (the last block's backcast of
@@ -493,6 +500,10 @@ def params_without_grad(ctx: CheckContext) -> None:
             _report_discarded(ctx, module, names, len(steps))
             continue
         detached = module in cut
+        called = None if detached else _called_on_a_path_not_taken(ctx.services, module, ran)
+        if called is not None:
+            _report_path_not_taken(ctx, module, names, len(steps), called)
+            continue
         ctx.finding(
             title=f"Parameters of {module_label(module)} never receive a gradient",
             message=(
@@ -564,6 +575,56 @@ def params_without_grad(ctx: CheckContext) -> None:
                 "steps": len(steps),
             },
         )
+
+
+def _called_on_a_path_not_taken(lab: Any, module: str, ran: set[str]) -> str | None:
+    """Where a module that never ran is called in its owner's ``forward`` (a DANN's domain
+    classifier, reached only when a reversal coefficient is passed, in a source-only run of
+    the same network): the owner's class and the attribute, as ``Owner.forward`` names it.
+    A layer forgotten in ``forward`` is named nowhere in it. None otherwise, or where the
+    code cannot be read."""
+    found = lab.caller_of(module, ran) if lab is not None and lab.has_model else None
+    if found is None:
+        return None
+    owner, attr = found
+    try:
+        source = inspect.getsource(type(owner).forward)
+    except (OSError, TypeError):
+        return None
+    if not re.search(rf"\b{re.escape(attr)}\b", source):
+        return None
+    return f"{type(owner).__name__}.forward calls `{attr}`"
+
+
+def _report_path_not_taken(
+    ctx: CheckContext, module: str, names: list[str], steps: int, called: str
+) -> None:
+    """Parameters of a module its owner's forward calls on a path the training did not take."""
+    rec = ctx.recording
+    ctx.finding(
+        title=f"{module_label(module)} never ran in training: its branch of forward was not taken",
+        message=(
+            f"{len(names)} parameter(s) of {module_label(module)} ({numel_of(rec, names)} values) "
+            f"had no gradient at all {steps} observed steps: it never ran in a training "
+            f"forward pass, though {called}, on a path these steps did not take (a head used "
+            "in another mode or stage, such as a domain classifier reached only when a "
+            "reversal coefficient is passed). Its parameters sit in the optimizer unused."
+        ),
+        fix=(
+            "Nothing, if that branch is meant to stay off in this training; otherwise check the "
+            "condition in forward that skips it. Parameters meant to stay unused need not be in "
+            "the optimizer."
+        ),
+        severity=Severity.INFO,
+        where=Where(module=module),
+        evidence={
+            "parameters": names_evidence(names),
+            "count": len(names),
+            "numel": numel_of(rec, names),
+            "steps": steps,
+            "called_in": called,
+        },
+    )
 
 
 def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
