@@ -448,6 +448,35 @@ def test_a_zero_initialised_head_under_a_runaway_rate_still_fires() -> None:
     assert finding.evidence["median_ratio"] > DEFAULT_THRESHOLDS.update_ratio_high
 
 
+class BareMatrixHead(nn.Module):
+    """An MLP body under a head written as a bare parameter drawn at N(0, 0.01), as RBM and
+    capsule code hold their weights (``F.linear`` with a matrix of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(10, 32), nn.ReLU())
+        self.W = nn.Parameter(torch.randn(3, 32) * 0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(self.body(x), self.W)
+
+
+@pytest.mark.parametrize(("lr", "fires"), [(0.05, False), (50.0, True)])
+def test_a_bare_matrix_drawn_small_is_measured_against_a_linears_scale(
+    lr: float, fires: bool
+) -> None:
+    # Against its start (norm 0.1) SGD at 0.05 takes steps of a third of it; against the
+    # norm nn.Linear's default gives a 3 x 32 matrix they are small. A runaway rate shows.
+    model = BareMatrixHead()
+    report = run(
+        select=["update-ratio"], **classifier(model, torch.optim.SGD(model.parameters(), lr=lr))
+    )
+    assert bool(serious(report, "update-ratio")) == fires
+    if not fires:  # against its start, it was advice that the steps are large
+        assert report.by_check("update-ratio") == []
+
+
 class TextBag(nn.Module):
     """fastText-style: the mean of token embeddings, then one small linear head."""
 

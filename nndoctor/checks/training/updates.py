@@ -18,7 +18,7 @@ from nndoctor.checks.training.observed import (
     optimizer_name,
     weight_matrices,
 )
-from nndoctor.probes.layers import CONV, CONV_TRANSPOSE, LINEAR
+from nndoctor.probes.layers import CONV, CONV_TRANSPOSE, LINEAR, RECURRENT
 from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Severity, Where
 
@@ -36,6 +36,17 @@ def default_init_norm(shape: tuple[int, ...]) -> float:
     1/sqrt(fan_in), so the squared norm is numel / (3 fan_in) = shape[0] / 3); 0 for fewer
     than two dimensions."""
     return math.sqrt(shape[0] / 3) if len(shape) >= 2 and shape[0] > 0 else 0.0
+
+
+def matrix_working_norm(shape: tuple[int, ...]) -> float:
+    """The norm nn.Linear's default initialisation gives a weight matrix of ``shape`` read
+    with its longer side as the fan-in (a hand-written matrix may be used either way round,
+    ``F.linear(x, W)`` or ``x @ W``; the longer side gives the smaller norm): the scale a
+    matrix held as a bare parameter (an RBM's weights drawn at N(0, 0.01)) grows to, which
+    its tiny start understates. 0 for no matrix."""
+    if len(shape) != 2 or min(shape) <= 0:
+        return 0.0
+    return math.sqrt(min(shape) / 3)
 
 
 @register_check(
@@ -66,7 +77,10 @@ def update_ratio(ctx: CheckContext) -> None:
         inflate with it); the median over steps per matrix, then the median over
         matrices. The initial scale is never taken below the norm PyTorch's default
         initialisation gives a matrix of that shape (a zero-initialised or N(0, 0.01) head
-        grows to its working scale in its first steps). A warning above ``update_ratio_high`` (0.1) or below
+        grows to its working scale in its first steps); a weight matrix held as a bare
+        parameter of the user's own module (an RBM's, drawn at N(0, 0.01)) is held to the
+        norm nn.Linear's default gives its shape, read with the longer side as the fan-in
+        (``matrix_working_norm``). A warning above ``update_ratio_high`` (0.1) or below
         ``update_ratio_low`` (1e-5); an error above ``update_ratio_extreme`` (1.0,
         every step as large as the weights themselves). A learning rate rising
         over the observed steps (warm-up) turns a "too low" finding into a note. A "too
@@ -123,9 +137,12 @@ def update_ratio(ctx: CheckContext) -> None:
         # (A zero-initialised matrix's first non-zero norm is one step's length: no scale.)
         # The default scale is known for nn.Linear and convolutions; other matrices (an
         # RNN's, scaled by its hidden size) keep their first non-zero norm.
+        shape = rec.param_shapes.get(name, ())
         default = (
-            default_init_norm(rec.param_shapes.get(name, ()))
+            default_init_norm(shape)
             if rec.is_kind(module_of(name), DEFAULT_INIT_KNOWN)
+            else matrix_working_norm(shape)
+            if len(shape) == 2 and not rec.is_kind(module_of(name), RECURRENT)
             else 0.0
         )
         first = pairs[0][1] if default > 0 else next((w for _, w in pairs if w > 0), 0.0)
