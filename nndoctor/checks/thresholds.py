@@ -70,6 +70,9 @@ class Thresholds:
     # A start above that bar which the script's own steps undo by this step (the median
     # of the observed loss from here on below the bar) cost that many steps: an info.
     chance_recovery_steps: int = 5
+    # --- symmetric initial weights (28): a hand-held matrix's first-step gradient rows that
+    # differ by more than this share of its largest entry differ beyond floating-point noise.
+    symmetric_rows_rtol: float = 1e-6
     # --- overfit a tiny batch (27)
     overfit_steps: int = 150
     overfit_batch_size: int = 8

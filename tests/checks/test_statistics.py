@@ -318,6 +318,42 @@ def test_identical_rows_in_one_hidden_layer_are_a_warning() -> None:
     assert finding.evidence["kind"] == "identical rows"
 
 
+class SharedDecay(nn.Module):
+    """An MLP whose hidden units are scaled by exp(-rate) of a hand-held parameter started
+    at one rate for every unit (rows identical, as an S4D kernel's ``log_A_real``); with
+    ``symmetric`` the layers around it start with identical rows too."""
+
+    def __init__(self, symmetric: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inp, self.out = nn.Linear(10, 8), nn.Linear(8, 3)
+        self.rate = nn.Parameter(torch.full((8, 4), 0.5))
+        if symmetric:
+            with torch.no_grad():
+                self.inp.weight.copy_(self.inp.weight[:1].expand_as(self.inp.weight))
+                self.out.weight.fill_(0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.inp(x)) * torch.exp(-self.rate).mean(1))
+
+
+@pytest.mark.parametrize(("symmetric", "severity"), [(False, "info"), (True, "error")])
+def test_a_hand_held_matrix_its_first_gradient_parts_is_a_note(
+    symmetric: bool, severity: str
+) -> None:
+    # Beside random layers the rate's rows get different gradients and part at once; with
+    # every layer symmetric its rows get the same gradient and nothing ever parts them.
+    model = SharedDecay(symmetric)
+    report = run(
+        select=["weights-constant-init"],
+        **classifier(model, torch.optim.Adam(model.parameters(), lr=1e-3)),
+    )
+    findings = report.by_check("weights-constant-init")
+    assert [f.severity.value for f in findings] == [severity]
+    if severity == "info":
+        assert findings[0].evidence["first_gradient_rows_differ"] is True
+
+
 @pytest.mark.silent("weights-constant-init")
 def test_zero_initialised_output_layer_is_only_a_note() -> None:
     model = mlp()

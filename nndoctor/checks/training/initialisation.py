@@ -18,6 +18,7 @@ from nndoctor.checks.training.observed import (
     is_matrix,
     weighted_layers,
 )
+from nndoctor.probes.layers import WEIGHTED
 from nndoctor.probes.recording import Recording, module_of
 from nndoctor.report.model import Severity, Where
 
@@ -52,7 +53,10 @@ def weights_constant_init(ctx: CheckContext) -> None:
         step is not zero (the layer starts at a chosen output, a spatial
         transformer's identity, and the layers after it tell its units apart)
         and for single-layer models (zero init is fine for linear/logistic
-        regression).
+        regression). A symmetric matrix held by hand (no Linear, convolution or bilinear
+        layer's weight: an S4D kernel's ``log_A_real``, one decay rate for every channel)
+        whose rows receive different gradients at the first step, on a copy, is an info
+        too: identical rows stay identical only if their gradients are.
 
     How to fix:
         Use a random initialisation: leave PyTorch's default, or call
@@ -100,6 +104,23 @@ def weights_constant_init(ctx: CheckContext) -> None:
     ctx.note(
         f"{len(matrices)} weight matri{'x' if len(matrices) == 1 else 'ces'} checked at initialisation"
     )
+    parted = _parted_by_their_gradient(ctx, [n for n, _, _ in bad])
+    for name, kind, ev in [b for b in bad if b[0] in parted]:
+        ctx.finding(
+            title=f"{name} starts {kind}, and its first gradient tells its rows apart",
+            message=(
+                f"{name} (shape {list(state[name].shape)}) is {kind} at initialisation, but it is "
+                f"a parameter of {module_of(name) or 'the model'}'s own code, not a layer's "
+                "weights, and at the first step (on a copy) its rows receive different "
+                "gradients: other parameters tell them apart, so no symmetry holds them together "
+                "(a state-space model's shared decay rate, a structured initialisation)."
+            ),
+            fix="Nothing, if the constant start is the design.",
+            severity=Severity.INFO,
+            where=Where(module=module_of(name), step=0),
+            evidence={"kind": kind, "first_gradient_rows_differ": True, **ev},
+        )
+    bad = [b for b in bad if b[0] not in parted]
     if not bad:
         return
     fix = (
@@ -158,6 +179,39 @@ def weights_constant_init(ctx: CheckContext) -> None:
             where=Where(module=module, step=0),
             evidence={"kind": kind, **ev},
         )
+
+
+def _parted_by_their_gradient(ctx: CheckContext, names: list[str]) -> set[str]:
+    """Of the symmetric matrices ``names``, those held by hand (no Linear, convolution or
+    bilinear layer's weight) whose rows receive different gradients at the first step, on
+    a copy at the initial weights: identical rows stay identical only if their gradients
+    are too, and a parameter of the user's own code (an S4D kernel's ``log_A_real``, one
+    decay rate for every channel beside a random ``C`` and step) is no row of output units
+    fed the same input. A layer's weights keep the layer rule; without a copy to take a
+    step on, nothing is parted."""
+    rec, lab = ctx.recording, ctx.services
+    by_hand = [n for n in names if not rec.is_kind(module_of(n), WEIGHTED)]
+    if not by_hand or lab is None or not lab.available:
+        return set()
+    try:
+        model = lab.fresh_model()
+        lab.loss(model, lab.batches(1)[0]).backward()
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return set()
+    params = dict(model.named_parameters())
+    parted = set()
+    for name in by_hand:
+        grad = params[name].grad if name in params else None
+        if grad is None or not bool(torch.isfinite(grad).all()):
+            continue
+        rows = grad.detach().double().reshape(grad.shape[0], -1)
+        scale = float(rows.abs().max())
+        if (
+            scale > 0
+            and float((rows - rows[:1]).abs().max()) > ctx.thresholds.symmetric_rows_rtol * scale
+        ):
+            parted.add(name)
+    return parted
 
 
 def _starts_at_its_bias(state: dict[str, torch.Tensor], name: str) -> bool:
