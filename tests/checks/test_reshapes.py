@@ -529,3 +529,6 @@ def test_a_relabelling_counts_as_undone_only_when_viewed_back_untouched() -> Non
     # The same memory viewed on into a longer axis is no way back.
     onward = [shift[0], ReshapeEvent("view", (8, 7, 5), (4, 14, 5), "", "m.py", 2, again_of=0)]
     assert relabelled_back(onward) == set()
+    # Nor is the input, unsliced, read again in its own shape after a transpose-as-view.
+    again = [shift[0], ReshapeEvent("view", (7, 8, 5), (7, 8, 5), "", "m.py", 2, again_of=0)]
+    assert relabelled_back(again) == set()

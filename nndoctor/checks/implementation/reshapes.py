@@ -68,7 +68,7 @@ def _reorders(e: ReshapeEvent) -> bool:
 
 def relabelled_back(events: list[ReshapeEvent]) -> set[int]:
     """The indices of reshapes that are half of a relabelling undone: a reshape whose
-    memory (at most sliced, nothing computed on it) is reshaped again into the axis order
+    memory (sliced, nothing computed on it) is reshaped again into the axis order
     the first one started from, each axis at most as long as it was (Transformer-XL's
     relative shift: scores padded by a zero column, viewed with the two axes' sizes
     swapped, the first row dropped, viewed back: every row shifted by one). A transpose
@@ -80,8 +80,15 @@ def relabelled_back(events: list[ReshapeEvent]) -> set[int]:
         if i is None:
             continue
         first = events[i]
-        if len(later.after) == len(first.before) and all(
-            a <= b for a, b in zip(later.after, first.before, strict=True)
+        # What the second reshapes is a slice of the first's memory, neither the tensor
+        # the first started from nor its result: the same input reshaped twice (a
+        # transpose written as a view, then the input read again in its own shape) is
+        # no way back.
+        sliced = later.before not in (first.before, first.after)
+        if (
+            sliced
+            and len(later.after) == len(first.before)
+            and all(a <= b for a, b in zip(later.after, first.before, strict=True))
         ):
             paired.update((i, j))
     return paired
