@@ -167,7 +167,7 @@ def reshape_reorders_axes(ctx: CheckContext) -> None:
         counts too: each row then holds C values along the positions of one class, and
         the targets flattened beside them belong to other rows (only where exactly one
         axis has C entries and the innermost has another size). A reshape whose memory,
-        at most sliced and with nothing computed on it, is reshaped back into the axis
+        sliced and with nothing computed on it, is reshaped back into the axis
         order it started from (each axis at most as long) is a shift, not a transpose:
         Transformer-XL's relative shift pads its scores by a zero column, views them with
         the two axes' sizes swapped, drops the first row and views them back.
