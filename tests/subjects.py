@@ -69,6 +69,13 @@ class TinyVAE(nn.Module):
         return self.dec(mu + torch.randn_like(mu) * (0.5 * logvar).exp()), mu, logvar
 
 
+class SequenceLoss(nn.CrossEntropyLoss):
+    """Cross-entropy over every position of (..., classes) scores and their targets."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().forward(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+
+
 def run(select: list[str] | tuple[str, ...] = (), **kwargs: Any) -> Report:
     """``nndoctor.check`` restricted to ``select`` (check ids or reason numbers)."""
     return nndoctor.check(select=tuple(select), **kwargs)

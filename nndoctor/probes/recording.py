@@ -550,11 +550,19 @@ class Recording:
         return [name for name, values in self.gradient_multiples.items() if min(values) < 0]
 
     @property
-    def competing_objectives(self) -> bool:
-        """The loss is no one objective that every parameter descends: networks trained in
-        alternation against each other (a GAN), or one backward pass through a gradient
-        reversal (DANN), where some parameters ascend part of it."""
-        return self.alternating_objectives or bool(self.gradient_reversals)
+    def competing_objectives(self) -> str:
+        """Why the loss is no one objective that every parameter descends, or "": networks
+        trained in alternation against each other (a GAN), or one backward pass through a
+        gradient reversal (DANN), where some parameters ascend part of it."""
+        if self.alternating_objectives:
+            return "the script alternates between the objectives of separate networks (a GAN)"
+        if self.gradient_reversals:
+            return (
+                f"the backward pass runs through a gradient reversal "
+                f"({', '.join(self.gradient_reversals)}: a negative multiple of the gradient), "
+                "so part of the model ascends the loss"
+            )
+        return ""
 
     eval_sample_fingerprints: list[float] = field(default_factory=list)
     # Categorical distributions built from logits while observed (see DistributionLogits).

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from subjects import batches, blobs, run
+from subjects import SequenceLoss, batches, blobs, run
 from torch import nn
 
 from nndoctor.engine import Selection, check_script
@@ -1155,11 +1155,6 @@ class CausalSequenceFirstLM(nn.Module):
         return self.head(h)  # (seq_len, batch, vocab)
 
 
-class _SequenceLoss(nn.CrossEntropyLoss):
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-
-
 def _sequence_first_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Segments of one token stream per column, seq_len equal to the batch (6 x 6): no
     size, loader or layer says which axis holds the samples."""
@@ -1179,7 +1174,7 @@ def test_a_sequence_first_input_read_in_order_is_judged_along_its_batch_axis(
         select=["batch-dependence"],
         model=model,
         data=_sequence_first_batches(),
-        loss_fn=_SequenceLoss(),
+        loss_fn=SequenceLoss(),
         optimizer=torch.optim.Adam(model.parameters()),
     )
     assert bool(report.by_check("batch-dependence")) == found

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from subjects import run
+from subjects import SequenceLoss, run
 from torch import nn
 
 from nndoctor.checks.implementation.reshapes import (
@@ -498,11 +498,6 @@ class RelativeShiftAttention(nn.Module):
         return self.head(torch.einsum("ijb,jbd->ibd", weights, v))  # (seq_len, batch, vocab)
 
 
-class _SequenceLoss(nn.CrossEntropyLoss):
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().forward(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-
-
 def test_transformer_xls_relative_shift_relabels_and_relabels_back_silently() -> None:
     g = torch.Generator().manual_seed(0)
     stream = torch.randint(0, 12, (7 * 20, 5), generator=g)
@@ -512,7 +507,7 @@ def test_transformer_xls_relative_shift_relabels_and_relabels_back_silently() ->
         select=["reshape-reorders-axes"],
         model=model,
         data=data,
-        loss_fn=_SequenceLoss(),
+        loss_fn=SequenceLoss(),
         optimizer=torch.optim.Adam(model.parameters()),
     )
     assert report.by_check("reshape-reorders-axes") == []

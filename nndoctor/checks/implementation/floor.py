@@ -93,16 +93,11 @@ def loss_without_floor(ctx: CheckContext) -> None:
             loss = bce + kld
     """
     t = ctx.thresholds
-    if ctx.recording.alternating_objectives:
-        # Competing objectives (a GAN's critic and generator) are no one loss being
-        # minimised: neither has to level off while the other moves.
-        ctx.skip("the script alternates between the objectives of separate networks")
-    if ctx.recording.gradient_reversals:
-        ctx.skip(
-            "the backward pass runs through a gradient reversal "
-            f"({', '.join(ctx.recording.gradient_reversals)}): part of the model ascends the "
-            "loss, which need not level off"
-        )
+    competing = ctx.recording.competing_objectives
+    if competing:
+        # Competing objectives (a GAN's critic and generator, a gradient reversal) are no
+        # one loss being minimised: neither side has to level off while the other moves.
+        ctx.skip(f"{competing}: the loss need not level off")
     floored = _floored_loss(ctx)
     if floored is not None:
         ctx.skip(

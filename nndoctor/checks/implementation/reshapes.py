@@ -94,6 +94,13 @@ def relabelled_back(events: list[ReshapeEvent]) -> set[int]:
     return paired
 
 
+def _reorderings_left(events: list[ReshapeEvent]) -> list[ReshapeEvent]:
+    """The reshapes among ``events`` that reorder or cut across axes, less the halves of a
+    relabelling undone."""
+    undone = relabelled_back(events)
+    return [e for k, e in enumerate(events) if k not in undone and _reorders(e)]
+
+
 @dataclass(frozen=True)
 class _Reordering:
     network: str  # "" for the model, else the class of a network beside it
@@ -346,19 +353,10 @@ def _model_reorderings(ctx: CheckContext) -> tuple[list[_Reordering], int, str]:
         # A network that refuses its batch cut (sizes fixed in its code) is judged on the
         # one batch it takes.
         again = (
-            {
-                (e.file, e.line)
-                for k, e in enumerate(cut)
-                if _reorders(e) and k not in relabelled_back(cut)
-            }
-            if not isinstance(cut, str)
-            else None
+            {(e.file, e.line) for e in _reorderings_left(cut)} if not isinstance(cut, str) else None
         )
-        undone = relabelled_back(full)
-        for k, e in enumerate(full):
-            if k in undone:
-                continue
-            if _reorders(e) and (again is None or (e.file, e.line) in again):
+        for e in _reorderings_left(full):
+            if again is None or (e.file, e.line) in again:
                 found.setdefault((e.file, e.line), _Reordering(network, e))
     if len(refused) == len(runs):
         return [], 0, "the forward could not be replayed (" + "; ".join(refused) + ")"

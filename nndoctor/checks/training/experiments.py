@@ -737,16 +737,11 @@ def _rate_replays(ctx: CheckContext, lab: Lab) -> list[RateReplay]:
 def _rate_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The rate-too-low test for a custom loss: the script replayed at scaled rates."""
     t = ctx.thresholds
-    if ctx.recording.alternating_objectives:
+    competing = ctx.recording.competing_objectives
+    if competing:
         ctx.skip(
-            f"{lab.unavailable_reason}, and the script alternates competing objectives (a GAN): "
-            "how far one loss falls does not measure progress"
-        )
-    if ctx.recording.gradient_reversals:
-        ctx.skip(
-            f"{lab.unavailable_reason}, and the backward pass runs through a gradient reversal "
-            f"({', '.join(ctx.recording.gradient_reversals)}): how far a loss that part of the "
-            "model ascends falls does not measure progress"
+            f"{lab.unavailable_reason}, and {competing}: how far the loss falls does not "
+            "measure progress"
         )
     if ctx.recording.step_source == "manual":
         # A replay counts optimizer steps; updates by hand take none, so it would run the

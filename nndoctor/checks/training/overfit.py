@@ -199,18 +199,11 @@ def _how_far(result: TrainResult) -> str:
 def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """The same experiment for a custom loss: re-run the script on one tiny batch."""
     t = ctx.thresholds
-    if ctx.recording.alternating_objectives:
-        # Competing objectives (a GAN) do not fall to zero together on any batch, by design.
-        ctx.skip(lab.unavailable_reason)
-    reversals = ctx.recording.gradient_reversals
-    if reversals:
-        # Neither does a loss part of whose parameters ascend it (DANN's domain loss at
-        # chance is the feature extractor's aim): its lowest value is no fit.
-        ctx.skip(
-            f"{lab.unavailable_reason}, and the backward pass runs through a gradient reversal "
-            f"({', '.join(reversals)}: a negative multiple of the gradient), so part of the "
-            "model ascends the loss: it has no minimum a tiny batch could reach"
-        )
+    competing = ctx.recording.competing_objectives
+    if competing:
+        # Competing objectives (a GAN; DANN's domain loss at chance, the feature extractor's
+        # aim) do not fall to zero together on any batch, by design: no lowest value is a fit.
+        ctx.skip(f"{competing}: the loss has no minimum a tiny batch could reach")
     # The replay records the loss the script back-propagates: a loss divided over k
     # accumulated micro-batches is judged, like every experiment's, in the criterion's
     # units, or a k-th of it would pass the absolute fit target.
