@@ -286,6 +286,7 @@ class PhaseFollower:
         probe = TrainingProbe(recording, on_step_end=self._on_step_end)
         probe.on_step_closing = self.first.on_step_closing
         probe.loader_batch = self.first.loader_batch
+        probe.evaluated_loader = self.first.evaluated_loader
         probe.install_global()
         self.initial_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         probe.attach_model(model)

@@ -186,6 +186,9 @@ class _LoaderRecorder:
         self.last: LoaderInfo | None = None
         # The tensors of the last batch yielded for training, until the next one replaces them.
         self.last_batch: list[torch.Tensor] = []
+        # The loader and tensor shapes of the last batch, when it was yielded with gradients
+        # off (an evaluation's, or a pass over the training data to compute something).
+        self.last_evaluated: tuple[LoaderInfo, list[tuple[int, ...]]] | None = None
         # The loaders that yielded a batch with gradients on since the last optimizer step.
         self.since_step: dict[int, LoaderInfo] = {}
         self.datasets: dict[int, Any] = {}  # loader index -> its dataset (for experiments)
@@ -222,7 +225,7 @@ class _LoaderRecorder:
             if it is not None:
                 self._by_iter.set(it, fresh.get(id(info), info))
         self.last = fresh.get(id(self.last)) if self.last is not None else None
-        self.since_step = {}
+        self.since_step, self.last_evaluated = {}, None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -254,12 +257,19 @@ class _LoaderRecorder:
             if info is not None:
                 info.batches_yielded += 1
                 recorder.last = info
+                recorder.last_evaluated = None
                 if torch.is_grad_enabled():
                     recorder.since_step[id(info)] = info
                     try:
                         recorder.last_batch = tensors(batch)[:MAX_BATCH_TENSORS]
                     except Exception:  # noqa: BLE001 - recording must never break iteration
                         recorder.last_batch = []
+                else:
+                    try:
+                        shapes = [tuple(t.shape) for t in tensors(batch)[:MAX_BATCH_TENSORS]]
+                    except Exception:  # noqa: BLE001 - recording must never break iteration
+                        shapes = []
+                    recorder.last_evaluated = (info, shapes)
             return batch
 
         DataLoader.__init__ = __init__  # type: ignore[method-assign]
@@ -286,6 +296,14 @@ class _LoaderRecorder:
             sizes.add(info.dataset_len % info.batch_size or info.batch_size)
             sizes.add(info.dataset_len)  # a loader with batch_size=None yields the samples
         return info if input_shape and sizes & set(input_shape) else None
+
+    def evaluated(self, input_shape: tuple[int, ...]) -> int | None:
+        """The loader (its index) whose last batch, yielded with gradients off, holds a
+        tensor of ``input_shape``: where an evaluation forward's input came from."""
+        if self.last_evaluated is None or self.since_step:
+            return None
+        info, shapes = self.last_evaluated
+        return info.index if input_shape in shapes else None
 
     def stepped(self) -> None:
         """An optimizer step: the loaders that yielded since the last one fed it."""
@@ -539,6 +557,7 @@ def run_script(
 
     probe.on_step_closing = note_loader_of_manual_step
     probe.loader_batch = lambda: loaders.last_batch
+    probe.evaluated_loader = loaders.evaluated
 
     start = time.perf_counter()
     sandbox = Sandbox(scratch)

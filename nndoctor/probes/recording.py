@@ -574,6 +574,9 @@ class Recording:
     # Where the input each evaluation fingerprint was read from lies in its storage: a pass
     # over the very array the training batches come from measures the training data.
     eval_fingerprint_storages: list[StorageExtent | None] = field(default_factory=list)
+    # The DataLoader (index into ``loaders``) whose batch each evaluation fingerprint was read
+    # from, where known: a no-grad pass over the training loader measures the training data.
+    eval_fingerprint_loaders: list[int | None] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
     # Of those, the ones whose checkpoint fits a network an earlier phase of this run
     # trained (its keys and shapes): weights the script made itself, on its own inputs.

@@ -313,6 +313,9 @@ class TrainingProbe:
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
         # The tensors of the batch a DataLoader yielded last, set by zero-code capture.
         self.loader_batch: Callable[[], list[torch.Tensor]] | None = None
+        # The DataLoader (its index) whose last batch, yielded with gradients off, holds a
+        # tensor of the given shape, set by zero-code capture: the source of an evaluation.
+        self.evaluated_loader: Callable[[tuple[int, ...]], int | None] | None = None
         # Another network's optimizer stepped (see _note_other_optimizer); since the model's
         # gradient was last zeroed or stepped on, a backward pass reached it, and then
         # another optimizer stepped on that pass's gradient too (see _note_carried).
@@ -579,7 +582,7 @@ class TrainingProbe:
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0
         rec.eval_inputs, rec.eval_input_storages, rec.eval_sample_fingerprints = [], [], []
         rec.eval_steps, rec.eval_fingerprint_steps = [], []
-        rec.eval_fingerprint_storages = []
+        rec.eval_fingerprint_storages, rec.eval_fingerprint_loaders = [], []
         rec.sequence_layouts = {}
         self.attach_model(model)
         if self.optimizer is not None:
@@ -822,6 +825,7 @@ class TrainingProbe:
         record = pending.record
         done = self.steps_done
         storage = StorageExtent.of(x) if x.layout == torch.strided and x.numel() else None
+        loader = self.evaluated_loader(tuple(x.shape)) if self.evaluated_loader else None
 
         def store() -> None:
             if record.inputs is not None:
@@ -830,6 +834,7 @@ class TrainingProbe:
             rec.eval_sample_fingerprints.extend(fingerprints)
             rec.eval_fingerprint_steps.extend([done] * len(fingerprints))
             rec.eval_fingerprint_storages.extend([storage] * len(fingerprints))
+            rec.eval_fingerprint_loaders.extend([loader] * len(fingerprints))
 
         pending.decoders.append(store)
         pending.transfer.launch()
@@ -856,6 +861,7 @@ class TrainingProbe:
         "eval_sample_fingerprints",
         "eval_fingerprint_steps",
         "eval_fingerprint_storages",
+        "eval_fingerprint_loaders",
     )
 
     def evaluation_marks(self) -> tuple[int, ...]:

@@ -366,6 +366,48 @@ def test_a_validation_slice_overlapping_the_training_rows_still_leaks(tmp_path: 
     assert finding.evidence["shared"] >= 90
 
 
+PASS_OVER_A_LOADER = """
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+X = torch.randn(600, 8)
+y = (X[:, 0] > 0).long()
+train_set = TensorDataset(X[:500].clone(), y[:500].clone())
+measured = DataLoader({measured}, batch_size=100)
+model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(4):
+    model.eval()
+    with torch.no_grad():
+        hits = sum((model(xb).argmax(1) == yb).sum().item() for xb, yb in measured)
+    model.train()
+    for xb, yb in DataLoader(train_set, batch_size=50, shuffle=True):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        opt.step()
+"""
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_a_pass_over_another_loader_of_the_training_dataset_is_no_leak(tmp_path: Path) -> None:
+    # A training accuracy, or a statistic of the training data (Deep SVDD's centre), read
+    # through a loader of its own over the very dataset the training loader draws from.
+    script = PASS_OVER_A_LOADER.format(measured="train_set")
+    report = _split_check(tmp_path / "train.py", textwrap.dedent(script))
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "training data's own array" in report.result("split-preprocessing-differs").detail
+
+
+@pytest.mark.fires("split-preprocessing-differs")
+def test_a_loader_over_other_rows_that_overlap_the_training_rows_leaks(tmp_path: Path) -> None:
+    script = PASS_OVER_A_LOADER.format(measured="TensorDataset(X[400:], y[400:])")
+    (finding,) = _split_check(tmp_path / "train.py", textwrap.dedent(script)).by_check(
+        "split-preprocessing-differs"
+    )
+    assert finding.title == "Samples shared between training and evaluation"
+
+
 FULL_BATCH_VALIDATION = """
 import torch
 from torch import nn

@@ -218,9 +218,11 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
 def _left_of_training_arrays(
     ctx: CheckContext, evaluated_fp: list[float], preparing: set[int], compared: list[str]
 ) -> list[float]:
-    """The evaluation fingerprints less those read from a training array: a pass over the
+    """The evaluation fingerprints less those read from the training data: a pass over the
     very array the training batches are drawn from (``model(X_train)`` for a training
-    accuracy) measures the training data; it is no split that could leak."""
+    accuracy), or over the training DataLoader itself (a training accuracy, a statistic of
+    the training data such as Deep SVDD's centre), measures the training data; it is no
+    split that could leak."""
     on_training_array = _read_from_training_arrays(ctx, preparing)
     if not any(on_training_array):
         return evaluated_fp
@@ -236,17 +238,37 @@ def _read_from_training_arrays(ctx: CheckContext, preparing: set[int]) -> list[b
     """For each evaluation fingerprint kept (those not preparing training), whether its
     forward read from within a training array: a tensor of the training DataLoader's
     dataset (a ``TensorDataset``, or a dataset holding its samples as tensor attributes),
-    or the whole of a storage the training steps' inputs were cut from. A split cut from
-    one array beside the training rows, overlapping them or not, is neither."""
+    or the whole of a storage the training steps' inputs were cut from; or from a batch of
+    a DataLoader that fed training steps. A split cut from one array beside the training
+    rows, overlapping them or not, is neither; nor is another loader over the same data."""
     rec = ctx.recording
     on_training_array = _training_array_test(ctx)
     steps = eval_steps(rec.eval_sample_fingerprints, rec.eval_fingerprint_steps)
     storages = rec.eval_fingerprint_storages
     if len(storages) != len(steps):
         return [False] * sum(k not in preparing for k in steps)
+    loaders = rec.eval_fingerprint_loaders
+    if len(loaders) != len(steps):
+        loaders = [None] * len(steps)
+    training = _training_loaders(ctx)
     return [
-        on_training_array(e) for e, k in zip(storages, steps, strict=True) if k not in preparing
+        on_training_array(e) or loader in training
+        for e, loader, k in zip(storages, loaders, steps, strict=True)
+        if k not in preparing
     ]
+
+
+def _training_loaders(ctx: CheckContext) -> set[int]:
+    """The DataLoaders (their indices) that fed training steps, and those over the very
+    dataset object one of them draws from (``DataLoader(train_set, shuffle=False)`` for a
+    training accuracy)."""
+    rec = ctx.recording
+    fed = {s.loader for s in rec.steps if s.loader is not None}
+    lab: Lab | None = ctx.services
+    if lab is None:
+        return fed
+    datasets = {id(lab.datasets[i]) for i in fed if lab.datasets.get(i) is not None}
+    return fed | {i for i, d in lab.datasets.items() if d is not None and id(d) in datasets}
 
 
 def _training_array_test(ctx: CheckContext) -> Callable[[StorageExtent | None], bool]:
