@@ -77,7 +77,9 @@ def split_preprocessing_differs(ctx: CheckContext) -> None:
         rows with a few discrete columns do, Fisher's exact test, which carries the noise
         of that rate; each at ``shared_samples_alpha``, 1e-3; each sample counted once on
         either side, so that
-        a chance match evaluated at every epoch is one match); another loader's stored rows
+        a chance match evaluated at every epoch is one match; passes over the training data
+        itself are left out: its own array, a DataLoader that fed training steps or another
+        over the same dataset object, as for a training accuracy); another loader's stored rows
         normalised with their own statistics (every column at mean 0 and std 1, the std
         over n or n - 1, or every continuous column's extremes exactly at 0 or -1 and 1),
         or all splits with the statistics of all of them, or an evaluation forward's whole
