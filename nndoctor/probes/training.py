@@ -2070,10 +2070,15 @@ def sample_projection(features: int, device: torch.device | str = "cpu") -> torc
 def _row_share(x: torch.Tensor) -> float:
     """The share of its storage that ``x``'s rows (its first axis) take up: below 1 when
     rows of more data lie beside it (``x[:64]`` of the whole set), 1 when it is all the rows
-    there are, whatever columns every row leaves out (``data[:, :-1]``)."""
+    there are, whatever columns every row leaves out (``data[:, :-1]``), or whatever order
+    its axes are stored in (a column-major array from numpy: its rows are interleaved)."""
     stored = max(x.untyped_storage().nbytes(), 1)
     if x.dim() == 0 or x.stride(0) == 0:
         return min(1.0, x.numel() * x.element_size() / stored)
+    outer = [step for n, step in zip(x.shape[1:], x.stride()[1:], strict=True) if n > 1]
+    if outer and x.stride(0) < min(outer):
+        # Rows innermost: the array's rows are as many as fit between two of its columns.
+        return min(1.0, x.shape[0] * x.stride(0) / min(outer))
     return min(1.0, x.shape[0] * x.stride(0) * x.element_size() / stored)
 
 

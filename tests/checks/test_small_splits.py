@@ -65,6 +65,74 @@ def test_rows_without_their_last_column_are_still_all_the_rows(tmp_path: Path) -
     assert "full-batch training" in report.result("batch-repeated").detail
 
 
+COLUMN_MAJOR = """
+waves = torch.from_numpy(np.asfortranarray(data.numpy()[{rows}]))   # numpy's column-major order
+train_x, train_y = waves[:, :-1], waves[:, 1:]
+test_x, test_y = data[:3, :-1].clone(), data[:3, 1:].clone()
+"""
+
+
+@pytest.mark.silent("batch-repeated")
+def test_a_column_major_training_array_fed_whole_is_all_its_rows(tmp_path: Path) -> None:
+    # Its rows interleave in memory: the first axis spans a fraction of the storage, the
+    # tensor all of it.
+    report = _check(tmp_path, COLUMN_MAJOR.format(rows="3:"))
+    assert "full-batch training" in report.result("batch-repeated").detail
+
+
+HAMILTONIAN = """
+import numpy as np, torch, torch.nn as nn
+torch.manual_seed(0)
+rs = np.random.RandomState(0)
+q = rs.uniform(-2, 2, (600, 2))
+dq = np.stack([q[:, 1], -q[:, 0]]).T          # column-major, as np.stack(...).T gives
+x, dxdt = torch.tensor(q[:300], dtype=torch.float32), torch.tensor(dq[:300], dtype=torch.float32)
+test_x, test_dxdt = torch.tensor(q[300:], dtype=torch.float32), torch.tensor(dq[300:], dtype=torch.float32)
+
+
+class Hamiltonian(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.h = nn.Sequential(nn.Linear(2, 64), nn.Tanh(), nn.Linear(64, 1))
+
+    def forward(self, x):
+        with torch.enable_grad():
+            x = x.detach().requires_grad_()
+            dh = torch.autograd.grad(self.h(x).sum(), x, create_graph=True)[0]
+        return torch.cat([dh[:, 1:], -dh[:, :1]], dim=1)
+
+
+model = Hamiltonian()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for step in range(40):
+    loss = (model(x) - dxdt).pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    if step % 20 == 0:
+        test_loss = (model(test_x).detach() - test_dxdt).pow(2).mean()
+"""
+
+
+@pytest.mark.silent("batch-repeated")
+def test_full_batch_training_with_an_evaluation_forward_under_gradients_is_no_repeat(
+    tmp_path: Path,
+) -> None:
+    # A model that needs its input's gradient (a Hamiltonian network) is evaluated with
+    # gradients on: at the step after it, that forward stands in for the step's batch.
+    path = tmp_path / "hnn.py"
+    path.write_text(HAMILTONIAN)
+    report = check_script(str(path), steps=20, phase_steps=0, selection=Selection(select=CHECKS))
+    assert "full-batch training" in report.result("batch-repeated").detail
+
+
+@pytest.mark.fires("batch-repeated")
+def test_a_few_rows_of_a_column_major_array_fed_at_every_step_are_found(tmp_path: Path) -> None:
+    split = COLUMN_MAJOR.format(rows="3:").replace("waves[:, ", "waves[:8, ")
+    (finding,) = _check(tmp_path, split).by_check("batch-repeated")
+    assert finding.reasons == [1, 3]
+
+
 @pytest.mark.fires("split-preprocessing-differs")
 def test_three_held_out_rows_scaled_differently_are_found(tmp_path: Path) -> None:
     report = _check(tmp_path, HELD_OUT.replace("data[:3, :-1]", "10 * data[:3, :-1]"))

@@ -314,8 +314,11 @@ def batch_repeated(ctx: CheckContext) -> None:
     ctx.note(f"{len(repeats)} of {len(pairs)} steps repeated the previous batch")
     if share < t.repeated_batch_fraction:
         return
-    whole = _full_batch(ctx.recording, repeats[0])
-    if whole:
+    # Judged over the repeats, not on the first alone: a forward with gradients on outside
+    # the step (an evaluation of a model that needs input gradients) stands in for one step.
+    verdicts = [_full_batch(ctx.recording, step) for step in repeats]
+    whole = max(verdicts, key=verdicts.count)
+    if whole and 2 * verdicts.count(whole) > len(verdicts):
         # Full-batch training (LBFGS, a small regression fit on all its data at once) feeds
         # the same data at every step by design; only a source with more to give repeats.
         ctx.note(ctx.detail + f": full-batch training ({whole})")
