@@ -407,6 +407,38 @@ def test_six_layer_relu_net_gradients_stay_within_two_orders() -> None:
     assert report.result("gradient-norm-spread").status.value == "passed"
 
 
+class ZeroTargetDecoder(nn.Module):
+    """DETR's first decoder layer: self-attention over zero targets plus query positions.
+    Its values are one constant vector, so the attention weights get no gradient: the
+    query/key projections' gradient is zero by construction, a rounding residue in float32."""
+
+    def __init__(self, width: int = 16, queries: int = 4, classes: int = 3) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(10, width), nn.ReLU())
+        self.query_pos = nn.Parameter(torch.randn(queries, width))
+        self.self_attn = nn.MultiheadAttention(width, 2, batch_first=True)
+        nn.init.normal_(self.self_attn.in_proj_bias)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        memory = self.encoder(x).unsqueeze(1)  # (B, 1, width)
+        tgt = torch.zeros(x.shape[0], self.query_pos.shape[0], memory.shape[-1])
+        q = tgt + self.query_pos  # (B, queries, width)
+        return self.head((self.self_attn(q, q, tgt)[0] + memory).mean(1))
+
+
+@pytest.mark.silent("gradient-norm-spread")
+def test_a_gradient_zero_by_construction_is_a_rounding_residue_not_a_vanishing_one() -> None:
+    torch.manual_seed(0)
+    model = ZeroTargetDecoder()
+    report = run(
+        select=["gradient-norm-spread"],
+        **classifier(model, torch.optim.SGD(model.parameters(), lr=0.1)),
+    )
+    assert report.findings == []
+    assert "self_attn.in_proj_weight" in report.result("gradient-norm-spread").detail
+
+
 # -- update / weight ratio --------------------------------------------------------------------
 
 

@@ -11,6 +11,10 @@ from nndoctor.checks.training.observed import capped, fmt3, median, weight_matri
 from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Where
 
+# float32's machine epsilon: a gradient norm below this share of the largest one in the same
+# backward pass is beneath the arithmetic's resolution, a rounding residue, not a gradient.
+NUMERICAL_ZERO = 2.0**-23
+
 
 @register_check(
     id="gradient-norm-spread",
@@ -38,7 +42,12 @@ def gradient_norm_spread(ctx: CheckContext) -> None:
         tables left out) at the first ``stats_early_steps`` observed steps,
         median per tensor, and the span log10(max/min) across tensors. Tensors
         whose gradient is exactly zero are left out (``params-without-grad``
-        reports them). A warning at ``grad_norm_span_orders`` (5) and above.
+        reports them), and so are those below float32's resolution against all the
+        others (under 2^-23 of the next larger: the rounding residue of a gradient
+        that is zero by construction, as for the first DETR decoder layer's
+        self-attention over zero targets, whose values are one constant; a
+        vanishing gradient shrinks layer by layer instead). A warning at
+        ``grad_norm_span_orders`` (5) and above.
 
     How to fix:
         Add normalisation (BatchNorm/LayerNorm) and residual connections, use
@@ -67,12 +76,23 @@ def gradient_norm_spread(ctx: CheckContext) -> None:
         m = median(vals)
         if vals and math.isfinite(m) and m > 0:
             norms[name] = m
+    residues = _rounding_residues(norms)
+    for name in residues:
+        del norms[name]
+    if residues:
+        ctx.note(
+            f"{len(residues)} gradient(s) below float32's resolution against all others left out "
+            f"as rounding residue ({', '.join(residues[:3])})"
+        )
     if len(norms) < 2:
         ctx.skip(f"needs gradients of at least two weight matrices, got {len(norms)}")
     hi = max(norms, key=norms.__getitem__)
     lo = min(norms, key=norms.__getitem__)
     span = math.log10(norms[hi] / norms[lo])
-    ctx.note(f"{len(norms)} weight gradients span {span:.1f} orders of magnitude ({lo} .. {hi})")
+    ctx.note(
+        (ctx.detail + "; " if residues else "")
+        + f"{len(norms)} weight gradients span {span:.1f} orders of magnitude ({lo} .. {hi})"
+    )
     if span < t.grad_norm_span_orders:
         return
     order = [n for n in rec.param_names if n in norms]
@@ -103,3 +123,18 @@ def gradient_norm_spread(ctx: CheckContext) -> None:
             "steps": len(steps),
         },
     )
+
+
+def _rounding_residues(norms: dict[str, float]) -> list[str]:
+    """The tensors whose gradient norms lie below a gap of float32's resolution (the next
+    larger norm over ``1 / NUMERICAL_ZERO`` times theirs): the residues of gradients zero by
+    construction. A vanishing gradient shrinks layer by layer, each near the next; residues
+    stand apart, orders of magnitude under every real gradient, and are the fewer (one
+    gradient that far above all others is an explosion, not the others' residue)."""
+    ordered = sorted(norms, key=norms.__getitem__)
+    gaps = [
+        i
+        for i, (small, larger) in enumerate(zip(ordered, ordered[1:], strict=False))
+        if norms[small] < NUMERICAL_ZERO * norms[larger] and 2 * (i + 1) < len(ordered)
+    ]
+    return ordered[: gaps[-1] + 1] if gaps else []
