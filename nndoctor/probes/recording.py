@@ -348,6 +348,9 @@ class StepRecord:
     # without an optimizer step). Gradients read earlier in the step (after the backward
     # pass, before the optimizer was known) may have been cleared since.
     grads_at_step: bool | None = None
+    # Parameters the last backward pass gave a gradient that was gone (grad None) when the
+    # optimizer stepped: the script removed it (``p.grad = None`` to hold a layer).
+    grads_held: list[str] = field(default_factory=list)
     # The model's gradient at a backward pass, after another optimizer stepped on a loss
     # that had reached the model too, was non-zero: not zeroed since, it carries that loss.
     carried_gradient: bool = False

@@ -311,6 +311,8 @@ class TrainingProbe:
         ] = []
         self._unchanged_boundaries = 0
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
+        # The parameters holding a gradient after the last backward pass (see grads_held).
+        self._grads_after_backward: set[str] = set()
         # The tensors of the batch a DataLoader yielded last, set by zero-code capture.
         self.loader_batch: Callable[[], list[torch.Tensor]] | None = None
         # The DataLoader (its index) whose last batch, yielded with gradients off, holds a
@@ -1685,9 +1687,13 @@ class TrainingProbe:
         return True
 
     def _after_backward(self) -> None:
-        """Without an optimizer, the gradients are read right after the backward pass: a
-        script updating by hand may zero them (``p.grad.zero_()``) before the next forward."""
-        if self.optimizer is not None or self.model is None:
+        """Which parameters hold a gradient after the backward pass (known on the host); and,
+        without an optimizer, their gradients are read now: a script updating by hand may
+        zero them (``p.grad.zero_()``) before the next forward."""
+        if self.model is None:
+            return
+        self._grads_after_backward = {n for n, p in self._params if p.grad is not None}
+        if self.optimizer is not None:
             return
         # Several backward passes in one step: the last one's gradients are the ones used.
         self._record_grad_norms(self._pending)
@@ -1726,16 +1732,25 @@ class TrainingProbe:
             {k: _describe_kwarg(v) for k, v in g.items() if k != "params"}
             for g in optimizer.param_groups
         ]
-        rec.grads_at_step = self._record_grad_norms(pending)
+        rec.grads_at_step = self._record_grad_norms(pending, at_step=True)
+        rec.grads_held = sorted(
+            n for n, p in self._params if p.grad is None and n in self._grads_after_backward
+        )
+        self._grads_after_backward = set()
         self._record_weights(
             pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
         )
 
-    def _record_grad_norms(self, pending: _Pending) -> bool:
+    def _record_grad_norms(self, pending: _Pending, at_step: bool = False) -> bool:
         """The norm of every parameter's gradient, copied to the host with the step;
-        whether any parameter had a gradient."""
+        whether any parameter had a gradient. ``at_step``: read as the optimizer steps,
+        replacing any read after the backward pass (before the optimizer was known): a
+        gradient the script removed before the step (``p.grad = None``, DINO's last layer
+        held in its first epoch) did not reach the optimizer."""
         rec = pending.record
         with_grad = [(n, p) for n, p in self._params if p.grad is not None]
+        if at_step:
+            pending.decoders.append(rec.grad_norms.clear)
         if not with_grad:
             return False
         slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -764,3 +765,76 @@ def test_a_projection_computed_and_dropped_in_every_block_is_a_slip() -> None:
 def test_attention_blocks_reading_their_keys_pass() -> None:
     report = _attention_blocks(keys_from_queries=False)
     assert report.by_check("params-without-grad") == []
+
+
+HELD_LAST_LAYER = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 3))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for epoch in range(3):
+    for i in range(0, 256, 32):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[i : i + 32]), y[i : i + 32]).backward()
+        if epoch < 1:  # DINO's freeze_last_layer: the last layer waits for the first epoch
+            for p in {held}:
+                p.grad = None
+        opt.step()
+"""
+
+
+def _held(tmp_path: Any, held: str) -> Any:
+    from nndoctor.engine import check_script
+
+    path = tmp_path / "held.py"
+    path.write_text(HELD_LAST_LAYER.format(held=held))
+    checks = ("params-without-grad", "params-not-changing")
+    return check_script(str(path), steps=6, selection=Selection(select=checks))
+
+
+@pytest.mark.silent("params-without-grad")
+@pytest.mark.silent("params-not-changing")
+def test_a_layer_whose_gradient_the_script_removes_before_the_step_is_held(tmp_path: Any) -> None:
+    # Its gradient, read after the backward pass while the optimizer was not known yet,
+    # never reached the optimizer: no learning rate of zero holds it.
+    report = _held(tmp_path, "model[2].parameters()")
+    assert report.findings == []
+    assert "removed before the step" in report.result("params-without-grad").detail
+
+
+@pytest.mark.fires("params-without-grad")
+def test_every_gradient_removed_before_the_step_is_no_held_layer(tmp_path: Any) -> None:
+    # A zero_grad between backward and step: nothing reaches the optimizer.
+    (finding, *_) = _held(tmp_path, "model.parameters()").by_check("params-without-grad")
+    assert finding.reasons == [23]
+
+
+class NormalisedHead(nn.Module):
+    """DINO's last layer: weight-normalised, its magnitude g filled with 1 and frozen, so
+    that only the direction learns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(10, 16), nn.ReLU())
+        with warnings.catch_warnings():  # DINO's own, deprecated form: g on the Linear
+            warnings.simplefilter("ignore", FutureWarning)
+            self.last_layer = nn.utils.weight_norm(nn.Linear(16, 3, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        self.last_layer.weight_g.requires_grad = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last_layer(nn.functional.normalize(self.trunk(x), dim=-1))
+
+
+@pytest.mark.silent("params-frozen")
+def test_a_frozen_magnitude_held_at_one_is_a_constant_fixed_on_purpose() -> None:
+    torch.manual_seed(0)
+    model = NormalisedHead()
+    report = run(
+        select=["params-frozen"],
+        **classifier(model, torch.optim.AdamW(model.parameters(), lr=1e-3)),
+    )
+    assert report.by_check("params-frozen") == []
+    assert "a constant the script fixed" in report.result("params-frozen").detail

@@ -59,7 +59,9 @@ def params_frozen(ctx: CheckContext) -> None:
         target network). So are frozen parameters a custom module holds directly (not a
         torch layer's) whose values a formula arranged rather than drew: neighbours along
         one axis closer than the same values shuffled (a permutation test at
-        ``fixed_table_alpha``), as in a sin-cos positional table kept as a frozen parameter.
+        ``fixed_table_alpha``), as in a sin-cos positional table kept as a frozen parameter;
+        and so are frozen parameters whose elements all hold one value, a constant the
+        script fixed (a weight-normalised layer's magnitude held at 1, as DINO's head does).
 
     How to fix:
         Load the pretrained weights before freezing them. Set ``requires_grad_(True)`` on
@@ -118,6 +120,16 @@ def params_frozen(ctx: CheckContext) -> None:
             "positional table)"
         )
         frozen = [n for n in frozen if n not in set(tables)]
+        if not frozen:
+            return
+    constants = _held_constant(ctx, frozen)
+    if constants:
+        ctx.note(
+            f"{ctx.detail}; {', '.join(constants)}: every element at one value, a constant the "
+            "script fixed (a weight-normalised layer's magnitude held at 1, a scale left at 1), "
+            "not a random draw: fixed on purpose"
+        )
+        frozen = [n for n in frozen if n not in set(constants)]
         if not frozen:
             return
     for module, params in by_module.items():
@@ -274,6 +286,23 @@ def _fixed_tables(ctx: CheckContext, frozen: list[str]) -> list[str]:
     values = dict(lab.fresh_model().named_parameters())
     alpha = ctx.thresholds.fixed_table_alpha
     return [n for n in free if n in values and neighbours_closer_p(values[n]) <= alpha]
+
+
+def _held_constant(ctx: CheckContext, frozen: list[str]) -> list[str]:
+    """The frozen parameters of more than one element that all hold one value: a constant
+    the script fixed (DINO's normalised last layer, its weight-norm magnitude filled with 1
+    and frozen), which no random initialisation draws."""
+    lab = ctx.services
+    if lab is None or not frozen or not getattr(lab, "has_model", False):
+        return []
+    values = dict(lab.fresh_model().named_parameters())
+    return [
+        n
+        for n in frozen
+        if n in values
+        and values[n].numel() > 1
+        and bool((values[n] == values[n].detach().flatten()[0]).all())
+    ]
 
 
 def _torch_layer(cls: type | None) -> bool:

@@ -447,7 +447,10 @@ def params_without_grad(ctx: CheckContext) -> None:
         (``layers.0.attention.wk``, ``layers.1.attention.wk``) and is dropped in every one
         of them: a role the block's code computes and never reads anywhere is a slip in that
         code (keys computed, then taken from the queries), a warning, where N-BEATS reads
-        the backcasts of all its blocks but the last. A bias
+        the backcasts of all its blocks but the last. Parameters whose gradient the
+        backward pass made and the script removed before the step while other parameters
+        kept theirs (``p.grad = None``, as DINO holds its last layer in the first epoch) are
+        held on purpose: left out. A bias
         alone at zero while its layer's weights get gradients is redundant rather than
         broken (a normalisation right after it, or an output used only as a difference of
         two passes, as in a siamese network): an info.
@@ -477,10 +480,26 @@ def params_without_grad(ctx: CheckContext) -> None:
         n for n in rec.param_names if n in rec.in_optimizer and rec.requires_grad.get(n, True)
     ]
     never = [n for n in trained if all(n not in s.grad_norms for s in steps)]
+    # The backward pass reached them; the script took their gradient away before the step
+    # while others kept theirs (``p.grad = None``: DINO holds its last layer in the first
+    # epoch). A choice, not a cut; every gradient gone is a misplaced ``zero_grad``.
+    held = [n for n in never if any(n in s.grads_held and s.grad_norms for s in steps)]
+    if held:
+        never = [n for n in never if n not in set(held)]
+        ctx.note(
+            f"{len(held)} parameter(s) ({module_label(common_module(held))} and below) got a "
+            "gradient from the backward pass that the script removed before the step: held "
+            "on purpose"
+        )
     zero = [
-        n for n in trained if n not in never and all(s.grad_norms.get(n, 0.0) == 0.0 for s in steps)
+        n
+        for n in trained
+        if n not in never and n not in held and all(s.grad_norms.get(n, 0.0) == 0.0 for s in steps)
     ]
-    ctx.note(f"{len(trained)} optimised parameters checked over {len(steps)} step(s)")
+    ctx.note(
+        (ctx.detail + "; " if held else "")
+        + f"{len(trained)} optimised parameters checked over {len(steps)} step(s)"
+    )
     ran = {name for s in rec.steps for name in s.activations}
     parents = {module_of(m) for m in rec.module_types if m}
     groups = group_by_module(never)
