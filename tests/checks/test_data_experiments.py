@@ -333,6 +333,40 @@ def test_noise_for_categorical_columns_stays_within_each_columns_ids() -> None:
     assert report.result("model-ignores-input").status.value == "passed"
 
 
+class _ConstantNodes(nn.Module):
+    """A graph network whose nodes all carry the same feature: what it knows of a graph is
+    its adjacency mask (a bool input, layout kept as is by the noise)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed, self.head = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, nodes: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.embed(nodes))  # (batch, nodes, 8)
+        return self.head((adjacency.float() @ h).sum(1))  # messages summed over the graph
+
+
+def test_constant_node_features_leave_no_noise_to_compare_with() -> None:
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for _ in range(8):
+        adjacency = torch.rand(32, 6, 6, generator=g) < torch.rand(32, 1, 1, generator=g)
+        y = (adjacency.sum((1, 2)) > 18).long()
+        data.append(((torch.ones(32, 6, 4), adjacency), y))
+    model = _ConstantNodes()
+    report = run(
+        select=["model-ignores-input"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.by_check("model-ignores-input") == []
+    result = report.result("model-ignores-input")
+    assert result.status.value == "skipped" and "inputs themselves" in result.detail
+
+
 class _PackedGru(nn.Module):
     """Padded token ids and their lengths, longest first, packed with ``enforce_sorted``."""
 

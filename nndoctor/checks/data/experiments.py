@@ -29,7 +29,7 @@ from nndoctor.checks.significance import (
 from nndoctor.copying import set_training
 from nndoctor.probes.recording import Recording
 from nndoctor.subject import Subject, redeal
-from nndoctor.trees import map_tensors
+from nndoctor.trees import map_tensors, tensors
 
 
 def _require(ctx: CheckContext) -> tuple[Lab, Subject]:
@@ -57,6 +57,17 @@ def _noise_batches(lab: Lab, subject: Subject, t: Any) -> list[Any] | None:
         return noisy
 
     return lab.memo("data-noise-batches", compute)
+
+
+def _noise_is_the_input(subject: Subject, real: list[Any], noisy: list[Any]) -> bool:
+    """Whether every input tensor of the noise batches equals the real one."""
+    for a, b in zip(real, noisy, strict=True):
+        xs, ys = tensors(subject.inputs(a)), tensors(subject.inputs(b))
+        if len(xs) != len(ys) or not all(
+            x.shape == y.shape and torch.equal(x, y) for x, y in zip(xs, ys, strict=True)
+        ):
+            return False
+    return True
 
 
 def noise_run(lab: Lab, subject: Subject, t: Any) -> TrainResult:
@@ -689,7 +700,10 @@ def model_ignores_input(ctx: CheckContext) -> None:
     What is measured:
         Two copies from the initial weights trained for the same steps on the same
         batches — one on the real inputs, one on Gaussian noise with each input tensor's
-        mean and std — and their loss curves compared.
+        mean and std — and their loss curves compared. Where that noise is the inputs
+        themselves (every float input constant, as a graph's nodes that all carry one
+        feature, and the rest layout kept as is: masks, sorted indices), the two copies
+        would be one: skipped.
 
     How to fix:
         Follow the input through forward(): look for ``.detach()``, ``* 0``, ``torch.no_grad()``,
@@ -711,6 +725,13 @@ def model_ignores_input(ctx: CheckContext) -> None:
     noisy = _noise_batches(lab, subject, t)
     if noisy is None:
         ctx.skip("the batch layout does not say where the inputs are (give Subject.replace_inputs)")
+    if _noise_is_the_input(subject, _batches(lab, t), noisy):
+        # Constant features (a graph's nodes all alike) and layout tensors kept as they are
+        # (masks, sorted indices): the noise copy would train on the very same batches.
+        ctx.skip(
+            "noise like the inputs is the inputs themselves (every float input constant, the "
+            "rest layout kept as is: masks, sorted indices): the two copies would be one"
+        )
     real = real_run(lab, t)
     noise = noise_run(lab, subject, t)
     if not real.losses or not noise.losses:
