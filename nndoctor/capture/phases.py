@@ -307,9 +307,11 @@ class PhaseFollower:
 
 def fits_a_part_of(state: Any, model: nn.Module | None) -> bool:
     """Whether a state dict is a checkpoint of ``model`` or of one of its submodules: every
-    tensor it holds has a key of that part, with the same shape. Loaded while a later phase
-    is sought, it is the earlier phase's network going on (an encoder into a linear probe, a
-    best checkpoint restored), trained on this script's inputs, not a pretrained model."""
+    tensor it holds has a key of that part, with the same shape, the keys perhaps under
+    another prefix (``backbone.`` added or stripped, as a SimCLR encoder's weights are
+    handed to a classifier). Loaded while a later phase is sought, it is the earlier phase's
+    network going on (an encoder into a linear probe, a best checkpoint restored), trained
+    on this script's inputs, not a pretrained model."""
     if model is None or not isinstance(state, Mapping):
         return False
     shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -317,6 +319,16 @@ def fits_a_part_of(state: Any, model: nn.Module | None) -> bool:
         return False
     for _, part in model.named_modules():
         own = {k: tuple(v.shape) for k, v in part.state_dict().items()}
-        if all(own.get(k) == shape for k, shape in shapes.items()):
+        if all(_has_key(own, k, shape) for k, shape in shapes.items()):
             return True
     return False
+
+
+def _has_key(own: dict[str, tuple[int, ...]], key: str, shape: tuple[int, ...]) -> bool:
+    """Whether ``own`` holds ``key`` with ``shape``, the key perhaps under another prefix:
+    one of the two ends the other after a dot."""
+    if own.get(key) == shape:
+        return True
+    return any(
+        s == shape and (k.endswith("." + key) or key.endswith("." + k)) for k, s in own.items()
+    )

@@ -167,7 +167,7 @@ saved = io.BytesIO()
 torch.save({checkpoint}.state_dict(), saved)
 saved.seek(0)
 probe_encoder = encoder({width})
-probe_encoder.load_state_dict(torch.load(saved))
+{load}
 probe_encoder.requires_grad_(False)
 head = nn.Linear({width}, 2)
 train(nn.Sequential(probe_encoder, head), torch.optim.Adam(head.parameters(), 1e-2), 30, {scale})
@@ -175,10 +175,17 @@ train(nn.Sequential(probe_encoder, head), torch.optim.Adam(head.parameters(), 1e
 
 
 def _pretext_then_probe(
-    tmp_path: Path, checkpoint: str, width: int, scale: float = 1.0
+    tmp_path: Path, checkpoint: str, width: int, scale: float = 1.0, renamed: bool = False
 ) -> nndoctor.Report:
     path = tmp_path / "probe.py"
-    path.write_text(PRETEXT_THEN_PROBE.format(checkpoint=checkpoint, width=width, scale=scale))
+    load = "probe_encoder.load_state_dict(torch.load(saved))"
+    if renamed:  # the keys handed over under another prefix, as to a SimCLR classifier
+        load = (
+            "wrapper = nn.Module()\nwrapper.backbone = probe_encoder\n"
+            "wrapper.load_state_dict({'backbone.' + k: v for k, v in torch.load(saved).items()})"
+        )
+    script = PRETEXT_THEN_PROBE.format(checkpoint=checkpoint, width=width, scale=scale, load=load)
+    path.write_text(script)
     return check_script(
         str(path), steps=10, selection=Selection(select=("pretrained-normalization-mismatch",))
     )
@@ -195,6 +202,18 @@ def test_a_probe_on_the_encoder_this_run_trained_is_not_a_pretrained_model(
     ]
     assert "checkpoint of the network the earlier phase trained" in second.detail
     assert "preprocessed alike" in second.detail
+
+
+@pytest.mark.silent("pretrained-normalization-mismatch")
+def test_the_encoder_this_run_trained_handed_over_under_another_prefix_is_its_own(
+    tmp_path: Path,
+) -> None:
+    report = _pretext_then_probe(tmp_path, checkpoint="pretext[0]", width=8, renamed=True)
+    assert report.by_check("pretrained-normalization-mismatch") == []
+    (second,) = [
+        c for c in report.checks if c.phase == 2 and c.check == "pretrained-normalization-mismatch"
+    ]
+    assert "checkpoint of the network the earlier phase trained" in second.detail
 
 
 @pytest.mark.fires("pretrained-normalization-mismatch")
