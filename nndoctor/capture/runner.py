@@ -38,6 +38,7 @@ import torch
 import torch.optim.optimizer as optim_mod
 from torch import nn
 from torch.nn.modules import module as module_mod
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
@@ -58,7 +59,7 @@ from nndoctor.capture.sandbox import Sandbox
 from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
-from nndoctor.probes.recording import LoaderInfo, Recording
+from nndoctor.probes.recording import LoaderInfo, PlateauScheduler, Recording
 from nndoctor.probes.schedule import (
     SCHEDULE_PLAN_BATCH_STEPS,
     SCHEDULE_PLAN_EPOCH_STEPS,
@@ -68,6 +69,9 @@ from nndoctor.probes.schedule import (
 )
 from nndoctor.probes.training import TrainingProbe, eager
 from nndoctor.trees import tensors
+
+# torch's own frames: a scheduler built inside torch was built by its caller.
+_TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 class StopCapture(BaseException):  # noqa: N818 - a control-flow signal
@@ -591,6 +595,7 @@ def run_script(
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
                     _weights_loaded(follower),
+                    _plateaus_built(follower),
                     direct.installed(),
                     distributed.installed()
                     if distributed is not None
@@ -776,6 +781,33 @@ def _weights_loaded(follower: PhaseFollower) -> Iterator[None]:
         return original(module, *args, **kwargs)
 
     with _patched(nn.Module, "load_state_dict", load_state_dict):
+        yield
+
+
+@contextlib.contextmanager
+def _plateaus_built(follower: PhaseFollower) -> Iterator[None]:
+    """Notes every ``ReduceLROnPlateau`` the script builds, its mode and the line of the
+    script that built it: the metric it is stepped with is read from that source."""
+    original = ReduceLROnPlateau.__init__
+
+    def __init__(scheduler: ReduceLROnPlateau, *args: Any, **kwargs: Any) -> None:  # noqa: N807
+        original(scheduler, *args, **kwargs)
+        try:
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
+                frame = frame.f_back
+            if frame is not None:
+                follower.recording.plateau_schedulers.append(
+                    PlateauScheduler(
+                        str(getattr(scheduler, "mode", "min")),
+                        frame.f_code.co_filename,
+                        frame.f_lineno,
+                    )
+                )
+        except Exception:  # noqa: BLE001 - recording must never break the script
+            pass
+
+    with _patched(ReduceLROnPlateau, "__init__", __init__):
         yield
 
 

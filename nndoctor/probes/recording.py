@@ -215,6 +215,16 @@ class PaddingMaskCall:
     attended_ids: int
 
 
+@dataclass(frozen=True)
+class PlateauScheduler:
+    """A ``ReduceLROnPlateau`` the script built: its mode (``min``: the metric should fall)
+    and the line of the script's own code that built it."""
+
+    mode: str
+    file: str
+    line: int
+
+
 @dataclass
 class RepeatedForward:
     """A later training forward of the model in a step, before any backward pass, given
@@ -520,6 +530,9 @@ class Recording:
     module_parameters_reached: int = 0
     optimizer_class: str | None = None
     scheduler_seen: bool = False
+    # Every ReduceLROnPlateau the script built while observed (it steps them on its metric,
+    # usually once per epoch, past the observation).
+    plateau_schedulers: list[PlateauScheduler] = field(default_factory=list)
     # The plan of the scheduler of the model's optimizer (nndoctor.probes.schedule).
     schedule: Any = None
     # The steps the script's loops plan, read at the budget (nndoctor.capture.horizon).

@@ -275,3 +275,62 @@ def test_a_plateau_scheduler_is_recognised_and_has_no_plan_to_read(tmp_path: Pat
     result = report.result(CHECK)
     assert result.status == "skipped" and "ReduceLROnPlateau" in result.detail
     assert "no plan to read ahead" in result.detail
+
+
+PLATEAU = """
+import torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(1280, 10)
+y = (x[:, 0] > 0).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="{mode}", patience=0)
+for epoch in range(3):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+    with torch.no_grad():
+        val_accuracy = (model(x).argmax(1) == y).float().mean().item()
+    scheduler.step(val_accuracy)
+"""
+
+
+def _plateau(tmp_path: Path, mode: str) -> object:
+    path = tmp_path / "plateau.py"
+    path.write_text(PLATEAU.format(mode=mode))
+    return check_script(str(path), steps=10, selection=Selection(select=(CHECK,)))
+
+
+@pytest.mark.fires("learning-rate-schedule")
+def test_a_plateau_scheduler_waiting_for_its_accuracy_to_fall_is_found(tmp_path: Path) -> None:
+    (finding,) = _plateau(tmp_path, "min").by_check(CHECK)
+    assert finding.reasons == [36] and finding.evidence["metric"] == "val_accuracy"
+    stepped = PLATEAU.splitlines().index("    scheduler.step(val_accuracy)") + 1
+    assert finding.where.line == stepped and finding.evidence["built_at"] == 10
+
+
+@pytest.mark.silent("learning-rate-schedule")
+def test_a_plateau_scheduler_waiting_for_its_accuracy_to_rise_is_right(tmp_path: Path) -> None:
+    report = _plateau(tmp_path, "max")
+    assert report.by_check(CHECK) == []
+    assert "stepped on val_accuracy" in report.result(CHECK).detail
+
+
+@pytest.mark.parametrize(
+    ("metric", "direction"),
+    [
+        ("val_acc", "max"),
+        ("metrics['f1']", "max"),
+        ("valid_loss.item()", "min"),
+        ("perplexity", "min"),
+        ("acc_loss", None),  # both: no verdict
+        ("m", None),
+    ],
+)
+def test_a_metric_name_says_which_way_it_should_go(metric: str, direction: str | None) -> None:
+    from nndoctor.checks.training.schedule import metric_direction
+
+    assert metric_direction(metric) == direction

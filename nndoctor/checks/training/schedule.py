@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import re
 import statistics
 
 from nndoctor.capture.horizon import Horizon
@@ -78,7 +80,13 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
         (3) times the rate the optimizer was given (the scheduler's ``initial_lr``) and
         still rising over the last quarter of that span. Schedules that rise by design
         (OneCycleLR, CyclicLR) peak and fall within their plan and are not called out.
-        ReduceLROnPlateau needs the script's metric and is not planned. A warning, too,
+        ReduceLROnPlateau needs the script's metric and is not planned; but a
+        ``ReduceLROnPlateau`` whose ``mode`` contradicts the metric the script steps it with
+        (read from the script's source: ``scheduler.step(val_acc)`` under ``mode="min"``,
+        a loss under ``mode="max"``; the metric's words name a score to raise, such as
+        accuracy, F1, AUC or BLEU, or an error to lower, such as a loss, MSE or perplexity,
+        and not both) lowers the rate at every ``patience`` epochs of progress: a warning,
+        quoting the two lines. A warning, too,
         when a scheduler stepped once per epoch was built for a whole number (2 or more)
         of epochs of batches (OneCycleLR's ``total_steps``, ``T_max`` or ``total_iters``
         equal to k x the DataLoader's length: ``epochs * len(loader)``) and, within the k
@@ -115,7 +123,13 @@ def learning_rate_schedule(ctx: CheckContext) -> None:
     """
     rec = ctx.recording
     t = ctx.thresholds
+    found, agreeing = _plateau_mode_against_its_metric(ctx)
+    if found:
+        return
     plan: SchedulePlan | None = rec.schedule
+    if agreeing and (plan is None or plan.scheduler == "ReduceLROnPlateau"):
+        ctx.note("ReduceLROnPlateau: " + "; ".join(agreeing))
+        return
     if plan is None:
         why = (
             "a scheduler was stepped but its plan could not be read"
@@ -404,3 +418,130 @@ def _judge_overshoot(
             "unit": unit,
         },
     )
+
+
+# Words of a metric's name that say which way it should go.
+_HIGHER_IS_BETTER = frozenset(
+    {
+        "acc",
+        "accuracy",
+        "f1",
+        "auc",
+        "auroc",
+        "score",
+        "precision",
+        "recall",
+        "bleu",
+        "map",
+        "iou",
+        "miou",
+        "dice",
+        "r2",
+        "top1",
+        "top5",
+        "hits",
+        "ndcg",
+        "mrr",
+        "rouge",
+        "correct",
+    }
+)
+_LOWER_IS_BETTER = frozenset(
+    {
+        "loss",
+        "error",
+        "err",
+        "mse",
+        "mae",
+        "rmse",
+        "nll",
+        "perplexity",
+        "ppl",
+        "cost",
+        "deviance",
+        "wer",
+        "cer",
+    }
+)
+
+
+def _plateau_mode_against_its_metric(ctx: CheckContext) -> tuple[int, list[str]]:
+    """A warning for each ReduceLROnPlateau whose mode contradicts its metric's name (see
+    the check's manual): how many, and the pairs of mode and metric that agree."""
+    found, agreeing = 0, []
+    for plateau in ctx.recording.plateau_schedulers:
+        stepped = plateau_metrics(plateau.file, plateau.line)
+        for metric, line in stepped:
+            way = metric_direction(metric)
+            if way is None:
+                continue
+            if (way == "max") == (plateau.mode == "max"):
+                agreeing.append(f"mode={plateau.mode!r} stepped on {metric} (line {line})")
+                continue
+            ctx.finding(
+                title=f"ReduceLROnPlateau(mode={plateau.mode!r}) is stepped on {metric}",
+                message=(
+                    f"The scheduler built at line {plateau.line} waits for its metric to "
+                    f"{'fall' if plateau.mode == 'min' else 'rise'} (mode={plateau.mode!r}), "
+                    f"and line {line} steps it on {metric}, which "
+                    f"{'rises' if way == 'max' else 'falls'} as training works: every "
+                    "improvement counts as a plateau, and the learning rate is cut again "
+                    "after each `patience` epochs of progress."
+                ),
+                fix=(
+                    f"Build it with mode={'max' if way == 'max' else 'min'!r} for {metric}, "
+                    "or step it on a loss with mode='min'."
+                ),
+                where=Where(file=plateau.file, line=line),
+                evidence={"mode": plateau.mode, "metric": metric, "built_at": plateau.line},
+            )
+            found += 1
+    return found, agreeing
+
+
+def metric_direction(expression: str) -> str | None:
+    """``"max"`` when the words of a metric expression name a score to raise, ``"min"``
+    when they name an error to lower; None when they name neither, or both."""
+    words = {w for w in re.split(r"[^a-z0-9]+", expression.lower()) if w}
+    higher, lower = bool(words & _HIGHER_IS_BETTER), bool(words & _LOWER_IS_BETTER)
+    if higher == lower:
+        return None
+    return "max" if higher else "min"
+
+
+def plateau_metrics(file: str, line: int) -> list[tuple[str, int]]:
+    """The metric expressions (with their lines) that the script's source steps the
+    scheduler built at ``line`` of ``file`` with: the name it is assigned to there, then
+    every ``<that name>.step(metric)`` in the file. Empty when the source cannot be read."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names = {
+        _last_name(target)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        and node.lineno <= line <= (node.end_lineno or line)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+    } - {None}
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "step"
+            and _last_name(node.func.value) in names
+            and node.args
+        ):
+            found.append((ast.unparse(node.args[0]), node.lineno))
+    return found
+
+
+def _last_name(node: ast.AST) -> str | None:
+    """``scheduler`` for ``scheduler`` and ``self.scheduler``; None for anything else."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
