@@ -333,6 +333,17 @@ def test_noise_for_categorical_columns_stays_within_each_columns_ids() -> None:
     assert report.result("model-ignores-input").status.value == "passed"
 
 
+def _ignores_input(model: nn.Module, data: list[Any]) -> Report:
+    """model-ignores-input alone on ``data``, with Adam at 1e-2 and cross-entropy."""
+    return run(
+        select=["model-ignores-input"],
+        model=model,
+        data=data,
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+
+
 class _ConstantNodes(nn.Module):
     """A graph network whose nodes all carry the same feature: what it knows of a graph is
     its adjacency mask (a bool input, layout kept as is by the noise)."""
@@ -355,13 +366,7 @@ def test_constant_node_features_leave_no_noise_to_compare_with() -> None:
         y = (adjacency.sum((1, 2)) > 18).long()
         data.append(((torch.ones(32, 6, 4), adjacency), y))
     model = _ConstantNodes()
-    report = run(
-        select=["model-ignores-input"],
-        model=model,
-        data=data,
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-    )
+    report = _ignores_input(model, data)
     assert report.by_check("model-ignores-input") == []
     result = report.result("model-ignores-input")
     assert result.status.value == "skipped" and "inputs themselves" in result.detail
@@ -394,13 +399,7 @@ def test_lengths_sorted_longest_first_are_layout_and_kept_in_the_noise() -> None
         y = (ids[0] > 10).long()
         data.append(((ids, lengths), y))
     model = _PackedGru()
-    report = run(
-        select=["model-ignores-input"],
-        model=model,
-        data=data,
-        loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
-    )
+    report = _ignores_input(model, data)
     assert report.result("model-ignores-input").status.value == "passed"
 
 
