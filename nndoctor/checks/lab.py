@@ -261,6 +261,11 @@ class Lab:
             return self.subject.model.state_dict()
         return None
 
+    def tensors_now(self) -> dict[str, torch.Tensor]:
+        """The model's parameters and buffers as they stand, by name, without a copy: for
+        what training leaves where it was (frozen parameters)."""
+        return self._model.state_dict() if self._model is not None else {}
+
     @property
     def task(self) -> Task:
         return self.subject.task if self.subject is not None else self._task

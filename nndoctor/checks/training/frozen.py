@@ -4,6 +4,7 @@ their random initialisation)."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from nndoctor.checks import causes
@@ -278,12 +279,9 @@ def _fixed_tables(ctx: CheckContext, frozen: list[str]) -> list[str]:
     rather than drawn (:func:`neighbours_closer_p` at ``fixed_table_alpha``): a sin-cos
     positional table registered as a frozen parameter, a fixed ramp or mask. Freezing a
     table that was built to stay fixed is no mistake; a random draw frozen is judged as before."""
-    lab = ctx.services
     rec = ctx.recording
     free = [n for n in frozen if not _torch_layer(rec.module_class(module_of(n)))]
-    if not free or lab is None or not getattr(lab, "has_model", False):
-        return []
-    values = dict(lab.fresh_model().named_parameters())
+    values = _initial_values(ctx) if free else {}
     alpha = ctx.thresholds.fixed_table_alpha
     return [n for n in free if n in values and neighbours_closer_p(values[n]) <= alpha]
 
@@ -292,10 +290,7 @@ def _held_constant(ctx: CheckContext, frozen: list[str]) -> list[str]:
     """The frozen parameters of more than one element that all hold one value: a constant
     the script fixed (DINO's normalised last layer, its weight-norm magnitude filled with 1
     and frozen), which no random initialisation draws."""
-    lab = ctx.services
-    if lab is None or not frozen or not getattr(lab, "has_model", False):
-        return []
-    values = dict(lab.fresh_model().named_parameters())
+    values = _initial_values(ctx) if frozen else {}
     return [
         n
         for n in frozen
@@ -303,6 +298,16 @@ def _held_constant(ctx: CheckContext, frozen: list[str]) -> list[str]:
         and values[n].numel() > 1
         and bool((values[n] == values[n].detach().flatten()[0]).all())
     ]
+
+
+def _initial_values(ctx: CheckContext) -> dict[str, torch.Tensor]:
+    """The model's tensors at its initial state, by name, read rather than copied (as they
+    stand where no initial state was kept: frozen parameters the script does not update
+    have not moved); empty without a model."""
+    lab = ctx.services
+    if lab is None or not getattr(lab, "has_model", False):
+        return {}
+    return lab.initial_state() or lab.tensors_now()
 
 
 def _torch_layer(cls: type | None) -> bool:
