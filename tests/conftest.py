@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_replay_server_per_session() -> Iterator[None]:
+def _one_replay_server_per_session() -> Iterator[Any]:
     """Every check run of the session forks its replays from one server, started now.
 
     A check run opens a server of its own, and its start (torch and ``torch._dynamo``
@@ -83,11 +83,19 @@ def _one_replay_server_per_session() -> Iterator[None]:
     patch = pytest.MonkeyPatch()
     patch.setattr(engine, "ReplayServer", Lent)
     try:
-        yield
+        yield Lent()
     finally:
         patch.undo()
         for server in servers:
             server.close()
+
+
+@pytest.fixture
+def replay_server(_one_replay_server_per_session: Any) -> Any:
+    """The session's shared replay server, for tests that call ``run_replay`` themselves
+    and do not stop the server (starting one costs an interpreter's start)."""
+    with _one_replay_server_per_session as server:
+        return server
 
 
 @pytest.fixture(autouse=True)

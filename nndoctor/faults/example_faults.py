@@ -472,7 +472,6 @@ for fault in (
         reason=1,
         also=(2,),
         split="dev",
-        ci=True,
         what="a missing-value imputation with an inverted mask, x[~x.isnan()] = 0, zeroes every input",
         edits=(
             Edit(

@@ -23,7 +23,6 @@ for case in (
         "dev",
         "conv net with BatchNorm, SGD momentum, cosine schedule per batch",
         script="healthy_cnn.py",
-        ci=True,
     ),
     HealthyCase(
         "regression",

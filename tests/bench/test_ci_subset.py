@@ -18,7 +18,7 @@ from nndoctor.bench.runner import Outcome, plan, run_jobs
 from nndoctor.bench.score import fault_verdict, summarise
 from nndoctor.faults import faults, healthy_cases
 
-RECALL_FLOOR = 0.8  # measured 6 of 6 found; one case of margin
+RECALL_FLOOR = 0.75  # measured 4 of 4 found; one case of margin
 MAX_FALSE_ALARM_RUNS = 0
 
 
@@ -46,7 +46,7 @@ def quiet_run() -> list[Outcome]:
 def test_subset_is_not_empty() -> None:
     jobs = ci_jobs()
     assert sum(j.fault is None for j in jobs) >= 3
-    assert sum(j.fault is not None for j in jobs) >= 6
+    assert sum(j.fault is not None for j in jobs) >= 4
 
 
 def test_subset_holds_its_floors(quiet_run: list[Outcome]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ReplayServer]:
-    """One replay server for the tests that do not stop it (its start is an interpreter's)."""
-    with ReplayServer() as started:
-        yield started
+@pytest.fixture
+def server(replay_server: ReplayServer) -> ReplayServer:
+    """The session's replay server, for the tests that do not stop it (its start is an
+    interpreter's)."""
+    return replay_server
 
 
 def test_overfit_replay_feeds_one_tiny_batch_with_regularisation_off(
@@ -89,10 +88,10 @@ def test_a_replay_cut_by_its_time_limit_says_so(tmp_path: Path, server: ReplaySe
             "opt.zero_grad();", "import time; time.sleep(0.5); opt.zero_grad();"
         )
     )
-    # 150 steps of half a second each against an 8 s limit: cut short however loaded the
+    # 150 steps of half a second each against a 4 s limit: cut short however loaded the
     # machine is. The limit starts after the replay's imports, and a server has torch's
     # (torch._dynamo's included) done before the fork, so the first steps fit in it.
-    plan = ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=8.0)
+    plan = ReplayPlan(str(path), [], "overfit", steps=150, batch_size=4, timeout=4.0)
     result = run_replay(plan, server)
     assert result.timed_out and not result.ok
     assert 0 < len(result.losses) < 150

@@ -448,17 +448,19 @@ def test_a_replay_whose_script_raises_early_is_skipped_not_failed(
     assert result.status.value == "skipped" and "raised after 3 of" in result.detail
 
 
-def test_a_replay_notes_when_the_script_changes_the_fixed_batch(tmp_path: Path) -> None:
+def test_a_replay_notes_when_the_script_changes_the_fixed_batch(
+    tmp_path: Path, replay_server: Any
+) -> None:
     from nndoctor.capture.replay import ReplayPlan, run_replay
 
     script = tmp_path / "mixup.py"
     script.write_text(textwrap.dedent(MIXUP.replace("{extra}", "")))
-    varied = run_replay(ReplayPlan(str(script), [], "overfit", steps=5))
+    varied = run_replay(ReplayPlan(str(script), [], "overfit", steps=5), replay_server)
     assert varied.ok and varied.substituted and varied.inputs_vary
     plain = tmp_path / "plain.py"
     unmixed = MIXUP.replace("lam * xb + (1 - lam) * xb[perm]", "xb").replace("{extra}", "")
     plain.write_text(textwrap.dedent(unmixed))
-    fixed = run_replay(ReplayPlan(str(plain), [], "overfit", steps=5))
+    fixed = run_replay(ReplayPlan(str(plain), [], "overfit", steps=5), replay_server)
     assert fixed.ok and not fixed.inputs_vary
 
 
