@@ -168,6 +168,9 @@ class Thresholds:
     gradless_steps_min: int = 3
     # --- layers (24, 25)
     batch_dependence_rtol: float = 1e-6  # output change of another sample, relative
+    # The same where the model runs only in its own float32 (a graph batch whose segment
+    # sums go into float32 buffers the model makes): float32 rounding is ~1e-7 of a value.
+    batch_dependence_rtol_float32: float = 1e-4
     # Change of a next-token model's outputs before the tokens replaced, relative, in the
     # model's own precision (float32 rounding is ~1e-7 of each output).
     next_token_rtol: float = 1e-4

@@ -14,6 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from nndoctor.checks import causes
+from nndoctor.checks.implementation.graph_batches import GraphBatch, graph_batch, graph_dependence
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.copying import set_training
@@ -582,7 +583,13 @@ def batch_dependence(ctx: CheckContext) -> None:
         along axis 1 instead and judged there. The same for each other trained network the
         script calls beside the model (a decoder beside its encoder, a GAN's second
         network; two at most), on the positional arguments of its first training call,
-        batch first; a network whose call cannot be replayed so is left out.
+        batch first; a network whose call cannot be replayed so is left out. A model fed a
+        graph batch (its graphs' nodes concatenated into one disconnected graph, a sorted
+        vector of graph ids beside them, as graph libraries batch) has its graphs for
+        samples: the node features of each of the first graphs are changed in turn and
+        every other graph's outputs (rows per graph, or per node grouped by graph)
+        compared, in float64 or, where the model makes float32 buffers of its own, in
+        float32 against ``batch_dependence_rtol_float32``.
 
     How to fix:
         Keep the batch axis first and intact: flatten with ``x.flatten(1)`` or
@@ -606,9 +613,14 @@ def batch_dependence(ctx: CheckContext) -> None:
     if not measured:
         ctx.skip(main if isinstance(main, str) else "no model input could be replayed")
     ctx.note("; ".join(m.describe() for m in measured))
-    worst = max(measured, key=lambda m: m.delta)
-    rtol = ctx.thresholds.batch_dependence_rtol
-    if worst.delta > rtol and all(m.discrete for m in measured if m.delta > rtol):
+    base_rtol = ctx.thresholds.batch_dependence_rtol
+
+    def rtol_of(m: _Dependence) -> float:
+        return m.rtol if m.rtol is not None else base_rtol
+
+    worst = max(measured, key=lambda m: m.delta / rtol_of(m))
+    rtol = rtol_of(worst)
+    if worst.delta > rtol and all(m.discrete for m in measured if m.delta > rtol_of(m)):
         ctx.note(
             ctx.detail + "; nudged by a millionth of its scale instead, the changed sample moves "
             "no other sample's output at all: the samples meet only through discrete "
@@ -624,17 +636,30 @@ def batch_dependence(ctx: CheckContext) -> None:
         return
     of = f" of {worst.network}" if worst.network else ""
     inside = worst.first_mixing(rtol)
+    how = (
+        "a softmax, normalisation or pooling runs over all the nodes of the batch instead of "
+        "within each graph (by its graph ids)"
+        if worst.unit == "graph"
+        else "a reshape, view or reduction mixes the batch axis"
+    )
     ctx.finding(
         title="Samples in a batch influence each other's outputs",
         message=(
-            f"Changing sample {worst.changed} of a batch of {worst.n} changed the output{of} for "
-            f"sample {worst.affected} by {worst.delta:.3g} (relative), with the "
-            f"{'network' if worst.network else 'model'} in eval mode: a reshape, view or reduction "
-            "mixes the batch axis" + (f", first in `{inside[0]}`." if inside else ".")
+            f"Changing {worst.unit} {worst.changed} of a batch of {worst.n} changed the "
+            f"output{of} for {worst.unit} {worst.affected} by {worst.delta:.3g} (relative), with "
+            f"the {'network' if worst.network else 'model'} in eval mode: {how}"
+            + (f", first in `{inside[0]}`." if inside else ".")
         ),
         where=Where(module=inside[0]) if inside else None,
-        fix="Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, permute before reshape.",
+        fix=(
+            "Reduce within each graph: a softmax, sum or normalisation grouped by the graph ids "
+            "(`index_add_`/`scatter_reduce` over `batch`, torch_geometric.utils.softmax(x, batch))."
+            if worst.unit == "graph"
+            else "Keep the batch axis intact: `x.flatten(1)` instead of `x.view(-1, k)`, "
+            "permute before reshape."
+        ),
         evidence={
+            **({"unit": worst.unit} if worst.unit != "sample" else {}),
             "changed_sample": worst.changed,
             "affected_sample": worst.affected,
             "relative_change": worst.delta,
@@ -740,6 +765,10 @@ class _Dependence:
     # Why the samples were taken along this axis rather than the convention's (see
     # _model_dependence); "" where they were not.
     retaken: str = ""
+    # What one sample is ("graph" for a graph batch), and the tolerance of the precision
+    # the dependence was measured in (None: batch_dependence_rtol, float64).
+    unit: str = "sample"
+    rtol: float | None = None
 
     @property
     def discrete(self) -> bool:
@@ -766,9 +795,9 @@ class _Dependence:
         )
         turns = "each" if self.changes >= self.n else f"{self.changes} of them"
         return (
-            f"{self.retaken}{where}{self.n} samples{layout}, {turns} changed in turn; largest "
-            "relative change of "
-            f"another sample's output {self.delta:.2g}"
+            f"{self.retaken}{where}{self.n} {self.unit}s{layout}, {turns} changed in turn; "
+            "largest relative change of "
+            f"another {self.unit}'s output {self.delta:.2g}"
             + (" (BatchNorm checked in eval mode)" if self.batch_norm else "")
         )
 
@@ -780,6 +809,9 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
         return "the model was called with keyword arguments only; no positional input to replay"
     axis = ctx.recording.input_batch_axis()
     if axis == 0 and len(leading_sizes(calls[0])) > 1:
+        graphs = graph_batch(calls[0])
+        if graphs is not None:
+            return _graph_batch_dependence(ctx, lab, calls[0], graphs)
         return "the model's input tensors disagree on their first axis, so no axis is known to be the batch's"
     args = batch_slice(calls[0], 4, axis)
     first = next((a for a in args if isinstance(a, torch.Tensor) and a.dim() > axis), None)
@@ -804,6 +836,46 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
             model, _to_double(args), axis, lambda m, a: _call_cut(ctx, m, a)
         )
     return found
+
+
+def _graph_batch_dependence(
+    ctx: CheckContext, lab: Any, call: tuple[Any, ...], batch: GraphBatch
+) -> _Dependence | str:
+    """Batch independence of a model fed a graph batch (its graphs concatenated into one
+    disconnected graph, a vector of graph ids beside them): the graphs are the samples. In
+    float64 where the model runs so, else in its own precision against a float32 tolerance
+    (segment sums written into float32 buffers it makes itself)."""
+    t = ctx.thresholds
+    tries = ((torch.float64, t.batch_dependence_rtol), (None, t.batch_dependence_rtol_float32))
+    for dtype, rtol in tries:
+        model = set_training(lab.fresh_model(dtype=dtype), False)
+        args = _to_double(call) if dtype is torch.float64 else call
+        with state_restored_at_each_call(model), same_noise(_device_of(model)):
+            try:
+                found = graph_dependence(model, args, batch, lambda m, a: m(*a))
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                if dtype is torch.float64:
+                    continue  # buffers the model makes in float32 meet float64 values
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                return f"the model refuses its graph batch with one graph's node features changed: {first}"
+        if found is None:
+            return "the model output has no row per graph or per node of its graph batch"
+        return _Dependence(
+            found.delta,
+            found.affected,
+            found.changed,
+            found.graphs,
+            changes=found.changes,
+            unit="graph",
+            rtol=rtol,
+            retaken=(
+                f"the input is a batch of {found.graphs} graphs in one disconnected graph, with a "
+                "vector of graph ids beside it, so its graphs are the samples"
+                + ("" if dtype is torch.float64 else " (in the model's own precision)")
+                + ": "
+            ),
+        )
+    return "the model runs in neither float64 nor its own precision on its graph batch"
 
 
 def _sequence_first_dependence(
