@@ -838,3 +838,43 @@ def test_a_frozen_magnitude_held_at_one_is_a_constant_fixed_on_purpose() -> None
     )
     assert report.by_check("params-frozen") == []
     assert "a constant the script fixed" in report.result("params-frozen").detail
+
+
+NORMALISED_HEAD_SCRIPT = """
+import warnings
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+trunk = nn.Sequential(nn.Linear(10, 16), nn.ReLU())
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    last_layer = nn.utils.weight_norm(nn.Linear(16, 3, bias=False))
+last_layer.weight_g.data.fill_(1)
+last_layer.weight_g.requires_grad = False
+model = nn.Sequential(trunk, last_layer)
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+for i in range(0, 256, 32):
+    log_p = torch.log_softmax(model(x[i : i + 32]), dim=-1)
+    loss = -log_p[torch.arange(32), y[i : i + 32]].mean()  # a loss in plain torch: no Subject
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.silent("params-frozen")
+def test_a_scripts_frozen_magnitude_held_at_one_is_read_from_the_model_as_it_stands(
+    tmp_path: Any,
+) -> None:
+    # A script keeps no initial state: the values are read from the model's tensors as
+    # they stand, which a frozen parameter has not moved from.
+    from nndoctor.engine import check_script
+
+    path = tmp_path / "head.py"
+    path.write_text(NORMALISED_HEAD_SCRIPT)
+    report = check_script(str(path), steps=6, selection=Selection(select=("params-frozen",)))
+    assert report.run.error is None, report.run.traceback
+    assert report.by_check("params-frozen") == []
+    assert "a constant the script fixed" in report.result("params-frozen").detail
