@@ -92,7 +92,7 @@ def test_what_a_script_changes_is_put_back(
     script.write_text(HEAD + change + "\n" + tail + "\n")
     monkeypatch.chdir(tmp_path)
     before = read()
-    capture = run_script(str(script), timeout=0.5 if ending == "timed out" else 30)
+    capture = run_script(str(script), timeout=0.25 if ending == "timed out" else 30)
     assert capture.stop_reason == reason, capture.traceback
     assert read() == before
     assert not (tmp_path / "train.log").exists() and not (tmp_path / "sub").exists()
