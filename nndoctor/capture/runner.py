@@ -441,8 +441,10 @@ def run_script(
             return
         if done >= steps:
             epoch = recording.epoch_length()
-            if recording.horizon is None:
-                recording.horizon = _read_horizon(path, epoch, recording, done)
+            # The phase being observed: the second one reads the plan of its own loops.
+            active = follower.recording
+            if active.horizon is None:
+                active.horizon = _read_horizon(path, active.epoch_length(), active, done)
             if follower.follows:
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):

@@ -76,6 +76,16 @@ def test_a_second_optimizer_after_the_budget_starts_an_observed_phase(tmp_path: 
     assert {s.loader for s in second.recording.steps} == {1}
 
 
+def test_each_phase_reads_the_plan_of_its_own_loops(tmp_path: Path) -> None:
+    # The first phase plans 4 epochs of 16 batches, the fine-tuning 10 epochs of 8: checks
+    # that weigh a delay against the run (a rate that only trails) read the phase's own.
+    capture = run_script(_script(tmp_path), steps=10)
+    second = capture.next_phase
+    assert second is not None and second.observed
+    assert capture.recording.horizon is not None and capture.recording.horizon.steps == 64
+    assert second.recording.horizon is not None and second.recording.horizon.steps == 80
+
+
 SEQUENTIAL = """
 import torch
 m = torch.nn.Linear(3, 1)
