@@ -109,6 +109,24 @@ def test_pooling_over_the_batch_is_found_in_the_models_own_precision() -> None:
     assert finding.evidence["unit"] == "graph"
 
 
+class NoisyGraphRegressor(GraphRegressor):
+    """Noise drawn in every forward, train or eval (a sampled latent): a change of one
+    graph must not be confused with the noise of another call."""
+
+    def forward(
+        self, x: torch.Tensor, edge_index: torch.Tensor, ids: torch.Tensor, graphs: int
+    ) -> torch.Tensor:
+        out = super().forward(x, edge_index, ids, graphs)
+        return out + 0.1 * torch.randn_like(out)
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_graph_model_that_draws_noise_in_every_call_draws_the_same_at_each() -> None:
+    report = _graph_check(NoisyGraphRegressor())
+    assert report.by_check("batch-dependence") == []
+    assert "8 graphs" in report.result("batch-dependence").detail
+
+
 def test_a_vector_of_offsets_or_positions_is_no_graph_batch() -> None:
     x = torch.randn(6, 3)
     assert graph_batch((x, torch.tensor([0, 0, 1, 1, 1, 2]))) is not None

@@ -850,9 +850,15 @@ def _graph_batch_dependence(
     for dtype, rtol in tries:
         model = set_training(lab.fresh_model(dtype=dtype), False)
         args = _to_double(call) if dtype is torch.float64 else call
-        with state_restored_at_each_call(model), same_noise(_device_of(model)):
+        device = _device_of(model)
+
+        def run(m: nn.Module, a: tuple[Any, ...], device: torch.device = device) -> Any:
+            with same_noise(device):  # every call draws the same noise, as for samples
+                return m(*a)
+
+        with state_restored_at_each_call(model):
             try:
-                found = graph_dependence(model, args, batch, lambda m, a: m(*a))
+                found = graph_dependence(model, args, batch, run)
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 if dtype is torch.float64:
                     continue  # buffers the model makes in float32 meet float64 values
