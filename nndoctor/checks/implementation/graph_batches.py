@@ -85,9 +85,11 @@ def graph_dependence(
             for (a, owner), (b, _) in zip(base, rows, strict=True):
                 relative = _per_graph_change(a, b, owner, batch.graphs)
                 relative[g] = 0.0  # the changed graph itself
-                h = int(relative.argmax())  # one host read per changed graph and output
-                if float(relative[h]) > worst.delta:
-                    worst.delta, worst.affected, worst.changed = float(relative[h]), h, g
+                value, index = relative.max(0)
+                # One host read per changed graph and output: the change and its graph.
+                delta, h = torch.stack([value, index.to(value.dtype)]).tolist()
+                if delta > worst.delta:
+                    worst.delta, worst.affected, worst.changed = delta, int(h), g
     return worst
 
 
