@@ -579,6 +579,10 @@ class TrainingProbe:
         self._pending = _Pending(StepRecord(step=self.steps_done + 1))
         self._outputs = {}
         self._output_nodes = {}
+        # Its batches were that model's arguments (a backbone's one input, where this
+        # model's forward takes two views): copies of this model could not be called on them.
+        self.captured_batches = []
+        self.captured_samples = 0
         rec = self.recording
         # The other model's no-grad forwards were no evaluation of this one.
         rec.eval_forwards = rec.eval_forwards_in_train_mode = 0

@@ -226,3 +226,48 @@ def test_a_routed_forward_that_calls_itself_runs_as_written() -> None:
     assert calls == [1, 1]
     assert torch.equal(routed, called)
     assert "forward" in Recursive.__dict__ and not hasattr(Recursive.forward, "__wrapped__")
+
+
+# ``net.forward(view_1, view_2)`` on a siamese network: its backbone, called with one view,
+# is found first; the batches kept for copies must be the network's own two arguments.
+TWO_VIEW_FORWARD = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+
+
+class Siamese(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+        self.projector = nn.Linear(16, 4)
+
+    def forward(self, view_1, view_2):
+        z_1 = self.projector(self.backbone(view_1))
+        z_2 = self.projector(self.backbone(view_2))
+        return (z_1 - z_2).pow(2).mean()
+
+
+net = Siamese()
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+x = torch.randn(256, 8)
+for i in range(0, 256, 32):
+    batch = x[i:i + 32]
+    loss = net.forward(batch + 0.1 * torch.randn_like(batch), batch)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def test_the_batches_kept_are_the_arguments_of_the_network_observed(tmp_path: Path) -> None:
+    path = tmp_path / "two_views.py"
+    path.write_text(textwrap.dedent(TWO_VIEW_FORWARD))
+    capture = run_script(str(path), steps=4, phase_steps=0)
+    assert type(capture.model).__name__ == "Siamese"
+    assert capture.batches
+    for batch in capture.batches:
+        views = batch["args"]
+        assert len(views) == 2 and all(v.shape == (32, 8) for v in views)
+        capture.model(*views)  # the copies' call: both views
