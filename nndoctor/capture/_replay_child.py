@@ -42,7 +42,7 @@ from nndoctor.probes.trace import (
     reaches,
     recorded_loss_terms,
 )
-from nndoctor.probes.training import graph_leaves, user_frame
+from nndoctor.probes.training import as_backward_loss, graph_leaves, user_frame
 from nndoctor.subject import REGULARISERS, slice_batch
 from nndoctor.trees import tensors
 
@@ -256,6 +256,7 @@ class _Replay:
 
     def note_target(self, value: Any) -> None:
         self.result.paired = True
+        self.result.pairs_read += 1
         if len(self._targets) < _TARGETS_RECORDED:
             self._targets.append(_number(value))
 
@@ -470,7 +471,7 @@ def main(plan_path: str, out_path: str) -> None:
     original_backward = torch.Tensor.backward
 
     def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        replay.note_backward(tensor)
+        replay.note_backward(as_backward_loss(tensor, args, kwargs))
         return original_backward(tensor, *args, **kwargs)
 
     def on_alarm(signum: int, frame: Any) -> None:

@@ -110,6 +110,8 @@ class ReplayResult:
     # ... and whether one of a sample's re-paired elements reads the same twice (a stored
     # target), not all drawn anew at each read (noise, a random negative); None: not read.
     stored_targets: bool | None = None
+    # ... and how many samples with elements to re-pair the replay's datasets were read.
+    pairs_read: int = 0
     # The processor time the replay used (user and system, its loader workers included):
     # what the experiment budget counts, since unlike the wall clock it does not grow
     # with other work on the machine.

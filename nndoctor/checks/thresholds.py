@@ -216,6 +216,11 @@ class Thresholds:
     pairing_replay_steps: int = 150
     pairing_replay_nulls: int = 3
     pairing_replay_blocks: int = 5
+    # ... and only on replays that read at least this many samples: a pairing is learned
+    # from many samples, not by heart from a few, and the replay claims its absence on no
+    # fewer than the cross-fit's copies train on (8 batches of 64). One bag per step (a
+    # multiple-instance model at batch size 1) reads 150 in 150 steps: inconclusive.
+    pairing_replay_min_samples: int = 512
     # Token sequences across the batch: the held-out gain of a token's neighbour across the
     # batch exceeds that along the sequence, the per-batch difference's lower confidence
     # bound (Student's t) above zero at this level, over at least this many batches.

@@ -239,6 +239,19 @@ def _same_flat_values(t: torch.Tensor, b: torch.Tensor) -> bool:
 LABEL_KEYWORD = re.compile(r"label|target", re.IGNORECASE)
 
 
+def as_backward_loss(
+    tensor: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> torch.Tensor:
+    """The tensor a backward pass starts from, as the scalar loss it is: torch takes any
+    one-element tensor with no gradient given as a loss (``-(y * log p)`` of shape (1, 1),
+    a bag-level likelihood); read as a scalar, that step's loss is seen like any other.
+    Other tensors are returned as they are."""
+    given = args[0] if args else kwargs.get("gradient")
+    if given is None and tensor.dim() > 0 and tensor.numel() == 1:
+        return tensor.reshape(())
+    return tensor
+
+
 def functorch_transforming() -> bool:
     """Whether a ``torch.func`` transform (``vmap``, ``grad``) is running: its tensors are
     per-sample stand-ins that must not leave it (keeping one for later statistics breaks
@@ -298,6 +311,9 @@ class TrainingProbe:
         # every parameter per step costs an allocation (and, on the CPU, page faults).
         self._snapshot: list[torch.Tensor] | None = None
         self._closed = False
+        # Steps recorded before the module found first gave way to the network around it
+        # (observe_instead): they are not the model observed's.
+        self._steps_of_another_model = 0
         # Manual updates (no optimizer object): a step is a forward and backward pass followed
         # by a change of the parameters, found by comparing them with their values at the
         # first forward (once, before any optimizer step; see _manual_boundary).
@@ -577,6 +593,7 @@ class TrainingProbe:
         before any of its steps was observed: what was gathered for the step in progress
         belongs to the other model and is dropped."""
         self._pending = _Pending(StepRecord(step=self.steps_done + 1))
+        self._steps_of_another_model = len(self.recording.steps)
         self._outputs = {}
         self._output_nodes = {}
         # Its batches were that model's arguments (a backbone's one input, where this
@@ -639,6 +656,15 @@ class TrainingProbe:
             p.transfer.wait()
         self._drain()
         self._snapshot = None
+        self._drop_steps_of_another_model()
+
+    def _drop_steps_of_another_model(self) -> None:
+        """The steps recorded before the model observed took over from the module found
+        first hold that module's inputs, activations and gradients (a backbone's bag of
+        instances, where the network takes the bag): they are not this model's steps."""
+        steps = self.recording.steps
+        if 0 < self._steps_of_another_model < len(steps):
+            del steps[: self._steps_of_another_model]
 
     def _finish_adversarial(self) -> None:
         # Not through _guard: the probe is closed by now, and a guard would skip it.
@@ -1543,7 +1569,7 @@ class TrainingProbe:
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if self.model is None and self.recording.plain_parameters is None:
                 plain(tensor)
-            note(tensor)
+            note(as_backward_loss(tensor, args, kwargs))
             carried(tensor)
             multiples(tensor)
             try:

@@ -271,3 +271,7 @@ def test_the_batches_kept_are_the_arguments_of_the_network_observed(tmp_path: Pa
         views = batch["args"]
         assert len(views) == 2 and all(v.shape == (32, 8) for v in views)
         capture.model(*views)  # the copies' call: both views
+    # The first step was the backbone's (its activations, its parameters' gradients).
+    assert capture.recording.steps
+    assert all(s.step >= 2 for s in capture.recording.steps)
+    assert all("backbone.0.weight" in s.grad_norms for s in capture.recording.steps)

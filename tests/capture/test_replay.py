@@ -439,3 +439,24 @@ def test_replays_ask_for_a_cuda_check_that_leaves_forking_possible() -> None:
     from nndoctor.capture.replay import _replay_env
 
     assert _replay_env()["PYTORCH_NVML_BASED_CUDA_CHECK"] == "1"
+
+
+def test_a_one_element_loss_of_any_shape_is_read_as_the_loss(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    # torch back-propagates a (1, 1) tensor as it does a scalar (a bag-level likelihood
+    # written as -(y * log p)): the observed run and the replay both read it as the loss.
+    from nndoctor.capture.runner import run_script
+
+    path = tmp_path / "train.py"
+    script = SCRIPT.replace("{guard}", ".clamp_min(1e-12)").replace(
+        ").mean()   #", ").mean().reshape(1, 1)   #"
+    )
+    assert "reshape(1, 1)" in script
+    path.write_text(script)
+    capture = run_script(str(path), steps=4, phase_steps=0)
+    assert len(capture.recording.steps) >= 3
+    assert all(s.loss_seen for s in capture.recording.steps)
+    result = run_replay(ReplayPlan(str(path), [], "overfit", steps=10, batch_size=4), server)
+    assert result.ok, result.error
+    assert len(result.losses) == 10

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for epoch in range(100):
-        for xb, {target}yb in DataLoader({dataset}, batch_size=32, shuffle=True):
+        for xb, {target}yb in DataLoader({dataset}, batch_size={batch}, shuffle=True):
             logits = model(xb)
             loss = {loss}
             opt.zero_grad(); loss.backward(); opt.step()
@@ -35,7 +35,14 @@ NLL = "-(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean
 
 
 def _check(tmp_path: Path, **parts: str) -> Any:
-    fields = {"edit": "", "target": "", "dataset": "TensorDataset(x, y)", "loss": NLL, **parts}
+    fields = {
+        "edit": "",
+        "target": "",
+        "dataset": "TensorDataset(x, y)",
+        "loss": NLL,
+        "batch": "32",
+        **parts,
+    }
     script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(**fields))
     return check_script(str(script), selection=Selection(select=("labels-not-connected",)))
@@ -56,6 +63,16 @@ def test_real_labels_under_a_custom_loss_follow_their_inputs(tmp_path: Path) -> 
     result = report.result("labels-not-connected")
     assert report.by_check("labels-not-connected") == []
     assert result.status.value == "passed" and "the labels follow the inputs" in result.detail
+
+
+def test_replays_that_read_too_few_samples_do_not_call_a_pairing_absent(tmp_path: Path) -> None:
+    # Three samples a step: 150 steps read 450, too few for a model that generalises from
+    # many samples to show a pairing (a multiple-instance model reads one bag a step), so
+    # even labels shuffled apart are left undecided rather than a healthy script accused.
+    report = _check(tmp_path, edit="y = y[torch.randperm(len(y))]", batch="3")
+    result = report.result("labels-not-connected")
+    assert report.by_check("labels-not-connected") == []
+    assert "the replay read only 450 samples, fewer than 512" in result.detail
 
 
 def test_elements_the_loss_does_not_read_are_not_judged(tmp_path: Path) -> None:

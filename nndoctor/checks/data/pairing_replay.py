@@ -206,6 +206,13 @@ def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"(a tenth of the re-paired level, {t.pairing_useful_gain * found.level:.3g}, is within the bounds)"
         )
         return
+    if real.pairs_read < t.pairing_replay_min_samples:
+        ctx.inconclusive(
+            f"{found.describe()}; but the replay read only {real.pairs_read} samples, fewer "
+            f"than {t.pairing_replay_min_samples}: too few for a model that generalises "
+            "from many samples (one sample or bag per step) to show its pairing"
+        )
+        return
     learns = _memorises(lab, ctx)
     if not learns:
         ctx.inconclusive(

@@ -224,6 +224,13 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
             "replay could substitute; declare a Subject (nndoctor.check) to run it"
         )
+    if not user.losses:
+        # Steps without a loss read (a backward pass given its gradient, from a tensor of
+        # many elements): nothing was measured, which is no failure to fit.
+        ctx.skip(
+            f"{lab.unavailable_reason}, and the script replay ran {user.steps} steps without "
+            "a backward pass from a one-element loss to read"
+        )
     if user.error and len(user.losses) < t.overfit_steps:
         # The script raised part-way (its own schedule run past its end on a loader that
         # never ends, say): a run cut short is no evidence of a failure to fit.
