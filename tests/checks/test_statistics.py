@@ -591,6 +591,36 @@ def test_large_sgd_steps_that_fit_a_tiny_batch_are_advice() -> None:
     assert report.findings == [finding]
 
 
+@pytest.mark.silent("update-ratio")
+def test_large_adaptive_steps_at_a_rate_the_range_test_endorses_are_advice() -> None:
+    # Adagrad's first steps are about its rate per weight, a tenth of a small head's norm
+    # at lr=0.1, with no loss falling in the observed steps: a warning on its own. The
+    # range test, run with Adagrad and these settings, puts 0.1 inside the range it
+    # proposes: the measured claim wins and the ratio is advice.
+    def report(select: list[str]) -> Any:
+        g = torch.Generator().manual_seed(0)
+        tokens = torch.randint(0, 2000, (640, 20), generator=g)
+        topics = torch.randint(0, 4, (640,), generator=g)
+        torch.manual_seed(0)
+        model = TextBag()
+        return run(
+            select=select,
+            model=model,
+            data=batches(tokens, topics, 32),
+            loss_fn=nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adagrad(model.parameters(), lr=0.1),
+        )
+
+    tested = report(["update-ratio", "learning-rate-out-of-range"])
+    assert "is inside it" in tested.result("learning-rate-out-of-range").detail
+    (finding,) = tested.by_check("update-ratio")
+    assert finding.severity.value == "info"
+    assert finding.evidence["median_ratio"] > DEFAULT_THRESHOLDS.update_ratio_high
+    assert finding.evidence["loss_falling_p"] >= DEFAULT_THRESHOLDS.update_ratio_training_alpha
+    assert "learning-rate-out-of-range" in finding.evidence["refuted"]
+    assert tested.result("update-ratio").status.value == "passed"
+
+
 @pytest.mark.fires("update-ratio")
 def test_a_tiny_batch_fit_does_not_excuse_large_adam_steps() -> None:
     # Adam memorises a tiny batch at rates too high for real training: its fit is no twin.

@@ -1080,6 +1080,18 @@ def learning_rate_out_of_range(ctx: CheckContext) -> None:
             )
         else:
             where = f"below it by less than {_g(t.lr_outside_factor)}x or past an open end"
+        if user_lr >= test.low:
+            # The sweep, run with the user's optimiser and settings, finds the rate at least
+            # an order below where the loss turns up: what an update ratio only suggests
+            # (an adaptive optimiser's first steps are about its rate per weight, large
+            # against a small head's norm), measured and not found.
+            ctx.refute(
+                "update-ratio:high",
+                f"A learning-rate range test with the user's optimiser and settings puts "
+                f"lr={_g(user_lr)} {where} (proposed range {proposed}; "
+                "learning-rate-out-of-range): the steps are large for the weights, not shown "
+                "to be too large to train, so this is advice.",
+            )
         ctx.note(f"proposed range {proposed}; the user's lr={_g(user_lr)} is {where}")
         return
     if too_high:

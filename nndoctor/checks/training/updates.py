@@ -99,7 +99,12 @@ def update_ratio(ctx: CheckContext) -> None:
         not fit a fixed batch either); an error (above ``update_ratio_extreme``) stands then.
         A warning or an error becomes a note when ``learning-rate-out-of-range`` trains two
         copies on the script's batches and the one at the user's rate ends lower than the
-        one at the rate its range test proposes: that tests the claim itself.
+        one at the rate its range test proposes: that tests the claim itself. A warning
+        (not an error) becomes a note too when that range test, run with the user's
+        optimiser and settings, does not find the rate above the range it proposes: an
+        adaptive optimiser's first steps are about its rate per weight (Adagrad at 0.1
+        moves a small head by a tenth of its norm), large for the weights but measured
+        not too large to train.
         Matrices that never change are left to ``params-not-changing``.
 
     How to fix:
