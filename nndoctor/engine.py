@@ -802,8 +802,13 @@ def _diagnose_capture(
         )
     if capture.observed and capture.recording.step_source == "manual":
         run.notes.append(
-            "no optimizer object: a step is a backward pass followed by the script's own update "
-            "of the parameters"
+            "no optimizer object: a step is a backward pass"
+            + (
+                " (torch.autograd.grad on the parameters)"
+                if capture.recording.gradients_taken
+                else ""
+            )
+            + " followed by the script's own update of the parameters"
         )
 
     subject_desc: dict[str, Any] = {}

@@ -551,6 +551,12 @@ class Recording:
     # How steps were recognised: "optimizer" (its step()) or "manual" (a backward pass, then
     # parameters changed by the script's own update, without an optimizer object).
     step_source: str = "optimizer"
+    # Backward passes that were torch.autograd.grad calls on the model's parameters (their
+    # gradients returned to the script, not stored in .grad), for updates by hand.
+    gradients_taken: int = 0
+    # ... and the trainable parameters the first such loss depends on whose gradient it
+    # did not ask for (left out of an update by hand before any gradient could show it).
+    gradients_not_taken: list[str] = field(default_factory=list)
 
     @property
     def alternating_objectives(self) -> bool:

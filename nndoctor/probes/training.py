@@ -329,6 +329,9 @@ class TrainingProbe:
         self._last_input: weakref.ReferenceType[torch.Tensor] | None = None
         # The parameters holding a gradient after the last backward pass (see grads_held).
         self._grads_after_backward: set[str] = set()
+        # Gradients a script took with torch.autograd.grad for its own update (no backward
+        # pass, no .grad): by parameter id, until the step they belong to ends.
+        self._taken: dict[int, torch.Tensor] = {}
         # The tensors of the batch a DataLoader yielded last, set by zero-code capture.
         self.loader_batch: Callable[[], list[torch.Tensor]] | None = None
         # The DataLoader (its index) whose last batch, yielded with gradients off, holds a
@@ -1230,13 +1233,66 @@ class TrainingProbe:
         """``torch.autograd.grad``: a derivative taken without its graph is recorded (see
         ``DerivativeCall``); the call itself is the user's, unchanged."""
         record_call = self._guard("derivatives", self._record_derivative_call)
+        taken = self._guard("manual", self._note_gradients_taken)
 
         def grad_wrapper(*args: Any, **kwargs: Any) -> Any:
             if torch.is_grad_enabled():
                 record_call(args, kwargs)
-            return original(*args, **kwargs)
+            result = original(*args, **kwargs)
+            taken(args, kwargs, result)
+            return result
 
         return _standing_in_for(grad_wrapper, original, "grad")
+
+    def _note_gradients_taken(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> None:
+        """``grads = torch.autograd.grad(loss, model.parameters())`` followed by an update by
+        hand (``p -= lr * g``): the backward pass of a step that no optimizer takes. Read
+        only while no optimizer steps the model, for a one-element loss and without
+        ``create_graph`` (a meta-learning inner step feeds fast weights, not an update)."""
+        if self.optimizer is not None or self.model is None or not isinstance(result, tuple):
+            return
+        bound = dict(zip(("outputs", "inputs", "grad_outputs", "retain_graph"), args, strict=False))
+        bound.update(kwargs)
+        create_graph = args[4] if len(args) > 4 else kwargs.get("create_graph", False)
+        outputs, inputs = bound.get("outputs"), bound.get("inputs")
+        grad_outputs = bound.get("grad_outputs")
+        if isinstance(outputs, (tuple, list)):
+            outputs = outputs[0] if len(outputs) == 1 else None
+        if isinstance(grad_outputs, (tuple, list)):
+            grad_outputs = grad_outputs[0] if len(grad_outputs) == 1 else grad_outputs
+        if (
+            create_graph
+            or grad_outputs is not None
+            or not isinstance(outputs, torch.Tensor)
+            or outputs.numel() != 1
+        ):
+            return
+        inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs or ())
+        trainable = {id(p) for _, p in self._params if p.requires_grad}
+        grads = {
+            id(p): g
+            for p, g in zip(inputs, result, strict=False)
+            if id(p) in trainable and isinstance(g, torch.Tensor)
+        }
+        if not grads:
+            return
+        self._taken = grads
+        rec = self.recording
+        rec.gradients_taken += 1
+        if rec.gradients_taken == 1:
+            reached = {id(leaf) for leaf in graph_leaves(outputs)}
+            rec.gradients_not_taken = [
+                n for n, p in self._params if id(p) in reached and id(p) in trainable - grads.keys()
+            ]
+        self._note_backward(outputs.reshape(()))
+        self._after_backward()
+
+    def _grad(self, p: torch.Tensor) -> torch.Tensor | None:
+        """The gradient of ``p`` the step uses: its ``.grad``, or one the script took with
+        ``torch.autograd.grad`` for an update by hand."""
+        return p.grad if p.grad is not None else self._taken.get(id(p))
 
     def _record_derivative_call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not graphless_derivative(args, kwargs):
@@ -1722,7 +1778,7 @@ class TrainingProbe:
         zero them (``p.grad.zero_()``) before the next forward."""
         if self.model is None:
             return
-        self._grads_after_backward = {n for n, p in self._params if p.grad is not None}
+        self._grads_after_backward = {n for n, p in self._params if self._grad(p) is not None}
         if self.optimizer is not None:
             return
         # Several backward passes in one step: the last one's gradients are the ones used.
@@ -1778,12 +1834,12 @@ class TrainingProbe:
         gradient the script removed before the step (``p.grad = None``, DINO's last layer
         held in its first epoch) did not reach the optimizer."""
         rec = pending.record
-        with_grad = [(n, p) for n, p in self._params if p.grad is not None]
+        with_grad = [(n, g) for n, p in self._params if (g := self._grad(p)) is not None]
         if at_step:
             pending.decoders.append(rec.grad_norms.clear)
         if not with_grad:
             return False
-        slot = pending.transfer.add(stats.param_norms([p.grad for _, p in with_grad]))
+        slot = pending.transfer.add(stats.param_norms([g for _, g in with_grad]))
         names = [n for n, _ in with_grad]
         pending.decoders.append(
             lambda: rec.grad_norms.update(zip(names, pending.transfer.get(slot), strict=True))
@@ -1889,7 +1945,7 @@ class TrainingProbe:
         """The cosine between before - after (the snapshot, by now) and the gradients the
         parameters hold, over every parameter with one: on the device, copied with the step."""
         assert pending.snapshot is not None
-        grads = {n: by_name[n].grad for n in pending.snapshot_names}
+        grads = {n: self._grad(by_name[n]) for n in pending.snapshot_names}
         pairs = [
             (d, local_part(g))
             for d, n in zip(pending.snapshot, pending.snapshot_names, strict=True)
@@ -1910,6 +1966,7 @@ class TrainingProbe:
         return pending.transfer.add(cosine.reshape(1))
 
     def _finish_step(self, stepped: bool) -> None:
+        self._taken = {}
         pending = self._pending
         pending.transfer.launch()
         self._in_flight.append(pending)

@@ -165,6 +165,55 @@ def test_a_layer_left_out_of_the_update_by_hand(tmp_path: Path) -> None:
     assert "never updated" in finding.title
 
 
+TAKEN_GRADIENTS_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2000, 20)
+y = (x[:, :3].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
+lr = 0.1
+for epoch in range(3):
+    perm = torch.randperm(2000)
+    for i in range(0, 2000, 32):
+        idx = perm[i:i + 32]
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        params = list({updated})
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= lr * g
+"""
+
+
+def _taken(tmp_path: Path, updated: str) -> Report:
+    path = tmp_path / "taken.py"
+    path.write_text(TAKEN_GRADIENTS_SCRIPT.format(updated=updated))
+    selected = ("params-not-in-optimizer", "cannot-overfit-tiny-batch", "zero-grad-missing")
+    return check_script(str(path), steps=20, selection=Selection(select=selected))
+
+
+@pytest.mark.silent("params-not-in-optimizer")
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_gradients_taken_with_autograd_grad_and_applied_by_hand_are_steps(tmp_path: Path) -> None:
+    # No backward pass and no .grad: the gradients are returned to the script, which
+    # subtracts them itself (teaching code, first-order meta-learning).
+    report = _taken(tmp_path, "model.parameters()")
+    assert report.run.observed and report.run.steps_observed == 20
+    assert any("torch.autograd.grad on the parameters" in n for n in report.run.notes)
+    assert report.subject["optimizer"] == "by hand: SGD(lr=0.1), inferred from the updates"
+    assert report.result("cannot-overfit-tiny-batch").status == "passed"
+    assert serious(report) == []
+
+
+@pytest.mark.fires("params-not-in-optimizer")
+def test_a_layer_whose_gradients_are_never_taken_is_left_out_of_the_update(
+    tmp_path: Path,
+) -> None:
+    report = _taken(tmp_path, "model[2].parameters()")
+    (finding,) = report.by_check("params-not-in-optimizer")
+    assert finding.evidence["parameters"] == ["0.weight", "0.bias"]
+
+
 def test_a_loss_constant_in_the_weights_is_named_when_nothing_can_step(tmp_path: Path) -> None:
     # log_softmax over an axis of size 1 is 0 everywhere: the loss is 0, every gradient
     # zero, and the update by hand changes nothing, so no step is ever recognised.

@@ -149,7 +149,10 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
         The same when optimizers do hold them but none of those stepped in the ten or more
         optimizer steps (``UNUSED_STEPS``) of other networks that followed their first
         gradients (another network's ``step()`` where its own was meant): a generator stepped
-        once per five critic steps steps well within them.
+        once per five critic steps steps well within them. Without an optimizer (an update
+        by hand), the parameters the update never changes although they receive a gradient,
+        or although the loss reaches them and the script's ``torch.autograd.grad`` call,
+        which takes the gradients for its update, leaves them out.
 
     How to fix:
         Build the optimizer after the model is complete, from ``model.parameters()``,
@@ -947,16 +950,24 @@ def _report_not_updated_by_hand(
         f"{len(updated)} of {len(rec.param_names)} parameters are updated by the script's own rule"
     )
     steps = _grad_steps(rec)
+    not_taken = set(rec.gradients_not_taken)
     for module, names in group_by_module(missing):
         grads = {n: max((s.grad_norms.get(n, 0.0) for s in steps), default=0.0) for n in names}
-        if not any(g > 0 for g in grads.values()):
+        asked = not any(n in not_taken for n in names)
+        if asked and not any(g > 0 for g in grads.values()):
             continue  # no gradient, no update to make: params-without-grad's finding
         ctx.finding(
             title=f"Parameters of {module_label(module)} are never updated",
             message=(
                 f"{len(names)} parameter(s) of {module_label(module)} ({numel_of(rec, names)} values) "
-                f"receive a gradient but never change: the script updates the parameters by hand and "
-                f"its update leaves these out, so their gradients are thrown away."
+                + (
+                    "receive a gradient but never change: the script updates the parameters by "
+                    "hand and its update leaves these out, so their gradients are thrown away."
+                    if asked
+                    else "are reached by the loss but never change: the script takes the "
+                    "gradients for its update by hand with torch.autograd.grad, and asks it for "
+                    "the other parameters only."
+                )
             ),
             fix="Update every parameter in the manual update loop (for p in model.parameters(): ...), or "
             "use a torch.optim optimizer over model.parameters().",
