@@ -674,6 +674,12 @@ def _check_script(
             "runs no module hooks: from the first optimizer step on, those calls were observed "
             "as calls of the module (the first step itself was not observed)"
         )
+    if capture.kept_eager:
+        report.run.notes.append(
+            f"the script compiles {', '.join(capture.kept_eager)} with torch.jit, whose "
+            "compiled modules run no Python hooks: while observed it ran eagerly (the same "
+            "forward, uncompiled)"
+        )
     second = capture.next_phase
     if second is not None and second.observed:
         later = _diagnose_capture(

@@ -34,6 +34,7 @@ from nndoctor.capture.direct_forwards import DirectForwards, direct_parent
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import redraw_by_default
 from nndoctor.probes.trace import (
     _NonFiniteTracer,
@@ -502,6 +503,7 @@ def main(plan_path: str, out_path: str) -> None:
         with (
             Sandbox(scratch).installed(),
             replay.direct.installed(),
+            EagerScripting().installed(),
             open(os.devnull, "w") as null,
             recorded_loss_terms() as terms,
         ):

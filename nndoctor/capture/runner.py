@@ -57,6 +57,7 @@ from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
+from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
 from nndoctor.probes.recording import LoaderInfo, PlateauScheduler, Recording
@@ -118,6 +119,9 @@ class Capture:
     # Module classes whose direct ``forward`` calls were routed through their call
     # (nndoctor.capture.direct_forwards).
     direct_forwards: list[str] = field(default_factory=list)
+    # Module classes the script compiled with torch.jit.script/trace, kept eager while
+    # observed (nndoctor.capture.torchscript).
+    kept_eager: list[str] = field(default_factory=list)
     phase: int = 1
     # One rank of a distributed job (nndoctor.distributed): its channel, probe and facts.
     distributed: DistributedCapture | None = None
@@ -477,6 +481,7 @@ def run_script(
     others = OtherRootRecorder()
     copies = EvaluatedCopyRecorder()
     direct = DirectForwards()
+    scripting = EagerScripting()
 
     def single_phase() -> bool:
         # A distributed job's ranks, and a second phase, keep the model they found.
@@ -599,6 +604,7 @@ def run_script(
                     _weights_loaded(follower),
                     _plateaus_built(follower),
                     direct.installed(),
+                    scripting.installed(),
                     distributed.installed()
                     if distributed is not None
                     else contextlib.nullcontext(),
@@ -628,6 +634,7 @@ def run_script(
             shutil.rmtree(scratch, ignore_errors=True)
     capture.seconds = time.perf_counter() - start
     capture.direct_forwards = list(direct.routed)
+    capture.kept_eager = list(scripting.kept_eager)
     recording.unstepped = retarget.unstepped
     try:
         if retarget.set_aside_changed() and not (retarget.unstepped and retarget.unstepped.holders):
