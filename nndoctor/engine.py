@@ -769,9 +769,12 @@ def _diagnose_capture(
             if capture.model is None:
                 run.error = (
                     f"no model was found: no module with parameters was called ({capture.stop_reason})"
-                    + _plain_parameters_advice(
-                        capture.recording.plain_parameters,
-                        capture.recording.module_parameters_reached,
+                    + (
+                        _compiled_network_advice(capture.compiled_networks)
+                        or _plain_parameters_advice(
+                            capture.recording.plain_parameters,
+                            capture.recording.module_parameters_reached,
+                        )
                     )
                 )
             else:
@@ -874,6 +877,19 @@ def _crash_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     line = f"{type(exc).__name__}: {text[0] if text else ''}"
     return line if len(line) <= CRASH_DETAIL_CHARS else line[: CRASH_DETAIL_CHARS - 1] + "…"
+
+
+def _compiled_network_advice(names: list[str]) -> str:
+    """What to do when the network the optimizer trains is a TorchScript module."""
+    if not names:
+        return ""
+    return (
+        f". The script calls {', '.join(names)}, a TorchScript module "
+        "(torch.jit.ScriptModule with @torch.jit.script_method), whose compiled forward runs "
+        "no Python hooks, so nndoctor cannot observe it. Check the network written as a plain "
+        "nn.Module (drop torch.jit.ScriptModule and script_method while checking; a module "
+        "compiled by torch.jit.script(model) is observed as it is)"
+    )
 
 
 def _plain_parameters_advice(plain: tuple[int, int] | None, of_modules: int = 0) -> str:

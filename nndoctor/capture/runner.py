@@ -122,6 +122,9 @@ class Capture:
     # Module classes the script compiled with torch.jit.script/trace, kept eager while
     # observed (nndoctor.capture.torchscript).
     kept_eager: list[str] = field(default_factory=list)
+    # TorchScript modules (torch.jit.ScriptModule subclasses) the script called: not
+    # observable, named in the report.
+    compiled_networks: list[str] = field(default_factory=list)
     phase: int = 1
     # One rank of a distributed job (nndoctor.distributed): its channel, probe and facts.
     distributed: DistributedCapture | None = None
@@ -526,6 +529,11 @@ def run_script(
             if not isinstance(inner, nn.Module) or any(inner is c for c in candidates):
                 return
             if next(inner.parameters(), None) is None:
+                return
+            if isinstance(inner, torch.jit.ScriptModule):
+                # Its compiled forward runs no hooks: nothing of it can be observed.
+                if type(inner).__name__ not in capture.compiled_networks:
+                    capture.compiled_networks.append(type(inner).__name__)
                 return
             candidates.append(inner)
             capture.initial_state = _clone_state(inner)

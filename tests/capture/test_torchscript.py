@@ -90,3 +90,42 @@ def test_functions_are_still_compiled_and_modules_kept_as_they_are() -> None:
     assert isinstance(compiled, torch.jit.ScriptFunction)
     assert scripting.kept_eager == ["Linear"]
     assert isinstance(torch.jit.script(net), torch.jit.ScriptModule)  # put back
+
+
+SCRIPT_MODULE_SUBCLASS = """
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class Net(torch.jit.ScriptModule):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+
+    @torch.jit.script_method
+    def forward(self, x):
+        return self.fc(x)
+
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for i in range(0, 256, 32):
+    loss = F.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def test_a_script_module_subclass_is_named_with_what_to_do(tmp_path: Path) -> None:
+    # Compiled at construction: no eager forward exists to observe, so the run says why.
+    path = tmp_path / "script_module.py"
+    path.write_text(textwrap.dedent(SCRIPT_MODULE_SUBCLASS))
+    report = check_script(str(path), steps=3, phase_steps=0)
+    assert not report.run.observed
+    assert "Net, a TorchScript module" in report.run.error
+    assert "plain nn.Module" in report.run.error
+    assert "direct module.forward" not in report.run.error
