@@ -18,7 +18,7 @@ import re
 import sys
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1238,6 +1238,12 @@ class TrainingProbe:
         def grad_wrapper(*args: Any, **kwargs: Any) -> Any:
             if torch.is_grad_enabled():
                 record_call(args, kwargs)
+            # ``inputs`` given as ``model.parameters()``, a generator the call consumes:
+            # held as a tuple (the same tensors, in order) so they can be read after it.
+            if len(args) > 1 and isinstance(args[1], Iterator):
+                args = (args[0], tuple(args[1]), *args[2:])
+            elif isinstance(kwargs.get("inputs"), Iterator):
+                kwargs = {**kwargs, "inputs": tuple(kwargs["inputs"])}
             result = original(*args, **kwargs)
             taken(args, kwargs, result)
             return result

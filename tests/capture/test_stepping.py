@@ -177,10 +177,9 @@ for epoch in range(3):
     for i in range(0, 2000, 32):
         idx = perm[i:i + 32]
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        params = list({updated})
-        grads = torch.autograd.grad(loss, params)
+        grads = torch.autograd.grad(loss, {updated})
         with torch.no_grad():
-            for p, g in zip(params, grads):
+            for p, g in zip({updated}, grads):
                 p -= lr * g
 """
 
