@@ -26,6 +26,7 @@ from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.schedule import hand_warmup_target, recorded_peak
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
 from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
+from nndoctor.trees import tensors
 
 
 def captured_task(capture: Capture) -> Task:
@@ -137,6 +138,61 @@ def _with_inputs(batch: dict[str, Any], new: Any) -> dict[str, Any]:
     return {**batch, "args": tuple(new)}
 
 
+def labelled_row_subsets(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Full-batch training whose loss reads rows picked by an index or a mask (a graph's
+    labelled nodes, ``output[idx_train]``): every step's batch is the same, so experiments
+    that hold a batch out would hold out the very rows they trained on. The labelled rows
+    are dealt into as many disjoint subsets as there were steps kept (the inputs, the whole
+    graph, shared): each a batch of its own, so a held-out batch holds other rows. Other
+    batches are returned as they are."""
+    first = batches[0]
+    index = first.get("loss_index")
+    target = first.get("targets")
+    if (
+        len(batches) < 2
+        or not isinstance(index, torch.Tensor)
+        or not isinstance(target, torch.Tensor)
+        or not all(_same_batch(b, first) for b in batches[1:])
+    ):
+        return batches
+    if index.dtype == torch.bool:
+        if index.dim() != 1:
+            return batches
+        index = index.nonzero().squeeze(1)
+    if index.dim() != 1 or target.dim() < 1 or target.shape[0] != index.shape[0]:
+        return batches
+    k = min(len(batches), index.shape[0])
+    return [
+        {
+            **first,
+            "loss_index": index[i::k],
+            "targets": target[i::k],
+            "loss_input_shape": (len(range(i, index.shape[0], k)), *first["loss_input_shape"][1:]),
+        }
+        for i in range(k)
+    ]
+
+
+def _same_batch(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two captured batches hold the same model inputs, targets and loss rows."""
+    parts = ("args", "kwargs", "targets", "loss_index")
+    left = [t for key in parts for t in tensors(a.get(key))]
+    right = [t for key in parts for t in tensors(b.get(key))]
+    return len(left) == len(right) and all(
+        x.shape == y.shape and x.dtype == y.dtype and x.layout == y.layout and _equal(x, y)
+        for x, y in zip(left, right, strict=True)
+    )
+
+
+def _equal(x: torch.Tensor, y: torch.Tensor) -> bool:
+    if x is y:
+        return True
+    if x.is_sparse:
+        x, y = x.coalesce(), y.coalesce()
+        return torch.equal(x.indices(), y.indices()) and torch.equal(x.values(), y.values())
+    return bool(torch.equal(x, y))
+
+
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     """A replayable Subject, or None and the reason it cannot be built."""
     if capture.recording.alternating_objectives:
@@ -183,6 +239,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     scale = scales[0] if scales else 1.0
     if any(not math.isclose(x, scale, rel_tol=1e-4) for x in scales) or not math.isfinite(scale):
         return None, "the back-propagated loss is not the recognised loss call alone"
+    batches = labelled_row_subsets(batches)
     first = batches[0]
     fn = getattr(F, first["loss_fn"])
     fn = getattr(fn, "__wrapped__", fn)
@@ -218,6 +275,12 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
     def loss_input(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """The model output the recognised loss was applied to (a view of it, reshaped, or
         its elements rearranged as the script did)."""
+        if link.startswith("select:"):
+            # Rows picked by index or mask (a graph's labelled nodes, tokens not padding).
+            out = _select(call_model(model, _inputs(batch)), link.removeprefix("select:"))
+            shape = tuple(batch["loss_index_shape"])
+            out = out if tuple(out.shape) == shape else out.reshape(shape)
+            return out[batch["loss_index"].to(out.device)]
         out = _select(call_model(model, _inputs(batch)), link)
         if moves is not None:
             out = rearranged(out, moves)

@@ -52,6 +52,9 @@ class Thresholds:
     # clear fall, by learned_fraction of its start): the raw copy needs as many times the
     # steps for the same progress (losses that stay far from zero in the twin's steps)
     standardisation_progress: float = 4.0
+    # Rows of a 2-D input whose sums (non-negative values) or lengths agree with one within
+    # this relative tolerance (float32 rounding, with margin) are normalised per sample.
+    row_normalised_rtol: float = 1e-3
     # Regression targets far from standardised warn when a copy on them ends this many
     # times above its twin on them standardised...
     target_twin_gain: float = 2.0

@@ -762,6 +762,10 @@ class TrainingProbe:
         self._in_model_forward = True
         pending = self._pending
         rec = pending.record
+        if module.training and rec.forwards and not rec.model_training and not rec.backwards:
+            self._restart_at_training_forward()
+            pending = self._pending
+            rec = pending.record
         rec.forwards += 1
         rec.training_forwards += int(module.training)
         if len(self.recording.steps) < MAX_REPEAT_STEPS:
@@ -828,6 +832,22 @@ class TrainingProbe:
                 }
             )
         return None
+
+    def _restart_at_training_forward(self) -> None:
+        """The step's forwards so far ran in eval mode with gradients on, and nothing was
+        back-propagated since: an evaluation pass that forgot ``torch.no_grad()`` (a
+        validation loss computed after the update, as pygcn does), not this step's. The
+        step starts at this forward in training mode: what those forwards gathered (their
+        input, activations, loss calls, kept batch) is dropped; a ``zero_grad`` since is
+        kept."""
+        old = self._pending.record
+        if self.captured_batches and self.captured_batches[-1]["step"] == old.step:
+            dropped = self.captured_batches.pop()
+            x = first_tensor(tuple(dropped["args"]) or tuple(dropped["kwargs"].values()))
+            self.captured_samples -= int(x.shape[0]) if x is not None and x.dim() else 1
+        self._pending = _Pending(StepRecord(step=old.step, zero_grad_called=old.zero_grad_called))
+        self._outputs = {}
+        self._output_nodes = {}
 
     def _keeps_capturing(self, x: torch.Tensor | None) -> bool:
         """Whether this step's batch is kept for the experiments: the first ``keep_batches``,
@@ -1374,6 +1394,9 @@ class TrainingProbe:
         extra.update({f"arg{i}": _describe_kwarg(v) for i, v in enumerate(args[2:], start=2)})
         file, line = user_frame()
         link, layout = self._link(inp)
+        selection = output_selection(inp, self._output_nodes) if link is None else None
+        if selection is not None:
+            link = f"select:{selection[0]}"
         call = LossCall(
             fn=fn_name,
             input_shape=tuple(inp.shape),
@@ -1414,6 +1437,11 @@ class TrainingProbe:
             )
             self.captured_batches[-1]["link"] = call.linked_to_output
             self.captured_batches[-1]["loss_input_shape"] = tuple(inp.shape)
+            if selection is not None:
+                # The rows the loss reads, by index or mask, and the shape they were picked
+                # in: a copy picks the same rows of its own output.
+                self.captured_batches[-1]["loss_index"] = selection[1]
+                self.captured_batches[-1]["loss_index_shape"] = selection[2]
         if call.linked_to_output is None and self._in_model_forward:
             first = len(rec.loss_calls) == 1 and bool(self.captured_batches)
             index = len(self.captured_batches) - 1 if first else -1
@@ -2099,6 +2127,40 @@ def rearrangement(
         layout = layout.transpose(op[1], op[2]) if op[0] == "transpose" else layout.permute(*op[1:])
     ops = moves + ([["to", str(inp.dtype).replace("torch.", "")]] if cast else [])
     return path, ops, tuple(layout.shape)
+
+
+def output_selection(
+    inp: torch.Tensor, outputs: dict[Any, tuple[str, tuple[int, ...]]]
+) -> tuple[str, torch.Tensor, tuple[int, ...]] | None:
+    """Whether ``inp`` is rows of one of ``outputs`` (their autograd nodes: path and shape)
+    picked by an index or a mask on the leading axes: ``output[idx_train]`` (a graph's
+    labelled nodes), ``logits[mask]`` (the tokens that are not padding),
+    ``index_select(0, idx)``, of the output itself or of a reshape of it
+    (``logits.view(-1, C)[keep]``). The output's path, the index (detached) and the shape
+    the output was indexed in; None otherwise."""
+    node = inp.grad_fn
+    name = type(node).__name__
+    if name == "IndexBackward0":
+        indices = node._saved_indices
+        if len(indices) != 1 or indices[0] is None:
+            return None
+        index = indices[0]
+    elif name == "IndexSelectBackward0" and node._saved_dim == 0:
+        index = node._saved_index
+    else:
+        return None
+    sizes = tuple(int(s) for s in node._saved_self_sym_sizes)
+    parents = [f for f, _ in node.next_functions if f is not None]
+    parent = parents[0] if len(parents) == 1 else None
+    if parent is not None and parent not in outputs and type(parent).__name__ in _RESHAPES:
+        above = [f for f, _ in parent.next_functions if f is not None]
+        parent = above[0] if len(above) == 1 else None
+    if parent is None or parent not in outputs:
+        return None
+    path, shape = outputs[parent]
+    if math.prod(shape) != math.prod(sizes):
+        return None
+    return path, index.detach(), sizes
 
 
 def _tensors_with_paths(obj: Any, path: str = "output") -> list[tuple[str, torch.Tensor]]:

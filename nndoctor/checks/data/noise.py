@@ -11,8 +11,9 @@ def noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     indices) ids drawn uniformly from each column's own range (the last axis). Booleans
     (masks) and integer tensors in sorted order (an ``EmbeddingBag``'s offsets, positions,
     lengths sorted longest first for ``pack_padded_sequence``) describe the batch's layout,
-    not its content, and are kept."""
-    if x.dtype == torch.bool or x.numel() == 0:
+    not its content, and are kept; so is a sparse tensor (a graph's adjacency beside its
+    node features: the structure the samples are read through)."""
+    if x.dtype == torch.bool or x.numel() == 0 or x.layout != torch.strided:
         return x
     if not x.is_floating_point() and _sorted(x):
         return x

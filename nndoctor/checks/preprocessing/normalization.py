@@ -216,7 +216,11 @@ def input_not_standardized(ctx: CheckContext) -> None:
         as far as the second where that one's loss fell clearly (losses far from zero
         after the twin's steps, which no final-loss ratio reaches); a note
         otherwise (polynomial features of one variable, a row-normalised bag of words: a
-        scale the data has, which the model starts and trains with). Without a
+        scale the data has, which the model starts and trains with). Inputs whose every
+        non-zero row sums to one (non-negative) or has unit length, within
+        ``row_normalised_rtol``, were normalised per sample by design (a bag of words or a
+        graph's node features divided by their sum, TF-IDF rows): a note even where the
+        twin on standardised features trains faster. Without a
         replayable subject (a custom loss) the twin cannot run and the observation alone
         is a note: a scale far from one is common in healthy training, and only the twin
         shows that it holds this one back.
@@ -252,6 +256,10 @@ def input_not_standardized(ctx: CheckContext) -> None:
     of = "" if stats.unit == "input" else f"{len(bad)} of {len(stats.features)} {stats.unit}s: "
     twin = standardised_twin(ctx.services, stats, t)
     harmless = twin is not None and not twin.helps
+    # Rows normalised per sample (a bag of words or a graph's node features divided by
+    # their sum, TF-IDF rows of unit length) are a normalisation the data was given by
+    # design: a faster twin on standardised features is advice there, not a fault.
+    per_sample = rows_normalised(ctx.services, t) if twin is not None and twin.helps else None
     # Scales far from one are common in healthy training (pixels in [0, 1], features a
     # model copes with): without the twin nothing shows that this one holds training back,
     # so the observation alone is advice, not a warning.
@@ -262,9 +270,11 @@ def input_not_standardized(ctx: CheckContext) -> None:
             if harmless
             else "Inputs are not standardised (whether it holds training back was not tested)"
             if untested
+            else "Inputs are normalised per sample, not standardised per feature"
+            if per_sample
             else "Inputs are not standardised"
         ),
-        severity=Severity.INFO if harmless or untested else None,
+        severity=Severity.INFO if harmless or untested or per_sample else None,
         aspect=HARMLESS if harmless else "",
         message=(
             f"Over {len(stats.steps)} observed steps the model input is far from mean 0, std 1 "
@@ -275,6 +285,13 @@ def input_not_standardized(ctx: CheckContext) -> None:
                 if twin is not None
                 else " No twin experiment could run (the loss or the batches cannot be "
                 "replayed on copies), so this is advice: standardise and compare."
+            )
+            + (
+                f" But every sample's row {per_sample}: the inputs are normalised per sample "
+                "by design (a bag of words or a graph's node features divided by their sum), "
+                "so this is advice."
+                if per_sample
+                else ""
             )
         ),
         fix=(
@@ -303,6 +320,28 @@ def input_not_standardized(ctx: CheckContext) -> None:
 
 # Captured batches the twins train on, cycled.
 TWIN_BATCHES = 4
+
+
+def rows_normalised(lab: Lab | None, t: Thresholds) -> str | None:
+    """How every sample (row) of the model's first input, a 2-D float tensor, is
+    normalised, where all non-zero rows agree: "sums to one" (non-negative values), "has
+    unit length"; None otherwise or where the input was not kept."""
+    if lab is None or not lab.has_model:
+        return None
+    calls = lab.model_inputs(1)
+    x = first_tensor(calls[0]) if calls else None
+    if x is None or not x.is_floating_point() or x.dim() != 2:
+        return None
+    x = x.detach().double()
+    rows = x[x.abs().sum(1) > 0]  # rows of zeros (a node without features) have no scale
+    if rows.shape[0] < 2:
+        return None
+    one = torch.ones(rows.shape[0], dtype=rows.dtype, device=rows.device)
+    if bool((rows >= 0).all()) and torch.allclose(rows.sum(1), one, rtol=t.row_normalised_rtol):
+        return "sums to one"
+    if torch.allclose(rows.norm(dim=1), one, rtol=t.row_normalised_rtol):
+        return "has unit length"
+    return None
 
 
 @dataclass
