@@ -165,23 +165,17 @@ def test_a_layer_left_out_of_the_update_by_hand(tmp_path: Path) -> None:
     assert "never updated" in finding.title
 
 
-TAKEN_GRADIENTS_SCRIPT = """
-import torch, torch.nn as nn
-torch.manual_seed(0)
-x = torch.randn(2000, 20)
-y = (x[:, :3].sum(1) > 0).long()
-model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 2))
-lr = 0.1
-for epoch in range(3):
-    perm = torch.randperm(2000)
-    for i in range(0, 2000, 32):
-        idx = perm[i:i + 32]
+# The manual script's loop, its gradients taken with torch.autograd.grad instead.
+TAKEN_GRADIENTS_SCRIPT = (
+    MANUAL_SCRIPT.partition("        {zero_before}")[0]
+    + """\
         loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
         grads = torch.autograd.grad(loss, {updated})
         with torch.no_grad():
             for p, g in zip({updated}, grads):
                 p -= lr * g
 """
+)
 
 
 def _taken(tmp_path: Path, updated: str) -> Report:

@@ -560,20 +560,24 @@ class TextBag(nn.Module):
         return self.fc(self.embedding(tokens))
 
 
-def text_bag_report(lr: float) -> Any:
-    """SGD at ``lr`` on random documents with random topics: no loss falls in the observed
-    steps, so only an experiment can say whether the rate is too high."""
+def text_bag_report(
+    lr: float,
+    optimizer: type[torch.optim.Optimizer] = torch.optim.SGD,
+    select: tuple[str, ...] = ("update-ratio", "optimizer-underperforms"),
+) -> Any:
+    """``optimizer`` at ``lr`` on random documents with random topics: no loss falls in the
+    observed steps, so only an experiment can say whether the rate is too high."""
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, 2000, (640, 20), generator=g)
     topics = torch.randint(0, 4, (640,), generator=g)
     torch.manual_seed(0)
     model = TextBag()
     return run(
-        select=["update-ratio", "optimizer-underperforms"],
+        select=list(select),
         model=model,
         data=batches(tokens, topics, 32),
         loss_fn=nn.CrossEntropyLoss(),
-        optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+        optimizer=optimizer(model.parameters(), lr=lr),
     )
 
 
@@ -597,21 +601,9 @@ def test_large_adaptive_steps_at_a_rate_the_range_test_endorses_are_advice() -> 
     # at lr=0.1, with no loss falling in the observed steps: a warning on its own. The
     # range test, run with Adagrad and these settings, puts 0.1 inside the range it
     # proposes: the measured claim wins and the ratio is advice.
-    def report(select: list[str]) -> Any:
-        g = torch.Generator().manual_seed(0)
-        tokens = torch.randint(0, 2000, (640, 20), generator=g)
-        topics = torch.randint(0, 4, (640,), generator=g)
-        torch.manual_seed(0)
-        model = TextBag()
-        return run(
-            select=select,
-            model=model,
-            data=batches(tokens, topics, 32),
-            loss_fn=nn.CrossEntropyLoss(),
-            optimizer=torch.optim.Adagrad(model.parameters(), lr=0.1),
-        )
-
-    tested = report(["update-ratio", "learning-rate-out-of-range"])
+    tested = text_bag_report(
+        0.1, torch.optim.Adagrad, select=("update-ratio", "learning-rate-out-of-range")
+    )
     assert "is inside it" in tested.result("learning-rate-out-of-range").detail
     (finding,) = tested.by_check("update-ratio")
     assert finding.severity.value == "info"
