@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture()
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "project"
     root.mkdir()
     (root / "train.py").write_text(SCRIPT)
@@ -68,7 +69,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # A run that is not a dry run changes this process as the script would: put back after.
     monkeypatch.delenv("TRAINING_STARTED", raising=False)
     monkeypatch.delitem(sys.modules, "helpers", raising=False)
-    return root
+    yield root
+    # The script's own module, imported by a run that is no dry run: not left to the next
+    # test (monkeypatch puts back what it removed, not what was added after).
+    sys.modules.pop("helpers", None)
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:
