@@ -161,6 +161,20 @@ class TrainResult:
         finite = [x for x in self.losses if math.isfinite(x)]
         return min(finite) if finite else math.nan
 
+    @property
+    def best_held(self) -> float:
+        """The lowest mean of five consecutive losses (the window ``final`` reads): a level
+        the run held for that long, not one lucky step."""
+        xs = self.losses
+        if len(xs) < 5:
+            return self.final
+        means = [
+            sum(xs[i : i + 5]) / 5
+            for i in range(len(xs) - 4)
+            if all(math.isfinite(x) for x in xs[i : i + 5])
+        ]
+        return min(means) if means else math.nan
+
 
 def training_modes(steps: list[StepRecord]) -> frozenset[str]:
     """The modules in eval() mode at the first observed training forward (a

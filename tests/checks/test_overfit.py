@@ -789,3 +789,17 @@ def test_a_loss_through_a_gradient_reversal_has_no_minimum_to_fit(
     result = report.result("cannot-overfit-tiny-batch")
     assert result.status.value == status
     assert ("gradient reversal (Reversal" in result.detail) == reversed_
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_batch_held_fit_then_lost_again_was_memorised(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A graph attention network without its dropout and weight decay: the tiny batch's
+    # loss falls below a tenth of its start, holds there, then rises as the steps
+    # overshoot. The model memorised the batch; the rate is for the rate checks to judge.
+    held = [1.6 - 0.15 * i for i in range(10)] + [0.1] * 10 + [0.4, 0.3, 0.5, 0.35, 0.4] * 4
+    monkeypatch.setattr(Lab, "overfit_user", lambda self, t: TrainResult(losses=held))
+    report = run(select=["cannot-overfit-tiny-batch"], **healthy_classifier())
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status == "passed"
+    assert "held for five steps" in result.detail
+    assert report.findings == []

@@ -69,6 +69,9 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         on the tiny batch couples the samples of a batch (Barlow Twins' cross-correlation:
         memorising more samples is never easier for a mean or sum over samples), and its
         floor on a few samples is unknown: a clear fall is all that can be asked there too.
+        A run whose loss held the fit for five consecutive steps and rose after (steps that
+        overshoot once the regularisation that damped them is off) memorised the batch: a
+        note, the rate being the rate checks' to judge.
 
     How to fix:
         If only the fallback fits: lower or raise the learning rate, or change optimiser.
@@ -118,7 +121,7 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
             f"in {len(user.losses)} steps"
         )
         return
-    if _noise_floor(ctx, lab, user):
+    if _fit_then_lost(ctx, lab, user, spec.describe()) or _noise_floor(ctx, lab, user):
         return
     fallback_spec = OptimizerSpec.of(torch.optim.Adam, lr=KNOWN_GOOD_LR)
     fallback = lab.overfit_known_good(t)
@@ -164,6 +167,26 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         reasons=(27, 24, 30),
         evidence=evidence,
     )
+
+
+def _fit_then_lost(ctx: CheckContext, lab: Lab, result: TrainResult, how: str) -> bool:
+    """The run held the batch fit for five steps (the window of its final loss) and rose
+    after: the model can memorise it, which is what the check asks; that the steps then
+    overshoot (at this rate, with the regularisation that damps them off) is the rate
+    checks' to judge. Says so and returns True then."""
+    t = ctx.thresholds
+    if result.error or result.diverged:
+        return False
+    floor = result.floor if math.isfinite(result.floor) else None
+    if not lab.fits_loss(result.initial, result.best_held, t, floor=floor):
+        return False
+    ctx.note(
+        f"fit a tiny batch with {how}: the loss went {result.initial:.4g} → "
+        f"{result.best_held:.4g} (held for five steps) and ended at {result.final:.4g}; the "
+        "model memorises the batch, and whether the rate overshoots is "
+        "learning-rate-out-of-range's to say"
+    )
+    return True
 
 
 def _curve(label: str, losses: list[float]) -> Curve:
