@@ -162,14 +162,11 @@ def labelled_row_subsets(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if index.dim() != 1 or target.dim() < 1 or target.shape[0] != index.shape[0]:
         return batches
     k = min(len(batches), index.shape[0])
+    rest = tuple(first["loss_input_shape"][1:])
+    dealt = [(index[i::k], target[i::k]) for i in range(k)]
     return [
-        {
-            **first,
-            "loss_index": index[i::k],
-            "targets": target[i::k],
-            "loss_input_shape": (len(range(i, index.shape[0], k)), *first["loss_input_shape"][1:]),
-        }
-        for i in range(k)
+        {**first, "loss_index": rows, "targets": t, "loss_input_shape": (len(rows), *rest)}
+        for rows, t in dealt
     ]
 
 

@@ -1279,23 +1279,13 @@ class TrainingProbe:
         ``create_graph`` (a meta-learning inner step feeds fast weights, not an update)."""
         if self.optimizer is not None or self.model is None or not isinstance(result, tuple):
             return
-        bound = dict(zip(("outputs", "inputs", "grad_outputs", "retain_graph"), args, strict=False))
-        bound.update(kwargs)
+        # torch.autograd.grad(outputs, inputs, grad_outputs, retain_graph, create_graph, ...)
+        outputs = tensors(args[0] if args else kwargs.get("outputs"))
+        inputs = tensors(args[1] if len(args) > 1 else kwargs.get("inputs"))
+        given = tensors(args[2] if len(args) > 2 else kwargs.get("grad_outputs"))
         create_graph = args[4] if len(args) > 4 else kwargs.get("create_graph", False)
-        outputs, inputs = bound.get("outputs"), bound.get("inputs")
-        grad_outputs = bound.get("grad_outputs")
-        if isinstance(outputs, (tuple, list)):
-            outputs = outputs[0] if len(outputs) == 1 else None
-        if isinstance(grad_outputs, (tuple, list)):
-            grad_outputs = grad_outputs[0] if len(grad_outputs) == 1 else grad_outputs
-        if (
-            create_graph
-            or grad_outputs is not None
-            or not isinstance(outputs, torch.Tensor)
-            or outputs.numel() != 1
-        ):
+        if create_graph or given or len(outputs) != 1 or outputs[0].numel() != 1:
             return
-        inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs or ())
         trainable = {id(p) for _, p in self._params if p.requires_grad}
         grads = {
             id(p): g
@@ -1308,11 +1298,11 @@ class TrainingProbe:
         rec = self.recording
         rec.gradients_taken += 1
         if rec.gradients_taken == 1:
-            reached = {id(leaf) for leaf in graph_leaves(outputs)}
+            reached = {id(leaf) for leaf in graph_leaves(outputs[0])}
             rec.gradients_not_taken = [
                 n for n, p in self._params if id(p) in reached and id(p) in trainable - grads.keys()
             ]
-        self._note_backward(outputs.reshape(()))
+        self._note_backward(outputs[0].reshape(()))
         self._after_backward()
 
     def _grad(self, p: torch.Tensor) -> torch.Tensor | None:
