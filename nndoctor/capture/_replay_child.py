@@ -52,6 +52,119 @@ from nndoctor.trees import tensors
 IDLE_BATCHES = 64
 
 
+class _RandomStreams:
+    """The random streams a script draws its batches from: Python's and numpy's global
+    ones, torch's on every device, and each numpy ``Generator`` the script made with
+    ``default_rng``. :meth:`rewind` sets them all back to where :meth:`mark` found them, so
+    the draws after it (a batch's indices, a sampled task, noise) are the same again."""
+
+    def __init__(self) -> None:
+        self.generators: list[Any] = []
+        self._marked: tuple[Any, ...] | None = None
+
+    @contextlib.contextmanager
+    def tracking_generators(self) -> Any:
+        original = numpy.random.default_rng
+        streams = self
+
+        def default_rng(*args: Any, **kwargs: Any) -> Any:
+            rng = original(*args, **kwargs)
+            streams.generators.append(rng)
+            return rng
+
+        numpy.random.default_rng = default_rng
+        try:
+            yield
+        finally:
+            numpy.random.default_rng = original
+
+    @property
+    def marked(self) -> bool:
+        return self._marked is not None
+
+    def mark(self) -> None:
+        self._marked = (
+            random.getstate(),
+            numpy.random.get_state(),
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            [g.bit_generator.state for g in self.generators],
+            len(self.generators),
+        )
+
+    def rewind(self) -> None:
+        assert self._marked is not None
+        python, numpy_state, cpu, cuda, kept, known = self._marked
+        random.setstate(python)
+        numpy.random.set_state(numpy_state)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        for rng, state in zip(self.generators[:known], kept, strict=True):
+            rng.bit_generator.state = state
+
+
+class _RowDraws:
+    """Batches cut by hand from tensors that outlive a step (``x[perm[i:i + 64]]``,
+    ``data[i:i + block]``): once :attr:`recording`, the k-th rows drawn from a tensor
+    during the step are kept, and once :attr:`repeating`, the k-th draw from the same
+    tensor at every later step returns them again. Inputs and targets drawn by one index
+    stay paired, since each is the reference step's own draw. A draw is a ``[]`` on the
+    first axis (a part of it by slice, integer indices or a mask) of a tensor that needs
+    no gradient, written outside torch and outside any module's forward."""
+
+    def __init__(self) -> None:
+        self.depth = 0  # modules whose forward is running
+        self.recording = False
+        self.repeating = False
+        self._kept: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._counts: dict[int, int] = {}
+
+    def next_step(self) -> None:
+        self._counts.clear()
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        original = torch.Tensor.__getitem__
+        draws = self
+
+        def __getitem__(tensor: torch.Tensor, key: Any) -> Any:  # noqa: N807
+            if not (draws.recording or draws.repeating) or not draws._is_draw(tensor, key):
+                return original(tensor, key)
+            if sys._getframe(1).f_code.co_filename.startswith(_TORCH_DIR):
+                return original(tensor, key)
+            k = draws._counts.get(id(tensor), 0)
+            draws._counts[id(tensor)] = k + 1
+            kept = draws._kept.get((id(tensor), k))
+            if draws.repeating:
+                if kept is not None and kept[0] is tensor:
+                    return kept[1].clone()
+                return original(tensor, key)
+            rows = original(tensor, key)
+            if isinstance(rows, torch.Tensor):
+                draws._kept[(id(tensor), k)] = (tensor, rows.detach().clone())
+            return rows
+
+        torch.Tensor.__getitem__ = __getitem__  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.Tensor.__getitem__ = original  # type: ignore[method-assign]
+
+    def _is_draw(self, tensor: torch.Tensor, key: Any) -> bool:
+        if self.depth or tensor.requires_grad or tensor.dim() == 0 or tensor.shape[0] < 2:
+            return False
+        first = key[0] if isinstance(key, tuple) and key else key
+        if isinstance(first, slice):
+            return range(*first.indices(tensor.shape[0])) != range(tensor.shape[0])
+        if isinstance(first, torch.Tensor):
+            return first.dim() >= 1 and not first.is_floating_point()
+        return isinstance(first, (list, numpy.ndarray))
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
 # The keys a sample dict names its target by, first found first.
 _TARGET_KEYS = ("labels", "label", "targets", "target", "y")
 # Targets recorded to tell sample indices and instance labels (each value once) apart.
@@ -235,6 +348,9 @@ class _Replay:
         self._reset: set[int] = set()
         self._script_rates: dict[int, list[Any]] = {}
         self._targets: list[Any] = []
+        self.streams = _RandomStreams()
+        self.draws = _RowDraws()
+        self._steps_before_repeat = 0
 
     # -- pairing: each sample's target from another sample, or from its own ---------------
     def repaired_init(self, original_init: Any) -> Any:
@@ -299,6 +415,7 @@ class _Replay:
 
     # -- hooks ----------------------------------------------------------------------------
     def pre_forward(self, module: nn.Module, args: Any) -> None:
+        self.draws.depth += 1
         if self.plan.mode == "default-init" and not self._loss_seen:
             self._default_init(module)
         if self.plan.mode == "overfit" and isinstance(module, REGULARISERS):
@@ -321,6 +438,9 @@ class _Replay:
             torch.autograd.set_detect_anomaly(True, check_nan=False)
             self.tracer = _NonFiniteTracer()
             self.tracer.__enter__()
+
+    def post_forward(self, module: nn.Module, args: Any, output: Any) -> None:
+        self.draws.depth = max(0, self.draws.depth - 1)
 
     def _default_init(self, module: nn.Module) -> None:
         """Re-draw ``module`` and everything in it by PyTorch's own initialisation, once,
@@ -353,6 +473,7 @@ class _Replay:
             )
         if not prints:
             return
+        self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
         self._input_prints.add(tuple(prints))
         self.result.inputs_vary = len(self._input_prints) > 1
 
@@ -403,9 +524,11 @@ class _Replay:
         self.result.steps += 1
         self.terms.clear()
         self._loss_seen = False
+        if self.plan.mode == "overfit" and not self.result.substituted:
+            self._repeat_draws()
         if (
             self.plan.mode in ("overfit", "rate", "pairing")
-            and self.result.steps >= self.plan.steps
+            and self.result.steps - self._steps_before_repeat >= self.plan.steps
         ):
             raise StopCapture("step budget")
         if self.plan.fit_rule is not None and fit_reached(self.result.losses, self.plan.fit_rule):
@@ -413,6 +536,28 @@ class _Replay:
             raise StopCapture("step budget")
         if self.plan.mode == "trace" and self.result.steps > self.plan.trace_step + 1:
             raise StopCapture("step budget")
+
+    def _repeat_draws(self) -> None:
+        """Without a DataLoader to substitute (batches cut from tensors by random indices,
+        a task or a batch sampled anew at each step), the one batch is made by drawing the
+        second step's random numbers again at every step: the random streams are marked
+        after the first step and rewound after each later one. What the first step read
+        is another batch, so its loss and inputs are forgotten. Batches that do not come
+        from the random streams (slices in sequence) still differ, and ``inputs_vary``
+        says so."""
+        self.draws.next_step()
+        if not self.streams.marked:
+            self.streams.mark()
+            self.draws.recording = True
+            self._steps_before_repeat = self.result.steps
+            self.result.repeated_draws = True
+            self.result.losses.clear()
+            self.result.term_losses.clear()
+            self._input_prints.clear()
+            self.result.inputs_vary = False
+            return
+        self.draws.recording, self.draws.repeating = False, True
+        self.streams.rewind()
 
     def note_backward(self, tensor: torch.Tensor) -> None:
         if self.plan.mode == "default-init" and tensor.dim() == 0:
@@ -480,6 +625,7 @@ def main(plan_path: str, out_path: str) -> None:
 
     handles = [
         module_mod.register_module_forward_pre_hook(replay.pre_forward),
+        module_mod.register_module_forward_hook(replay.post_forward),
         optim_mod.register_optimizer_step_pre_hook(replay.pre_step),
         optim_mod.register_optimizer_step_post_hook(replay.post_step),
     ]
@@ -506,6 +652,8 @@ def main(plan_path: str, out_path: str) -> None:
             EagerScripting().installed(),
             open(os.devnull, "w") as null,
             recorded_loss_terms() as terms,
+            replay.streams.tracking_generators(),
+            replay.draws.installed() if plan.mode == "overfit" else contextlib.nullcontext(),
         ):
             replay.terms = terms
             sys.stdout = null

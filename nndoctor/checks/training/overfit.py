@@ -242,10 +242,11 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
     if user.error and not user.losses:
         ctx.skip(f"{lab.unavailable_reason}, and re-running the script failed: {user.error}")
-    if not user.substituted:
+    if not user.substituted and not (user.repeated_draws and not user.inputs_vary):
         ctx.skip(
             f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
-            "replay could substitute; declare a Subject (nndoctor.check) to run it"
+            "replay could substitute, nor from random draws a replay could repeat; declare a "
+            "Subject (nndoctor.check) to run it"
         )
     if not user.losses:
         # Steps without a loss read (a backward pass given its gradient, from a tensor of
@@ -284,17 +285,19 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
             result = TrainResult(losses=[v / scale for v in longer.losses])
             decided = longer
             varies = varies or longer.inputs_vary
-    lab.hand_back(_overfit_curves(ctx, "tiny batch, script replay", result.losses))
+    batch = _replayed_batch(user, t.overfit_batch_size)
+    lab.hand_back(_overfit_curves(ctx, f"{batch}, script replay", result.losses))
     evidence = {
         "steps": len(result.losses),
         "initial_loss": result.initial,
         "final_loss": result.final,
         "best_loss": result.best,
         "method": "script replay (custom loss)",
+        "batch": batch,
     }
     if lab.fits(result, t):
         ctx.note(
-            f"fit a tiny batch by replaying the script: loss {result.initial:.4g} → {result.final:.4g} "
+            f"fit {batch} by replaying the script: loss {result.initial:.4g} → {result.final:.4g} "
             f"in {len(result.losses)} steps"
         )
         return
@@ -303,13 +306,13 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         or _noise_floor(ctx, lab, result)
         or _augmented_floor(ctx, result, varies)
         or _slow_not_stuck(ctx, lab, result)
-        or _batch_coupled_floor(ctx, lab, result)
+        or (not user.repeated_draws and _batch_coupled_floor(ctx, lab, result))
     ):
         return
     ctx.finding(
         title="Cannot overfit a tiny batch",
         message=(
-            f"Replaying the script on one batch of {t.overfit_batch_size} samples for {len(result.losses)} steps "
+            f"Replaying the script on {batch} for {len(result.losses)} steps "
             f"(its own loss and optimiser, dropout and weight decay off), the loss {_how_far(result)}. "
             "A healthy model memorises a tiny batch."
         ),
@@ -320,6 +323,15 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         reasons=(27, 24, 30),
         evidence=evidence,
     )
+
+
+def _replayed_batch(replay: ReplayResult, tiny: int) -> str:
+    """The batch a script replay fit, in words: the tiny batch its loader was cut to, or
+    the script's own batch, drawn again at every step."""
+    if replay.substituted:
+        return f"one batch of {tiny} samples"
+    rows = f"{replay.batch_rows} " if replay.batch_rows else ""
+    return f"one batch of {rows}samples (the script's own draw, repeated at every step)"
 
 
 def _recognised_terms_fit(ctx: CheckContext, lab: Lab, replay: ReplayResult, scale: float) -> bool:
