@@ -106,22 +106,35 @@ class _RandomStreams:
 
 class _RowDraws:
     """Batches cut by hand from tensors that outlive a step (``x[perm[i:i + 64]]``,
-    ``data[i:i + block]``): once :attr:`recording`, the k-th rows drawn from a tensor
-    during the step are kept, and once :attr:`repeating`, the k-th draw from the same
-    tensor at every later step returns them again. Inputs and targets drawn by one index
-    stay paired, since each is the reference step's own draw. A draw is a ``[]`` on the
-    first axis (a part of it by slice, integer indices or a mask) of a tensor that needs
-    no gradient, written outside torch and outside any module's forward."""
+    ``data[i:i + block]``): while :attr:`recording` (the reference step), the k-th rows
+    drawn from a tensor are kept; once :attr:`repeating`, the k-th draw from the same
+    tensor at every later step returns them again, while the tensor is unchanged (a buffer
+    written in place between steps, a replay memory, is no fixed dataset). Inputs and
+    targets drawn by one index stay paired, since each is the reference step's own draw,
+    and :meth:`cut` cuts those of the batch's length to the tiny batch alike. A draw is a
+    ``[]`` on the first axis (a part of it by slice, integer indices or a mask) of a tensor
+    that needs no gradient, written outside torch and outside any module's forward."""
 
     def __init__(self) -> None:
         self.depth = 0  # modules whose forward is running
         self.recording = False
         self.repeating = False
-        self._kept: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        # (id of the tensor, k) -> [tensor, its version then, the rows drawn]
+        self._kept: dict[tuple[int, int], list[Any]] = {}
         self._counts: dict[int, int] = {}
 
     def next_step(self) -> None:
         self._counts.clear()
+
+    def cut(self, rows: int, size: int) -> bool:
+        """Cut every kept draw of ``rows`` rows (the reference batch's) to its first
+        ``size``; whether one was."""
+        cut = False
+        for kept in self._kept.values():
+            if kept[2].shape[0] == rows > size:
+                kept[2] = kept[2][:size]
+                cut = True
+        return cut
 
     @contextlib.contextmanager
     def installed(self) -> Any:
@@ -135,14 +148,14 @@ class _RowDraws:
                 return original(tensor, key)
             k = draws._counts.get(id(tensor), 0)
             draws._counts[id(tensor)] = k + 1
-            kept = draws._kept.get((id(tensor), k))
             if draws.repeating:
-                if kept is not None and kept[0] is tensor:
-                    return kept[1].clone()
+                kept = draws._kept.get((id(tensor), k))
+                if kept is not None and kept[0] is tensor and kept[1] == tensor._version:
+                    return kept[2].clone()
                 return original(tensor, key)
             rows = original(tensor, key)
             if isinstance(rows, torch.Tensor):
-                draws._kept[(id(tensor), k)] = (tensor, rows.detach().clone())
+                draws._kept[(id(tensor), k)] = [tensor, tensor._version, rows.detach().clone()]
             return rows
 
         torch.Tensor.__getitem__ = __getitem__  # type: ignore[method-assign]
@@ -538,26 +551,34 @@ class _Replay:
             raise StopCapture("step budget")
 
     def _repeat_draws(self) -> None:
-        """Without a DataLoader to substitute (batches cut from tensors by random indices,
-        a task or a batch sampled anew at each step), the one batch is made by drawing the
-        second step's random numbers again at every step: the random streams are marked
-        after the first step and rewound after each later one. What the first step read
-        is another batch, so its loss and inputs are forgotten. Batches that do not come
-        from the random streams (slices in sequence) still differ, and ``inputs_vary``
-        says so."""
+        """Without a DataLoader to substitute (batches cut by hand from tensors, a task or
+        a batch sampled anew at each step), one batch is made of the second step's: the
+        random streams are marked after the first step and rewound after each later one,
+        and the rows the second step cut from tensors are handed out again, cut to the
+        tiny batch where they are the batch's. The steps before are forgotten (other
+        batches). Batches made otherwise (slices in sequence of a list, a generator of the
+        script's own) still differ, and ``inputs_vary`` says so."""
         self.draws.next_step()
         if not self.streams.marked:
             self.streams.mark()
             self.draws.recording = True
-            self._steps_before_repeat = self.result.steps
-            self.result.repeated_draws = True
-            self.result.losses.clear()
-            self.result.term_losses.clear()
-            self._input_prints.clear()
-            self.result.inputs_vary = False
+            self._forget_steps()
             return
-        self.draws.recording, self.draws.repeating = False, True
+        if self.draws.recording:
+            self.draws.recording, self.draws.repeating = False, True
+            if not self.plan.overrides.get("uncut"):
+                rows = self.result.batch_rows
+                self.result.batch_cut = self.draws.cut(rows, self.plan.batch_size)
+            self._forget_steps()
         self.streams.rewind()
+
+    def _forget_steps(self) -> None:
+        self._steps_before_repeat = self.result.steps
+        self.result.repeated_draws = True
+        self.result.losses.clear()
+        self.result.term_losses.clear()
+        self._input_prints.clear()
+        self.result.inputs_vary = False
 
     def note_backward(self, tensor: torch.Tensor) -> None:
         if self.plan.mode == "default-init" and tensor.dim() == 0:

@@ -6,7 +6,10 @@ re-run the script itself, with the user's own loss, augmentation and loop, and
 change only what the experiment needs:
 
 - ``overfit``: every DataLoader yields the first batch (cut to a few samples) forever,
-  dropout is off and weight decay is zero; the loss of each step is recorded;
+  dropout is off and weight decay is zero; the loss of each step is recorded. Without a
+  DataLoader, every step draws the second step's batch again (random streams rewound,
+  rows cut by hand from tensors handed out again, cut to a few samples unless
+  ``overrides["uncut"]``);
 - ``trace``: the script runs unchanged to step ``k``, where a dispatch mode finds the
   first operation producing a non-finite value;
 - ``terms``: at step ``k``, the gradient each recognised loss term contributes to the
@@ -91,6 +94,9 @@ class ReplayResult:
     # "overfit": the first axis of the model's first input at the last step noted (the
     # samples of the batch, as far as the first axis counts them); 0: none noted.
     batch_rows: int = 0
+    # ... and, with ``repeated_draws``, whether rows the script cut from tensors were cut
+    # further to the plan's batch size (the batch then is the tiny batch, else the script's).
+    batch_cut: bool = False
     steps: int = 0
     terms: list[dict[str, Any]] | None = None  # "terms": each loss term's gradient contribution
     timed_out: bool = False  # stopped by the time limit: what it holds is unfinished

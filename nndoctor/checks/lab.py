@@ -494,15 +494,21 @@ class Lab:
         """The script replayed on one tiny batch (``overfit_steps``, ending once fit), once
         per check run: the tiny-batch experiment judges it, and the replayed shuffled-label
         experiment asks it whether the model learns at all."""
-        return self.memo(
-            "overfit-replay",
-            lambda: self.replay(
-                "overfit",
-                steps=t.overfit_steps,
-                batch_size=t.overfit_batch_size,
-                fit_rule=self.fit_rule(t, scale=scale),
-            ),
-        )
+
+        def replayed() -> ReplayResult:
+            plan = {
+                "steps": t.overfit_steps,
+                "batch_size": t.overfit_batch_size,
+                "fit_rule": self.fit_rule(t, scale=scale),
+            }
+            result = self.replay("overfit", **plan)
+            if result.batch_cut and result.error and not result.timed_out:
+                # Rows cut by hand to the tiny batch met a size the script fixed (noise
+                # drawn for its own batch size): the script's own batch, uncut, is replayed.
+                result = self.replay("overfit", **plan, overrides={"uncut": True})
+            return result
+
+        return self.memo("overfit-replay", replayed)
 
     def replays(self, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
         """Several independent replays of one experiment (``plans``: each replay's plan

@@ -460,3 +460,77 @@ def test_a_one_element_loss_of_any_shape_is_read_as_the_loss(
     result = run_replay(ReplayPlan(str(path), [], "overfit", steps=10, batch_size=4), server)
     assert result.ok, result.error
     assert len(result.losses) == 10
+
+
+# Batches cut by hand, no DataLoader: {order} sets each batch's rows, {noise} is added to it.
+HAND_CUT = textwrap.dedent(
+    """
+    import numpy as np
+    import torch
+    from torch import nn
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = torch.randn(512, 6); y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for epoch in range(20):
+        perm = {perm}
+        for start in range(0, len(x), 32):
+            idx = {idx}
+            xb = x[idx] + {noise}
+            logits = model(xb)
+            loss = -(logits.log_softmax(1)).gather(1, y[idx][:, None]).mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+    """
+)
+
+_SLICED = "perm[start:start + 32]"
+
+
+@pytest.mark.parametrize(
+    ("perm", "idx", "noise", "rows"),
+    [
+        # A fresh permutation each epoch, sliced in order: the rows cut are handed out again,
+        # cut to the tiny batch.
+        ("torch.randperm(len(x))", _SLICED, "0.0", 4),
+        ("torch.from_numpy(rng.permutation(len(x)))", _SLICED, "0.0", 4),
+        ("None", "torch.from_numpy(rng.integers(0, len(x), 32))", "float(rng.normal()) * 0.01", 4),
+        # Noise drawn for the script's own batch size: the rows are not cut, and the random
+        # streams, rewound, draw the same noise at every step.
+        ("None", "torch.randint(0, len(x), (32,))", "0.01 * torch.randn(32, 6)", 32),
+    ],
+)
+def test_an_overfit_replay_without_a_loader_repeats_the_second_steps_batch(
+    tmp_path: Path, server: ReplayServer, perm: str, idx: str, noise: str, rows: int
+) -> None:
+    path = tmp_path / "train.py"
+    path.write_text(HAND_CUT.format(perm=perm, idx=idx, noise=noise))
+    plan = ReplayPlan(str(path), [], "overfit", steps=40, batch_size=4)
+    if rows == 32:
+        cut = run_replay(plan, server)
+        assert cut.batch_cut and "must match the size" in str(cut.error)
+        plan.overrides = {"uncut": True}
+    result = run_replay(plan, server)
+    assert result.ok and not result.substituted, result.error
+    # The first two steps read other batches: their losses are left out.
+    assert result.repeated_draws and not result.inputs_vary and result.batch_rows == rows
+    assert result.batch_cut == (rows == 4)
+    assert len(result.losses) == 40 and result.steps == 42
+    assert result.losses[-1] < result.losses[0] / 5
+
+
+def test_batches_a_replay_cannot_repeat_are_said_to_vary(
+    tmp_path: Path, server: ReplayServer
+) -> None:
+    # Noise drawn after a new permutation at each epoch's start: the streams rewound to the
+    # second step give the epoch's first batch other noise, and the replay says the input
+    # varied rather than call it one batch.
+    path = tmp_path / "train.py"
+    path.write_text(
+        HAND_CUT.format(
+            perm="torch.randperm(len(x))", idx=_SLICED, noise="0.01 * torch.randn(32, 6)"
+        )
+    )
+    plan = ReplayPlan(str(path), [], "overfit", steps=20, overrides={"uncut": True})
+    result = run_replay(plan, server)
+    assert result.ok and result.repeated_draws and result.inputs_vary

@@ -269,7 +269,11 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     if lab.deserves_longer_run(result, t):
         steps = t.overfit_steps * t.overfit_extension
         longer = lab.replay(
-            "overfit", steps=steps, batch_size=t.overfit_batch_size, fit_rule=fit_rule
+            "overfit",
+            steps=steps,
+            batch_size=t.overfit_batch_size,
+            fit_rule=fit_rule,
+            overrides={"uncut": True} if user.repeated_draws and not user.batch_cut else {},
         )
         if longer.timed_out:
             # The longer run is what decides a loss still falling at the end of the short
@@ -306,6 +310,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         or _noise_floor(ctx, lab, result)
         or _augmented_floor(ctx, result, varies)
         or _slow_not_stuck(ctx, lab, result)
+        or _own_batch_learns(ctx, result, decided, t.overfit_batch_size)
         or (not user.repeated_draws and _batch_coupled_floor(ctx, lab, result))
     ):
         return
@@ -325,11 +330,34 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     )
 
 
+def _own_batch_learns(
+    ctx: CheckContext, result: TrainResult, replay: ReplayResult, tiny: int
+) -> bool:
+    """A replay that could repeat the script's batch but not cut it (the data drawn anew at
+    each step, not cut from a tensor) trained on the script's own batch, which may be far
+    more than a tiny batch: memorising it in the step budget cannot be asked. A loss that
+    clearly fell (by ``learned_fraction``) says the model learns on it; only a loss that
+    did not is evidence. Says so and returns True then."""
+    t = ctx.thresholds
+    if not (replay.repeated_draws and not replay.batch_cut and replay.batch_rows > tiny):
+        return False
+    if not (result.initial > 0 and result.best < (1 - t.learned_fraction) * result.initial):
+        return False
+    ctx.note(
+        f"the script's own batch of {replay.batch_rows} samples, drawn again at every step, "
+        f"was not fit in {len(result.losses)} steps (a tiny batch could not be cut from data "
+        f"drawn anew), but the model learns on it: {result.initial:.4g} → {result.best:.4g} (best)"
+    )
+    return True
+
+
 def _replayed_batch(replay: ReplayResult, tiny: int) -> str:
     """The batch a script replay fit, in words: the tiny batch its loader was cut to, or
     the script's own batch, drawn again at every step."""
     if replay.substituted:
         return f"one batch of {tiny} samples"
+    if replay.batch_cut:
+        return f"one batch of {tiny} samples (rows the script cut by hand, the same at every step)"
     rows = f"{replay.batch_rows} " if replay.batch_rows else ""
     return f"one batch of {rows}samples (the script's own draw, repeated at every step)"
 
