@@ -356,6 +356,7 @@ class _Replay:
         self._loss_seen = False
         self.terms: list[tuple[str, torch.Tensor]] = []
         self._input_prints: set[tuple[Any, ...]] = set()
+        self._step_prints: list[tuple[Any, ...]] = []
         self.derivatives = _Derivatives()
         self.original_grad: Any = torch.autograd.grad
         self._reset: set[int] = set()
@@ -437,7 +438,12 @@ class _Replay:
             self.model = module
         if not self._parent_sought:
             self._called.add(id(module))
-        if self.plan.mode == "overfit" and module is self.model and torch.is_grad_enabled():
+        if (
+            self.plan.mode == "overfit"
+            and self.draws.depth == 1
+            and torch.is_grad_enabled()
+            and next(module.parameters(), None) is not None
+        ):
             self._note_input(args)
         if self.plan.mode == "derivatives" and next(module.parameters(), None) is not None:
             self.derivatives.note_model_input(args)
@@ -467,14 +473,15 @@ class _Replay:
             redraw_by_default(module, self._reset)
 
     def _note_input(self, args: Any) -> None:
-        """A fingerprint of every tensor the model is called with; two differ when the
-        script changes the fixed batch on its way to the model, or draws a part of the
-        input anew at each step (negative samples, noise, masks)."""
-        if self.result.inputs_vary or len(self._input_prints) > 1:
+        """A fingerprint of every data tensor a module with parameters is called with from
+        outside any module (activations, which change as the model trains, left out); two
+        steps' differ when the script changes the fixed batch on its way to the model, or
+        draws a part of the input anew at each step (negative samples, noise, masks)."""
+        if self.result.inputs_vary:
             return
         prints = []
         for x in tensors(args):
-            if x.numel() == 0:
+            if x.numel() == 0 or (x.requires_grad and x.grad_fn is not None):
                 continue
             if x.layout == torch.sparse_coo:  # a graph's adjacency: its stored values
                 x = x.detach().coalesce().values()
@@ -486,9 +493,17 @@ class _Replay:
             )
         if not prints:
             return
-        self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
-        self._input_prints.add(tuple(prints))
-        self.result.inputs_vary = len(self._input_prints) > 1
+        if not self._step_prints:
+            self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
+        self._step_prints.append(tuple(prints))
+
+    def _close_step_inputs(self) -> None:
+        """The step's fingerprints, as one, beside the other steps'."""
+        if self._step_prints:
+            self._input_prints.add(tuple(self._step_prints))
+            self._step_prints = []
+            self.result.input_steps += 1
+        self.result.inputs_vary = self.result.inputs_vary or len(self._input_prints) > 1
 
     def pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # A forward called directly: followed as the capture did.
@@ -537,6 +552,7 @@ class _Replay:
         self.result.steps += 1
         self.terms.clear()
         self._loss_seen = False
+        self._close_step_inputs()
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
         if (
@@ -579,6 +595,7 @@ class _Replay:
         self.result.term_losses.clear()
         self._input_prints.clear()
         self.result.inputs_vary = False
+        self.result.input_steps = 0
 
     def note_backward(self, tensor: torch.Tensor) -> None:
         if self.plan.mode == "default-init" and tensor.dim() == 0:

@@ -94,6 +94,9 @@ class ReplayResult:
     # "overfit": the first axis of the model's first input at the last step noted (the
     # samples of the batch, as far as the first axis counts them); 0: none noted.
     batch_rows: int = 0
+    # ... and at how many steps the model's input was seen (since the steps forgotten):
+    # below two, ``inputs_vary`` has nothing to compare.
+    input_steps: int = 0
     # ... and, with ``repeated_draws``, whether rows the script cut from tensors were cut
     # further to the plan's batch size (the batch then is the tiny batch, else the script's).
     batch_cut: bool = False

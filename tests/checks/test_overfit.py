@@ -803,3 +803,85 @@ def test_a_batch_held_fit_then_lost_again_was_memorised(monkeypatch: pytest.Monk
     assert result.status == "passed"
     assert "held for five steps" in result.detail
     assert report.findings == []
+
+
+# Batches cut by hand from a fresh permutation each epoch, no DataLoader, and a loss written
+# in plain torch: the replay hands the rows it cut at its second step out again, cut to the
+# tiny batch. ``{scores}`` is what the softmax reads.
+HAND_CUT_BATCHES = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x = torch.randn(600, 2); y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+model = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 3))
+opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+for epoch in range(30):
+    perm = torch.randperm(len(x))
+    for start in range(0, len(x), 64):
+        idx = perm[start:start + 64]
+        logits = model(x[idx])
+        scores = {scores}
+        loss = -scores.log_softmax(1).gather(1, y[idx][:, None]).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_batch_cut_by_hand_is_replayed_as_a_tiny_batch_and_fit(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "cut.py", HAND_CUT_BATCHES.format(scores="logits"))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed", result.detail
+    assert "one batch of 8 samples (rows the script cut by hand" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_scores_squashed_before_the_softmax_cannot_fit_a_batch_cut_by_hand(
+    tmp_path: Path,
+) -> None:
+    # The bug: scores bounded to [-1, 1] leave the true class at most e / (e + 2 / e) of the
+    # probability, so the loss cannot fall below 0.24 on any batch.
+    report = _check_replayed(tmp_path, "cut.py", HAND_CUT_BATCHES.format(scores="logits.tanh()"))
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert 27 in finding.reasons
+    assert finding.evidence["best_loss"] > 0.2
+    assert "8 samples" in finding.evidence["batch"]
+
+
+# Noisy regression data drawn anew at every step, no DataLoader and a loss in plain torch:
+# the replay rewinds the random streams to draw the second step's batch again, which it
+# cannot cut; the noise leaves that batch of 256 a floor a small model does not memorise.
+# ``{scale}`` multiplies what the model reads.
+DRAWN_EACH_STEP = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for step in range(400):
+    x = torch.randn(256, 1)
+    y = 2 * x + torch.randn(256, 1)
+    loss = ((model(x * {scale}) - y) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_the_scripts_own_batch_drawn_anew_need_only_show_learning(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "drawn.py", DRAWN_EACH_STEP.format(scale="1.0"))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed", result.detail
+    assert "own batch of 256 samples" in result.detail and "learns on it" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_the_scripts_own_batch_drawn_anew_is_not_learnt_from_an_input_zeroed(
+    tmp_path: Path,
+) -> None:
+    # The bug: the model reads its input times zero, so only the targets' mean is learnt.
+    report = _check_replayed(tmp_path, "drawn.py", DRAWN_EACH_STEP.format(scale="0.0"))
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert 27 in finding.reasons
+    assert "256 samples" in finding.evidence["batch"]
+    assert finding.evidence["best_loss"] > 0.9 * finding.evidence["initial_loss"]

@@ -242,7 +242,8 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         )
     if user.error and not user.losses:
         ctx.skip(f"{lab.unavailable_reason}, and re-running the script failed: {user.error}")
-    if not user.substituted and not (user.repeated_draws and not user.inputs_vary):
+    repeated = user.repeated_draws and not user.inputs_vary and user.input_steps >= 2
+    if not user.substituted and not repeated:
         ctx.skip(
             f"{lab.unavailable_reason}, and the script feeds batches without a DataLoader that a "
             "replay could substitute, nor from random draws a replay could repeat; declare a "
