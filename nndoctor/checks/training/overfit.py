@@ -359,8 +359,9 @@ def _replayed_batch(replay: ReplayResult, tiny: int) -> str:
         return f"one batch of {tiny} samples"
     if replay.batch_cut:
         return f"one batch of {tiny} samples (rows the script cut by hand, the same at every step)"
-    rows = f"{replay.batch_rows} " if replay.batch_rows else ""
-    return f"one batch of {rows}samples (the script's own draw, repeated at every step)"
+    n = replay.batch_rows
+    rows = f"{n} sample{'' if n == 1 else 's'}" if n else "samples"
+    return f"one batch of {rows} (the script's own draw, repeated at every step)"
 
 
 def _recognised_terms_fit(ctx: CheckContext, lab: Lab, replay: ReplayResult, scale: float) -> bool:
