@@ -215,6 +215,21 @@ class _Repaired(Dataset):
         keys = _paired_keys(sample)
         if not keys or _paired_keys(partner) != keys:
             return sample
+        if _unlabelled(sample[keys[-1]]):
+            # A sample without a label (semi-supervised data: -1 for NO_LABEL, -100) keeps
+            # its own: a re-pairing that moved the marker would change how many samples the
+            # loss counts, and with it the loss, whatever the pairing carries.
+            return sample
+        hops, at = 0, self.partner[index]
+        while _unlabelled(partner[keys[-1]]) and hops < _PARTNER_HOPS:
+            # ... and a labelled sample takes another labelled sample's target: the next
+            # one along the permutation's cycle (read in both arms alike).
+            at, hops = self.partner[at], hops + 1
+            partner = self.dataset[at]
+            if _paired_keys(partner) != keys:
+                return sample
+        if _unlabelled(partner[keys[-1]]):
+            return sample
         if self.replay.result.stored_targets is None:
             # Read once more: elements that differ from one read to the next (noise, a
             # negative drawn at random) are no stored pairing to take apart.
@@ -229,6 +244,20 @@ class _Repaired(Dataset):
             return {**sample, **{k: partner[k] for k in keys}}
         swapped = [sample[0], *partner[1:]]
         return tuple(swapped) if isinstance(sample, tuple) else swapped
+
+
+# Samples read along the permutation, at most, for a labelled partner of a labelled sample.
+_PARTNER_HOPS = 64
+
+
+def _unlabelled(target: Any) -> bool:
+    """Whether a sample's target is the mark of no label: a negative integer, which no
+    class index is (``NO_LABEL = -1`` of semi-supervised code, torch's ``ignore_index``)."""
+    if isinstance(target, torch.Tensor):
+        return target.dim() == 0 and not target.is_floating_point() and bool(target < 0)
+    if isinstance(target, numpy.integer):
+        return bool(target < 0)
+    return isinstance(target, int) and not isinstance(target, bool) and target < 0
 
 
 def _paired_keys(sample: Any) -> list[Any]:

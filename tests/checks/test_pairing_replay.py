@@ -139,6 +139,64 @@ def test_a_repaired_sample_keeps_its_input_and_takes_the_rest_from_its_partner()
     assert named[3] == {"input_ids": 3, "mask": -3, "labels": 10 + j}
 
 
+def test_samples_without_a_label_keep_their_mark_and_labelled_ones_trade_among_themselves() -> None:
+    # Semi-supervised data: a quarter labelled, the rest marked NO_LABEL (-1).
+    data = [(torch.tensor(float(i)), torch.tensor(i if i % 4 == 0 else -1)) for i in range(64)]
+    swapped = _Repaired(data, seed=1, swap=True, replay=_Recorder())  # type: ignore[arg-type]
+    moved = 0
+    for i in range(64):
+        x, y = swapped[i]
+        assert x == data[i][0]
+        if i % 4:
+            assert y == -1  # the mark stays: the loss counts as many samples as before
+        else:
+            assert y >= 0 and y % 4 == 0  # another labelled sample's label
+            moved += int(y != i)
+    assert moved >= 12
+
+
+# Semi-supervised training after Mean Teacher: ten noisy classes, one sample in ten labelled, the others marked
+# NO_LABEL, and each batch drawn with a labelled share of its own (a weighted sampler gives
+# the labelled samples nine times their share); a loss of the labelled samples summed over
+# the batch, with a consistency term beside it.
+SEMI_SUPERVISED = textwrap.dedent("""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+    torch.manual_seed(0)
+    x = torch.randn(2048, 6)
+    y = (x @ torch.randn(6, 10) + 2 * torch.randn(2048, 10)).argmax(1)  # ten classes, noisy
+    labelled = torch.arange(len(y)) % 10 == 0
+    y[~labelled] = -1
+    weights = 1.0 + 8.0 * labelled.float()
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sampler = WeightedRandomSampler(weights, num_samples=len(y))
+    for epoch in range(20):
+        for xb, yb in DataLoader(TensorDataset(x, y), batch_size=64, sampler=sampler):
+            logits = model(xb)
+            noisy = model(xb + 0.1 * torch.randn_like(xb))
+            consistency = F.mse_loss(logits.softmax(1), noisy.softmax(1).detach())
+            loss = F.cross_entropy(logits, yb, ignore_index=-1, reduction="sum") / len(yb) + consistency
+            opt.zero_grad(); loss.backward(); opt.step()
+""")
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_pairing_replay_of_semi_supervised_data_keeps_the_share_of_labelled_samples(
+    tmp_path: Path,
+) -> None:
+    # A re-pairing that handed the NO_LABEL mark to labelled samples would leave fewer labels
+    # in each batch and a lower summed loss, which the real pairing would seem not to beat.
+    script = tmp_path / "train.py"
+    script.write_text(SEMI_SUPERVISED)
+    report = check_script(str(script), selection=Selection(select=("labels-not-connected",)))
+    result = report.result("labels-not-connected")
+    assert report.by_check("labels-not-connected") == []
+    assert result.status.value == "passed" and "the labels follow the inputs" in result.detail
+
+
 def test_elements_drawn_anew_at_each_read_are_told_apart() -> None:
     replay = _Recorder()
     _Repaired(_Noisy(), seed=1, swap=True, replay=replay)[0]  # type: ignore[arg-type]
