@@ -302,6 +302,11 @@ class StepRecord:
     loss: float = math.nan
     loss_seen: bool = False
     inputs: TensorSummary | None = None
+    # The model call's other tensor arguments (up to four, strided): the element count and
+    # the two fingerprint values of :func:`stats.tensor_stats` for each; None where the
+    # call had none. A batch repeats only where these repeat too (a graph's whole feature
+    # matrix beside the sampled node ids is the same at every step, the ids are not).
+    other_inputs: list[float] | None = None
     # When the first model input holds ids (a tabular model's categories), the first later
     # input holding measurements (its continuous columns); None otherwise.
     columns: TensorSummary | None = None

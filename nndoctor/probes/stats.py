@@ -106,6 +106,18 @@ def tensor_stats(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.stack([mean, std, lo, hi, zero_frac, integral]), fp]).float()
 
 
+def fingerprint(x: torch.Tensor) -> torch.Tensor:
+    """Element count and the two fingerprint values of :func:`tensor_stats` (a sum and a
+    position-weighted sum over sampled elements), on the device: enough to tell whether
+    one tensor argument repeats another."""
+    xf = _as_float(x).reshape(-1)
+    stride = max(1, xf.numel() // _FINGERPRINT_SAMPLES)
+    sample = xf[::stride]
+    w = torch.linspace(0.5, 1.5, sample.numel(), device=sample.device)
+    count = torch.tensor(float(xf.numel()), device=x.device)
+    return torch.stack([count, sample.sum(), (sample * w).sum()]).float()
+
+
 def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | None:
     """Per-channel (axis 1) mean, std and kurtosis (the fourth central moment over the
     squared variance: 3 for normal data, about 1/p for a 0/1 channel that is 1 with a small

@@ -812,6 +812,7 @@ class TrainingProbe:
             rec.input_same_object = last is x
             self._last_input = weakref.ref(x)
         self._note_loader_reshapes(rec, given)
+        self._add_other_inputs(pending, [t for t in tensors(given) if t is not x])
         if x is not None and x.is_floating_point() or (x is not None and x.dtype == torch.uint8):
             self._add_tensor_summary(pending, x, "inputs")
         elif x is not None:
@@ -1137,6 +1138,19 @@ class TrainingProbe:
             )
 
         return hook
+
+    def _add_other_inputs(self, pending: _Pending, others: list[torch.Tensor]) -> None:
+        others = [t for t in others if t.layout == torch.strided and t.numel()][:MAX_MATCHED_INPUTS]
+        if not others:
+            return
+        with torch.no_grad():
+            slot = pending.transfer.add(torch.cat([stats.fingerprint(t.detach()) for t in others]))
+        rec = pending.record
+
+        def decode() -> None:
+            rec.other_inputs = [float(v) for v in pending.transfer.get(slot)]
+
+        pending.decoders.append(decode)
 
     def _add_tensor_summary(self, pending: _Pending, x: torch.Tensor, kind: str) -> None:
         slot = pending.transfer.add(stats.tensor_stats(x))

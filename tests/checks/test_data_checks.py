@@ -434,3 +434,54 @@ def test_an_unshuffled_evaluation_loader_is_not_judged() -> None:
     rec.steps = [StepRecord(step=i, loader=1) for i in range(5)]
     with pytest.raises(SkipCheck):
         _run_check("loader-not-shuffled", rec)
+
+
+# Minibatch node classification: the model reads the whole feature matrix and the node ids
+# of the batch (a DataLoader over the training nodes); ``{draw}`` gives each step its ids.
+SAMPLED_NODES = """
+import torch, torch.nn as nn, torch.nn.functional as F
+from torch.utils.data import DataLoader
+torch.manual_seed(0)
+labels = torch.randint(0, 4, (600,))
+features = torch.randn(4, 16)[labels] + torch.randn(600, 16)
+
+class NodeClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = nn.Linear(16, 32), nn.Linear(32, 4)
+
+    def forward(self, x, nodes):
+        return self.out(F.relu(self.hidden(x[nodes])))
+
+model = NodeClassifier()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+loader = DataLoader(torch.arange(500), batch_size=32, shuffle=True)
+for epoch in range(3):
+    for nodes in loader:
+        nodes = {draw}
+        loss = F.cross_entropy(model(features, nodes), labels[nodes])
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _sampled_nodes(tmp_path: Any, draw: str) -> Any:
+    from nndoctor.engine import Selection, check_script
+
+    path = tmp_path / "nodes.py"
+    path.write_text(SAMPLED_NODES.replace("{draw}", draw))
+    return check_script(str(path), phase_steps=0, selection=Selection(select=("batch-repeated",)))
+
+
+@pytest.mark.silent("batch-repeated")
+def test_new_node_ids_beside_the_same_feature_matrix_are_a_new_batch(tmp_path: Any) -> None:
+    report = _sampled_nodes(tmp_path, "nodes")
+    assert report.by_check("batch-repeated") == []
+    assert report.result("batch-repeated").detail.startswith("0 of 19 steps repeated")
+
+
+@pytest.mark.fires("batch-repeated")
+def test_the_same_node_ids_at_every_step_repeat_the_batch(tmp_path: Any) -> None:
+    # A new iterator of an unshuffled loader at every step: its first batch each time.
+    report = _sampled_nodes(tmp_path, "next(iter(DataLoader(torch.arange(500), batch_size=32)))")
+    (f,) = report.by_check("batch-repeated")
+    assert f.evidence["share"] == 1.0

@@ -11,6 +11,7 @@ consumes the input) are shared with :mod:`nndoctor.checks.preprocessing.normaliz
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from nndoctor.checks import causes
@@ -262,8 +263,9 @@ def batch_repeated(ctx: CheckContext) -> None:
     What is measured:
         An order-sensitive fingerprint of the model input (a position-weighted sum over
         up to 65 536 sampled elements) at each observed step; the share of steps whose
-        input is identical to the previous step's is compared with
-        ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
+        input is identical to the previous step's (and whose further tensor arguments,
+        fingerprinted alike, are too: a graph's whole feature matrix comes with new node
+        ids at each step) is compared with ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
         the same whole tensor object at every step without a DataLoader (not a slice of a
         larger one, nor rows indexed anew each step; a slice cut once from an array whose
         other part the script evaluates on is the training part of a split, fed whole), or
@@ -309,7 +311,11 @@ def batch_repeated(ctx: CheckContext) -> None:
     ]
     if not pairs:
         ctx.skip("every input batch is constant (see input-constant)")
-    repeats = [b for a, b in pairs if b.inputs is not None and b.inputs.same_as(a.inputs)]
+    repeats = [
+        b
+        for a, b in pairs
+        if b.inputs is not None and b.inputs.same_as(a.inputs) and _same_others(a, b)
+    ]
     share = len(repeats) / len(pairs)
     ctx.note(f"{len(repeats)} of {len(pairs)} steps repeated the previous batch")
     if share < t.repeated_batch_fraction:
@@ -342,6 +348,17 @@ def batch_repeated(ctx: CheckContext) -> None:
             "share": share,
             "first_step": repeats[0].step,
         },
+    )
+
+
+def _same_others(a: StepRecord, b: StepRecord) -> bool:
+    """Whether two steps called the model with the same further tensor arguments (the node
+    ids sampled beside a graph's whole feature matrix, a mask beside the tokens)."""
+    if a.other_inputs is None or b.other_inputs is None:
+        return a.other_inputs is b.other_inputs
+    return len(a.other_inputs) == len(b.other_inputs) and all(
+        math.isclose(x, y, rel_tol=1e-6, abs_tol=1e-9)
+        for x, y in zip(a.other_inputs, b.other_inputs, strict=True)
     )
 
 
@@ -383,7 +400,15 @@ def _full_batch(rec: Recording, step: StepRecord) -> str:
                 "whose other part it evaluates on (a held-out split)"
             )
         return ""
-    if loader.dataset_len is not None and rows is not None and rows >= loader.dataset_len:
+    # A loader whose batches are smaller than its dataset yields no whole dataset: an input
+    # of as many rows came from elsewhere (a graph's feature matrix beside the node ids).
+    yields_all = loader.batch_size is None or loader.batch_size >= (loader.dataset_len or 0)
+    if (
+        loader.dataset_len is not None
+        and rows is not None
+        and rows >= loader.dataset_len
+        and yields_all
+    ):
         return f"each batch holds the DataLoader's whole dataset of {loader.dataset_len}"
     return ""
 
