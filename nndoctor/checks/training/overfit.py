@@ -71,7 +71,14 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         floor on a few samples is unknown: a clear fall is all that can be asked there too.
         A run whose loss held the fit for five consecutive steps and rose after (steps that
         overshoot once the regularisation that damped them is off) memorised the batch: a
-        note, the rate being the rate checks' to judge.
+        note, the rate being the rate checks' to judge. A script replayed without a
+        DataLoader (batches cut by hand, data drawn at every step) draws its second step's
+        batch again at every step: the random streams are rewound after each step and the
+        rows it cut from tensors are handed out again, cut to the tiny batch. Where the
+        batch is data drawn anew that no cut reaches, it is the script's own batch, perhaps
+        far more than a tiny batch: only a loss that does not fall (by ``learned_fraction``)
+        is a finding there. Batches that still differ between steps (a buffer written in
+        place, a rollout of the policy being trained) leave the experiment skipped.
 
     How to fix:
         If only the fallback fits: lower or raise the learning rate, or change optimiser.
