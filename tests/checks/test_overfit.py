@@ -885,3 +885,21 @@ def test_the_scripts_own_batch_drawn_anew_is_not_learnt_from_an_input_zeroed(
     assert 27 in finding.reasons
     assert "256 samples" in finding.evidence["batch"]
     assert finding.evidence["best_loss"] > 0.9 * finding.evidence["initial_loss"]
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_rows_that_cannot_be_cut_are_replayed_as_the_scripts_own_batch(tmp_path: Path) -> None:
+    # Rows drawn at random with noise drawn for the script's batch size of 64: eight rows
+    # cut from the batch meet 64 rows of noise and the replay raises, so the batch is
+    # replayed uncut (the random streams, rewound, draw the same rows and noise each step).
+    script = (
+        HAND_CUT_BATCHES.format(scores="logits")
+        .replace("perm = torch.randperm(len(x))", "perm = None")
+        .replace("perm[start:start + 64]", "torch.randint(0, len(x), (64,))")
+        .replace("model(x[idx])", "model(x[idx] + 0.01 * torch.randn(64, 2))")
+    )
+    report = _check_replayed(tmp_path, "cut.py", script)
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed", result.detail
+    assert "one batch of 64 samples (the script's own draw" in result.detail
