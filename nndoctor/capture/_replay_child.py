@@ -502,11 +502,12 @@ class _Replay:
             redraw_by_default(module, self._reset)
 
     def _note_input(self, args: Any) -> None:
-        """A fingerprint of every data tensor a module with parameters is called with from
-        outside any module (activations, which change as the model trains, left out); two
-        steps' differ when the script changes the fixed batch on its way to the model, or
-        draws a part of the input anew at each step (negative samples, noise, masks)."""
-        if self.result.inputs_vary:
+        """A fingerprint of every data tensor of the step's first call of a module with
+        parameters from outside any module (activations left out; later calls may carry
+        state the model computed: a solver's or a recurrence's steps); two steps' differ
+        when the script changes the fixed batch on its way to the model, or draws a part of
+        the input anew at each step (negative samples, noise, masks)."""
+        if self.result.inputs_vary or self._step_prints:
             return
         prints = []
         for x in tensors(args):
@@ -522,8 +523,7 @@ class _Replay:
             )
         if not prints:
             return
-        if not self._step_prints:
-            self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
+        self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
         self._step_prints.append(tuple(prints))
 
     def _close_step_inputs(self) -> None:
