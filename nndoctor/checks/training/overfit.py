@@ -74,10 +74,11 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         note, the rate being the rate checks' to judge. A script replayed without a
         DataLoader (batches cut by hand, data drawn at every step) draws its second step's
         batch again at every step: the random streams are rewound after each step and the
-        rows it cut from tensors are handed out again, cut to the tiny batch. Where the
-        batch is data drawn anew that no cut reaches, it is the script's own batch, perhaps
-        far more than a tiny batch: only a loss that does not fall (by ``learned_fraction``)
-        is a finding there. Batches that still differ between steps (a buffer written in
+        rows it cut from tensors are handed out again, cut to the tiny batch (data drawn
+        anew that no cut reaches stays the script's own batch). Whether that batch is all
+        the loss reads is not known (a target the script computes from the model as it
+        trains, rows of another length), so only a loss that does not fall (by
+        ``learned_fraction``) is a finding there. Batches that still differ between steps (a buffer written in
         place, a rollout of the policy being trained) leave the experiment skipped.
 
     How to fix:
@@ -318,7 +319,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         or _noise_floor(ctx, lab, result)
         or _augmented_floor(ctx, result, varies)
         or _slow_not_stuck(ctx, lab, result)
-        or _own_batch_learns(ctx, result, decided, t.overfit_batch_size)
+        or _drawn_again_learns(ctx, result, decided)
         or (not user.repeated_draws and _batch_coupled_floor(ctx, lab, result))
     ):
         return
@@ -338,23 +339,24 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
     )
 
 
-def _own_batch_learns(
-    ctx: CheckContext, result: TrainResult, replay: ReplayResult, tiny: int
-) -> bool:
-    """A replay that could repeat the script's batch but not cut it (the data drawn anew at
-    each step, not cut from a tensor) trained on the script's own batch, which may be far
-    more than a tiny batch: memorising it in the step budget cannot be asked. A loss that
-    clearly fell (by ``learned_fraction``) says the model learns on it; only a loss that
-    did not is evidence. Says so and returns True then."""
+def _drawn_again_learns(ctx: CheckContext, result: TrainResult, replay: ReplayResult) -> bool:
+    """A replay without a DataLoader made its one batch itself: the random streams rewound,
+    rows cut by hand handed out again. Whether that is all of what the loss reads is not
+    known (targets the script computes from the model as it trains: a bootstrapped value,
+    a teacher's output; rows of another length left uncut), and data drawn anew that no
+    cut reaches is the script's own batch, perhaps far more than a tiny one. Memorising it
+    cannot be asked: a loss that clearly fell (by ``learned_fraction``) says the model
+    learns on it, and only a loss that did not is evidence. Says so and returns True then."""
     t = ctx.thresholds
-    if not (replay.repeated_draws and not replay.batch_cut and replay.batch_rows > tiny):
+    if not replay.repeated_draws:
         return False
     if not (result.initial > 0 and result.best < (1 - t.learned_fraction) * result.initial):
         return False
     ctx.note(
-        f"the script's own batch of {replay.batch_rows} samples, drawn again at every step, "
-        f"was not fit in {len(result.losses)} steps (a tiny batch could not be cut from data "
-        f"drawn anew), but the model learns on it: {result.initial:.4g} → {result.best:.4g} (best)"
+        f"{_replayed_batch(replay, t.overfit_batch_size)} was not fit in {len(result.losses)} "
+        "steps, but the model learns on it: "
+        f"{result.initial:.4g} → {result.best:.4g} (best); a batch the replay makes itself, "
+        "without a DataLoader, is asked no more than that"
     )
     return True
 
