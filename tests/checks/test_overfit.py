@@ -862,7 +862,6 @@ def test_scores_that_ignore_the_input_learn_nothing_on_a_batch_cut_by_hand(
 # Noisy regression data drawn anew at every step, no DataLoader and a loss in plain torch:
 # the replay rewinds the random streams to draw the second step's batch again, which it
 # cannot cut; the noise leaves that batch of 256 a floor a small model does not memorise.
-# ``{scale}`` multiplies what the model reads.
 DRAWN_EACH_STEP = """
 import torch
 from torch import nn
@@ -872,31 +871,19 @@ opt = torch.optim.Adam(model.parameters(), lr=1e-2)
 for step in range(400):
     x = torch.randn(256, 1)
     y = 2 * x + torch.randn(256, 1)
-    loss = ((model(x * {scale}) - y) ** 2).mean()
+    loss = ((model(x) - y) ** 2).mean()
     opt.zero_grad(); loss.backward(); opt.step()
 """
 
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
 def test_the_scripts_own_batch_drawn_anew_need_only_show_learning(tmp_path: Path) -> None:
-    report = _check_replayed(tmp_path, "drawn.py", DRAWN_EACH_STEP.format(scale="1.0"))
+    report = _check_replayed(tmp_path, "drawn.py", DRAWN_EACH_STEP)
     result = report.result("cannot-overfit-tiny-batch")
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed", result.detail
     assert "one batch of 256 samples (the script's own draw" in result.detail
     assert "learns on it" in result.detail
-
-
-@pytest.mark.fires("cannot-overfit-tiny-batch")
-def test_the_scripts_own_batch_drawn_anew_is_not_learnt_from_an_input_zeroed(
-    tmp_path: Path,
-) -> None:
-    # The bug: the model reads its input times zero, so only the targets' mean is learnt.
-    report = _check_replayed(tmp_path, "drawn.py", DRAWN_EACH_STEP.format(scale="0.0"))
-    (finding,) = report.by_check("cannot-overfit-tiny-batch")
-    assert 27 in finding.reasons
-    assert "256 samples" in finding.evidence["batch"]
-    assert finding.evidence["best_loss"] > 0.9 * finding.evidence["initial_loss"]
 
 
 @pytest.mark.silent("cannot-overfit-tiny-batch")
