@@ -52,6 +52,9 @@ from nndoctor.trees import tensors
 IDLE_BATCHES = 64
 
 
+_TORCH_DIR = os.path.dirname(torch.__file__)
+
+
 class _RandomStreams:
     """The random streams a script draws its batches from: Python's and numpy's global
     ones, torch's on every device, and each numpy ``Generator`` the script made with
@@ -173,9 +176,6 @@ class _RowDraws:
         if isinstance(first, torch.Tensor):
             return first.dim() >= 1 and not first.is_floating_point()
         return isinstance(first, (list, numpy.ndarray))
-
-
-_TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 # The keys a sample dict names its target by, first found first.
@@ -696,7 +696,8 @@ def main(plan_path: str, out_path: str) -> None:
         optim_mod.register_optimizer_step_pre_hook(replay.pre_step),
         optim_mod.register_optimizer_step_post_hook(replay.post_step),
     ]
-    if plan.mode == "overfit":
+    overfit = plan.mode == "overfit"
+    if overfit:
         DataLoader.__iter__ = replay.fixed_iter(original_iter)  # type: ignore[method-assign]
     if plan.mode == "pairing":
         DataLoader.__init__ = replay.repaired_init(original_init)  # type: ignore[method-assign]
@@ -719,8 +720,8 @@ def main(plan_path: str, out_path: str) -> None:
             EagerScripting().installed(),
             open(os.devnull, "w") as null,
             recorded_loss_terms() as terms,
-            replay.streams.tracking_generators(),
-            replay.draws.installed() if plan.mode == "overfit" else contextlib.nullcontext(),
+            replay.streams.tracking_generators() if overfit else contextlib.nullcontext(),
+            replay.draws.installed() if overfit else contextlib.nullcontext(),
         ):
             replay.terms = terms
             sys.stdout = null

@@ -88,8 +88,9 @@ class ReplayResult:
     event: dict[str, Any] | None = None
     substituted: bool = False  # a DataLoader was found and substituted
     # "overfit" without a DataLoader: the random streams were rewound after every step from
-    # the second on, so each step drew what the second did (the first step's loss is not
-    # in ``losses``); ``inputs_vary`` says whether that made the model's input one batch.
+    # the second on and the rows the second step cut were handed out again, so each step
+    # read what the second did (the first two steps' losses are not in ``losses``);
+    # ``inputs_vary`` says whether that made the model's input one batch.
     repeated_draws: bool = False
     # "overfit": the first axis of the model's first input at the last step noted (the
     # samples of the batch, as far as the first axis counts them); 0: none noted.

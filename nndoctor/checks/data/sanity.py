@@ -265,11 +265,12 @@ def batch_repeated(ctx: CheckContext) -> None:
         up to 65 536 sampled elements) at each observed step; the share of steps whose
         input is identical to the previous step's (and whose further tensor arguments,
         fingerprinted alike, are too: a graph's whole feature matrix comes with new node
-        ids at each step) is compared with ``repeated_batch_fraction``. Full-batch training is no repeat: a script feeding
-        the same whole tensor object at every step without a DataLoader (not a slice of a
-        larger one, nor rows indexed anew each step; a slice cut once from an array whose
-        other part the script evaluates on is the training part of a split, fed whole), or
-        a DataLoader whose one batch is its whole dataset. Steps that call the model more
+        ids at each step) is compared with ``repeated_batch_fraction``. Full-batch
+        training is no repeat: a script feeding the same whole tensor object at every
+        step without a DataLoader (not a slice of a larger one, nor rows indexed anew each
+        step; a slice cut once from an array whose other part the script evaluates on is
+        the training part of a split, fed whole), or a DataLoader whose one batch is its
+        whole dataset (its batch size at least its length). Steps that call the model more
         often than they evaluate the loss (a recurrence or an environment rollout unrolled
         in the script) are left out: their first call is no batch.
 
