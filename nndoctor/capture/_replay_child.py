@@ -502,12 +502,12 @@ class _Replay:
             redraw_by_default(module, self._reset)
 
     def _note_input(self, args: Any) -> None:
-        """A fingerprint of every data tensor of the step's first call of a module with
-        parameters from outside any module (activations left out; later calls may carry
-        state the model computed: a solver's or a recurrence's steps); two steps' differ
-        when the script changes the fixed batch on its way to the model, or draws a part of
-        the input anew at each step (negative samples, noise, masks)."""
-        if self.result.inputs_vary or self._step_prints:
+        """A fingerprint of every data tensor the step's calls of modules with parameters
+        from outside any module read (activations left out); two steps' differ when the
+        script changes the fixed batch on its way to the model, draws a part of the input
+        anew at each step (negative samples, noise, masks), or calls the model on states it
+        reached by acting (a rollout's later states, however alike its first)."""
+        if self.result.inputs_vary:
             return
         prints = []
         for x in tensors(args):
@@ -523,7 +523,8 @@ class _Replay:
             )
         if not prints:
             return
-        self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
+        if not self._step_prints:
+            self.result.batch_rows = prints[0][0][0] if prints[0][0] else 1
         self._step_prints.append(tuple(prints))
 
     def _close_step_inputs(self) -> None:
