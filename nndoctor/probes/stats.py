@@ -97,13 +97,18 @@ def tensor_stats(x: torch.Tensor) -> torch.Tensor:
     mean, std = _centred_moments(xf, lo, hi)
     zero_frac = 1.0 - torch.count_nonzero(xf) / xf.numel()
     integral = (xf == xf.round()).all().float()
-    flat = xf.reshape(-1)
+    fp = _sampled_sums(xf.reshape(-1))
+    return torch.cat([torch.stack([mean, std, lo, hi, zero_frac, integral]), fp]).float()
+
+
+def _sampled_sums(flat: torch.Tensor) -> torch.Tensor:
+    """The fingerprint of a flat tensor: the sum and the position-weighted sum of up to
+    ``_FINGERPRINT_SAMPLES`` evenly strided elements."""
     stride = max(1, flat.numel() // _FINGERPRINT_SAMPLES)
     sample = flat[::stride]
     # Position weights make the fingerprint order-sensitive (a permuted batch differs).
     w = torch.linspace(0.5, 1.5, sample.numel(), device=sample.device)
-    fp = torch.stack([sample.sum(), (sample * w).sum()])
-    return torch.cat([torch.stack([mean, std, lo, hi, zero_frac, integral]), fp]).float()
+    return torch.stack([sample.sum(), (sample * w).sum()])
 
 
 def fingerprint(x: torch.Tensor) -> torch.Tensor:
@@ -111,11 +116,8 @@ def fingerprint(x: torch.Tensor) -> torch.Tensor:
     position-weighted sum over sampled elements), on the device: enough to tell whether
     one tensor argument repeats another."""
     xf = _as_float(x).reshape(-1)
-    stride = max(1, xf.numel() // _FINGERPRINT_SAMPLES)
-    sample = xf[::stride]
-    w = torch.linspace(0.5, 1.5, sample.numel(), device=sample.device)
-    count = torch.tensor(float(xf.numel()), device=x.device)
-    return torch.stack([count, sample.sum(), (sample * w).sum()]).float()
+    count = torch.tensor([float(xf.numel())], device=x.device)
+    return torch.cat([count, _sampled_sums(xf)]).float()
 
 
 def channel_stats(x: torch.Tensor, max_channels: int = 4096) -> torch.Tensor | None:
