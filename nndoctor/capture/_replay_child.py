@@ -37,6 +37,7 @@ from nndoctor.capture.sandbox import Sandbox
 from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import redraw_by_default
 from nndoctor.probes.trace import (
+    _TORCH_DIR,
     _NonFiniteTracer,
     graphless_derivative,
     loss_term_gradients,
@@ -50,9 +51,6 @@ from nndoctor.trees import tensors
 # Batches a substituted loader yields with no backward pass and no optimizer step in between
 # before it ends: a training loop runs one of them on nearly every batch.
 IDLE_BATCHES = 64
-
-
-_TORCH_DIR = os.path.dirname(torch.__file__)
 
 
 class _RandomStreams:

@@ -78,8 +78,9 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         anew that no cut reaches stays the script's own batch). Whether that batch is all
         the loss reads is not known (a target the script computes from the model as it
         trains, rows of another length), so only a loss that does not fall (by
-        ``learned_fraction``) is a finding there. Batches that still differ between steps (a buffer written in
-        place, a rollout of the policy being trained) leave the experiment skipped.
+        ``learned_fraction``) is a finding there. Batches that still differ between steps
+        (a buffer written in place, a rollout of the policy being trained) leave the
+        experiment skipped.
 
     How to fix:
         If only the fallback fits: lower or raise the learning rate, or change optimiser.
