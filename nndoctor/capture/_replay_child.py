@@ -36,6 +36,7 @@ from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import redraw_by_default
+from nndoctor.noise import noise_like
 from nndoctor.probes.trace import (
     _TORCH_DIR,
     _NonFiniteTracer,
@@ -46,7 +47,7 @@ from nndoctor.probes.trace import (
 )
 from nndoctor.probes.training import as_backward_loss, graph_leaves, user_frame
 from nndoctor.subject import REGULARISERS, slice_batch
-from nndoctor.trees import tensors
+from nndoctor.trees import map_tensors, tensors
 
 # Batches a substituted loader yields with no backward pass and no optimizer step in between
 # before it ends: a training loop runs one of them on nearly every batch.
@@ -180,6 +181,27 @@ class _RowDraws:
 _TARGET_KEYS = ("labels", "label", "targets", "target", "y")
 # Targets recorded to tell sample indices and instance labels (each value once) apart.
 _TARGETS_RECORDED = 256
+
+
+class _InputNoise:
+    """The data the model reads, replaced by noise like it: each tensor an outermost call
+    of a module with parameters is handed while gradients are on (activations and
+    tensors that need a gradient left as they are), drawn anew at every call from a
+    generator of its own, so the script's random streams draw what they drew."""
+
+    def __init__(self) -> None:
+        self._generator = torch.Generator().manual_seed(0)
+        self.replaced = 0
+
+    def replace(self, args: Any) -> Any:
+        def noisy(x: torch.Tensor) -> torch.Tensor:
+            if x.requires_grad:
+                return x
+            new = noise_like(x, self._generator)
+            self.replaced += new is not x
+            return new
+
+        return map_tensors(noisy, args)
 
 
 class _Repaired(Dataset):
@@ -392,6 +414,7 @@ class _Replay:
         self.streams = _RandomStreams()
         self.draws = _RowDraws()
         self._steps_before_repeat = 0
+        self.noise = _InputNoise() if plan.overrides.get("noise_inputs") else None
 
     # -- pairing: each sample's target from another sample, or from its own ---------------
     def repaired_init(self, original_init: Any) -> Any:
@@ -455,7 +478,7 @@ class _Replay:
         return self.result.steps, len(self.result.losses)
 
     # -- hooks ----------------------------------------------------------------------------
-    def pre_forward(self, module: nn.Module, args: Any) -> None:
+    def pre_forward(self, module: nn.Module, args: Any) -> Any:
         self.draws.depth += 1
         if self.plan.mode == "default-init" and not self._loss_seen:
             self._default_init(module)
@@ -484,6 +507,16 @@ class _Replay:
             torch.autograd.set_detect_anomaly(True, check_nan=False)
             self.tracer = _NonFiniteTracer()
             self.tracer.__enter__()
+        if (
+            self.noise is not None
+            and self.draws.depth == 1
+            and torch.is_grad_enabled()
+            and next(module.parameters(), None) is not None
+        ):
+            args = self.noise.replace(args)
+            self.result.inputs_replaced = self.noise.replaced
+            return args
+        return None
 
     def post_forward(self, module: nn.Module, args: Any, output: Any) -> None:
         self.draws.depth = max(0, self.draws.depth - 1)

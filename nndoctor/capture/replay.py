@@ -69,7 +69,8 @@ class ReplayPlan:
     batch_size: int = 8
     trace_step: int = 0
     timeout: float = 120.0
-    overrides: dict[str, Any] = field(default_factory=dict)  # optimizer hyperparameters
+    # optimizer hyperparameters ("overfit"); "lr_scale" and "noise_inputs" ("rate")
+    overrides: dict[str, Any] = field(default_factory=dict)
     # torch, numpy and random seeded with it before the script runs (None: left unseeded).
     seed: int | None = None
     # "overfit": end the replay once the loss has fit (see fit_reached): {"fraction",
@@ -129,6 +130,9 @@ class ReplayResult:
     stored_targets: bool | None = None
     # ... and how many samples with elements to re-pair the replay's datasets were read.
     pairs_read: int = 0
+    # "rate" with ``overrides["noise_inputs"]``: how many input tensors were replaced by
+    # noise (0: the model read nothing that could be).
+    inputs_replaced: int = 0
     # The processor time the replay used (user and system, its loader workers included):
     # what the experiment budget counts, since unlike the wall clock it does not grow
     # with other work on the machine.

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from nndoctor.checks import causes
-from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.data.pairing_replay import pairing_by_replay
 from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
@@ -27,6 +26,7 @@ from nndoctor.checks.significance import (
     one_way_anova_p,
 )
 from nndoctor.copying import set_training
+from nndoctor.noise import noise_like
 from nndoctor.probes.recording import Recording
 from nndoctor.subject import Subject, redeal
 from nndoctor.trees import map_tensors, tensors

@@ -18,11 +18,11 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 from nndoctor.capture.replay import ReplayResult
-from nndoctor.checks.data.noise import noise_like
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext
 from nndoctor.checks.significance import mean_with_margin
 from nndoctor.copying import set_training
+from nndoctor.noise import noise_like
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from nndoctor.checks.implementation import (  # noqa: F401
     adversarial,
+    data_free,
     derivatives,
     floor,
     layers,

@@ -105,11 +105,11 @@ def loss_without_floor(ctx: CheckContext) -> None:
             "more: it has a floor"
         )
     lab: Lab = ctx.services
-    steps = min(t.unbounded_steps, _planned_steps(ctx))
+    steps = min(t.unbounded_steps, planned_steps(ctx))
     losses, how = _run_as_written(ctx, lab, steps)
     finite = _judged(ctx, losses, steps, how)
     verdict = _runaway(finite, t)
-    longer = min(steps * t.unbounded_extension, _planned_steps(ctx))
+    longer = min(steps * t.unbounded_extension, planned_steps(ctx))
     if verdict["fires"] and len(finite) == steps and longer > steps:
         # A healthy loss can fall below zero at a steady pace for a while (a learned
         # variance shrinking at Adam's pace); one without a floor still does so three
@@ -201,7 +201,7 @@ def _floored_loss(ctx: CheckContext) -> str | None:
     return "/".join(sorted(names)) + ("" if first == 1.0 else f" times {first:.4g}")
 
 
-def _planned_steps(ctx: CheckContext) -> int:
+def planned_steps(ctx: CheckContext) -> int:
     """The steps the script's loops plan, where read; the longest run the check asks for
     otherwise."""
     t = ctx.thresholds

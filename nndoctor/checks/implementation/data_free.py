@@ -1,0 +1,168 @@
+"""A loss met without data (reason 18): an objective any input satisfies."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from nndoctor.capture.replay import ReplayResult
+from nndoctor.checks.implementation.floor import planned_steps
+from nndoctor.checks.lab import Lab
+from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.report.series import Curve, ExperimentCurves
+
+
+@register_check(
+    id="loss-met-without-data",
+    reasons=(18,),
+    severity="error",
+    kind="experiment",
+    priority=16,
+)
+def loss_met_without_data(ctx: CheckContext) -> None:
+    """The loss falls to zero as fast on noise as on the data: nothing in it needs the data.
+
+    Why it matters:
+        A loss that is zero or more is zero only where every prediction it scores is right.
+        Fed inputs that carry no information, a model can at best make the one prediction
+        that suits every sample (the class frequencies, the mean), and a loss over targets
+        that need the input stays above zero there. If it still falls to zero, the loss
+        rewards something any input gives: a negative-sampling term whose sign was lost
+        (negatives pushed together with the true contexts, so every vector aligns), a
+        margin whose target is a constant, a target the model computes from its own output.
+        The loss curve looks like a model that learned its data perfectly.
+
+    What is measured:
+        Where no copy can rebuild the loss in this process (a custom loss, a loss computed
+        inside the model) and the observed loss is finite and zero or more at every step,
+        the script is replayed as written for ``data_free_steps`` steps (within the planned
+        run) twice side by side: on its data, and with every tensor the model is handed by
+        its outermost calls while gradients are on replaced by fresh noise like it at each
+        call (Gaussian with the tensor's mean and std; integer ids drawn uniformly from each
+        column's range; masks, sorted offsets and tensors that need a gradient kept). It
+        fires when the noise run's last third (median) is at or above zero and at most
+        ``data_free_fraction`` (1%) of its first loss, and no more than
+        ``data_free_real_ratio`` times the real run's: the data does not make the loss
+        lower. Inputs that carry no information leave such a loss at the best input-free
+        prediction's value, so this fires on a healthy task only where that value is within
+        1% of zero: targets predictable without any input, or a start a hundred times
+        further off than the input-free optimum (values ten standard deviations from zero
+        the model has yet to learn the offset of) while the inputs do not help predict them
+        either. A replay that stops early, fails or goes non-finite decides nothing.
+
+    How to fix:
+        Write down, for each term of the loss, which way it pushes the scores of true
+        pairs and of negatives or wrong classes: a negative-sampling term is
+        ``logsigmoid(-neg_score)``, a ranking target says which item should score higher.
+        Then check that the target of every term comes from the data, not from the
+        model's own output without a stop-gradient and a reason.
+
+    Example:
+        Before::
+
+            neg_loss = -F.logsigmoid(neg_score).sum(1)
+
+        After::
+
+            neg_loss = -F.logsigmoid(-neg_score).sum(1)
+    """
+    t = ctx.thresholds
+    lab: Lab | None = ctx.services
+    if lab is None or lab.script is None:
+        ctx.skip("no script to replay")
+    if lab.available:
+        ctx.skip("a copy rebuilds the loss here: model-ignores-input trains one on noise")
+    competing = ctx.recording.competing_objectives
+    if competing:
+        ctx.skip(f"{competing}: no one loss is being minimised")
+    if ctx.recording.step_source == "manual":
+        ctx.skip("the script updates its parameters by hand (a replay counts optimizer steps)")
+    observed = ctx.recording.losses
+    if not observed or not all(math.isfinite(v) and v >= 0 for v in observed):
+        ctx.skip("the observed loss is not finite and zero or more at every step: zero is no floor")
+    steps = min(t.data_free_steps, planned_steps(ctx))
+    if steps < t.unbounded_min_steps:
+        ctx.skip(f"the script plans {steps} steps, fewer than {t.unbounded_min_steps}")
+    real, noise = lab.replays(
+        "rate",
+        [
+            {"steps": steps, "overrides": {"lr_scale": 1.0}},
+            {"steps": steps, "overrides": {"lr_scale": 1.0, "noise_inputs": True}},
+        ],
+    )
+    _require_whole(ctx, real, steps, "on its data")
+    _require_whole(ctx, noise, steps, "on noise")
+    if noise.inputs_replaced == 0:
+        ctx.skip("the model was handed no tensor that noise could replace (keyword arguments)")
+    lab.hand_back(
+        ExperimentCurves(
+            check=ctx.spec.id,
+            title="The loss as the script trains, on its data and on noise",
+            x_label="step",
+            y_label="loss",
+            curves=[
+                Curve(label, [float(i) for i in range(len(run.losses))], run.losses)
+                for label, run in (("its data", real), ("noise inputs", noise))
+            ],
+        )
+    )
+    verdict = _met_without_data(real.losses, noise.losses, t)
+    ctx.note(
+        f"the script replayed as written, {steps} steps: on its data {verdict['real_first']:.4g} → "
+        f"{verdict['real_last']:.4g}, on noise {verdict['noise_first']:.4g} → "
+        f"{verdict['noise_last']:.4g} (medians of the last third)"
+    )
+    if not verdict["fires"]:
+        return
+    ctx.finding(
+        title="The loss falls to zero on noise: it does not need the data",
+        message=(
+            f"Replayed for {steps} steps with the model's inputs replaced by fresh noise, the loss "
+            f"fell from {verdict['noise_first']:.4g} to {verdict['noise_last']:.4g} "
+            f"({verdict['noise_last'] / verdict['noise_first']:.2g} of its start), as low as on "
+            f"the data ({verdict['real_last']:.4g}). Inputs without information cannot be "
+            "predicted perfectly, so the loss rewards something every input gives: a term "
+            "with the wrong sign or a target that does not come from the data."
+        ),
+        fix=(
+            "Check the sign of each loss term (negatives pushed apart: logsigmoid(-score)) and "
+            "that every target comes from the data."
+        ),
+        evidence={"steps": steps, **{k: v for k, v in verdict.items() if k != "fires"}},
+    )
+
+
+def _require_whole(ctx: CheckContext, run: ReplayResult, steps: int, what: str) -> None:
+    """Skip unless ``run`` took its ``steps`` steps with a finite loss at each."""
+    if run.timed_out:
+        ctx.skip(f"the replay {what} hit its time limit after {len(run.losses)} of {steps} steps")
+    if run.error and not run.losses:
+        ctx.skip(f"re-running the script {what} failed: {run.error}")
+    if len(run.losses) < steps or not all(math.isfinite(v) for v in run.losses):
+        ctx.skip(
+            f"the replay {what} gave {len(run.losses)} of {steps} finite losses"
+            + (f" ({run.error})" if run.error else "")
+        )
+
+
+def _met_without_data(real: list[float], noise: list[float], t: Any) -> dict[str, Any]:
+    """The two runs' first losses and last thirds' medians, and whether the noise run
+    reached zero (``data_free_fraction`` of its start) no higher than the real run."""
+    third = max(1, len(noise) // 3)
+    noise_last = statistics.median(noise[-third:])
+    real_last = statistics.median(real[-third:])
+    noise_first = noise[0]
+    fires = (
+        noise_first > 0
+        and all(v >= 0 for v in noise)
+        and noise_last <= t.data_free_fraction * noise_first
+        and noise_last <= t.data_free_real_ratio * real_last
+    )
+    return {
+        "real_first": real[0],
+        "real_last": real_last,
+        "noise_first": noise_first,
+        "noise_last": noise_last,
+        "fires": fires,
+    }
