@@ -510,6 +510,23 @@ class Lab:
 
         return self.memo("overfit-replay", replayed)
 
+    def noise_replays(self, steps: int) -> tuple[ReplayResult, ReplayResult]:
+        """The script replayed as written for ``steps`` steps side by side, on its data and
+        with every tensor its model is handed replaced by noise like it (see
+        ``_InputNoise`` in the replay child), once per check run: two checks read them."""
+
+        def replayed() -> tuple[ReplayResult, ReplayResult]:
+            real, noise = self.replays(
+                "rate",
+                [
+                    {"steps": steps, "overrides": {"lr_scale": 1.0}},
+                    {"steps": steps, "overrides": {"lr_scale": 1.0, "noise_inputs": True}},
+                ],
+            )
+            return real, noise
+
+        return self.memo(f"noise-replays-{steps}", replayed)
+
     def replays(self, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
         """Several independent replays of one experiment (``plans``: each replay's plan
         fields), run side by side where the model trains on the CPU, one core each, and

@@ -16,6 +16,7 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.data.pairing_replay import pairing_by_replay
 from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
+from nndoctor.checks.implementation.data_free import noise_runs
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import (
@@ -720,6 +721,10 @@ def model_ignores_input(ctx: CheckContext) -> None:
             def forward(self, x):
                 h = self.encoder(x)
     """
+    services: Lab | None = ctx.services
+    if services is not None and not services.available and services.script is not None:
+        _ignores_input_by_replay(ctx, services)
+        return
     lab, subject = _require(ctx)
     t = ctx.thresholds
     noisy = _noise_batches(lab, subject, t)
@@ -789,6 +794,41 @@ def model_ignores_input(ctx: CheckContext) -> None:
             severity="warning",
             evidence=evidence,
         )
+
+
+def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
+    """Where no copy can rebuild the loss: the script replayed as written on its data and
+    with the model's inputs replaced by noise (``noise_runs``); the same loss at every step
+    to within ``random_input_same_rtol`` is a model that does not read its input. Curves
+    that differ say nothing more here: with the script's own loss there is no held-out
+    batch or input sensitivity to tell a model that reads its input from one that learns
+    slowly."""
+    steps, real, noise = noise_runs(ctx, lab)
+    gap = max(
+        abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real.losses, noise.losses, strict=False)
+    )
+    ctx.note(
+        f"the script replayed as written, {steps} steps: on its data {real.losses[0]:.4g} → "
+        f"{real.losses[-1]:.4g}, on noise {noise.losses[0]:.4g} → {noise.losses[-1]:.4g}; "
+        f"largest relative gap between the curves {gap:.3g}"
+    )
+    if gap > ctx.thresholds.random_input_same_rtol:
+        return
+    ctx.finding(
+        title="The model ignores its input",
+        message=(
+            f"The script replayed for {steps} steps with every tensor its model is handed "
+            f"replaced by noise gives the same loss at every step to within {gap:.2g} "
+            "(relative): the output does not depend on the input."
+        ),
+        fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
+        evidence={
+            "steps": steps,
+            "real_final": real.losses[-1],
+            "noise_final": noise.losses[-1],
+            "max_relative_gap": gap,
+        },
+    )
 
 
 @register_check(

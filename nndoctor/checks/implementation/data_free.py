@@ -67,34 +67,15 @@ def loss_met_without_data(ctx: CheckContext) -> None:
 
             neg_loss = -F.logsigmoid(-neg_score).sum(1)
     """
-    t = ctx.thresholds
     lab: Lab | None = ctx.services
     if lab is None or lab.script is None:
         ctx.skip("no script to replay")
     if lab.available:
         ctx.skip("a copy rebuilds the loss here: model-ignores-input trains one on noise")
-    competing = ctx.recording.competing_objectives
-    if competing:
-        ctx.skip(f"{competing}: no one loss is being minimised")
-    if ctx.recording.step_source == "manual":
-        ctx.skip("the script updates its parameters by hand (a replay counts optimizer steps)")
     observed = ctx.recording.losses
     if not observed or not all(math.isfinite(v) and v >= 0 for v in observed):
         ctx.skip("the observed loss is not finite and zero or more at every step: zero is no floor")
-    steps = min(t.data_free_steps, planned_steps(ctx))
-    if steps < t.unbounded_min_steps:
-        ctx.skip(f"the script plans {steps} steps, fewer than {t.unbounded_min_steps}")
-    real, noise = lab.replays(
-        "rate",
-        [
-            {"steps": steps, "overrides": {"lr_scale": 1.0}},
-            {"steps": steps, "overrides": {"lr_scale": 1.0, "noise_inputs": True}},
-        ],
-    )
-    _require_whole(ctx, real, steps, "on its data")
-    _require_whole(ctx, noise, steps, "on noise")
-    if noise.inputs_replaced == 0:
-        ctx.skip("the model was handed no tensor that noise could replace (keyword arguments)")
+    steps, real, noise = noise_runs(ctx, lab)
     lab.hand_back(
         ExperimentCurves(
             check=ctx.spec.id,
@@ -107,7 +88,7 @@ def loss_met_without_data(ctx: CheckContext) -> None:
             ],
         )
     )
-    verdict = _met_without_data(real.losses, noise.losses, t)
+    verdict = _met_without_data(real.losses, noise.losses, ctx.thresholds)
     ctx.note(
         f"the script replayed as written, {steps} steps: on its data {verdict['real_first']:.4g} → "
         f"{verdict['real_last']:.4g}, on noise {verdict['noise_first']:.4g} → "
@@ -131,6 +112,31 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         ),
         evidence={"steps": steps, **{k: v for k, v in verdict.items() if k != "fires"}},
     )
+
+
+def noise_runs(ctx: CheckContext, lab: Lab) -> tuple[int, ReplayResult, ReplayResult]:
+    """The steps and the script replayed as written for them, on its data and on noise
+    (``Lab.noise_replays``): ``data_free_steps`` within the planned run. Skips where no
+    one loss is minimised (a GAN), where updates are made by hand (a replay counts
+    optimizer steps), and unless both runs took every step with a finite loss and the
+    noise reached the model."""
+    t = ctx.thresholds
+    if lab.script is None:
+        ctx.skip("no script to replay")
+    competing = ctx.recording.competing_objectives
+    if competing:
+        ctx.skip(f"{competing}: no one loss is being minimised")
+    if ctx.recording.step_source == "manual":
+        ctx.skip("the script updates its parameters by hand (a replay counts optimizer steps)")
+    steps = min(t.data_free_steps, planned_steps(ctx))
+    if steps < t.unbounded_min_steps:
+        ctx.skip(f"the script plans {steps} steps, fewer than {t.unbounded_min_steps}")
+    real, noise = lab.noise_replays(steps)
+    _require_whole(ctx, real, steps, "on its data")
+    _require_whole(ctx, noise, steps, "on noise")
+    if noise.inputs_replaced == 0:
+        ctx.skip("the model was handed no tensor that noise could replace (keyword arguments)")
+    return steps, real, noise
 
 
 def _require_whole(ctx: CheckContext, run: ReplayResult, steps: int, what: str) -> None:

@@ -1,0 +1,137 @@
+"""loss-met-without-data: a loss that falls to zero on noise inputs rewards no prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nndoctor.checks.implementation.data_free import _met_without_data
+from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
+from nndoctor.engine import Selection, check_script
+
+# Skip-gram with negative sampling over 40 words in four clusters of ten: a word's
+# contexts are words of its own cluster. The loss is computed inside the model (no copy
+# rebuilds it), so only a replay of the script can train on noise.
+SKIP_GRAM_SCRIPT = """
+import torch, torch.nn as nn, torch.nn.functional as F
+torch.manual_seed(0)
+V, D = 40, 16
+centers = torch.randint(0, V, (4096,))
+contexts = (centers // 10) * 10 + torch.randint(0, 10, (4096,))
+
+class SkipGram(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.u = nn.Embedding(V, D)
+        self.v = nn.Embedding(V, D)
+        nn.init.uniform_(self.u.weight, -0.5 / D, 0.5 / D)
+        nn.init.zeros_(self.v.weight)
+
+    def forward(self, center, context, negatives):
+        u = self.u(center)                                          # (B, D)
+        pos = (u * self.v(context)).sum(-1).clamp(-10, 10)          # (B,)
+        neg = torch.bmm(self.v(negatives), u.unsqueeze(2)).squeeze(2).clamp(-10, 10)  # (B, K)
+        return (-F.logsigmoid(pos) - F.logsigmoid({sign}neg).sum(1)).mean()
+
+model = SkipGram()
+opt = torch.optim.Adam(model.parameters(), lr=0.05)
+for epoch in range(10):
+    perm = torch.randperm(4096)
+    for i in range(0, 4096, 128):
+        idx = perm[i:i + 128]
+        negatives = torch.randint(0, V, (len(idx), 5))
+        loss = model(centers[idx], contexts[idx], negatives)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+CHECK = "loss-met-without-data"
+IGNORES = ("model-ignores-input",)
+
+
+# A regression under a loss written by hand (no copy rebuilds it), its input read or not.
+REGRESSION_SCRIPT = """
+import torch, torch.nn as nn
+torch.manual_seed(0)
+x = torch.randn(2048, 8)
+y = torch.tanh(x @ torch.randn(8, 1))
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 1))
+
+    def forward(self, x):
+        return self.net({input})
+
+model = Net()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(5):
+    perm = torch.randperm(2048)
+    for i in range(0, 2048, 64):
+        idx = perm[i:i + 64]
+        loss = (model(x[idx]) - y[idx]).abs().pow(1.5).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+"""
+
+
+def _check(tmp_path: Path, text: str, checks: tuple[str, ...] = (CHECK,)) -> object:
+    path = tmp_path / "train.py"
+    path.write_text(text)
+    return check_script(str(path), steps=20, selection=Selection(select=checks))
+
+
+@pytest.mark.fires("loss-met-without-data")
+def test_negatives_scored_with_the_sign_of_positives_need_no_data(tmp_path: Path) -> None:
+    report = _check(tmp_path, SKIP_GRAM_SCRIPT.format(sign=""))
+    (finding,) = report.by_check(CHECK)
+    assert list(finding.reasons) == [18]
+    assert finding.severity.value == "error"
+    evidence = finding.evidence
+    assert evidence["noise_last"] <= 0.01 * evidence["noise_first"]
+    assert evidence["steps"] == 200
+
+
+@pytest.mark.silent("loss-met-without-data")
+@pytest.mark.silent("model-ignores-input")
+def test_negative_sampling_as_written_needs_the_data(tmp_path: Path) -> None:
+    report = _check(tmp_path, SKIP_GRAM_SCRIPT.format(sign="-"), (CHECK, "model-ignores-input"))
+    result = report.result(CHECK)
+    assert result.status == "passed", result.detail
+    assert "on noise" in result.detail
+    # The noise reached the model and changed its loss: it reads its input.
+    ignores = report.result("model-ignores-input")
+    assert ignores.status == "passed", ignores.detail
+    assert "replayed" in ignores.detail
+
+
+@pytest.mark.fires("model-ignores-input")
+def test_a_model_that_reads_zeros_instead_of_its_input_ignores_it(tmp_path: Path) -> None:
+    report = _check(tmp_path, REGRESSION_SCRIPT.format(input="x.detach() * 0"), IGNORES)
+    (finding,) = report.by_check("model-ignores-input")
+    assert list(finding.reasons) == [2]
+    assert finding.evidence["max_relative_gap"] <= 1e-4
+    assert "replayed" in finding.message
+
+
+@pytest.mark.silent("model-ignores-input")
+def test_the_regression_reading_its_input_does_not_ignore_it(tmp_path: Path) -> None:
+    report = _check(tmp_path, REGRESSION_SCRIPT.format(input="x"), IGNORES)
+    result = report.result("model-ignores-input")
+    assert result.status == "passed", result.detail
+    assert "replayed" in result.detail
+
+
+def test_a_loss_the_data_lowers_further_than_noise_is_not_met_without_it() -> None:
+    t = DEFAULT_THRESHOLDS
+    # Targets far from zero: noise alone learns their offset, from 1e4 to about 1 (1e-4 of
+    # its start), but the inputs predict them ten times better still.
+    noise = [1e4] + [1.0] * 199
+    assert not _met_without_data([1e4] + [0.1] * 199, noise, t)["fires"]
+    assert _met_without_data([1e4] + [0.9] * 199, noise, t)["fires"]
+    # A loss that goes below zero has no zero to reach.
+    assert not _met_without_data([2.0] * 200, [2.0] + [-1.0] * 199, t)["fires"]
