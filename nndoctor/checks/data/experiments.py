@@ -704,7 +704,13 @@ def model_ignores_input(ctx: CheckContext) -> None:
         mean and std — and their loss curves compared. Where that noise is the inputs
         themselves (every float input constant, as a graph's nodes that all carry one
         feature, and the rest layout kept as is: masks, sorted indices), the two copies
-        would be one: skipped.
+        would be one: skipped. Where no copy can rebuild the loss (a loss written by hand,
+        one computed inside the model), the script is replayed as written instead, once on
+        its data and once with every tensor its model is handed replaced by fresh noise like
+        it (the replays loss-met-without-data reads too), and only the same loss at every
+        step to within ``random_input_same_rtol`` is a finding: without a held-out batch or
+        the output's sensitivity to tell them apart, curves that differ little are a model
+        that learns slowly as often as one that reads nothing.
 
     How to fix:
         Follow the input through forward(): look for ``.detach()``, ``* 0``, ``torch.no_grad()``,
