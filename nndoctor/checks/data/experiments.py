@@ -810,12 +810,10 @@ def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
     batch or input sensitivity to tell a model that reads its input from one that learns
     slowly."""
     steps, real, noise = noise_runs(ctx, lab)
-    gap = max(
-        abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real.losses, noise.losses, strict=False)
-    )
+    gap = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real, noise, strict=True))
     ctx.note(
-        f"the script replayed as written, {steps} steps: on its data {real.losses[0]:.4g} → "
-        f"{real.losses[-1]:.4g}, on noise {noise.losses[0]:.4g} → {noise.losses[-1]:.4g}; "
+        f"the script replayed as written, {steps} steps: on its data {real[0]:.4g} → "
+        f"{real[-1]:.4g}, on noise {noise[0]:.4g} → {noise[-1]:.4g}; "
         f"largest relative gap between the curves {gap:.3g}"
     )
     if gap > ctx.thresholds.random_input_same_rtol:
@@ -830,8 +828,8 @@ def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
         fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
         evidence={
             "steps": steps,
-            "real_final": real.losses[-1],
-            "noise_final": noise.losses[-1],
+            "real_final": real[-1],
+            "noise_final": noise[-1],
             "max_relative_gap": gap,
         },
     )

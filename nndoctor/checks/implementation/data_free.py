@@ -49,7 +49,9 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         1% of zero: targets predictable without any input, or a start a hundred times
         further off than the input-free optimum (values ten standard deviations from zero
         the model has yet to learn the offset of) while the inputs do not help predict them
-        either. A replay that stops early, fails or goes non-finite decides nothing.
+        either. A replay cut by its time limit, one that fails and one that goes
+        non-finite decide nothing; a script that ends first (in ``unbounded_min_steps``
+        steps or more) is judged on the steps both runs took.
 
     How to fix:
         Write down, for each term of the loss, which way it pushes the scores of true
@@ -83,12 +85,12 @@ def loss_met_without_data(ctx: CheckContext) -> None:
             x_label="step",
             y_label="loss",
             curves=[
-                Curve(label, [float(i) for i in range(len(run.losses))], run.losses)
-                for label, run in (("its data", real), ("noise inputs", noise))
+                Curve(label, [float(i) for i in range(len(losses))], losses)
+                for label, losses in (("its data", real), ("noise inputs", noise))
             ],
         )
     )
-    verdict = _met_without_data(real.losses, noise.losses, ctx.thresholds)
+    verdict = _met_without_data(real, noise, ctx.thresholds)
     ctx.note(
         f"the script replayed as written, {steps} steps: on its data {verdict['real_first']:.4g} → "
         f"{verdict['real_last']:.4g}, on noise {verdict['noise_first']:.4g} → "
@@ -114,9 +116,10 @@ def loss_met_without_data(ctx: CheckContext) -> None:
     )
 
 
-def noise_runs(ctx: CheckContext, lab: Lab) -> tuple[int, ReplayResult, ReplayResult]:
-    """The steps and the script replayed as written for them, on its data and on noise
-    (``Lab.noise_replays``): ``data_free_steps`` within the planned run. Skips where no
+def noise_runs(ctx: CheckContext, lab: Lab) -> tuple[int, list[float], list[float]]:
+    """The steps and the losses of the script replayed as written for them, on its data
+    and on noise (``Lab.noise_replays``): ``data_free_steps`` within the planned run, or
+    fewer where the script ends first. Skips where no
     one loss is minimised (a GAN), where updates are made by hand (a replay counts
     optimizer steps), and unless both runs took every step with a finite loss and the
     noise reached the model."""
@@ -136,16 +139,20 @@ def noise_runs(ctx: CheckContext, lab: Lab) -> tuple[int, ReplayResult, ReplayRe
     _require_whole(ctx, noise, steps, "on noise")
     if noise.inputs_replaced == 0:
         ctx.skip("the model was handed no tensor that noise could replace (keyword arguments)")
-    return steps, real, noise
+    # A script that ended first is judged on the steps both runs took.
+    n = min(steps, len(real.losses), len(noise.losses))
+    return n, real.losses[:n], noise.losses[:n]
 
 
 def _require_whole(ctx: CheckContext, run: ReplayResult, steps: int, what: str) -> None:
-    """Skip unless ``run`` took its ``steps`` steps with a finite loss at each."""
+    """Skip unless ``run`` took its ``steps`` steps, or ran the script to its end in at
+    least ``unbounded_min_steps``, with a finite loss at each."""
     if run.timed_out:
         ctx.skip(f"the replay {what} hit its time limit after {len(run.losses)} of {steps} steps")
     if run.error and not run.losses:
         ctx.skip(f"re-running the script {what} failed: {run.error}")
-    if len(run.losses) < steps or not all(math.isfinite(v) for v in run.losses):
+    ended = run.error is None and len(run.losses) >= ctx.thresholds.unbounded_min_steps
+    if (len(run.losses) < steps and not ended) or not all(math.isfinite(v) for v in run.losses):
         ctx.skip(
             f"the replay {what} gave {len(run.losses)} of {steps} finite losses"
             + (f" ({run.error})" if run.error else "")
