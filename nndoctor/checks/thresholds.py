@@ -109,13 +109,14 @@ class Thresholds:
     # data_free_steps steps (within the planned run; judged from unbounded_min_steps), once
     # on its data and once with the model's inputs replaced by fresh noise like them at
     # every call: fires when the noise run's last third (median) lies at most
-    # data_free_fraction of its first loss, at or above zero, and no more than
-    # data_free_real_ratio times the real run's. Inputs that carry no information leave a
-    # loss that is zero or more at the best input-free prediction's value, which a task
-    # reaches zero on only where its targets need no input.
+    # data_free_fraction of its first loss, at or above zero, and the data does not lower
+    # the loss: the real run is below the noise run at no more of the last third's steps
+    # than chance gives (a sign test over the paired steps at data_free_alpha). Inputs that
+    # carry no information leave a loss that is zero or more at the best input-free
+    # prediction's value, which a task reaches zero on only where its targets need no input.
     data_free_steps: int = 200
     data_free_fraction: float = 0.01
-    data_free_real_ratio: float = 1.5
+    data_free_alpha: float = 0.01
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise

@@ -10,6 +10,7 @@ from nndoctor.capture.replay import ReplayResult
 from nndoctor.checks.implementation.floor import planned_steps
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import binomial_tail
 from nndoctor.report.series import Curve, ExperimentCurves
 
 
@@ -42,14 +43,16 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         call (Gaussian with the tensor's mean and std; integer ids drawn uniformly from each
         column's range; masks, sorted offsets and tensors that need a gradient kept). It
         fires when the noise run's last third (median) is at or above zero and at most
-        ``data_free_fraction`` (1%) of its first loss, and no more than
-        ``data_free_real_ratio`` times the real run's: the data does not make the loss
-        lower. Inputs that carry no information leave such a loss at the best input-free
-        prediction's value, so this fires on a healthy task only where that value is within
-        1% of zero: targets predictable without any input, or a start a hundred times
-        further off than the input-free optimum (values ten standard deviations from zero
-        the model has yet to learn the offset of) while the inputs do not help predict them
-        either. A replay cut by its time limit, one that fails and one that goes
+        ``data_free_fraction`` (1%) of its first loss, and the data does not lower the
+        loss: over the last third's steps, paired (both runs draw the same batches,
+        negatives and noise of the script's own), the run on the data is lower at no more
+        steps than a sign test at ``data_free_alpha`` (1%) gives to chance. Inputs that
+        carry no information leave such a loss at the best input-free prediction's value,
+        so this fires on a healthy task only where that value is within 1% of zero and the
+        data does not help either: targets predictable without any input (a one-class
+        objective such as Deep SVDD's distance to a fixed centre falls to about 1% on noise
+        too, but lower on its data at nearly every step), or a start a hundred times further
+        off than the input-free optimum while the inputs do not help predict the targets. A replay cut by its time limit, one that fails and one that goes
         non-finite decide nothing; a script that ends first (in ``unbounded_min_steps``
         steps or more) is judged on the steps both runs took.
 
@@ -94,7 +97,9 @@ def loss_met_without_data(ctx: CheckContext) -> None:
     ctx.note(
         f"the script replayed as written, {steps} steps: on its data {verdict['real_first']:.4g} → "
         f"{verdict['real_last']:.4g}, on noise {verdict['noise_first']:.4g} → "
-        f"{verdict['noise_last']:.4g} (medians of the last third)"
+        f"{verdict['noise_last']:.4g} (medians of the last third); lower on its data at "
+        f"{verdict['real_lower_steps']} of the last third's {verdict['steps_compared']} "
+        f"differing steps (sign test p = {verdict['p_data_lowers']:.2g})"
     )
     if not verdict["fires"]:
         return
@@ -103,8 +108,9 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         message=(
             f"Replayed for {steps} steps with the model's inputs replaced by fresh noise, the loss "
             f"fell from {verdict['noise_first']:.4g} to {verdict['noise_last']:.4g} "
-            f"({verdict['noise_last'] / verdict['noise_first']:.2g} of its start), as low as on "
-            f"the data ({verdict['real_last']:.4g}). Inputs without information cannot be "
+            f"({verdict['noise_last'] / verdict['noise_first']:.2g} of its start), and the data "
+            f"did no better ({verdict['real_last']:.4g}; lower at {verdict['real_lower_steps']} of "
+            f"{verdict['steps_compared']} steps). Inputs without information cannot be "
             "predicted perfectly, so the loss rewards something every input gives: a term "
             "with the wrong sign or a target that does not come from the data."
         ),
@@ -160,22 +166,30 @@ def _require_whole(ctx: CheckContext, run: ReplayResult, steps: int, what: str) 
 
 
 def _met_without_data(real: list[float], noise: list[float], t: Any) -> dict[str, Any]:
-    """The two runs' first losses and last thirds' medians, and whether the noise run
-    reached zero (``data_free_fraction`` of its start) no higher than the real run."""
+    """The two runs' first losses and last thirds' medians, the sign test that the data
+    lowers the loss (the last third's paired steps where the real run is lower, among those
+    that differ), and whether the noise run reached zero (``data_free_fraction`` of its
+    start) without the data doing better."""
     third = max(1, len(noise) // 3)
-    noise_last = statistics.median(noise[-third:])
-    real_last = statistics.median(real[-third:])
+    real_tail, noise_tail = real[-third:], noise[-third:]
+    noise_last = statistics.median(noise_tail)
     noise_first = noise[0]
+    lower = sum(a < b for a, b in zip(real_tail, noise_tail, strict=True))
+    differ = sum(a != b for a, b in zip(real_tail, noise_tail, strict=True))
+    p = binomial_tail(differ, lower, 0.5)
     fires = (
         noise_first > 0
         and all(v >= 0 for v in noise)
         and noise_last <= t.data_free_fraction * noise_first
-        and noise_last <= t.data_free_real_ratio * real_last
+        and p > t.data_free_alpha
     )
     return {
         "real_first": real[0],
-        "real_last": real_last,
+        "real_last": statistics.median(real_tail),
         "noise_first": noise_first,
         "noise_last": noise_last,
+        "real_lower_steps": lower,
+        "steps_compared": differ,
+        "p_data_lowers": p,
         "fires": fires,
     }
