@@ -109,7 +109,7 @@ class Thresholds:
     # data_free_steps steps (within the planned run; judged from unbounded_min_steps), once
     # on its data and once with the model's inputs replaced by fresh noise like them at
     # every call: fires when the noise run's last third (median) lies at most
-    # data_free_fraction of its first loss, at or above zero, and the data does not lower
+    # data_free_fraction of the lower first loss (data or noise), at or above zero, and the data does not lower
     # the loss: the real run is below the noise run at no more of the last third's steps
     # than chance gives (a sign test over the paired steps at data_free_alpha). Inputs that
     # carry no information leave a loss that is zero or more at the best input-free

@@ -43,7 +43,8 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         call (Gaussian with the tensor's mean and std; integer ids drawn uniformly from each
         column's range; masks, sorted offsets and tensors that need a gradient kept). It
         fires when the noise run's last third (median) is at or above zero and at most
-        ``data_free_fraction`` (1%) of its first loss, and the data does not lower the
+        ``data_free_fraction`` (1%) of the first loss (on the data or on noise, whichever is
+        lower: noise can start far off), and the data does not lower the
         loss: over the last third's steps, paired (both runs draw the same batches,
         negatives and noise of the script's own), the run on the data is lower at no more
         steps than a sign test at ``data_free_alpha`` (1%) gives to chance. Inputs that
@@ -108,7 +109,7 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         message=(
             f"Replayed for {steps} steps with the model's inputs replaced by fresh noise, the loss "
             f"fell from {verdict['noise_first']:.4g} to {verdict['noise_last']:.4g} "
-            f"({verdict['noise_last'] / verdict['noise_first']:.2g} of its start), and the data "
+            f"({verdict['noise_last'] / verdict['start']:.2g} of the start), and the data "
             f"did no better ({verdict['real_last']:.4g}; lower at {verdict['real_lower_steps']} of "
             f"{verdict['steps_compared']} steps). Inputs without information cannot be "
             "predicted perfectly, so the loss rewards something every input gives: a term "
@@ -169,18 +170,21 @@ def _met_without_data(real: list[float], noise: list[float], t: Any) -> dict[str
     """The two runs' first losses and last thirds' medians, the sign test that the data
     lowers the loss (the last third's paired steps where the real run is lower, among those
     that differ), and whether the noise run reached zero (``data_free_fraction`` of its
-    start) without the data doing better."""
+    start, on the data or on noise, whichever is lower) without the data doing better."""
     third = max(1, len(noise) // 3)
     real_tail, noise_tail = real[-third:], noise[-third:]
     noise_last = statistics.median(noise_tail)
     noise_first = noise[0]
+    # Noise can start far off (inputs of the data's mean and spread that an encoder was
+    # not initialised for): the lower of the two starts is the loss's scale.
+    start = min(real[0], noise_first)
     lower = sum(a < b for a, b in zip(real_tail, noise_tail, strict=True))
     differ = sum(a != b for a, b in zip(real_tail, noise_tail, strict=True))
     p = binomial_tail(differ, lower, 0.5)
     fires = (
-        noise_first > 0
+        start > 0
         and all(v >= 0 for v in noise)
-        and noise_last <= t.data_free_fraction * noise_first
+        and noise_last <= t.data_free_fraction * start
         and p > t.data_free_alpha
     )
     return {
@@ -188,6 +192,7 @@ def _met_without_data(real: list[float], noise: list[float], t: Any) -> dict[str
         "real_last": statistics.median(real_tail),
         "noise_first": noise_first,
         "noise_last": noise_last,
+        "start": start,
         "real_lower_steps": lower,
         "steps_compared": differ,
         "p_data_lowers": p,
