@@ -110,13 +110,15 @@ class Thresholds:
     # on its data and once with the model's inputs replaced by fresh noise like them at
     # every call: fires when the noise run's last third (median) lies at most
     # data_free_fraction of the lower first loss (data or noise), at or above zero, and the data does not lower
-    # the loss: the real run is below the noise run at no more of the last third's steps
-    # than chance gives (a sign test over the paired steps at data_free_alpha). Inputs that
+    # the loss: the real run is below the noise run by data_free_useful_gain or more at no
+    # more of the last third's steps than chance gives (a sign test over the paired steps
+    # at data_free_alpha; the margin is pairing_useful_gain's tenth). Inputs that
     # carry no information leave a loss that is zero or more at the best input-free
     # prediction's value, which a task reaches zero on only where its targets need no input.
     data_free_steps: int = 200
     data_free_fraction: float = 0.01
     data_free_alpha: float = 0.01
+    data_free_useful_gain: float = 0.1
     # --- gradient check (22, 26)
     gradcheck_atol: float = 1e-5
     gradcheck_rtol: float = 1e-2  # deep ReLU nets cross a few kinks per direction: ~0.2% noise
