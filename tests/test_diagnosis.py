@@ -123,6 +123,15 @@ def test_a_width_one_layer_explains_the_dead_relus_behind_it() -> None:
     assert {f.check for f in d.causes[0].explains} == {"dead-relus", "cannot-overfit-tiny-batch"}
 
 
+def test_activations_off_scale_at_the_start_explain_a_loss_met_without_data() -> None:
+    # An inflated first loss makes "1% of the start" reachable by any input.
+    met = finding("loss-met-without-data", "error", 18)
+    drift = finding("activation-scale-drift", "warning", 28, 35)
+    d = diagnose([met, drift])
+    assert [c.lead.check for c in d.causes] == ["activation-scale-drift"]
+    assert [f.check for f in d.causes[0].explains] == ["loss-met-without-data"]
+
+
 def test_mutual_explanations_go_to_the_stronger_finding() -> None:
     nan = finding("non-finite-values", "error", 37)
     lr = finding("learning-rate-out-of-range", "warning", 36)
