@@ -16,8 +16,8 @@ import torch
 from nndoctor.checks import causes
 from nndoctor.checks.data.pairing_replay import pairing_by_replay
 from nndoctor.checks.data.teacher import TeacherLayout, source_pairing, teacher_layout
-from nndoctor.checks.implementation.data_free import noise_runs
 from nndoctor.checks.lab import Lab, TrainResult, same_noise
+from nndoctor.checks.noise_replays import noise_runs
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import (
     binomial_tail,

@@ -6,9 +6,8 @@ import math
 import statistics
 from typing import Any
 
-from nndoctor.capture.replay import ReplayResult
-from nndoctor.checks.implementation.floor import planned_steps
 from nndoctor.checks.lab import Lab
+from nndoctor.checks.noise_replays import noise_runs
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import binomial_tail
 from nndoctor.report.series import Curve, ExperimentCurves
@@ -125,49 +124,6 @@ def loss_met_without_data(ctx: CheckContext) -> None:
         ),
         evidence={"steps": steps, **{k: v for k, v in verdict.items() if k != "fires"}},
     )
-
-
-def noise_runs(ctx: CheckContext, lab: Lab) -> tuple[int, list[float], list[float]]:
-    """The steps and the losses of the script replayed as written for them, on its data
-    and on noise (``Lab.noise_replays``): ``data_free_steps`` within the planned run, or
-    fewer where the script ends first. Skips where no
-    one loss is minimised (a GAN), where updates are made by hand (a replay counts
-    optimizer steps), and unless both runs took every step with a finite loss and the
-    noise reached the model."""
-    t = ctx.thresholds
-    if lab.script is None:
-        ctx.skip("no script to replay")
-    competing = ctx.recording.competing_objectives
-    if competing:
-        ctx.skip(f"{competing}: no one loss is being minimised")
-    if ctx.recording.step_source == "manual":
-        ctx.skip("the script updates its parameters by hand (a replay counts optimizer steps)")
-    steps = min(t.data_free_steps, planned_steps(ctx))
-    if steps < t.unbounded_min_steps:
-        ctx.skip(f"the script plans {steps} steps, fewer than {t.unbounded_min_steps}")
-    real, noise = lab.noise_replays(steps)
-    _require_whole(ctx, real, steps, "on its data")
-    _require_whole(ctx, noise, steps, "on noise")
-    if noise.inputs_replaced == 0:
-        ctx.skip("the model was handed no tensor that noise could replace (keyword arguments)")
-    # A script that ended first is judged on the steps both runs took.
-    n = min(steps, len(real.losses), len(noise.losses))
-    return n, real.losses[:n], noise.losses[:n]
-
-
-def _require_whole(ctx: CheckContext, run: ReplayResult, steps: int, what: str) -> None:
-    """Skip unless ``run`` took its ``steps`` steps, or ran the script to its end in at
-    least ``unbounded_min_steps``, with a finite loss at each."""
-    if run.timed_out:
-        ctx.skip(f"the replay {what} hit its time limit after {len(run.losses)} of {steps} steps")
-    if run.error and not run.losses:
-        ctx.skip(f"re-running the script {what} failed: {run.error}")
-    ended = run.error is None and len(run.losses) >= ctx.thresholds.unbounded_min_steps
-    if (len(run.losses) < steps and not ended) or not all(math.isfinite(v) for v in run.losses):
-        ctx.skip(
-            f"the replay {what} gave {len(run.losses)} of {steps} finite losses"
-            + (f" ({run.error})" if run.error else "")
-        )
 
 
 def _met_without_data(real: list[float], noise: list[float], t: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from nndoctor.checks import causes
 from nndoctor.checks.lab import Lab
+from nndoctor.checks.noise_replays import planned_steps
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import lower_than_p
 from nndoctor.probes.recording import loss_scale_of
@@ -199,16 +200,6 @@ def _floored_loss(ctx: CheckContext) -> str | None:
     if any(not math.isclose(s, first, rel_tol=1e-5) for s in scales):
         return None
     return "/".join(sorted(names)) + ("" if first == 1.0 else f" times {first:.4g}")
-
-
-def planned_steps(ctx: CheckContext) -> int:
-    """The steps the script's loops plan, where read; the longest run the check asks for
-    otherwise."""
-    t = ctx.thresholds
-    horizon = ctx.recording.horizon
-    if horizon is not None and horizon.exact and horizon.steps > 0:
-        return int(horizon.steps)
-    return t.unbounded_steps * t.unbounded_extension
 
 
 def _run_as_written(ctx: CheckContext, lab: Lab | None, steps: int) -> tuple[list[float], str]:
