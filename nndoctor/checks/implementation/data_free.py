@@ -114,9 +114,9 @@ def loss_met_without_data(ctx: CheckContext) -> None:
             f"({verdict['noise_last'] / verdict['start']:.2g} of the start), and the data did "
             f"not do a tenth better ({verdict['real_last']:.4g}; a tenth lower at "
             f"{verdict['real_lower_steps']} of {verdict['steps_compared']} steps). Inputs "
-            "without information cannot be "
-            "predicted perfectly, so the loss rewards something every input gives: a term "
-            "with the wrong sign or a target that does not come from the data."
+            "without information cannot be predicted perfectly, so the loss rewards something "
+            "every input gives: a term with the wrong sign or a target that does not come "
+            "from the data."
         ),
         fix=(
             "Check the sign of each loss term (negatives pushed apart: logsigmoid(-score)) and "
