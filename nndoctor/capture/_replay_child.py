@@ -513,9 +513,7 @@ class _Replay:
             and torch.is_grad_enabled()
             and next(module.parameters(), None) is not None
         ):
-            args = self.noise.replace(args)
-            self.result.inputs_replaced = self.noise.replaced
-            return args
+            return self.noise.replace(args)
         return None
 
     def post_forward(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -776,6 +774,8 @@ def main(plan_path: str, out_path: str) -> None:
         if replay.tracer is not None:
             replay._finish_trace()
         replay.finish_pairing()
+        if replay.noise is not None:
+            replay.result.inputs_replaced = replay.noise.replaced
         replay.result.ok = replay.result.error is None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)

@@ -516,13 +516,8 @@ class Lab:
         ``_InputNoise`` in the replay child), once per check run: two checks read them."""
 
         def replayed() -> tuple[ReplayResult, ReplayResult]:
-            real, noise = self.replays(
-                "rate",
-                [
-                    {"steps": steps, "overrides": {"lr_scale": 1.0}},
-                    {"steps": steps, "overrides": {"lr_scale": 1.0, "noise_inputs": True}},
-                ],
-            )
+            plans = [{"lr_scale": 1.0}, {"lr_scale": 1.0, "noise_inputs": True}]
+            real, noise = self.replays("rate", [{"steps": steps, "overrides": o} for o in plans])
             return real, noise
 
         return self.memo(f"noise-replays-{steps}", replayed)

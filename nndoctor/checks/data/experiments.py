@@ -674,6 +674,11 @@ def _prior_loss(lab: Lab, model: torch.nn.Module, held: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+_FOLLOW_THE_INPUT = (
+    "Follow the input through forward(): a detach, a multiplication by zero, an unused argument."
+)
+
+
 @register_check(
     id="model-ignores-input",
     reasons=(2,),
@@ -748,10 +753,7 @@ def model_ignores_input(ctx: CheckContext) -> None:
     if not real.losses or not noise.losses:
         ctx.skip("the training runs failed: " + (real.error or noise.error or "no loss"))
     n = min(len(real.losses), len(noise.losses))
-    gap = max(
-        abs(a - b) / max(abs(a), 1e-12)
-        for a, b in zip(real.losses[:n], noise.losses[:n], strict=True)
-    )
+    gap = _largest_relative_gap(real.losses[:n], noise.losses[:n])
     ctx.note(
         f"real inputs: loss {real.initial:.4g} → {real.final:.4g}; noise: {noise.initial:.4g} → "
         f"{noise.final:.4g}; largest relative gap between the curves {gap:.3g}"
@@ -769,7 +771,7 @@ def model_ignores_input(ctx: CheckContext) -> None:
                 f"Trained on Gaussian noise instead of the real inputs, the loss curve is the same to within "
                 f"{gap:.2g} (relative) over {n} steps: the output does not depend on the input."
             ),
-            fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
+            fix=_FOLLOW_THE_INPUT,
             evidence=evidence,
         )
     elif noise.final <= real.final and real.final > 0.5 * real.initial:
@@ -802,6 +804,11 @@ def model_ignores_input(ctx: CheckContext) -> None:
         )
 
 
+def _largest_relative_gap(real: list[float], noise: list[float]) -> float:
+    """The largest gap between two loss curves, step by step, relative to the real one."""
+    return max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real, noise, strict=True))
+
+
 def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
     """Where no copy can rebuild the loss: the script replayed as written on its data and
     with the model's inputs replaced by noise (``noise_runs``); the same loss at every step
@@ -810,7 +817,7 @@ def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
     batch or input sensitivity to tell a model that reads its input from one that learns
     slowly."""
     steps, real, noise = noise_runs(ctx, lab)
-    gap = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(real, noise, strict=True))
+    gap = _largest_relative_gap(real, noise)
     ctx.note(
         f"the script replayed as written, {steps} steps: on its data {real[0]:.4g} → "
         f"{real[-1]:.4g}, on noise {noise[0]:.4g} → {noise[-1]:.4g}; "
@@ -825,7 +832,7 @@ def _ignores_input_by_replay(ctx: CheckContext, lab: Lab) -> None:
             f"replaced by noise gives the same loss at every step to within {gap:.2g} "
             "(relative): the output does not depend on the input."
         ),
-        fix="Follow the input through forward(): a detach, a multiplication by zero, an unused argument.",
+        fix=_FOLLOW_THE_INPUT,
         evidence={
             "steps": steps,
             "real_final": real[-1],
