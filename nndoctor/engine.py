@@ -36,7 +36,7 @@ from nndoctor.probes.series import build_series
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
 from nndoctor.report.progress import ProgressEvent
-from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
+from nndoctor.subject import OptimizerSpec, Subject, Task, keywords_optional
 
 DEFAULT_STEPS = 20
 DEFAULT_TIMEOUT = 120.0
@@ -499,7 +499,7 @@ def _observe(subject: Subject, steps: int) -> tuple[Recording, tuple[str, str] |
                 probe.note_loader(loader_index)
                 optimizer.zero_grad()
                 if subject.criterion is not None:
-                    out = call_model(model, subject.inputs(batch))
+                    out = subject.forward_output(model, batch)
                     loss = _live(subject.criterion)(out, subject.targets(batch))
                 else:
                     loss = subject.compute_loss(model, batch)
@@ -1002,7 +1002,12 @@ def _capture_lab(
         model = deepcopy_detached(capture.model)
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
-    inputs = [tuple(b["args"]) for b in capture.batches if b.get("args")]
+    # Calls whose keyword arguments the model needs (``n_future=4``) are no positional input.
+    inputs = [
+        tuple(b["args"])
+        for b in capture.batches
+        if b.get("args") and (model is None or keywords_optional(model, b.get("kwargs") or {}))
+    ]
     called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
     return Lab(
         None,

@@ -8,6 +8,7 @@ so the user's objects are never trained or mutated.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
@@ -355,6 +356,9 @@ class Subject:
     task: Task = field(default_factory=Task)
     inputs: Callable[[Any], Any] = default_inputs
     targets: Callable[[Any], Any] = default_targets
+    # Keyword arguments the model is called with beside positional ``inputs``
+    # (``model(frames, n_future=4)``, a mask), kept as they are when inputs are replaced.
+    keywords: Callable[[Any], dict[str, Any]] | None = None
     name: str = "subject"
     # Where batches come from, for the data checks: the DataLoader (if any).
     loader: Any = None
@@ -417,10 +421,15 @@ class Subject:
         if self.loss_fn is not None:
             return self.loss_fn(model, batch)
         assert self.criterion is not None
-        return self.criterion(call_model(model, self.inputs(batch)), self.targets(batch))
+        return self.criterion(self.forward_output(model, batch), self.targets(batch))
 
     def forward_output(self, model: nn.Module, batch: Any) -> Any:
-        return call_model(model, self.inputs(batch))
+        """``model`` called on ``batch``'s inputs (and keyword arguments, if any)."""
+        return call_model(model, self.inputs(batch), self.call_keywords(batch))
+
+    def call_keywords(self, batch: Any) -> dict[str, Any]:
+        """The keyword arguments the model is called with beside its positional inputs."""
+        return dict(self.keywords(batch)) if self.keywords is not None else {}
 
     def with_inputs(self, batch: Any, inputs: Any) -> Any | None:
         """``batch`` with its model inputs replaced; None when the layout is unknown."""
@@ -565,13 +574,30 @@ def _criterion_name(criterion: nn.Module) -> tuple[str | None, dict[str, Any]]:
     return None, {}
 
 
-def call_model(model: nn.Module, inputs: Any) -> Any:
-    """Call ``model`` on inputs given as a tensor, a tuple of positional args, or a dict of kwargs."""
+def call_model(model: nn.Module, inputs: Any, keywords: dict[str, Any] | None = None) -> Any:
+    """Call ``model`` on inputs given as a tensor, a tuple of positional args, or a dict of
+    kwargs, with ``keywords`` beside positional ones."""
     if isinstance(inputs, dict):
         return model(**inputs)
     if isinstance(inputs, tuple):
-        return model(*inputs)
-    return model(inputs)
+        return model(*inputs, **(keywords or {}))
+    return model(inputs, **(keywords or {}))
+
+
+def keywords_optional(model: nn.Module, keywords: dict[str, Any]) -> bool:
+    """Whether ``model`` can be called without ``keywords``: each names a parameter of its
+    forward with a default (a mask, ``return_dict=``), so a call on the positional
+    arguments alone runs. A forward whose signature cannot be read is taken to need them."""
+    if not keywords:
+        return True
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    # A keyword taken by ``**kwargs`` may be read unconditionally: taken to be needed.
+    return all(
+        name in params and params[name].default is not inspect.Parameter.empty for name in keywords
+    )
 
 
 def _describe_loss(subject: Subject) -> str:

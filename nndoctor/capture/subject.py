@@ -132,6 +132,15 @@ def _inputs(batch: dict[str, Any]) -> Any:
     return dict(batch["kwargs"])
 
 
+def _keywords(batch: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments beside positional ones (``model(frames, n_future=4)``)."""
+    return dict(batch.get("kwargs") or {}) if batch.get("args") else {}
+
+
+def _call(model: nn.Module, batch: dict[str, Any]) -> Any:
+    return call_model(model, _inputs(batch), _keywords(batch))
+
+
 def _with_inputs(batch: dict[str, Any], new: Any) -> dict[str, Any]:
     if isinstance(new, dict):
         return {**batch, "kwargs": dict(new)}
@@ -199,8 +208,6 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         return None, ALTERNATING
     if capture.model is None:
         return None, "no model was found"
-    # A batch whose model call was seen without its keyword arguments (the first forward,
-    # met by a global hook that gets positional ones only) cannot be replayed.
     batches = [
         b
         for b in capture.batches
@@ -277,11 +284,11 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         its elements rearranged as the script did)."""
         if link.startswith("select:"):
             # Rows picked by index or mask (a graph's labelled nodes, tokens not padding).
-            out = _select(call_model(model, _inputs(batch)), link.removeprefix("select:"))
+            out = _select(_call(model, batch), link.removeprefix("select:"))
             shape = tuple(batch["loss_index_shape"])
             out = out if tuple(out.shape) == shape else out.reshape(shape)
             return out[batch["loss_index"].to(out.device)]
-        out = _select(call_model(model, _inputs(batch)), link)
+        out = _select(_call(model, batch), link)
         if moves is not None:
             out = rearranged(out, moves)
         reshaped = moves is not None or link.startswith("view:")
@@ -300,6 +307,7 @@ def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:
         optimizer=optimizer,
         task=captured_task(capture),
         inputs=_inputs,
+        keywords=_keywords,
         targets=lambda b: b["targets"],
         replace_inputs=_with_inputs,
         replace_targets=lambda b, new: {**b, "targets": new},

@@ -33,10 +33,23 @@ from nndoctor.copying import deepcopy_detached, redraw_by_default, set_training
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
-from nndoctor.subject import REGULARISERS, OptimizerSpec, Subject, Task, move_to, slice_batch
+from nndoctor.subject import (
+    REGULARISERS,
+    OptimizerSpec,
+    Subject,
+    Task,
+    keywords_optional,
+    move_to,
+    slice_batch,
+)
 
 # The known-good optimiser of the tiny-batch experiments.
 KNOWN_GOOD_LR = 1e-3
+# Why an experiment that calls the model on its positional arguments alone cannot run.
+NO_POSITIONAL_CALL = (
+    "the model was called with keyword arguments only, or with keyword arguments it needs; "
+    "no positional input alone replays its call"
+)
 
 
 @dataclass
@@ -584,7 +597,9 @@ class Lab:
         return (held, attr) if held is not None and path in modules else None
 
     def model_inputs(self, n: int = 1) -> list[Any]:
-        """Positional-argument tuples the model was called with (first ``n`` batches)."""
+        """Positional-argument tuples the model was called with (first ``n`` batches); a
+        call whose keyword arguments the model needs (``model(frames, n_future=4)``) has none
+        that runs alone, and neither has a call with keyword arguments only."""
         if self._model_inputs is not None:
             return [move_to(a, self.device) for a in self._model_inputs[:n]]
         if self.subject is None:
@@ -592,8 +607,10 @@ class Lab:
         out = []
         for b in self.batches(n):
             x = self.subject.inputs(b)
-            if isinstance(x, dict):
-                return []  # keyword arguments only: no positional input to replay
+            if isinstance(x, dict) or not keywords_optional(
+                self.subject.model, self.subject.call_keywords(b)
+            ):
+                return []
             out.append(x if isinstance(x, tuple) else (x,))
         return out
 
@@ -608,7 +625,9 @@ class Lab:
         for b in self.batches(n):
             x = self.subject.inputs(b)
             args, kwargs = (
-                ((), dict(x)) if isinstance(x, dict) else (x if isinstance(x, tuple) else (x,), {})
+                ((), dict(x))
+                if isinstance(x, dict)
+                else (x if isinstance(x, tuple) else (x,), self.subject.call_keywords(b))
             )
             out.append((args, kwargs, self.subject.targets(b)))
         return out
@@ -644,7 +663,7 @@ class Lab:
             if isinstance(x, dict):
                 out.append(((), dict(x)))
             else:
-                out.append((x if isinstance(x, tuple) else (x,), {}))
+                out.append((x if isinstance(x, tuple) else (x,), self.subject.call_keywords(b)))
         return out
 
     def other_models(self) -> list[tuple[str, nn.Module, tuple[Any, ...]]]:

@@ -307,6 +307,9 @@ class TrainingProbe:
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
         self._input_shape: tuple[int, ...] | None = None
+        # The forward met by discovery's global hook, which is handed no keyword arguments:
+        # the batch it kept gets them from the model's own hook once the forward returns.
+        self._keywords_unseen = False
         # Parameter snapshots for update norms, reused step after step: a fresh copy of
         # every parameter per step costs an allocation (and, on the CPU, page faults).
         self._snapshot: list[torch.Tensor] | None = None
@@ -574,7 +577,7 @@ class TrainingProbe:
             model.register_forward_pre_hook(self._guard("model", self._root_pre), with_kwargs=True)
         )
         self._model_handles.append(
-            model.register_forward_hook(self._guard("model", self._root_post))
+            model.register_forward_hook(self._guard("model", self._root_post), with_kwargs=True)
         )
         for name, module in model.named_modules():
             if isinstance(module, nn.MultiheadAttention):
@@ -685,6 +688,7 @@ class TrainingProbe:
         """The model was found at its first forward: record that forward as the first
         step's (guarded like every hook: a failure removes the probe, never the run)."""
         self._guard("model", self._root_pre)(module, args, {})
+        self._keywords_unseen = True
 
     def current_input_shape(self) -> tuple[int, ...] | None:
         """The shape of the model input of the last training forward (read when it ran:
@@ -949,9 +953,11 @@ class TrainingProbe:
         slot = pending.transfer.add(flat.float() @ proj)
         pending.decoders.append(lambda: into.extend(pending.transfer.get(slot)))
 
-    def _root_post(self, module: nn.Module, args: Any, output: Any) -> None:
+    def _root_post(self, module: nn.Module, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not torch.is_grad_enabled():
             return None
+        if self._keywords_unseen:
+            self._keep_keywords(kwargs)
         paths = _tensors_with_paths(output)
         if len(self.recording.steps) < MAX_REPEAT_STEPS:
             self._repeat_output([t for _, t in paths])
@@ -965,6 +971,15 @@ class TrainingProbe:
         self._in_model_forward = False
         self._link_deferred()
         return None
+
+    def _keep_keywords(self, kwargs: dict[str, Any]) -> None:
+        """The keyword arguments of the forward discovery met (``model(frames, n_future=4)``),
+        into the batch kept for it: replayed without them, the call would fail or differ."""
+        self._keywords_unseen = False
+        kept = self.captured_batches[-1] if self.captured_batches else None
+        if kwargs and kept is not None and kept["step"] == self._pending.record.step:
+            if not kept["kwargs"]:
+                kept["kwargs"] = map_tensors(lambda t: t.detach(), kwargs)
 
     def _padding_mask_hook(self, name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from torch.func import functional_call
 
 from nndoctor.checks import causes
 from nndoctor.checks.implementation.graph_batches import GraphBatch, graph_batch, graph_dependence
-from nndoctor.checks.lab import same_noise
+from nndoctor.checks.lab import NO_POSITIONAL_CALL, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.copying import set_training
 from nndoctor.probes.functions import (
@@ -123,7 +123,7 @@ def custom_layer_gradient(ctx: CheckContext) -> None:
     names = list(classes.values())[:12]  # in definition order, so runs are reproducible
     calls = lab.model_inputs(1)
     if not calls:
-        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+        ctx.skip(NO_POSITIONAL_CALL)
     args = _to_double(batch_slice(calls[0], ctx.thresholds.gradcheck_max_inputs))
     with recorded_module_inputs(model, names) as seen, torch.no_grad():
         _call_cut(ctx, model, args)
@@ -806,7 +806,7 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     """Batch independence of the observed model, or why it cannot be measured."""
     calls = lab.model_inputs(1)
     if not calls:
-        return "the model was called with keyword arguments only; no positional input to replay"
+        return NO_POSITIONAL_CALL
     axis = ctx.recording.input_batch_axis()
     if axis == 0 and len(leading_sizes(calls[0])) > 1:
         graphs = graph_batch(calls[0])
@@ -1273,7 +1273,7 @@ def reads_next_token(ctx: CheckContext) -> None:
         ctx.skip("no model copy is available")
     calls = lab.model_inputs(1)
     if not calls:
-        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+        ctx.skip(NO_POSITIONAL_CALL)
     batch_axis = ctx.recording.input_batch_axis()
     args = batch_slice(calls[0], 4, batch_axis)
     # In the order the probe matched them against the targets (``next_position_matches``).

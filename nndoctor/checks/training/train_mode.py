@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from nndoctor.checks.lab import same_noise
+from nndoctor.checks.lab import NO_POSITIONAL_CALL, same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.training.parameters import MAX_NAMES
 from nndoctor.copying import set_training
@@ -260,7 +260,7 @@ def dropout_in_eval_mode(ctx: CheckContext) -> None:
         ctx.skip("no model copy is available")
     calls = lab.model_inputs(1)
     if not calls:
-        ctx.skip("the model was called with keyword arguments only; no positional input to replay")
+        ctx.skip(NO_POSITIONAL_CALL)
     model = set_training(lab.fresh_model(), False)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     try:
