@@ -36,7 +36,7 @@ from nndoctor.probes.series import build_series
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import CheckResult, Finding, Report, RunInfo, Severity, Status
 from nndoctor.report.progress import ProgressEvent
-from nndoctor.subject import OptimizerSpec, Subject, Task, keywords_optional
+from nndoctor.subject import OptimizerSpec, Subject, Task, positional_call
 
 DEFAULT_STEPS = 20
 DEFAULT_TIMEOUT = 120.0
@@ -1002,11 +1002,15 @@ def _capture_lab(
         model = deepcopy_detached(capture.model)
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
-    # Calls whose keyword arguments the model needs (``n_future=4``) are no positional input.
+    positional = (
+        [positional_call(model, tuple(b["args"]), b.get("kwargs") or {}) for b in capture.batches]
+        if model is not None
+        else []
+    )
     inputs = [
-        tuple(b["args"])
-        for b in capture.batches
-        if b.get("args") and (model is None or keywords_optional(model, b.get("kwargs") or {}))
+        args
+        for b, args in zip(capture.batches, positional, strict=False)
+        if b.get("args") and args is not None
     ]
     called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
     return Lab(

@@ -584,20 +584,41 @@ def call_model(model: nn.Module, inputs: Any, keywords: dict[str, Any] | None = 
     return model(inputs, **(keywords or {}))
 
 
-def keywords_optional(model: nn.Module, keywords: dict[str, Any]) -> bool:
-    """Whether ``model`` can be called without ``keywords``: each names a parameter of its
-    forward with a default (a mask, ``return_dict=``), so a call on the positional
-    arguments alone runs. A forward whose signature cannot be read is taken to need them."""
+def positional_call(
+    model: nn.Module, args: tuple[Any, ...], keywords: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """The call ``model(*args, **keywords)`` as positional arguments alone, for experiments
+    that cut and perturb positional inputs: a keyword naming a positional parameter of the
+    forward takes its place (``model(ids, mask=m)`` is ``model(ids, m)``; a parameter
+    skipped on the way gets its default), an optional keyword-only one is left out (a
+    flag, ``return_dict=``); None when a keyword the model needs cannot be passed by
+    position, or the forward's signature cannot be read."""
     if not keywords:
-        return True
+        return tuple(args)
     try:
-        params = inspect.signature(model.forward).parameters
+        params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
-        return False
-    # A keyword taken by ``**kwargs`` may be read unconditionally: taken to be needed.
-    return all(
-        name in params and params[name].default is not inspect.Parameter.empty for name in keywords
-    )
+        return None
+    by_name = {p.name: (i, p) for i, p in enumerate(params)}
+    placed: dict[int, Any] = {}
+    for name, value in keywords.items():
+        i, param = by_name.get(name, (-1, None))
+        if param is not None and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            if i < len(args):
+                return None  # given twice: the call itself would fail
+            placed[i] = value
+        elif param is None or param.default is inspect.Parameter.empty:
+            # Keyword-only and required, or read from ``**kwargs`` (perhaps unconditionally).
+            return None
+    filled = list(args)
+    for i in range(len(args), max(placed, default=len(args) - 1) + 1):
+        if i in placed:
+            filled.append(placed[i])
+        elif params[i].default is not inspect.Parameter.empty:
+            filled.append(params[i].default)
+        else:
+            return None
+    return tuple(filled)
 
 
 def _describe_loss(subject: Subject) -> str:

@@ -38,8 +38,8 @@ from nndoctor.subject import (
     OptimizerSpec,
     Subject,
     Task,
-    keywords_optional,
     move_to,
+    positional_call,
     slice_batch,
 )
 
@@ -597,9 +597,9 @@ class Lab:
         return (held, attr) if held is not None and path in modules else None
 
     def model_inputs(self, n: int = 1) -> list[Any]:
-        """Positional-argument tuples the model was called with (first ``n`` batches); a
-        call whose keyword arguments the model needs (``model(frames, n_future=4)``) has none
-        that runs alone, and neither has a call with keyword arguments only."""
+        """Positional-argument tuples the model was called with (first ``n`` batches), its
+        keyword arguments put in their places (see ``positional_call``); none when a call
+        cannot be made by position (keyword arguments only, a keyword-only one it needs)."""
         if self._model_inputs is not None:
             return [move_to(a, self.device) for a in self._model_inputs[:n]]
         if self.subject is None:
@@ -607,11 +607,16 @@ class Lab:
         out = []
         for b in self.batches(n):
             x = self.subject.inputs(b)
-            if isinstance(x, dict) or not keywords_optional(
-                self.subject.model, self.subject.call_keywords(b)
-            ):
+            if isinstance(x, dict):
                 return []
-            out.append(x if isinstance(x, tuple) else (x,))
+            args = positional_call(
+                self.subject.model,
+                x if isinstance(x, tuple) else (x,),
+                self.subject.call_keywords(b),
+            )
+            if args is None:
+                return []
+            out.append(args)
         return out
 
     def calls_with_targets(self, n: int = 1) -> list[tuple[tuple[Any, ...], dict[str, Any], Any]]:

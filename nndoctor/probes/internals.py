@@ -54,6 +54,10 @@ def visit_module_outputs(
             k = calls.get(name, 0)
             calls[name] = k + 1
             for i, t in enumerate(_tensors(output)):
+                # A nested tensor (a Transformer encoder's padded batch packed in eval mode)
+                # has no one shape to compare or cut by sample.
+                if t.is_nested:
+                    continue
                 if t.is_floating_point() and t.dim() > 0 and t.numel() > 0:
                     on_output((name, k, i), t.detach())
 
