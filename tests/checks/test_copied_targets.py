@@ -207,3 +207,56 @@ def test_the_same_decoder_without_its_shift_is_found(tmp_path: Path) -> None:
     report = _check(tmp_path, LANGUAGE_MODEL.format(split="batch, batch", shift="pass"))
     (finding,) = report.by_check(CHECK)
     assert finding.evidence["min_same_position_share"] == 1.0
+
+
+# A return-conditioned policy in the manner of a Decision Transformer: states and actions
+# interleaved, each action predicted at its state's token, trajectories cut with padding in
+# front (scored nowhere) and the padding mask passed by keyword. A padded query has no key
+# left, attends to every token alike, the last action's included: what it outputs is read
+# by no loss.
+POLICY = """
+import math, torch
+from torch import nn
+torch.manual_seed(0)
+A, L, D = 4, 8, 32
+states = torch.randn(512, L, 6)
+actions = states[..., :A].argmax(-1)
+lengths = torch.randint(3, L + 1, (512,))
+
+class Policy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.state, self.action = nn.Linear(6, D), nn.Embedding(A, D)
+        self.pos = nn.Parameter(torch.randn(2 * L, D) * 0.1)
+        self.qkv, self.head = nn.Linear(D, 3 * D), nn.Linear(D, A)
+
+    def forward(self, states, actions, pad):
+        B = states.shape[0]
+        h = torch.stack([self.state(states), self.action(actions)], 2).reshape(B, 2 * L, D)
+        h = h + self.pos
+        q, k, v = self.qkv(h).chunk(3, -1)
+        att = q @ k.transpose(1, 2) / math.sqrt(D)
+        causal = torch.ones(2 * L, 2 * L, dtype=torch.bool).tril()
+        keep = causal & ~pad.repeat_interleave(2, 1)[:, None, :]
+        h = h + att.masked_fill(~keep, torch.finfo(att.dtype).min).softmax(-1) @ v
+        return self.head(h[:, 0::2])
+
+model = Policy()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    i = torch.randint(0, 512, (16,))
+    pad = torch.arange(L) < (L - lengths[i])[:, None]
+    targets = actions[i].masked_fill(pad, -100)
+    logits = model(states[i], actions[i], pad=pad)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, A), targets.reshape(-1))
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("targets-copy-input")
+def test_a_policy_predicting_each_action_before_it_is_given_passes_beside_padding(
+    tmp_path: Path,
+) -> None:
+    report = _check(tmp_path, POLICY)
+    assert report.by_check(CHECK) == []
+    assert "cannot see the token it predicts" in report.result(CHECK).detail

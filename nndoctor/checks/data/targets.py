@@ -74,9 +74,9 @@ def targets_copy_input(ctx: CheckContext) -> None:
         of positions by chance, never 99 % of them at every step.
 
         Before the warning, a copy in eval mode is called on the first kept step's input
-        as it was and with that input changed at the last position of the sequence (each
-        sample given another sample's token there): a model whose output does not change
-        cannot read the token it predicts (a decoder that shifts its tokens inside
+        as it was and with that input changed at each sample's last scored position (given
+        another sample's token there): a model whose predictions at the scored positions do
+        not change cannot read the token it predicts (a decoder that shifts its tokens inside
         ``forward``, prepending a start token; a Decision Transformer predicting each action
         from the state before it), and that is a note. Not told apart: a sequence
         autoencoder that reconstructs its input through a bottleneck, which predicts its
@@ -153,10 +153,12 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     """Whether the model can see the target it predicts: on a copy in eval mode, the first
     kept step's model call once as it was and once with the integer input that holds the
     targets (a (batch, sequence) tensor equal to them, or to them flattened, at
-    ``target_copy_match`` of the scored positions) changed at the last position along the
-    sequence (each sample given another sample's token there). A model whose output does
-    not change at all cannot read that token for any prediction, the last position's own
-    included. None when not testable (or the changed call raises)."""
+    ``target_copy_match`` of the scored positions) changed at each sample's last scored
+    position (given another sample's token there). A model whose predictions at the
+    scored positions do not change cannot read that token for any of them, its own
+    position's included; an output laid out one row per target is compared at the scored
+    rows only (what a padded position attends to is no prediction the loss reads). None
+    when not testable (or the changed call raises)."""
     lab = ctx.services
     calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
     if not calls or not isinstance(calls[0][2], torch.Tensor):
@@ -182,12 +184,9 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     position = 1 - ctx.recording.input_batch_axis()
     if position not in (0, 1):
         return None
-    changed = token.clone()
-    last = changed.select(position, -1)
-    other = last.roll(1, dims=0)
-    if torch.equal(other, last):
-        other = (last + 1) % (int(token.max()) + 1)
-    last.copy_(other)
+    changed = _changed_at_last_scored(token, scored.reshape(token.shape), position)
+    if changed is None:
+        return None
     new_args, new_kwargs = map_tensors(lambda x: changed if x is token else x, (args, kwargs))
     model = set_training(lab.fresh_model(), False)
     try:
@@ -201,7 +200,41 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     pairs = list(zip(tensors(before), tensors(after), strict=False))
     if not pairs:
         return None
-    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
+    return any(
+        a.shape != b.shape or not torch.equal(_scored_rows(a, scored), _scored_rows(b, scored))
+        for a, b in pairs
+    )
+
+
+def _changed_at_last_scored(
+    token: torch.Tensor, scored: torch.Tensor, position: int
+) -> torch.Tensor | None:
+    """``token`` with each sample's last scored position along ``position`` given another
+    sample's token there (the next one up with a different token, else the next id); None
+    when no sample has a scored position."""
+    changed = token.clone()
+    rows, marks = changed.movedim(position, 1), scored.movedim(position, 1)
+    picked = [(i, int(m.nonzero()[-1])) for i, m in enumerate(marks) if bool(m.any())]
+    if not picked:
+        return None
+    values = torch.stack([rows[i, j] for i, j in picked])
+    others = values.roll(1)
+    if torch.equal(others, values):
+        others = (values + 1) % (int(token.max()) + 1)
+    for (i, j), v in zip(picked, others, strict=True):
+        rows[i, j] = v
+    return changed
+
+
+def _scored_rows(out: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """The rows of a model output at the scored targets, when its leading axes hold one row
+    per target (``(batch, sequence, classes)`` beside ``(batch, sequence)`` targets); the
+    whole output otherwise."""
+    n = scored.numel()
+    for k in range(1, out.dim() + 1):
+        if math.prod(out.shape[:k]) == n:
+            return out.reshape(n, -1)[scored]
+    return out
 
 
 @register_check(
