@@ -91,6 +91,13 @@ class Thresholds:
     # ...and a longer run whose last tenth lies this share below the tenth that ends two
     # thirds in is still learning: slow, not stuck (a note, not a failure)
     overfit_still_falling: float = 0.1
+    # A script replay on the tiny batch at rate 0 for carried_state_steps steps: a loss
+    # that moves by more than carried_state_rtol of its first value reads state the
+    # script carries between steps (a queue of negatives, a momentum encoder), not the
+    # model and the batch alone. Identical parameters, inputs and rewound random streams
+    # give the same loss to rounding (float32 reductions: 1e-6 relative and below).
+    carried_state_steps: int = 20
+    carried_state_rtol: float = 1e-4
     # --- a loss without a floor (18): a run of the script as written, unbounded_steps long
     # (judged from unbounded_min_steps finite steps), whose loss ends below minus its start,
     # lies lower over each third than over the one before (Mann-Whitney at unbounded_alpha

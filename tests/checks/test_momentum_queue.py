@@ -113,3 +113,46 @@ def test_the_tiny_batch_is_not_tried_on_a_forward_that_writes_its_own_state(
 ) -> None:
     result = report.result("cannot-overfit-tiny-batch")
     assert result.status.value == "skipped" and "writes state its next call reads" in result.detail
+
+
+# The same construction kept in the script: the queue a tensor the loop rolls, the key
+# encoder a second module started from the first by ``load_state_dict`` and moved by
+# momentum, batches drawn by hand. No forward writes state, yet the loss reads the queue.
+QUEUE_IN_THE_SCRIPT = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x = torch.randn(512, 16)
+encoder_q = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+encoder_k = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 8))
+encoder_k.load_state_dict(encoder_q.state_dict())
+encoder_k.requires_grad_(False)
+queue = F.normalize(torch.randn(128, 8), dim=1)
+opt = torch.optim.SGD(encoder_q.parameters(), lr=0.05, momentum=0.9)
+for step in range(60):
+    xb = x[torch.randint(0, 512, (32,))]
+    q = F.normalize(encoder_q(xb + 0.1 * torch.randn_like(xb)), dim=1)
+    with torch.no_grad():
+        for pk, pq in zip(encoder_k.parameters(), encoder_q.parameters()):
+            pk.mul_(0.99).add_(pq, alpha=0.01)
+        k = F.normalize(encoder_k(xb + 0.1 * torch.randn_like(xb)), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.t()], 1) / 0.2
+    loss = F.cross_entropy(logits, torch.zeros(32, dtype=torch.long))
+    opt.zero_grad(); loss.backward(); opt.step()
+    queue = torch.cat([k, queue])[:128]
+"""
+
+
+def test_the_tiny_batch_is_not_asked_of_a_loss_reading_a_queue_the_script_keeps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "moco_loop.py"
+    path.write_text(QUEUE_IN_THE_SCRIPT)
+    report = check_script(
+        str(path), steps=20, selection=Selection(select=("cannot-overfit-tiny-batch",))
+    )
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status.value == "skipped", result.detail
+    assert "reads state the script carries between steps" in result.detail

@@ -784,7 +784,13 @@ def test_a_loss_through_a_gradient_reversal_has_no_minimum_to_fit(
     script = tmp_path / "train.py"
     script.write_text(DANN_SCRIPT.replace("LAMBDA", "1.0" if reversed_ else "-1.0"))
     stuck = ReplayResult(True, losses=[1.4] + [0.7] * 149, substituted=True, steps=150)
-    monkeypatch.setattr(Lab, "replay", lambda self, mode, **plan: stuck)
+    # At rate 0 the loss stays where it is: it reads the model and the batch alone.
+    still = ReplayResult(True, losses=[1.4] * 20, substituted=True, steps=20)
+
+    def replay(self: Lab, mode: str, **plan: Any) -> ReplayResult:
+        return still if plan.get("overrides", {}).get("lr") == 0.0 else stuck
+
+    monkeypatch.setattr(Lab, "replay", replay)
     report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
     result = report.result("cannot-overfit-tiny-batch")
     assert result.status.value == status

@@ -59,7 +59,11 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         the model's input anew at every step (negative samples). A model whose forward writes
         state its next call reads (MoCo's queue of negatives, a memory bank: two eval-mode
         calls on one input disagree) is not tried: on one fixed batch its negatives become
-        that batch's own keys. Nor is a replayed loss that no one set of parameters
+        that batch's own keys. Neither is a replayed loss that moves at rate 0 (the script
+        replayed on the tiny batch with the model fixed, ``carried_state_steps`` steps, by
+        more than ``carried_state_rtol`` of its first value): it reads state the script
+        keeps between steps beside the model (a queue of negatives in a variable of the
+        loop, a momentum encoder), where the same holds. Nor is a replayed loss that no one set of parameters
         descends: networks trained in turn against each other (a GAN), or a backward pass
         through a gradient reversal (DANN's feature extractor ascends the domain loss). A
         replay the script itself ends
@@ -324,6 +328,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         or (not user.repeated_draws and _batch_coupled_floor(ctx, lab, result))
     ):
         return
+    _skip_if_loss_reads_carried_state(ctx, lab, user)
     ctx.finding(
         title="Cannot overfit a tiny batch",
         message=(
@@ -337,6 +342,38 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         ),
         reasons=(27, 24, 30),
         evidence=evidence,
+    )
+
+
+def _skip_if_loss_reads_carried_state(ctx: CheckContext, lab: Lab, replay: ReplayResult) -> None:
+    """Skips when the replayed loss reads state the script carries between steps beside the
+    model and the batch (a queue of negatives kept in a variable of the script, a momentum
+    encoder following the model): replayed on the tiny batch at rate 0 (parameters fixed,
+    the batch and the random streams the same at every step), such a loss still moves. On
+    one fixed batch its negatives become that batch's own keys, so its lowest value is
+    unknown and a tiny batch tells nothing."""
+    t = ctx.thresholds
+    uncut = {"uncut": True} if replay.repeated_draws and not replay.batch_cut else {}
+    still = lab.replay(
+        "overfit",
+        steps=t.carried_state_steps,
+        batch_size=t.overfit_batch_size,
+        overrides={"lr": 0.0, **uncut},
+    )
+    losses = still.losses
+    if still.timed_out or still.error or len(losses) < t.carried_state_steps:
+        return
+    if not all(map(math.isfinite, losses)):
+        return
+    first = losses[0]
+    moved = max(abs(v - first) for v in losses)
+    if moved <= t.carried_state_rtol * max(abs(first), 1e-12):
+        return
+    ctx.skip(
+        f"replayed on the tiny batch at rate 0 (the model fixed), the loss still moves "
+        f"({first:.4g} → {losses[-1]:.4g} over {len(losses)} steps): it reads state the script "
+        "carries between steps (a queue of negatives, a momentum encoder), which on one fixed "
+        "batch fills with that batch's own keys, so a tiny batch tells nothing"
     )
 
 
