@@ -279,6 +279,7 @@ class PhaseFollower:
             data_source="script",
             weights_loaded=list(self.loaded_between),
             weights_from_this_run=list(self.loaded_between_from_run),
+            weights_loaded_between_phases=bool(self.loaded_between),
             earlier_phase_inputs=[
                 s.inputs for s in self.first.recording.steps if s.inputs is not None
             ],

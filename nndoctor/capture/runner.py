@@ -30,7 +30,7 @@ import tempfile
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -578,6 +578,10 @@ def run_script(
     probe.loader_batch = lambda: loaders.last_batch
     probe.evaluated_loader = loaders.evaluated
 
+    # Weights loaded before a phase's first step: (its recording, the module's class, the
+    # storages of the tensors loaded), told apart from a pretrained model once it is known
+    # which network each phase trained.
+    loads: list[tuple[Recording, str, frozenset[int]]] = []
     start = time.perf_counter()
     sandbox = Sandbox(scratch)
     handles = []
@@ -609,7 +613,7 @@ def run_script(
                     schedulers.installed(),
                     contextlib.redirect_stdout(output),
                     contextlib.redirect_stderr(output),
-                    _weights_loaded(follower),
+                    _weights_loaded(follower, loads),
                     _plateaus_built(follower),
                     direct.installed(),
                     scripting.installed(),
@@ -659,6 +663,10 @@ def run_script(
     except Exception:  # noqa: BLE001 - a fact for one check: never the capture's failure
         recording.unheld_networks = []
     capture.datasets = loaders.first_datasets
+    try:
+        _note_weights_of_the_run(follower, loads)
+    except Exception:  # noqa: BLE001 - a fact for one check: never the capture's failure
+        pass
     _split_phases(capture, follower, loaders)
     return capture
 
@@ -782,23 +790,56 @@ def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @contextlib.contextmanager
-def _weights_loaded(follower: PhaseFollower) -> Iterator[None]:
+def _weights_loaded(
+    follower: PhaseFollower, loads: list[tuple[Recording, str, frozenset[int]]]
+) -> Iterator[None]:
     """Notes modules that load weights before the first step of a phase (a pretrained
-    model; between two phases, the checkpoint the second one fine-tunes)."""
+    model; between two phases, the checkpoint the second one fine-tunes), and into
+    ``loads`` where the tensors loaded live, for ``_note_weights_of_the_run``."""
     original = nn.Module.load_state_dict
 
     def load_state_dict(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        state = args[0] if args else kwargs.get("state_dict")
         if follower.searching:
             follower.loaded_between.append(type(module).__name__)
-            state = args[0] if args else kwargs.get("state_dict")
             if fits_a_part_of(state, follower.first.model):
                 follower.loaded_between_from_run.append(type(module).__name__)
         elif follower.probe.steps_done == 0:
             follower.recording.weights_loaded.append(type(module).__name__)
+            with contextlib.suppress(Exception):  # noting must never break the load
+                loads.append((follower.recording, type(module).__name__, _storages(state)))
         return original(module, *args, **kwargs)
 
     with _patched(nn.Module, "load_state_dict", load_state_dict):
         yield
+
+
+def _storages(state: Any) -> frozenset[int]:
+    """Where the tensors of a state dict live (their storages' addresses)."""
+    if not isinstance(state, Mapping):
+        return frozenset()
+    return frozenset(
+        t.untyped_storage().data_ptr()
+        for t in state.values()
+        if isinstance(t, torch.Tensor) and t.numel() and t.device.type != "meta"
+    )
+
+
+def _note_weights_of_the_run(
+    follower: PhaseFollower, loads: list[tuple[Recording, str, frozenset[int]]]
+) -> None:
+    """A state loaded whose every tensor lives in the network a phase trained is that
+    network's own weights handed on in memory (a momentum encoder started as a copy of the
+    model, ``key.load_state_dict(query.state_dict())``): weights of this run, not a
+    pretrained model."""
+    probes = [p for p in (follower.first, follower.second) if p is not None]
+    for recording, name, storages in loads:
+        model = next((p.model for p in probes if p.recording is recording), None)
+        if model is None or not storages:
+            continue
+        own = _storages(model.state_dict())
+        if storages <= own:
+            recording.weights_from_this_run.append(name)
 
 
 @contextlib.contextmanager

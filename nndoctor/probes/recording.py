@@ -606,8 +606,12 @@ class Recording:
     eval_fingerprint_loaders: list[int | None] = field(default_factory=list)
     weights_loaded: list[str] = field(default_factory=list)  # load_state_dict before training
     # Of those, the ones whose checkpoint fits a network an earlier phase of this run
-    # trained (its keys and shapes): weights the script made itself, on its own inputs.
+    # trained (its keys and shapes), or whose every tensor lives in the network this phase
+    # trains (a momentum encoder started as its copy): weights the script made itself.
     weights_from_this_run: list[str] = field(default_factory=list)
+    # Whether ``weights_loaded`` were loaded while a later phase was sought (this is that
+    # phase's recording): the earlier phase's network going on, or a pretrained model.
+    weights_loaded_between_phases: bool = False
     # The input summaries of the earlier phase's steps (a later phase's recording only):
     # the preprocessing the weights it trained expect.
     earlier_phase_inputs: list[TensorSummary] = field(default_factory=list)

@@ -990,3 +990,52 @@ def test_evaluation_states_of_a_small_world_recur_in_training_by_nature(tmp_path
         "recurs at another step of the first epoch"
         in report.result("split-preprocessing-differs").detail
     )
+
+
+# A momentum encoder started as a copy of the model it follows, by ``load_state_dict`` of
+# the model's own state in memory; or the model itself loading a state from a file.
+COPIED_IN_MEMORY = """
+import io, torch, torch.nn as nn
+torch.manual_seed(0)
+images = torch.rand(256, 3, 8, 8)  # pixels in [0, 1]
+labels = (images[:, 0].mean((1, 2)) > images[:, 2].mean((1, 2))).long()
+
+def encoder():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+model, follower = encoder(), encoder()
+saved = io.BytesIO()
+torch.save(encoder().state_dict(), saved)
+saved.seek(0)
+{load}
+optimizer = torch.optim.Adam(model.parameters(), 1e-2)
+for step in range(20):
+    i = torch.randint(0, 256, (32,))
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(images[i]), labels[i]).backward()
+    optimizer.step()
+    with torch.no_grad():
+        for f, m in zip(follower.parameters(), model.parameters()):
+            f.mul_(0.9).add_(m, alpha=0.1)
+"""
+
+
+@pytest.mark.parametrize(
+    ("load", "status"),
+    [
+        ("follower.load_state_dict(model.state_dict())", "skipped"),
+        ("model.load_state_dict(torch.load(saved))", "failed"),
+    ],
+)
+def test_a_copy_of_the_model_loaded_in_memory_is_not_a_pretrained_model(
+    tmp_path: Path, load: str, status: str
+) -> None:
+    path = tmp_path / "follow.py"
+    path.write_text(COPIED_IN_MEMORY.format(load=load))
+    report = check_script(
+        str(path), steps=10, selection=Selection(select=("pretrained-normalization-mismatch",))
+    )
+    result = report.result("pretrained-normalization-mismatch")
+    assert result.status.value == status, result.detail
+    assert ("handed on in memory" in result.detail) == (status == "skipped")

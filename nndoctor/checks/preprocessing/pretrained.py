@@ -61,9 +61,14 @@ def pretrained_normalization_mismatch(ctx: CheckContext) -> None:
         ctx.subject is not None and ctx.subject.pretrained and not rec.weights_loaded
     )
     if not pretrained:
-        if rec.weights_loaded:
+        if rec.weights_loaded and rec.weights_loaded_between_phases:
             _compare_with_the_earlier_phase(ctx, rec)
             return
+        if rec.weights_loaded:
+            ctx.skip(
+                "the weights loaded before training are the trained network's own, handed on "
+                "in memory (a momentum encoder started as a copy of the model): not pretrained"
+            )
         ctx.skip("no pretrained weights were loaded before training")
     inputs = [s.inputs for s in rec.steps if s.inputs is not None and len(s.inputs.shape) == 4]
     stats = channel_stats(inputs)
