@@ -590,8 +590,10 @@ def positional_call(
     """The call ``model(*args, **keywords)`` as positional arguments alone, for experiments
     that cut and perturb positional inputs: a keyword naming a positional parameter of the
     forward takes its place (``model(ids, mask=m)`` is ``model(ids, m)``; a parameter
-    skipped on the way gets its default), an optional keyword-only one is left out (a
-    flag, ``return_dict=``); None when a keyword the model needs cannot be passed by
+    skipped on the way gets its default). An optional keyword that holds no tensor is
+    left out: a switch of the training call (``sample=True``, ``teacher_forcing=True``),
+    whose default is the model's plain call, the one experiments in eval mode make; so is
+    an optional keyword-only one. None when a keyword the model needs cannot be passed by
     position, or the forward's signature cannot be read."""
     if not keywords:
         return tuple(args)
@@ -603,6 +605,9 @@ def positional_call(
     placed: dict[int, Any] = {}
     for name, value in keywords.items():
         i, param = by_name.get(name, (-1, None))
+        optional = param is not None and param.default is not inspect.Parameter.empty
+        if optional and not tensors(value):
+            continue
         if param is not None and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
             if i < len(args):
                 return None  # given twice: the call itself would fail

@@ -421,6 +421,47 @@ def test_a_reshape_across_the_batch_axis_is_found() -> None:
     assert finding.reasons == [25] and finding.evidence["relative_change"] > 1e-3
 
 
+class MaskedLogProbabilities(nn.Module):
+    """Log-probabilities over four candidates, the last one masked out (-inf), as a pointer
+    network masks the positions it has chosen: normalised over the candidates, or (the
+    bug) over the batch."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(10, 4)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores = self.fc(x)
+        masked = torch.zeros_like(scores, dtype=torch.bool)
+        masked[:, 3] = True
+        return torch.log_softmax(scores.masked_fill(masked, float("-inf")), dim=self.dim)
+
+
+def _masked_dependence(dim: int) -> Report:
+    model = MaskedLogProbabilities(dim)
+    return run(
+        select=["batch-dependence"],
+        model=model,
+        data=batches(*blobs()),
+        loss_fn=nn.NLLLoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+    )
+
+
+@pytest.mark.fires("batch-dependence")
+def test_masked_log_probabilities_normalised_over_the_batch_are_found() -> None:
+    # Every sample holds a -inf: its changes are read off its finite values.
+    (finding,) = _masked_dependence(0).by_check("batch-dependence")
+    assert finding.evidence["relative_change"] > 1e-3
+
+
+@pytest.mark.silent("batch-dependence")
+def test_masked_log_probabilities_normalised_per_sample_pass() -> None:
+    assert _masked_dependence(1).by_check("batch-dependence") == []
+
+
 class DictOutput(nn.Module):
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()

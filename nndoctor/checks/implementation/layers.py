@@ -952,9 +952,19 @@ def _position_dependence(
 
 def _sample_change(a: torch.Tensor, b: torch.Tensor, axis: int, i: int) -> float:
     """The largest change of sample ``i``'s values (along ``axis``) from ``a`` to ``b``,
-    relative to their largest magnitude in ``a``."""
-    scale = float(a.select(axis, i).abs().max()) + 1e-12
-    return float((a.select(axis, i) - b.select(axis, i)).abs().max()) / scale
+    relative to their largest finite magnitude in ``a``. Values non-finite in both alike
+    (log-probabilities of masked positions, -inf) are no change, and leave the finite ones
+    to be compared; a value that becomes or stops being finite is a full change (1)."""
+    x, y = a.select(axis, i), b.select(axis, i)
+    finite = torch.isfinite(x) & torch.isfinite(y)
+    alike = (x == y) | (torch.isnan(x) & torch.isnan(y))
+    if bool((~finite & ~alike).any()):
+        return 1.0
+    if not bool(finite.any()):
+        return 0.0
+    x, y = x[finite], y[finite]
+    scale = float(x.abs().max()) + 1e-12
+    return float((x - y).abs().max()) / scale
 
 
 def _other_dependence(name: str, model: nn.Module, args: tuple[Any, ...]) -> _Dependence | None:
