@@ -614,6 +614,8 @@ class _Replay:
         self._close_step_inputs()
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
+        elif self.plan.mode == "overfit" and self.plan.overrides.get("same_draws"):
+            self._same_draws_each_step()
         if (
             self.plan.mode in ("overfit", "rate", "pairing")
             and self.result.steps - self._steps_before_repeat >= self.plan.steps
@@ -645,6 +647,19 @@ class _Replay:
                 rows = self.result.batch_rows
                 self.result.batch_cut = self.draws.cut(rows, self.plan.batch_size)
             self._forget_steps()
+        self.streams.rewind()
+
+    def _same_draws_each_step(self) -> None:
+        """For a DataLoader's substituted batch: the random streams marked after the first
+        step and rewound after each later one, so every later step draws what the second
+        drew (weights sampled in the forward, noise added in the loop); the first step's
+        loss, drawn otherwise, is forgotten."""
+        if not self.streams.marked:
+            self.streams.mark()
+            self._steps_before_repeat = self.result.steps
+            self.result.losses.clear()
+            self.result.term_losses.clear()
+            return
         self.streams.rewind()
 
     def _forget_steps(self) -> None:

@@ -908,3 +908,46 @@ def test_rows_that_cannot_be_cut_are_replayed_as_the_scripts_own_batch(tmp_path:
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert result.status.value == "passed", result.detail
     assert "one batch of 64 samples (the script's own draw" in result.detail
+
+
+# A DataLoader-fed regressor whose forward adds noise while it trains (random by design,
+# eval-mode calls exact) and whose output is squashed far below its targets: it cannot fit.
+# Replayed at rate 0 on the substituted batch, its loss stays put once the random streams
+# repeat each step's draws: randomness is no state carried between steps.
+NOISY_AND_SQUASHED = """
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+torch.manual_seed(0)
+x = torch.randn(512, 10)
+y = x[:, :1] * 3.0 + 2.0
+
+
+class Noisy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(10, 1)
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.training:
+            h = h + 0.1 * torch.randn_like(h)
+        return 0.01 * torch.tanh(h)
+
+
+model = Noisy()
+opt = torch.optim.Adam(model.parameters(), 1e-2)
+loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+for epoch in range(2):
+    for xb, yb in loader:
+        loss = (model(xb) - yb).pow(2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_a_forward_random_by_design_is_no_state_carried_between_steps(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "noisy.py", NOISY_AND_SQUASHED)
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.evidence["method"] == "script replay (custom loss)"

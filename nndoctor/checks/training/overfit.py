@@ -349,7 +349,8 @@ def _skip_if_loss_reads_carried_state(ctx: CheckContext, lab: Lab, replay: Repla
     """Skips when the replayed loss reads state the script carries between steps beside the
     model and the batch (a queue of negatives kept in a variable of the script, a momentum
     encoder following the model): replayed on the tiny batch at rate 0 (parameters fixed,
-    the batch and the random streams the same at every step), such a loss still moves. On
+    the batch and the random streams the same at every step, so weights sampled in the
+    forward and noise added in the loop are too), such a loss still moves. On
     one fixed batch its negatives become that batch's own keys, so its lowest value is
     unknown and a tiny batch tells nothing."""
     t = ctx.thresholds
@@ -358,7 +359,7 @@ def _skip_if_loss_reads_carried_state(ctx: CheckContext, lab: Lab, replay: Repla
         "overfit",
         steps=t.carried_state_steps,
         batch_size=t.overfit_batch_size,
-        overrides={"lr": 0.0, **uncut},
+        overrides={"lr": 0.0, "same_draws": True, **uncut},
     )
     losses = still.losses
     if still.timed_out or still.error or len(losses) < t.carried_state_steps:
