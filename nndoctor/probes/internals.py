@@ -42,24 +42,30 @@ def visit_module_outputs(
     model: nn.Module,
     run: Callable[[], Any],
     on_output: Callable[[OutputKey, torch.Tensor], None],
+    on_input: Callable[[OutputKey, torch.Tensor], None] | None = None,
 ) -> Any:
     """``run()`` with ``on_output`` called on every non-empty float tensor each submodule
-    (the model itself left out) returns (an expert given no token returns an empty one);
-    ``run``'s result."""
+    (the model itself left out) returns (an expert given no token returns an empty one),
+    and ``on_input`` on those of its positional arguments, before; ``run``'s result."""
     calls: dict[str, int] = {}
     handles = []
 
+    def visit(key: tuple[str, int], values: Any, on: Callable[..., None]) -> None:
+        for i, t in enumerate(_tensors(values)):
+            # A nested tensor (a Transformer encoder's padded batch packed in eval mode)
+            # has no one shape to compare or cut by sample.
+            if t.is_nested:
+                continue
+            if t.is_floating_point() and t.dim() > 0 and t.numel() > 0:
+                on((*key, i), t.detach())
+
     def hook_for(name: str) -> Callable[..., None]:
-        def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+        def hook(_module: nn.Module, args: Any, output: Any) -> None:
             k = calls.get(name, 0)
             calls[name] = k + 1
-            for i, t in enumerate(_tensors(output)):
-                # A nested tensor (a Transformer encoder's padded batch packed in eval mode)
-                # has no one shape to compare or cut by sample.
-                if t.is_nested:
-                    continue
-                if t.is_floating_point() and t.dim() > 0 and t.numel() > 0:
-                    on_output((name, k, i), t.detach())
+            if on_input is not None:
+                visit((name, k), args, on_input)
+            visit((name, k), output, on_output)
 
         return hook
 

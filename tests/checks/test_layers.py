@@ -887,6 +887,30 @@ def test_attention_across_the_batch_is_found_inside_though_the_outputs_do_not_sh
     assert finding.evidence["outputs_unchanged"] and finding.evidence["relative_change"] > 1e-3
 
 
+class PerSampleEncoder(nn.Module):
+    """A hierarchical model in the manner of a hierarchical attention network: each sample
+    (a document of 8 "sentences") is encoded by one call of ``sentence_encoder`` on its own
+    rows, then pooled. A call's output holds 8 rows, twice the cut batch: every row of the
+    call for the changed sample changes, and no other call does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.sentence_encoder = nn.Sequential(nn.Linear(10, 16), nn.Tanh())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sentences = x.unsqueeze(1) * torch.linspace(0.5, 1.5, 8)[:, None]  # (batch, 8, 10)
+        documents = [self.sentence_encoder(doc).mean(0) for doc in sentences]
+        return self.head(torch.stack(documents))
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_submodule_called_once_per_sample_on_its_rows_mixes_nothing() -> None:
+    report = _batch_dependence(PerSampleEncoder())
+    assert report.by_check("batch-dependence") == []
+
+
 class PairwiseScores(nn.Module):
     """Per-sample embeddings, then a similarity matrix of the batch inside the model (a
     submodule's (batch, batch) output, each entry of two samples) that is returned beside

@@ -572,7 +572,11 @@ def batch_dependence(ctx: CheckContext) -> None:
         model fed integers alone keeps the error).
         Mixing inside with the outputs unchanged is a finding too: the mixed
         values reach the outputs alike for every sample (a class token that attends,
-        across the batch, only to copies of itself) or not at all. The model's outputs
+        across the batch, only to copies of itself) or not at all. There the submodule
+        must mix the samples itself: a call whose positional inputs already differ beyond
+        one row (a network called once per sample on that sample's rows, as a hierarchical
+        attention network encodes each document's sentences; values mixed upstream) passes
+        a change on and is not named. The model's outputs
         must also follow their samples when the batch is fed in reverse order (a
         positional encoding sliced along the batch axis makes each output depend on where
         its sample stands; a model whose eval outputs are random, or an input with two
@@ -704,7 +708,7 @@ def _judge_internal_mixing(ctx: CheckContext, measured: list[_Dependence], rtol:
     the mixed values reach the outputs alike for every sample, or not at all (a class
     token that attends across the batch only to copies of itself)."""
     for dep in measured:
-        inside = dep.first_mixing(rtol)
+        inside = dep.first_own_mixing(rtol)
         if inside is None:
             continue
         module, delta = inside
@@ -749,9 +753,9 @@ class _Dependence:
     network: str = ""  # a network beside the model (its class), or "" for the model
     batch_norm: bool = False
     changes: int = 0  # samples changed in turn (all n unless fewer were)
-    # Each submodule output's largest relative change of other samples' values, in forward
-    # order (see _InternalMixing).
-    inside: list[tuple[str, float]] = field(default_factory=list)
+    # Each submodule output's largest relative change of other samples' values, and the
+    # same of the inputs of its call, in forward order (see _InternalMixing).
+    inside: list[tuple[str, float, float]] = field(default_factory=list)
     # The batch in reverse order: the largest relative change of a sample's output, and
     # which sample (see _position_dependence); None where not measured.
     position: tuple[float, int] | None = None
@@ -783,8 +787,17 @@ class _Dependence:
         return bool(moved) and all(i > j for j, i in moved)
 
     def first_mixing(self, rtol: float) -> tuple[str, float] | None:
-        """The first submodule whose output mixes the samples beyond ``rtol``."""
-        return next(((name, d) for name, d in self.inside if d > rtol), None)
+        """The first submodule whose output mixes the samples beyond ``rtol`` (where the
+        outputs show a dependence: the first place it is seen)."""
+        return next(((name, d) for name, d, _ in self.inside if d > rtol), None)
+
+    def first_own_mixing(self, rtol: float) -> tuple[str, float] | None:
+        """The first submodule that mixes the samples itself: its output beyond ``rtol``,
+        the inputs of that call within it (a call handed one sample's values whole, as a
+        network called once per sample's sentences is, mixes nothing)."""
+        return next(
+            ((name, d) for name, d, given in self.inside if d > rtol and given <= rtol), None
+        )
 
     def describe(self) -> str:
         where = f"{self.network}: " if self.network else ""
@@ -1009,7 +1022,9 @@ def _dependence(
     with torch.no_grad():
         with same_noise(device):
             base = _batch_outputs(
-                visit_module_outputs(model, lambda: call(model, args), inside.keep),
+                visit_module_outputs(
+                    model, lambda: call(model, args), inside.keep, inside.keep_input
+                ),
                 n,
                 axis,
                 lead,
@@ -1022,7 +1037,9 @@ def _dependence(
             changed = _perturb_sample(args, j, n, axis, swap=swap)
             with same_noise(device):
                 return _batch_outputs(
-                    visit_module_outputs(model, lambda: model(*changed), inside.compare),
+                    visit_module_outputs(
+                        model, lambda: model(*changed), inside.compare, inside.compare_input
+                    ),
                     n,
                     axis,
                     lead,
@@ -1114,10 +1131,27 @@ class _InternalMixing:
         self.base: dict[OutputKey, torch.Tensor] = {}
         self.order: dict[OutputKey, int] = {}
         self.worst: dict[OutputKey, float] = {}
+        # Per call of a submodule, the same measure of its positional inputs: a call handed
+        # values that already differ beyond one row (one sample's sentences, called once
+        # per sample; values mixed upstream) passes the change on, it does not mix.
+        self.base_inputs: dict[OutputKey, torch.Tensor] = {}
+        self.given: dict[tuple[str, int], float] = {}
 
     def keep(self, key: OutputKey, t: torch.Tensor) -> None:
         self.order.setdefault(key, len(self.order))
         self.base[key] = t.clone()
+
+    def keep_input(self, key: OutputKey, t: torch.Tensor) -> None:
+        self.base_inputs[key] = t.clone()
+
+    def compare_input(self, key: OutputKey, t: torch.Tensor) -> None:
+        a = self.base_inputs.get(key)
+        call = key[:2]
+        # An input of another shape than before: the call holds other values, not the rows
+        # it held, and what it returns cannot be laid beside them.
+        delta = math.inf if a is None or a.shape != t.shape else self._mixing(a, t)
+        if delta is not None and delta > self.given.get(call, 0.0):
+            self.given[call] = delta
 
     def compare(self, key: OutputKey, t: torch.Tensor) -> None:
         a = self.base.get(key)
@@ -1152,10 +1186,11 @@ class _InternalMixing:
             found.append(float(rest.max()) / scale)
         return min(found) if found else None
 
-    def in_forward_order(self) -> list[tuple[str, float]]:
-        """(submodule, its largest relative change of other samples' values) in forward order."""
+    def in_forward_order(self) -> list[tuple[str, float, float]]:
+        """(submodule, its largest relative change of other samples' values, the same of the
+        inputs of that call) in forward order."""
         keys = sorted(self.worst, key=lambda k: self.order[k])
-        return [(k[0], self.worst[k]) for k in keys]
+        return [(k[0], self.worst[k], self.given.get(k[:2], 0.0)) for k in keys]
 
 
 def _beyond_one_row(a: torch.Tensor, b: torch.Tensor, axis: int) -> float:
