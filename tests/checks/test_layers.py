@@ -402,13 +402,14 @@ class KeepsBatch(MixesBatch):
         return self.fc(self.bn(self.conv(x.unsqueeze(1))).flatten(1))
 
 
-def _batch_dependence(model: nn.Module) -> Report:
-    """batch-dependence alone on ``model`` trained on Gaussian blobs."""
+def _batch_dependence(model: nn.Module, loss_fn: nn.Module | None = None) -> Report:
+    """batch-dependence alone on ``model`` trained on Gaussian blobs (cross-entropy unless
+    ``loss_fn`` is given)."""
     return run(
         select=["batch-dependence"],
         model=model,
         data=batches(*blobs()),
-        loss_fn=nn.CrossEntropyLoss(),
+        loss_fn=loss_fn if loss_fn is not None else nn.CrossEntropyLoss(),
         optimizer=torch.optim.Adam(model.parameters()),
     )
 
@@ -440,14 +441,7 @@ class MaskedLogProbabilities(nn.Module):
 
 
 def _masked_dependence(dim: int) -> Report:
-    model = MaskedLogProbabilities(dim)
-    return run(
-        select=["batch-dependence"],
-        model=model,
-        data=batches(*blobs()),
-        loss_fn=nn.NLLLoss(),
-        optimizer=torch.optim.Adam(model.parameters()),
-    )
+    return _batch_dependence(MaskedLogProbabilities(dim), nn.NLLLoss())
 
 
 @pytest.mark.fires("batch-dependence")
