@@ -354,6 +354,12 @@ def _skip_if_loss_reads_carried_state(ctx: CheckContext, lab: Lab, replay: Repla
     one fixed batch its negatives become that batch's own keys, so its lowest value is
     unknown and a tiny batch tells nothing."""
     t = ctx.thresholds
+    rec = ctx.recording
+    groups = next((s.hyperparameters for s in rec.steps if s.hyperparameters), [])
+    if rec.step_source == "manual" or not groups or not all("lr" in g for g in groups):
+        # Updates by hand, or an optimizer without an ``lr`` to set to 0: the model would
+        # not stay fixed, and a loss that falls is no evidence of state.
+        return
     uncut = {"uncut": True} if replay.repeated_draws and not replay.batch_cut else {}
     still = lab.replay(
         "overfit",
