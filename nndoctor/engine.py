@@ -1002,16 +1002,15 @@ def _capture_lab(
         model = deepcopy_detached(capture.model)
         if capture.initial_state is not None:
             model.load_state_dict(capture.initial_state)
-    positional = (
-        [positional_call(model, tuple(b["args"]), b.get("kwargs") or {}) for b in capture.batches]
-        if model is not None
-        else []
-    )
-    inputs = [
-        args
-        for b, args in zip(capture.batches, positional, strict=False)
-        if b.get("args") and args is not None
-    ]
+    inputs: list[tuple[Any, ...]] = []
+    if model is not None:
+        # Each call as positional arguments alone (see positional_call): None where it cannot be.
+        positional = (
+            positional_call(model, tuple(b["args"]), b.get("kwargs") or {})
+            for b in capture.batches
+            if b.get("args")
+        )
+        inputs = [args for args in positional if args is not None]
     called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
     return Lab(
         None,
