@@ -797,6 +797,26 @@ def test_a_loss_through_a_gradient_reversal_has_no_minimum_to_fit(
     assert ("gradient reversal (Reversal" in result.detail) == reversed_
 
 
+def test_a_rate_zero_replay_cut_by_its_time_limit_decides_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replay that would tell a loss reading kept state from one that cannot fit hits
+    # the clock: the finding must not stand in its place on a slow machine.
+    script = tmp_path / "train.py"
+    script.write_text(DANN_SCRIPT.replace("LAMBDA", "-1.0"))
+    stuck = ReplayResult(True, losses=[1.4] + [0.7] * 149, substituted=True, steps=150)
+    cut = ReplayResult(False, losses=[1.4] * 3, substituted=True, steps=3, timed_out=True)
+
+    def replay(self: Lab, mode: str, **plan: Any) -> ReplayResult:
+        return cut if plan.get("overrides", {}).get("lr") == 0.0 else stuck
+
+    monkeypatch.setattr(Lab, "replay", replay)
+    report = check_script(str(script), selection=Selection(select=("cannot-overfit-tiny-batch",)))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert result.status.value == "skipped"
+    assert "replay at rate 0" in result.detail and "time limit" in result.detail
+
+
 @pytest.mark.silent("cannot-overfit-tiny-batch")
 def test_a_batch_held_fit_then_lost_again_was_memorised(monkeypatch: pytest.MonkeyPatch) -> None:
     # A graph attention network without its dropout and weight decay: the tiny batch's
