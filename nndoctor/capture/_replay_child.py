@@ -49,6 +49,9 @@ from nndoctor.probes.training import as_backward_loss, graph_leaves, user_frame
 from nndoctor.subject import REGULARISERS, slice_batch
 from nndoctor.trees import map_tensors, tensors
 
+# nndoctor's own code indexes tensors too (in hooks, between the script's lines): never a draw.
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Batches a substituted loader yields with no backward pass and no optimizer step in between
 # before it ends: a training loop runs one of them on nearly every batch.
 IDLE_BATCHES = 64
@@ -144,7 +147,7 @@ class _RowDraws:
         draws = self
 
         def __getitem__(tensor: torch.Tensor, key: Any) -> Any:  # noqa: N807
-            if not (draws.recording or draws.repeating) or not draws._is_draw(tensor, key):
+            if not (draws.recording or draws.repeating) or not draws.is_draw(tensor, key):
                 return original(tensor, key)
             if sys._getframe(1).f_code.co_filename.startswith(_TORCH_DIR):
                 return original(tensor, key)
@@ -166,7 +169,7 @@ class _RowDraws:
         finally:
             torch.Tensor.__getitem__ = original  # type: ignore[method-assign]
 
-    def _is_draw(self, tensor: torch.Tensor, key: Any) -> bool:
+    def is_draw(self, tensor: torch.Tensor, key: Any) -> bool:
         if self.depth or tensor.requires_grad or tensor.dim() == 0 or tensor.shape[0] < 2:
             return False
         first = key[0] if isinstance(key, tuple) and key else key
@@ -175,6 +178,102 @@ class _RowDraws:
         if isinstance(first, torch.Tensor):
             return first.dim() >= 1 and not first.is_floating_point()
         return isinstance(first, (list, numpy.ndarray))
+
+
+def _drawn_rows(key: Any, length: int) -> torch.Tensor | None:
+    """The rows of a tensor of ``length`` rows that a ``[]`` draw reads (a slice, integer
+    indices or a mask on the first axis), in order, on the CPU; None for any other key.
+    (No ``[]`` here: it is the operator being watched.)"""
+    first = key[0] if isinstance(key, tuple) and key else key
+    if isinstance(first, slice):
+        return torch.arange(*first.indices(length))
+    if isinstance(first, (list, numpy.ndarray)):
+        try:
+            first = torch.as_tensor(first)
+        except (TypeError, ValueError, RuntimeError):
+            return None
+    if not isinstance(first, torch.Tensor) or first.dim() != 1 or first.is_floating_point():
+        return None
+    if first.dtype == torch.bool:
+        return first.cpu().nonzero().squeeze(1) if first.numel() == length else None
+    rows = first.cpu().long()
+    rows = torch.where(rows < 0, rows + length, rows)
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= length):
+        return None
+    return rows
+
+
+class _HandPairs:
+    """Samples cut by hand from data tensors (``x[idx]``, ``y[idx]``; ``data[i:i + 64]``,
+    ``labels[i:i + 64]``), re-paired for the pairing replay: within a step, the first
+    tensor a set of rows is drawn from holds the samples' inputs; every other tensor of as
+    many rows that the same rows are drawn from holds their other elements (targets,
+    masks), and with ``swap`` is read at a fixed random permutation of its rows instead
+    (sample i's from sample ``partner[i]``), which holds across steps and epochs as a wrong
+    pairing in the data would. Without ``swap`` the rows are read as they are and only
+    counted, so the unchanged replay reads what the re-paired ones do. A draw is
+    :class:`_RowDraws`'s: a ``[]`` on the first axis of a tensor that needs no gradient,
+    written outside torch and outside any module's forward."""
+
+    def __init__(self, seed: int | None, replay: _Replay) -> None:
+        self.swap = seed is not None
+        self.seed = int(seed or 0)
+        self.replay = replay
+        # This step's first draws: (id of the tensor, its rows, the rows drawn).
+        self._drawn: list[tuple[int, int, torch.Tensor]] = []
+        self._partners: dict[int, torch.Tensor] = {}
+
+    def next_step(self) -> None:
+        self._drawn.clear()
+
+    def _partner(self, length: int) -> torch.Tensor:
+        if length not in self._partners:
+            gen = torch.Generator().manual_seed(self.seed)
+            self._partners[length] = torch.randperm(length, generator=gen)
+        return self._partners[length]
+
+    def read(self, original: Any, tensor: torch.Tensor, key: Any) -> Any:
+        """``tensor[key]``, re-paired where it is a sample's other element."""
+        rows = _drawn_rows(key, tensor.shape[0])
+        if rows is None or rows.numel() < 2:
+            return original(tensor, key)
+        length = tensor.shape[0]
+        partnered = any(
+            owner != id(tensor)
+            and size == length
+            and seen.shape == rows.shape
+            and bool(torch.equal(seen, rows))
+            for owner, size, seen in self._drawn
+        )
+        if not partnered:
+            if not any(owner == id(tensor) for owner, _, _ in self._drawn):
+                self._drawn.append((id(tensor), length, rows))
+            return original(tensor, key)
+        self.replay.note_drawn_targets(original(tensor, key))
+        if not self.swap:
+            return original(tensor, key)
+        moved = self._partner(tensor.shape[0]).index_select(0, rows).to(tensor.device)
+        rest = key[1:] if isinstance(key, tuple) else ()
+        return original(tensor, (moved, *rest) if rest else moved)
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        original = torch.Tensor.__getitem__
+        pairs = self
+
+        def __getitem__(tensor: torch.Tensor, key: Any) -> Any:  # noqa: N807
+            if not pairs.replay.draws.is_draw(tensor, key):
+                return original(tensor, key)
+            caller = sys._getframe(1).f_code.co_filename
+            if caller.startswith(_TORCH_DIR) or caller.startswith(_OWN_DIR):
+                return original(tensor, key)
+            return pairs.read(original, tensor, key)
+
+        torch.Tensor.__getitem__ = __getitem__  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.Tensor.__getitem__ = original  # type: ignore[method-assign]
 
 
 # The keys a sample dict names its target by, first found first.
@@ -413,6 +512,9 @@ class _Replay:
         self._targets: list[Any] = []
         self.streams = _RandomStreams()
         self.draws = _RowDraws()
+        self.hand_pairs = (
+            _HandPairs(plan.overrides.get("pair_seed"), self) if plan.mode == "pairing" else None
+        )
         self._steps_before_repeat = 0
         self.noise = _InputNoise() if plan.overrides.get("noise_inputs") else None
 
@@ -434,6 +536,17 @@ class _Replay:
             original_init(loader, dataset, *args, **kwargs)
 
         return __init__
+
+    def note_drawn_targets(self, rows: Any) -> None:
+        """Another element of samples drawn by hand (:class:`_HandPairs`): a stored one."""
+        self.result.paired = True
+        self.result.stored_targets = True
+        if not isinstance(rows, torch.Tensor) or rows.dim() == 0:
+            return
+        self.result.pairs_read += rows.shape[0]
+        room = min(_TARGETS_RECORDED - len(self._targets), rows.shape[0])
+        if room > 0:
+            self._targets += [_number(v) for v in rows.narrow(0, 0, room)]
 
     def note_target(self, value: Any) -> None:
         self.result.paired = True
@@ -612,6 +725,8 @@ class _Replay:
         self.terms.clear()
         self._loss_seen = False
         self._close_step_inputs()
+        if self.hand_pairs is not None:
+            self.hand_pairs.next_step()
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
         elif self.plan.mode == "overfit" and self.plan.overrides.get("same_draws"):
@@ -767,6 +882,7 @@ def main(plan_path: str, out_path: str) -> None:
             recorded_loss_terms() as terms,
             replay.streams.tracking_generators() if overfit else contextlib.nullcontext(),
             replay.draws.installed() if overfit else contextlib.nullcontext(),
+            replay.hand_pairs.installed() if replay.hand_pairs else contextlib.nullcontext(),
         ):
             replay.terms = terms
             sys.stdout = null

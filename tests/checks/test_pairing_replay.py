@@ -26,12 +26,19 @@ SCRIPT = textwrap.dedent("""
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 2))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for epoch in range(100):
-        for xb, {target}yb in DataLoader({dataset}, batch_size={batch}, shuffle=True):
+        {loop}
             logits = model(xb)
             loss = {loss}
             opt.zero_grad(); loss.backward(); opt.step()
 """)
 NLL = "-(logits - logits.logsumexp(1, keepdim=True)).gather(1, yb[:, None]).mean()"
+LOADER = "for xb, {target}yb in DataLoader({dataset}, batch_size={batch}, shuffle=True):"
+# Batches cut by hand: one shuffled index draws each batch's inputs and labels.
+BY_HAND = (
+    "perm = torch.randperm(len(x))\n"
+    "    for i in range(0, len(x), {batch}):\n"
+    "        xb, yb = x[perm[i:i + {batch}]], y[perm[i:i + {batch}]]"
+)
 
 
 def _check(tmp_path: Path, **parts: str) -> Any:
@@ -41,16 +48,22 @@ def _check(tmp_path: Path, **parts: str) -> Any:
         "dataset": "TensorDataset(x, y)",
         "loss": NLL,
         "batch": "32",
+        "loop": LOADER,
         **parts,
     }
+    fields["loop"] = fields["loop"].format(**fields)
     script = tmp_path / "train.py"
     script.write_text(SCRIPT.format(**fields))
     return check_script(str(script), selection=Selection(select=("labels-not-connected",)))
 
 
 @pytest.mark.fires("labels-not-connected")
-def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(tmp_path: Path) -> None:
-    report = _check(tmp_path, edit="y = y[torch.randperm(len(y))]")
+@pytest.mark.parametrize("loop", [LOADER, BY_HAND], ids=["loader", "by-hand"])
+def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(
+    tmp_path: Path, loop: str
+) -> None:
+    # By hand, the replay re-pairs what one step cuts from two tensors by the same rows.
+    report = _check(tmp_path, edit="y = y[torch.randperm(len(y))]", loop=loop)
     (finding,) = report.by_check("labels-not-connected")
     assert list(finding.reasons) == [4]
     assert finding.evidence["method"].startswith("script replay")
@@ -58,8 +71,9 @@ def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(tmp_path:
 
 
 @pytest.mark.silent("labels-not-connected")
-def test_real_labels_under_a_custom_loss_follow_their_inputs(tmp_path: Path) -> None:
-    report = _check(tmp_path)
+@pytest.mark.parametrize("loop", [LOADER, BY_HAND], ids=["loader", "by-hand"])
+def test_real_labels_under_a_custom_loss_follow_their_inputs(tmp_path: Path, loop: str) -> None:
+    report = _check(tmp_path, loop=loop)
     result = report.result("labels-not-connected")
     assert report.by_check("labels-not-connected") == []
     assert result.status.value == "passed" and "the labels follow the inputs" in result.detail

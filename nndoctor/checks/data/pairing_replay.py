@@ -115,7 +115,8 @@ def _replayed(ctx: CheckContext, lab: Lab) -> tuple[ReplayResult, list[ReplayRes
     if not real.paired:
         ctx.skip(
             f"{lab.unavailable_reason}, and no DataLoader read samples of two elements or more "
-            "from a map-style dataset that a replay could re-pair"
+            "from a map-style dataset, nor did the script cut a sample's input and another "
+            "element by the same rows from tensors of its own, that a replay could re-pair"
         )
     return real, repaired
 
@@ -128,7 +129,10 @@ def _memorises(lab: Lab, ctx: CheckContext) -> bool | None:
     t = ctx.thresholds
     scale = ctx.recording.criterion_scale()
     tiny = lab.overfit_replay(t, scale)
-    if tiny.timed_out or not tiny.substituted or len(tiny.losses) < 5:
+    # A batch cut by hand counts as one tiny batch where the replay handed the same rows
+    # out again at every step (cannot-overfit-tiny-batch's rule).
+    repeated = tiny.repeated_draws and not tiny.inputs_vary and tiny.input_steps >= 2
+    if tiny.timed_out or not (tiny.substituted or repeated) or len(tiny.losses) < 5:
         return None
     result = TrainResult(losses=[v / scale for v in tiny.losses])
     if not math.isfinite(result.initial):
