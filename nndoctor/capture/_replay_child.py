@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import traceback
+import weakref
 from dataclasses import asdict
 from typing import Any
 
@@ -208,23 +209,38 @@ class _HandPairs:
     ``labels[i:i + 64]``), re-paired for the pairing replay: within a step, the first
     tensor a set of rows is drawn from holds the samples' inputs; every other tensor of as
     many rows that the same rows are drawn from holds their other elements (targets,
-    masks), and with ``swap`` is read at a fixed random permutation of its rows instead
-    (sample i's from sample ``partner[i]``), which holds across steps and epochs as a wrong
-    pairing in the data would. Without ``swap`` the rows are read as they are and only
-    counted, so the unchanged replay reads what the re-paired ones do. A draw is
-    :class:`_RowDraws`'s: a ``[]`` on the first axis of a tensor that needs no gradient,
-    written outside torch and outside any module's forward."""
+    masks). Where the same two tensor objects were so paired in an earlier step too (data
+    that outlives the steps, not two index tensors of one preprocessing pass or of one
+    step's own arithmetic), the other element is read, with ``swap``, at a fixed random
+    permutation of its rows instead (sample i's from sample ``partner[i]``), which holds
+    across steps and epochs as a wrong pairing in the data would. Without ``swap`` the
+    rows are read as they are and only counted, so the unchanged replay reads what the
+    re-paired ones do. A draw is :class:`_RowDraws`'s: a ``[]`` on the first axis of a
+    tensor that needs no gradient, written outside torch and outside any module's forward.
+    Tensors are held by weak references: one that died since is no data that outlives a
+    step, whatever object takes its place."""
 
     def __init__(self, seed: int | None, replay: _Replay) -> None:
         self.swap = seed is not None
         self.seed = int(seed or 0)
         self.replay = replay
-        # This step's first draws: (id of the tensor, its rows, the rows drawn).
-        self._drawn: list[tuple[int, int, torch.Tensor]] = []
+        # This step's first draws: (the tensor, its rows, the rows drawn).
+        self._drawn: list[tuple[weakref.ref[torch.Tensor], int, torch.Tensor]] = []
+        # (input tensor, other tensor) pairs drawn by shared rows this step and before.
+        self._paired_now: list[tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = []
+        self._paired_before: list[tuple[weakref.ref[torch.Tensor], weakref.ref[torch.Tensor]]] = []
         self._partners: dict[int, torch.Tensor] = {}
 
     def next_step(self) -> None:
         self._drawn.clear()
+        kept, seen = [], set()
+        for a, b in self._paired_before + self._paired_now:
+            first, other = a(), b()
+            if first is None or other is None or (id(first), id(other)) in seen:
+                continue
+            seen.add((id(first), id(other)))
+            kept.append((a, b))
+        self._paired_before, self._paired_now = kept[-_PAIRS_KEPT:], []
 
     def _partner(self, length: int) -> torch.Tensor:
         if length not in self._partners:
@@ -238,21 +254,29 @@ class _HandPairs:
         if rows is None or rows.numel() < 2:
             return original(tensor, key)
         length = tensor.shape[0]
-        partnered = any(
-            owner != id(tensor)
-            and size == length
-            and seen.shape == rows.shape
-            and bool(torch.equal(seen, rows))
-            for owner, size, seen in self._drawn
+        owner = next(
+            (
+                first
+                for first, size, seen in self._drawn
+                if first() is not None
+                and first() is not tensor
+                and size == length
+                and seen.shape == rows.shape
+                and bool(torch.equal(seen, rows))
+            ),
+            None,
         )
-        if not partnered:
-            if not any(owner == id(tensor) for owner, _, _ in self._drawn):
-                self._drawn.append((id(tensor), length, rows))
+        if owner is None:
+            if not any(first() is tensor for first, _, _ in self._drawn):
+                self._drawn.append((weakref.ref(tensor), length, rows))
+            return original(tensor, key)
+        self._paired_now.append((owner, weakref.ref(tensor)))
+        if not any(a() is owner() and b() is tensor for a, b in self._paired_before):
             return original(tensor, key)
         self.replay.note_drawn_targets(original(tensor, key))
         if not self.swap:
             return original(tensor, key)
-        moved = self._partner(tensor.shape[0]).index_select(0, rows).to(tensor.device)
+        moved = self._partner(length).index_select(0, rows).to(tensor.device)
         rest = key[1:] if isinstance(key, tuple) else ()
         return original(tensor, (moved, *rest) if rest else moved)
 
@@ -275,6 +299,9 @@ class _HandPairs:
         finally:
             torch.Tensor.__getitem__ = original  # type: ignore[method-assign]
 
+
+# Pairs of tensors drawn by shared rows remembered from earlier steps, at most.
+_PAIRS_KEPT = 64
 
 # The keys a sample dict names its target by, first found first.
 _TARGET_KEYS = ("labels", "label", "targets", "target", "y")
@@ -727,6 +754,13 @@ class _Replay:
         self._close_step_inputs()
         if self.hand_pairs is not None:
             self.hand_pairs.next_step()
+            if self.result.steps == 1 and not self.result.paired:
+                # Samples cut by hand are re-paired from the second step on (two tensors
+                # drawn by shared rows are data once they recur): the first step's loss,
+                # read alike in every arm, is forgotten and the budget counted from here.
+                self._steps_before_repeat = 1
+                self.result.losses.clear()
+                self.result.term_losses.clear()
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
         elif self.plan.mode == "overfit" and self.plan.overrides.get("same_draws"):

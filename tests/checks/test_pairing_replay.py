@@ -276,3 +276,42 @@ def test_a_model_that_does_not_read_its_input_is_told_apart() -> None:
     torch.manual_seed(0)
     assert _reads_input(_Lab(torch.nn.Linear(6, 2)), ctx) is True  # type: ignore[arg-type]
     assert _reads_input(_Lab(_Blind()), ctx) is False  # type: ignore[arg-type]
+
+
+class _Reads:
+    """What the replay's hand-cut re-pairing reports to: the draws it reads through."""
+
+    def __init__(self) -> None:
+        from nndoctor.capture._replay_child import _RowDraws
+
+        self.draws = _RowDraws()
+        self.targets: list[torch.Tensor] = []
+
+    def note_drawn_targets(self, rows: torch.Tensor) -> None:
+        self.targets.append(rows)
+
+
+@pytest.mark.parametrize("seed", [None, 1], ids=["unchanged", "re-paired"])
+def test_rows_cut_by_hand_by_one_index_keep_the_input_and_re_pair_the_rest(
+    seed: int | None,
+) -> None:
+    from nndoctor.capture._replay_child import _HandPairs
+
+    reads = _Reads()
+    pairs = _HandPairs(seed, reads)  # type: ignore[arg-type]
+    x = torch.arange(10.0)[:, None].expand(10, 3).contiguous()
+    y = torch.arange(10)
+    first, idx = torch.tensor([0, 2, 5]), torch.tensor([3, 1, 4])
+    with pairs.installed():
+        # A first step: x and y are paired, but data only once they are paired again.
+        as_read = [x[first], y[first]]
+        pairs.next_step()
+        xb, yb, again = x[idx], y[idx], x[idx]
+        ids = torch.arange(10) * 2  # a tensor of this step: its own, no data
+        mine, theirs = ids[idx], ids.clone()[idx]
+    partner = torch.randperm(10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(as_read[1], y[first])
+    assert torch.equal(xb[:, 0], idx.float()) and torch.equal(again, xb)
+    assert torch.equal(yb, y[idx] if seed is None else partner[idx])
+    assert torch.equal(mine, idx * 2) and torch.equal(theirs, idx * 2)
+    assert len(reads.targets) == 1 and torch.equal(reads.targets[0], y[idx])

@@ -954,8 +954,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ``pairing_replay_nulls`` (3) times with each sample's elements but the first (its
         target, or a second input: an image's caption) taken from another sample by a
         fixed random permutation, which holds across epochs as a wrong pairing in the
-        data would; where that leaves the first step's loss unchanged, the loss does not
-        read them and nothing is judged. The replays are seeded alike and read the same samples, so they
+        data would. A sample is what a DataLoader reads from a map-style dataset, or what
+        a step cuts by hand from tensors of the script's own: the first tensor a set of
+        rows is drawn from (``x[idx]``, ``x[i:i + 64]``) holds their inputs, every other
+        tensor of as many rows drawn by the same rows their other elements. Where that
+        leaves the first step's loss unchanged, the loss does not read them and nothing is
+        judged. The replays are seeded alike and read the same samples, so they
         differ in the pairing alone. Over the later half of the steps, the per-step gain
         of the unchanged replay's loss over the re-paired replays' mean is cut into
         ``pairing_replay_blocks`` (5) blocks; their means give Student's t bounds at
