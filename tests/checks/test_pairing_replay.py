@@ -111,6 +111,29 @@ def test_instance_labels_are_not_judged(tmp_path: Path) -> None:
     assert result.status.value == "skipped" and "distinct numbers" in result.detail
 
 
+def test_a_real_pairing_that_runs_higher_than_re_paired_ones_is_no_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replays exchangeable under disconnected labels do not run apart beyond chance; a real
+    # pairing clearly higher is a loss learning a pairing does not lower (a policy's
+    # objective, as PPO's replay showed), not labels that do not follow their inputs.
+    from nndoctor.checks.lab import Lab
+
+    def replays(self: Lab, mode: str, plans: list[dict[str, Any]]) -> list[ReplayResult]:
+        def result(level: float, seed: int) -> ReplayResult:
+            g = torch.Generator().manual_seed(seed)
+            losses = (level + 0.01 * torch.randn(150, generator=g)).tolist()
+            return ReplayResult(
+                ok=True, losses=losses, paired=True, stored_targets=True, pairs_read=4800
+            )
+
+        return [result(2.0 if i == 0 else 1.0, i) for i in range(len(plans))]
+
+    monkeypatch.setattr(Lab, "replays", replays)
+    result = _check(tmp_path).result("labels-not-connected")
+    assert result.status.value == "passed" and "runs higher than the re-paired" in result.detail
+
+
 class _Noisy(torch.utils.data.Dataset):
     """(x, noise drawn at each read): no stored pairing."""
 

@@ -964,7 +964,10 @@ def labels_not_connected(ctx: CheckContext) -> None:
         of the unchanged replay's loss over the re-paired replays' mean is cut into
         ``pairing_replay_blocks`` (5) blocks; their means give Student's t bounds at
         ``label_pairing_alpha``. A lower bound above zero shows the labels follow the
-        inputs; an upper bound below ``pairing_useful_gain`` (a tenth) of the re-paired
+        inputs; an upper bound below zero (the real pairing runs higher, which exchangeable
+        replays do only ``label_pairing_alpha`` of the time) shows a loss that learning a
+        pairing does not lower (a policy's objective), and is inconclusive; an upper bound
+        below ``pairing_useful_gain`` (a tenth) of the re-paired
         replays' loss, from a model that memorises a replayed tiny batch (the tiny-batch
         experiment's rule, or a tenth lower where its loss has a floor above zero), shows
         they do not (with disconnected labels the replays are exchangeable, and a pairing

@@ -204,6 +204,16 @@ def pairing_by_replay(ctx: CheckContext, lab: Lab) -> None:
     if found.lower > 0:
         ctx.note(f"{found.describe()}: the labels follow the inputs")
         return
+    if found.upper < 0:
+        # Labels without a pairing make the replays exchangeable: the real one runs higher
+        # than the re-paired ones beyond chance only where the loss is no pairing to learn
+        # (a policy's objective, whose advantages and returns the model's own actions make).
+        ctx.inconclusive(
+            f"{found.describe()}: the real pairing runs higher than the re-paired ones beyond "
+            "chance, which labels disconnected from the inputs do not do (the replays would be "
+            "exchangeable): this loss is not lowered by learning a pairing"
+        )
+        return
     if not (found.level > 0 and found.upper < t.pairing_useful_gain * found.level):
         ctx.inconclusive(
             f"{found.describe()}: not shown to follow the inputs, nor ruled out "
