@@ -758,9 +758,7 @@ class _Replay:
                 # Samples cut by hand are re-paired from the second step on (two tensors
                 # drawn by shared rows are data once they recur): the first step's loss,
                 # read alike in every arm, is forgotten and the budget counted from here.
-                self._steps_before_repeat = 1
-                self.result.losses.clear()
-                self.result.term_losses.clear()
+                self._count_from_here()
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
         elif self.plan.mode == "overfit" and self.plan.overrides.get("same_draws"):
@@ -805,17 +803,19 @@ class _Replay:
         loss, drawn otherwise, is forgotten."""
         if not self.streams.marked:
             self.streams.mark()
-            self._steps_before_repeat = self.result.steps
-            self.result.losses.clear()
-            self.result.term_losses.clear()
+            self._count_from_here()
             return
         self.streams.rewind()
 
-    def _forget_steps(self) -> None:
+    def _count_from_here(self) -> None:
+        """The steps so far forgotten: their losses dropped, the step budget counted anew."""
         self._steps_before_repeat = self.result.steps
-        self.result.repeated_draws = True
         self.result.losses.clear()
         self.result.term_losses.clear()
+
+    def _forget_steps(self) -> None:
+        self._count_from_here()
+        self.result.repeated_draws = True
         self._input_prints.clear()
         self.result.inputs_vary = False
         self.result.input_steps = 0
