@@ -13,6 +13,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ("parallel",)  # pytest --processes N
+
 
 def _break_check_for_meta_tests() -> None:
     """tests/test_marks.py runs single tests in a subprocess with one check broken on purpose:

@@ -57,6 +57,7 @@ def test_a_rank_that_runs_out_of_batches_is_found_without_a_hang(
     assert "rank 0 then waited in a collective" in finding.message
 
 
+@pytest.mark.slow  # CI has the check's other case: a rank that runs out of batches
 @pytest.mark.fires("uneven-step-counts")
 def test_a_rank_that_skips_a_step_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     report, others = check_rank0(monkeypatch, "ddp_skip_step.py", select=("uneven-step-counts",))

@@ -33,6 +33,7 @@ def test_a_head_outside_ddp_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [c.lead.check for c in report.diagnosis.causes] == ["grads-differ-across-ranks"]
 
 
+@pytest.mark.slow  # CI has the check's other case: a head outside DDP
 @pytest.mark.fires("grads-differ-across-ranks")
 def test_accumulation_that_never_synchronises_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     report, others = check_rank0(
@@ -62,6 +63,7 @@ def test_batchnorm_statistics_without_broadcast_or_syncbn_are_found(
     assert not findings_of(report, "params-diverge-across-ranks")
 
 
+@pytest.mark.slow  # CI has the check's other case: BatchNorm without broadcast
 @pytest.mark.fires("buffers-diverge-across-ranks")
 def test_syncbatchnorm_named_but_not_in_effect_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     # DDP's broadcast keeps the statistics equal when a forward begins; after it each rank

@@ -1,0 +1,172 @@
+"""``pytest --processes N``: the suite in N processes at once, sharing its test files.
+
+Most of the suite is one Python thread waiting on another process or on small tensor
+ops, so a two-core machine runs it at little more than one core. With ``--processes 2``
+the session starts one more pytest over the same arguments; each process runs whole test
+files (module fixtures stay in one process), claiming each file before running it by
+creating a folder named after it, which only one process can do. The first process walks
+the files from the front and the second from the back, so they meet wherever the work
+is. The first waits for the others, prints what they printed, and fails when any of them
+failed. Without the option nothing changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_CLAIMS = "--claims-folder"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nndoctor")
+    group.addoption(
+        "--processes",
+        type=int,
+        default=1,
+        help="run the test files in this many pytest processes at once (default 1)",
+    )
+    # Given to the processes the first one starts: where files are claimed.
+    group.addoption(_CLAIMS, default=None, help=argparse.SUPPRESS)
+
+
+class _Helpers:
+    """The other processes of a ``--processes`` session, started by the first one."""
+
+    def __init__(self, config: pytest.Config, count: int) -> None:
+        self.claims = Path(tempfile.mkdtemp(prefix="pytest-claims-"))
+        self.temps = [Path(tempfile.mkdtemp(prefix="pytest-helper-")) for _ in range(count)]
+        self.logs = [temp / "output.txt" for temp in self.temps]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        args = list(config.invocation_params.args)
+        for index, temp in enumerate(self.temps, start=1):
+            with open(self.logs[index - 1], "wb") as log:
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "pytest",
+                            *args,
+                            "--processes=1",
+                            f"{_CLAIMS}={self.claims}",
+                            f"--basetemp={temp / 'tmp'}",
+                            "-p",
+                            "no:cacheprovider",
+                            "--color=no",
+                        ],
+                        cwd=config.invocation_params.dir,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, "NNDOCTOR_TEST_PROCESS": str(index)},
+                    )
+                )
+
+    def wait(self) -> list[int]:
+        return [proc.wait() for proc in self.procs]
+
+    def close(self) -> None:
+        """Stop what still runs and remove the folders (idempotent)."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.claims, ignore_errors=True)
+        for temp in self.temps:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+_HELPERS = pytest.StashKey[_Helpers]()
+
+
+def _claims_folder(config: pytest.Config) -> Path | None:
+    given = config.getoption(_CLAIMS)
+    if given:
+        return Path(given)
+    helpers = config.stash.get(_HELPERS, None)
+    return helpers.claims if helpers else None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    config = session.config
+    count = config.getoption("processes") - 1
+    if count > 0 and not config.getoption(_CLAIMS) and not config.option.collectonly:
+        helpers = config.stash[_HELPERS] = _Helpers(config, count)
+        config.add_cleanup(helpers.close)
+
+
+def _files(items: list[pytest.Item]) -> list[list[pytest.Item]]:
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        groups.setdefault(item.nodeid.split("::")[0], []).append(item)
+    return list(groups.values())
+
+
+def _claimed(claims: Path, files: list[list[pytest.Item]]) -> Iterator[list[pytest.Item]]:
+    """The tests of each file of ``files`` that this process is first to claim, in order."""
+    for items in files:
+        try:
+            (claims / items[0].nodeid.split("::")[0].replace("/", "%")).mkdir()
+        except FileExistsError:
+            continue
+        yield items
+
+
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    claims = _claims_folder(session.config)
+    if claims is None or session.config.option.collectonly:
+        return None
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        raise session.Interrupted(f"{session.testsfailed} errors during collection")
+    files = _files(session.items)
+    if os.environ.get("NNDOCTOR_TEST_PROCESS") == "1":
+        files.reverse()
+    ours = _claimed(claims, files)
+    current = next(ours, None)
+    while current is not None:
+        following = None
+        for i, item in enumerate(current):
+            if i + 1 == len(current):
+                # Claimed before the file's last test: its teardown needs the next test.
+                following = next(ours, None)
+            nextitem = current[i + 1] if i + 1 < len(current) else (following or [None])[0]
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+        current = following
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    helpers = session.config.stash.get(_HELPERS, None)
+    if helpers is None:
+        return
+    if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+        helpers.close()
+        return
+    codes = helpers.wait()
+    failed = [code for code in codes if code not in (pytest.ExitCode.OK,)]
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = failed[0]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    helpers = terminalreporter.config.stash.get(_HELPERS, None)
+    if helpers is None:
+        return
+    for index, (log, proc) in enumerate(zip(helpers.logs, helpers.procs, strict=True), start=2):
+        if proc.returncode is None:
+            continue
+        terminalreporter.section(f"pytest process {index}, exit code {proc.returncode}")
+        terminalreporter.write(log.read_text(errors="replace") if log.exists() else "")
