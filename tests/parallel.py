@@ -6,8 +6,9 @@ the session starts one more pytest over the same arguments; each process runs wh
 files (module fixtures stay in one process), claiming each file before running it by
 creating a folder named after it, which only one process can do. The first process walks
 the files from the front and the second from the back, so they meet wherever the work
-is. The first waits for the others, prints what they printed, and fails when any of them
-failed. Without the option nothing changes.
+is. Each process's torch gets its share of the cores (``OMP_NUM_THREADS``, for what the
+tests start too). The first waits for the others, prints what they printed, and fails when
+any of them failed. Without the option nothing changes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 _CLAIMS = "--claims-folder"
+_INDEX = "--process-index"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,8 +37,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=1,
         help="run the test files in this many pytest processes at once (default 1)",
     )
-    # Given to the processes the first one starts: where files are claimed.
+    # Given to the processes the first one starts: where files are claimed, and which
+    # process each is (the first walks the files from the front, the second from the back).
     group.addoption(_CLAIMS, default=None, help=argparse.SUPPRESS)
+    group.addoption(_INDEX, type=int, default=0, help=argparse.SUPPRESS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    processes = config.getoption("processes")
+    if processes > 1 and not config.getoption(_CLAIMS):
+        # The cores are shared out among the processes (and what their tests start),
+        # rather than each process's torch using them all and taking turns.
+        threads = str(max(1, (os.cpu_count() or 1) // processes))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = threads
+        torch.set_num_threads(int(threads))
 
 
 class _Helpers:
@@ -58,6 +74,7 @@ class _Helpers:
                             *args,
                             "--processes=1",
                             f"{_CLAIMS}={self.claims}",
+                            f"{_INDEX}={index}",
                             f"--basetemp={temp / 'tmp'}",
                             "-p",
                             "no:cacheprovider",
@@ -66,7 +83,6 @@ class _Helpers:
                         cwd=config.invocation_params.dir,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        env={**os.environ, "NNDOCTOR_TEST_PROCESS": str(index)},
                     )
                 )
 
@@ -127,7 +143,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         raise session.Interrupted(f"{session.testsfailed} errors during collection")
     files = _files(session.items)
-    if os.environ.get("NNDOCTOR_TEST_PROCESS") == "1":
+    if session.config.getoption(_INDEX) == 1:
         files.reverse()
     ours = _claimed(claims, files)
     current = next(ours, None)

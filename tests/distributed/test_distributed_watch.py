@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from ranks_harness import EXAMPLES, HARD_TIMEOUT, ROOT, private_tmpdir
 
 ENV = {**os.environ, "NNDOCTOR_DIST_EVERY": "4", "NNDOCTOR_DIST_TIMEOUT": "20"}
@@ -37,6 +38,7 @@ def _torchrun(args: tuple[str, ...], tmp: str) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.slow  # CI has the next case: the same command, one report from rank 0
 def test_nndoctor_watch_under_torchrun_reports_once_from_rank0() -> None:
     done = torchrun(
         "-m", "nndoctor", "watch", str(EXAMPLES / "ddp_healthy.py"), "--steps", "12", "--every", "2"
