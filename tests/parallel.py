@@ -186,3 +186,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             continue
         terminalreporter.section(f"pytest process {index}, exit code {proc.returncode}")
         terminalreporter.write(log.read_text(errors="replace") if log.exists() else "")
+    terminalreporter.section("pytest process 1 (the counts below are its own)")
