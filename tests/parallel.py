@@ -14,12 +14,13 @@ any of them failed. Without the option nothing changes.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,15 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(int(threads))
 
 
+def _die_with_this_process() -> None:
+    """In a helper, before it runs: end it when the process that started it ends, however
+    that ends (Linux's parent-death signal; elsewhere nothing)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class _Helpers:
     """The other processes of a ``--processes`` session, started by the first one."""
 
@@ -83,6 +93,7 @@ class _Helpers:
                         cwd=config.invocation_params.dir,
                         stdout=log,
                         stderr=subprocess.STDOUT,
+                        preexec_fn=_die_with_this_process,
                     )
                 )
 
@@ -126,14 +137,34 @@ def _files(items: list[pytest.Item]) -> list[list[pytest.Item]]:
     return list(groups.values())
 
 
-def _claimed(claims: Path, files: list[list[pytest.Item]]) -> Iterator[list[pytest.Item]]:
-    """The tests of each file of ``files`` that this process is first to claim, in order."""
-    for items in files:
-        try:
-            (claims / items[0].nodeid.split("::")[0].replace("/", "%")).mkdir()
-        except FileExistsError:
-            continue
-        yield items
+class _Claims:
+    """The files of one process's walk, each run by the first process to claim it."""
+
+    def __init__(self, folder: Path, files: list[list[pytest.Item]]) -> None:
+        self.folder, self.files, self.at = folder, files, 0
+
+    def _mark(self, items: list[pytest.Item]) -> Path:
+        return self.folder / items[0].nodeid.split("::")[0].replace("/", "%")
+
+    def claim(self) -> list[pytest.Item] | None:
+        """The tests of the next file on the walk that no process has claimed, now ours."""
+        while self.at < len(self.files):
+            items = self.files[self.at]
+            self.at += 1
+            try:
+                self._mark(items).mkdir()
+            except FileExistsError:
+                continue
+            return items
+        return None
+
+    def likely_next(self) -> pytest.Item | None:
+        """The first test of the next file on the walk unclaimed for now, not claimed: the
+        last test of a file tears down what that test does not share with it."""
+        for items in self.files[self.at :]:
+            if not self._mark(items).exists():
+                return items[0]
+        return None
 
 
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
@@ -145,20 +176,21 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     files = _files(session.items)
     if session.config.getoption(_INDEX) == 1:
         files.reverse()
-    ours = _claimed(claims, files)
-    current = next(ours, None)
+    walk = _Claims(claims, files)
+    current = walk.claim()
     while current is not None:
-        following = None
         for i, item in enumerate(current):
-            if i + 1 == len(current):
-                # Claimed before the file's last test: its teardown needs the next test.
-                following = next(ours, None)
-            nextitem = current[i + 1] if i + 1 < len(current) else (following or [None])[0]
+            nextitem = current[i + 1] if i + 1 < len(current) else walk.likely_next()
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             if session.shouldfail:
                 raise session.Failed(session.shouldfail)
             if session.shouldstop:
                 raise session.Interrupted(session.shouldstop)
+        following = walk.claim()
+        if following is not None and following[0] is not nextitem:
+            # Another process took the file guessed at: tear down what the one claimed does
+            # not share with the last test (a package's fixtures), as pytest would have.
+            session._setupstate.teardown_exact(following[0])
         current = following
     return True
 

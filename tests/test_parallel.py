@@ -8,9 +8,15 @@ take part however slowly the second one starts.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+from processes import living_in_group
 
 pytest_plugins = ["pytester"]
 
@@ -95,3 +101,37 @@ def test_a_failure_in_the_second_process_fails_the_session(pytester: pytest.Pyte
 def test_no_test_at_all_is_still_exit_code_5(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "parallel", "--processes", "2")
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+BLOCKS = """
+import os, time
+from pathlib import Path
+
+def test_blocks():
+    Path(f"pid-{os.getpid()}").touch()
+    time.sleep(600)
+"""
+
+
+def test_the_second_process_ends_when_the_first_is_killed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a=BLOCKS, test_b=BLOCKS)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "parallel", "--processes", "2"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(Path(pytester.path).glob("pid-*"))) < 2:
+            assert time.monotonic() < deadline, "the two processes never both ran a test"
+            time.sleep(0.05)
+        first.kill()
+        first.wait()
+        assert living_in_group(first.pid) == []
+    finally:
+        try:
+            os.killpg(first.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
