@@ -93,7 +93,7 @@ class _Helpers:
                         cwd=config.invocation_params.dir,
                         stdout=log,
                         stderr=subprocess.STDOUT,
-                        preexec_fn=_die_with_this_process,
+                        preexec_fn=_die_with_this_process if os.name == "posix" else None,
                     )
                 )
 
