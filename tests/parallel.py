@@ -70,11 +70,10 @@ class _Helpers:
     def __init__(self, config: pytest.Config, count: int) -> None:
         self.claims = Path(tempfile.mkdtemp(prefix="pytest-claims-"))
         self.temps = [Path(tempfile.mkdtemp(prefix="pytest-helper-")) for _ in range(count)]
-        self.logs = [temp / "output.txt" for temp in self.temps]
         self.procs: list[subprocess.Popen[bytes]] = []
         args = list(config.invocation_params.args)
         for index, temp in enumerate(self.temps, start=1):
-            with open(self.logs[index - 1], "wb") as log:
+            with open(temp / "output.txt", "wb") as log:
                 self.procs.append(
                     subprocess.Popen(
                         [
@@ -204,7 +203,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         helpers.close()
         return
     codes = helpers.wait()
-    failed = [code for code in codes if code not in (pytest.ExitCode.OK,)]
+    failed = [code for code in codes if code != pytest.ExitCode.OK]
     if failed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = failed[0]
 
@@ -213,9 +212,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     helpers = terminalreporter.config.stash.get(_HELPERS, None)
     if helpers is None:
         return
-    for index, (log, proc) in enumerate(zip(helpers.logs, helpers.procs, strict=True), start=2):
+    for index, (temp, proc) in enumerate(zip(helpers.temps, helpers.procs, strict=True), start=2):
         if proc.returncode is None:
             continue
+        log = temp / "output.txt"
         terminalreporter.section(f"pytest process {index}, exit code {proc.returncode}")
         terminalreporter.write(log.read_text(errors="replace") if log.exists() else "")
     terminalreporter.section("pytest process 1 (the counts below are its own)")
