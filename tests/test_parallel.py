@@ -115,12 +115,15 @@ def test_blocks():
 
 def test_the_second_process_ends_when_the_first_is_killed(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a=BLOCKS, test_b=BLOCKS)
+    # A killed first process removes nothing: its claims and the helper's folder stay here.
+    temp = pytester.mkdir("tmp")
     first = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "parallel", "--processes", "2"],
         cwd=pytester.path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(temp)},
     )
     try:
         deadline = time.monotonic() + 120
