@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nndoctor.probes.broadcasts import LossBroadcast
 from nndoctor.probes.layers import LayerKind, is_kind, torch_class
 from nndoctor.probes.stats import ACTIVATION_FIELDS, LOGIT_FIELDS, TENSOR_FIELDS
 
@@ -317,6 +318,9 @@ class StepRecord:
     triplet_calls: list[TripletCall] = field(default_factory=list)
     repeated_forwards: list[RepeatedForward] = field(default_factory=list)
     padding_masks: list[PaddingMaskCall] = field(default_factory=list)
+    # Elementwise operations of a hand-written loss that stretched the model's output along
+    # a new axis (the first LOSS_BROADCAST_STEPS steps' backward passes).
+    loss_broadcasts: list[LossBroadcast] = field(default_factory=list)
     # Later training forwards compared with the step's first (same input shape, no
     # backward pass between), repeats or not.
     forwards_compared: int = 0
@@ -523,6 +527,8 @@ class Recording:
     eval_forwards: int = 0
     # Forwards of the model inside a torch.func transform (vmap, grad): not observed.
     transformed_forwards: int = 0
+    # Backward passes whose loss graph was searched for broadcasts (StepRecord.loss_broadcasts).
+    loss_graphs_searched: int = 0
     # Before any module with parameters was called: the tensors a back-propagated loss
     # reached that belong to no module (count, values), parameters kept as plain tensors.
     plain_parameters: tuple[int, int] | None = None

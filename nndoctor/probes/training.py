@@ -18,6 +18,7 @@ import re
 import sys
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nndoctor.probes import stats
 from nndoctor.probes.adversarial import AdversarialProbe
+from nndoctor.probes.broadcasts import loss_broadcasts
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.functions import gradient_multiple
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
@@ -86,6 +88,11 @@ ELEMENTWISE_STEPS = 2
 # Steps in which a repeated forward of the same input is looked for (an equality test of
 # the inputs and outputs, which waits for the device).
 MAX_REPEAT_STEPS = 4
+# Steps whose backward passes are searched for broadcasts inside a hand-written loss.
+LOSS_BROADCAST_STEPS = 3
+# Forwards per backward pass whose outputs bound the loss's graph (a siamese pair, an
+# anchor, positive and negative).
+PASS_FORWARDS = 4
 # Steps whose first attention key padding mask is read against the token ids (which waits
 # for the device).
 MAX_PADDING_MASK_STEPS = 4
@@ -304,6 +311,10 @@ class TrainingProbe:
         self._in_flight: list[_Pending] = []
         self._outputs: dict[str, weakref.ReferenceType[torch.Tensor]] = {}
         self._output_nodes: dict[Any, tuple[str, tuple[int, ...]]] = {}
+        # The output nodes of the last few training forwards since the last backward pass:
+        # where the loss part of the graph ends, for loss_broadcasts. Few, because each
+        # holds its graph alive (a forward with gradients that no backward pass follows).
+        self._pass_output_nodes: deque[set[Any]] = deque(maxlen=PASS_FORWARDS)
         self._loss_depth = 0
         self._projections: dict[tuple[int, str], torch.Tensor] = {}
         self._input_shape: tuple[int, ...] | None = None
@@ -602,6 +613,7 @@ class TrainingProbe:
         self._steps_of_another_model = len(self.recording.steps)
         self._outputs = {}
         self._output_nodes = {}
+        self._pass_output_nodes.clear()
         # Its batches were that model's arguments (a backbone's one input, where this
         # model's forward takes two views): copies of this model could not be called on them.
         self.captured_batches = []
@@ -662,6 +674,8 @@ class TrainingProbe:
             p.transfer.wait()
         self._drain()
         self._snapshot = None
+        self._output_nodes = {}
+        self._pass_output_nodes.clear()
         self._drop_steps_of_another_model()
 
     def _drop_steps_of_another_model(self) -> None:
@@ -853,6 +867,7 @@ class TrainingProbe:
         self._pending = _Pending(StepRecord(step=old.step, zero_grad_called=old.zero_grad_called))
         self._outputs = {}
         self._output_nodes = {}
+        self._pass_output_nodes.clear()
 
     def _keeps_capturing(self, x: torch.Tensor | None) -> bool:
         """Whether this step's batch is kept for the experiments: the first ``keep_batches``,
@@ -968,6 +983,8 @@ class TrainingProbe:
         self._output_nodes = {
             t.grad_fn: (path, tuple(t.shape)) for path, t in paths if t.grad_fn is not None
         }
+        if len(self.recording.steps) < LOSS_BROADCAST_STEPS:
+            self._pass_output_nodes.append(set(self._output_nodes))
         self._in_model_forward = False
         self._link_deferred()
         return None
@@ -1674,6 +1691,7 @@ class TrainingProbe:
 
         after = self._guard("manual", self._after_backward)
         multiples = self._guard("gradient-multiples", self._watch_custom_backwards)
+        broadcasts = self._guard("loss-broadcasts", self._note_loss_broadcasts)
 
         def backward(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             if self.model is None and self.recording.plain_parameters is None:
@@ -1681,6 +1699,7 @@ class TrainingProbe:
             note(as_backward_loss(tensor, args, kwargs))
             carried(tensor)
             multiples(tensor)
+            broadcasts(tensor)
             try:
                 result = original(tensor, *args, **kwargs)
             finally:
@@ -1691,6 +1710,22 @@ class TrainingProbe:
         backward.__wrapped__ = original  # type: ignore[attr-defined]
         backward.__doc__ = original.__doc__
         return backward
+
+    def _note_loss_broadcasts(self, tensor: torch.Tensor) -> None:
+        """In the first steps' backward passes: the elementwise operations between the
+        model's outputs and this loss that stretched an output along a new axis."""
+        outputs = set().union(*self._pass_output_nodes)
+        self._pass_output_nodes.clear()
+        if not outputs or tensor.grad_fn is None:
+            return
+        if len(self.recording.steps) >= LOSS_BROADCAST_STEPS:
+            return
+        events = loss_broadcasts(tensor.grad_fn, outputs)
+        if events is None:
+            return
+        self.recording.loss_graphs_searched += 1
+        found = self._pending.record.loss_broadcasts
+        found.extend(e for e in events if e not in found)
 
     def _watch_custom_backwards(self, tensor: torch.Tensor) -> None:
         """In the first backward passes, each custom Function's backward node on the graph
@@ -2031,6 +2066,7 @@ class TrainingProbe:
         )
         self._outputs = {}
         self._output_nodes = {}
+        self._pass_output_nodes.clear()
         self._drain()
 
     def _drain(self) -> None:

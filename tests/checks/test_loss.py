@@ -862,3 +862,103 @@ def test_a_start_above_chance_the_first_steps_undo_is_an_info(lr: float, severit
     assert 1.5 < finding.evidence["ratio"] < 3
     assert finding.severity.value == severity
     assert ("median_loss_after" in finding.evidence) == (severity == "info")
+
+
+def _hand_written_regression(loss: Any, seed: int = 0) -> Report:
+    """A regression MLP with one output per sample, targets of shape (N,), trained with
+    the hand-written ``loss(out, y)``."""
+    torch.manual_seed(seed)
+    x = torch.randn(256, 6)
+    y = x[:, 0] - 0.5 * x[:, 1] + 0.1 * torch.randn(256)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1))
+    return run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=batches(x, y, 32),
+        loss_fn=lambda m, batch: loss(m(batch[0]), batch[1]),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_hand_written_loss_broadcasting_n_by_1_against_n_is_an_error() -> None:
+    report = _hand_written_regression(lambda out, y: ((out - y) ** 2).mean())
+    (finding,) = report.by_check("loss-input-mismatch")
+    assert finding.reasons == [19, 25]
+    assert finding.severity.value == "error"
+    assert finding.evidence["input_shape"] == [32, 1]
+    assert finding.evidence["broadcast_shape"] == [32, 32]
+    assert "(32, 32)" in finding.message
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_hand_written_loss_on_matching_shapes_is_silent() -> None:
+    report = _hand_written_regression(lambda out, y: ((out.squeeze(1) - y) ** 2).mean())
+    assert report.by_check("loss-input-mismatch") == []
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_a_pairwise_loss_written_on_purpose_is_silent() -> None:
+    # Every pair of predictions ordered as their targets are (RankNet), stretched on
+    # purpose with [:, None], and every prediction against every target by an explicit
+    # unsqueeze of its own.
+    def pairwise(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        s = out.squeeze(1)
+        order = torch.sign(y[:, None] - y[None, :])
+        ranking = F.softplus(-order * (s[:, None] - s[None, :])).mean()
+        kernel = torch.exp(-((s.unsqueeze(1) - y) ** 2)).mean()
+        return ranking - 0.1 * kernel
+
+    report = _hand_written_regression(pairwise)
+    assert report.by_check("loss-input-mismatch") == []
+
+
+def _siamese(distance: Any, scale: torch.Tensor | None = None) -> Report:
+    """A siamese embedding net on pairs labelled same (1) or different (0), trained with
+    the contrastive loss on ``distance(a, b)``; with a learned log-``scale``, a term
+    weighting each label by its exponential is added (as SAC's temperature loss weights
+    each sample's entropy gap)."""
+    torch.manual_seed(0)
+    centres = torch.randn(4, 8)
+    kind = torch.randint(0, 4, (256, 2))
+    kind[:128, 1] = kind[:128, 0]
+    x1 = centres[kind[:, 0]] + 0.3 * torch.randn(256, 8)
+    x2 = centres[kind[:, 1]] + 0.3 * torch.randn(256, 8)
+    same = (kind[:, 0] == kind[:, 1]).float()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def contrastive(m: nn.Module, batch: Any) -> torch.Tensor:
+        a, b, label = m(batch[0]), m(batch[1]), batch[2]
+        d = distance(a, b)
+        loss = (label * d.pow(2) + (1 - label) * torch.clamp(1.0 - d, min=0).pow(2)).mean()
+        return loss if scale is None else loss - 0.01 * (scale.exp() * label).mean()
+
+    perm = torch.randperm(256)
+    x1, x2, same = x1[perm], x2[perm], same[perm]
+    return run(
+        select=["loss-input-mismatch"],
+        model=model,
+        data=[(x1[i : i + 32], x2[i : i + 32], same[i : i + 32]) for i in range(0, 256, 32)],
+        loss_fn=contrastive,
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+    )
+
+
+@pytest.mark.fires("loss-input-mismatch")
+def test_a_distance_summed_over_the_whole_batch_is_applied_to_every_pair() -> None:
+    report = _siamese(lambda a, b: torch.sqrt(((a - b) ** 2).sum() + 1e-8))
+    (finding,) = report.by_check("loss-input-mismatch")
+    assert finding.reasons == [18, 25]
+    assert "whole batch" in finding.title
+    assert finding.evidence["broadcast_shape"] == [32]
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_a_distance_per_pair_and_a_learned_scale_are_silent() -> None:
+    # Each pair's own distance, scaled by a learned number (as SAC's temperature scales
+    # per-sample terms): one number, but no reduction of the batch.
+    report = _siamese(
+        lambda a, b: torch.sqrt(((a - b) ** 2).sum(1) + 1e-8),
+        scale=torch.zeros((), requires_grad=True),
+    )
+    assert report.by_check("loss-input-mismatch") == []

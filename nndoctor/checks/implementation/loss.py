@@ -454,11 +454,25 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         classifier's whose loss is ``-dist.log_prob(y)``) and ``F.gumbel_softmax`` calls (a
         categorical VAE's latent): the same range and row sums, since probabilities passed
         as logits are squashed the same way.
+        A loss written by hand is read from the autograd graph of the first
+        ``LOSS_BROADCAST_STEPS`` (3) steps' backward passes, between the loss and the last
+        layers that produced what it reads (the model's outputs, a critic called beside
+        it): the elementwise operations (``-``, ``*``, ``/``, ``torch.where`` ...) whose
+        result is larger than an operand made from the model. An output holding the batch
+        stretched along a new axis as long as the batch (``(N, 1) - (N,)`` gives ``(N, N)``),
+        or one number reduced from a tensor holding the batch, a few elementwise steps
+        back, stretched to the batch (a pair distance summed over the whole batch, then
+        multiplied by each pair's label), is a finding when every other operand is without
+        gradient (a target, a label): stretches written on purpose (``unsqueeze``,
+        ``x[:, None]``) and between two things the model made (contrastive pairs, an output
+        centred by its batch mean) are how pairwise and batch-level losses are built.
 
     How to fix:
         Give CrossEntropyLoss and BCEWithLogitsLoss the raw logits (no softmax/sigmoid in the
         model's forward), give NLLLoss and KLDivLoss log_softmax outputs, and make output and target shapes
-        equal for elementwise losses (``out.squeeze(1)`` or ``target.unsqueeze(1)``).
+        equal for elementwise losses, hand-written ones too (``out.squeeze(1)`` or
+        ``target.unsqueeze(1)``); reduce a per-sample quantity over its features only
+        (``.sum(dim=1)``), the batch last.
 
     Example:
         Before::
@@ -474,6 +488,15 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
     distributions = _probabilities_as_logits(ctx, tol)
     calls = [(s, c) for s in ctx.recording.steps for c in s.loss_calls]
     if not calls:
+        if _hand_written_broadcast(ctx):
+            return
+        if ctx.recording.loss_graphs_searched:
+            ctx.note(
+                f"no recognised torch loss was called; {ctx.recording.loss_graphs_searched} "
+                "backward pass(es) of the hand-written loss searched: no output broadcast "
+                "against a target of another shape"
+            )
+            return
         seen = ctx.recording.distribution_logits
         if seen:
             if not distributions:
@@ -579,6 +602,9 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         _check_shapes(ctx, fn, c0, where)
         if fn in _BINARY:
             _check_binary_targets(ctx, fn, items, where)
+    if not any("broadcast_shape" in f.evidence for f in ctx.findings):
+        # A recognised loss beside a hand-written one (a term added to it).
+        _hand_written_broadcast(ctx)
 
 
 # The autograd nodes of learned linear maps (nn.Linear, convolutions, matrix products, an
@@ -870,6 +896,87 @@ def _check_shapes(ctx: CheckContext, fn: str, call: LossCall, where: Where) -> N
             "target_shape": list(call.target_shape),
             "broadcast_shape": list(broadcast),
         },
+    )
+
+
+def _hand_written_broadcast(ctx: CheckContext) -> bool:
+    """A hand-written loss that broadcast what the model made of the batch against
+    per-sample targets along the batch axis: the first such operation of the observed
+    steps, reported; whether there was one.
+
+    Two shapes count. An output that holds the batch, stretched along a new axis as long
+    as the batch, pairs each sample with every other (``(N, 1) - (N,)`` gives ``(N, N)``).
+    A single number made by reducing every element of a tensor that holds the batch
+    (``((a - b) ** 2).sum()`` where ``.sum(1)`` was meant), a few elementwise steps back,
+    stretched back to the batch applies one batch-wide quantity to every sample's own term
+    (a learned scale, ``log_alpha.exp()``, is no such number). Either only against
+    operands without a gradient (targets, constants): a stretch written on purpose
+    (``x.unsqueeze(1)``, ``x[:, None]``) or between two things the model made (every pair
+    of embeddings in a contrastive loss, an output centred by its batch mean) is how
+    pairwise and batch-level losses are built."""
+    rec = ctx.recording
+    axis = rec.input_batch_axis()
+    for step in rec.steps:
+        shape = step.inputs.shape if step.inputs is not None else ()
+        batch = shape[axis] if len(shape) > axis else None
+        if batch is None or batch < 2:
+            continue
+        for event in step.loss_broadcasts:
+            if event.other_has_grad or event.unsqueezed:
+                continue
+            if not any(event.result[i] == batch for i in event.new_axes):
+                continue
+            reduced = event.reduced_from is not None and batch in event.reduced_from
+            if batch not in event.operand and not reduced:
+                continue
+            _report_broadcast(ctx, event, batch, step.step, reduced)
+            return True
+    return False
+
+
+def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, reduced: bool) -> None:
+    operation = event.op.removesuffix("Backward0").removesuffix("Backward1").lower()
+    evidence = {
+        "input_shape": list(event.operand),
+        "broadcast_shape": list(event.result),
+        "operation": event.op,
+        "batch_size": batch,
+    }
+    if reduced:
+        ctx.finding(
+            title="One number from the whole batch is applied to every sample in the loss",
+            message=(
+                f"The loss computed by hand reduces what the model made of a batch of {batch} "
+                f"to a single number, then takes a {operation} of it with a per-sample tensor "
+                f"without gradient (a target, a label) of shape {event.result}: every "
+                "sample's term gets the same batch-wide value (a distance summed over the "
+                "batch where each pair's own was meant), so no sample is judged on its own "
+                "output."
+            ),
+            fix=(
+                "Reduce over the features only, keeping the batch axis: `.sum(dim=1)` or "
+                "`F.pairwise_distance(a, b)` instead of `.sum()`; average over the batch last."
+            ),
+            reasons=(25, 18),
+            where=Where(step=step),
+            evidence=evidence,
+        )
+        return
+    ctx.finding(
+        title="Output and target shapes broadcast inside the loss",
+        message=(
+            f"The loss computed by hand takes a {operation} of an output of shape "
+            f"{event.operand} (a batch of {batch}) and a tensor without gradient (a target) "
+            f"that broadcast to {event.result}: each prediction is compared with every "
+            "sample's target, not its own, and the loss cannot be minimised correctly."
+        ),
+        fix=(
+            "Make the shapes equal before the loss: `out.squeeze(-1)` for one value per "
+            "sample, or `target.view_as(out)`."
+        ),
+        reasons=(19, 25),
+        where=Where(step=step),
+        evidence=evidence,
     )
 
 
