@@ -542,11 +542,13 @@ def _print_manual(out: Console, spec: object) -> None:
     out.print(
         f"[bold]{spec.id}[/]  [dim]{spec.kind} · {spec.severity.value} · reasons {reasons}[/]"  # type: ignore[attr-defined]
     )
+    # The manual is wrapped in its source already: wrapped again at a narrower width (80
+    # columns where the output is no terminal), every long line would leave an orphan.
     for line in doc.splitlines():
         if re.match(r"^[A-Z][A-Za-z ]+:$", line):
             out.print(f"[bold]{escape(line)}[/]")
         else:
-            out.print(escape(line))
+            out.print(escape(line), soft_wrap=True)
     explains = sorted(spec.explains)  # type: ignore[attr-defined]
     if explains:
         out.print(

@@ -20,6 +20,17 @@ def test_explain_a_check_prints_its_manual() -> None:
     assert "reasons 19" in result.output
 
 
+def test_a_manual_keeps_its_own_line_breaks_in_a_narrow_output() -> None:
+    # Not a terminal: 80 columns. Each line of the docstring comes out whole, not wrapped
+    # again into a long line and an orphan.
+    spec = next(c for c in all_checks() if c.id == "loss-input-mismatch")
+    long = max(spec.doc.splitlines(), key=len)
+    assert len(long) > 80
+    result = runner.invoke(app, ["explain", "loss-input-mismatch"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    assert long in result.output.splitlines()
+
+
 def test_explain_a_reason_lists_the_checks_covering_it() -> None:
     result = runner.invoke(app, ["explain", "37"])
     assert result.exit_code == 0
