@@ -934,8 +934,23 @@ def _hand_written_broadcast(ctx: CheckContext) -> bool:
     return False
 
 
+# How a report names the elementwise operation of an autograd node (``SubBackward0``).
+_OPERATION_WORDS = {
+    "Add": "sum",
+    "Sub": "difference",
+    "Rsub": "difference",
+    "Mul": "product",
+    "Div": "quotient",
+    "Pow": "power",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+    "Where": "torch.where",
+}
+
+
 def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, reduced: bool) -> None:
-    operation = event.op.removesuffix("Backward0").removesuffix("Backward1").lower()
+    op = event.op.removesuffix("Backward0").removesuffix("Backward1")
+    operation = _OPERATION_WORDS.get(op, f"{op.lower()} (elementwise)")
     evidence = {
         "input_shape": list(event.operand),
         "broadcast_shape": list(event.result),
@@ -947,7 +962,7 @@ def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, redu
             title="One number from the whole batch is applied to every sample in the loss",
             message=(
                 f"The loss computed by hand reduces what the model made of a batch of {batch} "
-                f"to a single number, then takes a {operation} of it with a per-sample tensor "
+                f"to a single number, then takes the {operation} of it and a per-sample tensor "
                 f"without gradient (a target, a label) of shape {event.result}: every "
                 "sample's term gets the same batch-wide value (a distance summed over the "
                 "batch where each pair's own was meant), so no sample is judged on its own "
@@ -965,7 +980,7 @@ def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, redu
     ctx.finding(
         title="Output and target shapes broadcast inside the loss",
         message=(
-            f"The loss computed by hand takes a {operation} of an output of shape "
+            f"The loss computed by hand takes the {operation} of an output of shape "
             f"{event.operand} (a batch of {batch}) and a tensor without gradient (a target) "
             f"that broadcast to {event.result}: each prediction is compared with every "
             "sample's target, not its own, and the loss cannot be minimised correctly."
