@@ -64,6 +64,9 @@ class LossBroadcast:
     # elements made it from (``d.sum()`` of a ``(N, D)`` tensor), a few elementwise steps
     # back; None where it was not so made (a learned scale, ``log_alpha.exp()``).
     reduced_from: tuple[int, ...] | None = None
+    # Where the loss was back-propagated (the user's ``loss.backward()``), set by the probe.
+    file: str | None = None
+    line: int | None = None
 
 
 def _shape(node: Any, index: int) -> tuple[int, ...] | None:

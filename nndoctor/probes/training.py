@@ -9,6 +9,7 @@ once, non-blocking (see :class:`HostTransfer`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -1724,8 +1725,12 @@ class TrainingProbe:
         if events is None:
             return
         self.recording.loss_graphs_searched += 1
+        file, line = user_frame()
         found = self._pending.record.loss_broadcasts
-        found.extend(e for e in events if e not in found)
+        for event in events:
+            event = dataclasses.replace(event, file=file, line=line)
+            if event not in found:
+                found.append(event)
 
     def _watch_custom_backwards(self, tensor: torch.Tensor) -> None:
         """In the first backward passes, each custom Function's backward node on the graph

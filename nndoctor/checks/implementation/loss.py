@@ -973,7 +973,7 @@ def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, redu
                 "`F.pairwise_distance(a, b)` instead of `.sum()`; average over the batch last."
             ),
             reasons=(25, 18),
-            where=Where(step=step),
+            where=Where(step=step, file=event.file, line=event.line),
             evidence=evidence,
         )
         return
@@ -990,7 +990,7 @@ def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, redu
             "sample, or `target.view_as(out)`."
         ),
         reasons=(19, 25),
-        where=Where(step=step),
+        where=Where(step=step, file=event.file, line=event.line),
         evidence=evidence,
     )
 
