@@ -958,38 +958,37 @@ def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, redu
         "batch_size": batch,
     }
     if reduced:
-        ctx.finding(
-            title="One number from the whole batch is applied to every sample in the loss",
-            message=(
-                f"The loss computed by hand reduces what the model made of a batch of {batch} "
-                f"to a single number, then takes the {operation} of it and a per-sample tensor "
-                f"without gradient (a target, a label) of shape {event.result}: every "
-                "sample's term gets the same batch-wide value (a distance summed over the "
-                "batch where each pair's own was meant), so no sample is judged on its own "
-                "output."
-            ),
-            fix=(
-                "Reduce over the features only, keeping the batch axis: `.sum(dim=1)` or "
-                "`F.pairwise_distance(a, b)` instead of `.sum()`; average over the batch last."
-            ),
-            reasons=(25, 18),
-            where=Where(step=step, file=event.file, line=event.line),
-            evidence=evidence,
+        title = "One number from the whole batch is applied to every sample in the loss"
+        message = (
+            f"The loss computed by hand reduces what the model made of a batch of {batch} to "
+            f"a single number, then takes the {operation} of it and a per-sample tensor "
+            f"without gradient (a target, a label) of shape {event.result}: every sample's "
+            "term gets the same batch-wide value (a distance summed over the batch where each "
+            "pair's own was meant), so no sample is judged on its own output."
         )
-        return
-    ctx.finding(
-        title="Output and target shapes broadcast inside the loss",
-        message=(
+        fix = (
+            "Reduce over the features only, keeping the batch axis: `.sum(dim=1)` or "
+            "`F.pairwise_distance(a, b)` instead of `.sum()`; average over the batch last."
+        )
+        reasons = (25, 18)
+    else:
+        title = "Output and target shapes broadcast inside the loss"
+        message = (
             f"The loss computed by hand takes the {operation} of an output of shape "
             f"{event.operand} (a batch of {batch}) and a tensor without gradient (a target) "
             f"that broadcast to {event.result}: each prediction is compared with every "
             "sample's target, not its own, and the loss cannot be minimised correctly."
-        ),
-        fix=(
+        )
+        fix = (
             "Make the shapes equal before the loss: `out.squeeze(-1)` for one value per "
             "sample, or `target.view_as(out)`."
-        ),
-        reasons=(19, 25),
+        )
+        reasons = (19, 25)
+    ctx.finding(
+        title=title,
+        message=message,
+        fix=fix,
+        reasons=reasons,
         where=Where(step=step, file=event.file, line=event.line),
         evidence=evidence,
     )
