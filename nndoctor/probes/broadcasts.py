@@ -2,12 +2,12 @@
 
 A loss written by hand (``((pred - y) ** 2).mean()``) is a handful of elementwise
 operations on the model's output (or on the last layer's output of a network the loss
-reads: a critic called beside the observed actor). When an operand and the other side differ in shape,
-broadcasting stretches the operand along a new axis: ``(N, 1) - (N,)`` gives ``(N, N)``.
-The graph records each operation's result shape (its input metadata) and which operands
-carry a gradient, so the stretch is visible after the fact without re-running anything.
-The probe records every such stretch of a tensor made from the model's output; which of
-them pair samples with other samples is for a check to judge.
+reads: a critic called beside the observed actor). When the operands differ in shape,
+broadcasting stretches one along a new axis: ``(N, 1) - (N,)`` gives ``(N, N)``. The
+graph records each operation's result shape (its input metadata) and which operands carry
+a gradient, so the stretch is visible after the fact without re-running anything. The
+probe records every such stretch of a tensor made from the model's output; which of them
+pair samples with other samples is for a check to judge.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ ELEMENTWISE_NODES = frozenset(
         "LerpBackward1",
     }
 )
-# A walk this long has left the loss for a model's own graph (one its outputs do not
-# bound: a submodule called beside the model): nothing is recorded from it.
+# A loss part this many operations deep (the walk ends at every layer, so only a long
+# chain of operations without parameters gets there) is not searched.
 GRAPH_LIMIT = 5000
 
 
