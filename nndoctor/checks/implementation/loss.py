@@ -10,6 +10,7 @@ import torch
 
 from nndoctor.checks import causes
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.probes.broadcasts import LossBroadcast
 from nndoctor.probes.recording import ElementwiseLoss, LossCall, StepRecord
 from nndoctor.report.model import Where
 
@@ -948,7 +949,9 @@ _OPERATION_WORDS = {
 }
 
 
-def _report_broadcast(ctx: CheckContext, event: Any, batch: int, step: int, reduced: bool) -> None:
+def _report_broadcast(
+    ctx: CheckContext, event: LossBroadcast, batch: int, step: int, reduced: bool
+) -> None:
     op = event.op.removesuffix("Backward0").removesuffix("Backward1")
     operation = _OPERATION_WORDS.get(op, f"{op.lower()} (elementwise)")
     evidence = {
