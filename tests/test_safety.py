@@ -313,7 +313,10 @@ WRITES_EVERYWHERE = textwrap.dedent(
     except ImportError:
         SummaryWriter = None
     if SummaryWriter is not None:
-        writer = SummaryWriter("tb")  # left open, as a stopped script leaves it
+        # Left open, as a stopped script leaves it. An absolute folder: its writer thread
+        # opens the event file again at every flush, and a relative name would be looked up
+        # in whatever folder the script has changed into by then (outputs/day1 below).
+        writer = SummaryWriter(os.path.abspath("tb"))
         writer.add_scalar("start", 1.0, 0)
     try:
         import fsspec
