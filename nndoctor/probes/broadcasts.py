@@ -157,10 +157,7 @@ def _post_order(root: Any, outputs: set[Any]) -> list[Any] | None:
         if len(seen) > GRAPH_LIMIT:
             return None
         stack.append((node, True))
-        if node in outputs:
-            continue
-        if _parametrized(node):
-            outputs.add(node)
+        if node in outputs or _parametrized(node):
             continue
         for child, _ in getattr(node, "next_functions", ()):
             if child is not None and child not in seen:
@@ -182,6 +179,8 @@ def loss_broadcasts(
     order = _post_order(root, stops)
     if order is None:
         return None
+    # Where the walk ended: the outputs met, and the layers' operations behind the rest.
+    stops = {node for node in order if node in stops or _parametrized(node)}
     made_from_output: dict[Any, bool] = {}
     for node in order:
         made_from_output[node] = node in stops or any(

@@ -1719,8 +1719,6 @@ class TrainingProbe:
         self._pass_output_nodes.clear()
         if not outputs or tensor.grad_fn is None:
             return
-        if len(self.recording.steps) >= LOSS_BROADCAST_STEPS:
-            return
         events = loss_broadcasts(tensor.grad_fn, outputs)
         if events is None:
             return
