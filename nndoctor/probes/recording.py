@@ -97,6 +97,9 @@ class LossCall:
     # The last operation that changed the input's values, from its autograd node ("sigmoid",
     # "tanh", "softmax", "clamp", "addmm", ...); "" when the input has no gradient history.
     input_op: str = ""
+    # Where that operation bounds its output: its name and the range it can produce
+    # (``("elu", -1.0, inf)``, ``("clamp", 0.0, 1.0)``); None otherwise.
+    input_range: tuple[str, float, float] | None = None
     file: str | None = None
     line: int | None = None
     value: float = math.nan

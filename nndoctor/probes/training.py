@@ -34,6 +34,7 @@ from nndoctor.probes.broadcasts import loss_broadcasts
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.functions import gradient_multiple
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
+from nndoctor.probes.output_range import LAYOUT_NODES, output_range
 from nndoctor.probes.recording import (
     CtcCall,
     DerivativeCall,
@@ -1446,6 +1447,7 @@ class TrainingProbe:
             linked_to_output=link,
             input_layout=layout,
             input_op=producing_op(inp),
+            input_range=output_range(inp),
             file=file,
             line=line,
         )
@@ -2326,35 +2328,6 @@ def finite(x: float) -> bool:
     return math.isfinite(x)
 
 
-# Autograd nodes that only rearrange values (views, copies, casts): the op that bounds or
-# scales a loss input lies behind them.
-_LAYOUT_NODES = frozenset(
-    {
-        "view",
-        "reshapealias",
-        "unsafeview",
-        "squeeze",
-        "unsqueeze",
-        "permute",
-        "transpose",
-        "t",
-        "expand",
-        "clone",
-        "select",
-        "slice",
-        "index",
-        "cat",
-        "stack",
-        "tocopy",
-        "split",
-        "splitwithsizes",
-        "unbind",
-        "asstrided",
-        "alias",
-    }
-)
-
-
 def graph_leaves(t: torch.Tensor, limit: int = 10_000) -> list[torch.Tensor]:
     """The leaf tensors ``t``'s autograd graph accumulates gradients into (its
     ``AccumulateGrad`` nodes' variables), visiting at most ``limit`` nodes."""
@@ -2388,7 +2361,7 @@ def _picked_by_index(t: torch.Tensor) -> bool:
         name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
         if name in _INDEX_NODES:
             return True
-        if name not in _LAYOUT_NODES:
+        if name not in LAYOUT_NODES:
             return False
         nxt = [f for f, _ in node.next_functions if f is not None]
         node = nxt[0] if nxt else None
@@ -2404,7 +2377,7 @@ def producing_op(t: torch.Tensor) -> str:
         if node is None:
             return ""
         name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
-        if name not in _LAYOUT_NODES:
+        if name not in LAYOUT_NODES:
             return name
         nxt = [f for f, _ in node.next_functions if f is not None]
         node = nxt[0] if nxt else None

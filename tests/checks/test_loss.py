@@ -709,6 +709,37 @@ def test_relu_output_against_standardised_targets() -> None:
     assert finding.evidence["output_op"] == "relu"
 
 
+@pytest.mark.fires("bounded-output-vs-targets")
+def test_elu_left_after_the_last_layer_against_targets_far_below_minus_one() -> None:
+    # A flow-matching velocity: differences of points, reaching -5 and beyond.
+    torch.manual_seed(1)
+    targets = 3 * torch.randn(128, 1)
+    report = run(select=["bounded-output-vs-targets"], **_regression(nn.ELU(), targets))
+    (finding,) = report.by_check("bounded-output-vs-targets")
+    assert finding.reasons == [19]
+    assert finding.evidence["output_op"] == "elu"
+    assert finding.evidence["output_range"] == [-1.0, math.inf]
+
+
+def test_a_clamp_to_the_unit_interval_against_targets_in_zero_to_ten() -> None:
+    torch.manual_seed(1)
+    targets = 10 * torch.rand(128, 1)
+    clamp = nn.Hardtanh(0.0, 1.0)
+    report = run(select=["bounded-output-vs-targets"], **_regression(clamp, targets))
+    (finding,) = report.by_check("bounded-output-vs-targets")
+    assert finding.evidence["output_range"] == [0.0, 1.0]
+
+
+@pytest.mark.silent("bounded-output-vs-targets")
+def test_relu6_and_elu_against_targets_within_their_range_pass() -> None:
+    # ReLU6 is a hardtanh(0, 6): judged on the bounds it was given, not tanh's [-1, 1].
+    torch.manual_seed(1)
+    for head, targets in ((nn.ReLU6(), 6 * torch.rand(128, 1)), (nn.ELU(), torch.rand(128, 1))):
+        report = run(select=["bounded-output-vs-targets"], **_regression(head, targets))
+        assert report.result("bounded-output-vs-targets").status == "passed"
+        assert report.by_check("bounded-output-vs-targets") == []
+
+
 @pytest.mark.silent("bounded-output-vs-targets")
 def test_bounded_outputs_against_targets_in_range_and_linear_outputs_pass() -> None:
     torch.manual_seed(1)

@@ -648,17 +648,6 @@ def _check_binary_targets(
     )
 
 
-# The range of values each bounding operation can produce, as a loss input.
-BOUNDED_OPS: dict[str, tuple[float, float]] = {
-    "sigmoid": (0.0, 1.0),
-    "hardsigmoid": (0.0, 1.0),
-    "softmax": (0.0, 1.0),
-    "tanh": (-1.0, 1.0),
-    "hardtanh": (-1.0, 1.0),
-    "relu": (0.0, math.inf),
-    "softplus": (0.0, math.inf),
-    "exp": (0.0, math.inf),
-}
 # Losses that compare an output with a target value of the same kind, so the target must lie
 # where the output can go.
 _VALUE_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy")
@@ -671,19 +660,25 @@ _VALUE_LOSSES = ("mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_
     explains=causes.FIT_SYMPTOMS,
 )
 def bounded_output_vs_targets(ctx: CheckContext) -> None:
-    """The loss compares a bounded output (sigmoid, tanh, softmax, ReLU) with targets outside its range.
+    """The loss compares a bounded output (sigmoid, tanh, softmax, ReLU, ELU, a clamp) with targets outside its range.
 
     Why it matters:
-        A sigmoid can only say 0 to 1 and a tanh -1 to 1. Trained against pixels in [0, 255],
+        A sigmoid can only say 0 to 1 and a tanh -1 to 1; an ELU left after the last layer
+        never goes below -1, a GELU never below -0.17. Trained against pixels in [0, 255],
         standardised targets with negative values, or a tanh head against targets in [0, 1]
         scaled past 1, the loss has a floor no weights can get below, and the gradient pushes
         the pre-activation to saturation, where it vanishes. The loss stalls far above zero.
 
     What is measured:
         For every regression-type loss (MSE, L1, Huber, BCE): the last operation that produced
-        its input, read from the input's autograd graph (through views and reshapes), and the
-        range of the targets over the observed steps. A finding when the targets reach past the
-        operation's range by more than ``bounded_target_excess`` of their own span.
+        its input, read from the input's autograd graph (through views, reshapes and
+        concatenations, whose every part counts), the range that operation can produce
+        (sigmoid, hard sigmoid and softmax [0, 1]; tanh [-1, 1]; ReLU, softplus and exp
+        [0, inf); ELU, SELU and CELU from minus their ``alpha`` (times SELU's scale); GELU,
+        SiLU, Mish and hard swish from their minimum; hardtanh, ReLU6 and a clamp between
+        the bounds they were given), and the range of the targets over the observed steps.
+        A finding when the targets reach past the operation's range by more than
+        ``bounded_target_excess`` of their own span.
 
     How to fix:
         Scale the targets into the output's range (``y / 255``, or ``(y + 1) / 2`` for tanh), or
@@ -703,16 +698,17 @@ def bounded_output_vs_targets(ctx: CheckContext) -> None:
     calls = [c for s in ctx.recording.steps for c in s.loss_calls if c.fn in _VALUE_LOSSES]
     if not calls:
         ctx.skip("no regression-type loss (MSE, L1, Huber, BCE) was called")
-    bounded = [c for c in calls if c.input_op in BOUNDED_OPS]
+    bounded = [c for c in calls if c.input_range is not None]
     if not bounded:
         ops = sorted({c.input_op or "no autograd history" for c in calls})
         ctx.note(f"loss inputs come from {', '.join(ops)}: not bounded")
         return
-    by_op: dict[tuple[str, str], list[LossCall]] = {}
+    by_op: dict[tuple[str, tuple[str, float, float]], list[LossCall]] = {}
     for c in bounded:
-        by_op.setdefault((c.fn, c.input_op), []).append(c)
+        assert c.input_range is not None
+        by_op.setdefault((c.fn, c.input_range), []).append(c)
     t = ctx.thresholds
-    for (fn, op), items in by_op.items():
+    for (fn, (op, lo, hi)), items in by_op.items():
         targets = [c.target for c in items if c.target is not None and c.target.finite]
         if not targets:
             continue
@@ -720,10 +716,11 @@ def bounded_output_vs_targets(ctx: CheckContext) -> None:
         hi_t = max(x.max for x in targets)
         if not (math.isfinite(lo_t) and math.isfinite(hi_t)):
             continue
-        lo, hi = BOUNDED_OPS[op]
         span = max(hi_t - lo_t, 1e-12)
         below, above = lo - lo_t, hi_t - hi
-        ctx.note(f"{fn} on {op} outputs in [{lo:g}, {hi:g}]; targets in [{lo_t:.4g}, {hi_t:.4g}]")
+        ctx.note(
+            f"{fn} on {op} outputs in [{lo:.4g}, {hi:.4g}]; targets in [{lo_t:.4g}, {hi_t:.4g}]"
+        )
         if max(below, above) <= t.bounded_target_excess * span:
             continue
         c0 = items[0]
