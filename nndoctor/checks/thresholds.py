@@ -164,6 +164,11 @@ class Thresholds:
     # Targets reaching past a bounded output's range by this share of their own span leave
     # part of the loss out of reach of any weights.
     bounded_target_excess: float = 0.05
+    # Cross-entropy on class scores squashed into a range (a sigmoid, a tanh): a finding when
+    # the loss floor that range sets is at least this share of the loss at chance (log C).
+    # Two classes through a tanh sit at 18% of it; logits soft-capped at 30 (a tanh times
+    # 30) are a multiplication, not a squash, and are not judged.
+    squashed_scores_floor_share: float = 0.1
     # The largest distance from 0 of a frame's logsumexp over the classes that CTC's input
     # may show and still be log-probabilities (log_softmax in bf16 stays within ~0.01).
     ctc_normalisation_tolerance: float = 0.05

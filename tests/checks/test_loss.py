@@ -259,6 +259,38 @@ def test_softmax_before_cross_entropy_is_an_error() -> None:
     assert finding.evidence["max_rowsum_minus_1"] < 1e-3
 
 
+def _squashed_classifier(head: nn.Module) -> object:
+    kwargs = healthy_classifier()
+    kwargs["model"] = nn.Sequential(kwargs["model"], head)
+    kwargs["optimizer"] = torch.optim.Adam(kwargs["model"].parameters())
+    return run(select=["loss-input-mismatch"], **kwargs)
+
+
+@pytest.mark.fires("loss-input-mismatch")
+@pytest.mark.parametrize(("head", "op"), [(nn.Sigmoid(), "sigmoid"), (nn.Tanh(), "tanh")])
+def test_sigmoid_or_tanh_on_the_class_scores_before_cross_entropy(head: nn.Module, op: str) -> None:
+    (finding,) = _squashed_classifier(head).by_check("loss-input-mismatch")
+    assert finding.reasons == [19]
+    assert finding.evidence["score_op"] == op
+    classes, width = finding.evidence["classes"], 1.0 if op == "sigmoid" else 2.0
+    floor = math.log1p((classes - 1) * math.exp(-width))
+    assert finding.evidence["loss_floor"] == pytest.approx(floor)
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_logits_soft_capped_or_through_a_relu_before_cross_entropy_pass() -> None:
+    # A tanh times a cap (Gemma's soft-capping) is a multiplication, not a squash; a ReLU
+    # bounds the scores on one side only.
+    class SoftCap(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 30.0 * torch.tanh(x / 30.0)
+
+    for head in (SoftCap(), nn.ReLU()):
+        report = _squashed_classifier(head)
+        assert report.result("loss-input-mismatch").status.value == "passed"
+        assert report.by_check("loss-input-mismatch") == []
+
+
 def test_raw_logits_into_nll_loss() -> None:
     kwargs = healthy_classifier()
     kwargs["loss_fn"] = nn.NLLLoss()

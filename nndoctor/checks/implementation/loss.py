@@ -437,7 +437,8 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
 
     Why it matters:
         CrossEntropyLoss applies log-softmax itself: feeding it softmax outputs squashes
-        the gradients and the loss plateaus. NLLLoss expects log-probabilities, BCELoss
+        the gradients and the loss plateaus; so does a sigmoid or tanh left on the class
+        scores, which caps how sure the softmax can be. NLLLoss expects log-probabilities, BCELoss
         probabilities, BCEWithLogitsLoss raw logits, KLDivLoss log-probabilities as its input.
         Elementwise losses broadcast silently
         when output and target shapes differ ((N, 1) against (N,) becomes (N, N)), so
@@ -450,7 +451,11 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         of BCEWithLogitsLoss inside [0, 1] at every step read as sigmoid outputs unless a
         learned linear map (a linear layer, a convolution, a matrix product) produced every
         one of them: its outputs are unbounded, and a few early logits near a positive bias
-        lie in [0, 1] by chance. For the
+        lie in [0, 1] by chance. Class scores of CrossEntropyLoss made by an operation that
+        bounds them on both sides (a sigmoid, a tanh, a hardtanh, a clamp, read from the
+        input's autograd node) are a finding when the floor that range sets the loss,
+        ``log(1 + (C - 1) e^-(hi - lo))`` for C classes, is at least
+        ``squashed_scores_floor_share`` of the loss at chance (``log C``). For the
         first few ``torch.distributions.Categorical`` built from ``logits=`` (a policy's, a
         classifier's whose loss is ``-dist.log_prob(y)``) and ``F.gumbel_softmax`` calls (a
         categorical VAE's latent): the same range and row sums, since probabilities passed
@@ -547,6 +552,8 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
                 where=where,
                 evidence=evidence,
             )
+        elif fn == "cross_entropy" and (squashed := _squashed_scores(items)) is not None:
+            _report_squashed_scores(ctx, squashed, c0, where, evidence)
         elif fn == "nll_loss" and (hi > tol or lse > 0.01):
             kind = "probabilities (softmax)" if lo >= 0 and rowsum < tol else "raw logits"
             ctx.finding(
@@ -606,6 +613,75 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
     if not any("broadcast_shape" in f.evidence for f in ctx.findings):
         # A recognised loss beside a hand-written one (a term added to it).
         _hand_written_broadcast(ctx)
+
+
+def _squashed_scores(items: list[tuple[StepRecord, LossCall]]) -> tuple[str, float, float] | None:
+    """The bounding operation (a sigmoid, a tanh, a clamp) that made cross-entropy's class
+    scores at every call, and the range it squashes them into; None where the scores are
+    unbounded on either side at any call (a ``Linear``, a ReLU, a log-softmax)."""
+    ranges = {c.input_range for _, c in items}
+    if len(ranges) != 1:
+        return None
+    (bounds,) = ranges
+    if bounds is None or not (math.isfinite(bounds[1]) and math.isfinite(bounds[2])):
+        return None
+    return bounds
+
+
+def _class_count(call: LossCall) -> int:
+    """The classes of a cross-entropy input: its second axis, or its only one unbatched."""
+    shape = call.input_shape
+    return int(shape[1]) if len(shape) >= 2 else int(shape[0]) if shape else 0
+
+
+def _report_squashed_scores(
+    ctx: CheckContext,
+    squashed: tuple[str, float, float],
+    call: LossCall,
+    where: Where,
+    evidence: dict[str, Any],
+) -> None:
+    """Cross-entropy on class scores that a bounded operation made: the softmax of scores
+    within ``hi - lo`` of each other gives the true class at most ``e^(hi-lo)`` times the
+    weight of each other class, so the loss cannot fall below ``log(1 + (C-1) e^-(hi-lo))``.
+    A finding when that floor is at least ``squashed_scores_floor_share`` of the loss at
+    chance (``log C``)."""
+    op, lo, hi = squashed
+    classes = _class_count(call)
+    if classes < 2:
+        return
+    floor = math.log1p((classes - 1) * math.exp(-(hi - lo)))
+    chance = math.log(classes)
+    ctx.note(
+        ctx.detail + f"; cross_entropy's {classes} class scores come from {op}, in "
+        f"[{lo:.4g}, {hi:.4g}]: the loss cannot fall below {floor:.4g} (chance {chance:.4g})"
+    )
+    if floor < ctx.thresholds.squashed_scores_floor_share * chance:
+        return
+    ctx.finding(
+        title=f"{op.capitalize()} applied to the class scores before CrossEntropyLoss",
+        message=(
+            f"The class scores given to cross_entropy come from {op}, so they lie in "
+            f"[{lo:.4g}, {hi:.4g}]: the softmax cross_entropy applies can favour the true class "
+            f"over each of the other {classes - 1} by at most a factor e^{hi - lo:.4g}, and the "
+            f"loss cannot fall below {floor:.4g} ({floor / chance:.0%} of the {chance:.4g} of a "
+            "uniform guess) however well the model classifies. Its gradient shrinks as the "
+            f"{op} saturates, and training stalls near that floor."
+        ),
+        fix=(
+            f"Remove the {op} from the model's output: CrossEntropyLoss takes raw, unbounded "
+            "logits (a final Linear layer) and applies the softmax itself."
+        ),
+        where=where,
+        evidence={
+            **evidence,
+            "score_op": op,
+            "score_range": [lo, hi],
+            "classes": classes,
+            "loss_floor": floor,
+            "chance_loss": chance,
+        },
+    )
 
 
 # The autograd nodes of learned linear maps (nn.Linear, convolutions, matrix products, an
