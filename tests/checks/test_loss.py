@@ -291,6 +291,26 @@ def test_logits_soft_capped_or_through_a_relu_before_cross_entropy_pass() -> Non
         assert report.by_check("loss-input-mismatch") == []
 
 
+@pytest.mark.fires("loss-input-mismatch")
+def test_tanh_on_the_logits_before_bce_with_logits() -> None:
+    report = _binary_logits("loss-input-mismatch", nn.Sequential(mlp(classes=1), nn.Tanh()))
+    (finding,) = report.by_check("loss-input-mismatch")
+    assert finding.title == "Tanh applied to the logits before BCEWithLogitsLoss"
+    assert finding.evidence["loss_floor"] == pytest.approx(math.log1p(math.exp(-1.0)))
+
+
+@pytest.mark.silent("loss-input-mismatch")
+def test_binary_logits_clamped_wide_pass() -> None:
+    # Clamped to [-10, 10] (against overflow), the loss can still fall to 4.5e-5.
+    class Clamp(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.clamp(-10.0, 10.0)
+
+    report = _binary_logits("loss-input-mismatch", nn.Sequential(mlp(classes=1), Clamp()))
+    assert report.result("loss-input-mismatch").status.value == "passed"
+    assert "cannot fall below 4.54e-05" in report.result("loss-input-mismatch").detail
+
+
 def test_raw_logits_into_nll_loss() -> None:
     kwargs = healthy_classifier()
     kwargs["loss_fn"] = nn.NLLLoss()

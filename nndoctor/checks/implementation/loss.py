@@ -451,11 +451,12 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
         of BCEWithLogitsLoss inside [0, 1] at every step read as sigmoid outputs unless a
         learned linear map (a linear layer, a convolution, a matrix product) produced every
         one of them: its outputs are unbounded, and a few early logits near a positive bias
-        lie in [0, 1] by chance. Class scores of CrossEntropyLoss made by an operation that
-        bounds them on both sides (a sigmoid, a tanh, a hardtanh, a clamp, read from the
-        input's autograd node) are a finding when the floor that range sets the loss,
-        ``log(1 + (C - 1) e^-(hi - lo))`` for C classes, is at least
-        ``squashed_scores_floor_share`` of the loss at chance (``log C``). For the
+        lie in [0, 1] by chance. Logits of CrossEntropyLoss or BCEWithLogitsLoss made by an
+        operation that bounds them on both sides (a sigmoid, a tanh, a hardtanh, a clamp,
+        read from the input's autograd node) are a finding when the floor that range sets
+        the loss, ``log(1 + (C - 1) e^-(hi - lo))`` for C classes, the smaller of
+        ``softplus(-hi)`` and ``softplus(lo)`` for binary logits, is at least
+        ``squashed_scores_floor_share`` of the loss at chance (``log C``, ``log 2``). For the
         first few ``torch.distributions.Categorical`` built from ``logits=`` (a policy's, a
         classifier's whose loss is ``-dist.log_prob(y)``) and ``F.gumbel_softmax`` calls (a
         categorical VAE's latent): the same range and row sums, since probabilities passed
@@ -607,6 +608,11 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
                 where=where,
                 evidence=evidence,
             )
+        elif (
+            fn == "binary_cross_entropy_with_logits"
+            and (squashed := _squashed_scores(items)) is not None
+        ):
+            _report_squashed_scores(ctx, squashed, c0, where, evidence)
         _check_shapes(ctx, fn, c0, where)
         if fn in _BINARY:
             _check_binary_targets(ctx, fn, items, where)
@@ -616,9 +622,9 @@ def loss_input_mismatch(ctx: CheckContext) -> None:
 
 
 def _squashed_scores(items: list[tuple[StepRecord, LossCall]]) -> tuple[str, float, float] | None:
-    """The bounding operation (a sigmoid, a tanh, a clamp) that made cross-entropy's class
-    scores at every call, and the range it squashes them into; None where the scores are
-    unbounded on either side at any call (a ``Linear``, a ReLU, a log-softmax)."""
+    """The bounding operation (a sigmoid, a tanh, a clamp) that made a loss's logits at
+    every call, and the range it squashes them into; None where the logits are unbounded
+    on either side at any call (a ``Linear``, a ReLU, a log-softmax)."""
     ranges = {c.input_range for _, c in items}
     if len(ranges) != 1:
         return None
@@ -634,6 +640,31 @@ def _class_count(call: LossCall) -> int:
     return int(shape[1]) if len(shape) >= 2 else int(shape[0]) if shape else 0
 
 
+def _squashed_floor(fn: str, lo: float, hi: float, call: LossCall) -> tuple[float, float, str]:
+    """The lowest loss logits within [lo, hi] allow, the loss at chance, and why, in words.
+    Cross-entropy's softmax favours the true class over each of the other C - 1 by at most
+    ``e^(hi - lo)``: at least ``log(1 + (C - 1) e^-(hi - lo))``. BCE with logits reaches at
+    best ``softplus(-hi)`` on a positive and ``softplus(lo)`` on a negative: at least the
+    smaller of the two, against ``log 2``."""
+    if fn == "cross_entropy":
+        classes = _class_count(call)
+        if classes < 2:
+            return 0.0, math.nan, ""
+        floor = math.log1p((classes - 1) * math.exp(-(hi - lo)))
+        how = (
+            f"the softmax cross_entropy applies can favour the true class over each of the "
+            f"other {classes - 1} by at most a factor e^{hi - lo:.4g}"
+        )
+        return floor, math.log(classes), how
+    floor = min(math.log1p(math.exp(-hi)), math.log1p(math.exp(lo)))
+    sure = 1 / (1 + math.exp(-hi)), 1 / (1 + math.exp(-lo))
+    how = (
+        f"the sigmoid the loss applies maps them into [{sure[1]:.3g}, {sure[0]:.3g}], "
+        "never near 0 or 1"
+    )
+    return floor, math.log(2), how
+
+
 def _report_squashed_scores(
     ctx: CheckContext,
     squashed: tuple[str, float, float],
@@ -641,43 +672,41 @@ def _report_squashed_scores(
     where: Where,
     evidence: dict[str, Any],
 ) -> None:
-    """Cross-entropy on class scores that a bounded operation made: the softmax of scores
-    within ``hi - lo`` of each other gives the true class at most ``e^(hi-lo)`` times the
-    weight of each other class, so the loss cannot fall below ``log(1 + (C-1) e^-(hi-lo))``.
-    A finding when that floor is at least ``squashed_scores_floor_share`` of the loss at
-    chance (``log C``)."""
+    """Cross-entropy or BCE with logits on logits that a bounded operation made: a finding
+    when the floor that range sets the loss (``_squashed_floor``) is at least
+    ``squashed_scores_floor_share`` of the loss at chance."""
     op, lo, hi = squashed
-    classes = _class_count(call)
-    if classes < 2:
+    fn = call.fn
+    floor, chance, how = _squashed_floor(fn, lo, hi, call)
+    if not how:
         return
-    floor = math.log1p((classes - 1) * math.exp(-(hi - lo)))
-    chance = math.log(classes)
     ctx.note(
-        ctx.detail + f"; cross_entropy's {classes} class scores come from {op}, in "
-        f"[{lo:.4g}, {hi:.4g}]: the loss cannot fall below {floor:.4g} (chance {chance:.4g})"
+        ctx.detail + f"; {fn}'s logits come from {op}, in [{lo:.4g}, {hi:.4g}]: the loss "
+        f"cannot fall below {floor:.4g} (chance {chance:.4g})"
     )
     if floor < ctx.thresholds.squashed_scores_floor_share * chance:
         return
+    loss = "CrossEntropyLoss" if fn == "cross_entropy" else "BCEWithLogitsLoss"
     ctx.finding(
-        title=f"{op.capitalize()} applied to the class scores before CrossEntropyLoss",
+        title=f"{op.capitalize()} applied to the logits before {loss}",
         message=(
-            f"The class scores given to cross_entropy come from {op}, so they lie in "
-            f"[{lo:.4g}, {hi:.4g}]: the softmax cross_entropy applies can favour the true class "
-            f"over each of the other {classes - 1} by at most a factor e^{hi - lo:.4g}, and the "
-            f"loss cannot fall below {floor:.4g} ({floor / chance:.0%} of the {chance:.4g} of a "
-            "uniform guess) however well the model classifies. Its gradient shrinks as the "
-            f"{op} saturates, and training stalls near that floor."
+            f"The logits given to {fn} come from {op}, so they lie in [{lo:.4g}, {hi:.4g}]: "
+            f"{how}, and the loss cannot fall below {floor:.4g} ({floor / chance:.0%} of the "
+            f"{chance:.4g} of a uniform guess) however well the model classifies. Its gradient "
+            f"shrinks as the {op} saturates, and training stalls near that floor."
         ),
         fix=(
-            f"Remove the {op} from the model's output: CrossEntropyLoss takes raw, unbounded "
-            "logits (a final Linear layer) and applies the softmax itself."
+            f"Remove the {op} from the model's output: {loss} takes raw, unbounded logits (a "
+            "final Linear layer) and applies the "
+            + ("softmax" if fn == "cross_entropy" else "sigmoid")
+            + " itself."
         ),
         where=where,
         evidence={
             **evidence,
             "score_op": op,
             "score_range": [lo, hi],
-            "classes": classes,
+            **({"classes": _class_count(call)} if fn == "cross_entropy" else {}),
             "loss_floor": floor,
             "chance_loss": chance,
         },
