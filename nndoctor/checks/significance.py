@@ -123,29 +123,54 @@ def variance_ratio_p(
     return max(p, two_sided_level(z))
 
 
+# Up to this many values without ties, the trend test's p-value is exact.
+_EXACT_TREND_MAX = 12
+
+
 def falling_trend_p(values: list[float]) -> float:
     """One-sided p-value of Mann-Kendall's trend test that ``values`` fall over time.
 
     S counts the pairs (earlier, later) where the later value is lower minus those where
     it is higher; without a trend (values exchangeable) S has mean 0 and variance
-    n(n-1)(2n+5)/18, less for ties. The normal approximation with continuity correction
-    is used (close from about eight values on)."""
+    n(n-1)(2n+5)/18, less for ties. Up to ``_EXACT_TREND_MAX`` values without ties the
+    p-value is exact (the share of the n! orders with at least as many falling pairs);
+    otherwise the normal approximation with continuity correction is used (close from
+    about eight values on; at five it gives 0.014 where the exact value is 1/120)."""
     n = len(values)
     if n < 3:
         return 1.0
     s = 0
+    falling = 0
     for i in range(n):
         for j in range(i + 1, n):
             s += (values[j] < values[i]) - (values[j] > values[i])
+            falling += values[j] < values[i]
     counts: dict[float, int] = {}
     for v in values:
         counts[v] = counts.get(v, 0) + 1
+    if n <= _EXACT_TREND_MAX and len(counts) == n:
+        orders = _orders_by_falling_pairs(n)
+        return sum(orders[falling:]) / math.factorial(n)
     ties = sum(c * (c - 1) * (2 * c + 5) for c in counts.values() if c > 1)
     variance = (n * (n - 1) * (2 * n + 5) - ties) / 18.0
     if variance <= 0 or s <= 0:
         return 1.0
     z = (s - 1) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def _orders_by_falling_pairs(n: int) -> list[int]:
+    """How many of the n! orders of n distinct values have k falling pairs (inversions),
+    for k = 0 .. n(n-1)/2: the Mahonian numbers, built one value at a time (the new last
+    value falls below 0 to m - 1 of the m before it)."""
+    counts = [1]
+    for m in range(1, n):
+        grown = [0] * (len(counts) + m)
+        for k, c in enumerate(counts):
+            for extra in range(m + 1):
+                grown[k + extra] += c
+        counts = grown
+    return counts
 
 
 def lower_than_p(later: list[float], earlier: list[float]) -> float:

@@ -158,6 +158,10 @@ class Thresholds:
     # for steps proportional to the gradient, leave the rate to the experiments then.
     clip_active_share: float = 0.5
     loss_rise_ratio: float = 2.0  # last-quarter median loss over first-quarter median
+    # A risen loss whose last quarter falls (Mann-Kendall, one-sided) at this level is
+    # coming out of a bump: at 20 observed steps only a last quarter that falls at every
+    # step (p = 1/120) qualifies.
+    loss_rise_turned_alpha: float = 0.01
     loss_spike_ratio: float = 10.0  # a step's loss over the first loss
     # --- loss inputs (19)
     probability_sum_tolerance: float = 1e-3

@@ -12,7 +12,7 @@ from torch import nn
 from nndoctor.checks.lab import Lab
 from nndoctor.checks.thresholds import DEFAULT_THRESHOLDS
 from nndoctor.engine import Selection, run_checks
-from nndoctor.probes.recording import Recording
+from nndoctor.probes.recording import Recording, StepRecord
 from nndoctor.probes.training import TrainingProbe
 from nndoctor.report.model import Finding
 
@@ -732,6 +732,44 @@ def test_huge_learning_rate_makes_the_loss_non_finite() -> None:
     assert finding.severity.value == "error"
     assert "non-finite" in finding.title
     assert finding.evidence["nonfinite_step"] > 0
+
+
+# A VQ-VAE's first 20 losses (seed 2 of the bench's healthy script): the codebook loss
+# bumps to 7x its start while the encoder's outputs spread, then falls at every step.
+_VQ_BUMP = [2.94, 2.78, 2.74, 2.61, 2.56, 2.50, 2.43, 2.47, 2.69, 3.11,
+            3.94, 5.72, 9.07, 14.8, 21.6, 20.4, 15.5, 10.9, 7.25, 4.77]  # fmt: skip
+
+
+def _divergence_findings(losses: list[float]) -> tuple[list[Finding], str]:
+    steps = [StepRecord(step=i, loss=v, loss_seen=True) for i, v in enumerate(losses)]
+    results, findings = run_checks(
+        None, Recording(steps=steps), Lab(None), selection=Selection(select=("loss-diverging",))
+    )
+    (result,) = [r for r in results if r.check == "loss-diverging"]
+    return findings, result.detail
+
+
+@pytest.mark.silent("loss-diverging")
+def test_a_loss_that_bumped_and_falls_through_the_last_quarter_is_no_steady_rise() -> None:
+    findings, detail = _divergence_findings(_VQ_BUMP)
+    assert findings == []
+    assert "a bump it is coming out of" in detail and "p=0.0083" in detail
+
+
+@pytest.mark.fires("loss-diverging")
+def test_the_same_rise_still_climbing_or_wavering_at_the_end_is_an_error() -> None:
+    # The last quarter not falling at every step: one step back up is no turn at 1%.
+    for tail in ([24.0, 27.1, 30.5, 33.0, 38.2], [20.4, 15.5, 16.0, 10.9, 7.25]):
+        findings, _ = _divergence_findings(_VQ_BUMP[:15] + tail)
+        (finding,) = findings
+        assert finding.title == "The loss rises steadily" and finding.reasons == [36]
+
+
+def test_the_trend_test_is_exact_for_a_short_series() -> None:
+    from nndoctor.checks.significance import falling_trend_p
+
+    assert falling_trend_p([5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(1 / 120)
+    assert falling_trend_p([5.0, 4.0, 3.0, 1.0, 2.0]) == pytest.approx(5 / 120)
 
 
 class GraphConvolution(nn.Module):

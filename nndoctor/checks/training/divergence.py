@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from nndoctor.checks.registry import CheckContext, register_check
+from nndoctor.checks.significance import falling_trend_p
 from nndoctor.checks.training.observed import fmt3, median
 from nndoctor.report.model import Severity, Where
 
@@ -38,7 +39,11 @@ def loss_diverging(ctx: CheckContext) -> None:
         The loss at each observed step. An error when it becomes inf/NaN after a
         finite start, or when it rises steadily: the median of the last quarter of
         steps at least ``loss_rise_ratio`` (2) times the median of the first quarter,
-        with every loss of the last quarter above every loss of the first. A
+        with every loss of the last quarter above every loss of the first, unless the
+        last quarter itself falls (one-sided Mann-Kendall trend test, exact for a short
+        quarter, at ``loss_rise_turned_alpha``, 1%: the rate at which a quarter without a
+        trend is taken for a falling one): a loss that rose and is coming back down is a
+        bump, as a VQ-VAE's codebook makes in its first steps. A
         warning when a step's loss exceeds ``loss_spike_ratio`` (10) times the
         first loss (oscillation). The ratio rules apply to positive losses only.
 
@@ -96,7 +101,18 @@ def loss_diverging(ctx: CheckContext) -> None:
         return
     head, tail = values[:quarter], values[-quarter:]
     head_m, tail_m = median(head), median(tail)
-    if tail_m >= t.loss_rise_ratio * head_m and min(tail) > max(head):
+    rose = tail_m >= t.loss_rise_ratio * head_m and min(tail) > max(head)
+    turned_p = falling_trend_p(tail)
+    if rose and turned_p < t.loss_rise_turned_alpha:
+        # Risen, but falling through the whole last quarter: a bump the run is coming out
+        # of (a VQ-VAE's codebook settling), not a loss that rises steadily.
+        ctx.note(
+            ctx.detail + f"; it rose to {fmt3(peak)} at step {peak_step} and falls through the "
+            f"last {quarter} steps ({fmt3(tail[0])} → {fmt3(tail[-1])}, Mann-Kendall p="
+            f"{turned_p:.2g}): a bump it is coming out of, not a steady rise"
+        )
+        rose = False
+    if rose:
         ctx.finding(
             title="The loss rises steadily",
             message=(
