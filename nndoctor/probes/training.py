@@ -34,7 +34,7 @@ from nndoctor.probes.broadcasts import loss_broadcasts
 from nndoctor.probes.distributed import local_part
 from nndoctor.probes.functions import gradient_multiple
 from nndoctor.probes.layers import BATCH_NORM, DROPOUT
-from nndoctor.probes.output_range import LAYOUT_NODES, output_range
+from nndoctor.probes.output_range import LAYOUT_NODES, node_name, output_range
 from nndoctor.probes.recording import (
     CtcCall,
     DerivativeCall,
@@ -2358,7 +2358,7 @@ def _picked_by_index(t: torch.Tensor) -> bool:
     for _ in range(32):
         if node is None:
             return False
-        name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
+        name = node_name(node)
         if name in _INDEX_NODES:
             return True
         if name not in LAYOUT_NODES:
@@ -2376,7 +2376,7 @@ def producing_op(t: torch.Tensor) -> str:
     for _ in range(32):
         if node is None:
             return ""
-        name = re.sub(r"Backward\d*$", "", type(node).__name__).lower()
+        name = node_name(node)
         if name not in LAYOUT_NODES:
             return name
         nxt = [f for f, _ in node.next_functions if f is not None]
