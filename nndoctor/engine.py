@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from nndoctor.capture.phases import script_sources
 from nndoctor.capture.replay import ReplayServer
 from nndoctor.checks.lab import SINGLE_THREAD_MAX_PARAMS, Lab, training_modes
 from nndoctor.checks.registry import CheckContext, CheckSpec, Refutation, SkipCheck, all_checks
@@ -983,6 +984,7 @@ def _capture_lab(
     # rank of a distributed job (a single process cannot re-run it).
     replayable = capture.phase == 1 and capture.distributed is None
     script = (capture.script, list(capture.argv)) if replayable else None
+    sources = tuple(script_sources(capture.script)) if capture.script else ()
     others = [(r.name, r.module, r.args) for r in capture.other_roots]
     modes = training_modes(capture.recording.steps)
     if subject is not None:
@@ -996,6 +998,7 @@ def _capture_lab(
             replay_seed=capture.seed,
             other_models=others,
             modules_in_eval=modes,
+            source_paths=sources,
         )
     model = None
     if capture.model is not None:
@@ -1033,6 +1036,7 @@ def _capture_lab(
         replay_seed=capture.seed,
         other_models=others,
         modules_in_eval=modes,
+        source_paths=sources,
     )
 
 

@@ -29,6 +29,7 @@ from nndoctor.capture.replay import (
     run_replay,
     run_replays,
 )
+from nndoctor.capture.source_calls import CallSite, attribute_calls
 from nndoctor.copying import deepcopy_detached, redraw_by_default, set_training
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
@@ -226,8 +227,13 @@ class Lab:
         replay_seed: int | None = None,
         other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
         modules_in_eval: frozenset[str] = frozenset(),
+        source_paths: tuple[str, ...] = (),
     ) -> None:
         self.subject = subject
+        # The script's source files (the script and the modules it imported from its
+        # folder), read for the calls its own code makes (see source_calls); none for a
+        # subject given through the API.
+        self.source_paths = source_paths
         # The modules the script kept in eval() mode while it trained (a frozen backbone's
         # BatchNorm, a linear probe on a model in eval()): copies train the same way, or an
         # experiment would measure a different network from the one the script trains.
@@ -595,6 +601,11 @@ class Lab:
             owner, attr = owner[:-1], owner[-1]
         held = modules.get(".".join(owner))
         return (held, attr) if held is not None and path in modules else None
+
+    def calls_in_source(self, attr: str) -> list[CallSite]:
+        """Where the script's own code calls a module held by attribute ``attr`` with
+        gradients on (``model.aux_head(h)`` in its training loop); none without a script."""
+        return attribute_calls(self.source_paths, attr) if attr else []
 
     def model_inputs(self, n: int = 1) -> list[Any]:
         """Positional-argument tuples the model was called with (first ``n`` batches), its

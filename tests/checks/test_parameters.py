@@ -878,3 +878,63 @@ def test_a_scripts_frozen_magnitude_held_at_one_is_read_from_the_model_as_it_sta
     assert report.run.error is None, report.run.traceback
     assert report.by_check("params-frozen") == []
     assert "a constant the script fixed" in report.result("params-frozen").detail
+
+
+AUX_EVERY_FIFTY = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x, y = torch.randn(256, 10), torch.randint(0, 3, (256,))
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(10, 32), nn.ReLU())
+        self.head = nn.Linear(32, 3)
+        self.recon_head = nn.Linear(32, 10)
+    def forward(self, x):
+        h = self.trunk(x)
+        return self.head(h), h
+model = Net()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for step in range(60):
+    i = step % 8 * 32
+    logits, h = model(x[i : i + 32])
+    loss = nn.functional.cross_entropy(logits, y[i : i + 32])
+    {aux}
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def _aux_head_script(tmp_path: Any, aux: str) -> Any:
+    from nndoctor.engine import check_script
+
+    path = tmp_path / "aux.py"
+    path.write_text(AUX_EVERY_FIFTY.format(aux=aux))
+    return check_script(str(path), steps=6, selection=Selection(select=("params-without-grad",)))
+
+
+@pytest.mark.silent("params-without-grad")
+def test_a_head_the_training_loop_calls_on_a_branch_not_taken_is_a_note(tmp_path: Any) -> None:
+    # An auxiliary reconstruction term added every fiftieth step: none of the observed steps.
+    report = _aux_head_script(
+        tmp_path,
+        "if step % 50 == 49:\n"
+        "        loss = loss + 0.1 * nn.functional.mse_loss(model.recon_head(h), x[i : i + 32])",
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "info" and finding.where.module == "recon_head"
+    assert finding.evidence["called_in"] == "line 22 of aux.py calls `model.recon_head`"
+
+
+@pytest.mark.fires("params-without-grad")
+def test_a_head_the_script_only_evaluates_is_never_trained(tmp_path: Any) -> None:
+    # Called with gradients off only: its predictions come from its initial weights.
+    report = _aux_head_script(
+        tmp_path,
+        "with torch.no_grad():\n        recon = model.recon_head(h)",
+    )
+    (finding,) = report.by_check("params-without-grad")
+    assert finding.severity.value == "warning" and finding.where.module == "recon_head"
+    assert finding.reasons == [23]

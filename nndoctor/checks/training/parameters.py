@@ -440,8 +440,11 @@ def params_without_grad(ctx: CheckContext) -> None:
         that never ran but that its owner's ``forward`` calls by name (the attribute in the
         source of the nearest module above it that is no container) sits on a branch these
         steps did not take, a head for another mode or stage (a DANN's domain classifier in
-        a source-only run of the same network): an info; a layer that no ``forward`` names
-        was forgotten, and stays a warning. A layer
+        a source-only run of the same network): an info; so is one the script's own code
+        calls by its attribute with gradients on (``model.aux_head(h)`` in the training
+        loop, for a term of the loss added every fiftieth step). A layer that no
+        ``forward`` names and the script calls nowhere, or only under ``torch.no_grad()``
+        (evaluated, never trained), was forgotten, and stays a warning. A layer
         that ran without a gradient reaching it is then changed on a copy of the model (its
         output doubled plus one, the same random draws): if the model's output stays bit for
         bit the same, nothing reads that layer's output (the last block's backcast of
@@ -600,11 +603,13 @@ def params_without_grad(ctx: CheckContext) -> None:
 
 
 def _called_on_a_path_not_taken(lab: Any, module: str, ran: set[str]) -> str | None:
-    """Where a module that never ran is called in its owner's ``forward`` (a DANN's domain
-    classifier, reached only when a reversal coefficient is passed, in a source-only run of
-    the same network): the owner's class and the attribute, as ``Owner.forward`` names it.
-    A layer forgotten in ``forward`` is named nowhere in it. None otherwise, or where the
-    code cannot be read."""
+    """Where a module that never ran is called on a branch the observed steps did not take:
+    in its owner's ``forward`` (a DANN's domain classifier, reached only when a reversal
+    coefficient is passed, in a source-only run of the same network), or in the script's
+    own code with gradients on (``model.aux_head(h)`` for an auxiliary loss added every
+    fiftieth step). Says where, as ``Owner.forward calls `attr``` or the line of the script.
+    A layer forgotten is called nowhere; one called only under ``torch.no_grad()`` is
+    evaluated, never trained. None otherwise, or where the code cannot be read."""
     found = lab.caller_of(module, ran) if lab is not None and lab.has_model else None
     if found is None:
         return None
@@ -612,10 +617,11 @@ def _called_on_a_path_not_taken(lab: Any, module: str, ran: set[str]) -> str | N
     try:
         source = inspect.getsource(type(owner).forward)
     except (OSError, TypeError):
-        return None
-    if not re.search(rf"\b{re.escape(attr)}\b", source):
-        return None
-    return f"{type(owner).__name__}.forward calls `{attr}`"
+        source = ""
+    if re.search(rf"\b{re.escape(attr)}\b", source):
+        return f"{type(owner).__name__}.forward calls `{attr}`"
+    sites = lab.calls_in_source(attr)
+    return sites[0].describe() if sites else None
 
 
 def _report_path_not_taken(
@@ -624,17 +630,18 @@ def _report_path_not_taken(
     """Parameters of a module its owner's forward calls on a path the training did not take."""
     rec = ctx.recording
     ctx.finding(
-        title=f"{module_label(module)} never ran in training: its branch of forward was not taken",
+        title=f"{module_label(module)} never ran in training: the branch that calls it was not taken",
         message=(
             f"{len(names)} parameter(s) of {module_label(module)} ({numel_of(rec, names)} values) "
             f"had no gradient at all {steps} observed steps: it never ran in a training "
             f"forward pass, though {called}, on a path these steps did not take (a head used "
             "in another mode or stage, such as a domain classifier reached only when a "
-            "reversal coefficient is passed). Its parameters sit in the optimizer unused."
+            "reversal coefficient is passed, or a term of the loss added only at some "
+            "steps). Its parameters sit in the optimizer unused until it is taken."
         ),
         fix=(
             "Nothing, if that branch is meant to stay off in this training; otherwise check the "
-            "condition in forward that skips it. Parameters meant to stay unused need not be in "
+            "condition that skips it. Parameters meant to stay unused need not be in "
             "the optimizer."
         ),
         severity=Severity.INFO,
