@@ -600,11 +600,11 @@ def test_a_model_still_learning_after_the_longer_run_is_slow_not_stuck() -> None
 
 @pytest.mark.fires("cannot-overfit-tiny-batch")
 def test_a_loss_that_came_far_and_then_stopped_falling_cannot_fit() -> None:
-    # The bug: a sigmoid output for targets in [0, 2]. The loss falls by four fifths, to the
-    # floor the bounded output sets, and stays there through the longer run.
+    # The bug: a sigmoid output for targets in [0, 2.5]. The loss falls by four fifths, to
+    # the floor the bounded output sets, and stays there through the longer run.
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 6, generator=g)
-    y = x[:, :2].sum(1, keepdim=True).sigmoid() * 2
+    y = x[:, :2].sum(1, keepdim=True).sigmoid() * 2.5
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 1), nn.Sigmoid())
     report = _overfit_on(model, x, y, nn.MSELoss(), torch.optim.Adam(model.parameters(), lr=1e-2))
