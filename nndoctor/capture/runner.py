@@ -56,7 +56,12 @@ from nndoctor.capture.phases import (
 from nndoctor.capture.process_state import process_state_restored
 from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
-from nndoctor.capture.source_data import epoch_from_source, held_values, script_frames
+from nndoctor.capture.source_data import (
+    epoch_from_source,
+    held_values,
+    script_frames,
+    whole_array_rows,
+)
 from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import deepcopy_detached
 from nndoctor.distributed.capture import DistributedCapture, data_parallel_wrapper, unwrap
@@ -380,6 +385,18 @@ def _read_script_frames(
         del frames  # the script's frames, not kept alive past this step
 
 
+def _read_whole_array(script: str, recording: Recording, fed: Any) -> int | None:
+    """At the budget, for steps no DataLoader fed: the rows of the array the script holds
+    that is the whole of every step's batch (``whole_array_rows``), or None."""
+    frames = script_frames(script_sources(script))
+    try:
+        return whole_array_rows(recording, frames, fed)
+    except Exception:  # noqa: BLE001 - a value that cannot be read leaves things unknown
+        return None
+    finally:
+        del frames
+
+
 def _read_horizon(
     script: str, epoch: int | None, recording: Recording, steps: int
 ) -> Horizon | None:
@@ -454,6 +471,8 @@ def run_script(
                 active.horizon = _read_horizon(path, active.epoch_length(), active, done)
             if follower.follows:
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
+            if not any(s.loader is not None for s in recording.steps):
+                recording.whole_array_rows = _read_whole_array(path, recording, probe.last_input())
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")

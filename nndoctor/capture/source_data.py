@@ -65,15 +65,6 @@ def held_values(frames: Iterable[FrameType]) -> Iterator[Any]:
                     yield value
 
 
-def _held_arrays(frames: Iterable[FrameType]) -> Iterator[torch.Tensor]:
-    """The tensors and numeric numpy arrays the frames hold, as tensors (numpy arrays are
-    shared, not copied)."""
-    for value in held_values(frames):
-        tensor = _as_tensor(value)
-        if tensor is not None:
-            yield tensor
-
-
 def _as_tensor(value: Any) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         if isinstance(value, torch.nn.Parameter) or value.requires_grad:
@@ -107,26 +98,60 @@ def _share_held(candidate: np.ndarray, recorded: np.ndarray) -> float:
 def epoch_from_source(recording: Recording, frames: Iterable[FrameType]) -> int | None:
     """Optimizer steps in one epoch of a loop that cuts its batches by hand from an array
     the ``frames`` hold; None where no held array is the source of the recorded samples."""
+    found = _held_sources(recording, frames)
+    if found is None:
+        return None
+    sizes, batch = found
+    larger = [n for n in sizes if n > batch]
+    # The smallest source: the training split, not the data before it.
+    return math.ceil(min(larger) / batch) if larger else None
+
+
+def whole_array_rows(
+    recording: Recording, frames: Iterable[FrameType], fed: Any = None
+) -> int | None:
+    """The rows of an array the ``frames`` hold that is the whole of what every recorded
+    step was fed, where no larger one holds those samples: full-batch training that
+    converts or copies its training array anew at every step (``torch.from_numpy(x_train)``
+    or ``x.to(device)`` inside the loop). ``fed``, the model input itself (held by the loop
+    as ``inputs``), is no source of itself: a batch drawn anew the same way at every step
+    (a seed reset in the loop) is held as nothing else. None otherwise."""
+    found = _held_sources(recording, frames, fed=fed)
+    if found is None:
+        return None
+    sizes, batch = found
+    return batch if batch in sizes and max(sizes) == batch else None
+
+
+def _held_sources(
+    recording: Recording, frames: Iterable[FrameType], fed: Any = None
+) -> tuple[set[int], int] | None:
+    """The row counts of the arrays the frames hold (never the object ``fed``) whose rows
+    hold (nearly) every recorded sample, at least a step's batch each, and the median
+    batch; None where no sample was recorded."""
     steps = [s for s in recording.steps if s.sample_fingerprints and s.inputs is not None]
     if not steps:
         return None
     shape = tuple(steps[0].inputs.shape)  # type: ignore[union-attr]
-    batch = statistics.median(len(s.sample_fingerprints) for s in steps)
+    batch = int(statistics.median(len(s.sample_fingerprints) for s in steps))
     recorded = np.array([f for s in steps for f in s.sample_fingerprints], dtype=np.float64)
     recorded = recorded[np.isfinite(recorded)]
     if not len(recorded) or batch < 1:
         return None
-    rows: int | None = None
-    for array in _held_arrays(frames):
+    sizes: set[int] = set()
+    for value in held_values(frames):
+        array = _as_tensor(value) if value is not fed else None
+        if array is None:
+            continue
         n = int(array.shape[0]) if array.dim() else 0
         if (
             array.dim() != len(shape)
             or tuple(array.shape[1:]) != shape[1:]
-            or n <= batch
-            or (rows is not None and n >= rows)
+            or n < batch
+            or n in sizes
             or array.numel() > MAX_SOURCE_ELEMENTS
         ):
             continue
         if _share_held(_fingerprints(array), recorded) >= SOURCE_MATCH_SHARE:
-            rows = n  # the smallest source: the training split, not the data before it
-    return None if rows is None else math.ceil(rows / batch)
+            sizes.add(n)
+    return sizes, batch

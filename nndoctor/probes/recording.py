@@ -640,6 +640,11 @@ class Recording:
     # the script's end may come before the evaluation pass.
     epoch_watch_end: str = ""
 
+    # For steps no DataLoader fed: the rows of an array the script holds that is the whole
+    # of every step's batch, none larger holding its samples (full-batch training that
+    # converts or copies its array anew at each step); None where none is.
+    whole_array_rows: int | None = None
+
     def epoch_length(self) -> int | None:
         """Optimizer steps in one pass over the training data: the DataLoader that fed the
         steps (its length), else a batch sliced by hand from a larger tensor (the inverse of

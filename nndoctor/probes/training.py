@@ -711,6 +711,10 @@ class TrainingProbe:
         the step's input summary is decoded later)."""
         return self._input_shape
 
+    def last_input(self) -> torch.Tensor | None:
+        """The model input of the last training forward, while something still holds it."""
+        return self._last_input() if self._last_input is not None else None
+
     def note_loader(self, index: int | None) -> None:
         """The DataLoader (by its index in the recording) that fed the current step."""
         self._pending.record.loader = index

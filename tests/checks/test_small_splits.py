@@ -171,3 +171,69 @@ def test_a_chance_match_evaluated_at_every_epoch_is_one_match() -> None:
     assert [f for f in findings if "shared" in f.title] == []
     (result,) = [r for r in results if r.check == "split-preprocessing-differs"]
     assert "256 distinct evaluation samples against 1024 distinct training samples" in result.detail
+
+
+CONVERTED_EACH_STEP = """
+import numpy as np, torch, torch.nn as nn
+torch.manual_seed(0)
+rs = np.random.RandomState(0)
+x_all = rs.uniform(-3, 3, (200, 3)).astype(np.float32)
+y_all = np.sin(x_all[:, :1]).astype(np.float32)
+{keep}
+model = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 1))
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(30):
+    {feed}
+    loss = nn.functional.mse_loss(model(inputs), targets)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+"""
+
+
+def _converted(tmp_path: Path, feed: str, keep: str = "x_train, y_train = x_all, y_all") -> Report:
+    path = tmp_path / "tutorial.py"
+    path.write_text(CONVERTED_EACH_STEP.format(feed=feed, keep=keep))
+    return check_script(
+        str(path), steps=20, phase_steps=0, selection=Selection(select=("batch-repeated",))
+    )
+
+
+@pytest.mark.silent("batch-repeated")
+@pytest.mark.parametrize(
+    "feed",
+    [
+        # The tutorial loop: the numpy arrays made tensors again at every epoch.
+        "inputs, targets = torch.from_numpy(x_train), torch.from_numpy(y_train)",
+        # Copied anew (as x.to(device) does on an accelerator).
+        "inputs, targets = torch.tensor(x_train), torch.tensor(y_train)",
+    ],
+    ids=["from-numpy", "copied"],
+)
+def test_the_whole_array_converted_at_every_step_is_full_batch_training(
+    tmp_path: Path, feed: str
+) -> None:
+    report = _converted(tmp_path, feed)
+    assert "its whole array of 200 rows" in report.result("batch-repeated").detail
+
+
+@pytest.mark.fires("batch-repeated")
+def test_the_first_rows_of_a_larger_array_converted_at_every_step_repeat(tmp_path: Path) -> None:
+    # Drawn from 200 rows, 64 of them fed at every step: the source had more to give.
+    report = _converted(
+        tmp_path, "inputs, targets = torch.tensor(x_train[:64]), torch.tensor(y_train[:64])"
+    )
+    (finding,) = report.by_check("batch-repeated")
+    assert finding.severity == "error"
+
+
+@pytest.mark.fires("batch-repeated")
+def test_a_batch_drawn_anew_after_a_seed_reset_repeats(tmp_path: Path) -> None:
+    # The input is held only as itself: nothing it could be the whole of.
+    report = _converted(
+        tmp_path,
+        "torch.manual_seed(1); inputs = torch.randn(64, 3); targets = inputs[:, :1].sin()",
+        keep="",
+    )
+    (finding,) = report.by_check("batch-repeated")
+    assert finding.severity == "error"

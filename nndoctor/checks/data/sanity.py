@@ -269,7 +269,11 @@ def batch_repeated(ctx: CheckContext) -> None:
         training is no repeat: a script feeding the same whole tensor object at every
         step without a DataLoader (not a slice of a larger one, nor rows indexed anew each
         step; a slice cut once from an array whose other part the script evaluates on is
-        the training part of a split, fed whole), or a DataLoader whose one batch is its
+        the training part of a split, fed whole); one converting or copying an array it
+        holds anew at every step (``torch.from_numpy(x_train)`` or ``x.to(device)`` in the
+        loop) where that array is all of the batch and no larger array it holds contains
+        the batch's samples (the model input itself is no such array: a batch drawn anew
+        after a seed reset is held as nothing else); or a DataLoader whose one batch is its
         whole dataset (its batch size at least its length). Steps that call the model more
         often than they evaluate the loss (a recurrence or an environment rollout unrolled
         in the script) are left out: their first call is no batch.
@@ -386,10 +390,19 @@ def _full_batch(rec: Recording, step: StepRecord) -> str:
     loader = training_loader(rec)
     rows = step.inputs.shape[0] if step.inputs is not None and step.inputs.shape else None
     if loader is None:
-        # Full-batch training feeds the data tensor itself, the same object at every step.
-        # A batch rebuilt at each step (indexed, sliced: x[perm[:64]], x[:64]) was drawn
-        # from more data, and drawing the same rows every time is the bug.
-        if rec.data_source != "script" or not step.input_same_object:
+        # Full-batch training feeds the data tensor itself, the same object at every step,
+        # or its training array converted or copied anew (torch.from_numpy(x_train) or
+        # x.to(device) in the loop), an array no larger one holds. A batch rebuilt at each
+        # step (indexed, sliced: x[perm[:64]], x[:64]) was drawn from more data, and drawing
+        # the same rows every time is the bug.
+        if rec.data_source != "script":
+            return ""
+        if rows is not None and rec.whole_array_rows == rows:
+            return (
+                f"the script feeds its whole array of {rows} rows at every step, converted or "
+                "copied anew, no DataLoader"
+            )
+        if not step.input_same_object:
             return ""
         if step.input_storage_share >= 1.0:
             return "the script feeds the same whole tensor at every step, no DataLoader"
