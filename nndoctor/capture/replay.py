@@ -148,10 +148,13 @@ TIMEOUT = "timeout"  # the error of a replay stopped by its time limit
 def loss_fit(
     initial: float, final: float, *, fraction: float, floor: float, absolute: float | None
 ) -> bool:
-    """Whether a tiny-batch run has fit: its final loss within ``absolute`` of the floor (a
-    classification loss), or down to ``fraction`` of the way from its start to the floor."""
+    """Whether a tiny-batch run has fit: its final loss at the floor (a margin loss whose
+    batch meets its margin from the start), within ``absolute`` of it (a classification
+    loss), or down to ``fraction`` of the way from its start to the floor."""
     if not math.isfinite(final):
         return False
+    if final <= floor:
+        return True
     if absolute is not None and final - floor <= absolute:
         return True
     return initial > floor and final - floor <= fraction * (initial - floor)

@@ -971,3 +971,30 @@ def test_a_forward_random_by_design_is_no_state_carried_between_steps(tmp_path: 
     report = _check_replayed(tmp_path, "noisy.py", NOISY_AND_SQUASHED)
     (finding,) = report.by_check("cannot-overfit-tiny-batch")
     assert finding.evidence["method"] == "script replay (custom loss)"
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_margin_loss_its_tiny_batch_meets_from_the_start_is_fit() -> None:
+    # A hinge at its floor from the first step (a batch-hard triplet loss whose few
+    # identities already lie a margin apart): nothing is left to memorise.
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 6, generator=g), torch.randint(0, 3, (256,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def hinge_met(model: nn.Module, batch: Any) -> torch.Tensor:
+        return torch.relu(model(batch[0]).abs().mean() - 100.0)  # a margin every output meets
+
+    report = _overfit_on(model, x, y, hinge_met, torch.optim.Adam(model.parameters(), lr=1e-3))
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert "loss 0 → 0" in report.result("cannot-overfit-tiny-batch").detail
+
+
+def test_a_loss_at_its_floor_is_fit_and_one_above_it_is_judged_by_its_fall() -> None:
+    from nndoctor.capture.replay import loss_fit
+
+    rule = {"fraction": 0.1, "absolute": None}
+    assert loss_fit(0.0, 0.0, floor=0.0, **rule)
+    assert loss_fit(0.7, 0.7, floor=0.7, **rule)  # label smoothing's floor, met
+    assert not loss_fit(0.0, 0.01, floor=0.0, **rule)
+    assert not loss_fit(1.0, 0.5, floor=0.0, **rule) and loss_fit(1.0, 0.05, floor=0.0, **rule)
