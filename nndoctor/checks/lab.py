@@ -385,13 +385,19 @@ class Lab:
 
     def stochastic_forward(self) -> bool:
         """Whether the model's output is random by design (a sampled latent, injected noise): two
-        eval-mode forwards of one input under different seeds disagree. Its loss then has a
-        floor above zero, however well it fits."""
+        forwards of one input under different seeds disagree, in eval mode or in the mode the
+        experiments train in (training mode, the regularisers they switch off at zero: noise
+        layers, augmentation or mixup inside ``forward`` stay on). Its loss then has a floor
+        above zero, however well it fits."""
 
         def compute() -> bool:
-            outs = self._two_eval_forwards((1, 2))
-            return outs is not None and any(
-                not torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*outs, strict=False)
+            return any(
+                outs is not None
+                and any(
+                    not torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+                    for a, b in zip(*outs, strict=False)
+                )
+                for outs in (self._two_eval_forwards((1, 2)), self._two_training_forwards((1, 2)))
             )
 
         return bool(self.memo("stochastic-forward", compute))
@@ -438,6 +444,32 @@ class Lab:
                 outs.append(
                     [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
                 )
+        return outs[0], outs[1]
+
+    def _two_training_forwards(
+        self, seeds: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """As :meth:`_two_eval_forwards`, on a fresh copy in training mode with its dropout at
+        zero, as the tiny-batch experiments train it."""
+        calls = self.model_inputs(1) if self._model is not None else []
+        if not calls:
+            return None
+        model = set_training(self.fresh_model(), True)
+        for module in model.modules():
+            if isinstance(module, REGULARISERS):
+                module.p = 0.0
+        outs = []
+        try:
+            with torch.no_grad():
+                for seed in seeds:
+                    with same_noise(self.device, seed):
+                        out = model(*calls[0])
+                    leaves, _ = tree_flatten(out)
+                    outs.append(
+                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+                    )
+        except Exception:  # noqa: BLE001 - a forward that fails in training mode tells nothing
+            return None
         return outs[0], outs[1]
 
     def deserves_longer_run(self, result: TrainResult, t: Any) -> bool:

@@ -998,3 +998,24 @@ def test_a_loss_at_its_floor_is_fit_and_one_above_it_is_judged_by_its_fall() -> 
     assert loss_fit(0.7, 0.7, floor=0.7, **rule)  # label smoothing's floor, met
     assert not loss_fit(0.0, 0.01, floor=0.0, **rule)
     assert not loss_fit(1.0, 0.5, floor=0.0, **rule) and loss_fit(1.0, 0.05, floor=0.0, **rule)
+
+
+class TrainingNoise(nn.Module):
+    """Noise added to the input in training mode only (Keras' GaussianNoise)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.randn_like(x) if self.training else x
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_noise_a_layer_adds_in_training_mode_only_is_a_loss_floor() -> None:
+    # Eval mode is deterministic; the tiny-batch runs train in training mode, where the
+    # noise stays on (it is no dropout to switch off): the loss falls, not to a tenth.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 4, generator=g)
+    y = x.sum(1, keepdim=True)
+    torch.manual_seed(0)
+    model = nn.Sequential(TrainingNoise(), nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
+    report = _overfit_on(model, x, y, nn.MSELoss(), torch.optim.Adam(model.parameters(), lr=1e-2))
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert "forward is random" in report.result("cannot-overfit-tiny-batch").detail

@@ -52,8 +52,10 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         has room for it), and a longer run whose loss still falls clearly over its last
         third (``overfit_still_falling``) is slow, not stuck: a note. If the user's settings
         fail, the same with Adam(lr=1e-3). The finding says how far each got. A model whose
-        forward is random by design (a VAE's sampled latent) has a loss floor above zero at an
-        unknown height: there, a clear fall of the loss is all that can be asked. The same
+        forward is random by design (a VAE's sampled latent; noise, augmentation or mixup
+        that ``forward`` applies in training mode, which stays on with dropout off) has a
+        loss floor above zero at an unknown height: there, a clear fall of the loss is all
+        that can be asked. The same
         holds for a script replayed on one fixed batch that it changes at random on the way
         to the model (mixup, noise added in the loop), or beside which it draws a part of
         the model's input anew at every step (negative samples). A model whose forward writes
@@ -464,8 +466,9 @@ def _noise_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bool:
     ):
         return False
     ctx.note(
-        f"the model's forward is random (one input, two seeds, two outputs in eval mode), so the loss has a "
-        f"floor above zero; on the tiny batch it fell {result.initial:.4g} → {result.final:.4g} in "
+        "the model's forward is random (one input, two seeds, two outputs, in eval or in "
+        "training mode), so the loss has a floor above zero; on the tiny batch it fell "
+        f"{result.initial:.4g} → {result.final:.4g} in "
         f"{len(result.losses)} steps"
     )
     return True
