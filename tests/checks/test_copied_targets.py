@@ -260,3 +260,55 @@ def test_a_policy_predicting_each_action_before_it_is_given_passes_beside_paddin
     report = _check(tmp_path, POLICY)
     assert report.by_check(CHECK) == []
     assert "cannot see the token it predicts" in report.result(CHECK).detail
+
+
+LABELS_HANDED = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+x, y = torch.randn(512, 10), torch.randint(0, 4, (512,))
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(10, 32), nn.ReLU())
+        self.label_emb = nn.Embedding(4, 32)
+        self.head = nn.Linear(32, 4)
+
+    def forward(self, x, y=None):
+        h = self.body(x)
+        if self.training and y is not None:
+            {use}
+        return self.head(h)
+
+model = Net()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(30):
+    i = torch.randint(0, 512, (32,))
+    xb, yb = x[i], y[i]
+    loss = nn.functional.cross_entropy(model(xb, yb), yb)
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _labels_handed(tmp_path: Path, use: str) -> Report:
+    path = tmp_path / "handed.py"
+    path.write_text(LABELS_HANDED.format(use=use))
+    return check_script(str(path), steps=8, phase_steps=0, selection=Selection(select=(CHECK,)))
+
+
+@pytest.mark.silent("targets-copy-input")
+def test_labels_handed_to_a_forward_that_only_mixes_the_batch_are_not_read(tmp_path: Path) -> None:
+    # Manifold mixup: the labels say "training", their values are never read.
+    mix = "lam = 0.7; h = lam * h + (1 - lam) * h[torch.randperm(h.shape[0])]"
+    report = _labels_handed(tmp_path, mix)
+    assert report.by_check(CHECK) == []
+    assert "cannot see" in report.result(CHECK).detail
+
+
+@pytest.mark.fires("targets-copy-input")
+def test_labels_a_forward_embeds_into_its_features_leak(tmp_path: Path) -> None:
+    # The label is added to the features the head reads: the model can copy it.
+    report = _labels_handed(tmp_path, "h = h + self.label_emb(y)")
+    (finding,) = report.by_check(CHECK)
+    assert finding.reasons == [3, 4, 21]

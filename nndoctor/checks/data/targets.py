@@ -4,6 +4,7 @@ one of its features."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -80,7 +81,12 @@ def targets_copy_input(ctx: CheckContext) -> None:
         ``forward``, prepending a start token; a Decision Transformer predicting each action
         from the state before it), and that is a note. Not told apart: a sequence
         autoencoder that reconstructs its input through a bottleneck, which predicts its
-        input on purpose.
+        input on purpose. One label per sample handed to the model beside its input
+        (``model(x, y)``) is changed as a whole (each to the next class in the batch) on a
+        copy in training mode, where the loss is computed, with the same random draws: an
+        output unchanged bit for bit does not read the labels (manifold mixup takes them
+        to know it is training), and that is a note; a model that reads them may copy
+        them (a label leak), and the warning stands.
 
     How to fix:
         Shift the targets one position ahead of the inputs: ``inputs, targets = x[:, :-1],
@@ -121,9 +127,11 @@ def targets_copy_input(ctx: CheckContext) -> None:
     if _target_visible(ctx) is False:
         ctx.note(
             f"the targets hold an integer input's value at the same position ({min(same):.0%}), "
-            "but changing that input at the last position leaves the model's output as it "
-            "was: the model cannot see the token it predicts (a causal decoder shifting inside, "
-            "a return-conditioned policy predicting each action before it is given)"
+            "but changing that input at the last position (one label per sample: every "
+            "label) leaves the model's output as it was: the model cannot see the token it "
+            "predicts (a causal decoder shifting inside, a return-conditioned policy "
+            "predicting each action before it is given, labels handed to a forward that "
+            "only asks whether it trains)"
         )
         return
     ctx.finding(
@@ -179,7 +187,7 @@ def _target_visible(ctx: CheckContext) -> bool | None:
         >= ctx.thresholds.target_copy_match
     ]
     if not held:
-        return None
+        return _label_visible(lab, args, kwargs, flat)
     token = held[0]
     position = 1 - ctx.recording.input_batch_axis()
     if position not in (0, 1):
@@ -204,6 +212,52 @@ def _target_visible(ctx: CheckContext) -> bool | None:
         a.shape != b.shape or not torch.equal(_scored_rows(a, scored), _scored_rows(b, scored))
         for a, b in pairs
     )
+
+
+def _label_visible(
+    lab: Any, args: tuple[Any, ...], kwargs: dict[str, Any], target: torch.Tensor
+) -> bool | None:
+    """For one label per sample handed to the model beside its input (``model(x, y)``, a
+    1-D integer argument equal to the 1-D targets): whether the model's output reads the
+    label's values. A copy in training mode, where the loss is computed, is called as it
+    was and with every sample's label changed to the next class present in the batch, the
+    random draws the same; an output unchanged bit for bit cannot copy the label (manifold
+    mixup asks for the labels only to know it is training). None when no such argument is
+    there, the batch holds one class, or the changed call raises."""
+    held = [
+        x
+        for x in tensors((args, kwargs))
+        if not x.is_floating_point()
+        and x.dim() == 1
+        and target.dim() == 1
+        and x.shape == target.shape
+        and torch.equal(x, target)
+    ]
+    if not held:
+        return None
+    label = held[0]
+    classes = label.unique()  # sorted
+    if classes.numel() < 2:
+        return None
+    changed = classes[(torch.searchsorted(classes, label) + 1) % classes.numel()]
+    new_args, new_kwargs = map_tensors(lambda x: changed if x is label else x, (args, kwargs))
+    model = set_training(lab.fresh_model(), True)
+    try:
+        with torch.no_grad():
+            with same_noise(lab.device):
+                before = model(*args, **kwargs)
+            with same_noise(lab.device):
+                after = model(*new_args, **new_kwargs)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return None
+    pairs = [
+        (a, b)
+        for a, b in zip(tensors(before), tensors(after), strict=False)
+        if a.is_floating_point()
+    ]
+    if not pairs:
+        return None
+    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
 
 
 def _changed_at_last_scored(
