@@ -303,7 +303,7 @@ def test_labels_handed_to_a_forward_that_only_mixes_the_batch_are_not_read(tmp_p
     mix = "lam = 0.7; h = lam * h + (1 - lam) * h[torch.randperm(h.shape[0])]"
     report = _labels_handed(tmp_path, mix)
     assert report.by_check(CHECK) == []
-    assert "cannot see" in report.result(CHECK).detail
+    assert "it does not read them" in report.result(CHECK).detail
 
 
 @pytest.mark.fires("targets-copy-input")

@@ -124,14 +124,21 @@ def targets_copy_input(ctx: CheckContext) -> None:
         return
     first = rows[0][1].same_position_matches or []
     which = max(range(len(first)), key=lambda i: first[i] if math.isfinite(first[i]) else -1.0)
-    if _target_visible(ctx) is False:
+    visible = _target_visible(ctx)
+    if visible is False:
         ctx.note(
             f"the targets hold an integer input's value at the same position ({min(same):.0%}), "
-            "but changing that input at the last position (one label per sample: every "
-            "label) leaves the model's output as it was: the model cannot see the token it "
-            "predicts (a causal decoder shifting inside, a return-conditioned policy "
-            "predicting each action before it is given, labels handed to a forward that "
-            "only asks whether it trains)"
+            "but changing that input at the last position leaves the model's output as it "
+            "was: the model cannot see the token it predicts (a causal decoder shifting inside, "
+            "a return-conditioned policy predicting each action before it is given)"
+        )
+        return
+    if visible is None and _labels_read(ctx) is False:
+        ctx.note(
+            f"the targets are the labels handed to the model beside its input ({min(same):.0%} "
+            "the same), but the model's output in training mode stays bit for bit the same "
+            "with every label changed: it does not read them (a forward that takes the "
+            "labels only to know it is training, as manifold mixup does), so it cannot copy them"
         )
         return
     ctx.finding(
@@ -187,7 +194,7 @@ def _target_visible(ctx: CheckContext) -> bool | None:
         >= ctx.thresholds.target_copy_match
     ]
     if not held:
-        return _label_visible(lab, args, kwargs, flat)
+        return None
     token = held[0]
     position = 1 - ctx.recording.input_batch_axis()
     if position not in (0, 1):
@@ -212,6 +219,16 @@ def _target_visible(ctx: CheckContext) -> bool | None:
         a.shape != b.shape or not torch.equal(_scored_rows(a, scored), _scored_rows(b, scored))
         for a, b in pairs
     )
+
+
+def _labels_read(ctx: CheckContext) -> bool | None:
+    """:func:`_label_visible` on the first kept step's model call and targets."""
+    lab = ctx.services
+    calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
+    if not calls or not isinstance(calls[0][2], torch.Tensor):
+        return None
+    args, kwargs, target = calls[0]
+    return _label_visible(lab, args, kwargs, target.reshape(-1))
 
 
 def _label_visible(
