@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nndoctor.capture.source_calls import parse_source
 from nndoctor.probes.layers import MODE_DEPENDENT
 from nndoctor.probes.recording import ModeAfterEvaluation, Recording
 from nndoctor.probes.training import TrainingProbe
@@ -63,12 +64,9 @@ def optimizer_classes() -> set[str]:
 def _calls(paths: Iterable[str]) -> Iterator[ast.Call]:
     """Every call in the source files ``paths``; unreadable files give none."""
     for path in paths:
-        try:
-            with open(path, encoding="utf-8") as f:
-                tree = ast.parse(f.read(), filename=path)
-        except (OSError, SyntaxError, ValueError):
-            continue
-        yield from (node for node in ast.walk(tree) if isinstance(node, ast.Call))
+        tree = parse_source(path)
+        if tree is not None:
+            yield from (node for node in ast.walk(tree) if isinstance(node, ast.Call))
 
 
 def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:

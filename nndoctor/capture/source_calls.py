@@ -38,7 +38,7 @@ def attribute_calls(paths: Iterable[str], attr: str) -> list[CallSite]:
     in file and line order; unreadable files give none."""
     sites: list[CallSite] = []
     for path in paths:
-        tree = _parse(path)
+        tree = parse_source(path)
         if tree is not None:
             sites += [
                 CallSite(path, node.lineno, ast.unparse(node.func))
@@ -48,7 +48,8 @@ def attribute_calls(paths: Iterable[str], attr: str) -> list[CallSite]:
     return sites
 
 
-def _parse(path: str) -> ast.Module | None:
+def parse_source(path: str) -> ast.Module | None:
+    """The syntax tree of the source file ``path``; None where it cannot be read or parsed."""
     try:
         with open(path, encoding="utf-8") as f:
             return ast.parse(f.read(), filename=path)

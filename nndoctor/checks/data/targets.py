@@ -202,17 +202,10 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     changed = _changed_at_last_scored(token, scored.reshape(token.shape), position)
     if changed is None:
         return None
-    new_args, new_kwargs = map_tensors(lambda x: changed if x is token else x, (args, kwargs))
-    model = set_training(lab.fresh_model(), False)
-    try:
-        with torch.no_grad():
-            with same_noise(lab.device):
-                before = model(*args, **kwargs)
-            with same_noise(lab.device):
-                after = model(*new_args, **new_kwargs)
-    except (RuntimeError, ValueError, IndexError, TypeError):
+    outputs = _outputs_with(lab, args, kwargs, token, changed, training=False)
+    if outputs is None:
         return None
-    pairs = list(zip(tensors(before), tensors(after), strict=False))
+    pairs = list(zip(*outputs, strict=False))
     if not pairs:
         return None
     return any(
@@ -257,8 +250,29 @@ def _label_visible(
     if classes.numel() < 2:
         return None
     changed = classes[(torch.searchsorted(classes, label) + 1) % classes.numel()]
-    new_args, new_kwargs = map_tensors(lambda x: changed if x is label else x, (args, kwargs))
-    model = set_training(lab.fresh_model(), True)
+    outputs = _outputs_with(lab, args, kwargs, label, changed, training=True)
+    if outputs is None:
+        return None
+    pairs = [(a, b) for a, b in zip(*outputs, strict=False) if a.is_floating_point()]
+    if not pairs:
+        return None
+    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
+
+
+def _outputs_with(
+    lab: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    given: torch.Tensor,
+    changed: torch.Tensor,
+    *,
+    training: bool,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+    """The output tensors of a fresh copy (in training or eval mode) called as it was and
+    with the argument ``given`` replaced by ``changed``, the random draws the same for both;
+    None when the changed call raises."""
+    new_args, new_kwargs = map_tensors(lambda x: changed if x is given else x, (args, kwargs))
+    model = set_training(lab.fresh_model(), training)
     try:
         with torch.no_grad():
             with same_noise(lab.device):
@@ -267,14 +281,7 @@ def _label_visible(
                 after = model(*new_args, **new_kwargs)
     except (RuntimeError, ValueError, IndexError, TypeError):
         return None
-    pairs = [
-        (a, b)
-        for a, b in zip(tensors(before), tensors(after), strict=False)
-        if a.is_floating_point()
-    ]
-    if not pairs:
-        return None
-    return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
+    return list(tensors(before)), list(tensors(after))
 
 
 def _changed_at_last_scored(
