@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nndoctor.capture.source_calls import parse_source
+from nndoctor.capture.source_calls import name_of, parse_source
 from nndoctor.probes.layers import MODE_DEPENDENT
 from nndoctor.probes.recording import ModeAfterEvaluation, Recording
 from nndoctor.probes.training import TrainingProbe
@@ -75,15 +75,7 @@ def optimizer_sites(paths: Iterable[str], classes: set[str]) -> int:
     ``SGD(...)``); unreadable files count nothing."""
     sites = 0
     for call in _calls(paths):
-        func = call.func
-        name = (
-            func.attr
-            if isinstance(func, ast.Attribute)
-            else func.id
-            if isinstance(func, ast.Name)
-            else None
-        )
-        sites += name in classes
+        sites += name_of(call.func) in classes
     return sites
 
 

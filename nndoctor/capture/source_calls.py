@@ -75,12 +75,11 @@ def _calls_with_gradients(node: ast.AST) -> Iterator[ast.Call]:
 
 def _turns_gradients_off(expr: ast.expr) -> bool:
     """``torch.no_grad()``, ``no_grad``, ``torch.inference_mode()`` and the like."""
-    target = expr.func if isinstance(expr, ast.Call) else expr
-    name = (
-        target.attr
-        if isinstance(target, ast.Attribute)
-        else target.id
-        if isinstance(target, ast.Name)
-        else None
-    )
-    return name in GRADIENT_OFF
+    return name_of(expr.func if isinstance(expr, ast.Call) else expr) in GRADIENT_OFF
+
+
+def name_of(expr: ast.expr) -> str | None:
+    """The last name of ``torch.optim.SGD`` or ``SGD``; None for other expressions."""
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return expr.id if isinstance(expr, ast.Name) else None
