@@ -471,7 +471,8 @@ def run_script(
                 active.horizon = _read_horizon(path, active.epoch_length(), active, done)
             if follower.follows:
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
-            if not any(s.loader is not None for s in recording.steps):
+            if done == steps and not any(s.loader is not None for s in recording.steps):
+                # Once, at the budget: a run followed past it reads its arrays no further.
                 recording.whole_array_rows = _read_whole_array(path, recording, probe.last_input())
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
