@@ -432,9 +432,29 @@ class Lab:
         """The float outputs of two successive eval-mode forwards of one fresh copy on the
         first recorded input, each under its seed; None without a model input."""
         copy = self.eval_copy()
-        if copy is None:
+        return None if copy is None else self._two_forwards(copy[1], seeds)
+
+    def _two_training_forwards(
+        self, seeds: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
+        """As :meth:`_two_eval_forwards`, on a fresh copy in training mode with its dropout at
+        zero, as the tiny-batch experiments train it; None too where that forward raises."""
+        calls = self.model_inputs(1) if self._model is not None else []
+        if not calls:
             return None
-        _, run = copy
+        model = set_training(self.fresh_model(), True)
+        for module in model.modules():
+            if isinstance(module, REGULARISERS):
+                module.p = 0.0
+        try:
+            return self._two_forwards(lambda: model(*calls[0]), seeds)
+        except Exception:  # noqa: BLE001 - a forward that fails in training mode tells nothing
+            return None
+
+    def _two_forwards(
+        self, run: Callable[[], Any], seeds: tuple[int, int]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The float output tensors of ``run()`` under each seed, without gradients."""
         outs = []
         with torch.no_grad():
             for seed in seeds:
@@ -444,32 +464,6 @@ class Lab:
                 outs.append(
                     [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
                 )
-        return outs[0], outs[1]
-
-    def _two_training_forwards(
-        self, seeds: tuple[int, int]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]] | None:
-        """As :meth:`_two_eval_forwards`, on a fresh copy in training mode with its dropout at
-        zero, as the tiny-batch experiments train it."""
-        calls = self.model_inputs(1) if self._model is not None else []
-        if not calls:
-            return None
-        model = set_training(self.fresh_model(), True)
-        for module in model.modules():
-            if isinstance(module, REGULARISERS):
-                module.p = 0.0
-        outs = []
-        try:
-            with torch.no_grad():
-                for seed in seeds:
-                    with same_noise(self.device, seed):
-                        out = model(*calls[0])
-                    leaves, _ = tree_flatten(out)
-                    outs.append(
-                        [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
-                    )
-        except Exception:  # noqa: BLE001 - a forward that fails in training mode tells nothing
-            return None
         return outs[0], outs[1]
 
     def deserves_longer_run(self, result: TrainResult, t: Any) -> bool:

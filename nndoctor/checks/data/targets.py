@@ -175,10 +175,10 @@ def _target_visible(ctx: CheckContext) -> bool | None:
     rows only (what a padded position attends to is no prediction the loss reads). None
     when not testable (or the changed call raises)."""
     lab = ctx.services
-    calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
-    if not calls or not isinstance(calls[0][2], torch.Tensor):
+    call = _first_call(ctx)
+    if call is None:
         return None
-    args, kwargs, target = calls[0]
+    args, kwargs, target = call
     flat = target.reshape(-1)
     scored = flat >= 0  # ignore_index (negative) marks no target
     if not bool(scored.any()):
@@ -216,12 +216,21 @@ def _target_visible(ctx: CheckContext) -> bool | None:
 
 def _labels_read(ctx: CheckContext) -> bool | None:
     """:func:`_label_visible` on the first kept step's model call and targets."""
+    call = _first_call(ctx)
+    if call is None:
+        return None
+    args, kwargs, target = call
+    return _label_visible(ctx.services, args, kwargs, target.reshape(-1))
+
+
+def _first_call(ctx: CheckContext) -> tuple[tuple[Any, ...], dict[str, Any], torch.Tensor] | None:
+    """The first kept step's model call (positional and keyword arguments) with its tensor
+    of targets; None without a model copy or such a call."""
     lab = ctx.services
     calls = lab.calls_with_targets(1) if lab is not None and lab.has_model else []
     if not calls or not isinstance(calls[0][2], torch.Tensor):
         return None
-    args, kwargs, target = calls[0]
-    return _label_visible(lab, args, kwargs, target.reshape(-1))
+    return calls[0]
 
 
 def _label_visible(
