@@ -32,9 +32,11 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from nndoctor.capture.direct_forwards import DirectForwards, direct_parent
+from nndoctor.capture.phases import script_sources
 from nndoctor.capture.replay import TIMEOUT, ReplayPlan, ReplayResult, fit_reached
 from nndoctor.capture.runner import StopCapture
 from nndoctor.capture.sandbox import Sandbox
+from nndoctor.capture.source_data import permute_rows, script_frames, whole_arrays
 from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import redraw_by_default
 from nndoctor.noise import noise_like
@@ -544,6 +546,10 @@ class _Replay:
         )
         self._steps_before_repeat = 0
         self.noise = _InputNoise() if plan.overrides.get("noise_inputs") else None
+        # "pairing" and "overfit": the first step's model input; the rows of the whole arrays
+        # re-paired (full-batch training), counted at each later step.
+        self._first_inputs: list[torch.Tensor] | None = None
+        self._whole_rows = 0
 
     # -- pairing: each sample's target from another sample, or from its own ---------------
     def repaired_init(self, original_init: Any) -> Any:
@@ -580,6 +586,56 @@ class _Replay:
         self.result.pairs_read += 1
         if len(self._targets) < _TARGETS_RECORDED:
             self._targets.append(_number(value))
+
+    def _pair_whole_arrays(self) -> None:
+        """Full-batch training on arrays the script holds (no DataLoader, no rows drawn):
+        where the first step's model input is an array the script holds, every other held
+        array of as many rows is its samples' other elements
+        (:func:`~nndoctor.capture.source_data.whole_array_partners`), re-paired in place by
+        a fixed permutation of the rows from the second step on (with ``pair_seed``), or
+        only counted (without), so both arms read alike."""
+        _, partners = self._whole_arrays()
+        if not partners:
+            return
+        seed = self.plan.overrides.get("pair_seed")
+        rows = int(partners[0].shape[0])
+        if seed is not None:
+            partner = torch.randperm(rows, generator=torch.Generator().manual_seed(int(seed)))
+            if permute_rows(partners, partner) < len(partners):
+                return  # an array that cannot be written: the arms would not differ by it alone
+        self._whole_rows = rows
+        self.note_drawn_targets(partners[0])
+
+    def _whole_arrays(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The held arrays the first step's model input is, and the others of as many rows
+        (:func:`~nndoctor.capture.source_data.whole_arrays`)."""
+        frames = script_frames(script_sources(self.plan.script), sys._getframe(2))
+        try:
+            return whole_arrays(self._first_inputs or [], frames)
+        except Exception:  # noqa: BLE001 - arrays that cannot be read are left as they are
+            return [], []
+        finally:
+            del frames
+
+    def _tile_whole_arrays(self) -> None:
+        """Full-batch training (the model fed a whole array the script holds, no rows drawn):
+        the tiny batch is that array's first ``batch_size`` rows, written down its length
+        over and over in place, and the same rows of every held array of as many rows (its
+        targets) alike, so every later step's batch holds those samples alone. A loss
+        averaged over the rows is then the tiny batch's."""
+        size = self.plan.batch_size
+        sources, partners = self._whole_arrays()
+        if not sources or sources[0].shape[0] <= size:
+            return
+        rows = torch.arange(sources[0].shape[0]) % size
+        arrays = sources + partners
+        if permute_rows(arrays, rows) == len(arrays):
+            self.result.tiled = self.result.batch_cut = True
+        else:
+            self.result.error = (
+                "the arrays the script trains on whole could not be cut to a tiny batch"
+            )
+            raise StopCapture(self.result.error)
 
     def finish_pairing(self) -> None:
         """The share of distinct values among the recorded targets, where all are numbers."""
@@ -637,6 +693,14 @@ class _Replay:
             self._note_input(args)
         if self.plan.mode == "derivatives" and next(module.parameters(), None) is not None:
             self.derivatives.note_model_input(args)
+        if (
+            self.plan.mode in ("pairing", "overfit")
+            and self._first_inputs is None
+            and self.draws.depth == 1
+            and torch.is_grad_enabled()
+            and next(module.parameters(), None) is not None
+        ):
+            self._first_inputs = [x for x in tensors(args) if x.grad_fn is None]
         if (
             self.plan.mode == "trace"
             and module is self.model
@@ -759,6 +823,9 @@ class _Replay:
                 # drawn by shared rows are data once they recur): the first step's loss,
                 # read alike in every arm, is forgotten and the budget counted from here.
                 self._count_from_here()
+                self._pair_whole_arrays()
+            elif self._whole_rows:
+                self.result.pairs_read += self._whole_rows
         if self.plan.mode == "overfit" and not self.result.substituted:
             self._repeat_draws()
         elif self.plan.mode == "overfit" and self.plan.overrides.get("same_draws"):
@@ -787,12 +854,15 @@ class _Replay:
             self.streams.mark()
             self.draws.recording = True
             self._forget_steps()
+            if not self.plan.overrides.get("uncut"):
+                self._tile_whole_arrays()
             return
         if self.draws.recording:
             self.draws.recording, self.draws.repeating = False, True
             if not self.plan.overrides.get("uncut"):
                 rows = self.result.batch_rows
-                self.result.batch_cut = self.draws.cut(rows, self.plan.batch_size)
+                cut = self.draws.cut(rows, self.plan.batch_size)
+                self.result.batch_cut = cut or self.result.tiled
             self._forget_steps()
         self.streams.rewind()
 

@@ -102,6 +102,9 @@ class ReplayResult:
     # ... and, with ``repeated_draws``, whether rows the script cut from tensors were cut
     # further to the plan's batch size (the batch then is the tiny batch, else the script's).
     batch_cut: bool = False
+    # ... by tiling: the script trains on whole arrays it holds (full-batch), and their
+    # first rows, as many as the plan's batch size, were repeated down their length in place.
+    tiled: bool = False
     steps: int = 0
     terms: list[dict[str, Any]] | None = None  # "terms": each loss term's gradient contribution
     timed_out: bool = False  # stopped by the time limit: what it holds is unfinished

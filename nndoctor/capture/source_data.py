@@ -155,3 +155,115 @@ def _held_sources(
         if _share_held(_fingerprints(array), recorded) >= SOURCE_MATCH_SHARE:
             sizes.add(n)
     return sizes, batch
+
+
+# Arrays larger than this are not re-paired in place: the addresses of their elements,
+# compared to keep views of one memory from being permuted twice, would cost too much.
+MAX_REPAIRED_ELEMENTS = 5_000_000
+
+
+def whole_array_partners(
+    inputs: list[torch.Tensor], frames: Iterable[FrameType]
+) -> list[torch.Tensor]:
+    """The held arrays beside the whole input (see :func:`whole_arrays`): its samples'
+    other elements."""
+    return whole_arrays(inputs, frames)[1]
+
+
+def whole_arrays(
+    inputs: list[torch.Tensor], frames: Iterable[FrameType]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Full-batch training on arrays the script holds (``model(x)`` against ``y`` at every
+    step, no rows drawn): where an array the ``frames`` hold is, value for value, the whole
+    of the model's first data input ``inputs[0]``, each of its rows is a sample, and every
+    other held array of as many rows holds those samples' other elements (targets, a second
+    input, per-sample weights). Returned: the arrays that hold the input, and those others
+    one per piece of memory, as tensors sharing the arrays' memory (a numpy array through
+    ``torch.from_numpy``); both empty where no held array is the input. Left out: arrays sharing elements with the input (the data matrix an input
+    and a target are column views of: re-pairing the target's view is enough) and index
+    vectors (a permutation of the rows' numbers, which names samples, not their contents)."""
+    data = [x for x in inputs if x.dim() >= 1 and x.shape[0] >= 2]
+    if not data:
+        return [], []
+    fed = data[0]
+    rows = int(fed.shape[0])
+    held = [
+        array
+        for array in map(_held_tensor, held_values(frames))
+        if array is not None
+        and array.dim() >= 1
+        and array.shape[0] == rows
+        and array.numel() <= MAX_REPAIRED_ELEMENTS
+    ]
+    sources = [array for array in held if _equal_values(array, fed)]
+    if not sources:
+        return [], []
+    taken = [_addresses(a) for a in sources]
+    partners: list[torch.Tensor] = []
+    for array in held:
+        if any(array is s for s in sources) or not _writable(array) or _names_rows(array):
+            continue
+        where = _addresses(array)
+        if any(bool(np.isin(where, seen).any()) for seen in taken):
+            continue
+        taken.append(where)
+        partners.append(array)
+    return sources, partners
+
+
+def _held_tensor(value: Any) -> torch.Tensor | None:
+    """A held data array as a tensor sharing its memory (a leaf that needs a gradient
+    too: an input the script marked for derivatives), never a parameter nor a read-only
+    buffer (a memory-mapped file), which is never written."""
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        return None
+    if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+        return value if value.grad_fn is None else None
+    return _as_tensor(value)
+
+
+def _writable(array: torch.Tensor) -> bool:
+    """Whether re-pairing may write the array: data, not a tensor being learned (a leaf
+    that needs a gradient)."""
+    return not array.requires_grad
+
+
+def _equal_values(array: torch.Tensor, fed: torch.Tensor) -> bool:
+    if tuple(array.shape) != tuple(fed.shape):
+        return False
+    try:
+        return bool(torch.equal(array.to(device=fed.device, dtype=fed.dtype), fed.detach()))
+    except (RuntimeError, TypeError):
+        return False
+
+
+def _names_rows(array: torch.Tensor) -> bool:
+    """A vector of distinct row numbers 0..n-1 in some order: sample indices."""
+    if array.dim() != 1 or array.is_floating_point() or array.dtype == torch.bool:
+        return False
+    ordered = torch.sort(array.detach().cpu().long()).values
+    return bool(torch.equal(ordered, torch.arange(array.shape[0])))
+
+
+def _addresses(array: torch.Tensor) -> np.ndarray:
+    """The byte address of every element of ``array`` in memory (views of one buffer share
+    theirs), with the device in the high bits so that two devices' buffers never meet."""
+    span = 1 + sum((n - 1) * abs(s) for n, s in zip(array.shape, array.stride(), strict=True))
+    offsets = torch.as_strided(torch.arange(span), tuple(array.shape), array.stride())
+    device = (array.device.index or 0) + (1 if array.is_cuda else 0)
+    base = array.data_ptr() + (device << 56)
+    return (offsets.reshape(-1).numpy() * array.element_size() + base).astype(np.int64)
+
+
+def permute_rows(arrays: Iterable[torch.Tensor], partner: torch.Tensor) -> int:
+    """Each array's row i replaced, in place, by its row ``partner[i]`` (a permutation, or
+    the tiny batch's rows over and over); how many were."""
+    done = 0
+    for array in arrays:
+        try:
+            with torch.no_grad():
+                array.copy_(array.index_select(0, partner.to(array.device)))
+        except (RuntimeError, TypeError, ValueError):
+            continue  # a read-only array (an inference tensor, a non-writable numpy buffer)
+        done += 1
+    return done

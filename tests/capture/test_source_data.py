@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from nndoctor.capture.runner import run_script
-from nndoctor.capture.source_data import _share_held, epoch_from_source, held_values
+from nndoctor.capture.source_data import (
+    _share_held,
+    epoch_from_source,
+    held_values,
+    permute_rows,
+    whole_array_partners,
+)
 from nndoctor.probes.recording import Recording, StepRecord, TensorSummary
 from nndoctor.probes.training import sample_projection
 
@@ -105,3 +111,27 @@ def test_the_smallest_array_holding_the_samples_is_the_source() -> None:
     assert epoch_from_source(recording, [frame]) == 8  # 200 rows in batches of 25
     assert epoch_from_source(Recording(), [frame]) is None
     assert any(v is everything for v in held_values([frame]))
+
+
+def test_the_whole_arrays_fed_beside_the_input_are_its_samples_other_elements() -> None:
+    data = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    x, y = torch.from_numpy(data[:, :4]), torch.from_numpy(data[:, 4:])
+    labels = np.arange(64) % 3
+    labels_t = torch.from_numpy(labels)  # the same memory as labels: re-paired once
+    order = torch.randperm(64)  # sample numbers, not contents
+    weights = torch.ones(64, requires_grad=True)  # learned, never written
+    other = torch.randn(10, 4)  # other rows: no sample of these
+    frame = sys._getframe()
+    partners = whole_array_partners([x.clone()], [frame])
+    # data holds the input's elements and is left out; y's view of it is the target.
+    assert any(p.data_ptr() == y.data_ptr() for p in partners)
+    assert sum(p.data_ptr() == labels_t.data_ptr() for p in partners) == 1
+    assert not any(p.data_ptr() == x.data_ptr() for p in partners)
+    assert not any(p is order or p is weights or p is other for p in partners)
+    before = y.clone()
+    partner = torch.roll(torch.arange(64), 1)
+    assert permute_rows(partners, partner) == len(partners)
+    assert torch.equal(y, before[partner]) and torch.equal(torch.from_numpy(data[:, :4]), x)
+    assert np.array_equal(labels, (np.arange(64) % 3)[partner.numpy()])
+    # A model input no held array equals (normalised on the way) has no held samples.
+    assert whole_array_partners([x * 2], [frame]) == []

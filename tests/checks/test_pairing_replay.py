@@ -39,6 +39,8 @@ BY_HAND = (
     "    for i in range(0, len(x), {batch}):\n"
     "        xb, yb = x[perm[i:i + {batch}]], y[perm[i:i + {batch}]]"
 )
+# Full-batch: every step feeds the whole arrays the script holds, no rows drawn.
+WHOLE = "for xb, yb in [(x, y)]:"
 
 
 def _check(tmp_path: Path, **parts: str) -> Any:
@@ -58,11 +60,12 @@ def _check(tmp_path: Path, **parts: str) -> Any:
 
 
 @pytest.mark.fires("labels-not-connected")
-@pytest.mark.parametrize("loop", [LOADER, BY_HAND], ids=["loader", "by-hand"])
+@pytest.mark.parametrize("loop", [LOADER, BY_HAND, WHOLE], ids=["loader", "by-hand", "whole"])
 def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(
     tmp_path: Path, loop: str
 ) -> None:
-    # By hand, the replay re-pairs what one step cuts from two tensors by the same rows.
+    # By hand, the replay re-pairs what one step cuts from two tensors by the same rows;
+    # full-batch, the rows of the held arrays beside the one the model is fed.
     report = _check(tmp_path, edit="y = y[torch.randperm(len(y))]", loop=loop)
     (finding,) = report.by_check("labels-not-connected")
     assert list(finding.reasons) == [4]
@@ -71,7 +74,7 @@ def test_labels_shuffled_apart_under_a_custom_loss_are_found_by_replay(
 
 
 @pytest.mark.silent("labels-not-connected")
-@pytest.mark.parametrize("loop", [LOADER, BY_HAND], ids=["loader", "by-hand"])
+@pytest.mark.parametrize("loop", [LOADER, BY_HAND, WHOLE], ids=["loader", "by-hand", "whole"])
 def test_real_labels_under_a_custom_loss_follow_their_inputs(tmp_path: Path, loop: str) -> None:
     report = _check(tmp_path, loop=loop)
     result = report.result("labels-not-connected")

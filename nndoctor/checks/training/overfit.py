@@ -422,6 +422,11 @@ def _replayed_batch(replay: ReplayResult, tiny: int) -> str:
     the script's own batch, drawn again at every step."""
     if replay.substituted:
         return f"one batch of {tiny} samples"
+    if replay.tiled:
+        return (
+            f"one batch of {tiny} samples (the first rows of the arrays the script trains on "
+            "whole, repeated down their length)"
+        )
     if replay.batch_cut:
         return f"one batch of {tiny} samples (rows the script cut by hand, the same at every step)"
     n = replay.batch_rows
