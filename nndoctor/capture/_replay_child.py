@@ -546,9 +546,11 @@ class _Replay:
         )
         self._steps_before_repeat = 0
         self.noise = _InputNoise() if plan.overrides.get("noise_inputs") else None
-        # "pairing" and "overfit": the first step's model input; the rows of the whole arrays
-        # re-paired (full-batch training), counted at each later step.
-        self._first_inputs: list[torch.Tensor] | None = None
+        # "pairing" and "overfit": the model's data input at the first two steps; the held
+        # arrays that were the first; the rows of the whole arrays re-paired (full-batch
+        # training), counted at each later step.
+        self._step_inputs: dict[int, list[torch.Tensor]] = {}
+        self._first_sources: list[torch.Tensor] = []
         self._whole_rows = 0
 
     # -- pairing: each sample's target from another sample, or from its own ---------------
@@ -587,44 +589,53 @@ class _Replay:
         if len(self._targets) < _TARGETS_RECORDED:
             self._targets.append(_number(value))
 
-    def _pair_whole_arrays(self) -> None:
-        """Full-batch training on arrays the script holds (no DataLoader, no rows drawn):
-        where the first step's model input is an array the script holds, every other held
-        array of as many rows is its samples' other elements
-        (:func:`~nndoctor.capture.source_data.whole_array_partners`), re-paired in place by
-        a fixed permutation of the rows from the second step on (with ``pair_seed``), or
-        only counted (without), so both arms read alike."""
-        _, partners = self._whole_arrays()
-        if not partners:
-            return
-        seed = self.plan.overrides.get("pair_seed")
-        rows = int(partners[0].shape[0])
-        if seed is not None:
-            partner = torch.randperm(rows, generator=torch.Generator().manual_seed(int(seed)))
-            if permute_rows(partners, partner) < len(partners):
-                return  # an array that cannot be written: the arms would not differ by it alone
-        self._whole_rows = rows
-        self.note_drawn_targets(partners[0])
+    def _note_whole_arrays(self) -> None:
+        """After the first step: the held arrays its model input was, value for value."""
+        self._first_sources, _ = self._whole_arrays(0)
 
-    def _whole_arrays(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The held arrays the first step's model input is, and the others of as many rows
-        (:func:`~nndoctor.capture.source_data.whole_arrays`)."""
-        frames = script_frames(script_sources(self.plan.script), sys._getframe(2))
+    def _whole_arrays(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The held arrays the model input of ``step`` (0 or 1) is, and the others of as
+        many rows (:func:`~nndoctor.capture.source_data.whole_arrays`); at the second step,
+        only arrays the first step's input was too: one array fed whole at every step, not
+        a step's own batch held in a variable of the loop."""
+        if step == 1 and not self._first_sources:
+            return [], []
+        frames = script_frames(script_sources(self.plan.script), sys._getframe(1))
         try:
-            return whole_arrays(self._first_inputs or [], frames)
+            among = self._first_sources if step == 1 else None
+            return whole_arrays(self._step_inputs.get(step, []), frames, among=among)
         except Exception:  # noqa: BLE001 - arrays that cannot be read are left as they are
             return [], []
         finally:
             del frames
 
+    def _pair_whole_arrays(self) -> bool:
+        """Full-batch training on arrays the script holds (no DataLoader, no rows drawn):
+        where the model input of the first two steps is one array the script holds, every
+        other held array of as many rows is its samples' other elements, re-paired in place
+        by a fixed permutation of the rows from the third step on (with ``pair_seed``), or
+        only counted (without), so both arms read alike. Whether they were."""
+        _, partners = self._whole_arrays(1)
+        if not partners:
+            return False
+        seed = self.plan.overrides.get("pair_seed")
+        rows = int(partners[0].shape[0])
+        if seed is not None:
+            partner = torch.randperm(rows, generator=torch.Generator().manual_seed(int(seed)))
+            if permute_rows(partners, partner) < len(partners):
+                return False  # an array that cannot be written: the arms would differ in more
+        self._whole_rows = rows
+        self.note_drawn_targets(partners[0])
+        return True
+
     def _tile_whole_arrays(self) -> None:
-        """Full-batch training (the model fed a whole array the script holds, no rows drawn):
-        the tiny batch is that array's first ``batch_size`` rows, written down its length
-        over and over in place, and the same rows of every held array of as many rows (its
-        targets) alike, so every later step's batch holds those samples alone. A loss
-        averaged over the rows is then the tiny batch's."""
+        """Full-batch training (the model fed one whole array the script holds at the first
+        two steps, no rows drawn): the tiny batch is that array's first ``batch_size`` rows,
+        written down its length over and over in place, and the same rows of every held
+        array of as many rows (its targets) alike, so every later step's batch holds those
+        samples alone. A loss averaged over the rows is then the tiny batch's."""
         size = self.plan.batch_size
-        sources, partners = self._whole_arrays()
+        sources, partners = self._whole_arrays(1)
         if not sources or sources[0].shape[0] <= size:
             return
         rows = torch.arange(sources[0].shape[0]) % size
@@ -695,12 +706,13 @@ class _Replay:
             self.derivatives.note_model_input(args)
         if (
             self.plan.mode in ("pairing", "overfit")
-            and self._first_inputs is None
+            and self.result.steps < 2
+            and self.result.steps not in self._step_inputs
             and self.draws.depth == 1
             and torch.is_grad_enabled()
             and next(module.parameters(), None) is not None
         ):
-            self._first_inputs = [x for x in tensors(args) if x.grad_fn is None]
+            self._step_inputs[self.result.steps] = [x for x in tensors(args) if x.grad_fn is None]
         if (
             self.plan.mode == "trace"
             and module is self.model
@@ -823,7 +835,11 @@ class _Replay:
                 # drawn by shared rows are data once they recur): the first step's loss,
                 # read alike in every arm, is forgotten and the budget counted from here.
                 self._count_from_here()
-                self._pair_whole_arrays()
+                self._note_whole_arrays()
+            elif self.result.steps == 2 and not self.result.paired and self._pair_whole_arrays():
+                # Arrays fed whole are re-paired from the third step on: the second step's
+                # loss, read alike in every arm, is forgotten too.
+                self._count_from_here()
             elif self._whole_rows:
                 self.result.pairs_read += self._whole_rows
         if self.plan.mode == "overfit" and not self.result.substituted:
@@ -855,11 +871,12 @@ class _Replay:
             self.draws.recording = True
             self._forget_steps()
             if not self.plan.overrides.get("uncut"):
-                self._tile_whole_arrays()
+                self._note_whole_arrays()
             return
         if self.draws.recording:
             self.draws.recording, self.draws.repeating = False, True
             if not self.plan.overrides.get("uncut"):
+                self._tile_whole_arrays()
                 rows = self.result.batch_rows
                 cut = self.draws.cut(rows, self.plan.batch_size)
                 self.result.batch_cut = cut or self.result.tiled

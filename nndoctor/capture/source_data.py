@@ -171,7 +171,9 @@ def whole_array_partners(
 
 
 def whole_arrays(
-    inputs: list[torch.Tensor], frames: Iterable[FrameType]
+    inputs: list[torch.Tensor],
+    frames: Iterable[FrameType],
+    among: list[torch.Tensor] | None = None,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Full-batch training on arrays the script holds (``model(x)`` against ``y`` at every
     step, no rows drawn): where an array the ``frames`` hold is, value for value, the whole
@@ -179,7 +181,8 @@ def whole_arrays(
     other held array of as many rows holds those samples' other elements (targets, a second
     input, per-sample weights). Returned: the arrays that hold the input, and those others
     one per piece of memory, as tensors sharing the arrays' memory (a numpy array through
-    ``torch.from_numpy``); both empty where no held array is the input. Left out: arrays sharing elements with the input (the data matrix an input
+    ``torch.from_numpy``); both empty where no held array is the input (with ``among``,
+    none of those arrays). Left out: arrays sharing elements with the input (the data matrix an input
     and a target are column views of: re-pairing the target's view is enough) and index
     vectors (a permutation of the rows' numbers, which names samples, not their contents)."""
     data = [x for x in inputs if x.dim() >= 1 and x.shape[0] >= 2]
@@ -195,7 +198,11 @@ def whole_arrays(
         and array.shape[0] == rows
         and array.numel() <= MAX_REPAIRED_ELEMENTS
     ]
-    sources = [array for array in held if _equal_values(array, fed)]
+    sources = [
+        array
+        for array in held
+        if _equal_values(array, fed) and (among is None or any(array is a for a in among))
+    ]
     if not sources:
         return [], []
     taken = [_addresses(a) for a in sources]

@@ -488,5 +488,28 @@ for fault in (
             ),
         ),
     ),
+    Fault(
+        "wild-hnn-pendulum-split-shuffles-each-key",
+        HNN_PENDULUM,
+        4,
+        "dev",
+        "get_dataset shuffles before its train/test split with rng.shuffle(data[k]) inside the "
+        "loop over the keys 'x' and 'dx': each array is shuffled by its own permutation, so "
+        "every (q, p) point is paired with another point's derivatives; the models fit noise "
+        "(after 2,000 full-batch steps HNN train MSE 1.16 / 1.20, baseline 1.94 / 2.14) and "
+        "the test derivative MSE is HNN 25.9 / 25.8 and baseline 10.2 / 9.76, worse than zero "
+        "derivatives (6.13 / 6.07), instead of 0.037 / 0.033 (seeds 0 / 1); the HNN's "
+        "rollouts drift (energy drift 21.6 / 103)",
+        also=(3,),
+        edits=(
+            Edit(
+                '        split_data[k], split_data["test_" + k] = data[k][:split_ix], '
+                "data[k][split_ix:]\n",
+                "        rng.shuffle(data[k])\n"
+                '        split_data[k], split_data["test_" + k] = data[k][:split_ix], '
+                "data[k][split_ix:]\n",
+            ),
+        ),
+    ),
 ):
     register_fault(fault)

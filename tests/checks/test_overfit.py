@@ -1019,3 +1019,42 @@ def test_noise_a_layer_adds_in_training_mode_only_is_a_loss_floor() -> None:
     report = _overfit_on(model, x, y, nn.MSELoss(), torch.optim.Adam(model.parameters(), lr=1e-2))
     assert report.by_check("cannot-overfit-tiny-batch") == []
     assert "forward is random" in report.result("cannot-overfit-tiny-batch").detail
+
+
+# Full-batch training on arrays the script holds, under a loss written by hand: the replay
+# cuts the tiny batch by writing the arrays' first rows down their length. With ``{bias}``
+# at -100 every ReLU is dead and the model outputs one constant.
+FULL_BATCH = """
+import numpy as np
+import torch
+from torch import nn
+rng = np.random.default_rng(0)
+x = rng.normal(size=(600, 4)).astype(np.float32)
+y = (np.sin(2 * x[:, :1]) + 0.5 * x[:, 1:2] * x[:, 2:3]).astype(np.float32)
+inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 1))
+with torch.no_grad():
+    model[0].bias.fill_({bias})
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for step in range(300):
+    loss = (model(inputs) - targets).pow(2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_full_batch_training_is_replayed_on_the_first_rows_of_its_arrays(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "full_batch.py", FULL_BATCH.replace("{bias}", "0.0"))
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert result.status.value == "passed", result.detail
+    assert "the first rows of the arrays the script trains on whole" in result.detail
+
+
+@pytest.mark.fires("cannot-overfit-tiny-batch")
+def test_full_batch_training_that_cannot_fit_its_first_rows_is_found(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "full_batch.py", FULL_BATCH.replace("{bias}", "-100.0"))
+    (finding,) = report.by_check("cannot-overfit-tiny-batch")
+    assert finding.evidence["method"] == "script replay (custom loss)"
+    assert "first rows of the arrays" in finding.evidence["batch"]
