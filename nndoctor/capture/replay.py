@@ -9,7 +9,8 @@ change only what the experiment needs:
   dropout is off and weight decay is zero; the loss of each step is recorded. Without a
   DataLoader, every step draws the second step's batch again (random streams rewound,
   rows cut by hand from tensors handed out again, cut to a few samples unless
-  ``overrides["uncut"]``);
+  ``overrides["uncut"]``; arrays the script feeds whole at every step get their first
+  rows written down their length in place);
 - ``trace``: the script runs unchanged to step ``k``, where a dispatch mode finds the
   first operation producing a non-finite value;
 - ``terms``: at step ``k``, the gradient each recognised loss term contributes to the
@@ -29,9 +30,10 @@ change only what the experiment needs:
   map-style dataset a DataLoader reads is wrapped: with ``overrides["pair_seed"]`` each
   sample keeps its first element (the input) and takes the others (its target, or a
   second input such as a caption) from the sample a fixed random permutation assigns it
-  (a re-pairing that holds across epochs); without it, it is left as it is. Both read
-  the partner sample, so the script's random streams advance alike; the loss of each
-  step is recorded.
+  (a re-pairing that holds across epochs); without it, it is left as it is. Rows cut by
+  hand and arrays fed whole are re-paired alike (see ``_HandPairs`` and
+  ``whole_arrays``). Both read the partner sample, so the script's random streams
+  advance alike; the loss of each step is recorded.
 
 A process per replay isolates global state; checkpoints still go to a scratch folder,
 so a replay never writes into the user's tree. Within a check run the processes are

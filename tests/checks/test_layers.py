@@ -1238,3 +1238,44 @@ def test_a_sequence_first_input_read_in_order_is_judged_along_its_batch_axis(
     )
     assert bool(report.by_check("batch-dependence")) == found
     assert "so the samples were taken along axis 1" in report.result("batch-dependence").detail
+
+
+class DeepKernel(nn.Module):
+    """A deep kernel, as Gaussian process regression learns one: per-sample features, then
+    the RBF kernel matrix between the batch's samples, (batch, batch), each entry of two
+    samples. With ``normalised`` (the bug) it is divided by its sum over the whole batch,
+    so every entry depends on every sample."""
+
+    def __init__(self, normalised: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Linear(10, 8), nn.Tanh(), nn.Linear(8, 2))
+        self.normalised = normalised
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.features(x)
+        k = torch.exp(-0.5 * torch.cdist(z, z).pow(2))
+        return k / k.sum() * k.shape[0] if self.normalised else k
+
+
+def _gp_nll(model: nn.Module, batch: Any) -> torch.Tensor:
+    x, y = batch
+    target = y.float()[:, None]
+    chol = torch.linalg.cholesky(model(x) + 0.1 * torch.eye(len(x)))
+    return 0.5 * (target * torch.cholesky_solve(target, chol)).sum() + chol.diagonal().log().sum()
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_kernel_matrix_between_the_batchs_samples_keeps_them_apart() -> None:
+    # Row i of the kernel holds sample i's similarity to each sample: its entry for a
+    # changed sample j is j's to change, and fed in reverse order its columns follow too.
+    report = _batch_dependence(DeepKernel(), loss_fn=_gp_nll)
+    assert report.by_check("batch-dependence") == []
+    assert report.result("batch-dependence").status == "passed"
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_kernel_normalised_over_the_whole_batch_mixes_it() -> None:
+    report = _batch_dependence(DeepKernel(normalised=True), loss_fn=_gp_nll)
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.reasons == [25]

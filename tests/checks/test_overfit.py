@@ -1058,3 +1058,29 @@ def test_full_batch_training_that_cannot_fit_its_first_rows_is_found(tmp_path: P
     (finding,) = report.by_check("cannot-overfit-tiny-batch")
     assert finding.evidence["method"] == "script replay (custom loss)"
     assert "first rows of the arrays" in finding.evidence["batch"]
+
+
+# Full-batch contrastive learning on two fixed views: written down the arrays, the tiny
+# batch's samples meet their own copies among the negatives, a floor no model gets under.
+FULL_BATCH_CONTRASTIVE = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+torch.manual_seed(0)
+base = torch.randn(256, 16)
+view1, view2 = base + 0.1 * torch.randn(256, 16), base + 0.1 * torch.randn(256, 16)
+encoder = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 32))
+opt = torch.optim.Adam(encoder.parameters(), lr=1e-3)
+for epoch in range(200):
+    z1, z2 = F.normalize(encoder(view1), dim=1), F.normalize(encoder(view2), dim=1)
+    loss = F.cross_entropy(z1 @ z2.T / 0.2, torch.arange(len(z1)))
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+@pytest.mark.silent("cannot-overfit-tiny-batch")
+def test_a_contrastive_loss_over_whole_arrays_is_asked_to_learn_on_them(tmp_path: Path) -> None:
+    report = _check_replayed(tmp_path, "contrastive.py", FULL_BATCH_CONTRASTIVE)
+    result = report.result("cannot-overfit-tiny-batch")
+    assert report.by_check("cannot-overfit-tiny-batch") == []
+    assert "appears there many times over" in result.detail, result.detail

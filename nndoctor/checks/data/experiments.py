@@ -957,7 +957,11 @@ def labels_not_connected(ctx: CheckContext) -> None:
         data would. A sample is what a DataLoader reads from a map-style dataset, or what
         a step cuts by hand from tensors of the script's own: the first tensor a set of
         rows is drawn from (``x[idx]``, ``x[i:i + 64]``) holds their inputs, every other
-        tensor of as many rows drawn by the same rows their other elements. Where that
+        tensor of as many rows drawn by the same rows their other elements; or, where the
+        first two steps feed the model one whole array the script holds (full-batch
+        training), each of its rows: every other array the script holds with as many rows
+        (a tensor, or a numpy array) holds their other elements, re-paired in place from
+        the third step on, the first two steps' losses forgotten. Where that
         leaves the first step's loss unchanged, the loss does not read them and nothing is
         judged. The replays are seeded alike and read the same samples, so they
         differ in the pairing alone. Over the later half of the steps, the per-step gain

@@ -116,7 +116,8 @@ def _replayed(ctx: CheckContext, lab: Lab) -> tuple[ReplayResult, list[ReplayRes
         ctx.skip(
             f"{lab.unavailable_reason}, and no DataLoader read samples of two elements or more "
             "from a map-style dataset, nor did the script cut a sample's input and another "
-            "element by the same rows from tensors of its own, that a replay could re-pair"
+            "element by the same rows from tensors of its own, or feed its model a whole "
+            "array it holds beside others of as many rows, that a replay could re-pair"
         )
     return real, repaired
 

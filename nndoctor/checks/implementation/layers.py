@@ -555,7 +555,12 @@ def batch_dependence(ctx: CheckContext) -> None:
         batch). A sample is changed by noise of its own scale (integer ids take the next
         sample's); a model that refuses the noise (category codes kept in a float matrix
         and cast to indices inside) has each changed sample replaced by the next one. Any
-        change beyond floating-point noise (``batch_dependence_rtol``) is a dependence. Every
+        change beyond floating-point noise (``batch_dependence_rtol``) is a dependence, but
+        for an output holding pairs of samples (two axes of the batch's size among its
+        first two: a kernel or similarity matrix between them, as a Gaussian process's
+        deep kernel returns) the other samples' pairs with the changed one are its own to
+        change and are left out (and in the reverse-order test below, its columns follow
+        their samples too). Every
         submodule's output is compared too, and the first one in forward order that
         mixes the samples is named: its values for other samples change, whichever way
         it holds the batch (an axis of the batch's size among its first two, that axis
@@ -956,6 +961,9 @@ def _position_dependence(
         if a.shape != b.shape:
             return None
         b = b.index_select(axis, reverse.to(b.device))
+        pair = _pair_axis(b, axis, n)
+        if pair is not None:  # pairs of samples: each sample's column follows it too
+            b = b.index_select(pair, reverse.to(b.device))
         for i in range(n):
             delta = _sample_change(a, b, axis, i)
             if delta > worst[0]:
@@ -1061,7 +1069,7 @@ def _dependence(
                 if i == j:
                     continue
                 for a, b in zip(base, outs, strict=True):
-                    delta = _sample_change(a, b, axis, i)
+                    delta = _sample_change(*_without_pairs_with(a, b, axis, n, j), axis, i)
                     row[i] = max(row[i], delta)
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
@@ -1105,8 +1113,30 @@ def _nudged_change(
         for i in range(n):
             if i != j:
                 for a, b in zip(base, outs, strict=True):
-                    worst = max(worst, _sample_change(a, b, axis, i))
+                    pairs_left_out = _without_pairs_with(a, b, axis, n, j)
+                    worst = max(worst, _sample_change(*pairs_left_out, axis, i))
     return worst
+
+
+def _pair_axis(a: torch.Tensor, axis: int, n: int) -> int | None:
+    """The second axis of the batch's size beside ``axis`` among an output's first two,
+    where it holds pairs of samples (a kernel or similarity matrix); None otherwise."""
+    if a.dim() < 2 or a.dim() <= axis or a.shape[axis] != n:
+        return None
+    return next((ax for ax in range(2) if ax != axis and a.shape[ax] == n), None)
+
+
+def _without_pairs_with(
+    a: torch.Tensor, b: torch.Tensor, axis: int, n: int, j: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """An output holding pairs of samples (:func:`_pair_axis`: a kernel or similarity
+    matrix between the batch's samples) with the pairs with sample ``j`` left out of both: another sample's
+    similarity to ``j`` is ``j``'s to change. Any other output as it is."""
+    pair = _pair_axis(a, axis, n)
+    if pair is None:
+        return a, b
+    at = torch.tensor([j], device=a.device)
+    return a.index_fill(pair, at, 0), b.index_fill(pair, at, 0)
 
 
 def _holds_batch(a: torch.Tensor, axis: int, n: int) -> bool:

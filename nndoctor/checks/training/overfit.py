@@ -82,7 +82,11 @@ def cannot_overfit_tiny_batch(ctx: CheckContext) -> None:
         DataLoader (batches cut by hand, data drawn at every step) draws its second step's
         batch again at every step: the random streams are rewound after each step and the
         rows it cut from tensors are handed out again, cut to the tiny batch (data drawn
-        anew that no cut reaches stays the script's own batch). Whether that batch is all
+        anew that no cut reaches stays the script's own batch). A script that feeds its
+        model one whole array it holds at every step (full-batch training) gets the tiny
+        batch written into that array in place: its first rows repeated down its length,
+        and the same rows of every held array of as many rows (its targets) alike, so a
+        loss averaged over the rows is the tiny batch's. Whether that batch is all
         the loss reads is not known (a target the script computes from the model as it
         trains, rows of another length), so only a loss that does not fall (by
         ``learned_fraction``) is a finding there. Batches that still differ between steps
@@ -329,6 +333,7 @@ def _overfit_by_replay(ctx: CheckContext, lab: Lab) -> None:
         or _slow_not_stuck(ctx, lab, result)
         or _drawn_again_learns(ctx, result, decided)
         or (not user.repeated_draws and _batch_coupled_floor(ctx, lab, result))
+        or (decided.tiled and _whole_arrays_learn(ctx, lab, result, scale))
     ):
         return
     _skip_if_loss_reads_carried_state(ctx, lab, user)
@@ -522,6 +527,39 @@ def _batch_coupled_floor(ctx: CheckContext, lab: Lab, result: TrainResult) -> bo
         f"{len(result.losses)} steps): it couples the samples of a batch, whose floor falls as "
         f"the batch grows, so its lowest value on {t.overfit_batch_size} is unknown; on the "
         f"tiny batch it fell {result.initial:.4g} → {result.final:.4g}"
+    )
+    return True
+
+
+def _whole_arrays_learn(ctx: CheckContext, lab: Lab, result: TrainResult, scale: float) -> bool:
+    """A tiny batch written down the arrays a script trains on whole repeats each of its
+    samples many times over: a loss that couples the rows (a contrastive loss, where each
+    sample's copies are its negatives too) has a floor there that no model gets under. The
+    script is then replayed on its whole arrays as they are, repeated at every step: a loss
+    that clearly falls (by ``learned_fraction``) says the model learns, which is all that
+    can be asked of a batch whose floor is unknown. Says so and returns True then."""
+    t = ctx.thresholds
+    whole = lab.replay(
+        "overfit",
+        steps=len(result.losses),
+        batch_size=t.overfit_batch_size,
+        overrides={"uncut": True},
+    )
+    if whole.timed_out or whole.error or len(whole.losses) < len(result.losses):
+        return False
+    losses = [v / scale for v in whole.losses]
+    if not (math.isfinite(losses[0]) and losses[0] > 0):
+        return False
+    best = min(v for v in losses if math.isfinite(v))
+    if best >= (1 - t.learned_fraction) * losses[0]:
+        return False
+    ctx.note(
+        f"one batch of {t.overfit_batch_size} samples written down the arrays the script "
+        f"trains on whole was not fit in {len(result.losses)} steps "
+        f"({result.initial:.4g} → {result.final:.4g}), but each of its samples appears there "
+        "many times over, which a loss coupling the rows (a contrastive one) has a floor for; "
+        f"replayed on its whole arrays the loss falls {losses[0]:.4g} → {best:.4g} (best): "
+        "the model learns"
     )
     return True
 
