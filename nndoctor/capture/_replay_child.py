@@ -304,6 +304,8 @@ class _HandPairs:
 
 # Pairs of tensors drawn by shared rows remembered from earlier steps, at most.
 _PAIRS_KEPT = 64
+# Model calls whose inputs are kept per step, at most, to find arrays fed whole.
+_CALLS_KEPT = 8
 
 # The keys a sample dict names its target by, first found first.
 _TARGET_KEYS = ("labels", "label", "targets", "target", "y")
@@ -549,7 +551,7 @@ class _Replay:
         # "pairing" and "overfit": the model's data input at the first two steps; the held
         # arrays that were the first; the rows of the whole arrays re-paired (full-batch
         # training), counted at each later step.
-        self._step_inputs: dict[int, list[torch.Tensor]] = {}
+        self._step_inputs: dict[int, list[list[torch.Tensor]]] = {}
         self._first_sources: list[torch.Tensor] = []
         self._whole_rows = 0
 
@@ -590,20 +592,34 @@ class _Replay:
             self._targets.append(_number(value))
 
     def _note_whole_arrays(self) -> None:
-        """After the first step: the held arrays its model input was, value for value."""
-        self._first_sources, _ = self._whole_arrays(0)
+        """After the first step: the held arrays its model calls' inputs were, value for
+        value."""
+        sources: list[torch.Tensor] = []
+        for inputs in self._step_inputs.get(0, []):
+            found, _ = self._whole_arrays(inputs)
+            sources += [a for a in found if not any(a is b for b in sources)]
+        self._first_sources = sources
 
-    def _whole_arrays(self, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The held arrays the model input of ``step`` (0 or 1) is, and the others of as
-        many rows (:func:`~nndoctor.capture.source_data.whole_arrays`); at the second step,
-        only arrays the first step's input was too: one array fed whole at every step, not
-        a step's own batch held in a variable of the loop."""
-        if step == 1 and not self._first_sources:
+    def _fed_whole(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """After the second step: the held arrays one of its model calls was fed that one of
+        the first step's was fed too (one array fed whole at every step, not a step's own
+        batch held in a variable of the loop, nor an evaluation between the steps), and the
+        held arrays of as many rows beside them."""
+        if not self._first_sources:
             return [], []
+        for inputs in self._step_inputs.get(1, []):
+            sources, partners = self._whole_arrays(inputs, among=self._first_sources)
+            if sources:
+                return sources, partners
+        return [], []
+
+    def _whole_arrays(
+        self, inputs: list[torch.Tensor], among: list[torch.Tensor] | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """:func:`~nndoctor.capture.source_data.whole_arrays` over the script's frames."""
         frames = script_frames(script_sources(self.plan.script), sys._getframe(1))
         try:
-            among = self._first_sources if step == 1 else None
-            return whole_arrays(self._step_inputs.get(step, []), frames, among=among)
+            return whole_arrays(inputs, frames, among=among)
         except Exception:  # noqa: BLE001 - arrays that cannot be read are left as they are
             return [], []
         finally:
@@ -615,7 +631,7 @@ class _Replay:
         other held array of as many rows is its samples' other elements, re-paired in place
         by a fixed permutation of the rows from the third step on (with ``pair_seed``), or
         only counted (without), so both arms read alike. Whether they were."""
-        _, partners = self._whole_arrays(1)
+        _, partners = self._fed_whole()
         if not partners:
             return False
         seed = self.plan.overrides.get("pair_seed")
@@ -635,7 +651,7 @@ class _Replay:
         array of as many rows (its targets) alike, so every later step's batch holds those
         samples alone. A loss averaged over the rows is then the tiny batch's."""
         size = self.plan.batch_size
-        sources, partners = self._whole_arrays(1)
+        sources, partners = self._fed_whole()
         if not sources or sources[0].shape[0] <= size:
             return
         rows = torch.arange(sources[0].shape[0]) % size
@@ -707,12 +723,13 @@ class _Replay:
         if (
             self.plan.mode in ("pairing", "overfit")
             and self.result.steps < 2
-            and self.result.steps not in self._step_inputs
+            and len(self._step_inputs.setdefault(self.result.steps, [])) < _CALLS_KEPT
             and self.draws.depth == 1
             and torch.is_grad_enabled()
             and next(module.parameters(), None) is not None
         ):
-            self._step_inputs[self.result.steps] = [x for x in tensors(args) if x.grad_fn is None]
+            inputs = [x for x in tensors(args) if x.grad_fn is None]
+            self._step_inputs[self.result.steps].append(inputs)
         if (
             self.plan.mode == "trace"
             and module is self.model

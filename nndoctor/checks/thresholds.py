@@ -36,6 +36,11 @@ class Thresholds:
     input_order_min_steps: int = 10
     input_order_permutations: int = 4000
     input_order_spread_ratio: float = 4.0
+    # loader-not-shuffled: the error rate of each test that the unshuffled loader's batches
+    # are no random draws (their class mixes by the chi-square test of homogeneity, their
+    # input means by inputs-in-order's spread): where neither rejects, the fixed order is
+    # advice (an info), not a warning.
+    loader_order_alpha: float = 1e-3
     # --- normalisation (12)
     feature_mean_abs_max: float = 3.0  # |mean| of a channel/feature, in units of its std, or raw
     feature_std_min: float = 0.1

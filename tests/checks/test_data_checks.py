@@ -371,14 +371,29 @@ def test_heavy_imbalance_alone_is_not_single_label_batches() -> None:
 
 
 @pytest.mark.fires("loader-not-shuffled")
-def test_a_training_dataloader_without_shuffle() -> None:
+def test_a_training_dataloader_without_shuffle_over_data_stored_by_class() -> None:
+    x, y = blobs()
+    order = y.argsort(stable=True)
+    kwargs = classifier(x[order], y[order])
+    kwargs["data"] = DataLoader(TensorDataset(x[order], y[order]), batch_size=32)
+    report = run(select=["loader-not-shuffled"], **kwargs)
+    (f,) = report.by_check("loader-not-shuffled")
+    assert f.severity.value == "warning" and f.reasons == [7]
+    assert f.evidence["sampler"] == "SequentialSampler" and f.evidence["dataset_len"] == 256
+    assert f.evidence["batches_ordered"] and "differ beyond chance" in f.message
+
+
+@pytest.mark.silent("loader-not-shuffled")
+def test_an_unshuffled_loader_over_data_stored_at_random_is_advice() -> None:
+    # The quickstart tutorial's training loader: no shuffle, over a data set whose stored
+    # order is already random; its batches are random draws, every epoch the same ones.
     x, y = blobs()
     kwargs = classifier(x, y)
     kwargs["data"] = DataLoader(TensorDataset(x, y), batch_size=32)
     report = run(select=["loader-not-shuffled"], **kwargs)
     (f,) = report.by_check("loader-not-shuffled")
-    assert f.severity.value == "warning" and f.reasons == [7]
-    assert f.evidence["sampler"] == "SequentialSampler" and f.evidence["dataset_len"] == 256
+    assert f.severity.value == "info" and not f.evidence["batches_ordered"]
+    assert "as random draws of the data would" in f.message
 
 
 @pytest.mark.silent("loader-not-shuffled")

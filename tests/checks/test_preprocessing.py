@@ -896,6 +896,23 @@ def test_eight_bit_images_divided_by_255_reach_0_and_1_in_every_split(tmp_path: 
     assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
 
 
+CLIPPED = TABLE_SPLITS.format(
+    data="""
+y = torch.arange(2560) % 4
+X = (torch.rand(4, 48, generator=g)[y] + 0.35 * torch.randn(2560, 48, generator=g)).clamp(0, 1)
+"""
+)
+
+
+@pytest.mark.silent("split-preprocessing-differs")
+def test_values_clipped_to_a_fixed_range_reach_its_ends_in_every_split(tmp_path: Path) -> None:
+    # Clipped to [0, 1], every column of every split piles up at exactly 0 and 1: a fixed
+    # range, not one fitted to the split.
+    report = _split_check(tmp_path / "clipped.py", CLIPPED)
+    assert report.by_check("split-preprocessing-differs") == []
+    assert "normalisation of loader 1" in report.result("split-preprocessing-differs").detail
+
+
 WHOLE_DATA_SCRIPT = TABLE_SPLITS.format(
     data="""
 y = torch.arange(2560) % 4

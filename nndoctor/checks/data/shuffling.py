@@ -31,7 +31,7 @@ from nndoctor.checks.data.dataset import one_target_from_random_batches
 from nndoctor.checks.fingerprints import distinct_fingerprints, near_fingerprint
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.rollouts import eval_steps, preparing_steps
-from nndoctor.checks.significance import chi_square_above_p
+from nndoctor.checks.significance import chi_square_above_p, homogeneity_p
 from nndoctor.report.model import Where
 
 if TYPE_CHECKING:
@@ -480,7 +480,14 @@ def loader_not_shuffled(ctx: CheckContext) -> None:
         enabled): a ``SequentialSampler`` means ``shuffle=False``. Loaders of an
         ``IterableDataset`` (the data set decides the order), loaders with a custom
         ``batch_sampler`` or sampler (their order is their own), and data sets no larger
-        than one batch are not judged.
+        than one batch are not judged. An unshuffled loader is a warning where the batches
+        it fed are no random draws of the data: their class mixes differ beyond chance
+        (the chi-square test of homogeneity) or their input means spread beyond what random
+        batches of their size give (inputs-in-order's spread test), each at
+        ``loader_order_alpha``. A data set stored in random order (the quickstart
+        tutorial's unshuffled loader over FashionMNIST) passes both, as random batches do
+        but at that rate, and repeats the same batches every epoch: that costs little, and
+        is an info.
 
     How to fix:
         Pass ``shuffle=True`` to the training DataLoader (keep validation loaders
@@ -527,14 +534,23 @@ def loader_not_shuffled(ctx: CheckContext) -> None:
         if info.shuffle:
             continue
         size = f"{info.dataset_len} samples" if info.dataset_len is not None else "a data set"
+        ordered, tested = _stored_order(ctx, info.index)
+        message = (
+            f"DataLoader {info.index} over {info.dataset} ({size}, batch size "
+            f"{info.batch_size}) fed training steps with a {info.sampler}: every epoch "
+            "visits the samples in the same stored order"
+        )
         ctx.finding(
             title="The training DataLoader does not shuffle",
-            message=(
-                f"DataLoader {info.index} over {info.dataset} ({size}, batch size "
-                f"{info.batch_size}) fed training steps with a {info.sampler}: every epoch "
-                "visits the samples in the same stored order."
+            message=message
+            + (
+                f", and {ordered}."
+                if ordered
+                else f". {tested}: no sign that the stored order costs anything here, but "
+                "every epoch repeats the same batches."
             ),
             fix="Pass shuffle=True to the training DataLoader (leave evaluation loaders as they are).",
+            severity=None if ordered else "info",
             where=Where(step=first_step[info.index]),
             evidence={
                 "loader": info.index,
@@ -542,8 +558,52 @@ def loader_not_shuffled(ctx: CheckContext) -> None:
                 "dataset": info.dataset,
                 "dataset_len": info.dataset_len,
                 "batch_size": info.batch_size,
+                "batches_ordered": bool(ordered),
             },
         )
+
+
+def _stored_order(ctx: CheckContext, loader: int) -> tuple[str | None, str]:
+    """Whether the batches a loader fed show the data set's stored order: a sentence saying
+    how (their class mixes differ beyond chance, or their input means spread beyond random
+    batches'), or None with a sentence saying what was tested and found like random
+    draws."""
+    t = ctx.thresholds
+    steps = [s for s in ctx.recording.steps if s.loader == loader]
+    tested = []
+    mixes = _class_mixes(steps, ctx.recording.input_batch_axis())
+    if len(mixes) >= 2:
+        p = homogeneity_p([m.counts for m in mixes])
+        if p < t.loader_order_alpha:
+            return (
+                f"the class mixes of its {len(mixes)} batches differ beyond chance (chi-square "
+                f"test of homogeneity, p={p:.2g}): the data set is stored in an order"
+            ), ""
+        tested.append(f"the class mixes of its {len(mixes)} batches are alike (p={p:.2g})")
+    usable = {s.step for s in _order_steps(ctx)}
+    ordered_steps = [s for s in steps if s.step in usable]
+    order = (
+        input_order(ordered_steps, t.input_order_permutations)
+        if len(ordered_steps) >= t.input_order_min_steps
+        else None
+    )
+    if order is not None:
+        if order.spread_p < t.loader_order_alpha:
+            return (
+                f"the input means of its {order.steps} batches spread "
+                f"{order.spread_ratio:.1f} times as far as random batches' at most "
+                f"(p={order.spread_p:.2g}): the data set is stored in an order"
+            ), ""
+        tested.append(
+            f"the input means of its {order.steps} batches spread as random batches' do "
+            f"(p={order.spread_p:.2g})"
+        )
+    if not tested:
+        return (
+            None,
+            "Its batches hold nothing to test their order by (no class targets, no input of one shape)",
+        )
+    return None, "; ".join(tested).capitalize() + ", as random draws of the data would"
 
 
 # -- the order of the inputs -------------------------------------------------------------

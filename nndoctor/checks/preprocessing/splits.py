@@ -568,6 +568,10 @@ STANDARDISED_TOLERANCE = 1e-4
 MIN_MAX_TOLERANCE = 1e-6
 # Columns of 8-bit data divided by 255 reach exactly 0 and 1 wherever a pixel saturates.
 EIGHT_BIT_LEVELS = 255
+# A column min-max scaled with its own range meets each end at its one extreme sample (a
+# few where samples repeat); values clipped to a fixed range (``clamp(0, 1)``) pile up
+# there: this share of the rows, and at least three, at an end is a pile.
+CLIPPED_PILE_SHARE = 0.01
 
 
 def _exactly_normalised(rows: torch.Tensor) -> tuple[float, str]:
@@ -681,21 +685,34 @@ def _evaluated_standardised_apart(
     return 0
 
 
+def _piled_at_an_end(column: torch.Tensor, pile: int) -> bool:
+    """Whether ``pile`` or more of a column's values sit at its minimum or at its maximum
+    (within ``MIN_MAX_TOLERANCE``): values clipped to a fixed range, not scaled by their
+    own."""
+    for end in (column.min(), column.max()):
+        if int(((column - end).abs() <= MIN_MAX_TOLERANCE).sum()) >= pile:
+            return True
+    return False
+
+
 def _exactly_min_max(rows: torch.Tensor) -> float:
     """The probability that the continuous columns of ``rows`` (more than two distinct
-    values, not 8-bit levels divided by 255), min-max scaled with another range, would all
-    have their minimum within ``MIN_MAX_TOLERANCE`` of 0 (or all of -1) and their maximum
-    within it of 1. 1.0 when they do not, or no column is continuous."""
+    values, not 8-bit levels divided by 255, not piled up at an end of their range as
+    values clipped to it are), min-max scaled with another range, would all have their
+    minimum within ``MIN_MAX_TOLERANCE`` of 0 (or all of -1) and their maximum within it
+    of 1. 1.0 when they do not, or no column is continuous."""
     n = rows.shape[0]
     if n < 10 or not rows.is_floating_point():
         return 1.0
     x = rows.double()
     levels = x * EIGHT_BIT_LEVELS
+    pile = max(3, math.ceil(CLIPPED_PILE_SHARE * n))
     continuous = [
         j
         for j in range(x.shape[1])
         if x[:, j].unique().numel() > 2
         and not bool(((levels[:, j] - levels[:, j].round()).abs() < 1e-3).all())
+        and not _piled_at_an_end(x[:, j], pile)
     ]
     if not continuous:
         return 1.0
