@@ -275,6 +275,8 @@ class _LoaderRecorder:
                 recorder.last = info
                 recorder.last_evaluated = None
                 if torch.is_grad_enabled():
+                    if not recorder.paused:
+                        info.training_batches += 1
                     recorder.since_step[id(info)] = info
                     try:
                         recorder.last_batch = tensors(batch)[:MAX_BATCH_TENSORS]

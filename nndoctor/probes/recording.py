@@ -427,6 +427,16 @@ class LoaderInfo:
     # Optimizer steps before which it yielded a batch with gradients on (since the step
     # before): a second source of each training batch (labelled and unlabelled data) too.
     steps_fed: int = 0
+    # ... and the batches it yielded with gradients on, over those steps: several per step
+    # where the script accumulates gradients over micro-batches.
+    training_batches: int = 0
+
+    def batches_per_step(self) -> int:
+        """The batches it yields per optimizer step it feeds: the micro-batches a step
+        accumulates (1 without accumulation, and where too few steps tell)."""
+        if self.steps_fed < 2:
+            return 1
+        return max(1, self.training_batches // self.steps_fed)
 
     def feeds_training(self, steps: int) -> bool:
         """Whether it yielded batches for at least half of ``steps`` observed steps with
@@ -647,14 +657,16 @@ class Recording:
 
     def epoch_length(self) -> int | None:
         """Optimizer steps in one pass over the training data: the DataLoader that fed the
-        steps (its length), else a batch sliced by hand from a larger tensor (the inverse of
-        its share of that tensor); None when neither tells."""
+        steps (its length, over the micro-batches each step accumulates), else a batch
+        sliced by hand from a larger tensor (the inverse of its share of that tensor); None
+        when neither tells."""
         fed = [s.loader for s in self.steps if s.loader is not None]
         if fed:
             info = self.loaders[statistics.mode(fed)]
             if info.dataset_len and info.batch_size:
                 full, rest = divmod(info.dataset_len, info.batch_size)
-                return full + (1 if rest and not info.drop_last else 0)
+                batches = full + (1 if rest and not info.drop_last else 0)
+                return max(1, batches // info.batches_per_step())
         shares = [s.input_storage_share for s in self.steps if 0 < s.input_storage_share < 1]
         if len(shares) * 2 > len(self.steps):
             return max(1, round(1 / statistics.median(shares)))

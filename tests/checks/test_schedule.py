@@ -334,3 +334,37 @@ def test_a_metric_name_says_which_way_it_should_go(metric: str, direction: str |
     from nndoctor.checks.training.schedule import metric_direction
 
     assert metric_direction(metric) == direction
+
+
+# Gradients accumulated over four micro-batches: 100 batches an epoch are 25 optimizer
+# steps, and a cosine stepped per optimizer step over two epochs ends with the run.
+ACCUMULATED = """
+import math, torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(6400, 10)
+y = (x[:, 0] > 0).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+total = 2 * len(loader) // 4
+scheduler = torch.optim.lr_scheduler.LambdaLR(
+    optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+)
+for epoch in range(2):
+    for i, (xb, yb) in enumerate(loader):
+        (nn.functional.cross_entropy(model(xb), yb) / 4).backward()
+        if (i + 1) % 4 == 0:
+            optimizer.step(); scheduler.step(); optimizer.zero_grad()
+"""
+
+
+@pytest.mark.silent("learning-rate-schedule")
+def test_an_epoch_of_accumulated_micro_batches_is_counted_in_optimizer_steps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "accumulated.py"
+    path.write_text(textwrap.dedent(ACCUMULATED))
+    report = check_script(str(path), steps=20, selection=Selection(select=(CHECK,)))
+    assert report.by_check(CHECK) == []
+    assert "one epoch is 25 steps" in report.result(CHECK).detail

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -586,3 +587,53 @@ def test_a_rate_called_too_low_is_judged_over_the_run_the_script_plans(
     detail = report.result(LR_RANGE).detail
     assert "is slower, not too low for the run the script plans" in detail
     assert "of the 32000 the script plans" in detail
+
+
+# SGD with momentum at a small rate: it fits a tiny batch far later than Adam(1e-3) does.
+# Over a run the script plans long (100 epochs of 100 batches) that delay is a sliver of it.
+SLOW_SGD = """
+import torch, torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+x = torch.randn(6400, 20)
+y = (x[:, :5].sum(1) > 0).long() + (x[:, 5] > 1).long()
+loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True)
+model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))
+optimizer = torch.optim.SGD(model.parameters(), lr={lr}, momentum=0.9)
+for epoch in range(100):
+    for xb, yb in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+"""
+
+
+def _slow_sgd(tmp_path: Path, lr: str, **thresholds: Any) -> Any:
+    path = tmp_path / "slow_sgd.py"
+    path.write_text(SLOW_SGD.format(lr=lr))
+    return check_script(
+        str(path),
+        selection=Selection(select=(OPTIMIZER,)),
+        thresholds=dataclasses.replace(DEFAULT_THRESHOLDS, **thresholds),
+    )
+
+
+@pytest.mark.silent("optimizer-underperforms")
+def test_an_optimiser_that_fits_the_tiny_batch_soon_enough_for_the_planned_run(
+    tmp_path: Path,
+) -> None:
+    # A gap warned at from 5x and catch-up runs of up to 900 steps keep the example clear of
+    # both edges: about 10x behind at 450 steps, it fits the batch by step 600.
+    report = _slow_sgd(tmp_path, "0.00037", optimizer_gap_factor=5.0, horizon_delay_max_steps=900)
+    assert report.by_check(OPTIMIZER) == []
+    detail = report.result(OPTIMIZER).detail
+    assert "not held back for the run the script plans" in detail, detail
+
+
+@pytest.mark.fires("optimizer-underperforms")
+def test_an_optimiser_too_slow_even_for_the_planned_run(tmp_path: Path) -> None:
+    report = _slow_sgd(tmp_path, "0.0001")
+    (finding,) = report.by_check(OPTIMIZER)
+    assert finding.evidence["planned_steps"] == 10000
+    assert finding.evidence["caught_up_at_step"] is None
+    assert "it never gets the loss down to" in finding.message

@@ -306,7 +306,11 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
         one with the user's optimiser (the run shared with the other tiny-batch
         experiments), one with Adam(lr=1e-3). A warning when Adam fits the batch, the
         user's optimiser does not, and Adam's final loss is ``optimizer_gap_factor``
-        (10) times lower (or the user's run diverged). Adam against Adam differs in its
+        (10) times lower (or the user's run diverged), and the user's optimiser, trained on
+        on the tiny batch for ``horizon_delay_share`` (5%) of the run the script's loops
+        plan (at most ``horizon_delay_max_steps`` steps in all), still does not fit it: one
+        that fits it that soon is slower, and the planned run has time for it (the PyTorch
+        tutorials' SGD at lr=1e-3 over thousands of steps). Adam against Adam differs in its
         settings only: there the finding also needs the learning-rate range test, run with
         the user's settings, to find the user's rate far outside the range where the loss
         responds (as ``learning-rate-out-of-range`` judges it); a slower rate inside it
@@ -373,6 +377,13 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
             # still trains is the user's choice for a longer run, not a fault.
             ctx.note(ctx.detail + f" — slower on a tiny batch, but {within}")
             return
+    delay = None if broken else _tiny_batch_delay(ctx, lab, t, user)
+    if delay is not None and delay.caught_up_at is not None:
+        ctx.note(
+            ctx.detail + f" — slower on a tiny batch, but {_fit_delay_text(delay)}: slower, "
+            "not held back for the run the script plans"
+        )
+        return
     how = (
         f"could not be trained ({user.error})"
         if user.error
@@ -380,14 +391,17 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
         if broken
         else f"fell only from {user.initial:.4g} to {user.final:.4g}"
     )
+    if delay is not None:
+        how += f" ({_fit_delay_text(delay)})"
     # The comparison cannot tell the optimiser's class from its learning rate: both are
     # named, the rate first when the class is the known-good one's (only settings differ).
     ctx.finding(
         reasons=(36, 34) if same_class else (34, 36),
         title=f"{spec.cls.__name__} falls far behind {known} on a tiny batch",
         message=(
-            f"On the same {t.overfit_batch_size} samples for {t.overfit_steps} steps (regularisation off), the loss "
-            f"with {spec.describe()} {how}, while {known} brought it to {good.final:.4g}"
+            f"On the same {t.overfit_batch_size} samples (regularisation off), the loss with "
+            f"{spec.describe()} {how} in {len(user.losses)} steps, while {known} brought it to "
+            f"{good.final:.4g} in {len(good.losses)}"
             + (f", {_g(gap)}x lower" if math.isfinite(gap) else "")
             + f" (warning at {_g(t.optimizer_gap_factor)}x). The model can fit: the optimiser settings hold it back."
         ),
@@ -405,7 +419,51 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
             "known_good_optimizer": known,
             "known_good_final_loss": good.final,
             "gap": gap,
+            **(delay.evidence() if delay is not None else {}),
         },
+    )
+
+
+def _fit_delay_text(delay: Delay) -> str:
+    """How long the user's optimiser, trained on, took to fit the tiny batch, in words."""
+    if delay.caught_up_at is None:
+        over = delay.steps - delay.compared_at
+        return (
+            f"trained on for {delay.steps} steps, it never gets the loss down to "
+            f"{delay.level:.4g}, where the batch counts as fit: a delay of over {over} steps, "
+            f"{over / delay.planned:.1%} of the {delay.planned} the script plans"
+        )
+    late = delay.caught_up_at - delay.compared_at
+    return (
+        f"trained on, it gets the loss down to {delay.level:.4g}, where the batch counts as "
+        f"fit, at step {delay.caught_up_at}: {late} steps later, {late / delay.planned:.1%} "
+        f"of the {delay.planned} the script plans"
+    )
+
+
+def _tiny_batch_delay(
+    ctx: CheckContext, lab: Lab, t: Thresholds, user: TrainResult
+) -> Delay | None:
+    """The user's optimiser, trailing on the tiny batch, trained on: when its loss (a mean
+    over ``RATE_TRIAL_TAIL`` steps) gets down to where the fit rule holds, within
+    ``horizon_delay_share`` of the run the script's loops plan (None where the plan is
+    unknown). An optimiser that gets there that soon is slower, not what holds training
+    back: the script's run has time for it."""
+    if not (user.losses and math.isfinite(user.initial)):
+        return None
+    rule = lab.fit_rule(t)
+    floor, start = rule["floor"], user.initial
+    level = floor + rule["fraction"] * (start - floor)
+    if rule["absolute"] is not None:
+        level = max(level, floor + rule["absolute"])
+    batch = [lab.tiny_batch(t.overfit_batch_size)]
+
+    def train_on(steps: int) -> list[float] | None:
+        run = lab.train(batch, steps, regularisation=False)
+        return None if run.error else run.losses
+
+    return trailing_delay(
+        ctx.recording.horizon, len(user.losses), level, RATE_TRIAL_TAIL, t, train_on
     )
 
 
