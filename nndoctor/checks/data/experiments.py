@@ -930,8 +930,11 @@ def labels_not_connected(ctx: CheckContext) -> None:
         follow the inputs is not yet shown not to (a slow task looks the same in this
         budget), so the finding also needs the evidence to lean against the pairing:
         held-out accuracy below the most frequent label's share, held-out predictions no
-        closer to their own targets than to others', or, without a cross-fit, a real run
-        ending no lower than the permuted runs' mean; otherwise it is inconclusive. How
+        closer to their own targets than to others, on at least ``pairing_min_held_out``
+        held-out samples; otherwise it is inconclusive. Without such a cross-fit nothing
+        speaks against the pairing (a few dozen samples hold too few of each class for
+        copies trained on the other half to show one, and a real run ending among the
+        permuted runs is what a pairing not yet learned gives as often as a missing one). How
         often healthy scripts draw the finding is measured on the bench's healthy cases
         (the README's numbers).
         A teacher-forced model (an encoder-decoder fed its targets one position on beside
@@ -1191,22 +1194,30 @@ def labels_not_connected(ctx: CheckContext) -> None:
     # frequent label, the best constant) or short of a useful gain over it beyond
     # reasonable doubt, or, without them, a real run that ends no lower than the permuted
     # runs do on average.
-    cross_fitted = fit is not None and fit.total > 0
-    if cross_fitted:
-        assert fit is not None
-        leans_against = fit.against(t)
-    else:
-        leans_against = real.final >= sum(v.final for v in nulls.values()) / len(nulls)
+    # Held-out samples speak only where there are enough of them: a few dozen (a batch of
+    # four, eight batches) hold too few of each class for copies trained on the other half
+    # to show any pairing. Without them nothing here can: a real run ending among the
+    # permuted ones is what a disconnected pairing gives, and a real one not yet learned
+    # on a few dozen samples as often.
+    if fit is None or fit.total < t.pairing_min_held_out:
+        ctx.inconclusive(
+            ctx.detail
+            + " — the real pairing is not shown to be learned faster, and "
+            + (
+                f"{fit.total} held-out samples (fewer than {t.pairing_min_held_out}) are too "
+                "few to show it absent"
+                if fit is not None and fit.total
+                else "no held-out samples could show it absent"
+            )
+            + ": inconclusive"
+        )
+        return
+    leans_against = fit.against(t)
     if not leans_against:
         ctx.inconclusive(
             ctx.detail
-            + " — the real pairing is not shown to be learned faster, but the "
-            + (
-                "copies predict held-out samples better than a guess blind to the inputs"
-                if cross_fitted
-                else "real run ends below the permuted runs' mean"
-            )
-            + ": inconclusive"
+            + " — the real pairing is not shown to be learned faster, but the copies predict "
+            "held-out samples better than a guess blind to the inputs: inconclusive"
         )
         return
     evidence: dict[str, Any] = {
@@ -1215,7 +1226,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         "steps": t.data_experiment_steps,
     }
     held_out = ""
-    if fit is not None and fit.total:
+    if fit.total:
         # Only class labels' cross-fits speak against a pairing (ValueCrossFit.against).
         assert isinstance(fit, CrossFit)
         evidence.update(fit.evidence())
