@@ -250,6 +250,34 @@ def test_a_bias_that_cancels_in_a_difference_of_two_passes_is_only_redundant() -
 # -- never changing ----------------------------------------------------------------------------
 
 
+@pytest.mark.silent("params-not-changing")
+def test_a_bias_a_normalisation_cancels_is_left_as_it_was_by_rounding() -> None:
+    # A convolution with its default bias, then BatchNorm: the bias's gradient is rounding
+    # noise (about 1e-8), and SGD at lr=1e-3 moves it by less than float32 can hold.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, 8, 8, generator=g)
+    y = torch.randint(0, 4, (256,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
+    )
+    report = run(
+        select=["params-not-changing"],
+        model=model,
+        data=batches(x, y, size=16),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9),
+    )
+    assert report.by_check("params-not-changing") == []
+    detail = report.result("params-not-changing").detail
+    assert "(0.bias) got gradients too small" in detail, detail
+
+
 @pytest.mark.fires("params-not-changing")
 def test_learning_rate_zero_changes_nothing() -> None:
     model = mlp()

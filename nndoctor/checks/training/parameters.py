@@ -80,6 +80,41 @@ def _grad_steps(rec: Recording) -> list[StepRecord]:
     return [s for s in rec.steps if s.hyperparameters or s.grad_norms]
 
 
+# The spacing of float32 values relative to their size: a step smaller than half of it
+# leaves a weight exactly as it was.
+FLOAT32_SPACING = 2.0**-23
+
+
+def _rounded_away(ctx: CheckContext, name: str, steps: Sequence[StepRecord]) -> bool:
+    """Whether a parameter's steps are too small to survive float32 rounding at a learning
+    rate above zero: the largest step its gradients allow (the rate times the gradient's
+    norm, times ``1 / (1 - momentum)`` for momentum's accumulation) is below half the spacing
+    of float32 values at the parameter's own scale (its norm over its size's square root,
+    which even its smallest element's spacing exceeds less often than not). Gradients that
+    small are rounding noise themselves: a bias that a normalisation right after it cancels
+    gets about 1e-8. A rate of zero, the bug the check is for, is never this."""
+    lrs = _lr_of(ctx, [name])
+    if not lrs or min(lrs) <= 0:
+        return False
+    lr = max(lrs)
+    momentum = 0.0
+    for s in steps:
+        for group in s.hyperparameters:
+            m = group.get("momentum")
+            if isinstance(m, (int, float)) and not isinstance(m, bool) and 0 <= m < 1:
+                momentum = max(momentum, float(m))
+    numel = numel_of(ctx.recording, [name])
+    for s in steps:
+        grad, weight = s.grad_norms.get(name, 0.0), s.weight_norms.get(name, math.nan)
+        if not (math.isfinite(weight) and weight > 0):
+            return False
+        step = lr * grad / (1 - momentum)
+        scale = weight / math.sqrt(numel) if numel else weight
+        if step >= 0.5 * FLOAT32_SPACING * scale:
+            return False
+    return True
+
+
 def _lr_of(ctx: CheckContext, names: Sequence[str]) -> list[float]:
     """Learning rates of the groups holding ``names`` (all recorded groups when unknown)."""
     spec = ctx.subject.optimizer if ctx.subject is not None else None
@@ -815,7 +850,20 @@ def params_not_changing(ctx: CheckContext) -> None:
             and any(g > 0 for g in grads)
         ):
             stuck.append(n)
-    ctx.note(f"updates of {len(rec.in_optimizer)} parameters over {len(stepped)} step(s)")
+    rounded = [n for n in stuck if _rounded_away(ctx, n, stepped)]
+    stuck = [n for n in stuck if n not in rounded]
+    ctx.note(
+        f"updates of {len(rec.in_optimizer)} parameters over {len(stepped)} step(s)"
+        + (
+            f"; {len(rounded)} parameter(s) ({', '.join(rounded[:3])}"
+            + (", ..." if len(rounded) > 3 else "")
+            + ") got gradients too small for a step at their learning rate to survive float32 "
+            "rounding (a bias a normalisation right after it cancels): unchanged by arithmetic, "
+            "not by a rate of zero"
+            if rounded
+            else ""
+        )
+    )
     for module, names in group_by_module(stuck):
         lrs = _lr_of(ctx, names)
         lr_text = (
