@@ -759,6 +759,28 @@ class Recording:
         )
         return shape[0] if shape and len(shape) < input_axes else None
 
+    def one_sequence_per_call(self) -> bool:
+        """Whether the model reads one sequence per call: every sequence layer it ran (an
+        LSTM, a Transformer layer) saw a batch of one over as many positions as the model
+        input's first axis holds, so that axis is the sequence's, not a batch's (a tagger
+        fed one sentence per step, reshaped to ``(len, 1, -1)`` inside)."""
+        step = next((s for s in self.steps if s.inputs is not None), None)
+        if step is None or step.inputs is None or not step.inputs.shape:
+            return False
+        if not self.sequence_layouts:
+            return False
+        length = step.inputs.shape[0]
+        for batch_first, layout in self.sequence_layouts.values():
+            if len(layout) < 3:
+                batch, positions = 1, layout[0] if layout else 0
+            elif batch_first:
+                batch, positions = layout[0], layout[1]
+            else:
+                batch, positions = layout[1], layout[0]
+            if batch != 1 or positions != length or length < 2:
+                return False
+        return True
+
     def _layer_batch(self) -> int | None:
         sizes = {
             layout[0] if batch_first else layout[1]

@@ -1279,3 +1279,35 @@ def test_a_kernel_normalised_over_the_whole_batch_mixes_it() -> None:
     report = _batch_dependence(DeepKernel(normalised=True), loss_fn=_gp_nll)
     (finding,) = report.by_check("batch-dependence")
     assert finding.reasons == [25]
+
+
+class OneSentenceTagger(nn.Module):
+    """The PyTorch tutorials' LSTM tagger: one sentence of word ids per call, reshaped to
+    ``(len, 1, -1)`` for a sequence-first LSTM with a batch of one; a tag score per word."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(20, 6)
+        self.lstm = nn.LSTM(6, 6)
+        self.tags = nn.Linear(6, 3)
+
+    def forward(self, sentence: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embed(sentence).view(len(sentence), 1, -1))
+        return F.log_softmax(self.tags(out.view(len(sentence), -1)), dim=1)
+
+
+def test_one_sentence_per_call_through_a_batch_of_one_is_no_batch() -> None:
+    g = torch.Generator().manual_seed(0)
+    words = [torch.randint(0, 20, (7,), generator=g) for _ in range(24)]
+    data = [(w, (w % 3)) for w in words]
+    model = OneSentenceTagger()
+    report = run(
+        select=["batch-dependence"],
+        model=model,
+        data=data,
+        loss_fn=nn.NLLLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
+    assert report.by_check("batch-dependence") == []
+    assert "one sequence per call" in report.result("batch-dependence").detail

@@ -598,7 +598,10 @@ def batch_dependence(ctx: CheckContext) -> None:
         samples: the node features of each of the first graphs are changed in turn and
         every other graph's outputs (rows per graph, or per node grouped by graph)
         compared, in float64 or, where the model makes float32 buffers of its own, in
-        float32 against ``batch_dependence_rtol_float32``.
+        float32 against ``batch_dependence_rtol_float32``. A model whose sequence layers (an
+        LSTM, a Transformer layer) all see a batch of one over as many positions as the
+        input's first axis holds reads one sequence per call (a tagger fed one sentence at
+        a time, ``.view(len(sentence), 1, -1)`` inside): there is no batch to judge.
 
     How to fix:
         Keep the batch axis first and intact: flatten with ``x.flatten(1)`` or
@@ -826,6 +829,12 @@ def _model_dependence(ctx: CheckContext, lab: Any) -> _Dependence | str:
     if not calls:
         return NO_POSITIONAL_CALL
     axis = ctx.recording.input_batch_axis()
+    if axis == 0 and ctx.recording.one_sequence_per_call():
+        return (
+            "the model reads one sequence per call: its recurrent or sequence layers see a batch "
+            "of one over as many positions as the input's first axis holds (a tagger fed one "
+            "sentence at a time), so there is no batch of samples to judge"
+        )
     if axis == 0 and len(leading_sizes(calls[0])) > 1:
         graphs = graph_batch(calls[0])
         if graphs is not None:
@@ -957,11 +966,11 @@ def _position_dependence(
     if any(not torch.equal(a, b) for a, b in zip(base, again, strict=True)):
         return None
     worst = (0.0, -1)
-    for a, b in zip(base, back, strict=True):
+    pairs = _pair_axes(model, args, axis, base, call)
+    for a, b, pair in zip(base, back, pairs, strict=True):
         if a.shape != b.shape:
             return None
         b = b.index_select(axis, reverse.to(b.device))
-        pair = _pair_axis(b, axis, n)
         if pair is not None:  # pairs of samples: each sample's column follows it too
             b = b.index_select(pair, reverse.to(b.device))
         for i in range(n):
@@ -1039,6 +1048,7 @@ def _dependence(
             )
         if not base:
             return None
+        pairs = _pair_axes(model, args, axis, base, call)
         worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
 
         def outputs_with(j: int, swap: bool) -> list[torch.Tensor]:
@@ -1068,15 +1078,15 @@ def _dependence(
             for i in range(n):
                 if i == j:
                     continue
-                for a, b in zip(base, outs, strict=True):
-                    delta = _sample_change(*_without_pairs_with(a, b, axis, n, j), axis, i)
+                for a, b, pair in zip(base, outs, pairs, strict=True):
+                    delta = _sample_change(*_without_pairs_with(a, b, pair, j), axis, i)
                     row[i] = max(row[i], delta)
                     if delta > worst.delta:
                         worst.delta, worst.affected, worst.changed = delta, i, j
             worst.influence.append(row)
         if worst.delta > 0:
             worst.nudged_delta = _nudged_change(
-                model, args, axis, lead, base, worst.changed, device
+                model, args, axis, lead, base, worst.changed, device, pairs
             )
     worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())
     worst.inside = inside.in_forward_order()
@@ -1091,6 +1101,7 @@ def _nudged_change(
     base: list[torch.Tensor],
     j: int,
     device: torch.device,
+    pairs: list[int | None],
 ) -> float | None:
     """Sample ``j`` moved by ``NUDGE`` of its scale in a few random directions: the largest
     relative change of any other sample's output (None where no input holding the batch is
@@ -1112,27 +1123,51 @@ def _nudged_change(
             return None
         for i in range(n):
             if i != j:
-                for a, b in zip(base, outs, strict=True):
-                    pairs_left_out = _without_pairs_with(a, b, axis, n, j)
-                    worst = max(worst, _sample_change(*pairs_left_out, axis, i))
+                for a, b, pair in zip(base, outs, pairs, strict=True):
+                    worst = max(worst, _sample_change(*_without_pairs_with(a, b, pair, j), axis, i))
     return worst
 
 
-def _pair_axis(a: torch.Tensor, axis: int, n: int) -> int | None:
-    """The second axis of the batch's size beside ``axis`` among an output's first two,
-    where it holds pairs of samples (a kernel or similarity matrix); None otherwise."""
-    if a.dim() < 2 or a.dim() <= axis or a.shape[axis] != n:
-        return None
-    return next((ax for ax in range(2) if ax != axis and a.shape[ax] == n), None)
+def _pair_axes(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    axis: int,
+    base: list[torch.Tensor],
+    call: Callable[..., Any],
+) -> list[int | None]:
+    """Per output holding the batch, the axis beside ``axis`` among its first two that holds
+    the batch's samples a second time (pairs of samples: a kernel or similarity matrix
+    between them), or None. An axis of the batch's length is one only if it shrinks with
+    the batch: the outputs are taken again for one sample fewer (four candidates scored per
+    sample, for a batch of four, stay four). None everywhere where that call fails."""
+    n = base[0].shape[axis] if base else 0
+    sized = [
+        next((ax for ax in range(2) if ax != axis and a.dim() >= 2 and a.shape[ax] == n), None)
+        for a in base
+    ]
+    if n < 3 or all(ax is None for ax in sized):
+        return [None] * len(base)
+    fewer = batch_slice(args, n - 1, axis)
+    first = next(a for a in fewer if isinstance(a, torch.Tensor) and a.dim() > axis)
+    try:
+        with torch.no_grad(), same_noise(_device_of(model)):
+            small = _batch_outputs(call(model, fewer), n - 1, axis, tuple(first.shape[: axis + 1]))
+    except (IndexError, RuntimeError, ValueError, TypeError):
+        return [None] * len(base)
+    if len(small) != len(base):
+        return [None] * len(base)
+    return [
+        ax if ax is not None and b.dim() == a.dim() and b.shape[ax] == n - 1 else None
+        for ax, a, b in zip(sized, base, small, strict=True)
+    ]
 
 
 def _without_pairs_with(
-    a: torch.Tensor, b: torch.Tensor, axis: int, n: int, j: int
+    a: torch.Tensor, b: torch.Tensor, pair: int | None, j: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """An output holding pairs of samples (:func:`_pair_axis`: a kernel or similarity
-    matrix between the batch's samples) with the pairs with sample ``j`` left out of both: another sample's
-    similarity to ``j`` is ``j``'s to change. Any other output as it is."""
-    pair = _pair_axis(a, axis, n)
+    """An output holding pairs of samples on axis ``pair`` (:func:`_pair_axes`) with the
+    pairs with sample ``j`` left out of both: another sample's similarity to ``j`` is
+    ``j``'s to change. Any other output as it is."""
     if pair is None:
         return a, b
     at = torch.tensor([j], device=a.device)
