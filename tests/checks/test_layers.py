@@ -1294,7 +1294,7 @@ class OneSentenceTagger(nn.Module):
 
     def forward(self, sentence: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(self.embed(sentence).view(len(sentence), 1, -1))
-        return F.log_softmax(self.tags(out.view(len(sentence), -1)), dim=1)
+        return torch.log_softmax(self.tags(out.view(len(sentence), -1)), dim=1)
 
 
 def test_one_sentence_per_call_through_a_batch_of_one_is_no_batch() -> None:
