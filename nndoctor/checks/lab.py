@@ -71,18 +71,24 @@ class Delay:
         return None if self.caught_up_at is None else max(0, self.caught_up_at - self.compared_at)
 
     def describe(self, trailing: str, leading: str) -> str:
+        return self.describe_reaching(
+            trailing, f"reaches the {self.level:.4g} {leading} reached in {self.compared_at} steps"
+        )
+
+    def describe_reaching(self, trailing: str, reaches: str) -> str:
+        """The delay in words: ``trailing`` (the copy) ``reaches`` (a verb phrase: "reaches
+        the 0.1 Adam reached in 150") or never does."""
         if self.caught_up_at is None:
             over = self.steps - self.compared_at
             return (
-                f"trained on for {self.steps} steps, {trailing} never reaches the {self.level:.4g} "
-                f"{leading} reached in {self.compared_at}: a delay of over {over} steps "
-                f"({over / self.planned:.1%} of the {self.planned} the script plans)"
+                f"trained on for {self.steps} steps, {trailing} never {reaches}: a delay of "
+                f"over {over} steps ({over / self.planned:.1%} of the {self.planned} the "
+                "script plans)"
             )
         delay = self.caught_up_at - self.compared_at
         return (
-            f"trained on, {trailing} reaches the {self.level:.4g} {leading} reached in "
-            f"{self.compared_at} steps at step {self.caught_up_at}: a delay of {delay} steps, "
-            f"{delay / self.planned:.1%} of the {self.planned} the script plans"
+            f"trained on, {trailing} {reaches} at step {self.caught_up_at}: a delay of "
+            f"{delay} steps, {delay / self.planned:.1%} of the {self.planned} the script plans"
         )
 
     def evidence(self) -> dict[str, float | int | None]:

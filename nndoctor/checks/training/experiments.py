@@ -426,18 +426,8 @@ def optimizer_underperforms(ctx: CheckContext) -> None:
 
 def _fit_delay_text(delay: Delay) -> str:
     """How long the user's optimiser, trained on, took to fit the tiny batch, in words."""
-    if delay.caught_up_at is None:
-        over = delay.steps - delay.compared_at
-        return (
-            f"trained on for {delay.steps} steps, it never gets the loss down to "
-            f"{delay.level:.4g}, where the batch counts as fit: a delay of over {over} steps, "
-            f"{over / delay.planned:.1%} of the {delay.planned} the script plans"
-        )
-    late = delay.caught_up_at - delay.compared_at
-    return (
-        f"trained on, it gets the loss down to {delay.level:.4g}, where the batch counts as "
-        f"fit, at step {delay.caught_up_at}: {late} steps later, {late / delay.planned:.1%} "
-        f"of the {delay.planned} the script plans"
+    return delay.describe_reaching(
+        "it", f"gets the loss down to {delay.level:.4g}, where the batch counts as fit"
     )
 
 
