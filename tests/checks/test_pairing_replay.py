@@ -268,8 +268,11 @@ def test_the_gain_is_bounded_by_the_spread_between_pairings_too() -> None:
         for level in (6.20, 6.14, 6.17, 6.16)
     ]
     gain = pairing_gain(runs[0], runs[1:], blocks=5, alpha=0.01)
-    assert gain is not None and gain.lower < 0 < gain.upper
+    assert gain is not None and gain.gain < 0 < gain.upper  # not "beyond chance" higher
     assert gain.upper < 0.1 * gain.level  # and still far short of a useful pairing's gain
+    # Shown below the others along the runs, a pairing passes on the lower bound alone.
+    lower = pairing_gain([v - 0.1 for v in runs[0]], runs[1:], blocks=5, alpha=0.01)
+    assert lower is not None and lower.lower > 0
 
 
 def test_the_replays_read_the_plan_they_are_given(

@@ -970,11 +970,11 @@ def labels_not_connected(ctx: CheckContext) -> None:
         differ in the pairing alone. Over the later half of the steps, the per-step gain
         of the unchanged replay's loss over the re-paired replays' mean is cut into
         ``pairing_replay_blocks`` (5) blocks; their means give Student's t bounds at
-        ``label_pairing_alpha``, widened where the re-paired replays' own means over those
-        steps lie further apart to the prediction interval of one more replay beside
-        their mean (each re-pairing is one permutation drawn, and with labels that carry
-        nothing so is the real pairing: it lands above or below the others by as much as
-        they differ among themselves). A lower bound above zero shows the labels follow the
+        ``label_pairing_alpha``; the upper one, which a finding rests on, is widened where
+        the re-paired replays' own means over those steps lie further apart to the
+        prediction interval of one more replay beside their mean (each re-pairing is one
+        permutation drawn, and with labels that carry nothing so is the real pairing: it
+        lands above or below the others by as much as they differ among themselves). A lower bound above zero shows the labels follow the
         inputs; an upper bound below zero (the real pairing runs higher, which exchangeable
         replays do only ``label_pairing_alpha`` of the time) shows a loss that learning a
         pairing does not lower (a policy's objective), and is inconclusive; an upper bound

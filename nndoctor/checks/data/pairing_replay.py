@@ -49,14 +49,15 @@ def pairing_gain(
     real: list[float], repaired: list[list[float]], blocks: int, alpha: float
 ) -> PairingGain | None:
     """The gain of the real pairing over the re-paired replays on the later half of the
-    steps all of them ran, with a confidence interval: the wider of two. One from
-    ``blocks`` consecutive block means of the per-step gains (neighbouring steps' losses
-    are correlated; blocks of them far less), for the noise along a run. One from how far
-    the re-paired replays' own means over those steps lie apart (Student's prediction
-    interval for one more replay beside their mean), for the noise between pairings: each
-    re-pairing is one draw of a permutation, and so, where the labels carry nothing, is
-    the real one, which then lands above or below the others' mean by as much as they
-    differ among themselves. None when too few steps were run for that."""
+    steps all of them ran, with confidence bounds. The lower bound allows for the noise
+    along a run: ``blocks`` consecutive block means of the per-step gains (neighbouring
+    steps' losses are correlated; blocks of them far less); a gain above it shows a
+    pairing, and the check passes on it. The upper bound, which a finding rests on, also
+    allows for the noise between pairings: how far the re-paired replays' own means over
+    those steps lie apart (Student's prediction interval for one more replay beside their
+    mean), since each re-pairing is one permutation drawn, and so, where the labels carry
+    nothing, is the real one, which then lands above or below the others' mean by as much
+    as they differ among themselves. None when too few steps were run for that."""
     steps = min(len(real), *(len(r) for r in repaired))
     start = steps // 2
     if steps - start < 2 * blocks:
@@ -71,15 +72,16 @@ def pairing_gain(
     size = len(gains) // blocks
     means = [statistics.fmean(gains[i * size : (i + 1) * size]) for i in range(blocks)]
     gain, margin = mean_with_margin(means, alpha)
+    wide = margin
     if len(repaired) >= 2:
         each = [statistics.fmean(r[start:steps]) for r in repaired]
         k = len(each)
         between = student_t_quantile(alpha, k - 1) * statistics.stdev(each) * math.sqrt(1 + 1 / k)
-        margin = max(margin, between)
+        wide = max(margin, between)
     return PairingGain(
         gain=gain,
         lower=gain - margin,
-        upper=gain + margin,
+        upper=gain + wide,
         level=statistics.fmean(levels),
         steps=steps,
     )
