@@ -162,14 +162,6 @@ def _held_sources(
 MAX_REPAIRED_ELEMENTS = 5_000_000
 
 
-def whole_array_partners(
-    inputs: list[torch.Tensor], frames: Iterable[FrameType]
-) -> list[torch.Tensor]:
-    """The held arrays beside the whole input (see :func:`whole_arrays`): its samples'
-    other elements."""
-    return whole_arrays(inputs, frames)[1]
-
-
 def whole_arrays(
     inputs: list[torch.Tensor],
     frames: Iterable[FrameType],

@@ -16,7 +16,7 @@ from nndoctor.capture.source_data import (
     epoch_from_source,
     held_values,
     permute_rows,
-    whole_array_partners,
+    whole_arrays,
 )
 from nndoctor.probes.recording import Recording, StepRecord, TensorSummary
 from nndoctor.probes.training import sample_projection
@@ -122,7 +122,8 @@ def test_the_whole_arrays_fed_beside_the_input_are_its_samples_other_elements() 
     weights = torch.ones(64, requires_grad=True)  # learned, never written
     other = torch.randn(10, 4)  # other rows: no sample of these
     frame = sys._getframe()
-    partners = whole_array_partners([x.clone()], [frame])
+    sources, partners = whole_arrays([x.clone()], [frame])
+    assert any(s.data_ptr() == x.data_ptr() for s in sources)
     # data holds the input's elements and is left out; y's view of it is the target.
     assert any(p.data_ptr() == y.data_ptr() for p in partners)
     assert sum(p.data_ptr() == labels_t.data_ptr() for p in partners) == 1
@@ -134,4 +135,4 @@ def test_the_whole_arrays_fed_beside_the_input_are_its_samples_other_elements() 
     assert torch.equal(y, before[partner]) and torch.equal(torch.from_numpy(data[:, :4]), x)
     assert np.array_equal(labels, (np.arange(64) % 3)[partner.numpy()])
     # A model input no held array equals (normalised on the way) has no held samples.
-    assert whole_array_partners([x * 2], [frame]) == []
+    assert whole_arrays([x * 2], [frame]) == ([], [])
