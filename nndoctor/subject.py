@@ -484,9 +484,7 @@ class Subject:
         (Poisson's negative log-likelihood of counts, binary cross-entropy of soft
         targets, cross-entropy against class probabilities); None where it does not or is
         not known (0 for most losses)."""
-        name, kwargs = self.loss_name, self.loss_kwargs
-        if name is None and self.criterion is not None:
-            name, kwargs = _criterion_name(self.criterion)
+        name, kwargs = self.recognised_loss()
         target = self.targets(batch)
         if name is None or not isinstance(target, torch.Tensor):
             return None
@@ -496,6 +494,23 @@ class Subject:
         with torch.no_grad():
             value = self.loss_of_prediction(ideal, batch)
         return float(value) if value is not None and math.isfinite(float(value)) else None
+
+    def recognised_loss(self) -> tuple[str | None, dict[str, Any]]:
+        """The loss by its functional name and the keyword arguments that shape it
+        (``binary_cross_entropy_with_logits``, ``{"pos_weight": ...}``): the captured loss
+        call's, or the criterion's; (None, {}) where it is not one nndoctor knows."""
+        if self.loss_name is None and self.criterion is not None:
+            return _criterion_name(self.criterion)
+        return self.loss_name, self.loss_kwargs
+
+    def decision_threshold(self) -> float | None:
+        """Where the prediction the loss consumes separates the two answers of a binary
+        target: 0 for logits (binary cross-entropy with logits), 0.5 for probabilities
+        (binary cross-entropy); None for other losses."""
+        name, _ = self.recognised_loss()
+        return {"binary_cross_entropy_with_logits": 0.0, "binary_cross_entropy": 0.5}.get(
+            name or ""
+        )
 
     @property
     def has_criterion(self) -> bool:

@@ -521,6 +521,60 @@ def test_real_valued_targets_shuffled_apart_are_inconclusive_not_disconnected(
     assert "inconclusive" in detail and "cross-fit" in detail
 
 
+def _check_binary(*, shuffled: bool, n: int = 1024, seed: int = 0) -> Report:
+    """labels-not-connected on an MLP answering a balanced binary label (the side of a
+    hyperplane) with binary cross-entropy on logits; with ``shuffled`` the labels are
+    permuted apart from their inputs (the bug)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 10, generator=g)
+    y = (x @ torch.randn(10, 1, generator=g) > 0).float()  # (n, 1)
+    if shuffled:
+        y = y[torch.randperm(n, generator=g)]
+    model = mlp(classes=1, hidden=128)
+    return run(
+        select=["labels-not-connected"],
+        model=model,
+        data=batches(x, y, 64),
+        loss_fn=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+        thresholds=NO_RUN_EVIDENCE,
+    )
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_a_binary_label_shuffled_apart_is_called_disconnected_by_its_held_out_answers() -> None:
+    # A binary label is two classes: the copies' answers on 1024 held-out samples rule
+    # out a gain over chance agreement of a tenth (Cohen's kappa), as class labels' do.
+    report = _check_binary(shuffled=True)
+    found = report.by_check("labels-not-connected")
+    assert len(found) == 1 and found[0].reasons[0] == 4
+    assert "Cohen's kappa" in found[0].message
+    assert found[0].evidence["held_out_samples"] == 1024
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_binary_label_that_follows_the_inputs_passes() -> None:
+    report = _check_binary(shuffled=False)
+    assert report.by_check("labels-not-connected") == []
+    assert report.result("labels-not-connected").detail.endswith("the labels follow the inputs")
+
+
+def test_binary_answers_are_measured_from_chance_agreement_not_the_majority_label() -> None:
+    # Labels 80/20 and a copy that memorised its half, answering 1 a fifth of the time
+    # about as often whatever the label (a weak pairing: 21 of the 100 ones, 80 of the 400
+    # zeros): 68% right, below the 80% majority share, yet a little above what chance
+    # gives such answers. It neither leans against the pairing nor, on 500 samples, rules
+    # out a useful gain.
+    from nndoctor.checks.data.experiments import BinaryCrossFit
+
+    labels = torch.cat([torch.ones(100), torch.zeros(400)]).long()
+    answers = torch.cat([torch.ones(21), torch.zeros(79), torch.ones(80), torch.zeros(320)])
+    fit = BinaryCrossFit([], answers.long(), torch.full((500,), 0.9), labels)
+    assert fit.correct == 341 and fit.correct < fit.majority_share * fit.total
+    assert fit.chance_agreement() == pytest.approx(0.202 * 0.2 + 0.798 * 0.8)
+    assert not fit.leans_against() and not fit.against(Thresholds())
+
+
 def test_memorised_targets_of_several_columns_stay_inconclusive() -> None:
     # Their columns' mean held-out correlation is near zero for healthy multi-label tasks
     # too, so no second cross-fit is asked to decide.

@@ -200,6 +200,9 @@ class ValueCrossFit:
     best_step: int  # the copies' step at the best look
     total: int  # held-out samples
     columns: int = 1  # target elements per sample that vary over the held-out samples
+    # For a binary target of one column whose loss says where its answers part (logits at
+    # 0, probabilities at 0.5): the held-out answers at the look where most are right.
+    answers: CrossFit | None = None
 
     def better_than_labels_alone(self) -> float:
         """Permutation p-value: if the targets were independent of the inputs, each
@@ -221,13 +224,13 @@ class ValueCrossFit:
         return self.statistic <= float(self.null.mean())
 
     def against(self, t: Any) -> bool:
-        """Never: held-out predictions of values (or of a binary or multi-label target) can
-        show a pairing, not its absence. A real value target can correlate weakly with what
-        a model makes of its input in this budget (a click model on 512 samples, a noisy
-        regression learning slowly), and then its statistic falls where a disconnected
-        target's does: below the permutations' mean half the time. A bound on the
-        correlation would call such targets disconnected; a coin's toss would call half of
-        them so."""
+        """Never: held-out predictions of values (or of a multi-label target) can show a
+        pairing, not its absence (a binary label's answers are read by ``BinaryCrossFit``).
+        A real value target can correlate weakly with what a model makes of its input in
+        this budget (a noisy regression learning slowly), and then its statistic falls
+        where a disconnected target's does: below the permutations' mean half the time. A
+        bound on the correlation, with no scale for a useful one, would call such targets
+        disconnected; a coin's toss would call half of them so."""
         return False
 
     def evidence(self) -> dict[str, Any]:
@@ -235,6 +238,91 @@ class ValueCrossFit:
             "held_out_correlation": self.correlation,
             "held_out_samples": self.total,
             "permutation_p": self.better_than_labels_alone(),
+        }
+
+
+@dataclass
+class BinaryCrossFit(CrossFit):
+    """The cross-fit of a binary target of one column, read two ways: its predictions'
+    covariance with the targets (``values``, the permutation test that shows a pairing, as
+    for any value) and the answers they give, right or wrong, which can speak against a
+    pairing by an equivalence test. The answers are taken at the look where the most are
+    right, so a copy that has begun to overfit is judged at its best.
+
+    The yardstick is not the most frequent label's share: a copy that memorised its half
+    answers 1 about as often as the labels are 1, and with labels 80/20 it gets 68% right
+    whether or not it has learned a weak pairing. It is the agreement such answers reach
+    by chance (``chance_agreement``, what they score against the labels permuted), and
+    the gain over it in units of what it leaves to gain: Cohen's kappa, which for balanced
+    labels is the class test's gain over the most frequent label, a share of its errors."""
+
+    values: ValueCrossFit | None = None
+
+    def chance_agreement(self) -> float:
+        """The accuracy the answers reach on average against the held-out labels permuted:
+        what answers independent of the labels, at the same rates, score."""
+        held = self.labelled
+        answers_one = float(self.predicted[held].float().mean())
+        labels_one = float(self.labels[held].float().mean())
+        return answers_one * labels_one + (1 - answers_one) * (1 - labels_one)
+
+    def _kappa(self, accuracy: float) -> float:
+        chance = self.chance_agreement()
+        return (accuracy - chance) / (1 - chance) if chance < 1 else math.inf
+
+    def leans_against(self) -> bool:
+        """Fewer answers right than chance agreement: no closer to their own labels than
+        to others."""
+        return self.correct < self.chance_agreement() * self.total
+
+    def upper_gain(self, alpha: float) -> float:
+        """The (1 - alpha) upper confidence bound on Cohen's kappa (Clopper-Pearson on the
+        accuracy, chance agreement taken as known)."""
+        return self._kappa(binomial_upper_bound(self.total, self.correct, alpha))
+
+    def useful_gain(self, t: Any) -> float:
+        return t.pairing_useful_gain
+
+    def against(self, t: Any) -> bool:
+        """Only the equivalence test: a gain over chance agreement of ``pairing_useful_gain``
+        ruled out at ``label_pairing_alpha``. Answers below chance agreement are what a real
+        pairing not yet learned gives half of the time too."""
+        return self.gain_ruled_out(t)
+
+    def sentence(self, t: Any) -> str:
+        return (
+            f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
+            f"against {self.chance_agreement():.0%} for answers given as often without looking at "
+            f"the inputs: a gain over that of at most {self.upper_gain(t.label_pairing_alpha):.3f} "
+            f"of what it leaves (Cohen's kappa) at {100 * (1 - t.label_pairing_alpha):.4g}% "
+            f"confidence, short of the {t.pairing_useful_gain:.4g} a learnable pairing gives."
+        )
+
+    @classmethod
+    def of(cls, values: ValueCrossFit) -> BinaryCrossFit:
+        answers = values.answers
+        assert answers is not None
+        return cls(answers.runs, answers.predicted, answers.confidence, answers.labels, values)
+
+    def better_than_labels_alone(self) -> float:
+        return (
+            self.values.better_than_labels_alone()
+            if self.values is not None
+            else super().better_than_labels_alone()
+        )
+
+    def describe(self) -> str:
+        return (
+            (f"{self.values.describe()}, " if self.values is not None else "cross-fit: ")
+            + f"held-out answers right {self.correct}/{self.total} against "
+            f"{self.chance_agreement():.0%} by chance"
+        )
+
+    def evidence(self) -> dict[str, Any]:
+        return {
+            **(self.values.evidence() if self.values is not None else {}),
+            "held_out_correct": self.correct,
+            "chance_agreement": self.chance_agreement(),
         }
 
 
@@ -400,6 +488,8 @@ def value_cross_fit(
         # grams[look][k]: gram[i, j] is held-out sample i's prediction against sample j's
         # target, in the half held out from copy k.
         grams: dict[int, list[torch.Tensor]] = {look: [] for look in looks}
+        # raw[look]: per half, the held-out predictions and targets of a one-column target.
+        raw: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {look: [] for look in looks}
         elements: dict[int, int] = {}
         for k in (0, 1):
             held = halves[1 - k]
@@ -408,6 +498,8 @@ def value_cross_fit(
                 if step not in grams:
                     return
                 pred, target = predictions(model, held)
+                if pred.shape[1] == 1:
+                    raw[step].append((pred[:, 0], target[:, 0]))
                 target = _standardised(target)
                 elements[step] = max(elements.get(step, 0), int((target.abs().sum(0) > 0).sum()))
                 grams[step].append(_standardised(pred) @ target.T)
@@ -462,9 +554,48 @@ def value_cross_fit(
             best_step=step,
             total=total,
             columns=elements[step],
+            answers=_binary_answers(runs, [raw[s] for s in done], subject.decision_threshold()),
         )
 
     return lab.memo(f"data-value-cross-fit-{'extended' if extended else 'pairing'}", compute)
+
+
+def _value_fit(
+    lab: Lab, subject: Subject, t: Any, *, extended: bool = False
+) -> ValueCrossFit | BinaryCrossFit | None:
+    """The value cross-fit, read as a binary label's where its target is one (see
+    ``BinaryCrossFit``)."""
+    fit = value_cross_fit(lab, subject, t, extended=extended)
+    return BinaryCrossFit.of(fit) if fit is not None and fit.answers is not None else fit
+
+
+def _binary_answers(
+    runs: list[TrainResult],
+    looks: list[list[tuple[torch.Tensor, torch.Tensor]]],
+    threshold: float | None,
+) -> CrossFit | None:
+    """The held-out answers of a binary target (every target 0 or 1) at the look where the
+    most are right: each prediction read as 1 above ``threshold``; its confidence is the
+    probability of that answer. None without a threshold or for other targets."""
+    best: CrossFit | None = None
+    for halves in looks:
+        if threshold is None or len(halves) != 2:
+            return None
+        pred = torch.cat([p for p, _ in halves])
+        target = torch.cat([y for _, y in halves])
+        if not bool(((target == 0) | (target == 1)).all()):
+            return None
+        one = pred > threshold
+        p_one = pred.sigmoid() if threshold == 0.0 else pred.clamp(0.0, 1.0)
+        answers = CrossFit(
+            runs,
+            one.long(),
+            torch.where(one, p_one, 1.0 - p_one).float(),
+            target.long(),
+        )
+        if best is None or answers.correct > best.correct:
+            best = answers
+    return best
 
 
 @dataclass
@@ -918,10 +1049,21 @@ def labels_not_connected(ctx: CheckContext) -> None:
         in 100) the test has no power and leaves the verdict inconclusive. A real pairing
         the copies learn less well than that in the budget is reported too: the finding
         says how far they got.
-        Value targets (and binary ones) have no such test (a noisy regression, a click
-        model, correlates weakly with anything a model learns in the budget, just as a
-        disconnected target does): held-out predictions can show their pairing, never its
-        absence, so the cross-fit leaves them inconclusive. Targets of several
+        A binary target of one column (0 or 1, under binary cross-entropy on logits or
+        probabilities) is two classes, and its copies' held-out answers (a logit above 0,
+        a probability above 0.5) get the same equivalence test, measured from the
+        agreement answers given as often reach by chance rather than from the most
+        frequent label's share (a copy that memorised labels 80/20 answers 1 a fifth of the
+        time and gets 68% right with or without a weak pairing): Cohen's kappa's upper
+        bound at ``label_pairing_alpha`` below ``pairing_useful_gain``, at the look where
+        the most answers are right. Answers below chance agreement alone are no evidence
+        (a pairing not yet learned gives them half of the time). Balanced labels on 1024
+        held-out samples are called disconnected most of the time; labels 80/20 on 512
+        rarely (the bound stays near 0.15), and then the experiment is inconclusive.
+        Value targets have no such test (a noisy regression correlates weakly with
+        anything a model learns in the budget, just as a disconnected target does):
+        held-out predictions can show their pairing, never its absence, so the cross-fit
+        leaves them inconclusive. Targets of several
         columns (multi-label tags) are judged by their columns' mean correlation, which a
         healthy multi-label task on the bench keeps within 0.005-0.02 of zero, where
         disconnected tags sit: for them, or with too few held-out samples, the experiment
@@ -1048,7 +1190,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
     fit: CrossFit | ValueCrossFit | None = (
         cross_fit(lab, subject, t, pairing=True)
         if subject.task.kind == "classification"
-        else value_cross_fit(lab, subject, t)
+        else _value_fit(lab, subject, t)
     )
     if fit is not None and fit.total:
         p = fit.better_than_labels_alone()
@@ -1148,7 +1290,9 @@ def labels_not_connected(ctx: CheckContext) -> None:
         # bench sits at 0.005-0.02 there, where disconnected tags sit, so they stay
         # inconclusive.
         wider: CrossFit | ValueCrossFit | None = (
-            cross_fit(lab, subject, t, pairing=True, extended=True)
+            _value_fit(lab, subject, t, extended=True)
+            if isinstance(fit, BinaryCrossFit)
+            else cross_fit(lab, subject, t, pairing=True, extended=True)
             if isinstance(fit, CrossFit)
             else value_cross_fit(lab, subject, t, extended=True)
             if isinstance(fit, ValueCrossFit) and fit.columns == 1
@@ -1227,7 +1371,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
     }
     held_out = ""
     if fit.total:
-        # Only class labels' cross-fits speak against a pairing (ValueCrossFit.against).
+        # Only class labels' cross-fits, and a binary label's answers, speak against a pairing
+        # (ValueCrossFit.against).
         assert isinstance(fit, CrossFit)
         evidence.update(fit.evidence())
         held_out = fit.sentence(t)
