@@ -231,11 +231,11 @@ class Thresholds:
     pairing_min_held_out: int = 128
     # The pairing is called absent, on a cross-fit with at least pairing_min_held_out
     # held-out samples, when the upper confidence bound (at label_pairing_alpha) on the
-    # copies' held-out accuracy stays below the most frequent label's share plus this share
-    # of the errors that guess makes (the room above it: a tenth of 75 points for four
-    # balanced classes, of 5 for a 95 % majority). A pairing that copies learn at least
-    # this well is called absent at most label_pairing_alpha of the time; one they learn
-    # less well in the experiment's budget is what the finding reports.
+    # copies' gain over chance agreement stays below this share of the room chance leaves
+    # (Cohen's kappa: a tenth of 75 points for answers and labels over four balanced
+    # classes, of 5 for a 95 % majority answered as often). A pairing that copies learn at
+    # least this well is called absent at most label_pairing_alpha of the time; one they
+    # learn less well in the experiment's budget is what the finding reports.
     pairing_useful_gain: float = 0.1
     # ... judged only with at least this many held-out samples per class: with fewer (a
     # hundred classes on 512 samples) a real pairing need not show in the copies' budget.

@@ -83,7 +83,16 @@ def noise_run(lab: Lab, subject: Subject, t: Any) -> TrainResult:
 @dataclass
 class CrossFit:
     """Two copies, each trained on half of the experiment batches and asked about the other
-    half: per held-out sample, the predicted class, its probability and the label."""
+    half: per held-out sample, the predicted class, its probability and the label.
+
+    Whether the labels follow the inputs is measured from the agreement the copies'
+    answers reach by chance (``chance_agreement``: what they score against the held-out
+    labels permuted), not from the most frequent label's share. A copy that memorised its
+    half answers each class about as often as its labels hold it, and with labels 80/20
+    it gets 68% right whether or not it learned a weak pairing: below the majority share,
+    yet no evidence either way. The gain over chance, in units of what chance leaves to
+    gain, is Cohen's kappa; for balanced labels it is the gain over the most frequent
+    label as a share of that guess's errors."""
 
     runs: list[TrainResult]
     predicted: torch.Tensor  # (n,) class indices
@@ -115,38 +124,61 @@ class CrossFit:
         independent of its label and right with probability at most that share."""
         return binomial_tail(self.total, self.correct, self.majority_share)
 
+    def chance_agreement(self) -> float:
+        """The accuracy the answers reach on average against the held-out labels permuted:
+        what answers independent of the labels, given as often, score."""
+        if not self.total:
+            return 1.0
+        held = self.labelled
+        answers, labels = self.predicted[held].long(), self.labels[held].long()
+        size = int(max(answers.max(), labels.max())) + 1
+        return float(
+            (torch.bincount(answers, minlength=size) * torch.bincount(labels, minlength=size))
+            .double()
+            .sum()
+        ) / (self.total**2)
+
+    def pairing_p(self) -> float:
+        """One-sided p-value of the held-out accuracy against chance agreement (binomial:
+        the number right under a random pairing, given both sides' counts, varies no more
+        than that). Labels independent of the inputs make it the test's error rate."""
+        return binomial_tail(self.total, self.correct, self.chance_agreement())
+
     def describe(self) -> str:
         return (
             f"cross-fit held-out accuracy {self.correct}/{self.total} against "
-            f"{self.majority_share:.0%} for the most frequent label "
-            f"(binomial p={self.better_than_labels_alone():.2g})"
+            f"{self.chance_agreement():.0%} by chance ({self.majority_share:.0%} for the most "
+            f"frequent label; binomial p={self.pairing_p():.2g})"
         )
 
+    def _kappa(self, accuracy: float) -> float:
+        chance = self.chance_agreement()
+        return (accuracy - chance) / (1 - chance) if chance < 1 else math.inf
+
     def leans_against(self) -> bool:
-        """Held-out accuracy below the most frequent label's share: the copies do worse on
-        unseen samples than a guess blind to the inputs."""
-        return self.correct < self.majority_share * self.total
+        """Fewer right than chance agreement: the answers are no closer to their own labels
+        than to others."""
+        return self.correct < self.chance_agreement() * self.total
 
     def upper_gain(self, alpha: float) -> float:
-        """The (1 - alpha) upper confidence bound on how far held-out accuracy exceeds the
-        most frequent label's share (Clopper-Pearson)."""
-        return binomial_upper_bound(self.total, self.correct, alpha) - self.majority_share
+        """The (1 - alpha) upper confidence bound on Cohen's kappa (Clopper-Pearson on the
+        accuracy, chance agreement taken as known)."""
+        return self._kappa(binomial_upper_bound(self.total, self.correct, alpha))
 
     @property
     def classes(self) -> int:
         return int((torch.bincount(self.labels[self.labelled]) > 0).sum()) if self.total else 0
 
     def useful_gain(self, t: Any) -> float:
-        """The gain over the most frequent label's share that a learnable pairing gives at
-        least: ``pairing_useful_gain`` of the errors that guess makes."""
-        return t.pairing_useful_gain * (1.0 - self.majority_share)
+        """The gain over chance agreement (Cohen's kappa) that a learnable pairing gives at
+        least: ``pairing_useful_gain``."""
+        return t.pairing_useful_gain
 
     def gain_ruled_out(self, t: Any) -> bool:
         """An equivalence test: on enough held-out samples, with at least
-        ``pairing_min_per_class`` of them per class, the accuracy's upper confidence bound
-        at ``label_pairing_alpha`` stays less than ``useful_gain`` above the most frequent
-        label's share. Copies that learned a pairing that well would show less only
-        ``label_pairing_alpha`` of the time."""
+        ``pairing_min_per_class`` of them per class, kappa's upper confidence bound at
+        ``label_pairing_alpha`` stays below ``useful_gain``. Copies that learned a pairing
+        that well would show less only ``label_pairing_alpha`` of the time."""
         return (
             self.total >= t.pairing_min_held_out
             and self.total >= t.pairing_min_per_class * self.classes
@@ -154,31 +186,27 @@ class CrossFit:
         )
 
     def against(self, t: Any) -> bool:
-        """The held-out samples speak against the pairing: worse than a blind guess, or
-        short of a useful gain over it beyond reasonable doubt."""
-        return self.leans_against() or self.gain_ruled_out(t)
+        """The held-out samples speak against the pairing: a useful gain over chance ruled
+        out beyond reasonable doubt. Fewer right than chance alone is no evidence: a real
+        pairing not yet learned gives that half of the time too."""
+        return self.gain_ruled_out(t)
 
     def sentence(self, t: Any) -> str:
-        if self.leans_against():
-            return (
-                f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
-                f"no better than always answering the most frequent label ({self.majority_share:.0%})."
-            )
         return (
             f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
-            f"against {self.majority_share:.0%} for always answering the most frequent label: at "
-            f"most {self.upper_gain(t.label_pairing_alpha):.1%} better at "
-            f"{100 * (1 - t.label_pairing_alpha):.4g}% confidence, short of the "
-            f"{100 * t.pairing_useful_gain:.4g}% of that guess's errors that a learnable pairing "
-            "removes."
+            f"against {self.chance_agreement():.0%} for answers given as often without looking at "
+            f"the inputs: a gain over that of at most {self.upper_gain(t.label_pairing_alpha):.3f} "
+            f"of what it leaves (Cohen's kappa) at {100 * (1 - t.label_pairing_alpha):.4g}% "
+            f"confidence, short of the {t.pairing_useful_gain:.4g} a learnable pairing gives."
         )
 
     def evidence(self) -> dict[str, Any]:
         return {
             "held_out_correct": self.correct,
             "held_out_samples": self.total,
+            "chance_agreement": self.chance_agreement(),
             "majority_share": self.majority_share,
-            "binomial_p": self.better_than_labels_alone(),
+            "binomial_p": self.pairing_p(),
         }
 
 
@@ -204,7 +232,7 @@ class ValueCrossFit:
     # 0, probabilities at 0.5): the held-out answers at the look where most are right.
     answers: CrossFit | None = None
 
-    def better_than_labels_alone(self) -> float:
+    def pairing_p(self) -> float:
         """Permutation p-value: if the targets were independent of the inputs, each
         permutation would be as likely as the real pairing, so this is the test's error
         rate."""
@@ -215,7 +243,7 @@ class ValueCrossFit:
         return (
             f"cross-fit: held-out predictions correlate {self.correlation:.3f} with their targets over "
             f"{self.total} samples after {self.best_step} steps "
-            f"(permutation p={self.better_than_labels_alone():.2g})"
+            f"(permutation p={self.pairing_p():.2g})"
         )
 
     def leans_against(self) -> bool:
@@ -237,7 +265,7 @@ class ValueCrossFit:
         return {
             "held_out_correlation": self.correlation,
             "held_out_samples": self.total,
-            "permutation_p": self.better_than_labels_alone(),
+            "permutation_p": self.pairing_p(),
         }
 
 
@@ -245,58 +273,12 @@ class ValueCrossFit:
 class BinaryCrossFit(CrossFit):
     """The cross-fit of a binary target of one column, read two ways: its predictions'
     covariance with the targets (``values``, the permutation test that shows a pairing, as
-    for any value) and the answers they give, right or wrong, which can speak against a
-    pairing by an equivalence test. The answers are taken at the look where the most are
-    right, so a copy that has begun to overfit is judged at its best.
-
-    The yardstick is not the most frequent label's share: a copy that memorised its half
-    answers 1 about as often as the labels are 1, and with labels 80/20 it gets 68% right
-    whether or not it has learned a weak pairing. It is the agreement such answers reach
-    by chance (``chance_agreement``, what they score against the labels permuted), and
-    the gain over it in units of what it leaves to gain: Cohen's kappa, which for balanced
-    labels is the class test's gain over the most frequent label, a share of its errors."""
+    for any value) and the answers they give (a logit above 0, a probability above 0.5),
+    which can speak against a pairing as a class label's do (a binary label is two
+    classes). The answers are taken at the look where the most are right, so a copy that
+    has begun to overfit is judged at its best."""
 
     values: ValueCrossFit | None = None
-
-    def chance_agreement(self) -> float:
-        """The accuracy the answers reach on average against the held-out labels permuted:
-        what answers independent of the labels, at the same rates, score."""
-        held = self.labelled
-        answers_one = float(self.predicted[held].float().mean())
-        labels_one = float(self.labels[held].float().mean())
-        return answers_one * labels_one + (1 - answers_one) * (1 - labels_one)
-
-    def _kappa(self, accuracy: float) -> float:
-        chance = self.chance_agreement()
-        return (accuracy - chance) / (1 - chance) if chance < 1 else math.inf
-
-    def leans_against(self) -> bool:
-        """Fewer answers right than chance agreement: no closer to their own labels than
-        to others."""
-        return self.correct < self.chance_agreement() * self.total
-
-    def upper_gain(self, alpha: float) -> float:
-        """The (1 - alpha) upper confidence bound on Cohen's kappa (Clopper-Pearson on the
-        accuracy, chance agreement taken as known)."""
-        return self._kappa(binomial_upper_bound(self.total, self.correct, alpha))
-
-    def useful_gain(self, t: Any) -> float:
-        return t.pairing_useful_gain
-
-    def against(self, t: Any) -> bool:
-        """Only the equivalence test: a gain over chance agreement of ``pairing_useful_gain``
-        ruled out at ``label_pairing_alpha``. Answers below chance agreement are what a real
-        pairing not yet learned gives half of the time too."""
-        return self.gain_ruled_out(t)
-
-    def sentence(self, t: Any) -> str:
-        return (
-            f" Copies that never saw them get {self.correct} of {self.total} held-out labels right, "
-            f"against {self.chance_agreement():.0%} for answers given as often without looking at "
-            f"the inputs: a gain over that of at most {self.upper_gain(t.label_pairing_alpha):.3f} "
-            f"of what it leaves (Cohen's kappa) at {100 * (1 - t.label_pairing_alpha):.4g}% "
-            f"confidence, short of the {t.pairing_useful_gain:.4g} a learnable pairing gives."
-        )
 
     @classmethod
     def of(cls, values: ValueCrossFit) -> BinaryCrossFit:
@@ -304,12 +286,8 @@ class BinaryCrossFit(CrossFit):
         assert answers is not None
         return cls(answers.runs, answers.predicted, answers.confidence, answers.labels, values)
 
-    def better_than_labels_alone(self) -> float:
-        return (
-            self.values.better_than_labels_alone()
-            if self.values is not None
-            else super().better_than_labels_alone()
-        )
+    def pairing_p(self) -> float:
+        return self.values.pairing_p() if self.values is not None else super().pairing_p()
 
     def describe(self) -> str:
         return (
@@ -1009,10 +987,13 @@ def labels_not_connected(ctx: CheckContext) -> None:
         pairing that is there as missing. Where the shuffled-label runs'
         samples all hold one label, no permutation changes them: without a cross-fit
         showing the pairing the experiment is inconclusive. For classification,
-        if their held-out accuracy beats the share of the most frequent label (one-sided
+        if their held-out accuracy beats the agreement their answers reach by chance (the
+        sum over classes of the shares the answers and the labels give each; a one-sided
         binomial test at ``label_pairing_alpha``, 1%: with labels independent of the
-        inputs no predictor does better, so this is the test's error rate) the labels
-        follow the inputs. For other targets (values, binary or multi-label targets,
+        inputs the answers are right that often, so this is the test's error rate) the
+        labels follow the inputs. Not the most frequent label's share: a copy that
+        memorised labels 80/20 answers each about as often as they come and gets 68% right
+        with or without a weak pairing. For other targets (values, binary or multi-label targets,
         masks) the copies' predictions are compared with their targets, each output
         element standardised over the held-out samples: their summed products (a
         covariance, blind to how over-confident a copy that memorised its half is),
@@ -1025,8 +1006,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         null run, or fall clearly further, or a copy must predict a held-out batch
         better than the label prior. The first happens by chance a third of the time (a
         real run ends lowest of three exchangeable runs), so it does not count against a
-        cross-fit of at least ``pairing_min_held_out`` samples that leans against the
-        pairing. When every run memorises its batches, their curves
+        cross-fit of at least ``pairing_min_held_out`` samples whose answers are right
+        less often than chance agreement or rule out a useful gain over it. When every run memorises its batches, their curves
         cannot tell structure from noise, and held-out samples that the copies predict
         no better than a blind guess are what a real pairing not yet learned gives too
         (a model that memorises a few hundred samples before it generalises). So then, and
@@ -1036,11 +1017,12 @@ def labels_not_connected(ctx: CheckContext) -> None:
         batches for ``pairing_extended_steps`` (150) steps (the probe keeps small batches
         up to 1024 samples for it), and decides: the labels follow the inputs at
         ``label_pairing_alpha``, or with at least ``pairing_min_held_out`` held-out samples
-        they do not when those samples speak against the pairing: for class labels,
-        held-out accuracy below the most frequent label's share, or an equivalence test: the
-        Clopper-Pearson upper bound at ``label_pairing_alpha`` on the held-out accuracy
-        stays below that share plus ``pairing_useful_gain`` (a tenth) of the errors it
-        makes, on at least ``pairing_min_per_class`` (32) held-out samples per class (with
+        they do not when those samples speak against the pairing by an equivalence test:
+        for class labels, the gain of held-out accuracy over chance agreement in units of
+        what chance leaves to gain (Cohen's kappa; for balanced labels, the share of the
+        most frequent label's errors removed), its upper bound from Clopper-Pearson's at
+        ``label_pairing_alpha`` on the accuracy, stays below ``pairing_useful_gain`` (a
+        tenth), on at least ``pairing_min_per_class`` (32) held-out samples per class (with
         fewer, a hundred classes on 512 samples, a real pairing need not show in the
         budget). Copies that learn a pairing at least that well are called disconnected at
         most ``label_pairing_alpha`` of the time; disconnected labels on 512 held-out
@@ -1048,18 +1030,14 @@ def labels_not_connected(ctx: CheckContext) -> None:
         ``tests/checks/test_data_experiments.py``); with a frequent label near certain (95
         in 100) the test has no power and leaves the verdict inconclusive. A real pairing
         the copies learn less well than that in the budget is reported too: the finding
-        says how far they got.
+        says how far they got. Fewer right than chance alone is no evidence: a pairing not
+        yet learned gives that half of the time.
         A binary target of one column (0 or 1, under binary cross-entropy on logits or
-        probabilities) is two classes, and its copies' held-out answers (a logit above 0,
-        a probability above 0.5) get the same equivalence test, measured from the
-        agreement answers given as often reach by chance rather than from the most
-        frequent label's share (a copy that memorised labels 80/20 answers 1 a fifth of the
-        time and gets 68% right with or without a weak pairing): Cohen's kappa's upper
-        bound at ``label_pairing_alpha`` below ``pairing_useful_gain``, at the look where
-        the most answers are right. Answers below chance agreement alone are no evidence
-        (a pairing not yet learned gives them half of the time). Balanced labels on 1024
-        held-out samples are called disconnected most of the time; labels 80/20 on 512
-        rarely (the bound stays near 0.15), and then the experiment is inconclusive.
+        probabilities) is two classes: its copies' held-out answers (a logit above 0, a
+        probability above 0.5), at the look where the most are right, get the same
+        equivalence test (the pairing shows by the value test below). Balanced labels on
+        1024 held-out samples are called disconnected most of the time; labels 80/20 on
+        512 rarely (the bound stays near 0.15), and then the experiment is inconclusive.
         Value targets have no such test (a noisy regression correlates weakly with
         anything a model learns in the budget, just as a disconnected target does):
         held-out predictions can show their pairing, never its absence, so the cross-fit
@@ -1070,10 +1048,9 @@ def labels_not_connected(ctx: CheckContext) -> None:
         says it is inconclusive, as it does
         when nothing is learned and the model cannot fit even a tiny batch. Not shown to
         follow the inputs is not yet shown not to (a slow task looks the same in this
-        budget), so the finding also needs the evidence to lean against the pairing:
-        held-out accuracy below the most frequent label's share, held-out predictions no
-        closer to their own targets than to others, on at least ``pairing_min_held_out``
-        held-out samples; otherwise it is inconclusive. Without such a cross-fit nothing
+        budget), so the finding also needs the held-out samples, at least
+        ``pairing_min_held_out`` of them, to speak against the pairing by the equivalence
+        test; otherwise it is inconclusive. Without such a cross-fit nothing
         speaks against the pairing (a few dozen samples hold too few of each class for
         copies trained on the other half to show one, and a real run ending among the
         permuted runs is what a pairing not yet learned gives as often as a missing one). How
@@ -1193,7 +1170,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         else _value_fit(lab, subject, t)
     )
     if fit is not None and fit.total:
-        p = fit.better_than_labels_alone()
+        p = fit.pairing_p()
         if p < t.label_pairing_alpha:
             ctx.note(f"{fit.describe()}: the labels follow the inputs")
             return
@@ -1235,11 +1212,16 @@ def labels_not_connected(ctx: CheckContext) -> None:
     # of three exchangeable runs a third of the time), so only held-out samples decide.
     memorised = real.final < 0.5 * real.initial and perm_run.final < 0.5 * perm_run.initial
     # Ending below both null runs happens by chance a third of the time when the labels are
-    # disconnected: enough on its own, not against copies that do worse than a blind guess
-    # on enough samples they never saw. Falling clearly further than both (below) is rarer
-    # by chance, and what a real pairing gives a model that has not generalised yet.
+    # disconnected: enough on its own, not against copies whose answers on enough samples
+    # they never saw are right less often than chance, or rule out a useful gain over it
+    # (the equivalence test's error rate is label_pairing_alpha). Those are left to the
+    # tests below, the second cross-fit on more samples among them, which a real pairing
+    # learned slowly passes. Falling clearly further than both (below) is rarer by
+    # chance, and what a real pairing gives a model that has not generalised yet.
     held_out_against = (
-        fit is not None and fit.total >= t.pairing_min_held_out and fit.leans_against()
+        fit is not None
+        and fit.total >= t.pairing_min_held_out
+        and (fit.leans_against() or fit.against(t))
     )
     if (
         not memorised
@@ -1300,7 +1282,7 @@ def labels_not_connected(ctx: CheckContext) -> None:
         )
         if wider is not None and wider.total:
             ctx.note(ctx.detail + f"; on more samples and steps, {wider.describe()}")
-            if wider.better_than_labels_alone() < t.label_pairing_alpha:
+            if wider.pairing_p() < t.label_pairing_alpha:
                 ctx.note(ctx.detail + ": the labels follow the inputs")
                 return
             fit = wider
@@ -1333,11 +1315,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         )
         return
     # Not shown to follow the inputs is not yet shown not to: a task learned slowly looks
-    # the same in this budget. The finding needs the evidence to speak against the pairing:
-    # copies no better on unseen samples than a guess blind to the inputs (the most
-    # frequent label, the best constant) or short of a useful gain over it beyond
-    # reasonable doubt, or, without them, a real run that ends no lower than the permuted
-    # runs do on average.
+    # the same in this budget. The finding needs the held-out samples to speak against the
+    # pairing: copies short of a useful gain over chance agreement beyond reasonable doubt.
     # Held-out samples speak only where there are enough of them: a few dozen (a batch of
     # four, eight batches) hold too few of each class for copies trained on the other half
     # to show any pairing. Without them nothing here can: a real run ending among the
@@ -1356,12 +1335,11 @@ def labels_not_connected(ctx: CheckContext) -> None:
             + ": inconclusive"
         )
         return
-    leans_against = fit.against(t)
-    if not leans_against:
+    if not fit.against(t):
         ctx.inconclusive(
             ctx.detail
-            + " — the real pairing is not shown to be learned faster, but the copies predict "
-            "held-out samples better than a guess blind to the inputs: inconclusive"
+            + " — the real pairing is not shown to be learned faster, and held-out samples "
+            "that do not show it do not rule out a useful one: inconclusive"
         )
         return
     evidence: dict[str, Any] = {
