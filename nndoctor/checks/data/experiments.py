@@ -1007,7 +1007,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         better than the label prior. The first happens by chance a third of the time (a
         real run ends lowest of three exchangeable runs), so it does not count against a
         cross-fit of at least ``pairing_min_held_out`` samples whose answers are right
-        less often than chance agreement or rule out a useful gain over it. When every run memorises its batches, their curves
+        less often than chance agreement or rule out a useful gain over it. When every
+        run memorises its batches, their curves
         cannot tell structure from noise, and held-out samples that the copies predict
         no better than a blind guess are what a real pairing not yet learned gives too
         (a model that memorises a few hundred samples before it generalises). So then, and
