@@ -565,11 +565,12 @@ def test_binary_answers_are_measured_from_chance_agreement_not_the_majority_labe
     # zeros): 68% right, below the 80% majority share, yet a little above what chance
     # gives such answers. It neither leans against the pairing nor, on 500 samples, rules
     # out a useful gain.
-    from nndoctor.checks.data.experiments import BinaryCrossFit
+    from nndoctor.checks.data.experiments import BinaryCrossFit, ValueCrossFit
 
     labels = torch.cat([torch.ones(100), torch.zeros(400)]).long()
     answers = torch.cat([torch.ones(21), torch.zeros(79), torch.ones(80), torch.zeros(320)])
-    fit = BinaryCrossFit([], answers.long(), torch.full((500,), 0.9), labels)
+    values = ValueCrossFit([], 0.0, torch.zeros(9), correlation=0.0, best_step=60, total=500)
+    fit = BinaryCrossFit([], answers.long(), torch.full((500,), 0.9), labels, values)
     assert fit.correct == 341 and fit.correct < fit.majority_share * fit.total
     assert fit.chance_agreement() == pytest.approx(0.202 * 0.2 + 0.798 * 0.8)
     assert not fit.leans_against() and not fit.against(Thresholds())

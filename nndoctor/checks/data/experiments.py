@@ -278,7 +278,7 @@ class BinaryCrossFit(CrossFit):
     classes). The answers are taken at the look where the most are right, so a copy that
     has begun to overfit is judged at its best."""
 
-    values: ValueCrossFit | None = None
+    values: ValueCrossFit
 
     @classmethod
     def of(cls, values: ValueCrossFit) -> BinaryCrossFit:
@@ -287,18 +287,17 @@ class BinaryCrossFit(CrossFit):
         return cls(answers.runs, answers.predicted, answers.confidence, answers.labels, values)
 
     def pairing_p(self) -> float:
-        return self.values.pairing_p() if self.values is not None else super().pairing_p()
+        return self.values.pairing_p()
 
     def describe(self) -> str:
         return (
-            (f"{self.values.describe()}, " if self.values is not None else "cross-fit: ")
-            + f"held-out answers right {self.correct}/{self.total} against "
-            f"{self.chance_agreement():.0%} by chance"
+            f"{self.values.describe()}, held-out answers right {self.correct}/{self.total} "
+            f"against {self.chance_agreement():.0%} by chance"
         )
 
     def evidence(self) -> dict[str, Any]:
         return {
-            **(self.values.evidence() if self.values is not None else {}),
+            **self.values.evidence(),
             "held_out_correct": self.correct,
             "chance_agreement": self.chance_agreement(),
         }
@@ -555,9 +554,11 @@ def _binary_answers(
     """The held-out answers of a binary target (every target 0 or 1) at the look where the
     most are right: each prediction read as 1 above ``threshold``; its confidence is the
     probability of that answer. None without a threshold or for other targets."""
+    if threshold is None:
+        return None
     best: CrossFit | None = None
     for halves in looks:
-        if threshold is None or len(halves) != 2:
+        if len(halves) != 2:
             return None
         pred = torch.cat([p for p, _ in halves])
         target = torch.cat([y for _, y in halves])
@@ -993,8 +994,8 @@ def labels_not_connected(ctx: CheckContext) -> None:
         inputs the answers are right that often, so this is the test's error rate) the
         labels follow the inputs. Not the most frequent label's share: a copy that
         memorised labels 80/20 answers each about as often as they come and gets 68% right
-        with or without a weak pairing. For other targets (values, binary or multi-label targets,
-        masks) the copies' predictions are compared with their targets, each output
+        with or without a weak pairing. For other targets (values, binary or multi-label
+        targets, masks) the copies' predictions are compared with their targets, each output
         element standardised over the held-out samples: their summed products (a
         covariance, blind to how over-confident a copy that memorised its half is),
         taken after all of the copies' steps and after each earlier half of them
@@ -1094,8 +1095,9 @@ def labels_not_connected(ctx: CheckContext) -> None:
         the re-paired replays' own means over those steps lie further apart to the
         prediction interval of one more replay beside their mean (each re-pairing is one
         permutation drawn, and with labels that carry nothing so is the real pairing: it
-        lands above or below the others by as much as they differ among themselves). A lower bound above zero shows the labels follow the
-        inputs; an upper bound below zero (the real pairing runs higher, which exchangeable
+        lands above or below the others by as much as they differ among themselves). A
+        lower bound above zero shows the labels follow the inputs; an upper bound below
+        zero (the real pairing runs higher, which exchangeable
         replays do only ``label_pairing_alpha`` of the time) shows a loss that learning a
         pairing does not lower (a policy's objective), and is inconclusive; an upper bound
         below ``pairing_useful_gain`` (a tenth) of the re-paired
