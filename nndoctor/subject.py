@@ -307,6 +307,28 @@ def _scheduled_lr(group: dict[str, Any]) -> float | None:
 # Regularising layers that experiments switch off.
 REGULARISERS = DROPOUT
 
+
+def switch_off_dropout(model: nn.Module, *, recurse: bool = True) -> None:
+    """Set every dropout rate of ``model`` (and, with ``recurse``, of its submodules) to
+    zero: the dropout layers' ``p`` and the float rates modules apply themselves while
+    training (``nn.MultiheadAttention``'s attention dropout, a ``DropPath``'s
+    ``drop_prob``, a rate handed on as ``dropout_p`` to ``scaled_dot_product_attention``),
+    whose name says they drop, or ``p`` on a module whose class name does (a hand-written
+    ``DropoutNd``). Experiments that switch regularisation off leave no random mask on."""
+    for module in model.modules() if recurse else (module for module in (model,)):
+        if isinstance(module, REGULARISERS):
+            module.p = 0.0
+            continue
+        dropping_class = "drop" in type(module).__name__.lower()
+        for attr, value in list(vars(module).items()):
+            if (
+                type(value) is float
+                and 0.0 < value <= 1.0
+                and ("drop" in attr.lower() or (attr == "p" and dropping_class))
+            ):
+                setattr(module, attr, 0.0)
+
+
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 Criterion = Callable[[Any, Any], torch.Tensor]
 

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from nndoctor.probes.schedule import SchedulePlan, planned_peak, planned_rates
-from nndoctor.subject import OptimizerSpec, batch_size_of, leading_sizes, move_to
+from nndoctor.subject import (
+    OptimizerSpec,
+    batch_size_of,
+    leading_sizes,
+    move_to,
+    switch_off_dropout,
+)
 
 
 def test_a_scheduled_rate_is_taken_from_the_schedule_not_the_moment() -> None:
@@ -223,3 +229,32 @@ def test_a_fallback_adam_gives_sparse_embeddings_sparse_adam() -> None:
         "head.weight",
         "head.bias",
     }
+
+
+class _DropPath(nn.Module):
+    """Stochastic depth as timm writes it: a float rate, applied in ``forward``."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1) >= self.drop_prob
+        return x * keep / (1 - self.drop_prob)
+
+
+def test_switching_dropout_off_reaches_the_rates_modules_apply_themselves() -> None:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.3, batch_first=True)
+    model = nn.Sequential(layer, _DropPath(0.2))
+    model.train()
+    x = torch.randn(4, 5, 16)
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))  # attention dropout and drop path draw
+    switch_off_dropout(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+    assert layer.self_attn.dropout == 0.0 and model[1].drop_prob == 0.0
+    assert layer.norm1.eps > 0  # floats that are no rate of dropping stay as they were

@@ -49,7 +49,7 @@ from nndoctor.probes.trace import (
     recorded_loss_terms,
 )
 from nndoctor.probes.training import as_backward_loss, graph_leaves, user_frame
-from nndoctor.subject import REGULARISERS, slice_batch
+from nndoctor.subject import slice_batch, switch_off_dropout
 from nndoctor.trees import map_tensors, tensors
 
 # nndoctor's own code indexes tensors too (in hooks, between the script's lines): never a draw.
@@ -705,8 +705,8 @@ class _Replay:
         self.draws.depth += 1
         if self.plan.mode == "default-init" and not self._loss_seen:
             self._default_init(module)
-        if self.plan.mode == "overfit" and isinstance(module, REGULARISERS):
-            module.p = 0.0
+        if self.plan.mode == "overfit":
+            switch_off_dropout(module, recurse=False)
         if self.model is None and next(module.parameters(), None) is not None:
             self.model = module
         if not self._parent_sought:

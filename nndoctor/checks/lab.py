@@ -35,13 +35,13 @@ from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
 from nndoctor.subject import (
-    REGULARISERS,
     OptimizerSpec,
     Subject,
     Task,
     move_to,
     positional_call,
     slice_batch,
+    switch_off_dropout,
 )
 
 # The known-good optimiser of the tiny-batch experiments.
@@ -449,9 +449,7 @@ class Lab:
         if not calls:
             return None
         model = set_training(self.fresh_model(), True)
-        for module in model.modules():
-            if isinstance(module, REGULARISERS):
-                module.p = 0.0
+        switch_off_dropout(model)
         try:
             return self._two_forwards(lambda: model(*calls[0]), seeds)
         except Exception:  # noqa: BLE001 - a forward that fails in training mode tells nothing
@@ -812,9 +810,7 @@ class Lab:
         """
         model = model if model is not None else self.fresh_model()
         if not regularisation:
-            for m in model.modules():
-                if isinstance(m, REGULARISERS):
-                    m.p = 0.0
+            switch_off_dropout(model)
         spec = optimizer or self.optimizer_spec()
         over = dict(overrides or {})
         if not regularisation and "weight_decay" in spec.hyperparameters()[0]:

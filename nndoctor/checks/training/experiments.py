@@ -27,7 +27,7 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.thresholds import Thresholds
 from nndoctor.copying import set_training
 from nndoctor.report.series import Curve, ExperimentCurves
-from nndoctor.subject import REGULARISERS, OptimizerSpec, batch_size_of
+from nndoctor.subject import REGULARISERS, OptimizerSpec, batch_size_of, switch_off_dropout
 
 # The known-good optimiser (Kingma & Ba 2015, their default): it fits a tiny batch of
 # almost any sound model in a hundred steps, so it separates "the optimiser settings"
@@ -91,9 +91,7 @@ def _regularised(
     its loss in eval mode afterwards (NaN when training failed)."""
     model = lab.fresh_model()
     if not dropout:
-        for m in model.modules():
-            if isinstance(m, REGULARISERS):
-                m.p = 0.0
+        switch_off_dropout(model)
     overrides = {} if weight_decay else {"weight_decay": 0.0}
     run = lab.train([batch], t.overfit_steps, regularisation=True, overrides=overrides, model=model)
     if run.error or run.diverged:
