@@ -18,6 +18,7 @@ from nndoctor.checks import causes
 from nndoctor.checks.lab import same_noise
 from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import neighbours_closer_p
+from nndoctor.copying import set_training
 from nndoctor.probes.internals import attributes_reading, outputs_reading, plain_tensor_attributes
 from nndoctor.probes.recording import Recording, StepRecord, module_of
 from nndoctor.report.model import HARMLESS, Severity, Where
@@ -547,6 +548,7 @@ def params_without_grad(ctx: CheckContext) -> None:
     cut = {module for module, _ in groups if module in ran and module not in parents}
     discarded = _discarded_outputs(ctx.services, cut)
     everywhere = _discarded_in_every_block(rec, discarded)
+    unread = _outputs_the_loss_leaves(ctx.services, cut - discarded)
     reported_roles: set[str] = set()
     for module, names in groups:
         if module in everywhere:
@@ -558,6 +560,9 @@ def params_without_grad(ctx: CheckContext) -> None:
             continue
         if module in discarded:
             _report_discarded(ctx, module, names, len(steps))
+            continue
+        if module in unread:
+            _report_unread_by_loss(ctx, module, names, len(steps))
             continue
         detached = module in cut
         called = None if detached else _called_on_a_path_not_taken(ctx.services, module, ran)
@@ -705,6 +710,61 @@ def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
     except Exception:  # noqa: BLE001 - a copy that will not run tells nothing
         return set()
     return {m for m, reads in read.items() if not reads}
+
+
+def _outputs_the_loss_leaves(lab: Any, modules: set[str]) -> set[str]:
+    """Of ``modules`` (layers that ran, whose output the model's output reads, and whose
+    parameters got no gradient), those whose output the loss does not read either: changed
+    on a copy, the model's output moves and the loss on the same batch stays bit for bit the
+    same. The model returns a value no term of the loss uses (N-BEATS's final backcast
+    beside the forecast it is trained on); a layer whose output the loss reads through a
+    ``.detach()`` moves the loss and is cut off. None known without a replayable loss, or
+    when the loss of a copy fails or is random beyond the seeded draws."""
+    if not modules or lab is None or getattr(lab, "subject", None) is None or not lab.has_model:
+        return set()
+    try:
+        model = set_training(lab.fresh_model(), False)
+        batch = lab.batches(1)[0]
+        read = outputs_reading(
+            model,
+            lambda: lab.loss(model, batch),
+            modules,
+            repeat=lambda: same_noise(lab.device),
+        )
+    except Exception:  # noqa: BLE001 - a loss that will not run on a copy tells nothing
+        return set()
+    return {m for m, reads in read.items() if not reads}
+
+
+def _report_unread_by_loss(ctx: CheckContext, module: str, names: list[str], steps: int) -> None:
+    """Parameters of a layer whose output the model returns and the loss never reads."""
+    rec = ctx.recording
+    label = module_label(module)
+    ctx.finding(
+        title=f"The model returns the output of {label}, and the loss never reads it",
+        message=(
+            f"{len(names)} parameter(s) of {label} ({numel_of(rec, names)} values) had no "
+            f"gradient at all {steps} observed steps. {label} runs in the forward pass and the "
+            "model's output depends on it, but the loss does not: changed on a copy, the "
+            "model's output moves while the loss on the same batch stays bit for bit the same. "
+            "The part of the output it makes is returned and never trained (the last block's "
+            "backcast of N-BEATS beside the forecast, a pooled output beside the token states)."
+        ),
+        fix=(
+            "Nothing, if that output is not meant to be trained; if it is (a second head, a "
+            "term of the loss forgotten), add its term to the loss."
+        ),
+        severity=Severity.INFO,
+        where=Where(module=module),
+        evidence={
+            "parameters": names_evidence(names),
+            "count": len(names),
+            "numel": numel_of(rec, names),
+            "steps": steps,
+            "output_read": True,
+            "loss_reads_output": False,
+        },
+    )
 
 
 def _role(module: str) -> str:
