@@ -58,9 +58,10 @@ from nndoctor.capture.retarget import ModelRetarget
 from nndoctor.capture.sandbox import Sandbox
 from nndoctor.capture.source_data import (
     epoch_from_source,
+    held_sources,
     held_values,
     script_frames,
-    whole_array_rows,
+    whole_of,
 )
 from nndoctor.capture.torchscript import EagerScripting
 from nndoctor.copying import deepcopy_detached
@@ -387,16 +388,23 @@ def _read_script_frames(
         del frames  # the script's frames, not kept alive past this step
 
 
-def _read_whole_array(script: str, recording: Recording, fed: Any) -> int | None:
-    """At the budget, for steps no DataLoader fed: the rows of the array the script holds
-    that is the whole of every step's batch (``whole_array_rows``), or None."""
+def _read_whole_array(script: str, recording: Recording, fed: Any) -> None:
+    """At the budget, for steps no DataLoader fed: the row counts of the arrays the script
+    holds that hold the recorded samples (``held_source_rows``), and the rows of the one
+    that is the whole of every step's batch (``whole_array_rows``), where one is."""
     frames = script_frames(script_sources(script))
     try:
-        return whole_array_rows(recording, frames, fed)
+        found = held_sources(recording, frames, fed)
     except Exception:  # noqa: BLE001 - a value that cannot be read leaves things unknown
-        return None
+        return
     finally:
         del frames
+    if found is None:
+        return
+    sizes, batch = found
+    recording.held_source_rows = sorted(sizes)
+    recording.held_source_batch = batch
+    recording.whole_array_rows = whole_of(sizes, batch)
 
 
 def _read_horizon(
@@ -475,7 +483,7 @@ def run_script(
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if done == steps and not any(s.loader is not None for s in recording.steps):
                 # Once, at the budget: a run followed past it reads its arrays no further.
-                recording.whole_array_rows = _read_whole_array(path, recording, probe.last_input())
+                _read_whole_array(path, recording, probe.last_input())
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")

@@ -98,7 +98,7 @@ def _share_held(candidate: np.ndarray, recorded: np.ndarray) -> float:
 def epoch_from_source(recording: Recording, frames: Iterable[FrameType]) -> int | None:
     """Optimizer steps in one epoch of a loop that cuts its batches by hand from an array
     the ``frames`` hold; None where no held array is the source of the recorded samples."""
-    found = _held_sources(recording, frames)
+    found = held_sources(recording, frames)
     if found is None:
         return None
     sizes, batch = found
@@ -107,28 +107,24 @@ def epoch_from_source(recording: Recording, frames: Iterable[FrameType]) -> int 
     return math.ceil(min(larger) / batch) if larger else None
 
 
-def whole_array_rows(
-    recording: Recording, frames: Iterable[FrameType], fed: Any = None
-) -> int | None:
-    """The rows of an array the ``frames`` hold that is the whole of what every recorded
-    step was fed, where no larger one holds those samples: full-batch training that
-    converts or copies its training array anew at every step (``torch.from_numpy(x_train)``
-    or ``x.to(device)`` inside the loop). ``fed``, the model input itself (held by the loop
-    as ``inputs``), is no source of itself: a batch drawn anew the same way at every step
-    (a seed reset in the loop) is held as nothing else. None otherwise."""
-    found = _held_sources(recording, frames, fed=fed)
-    if found is None:
-        return None
-    sizes, batch = found
+def whole_of(sizes: Iterable[int], batch: int) -> int | None:
+    """Of the row counts ``sizes`` of the held arrays that hold the recorded samples (see
+    :func:`held_sources`): ``batch`` where one of exactly its rows does and none larger,
+    the whole of what every step was fed (full-batch training that converts or copies its
+    training array anew at every step, ``torch.from_numpy(x_train)`` or ``x.to(device)``
+    inside the loop); None otherwise."""
+    sizes = set(sizes)
     return batch if batch in sizes and max(sizes) == batch else None
 
 
-def _held_sources(
+def held_sources(
     recording: Recording, frames: Iterable[FrameType], fed: Any = None
 ) -> tuple[set[int], int] | None:
-    """The row counts of the arrays the frames hold (never the object ``fed``) whose rows
-    hold (nearly) every recorded sample, at least a step's batch each, and the median
-    batch; None where no sample was recorded."""
+    """The row counts of the arrays the frames hold whose rows hold (nearly) every recorded
+    sample, at least a step's batch each, and the median batch; None where no sample was
+    recorded. ``fed``, the model input itself (held by the loop as ``inputs``), is no
+    source of itself: a batch drawn anew the same way at every step (a seed reset in the
+    loop) is held as nothing else."""
     steps = [s for s in recording.steps if s.sample_fingerprints and s.inputs is not None]
     if not steps:
         return None

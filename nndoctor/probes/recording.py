@@ -346,6 +346,10 @@ class StepRecord:
     # The model input is the very tensor object of the previous step (data fed as it is,
     # not rebuilt by indexing, slicing or collating at each step).
     input_same_object: bool = False
+    # The script called a global seeding function (``torch.manual_seed``, ``np.random.seed``,
+    # ``random.seed``) itself since the previous step: its draws for this step replay the
+    # seed's.
+    reseeded: bool = False
     # Where the model input lies: its storage's address and the bytes it spans there.
     input_storage: StorageExtent | None = None
     grad_norm_at_forward: float = (
@@ -654,6 +658,11 @@ class Recording:
     # of every step's batch, none larger holding its samples (full-batch training that
     # converts or copies its array anew at each step); None where none is.
     whole_array_rows: int | None = None
+    # For those steps: the row counts of the arrays the script holds whose rows hold
+    # (nearly) every recorded sample, and the median batch they were compared with; None
+    # where they were not read.
+    held_source_rows: list[int] | None = None
+    held_source_batch: int | None = None
 
     def epoch_length(self) -> int | None:
         """Optimizer steps in one pass over the training data: the DataLoader that fed the

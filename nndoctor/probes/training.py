@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
@@ -114,6 +115,7 @@ CLASS_WEIGHTED_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 MAX_CLASS_WEIGHTS = 4096
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+_NUMPY_DIR = os.path.dirname(np.__file__)
 
 
 def _standing_in_for(
@@ -400,6 +402,7 @@ class TrainingProbe:
         self._patch_grad_scaler()
         self._patch_clipping()
         self._patch_distributions()
+        self._patch_seeding()
         self._global_handles.append(
             optim_mod.register_optimizer_step_pre_hook(self._guard("optimizer", self._pre_step))
         )
@@ -435,6 +438,43 @@ class TrainingProbe:
 
         self._patch(scaler_cls, "scale", scale)
         self._patch(scaler_cls, "step", step)
+
+    def _patch_seeding(self) -> None:
+        """A script that seeds a generator inside its loop (``torch.manual_seed(1)`` before it
+        draws a batch) replays the same draws at every step: the global seeding functions
+        (torch's, numpy's legacy one, ``random``'s) are wrapped, and a step whose batch
+        follows a seed call the script made itself says so (``StepRecord.reseeded``)."""
+        import random
+
+        note = self._guard("seeding", self._note_seeded)
+        wrapped: dict[int, Callable[..., Any]] = {}
+        for owner, name in (
+            (torch, "manual_seed"),
+            (torch.random, "manual_seed"),
+            (np.random, "seed"),
+            (random, "seed"),
+        ):
+            original = getattr(owner, name, None)
+            if original is None:
+                continue
+            if id(original) not in wrapped:
+                wrapped[id(original)] = self._wrap_seeding(original, note)
+            self._patch(owner, name, wrapped[id(original)])
+
+    @staticmethod
+    def _wrap_seeding(original: Callable[..., Any], note: Callable[..., Any]) -> Callable[..., Any]:
+        def seed(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            caller = sys._getframe(1).f_code.co_filename
+            if not caller.startswith((_TORCH_DIR, _OWN_DIR, _NUMPY_DIR)):
+                note()
+            return result
+
+        functools.update_wrapper(seed, original)
+        return seed
+
+    def _note_seeded(self) -> None:
+        self._pending.record.reseeded = True
 
     def _patch_distributions(self) -> None:
         """A policy or a classifier written with ``torch.distributions`` takes its loss from

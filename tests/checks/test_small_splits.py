@@ -217,6 +217,28 @@ def test_the_whole_array_converted_at_every_step_is_full_batch_training(
     assert "its whole array of 200 rows" in report.result("batch-repeated").detail
 
 
+@pytest.mark.silent("batch-repeated")
+@pytest.mark.parametrize(
+    "feed",
+    [
+        # Scaled at every step: a new tensor no held array matches.
+        "inputs, targets = torch.from_numpy(x_train) / 3.0, torch.from_numpy(y_train)",
+        # Features computed from the data at every step (the polynomial tutorial's powers).
+        "inputs = torch.from_numpy(x_train[:, :1]) ** torch.arange(1, 4); "
+        "targets = torch.from_numpy(y_train)",
+    ],
+    ids=["scaled", "features"],
+)
+def test_an_input_computed_anew_from_the_whole_data_is_full_batch_training(
+    tmp_path: Path, feed: str
+) -> None:
+    # Nothing shows more data than the batch: no larger array holds its samples, no seed
+    # is reset before it is drawn.
+    report = _converted(tmp_path, feed)
+    assert report.by_check("batch-repeated") == []
+    assert "nothing shows the script had other samples" in report.result("batch-repeated").detail
+
+
 @pytest.mark.fires("batch-repeated")
 def test_the_first_rows_of_a_larger_array_converted_at_every_step_repeat(tmp_path: Path) -> None:
     # Drawn from 200 rows, 64 of them fed at every step: the source had more to give.
@@ -237,3 +259,4 @@ def test_a_batch_drawn_anew_after_a_seed_reset_repeats(tmp_path: Path) -> None:
     )
     (finding,) = report.by_check("batch-repeated")
     assert finding.severity == "error"
+    assert finding.evidence["more_to_give"].startswith("the script re-seeds its random generator")

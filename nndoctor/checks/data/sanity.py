@@ -274,7 +274,13 @@ def batch_repeated(ctx: CheckContext) -> None:
         loop) where that array is all of the batch and no larger array it holds contains
         the batch's samples (the model input itself is no such array: a batch drawn anew
         after a seed reset is held as nothing else); or a DataLoader whose one batch is its
-        whole dataset (its batch size at least its length). Steps that call the model more
+        whole dataset (its batch size at least its length). In a script without a
+        DataLoader a repeat is reported only where the source had more to give: an array
+        the script holds with more rows than the batch contains the batch's samples (the
+        same first rows cut at every step), or the script re-seeds its random generator
+        before the draws (``torch.manual_seed`` inside the loop); an input computed anew
+        from the whole data at every step (``model(x / s)``) matches no held array and
+        shows no more data. Steps that call the model more
         often than they evaluate the loss (a recurrence or an environment rollout unrolled
         in the script) are left out: their first call is no batch.
 
@@ -334,12 +340,21 @@ def batch_repeated(ctx: CheckContext) -> None:
         # the same data at every step by design; only a source with more to give repeats.
         ctx.note(ctx.detail + f": full-batch training ({whole})")
         return
+    more = _more_to_give(ctx.recording, repeats)
+    if not more:
+        ctx.note(
+            ctx.detail + ": full-batch training (no DataLoader, and nothing shows the script had "
+            "other samples to give: no larger array it holds contains the batch's samples, and "
+            "it does not re-seed its random draws before each batch; an input computed anew "
+            "from the whole data at every step, x / s or x.unsqueeze(-1), is no array it holds)"
+        )
+        return
     ctx.finding(
         title="The same batch is fed at every step",
         message=(
             f"{len(repeats)} of {len(pairs)} consecutive steps ({share:.0%}) received an input "
             f"batch identical to the previous step's, first at step {repeats[0].step}; the model "
-            "is trained on one batch over and over, not on the data set."
+            f"is trained on one batch over and over, not on the data set, though {more}."
         ),
         fix=(
             "Create the DataLoader iterator once per epoch (for x, y in loader: ...) instead of "
@@ -352,8 +367,36 @@ def batch_repeated(ctx: CheckContext) -> None:
             "steps": len(pairs) + 1,
             "share": share,
             "first_step": repeats[0].step,
+            "more_to_give": more,
         },
     )
+
+
+def _more_to_give(rec: Recording, repeats: list[StepRecord]) -> str:
+    """Why the source of the repeated batches had other samples to give, or "" where nothing
+    shows it did: a DataLoader or data handed to the API (a source with its own length), an
+    array the script holds with more rows than the batch that contains its samples (the
+    first rows cut at every step), a batch cut as a view from an array whose other rows
+    are not a held-out split, or a seed reset before most of the repeated draws."""
+    if rec.data_source != "script" or training_loader(rec) is not None:
+        return "it comes from a data source with more batches"
+    batch = rec.held_source_batch
+    larger = [n for n in rec.held_source_rows or [] if batch is not None and n > batch]
+    if larger:
+        return f"the script holds an array of {max(larger)} rows that contains the batch's samples"
+    cut = [s for s in repeats if s.input_storage_share < 1.0 and not _rest_evaluated(rec, s)]
+    if 2 * len(cut) > len(repeats):
+        return (
+            f"the batch is {cut[0].input_storage_share:.0%} of the rows of the array it is cut "
+            "from, and the script evaluates on no other part of it"
+        )
+    reseeded = sum(s.reseeded for s in repeats)
+    if 2 * reseeded > len(repeats):
+        return (
+            f"the script re-seeds its random generator before {reseeded} of the "
+            f"{len(repeats)} repeated draws"
+        )
+    return ""
 
 
 def _same_others(a: StepRecord, b: StepRecord) -> bool:
