@@ -680,9 +680,11 @@ def _axis(subject: Subject | None) -> int:
     return subject.batch_axis if subject is not None and subject.batch_axis is not None else 0
 
 
-def slice_batch(batch: Any, size: int, subject: Subject | None, *, spread: bool = False) -> Any:
+def slice_batch(
+    batch: Any, size: int, subject: Subject | None, *, spread: bool = False, offset: int = 0
+) -> Any:
     """Every tensor holding the batch axis, cut to ``size`` samples: the first ones, or with
-    ``spread`` ones evenly spaced over the batch (:func:`spread_rows`).
+    ``spread`` ones evenly spaced over the batch (:func:`spread_rows`, from row ``offset``).
 
     A batch whose tensors disagree on their first axis (an ``EmbeddingBag``'s flat token
     ids beside per-document offsets and targets, a mask shaped by the sequence) has no
@@ -701,15 +703,17 @@ def slice_batch(batch: Any, size: int, subject: Subject | None, *, spread: bool 
     first = _first_input(batch, subject)
     if _axis(subject) == 0 and any(t is not first and _pairwise(t, n) for t in tensors(batch)):
         return batch  # a graph's nodes: a few of them would be another, sparser graph
-    return take_samples(batch, spread_rows(n, size) if spread else list(range(size)), subject)
+    rows = spread_rows(n, size, offset) if spread else list(range(size))
+    return take_samples(batch, rows, subject)
 
 
-def spread_rows(n: int, size: int) -> list[int]:
-    """``size`` rows evenly spaced over a batch of ``n``, from the first: in a batch that
-    keeps the data set's order (a whole sorted set every step, a loader without shuffling)
-    the first rows are neighbours, near-duplicate inputs whose noisy targets no smooth
-    model separates; in a shuffled batch any rows are as good as the first."""
-    return [i * n // size for i in range(size)]
+def spread_rows(n: int, size: int, offset: int = 0) -> list[int]:
+    """``size`` rows evenly spaced over a batch of ``n``, from row ``offset`` (below the
+    spacing ``n // size``): in a batch that keeps the data set's order (a whole sorted set
+    every step, a loader without shuffling) the first rows are neighbours, near-duplicate
+    inputs whose noisy targets no smooth model separates; in a shuffled batch any rows are
+    as good as the first."""
+    return [min(n - 1, i * n // size + offset) for i in range(size)]
 
 
 def leading_sizes(batch: Any) -> set[int]:

@@ -38,11 +38,13 @@ from nndoctor.subject import (
     OptimizerSpec,
     Subject,
     Task,
+    batch_size_of,
     move_to,
     positional_call,
     slice_batch,
     switch_off_dropout,
 )
+from nndoctor.trees import first_tensor
 
 # The known-good optimiser of the tiny-batch experiments.
 KNOWN_GOOD_LR = 1e-3
@@ -758,11 +760,33 @@ class Lab:
             self._batches = [move_to(b, self.device) for b in self.subject.take_batches(n)]
         return self._batches[:n]
 
-    def small_batches(self, n: int, size: int) -> list[Any]:
+    def small_batches(self, n: int, size: int, *, spread: bool = False) -> list[Any]:
         """The first ``n`` batches, each cut to ``size`` samples: experiments that train
-        several copies stay cheap whatever the user's batch size."""
+        several copies stay cheap whatever the user's batch size. With ``spread``, for
+        experiments that read the samples' statistics: where the batches are one batch
+        repeated (full-batch training), each takes its own rows evenly spaced over it
+        (``spread_rows``), since the first rows of a set in its own order (a sorted grid
+        trained whole at every step) are neighbours, no sample of its spread."""
         assert self.subject is not None
-        return [slice_batch(b, size, self.subject) for b in self.batches(n)]
+        batches = self.batches(n)
+        if not (spread and self._one_batch_repeated(batches)):
+            return [slice_batch(b, size, self.subject) for b in batches]
+        rows = batch_size_of(batches[0], self.subject) or size
+        return [
+            slice_batch(
+                b, size, self.subject, spread=True, offset=i * (rows // size) // len(batches)
+            )
+            for i, b in enumerate(batches)
+        ]
+
+    def _one_batch_repeated(self, batches: list[Any]) -> bool:
+        """Whether ``batches`` all hold the same model input, value for value."""
+        assert self.subject is not None
+        first = [first_tensor(self.subject.inputs(b)) for b in batches]
+        head = first[0] if first else None
+        return head is not None and all(
+            x is not None and x.shape == head.shape and torch.equal(x, head) for x in first[1:]
+        )
 
     def tiny_batch(self, size: int) -> Any:
         """``size`` samples of the first batch, evenly spaced over it (``spread_rows``): a

@@ -126,3 +126,22 @@ def test_the_same_offset_in_a_long_run_is_a_delay(tmp_path: Path) -> None:
     assert result.status.value == "passed"
     assert "the scale delays the run" in result.detail
     assert "of the 32000 the script plans" in result.detail
+
+
+@pytest.mark.silent("targets-not-standardized")
+def test_a_sorted_set_trained_whole_is_judged_on_rows_spread_over_it() -> None:
+    # sin(x) over an ordered grid, the whole set each step: its first rows are neighbours
+    # whose targets barely vary (std about 0.01), the set's own std is 0.7.
+    x = torch.linspace(-3.14, 3.14, 2000).unsqueeze(1)
+    y = torch.sin(x)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 1))
+    report = run(
+        select=[CHECK],
+        model=model,
+        data=lambda: iter([(x, y)] * 50),
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+    assert report.by_check(CHECK) == []
+    assert "all of order one" in report.result(CHECK).detail
