@@ -680,11 +680,9 @@ def _axis(subject: Subject | None) -> int:
     return subject.batch_axis if subject is not None and subject.batch_axis is not None else 0
 
 
-def slice_batch(
-    batch: Any, size: int, subject: Subject | None, *, spread: bool = False, offset: int = 0
-) -> Any:
+def slice_batch(batch: Any, size: int, subject: Subject | None, *, spread: bool = False) -> Any:
     """Every tensor holding the batch axis, cut to ``size`` samples: the first ones, or with
-    ``spread`` ones evenly spaced over the batch (:func:`spread_rows`, from row ``offset``).
+    ``spread`` ones evenly spaced over the batch (:func:`spread_rows`).
 
     A batch whose tensors disagree on their first axis (an ``EmbeddingBag``'s flat token
     ids beside per-document offsets and targets, a mask shaped by the sequence) has no
@@ -694,26 +692,45 @@ def slice_batch(
     graph's nodes beside its adjacency (a few nodes are a sparser graph, whose adjacency
     normalised for the whole graph no longer suits them)."""
     n = batch_size_of(batch, subject)
-    if n is None or n <= size:
+    if n is None or n <= size or not cuttable(batch, subject):
         return batch
+    return take_samples(batch, spread_rows(n, size) if spread else list(range(size)), subject)
+
+
+def cuttable(batch: Any, subject: Subject | None) -> bool:
+    """Whether some of ``batch``'s samples make a batch (see :func:`slice_batch`)."""
+    n = batch_size_of(batch, subject)
+    if n is None:
+        return False
     if _axis(subject) == 0 and len(leading_sizes(batch)) > 1:
-        return batch
+        return False
     if _axis(subject) > 0 and not _targets_cut(batch, subject, n):
-        return batch
+        return False
     first = _first_input(batch, subject)
-    if _axis(subject) == 0 and any(t is not first and _pairwise(t, n) for t in tensors(batch)):
-        return batch  # a graph's nodes: a few of them would be another, sparser graph
-    rows = spread_rows(n, size, offset) if spread else list(range(size))
-    return take_samples(batch, rows, subject)
+    # A graph's nodes: a few of them would be another, sparser graph.
+    return not (
+        _axis(subject) == 0 and any(t is not first and _pairwise(t, n) for t in tensors(batch))
+    )
 
 
-def spread_rows(n: int, size: int, offset: int = 0) -> list[int]:
-    """``size`` rows evenly spaced over a batch of ``n``, from row ``offset`` (below the
-    spacing ``n // size``): in a batch that keeps the data set's order (a whole sorted set
-    every step, a loader without shuffling) the first rows are neighbours, near-duplicate
-    inputs whose noisy targets no smooth model separates; in a shuffled batch any rows are
-    as good as the first."""
-    return [min(n - 1, i * n // size + offset) for i in range(size)]
+def spread_rows(n: int, size: int) -> list[int]:
+    """``size`` rows evenly spaced over a batch of ``n``, from the first: in a batch that
+    keeps the data set's order (a whole sorted set every step, a loader without shuffling)
+    the first rows are neighbours, near-duplicate inputs whose noisy targets no smooth
+    model separates; in a shuffled batch any rows are as good as the first."""
+    return [i * n // size for i in range(size)]
+
+
+def dealt_rows(rows: int, n: int, size: int) -> list[list[int]]:
+    """The rows of one batch of ``rows`` dealt into ``n`` small batches of at most ``size``,
+    no row in two: small batch ``i`` takes rows ``i``, ``i + n``, ``i + 2n``, ... of every
+    ``step``-th row, where ``step`` spaces ``n * size`` rows over the batch (1 where it has
+    fewer, which then leaves each small batch about ``rows / n``); empty ones left out."""
+    step = max(1, rows // (n * size))
+    dealt = [
+        [(i + n * j) * step for j in range(size) if (i + n * j) * step < rows] for i in range(n)
+    ]
+    return [index for index in dealt if index]
 
 
 def leading_sizes(batch: Any) -> set[int]:

@@ -258,3 +258,16 @@ def test_switching_dropout_off_reaches_the_rates_modules_apply_themselves() -> N
         assert torch.equal(model(x), model(x))
     assert layer.self_attn.dropout == 0.0 and model[1].drop_prob == 0.0
     assert layer.norm1.eps > 0  # floats that are no rate of dropping stay as they were
+
+
+def test_a_repeated_batch_is_dealt_into_small_batches_that_share_no_row() -> None:
+    from nndoctor.subject import dealt_rows
+
+    dealt = dealt_rows(600, 16, 64)
+    rows = [r for index in dealt for r in index]
+    assert len(rows) == len(set(rows)) == 600 and len(dealt) == 16
+    # Larger than all the small batches need: every fourth row, still spread over it all.
+    dealt = dealt_rows(4096, 4, 256)
+    assert all(len(index) == 256 for index in dealt)
+    assert dealt[0][:3] == [0, 16, 32] and dealt[3][-1] == 4092
+    assert len({r for index in dealt for r in index}) == 1024

@@ -39,10 +39,13 @@ from nndoctor.subject import (
     Subject,
     Task,
     batch_size_of,
+    cuttable,
+    dealt_rows,
     move_to,
     positional_call,
     slice_batch,
     switch_off_dropout,
+    take_samples,
 )
 from nndoctor.trees import first_tensor
 
@@ -760,24 +763,29 @@ class Lab:
             self._batches = [move_to(b, self.device) for b in self.subject.take_batches(n)]
         return self._batches[:n]
 
-    def small_batches(self, n: int, size: int, *, spread: bool = False) -> list[Any]:
+    def small_batches(self, n: int, size: int) -> list[Any]:
         """The first ``n`` batches, each cut to ``size`` samples: experiments that train
-        several copies stay cheap whatever the user's batch size. With ``spread``, for
-        experiments that read the samples' statistics: where the batches are one batch
-        repeated (full-batch training), each takes its own rows evenly spaced over it
-        (``spread_rows``), since the first rows of a set in its own order (a sorted grid
-        trained whole at every step) are neighbours, no sample of its spread."""
+        several copies stay cheap whatever the user's batch size. Where the batches are one
+        batch repeated (full-batch training), they are no ``n`` batches but one: its rows
+        are dealt out instead, every ``n``-th row to the same small batch
+        (:func:`dealt_rows`), so that no two share a sample (a copy trained on some of them
+        and asked about the others is asked about samples it never saw) and each spreads
+        over the whole batch (the first rows of a set in its own order, a sorted grid, are
+        neighbours, no sample of its spread)."""
         assert self.subject is not None
         batches = self.batches(n)
-        if not (spread and self._one_batch_repeated(batches)):
+        rows = batch_size_of(batches[0], self.subject) if batches else None
+        if (
+            rows is None
+            or len(batches) < 2
+            or not cuttable(batches[0], self.subject)
+            or not self._one_batch_repeated(batches)
+        ):
             return [slice_batch(b, size, self.subject) for b in batches]
-        rows = batch_size_of(batches[0], self.subject) or size
-        return [
-            slice_batch(
-                b, size, self.subject, spread=True, offset=i * (rows // size) // len(batches)
-            )
-            for i, b in enumerate(batches)
+        dealt = [
+            take_samples(batches[0], index, self.subject) for index in dealt_rows(rows, n, size)
         ]
+        return [b for b in dealt if batch_size_of(b, self.subject)]
 
     def _one_batch_repeated(self, batches: list[Any]) -> bool:
         """Whether ``batches`` all hold the same model input, value for value."""

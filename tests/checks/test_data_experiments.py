@@ -827,3 +827,37 @@ def test_a_few_dozen_held_out_samples_do_not_show_a_pairing_absent() -> None:
     result = report.result("labels-not-connected")
     assert result.conclusive is False
     assert "(fewer than 128) are too few to show it absent" in result.detail, result.detail
+
+
+def _full_batch(shuffled: bool) -> Report:
+    """600 samples of three classes fed whole at every step (full-batch training); with
+    ``shuffled`` the labels are permuted on their own, disconnected from the inputs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 10, generator=g)
+    y = (x @ torch.randn(10, 3, generator=g)).argmax(1)
+    if shuffled:
+        y = y[torch.randperm(600, generator=g)]
+    torch.manual_seed(0)
+    model = mlp(10, 3, 64)
+    return run(
+        select=["labels-not-connected"],
+        model=model,
+        data=lambda: iter([(x, y)] * 50),
+        loss_fn=nn.CrossEntropyLoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=1e-2),
+    )
+
+
+@pytest.mark.fires("labels-not-connected")
+def test_labels_shuffled_apart_from_a_full_batch_are_found() -> None:
+    # Copies are asked about samples they never saw: the repeated batch's rows are dealt
+    # out, not cut to the same first rows for both halves of the cross-fit.
+    (finding,) = _full_batch(shuffled=True).by_check("labels-not-connected")
+    assert finding.reasons[0] in (3, 4)
+
+
+@pytest.mark.silent("labels-not-connected")
+def test_a_full_batch_whose_labels_follow_the_inputs_passes() -> None:
+    report = _full_batch(shuffled=False)
+    assert serious(report, "labels-not-connected") == []
+    assert "the labels follow the inputs" in report.result("labels-not-connected").detail

@@ -441,7 +441,7 @@ def standardised_twin(
     if lab is None or not lab.available or lab.subject is None:
         return None
     subject = lab.subject
-    batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size, spread=True)
+    batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size)
     twins = [_standardised(subject, b, stats) for b in batches]
     if not batches or any(b is None for b in twins):
         return None

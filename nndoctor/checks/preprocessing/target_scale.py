@@ -210,7 +210,7 @@ def targets_not_standardized(ctx: CheckContext) -> None:
     if name not in REGRESSION_LOSSES:
         ctx.skip("the loss is not a recognised loss of a value (MSE, L1, Huber, smooth L1)")
     t = ctx.thresholds
-    batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size, spread=True)
+    batches = lab.small_batches(TWIN_BATCHES, t.experiment_batch_size)
     # One initialised copy answers for every batch: its prediction's size is all that is read.
     model = lab.fresh_model()
     rows = [_target_rows(subject, model, b) for b in batches]
