@@ -277,12 +277,13 @@ def batch_repeated(ctx: CheckContext) -> None:
         whole dataset (its batch size at least its length). In a script without a
         DataLoader a repeat is reported only where the source had more to give: an array
         the script holds with more rows than the batch contains the batch's samples (the
-        same first rows cut at every step), or the script re-seeds its random generator
-        before the draws (``torch.manual_seed`` inside the loop); an input computed anew
-        from the whole data at every step (``model(x / s)``) matches no held array and
-        shows no more data. Steps that call the model more
-        often than they evaluate the loss (a recurrence or an environment rollout unrolled
-        in the script) are left out: their first call is no batch.
+        same first rows cut at every step), the batch is a view of part of an array whose
+        other rows the script does not evaluate on, or the script re-seeds its random
+        generator before the draws (``torch.manual_seed`` inside the loop); an input
+        computed anew from the whole data at every step (``model(x / s)``) matches no held
+        array and shows no more data. Steps that call the model more often than they
+        evaluate the loss (a recurrence or an environment rollout unrolled in the script)
+        are left out: their first call is no batch.
 
     How to fix:
         Create the iterator once per epoch and draw from it, or loop over the loader
