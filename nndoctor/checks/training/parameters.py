@@ -686,14 +686,18 @@ def _report_path_not_taken(
         ),
         severity=Severity.INFO,
         where=Where(module=module),
-        evidence={
-            "parameters": names_evidence(names),
-            "count": len(names),
-            "numel": numel_of(rec, names),
-            "steps": steps,
-            "called_in": called,
-        },
+        evidence={**_no_gradient_evidence(rec, names, steps), "called_in": called},
     )
+
+
+def _no_gradient_evidence(rec: Recording, names: list[str], steps: int) -> dict[str, Any]:
+    """The evidence every finding on parameters without a gradient gives."""
+    return {
+        "parameters": names_evidence(names),
+        "count": len(names),
+        "numel": numel_of(rec, names),
+        "steps": steps,
+    }
 
 
 def _discarded_outputs(lab: Any, modules: set[str]) -> set[str]:
@@ -757,10 +761,7 @@ def _report_unread_by_loss(ctx: CheckContext, module: str, names: list[str], ste
         severity=Severity.INFO,
         where=Where(module=module),
         evidence={
-            "parameters": names_evidence(names),
-            "count": len(names),
-            "numel": numel_of(rec, names),
-            "steps": steps,
+            **_no_gradient_evidence(rec, names, steps),
             "output_read": True,
             "loss_reads_output": False,
         },
@@ -798,13 +799,7 @@ def _report_discarded(
     every_block: list[str] | None = None,
 ) -> None:
     rec = ctx.recording
-    evidence = {
-        "parameters": names_evidence(names),
-        "count": len(names),
-        "numel": numel_of(rec, names),
-        "steps": steps,
-        "output_read": False,
-    }
+    evidence = {**_no_gradient_evidence(rec, names, steps), "output_read": False}
     if every_block:
         role = _role(module)
         ctx.finding(
