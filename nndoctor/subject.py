@@ -315,7 +315,7 @@ def switch_off_dropout(model: nn.Module, *, recurse: bool = True) -> None:
     ``drop_prob``, a rate handed on as ``dropout_p`` to ``scaled_dot_product_attention``),
     whose name says they drop, or ``p`` on a module whose class name does (a hand-written
     ``DropoutNd``). Experiments that switch regularisation off leave no random mask on."""
-    for module in model.modules() if recurse else (module for module in (model,)):
+    for module in model.modules() if recurse else [model]:
         if isinstance(module, REGULARISERS):
             module.p = 0.0
             continue
@@ -719,6 +719,29 @@ def spread_rows(n: int, size: int) -> list[int]:
     the first rows are neighbours, near-duplicate inputs whose noisy targets no smooth
     model separates; in a shuffled batch any rows are as good as the first."""
     return [i * n // size for i in range(size)]
+
+
+def same_tensors(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` hold the same tensors, in order, value for value (shape,
+    dtype and layout alike; sparse ones compared coalesced). A layout torch cannot compare
+    (CSR) is taken as unequal."""
+    left, right = tensors(a), tensors(b)
+    return len(left) == len(right) and all(
+        x.shape == y.shape and x.dtype == y.dtype and x.layout == y.layout and _equal(x, y)
+        for x, y in zip(left, right, strict=True)
+    )
+
+
+def _equal(x: torch.Tensor, y: torch.Tensor) -> bool:
+    if x is y:
+        return True
+    try:
+        if x.is_sparse:
+            x, y = x.coalesce(), y.coalesce()
+            return torch.equal(x.indices(), y.indices()) and torch.equal(x.values(), y.values())
+        return bool(torch.equal(x, y))
+    except (RuntimeError, NotImplementedError):
+        return False
 
 
 def dealt_rows(rows: int, n: int, size: int) -> list[list[int]]:

@@ -388,7 +388,7 @@ def _read_script_frames(
         del frames  # the script's frames, not kept alive past this step
 
 
-def _read_whole_array(script: str, recording: Recording, fed: Any) -> None:
+def _read_held_arrays(script: str, recording: Recording, fed: Any) -> None:
     """At the budget, for steps no DataLoader fed: the row counts of the arrays the script
     holds that hold the recorded samples (``held_source_rows``), and the rows of the one
     that is the whole of every step's batch (``whole_array_rows``), where one is."""
@@ -483,7 +483,7 @@ def run_script(
                 epoch = _read_script_frames(path, recording, copies, probe.model, epoch) or epoch
             if done == steps and not any(s.loader is not None for s in recording.steps):
                 # Once, at the budget: a run followed past it reads its arrays no further.
-                _read_whole_array(path, recording, probe.last_input())
+                _read_held_arrays(path, recording, probe.last_input())
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
                 return
             raise StopCapture("step budget")

@@ -25,8 +25,7 @@ from nndoctor.copying import deepcopy_detached
 from nndoctor.probes.recording import GradClip, Recording
 from nndoctor.probes.schedule import hand_warmup_target, recorded_peak
 from nndoctor.probes.training import CLASS_INDEX_LOSSES
-from nndoctor.subject import OptimizerSpec, Subject, Task, call_model
-from nndoctor.trees import tensors
+from nndoctor.subject import OptimizerSpec, Subject, Task, call_model, same_tensors
 
 
 def captured_task(capture: Capture) -> Task:
@@ -182,24 +181,7 @@ def labelled_row_subsets(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _same_batch(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two captured batches hold the same model inputs, targets and loss rows."""
     parts = ("args", "kwargs", "targets", "loss_index")
-    left = [t for key in parts for t in tensors(a.get(key))]
-    right = [t for key in parts for t in tensors(b.get(key))]
-    return len(left) == len(right) and all(
-        x.shape == y.shape and x.dtype == y.dtype and x.layout == y.layout and _equal(x, y)
-        for x, y in zip(left, right, strict=True)
-    )
-
-
-def _equal(x: torch.Tensor, y: torch.Tensor) -> bool:
-    if x is y:
-        return True
-    try:
-        if x.is_sparse:
-            x, y = x.coalesce(), y.coalesce()
-            return torch.equal(x.indices(), y.indices()) and torch.equal(x.values(), y.values())
-        return bool(torch.equal(x, y))
-    except (RuntimeError, NotImplementedError):  # a layout torch cannot compare (CSR): unknown
-        return False
+    return same_tensors([a.get(key) for key in parts], [b.get(key) for key in parts])
 
 
 def subject_from_capture(capture: Capture) -> tuple[Subject | None, str]:

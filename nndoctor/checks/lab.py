@@ -43,11 +43,11 @@ from nndoctor.subject import (
     dealt_rows,
     move_to,
     positional_call,
+    same_tensors,
     slice_batch,
     switch_off_dropout,
     take_samples,
 )
-from nndoctor.trees import first_tensor
 
 # The known-good optimiser of the tiny-batch experiments.
 KNOWN_GOOD_LR = 1e-3
@@ -771,7 +771,9 @@ class Lab:
         (:func:`dealt_rows`), so that no two share a sample (a copy trained on some of them
         and asked about the others is asked about samples it never saw) and each spreads
         over the whole batch (the first rows of a set in its own order, a sorted grid, are
-        neighbours, no sample of its spread)."""
+        neighbours, no sample of its spread). A whole graph, which no cut keeps a graph, has
+        its labelled rows dealt when the script's subject is built
+        (``capture.subject.labelled_row_subsets``) instead."""
         assert self.subject is not None
         batches = self.batches(n)
         rows = batch_size_of(batches[0], self.subject) if batches else None
@@ -788,13 +790,11 @@ class Lab:
         return [b for b in dealt if batch_size_of(b, self.subject)]
 
     def _one_batch_repeated(self, batches: list[Any]) -> bool:
-        """Whether ``batches`` all hold the same model input, value for value."""
-        assert self.subject is not None
-        first = [first_tensor(self.subject.inputs(b)) for b in batches]
-        head = first[0] if first else None
-        return head is not None and all(
-            x is not None and x.shape == head.shape and torch.equal(x, head) for x in first[1:]
-        )
+        """Whether ``batches`` all hold the same model inputs and targets, value for value."""
+        subject = self.subject
+        assert subject is not None
+        parts = [(subject.inputs(b), subject.targets(b)) for b in batches]
+        return all(same_tensors(p, parts[0]) for p in parts[1:])
 
     def tiny_batch(self, size: int) -> Any:
         """``size`` samples of the first batch, evenly spaced over it (``spread_rows``): a
