@@ -20,6 +20,7 @@ from torch import nn
 
 from nndoctor.probes.layers import DROPOUT
 from nndoctor.probes.recording import GradClip
+from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.trees import first_tensor, map_tensors, tensors
 
 TaskKind = Literal[
@@ -327,6 +328,35 @@ def switch_off_dropout(model: nn.Module, *, recurse: bool = True) -> None:
                 and ("drop" in attr.lower() or (attr == "p" and dropping_class))
             ):
                 setattr(module, attr, 0.0)
+
+
+def fix_batch_statistics(model: nn.Module, run: Callable[[], Any]) -> list[str]:
+    """Give every batch-norm layer of ``model`` that keeps no running statistics
+    (``track_running_stats=False``: it normalises each batch with that batch's own mean and
+    variance, in eval mode too, as MAML's and some GANs' networks do by design) the mean and
+    variance its input has in ``run()`` (a forward of ``model``) as running statistics. In
+    eval mode each such layer is then a fixed affine map of every sample, like any batch
+    norm with running statistics. The names of the layers fixed, in forward order."""
+    stateless = {
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is None
+    }
+    if not stateless:
+        return []
+    with recorded_module_inputs(model, stateless) as seen, torch.no_grad():
+        run()
+    fixed = []
+    for name, inputs in seen.items():
+        x = first_tensor(inputs[0])
+        if x is None or x.dim() < 2 or not x.is_floating_point():
+            continue
+        module = model.get_submodule(name)
+        axes = [0, *range(2, x.dim())]
+        module.running_mean = x.detach().mean(axes)
+        module.running_var = x.detach().var(axes, unbiased=False)
+        fixed.append(name)
+    return fixed
 
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]

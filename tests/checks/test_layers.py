@@ -492,6 +492,28 @@ def test_batchnorm_in_train_mode_is_not_a_batch_dependence() -> None:
     assert "BatchNorm checked in eval mode" in report.result("batch-dependence").detail
 
 
+def _without_running_statistics(model: MixesBatch) -> MixesBatch:
+    """``model`` with its batch norm normalising every batch by that batch's own statistics,
+    in eval mode too (``track_running_stats=False``), as MAML's networks do by design."""
+    model.bn = nn.BatchNorm1d(4, track_running_stats=False)
+    return model
+
+
+@pytest.mark.silent("batch-dependence")
+def test_batchnorm_without_running_statistics_is_not_a_batch_dependence() -> None:
+    report = _batch_dependence(_without_running_statistics(KeepsBatch()))
+    assert report.by_check("batch-dependence") == []
+    detail = report.result("batch-dependence").detail
+    assert "bn: batch norm without running statistics" in detail
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_reshape_across_the_batch_behind_batchnorm_without_statistics_is_found() -> None:
+    report = _batch_dependence(_without_running_statistics(MixesBatch()))
+    (finding,) = report.by_check("batch-dependence")
+    assert finding.evidence["relative_change"] > 1e-3
+
+
 class CapacityRouter(nn.Module):
     """Top-1 routing of each sample to one of four experts, at most ``capacity`` samples an
     expert per batch: the samples over capacity are dropped (zero output), so a sample's

@@ -36,7 +36,7 @@ from nndoctor.probes.recording import Recording
 from nndoctor.probes.stats import holds_ids
 from nndoctor.probes.trace import recorded_module_inputs
 from nndoctor.report.model import Where
-from nndoctor.subject import leading_sizes
+from nndoctor.subject import fix_batch_statistics, leading_sizes
 from nndoctor.trees import map_tensors, tensors, tree_leaves
 
 _GRADCHECK_DIRECTIONS = 3
@@ -781,6 +781,9 @@ class _Dependence:
     # the dependence was measured in (None: batch_dependence_rtol, float64).
     unit: str = "sample"
     rtol: float | None = None
+    # Batch norms that keep no running statistics (each batch normalised by its own, by
+    # design), given the batch's statistics as fixed ones before the samples were changed.
+    fixed_norms: list[str] = field(default_factory=list)
 
     @property
     def discrete(self) -> bool:
@@ -820,6 +823,13 @@ class _Dependence:
             "largest relative change of "
             f"another {self.unit}'s output {self.delta:.2g}"
             + (" (BatchNorm checked in eval mode)" if self.batch_norm else "")
+            + (
+                f"; {', '.join(self.fixed_norms)}: batch norm without running statistics "
+                "(each batch normalised by its own mean and variance, by design), held at "
+                "this batch's statistics"
+                if self.fixed_norms
+                else ""
+            )
         )
 
 
@@ -1037,6 +1047,11 @@ def _dependence(
     device = _device_of(model)
     inside = _InternalMixing(n)
     with torch.no_grad():
+        # A batch norm that keeps no running statistics mixes the samples by design, in
+        # eval mode too; held at this batch's statistics it maps each sample alone, and
+        # only other mixing is measured.
+        with same_noise(device):
+            fixed = fix_batch_statistics(model, lambda: call(model, args))
         with same_noise(device):
             base = _batch_outputs(
                 visit_module_outputs(
@@ -1049,7 +1064,9 @@ def _dependence(
         if not base:
             return None
         pairs = _pair_axes(model, args, axis, base, call)
-        worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n))
+        worst = _Dependence(
+            0.0, -1, -1, n, axis, changes=min(n, changes or n), fixed_norms=fixed
+        )
 
         def outputs_with(j: int, swap: bool) -> list[torch.Tensor]:
             changed = _perturb_sample(args, j, n, axis, swap=swap)
