@@ -1064,9 +1064,7 @@ def _dependence(
         if not base:
             return None
         pairs = _pair_axes(model, args, axis, base, call)
-        worst = _Dependence(
-            0.0, -1, -1, n, axis, changes=min(n, changes or n), fixed_norms=fixed
-        )
+        worst = _Dependence(0.0, -1, -1, n, axis, changes=min(n, changes or n), fixed_norms=fixed)
 
         def outputs_with(j: int, swap: bool) -> list[torch.Tensor]:
             changed = _perturb_sample(args, j, n, axis, swap=swap)
