@@ -1963,6 +1963,14 @@ class TrainingProbe:
         self._record_weights(
             pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
         )
+        self._record_frozen(
+            pending,
+            [
+                (n, p)
+                for n, p in self._params
+                if not p.requires_grad and n not in self.recording.in_optimizer
+            ],
+        )
 
     def _record_grad_norms(self, pending: _Pending, at_step: bool = False) -> bool:
         """The norm of every parameter's gradient, copied to the host with the step;
@@ -1996,6 +2004,17 @@ class TrainingProbe:
         # FSDP's parameters are DTensors: the update is measured on this rank's shard.
         pending.snapshot = self._take_snapshot([local_part(p.detach()) for _, p in tracked])
         pending.snapshot_names = names
+
+    def _record_frozen(self, pending: _Pending, frozen: list[tuple[str, nn.Parameter]]) -> None:
+        """The norms of ``frozen`` (parameters no gradient moves) as the optimizer steps."""
+        if not frozen:
+            return
+        rec = pending.record
+        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in frozen]))
+        names = [n for n, _ in frozen]
+        pending.decoders.append(
+            lambda: rec.frozen_norms.update(zip(names, pending.transfer.get(slot), strict=True))
+        )
 
     def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """A copy of ``params`` in buffers kept from the previous step when they still fit."""

@@ -854,6 +854,66 @@ def test_every_gradient_removed_before_the_step_is_no_held_layer(tmp_path: Any) 
     assert finding.reasons == [23]
 
 
+EMA_TEACHER = """
+import copy
+import torch
+from torch import nn
+torch.manual_seed(0)
+x = torch.randn(512, 10)
+
+
+class Distilled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.student = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 8))
+        self.teacher = copy.deepcopy(self.student)
+        self.teacher.requires_grad_(False)
+
+    def forward(self, a, b):
+        with torch.no_grad():
+            target = nn.functional.normalize(self.teacher(b), dim=1)
+        return (nn.functional.normalize(self.student(a), dim=1) - target).pow(2).sum(1).mean()
+
+
+model = Distilled()
+opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+for step in range(60):
+    xb = x[torch.randint(0, 512, (64,))]
+    loss = model(xb + 0.1 * torch.randn_like(xb), xb + 0.1 * torch.randn_like(xb))
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        for s, t in zip(model.student.parameters(), model.teacher.parameters()):
+            t.mul_({tau}).add_(s, alpha=1 - {tau})
+"""
+
+
+def _ema_teacher(tmp_path: Any, tau: float) -> Any:
+    from nndoctor.engine import check_script
+
+    path = tmp_path / "ema.py"
+    path.write_text(EMA_TEACHER.format(tau=tau))
+    return check_script(str(path), steps=6, selection=Selection(select=("params-frozen",)))
+
+
+@pytest.mark.silent("params-frozen")
+def test_an_ema_teacher_outside_the_optimizer_is_maintained_not_frozen(tmp_path: Any) -> None:
+    # BYOL's and the mean teacher's target network: no gradient, no optimizer, moved by the
+    # script after every step. Its values still pass for the constructor's draw.
+    report = _ema_teacher(tmp_path, tau=0.99)
+    assert report.by_check("params-frozen") == []
+    assert "change between steps without a gradient" in report.result("params-frozen").detail
+
+
+@pytest.mark.fires("params-frozen")
+def test_a_teacher_the_script_never_moves_is_frozen_at_its_random_initialisation(
+    tmp_path: Any,
+) -> None:
+    (finding,) = _ema_teacher(tmp_path, tau=1.0).by_check("params-frozen")
+    assert "random initialisation" in finding.title and finding.reasons == [23]
+
+
 class NormalisedHead(nn.Module):
     """DINO's last layer: weight-normalised, its magnitude g filled with 1 and frozen, so
     that only the direction learns."""

@@ -55,9 +55,9 @@ def params_frozen(ctx: CheckContext) -> None:
         what anyone meant, so that is a warning. A frozen bias whose layer feeds a
         BatchNorm or InstanceNorm (the next layer in forward order) is left out: the norm
         subtracts any constant per channel, so that bias does nothing either way. So are
-        frozen parameters in the optimizer whose values change between observed steps: no
-        gradient moved them, the script did (MoCo's momentum encoder, an EMA copy, a DQN
-        target network). So are frozen parameters a custom module holds directly (not a
+        frozen parameters whose values change between observed steps, in the optimizer or
+        not: no gradient moved them, the script did (MoCo's momentum encoder, BYOL's EMA
+        target network, a DQN target network). So are frozen parameters a custom module holds directly (not a
         torch layer's) whose values a formula arranged rather than drew: neighbours along
         one axis closer than the same values shuffled (a permutation test at
         ``fixed_table_alpha``), as in a sin-cos positional table kept as a frozen parameter;
@@ -341,11 +341,13 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
 
 
 def _changed_between_steps(rec: Recording, frozen: list[str]) -> list[str]:
-    """The frozen parameters whose norm, read at each observed optimizer step (those in
-    the optimizer), is not the same at every step: updated by the script, not by a gradient."""
+    """The frozen parameters whose norm, read at each observed optimizer step (in the
+    optimizer or not), is not the same at every step: updated by the script, not by a
+    gradient (an EMA target network, a momentum encoder)."""
     seen: dict[str, set[float]] = {}
     for s in rec.steps:
         for name in frozen:
-            if name in s.weight_norms:
-                seen.setdefault(name, set()).add(s.weight_norms[name])
+            norm = s.weight_norms.get(name, s.frozen_norms.get(name))
+            if norm is not None:
+                seen.setdefault(name, set()).add(norm)
     return [n for n in frozen if len(seen.get(n, ())) > 1]
