@@ -303,7 +303,7 @@ def test_labels_handed_to_a_forward_that_only_mixes_the_batch_are_not_read(tmp_p
     mix = "lam = 0.7; h = lam * h + (1 - lam) * h[torch.randperm(h.shape[0])]"
     report = _labels_handed(tmp_path, mix)
     assert report.by_check(CHECK) == []
-    assert "it does not read them" in report.result(CHECK).detail
+    assert "do not read them" in report.result(CHECK).detail
 
 
 @pytest.mark.fires("targets-copy-input")
@@ -311,4 +311,64 @@ def test_labels_a_forward_embeds_into_its_features_leak(tmp_path: Path) -> None:
     # The label is added to the features the head reads: the model can copy it.
     report = _labels_handed(tmp_path, "h = h + self.label_emb(y)")
     (finding,) = report.by_check(CHECK)
+    assert finding.reasons == [3, 4, 21]
+
+
+# Extractive question answering as Hugging Face models do it: the answer's start position
+# handed to the model, which returns its own loss beside the logits over the positions.
+SPAN_START = """
+import torch
+from torch import nn
+torch.manual_seed(0)
+n, L = 512, 12
+ids = torch.randint(3, 20, (n, L))
+start = torch.distributions.Geometric(0.35).sample((n,)).long().clamp(max=L - 2) + 1
+ids[torch.arange(n), start - 1] = 1  # a marker token just before the answer
+
+class SpanModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 16)
+        self.mix = nn.Conv1d(16, 16, 3, padding=1)
+        self.start = nn.Linear(16, 1)
+
+    def forward(self, input_ids, start_positions=None):
+        h = self.mix(self.emb(input_ids).transpose(1, 2)).transpose(1, 2)
+        logits = self.start(torch.tanh(h)).squeeze(-1)
+        loss = None
+        if start_positions is not None:
+            {leak}
+            loss = nn.functional.cross_entropy(logits, start_positions.clamp(0, L))
+        return loss, logits
+
+model = SpanModel()
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for step in range(40):
+    i = torch.randint(0, n, (32,))
+    loss, _ = model(ids[i], start_positions=start[i])
+    opt.zero_grad(); loss.backward(); opt.step()
+"""
+
+
+def _span_start(tmp_path: Path, leak: str, checks: tuple[str, ...] = (CHECK,)) -> Report:
+    path = tmp_path / "span.py"
+    path.write_text(SPAN_START.format(leak=leak))
+    return check_script(str(path), steps=8, phase_steps=0, selection=Selection(select=checks))
+
+
+@pytest.mark.silent(CHECK)
+@pytest.mark.silent("class-imbalance")
+def test_answer_positions_handed_to_a_model_that_returns_its_own_loss(tmp_path: Path) -> None:
+    # The labels reach only the loss the model returns (a scalar), never its logits; and
+    # the classes are positions in the input, most answers early by the data's layout.
+    report = _span_start(tmp_path, "pass", (CHECK, "class-imbalance"))
+    assert report.findings == []
+    assert "do not read them" in report.result(CHECK).detail
+    assert "scores positions of the input sequence" in report.result("class-imbalance").detail
+
+
+@pytest.mark.fires(CHECK)
+def test_answer_positions_written_into_the_logits_leak(tmp_path: Path) -> None:
+    leak = "logits = logits + 5 * nn.functional.one_hot(start_positions, L)"
+    (finding,) = _span_start(tmp_path, leak).by_check(CHECK)
     assert finding.reasons == [3, 4, 21]

@@ -134,6 +134,10 @@ def class_imbalance(ctx: CheckContext) -> None:
             "not a choice of samples"
         )
         return
+    pointers = positions_as_classes(rec)
+    if pointers:
+        ctx.note(pointers)
+        return
     # A weighted sampler acts before the batches: the counts above are what it drew, so it
     # compensates only if they come out balanced (its weights may be the counts, not their
     # inverse). Loss weights act after, and do compensate whatever the batches hold.
@@ -271,6 +275,35 @@ def targets_per_sample(rec: Recording) -> float | None:
             continue
         ratios.append(math.prod(call.target.shape) / x.shape[axis])
     return statistics.median(ratios) if ratios else None
+
+
+def positions_as_classes(rec: Recording) -> str:
+    """Why the classes are positions in the input, or "": at every observed step the first
+    classification loss's logits have as many classes as the model's input sequence has
+    positions (token ids [N, L], or vectors [N, L, F]: an answer span's start in extractive
+    question answering, a pointer network's choice among its inputs). Where an answer
+    sits in its text is the data's layout, not a choice of samples to rebalance."""
+    lengths: set[int] = set()
+    for s in rec.steps:
+        call = s.loss_calls[0] if s.loss_calls else None
+        if call is None or call.target is None or call.target.class_counts is None:
+            continue
+        x = s.inputs
+        if x is None:
+            continue
+        if len(call.input_shape) != 2:
+            return ""
+        sequence = len(x.shape) == 2 and not x.measured or len(x.shape) == 3 and x.measured
+        if not sequence or x.shape[1] != call.input_shape[1]:
+            return ""
+        lengths.add(x.shape[1])
+    if not lengths:
+        return ""
+    return (
+        f"the loss scores positions of the input sequence ({'/'.join(map(str, sorted(lengths)))} "
+        "classes, as many as the input has positions: a span's start, a pointer among the "
+        "inputs): their frequencies are the data's layout, not a choice of samples"
+    )
 
 
 def token_sequence_targets(rec: Recording) -> str:

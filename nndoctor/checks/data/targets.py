@@ -136,9 +136,10 @@ def targets_copy_input(ctx: CheckContext) -> None:
     if visible is None and _labels_read(ctx) is False:
         ctx.note(
             f"the targets are the labels handed to the model beside its input ({min(same):.0%} "
-            "the same), but the model's output in training mode stays bit for bit the same "
-            "with every label changed: it does not read them (a forward that takes the "
-            "labels only to know it is training, as manifold mixup does), so it cannot copy them"
+            "the same), but the model's output in training mode (a loss it returns aside) stays "
+            "bit for bit the same with every label changed: its predictions do not read them (a "
+            "forward that takes the labels only for its own loss, or to know it is training, "
+            "as manifold mixup does), so it cannot copy them"
         )
         return
     ctx.finding(
@@ -241,8 +242,10 @@ def _label_visible(
     label's values. A copy in training mode, where the loss is computed, is called as it
     was and with every sample's label changed to the next class present in the batch, the
     random draws the same; an output unchanged bit for bit cannot copy the label (manifold
-    mixup asks for the labels only to know it is training). None when no such argument is
-    there, the batch holds one class, or the changed call raises."""
+    mixup asks for the labels only to know it is training), and neither can a scalar the
+    model returns (the loss it computes inside from the labels: ``start_positions`` handed
+    to a question-answering model). None when no such argument is there, the batch holds
+    one class, the model returns only scalars, or the changed call raises."""
     held = [
         x
         for x in tensors((args, kwargs))
@@ -262,7 +265,11 @@ def _label_visible(
     outputs = _outputs_with(lab, args, kwargs, label, changed, training=True)
     if outputs is None:
         return None
-    pairs = [(a, b) for a, b in zip(*outputs, strict=False) if a.is_floating_point()]
+    # A scalar is the loss a model computes inside from the labels it was handed (as
+    # Hugging Face models return it): it reads them by design. Copying needs predictions.
+    pairs = [
+        (a, b) for a, b in zip(*outputs, strict=False) if a.is_floating_point() and a.dim() > 0
+    ]
     if not pairs:
         return None
     return any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs)
