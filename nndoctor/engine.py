@@ -947,6 +947,9 @@ def _why_no_step(capture: Any) -> str:
             ": the model was called, but never with gradients enabled and a backward pass; if it "
             "trains inside a function nndoctor cannot reach, use the Python API (nndoctor.check)"
         )
+    functional = _functional_parameters(capture.recording)
+    if functional:
+        return functional
     if _backwards_without_gradient(capture):
         return (
             ": backward passes ran, but every gradient they left was zero, so no update could "
@@ -956,6 +959,26 @@ def _why_no_step(capture: Any) -> str:
         ": backward passes ran but the parameters never changed; if the script updates weights "
         "another way, diagnose it through the Python API (nndoctor.check with a loss_fn and an "
         "optimizer)"
+    )
+
+
+def _functional_parameters(rec: Any) -> str:
+    """Why a model called only inside torch.func transforms never stepped while another
+    optimizer did: the tensors that train are handed to it (``functional_call`` with
+    parameters stacked by ``stack_module_state``, an ensemble trained as one set of stacked
+    tensors), and the module's own parameters are not them. "" otherwise."""
+    stepped = [o for o in rec.other_optimizers if o.steps and any(o.with_grad)]
+    if not rec.transformed_forwards or not stepped:
+        return ""
+    optimizer = stepped[0]
+    return (
+        f": {optimizer.name} stepped {len(optimizer.steps)} time(s) on {optimizer.params} "
+        "tensor(s) that no module holds, and the model was called only inside torch.func "
+        "transforms (functional_call, vmap) with parameters handed to it: the tensors that "
+        "train live outside the module (torch.func.stack_module_state, an ensemble trained "
+        "as stacked tensors), so nndoctor sees no step of the model. Diagnose one member "
+        "as an nn.Module through the Python API (nndoctor.check with the model, its data "
+        "and a loss_fn)"
     )
 
 

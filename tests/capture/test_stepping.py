@@ -615,6 +615,41 @@ with torch.no_grad():
 """
 
 
+STACKED_ENSEMBLE = """
+import copy
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 6), torch.randint(0, 3, (256,))
+members = [nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3)) for _ in range(4)]
+params, buffers = stack_module_state(members)
+base = copy.deepcopy(members[0]).to("meta")
+ensemble = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)), in_dims=(0, 0, None))
+optimizer = torch.optim.Adam(params.values(), lr=1e-2)
+for step in range(30):
+    idx = torch.randint(0, 256, (32,))
+    logits = ensemble(params, buffers, x[idx])
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), y[idx].repeat(4))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def test_an_ensemble_trained_as_stacked_tensors_is_said_so(tmp_path: Path) -> None:
+    # torch.func's model-ensembling recipe: the optimizer steps the stacked tensors, and
+    # the module (on the meta device) only lends its forward to functional_call.
+    path = tmp_path / "ensemble.py"
+    path.write_text(STACKED_ENSEMBLE)
+    report = check_script(str(path), steps=5)
+    assert not report.run.observed
+    error = report.run.error or ""
+    assert "Adam stepped 30 time(s) on 4 tensor(s) that no module holds" in error, error
+    assert "stack_module_state" in error
+
+
 def test_a_model_trained_inside_torch_func_transforms_is_said_so(tmp_path: Path) -> None:
     # vmap(grad(functional_call(...))) runs the model's hooks on per-sample stand-ins that
     # must not leave the transform: the probe lets them pass (keeping one for its statistics
