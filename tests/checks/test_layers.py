@@ -514,6 +514,42 @@ def test_a_reshape_across_the_batch_behind_batchnorm_without_statistics_is_found
     assert finding.evidence["relative_change"] > 1e-3
 
 
+class MinibatchStdDev(nn.Module):
+    """ProGAN's minibatch standard deviation, appended to every sample as one more feature;
+    with ``centred``, the bug's shape instead: each sample's features minus the batch mean."""
+
+    def __init__(self, centred: bool = False) -> None:
+        super().__init__()
+        self.centred = centred
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.centred:
+            return torch.cat([h, h[:, :1] - h[:, :1].mean(0)], dim=1)
+        return torch.cat([h, h.std(dim=0, unbiased=False).mean().expand(h.shape[0], 1)], dim=1)
+
+
+def _with_batch_statistic(centred: bool) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(10, 16), nn.LeakyReLU(0.2), MinibatchStdDev(centred), nn.Linear(17, 3)
+    )
+
+
+@pytest.mark.silent("batch-dependence")
+def test_a_minibatch_standard_deviation_appended_to_every_sample_is_by_design() -> None:
+    report = _batch_dependence(_with_batch_statistic(centred=False))
+    assert report.by_check("batch-dependence") == []
+    assert "one statistic of the whole batch" in report.result("batch-dependence").detail
+
+
+@pytest.mark.fires("batch-dependence")
+def test_features_centred_on_the_batch_mean_are_a_dependence() -> None:
+    # The batch mean moves every sample's value by its own amount from its own value: not
+    # one statistic shared by all.
+    (finding,) = _batch_dependence(_with_batch_statistic(centred=True)).by_check("batch-dependence")
+    assert finding.evidence["first_mixing_module"] == "2"
+
+
 class CapacityRouter(nn.Module):
     """Top-1 routing of each sample to one of four experts, at most ``capacity`` samples an
     expert per batch: the samples over capacity are dropped (zero output), so a sample's

@@ -640,6 +640,16 @@ def batch_dependence(ctx: CheckContext) -> None:
             "capacity-limited routing does by design"
         )
         return
+    over = [m for m in measured if m.delta > rtol_of(m)]
+    appended = [m.broadcast_first(rtol_of(m)) for m in over]
+    if over and all(appended):
+        ctx.note(
+            ctx.detail + f"; the first layer that mixes the samples, `{appended[0]}`, only hands "
+            "every sample one statistic of the whole batch, the same value in each sample's row "
+            "(a minibatch standard deviation, as ProGAN's and StyleGAN's discriminators append), "
+            "by design"
+        )
+        return
     if worst.delta <= rtol:
         if isinstance(main, _Dependence) and main.position and main.position[0] > rtol:
             _report_position_dependence(ctx, main)
@@ -784,6 +794,9 @@ class _Dependence:
     # Batch norms that keep no running statistics (each batch normalised by its own, by
     # design), given the batch's statistics as fixed ones before the samples were changed.
     fixed_norms: list[str] = field(default_factory=list)
+    # Submodules that mix the samples only by handing each one statistic of the whole
+    # batch, the same for every sample (a minibatch standard deviation).
+    broadcasts: set[str] = field(default_factory=set)
 
     @property
     def discrete(self) -> bool:
@@ -809,6 +822,12 @@ class _Dependence:
         return next(
             ((name, d) for name, d, given in self.inside if d > rtol and given <= rtol), None
         )
+
+    def broadcast_first(self, rtol: float) -> str | None:
+        """The first submodule that mixes the samples, where all it does is hand every
+        sample one statistic of the whole batch; None otherwise."""
+        first = self.first_own_mixing(rtol) or self.first_mixing(rtol)
+        return first[0] if first is not None and first[0] in self.broadcasts else None
 
     def describe(self) -> str:
         where = f"{self.network}: " if self.network else ""
@@ -1105,6 +1124,7 @@ def _dependence(
             )
     worst.batch_norm = any(isinstance(m, BATCH_NORM) for m in model.modules())
     worst.inside = inside.in_forward_order()
+    worst.broadcasts = inside.broadcasting()
     return worst
 
 
@@ -1216,6 +1236,9 @@ class _InternalMixing:
         # per sample; values mixed upstream) passes the change on, it does not mix.
         self.base_inputs: dict[OutputKey, torch.Tensor] = {}
         self.given: dict[tuple[str, int], float] = {}
+        # Per output, whether every change it showed in other samples' rows was a statistic
+        # of the batch broadcast to every sample (see _batch_statistic_appended).
+        self.broadcast: dict[OutputKey, bool] = {}
 
     def keep(self, key: OutputKey, t: torch.Tensor) -> None:
         self.order.setdefault(key, len(self.order))
@@ -1240,6 +1263,9 @@ class _InternalMixing:
         delta = self._mixing(a, t)
         if delta is not None and delta > self.worst.get(key, 0.0):
             self.worst[key] = delta
+        appended = _batch_statistic_appended(a, t) if a.dim() and a.shape[0] == self.n else None
+        if appended is not None:
+            self.broadcast[key] = self.broadcast.get(key, True) and appended
 
     def _mixing(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
         n = self.n
@@ -1266,11 +1292,36 @@ class _InternalMixing:
             found.append(float(rest.max()) / scale)
         return min(found) if found else None
 
+    def broadcasting(self) -> set[str]:
+        """The submodules whose every change to other samples' values was one statistic of
+        the batch, the same in every sample's row."""
+        return {key[0] for key, only in self.broadcast.items() if only}
+
     def in_forward_order(self) -> list[tuple[str, float, float]]:
         """(submodule, its largest relative change of other samples' values, the same of the
         inputs of that call) in forward order."""
         keys = sorted(self.worst, key=lambda k: self.order[k])
         return [(k[0], self.worst[k], self.given.get(k[:2], 0.0)) for k in keys]
+
+
+def _batch_statistic_appended(a: torch.Tensor, b: torch.Tensor) -> bool | None:
+    """For an output holding the batch on its first axis, before (``a``) and after (``b``) one
+    sample changed: whether every value that moved in another sample's row holds one value
+    in every row, before and after alike: a statistic of the whole batch handed to each
+    sample (a minibatch standard deviation appended as a feature, as ProGAN's discriminator
+    does), rather than samples mixed into each other. None where no other row moved."""
+    rows_a, rows_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+    scale = float(rows_a.abs().max()) + 1e-12
+    moved = (rows_a - rows_b).abs() > 1e-9 * scale
+    others = moved.clone()
+    others[int(moved.sum(1).argmax())] = False  # the changed sample's own row
+    columns = others.any(0)
+    if not bool(columns.any()):
+        return None
+    return all(
+        bool(((rows[:, columns] - rows[:1, columns]).abs() <= 1e-12 * scale).all())
+        for rows in (rows_a, rows_b)
+    )
 
 
 def _beyond_one_row(a: torch.Tensor, b: torch.Tensor, axis: int) -> float:
