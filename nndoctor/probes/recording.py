@@ -332,10 +332,10 @@ class StepRecord:
     output_grad_norms: dict[str, float] = field(default_factory=dict)  # backward order
     grad_norms: dict[str, float] = field(default_factory=dict)  # param name -> norm
     weight_norms: dict[str, float] = field(default_factory=dict)
-    # The norms of the parameters with requires_grad=False that the optimizer does not
-    # hold, read as it steps: a script that updates them itself (an EMA target network)
-    # moves them from step to step, a frozen layer never.
-    frozen_norms: dict[str, float] = field(default_factory=dict)
+    # The norms of the parameters the optimizer does not hold, read as it steps: a script
+    # that updates them itself (an EMA target network) moves them from step to step, a
+    # frozen layer or one left out of the optimizer never.
+    outside_norms: dict[str, float] = field(default_factory=dict)
     update_norms: dict[str, float] = field(default_factory=dict)
     # The cosine between the step's change of the parameters and minus their gradient: near
     # 1 for a step down the gradient (SGD exactly 1), below 0 for a step that climbs it; NaN

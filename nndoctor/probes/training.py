@@ -1963,13 +1963,8 @@ class TrainingProbe:
         self._record_weights(
             pending, [(n, p) for n, p in self._params if n in self.recording.in_optimizer]
         )
-        self._record_frozen(
-            pending,
-            [
-                (n, p)
-                for n, p in self._params
-                if not p.requires_grad and n not in self.recording.in_optimizer
-            ],
+        self._record_outside(
+            pending, [(n, p) for n, p in self._params if n not in self.recording.in_optimizer]
         )
 
     def _record_grad_norms(self, pending: _Pending, at_step: bool = False) -> bool:
@@ -2005,15 +2000,15 @@ class TrainingProbe:
         pending.snapshot = self._take_snapshot([local_part(p.detach()) for _, p in tracked])
         pending.snapshot_names = names
 
-    def _record_frozen(self, pending: _Pending, frozen: list[tuple[str, nn.Parameter]]) -> None:
-        """The norms of ``frozen`` (parameters no gradient moves) as the optimizer steps."""
-        if not frozen:
+    def _record_outside(self, pending: _Pending, outside: list[tuple[str, nn.Parameter]]) -> None:
+        """The norms of ``outside`` (parameters the optimizer does not hold) as it steps."""
+        if not outside:
             return
         rec = pending.record
-        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in frozen]))
-        names = [n for n, _ in frozen]
+        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in outside]))
+        names = [n for n, _ in outside]
         pending.decoders.append(
-            lambda: rec.frozen_norms.update(zip(names, pending.transfer.get(slot), strict=True))
+            lambda: rec.outside_norms.update(zip(names, pending.transfer.get(slot), strict=True))
         )
 
     def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -867,7 +867,7 @@ class Distilled(nn.Module):
         super().__init__()
         self.student = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 8))
         self.teacher = copy.deepcopy(self.student)
-        self.teacher.requires_grad_(False)
+        self.teacher.requires_grad_({grad})
 
     def forward(self, a, b):
         with torch.no_grad():
@@ -876,7 +876,7 @@ class Distilled(nn.Module):
 
 
 model = Distilled()
-opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+opt = torch.optim.Adam(model.student.parameters(), lr=1e-3)
 for step in range(60):
     xb = x[torch.randint(0, 512, (64,))]
     loss = model(xb + 0.1 * torch.randn_like(xb), xb + 0.1 * torch.randn_like(xb))
@@ -889,12 +889,13 @@ for step in range(60):
 """
 
 
-def _ema_teacher(tmp_path: Any, tau: float) -> Any:
+def _ema_teacher(tmp_path: Any, tau: float, grad: bool = False) -> Any:
     from nndoctor.engine import check_script
 
     path = tmp_path / "ema.py"
-    path.write_text(EMA_TEACHER.format(tau=tau))
-    return check_script(str(path), steps=6, selection=Selection(select=("params-frozen",)))
+    path.write_text(EMA_TEACHER.format(tau=tau, grad=grad))
+    checks = ("params-frozen", "params-not-in-optimizer")
+    return check_script(str(path), steps=6, selection=Selection(select=checks))
 
 
 @pytest.mark.silent("params-frozen")
@@ -912,6 +913,23 @@ def test_a_teacher_the_script_never_moves_is_frozen_at_its_random_initialisation
 ) -> None:
     (finding,) = _ema_teacher(tmp_path, tau=1.0).by_check("params-frozen")
     assert "random initialisation" in finding.title and finding.reasons == [23]
+
+
+@pytest.mark.silent("params-not-in-optimizer")
+def test_an_ema_teacher_left_requiring_grad_is_maintained_not_forgotten(tmp_path: Any) -> None:
+    # requires_grad left on and run under no_grad: outside the optimizer, moved by the script.
+    report = _ema_teacher(tmp_path, tau=0.99, grad=True)
+    assert report.findings == []
+    assert "the script updates them itself" in report.result("params-not-in-optimizer").detail
+
+
+@pytest.mark.fires("params-not-in-optimizer")
+def test_a_teacher_left_requiring_grad_and_never_moved_is_not_in_the_optimizer(
+    tmp_path: Any,
+) -> None:
+    findings = _ema_teacher(tmp_path, tau=1.0, grad=True).by_check("params-not-in-optimizer")
+    assert [f.where.module for f in findings] == ["teacher.0", "teacher.2"]
+    assert all(f.reasons == [23] for f in findings)
 
 
 class NormalisedHead(nn.Module):

@@ -12,6 +12,7 @@ from nndoctor.checks.registry import CheckContext, register_check
 from nndoctor.checks.significance import neighbours_closer_p
 from nndoctor.checks.training.default_init import at_default_init
 from nndoctor.checks.training.parameters import (
+    changed_between_steps,
     common_module,
     group_by_module,
     module_label,
@@ -101,7 +102,7 @@ def params_frozen(ctx: CheckContext) -> None:
             f"frozen bias(es) {', '.join(inert)} feed a BatchNorm or InstanceNorm, which "
             "subtracts any constant per channel: they have no effect, frozen or not"
         )
-    maintained = _changed_between_steps(rec, frozen)
+    maintained = changed_between_steps(rec, frozen)
     if maintained:
         ctx.note(
             f"{ctx.detail}; {len(maintained)} of them "
@@ -340,14 +341,3 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
     return [n for n in frozen if module_of(n) in known]
 
 
-def _changed_between_steps(rec: Recording, frozen: list[str]) -> list[str]:
-    """The frozen parameters whose norm, read at each observed optimizer step (in the
-    optimizer or not), is not the same at every step: updated by the script, not by a
-    gradient (an EMA target network, a momentum encoder)."""
-    seen: dict[str, set[float]] = {}
-    for s in rec.steps:
-        for name in frozen:
-            norm = s.weight_norms.get(name, s.frozen_norms.get(name))
-            if norm is not None:
-                seen.setdefault(name, set()).add(norm)
-    return [n for n in frozen if len(seen.get(n, ())) > 1]

@@ -172,7 +172,10 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
         of the optimizer that steps the model. An error when a missing parameter
         receives a gradient (it is part of the loss: it was meant to train); a
         warning when it also gets no gradient (an unused part that would not train
-        anyway). Also a network the script calls before the one it trains (an encoder,
+        anyway). Parameters outside the optimizer whose values change between observed
+        steps all the same are left out: the script updates them itself (BYOL's EMA target
+        network with ``requires_grad`` left on, a momentum encoder). Also a network the
+        script calls before the one it trains (an encoder,
         a feature extractor) that no optimizer holds: nndoctor then observes the network
         the optimizer steps, and reports the other when its parameters receive gradients
         (an error; a warning when weights were loaded, as for a frozen pretrained network
@@ -226,6 +229,15 @@ def params_not_in_optimizer(ctx: CheckContext) -> None:
         _report_not_updated_by_hand(ctx, rec, missing, updated)
         return
     ctx.note(f"{len(rec.in_optimizer)} of {len(rec.param_names)} parameters are in the optimizer")
+    maintained = changed_between_steps(rec, missing)
+    if maintained:
+        ctx.note(
+            f"{ctx.detail}; {len(maintained)} of those outside it "
+            f"({module_label(common_module(maintained))} and below) change between steps all "
+            "the same: the script updates them itself (an EMA target network, a momentum "
+            "encoder), so no optimizer is meant to hold them"
+        )
+        missing = [n for n in missing if n not in set(maintained)]
     steps = _grad_steps(rec)
     for module, names in group_by_module(missing):
         grads = {n: max((s.grad_norms.get(n, 0.0) for s in steps), default=0.0) for n in names}
@@ -789,6 +801,19 @@ def _discarded_in_every_block(rec: Any, discarded: set[str]) -> dict[str, list[s
         if len(siblings) >= 2 and all(m in discarded for m in siblings):
             out[module] = sorted(siblings)
     return out
+
+
+def changed_between_steps(rec: Recording, names: list[str]) -> list[str]:
+    """Of ``names``, the parameters whose norm, read at each observed optimizer step (in the
+    optimizer or not), is not the same at every step although no gradient step of theirs
+    moved them: updated by the script itself (an EMA target network, a momentum encoder)."""
+    seen: dict[str, set[float]] = {}
+    for s in rec.steps:
+        for name in names:
+            norm = s.weight_norms.get(name, s.outside_norms.get(name))
+            if norm is not None:
+                seen.setdefault(name, set()).add(norm)
+    return [n for n in names if len(seen.get(n, ())) > 1]
 
 
 def _report_discarded(
