@@ -20,7 +20,7 @@ from nndoctor.checks.training.parameters import (
     numel_of,
 )
 from nndoctor.probes.layers import BATCH_NORM, INSTANCE_NORM, NORM, WEIGHTED
-from nndoctor.probes.recording import Recording, module_of
+from nndoctor.probes.recording import module_of
 from nndoctor.report.model import Severity, Where
 
 
@@ -339,5 +339,3 @@ def _frozen_at_random_init(ctx: CheckContext, frozen: list[str]) -> list[str]:
     if not known or not all(known.values()):
         return []
     return [n for n in frozen if module_of(n) in known]
-
-
