@@ -1001,6 +1001,7 @@ def _capture_lab(
     device: str | None,
     replay_server: ReplayServer | None = None,
 ) -> Lab:
+    from nndoctor.capture.runner import trained_state
     from nndoctor.capture.subject import captured_task
 
     # A replay re-runs the script from its start: of the first phase only, and never one
@@ -1010,9 +1011,11 @@ def _capture_lab(
     sources = tuple(script_sources(capture.script)) if capture.script else ()
     others = [(r.name, r.module, r.args) for r in capture.other_roots]
     modes = training_modes(capture.recording.steps)
+    trained = trained_state(capture)
     if subject is not None:
         return Lab(
             subject,
+            trained_state=trained,
             device=device,
             script=script,
             datasets=capture.datasets,
@@ -1040,6 +1043,7 @@ def _capture_lab(
     called = [b for b in capture.batches if b.get("args") or b.get("kwargs")]
     return Lab(
         None,
+        trained_state=trained,
         device=device,
         unavailable_reason=why,
         model=model,

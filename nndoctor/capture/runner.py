@@ -105,6 +105,10 @@ class Capture:
     # Optimizers over other parameters of the model, stepped beside ``optimizer``.
     other_optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
     initial_state: dict[str, torch.Tensor] | None = None
+    # The model's parameters and buffers as the observed steps left them, cloned at the
+    # budget where the script runs on past it (searching for a second phase, watching the
+    # end of the first epoch); None where it stopped there, and ``model`` holds them.
+    state_at_budget: dict[str, torch.Tensor] | None = None
     batches: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     stop_reason: str = ""
@@ -485,6 +489,8 @@ def run_script(
                 # Once, at the budget: a run followed past it reads its arrays no further.
                 _read_held_arrays(path, recording, probe.last_input())
             if follower.budget_reached(epoch_end=epoch - done if epoch else None):
+                if capture.state_at_budget is None and probe.model is not None:
+                    capture.state_at_budget = _clone_state(probe.model)
                 return
             raise StopCapture("step budget")
 
@@ -812,6 +818,14 @@ def _record_ending(path: str, capture: Capture) -> None:
         capture.exception = exc
         capture.stop_reason = "script raised"
         capture.traceback = _user_traceback(exc, path)
+
+
+def trained_state(capture: Capture) -> dict[str, torch.Tensor] | None:
+    """The model's parameters and buffers as the observed steps left them (without a copy
+    where the script stopped at the budget); None without a model."""
+    if capture.state_at_budget is not None:
+        return capture.state_at_budget
+    return capture.model.state_dict() if capture.model is not None else None
 
 
 def _clone_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -31,6 +31,7 @@ from nndoctor.capture.replay import (
 )
 from nndoctor.capture.source_calls import CallSite, attribute_calls
 from nndoctor.copying import deepcopy_detached, redraw_by_default, set_training
+from nndoctor.probes.internals import state_restored_at_each_call
 from nndoctor.probes.recording import StepRecord
 from nndoctor.probes.trace import OpEvent, nonfinite_traced
 from nndoctor.report.series import ExperimentCurves
@@ -239,8 +240,12 @@ class Lab:
         other_models: list[tuple[str, nn.Module, tuple[Any, ...]]] | None = None,
         modules_in_eval: frozenset[str] = frozenset(),
         source_paths: tuple[str, ...] = (),
+        trained_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.subject = subject
+        # The model's parameters and buffers as the observed steps left them (None where
+        # not known): what the steps did, beside the initial state copies start from.
+        self._trained_state = trained_state
         # The script's source files (the script and the modules it imported from its
         # folder), read for the calls its own code makes (see source_calls); none for a
         # subject given through the API.
@@ -883,6 +888,32 @@ class Lab:
         return result
 
     @torch.no_grad()
+    def objective_as_left(self, optimised: set[str], n: int = 4) -> tuple[float, float] | None:
+        """The mean loss on the first ``n`` captured batches of two copies that hold the
+        objective as the observed run left it (the buffers, and the parameters no optimizer
+        steps: a queue of negatives, a momentum encoder), one with the ``optimised``
+        parameters as trained, one with them as they were when the observed training
+        began: (trained, at the start). Whether the steps made the model worse at one fixed
+        task, where the run's own loss moves with its objective too. None without a
+        replayable subject, the two states, or where a copy cannot be evaluated."""
+        initial = self.initial_state()
+        if self.subject is None or self._trained_state is None or initial is None:
+            return None
+        now = self._trained_state
+        start = {**now, **{k: v for k, v in initial.items() if k in optimised}}
+        batches = self.batches(n)
+        means = []
+        for state in (now, start):
+            model = self.fresh_model()
+            try:
+                model.load_state_dict(state)
+                with torch.no_grad(), state_restored_at_each_call(model):
+                    with same_noise(self.device):
+                        means.append(statistics.fmean(self.evaluate(model, batches)))
+            except (RuntimeError, ValueError, TypeError, IndexError, KeyError):
+                return None
+        return means[0], means[1]
+
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         """The loss on each batch in its own units (not divided over micro-batches)."""
         return [float(self.loss(model, b)) / self.loss_scale for b in batches]

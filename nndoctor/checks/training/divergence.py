@@ -113,6 +113,19 @@ def loss_diverging(ctx: CheckContext) -> None:
         )
         rose = False
     if rose:
+        fixed = _objective_as_left(ctx)
+        if fixed is not None and fixed[0] <= fixed[1]:
+            # The steps made the model better at one fixed task: what rose is the task
+            # (a queue of negatives filling with real keys, a loss weight ramped up).
+            ctx.note(
+                ctx.detail + f"; it rose {fmt3(tail_m / head_m)}x, but on the first captured "
+                "batches, with the objective as the run left it (buffers, and parameters no "
+                f"optimizer steps), the trained parameters give {fmt3(fixed[0])} against "
+                f"{fmt3(fixed[1])} for the starting ones: the model got better at a fixed task, "
+                "so the rise comes from the objective moving (a queue of negatives filling, a "
+                "growing loss weight, harder samples), not from the steps"
+            )
+            return
         ctx.finding(
             title="The loss rises steadily",
             message=(
@@ -126,6 +139,11 @@ def loss_diverging(ctx: CheckContext) -> None:
                 "first_quarter_median": head_m,
                 "last_quarter_median": tail_m,
                 "max_loss": peak,
+                **(
+                    {"fixed_objective_trained": fixed[0], "fixed_objective_start": fixed[1]}
+                    if fixed is not None
+                    else {}
+                ),
             },
         )
         return
@@ -142,3 +160,12 @@ def loss_diverging(ctx: CheckContext) -> None:
             where=Where(step=peak_step),
             evidence={"initial_loss": values[0], "max_loss": peak, "last_loss": values[-1]},
         )
+
+
+def _objective_as_left(ctx: CheckContext) -> tuple[float, float] | None:
+    """The loss of the trained and of the starting parameters on one fixed objective (see
+    ``Lab.objective_as_left``); None without a replayable subject."""
+    lab = ctx.services
+    if lab is None or not lab.available or not ctx.recording.in_optimizer:
+        return None
+    return lab.objective_as_left(set(ctx.recording.in_optimizer))
