@@ -574,7 +574,14 @@ def batch_dependence(ctx: CheckContext) -> None:
         the batch, such as a mixture of experts' capacity dropping tokens, and is a note:
         a view, reduction or attention across the batch moves the others by about the
         nudge times its coupling, never by exactly 0. Only floating inputs are nudged (a
-        model fed integers alone keeps the error).
+        model fed integers alone keeps the error). Two designs mix on purpose and are a note
+        too: a batch norm that keeps no running statistics (``track_running_stats=False``,
+        as MAML's networks use) normalises every batch by its own statistics in eval mode
+        as well, so it is first held at the batch's statistics and only other mixing
+        counts; and a layer whose only effect on other samples is one statistic of the
+        whole batch, the same value in every sample's row (a minibatch standard deviation
+        appended as a feature, as ProGAN's discriminator does), hands each sample a summary
+        of the batch rather than mixing samples into each other.
         Mixing inside with the outputs unchanged is a finding too: the mixed
         values reach the outputs alike for every sample (a class token that attends,
         across the batch, only to copies of itself) or not at all. There the submodule
