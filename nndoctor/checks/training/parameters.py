@@ -504,7 +504,9 @@ def params_without_grad(ctx: CheckContext) -> None:
         the backcasts of all its blocks but the last. Parameters whose gradient the
         backward pass made and the script removed before the step while other parameters
         kept theirs (``p.grad = None``, as DINO holds its last layer in the first epoch) are
-        held on purpose: left out. A bias
+        held on purpose: left out. So are parameters without a gradient whose values change
+        between observed steps all the same: the script updates them itself (an EMA teacher
+        run under ``no_grad`` and left in the optimizer, which skips it). A bias
         alone at zero while its layer's weights get gradients is redundant rather than
         broken (a normalisation right after it, or an output used only as a difference of
         two passes, as in a siamese network): an info.
@@ -554,6 +556,17 @@ def params_without_grad(ctx: CheckContext) -> None:
         (ctx.detail + "; " if held else "")
         + f"{len(trained)} optimised parameters checked over {len(steps)} step(s)"
     )
+    maintained = changed_between_steps(rec, never)
+    if maintained:
+        # No gradient, yet they change: the script updates them itself (an EMA teacher
+        # run under no_grad, left in the optimizer, which skips a parameter without one).
+        never = [n for n in never if n not in set(maintained)]
+        ctx.note(
+            f"{ctx.detail}; {len(maintained)} without a gradient "
+            f"({module_label(common_module(maintained))} and below) change between steps all "
+            "the same: the script updates them itself (an EMA or momentum copy), they are not "
+            "meant to learn from the loss"
+        )
     ran = {name for s in rec.steps for name in s.activations}
     parents = {module_of(m) for m in rec.module_types if m}
     groups = group_by_module(never)
