@@ -550,6 +550,31 @@ def test_features_centred_on_the_batch_mean_are_a_dependence() -> None:
     assert finding.evidence["first_mixing_module"] == "2"
 
 
+class RepeatedLatent(nn.Module):
+    """The bug of an LSTM autoencoder's decoder: the latent repeated over 8 time steps with
+    ``repeat(8, 1)`` before a ``view`` that expects ``repeat(1, 8)``; each sample's sequence
+    holds the latents of the others. With a batch of 4 every sample's sequence is the same
+    (z0, z1, z2, z3, z0, ...): each sample lands in one place of every other row, a
+    different place for each sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encode = nn.Linear(10, 6)
+        self.decode = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encode(x)
+        steps = z.repeat(8, 1).view(-1, 8, 6)  # the bug: z.repeat(1, 8).view(-1, 8, 6)
+        return self.decode(torch.tanh(steps)).mean(1)
+
+
+@pytest.mark.fires("batch-dependence")
+def test_a_sample_copied_into_the_others_rows_is_no_statistic_of_the_batch() -> None:
+    (finding,) = _batch_dependence(RepeatedLatent()).by_check("batch-dependence")
+    assert finding.evidence["relative_change"] > 1e-3
+
+
 class CapacityRouter(nn.Module):
     """Top-1 routing of each sample to one of four experts, at most ``capacity`` samples an
     expert per batch: the samples over capacity are dropped (zero output), so a sample's

@@ -1246,6 +1246,10 @@ class _InternalMixing:
         # Per output, whether every change it showed in other samples' rows was a statistic
         # of the batch broadcast to every sample (see _batch_statistic_appended).
         self.broadcast: dict[OutputKey, bool] = {}
+        # ... where in a row (the positions of a flattened row) the statistic sits, and the
+        # outputs that some changed sample left alone in every other row.
+        self.statistic_columns: dict[OutputKey, torch.Tensor] = {}
+        self.unmoved: set[OutputKey] = set()
 
     def keep(self, key: OutputKey, t: torch.Tensor) -> None:
         self.order.setdefault(key, len(self.order))
@@ -1270,9 +1274,20 @@ class _InternalMixing:
         delta = self._mixing(a, t)
         if delta is not None and delta > self.worst.get(key, 0.0):
             self.worst[key] = delta
-        appended = _batch_statistic_appended(a, t) if a.dim() and a.shape[0] == self.n else None
-        if appended is not None:
-            self.broadcast[key] = self.broadcast.get(key, True) and appended
+        if a.dim() and a.shape[0] == self.n:
+            moved = _batch_statistic_appended(a, t)
+            if moved is None:
+                self.unmoved.add(key)
+            else:
+                # A statistic of the whole batch moves with every sample, in the same place:
+                # a sample's own values copied into other rows (a repeat laid out across the
+                # batch) move where that sample landed, another place for each sample.
+                first = self.statistic_columns.setdefault(key, moved)
+                self.broadcast[key] = (
+                    self.broadcast.get(key, True)
+                    and bool(moved.any())
+                    and bool(torch.equal(first, moved))
+                )
 
     def _mixing(self, a: torch.Tensor, b: torch.Tensor) -> float | None:
         n = self.n
@@ -1300,9 +1315,10 @@ class _InternalMixing:
         return min(found) if found else None
 
     def broadcasting(self) -> set[str]:
-        """The submodules whose every change to other samples' values was one statistic of
-        the batch, the same in every sample's row."""
-        return {key[0] for key, only in self.broadcast.items() if only}
+        """The submodules whose every change to other samples' values, whichever sample
+        changed, was one statistic of the batch: the same in every sample's row, at the same
+        place in the row."""
+        return {key[0] for key, only in self.broadcast.items() if only and key not in self.unmoved}
 
     def in_forward_order(self) -> list[tuple[str, float, float]]:
         """(submodule, its largest relative change of other samples' values, the same of the
@@ -1311,12 +1327,13 @@ class _InternalMixing:
         return [(k[0], self.worst[k], self.given.get(k[:2], 0.0)) for k in keys]
 
 
-def _batch_statistic_appended(a: torch.Tensor, b: torch.Tensor) -> bool | None:
+def _batch_statistic_appended(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
     """For an output holding the batch on its first axis, before (``a``) and after (``b``) one
-    sample changed: whether every value that moved in another sample's row holds one value
-    in every row, before and after alike: a statistic of the whole batch handed to each
-    sample (a minibatch standard deviation appended as a feature, as ProGAN's discriminator
-    does), rather than samples mixed into each other. None where no other row moved."""
+    sample changed: where every value that moved in another sample's row holds one value in
+    every row, before and after alike (a statistic of the whole batch handed to each sample,
+    a minibatch standard deviation appended as a feature, as ProGAN's discriminator does),
+    the positions in a row that moved; an empty mask where the moved values differ from row
+    to row (samples mixed into each other); None where no other row moved."""
     rows_a, rows_b = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
     scale = float(rows_a.abs().max()) + 1e-12
     moved = (rows_a - rows_b).abs() > 1e-9 * scale
@@ -1325,10 +1342,11 @@ def _batch_statistic_appended(a: torch.Tensor, b: torch.Tensor) -> bool | None:
     columns = others.any(0)
     if not bool(columns.any()):
         return None
-    return all(
+    shared = all(
         bool(((rows[:, columns] - rows[:1, columns]).abs() <= 1e-12 * scale).all())
         for rows in (rows_a, rows_b)
     )
+    return columns if shared else torch.zeros_like(columns)
 
 
 def _beyond_one_row(a: torch.Tensor, b: torch.Tensor, axis: int) -> float:
