@@ -144,6 +144,17 @@ def user_frame() -> tuple[str | None, int | None]:
 MANUAL_STEP_TRIES = 8
 
 
+def _record_norms(
+    pending: _Pending, params: list[tuple[str, nn.Parameter]], into: dict[str, float]
+) -> None:
+    """The norms of ``params``, copied to the host with the step, written ``into`` by name."""
+    slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in params]))
+    names = [n for n, _ in params]
+    pending.decoders.append(
+        lambda: into.update(zip(names, pending.transfer.get(slot), strict=True))
+    )
+
+
 @dataclass
 class _Pending:
     """Device tensors and host facts of the step being observed."""
@@ -1990,26 +2001,15 @@ class TrainingProbe:
         """The norms of ``tracked`` before the update, and a snapshot for the update's norm."""
         if not tracked:
             return
-        rec = pending.record
-        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in tracked]))
-        names = [n for n, _ in tracked]
-        pending.decoders.append(
-            lambda: rec.weight_norms.update(zip(names, pending.transfer.get(slot), strict=True))
-        )
+        _record_norms(pending, tracked, pending.record.weight_norms)
         # FSDP's parameters are DTensors: the update is measured on this rank's shard.
         pending.snapshot = self._take_snapshot([local_part(p.detach()) for _, p in tracked])
-        pending.snapshot_names = names
+        pending.snapshot_names = [n for n, _ in tracked]
 
     def _record_outside(self, pending: _Pending, outside: list[tuple[str, nn.Parameter]]) -> None:
         """The norms of ``outside`` (parameters the optimizer does not hold) as it steps."""
-        if not outside:
-            return
-        rec = pending.record
-        slot = pending.transfer.add(stats.param_norms([p.detach() for _, p in outside]))
-        names = [n for n, _ in outside]
-        pending.decoders.append(
-            lambda: rec.outside_norms.update(zip(names, pending.transfer.get(slot), strict=True))
-        )
+        if outside:
+            _record_norms(pending, outside, pending.record.outside_norms)
 
     def _take_snapshot(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
         """A copy of ``params`` in buffers kept from the previous step when they still fit."""
