@@ -887,7 +887,6 @@ class Lab:
             result.error = f"{type(exc).__name__}: {exc}"
         return result
 
-    @torch.no_grad()
     def objective_as_left(self, optimised: set[str], n: int = 4) -> tuple[float, float] | None:
         """The mean loss on the first ``n`` captured batches of two copies that hold the
         objective as the observed run left it (the buffers, and the parameters no optimizer
@@ -914,6 +913,7 @@ class Lab:
                 return None
         return means[0], means[1]
 
+    @torch.no_grad()
     def evaluate(self, model: nn.Module, batches: list[Any]) -> list[float]:
         """The loss on each batch in its own units (not divided over micro-batches)."""
         return [float(self.loss(model, b)) / self.loss_scale for b in batches]
